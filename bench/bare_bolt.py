@@ -1,0 +1,39 @@
+"""The baseline for bench/ack_latency.py: a bare Bolt AsyncApp on aiohttp whose only listener acks.
+
+Run as: python bench/bare_bolt.py PORT SIGNING_SECRET API_URL [--process-before-response]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+
+def build(signing_secret: str, api_url: str, process_before_response: bool) -> web.Application:
+    """An aiohttp app serving a Bolt app with one acking listener."""
+    bolt = AsyncApp(
+        client=AsyncWebClient(token="xoxb-bench", base_url=api_url),
+        signing_secret=signing_secret,
+        process_before_response=process_before_response,
+    )
+
+    @bolt.command("/chatops")
+    async def only_ack(ack):  # type: ignore[no-untyped-def]
+        await ack()
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    return app
+
+
+if __name__ == "__main__":
+    port, secret, api = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    web.run_app(build(secret, api, "--process-before-response" in sys.argv), host="127.0.0.1", port=port,
+                print=None, access_log=None)

@@ -1,0 +1,5 @@
+"""`python -m bot`: the same entry point as the `chatops` command."""
+
+from bot.cli import main
+
+raise SystemExit(main())

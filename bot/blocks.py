@@ -1,0 +1,97 @@
+"""Block Kit builders: small pure functions that return Slack's JSON shapes, clipped to Slack's size limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+Block = dict[str, Any]
+
+SECTION_TEXT_LIMIT = 3000
+HEADER_TEXT_LIMIT = 150
+BUTTON_TEXT_LIMIT = 75
+FIELD_TEXT_LIMIT = 2000
+CONTEXT_ELEMENTS_LIMIT = 10
+
+
+def clip(text: str, limit: int) -> str:
+    """Shortens text to `limit` characters, marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escape(text: str) -> str:
+    """Escapes &, < and > as Slack's mrkdwn requires for user-supplied text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object."""
+    return {"type": "mrkdwn", "text": text}
+
+
+def plain(text: str, limit: int = SECTION_TEXT_LIMIT) -> dict[str, Any]:
+    """A plain_text text object."""
+    return {"type": "plain_text", "text": clip(text, limit), "emoji": True}
+
+
+def header(text: str) -> Block:
+    """A header block."""
+    return {"type": "header", "text": plain(text, HEADER_TEXT_LIMIT)}
+
+
+def section(text: str, *, accessory: dict[str, Any] | None = None, block_id: str | None = None) -> Block:
+    """A section block of mrkdwn text, optionally with a button or menu beside it."""
+    block: Block = {"type": "section", "text": mrkdwn(clip(text, SECTION_TEXT_LIMIT))}
+    if accessory is not None:
+        block["accessory"] = accessory
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def fields(pairs: Sequence[tuple[str, str]]) -> Block:
+    """A section of up to ten label/value fields, two columns wide."""
+    return {
+        "type": "section",
+        "fields": [mrkdwn(clip(f"*{label}*\n{value}", FIELD_TEXT_LIMIT)) for label, value in pairs[:10]],
+    }
+
+
+def context(*texts: str) -> Block:
+    """A context block: small grey lines."""
+    return {"type": "context", "elements": [mrkdwn(clip(t, SECTION_TEXT_LIMIT)) for t in texts[:CONTEXT_ELEMENTS_LIMIT]]}
+
+
+def divider() -> Block:
+    """A divider block."""
+    return {"type": "divider"}
+
+
+def button(
+    text: str, action_id: str, value: str = "", *, style: Literal["primary", "danger"] | None = None
+) -> dict[str, Any]:
+    """A button element."""
+    element: dict[str, Any] = {"type": "button", "text": plain(text, BUTTON_TEXT_LIMIT), "action_id": action_id}
+    if value:
+        element["value"] = value
+    if style is not None:
+        element["style"] = style
+    return element
+
+
+def static_select(placeholder: str, action_id: str, options: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A static_select menu of (label, value) options."""
+    return {
+        "type": "static_select",
+        "action_id": action_id,
+        "placeholder": plain(placeholder, 150),
+        "options": [{"text": plain(label, 75), "value": value} for label, value in list(options)[:100]],
+    }
+
+
+def actions(*elements: dict[str, Any], block_id: str | None = None) -> Block:
+    """An actions block holding buttons and menus."""
+    block: Block = {"type": "actions", "elements": list(elements[:25])}
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block

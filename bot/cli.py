@@ -1,0 +1,105 @@
+"""The `chatops` command line: serve, dev, check-config, manifest."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, load_config, summary
+
+EXIT_OK = 0
+EXIT_INVALID_CONFIG = 1
+EXIT_CANNOT_START = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatops", description="A self-hosted Slack bot for platform and on-call teams.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="run the production bot (settings from environment variables)")
+    dev = sub.add_parser("dev", help="run the bot locally with an embedded Redis and a Slack emulator page")
+    dev.add_argument("--config", help="configuration file (default: examples/chatops.yaml)")
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")), help="port (default 3000)")
+    dev.add_argument("--data-dir", default=".chatops-dev", help="where the embedded Redis keeps its data")
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file", nargs="?", default=None, help="the file (default: $CHATOPS_CONFIG or ./chatops.yaml)")
+    manifest = sub.add_parser("manifest", help="print the Slack app manifest (YAML)")
+    manifest.add_argument("--url", help="public base URL of the bot, e.g. https://bot.example.com")
+    manifest.add_argument("--socket-mode", action="store_true", help="Socket Mode instead of request URLs")
+    manifest.add_argument("--name", default="chatops", help="the app's name in Slack")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one `chatops` subcommand and returns its exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve()
+    if args.command == "dev":
+        from bot.dev import run_dev
+
+        return run_dev(config_path=args.config, host=args.host, port=args.port, data_dir=args.data_dir)
+    if args.command == "check-config":
+        return check_config(args.file or os.environ.get("CHATOPS_CONFIG") or "./chatops.yaml")
+    if args.command == "manifest":
+        return print_manifest(url=args.url, socket_mode=args.socket_mode, name=args.name)
+    _parser().print_help()
+    return EXIT_CANNOT_START
+
+
+def check_config(path: str) -> int:
+    """Validates a configuration file: 0 and a summary line, or 1 and every problem."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    print(summary(config, path))
+    return EXIT_OK
+
+
+def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
+    """Prints the Slack app manifest generated from the command registry."""
+    from bot.composition import manifest_commands
+    from bot.manifest import build_manifest, manifest_yaml
+
+    if url is None and not socket_mode:
+        url = "https://chatops.example.com"
+        print("# no --url given: replace https://chatops.example.com with your bot's public URL", file=sys.stderr)
+    if url is not None and not url.startswith("https://") and not url.startswith("http://"):
+        print(f"chatops manifest: --url must start with https:// (got {url!r})", file=sys.stderr)
+        return EXIT_CANNOT_START
+    print(manifest_yaml(build_manifest(manifest_commands(), url=url, socket_mode=socket_mode, app_name=name)), end="")
+    return EXIT_OK
+
+
+def serve() -> int:
+    """Runs the production process: validates everything first; nothing starts on a bad setting or config."""
+    from aiohttp import web
+
+    from bot.composition import create_web_app
+    from bot.logs import configure_logging
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as error:
+        print("chatops serve: cannot start:\n  " + "\n  ".join(error.problems), file=sys.stderr)
+        return EXIT_CANNOT_START
+    try:
+        config = load_config(settings.config_path)
+    except ConfigError as error:
+        print(f"chatops serve: cannot start: the configuration is invalid\n{error}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    app = create_web_app(settings, config)
+    mode = "Socket Mode" if settings.socket_mode else f"HTTP on {settings.host}:{settings.port}"
+    print(f"chatops serve: {summary(config, settings.config_path)}; {mode}", file=sys.stderr)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except OSError as error:
+        print(f"chatops serve: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return EXIT_OK

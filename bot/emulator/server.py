@@ -1,0 +1,650 @@
+"""`SlackEmulator`: Slack's side of the wire for `chatops dev` and the tests. Serves the Web API at /api/{method}
+(Slack's envelopes, auth, errors and rate limits), response URLs and file uploads, and the dev page with its JSON
+endpoints and WebSocket; sends the bot signed slash commands, block_actions, view submissions and events, and
+applies the bot's answers the way Slack does. The aiohttp handlers live here; the logic they use is in the pure
+modules next to this one (state, methods, payloads, validation, render, mrkdwn)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+from bot.emulator import payloads
+from bot.emulator.methods import ApiError, RateLimited, RateLimiter, WebApi
+from bot.emulator.mrkdwn import Names
+from bot.emulator.render import render_message, render_view
+from bot.emulator.state import Event, ResponseTarget, State, is_reply
+from bot.emulator.validation import BlocksFormatError, parse_blocks, validate_blocks
+from bot.emulator.workspace import Channel, User, Workspace
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+RESPONSE_URL_MAX_USES = 5
+RESPONSE_URL_LIFETIME_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """One Web API call the emulator answered."""
+
+    method: str
+    args: dict[str, Any]
+    ok: bool
+    error: str | None
+    status: int
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignedResult:
+    """The bot's HTTP answer to a signed request (`error` is Slack's word when there was no answer)."""
+
+    status: int
+    body: str
+    json: dict[str, Any] | None
+    error: str | None = None
+
+
+class SlackEmulator:
+    """An in-process Slack: Web API, response URLs, signed requests to the bot, and the dev page."""
+
+    def __init__(self, *, signing_secret: str, bot_token: str, workspace: Workspace | None = None) -> None:
+        self.signing_secret = signing_secret
+        self.bot_token = bot_token
+        self.workspace = workspace if workspace is not None else Workspace.demo()
+        self.state = State(self.workspace)
+        self.api = WebApi(self.state, origin=lambda: self.origin)
+        self.calls: list[RecordedCall] = []
+        self.origin = "http://127.0.0.1"
+        self.app_url: str | None = None
+        self.ack_timeout = 10.0
+        self.response_url_max_uses = RESPONSE_URL_MAX_USES
+        self._session: aiohttp.ClientSession | None = None
+        self._sockets: dict[web.WebSocketResponse, asyncio.Queue[str | None]] = {}
+        self._last_commands: dict[tuple[str, str, str, str], tuple[str, ResponseTarget]] = {}
+        self.state.subscribe(self._broadcast)
+
+    # -- wiring -------------------------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL for AsyncWebClient(base_url=...) / SLACK_API_URL."""
+        return f"{self.origin}/api/"
+
+    def install(self, app: web.Application, *, page: bool = True) -> None:
+        """Adds the emulator's routes (and, with `page`, the dev page at /) to an existing aiohttp app."""
+        router = app.router
+        router.add_get("/api/{method}", self._handle_api)
+        router.add_post("/api/{method}", self._handle_api)
+        router.add_post("/emulator/response/{token}", self._handle_response_url)
+        router.add_post("/emulator/upload/{file_id}", self._handle_upload)
+        router.add_get("/emulator/files/{file_id}", self._handle_file)
+        if page:
+            router.add_get("/", self._handle_index)
+            router.add_static("/emulator/static/", STATIC_DIR, append_version=True)
+            router.add_get("/emulator/state", self._handle_state)
+            router.add_get("/emulator/ws", self._handle_ws)
+            router.add_post("/emulator/command", self._handle_page_command)
+            router.add_post("/emulator/action", self._handle_page_action)
+            router.add_post("/emulator/message", self._handle_page_message)
+            router.add_post("/emulator/view", self._handle_page_view)
+            router.add_post("/emulator/view/close", self._handle_page_view_close)
+            router.add_get("/archives/{channel}/{p}", self._handle_permalink)
+        app.cleanup_ctx.append(self._lifecycle)
+        app.on_shutdown.append(self._close_sockets)
+
+    def make_app(self, *, page: bool = True) -> web.Application:
+        """A standalone aiohttp app serving only the emulator."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.install(app, page=page)
+        return app
+
+    async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        self._client()
+        yield
+        await self.aclose()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def aclose(self) -> None:
+        """Closes the emulator's HTTP client (done on app cleanup; call it if you never served the app)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def set_rate_limit(self, per_channel_per_second: float | None) -> None:
+        """Turns Slack's per-channel rate limit of chat.postMessage / chat.update on (messages a second) or off."""
+        self.api.limiter = RateLimiter(per_channel_per_second) if per_channel_per_second else None
+
+    # -- inspection ---------------------------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[RecordedCall]:
+        """The recorded calls of one Web API method."""
+        return [call for call in self.calls if call.method == method]
+
+    def channel(self, id_or_name: str) -> dict[str, Any]:
+        """A conversation as conversations.info returns it (KeyError if unknown)."""
+        found = self.workspace.channel(id_or_name)
+        if found is None:
+            raise KeyError(id_or_name)
+        return found.to_slack(viewer=self.workspace.bot_user_id) | {"members": list(found.members)}
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        """Every message in a channel (id or #name): top-level, replies and ephemeral ones (`ephemeral_to`)."""
+        found = self.workspace.channel(channel)
+        if found is None:
+            raise KeyError(channel)
+        return list(self.state.messages(found.id))
+
+    def find_message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The message with this ts in the channel (id or #name), or None."""
+        found = self.workspace.channel(channel)
+        return self.state.find(found.id, ts) if found is not None else None
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes uploaded for a file (KeyError if none were)."""
+        record = self.state.files.get(file_id)
+        if record is None or record.content is None:
+            raise KeyError(file_id)
+        return record.content
+
+    def open_views(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        """The modals currently open (for one user, or all)."""
+        return [v for vid, v in self.state.views.items() if user_id is None or self.state.view_users.get(vid) == user_id]
+
+    @property
+    def names(self) -> Names:
+        """How the page names users, channels and groups."""
+        return Names.of(self.workspace)
+
+    # -- Web API ------------------------------------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        try:
+            args = await _read_args(request)
+        except ValueError:
+            return self._record(method, {}, {"ok": False, "error": "invalid_json"}, 200)
+        token = _bearer(request) or str(args.pop("token", "") or "")
+        args.pop("token", None)
+        if method not in self.api.methods:
+            return self._record(method, args, {"ok": False, "error": "unknown_method"}, 200)
+        if not token:
+            return self._record(method, args, {"ok": False, "error": "not_authed"}, 200)
+        if token != self.bot_token:
+            return self._record(method, args, {"ok": False, "error": "invalid_auth"}, 200)
+        try:
+            body = self.api.call(method, args)
+        except ApiError as error:
+            return self._record(method, args, error.body(), 200)
+        except RateLimited as limited:
+            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429,
+                                headers={"Retry-After": str(limited.retry_after)})
+        return self._record(method, args, body, 200)
+
+    def _record(self, method: str, args: dict[str, Any], body: dict[str, Any], status: int,
+                headers: dict[str, str] | None = None) -> web.Response:
+        self.calls.append(RecordedCall(method=method, args=args, ok=bool(body.get("ok")), error=body.get("error"),
+                                       status=status, response=body))
+        return web.json_response(body, status=status, headers=headers)
+
+    # -- response URLs, uploads, files --------------------------------------------------------------------------
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        target = self.state.responses.get(request.match_info["token"])
+        if target is None:
+            return _hook_error("no_active_hooks", 404)
+        if time.time() - target.created > RESPONSE_URL_LIFETIME_SECONDS:
+            return _hook_error("expired_url", 404)
+        if target.uses >= self.response_url_max_uses:
+            return _hook_error("used_url", 404)
+        try:
+            body = await _read_hook_body(request)
+        except ValueError:
+            return _hook_error("invalid_payload", 400)
+        target.uses += 1
+        try:
+            self.apply_response(target, body)
+        except ApiError as error:
+            return web.json_response(error.body(), status=404 if error.code == "message_not_found" else 400)
+        return web.Response(text="ok")
+
+    def apply_response(self, target: ResponseTarget, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Applies a response_url body (replace_original / delete_original / new message); returns the message."""
+        channel = self.workspace.channel(target.channel)
+        if channel is None:
+            raise ApiError("channel_not_found")
+        truthy = lambda key: body.get(key) in (True, "true", "1", 1)  # noqa: E731
+        if truthy("delete_original"):
+            if not target.message_ts or self.state.find(channel.id, target.message_ts) is None:
+                raise ApiError("message_not_found")
+            self.state.delete(channel.id, target.message_ts)
+            target.message_ts = None
+            return None
+        text = str(body.get("text") or "")
+        blocks = _blocks_of(body)
+        attachments = body.get("attachments") if isinstance(body.get("attachments"), list) else None
+        if not text and not blocks and not attachments:
+            raise ApiError("no_text")
+        if truthy("replace_original") and target.message_ts and self.state.find(channel.id, target.message_ts):
+            return self.state.update(channel.id, target.message_ts, editor=self.workspace.bot_user_id, text=text,
+                                     blocks=blocks or [], attachments=attachments or [], mark_edited=False)
+        in_channel = body.get("response_type") == "in_channel"
+        message = self.state.post(
+            channel, user=self.workspace.bot_user_id, text=text, blocks=blocks, attachments=attachments,
+            thread_ts=str(body.get("thread_ts") or target.thread_ts or "") or None,
+            ephemeral_to=None if in_channel else target.user,
+        )
+        if target.kind == "command":
+            target.message_ts = message["ts"]
+        return message
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        record = self.state.files.get(request.match_info["file_id"])
+        if record is None:
+            return web.Response(status=404, text="file_not_found")
+        if request.content_type.startswith("multipart/"):
+            content = b""
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, aiohttp.BodyPartReader) and (part.filename or part.name in {"file", "filename"}):
+                    content = await part.read()
+                    break
+        else:
+            content = await request.read()
+        record.content = content
+        return web.Response(text=f"OK - {len(content)}", content_type="text/plain")
+
+    async def _handle_file(self, request: web.Request) -> web.Response:
+        record = self.state.files.get(request.match_info["file_id"])
+        if record is None or record.content is None:
+            raise web.HTTPNotFound(text="file_not_found")
+        disposition = "attachment" if request.query.get("download") else "inline"
+        return web.Response(body=record.content, content_type=record.mimetype,
+                            headers={"Content-Disposition": f'{disposition}; filename="{record.name}"'})
+
+    # -- requests to the bot ------------------------------------------------------------------------------------
+
+    async def send_signed(self, body: str, content_type: str, headers: dict[str, str] | None = None,
+                          timestamp: int | None = None) -> SignedResult:
+        """POSTs `body` to app_url signed as Slack signs it; returns the bot's answer."""
+        if not self.app_url:
+            raise RuntimeError("SlackEmulator.app_url is not set: where should Slack's requests go?")
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = SignatureVerifier(self.signing_secret).generate_signature(timestamp=ts, body=body)
+        sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": str(signature),
+                "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"} | (headers or {})
+        try:
+            async with self._client().post(self.app_url, data=body.encode(), headers=sent,
+                                           timeout=aiohttp.ClientTimeout(total=self.ack_timeout)) as response:
+                text = await response.text()
+                status = response.status
+        except TimeoutError:
+            return SignedResult(status=0, body="", json=None, error="operation_timeout")
+        except aiohttp.ClientError as error:
+            log.warning("the bot at %s could not be reached: %s", self.app_url, error)
+            return SignedResult(status=0, body="", json=None, error="dispatch_failed")
+        parsed = None
+        if text.strip().startswith("{"):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(text)
+        return SignedResult(status=status, body=text, json=parsed if isinstance(parsed, dict) else None)
+
+    async def send_command(self, *, command: str = "/chatops", text: str = "", user_id: str | None = None,
+                           channel_id: str | None = None, retry_num: int | None = None) -> SignedResult:
+        """Sends a signed slash command and applies the answer like Slack (message, ephemeral, or failure text).
+
+        With `retry_num`, the previous identical command is resent as Slack's retry (same body and trigger_id) with
+        X-Slack-Retry-Num / X-Slack-Retry-Reason headers."""
+        user = self._user(user_id or self.workspace.me)
+        channel = self._channel(channel_id or "#general")
+        command = command if command.startswith("/") else "/" + command
+        key = (command, text, user.id, channel.id)
+        headers: dict[str, str] = {}
+        previous = self._last_commands.get(key) if retry_num is not None else None
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        if previous is None:
+            target = self.state.new_response_target("command", channel=channel.id, user=user.id)
+            form = payloads.command_form(
+                self.workspace, command=command, text=text, user=user, channel=channel,
+                response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+            )
+            previous = self._last_commands[key] = (urlencode(form), target)
+        body, target = previous
+        result = await self.send_signed(body, "application/x-www-form-urlencoded", headers)
+        self._apply_command_answer(result, command=command, text=text, user=user, channel=channel, target=target)
+        return result
+
+    def _apply_command_answer(self, result: SignedResult, *, command: str, text: str, user: User, channel: Channel,
+                              target: ResponseTarget | None) -> None:
+        failure = result.error
+        if failure is None and result.status != 200:
+            failure = "http_client_error" if 400 <= result.status < 500 else "http_service_error" if result.status >= 500 else "dispatch_failed"
+        if failure is not None:
+            self._command_error(channel, user, f'{command} failed with the error "{failure}"')
+            return
+        if not result.body.strip():
+            return
+        if result.json is None:
+            answer: dict[str, Any] = {"text": result.body}
+        else:
+            answer = result.json
+        try:
+            blocks = _blocks_of(answer)
+        except ApiError as error:
+            self._command_error(channel, user, f'{command} failed with the error "{error.code}"')
+            return
+        text_out = str(answer.get("text") or "")
+        if not text_out and not blocks and not answer.get("attachments"):
+            return
+        in_channel = answer.get("response_type") == "in_channel"
+        if in_channel:
+            self.state.post(channel, user=user.id, text=f"{command} {text}".strip(), extra={"client_msg_id": "cmd"})
+        message = self.state.post(
+            channel, user=self.workspace.bot_user_id, text=text_out, blocks=blocks,
+            attachments=answer.get("attachments") if isinstance(answer.get("attachments"), list) else None,
+            ephemeral_to=None if in_channel else user.id,
+        )
+        if target is not None:
+            target.message_ts = message["ts"]
+
+    def _command_error(self, channel: Channel, user: User, text: str) -> None:
+        self.state.emit({"type": "command_error", "channel": channel.id, "user": user.id, "text": text})
+
+    async def send_block_action(self, *, channel: str, message_ts: str, action_id: str, user_id: str | None = None,
+                                value: str | None = None, selected_option: str | dict[str, Any] | None = None,
+                                block_id: str | None = None) -> SignedResult:
+        """Sends the signed block_actions payload of a click on `action_id` in a message (ValueError if absent)."""
+        user = self._user(user_id or self.workspace.me)
+        found = self._channel(channel)
+        message = self.state.find(found.id, message_ts)
+        if message is None:
+            raise ValueError(f"no message {message_ts} in {channel}")
+        if message.get("ephemeral_to") and message["ephemeral_to"] != user.id:
+            raise ValueError(f"message {message_ts} is only visible to {message['ephemeral_to']}")
+        block, element = payloads.find_action(message, action_id, block_id)
+        action = payloads.action_json(block, element, value=value, selected_option=selected_option,
+                                      action_ts=self.state.new_action_ts())
+        thread_ts = str(message["thread_ts"]) if is_reply(message) else None
+        target = self.state.new_response_target("action", channel=found.id, user=user.id, message_ts=message_ts,
+                                                thread_ts=thread_ts)
+        payload = payloads.block_actions(
+            self.workspace, user=user, channel=found, message=copy.deepcopy(message), action=action,
+            response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+        )
+        result = await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        if result.error or result.status != 200:
+            self.state.emit({"type": "action_error", "channel": found.id, "user": user.id, "ts": message_ts,
+                             "action_id": action_id, "text": result.error or f"HTTP {result.status}"})
+        return result
+
+    async def send_view_submission(self, *, view_id: str, user_id: str | None = None,
+                                   values: dict[str, dict[str, Any]] | None = None) -> SignedResult:
+        """Submits an open modal with `values[block_id][action_id]` and applies the bot's response_action."""
+        view = self.state.views.get(view_id)
+        if view is None:
+            raise ValueError(f"no open view {view_id}")
+        user = self._user(user_id or self.state.view_users.get(view_id) or self.workspace.me)
+        payload = payloads.view_submission(self.workspace, user=user, view=copy.deepcopy(view), values=values or {},
+                                           trigger_id=self.state.new_trigger(user.id))
+        result = await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        if result.error or result.status != 200:
+            return result
+        answer = result.json or {}
+        action = answer.get("response_action")
+        if not result.body.strip() or action is None:
+            self.state.close_view(view_id)
+        elif action == "clear":
+            for vid in [v for v, owner in self.state.view_users.items() if owner == user.id]:
+                self.state.close_view(vid)
+        elif action == "update" and isinstance(answer.get("view"), dict):
+            self.state.update_view(view_id, answer["view"])
+        elif action == "push" and isinstance(answer.get("view"), dict):
+            self.state.open_view(answer["view"], user=user.id, previous=view_id)
+        return result
+
+    async def send_view_closed(self, *, view_id: str, user_id: str | None = None) -> SignedResult | None:
+        """Closes a modal as the user's Cancel does; tells the bot when the view asked (notify_on_close)."""
+        view = self.state.views.get(view_id)
+        if view is None:
+            return None
+        user = self._user(user_id or self.state.view_users.get(view_id) or self.workspace.me)
+        self.state.close_view(view_id)
+        if not view.get("notify_on_close"):
+            return None
+        payload = payloads.view_closed(self.workspace, user=user, view=view)
+        return await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    async def send_event(self, event: dict[str, Any]) -> SignedResult:
+        """Sends an Events API event_callback envelope around `event`, signed."""
+        envelope = payloads.event_envelope(self.workspace, event)
+        return await self.send_signed(json.dumps(envelope), "application/json")
+
+    def post_as_user(self, channel: str, user_id: str, text: str, *, thread_ts: str | None = None) -> dict[str, Any]:
+        """Posts a plain message as a person (what typing in the page's composer does)."""
+        return self.state.post(self._channel(channel), user=self._user(user_id).id, text=text, thread_ts=thread_ts,
+                               extra={"client_msg_id": f"{time.time():.6f}"})
+
+    def _user(self, user_id: str) -> User:
+        user = self.workspace.user(user_id)
+        if user is None:
+            raise ValueError(f"unknown user {user_id}")
+        return user
+
+    def _channel(self, ref: str) -> Channel:
+        channel = self.workspace.channel(ref)
+        if channel is None:
+            raise ValueError(f"unknown channel {ref}")
+        return channel
+
+    def _response_url(self, target: ResponseTarget) -> str:
+        return f"{self.origin}/emulator/response/{target.token}"
+
+    # -- the dev page -------------------------------------------------------------------------------------------
+
+    async def _handle_index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _handle_permalink(self, request: web.Request) -> web.Response:
+        channel = request.match_info["channel"]
+        digits = request.match_info["p"].lstrip("p")
+        ts = f"{digits[:-6]}.{digits[-6:]}" if len(digits) > 6 else digits
+        raise web.HTTPFound(f"/#{channel}/{ts}")
+
+    def page_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as the page gets it: the Slack-shaped dict plus its rendered body in `html`."""
+        return copy.deepcopy(message) | {"html": render_message(message, self.names)}
+
+    def page_view(self, view: dict[str, Any], user: str) -> dict[str, Any]:
+        """A modal as the page gets it: the view, its user, and its rendered blocks."""
+        return {"user": user, "view": copy.deepcopy(view), "html": render_view(view, self.names)}
+
+    async def _handle_state(self, request: web.Request) -> web.Response:
+        snapshot = self.workspace.page_json()
+        snapshot["messages"] = {cid: [self.page_message(m) for m in msgs] for cid, msgs in self.state.all_messages().items()}
+        snapshot["views"] = [self.page_view(v, self.state.view_users.get(vid, "")) for vid, v in self.state.views.items()]
+        snapshot["app_connected"] = bool(self.app_url)
+        return web.json_response(snapshot)
+
+    def _broadcast(self, event: Event) -> None:
+        if not self._sockets:
+            return
+        payload = dict(event)
+        if event["type"] == "message":
+            payload["message"] = self.page_message(event["message"])
+        elif event["type"] in {"view", "home"}:
+            payload |= self.page_view(event["view"], event.get("user", ""))
+        text = json.dumps(payload)
+        for queue in self._sockets.values():
+            queue.put_nowait(text)
+
+    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._sockets[ws] = queue
+
+        async def pump() -> None:
+            while (item := await queue.get()) is not None:
+                if ws.closed:
+                    return
+                await ws.send_str(item)
+
+        sender = asyncio.create_task(pump())
+        try:
+            async for _ in ws:
+                pass  # the page only listens
+        finally:
+            self._sockets.pop(ws, None)
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sender
+        return ws
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def _handle_page_command(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        line = str(data.get("text", "")).strip()
+        if not line.startswith("/"):
+            return web.json_response({"ok": False, "error": "not_a_command"}, status=400)
+        command, _, text = line.partition(" ")
+        try:
+            user = self._user(str(data.get("user") or self.workspace.me))
+            channel = self._channel(str(data.get("channel") or "#general"))
+        except ValueError as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        if not self.app_url:
+            self._command_error(channel, user, f'{command} failed with the error "dispatch_failed"')
+            return web.json_response({"ok": False, "error": "dispatch_failed"})
+        result = await self.send_command(command=command, text=text.strip(), user_id=user.id, channel_id=channel.id)
+        return web.json_response({"ok": result.error is None and result.status == 200, "status": result.status,
+                                  "error": result.error})
+
+    async def _handle_page_action(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        if not self.app_url:
+            return web.json_response({"ok": False, "error": "dispatch_failed"})
+        try:
+            result = await self.send_block_action(
+                channel=str(data.get("channel", "")), message_ts=str(data.get("message_ts", "")),
+                action_id=str(data.get("action_id", "")), user_id=str(data.get("user") or self.workspace.me),
+                value=data.get("value"), selected_option=data.get("selected_option"), block_id=data.get("block_id"),
+            )
+        except ValueError as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        return web.json_response({"ok": result.error is None and result.status == 200, "status": result.status,
+                                  "error": result.error})
+
+    async def _handle_page_message(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        text = str(data.get("text", "")).strip()
+        if not text:
+            return web.json_response({"ok": False, "error": "no_text"}, status=400)
+        try:
+            message = self.post_as_user(str(data.get("channel", "")), str(data.get("user") or self.workspace.me), text,
+                                        thread_ts=data.get("thread_ts") or None)
+        except ValueError as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        return web.json_response({"ok": True, "ts": message["ts"]})
+
+    async def _handle_page_view(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        view_id = str(data.get("view_id", ""))
+        if view_id not in self.state.views:
+            return web.json_response({"ok": False, "error": "not_found"}, status=404)
+        if not self.app_url:
+            return web.json_response({"ok": False, "error": "dispatch_failed"})
+        try:
+            result = await self.send_view_submission(view_id=view_id, user_id=data.get("user") or None,
+                                                     values=data.get("values") or {})
+        except ValueError as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        answer = result.json or {}
+        return web.json_response({
+            "ok": result.error is None and result.status == 200, "status": result.status, "error": result.error,
+            "closed": view_id not in self.state.views,
+            "errors": answer.get("errors") if answer.get("response_action") == "errors" else None,
+        })
+
+    async def _handle_page_view_close(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        await self.send_view_closed(view_id=str(data.get("view_id", "")), user_id=data.get("user") or None)
+        return web.json_response({"ok": True})
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """Query parameters, then the form or JSON body, merged the way Slack reads a call's arguments."""
+    args: dict[str, Any] = dict(request.query)
+    if request.method != "POST" or not request.can_read_body:
+        return args
+    content_type = request.content_type
+    if content_type == "application/json":
+        raw = await request.text()
+        if raw.strip():
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("JSON body must be an object")
+            args.update(data)
+    elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.post()
+        for key, value in form.items():
+            args[key] = value if isinstance(value, str) else getattr(value, "filename", "")
+    return args
+
+
+async def _read_hook_body(request: web.Request) -> dict[str, Any]:
+    """A response_url body: JSON, or a form with `payload=<json>`."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        data = json.loads(str(form.get("payload", "{}")))
+    else:
+        data = json.loads(await request.text() or "{}")
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    return data
+
+
+def _blocks_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Validated blocks of an answer or response_url body (ApiError `invalid_blocks` if they are not)."""
+    if body.get("blocks") in (None, ""):
+        return None
+    try:
+        blocks = parse_blocks(body["blocks"])
+    except BlocksFormatError as error:
+        raise ApiError("invalid_blocks_format") from error
+    problems = validate_blocks(blocks)
+    if problems:
+        raise ApiError("invalid_blocks", messages=problems)
+    return list(blocks)
+
+
+def _hook_error(code: str, status: int) -> web.Response:
+    return web.json_response({"ok": False, "error": code}, status=status)
+
+

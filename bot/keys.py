@@ -1,0 +1,51 @@
+"""Every Redis key chatops uses, in one place.
+
+All keys live under one configurable prefix. The part in braces is a Redis Cluster hash tag: keys that a
+single MULTI or Lua script touches together share it, so they land in the same slot.
+
+| key                                        | type   | what it holds                                          |
+|--------------------------------------------|--------|--------------------------------------------------------|
+| `{prefix}:{idem}:<kind>:<id>`              | string | one Slack request already handled (retries, replays)   |
+| `{prefix}:{click}:<user>:<msg>:<action>`   | string | a button press seen moments ago (double clicks)        |
+| `{prefix}:{audit}:stream`                  | stream | the audit log: who did what, when, where, with what    |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+_PREFIX_PATTERN = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds the Redis keys for one deployment of chatops (one prefix)."""
+
+    prefix: str = "chatops"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_PATTERN.match(self.prefix):
+            raise ValueError(f"invalid Redis key prefix {self.prefix!r}: use 1-32 of a-z 0-9 _ -")
+
+    def idempotency(self, kind: str, request_id: str) -> str:
+        """The marker that a Slack request (by its own id) was already handled."""
+        return f"{self.prefix}:{{idem}}:{kind}:{_safe(request_id)}"
+
+    def click(self, user_id: str, message_ref: str, action_id: str, value: str) -> str:
+        """The marker that this user pressed this button on this message a moment ago."""
+        digest = hashlib.sha256(f"{message_ref}\0{action_id}\0{value}".encode()).hexdigest()[:24]
+        return f"{self.prefix}:{{click}}:{_safe(user_id)}:{digest}"
+
+    def audit_stream(self) -> str:
+        """The audit log stream."""
+        return f"{self.prefix}:{{audit}}:stream"
+
+
+def _safe(part: str) -> str:
+    """Keeps user-influenced key parts short and free of separators and braces."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", part)
+    if len(cleaned) <= 80:
+        return cleaned
+    return hashlib.sha256(part.encode()).hexdigest()

@@ -1,0 +1,42 @@
+"""Prometheus metrics for one bot process, on a registry of their own (no global state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0)
+
+
+@dataclass
+class Metrics:
+    """The counters and histograms the bot exports at /metrics."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "chatops_requests", "Slack requests handled, by command and outcome.",
+            ["command", "outcome"], registry=self.registry,
+        )
+        self.ack_latency = Histogram(
+            "chatops_ack_latency_seconds", "Time from receiving a Slack request to answering it.",
+            ["kind"], buckets=_ACK_BUCKETS, registry=self.registry,
+        )
+        self.slack_calls = Counter(
+            "chatops_slack_api_calls", "Slack Web API calls made, by method.", ["method"], registry=self.registry,
+        )
+        self.slack_errors = Counter(
+            "chatops_slack_api_errors", "Slack Web API calls that failed, by method and error.",
+            ["method", "error"], registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "chatops_redis_errors", "Redis operations that failed, by operation.", ["operation"],
+            registry=self.registry,
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

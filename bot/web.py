@@ -1,0 +1,75 @@
+"""The aiohttp routes: Slack's request endpoint, liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.config import ChatopsConfig
+from bot.errors import StoreUnavailable
+from bot.metrics import Metrics
+from bot.store import Store
+
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", ChatopsConfig)
+STORE = web.AppKey("store", Store)
+BOLT = web.AppKey("bolt", AsyncApp)
+
+READINESS_TIMEOUT_SECONDS = 1.0
+SLACK_PATHS = ("/slack/events", "/slack/interactive", "/slack/commands")
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    """Hands a Slack request (signed: Bolt verifies signature and age) to the Bolt app and times the answer."""
+    started = time.perf_counter()
+    bolt_request = await to_bolt_request(request)
+    response = await request.app[BOLT].async_dispatch(bolt_request)
+    body = bolt_request.body or {}
+    kind = "command" if body.get("command") else str(body.get("type") or "unknown")
+    request.app[METRICS].ack_latency.labels(kind=kind).observe(time.perf_counter() - started)
+    return await to_aiohttp_response(response)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 only when the configuration is loaded and Redis answers; 503 with the reasons otherwise."""
+    reasons: list[str] = []
+    if CONFIG not in request.app:
+        reasons.append("configuration not loaded")
+    store = request.app.get(STORE)
+    if store is None:
+        reasons.append("redis: not connected yet")
+    else:
+        try:
+            await asyncio.wait_for(store.ping(), READINESS_TIMEOUT_SECONDS)
+        except StoreUnavailable as error:
+            reasons.append(f"redis: {error.__cause__ or error}")
+        except TimeoutError:
+            reasons.append(f"redis: no answer within {READINESS_TIMEOUT_SECONDS:g}s")
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this process's metrics."""
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_routes(app: web.Application, *, slack_http: bool) -> None:
+    """Adds the health routes, and Slack's endpoint unless Socket Mode carries Slack's requests."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if slack_http:
+        for path in SLACK_PATHS:
+            app.router.add_post(path, slack_events)

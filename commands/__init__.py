@@ -1,0 +1,1 @@
+"""The Slack surface: one module per slash command with its interactive actions, and the registry of them."""

@@ -1,0 +1,149 @@
+"""The command catalog: turns each command module (its docstring, usage hint, handler and actions) into a spec,
+and routes slash-command text to a spec. Help, routing and the Slack app manifest all read from it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from commands.framework import ActionContext, CommandContext, Reply
+
+CommandHandler = Callable[["CommandContext"], Awaitable["Reply"]]
+ActionHandler = Callable[["ActionContext"], Awaitable[None]]
+
+UMBRELLA = "chatops"
+HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One slash command: its name, help text (from the module docstring), handler and button actions."""
+
+    name: str
+    summary: str
+    description: str
+    usage: tuple[str, ...]
+    examples: tuple[str, ...]
+    usage_hint: str
+    handler: CommandHandler | None
+    actions: Mapping[str, ActionHandler] = field(default_factory=dict)
+
+    @property
+    def slash(self) -> str:
+        """The command as typed, e.g. `/deploy`."""
+        return f"/{self.name}"
+
+    @property
+    def available(self) -> bool:
+        """False for commands announced but not built yet."""
+        return self.handler is not None
+
+    @property
+    def usage_text(self) -> str:
+        """The usage lines joined, for error messages."""
+        return "\n".join(self.usage)
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> CommandSpec:
+        """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle` and `ACTIONS`."""
+        name = module.__name__.rsplit(".", 1)[-1]
+        doc = inspect.cleandoc(module.__doc__ or "")
+        summary, description, sections = parse_docstring(doc)
+        if not summary or not sections.get("usage"):
+            raise ValueError(f"command module {module.__name__} needs a docstring with a summary and a Usage: section")
+        return cls(
+            name=name,
+            summary=summary,
+            description=description,
+            usage=tuple(sections.get("usage", ())),
+            examples=tuple(sections.get("examples", ())),
+            usage_hint=str(getattr(module, "USAGE_HINT", "")),
+            handler=getattr(module, "handle", None),
+            actions=dict(getattr(module, "ACTIONS", {})),
+        )
+
+
+def parse_docstring(doc: str) -> tuple[str, str, dict[str, list[str]]]:
+    """Splits a command docstring into summary line, free description and `Usage:`/`Examples:` sections."""
+    lines = doc.splitlines()
+    summary = lines[0].strip() if lines else ""
+    description: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[1:]:
+        stripped = line.strip()
+        heading = stripped[:-1].lower() if stripped.endswith(":") and " " not in stripped else None
+        if heading in {"usage", "examples"}:
+            current = sections.setdefault(heading, [])
+        elif current is not None and stripped:
+            current.append(stripped)
+        elif current is None:
+            description.append(stripped)
+    return summary, "\n".join(description).strip(), sections
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a slash command's text goes: a spec, whether help was asked for, and the remaining text."""
+
+    spec: CommandSpec
+    help: bool
+    args: str
+
+
+class Catalog:
+    """The registered commands, in registry order, with the umbrella `/chatops` last."""
+
+    def __init__(self, specs: Iterable[CommandSpec]) -> None:
+        self.specs = tuple(specs)
+        self._by_name = {spec.name: spec for spec in self.specs}
+        if UMBRELLA not in self._by_name:
+            raise ValueError("the registry must include the umbrella /chatops command")
+
+    def get(self, name: str) -> CommandSpec | None:
+        """The spec for a command name (without slash), if registered."""
+        return self._by_name.get(name.lstrip("/").lower())
+
+    @property
+    def umbrella(self) -> CommandSpec:
+        """The /chatops command."""
+        return self._by_name[UMBRELLA]
+
+    def actions(self) -> dict[str, tuple[CommandSpec, ActionHandler]]:
+        """Every button action id with the command that owns it."""
+        found: dict[str, tuple[CommandSpec, ActionHandler]] = {}
+        for spec in self.specs:
+            for action_id, handler in spec.actions.items():
+                if action_id in found:
+                    raise ValueError(f"action id {action_id} is registered twice")
+                found[action_id] = (spec, handler)
+        return found
+
+    def route(self, command: str, text: str) -> Route:
+        """Routes `/deploy x`, `/deploy help`, `/chatops deploy x`, `/chatops help deploy`, `/chatops`."""
+        spec = self.get(command) or self.umbrella
+        words = text.strip().split(maxsplit=1)
+        first = words[0].lower() if words else ""
+        rest = words[1] if len(words) > 1 else ""
+        if spec.name == UMBRELLA:
+            target = self.get(first) if first else None
+            if target is not None and target.name != UMBRELLA:
+                return self.route(target.slash, rest)
+            if not first:
+                return Route(spec, help=True, args="")
+            if first in HELP_WORDS:
+                named = self.get(rest.split()[0]) if rest.split() else None
+                return Route(named or spec, help=True, args="" if named else rest)
+            return Route(spec, help=False, args=text.strip())
+        if first in HELP_WORDS:
+            return Route(spec, help=True, args=rest)
+        return Route(spec, help=False, args=text.strip())
+
+
+def describe(spec: CommandSpec) -> dict[str, Any]:
+    """The manifest's view of a command."""
+    return {"command": spec.slash, "description": spec.summary, "usage_hint": spec.usage_hint}

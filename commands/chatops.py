@@ -1,0 +1,94 @@
+"""The umbrella command: every other command through one name, plus help, the audit log and your roles.
+
+Usage:
+  /chatops help [<command>]
+  /chatops <command> <arguments…>
+  /chatops audit [N]
+  /chatops whoami
+Examples:
+  /chatops help deploy
+  /chatops deploy web v1.4.2 to staging
+  /chatops audit 20
+"""
+
+from __future__ import annotations
+
+from bot.blocks import context, escape, header, section
+from bot.errors import UsageError
+from commands import help as help_pages
+from commands.framework import ActionContext, CommandContext, Reply
+
+USAGE_HINT = "help | <command> … | audit [N] | whoami"
+AUDIT_DEFAULT = 20
+AUDIT_MAX = 100
+_RESULT_ICONS = {"ok": ":white_check_mark:", "denied": ":no_entry:", "refused": ":no_entry_sign:", "failed": ":x:", "error": ":warning:"}
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Runs `/chatops audit` and `/chatops whoami`; help and other commands are routed before this."""
+    words = ctx.args.split()
+    sub = words[0].lower() if words else ""
+    if sub == "audit":
+        return await _audit(ctx, words[1:])
+    if sub == "whoami":
+        return await _whoami(ctx, words[1:])
+    raise UsageError(f"`{escape(sub)}` is not a chatops command.", ctx.spec.usage_text)
+
+
+def parse_audit_count(words: list[str]) -> int:
+    """The N of `/chatops audit [N]`: 1 to 100, default 20."""
+    if not words:
+        return AUDIT_DEFAULT
+    if len(words) > 1 or not words[0].isdigit() or not 1 <= int(words[0]) <= AUDIT_MAX:
+        raise UsageError(f"`audit` takes one number from 1 to {AUDIT_MAX}.", "/chatops audit [N]")
+    return int(words[0])
+
+
+async def _audit(ctx: CommandContext, words: list[str]) -> Reply:
+    count = parse_audit_count(words)
+    await ctx.require("admins", action="read the audit log")
+    records = await ctx.deps.audit.recent(count)
+    if not records:
+        return Reply(text="The audit log is empty.")
+    lines = [
+        f"{_RESULT_ICONS.get(r.result, '')} `{r.at:%Y-%m-%d %H:%M:%S}Z` <@{r.actor}> *{escape(r.action)}*"
+        + (f" {escape(r.target)}" if r.target else "")
+        + (f" in <#{r.channel}>" if r.channel else "")
+        + f" — {r.result}"
+        + (f" ({escape(r.detail)})" if r.detail else "")
+        for r in records
+    ]
+    text = "\n".join(lines)
+    return Reply(
+        text=f"Last {len(records)} audit records:\n{text}",
+        blocks=[header(f"Audit log: last {len(records)}"), section(text), context("Newest first. Times are UTC.")],
+    )
+
+
+async def _whoami(ctx: CommandContext, words: list[str]) -> Reply:
+    if words:
+        raise UsageError("`whoami` takes no arguments.", "/chatops whoami")
+    await ctx.require(None, action="see your roles")
+    roles = [role for role in ctx.deps.config.roles if await ctx.deps.permissions.holds(ctx.user_id, role)]
+    held = ", ".join(f"`{role}`" for role in roles) if roles else "no roles (you can use read-only commands)"
+    return Reply(text=f"You are <@{ctx.user_id}>; roles: {held}.")
+
+
+async def _show_help(ctx: ActionContext) -> None:
+    await ctx.require(None, action="read help")
+    spec = ctx.catalog.get(ctx.value)
+    if spec is None:
+        raise UsageError(f"There is no command `{escape(ctx.value)}`.")
+    await ctx.respond(help_pages.command_help(spec), replace_original=True)
+
+
+async def _show_overview(ctx: ActionContext) -> None:
+    await ctx.require(None, action="read help")
+    await ctx.respond(help_pages.overview(ctx.catalog), replace_original=True)
+
+
+ACTIONS = {
+    help_pages.SHOW_ACTION: _show_help,
+    help_pages.PICK_ACTION: _show_help,
+    help_pages.OVERVIEW_ACTION: _show_overview,
+}

@@ -1,0 +1,197 @@
+"""Wires the catalog into a Bolt app: deduplicates retries and double clicks, routes commands and buttons,
+turns every failure into a clear ephemeral answer (never a traceback), and counts outcomes.
+
+Commands answer in Slack's acknowledgement itself (the app runs with process_before_response), so a reply
+costs one HTTP round trip; button handlers acknowledge at once and continue in the background."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.blocks import escape
+from bot.deps import Deps
+from bot.errors import PermissionDenied, StoreUnavailable, UsageError, UserFacingError, new_ref
+from commands import help as help_pages
+from commands.catalog import ActionHandler, Catalog, CommandSpec
+from commands.framework import ActionContext, CommandContext, Invocation, Reply
+
+log = logging.getLogger(__name__)
+
+DEPS = "chatops_deps"
+
+
+def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
+    """Registers the deps middleware, the dedup middleware, every command and every action on `app`."""
+
+    async def provide_deps(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
+        req.context[DEPS] = deps
+        return await next()
+
+    app.middleware(provide_deps)
+    app.middleware(_deduplicate)
+    for spec in catalog.specs:
+        app.command(spec.slash)(_command_listener(catalog))
+    for action_id, (spec, handler) in catalog.actions().items():
+        app.action(action_id)(_action_listener(catalog, spec, handler))
+
+
+def request_identity(body: dict[str, Any], raw: str) -> tuple[str, str]:
+    """The (kind, id) that is the same for a request and Slack's retries of it, and differs between requests."""
+    if body.get("event_id"):
+        return "event", str(body["event_id"])
+    if body.get("command") and body.get("trigger_id"):
+        return "command", str(body["trigger_id"])
+    kind = str(body.get("type") or "")
+    if kind == "block_actions":
+        action = (body.get("actions") or [{}])[0]
+        user = (body.get("user") or {}).get("id", "")
+        return "action", f"{user}:{action.get('action_ts', '')}:{body.get('trigger_id', '')}"
+    if kind in {"view_submission", "view_closed", "shortcut", "message_action"} and body.get("trigger_id"):
+        return kind, str(body["trigger_id"])
+    return "raw", hashlib.sha256(raw.encode()).hexdigest()
+
+
+def click_identity(body: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    """(user, message, action, value) of a button press, to drop a second press of the same button."""
+    if body.get("type") != "block_actions":
+        return None
+    action = (body.get("actions") or [{}])[0]
+    container = body.get("container") or {}
+    message_ref = f"{container.get('channel_id', '')}:{container.get('message_ts') or container.get('view_id', '')}"
+    value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""
+    return (body.get("user") or {}).get("id", ""), message_ref, str(action.get("action_id", "")), str(value)
+
+
+async def _deduplicate(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
+    """Answers a retry, replay or double click with an empty 200 and runs nothing."""
+    deps: Deps = req.context[DEPS]
+    body = req.body or {}
+    try:
+        kind, request_id = request_identity(body, req.raw_body)
+        first = await deps.store.claim_once(kind, request_id)
+        click = click_identity(body)
+        if first and click is not None:
+            first = await deps.store.claim_click(*click)
+    except StoreUnavailable as error:
+        ref = new_ref()
+        log.error("cannot record request identity (ref %s): %s", ref, error)
+        deps.metrics.requests.labels(command=_label(body), outcome="unavailable").inc()
+        if body.get("command"):
+            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": f":warning: {error.message} (ref {ref})"}), headers={"content-type": "application/json"})
+        return BoltResponse(status=503, body=f"store unavailable (ref {ref})")
+    if not first:
+        deps.metrics.requests.labels(command=_label(body), outcome="duplicate").inc()
+        log.info("ignored a repeated Slack request (%s %s, retry %s)", kind, request_id, req.headers.get("x-slack-retry-num"))
+        return BoltResponse(status=200, body="")
+    return await next()
+
+
+def _label(body: dict[str, Any]) -> str:
+    if body.get("command"):
+        return str(body["command"]).lstrip("/")
+    if body.get("type") == "block_actions":
+        return str((body.get("actions") or [{}])[0].get("action_id", "action")).split(".")[0]
+    return str(body.get("type") or "other")
+
+
+def _command_listener(catalog: Catalog) -> Callable[..., Awaitable[None]]:
+    async def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
+        deps: Deps = context[DEPS]
+        invocation = Invocation.from_body(body)
+        route = catalog.route(invocation.command, invocation.text)
+        ctx = CommandContext(
+            user_id=invocation.user_id, channel_id=invocation.channel_id, response_url=invocation.response_url,
+            deps=deps, catalog=catalog, spec=route.spec, invocation=invocation, args=route.args,
+        )
+        reply, outcome = await run_command(ctx, help_requested=route.help)
+        deps.metrics.requests.labels(command=route.spec.name, outcome=outcome).inc()
+        await ack(**reply.as_ack())
+
+    return on_command
+
+
+async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Reply, str]:
+    """Runs one command and returns the reply and its outcome label; never raises."""
+    spec = ctx.spec
+    try:
+        if help_requested:
+            return (help_pages.overview(ctx.catalog) if spec.name == ctx.catalog.umbrella.name and not ctx.args else help_pages.command_help(spec)), "help"
+        if spec.handler is None:
+            return help_pages.not_available(spec), "not_available"
+        return await spec.handler(ctx), "ok"
+    except UsageError as error:
+        return usage_reply(error, spec), "usage_error"
+    except PermissionDenied as error:
+        return Reply(text=f":no_entry: {error.message}"), "denied"
+    except UserFacingError as error:
+        return Reply(text=f":warning: {error.message}"), "refused"
+    except Exception:
+        ref = new_ref()
+        log.exception("command %s failed (ref %s)", spec.slash, ref, extra={"ref": ref, "user": ctx.user_id})
+        return internal_error_reply(ref), "error"
+
+
+def usage_reply(error: UsageError, spec: CommandSpec) -> Reply:
+    """The ephemeral answer to a mistyped command: what was wrong and the correct usage."""
+    usage = error.usage or spec.usage_text
+    return Reply(text=f":warning: {error.message}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
+
+
+def internal_error_reply(ref: str) -> Reply:
+    """The answer when chatops itself failed: a reference to find the log line, never a traceback."""
+    return Reply(text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the ref to your chatops admins.")
+
+
+def _action_listener(catalog: Catalog, spec: CommandSpec, handler: ActionHandler) -> Callable[..., Awaitable[None]]:
+    async def on_action(ack: Any, body: dict[str, Any], context: Any) -> None:
+        await ack()
+        deps: Deps = context[DEPS]
+        action = (body.get("actions") or [{}])[0]
+        container = body.get("container") or {}
+        ctx = ActionContext(
+            user_id=(body.get("user") or {}).get("id", ""),
+            channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
+            response_url=str(body.get("response_url") or ""),
+            deps=deps, catalog=catalog, spec=spec,
+            action_id=str(action.get("action_id", "")),
+            value=str(action.get("value") or (action.get("selected_option") or {}).get("value") or ""),
+            message_ts=str(container.get("message_ts") or ""),
+            is_ephemeral=bool(container.get("is_ephemeral")),
+            trigger_id=str(body.get("trigger_id") or ""),
+            message=body.get("message") or {},
+        )
+        deps.tasks.spawn(run_action(ctx, handler), name=f"action:{ctx.action_id}")
+
+    return on_action
+
+
+async def run_action(ctx: ActionContext, handler: ActionHandler) -> None:
+    """Runs a button handler after the ack; failures reach the user as an ephemeral message."""
+    outcome = "ok"
+    reply: Reply | None = None
+    try:
+        await handler(ctx)
+    except UsageError as error:
+        outcome, reply = "usage_error", Reply(text=f":warning: {error.message}")
+    except PermissionDenied as error:
+        outcome, reply = "denied", Reply(text=f":no_entry: {error.message}")
+    except UserFacingError as error:
+        outcome, reply = "refused", Reply(text=f":warning: {escape(error.message)}")
+    except Exception:
+        ref = new_ref()
+        log.exception("action %s failed (ref %s)", ctx.action_id, ref, extra={"ref": ref, "user": ctx.user_id})
+        outcome, reply = "error", internal_error_reply(ref)
+    ctx.deps.metrics.requests.labels(command=ctx.spec.name, outcome=outcome).inc()
+    if reply is not None and ctx.response_url:
+        try:
+            await ctx.respond(reply)
+        except Exception:
+            log.exception("could not tell user %s about a failed action %s", ctx.user_id, ctx.action_id)

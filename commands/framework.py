@@ -1,0 +1,116 @@
+"""What a command or button handler receives and returns: the parsed request, the reply, and the helpers that
+every handler must use (permission check with audit of refusals, background work, answering through response_url)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.audit import Result
+from bot.deps import Deps
+from bot.errors import PermissionDenied
+from commands.catalog import Catalog, CommandSpec
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message for the user: ephemeral unless `in_channel`."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    in_channel: bool = False
+
+    def as_ack(self) -> dict[str, Any]:
+        """The body of the HTTP answer to a slash command."""
+        body: dict[str, Any] = {"text": self.text, "response_type": "in_channel" if self.in_channel else "ephemeral"}
+        if self.blocks is not None:
+            body["blocks"] = self.blocks
+        return body
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A slash command as Slack sent it."""
+
+    user_id: str
+    user_name: str
+    channel_id: str
+    channel_name: str
+    team_id: str
+    command: str
+    text: str
+    response_url: str
+    trigger_id: str
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Invocation:
+        """Reads the form fields of a slash command request."""
+        return cls(**{name: str(body.get(name) or "") for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class _Handling:
+    """What command and button contexts share: who, where, the deps, and the permission helper."""
+
+    user_id: str
+    channel_id: str
+    response_url: str
+    deps: Deps
+    catalog: Catalog
+    spec: CommandSpec
+
+    async def require(self, role: str | None, *, action: str, everyone_if_unset: bool = False) -> None:
+        """Checks the user holds `role` for `action`; a refusal is audited and raised as PermissionDenied."""
+        try:
+            await self.deps.permissions.require(
+                self.user_id, role, action=action, everyone_if_unset=everyone_if_unset
+            )
+        except PermissionDenied as denied:
+            await self.audit(action=f"{self.spec.name}.{action}", result="denied", detail=f"needs role {role}")
+            raise denied
+
+    async def audit(self, *, action: str, result: Result, target: str = "", detail: str = "") -> str:
+        """Appends an audit record for this user and channel."""
+        return await self.deps.audit.record(
+            actor=self.user_id, action=action, result=result, target=target, channel=self.channel_id, detail=detail
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+        """Continues work after Slack has its answer."""
+        self.deps.tasks.spawn(coro, name=name)
+
+    async def respond(self, reply: Reply, *, replace_original: bool = False, delete_original: bool = False) -> None:
+        """Answers through the request's response_url (works for ephemeral messages too)."""
+        client = AsyncWebhookClient(self.response_url, session=self.deps.http, timeout=10)
+        response = await client.send(
+            text=reply.text,
+            blocks=reply.blocks,
+            response_type="in_channel" if reply.in_channel else "ephemeral",
+            replace_original=replace_original,
+            delete_original=delete_original,
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"response_url answered {response.status_code}: {response.body[:200]}")
+
+
+@dataclass(frozen=True)
+class CommandContext(_Handling):
+    """A slash command being handled: the invocation and the text after the command (and subcommand) name."""
+
+    invocation: Invocation = field(kw_only=True)
+    args: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class ActionContext(_Handling):
+    """A button press or menu choice being handled (after Slack already got its answer)."""
+
+    action_id: str = field(kw_only=True)
+    value: str = field(kw_only=True)
+    message_ts: str = field(kw_only=True)
+    is_ephemeral: bool = field(kw_only=True)
+    trigger_id: str = field(kw_only=True)
+    message: Mapping[str, Any] = field(kw_only=True, default_factory=dict)

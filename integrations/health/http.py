@@ -1,0 +1,197 @@
+"""The HTTP health probe and the health gate a deploy passes through after each step.
+
+`probe` makes one GET and never raises: refused connections, DNS failures, timeouts, a wrong status, a missing
+body text or a slow answer all become `ProbeResult(ok=False, error=...)` with a short reason. `health_gate`
+asks for `checks` consecutive passing probes `interval` apart and gives up after `checks` consecutive failures
+or when its deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import AfterValidator, Field, field_validator
+
+from integrations.types import Duration, StrictModel, format_duration
+
+log = logging.getLogger(__name__)
+
+_BODY_LIMIT = 64 * 1024  # expect_body is looked for in the first 64 KiB
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+class HttpHealthSettings(StrictModel):
+    """`health: {url: ..., expect_status: 200, timeout: 2s, checks: 3, interval: 2s}`."""
+
+    url: str
+    expect_status: int = Field(200, ge=100, le=599)
+    timeout: Annotated[Duration, AfterValidator(_positive)] = timedelta(seconds=2)
+    checks: int = Field(3, ge=1, le=100)
+    interval: Duration = timedelta(seconds=2)
+    expect_body: str | None = Field(None, min_length=1, description="Text the body must contain.")
+    max_latency: Annotated[Duration, AfterValidator(_positive)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return url
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One check: whether it passed, the HTTP status (None when there was no answer), latency and why it failed."""
+
+    ok: bool
+    status: int | None
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict: ok, consecutive passes at the end, probes made, the last probe and a one-line reason."""
+
+    ok: bool
+    passes: int
+    attempts: int
+    last: ProbeResult
+    reason: str
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _short_error(error: BaseException, settings: HttpHealthSettings) -> str:
+    """A short, URL-free reason for a failed request."""
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return f"timed out after {format_duration(settings.timeout)}"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS error"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        os_error = error.os_error
+        if isinstance(os_error, socket.gaierror):
+            return "DNS lookup failed"
+        if isinstance(os_error, ConnectionRefusedError):
+            return "connection refused"
+        return f"cannot connect: {os_error.strerror or type(os_error).__name__}"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(error, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return type(error).__name__
+    return f"probe failed: {type(error).__name__}"
+
+
+async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings) -> ProbeResult:
+    """One GET of `settings.url`; never raises (failures are ProbeResult(ok=False, error=...))."""
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=settings.timeout.total_seconds())
+    try:
+        async with session.get(settings.url, timeout=timeout, allow_redirects=False,
+                               headers={"User-Agent": "chatops-health/1", "Cache-Control": "no-cache"}) as response:
+            status = response.status
+            body = await response.content.read(_BODY_LIMIT) if settings.expect_body is not None else b""
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a probe reports, it never raises
+        return ProbeResult(ok=False, status=None, latency_ms=_ms(time.perf_counter() - started),
+                           error=_short_error(error, settings))
+    elapsed = time.perf_counter() - started
+    latency_ms = _ms(elapsed)
+    if status != settings.expect_status:
+        return ProbeResult(ok=False, status=status, latency_ms=latency_ms,
+                           error=f"expected {settings.expect_status}, got {status}")
+    if settings.expect_body is not None and settings.expect_body not in body.decode("utf-8", "replace"):
+        shown = settings.expect_body if len(settings.expect_body) <= 40 else settings.expect_body[:39] + "…"
+        return ProbeResult(ok=False, status=status, latency_ms=latency_ms, error=f"body does not contain {shown!r}")
+    if settings.max_latency is not None and elapsed > settings.max_latency.total_seconds():
+        return ProbeResult(ok=False, status=status, latency_ms=latency_ms,
+                           error=f"slow: {latency_ms:.0f}ms > {format_duration(settings.max_latency)}")
+    return ProbeResult(ok=True, status=status, latency_ms=latency_ms)
+
+
+def default_deadline(settings: HttpHealthSettings) -> timedelta:
+    """How long the gate may take by default: checks × interval × 3 + timeout."""
+    return settings.checks * settings.interval * 3 + settings.timeout
+
+
+def describe(result: ProbeResult) -> str:
+    """One line for Slack: "200 in 12ms" or "connection refused"."""
+    if result.ok:
+        return f"{result.status} in {result.latency_ms:.0f}ms"
+    return result.error or "failed"
+
+
+async def health_gate(
+    session: aiohttp.ClientSession,
+    settings: HttpHealthSettings,
+    *,
+    emit: Callable[[str], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    deadline: timedelta | None = None,
+) -> GateResult:
+    """Passes after `checks` consecutive passing probes `interval` apart; fails after `checks` consecutive
+    failures, or when `deadline` (default checks × interval × 3 + timeout) has passed."""
+    limit = (deadline if deadline is not None else default_deadline(settings)).total_seconds()
+    interval = settings.interval.total_seconds()
+    started = time.monotonic()
+    # An injected `sleep` may return at once (tests): count the time it was asked to sleep, so the deadline
+    # means the same with any `sleep`.
+    unslept = 0.0
+
+    def elapsed() -> float:
+        return time.monotonic() - started + unslept
+
+    passes = fails = attempts = 0
+    last: ProbeResult | None = None
+    while True:
+        attempts += 1
+        last = await probe(session, settings)
+        if last.ok:
+            passes, fails = passes + 1, 0
+        else:
+            passes, fails = 0, fails + 1
+        await _say(emit, f"health check {attempts}: {'✓' if last.ok else '✗'} {describe(last)}"
+                         + (f" ({passes}/{settings.checks})" if last.ok else ""))
+        if passes >= settings.checks:
+            return GateResult(ok=True, passes=passes, attempts=attempts, last=last,
+                              reason=f"{passes}/{settings.checks} checks passed in a row")
+        if fails >= settings.checks:
+            return GateResult(ok=False, passes=0, attempts=attempts, last=last,
+                              reason=f"{fails} checks failed in a row: {describe(last)}")
+        if elapsed() + interval > limit:
+            # Sleeping would take us past the deadline: there is no time for another check.
+            return GateResult(ok=False, passes=passes, attempts=attempts, last=last,
+                              reason=f"deadline of {format_duration(timedelta(seconds=limit))} passed with "
+                                     f"{passes}/{settings.checks} passes in a row (last: {describe(last)})")
+        before = time.monotonic()
+        await sleep(interval)
+        unslept += max(0.0, interval - (time.monotonic() - before))
+
+
+async def _say(emit: Callable[[str], Awaitable[None]], line: str) -> None:
+    try:
+        await emit(line)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - a chat hiccup must not decide a health gate
+        log.warning("health progress line could not be posted", exc_info=True)

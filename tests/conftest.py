@@ -1,0 +1,120 @@
+"""Shared fixtures: a real Redis server started here on a free port, the project's Slack emulator on a random
+port, and the bot's real web app wired to both. Nothing is patched; requests are signed as Slack signs them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bot.composition import DEPS, create_web_app
+from bot.config import ChatopsConfig, parse_config
+from bot.deps import Deps
+from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.emulator import SlackEmulator, Workspace
+from bot.settings import Settings
+
+BOT_TOKEN = "xoxb-test-token-0123456789"
+
+DEFAULT_CONFIG = """
+slack: {announce_channel: "#general"}
+roles:
+  admins: [U0DEMO]
+  deployers: ["@platform"]
+  approvers: [U0ALICE, U0BOB]
+"""
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One redis-server for the session, on a free port, owned by the tests."""
+    try:
+        server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    except RedisNotFound as error:
+        pytest.skip(str(error))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server: EmbeddedRedis) -> AsyncIterator[str]:
+    """The URL of the tests' own Redis, emptied before each test (it is ours, so flushing is safe)."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_server.url
+
+
+async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serves `app` on 127.0.0.1 and a free port; returns the runner and the origin URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class BotHarness:
+    """The bot under test: its URL, its deps, the emulator it talks to, and its signing secret."""
+
+    url: str
+    app: web.Application
+    emulator: SlackEmulator
+    signing_secret: str
+
+    @property
+    def deps(self) -> Deps:
+        return self.app[DEPS]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SlackEmulator]:
+    """The Slack emulator on a random port with the demo workspace."""
+    emu = SlackEmulator(signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN, workspace=Workspace.demo())
+    runner, origin = await start_site(emu.make_app(page=False))
+    emu.origin = origin
+    yield emu
+    await runner.cleanup()
+
+
+def make_settings(*, api_url: str, redis_url: str, signing_secret: str, **extra: str) -> Settings:
+    """Settings as `chatops serve` would read them from the environment."""
+    return Settings.model_validate(
+        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": signing_secret, "SLACK_API_URL": api_url,
+         "REDIS_URL": redis_url, "LOG_FORMAT": "console", **extra}
+    )
+
+
+async def start_bot(emulator: SlackEmulator, redis_url: str, config: ChatopsConfig) -> tuple[BotHarness, web.AppRunner]:
+    """Starts the bot's real web app against the emulator and Redis."""
+    settings = make_settings(api_url=emulator.api_url, redis_url=redis_url, signing_secret=emulator.signing_secret)
+    app = create_web_app(settings, config)
+    runner, origin = await start_site(app)
+    emulator.app_url = f"{origin}/slack/events"
+    return BotHarness(url=origin, app=app, emulator=emulator, signing_secret=emulator.signing_secret), runner
+
+
+@pytest.fixture
+def bot_config() -> ChatopsConfig:
+    """The configuration the `bot` fixture runs with; override in a test module to change it."""
+    return parse_config(DEFAULT_CONFIG, "test.yaml")
+
+
+@pytest.fixture
+async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig) -> AsyncIterator[BotHarness]:
+    """The bot, running, wired to the emulator and the tests' Redis."""
+    harness, runner = await start_bot(emulator, redis_url, bot_config)
+    yield harness
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

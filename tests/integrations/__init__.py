@@ -1,0 +1,1 @@
+"""Tests of `integrations/`: every provider against a real local process or server."""

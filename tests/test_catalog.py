@@ -1,0 +1,57 @@
+"""The command catalog: docstrings become help, text routes to the right command, no text crashes routing."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.errors import UsageError
+from commands.catalog import parse_docstring
+from commands.chatops import parse_audit_count
+from commands.registry import MODULES, build_catalog
+
+CATALOG = build_catalog()
+
+
+def test_every_module_has_help_and_a_hint() -> None:
+    assert len(CATALOG.specs) == len(MODULES) == 8
+    for spec in CATALOG.specs:
+        assert spec.summary.endswith(".")
+        assert spec.usage and all(line.startswith(spec.slash) for line in spec.usage)
+        assert spec.usage_hint
+
+
+def test_commands_registered() -> None:
+    assert [s.slash for s in CATALOG.specs] == ["/deploy", "/rollback", "/backup", "/status", "/oncall", "/incident", "/alerts", "/chatops"]
+
+
+def test_routing() -> None:
+    route = CATALOG.route("/chatops", "deploy web v1 to staging")
+    assert (route.spec.name, route.help, route.args) == ("deploy", False, "web v1 to staging")
+    assert CATALOG.route("/deploy", "help").help
+    assert CATALOG.route("/chatops", "help rollback").spec.name == "rollback"
+    assert CATALOG.route("/chatops", "").help
+    assert CATALOG.route("/chatops", "audit 3").args == "audit 3"
+
+
+def test_docstring_sections() -> None:
+    summary, description, sections = parse_docstring("Does X.\n\nMore words.\n\nUsage:\n  /x a\n  /x b\nExamples:\n  /x a\n")
+    assert summary == "Does X."
+    assert description == "More words."
+    assert sections == {"usage": ["/x a", "/x b"], "examples": ["/x a"]}
+
+
+@given(st.sampled_from([s.slash for s in CATALOG.specs] + ["/unknown"]), st.text())
+def test_any_text_routes_somewhere(command: str, text: str) -> None:
+    route = CATALOG.route(command, text)
+    assert route.spec in CATALOG.specs
+
+
+@given(st.lists(st.text(), max_size=3))
+def test_audit_count_is_a_number_or_a_usage_error(words: list[str]) -> None:
+    try:
+        count = parse_audit_count(words)
+    except UsageError as error:
+        assert "audit" in error.message
+    else:
+        assert 1 <= count <= 100
