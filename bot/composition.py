@@ -3,6 +3,7 @@ cleanup_ctx), the dependencies object, the Bolt app with every registered comman
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.audit import AuditLog
 from bot.config import ChatopsConfig
+from bot.deploys.engine import DeployEngine
+from bot.deploys.store import DeployStore
 from bot.deps import Deps, utc_now
 from bot.keys import Keys
 from bot.metrics import Metrics
@@ -100,15 +103,21 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         )
         store = app[STORE]
         tasks = BackgroundTasks()
+        audit = AuditLog(store, utc_now)
+        deploys = DeployEngine(
+            config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
+            clock=utc_now,
+        )
         deps = Deps(
             config=runtime.config,
             store=store,
-            audit=AuditLog(store, utc_now),
+            audit=audit,
             permissions=Permissions(runtime.config.roles, UsergroupDirectory(slack)),
             slack=slack,
             http=app[HTTP],
             metrics=app[METRICS],
             tasks=tasks,
+            deploys=deploys,
         )
         app[DEPS] = deps
         bolt = AsyncApp(
@@ -128,9 +137,14 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value(), web_client=slack)
             await socket_handler.connect_async()
             log.info("connected to Slack in Socket Mode")
+        stop_ticks = asyncio.Event()
+        ticks = asyncio.get_running_loop().create_task(deploys.run_ticks(stop_ticks), name="deploy-ticks")
         yield
+        stop_ticks.set()
+        await ticks
         if socket_handler is not None:
             await socket_handler.close_async()
         await tasks.drain()
+        await deploys.aclose()
 
     return bot

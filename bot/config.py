@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, RootModel, ValidationError
+from pydantic import AfterValidator, BaseModel, RootModel, ValidationError, model_validator
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from bot.deploys.config import ApprovalConfig, DeploysSection, ServiceConfig, ServiceName
 from integrations.types import RoleMember, SlackChannelRef, StrictModel, describe_value, format_duration
 
 __all__ = [
@@ -97,6 +98,26 @@ class ChatopsConfig(StrictModel):
     slack: SlackSection = SlackSection()
     roles: dict[RoleName, tuple[RoleMember, ...]] = {}
     redis: RedisSection = RedisSection()
+    services: dict[ServiceName, ServiceConfig] = {}
+    deploys: DeploysSection = DeploysSection()
+
+    @model_validator(mode="after")
+    def _roles_exist(self) -> ChatopsConfig:
+        """Every role an environment names must be defined under `roles:`."""
+        problems = []
+        for service_name, service in self.services.items():
+            for env_name, env in service.environments.items():
+                named = [("deploy_role", env.deploy_role)]
+                if env.approval is not None:
+                    named.append(("approval.approvers", env.approval.approvers))
+                if isinstance(env.rollback_approval, ApprovalConfig):
+                    named.append(("rollback_approval.approvers", env.rollback_approval.approvers))
+                for key, role in named:
+                    if role not in self.roles and role != "admins":
+                        problems.append(f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def role_members(self, role: str) -> tuple[str, ...]:
         """The user IDs, usergroup IDs and @handles listed under `roles.<role>`; empty when the role is not set."""

@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
 from bot.config import ChatopsConfig
+from bot.deploys.engine import DeployEngine
 from bot.metrics import Metrics
 from bot.permissions import Permissions
 from bot.store import Store
@@ -34,4 +35,5 @@ class Deps:
     http: aiohttp.ClientSession
     metrics: Metrics
     tasks: BackgroundTasks
+    deploys: DeployEngine
     clock: Callable[[], datetime] = utc_now

@@ -8,6 +8,16 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{idem}:<kind>:<id>`              | string | one Slack request already handled (retries, replays)   |
 | `{prefix}:{click}:<user>:<msg>:<action>`   | string | a button press seen moments ago (double clicks)        |
 | `{prefix}:{audit}:stream`                  | stream | the audit log: who did what, when, where, with what    |
+| `{prefix}:{deploys}:record:<id>`           | string | one deploy or rollback (JSON `DeployRecord`)           |
+| `{prefix}:{deploys}:history:<svc>:<env>`   | zset   | deploy ids by creation time                            |
+| `{prefix}:{deploys}:active`                | set    | ids of deploys not yet finished                        |
+| `{prefix}:{deploys}:deadlines`             | zset   | approval expiries: id by expiry time (claimed once)    |
+| `{prefix}:{deploys}:current:<svc>:<env>`   | string | the version running now (last successful deploy)       |
+| `{prefix}:{deploys}:lock:<svc>:<env>`      | string | the run lock: owner token, holder, reason, since; TTL  |
+| `{prefix}:{deploys}:holds`                 | hash   | manual `/deploy lock`s by `<env>:<svc or *>`           |
+
+Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
+MULTI or Lua script, on one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -37,6 +47,10 @@ class Keys:
         """The marker that this user pressed this button on this message a moment ago."""
         digest = hashlib.sha256(f"{message_ref}\0{action_id}\0{value}".encode()).hexdigest()[:24]
         return f"{self.prefix}:{{click}}:{_safe(user_id)}:{digest}"
+
+    def deploy(self, part: str, *names: str) -> str:
+        """A deploy key: `deploy("record", id)`, `deploy("lock", svc, env)`, `deploy("active")`…"""
+        return ":".join([f"{self.prefix}:{{deploys}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""

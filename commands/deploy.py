@@ -14,4 +14,200 @@ Examples:
   /deploy web@v1.4.2 production --reason "fix checkout"
 """
 
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.blocks import context, escape, header, section
+from bot.deploys.engine import DeployRequest
+from bot.deploys.model import DeployRecord
+from bot.deploys.render import APPROVE, CANCEL, REJECT, history_message, state_label, title
+from bot.deploys.store import LockInfo
+from bot.errors import UserFacingError
+from commands.deploy_grammar import (
+    CancelCmd,
+    DeployRequestCmd,
+    HistoryCmd,
+    LockCmd,
+    LocksCmd,
+    StatusCmd,
+    UnlockCmd,
+    parse_deploy,
+)
+from commands.framework import ActionContext, CommandContext, Reply
+
 USAGE_HINT = "<service> <version> to <env> | status | history | lock | unlock"
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Routes a parsed `/deploy` to the engine."""
+    command = parse_deploy(ctx.args)
+    if isinstance(command, DeployRequestCmd):
+        return await request_deploy(
+            ctx, kind="deploy", service=command.service, environment=command.environment, version=command.version,
+            reason=command.reason, force=command.force,
+        )
+    if isinstance(command, StatusCmd):
+        return await _status(ctx, command.service)
+    if isinstance(command, HistoryCmd):
+        records, figures = await ctx.deps.deploys.history(command.service, command.environment, command.limit)
+        text, blocks = history_message(command.service, records, figures)
+        return Reply(text=text, blocks=blocks)
+    if isinstance(command, CancelCmd):
+        is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
+        record = await _refused_is_audited(ctx, "deploy.cancel", command.deploy_id,
+                                           ctx.deps.deploys.cancel(command.deploy_id, ctx.user_id, is_admin=is_admin))
+        return Reply(text=f"Cancelled `{record.id}` ({title(record)}).")
+    if isinstance(command, LockCmd):
+        return await _lock(ctx, command)
+    if isinstance(command, UnlockCmd):
+        return await _unlock(ctx, command)
+    assert isinstance(command, LocksCmd)
+    return await _locks(ctx)
+
+
+async def request_deploy(
+    ctx: CommandContext, *, kind: str, service: str, environment: str, version: str | None, reason: str, force: bool
+) -> Reply:
+    """Checks the requester's role (and admin for --force), then asks the engine; refusals are audited."""
+    engine = ctx.deps.deploys
+    _, env = engine.environment(service, environment)
+    verb = "roll back" if kind == "rollback" else "deploy"
+    await ctx.require(env.deploy_role, action=f"{verb} {service} in {environment}")
+    if force:
+        await ctx.require("admins", action="use --force (deploy past a freeze or lock)")
+    deploy_request = DeployRequest(
+        kind=kind, service=service, environment=environment, version=version,  # type: ignore[arg-type]
+        reason=reason, force=force, user=ctx.user_id, channel=ctx.channel_id,
+    )
+    record = await _refused_is_audited(ctx, f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
+    where = f" in {_channel(record.channel)}" if record.channel else ""
+    if record.required_approvals:
+        need = f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from `{record.approvers_role}`"
+        return Reply(text=f":raised_hand: {title(record)} is `{record.id}`: it needs {need}{where}.")
+    return Reply(text=f":rocket: {title(record)} is `{record.id}`: starting now{where}.")
+
+
+async def _refused_is_audited(ctx: CommandContext, action: str, target: str, awaitable):  # type: ignore[no-untyped-def]
+    try:
+        return await awaitable
+    except UserFacingError as refusal:
+        await ctx.audit(action=action, result="refused", target=target, detail=refusal.message)
+        raise
+
+
+def _channel(channel: str | None) -> str:
+    if not channel:
+        return ""
+    return channel if channel.startswith("#") else f"<#{channel}>"
+
+
+async def _status(ctx: CommandContext, service: str | None) -> Reply:
+    engine = ctx.deps.deploys
+    services = [service] if service else list(engine.config.services)
+    if service is not None and service not in engine.config.services:
+        engine.environment(service, "")
+    if not services:
+        return Reply(text="No services are configured. Add them under `services:` in chatops.yaml.")
+    active = {(r.service, r.environment): r for r in await engine.store.active()}
+    holds = await engine.store.holds(ctx.deps.clock())
+    lines = []
+    for name in services:
+        for env_name in engine.config.services[name].environments:
+            current = await engine.store.current_version(name, env_name) or "nothing deployed yet"
+            line = f"*{name}* in *{env_name}*: `{current}`"
+            running = active.get((name, env_name))
+            if running:
+                line += f" — {state_label(running.state)} `{running.id}` → {running.version}"
+            hold = holds.get(f"{env_name}:{name}") or holds.get(f"{env_name}:*")
+            if hold:
+                line += f" — :lock: locked by <@{hold.holder}>: {escape(hold.reason)}"
+            lines.append(line)
+    text = "\n".join(lines)
+    return Reply(text=text, blocks=[header("Deploy status"), section(text)])
+
+
+async def _lock(ctx: CommandContext, command: LockCmd) -> Reply:
+    engine = ctx.deps.deploys
+    role = _lock_role(ctx, command.environment, command.service)
+    await ctx.require(role, action=f"lock {command.environment}")
+    now = ctx.deps.clock()
+    hold = LockInfo(token=ctx.invocation.trigger_id or now.isoformat(), holder=ctx.user_id, reason=command.reason,
+                    since=now, until=now + command.duration, deploy_id=None)
+    await engine.store.set_hold(command.environment, command.service, hold)
+    scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
+    await ctx.audit(action="deploy.lock", result="ok", target=scope, detail=command.reason)
+    return Reply(text=f":lock: <@{ctx.user_id}> locked {scope} until {_until(hold.until)}: {escape(command.reason)}", in_channel=True)
+
+
+async def _unlock(ctx: CommandContext, command: UnlockCmd) -> Reply:
+    engine = ctx.deps.deploys
+    role = _lock_role(ctx, command.environment, command.service)
+    await ctx.require(role, action=f"unlock {command.environment}")
+    removed = await engine.store.remove_hold(command.environment, command.service)
+    scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
+    if removed is None:
+        raise UserFacingError(f"{scope} is not locked. See `/deploy locks`.")
+    await ctx.audit(action="deploy.unlock", result="ok", target=scope, detail=f"was locked by {removed.holder}: {removed.reason}")
+    return Reply(text=f":unlock: <@{ctx.user_id}> unlocked {scope} (locked by <@{removed.holder}>: {escape(removed.reason)}).", in_channel=True)
+
+
+def _lock_role(ctx: CommandContext, environment: str, service: str | None) -> str:
+    engine = ctx.deps.deploys
+    if service:
+        return engine.environment(service, environment)[1].deploy_role
+    roles = {svc.environments[environment].deploy_role for svc in engine.config.services.values() if environment in svc.environments}
+    if not roles:
+        known = sorted({e for svc in engine.config.services.values() for e in svc.environments})
+        raise UserFacingError(f"No service has an environment `{environment}`. Environments: {', '.join(f'`{e}`' for e in known) or 'none'}.")
+    return "admins" if len(roles) > 1 else roles.pop()
+
+
+def _until(moment: datetime | None) -> str:
+    return f"{moment:%a %H:%M}Z" if moment else "unlocked"
+
+
+async def _locks(ctx: CommandContext) -> Reply:
+    engine = ctx.deps.deploys
+    holds = await engine.store.holds(ctx.deps.clock())
+    lines = [
+        f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until {_until(hold.until)}: {escape(hold.reason)}"
+        for field, hold in sorted(holds.items())
+    ]
+    running: list[DeployRecord] = [r for r in await engine.store.active()]
+    lines += [f":rocket: `{r.service}` in `{r.environment}`: {state_label(r.state)} `{r.id}` by <@{r.requested_by}>" for r in running]
+    text = "\n".join(lines) if lines else "No locks, and no deploy in progress."
+    return Reply(text=text, blocks=[header("Deploy locks"), section(text), context("Manual locks first, then deploys in progress.")])
+
+
+async def _approve(ctx: ActionContext) -> None:
+    record = await _record(ctx)
+    is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role or "approvers")
+    if not is_approver:
+        await ctx.audit(action=f"{record.kind}.approve", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+    await ctx.deps.deploys.approve(record.id, ctx.user_id, is_approver=is_approver)
+
+
+async def _reject(ctx: ActionContext) -> None:
+    record = await _record(ctx)
+    is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role or "approvers")
+    if not is_approver:
+        await ctx.audit(action=f"{record.kind}.reject", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+    await ctx.deps.deploys.reject(record.id, ctx.user_id, is_approver=is_approver)
+
+
+async def _cancel(ctx: ActionContext) -> None:
+    record = await _record(ctx)
+    is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
+    await ctx.deps.deploys.cancel(record.id, ctx.user_id, is_admin=is_admin)
+
+
+async def _record(ctx: ActionContext) -> DeployRecord:
+    record = await ctx.deps.deploys.store.get(ctx.value)
+    if record is None:
+        raise UserFacingError(f"There is no deploy `{escape(ctx.value)}`.")
+    return record
+
+
+ACTIONS = {APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}

@@ -141,7 +141,7 @@ async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Rep
 
 def usage_reply(error: UsageError, spec: CommandSpec) -> Reply:
     """The ephemeral answer to a mistyped command: what was wrong and the correct usage."""
-    usage = error.usage or spec.usage_text
+    usage = escape(error.usage or spec.usage_text)
     return Reply(text=f":warning: {error.message}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.blocks import actions, button, context, divider, header, section, static_select
+from bot.blocks import actions, button, context, divider, escape, header, section, static_select
 from commands.catalog import UMBRELLA, Catalog, CommandSpec
 from commands.framework import Reply
 
@@ -21,9 +21,9 @@ def overview(catalog: Catalog) -> Reply:
     lines = []
     for spec in catalog.specs:
         soon = "" if spec.available else "  _(coming soon)_"
-        hint = f" `{spec.usage_hint}`" if spec.usage_hint else ""
-        blocks.append(section(f"*{spec.slash}*{hint}\n{spec.summary}{soon}", accessory=button("Usage", SHOW_ACTION, spec.name)))
-        lines.append(f"{spec.slash} {spec.usage_hint}".rstrip() + f": {spec.summary}")
+        hint = f" `{escape(spec.usage_hint)}`" if spec.usage_hint else ""
+        blocks.append(section(f"*{spec.slash}*{hint}\n{escape(spec.summary)}{soon}", accessory=button("Usage", SHOW_ACTION, spec.name)))
+        lines.append(escape(f"{spec.slash} {spec.usage_hint}".rstrip() + f": {spec.summary}"))
     blocks.append(
         actions(static_select("Jump to a command…", PICK_ACTION, [(spec.slash, spec.name) for spec in catalog.specs]))
     )
@@ -35,17 +35,17 @@ def overview(catalog: Catalog) -> Reply:
 
 def command_help(spec: CommandSpec) -> Reply:
     """The usage, description and examples of one command."""
-    usage = "\n".join(spec.usage)
-    blocks = [header(spec.slash), section(spec.summary + ("" if spec.available else "\n_Not available yet in this version of chatops._"))]
+    usage = escape("\n".join(spec.usage))
+    blocks = [header(spec.slash), section(escape(spec.summary) + ("" if spec.available else "\n_Not available yet in this version of chatops._"))]
     if spec.description:
-        blocks.append(section(spec.description))
+        blocks.append(section(escape(spec.description)))
     blocks.append(section(f"*Usage*\n```{usage}```"))
     if spec.examples:
-        blocks.append(section("*Examples*\n" + "\n".join(f"`{example}`" for example in spec.examples)))
+        blocks.append(section("*Examples*\n" + "\n".join(f"`{escape(example)}`" for example in spec.examples)))
     blocks.append(actions(button("All commands", OVERVIEW_ACTION, "overview")))
-    text = f"{spec.slash}: {spec.summary}\nUsage:\n{usage}"
+    text = f"{spec.slash}: {escape(spec.summary)}\nUsage:\n{usage}"
     if spec.examples:
-        text += "\nExamples:\n" + "\n".join(spec.examples)
+        text += "\nExamples:\n" + escape("\n".join(spec.examples))
     return Reply(text=text, blocks=blocks)
 
 

@@ -7,4 +7,20 @@ Examples:
   /rollback web staging to v1.4.1 --reason "bad migration"
 """
 
+
+from __future__ import annotations
+
+from commands.deploy import request_deploy
+from commands.deploy_grammar import parse_rollback
+from commands.framework import CommandContext, Reply
+
 USAGE_HINT = "<service> <env> [to <version>] [--reason \"…\"]"
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Asks the engine for a rollback (the last good version unless one is named)."""
+    command = parse_rollback(ctx.args)
+    return await request_deploy(
+        ctx, kind="rollback", service=command.service, environment=command.environment, version=command.version,
+        reason=command.reason, force=False,
+    )

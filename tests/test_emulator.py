@@ -757,3 +757,37 @@ def test_validate_blocks_accepts_what_bot_blocks_builds() -> None:
 )
 def test_mrkdwn_to_html(text: str, html: str) -> None:
     assert to_html(text, Names.of(Workspace.demo())) == html
+
+
+async def test_open_websocket_does_not_hold_up_shutdown() -> None:
+    emulator = SlackEmulator(signing_secret=SECRET, bot_token=TOKEN)
+    runner, origin = await serve(emulator.make_app(page=True))
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{origin}/emulator/ws")
+        started = time.monotonic()
+        await runner.cleanup()
+        assert time.monotonic() - started < 5
+        closing = await ws.receive(timeout=5)
+        assert closing.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING}
+        await ws.close()
+
+
+async def test_without_the_page_only_the_api_is_served(http: aiohttp.ClientSession) -> None:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="bot")
+
+    emulator = SlackEmulator(signing_secret=SECRET, bot_token=TOKEN)
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    emulator.install(app, page=False)
+    runner, origin = await serve(app)
+    emulator.origin = origin
+    try:
+        async with http.get(f"{origin}/") as r:
+            assert r.status == 404
+        async with http.get(f"{origin}/healthz") as r:
+            assert await r.text() == "bot", "install() adds routes to an existing app"
+        client = AsyncWebClient(token=TOKEN, base_url=emulator.api_url, session=http)
+        assert (await client.auth_test())["ok"]
+    finally:
+        await runner.cleanup()

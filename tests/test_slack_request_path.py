@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import time
 
@@ -130,7 +131,7 @@ async def test_help_button_updates_the_message_in_place(bot: BotHarness) -> None
     assert result.status == 200
     await _wait_for(lambda: _header(bot, message["ts"]) == "/deploy")
     updated = bot.emulator.find_message("C0GENERAL", message["ts"])
-    assert updated is not None and "/deploy <service> <version> to <env>" in str(updated["blocks"])
+    assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
     back = await bot.emulator.send_block_action(
         channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.overview", value="overview", user_id="U0DEMO"
     )
@@ -171,7 +172,7 @@ async def test_double_click_runs_the_action_once(bot: BotHarness) -> None:
 )
 async def test_help_is_generated_for_every_command(bot: BotHarness, text: str, expected: str) -> None:
     result = await bot.emulator.send_command(command="/chatops", text=text, user_id="U0BOB", channel_id="C0GENERAL")
-    assert result.json is not None and expected in result.json["text"]
+    assert result.json is not None and expected in html.unescape(result.json["text"])
     assert result.json["response_type"] == "ephemeral"
 
 
@@ -181,19 +182,19 @@ async def test_each_command_answers_help(bot: BotHarness, name: str) -> None:
     spec = build_catalog().get(name)
     assert spec is not None and result.json is not None
     expected = "/deploy <service> <version>" if name == "chatops" else spec.usage[0]
-    assert expected in result.json["text"]
+    assert expected in html.unescape(result.json["text"])
 
 
 async def test_unbuilt_commands_say_so(bot: BotHarness) -> None:
-    result = await bot.emulator.send_command(command="/deploy", text="web v1 to staging", user_id="U0DEMO", channel_id="C0GENERAL")
+    result = await bot.emulator.send_command(command="/backup", text="run appdb", user_id="U0DEMO", channel_id="C0GENERAL")
     assert result.json is not None
-    assert "`/deploy` is not available yet" in result.json["text"]
+    assert "`/backup` is not available yet" in result.json["text"]
 
 
 async def test_mistyped_command_gets_what_was_wrong_and_usage(bot: BotHarness) -> None:
     result = await bot.emulator.send_command(command="/chatops", text="frobnicate now", user_id="U0DEMO", channel_id="C0GENERAL")
     assert result.json is not None
-    text = result.json["text"]
+    text = html.unescape(result.json["text"])
     assert "`frobnicate` is not a chatops command." in text
     assert "/chatops audit [N]" in text
     assert result.json["response_type"] == "ephemeral"

@@ -81,24 +81,24 @@ class Args:
         """Whether the argument was sent (even empty)."""
         return key in self.data and self.data[key] is not None
 
-    def str(self, key: str, default: str = "") -> str:
+    def text(self, key: str, default: str = "") -> str:
         """The argument as a string."""
         value = self.data.get(key)
         return default if value is None else str(value)
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         """The argument as Slack's booleans: true, "true", "1"."""
         value = self.data.get(key)
         return value is True or (isinstance(value, str) and value.lower() in {"true", "1"}) or value == 1
 
-    def int(self, key: str, default: int) -> int:
+    def number(self, key: str, default: int) -> int:
         """The argument as an integer, else `default`."""
         try:
             return int(self.data.get(key, default))
         except (TypeError, ValueError):
             return default
 
-    def json(self, key: str) -> Any:
+    def decoded(self, key: str) -> Any:
         """The argument decoded if it was sent as a JSON string."""
         value = self.data.get(key)
         if isinstance(value, str):
@@ -113,7 +113,7 @@ class Args:
         value = self.data.get(key)
         if isinstance(value, list):
             return [str(v).strip() for v in value if str(v).strip()]
-        return [part.strip() for part in self.str(key).split(",") if part.strip()]
+        return [part.strip() for part in self.text(key).split(",") if part.strip()]
 
 
 Method = Callable[[Args], dict[str, Any]]
@@ -149,8 +149,8 @@ class WebApi:
             raise ApiError("unknown_method")
         args = Args(data)
         if self.limiter is not None and method in RATE_LIMITED_METHODS:
-            channel = self.workspace.channel(args.str("channel"))
-            key = channel.id if channel is not None else args.str("channel")
+            channel = self.workspace.channel(args.text("channel"))
+            key = channel.id if channel is not None else args.text("channel")
             wait = self.limiter.check(key)
             if wait is not None:
                 raise RateLimited(wait)
@@ -184,7 +184,7 @@ class WebApi:
 
     def _content(self, args: Args, *, require: bool = True) -> tuple[str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
         """(text, blocks, attachments) of a message call, validated like Slack."""
-        text = args.str("text") if args.has("text") else None
+        text = args.text("text") if args.has("text") else None
         blocks = None
         if args.has("blocks") and args.data["blocks"] != "":
             try:
@@ -194,7 +194,7 @@ class WebApi:
             problems = validate_blocks(blocks)
             if problems:
                 raise ApiError("invalid_blocks", messages=problems)
-        attachments = args.json("attachments") if args.has("attachments") and args.data["attachments"] != "" else None
+        attachments = args.decoded("attachments") if args.has("attachments") and args.data["attachments"] != "" else None
         if attachments is not None and not (isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
             raise ApiError("invalid_attachments")
         if attachments:
@@ -221,27 +221,31 @@ class WebApi:
 
     def _page(self, items: list[Any], args: Args, default_limit: int = 100) -> tuple[list[Any], str]:
         """Cursor pagination: a page of `items` and the next cursor ("" when done)."""
-        limit = max(1, min(args.int("limit", default_limit) or default_limit, 1000))
-        start = args.int("cursor", 0) if args.str("cursor").isdigit() else 0
+        limit = max(1, min(args.number("limit", default_limit) or default_limit, 1000))
+        start = args.number("cursor", 0) if args.text("cursor").isdigit() else 0
         page = items[start:start + limit]
         return page, str(start + limit) if start + limit < len(items) else ""
 
     # -- auth, team ---------------------------------------------------------------------------------------------
 
     def m_api_test(self, args: Args) -> dict[str, Any]:
+        """api.test: echoes the arguments."""
         return {"args": {k: v for k, v in args.data.items() if k != "token"}}
 
     def m_auth_test(self, args: Args) -> dict[str, Any]:
+        """auth.test: who the token is (the bot user)."""
         ws = self.workspace
         return {"url": f"{self.origin}/", "team": ws.team_name, "user": self._user(self.bot).name,
                 "team_id": ws.team_id, "user_id": self.bot, "bot_id": ws.bot_id, "is_enterprise_install": False}
 
     def m_team_info(self, args: Args) -> dict[str, Any]:
+        """team.info: the workspace."""
         return {"team": self.workspace.team_json()}
 
     def m_bots_info(self, args: Args) -> dict[str, Any]:
+        """bots.info: the app's bot."""
         ws = self.workspace
-        if args.str("bot", ws.bot_id) != ws.bot_id:
+        if args.text("bot", ws.bot_id) != ws.bot_id:
             raise ApiError("bot_not_found")
         return {"bot": {"id": ws.bot_id, "deleted": False, "name": "chatops", "app_id": ws.app_id,
                         "user_id": ws.bot_user_id, "icons": {}}}
@@ -249,39 +253,42 @@ class WebApi:
     # -- chat ---------------------------------------------------------------------------------------------------
 
     def m_chat_postMessage(self, args: Args) -> dict[str, Any]:
-        channel = self._postable(args.str("channel"))
+        """chat.postMessage: to a channel (id or #name) or a user's DM; threads and reply_broadcast."""
+        channel = self._postable(args.text("channel"))
         text, blocks, attachments = self._content(args)
         extra: dict[str, Any] = {}
-        metadata = args.json("metadata") if args.has("metadata") else None
+        metadata = args.decoded("metadata") if args.has("metadata") else None
         if isinstance(metadata, dict):
             extra["metadata"] = metadata
-        if args.has("mrkdwn") and not args.bool("mrkdwn"):
+        if args.has("mrkdwn") and not args.flag("mrkdwn"):
             extra["mrkdwn"] = False
-        if args.str("username"):
-            extra["username"] = args.str("username")
-        if args.str("icon_emoji"):
-            extra["icons"] = {"emoji": args.str("icon_emoji")}
+        if args.text("username"):
+            extra["username"] = args.text("username")
+        if args.text("icon_emoji"):
+            extra["icons"] = {"emoji": args.text("icon_emoji")}
         message = self.state.post(
             channel, user=self.bot, text=text or "", blocks=blocks, attachments=attachments,
-            thread_ts=args.str("thread_ts") or None, reply_broadcast=args.bool("reply_broadcast"), extra=extra,
+            thread_ts=args.text("thread_ts") or None, reply_broadcast=args.flag("reply_broadcast"), extra=extra,
         )
         return {"channel": channel.id, "ts": message["ts"], "message": self._message_json(message)}
 
     def m_chat_postEphemeral(self, args: Args) -> dict[str, Any]:
-        channel = self._postable(args.str("channel"))
-        user_id = args.str("user")
+        """chat.postEphemeral: a message only `user` sees."""
+        channel = self._postable(args.text("channel"))
+        user_id = args.text("user")
         if not user_id or self.workspace.user(user_id) is None:
             raise ApiError("user_not_found")
         if user_id not in channel.members:
             raise ApiError("user_not_in_channel")
         text, blocks, attachments = self._content(args)
         message = self.state.post(channel, user=self.bot, text=text or "", blocks=blocks, attachments=attachments,
-                                  thread_ts=args.str("thread_ts") or None, ephemeral_to=user_id)
+                                  thread_ts=args.text("thread_ts") or None, ephemeral_to=user_id)
         return {"message_ts": message["ts"]}
 
     def m_chat_update(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        ts = args.str("ts")
+        """chat.update: the bot's own message, in place; omitted parts are kept."""
+        channel = self._channel(args.text("channel"))
+        ts = args.text("ts")
         message = self.state.find(channel.id, ts)
         if message is None or message.get("ephemeral_to"):
             raise ApiError("message_not_found")
@@ -294,8 +301,9 @@ class WebApi:
         return {"channel": channel.id, "ts": ts, "text": updated.get("text", ""), "message": self._message_json(updated)}
 
     def m_chat_delete(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        ts = args.str("ts")
+        """chat.delete: the bot's own message."""
+        channel = self._channel(args.text("channel"))
+        ts = args.text("ts")
         message = self.state.find(channel.id, ts)
         if message is None or message.get("ephemeral_to") or message.get("subtype") == "tombstone":
             raise ApiError("message_not_found")
@@ -305,8 +313,9 @@ class WebApi:
         return {"channel": channel.id, "ts": ts}
 
     def m_chat_getPermalink(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        ts = args.str("message_ts")
+        """chat.getPermalink: a link to a message on the dev page."""
+        channel = self._channel(args.text("channel"))
+        ts = args.text("message_ts")
         message = self.state.find(channel.id, ts)
         if message is None or message.get("ephemeral_to"):
             raise ApiError("message_not_found")
@@ -318,21 +327,23 @@ class WebApi:
     # -- conversations ------------------------------------------------------------------------------------------
 
     def m_conversations_create(self, args: Args) -> dict[str, Any]:
-        name = args.str("name")
+        """conversations.create: a new channel with the bot as member."""
+        name = args.text("name")
         if not name:
             raise ApiError("invalid_name_required")
         if not CHANNEL_NAME.match(name):
             raise ApiError("invalid_name_specials")
         if self.workspace.channel("#" + name) is not None:
             raise ApiError("name_taken")
-        channel = Channel(id=_new_channel_id(self.workspace, "G" if args.bool("is_private") else "C"), name=name,
-                          members=[self.bot], is_private=args.bool("is_private"), creator=self.bot)
+        channel = Channel(id=_new_channel_id(self.workspace, "G" if args.flag("is_private") else "C"), name=name,
+                          members=[self.bot], is_private=args.flag("is_private"), creator=self.bot)
         self.workspace.channels.append(channel)
         self.state.channel_changed(channel)
         return {"channel": channel.to_slack(viewer=self.bot)}
 
     def m_conversations_invite(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.invite: people into a channel the bot is in."""
+        channel = self._channel(args.text("channel"))
         if channel.is_im:
             raise ApiError("method_not_supported_for_channel_type")
         if self.bot not in channel.members:
@@ -355,8 +366,9 @@ class WebApi:
         return {"channel": channel.to_slack(viewer=self.bot)}
 
     def m_conversations_kick(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        user_id = args.str("user")
+        """conversations.kick: removes a member."""
+        channel = self._channel(args.text("channel"))
+        user_id = args.text("user")
         if user_id == self.bot:
             raise ApiError("cant_kick_self")
         if user_id not in channel.members:
@@ -366,14 +378,16 @@ class WebApi:
         return {}
 
     def m_conversations_info(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.info: one conversation."""
+        channel = self._channel(args.text("channel"))
         info = channel.to_slack(viewer=self.bot)
-        if not args.bool("include_num_members"):
+        if not args.flag("include_num_members"):
             info.pop("num_members", None)
         return {"channel": info}
 
     def m_conversations_join(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.join: the bot joins a public channel."""
+        channel = self._channel(args.text("channel"))
         if channel.is_im or channel.is_private:
             raise ApiError("method_not_supported_for_channel_type")
         if channel.is_archived:
@@ -387,7 +401,8 @@ class WebApi:
         return {"channel": channel.to_slack(viewer=self.bot)}
 
     def m_conversations_leave(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.leave: the bot leaves a channel."""
+        channel = self._channel(args.text("channel"))
         if self.bot not in channel.members:
             return {"not_in_channel": True}
         channel.members.remove(self.bot)
@@ -395,16 +410,18 @@ class WebApi:
         return {}
 
     def m_conversations_setTopic(self, args: Args) -> dict[str, Any]:
+        """conversations.setTopic: sets the topic and posts Slack's notice."""
         return self._set_about(args, "topic")
 
     def m_conversations_setPurpose(self, args: Args) -> dict[str, Any]:
+        """conversations.setPurpose: sets the description and posts Slack's notice."""
         return self._set_about(args, "purpose")
 
     def _set_about(self, args: Args, which: str) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        channel = self._channel(args.text("channel"))
         if self.bot not in channel.members:
             raise ApiError("not_in_channel")
-        value = args.str(which)
+        value = args.text(which)
         if len(value) > TOPIC_LIMIT:
             raise ApiError("too_long")
         setattr(channel, which, value)
@@ -414,13 +431,15 @@ class WebApi:
         return {"channel": channel.to_slack(viewer=self.bot)}
 
     def m_conversations_members(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.members: member ids, paginated."""
+        channel = self._channel(args.text("channel"))
         page, cursor = self._page(list(channel.members), args)
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def m_conversations_open(self, args: Args) -> dict[str, Any]:
-        if args.str("channel"):
-            return {"channel": self._channel(args.str("channel")).to_slack(viewer=self.bot)}
+        """conversations.open: the bot's DM with one user."""
+        if args.text("channel"):
+            return {"channel": self._channel(args.text("channel")).to_slack(viewer=self.bot)}
         users = [u for u in args.ids("users") if u != self.bot]
         if len(users) != 1:
             raise ApiError("users_list_not_supplied" if not users else "not_supported")
@@ -428,22 +447,24 @@ class WebApi:
         channel = self.workspace.im_with(users[0])
         assert channel is not None
         self.state.channel_changed(channel)
-        return {"channel": {"id": channel.id} if not args.bool("return_im") else channel.to_slack(viewer=self.bot)}
+        return {"channel": {"id": channel.id} if not args.flag("return_im") else channel.to_slack(viewer=self.bot)}
 
     def m_conversations_list(self, args: Args) -> dict[str, Any]:
+        """conversations.list: conversations of the requested types, paginated."""
         types = set(args.ids("types") or ["public_channel"])
         chosen = [
             c for c in self.workspace.channels
             if (c.is_im and "im" in types) or (not c.is_im and c.is_private and "private_channel" in types)
             or (not c.is_im and not c.is_private and "public_channel" in types)
         ]
-        if args.bool("exclude_archived"):
+        if args.flag("exclude_archived"):
             chosen = [c for c in chosen if not c.is_archived]
         page, cursor = self._page([c.to_slack(viewer=self.bot) for c in chosen], args)
         return {"channels": page, "response_metadata": {"next_cursor": cursor}}
 
     def m_conversations_history(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """conversations.history: top-level messages, newest first."""
+        channel = self._channel(args.text("channel"))
         if self.bot not in channel.members:
             raise ApiError("not_in_channel")
         top = [self._message_json(m) for m in self.state.messages(channel.id)
@@ -453,8 +474,9 @@ class WebApi:
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}
 
     def m_conversations_replies(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        ts = args.str("ts")
+        """conversations.replies: a thread's parent and replies."""
+        channel = self._channel(args.text("channel"))
+        ts = args.text("ts")
         parent = self.state.find(channel.id, ts)
         if parent is None:
             raise ApiError("thread_not_found")
@@ -466,54 +488,64 @@ class WebApi:
     # -- pins, reactions ----------------------------------------------------------------------------------------
 
     def m_pins_add(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        ts = args.str("timestamp")
+        """pins.add: pins a message."""
+        channel = self._channel(args.text("channel"))
+        ts = args.text("timestamp")
         if not ts:
             raise ApiError("no_item_specified")
         self.state.pin(channel.id, ts, self.bot)
         return {}
 
     def m_pins_remove(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        self.state.unpin(channel.id, args.str("timestamp"))
+        """pins.remove: unpins a message."""
+        channel = self._channel(args.text("channel"))
+        self.state.unpin(channel.id, args.text("timestamp"))
         return {}
 
     def m_pins_list(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
+        """pins.list: the channel's pinned messages."""
+        channel = self._channel(args.text("channel"))
         return {"items": [{"type": "message", "channel": channel.id, "message": self._message_json(m)}
                           for m in self.state.pinned(channel.id)]}
 
     def m_reactions_add(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        self.state.react(channel.id, args.str("timestamp"), args.str("name").strip(":"), self.bot, add=True)
+        """reactions.add: the bot reacts to a message."""
+        channel = self._channel(args.text("channel"))
+        self.state.react(channel.id, args.text("timestamp"), args.text("name").strip(":"), self.bot, add=True)
         return {}
 
     def m_reactions_remove(self, args: Args) -> dict[str, Any]:
-        channel = self._channel(args.str("channel"))
-        self.state.react(channel.id, args.str("timestamp"), args.str("name").strip(":"), self.bot, add=False)
+        """reactions.remove: the bot takes its reaction back."""
+        channel = self._channel(args.text("channel"))
+        self.state.react(channel.id, args.text("timestamp"), args.text("name").strip(":"), self.bot, add=False)
         return {}
 
     # -- users, usergroups --------------------------------------------------------------------------------------
 
     def m_users_info(self, args: Args) -> dict[str, Any]:
-        return {"user": self._user(args.str("user")).to_slack(self.workspace.team_id)}
+        """users.info: one user with tz, tz_offset and profile."""
+        return {"user": self._user(args.text("user")).to_slack(self.workspace.team_id)}
 
     def m_users_list(self, args: Args) -> dict[str, Any]:
+        """users.list: every user, paginated."""
         page, cursor = self._page([u.to_slack(self.workspace.team_id) for u in self.workspace.users], args, 200)
         return {"members": page, "cache_ts": int(time.time()), "response_metadata": {"next_cursor": cursor}}
 
     def m_users_lookupByEmail(self, args: Args) -> dict[str, Any]:
-        user = self.workspace.user_by_email(args.str("email"))
+        """users.lookupByEmail: the user with an email."""
+        user = self.workspace.user_by_email(args.text("email"))
         if user is None:
             raise ApiError("users_not_found")
         return {"user": user.to_slack(self.workspace.team_id)}
 
     def m_usergroups_list(self, args: Args) -> dict[str, Any]:
-        include = args.bool("include_users")
+        """usergroups.list: every usergroup (members with include_users)."""
+        include = args.flag("include_users")
         return {"usergroups": [g.to_slack(self.workspace.team_id, include_users=include) for g in self.workspace.usergroups]}
 
     def m_usergroups_users_list(self, args: Args) -> dict[str, Any]:
-        group = self.workspace.usergroup(args.str("usergroup"))
+        """usergroups.users.list: a usergroup's members."""
+        group = self.workspace.usergroup(args.text("usergroup"))
         if group is None:
             raise ApiError("no_such_subteam")
         return {"users": list(group.members)}
@@ -521,7 +553,7 @@ class WebApi:
     # -- views --------------------------------------------------------------------------------------------------
 
     def _view_arg(self, args: Args, *, kinds: set[str]) -> dict[str, Any]:
-        view = args.json("view")
+        view = args.decoded("view")
         if not isinstance(view, dict):
             raise ApiError("invalid_arguments", messages=["[ERROR] missing required field: view [json-pointer:/view]"])
         problems: list[str] = []
@@ -543,7 +575,8 @@ class WebApi:
         return view | {"blocks": blocks}
 
     def m_views_open(self, args: Args) -> dict[str, Any]:
-        trigger = args.str("trigger_id")
+        """views.open: shows a modal to the user of trigger_id."""
+        trigger = args.text("trigger_id")
         if not trigger:
             raise ApiError("invalid_trigger_id")
         view = self._view_arg(args, kinds={"modal"})
@@ -551,7 +584,8 @@ class WebApi:
         return {"view": self.state.open_view(view, user=user)}
 
     def m_views_push(self, args: Args) -> dict[str, Any]:
-        trigger = args.str("trigger_id")
+        """views.push: stacks a modal on the user's open one."""
+        trigger = args.text("trigger_id")
         if not trigger:
             raise ApiError("invalid_trigger_id")
         view = self._view_arg(args, kinds={"modal"})
@@ -560,33 +594,37 @@ class WebApi:
         return {"view": self.state.open_view(view, user=user, previous=current)}
 
     def m_views_update(self, args: Args) -> dict[str, Any]:
-        ref = args.str("view_id") or args.str("external_id")
+        """views.update: replaces an open modal (by view_id or external_id)."""
+        ref = args.text("view_id") or args.text("external_id")
         existing = self.state.find_view(ref) if ref else None
         if existing is None:
             raise ApiError("not_found")
-        if args.str("hash") and args.str("hash") != existing.get("hash"):
+        if args.text("hash") and args.text("hash") != existing.get("hash"):
             raise ApiError("hash_conflict")
         view = self._view_arg(args, kinds={"modal"})
         return {"view": self.state.update_view(existing["id"], view)}
 
     def m_views_publish(self, args: Args) -> dict[str, Any]:
-        user = self._user(args.str("user_id"))
+        """views.publish: a user's App Home."""
+        user = self._user(args.text("user_id"))
         view = self._view_arg(args, kinds={"home"})
         return {"view": self.state.publish_home(user.id, view)}
 
     # -- files --------------------------------------------------------------------------------------------------
 
     def m_files_getUploadURLExternal(self, args: Args) -> dict[str, Any]:
-        name = args.str("filename")
-        length = args.int("length", -1)
+        """files.getUploadURLExternal: announces a file and returns where to upload it."""
+        name = args.text("filename")
+        length = args.number("length", -1)
         if not name or length < 0:
             raise ApiError("invalid_arguments", messages=["[ERROR] missing required field: filename or length"])
-        stored = self.state.announce_file(name, length, self.bot, alt_txt=args.str("alt_txt"),
-                                          snippet_type=args.str("snippet_type"))
+        stored = self.state.announce_file(name, length, self.bot, alt_txt=args.text("alt_txt"),
+                                          snippet_type=args.text("snippet_type"))
         return {"upload_url": f"{self.origin}/emulator/upload/{stored.id}", "file_id": stored.id}
 
     def m_files_completeUploadExternal(self, args: Args) -> dict[str, Any]:
-        files = args.json("files")
+        """files.completeUploadExternal: shares uploaded files in channel_id / thread_ts."""
+        files = args.decoded("files")
         if not isinstance(files, list) or not files or not all(isinstance(f, dict) and f.get("id") for f in files):
             raise ApiError("invalid_arguments", messages=["[ERROR] files must be a non-empty list of {id, title}"])
         stored = []
@@ -595,7 +633,7 @@ class WebApi:
             if record is None or record.content is None:
                 raise ApiError("file_not_found")
             stored.append((record, item))
-        channel = self._postable(args.str("channel_id")) if args.str("channel_id") else None
+        channel = self._postable(args.text("channel_id")) if args.text("channel_id") else None
         for record, item in stored:
             record.title = str(item.get("title") or record.title or record.name)
         if channel is not None:
@@ -610,13 +648,14 @@ class WebApi:
                     raise ApiError("invalid_blocks", messages=problems)
             for record, _ in stored:
                 record.shared_in.append(channel.id)
-            self.state.post(channel, user=self.bot, text=args.str("initial_comment"), blocks=blocks,
-                            thread_ts=args.str("thread_ts") or None,
+            self.state.post(channel, user=self.bot, text=args.text("initial_comment"), blocks=blocks,
+                            thread_ts=args.text("thread_ts") or None,
                             files=[record.to_slack(self.origin) for record, _ in stored])
         return {"files": [{"id": record.id, "title": record.title} for record, _ in stored]}
 
     def m_files_info(self, args: Args) -> dict[str, Any]:
-        record = self.state.files.get(args.str("file"))
+        """files.info: one uploaded file."""
+        record = self.state.files.get(args.text("file"))
         if record is None or record.content is None:
             raise ApiError("file_not_found")
         return {"file": record.to_slack(self.origin)}

@@ -165,6 +165,9 @@
     body.append(head);
     const content = el("div", "msg-content");
     content.innerHTML = message.html || "";
+    for (const img of content.querySelectorAll("img")) {
+      img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+    }
     if (message.edited) {
       const edited = el("span", "edited", "(edited)");
       edited.dataset.testid = "edited";
@@ -572,7 +575,10 @@
     if (!S.users.has(S.me) || userOf(S.me).is_bot) S.me = state.team.me;
     $("team-name").textContent = state.team.name;
     $("search-team").textContent = state.team.name;
-    if (!state.app_connected) $("conn-text").textContent = "no bot connected (app_url unset)";
+    if (!state.app_connected) {
+      $("conn-dot").className = "conn-dot";
+      $("conn-text").textContent = "no bot connected (app_url unset)";
+    }
     const wanted = location.hash.slice(1).split("/")[0];
     if (!S.current || !S.channels.has(S.current)) {
       S.current = S.channels.has(wanted) ? wanted : (state.channels.find((c) => c.name === "general") || state.channels[0] || {}).id;

@@ -1,0 +1,517 @@
+"""The deploy engine: turns a request into a recorded deploy, posts it as one Slack message, collects approvals,
+takes the run lock, walks the canary steps through the provider and the health gate, rolls back automatically
+when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import AuditLog
+from bot.config import ChatopsConfig
+from bot.deploys.config import EnvironmentConfig, ServiceConfig
+from bot.deploys.figures import Figures, compute_figures
+from bot.deploys.model import (
+    Decision,
+    DeployRecord,
+    DeployState,
+    IllegalTransition,
+    new_deploy_id,
+)
+from bot.deploys.policy import active_freeze, blocking_hold, check_approval, rollback_target, version_problem
+from bot.deploys.render import deploy_message, title
+from bot.deploys.store import DeployStore, LockInfo
+from bot.errors import UserFacingError, new_ref
+from bot.tasks import BackgroundTasks
+from integrations.deploy.base import Deployer, DeployStep
+from integrations.deploy.registry import build_deployer
+from integrations.health.http import health_gate
+from integrations.types import format_duration
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 2.0
+STUCK_REQUEST_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What someone asked for, after the command layer parsed it and checked their role."""
+
+    kind: Literal["deploy", "rollback"]
+    service: str
+    environment: str
+    version: str | None
+    reason: str
+    force: bool
+    user: str
+    channel: str
+
+
+class _CannotResume(Exception):
+    """The provider cannot follow a run it started before a restart."""
+
+
+class _Unchanged(Exception):
+    """A click that changes nothing (a second approval by the same person)."""
+
+
+class DeployEngine:
+    """Runs deploys and rollbacks; one per process, built by the composition root."""
+
+    def __init__(
+        self, *, config: ChatopsConfig, store: DeployStore, slack: AsyncWebClient, http: aiohttp.ClientSession,
+        audit: AuditLog, tasks: BackgroundTasks, clock: Callable[[], datetime], environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._slack = slack
+        self._http = http
+        self._audit = audit
+        self._tasks = tasks
+        self._clock = clock
+        self._environ = dict(os.environ if environ is None else environ)
+        self._deployers: dict[tuple[str, str], Deployer] = {}
+        self._running: set[str] = set()
+        self._ttl = config.deploys.lock_ttl
+
+    # -- lookups ------------------------------------------------------------------------------------------
+
+    def environment(self, service: str, environment: str) -> tuple[ServiceConfig, EnvironmentConfig]:
+        """The configuration of a service and environment; a refusal naming the known ones otherwise."""
+        svc = self.config.services.get(service)
+        if svc is None:
+            known = ", ".join(f"`{name}`" for name in self.config.services) or "none are configured"
+            raise UserFacingError(f"There is no service `{service}`. Services: {known}.")
+        env = svc.environments.get(environment)
+        if env is None:
+            known = ", ".join(f"`{name}`" for name in svc.environments)
+            raise UserFacingError(f"`{service}` has no environment `{environment}`. Environments: {known}.")
+        return svc, env
+
+    def _deployer(self, service: str, environment: str) -> Deployer:
+        key = (service, environment)
+        if key not in self._deployers:
+            _, env = self.environment(service, environment)
+            self._deployers[key] = build_deployer(env.deployer, environ=self._environ, http=self._http)
+        return self._deployers[key]
+
+    # -- requests -----------------------------------------------------------------------------------------
+
+    async def request(self, req: DeployRequest) -> DeployRecord:
+        """Checks policy and records the deploy; the Slack message and the run continue in the background."""
+        svc, env = self.environment(req.service, req.environment)
+        now = self._clock()
+        current = await self.store.current_version(req.service, req.environment)
+        version = req.version
+        if req.kind == "rollback" and version is None:
+            history = await self.store.history(req.service, req.environment, [], 200)
+            version = rollback_target(history, current)
+            if version is None:
+                raise UserFacingError(
+                    f"There is no earlier successful version of `{req.service}` in `{req.environment}` to roll back to. "
+                    f"Name one: `/rollback {req.service} {req.environment} to <version>`."
+                )
+        assert version is not None
+        problem = version_problem(env, version)
+        if problem:
+            raise UserFacingError(problem)
+        if req.kind == "rollback" and version == current:
+            raise UserFacingError(f"`{req.service}` is already at `{version}` in `{req.environment}`.")
+        freeze = active_freeze(env.freeze, now)
+        hold = blocking_hold(await self.store.holds(now), req.service, req.environment)
+        if (freeze or hold) and not req.force:
+            if freeze:
+                until = f" until {freeze.until:%a %H:%M}Z" if freeze.until else ""
+                raise UserFacingError(f"`{req.environment}` is frozen{until}: {freeze.window.reason}. An admin can add `--force`.")
+            assert hold is not None
+            until = f" until {hold.until:%a %H:%M}Z" if hold.until else ""
+            raise UserFacingError(
+                f"`{req.environment}` is locked by <@{hold.holder}> since {hold.since:%H:%M}Z{until}: {hold.reason}. "
+                f"Ask them, or `/deploy unlock {req.environment}{' ' + req.service if hold.deploy_id else ''}`."
+            )
+        for other in await self.store.active():
+            if other.service == req.service and other.environment == req.environment:
+                raise UserFacingError(
+                    f"`{other.id}` ({title(other)}, {other.state.value.replace('_', ' ')}) by <@{other.requested_by}> "
+                    f"since {other.created_at:%H:%M}Z is already in progress. One deploy at a time per service and environment."
+                )
+        running = await self.store.lock_holder(req.service, req.environment)
+        if running is not None:
+            raise UserFacingError(f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` since {running.since:%H:%M}Z: {running.reason}.")
+        approval = env.approval if req.kind == "deploy" else env.rollback_policy()
+        record = DeployRecord(
+            id=new_deploy_id(), kind=req.kind, service=req.service, environment=req.environment, version=version,
+            previous_version=current, requested_by=req.user, reason=req.reason, forced=req.force and bool(freeze or hold),
+            state=DeployState.REQUESTED, created_at=now, updated_at=now,
+            required_approvals=approval.required if approval else 0,
+            approvers_role=approval.approvers if approval else None,
+            allow_self_approval=approval.allow_self_approval if approval else False,
+            expires_at=now + approval.expires_after if approval else None,
+            steps=env.steps if req.kind == "deploy" else (None,),
+            channel=svc.channel or self.config.slack.announce_channel or req.channel,
+        )
+        await self.store.create(record)
+        await self._audit.record(
+            actor=req.user, action=f"{req.kind}.request", result="ok", channel=req.channel,
+            target=f"{req.service} {version} → {req.environment}", detail=f"{record.id}{' forced' if record.forced else ''} {req.reason}".strip(),
+        )
+        self._tasks.spawn(self._announce(record.id), name=f"deploy-announce:{record.id}")
+        return record
+
+    async def _announce(self, deploy_id: str) -> None:
+        record = await self.store.get(deploy_id)
+        if record is None or record.state != DeployState.REQUESTED:
+            return
+        if record.required_approvals:
+            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.AWAITING_APPROVAL, self._clock()))
+        try:
+            text, blocks = deploy_message(record, now=self._clock(), checklist=self._checklist(record))
+            response = await self._post(record.channel or "", text=text, blocks=blocks)
+        except SlackApiError as error:
+            reason = f"could not post to {record.channel}: {error.response.get('error')}"
+            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=reason))
+            await self._dm(record.requested_by, f":x: {title(record)} did not start: {reason}. Invite the bot there or set the service's `channel`.")
+            return
+        record = await self.store.update(
+            deploy_id, lambda r: r.model_copy(update={"channel": response["channel"], "message_ts": response["ts"]})
+        )
+        if not record.required_approvals:
+            await self._start(deploy_id)
+
+    def _checklist(self, record: DeployRecord) -> tuple[str, ...]:
+        _, env = self.environment(record.service, record.environment)
+        return (env.approval.checklist if env.approval else ()) + env.checklist
+
+    # -- approvals ----------------------------------------------------------------------------------------
+
+    async def approve(self, deploy_id: str, user: str, *, is_approver: bool) -> DeployRecord:
+        """Records an approval; the one that completes the count starts the deploy (exactly once)."""
+        now = self._clock()
+
+        def change(record: DeployRecord) -> DeployRecord:
+            check = check_approval(record, user, is_approver=is_approver)
+            if check.refusal:
+                raise UserFacingError(check.refusal)
+            if check.duplicate:
+                raise _Unchanged
+            if record.expires_at is not None and record.expires_at <= now:
+                raise UserFacingError("This request has expired; ask for a new deploy.")
+            decided = record.model_copy(update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="approve")), "updated_at": now})
+            return decided.moved(DeployState.RUNNING, now) if check.enough else decided
+
+        record = await self._decide(deploy_id, change)
+        await self._audit.record(actor=user, action=f"{record.kind}.approve", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._refresh(record)
+        if record.state == DeployState.RUNNING:
+            self._tasks.spawn(self._start(deploy_id), name=f"deploy:{deploy_id}")
+        return record
+
+    async def reject(self, deploy_id: str, user: str, *, is_approver: bool) -> DeployRecord:
+        """Rejects a waiting request (approvers only)."""
+        now = self._clock()
+
+        def change(record: DeployRecord) -> DeployRecord:
+            if record.state != DeployState.AWAITING_APPROVAL:
+                raise UserFacingError(f"This request is already {record.state.value.replace('_', ' ')}.")
+            if not is_approver:
+                raise UserFacingError(f"Only members of `{record.approvers_role}` can reject this deploy.")
+            decided = record.model_copy(update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="reject"))})
+            return decided.moved(DeployState.REJECTED, now, detail=f"Rejected by <@{user}>.")
+
+        record = await self._decide(deploy_id, change)
+        await self._audit.record(actor=user, action=f"{record.kind}.reject", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._refresh(record)
+        await self._dm(record.requested_by, f":no_entry: <@{user}> rejected {title(record)} (`{record.id}`).")
+        return record
+
+    async def cancel(self, deploy_id: str, user: str, *, is_admin: bool) -> DeployRecord:
+        """Cancels a deploy that has not started running (its requester or an admin)."""
+        now = self._clock()
+
+        def change(record: DeployRecord) -> DeployRecord:
+            if record.requested_by != user and not is_admin:
+                raise UserFacingError(f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`.")
+            if record.state not in (DeployState.REQUESTED, DeployState.AWAITING_APPROVAL):
+                raise UserFacingError(f"`{record.id}` is {record.state.value.replace('_', ' ')}; only a deploy that has not started can be cancelled.")
+            return record.moved(DeployState.CANCELLED, now, cancelled_by=user)
+
+        record = await self._decide(deploy_id, change)
+        await self._audit.record(actor=user, action=f"{record.kind}.cancel", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._refresh(record)
+        return record
+
+    async def _decide(self, deploy_id: str, change: Callable[[DeployRecord], DeployRecord]) -> DeployRecord:
+        try:
+            return await self.store.update(deploy_id, change)
+        except KeyError:
+            raise UserFacingError(f"There is no deploy `{deploy_id}`.") from None
+        except _Unchanged:
+            record = await self.store.get(deploy_id)
+            assert record is not None
+            return record
+        except IllegalTransition as error:
+            raise UserFacingError(str(error)) from None
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def _start(self, deploy_id: str) -> None:
+        record = await self.store.get(deploy_id)
+        if record is None or deploy_id in self._running:
+            return
+        lock, holder = await self.store.acquire_lock(
+            record.service, record.environment, holder=record.requested_by, reason=title(record), deploy_id=deploy_id,
+            now=self._clock(), ttl=self._ttl,
+        )
+        if lock is None:
+            who = f"<@{holder.holder}> ({holder.reason}) since {holder.since:%H:%M}Z" if holder else "someone"
+            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."))
+            await self._refresh(record)
+            return
+        self._running.add(deploy_id)
+        renewer = asyncio.get_running_loop().create_task(self._renew(record, lock))
+        try:
+            await self._run(deploy_id)
+        except Exception:
+            ref = new_ref()
+            log.exception("deploy %s failed inside chatops (ref %s)", deploy_id, ref)
+            record = await self.store.update(
+                deploy_id, lambda r: r if r.terminal else r.moved(DeployState.FAILED, self._clock(), detail=f"chatops failed while running it (ref {ref}).")
+            )
+            await self._refresh(record)
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self.store.release_lock(record.service, record.environment, lock.token)
+            self._running.discard(deploy_id)
+
+    async def _renew(self, record: DeployRecord, lock: LockInfo) -> None:
+        while True:
+            await asyncio.sleep(self._ttl.total_seconds() / 3)
+            try:
+                if not await self.store.renew_lock(record.service, record.environment, lock.token, self._ttl):
+                    log.error("deploy %s lost its lock", record.id)
+            except Exception:  # a Redis blip must not kill the deploy; the next renewal tries again
+                log.warning("could not renew the lock of deploy %s", record.id, exc_info=True)
+
+    async def _run(self, deploy_id: str, *, resumed_external_id: str | None = None) -> None:
+        record = await self.store.get(deploy_id)
+        assert record is not None
+        _, env = self.environment(record.service, record.environment)
+        now = self._clock()
+        if record.state == DeployState.REQUESTED:
+            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.RUNNING, now, started_at=now))
+        elif record.started_at is None:
+            record = await self.store.update(deploy_id, lambda r: r.model_copy(update={"started_at": now}))
+        deployer = self._deployer(record.service, record.environment)
+        emit = self._emitter(record)
+        failure = ""
+        for index in range(record.step_index, len(record.steps)):
+            weight = record.steps[index]
+            record = await self.store.update(
+                deploy_id, lambda r, i=index: r.moved(DeployState.RUNNING, self._clock(), step_index=i)
+            )
+            await self._refresh(record)
+            step = self._step(record, weight)
+            label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
+            if resumed_external_id is not None and index == record.step_index:
+                await emit(f"Following {label} again after a chatops restart.")
+                resumed = await deployer.resume(step, resumed_external_id, emit)
+                resumed_external_id = None
+                if resumed is None:
+                    raise _CannotResume
+                result = resumed
+            else:
+                await emit(f"*{label.capitalize()}*: {'shifting ' + str(weight) + '% of traffic to' if weight is not None else 'deploying'} {record.version}")
+                result = await deployer.apply(step, emit)
+            record = await self.store.update(deploy_id, lambda r, x=result.external_id: r.model_copy(update={"external_id": x or r.external_id}))
+            if not result.ok:
+                failure = f"{label} failed: {result.summary}"
+                break
+            await emit(f":white_check_mark: {label}: {result.summary}")
+            if env.health is not None:
+                record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
+                await self._refresh(record)
+                gate = await health_gate(self._http, env.health, emit=emit)
+                if not gate.ok:
+                    failure = f"health gate failed at {label}: {gate.reason}"
+                    break
+        if not failure:
+            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.SUCCEEDED, self._clock(), detail=""))
+            await self._refresh(record)
+            took = format_duration((record.finished_at or now) - (record.started_at or now)) or "0s"
+            await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} is live in {record.environment} (took {took}).")
+            await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
+            return
+        await self._fail(record, env, deployer, failure, emit)
+
+    async def _fail(self, record: DeployRecord, env: EnvironmentConfig, deployer: Deployer, failure: str, emit) -> None:  # type: ignore[no-untyped-def]
+        if env.auto_rollback and record.kind == "deploy" and record.previous_version:
+            target = record.previous_version
+            await emit(f":rewind: {failure}. Rolling back to {target} automatically.")
+            step = DeployStep(
+                deploy_id=record.id, service=record.service, environment=record.environment, version=target,
+                previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
+            )
+            result = await deployer.apply(step, emit)
+            healthy = result.ok
+            why = result.summary
+            if result.ok and env.health is not None:
+                gate = await health_gate(self._http, env.health, emit=emit)
+                healthy, why = gate.ok, gate.reason
+            if healthy:
+                detail = f"{failure}. Rolled back to {target} automatically."
+                record = await self.store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))
+            else:
+                detail = f"{failure}. The automatic rollback to {target} failed too ({why}): needs a human."
+                record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+        else:
+            hint = f" Roll back with `/rollback {record.service} {record.environment}`." if record.previous_version else ""
+            detail = f"{failure}. Stopped; waiting for a human.{hint}"
+            record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+        await self._refresh(record)
+        await emit(f":x: {record.detail}")
+        await self._dm(record.requested_by, f":x: {title(record)} (`{record.id}`): {record.detail}")
+        await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="failed", target=record.id, channel=record.channel or "", detail=record.detail)
+
+    def _step(self, record: DeployRecord, weight: int | None) -> DeployStep:
+        return DeployStep(
+            deploy_id=record.id, service=record.service, environment=record.environment, version=record.version,
+            previous_version=record.previous_version, weight=weight, rollback=record.kind == "rollback",
+            requested_by=record.requested_by,
+        )
+
+    # -- ticks: expiry and recovery -----------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Expires approvals past their deadline and recovers deploys whose process died (safe on every replica)."""
+        now = self._clock()
+        for deploy_id in await self.store.claim_due(now):
+            try:
+                record = await self.store.update(
+                    deploy_id, lambda r: r.moved(DeployState.EXPIRED, now, detail="Nobody approved it in time.")
+                )
+            except (IllegalTransition, KeyError):
+                continue
+            await self._refresh(record)
+            await self._dm(record.requested_by, f":hourglass: {title(record)} (`{record.id}`) expired without enough approvals.")
+            await self._audit.record(actor="chatops", action=f"{record.kind}.expire", result="ok", target=deploy_id, channel=record.channel or "")
+        for record in await self.store.active():
+            if record.id in self._running:
+                continue
+            if record.state in (DeployState.RUNNING, DeployState.VERIFYING):
+                holder = await self.store.lock_holder(record.service, record.environment)
+                if holder is None or holder.deploy_id != record.id:
+                    await self._recover(record)
+            elif record.state == DeployState.REQUESTED and now - record.created_at > STUCK_REQUEST_AFTER:
+                self._tasks.spawn(self._announce(record.id), name=f"deploy-announce:{record.id}")
+
+    async def _recover(self, record: DeployRecord) -> None:
+        """A deploy whose process died: follow it again when the provider can, else mark it interrupted."""
+        lock, _ = await self.store.acquire_lock(
+            record.service, record.environment, holder=record.requested_by, reason=f"recovering {record.id}",
+            deploy_id=record.id, now=self._clock(), ttl=self._ttl,
+        )
+        if lock is None:
+            return  # another replica is recovering it, or a new deploy runs
+        self._running.add(record.id)
+        renewer = asyncio.get_running_loop().create_task(self._renew(record, lock))
+        try:
+            if record.external_id:
+                try:
+                    await self._run(record.id, resumed_external_id=record.external_id)
+                    return
+                except _CannotResume:
+                    pass
+            detail = "chatops stopped while this deploy ran; its outcome is unknown. Check the service, then deploy again or roll back."
+            updated = await self.store.update(record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
+            await self._refresh(updated)
+            await self._emitter(updated)(f":warning: {detail}")
+            await self._dm(updated.requested_by, f":warning: {title(updated)} (`{updated.id}`) was interrupted: {detail}")
+            await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed", target=record.id, channel=record.channel or "")
+        except IllegalTransition:
+            pass
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self.store.release_lock(record.service, record.environment, lock.token)
+            self._running.discard(record.id)
+
+    async def run_ticks(self, stop: asyncio.Event) -> None:
+        """Ticks every few seconds until `stop` is set; one failing tick never stops the next."""
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("deploy tick failed")
+            try:
+                await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+            except TimeoutError:
+                pass
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    async def history(self, service: str, environment: str | None, limit: int) -> tuple[list[DeployRecord], Figures]:
+        """The newest deploys of a service and the figures over 30 days."""
+        svc = self.config.services.get(service)
+        if svc is None:
+            self.environment(service, "")
+        assert svc is not None
+        if environment is not None:
+            self.environment(service, environment)
+        envs = list(svc.environments)
+        records = await self.store.history(service, environment, envs, limit)
+        window = await self.store.history(service, environment, envs, 1000)
+        return records, compute_figures(window, self._clock())
+
+    # -- Slack --------------------------------------------------------------------------------------------
+
+    async def _post(self, channel: str, **message: object) -> Mapping[str, str]:
+        try:
+            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        except SlackApiError as error:
+            if error.response.get("error") != "not_in_channel":
+                raise
+            await self._slack.conversations_join(channel=channel)
+            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+
+    async def _refresh(self, record: DeployRecord) -> None:
+        if not record.channel or not record.message_ts:
+            return
+        text, blocks = deploy_message(record, now=self._clock(), checklist=self._checklist(record))
+        try:
+            await self._slack.chat_update(channel=record.channel, ts=record.message_ts, text=text, blocks=blocks)
+        except SlackApiError as error:
+            log.warning("could not update the message of deploy %s: %s", record.id, error.response.get("error"))
+
+    def _emitter(self, record: DeployRecord):  # type: ignore[no-untyped-def]
+        async def emit(line: str) -> None:
+            if not record.channel or not record.message_ts:
+                return
+            try:
+                await self._slack.chat_postMessage(channel=record.channel, thread_ts=record.message_ts, text=line)
+            except SlackApiError as error:
+                log.warning("could not post to the thread of deploy %s: %s", record.id, error.response.get("error"))
+
+        return emit
+
+    async def _dm(self, user: str, text: str) -> None:
+        try:
+            await self._slack.chat_postMessage(channel=user, text=text)
+        except SlackApiError as error:
+            log.warning("could not DM %s: %s", user, error.response.get("error"))
+
+    async def aclose(self) -> None:
+        """Releases provider clients."""
+        for deployer in self._deployers.values():
+            await deployer.aclose()

@@ -1,0 +1,69 @@
+"""The delivery figures teams track, computed from deploy history: deploy frequency, success rate,
+change-failure rate and mean time to restore (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.deploys.model import DeployRecord, DeployState
+from integrations.types import format_duration
+
+FAILED_STATES = frozenset({DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED})
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Figures over a window of days."""
+
+    window_days: int
+    deploys: int
+    per_day: float
+    success_rate: float | None
+    change_failure_rate: float | None
+    mean_time_to_restore: timedelta | None
+    rollbacks: int
+
+    def describe(self) -> str:
+        """One line for people."""
+        def pct(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.0%}"
+
+        mttr = format_duration(self.mean_time_to_restore) if self.mean_time_to_restore is not None else "n/a"
+        return (
+            f"Last {self.window_days}d: {self.deploys} deploys ({self.per_day:.1f}/day), success {pct(self.success_rate)}, "
+            f"change failure {pct(self.change_failure_rate)}, rollbacks {self.rollbacks}, MTTR {mttr}"
+        )
+
+
+def compute_figures(records: Sequence[DeployRecord], now: datetime, window: timedelta = timedelta(days=30)) -> Figures:
+    """Figures over `window` from finished deploys (any order)."""
+    since = now - window
+    finished = sorted((r for r in records if r.finished_at and r.finished_at >= since), key=lambda r: r.finished_at or now)
+    deploys = [r for r in finished if r.kind == "deploy" and r.state in FAILED_STATES | {DeployState.SUCCEEDED}]
+    succeeded = [r for r in deploys if r.state == DeployState.SUCCEEDED]
+    failed = [r for r in deploys if r.state in FAILED_STATES]
+    restores: list[timedelta] = []
+    for failure in failed:
+        start = failure.started_at or failure.created_at
+        if failure.state == DeployState.ROLLED_BACK and failure.finished_at:
+            restores.append(failure.finished_at - start)
+            continue
+        later = [
+            r for r in finished
+            if r.environment == failure.environment and r.state == DeployState.SUCCEEDED and r.finished_at and failure.finished_at
+            and r.finished_at > failure.finished_at
+        ]
+        if later and later[0].finished_at:
+            restores.append(later[0].finished_at - start)
+    days = max(window.days, 1)
+    return Figures(
+        window_days=days,
+        deploys=len(deploys),
+        per_day=len(deploys) / days,
+        success_rate=len(succeeded) / len(deploys) if deploys else None,
+        change_failure_rate=len(failed) / len(deploys) if deploys else None,
+        mean_time_to_restore=sum(restores, timedelta()) / len(restores) if restores else None,
+        rollbacks=len([r for r in finished if r.kind == "rollback" or r.state == DeployState.ROLLED_BACK]),
+    )

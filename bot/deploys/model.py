@@ -1,0 +1,123 @@
+"""A deploy (or rollback) as recorded in Redis, and its state machine:
+requested → awaiting_approval → running → verifying → succeeded | failed | rolled_back,
+with rejected, expired, cancelled and interrupted as the other ways out."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DeployState(StrEnum):
+    """Where a deploy is in its life."""
+
+    REQUESTED = "requested"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+TERMINAL = frozenset({
+    DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.REJECTED,
+    DeployState.EXPIRED, DeployState.CANCELLED, DeployState.INTERRUPTED,
+})
+ACTIVE = frozenset(DeployState) - TERMINAL
+
+ALLOWED = {
+    DeployState.REQUESTED: {DeployState.AWAITING_APPROVAL, DeployState.RUNNING, DeployState.CANCELLED, DeployState.FAILED},
+    DeployState.AWAITING_APPROVAL: {DeployState.RUNNING, DeployState.REJECTED, DeployState.EXPIRED, DeployState.CANCELLED, DeployState.FAILED},
+    DeployState.RUNNING: {DeployState.VERIFYING, DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED, DeployState.RUNNING},
+    DeployState.VERIFYING: {DeployState.RUNNING, DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED},
+}
+
+
+class IllegalTransition(Exception):
+    """A state change the machine does not allow (a stale click, a race lost)."""
+
+
+class Decision(BaseModel):
+    """One approval or rejection: who, when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str
+    at: datetime
+    decision: Literal["approve", "reject"]
+
+
+class DeployRecord(BaseModel):
+    """Everything about one deploy or rollback; the JSON stored in Redis."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: Literal["deploy", "rollback"]
+    service: str
+    environment: str
+    version: str
+    previous_version: str | None
+    requested_by: str
+    reason: str = ""
+    forced: bool = False
+    state: DeployState
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    required_approvals: int = 0
+    approvers_role: str | None = None
+    allow_self_approval: bool = False
+    expires_at: datetime | None = None
+    decisions: tuple[Decision, ...] = ()
+    steps: tuple[int | None, ...] = (None,)
+    step_index: int = 0
+    channel: str | None = None
+    message_ts: str | None = None
+    external_id: str | None = None
+    detail: str = ""
+    rollback_of: str | None = None
+    auto: bool = False
+    cancelled_by: str | None = None
+
+    @property
+    def approved_by(self) -> tuple[str, ...]:
+        """The distinct users who approved, in order."""
+        return tuple(dict.fromkeys(d.user for d in self.decisions if d.decision == "approve"))
+
+    @property
+    def terminal(self) -> bool:
+        """True once the deploy can no longer change."""
+        return self.state in TERMINAL
+
+    def moved(self, state: DeployState, at: datetime, **changes: object) -> DeployRecord:
+        """A copy in `state`; IllegalTransition if the machine does not allow it."""
+        if state not in ALLOWED.get(self.state, set()):
+            raise IllegalTransition(f"{self.id} is {self.state.value}; it cannot become {state.value}")
+        extra: dict[str, object] = {"state": state, "updated_at": at, **changes}
+        if state in TERMINAL and self.finished_at is None:
+            extra.setdefault("finished_at", at)
+        return self.model_copy(update=extra)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to finish, once finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def new_deploy_id() -> str:
+    """A short id people can type: `d-` and 8 base-36 characters."""
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    return "d-" + "".join(secrets.choice(alphabet) for _ in range(8))

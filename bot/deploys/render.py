@@ -1,0 +1,116 @@
+"""Block Kit for deploys: the one message a deploy is (updated in place), and the history and status answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from bot.blocks import Block, actions, button, context, escape, fields, header, section
+from bot.deploys.figures import Figures
+from bot.deploys.model import DeployRecord, DeployState
+from integrations.types import format_duration
+
+APPROVE = "deploy.approve"
+REJECT = "deploy.reject"
+CANCEL = "deploy.cancel"
+
+STATE_LABELS = {
+    DeployState.REQUESTED: (":hourglass_flowing_sand:", "Requested"),
+    DeployState.AWAITING_APPROVAL: (":raised_hand:", "Waiting for approval"),
+    DeployState.RUNNING: (":rocket:", "Running"),
+    DeployState.VERIFYING: (":stethoscope:", "Verifying health"),
+    DeployState.SUCCEEDED: (":white_check_mark:", "Succeeded"),
+    DeployState.FAILED: (":x:", "Failed"),
+    DeployState.ROLLED_BACK: (":rewind:", "Rolled back"),
+    DeployState.REJECTED: (":no_entry:", "Rejected"),
+    DeployState.EXPIRED: (":hourglass:", "Expired"),
+    DeployState.CANCELLED: (":heavy_multiplication_x:", "Cancelled"),
+    DeployState.INTERRUPTED: (":warning:", "Interrupted"),
+}
+
+
+def state_label(state: DeployState) -> str:
+    """Emoji and words for a state."""
+    emoji, words = STATE_LABELS[state]
+    return f"{emoji} {words}"
+
+
+def steps_text(record: DeployRecord) -> str:
+    """`10% → *50%* → 100%`, the current step in bold while running."""
+    if record.steps == (None,):
+        return "all at once"
+    parts = []
+    for index, weight in enumerate(record.steps):
+        label = f"{weight}%"
+        running = record.state in (DeployState.RUNNING, DeployState.VERIFYING)
+        parts.append(f"*{label}*" if running and index == record.step_index else label)
+    return " → ".join(parts)
+
+
+def title(record: DeployRecord) -> str:
+    """One line naming what the deploy does."""
+    if record.kind == "rollback":
+        return f"Rollback {record.service} to {record.version} in {record.environment}"
+    return f"Deploy {record.service} {record.version} to {record.environment}"
+
+
+def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[str] = ()) -> tuple[str, list[Block]]:
+    """The deploy's message: plan, state, approvals and, while waiting, the Approve/Reject/Cancel buttons."""
+    versions = f"{record.previous_version or '(none)'} → *{record.version}*"
+    pairs = [
+        ("State", state_label(record.state)),
+        ("Versions", versions),
+        ("Requested by", f"<@{record.requested_by}>"),
+        ("Steps", steps_text(record)),
+    ]
+    if record.required_approvals:
+        approvers = ", ".join(f"<@{u}>" for u in record.approved_by) or "none yet"
+        pairs.append(("Approvals", f"{len(record.approved_by)}/{record.required_approvals}: {approvers}"))
+    if record.reason:
+        pairs.append(("Reason", escape(record.reason)))
+    if record.started_at is not None:
+        end = record.finished_at or now
+        pairs.append(("Elapsed", format_duration(end - record.started_at) or "0s"))
+    blocks: list[Block] = [header(("⏪ " if record.kind == "rollback" else "🚀 ") + title(record)), fields(pairs)]
+    if record.detail:
+        blocks.append(section(escape(record.detail)))
+    if record.state == DeployState.AWAITING_APPROVAL:
+        if checklist:
+            blocks.append(section("*Before approving*\n" + "\n".join(f"• {escape(item)}" for item in checklist)))
+        blocks.append(actions(
+            button("Approve", APPROVE, record.id, style="primary"),
+            button("Reject", REJECT, record.id, style="danger"),
+            button("Cancel", CANCEL, record.id),
+            block_id=f"deploy:{record.id}",
+        ))
+    notes = [f"`{record.id}`"]
+    if record.forced:
+        notes.append(":warning: forced past a freeze or lock")
+    if record.state == DeployState.AWAITING_APPROVAL and record.expires_at is not None:
+        notes.append(f"expires in {format_duration(max(record.expires_at - now, timedelta(0))) or '0s'}")
+    for decision in record.decisions:
+        verb = "approved" if decision.decision == "approve" else "rejected"
+        notes.append(f"{verb} by <@{decision.user}> at {decision.at:%H:%M:%S}Z")
+    if record.cancelled_by:
+        notes.append(f"cancelled by <@{record.cancelled_by}>")
+    blocks.append(context(" · ".join(notes)))
+    text = f"{title(record)}: {STATE_LABELS[record.state][1]}"
+    return text, blocks
+
+
+def history_message(service: str, records: Sequence[DeployRecord], figures: Figures) -> tuple[str, list[Block]]:
+    """`/deploy history`: the newest deploys and the delivery figures."""
+    lines = []
+    for r in records:
+        took = f" in {format_duration(r.finished_at - r.started_at)}" if r.finished_at and r.started_at else ""
+        approvers = f", approved by {', '.join(f'<@{u}>' for u in r.approved_by)}" if r.approved_by else ""
+        lines.append(
+            f"{STATE_LABELS[r.state][0]} `{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z *{r.environment}* "
+            f"{'rollback to ' if r.kind == 'rollback' else ''}{r.previous_version or '∅'} → {r.version} "
+            f"by <@{r.requested_by}>{approvers}{took}"
+        )
+    body = "\n".join(lines) if lines else "No deploys yet."
+    stats = figures.describe()
+    return f"Deploy history of {service}:\n{body}\n{stats}", [
+        header(f"Deploy history: {service}"), section(body), context(stats),
+    ]

@@ -1,0 +1,216 @@
+"""Deploy records, history, approvals' deadlines, run locks and manual holds in Redis; every multi-key change
+is one MULTI (optimistic, WATCHed) or Lua script, under the `{deploys}` hash tag."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError, WatchError
+
+from bot.deploys.model import DeployRecord, DeployState
+from bot.errors import StoreUnavailable
+from bot.store import Store
+
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
+for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
+return due
+"""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a lock, why, since when, and until when (None: while the deploy runs)."""
+
+    token: str
+    holder: str
+    reason: str
+    since: datetime
+    until: datetime | None
+    deploy_id: str | None = None
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps({
+            "token": self.token, "holder": self.holder, "reason": self.reason, "since": self.since.isoformat(),
+            "until": self.until.isoformat() if self.until else None, "deploy_id": self.deploy_id,
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> LockInfo:
+        """Reads the stored form."""
+        data = json.loads(text)
+        return cls(
+            token=data["token"], holder=data["holder"], reason=data.get("reason", ""),
+            since=datetime.fromisoformat(data["since"]),
+            until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
+            deploy_id=data.get("deploy_id"),
+        )
+
+
+class DeployStore:
+    """Typed Redis access for deploys."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._redis = store.redis
+        self._keys = store.keys
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._claim = self._redis.register_script(_CLAIM_DUE)
+
+    def _k(self, part: str, *names: str) -> str:
+        return self._keys.deploy(part, *names)
+
+    async def create(self, record: DeployRecord) -> None:
+        """Stores a new record and indexes it (history, active, approval deadline)."""
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._k("record", record.id), record.model_dump_json())
+                pipe.zadd(self._k("history", record.service, record.environment), {record.id: record.created_at.timestamp()})
+                pipe.sadd(self._k("active"), record.id)
+                if record.expires_at is not None:
+                    pipe.zadd(self._k("deadlines"), {record.id: record.expires_at.timestamp()})
+                await pipe.execute()
+        await self._store.call("deploy_create", write())
+
+    async def get(self, deploy_id: str) -> DeployRecord | None:
+        """The record, or None when there is no such deploy."""
+        raw = await self._store.call("deploy_get", self._redis.get(self._k("record", deploy_id)))
+        return _parse(raw)
+
+    async def update(self, deploy_id: str, change: Callable[[DeployRecord], DeployRecord]) -> DeployRecord:
+        """Applies `change` to the current record atomically (retrying on a concurrent write) and returns the result.
+        `change` may raise (IllegalTransition, a user-facing refusal): then nothing is written."""
+        key = self._k("record", deploy_id)
+        for _ in range(20):
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    current = _parse(await pipe.get(key))
+                    if current is None:
+                        raise KeyError(deploy_id)
+                    updated = change(current)
+                    pipe.multi()
+                    pipe.set(key, updated.model_dump_json())
+                    if updated.terminal:
+                        pipe.srem(self._k("active"), deploy_id)
+                        pipe.zrem(self._k("deadlines"), deploy_id)
+                    if updated.state == DeployState.SUCCEEDED and current.state != DeployState.SUCCEEDED:
+                        pipe.set(self._k("current", updated.service, updated.environment), updated.version)
+                    if updated.state == DeployState.ROLLED_BACK and updated.previous_version and current.state != DeployState.ROLLED_BACK:
+                        pipe.set(self._k("current", updated.service, updated.environment), updated.previous_version)
+                    await pipe.execute()
+                    return updated
+            except WatchError:
+                continue
+            except (RedisError, OSError) as error:
+                raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
+        raise StoreUnavailable(f"deploy {deploy_id} is being changed by someone else; try again")
+
+    async def current_version(self, service: str, environment: str) -> str | None:
+        """The version running now (from the last successful deploy or rollback)."""
+        return await self._store.call("deploy_current", self._redis.get(self._k("current", service, environment)))
+
+    async def history(self, service: str, environment: str | None, environments: list[str], limit: int) -> list[DeployRecord]:
+        """The newest `limit` records of a service (one environment or all), newest first."""
+        envs = [environment] if environment else environments
+        ids: list[tuple[str, float]] = []
+        for env in envs:
+            found = await self._store.call(
+                "deploy_history", self._redis.zrevrange(self._k("history", service, env), 0, limit - 1, withscores=True)
+            )
+            ids.extend((str(i), float(s)) for i, s in found)
+        ids.sort(key=lambda pair: pair[1], reverse=True)
+        return await self._many([i for i, _ in ids[:limit]])
+
+    async def active(self) -> list[DeployRecord]:
+        """Every deploy not yet finished."""
+        ids = await self._store.call("deploy_active", self._redis.smembers(self._k("active")))
+        return await self._many(sorted(ids))
+
+    async def _many(self, ids: list[str]) -> list[DeployRecord]:
+        if not ids:
+            return []
+        raws = await self._store.call("deploy_mget", self._redis.mget([self._k("record", i) for i in ids]))
+        return [record for record in (_parse(raw) for raw in raws) if record is not None]
+
+    async def claim_due(self, now: datetime) -> list[str]:
+        """Ids whose approval deadline has passed; each is returned to exactly one caller, once."""
+        return [str(i) for i in await self._store.call("deploy_claim_due", self._claim(keys=[self._k("deadlines")], args=[now.timestamp()]))]
+
+    async def acquire_lock(
+        self, service: str, environment: str, *, holder: str, reason: str, deploy_id: str, now: datetime, ttl: timedelta
+    ) -> tuple[LockInfo | None, LockInfo | None]:
+        """Takes the run lock: (ours, None) on success, (None, theirs) when someone holds it."""
+        mine = LockInfo(secrets.token_hex(12), holder, reason, now, None, deploy_id)
+        key = self._k("lock", service, environment)
+        ok = await self._store.call("lock_acquire", self._redis.set(key, mine.to_json(), nx=True, px=int(ttl.total_seconds() * 1000)))
+        if ok:
+            return mine, None
+        raw = await self._store.call("lock_get", self._redis.get(key))
+        return None, LockInfo.from_json(raw) if raw else None
+
+    async def renew_lock(self, service: str, environment: str, token: str, ttl: timedelta) -> bool:
+        """Extends our lock; False when it is no longer ours (expired, or taken by someone else)."""
+        result = await self._store.call("lock_renew", self._renew(keys=[self._k("lock", service, environment)], args=[token, int(ttl.total_seconds() * 1000)]))
+        return bool(result)
+
+    async def release_lock(self, service: str, environment: str, token: str) -> bool:
+        """Releases our lock (never someone else's)."""
+        result = await self._store.call("lock_release", self._release(keys=[self._k("lock", service, environment)], args=[token]))
+        return bool(result)
+
+    async def lock_holder(self, service: str, environment: str) -> LockInfo | None:
+        """Who holds the run lock now, if anyone."""
+        raw = await self._store.call("lock_get", self._redis.get(self._k("lock", service, environment)))
+        return LockInfo.from_json(raw) if raw else None
+
+    async def set_hold(self, environment: str, service: str | None, hold: LockInfo) -> None:
+        """Adds or replaces a manual lock on an environment (or one service in it)."""
+        await self._store.call("hold_set", self._redis.hset(self._k("holds"), f"{environment}:{service or '*'}", hold.to_json()))
+
+    async def remove_hold(self, environment: str, service: str | None) -> LockInfo | None:
+        """Removes a manual lock; returns it, or None if there was none."""
+        field = f"{environment}:{service or '*'}"
+        raw = await self._store.call("hold_get", self._redis.hget(self._k("holds"), field))
+        if raw is None:
+            return None
+        await self._store.call("hold_del", self._redis.hdel(self._k("holds"), field))
+        return LockInfo.from_json(raw)
+
+    async def holds(self, now: datetime) -> dict[str, LockInfo]:
+        """Manual locks still in force, by `<env>:<service or *>`; expired ones are removed."""
+        raw = await self._store.call("holds_get", self._redis.hgetall(self._k("holds")))
+        live: dict[str, LockInfo] = {}
+        for field, value in raw.items():
+            hold = LockInfo.from_json(value)
+            if hold.until is not None and hold.until <= now:
+                await self._store.call("hold_del", self._redis.hdel(self._k("holds"), field))
+            else:
+                live[field] = hold
+        return live
+
+
+def _parse(raw: str | None) -> DeployRecord | None:
+    if raw is None:
+        return None
+    try:
+        return DeployRecord.model_validate_json(raw)
+    except ValidationError:
+        return None

@@ -1,0 +1,511 @@
+"""The grammar of `/deploy` and `/rollback`: turns the text a person typed into one typed, validated command.
+
+Pure parsing, no I/O: whether a service or environment exists in the configuration is for the deploy engine to
+check. Words and quotes come from `commands.lexer.tokenize` (so “curly quotes” and Slack's escaping work), and
+options may be written `--reason "…"`, `--reason="…"` or with the em dash Slack substitutes (`—reason`). Every
+problem raises `UsageError` with a message that says what to type instead and the usage line(s) that apply.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.errors import UsageError
+from commands.lexer import tokenize
+from integrations.types import parse_duration
+
+__all__ = [
+    "DEFAULT_HISTORY",
+    "DEFAULT_LOCK",
+    "DEPLOY_USAGE",
+    "KEYWORDS",
+    "MAX_HISTORY",
+    "MAX_LOCK",
+    "MAX_REASON",
+    "ROLLBACK_USAGE",
+    "CancelCmd",
+    "DeployCommand",
+    "DeployRequestCmd",
+    "HistoryCmd",
+    "LockCmd",
+    "LocksCmd",
+    "RollbackCmd",
+    "StatusCmd",
+    "UnlockCmd",
+    "parse_deploy",
+    "parse_rollback",
+]
+
+# --- the commands ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployRequestCmd:
+    """`/deploy <service> <version> to <env>`: deploy a version; `reason` is "" when none was given."""
+
+    service: str
+    version: str
+    environment: str
+    reason: str = ""
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class StatusCmd:
+    """`/deploy status [<service>]`: what runs where (every service when `service` is None)."""
+
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryCmd:
+    """`/deploy history <service> [<env>] [N]`: the last `limit` deploys (every environment when None)."""
+
+    service: str
+    environment: str | None = None
+    limit: int = 10
+
+
+@dataclass(frozen=True)
+class CancelCmd:
+    """`/deploy cancel <id>`: stop a deploy that is waiting or running."""
+
+    deploy_id: str
+
+
+@dataclass(frozen=True)
+class LockCmd:
+    """`/deploy lock <env> [<service>] --reason "…" [--for 2h]`: block deploys (of one service, or all)."""
+
+    environment: str
+    service: str | None
+    reason: str
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class UnlockCmd:
+    """`/deploy unlock <env> [<service>]`: lift a lock."""
+
+    environment: str
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class LocksCmd:
+    """`/deploy locks`: list the locks in force."""
+
+
+@dataclass(frozen=True)
+class RollbackCmd:
+    """`/rollback <service> <env> [to <version>]`: back to `version`, or the last good one when None."""
+
+    service: str
+    environment: str
+    version: str | None = None
+    reason: str = ""
+
+
+DeployCommand = DeployRequestCmd | StatusCmd | HistoryCmd | CancelCmd | LockCmd | UnlockCmd | LocksCmd
+"""Whatever `parse_deploy` returns."""
+
+# --- limits and usage --------------------------------------------------------------------------------------------
+
+DEFAULT_HISTORY = 10
+MAX_HISTORY = 50
+DEFAULT_LOCK = timedelta(hours=2)
+MAX_LOCK = timedelta(days=7)
+_MAX_LOCK_TEXT = "7d"
+MAX_REASON = 300
+KEYWORDS = frozenset({"status", "history", "cancel", "lock", "unlock", "locks", "help"})
+"""Words that name a subcommand when they come first, so they can never be a service name there."""
+
+_USAGE = {
+    "request": '/deploy <service> <version> to <env> [--reason "…"] [--force]\n'
+    '/deploy <service>@<version> <env> [--reason "…"] [--force]',
+    "status": "/deploy status [<service>]",
+    "history": "/deploy history <service> [<env>] [N]",
+    "cancel": "/deploy cancel <id>",
+    "lock": '/deploy lock <env> [<service>] --reason "…" [--for 2h]',
+    "unlock": "/deploy unlock <env> [<service>]",
+    "locks": "/deploy locks",
+    "rollback": '/rollback <service> <env> [to <version>] [--reason "…"]',
+}
+DEPLOY_USAGE = "\n".join(_USAGE[name] for name in ("request", "status", "history", "cancel", "lock", "unlock", "locks"))
+"""Every form of `/deploy`, one a line."""
+ROLLBACK_USAGE = _USAGE["rollback"]
+"""The form of `/rollback`."""
+
+_SLASH = {"request": "/deploy", "rollback": "/rollback", **{k: f"/deploy {k}" for k in KEYWORDS - {"help"}}}
+# The options each form takes; `--reason` and `--for` take a value, `--force` does not.
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "request": ("reason", "force"),
+    "lock": ("reason", "for"),
+    "rollback": ("reason",),
+}
+_VALUED = frozenset({"reason", "for"})
+_SWITCHES = frozenset({"force"})
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+_DEPLOY_ID = re.compile(r"d-[a-z0-9]{4,32}")
+_COUNT = re.compile(r"[+-]?[0-9]+")
+_DASHES = "-—–"  # Slack clients turn "--" into an em dash (—), some into an en dash (–)
+_SHOWN = 40
+
+
+# --- parsing -----------------------------------------------------------------------------------------------------
+
+
+def parse_deploy(text: str) -> DeployCommand:
+    """The command in the text after `/deploy`; UsageError (with the usage that applies) on any problem."""
+    positional, options = _split(text, DEPLOY_USAGE)
+    first = positional[0].lower() if positional else ""
+    form = first if first in KEYWORDS else "request"
+    if form == "help":
+        raise UsageError("`help` is a reserved word, not a service: `/deploy help` shows the usage", DEPLOY_USAGE)
+    usage = _USAGE[form]
+    flags = _check_options(options, form, usage)
+    if form == "request":
+        return _request(positional, flags, usage)
+    args = positional[1:]
+    if form == "status":
+        _at_most(args, 1, form, usage)
+        return StatusCmd(_name(args[0], "service", usage) if args else None)
+    if form == "history":
+        return _history(args, usage)
+    if form == "cancel":
+        if not args:
+            raise UsageError("`/deploy cancel` needs the deploy id: write `/deploy cancel d-…`", usage)
+        _at_most(args, 1, form, usage)
+        return CancelCmd(_deploy_id(args[0], usage))
+    if form == "locks":
+        _at_most(args, 0, form, usage)
+        return LocksCmd()
+    if not args:
+        example = '/deploy lock <env> --reason "…"' if form == "lock" else "/deploy unlock <env>"
+        raise UsageError(f"`/deploy {form}` needs an environment: write `{example}`", usage)
+    _at_most(args, 2, form, usage)
+    environment = _name(args[0], "environment", usage)
+    service = _name(args[1], "service", usage) if len(args) > 1 else None
+    if form == "unlock":
+        return UnlockCmd(environment, service)
+    if "reason" not in flags:
+        target = f"{environment} {service}" if service else environment
+        raise UsageError(f'a lock needs a reason: write `/deploy lock {target} --reason "…"`', usage)
+    return LockCmd(environment, service, flags["reason"], _lock_duration(flags.get("for"), usage))
+
+
+def parse_rollback(text: str) -> RollbackCmd:
+    """The command in the text after `/rollback`; UsageError (with the usage) on any problem."""
+    usage = ROLLBACK_USAGE
+    positional, options = _split(text, usage)
+    flags = _check_options(options, "rollback", usage)
+    reason = flags.get("reason", "")
+    if not positional:
+        raise UsageError("`/rollback` needs a service and an environment: write `/rollback <service> <env>`", usage)
+    first = positional[0]
+    if "@" in first:
+        service_text, _, version_text = first.partition("@")
+        env_hint = _show(positional[1]) if len(positional) > 1 else "<env>"
+        raise UsageError(
+            f"`/rollback` takes the version after `to`: write "
+            f"`/rollback {_show(service_text) or '<service>'} {env_hint} to {_show(version_text) or '<version>'}`",
+            usage,
+        )
+    service = _name(first, "service", usage)
+    if len(positional) == 1:
+        raise UsageError(f"`/rollback {service}` needs an environment: write `/rollback {service} <env>`", usage)
+    if positional[1].lower() == "to" and len(positional) <= 3:  # four words: the environment is `to`
+        raise UsageError(
+            f"`/rollback {service}` needs the environment before `to`: write `/rollback {service} <env> to <version>`",
+            usage,
+        )
+    environment = _name(positional[1], "environment", usage)
+    if len(positional) == 2:
+        return RollbackCmd(service, environment, None, reason)
+    third = positional[2]
+    if third.lower() != "to":
+        if len(positional) == 3:
+            version = _version(third, usage)
+            raise UsageError(f"`{version}` is missing `to`: write `/rollback {service} {environment} to {version}`", usage)
+        raise UsageError(
+            f"expected `to` after the environment, not `{_show(third)}`: "
+            f"write `/rollback {service} {environment} to <version>`",
+            usage,
+        )
+    if len(positional) == 3:
+        raise UsageError(
+            f"`to` needs a version after it: write `/rollback {service} {environment} to <version>`", usage
+        )
+    version = _version(positional[3], usage)
+    _nothing_after(positional, 4, usage)
+    return RollbackCmd(service, environment, version, reason)
+
+
+# --- the forms ---------------------------------------------------------------------------------------------------
+
+
+def _request(positional: Sequence[str], flags: dict[str, str], usage: str) -> DeployRequestCmd:
+    reason, force = flags.get("reason", ""), "force" in flags
+    if not positional:
+        raise UsageError(
+            "`/deploy` needs a service, a version and an environment: write `/deploy <service> <version> to <env>`",
+            DEPLOY_USAGE,
+        )
+    first = positional[0]
+    if "@" in first:
+        service_text, _, version_text = first.partition("@")
+        if not service_text:
+            raise UsageError(
+                f"`{_show(first)}` needs the service before `@`: write `/deploy <service>{_show(first)} <env>`", usage
+            )
+        service = _name(service_text, "service", usage, reserved=True)
+        if not version_text:
+            raise UsageError(f"`{service}@` needs the version after `@`: write `/deploy {service}@<version> <env>`", usage)
+        version = _version(version_text, usage)
+        rest = list(positional[1:])
+        if rest and rest[0].lower() == "to":
+            if len(rest) == 1:
+                raise UsageError(
+                    f"`to` needs an environment after it: write `/deploy {service}@{version} to <env>`", usage
+                )
+            rest = rest[1:]
+        if not rest:
+            raise UsageError(
+                f"`/deploy {service}@{version}` needs an environment: write `/deploy {service}@{version} <env>`", usage
+            )
+        environment = _name(rest[0], "environment", usage)
+        _nothing_after(rest, 1, usage)
+        return DeployRequestCmd(service, version, environment, reason, force)
+
+    service = _name(first, "service", usage, reserved=True)
+    if len(positional) == 1:
+        raise UsageError(
+            f"`/deploy {service}` needs a version and an environment: write `/deploy {service} <version> to <env>`",
+            usage,
+        )
+    if positional[1].lower() == "to" and len(positional) <= 3:  # four words: the version is `to`
+        env_hint = _show(positional[2]) if len(positional) > 2 else "<env>"
+        raise UsageError(
+            f"`/deploy {service}` is missing the version: write `/deploy {service} <version> to {env_hint}`", usage
+        )
+    version = _version(positional[1], usage)
+    if len(positional) == 2:
+        raise UsageError(
+            f"`/deploy {service} {version}` needs an environment: write `/deploy {service} {version} to <env>`", usage
+        )
+    third = positional[2]
+    if third.lower() != "to":
+        if len(positional) == 3:
+            environment = _name(third, "environment", usage)
+            raise UsageError(
+                f"`{environment}` is missing `to`: write `/deploy {service} {version} to {environment}`", usage
+            )
+        raise UsageError(
+            f"expected `to` after the version, not `{_show(third)}`: write `/deploy {service} {version} to <env>`",
+            usage,
+        )
+    if len(positional) == 3:
+        raise UsageError(f"`to` needs an environment after it: write `/deploy {service} {version} to <env>`", usage)
+    environment = _name(positional[3], "environment", usage)
+    _nothing_after(positional, 4, usage)
+    return DeployRequestCmd(service, version, environment, reason, force)
+
+
+def _history(args: Sequence[str], usage: str) -> HistoryCmd:
+    if not args:
+        raise UsageError("`/deploy history` needs a service: write `/deploy history <service>`", usage)
+    _at_most(args, 3, "history", usage)
+    service = _name(args[0], "service", usage)
+    environment: str | None = None
+    limit = DEFAULT_HISTORY
+    if len(args) == 2:
+        if _COUNT.fullmatch(args[1]):
+            limit = _count(args[1], usage)
+        else:
+            environment = _name(args[1], "environment", usage)
+    elif len(args) == 3:
+        environment = _name(args[1], "environment", usage)
+        if not _COUNT.fullmatch(args[2]):
+            raise UsageError(
+                f"`{_show(args[2])}` is not a number: `history` ends with how many deploys to show, 1 to {MAX_HISTORY}",
+                usage,
+            )
+        limit = _count(args[2], usage)
+    return HistoryCmd(service, environment, limit)
+
+
+def _count(text: str, usage: str) -> int:
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    number = int(digits) if len(digits) <= 6 else MAX_HISTORY + 1  # plain ASCII digits (_COUNT); never huge
+    if text.startswith("-") or number < 1:
+        raise UsageError(f"`history` takes at least 1 (got {_show(text)})", usage)
+    if number > MAX_HISTORY:
+        raise UsageError(f"`history` takes at most {MAX_HISTORY} (got {_show(text)})", usage)
+    return number
+
+
+def _lock_duration(text: str | None, usage: str) -> timedelta:
+    if text is None:
+        return DEFAULT_LOCK
+    try:
+        duration = parse_duration(text)
+    except (ValueError, OverflowError):
+        raise UsageError(f"`--for` takes a duration like 30m, 2h or 1d, not `{_show(text)}`", usage) from None
+    if duration <= timedelta(0):
+        raise UsageError("`--for` must be longer than 0s", usage)
+    if duration > MAX_LOCK:
+        raise UsageError(
+            f"`--for` can be at most {_MAX_LOCK_TEXT}, not `{_show(text)}`", usage
+        )
+    return duration
+
+
+# --- words and options -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str  # lower case, without dashes
+    shown: str  # as the user should read it: `--name`
+    value: str | None  # None: no value given
+    inline: bool  # written `--name=value`
+    valued: bool  # took (or tried to take) the next word as its value
+
+
+def _split(text: str, usage: str) -> tuple[list[str], list[_Option]]:
+    """Positional words and the options in order of appearance; raises only for the lexer's own problems."""
+    try:
+        tokens = tokenize(text)
+    except UsageError as error:
+        raise UsageError(error.message, usage) from None
+    positional: list[str] = []
+    options: list[_Option] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not _is_option(token):
+            positional.append(token)
+            continue
+        body = token.lstrip(_DASHES)
+        raw_name, equals, inline = body.partition("=")
+        name = raw_name.lower()
+        shown = f"-{raw_name}" if len(token) - len(body) == 1 and token[0] == "-" else f"--{raw_name}"
+        if equals:
+            options.append(_Option(name, shown, inline, inline=True, valued=name in _VALUED))
+        elif name in _VALUED:
+            value = None
+            if index < len(tokens) and not _is_known_option(tokens[index]):
+                value = tokens[index]
+                index += 1
+            options.append(_Option(name, shown, value, inline=False, valued=True))
+        else:
+            options.append(_Option(name, shown, None, inline=False, valued=False))
+    return positional, options
+
+
+def _is_option(token: str) -> bool:
+    """`--reason`, `—force`, `-x`: a dash (of any kind) then a letter. `-5` and a lone `--` are words."""
+    body = token.lstrip(_DASHES)
+    return len(body) < len(token) and body[:1].isalpha()
+
+
+def _is_known_option(token: str) -> bool:
+    """An option this grammar knows (`--force`, `—for=2h`): it ends a valued option that has no value yet, while
+    anything else, even `-x` or a quoted "--no-cache broke it", is taken as that value."""
+    return _is_option(token) and token.lstrip(_DASHES).partition("=")[0].lower() in _VALUED | _SWITCHES
+
+
+def _check_options(options: Sequence[_Option], form: str, usage: str) -> dict[str, str]:
+    """The options' values by name (`"true"` for `--force`), after checking each belongs to `form`."""
+    allowed = _OPTIONS.get(form, ())
+    slash = _SLASH[form]
+    flags: dict[str, str] = {}
+    for option in options:
+        shown = _show(option.shown)
+        if option.name not in allowed:
+            if not allowed:
+                listing = f"`{slash}` takes no options"
+            else:
+                listing = f"`{slash}` takes " + " and ".join(f"`--{name}`" for name in allowed)
+            known = option.name in _VALUED | _SWITCHES
+            problem = f"`{shown}` does not apply here" if known else f"unknown option `{shown}`"
+            raise UsageError(f"{problem}: {listing}", usage)
+        if option.name in flags:
+            raise UsageError(f"`--{option.name}` is given twice", usage)
+        if option.name in _SWITCHES:
+            if option.inline:
+                raise UsageError(f"`--{option.name}` takes no value: write just `--{option.name}`", usage)
+            flags[option.name] = "true"
+            continue
+        if option.value is None or not option.value.strip():
+            example = '"why you are doing this"' if option.name == "reason" else "2h"
+            raise UsageError(f"`--{option.name}` needs a value, e.g. `--{option.name} {example}`", usage)
+        flags[option.name] = _reason(option.value, usage) if option.name == "reason" else option.value.strip()
+    return flags
+
+
+def _reason(text: str, usage: str) -> str:
+    reason = " ".join(text.split())
+    if any(unicodedata.category(char) == "Cc" for char in reason):
+        raise UsageError("the reason contains a control character: write it as plain text", usage)
+    if len(reason) > MAX_REASON:
+        raise UsageError(f"the reason is too long ({len(reason)} characters; at most {MAX_REASON})", usage)
+    return reason
+
+
+def _name(text: str, kind: str, usage: str, *, reserved: bool = False) -> str:
+    """A service or environment name, in lower case."""
+    name = text.lower() if text.isascii() else text
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"{kind} `{_show(text)}` is not a valid name: use lower-case letters, digits, `.`, `_` and `-`, "
+            "starting with a letter or digit (at most 63 characters)",
+            usage,
+        )
+    if reserved and name in KEYWORDS:
+        raise UsageError(f"`{name}` is a reserved word and cannot be a service name here", usage)
+    return name
+
+
+def _version(text: str, usage: str) -> str:
+    if not _VERSION.fullmatch(text):
+        raise UsageError(
+            f"version `{_show(text)}` is not valid: use letters, digits, `.`, `_`, `+` and `-`, "
+            "starting with a letter or digit (at most 128 characters)",
+            usage,
+        )
+    return text
+
+
+def _deploy_id(text: str, usage: str) -> str:
+    deploy_id = text.lower() if text.isascii() else text
+    if not _DEPLOY_ID.fullmatch(deploy_id):
+        raise UsageError(f"`{_show(text)}` is not a deploy id: they look like `d-7k2m9x`", usage)
+    return deploy_id
+
+
+def _at_most(args: Sequence[str], count: int, form: str, usage: str) -> None:
+    if len(args) > count:
+        after = f"after `{_show(args[count - 1])}`" if count else f"after `{form}`"
+        raise UsageError(f"unexpected `{_show(' '.join(args[count:]))}` {after}", usage)
+
+
+def _nothing_after(words: Sequence[str], count: int, usage: str) -> None:
+    if len(words) > count:
+        raise UsageError(f"unexpected `{_show(' '.join(words[count:]))}` after `{_show(words[count - 1])}`", usage)
+
+
+def _show(text: str) -> str:
+    """User text safe to put between backticks in a message: one line, no backticks, at most 40 characters."""
+    flat = "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
+    flat = flat.replace("`", "'")
+    if not flat:
+        return '""'
+    return flat if len(flat) <= _SHOWN else flat[: _SHOWN - 1] + "…"
