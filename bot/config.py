@@ -157,9 +157,12 @@ def summary(config: ChatopsConfig, source: str) -> str:
     members = len({member for role_members in config.roles.values() for member in role_members})
     channel = config.slack.announce_channel
     where = f"announce channel {channel}" if channel else "no announce channel"
+    services = len(config.services)
+    environments = sum(len(service.environments) for service in config.services.values())
+    deployable = f"; {services} service{'' if services == 1 else 's'} in {environments} environment{'' if environments == 1 else 's'}" if services else ""
     return (
         f"{source}: OK ({roles} role{'' if roles == 1 else 's'}, "
-        f"{members} member{'' if members == 1 else 's'}; {where})"
+        f"{members} member{'' if members == 1 else 's'}{deployable}; {where})"
     )
 
 

@@ -4,6 +4,7 @@ set), the Slack emulator's Web API and its channel page on the bot's own port, a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -63,6 +64,8 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
         embedded = await EmbeddedRedis(data_dir / "redis", persist=True).astart()
         redis_url = embedded.url
         print(f"chatops dev: started a private Redis at {redis_url} (data in {data_dir / 'redis'})", file=sys.stderr)
+    # The demo service's deploy script keeps its processes' pids here, so stopping dev can stop them too.
+    os.environ.setdefault("DEMO_STATE_DIR", str((data_dir / "demo").resolve()))
     signing_secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=signing_secret, bot_token=DEV_BOT_TOKEN, workspace=Workspace.demo())
     url_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
@@ -92,8 +95,19 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
     finally:
         await runner.cleanup()
         listener.close()
+        stop_demo_apps(Path(os.environ["DEMO_STATE_DIR"]))
         if embedded is not None:
             await embedded.astop()
+
+
+def stop_demo_apps(state_dir: Path) -> None:
+    """Stops the demo service processes that deploys started (their pids are in the demo state files)."""
+    for state_file in state_dir.glob("*.json"):
+        try:
+            pid = int(json.loads(state_file.read_text())["pid"])
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -360,9 +360,7 @@ def _lock_duration(text: str | None, usage: str) -> timedelta:
     if duration <= timedelta(0):
         raise UsageError("`--for` must be longer than 0s", usage)
     if duration > MAX_LOCK:
-        raise UsageError(
-            f"`--for` can be at most {_MAX_LOCK_TEXT}, not `{_show(text)}`", usage
-        )
+        raise UsageError(f"`--for` can be at most {_MAX_LOCK_TEXT}, not `{_show(text)}`", usage)
     return duration
 
 
@@ -375,7 +373,6 @@ class _Option:
     shown: str  # as the user should read it: `--name`
     value: str | None  # None: no value given
     inline: bool  # written `--name=value`
-    valued: bool  # took (or tried to take) the next word as its value
 
 
 def _split(text: str, usage: str) -> tuple[list[str], list[_Option]]:
@@ -398,15 +395,15 @@ def _split(text: str, usage: str) -> tuple[list[str], list[_Option]]:
         name = raw_name.lower()
         shown = f"-{raw_name}" if len(token) - len(body) == 1 and token[0] == "-" else f"--{raw_name}"
         if equals:
-            options.append(_Option(name, shown, inline, inline=True, valued=name in _VALUED))
+            options.append(_Option(name, shown, inline, inline=True))
         elif name in _VALUED:
             value = None
             if index < len(tokens) and not _is_known_option(tokens[index]):
                 value = tokens[index]
                 index += 1
-            options.append(_Option(name, shown, value, inline=False, valued=True))
+            options.append(_Option(name, shown, value, inline=False))
         else:
-            options.append(_Option(name, shown, None, inline=False, valued=False))
+            options.append(_Option(name, shown, None, inline=False))
     return positional, options
 
 

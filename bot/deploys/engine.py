@@ -28,14 +28,13 @@ from bot.deploys.model import (
     new_deploy_id,
 )
 from bot.deploys.policy import active_freeze, blocking_hold, check_approval, rollback_target, version_problem
-from bot.deploys.render import deploy_message, title
+from bot.deploys.render import deploy_message, human_duration, title
 from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
 from bot.tasks import BackgroundTasks
 from integrations.deploy.base import Deployer, DeployStep
 from integrations.deploy.registry import build_deployer
 from integrations.health.http import health_gate
-from integrations.types import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +347,7 @@ class DeployEngine:
         if not failure:
             record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.SUCCEEDED, self._clock(), detail=""))
             await self._refresh(record)
-            took = format_duration((record.finished_at or now) - (record.started_at or now)) or "0s"
+            took = human_duration((record.finished_at or now) - (record.started_at or now))
             await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} is live in {record.environment} (took {took}).")
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
             return

@@ -29,6 +29,11 @@ STATE_LABELS = {
 }
 
 
+def human_duration(span: timedelta) -> str:
+    """A duration for people, to the second: `1m12s`, `0s`."""
+    return format_duration(timedelta(seconds=round(max(span.total_seconds(), 0)))) or "0s"
+
+
 def state_label(state: DeployState) -> str:
     """Emoji and words for a state."""
     emoji, words = STATE_LABELS[state]
@@ -70,7 +75,7 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
         pairs.append(("Reason", escape(record.reason)))
     if record.started_at is not None:
         end = record.finished_at or now
-        pairs.append(("Elapsed", format_duration(end - record.started_at) or "0s"))
+        pairs.append(("Elapsed", human_duration(end - record.started_at)))
     blocks: list[Block] = [header(("⏪ " if record.kind == "rollback" else "🚀 ") + title(record)), fields(pairs)]
     if record.detail:
         blocks.append(section(escape(record.detail)))
@@ -87,7 +92,7 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     if record.forced:
         notes.append(":warning: forced past a freeze or lock")
     if record.state == DeployState.AWAITING_APPROVAL and record.expires_at is not None:
-        notes.append(f"expires in {format_duration(max(record.expires_at - now, timedelta(0))) or '0s'}")
+        notes.append(f"expires in {human_duration(record.expires_at - now)}")
     for decision in record.decisions:
         verb = "approved" if decision.decision == "approve" else "rejected"
         notes.append(f"{verb} by <@{decision.user}> at {decision.at:%H:%M:%S}Z")
@@ -102,7 +107,7 @@ def history_message(service: str, records: Sequence[DeployRecord], figures: Figu
     """`/deploy history`: the newest deploys and the delivery figures."""
     lines = []
     for r in records:
-        took = f" in {format_duration(r.finished_at - r.started_at)}" if r.finished_at and r.started_at else ""
+        took = f" in {human_duration(r.finished_at - r.started_at)}" if r.finished_at and r.started_at else ""
         approvers = f", approved by {', '.join(f'<@{u}>' for u in r.approved_by)}" if r.approved_by else ""
         lines.append(
             f"{STATE_LABELS[r.state][0]} `{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z *{r.environment}* "

@@ -47,6 +47,7 @@ class Running:
     version: str
     port: int
     weight: int
+    replaced: str | None = None  # the version this one took over from, for the canary's traffic split
 
 
 def say(line: str) -> None:
@@ -87,7 +88,7 @@ def deploy(service: str, version: str, environment: str, weight: int) -> None:
 
     if previous is not None and previous.version == version and previous.port == port and previous.weight < 100:
         say(f"{version} already runs on :{port} (pid {previous.pid}) from the previous canary step")
-        pid = previous.pid
+        pid, replaced = previous.pid, previous.replaced
         _wait_until_answering(None, port, version, state / f"{key}.log")
     else:
         if previous is not None:
@@ -95,19 +96,20 @@ def deploy(service: str, version: str, environment: str, weight: int) -> None:
             _stop(previous.pid)
         say(f"starting {version} on :{port}")
         started = time.monotonic()
+        replaced = previous.version if previous is not None else os.environ.get("PREVIOUS_VERSION") or None
         proc = _start(version, environment, port, state / f"{key}.log")
-        _write_state(state / f"{key}.json", Running(proc.pid, version, port, weight))
+        _write_state(state / f"{key}.json", Running(proc.pid, version, port, weight, replaced))
         _wait_until_answering(proc, port, version, state / f"{key}.log")
         pid = proc.pid
         say(f"{version} answers on :{port} (pid {pid}) after {time.monotonic() - started:.2f}s")
-    _write_state(state / f"{key}.json", Running(pid, version, port, weight))
+    _write_state(state / f"{key}.json", Running(pid, version, port, weight, replaced))
 
     if weight < 100:
-        old = previous.version if previous is not None and previous.version != version else "the previous version"
+        old = replaced if replaced and replaced != version else "the previous version"
         say(f"shifting {weight}% of traffic to {version} ({100 - weight}% stays on {old})")
     else:
         say(f"shifting 100% of traffic to {version}")
-    say(f"{service} {version} is live in {environment}")
+    say(f"{service} {version} is live in {environment}" if weight == 100 else f"canary step at {weight}% done")
 
 
 def _check_arguments(service: str, version: str, environment: str, weight_text: str) -> int:
@@ -140,7 +142,9 @@ def _port(environment: str) -> int:
 def _read_state(path: Path) -> Running | None:
     try:
         data = json.loads(path.read_text())
-        return Running(int(data["pid"]), str(data["version"]), int(data["port"]), int(data.get("weight", 100)))
+        replaced = data.get("replaced")
+        return Running(int(data["pid"]), str(data["version"]), int(data["port"]), int(data.get("weight", 100)),
+                       None if replaced is None else str(replaced))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none yet, or unreadable: nothing to stop
 
@@ -221,13 +225,16 @@ def _wait_until_answering(proc: subprocess.Popen[bytes] | None, port: int, versi
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise DeployFailed(f"{version} exited with status {proc.returncode} on start: {_last_line(log)}")
+            why = _last_line(log, version)
+            if "in use" in why:
+                why += " (is another process, or a demo whose state was lost, holding the port?)"
+            raise DeployFailed(f"{version} exited with status {proc.returncode} on start: {why}")
         if _answers_as(port, version):
             return
         time.sleep(0.02)
     if proc is not None:
         _stop(proc.pid)
-    raise DeployFailed(f"{version} did not answer on :{port} within {START_TIMEOUT:.0f}s: {_last_line(log)}")
+    raise DeployFailed(f"{version} did not answer on :{port} within {START_TIMEOUT:.0f}s: {_last_line(log, version)}")
 
 
 def _answers_as(port: int, version: str) -> bool:
@@ -246,12 +253,14 @@ def _answers_as(port: int, version: str) -> bool:
         return False
 
 
-def _last_line(log: Path) -> str:
+def _last_line(log: Path, version: str) -> str:
+    """The last thing the app of `version` said about itself (an older app may share the log), else the last line."""
     try:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "no log"
-    return lines[-1][-200:] if lines else "no output"
+    own = [line for line in lines if line.startswith(f"demo {version} ")]
+    return (own or lines or ["no output"])[-1][-200:]
 
 
 if __name__ == "__main__":

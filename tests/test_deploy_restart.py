@@ -1,0 +1,105 @@
+"""Restart safety: `chatops serve` killed mid-deploy and started again leaves no stuck lock, and says so."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bot.deploys.model import DeployState
+from bot.deploys.store import DeployStore
+from bot.embedded_redis import free_port
+from bot.emulator import SlackEmulator
+from bot.keys import Keys
+from bot.metrics import Metrics
+from bot.store import Store
+from tests.conftest import BOT_TOKEN
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _config(tmp_path: Path) -> Path:
+    argv = f'["{sys.executable}", "{FIXTURES / "fake_deploy.py"}", "{{service}}", "{{version}}", "{{environment}}", "{{weight}}"]'
+    path = tmp_path / "chatops.yaml"
+    path.write_text(f"""
+roles: {{admins: [U0DEMO], deployers: [U0ALICE]}}
+deploys: {{lock_ttl: 3s}}
+services:
+  web:
+    channel: "#deploys"
+    environments:
+      staging:
+        deployer: {{kind: command, argv: {argv}, env: {{DEPLOY_LOG: "{tmp_path / 'deploy.log'}", STATE_DIR: "{tmp_path}"}}}}
+""")
+    return path
+
+
+async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))} | {
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
+        "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env,
+                                                   stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
+    return process, port
+
+
+async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(emulator: SlackEmulator, redis_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
+    first, _ = await _serve(emulator, redis_url, config)
+    second = None
+    try:
+        ack = await emulator.send_command(command="/deploy", text="web slow to staging", user_id="U0ALICE", channel_id="C0GENERAL")
+        assert ack.json is not None
+        deploy_id = ack.json["text"].split("`")[1]
+        for _ in range(200):
+            record = await deploys.get(deploy_id)
+            if record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert await deploys.lock_holder("web", "staging") is not None
+        first.kill()
+        await first.wait()
+        second, _ = await _serve(emulator, redis_url, config)
+        for _ in range(300):
+            record = await deploys.get(deploy_id)
+            if record and record.state == DeployState.INTERRUPTED and await deploys.lock_holder("web", "staging") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert record is not None and record.state == DeployState.INTERRUPTED
+        assert "outcome is unknown" in record.detail
+        assert await deploys.lock_holder("web", "staging") is None
+        message = emulator.find_message(record.channel, record.message_ts)
+        assert message is not None and "Interrupted" in str(message["blocks"])
+        again = await emulator.send_command(command="/deploy", text="web v2 to staging", user_id="U0ALICE", channel_id="C0GENERAL")
+        assert again.json is not None and "starting now" in again.json["text"]
+    finally:
+        pid_file = tmp_path / "slow.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.terminate()
+                await process.wait()
+        await client.aclose()
