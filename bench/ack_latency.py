@@ -120,7 +120,7 @@ async def main() -> None:
         for label, flag in (("bare Bolt (defaults)", []), ("bare Bolt (process_before_response)", ["--process-before-response"])):
             bare_port = free_port()
             processes.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_bolt.py"), str(bare_port), secret,
-                                               emulator.api_url, *flag]))
+                                               emulator.api_url, BOT_TOKEN, *flag]))
             targets[label] = f"http://127.0.0.1:{bare_port}"
         for origin in targets.values():
             await wait_ready(origin + "/slack/events")

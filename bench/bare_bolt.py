@@ -1,6 +1,6 @@
 """The baseline for bench/ack_latency.py: a bare Bolt AsyncApp on aiohttp whose only listener acks.
 
-Run as: python bench/bare_bolt.py PORT SIGNING_SECRET API_URL [--process-before-response]
+Run as: python bench/bare_bolt.py PORT SIGNING_SECRET API_URL BOT_TOKEN [--process-before-response]
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 
-def build(signing_secret: str, api_url: str, process_before_response: bool) -> web.Application:
+def build(signing_secret: str, api_url: str, token: str, process_before_response: bool) -> web.Application:
     """An aiohttp app serving a Bolt app with one acking listener."""
     bolt = AsyncApp(
-        client=AsyncWebClient(token="xoxb-bench", base_url=api_url),
+        client=AsyncWebClient(token=token, base_url=api_url),
         signing_secret=signing_secret,
         process_before_response=process_before_response,
     )
@@ -34,6 +34,6 @@ def build(signing_secret: str, api_url: str, process_before_response: bool) -> w
 
 
 if __name__ == "__main__":
-    port, secret, api = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    web.run_app(build(secret, api, "--process-before-response" in sys.argv), host="127.0.0.1", port=port,
+    port, secret, api, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    web.run_app(build(secret, api, token, "--process-before-response" in sys.argv), host="127.0.0.1", port=port,
                 print=None, access_log=None)

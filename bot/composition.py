@@ -4,6 +4,7 @@ cleanup_ctx), the dependencies object, the Bolt app with every registered comman
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -67,10 +68,18 @@ def create_web_app(
     app.cleanup_ctx.append(_redis_ctx(runtime))
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_bot_ctx(runtime))
+    app.on_startup.append(_freeze_startup_objects)
     add_routes(app, slack_http=not settings.socket_mode)
     if mount is not None:
         mount(app)
     return app
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Moves everything built at start-up out of the garbage collector's view: later collections scan only
+    request-time objects, which keeps long pauses out of the acknowledgement latency's tail."""
+    gc.collect()
+    gc.freeze()
 
 
 def _redis_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -9,6 +9,7 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bot.batching import ClaimBatcher
 from bot.errors import StoreUnavailable
 from bot.keys import Keys
 from bot.metrics import Metrics
@@ -27,6 +28,7 @@ class Store:
         self.redis = redis
         self.keys = keys
         self._metrics = metrics
+        self._claims = ClaimBatcher(redis)
 
     async def call(self, operation: str, awaitable: Awaitable[T]) -> T:
         """Awaits one Redis operation, counting and wrapping its failure."""
@@ -44,7 +46,7 @@ class Store:
     async def claim_once(self, kind: str, request_id: str, ttl: int = IDEMPOTENCY_TTL_SECONDS) -> bool:
         """True for the first caller with this request id; False for every retry or replay after it."""
         key = self.keys.idempotency(kind, request_id)
-        return bool(await self.call("claim", self.redis.set(key, "1", nx=True, ex=ttl)))
+        return await self.call("claim", self._claims.claim(key, ttl))
 
     async def claim_click(self, user_id: str, message_ref: str, action_id: str, value: str) -> bool:
         """True unless this user pressed the same button on the same message a moment ago."""

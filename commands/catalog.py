@@ -19,9 +19,10 @@ UMBRELLA = "chatops"
 HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CommandSpec:
-    """One slash command: its name, help text (from the module docstring), handler and button actions."""
+    """One slash command: its name, help text (from the module docstring), handler and button actions.
+    Compared and hashed by identity: each command module yields one spec."""
 
     name: str
     summary: str

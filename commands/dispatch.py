@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,18 +30,22 @@ DEPS = "chatops_deps"
 
 
 def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
-    """Registers the deps middleware, the dedup middleware, every command and every action on `app`."""
+    """Registers one middleware (deps + dedup), one listener for every command and one for every action.
 
-    async def provide_deps(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
+    One listener each, routed here from the catalog, rather than one per command: Bolt evaluates every
+    listener's matcher on every request, and that cost grows with the registry."""
+
+    async def prepare(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
         req.context[DEPS] = deps
-        return await next()
+        return await _deduplicate(req, resp, next)
 
-    app.middleware(provide_deps)
-    app.middleware(_deduplicate)
-    for spec in catalog.specs:
-        app.command(spec.slash)(_command_listener(catalog))
-    for action_id, (spec, handler) in catalog.actions().items():
-        app.action(action_id)(_action_listener(catalog, spec, handler))
+    app.middleware(prepare)
+    commands = "|".join(re.escape(spec.slash) for spec in catalog.specs)
+    app.command(re.compile(f"^(?:{commands})$"))(_command_listener(catalog))
+    routes = catalog.actions()
+    if routes:
+        action_ids = "|".join(re.escape(action_id) for action_id in routes)
+        app.action(re.compile(f"^(?:{action_ids})$"))(_action_listener(catalog, routes))
 
 
 def request_identity(body: dict[str, Any], raw: str) -> tuple[str, str]:
@@ -150,11 +155,14 @@ def internal_error_reply(ref: str) -> Reply:
     return Reply(text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the ref to your chatops admins.")
 
 
-def _action_listener(catalog: Catalog, spec: CommandSpec, handler: ActionHandler) -> Callable[..., Awaitable[None]]:
+def _action_listener(
+    catalog: Catalog, routes: dict[str, tuple[CommandSpec, ActionHandler]]
+) -> Callable[..., Awaitable[None]]:
     async def on_action(ack: Any, body: dict[str, Any], context: Any) -> None:
         await ack()
         deps: Deps = context[DEPS]
         action = (body.get("actions") or [{}])[0]
+        spec, handler = routes[str(action.get("action_id", ""))]
         container = body.get("container") or {}
         ctx = ActionContext(
             user_id=(body.get("user") or {}).get("id", ""),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from bot.blocks import actions, button, context, divider, escape, header, section, static_select
 from commands.catalog import UMBRELLA, Catalog, CommandSpec
 from commands.framework import Reply
@@ -11,8 +13,9 @@ PICK_ACTION = "chatops.help.pick"
 OVERVIEW_ACTION = "chatops.help.overview"
 
 
+@functools.cache
 def overview(catalog: Catalog) -> Reply:
-    """Every command with its one-line summary and a button to its usage."""
+    """Every command with its one-line summary and a button to its usage (built once per catalog)."""
     blocks = [
         header("chatops: what you can ask"),
         section("Deploys, alerts, on-call, incidents and backups, from Slack. Pick a command to see its usage."),
@@ -33,6 +36,7 @@ def overview(catalog: Catalog) -> Reply:
     return Reply(text="chatops commands:\n" + "\n".join(lines), blocks=blocks)
 
 
+@functools.cache
 def command_help(spec: CommandSpec) -> Reply:
     """The usage, description and examples of one command."""
     usage = escape("\n".join(spec.usage))

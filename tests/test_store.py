@@ -1,0 +1,42 @@
+"""The Redis store's primitives against a real Redis: once-only claims (batched), click guards, audit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from bot.audit import AuditLog
+from bot.keys import Keys
+from bot.metrics import Metrics
+from bot.store import Store
+
+
+async def test_concurrent_claims_of_one_request_have_one_winner(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, Keys("t1"), Metrics())
+    try:
+        results = await asyncio.gather(*[store.claim_once("command", f"trigger-{i % 10}") for i in range(500)])
+        assert sum(results) == 10
+        assert await store.claim_once("command", "trigger-new")
+        assert not await store.claim_once("command", "trigger-new")
+        assert await client.ttl(Keys("t1").idempotency("command", "trigger-new")) > 3600
+        assert await store.claim_click("U1", "C1:1.0", "a", "v") and not await store.claim_click("U1", "C1:1.0", "a", "v")
+        assert await store.claim_click("U2", "C1:1.0", "a", "v")
+    finally:
+        await client.aclose()
+
+
+async def test_audit_records_are_read_back_newest_first(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, Keys("t2"), Metrics())
+    audit = AuditLog(store, lambda: datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+    try:
+        for n in range(3):
+            await audit.record(actor="U1", action=f"act{n}", result="ok", target="web")
+        await client.xadd(Keys("t2").audit_stream(), {"garbage": "1"})
+        records = await audit.recent(10)
+        assert [r.action for r in records] == ["act2", "act1", "act0"]
+    finally:
+        await client.aclose()
