@@ -182,19 +182,23 @@ async def _locks(ctx: CommandContext) -> Reply:
 
 
 async def _approve(ctx: ActionContext) -> None:
-    record = await _record(ctx)
-    is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role or "approvers")
-    if not is_approver:
-        await ctx.audit(action=f"{record.kind}.approve", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+    record, is_approver = await _approver_click(ctx, "approve")
     await ctx.deps.deploys.approve(record.id, ctx.user_id, is_approver=is_approver)
 
 
 async def _reject(ctx: ActionContext) -> None:
+    record, is_approver = await _approver_click(ctx, "reject")
+    await ctx.deps.deploys.reject(record.id, ctx.user_id, is_approver=is_approver)
+
+
+async def _approver_click(ctx: ActionContext, verb: str) -> tuple[DeployRecord, bool]:
+    """The deploy a button names and whether the clicker holds its approver role (checked on every click;
+    a click without it is audited as denied, and the engine refuses it)."""
     record = await _record(ctx)
     is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role or "approvers")
     if not is_approver:
-        await ctx.audit(action=f"{record.kind}.reject", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
-    await ctx.deps.deploys.reject(record.id, ctx.user_id, is_approver=is_approver)
+        await ctx.audit(action=f"{record.kind}.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+    return record, is_approver
 
 
 async def _cancel(ctx: ActionContext) -> None:

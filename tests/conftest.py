@@ -3,11 +3,15 @@ port, and the bot's real web app wired to both. Nothing is patched; requests are
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -113,6 +117,37 @@ async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig
     harness, runner = await start_bot(emulator, redis_url, bot_config)
     yield harness
     await runner.cleanup()
+
+
+FAKE_DEPLOY = Path(__file__).parent / "fixtures" / "fake_deploy.py"
+
+
+def fake_deploy_argv() -> str:
+    """The YAML argv that runs tests/fixtures/fake_deploy.py for the command provider."""
+    return f'["{sys.executable}", "{FAKE_DEPLOY}", "{{service}}", "{{version}}", "{{environment}}", "{{weight}}"]'
+
+
+def serve_environment(emulator: SlackEmulator, redis_url: str, config: Path | str, port: int) -> dict[str, str]:
+    """The environment `chatops serve` runs with in tests: this process's, minus any Slack/Redis settings."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))}
+    return inherited | {
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
+        "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
+    }
+
+
+async def wait_ready(origin: str, attempts: int = 300) -> None:
+    """Waits until `origin`/readyz answers 200."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(attempts):
+            try:
+                async with session.get(f"{origin}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{origin} never became ready")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yaml
 
@@ -16,7 +15,7 @@ from bot.cli import main
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator
 from commands.registry import build_catalog
-from tests.conftest import BOT_TOKEN
+from tests.conftest import BOT_TOKEN, serve_environment, wait_ready
 
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,25 +84,11 @@ def test_serve_rejects_a_user_token_without_echoing_it() -> None:
 
 async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: str, repo_root: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))} | {
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
-        "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(repo_root / "examples" / "chatops.yaml"),
-        "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json",
-    }
+    env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {"LOG_FORMAT": "json"}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("chatops serve did not become ready")
+        await wait_ready(f"http://127.0.0.1:{port}")
         emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
         answer = await emulator.send_command(command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL")
         assert answer.status == 200 and answer.json is not None and "`deployers`" in answer.json["text"]

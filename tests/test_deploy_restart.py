@@ -8,7 +8,6 @@ import signal
 import sys
 from pathlib import Path
 
-import aiohttp
 import redis.asyncio as aioredis
 
 from bot.deploys.model import DeployState
@@ -18,13 +17,10 @@ from bot.emulator import SlackEmulator
 from bot.keys import Keys
 from bot.metrics import Metrics
 from bot.store import Store
-from tests.conftest import BOT_TOKEN
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
+from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
 
 def _config(tmp_path: Path) -> Path:
-    argv = f'["{sys.executable}", "{FIXTURES / "fake_deploy.py"}", "{{service}}", "{{version}}", "{{environment}}", "{{weight}}"]'
+    argv = fake_deploy_argv()
     path = tmp_path / "chatops.yaml"
     path.write_text(f"""
 roles: {{admins: [U0DEMO], deployers: [U0ALICE]}}
@@ -41,21 +37,11 @@ services:
 
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))} | {
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
-        "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
-    }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env,
-                                                   stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=serve_environment(emulator, redis_url, config, port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    await wait_ready(f"http://127.0.0.1:{port}")
     emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
     return process, port
 

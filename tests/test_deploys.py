@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,7 @@ from aiohttp import web
 
 from bot.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
-from tests.conftest import BotHarness, start_site
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
+from tests.conftest import BotHarness, fake_deploy_argv, start_site
 
 @dataclass
 class Target:
@@ -50,7 +46,7 @@ async def target(tmp_path: Path) -> AsyncIterator[Target]:
 
 
 def deploy_config(target: Target, *, expires: str = "30m", freeze: str = "") -> str:
-    argv = f'["{sys.executable}", "{FIXTURES / "fake_deploy.py"}", "{{service}}", "{{version}}", "{{environment}}", "{{weight}}"]'
+    argv = fake_deploy_argv()
     env = f'{{DEPLOY_LOG: "{target.log}", STATE_DIR: "{target.state}"}}'
     return f"""
 slack: {{announce_channel: "#general"}}

@@ -227,3 +227,55 @@ def event_envelope(workspace: Workspace, event: dict[str, Any]) -> dict[str, Any
         "is_ext_shared_channel": False,
         "event_context": "4-" + secrets.token_hex(12),
     }
+
+
+# -- Socket Mode ------------------------------------------------------------------------------------------------
+
+# The envelope types Slack sends over a Socket Mode connection, by what they carry.
+SOCKET_TYPES = frozenset({"slash_commands", "interactive", "events_api"})
+# Interactive payloads whose acknowledgement may carry an answer (a response_action, options); the others' may not.
+INTERACTIVE_WITH_RESPONSE = frozenset({"view_submission", "block_suggestion"})
+
+
+def socket_hello(workspace: Workspace, *, num_connections: int, connection_time: int) -> dict[str, Any]:
+    """The `hello` message Slack sends first on every Socket Mode connection."""
+    return {
+        "type": "hello",
+        "num_connections": num_connections,
+        "debug_info": {"host": "applink-chatops-emulator", "build_number": 1,
+                       "approximate_connection_time": connection_time},
+        "connection_info": {"app_id": workspace.app_id},
+    }
+
+
+def socket_disconnect(reason: str) -> dict[str, Any]:
+    """The `disconnect` message (`warning`, `refresh_requested`, `link_disabled`): the app should reconnect."""
+    return {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-chatops-emulator"}}
+
+
+def accepts_response_payload(kind: str, payload: dict[str, Any]) -> bool:
+    """Whether Slack reads an answer in the ack of this envelope (slash commands, view submissions, options)."""
+    if kind == "slash_commands":
+        return True
+    if kind == "interactive":
+        return payload.get("type") in INTERACTIVE_WITH_RESPONSE
+    return False
+
+
+def socket_envelope(kind: str, payload: dict[str, Any], *, envelope_id: str, retry_attempt: int | None = None,
+                    retry_reason: str | None = None) -> dict[str, Any]:
+    """One Socket Mode envelope around the payload the HTTP request would carry (a slash command's form fields as
+    a JSON object, the interactive payload, or the event_callback envelope). Events API envelopes always carry
+    retry_attempt / retry_reason (0 and "" the first time); the others only when they are a retry."""
+    if kind not in SOCKET_TYPES:
+        raise ValueError(f"not a Socket Mode envelope type: {kind!r}")
+    envelope: dict[str, Any] = {
+        "envelope_id": envelope_id,
+        "payload": payload,
+        "type": kind,
+        "accepts_response_payload": accepts_response_payload(kind, payload),
+    }
+    if kind == "events_api" or retry_attempt is not None:
+        envelope["retry_attempt"] = retry_attempt or 0
+        envelope["retry_reason"] = retry_reason or ""
+    return envelope

@@ -1,7 +1,8 @@
 """`SlackEmulator`: Slack's side of the wire for `chatops dev` and the tests. Serves the Web API at /api/{method}
-(Slack's envelopes, auth, errors and rate limits), response URLs and file uploads, and the dev page with its JSON
-endpoints and WebSocket; sends the bot signed slash commands, block_actions, view submissions and events, and
-applies the bot's answers the way Slack does. The aiohttp handlers live here; the logic they use is in the pure
+(Slack's envelopes, auth, errors and rate limits), response URLs and file uploads, Socket Mode (apps.connections.open
+and the WebSocket it hands out), and the dev page with its JSON endpoints and WebSocket; sends the bot slash
+commands, block_actions, view submissions and events (signed over HTTP, or as Socket Mode envelopes while the bot
+holds a Socket Mode connection), and applies the bot's answers the way Slack does. The aiohttp handlers live here; the logic they use is in the pure
 modules next to this one (state, methods, payloads, validation, render, mrkdwn)."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import copy
 import json
 import logging
+import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME_SECONDS = 30 * 60
+# How long Slack says a Socket Mode connection lives before it is refreshed (the hello's debug_info; not enforced).
+SOCKET_CONNECTION_SECONDS = 18060
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class RecordedCall:
     error: str | None
     status: int
     response: dict[str, Any]
+    # The kind of token the call carried: "bot" (xoxb-), "app" (xapp-), "user" (xoxp-), "other" or "none".
+    token_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,45 @@ class SignedResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class SocketDelivery:
+    """One Socket Mode envelope the emulator sent, and the bot's ack (None when none came: see `error`)."""
+
+    envelope: dict[str, Any]
+    ack: dict[str, Any] | None
+    error: str | None = None
+
+
+class _AppSocket:
+    """One Socket Mode connection from the app, with the envelopes still waiting for their ack."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+
+    def ack(self, message: dict[str, Any]) -> bool:
+        future = self.pending.get(str(message.get("envelope_id", "")))
+        if future is None or future.done():
+            return False
+        future.set_result(message)
+        return True
+
+    def abandon(self) -> None:
+        """The connection closed: every envelope still waiting gets no ack."""
+        for future in self.pending.values():
+            if not future.done():
+                future.set_result(None)
+
+
 class SlackEmulator:
     """An in-process Slack: Web API, response URLs, signed requests to the bot, and the dev page."""
 
-    def __init__(self, *, signing_secret: str, bot_token: str, workspace: Workspace | None = None) -> None:
+    def __init__(self, *, signing_secret: str, bot_token: str, workspace: Workspace | None = None,
+                 app_token: str | None = None) -> None:
         self.signing_secret = signing_secret
         self.bot_token = bot_token
+        # The app-level token (xapp-...) that apps.connections.open accepts; None: Socket Mode is off.
+        self.app_token = app_token
         self.workspace = workspace if workspace is not None else Workspace.demo()
         self.state = State(self.workspace)
         self.api = WebApi(self.state, origin=lambda: self.origin)
@@ -75,7 +115,13 @@ class SlackEmulator:
         self.response_url_max_uses = RESPONSE_URL_MAX_USES
         self._session: aiohttp.ClientSession | None = None
         self._sockets: dict[web.WebSocketResponse, asyncio.Queue[str | None]] = {}
-        self._last_commands: dict[tuple[str, str, str, str], tuple[str, ResponseTarget]] = {}
+        # Socket Mode: the server's ping interval (slack_sdk answers pings), open tickets, connections, deliveries.
+        self.socket_ping_interval: float | None = 30.0
+        self.deliveries: list[SocketDelivery] = []
+        self._tickets: set[str] = set()
+        self._app_sockets: list[_AppSocket] = []
+        self._next_socket = 0
+        self._last_commands: dict[tuple[str, str, str, str], tuple[dict[str, str], ResponseTarget]] = {}
         self.state.subscribe(self._broadcast)
 
     # -- wiring -------------------------------------------------------------------------------------------------
@@ -93,6 +139,7 @@ class SlackEmulator:
         router.add_post("/emulator/response/{token}", self._handle_response_url)
         router.add_post("/emulator/upload/{file_id}", self._handle_upload)
         router.add_get("/emulator/files/{file_id}", self._handle_file)
+        router.add_get("/emulator/socket", self._handle_socket_mode)
         if page:
             router.add_get("/", self._handle_index)
             router.add_static("/emulator/static/", STATIC_DIR, append_version=True)
@@ -178,32 +225,50 @@ class SlackEmulator:
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        token = _bearer(request)
         try:
             args = await _read_args(request)
         except ValueError:
-            return self._record(method, {}, {"ok": False, "error": "invalid_json"}, 200)
-        token = _bearer(request) or str(args.pop("token", "") or "")
+            return self._record(method, {}, {"ok": False, "error": "invalid_json"}, 200, token=token)
+        token = token or str(args.get("token", "") or "")
         args.pop("token", None)
+        if method == "apps.connections.open":
+            return self._record(method, args, self._connections_open(token), 200, token=token)
         if method not in self.api.methods:
-            return self._record(method, args, {"ok": False, "error": "unknown_method"}, 200)
+            return self._record(method, args, {"ok": False, "error": "unknown_method"}, 200, token=token)
         if not token:
-            return self._record(method, args, {"ok": False, "error": "not_authed"}, 200)
+            return self._record(method, args, {"ok": False, "error": "not_authed"}, 200, token=token)
         if token != self.bot_token:
-            return self._record(method, args, {"ok": False, "error": "invalid_auth"}, 200)
+            wrong_type = self.app_token is not None and token == self.app_token
+            error = "not_allowed_token_type" if wrong_type else "invalid_auth"
+            return self._record(method, args, {"ok": False, "error": error}, 200, token=token)
         try:
             body = self.api.call(method, args)
         except ApiError as error:
-            return self._record(method, args, error.body(), 200)
+            return self._record(method, args, error.body(), 200, token=token)
         except RateLimited as limited:
-            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429,
+            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token,
                                 headers={"Retry-After": str(limited.retry_after)})
-        return self._record(method, args, body, 200)
+        return self._record(method, args, body, 200, token=token)
 
     def _record(self, method: str, args: dict[str, Any], body: dict[str, Any], status: int,
-                headers: dict[str, str] | None = None) -> web.Response:
+                headers: dict[str, str] | None = None, token: str | None = None) -> web.Response:
         self.calls.append(RecordedCall(method=method, args=args, ok=bool(body.get("ok")), error=body.get("error"),
-                                       status=status, response=body))
+                                       status=status, response=body, token_type=_token_type(token)))
         return web.json_response(body, status=status, headers=headers)
+
+    def _connections_open(self, token: str) -> dict[str, Any]:
+        """apps.connections.open: only the app-level token; answers a one-use WebSocket URL for Socket Mode."""
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token == self.bot_token or token.startswith(("xoxb-", "xoxp-")):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if self.app_token is None or token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        ticket = secrets.token_hex(16)
+        self._tickets.add(ticket)
+        ws_origin = "ws" + self.origin[4:] if self.origin.startswith("http") else self.origin
+        return {"ok": True, "url": f"{ws_origin}/emulator/socket?ticket={ticket}&app_id={self.workspace.app_id}"}
 
     # -- response URLs, uploads, files --------------------------------------------------------------------------
 
@@ -309,10 +374,12 @@ class SlackEmulator:
 
     async def send_command(self, *, command: str = "/chatops", text: str = "", user_id: str | None = None,
                            channel_id: str | None = None, retry_num: int | None = None) -> SignedResult:
-        """Sends a signed slash command and applies the answer like Slack (message, ephemeral, or failure text).
+        """Sends a slash command and applies the answer like Slack (message, ephemeral, or failure text): signed over
+        HTTP, or as a `slash_commands` envelope while the app holds a Socket Mode connection (the answer is then
+        the ack's payload).
 
         With `retry_num`, the previous identical command is resent as Slack's retry (same body and trigger_id) with
-        X-Slack-Retry-Num / X-Slack-Retry-Reason headers."""
+        X-Slack-Retry-Num / X-Slack-Retry-Reason headers (over a socket: retry_attempt / retry_reason)."""
         user = self._user(user_id or self.workspace.me)
         channel = self._channel(channel_id or "#general")
         command = command if command.startswith("/") else "/" + command
@@ -327,9 +394,14 @@ class SlackEmulator:
                 self.workspace, command=command, text=text, user=user, channel=channel,
                 response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
             )
-            previous = self._last_commands[key] = (urlencode(form), target)
-        body, target = previous
-        result = await self.send_signed(body, "application/x-www-form-urlencoded", headers)
+            previous = self._last_commands[key] = (form, target)
+        form, target = previous
+        if self._app_sockets:
+            result = await self.send_socket_envelope(
+                "slash_commands", dict(form), retry_attempt=retry_num, retry_reason="timeout" if retry_num is not None else None
+            )
+        else:
+            result = await self.send_signed(urlencode(form), "application/x-www-form-urlencoded", headers)
         self._apply_command_answer(result, command=command, text=text, user=user, channel=channel, target=target)
         return result
 
@@ -372,7 +444,8 @@ class SlackEmulator:
     async def send_block_action(self, *, channel: str, message_ts: str, action_id: str, user_id: str | None = None,
                                 value: str | None = None, selected_option: str | dict[str, Any] | None = None,
                                 block_id: str | None = None) -> SignedResult:
-        """Sends the signed block_actions payload of a click on `action_id` in a message (ValueError if absent)."""
+        """Sends the block_actions payload of a click on `action_id` in a message (ValueError if absent): signed
+        over HTTP, or as an `interactive` envelope while the app holds a Socket Mode connection."""
         user = self._user(user_id or self.workspace.me)
         found = self._channel(channel)
         message = self.state.find(found.id, message_ts)
@@ -390,7 +463,7 @@ class SlackEmulator:
             self.workspace, user=user, channel=found, message=copy.deepcopy(message), action=action,
             response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
         )
-        result = await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        result = await self._send_interactive(payload)
         if result.error or result.status != 200:
             self.state.emit({"type": "action_error", "channel": found.id, "user": user.id, "ts": message_ts,
                              "action_id": action_id, "text": result.error or f"HTTP {result.status}"})
@@ -405,7 +478,7 @@ class SlackEmulator:
         user = self._user(user_id or self.state.view_users.get(view_id) or self.workspace.me)
         payload = payloads.view_submission(self.workspace, user=user, view=copy.deepcopy(view), values=values or {},
                                            trigger_id=self.state.new_trigger(user.id))
-        result = await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        result = await self._send_interactive(payload)
         if result.error or result.status != 200:
             return result
         answer = result.json or {}
@@ -431,12 +504,20 @@ class SlackEmulator:
         if not view.get("notify_on_close"):
             return None
         payload = payloads.view_closed(self.workspace, user=user, view=view)
-        return await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        return await self._send_interactive(payload)
 
     async def send_event(self, event: dict[str, Any]) -> SignedResult:
-        """Sends an Events API event_callback envelope around `event`, signed."""
+        """Sends an Events API event_callback envelope around `event`: signed over HTTP, or as an `events_api`
+        envelope while the app holds a Socket Mode connection."""
         envelope = payloads.event_envelope(self.workspace, event)
+        if self._app_sockets:
+            return await self.send_socket_envelope("events_api", envelope)
         return await self.send_signed(json.dumps(envelope), "application/json")
+
+    async def _send_interactive(self, payload: dict[str, Any]) -> SignedResult:
+        if self._app_sockets:
+            return await self.send_socket_envelope("interactive", payload)
+        return await self.send_signed(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
 
     def post_as_user(self, channel: str, user_id: str, text: str, *, thread_ts: str | None = None) -> dict[str, Any]:
         """Posts a plain message as a person (what typing in the page's composer does)."""
@@ -457,6 +538,102 @@ class SlackEmulator:
 
     def _response_url(self, target: ResponseTarget) -> str:
         return f"{self.origin}/emulator/response/{target.token}"
+
+    # -- Socket Mode --------------------------------------------------------------------------------------------
+
+    @property
+    def app_connected(self) -> bool:
+        """Whether Slack's requests have somewhere to go: app_url, or an open Socket Mode connection."""
+        return bool(self.app_url) or bool(self._app_sockets)
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode connections the app holds open."""
+        return len(self._app_sockets)
+
+    async def wait_for_socket(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Waits until the app holds at least `count` Socket Mode connections (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout):
+            while len(self._app_sockets) < count:
+                await asyncio.sleep(0.01)
+
+    async def send_socket_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int | None = None,
+                                   retry_reason: str | None = None) -> SignedResult:
+        """Sends one envelope (`slash_commands`, `interactive`, `events_api`) over a Socket Mode connection (one
+        of them, in turn, as Slack spreads envelopes) and waits for the bot's ack, as long as the HTTP path waits
+        for an answer. The result reads like the HTTP answer: status 200 and `json` = the ack's payload; an ack
+        without payload has an empty body; no ack is `operation_timeout`, a lost connection `dispatch_failed`."""
+        if not self._app_sockets:
+            raise RuntimeError("no Socket Mode connection: the app has not called apps.connections.open and connected")
+        conn = self._app_sockets[self._next_socket % len(self._app_sockets)]
+        self._next_socket += 1
+        envelope_id = str(uuid.uuid4())
+        envelope = payloads.socket_envelope(kind, payload, envelope_id=envelope_id, retry_attempt=retry_attempt,
+                                            retry_reason=retry_reason)
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        conn.pending[envelope_id] = future
+        ack: dict[str, Any] | None = None
+        error: str | None = None
+        try:
+            await conn.ws.send_str(json.dumps(envelope))
+            ack = await asyncio.wait_for(future, self.ack_timeout)
+            if ack is None:
+                error = "dispatch_failed"
+        except TimeoutError:
+            error = "operation_timeout"
+        except (ConnectionError, RuntimeError) as failure:
+            log.warning("could not send a Socket Mode envelope: %s", failure)
+            error = "dispatch_failed"
+        finally:
+            conn.pending.pop(envelope_id, None)
+        self.deliveries.append(SocketDelivery(envelope=envelope, ack=ack, error=error))
+        if error is not None or ack is None:
+            return SignedResult(status=0, body="", json=None, error=error or "dispatch_failed")
+        answer = ack.get("payload")
+        if isinstance(answer, dict) and answer:
+            return SignedResult(status=200, body=json.dumps(answer), json=answer)
+        return SignedResult(status=200, body="", json=None)
+
+    async def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
+        """Tells every connected app to reconnect, as Slack does before it recycles a connection: a `disconnect`
+        message (`warning`, `refresh_requested`, `link_disabled`); the app opens a new connection and closes this one."""
+        text = json.dumps(payloads.socket_disconnect(reason))
+        for conn in list(self._app_sockets):
+            if not conn.ws.closed:
+                await conn.ws.send_str(text)
+
+    async def _handle_socket_mode(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse(heartbeat=self.socket_ping_interval, autoping=True)
+        await ws.prepare(request)
+        conn = _AppSocket(ws)
+        self._app_sockets.append(conn)
+        try:
+            hello = payloads.socket_hello(self.workspace, num_connections=len(self._app_sockets),
+                                          connection_time=SOCKET_CONNECTION_SECONDS)
+            await ws.send_str(json.dumps(hello))
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(message.data)
+                except ValueError:
+                    log.warning("the app sent a Socket Mode message that is not JSON: %.200s", message.data)
+                    continue
+                if not isinstance(data, dict) or not data.get("envelope_id"):
+                    log.warning("the app sent a Socket Mode message that is not an ack: %.200s", message.data)
+                    continue
+                if not any(c.ack(data) for c in [conn, *self._app_sockets]):
+                    log.warning("the app acknowledged an unknown envelope %s", data.get("envelope_id"))
+        except (ConnectionError, RuntimeError) as failure:
+            log.info("a Socket Mode connection ended: %s", failure)
+        finally:
+            self._app_sockets.remove(conn)
+            conn.abandon()
+        return ws
 
     # -- the dev page -------------------------------------------------------------------------------------------
 
@@ -481,7 +658,7 @@ class SlackEmulator:
         snapshot = self.workspace.page_json()
         snapshot["messages"] = {cid: [self.page_message(m) for m in msgs] for cid, msgs in self.state.all_messages().items()}
         snapshot["views"] = [self.page_view(v, self.state.view_users.get(vid, "")) for vid, v in self.state.views.items()]
-        snapshot["app_connected"] = bool(self.app_url)
+        snapshot["app_connected"] = self.app_connected
         return web.json_response(snapshot)
 
     def _broadcast(self, event: Event) -> None:
@@ -522,6 +699,9 @@ class SlackEmulator:
     async def _close_sockets(self, app: web.Application) -> None:
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        for conn in list(self._app_sockets):
+            conn.abandon()
+            await conn.ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     async def _handle_page_command(self, request: web.Request) -> web.Response:
         data = await request.json()
@@ -534,7 +714,7 @@ class SlackEmulator:
             channel = self._channel(str(data.get("channel") or "#general"))
         except ValueError as error:
             return web.json_response({"ok": False, "error": str(error)}, status=400)
-        if not self.app_url:
+        if not self.app_connected:
             self._command_error(channel, user, f'{command} failed with the error "dispatch_failed"')
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         result = await self.send_command(command=command, text=text.strip(), user_id=user.id, channel_id=channel.id)
@@ -543,7 +723,7 @@ class SlackEmulator:
 
     async def _handle_page_action(self, request: web.Request) -> web.Response:
         data = await request.json()
-        if not self.app_url:
+        if not self.app_connected:
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         try:
             result = await self.send_block_action(
@@ -573,7 +753,7 @@ class SlackEmulator:
         view_id = str(data.get("view_id", ""))
         if view_id not in self.state.views:
             return web.json_response({"ok": False, "error": "not_found"}, status=404)
-        if not self.app_url:
+        if not self.app_connected:
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         try:
             result = await self.send_view_submission(view_id=view_id, user_id=data.get("user") or None,
@@ -591,6 +771,15 @@ class SlackEmulator:
         data = await request.json()
         await self.send_view_closed(view_id=str(data.get("view_id", "")), user_id=data.get("user") or None)
         return web.json_response({"ok": True})
+
+
+def _token_type(token: str | None) -> str:
+    if not token:
+        return "none"
+    for prefix, kind in (("xoxb-", "bot"), ("xapp-", "app"), ("xoxp-", "user")):
+        if token.startswith(prefix):
+            return kind
+    return "other"
 
 
 def _bearer(request: web.Request) -> str:
