@@ -79,7 +79,9 @@ def serve() -> int:
     """Runs the production process: validates everything first; nothing starts on a bad setting or config."""
     from aiohttp import web
 
-    from bot.composition import create_web_app
+    import asyncio
+
+    from bot.composition import StartupError, create_web_app, preflight
     from bot.logs import configure_logging
     from bot.settings import SettingsError, load_settings
 
@@ -94,6 +96,11 @@ def serve() -> int:
         print(f"chatops serve: cannot start: the configuration is invalid\n{error}", file=sys.stderr)
         return EXIT_CANNOT_START
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    try:
+        asyncio.run(preflight(settings))
+    except StartupError as error:
+        print(f"chatops serve: cannot start: {error}", file=sys.stderr)
+        return EXIT_CANNOT_START
     app = create_web_app(settings, config)
     mode = "Socket Mode" if settings.socket_mode else f"HTTP on {settings.host}:{settings.port}"
     print(f"chatops serve: {summary(config, settings.config_path)}; {mode}", file=sys.stderr)

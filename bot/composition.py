@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.http import alert_webhook
+from bot.alerts.pipeline import AlertPipeline
+from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
@@ -28,6 +34,7 @@ from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
 from commands import dispatch
+from integrations.alerts.registry import build_sources
 from commands.catalog import Catalog, describe
 from commands.registry import build_catalog
 
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 REDIS = web.AppKey("redis", aioredis.Redis)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DEPS = web.AppKey("deps", Deps)
+SOURCES = web.AppKey("alert_sources", dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,25 @@ class Runtime:
     settings: Settings
     config: ChatopsConfig
     catalog: Catalog
+
+
+class StartupError(Exception):
+    """The bot cannot start with these settings; the message says why (never a secret)."""
+
+
+async def preflight(settings: Settings) -> None:
+    """Checks what only Slack can tell before anything starts: slack_sdk would retry a refused app token
+    forever, so Socket Mode asks once here and a bad token stops start-up with a clear message."""
+    if settings.slack_app_token is None:
+        return
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(base_url=settings.slack_api_url, session=session)
+        try:
+            await client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+        except SlackApiError as error:
+            raise StartupError(f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error.response.get('error')}") from None
+        except aiohttp.ClientError as error:
+            raise StartupError(f"cannot reach Slack at {settings.slack_api_url}: {type(error).__name__}") from None
 
 
 def command_catalog() -> Catalog:
@@ -70,6 +97,10 @@ def create_web_app(
     app.cleanup_ctx.append(_bot_ctx(runtime))
     app.on_startup.append(_freeze_startup_objects)
     add_routes(app, slack_http=not settings.socket_mode)
+    app.router.add_post(
+        "/alerts/{source}",
+        alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], utc_now),  # type: ignore[arg-type]
+    )
     if mount is not None:
         mount(app)
     return app
@@ -80,6 +111,27 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     request-time objects, which keeps long pauses out of the acknowledgement latency's tail."""
     gc.collect()
     gc.freeze()
+
+
+def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
+    """The configured roles; `alerts.responders`, when set, is the `responders` role."""
+    roles = dict(config.roles)
+    if config.alerts.responders:
+        roles["responders"] = config.alerts.responders
+    return roles
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Runs `job` every `seconds` until `stop`; a failing run is logged and the next one still happens."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic job %s failed", getattr(job, "__qualname__", job))
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
 
 
 def _redis_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -117,16 +169,21 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
             clock=utc_now,
         )
+        alerts = AlertPipeline(
+            config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now,
+        )
+        app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
             store=store,
             audit=audit,
-            permissions=Permissions(runtime.config.roles, UsergroupDirectory(slack)),
+            permissions=Permissions(_roles(runtime.config), UsergroupDirectory(slack)),
             slack=slack,
             http=app[HTTP],
             metrics=app[METRICS],
             tasks=tasks,
             deploys=deploys,
+            alerts=alerts,
         )
         app[DEPS] = deps
         bolt = AsyncApp(
@@ -143,14 +200,25 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
             assert settings.slack_app_token is not None
-            socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value(), web_client=slack)
-            await socket_handler.connect_async()
+            app_token = settings.slack_app_token.get_secret_value()
+            socket_handler = AsyncSocketModeHandler(bolt, app_token, web_client=slack)
+            try:
+                await socket_handler.connect_async()
+            except BaseException:
+                await socket_handler.close_async()
+                raise
             log.info("connected to Slack in Socket Mode")
         stop_ticks = asyncio.Event()
-        ticks = asyncio.get_running_loop().create_task(deploys.run_ticks(stop_ticks), name="deploy-ticks")
+        loop = asyncio.get_running_loop()
+        workers = [
+            loop.create_task(deploys.run_ticks(stop_ticks), name="deploy-ticks"),
+            loop.create_task(alerts.run_consumer(stop_ticks), name="alert-delivery"),
+            loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
+            loop.create_task(_every(5.0, alerts.tick, stop_ticks), name="alert-ticks"),
+        ]
         yield
         stop_ticks.set()
-        await ticks
+        await asyncio.gather(*workers, return_exceptions=True)
         if socket_handler is not None:
             await socket_handler.close_async()
         await tasks.drain()

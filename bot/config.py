@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, RootModel, ValidationError, mode
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from bot.alerts.config import AlertsSection
 from bot.deploys.config import ApprovalConfig, DeploysSection, ServiceConfig, ServiceName
 from integrations.types import RoleMember, SlackChannelRef, StrictModel, describe_value, format_duration
 
@@ -100,6 +101,7 @@ class ChatopsConfig(StrictModel):
     redis: RedisSection = RedisSection()
     services: dict[ServiceName, ServiceConfig] = {}
     deploys: DeploysSection = DeploysSection()
+    alerts: AlertsSection = AlertsSection()
 
     @model_validator(mode="after")
     def _roles_exist(self) -> ChatopsConfig:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
@@ -36,4 +37,5 @@ class Deps:
     metrics: Metrics
     tasks: BackgroundTasks
     deploys: DeployEngine
+    alerts: AlertPipeline
     clock: Callable[[], datetime] = utc_now

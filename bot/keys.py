@@ -16,6 +16,17 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{deploys}:lock:<svc>:<env>`      | string | the run lock: owner token, holder, reason, since; TTL  |
 | `{prefix}:{deploys}:holds`                 | hash   | manual `/deploy lock`s by `<env>:<svc or *>`           |
 
+| `{prefix}:{alerts}:stream`                 | stream | every accepted alert, appended before the HTTP answer  |
+| `{prefix}:{alerts}:group:<id>`             | string | one alert group: its members and its Slack message     |
+| `{prefix}:{alerts}:open:<channel>:<key>`   | string | the id of the group still firing for this group key    |
+| `{prefix}:{alerts}:firing`                 | set    | ids of groups with firing members                      |
+| `{prefix}:{alerts}:groups`                 | zset   | every group id by creation time                        |
+| `{prefix}:{alerts}:post_due`               | zset   | groups to post when their group_wait ends              |
+| `{prefix}:{alerts}:dirty`                  | set    | groups whose Slack message needs an update             |
+| `{prefix}:{alerts}:acks`                   | stream | every acknowledgement (never rewritten)                |
+| `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
+| `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
+
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
 MULTI or Lua script, on one Redis Cluster slot.
 """
@@ -51,6 +62,10 @@ class Keys:
     def deploy(self, part: str, *names: str) -> str:
         """A deploy key: `deploy("record", id)`, `deploy("lock", svc, env)`, `deploy("active")`…"""
         return ":".join([f"{self.prefix}:{{deploys}}:{part}", *(_safe(n) for n in names)])
+
+    def alerts(self, part: str, *names: str) -> str:
+        """An alerts key: `alerts("stream")`, `alerts("group", id)`, `alerts("open", channel, key)`…"""
+        return ":".join([f"{self.prefix}:{{alerts}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""

@@ -13,4 +13,159 @@ Examples:
   /alerts silence service=web 2h --reason "maintenance"
 """
 
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from statistics import mean
+
+from bot.alerts.model import AlertGroup
+from bot.alerts.render import ACK, RESOLVE, SILENCE, UNACK, member_line
+from bot.alerts.routing import Matcher, parse_matcher
+from bot.blocks import context, escape, header, section
+from bot.deploys.render import human_duration
+from bot.errors import UsageError, UserFacingError
+from commands.framework import ActionContext, CommandContext, Reply
+from commands.lexer import split_flags
+from integrations.types import parse_duration
+
 USAGE_HINT = "[list | ack | resolve | silence | silences | stats]"
+_ID = "a-"
+MAX_SILENCE = timedelta(days=30)
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Routes `/alerts …`."""
+    words = split_flags(ctx.args, valued=("reason",))
+    args = list(words.positional)
+    sub = args[0].lower() if args else "list"
+    if sub in ("list", "ls") or "=" in sub:
+        return await _list(ctx, args[1:] if sub in ("list", "ls") else args)
+    if sub in ("ack", "resolve"):
+        group_id = _one_id(args, sub)
+        await ctx.require("responders", action=f"{sub} alerts", everyone_if_unset=True)
+        pipeline = ctx.deps.alerts
+        if sub == "ack":
+            group = await pipeline.acknowledge(group_id, ctx.user_id, via="command")
+            return Reply(text=f":eyes: Acknowledged `{group.id}` ({escape(group.title)}).")
+        group = await pipeline.resolve(group_id, ctx.user_id, via="command")
+        return Reply(text=f":white_check_mark: Resolved `{group.id}` ({escape(group.title)}).")
+    if sub == "silence":
+        return await _silence(ctx, args[1:], words.flags.get("reason", ""))
+    if sub == "silences":
+        return await _silences(ctx)
+    if sub == "unsilence":
+        if len(args) != 2:
+            raise UsageError("`unsilence` takes one silence id, e.g. `/alerts unsilence s-1a2b3c4d`.", "/alerts unsilence <id>")
+        await ctx.require("responders", action="remove silences", everyone_if_unset=True)
+        if not await ctx.deps.alerts.store.delete_silence(args[1]):
+            raise UserFacingError(f"There is no silence `{escape(args[1])}`. See `/alerts silences`.")
+        await ctx.audit(action="alert.unsilence", result="ok", target=args[1])
+        return Reply(text=f":bell: Silence `{escape(args[1])}` removed.")
+    if sub == "stats":
+        return await _stats(ctx, args[1:])
+    raise UsageError(f"`{escape(sub)}` is not an /alerts command.")
+
+
+def _one_id(args: list[str], sub: str) -> str:
+    if len(args) != 2 or not args[1].startswith(_ID):
+        raise UsageError(f"`{sub}` takes one alert id like `a-1b2c3d4e` (see `/alerts list`).", f"/alerts {sub} <id>")
+    return args[1]
+
+
+def parse_filters(words: list[str]) -> list[Matcher]:
+    """`service=web severity=critical` → matchers; UsageError for anything else."""
+    try:
+        return [parse_matcher(word) for word in words]
+    except ValueError as error:
+        raise UsageError(str(error), "/alerts [list] [label=value …]") from None
+
+
+async def _list(ctx: CommandContext, words: list[str]) -> Reply:
+    filters = parse_filters(words)
+    groups = await ctx.deps.alerts.store.groups(await ctx.deps.alerts.store.firing_ids())
+    lines = []
+    for group in sorted(groups, key=lambda g: g.created_at, reverse=True):
+        members = [m for m in group.firing if all(f.matches({**m.labels, "severity": m.severity}) for f in filters)]
+        if not members:
+            continue
+        ack = f" — acked by <@{group.acked_by}>" if group.acked_by else ""
+        lines.append(f"`{group.id}` {member_line(members[0])}{f' and {len(members) - 1} more' if len(members) > 1 else ''}{ack}")
+    if not lines:
+        return Reply(text="No alerts are firing" + (" that match." if filters else "."))
+    text = "\n".join(lines[:50])
+    return Reply(text=text, blocks=[header(f"Firing alerts ({len(lines)})"), section(text), context("`/alerts ack <id>` · `/alerts resolve <id>`")])
+
+
+async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
+    usage = '/alerts silence <label=value …> <duration> --reason "…"'
+    if len(words) < 2:
+        raise UsageError("`silence` needs matchers and a duration, e.g. `/alerts silence service=web 2h --reason \"deploy\"`.", usage)
+    try:
+        duration = parse_duration(words[-1])
+    except ValueError as error:
+        raise UsageError(f"`{escape(words[-1])}` is not a duration: {error}", usage) from None
+    if not timedelta(minutes=1) <= duration <= MAX_SILENCE:
+        raise UsageError("A silence lasts from 1m to 30d.", usage)
+    if not reason:
+        raise UsageError("Say why with `--reason \"…\"`.", usage)
+    matchers = parse_filters(words[:-1])
+    await ctx.require("responders", action="silence alerts", everyone_if_unset=True)
+    silence_id = await ctx.deps.alerts.silence(matchers, duration, ctx.user_id, reason)
+    return Reply(text=f":no_bell: Silence `{silence_id}`: {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} — {escape(reason)}")
+
+
+async def _silences(ctx: CommandContext) -> Reply:
+    now = ctx.deps.clock()
+    lines = []
+    for silence_id, silence in sorted((await ctx.deps.alerts.store.silences()).items()):
+        expires = datetime.fromisoformat(str(silence["expires_at"]))
+        if expires <= now:
+            continue
+        matchers = " ".join(f"`{m}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
+        lines.append(f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {escape(str(silence.get('reason', '')))}")
+    return Reply(text="\n".join(lines) if lines else "No silences.")
+
+
+async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
+    try:
+        window = parse_duration(words[0]) if words else timedelta(days=7)
+    except ValueError as error:
+        raise UsageError(f"`{escape(words[0])}` is not a duration: {error}", "/alerts stats [7d]") from None
+    if len(words) > 1 or not timedelta(days=1) <= window <= timedelta(days=90):
+        raise UsageError("`stats` takes one window from 1d to 90d.", "/alerts stats [7d]")
+    now = ctx.deps.clock()
+    days = [now - timedelta(days=n) for n in range(window.days)]
+    totals = await ctx.deps.alerts.store.stats(days)
+    since = now - window
+    acks = [a for a in await ctx.deps.alerts.store.acks() if datetime.fromisoformat(a["at"]) >= since]
+    mtta = human_duration(timedelta(seconds=mean(float(a["seconds_to_ack"]) for a in acks))) if acks else "n/a"
+    resolved = totals.get("resolved", 0)
+    noise = f"{totals.get('resolved_without_action', 0) / resolved:.0%}" if resolved else "n/a"
+    text = (
+        f"Last {window.days}d: {totals.get('received', 0)} received, {totals.get('posted', 0)} messages posted, "
+        f"{totals.get('deduplicated', 0)} deduplicated, {totals.get('silenced', 0)} silenced, {resolved} resolved; "
+        f"{len(acks)} acknowledgements, mean time to acknowledge {mtta}; resolved without any action: {noise}."
+    )
+    return Reply(text=text)
+
+
+async def _button(ctx: ActionContext) -> AlertGroup | None:
+    await ctx.require("responders", action="act on alerts", everyone_if_unset=True)
+    pipeline = ctx.deps.alerts
+    if ctx.action_id == ACK:
+        return await pipeline.acknowledge(ctx.value, ctx.user_id, via="button")
+    if ctx.action_id == UNACK:
+        return await pipeline.unacknowledge(ctx.value, ctx.user_id)
+    if ctx.action_id == RESOLVE:
+        return await pipeline.resolve(ctx.value, ctx.user_id, via="button")
+    group_id, _, duration = ctx.value.partition(":")
+    await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
+    return None
+
+
+async def _on_button(ctx: ActionContext) -> None:
+    await _button(ctx)
+
+
+ACTIONS = {ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button}

@@ -61,7 +61,9 @@ def request_identity(body: dict[str, Any], raw: str) -> tuple[str, str]:
         return "action", f"{user}:{action.get('action_ts', '')}:{body.get('trigger_id', '')}"
     if kind in {"view_submission", "view_closed", "shortcut", "message_action"} and body.get("trigger_id"):
         return kind, str(body["trigger_id"])
-    return "raw", hashlib.sha256(raw.encode()).hexdigest()
+    # Socket Mode requests carry no raw body: their parsed body identifies them instead.
+    identity = raw or json.dumps(body, sort_keys=True, default=str)
+    return "raw", hashlib.sha256(identity.encode()).hexdigest()
 
 
 def click_identity(body: dict[str, Any]) -> tuple[str, str, str, str] | None:

@@ -98,3 +98,14 @@ async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: st
     assert process.returncode == 0
     assert emulator.signing_secret not in stderr.decode()
     assert BOT_TOKEN not in stderr.decode()
+
+
+async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(emulator: SlackEmulator, redis_url: str, repo_root: Path) -> None:
+    port = free_port()
+    env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {"SLACK_APP_TOKEN": "xapp-1-revoked-0000"}
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "Slack refused SLACK_APP_TOKEN for Socket Mode" in result.stderr
+    assert "xapp-1-revoked-0000" not in result.stderr and "Traceback" not in result.stderr

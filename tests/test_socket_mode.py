@@ -289,7 +289,7 @@ async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http:
         updated = emu.find_message("C0GENERAL", help_message["ts"])
         assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
         assert updated.get("ephemeral_to") == "U0DEMO", "replaced in place, still only for the user"
-        assert len([m for m in emu.messages("C0GENERAL") if m.get("ephemeral_to") == "U0DEMO"]) == 2
+        assert [m["ts"] for m in emu.messages("C0GENERAL") if m.get("ephemeral_to") == "U0DEMO"] == [help_message["ts"]]
         assert all(d.ack is not None and d.error is None for d in emu.deliveries)
     finally:
         await runner.cleanup()

@@ -2,8 +2,9 @@
 (Slack's envelopes, auth, errors and rate limits), response URLs and file uploads, Socket Mode (apps.connections.open
 and the WebSocket it hands out), and the dev page with its JSON endpoints and WebSocket; sends the bot slash
 commands, block_actions, view submissions and events (signed over HTTP, or as Socket Mode envelopes while the bot
-holds a Socket Mode connection), and applies the bot's answers the way Slack does. The aiohttp handlers live here; the logic they use is in the pure
-modules next to this one (state, methods, payloads, validation, render, mrkdwn)."""
+holds a Socket Mode connection), and applies the bot's answers the way Slack does. The aiohttp handlers live
+here; the logic they use is in the pure modules next to this one (state, methods, payloads, validation, render,
+mrkdwn)."""
 
 from __future__ import annotations
 
@@ -397,9 +398,9 @@ class SlackEmulator:
             previous = self._last_commands[key] = (form, target)
         form, target = previous
         if self._app_sockets:
-            result = await self.send_socket_envelope(
-                "slash_commands", dict(form), retry_attempt=retry_num, retry_reason="timeout" if retry_num is not None else None
-            )
+            reason = "timeout" if retry_num is not None else None
+            result = await self.send_socket_envelope("slash_commands", dict(form), retry_attempt=retry_num,
+                                                     retry_reason=reason)
         else:
             result = await self.send_signed(urlencode(form), "application/x-www-form-urlencoded", headers)
         self._apply_command_answer(result, command=command, text=text, user=user, channel=channel, target=target)
@@ -596,7 +597,8 @@ class SlackEmulator:
 
     async def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
         """Tells every connected app to reconnect, as Slack does before it recycles a connection: a `disconnect`
-        message (`warning`, `refresh_requested`, `link_disabled`); the app opens a new connection and closes this one."""
+        message (`warning`, `refresh_requested`, `link_disabled`); the app opens a new connection and closes the
+        old one."""
         text = json.dumps(payloads.socket_disconnect(reason))
         for conn in list(self._app_sockets):
             if not conn.ws.closed:

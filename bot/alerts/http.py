@@ -1,0 +1,60 @@
+"""`POST /alerts/{source}`: authenticate and parse with the source, append to the stream, then answer.
+2xx only once the alerts are stored; 5xx only when chatops could not store them (so senders retry);
+401/400/403/413 with the precise reason otherwise, and nothing stored."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+
+from bot.alerts.pipeline import AlertPipeline
+from bot.errors import StoreUnavailable, new_ref
+from integrations.alerts.base import Accepted, AlertSource, Confirmation, WebhookRejected, WebhookRequest
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 5 * 1024 * 1024
+
+
+def alert_webhook(
+    sources: Callable[[], Mapping[str, AlertSource]], pipeline: Callable[[], AlertPipeline],
+    http: Callable[[], aiohttp.ClientSession], clock: Callable[[], datetime],
+) -> Callable[[web.Request], object]:
+    """The aiohttp handler, reading its collaborators from the app at request time."""
+
+    async def handle(request: web.Request) -> web.Response:
+        name = request.match_info["source"]
+        source = sources().get(name)
+        if source is None:
+            known = ", ".join(sorted(sources())) or "none are configured"
+            return web.json_response({"error": f"unknown alert source {name!r}; configured: {known}"}, status=404)
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": f"body larger than {MAX_BODY} bytes"}, status=413)
+        body = await request.read()
+        webhook = WebhookRequest(headers=request.headers, body=body, remote=request.remote, now=clock())
+        try:
+            result = await source.receive(webhook)
+        except WebhookRejected as rejected:
+            return web.json_response({"error": rejected.reason}, status=rejected.status)
+        if isinstance(result, Confirmation):
+            try:
+                async with http().get(result.url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+                    if response.status >= 300:
+                        return web.json_response({"error": f"confirming the subscription got HTTP {response.status}"}, status=502)
+            except aiohttp.ClientError as error:
+                return web.json_response({"error": f"could not confirm the subscription: {type(error).__name__}"}, status=502)
+            return web.json_response({"confirmed": True})
+        assert isinstance(result, Accepted)
+        try:
+            await pipeline().ingest(result.alerts)
+        except StoreUnavailable:
+            ref = new_ref()
+            log.error("could not store %d alerts from %s (ref %s)", len(result.alerts), name, ref)
+            return web.json_response({"error": f"could not store the alerts; retry (ref {ref})"}, status=503)
+        return web.json_response({"accepted": len(result.alerts), "truncated": result.truncated})
+
+    return handle

@@ -1,0 +1,95 @@
+"""An alert group as recorded in Redis: one Slack message for the lifecycle of one or more alerts that share a
+group key and a channel (a single alert is a group of one), with who acknowledged or resolved it."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from integrations.alerts.base import Alert
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+class Member(BaseModel):
+    """One alert inside a group, as last seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str
+    title: str
+    severity: Literal["critical", "warning", "info"]
+    status: Literal["firing", "resolved"]
+    summary: str = ""
+    labels: dict[str, str] = {}
+    links: dict[str, str] = {}
+    starts_at: datetime
+    ends_at: datetime | None = None
+    count: int = 1
+    last_seen: datetime
+    last_event: str = "0-0"
+
+    @classmethod
+    def from_alert(cls, alert: Alert, *, now: datetime, event_id: str) -> Member:
+        """A member from a freshly received alert."""
+        return cls(
+            fingerprint=alert.fingerprint, title=alert.title, severity=alert.severity, status=alert.status,
+            summary=alert.summary, labels=dict(alert.labels), links=dict(alert.links), starts_at=alert.starts_at,
+            ends_at=alert.ends_at, last_seen=now, last_event=event_id,
+        )
+
+
+class AlertGroup(BaseModel):
+    """One Slack message's worth of alerts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    group_key: str
+    channel: str
+    escalation: str | None = None
+    state: Literal["firing", "resolved"] = "firing"
+    members: dict[str, Member] = {}
+    created_at: datetime
+    updated_at: datetime
+    message_channel: str | None = None
+    message_ts: str | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    silenced_by: str | None = None
+
+    @property
+    def firing(self) -> list[Member]:
+        """Members still firing, most severe first."""
+        return sorted((m for m in self.members.values() if m.status == "firing"), key=lambda m: (SEVERITY_ORDER[m.severity], m.title))
+
+    @property
+    def severity(self) -> str:
+        """The most severe member's severity."""
+        return min((m.severity for m in self.members.values()), key=SEVERITY_ORDER.__getitem__, default="info")
+
+    @property
+    def title(self) -> str:
+        """The group's headline: the alert's title, or the shared title and a count."""
+        titles = sorted({m.title for m in self.members.values()})
+        if len(self.members) == 1 or len(titles) == 1:
+            return titles[0] if titles else "alert"
+        return f"{len(self.members)} alerts: {', '.join(titles[:3])}{'…' if len(titles) > 3 else ''}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the group fired, once resolved."""
+        if self.resolved_at is None:
+            return None
+        return (self.resolved_at - self.created_at).total_seconds()
+
+
+def new_group_id() -> str:
+    """A short id people can type: `a-` and 8 characters."""
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    return "a-" + "".join(secrets.choice(alphabet) for _ in range(8))

@@ -1,0 +1,341 @@
+"""The alert pipeline: accepted alerts are appended to a Redis Stream before the webhook is answered; a consumer
+group delivers them to Slack in order (dedup into the open group, routing, silences), a flusher updates messages
+at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.config import AlertsSection
+from bot.alerts.model import AlertGroup, Member, new_group_id
+from bot.alerts.render import alert_message
+from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
+from bot.alerts.store import AlertStore
+from bot.audit import AuditLog
+from bot.deploys.render import human_duration
+from bot.errors import UserFacingError
+from integrations.alerts.base import Alert
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.25
+ABANDONED_AFTER_MS = 30_000
+
+
+class AlertPipeline:
+    """Ingest, delivery and actions for alerts; one per process, built by the composition root."""
+
+    def __init__(
+        self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
+        clock: Callable[[], datetime], consumer: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._slack = slack
+        self._audit = audit
+        self._clock = clock
+        self.consumer = consumer or f"bot-{secrets.token_hex(4)}"
+        self.delivered = asyncio.Event()
+
+    # -- ingest -------------------------------------------------------------------------------------------
+
+    async def ingest(self, alerts: Sequence[Alert]) -> list[str]:
+        """Stores alerts durably (raises StoreUnavailable otherwise: the webhook must answer 5xx)."""
+        if not alerts:
+            return []
+        return await self.store.append(alerts, self._clock())
+
+    # -- delivery -----------------------------------------------------------------------------------------
+
+    async def run_consumer(self, stop: asyncio.Event) -> None:
+        """Delivers stream entries until `stop`; failed entries stay pending and are retried in order."""
+        await self.store.ensure_consumer_group()
+        retry_pending = True
+        last_claim = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                if loop.time() - last_claim > 10:
+                    last_claim = loop.time()
+                    if await self.store.claim_abandoned(self.consumer, ABANDONED_AFTER_MS):
+                        retry_pending = True
+                entries = await self.store.read(self.consumer, pending=retry_pending)
+                if retry_pending and not entries:
+                    retry_pending = False
+                    continue
+                for entry_id, alert in entries:
+                    if stop.is_set():
+                        break
+                    if alert is not None:
+                        await self.deliver(entry_id, alert)
+                    await self.store.ack([entry_id])
+                self.delivered.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alert delivery failed; the entry stays pending and is retried")
+                retry_pending = True
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    async def deliver(self, entry_id: str, alert: Alert) -> None:
+        """Puts one alert where it belongs: the open group of its key in each routed channel, or a new group."""
+        now = self._clock()
+        silence = silenced_by(await self._live_silences(), alert.labels, now)
+        if silence is not None:
+            await self.store.count(now, "silenced")
+            return
+        for destination in route(self.config, {**alert.labels, "severity": alert.severity}):
+            key = group_key(self.config, alert.source, alert.fingerprint, alert.labels)
+            for _ in range(3):
+                open_id = await self.store.open_group(destination.channel, key)
+                if open_id is not None:
+                    await self._update_member(open_id, entry_id, alert, now)
+                    break
+                if alert.status == "resolved":
+                    await self.store.count(now, "resolved_unknown")
+                    break
+                group = AlertGroup(
+                    id=new_group_id(), group_key=key, channel=destination.channel, escalation=destination.escalation,
+                    members={alert.fingerprint: Member.from_alert(alert, now=now, event_id=entry_id)},
+                    created_at=now, updated_at=now,
+                )
+                wait = self.config.group_wait
+                if await self.store.create_group(group, post_at=now + wait if wait > timedelta(0) else None):
+                    await self.store.count(now, "groups")
+                    if wait <= timedelta(0):
+                        await self.post(group.id)
+                    break
+
+    async def _update_member(self, group_id: str, entry_id: str, alert: Alert, now: datetime) -> None:
+        outcome: list[str] = []
+
+        def change(group: AlertGroup) -> AlertGroup:
+            outcome.clear()
+            current = group.members.get(alert.fingerprint)
+            if current is not None and not _newer(entry_id, current.last_event):
+                outcome.append("stale")
+                return group
+            members = dict(group.members)
+            if current is None:
+                members[alert.fingerprint] = Member.from_alert(alert, now=now, event_id=entry_id)
+                outcome.append("joined" if alert.status == "firing" else "stale")
+            elif alert.status == "firing":
+                repeat = current.status == "firing"
+                members[alert.fingerprint] = current.model_copy(update={
+                    "status": "firing", "count": current.count + 1, "last_seen": now, "last_event": entry_id,
+                    "summary": alert.summary or current.summary, "ends_at": None,
+                })
+                outcome.append("deduplicated" if repeat else "refired")
+            else:
+                members[alert.fingerprint] = current.model_copy(update={
+                    "status": "resolved", "ends_at": alert.ends_at or now, "last_seen": now, "last_event": entry_id,
+                })
+                outcome.append("resolved" if current.status == "firing" else "stale")
+            still_firing = any(m.status == "firing" for m in members.values())
+            update: dict[str, object] = {"members": members, "updated_at": now}
+            if not still_firing:
+                update |= {"state": "resolved", "resolved_at": now}
+            return group.model_copy(update=update)
+
+        _, after = await self.store.update_group(group_id, change)
+        if outcome and outcome[0] == "deduplicated":
+            await self.store.count(now, "deduplicated")
+        if outcome and outcome[0] == "resolved":
+            member = after.members[alert.fingerprint]
+            took = human_duration((member.ends_at or now) - member.starts_at)
+            await self._thread(after, f":white_check_mark: *{member.title}* resolved (fired for {took}).")
+            if after.state == "resolved":
+                await self.store.count(now, "resolved")
+                if after.acked_by is None and after.resolved_by is None:
+                    await self.store.count(now, "resolved_without_action")
+
+    async def post(self, group_id: str) -> None:
+        """Posts a group's message (once: a group that has one is only updated)."""
+        group = await self.store.get_group(group_id)
+        if group is None or group.message_ts is not None:
+            return
+        text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
+        response = await self._post(group.channel, text=text, blocks=blocks)
+        await self.store.update_group(
+            group_id, lambda g: g.model_copy(update={"message_channel": response["channel"], "message_ts": response["ts"]}),
+        )
+        await self.store.count(self._clock(), "posted")
+
+    async def run_flusher(self, stop: asyncio.Event) -> None:
+        """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alert message flush failed; will retry")
+            try:
+                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def flush(self) -> None:
+        """One pass: due posts, then dirty messages."""
+        for group_id in await self.store.claim_due_posts(self._clock()):
+            await self.post(group_id)
+        for group_id in await self.store.take_dirty():
+            group = await self.store.get_group(group_id)
+            if group is None:
+                continue
+            if group.message_ts is None:
+                continue  # not posted yet: the post shows the latest state
+            text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
+            try:
+                await self._slack.chat_update(channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks)
+            except SlackApiError as error:
+                log.warning("could not update alert %s: %s", group_id, error.response.get("error"))
+                if error.response.get("error") in ("ratelimited", "internal_error", "service_unavailable"):
+                    await self.store.mark_dirty([group_id])
+
+    # -- actions ------------------------------------------------------------------------------------------
+
+    async def acknowledge(self, group_id: str, user: str, *, via: str) -> AlertGroup:
+        """Records an acknowledgement (kept forever in the ack stream) and shows it on the message."""
+        now = self._clock()
+
+        def change(group: AlertGroup) -> AlertGroup:
+            if group.state == "resolved":
+                raise UserFacingError(f"`{group.id}` is already resolved.")
+            if group.acked_by is not None:
+                raise UserFacingError(f"`{group.id}` was already acknowledged by <@{group.acked_by}>.")
+            return group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now})
+
+        _, after = await self._change(group_id, change)
+        seconds = (now - after.created_at).total_seconds()
+        await self.store.record_ack({
+            "group": after.id, "fingerprints": ",".join(after.members), "user": user, "at": now.isoformat(),
+            "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": after.title, "escalation": after.escalation or "",
+        })
+        await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
+        await self._thread(after, f":eyes: <@{user}> acknowledged after {human_duration(now - after.created_at)}.")
+        await self.flush()
+        return after
+
+    async def unacknowledge(self, group_id: str, user: str) -> AlertGroup:
+        """Takes an acknowledgement back (the ack stays in history)."""
+        def change(group: AlertGroup) -> AlertGroup:
+            if group.acked_by is None:
+                raise UserFacingError(f"`{group.id}` is not acknowledged.")
+            return group.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": self._clock()})
+
+        _, after = await self._change(group_id, change)
+        await self._audit.record(actor=user, action="alert.unack", result="ok", target=after.id, channel=after.channel)
+        await self._thread(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.")
+        await self.flush()
+        return after
+
+    async def resolve(self, group_id: str, user: str, *, via: str) -> AlertGroup:
+        """Resolves a group by hand: every member is marked resolved by `user`."""
+        now = self._clock()
+
+        def change(group: AlertGroup) -> AlertGroup:
+            if group.state == "resolved":
+                raise UserFacingError(f"`{group.id}` is already resolved.")
+            members = {fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()}
+            return group.model_copy(update={"members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now})
+
+        _, after = await self._change(group_id, change)
+        await self.store.count(now, "resolved")
+        await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
+        await self._thread(after, f":white_check_mark: <@{user}> resolved it after {human_duration(now - after.created_at)}.")
+        await self.flush()
+        return after
+
+    async def silence(self, matchers: Sequence[Matcher], duration: timedelta, user: str, reason: str) -> str:
+        """Stores a silence; matching alerts are counted but not posted until it expires."""
+        if not matchers:
+            raise UserFacingError("A silence needs at least one matcher, e.g. `service=web`.")
+        now = self._clock()
+        silence_id = "s-" + secrets.token_hex(4)
+        await self.store.save_silence(silence_id, {
+            "id": silence_id, "matchers": [str(m) for m in matchers], "created_by": user, "reason": reason,
+            "created_at": now.isoformat(), "expires_at": (now + duration).isoformat(), "announced": False,
+        })
+        await self._audit.record(actor=user, action="alert.silence", result="ok", target=silence_id,
+                                 detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}")
+        return silence_id
+
+    async def silence_group(self, group_id: str, duration: timedelta, user: str) -> str:
+        """Silences what a group's alerts share (their group_by labels, or the single alert's labels)."""
+        group = await self.store.get_group(group_id)
+        if group is None:
+            raise UserFacingError(f"There is no alert `{group_id}`.")
+        first = next(iter(group.members.values()))
+        labels = self.config.group_by or tuple(first.labels)
+        matchers = [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
+        silence_id = await self.silence(matchers, duration, user, f"from alert {group.id}")
+        await self._thread(group, f":no_bell: <@{user}> silenced {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
+        return silence_id
+
+    async def _live_silences(self) -> list[tuple[str, list[Matcher], datetime]]:
+        found = []
+        for silence_id, silence in (await self.store.silences()).items():
+            try:
+                matchers = [parse_matcher(str(m)) for m in silence.get("matchers", [])]  # type: ignore[union-attr]
+                found.append((silence_id, matchers, datetime.fromisoformat(str(silence["expires_at"]))))
+            except (ValueError, KeyError):
+                continue
+        return found
+
+    async def tick(self) -> None:
+        """Announces silences that expired, once, and forgets them."""
+        now = self._clock()
+        for silence_id, silence in (await self.store.silences()).items():
+            if datetime.fromisoformat(str(silence["expires_at"])) > now:
+                continue
+            if await self.store.delete_silence(silence_id):
+                matchers = " ".join(f"`{m}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
+                await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
+
+    async def _change(self, group_id: str, change: Callable[[AlertGroup], AlertGroup]) -> tuple[AlertGroup, AlertGroup]:
+        try:
+            return await self.store.update_group(group_id, change)
+        except KeyError:
+            raise UserFacingError(f"There is no alert `{group_id}`.") from None
+
+    # -- Slack --------------------------------------------------------------------------------------------
+
+    async def _post(self, channel: str, **message: object) -> dict[str, str]:
+        try:
+            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        except SlackApiError as error:
+            if error.response.get("error") != "not_in_channel":
+                raise
+            await self._slack.conversations_join(channel=channel)
+            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+
+    async def _thread(self, group: AlertGroup, text: str) -> None:
+        if group.message_ts is None:
+            return
+        try:
+            await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
+        except SlackApiError as error:
+            log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))
+
+
+def _newer(entry_id: str, than: str) -> bool:
+    """Whether stream id `entry_id` comes after `than` (a redelivered or out-of-order entry does not)."""
+    def parts(value: str) -> tuple[int, int]:
+        ms, _, seq = value.partition("-")
+        return int(ms or 0), int(seq or 0)
+    try:
+        return parts(entry_id) > parts(than)
+    except ValueError:
+        return True

@@ -1,0 +1,72 @@
+"""Block Kit for alerts: the one message an alert group is, with Acknowledge / Resolve / Silence."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.alerts.model import AlertGroup, Member
+from bot.blocks import Block, actions, button, context, escape, fields, header, section, static_select
+from bot.deploys.render import human_duration
+
+ACK = "alerts.ack"
+UNACK = "alerts.unack"
+RESOLVE = "alerts.resolve"
+SILENCE = "alerts.silence"
+SILENCE_CHOICES = (("Silence 1h", "1h"), ("Silence 4h", "4h"), ("Silence 24h", "24h"))
+SEVERITY_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+
+
+def member_line(member: Member) -> str:
+    """One alert in a list: severity, title, the labels that tell it apart, summary, repeat count."""
+    emoji = ":white_check_mark:" if member.status == "resolved" else SEVERITY_EMOJI[member.severity]
+    service = f" `{escape(member.labels['service'])}`" if member.labels.get("service") else ""
+    instance = f" `{escape(member.labels['instance'])}`" if member.labels.get("instance") else ""
+    repeat = f" (×{member.count})" if member.count > 1 else ""
+    summary = f" — {escape(member.summary[:200])}" if member.summary else ""
+    return f"{emoji} *{escape(member.title)}*{service}{instance}{summary}{repeat}"
+
+
+def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> tuple[str, list[Block]]:
+    """The group's message: headline, who acted, its alerts, and the buttons while it fires."""
+    resolved = group.state == "resolved"
+    badge = ":white_check_mark: RESOLVED" if resolved else f"{SEVERITY_EMOJI[group.severity]} {group.severity.upper()}"
+    blocks: list[Block] = [header(f"{'✅' if resolved else '🚨'} {group.title}")]
+    members = sorted(group.members.values(), key=lambda m: (m.status != "firing", m.title))
+    if len(members) == 1:
+        only = members[0]
+        blocks.append(section(f"{badge}  {escape(only.summary) if only.summary else escape(only.title)}"))
+    else:
+        firing = len(group.firing)
+        blocks.append(section(f"{badge}  {firing} of {len(members)} firing"))
+        lines = [member_line(m) for m in members[:max_lines]]
+        if len(members) > max_lines:
+            lines.append(f"… and {len(members) - max_lines} more")
+        blocks.append(section("\n".join(lines)))
+    last_seen = max(m.last_seen for m in members) if members else now
+    pairs = [("Started", f"{group.created_at:%Y-%m-%d %H:%M:%S}Z"), ("Last seen", f"{last_seen:%H:%M:%S}Z")]
+    repeats = sum(m.count for m in members)
+    if repeats > len(members):
+        pairs.append(("Notifications", str(repeats)))
+    if group.acked_by and group.acked_at:
+        pairs.append(("Acknowledged", f"by <@{group.acked_by}> after {human_duration(group.acked_at - group.created_at)}"))
+    if resolved and group.resolved_at:
+        who = f"by <@{group.resolved_by}> " if group.resolved_by else ""
+        pairs.append(("Resolved", f"{who}after {human_duration(group.resolved_at - group.created_at)}"))
+    blocks.append(fields(pairs))
+    if not resolved:
+        ack = button("Unacknowledge", UNACK, group.id) if group.acked_by else button("Acknowledge", ACK, group.id, style="primary")
+        blocks.append(actions(
+            ack,
+            button("Resolve", RESOLVE, group.id),
+            static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
+            block_id=f"alert:{group.id}",
+        ))
+    notes = [f"`{group.id}`"]
+    if len(members) == 1:
+        labels = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in sorted(members[0].labels.items())[:12])
+        if labels:
+            notes.append(labels)
+        notes.extend(f"<{url}|{escape(name)}>" for name, url in sorted(members[0].links.items()) if url.startswith(("http://", "https://")))
+    blocks.append(context(" · ".join(notes)))
+    text = f"{'RESOLVED' if resolved else group.severity.upper()}: {group.title}"
+    return text, blocks

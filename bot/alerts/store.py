@@ -1,0 +1,214 @@
+"""Alerts in Redis: the ingest stream and its consumer group, alert groups and their indexes, acknowledgements,
+silences and daily counters. Multi-key changes are MULTI/EXEC under the `{alerts}` hash tag."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from bot.alerts.model import AlertGroup
+from bot.errors import StoreUnavailable
+from bot.store import Store
+from integrations.alerts.base import Alert
+
+CONSUMER_GROUP = "delivery"
+
+
+class AlertStore:
+    """Typed Redis access for the alert pipeline."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.redis = store.redis
+        self._keys = store.keys
+
+    def k(self, part: str, *names: str) -> str:
+        """An alerts key."""
+        return self._keys.alerts(part, *names)
+
+    # -- the stream ---------------------------------------------------------------------------------------
+
+    async def append(self, alerts: Sequence[Alert], now: datetime) -> list[str]:
+        """Appends alerts to the stream (durable once this returns) and counts them as received."""
+        async def write() -> list[str]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for alert in alerts:
+                    pipe.xadd(self.k("stream"), {"alert": alert.to_json()})
+                pipe.hincrby(self.k("stats", f"{now:%Y%m%d}"), "received", len(alerts))
+                results = await pipe.execute()
+            return [str(r) for r in results[: len(alerts)]]
+        return await self._store.call("alert_append", write())
+
+    async def ensure_consumer_group(self) -> None:
+        """Creates the delivery consumer group (from the start of the stream) unless it exists."""
+        try:
+            await self.redis.xgroup_create(self.k("stream"), CONSUMER_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, consumer: str, *, pending: bool, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Alert | None]]:
+        """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged."""
+        result = await self.redis.xreadgroup(
+            CONSUMER_GROUP, consumer, {self.k("stream"): "0" if pending else ">"}, count=count,
+            block=None if pending else block_ms,
+        )
+        return [(str(entry_id), _alert(fields)) for _, entries in result or [] for entry_id, fields in entries]
+
+    async def claim_abandoned(self, consumer: str, min_idle_ms: int) -> int:
+        """Takes over entries another consumer read but never acknowledged (it died); returns how many."""
+        _, claimed, *_ = await self.redis.xautoclaim(self.k("stream"), CONSUMER_GROUP, consumer, min_idle_ms, "0-0", count=100)
+        return len(claimed)
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        """Marks stream entries delivered."""
+        if entry_ids:
+            await self.redis.xack(self.k("stream"), CONSUMER_GROUP, *entry_ids)
+
+    async def backlog(self) -> int:
+        """Entries read but not yet delivered, across consumers."""
+        try:
+            info = await self.redis.xpending(self.k("stream"), CONSUMER_GROUP)
+        except ResponseError:
+            return 0
+        return int(info.get("pending", 0)) if isinstance(info, dict) else 0
+
+    # -- groups -------------------------------------------------------------------------------------------
+
+    async def open_group(self, channel: str, key: str) -> str | None:
+        """The id of the group still firing for this key in this channel."""
+        return await self.redis.get(self.k("open", channel, key))
+
+    async def create_group(self, group: AlertGroup, *, post_at: datetime | None) -> bool:
+        """Stores a new group as the open one for its key; False if another consumer opened one first."""
+        open_key = self.k("open", group.channel, group.group_key)
+        if not await self.redis.set(open_key, group.id, nx=True):
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("group", group.id), group.model_dump_json())
+            pipe.sadd(self.k("firing"), group.id)
+            pipe.zadd(self.k("groups"), {group.id: group.created_at.timestamp()})
+            if post_at is not None:
+                pipe.zadd(self.k("post_due"), {group.id: post_at.timestamp()})
+            await pipe.execute()
+        return True
+
+    async def get_group(self, group_id: str) -> AlertGroup | None:
+        """A group by id."""
+        raw = await self._store.call("alert_group_get", self.redis.get(self.k("group", group_id)))
+        return _group(raw)
+
+    async def groups(self, ids: Sequence[str]) -> list[AlertGroup]:
+        """Several groups by id (missing ones left out)."""
+        if not ids:
+            return []
+        raws = await self._store.call("alert_groups_get", self.redis.mget([self.k("group", i) for i in ids]))
+        return [g for g in (_group(raw) for raw in raws) if g is not None]
+
+    async def update_group(self, group_id: str, change: Callable[[AlertGroup], AlertGroup], *, dirty: bool = True) -> tuple[AlertGroup, AlertGroup]:
+        """Applies `change` atomically; keeps the open/firing indexes right; returns (before, after)."""
+        key = self.k("group", group_id)
+        for _ in range(50):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    before = _group(await pipe.get(key))
+                    if before is None:
+                        raise KeyError(group_id)
+                    after = change(before)
+                    pipe.multi()
+                    pipe.set(key, after.model_dump_json())
+                    if after.state == "resolved" and before.state == "firing":
+                        pipe.delete(self.k("open", after.channel, after.group_key))
+                        pipe.srem(self.k("firing"), group_id)
+                    if dirty:
+                        pipe.sadd(self.k("dirty"), group_id)
+                    await pipe.execute()
+                    return before, after
+            except WatchError:
+                continue
+            except (RedisError, OSError) as error:
+                raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
+        raise StoreUnavailable(f"alert {group_id} is being changed by someone else; try again")
+
+    async def firing_ids(self) -> list[str]:
+        """Ids of groups with firing members."""
+        return sorted(await self._store.call("alert_firing", self.redis.smembers(self.k("firing"))))
+
+    async def recent_ids(self, since: datetime) -> list[str]:
+        """Ids of groups created since `since`."""
+        return list(await self._store.call("alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")))
+
+    async def take_dirty(self, count: int = 50) -> list[str]:
+        """Pops groups whose message needs an update."""
+        return list(await self.redis.spop(self.k("dirty"), count) or [])
+
+    async def mark_dirty(self, group_ids: Sequence[str]) -> None:
+        """Asks for these groups' messages to be updated."""
+        if group_ids:
+            await self.redis.sadd(self.k("dirty"), *group_ids)
+
+    async def claim_due_posts(self, now: datetime) -> list[str]:
+        """Groups whose group_wait has ended; each returned once (ZREM decides)."""
+        due = await self.redis.zrangebyscore(self.k("post_due"), "-inf", now.timestamp(), start=0, num=50)
+        claimed = []
+        for group_id in due:
+            if await self.redis.zrem(self.k("post_due"), group_id):
+                claimed.append(group_id)
+        return claimed
+
+    # -- acks, silences, stats ----------------------------------------------------------------------------
+
+    async def record_ack(self, fields: dict[str, str]) -> None:
+        """Appends an acknowledgement to the ack stream."""
+        await self._store.call("alert_ack", self.redis.xadd(self.k("acks"), fields))
+
+    async def acks(self, count: int = 10_000) -> list[dict[str, str]]:
+        """Acknowledgements, newest first."""
+        entries = await self._store.call("alert_acks", self.redis.xrevrange(self.k("acks"), count=count))
+        return [fields for _, fields in entries]
+
+    async def count(self, now: datetime, field: str, amount: int = 1) -> None:
+        """Adds to today's counter."""
+        await self.redis.hincrby(self.k("stats", f"{now:%Y%m%d}"), field, amount)
+
+    async def stats(self, days: Sequence[datetime]) -> dict[str, int]:
+        """Counters summed over these days."""
+        totals: dict[str, int] = {}
+        for day in days:
+            for field, value in (await self._store.call("alert_stats", self.redis.hgetall(self.k("stats", f"{day:%Y%m%d}")))).items():
+                totals[field] = totals.get(field, 0) + int(value)
+        return totals
+
+    async def save_silence(self, silence_id: str, silence: dict[str, object]) -> None:
+        """Stores a silence."""
+        await self._store.call("silence_set", self.redis.hset(self.k("silences"), silence_id, json.dumps(silence, default=str)))
+
+    async def silences(self) -> dict[str, dict[str, object]]:
+        """Every stored silence by id."""
+        raw = await self._store.call("silences_get", self.redis.hgetall(self.k("silences")))
+        return {key: json.loads(value) for key, value in raw.items()}
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        """Removes a silence; False if there was none."""
+        return bool(await self._store.call("silence_del", self.redis.hdel(self.k("silences"), silence_id)))
+
+
+def _alert(fields: dict[str, str] | None) -> Alert | None:
+    try:
+        return Alert.from_json(fields["alert"]) if fields else None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _group(raw: str | None) -> AlertGroup | None:
+    if raw is None:
+        return None
+    try:
+        return AlertGroup.model_validate_json(raw)
+    except ValidationError:
+        return None

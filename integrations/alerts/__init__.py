@@ -1,0 +1,19 @@
+"""Alert sources behind one Protocol (`AlertSource`): Prometheus Alertmanager, Grafana, CloudWatch alarms through
+Amazon SNS, and our own signed JSON webhook. Each authenticates a `POST /alerts/{source}` and parses it into
+normalised `Alert`s; `build_sources` turns a validated `alerts.sources` section (`AlertSourcesSettings`) into them."""
+
+from integrations.alerts.base import (
+    Accepted,
+    Alert,
+    AlertSource,
+    Confirmation,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+)
+from integrations.alerts.registry import AlertSourcesSettings, build_sources
+
+__all__ = [
+    "Accepted", "Alert", "AlertSource", "AlertSourcesSettings", "Confirmation", "SourceConfigError",
+    "WebhookRejected", "WebhookRequest", "build_sources",
+]
