@@ -97,7 +97,7 @@ def serve() -> int:
         return EXIT_CANNOT_START
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
     try:
-        asyncio.run(preflight(settings))
+        asyncio.run(preflight(settings, config))
     except StartupError as error:
         print(f"chatops serve: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START

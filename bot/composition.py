@@ -34,6 +34,7 @@ from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
 from commands import dispatch
+from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
 from commands.catalog import Catalog, describe
 from commands.registry import build_catalog
@@ -55,16 +56,24 @@ class Runtime:
     catalog: Catalog
 
 
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
 class StartupError(Exception):
     """The bot cannot start with these settings; the message says why (never a secret)."""
 
 
-async def preflight(settings: Settings) -> None:
-    """Checks what only Slack can tell before anything starts: slack_sdk would retry a refused app token
-    forever, so Socket Mode asks once here and a bad token stops start-up with a clear message."""
-    if settings.slack_app_token is None:
-        return
+async def preflight(settings: Settings, config: ChatopsConfig) -> None:
+    """Checks before anything starts what the configuration alone cannot: that every alert source's secret is
+    in the environment, and (Socket Mode) that Slack accepts the app token; slack_sdk would retry a refused
+    token forever."""
     async with aiohttp.ClientSession() as session:
+        try:
+            build_sources(config.alerts.sources, environ=os.environ, http=session)
+        except SourceConfigError as error:
+            raise StartupError(str(error)) from None
+        if settings.slack_app_token is None:
+            return
         client = AsyncWebClient(base_url=settings.slack_api_url, session=session)
         try:
             await client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
@@ -218,6 +227,11 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         ]
         yield
         stop_ticks.set()
+        # Workers stop at their next check; one stuck in a rate-limited Slack call is cancelled after a grace
+        # period (what it did not finish stays in Redis: pending stream entries, dirty messages).
+        _, unfinished = await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS)
+        for worker in unfinished:
+            worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         if socket_handler is not None:
             await socket_handler.close_async()

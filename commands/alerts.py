@@ -160,6 +160,11 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
     if ctx.action_id == RESOLVE:
         return await pipeline.resolve(ctx.value, ctx.user_id, via="button")
     group_id, _, duration = ctx.value.partition(":")
+    if duration == "custom":
+        matchers = await pipeline.group_matchers(group_id)
+        command = f"/alerts silence {' '.join(str(m) for m in matchers)} 2h --reason \"…\""
+        await ctx.respond(Reply(text=f"To silence `{group_id}` for another duration, send:\n```{escape(command)}```\n(durations: 30m, 2h, 3d…, up to 30d)"))
+        return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None
 

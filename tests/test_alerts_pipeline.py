@@ -188,7 +188,7 @@ async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis
         await settle(bot)
         assert len(top_level(bot, "#incidents")) == 1
         entry_id = (await client.xrange(store.k("stream")))[0][0]
-        await bot.deps.alerts.deliver(entry_id, alerts[0])  # a redelivery of the same entry
+        await bot.deps.alerts.deliver(f"{entry_id}-0", alerts[0])  # a redelivery of the same entry
         await bot.deps.alerts.flush()
         assert len(top_level(bot, "#incidents")) == 1
     finally:
@@ -214,3 +214,53 @@ async def test_slack_rate_limits_delay_but_lose_nothing(bot: BotHarness) -> None
         await asyncio.sleep(0.05)
     assert sorted(m["text"] for m in top_level(bot, "#deploys")) == [f"WARNING: Alert{n}" for n in range(4)]
     assert any(call.status == 429 for call in bot.emulator.calls_to("chat.postMessage"))
+
+
+async def test_resolve_and_silence_buttons(bot: BotHarness) -> None:
+    await send(bot, sample("firing"))
+    await settle(bot)
+    message = top_level(bot, "#deploys")[0]
+    silence = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.silence",
+                                                   user_id="U0ALICE", selected_option={"text": {"type": "plain_text", "text": "Silence 4h"},
+                                                                                        "value": f"{top_level_id(bot, message)}:4h"})
+    assert silence.status == 200
+    for _ in range(100):
+        if await bot.deps.alerts.store.silences():
+            break
+        await asyncio.sleep(0.05)
+    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    assert stored["matchers"] == ["alertname=Test", "service=web"] and stored["created_by"] == "U0ALICE"
+    resolve = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB")
+    assert resolve.status == 200
+    for _ in range(100):
+        if "RESOLVED" in (bot.emulator.find_message("#deploys", message["ts"]) or {}).get("text", ""):
+            break
+        await asyncio.sleep(0.05)
+    resolved = bot.emulator.find_message("#deploys", message["ts"])
+    assert "RESOLVED" in resolved["text"] and "by <@U0BOB>" in json.dumps(resolved["blocks"])
+
+
+def top_level_id(bot: BotHarness, message: dict[str, Any]) -> str:
+    return json.dumps(message["blocks"]).split("alert:")[1].split('"')[0]
+
+
+async def test_webhook_answers_503_when_the_alert_cannot_be_stored(emulator, tmp_path, bot_config) -> None:  # type: ignore[no-untyped-def]
+    from bot.embedded_redis import EmbeddedRedis
+    from tests.conftest import start_bot
+
+    own = EmbeddedRedis(tmp_path / "redis").start()
+    bot, runner = await start_bot(emulator, own.url, bot_config)
+    try:
+        own.kill()
+        status, body = await send(bot, sample("firing"))
+        assert status == 503 and "could not store the alerts; retry" in body["error"]
+    finally:
+        await runner.cleanup()
+        own.stop()
+
+
+def test_out_of_order_events_are_ignored() -> None:
+    from bot.alerts.pipeline import _newer
+
+    assert _newer("5-0-1", "5-0-0") and _newer("6-0-0", "5-9-9")
+    assert not _newer("5-0-0", "5-0-0") and not _newer("4-1-0", "5-0-0")

@@ -109,3 +109,13 @@ async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(emulator
     assert result.returncode == 2
     assert "Slack refused SLACK_APP_TOKEN for Socket Mode" in result.stderr
     assert "xapp-1-revoked-0000" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_names_a_missing_alert_source_secret(tmp_path: Path) -> None:
+    config = tmp_path / "chatops.yaml"
+    config.write_text("alerts:\n  sources:\n    alertmanager: {token_env: AM_TOKEN_NOT_SET}\n")
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "s3cr3t-value", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "CHATOPS_CONFIG": str(config)}
+    result = _run("serve", env=env)
+    assert result.returncode == 2
+    assert "AM_TOKEN_NOT_SET" in result.stderr and "Traceback" not in result.stderr

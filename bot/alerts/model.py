@@ -30,7 +30,7 @@ class Member(BaseModel):
     ends_at: datetime | None = None
     count: int = 1
     last_seen: datetime
-    last_event: str = "0-0"
+    last_event: str = "0-0-0"
 
     @classmethod
     def from_alert(cls, alert: Alert, *, now: datetime, event_id: str) -> Member:

@@ -46,10 +46,10 @@ class AlertPipeline:
 
     # -- ingest -------------------------------------------------------------------------------------------
 
-    async def ingest(self, alerts: Sequence[Alert]) -> list[str]:
+    async def ingest(self, alerts: Sequence[Alert]) -> str | None:
         """Stores alerts durably (raises StoreUnavailable otherwise: the webhook must answer 5xx)."""
         if not alerts:
-            return []
+            return None
         return await self.store.append(alerts, self._clock())
 
     # -- delivery -----------------------------------------------------------------------------------------
@@ -70,11 +70,11 @@ class AlertPipeline:
                 if retry_pending and not entries:
                     retry_pending = False
                     continue
-                for entry_id, alert in entries:
+                for entry_id, alerts in entries:
                     if stop.is_set():
                         break
-                    if alert is not None:
-                        await self.deliver(entry_id, alert)
+                    for index, alert in enumerate(alerts):
+                        await self.deliver(f"{entry_id}-{index}", alert)
                     await self.store.ack([entry_id])
                 self.delivered.set()
             except asyncio.CancelledError:
@@ -175,7 +175,7 @@ class AlertPipeline:
         """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass."""
         while not stop.is_set():
             try:
-                await self.flush()
+                await self.flush(stop)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -185,11 +185,15 @@ class AlertPipeline:
             except TimeoutError:
                 pass
 
-    async def flush(self) -> None:
-        """One pass: due posts, then dirty messages."""
+    async def flush(self, stop: asyncio.Event | None = None) -> None:
+        """One pass: due posts, then dirty messages (what is left when `stop` is set stays marked dirty)."""
         for group_id in await self.store.claim_due_posts(self._clock()):
             await self.post(group_id)
-        for group_id in await self.store.take_dirty():
+        dirty = await self.store.take_dirty()
+        for position, group_id in enumerate(dirty):
+            if stop is not None and stop.is_set():
+                await self.store.mark_dirty(dirty[position:])
+                return
             group = await self.store.get_group(group_id)
             if group is None:
                 continue
@@ -271,14 +275,21 @@ class AlertPipeline:
                                  detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}")
         return silence_id
 
-    async def silence_group(self, group_id: str, duration: timedelta, user: str) -> str:
-        """Silences what a group's alerts share (their group_by labels, or the single alert's labels)."""
+    async def group_matchers(self, group_id: str) -> list[Matcher]:
+        """What a group's alerts share: their group_by labels (or the single alert's labels) as matchers."""
         group = await self.store.get_group(group_id)
         if group is None:
             raise UserFacingError(f"There is no alert `{group_id}`.")
         first = next(iter(group.members.values()))
         labels = self.config.group_by or tuple(first.labels)
-        matchers = [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
+        return [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
+
+    async def silence_group(self, group_id: str, duration: timedelta, user: str) -> str:
+        """Silences what a group's alerts share, and says so in its thread."""
+        group = await self.store.get_group(group_id)
+        if group is None:
+            raise UserFacingError(f"There is no alert `{group_id}`.")
+        matchers = await self.group_matchers(group_id)
         silence_id = await self.silence(matchers, duration, user, f"from alert {group.id}")
         await self._thread(group, f":no_bell: <@{user}> silenced {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
         return silence_id
@@ -331,10 +342,10 @@ class AlertPipeline:
 
 
 def _newer(entry_id: str, than: str) -> bool:
-    """Whether stream id `entry_id` comes after `than` (a redelivered or out-of-order entry does not)."""
-    def parts(value: str) -> tuple[int, int]:
-        ms, _, seq = value.partition("-")
-        return int(ms or 0), int(seq or 0)
+    """Whether event `entry_id` (stream id and index in its batch) comes after `than`; a redelivered or
+    out-of-order event does not."""
+    def parts(value: str) -> tuple[int, ...]:
+        return tuple(int(part or 0) for part in value.split("-"))
     try:
         return parts(entry_id) > parts(than)
     except ValueError:

@@ -12,7 +12,7 @@ ACK = "alerts.ack"
 UNACK = "alerts.unack"
 RESOLVE = "alerts.resolve"
 SILENCE = "alerts.silence"
-SILENCE_CHOICES = (("Silence 1h", "1h"), ("Silence 4h", "4h"), ("Silence 24h", "24h"))
+SILENCE_CHOICES = (("Silence 1h", "1h"), ("Silence 4h", "4h"), ("Silence 24h", "24h"), ("Custom…", "custom"))
 SEVERITY_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
 

@@ -32,15 +32,15 @@ class AlertStore:
 
     # -- the stream ---------------------------------------------------------------------------------------
 
-    async def append(self, alerts: Sequence[Alert], now: datetime) -> list[str]:
-        """Appends alerts to the stream (durable once this returns) and counts them as received."""
-        async def write() -> list[str]:
+    async def append(self, alerts: Sequence[Alert], now: datetime) -> str:
+        """Appends one webhook's alerts to the stream as one entry, in order (durable once this returns), and
+        counts them as received. One entry per webhook, not per alert: a round trip and an entry for a batch."""
+        async def write() -> str:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for alert in alerts:
-                    pipe.xadd(self.k("stream"), {"alert": alert.to_json()})
+                pipe.xadd(self.k("stream"), {"alerts": json.dumps([alert.to_json() for alert in alerts])})
                 pipe.hincrby(self.k("stats", f"{now:%Y%m%d}"), "received", len(alerts))
-                results = await pipe.execute()
-            return [str(r) for r in results[: len(alerts)]]
+                entry_id, _ = await pipe.execute()
+            return str(entry_id)
         return await self._store.call("alert_append", write())
 
     async def ensure_consumer_group(self) -> None:
@@ -51,13 +51,14 @@ class AlertStore:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    async def read(self, consumer: str, *, pending: bool, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Alert | None]]:
-        """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged."""
+    async def read(self, consumer: str, *, pending: bool, count: int = 100, block_ms: int = 1000) -> list[tuple[str, list[Alert]]]:
+        """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged; each entry
+        is the alerts of one webhook, in the order received (unreadable ones left out)."""
         result = await self.redis.xreadgroup(
             CONSUMER_GROUP, consumer, {self.k("stream"): "0" if pending else ">"}, count=count,
             block=None if pending else block_ms,
         )
-        return [(str(entry_id), _alert(fields)) for _, entries in result or [] for entry_id, fields in entries]
+        return [(str(entry_id), _alerts(fields)) for _, entries in result or [] for entry_id, fields in entries]
 
     async def claim_abandoned(self, consumer: str, min_idle_ms: int) -> int:
         """Takes over entries another consumer read but never acknowledged (it died); returns how many."""
@@ -198,11 +199,18 @@ class AlertStore:
         return bool(await self._store.call("silence_del", self.redis.hdel(self.k("silences"), silence_id)))
 
 
-def _alert(fields: dict[str, str] | None) -> Alert | None:
+def _alerts(fields: dict[str, str] | None) -> list[Alert]:
     try:
-        return Alert.from_json(fields["alert"]) if fields else None
+        texts = json.loads(fields["alerts"]) if fields else []
     except (KeyError, ValueError, TypeError):
-        return None
+        return []
+    alerts = []
+    for text in texts if isinstance(texts, list) else []:
+        try:
+            alerts.append(Alert.from_json(text))
+        except (ValueError, TypeError):
+            continue
+    return alerts
 
 
 def _group(raw: str | None) -> AlertGroup | None:

@@ -228,15 +228,16 @@ UNEXPECTED_REASON = "the payload could not be read"
 """The reason given when a source hits a bug on some input (logged with its traceback): never an unhandled error."""
 
 _Source = TypeVar("_Source")
+_Answer = TypeVar("_Answer", bound="Accepted | Confirmation")
 
 
 def rejects_only(
-    receive: Callable[[_Source, WebhookRequest], Awaitable[Accepted | Confirmation]],
-) -> Callable[[_Source, WebhookRequest], Awaitable[Accepted | Confirmation]]:
+    receive: Callable[[_Source, WebhookRequest], Awaitable[_Answer]],
+) -> Callable[[_Source, WebhookRequest], Awaitable[_Answer]]:
     """Wraps a `receive` method so that any error other than WebhookRejected becomes a 400 (and an error log)."""
 
     @functools.wraps(receive)
-    async def guarded(self: _Source, request: WebhookRequest) -> Accepted | Confirmation:
+    async def guarded(self: _Source, request: WebhookRequest) -> _Answer:
         try:
             return await receive(self, request)
         except WebhookRejected:

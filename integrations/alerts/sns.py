@@ -221,13 +221,15 @@ class SnsSource:
             async with self._http.get(url, ssl=self._ssl, timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
                     raise _CertificateUnavailable(f"the certificate URL answered {response.status}")
-                data = await response.content.read(_MAX_CERT_BYTES + 1)
+                data = b""
+                async for chunk in response.content.iter_chunked(16 * 1024):
+                    data += chunk
+                    if len(data) > _MAX_CERT_BYTES:
+                        raise _CertificateUnavailable("the certificate is too large")
         except asyncio.TimeoutError:
             raise _CertificateUnavailable("timed out") from None
         except aiohttp.ClientError as error:
             raise _CertificateUnavailable(type(error).__name__) from None
-        if len(data) > _MAX_CERT_BYTES:
-            raise _CertificateUnavailable("the certificate is too large")
         try:
             return x509.load_pem_x509_certificate(data)
         except ValueError:

@@ -135,6 +135,16 @@ class CertServer:
             return web.Response(body=b"-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n")
         if path.endswith("-expired.pem"):
             return web.Response(body=self.pki.expired_pem)
+        if path.endswith("-huge.pem"):
+            return web.Response(body=self.pki.signing_pem + b"\n" * 70_000)
+        if path.endswith("-chunked.pem"):  # the PEM in small pieces, as a slow link would deliver it
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for start in range(0, len(self.pki.signing_pem), 100):
+                await response.write(self.pki.signing_pem[start:start + 100])
+                await asyncio.sleep(0.001)
+            await response.write_eof()
+            return response
         if path.endswith("-slow.pem"):
             await self.release.wait()
             return web.Response(status=503)
@@ -498,7 +508,12 @@ async def test_the_cache_is_bounded(env: Env) -> None:
     assert env.server.fetches == {first: 2, second: 1}
 
 
-@pytest.mark.parametrize("suffix", ["-missing.pem", "-garbage.pem", "-slow.pem"])
+async def test_a_certificate_arriving_in_pieces_is_read_whole(env: Env) -> None:
+    body = notification(env, cert_url=env.server.url(CERT_PATH.replace(".pem", "-chunked.pem")))
+    assert (await one_alert(env.source(), body)).title == "web-5xx-rate"
+
+
+@pytest.mark.parametrize("suffix", ["-missing.pem", "-garbage.pem", "-huge.pem", "-slow.pem"])
 async def test_an_unavailable_certificate_asks_sns_to_retry(env: Env, suffix: str) -> None:
     path = CERT_PATH.replace(".pem", suffix)
     source = env.source()
