@@ -114,6 +114,7 @@ async def main() -> None:
             "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": secret, "SLACK_API_URL": emulator.api_url,
             "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(ROOT / "examples" / "chatops.yaml"),
             "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
+            "CHATOPS_DEMO_ALERT_TOKEN": "bench-alert-token",
         }
         processes.append(subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT))
         targets["chatops serve"] = f"http://127.0.0.1:{port}"

@@ -66,6 +66,8 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
         print(f"chatops dev: started a private Redis at {redis_url} (data in {data_dir / 'redis'})", file=sys.stderr)
     # The demo service's deploy script keeps its processes' pids here, so stopping dev can stop them too.
     os.environ.setdefault("DEMO_STATE_DIR", str((data_dir / "demo").resolve()))
+    # The demo configuration's Alertmanager source reads its token from here (see examples/chatops.yaml).
+    os.environ.setdefault("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
     signing_secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=signing_secret, bot_token=DEV_BOT_TOKEN, workspace=Workspace.demo())
     url_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host

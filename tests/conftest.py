@@ -133,6 +133,7 @@ def serve_environment(emulator: SlackEmulator, redis_url: str, config: Path | st
     return inherited | {
         "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
         "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
+        "CHATOPS_DEMO_ALERT_TOKEN": "demo-alert-token",  # examples/chatops.yaml's alert source
     }
 
 

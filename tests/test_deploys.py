@@ -95,6 +95,14 @@ async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState, time
         await asyncio.sleep(0.05)
 
 
+async def eventually(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    """Waits for work that follows a state change (thread replies, DMs) to show up."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
 def deploy_id_of(ack: str) -> str:
     return ack.split("`")[1]
 
@@ -139,10 +147,17 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     assert target.calls() == ["web v1.0.0 staging 100 rollback=false"]
     message = bot.emulator.find_message(record.channel, record.message_ts)
     assert message is not None and "Succeeded" in str(message["blocks"])
-    thread = [m["text"] for m in bot.emulator.messages(record.channel) if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
-    assert any("deploying web v1.0.0 to staging" in t for t in thread)
-    assert any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread)
+
+    def thread() -> list[str]:
+        return [m["text"] for m in bot.emulator.messages(record.channel) if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
+
+    await eventually(lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()))
+    assert any("deploying web v1.0.0 to staging" in t for t in thread())
     assert await bot.deps.deploys.store.current_version("web", "staging") == "v1.0.0"
+    for _ in range(100):  # the lock is released right after the final state is written
+        if await bot.deps.deploys.store.lock_holder("web", "staging") is None:
+            break
+        await asyncio.sleep(0.05)
     assert await bot.deps.deploys.store.lock_holder("web", "staging") is None
 
 
@@ -158,8 +173,8 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     await asyncio.sleep(0.5)
     assert (await bot.deps.deploys.store.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
     assert target.calls() == []
-    assert any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB"))
-    assert any("Only members of `approvers` can approve" in t for t in ephemeral_texts(bot, "U0CAROL"))
+    await eventually(lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")))
+    await eventually(lambda: any("Only members of `approvers` can approve" in t for t in ephemeral_texts(bot, "U0CAROL")))
     await click(bot, record, "approve", "U0ALICE")
     done = await wait_state(bot, record.id, DeployState.SUCCEEDED)
     assert done.approved_by == ("U0ALICE",)
@@ -208,7 +223,7 @@ async def test_failing_health_gate_rolls_back_automatically(bot: BotHarness, tar
     assert "health gate failed at step 1/3 (10%)" in done.detail and "Rolled back to v1 automatically" in done.detail
     assert target.calls()[-2:] == ["web bad production 10 rollback=false", "web v1 production 100 rollback=true"]
     assert await bot.deps.deploys.store.current_version("web", "production") == "v1"
-    assert any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB"))
+    await eventually(lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")))
 
 
 async def test_rollback_picks_the_last_good_version(bot: BotHarness, target: Target) -> None:

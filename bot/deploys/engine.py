@@ -144,7 +144,7 @@ class DeployEngine:
                     f"`{other.id}` ({title(other)}, {other.state.value.replace('_', ' ')}) by <@{other.requested_by}> "
                     f"since {other.created_at:%H:%M}Z is already in progress. One deploy at a time per service and environment."
                 )
-        running = await self.store.lock_holder(req.service, req.environment)
+        running = await self._live_lock(req.service, req.environment)
         if running is not None:
             raise UserFacingError(f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` since {running.since:%H:%M}Z: {running.reason}.")
         approval = env.approval if req.kind == "deploy" else env.rollback_policy()
@@ -186,6 +186,14 @@ class DeployEngine:
         )
         if not record.required_approvals:
             await self._start(deploy_id)
+
+    async def _live_lock(self, service: str, environment: str) -> LockInfo | None:
+        """The run lock, unless its deploy already finished (it is released a moment after)."""
+        lock = await self.store.lock_holder(service, environment)
+        if lock is None or lock.deploy_id is None:
+            return lock
+        owner = await self.store.get(lock.deploy_id)
+        return None if owner is not None and owner.terminal else lock
 
     def _checklist(self, record: DeployRecord) -> tuple[str, ...]:
         _, env = self.environment(record.service, record.environment)
@@ -267,10 +275,14 @@ class DeployEngine:
         record = await self.store.get(deploy_id)
         if record is None or deploy_id in self._running:
             return
-        lock, holder = await self.store.acquire_lock(
-            record.service, record.environment, holder=record.requested_by, reason=title(record), deploy_id=deploy_id,
-            now=self._clock(), ttl=self._ttl,
-        )
+        for _ in range(25):
+            lock, holder = await self.store.acquire_lock(
+                record.service, record.environment, holder=record.requested_by, reason=title(record), deploy_id=deploy_id,
+                now=self._clock(), ttl=self._ttl,
+            )
+            if lock is not None or await self._live_lock(record.service, record.environment) is not None:
+                break
+            await asyncio.sleep(0.2)  # the previous deploy finished and is releasing its lock
         if lock is None:
             who = f"<@{holder.holder}> ({holder.reason}) since {holder.since:%H:%M}Z" if holder else "someone"
             record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."))
