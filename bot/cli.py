@@ -77,9 +77,9 @@ def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
 
 def serve() -> int:
     """Runs the production process: validates everything first; nothing starts on a bad setting or config."""
-    from aiohttp import web
-
     import asyncio
+
+    from aiohttp import web
 
     from bot.composition import StartupError, create_web_app, preflight
     from bot.logs import configure_logging

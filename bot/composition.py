@@ -34,10 +34,10 @@ from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
 from commands import dispatch
-from integrations.alerts.base import SourceConfigError
-from integrations.alerts.registry import build_sources
 from commands.catalog import Catalog, describe
 from commands.registry import build_catalog
+from integrations.alerts.base import SourceConfigError
+from integrations.alerts.registry import build_sources
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         app[BOLT] = bolt
         socket_handler = None
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+            from slack_bolt.adapter.socket_mode.async_handler import (
+                AsyncSocketModeHandler,
+            )
 
             assert settings.slack_app_token is not None
             app_token = settings.slack_app_token.get_secret_value()

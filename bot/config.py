@@ -22,13 +22,30 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, RootModel, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.alerts.config import AlertsSection
-from bot.deploys.config import ApprovalConfig, DeploysSection, ServiceConfig, ServiceName
-from integrations.types import RoleMember, SlackChannelRef, StrictModel, describe_value, format_duration
+from bot.deploys.config import (
+    ApprovalConfig,
+    DeploysSection,
+    ServiceConfig,
+    ServiceName,
+)
+from integrations.types import (
+    RoleMember,
+    SlackChannelRef,
+    StrictModel,
+    describe_value,
+    format_duration,
+)
 
 __all__ = [
     "WELL_KNOWN_ROLES",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, WatchError
 
 from bot.batching import ClaimBatcher
 from bot.errors import StoreUnavailable
@@ -38,6 +39,27 @@ class Store:
             self._metrics.redis_errors.labels(operation=operation).inc()
             log.warning("redis %s failed: %s", operation, error)
             raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
+
+    async def update_watched(
+        self, key: str, change: Callable[[str | None, Pipeline], T], *, attempts: int = 50, what: str = "record"
+    ) -> T:
+        """Optimistic read-modify-write of `key`: `change(current_raw, pipe)` queues the writes (after MULTI) and
+        returns a result; a concurrent write to `key` retries it. `change` may raise: then nothing is written."""
+        for _ in range(attempts):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    current = await pipe.get(key)
+                    pipe.multi()
+                    result = change(current, pipe)
+                    await pipe.execute()
+                    return result
+            except WatchError:
+                continue
+            except (RedisError, OSError) as error:
+                self._metrics.redis_errors.labels(operation="update").inc()
+                raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
+        raise StoreUnavailable(f"this {what} is being changed by someone else; try again")
 
     async def ping(self) -> None:
         """Raises StoreUnavailable unless Redis answers."""

@@ -22,7 +22,14 @@ from datetime import datetime
 from bot.blocks import context, escape, header, section
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
-from bot.deploys.render import APPROVE, CANCEL, REJECT, history_message, state_label, title
+from bot.deploys.render import (
+    APPROVE,
+    CANCEL,
+    REJECT,
+    history_message,
+    state_label,
+    title,
+)
 from bot.deploys.store import LockInfo
 from bot.errors import UserFacingError
 from commands.deploy_grammar import (

@@ -19,7 +19,13 @@ from slack_bolt.response import BoltResponse
 
 from bot.blocks import escape
 from bot.deps import Deps
-from bot.errors import PermissionDenied, StoreUnavailable, UsageError, UserFacingError, new_ref
+from bot.errors import (
+    PermissionDenied,
+    StoreUnavailable,
+    UsageError,
+    UserFacingError,
+    new_ref,
+)
 from commands import help as help_pages
 from commands.catalog import ActionHandler, Catalog, CommandSpec
 from commands.framework import ActionContext, CommandContext, Invocation, Reply

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import functools
 
-from bot.blocks import actions, button, context, divider, escape, header, section, static_select
+from bot.blocks import (
+    actions,
+    button,
+    context,
+    divider,
+    escape,
+    header,
+    section,
+    static_select,
+)
 from commands.catalog import UMBRELLA, Catalog, CommandSpec
 from commands.framework import Reply
 

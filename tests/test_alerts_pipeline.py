@@ -7,7 +7,6 @@ import asyncio
 import copy
 import html
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from bot.embedded_redis import EmbeddedRedis, free_port
+from bot.embedded_redis import free_port
 from bot.emulator import SlackEmulator
 from commands.registry import build_catalog
 from tests.conftest import BOT_TOKEN, serve_environment, wait_ready

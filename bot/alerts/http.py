@@ -13,7 +13,13 @@ from aiohttp import web
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.errors import StoreUnavailable, new_ref
-from integrations.alerts.base import Accepted, AlertSource, Confirmation, WebhookRejected, WebhookRequest
+from integrations.alerts.base import (
+    Accepted,
+    AlertSource,
+    Confirmation,
+    WebhookRejected,
+    WebhookRequest,
+)
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
+from bot.slack_post import post_message
 from integrations.alerts.base import Alert
 
 log = logging.getLogger(__name__)
@@ -323,14 +324,7 @@ class AlertPipeline:
     # -- Slack --------------------------------------------------------------------------------------------
 
     async def _post(self, channel: str, **message: object) -> dict[str, str]:
-        try:
-            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
-        except SlackApiError as error:
-            if error.response.get("error") != "not_in_channel":
-                raise
-            await self._slack.conversations_join(channel=channel)
-            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
-        return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+        return await post_message(self._slack, channel, **message)
 
     async def _thread(self, group: AlertGroup, text: str) -> None:
         if group.message_ts is None:

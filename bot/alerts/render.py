@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup, Member
-from bot.blocks import Block, actions, button, context, escape, fields, header, section, static_select
+from bot.blocks import (
+    Block,
+    actions,
+    button,
+    context,
+    escape,
+    fields,
+    header,
+    section,
+    static_select,
+)
 from bot.deploys.render import human_duration
 
 ACK = "alerts.ack"

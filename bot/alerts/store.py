@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError
 
 from bot.alerts.model import AlertGroup
-from bot.errors import StoreUnavailable
 from bot.store import Store
 from integrations.alerts.base import Alert
 
@@ -112,29 +112,21 @@ class AlertStore:
 
     async def update_group(self, group_id: str, change: Callable[[AlertGroup], AlertGroup], *, dirty: bool = True) -> tuple[AlertGroup, AlertGroup]:
         """Applies `change` atomically; keeps the open/firing indexes right; returns (before, after)."""
-        key = self.k("group", group_id)
-        for _ in range(50):
-            try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(key)
-                    before = _group(await pipe.get(key))
-                    if before is None:
-                        raise KeyError(group_id)
-                    after = change(before)
-                    pipe.multi()
-                    pipe.set(key, after.model_dump_json())
-                    if after.state == "resolved" and before.state == "firing":
-                        pipe.delete(self.k("open", after.channel, after.group_key))
-                        pipe.srem(self.k("firing"), group_id)
-                    if dirty:
-                        pipe.sadd(self.k("dirty"), group_id)
-                    await pipe.execute()
-                    return before, after
-            except WatchError:
-                continue
-            except (RedisError, OSError) as error:
-                raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
-        raise StoreUnavailable(f"alert {group_id} is being changed by someone else; try again")
+
+        def write(raw: str | None, pipe: Pipeline) -> tuple[AlertGroup, AlertGroup]:
+            before = _group(raw)
+            if before is None:
+                raise KeyError(group_id)
+            after = change(before)
+            pipe.set(self.k("group", group_id), after.model_dump_json())
+            if after.state == "resolved" and before.state == "firing":
+                pipe.delete(self.k("open", after.channel, after.group_key))
+                pipe.srem(self.k("firing"), group_id)
+            if dirty:
+                pipe.sadd(self.k("dirty"), group_id)
+            return before, after
+
+        return await self._store.update_watched(self.k("group", group_id), write, what=f"alert {group_id}")
 
     async def firing_ids(self) -> list[str]:
         """Ids of groups with firing members."""

@@ -27,10 +27,17 @@ from bot.deploys.model import (
     IllegalTransition,
     new_deploy_id,
 )
-from bot.deploys.policy import active_freeze, blocking_hold, check_approval, rollback_target, version_problem
+from bot.deploys.policy import (
+    active_freeze,
+    blocking_hold,
+    check_approval,
+    rollback_target,
+    version_problem,
+)
 from bot.deploys.render import deploy_message, human_duration, title
 from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
+from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.deploy.base import Deployer, DeployStep
 from integrations.deploy.registry import build_deployer
@@ -486,15 +493,8 @@ class DeployEngine:
 
     # -- Slack --------------------------------------------------------------------------------------------
 
-    async def _post(self, channel: str, **message: object) -> Mapping[str, str]:
-        try:
-            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
-        except SlackApiError as error:
-            if error.response.get("error") != "not_in_channel":
-                raise
-            await self._slack.conversations_join(channel=channel)
-            response = await self._slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
-        return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+    async def _post(self, channel: str, **message: object) -> dict[str, str]:
+        return await post_message(self._slack, channel, **message)
 
     async def _refresh(self, record: DeployRecord) -> None:
         if not record.channel or not record.message_ts:

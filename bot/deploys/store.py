@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
-from redis.exceptions import RedisError, WatchError
+from redis.asyncio.client import Pipeline
 
 from bot.deploys.model import DeployRecord, DeployState
-from bot.errors import StoreUnavailable
 from bot.store import Store
 
 _RENEW = """
@@ -97,31 +96,23 @@ class DeployStore:
     async def update(self, deploy_id: str, change: Callable[[DeployRecord], DeployRecord]) -> DeployRecord:
         """Applies `change` to the current record atomically (retrying on a concurrent write) and returns the result.
         `change` may raise (IllegalTransition, a user-facing refusal): then nothing is written."""
-        key = self._k("record", deploy_id)
-        for _ in range(20):
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(key)
-                    current = _parse(await pipe.get(key))
-                    if current is None:
-                        raise KeyError(deploy_id)
-                    updated = change(current)
-                    pipe.multi()
-                    pipe.set(key, updated.model_dump_json())
-                    if updated.terminal:
-                        pipe.srem(self._k("active"), deploy_id)
-                        pipe.zrem(self._k("deadlines"), deploy_id)
-                    if updated.state == DeployState.SUCCEEDED and current.state != DeployState.SUCCEEDED:
-                        pipe.set(self._k("current", updated.service, updated.environment), updated.version)
-                    if updated.state == DeployState.ROLLED_BACK and updated.previous_version and current.state != DeployState.ROLLED_BACK:
-                        pipe.set(self._k("current", updated.service, updated.environment), updated.previous_version)
-                    await pipe.execute()
-                    return updated
-            except WatchError:
-                continue
-            except (RedisError, OSError) as error:
-                raise StoreUnavailable("chatops cannot reach its Redis store right now; nothing was changed.") from error
-        raise StoreUnavailable(f"deploy {deploy_id} is being changed by someone else; try again")
+
+        def write(raw: str | None, pipe: Pipeline) -> DeployRecord:
+            current = _parse(raw)
+            if current is None:
+                raise KeyError(deploy_id)
+            updated = change(current)
+            pipe.set(self._k("record", deploy_id), updated.model_dump_json())
+            if updated.terminal:
+                pipe.srem(self._k("active"), deploy_id)
+                pipe.zrem(self._k("deadlines"), deploy_id)
+            if updated.state == DeployState.SUCCEEDED and current.state != DeployState.SUCCEEDED:
+                pipe.set(self._k("current", updated.service, updated.environment), updated.version)
+            if updated.state == DeployState.ROLLED_BACK and updated.previous_version and current.state != DeployState.ROLLED_BACK:
+                pipe.set(self._k("current", updated.service, updated.environment), updated.previous_version)
+            return updated
+
+        return await self._store.update_watched(self._k("record", deploy_id), write, what=f"deploy {deploy_id}")
 
     async def current_version(self, service: str, environment: str) -> str | None:
         """The version running now (from the last successful deploy or rollback)."""

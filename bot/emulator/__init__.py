@@ -10,7 +10,12 @@ the bot holds that connection, send_command / send_block_action / send_view_subm
 as envelopes and the bot's acks are applied like HTTP answers.
 """
 
-from bot.emulator.server import RecordedCall, SignedResult, SlackEmulator, SocketDelivery
+from bot.emulator.server import (
+    RecordedCall,
+    SignedResult,
+    SlackEmulator,
+    SocketDelivery,
+)
 from bot.emulator.workspace import Channel, User, Usergroup, Workspace
 
 __all__ = ["Channel", "RecordedCall", "SignedResult", "SlackEmulator", "SocketDelivery", "User", "Usergroup", "Workspace"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from bot.emulator.workspace import Workspace
 
 EMOJI: dict[str, str] = {
-    "raised_hand": "✋", "rewind": "⏪", "stethoscope": "🩺", "heavy_multiplication_x": "✖️",
+    "raised_hand": "✋", "stethoscope": "🩺", "heavy_multiplication_x": "✖️",
     "white_check_mark": "✅", "heavy_check_mark": "✔️", "ballot_box_with_check": "☑️", "x": "❌",
     "negative_squared_cross_mark": "❎", "warning": "⚠️", "rotating_light": "🚨", "rocket": "🚀", "hourglass": "⌛",
     "hourglass_flowing_sand": "⏳", "tada": "🎉", "fire": "🔥", "boom": "💥", "no_entry": "⛔", "no_entry_sign": "🚫",

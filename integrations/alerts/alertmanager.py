@@ -43,8 +43,8 @@ from integrations.alerts.base import (
     parse_time,
     read_secret,
     rejects_only,
-    severity_from_labels,
     require_object,
+    severity_from_labels,
     string_map,
     valid_fingerprint,
 )

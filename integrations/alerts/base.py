@@ -19,7 +19,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args, runtime_checkable
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    Protocol,
+    TypeVar,
+    get_args,
+    runtime_checkable,
+)
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
