@@ -1,0 +1,1 @@
+"""On-call: rotation schedules and overrides."""
