@@ -45,7 +45,7 @@ def run_dev(*, config_path: str | None, host: str, port: int, data_dir: str) -> 
     print(f"chatops dev: {summary(config, str(path))}", file=sys.stderr)
     try:
         return asyncio.run(_serve(config=config, host=host, port=port, data_dir=Path(data_dir)))
-    except RedisNotFound as error:
+    except (RedisNotFound, RuntimeError) as error:
         print(f"chatops dev: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,6 +59,8 @@ class EmbeddedRedis:
     def start(self) -> EmbeddedRedis:
         """Starts the server and waits until it answers PING; retries on a port race."""
         binary = find_redis_server()
+        # Absolute: redis-server changes into --dir before it opens --logfile, so a relative path would break.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _ in range(5):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -40,3 +41,14 @@ async def test_audit_records_are_read_back_newest_first(redis_url: str) -> None:
         assert [r.action for r in records] == ["act2", "act1", "act0"]
     finally:
         await client.aclose()
+
+
+def test_embedded_redis_accepts_a_relative_data_dir(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bot.embedded_redis import EmbeddedRedis
+
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedRedis(Path(".chatops-dev") / "redis", persist=True).start()
+    try:
+        assert (tmp_path / ".chatops-dev" / "redis" / "redis.log").exists()
+    finally:
+        server.stop()
