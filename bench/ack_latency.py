@@ -15,7 +15,6 @@ import asyncio
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +28,8 @@ from slack_sdk.signature import SignatureVerifier
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from bot.emulator import SlackEmulator, Workspace  # noqa: E402
+from bot.embedded_redis import EmbeddedRedis, free_port
+from bot.emulator import SlackEmulator, Workspace
 
 BOT_TOKEN = "xoxb-bench-token"
 
@@ -106,7 +105,7 @@ async def main() -> None:
     emulator.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
     tmp = Path(tempfile.mkdtemp(prefix="chatops-bench-"))
     redis = EmbeddedRedis(tmp / "redis").start()
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[asyncio.subprocess.Process] = []
     try:
         targets: dict[str, str] = {}
         port = free_port()
@@ -116,12 +115,13 @@ async def main() -> None:
             "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
             "CHATOPS_DEMO_ALERT_TOKEN": "bench-alert-token",
         }
-        processes.append(subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT))
+        processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT))
         targets["chatops serve"] = f"http://127.0.0.1:{port}"
         for label, flag in (("bare Bolt (defaults)", []), ("bare Bolt (process_before_response)", ["--process-before-response"])):
             bare_port = free_port()
-            processes.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_bolt.py"), str(bare_port), secret,
-                                               emulator.api_url, BOT_TOKEN, *flag]))
+            processes.append(await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "bench" / "bare_bolt.py"), str(bare_port), secret, emulator.api_url, BOT_TOKEN, *flag,
+            ))
             targets[label] = f"http://127.0.0.1:{bare_port}"
         for origin in targets.values():
             await wait_ready(origin + "/slack/events")
@@ -142,7 +142,7 @@ async def main() -> None:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(10)
+            await asyncio.wait_for(process.wait(), 30)
         redis.stop()
         await runner.cleanup()
 

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +24,13 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import ResponseError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from bot.emulator import SlackEmulator, Workspace  # noqa: E402
+from bot.embedded_redis import EmbeddedRedis, free_port
+from bot.emulator import SlackEmulator, Workspace
 
 TOKEN = "bench-am-token"
 BOT_TOKEN = "xoxb-bench-alerts"
@@ -101,7 +101,7 @@ async def wait_delivered(client: aioredis.Redis, stream: str, timeout: float) ->
     while time.monotonic() < deadline:
         try:
             groups = await client.xinfo_groups(stream)
-        except Exception:
+        except ResponseError:  # the group does not exist yet
             groups = []
         last = (await client.xinfo_stream(stream))["last-generated-id"]
         if groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last:
@@ -126,7 +126,7 @@ async def main() -> None:
         "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
         "LOG_LEVEL": "WARNING", "BENCH_AM_TOKEN": TOKEN,
     }
-    bot = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT)
+    bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT)
     client = aioredis.Redis.from_url(redis.url, decode_responses=True)
     url = f"http://127.0.0.1:{port}/alerts/alertmanager"
     stream = "chatops:{alerts}:stream"
@@ -196,8 +196,8 @@ async def main() -> None:
     finally:
         bot.terminate()
         try:
-            bot.wait(30)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(bot.wait(), 30)
+        except TimeoutError:
             print("chatops serve did not stop within 30 s of SIGTERM")
             bot.kill()
         await client.aclose()

@@ -98,7 +98,7 @@ def create_web_app(
 ) -> web.Application:
     """The bot's aiohttp app; clients are created on startup and closed on cleanup, in order."""
     runtime = Runtime(settings=settings, config=config, catalog=build_catalog())
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=5 * 1024 * 1024)  # the alert webhooks accept up to 5 MiB
     app[METRICS] = Metrics()
     app[CONFIG] = config
     app.cleanup_ctx.append(_redis_ctx(runtime))

@@ -25,6 +25,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    Field,
     RootModel,
     ValidationError,
     model_validator,
@@ -114,9 +115,9 @@ class ChatopsConfig(StrictModel):
     """The whole `chatops.yaml`."""
 
     slack: SlackSection = SlackSection()
-    roles: dict[RoleName, tuple[RoleMember, ...]] = {}
+    roles: dict[RoleName, tuple[RoleMember, ...]] = Field(default_factory=dict)
     redis: RedisSection = RedisSection()
-    services: dict[ServiceName, ServiceConfig] = {}
+    services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
     deploys: DeploysSection = DeploysSection()
     alerts: AlertsSection = AlertsSection()
 
@@ -458,7 +459,7 @@ def _record_lines(
             try:
                 key = loader.construct_object(key_node, deep=True)
                 hash(key)
-            except Exception:  # noqa: BLE001 - a key we cannot rebuild just has no line of its own
+            except Exception:  # noqa: BLE001, S112 - a key we cannot rebuild just has no line of its own
                 continue
             if key not in data:
                 continue

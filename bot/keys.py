@@ -24,6 +24,7 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:post_due`               | zset   | groups to post when their group_wait ends              |
 | `{prefix}:{alerts}:dirty`                  | set    | groups whose Slack message needs an update             |
 | `{prefix}:{alerts}:acks`                   | stream | every acknowledgement (never rewritten)                |
+| `{prefix}:{alerts}:dead`                   | stream | stream entries that failed delivery 10 times (kept)    |
 | `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
 

@@ -88,7 +88,7 @@ class Permissions:
             for member in self._roles.get(name, ()):
                 if member == user_id:
                     return True
-                if (member.startswith("@") or member.startswith("S")) and user_id in await self._directory.members(
+                if (member.startswith(("@", "S"))) and user_id in await self._directory.members(
                     member
                 ):
                     return True

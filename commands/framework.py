@@ -68,9 +68,9 @@ class _Handling:
             await self.deps.permissions.require(
                 self.user_id, role, action=action, everyone_if_unset=everyone_if_unset
             )
-        except PermissionDenied as denied:
+        except PermissionDenied:
             await self.audit(action=f"{self.spec.name}.{action}", result="denied", detail=f"needs role {role}")
-            raise denied
+            raise
 
     async def audit(self, *, action: str, result: Result, target: str = "", detail: str = "") -> str:
         """Appends an audit record for this user and channel."""

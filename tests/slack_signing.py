@@ -28,9 +28,8 @@ def command_body(command: str, text: str, *, user_id: str = "U0DEMO", channel_id
 
 async def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, str]:
     """POSTs a body and returns (status, text)."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body.encode(), headers=headers) as response:
-            return response.status, await response.text()
+    async with aiohttp.ClientSession() as session, session.post(url, data=body.encode(), headers=headers) as response:
+        return response.status, await response.text()
 
 
 def parse(text: str) -> dict:

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import html
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,9 @@ async def send(bot: BotHarness, body: Any, token: str | None = TOKEN, raw: bytes
     headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{bot.url}/alerts/alertmanager", data=raw if raw is not None else json.dumps(body), headers=headers) as response:
-            return response.status, await response.json()
+    data = raw if raw is not None else json.dumps(body)
+    async with aiohttp.ClientSession() as session, session.post(f"{bot.url}/alerts/alertmanager", data=data, headers=headers) as response:
+        return response.status, await response.json()
 
 
 async def settle(bot: BotHarness) -> None:
@@ -169,14 +170,14 @@ async def test_commands_list_silence_and_stats(bot: BotHarness) -> None:
 async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis_url, bot_config) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
+    import redis.asyncio as aioredis
+
     from bot.alerts.store import AlertStore
     from bot.keys import Keys
     from bot.metrics import Metrics
     from bot.store import Store
     from integrations.alerts.alertmanager import parse_payload
     from tests.conftest import start_bot
-
-    import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = AlertStore(Store(client, Keys("chatops"), Metrics()))
@@ -263,3 +264,25 @@ def test_out_of_order_events_are_ignored() -> None:
 
     assert _newer("5-0-1", "5-0-0") and _newer("6-0-0", "5-9-9")
     assert not _newer("5-0-0", "5-0-0") and not _newer("4-1-0", "5-0-0")
+
+
+async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import start_bot
+
+    monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
+    config = CONFIG.replace('channel: "#deploys"', 'channel: "#no-such-channel"')
+    bot, runner = await start_bot(emulator, redis_url, parse_config(config.replace("continue: true", "continue: false")))
+    try:
+        broken = sample("firing")  # critical + web: routed to #incidents only
+        broken["alerts"][0]["labels"] |= {"severity": "warning", "alertname": "Lost"}  # now #no-such-channel
+        broken["alerts"][0]["fingerprint"] = "lostfp"
+        await send(bot, broken)
+        await send(bot, sample("firing"))
+        await settle(bot)
+        assert len(top_level(bot, "#incidents")) == 1
+        stats = await bot.deps.alerts.store.stats([datetime.now(UTC)])
+        assert stats.get("undeliverable") == 1
+        listed = await bot.emulator.send_command(command="/alerts", text="list", user_id="U0BOB", channel_id="C0GENERAL")
+        assert listed.json is not None and "Lost" in listed.json["text"]  # stored, not lost
+    finally:
+        await runner.cleanup()

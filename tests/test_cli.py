@@ -20,7 +20,7 @@ from tests.conftest import BOT_TOKEN, serve_environment, wait_ready
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))}
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=base | (env or {}),
+    return subprocess.run([sys.executable, "-m", "bot", *args], check=False, capture_output=True, text=True, env=base | (env or {}),
                           cwd=cwd, timeout=30)
 
 

@@ -64,7 +64,7 @@ class Check(StrictModel):
 class Service(StrictModel):
     kind: Literal["k8s", "ecs"] = "k8s"
     replicas: int = Field(default=1, ge=1)
-    checks: list[Check] = []
+    checks: list[Check] = Field(default_factory=list)
     channel: SlackChannelRef | None = None
     owner: SlackUserId | None = None
 
@@ -73,7 +73,7 @@ class Sections(StrictModel):
     """A tiny stand-in for future sections: durations, dicts of models, lists of models."""
 
     timeout: Duration = timedelta(seconds=5)
-    services: dict[str, Service] = {}
+    services: dict[str, Service] = Field(default_factory=dict)
 
 
 def problems(text: str) -> list[str]:
@@ -157,23 +157,23 @@ BAD_CONFIGS = [
     pytest.param(
         "roles:\n  deployers:\n    - U0OK\n    - '@Platform'\n",
         [
-            "line 4, roles.deployers[1]: '@Platform' is not a Slack user ID (U…/W…), usergroup ID (S…) or "
-            "@usergroup handle; did you mean '@platform'?"
+            ("line 4, roles.deployers[1]: '@Platform' is not a Slack user ID (U…/W…), usergroup ID (S…) or "
+            "@usergroup handle; did you mean '@platform'?")
         ],
         id="handle-case",
     ),
     pytest.param(
         "slack:\n  announce_channel: general\n",
         [
-            "line 2, slack.announce_channel: 'general' is not a Slack channel (#name or channel ID C…/G…/D…); "
-            "did you mean '#general'?"
+            ("line 2, slack.announce_channel: 'general' is not a Slack channel (#name or channel ID C…/G…/D…); "
+            "did you mean '#general'?")
         ],
         id="channel-without-hash",
     ),
     pytest.param(
         "slack:\n  announce_channel: 'no such channel'\n",
-        ["line 2, slack.announce_channel: 'no such channel' is not a Slack channel "
-         "(#name or channel ID C…/G…/D…)"],
+        [("line 2, slack.announce_channel: 'no such channel' is not a Slack channel "
+         "(#name or channel ID C…/G…/D…)")],
         id="bad-channel",
     ),
     pytest.param(
@@ -184,8 +184,8 @@ BAD_CONFIGS = [
     pytest.param(
         "roles:\n  Admins: [U0A1]\n  admin: [U0A1]\n",
         [
-            "line 2, roles.Admins: 'Admins' is not a valid role name (lowercase letters, digits, - and _, "
-            "starting with a letter); did you mean 'admins'?",
+            ("line 2, roles.Admins: 'Admins' is not a valid role name (lowercase letters, digits, - and _, "
+            "starting with a letter); did you mean 'admins'?"),
             "line 3, roles.admin: role 'admin' looks like a typo; did you mean 'admins'?",
         ],
         id="role-names",
@@ -220,8 +220,8 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "roles:\n  admins: [@platform]\n",
-        ["line 2: YAML syntax error: found character '@' that cannot start any token; "
-         'put the value in quotes: "@platform"'],
+        [("line 2: YAML syntax error: found character '@' that cannot start any token; "
+         'put the value in quotes: "@platform"')],
         id="syntax-at-sign",
     ),
     pytest.param(
@@ -324,8 +324,8 @@ def test_line_numbers_follow_block_and_flow_styles() -> None:
         "redis: {key_prefix: ok, port: 1}\n"  # 8
     )
     assert problems(text) == [
-        "line 6, roles.admins[1]: "
-        "'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle",
+        ("line 6, roles.admins[1]: "
+        "'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle"),
         "line 7, roles.responders: must be a list (got a mapping)",
         "line 8, redis.port: unknown key; expected one of: key_prefix",
     ]

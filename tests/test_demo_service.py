@@ -21,7 +21,6 @@ import pytest
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 DEPLOY = DEMO / "deploy.py"
 APP = DEMO / "app.py"
-STEP_SECONDS = 3.0  # a step takes well under a second; this leaves room for a slow CI machine
 
 
 def free_port() -> int:
@@ -80,13 +79,13 @@ class Demo:
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Runs one deploy step. capture_output also proves the app does not keep our pipes open: run() would
         wait for it until the timeout."""
-        started = time.monotonic()
+        # run() returns only once every holder of the captured pipes closed them: a hang here means the detached
+        # app kept the script's output open (the timeout turns that into a failure, not a slow test).
         result = subprocess.run(
             [sys.executable, str(DEPLOY), "demo", version, environment, str(weight)],
             env=self.env() if env is None else env, cwd=self.state.parent, capture_output=True, text=True,
-            timeout=20,
+            check=False, timeout=20,
         )
-        assert time.monotonic() - started < STEP_SECONDS, result.stdout + result.stderr
         if (pid := self.pid(environment)) is not None:
             self.pids.add(pid)
         return result
@@ -178,7 +177,7 @@ def record(demo: Demo, pid: int) -> None:
 
 
 def test_a_stale_pid_is_ignored(demo: Demo) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True)
     record(demo, int(finished.stdout))
     result = demo.deploy("v1")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,11 +18,11 @@ NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)  # a Friday
 
 
 def record(**changes: object) -> DeployRecord:
-    base = dict(
-        id="d-abcdefgh", kind="deploy", service="web", environment="production", version="v2", previous_version="v1",
-        requested_by="U0BOB", state=DeployState.AWAITING_APPROVAL, created_at=NOW, updated_at=NOW,
-        required_approvals=2, approvers_role="approvers",
-    )
+    base = {
+        "id": "d-abcdefgh", "kind": "deploy", "service": "web", "environment": "production", "version": "v2", "previous_version": "v1",
+        "requested_by": "U0BOB", "state": DeployState.AWAITING_APPROVAL, "created_at": NOW, "updated_at": NOW,
+        "required_approvals": 2, "approvers_role": "approvers",
+    }
     return DeployRecord.model_validate(base | changes)
 
 

@@ -19,6 +19,7 @@ from bot.metrics import Metrics
 from bot.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
 
+
 def _config(tmp_path: Path) -> Path:
     argv = fake_deploy_argv()
     path = tmp_path / "chatops.yaml"

@@ -16,6 +16,7 @@ from bot.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv, start_site
 
+
 @dataclass
 class Target:
     """The fake service: its deploy log and the health endpoint that reads the deployed version."""

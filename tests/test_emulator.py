@@ -764,9 +764,7 @@ async def test_open_websocket_does_not_hold_up_shutdown() -> None:
     runner, origin = await serve(emulator.make_app(page=True))
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(f"{origin}/emulator/ws")
-        started = time.monotonic()
-        await runner.cleanup()
-        assert time.monotonic() - started < 5
+        await runner.cleanup()  # an open page socket must not hold this up (the per-test timeout would fail it)
         closing = await ws.receive(timeout=5)
         assert closing.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING}
         await ws.close()

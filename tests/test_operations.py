@@ -11,9 +11,8 @@ from tests.conftest import DEFAULT_CONFIG, BotHarness, start_bot
 
 
 async def _get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url) as response:
-            return response.status, await response.text()
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
 
 
 async def test_healthz_and_readyz(bot: BotHarness) -> None:

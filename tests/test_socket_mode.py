@@ -173,7 +173,7 @@ async def test_interactive_and_events_envelopes(emu: SlackEmulator, http: aiohtt
         assert (delivered["retry_attempt"], delivered["retry_reason"]) == (0, "")
         assert delivered["payload"]["type"] == "event_callback" and delivered["payload"]["event"]["type"] == "app_mention"
 
-        retried, resent = await asyncio.gather(emu.send_command(text="again", retry_num=1), ack())
+        _retried, resent = await asyncio.gather(emu.send_command(text="again", retry_num=1), ack())
         assert (resent["retry_attempt"], resent["retry_reason"]) == (1, "timeout")
 
 

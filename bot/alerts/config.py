@@ -16,8 +16,8 @@ class RouteConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    match: dict[str, str] = {}
-    match_re: dict[str, str] = {}
+    match: dict[str, str] = Field(default_factory=dict)
+    match_re: dict[str, str] = Field(default_factory=dict)
     channel: SlackChannelRef | None = None
     escalation: str | None = None
     continue_: bool = Field(False, alias="continue")

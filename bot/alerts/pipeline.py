@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from redis.asyncio.client import Pipeline
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25
 ABANDONED_AFTER_MS = 30_000
+DEAD_LETTER_AFTER = 10
+# Slack errors that retrying cannot fix: the alert stays stored (and listed by /alerts) but is not posted.
+PERMANENT_SLACK_ERRORS = frozenset({
+    "channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "not_in_channel", "restricted_action",
+    "invalid_auth", "account_inactive", "missing_scope",
+})
 
 
 class AlertPipeline:
@@ -60,6 +67,8 @@ class AlertPipeline:
         await self.store.ensure_consumer_group()
         retry_pending = True
         last_claim = 0.0
+        failures: dict[str, int] = {}
+        current: tuple[str, list[Alert]] | None = None
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
@@ -74,15 +83,29 @@ class AlertPipeline:
                 for entry_id, alerts in entries:
                     if stop.is_set():
                         break
+                    current = (entry_id, alerts)
                     for index, alert in enumerate(alerts):
                         await self.deliver(f"{entry_id}-{index}", alert)
                     await self.store.ack([entry_id])
+                    failures.pop(entry_id, None)
+                    current = None
                 self.delivered.set()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 log.exception("alert delivery failed; the entry stays pending and is retried")
                 retry_pending = True
+                if current is not None:
+                    entry_id, alerts = current
+                    failures[entry_id] = failures.get(entry_id, 0) + 1
+                    if failures[entry_id] >= DEAD_LETTER_AFTER:
+                        log.error("alert entry %s failed %d times; moved to the dead-letter stream", entry_id, DEAD_LETTER_AFTER)
+                        try:
+                            await self.store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
+                            failures.pop(entry_id, None)
+                        except Exception:
+                            log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
+                    current = None
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except TimeoutError:
@@ -166,7 +189,15 @@ class AlertPipeline:
         if group is None or group.message_ts is not None:
             return
         text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
-        response = await self._post(group.channel, text=text, blocks=blocks)
+        try:
+            response = await self._post(group.channel, text=text, blocks=blocks)
+        except SlackApiError as error:
+            code = str(error.response.get("error"))
+            if code not in PERMANENT_SLACK_ERRORS:
+                raise  # transient: the entry stays pending and is retried
+            log.error("alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)", group_id, group.channel, code)
+            await self.store.count(self._clock(), "undeliverable")
+            return
         await self.store.update_group(
             group_id, lambda g: g.model_copy(update={"message_channel": response["channel"], "message_ts": response["ts"]}),
         )
@@ -221,12 +252,14 @@ class AlertPipeline:
                 raise UserFacingError(f"`{group.id}` was already acknowledged by <@{group.acked_by}>.")
             return group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now})
 
-        _, after = await self._change(group_id, change)
-        seconds = (now - after.created_at).total_seconds()
-        await self.store.record_ack({
-            "group": after.id, "fingerprints": ",".join(after.members), "user": user, "at": now.isoformat(),
-            "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": after.title, "escalation": after.escalation or "",
-        })
+        def record(pipe: Pipeline, group: AlertGroup) -> None:
+            seconds = (now - group.created_at).total_seconds()
+            self.store.queue_ack(pipe, {
+                "group": group.id, "fingerprints": ",".join(group.members), "user": user, "at": now.isoformat(),
+                "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": group.title, "escalation": group.escalation or "",
+            })
+
+        _, after = await self._change(group_id, change, also=record)
         await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
         await self._thread(after, f":eyes: <@{user}> acknowledged after {human_duration(now - after.created_at)}.")
         await self.flush()
@@ -315,9 +348,12 @@ class AlertPipeline:
                 matchers = " ".join(f"`{m}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
                 await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
 
-    async def _change(self, group_id: str, change: Callable[[AlertGroup], AlertGroup]) -> tuple[AlertGroup, AlertGroup]:
+    async def _change(
+        self, group_id: str, change: Callable[[AlertGroup], AlertGroup],
+        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+    ) -> tuple[AlertGroup, AlertGroup]:
         try:
-            return await self.store.update_group(group_id, change)
+            return await self.store.update_group(group_id, change, also=also)
         except KeyError:
             raise UserFacingError(f"There is no alert `{group_id}`.") from None
 

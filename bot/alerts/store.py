@@ -110,8 +110,12 @@ class AlertStore:
         raws = await self._store.call("alert_groups_get", self.redis.mget([self.k("group", i) for i in ids]))
         return [g for g in (_group(raw) for raw in raws) if g is not None]
 
-    async def update_group(self, group_id: str, change: Callable[[AlertGroup], AlertGroup], *, dirty: bool = True) -> tuple[AlertGroup, AlertGroup]:
-        """Applies `change` atomically; keeps the open/firing indexes right; returns (before, after)."""
+    async def update_group(
+        self, group_id: str, change: Callable[[AlertGroup], AlertGroup], *, dirty: bool = True,
+        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+    ) -> tuple[AlertGroup, AlertGroup]:
+        """Applies `change` atomically, with whatever `also` queues in the same transaction (an ack record);
+        keeps the open/firing indexes right; returns (before, after)."""
 
         def write(raw: str | None, pipe: Pipeline) -> tuple[AlertGroup, AlertGroup]:
             before = _group(raw)
@@ -124,6 +128,8 @@ class AlertStore:
                 pipe.srem(self.k("firing"), group_id)
             if dirty:
                 pipe.sadd(self.k("dirty"), group_id)
+            if also is not None:
+                also(pipe, after)
             return before, after
 
         return await self._store.update_watched(self.k("group", group_id), write, what=f"alert {group_id}")
@@ -156,9 +162,17 @@ class AlertStore:
 
     # -- acks, silences, stats ----------------------------------------------------------------------------
 
-    async def record_ack(self, fields: dict[str, str]) -> None:
-        """Appends an acknowledgement to the ack stream."""
-        await self._store.call("alert_ack", self.redis.xadd(self.k("acks"), fields))
+    def queue_ack(self, pipe: Pipeline, fields: dict[str, str]) -> None:
+        """Queues an acknowledgement for the ack stream in a transaction that also changes its group."""
+        pipe.xadd(self.k("acks"), fields)
+
+    async def dead_letter(self, entry_id: str, alerts: Sequence[Alert], error: str) -> None:
+        """Moves a stream entry that keeps failing to the dead-letter stream, then acknowledges it: kept, not lost,
+        and no longer holding up the alerts behind it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.k("dead"), {"entry": entry_id, "error": error[:500], "alerts": json.dumps([a.to_json() for a in alerts])})
+            pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
+            await pipe.execute()
 
     async def acks(self, count: int = 10_000) -> list[dict[str, str]]:
         """Acknowledgements, newest first."""

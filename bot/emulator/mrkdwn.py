@@ -46,7 +46,7 @@ EMOJI: dict[str, str] = {
     "coffee": "☕", "beers": "🍻", "siren": "🚨", "red_siren": "🚨",
 }
 
-_PRE = re.compile(r"```\n?(.*?)```", re.S)
+_PRE = re.compile(r"```\n?(.*?)```", re.DOTALL)
 _CODE = re.compile(r"`([^`\n]+)`")
 _ENTITY = re.compile(r"<([^<>\n]+)>")
 _URL = re.compile(r"\bhttps?://[^\s<>\"']+")
@@ -57,7 +57,7 @@ _BOLD = re.compile(_BEFORE + r"\*(?=\S)([^*\n]+?)(?<=\S)\*" + _AFTER)
 _ITALIC = re.compile(_BEFORE + r"_(?=\S)([^_\n]+?)(?<=\S)_" + _AFTER)
 _STRIKE = re.compile(_BEFORE + r"~(?=\S)([^~\n]+?)(?<=\S)~" + _AFTER)
 _SLOT = re.compile(r"\x00(\d+)\x00")
-_SAFE_HREF = re.compile(r"^(https?://|mailto:|/)", re.I)
+_SAFE_HREF = re.compile(r"^(https?://|mailto:|/)", re.IGNORECASE)
 
 
 @dataclass
@@ -119,7 +119,7 @@ def entity_label(body: str, names: Names) -> tuple[str, str | None, str]:
     if target.startswith("!"):
         return "@" + target[1:].split("^")[0], None, "mention mention-broadcast"
     href = target if _SAFE_HREF.match(unescape(target)) else None
-    return label or (target[len("mailto:"):] if target.startswith("mailto:") else target), href, "link"
+    return label or (target.removeprefix("mailto:")), href, "link"
 
 
 def to_html(text: str, names: Names | None = None) -> str:

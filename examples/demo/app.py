@@ -45,7 +45,7 @@ class DemoHandler(BaseHTTPRequestHandler):
     server: DemoServer
     server_version = "chatops-demo"
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server looks up)
+    def do_GET(self) -> None:
         """Answers the health check and the home page."""
         path = self.path.split("?", 1)[0]
         version, environment = self.server.version, self.server.environment
@@ -65,7 +65,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"error": "not found"}', "application/json")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         """Like GET, for probes that only want the status."""
         self.do_GET()
 
@@ -78,7 +78,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
+    def log_message(self, format: str, *args: object) -> None:
         """One line per request on stderr (the log file deploy.py gives us)."""
         sys.stderr.write(f"{self.log_date_time_string()} {self.address_string()} {format % args}\n")
         sys.stderr.flush()

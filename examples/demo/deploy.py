@@ -177,7 +177,7 @@ def _is_alive(pid: int) -> bool:
             return False
         return status != "Z" and str(APP).encode() in cmdline
     try:  # no /proc (macOS): ask ps
-        shown = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True,
+        shown = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], check=False, capture_output=True, text=True,
                                timeout=2).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return True

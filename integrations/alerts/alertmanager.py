@@ -35,6 +35,7 @@ from integrations.alerts.base import (
     best_summary,
     check_bearer,
     check_size,
+    group_envelope,
     http_links,
     load_json,
     make_fingerprint,
@@ -48,7 +49,7 @@ from integrations.alerts.base import (
     string_map,
     valid_fingerprint,
 )
-from integrations.types import StrictModel, describe_value
+from integrations.types import StrictModel
 
 NAME = "alertmanager"
 PAYLOAD_VERSION = "4"
@@ -82,27 +83,15 @@ class AlertmanagerSource:
 def parse_payload(data: Any, *, default_severity: Severity = "warning", now: datetime) -> Accepted:
     """The alerts of a decoded version 4 webhook body; WebhookRejected(400) naming the first thing wrong with it.
     `now` stands in for a start time given as Go's zero time."""
-    body = require_object(data, "")
-    version = body.get("version")
-    if version is not None and version != PAYLOAD_VERSION:
-        raise WebhookRejected(400, f"unsupported payload version {describe_value(version)} (expected \"4\")")
-    raw_alerts = body.get("alerts")
-    if not isinstance(raw_alerts, list):
-        raise WebhookRejected(400, "alerts must be a list")
-    group_key = optional_string(body, "groupKey", "")
-    external_url = optional_string(body, "externalURL", "")
-    truncated = body.get("truncatedAlerts", 0)
-    if truncated is None:
-        truncated = 0
-    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
-        raise WebhookRejected(400, "truncatedAlerts must be a non-negative integer")
-    string_map(body.get("commonLabels"), "commonLabels")  # checked for shape; each alert carries its own labels
+    envelope = group_envelope(data, version=PAYLOAD_VERSION)
+    external_url = optional_string(envelope.body, "externalURL", "")
+    string_map(envelope.body.get("commonLabels"), "commonLabels")  # checked for shape; each alert has its own labels
     alerts = [
-        parse_alert(raw, f"alerts[{index}]", group_key=group_key, external_url=external_url,
+        parse_alert(raw, f"alerts[{index}]", group_key=envelope.group_key, external_url=external_url,
                     default_severity=default_severity, now=now)
-        for index, raw in enumerate(raw_alerts)
+        for index, raw in enumerate(envelope.alerts)
     ]
-    return accepted(alerts, truncated=truncated)
+    return accepted(alerts, truncated=envelope.truncated)
 
 
 def parse_alert(raw: Any, path: str, *, group_key: str | None, external_url: str | None,

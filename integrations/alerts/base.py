@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import (
     Annotated,
@@ -161,13 +161,13 @@ class Alert:
 def _utc(value: object, name: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 # -- what a source is handed and answers ------------------------------------------------------------------------
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def rejects_only(
             return await receive(self, request)
         except WebhookRejected:
             raise
-        except Exception:  # noqa: BLE001 - a source must answer every request; the traceback goes to the log
+        except Exception:  # a source must answer every request; the traceback goes to the log
             log.exception("alert source %s failed on a request", getattr(self, "name", "?"))
             raise WebhookRejected(400, UNEXPECTED_REASON) from None
 
@@ -421,14 +421,14 @@ def parse_time(value: Any, path: str) -> datetime | None:
         return None
     try:
         if offset in ("Z", "z"):
-            tz = timezone.utc
+            tz = UTC
         else:
             sign = -1 if offset[0] == "-" else 1
             digits = offset[1:].replace(":", "")
             tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
         micros = int((fraction or "0")[:6].ljust(6, "0"))
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=tz)
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except (ValueError, OverflowError):
         raise problem from None
 
@@ -499,6 +499,34 @@ def _is_http_url(value: object) -> bool:
 def http_links(candidates: Mapping[str, object]) -> dict[str, str]:
     """The candidates that are non-empty http(s) URLs (anything else, including javascript:, is dropped)."""
     return {name: url for name, url in candidates.items() if isinstance(url, str) and _is_http_url(url)}
+
+
+@dataclass(frozen=True)
+class GroupEnvelope:
+    """The outer shape Alertmanager's webhook and Grafana's (its descendant) share."""
+
+    body: dict[str, Any]
+    alerts: list[Any]
+    group_key: str | None
+    truncated: int
+
+
+def group_envelope(data: Any, *, version: str) -> GroupEnvelope:
+    """Checks the shared outer shape (`version`, `alerts[]`, `groupKey`, `truncatedAlerts`); WebhookRejected(400)
+    naming the first thing wrong."""
+    body = require_object(data, "")
+    given = body.get("version")
+    if given is not None and given != version:
+        raise WebhookRejected(400, f"unsupported payload version {describe_value(given)} (expected \"{version}\")")
+    raw_alerts = body.get("alerts")
+    if not isinstance(raw_alerts, list):
+        raise WebhookRejected(400, "alerts must be a list")
+    truncated = body.get("truncatedAlerts", 0)
+    if truncated is None:
+        truncated = 0
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise WebhookRejected(400, "truncatedAlerts must be a non-negative integer")
+    return GroupEnvelope(body, raw_alerts, optional_string(body, "groupKey", ""), truncated)
 
 
 def accepted(alerts: Iterable[Alert], *, truncated: int = 0) -> Accepted:

@@ -37,6 +37,7 @@ from integrations.alerts.base import (
     clean,
     constant_time_equal,
     field_path,
+    group_envelope,
     http_links,
     load_json,
     make_fingerprint,
@@ -50,7 +51,7 @@ from integrations.alerts.base import (
     string_map,
     valid_fingerprint,
 )
-from integrations.types import StrictModel, describe_value
+from integrations.types import StrictModel
 
 NAME = "grafana"
 PAYLOAD_VERSION = "1"
@@ -132,22 +133,10 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
 def parse_payload(data: Any, *, default_severity: Severity = "warning", now: datetime) -> Accepted:
     """The alerts of a decoded Grafana webhook body; WebhookRejected(400) naming the first thing wrong with it.
     `now` stands in for a start time given as Go's zero time."""
-    body = require_object(data, "")
-    version = body.get("version")
-    if version is not None and version != PAYLOAD_VERSION:
-        raise WebhookRejected(400, f"unsupported payload version {describe_value(version)} (expected \"1\")")
-    raw_alerts = body.get("alerts")
-    if not isinstance(raw_alerts, list):
-        raise WebhookRejected(400, "alerts must be a list")
-    group_key = optional_string(body, "groupKey", "")
-    truncated = body.get("truncatedAlerts", 0)
-    if truncated is None:
-        truncated = 0
-    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
-        raise WebhookRejected(400, "truncatedAlerts must be a non-negative integer")
-    alerts = [parse_alert(raw, f"alerts[{index}]", group_key=group_key, default_severity=default_severity, now=now)
-              for index, raw in enumerate(raw_alerts)]
-    return accepted(alerts, truncated=truncated)
+    envelope = group_envelope(data, version=PAYLOAD_VERSION)
+    alerts = [parse_alert(raw, f"alerts[{index}]", group_key=envelope.group_key, default_severity=default_severity,
+                          now=now) for index, raw in enumerate(envelope.alerts)]
+    return accepted(alerts, truncated=envelope.truncated)
 
 
 def parse_alert(raw: Any, path: str, *, group_key: str | None, default_severity: Severity, now: datetime) -> Alert:

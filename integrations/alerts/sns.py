@@ -226,7 +226,7 @@ class SnsSource:
                     data += chunk
                     if len(data) > _MAX_CERT_BYTES:
                         raise _CertificateUnavailable("the certificate is too large")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _CertificateUnavailable("timed out") from None
         except aiohttp.ClientError as error:
             raise _CertificateUnavailable(type(error).__name__) from None

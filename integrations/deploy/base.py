@@ -193,7 +193,7 @@ async def safe_emit(emit: Emit, line: str) -> None:
         await emit(line)
     except asyncio.CancelledError:
         raise
-    except Exception:  # noqa: BLE001 - any failure of the chat side is logged, the deploy goes on
+    except Exception:  # any failure of the chat side is logged, the deploy goes on
         log.warning("deploy progress line could not be posted", exc_info=True)
 
 

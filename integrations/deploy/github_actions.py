@@ -279,7 +279,7 @@ class GithubActionsDeployer:
                     data = await _json_or_none(response)
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 retryable = idempotent or isinstance(error, aiohttp.ClientConnectorError)
                 reason = _network_reason(error)
                 if not retryable:

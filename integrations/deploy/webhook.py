@@ -94,7 +94,7 @@ class WebhookSettings(StrictModel):
             raise ValueError("status_url uses {external_id}: set id_field to the field of the hook's answer holding it")
         overlap = {value.lower() for value in self.success_values} & {value.lower() for value in self.failure_values}
         if overlap:
-            raise ValueError(f"{sorted(overlap)[0]!r} is in both success_values and failure_values")
+            raise ValueError(f"{min(overlap)!r} is in both success_values and failure_values")
         return self
 
 
@@ -128,7 +128,7 @@ class WebhookDeployer:
                 answer = await _json_or_none(response)
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             return StepResult(ok=False, summary=f"deploy hook request failed: {_network_reason(error)}")
         if not 200 <= status < 300:
             return StepResult(ok=False, summary=f"deploy hook answered {status}")
@@ -228,7 +228,7 @@ class WebhookDeployer:
                 answer = await _json_or_none(response)
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             return None, f"status request failed: {_network_reason(error)}"
         if status in (401, 403):
             raise DeployError(f"the deploy status endpoint refused us ({status}); check "

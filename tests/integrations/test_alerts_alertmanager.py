@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,24 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.alerts import Accepted, Alert, AlertSource, SourceConfigError, WebhookRejected, WebhookRequest
-from integrations.alerts.alertmanager import AlertmanagerSettings, AlertmanagerSource, build, parse_payload
+from integrations.alerts import (
+    Accepted,
+    Alert,
+    AlertSource,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+)
+from integrations.alerts.alertmanager import (
+    AlertmanagerSettings,
+    AlertmanagerSource,
+    build,
+    parse_payload,
+)
 from integrations.alerts.base import MAX_BODY_BYTES, UNEXPECTED_REASON
 
 TOKEN = "am-test-token-7f3e"
-NOW = datetime(2026, 11, 22, 21, 10, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 21, 10, tzinfo=UTC)
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 
 # Byte for byte what Alertmanager 0.25 sent (see ../shared/samples/README.md): note endsAt 0001-01-01 while firing,
@@ -116,7 +128,7 @@ async def test_firing_sample(body: bytes) -> None:
     assert alert.labels == {"alertname": "Test", "service": "web", "severity": "critical"}
     assert alert.annotations == {"runbook": "https://example.invalid/rb", "summary": "Web is down"}
     assert alert.summary == "Web is down"
-    assert alert.starts_at == datetime(2026, 11, 22, 21, 8, 48, 827902, tzinfo=timezone.utc)
+    assert alert.starts_at == datetime(2026, 11, 22, 21, 8, 48, 827902, tzinfo=UTC)
     assert alert.ends_at is None  # 0001-01-01T00:00:00Z
     assert alert.group_key == '{}:{alertname="Test"}'
     assert "source" not in alert.links  # generatorURL is empty
@@ -131,8 +143,8 @@ async def test_resolved_sample_is_the_same_alert_ended(body: bytes) -> None:
     (fired,) = (await receive(FIRING_BODY)).alerts
     assert alert.status == "resolved"
     assert alert.fingerprint == fired.fingerprint
-    assert alert.starts_at == datetime(2026, 11, 22, 21, 7, 53, 881284, tzinfo=timezone.utc)
-    assert alert.ends_at == datetime(2026, 11, 22, 21, 8, 52, 881284, tzinfo=timezone.utc)
+    assert alert.starts_at == datetime(2026, 11, 22, 21, 7, 53, 881284, tzinfo=UTC)
+    assert alert.ends_at == datetime(2026, 11, 22, 21, 8, 52, 881284, tzinfo=UTC)
 
 
 async def test_each_alert_of_a_group_has_its_own_status() -> None:
@@ -145,7 +157,7 @@ async def test_each_alert_of_a_group_has_its_own_status() -> None:
     result = await receive(body)
     assert [(a.fingerprint, a.status, a.severity) for a in result.alerts] == [
         ("f92edf5dab463ba1", "firing", "critical"), ("0a1b2c3d4e5f6071", "resolved", "warning")]
-    assert result.alerts[1].ends_at == datetime(2026, 11, 22, 20, 9, 0, 500000, tzinfo=timezone.utc)
+    assert result.alerts[1].ends_at == datetime(2026, 11, 22, 20, 9, 0, 500000, tzinfo=UTC)
     assert result.alerts[1].links["source"] == "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0"
     assert result.reply == "accepted 2 alerts"
 

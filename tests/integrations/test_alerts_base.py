@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -30,15 +30,13 @@ from integrations.alerts.base import (
     rejects_only,
 )
 
-UTC = timezone.utc
-
 
 def make(**changes: Any) -> Alert:
-    values: dict[str, Any] = dict(
-        source="generic", fingerprint="abc123", status="firing", title="Disk full", severity="warning",
-        labels={"service": "db"}, annotations={"summary": "95% used"}, summary="95% used",
-        starts_at=datetime(2024, 5, 1, 12, tzinfo=UTC), ends_at=None, links={"source": "https://x.example/a"},
-        group_key=None)
+    values: dict[str, Any] = {
+        "source": "generic", "fingerprint": "abc123", "status": "firing", "title": "Disk full", "severity": "warning",
+        "labels": {"service": "db"}, "annotations": {"summary": "95% used"}, "summary": "95% used",
+        "starts_at": datetime(2024, 5, 1, 12, tzinfo=UTC), "ends_at": None, "links": {"source": "https://x.example/a"},
+        "group_key": None}
     values.update(changes)
     return Alert(**values)
 

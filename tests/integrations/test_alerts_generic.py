@@ -8,20 +8,32 @@ import hashlib
 import hmac
 import json
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.alerts import Accepted, Alert, AlertSource, SourceConfigError, WebhookRejected, WebhookRequest
+from integrations.alerts import (
+    Accepted,
+    Alert,
+    AlertSource,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+    generic,
+)
 from integrations.alerts.base import UNEXPECTED_REASON
-from integrations.alerts.generic import GenericSettings, GenericSource, build, signed_headers
-from integrations.alerts import generic
+from integrations.alerts.generic import (
+    GenericSettings,
+    GenericSource,
+    build,
+    signed_headers,
+)
 
 SECRET = "generic-hmac-secret-5d1c"
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 STAMP = int(NOW.timestamp())
 
 
@@ -75,7 +87,7 @@ async def test_the_documented_example() -> None:
                 "alertname": "Nightly backup failed"},
         annotations={"summary": "pg_dump exited with 1"},
         summary="pg_dump exited with 1",
-        starts_at=datetime(2024, 5, 1, 2, 0, 13, tzinfo=timezone.utc),
+        starts_at=datetime(2024, 5, 1, 2, 0, 13, tzinfo=UTC),
         ends_at=None,
         links={"source": "https://ci.example.com/runs/42"},
         group_key=None,
@@ -198,8 +210,8 @@ def test_the_helper_and_the_documented_shell_recipe_agree() -> None:
     assert signed_headers(SECRET.encode(), body, timestamp=STAMP) == sign(body)
     try:
         shell = subprocess.run(
-            ["sh", "-c", "printf 'v1:%s:%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$SECRET\" -r "
-                         "| cut -d' ' -f1"],
+            ["sh", "-c", ("printf 'v1:%s:%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$SECRET\" -r "
+                         "| cut -d' ' -f1")],
             env={"ts": str(STAMP), "body": body.decode(), "SECRET": SECRET, "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.CalledProcessError):
@@ -228,8 +240,8 @@ def test_the_schema_is_documented_for_the_readme() -> None:
     ({}, "title is missing"),
     ({"title": "  "}, "title must not be empty"),
     ({"title": 5}, "title must be a string"),
-    ({"title": "t", "sevrity": "critical"}, "unknown field 'sevrity' (known: title, severity, service, status, "
-                                            "dedup_key, summary, url, labels, starts_at)"),
+    ({"title": "t", "sevrity": "critical"}, ("unknown field 'sevrity' (known: title, severity, service, status, "
+                                            "dedup_key, summary, url, labels, starts_at)")),
     ({"title": "t", "severity": "catastrophic"}, "severity must be critical, warning or info (got 'catastrophic')"),
     ({"title": "t", "status": "ok"}, 'status must be "firing" or "resolved"'),
     ({"title": "t", "labels": ["a"]}, "labels must be an object"),
@@ -242,8 +254,8 @@ def test_the_schema_is_documented_for_the_readme() -> None:
     ({"alerts": [{"title": "t"}, {"title": "t"}, {"title": "t"}, "x"]}, "alerts[3] must be an object"),
     ({"alerts": [{"title": "t"}, {"title": "t", "labels": None}, {"title": "t"}, {"title": "t", "labels": 3}]},
      "alerts[3].labels must be an object"),
-    ({"alerts": [{"titel": "t"}]}, "unknown field 'titel' in alerts[0] (known: title, severity, service, status, "
-                                   "dedup_key, summary, url, labels, starts_at)"),
+    ({"alerts": [{"titel": "t"}]}, ("unknown field 'titel' in alerts[0] (known: title, severity, service, status, "
+                                   "dedup_key, summary, url, labels, starts_at)")),
     ({"alerts": [{"title": "t", "severity": 1}]}, "alerts[0].severity must be a string"),
 ])
 async def test_malformed_bodies_get_a_precise_400(body: bytes | dict[str, Any], reason: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,13 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from integrations.alerts import Accepted, Alert, AlertSource, SourceConfigError, WebhookRejected, WebhookRequest
+from integrations.alerts import (
+    Accepted,
+    Alert,
+    AlertSource,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+)
 from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.grafana import GrafanaSettings, GrafanaSource, build
 
 TOKEN = "glsa-contact-point-token"
 PASSWORD = "pa:ss word"
-NOW = datetime(2024, 5, 1, 12, 5, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 5, tzinfo=UTC)
 GRAFANA = "https://grafana.example.com"
 
 # The shape Grafana 10/11 sends from a webhook contact point (see its "Webhook notifier" documentation).
@@ -123,7 +130,7 @@ async def test_a_mixed_group() -> None:
     assert firing.labels["service"] == "checkout"
     assert firing.annotations["values"] == "A=912.451, C=1"
     assert firing.annotations["runbook_url"] == "https://runbooks.example.com/latency"
-    assert firing.starts_at == datetime(2024, 5, 1, 12, 2, 10, 123000, tzinfo=timezone.utc)
+    assert firing.starts_at == datetime(2024, 5, 1, 12, 2, 10, 123000, tzinfo=UTC)
     assert firing.ends_at is None
     assert firing.group_key == GROUP["groupKey"]
     assert firing.links == {
@@ -136,7 +143,7 @@ async def test_a_mixed_group() -> None:
     }
 
     assert (resolved.fingerprint, resolved.status) == ("a81f33c0d2b94e57", "resolved")
-    assert resolved.ends_at == datetime(2024, 5, 1, 12, 1, tzinfo=timezone.utc)
+    assert resolved.ends_at == datetime(2024, 5, 1, 12, 1, tzinfo=UTC)
     assert set(resolved.links) == {"source", "silence"}  # empty dashboardURL/panelURL are dropped
     assert resolved.annotations["values"] == "A=410, C=0"
     for alert in result.alerts:

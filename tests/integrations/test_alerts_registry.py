@@ -9,7 +9,12 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from integrations.alerts import AlertSource, AlertSourcesSettings, SourceConfigError, build_sources
+from integrations.alerts import (
+    AlertSource,
+    AlertSourcesSettings,
+    SourceConfigError,
+    build_sources,
+)
 from integrations.alerts.alertmanager import AlertmanagerSource
 from integrations.alerts.generic import GenericSource
 from integrations.alerts.grafana import GrafanaSource

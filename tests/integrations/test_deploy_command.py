@@ -5,6 +5,7 @@ ever sees the user's text."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -18,8 +19,8 @@ from integrations.deploy.command import CommandDeployerSettings, build
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = dict(deploy_id="d-1", service="web", environment="production", version="v1.4.2",
-                                     previous_version="v1.4.1", weight=10, rollback=False, requested_by="U0ALICE")
+    values: dict[str, object] = {"deploy_id": "d-1", "service": "web", "environment": "production", "version": "v1.4.2",
+                                     "previous_version": "v1.4.1", "weight": 10, "rollback": False, "requested_by": "U0ALICE"}
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -157,7 +158,7 @@ async def test_throttled_emit_sends_at_most_n_messages_a_second() -> None:
         out.add(f"a{i}")
         await asyncio.sleep(0.03)
     await out.aclose()
-    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
     assert all(gap >= 0.095 for gap in gaps), gaps
     assert "\n".join(text for _, text in sent).split("\n") == [f"a{i}" for i in range(5)]
     assert len(sent) < 5  # some lines were batched together
@@ -214,11 +215,10 @@ echo started
 sleep 60
 """)
     emit = Lines()
-    started = time.monotonic()
+    # Without the kill the script would sleep a minute: the suite's per-test timeout fails such a hang.
     result = await deployer([str(script)], timeout="1s", kill_grace="500ms").apply(make_step(), emit)
     assert not result.ok
     assert result.summary == "timed out after 1s"
-    assert time.monotonic() - started < 6
     assert "started" in emit.lines
     for name in ("main", "child"):
         pid = int((tmp_path / f"pids.{name}").read_text())
@@ -228,10 +228,8 @@ sleep 60
 async def test_processes_left_holding_the_output_are_killed_when_the_command_exits(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = write_sh(tmp_path, "leaves.sh", f"sh -c 'echo $$ > {pids}; sleep 60' &\necho bye\nexit 0\n")
-    started = time.monotonic()
     result = await deployer([str(script)]).apply(make_step(), Lines())
     assert result.ok
-    assert time.monotonic() - started < 10
     assert await wait_dead(int(pids.read_text()))
 
 

@@ -20,8 +20,8 @@ REGION = "eu-west-1"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = dict(deploy_id="d-7", service="web", environment="production", version="v2",
-                                     previous_version="v1", weight=None, rollback=False, requested_by="U0ALICE")
+    values: dict[str, object] = {"deploy_id": "d-7", "service": "web", "environment": "production", "version": "v2",
+                                     "previous_version": "v1", "weight": None, "rollback": False, "requested_by": "U0ALICE"}
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -72,8 +72,8 @@ def create_service(ecs: Any, monkeypatch: pytest.MonkeyPatch, *, running: bool =
 
 
 def settings(**overrides: object) -> EcsSettings:
-    values: dict[str, object] = dict(kind="ecs", cluster="prod", service="web", container="web", region=REGION,
-                                     endpoint_url_env="AWS_ENDPOINT_URL_TEST", poll_interval="100ms", timeout="10s")
+    values: dict[str, object] = {"kind": "ecs", "cluster": "prod", "service": "web", "container": "web", "region": REGION,
+                                     "endpoint_url_env": "AWS_ENDPOINT_URL_TEST", "poll_interval": "100ms", "timeout": "10s"}
     values.update(overrides)
     return EcsSettings.model_validate(values)
 

@@ -24,8 +24,8 @@ WORKFLOW = "deploy.yml"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = dict(deploy_id="d-42", service="web", environment="production", version="v1.4.2",
-                                     previous_version="v1.4.1", weight=None, rollback=False, requested_by="U0ALICE")
+    values: dict[str, object] = {"deploy_id": "d-42", "service": "web", "environment": "production", "version": "v1.4.2",
+                                     "previous_version": "v1.4.1", "weight": None, "rollback": False, "requested_by": "U0ALICE"}
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -152,10 +152,10 @@ class Lines:
 
 
 def settings(github: FakeGitHub, **overrides: object) -> GithubActionsSettings:
-    values: dict[str, object] = dict(kind="github_actions", repo=REPO, workflow=WORKFLOW, ref="main",
-                                     inputs={"version": "{version}", "env": "{environment}"},
-                                     token_env="GITHUB_TOKEN", api_url=github.origin, poll_interval="50ms",
-                                     timeout="20s")
+    values: dict[str, object] = {"kind": "github_actions", "repo": REPO, "workflow": WORKFLOW, "ref": "main",
+                                     "inputs": {"version": "{version}", "env": "{environment}"},
+                                     "token_env": "GITHUB_TOKEN", "api_url": github.origin, "poll_interval": "50ms",
+                                     "timeout": "20s"}
     values.update(overrides)
     return GithubActionsSettings.model_validate(values)
 

@@ -8,15 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.deploy.base import DeployError, DeployStep, render_template, template_fields, url_quote
+from integrations.deploy.base import (
+    DeployError,
+    DeployStep,
+    render_template,
+    template_fields,
+    url_quote,
+)
 
 ARGV = ["./scripts/deploy.sh", "{service}", "{version}", "--env={environment}", "{weight}", "{deploy_id}",
         "{previous_version}", "{{literal}}"]
 
 
 def make_step(service: str = "web", version: str = "v1.4.2", **overrides: object) -> DeployStep:
-    values: dict[str, object] = dict(deploy_id="d-1", service=service, environment="production", version=version,
-                                     previous_version="v1.4.1", weight=50, rollback=False, requested_by="U0ALICE")
+    values: dict[str, object] = {"deploy_id": "d-1", "service": service, "environment": "production", "version": version,
+                                     "previous_version": "v1.4.1", "weight": 50, "rollback": False, "requested_by": "U0ALICE"}
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 

@@ -25,8 +25,8 @@ HOOK_KEY = "SUPERSECRETHOOKKEY"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = dict(deploy_id="d-9", service="web", environment="staging", version="v3",
-                                     previous_version="v2", weight=25, rollback=False, requested_by="U0ALICE")
+    values: dict[str, object] = {"deploy_id": "d-9", "service": "web", "environment": "staging", "version": "v3",
+                                     "previous_version": "v2", "weight": 25, "rollback": False, "requested_by": "U0ALICE"}
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -101,10 +101,10 @@ def environ(host: FakeHost) -> dict[str, str]:
 
 
 def settings(host: FakeHost, **overrides: object) -> WebhookSettings:
-    values: dict[str, object] = dict(kind="webhook", url_env="DEPLOY_HOOK", secret_env="HOOK_SECRET",
-                                     status_url=host.origin + "/deploys/{external_id}", id_field="deploy.id",
-                                     status_field="deploy.status", auth_env="HOST_API_KEY", poll_interval="50ms",
-                                     timeout="10s")
+    values: dict[str, object] = {"kind": "webhook", "url_env": "DEPLOY_HOOK", "secret_env": "HOOK_SECRET",
+                                     "status_url": host.origin + "/deploys/{external_id}", "id_field": "deploy.id",
+                                     "status_field": "deploy.status", "auth_env": "HOST_API_KEY", "poll_interval": "50ms",
+                                     "timeout": "10s"}
     values.update(overrides)
     return WebhookSettings.model_validate(values)
 

@@ -14,7 +14,13 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from integrations.health import GateResult, HttpHealthSettings, ProbeResult, health_gate, probe
+from integrations.health import (
+    GateResult,
+    HttpHealthSettings,
+    ProbeResult,
+    health_gate,
+    probe,
+)
 
 
 @dataclass
@@ -77,7 +83,7 @@ def closed_port() -> int:
 
 
 def health(url: str, **overrides: object) -> HttpHealthSettings:
-    values: dict[str, object] = dict(url=url, timeout="500ms", checks=3, interval="50ms")
+    values: dict[str, object] = {'url': url, 'timeout': "500ms", 'checks': 3, 'interval': "50ms"}
     values.update(overrides)
     return HttpHealthSettings.model_validate(values)
 
