@@ -67,7 +67,7 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
         base, _, step_text = item.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise ValueError(f"cron {_FIELD_NAMES[index]}: bad step {step_text!r}")
             step = int(step_text)
         if base == "*":
@@ -89,6 +89,6 @@ def _value(text: str, index: int) -> int:
     names = _NAMES.get(index, {})
     if text in names:
         return names[text]
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ValueError(f"cron {_FIELD_NAMES[index]}: {text!r} is not a number from {low} to {high}")
     return int(text)

@@ -39,7 +39,7 @@ def parse_audit_count(words: list[str]) -> int:
     """The N of `/chatops audit [N]`: 1 to 100, default 20."""
     if not words:
         return AUDIT_DEFAULT
-    if len(words) > 1 or not words[0].isdigit() or not 1 <= int(words[0]) <= AUDIT_MAX:
+    if len(words) > 1 or not (words[0].isascii() and words[0].isdigit()) or not 1 <= int(words[0]) <= AUDIT_MAX:
         raise UsageError(f"`audit` takes one number from 1 to {AUDIT_MAX}.", "/chatops audit [N]")
     return int(words[0])
 

@@ -333,7 +333,7 @@ def _short_arn(arn: str) -> str:
 
 def _revision(arn: str) -> int:
     tail = arn.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
+    return int(tail) if (tail.isascii() and tail.isdigit()) else -1
 
 
 def build(settings: EcsSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> EcsDeployer:

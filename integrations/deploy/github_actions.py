@@ -145,7 +145,7 @@ class GithubActionsDeployer:
 
     async def resume(self, step: DeployStep, external_id: str, emit: Emit) -> StepResult | None:
         """Follows run `external_id` (a run id) to completion; the timeout counts from now."""
-        if not external_id.isdigit():
+        if not (external_id.isascii() and external_id.isdigit()):
             return StepResult(ok=False, summary=f"not a GitHub Actions run id: {clip(external_id, 60)}")
         headers = self._headers()
         run = _Run(id=int(external_id))
@@ -353,7 +353,8 @@ def _rate_limit_wait(status: int, headers: Mapping[str, str], data: Any) -> floa
             retry_at = _parse_http_date(retry_after)
             if retry_at is not None:
                 return max(1.0, (retry_at - (_server_time(headers) or datetime.now(UTC))).total_seconds())
-    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
+    reset_text = headers.get("x-ratelimit-reset", "")
+    if headers.get("x-ratelimit-remaining") == "0" and reset_text.isascii() and reset_text.isdigit():
         reset = datetime.fromtimestamp(int(headers["x-ratelimit-reset"]), UTC)
         now = _server_time(headers) or datetime.now(UTC)
         return max(1.0, (reset - now).total_seconds() + 1)

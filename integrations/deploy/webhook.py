@@ -271,7 +271,7 @@ def dotted(data: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(data, dict):
             data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        elif isinstance(data, list) and (part.isascii() and part.isdigit()) and int(part) < len(data):
             data = data[int(part)]
         else:
             return None
