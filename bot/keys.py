@@ -27,6 +27,8 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:dead`                   | stream | stream entries that failed delivery 10 times (kept)    |
 | `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
+| `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |
+| `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
 
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
 MULTI or Lua script, on one Redis Cluster slot.
@@ -67,6 +69,10 @@ class Keys:
     def alerts(self, part: str, *names: str) -> str:
         """An alerts key: `alerts("stream")`, `alerts("group", id)`, `alerts("open", channel, key)`…"""
         return ":".join([f"{self.prefix}:{{alerts}}:{part}", *(_safe(n) for n in names)])
+
+    def scheduler(self, part: str, *names: str) -> str:
+        """A scheduler key: `scheduler("leader")` (the lease), `scheduler("runs")` (last run per job)."""
+        return ":".join([f"{self.prefix}:{{sched}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""
