@@ -7,12 +7,15 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -27,7 +30,12 @@ from bot.deploys.store import DeployStore
 from bot.deps import Deps, utc_now
 from bot.keys import Keys
 from bot.metrics import Metrics
+from bot.oncall.pager import Pager
+from bot.oncall.service import OncallService
+from bot.oncall.trigger import HandoffTrigger
+from bot.people import PeopleDirectory
 from bot.permissions import Permissions, UsergroupDirectory
+from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
 from bot.store import Store
@@ -54,6 +62,7 @@ class Runtime:
     settings: Settings
     config: ChatopsConfig
     catalog: Catalog
+    clock: Callable[[], datetime] = utc_now
 
 
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -94,10 +103,12 @@ def manifest_commands() -> list[dict[str, str]]:
 
 
 def create_web_app(
-    settings: Settings, config: ChatopsConfig, *, mount: Callable[[web.Application], None] | None = None
+    settings: Settings, config: ChatopsConfig, *, mount: Callable[[web.Application], None] | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> web.Application:
-    """The bot's aiohttp app; clients are created on startup and closed on cleanup, in order."""
-    runtime = Runtime(settings=settings, config=config, catalog=build_catalog())
+    """The bot's aiohttp app; clients are created on startup and closed on cleanup, in order. `clock` is the
+    one time source of every service (tests pass a controllable one)."""
+    runtime = Runtime(settings=settings, config=config, catalog=build_catalog(), clock=clock)
     app = web.Application(client_max_size=5 * 1024 * 1024)  # the alert webhooks accept up to 5 MiB
     app[METRICS] = Metrics()
     app[CONFIG] = config
@@ -108,7 +119,7 @@ def create_web_app(
     add_routes(app, slack_http=not settings.socket_mode)
     app.router.add_post(
         "/alerts/{source}",
-        alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], utc_now),  # type: ignore[arg-type]
+        alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),  # type: ignore[arg-type]
     )
     if mount is not None:
         mount(app)
@@ -130,17 +141,26 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
     return roles
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-    """Runs `job` every `seconds` until `stop`; a failing run is logged and the next one still happens."""
-    while not stop.is_set():
-        try:
-            await job()
-        except Exception:
-            log.exception("periodic job %s failed", getattr(job, "__qualname__", job))
-        try:
-            await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
+def _schedule(scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager) -> None:
+    """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, every rotation's
+    hand-off (a missed one is posted once, late, with a note) and the monthly pruning of old overrides."""
+    async def escalation_tick(_: Missed | None) -> None:
+        await pager.tick()
+
+    async def expire_silences(_: Missed | None) -> None:
+        await alerts.tick()
+
+    async def prune_overrides(_: Missed | None) -> None:
+        await oncall.overrides.prune(alerts.clock())
+
+    scheduler.add_job("escalation-tick", escalation_tick, IntervalTrigger(seconds=config.scheduler.tick.total_seconds()), catch_up=False)
+    scheduler.add_job("alert-silences", expire_silences, IntervalTrigger(seconds=5), catch_up=False)
+    scheduler.add_job("oncall-prune", prune_overrides, CronTrigger(hour=3, minute=17, timezone=UTC))
+    for name, spec in config.oncall.specs.items():
+        async def handoff(missed: Missed | None, rotation: str = name) -> None:
+            await oncall.handoff(rotation, note=missed.note if missed is not None else None)
+
+        scheduler.add_job(f"handoff:{name}", handoff, HandoffTrigger(spec))
 
 
 def _redis_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -173,14 +193,20 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         )
         store = app[STORE]
         tasks = BackgroundTasks()
-        audit = AuditLog(store, utc_now)
+        clock = runtime.clock
+        audit = AuditLog(store, clock)
         deploys = DeployEngine(
             config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
-            clock=utc_now,
+            clock=clock,
         )
         alerts = AlertPipeline(
-            config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now,
+            config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
+            oncall=runtime.config.oncall,
         )
+        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock)
+        pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock)
+        scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
+        _schedule(scheduler, runtime.config, alerts, oncall, pager)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
@@ -193,6 +219,11 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             tasks=tasks,
             deploys=deploys,
             alerts=alerts,
+            oncall=oncall,
+            pager=pager,
+            scheduler=scheduler,
+            people=PeopleDirectory(slack),
+            clock=clock,
         )
         app[DEPS] = deps
         bolt = AsyncApp(
@@ -225,7 +256,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             loop.create_task(deploys.run_ticks(stop_ticks), name="deploy-ticks"),
             loop.create_task(alerts.run_consumer(stop_ticks), name="alert-delivery"),
             loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
-            loop.create_task(_every(5.0, alerts.tick, stop_ticks), name="alert-ticks"),
+            loop.create_task(scheduler.run(stop_ticks), name="scheduler"),
         ]
         yield
         stop_ticks.set()

@@ -40,7 +40,9 @@ from bot.deploys.config import (
     ServiceConfig,
     ServiceName,
 )
+from bot.oncall.config import OncallSection
 from integrations.types import (
+    Duration,
     RoleMember,
     SlackChannelRef,
     StrictModel,
@@ -111,6 +113,22 @@ class RedisSection(StrictModel):
     key_prefix: KeyPrefix = "chatops"
 
 
+class SchedulerSection(StrictModel):
+    """`scheduler:` — the leader lease (how soon another process takes over from a dead leader) and how often
+    the escalation tick looks for due pages."""
+
+    lease: Duration = timedelta(seconds=15)
+    tick: Duration = timedelta(seconds=2)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SchedulerSection:
+        if not timedelta(seconds=1) <= self.lease <= timedelta(minutes=5):
+            raise ValueError(f"lease: must be from 1s to 5m (got {format_duration(self.lease)})")
+        if not timedelta(milliseconds=100) <= self.tick <= timedelta(minutes=1):
+            raise ValueError(f"tick: must be from 100ms to 1m (got {format_duration(self.tick)})")
+        return self
+
+
 class ChatopsConfig(StrictModel):
     """The whole `chatops.yaml`."""
 
@@ -120,6 +138,8 @@ class ChatopsConfig(StrictModel):
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
     deploys: DeploysSection = DeploysSection()
     alerts: AlertsSection = AlertsSection()
+    oncall: OncallSection = OncallSection()
+    scheduler: SchedulerSection = SchedulerSection()
 
     @model_validator(mode="after")
     def _roles_exist(self) -> ChatopsConfig:
@@ -135,6 +155,11 @@ class ChatopsConfig(StrictModel):
                 for key, role in named:
                     if role not in self.roles and role != "admins":
                         problems.append(f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles")
+        for number, route in enumerate(self.alerts.routes):
+            if route.escalation is not None and route.escalation not in self.oncall.escalation_policies:
+                close = difflib.get_close_matches(route.escalation, list(self.oncall.escalation_policies), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else " (define it under oncall.escalation_policies)"
+                problems.append(f"alerts.routes[{number}].escalation: there is no escalation policy {route.escalation!r}{hint}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -180,9 +205,12 @@ def summary(config: ChatopsConfig, source: str) -> str:
     services = len(config.services)
     environments = sum(len(service.environments) for service in config.services.values())
     deployable = f"; {services} service{'' if services == 1 else 's'} in {environments} environment{'' if environments == 1 else 's'}" if services else ""
+    rotations, policies = len(config.oncall.rotations), len(config.oncall.escalation_policies)
+    oncall = (f"; {rotations} rotation{'' if rotations == 1 else 's'}, {policies} escalation polic{'y' if policies == 1 else 'ies'}"
+              if rotations or policies else "")
     return (
         f"{source}: OK ({roles} role{'' if roles == 1 else 's'}, "
-        f"{members} member{'' if members == 1 else 's'}{deployable}; {where})"
+        f"{members} member{'' if members == 1 else 's'}{deployable}{oncall}; {where})"
     )
 
 

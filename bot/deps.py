@@ -14,7 +14,11 @@ from bot.audit import AuditLog
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.metrics import Metrics
+from bot.oncall.pager import Pager
+from bot.oncall.service import OncallService
+from bot.people import PeopleDirectory
 from bot.permissions import Permissions
+from bot.scheduler import LeaderScheduler
 from bot.store import Store
 from bot.tasks import BackgroundTasks
 
@@ -38,4 +42,8 @@ class Deps:
     tasks: BackgroundTasks
     deploys: DeployEngine
     alerts: AlertPipeline
+    oncall: OncallService
+    pager: Pager
+    scheduler: LeaderScheduler
+    people: PeopleDirectory
     clock: Callable[[], datetime] = utc_now

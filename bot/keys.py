@@ -23,12 +23,15 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:groups`                 | zset   | every group id by creation time                        |
 | `{prefix}:{alerts}:post_due`               | zset   | groups to post when their group_wait ends              |
 | `{prefix}:{alerts}:dirty`                  | set    | groups whose Slack message needs an update             |
+| `{prefix}:{alerts}:deadlines`              | zset   | each group's pending page or reminder, by due time     |
 | `{prefix}:{alerts}:acks`                   | stream | every acknowledgement (never rewritten)                |
 | `{prefix}:{alerts}:dead`                   | stream | stream entries that failed delivery 10 times (kept)    |
 | `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
 | `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
+| `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
+| `{prefix}:{oncall}:handoff`                | hash   | per rotation, the last shift whose hand-off was posted |
 
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
 MULTI or Lua script, on one Redis Cluster slot.
@@ -73,6 +76,10 @@ class Keys:
     def scheduler(self, part: str, *names: str) -> str:
         """A scheduler key: `scheduler("leader")` (the lease), `scheduler("runs")` (last run per job)."""
         return ":".join([f"{self.prefix}:{{sched}}:{part}", *(_safe(n) for n in names)])
+
+    def oncall(self, part: str, *names: str) -> str:
+        """An on-call key: `oncall("overrides")`, `oncall("handoff")`."""
+        return ":".join([f"{self.prefix}:{{oncall}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""

@@ -32,7 +32,7 @@ def build_manifest(
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     slash_commands = []
     for command in commands:
-        entry = {"command": command["command"], "description": command["description"][:2000], "should_escape": False}
+        entry = {"command": command["command"], "description": command["description"][:2000], "should_escape": bool(command.get("should_escape", False))}
         if command.get("usage_hint"):
             entry["usage_hint"] = command["usage_hint"][:1000]
         if endpoint and not socket_mode:

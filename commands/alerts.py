@@ -25,6 +25,7 @@ from bot.alerts.routing import Matcher, parse_matcher
 from bot.blocks import context, escape, header, section
 from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
+from bot.oncall.escalation import who_was_paged
 from commands.framework import ActionContext, CommandContext, Reply
 from commands.lexer import split_flags
 from integrations.types import parse_duration
@@ -43,7 +44,8 @@ async def handle(ctx: CommandContext) -> Reply:
         return await _list(ctx, args[1:] if sub in ("list", "ls") else args)
     if sub in ("ack", "resolve"):
         group_id = _one_id(args, sub)
-        await ctx.require("responders", action=f"{sub} alerts", everyone_if_unset=True)
+        if not await _was_paged(ctx, group_id):
+            await ctx.require("responders", action=f"{sub} alerts", everyone_if_unset=True)
         pipeline = ctx.deps.alerts
         if sub == "ack":
             group = await pipeline.acknowledge(group_id, ctx.user_id, via="command")
@@ -151,14 +153,16 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 async def _button(ctx: ActionContext) -> AlertGroup | None:
-    await ctx.require("responders", action="act on alerts", everyone_if_unset=True)
     pipeline = ctx.deps.alerts
+    if not (ctx.action_id in (ACK, RESOLVE) and await _was_paged(ctx, ctx.value)):
+        await ctx.require("responders", action="act on alerts", everyone_if_unset=True)
+    via = "dm" if ctx.channel_id.startswith("D") else "button"
     if ctx.action_id == ACK:
-        return await pipeline.acknowledge(ctx.value, ctx.user_id, via="button")
+        return await pipeline.acknowledge(ctx.value, ctx.user_id, via=via)
     if ctx.action_id == UNACK:
         return await pipeline.unacknowledge(ctx.value, ctx.user_id)
     if ctx.action_id == RESOLVE:
-        return await pipeline.resolve(ctx.value, ctx.user_id, via="button")
+        return await pipeline.resolve(ctx.value, ctx.user_id, via=via)
     group_id, _, duration = ctx.value.partition(":")
     if duration == "custom":
         matchers = await pipeline.group_matchers(group_id)
@@ -167,6 +171,12 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None
+
+
+async def _was_paged(ctx: ActionContext | CommandContext, group_id: str) -> bool:
+    """Whether this alert paged the user: whoever is paged may acknowledge or resolve it, role or not."""
+    group = await ctx.deps.alerts.store.get_group(group_id)
+    return group is not None and ctx.user_id in who_was_paged(group)
 
 
 async def _on_button(ctx: ActionContext) -> None:

@@ -32,6 +32,7 @@ class CommandSpec:
     usage_hint: str
     handler: CommandHandler | None
     actions: Mapping[str, ActionHandler] = field(default_factory=dict)
+    escapes_mentions: bool = False
 
     @property
     def slash(self) -> str:
@@ -65,6 +66,7 @@ class CommandSpec:
             usage_hint=str(getattr(module, "USAGE_HINT", "")),
             handler=getattr(module, "handle", None),
             actions=dict(getattr(module, "ACTIONS", {})),
+            escapes_mentions=bool(getattr(module, "ESCAPE_MENTIONS", False)),
         )
 
 
@@ -147,4 +149,7 @@ class Catalog:
 
 def describe(spec: CommandSpec) -> dict[str, Any]:
     """The manifest's view of a command."""
-    return {"command": spec.slash, "description": spec.summary, "usage_hint": spec.usage_hint}
+    described: dict[str, Any] = {"command": spec.slash, "description": spec.summary, "usage_hint": spec.usage_hint}
+    if spec.escapes_mentions:
+        described["should_escape"] = True  # Slack sends @alice as <@U…|alice>: exact IDs, no lookup
+    return described

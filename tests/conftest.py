@@ -7,8 +7,9 @@ import asyncio
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -96,10 +97,26 @@ def make_settings(*, api_url: str, redis_url: str, signing_secret: str, **extra:
     )
 
 
-async def start_bot(emulator: SlackEmulator, redis_url: str, config: ChatopsConfig) -> tuple[BotHarness, web.AppRunner]:
-    """Starts the bot's real web app against the emulator and Redis."""
+class FakeClock:
+    """A clock tests move by hand: every service of a bot built with it reads this time."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+async def start_bot(
+    emulator: SlackEmulator, redis_url: str, config: ChatopsConfig, *, clock: Callable[[], datetime] | None = None,
+) -> tuple[BotHarness, web.AppRunner]:
+    """Starts the bot's real web app against the emulator and Redis (with `clock` as its time, if given)."""
     settings = make_settings(api_url=emulator.api_url, redis_url=redis_url, signing_secret=emulator.signing_secret)
-    app = create_web_app(settings, config)
+    app = create_web_app(settings, config, **({"clock": clock} if clock is not None else {}))
     runner, origin = await start_site(app)
     emulator.app_url = f"{origin}/slack/events"
     return BotHarness(url=origin, app=app, emulator=emulator, signing_secret=emulator.signing_secret), runner

@@ -30,6 +30,9 @@ alerts:
   routes:
     - {match: {severity: critical}, channel: "#incidents", escalation: default, continue: true}
     - {match_re: {service: "web|api"}, channel: "#deploys"}
+oncall:
+  escalation_policies:
+    default: {steps: [{notify: "#incidents", after: 1h}]}
 """
 
 

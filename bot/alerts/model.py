@@ -42,6 +42,25 @@ class Member(BaseModel):
         )
 
 
+class Page(BaseModel):
+    """One page of an escalation: which step and round, when it was due and went out, and to whom."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    round: int
+    step: int
+    due: datetime
+    at: datetime
+    rotation: str | None = None
+    targets: tuple[str, ...] = ()
+    channel: str | None = None
+    dms: dict[str, str] = {}
+
+
+EscalationState = Literal["idle", "paging", "acknowledged", "exhausted", "stopped"]
+
+
 class AlertGroup(BaseModel):
     """One Slack message's worth of alerts."""
 
@@ -62,6 +81,13 @@ class AlertGroup(BaseModel):
     resolved_by: str | None = None
     resolved_at: datetime | None = None
     silenced_by: str | None = None
+    escalation_epoch: int = 0
+    escalation_state: EscalationState = "idle"
+    escalation_started: datetime | None = None
+    pages: tuple[Page, ...] = ()
+    reminders: int = 0
+    pending: str | None = None
+    pending_at: datetime | None = None
 
     @property
     def firing(self) -> list[Member]:

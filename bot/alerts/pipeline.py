@@ -22,6 +22,9 @@ from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
+from bot.oncall import escalation
+from bot.oncall.config import OncallSection
+from bot.oncall.render import page_closed
 from bot.slack_post import post_message
 from integrations.alerts.base import Alert
 
@@ -42,13 +45,15 @@ class AlertPipeline:
 
     def __init__(
         self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], consumer: str | None = None,
+        clock: Callable[[], datetime], consumer: str | None = None, oncall: OncallSection | None = None,
     ) -> None:
         self.config = config
+        self.oncall = oncall or OncallSection()
         self.store = store
         self._slack = slack
         self._audit = audit
         self._clock = clock
+        self.clock = clock
         self.consumer = consumer or f"bot-{secrets.token_hex(4)}"
         self.delivered = asyncio.Event()
 
@@ -134,6 +139,9 @@ class AlertPipeline:
                     created_at=now, updated_at=now,
                 )
                 wait = self.config.group_wait
+                policy = self.oncall.escalation_policies.get(destination.escalation or "")
+                if policy is not None:  # the first page waits for the message, so its thread can be mentioned
+                    group = escalation.start(group, policy, now, not_before=now + wait)
                 if await self.store.create_group(group, post_at=now + wait if wait > timedelta(0) else None):
                     await self.store.count(now, "groups")
                     if wait <= timedelta(0):
@@ -179,6 +187,7 @@ class AlertPipeline:
             took = human_duration((member.ends_at or now) - member.starts_at)
             await self._thread(after, f":white_check_mark: *{member.title}* resolved (fired for {took}).")
             if after.state == "resolved":
+                await self._close_pages(after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}.")
                 await self.store.count(now, "resolved")
                 if after.acked_by is None and after.resolved_by is None:
                     await self.store.count(now, "resolved_without_action")
@@ -250,18 +259,25 @@ class AlertPipeline:
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             if group.acked_by is not None:
                 raise UserFacingError(f"`{group.id}` was already acknowledged by <@{group.acked_by}>.")
-            return group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now})
+            acked = group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now})
+            return escalation.acknowledged(acked, now, self.oncall.ack_reminder)
 
         def record(pipe: Pipeline, group: AlertGroup) -> None:
             seconds = (now - group.created_at).total_seconds()
+            last = group.pages[-1] if group.pages else None
             self.store.queue_ack(pipe, {
                 "group": group.id, "fingerprints": ",".join(group.members), "user": user, "at": now.isoformat(),
                 "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": group.title, "escalation": group.escalation or "",
+                "step": str(last.step + 1 if last else 0), "round": str(last.round + 1 if last else 0),
+                "pages": str(len(group.pages)), "rotation": escalation.rotation_of(group, user),
+                "paged": ",".join(escalation.who_was_paged(group)), "severity": group.severity,
             })
 
         _, after = await self._change(group_id, change, also=record)
         await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
-        await self._thread(after, f":eyes: <@{user}> acknowledged after {human_duration(now - after.created_at)}.")
+        took = human_duration(now - after.created_at)
+        await self._thread(after, f":eyes: <@{user}> acknowledged after {took}.")
+        await self._close_pages(after, f":eyes: Acknowledged by <@{user}> after {took}.")
         await self.flush()
         return after
 
@@ -270,11 +286,13 @@ class AlertPipeline:
         def change(group: AlertGroup) -> AlertGroup:
             if group.acked_by is None:
                 raise UserFacingError(f"`{group.id}` is not acknowledged.")
-            return group.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": self._clock()})
+            taken_back = group.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": self._clock()})
+            return self.restart_escalation(taken_back)
 
         _, after = await self._change(group_id, change)
         await self._audit.record(actor=user, action="alert.unack", result="ok", target=after.id, channel=after.channel)
-        await self._thread(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.")
+        again = " Escalating again." if after.escalation_state == "paging" else ""
+        await self._thread(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.{again}")
         await self.flush()
         return after
 
@@ -286,14 +304,24 @@ class AlertPipeline:
             if group.state == "resolved":
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             members = {fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()}
-            return group.model_copy(update={"members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now})
+            resolved = group.model_copy(update={"members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now})
+            return escalation.stopped(resolved)
 
         _, after = await self._change(group_id, change)
         await self.store.count(now, "resolved")
         await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
-        await self._thread(after, f":white_check_mark: <@{user}> resolved it after {human_duration(now - after.created_at)}.")
+        took = human_duration(now - after.created_at)
+        await self._thread(after, f":white_check_mark: <@{user}> resolved it after {took}.")
+        await self._close_pages(after, f":white_check_mark: Resolved by <@{user}> after {took}.")
         await self.flush()
         return after
+
+    def restart_escalation(self, group: AlertGroup) -> AlertGroup:
+        """`group` walking its escalation policy again from the first step, now (unchanged without a policy)."""
+        policy = self.oncall.escalation_policies.get(group.escalation or "")
+        if policy is None:
+            return escalation.stopped(group)
+        return escalation.start(group, policy, self._clock())
 
     async def silence(self, matchers: Sequence[Matcher], duration: timedelta, user: str, reason: str) -> str:
         """Stores a silence; matching alerts are counted but not posted until it expires."""
@@ -361,6 +389,16 @@ class AlertPipeline:
 
     async def _post(self, channel: str, **message: object) -> dict[str, str]:
         return await post_message(self._slack, channel, **message)
+
+    async def _close_pages(self, group: AlertGroup, outcome: str) -> None:
+        """Replaces the buttons of every page sent for `group` with what happened."""
+        text, blocks = page_closed(group, outcome)
+        for page in group.pages:
+            for channel, ts in page.dms.items():
+                try:
+                    await self._slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+                except SlackApiError as error:
+                    log.warning("could not update the page of %s in %s: %s", group.id, channel, error.response.get("error"))
 
     async def _thread(self, group: AlertGroup, text: str) -> None:
         if group.message_ts is None:

@@ -17,6 +17,16 @@ from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"
 
+# Claims due deadlines by pushing their score `lease` seconds ahead: each due deadline goes to one caller, and one
+# whose caller dies before finishing comes due again when the lease runs out (at least once, never lost).
+_CLAIM_DEADLINES = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
 
 class AlertStore:
     """Typed Redis access for the alert pipeline."""
@@ -25,6 +35,7 @@ class AlertStore:
         self._store = store
         self.redis = store.redis
         self._keys = store.keys
+        self._claim_deadlines = store.redis.register_script(_CLAIM_DEADLINES)
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -95,6 +106,8 @@ class AlertStore:
             pipe.zadd(self.k("groups"), {group.id: group.created_at.timestamp()})
             if post_at is not None:
                 pipe.zadd(self.k("post_due"), {group.id: post_at.timestamp()})
+            if group.pending is not None and group.pending_at is not None:
+                pipe.zadd(self.k("deadlines"), {group.pending: group.pending_at.timestamp()})
             await pipe.execute()
         return True
 
@@ -115,13 +128,22 @@ class AlertStore:
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         """Applies `change` atomically, with whatever `also` queues in the same transaction (an ack record);
-        keeps the open/firing indexes right; returns (before, after)."""
+        keeps the open/firing indexes and the group's escalation deadline right; returns (before, after)."""
 
         def write(raw: str | None, pipe: Pipeline) -> tuple[AlertGroup, AlertGroup]:
             before = _group(raw)
             if before is None:
                 raise KeyError(group_id)
             after = change(before)
+            if after.state == "resolved" and after.pending is not None:  # a resolved alert pages and reminds no one
+                after = after.model_copy(update={
+                    "pending": None, "pending_at": None, "escalation_epoch": after.escalation_epoch + 1,
+                    "escalation_state": "stopped" if after.escalation_state in ("paging", "acknowledged") else after.escalation_state,
+                })
+            if before.pending is not None and before.pending != after.pending:
+                pipe.zrem(self.k("deadlines"), before.pending)
+            if after.pending is not None and after.pending_at is not None and (before.pending, before.pending_at) != (after.pending, after.pending_at):
+                pipe.zadd(self.k("deadlines"), {after.pending: after.pending_at.timestamp()})
             pipe.set(self.k("group", group_id), after.model_dump_json())
             if after.state == "resolved" and before.state == "firing":
                 pipe.delete(self.k("open", after.channel, after.group_key))
@@ -159,6 +181,23 @@ class AlertStore:
             if await self.redis.zrem(self.k("post_due"), group_id):
                 claimed.append(group_id)
         return claimed
+
+    # -- escalation deadlines -----------------------------------------------------------------------------
+
+    async def claim_deadlines(self, now: datetime, *, lease_seconds: float = 60, count: int = 100) -> list[str]:
+        """Deadlines due by `now`, each leased to this caller for `lease_seconds` (see `_CLAIM_DEADLINES`)."""
+        members = await self._store.call("deadline_claim", self._claim_deadlines(
+            keys=[self.k("deadlines")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+        ))
+        return [str(member) for member in members]
+
+    async def drop_deadline(self, member: str) -> None:
+        """Forgets a deadline that is stale (its group moved on) or unreadable."""
+        await self._store.call("deadline_drop", self.redis.zrem(self.k("deadlines"), member))
+
+    async def deadline_at(self, member: str) -> float | None:
+        """When a deadline is due (epoch seconds), or None if there is none by that name."""
+        return await self._store.call("deadline_get", self.redis.zscore(self.k("deadlines"), member))
 
     # -- acks, silences, stats ----------------------------------------------------------------------------
 

@@ -272,10 +272,12 @@ def _utc(value: datetime, what: str) -> datetime:
 def _handoff(spec: RotationSpec, index: int) -> datetime:
     """The UTC instant shift `index` starts: its local hand-off wall time, or the first valid instant after it."""
     wall = datetime.combine(spec.start + timedelta(days=index * spec.shift_days), spec.handoff_time)
-    return _wall_to_utc(wall, ZoneInfo(spec.timezone))
+    return wall_to_utc(wall, ZoneInfo(spec.timezone))
 
 
-def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+def wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a naive local wall time in `zone`: the first occurrence in an overlap, the moment of the
+    jump in a gap (see the module docstring)."""
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # the first occurrence if the time happens twice
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first

@@ -1,0 +1,200 @@
+"""Paging and escalation: the tick that claims due deadlines (pages and acknowledgement reminders) from Redis and
+acts on them.
+
+A deadline is claimed with a lease (its score pushed ahead), so one process handles it; the page is sent, then
+recorded on the group together with the next deadline in one transaction. A process that dies between claiming
+and recording leaves the deadline to come due again when the lease runs out: a page is sent at least once and,
+once recorded, never again. A deadline whose group moved on (acknowledged, resolved, restarted) is stale and
+dropped. Pages that go out late because no process was running say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.model import AlertGroup, Page
+from bot.alerts.pipeline import AlertPipeline
+from bot.audit import AuditLog
+from bot.deploys.render import human_duration
+from bot.errors import UserFacingError
+from bot.oncall import escalation
+from bot.oncall.config import EscalationPolicy, EscalationStep
+from bot.oncall.escalation import PAGE, Deadline, Slot
+from bot.oncall.render import page_message
+from bot.oncall.service import OncallService
+from bot.slack_post import post_message
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE_SECONDS = 60
+LATE_NOTE_AFTER = timedelta(seconds=30)
+
+
+class _Stale(Exception):
+    """The group moved on since the deadline was claimed."""
+
+
+class Pager:
+    """Sends pages and reminders when their deadlines come due."""
+
+    def __init__(
+        self, *, oncall: OncallService, alerts: AlertPipeline, slack: AsyncWebClient, audit: AuditLog,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._oncall = oncall
+        self._alerts = alerts
+        self._store = alerts.store
+        self._slack = slack
+        self._audit = audit
+        self._clock = clock
+
+    async def tick(self) -> int:
+        """Handles every deadline due now; returns how many were handled (failures come due again later)."""
+        handled = 0
+        for member in await self._store.claim_deadlines(self._clock(), lease_seconds=CLAIM_LEASE_SECONDS):
+            try:
+                await self._handle(member)
+                handled += 1
+            except Exception:
+                log.exception("deadline %s failed; it comes due again in %ss", member, CLAIM_LEASE_SECONDS)
+        return handled
+
+    async def _handle(self, member: str) -> None:
+        deadline = Deadline.parse(member)
+        group = await self._store.get_group(deadline.group_id) if deadline else None
+        if deadline is None or group is None or group.pending != member or group.state != "firing":
+            await self._store.drop_deadline(member)
+            return
+        if deadline.kind == PAGE:
+            await self._page(deadline, group)
+        else:
+            await self._remind(deadline, group)
+
+    # -- pages --------------------------------------------------------------------------------------------
+
+    async def _page(self, deadline: Deadline, group: AlertGroup) -> None:
+        policy = self._alerts.oncall.escalation_policies.get(group.escalation or "")
+        due = escalation.slot(policy, group.escalation_started, deadline.number) if policy and group.escalation_started else None
+        if policy is None or due is None:
+            log.warning("alert %s: escalation policy %r is gone or walked to its end; not paging", group.id, group.escalation)
+            await self._record(deadline, lambda g: escalation.stopped(g))
+            return
+        now = self._clock()
+        step = policy.steps[due.step]
+        page = await self._send(group, policy, step, due, now)
+        after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
+        if after is not None and after.escalation_state == "exhausted":
+            await self._thread(after, f":warning: That was the last step of `{group.escalation}`"
+                                      f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.")
+
+    async def _send(self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime) -> Page:
+        rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
+        step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
+        late = now - due.due
+        late_note = f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)" if late > LATE_NOTE_AFTER else ""
+        rotation = step.notify if step.target_kind == "rotation" else None
+        targets: list[str] = []
+        channel = None
+        dms: dict[str, str] = {}
+        mention = step.mention_markup()
+        if rotation is not None:
+            try:
+                current = await self._oncall.now(rotation, now)
+                targets.append(current.member)
+            except UserFacingError as error:
+                await self._thread(group, f":warning: Cannot page `{rotation}`: {error.message}{late_note}")
+        elif step.target_kind == "user":
+            targets.append(step.notify)
+        else:
+            channel = step.notify
+        reason = f"on call for {rotation}" if rotation else "named in the escalation policy"
+        for user in targets:
+            text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
+            try:
+                opened = await self._slack.conversations_open(users=user)
+                posted = await self._slack.chat_postMessage(channel=opened["channel"]["id"], text=text, blocks=blocks)
+                dms[str(posted["channel"])] = str(posted["ts"])
+            except SlackApiError as error:
+                log.error("could not DM the page for %s to %s: %s", group.id, user, error.response.get("error"))
+        if channel is not None:
+            text, blocks = page_message(group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention)
+            try:
+                posted = await post_message(self._slack, channel, text=text, blocks=blocks)
+                dms[posted["channel"]] = posted["ts"]
+            except SlackApiError as error:
+                log.error("could not post the page for %s in %s: %s", group.id, channel, error.response.get("error"))
+        who = " ".join(f"<@{user}>" for user in targets) or (f"{channel}" if channel else "nobody")
+        for_whom = f" ({rotation} on call)" if rotation and targets else ""
+        extra = f" {mention}" if mention and channel is None else ""
+        await self._thread(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}")
+        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
+                                 channel=group.channel, detail=f"{step_text}: {who}{late_note}")
+        return Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, rotation=rotation,
+                    targets=tuple(targets), channel=channel, dms=dms)
+
+    # -- reminders ----------------------------------------------------------------------------------------
+
+    async def _remind(self, deadline: Deadline, group: AlertGroup) -> None:
+        reminder = self._alerts.oncall.ack_reminder
+        if reminder is None or group.acked_by is None or group.acked_at is None:
+            await self._record(deadline, lambda g: escalation.stopped(g))
+            return
+        now = self._clock()
+        since = human_duration(now - group.acked_at)
+        if deadline.number >= 2 and self._alerts.oncall.reescalate_after_reminder:
+            def take_back(g: AlertGroup) -> AlertGroup:
+                withdrawn = g.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": now})
+                return self._alerts.restart_escalation(withdrawn)
+
+            after = await self._record(deadline, take_back)
+            if after is not None:
+                await self._audit.record(actor="chatops", action="alert.unack", result="ok", target=group.id,
+                                         channel=group.channel, detail=f"still firing {since} after the acknowledgement")
+                again = " Escalating again." if after.escalation_state == "paging" else ""
+                await self._thread(after, f":rotating_light: Still firing {since} after <@{group.acked_by}> acknowledged;"
+                                          f" the acknowledgement is withdrawn.{again}")
+                await self._alerts.flush()
+            return
+        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{group.title}* is still firing {since} after you acknowledged it."
+                                       f" Resolve it, or it will be {'escalated again' if self._alerts.oncall.reescalate_after_reminder else 'reminded again'}"
+                                       f" in {human_duration(reminder)}.")
+        await self._thread(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
+        await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    async def _record(self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup]) -> AlertGroup | None:
+        """Applies `change` if the group still waits for this very deadline; the store moves the deadline index."""
+        member = str(deadline)
+
+        def guarded(group: AlertGroup) -> AlertGroup:
+            if group.pending != member:
+                raise _Stale
+            return change(group)
+
+        try:
+            _, after = await self._store.update_group(deadline.group_id, guarded)
+        except (_Stale, KeyError):
+            await self._store.drop_deadline(member)
+            return None
+        return after
+
+    async def _dm(self, user: str, text: str) -> None:
+        try:
+            opened = await self._slack.conversations_open(users=user)
+            await self._slack.chat_postMessage(channel=opened["channel"]["id"], text=text)
+        except SlackApiError as error:
+            log.warning("could not DM %s: %s", user, error.response.get("error"))
+
+    async def _thread(self, group: AlertGroup, text: str) -> None:
+        if group.message_ts is None:
+            return
+        try:
+            await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
+        except SlackApiError as error:
+            log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))

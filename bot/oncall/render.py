@@ -1,0 +1,39 @@
+"""Block Kit for paging: the DM (or channel post) a page is, with Acknowledge and Resolve, and what it becomes
+once someone acted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.alerts.model import AlertGroup
+from bot.alerts.render import ACK, RESOLVE, SEVERITY_EMOJI
+from bot.blocks import Block, actions, button, context, escape, header, section
+from bot.deploys.render import human_duration
+
+
+def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetime, mention: str = "") -> tuple[str, list[Block]]:
+    """A page: what fires, since when, why you, and the buttons."""
+    emoji = SEVERITY_EMOJI.get(group.severity, ":rotating_light:")
+    firing = group.firing
+    summary = firing[0].summary if len(firing) == 1 and firing[0].summary else ""
+    where = f"<#{group.message_channel or group.channel}>" if (group.message_channel or group.channel).startswith(("C", "G")) else escape(group.channel)
+    lead = f"{mention} " if mention else ""
+    text = f"{lead}Paged: {group.severity.upper()} {group.title} ({group.id})"
+    blocks: list[Block] = [
+        header(f"📟 {group.title}"),
+        section(f"{lead}{emoji} *{group.severity.upper()}* for {human_duration(now - group.created_at)} in {where}"
+                + (f"\n{escape(summary)}" if summary else "")),
+        context(f"`{group.id}` · {escape(step_text)} · {escape(reason)}"),
+        actions(
+            button("Acknowledge", ACK, group.id, style="primary"),
+            button("Resolve", RESOLVE, group.id),
+            block_id=f"page:{group.id}",
+        ),
+    ]
+    return text, blocks
+
+
+def page_closed(group: AlertGroup, outcome: str) -> tuple[str, list[Block]]:
+    """A page after someone acted on the alert: no buttons, who did what."""
+    text = f"{group.title} ({group.id}): {outcome}"
+    return text, [header(f"📟 {group.title}"), section(outcome), context(f"`{group.id}`")]

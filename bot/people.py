@@ -1,0 +1,78 @@
+"""What chatops needs to know about Slack users beyond their IDs: their time zone (`users.info`, cached for an
+hour so every `/oncall` answer does not cost a Web API call), and who `@alice` is when a command's text was not
+escaped by Slack (`users.list`, cached for five minutes)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 3600
+NAMES_CACHE_SECONDS = 300
+_ESCAPED = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+class PeopleDirectory:
+    """Time zones of Slack users (UTC when Slack does not say, or cannot be asked)."""
+
+    def __init__(self, slack: AsyncWebClient) -> None:
+        self._slack = slack
+        self._zones: dict[str, tuple[float, ZoneInfo]] = {}
+        self._names: tuple[float, dict[str, str]] | None = None
+
+    async def timezone(self, user_id: str) -> ZoneInfo:
+        """The user's IANA time zone as their Slack profile sets it."""
+        cached = self._zones.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        zone = ZoneInfo("UTC")
+        try:
+            response = await self._slack.users_info(user=user_id)
+            zone = ZoneInfo(str(response["user"].get("tz") or "UTC"))
+        except (SlackApiError, ZoneInfoNotFoundError, ValueError, KeyError) as error:
+            log.warning("no time zone for %s (%s); using UTC", user_id, type(error).__name__)
+        self._zones[user_id] = (time.monotonic(), zone)
+        return zone
+
+    async def resolve(self, mention: str) -> str:
+        """The user ID a command's `<@U…|alice>`, `U…` or `@alice` names; UserFacingError if nobody."""
+        escaped = _ESCAPED.fullmatch(mention)
+        if escaped:
+            return escaped.group(1)
+        if _USER_ID.fullmatch(mention):
+            return mention
+        if not mention.startswith("@") or len(mention) < 2:
+            raise UserFacingError(f"`{mention}` is not a person: mention them, like `@alice`.")
+        name = mention[1:].lower()
+        user_id = (await self._names_by_handle()).get(name)
+        if user_id is None:
+            raise UserFacingError(f"There is nobody called `{mention}` in this workspace.")
+        return user_id
+
+    async def _names_by_handle(self) -> dict[str, str]:
+        if self._names is not None and time.monotonic() - self._names[0] < NAMES_CACHE_SECONDS:
+            return self._names[1]
+        names: dict[str, str] = {}
+        try:
+            async for page in await self._slack.users_list(limit=200):
+                for user in page.get("members", []):
+                    if user.get("deleted") or user.get("is_bot"):
+                        continue
+                    profile = user.get("profile") or {}
+                    for handle in (user.get("name"), profile.get("display_name"), profile.get("display_name_normalized")):
+                        if handle:
+                            names.setdefault(str(handle).lower(), str(user["id"]))
+        except SlackApiError as error:
+            raise UserFacingError(f"Slack would not list users to find that person ({error.response.get('error')}); mention them instead.") from None
+        self._names = (time.monotonic(), names)
+        return names
