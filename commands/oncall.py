@@ -194,7 +194,7 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
     scope = f" by <@{user}>" if user else ""
     if not records:
         return Reply(text=f"No acknowledgements{scope} in the last {human_duration(window)}.")
-    lines = [f"*{len(records)} acknowledgements{scope} in the last {human_duration(window)}*"]
+    lines = [f"*{len(records)} acknowledgement{'' if len(records) == 1 else 's'}{scope} in the last {human_duration(window)}*"]
     lines.append("*Per person* (count · mean · p90 time to acknowledge)")
     lines += [f"<@{f.who}>: {f.count} · {human_duration(f.mean)} · {human_duration(f.p90)}" for f in stats.figures_by(records, "user")]
     by_rotation = stats.figures_by(records, "rotation")

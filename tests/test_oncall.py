@@ -377,7 +377,7 @@ async def test_acks_figures_per_person_and_rotation(bot: BotHarness, clock: Fake
     assert "<@U0ALICE>: 2 · 2m · 3m" in text and "<@U0BOB>: 1 · 10m · 10m" in text
     assert "`primary`: 3 · 4m40s · 10m" in text
     only_bob = await command(bot, "acks @bob 30d", "U0DEMO")
-    assert "*1 acknowledgements by <@U0BOB> in the last 4w2d*" in only_bob and "U0ALICE>:" not in only_bob
+    assert "*1 acknowledgement by <@U0BOB> in the last 4w2d*" in only_bob and "U0ALICE>:" not in only_bob
     assert "No acknowledgements by <@U0CAROL>" in await command(bot, "acks <@U0CAROL> 7d", "U0DEMO")
 
 
