@@ -87,10 +87,9 @@ async def _schedule(ctx: CommandContext, args: list[str]) -> Reply:
     zone = await ctx.deps.people.timezone(ctx.user_id)
     now = ctx.deps.clock()
     shifts = await ctx.deps.oncall.schedule(spec.name, now, now + window)
-    overridden = {record.member for record in await ctx.deps.oncall.active_overrides() if record.rotation == spec.name}
     lines = []
-    for shift in shifts[:40]:
-        mark = " _(override)_" if shift.member in overridden and shift.member not in spec.members else ""
+    for shift, overridden in shifts[:40]:
+        mark = " _(override)_" if overridden else ""
         lines.append(f"{format_local(shift.starts, zone)} → {format_local(shift.ends, zone)}  <@{shift.member}>{mark}")
     if len(shifts) > 40:
         lines.append(f"… and {len(shifts) - 40} more")

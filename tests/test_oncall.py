@@ -321,6 +321,9 @@ async def test_overrides_change_who_is_paged_and_are_announced(bot: BotHarness, 
     text = await command(bot, "", "U0DEMO")
     assert f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next <@U0ALICE>" in text
     assert override_id in await command(bot, "overrides", "U0DEMO")
+    schedule = await command(bot, "schedule primary 1d", "U0DEMO")
+    assert schedule.splitlines()[0] == "Mon 23 Nov 11:00 CET → Mon 23 Nov 15:00 CET  <@U0BOB> _(override)_"
+    assert schedule.splitlines()[1] == "Mon 23 Nov 15:00 CET → Mon 30 Nov 09:00 CET  <@U0ALICE>"
 
     await fire(bot, critical(clock))
     await at(bot, clock, timedelta(0))

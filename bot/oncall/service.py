@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -108,11 +109,14 @@ class OncallService:
             result.append(OnCallNow(name, member, until, by_id.get(override_id or ""), nxt.member if nxt else None, nxt.starts if nxt else None))
         return result
 
-    async def schedule(self, rotation: str, since: datetime, until: datetime) -> list[Shift]:
-        """The shifts of `rotation` over [since, until) with overrides cut in."""
+    async def schedule(self, rotation: str, since: datetime, until: datetime) -> list[tuple[Shift, bool]]:
+        """The shifts of `rotation` over [since, until) with overrides cut in, each with whether it is an
+        override (someone other than the schedule's person)."""
         spec = self.spec(rotation)
         overrides = [record.as_override() for record in await self.active_overrides()]
-        return rotations.upcoming(spec, since, until, overrides)
+        pieces = rotations.upcoming(spec, since, until, overrides)
+        return [(piece, (scheduled := rotations.shift_at(spec, piece.starts)) is None or scheduled.member != piece.member)
+                for piece in pieces]
 
     # -- overrides ----------------------------------------------------------------------------------------
 
@@ -213,8 +217,7 @@ class OncallService:
 
     # -- helpers ------------------------------------------------------------------------------------------
 
-    def _zone(self, rotation: str):  # type: ignore[no-untyped-def]
-        from zoneinfo import ZoneInfo
+    def _zone(self, rotation: str) -> ZoneInfo:
         return ZoneInfo(self.spec(rotation).timezone)
 
     async def _announce(self, text: str) -> None:
