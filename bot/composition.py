@@ -38,6 +38,8 @@ from bot.permissions import Permissions, UsergroupDirectory
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
+from bot.status.service import StatusService
+from bot.status.store import ProbeStore
 from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
@@ -141,9 +143,12 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
     return roles
 
 
-def _schedule(scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager) -> None:
-    """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, every rotation's
-    hand-off (a missed one is posted once, late, with a note) and the monthly pruning of old overrides."""
+def _schedule(
+    scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager,
+    status: StatusService,
+) -> None:
+    """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, the health probes, every
+    rotation's hand-off (a missed one is posted once, late, with a note) and the pruning of old overrides."""
     async def escalation_tick(_: Missed | None) -> None:
         await pager.tick()
 
@@ -155,6 +160,11 @@ def _schedule(scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPi
 
     scheduler.add_job("escalation-tick", escalation_tick, IntervalTrigger(seconds=config.scheduler.tick.total_seconds()), catch_up=False)
     scheduler.add_job("alert-silences", expire_silences, IntervalTrigger(seconds=5), catch_up=False)
+    async def probe(_: Missed | None) -> None:
+        await status.probe_job()
+
+    if status.targets:
+        scheduler.add_job("status-probes", probe, IntervalTrigger(seconds=config.status.probe_interval.total_seconds()), catch_up=False)
     scheduler.add_job("oncall-prune", prune_overrides, CronTrigger(hour=3, minute=17, timezone=UTC))
     for name, spec in config.oncall.specs.items():
         async def handoff(missed: Missed | None, rotation: str = name) -> None:
@@ -206,7 +216,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock)
         pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
-        _schedule(scheduler, runtime.config, alerts, oncall, pager)
+        status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
+                               http=app[HTTP], clock=clock)
+        _schedule(scheduler, runtime.config, alerts, oncall, pager, status)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
@@ -223,6 +235,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             pager=pager,
             scheduler=scheduler,
             people=PeopleDirectory(slack),
+            status=status,
             clock=clock,
         )
         app[DEPS] = deps

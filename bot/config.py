@@ -41,6 +41,7 @@ from bot.deploys.config import (
     ServiceName,
 )
 from bot.oncall.config import OncallSection
+from bot.status.config import StatusSection
 from integrations.types import (
     Duration,
     RoleMember,
@@ -140,6 +141,7 @@ class ChatopsConfig(StrictModel):
     alerts: AlertsSection = AlertsSection()
     oncall: OncallSection = OncallSection()
     scheduler: SchedulerSection = SchedulerSection()
+    status: StatusSection = StatusSection()
 
     @model_validator(mode="after")
     def _roles_exist(self) -> ChatopsConfig:

@@ -19,6 +19,7 @@ from bot.oncall.service import OncallService
 from bot.people import PeopleDirectory
 from bot.permissions import Permissions
 from bot.scheduler import LeaderScheduler
+from bot.status.service import OpenIncidents, StatusService
 from bot.store import Store
 from bot.tasks import BackgroundTasks
 
@@ -46,4 +47,6 @@ class Deps:
     pager: Pager
     scheduler: LeaderScheduler
     people: PeopleDirectory
+    status: StatusService
+    open_incidents: OpenIncidents | None = None
     clock: Callable[[], datetime] = utc_now

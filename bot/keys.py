@@ -30,6 +30,10 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
 | `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
+| `{prefix}:{status}:ring:<target>:m`        | string | probe counts per minute, last 6 h (ring, BITFIELD)     |
+| `{prefix}:{status}:ring:<target>:h`        | string | probe counts per hour, last 31 days (ring, BITFIELD)   |
+| `{prefix}:{status}:last`                   | hash   | each target's last probe result (JSON)                 |
+| `{prefix}:{status}:burning`                | hash   | targets in SLO fast burn (their alert is firing)       |
 | `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
 | `{prefix}:{oncall}:handoff`                | hash   | per rotation, the last shift whose hand-off was posted |
 
@@ -76,6 +80,10 @@ class Keys:
     def scheduler(self, part: str, *names: str) -> str:
         """A scheduler key: `scheduler("leader")` (the lease), `scheduler("runs")` (last run per job)."""
         return ":".join([f"{self.prefix}:{{sched}}:{part}", *(_safe(n) for n in names)])
+
+    def status(self, part: str, *names: str) -> str:
+        """A /status key: `status("ring", target, "m")`, `status("last")`."""
+        return ":".join([f"{self.prefix}:{{status}}:{part}", *(_safe(n) for n in names)])
 
     def oncall(self, part: str, *names: str) -> str:
         """An on-call key: `oncall("overrides")`, `oncall("handoff")`."""

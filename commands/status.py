@@ -1,5 +1,8 @@
 """The status of everything: health, versions, deploys in progress, incidents, firing alerts, who is on call.
 
+Every service environment with a `health:` check and every `status.probes` entry is probed now, concurrently,
+within about 3 seconds whatever hangs. Posted in the channel, with a Refresh button.
+
 Usage:
   /status
   /status <service> [<env>]
@@ -7,6 +10,153 @@ Usage:
 Examples:
   /status
   /status web production
+  /status slo web
 """
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.blocks import context, escape, header, section
+from bot.deploys.render import human_duration, state_label
+from bot.errors import UsageError
+from bot.status.render import REFRESH, Overview, deploy_line, overview_message
+from bot.status.service import Target
+from bot.status.slo import sparkline
+from bot.status.store import Bucket
+from commands.framework import ActionContext, CommandContext, Reply
+
 USAGE_HINT = "[<service> [<env>] | slo [<service>]]"
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Routes `/status …`."""
+    args = ctx.args.split()
+    if not args:
+        return await overview(ctx)
+    if args[0].lower() == "slo":
+        if len(args) > 2:
+            raise UsageError("`slo` takes at most one service, e.g. `/status slo web`.", "/status slo [<service>]")
+        return await _slo(ctx, args[1] if len(args) > 1 else None)
+    if len(args) > 2:
+        raise UsageError("Give a service and optionally an environment, e.g. `/status web production`.", "/status <service> [<env>]")
+    return await _details(ctx, args[0], args[1] if len(args) > 1 else None)
+
+
+async def overview(ctx: CommandContext | ActionContext) -> Reply:
+    """The one-message overview (also what Refresh shows)."""
+    deps = ctx.deps
+    loop_start = deps.clock()
+    checked = await deps.status.check()
+    now = deps.clock()
+    running: dict[str, str] = {}
+    activity: dict[str, str] = {}
+    holds = await deps.deploys.store.holds(now)
+    active = await deps.deploys.store.active()
+    probed = {(item.target.service, item.target.environment) for item in checked}
+    unprobed = []
+    for service, svc in deps.config.services.items():
+        for environment in svc.environments:
+            version, record = await deps.status.running(service, environment)
+            line = deploy_line(version, record.requested_by if record else None, record.finished_at if record else None, now)
+            busy = [f":rocket: {state_label(r.state)} `{escape(r.version)}`" for r in active if r.service == service and r.environment == environment]
+            hold = holds.get(f"{environment}:{service}") or holds.get(f"{environment}:*")
+            if hold is not None:
+                busy.append(f":lock: locked by <@{hold.holder}>: {escape(hold.reason)}")
+            if (service, environment) in probed:
+                running[f"{service}/{environment}"] = line
+                activity[f"{service}/{environment}"] = " · ".join(busy)
+            else:
+                unprobed.append(f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}{' · ' + ' · '.join(busy) if busy else ''}")
+    groups = await deps.alerts.store.groups(await deps.alerts.store.firing_ids())
+    by_severity: dict[str, int] = {}
+    for group in groups:
+        by_severity[group.severity] = by_severity.get(group.severity, 0) + 1
+    on_call = []
+    if deps.config.oncall.rotations:
+        on_call = [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
+    incidents = list(await deps.open_incidents()) if deps.open_incidents is not None else []
+    text, blocks = overview_message(Overview(
+        checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
+        alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
+    ))
+    return Reply(text=text, blocks=blocks, in_channel=True)
+
+
+def _targets(ctx: CommandContext, service: str, environment: str | None) -> list[Target]:
+    targets = ctx.deps.status.find(service, environment)
+    if targets:
+        return targets
+    known = sorted({t.service or t.name for t in ctx.deps.status.targets} | set(ctx.deps.config.services))
+    if service in ctx.deps.config.services:
+        envs = ", ".join(f"`{e}`" for e in ctx.deps.config.services[service].environments)
+        if environment is not None and environment not in ctx.deps.config.services[service].environments:
+            raise UsageError(f"`{escape(service)}` has no environment `{escape(environment)}` (environments: {envs}).")
+        return []
+    raise UsageError(f"There is no service or probe `{escape(service)}` (known: {', '.join(f'`{k}`' for k in known) or 'none'}).")
+
+
+async def _details(ctx: CommandContext, service: str, environment: str | None) -> Reply:
+    targets = _targets(ctx, service, environment)
+    now = ctx.deps.clock()
+    blocks = [header(f"Status: {service}{f' {environment}' if environment else ''}")]
+    lines = []
+    for item in await ctx.deps.status.check(targets):
+        minutes = await ctx.deps.status.recent_minutes(item.target, 60)
+        by_minute = {bucket.tag: bucket for bucket in minutes}
+        first = int(now.timestamp()) // 60 - 59
+        spark = sparkline([_share([by_minute.get(first + m * 5 + k) for k in range(5)]) for m in range(12)])
+        uptimes = []
+        for label, span in (("24h", timedelta(days=1)), ("7d", timedelta(days=7)), ("30d", timedelta(days=30))):
+            uptimes.append(f"{label} {_percent((await ctx.deps.status.uptime(item.target, span, now)).availability)}")
+        uptime = " · ".join(uptimes)
+        lines.append(f"*{escape(item.target.name)}*: {escape(item.text)}\nlast hour `{spark}` · uptime {uptime}")
+    if lines:
+        blocks.append(section("\n\n".join(lines)))
+    if service in ctx.deps.config.services:
+        records, _ = await ctx.deps.deploys.history(service, environment, 5)
+        history = "\n".join(f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
+                            for r in records) or "no deploys yet"
+        blocks.append(section(f"*Last deploys*\n{history}"))
+    groups = await ctx.deps.alerts.store.groups(await ctx.deps.alerts.store.firing_ids())
+    mine = [g for g in groups if any(m.labels.get("service") == service for m in g.members.values())]
+    alerts = "\n".join(f"`{g.id}` {escape(g.title)} ({g.severity})" for g in mine) or "none"
+    blocks.append(section(f"*Open alerts*\n{alerts}"))
+    blocks.append(context("Sparkline: availability per 5 minutes over the last hour (█ all good, ▁ all failed, · no data)"))
+    return Reply(text=f"Status of {service}", blocks=blocks)
+
+
+async def _slo(ctx: CommandContext, service: str | None) -> Reply:
+    targets = _targets(ctx, service, None) if service else ctx.deps.status.targets
+    slo = ctx.deps.config.status.slo
+    lines = []
+    for target in targets:
+        standing = await ctx.deps.status.budget(target)
+        burn = " · ".join(f"burn {label} {rate:.1f}x" if rate is not None else f"burn {label} n/a"
+                          for label, rate in (("1h", standing.burn_1h), ("6h", standing.burn_6h)))
+        flag = " :fire: *fast burn*" if standing.fast_burn else ""
+        lines.append(f"*{escape(target.name)}*: {_percent(standing.availability)} available · budget left "
+                     f"{standing.left_minutes:.1f} of {standing.allowed_minutes:.1f} min ({standing.left_fraction:.0%}) · {burn}{flag}")
+    if not lines:
+        return Reply(text="Nothing is probed yet: add `health:` to an environment or `status.probes` to chatops.yaml.")
+    header_text = f"SLO {slo.target}% over {human_duration(slo.window)}"
+    return Reply(text="\n".join(lines), blocks=[header(header_text), section("\n".join(lines)),
+                                                context("From stored probe results (every probe_interval, by the leader)")])
+
+
+def _share(buckets: list[Bucket | None]) -> float | None:
+    present = [b for b in buckets if b is not None]
+    total = sum(b.counts.total for b in present)
+    return sum(b.counts.good for b in present) / total if total else None
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+async def _refresh(ctx: ActionContext) -> None:
+    reply = await overview(ctx)
+    await ctx.respond(reply, replace_original=True)
+
+
+ACTIONS = {REFRESH: _refresh}

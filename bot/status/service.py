@@ -1,0 +1,179 @@
+"""The status service: what to probe (each service environment's deploy health check, plus `status.probes`),
+probing all of it concurrently within a time budget, the leader's periodic probe job that stores results and
+raises an alert on a fast SLO burn, and the figures `/status` shows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiohttp
+
+from bot.alerts.pipeline import AlertPipeline
+from bot.config import ChatopsConfig
+from bot.deploys.model import DeployRecord, DeployState
+from bot.deploys.store import DeployStore
+from bot.status.slo import Budget, Counts, budget
+from bot.status.store import Bucket, ProbeStore, counts
+from integrations.alerts.base import Alert
+from integrations.health.http import HttpHealthSettings, ProbeResult, probe
+from integrations.types import format_duration
+
+log = logging.getLogger(__name__)
+
+ANSWER_BUDGET = timedelta(seconds=2.5)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something probed: `web/production` (a service environment) or an extra probe's name."""
+
+    name: str
+    health: HttpHealthSettings
+    service: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A target's probe now: `state` is up, slow, down or timeout (no answer within the budget)."""
+
+    target: Target
+    state: str
+    result: ProbeResult | None
+
+    @property
+    def text(self) -> str:
+        """`200 in 12ms`, `slow: 812ms > 500ms`, `connection refused`, `no answer within 2.5s`."""
+        if self.result is None:
+            return f"no answer within {format_duration(ANSWER_BUDGET)}"
+        if self.result.ok:
+            return f"{self.result.status} in {self.result.latency_ms:.0f}ms"
+        return self.result.error or "failed"
+
+
+def classify(result: ProbeResult | None) -> str:
+    """up, slow (answered right but over max_latency), down, or timeout."""
+    if result is None:
+        return "timeout"
+    if result.ok:
+        return "up"
+    if (result.error or "").startswith("slow:"):
+        return "slow"
+    if (result.error or "").startswith("timed out"):
+        return "timeout"
+    return "down"
+
+
+class StatusService:
+    """Probes and their history; one per process, built by the composition root."""
+
+    def __init__(
+        self, *, config: ChatopsConfig, store: ProbeStore, deploys: DeployStore, alerts: AlertPipeline,
+        http: aiohttp.ClientSession, clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._deploys = deploys
+        self._alerts = alerts
+        self._http = http
+        self._clock = clock
+        self.targets = _targets(config)
+
+    def find(self, service: str, environment: str | None = None) -> list[Target]:
+        """The targets of a service (one environment, or all), or a probe by name."""
+        return [t for t in self.targets if (t.service == service and environment in (None, t.environment))
+                or (t.service is None and t.name == service and environment is None)]
+
+    async def check(self, targets: Sequence[Target] | None = None, budget_left: timedelta = ANSWER_BUDGET) -> list[Checked]:
+        """Probes `targets` (all by default) concurrently; whatever has not answered when the budget runs out is
+        `timeout` (each probe also has its own timeout)."""
+        chosen = list(self.targets if targets is None else targets)
+        if not chosen:
+            return []
+        tasks = {asyncio.ensure_future(probe(self._http, _capped(t.health, budget_left))): t for t in chosen}
+        done, pending = await asyncio.wait(tasks, timeout=budget_left.total_seconds())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        results = []
+        for task, target in tasks.items():
+            result = task.result() if task in done and not task.cancelled() else None
+            results.append(Checked(target, classify(result), result))
+        return results
+
+    async def probe_job(self) -> None:
+        """The leader's periodic probe: every target, stored, then the fast-burn check."""
+        now = self._clock()
+        checked = await self.check(budget_left=max(t.health.timeout for t in self.targets) + timedelta(seconds=1)) if self.targets else []
+        for item in checked:
+            result = item.result
+            await self.store.record(item.target.name, now, good=item.state == "up",
+                                    latency_ms=result.latency_ms if result else 0.0,
+                                    detail={"at": now.isoformat(), "state": item.state, "text": item.text})
+        for item in checked:
+            await self._burn_alert(item.target, now)
+
+    async def budget(self, target: Target, now: datetime | None = None) -> Budget:
+        """The SLO standing of `target` over the configured window."""
+        now = now or self._clock()
+        slo = self.config.status.slo
+        window = counts(await self.store.hours(target.name, now - slo.window + timedelta(hours=1), now))
+        last_hour = counts(await self.store.minutes(target.name, now - timedelta(minutes=59), now))
+        last_6h = counts(await self.store.minutes(target.name, now - timedelta(hours=6) + timedelta(minutes=1), now))
+        return budget(window, last_hour, last_6h, target_percent=slo.target, span=slo.window)
+
+    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None) -> Counts:
+        """Good and total probes of `target` over the last `span` (hour resolution beyond 6 hours)."""
+        now = now or self._clock()
+        if span <= timedelta(hours=6):
+            return counts(await self.store.minutes(target.name, now - span + timedelta(minutes=1), now))
+        return counts(await self.store.hours(target.name, now - span + timedelta(hours=1), now))
+
+    async def recent_minutes(self, target: Target, minutes: int = 60) -> list[Bucket]:
+        """The last `minutes` minute buckets of `target`."""
+        now = self._clock()
+        return await self.store.minutes(target.name, now - timedelta(minutes=minutes - 1), now)
+
+    async def running(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
+        """The version running in an environment and the deploy that put it there."""
+        version = await self._deploys.current_version(service, environment)
+        history = await self._deploys.history(service, environment, [environment], 20)
+        last = next((r for r in history if r.state == DeployState.SUCCEEDED and r.version == version), None)
+        return version, last
+
+    async def _burn_alert(self, target: Target, now: datetime) -> None:
+        standing = await self.budget(target, now)
+        if not await self.store.set_burning(target.name, standing.fast_burn):
+            return
+        slo = self.config.status.slo
+        status = "firing" if standing.fast_burn else "resolved"
+        summary = (f"burning the {slo.target}% error budget {standing.burn_1h or 0:.0f}x too fast over 1h "
+                   f"({standing.burn_6h or 0:.0f}x over 6h); {standing.left_fraction:.0%} of the budget left")
+        labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
+        alert = Alert(source="chatops", fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128], status=status,
+                      title=f"SLO fast burn: {target.name}", severity="critical", labels=labels, annotations={},
+                      summary=summary, starts_at=now, ends_at=now if status == "resolved" else None, links={})
+        await self._alerts.ingest([alert])
+
+
+def _targets(config: ChatopsConfig) -> list[Target]:
+    targets = [
+        Target(f"{service}/{environment}", env.health, service, environment)
+        for service, svc in config.services.items() for environment, env in svc.environments.items() if env.health is not None
+    ]
+    targets += [Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in config.status.probes]
+    return targets
+
+
+def _capped(health: HttpHealthSettings, budget_left: timedelta) -> HttpHealthSettings:
+    """The check with its timeout no longer than the time left."""
+    if health.timeout <= budget_left:
+        return health
+    return health.model_copy(update={"timeout": budget_left})
+
+
+OpenIncidents = Callable[[], Awaitable[Sequence[str]]]

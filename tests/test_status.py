@@ -1,0 +1,199 @@
+"""/status end to end against real local HTTP targets (up, slow, down, hanging), the SLO maths against a
+hand-computed series, probe history memory over a simulated month, and bad arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+
+from bot.config import ChatopsConfig, parse_config
+from bot.emulator import SlackEmulator
+from bot.status.slo import Counts, budget, burn_rate, sparkline
+from tests.conftest import BotHarness, FakeClock, start_bot, start_site
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def targets() -> AsyncIterator[str]:
+    """A local HTTP server whose paths are up, slow, down and hanging."""
+    release = asyncio.Event()
+
+    async def up(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.Response(text="ok")
+
+    async def down(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="nope")
+
+    async def hang(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/up", up)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/down", down)
+    app.router.add_get("/hang", hang)
+    runner, origin = await start_site(app)
+    yield origin
+    release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def bot_config(targets: str, request: pytest.FixtureRequest) -> ChatopsConfig:
+    """Two service environments (up, down), one without a health check, a slow probe and (with the parameter
+    True) a probe that hangs."""
+    hanging = f'    - {{name: search, url: "{targets}/hang", timeout: 10s}}\n' if getattr(request, "param", False) else ""
+    return parse_config(f"""
+roles: {{admins: [U0DEMO], deployers: [U0DEMO]}}
+services:
+  web:
+    environments:
+      staging:
+        deployer: {{kind: command, argv: ["true"]}}
+        health: {{url: "{targets}/up"}}
+      production:
+        deployer: {{kind: command, argv: ["true"]}}
+        health: {{url: "{targets}/down"}}
+  worker:
+    environments:
+      production: {{deployer: {{kind: command, argv: ["true"]}}}}
+status:
+  probe_interval: 30s
+  slo: {{target: 99.9, window: 30d}}
+  probes:
+    - {{name: api, url: "{targets}/slow", timeout: 2s, max_latency: 100ms}}
+{hanging}""", "status.yaml")
+
+
+@pytest.fixture
+async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock) -> AsyncIterator[BotHarness]:
+    harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
+    yield harness
+    await runner.cleanup()
+
+
+async def status(bot: BotHarness, text: str = "") -> dict:  # type: ignore[type-arg]
+    result = await bot.emulator.send_command(command="/status", text=text, user_id="U0ALICE", channel_id="C0GENERAL")
+    assert result.status == 200 and result.json is not None, result
+    return result.json
+
+
+@pytest.mark.parametrize("bot_config", [True], indirect=True)
+async def test_status_marks_each_target_and_answers_despite_a_hanging_one(bot: BotHarness) -> None:
+    answer = await status(bot)
+    assert answer["response_type"] == "in_channel"
+    blocks = html.unescape(json.dumps(answer["blocks"], ensure_ascii=False))
+    assert "Status: 🔴 Down" in blocks
+    assert ":large_green_circle: *web/staging* — 200 in" in blocks
+    assert ":red_circle: *web/production* — expected 200, got 503" in blocks
+    assert ":large_yellow_circle: *api* — slow:" in blocks
+    assert ":red_circle: *search* — no answer within 2s500ms" in blocks
+    assert ":white_circle: *worker/production* — no health check · no version deployed by chatops" in blocks
+    assert "*Alerts firing:* none" in blocks and "*Incidents:* none" in blocks and "*On call:* no rotations" in blocks
+    assert "status.refresh" in blocks
+
+
+async def test_refresh_updates_the_message_in_place(bot: BotHarness, clock: FakeClock) -> None:
+    await status(bot)
+    posted = [m for m in bot.emulator.messages("C0GENERAL") if "Status:" in str(m.get("text"))]
+    assert len(posted) == 1
+    clock.advance(timedelta(minutes=5))
+    result = await bot.emulator.send_block_action(channel="C0GENERAL", message_ts=posted[0]["ts"], action_id="status.refresh", user_id="U0BOB")
+    assert result.status == 200
+
+    async def refreshed() -> bool:
+        message = bot.emulator.find_message("C0GENERAL", posted[0]["ts"])
+        return message is not None and "Checked 12:05:00 UTC" in json.dumps(message["blocks"])
+
+    for _ in range(200):
+        if await refreshed():
+            break
+        await asyncio.sleep(0.05)
+    assert await refreshed()
+    assert len([m for m in bot.emulator.messages("C0GENERAL") if "Status:" in str(m.get("text"))]) == 1
+
+
+async def test_probe_job_stores_results_and_details_show_history(bot: BotHarness, clock: FakeClock) -> None:
+    for _ in range(4):
+        await bot.deps.status.probe_job()
+        clock.advance(timedelta(seconds=30))
+    details = html.unescape(json.dumps((await status(bot, "web staging"))["blocks"], ensure_ascii=False))
+    assert "*web/staging*: 200 in" in details and "uptime 24h 100.00% · 7d 100.00% · 30d 100.00%" in details
+    assert "`···········█`" in details  # the last 5 minutes are all good, the rest of the hour has no data
+    assert "no deploys yet" in details and "*Open alerts*" in details
+    slo = html.unescape((await status(bot, "slo web"))["text"])
+    assert "*web/staging*: 100.00% available · budget left 43.2 of 43.2 min (100%)" in slo
+    assert "*web/production*: 0.00% available" in slo and "fast burn" in slo
+
+
+async def test_a_fast_burn_raises_an_alert_and_recovery_resolves_it(bot: BotHarness, clock: FakeClock) -> None:
+    await bot.deps.status.probe_job()
+
+    async def burn_groups() -> list:  # type: ignore[type-arg]
+        store = bot.deps.alerts.store
+        return [g for g in await store.groups(await store.recent_ids(T0 - timedelta(days=1))) if "SLO fast burn" in g.title]
+
+    for _ in range(200):
+        if await burn_groups():
+            break
+        await asyncio.sleep(0.05)
+    groups = await burn_groups()
+    assert [g.title for g in groups] == ["SLO fast burn: web/production"]
+    await bot.deps.status.probe_job()  # still burning: no second alert
+    await asyncio.sleep(0.3)
+    assert len(await burn_groups()) == 1
+
+
+async def test_bad_arguments_get_usage(bot: BotHarness) -> None:
+    assert "There is no service or probe `nope`" in (await status(bot, "nope"))["text"]
+    assert "`web` has no environment `qa`" in (await status(bot, "web qa"))["text"]
+    assert "`slo` takes at most one service" in (await status(bot, "slo web api"))["text"]
+    assert "Give a service and optionally an environment" in (await status(bot, "web prod extra"))["text"]
+
+
+def test_slo_maths_against_a_hand_computed_series() -> None:
+    # 30 days of one probe a minute: 43,200 probes, 30 of them bad; 6 bad in the last hour, 12 in the last 6 hours.
+    standing = budget(Counts(43_170, 43_200), Counts(54, 60), Counts(348, 360), target_percent=99.9, span=timedelta(days=30))
+    assert standing.allowed_minutes == pytest.approx(43.2)  # 0.1% of 43,200 minutes
+    assert standing.spent_minutes == pytest.approx(30.0)
+    assert standing.left_minutes == pytest.approx(13.2)
+    assert standing.left_fraction == pytest.approx(13.2 / 43.2)
+    assert standing.burn_1h == pytest.approx(100.0)  # 10% errors against 0.1% allowed
+    assert standing.burn_6h == pytest.approx(12 / 360 / 0.001)
+    assert standing.fast_burn
+    assert burn_rate(Counts(), 99.9) is None
+    assert not budget(Counts(100, 100), Counts(60, 60), Counts(360, 360), target_percent=99.9, span=timedelta(days=30)).fast_burn
+    assert sparkline([1.0, 0.0, None, 0.5]) == "█▁·▅"
+
+
+async def test_probe_history_memory_is_bounded_over_a_month(bot: BotHarness) -> None:
+    store = bot.deps.status.store
+    sizes = []
+    at = T0
+    for day in range(31):
+        for _ in range(288):  # every 5 minutes
+            await store.record("web/staging", at, good=True, latency_ms=12, detail={})
+            at += timedelta(minutes=5)
+        if day in (6, 30):
+            sizes.append(await store.memory("web/staging"))
+    assert sizes[0] == sizes[1]  # a week or a month: the same footprint
+    assert sizes[1] < 12 * 1024
+    month = await store.hours("web/staging", at - timedelta(days=30), at)
+    assert sum(b.counts.total for b in month) == 30 * 288 + 12 - 12  # 720 whole hours of 12 probes
