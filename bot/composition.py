@@ -21,6 +21,8 @@ from bot.alerts.http import alert_webhook
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
+from bot.backups.service import BackupService
+from bot.backups.store import BackupStore
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
@@ -181,6 +183,10 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         alerts = AlertPipeline(
             config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now,
         )
+        backups = BackupService(
+            config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
+            slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=utc_now,
+        )
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
@@ -193,6 +199,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             tasks=tasks,
             deploys=deploys,
             alerts=alerts,
+            backups=backups,
         )
         app[DEPS] = deps
         bolt = AsyncApp(
@@ -226,6 +233,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             loop.create_task(alerts.run_consumer(stop_ticks), name="alert-delivery"),
             loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
             loop.create_task(_every(5.0, alerts.tick, stop_ticks), name="alert-ticks"),
+            # Restore expiries and interrupted runs; the schedules themselves are `backups.jobs()` (leader only).
+            loop.create_task(_every(5.0, backups.tick, stop_ticks), name="backup-ticks"),
         ]
         yield
         stop_ticks.set()
@@ -239,5 +248,6 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             await socket_handler.close_async()
         await tasks.drain()
         await deploys.aclose()
+        await backups.aclose()
 
     return bot

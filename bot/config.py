@@ -34,6 +34,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.alerts.config import AlertsSection
+from bot.backups.config import BackupsSection
 from bot.deploys.config import (
     ApprovalConfig,
     DeploysSection,
@@ -120,6 +121,7 @@ class ChatopsConfig(StrictModel):
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
     deploys: DeploysSection = DeploysSection()
     alerts: AlertsSection = AlertsSection()
+    backups: BackupsSection = BackupsSection()
 
     @model_validator(mode="after")
     def _roles_exist(self) -> ChatopsConfig:
@@ -135,6 +137,9 @@ class ChatopsConfig(StrictModel):
                 for key, role in named:
                     if role not in self.roles and role != "admins":
                         problems.append(f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles")
+        for key, role in self.backups.roles_named():
+            if role not in self.roles and role != "admins":
+                problems.append(f"{key}: role '{role}' is not defined under roles")
         if problems:
             raise ValueError("; ".join(problems))
         return self

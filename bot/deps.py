@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
+from bot.backups.service import BackupService
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.metrics import Metrics
@@ -38,4 +39,5 @@ class Deps:
     tasks: BackgroundTasks
     deploys: DeployEngine
     alerts: AlertPipeline
+    backups: BackupService
     clock: Callable[[], datetime] = utc_now
