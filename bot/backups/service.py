@@ -267,7 +267,6 @@ class BackupService:
         now = self._clock()
         record = await self.records.update(backup_id, lambda r: r if r.state != BackupState.RUNNING else r.model_copy(update={
             "state": state, "finished_at": now, "detail": detail}))
-        await _quietly(self._write_metadata(record))
         await _quietly(self._refresh(record))
         await _quietly(self._audit.record(actor=record.requested_by, action="backup.finish", result="failed", target=record.id, detail=detail))
         await _quietly(self._fire(record.target, "failed", f"Backup of {record.target} {state.value}", f"{record.id}: {detail}"))
