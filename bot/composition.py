@@ -24,6 +24,8 @@ from bot.alerts.http import alert_webhook
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
+from bot.backups.service import BackupService
+from bot.backups.store import BackupStore
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
@@ -145,10 +147,11 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
 
 def _schedule(
     scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager,
-    status: StatusService,
+    status: StatusService, backups: BackupService,
 ) -> None:
     """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, the health probes, every
-    rotation's hand-off (a missed one is posted once, late, with a note) and the pruning of old overrides."""
+    rotation's hand-off (a missed one is posted once, late, with a note), the pruning of old overrides, and the
+    backups' schedules, drills, RPO check and tick (restore expiry, interrupted runs)."""
     async def escalation_tick(_: Missed | None) -> None:
         await pager.tick()
 
@@ -165,6 +168,12 @@ def _schedule(
 
     if status.targets:
         scheduler.add_job("status-probes", probe, IntervalTrigger(seconds=config.status.probe_interval.total_seconds()), catch_up=False)
+    async def backup_tick(_: Missed | None) -> None:
+        await backups.tick()
+
+    scheduler.add_job("backup-tick", backup_tick, IntervalTrigger(seconds=5), catch_up=False)
+    for name, func, trigger in backups.jobs():
+        scheduler.add_job(name, func, trigger)
     scheduler.add_job("oncall-prune", prune_overrides, CronTrigger(hour=3, minute=17, timezone=UTC))
     for name, spec in config.oncall.specs.items():
         async def handoff(missed: Missed | None, rotation: str = name) -> None:
@@ -218,7 +227,11 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
                                http=app[HTTP], clock=clock)
-        _schedule(scheduler, runtime.config, alerts, oncall, pager, status)
+        backups = BackupService(
+            config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
+            slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
+        )
+        _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
@@ -231,6 +244,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             tasks=tasks,
             deploys=deploys,
             alerts=alerts,
+            backups=backups,
             oncall=oncall,
             pager=pager,
             scheduler=scheduler,
@@ -283,5 +297,6 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             await socket_handler.close_async()
         await tasks.drain()
         await deploys.aclose()
+        await backups.aclose()
 
     return bot

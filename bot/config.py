@@ -34,6 +34,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.alerts.config import AlertsSection
+from bot.backups.config import BackupsSection
 from bot.deploys.config import (
     ApprovalConfig,
     DeploysSection,
@@ -139,6 +140,7 @@ class ChatopsConfig(StrictModel):
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
     deploys: DeploysSection = DeploysSection()
     alerts: AlertsSection = AlertsSection()
+    backups: BackupsSection = BackupsSection()
     oncall: OncallSection = OncallSection()
     scheduler: SchedulerSection = SchedulerSection()
     status: StatusSection = StatusSection()
@@ -162,6 +164,9 @@ class ChatopsConfig(StrictModel):
                 close = difflib.get_close_matches(route.escalation, list(self.oncall.escalation_policies), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else " (define it under oncall.escalation_policies)"
                 problems.append(f"alerts.routes[{number}].escalation: there is no escalation policy {route.escalation!r}{hint}")
+        for key, role in self.backups.roles_named():
+            if role not in self.roles and role != "admins":
+                problems.append(f"{key}: role '{role}' is not defined under roles")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
+from bot.backups.service import BackupService
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.metrics import Metrics
@@ -43,6 +44,7 @@ class Deps:
     tasks: BackgroundTasks
     deploys: DeployEngine
     alerts: AlertPipeline
+    backups: BackupService
     oncall: OncallService
     pager: Pager
     scheduler: LeaderScheduler

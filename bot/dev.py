@@ -68,6 +68,8 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
     os.environ.setdefault("DEMO_STATE_DIR", str((data_dir / "demo").resolve()))
     # The demo configuration's Alertmanager source reads its token from here (see examples/chatops.yaml).
     os.environ.setdefault("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
+    # The demo configuration's backup target dumps the dev Redis itself (`/backup run dev-redis`).
+    os.environ.setdefault("CHATOPS_DEMO_REDIS_URL", redis_url)
     signing_secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=signing_secret, bot_token=DEV_BOT_TOKEN, workspace=Workspace.demo())
     url_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host

@@ -37,8 +37,19 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
 | `{prefix}:{oncall}:handoff`                | hash   | per rotation, the last shift whose hand-off was posted |
 
+| `{prefix}:{backups}:record:<id>`           | string | one backup run (JSON `BackupRecord`)                   |
+| `{prefix}:{backups}:history:<target>`      | zset   | backup ids of a target by start time                   |
+| `{prefix}:{backups}:running`               | set    | ids of backups not yet finished (for interrupted runs) |
+| `{prefix}:{backups}:last_good:<target>`    | string | time (ISO) of the target's newest successful backup    |
+| `{prefix}:{backups}:first_seen:<target>`   | string | when the RPO check first saw the target (no backup yet)|
+| `{prefix}:{backups}:lock:<target>`         | string | the run lock: owner token, holder, reason, since; TTL  |
+| `{prefix}:{backups}:firing`                | set    | `<target>:<failed or rpo>` alerts raised, not resolved |
+| `{prefix}:{backups}:restore:<id>`          | string | one restore request (JSON `RestoreRecord`)             |
+| `{prefix}:{backups}:restores`              | zset   | restore ids by creation time                           |
+| `{prefix}:{backups}:deadlines`             | zset   | restore approval expiries (claimed once)               |
+
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
-MULTI or Lua script, on one Redis Cluster slot.
+MULTI or Lua script, on one Redis Cluster slot; backup keys share `{backups}` for the same reason.
 """
 
 from __future__ import annotations
@@ -88,6 +99,10 @@ class Keys:
     def oncall(self, part: str, *names: str) -> str:
         """An on-call key: `oncall("overrides")`, `oncall("handoff")`."""
         return ":".join([f"{self.prefix}:{{oncall}}:{part}", *(_safe(n) for n in names)])
+
+    def backups(self, part: str, *names: str) -> str:
+        """A backups key: `backups("record", id)`, `backups("lock", target)`, `backups("running")`…"""
+        return ":".join([f"{self.prefix}:{{backups}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""

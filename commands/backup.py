@@ -1,14 +1,116 @@
 """Run, list, verify and restore backups of PostgreSQL, Redis and RDS, and see the schedule's results.
 
+Running, verifying and asking for a restore need the `backups.operators` role (admins by default); a restore
+runs only after `backups.restore_approval` approvers approve it. Anyone may list and show.
 Usage:
-  /backup run <target>
+  /backup run <target> [--reason "…"]
   /backup list <target> [N]
   /backup show <id>
   /backup verify <target> [<id>]
-  /backup restore <target> <id> [into <dsn-env>]
+  /backup restore <target> <id> [into <dsn-env>] [--reason "…"]
 Examples:
   /backup run appdb
-  /backup restore appdb 20261123-020000-appdb
+  /backup restore appdb appdb-20261123-020000-k3mz into STAGING_DB_URL
 """
 
+from __future__ import annotations
+
+from bot.backups.model import RestoreRecord
+from bot.backups.render import APPROVE, CANCEL, REJECT, list_message, show_message
+from bot.blocks import escape
+from bot.errors import UserFacingError
+from commands.backup_grammar import (
+    ListCmd,
+    RestoreCmd,
+    RunCmd,
+    ShowCmd,
+    VerifyCmd,
+    parse_backup,
+)
+from commands.framework import ActionContext, CommandContext, Reply
+
 USAGE_HINT = "run | list | show | verify | restore …"
+
+
+async def handle(ctx: CommandContext) -> Reply:
+    """Routes a parsed `/backup` to the backup service, checking the role first."""
+    command = parse_backup(ctx.args)
+    service = ctx.deps.backups
+    operators = service.section.operators
+    if isinstance(command, RunCmd):
+        service.target(command.target)
+        await ctx.require(operators, action=f"back up {command.target}")
+        record = await _audited(ctx, "backup.run", command.target,
+                                service.start(command.target, user=ctx.user_id, reason=command.reason, channel=ctx.channel_id))
+        where = f" Progress in {_channel(record.channel)}." if record.channel else ""
+        return Reply(text=f":floppy_disk: Backup of `{record.target}` started: `{record.id}`.{where}")
+    if isinstance(command, ListCmd):
+        service.target(command.target)
+        text, blocks = list_message(command.target, await service.records.history(command.target, command.limit))
+        return Reply(text=text, blocks=blocks)
+    if isinstance(command, ShowCmd):
+        text, blocks = show_message(await service.backup(command.backup_id))
+        return Reply(text=text, blocks=blocks)
+    if isinstance(command, VerifyCmd):
+        service.target(command.target)
+        await ctx.require(operators, action=f"verify backups of {command.target}")
+        record = await service.pick_for_verify(command.target, command.backup_id)
+        ctx.spawn(service.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id), name=f"verify:{record.id}")
+        return Reply(text=f":mag: Verifying `{record.id}` of `{record.target}`: downloading, checking the sha256"
+                          f"{' and restoring into a scratch database' if record.kind == 'postgres' else ''}. The result follows.")
+    assert isinstance(command, RestoreCmd)
+    service.target(command.target)
+    await ctx.require(operators, action=f"restore {command.target}")
+    restore = await _audited(ctx, "backup.restore.request", f"{command.target} {command.backup_id}", service.request_restore(
+        command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
+        reason=command.reason))
+    need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
+    where = f" in {_channel(restore.channel)}" if restore.channel else ""
+    return Reply(text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}.")
+
+
+async def _audited(ctx: CommandContext, action: str, target: str, awaitable):  # type: ignore[no-untyped-def]
+    try:
+        return await awaitable
+    except UserFacingError as refusal:
+        await ctx.audit(action=action, result="refused", target=target, detail=refusal.message)
+        raise
+
+
+def _channel(channel: str | None) -> str:
+    if not channel:
+        return ""
+    return channel if channel.startswith("#") else f"<#{channel}>"
+
+
+async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, bool]:
+    """The restore a button names and whether the clicker holds its approver role (checked on every click; a
+    click without it is audited as denied and refused by the service)."""
+    record = await ctx.deps.backups.records.get_restore(ctx.value)
+    if record is None:
+        raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
+    is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role)
+    if not is_approver:
+        await ctx.audit(action=f"backup.restore.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+    return record, is_approver
+
+
+async def _approve(ctx: ActionContext) -> None:
+    record, is_approver = await _restore_click(ctx, "approve")
+    await ctx.deps.backups.approve_restore(record.id, ctx.user_id, is_approver=is_approver)
+
+
+async def _reject(ctx: ActionContext) -> None:
+    record, is_approver = await _restore_click(ctx, "reject")
+    await ctx.deps.backups.reject_restore(record.id, ctx.user_id, is_approver=is_approver)
+
+
+async def _cancel(ctx: ActionContext) -> None:
+    record = await ctx.deps.backups.records.get_restore(ctx.value)
+    if record is None:
+        raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
+    is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
+    await ctx.deps.backups.cancel_restore(record.id, ctx.user_id, is_admin=is_admin)
+
+
+ACTIONS = {APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}

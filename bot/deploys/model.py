@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.approvals import Decision, approved_by
+
 
 class DeployState(StrEnum):
     """Where a deploy is in its life."""
@@ -44,16 +46,6 @@ ALLOWED = {
 
 class IllegalTransition(Exception):
     """A state change the machine does not allow (a stale click, a race lost)."""
-
-
-class Decision(BaseModel):
-    """One approval or rejection: who, when."""
-
-    model_config = ConfigDict(frozen=True)
-
-    user: str
-    at: datetime
-    decision: Literal["approve", "reject"]
 
 
 class DeployRecord(BaseModel):
@@ -93,7 +85,7 @@ class DeployRecord(BaseModel):
     @property
     def approved_by(self) -> tuple[str, ...]:
         """The distinct users who approved, in order."""
-        return tuple(dict.fromkeys(d.user for d in self.decisions if d.decision == "approve"))
+        return approved_by(self.decisions)
 
     @property
     def terminal(self) -> bool:

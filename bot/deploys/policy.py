@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bot.approvals import Approvable, ApprovalCheck
+from bot.approvals import check_approval as approval_check
 from bot.cron import Cron
 from bot.deploys.config import EnvironmentConfig, FreezeWindow
 from bot.deploys.model import DeployRecord, DeployState
@@ -46,26 +48,14 @@ def version_problem(env: EnvironmentConfig, version: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class ApprovalCheck:
-    """The outcome of a click on Approve: refused with a reason, already counted, or counted (and maybe enough)."""
-
-    refusal: str | None = None
-    duplicate: bool = False
-    enough: bool = False
-
-
 def check_approval(record: DeployRecord, user: str, *, is_approver: bool) -> ApprovalCheck:
-    """Whether `user` may approve `record` now, and whether their approval completes it."""
-    if record.state != DeployState.AWAITING_APPROVAL:
-        return ApprovalCheck(refusal=f"This request is already {record.state.value.replace('_', ' ')}.")
-    if not is_approver:
-        return ApprovalCheck(refusal=f"Only members of `{record.approvers_role}` can approve this deploy.")
-    if user == record.requested_by and not record.allow_self_approval:
-        return ApprovalCheck(refusal="You requested this deploy; someone else has to approve it.")
-    if user in record.approved_by:
-        return ApprovalCheck(duplicate=True)
-    return ApprovalCheck(enough=len(record.approved_by) + 1 >= record.required_approvals)
+    """Whether `user` may approve `record` now, and whether their approval completes it (see bot.approvals)."""
+    return approval_check(Approvable(
+        noun="deploy", waiting=record.state == DeployState.AWAITING_APPROVAL,
+        state_label=record.state.value.replace("_", " "), requested_by=record.requested_by,
+        approvers_role=record.approvers_role, allow_self_approval=record.allow_self_approval,
+        required_approvals=record.required_approvals, approved_by=record.approved_by,
+    ), user, is_approver=is_approver)
 
 
 def rollback_target(history: Sequence[DeployRecord], current: str | None) -> str | None:

@@ -1,0 +1,1 @@
+"""Backups: configuration, records, retention, rendering and the service that runs them."""

@@ -1,0 +1,137 @@
+"""The `backups:` section: where backups are stored, what is backed up (targets, with their schedule, retention,
+RPO and verification drills), who may run them, and who must approve a restore.
+
+`backups.operators` (default `admins`) may run, verify and request restores; `restore_approval` (default: one
+approval from `admins`) says who must approve a restore before it runs. Anyone may list and show backups."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import AfterValidator, Field, model_validator
+
+from bot.cron import Cron
+from bot.deploys.config import ApprovalConfig
+from integrations.alerts.base import EnvVarName
+from integrations.backups.postgres import PostgresSettings
+from integrations.backups.rds import RdsSettings
+from integrations.backups.redis_rdb import RedisSettings
+from integrations.backups.registry import StorageSettings
+from integrations.types import Duration, SlackChannelRef, StrictModel
+
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+RESERVED = frozenset({"run", "list", "show", "verify", "restore", "help", "into"})
+
+
+def _check_target_name(name: str) -> str:
+    if not _TARGET_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid target name: 1-40 lower-case letters, digits, '_' or '-'")
+    if name in RESERVED:
+        raise ValueError(f"{name!r} is a /backup keyword and cannot name a target")
+    return name
+
+
+def cron_trigger(expression: str) -> CronTrigger:
+    """An APScheduler trigger (UTC) firing on the minutes the crontab `expression` matches. Day-of-week numbers
+    are crontab's (0 and 7 are Sunday), not APScheduler's (0 is Monday): they are passed as names."""
+    cron = Cron.parse(expression)
+    minute, hour, day, month, _ = expression.split()
+    if cron.days_restricted and cron.weekdays_restricted:
+        raise ValueError("restrict either the day of month or the day of week, not both (cron ORs them; "
+                         "use two targets' schedules if you need both)")
+    weekdays = "*" if not cron.weekdays_restricted else ",".join(_WEEKDAYS[d] for d in sorted(cron.weekdays))
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekdays, timezone="UTC")
+
+
+def _check_cron(expression: str) -> str:
+    cron_trigger(expression)
+    return expression
+
+
+CronText = Annotated[str, AfterValidator(_check_cron)]
+TargetName = Annotated[str, AfterValidator(_check_target_name)]
+
+
+class RetentionConfig(StrictModel):
+    """`retention:` — grandfather-father-son counts and/or a maximum age. With counts, a backup is kept when it is
+    the newest of one of the newest `daily` days (`weekly` ISO weeks, `monthly` months) that have backups; with
+    `max_age` only, when it is younger; with both, when both say so. The newest good backup is always kept.
+    Nothing set: everything is kept."""
+
+    daily: int | None = Field(None, ge=1, le=3660)
+    weekly: int | None = Field(None, ge=1, le=520)
+    monthly: int | None = Field(None, ge=1, le=1200)
+    max_age: Duration | None = None
+
+    @model_validator(mode="after")
+    def _positive_age(self) -> RetentionConfig:
+        if self.max_age is not None and self.max_age <= timedelta(0):
+            raise ValueError("max_age must be longer than 0s")
+        return self
+
+
+class _TargetCommon(StrictModel):
+    """What every target has besides its engine's settings."""
+
+    schedule: CronText | None = None
+    retention: RetentionConfig = RetentionConfig()
+    rpo: Duration | None = None
+    verify_schedule: CronText | None = None
+    restore_into: tuple[EnvVarName, ...] = Field((), description="Variables `/backup restore … into <VAR>` may name.")
+    channel: SlackChannelRef | None = None
+
+
+class PostgresTarget(_TargetCommon, PostgresSettings):
+    """`targets.<name>: {kind: postgres, dsn_env: …, storage: main, …}`."""
+
+    storage: str
+
+
+class RedisTarget(_TargetCommon, RedisSettings):
+    """`targets.<name>: {kind: redis, url_env: …, storage: main, …}`."""
+
+    storage: str
+
+
+class RdsTarget(_TargetCommon, RdsSettings):
+    """`targets.<name>: {kind: rds_snapshot, instance: …, region: …}` (the snapshot stays in AWS)."""
+
+
+TargetConfig = Annotated[PostgresTarget | RedisTarget | RdsTarget, Field(discriminator="kind")]
+
+
+class BackupsSection(StrictModel):
+    """`backups:` — storage, targets, and who may do what."""
+
+    channel: SlackChannelRef | None = None
+    storage: dict[TargetName, StorageSettings] = Field(default_factory=dict)
+    targets: dict[TargetName, TargetConfig] = Field(default_factory=dict)
+    operators: str = "admins"
+    restore_approval: ApprovalConfig = ApprovalConfig(approvers="admins")
+    lock_ttl: Duration = timedelta(seconds=30)
+    history_keep: int = Field(1000, ge=10, le=100_000)
+    rpo_check_every: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> BackupsSection:
+        problems = []
+        for name, target in self.targets.items():
+            storage = getattr(target, "storage", None)
+            if storage is not None and storage not in self.storage:
+                known = ", ".join(self.storage) or "none are defined under backups.storage"
+                problems.append(f"targets.{name}.storage: storage '{storage}' is not defined (storages: {known})")
+            if isinstance(target, RdsTarget) and target.restore_into:
+                problems.append(f"targets.{name}.restore_into: RDS snapshots are not restored from Slack")
+        if self.lock_ttl < timedelta(seconds=3):
+            problems.append("lock_ttl must be at least 3s (the lock is renewed every third of it)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def roles_named(self) -> list[tuple[str, str]]:
+        """(key path, role) of every role this section names, for the check that they exist."""
+        return [("backups.operators", self.operators), ("backups.restore_approval.approvers", self.restore_approval.approvers)]

@@ -1,0 +1,144 @@
+"""Backups and restores as recorded in Redis (and, for a backup, in the JSON object next to it).
+
+A backup is `running` until it is `succeeded` (its object is complete and its checksum known), `failed`, or
+`interrupted` (its process died: found later by the next run or the tick). Retention moves old successes to
+`pruned` after deleting their objects. A restore waits for approval, then runs once."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.approvals import Decision, approved_by
+
+_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+class BackupState(StrEnum):
+    """Where a backup is in its life."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    PRUNED = "pruned"
+
+
+class Verification(BaseModel):
+    """The outcome of one verification of a backup."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    ok: bool
+    detail: str
+    by: str
+    tables: int | None = None
+    rows: int | None = None
+
+
+class BackupRecord(BaseModel):
+    """One backup run; the JSON stored in Redis and next to the backup object."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    target: str
+    kind: Literal["postgres", "redis", "rds_snapshot"]
+    state: BackupState
+    requested_by: str
+    reason: str = ""
+    created_at: datetime
+    finished_at: datetime | None = None
+    storage: str | None = None
+    key: str | None = None
+    location: str | None = None
+    upload_id: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    seconds: float | None = None
+    detail: str = ""
+    lock_token: str = ""
+    channel: str | None = None
+    message_ts: str | None = None
+    verifications: tuple[Verification, ...] = ()
+
+    @property
+    def good(self) -> bool:
+        """A complete backup that can be restored (and that retention counts)."""
+        return self.state == BackupState.SUCCEEDED
+
+    @property
+    def last_verification(self) -> Verification | None:
+        """The newest verification, if any."""
+        return self.verifications[-1] if self.verifications else None
+
+
+class RestoreState(StrEnum):
+    """Where a restore request is in its life."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+RESTORE_TERMINAL = frozenset(RestoreState) - {RestoreState.AWAITING_APPROVAL, RestoreState.RUNNING}
+
+
+class RestoreRecord(BaseModel):
+    """One restore request: what, into where, who asked and who approved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    target: str
+    backup_id: str
+    into_env: str | None = None
+    state: RestoreState
+    requested_by: str
+    reason: str = ""
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    required_approvals: int
+    approvers_role: str
+    allow_self_approval: bool = False
+    expires_at: datetime
+    decisions: tuple[Decision, ...] = ()
+    channel: str | None = None
+    message_ts: str | None = None
+    detail: str = ""
+
+    @property
+    def approved_by(self) -> tuple[str, ...]:
+        """The distinct users who approved, in order."""
+        return approved_by(self.decisions)
+
+    @property
+    def terminal(self) -> bool:
+        """True once the restore can no longer change."""
+        return self.state in RESTORE_TERMINAL
+
+    @property
+    def destination(self) -> str:
+        """Where it restores to, for people."""
+        return f"`{self.target}`" + (f" (into `{self.into_env}`)" if self.into_env else "")
+
+
+def new_backup_id(target: str, now: datetime) -> str:
+    """`<target>-20261123-020000-<4 random>`: sortable, says what it is, unique even when two start together."""
+    return f"{target}-{now:%Y%m%d-%H%M%S}-" + "".join(secrets.choice(_ALPHABET) for _ in range(4))
+
+
+def new_restore_id() -> str:
+    """`r-` and 8 characters."""
+    return "r-" + "".join(secrets.choice(_ALPHABET) for _ in range(8))

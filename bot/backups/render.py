@@ -1,0 +1,162 @@
+"""Block Kit for backups: the one message a backup run is (progress, then result, updated in place), a restore
+request with its Approve/Reject buttons, and the answers of `/backup list` and `/backup show`. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from bot.backups.model import BackupRecord, BackupState, RestoreRecord, RestoreState
+from bot.blocks import Block, actions, button, context, escape, fields, header, section
+from bot.deploys.render import human_duration
+
+APPROVE = "backup.approve"
+REJECT = "backup.reject"
+CANCEL = "backup.cancel"
+
+BACKUP_LABELS = {
+    BackupState.RUNNING: ":hourglass_flowing_sand: Running",
+    BackupState.SUCCEEDED: ":white_check_mark: Succeeded",
+    BackupState.FAILED: ":x: Failed",
+    BackupState.INTERRUPTED: ":warning: Interrupted",
+    BackupState.PRUNED: ":wastebasket: Pruned",
+}
+RESTORE_LABELS = {
+    RestoreState.AWAITING_APPROVAL: ":raised_hand: Waiting for approval",
+    RestoreState.RUNNING: ":hourglass_flowing_sand: Restoring",
+    RestoreState.SUCCEEDED: ":white_check_mark: Restored",
+    RestoreState.FAILED: ":x: Failed",
+    RestoreState.REJECTED: ":no_entry: Rejected",
+    RestoreState.EXPIRED: ":hourglass: Expired",
+    RestoreState.CANCELLED: ":heavy_multiplication_x: Cancelled",
+    RestoreState.INTERRUPTED: ":warning: Interrupted",
+}
+
+
+def human_bytes(count: float) -> str:
+    """`512 B`, `3.4 MiB`, `1.02 GiB`."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"  # pragma: no cover - the loop returns
+
+
+def progress_text(size: int, elapsed: float, note: str = "") -> str:
+    """`1.2 GiB in 42s (29.3 MiB/s)`."""
+    rate = size / elapsed if elapsed > 0 else 0.0
+    text = f"{human_bytes(size)} in {human_duration(timedelta(seconds=elapsed))} ({human_bytes(rate)}/s)"
+    return f"{text}, {note}" if note else text
+
+
+def backup_message(record: BackupRecord, *, progress: str | None = None) -> tuple[str, list[Block]]:
+    """The run's message: state, then progress while running, or id, size, checksum, duration and location."""
+    pairs = [("State", BACKUP_LABELS[record.state]), ("Requested by", _who(record.requested_by))]
+    if record.state == BackupState.RUNNING and progress:
+        pairs.append(("Progress", progress))
+    if record.size is not None and record.state != BackupState.RUNNING:
+        pairs.append(("Size", human_bytes(record.size)))
+    if record.seconds is not None:
+        pairs.append(("Duration", human_duration(timedelta(seconds=record.seconds))))
+    if record.reason:
+        pairs.append(("Reason", escape(record.reason)))
+    blocks: list[Block] = [header(f"💾 Backup of {record.target}"), fields(pairs)]
+    if record.state == BackupState.SUCCEEDED:
+        lines = [f"*Id* `{record.id}`"]
+        if record.sha256:
+            lines.append(f"*sha256* `{record.sha256}`")
+        if record.location:
+            lines.append(f"*Stored at* `{escape(record.location)}`")
+        blocks.append(section("\n".join(lines)))
+    if record.detail:
+        blocks.append(section(escape(record.detail)))
+    blocks.append(context(f"`{record.id}` · started {record.created_at:%Y-%m-%d %H:%M:%S}Z"))
+    text = f"Backup of {record.target} ({record.id}): {BACKUP_LABELS[record.state].split(' ', 1)[1]}"
+    if record.state == BackupState.SUCCEEDED and record.size is not None:
+        text += f", {human_bytes(record.size)}"
+    return text, blocks
+
+
+def restore_message(record: RestoreRecord, *, now: datetime) -> tuple[str, list[Block]]:
+    """The restore request: what into where, approvals, and while waiting the buttons."""
+    approvers = ", ".join(f"<@{u}>" for u in record.approved_by) or "none yet"
+    pairs = [
+        ("State", RESTORE_LABELS[record.state]),
+        ("Backup", f"`{record.backup_id}`"),
+        ("Into", record.destination),
+        ("Requested by", f"<@{record.requested_by}>"),
+        ("Approvals", f"{len(record.approved_by)}/{record.required_approvals} from `{record.approvers_role}`: {approvers}"),
+    ]
+    if record.reason:
+        pairs.append(("Reason", escape(record.reason)))
+    blocks: list[Block] = [header(f"♻️ Restore {record.target} from a backup"), fields(pairs)]
+    if record.detail:
+        blocks.append(section(escape(record.detail)))
+    if record.state == RestoreState.AWAITING_APPROVAL:
+        blocks.append(section(":warning: Restoring replaces the data in the destination with the backup's."))
+        blocks.append(actions(
+            button("Approve", APPROVE, record.id, style="primary"),
+            button("Reject", REJECT, record.id, style="danger"),
+            button("Cancel", CANCEL, record.id),
+            block_id=f"restore:{record.id}",
+        ))
+    notes = [f"`{record.id}`"]
+    if record.state == RestoreState.AWAITING_APPROVAL:
+        notes.append(f"expires in {human_duration(record.expires_at - now)}")
+    for decision in record.decisions:
+        notes.append(f"{decision.decision}d by <@{decision.user}> at {decision.at:%H:%M:%S}Z")
+    blocks.append(context(" · ".join(notes)))
+    return f"Restore of {record.target} from {record.backup_id}: {RESTORE_LABELS[record.state].split(' ', 1)[1]}", blocks
+
+
+def list_message(target: str, records: Sequence[BackupRecord]) -> tuple[str, list[Block]]:
+    """`/backup list`: good backups newest first, and the recent failed or interrupted runs apart."""
+    good = [r for r in records if r.good]
+    bad = [r for r in records if r.state in (BackupState.FAILED, BackupState.INTERRUPTED)]
+    lines = [_line(r) for r in good]
+    body = "\n".join(lines) if lines else f"No backups of `{target}` yet. Make one with `/backup run {target}`."
+    blocks: list[Block] = [header(f"Backups of {target}"), section(body)]
+    text = f"Backups of {target}:\n{body}"
+    if bad:
+        failed = "\n".join(f"{BACKUP_LABELS[r.state].split(' ')[0]} `{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z: {escape(r.detail)[:200]}" for r in bad)
+        blocks.append(context(f"Runs that made no backup:\n{failed}"))
+        text += f"\nRuns that made no backup:\n{failed}"
+    return text, blocks
+
+
+def _line(r: BackupRecord) -> str:
+    verified = ""
+    if r.last_verification is not None:
+        verified = " · verified ✓" if r.last_verification.ok else " · verification FAILED"
+    size = human_bytes(r.size) if r.size is not None else "?"
+    return f"`{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z {size} by {_who(r.requested_by)}{verified}"
+
+
+def show_message(record: BackupRecord) -> tuple[str, list[Block]]:
+    """`/backup show`: everything recorded about one backup."""
+    pairs = [("Target", f"`{record.target}`"), ("State", BACKUP_LABELS[record.state]),
+             ("Started", f"{record.created_at:%Y-%m-%d %H:%M:%S}Z"), ("Requested by", _who(record.requested_by))]
+    if record.size is not None:
+        pairs.append(("Size", human_bytes(record.size)))
+    if record.seconds is not None:
+        pairs.append(("Duration", human_duration(timedelta(seconds=record.seconds))))
+    if record.reason:
+        pairs.append(("Reason", escape(record.reason)))
+    lines = []
+    if record.sha256:
+        lines.append(f"*sha256* `{record.sha256}`")
+    if record.location:
+        lines.append(f"*Stored at* `{escape(record.location)}`")
+    if record.detail:
+        lines.append(escape(record.detail))
+    for v in record.verifications:
+        lines.append(f"{'✅' if v.ok else '❌'} verified {v.at:%Y-%m-%d %H:%M}Z by {_who(v.by)}: {escape(v.detail)}")
+    blocks: list[Block] = [header(f"Backup {record.id}"), fields(pairs)]
+    if lines:
+        blocks.append(section("\n".join(lines)))
+    text = f"Backup {record.id} of {record.target}: {record.state.value}\n" + "\n".join(lines)
+    return text, blocks
+
+
+def _who(user: str) -> str:
+    return user if not user.startswith(("U", "W")) else f"<@{user}>"

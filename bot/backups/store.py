@@ -1,0 +1,209 @@
+"""Backup and restore records, the per-target run lock and the alert bookkeeping in Redis; every multi-key change
+is one MULTI (WATCHed when it reads first) or Lua script under the `{backups}` hash tag."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio.client import Pipeline
+
+from bot.backups.model import BackupRecord, BackupState, RestoreRecord
+from bot.deploys.store import LockInfo
+from bot.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
+for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
+return due
+"""
+
+
+class BackupStore:
+    """Typed Redis access for backups (the Redis side; `integrations.backups` holds the objects)."""
+
+    def __init__(self, store: Store, *, history_keep: int = 1000) -> None:
+        self._store = store
+        self._redis = store.redis
+        self._keys = store.keys
+        self._keep = history_keep
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._claim = self._redis.register_script(_CLAIM_DUE)
+
+    def _k(self, part: str, *names: str) -> str:
+        return self._keys.backups(part, *names)
+
+    # -- backups ------------------------------------------------------------------------------------------
+
+    async def create(self, record: BackupRecord) -> None:
+        """Stores a new (running) record and indexes it."""
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._k("record", record.id), record.model_dump_json())
+                pipe.zadd(self._k("history", record.target), {record.id: record.created_at.timestamp()})
+                pipe.sadd(self._k("running"), record.id)
+                await pipe.execute()
+        await self._store.call("backup_create", write())
+
+    async def get(self, backup_id: str) -> BackupRecord | None:
+        """The record, or None."""
+        return _parse(BackupRecord, await self._store.call("backup_get", self._redis.get(self._k("record", backup_id))))
+
+    async def update(self, backup_id: str, change: Callable[[BackupRecord], BackupRecord]) -> BackupRecord:
+        """Applies `change` atomically; indexes follow the new state (running set, last good time)."""
+
+        def write(raw: str | None, pipe: Pipeline) -> BackupRecord:
+            current = _parse(BackupRecord, raw)
+            if current is None:
+                raise KeyError(backup_id)
+            updated = change(current)
+            pipe.set(self._k("record", backup_id), updated.model_dump_json())
+            if updated.state != BackupState.RUNNING:
+                pipe.srem(self._k("running"), backup_id)
+            if updated.state == BackupState.SUCCEEDED and current.state != BackupState.SUCCEEDED:
+                pipe.set(self._k("last_good", updated.target), (updated.finished_at or updated.created_at).isoformat())
+            return updated
+
+        return await self._store.update_watched(self._k("record", backup_id), write, what=f"backup {backup_id}")
+
+    async def history(self, target: str, limit: int) -> list[BackupRecord]:
+        """The newest `limit` records of a target, newest first."""
+        ids = await self._store.call("backup_history", self._redis.zrevrange(self._k("history", target), 0, limit - 1))
+        return await self._many([str(i) for i in ids])
+
+    async def running(self) -> list[BackupRecord]:
+        """Every backup recorded as running (some may belong to a dead process)."""
+        ids = await self._store.call("backup_running", self._redis.smembers(self._k("running")))
+        return await self._many(sorted(str(i) for i in ids))
+
+    async def last_good(self, target: str) -> datetime | None:
+        """When the target's newest successful backup finished."""
+        raw = await self._store.call("backup_last_good", self._redis.get(self._k("last_good", target)))
+        return datetime.fromisoformat(raw) if raw else None
+
+    async def first_seen(self, target: str, now: datetime) -> datetime:
+        """When the RPO check first saw this target (set now if never)."""
+        key = self._k("first_seen", target)
+        await self._store.call("backup_seen", self._redis.set(key, now.isoformat(), nx=True))
+        raw = await self._store.call("backup_seen", self._redis.get(key))
+        return datetime.fromisoformat(raw) if raw else now
+
+    async def trim(self, target: str) -> None:
+        """Forgets records beyond `history_keep` (the oldest; their objects are gone by then)."""
+        key = self._k("history", target)
+        old = await self._store.call("backup_trim", self._redis.zrange(key, 0, -self._keep - 1))
+        if old:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(key, *old)
+                pipe.delete(*[self._k("record", str(i)) for i in old])
+                await self._store.call("backup_trim", pipe.execute())
+
+    async def _many(self, ids: list[str]) -> list[BackupRecord]:
+        if not ids:
+            return []
+        raws = await self._store.call("backup_mget", self._redis.mget([self._k("record", i) for i in ids]))
+        return [r for r in (_parse(BackupRecord, raw) for raw in raws) if r is not None]
+
+    # -- the run lock -------------------------------------------------------------------------------------
+
+    async def acquire_lock(self, target: str, *, holder: str, reason: str, run_id: str, now: datetime,
+                           ttl: timedelta) -> tuple[LockInfo | None, LockInfo | None]:
+        """(ours, None) when taken; (None, theirs) when someone holds it."""
+        mine = LockInfo(secrets.token_hex(12), holder, reason, now, None, run_id)
+        key = self._k("lock", target)
+        ok = await self._store.call("backup_lock", self._redis.set(key, mine.to_json(), nx=True, px=int(ttl.total_seconds() * 1000)))
+        if ok:
+            return mine, None
+        raw = await self._store.call("backup_lock", self._redis.get(key))
+        return None, LockInfo.from_json(raw) if raw else None
+
+    async def renew_lock(self, target: str, token: str, ttl: timedelta) -> bool:
+        """Extends our lock; False when it is no longer ours."""
+        return bool(await self._store.call("backup_lock_renew", self._renew(keys=[self._k("lock", target)], args=[token, int(ttl.total_seconds() * 1000)])))
+
+    async def release_lock(self, target: str, token: str) -> bool:
+        """Releases our lock (never someone else's)."""
+        return bool(await self._store.call("backup_lock_release", self._release(keys=[self._k("lock", target)], args=[token])))
+
+    async def lock_holder(self, target: str) -> LockInfo | None:
+        """Who holds the target's lock now."""
+        raw = await self._store.call("backup_lock", self._redis.get(self._k("lock", target)))
+        return LockInfo.from_json(raw) if raw else None
+
+    # -- alerts bookkeeping -------------------------------------------------------------------------------
+
+    async def mark_firing(self, member: str) -> bool:
+        """Remembers that an alert `<target>:<kind>` was raised; True when it was not raised before."""
+        return bool(await self._store.call("backup_firing", self._redis.sadd(self._k("firing"), member)))
+
+    async def clear_firing(self, member: str) -> bool:
+        """Forgets it; True when it was raised (so a resolved alert is due)."""
+        return bool(await self._store.call("backup_firing", self._redis.srem(self._k("firing"), member)))
+
+    # -- restores -----------------------------------------------------------------------------------------
+
+    async def create_restore(self, record: RestoreRecord) -> None:
+        """Stores a restore request and its approval deadline."""
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._k("restore", record.id), record.model_dump_json())
+                pipe.zadd(self._k("restores"), {record.id: record.created_at.timestamp()})
+                pipe.zadd(self._k("deadlines"), {record.id: record.expires_at.timestamp()})
+                await pipe.execute()
+        await self._store.call("restore_create", write())
+
+    async def get_restore(self, restore_id: str) -> RestoreRecord | None:
+        """The restore request, or None."""
+        return _parse(RestoreRecord, await self._store.call("restore_get", self._redis.get(self._k("restore", restore_id))))
+
+    async def update_restore(self, restore_id: str, change: Callable[[RestoreRecord], RestoreRecord]) -> RestoreRecord:
+        """Applies `change` atomically; a finished request leaves the deadlines."""
+
+        def write(raw: str | None, pipe: Pipeline) -> RestoreRecord:
+            current = _parse(RestoreRecord, raw)
+            if current is None:
+                raise KeyError(restore_id)
+            updated = change(current)
+            pipe.set(self._k("restore", restore_id), updated.model_dump_json())
+            if updated.state.value != "awaiting_approval":
+                pipe.zrem(self._k("deadlines"), restore_id)
+            return updated
+
+        return await self._store.update_watched(self._k("restore", restore_id), write, what=f"restore {restore_id}")
+
+    async def claim_due(self, now: datetime) -> list[str]:
+        """Restore ids whose approval deadline passed; each returned to exactly one caller."""
+        return [str(i) for i in await self._store.call("restore_claim_due", self._claim(keys=[self._k("deadlines")], args=[now.timestamp()]))]
+
+    async def recent_restores(self, limit: int) -> list[RestoreRecord]:
+        """The newest restore requests, newest first."""
+        ids = await self._store.call("restore_recent", self._redis.zrevrange(self._k("restores"), 0, limit - 1))
+        if not ids:
+            return []
+        raws = await self._store.call("restore_mget", self._redis.mget([self._k("restore", str(i)) for i in ids]))
+        return [r for r in (_parse(RestoreRecord, raw) for raw in raws) if r is not None]
+
+
+def _parse(model: type[M], raw: str | None) -> M | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        return None

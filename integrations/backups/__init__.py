@@ -1,0 +1,1 @@
+"""Backup engines (PostgreSQL, Redis, RDS snapshots) and backup storage (S3, a local folder)."""

@@ -1,0 +1,113 @@
+"""RDS backups: a manual DB snapshot (`create_db_snapshot`), waited for until it is available.
+
+The snapshot lives in AWS, not in a backup store; its id is the backup's id and it is deleted by retention like
+any other backup. boto3 runs through `asyncio.to_thread` on one client built on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, Literal
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from pydantic import Field
+
+from integrations.alerts.base import EnvVarName
+from integrations.backups.base import BackupError, Progress, VerifyFacts
+from integrations.deploy.base import PositiveDuration
+from integrations.types import StrictModel
+
+
+class RdsSettings(StrictModel):
+    """`{kind: rds_snapshot, instance: prod-db, region: eu-west-1}`."""
+
+    kind: Literal["rds_snapshot"]
+    instance: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    region: str | None = None
+    endpoint_url_env: EnvVarName | None = None
+    poll_interval: PositiveDuration = timedelta(seconds=15)
+    timeout: PositiveDuration = timedelta(hours=2)
+
+
+class RdsSnapshotEngine:
+    """Creates, checks and deletes manual snapshots of one RDS instance."""
+
+    def __init__(self, settings: RdsSettings, *, environ: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._client: Any = None
+
+    def _make_client(self) -> Any:
+        endpoint = None
+        if self._settings.endpoint_url_env:
+            endpoint = self._environ.get(self._settings.endpoint_url_env) or None
+            if endpoint is None:
+                raise BackupError(f"environment variable {self._settings.endpoint_url_env} (the RDS endpoint URL) is not set")
+        keys = {name.lower(): self._environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+                if self._environ.get(name)}
+        session = boto3.session.Session(**keys, region_name=self._settings.region)  # type: ignore[arg-type]
+        return session.client("rds", endpoint_url=endpoint, config=botocore.config.Config(retries={"mode": "standard"}))
+
+    async def _call(self, operation: str, **params: Any) -> Any:
+        if self._client is None:
+            self._client = await asyncio.to_thread(self._make_client)
+        try:
+            return await asyncio.to_thread(getattr(self._client, operation), **params)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "error")
+            raise BackupError(f"RDS {operation} for {self._settings.instance} failed: {code}") from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise BackupError(f"RDS {operation} for {self._settings.instance} failed: {type(error).__name__}") from None
+
+    async def snapshot(self, snapshot_id: str, on_progress: Callable[[Progress, str], Awaitable[None]]) -> tuple[str, int]:
+        """Creates the snapshot and waits until it is available: (its ARN, its allocated size in bytes)."""
+        started = time.monotonic()
+        answer = await self._call("create_db_snapshot", DBSnapshotIdentifier=snapshot_id,
+                                  DBInstanceIdentifier=self._settings.instance,
+                                  Tags=[{"Key": "created-by", "Value": "chatops"}])
+        snapshot = answer["DBSnapshot"]
+        deadline = started + self._settings.timeout.total_seconds()
+        while True:
+            status = str(snapshot.get("Status", "")).lower()
+            if status == "available":
+                return str(snapshot.get("DBSnapshotArn", snapshot_id)), int(snapshot.get("AllocatedStorage") or 0) * 1024**3
+            if status in ("failed", "incompatible-restore", "incompatible-parameters", "deleted"):
+                raise BackupError(f"RDS snapshot {snapshot_id} ended {status}")
+            if time.monotonic() > deadline:
+                raise BackupError(f"RDS snapshot {snapshot_id} was not available after the timeout (still {status})")
+            await on_progress(Progress(0, time.monotonic() - started), f"snapshot {status or 'pending'} "
+                                                                       f"({snapshot.get('PercentProgress', 0)}%)")
+            await asyncio.sleep(self._settings.poll_interval.total_seconds())
+            snapshot = (await self._call("describe_db_snapshots", DBSnapshotIdentifier=snapshot_id))["DBSnapshots"][0]
+
+    async def verify(self, snapshot_id: str) -> VerifyFacts:
+        """Checks that the snapshot exists and is available."""
+        answer = await self._call("describe_db_snapshots", DBSnapshotIdentifier=snapshot_id)
+        snapshots = answer.get("DBSnapshots") or []
+        if not snapshots or str(snapshots[0].get("Status", "")).lower() != "available":
+            raise BackupError(f"RDS snapshot {snapshot_id} is not available")
+        return VerifyFacts(detail=f"snapshot {snapshot_id} is available ({snapshots[0].get('Engine', 'unknown engine')})")
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Deletes the snapshot; one already gone is fine."""
+        try:
+            await self._call("delete_db_snapshot", DBSnapshotIdentifier=snapshot_id)
+        except BackupError as error:
+            if "DBSnapshotNotFound" not in str(error):
+                raise
+
+    async def aclose(self) -> None:
+        """Closes the client."""
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
+
+
+def build(settings: RdsSettings, *, environ: Mapping[str, str]) -> RdsSnapshotEngine:
+    """The engine for validated settings."""
+    return RdsSnapshotEngine(settings, environ=environ)

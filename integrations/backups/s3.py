@@ -1,0 +1,222 @@
+"""Backup storage in an S3 bucket (AWS, or any S3-compatible server such as SeaweedFS or MinIO).
+
+A backup is written as a multipart upload, one part per dump part, and becomes an object only when the upload is
+completed: an upload that fails or is killed leaves no object, only an incomplete upload, which `incomplete`
+finds and `abort_incomplete` removes. boto3 is synchronous: every call runs through `asyncio.to_thread` on one
+client built when first needed. That keeps to the project's one AWS library; the calls are few (one per 8 MiB
+part), so a thread hop per call costs nothing measurable, and boto3 brings credentials, retries and signing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from pydantic import Field, field_validator
+
+from integrations.alerts.base import EnvVarName
+from integrations.backups.base import PART_SIZE, BackupError
+from integrations.types import StrictModel
+
+MIN_PART = 5 * 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
+
+
+class S3StorageSettings(StrictModel):
+    """`storage.<name>: {kind: s3, bucket: acme-backups, prefix: chatops/, region: eu-west-1}`."""
+
+    kind: Literal["s3"]
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url_env: EnvVarName | None = Field(None, description="Variable holding an endpoint URL (SeaweedFS, MinIO, tests).")
+    storage_class: Literal[
+        "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "REDUCED_REDUNDANCY",
+    ] | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None
+    part_size_mib: int = Field(PART_SIZE // (1024 * 1024), ge=5, le=512)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value.startswith("/") or "//" in value or ".." in value.split("/"):
+            raise ValueError("must be a relative key prefix like 'chatops/' (no leading '/', '//' or '..')")
+        return value
+
+
+class S3Upload:
+    """A multipart upload in progress."""
+
+    def __init__(self, store: S3BackupStore, key: str, upload_id: str) -> None:
+        self._store = store
+        self.key = key
+        self.upload_id = upload_id
+        self._parts: list[dict[str, Any]] = []
+        self._done = False
+
+    async def write(self, part: bytes) -> None:
+        """Uploads the next part."""
+        number = len(self._parts) + 1
+        self._parts.append({"PartNumber": number})
+        answer = await self._store.call(
+            "upload_part", Bucket=self._store.bucket, Key=self._store.full(self.key), UploadId=self.upload_id,
+            PartNumber=number, Body=part,
+        )
+        self._parts[number - 1]["ETag"] = answer["ETag"]
+
+    async def complete(self) -> str:
+        """Completes the upload; the object exists from now on."""
+        full = self._store.full(self.key)
+        if not self._parts:  # an empty dump: S3 needs at least one part
+            await self.write(b"")
+        await self._store.call(
+            "complete_multipart_upload", Bucket=self._store.bucket, Key=full, UploadId=self.upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+        self._done = True
+        return self._store.location(self.key)
+
+    async def abort(self) -> None:
+        """Aborts the upload (its parts are deleted); idempotent."""
+        if self._done:
+            return
+        self._done = True
+        await self._store.abort_incomplete(self.key, self.upload_id)
+
+
+class S3BackupStore:
+    """Backup objects under `s3://bucket/prefix`."""
+
+    def __init__(self, settings: S3StorageSettings, *, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.part_size = settings.part_size_mib * 1024 * 1024
+        self._environ = environ
+        self._client: Any = None
+
+    def full(self, key: str) -> str:
+        """The object key with the configured prefix."""
+        return self.settings.prefix + key
+
+    def location(self, key: str) -> str:
+        """`s3://bucket/prefix/key`."""
+        return f"s3://{self.bucket}/{self.full(key)}"
+
+    def _make_client(self) -> Any:
+        endpoint = None
+        if self.settings.endpoint_url_env:
+            endpoint = self._environ.get(self.settings.endpoint_url_env) or None
+            if endpoint is None:
+                raise BackupError(f"environment variable {self.settings.endpoint_url_env} (the S3 endpoint URL) is not set")
+        keys = {name.lower(): self._environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+                if self._environ.get(name)}
+        session = boto3.session.Session(**keys, region_name=self.settings.region)  # type: ignore[arg-type]
+        config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=4,
+                                        s3={"addressing_style": "path"} if endpoint else None)
+        return session.client("s3", endpoint_url=endpoint, config=config)
+
+    async def call(self, operation: str, **params: Any) -> Any:
+        """One S3 call in a thread; BackupError with the service's error code (never credentials) on failure."""
+        if self._client is None:
+            self._client = await asyncio.to_thread(self._make_client)
+        try:
+            return await asyncio.to_thread(getattr(self._client, operation), **params)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "error")
+            raise BackupError(f"S3 {operation} on {self.bucket} failed: {code}") from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise BackupError(f"S3 {operation} on {self.bucket} failed: {type(error).__name__}") from None
+
+    async def begin(self, key: str) -> S3Upload:
+        """Creates a multipart upload for `key`, with the storage class and encryption configured."""
+        extra: dict[str, str] = {"ContentType": "application/octet-stream"}
+        if self.settings.storage_class:
+            extra["StorageClass"] = self.settings.storage_class
+        if self.settings.sse:
+            extra["ServerSideEncryption"] = self.settings.sse
+        answer = await self.call("create_multipart_upload", Bucket=self.bucket, Key=self.full(key), **extra)
+        return S3Upload(self, key, answer["UploadId"])
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        """The object in chunks of 4 MiB, read as they are consumed (never the whole object in memory)."""
+        answer = await self.call("get_object", Bucket=self.bucket, Key=self.full(key))
+        body = answer["Body"]
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.to_thread(body.read, READ_CHUNK)
+                except (botocore.exceptions.BotoCoreError, OSError) as error:
+                    raise BackupError(f"reading s3://{self.bucket}/{self.full(key)} failed: {type(error).__name__}") from None
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    async def put_small(self, key: str, data: bytes) -> None:
+        """A small object in one request."""
+        extra = {"ServerSideEncryption": self.settings.sse} if self.settings.sse else {}
+        await self.call("put_object", Bucket=self.bucket, Key=self.full(key), Body=data, ContentType="application/json", **extra)
+
+    async def get_small(self, key: str) -> bytes | None:
+        """A small object's bytes, or None."""
+        try:
+            answer = await self.call("get_object", Bucket=self.bucket, Key=self.full(key))
+        except BackupError as error:
+            if "NoSuchKey" in str(error) or "404" in str(error):
+                return None
+            raise
+        return bytes(await asyncio.to_thread(answer["Body"].read))
+
+    async def exists(self, key: str) -> bool:
+        """Whether the completed object exists."""
+        try:
+            await self.call("head_object", Bucket=self.bucket, Key=self.full(key))
+        except BackupError as error:
+            if "404" in str(error) or "NoSuchKey" in str(error) or "NotFound" in str(error):
+                return False
+            raise
+        return True
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Deletes objects, 1000 per request."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": self.full(key)} for key in keys[start:start + 1000]]
+            await self.call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    async def incomplete(self, prefix: str) -> list[tuple[str, str]]:
+        """Unfinished multipart uploads under `prefix`, keys relative to the store's prefix."""
+        found: list[tuple[str, str]] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.full(prefix)}
+        while True:
+            answer = await self.call("list_multipart_uploads", **params)
+            for upload in answer.get("Uploads") or []:
+                found.append((str(upload["Key"])[len(self.settings.prefix):], str(upload["UploadId"])))
+            if not answer.get("IsTruncated"):
+                return found
+            params |= {"KeyMarker": answer.get("NextKeyMarker"), "UploadIdMarker": answer.get("NextUploadIdMarker")}
+
+    async def abort_incomplete(self, key: str, upload_id: str) -> None:
+        """Aborts one multipart upload; one already gone is fine."""
+        try:
+            await self.call("abort_multipart_upload", Bucket=self.bucket, Key=self.full(key), UploadId=upload_id)
+        except BackupError as error:
+            if "NoSuchUpload" not in str(error):
+                raise
+
+    async def aclose(self) -> None:
+        """Closes the client's connections."""
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
+
+
+def build(settings: S3StorageSettings, *, environ: Mapping[str, str]) -> S3BackupStore:
+    """The store for validated settings (the client is built on first use)."""
+    return S3BackupStore(settings, environ=environ)

