@@ -28,6 +28,9 @@ from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
 from bot.deps import Deps, utc_now
+from bot.incidents.paging import with_incident_policies
+from bot.incidents.service import IncidentService
+from bot.incidents.store import IncidentStore
 from bot.keys import Keys
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
@@ -141,11 +144,16 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
     return roles
 
 
-def _schedule(scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager) -> None:
-    """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, every rotation's
-    hand-off (a missed one is posted once, late, with a note) and the monthly pruning of old overrides."""
+def _schedule(
+    scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager,
+    incidents: IncidentService,
+) -> None:
+    """Registers the periodic jobs the leader runs: the escalation tick (alert pages, then incidents' "no
+    commander" deadlines and Slack catch-up), silence expiry, every rotation's hand-off (a missed one is posted
+    once, late, with a note) and the monthly pruning of old overrides."""
     async def escalation_tick(_: Missed | None) -> None:
         await pager.tick()
+        await incidents.tick()
 
     async def expire_silences(_: Missed | None) -> None:
         await alerts.tick()
@@ -199,20 +207,33 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
             clock=clock,
         )
+        # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
         alerts = AlertPipeline(
             config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
-            oncall=runtime.config.oncall,
+            oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
         )
-        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock)
+        incident_store = IncidentStore(store)
+
+        async def open_incidents() -> list[str]:
+            return await incidents.open_lines()
+
+        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
+                               open_incidents=open_incidents)
         pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock)
+        usergroups = UsergroupDirectory(slack)
+        permissions = Permissions(_roles(runtime.config), usergroups)
+        incidents = IncidentService(
+            config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
+            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+        )
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
-        _schedule(scheduler, runtime.config, alerts, oncall, pager)
+        _schedule(scheduler, runtime.config, alerts, oncall, pager, incidents)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
             store=store,
             audit=audit,
-            permissions=Permissions(_roles(runtime.config), UsergroupDirectory(slack)),
+            permissions=permissions,
             slack=slack,
             http=app[HTTP],
             metrics=app[METRICS],
@@ -221,6 +242,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             alerts=alerts,
             oncall=oncall,
             pager=pager,
+            incidents=incidents,
             scheduler=scheduler,
             people=PeopleDirectory(slack),
             clock=clock,

@@ -13,6 +13,7 @@ from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
+from bot.incidents.service import IncidentService
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
 from bot.oncall.service import OncallService
@@ -44,6 +45,7 @@ class Deps:
     alerts: AlertPipeline
     oncall: OncallService
     pager: Pager
+    incidents: IncidentService
     scheduler: LeaderScheduler
     people: PeopleDirectory
     clock: Callable[[], datetime] = utc_now

@@ -32,6 +32,17 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
 | `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
 | `{prefix}:{oncall}:handoff`                | hash   | per rotation, the last shift whose hand-off was posted |
+| `{prefix}:{incidents}:seq`                 | string | the last incident number handed out (INCR)             |
+| `{prefix}:{incidents}:record:<id>`         | string | one incident (JSON `Incident`): roles, status, Slack   |
+| `{prefix}:{incidents}:timeline:<id>`       | stream | an incident's timeline, append-only, in order          |
+| `{prefix}:{incidents}:published`           | hash   | per incident, the last timeline entry posted to Slack  |
+| `{prefix}:{incidents}:publish:<id>`        | string | who is posting an incident's timeline now; TTL         |
+| `{prefix}:{incidents}:channels`            | hash   | incident channel id -> incident id                     |
+| `{prefix}:{incidents}:names`               | hash   | incident channel name -> incident id                   |
+| `{prefix}:{incidents}:open`                | set    | ids of incidents not resolved                          |
+| `{prefix}:{incidents}:all`                 | zset   | every incident id by declaration time                  |
+| `{prefix}:{incidents}:deadlines`           | zset   | "no commander yet" deadlines by due time (claimed)     |
+| `{prefix}:{incidents}:figures`             | stream | per resolved incident: time to commander, to resolve   |
 
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
 MULTI or Lua script, on one Redis Cluster slot.
@@ -80,6 +91,10 @@ class Keys:
     def oncall(self, part: str, *names: str) -> str:
         """An on-call key: `oncall("overrides")`, `oncall("handoff")`."""
         return ":".join([f"{self.prefix}:{{oncall}}:{part}", *(_safe(n) for n in names)])
+
+    def incidents(self, part: str, *names: str) -> str:
+        """An incidents key: `incidents("record", id)`, `incidents("timeline", id)`, `incidents("open")`…"""
+        return ":".join([f"{self.prefix}:{{incidents}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""
