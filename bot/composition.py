@@ -45,7 +45,7 @@ from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
 from commands import dispatch
-from commands.catalog import Catalog, describe
+from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
@@ -103,6 +103,11 @@ def command_catalog() -> Catalog:
 def manifest_commands() -> list[dict[str, str]]:
     """The slash commands as the Slack app manifest lists them."""
     return [describe(spec) for spec in build_catalog().specs]
+
+
+def manifest_shortcuts() -> list[dict[str, str]]:
+    """The shortcuts (message and global) as the Slack app manifest lists them."""
+    return [describe_shortcut(shortcut) for spec in build_catalog().specs for shortcut in spec.shortcuts]
 
 
 def create_web_app(

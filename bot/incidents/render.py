@@ -4,6 +4,7 @@ lines, list lines and the declare modal."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -14,11 +15,17 @@ from bot.incidents.model import Incident, TimelineEntry
 
 DECLARE_VIEW = "incidents.declare"
 STATUS_EMOJI = {"investigating": ":mag:", "identified": ":bulb:", "monitoring": ":eyes:", "resolved": ":white_check_mark:"}
+_ESCAPED_MENTION = re.compile(r"&lt;(!here|[@#][UWCG][A-Z0-9]+)(?:\|[^&]*)?&gt;")
 KIND_EMOJI = {
     "declared": ":rotating_light:", "update": ":speech_balloon:", "status": ":arrows_counterclockwise:",
     "severity": ":warning:", "commander": ":crown:", "role": ":bust_in_silhouette:", "note": ":memo:",
     "page": ":pager:", "escalation": ":alarm_clock:", "resolved": ":white_check_mark:", "alert": ":link:",
 }
+
+
+def user_text(text: str) -> str:
+    """People's text made safe for mrkdwn, keeping their user and channel mentions (`<@U…>`, `<#C…>`) working."""
+    return _ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", escape(text))
 
 
 def channel_link(incident: Incident) -> str:
@@ -54,9 +61,9 @@ def summary_message(incident: Incident, *, now: datetime, announce_link: str = "
     """The message pinned in the incident channel, updated on every change."""
     blocks: list[Block] = [header(f"{incident.id}: {incident.title}"), fields(_figures(incident, now))]
     if incident.last_update:
-        blocks.append(section(f"*Latest update*\n{escape(incident.last_update)}"))
+        blocks.append(section(f"*Latest update*\n{user_text(incident.last_update)}"))
     if incident.resolution:
-        blocks.append(section(f"*Resolution*\n{escape(incident.resolution)}"))
+        blocks.append(section(f"*Resolution*\n{user_text(incident.resolution)}"))
     links = []
     if announce_link:
         links.append(f"<{announce_link}|announcement>")
@@ -78,7 +85,7 @@ def announce_message(incident: Incident, *, now: datetime) -> tuple[str, list[Bl
         fields(_figures(incident, now)),
     ]
     if incident.last_update:
-        blocks.append(context(f"Latest: {escape(incident.last_update[:300])}"))
+        blocks.append(context(f"Latest: {user_text(incident.last_update[:300])}"))
     return f"{incident.id} {incident.severity.upper()} {incident.status}: {incident.title}", blocks
 
 
@@ -86,7 +93,7 @@ def entry_line(entry: TimelineEntry) -> str:
     """One timeline entry as a Slack line: time, who, what."""
     by = f"<@{entry.by}>" if entry.by and entry.by != "chatops" else "chatops"
     author = f" (message by <@{entry.author}>)" if entry.author and entry.author != entry.by else ""
-    return f"{KIND_EMOJI.get(entry.kind, '•')} `{entry.at:%H:%M:%S}Z` {by}{author}: {escape(entry.text)}"
+    return f"{KIND_EMOJI.get(entry.kind, '•')} `{entry.at:%H:%M:%S}Z` {by}{author}: {user_text(entry.text)}"
 
 
 def timeline_text(incident: Incident, entries: Sequence[TimelineEntry], limit: int = 60) -> str:

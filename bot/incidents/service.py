@@ -213,7 +213,10 @@ class IncidentService:
             was = f", taking over from <@{before.commander}>" if before.commander else ""
             return [self._entry("commander", by, f"<@{user}> is the incident commander{was}{took}")]
 
-        return await self._change(incident, by, "commander", change, entries, detail=user)
+        after = await self._change(incident, by, "commander", change, entries, detail=user)
+        if after.channel_id:
+            await self._invite(after, user)
+        return after
 
     async def set_role(self, incident: Incident, role: str, user: str, by: str) -> Incident:
         """Gives `user` a named role (scribe, comms, ops…)."""
@@ -221,8 +224,11 @@ class IncidentService:
             self._open(i)
             return i.model_copy(update={"roles": {**i.roles, role: user}, "participants": _add(i.participants, user)})
 
-        return await self._change(incident, by, "role", change,
-                                  lambda _b, _a: [self._entry("role", by, f"<@{user}> is {role}")], detail=f"{role}: {user}")
+        after = await self._change(incident, by, "role", change,
+                                   lambda _b, _a: [self._entry("role", by, f"<@{user}> is {role}")], detail=f"{role}: {user}")
+        if after.channel_id:
+            await self._invite(after, user)
+        return after
 
     async def set_status(self, incident: Incident, status: str, by: str) -> Incident:
         """Moves the status (resolving goes through `resolve`)."""
