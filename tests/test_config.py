@@ -139,7 +139,7 @@ def test_config_is_immutable() -> None:
 BAD_CONFIGS = [
     pytest.param("slak: {}\n", ["line 1, slak: unknown key; did you mean 'slack'?"], id="unknown-top-level-key"),
     pytest.param(
-        "wat: 1\n", ["line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, oncall, scheduler"], id="unknown-key-no-hint"
+        "wat: 1\n", ["line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, oncall, incidents, scheduler"], id="unknown-key-no-hint"
     ),
     pytest.param(
         "slack:\n  announce_chanel: '#ops'\n",

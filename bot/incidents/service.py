@@ -15,6 +15,7 @@ commander with @here in the announce thread).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL_ATTEMPTS = 20
 CLAIM_LEASE_SECONDS = 60
+SYNC_WAITS = 100
+SYNC_WAIT_SECONDS = 0.1
 MAX_TITLE = 150
 MAX_TEXT = 3000
 CHANNEL_POSTS = frozenset({"update", "status", "severity", "commander", "role", "escalation", "resolved", "alert"})
@@ -358,26 +361,35 @@ class IncidentService:
     # -- Slack --------------------------------------------------------------------------------------------
 
     async def sync(self, inc_id: str) -> None:
-        """Brings Slack up to date with Redis for one incident (see the module docstring)."""
-        token = await self.store.lock_publisher(inc_id)
-        if token is None:
-            return  # another process syncs it; it re-reads the timeline before letting go
-        try:
+        """Brings Slack up to date with Redis for one incident (see the module docstring). Whoever holds the
+        lock posts; a caller that finds it held waits its turn, and the holder looks again after letting go, so
+        an entry appended meanwhile is never left for the tick."""
+        for _ in range(SYNC_WAITS):
+            token = await self.store.lock_publisher(inc_id)
+            if token is None:
+                await asyncio.sleep(SYNC_WAIT_SECONDS)
+                continue
+            try:
+                incident = await self.store.get(inc_id)
+                if incident is None:
+                    return
+                await self._sync_locked(incident)
+            finally:
+                await self.store.unlock_publisher(inc_id, token)
             incident = await self.store.get(inc_id)
-            if incident is None:
+            if incident is None or not await self._lagging(incident):
                 return
-            if not incident.setup_done:
-                incident = await self._setup(incident)
-            published_any = True
-            changed = False
-            while published_any:
-                published_any = await self._publish(incident)
-                changed = changed or published_any
-                incident = await self.store.get(inc_id) or incident
-            if changed or not incident.summary_ts:
-                await self._refresh(incident)
-        finally:
-            await self.store.unlock_publisher(inc_id, token)
+        log.warning("incident %s is still being synced by another process; the tick finishes it", inc_id)
+
+    async def _sync_locked(self, incident: Incident) -> None:
+        if not incident.setup_done:
+            incident = await self._setup(incident)
+        changed = False
+        while await self._publish(incident):
+            changed = True
+            incident = await self.store.get(incident.id) or incident
+        if changed:
+            await self._refresh(incident)
 
     async def _lagging(self, incident: Incident) -> bool:
         if not incident.setup_done:
