@@ -244,12 +244,12 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "- slack\n- roles\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, oncall:, scheduler: (got a list)"],
+        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, oncall:, incidents:, scheduler: (got a list)"],
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, oncall:, scheduler: (got 'hello')"],
+        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, oncall:, incidents:, scheduler: (got 'hello')"],
         id="top-level-scalar",
     ),
     pytest.param(
