@@ -62,7 +62,7 @@ def check_config(path: str) -> int:
 
 def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
     """Prints the Slack app manifest generated from the command registry."""
-    from bot.composition import manifest_commands
+    from bot.composition import manifest_commands, manifest_shortcuts
     from bot.manifest import build_manifest, manifest_yaml
 
     if url is None and not socket_mode:
@@ -71,7 +71,7 @@ def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
     if url is not None and not url.startswith("https://") and not url.startswith("http://"):
         print(f"chatops manifest: --url must start with https:// (got {url!r})", file=sys.stderr)
         return EXIT_CANNOT_START
-    print(manifest_yaml(build_manifest(manifest_commands(), url=url, socket_mode=socket_mode, app_name=name)), end="")
+    print(manifest_yaml(build_manifest(manifest_commands(), url=url, socket_mode=socket_mode, app_name=name, shortcuts=manifest_shortcuts())), end="")
     return EXIT_OK
 
 

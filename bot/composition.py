@@ -30,6 +30,9 @@ from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
 from bot.deps import Deps, utc_now
+from bot.incidents.paging import with_incident_policies
+from bot.incidents.service import IncidentService
+from bot.incidents.store import IncidentStore
 from bot.keys import Keys
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
@@ -46,7 +49,7 @@ from bot.store import Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
 from commands import dispatch
-from commands.catalog import Catalog, describe
+from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
@@ -106,6 +109,11 @@ def manifest_commands() -> list[dict[str, str]]:
     return [describe(spec) for spec in build_catalog().specs]
 
 
+def manifest_shortcuts() -> list[dict[str, str]]:
+    """The shortcuts (message and global) as the Slack app manifest lists them."""
+    return [describe_shortcut(shortcut) for spec in build_catalog().specs for shortcut in spec.shortcuts]
+
+
 def create_web_app(
     settings: Settings, config: ChatopsConfig, *, mount: Callable[[web.Application], None] | None = None,
     clock: Callable[[], datetime] = utc_now,
@@ -147,13 +155,15 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
 
 def _schedule(
     scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager,
-    status: StatusService, backups: BackupService,
+    status: StatusService, backups: BackupService, incidents: IncidentService,
 ) -> None:
-    """Registers the periodic jobs the leader runs: the escalation tick, silence expiry, the health probes, every
-    rotation's hand-off (a missed one is posted once, late, with a note), the pruning of old overrides, and the
-    backups' schedules, drills, RPO check and tick (restore expiry, interrupted runs)."""
+    """Registers the periodic jobs the leader runs: the escalation tick (alert pages, then incidents' "no
+    commander" deadlines and Slack catch-up), silence expiry, the health probes, every rotation's hand-off (a
+    missed one is posted once, late, with a note), the pruning of old overrides, and the backups' schedules,
+    drills, RPO check and tick (restore expiry, interrupted runs)."""
     async def escalation_tick(_: Missed | None) -> None:
         await pager.tick()
+        await incidents.tick()
 
     async def expire_silences(_: Missed | None) -> None:
         await alerts.tick()
@@ -218,12 +228,25 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
             clock=clock,
         )
+        # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
         alerts = AlertPipeline(
             config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
-            oncall=runtime.config.oncall,
+            oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
         )
-        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock)
+        incident_store = IncidentStore(store)
+
+        async def open_incidents() -> list[str]:
+            return await incidents.open_lines()
+
+        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
+                               open_incidents=open_incidents)
         pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock)
+        usergroups = UsergroupDirectory(slack)
+        permissions = Permissions(_roles(runtime.config), usergroups)
+        incidents = IncidentService(
+            config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
+            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+        )
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
                                http=app[HTTP], clock=clock)
@@ -231,13 +254,13 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
             slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
         )
-        _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups)
+        _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
             store=store,
             audit=audit,
-            permissions=Permissions(_roles(runtime.config), UsergroupDirectory(slack)),
+            permissions=permissions,
             slack=slack,
             http=app[HTTP],
             metrics=app[METRICS],
@@ -247,6 +270,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             backups=backups,
             oncall=oncall,
             pager=pager,
+            incidents=incidents,
             scheduler=scheduler,
             people=PeopleDirectory(slack),
             status=status,

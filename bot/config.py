@@ -41,6 +41,7 @@ from bot.deploys.config import (
     ServiceConfig,
     ServiceName,
 )
+from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection
 from bot.status.config import StatusSection
 from integrations.types import (
@@ -142,6 +143,7 @@ class ChatopsConfig(StrictModel):
     alerts: AlertsSection = AlertsSection()
     backups: BackupsSection = BackupsSection()
     oncall: OncallSection = OncallSection()
+    incidents: IncidentsSection = IncidentsSection()
     scheduler: SchedulerSection = SchedulerSection()
     status: StatusSection = StatusSection()
 
@@ -167,6 +169,7 @@ class ChatopsConfig(StrictModel):
         for key, role in self.backups.roles_named():
             if role not in self.roles and role != "admins":
                 problems.append(f"{key}: role '{role}' is not defined under roles")
+        problems += _incident_pages(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -174,6 +177,20 @@ class ChatopsConfig(StrictModel):
     def role_members(self, role: str) -> tuple[str, ...]:
         """The user IDs, usergroup IDs and @handles listed under `roles.<role>`; empty when the role is not set."""
         return self.roles.get(role, ())
+
+
+def _incident_pages(config: ChatopsConfig) -> list[str]:
+    """Every severity's `page:` must name an on-call rotation or an escalation policy."""
+    known = [*config.oncall.rotations, *config.oncall.escalation_policies]
+    problems = []
+    for name, severity in config.incidents.severities.items():
+        if severity.page is None or severity.page in known:
+            continue
+        close = difflib.get_close_matches(severity.page, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f" (rotations and policies: {', '.join(sorted(known))})" if known else " (define it under oncall.rotations or oncall.escalation_policies)")
+        problems.append(f"incidents.severities.{name}.page: {severity.page!r} is not an on-call rotation or escalation policy{hint}")
+    return problems
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from bot.audit import AuditLog
 from bot.backups.service import BackupService
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
+from bot.incidents.service import IncidentService
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
 from bot.oncall.service import OncallService
@@ -47,6 +48,7 @@ class Deps:
     backups: BackupService
     oncall: OncallService
     pager: Pager
+    incidents: IncidentService
     scheduler: LeaderScheduler
     people: PeopleDirectory
     status: StatusService

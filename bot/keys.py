@@ -36,6 +36,17 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{status}:burning`                | hash   | targets in SLO fast burn (their alert is firing)       |
 | `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
 | `{prefix}:{oncall}:handoff`                | hash   | per rotation, the last shift whose hand-off was posted |
+| `{prefix}:{incidents}:seq`                 | string | the last incident number handed out (INCR)             |
+| `{prefix}:{incidents}:record:<id>`         | string | one incident (JSON `Incident`): roles, status, Slack   |
+| `{prefix}:{incidents}:timeline:<id>`       | stream | an incident's timeline, append-only, in order          |
+| `{prefix}:{incidents}:published`           | hash   | per incident, the last timeline entry posted to Slack  |
+| `{prefix}:{incidents}:publish:<id>`        | string | who is posting an incident's timeline now; TTL         |
+| `{prefix}:{incidents}:channels`            | hash   | incident channel id -> incident id                     |
+| `{prefix}:{incidents}:names`               | hash   | incident channel name -> incident id                   |
+| `{prefix}:{incidents}:open`                | set    | ids of incidents not resolved                          |
+| `{prefix}:{incidents}:all`                 | zset   | every incident id by declaration time                  |
+| `{prefix}:{incidents}:deadlines`           | zset   | "no commander yet" deadlines by due time (claimed)     |
+| `{prefix}:{incidents}:figures`             | stream | per resolved incident: time to commander, to resolve   |
 
 | `{prefix}:{backups}:record:<id>`           | string | one backup run (JSON `BackupRecord`)                   |
 | `{prefix}:{backups}:history:<target>`      | zset   | backup ids of a target by start time                   |
@@ -103,6 +114,10 @@ class Keys:
     def backups(self, part: str, *names: str) -> str:
         """A backups key: `backups("record", id)`, `backups("lock", target)`, `backups("running")`…"""
         return ":".join([f"{self.prefix}:{{backups}}:{part}", *(_safe(n) for n in names)])
+
+    def incidents(self, part: str, *names: str) -> str:
+        """An incidents key: `incidents("record", id)`, `incidents("timeline", id)`, `incidents("open")`…"""
+        return ":".join([f"{self.prefix}:{{incidents}}:{part}", *(_safe(n) for n in names)])
 
     def audit_stream(self) -> str:
         """The audit log stream."""

@@ -26,9 +26,10 @@ BOT_EVENTS = ("app_home_opened",)
 
 
 def build_manifest(
-    commands: Sequence[dict[str, str]], *, url: str | None, socket_mode: bool, app_name: str = "chatops"
+    commands: Sequence[dict[str, str]], *, url: str | None, socket_mode: bool, app_name: str = "chatops",
+    shortcuts: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
-    """The manifest as a dict: every slash command, interactivity, events, scopes, and Socket Mode on or off."""
+    """The manifest as a dict: every slash command and shortcut, interactivity, events, scopes, and Socket Mode."""
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     slash_commands = []
     for command in commands:
@@ -53,7 +54,7 @@ def build_manifest(
             "app_home": {"home_tab_enabled": True, "messages_tab_enabled": False},
             "bot_user": {"display_name": app_name, "always_online": True},
             "slash_commands": slash_commands,
-            "shortcuts": [],
+            "shortcuts": [dict(shortcut) for shortcut in shortcuts],
         },
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
         "settings": {

@@ -7,13 +7,33 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from commands.framework import ActionContext, CommandContext, Reply
+    from commands.framework import (
+        ActionContext,
+        CommandContext,
+        Reply,
+        ShortcutContext,
+        ViewContext,
+    )
 
 CommandHandler = Callable[["CommandContext"], Awaitable["Reply"]]
 ActionHandler = Callable[["ActionContext"], Awaitable[None]]
+ShortcutHandler = Callable[["ShortcutContext"], Awaitable[None]]
+ViewHandler = Callable[["ViewContext"], Awaitable["dict[str, str] | None"]]
+"""A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A shortcut a command module offers (a message shortcut appears in every message's "More actions" menu)."""
+
+    callback_id: str
+    name: str
+    description: str
+    handler: ShortcutHandler
+    type: Literal["message", "global"] = "message"
 
 UMBRELLA = "chatops"
 HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
@@ -33,6 +53,8 @@ class CommandSpec:
     handler: CommandHandler | None
     actions: Mapping[str, ActionHandler] = field(default_factory=dict)
     escapes_mentions: bool = False
+    shortcuts: tuple[Shortcut, ...] = ()
+    views: Mapping[str, ViewHandler] = field(default_factory=dict)
 
     @property
     def slash(self) -> str:
@@ -51,7 +73,8 @@ class CommandSpec:
 
     @classmethod
     def from_module(cls, module: ModuleType) -> CommandSpec:
-        """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle` and `ACTIONS`."""
+        """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle`, `ACTIONS` (buttons),
+        `SHORTCUTS` and `VIEWS` (modal submissions by callback_id)."""
         name = module.__name__.rsplit(".", 1)[-1]
         doc = inspect.cleandoc(module.__doc__ or "")
         summary, description, sections = parse_docstring(doc)
@@ -67,6 +90,8 @@ class CommandSpec:
             handler=getattr(module, "handle", None),
             actions=dict(getattr(module, "ACTIONS", {})),
             escapes_mentions=bool(getattr(module, "ESCAPE_MENTIONS", False)),
+            shortcuts=tuple(getattr(module, "SHORTCUTS", ())),
+            views=dict(getattr(module, "VIEWS", {})),
         )
 
 
@@ -126,6 +151,26 @@ class Catalog:
                 found[action_id] = (spec, handler)
         return found
 
+    def shortcuts(self) -> dict[str, tuple[CommandSpec, Shortcut]]:
+        """Every shortcut callback_id with the command that owns it."""
+        found: dict[str, tuple[CommandSpec, Shortcut]] = {}
+        for spec in self.specs:
+            for shortcut in spec.shortcuts:
+                if shortcut.callback_id in found:
+                    raise ValueError(f"shortcut {shortcut.callback_id} is registered twice")
+                found[shortcut.callback_id] = (spec, shortcut)
+        return found
+
+    def views(self) -> dict[str, tuple[CommandSpec, ViewHandler]]:
+        """Every modal callback_id with the command that owns it."""
+        found: dict[str, tuple[CommandSpec, ViewHandler]] = {}
+        for spec in self.specs:
+            for callback_id, handler in spec.views.items():
+                if callback_id in found:
+                    raise ValueError(f"view {callback_id} is registered twice")
+                found[callback_id] = (spec, handler)
+        return found
+
     def route(self, command: str, text: str) -> Route:
         """Routes `/deploy x`, `/deploy help`, `/chatops deploy x`, `/chatops help deploy`, `/chatops`."""
         spec = self.get(command) or self.umbrella
@@ -153,3 +198,9 @@ def describe(spec: CommandSpec) -> dict[str, Any]:
     if spec.escapes_mentions:
         described["should_escape"] = True  # Slack sends @alice as <@U…|alice>: exact IDs, no lookup
     return described
+
+
+def describe_shortcut(shortcut: Shortcut) -> dict[str, str]:
+    """The manifest's view of a shortcut."""
+    return {"name": shortcut.name[:24], "type": shortcut.type, "callback_id": shortcut.callback_id,
+            "description": shortcut.description[:150]}

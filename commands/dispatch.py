@@ -27,8 +27,21 @@ from bot.errors import (
     new_ref,
 )
 from commands import help as help_pages
-from commands.catalog import ActionHandler, Catalog, CommandSpec
-from commands.framework import ActionContext, CommandContext, Invocation, Reply
+from commands.catalog import (
+    ActionHandler,
+    Catalog,
+    CommandSpec,
+    Shortcut,
+    ViewHandler,
+)
+from commands.framework import (
+    ActionContext,
+    CommandContext,
+    Invocation,
+    Reply,
+    ShortcutContext,
+    ViewContext,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +65,12 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
     if routes:
         action_ids = "|".join(re.escape(action_id) for action_id in routes)
         app.action(re.compile(f"^(?:{action_ids})$"))(_action_listener(catalog, routes))
+    shortcuts = catalog.shortcuts()
+    if shortcuts:
+        app.shortcut(re.compile(f"^(?:{'|'.join(re.escape(c) for c in shortcuts)})$"))(_shortcut_listener(catalog, shortcuts))
+    views = catalog.views()
+    if views:
+        app.view(re.compile(f"^(?:{'|'.join(re.escape(c) for c in views)})$"))(_view_listener(catalog, views))
 
 
 def request_identity(body: dict[str, Any], raw: str) -> tuple[str, str]:
@@ -191,10 +210,17 @@ def _action_listener(
 
 async def run_action(ctx: ActionContext, handler: ActionHandler) -> None:
     """Runs a button handler after the ack; failures reach the user as an ephemeral message."""
+    await _run_after_ack(ctx, handler(ctx), ctx.action_id)
+
+
+async def _run_after_ack(
+    ctx: ActionContext | ShortcutContext | ViewContext, work: Awaitable[Any], label: str
+) -> None:
+    """Runs a handler after Slack got its answer; failures reach the user as an ephemeral message."""
     outcome = "ok"
     reply: Reply | None = None
     try:
-        await handler(ctx)
+        await work
     except UsageError as error:
         outcome, reply = "usage_error", Reply(text=f":warning: {error.message}")
     except PermissionDenied as error:
@@ -203,11 +229,77 @@ async def run_action(ctx: ActionContext, handler: ActionHandler) -> None:
         outcome, reply = "refused", Reply(text=f":warning: {escape(error.message)}")
     except Exception:
         ref = new_ref()
-        log.exception("action %s failed (ref %s)", ctx.action_id, ref, extra={"ref": ref, "user": ctx.user_id})
+        log.exception("%s failed (ref %s)", label, ref, extra={"ref": ref, "user": ctx.user_id})
         outcome, reply = "error", internal_error_reply(ref)
     ctx.deps.metrics.requests.labels(command=ctx.spec.name, outcome=outcome).inc()
-    if reply is not None and ctx.response_url:
+    if reply is not None and (ctx.response_url or isinstance(ctx, ViewContext)):
         try:
             await ctx.respond(reply)
         except Exception:
-            log.exception("could not tell user %s about a failed action %s", ctx.user_id, ctx.action_id)
+            log.exception("could not tell user %s about a failed %s", ctx.user_id, label)
+
+
+def _shortcut_listener(
+    catalog: Catalog, routes: dict[str, tuple[CommandSpec, Shortcut]]
+) -> Callable[..., Awaitable[None]]:
+    async def on_shortcut(ack: Any, body: dict[str, Any], context: Any) -> None:
+        await ack()
+        deps: Deps = context[DEPS]
+        spec, shortcut = routes[str(body.get("callback_id", ""))]
+        ctx = ShortcutContext(
+            user_id=(body.get("user") or {}).get("id", ""),
+            channel_id=(body.get("channel") or {}).get("id", ""),
+            response_url=str(body.get("response_url") or ""),
+            deps=deps, catalog=catalog, spec=spec,
+            callback_id=shortcut.callback_id, trigger_id=str(body.get("trigger_id") or ""),
+            message=body.get("message") or {},
+        )
+        deps.tasks.spawn(_run_after_ack(ctx, shortcut.handler(ctx), f"shortcut {shortcut.callback_id}"),
+                         name=f"shortcut:{shortcut.callback_id}")
+
+    return on_shortcut
+
+
+def _view_listener(
+    catalog: Catalog, routes: dict[str, tuple[CommandSpec, ViewHandler]]
+) -> Callable[..., Awaitable[None]]:
+    """Modal submissions are validated before the answer, so errors show under the inputs and the modal stays
+    open; the handler spawns whatever takes longer."""
+    async def on_view(ack: Any, body: dict[str, Any], context: Any) -> None:
+        deps: Deps = context[DEPS]
+        view = body.get("view") or {}
+        spec, handler = routes[str(view.get("callback_id", ""))]
+        metadata = str(view.get("private_metadata") or "")
+        try:
+            channel = str(json.loads(metadata).get("channel") or "") if metadata.startswith("{") else ""
+        except ValueError:
+            channel = ""
+        ctx = ViewContext(
+            user_id=(body.get("user") or {}).get("id", ""), channel_id=channel, response_url="",
+            deps=deps, catalog=catalog, spec=spec, callback_id=str(view.get("callback_id", "")),
+            values=(view.get("state") or {}).get("values") or {}, private_metadata=metadata,
+            trigger_id=str(body.get("trigger_id") or ""),
+        )
+        errors: dict[str, str] | None = None
+        reply: Reply | None = None
+        outcome = "ok"
+        try:
+            errors = await handler(ctx)
+        except PermissionDenied as error:
+            outcome, reply = "denied", Reply(text=f":no_entry: {error.message}")
+        except UserFacingError as error:
+            outcome, reply = "refused", Reply(text=f":warning: {escape(error.message)}")
+        except Exception:
+            ref = new_ref()
+            log.exception("view %s failed (ref %s)", ctx.callback_id, ref, extra={"ref": ref, "user": ctx.user_id})
+            outcome, reply = "error", internal_error_reply(ref)
+        if errors:
+            deps.metrics.requests.labels(command=spec.name, outcome="usage_error").inc()
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        deps.metrics.requests.labels(command=spec.name, outcome=outcome).inc()
+        if reply is not None:
+            deps.tasks.spawn(ctx.respond(reply), name=f"view:{ctx.callback_id}:reply")
+
+    return on_view

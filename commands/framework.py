@@ -7,6 +7,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.audit import Result
@@ -114,3 +115,41 @@ class ActionContext(_Handling):
     is_ephemeral: bool = field(kw_only=True)
     trigger_id: str = field(kw_only=True)
     message: Mapping[str, Any] = field(kw_only=True, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShortcutContext(_Handling):
+    """A shortcut being handled (after Slack got its answer); for a message shortcut, the message it was used on."""
+
+    callback_id: str = field(kw_only=True)
+    trigger_id: str = field(kw_only=True)
+    message: Mapping[str, Any] = field(kw_only=True, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ViewContext(_Handling):
+    """A modal submission: the submitted values by block id and action id, and the view's private_metadata.
+    There is no response_url: `respond` answers with an ephemeral message in `channel_id` (or a DM)."""
+
+    callback_id: str = field(kw_only=True)
+    values: Mapping[str, Mapping[str, Any]] = field(kw_only=True)
+    private_metadata: str = field(kw_only=True, default="")
+    trigger_id: str = field(kw_only=True, default="")
+
+    def value(self, block_id: str, action_id: str) -> str:
+        """A text input's value or a select's chosen value ("" when empty)."""
+        entry = (self.values.get(block_id) or {}).get(action_id) or {}
+        chosen = entry.get("selected_option") or {}
+        return str(entry.get("value") or chosen.get("value") or "")
+
+    async def respond(self, reply: Reply, *, replace_original: bool = False, delete_original: bool = False) -> None:
+        """An ephemeral message in the channel the modal was opened from; a DM when there is none or it fails."""
+        slack = self.deps.slack
+        if self.channel_id:
+            try:
+                await slack.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=reply.text, blocks=reply.blocks)
+                return
+            except SlackApiError:
+                pass
+        opened = await slack.conversations_open(users=self.user_id)
+        await slack.chat_postMessage(channel=opened["channel"]["id"], text=reply.text, blocks=reply.blocks)

@@ -17,11 +17,13 @@ from bot.blocks import (
     static_select,
 )
 from bot.deploys.render import human_duration
+from bot.incidents.paging import is_incident_page
 
 ACK = "alerts.ack"
 UNACK = "alerts.unack"
 RESOLVE = "alerts.resolve"
 SILENCE = "alerts.silence"
+DECLARE = "incidents.declare_from_alert"
 SILENCE_CHOICES = (("Silence 1h", "1h"), ("Silence 4h", "4h"), ("Silence 24h", "24h"), ("Custom…", "custom"))
 SEVERITY_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
@@ -71,12 +73,14 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     blocks.append(fields(pairs))
     if not resolved:
         ack = button("Unacknowledge", UNACK, group.id) if group.acked_by else button("Acknowledge", ACK, group.id, style="primary")
-        blocks.append(actions(
+        elements = [
             ack,
             button("Resolve", RESOLVE, group.id),
             static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
-            block_id=f"alert:{group.id}",
-        ))
+        ]
+        if not is_incident_page(group):  # an incident's own page needs no second incident
+            elements.append(button("Declare incident", DECLARE, group.id, style="danger"))
+        blocks.append(actions(*elements, block_id=f"alert:{group.id}"))
     notes = [f"`{group.id}`"]
     if len(members) == 1:
         labels = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in sorted(members[0].labels.items())[:12])

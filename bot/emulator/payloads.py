@@ -138,6 +138,29 @@ def block_actions(
     }
 
 
+def message_action(
+    workspace: Workspace, *, user: User, channel: Channel, message: dict[str, Any], callback_id: str,
+    response_url: str, trigger_id: str, action_ts: str,
+) -> dict[str, Any]:
+    """The `message_action` payload Slack posts when a user picks a message shortcut from a message's menu."""
+    api_message = {k: v for k, v in message.items() if k not in {"channel", "ephemeral_to"}}
+    return {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": action_ts,
+        "team": {"id": workspace.team_id, "domain": workspace.domain},
+        "user": _user_json(workspace, user),
+        "channel": {"id": channel.id, "name": "directmessage" if channel.is_im else channel.name},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "message_ts": message["ts"],
+        "message": api_message,
+    }
+
+
 def input_value(element: dict[str, Any], raw: Any) -> dict[str, Any]:
     """One input's entry in view.state.values, from what the user typed or picked (strings or lists of strings)."""
     kind = element.get("type")

@@ -470,6 +470,26 @@ class SlackEmulator:
                              "action_id": action_id, "text": result.error or f"HTTP {result.status}"})
         return result
 
+    async def send_message_shortcut(self, *, channel: str, message_ts: str, callback_id: str,
+                                    user_id: str | None = None) -> SignedResult:
+        """Sends the message_action payload of a message shortcut used on a message (ValueError if absent); its
+        response_url posts a new (by default ephemeral) message in the channel, as Slack's does."""
+        user = self._user(user_id or self.workspace.me)
+        found = self._channel(channel)
+        message = self.state.find(found.id, message_ts)
+        if message is None:
+            raise ValueError(f"no message {message_ts} in {channel}")
+        if message.get("ephemeral_to"):
+            raise ValueError("message shortcuts are not offered on ephemeral messages")
+        thread_ts = str(message["thread_ts"]) if is_reply(message) else None
+        target = self.state.new_response_target("shortcut", channel=found.id, user=user.id, thread_ts=thread_ts)
+        payload = payloads.message_action(
+            self.workspace, user=user, channel=found, message=copy.deepcopy(message), callback_id=callback_id,
+            response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+            action_ts=self.state.new_action_ts(),
+        )
+        return await self._send_interactive(payload)
+
     async def send_view_submission(self, *, view_id: str, user_id: str | None = None,
                                    values: dict[str, dict[str, Any]] | None = None) -> SignedResult:
         """Submits an open modal with `values[block_id][action_id]` and applies the bot's response_action."""
