@@ -271,6 +271,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             oncall=oncall,
             pager=pager,
             incidents=incidents,
+            open_incidents=open_incidents,
             scheduler=scheduler,
             people=PeopleDirectory(slack),
             status=status,

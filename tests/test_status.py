@@ -197,3 +197,15 @@ async def test_probe_history_memory_is_bounded_over_a_month(bot: BotHarness) -> 
     assert sizes[1] < 12 * 1024
     month = await store.hours("web/staging", at - timedelta(days=30), at)
     assert sum(b.counts.total for b in month) == 30 * 288 + 12 - 12  # 720 whole hours of 12 probes
+
+
+async def test_open_incidents_show_in_status(bot: BotHarness) -> None:
+    declared = await bot.emulator.send_command(command="/incident", text="declare sev3 Search is slow", user_id="U0DEMO", channel_id="C0GENERAL")
+    assert declared.status == 200
+    for _ in range(200):
+        if await bot.deps.incidents.open_lines():
+            break
+        await asyncio.sleep(0.05)
+    blocks = html.unescape(json.dumps((await status(bot))["blocks"], ensure_ascii=False))
+    incidents = blocks.split("*Incidents:* ", 1)[1].split("\\n*Alerts firing:*", 1)[0]
+    assert "Search is slow" in incidents and "sev3" in incidents.lower()
