@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from bot.deps import Deps
     from commands.framework import (
         ActionContext,
         CommandContext,
@@ -22,6 +23,7 @@ CommandHandler = Callable[["CommandContext"], Awaitable["Reply"]]
 ActionHandler = Callable[["ActionContext"], Awaitable[None]]
 ShortcutHandler = Callable[["ShortcutContext"], Awaitable[None]]
 ViewHandler = Callable[["ViewContext"], Awaitable["dict[str, str] | None"]]
+EventHandler = Callable[["Deps", "Mapping[str, Any]"], Awaitable[None]]
 """A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
 
 
@@ -55,6 +57,7 @@ class CommandSpec:
     escapes_mentions: bool = False
     shortcuts: tuple[Shortcut, ...] = ()
     views: Mapping[str, ViewHandler] = field(default_factory=dict)
+    events: Mapping[str, EventHandler] = field(default_factory=dict)
 
     @property
     def slash(self) -> str:
@@ -74,7 +77,7 @@ class CommandSpec:
     @classmethod
     def from_module(cls, module: ModuleType) -> CommandSpec:
         """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle`, `ACTIONS` (buttons),
-        `SHORTCUTS` and `VIEWS` (modal submissions by callback_id)."""
+        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id) and `EVENTS` (Events API handlers by type)."""
         name = module.__name__.rsplit(".", 1)[-1]
         doc = inspect.cleandoc(module.__doc__ or "")
         summary, description, sections = parse_docstring(doc)
@@ -92,6 +95,7 @@ class CommandSpec:
             escapes_mentions=bool(getattr(module, "ESCAPE_MENTIONS", False)),
             shortcuts=tuple(getattr(module, "SHORTCUTS", ())),
             views=dict(getattr(module, "VIEWS", {})),
+            events=dict(getattr(module, "EVENTS", {})),
         )
 
 
@@ -159,6 +163,16 @@ class Catalog:
                 if shortcut.callback_id in found:
                     raise ValueError(f"shortcut {shortcut.callback_id} is registered twice")
                 found[shortcut.callback_id] = (spec, shortcut)
+        return found
+
+    def events(self) -> dict[str, EventHandler]:
+        """Every Events API handler by event type (one owner per type)."""
+        found: dict[str, EventHandler] = {}
+        for spec in self.specs:
+            for event_type, handler in spec.events.items():
+                if event_type in found:
+                    raise ValueError(f"event {event_type} is handled twice")
+                found[event_type] = handler
         return found
 
     def views(self) -> dict[str, tuple[CommandSpec, ViewHandler]]:

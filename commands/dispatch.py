@@ -31,6 +31,7 @@ from commands.catalog import (
     ActionHandler,
     Catalog,
     CommandSpec,
+    EventHandler,
     Shortcut,
     ViewHandler,
 )
@@ -71,6 +72,19 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
     views = catalog.views()
     if views:
         app.view(re.compile(f"^(?:{'|'.join(re.escape(c) for c in views)})$"))(_view_listener(catalog, views))
+    for event_type, handler in catalog.events().items():
+        app.event(event_type)(_event_listener(event_type, handler))
+
+
+def _event_listener(event_type: str, handler: EventHandler) -> Callable[..., Awaitable[None]]:
+    """Acknowledges an event at once and handles it in the background (Slack retries events it waits on)."""
+    async def on_event(ack: Any, event: dict[str, Any], context: Any) -> None:
+        deps: Deps = context[DEPS]
+        await ack()
+        deps.metrics.requests.labels(command=event_type, outcome="ok").inc()
+        deps.tasks.spawn(handler(deps, event), name=f"event:{event_type}")
+
+    return on_event
 
 
 def request_identity(body: dict[str, Any], raw: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """The status of everything: health, versions, deploys in progress, incidents, firing alerts, who is on call.
 
 Every service environment with a `health:` check and every `status.probes` entry is probed now, concurrently,
-within about 3 seconds whatever hangs. Posted in the channel, with a Refresh button.
+within about 3 seconds whatever hangs. Posted in the channel, with a Refresh button. The app's Home tab shows the
+same overview.
 
 Usage:
   /status
@@ -15,16 +16,24 @@ Examples:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from bot.blocks import context, escape, header, section
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import Block, context, escape, header, section
 from bot.deploys.render import human_duration, state_label
+from bot.deps import Deps
 from bot.errors import UsageError
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
 from bot.status.slo import sparkline
 from bot.status.store import Bucket
 from commands.framework import ActionContext, CommandContext, Reply
+
+log = logging.getLogger(__name__)
 
 USAGE_HINT = "[<service> [<env>] | slo [<service>]]"
 
@@ -45,7 +54,11 @@ async def handle(ctx: CommandContext) -> Reply:
 
 async def overview(ctx: CommandContext | ActionContext) -> Reply:
     """The one-message overview (also what Refresh shows)."""
-    deps = ctx.deps
+    text, blocks = await _overview(ctx.deps)
+    return Reply(text=text, blocks=blocks, in_channel=True)
+
+
+async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     loop_start = deps.clock()
     checked = await deps.status.check()
     now = deps.clock()
@@ -76,11 +89,10 @@ async def overview(ctx: CommandContext | ActionContext) -> Reply:
     if deps.config.oncall.rotations:
         on_call = [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
     incidents = list(await deps.open_incidents()) if deps.open_incidents is not None else []
-    text, blocks = overview_message(Overview(
+    return overview_message(Overview(
         checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
         alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
     ))
-    return Reply(text=text, blocks=blocks, in_channel=True)
 
 
 def _targets(ctx: CommandContext, service: str, environment: str | None) -> list[Target]:
@@ -159,4 +171,18 @@ async def _refresh(ctx: ActionContext) -> None:
     await ctx.respond(reply, replace_original=True)
 
 
+async def _home_opened(deps: Deps, event: Mapping[str, Any]) -> None:
+    """The App Home tab: the same overview, probed afresh each time the user opens the tab."""
+    if event.get("tab", "home") != "home" or not event.get("user"):
+        return
+    _, blocks = await _overview(deps)
+    home = [block for block in blocks if block.get("type") != "actions"]
+    home.append(context("Probed when you opened this tab · `/status` posts it in a channel"))
+    try:
+        await deps.slack.views_publish(user_id=str(event["user"]), view={"type": "home", "blocks": home})
+    except SlackApiError as error:
+        log.warning("could not publish the home tab for %s: %s", event["user"], error.response.get("error"))
+
+
 ACTIONS = {REFRESH: _refresh}
+EVENTS = {"app_home_opened": _home_opened}

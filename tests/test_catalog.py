@@ -57,3 +57,16 @@ def test_audit_count_is_a_number_or_a_usage_error(words: list[str]) -> None:
         assert "audit" in error.message
     else:
         assert 1 <= count <= 100
+
+
+def test_a_command_announced_but_not_built_says_so() -> None:
+    import types
+
+    from commands.catalog import CommandSpec
+    from commands.help import not_available
+
+    module = types.ModuleType("commands.pager")
+    module.__doc__ = "Page someone by hand.\n\nUsage:\n  /pager @user <text>\n"
+    spec = CommandSpec.from_module(module)
+    assert not spec.available
+    assert not_available(spec).text.startswith("`/pager` is not available yet in this version of chatops. It will: page someone by hand.")

@@ -209,3 +209,14 @@ async def test_open_incidents_show_in_status(bot: BotHarness) -> None:
     blocks = html.unescape(json.dumps((await status(bot))["blocks"], ensure_ascii=False))
     incidents = blocks.split("*Incidents:* ", 1)[1].split("\\n*Alerts firing:*", 1)[0]
     assert "Search is slow" in incidents and "sev3" in incidents.lower()
+
+
+async def test_the_home_tab_shows_the_overview(bot: BotHarness) -> None:
+    result = await bot.emulator.send_event({"type": "app_home_opened", "user": "U0CAROL", "channel": "D0CAROL", "tab": "home"})
+    assert result.status == 200
+    for _ in range(200):
+        if bot.emulator.state.home_views.get("U0CAROL"):
+            break
+        await asyncio.sleep(0.05)
+    home = json.dumps(bot.emulator.state.home_views["U0CAROL"]["blocks"], ensure_ascii=False)
+    assert "Status: 🔴 Down" in home and "web/staging" in home and "status.refresh" not in home
