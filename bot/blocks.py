@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -22,6 +23,24 @@ def clip(text: str, limit: int) -> str:
 def escape(text: str) -> str:
     """Escapes &, < and > as Slack's mrkdwn requires for user-supplied text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_PLACEHOLDER = re.compile(r"<([a-z][a-z0-9_-]*(?: [a-z0-9_-]+)*)>")
+
+
+def show_placeholders(value: Any) -> Any:
+    """Turns usage placeholders like `<service>` in mrkdwn (text, or blocks, recursively) into `&lt;service&gt;`,
+    which Slack shows as typed; without it Slack reads them as links and shows `service`. Slack's own markup
+    (`<@U…>`, `<#C…>`, `<!here>`, `<https://…|…>`) never matches."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(r"&lt;\1&gt;", value)
+    if isinstance(value, list):
+        return [show_placeholders(item) for item in value]
+    if isinstance(value, dict):
+        if value.get("type") == "plain_text":
+            return value  # shown literally by Slack
+        return {key: show_placeholders(item) if key == "text" or isinstance(item, list | dict) else item for key, item in value.items()}
+    return value
 
 
 def mrkdwn(text: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.audit import Result
+from bot.blocks import show_placeholders
 from bot.deps import Deps
 from bot.errors import PermissionDenied
 from commands.catalog import Catalog, CommandSpec
@@ -23,6 +24,11 @@ class Reply:
     text: str
     blocks: list[dict[str, Any]] | None = None
     in_channel: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", show_placeholders(self.text))
+        if self.blocks is not None:
+            object.__setattr__(self, "blocks", show_placeholders(self.blocks))
 
     def as_ack(self) -> dict[str, Any]:
         """The body of the HTTP answer to a slash command."""

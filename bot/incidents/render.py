@@ -71,7 +71,7 @@ def summary_message(incident: Incident, *, now: datetime, announce_link: str = "
         links.append("alerts " + ", ".join(f"`{a}`" for a in incident.alert_ids))
     if incident.page_ids:
         links.append("pages " + ", ".join(f"`{p}`" for p in incident.page_ids))
-    links.append("`/incident update <text>` · `/incident timeline` · `/incident postmortem`")
+    links.append("`/incident update &lt;text&gt;` · `/incident timeline` · `/incident postmortem`")
     blocks.append(context(" · ".join(links)))
     return f"{incident.id} {incident.severity.upper()} {incident.status}: {incident.title}", blocks
 

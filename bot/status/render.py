@@ -56,7 +56,7 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     blocks.append(section(f"*Incidents:* {incidents}\n*Alerts firing:* {alerts}\n*On call:* {on_call}"))
     blocks.append(actions(button("Refresh", REFRESH, "all"), block_id="status"))
     when = f"{overview.checked_at:%H:%M:%S} UTC" if overview.checked_at else "now"
-    blocks.append(context(f"Checked {when} in {overview.took_seconds:.1f}s · `/status <service>` for details · `/status slo`"))
+    blocks.append(context(f"Checked {when} in {overview.took_seconds:.1f}s · `/status &lt;service&gt;` for details · `/status slo`"))
     down = sum(item.state in ("down", "timeout") for item in overview.checked)
     text = f"Status: {word} ({len(overview.checked) - down}/{len(overview.checked)} answering; alerts {alerts}; incidents {len(overview.incidents)})"
     return text, blocks
