@@ -344,6 +344,21 @@ async def test_no_commander_within_respond_within_escalates_once(bot: BotHarness
     assert any("no commander after 30m" in blocks_text(m) for m in dms(bot, "U0ALICE"))
 
 
+async def test_an_unacknowledged_incident_page_escalates_after_respond_within(bot: BotHarness, clock: FakeClock) -> None:
+    inc = await declared(bot)  # sev2 pages primary (Alice) at once, then #incidents with @here after 30m
+    assert inc.channel_id
+    await command(bot, "commander <@U0BOB|bob>", channel=inc.channel_id)  # so only the page escalates
+    assert await bot.deps.pager.tick() == 1
+    assert any("Checkout errors on web" in blocks_text(m) for m in dms(bot, "U0ALICE"))
+    clock.now = T0 + timedelta(minutes=29, seconds=59)
+    assert await bot.deps.pager.tick() == 0
+    clock.now = T0 + timedelta(minutes=30)
+    assert await bot.deps.pager.tick() == 1
+    paged = [m for m in bot.emulator.messages("#incidents") if "<!here>" in str(m.get("text"))]
+    assert len(paged) == 1 and "Checkout errors on web" in paged[0]["text"]
+    assert await bot.deps.incidents.tick() == 0  # a commander is set: no "no commander" page on top
+
+
 # -- the form, the alert button and the shortcut -----------------------------------------------------------------
 
 
