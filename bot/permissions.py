@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -47,6 +47,16 @@ class UsergroupDirectory:
             return members
         finally:
             del self._inflight[ref]
+
+    async def expand(self, members: Sequence[str]) -> set[str]:
+        """The user ids `members` stand for: user ids as they are, user groups (`@handle`, `S…`) by their members."""
+        users: set[str] = set()
+        for member in members:
+            if member.startswith(("@", "S")):
+                users |= await self.members(member)
+            else:
+                users.add(member)
+        return users
 
     async def _fetch(self, ref: str, *, stale: frozenset[str]) -> frozenset[str]:
         try:

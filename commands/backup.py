@@ -54,14 +54,14 @@ async def handle(ctx: CommandContext) -> Reply:
     if isinstance(command, VerifyCmd):
         service.target(command.target)
         await ctx.require(operators, action=f"verify backups of {command.target}")
-        record = await service.pick_for_verify(command.target, command.backup_id)
-        ctx.spawn(service.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id), name=f"verify:{record.id}")
+        record = await service.verifier.pick(command.target, command.backup_id)
+        ctx.spawn(service.verifier.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id), name=f"verify:{record.id}")
         return Reply(text=f":mag: Verifying `{record.id}` of `{record.target}`: downloading, checking the sha256"
                           f"{' and restoring into a scratch database' if record.kind == 'postgres' else ''}. The result follows.")
     assert isinstance(command, RestoreCmd)
     service.target(command.target)
     await ctx.require(operators, action=f"restore {command.target}")
-    restore = await _audited(ctx, "backup.restore.request", f"{command.target} {command.backup_id}", service.request_restore(
+    restore = await _audited(ctx, "backup.restore.request", f"{command.target} {command.backup_id}", service.restores.request(
         command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
         reason=command.reason))
     need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
@@ -97,12 +97,12 @@ async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, 
 
 async def _approve(ctx: ActionContext) -> None:
     record, is_approver = await _restore_click(ctx, "approve")
-    await ctx.deps.backups.approve_restore(record.id, ctx.user_id, is_approver=is_approver)
+    await ctx.deps.backups.restores.approve(record.id, ctx.user_id, is_approver=is_approver)
 
 
 async def _reject(ctx: ActionContext) -> None:
     record, is_approver = await _restore_click(ctx, "reject")
-    await ctx.deps.backups.reject_restore(record.id, ctx.user_id, is_approver=is_approver)
+    await ctx.deps.backups.restores.reject(record.id, ctx.user_id, is_approver=is_approver)
 
 
 async def _cancel(ctx: ActionContext) -> None:
@@ -110,7 +110,7 @@ async def _cancel(ctx: ActionContext) -> None:
     if record is None:
         raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
     is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
-    await ctx.deps.backups.cancel_restore(record.id, ctx.user_id, is_admin=is_admin)
+    await ctx.deps.backups.restores.cancel(record.id, ctx.user_id, is_admin=is_admin)
 
 
 ACTIONS = {APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}

@@ -42,8 +42,13 @@ from bot.errors import UsageError, UserFacingError
 from bot.incidents.config import STATUSES
 from bot.incidents.model import Incident
 from bot.incidents.paging import incident_severity
-from bot.incidents.render import DECLARE_VIEW, declare_modal, list_line, timeline_text
-from bot.incidents.service import durations
+from bot.incidents.render import (
+    DECLARE_VIEW,
+    declare_modal,
+    durations,
+    list_line,
+    timeline_text,
+)
 from commands.catalog import Shortcut
 from commands.framework import (
     ActionContext,
@@ -147,13 +152,13 @@ async def _names_incident(ctx: CommandContext, word: str) -> bool:
 
 
 async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) -> Reply:
-    service = ctx.deps.incidents
+    changes = ctx.deps.incidents.changes
     who = ctx.user_id
     if sub == "commander":
         if len(rest.split()) != 1:
             raise UsageError("`commander` takes one person, e.g. `/incident commander @alice`.", "/incident commander [INC-n] @user")
         user = await ctx.deps.people.resolve(rest.strip())
-        after = await service.set_commander(incident, user, who)
+        after = await changes.set_commander(incident, user, who)
         return Reply(text=f":crown: <@{user}> is {after.id}'s incident commander.", in_channel=True)
     if sub == "role":
         words = rest.split()
@@ -161,32 +166,32 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
             raise UsageError("`role` takes a role name (letters, digits, - and _) and one person, e.g. `/incident role scribe @bob`.",
                              "/incident role [INC-n] <name> @user")
         user = await ctx.deps.people.resolve(words[1])
-        after = await service.set_role(incident, words[0].lower(), user, who)
+        after = await changes.set_role(incident, words[0].lower(), user, who)
         return Reply(text=f":bust_in_silhouette: <@{user}> is {escape(words[0].lower())} for {after.id}.", in_channel=True)
     if sub in ("update", "note"):
         if not rest:
             raise UsageError(f"`{sub}` needs text, e.g. `/incident {sub} Rolled back web to v1.4.1`.", f"/incident {sub} [INC-n] <text>")
         if sub == "update":
-            after = await service.update(incident, rest, who)
+            after = await changes.update(incident, rest, who)
             return Reply(text=f":speech_balloon: Update posted for {after.id} here and in the announcement thread.")
-        after = await service.note(incident, rest, who)
+        after = await changes.note(incident, rest, who)
         return Reply(text=f":memo: Noted on {after.id}'s timeline.")
     if sub == "status":
         if rest.lower() not in STATUSES:
             raise UsageError(f"`status` takes one of: {', '.join(STATUSES)}.", "/incident status [INC-n] investigating|identified|monitoring|resolved")
-        after = await service.set_status(incident, rest.lower(), who)
+        after = await changes.set_status(incident, rest.lower(), who)
         return _resolved(after) if after.status == "resolved" else Reply(text=f":arrows_counterclockwise: {after.id} is now *{after.status}*.", in_channel=True)
     if sub == "severity":
         if len(rest.split()) != 1:
             raise UsageError("`severity` takes one severity, e.g. `/incident severity sev1`.", "/incident severity [INC-n] <sev>")
         try:
-            after = await service.set_severity(incident, rest, who)
+            after = await changes.set_severity(incident, rest, who)
         except UserFacingError as error:
             raise UsageError(error.message, "/incident severity [INC-n] <sev>") from None
         return Reply(text=f":warning: {after.id} is now *{after.severity.upper()}*.", in_channel=True)
     if sub == "resolve":
-        return _resolved(await service.resolve(incident, rest, who))
-    file_id = await service.postmortem(incident, who)
+        return _resolved(await changes.resolve(incident, rest, who))
+    file_id = await ctx.deps.incidents.postmortem(incident, who)
     return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to #{incident.channel_name} (file `{file_id}`).")
 
 
@@ -245,7 +250,7 @@ async def _on_add_to_timeline(ctx: ShortcutContext) -> None:
     if not text:
         raise UserFacingError("That message has no text to add.")
     author = str(ctx.message.get("user") or ctx.message.get("bot_id") or "")
-    after = await ctx.deps.incidents.note(incident, html.unescape(text), ctx.user_id, author=author, source_ts=str(ctx.message.get("ts") or ""))
+    after = await ctx.deps.incidents.changes.note(incident, html.unescape(text), ctx.user_id, author=author, source_ts=str(ctx.message.get("ts") or ""))
     await ctx.respond(Reply(text=f":memo: Added to {after.id}'s timeline."))
 
 

@@ -91,6 +91,11 @@ class TimelineEntry(BaseModel):
                 "author": self.author, "source_ts": self.source_ts}
 
 
+def add_people(people: tuple[str, ...], *users: str) -> tuple[str, ...]:
+    """`people` and then `users`, each once, in that order (an incident's participants)."""
+    return tuple(dict.fromkeys((*people, *users)))
+
+
 def incident_id(number: int) -> str:
     """The id people type: `INC-7`."""
     return f"INC-{number}"

@@ -1,5 +1,5 @@
 """Block Kit and text for incidents, as pure functions: the pinned summary, the announce-channel message, timeline
-lines, list lines and the declare modal."""
+lines, list lines, the declare modal and the figures in replies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.alerts.model import AlertGroup
 from bot.blocks import Block, context, escape, fields, header, mrkdwn, plain, section
 from bot.deploys.render import human_duration
 from bot.incidents.config import IncidentsSection
@@ -138,3 +139,20 @@ def declare_modal(config: IncidentsSection, *, title: str = "", severity: str = 
             {"type": "context", "elements": [mrkdwn("Declaring opens a channel, pages the on-call people of the severity and announces it.")]},
         ],
     }
+
+
+def durations(incident: Incident) -> str:
+    """"commander after 4m, resolved after 1h 2m" for the resolve reply."""
+    parts = []
+    if incident.commander_at:
+        parts.append(f"commander after {human_duration(incident.commander_at - incident.declared_at)}")
+    else:
+        parts.append("no commander was named")
+    if incident.resolved_at:
+        parts.append(f"resolved after {human_duration(incident.resolved_at - incident.declared_at)}")
+    return ", ".join(parts)
+
+
+def page_acks(groups: Sequence[AlertGroup]) -> str:
+    """Who acknowledged the incident's pages, for replies."""
+    return ", ".join(f"`{g.id}` by <@{g.acked_by}>" for g in groups if g.acked_by) or "not acknowledged"

@@ -55,9 +55,9 @@ async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Post
     assert "lock_token" not in metadata
 
     postgres.psql(f"DROP DATABASE {appdb} WITH (FORCE)")
-    restore = await service.request_restore("appdb", record.id, into_env=None, user="U0BOB", channel="C0BACKUPS")
+    restore = await service.restores.request("appdb", record.id, into_env=None, user="U0BOB", channel="C0BACKUPS")
     assert restore.state == RestoreState.AWAITING_APPROVAL
-    await service.approve_restore(restore.id, "U0ALICE", is_approver=True)
+    await service.restores.approve(restore.id, "U0ALICE", is_approver=True)
 
     async def restored() -> bool:
         current = await service.records.get_restore(restore.id)
@@ -75,8 +75,8 @@ async def test_restore_into_another_database(bot: BotHarness, postgres: Postgres
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("appdb")
     assert record is not None
-    restore = await service.request_restore("appdb", record.id, into_env="RESTORE_URL", user="U0BOB", channel="C0BACKUPS")
-    await service.approve_restore(restore.id, "U0CAROL", is_approver=True)
+    restore = await service.restores.request("appdb", record.id, into_env="RESTORE_URL", user="U0BOB", channel="C0BACKUPS")
+    await service.restores.approve(restore.id, "U0CAROL", is_approver=True)
     await eventually(lambda: _terminal(service, restore.id))
     assert data(postgres, appdb + "_copy") == data(postgres, appdb)
     postgres.psql(f"DROP DATABASE {appdb}_copy WITH (FORCE)")
@@ -91,7 +91,7 @@ async def test_verify_restores_into_scratch_and_catches_a_changed_object(bot: Bo
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("appdb")
     assert record is not None
-    good = await service.verify(record, user="U0BOB")
+    good = await service.verifier.verify(record, user="U0BOB")
     assert good.ok and good.tables == 2 and good.rows == 2500, good.detail
     assert "chatops_verify" not in postgres.psql("SELECT string_agg(datname, ',') FROM pg_database")
 
@@ -100,7 +100,7 @@ async def test_verify_restores_into_scratch_and_catches_a_changed_object(bot: Bo
     body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     body[len(body) // 2] ^= 0xFF
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
-    bad = await service.verify(record, user="U0BOB")
+    bad = await service.verifier.verify(record, user="U0BOB")
     assert not bad.ok and "checksum mismatch" in bad.detail
     stored = await service.records.get(record.id)
     assert stored is not None and [v.ok for v in stored.verifications] == [True, False]
@@ -156,10 +156,10 @@ async def test_redis_target_streams_an_rdb(bot: BotHarness, redis_url: str, s3_s
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
     body = s3_server.client().get_object(Bucket=bucket, Key=f"chatops/cache/{record.id}.rdb")["Body"].read()
     assert body.startswith(b"REDIS") and b"some-value" in body and hashlib.sha256(body).hexdigest() == record.sha256
-    assert (await service.verify(record, user="U0BOB")).ok
+    assert (await service.verifier.verify(record, user="U0BOB")).ok
     refusal = "only PostgreSQL targets can be restored"
     with pytest.raises(Exception, match=refusal):
-        await service.request_restore("cache", record.id, into_env=None, user="U0BOB", channel="C0BACKUPS")
+        await service.restores.request("cache", record.id, into_env=None, user="U0BOB", channel="C0BACKUPS")
 
 
 async def test_rds_snapshot_with_moto(bot: BotHarness, moto_url: str) -> None:
@@ -174,7 +174,7 @@ async def test_rds_snapshot_with_moto(bot: BotHarness, moto_url: str) -> None:
     assert record.location and record.location.startswith("arn:aws:rds:") and record.size == 20 * 1024**3
     snapshots = rds.describe_db_snapshots(DBInstanceIdentifier="prod-db", SnapshotType="manual")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"] for s in snapshots] == [record.id]
-    assert (await service.verify(record, user="U0BOB")).ok
+    assert (await service.verifier.verify(record, user="U0BOB")).ok
 
 
 async def test_failure_alerts_and_the_next_success_resolves(bot: BotHarness, postgres: Postgres, appdb: str) -> None:
