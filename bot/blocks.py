@@ -43,6 +43,11 @@ def show_placeholders(value: Any) -> Any:
     return value
 
 
+def channel_link(channel: str) -> str:
+    """A channel as a message shows it: `#name` as written, an ID as a link Slack renders with its name."""
+    return channel if channel.startswith("#") else f"<#{channel}>"
+
+
 def mrkdwn(text: str) -> dict[str, Any]:
     """A mrkdwn text object."""
     return {"type": "mrkdwn", "text": text}

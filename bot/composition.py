@@ -169,7 +169,7 @@ def _schedule(
         await alerts.tick()
 
     async def prune_overrides(_: Missed | None) -> None:
-        await oncall.overrides.prune(alerts.clock())
+        await oncall.prune_overrides()
 
     scheduler.add_job("escalation-tick", escalation_tick, IntervalTrigger(seconds=config.scheduler.tick.total_seconds()), catch_up=False)
     scheduler.add_job("alert-silences", expire_silences, IntervalTrigger(seconds=5), catch_up=False)

@@ -17,11 +17,11 @@ from bot.deploys.engine import DeployEngine
 from bot.incidents.service import IncidentService
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
-from bot.oncall.service import OncallService
+from bot.oncall.service import OncallService, OpenIncidents
 from bot.people import PeopleDirectory
 from bot.permissions import Permissions
 from bot.scheduler import LeaderScheduler
-from bot.status.service import OpenIncidents, StatusService
+from bot.status.service import StatusService
 from bot.store import Store
 from bot.tasks import BackgroundTasks
 

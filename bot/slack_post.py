@@ -1,4 +1,5 @@
-"""Posting to a channel the way every service needs it: join a public channel the bot is not in yet, then post."""
+"""Posting the way every service needs it: to a channel (joining a public channel the bot is not in yet), or to a
+person as a direct message."""
 
 from __future__ import annotations
 
@@ -15,4 +16,11 @@ async def post_message(slack: AsyncWebClient, channel: str, **message: object) -
             raise
         await slack.conversations_join(channel=channel)
         response = await slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+    return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+
+
+async def direct_message(slack: AsyncWebClient, user: str, **message: object) -> dict[str, str]:
+    """Opens (or finds) the bot's DM with `user`, posts there, and returns the message's channel id and ts."""
+    opened = await slack.conversations_open(users=user)
+    response = await slack.chat_postMessage(channel=opened["channel"]["id"], **message)  # type: ignore[arg-type]
     return {"channel": str(response["channel"]), "ts": str(response["ts"])}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bot.backups.model import RestoreRecord
 from bot.backups.render import APPROVE, CANCEL, REJECT, list_message, show_message
-from bot.blocks import escape
+from bot.blocks import channel_link, escape
 from bot.errors import UserFacingError
 from commands.backup_grammar import (
     ListCmd,
@@ -40,9 +40,9 @@ async def handle(ctx: CommandContext) -> Reply:
     if isinstance(command, RunCmd):
         service.target(command.target)
         await ctx.require(operators, action=f"back up {command.target}")
-        record = await _audited(ctx, "backup.run", command.target,
+        record = await ctx.refusals_audited("backup.run", command.target,
                                 service.start(command.target, user=ctx.user_id, reason=command.reason, channel=ctx.channel_id))
-        where = f" Progress in {_channel(record.channel)}." if record.channel else ""
+        where = f" Progress in {channel_link(record.channel)}." if record.channel else ""
         return Reply(text=f":floppy_disk: Backup of `{record.target}` started: `{record.id}`.{where}")
     if isinstance(command, ListCmd):
         service.target(command.target)
@@ -61,26 +61,12 @@ async def handle(ctx: CommandContext) -> Reply:
     assert isinstance(command, RestoreCmd)
     service.target(command.target)
     await ctx.require(operators, action=f"restore {command.target}")
-    restore = await _audited(ctx, "backup.restore.request", f"{command.target} {command.backup_id}", service.restores.request(
+    restore = await ctx.refusals_audited("backup.restore.request", f"{command.target} {command.backup_id}", service.restores.request(
         command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
         reason=command.reason))
     need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
-    where = f" in {_channel(restore.channel)}" if restore.channel else ""
+    where = f" in {channel_link(restore.channel)}" if restore.channel else ""
     return Reply(text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}.")
-
-
-async def _audited(ctx: CommandContext, action: str, target: str, awaitable):  # type: ignore[no-untyped-def]
-    try:
-        return await awaitable
-    except UserFacingError as refusal:
-        await ctx.audit(action=action, result="refused", target=target, detail=refusal.message)
-        raise
-
-
-def _channel(channel: str | None) -> str:
-    if not channel:
-        return ""
-    return channel if channel.startswith("#") else f"<#{channel}>"
 
 
 async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, bool]:

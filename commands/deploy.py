@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.blocks import context, escape, header, section
+from bot.blocks import channel_link, context, escape, header, section
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
 from bot.deploys.render import (
@@ -30,8 +30,8 @@ from bot.deploys.render import (
     state_label,
     title,
 )
-from bot.deploys.store import LockInfo
 from bot.errors import UserFacingError
+from bot.locks import LockInfo
 from commands.deploy_grammar import (
     CancelCmd,
     DeployRequestCmd,
@@ -63,7 +63,7 @@ async def handle(ctx: CommandContext) -> Reply:
         return Reply(text=text, blocks=blocks)
     if isinstance(command, CancelCmd):
         is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
-        record = await _refused_is_audited(ctx, "deploy.cancel", command.deploy_id,
+        record = await ctx.refusals_audited("deploy.cancel", command.deploy_id,
                                            ctx.deps.deploys.cancel(command.deploy_id, ctx.user_id, is_admin=is_admin))
         return Reply(text=f"Cancelled `{record.id}` ({title(record)}).")
     if isinstance(command, LockCmd):
@@ -88,26 +88,12 @@ async def request_deploy(
         kind=kind, service=service, environment=environment, version=version,  # type: ignore[arg-type]
         reason=reason, force=force, user=ctx.user_id, channel=ctx.channel_id,
     )
-    record = await _refused_is_audited(ctx, f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
-    where = f" in {_channel(record.channel)}" if record.channel else ""
+    record = await ctx.refusals_audited(f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
+    where = f" in {channel_link(record.channel)}" if record.channel else ""
     if record.required_approvals:
         need = f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from `{record.approvers_role}`"
         return Reply(text=f":raised_hand: {title(record)} is `{record.id}`: it needs {need}{where}.")
     return Reply(text=f":rocket: {title(record)} is `{record.id}`: starting now{where}.")
-
-
-async def _refused_is_audited(ctx: CommandContext, action: str, target: str, awaitable):  # type: ignore[no-untyped-def]
-    try:
-        return await awaitable
-    except UserFacingError as refusal:
-        await ctx.audit(action=action, result="refused", target=target, detail=refusal.message)
-        raise
-
-
-def _channel(channel: str | None) -> str:
-    if not channel:
-        return ""
-    return channel if channel.startswith("#") else f"<#{channel}>"
 
 
 async def _status(ctx: CommandContext, service: str | None) -> Reply:

@@ -3,9 +3,9 @@ every handler must use (permission check with audit of refusals, background work
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -13,8 +13,11 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.audit import Result
 from bot.blocks import show_placeholders
 from bot.deps import Deps
-from bot.errors import PermissionDenied
+from bot.errors import PermissionDenied, UserFacingError
+from bot.slack_post import direct_message
 from commands.catalog import Catalog, CommandSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,14 @@ class _Handling:
         return await self.deps.audit.record(
             actor=self.user_id, action=action, result=result, target=target, channel=self.channel_id, detail=detail
         )
+
+    async def refusals_audited(self, action: str, target: str, awaitable: Awaitable[T]) -> T:
+        """Awaits a service call; a refusal (UserFacingError) is audited as `refused` before it reaches the user."""
+        try:
+            return await awaitable
+        except UserFacingError as refusal:
+            await self.audit(action=action, result="refused", target=target, detail=refusal.message)
+            raise
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         """Continues work after Slack has its answer."""
@@ -157,5 +168,4 @@ class ViewContext(_Handling):
                 return
             except SlackApiError:
                 pass
-        opened = await slack.conversations_open(users=self.user_id)
-        await slack.chat_postMessage(channel=opened["channel"]["id"], text=reply.text, blocks=reply.blocks)
+        await direct_message(slack, self.user_id, text=reply.text, blocks=reply.blocks)

@@ -129,9 +129,15 @@ def bot_config() -> ChatopsConfig:
 
 
 @pytest.fixture
-async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig) -> AsyncIterator[BotHarness]:
-    """The bot, running, wired to the emulator and the tests' Redis."""
-    harness, runner = await start_bot(emulator, redis_url, bot_config)
+def clock() -> FakeClock | None:
+    """The time the `bot` fixture's services read: the real clock unless a test module gives a FakeClock."""
+    return None
+
+
+@pytest.fixture
+async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock | None) -> AsyncIterator[BotHarness]:
+    """The bot, running, wired to the emulator and the tests' Redis (and to `clock`, when a module sets one)."""
+    harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
     yield harness
     await runner.cleanup()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,13 +57,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def bot_config() -> ChatopsConfig:
     return parse_config(CONFIG, "incidents.yaml")
-
-
-@pytest.fixture
-async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock) -> AsyncIterator[BotHarness]:
-    harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
-    yield harness
-    await runner.cleanup()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,9 +13,8 @@ import pytest
 
 from bot.alerts.model import AlertGroup
 from bot.config import ChatopsConfig, parse_config
-from bot.emulator import SlackEmulator
 from integrations.alerts.base import Alert
-from tests.conftest import BotHarness, FakeClock, start_bot
+from tests.conftest import BotHarness, FakeClock
 
 CONFIG = """
 roles: {admins: [U0DEMO], responders: [U0DEMO, U0ALICE, U0BOB]}
@@ -52,13 +50,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def bot_config() -> ChatopsConfig:
     return parse_config(CONFIG, "oncall.yaml")
-
-
-@pytest.fixture
-async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock) -> AsyncIterator[BotHarness]:
-    harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
-    yield harness
-    await runner.cleanup()
 
 
 def critical(clock: FakeClock, fingerprint: str = "fp-db", title: str = "DatabaseDown", status: str = "firing") -> Alert:

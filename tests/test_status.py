@@ -13,9 +13,8 @@ import pytest
 from aiohttp import web
 
 from bot.config import ChatopsConfig, parse_config
-from bot.emulator import SlackEmulator
 from bot.status.slo import Counts, budget, burn_rate, sparkline
-from tests.conftest import BotHarness, FakeClock, start_bot, start_site
+from tests.conftest import BotHarness, FakeClock, start_site
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -80,13 +79,6 @@ status:
   probes:
     - {{name: api, url: "{targets}/slow", timeout: 2s, max_latency: 100ms}}
 {hanging}""", "status.yaml")
-
-
-@pytest.fixture
-async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock) -> AsyncIterator[BotHarness]:
-    harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
-    yield harness
-    await runner.cleanup()
 
 
 async def status(bot: BotHarness, text: str = "") -> dict:  # type: ignore[type-arg]

@@ -53,7 +53,6 @@ class AlertPipeline:
         self._slack = slack
         self._audit = audit
         self._clock = clock
-        self.clock = clock
         self.consumer = consumer or f"bot-{secrets.token_hex(4)}"
         self.delivered = asyncio.Event()
 
@@ -185,7 +184,7 @@ class AlertPipeline:
         if outcome and outcome[0] == "resolved":
             member = after.members[alert.fingerprint]
             took = human_duration((member.ends_at or now) - member.starts_at)
-            await self._thread(after, f":white_check_mark: *{member.title}* resolved (fired for {took}).")
+            await self.thread_reply(after, f":white_check_mark: *{member.title}* resolved (fired for {took}).")
             if after.state == "resolved":
                 await self._close_pages(after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}.")
                 await self.store.count(now, "resolved")
@@ -276,7 +275,7 @@ class AlertPipeline:
         _, after = await self._change(group_id, change, also=record)
         await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
-        await self._thread(after, f":eyes: <@{user}> acknowledged after {took}.")
+        await self.thread_reply(after, f":eyes: <@{user}> acknowledged after {took}.")
         await self._close_pages(after, f":eyes: Acknowledged by <@{user}> after {took}.")
         await self.flush()
         return after
@@ -292,7 +291,7 @@ class AlertPipeline:
         _, after = await self._change(group_id, change)
         await self._audit.record(actor=user, action="alert.unack", result="ok", target=after.id, channel=after.channel)
         again = " Escalating again." if after.escalation_state == "paging" else ""
-        await self._thread(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.{again}")
+        await self.thread_reply(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.{again}")
         await self.flush()
         return after
 
@@ -311,7 +310,7 @@ class AlertPipeline:
         await self.store.count(now, "resolved")
         await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
-        await self._thread(after, f":white_check_mark: <@{user}> resolved it after {took}.")
+        await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
         await self._close_pages(after, f":white_check_mark: Resolved by <@{user}> after {took}.")
         await self.flush()
         return after
@@ -353,7 +352,7 @@ class AlertPipeline:
             raise UserFacingError(f"There is no alert `{group_id}`.")
         matchers = await self.group_matchers(group_id)
         silence_id = await self.silence(matchers, duration, user, f"from alert {group.id}")
-        await self._thread(group, f":no_bell: <@{user}> silenced {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
+        await self.thread_reply(group, f":no_bell: <@{user}> silenced {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
         return silence_id
 
     async def _live_silences(self) -> list[tuple[str, list[Matcher], datetime]]:
@@ -400,7 +399,8 @@ class AlertPipeline:
                 except SlackApiError as error:
                     log.warning("could not update the page of %s in %s: %s", group.id, channel, error.response.get("error"))
 
-    async def _thread(self, group: AlertGroup, text: str) -> None:
+    async def thread_reply(self, group: AlertGroup, text: str) -> None:
+        """Replies in the thread of the group's message (once it is posted); a failure is logged, not raised."""
         if group.message_ts is None:
             return
         try:

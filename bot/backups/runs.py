@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.backups.store import BackupStore as BackupRecords
-from bot.deploys.store import LockInfo
+from bot.locks import LockInfo
 
 log = logging.getLogger(__name__)
 

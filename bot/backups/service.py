@@ -37,8 +37,8 @@ from bot.backups.store import BackupStore as BackupRecords
 from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
 from bot.config import ChatopsConfig
-from bot.deploys.store import LockInfo
 from bot.errors import UserFacingError, new_ref
+from bot.locks import LockInfo
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.backups.base import BackupError, Progress, stream_upload

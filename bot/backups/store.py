@@ -3,7 +3,6 @@ is one MULTI (WATCHed when it reads first) or Lua script under the `{backups}` h
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -12,27 +11,10 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio.client import Pipeline
 
 from bot.backups.model import BackupRecord, BackupState, RestoreRecord
-from bot.deploys.store import LockInfo
+from bot.locks import LockInfo, RunLocks
 from bot.store import Store
 
 M = TypeVar("M", bound=BaseModel)
-
-_RENEW = """
-local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
-for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
-return due
-"""
-
 
 class BackupStore:
     """Typed Redis access for backups (the Redis side; `integrations.backups` holds the objects)."""
@@ -42,9 +24,7 @@ class BackupStore:
         self._redis = store.redis
         self._keys = store.keys
         self._keep = history_keep
-        self._renew = self._redis.register_script(_RENEW)
-        self._release = self._redis.register_script(_RELEASE)
-        self._claim = self._redis.register_script(_CLAIM_DUE)
+        self._locks = RunLocks(store, "backup")
 
     def _k(self, part: str, *names: str) -> str:
         return self._keys.backups(part, *names)
@@ -125,26 +105,19 @@ class BackupStore:
     async def acquire_lock(self, target: str, *, holder: str, reason: str, run_id: str, now: datetime,
                            ttl: timedelta) -> tuple[LockInfo | None, LockInfo | None]:
         """(ours, None) when taken; (None, theirs) when someone holds it."""
-        mine = LockInfo(secrets.token_hex(12), holder, reason, now, None, run_id)
-        key = self._k("lock", target)
-        ok = await self._store.call("backup_lock", self._redis.set(key, mine.to_json(), nx=True, px=int(ttl.total_seconds() * 1000)))
-        if ok:
-            return mine, None
-        raw = await self._store.call("backup_lock", self._redis.get(key))
-        return None, LockInfo.from_json(raw) if raw else None
+        return await self._locks.acquire(self._k("lock", target), holder=holder, reason=reason, run_id=run_id, now=now, ttl=ttl)
 
     async def renew_lock(self, target: str, token: str, ttl: timedelta) -> bool:
         """Extends our lock; False when it is no longer ours."""
-        return bool(await self._store.call("backup_lock_renew", self._renew(keys=[self._k("lock", target)], args=[token, int(ttl.total_seconds() * 1000)])))
+        return await self._locks.renew(self._k("lock", target), token, ttl)
 
     async def release_lock(self, target: str, token: str) -> bool:
         """Releases our lock (never someone else's)."""
-        return bool(await self._store.call("backup_lock_release", self._release(keys=[self._k("lock", target)], args=[token])))
+        return await self._locks.release(self._k("lock", target), token)
 
     async def lock_holder(self, target: str) -> LockInfo | None:
         """Who holds the target's lock now."""
-        raw = await self._store.call("backup_lock", self._redis.get(self._k("lock", target)))
-        return LockInfo.from_json(raw) if raw else None
+        return await self._locks.holder(self._k("lock", target))
 
     # -- alerts bookkeeping -------------------------------------------------------------------------------
 
@@ -189,7 +162,7 @@ class BackupStore:
 
     async def claim_due(self, now: datetime) -> list[str]:
         """Restore ids whose approval deadline passed; each returned to exactly one caller."""
-        return [str(i) for i in await self._store.call("restore_claim_due", self._claim(keys=[self._k("deadlines")], args=[now.timestamp()]))]
+        return await self._locks.claim_due(self._k("deadlines"), now)
 
     async def recent_restores(self, limit: int) -> list[RestoreRecord]:
         """The newest restore requests, newest first."""

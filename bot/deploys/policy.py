@@ -14,7 +14,7 @@ from bot.approvals import check_approval as approval_check
 from bot.cron import Cron
 from bot.deploys.config import EnvironmentConfig, FreezeWindow
 from bot.deploys.model import DeployRecord, DeployState
-from bot.deploys.store import LockInfo
+from bot.locks import LockInfo
 
 
 @dataclass(frozen=True)

@@ -3,64 +3,17 @@ is one MULTI (optimistic, WATCHed) or Lua script, under the `{deploys}` hash tag
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
 
 from bot.deploys.model import DeployRecord, DeployState
+from bot.locks import LockInfo, RunLocks
 from bot.store import Store
 
-_RENEW = """
-local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
-for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
-return due
-"""
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """Who holds a lock, why, since when, and until when (None: while the deploy runs)."""
-
-    token: str
-    holder: str
-    reason: str
-    since: datetime
-    until: datetime | None
-    deploy_id: str | None = None
-
-    def to_json(self) -> str:
-        """The stored form."""
-        return json.dumps({
-            "token": self.token, "holder": self.holder, "reason": self.reason, "since": self.since.isoformat(),
-            "until": self.until.isoformat() if self.until else None, "deploy_id": self.deploy_id,
-        })
-
-    @classmethod
-    def from_json(cls, text: str) -> LockInfo:
-        """Reads the stored form."""
-        data = json.loads(text)
-        return cls(
-            token=data["token"], holder=data["holder"], reason=data.get("reason", ""),
-            since=datetime.fromisoformat(data["since"]),
-            until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
-            deploy_id=data.get("deploy_id"),
-        )
-
+__all__ = ["DeployStore", "LockInfo"]  # LockInfo lives in bot.locks; imported from here too
 
 class DeployStore:
     """Typed Redis access for deploys."""
@@ -69,9 +22,7 @@ class DeployStore:
         self._store = store
         self._redis = store.redis
         self._keys = store.keys
-        self._renew = self._redis.register_script(_RENEW)
-        self._release = self._redis.register_script(_RELEASE)
-        self._claim = self._redis.register_script(_CLAIM_DUE)
+        self._locks = RunLocks(store, "deploy")
 
     def _k(self, part: str, *names: str) -> str:
         return self._keys.deploy(part, *names)
@@ -143,34 +94,26 @@ class DeployStore:
 
     async def claim_due(self, now: datetime) -> list[str]:
         """Ids whose approval deadline has passed; each is returned to exactly one caller, once."""
-        return [str(i) for i in await self._store.call("deploy_claim_due", self._claim(keys=[self._k("deadlines")], args=[now.timestamp()]))]
+        return await self._locks.claim_due(self._k("deadlines"), now)
 
     async def acquire_lock(
         self, service: str, environment: str, *, holder: str, reason: str, deploy_id: str, now: datetime, ttl: timedelta
     ) -> tuple[LockInfo | None, LockInfo | None]:
         """Takes the run lock: (ours, None) on success, (None, theirs) when someone holds it."""
-        mine = LockInfo(secrets.token_hex(12), holder, reason, now, None, deploy_id)
-        key = self._k("lock", service, environment)
-        ok = await self._store.call("lock_acquire", self._redis.set(key, mine.to_json(), nx=True, px=int(ttl.total_seconds() * 1000)))
-        if ok:
-            return mine, None
-        raw = await self._store.call("lock_get", self._redis.get(key))
-        return None, LockInfo.from_json(raw) if raw else None
+        return await self._locks.acquire(self._k("lock", service, environment), holder=holder, reason=reason,
+                                         run_id=deploy_id, now=now, ttl=ttl)
 
     async def renew_lock(self, service: str, environment: str, token: str, ttl: timedelta) -> bool:
         """Extends our lock; False when it is no longer ours (expired, or taken by someone else)."""
-        result = await self._store.call("lock_renew", self._renew(keys=[self._k("lock", service, environment)], args=[token, int(ttl.total_seconds() * 1000)]))
-        return bool(result)
+        return await self._locks.renew(self._k("lock", service, environment), token, ttl)
 
     async def release_lock(self, service: str, environment: str, token: str) -> bool:
         """Releases our lock (never someone else's)."""
-        result = await self._store.call("lock_release", self._release(keys=[self._k("lock", service, environment)], args=[token]))
-        return bool(result)
+        return await self._locks.release(self._k("lock", service, environment), token)
 
     async def lock_holder(self, service: str, environment: str) -> LockInfo | None:
         """Who holds the run lock now, if anyone."""
-        raw = await self._store.call("lock_get", self._redis.get(self._k("lock", service, environment)))
-        return LockInfo.from_json(raw) if raw else None
+        return await self._locks.holder(self._k("lock", service, environment))
 
     async def set_hold(self, environment: str, service: str | None, hold: LockInfo) -> None:
         """Adds or replaces a manual lock on an environment (or one service in it)."""

@@ -27,7 +27,7 @@ from bot.oncall.config import EscalationPolicy, EscalationStep
 from bot.oncall.escalation import PAGE, Deadline, Slot
 from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
-from bot.slack_post import post_message
+from bot.slack_post import direct_message, post_message
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Pager:
         page = await self._send(group, policy, step, due, now)
         after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
         if after is not None and after.escalation_state == "exhausted":
-            await self._thread(after, f":warning: That was the last step of `{group.escalation}`"
+            await self._alerts.thread_reply(after, f":warning: That was the last step of `{group.escalation}`"
                                       f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.")
 
     async def _send(self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime) -> Page:
@@ -107,7 +107,7 @@ class Pager:
                 current = await self._oncall.now(rotation, now)
                 targets.append(current.member)
             except UserFacingError as error:
-                await self._thread(group, f":warning: Cannot page `{rotation}`: {error.message}{late_note}")
+                await self._alerts.thread_reply(group, f":warning: Cannot page `{rotation}`: {error.message}{late_note}")
         elif step.target_kind == "user":
             targets.append(step.notify)
         else:
@@ -116,9 +116,8 @@ class Pager:
         for user in targets:
             text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
             try:
-                opened = await self._slack.conversations_open(users=user)
-                posted = await self._slack.chat_postMessage(channel=opened["channel"]["id"], text=text, blocks=blocks)
-                dms[str(posted["channel"])] = str(posted["ts"])
+                posted = await direct_message(self._slack, user, text=text, blocks=blocks)
+                dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
                 log.error("could not DM the page for %s to %s: %s", group.id, user, error.response.get("error"))
         if channel is not None:
@@ -131,7 +130,7 @@ class Pager:
         who = " ".join(f"<@{user}>" for user in targets) or (f"{channel}" if channel else "nobody")
         for_whom = f" ({rotation} on call)" if rotation and targets else ""
         extra = f" {mention}" if mention and channel is None else ""
-        await self._thread(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}")
+        await self._alerts.thread_reply(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}")
         await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
                                  channel=group.channel, detail=f"{step_text}: {who}{late_note}")
         return Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, rotation=rotation,
@@ -156,14 +155,14 @@ class Pager:
                 await self._audit.record(actor="chatops", action="alert.unack", result="ok", target=group.id,
                                          channel=group.channel, detail=f"still firing {since} after the acknowledgement")
                 again = " Escalating again." if after.escalation_state == "paging" else ""
-                await self._thread(after, f":rotating_light: Still firing {since} after <@{group.acked_by}> acknowledged;"
+                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after <@{group.acked_by}> acknowledged;"
                                           f" the acknowledgement is withdrawn.{again}")
                 await self._alerts.flush()
             return
         await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{group.title}* is still firing {since} after you acknowledged it."
                                        f" Resolve it, or it will be {'escalated again' if self._alerts.oncall.reescalate_after_reminder else 'reminded again'}"
                                        f" in {human_duration(reminder)}.")
-        await self._thread(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
+        await self._alerts.thread_reply(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
         await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
 
     # -- helpers ------------------------------------------------------------------------------------------
@@ -186,15 +185,6 @@ class Pager:
 
     async def _dm(self, user: str, text: str) -> None:
         try:
-            opened = await self._slack.conversations_open(users=user)
-            await self._slack.chat_postMessage(channel=opened["channel"]["id"], text=text)
+            await direct_message(self._slack, user, text=text)
         except SlackApiError as error:
             log.warning("could not DM %s: %s", user, error.response.get("error"))
-
-    async def _thread(self, group: AlertGroup, text: str) -> None:
-        if group.message_ts is None:
-            return
-        try:
-            await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
-        except SlackApiError as error:
-            log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))

@@ -7,7 +7,16 @@ from datetime import datetime
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.render import ACK, RESOLVE, SEVERITY_EMOJI
-from bot.blocks import Block, actions, button, context, escape, header, section
+from bot.blocks import (
+    Block,
+    actions,
+    button,
+    channel_link,
+    context,
+    escape,
+    header,
+    section,
+)
 from bot.deploys.render import human_duration
 
 
@@ -16,7 +25,7 @@ def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetim
     emoji = SEVERITY_EMOJI.get(group.severity, ":rotating_light:")
     firing = group.firing
     summary = firing[0].summary if len(firing) == 1 and firing[0].summary else ""
-    where = f"<#{group.message_channel or group.channel}>" if (group.message_channel or group.channel).startswith(("C", "G")) else escape(group.channel)
+    where = channel_link(group.message_channel or group.channel)
     lead = f"{mention} " if mention else ""
     text = f"{lead}Paged: {group.severity.upper()} {group.title} ({group.id})"
     blocks: list[Block] = [

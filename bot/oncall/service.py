@@ -168,6 +168,10 @@ class OncallService:
         )
         return cancelled
 
+    async def prune_overrides(self) -> int:
+        """Forgets overrides over (or cancelled) for a month; returns how many."""
+        return await self.overrides.prune(self._clock())
+
     # -- hand-offs ----------------------------------------------------------------------------------------
 
     async def handoff(self, rotation: str, *, note: str | None = None) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -175,5 +175,3 @@ def _capped(health: HttpHealthSettings, budget_left: timedelta) -> HttpHealthSet
         return health
     return health.model_copy(update={"timeout": budget_left})
 
-
-OpenIncidents = Callable[[], Awaitable[Sequence[str]]]

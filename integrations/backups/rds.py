@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-import boto3
 import botocore.config
 import botocore.exceptions
 from pydantic import Field
 
 from integrations.alerts.base import EnvVarName
+from integrations.backups.aws import AwsClient
 from integrations.backups.base import BackupError, Progress, VerifyFacts
 from integrations.deploy.base import PositiveDuration
 from integrations.types import StrictModel
@@ -39,30 +39,11 @@ class RdsSnapshotEngine:
 
     def __init__(self, settings: RdsSettings, *, environ: Mapping[str, str]) -> None:
         self._settings = settings
-        self._environ = environ
-        self._client: Any = None
-
-    def _make_client(self) -> Any:
-        endpoint = None
-        if self._settings.endpoint_url_env:
-            endpoint = self._environ.get(self._settings.endpoint_url_env) or None
-            if endpoint is None:
-                raise BackupError(f"environment variable {self._settings.endpoint_url_env} (the RDS endpoint URL) is not set")
-        keys = {name.lower(): self._environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-                if self._environ.get(name)}
-        session = boto3.session.Session(**keys, region_name=self._settings.region)  # type: ignore[arg-type]
-        return session.client("rds", endpoint_url=endpoint, config=botocore.config.Config(retries={"mode": "standard"}))
+        self._aws = AwsClient("rds", region=settings.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
+                              subject=f"for {settings.instance}", config=botocore.config.Config(retries={"mode": "standard"}))
 
     async def _call(self, operation: str, **params: Any) -> Any:
-        if self._client is None:
-            self._client = await asyncio.to_thread(self._make_client)
-        try:
-            return await asyncio.to_thread(getattr(self._client, operation), **params)
-        except botocore.exceptions.ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "error")
-            raise BackupError(f"RDS {operation} for {self._settings.instance} failed: {code}") from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise BackupError(f"RDS {operation} for {self._settings.instance} failed: {type(error).__name__}") from None
+        return await self._aws.call(operation, **params)
 
     async def snapshot(self, snapshot_id: str, on_progress: Callable[[Progress, str], Awaitable[None]]) -> tuple[str, int]:
         """Creates the snapshot and waits until it is available: (its ARN, its allocated size in bytes)."""
@@ -103,10 +84,7 @@ class RdsSnapshotEngine:
 
     async def aclose(self) -> None:
         """Closes the client."""
-        if self._client is not None:
-            await asyncio.to_thread(self._client.close)
-            self._client = None
-
+        await self._aws.aclose()
 
 def build(settings: RdsSettings, *, environ: Mapping[str, str]) -> RdsSnapshotEngine:
     """The engine for validated settings."""

@@ -14,12 +14,12 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
-import boto3
 import botocore.config
 import botocore.exceptions
 from pydantic import Field, field_validator
 
 from integrations.alerts.base import EnvVarName
+from integrations.backups.aws import AwsClient
 from integrations.backups.base import PART_SIZE, BackupError
 from integrations.types import StrictModel
 
@@ -96,8 +96,12 @@ class S3BackupStore:
         self.settings = settings
         self.bucket = settings.bucket
         self.part_size = settings.part_size_mib * 1024 * 1024
-        self._environ = environ
-        self._client: Any = None
+        self._aws = AwsClient(
+            "s3", region=settings.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
+            subject=f"on {settings.bucket}",
+            config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=4,
+                                          s3={"addressing_style": "path"} if settings.endpoint_url_env else None),
+        )
 
     def full(self, key: str) -> str:
         """The object key with the configured prefix."""
@@ -107,30 +111,9 @@ class S3BackupStore:
         """`s3://bucket/prefix/key`."""
         return f"s3://{self.bucket}/{self.full(key)}"
 
-    def _make_client(self) -> Any:
-        endpoint = None
-        if self.settings.endpoint_url_env:
-            endpoint = self._environ.get(self.settings.endpoint_url_env) or None
-            if endpoint is None:
-                raise BackupError(f"environment variable {self.settings.endpoint_url_env} (the S3 endpoint URL) is not set")
-        keys = {name.lower(): self._environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-                if self._environ.get(name)}
-        session = boto3.session.Session(**keys, region_name=self.settings.region)  # type: ignore[arg-type]
-        config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=4,
-                                        s3={"addressing_style": "path"} if endpoint else None)
-        return session.client("s3", endpoint_url=endpoint, config=config)
-
     async def call(self, operation: str, **params: Any) -> Any:
         """One S3 call in a thread; BackupError with the service's error code (never credentials) on failure."""
-        if self._client is None:
-            self._client = await asyncio.to_thread(self._make_client)
-        try:
-            return await asyncio.to_thread(getattr(self._client, operation), **params)
-        except botocore.exceptions.ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "error")
-            raise BackupError(f"S3 {operation} on {self.bucket} failed: {code}") from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise BackupError(f"S3 {operation} on {self.bucket} failed: {type(error).__name__}") from None
+        return await self._aws.call(operation, **params)
 
     async def begin(self, key: str) -> S3Upload:
         """Creates a multipart upload for `key`, with the storage class and encryption configured."""
@@ -212,10 +195,7 @@ class S3BackupStore:
 
     async def aclose(self) -> None:
         """Closes the client's connections."""
-        if self._client is not None:
-            await asyncio.to_thread(self._client.close)
-            self._client = None
-
+        await self._aws.aclose()
 
 def build(settings: S3StorageSettings, *, environ: Mapping[str, str]) -> S3BackupStore:
     """The store for validated settings (the client is built on first use)."""
