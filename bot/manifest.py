@@ -21,6 +21,10 @@ BOT_SCOPES = (
     "users:read",
     "usergroups:read",
     "files:write",
+    # Reading back our own messages (their `metadata`) before re-posting after a crash or an ambiguous Slack error.
+    "channels:history",
+    "groups:history",
+    "im:history",
 )
 BOT_EVENTS = ("app_home_opened",)
 

@@ -209,9 +209,11 @@ class WebApi:
             raise ApiError("msg_too_long")
         return text, blocks, attachments
 
-    def _message_json(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A stored message as Slack returns it from the API (without emulator-only keys)."""
-        return {k: v for k, v in message.items() if k not in {"channel", "ephemeral_to"}}
+    def _message_json(self, message: dict[str, Any], *, metadata: bool = True) -> dict[str, Any]:
+        """A stored message as Slack returns it from the API (without emulator-only keys); conversations.history
+        includes a message's `metadata` only when asked with `include_all_metadata`, as Slack does."""
+        hidden = {"channel", "ephemeral_to"} if metadata else {"channel", "ephemeral_to", "metadata"}
+        return {k: v for k, v in message.items() if k not in hidden}
 
     def _user(self, user_id: str) -> Any:
         user = self.workspace.user(user_id)
@@ -467,8 +469,11 @@ class WebApi:
         channel = self._channel(args.text("channel"))
         if self.bot not in channel.members:
             raise ApiError("not_in_channel")
-        top = [self._message_json(m) for m in self.state.messages(channel.id)
-               if not m.get("ephemeral_to") and (not is_reply(m) or m.get("subtype") == "thread_broadcast")]
+        oldest, latest = _ts_bound(args.text("oldest"), 0.0), _ts_bound(args.text("latest"), float("inf"))
+        with_metadata = args.flag("include_all_metadata")
+        top = [self._message_json(m, metadata=with_metadata) for m in self.state.messages(channel.id)
+               if not m.get("ephemeral_to") and (not is_reply(m) or m.get("subtype") == "thread_broadcast")
+               and oldest < float(m["ts"]) < latest]
         top.reverse()
         page, cursor = self._page(top, args)
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}
@@ -666,3 +671,12 @@ def _new_channel_id(workspace: Workspace, prefix: str) -> str:
         candidate = random_id(prefix, 9)
         if workspace.channel(candidate) is None:
             return candidate
+
+
+def _ts_bound(text: str, default: float) -> float:
+    """An `oldest`/`latest` argument of conversations.history (a message ts; exclusive bounds, as Slack's
+    default `inclusive=false`)."""
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
