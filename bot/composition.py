@@ -30,6 +30,7 @@ from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
 from bot.deps import Deps, utc_now
+from bot.heartbeats import Heartbeats, run_periodic
 from bot.incidents.paging import with_incident_policies
 from bot.incidents.service import IncidentService
 from bot.incidents.store import IncidentStore
@@ -47,7 +48,7 @@ from bot.status.service import StatusService
 from bot.status.store import ProbeStore
 from bot.store import Store
 from bot.tasks import BackgroundTasks
-from bot.web import BOLT, CONFIG, METRICS, STORE, add_routes
+from bot.web import BOLT, CONFIG, HEARTBEATS, METRICS, STORE, add_routes
 from commands import dispatch
 from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
@@ -73,6 +74,8 @@ class Runtime:
 
 
 SHUTDOWN_GRACE_SECONDS = 5.0
+DEPLOY_TICK_SECONDS = 2.0
+LOOP_LIMITS = {"alert-delivery": 30.0, "alert-messages": 120.0, "deploy-ticks": 60.0, "scheduler": 60.0}
 
 
 class StartupError(Exception):
@@ -123,6 +126,7 @@ def create_web_app(
     runtime = Runtime(settings=settings, config=config, catalog=build_catalog(), clock=clock)
     app = web.Application(client_max_size=5 * 1024 * 1024)  # the alert webhooks accept up to 5 MiB
     app[METRICS] = Metrics()
+    app[HEARTBEATS] = Heartbeats(app[METRICS])
     app[CONFIG] = config
     app.cleanup_ctx.append(_redis_ctx(runtime))
     app.cleanup_ctx.append(_http_ctx)
@@ -217,8 +221,12 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
     async def bot(app: web.Application) -> AsyncIterator[None]:
         settings = runtime.settings
+        # Slack gets its own session: slack_sdk applies its timeout only to sessions it owns, and a slow Slack must
+        # fail a call in SLACK_API_TIMEOUT (to be retried), not hold it for the shared session's 30 s.
+        slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.slack_api_timeout))
         slack = build_slack_client(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, metrics=app[METRICS], session=app[HTTP]
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, metrics=app[METRICS],
+            session=slack_session, timeout=settings.slack_api_timeout,
         )
         store = app[STORE]
         tasks = BackgroundTasks()
@@ -232,6 +240,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         alerts = AlertPipeline(
             config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
             oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
+            heartbeat=app[HEARTBEATS].beat,
         )
         incident_store = IncidentStore(store)
 
@@ -247,7 +256,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
             deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
         )
-        scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock)
+        scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
+                                    heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
                                http=app[HTTP], clock=clock)
         backups = BackupService(
@@ -304,8 +314,14 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             log.info("connected to Slack in Socket Mode")
         stop_ticks = asyncio.Event()
         loop = asyncio.get_running_loop()
+        heartbeats = app[HEARTBEATS]
+        # A loop that completes no iteration for this long makes /readyz answer 503 (Slack failures are retried
+        # inside an iteration; only Redis failing, or a loop stuck, stops the beats).
+        for name, within in LOOP_LIMITS.items():
+            heartbeats.expect(name, within)
         workers = [
-            loop.create_task(deploys.run_ticks(stop_ticks), name="deploy-ticks"),
+            loop.create_task(run_periodic("deploy-ticks", deploys.tick, every=DEPLOY_TICK_SECONDS, stop=stop_ticks,
+                                          heartbeats=heartbeats), name="deploy-ticks"),
             loop.create_task(alerts.run_consumer(stop_ticks), name="alert-delivery"),
             loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
             loop.create_task(scheduler.run(stop_ticks), name="scheduler"),
@@ -323,5 +339,6 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         await tasks.drain()
         await deploys.aclose()
         await backups.aclose()
+        await slack_session.close()
 
     return bot

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0)
@@ -35,6 +35,11 @@ class Metrics:
         self.redis_errors = Counter(
             "chatops_redis_errors", "Redis operations that failed, by operation.", ["operation"],
             registry=self.registry,
+        )
+
+        self.loop_last_success = Gauge(
+            "chatops_loop_last_success_timestamp_seconds",
+            "Unix time of the last iteration each background loop completed.", ["loop"], registry=self.registry,
         )
 
     def render(self) -> tuple[bytes, str]:

@@ -181,8 +181,10 @@ class LeaderScheduler:
         lease_ttl: timedelta = timedelta(seconds=15),
         clock: Callable[[], datetime],
         owner: str | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.lease = LeaderLease(redis, keys.scheduler("leader"), lease_ttl, owner)
+        self._heartbeat = heartbeat or (lambda: None)
         self.leading = asyncio.Event()  # set while this process leads
         self._redis = redis
         self._runs_key = keys.scheduler("runs")
@@ -238,7 +240,9 @@ class LeaderScheduler:
         """One lease operation, bounded by the renewal period; any failure reads as "not ours"."""
         try:
             async with asyncio.timeout(self._period.total_seconds()):
-                return await call()
+                ours = await call()
+            self._heartbeat()  # Redis answered: the loop makes progress, leading or not
+            return ours
         except _LEASE_ERRORS as error:
             log.warning("scheduler lease %s failed (%s: %s); not leading", what, type(error).__name__, error)
             return False

@@ -35,6 +35,8 @@ class Settings(BaseModel):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, alias="SLACK_API_URL")
+    # How long one Slack Web API call may take before it counts as failed (and is retried where that is safe).
+    slack_api_timeout: float = Field(default=10.0, ge=0.5, le=120, alias="SLACK_API_TIMEOUT")
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     config_path: str = Field(default="./chatops.yaml", alias="CHATOPS_CONFIG")
     host: str = Field(default="0.0.0.0", alias="HOST")

@@ -1,10 +1,22 @@
-"""Posting the way every service needs it: to a channel (joining a public channel the bot is not in yet), or to a
-person as a direct message."""
+"""Posting the way every service needs it: to a channel (joining a public channel the bot is not in yet), to a
+person as a direct message, and, for what must appear exactly once (an alert's message, a page), as an idempotent
+producer: the message carries a key in its Slack `metadata`, and a retry after a crash or an answer that does not
+rule out success first looks for its own message in the channel's history (`conversations.history` with
+`include_all_metadata`) before posting again."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack_client import error_code
+
+# How far back of the first attempt a retry looks (clocks of Slack and of this host differ a little), and how
+# many history pages at most: a retry looks only at messages since its first attempt.
+LOOKBACK_SLACK_SECONDS = 120
+MAX_HISTORY_PAGES = 20
 
 
 async def post_message(slack: AsyncWebClient, channel: str, **message: object) -> dict[str, str]:
@@ -12,7 +24,7 @@ async def post_message(slack: AsyncWebClient, channel: str, **message: object) -
     try:
         response = await slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
     except SlackApiError as error:
-        if error.response.get("error") != "not_in_channel":
+        if error_code(error) != "not_in_channel":
             raise
         await slack.conversations_join(channel=channel)
         response = await slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
@@ -24,3 +36,76 @@ async def direct_message(slack: AsyncWebClient, user: str, **message: object) ->
     opened = await slack.conversations_open(users=user)
     response = await slack.chat_postMessage(channel=opened["channel"]["id"], **message)  # type: ignore[arg-type]
     return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+
+
+class OncePoster:
+    """Posts messages that must exist once: `post_once` and `direct_message_once` (see the module docstring).
+    Keeps the channel ids it resolved (a retry must read history by id, and Slack accepts names only to post)."""
+
+    def __init__(self, slack: AsyncWebClient, event_type: str = "chatops_message") -> None:
+        self._slack = slack
+        self._event_type = event_type
+        self._channel_ids: dict[str, str] = {}
+
+    async def post_once(
+        self, channel: str, key: str, *, since: datetime, look_first: bool, **message: object,
+    ) -> dict[str, str]:
+        """Posts `message` tagged with `key`, unless `look_first` and our message with that key was already posted
+        since `since` (then that one's channel and ts are returned)."""
+        if look_first:
+            found = await self.find(channel, key, since=since)
+            if found is not None:
+                return found
+        metadata = {"event_type": self._event_type, "event_payload": {"key": key}}
+        return await post_message(self._slack, channel, metadata=metadata, **message)
+
+    async def direct_message_once(
+        self, user: str, key: str, *, since: datetime, look_first: bool, **message: object,
+    ) -> dict[str, str]:
+        """`post_once` into the bot's DM with `user`."""
+        opened = await self._slack.conversations_open(users=user)
+        return await self.post_once(str(opened["channel"]["id"]), key, since=since, look_first=look_first, **message)
+
+    async def find(self, channel: str, key: str, *, since: datetime) -> dict[str, str] | None:
+        """Our message tagged with `key` in `channel` since `since`, if there is one."""
+        channel_id = await self._channel_id(channel)
+        if channel_id is None:
+            return None
+        oldest = f"{since.timestamp() - LOOKBACK_SLACK_SECONDS:.6f}"
+        cursor: str | None = None
+        for _ in range(MAX_HISTORY_PAGES):
+            try:
+                page = await self._slack.conversations_history(
+                    channel=channel_id, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor,
+                )
+            except SlackApiError as error:
+                if error_code(error) in ("not_in_channel", "channel_not_found"):
+                    return None  # we never posted there
+                raise
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == self._event_type and payload.get("key") == key:
+                    return {"channel": channel_id, "ts": str(message["ts"])}
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        return None
+
+    async def _channel_id(self, channel: str) -> str | None:
+        """The id of a channel given as an id or as `#name` (history is read by id only)."""
+        if not channel.startswith("#"):
+            return channel
+        name = channel[1:]
+        if name in self._channel_ids:
+            return self._channel_ids[name]
+        cursor: str | None = None
+        while True:
+            page = await self._slack.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor,
+            )
+            for found in page.get("channels") or []:
+                self._channel_ids[str(found["name"])] = str(found["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if name in self._channel_ids or cursor is None:
+                return self._channel_ids.get(name)

@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.config import ChatopsConfig
 from bot.errors import StoreUnavailable
+from bot.heartbeats import Heartbeats
 from bot.metrics import Metrics
 from bot.store import Store
 
@@ -18,6 +19,7 @@ METRICS = web.AppKey("metrics", Metrics)
 CONFIG = web.AppKey("config", ChatopsConfig)
 STORE = web.AppKey("store", Store)
 BOLT = web.AppKey("bolt", AsyncApp)
+HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
 READINESS_TIMEOUT_SECONDS = 1.0
 SLACK_PATHS = ("/slack/events", "/slack/interactive", "/slack/commands")
@@ -40,7 +42,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 only when the configuration is loaded and Redis answers; 503 with the reasons otherwise."""
+    """200 only when the configuration is loaded, Redis answers and every background loop is making progress;
+    503 with the reasons otherwise."""
     reasons: list[str] = []
     if CONFIG not in request.app:
         reasons.append("configuration not loaded")
@@ -54,6 +57,9 @@ async def readyz(request: web.Request) -> web.Response:
             reasons.append(f"redis: {error.__cause__ or error}")
         except TimeoutError:
             reasons.append(f"redis: no answer within {READINESS_TIMEOUT_SECONDS:g}s")
+    heartbeats = request.app.get(HEARTBEATS)
+    if heartbeats is not None:
+        reasons.extend(heartbeats.stalled())
     if reasons:
         return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready"})

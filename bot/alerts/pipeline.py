@@ -5,12 +5,14 @@ at most once per pass (so storms stay inside Slack's rate limits), and people ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -21,23 +23,24 @@ from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silence
 from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
 from bot.deploys.render import human_duration
-from bot.errors import UserFacingError
+from bot.errors import StoreUnavailable, UserFacingError
 from bot.oncall import escalation
 from bot.oncall.config import OncallSection
 from bot.oncall.render import page_closed
-from bot.slack_post import post_message
+from bot.slack_client import error_code, is_transient
+from bot.slack_post import OncePoster, post_message
 from integrations.alerts.base import Alert
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25
 ABANDONED_AFTER_MS = 30_000
+CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
-# Slack errors that retrying cannot fix: the alert stays stored (and listed by /alerts) but is not posted.
-PERMANENT_SLACK_ERRORS = frozenset({
-    "channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "not_in_channel", "restricted_action",
-    "invalid_auth", "account_inactive", "missing_scope",
-})
+POST_LEASE_SECONDS = 30
+RETRY_AFTER = timedelta(seconds=2)
+FAILURES_BEFORE_PAUSE = 3
+MAX_PAUSE_SECONDS = 10.0
 
 
 class AlertPipeline:
@@ -46,6 +49,7 @@ class AlertPipeline:
     def __init__(
         self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
         clock: Callable[[], datetime], consumer: str | None = None, oncall: OncallSection | None = None,
+        heartbeat: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.oncall = oncall or OncallSection()
@@ -55,6 +59,10 @@ class AlertPipeline:
         self._clock = clock
         self.consumer = consumer or f"bot-{secrets.token_hex(4)}"
         self.delivered = asyncio.Event()
+        self.posts_due = asyncio.Event()  # set when a new group is due, so the flusher need not wait its pause
+        self._poster = OncePoster(slack, event_type="chatops_alert")
+        self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
+        self._beat = heartbeat or (lambda _loop: None)
 
     # -- ingest -------------------------------------------------------------------------------------------
 
@@ -67,8 +75,9 @@ class AlertPipeline:
     # -- delivery -----------------------------------------------------------------------------------------
 
     async def run_consumer(self, stop: asyncio.Event) -> None:
-        """Delivers stream entries until `stop`; failed entries stay pending and are retried in order."""
-        await self.store.ensure_consumer_group()
+        """Delivers stream entries until `stop`; failed entries stay pending and are retried in order. Survives any
+        Redis or Slack failure: the consumer group is (re)created whenever Redis answers without it."""
+        needs_group = True
         retry_pending = True
         last_claim = 0.0
         failures: dict[str, int] = {}
@@ -76,11 +85,15 @@ class AlertPipeline:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                if loop.time() - last_claim > 10:
+                if needs_group:
+                    await self.store.ensure_consumer_group()
+                    needs_group = False
+                if loop.time() - last_claim > CLAIM_ABANDONED_EVERY_SECONDS:
                     last_claim = loop.time()
                     if await self.store.claim_abandoned(self.consumer, ABANDONED_AFTER_MS):
                         retry_pending = True
                 entries = await self.store.read(self.consumer, pending=retry_pending)
+                self._beat("alert-delivery")
                 if retry_pending and not entries:
                     retry_pending = False
                     continue
@@ -97,23 +110,35 @@ class AlertPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.exception("alert delivery failed; the entry stays pending and is retried")
                 retry_pending = True
-                if current is not None:
-                    entry_id, alerts = current
-                    failures[entry_id] = failures.get(entry_id, 0) + 1
-                    if failures[entry_id] >= DEAD_LETTER_AFTER:
-                        log.error("alert entry %s failed %d times; moved to the dead-letter stream", entry_id, DEAD_LETTER_AFTER)
-                        try:
-                            await self.store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
-                            failures.pop(entry_id, None)
-                        except Exception:
-                            log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
-                    current = None
+                if _no_group(error):
+                    log.warning("the alert stream's consumer group is gone (Redis restarted empty?); creating it again")
+                    needs_group = True
+                elif _infrastructure(error):
+                    log.warning("alert delivery paused: %s; the entry stays pending and is retried", _describe(error))
+                else:
+                    log.exception("alert delivery failed; the entry stays pending and is retried")
+                    if current is not None:
+                        await self._count_failure(failures, current, error)
+                current = None
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except TimeoutError:
                     pass
+
+    async def _count_failure(self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception) -> None:
+        """Counts a failure of an entry that is not Redis's or Slack's fault; the tenth moves it to the dead-letter
+        stream (kept there, listed by /alerts, so one poison entry cannot hold up every alert behind it)."""
+        entry_id, alerts = current
+        failures[entry_id] = failures.get(entry_id, 0) + 1
+        if failures[entry_id] < DEAD_LETTER_AFTER:
+            return
+        log.error("alert entry %s failed %d times; moved to the dead-letter stream", entry_id, DEAD_LETTER_AFTER)
+        try:
+            await self.store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
+            failures.pop(entry_id, None)
+        except Exception:
+            log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
     async def deliver(self, entry_id: str, alert: Alert) -> None:
         """Puts one alert where it belongs: the open group of its key in each routed channel, or a new group."""
@@ -141,10 +166,10 @@ class AlertPipeline:
                 policy = self.oncall.escalation_policies.get(destination.escalation or "")
                 if policy is not None:  # the first page waits for the message, so its thread can be mentioned
                     group = escalation.start(group, policy, now, not_before=now + wait)
-                if await self.store.create_group(group, post_at=now + wait if wait > timedelta(0) else None):
+                # The flusher posts it once group_wait has passed (at once for 0s), retrying until Slack takes it.
+                if await self.store.create_group(group, post_at=now + max(wait, timedelta(0))):
                     await self.store.count(now, "groups")
-                    if wait <= timedelta(0):
-                        await self.post(group.id)
+                    self.posts_due.set()
                     break
 
     async def _update_member(self, group_id: str, entry_id: str, alert: Alert, now: datetime) -> None:
@@ -191,61 +216,117 @@ class AlertPipeline:
                 if after.acked_by is None and after.resolved_by is None:
                     await self.store.count(now, "resolved_without_action")
 
-    async def post(self, group_id: str) -> None:
-        """Posts a group's message (once: a group that has one is only updated)."""
+    async def post(self, group_id: str) -> bool:
+        """Posts a group's message once: a group that has one is only updated, and a retry after a crash or an
+        ambiguous Slack answer finds the message it may already have posted (its metadata carries the group id)
+        instead of posting it twice. True once the message exists or Slack refused it for good; False (retried
+        later) while Slack fails in a way a later attempt can get past. Redis errors raise."""
         group = await self.store.get_group(group_id)
         if group is None or group.message_ts is not None:
-            return
-        text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
+            await self.store.drop_post(group_id)
+            return True
+        now = self._clock()
+        first_attempt, since = await self.store.begin_post(group_id, now)
+        text, blocks = alert_message(group, now=now, max_lines=self.config.max_group_lines)
         try:
-            response = await self._post(group.channel, text=text, blocks=blocks)
+            posted = await self._poster.post_once(
+                group.channel, group.id, since=since, look_first=not first_attempt, text=text, blocks=blocks,
+            )
         except SlackApiError as error:
-            code = str(error.response.get("error"))
-            if code not in PERMANENT_SLACK_ERRORS:
-                raise  # transient: the entry stays pending and is retried
+            code = error_code(error)
+            if is_transient(error):
+                log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
+                await self.store.count(now, "post_retries")
+                return False
             log.error("alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)", group_id, group.channel, code)
-            await self.store.count(self._clock(), "undeliverable")
-            return
+            await self.store.drop_post(group_id)
+            await self.store.count(now, "undeliverable")
+            return True
+
+        def record(pipe: Pipeline, after: AlertGroup) -> None:
+            self.store.queue_posted(pipe, group_id)
+            if after.updated_at != group.updated_at:  # it changed while being posted: show the latest state
+                pipe.zadd(self.store.k("update_due"), {group_id: 0})
+
         await self.store.update_group(
-            group_id, lambda g: g.model_copy(update={"message_channel": response["channel"], "message_ts": response["ts"]}),
+            group_id, lambda g: g.model_copy(update={"message_channel": posted["channel"], "message_ts": posted["ts"]}),
+            dirty=False, also=record,
         )
         await self.store.count(self._clock(), "posted")
+        return True
 
     async def run_flusher(self, stop: asyncio.Event) -> None:
-        """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass."""
+        """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass;
+        survives every Redis and Slack failure (what was not done stays due in Redis and is tried again)."""
+        pause = FLUSH_SECONDS
         while not stop.is_set():
+            self.posts_due.clear()
             try:
-                await self.flush(stop)
+                slack_failing = await self.flush(stop)
+                self._beat("alert-messages")
+                # Slack failing: back off (up to 10 s) rather than hammer it; what is due stays due in Redis.
+                pause = min(pause * 2, MAX_PAUSE_SECONDS) if slack_failing else FLUSH_SECONDS
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("alert message flush failed; will retry")
-            try:
-                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
-            except TimeoutError:
-                pass
-
-    async def flush(self, stop: asyncio.Event | None = None) -> None:
-        """One pass: due posts, then dirty messages (what is left when `stop` is set stays marked dirty)."""
-        for group_id in await self.store.claim_due_posts(self._clock()):
-            await self.post(group_id)
-        dirty = await self.store.take_dirty()
-        for position, group_id in enumerate(dirty):
-            if stop is not None and stop.is_set():
-                await self.store.mark_dirty(dirty[position:])
-                return
-            group = await self.store.get_group(group_id)
-            if group is None:
+            except Exception as error:
+                pause = FLUSH_SECONDS * 4
+                if _infrastructure(error):
+                    log.warning("alert messages paused: %s; will retry", _describe(error))
+                else:
+                    log.exception("alert message flush failed; will retry")
+            if pause > FLUSH_SECONDS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
                 continue
-            if group.message_ts is None:
-                continue  # not posted yet: the post shows the latest state
-            text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
-            try:
-                await self._slack.chat_update(channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks)
-            except SlackApiError as error:
-                log.warning("could not update alert %s: %s", group_id, error.response.get("error"))
-                if error.response.get("error") in ("ratelimited", "internal_error", "service_unavailable"):
-                    await self.store.mark_dirty([group_id])
+            with contextlib.suppress(TimeoutError):  # a new group due wakes the flusher at once
+                await asyncio.wait_for(_first_of(self.posts_due, stop), FLUSH_SECONDS)
+
+    async def flush(self, stop: asyncio.Event | None = None) -> bool:
+        """One pass: due posts, then due message updates. Each is leased in Redis while it is worked on, so a
+        process that dies (or a Slack call that fails) leaves it to come due again; nothing is removed before
+        Slack has it. After a few failures in a row (Slack is down) the pass ends and the rest waits. True when
+        the pass ended on Slack failing."""
+        now = self._clock()
+        failures_in_a_row = 0
+        for group_id in await self.store.claim_due_posts(now, lease_seconds=self._lease_seconds()):
+            if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                await self.store.retry_post_at(group_id, now)
+                continue
+            if await self.post(group_id):
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += 1
+                await self.store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
+        updates, lease = await self.store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
+        for group_id in updates:
+            if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                await self.store.mark_dirty([group_id])
+                continue
+            if await self._update_message(group_id):
+                failures_in_a_row = 0
+                await self.store.update_done(group_id, lease)
+            else:
+                failures_in_a_row += 1
+                await self.store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
+        return failures_in_a_row > 0
+
+    async def _update_message(self, group_id: str) -> bool:
+        """Shows a group's current state on its message; False if Slack failed in a way worth retrying."""
+        group = await self.store.get_group(group_id)
+        if group is None or group.message_ts is None:
+            return True  # gone, or not posted yet: the post shows the latest state
+        text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
+        try:
+            await self._slack.chat_update(channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks)
+        except SlackApiError as error:
+            log.warning("could not update alert %s: %s", group_id, error_code(error))
+            return not is_transient(error)
+        return True
+
+    def _lease_seconds(self) -> float:
+        """How long a claimed post or update is ours before another process may take it over: longer than one
+        Slack call can take with its retries, so a live process is never overtaken."""
+        return max(POST_LEASE_SECONDS, 3 * self._slack_timeout)
 
     # -- actions ------------------------------------------------------------------------------------------
 
@@ -418,3 +499,28 @@ def _newer(entry_id: str, than: str) -> bool:
         return parts(entry_id) > parts(than)
     except ValueError:
         return True
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Returns when any of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _no_group(error: Exception) -> bool:
+    """Redis answered that the stream or its consumer group does not exist (it restarted empty)."""
+    return isinstance(error, ResponseError) and "NOGROUP" in str(error)
+
+
+def _infrastructure(error: Exception) -> bool:
+    """A failure of Redis or of the network, not of the alert: never counted towards dead-lettering."""
+    return isinstance(error, RedisError | OSError | StoreUnavailable | TimeoutError | SlackApiError)
+
+
+def _describe(error: Exception) -> str:
+    cause = error.__cause__ or error
+    return f"{type(cause).__name__}: {cause}"

@@ -17,6 +17,36 @@ from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"
 
+# Creates a group and every index of it in one step, only if no group is open for its key: a process killed half
+# way can never leave an `open` pointer to a group that does not exist (KEYS: open, group, firing, groups, post_due,
+# deadlines; ARGV: id, json, created score, post score, deadline member, deadline score).
+_CREATE_GROUP = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5]) end
+return 1
+"""
+
+# The open group of a key, if its record exists; a pointer to a missing record (left by an older version, or by a
+# Redis that lost part of its data) is removed, so the next alert opens a new group instead of failing forever.
+_OPEN_GROUP = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+if redis.call('EXISTS', KEYS[2] .. id) == 1 then return id end
+redis.call('DEL', KEYS[1])
+return false
+"""
+
+# Forgets a claimed member only if nobody queued it again since the claim (its score is still the lease).
+_DONE_IF_UNCHANGED = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 # Claims due deadlines by pushing their score `lease` seconds ahead: each due deadline goes to one caller, and one
 # whose caller dies before finishing comes due again when the lease runs out (at least once, never lost).
 _CLAIM_DEADLINES = """
@@ -36,6 +66,9 @@ class AlertStore:
         self.redis = store.redis
         self._keys = store.keys
         self._claim_deadlines = store.redis.register_script(_CLAIM_DEADLINES)
+        self._create_group = store.redis.register_script(_CREATE_GROUP)
+        self._open_group = store.redis.register_script(_OPEN_GROUP)
+        self._done_if_unchanged = store.redis.register_script(_DONE_IF_UNCHANGED)
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -55,7 +88,8 @@ class AlertStore:
         return await self._store.call("alert_append", write())
 
     async def ensure_consumer_group(self) -> None:
-        """Creates the delivery consumer group (from the start of the stream) unless it exists."""
+        """Creates the delivery consumer group (from the start of the stream) unless it exists: at start-up, and
+        again whenever Redis answers NOGROUP (it restarted empty, or someone deleted the stream)."""
         try:
             await self.redis.xgroup_create(self.k("stream"), CONSUMER_GROUP, id="0", mkstream=True)
         except ResponseError as error:
@@ -92,24 +126,21 @@ class AlertStore:
     # -- groups -------------------------------------------------------------------------------------------
 
     async def open_group(self, channel: str, key: str) -> str | None:
-        """The id of the group still firing for this key in this channel."""
-        return await self.redis.get(self.k("open", channel, key))
+        """The id of the group still firing for this key in this channel (a pointer to a lost record is dropped)."""
+        found = await self._open_group(keys=[self.k("open", channel, key), self.k("group", "")])
+        return str(found) if found else None
 
-    async def create_group(self, group: AlertGroup, *, post_at: datetime | None) -> bool:
-        """Stores a new group as the open one for its key; False if another consumer opened one first."""
-        open_key = self.k("open", group.channel, group.group_key)
-        if not await self.redis.set(open_key, group.id, nx=True):
-            return False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.k("group", group.id), group.model_dump_json())
-            pipe.sadd(self.k("firing"), group.id)
-            pipe.zadd(self.k("groups"), {group.id: group.created_at.timestamp()})
-            if post_at is not None:
-                pipe.zadd(self.k("post_due"), {group.id: post_at.timestamp()})
-            if group.pending is not None and group.pending_at is not None:
-                pipe.zadd(self.k("deadlines"), {group.pending: group.pending_at.timestamp()})
-            await pipe.execute()
-        return True
+    async def create_group(self, group: AlertGroup, *, post_at: datetime) -> bool:
+        """Stores a new group as the open one for its key, due to be posted at `post_at`, all in one atomic step;
+        False if another consumer opened one first."""
+        deadline = group.pending if group.pending is not None and group.pending_at is not None else ""
+        created = await self._create_group(
+            keys=[self.k("open", group.channel, group.group_key), self.k("group", group.id), self.k("firing"),
+                  self.k("groups"), self.k("post_due"), self.k("deadlines")],
+            args=[group.id, group.model_dump_json(), group.created_at.timestamp(), post_at.timestamp(), deadline,
+                  group.pending_at.timestamp() if deadline and group.pending_at else 0],
+        )
+        return bool(created)
 
     async def get_group(self, group_id: str) -> AlertGroup | None:
         """A group by id."""
@@ -149,7 +180,7 @@ class AlertStore:
                 pipe.delete(self.k("open", after.channel, after.group_key))
                 pipe.srem(self.k("firing"), group_id)
             if dirty:
-                pipe.sadd(self.k("dirty"), group_id)
+                pipe.zadd(self.k("update_due"), {group_id: 0})
             if also is not None:
                 also(pipe, after)
             return before, after
@@ -164,23 +195,61 @@ class AlertStore:
         """Ids of groups created since `since`."""
         return list(await self._store.call("alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")))
 
-    async def take_dirty(self, count: int = 50) -> list[str]:
-        """Pops groups whose message needs an update."""
-        return list(await self.redis.spop(self.k("dirty"), count) or [])
+    async def claim_updates(self, now: datetime, *, lease_seconds: float, count: int = 50) -> tuple[list[str], float]:
+        """Groups whose message needs an update, each leased to this caller (see `_CLAIM_DEADLINES`): one that is
+        not confirmed done in time comes due again. Returns the ids and the lease score to confirm with."""
+        lease = round(now.timestamp() + lease_seconds, 3)
+        claimed = await self._claim_deadlines(keys=[self.k("update_due")], args=[now.timestamp(), lease, count])
+        return [str(member) for member in claimed], lease
+
+    async def update_done(self, group_id: str, lease: float) -> None:
+        """The message of `group_id` shows the state it was claimed for; forgotten unless it changed again since."""
+        await self._done_if_unchanged(keys=[self.k("update_due")], args=[group_id, lease])
 
     async def mark_dirty(self, group_ids: Sequence[str]) -> None:
-        """Asks for these groups' messages to be updated."""
+        """Asks for these groups' messages to be updated (now)."""
         if group_ids:
-            await self.redis.sadd(self.k("dirty"), *group_ids)
+            await self.redis.zadd(self.k("update_due"), dict.fromkeys(group_ids, 0))
 
-    async def claim_due_posts(self, now: datetime) -> list[str]:
-        """Groups whose group_wait has ended; each returned once (ZREM decides)."""
-        due = await self.redis.zrangebyscore(self.k("post_due"), "-inf", now.timestamp(), start=0, num=50)
-        claimed = []
-        for group_id in due:
-            if await self.redis.zrem(self.k("post_due"), group_id):
-                claimed.append(group_id)
-        return claimed
+    async def retry_update_at(self, group_id: str, when: datetime) -> None:
+        """Tries the update of `group_id` again at `when` (after a failure that a later attempt can get past)."""
+        await self.redis.zadd(self.k("update_due"), {group_id: when.timestamp()})
+
+    async def claim_due_posts(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
+        """Groups whose group_wait has ended, each leased to this caller: a post that is not recorded (the process
+        died, Slack failed) comes due again when the lease runs out; nothing is removed before it is posted."""
+        claimed = await self._claim_deadlines(
+            keys=[self.k("post_due")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+        )
+        return [str(member) for member in claimed]
+
+    async def retry_post_at(self, group_id: str, when: datetime) -> None:
+        """Tries the post of `group_id` again at `when`."""
+        await self.redis.zadd(self.k("post_due"), {group_id: when.timestamp()})
+
+    async def begin_post(self, group_id: str, now: datetime) -> tuple[bool, datetime]:
+        """Notes that a post of `group_id` is being attempted: (True, now) for the first attempt, else (False, the
+        first attempt's time). A later attempt must look for the message before posting it again."""
+        key = self.k("posting")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, group_id, now.isoformat())
+            pipe.hget(key, group_id)
+            first, since = await pipe.execute()
+        try:
+            return bool(first), datetime.fromisoformat(str(since))
+        except ValueError:
+            return bool(first), now
+
+    def queue_posted(self, pipe: Pipeline, group_id: str) -> None:
+        """Queues, in the transaction that records a group's message, the end of its post (no longer due)."""
+        pipe.zrem(self.k("post_due"), group_id)
+        pipe.hdel(self.k("posting"), group_id)
+
+    async def drop_post(self, group_id: str) -> None:
+        """Gives up posting a group (it is gone, or Slack refused it for good): no longer due."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.queue_posted(pipe, group_id)
+            await pipe.execute()
 
     # -- escalation deadlines -----------------------------------------------------------------------------
 
