@@ -249,7 +249,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
 
         oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
                                open_incidents=open_incidents)
-        pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock)
+        pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock,
+                      claim_lease=runtime.config.scheduler.lease)
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
         incidents = IncidentService(

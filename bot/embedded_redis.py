@@ -56,15 +56,17 @@ class EmbeddedRedis:
         """The redis:// URL of this server."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> EmbeddedRedis:
-        """Starts the server and waits until it answers PING; retries on a port race."""
+    def start(self, *, same_port: bool = False) -> EmbeddedRedis:
+        """Starts the server and waits until it answers PING; retries on a port race. `same_port` starts it again
+        where it was (a restart: with `persist`, with its data; without, empty)."""
         binary = find_redis_server()
         # Absolute: redis-server changes into --dir before it opens --logfile, so a relative path would break.
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
-        for _ in range(5):
-            self.port = free_port()
+        for _ in range(5 if not same_port else 50):
+            if not same_port or not self.port:
+                self.port = free_port()
             persistence = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"] if self.persist else ["--save", "", "--appendonly", "no"]
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
@@ -75,6 +77,8 @@ class EmbeddedRedis:
                 return self
             last_error = self._output()
             self.stop()
+            if same_port:
+                time.sleep(0.1)  # the old process's socket may linger a moment
         raise RuntimeError(f"redis-server did not start: {last_error[-500:]}")
 
     def _wait_ready(self) -> bool:

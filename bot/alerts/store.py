@@ -227,23 +227,32 @@ class AlertStore:
         """Tries the post of `group_id` again at `when`."""
         await self.redis.zadd(self.k("post_due"), {group_id: when.timestamp()})
 
-    async def begin_post(self, group_id: str, now: datetime) -> tuple[bool, datetime]:
-        """Notes that a post of `group_id` is being attempted: (True, now) for the first attempt, else (False, the
-        first attempt's time). A later attempt must look for the message before posting it again."""
-        key = self.k("posting")
+    async def begin_attempt(self, kind: str, name: str, now: datetime) -> tuple[bool, datetime]:
+        """Notes that Slack is about to be asked for something that must happen once (kind `posting`: a group's
+        message; `paging`: a page): (True, now) for the first attempt, else (False, the first attempt's time). A
+        later attempt must look for what the earlier one may have posted before posting again."""
+        key = self.k(kind)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, group_id, now.isoformat())
-            pipe.hget(key, group_id)
+            pipe.hsetnx(key, name, now.isoformat())
+            pipe.hget(key, name)
             first, since = await pipe.execute()
         try:
             return bool(first), datetime.fromisoformat(str(since))
         except ValueError:
             return bool(first), now
 
+    def queue_attempt_done(self, pipe: Pipeline, kind: str, name: str) -> None:
+        """Queues, in the transaction that records the outcome, the end of an attempt begun with `begin_attempt`."""
+        pipe.hdel(self.k(kind), name)
+
+    async def begin_post(self, group_id: str, now: datetime) -> tuple[bool, datetime]:
+        """`begin_attempt` for a group's message."""
+        return await self.begin_attempt("posting", group_id, now)
+
     def queue_posted(self, pipe: Pipeline, group_id: str) -> None:
         """Queues, in the transaction that records a group's message, the end of its post (no longer due)."""
         pipe.zrem(self.k("post_due"), group_id)
-        pipe.hdel(self.k("posting"), group_id)
+        self.queue_attempt_done(pipe, "posting", group_id)
 
     async def drop_post(self, group_id: str) -> None:
         """Gives up posting a group (it is gone, or Slack refused it for good): no longer due."""

@@ -1,11 +1,12 @@
 """Paging and escalation: the tick that claims due deadlines (pages and acknowledgement reminders) from Redis and
 acts on them.
 
-A deadline is claimed with a lease (its score pushed ahead), so one process handles it; the page is sent, then
-recorded on the group together with the next deadline in one transaction. A process that dies between claiming
-and recording leaves the deadline to come due again when the lease runs out: a page is sent at least once and,
-once recorded, never again. A deadline whose group moved on (acknowledged, resolved, restarted) is stale and
-dropped. Pages that go out late because no process was running say so.
+A deadline is claimed with a lease (its score pushed ahead by the scheduler's lease time), so one process handles
+it; the page is sent, then recorded on the group together with the next deadline in one transaction. A page whose
+DM or channel post Slack did not take (5xx, timeout, an error page) is not recorded: the deadline comes due again
+when the lease runs out, and the retry first looks for the DMs it may already have sent (each carries the page's
+key in its metadata), so a page is sent at least once and, where the process survives, once per person. A
+deadline whose group moved on (acknowledged, resolved, restarted) is stale and dropped. A late page says why.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ from bot.oncall.config import EscalationPolicy, EscalationStep
 from bot.oncall.escalation import PAGE, Deadline, Slot
 from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
-from bot.slack_post import direct_message, post_message
+from bot.slack_client import error_code, is_transient
+from bot.slack_post import OncePoster, direct_message
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE_SECONDS = 60
 LATE_NOTE_AFTER = timedelta(seconds=30)
+# Slack errors after which paging that person can never work (the page goes on to the others, and says so).
+_UNPAGEABLE = frozenset({"user_not_found", "cannot_dm_bot", "user_disabled", "account_inactive", "channel_not_found",
+                         "is_archived", "restricted_action", "not_in_channel"})
+
+
+class PageNotSent(Exception):
+    """Slack did not take a page (it failed in a way a later attempt can get past); the deadline comes due again."""
 
 
 class _Stale(Exception):
@@ -44,7 +52,7 @@ class Pager:
 
     def __init__(
         self, *, oncall: OncallService, alerts: AlertPipeline, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime], claim_lease: timedelta = timedelta(seconds=15),
     ) -> None:
         self._oncall = oncall
         self._alerts = alerts
@@ -52,16 +60,21 @@ class Pager:
         self._slack = slack
         self._audit = audit
         self._clock = clock
+        self._claim_lease = claim_lease
+        self._poster = OncePoster(slack, event_type="chatops_page")
 
     async def tick(self) -> int:
         """Handles every deadline due now; returns how many were handled (failures come due again later)."""
         handled = 0
-        for member in await self._store.claim_deadlines(self._clock(), lease_seconds=CLAIM_LEASE_SECONDS):
+        lease = self._claim_lease.total_seconds()
+        for member in await self._store.claim_deadlines(self._clock(), lease_seconds=lease):
             try:
                 await self._handle(member)
                 handled += 1
+            except PageNotSent as failure:
+                log.warning("deadline %s: %s; it comes due again in %ss", member, failure, lease)
             except Exception:
-                log.exception("deadline %s failed; it comes due again in %ss", member, CLAIM_LEASE_SECONDS)
+                log.exception("deadline %s failed; it comes due again in %ss", member, lease)
         return handled
 
     async def _handle(self, member: str) -> None:
@@ -93,14 +106,18 @@ class Pager:
                                       f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.")
 
     async def _send(self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime) -> Page:
+        """Sends one page: DMs to the people the step names, or a post in its channel. Raises PageNotSent when Slack
+        did not take one of them (nothing is recorded; the retry finds what this attempt did send)."""
+        member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
+        first_attempt, since = await self._store.begin_attempt("paging", member, now)
         rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
         step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
-        late = now - due.due
-        late_note = f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)" if late > LATE_NOTE_AFTER else ""
+        late_note = _late_note(now - due.due, retried=not first_attempt)
         rotation = step.notify if step.target_kind == "rotation" else None
         targets: list[str] = []
         channel = None
         dms: dict[str, str] = {}
+        unreachable: list[str] = []
         mention = step.mention_markup()
         if rotation is not None:
             try:
@@ -116,25 +133,41 @@ class Pager:
         for user in targets:
             text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
             try:
-                posted = await direct_message(self._slack, user, text=text, blocks=blocks)
+                posted = await self._poster.direct_message_once(
+                    user, f"{member}|{user}", since=since, look_first=not first_attempt, text=text, blocks=blocks,
+                )
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
-                log.error("could not DM the page for %s to %s: %s", group.id, user, error.response.get("error"))
+                self._unsent(group, user, error, unreachable)
         if channel is not None:
             text, blocks = page_message(group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention)
             try:
-                posted = await post_message(self._slack, channel, text=text, blocks=blocks)
+                posted = await self._poster.post_once(
+                    channel, f"{member}|{channel}", since=since, look_first=not first_attempt, text=text, blocks=blocks,
+                )
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
-                log.error("could not post the page for %s in %s: %s", group.id, channel, error.response.get("error"))
+                self._unsent(group, channel, error, unreachable)
         who = " ".join(f"<@{user}>" for user in targets) or (f"{channel}" if channel else "nobody")
         for_whom = f" ({rotation} on call)" if rotation and targets else ""
         extra = f" {mention}" if mention and channel is None else ""
-        await self._alerts.thread_reply(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}")
-        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
-                                 channel=group.channel, detail=f"{step_text}: {who}{late_note}")
+        missing = f" Could not reach {', '.join(unreachable)}." if unreachable else ""
+        await self._alerts.thread_reply(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}{missing}")
+        await self._audit.record(actor="chatops", action="alert.page", result="ok" if not unreachable else "partial",
+                                 target=group.id, channel=group.channel, detail=f"{step_text}: {who}{late_note}{missing}")
         return Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, rotation=rotation,
                     targets=tuple(targets), channel=channel, dms=dms)
+
+    @staticmethod
+    def _unsent(group: AlertGroup, who: str, error: SlackApiError, unreachable: list[str]) -> None:
+        """A page Slack refused: raises PageNotSent when a later attempt may get through, else notes the person
+        or channel as unreachable (Slack refuses it for good: the page goes on to the others)."""
+        code = error_code(error)
+        if code in _UNPAGEABLE or not is_transient(error):
+            log.error("cannot page %s for %s: %s", who, group.id, code)
+            unreachable.append(f"`{who}` ({code})")
+            return
+        raise PageNotSent(f"Slack did not take the page to {who} ({code})")
 
     # -- reminders ----------------------------------------------------------------------------------------
 
@@ -177,7 +210,9 @@ class Pager:
             return change(group)
 
         try:
-            _, after = await self._store.update_group(deadline.group_id, guarded)
+            _, after = await self._store.update_group(
+                deadline.group_id, guarded, also=lambda pipe, _g: self._store.queue_attempt_done(pipe, "paging", member),
+            )
         except (_Stale, KeyError):
             await self._store.drop_deadline(member)
             return None
@@ -188,3 +223,12 @@ class Pager:
             await direct_message(self._slack, user, text=text)
         except SlackApiError as error:
             log.warning("could not DM %s: %s", user, error.response.get("error"))
+
+
+def _late_note(late: timedelta, *, retried: bool) -> str:
+    """Why a page goes out late, if it does."""
+    if late <= LATE_NOTE_AFTER:
+        return ""
+    if retried:
+        return f" (paged {human_duration(late)} late: an earlier attempt did not complete: Slack failed or the process stopped)"
+    return f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)"
