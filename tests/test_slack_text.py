@@ -139,7 +139,8 @@ def test_a_link_we_build_is_one_link_whatever_its_url_and_text(url: str, text: s
 
 
 def test_clip_never_cuts_an_entity_in_half() -> None:
-    assert clip("abc&amp;def", 7) == "abc…" and clip("abc&amp;def", 9) == "abc&amp;…" and clip("abcdef", 10) == "abcdef"
+    assert clip("abc&amp;def", 7) == "abc…" and clip("abc&amp;def", 9) == "abc&amp;…"
+    assert clip("abcdef", 10) == "abcdef"
 
 
 # -- alerts from a real webhook, and their pages ------------------------------------------------------------------
@@ -147,7 +148,8 @@ def test_clip_never_cuts_an_entity_in_half() -> None:
 
 async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyone(bot: BotHarness) -> None:
     await send(bot, hostile_alert())
-    posted = lambda: [m for m in bot.emulator.messages("#alerts") if "blocks" in m and not m.get("thread_ts")]  # noqa: E731
+    def posted() -> list[dict[str, Any]]:
+        return [m for m in bot.emulator.messages("#alerts") if "blocks" in m and not m.get("thread_ts")]
 
     async def is_posted() -> bool:
         return bool(posted())

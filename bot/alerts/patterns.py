@@ -16,13 +16,15 @@ MAX_PATTERN = 512
 def compile_pattern(pattern: str) -> re2._Regexp:
     """The compiled pattern; ValueError saying which pattern and why when RE2 cannot take it or it is too long."""
     if len(pattern) > MAX_PATTERN:
-        raise ValueError(f"the regular expression `{pattern[:40]}…` is {len(pattern)} characters; keep it within {MAX_PATTERN}")
+        raise ValueError(
+            f"the regular expression `{pattern[:40]}…` is {len(pattern)} characters; keep it within {MAX_PATTERN}")
     options = re2.Options()
     options.log_errors = False  # the ValueError says it; RE2 would also print it to stderr
     try:
         return re2.compile(pattern, options)
     except re2.error as error:
-        reason = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else str(error)
+        first = error.args[0] if error.args else ""
+        reason = first.decode(errors="replace") if isinstance(first, bytes) else str(first or error)
         raise ValueError(
             f"`{pattern}` is not a regular expression chatops can use ({reason}); RE2 syntax is needed, without"
             " backreferences (`\\1`) or lookaround (`(?=…)`, `(?!…)`, `(?<=…)`)"
