@@ -16,13 +16,33 @@ CONTEXT_ELEMENTS_LIMIT = 10
 
 
 def clip(text: str, limit: int) -> str:
-    """Shortens text to `limit` characters, marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Shortens text to `limit` characters, marking the cut (never inside an `&amp;`-style entity)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&", max(0, len(cut) - 4))
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]  # half an entity would show as `&am…`
+    return cut + "…"
 
 
-def escape(text: str) -> str:
-    """Escapes &, < and > as Slack's mrkdwn requires for user-supplied text."""
+def external_text(text: str) -> str:
+    """External text (alert titles, labels, summaries, what people typed) made safe for any Slack field parsed as
+    markup: mrkdwn text objects and the top-level `text` of a message. &, < and > become entities, once, so Slack
+    shows the text as written and never reads a mention, a broadcast (`<!channel>`) or a link in it. Not for
+    plain_text fields (headers, buttons, options): Slack shows those literally, entities included."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# The same rule under its older, shorter name, which modules outside this change still use.
+escape = external_text
+
+
+def link(url: str, text: str) -> str:
+    """A mrkdwn link `<url|text>` to an http(s) URL with both parts escaped; only the text for any other URL."""
+    if not url.startswith(("http://", "https://")):
+        return external_text(text)
+    return f"<{external_text(url).replace('|', '%7C')}|{external_text(text)}>"
 
 
 _PLACEHOLDER = re.compile(r"<([a-z][a-z0-9_-]*(?: [a-z0-9_-]+)*)>")

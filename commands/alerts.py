@@ -1,5 +1,9 @@
 """Firing alerts, acknowledgements, silences and alert statistics.
 
+Anyone may acknowledge or resolve an alert unless `alerts.responders` is set; silencing hides alerts from
+everyone, so it always needs the `responders` role (admins hold every role). Regex matchers (`=~`, `!~`) use
+RE2: linear time, no backreferences or lookaround, at most 512 characters.
+
 Usage:
   /alerts [list] [service=… severity=…]
   /alerts ack <id>
@@ -16,13 +20,14 @@ Examples:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from statistics import mean
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.render import ACK, RESOLVE, SILENCE, UNACK, member_line
 from bot.alerts.routing import Matcher, parse_matcher
-from bot.blocks import context, escape, header, section
+from bot.blocks import context, external_text, header, section
 from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
 from bot.oncall.escalation import who_was_paged
@@ -31,7 +36,7 @@ from commands.lexer import split_flags
 from integrations.types import parse_duration
 
 USAGE_HINT = "[list | ack | resolve | silence | silences | stats]"
-_ID = "a-"
+_ID = re.compile(r"a-[a-z0-9]{1,32}")
 MAX_SILENCE = timedelta(days=30)
 
 
@@ -49,9 +54,9 @@ async def handle(ctx: CommandContext) -> Reply:
         pipeline = ctx.deps.alerts
         if sub == "ack":
             group = await pipeline.acknowledge(group_id, ctx.user_id, via="command")
-            return Reply(text=f":eyes: Acknowledged `{group.id}` ({escape(group.title)}).")
+            return Reply(text=f":eyes: Acknowledged `{group.id}` ({external_text(group.title)}).")
         group = await pipeline.resolve(group_id, ctx.user_id, via="command")
-        return Reply(text=f":white_check_mark: Resolved `{group.id}` ({escape(group.title)}).")
+        return Reply(text=f":white_check_mark: Resolved `{group.id}` ({external_text(group.title)}).")
     if sub == "silence":
         return await _silence(ctx, args[1:], words.flags.get("reason", ""))
     if sub == "silences":
@@ -61,16 +66,16 @@ async def handle(ctx: CommandContext) -> Reply:
             raise UsageError("`unsilence` takes one silence id, e.g. `/alerts unsilence s-1a2b3c4d`.", "/alerts unsilence <id>")
         await ctx.require("responders", action="remove silences", everyone_if_unset=True)
         if not await ctx.deps.alerts.store.delete_silence(args[1]):
-            raise UserFacingError(f"There is no silence `{escape(args[1])}`. See `/alerts silences`.")
+            raise UserFacingError(f"There is no silence `{external_text(args[1])}`. See `/alerts silences`.")
         await ctx.audit(action="alert.unsilence", result="ok", target=args[1])
-        return Reply(text=f":bell: Silence `{escape(args[1])}` removed.")
+        return Reply(text=f":bell: Silence `{external_text(args[1])}` removed.")
     if sub == "stats":
         return await _stats(ctx, args[1:])
-    raise UsageError(f"`{escape(sub)}` is not an /alerts command.")
+    raise UsageError(f"`{external_text(sub)}` is not an /alerts command.")
 
 
 def _one_id(args: list[str], sub: str) -> str:
-    if len(args) != 2 or not args[1].startswith(_ID):
+    if len(args) != 2 or not _ID.fullmatch(args[1]):
         raise UsageError(f"`{sub}` takes one alert id like `a-1b2c3d4e` (see `/alerts list`).", f"/alerts {sub} <id>")
     return args[1]
 
@@ -79,8 +84,13 @@ def parse_filters(words: list[str]) -> list[Matcher]:
     """`service=web severity=critical` → matchers; UsageError for anything else."""
     try:
         return [parse_matcher(word) for word in words]
-    except ValueError as error:
-        raise UsageError(str(error), "/alerts [list] [label=value …]") from None
+    except ValueError as error:  # the message quotes what was typed
+        raise UsageError(external_text(str(error)), "/alerts [list] [label=value …]") from None
+
+
+def matchers_text(matchers: list[Matcher] | list[str]) -> str:
+    """Matchers as code spans, escaped: their values are whatever people typed or alerts carried."""
+    return " ".join(f"`{external_text(str(m))}`" for m in matchers)
 
 
 async def _list(ctx: CommandContext, words: list[str]) -> Reply:
@@ -106,15 +116,21 @@ async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     try:
         duration = parse_duration(words[-1])
     except ValueError as error:
-        raise UsageError(f"`{escape(words[-1])}` is not a duration: {error}", usage) from None
+        raise UsageError(f"`{external_text(words[-1])}` is not a duration: {error}", usage) from None
     if not timedelta(minutes=1) <= duration <= MAX_SILENCE:
         raise UsageError("A silence lasts from 1m to 30d.", usage)
     if not reason:
         raise UsageError("Say why with `--reason \"…\"`.", usage)
     matchers = parse_filters(words[:-1])
-    await ctx.require("responders", action="silence alerts", everyone_if_unset=True)
+    await _require_silencer(ctx)
     silence_id = await ctx.deps.alerts.silence(matchers, duration, ctx.user_id, reason)
-    return Reply(text=f":no_bell: Silence `{silence_id}`: {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} — {escape(reason)}")
+    return Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}")
+
+
+async def _require_silencer(ctx: ActionContext | CommandContext) -> None:
+    """A silence hides alerts from everyone, so it needs the `responders` role (admins hold every role) even when
+    no responders are configured; acknowledging and resolving stay open to everyone then."""
+    await ctx.require("responders", action="silence alerts")
 
 
 async def _silences(ctx: CommandContext) -> Reply:
@@ -124,8 +140,8 @@ async def _silences(ctx: CommandContext) -> Reply:
         expires = datetime.fromisoformat(str(silence["expires_at"]))
         if expires <= now:
             continue
-        matchers = " ".join(f"`{m}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
-        lines.append(f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {escape(str(silence.get('reason', '')))}")
+        matchers = matchers_text([str(m) for m in silence.get("matchers", [])])  # type: ignore[union-attr]
+        lines.append(f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}")
     return Reply(text="\n".join(lines) if lines else "No silences.")
 
 
@@ -133,7 +149,7 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
     try:
         window = parse_duration(words[0]) if words else timedelta(days=7)
     except ValueError as error:
-        raise UsageError(f"`{escape(words[0])}` is not a duration: {error}", "/alerts stats [7d]") from None
+        raise UsageError(f"`{external_text(words[0])}` is not a duration: {error}", "/alerts stats [7d]") from None
     if len(words) > 1 or not timedelta(days=1) <= window <= timedelta(days=90):
         raise UsageError("`stats` takes one window from 1d to 90d.", "/alerts stats [7d]")
     now = ctx.deps.clock()
@@ -154,7 +170,9 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
 
 async def _button(ctx: ActionContext) -> AlertGroup | None:
     pipeline = ctx.deps.alerts
-    if not (ctx.action_id in (ACK, RESOLVE) and await _was_paged(ctx, ctx.value)):
+    if ctx.action_id == SILENCE:
+        await _require_silencer(ctx)
+    elif not (ctx.action_id in (ACK, RESOLVE) and await _was_paged(ctx, ctx.value)):
         await ctx.require("responders", action="act on alerts", everyone_if_unset=True)
     via = "dm" if ctx.channel_id.startswith("D") else "button"
     if ctx.action_id == ACK:
@@ -167,7 +185,7 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
     if duration == "custom":
         matchers = await pipeline.group_matchers(group_id)
         command = f"/alerts silence {' '.join(str(m) for m in matchers)} 2h --reason \"…\""
-        await ctx.respond(Reply(text=f"To silence `{group_id}` for another duration, send:\n```{escape(command)}```\n(durations: 30m, 2h, 3d…, up to 30d)"))
+        await ctx.respond(Reply(text=f"To silence `{group_id}` for another duration, send:\n```{external_text(command)}```\n(durations: 30m, 2h, 3d…, up to 30d)"))
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None

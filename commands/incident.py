@@ -37,7 +37,7 @@ import json
 import re
 
 from bot.alerts.render import DECLARE
-from bot.blocks import escape, section
+from bot.blocks import external_text, section
 from bot.errors import UsageError, UserFacingError
 from bot.incidents.config import STATUSES
 from bot.incidents.model import Incident
@@ -80,7 +80,7 @@ async def handle(ctx: CommandContext) -> Reply:
     if sub == "list":
         return await _list(ctx, rest)
     if sub not in (*_CHANGES, "timeline"):
-        raise UsageError(f"`{escape(sub)}` is not an /incident command (try {', '.join(f'`{s}`' for s in _SUBCOMMANDS)}).")
+        raise UsageError(f"`{external_text(sub)}` is not an /incident command (try {', '.join(f'`{s}`' for s in _SUBCOMMANDS)}).")
     incident, rest = await _target(ctx, sub, rest)
     if sub == "timeline":
         entries = await ctx.deps.incidents.timeline(incident)
@@ -111,7 +111,7 @@ async def _declare(ctx: CommandContext, rest: str) -> Reply:
         raise UsageError(f"An incident needs a title after the severity, e.g. `/incident declare {severity} Checkout errors on web`.", usage)
     incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
-    return Reply(text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {escape(incident.title)}"
+    return Reply(text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
                       f" — join #{incident.channel_name}", in_channel=True)
 
 
@@ -167,7 +167,7 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
                              "/incident role [INC-n] <name> @user")
         user = await ctx.deps.people.resolve(words[1])
         after = await changes.set_role(incident, words[0].lower(), user, who)
-        return Reply(text=f":bust_in_silhouette: <@{user}> is {escape(words[0].lower())} for {after.id}.", in_channel=True)
+        return Reply(text=f":bust_in_silhouette: <@{user}> is {external_text(words[0].lower())} for {after.id}.", in_channel=True)
     if sub in ("update", "note"):
         if not rest:
             raise UsageError(f"`{sub}` needs text, e.g. `/incident {sub} Rolled back web to v1.4.1`.", f"/incident {sub} [INC-n] <text>")
@@ -205,7 +205,7 @@ def _resolved(incident: Incident) -> Reply:
 async def _on_declare_button(ctx: ActionContext) -> None:
     group = await ctx.deps.alerts.store.get_group(ctx.value)
     if group is None:
-        raise UserFacingError(f"There is no alert `{escape(ctx.value)}`.")
+        raise UserFacingError(f"There is no alert `{external_text(ctx.value)}`.")
     config = ctx.deps.config.incidents
     first = next(iter(group.members.values()), None)
     view = declare_modal(
@@ -236,7 +236,7 @@ async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
     except UserFacingError as error:
         return {"title": error.message}
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
-    ctx.spawn(ctx.respond(Reply(text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {escape(incident.title)}"
+    ctx.spawn(ctx.respond(Reply(text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
                                      f" — join #{incident.channel_name}")), name="incident-declared-reply")
     return None
 

@@ -419,3 +419,20 @@ async def test_list_timeline_and_the_oncall_handoff_show_open_incidents(bot: Bot
     assert "INC-1 timeline" in await command(bot, "timeline INC-1")
     assert "No open incidents" not in listed
     assert [line for line in await bot.deps.incidents.open_lines() if "INC-1" in line]
+
+
+async def test_postmortem_is_written_when_slack_cannot_name_someone(bot: BotHarness, clock: FakeClock) -> None:
+    inc = await declared(bot)
+    assert inc.channel_id
+    await command(bot, "role scribe @bob", channel=inc.channel_id)
+    await command(bot, "role comms @alice", channel=inc.channel_id)
+    await command(bot, "resolve Config reverted", channel=inc.channel_id)
+    bot.emulator.users_info_unreachable.add("U0BOB")  # the connection drops: no answer at all
+    bot.emulator.api.users_info_fails["U0ALICE"] = "user_not_found"  # Slack answers an error
+    answer = await command(bot, "postmortem", channel=inc.channel_id)
+    assert "Postmortem draft for INC-1 uploaded" in answer, answer
+    failed = [c for c in bot.emulator.calls_to("users.info") if c.args.get("user") == "U0ALICE"]
+    assert failed and failed[0].error == "user_not_found", "users.info was not asked about U0ALICE"
+    shared = [m for m in bot.emulator.messages(inc.channel_id) if m.get("files")]
+    markdown = bot.emulator.file_content(shared[0]["files"][0]["id"]).decode()
+    assert "- **Scribe:** @U0BOB" in markdown and "- **Comms:** @U0ALICE" in markdown and "- **Declared:**" in markdown and "by @demo" in markdown, markdown

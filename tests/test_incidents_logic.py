@@ -126,7 +126,9 @@ def test_a_rotation_target_gets_a_synthesized_policy_and_a_policy_target_is_used
 
 
 def test_user_text_keeps_mentions_and_escapes_the_rest() -> None:
-    assert user_text("<@U0ALICE|alice> & <#C0AB|x> <!here> <b>") == "<@U0ALICE> &amp; <#C0AB> <!here> &lt;b&gt;"
+    # A person's text may mention people and channels, never broadcast: `<!here>` is shown as typed.
+    assert user_text("<@U0ALICE|alice> & <#C0AB|x> <!here> <b>") == "<@U0ALICE> &amp; <#C0AB> &lt;!here&gt; &lt;b&gt;"
+    assert user_text("<!channel> <!subteam^S0SRE> <!everyone>") == "&lt;!channel&gt; &lt;!subteam^S0SRE&gt; &lt;!everyone&gt;"
 
 
 def test_topic_and_modal() -> None:

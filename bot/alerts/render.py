@@ -10,9 +10,10 @@ from bot.blocks import (
     actions,
     button,
     context,
-    escape,
+    external_text,
     fields,
     header,
+    link,
     section,
     static_select,
 )
@@ -31,22 +32,23 @@ SEVERITY_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"
 def member_line(member: Member) -> str:
     """One alert in a list: severity, title, the labels that tell it apart, summary, repeat count."""
     emoji = ":white_check_mark:" if member.status == "resolved" else SEVERITY_EMOJI[member.severity]
-    service = f" `{escape(member.labels['service'])}`" if member.labels.get("service") else ""
-    instance = f" `{escape(member.labels['instance'])}`" if member.labels.get("instance") else ""
+    service = f" `{external_text(member.labels['service'])}`" if member.labels.get("service") else ""
+    instance = f" `{external_text(member.labels['instance'])}`" if member.labels.get("instance") else ""
     repeat = f" (×{member.count})" if member.count > 1 else ""
-    summary = f" — {escape(member.summary[:200])}" if member.summary else ""
-    return f"{emoji} *{escape(member.title)}*{service}{instance}{summary}{repeat}"
+    summary = f" — {external_text(member.summary[:200])}" if member.summary else ""
+    return f"{emoji} *{external_text(member.title)}*{service}{instance}{summary}{repeat}"
 
 
 def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> tuple[str, list[Block]]:
-    """The group's message: headline, who acted, its alerts, and the buttons while it fires."""
+    """The group's message: headline, who acted, its alerts, and the buttons while it fires. External text is
+    escaped in the mrkdwn parts and the `text` fallback (which Slack parses too), not in the plain_text header."""
     resolved = group.state == "resolved"
     badge = ":white_check_mark: RESOLVED" if resolved else f"{SEVERITY_EMOJI[group.severity]} {group.severity.upper()}"
     blocks: list[Block] = [header(f"{'✅' if resolved else '🚨'} {group.title}")]
     members = sorted(group.members.values(), key=lambda m: (m.status != "firing", m.title))
     if len(members) == 1:
         only = members[0]
-        blocks.append(section(f"{badge}  {escape(only.summary) if only.summary else escape(only.title)}"))
+        blocks.append(section(f"{badge}  {external_text(only.summary or only.title)}"))
     else:
         firing = len(group.firing)
         blocks.append(section(f"{badge}  {firing} of {len(members)} firing"))
@@ -63,7 +65,7 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         pairs.append(("Acknowledged", f"by <@{group.acked_by}> after {human_duration(group.acked_at - group.created_at)}"))
     if group.pages and not group.acked_by and not resolved:
         last = group.pages[-1]
-        who = " ".join(f"<@{user}>" for user in last.targets) or escape(last.channel or "nobody")
+        who = " ".join(f"<@{user}>" for user in last.targets) or external_text(last.channel or "nobody")
         rounds = f", round {last.round + 1}" if last.round else ""
         ended = " — last step, nobody acknowledged" if group.escalation_state == "exhausted" else ""
         pairs.append(("Paged", f"{who} (step {last.step + 1}{rounds}){ended}"))
@@ -83,10 +85,10 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         blocks.append(actions(*elements, block_id=f"alert:{group.id}"))
     notes = [f"`{group.id}`"]
     if len(members) == 1:
-        labels = " ".join(f"`{escape(k)}={escape(v)}`" for k, v in sorted(members[0].labels.items())[:12])
+        labels = " ".join(f"`{external_text(k)}={external_text(v)}`" for k, v in sorted(members[0].labels.items())[:12])
         if labels:
             notes.append(labels)
-        notes.extend(f"<{url}|{escape(name)}>" for name, url in sorted(members[0].links.items()) if url.startswith(("http://", "https://")))
+        notes.extend(link(url, name) for name, url in sorted(members[0].links.items()) if url.startswith(("http://", "https://")))
     blocks.append(context(" · ".join(notes)))
-    text = f"{'RESOLVED' if resolved else group.severity.upper()}: {group.title}"
+    text = f"{'RESOLVED' if resolved else group.severity.upper()}: {external_text(group.title)}"
     return text, blocks

@@ -1,4 +1,5 @@
-"""Routing and silences as pure functions: which channels an alert goes to, and whether a silence covers it."""
+"""Routing and silences as pure functions: which channels an alert goes to, and whether a silence covers it.
+Regexes people supply are RE2 patterns (`patterns.py`): matching them is linear in the label's length."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.alerts.config import AlertsSection, RouteConfig
+from bot.alerts.patterns import compile_pattern, full_match
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ def _matches(route: RouteConfig, labels: Mapping[str, str]) -> bool:
         if labels.get(label) != value:
             return False
     for label, pattern in route.match_re.items():
-        if re.fullmatch(pattern, labels.get(label, "")) is None:
+        if not full_match(pattern, labels.get(label, "")):
             return False
     return True
 
@@ -65,7 +67,7 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        found = re.fullmatch(self.value, actual) is not None
+        found = full_match(self.value, actual)
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
@@ -86,9 +88,9 @@ def parse_matcher(text: str) -> Matcher:
         raise ValueError(f"`{text}` needs a regular expression after {op}")
     if op in ("=~", "!~"):
         try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"`{text}`: not a valid regular expression ({error})") from None
+            compile_pattern(value)
+        except ValueError as error:
+            raise ValueError(f"`{text}`: {error}") from None
     return Matcher(label, op, value)
 
 

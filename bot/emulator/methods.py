@@ -127,6 +127,8 @@ class WebApi:
         self.workspace = state.workspace
         self._origin = origin
         self.limiter: RateLimiter | None = None
+        # Users whose users.info answers an error (as Slack does for a deleted or foreign user, or in an outage).
+        self.users_info_fails: dict[str, str] = {}
         # m_chat_postMessage answers "chat.postMessage", m_usergroups_users_list "usergroups.users.list".
         self.methods: dict[str, Method] = {
             attr[2:].replace("_", "."): getattr(self, attr) for attr in dir(self) if attr.startswith("m_")
@@ -528,7 +530,10 @@ class WebApi:
     # -- users, usergroups --------------------------------------------------------------------------------------
 
     def m_users_info(self, args: Args) -> dict[str, Any]:
-        """users.info: one user with tz, tz_offset and profile."""
+        """users.info: one user with tz, tz_offset and profile (or the error set in `users_info_fails`)."""
+        failure = self.users_info_fails.get(args.text("user"))
+        if failure is not None:
+            raise ApiError(failure)
         return {"user": self._user(args.text("user")).to_slack(self.workspace.team_id)}
 
     def m_users_list(self, args: Args) -> dict[str, Any]:

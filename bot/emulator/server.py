@@ -110,6 +110,9 @@ class SlackEmulator:
         self.state = State(self.workspace)
         self.api = WebApi(self.state, origin=lambda: self.origin)
         self.calls: list[RecordedCall] = []
+        # Users whose users.info request gets no answer: the connection is closed, as in a network outage
+        # (`api.users_info_fails` makes Slack answer an error instead).
+        self.users_info_unreachable: set[str] = set()
         self.origin = "http://127.0.0.1"
         self.app_url: str | None = None
         self.ack_timeout = 10.0
@@ -233,6 +236,9 @@ class SlackEmulator:
             return self._record(method, {}, {"ok": False, "error": "invalid_json"}, 200, token=token)
         token = token or str(args.get("token", "") or "")
         args.pop("token", None)
+        if method == "users.info" and str(args.get("user", "")) in self.users_info_unreachable and request.transport:
+            request.transport.close()
+            return web.Response(status=503)  # never arrives: the client sees the connection drop
         if method == "apps.connections.open":
             return self._record(method, args, self._connections_open(token), 200, token=token)
         if method not in self.api.methods:

@@ -11,7 +11,7 @@ from datetime import datetime
 from redis.asyncio.client import Pipeline
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.blocks import escape
+from bot.blocks import external_text
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
 from bot.incidents.channel import IncidentChannel
@@ -94,7 +94,7 @@ class IncidentChanges:
     async def set_status(self, incident: Incident, status: str, by: str) -> Incident:
         """Moves the status (resolving goes through `resolve`)."""
         if status not in STATUSES:
-            raise UserFacingError(f"`{escape(status)}` is not a status. Use one of: {', '.join(STATUSES)}.")
+            raise UserFacingError(f"`{external_text(status)}` is not a status. Use one of: {', '.join(STATUSES)}.")
         if status == "resolved":
             return await self.resolve(incident, "", by)
 
@@ -158,8 +158,8 @@ def checked_severity(config: IncidentsSection, name: str) -> str:
     """A configured severity name (case-insensitive); UserFacingError listing them otherwise."""
     key = name.lower()
     if key not in config.severities:
-        known = ", ".join(f"`{s}` ({escape(spec.description)})" for s, spec in config.severities.items())
-        raise UserFacingError(f"`{escape(name)}` is not a severity. Use one of: {known}.")
+        known = ", ".join(f"`{s}` ({external_text(spec.description)})" for s, spec in config.severities.items())
+        raise UserFacingError(f"`{external_text(name)}` is not a severity. Use one of: {known}.")
     return key
 
 

@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup
-from bot.blocks import Block, context, escape, fields, header, mrkdwn, plain, section
+from bot.blocks import Block, clip, context, external_text, fields, header, mrkdwn, plain, section
 from bot.deploys.render import human_duration
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, TimelineEntry
 
 DECLARE_VIEW = "incidents.declare"
 STATUS_EMOJI = {"investigating": ":mag:", "identified": ":bulb:", "monitoring": ":eyes:", "resolved": ":white_check_mark:"}
-_ESCAPED_MENTION = re.compile(r"&lt;(!here|[@#][UWCG][A-Z0-9]+)(?:\|[^&]*)?&gt;")
+# A person or channel mention, once escaped; never a broadcast (`<!here>`, `<!channel>`, `<!subteam^…>`).
+_ESCAPED_MENTION = re.compile(r"&lt;([@#][UWCG][A-Z0-9]+)(?:\|[^&]*)?&gt;")
 KIND_EMOJI = {
     "declared": ":rotating_light:", "update": ":speech_balloon:", "status": ":arrows_counterclockwise:",
     "severity": ":warning:", "commander": ":crown:", "role": ":bust_in_silhouette:", "note": ":memo:",
@@ -25,8 +26,15 @@ KIND_EMOJI = {
 
 
 def user_text(text: str) -> str:
-    """People's text made safe for mrkdwn, keeping their user and channel mentions (`<@U…>`, `<#C…>`) working."""
-    return _ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", escape(text))
+    """People's text (updates, notes, resolutions, and timeline lines that carry our own `<@U…>` mentions) made
+    safe for mrkdwn like `external_text`, except that person and channel mentions (`<@U…>`, `<#C…>`) keep
+    working: anyone may mention a colleague, but no text of theirs reaches Slack as `<!here>` or `<!channel>`."""
+    return _ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", external_text(text))
+
+
+def _headline(incident: Incident) -> str:
+    """`INC-7 SEV2 investigating: <title>` as markup, for `text` fallbacks and the topic."""
+    return f"{incident.id} {incident.severity.upper()} {incident.status}: {external_text(incident.title)}"
 
 
 def channel_link(incident: Incident) -> str:
@@ -37,7 +45,7 @@ def channel_link(incident: Incident) -> str:
 def topic(incident: Incident) -> str:
     """The incident channel's topic (Slack allows 250 characters)."""
     commander = f" · IC <@{incident.commander}>" if incident.commander else " · no commander yet"
-    return f"{incident.id} {incident.severity.upper()} {incident.status}: {incident.title}"[:200] + commander
+    return clip(_headline(incident), 200) + commander
 
 
 def _figures(incident: Incident, now: datetime) -> list[tuple[str, str]]:
@@ -48,9 +56,9 @@ def _figures(incident: Incident, now: datetime) -> list[tuple[str, str]]:
         ("Started", f"{incident.declared_at:%Y-%m-%d %H:%M}Z by <@{incident.declared_by}>"),
     ]
     if incident.roles:
-        pairs.append(("Roles", ", ".join(f"{escape(name)}: <@{user}>" for name, user in sorted(incident.roles.items()))))
+        pairs.append(("Roles", ", ".join(f"{external_text(name)}: <@{user}>" for name, user in sorted(incident.roles.items()))))
     if incident.service:
-        pairs.append(("Service", f"`{escape(incident.service)}`"))
+        pairs.append(("Service", f"`{external_text(incident.service)}`"))
     if incident.resolved_at is not None:
         pairs.append(("Resolved", f"{incident.resolved_at:%Y-%m-%d %H:%M}Z after {human_duration(incident.resolved_at - incident.declared_at)}"))
     else:
@@ -74,20 +82,20 @@ def summary_message(incident: Incident, *, now: datetime, announce_link: str = "
         links.append("pages " + ", ".join(f"`{p}`" for p in incident.page_ids))
     links.append("`/incident update &lt;text&gt;` · `/incident timeline` · `/incident postmortem`")
     blocks.append(context(" · ".join(links)))
-    return f"{incident.id} {incident.severity.upper()} {incident.status}: {incident.title}", blocks
+    return _headline(incident), blocks
 
 
 def announce_message(incident: Incident, *, now: datetime) -> tuple[str, list[Block]]:
     """The top message in the announce channel (one per incident; updates go in its thread)."""
     emoji = STATUS_EMOJI[incident.status] if not incident.open else ":rotating_light:"
     blocks: list[Block] = [
-        section(f"{emoji} *{incident.id} {incident.severity.upper()}* — {escape(incident.title)}\n"
+        section(f"{emoji} *{incident.id} {incident.severity.upper()}* — {external_text(incident.title)}\n"
                 f"Status: *{incident.status}* · join {channel_link(incident)}"),
         fields(_figures(incident, now)),
     ]
     if incident.last_update:
         blocks.append(context(f"Latest: {user_text(incident.last_update[:300])}"))
-    return f"{incident.id} {incident.severity.upper()} {incident.status}: {incident.title}", blocks
+    return _headline(incident), blocks
 
 
 def entry_line(entry: TimelineEntry) -> str:
@@ -108,7 +116,7 @@ def list_line(incident: Incident, now: datetime) -> str:
     """One incident in `/incident list` and in the on-call hand-off."""
     age = human_duration((incident.resolved_at or now) - incident.declared_at)
     commander = f"IC <@{incident.commander}>" if incident.commander else "no commander"
-    return (f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} {escape(incident.title)} — "
+    return (f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} {external_text(incident.title)} — "
             f"{incident.status}, {commander}, {age} · {channel_link(incident)}")
 
 

@@ -14,15 +14,16 @@ so whatever a dead process left behind is finished.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
-from bot.blocks import escape
+from bot.blocks import external_text
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.model import DeployRecord
@@ -89,7 +90,7 @@ class IncidentService:
             found = await self.store.by_name(key.lstrip("#"))
         incident = await self.store.get(found) if found else None
         if incident is None:
-            raise UserFacingError(f"There is no incident `{escape(ref)}`. See `/incident list`.")
+            raise UserFacingError(f"There is no incident `{external_text(ref)}`. See `/incident list`.")
         return incident
 
     async def in_channel(self, channel_id: str) -> Incident | None:
@@ -222,12 +223,15 @@ class IncidentService:
             found += [r for r in records if start <= r.created_at <= end]
         return found
 
-    async def _names(self, users: object) -> dict[str, str]:
+    async def _names(self, users: Iterable[str]) -> dict[str, str]:
+        """Handles by user id; a user Slack cannot name (an error, no answer, a reply without a name) keeps the id,
+        so one lookup never costs the whole draft."""
         names: dict[str, str] = {}
-        for user in users:  # type: ignore[attr-defined]
+        for user in users:
             try:
                 info = (await self._slack.users_info(user=user))["user"]
                 names[user] = str(info.get("name") or user)
-            except (SlackApiError, KeyError, TypeError):
+            except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, AttributeError) as error:
+                log.warning("users.info failed for %s (%s); the postmortem shows the id", user, type(error).__name__)
                 names[user] = user
         return names

@@ -13,7 +13,7 @@ from bot.blocks import (
     button,
     channel_link,
     context,
-    escape,
+    external_text,
     header,
     section,
 )
@@ -27,12 +27,12 @@ def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetim
     summary = firing[0].summary if len(firing) == 1 and firing[0].summary else ""
     where = channel_link(group.message_channel or group.channel)
     lead = f"{mention} " if mention else ""
-    text = f"{lead}Paged: {group.severity.upper()} {group.title} ({group.id})"
+    text = f"{lead}Paged: {group.severity.upper()} {external_text(group.title)} ({group.id})"
     blocks: list[Block] = [
         header(f"📟 {group.title}"),
         section(f"{lead}{emoji} *{group.severity.upper()}* for {human_duration(now - group.created_at)} in {where}"
-                + (f"\n{escape(summary)}" if summary else "")),
-        context(f"`{group.id}` · {escape(step_text)} · {escape(reason)}"),
+                + (f"\n{external_text(summary)}" if summary else "")),
+        context(f"`{group.id}` · {external_text(step_text)} · {external_text(reason)}"),
         actions(
             button("Acknowledge", ACK, group.id, style="primary"),
             button("Resolve", RESOLVE, group.id),
@@ -43,6 +43,6 @@ def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetim
 
 
 def page_closed(group: AlertGroup, outcome: str) -> tuple[str, list[Block]]:
-    """A page after someone acted on the alert: no buttons, who did what."""
-    text = f"{group.title} ({group.id}): {outcome}"
+    """A page after someone acted on the alert: no buttons, who did what (`outcome` is mrkdwn we built)."""
+    text = f"{external_text(group.title)} ({group.id}): {outcome}"
     return text, [header(f"📟 {group.title}"), section(outcome), context(f"`{group.id}`")]
