@@ -22,12 +22,14 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 import aiohttp
 from pydantic import Field, field_validator
@@ -44,6 +46,7 @@ from integrations.deploy.base import (
     render_template,
     template_values,
 )
+from integrations.deploy.supervise import group_alive
 from integrations.types import Duration, StrictModel
 
 log = logging.getLogger(__name__)
@@ -300,6 +303,55 @@ class _Run:
     async def wait_started(self) -> None:
         """Returns once the command started, could not start, or the supervisor is gone."""
         await self._first.wait()
+
+
+@runtime_checkable
+class SupervisedDeployer(Protocol):
+    """A provider whose steps run as local processes under the supervisor: it says how long they can last and
+    reports their ids as they start."""
+
+    @property
+    def kill_grace(self) -> timedelta:
+        """SIGTERM to SIGKILL."""
+        ...
+
+    @property
+    def work_limit(self) -> timedelta:
+        """A step's processes are gone by its start plus this long."""
+        ...
+
+    async def apply(self, step: DeployStep, emit: Emit, *, on_start: OnStart | None = None) -> StepResult:
+        """Runs one step, reporting its processes to `on_start`."""
+        ...
+
+
+def this_host() -> tuple[str, str]:
+    """(host name, identity): two processes with the same identity see the same pids (same boot, same pid
+    namespace), so one can check and stop the other's process groups."""
+    name = socket.gethostname()
+    parts = [name]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return name, "/".join(parts)
+
+
+async def stop_group(pgid: int, *, grace: float, gone_within: float = 15.0) -> bool:
+    """Stops a process group another (dead) process started: SIGTERM, SIGKILL after `grace`, then waits until no
+    process of it is left; False if some still are after `gone_within` more seconds."""
+    loop = asyncio.get_running_loop()
+    _signal_group(pgid, signal.SIGTERM)
+    end = loop.time() + grace
+    while group_alive(pgid) and loop.time() < end:
+        await asyncio.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    end = loop.time() + gone_within
+    while group_alive(pgid):
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
