@@ -203,9 +203,46 @@ async def test_a_run_that_loses_its_lock_stops_its_command_and_does_not_succeed(
         assert record.state == DeployState.INTERRUPTED, record
         assert "lock" in record.detail and "outcome is unknown" in record.detail
         holder = await deploys.lock_holder("web", "staging")
-        assert holder is not None and holder.token == "someone-elses-token", "a lock that was no longer ours was released"
+        assert holder is not None and holder.token == "someone-elses-token", "released a lock no longer ours"
         slow = runs(tmp_path)[slow_pid]
         assert slow.get("end", {}).get("how") == "SIGTERM"
+    finally:
+        if slow_pid and alive(slow_pid):
+            os.kill(slow_pid, signal.SIGKILL)
+        if replica is not None and replica.returncode is None:
+            replica.terminate()
+            await replica.wait()
+        await client.aclose()
+
+
+@pytest.mark.timeout(180)
+async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_command(
+    emulator: SlackEmulator, redis_url: str, tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
+    replica = None
+    slow_pid = 0
+    try:
+        replica, url = await _serve(emulator, redis_url, config)
+        deploy_id = await _request(emulator, url, "web slow to staging")
+        await _running_slow(deploys, tmp_path, deploy_id)
+        slow_pid = int((tmp_path / "slow.pid").read_text())
+        # Our own Redis stops taking writes (renewals hang, then time out) for far longer than the 3s TTL.
+        await client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
+        try:
+            await until(f"the command (pid {slow_pid}) stopped while its lock could not be renewed",
+                        lambda: not alive(slow_pid), seconds=45)  # it sleeps 60s
+        finally:
+            await client.execute_command("CLIENT", "UNPAUSE")
+
+        async def finished() -> DeployRecord | None:
+            record = await deploys.get(deploy_id)
+            return record if record and record.terminal else None
+        record = await until(f"{deploy_id} finished", finished)
+        assert record.state == DeployState.INTERRUPTED, record
+        assert "could not be renewed" in record.detail
     finally:
         if slow_pid and alive(slow_pid):
             os.kill(slow_pid, signal.SIGKILL)

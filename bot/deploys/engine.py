@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -371,10 +371,12 @@ class DeployEngine:
         await self._refresh(record)
         await self._emitter(record)(f":warning: {detail}")
         await self._dm(record.requested_by, f":warning: {title(record)} (`{record.id}`) was stopped: {detail}")
-        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed", target=deploy_id,
-                                 channel=record.channel or "", detail=reason)
+        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed",
+                                 target=deploy_id, channel=record.channel or "", detail=reason)
 
-    async def _apply(self, record: DeployRecord, deployer: Deployer, step: DeployStep, emit) -> StepResult:  # type: ignore[no-untyped-def]
+    async def _apply(
+        self, record: DeployRecord, deployer: Deployer, step: DeployStep, emit: Callable[[str], Awaitable[None]],
+    ) -> StepResult:
         """Runs one provider step; a step of local processes is recorded on the deploy first (host, pids, by when
         it is over), so a replica recovering the deploy knows whether it may still run."""
         if not isinstance(deployer, SupervisedDeployer):
@@ -527,6 +529,7 @@ class DeployEngine:
             self._running.discard(record.id)
 
     async def _recovered(self, record: DeployRecord) -> None:
+        """Follows a dead process's deploy again, or marks it interrupted once its step cannot be running."""
         if record.external_id:
             try:
                 await self._run(record.id, resumed_external_id=record.external_id)
@@ -534,9 +537,13 @@ class DeployEngine:
             except _CannotResume:
                 pass
         record = await self.store.get(record.id) or record
+        if record.terminal:
+            return  # its own process ended it meanwhile (it lost its lock and stopped its command)
         note = await self._wait_for_processes(record)
-        detail = f"chatops stopped while this deploy ran; its outcome is unknown.{note} Check the service, then deploy again or roll back."
-        updated = await self.store.update(record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
+        detail = (f"chatops stopped while this deploy ran; its outcome is unknown.{note} "
+                  "Check the service, then deploy again or roll back.")
+        updated = await self.store.update(
+            record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
         await self._refresh(updated)
         await self._emitter(updated)(f":warning: {detail}")
         await self._dm(updated.requested_by, f":warning: {title(updated)} (`{updated.id}`) was interrupted: {detail}")
