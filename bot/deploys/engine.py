@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -25,7 +25,9 @@ from bot.deploys.model import (
     DeployRecord,
     DeployState,
     IllegalTransition,
+    StepProcesses,
     new_deploy_id,
+    recovery_action,
 )
 from bot.deploys.policy import (
     active_freeze,
@@ -39,7 +41,8 @@ from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.deploy.base import Deployer, DeployStep
+from integrations.deploy.base import Deployer, DeployStep, StepResult
+from integrations.deploy.command import LocalRun, SupervisedDeployer, group_alive, stop_group, this_host
 from integrations.deploy.registry import build_deployer
 from integrations.health.http import health_gate
 
@@ -296,9 +299,10 @@ class DeployEngine:
             await self._refresh(record)
             return
         self._running.add(deploy_id)
-        renewer = asyncio.get_running_loop().create_task(self._renew(record, lock))
         try:
-            await self._run(deploy_id)
+            lost = await self._holding(record, lock, self._run(deploy_id))
+            if lost is not None:
+                await self._lost(deploy_id, lost)
         except Exception:
             ref = new_ref()
             log.exception("deploy %s failed inside chatops (ref %s)", deploy_id, ref)
@@ -307,19 +311,89 @@ class DeployEngine:
             )
             await self._refresh(record)
         finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
-            await self.store.release_lock(record.service, record.environment, lock.token)
+            await self.store.release_lock(record.service, record.environment, lock.token)  # only if still ours
             self._running.discard(deploy_id)
 
-    async def _renew(self, record: DeployRecord, lock: LockInfo) -> None:
+    async def _holding(self, record: DeployRecord, lock: LockInfo, work: Coroutine[Any, Any, None]) -> str | None:
+        """Runs `work` while renewing `lock`: None once it is done, or why the lock was lost, after `work` was
+        cancelled (which stops a command and its processes) and has finished stopping. Its errors propagate."""
+        run = asyncio.ensure_future(work)
+        keeper = asyncio.ensure_future(self._keep_lock(record, lock))
+        try:
+            done, _ = await asyncio.wait([run, keeper], return_when=asyncio.FIRST_COMPLETED)
+            if run in done:
+                run.result()
+                return None
+            reason = keeper.result()
+            log.error("deploy %s lost its lock (%s); stopping it", record.id, reason)
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            return reason
+        finally:
+            for task in (run, keeper):
+                task.cancel()
+            await asyncio.gather(run, keeper, return_exceptions=True)
+
+    async def _keep_lock(self, record: DeployRecord, lock: LockInfo) -> str:
+        """Renews the lock every third of its TTL; returns why it is lost: someone else's now, or not renewed
+        (Redis errors) for as long as the TTL, so it may have expired and another replica may have taken over."""
+        loop = asyncio.get_running_loop()
+        ttl = self._ttl.total_seconds()
+        renewed = loop.time()  # when the last renewal that worked was sent: the lock lasts at least TTL from then
         while True:
-            await asyncio.sleep(self._ttl.total_seconds() / 3)
+            await asyncio.sleep(max(0.0, min(ttl / 3, renewed + ttl - loop.time())))
+            sent = loop.time()
+            if sent >= renewed + ttl:
+                return f"its lock could not be renewed for {human_duration(self._ttl)}"
             try:
-                if not await self.store.renew_lock(record.service, record.environment, lock.token, self._ttl):
-                    log.error("deploy %s lost its lock", record.id)
-            except Exception:  # a Redis blip must not kill the deploy; the next renewal tries again
+                ours = await asyncio.wait_for(
+                    self.store.renew_lock(record.service, record.environment, lock.token, self._ttl),
+                    timeout=renewed + ttl - sent,
+                )
+            except Exception:  # a Redis blip: try again, until the TTL would have run out
                 log.warning("could not renew the lock of deploy %s", record.id, exc_info=True)
+                continue
+            if not ours:
+                return "its lock expired or was taken by another process"
+            renewed = sent
+
+    async def _lost(self, deploy_id: str, reason: str) -> None:
+        """Records a run stopped because it lost its lock (its command is already stopped)."""
+        detail = (f"chatops stopped this deploy because {reason}; its command was stopped and its outcome is unknown. "
+                  "Check the service, then deploy again or roll back.")
+        try:
+            record = await self.store.update(
+                deploy_id, lambda r: r if r.terminal else r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail)
+            )
+        except Exception:  # Redis may be what failed: a recovering replica will mark it later
+            log.warning("could not record that deploy %s lost its lock", deploy_id, exc_info=True)
+            return
+        await self._refresh(record)
+        await self._emitter(record)(f":warning: {detail}")
+        await self._dm(record.requested_by, f":warning: {title(record)} (`{record.id}`) was stopped: {detail}")
+        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed",
+                                 target=deploy_id, channel=record.channel or "", detail=reason)
+
+    async def _apply(
+        self, record: DeployRecord, deployer: Deployer, step: DeployStep, emit: Callable[[str], Awaitable[None]],
+    ) -> StepResult:
+        """Runs one provider step; a step of local processes is recorded on the deploy first (host, pids, by when
+        it is over), so a replica recovering the deploy knows whether it may still run."""
+        if not isinstance(deployer, SupervisedDeployer):
+            return await deployer.apply(step, emit)
+        now = self._clock()
+        host, host_id = this_host()
+        processes = StepProcesses(host=host, host_id=host_id, started_at=now, ends_by=now + deployer.work_limit,
+                                  kill_grace_seconds=deployer.kill_grace.total_seconds())
+        await self.store.update(record.id, lambda r: r.model_copy(update={"processes": processes}))
+
+        async def started(run: LocalRun) -> None:
+            known = processes.model_copy(update={"pid": run.pid, "pgid": run.pgid})
+            await self.store.update(record.id, lambda r: r.model_copy(update={"processes": known}))
+
+        result = await deployer.apply(step, emit, on_start=started)
+        await self.store.update(record.id, lambda r: r.model_copy(update={"processes": None}))
+        return result
 
     async def _run(self, deploy_id: str, *, resumed_external_id: str | None = None) -> None:
         record = await self.store.get(deploy_id)
@@ -350,7 +424,7 @@ class DeployEngine:
                 result = resumed
             else:
                 await emit(f"*{label.capitalize()}*: {'shifting ' + str(weight) + '% of traffic to' if weight is not None else 'deploying'} {record.version}")
-                result = await deployer.apply(step, emit)
+                result = await self._apply(record, deployer, step, emit)
             record = await self.store.update(deploy_id, lambda r, x=result.external_id: r.model_copy(update={"external_id": x or r.external_id}))
             if not result.ok:
                 failure = f"{label} failed: {result.summary}"
@@ -380,7 +454,7 @@ class DeployEngine:
                 deploy_id=record.id, service=record.service, environment=record.environment, version=target,
                 previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
             )
-            result = await deployer.apply(step, emit)
+            result = await self._apply(record, deployer, step, emit)
             healthy = result.ok
             why = result.summary
             if result.ok and env.health is not None:
@@ -429,40 +503,78 @@ class DeployEngine:
             if record.state in (DeployState.RUNNING, DeployState.VERIFYING):
                 holder = await self.store.lock_holder(record.service, record.environment)
                 if holder is None or holder.deploy_id != record.id:
-                    await self._recover(record)
+                    # Recovery may wait for a command's timeout: it must not hold up the next ticks.
+                    self._running.add(record.id)
+                    self._tasks.spawn(self._recover(record), name=f"deploy-recover:{record.id}")
             elif record.state == DeployState.REQUESTED and now - record.created_at > STUCK_REQUEST_AFTER:
                 self._tasks.spawn(self._announce(record.id), name=f"deploy-announce:{record.id}")
 
     async def _recover(self, record: DeployRecord) -> None:
-        """A deploy whose process died: follow it again when the provider can, else mark it interrupted."""
-        lock, _ = await self.store.acquire_lock(
-            record.service, record.environment, holder=record.requested_by, reason=f"recovering {record.id}",
-            deploy_id=record.id, now=self._clock(), ttl=self._ttl,
-        )
-        if lock is None:
-            return  # another replica is recovering it, or a new deploy runs
-        self._running.add(record.id)
-        renewer = asyncio.get_running_loop().create_task(self._renew(record, lock))
+        """A deploy whose process died: follow it again when the provider can, else mark it interrupted, once
+        nothing it started can still run. Holds the lock meanwhile, so no other deploy overlaps it."""
         try:
-            if record.external_id:
-                try:
-                    await self._run(record.id, resumed_external_id=record.external_id)
-                    return
-                except _CannotResume:
-                    pass
-            detail = "chatops stopped while this deploy ran; its outcome is unknown. Check the service, then deploy again or roll back."
-            updated = await self.store.update(record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
-            await self._refresh(updated)
-            await self._emitter(updated)(f":warning: {detail}")
-            await self._dm(updated.requested_by, f":warning: {title(updated)} (`{updated.id}`) was interrupted: {detail}")
-            await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed", target=record.id, channel=record.channel or "")
-        except IllegalTransition:
-            pass
+            lock, _ = await self.store.acquire_lock(
+                record.service, record.environment, holder=record.requested_by, reason=f"recovering {record.id}",
+                deploy_id=record.id, now=self._clock(), ttl=self._ttl,
+            )
+            if lock is None:
+                return  # another replica is recovering it, or a new deploy runs
+            try:
+                await self._holding(record, lock, self._recovered(record))  # lost: another replica took over
+            except IllegalTransition:
+                pass
+            finally:
+                await self.store.release_lock(record.service, record.environment, lock.token)  # only if still ours
         finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
-            await self.store.release_lock(record.service, record.environment, lock.token)
             self._running.discard(record.id)
+
+    async def _recovered(self, record: DeployRecord) -> None:
+        """Follows a dead process's deploy again, or marks it interrupted once its step cannot be running."""
+        if record.external_id:
+            try:
+                await self._run(record.id, resumed_external_id=record.external_id)
+                return
+            except _CannotResume:
+                pass
+        record = await self.store.get(record.id) or record
+        if record.terminal:
+            return  # its own process ended it meanwhile (it lost its lock and stopped its command)
+        note = await self._wait_for_processes(record)
+        detail = (f"chatops stopped while this deploy ran; its outcome is unknown.{note} "
+                  "Check the service, then deploy again or roll back.")
+        updated = await self.store.update(
+            record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
+        await self._refresh(updated)
+        await self._emitter(updated)(f":warning: {detail}")
+        await self._dm(updated.requested_by, f":warning: {title(updated)} (`{updated.id}`) was interrupted: {detail}")
+        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed", target=record.id, channel=record.channel or "")
+
+    async def _wait_for_processes(self, record: DeployRecord) -> str:
+        """Returns once the step the dead process ran can no longer be running: its process group stopped, when
+        it is on this host, else its timeout passed. Says what happened in the thread; returns a note for the
+        deploy's detail."""
+        processes = record.processes
+        emit = self._emitter(record)
+        _, host_id = this_host()
+        action = recovery_action(processes, host_id=host_id, now=self._clock())
+        if action == "interrupt" or processes is None:
+            return ""
+        if action == "stop_group" and processes.pgid is not None:
+            pgid = processes.pgid
+            if not group_alive(pgid):
+                await emit(f"The previous chatops process was killed; its command (pid {pgid}) had already stopped.")
+                return f" Its command (pid {pgid}) had stopped."
+            if await stop_group(pgid, grace=processes.kill_grace_seconds):
+                await emit(f"The previous chatops process was killed; its command (pid {pgid}) was stopped.")
+                return f" Its command (pid {pgid}) was stopped."
+        # Another host (its pids mean nothing here), or a group that would not go: its supervisor stops it by then.
+        where = f" on {processes.host}" if processes.host_id != host_id else ""
+        await emit(f":hourglass: The previous chatops process{where} stopped while the command ran; waiting until "
+                   f"{processes.ends_by:%H:%M:%S}Z for the command's timeout before releasing the lock.")
+        left = (processes.ends_by - self._clock()).total_seconds()
+        if left > 0:
+            await asyncio.sleep(left)
+        return f" Its command's time ran out at {processes.ends_by:%H:%M:%S}Z."
 
     async def run_ticks(self, stop: asyncio.Event) -> None:
         """Ticks every few seconds until `stop` is set; one failing tick never stops the next."""

@@ -48,6 +48,35 @@ class IllegalTransition(Exception):
     """A state change the machine does not allow (a stale click, a race lost)."""
 
 
+class StepProcesses(BaseModel):
+    """The local processes of the step now running, recorded before it starts, for a replica that recovers the
+    deploy after this process died: on the same host (`host_id`) it can stop the group `pgid` itself; anywhere
+    else it waits until `ends_by`, by which the command's supervisor has stopped everything."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    host_id: str
+    pid: int | None = None  # the supervisor, once started
+    pgid: int | None = None  # the command's process group, once started
+    started_at: datetime
+    ends_by: datetime
+    kill_grace_seconds: float
+
+
+RecoveryAction = Literal["interrupt", "stop_group", "wait"]
+
+
+def recovery_action(processes: StepProcesses | None, *, host_id: str, now: datetime) -> RecoveryAction:
+    """What a replica recovering a deploy must do before it may mark it interrupted and release its lock:
+    nothing when no local step can be running, stop the group when it can see it, else wait for `ends_by`."""
+    if processes is None or now >= processes.ends_by:
+        return "interrupt"
+    if processes.host_id == host_id and processes.pgid is not None:
+        return "stop_group"
+    return "wait"
+
+
 class DeployRecord(BaseModel):
     """Everything about one deploy or rollback; the JSON stored in Redis."""
 
@@ -81,6 +110,7 @@ class DeployRecord(BaseModel):
     rollback_of: str | None = None
     auto: bool = False
     cancelled_by: str | None = None
+    processes: StepProcesses | None = None
 
     @property
     def approved_by(self) -> tuple[str, ...]:

@@ -3,21 +3,33 @@
 The configured argv is rendered element by element and started with `create_subprocess_exec`: never a shell, so
 a version like `; rm -rf /` arrives as one literal argument. The step's values are also passed as environment
 variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output (stdout and stderr
-together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome. The
-command runs in its own session, so a timeout or a cancelled deploy kills everything it started.
+together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
+
+The command runs under `supervise.py` (next to this file), in a process group of its own: a timeout, a cancelled
+deploy, or the bot's death (even by SIGKILL) stops the whole group, SIGTERM then SIGKILL after `kill_grace`. So
+a step's processes are gone by its start + timeout + kill_grace (`work_limit`), which a replica recovering the
+deploy relies on; `apply(..., on_start=...)` reports the processes' ids so a replica on the same host can stop
+them itself. What the command leaves running detached (its output redirected, like a service it starts) is its
+business and outlives the step, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import re
 import signal
+import socket
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 import aiohttp
 from pydantic import Field, field_validator
@@ -34,8 +46,13 @@ from integrations.deploy.base import (
     render_template,
     template_values,
 )
+from integrations.deploy.supervise import group_alive
 from integrations.types import Duration, StrictModel
 
+log = logging.getLogger(__name__)
+
+_SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervise.py")
+_SUPERVISOR_SLACK = timedelta(seconds=5)  # the supervisor's polling, reaping and reporting, on a loaded machine
 _READ_CHUNK = 65536
 _MAX_LINE_BYTES = 4 * 500  # a line longer than this (no newline yet) is cut; its rest is skipped
 _DRAIN_SECONDS = 2.0  # after the command exits, how long its leftovers may keep the output pipe open
@@ -93,71 +110,99 @@ class CommandDeployer:
     def __init__(self, settings: CommandDeployerSettings, *, environ: Mapping[str, str]) -> None:
         self._settings = settings
         self._environ = dict(environ)
-        self._running: set[asyncio.subprocess.Process] = set()
+        self._running: set[_Run] = set()
 
-    async def apply(self, step: DeployStep, emit: Emit) -> StepResult:
-        """Runs the command for `step`; ok iff it exits 0 within the timeout."""
+    @property
+    def kill_grace(self) -> timedelta:
+        """How long a stopped command gets between SIGTERM and SIGKILL."""
+        return self._settings.kill_grace
+
+    @property
+    def work_limit(self) -> timedelta:
+        """A step's processes are gone by its start plus this long, whatever happens to the bot (the supervisor)."""
+        return self._settings.timeout + self._settings.kill_grace + _SUPERVISOR_SLACK
+
+    async def apply(self, step: DeployStep, emit: Emit, *, on_start: OnStart | None = None) -> StepResult:
+        """Runs the command for `step`; ok iff it exits 0 within the timeout. `on_start` hears the processes'
+        ids as soon as they exist (before the command can do anything worth recovering)."""
         settings = self._settings
         argv = [render_template(element, step) for element in settings.argv]
         env = {**self._environ, **step_environment(step),
                **{name: render_template(value, step) for name, value in settings.env.items()}}
         if settings.cwd is not None and not os.path.isdir(settings.cwd):
             return StepResult(ok=False, summary=f"working directory not found: {settings.cwd}")
+        timeout, grace = settings.timeout.total_seconds(), settings.kill_grace.total_seconds()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=env, cwd=settings.cwd, start_new_session=True,
+                sys.executable, "-I", _SUPERVISOR, "--parent", str(os.getpid()), "--timeout", str(timeout),
+                "--grace", str(grace), "--", *argv,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=env, cwd=settings.cwd, start_new_session=True,
             )
-        except FileNotFoundError:
-            return StepResult(ok=False, summary=f"command not found: {argv[0]}")
-        except PermissionError:
-            return StepResult(ok=False, summary=f"command not executable: {argv[0]}")
         except OSError as error:
             return StepResult(ok=False, summary=f"could not start {argv[0]}: {error.strerror or type(error).__name__}")
 
-        self._running.add(proc)
+        run = _Run(proc)
+        self._running.add(run)
         out = ThrottledEmit(emit, per_second=settings.output_per_second)
         tail: list[str] = []
         pump = asyncio.create_task(self._pump(proc, out, tail), name=f"deploy-output-{step.deploy_id}")
+        status = asyncio.create_task(run.read_status(), name=f"deploy-status-{step.deploy_id}")
         started = time.monotonic()
         try:
-            returncode = await _wait_exit(proc, settings.timeout.total_seconds())
-            timed_out = returncode is None
-            if timed_out:
-                await self._kill_group(proc, grace=settings.kill_grace.total_seconds())
+            await run.wait_started()
+            if run.started is not None and on_start is not None:
+                await on_start(run.started)
+            # The supervisor enforces the timeout; this is only a backstop should it hang.
+            returncode = await _wait_exit(proc, timeout + grace + _SUPERVISOR_SLACK.total_seconds())
+            if returncode is None:
+                await self._stop(run)
             await _finish_output(proc, pump, out)
-        except asyncio.CancelledError:
-            # The deploy was aborted or the bot is stopping: nothing this step started may outlive it.
-            await asyncio.shield(self._abort(proc, pump, out))
+            await asyncio.wait([status], timeout=_DRAIN_SECONDS)
+            status.cancel()  # a no-op once the supervisor's stderr closed, as it does when it exits
+        except BaseException:
+            # Cancelled (the deploy was aborted, lost its lock, or the bot is stopping) or failed while reporting
+            # the start: nothing this step started may outlive it.
+            await asyncio.shield(self._abort(run, pump, status, out))
             raise
         finally:
-            self._running.discard(proc)
+            self._running.discard(run)
         await out.aclose()
 
         elapsed = format_duration(timedelta(seconds=round(time.monotonic() - started)))
-        if timed_out:
+        final = run.final
+        if run.error is not None:
+            kind, detail = run.error.get("kind"), run.error.get("detail") or ""
+            if kind == "not_found":
+                return StepResult(ok=False, summary=f"command not found: {argv[0]}")
+            if kind == "not_executable":
+                return StepResult(ok=False, summary=f"command not executable: {argv[0]}")
+            return StepResult(ok=False, summary=f"could not start {argv[0]}: {detail or 'unknown error'}")
+        if final is None or returncode is None:
+            return StepResult(ok=False, summary=f"the command's supervisor stopped unexpectedly after {elapsed}")
+        if final.get("timed_out"):
             return StepResult(ok=False, summary=f"timed out after {format_duration(settings.timeout)}")
-        assert proc.returncode is not None
+        code = final.get("returncode")
+        if not isinstance(code, int):
+            return StepResult(ok=False, summary=f"the command's supervisor stopped unexpectedly after {elapsed}")
         last = f": {clip(tail[-1], 200)}" if tail else ""
-        if proc.returncode == 0:
+        if code == 0:
             return StepResult(ok=True, summary=f"command succeeded in {elapsed}")
-        if proc.returncode < 0:
+        if code < 0:
             try:
-                name = signal.Signals(-proc.returncode).name
+                name = signal.Signals(-code).name
             except ValueError:
-                name = f"signal {-proc.returncode}"
+                name = f"signal {-code}"
             return StepResult(ok=False, summary=f"command killed by {name} after {elapsed}{last}")
-        return StepResult(ok=False, summary=f"command failed with exit code {proc.returncode}{last}")
+        return StepResult(ok=False, summary=f"command failed with exit code {code}{last}")
 
     async def resume(self, step: DeployStep, external_id: str, emit: Emit) -> StepResult | None:
         """A command cannot be followed after a restart: None."""
         return None
 
     async def aclose(self) -> None:
-        """Kills any command still running (with the grace period)."""
-        procs = list(self._running)
-        await asyncio.gather(*(self._kill_group(proc, grace=self._settings.kill_grace.total_seconds())
-                               for proc in procs))
+        """Stops any command still running (with the grace period)."""
+        await asyncio.gather(*(self._stop(run) for run in list(self._running)))
 
     @staticmethod
     async def _pump(proc: asyncio.subprocess.Process, out: ThrottledEmit, tail: list[str]) -> None:
@@ -189,26 +234,129 @@ class CommandDeployer:
         if pending and not skipping:
             line(pending)
 
-    async def _kill_group(self, proc: asyncio.subprocess.Process, *, grace: float) -> None:
-        """SIGTERM to the command's whole process group, SIGKILL to what is left after `grace` seconds."""
-        _signal_group(proc, signal.SIGTERM)
-        await _wait_exit(proc, grace)
-        _signal_group(proc, signal.SIGKILL)  # whatever is left of the group, the command itself or not
-        await _wait_exit(proc, grace + 5)
+    async def _stop(self, run: _Run) -> None:
+        """SIGTERM to the supervisor, which stops the command's group (SIGTERM, SIGKILL after the grace period);
+        should the supervisor not be done in time, SIGKILL to both groups."""
+        grace = self._settings.kill_grace.total_seconds()
+        _signal_group(run.proc.pid, signal.SIGTERM)
+        await _wait_exit(run.proc, grace + _SUPERVISOR_SLACK.total_seconds())
+        if run.started is not None:
+            _signal_group(run.started.pgid, signal.SIGKILL)
+        _signal_group(run.proc.pid, signal.SIGKILL)
+        await _wait_exit(run.proc, 5.0)
 
-    async def _abort(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None], out: ThrottledEmit) -> None:
-        if proc.returncode is None:
-            await self._kill_group(proc, grace=self._settings.kill_grace.total_seconds())
-        else:
-            _signal_group(proc, signal.SIGKILL)
-        await _finish_output(proc, pump, out)
+    async def _abort(self, run: _Run, pump: asyncio.Task[None], status: asyncio.Task[None],
+                     out: ThrottledEmit) -> None:
+        if run.proc.returncode is None:
+            await self._stop(run)
+        await _finish_output(run.proc, pump, out)
+        status.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await status
         await out.cancel()
 
 
-def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    # start_new_session made the command the leader of its own group, whose id is its pid.
+@dataclass(frozen=True)
+class LocalRun:
+    """A running step's processes: the supervisor's pid and the command's process group."""
+
+    pid: int
+    pgid: int
+
+
+OnStart = Callable[[LocalRun], Awaitable[None]]
+"""Told a step's processes as soon as they exist, e.g. to record them for a replica that may recover the deploy."""
+
+
+class _Run:
+    """One supervised command: the supervisor process and what its status lines said."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.started: LocalRun | None = None
+        self.error: dict[str, object] | None = None
+        self.final: dict[str, object] | None = None
+        self._first = asyncio.Event()
+
+    async def read_status(self) -> None:
+        """Reads the supervisor's JSON status lines until it exits; anything else there is logged."""
+        assert self.proc.stderr is not None
+        try:
+            while raw := await self.proc.stderr.readline():
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict):
+                    log.warning("deploy command supervisor: %s", raw.decode("utf-8", "replace").rstrip()[:500])
+                    continue
+                if event.get("event") == "started" and isinstance(event.get("pgid"), int):
+                    self.started = LocalRun(pid=self.proc.pid, pgid=event["pgid"])
+                elif event.get("event") == "error":
+                    self.error = event
+                elif event.get("event") == "exit":
+                    self.final = event
+                self._first.set()
+        finally:
+            self._first.set()
+
+    async def wait_started(self) -> None:
+        """Returns once the command started, could not start, or the supervisor is gone."""
+        await self._first.wait()
+
+
+@runtime_checkable
+class SupervisedDeployer(Protocol):
+    """A provider whose steps run as local processes under the supervisor: it says how long they can last and
+    reports their ids as they start."""
+
+    @property
+    def kill_grace(self) -> timedelta:
+        """SIGTERM to SIGKILL."""
+        ...
+
+    @property
+    def work_limit(self) -> timedelta:
+        """A step's processes are gone by its start plus this long."""
+        ...
+
+    async def apply(self, step: DeployStep, emit: Emit, *, on_start: OnStart | None = None) -> StepResult:
+        """Runs one step, reporting its processes to `on_start`."""
+        ...
+
+
+def this_host() -> tuple[str, str]:
+    """(host name, identity): two processes with the same identity see the same pids (same boot, same pid
+    namespace), so one can check and stop the other's process groups."""
+    name = socket.gethostname()
+    parts = [name]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return name, "/".join(parts)
+
+
+async def stop_group(pgid: int, *, grace: float, gone_within: float = 15.0) -> bool:
+    """Stops a process group another (dead) process started: SIGTERM, SIGKILL after `grace`, then waits until no
+    process of it is left; False if some still are after `gone_within` more seconds."""
+    loop = asyncio.get_running_loop()
+    _signal_group(pgid, signal.SIGTERM)
+    end = loop.time() + grace
+    while group_alive(pgid) and loop.time() < end:
+        await asyncio.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    end = loop.time() + gone_within
+    while group_alive(pgid):
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+        os.killpg(pgid, sig)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
@@ -234,16 +382,12 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> int | 
 
 
 async def _finish_output(proc: asyncio.subprocess.Process, pump: asyncio.Task[None], out: ThrottledEmit) -> None:
-    """Reads what the command wrote before exiting; processes it left behind holding the output pipe are killed
-    (a step is over when its command exits), and as a last resort the pipe is closed."""
+    """Reads what the command wrote before its supervisor exited (the supervisor itself deals with leftovers
+    holding the command's output); as a last resort the pipe is closed."""
     done, _ = await asyncio.wait([pump], timeout=_DRAIN_SECONDS)
     if not done:
-        _signal_group(proc, signal.SIGKILL)
-        out.add("(killed processes the command left running with its output open)")
-        done, _ = await asyncio.wait([pump], timeout=_DRAIN_SECONDS)
-    if not done:
         pump.cancel()
-        transport = getattr(proc, "_transport", None)  # a leftover in another session still holds the pipe
+        transport = getattr(proc, "_transport", None)
         if transport is not None:
             transport.close()
     with contextlib.suppress(asyncio.CancelledError):
