@@ -97,7 +97,7 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
     member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing", labels={"alertname": "DiskFull"},
                     starts_at=now, last_seen=now)
     group = AlertGroup(id="a-button01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now)
-    await bot.deps.alerts.store.create_group(group, post_at=None)
+    await bot.deps.alerts.store.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
     posted = await bot.deps.alerts.store.get_group(group.id)
     assert posted is not None and posted.message_ts

@@ -182,8 +182,6 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
     assert_no_foreign_markup(bot.emulator.find_message(im.id, page["ts"]) or {}, allowed=("<@U0ALICE>",))
 
 
-@pytest.mark.xfail(strict=True, reason="bot/alerts/pipeline.py (being rewritten elsewhere) puts member.title in the "
-                                       "resolved reply unescaped; wrap it with bot.blocks.external_text, then drop this mark")
 async def test_the_resolved_reply_of_a_hostile_alert_pings_nobody(bot: BotHarness) -> None:
     await send(bot, hostile_alert())
     await send(bot, hostile_alert("resolved"))

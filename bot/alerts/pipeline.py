@@ -22,6 +22,7 @@ from bot.alerts.render import alert_message
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
 from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
+from bot.blocks import external_text
 from bot.deploys.render import human_duration
 from bot.errors import StoreUnavailable, UserFacingError
 from bot.oncall import escalation
@@ -60,6 +61,9 @@ class AlertPipeline:
         self.consumer = consumer or f"bot-{secrets.token_hex(4)}"
         self.delivered = asyncio.Event()
         self.posts_due = asyncio.Event()  # set when a new group is due, so the flusher need not wait its pause
+        # While Slack fails, new groups are left to the flusher (which backs off) rather than posted by the consumer,
+        # whose work is to move accepted alerts into groups whatever Slack does.
+        self._slack_failing = False
         self._poster = OncePoster(slack, event_type="chatops_alert")
         self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
         self._beat = heartbeat or (lambda _loop: None)
@@ -166,9 +170,14 @@ class AlertPipeline:
                 policy = self.oncall.escalation_policies.get(destination.escalation or "")
                 if policy is not None:  # the first page waits for the message, so its thread can be mentioned
                     group = escalation.start(group, policy, now, not_before=now + wait)
-                # The flusher posts it once group_wait has passed (at once for 0s), retrying until Slack takes it.
+                # Due once group_wait has passed; the flusher posts it then, retrying until Slack takes it. With
+                # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
                 if await self.store.create_group(group, post_at=now + max(wait, timedelta(0))):
                     await self.store.count(now, "groups")
+                    if (wait <= timedelta(0) and not self._slack_failing
+                            and await self.store.claim_post(group.id, now, lease_seconds=self._lease_seconds())):
+                        if not await self.post(group.id):
+                            await self.store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
                     self.posts_due.set()
                     break
 
@@ -209,7 +218,7 @@ class AlertPipeline:
         if outcome and outcome[0] == "resolved":
             member = after.members[alert.fingerprint]
             took = human_duration((member.ends_at or now) - member.starts_at)
-            await self.thread_reply(after, f":white_check_mark: *{member.title}* resolved (fired for {took}).")
+            await self.thread_reply(after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took}).")
             if after.state == "resolved":
                 await self._close_pages(after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}.")
                 await self.store.count(now, "resolved")
@@ -262,7 +271,7 @@ class AlertPipeline:
         while not stop.is_set():
             self.posts_due.clear()
             try:
-                slack_failing = await self.flush(stop)
+                slack_failing = self._slack_failing = await self.flush(stop)
                 self._beat("alert-messages")
                 # Slack failing: back off (up to 10 s) rather than hammer it; what is due stays due in Redis.
                 pause = min(pause * 2, MAX_PAUSE_SECONDS) if slack_failing else FLUSH_SECONDS
@@ -421,7 +430,7 @@ class AlertPipeline:
         """What a group's alerts share: their group_by labels (or the single alert's labels) as matchers."""
         group = await self.store.get_group(group_id)
         if group is None:
-            raise UserFacingError(f"There is no alert `{group_id}`.")
+            raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         first = next(iter(group.members.values()))
         labels = self.config.group_by or tuple(first.labels)
         return [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
@@ -430,10 +439,10 @@ class AlertPipeline:
         """Silences what a group's alerts share, and says so in its thread."""
         group = await self.store.get_group(group_id)
         if group is None:
-            raise UserFacingError(f"There is no alert `{group_id}`.")
+            raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         matchers = await self.group_matchers(group_id)
         silence_id = await self.silence(matchers, duration, user, f"from alert {group.id}")
-        await self.thread_reply(group, f":no_bell: <@{user}> silenced {' '.join(f'`{m}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
+        await self.thread_reply(group, f":no_bell: <@{user}> silenced {' '.join(f'`{external_text(str(m))}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
         return silence_id
 
     async def _live_silences(self) -> list[tuple[str, list[Matcher], datetime]]:
@@ -453,7 +462,7 @@ class AlertPipeline:
             if datetime.fromisoformat(str(silence["expires_at"])) > now:
                 continue
             if await self.store.delete_silence(silence_id):
-                matchers = " ".join(f"`{m}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
+                matchers = " ".join(f"`{external_text(str(m))}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
                 await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
 
     async def _change(
@@ -463,7 +472,7 @@ class AlertPipeline:
         try:
             return await self.store.update_group(group_id, change, also=also)
         except KeyError:
-            raise UserFacingError(f"There is no alert `{group_id}`.") from None
+            raise UserFacingError(f"There is no alert `{external_text(group_id)}`.") from None
 
     # -- Slack --------------------------------------------------------------------------------------------
 

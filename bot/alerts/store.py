@@ -40,6 +40,14 @@ redis.call('DEL', KEYS[1])
 return false
 """
 
+# Leases one member if it is due (its score not past ARGV[2]): 1 for the caller that got it, else 0.
+_CLAIM_ONE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+
 # Forgets a claimed member only if nobody queued it again since the claim (its score is still the lease).
 _DONE_IF_UNCHANGED = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -69,6 +77,7 @@ class AlertStore:
         self._create_group = store.redis.register_script(_CREATE_GROUP)
         self._open_group = store.redis.register_script(_OPEN_GROUP)
         self._done_if_unchanged = store.redis.register_script(_DONE_IF_UNCHANGED)
+        self._claim_one = store.redis.register_script(_CLAIM_ONE)
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -222,6 +231,13 @@ class AlertStore:
             keys=[self.k("post_due")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
         )
         return [str(member) for member in claimed]
+
+    async def claim_post(self, group_id: str, now: datetime, *, lease_seconds: float) -> bool:
+        """Leases one due group's post to this caller (as `claim_due_posts` does), if nobody else holds it."""
+        claimed = await self._claim_one(
+            keys=[self.k("post_due")], args=[group_id, now.timestamp(), now.timestamp() + lease_seconds],
+        )
+        return bool(claimed)
 
     async def retry_post_at(self, group_id: str, when: datetime) -> None:
         """Tries the post of `group_id` again at `when`."""

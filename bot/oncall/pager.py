@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
+from bot.blocks import external_text
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
 from bot.oncall import escalation
@@ -124,7 +125,7 @@ class Pager:
                 current = await self._oncall.now(rotation, now)
                 targets.append(current.member)
             except UserFacingError as error:
-                await self._alerts.thread_reply(group, f":warning: Cannot page `{rotation}`: {error.message}{late_note}")
+                await self._alerts.thread_reply(group, f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}")
         elif step.target_kind == "user":
             targets.append(step.notify)
         else:
@@ -192,7 +193,7 @@ class Pager:
                                           f" the acknowledgement is withdrawn.{again}")
                 await self._alerts.flush()
             return
-        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{group.title}* is still firing {since} after you acknowledged it."
+        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing {since} after you acknowledged it."
                                        f" Resolve it, or it will be {'escalated again' if self._alerts.oncall.reescalate_after_reminder else 'reminded again'}"
                                        f" in {human_duration(reminder)}.")
         await self._alerts.thread_reply(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
