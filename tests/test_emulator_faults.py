@@ -121,6 +121,16 @@ def test_the_first_fault_added_wins_and_clear_removes_all() -> None:
     assert plan.generation == generation + 1
 
 
+def test_faults_with_fractions_mix() -> None:
+    plan = FaultPlan(clock=Clock(), seed=3)
+    plan.add("429", fraction=0.5)
+    plan.add("500", fraction=0.5)
+    modes = [fault.mode if (fault := plan.pick("chat.postMessage")) else None for _ in range(2000)]
+    assert 850 < modes.count("429") < 1150
+    assert 350 < modes.count("500") < 650  # half of the calls the first one let through
+    assert 350 < modes.count(None) < 650
+
+
 def test_every_mode_is_accepted() -> None:
     plan = FaultPlan(clock=Clock())
     for mode in MODES:

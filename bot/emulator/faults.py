@@ -25,7 +25,8 @@ Modes (what the client sees; every call, faulted or not, stays in `emu.calls` wi
 A fault applies to the Web API methods named in `methods` (default: every method) that pass authentication, from
 the moment it is added, for `seconds` (a time window) and/or `count` faulted calls, whichever ends first; with
 neither it lasts until `clear()`. `fraction` < 1 faults only that share of matching calls (a seeded random draw,
-so a run can be repeated). When several faults match a call, the first added wins. No I/O here: the server asks
+so a run can be repeated). When several faults match a call, the first added whose draw hits wins: faults
+with fractions mix. No I/O here: the server asks
 `pick(method)` for each call and carries the fault out.
 """
 
@@ -130,7 +131,7 @@ class FaultPlan:
             if not fault.covers(method):
                 continue
             if fault.fraction < 1 and self._random.random() >= fault.fraction:
-                return None  # this call was drawn to pass; a later fault must not catch it instead
+                continue  # drawn to pass this fault: the next one may still catch it (faults mix)
             fault.hits += 1
             if fault.remaining is not None:
                 fault.remaining -= 1
