@@ -173,7 +173,9 @@ async def test_429_answers_ratelimited_with_retry_after_and_applies_nothing(
     assert (call.status, call.error, call.fault) == (429, "ratelimited", "429")
 
 
-async def test_slack_sdk_retry_handler_gets_through_a_counted_429(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_slack_sdk_retry_handler_gets_through_a_counted_429(
+    emu: SlackEmulator, http: aiohttp.ClientSession,
+) -> None:
     client = AsyncWebClient(token=TOKEN, base_url=emu.api_url, session=http,
                             retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)])
     emu.faults.add("429", methods=["chat.postMessage"], count=2, retry_after=0)

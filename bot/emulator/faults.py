@@ -17,7 +17,8 @@ Modes (what the client sees; every call, faulted or not, stays in `emu.calls` wi
   front of Slack answers when the API behind it is down: no JSON at all. Nothing is applied.
 - `"timeout"`: the request is held `hold` seconds (default 35: longer than the client's timeout, which for the bot
   is its aiohttp session's 30 s: slack_sdk ignores its own `timeout` when it is handed a session), then answered
-  504 with an empty body, which the client has stopped waiting for. Nothing is applied. Held requests are let go early by `clear()` and when the emulator shuts down.
+  504 with an empty body, which the client has stopped waiting for. Nothing is applied. Held requests are let go
+  early by `clear()` and when the emulator shuts down.
 - `"applied_then_500"`: the call IS applied (the message is stored and shows in the channel) but the answer is the
   `"500"` answer: the ambiguous case that forces an idempotent producer to look before it posts again. A call that
   fails on its own (e.g. `channel_not_found`) gets its real answer, as nothing was applied.

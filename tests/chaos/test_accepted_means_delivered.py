@@ -15,9 +15,10 @@ after the empty Redis was up is delivered and paged.
 The short run (the normal suite, `pytest -m chaos`): 2 replicas, 600 alerts per scenario, two scenarios of a few
 faults each, one with group_wait 0s and one with 1s. The long run, by hand: `CHATOPS_CHAOS=long pytest -m chaos -s`:
 3 replicas, 5,000 alerts per scenario, every fault on its own with both group_waits, then all of them together.
-`CHATOPS_CHAOS_ONLY=redis,kill` picks scenarios by name, `CHATOPS_CHAOS_ALERTS=600` sets the storm's size; each run prints a figures line (use `-s`) and appends it
-to $CHATOPS_CHAOS_REPORT when set. No assertion is about time: the drain waits until everything arrived, or until
-the bot has made no Slack call for longer than any of its retries and leases, or a generous deadline.
+`CHATOPS_CHAOS_ONLY=redis,kill` picks scenarios by name, `CHATOPS_CHAOS_ALERTS=600` sets the storm's size; each
+run prints a figures line (use `-s`) and appends it to $CHATOPS_CHAOS_REPORT when set. The short scenarios run side
+by side, each on its own cluster. No assertion is about time: the drain waits until everything arrived, or until the
+bot has made no Slack call for longer than any of its retries and leases (70 s), or a generous deadline.
 """
 
 from __future__ import annotations
