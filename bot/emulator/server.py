@@ -2,9 +2,10 @@
 (Slack's envelopes, auth, errors and rate limits), response URLs and file uploads, Socket Mode (apps.connections.open
 and the WebSocket it hands out), and the dev page with its JSON endpoints and WebSocket; sends the bot slash
 commands, block_actions, view submissions and events (signed over HTTP, or as Socket Mode envelopes while the bot
-holds a Socket Mode connection), and applies the bot's answers the way Slack does. The aiohttp handlers live
-here; the logic they use is in the pure modules next to this one (state, methods, payloads, validation, render,
-mrkdwn)."""
+holds a Socket Mode connection), and applies the bot's answers the way Slack does; `emu.faults` makes Web API calls
+fail as Slack and its proxies do (429, 500, HTML 502, timeouts, applied-then-500: bot/emulator/faults.py). The
+aiohttp handlers live here; the logic they use is in the pure modules next to this one (state, methods, payloads,
+validation, render, mrkdwn, faults)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from bot.emulator import payloads
+from bot.emulator.faults import HTML_502, INTERNAL_ERROR, Fault, FaultPlan
 from bot.emulator.methods import ApiError, RateLimited, RateLimiter, WebApi
 from bot.emulator.mrkdwn import Names
 from bot.emulator.render import render_message, render_view
@@ -55,6 +57,8 @@ class RecordedCall:
     response: dict[str, Any]
     # The kind of token the call carried: "bot" (xoxb-), "app" (xapp-), "user" (xoxp-), "other" or "none".
     token_type: str = ""
+    # The fault injected into this call (a `FaultPlan` mode), or None when it was answered normally.
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ class SlackEmulator:
         # Users whose users.info request gets no answer: the connection is closed, as in a network outage
         # (`api.users_info_fails` makes Slack answer an error instead).
         self.users_info_unreachable: set[str] = set()
+        # Failures to inject into Web API calls (bot/emulator/faults.py); empty: Slack behaves.
+        self.faults = FaultPlan()
+        self._closing = False
         self.origin = "http://127.0.0.1"
         self.app_url: str | None = None
         self.ack_timeout = 10.0
@@ -249,6 +256,9 @@ class SlackEmulator:
             wrong_type = self.app_token is not None and token == self.app_token
             error = "not_allowed_token_type" if wrong_type else "invalid_auth"
             return self._record(method, args, {"ok": False, "error": error}, 200, token=token)
+        fault = self.faults.pick(method)
+        if fault is not None:
+            return await self._inject(fault, method, args, token)
         try:
             body = self.api.call(method, args)
         except ApiError as error:
@@ -259,10 +269,40 @@ class SlackEmulator:
         return self._record(method, args, body, 200, token=token)
 
     def _record(self, method: str, args: dict[str, Any], body: dict[str, Any], status: int,
-                headers: dict[str, str] | None = None, token: str | None = None) -> web.Response:
+                headers: dict[str, str] | None = None, token: str | None = None,
+                fault: str | None = None) -> web.Response:
         self.calls.append(RecordedCall(method=method, args=args, ok=bool(body.get("ok")), error=body.get("error"),
-                                       status=status, response=body, token_type=_token_type(token)))
+                                       status=status, response=body, token_type=_token_type(token), fault=fault))
         return web.json_response(body, status=status, headers=headers)
+
+    async def _inject(self, fault: Fault, method: str, args: dict[str, Any], token: str) -> web.Response:
+        """Answers a call the way `fault` says (bot/emulator/faults.py), recording it with the fault's mode."""
+        mode = fault.mode
+        if mode == "429":
+            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token, fault=mode,
+                                headers={"Retry-After": str(fault.retry_after)})
+        if mode == "applied_then_500":
+            try:
+                self.api.call(method, args)
+            except ApiError as error:  # nothing was applied: the real answer
+                return self._record(method, args, error.body(), 200, token=token)
+            except RateLimited as limited:
+                return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token,
+                                    headers={"Retry-After": str(limited.retry_after)})
+            return self._record(method, args, dict(INTERNAL_ERROR), 500, token=token, fault=mode)
+        if mode == "500":
+            return self._record(method, args, dict(INTERNAL_ERROR), 500, token=token, fault=mode)
+        if mode == "html502":
+            self._record(method, args, {"ok": False, "error": "bad_gateway"}, 502, token=token, fault=mode)
+            return web.Response(status=502, text=HTML_502, content_type="text/html")
+        # "timeout": hold the request past the client's timeout; clear() or shutdown let it go early.
+        generation = self.faults.generation
+        loop = asyncio.get_running_loop()
+        until = loop.time() + fault.hold
+        while loop.time() < until and self.faults.generation == generation and not self._closing:
+            await asyncio.sleep(0.05)
+        self._record(method, args, {"ok": False, "error": "timeout"}, 504, token=token, fault=mode)
+        return web.Response(status=504)
 
     def _connections_open(self, token: str) -> dict[str, Any]:
         """apps.connections.open: only the app-level token; answers a one-use WebSocket URL for Socket Mode."""
@@ -725,6 +765,7 @@ class SlackEmulator:
         return ws
 
     async def _close_sockets(self, app: web.Application) -> None:
+        self._closing = True  # requests held by a `timeout` fault are let go
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
         for conn in list(self._app_sockets):
