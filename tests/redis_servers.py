@@ -135,7 +135,7 @@ class RedisProcess:
 def _server_args(port: int, directory: Path, *extra: str) -> list[str]:
     return [
         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", "--appendonly", "no",
-        "--logfile", str(directory / "redis.log"), *extra,
+        "--logfile", str(directory / "redis.log"), "--repl-diskless-sync-delay", "0", *extra,
     ]
 
 
@@ -168,7 +168,7 @@ class SentinelDeployment:
                 directory = self.root / f"replica{index}"
                 self.replica_nodes.append(RedisProcess(binary, replica_port, directory, []).start_with(
                     lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port))))
-            wait_until(lambda: self._connected_replicas(port) >= self.replicas, "the replicas to sync", START_TIMEOUT)
+            wait_until(lambda: self._connected_replicas(port) >= self.replicas, "the replicas to be in sync (state=online)", START_TIMEOUT)
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(binary, index, port))
             wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other", START_TIMEOUT)
@@ -200,11 +200,8 @@ class SentinelDeployment:
 
     @staticmethod
     def _connected_replicas(port: int) -> int:
-        info = command(port, "INFO", "replication")
-        for line in info.splitlines():
-            if line.startswith("connected_slaves:"):
-                return int(line.split(":", 1)[1])
-        return 0
+        """Replicas in sync with the primary on `port` (`state=online`, not still loading its copy)."""
+        return command(port, "INFO", "replication").count("state=online")
 
     def master_port(self) -> int:
         """The primary's port as the first Sentinel reports it now."""
