@@ -62,7 +62,8 @@ class RedisTarget:
     password: str | None = None
 
     def __repr__(self) -> str:  # never show the password, in logs or tracebacks
-        return f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, db={self.db})"
+        return (f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, "
+                f"db={self.db})")
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _parse_server(url: str, scheme: str, rest: str, tls: bool) -> RedisTarget:
         raise RedisUrlError(f"REDIS_URL: the host is missing; use {SERVER_FORM}")
     if "," in hostport:
         raise RedisUrlError(
-            f"REDIS_URL: several hosts need redis+sentinel:// or redis+cluster://; use {SENTINEL_FORM} or {CLUSTER_FORM}"
+            "REDIS_URL: several hosts need redis+sentinel:// or redis+cluster://; "
+            f"use {SENTINEL_FORM} or {CLUSTER_FORM}"
         )
     host, port = _node(hostport, 1, "server", SERVER_FORM)
     db = _db(path.strip("/") or "0", SERVER_FORM)
@@ -142,7 +144,9 @@ def _node(text: str, index: int, kind: Kind, form: str) -> tuple[str, int]:
     if port_text is None or port_text == "":
         return host, _DEFAULT_PORT[kind]
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise RedisUrlError(f"REDIS_URL: the port of host {index} ({host}) must be a number from 1 to 65535; use {form}")
+        raise RedisUrlError(
+            f"REDIS_URL: the port of host {index} ({host}) must be a number from 1 to 65535; use {form}"
+        )
     return host, int(port_text)
 
 

@@ -145,7 +145,8 @@ async def _deduplicate(req: AsyncBoltRequest, resp: BoltResponse, next: Callable
         first = await asyncio.wait_for(claim(), timeout=_remaining(req.context))
     except (StoreUnavailable, TimeoutError) as error:
         ref = new_ref()
-        log.error("cannot record request identity (ref %s): %s", ref, error if str(error) else "redis did not answer in time")
+        reason = error if str(error) else "redis did not answer in time"
+        log.error("cannot record request identity (ref %s): %s", ref, reason)
         deps.metrics.requests.labels(command=_label(body), outcome="unavailable").inc()
         if body.get("command"):
             reply = {"response_type": "ephemeral", "text": f":warning: {STORE_UNREACHABLE} (ref {ref})"}

@@ -85,7 +85,8 @@ class RedisProcess:
             [self.binary, *self.args], cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_until(lambda: self.alive() and command(self.port, "PING") == "PONG", f"redis on port {self.port}", START_TIMEOUT)
+        wait_until(lambda: self.alive() and command(self.port, "PING") == "PONG", f"redis on port {self.port}",
+                   START_TIMEOUT)
         return self
 
     def start_with(self, make_args: Callable[[int, Path], list[str]]) -> RedisProcess:
@@ -168,10 +169,12 @@ class SentinelDeployment:
                 directory = self.root / f"replica{index}"
                 self.replica_nodes.append(RedisProcess(binary, replica_port, directory, []).start_with(
                     lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port))))
-            wait_until(lambda: self._connected_replicas(port) >= self.replicas, "the replicas to be in sync (state=online)", START_TIMEOUT)
+            wait_until(lambda: self._connected_replicas(port) >= self.replicas,
+                       "the replicas to be in sync (state=online)", START_TIMEOUT)
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(binary, index, port))
-            wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other", START_TIMEOUT)
+            wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other",
+                       START_TIMEOUT)
         except BaseException:
             self.stop()
             raise
@@ -256,16 +259,20 @@ class ClusterDeployment:
         binaries = require_binaries("redis-server", "redis-cli")
         try:
             for index in range(self.masters):
-                self.nodes.append(RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", []).start_with(
-                    lambda p, d: _server_args(p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
-                                              "--cluster-node-timeout", "2000")))
+                node = RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", [])
+                self.nodes.append(node.start_with(lambda p, d: _server_args(
+                    p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
+                    "--cluster-node-timeout", "2000",
+                )))
             create = subprocess.run(
                 [binaries["redis-cli"], "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                  "--cluster-replicas", "0", "--cluster-yes"],
                 capture_output=True, text=True, timeout=60, check=False,
             )
             if create.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout[-1000:]} {create.stderr[-1000:]}")
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed: {create.stdout[-1000:]} {create.stderr[-1000:]}"
+                )
             wait_until(lambda: all("cluster_state:ok" in command(n.port, "CLUSTER", "INFO") for n in self.nodes),
                        "cluster_state:ok on every node", START_TIMEOUT * 2)
         except BaseException:

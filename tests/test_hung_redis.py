@@ -39,7 +39,8 @@ async def test_a_command_is_answered_in_time_and_clearly_while_redis_hangs(
     emulator: SlackEmulator, own_redis: RedisProcess,
 ) -> None:
     emulator.ack_timeout = SLACK_ACK_TIMEOUT
-    bot, runner = await start_bot(emulator, f"redis://127.0.0.1:{own_redis.port}/0", parse_config(DEFAULT_CONFIG, "t.yaml"))
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    bot, runner = await start_bot(emulator, url, parse_config(DEFAULT_CONFIG, "t.yaml"))
     assert own_redis.process is not None
     pid = own_redis.process.pid
     try:

@@ -14,7 +14,8 @@ SECRET = "s3cr3t-Pa55"
 
 
 @pytest.mark.parametrize(("url", "expected"), [
-    ("redis://localhost:6379/0", RedisTarget("server", False, url="redis://localhost:6379/0", nodes=(("localhost", 6379),))),
+    ("redis://localhost:6379/0",
+     RedisTarget("server", False, url="redis://localhost:6379/0", nodes=(("localhost", 6379),))),
     ("rediss://cache.example.com/2", RedisTarget("server", True, url="rediss://cache.example.com/2",
                                                  nodes=(("cache.example.com", 6379),), db=2)),
     (f"redis+sentinel://:{SECRET}@s1:26379,s2:26380,s3/mymaster/3",
@@ -64,7 +65,8 @@ def test_the_target_never_shows_its_password() -> None:
 
 
 def test_start_up_refuses_a_malformed_redis_url_naming_the_variable() -> None:
-    environ = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": f"redis+sentinel://:{SECRET}@s1:26379"}
+    environ = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x",
+               "REDIS_URL": f"redis+sentinel://:{SECRET}@s1:26379"}
     with pytest.raises(SettingsError) as error:
         load_settings(environ)
     assert error.value.problems == [
@@ -76,4 +78,5 @@ def test_start_up_refuses_a_malformed_redis_url_naming_the_variable() -> None:
 
 def test_start_up_accepts_every_form() -> None:
     for url in ("redis://127.0.0.1:6379/0", "redis+sentinel://s1:26379/m/0", "rediss+cluster://n1:7000"):
-        assert load_settings({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": url}).redis_url == url
+        environ = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": url}
+        assert load_settings(environ).redis_url == url

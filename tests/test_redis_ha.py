@@ -31,14 +31,19 @@ services:
     channel: "#deploys"
     environments:
       staging:
-        deployer: {{kind: command, argv: {fake_deploy_argv()}, env: {{DEPLOY_LOG: "@LOG@", STATE_DIR: "@STATE@"}}, timeout: 30s}}
+        deployer:
+          kind: command
+          argv: {fake_deploy_argv()}
+          env: {{DEPLOY_LOG: "@LOG@", STATE_DIR: "@STATE@"}}
+          timeout: 30s
 alerts:
   default_channel: "#alerts"
   group_wait: 0s
   sources: {{alertmanager: {{token_env: TEST_AM_TOKEN}}}}
 oncall:
   rotations:
-    primary: {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}}
+    primary:
+      {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}}
 incidents:
   announce_channel: "#incidents"
   channel_prefix: inc
@@ -73,7 +78,8 @@ async def post_alert(bot: BotHarness, name: str) -> int:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     try:
         async with aiohttp.ClientSession() as session, session.post(
-            f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=30),
+            f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers,
+            timeout=aiohttp.ClientTimeout(total=30),
         ) as response:
             return response.status
     except aiohttp.ClientError:
