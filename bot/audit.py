@@ -50,7 +50,9 @@ class AuditLog:
             "detail": detail[:2000],
         }
         stream = self.store.keys.audit_stream()
-        return str(await self.store.call("audit_append", self.store.redis.xadd(stream, fields)))
+        entry_id = str(await self.store.call("audit_append", self.store.redis.xadd(stream, fields)))
+        await self.store.replicated(stream)  # "recorded" must survive a failover, like the change it records
+        return entry_id
 
     async def recent(self, count: int) -> list[AuditRecord]:
         """The newest `count` records, newest first; entries that fail validation are skipped."""

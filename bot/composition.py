@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncApp
@@ -43,10 +44,11 @@ from bot.people import PeopleDirectory
 from bot.permissions import Permissions, UsergroupDirectory
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
+from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.slack_client import build_slack_client
 from bot.status.service import StatusService
 from bot.status.store import ProbeStore
-from bot.store import Store
+from bot.store import Durability, Store
 from bot.tasks import BackgroundTasks
 from bot.web import BOLT, CONFIG, HEARTBEATS, METRICS, STORE, add_routes
 from commands import dispatch
@@ -57,7 +59,7 @@ from integrations.alerts.registry import build_sources
 
 log = logging.getLogger(__name__)
 
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS = web.AppKey("redis", aioredis.Redis | RedisCluster)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DEPS = web.AppKey("deps", Deps)
 SOURCES = web.AppKey("alert_sources", dict)
@@ -199,12 +201,14 @@ def _schedule(
 def _redis_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
     async def redis_client(app: web.Application) -> AsyncIterator[None]:
         assert runtime.settings.redis_url is not None
-        client = aioredis.Redis.from_url(
-            runtime.settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
-            health_check_interval=30,
+        section = runtime.config.redis
+        client = build_redis_client(
+            parse_redis_url(runtime.settings.redis_url),
+            PoolOptions(max_connections=section.max_connections, timeout=section.pool_timeout.total_seconds()),
         )
+        durability = Durability(section.min_replicas_acked, int(section.wait_timeout.total_seconds() * 1000))
         app[REDIS] = client
-        app[STORE] = Store(client, Keys(runtime.config.redis.key_prefix), app[METRICS])
+        app[STORE] = Store(client, Keys(section.key_prefix), app[METRICS], durability)
         yield
         await client.aclose()
 

@@ -111,9 +111,32 @@ class SlackSection(StrictModel):
 
 
 class RedisSection(StrictModel):
-    """`redis:` — how the bot's keys are named in Redis (the URL is the REDIS_URL environment variable)."""
+    """`redis:` — how the bot's keys are named in Redis (the URL is the REDIS_URL environment variable), the
+    connection pool, and how many replicas must confirm a write before chatops answers that it is done."""
 
     key_prefix: KeyPrefix = "chatops"
+    max_connections: int = 64
+    pool_timeout: Duration = timedelta(seconds=5)
+    min_replicas_acked: int = 0
+    wait_timeout: Duration = timedelta(milliseconds=500)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RedisSection:
+        if not 2 <= self.max_connections <= 10_000:
+            raise ValueError(f"max_connections: must be from 2 to 10000 (got {self.max_connections}); 64 suits most teams")
+        if not timedelta(milliseconds=100) <= self.pool_timeout <= timedelta(seconds=60):
+            raise ValueError(f"pool_timeout: must be from 100ms to 60s (got {format_duration(self.pool_timeout)})")
+        if not 0 <= self.min_replicas_acked <= 16:
+            raise ValueError(
+                f"min_replicas_acked: must be from 0 (do not wait) to 16 (got {self.min_replicas_acked}); "
+                "1 keeps an answered write through a failover"
+            )
+        if not timedelta(milliseconds=10) <= self.wait_timeout <= timedelta(seconds=2):
+            raise ValueError(
+                f"wait_timeout: must be from 10ms to 2s, so answers stay within Slack's 3 s "
+                f"(got {format_duration(self.wait_timeout)})"
+            )
+        return self
 
 
 class SchedulerSection(StrictModel):

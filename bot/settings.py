@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from bot.redis_client import RedisUrlError, parse_redis_url
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
 
@@ -64,6 +66,16 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_redis_url(value)
+            except RedisUrlError as error:
+                raise ValueError(str(error).removeprefix("REDIS_URL: ")) from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

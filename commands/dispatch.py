@@ -2,10 +2,16 @@
 turns every failure into a clear ephemeral answer (never a traceback), and counts outcomes.
 
 Commands answer in Slack's acknowledgement itself (the app runs with process_before_response), so a reply
-costs one HTTP round trip; button handlers acknowledge at once and continue in the background."""
+costs one HTTP round trip; button handlers acknowledge at once and continue in the background.
+
+Slack gives up on an answer after 3 seconds, and Redis can hang (a stopped or overloaded server answers nothing
+until the socket timeout). So a request has a deadline, `ACK_DEADLINE_SECONDS` after it reaches the middleware:
+the duplicate check that cannot finish by then answers "cannot reach its store; nothing was changed", and a
+command still running then is acknowledged with "Working on it…" and answers later through its response_url."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -47,6 +53,11 @@ from commands.framework import (
 log = logging.getLogger(__name__)
 
 DEPS = "chatops_deps"
+DEADLINE = "chatops_deadline"
+# Slack's limit is 3 s from its side; keep room for the network and the HTTP answer itself.
+ACK_DEADLINE_SECONDS = 2.2
+WORKING = ":hourglass_flowing_sand: Working on it… the answer will follow here."
+STORE_UNREACHABLE = "chatops cannot reach its store right now; nothing was changed. Try again in a minute."
 
 
 def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
@@ -57,6 +68,7 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
 
     async def prepare(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
         req.context[DEPS] = deps
+        req.context[DEADLINE] = asyncio.get_running_loop().time() + ACK_DEADLINE_SECONDS
         return await _deduplicate(req, resp, next)
 
     app.middleware(prepare)
@@ -120,18 +132,25 @@ async def _deduplicate(req: AsyncBoltRequest, resp: BoltResponse, next: Callable
     """Answers a retry, replay or double click with an empty 200 and runs nothing."""
     deps: Deps = req.context[DEPS]
     body = req.body or {}
-    try:
-        kind, request_id = request_identity(body, req.raw_body)
+    kind, request_id = request_identity(body, req.raw_body)
+
+    async def claim() -> bool:
         first = await deps.store.claim_once(kind, request_id)
         click = click_identity(body)
         if first and click is not None:
             first = await deps.store.claim_click(*click)
-    except StoreUnavailable as error:
+        return first
+
+    try:
+        first = await asyncio.wait_for(claim(), timeout=_remaining(req.context))
+    except (StoreUnavailable, TimeoutError) as error:
         ref = new_ref()
-        log.error("cannot record request identity (ref %s): %s", ref, error)
+        reason = error if str(error) else "redis did not answer in time"
+        log.error("cannot record request identity (ref %s): %s", ref, reason)
         deps.metrics.requests.labels(command=_label(body), outcome="unavailable").inc()
         if body.get("command"):
-            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": f":warning: {error.message} (ref {ref})"}), headers={"content-type": "application/json"})
+            reply = {"response_type": "ephemeral", "text": f":warning: {STORE_UNREACHABLE} (ref {ref})"}
+            return BoltResponse(status=200, body=json.dumps(reply), headers={"content-type": "application/json"})
         return BoltResponse(status=503, body=f"store unavailable (ref {ref})")
     if not first:
         deps.metrics.requests.labels(command=_label(body), outcome="duplicate").inc()
@@ -157,11 +176,38 @@ def _command_listener(catalog: Catalog) -> Callable[..., Awaitable[None]]:
             user_id=invocation.user_id, channel_id=invocation.channel_id, response_url=invocation.response_url,
             deps=deps, catalog=catalog, spec=route.spec, invocation=invocation, args=route.args,
         )
-        reply, outcome = await run_command(ctx, help_requested=route.help)
-        deps.metrics.requests.labels(command=route.spec.name, outcome=outcome).inc()
-        await ack(**reply.as_ack())
+        running = asyncio.ensure_future(run_command(ctx, help_requested=route.help))
+        done, _ = await asyncio.wait({running}, timeout=_remaining(context))
+        if done:
+            reply, outcome = running.result()
+            deps.metrics.requests.labels(command=route.spec.name, outcome=outcome).inc()
+            await ack(**reply.as_ack())
+            return
+        # Past the deadline (a slow or hung Redis, a slow API): answer Slack now, the reply follows.
+        await ack(**Reply(text=WORKING).as_ack())
+        deps.tasks.spawn(_reply_later(ctx, running), name=f"command:{route.spec.name}:late")
 
     return on_command
+
+
+async def _reply_later(ctx: CommandContext, running: asyncio.Future[tuple[Reply, str]]) -> None:
+    """Delivers the reply of a command that outlived its acknowledgement through its response_url."""
+    reply, outcome = await running
+    ctx.deps.metrics.requests.labels(command=ctx.spec.name, outcome=outcome).inc()
+    if not ctx.response_url:
+        return
+    try:
+        await ctx.respond(reply)
+    except Exception:
+        log.exception("could not deliver the late answer to %s of user %s", ctx.spec.slash, ctx.user_id)
+
+
+def _remaining(context: Any) -> float:
+    """Seconds left before this request must be answered (never negative)."""
+    deadline = context.get(DEADLINE) if hasattr(context, "get") else None
+    if deadline is None:
+        return ACK_DEADLINE_SECONDS
+    return max(0.0, float(deadline) - asyncio.get_running_loop().time())
 
 
 async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Reply, str]:

@@ -327,7 +327,8 @@ def test_line_numbers_follow_block_and_flow_styles() -> None:
         ("line 6, roles.admins[1]: "
         "'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle"),
         "line 7, roles.responders: must be a list (got a mapping)",
-        "line 8, redis.port: unknown key; expected one of: key_prefix",
+        "line 8, redis.port: unknown key; expected one of: key_prefix, max_connections, pool_timeout, min_replicas_acked, "
+            "wait_timeout",
     ]
 
 

@@ -94,7 +94,9 @@ class AlertStore:
                 pipe.hincrby(self.k("stats", f"{now:%Y%m%d}"), "received", len(alerts))
                 entry_id, _ = await pipe.execute()
             return str(entry_id)
-        return await self._store.call("alert_append", write())
+        entry_id = await self._store.call("alert_append", write())
+        await self._store.replicated(self.k("stream"))  # 2xx only once enough replicas hold it (redis.min_replicas_acked)
+        return entry_id
 
     async def ensure_consumer_group(self) -> None:
         """Creates the delivery consumer group (from the start of the stream) unless it exists: at start-up, and

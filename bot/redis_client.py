@@ -1,0 +1,188 @@
+"""REDIS_URL: its forms (one server, Sentinel, Cluster; TLS with `rediss`), parsed without I/O, and the one
+factory that builds the redis-py asyncio client for it with a bounded connection pool.
+
+Forms accepted:
+- `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS), `unix:///path/to/redis.sock[?db=N]`;
+- `redis+sentinel://[[user]:password@]host1:26379[,host2:26379…]/<master-name>[/<db>]` (`rediss+sentinel` for TLS
+  to the master and its replicas);
+- `redis+cluster://[[user]:password@]host1:6379[,host2:6379…]` (`rediss+cluster` for TLS; a cluster has only db 0).
+
+Errors name the variable and the fix and never repeat the password.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+Kind = Literal["server", "sentinel", "cluster"]
+
+SENTINEL_FORM = "redis+sentinel://[:password@]host1:26379,host2:26379/<master-name>/<db>"
+CLUSTER_FORM = "redis+cluster://[:password@]host1:6379,host2:6379"
+SERVER_FORM = "redis://[:password@]host:6379/0"
+
+_SCHEMES: dict[str, tuple[Kind, bool]] = {
+    "redis": ("server", False), "rediss": ("server", True), "unix": ("server", False),
+    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
+}
+_DEFAULT_PORT: dict[Kind, int] = {"server": 6379, "sentinel": 26379, "cluster": 6379}
+_HOST = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[^:]*))?$")
+
+# Socket timeouts: longer than WAIT (`redis.wait_timeout` <= 2 s) and the 1 s XREADGROUP block, short enough
+# that a hung Redis fails a background job in seconds; Slack's acknowledgements never wait on them (they have
+# their own deadline, in commands/dispatch.py).
+CONNECT_TIMEOUT_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 3.0
+HEALTH_CHECK_SECONDS = 30
+
+
+class RedisUrlError(ValueError):
+    """REDIS_URL is malformed; the message says what is wrong and the form to use (without the password)."""
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is, as REDIS_URL says: the kind of deployment, its nodes, TLS and credentials."""
+
+    kind: Kind
+    tls: bool
+    url: str = ""  # the `server` kind: the URL as given, which redis-py reads itself
+    nodes: tuple[tuple[str, int], ...] = ()  # sentinels or cluster start-up nodes
+    master: str = ""  # the Sentinel master (service) name
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never show the password, in logs or tracebacks
+        return (f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, "
+                f"db={self.db})")
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """The connection pool: at most `max_connections` (per node for a cluster); a request finding them all busy
+    waits up to `timeout` seconds for one rather than failing at once."""
+
+    max_connections: int = 64
+    timeout: float = 5.0
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """Reads REDIS_URL; raises RedisUrlError saying what is wrong and the form to use."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        raise RedisUrlError(
+            f"REDIS_URL: unknown scheme {scheme.lower()[:20]!r}; use {SERVER_FORM} (rediss:// for TLS), "
+            f"{SENTINEL_FORM} or {CLUSTER_FORM}" if sep else
+            f"REDIS_URL: not a URL; use {SERVER_FORM} (rediss:// for TLS), {SENTINEL_FORM} or {CLUSTER_FORM}"
+        )
+    kind, tls = _SCHEMES[scheme.lower()]
+    if kind == "server":
+        return _parse_server(url.strip(), scheme.lower(), rest, tls)
+    form = SENTINEL_FORM if kind == "sentinel" else CLUSTER_FORM
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    credentials, at, location = rest.rpartition("@")
+    username, password = _credentials(credentials) if at else (None, None)
+    hosts, _, path = location.partition("/")
+    nodes = tuple(_node(part, index, kind, form) for index, part in enumerate(hosts.split(","), start=1))
+    parts = [p for p in path.split("/") if p] if path else []
+    if kind == "cluster":
+        if parts not in ([], ["0"]):
+            raise RedisUrlError(f"REDIS_URL: a Redis Cluster has only database 0; drop the path; use {form}")
+        return RedisTarget(kind, tls, nodes=nodes, username=username, password=password)
+    if not parts:
+        raise RedisUrlError(f"REDIS_URL: the Sentinel master name is missing after the hosts; use {form}")
+    if len(parts) > 2:
+        raise RedisUrlError(f"REDIS_URL: too many parts after the hosts (want <master-name>/<db>); use {form}")
+    master = unquote(parts[0])
+    db = _db(parts[1] if len(parts) == 2 else "0", form)
+    return RedisTarget(kind, tls, nodes=nodes, master=master, db=db, username=username, password=password)
+
+
+def _parse_server(url: str, scheme: str, rest: str, tls: bool) -> RedisTarget:
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise RedisUrlError("REDIS_URL: a unix socket URL needs an absolute path, e.g. unix:///run/redis.sock")
+        return RedisTarget("server", False, url=url)
+    location = rest.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    hostport, _, path = location.partition("/")
+    if not hostport:
+        raise RedisUrlError(f"REDIS_URL: the host is missing; use {SERVER_FORM}")
+    if "," in hostport:
+        raise RedisUrlError(
+            "REDIS_URL: several hosts need redis+sentinel:// or redis+cluster://; "
+            f"use {SENTINEL_FORM} or {CLUSTER_FORM}"
+        )
+    host, port = _node(hostport, 1, "server", SERVER_FORM)
+    db = _db(path.strip("/") or "0", SERVER_FORM)
+    return RedisTarget("server", tls, url=url, nodes=((host, port),), db=db)
+
+
+def _credentials(text: str) -> tuple[str | None, str | None]:
+    user, colon, password = text.partition(":")
+    if not colon:  # `secret@host`: redis-py reads a lone user-info as the password too
+        return None, unquote(user) or None
+    return unquote(user) or None, unquote(password) or None
+
+
+def _node(text: str, index: int, kind: Kind, form: str) -> tuple[str, int]:
+    match = _HOST.match(text.strip())
+    if not text.strip():
+        raise RedisUrlError(f"REDIS_URL: host {index} is empty; use {form}")
+    if match is None:
+        raise RedisUrlError(f"REDIS_URL: host {index} is not a host name or host:port; use {form}")
+    host = match["v6"] or match["name"]
+    port_text = match["port"]
+    if port_text is None or port_text == "":
+        return host, _DEFAULT_PORT[kind]
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise RedisUrlError(
+            f"REDIS_URL: the port of host {index} ({host}) must be a number from 1 to 65535; use {form}"
+        )
+    return host, int(port_text)
+
+
+def _db(text: str, form: str) -> int:
+    if not text.isdigit() or int(text) > 10_000:
+        raise RedisUrlError(f"REDIS_URL: the database must be a number such as 0; use {form}")
+    return int(text)
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The Sentinel pool (finds the master, follows failovers) with the blocking pool's bound and wait."""
+
+
+def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis | RedisCluster:
+    """The asyncio client for `target`, answering strings, with a bounded pool; close it with `aclose()`."""
+    common: dict[str, object] = {
+        "decode_responses": True, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+    }
+    if target.kind == "server":
+        blocking = BlockingConnectionPool.from_url(
+            target.url, max_connections=pool.max_connections, timeout=pool.timeout,
+            health_check_interval=HEALTH_CHECK_SECONDS, **common,
+        )
+        return aioredis.Redis.from_pool(blocking)
+    credentials = {"username": target.username, "password": target.password}
+    if target.kind == "cluster":
+        # redis-py's cluster pool is per node and does not wait: when it is exhausted a command fails at once.
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], ssl=target.tls,
+            max_connections=pool.max_connections, **credentials, **common,  # type: ignore[arg-type]
+        )
+    sentinel_timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_SECONDS, "socket_timeout": CONNECT_TIMEOUT_SECONDS}
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_timeouts)
+    return sentinel.master_for(
+        target.master, connection_pool_class=BlockingSentinelConnectionPool, db=target.db, ssl=target.tls,
+        max_connections=pool.max_connections, timeout=pool.timeout, health_check_interval=HEALTH_CHECK_SECONDS,
+        **credentials, **common,
+    )
