@@ -228,8 +228,8 @@ class Pager:
 
 def _late_note(late: timedelta, *, retried: bool) -> str:
     """Why a page goes out late, if it does."""
+    if retried and late > timedelta(seconds=1):
+        return f" (paged {human_duration(late)} late: an earlier attempt did not complete: Slack failed or the process stopped)"
     if late <= LATE_NOTE_AFTER:
         return ""
-    if retried:
-        return f" (paged {human_duration(late)} late: an earlier attempt did not complete: Slack failed or the process stopped)"
     return f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)"

@@ -1,0 +1,71 @@
+"""Pages are sent, not only recorded: a page DM that Slack fails (5xx, an HTML error page, a timeout, or a post that
+went through but was answered 500) is not recorded as sent; the deadline comes due again after the claim lease
+(`scheduler.lease`), and the retry finds the DM it may already have sent instead of sending it twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.alerts.model import AlertGroup
+from bot.config import ChatopsConfig, parse_config
+from tests.conftest import BotHarness, FakeClock
+from tests.test_oncall import CONFIG, T0, critical, fire, group_of, pages_to, thread_texts
+
+LEASE = timedelta(seconds=20)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def bot_config() -> ChatopsConfig:
+    return parse_config(CONFIG.replace("scheduler: {tick: 1m}", "scheduler: {tick: 1m, lease: 20s}"), "paging.yaml")
+
+
+async def tick_at(bot: BotHarness, clock: FakeClock, moment: timedelta) -> int:
+    clock.now = T0 + moment
+    return await bot.deps.pager.tick()
+
+
+@pytest.mark.parametrize("mode", ["500", "html502", "timeout"])
+async def test_a_page_slack_did_not_take_is_sent_after_the_lease_not_recorded(
+    bot: BotHarness, clock: FakeClock, mode: str,
+) -> None:
+    """Before: `Pager._send` caught the Slack error and recorded a page with no DM as sent: step 1 was lost. And the
+    claim lease was a fixed 60 s whatever `scheduler.lease` said (here 20 s), with a late note blaming no process."""
+    group = await fire(bot, critical(clock))
+    bot.emulator.faults.add(mode, methods=["chat.postMessage"], count=1, hold=3.0)
+    await tick_at(bot, clock, timedelta(0))
+    assert pages_to(bot, "U0ALICE") == []
+    after = await group_of(bot, group.id)
+    assert after.pages == () and after.pending is not None, "a page Slack refused was recorded as sent"
+
+    await tick_at(bot, clock, LEASE - timedelta(seconds=1))  # still leased to the failed attempt
+    assert pages_to(bot, "U0ALICE") == []
+    await tick_at(bot, clock, LEASE + timedelta(seconds=1))
+    assert len(pages_to(bot, "U0ALICE")) == 1
+    paged = await group_of(bot, group.id)
+    assert [p.step for p in paged.pages] == [0] and paged.pages[0].dms
+    assert any("earlier attempt did not complete" in text for text in thread_texts(bot, paged))
+    assert not any("no chatops process was running" in text for text in thread_texts(bot, paged))
+
+
+async def test_a_page_that_went_through_but_was_answered_500_is_not_sent_twice(bot: BotHarness, clock: FakeClock) -> None:
+    """The DM reached Slack, the answer did not: the retry finds it by its metadata and records it."""
+    group = await fire(bot, critical(clock))
+    bot.emulator.faults.add("applied_then_500", methods=["chat.postMessage"], count=1)
+    await tick_at(bot, clock, timedelta(0))
+    assert len(pages_to(bot, "U0ALICE")) == 1
+    assert (await group_of(bot, group.id)).pages == ()
+    await tick_at(bot, clock, LEASE + timedelta(seconds=1))
+    paged: AlertGroup = await group_of(bot, group.id)
+    assert len(pages_to(bot, "U0ALICE")) == 1, "the page was sent twice"
+    assert [p.step for p in paged.pages] == [0]
+    [(channel, ts)] = paged.pages[0].dms.items()
+    assert ts == pages_to(bot, "U0ALICE")[0]["ts"]
+    await tick_at(bot, clock, timedelta(minutes=5))  # step 2 goes on as usual
+    assert len(pages_to(bot, "U0CAROL")) == 1
