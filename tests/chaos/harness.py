@@ -32,6 +32,7 @@ from bot.embedded_redis import find_redis_server, free_port
 from bot.emulator import SlackEmulator, Workspace
 from integrations.alerts.generic import signed_headers
 from tests.conftest import BOT_TOKEN, serve_environment, start_site, wait_ready
+from tests.redis_servers import SentinelDeployment
 
 SECRET_ENV = "CHAOS_ALERTS_SECRET"
 """The environment variable the replicas read the generic source's HMAC secret from."""
@@ -72,10 +73,15 @@ scheduler: {{tick: 500ms, lease: 2s}}
 """
 
 
-def config_text(group_wait: str) -> str:
+# On Sentinel, every write an answer depends on waits until a replica has it, so a failover loses nothing acknowledged.
+REPLICATED = "redis: {min_replicas_acked: 1, wait_timeout: 500ms}\n"
+
+
+def config_text(group_wait: str, *, replicated: bool = False) -> str:
     """The one configuration every replica runs: no group_by (one message per alert), criticals page by DM."""
-    return CONFIG.format(alerts=ALERTS_CHANNEL, critical=CRITICAL_CHANNEL, group_wait=group_wait,
+    text = CONFIG.format(alerts=ALERTS_CHANNEL, critical=CRITICAL_CHANNEL, group_wait=group_wait,
                          secret_env=SECRET_ENV, step1=STEP1_USER, step2=STEP2_USER, step2_after=STEP2_AFTER)
+    return text + (REPLICATED if replicated else "")
 
 
 # -- Redis --------------------------------------------------------------------------------------------------------
@@ -167,6 +173,39 @@ class ChaosRedis:
         self.process = None
 
 
+@dataclass
+class SentinelRedis:
+    """A primary, two replicas and three Sentinels (tests/redis_servers.py); the replicas reach it through the
+    Sentinels, and `fail_primary()` kills the primary -9 and waits for the promotion."""
+
+    root: Path
+    deployment: SentinelDeployment | None = None
+
+    @property
+    def url(self) -> str:
+        """The redis+sentinel:// URL of the deployment."""
+        assert self.deployment is not None
+        return self.deployment.url
+
+    def environment(self) -> dict[str, str]:
+        """REDIS_URL for the replicas."""
+        return {"REDIS_URL": self.url}
+
+    async def start(self) -> None:
+        """Starts the deployment and waits until the Sentinels agree on it."""
+        self.deployment = await asyncio.to_thread(SentinelDeployment(self.root, replicas=2).start)
+
+    async def stop(self) -> None:
+        """Stops every process of the deployment."""
+        if self.deployment is not None:
+            await asyncio.to_thread(self.deployment.stop)
+
+    async def fail_primary(self) -> None:
+        """kill -9 of the primary, then waits until a replica is promoted."""
+        assert self.deployment is not None
+        await asyncio.to_thread(self.deployment.fail_primary)
+
+
 # -- replicas -----------------------------------------------------------------------------------------------------
 
 
@@ -228,20 +267,21 @@ class Cluster:
     root: Path
     replicas_wanted: int
     group_wait: str
-    redis: ChaosRedis = field(init=False)
+    sentinel: bool = False
+    redis: ChaosRedis | SentinelRedis = field(init=False)
     emulator: SlackEmulator = field(init=False)
     replicas: list[Replica] = field(default_factory=list)
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
     _runner: object = None
 
     async def __aenter__(self) -> Cluster:
-        self.redis = ChaosRedis(self.root / "redis")
+        self.redis = SentinelRedis(self.root / "sentinel") if self.sentinel else ChaosRedis(self.root / "redis")
         await self.redis.start()
         self.emulator = SlackEmulator(signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN,
                                       workspace=Workspace.demo())
         self._runner, origin = await start_site(self.emulator.make_app(page=False))
         self.emulator.origin = origin
-        (self.root / "chatops.yaml").write_text(config_text(self.group_wait))
+        (self.root / "chatops.yaml").write_text(config_text(self.group_wait, replicated=self.sentinel))
         self.replicas = [Replica(i, free_port(), self.root / f"replica-{i}.log") for i in range(self.replicas_wanted)]
         await asyncio.gather(*(replica.start(self.env(replica)) for replica in self.replicas))
         return self
@@ -445,6 +485,23 @@ class RestartRedis:
 
 
 @dataclass(frozen=True)
+class FailoverPrimary:
+    """On the Sentinel set-up: kill -9 of the Redis primary at `at` of the storm; the Sentinels promote a replica
+    and the replicas follow. With `min_replicas_acked: 1`, nothing answered 2xx before the kill is lost."""
+
+    at: float = 0.35
+    name: str = "Sentinel failover"
+    kills_replicas: bool = False
+
+    async def run(self, cluster: Cluster, storm: Storm, log: DisruptionLog) -> None:
+        await storm.progressed(self.at)
+        assert isinstance(cluster.redis, SentinelRedis), "a failover needs the Sentinel set-up"
+        log.note("killed the Redis primary (kill -9)")
+        await cluster.redis.fail_primary()
+        log.note("the Sentinels promoted a replica")
+
+
+@dataclass(frozen=True)
 class SlackFault:
     """The emulator fails Web API calls in `mode` (bot/emulator/faults.py) for a window of `seconds`, from `at`
     of the storm, for `fraction` of the calls."""
@@ -474,6 +531,7 @@ class Scenario:
     name: str
     disruptions: tuple[Disruption, ...]
     group_wait: str = "0s"
+    sentinel: bool = False  # Redis behind Sentinels (a primary, two replicas) instead of one server
 
     @property
     def kills_replicas(self) -> bool:
@@ -491,9 +549,11 @@ def single_fault_scenarios() -> list[Scenario]:
         ("redis-restart", RestartRedis()),
         ("redis-empty", RestartRedis(wipe=True)),
         *((f"slack-{mode}", SlackFault(mode, seconds=8.0)) for mode in SLACK_MODES),
-        # Later: ("sentinel-failover", SentinelFailover()) with tests/redis_servers.py standing in for ChaosRedis.
     ]
-    return [Scenario(f"{name}-gw{wait}", (fault,), group_wait=f"{wait}s") for name, fault in faults for wait in (0, 1)]
+    singles = [Scenario(f"{name}-gw{wait}", (fault,), group_wait=f"{wait}s") for name, fault in faults for wait in (0, 1)]
+    failovers = [Scenario(f"sentinel-failover-gw{wait}", (FailoverPrimary(),), group_wait=f"{wait}s", sentinel=True)
+                 for wait in (0, 1)]
+    return singles + failovers
 
 
 def everything(group_wait: str, *, slack_seconds: float = 8.0) -> Scenario:
@@ -502,6 +562,14 @@ def everything(group_wait: str, *, slack_seconds: float = 8.0) -> Scenario:
     slack = tuple(SlackFault(mode, at=0.15, seconds=slack_seconds, fraction=0.15) for mode in SLACK_MODES)
     return Scenario(f"everything-gw{group_wait.removesuffix('s')}",
                     (KillReplica(at=0.2), RestartRedis(at=0.45), *slack), group_wait=group_wait)
+
+
+def everything_on_sentinel(group_wait: str, *, slack_seconds: float = 8.0) -> Scenario:
+    """Every fault at once on the Sentinel set-up: a replica killed, the Redis primary killed (failover), and each
+    Slack failure mixed into the same window."""
+    slack = tuple(SlackFault(mode, at=0.15, seconds=slack_seconds, fraction=0.15) for mode in SLACK_MODES)
+    return Scenario(f"everything-sentinel-gw{group_wait.removesuffix('s')}",
+                    (KillReplica(at=0.2), FailoverPrimary(at=0.45), *slack), group_wait=group_wait, sentinel=True)
 
 
 SHORT_SCENARIOS = [
@@ -513,10 +581,14 @@ SHORT_SCENARIOS = [
     Scenario("short-redis-html502-timeout-gw1",
              (RestartRedis(at=0.3), SlackFault("html502", at=0.1, seconds=3, fraction=0.3),
               SlackFault("timeout", at=0.5, seconds=3, fraction=0.3)), group_wait="1s"),
+    Scenario("short-sentinel-failover-500-gw0",
+             (FailoverPrimary(at=0.3), SlackFault("500", at=0.1, seconds=3, fraction=0.3)), group_wait="0s",
+             sentinel=True),
 ]
 """The run in the normal suite: two replicas, a few faults combined per scenario, both group_wait paths."""
 
-LONG_SCENARIOS = [*single_fault_scenarios(), everything("0s"), everything("1s")]
+LONG_SCENARIOS = [*single_fault_scenarios(), everything("0s"), everything("1s"), everything_on_sentinel("0s"),
+                  everything_on_sentinel("1s")]
 """`CHATOPS_CHAOS=long`: every fault separately, then all together."""
 
 
@@ -689,7 +761,7 @@ async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path 
     storm = Storm(run=run, count=size.alerts, batch_size=size.batch_size, seconds=size.storm_seconds,
                   give_up_after=size.storm_seconds + 300)
     log = DisruptionLog()
-    async with Cluster(root, size.replicas, scenario.group_wait) as cluster:
+    async with Cluster(root, size.replicas, scenario.group_wait, sentinel=scenario.sentinel) as cluster:
         storming = asyncio.create_task(storm.run_against(cluster))
         chaos = [asyncio.create_task(d.run(cluster, storm, log)) for d in scenario.disruptions]
         try:
