@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.cluster import RedisCluster
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from redis.asyncio.cluster import RedisCluster
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -42,9 +42,9 @@ from bot.oncall.service import OncallService
 from bot.oncall.trigger import HandoffTrigger
 from bot.people import PeopleDirectory
 from bot.permissions import Permissions, UsergroupDirectory
+from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
-from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.slack_client import build_slack_client
 from bot.status.service import StatusService
 from bot.status.store import ProbeStore
@@ -76,7 +76,7 @@ class Runtime:
 
 
 SHUTDOWN_GRACE_SECONDS = 5.0
-DEPLOY_TICK_SECONDS = 2.0
+DEPLOY_TICK_SECONDS = 2.0  # approval expiry and recovery of deploys a dead process left
 LOOP_LIMITS = {"alert-delivery": 30.0, "alert-messages": 120.0, "deploy-ticks": 60.0, "scheduler": 60.0}
 
 

@@ -21,13 +21,16 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:open:<channel>:<key>`   | string | the id of the group still firing for this group key    |
 | `{prefix}:{alerts}:firing`                 | set    | ids of groups with firing members                      |
 | `{prefix}:{alerts}:groups`                 | zset   | every group id by creation time                        |
-| `{prefix}:{alerts}:post_due`               | zset   | groups to post when their group_wait ends              |
-| `{prefix}:{alerts}:dirty`                  | set    | groups whose Slack message needs an update             |
+| `{prefix}:{alerts}:post_due`               | zset   | groups to post, by due time (a claim pushes it ahead)  |
+| `{prefix}:{alerts}:update_due`             | zset   | groups whose message needs an update (0: now; leased)  |
+| `{prefix}:{alerts}:posting`                | hash   | group -> first post attempt (a retry looks first)      |
+| `{prefix}:{alerts}:paging`                 | hash   | page deadline -> first attempt (a retry looks first)   |
 | `{prefix}:{alerts}:deadlines`              | zset   | each group's pending page or reminder, by due time     |
 | `{prefix}:{alerts}:acks`                   | stream | every acknowledgement (never rewritten)                |
 | `{prefix}:{alerts}:dead`                   | stream | stream entries that failed delivery 10 times (kept)    |
 | `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
+| `{prefix}:{<tag>}:replicated`              | string | marker written before `WAIT` (min_replicas_acked); TTL |
 | `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
 | `{prefix}:{status}:ring:<target>:m`        | string | probe counts per minute, last 6 h (ring, BITFIELD)     |

@@ -11,7 +11,15 @@ import pytest
 from bot.alerts.model import AlertGroup
 from bot.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, FakeClock
-from tests.test_oncall import CONFIG, T0, critical, fire, group_of, pages_to, thread_texts
+from tests.test_oncall import (
+    CONFIG,
+    T0,
+    critical,
+    fire,
+    group_of,
+    pages_to,
+    thread_texts,
+)
 
 LEASE = timedelta(seconds=20)
 

@@ -39,12 +39,12 @@ async def test_a_burst_of_webhooks_waits_for_the_pool_and_none_gets_503(
     emulator: SlackEmulator, small_redis: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
-    config = parse_config(f"""
-redis: {{max_connections: 8, pool_timeout: 30s}}
+    config = parse_config("""
+redis: {max_connections: 8, pool_timeout: 30s}
 alerts:
   default_channel: "#alerts"
   group_wait: 0s
-  sources: {{alertmanager: {{token_env: TEST_AM_TOKEN}}}}
+  sources: {alertmanager: {token_env: TEST_AM_TOKEN}}
 """, "pool.yaml")
     bot, runner = await start_bot(emulator, small_redis, config)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}

@@ -42,13 +42,18 @@ from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.deploy.base import Deployer, DeployStep, StepResult
-from integrations.deploy.command import LocalRun, SupervisedDeployer, group_alive, stop_group, this_host
+from integrations.deploy.command import (
+    LocalRun,
+    SupervisedDeployer,
+    group_alive,
+    stop_group,
+    this_host,
+)
 from integrations.deploy.registry import build_deployer
 from integrations.health.http import health_gate
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 2.0
 STUCK_REQUEST_AFTER = timedelta(seconds=30)
 
 
@@ -575,18 +580,6 @@ class DeployEngine:
         if left > 0:
             await asyncio.sleep(left)
         return f" Its command's time ran out at {processes.ends_by:%H:%M:%S}Z."
-
-    async def run_ticks(self, stop: asyncio.Event) -> None:
-        """Ticks every few seconds until `stop` is set; one failing tick never stops the next."""
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("deploy tick failed")
-            try:
-                await asyncio.wait_for(stop.wait(), TICK_SECONDS)
-            except TimeoutError:
-                pass
 
     # -- reading ------------------------------------------------------------------------------------------
 

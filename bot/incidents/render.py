@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup
-from bot.blocks import Block, clip, context, external_text, fields, header, mrkdwn, plain, section
+from bot.blocks import (
+    Block,
+    clip,
+    context,
+    external_text,
+    fields,
+    header,
+    mrkdwn,
+    plain,
+    section,
+)
 from bot.deploys.render import human_duration
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, TimelineEntry

@@ -30,7 +30,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import LONG, LONG_SCENARIOS, SHORT, SHORT_SCENARIOS, Scenario, run_scenario, selected
+from tests.chaos.harness import (
+    LONG,
+    LONG_SCENARIOS,
+    SHORT,
+    SHORT_SCENARIOS,
+    Scenario,
+    run_scenario,
+    selected,
+)
 
 LONG_RUN = os.environ.get("CHATOPS_CHAOS", "").lower() == "long"
 SIZE = LONG if LONG_RUN else SHORT
