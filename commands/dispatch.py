@@ -6,7 +6,7 @@ costs one HTTP round trip; button handlers acknowledge at once and continue in t
 
 Slack gives up on an answer after 3 seconds, and Redis can hang (a stopped or overloaded server answers nothing
 until the socket timeout). So a request has a deadline, `ACK_DEADLINE_SECONDS` after it reaches the middleware:
-the duplicate check that cannot finish by then answers "cannot reach its store; nothing was changed", and a
+the duplicate check that cannot finish by then answers "cannot reach its Redis store; nothing was changed", and a
 command still running then is acknowledged with "Working on it…" and answers later through its response_url."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ DEADLINE = "chatops_deadline"
 # Slack's limit is 3 s from its side; keep room for the network and the HTTP answer itself.
 ACK_DEADLINE_SECONDS = 2.2
 WORKING = ":hourglass_flowing_sand: Working on it… the answer will follow here."
-STORE_UNREACHABLE = "chatops cannot reach its store right now; nothing was changed. Try again in a minute."
+STORE_UNREACHABLE = "chatops cannot reach its Redis store right now; nothing was changed. Try again in a minute."
 
 
 def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:

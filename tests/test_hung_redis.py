@@ -57,7 +57,7 @@ async def test_a_command_is_answered_in_time_and_clearly_while_redis_hangs(
         for answer in answers:
             assert answer.error is None and answer.status == 200, f"Slack saw no answer in time: {answer}"
             assert answer.json is not None
-            assert "cannot reach its store right now; nothing was changed" in html.unescape(answer.json["text"]), answer
+            assert "cannot reach its Redis store right now; nothing was changed" in html.unescape(answer.json["text"]), answer
         again = await emulator.send_command(command="/oncall", text="", user_id="U0DEMO", channel_id="C0GENERAL")
         assert again.error is None and again.json is not None and "cannot reach" not in again.json["text"], again
     finally:
