@@ -441,11 +441,12 @@ async def test_postmortem_is_written_when_slack_cannot_name_someone(bot: BotHarn
     # slack_sdk retries the dropped connection (backing off 0.5 + 1 + 2 s), past the 2.2 s ack deadline: Slack gets
     # "Working on it…" in time, and the answer follows through the command's response_url.
     assert "Working on it" in answer, answer
-    if "Working on it" in answer:
-        def followed() -> bool:
-            return any("Postmortem draft for INC-1 uploaded" in str(m.get("text")) for m in bot.emulator.messages(inc.channel_id))
-        await eventually(followed, "the postmortem's answer through response_url")
-        answer = next(str(m["text"]) for m in bot.emulator.messages(inc.channel_id) if "Postmortem draft for INC-1 uploaded" in str(m.get("text")))
+
+    def answers() -> list[str]:
+        return [str(m["text"]) for m in bot.emulator.messages(inc.channel_id) if "Postmortem draft for INC-1 uploaded" in str(m.get("text"))]
+
+    await eventually(answers, "the postmortem's answer through response_url")
+    answer = answers()[0]
     assert "Postmortem draft for INC-1 uploaded" in answer, answer
     failed = [c for c in bot.emulator.calls_to("users.info") if c.args.get("user") == "U0ALICE"]
     assert failed and failed[0].error == "user_not_found", "users.info was not asked about U0ALICE"
