@@ -7,16 +7,17 @@ rule out success first looks for its own message in the channel's history (`conv
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack_client import error_code
 
-# How far back of the first attempt a retry looks (clocks of Slack and of this host differ a little), and how
-# many history pages at most: a retry looks only at messages since its first attempt.
-LOOKBACK_SLACK_SECONDS = 120
-MAX_HISTORY_PAGES = 20
+# How far around the earlier attempts a retry looks (Slack's clock and this host's differ a little, and a call may
+# take up to the client's timeout), and how many history pages at most.
+CLOCK_SKEW_SECONDS = 15
+MAX_HISTORY_PAGES = 50
 
 
 async def post_message(slack: AsyncWebClient, channel: str, **message: object) -> dict[str, str]:
@@ -38,6 +39,17 @@ async def direct_message(slack: AsyncWebClient, user: str, **message: object) ->
     return {"channel": str(response["channel"]), "ts": str(response["ts"])}
 
 
+class Attempt(Protocol):
+    """What a caller knows of earlier attempts at a post (bot/alerts/store.py `Attempt`)."""
+
+    @property
+    def first(self) -> bool: ...
+    @property
+    def earlier_from(self) -> datetime | None: ...
+    @property
+    def earlier_until(self) -> datetime | None: ...
+
+
 class OncePoster:
     """Posts messages that must exist once: `post_once` and `direct_message_once` (see the module docstring).
     Keeps the channel ids it resolved (a retry must read history by id, and Slack accepts names only to post)."""
@@ -47,36 +59,37 @@ class OncePoster:
         self._event_type = event_type
         self._channel_ids: dict[str, str] = {}
 
-    async def post_once(
-        self, channel: str, key: str, *, since: datetime, look_first: bool, **message: object,
-    ) -> dict[str, str]:
-        """Posts `message` tagged with `key`, unless `look_first` and our message with that key was already posted
-        since `since` (then that one's channel and ts are returned)."""
-        if look_first:
-            found = await self.find(channel, key, since=since)
+    async def post_once(self, channel: str, key: str, *, attempt: Attempt, **message: object) -> dict[str, str]:
+        """Posts `message` tagged with `key`, unless an earlier attempt (see `attempt`) already posted it: then that
+        message's channel and ts are returned."""
+        if not attempt.first:
+            found = await self.find(channel, key, attempt=attempt)
             if found is not None:
                 return found
         metadata = {"event_type": self._event_type, "event_payload": {"key": key}}
         return await post_message(self._slack, channel, metadata=metadata, **message)
 
-    async def direct_message_once(
-        self, user: str, key: str, *, since: datetime, look_first: bool, **message: object,
-    ) -> dict[str, str]:
+    async def direct_message_once(self, user: str, key: str, *, attempt: Attempt, **message: object) -> dict[str, str]:
         """`post_once` into the bot's DM with `user`."""
         opened = await self._slack.conversations_open(users=user)
-        return await self.post_once(str(opened["channel"]["id"]), key, since=since, look_first=look_first, **message)
+        return await self.post_once(str(opened["channel"]["id"]), key, attempt=attempt, **message)
 
-    async def find(self, channel: str, key: str, *, since: datetime) -> dict[str, str] | None:
-        """Our message tagged with `key` in `channel` since `since`, if there is one."""
+    async def find(self, channel: str, key: str, *, attempt: Attempt) -> dict[str, str] | None:
+        """Our message tagged with `key` in `channel`, posted while the earlier attempts ran, if there is one."""
         channel_id = await self._channel_id(channel)
         if channel_id is None:
             return None
-        oldest = f"{since.timestamp() - LOOKBACK_SLACK_SECONDS:.6f}"
+        window: dict[str, str] = {}
+        if attempt.earlier_from is not None:
+            window["oldest"] = f"{attempt.earlier_from.timestamp() - CLOCK_SKEW_SECONDS:.6f}"
+        if attempt.earlier_until is not None:
+            reach = float(getattr(self._slack, "timeout", 30) or 30) + CLOCK_SKEW_SECONDS
+            window["latest"] = f"{attempt.earlier_until.timestamp() + reach:.6f}"
         cursor: str | None = None
         for _ in range(MAX_HISTORY_PAGES):
             try:
                 page = await self._slack.conversations_history(
-                    channel=channel_id, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor,
+                    channel=channel_id, include_all_metadata=True, limit=200, cursor=cursor, **window,
                 )
             except SlackApiError as error:
                 if error_code(error) in ("not_in_channel", "channel_not_found"):

@@ -235,12 +235,10 @@ class AlertPipeline:
             await self.store.drop_post(group_id)
             return True
         now = self._clock()
-        first_attempt, since = await self.store.begin_post(group_id, now)
+        attempt = await self.store.begin_post(group_id)
         text, blocks = alert_message(group, now=now, max_lines=self.config.max_group_lines)
         try:
-            posted = await self._poster.post_once(
-                group.channel, group.id, since=since, look_first=not first_attempt, text=text, blocks=blocks,
-            )
+            posted = await self._poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
         except SlackApiError as error:
             code = error_code(error)
             if is_transient(error):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
@@ -48,6 +49,14 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
 
+# Records an attempt as "<first>|<latest>" (ISO times) and returns what was recorded before it (nil the first time).
+_NOTE_ATTEMPT = """
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+local first = before and string.match(before, '^([^|]*)') or ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], first .. '|' .. ARGV[2])
+return before
+"""
+
 # Forgets a claimed member only if nobody queued it again since the claim (its score is still the lease).
 _DONE_IF_UNCHANGED = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -66,6 +75,15 @@ return due
 """
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """Whether this is the first attempt at a post, and if not, from when until when earlier attempts started."""
+
+    first: bool
+    earlier_from: datetime | None = None
+    earlier_until: datetime | None = None
+
+
 class AlertStore:
     """Typed Redis access for the alert pipeline."""
 
@@ -78,6 +96,7 @@ class AlertStore:
         self._open_group = store.redis.register_script(_OPEN_GROUP)
         self._done_if_unchanged = store.redis.register_script(_DONE_IF_UNCHANGED)
         self._claim_one = store.redis.register_script(_CLAIM_ONE)
+        self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -245,27 +264,28 @@ class AlertStore:
         """Tries the post of `group_id` again at `when`."""
         await self.redis.zadd(self.k("post_due"), {group_id: when.timestamp()})
 
-    async def begin_attempt(self, kind: str, name: str, now: datetime) -> tuple[bool, datetime]:
+    async def begin_attempt(self, kind: str, name: str) -> Attempt:
         """Notes that Slack is about to be asked for something that must happen once (kind `posting`: a group's
-        message; `paging`: a page): (True, now) for the first attempt, else (False, the first attempt's time). A
-        later attempt must look for what the earlier one may have posted before posting again."""
-        key = self.k(kind)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, name, now.isoformat())
-            pipe.hget(key, name)
-            first, since = await pipe.execute()
+        message; `paging`: a page). For a later attempt, the result says when the earlier ones ran: what they may
+        have posted must be looked for (in that window of the channel's history) before posting again. The times
+        are the wall clock's, not the services' clock: they are compared with the `ts` Slack gives messages."""
+        now = datetime.now(UTC)
+        earlier = await self._note_attempt(keys=[self.k(kind)], args=[name, now.isoformat()])
+        if not earlier:
+            return Attempt(first=True)
+        first, _, last = str(earlier).partition("|")
         try:
-            return bool(first), datetime.fromisoformat(str(since))
+            return Attempt(first=False, earlier_from=datetime.fromisoformat(first), earlier_until=datetime.fromisoformat(last))
         except ValueError:
-            return bool(first), now
+            return Attempt(first=False, earlier_from=None, earlier_until=now)
 
     def queue_attempt_done(self, pipe: Pipeline, kind: str, name: str) -> None:
         """Queues, in the transaction that records the outcome, the end of an attempt begun with `begin_attempt`."""
         pipe.hdel(self.k(kind), name)
 
-    async def begin_post(self, group_id: str, now: datetime) -> tuple[bool, datetime]:
+    async def begin_post(self, group_id: str) -> Attempt:
         """`begin_attempt` for a group's message."""
-        return await self.begin_attempt("posting", group_id, now)
+        return await self.begin_attempt("posting", group_id)
 
     def queue_posted(self, pipe: Pipeline, group_id: str) -> None:
         """Queues, in the transaction that records a group's message, the end of its post (no longer due)."""

@@ -110,10 +110,10 @@ class Pager:
         """Sends one page: DMs to the people the step names, or a post in its channel. Raises PageNotSent when Slack
         did not take one of them (nothing is recorded; the retry finds what this attempt did send)."""
         member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
-        first_attempt, since = await self._store.begin_attempt("paging", member, now)
+        attempt = await self._store.begin_attempt("paging", member)
         rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
         step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
-        late_note = _late_note(now - due.due, retried=not first_attempt)
+        late_note = _late_note(now - due.due, retried=not attempt.first)
         rotation = step.notify if step.target_kind == "rotation" else None
         targets: list[str] = []
         channel = None
@@ -135,7 +135,7 @@ class Pager:
             text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
             try:
                 posted = await self._poster.direct_message_once(
-                    user, f"{member}|{user}", since=since, look_first=not first_attempt, text=text, blocks=blocks,
+                    user, f"{member}|{user}", attempt=attempt, text=text, blocks=blocks,
                 )
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
@@ -144,7 +144,7 @@ class Pager:
             text, blocks = page_message(group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention)
             try:
                 posted = await self._poster.post_once(
-                    channel, f"{member}|{channel}", since=since, look_first=not first_attempt, text=text, blocks=blocks,
+                    channel, f"{member}|{channel}", attempt=attempt, text=text, blocks=blocks,
                 )
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
