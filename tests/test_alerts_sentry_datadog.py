@@ -49,8 +49,9 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 async def post(bot: BotHarness, source: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", **headers}
     async with aiohttp.ClientSession() as session, session.post(
-            f"{bot.url}/alerts/{source}", data=body, headers={"Content-Type": "application/json", **headers}) as response:
+            f"{bot.url}/alerts/{source}", data=body, headers=headers) as response:
         text = await response.text()
         return response.status, (json.loads(text) if text else None)
 

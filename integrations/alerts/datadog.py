@@ -11,7 +11,8 @@ Payload field, with the custom header `{"Authorization": "Bearer <token>"}` (the
 
 `transition` ($ALERT_TRANSITION: Triggered, Re-Triggered, Warn, Re-Warn, No Data, Re-No Data, Recovered, Renotify,
 Null) decides: Triggered / Re-Triggered / Renotify fire with the severity of `priority` (P1 critical, P2-P3 warning,
-P4-P5 info; critical when it names none), Warn / Re-Warn fire as warning, No Data / Re-No Data fire as warning
+P4-P5 info, as `$ALERT_PRIORITY` gives them; `$PRIORITY`, the event's priority, gives `normal`, which is critical,
+or `low`, which is info; critical when empty), Warn / Re-Warn fire as warning, No Data / Re-No Data fire as warning
 (or are ignored with `no_data: ignore`), Recovered resolves. `tags` ($TAGS, `k:v` comma-separated) and the tags of
 `scope` become labels, so `routes` can `match: {service: web}`. One lifecycle per `aggreg_key` + `scope`; `id`
 ($ID, the notification's event id) is the delivery's idempotency key, so a retried delivery is stored once.

@@ -25,12 +25,13 @@ TEMPLATE = ('{"id": "$ID", "alert_id": "$ALERT_ID", "title": "$EVENT_TITLE", "tr
             '"hostname": "$HOSTNAME", "date": "$DATE", "body": "$EVENT_MSG", "org": "$ORG_NAME"}')
 """The template of issue 13 and the README, verbatim."""
 
-# Values as Datadog's Webhooks documentation gives them for each variable (docs.datadoghq.com/integrations/webhooks/).
+# Values as Datadog's Webhooks documentation gives them for each variable (docs.datadoghq.com/integrations/webhooks/);
+# $PRIORITY is the event's priority (normal / low), $ALERT_PRIORITY the monitor's (P1-P5).
 VALUES = {
     "$ID": "7301652424394857283", "$ALERT_ID": "1234", "$EVENT_TITLE": "[Triggered on {host:ip-012345}] Host is Down",
     "$ALERT_TRANSITION": "Triggered",
     "$ALERT_STATUS": "system.load.1 over host:my-host was > 0 at least once during the last 1m",
-    "$PRIORITY": "P1", "$ALERT_METRIC": "system.load.1", "$ALERT_QUERY": "avg(last_1m):avg:system.load.1{*} > 0",
+    "$PRIORITY": "normal", "$ALERT_METRIC": "system.load.1", "$ALERT_QUERY": "avg(last_1m):avg:system.load.1{*} > 0",
     "$ALERT_SCOPE": "availability-zone:us-east-1a, role:computing-node",
     "$TAGS": "monitor, service:web, env:prod, team:platform",
     "$LINK": "https://app.datadoghq.com/event/event?id=7301652424394857283",
@@ -76,7 +77,8 @@ async def only(body: dict[str, Any], **settings_: Any) -> Alert:
 
 def test_is_an_alert_source_and_is_configured_under_alerts_sources() -> None:
     assert isinstance(source(), AlertSource)
-    parsed = AlertSourcesSettings.model_validate({"datadog": {"token_env": "DATADOG_WEBHOOK_TOKEN", "no_data": "ignore"}})
+    parsed = AlertSourcesSettings.model_validate(
+        {"datadog": {"token_env": "DATADOG_WEBHOOK_TOKEN", "no_data": "ignore"}})
     assert parsed.datadog is not None and parsed.datadog.no_data == "ignore"
     with pytest.raises(ValueError, match="no_data"):
         AlertSourcesSettings.model_validate({"datadog": {"token_env": "T", "no_data": "drop"}})
@@ -103,7 +105,7 @@ async def test_triggered_fires_with_the_monitor_name_labels_and_link() -> None:
     assert dict(alert.labels) == {
         "service": "web", "env": "prod", "team": "platform", "availability-zone": "us-east-1a",
         "role": "computing-node", "alertname": "Host is Down", "monitor_id": "1234", "hostname": "ip-012345",
-        "metric": "system.load.1", "org": "Acme", "priority": "P1"}
+        "metric": "system.load.1", "org": "Acme", "priority": "normal"}
     assert alert.summary == VALUES["$ALERT_STATUS"]
     assert alert.links == {"source": VALUES["$LINK"]}
     assert alert.starts_at == datetime(2014, 7, 29, 19, 37, 52, tzinfo=UTC)
@@ -112,7 +114,8 @@ async def test_triggered_fires_with_the_monitor_name_labels_and_link() -> None:
 
 @pytest.mark.parametrize(("transition", "priority", "status", "severity"), [
     ("Triggered", "P1", "firing", "critical"), ("Re-Triggered", "P2", "firing", "warning"),
-    ("Triggered", "P3", "firing", "warning"), ("Triggered", "P4", "firing", "info"), ("Triggered", "P5", "firing", "info"),
+    ("Triggered", "P3", "firing", "warning"), ("Triggered", "P4", "firing", "info"),
+    ("Triggered", "P5", "firing", "info"), ("Triggered", "low", "firing", "info"),
     ("Triggered", "", "firing", "critical"), ("Triggered", "normal", "firing", "critical"),
     ("Renotify", "P1", "firing", "critical"),
     ("Warn", "P1", "firing", "warning"), ("Re-Warn", "P1", "firing", "warning"),
