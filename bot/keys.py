@@ -17,6 +17,7 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{deploys}:holds`                 | hash   | manual `/deploy lock`s by `<env>:<svc or *>`           |
 
 | `{prefix}:{alerts}:stream`                 | stream | every accepted alert, appended before the HTTP answer  |
+| `{prefix}:{alerts}:request:<src>:<id>`     | string | a sender's delivery id already stored (Sentry); TTL    |
 | `{prefix}:{alerts}:group:<id>`             | string | one alert group: its members and its Slack message     |
 | `{prefix}:{alerts}:open:<channel>:<key>`   | string | the id of the group still firing for this group key    |
 | `{prefix}:{alerts}:firing`                 | set    | ids of groups with firing members                      |

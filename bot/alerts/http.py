@@ -55,12 +55,18 @@ def alert_webhook(
                 return web.json_response({"error": f"could not confirm the subscription: {type(error).__name__}"}, status=502)
             return web.json_response({"confirmed": True})
         assert isinstance(result, Accepted)
+        if result.ignored:  # authentic, but nothing to alert on (e.g. a Sentry installation webhook)
+            log.info("alert source %s: ignored a request: %s", name, result.reply)
+            return web.Response(status=204)
+        once = None if result.idempotency_key is None else f"{name}:{result.idempotency_key}"
         try:
-            await pipeline().ingest(result.alerts)
+            entry = await pipeline().ingest(result.alerts, once=once)
         except StoreUnavailable:
             ref = new_ref()
             log.error("could not store %d alerts from %s (ref %s)", len(result.alerts), name, ref)
             return web.json_response({"error": f"could not store the alerts; retry (ref {ref})"}, status=503)
+        if once is not None and result.alerts and entry is None:  # a redelivery: stored the first time
+            return web.json_response({"accepted": 0, "truncated": 0, "duplicate": True})
         return web.json_response({"accepted": len(result.alerts), "truncated": result.truncated})
 
     return handle

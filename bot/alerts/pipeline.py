@@ -70,10 +70,13 @@ class AlertPipeline:
 
     # -- ingest -------------------------------------------------------------------------------------------
 
-    async def ingest(self, alerts: Sequence[Alert]) -> str | None:
-        """Stores alerts durably (raises StoreUnavailable otherwise: the webhook must answer 5xx)."""
+    async def ingest(self, alerts: Sequence[Alert], *, once: str | None = None) -> str | None:
+        """Stores alerts durably (raises StoreUnavailable otherwise: the webhook must answer 5xx). With `once` (a
+        sender's delivery id), alerts already stored under that id are not stored again: then None is returned."""
         if not alerts:
             return None
+        if once is not None:
+            return await self.store.append_once(alerts, self._clock(), once)
         return await self.store.append(alerts, self._clock())
 
     # -- delivery -----------------------------------------------------------------------------------------

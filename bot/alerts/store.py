@@ -13,7 +13,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from bot.alerts.model import AlertGroup
-from bot.store import Store
+from bot.store import IDEMPOTENCY_TTL_SECONDS, Store
 from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"
@@ -74,6 +74,16 @@ end
 return due
 """
 
+# Appends one webhook's alerts unless its delivery id was seen (KEYS: request marker, stream, stats; ARGV: marker
+# ttl, alerts json, count): the marker and the entry are written together, so a redelivery after a 5xx is stored
+# and one after a 2xx is not, whatever fails in between.
+_APPEND_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return false end
+local id = redis.call('XADD', KEYS[2], '*', 'alerts', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'received', tonumber(ARGV[3]))
+return id
+"""
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -97,6 +107,7 @@ class AlertStore:
         self._done_if_unchanged = store.redis.register_script(_DONE_IF_UNCHANGED)
         self._claim_one = store.redis.register_script(_CLAIM_ONE)
         self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
+        self._append_once = store.redis.register_script(_APPEND_ONCE)
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -116,6 +127,17 @@ class AlertStore:
         entry_id = await self._store.call("alert_append", write())
         await self._store.replicated(self.k("stream"))  # 2xx only once enough replicas hold it (redis.min_replicas_acked)
         return entry_id
+
+    async def append_once(self, alerts: Sequence[Alert], now: datetime, request: str) -> str | None:
+        """Like `append`, unless `request` (a sender's delivery id, e.g. `sentry:<Request-ID>`) was appended in the
+        last IDEMPOTENCY_TTL_SECONDS: then nothing is written and None is returned."""
+        marker = self.k("request", request)
+        payload = json.dumps([alert.to_json() for alert in alerts])
+        stats = self.k("stats", f"{now:%Y%m%d}")
+        entry_id = await self._store.call("alert_append", self._append_once(
+            keys=[marker, self.k("stream"), stats], args=[IDEMPOTENCY_TTL_SECONDS, payload, len(alerts)]))
+        await self._store.replicated(self.k("stream"))  # 2xx only once enough replicas hold it, as in `append`
+        return None if entry_id is None else str(entry_id)
 
     async def ensure_consumer_group(self) -> None:
         """Creates the delivery consumer group (from the start of the stream) unless it exists: at start-up, and

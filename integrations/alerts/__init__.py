@@ -1,6 +1,7 @@
 """Alert sources behind one Protocol (`AlertSource`): Prometheus Alertmanager, Grafana, CloudWatch alarms through
-Amazon SNS, and our own signed JSON webhook. Each authenticates a `POST /alerts/{source}` and parses it into
-normalised `Alert`s; `build_sources` turns a validated `alerts.sources` section (`AlertSourcesSettings`) into them."""
+Amazon SNS, Sentry, Datadog, and our own signed JSON webhook. Each authenticates a `POST /alerts/{source}` and parses
+it into normalised `Alert`s; `build_sources` turns a validated `alerts.sources` section (`AlertSourcesSettings`)
+into them."""
 
 from integrations.alerts.base import (
     Accepted,

@@ -39,7 +39,7 @@ __all__ = [
     "MAX_BODY_BYTES", "MAX_SUMMARY_CHARS", "MAX_TITLE_CHARS", "UNEXPECTED_REASON", "Accepted", "Alert",
     "AlertSource", "Confirmation", "EnvVarName", "Severity", "SourceConfigError", "Status", "WebhookRejected",
     "WebhookRequest", "accepted", "bearer_token", "best_summary", "check_bearer", "check_size", "clean", "clip",
-    "constant_time_equal", "field_path", "http_links", "load_json", "make_fingerprint", "make_title",
+    "constant_time_equal", "field_path", "http_links", "ignored", "load_json", "make_fingerprint", "make_title",
     "normalise_severity", "optional_string", "parse_time", "read_secret", "rejects_only", "require_object",
     "severity_from_labels", "string_map", "valid_fingerprint",
 ]
@@ -189,11 +189,17 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class Accepted:
-    """The request was good: these alerts go to the pipeline; `reply` is the HTTP answer's text."""
+    """The request was good: these alerts go to the pipeline; `reply` is the HTTP answer's text.
+
+    `idempotency_key` is the sender's own id for this delivery (Sentry's `Request-ID`): the pipeline stores the
+    alerts of one key once, so a redelivery is answered 2xx without storing them again. `ignored` says the request
+    was authentic but carries nothing to alert on (a Sentry `installation` webhook): answered 204, nothing stored."""
 
     alerts: tuple[Alert, ...]
     truncated: int = 0
     reply: str = "accepted"
+    idempotency_key: str | None = None
+    ignored: bool = False
 
 
 @dataclass(frozen=True)
@@ -548,3 +554,8 @@ def accepted(alerts: Iterable[Alert], *, truncated: int = 0) -> Accepted:
     if notes:
         reply += f" ({', '.join(notes)})"
     return Accepted(alerts=kept, truncated=truncated, reply=reply)
+
+
+def ignored(reason: str) -> Accepted:
+    """An Accepted for an authentic request that holds no alert (answered 204, nothing stored); `reason` is logged."""
+    return Accepted(alerts=(), reply=reason, ignored=True)

@@ -9,11 +9,13 @@ from typing import Any
 
 import aiohttp
 
-from integrations.alerts import alertmanager, generic, grafana, sns
+from integrations.alerts import alertmanager, datadog, generic, grafana, sentry, sns
 from integrations.alerts.alertmanager import AlertmanagerSettings
 from integrations.alerts.base import AlertSource, SourceConfigError
+from integrations.alerts.datadog import DatadogSettings
 from integrations.alerts.generic import GenericSettings
 from integrations.alerts.grafana import GrafanaSettings
+from integrations.alerts.sentry import SentrySettings
 from integrations.alerts.sns import SnsSettings
 from integrations.types import StrictModel
 
@@ -21,12 +23,15 @@ __all__ = ["AlertSourcesSettings", "SourceConfigError", "build_sources"]
 
 
 class AlertSourcesSettings(StrictModel):
-    """`alerts: {sources: {alertmanager: {...}, grafana: {...}, sns: {...}, generic: {...}}}`; each is optional."""
+    """`alerts: {sources: {alertmanager: {...}, grafana: {...}, sns: {...}, generic: {...}, sentry: {...},
+    datadog: {...}}}`; each is optional."""
 
     alertmanager: AlertmanagerSettings | None = None
     grafana: GrafanaSettings | None = None
     sns: SnsSettings | None = None
     generic: GenericSettings | None = None
+    sentry: SentrySettings | None = None
+    datadog: DatadogSettings | None = None
 
 
 _BUILDERS: dict[str, Callable[..., AlertSource]] = {
@@ -34,6 +39,8 @@ _BUILDERS: dict[str, Callable[..., AlertSource]] = {
     "grafana": grafana.build,
     "sns": sns.build,
     "generic": generic.build,
+    "sentry": sentry.build,
+    "datadog": datadog.build,
 }
 
 
