@@ -64,7 +64,8 @@ async def deploy(bot: BotHarness, text: str) -> str:
     return html.unescape(result.json["text"]).split("`")[1]
 
 
-async def record_when(bot: BotHarness, deploy_id: str, condition, what: str) -> DeployRecord:  # type: ignore[no-untyped-def]
+async def record_when(bot: BotHarness, deploy_id: str,  # type: ignore[no-untyped-def]
+                      condition, what: str) -> DeployRecord:
     found: list[DeployRecord] = []
 
     async def holds() -> bool:

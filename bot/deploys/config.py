@@ -1,5 +1,6 @@
 """The `services:` section: each service's channel and environments, and per environment its deploy provider,
-health gate, metric gates with bake time (`analysis:`), approvals, canary steps, automatic rollback and freeze windows."""
+health gate, metric gates with bake time (`analysis:`), approvals, canary steps, automatic rollback and freeze
+windows."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The deploy engine: turns a request into a recorded deploy, posts it as one Slack message, collects approvals,
-takes the run lock, walks the canary steps through the provider and the health gate, rolls back automatically
-when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
+takes the run lock, walks the canary steps through the provider, the health gate and the metric gates (baking each
+step), rolls back automatically when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
 
 from __future__ import annotations
 

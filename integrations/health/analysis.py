@@ -113,7 +113,9 @@ def start(checks: Sequence[HealthCheck], settings: AnalysisSettings) -> Analysis
                             metrics=tuple(MetricStatus(name=check.name) for check in checks))
 
 
-def tally(progress: AnalysisProgress, measurements: Sequence[Measurement]) -> tuple[AnalysisProgress, str | None, str | None]:
+def tally(
+    progress: AnalysisProgress, measurements: Sequence[Measurement],
+) -> tuple[AnalysisProgress, str | None, str | None]:
     """Adds one round of measurements (pure). Returns the new progress and, when the gate fails, the reason and
     the metric that failed it (the first in configuration order)."""
     metrics = []
@@ -133,10 +135,14 @@ def tally(progress: AnalysisProgress, measurements: Sequence[Measurement]) -> tu
 
 def failure_reason(status: MetricStatus, progress: AnalysisProgress) -> str:
     """`error-rate = 0.25 (limit: max 0.01); 2 failed checks in this step, failure_limit 2`."""
-    seen = f"{status.name} = {status.value}" if status.value != "error" else status.name
-    why = f" ({status.error})" if status.error and status.error != status.value else ""
-    return (f"{seen}{why} (limit: {status.limit}); {status.failures} failed check{'s' if status.failures != 1 else ''} "
-            f"in this step, failure_limit {progress.failure_limit}")
+    value, error = status.value or "", status.error or ""
+    if error and (value == "error" or error.startswith(value)):
+        seen = f"{status.name}: {error}"  # no value to show: what went wrong says it ("no data (...)")
+    else:
+        seen = f"{status.name} = {value}" + (f" ({error})" if error else "")
+    plural = "s" if status.failures != 1 else ""
+    return (f"{seen} (limit: {status.limit}); {status.failures} failed check{plural} in this step, "
+            f"failure_limit {progress.failure_limit}")
 
 
 async def run_analysis(

@@ -30,7 +30,8 @@ _MAX_BACKOFF_SECONDS = 5.0
 
 def _check_metric_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(f"{describe_value(name)} is not a metric name: use lower-case letters, digits, '.', '_' or '-'")
+        raise ValueError(f"{describe_value(name)} is not a metric name: "
+                         "use lower-case letters, digits, '.', '_' or '-'")
     return name
 
 

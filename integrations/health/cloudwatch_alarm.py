@@ -41,7 +41,8 @@ class CloudwatchAlarmSettings(StrictModel):
     name: MetricName
     alarm_names: tuple[str, ...] = Field(min_length=1, max_length=100)
     region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION from the environment.")
-    endpoint_url_env: EnvVarName | None = Field(None, description="Variable holding an endpoint URL (LocalStack, tests).")
+    endpoint_url_env: EnvVarName | None = Field(
+        None, description="Variable holding an endpoint URL (LocalStack, tests).")
     insufficient_data: Literal["fail", "pass"] = "fail"
 
     @field_validator("alarm_names")
@@ -119,7 +120,8 @@ class CloudwatchAlarmCheck:
                              "is not set")
         keys = {name.lower(): environ[name] for name in _KEY_VARIABLES if environ.get(name)}
         session = boto3.session.Session(**keys, region_name=region)  # type: ignore[arg-type]
-        config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        config = botocore.config.Config(connect_timeout=5, read_timeout=10,
+                                        retries={"max_attempts": 3, "mode": "standard"})
         return session.client("cloudwatch", endpoint_url=endpoint, config=config)
 
     async def aclose(self) -> None:

@@ -36,7 +36,7 @@ LIMIT = "all OK"
 
 
 class DatadogMonitorSettings(StrictModel):
-    """`{name: monitors, kind: datadog_monitor, monitor_ids: [123], api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY}`."""
+    """`{name: monitors, kind: datadog_monitor, monitor_ids: [123], api_key_env: DD_API_KEY, app_key_env: ...}`."""
 
     kind: Literal["datadog_monitor"]
     name: MetricName
@@ -91,7 +91,8 @@ class DatadogMonitorCheck:
                if state != "OK"]
         if not bad:
             return Measurement(ok=True, value="OK" if len(states) == 1 else f"{len(states)} OK", limit=LIMIT)
-        shown = ", ".join(f"#{monitor} {state}" + (f" ({clip(name, 60)})" if name else "") for monitor, state, name in bad)
+        shown = ", ".join(f"#{monitor} {state}" + (f" ({clip(name, 60)})" if name else "")
+                          for monitor, state, name in bad)
         return Measurement(ok=False, value=shown, limit=LIMIT)
 
     def _headers(self) -> dict[str, str]:

@@ -128,7 +128,8 @@ def _number(sample: Any) -> float | None:
 class PrometheusCheck:
     """Runs one instant query per check against the Prometheus the settings name."""
 
-    def __init__(self, settings: PrometheusSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: PrometheusSettings, *, environ: Mapping[str, str],
+                 http: aiohttp.ClientSession) -> None:
         self.name = settings.name
         self._settings = settings
         self._environ = environ

@@ -21,7 +21,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def check(api: DatadogApi, http: aiohttp.ClientSession, *ids: int, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def check(api: DatadogApi, http: aiohttp.ClientSession, *ids: int,  # type: ignore[no-untyped-def]
+          environ: dict[str, str] | None = None):
     settings = DatadogMonitorSettings.model_validate({
         "kind": "datadog_monitor", "name": "monitors", "monitor_ids": list(ids or (123,)), "api_key_env": "DD_API_KEY",
         "app_key_env": "DD_APP_KEY", "api_url": api.url, "timeout": "5s"})

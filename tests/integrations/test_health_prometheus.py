@@ -68,7 +68,8 @@ async def test_a_success_rate_below_min_fails(prometheus: PrometheusServer, expo
     assert result == Measurement(ok=False, value="0.9", limit="min 0.99")
 
 
-async def test_a_query_without_data_is_a_failed_check(prometheus: PrometheusServer, http: aiohttp.ClientSession) -> None:
+async def test_a_query_without_data_is_a_failed_check(prometheus: PrometheusServer,
+                                                     http: aiohttp.ClientSession) -> None:
     check = build(settings(query=error_rate_query("never-deployed")), environ={"PROMETHEUS_URL": prometheus.url},
                   http=http)
     result = await check.measure()
