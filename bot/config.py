@@ -626,6 +626,13 @@ def _message(kind: str, detail: Mapping[str, Any], where: _Location) -> str:
         return _unknown_key(where)
     if kind == "invalid_key":
         return f"key must be a string (got {describe_value(value)})"
+    if kind == "union_tag_invalid":  # `kind: <unknown>` in a section chosen by kind (deployer, metric, ...)
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        tag = str(ctx.get("tag", ""))
+        close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return f"unknown {field} {tag!r}; expected one of: {', '.join(tags)}{hint}"
     if kind in ("value_error", "assertion_error"):
         for prefix in _PREFIXES:
             if msg.startswith(prefix):

@@ -1,5 +1,6 @@
 """The `services:` section: each service's channel and environments, and per environment its deploy provider,
-health gate, approvals, canary steps, automatic rollback and freeze windows."""
+health gate, metric gates with bake time (`analysis:`), approvals, canary steps, automatic rollback and freeze
+windows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bot.cron import Cron
 from integrations.deploy.registry import DeployerSettings
+from integrations.health.analysis import AnalysisSettings
 from integrations.health.http import HttpHealthSettings
 from integrations.types import Duration, SlackChannelRef, StrictModel
 
@@ -79,6 +81,7 @@ class EnvironmentConfig(StrictModel):
 
     deployer: DeployerSettings
     health: HttpHealthSettings | None = None
+    analysis: AnalysisSettings | None = None
     approval: ApprovalConfig | None = None
     rollback_approval: bool | ApprovalConfig = True
     canary: Annotated[tuple[int, ...], AfterValidator(_canary)] | None = None

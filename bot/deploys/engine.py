@@ -1,6 +1,6 @@
 """The deploy engine: turns a request into a recorded deploy, posts it as one Slack message, collects approvals,
-takes the run lock, walks the canary steps through the provider and the health gate, rolls back automatically
-when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
+takes the run lock, walks the canary steps through the provider, the health gate and the metric gates (baking each
+step), rolls back automatically when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from bot.config import ChatopsConfig
 from bot.deploys.config import EnvironmentConfig, ServiceConfig
 from bot.deploys.figures import Figures, compute_figures
 from bot.deploys.model import (
+    AnalysisView,
+    CheckLine,
     Decision,
     DeployRecord,
     DeployState,
@@ -50,7 +52,10 @@ from integrations.deploy.command import (
     this_host,
 )
 from integrations.deploy.registry import build_deployer
+from integrations.health.analysis import AnalysisProgress, AnalysisResult, AnalysisSettings, run_analysis
+from integrations.health.base import HealthCheck
 from integrations.health.http import health_gate
+from integrations.health.registry import build_check
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,7 @@ class DeployEngine:
         self._clock = clock
         self._environ = dict(os.environ if environ is None else environ)
         self._deployers: dict[tuple[str, str], Deployer] = {}
+        self._checks: dict[tuple[str, str], list[HealthCheck]] = {}
         self._running: set[str] = set()
         self._ttl = config.deploys.lock_ttl
 
@@ -118,6 +124,16 @@ class DeployEngine:
             _, env = self.environment(service, environment)
             self._deployers[key] = build_deployer(env.deployer, environ=self._environ, http=self._http)
         return self._deployers[key]
+
+    def _health_checks(self, service: str, environment: str) -> list[HealthCheck]:
+        """The environment's metric checks, built once (their clients live as long as the engine)."""
+        key = (service, environment)
+        if key not in self._checks:
+            _, env = self.environment(service, environment)
+            assert env.analysis is not None
+            self._checks[key] = [build_check(metric, environ=self._environ, http=self._http)
+                                 for metric in env.analysis.metrics]
+        return self._checks[key]
 
     # -- requests -----------------------------------------------------------------------------------------
 
@@ -442,6 +458,13 @@ class DeployEngine:
                 if not gate.ok:
                     failure = f"health gate failed at {label}: {gate.reason}"
                     break
+            if env.analysis is not None and record.kind == "deploy":
+                if record.state != DeployState.VERIFYING:
+                    record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
+                verdict = await self._bake(record, env.analysis, label, emit)
+                if not verdict.ok:
+                    failure = f"metric gate failed at {label}: {verdict.reason}"
+                    break
         if not failure:
             record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.SUCCEEDED, self._clock(), detail=""))
             await self._refresh(record)
@@ -450,6 +473,29 @@ class DeployEngine:
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
             return
         await self._fail(record, env, deployer, failure, emit)
+
+    async def _bake(self, record: DeployRecord, settings: AnalysisSettings, label: str,
+                    emit: Callable[[str], Awaitable[None]]) -> AnalysisResult:
+        """Watches the step's metrics for the bake time. Every check edits the lines in the deploy message (never
+        a thread reply per check); the thread gets one line when the bake starts and one with the verdict."""
+        checks = self._health_checks(record.service, record.environment)
+        names = ", ".join(check.name for check in checks)
+        await emit(f":stopwatch: {label.capitalize()}: watching {names} for {human_duration(settings.bake)}, "
+                   f"every {human_duration(settings.interval)}.")
+
+        async def show(progress: AnalysisProgress, verdict: Literal["running", "passed", "failed"] = "running") -> None:
+            view = _analysis_view(progress, label, settings, verdict)
+            updated = await self.store.update(record.id, lambda r: r.model_copy(update={"analysis": view}))
+            await self._refresh(updated)
+
+        result = await run_analysis(checks, settings, report=show)
+        try:
+            await show(result.progress, "passed" if result.ok else "failed")
+        except Exception:  # the verdict decides the deploy; showing it is best effort
+            log.warning("could not show the metric gate's verdict of deploy %s", record.id, exc_info=True)
+        await emit(f":white_check_mark: {label}: metric gate passed ({result.reason})." if result.ok
+                   else f":x: {label}: metric gate failed: {result.reason}.")
+        return result
 
     async def _fail(self, record: DeployRecord, env: EnvironmentConfig, deployer: Deployer, failure: str, emit) -> None:  # type: ignore[no-untyped-def]
         if env.auto_rollback and record.kind == "deploy" and record.previous_version:
@@ -628,6 +674,20 @@ class DeployEngine:
             log.warning("could not DM %s: %s", user, error.response.get("error"))
 
     async def aclose(self) -> None:
-        """Releases provider clients."""
+        """Releases provider and health-check clients."""
         for deployer in self._deployers.values():
             await deployer.aclose()
+        for checks in self._checks.values():
+            for check in checks:
+                await check.aclose()
+
+
+def _analysis_view(progress: AnalysisProgress, step: str, settings: AnalysisSettings,
+                   verdict: Literal["running", "passed", "failed"]) -> AnalysisView:
+    """The record's copy of a step's analysis progress, for the deploy message."""
+    return AnalysisView(
+        step=step, checks_done=progress.checks_done, checks=progress.checks,
+        interval_seconds=settings.interval.total_seconds(), failure_limit=progress.failure_limit, verdict=verdict,
+        lines=tuple(CheckLine(name=m.name, value=m.value, limit=m.limit, ok=m.ok, failures=m.failures, error=m.error)
+                    for m in progress.metrics),
+    )

@@ -64,6 +64,33 @@ class StepProcesses(BaseModel):
     kill_grace_seconds: float
 
 
+class CheckLine(BaseModel):
+    """One metric's line in the deploy message while a step bakes: its last value, its limit, failed checks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: str | None = None  # None: not checked yet
+    limit: str = ""
+    ok: bool | None = None
+    failures: int = 0
+    error: str | None = None
+
+
+class AnalysisView(BaseModel):
+    """The metric gate of the step now baking (or the last one), as the deploy message shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    checks_done: int
+    checks: int
+    interval_seconds: float
+    failure_limit: int
+    lines: tuple[CheckLine, ...]
+    verdict: Literal["running", "passed", "failed"] = "running"
+
+
 RecoveryAction = Literal["interrupt", "stop_group", "wait"]
 
 
@@ -111,6 +138,7 @@ class DeployRecord(BaseModel):
     auto: bool = False
     cancelled_by: str | None = None
     processes: StepProcesses | None = None
+    analysis: AnalysisView | None = None
 
     @property
     def approved_by(self) -> tuple[str, ...]:

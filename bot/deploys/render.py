@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from bot.blocks import Block, actions, button, context, escape, fields, header, section
 from bot.deploys.figures import Figures
-from bot.deploys.model import DeployRecord, DeployState
+from bot.deploys.model import AnalysisView, DeployRecord, DeployState
 from integrations.types import format_duration
 
 APPROVE = "deploy.approve"
@@ -77,6 +77,8 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
         end = record.finished_at or now
         pairs.append(("Elapsed", human_duration(end - record.started_at)))
     blocks: list[Block] = [header(("⏪ " if record.kind == "rollback" else "🚀 ") + title(record)), fields(pairs)]
+    if record.analysis is not None:
+        blocks.append(section(analysis_text(record.analysis)))
     if record.detail:
         blocks.append(section(escape(record.detail)))
     if record.state == DeployState.AWAITING_APPROVAL:
@@ -101,6 +103,35 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     blocks.append(context(" · ".join(notes)))
     text = f"{title(record)}: {STATE_LABELS[record.state][1]}"
     return text, blocks
+
+
+_LINE_ERROR_CHARS = 150
+
+
+def analysis_text(view: AnalysisView) -> str:
+    """The metric gate of the baking step: a heading and one line per metric, edited in place on every check."""
+    every = human_duration(timedelta(seconds=view.interval_seconds))
+    if view.verdict == "running":
+        where = f"check {view.checks_done} of {view.checks}, every {every}"
+    else:
+        where = f"{view.verdict} after {view.checks_done} of {view.checks} checks"
+    lines = [f"*Metric gate* · {escape(view.step)} · {where}"]
+    for line in view.lines:
+        name = f"*{escape(line.name)}*"
+        if line.value is None:
+            lines.append(f":hourglass_flowing_sand: {name} waiting for the first check")
+            continue
+        mark = ":white_check_mark:" if line.ok else ":x:"
+        text = f"{mark} {name} {escape(line.value)}"
+        if line.limit:
+            text += f" (limit: {escape(line.limit)})"
+        if line.error and line.error != line.value:
+            error = line.error if len(line.error) <= _LINE_ERROR_CHARS else line.error[: _LINE_ERROR_CHARS - 1] + "…"
+            text += f" · {escape(error)}"
+        if line.failures:
+            text += f" · {line.failures}/{view.failure_limit} failed"
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def history_message(service: str, records: Sequence[DeployRecord], figures: Figures) -> tuple[str, list[Block]]:

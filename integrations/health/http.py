@@ -1,4 +1,5 @@
-"""The HTTP health probe and the health gate a deploy passes through after each step.
+"""The HTTP health probe, the health gate a deploy passes through after each step, and the probe as a `HealthCheck`
+(`kind: http`) for an `analysis:` section.
 
 `probe` makes one GET and never raises: refused connections, DNS failures, timeouts, a wrong status, a missing
 body text or a slow answer all become `ProbeResult(ok=False, error=...)` with a short reason. `health_gate`
@@ -12,20 +13,28 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import AfterValidator, Field, field_validator
 
+from integrations.health.base import Measurement, MetricName
 from integrations.types import Duration, StrictModel, format_duration
 
 log = logging.getLogger(__name__)
 
 _BODY_LIMIT = 64 * 1024  # expect_body is looked for in the first 64 KiB
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -48,10 +57,7 @@ class HttpHealthSettings(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return url
+        return _check_http_url(url)
 
 
 @dataclass(frozen=True)
@@ -195,3 +201,48 @@ async def _say(emit: Callable[[str], Awaitable[None]], line: str) -> None:
         raise
     except Exception:  # a chat hiccup must not decide a health gate
         log.warning("health progress line could not be posted", exc_info=True)
+
+
+class HttpCheckSettings(StrictModel):
+    """`{name: healthz, kind: http, url: ..., expect_status: 200}` as one metric of an `analysis:` section."""
+
+    kind: Literal["http"]
+    name: MetricName
+    url: str
+    expect_status: int = Field(200, ge=100, le=599)
+    timeout: Annotated[Duration, AfterValidator(_positive)] = timedelta(seconds=2)
+    expect_body: str | None = Field(None, min_length=1, description="Text the body must contain.")
+    max_latency: Annotated[Duration, AfterValidator(_positive)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return _check_http_url(url)
+
+    def probe_settings(self) -> HttpHealthSettings:
+        """The same probe as a `health:` section would make."""
+        return HttpHealthSettings(url=self.url, expect_status=self.expect_status, timeout=self.timeout,
+                                  expect_body=self.expect_body, max_latency=self.max_latency)
+
+
+class HttpCheck:
+    """The HTTP probe behind the `HealthCheck` Protocol: one GET per check."""
+
+    def __init__(self, settings: HttpCheckSettings, *, http: aiohttp.ClientSession) -> None:
+        self.name = settings.name
+        self._probe = settings.probe_settings()
+        self._http = http
+
+    async def measure(self) -> Measurement:
+        """One probe; never raises."""
+        result = await probe(self._http, self._probe)
+        return Measurement(ok=result.ok, value=describe(result), limit=f"HTTP {self._probe.expect_status}",
+                           error=None if result.ok else result.error)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP session is shared."""
+
+
+def build(settings: HttpCheckSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> HttpCheck:
+    """The check for validated settings."""
+    return HttpCheck(settings, http=http)
