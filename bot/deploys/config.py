@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bot.cron import Cron
+from integrations.deploy.github_commits import LeadTimeSettings
 from integrations.deploy.registry import DeployerSettings
 from integrations.health.http import HttpHealthSettings
 from integrations.types import Duration, SlackChannelRef, StrictModel
@@ -123,6 +124,7 @@ class DeploysSection(StrictModel):
 
     lock_ttl: Duration = timedelta(seconds=30)
     history_keep: int = Field(500, ge=10, le=100_000)
+    lead_time: LeadTimeSettings = LeadTimeSettings()
 
     @model_validator(mode="after")
     def _ttl(self) -> DeploysSection:
