@@ -144,6 +144,7 @@ async def test_a_failing_vercel_build_fails_or_rolls_back_instantly(bot: BotHarn
     assert "health gate failed" in unhealthy.detail and "Rolled back to v1 automatically" in unhealthy.detail
     rollbacks = [r["path"] for r in vercel.requests if r["method"] == "POST" and "/rollback/" in r["path"]]
     assert rollbacks == [f"/v1/projects/prj_site/rollback/{good.external_id}"]  # the deployment chatops recorded
+    assert not [r for r in vercel.requests if r["path"] == "/v6/deployments"]  # so Vercel's list was not needed
     assert vercel.serving_version() == "v1"
     assert await bot.deps.deploys.store.current_version("site", "production") == "v1"
 
@@ -159,6 +160,7 @@ async def test_rollback_to_a_named_version_is_a_vercel_instant_rollback(bot: Bot
     assert vercel.serving_version() == "v1" and len(vercel.deployments) == 2  # nothing was built again
     assert [r["path"] for r in vercel.requests if r["method"] == "POST" and "/rollback/" in r["path"]] == [
         f"/v1/projects/prj_site/rollback/{first.external_id}"]
+    assert not [r for r in vercel.requests if r["path"] == "/v6/deployments"]  # chatops's own record named it
     await eventually(lambda: any("rolled back to deployment" in t for t in thread(bot, done)))
     # An unknown version is refused by Vercel's own list, and nothing changes.
     missing = await wait_state(bot, deploy_id_of(
