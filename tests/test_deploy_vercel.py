@@ -192,7 +192,8 @@ def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
     for change, expected in [
         (("team_id: team_acme", "team_id: acme"),
          "services.site.environments.preview.deployer.team_id: must be the team's id, team_…"),
-        (("target: production, promote: true", "target: preview, promote: true"), "promote: true needs target: production"),
+        (("target: production, promote: true", "target: preview, promote: true"),
+         "promote: true needs target: production"),
         (("token_env: VERCEL_TOKEN", 'token_env: "vercel abc123"'),
          "deployer.token_env: must be the name of an environment variable holding the token"),
         (("repo: acme/site", "repo: site"), "deployer.git: repo must be owner/name for github"),

@@ -116,7 +116,8 @@ class VercelSettings(StrictModel):
     @classmethod
     def _team(cls, team_id: str | None) -> str | None:
         if team_id is not None and not _TEAM.match(team_id):
-            raise ValueError("must be the team's id, team_… (Team → Settings → General → Team ID), not its name")
+            raise ValueError("must be the team's id, team_… (Team → Settings → General → Team ID), "
+                             "not its name")
         return team_id
 
     @field_validator("token_env")
@@ -369,8 +370,8 @@ class VercelDeployer:
         if not await self._serving(headers, deployment_id, deadline):
             path = (f"/v1{self._project_path}/rollback/{quoted}" if action == "rollback"
                     else f"/v10{self._project_path}/promote/{quoted}")
-            status, data = await self._request("POST", path, headers, deadline, json={} if action == "promote" else None,
-                                               what=f"the {action}")
+            body = {} if action == "promote" else None
+            status, data = await self._request("POST", path, headers, deadline, json=body, what=f"the {action}")
             if status not in (200, 201, 202, 204):
                 raise _StepFailed(f"Vercel refused the {action} to {deployment_id} ({status}): "
                                   f"{_message(data) or 'no message'}")

@@ -55,7 +55,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVercel, http: aiohttp.ClientSession) -> None:
+async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVercel,
+                                                                  http: aiohttp.ClientSession) -> None:
     vercel.commits["v1.4.2"] = ("a" * 40, "2024-05-01T10:00:00Z")
     deployer = build(settings(vercel), environ=ENV, http=http)
     assert isinstance(deployer, RunReportingDeployer) and isinstance(deployer, PromotingDeployer)
@@ -87,7 +88,8 @@ async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVer
     assert again.ok and again.external_id == deployment.id and len(vercel.deployments) == 1
 
 
-async def test_a_failing_build_fails_the_step_with_vercels_error(vercel: FakeVercel, http: aiohttp.ClientSession) -> None:
+async def test_a_failing_build_fails_the_step_with_vercels_error(vercel: FakeVercel,
+                                                                  http: aiohttp.ClientSession) -> None:
     result = await build(settings(vercel), environ=ENV, http=http).apply(make_step(version="broken-1"), Lines())
     assert not result.ok
     assert result.summary.endswith('failed: Command "npm run build" exited with 1')
@@ -144,7 +146,8 @@ async def test_instant_rollback_to_a_recorded_deployment_and_by_version(vercel: 
     assert not any(r["path"] == "/v6/deployments" for r in vercel.requests)
 
     # Without a recorded id, the production deployment list names the one that carried the version.
-    forward = await deployer.apply(make_step(deploy_id="d-4", version="v2", previous_version="v1", rollback=True), Lines())
+    forward = await deployer.apply(
+        make_step(deploy_id="d-4", version="v2", previous_version="v1", rollback=True), Lines())
     assert forward.ok and forward.external_id == second.external_id and vercel.serving_version() == "v2"
     listing = next(r for r in vercel.requests if r["path"] == "/v6/deployments")
     assert listing["query"] == {"projectId": PROJECT_ID, "target": "production", "state": "READY", "limit": "100",

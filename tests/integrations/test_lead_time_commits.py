@@ -27,7 +27,8 @@ async def test_commit_time_reads_the_committer_date(github: FakeGitHubCommits) -
         assert when == datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
         with pytest.raises(CommitLookupError, match="422") as unknown:
             await commit_time(http, github.origin, "acme/site", "f" * 40, token=TOKEN)
-        with pytest.raises(CommitLookupError, match="answered 401 for acme/site@4b825dc642cb: Bad credentials") as refused:
+        refusal = "answered 401 for acme/site@4b825dc642cb: Bad credentials"
+        with pytest.raises(CommitLookupError, match=refusal) as refused:
             await commit_time(http, github.origin, "acme/site", SHA, token="wrong-secret")
         with pytest.raises(CommitLookupError, match="not a GitHub repository and commit"):
             await commit_time(http, github.origin, "acme/site", "../../x", token=TOKEN)
