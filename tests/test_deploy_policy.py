@@ -111,3 +111,20 @@ def test_figures() -> None:
     assert figures.deploys == 4 and figures.success_rate == 0.5 and figures.change_failure_rate == 0.5
     assert figures.mean_time_to_restore == (hour + timedelta(minutes=4)) / 2  # d-2 restored by d-3 after 1h; d-4 in 4m
     assert "4 deploys" in figures.describe() and "MTTR 32m" in figures.describe()
+
+
+def test_lead_time_is_the_median_from_commit_to_successful_deploy() -> None:
+    hour = timedelta(hours=1)
+    records = [
+        record(id="d-1", state=DeployState.SUCCEEDED, started_at=NOW - 10 * hour, finished_at=NOW - 9 * hour,
+               commit_at=NOW - 12 * hour),  # 3h
+        record(id="d-2", state=DeployState.SUCCEEDED, started_at=NOW - 5 * hour, finished_at=NOW - 5 * hour,
+               commit_at=NOW - 6 * hour),  # 1h
+        record(id="d-3", state=DeployState.FAILED, started_at=NOW - 4 * hour, finished_at=NOW - 4 * hour,
+               commit_at=NOW - 40 * hour),  # failed: not a change delivered
+        record(id="d-4", state=DeployState.SUCCEEDED, started_at=NOW - hour, finished_at=NOW - hour),  # commit unknown
+    ]
+    figures = compute_figures(records, NOW)
+    assert figures.lead_time == 2 * hour and figures.lead_time_deploys == 2
+    assert figures.describe().endswith("lead time 2h (median of 2)")
+    assert "lead time" not in compute_figures(records[3:], NOW).describe()

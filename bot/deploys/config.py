@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bot.cron import Cron
+from integrations.deploy.github_commits import LeadTimeSettings
 from integrations.deploy.registry import DeployerSettings
 from integrations.health.analysis import AnalysisSettings
 from integrations.health.http import HttpHealthSettings
@@ -126,6 +127,7 @@ class DeploysSection(StrictModel):
 
     lock_ttl: Duration = timedelta(seconds=30)
     history_keep: int = Field(500, ge=10, le=100_000)
+    lead_time: LeadTimeSettings = LeadTimeSettings()
 
     @model_validator(mode="after")
     def _ttl(self) -> DeploysSection:

@@ -5,6 +5,7 @@ step), rolls back automatically when a gate fails, and recovers deploys a dead p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -43,7 +44,13 @@ from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.deploy.base import Deployer, DeployStep, StepResult
+from integrations.deploy.base import (
+    Deployer,
+    DeployStep,
+    PromotingDeployer,
+    RunReportingDeployer,
+    StepResult,
+)
 from integrations.deploy.command import (
     LocalRun,
     SupervisedDeployer,
@@ -51,6 +58,7 @@ from integrations.deploy.command import (
     stop_group,
     this_host,
 )
+from integrations.deploy.github_commits import CommitLookupError, commit_time
 from integrations.deploy.registry import build_deployer
 from integrations.health.analysis import AnalysisProgress, AnalysisResult, AnalysisSettings, run_analysis
 from integrations.health.base import HealthCheck
@@ -397,9 +405,18 @@ class DeployEngine:
 
     async def _apply(
         self, record: DeployRecord, deployer: Deployer, step: DeployStep, emit: Callable[[str], Awaitable[None]],
+        *, track: bool = True,
     ) -> StepResult:
         """Runs one provider step; a step of local processes is recorded on the deploy first (host, pids, by when
         it is over), so a replica recovering the deploy knows whether it may still run."""
+        if isinstance(deployer, RunReportingDeployer):
+            async def on_run(external_id: str, url: str | None) -> None:
+                # Recorded before the run is followed, so a restarted process resumes it (`_recovered`).
+                if track:
+                    await self.store.update(record.id, lambda r: r.model_copy(
+                        update={"external_id": external_id, "external_url": url or r.external_url}))
+
+            return await deployer.apply_reporting(step, emit, on_run)
         if not isinstance(deployer, SupervisedDeployer):
             return await deployer.apply(step, emit)
         now = self._clock()
@@ -434,7 +451,7 @@ class DeployEngine:
                 deploy_id, lambda r, i=index: r.moved(DeployState.RUNNING, self._clock(), step_index=i)
             )
             await self._refresh(record)
-            step = self._step(record, weight)
+            step = await self._target_of(self._step(record, weight))
             label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
             if resumed_external_id is not None and index == record.step_index:
                 await emit(f"Following {label} again after a chatops restart.")
@@ -446,7 +463,7 @@ class DeployEngine:
             else:
                 await emit(f"*{label.capitalize()}*: {'shifting ' + str(weight) + '% of traffic to' if weight is not None else 'deploying'} {record.version}")
                 result = await self._apply(record, deployer, step, emit)
-            record = await self.store.update(deploy_id, lambda r, x=result.external_id: r.model_copy(update={"external_id": x or r.external_id}))
+            record = await self._record_result(deploy_id, result)
             if not result.ok:
                 failure = f"{label} failed: {result.summary}"
                 break
@@ -465,9 +482,17 @@ class DeployEngine:
                 if not verdict.ok:
                     failure = f"metric gate failed at {label}: {verdict.reason}"
                     break
+            if isinstance(deployer, PromotingDeployer) and deployer.promotes(step):
+                promoted = await deployer.promote(step, result, emit)
+                record = await self._record_result(deploy_id, promoted)
+                if not promoted.ok:
+                    failure = f"promoting {label} failed: {promoted.summary}"
+                    break
+                await emit(f":white_check_mark: {promoted.summary}")
         if not failure:
             record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.SUCCEEDED, self._clock(), detail=""))
             await self._refresh(record)
+            record = await self._note_commit_time(record)
             took = human_duration((record.finished_at or now) - (record.started_at or now))
             await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} is live in {record.environment} (took {took}).")
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
@@ -501,11 +526,11 @@ class DeployEngine:
         if env.auto_rollback and record.kind == "deploy" and record.previous_version:
             target = record.previous_version
             await emit(f":rewind: {failure}. Rolling back to {target} automatically.")
-            step = DeployStep(
+            step = await self._target_of(DeployStep(
                 deploy_id=record.id, service=record.service, environment=record.environment, version=target,
                 previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
-            )
-            result = await self._apply(record, deployer, step, emit)
+            ))
+            result = await self._apply(record, deployer, step, emit, track=False)
             healthy = result.ok
             why = result.summary
             if result.ok and env.health is not None:
@@ -525,6 +550,40 @@ class DeployEngine:
         await emit(f":x: {record.detail}")
         await self._dm(record.requested_by, f":x: {title(record)} (`{record.id}`): {record.detail}")
         await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="failed", target=record.id, channel=record.channel or "", detail=record.detail)
+
+    async def _record_result(self, deploy_id: str, result: StepResult) -> DeployRecord:
+        """Keeps what a step told of its run: the provider's id and link, and the commit it deployed."""
+        def keep(r: DeployRecord) -> DeployRecord:
+            return r.model_copy(update={
+                "external_id": result.external_id or r.external_id, "external_url": result.url or r.external_url,
+                "commit_sha": result.commit_sha or r.commit_sha, "commit_repo": result.commit_repo or r.commit_repo,
+            })
+
+        return await self.store.update(deploy_id, keep)
+
+    async def _target_of(self, step: DeployStep) -> DeployStep:
+        """A rollback step with the provider's id of the run that last put its version in place, from history."""
+        if not step.rollback:
+            return step
+        for earlier in await self.store.history(step.service, step.environment, [], 200):
+            if earlier.id != step.deploy_id and earlier.version == step.version and earlier.external_id and (
+                    earlier.state == DeployState.SUCCEEDED):
+                return dataclasses.replace(step, target_external_id=earlier.external_id)
+        return step
+
+    async def _note_commit_time(self, record: DeployRecord) -> DeployRecord:
+        """Records when the deployed commit was made (GitHub's commit API), for lead time; never fails a deploy."""
+        settings = self.config.deploys.lead_time
+        if not (record.commit_sha and record.commit_repo and record.kind == "deploy"
+                and record.environment in settings.environments):
+            return record
+        token = self._environ.get(settings.token_env) if settings.token_env else None
+        try:
+            when = await commit_time(self._http, settings.api_url, record.commit_repo, record.commit_sha, token=token)
+        except CommitLookupError as error:
+            log.warning("no lead time for deploy %s: %s", record.id, error)
+            return record
+        return await self.store.update(record.id, lambda r: r.model_copy(update={"commit_at": when}))
 
     def _step(self, record: DeployRecord, weight: int | None) -> DeployStep:
         return DeployStep(

@@ -1,5 +1,5 @@
 """The delivery figures teams track, computed from deploy history: deploy frequency, success rate,
-change-failure rate and mean time to restore (pure functions)."""
+change-failure rate, mean time to restore and lead time for changes (pure functions)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class Figures:
     change_failure_rate: float | None
     mean_time_to_restore: timedelta | None
     rollbacks: int
+    lead_time: timedelta | None = None  # median, commit to successful deploy, where the commit is known
+    lead_time_deploys: int = 0
 
     def describe(self) -> str:
         """One line for people."""
@@ -34,6 +36,8 @@ class Figures:
         return (
             f"Last {self.window_days}d: {self.deploys} deploys ({self.per_day:.1f}/day), success {pct(self.success_rate)}, "
             f"change failure {pct(self.change_failure_rate)}, rollbacks {self.rollbacks}, MTTR {mttr}"
+            + (f", lead time {format_duration(_seconds(self.lead_time))} (median of {self.lead_time_deploys})"
+               if self.lead_time is not None else "")
         )
 
 
@@ -57,6 +61,9 @@ def compute_figures(records: Sequence[DeployRecord], now: datetime, window: time
         ]
         if later and later[0].finished_at:
             restores.append(later[0].finished_at - start)
+    leads = sorted(
+        max(r.finished_at - r.commit_at, timedelta(0)) for r in succeeded if r.commit_at is not None and r.finished_at
+    )
     days = max(window.days, 1)
     return Figures(
         window_days=days,
@@ -66,4 +73,19 @@ def compute_figures(records: Sequence[DeployRecord], now: datetime, window: time
         change_failure_rate=len(failed) / len(deploys) if deploys else None,
         mean_time_to_restore=sum(restores, timedelta()) / len(restores) if restores else None,
         rollbacks=len([r for r in finished if r.kind == "rollback" or r.state == DeployState.ROLLED_BACK]),
+        lead_time=_median(leads),
+        lead_time_deploys=len(leads),
     )
+
+
+def _median(spans: Sequence[timedelta]) -> timedelta | None:
+    """The median of sorted `spans` (the mean of the middle two for an even count); None for none."""
+    if not spans:
+        return None
+    middle = len(spans) // 2
+    return spans[middle] if len(spans) % 2 else (spans[middle - 1] + spans[middle]) / 2
+
+
+def _seconds(span: timedelta) -> timedelta:
+    """`span` to the second, for display."""
+    return timedelta(seconds=round(span.total_seconds()))

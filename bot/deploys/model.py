@@ -133,6 +133,10 @@ class DeployRecord(BaseModel):
     channel: str | None = None
     message_ts: str | None = None
     external_id: str | None = None
+    external_url: str | None = None  # the provider's link for the run (a Vercel deployment's URL)
+    commit_sha: str | None = None  # the commit deployed, when the provider knows it
+    commit_repo: str | None = None  # its GitHub repository, owner/name
+    commit_at: datetime | None = None  # when it was committed (GitHub's commit API), for lead time
     detail: str = ""
     rollback_of: str | None = None
     auto: bool = False

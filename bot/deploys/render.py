@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.blocks import Block, actions, button, context, escape, fields, header, section
+from bot.blocks import Block, actions, button, context, escape, fields, header, link, section
 from bot.deploys.figures import Figures
 from bot.deploys.model import AnalysisView, DeployRecord, DeployState
 from integrations.types import format_duration
@@ -76,6 +76,8 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     if record.started_at is not None:
         end = record.finished_at or now
         pairs.append(("Elapsed", human_duration(end - record.started_at)))
+    if record.external_url:
+        pairs.append(("Run", link(record.external_url, record.external_id or record.external_url)))
     blocks: list[Block] = [header(("⏪ " if record.kind == "rollback" else "🚀 ") + title(record)), fields(pairs)]
     if record.analysis is not None:
         blocks.append(section(analysis_text(record.analysis)))

@@ -48,6 +48,9 @@ class DeployStep:
     weight: int | None  # canary percent; None = everything at once
     rollback: bool
     requested_by: str
+    # For a rollback: the provider's id of the run that last put `version` in place, as chatops recorded it
+    # (a Vercel deployment id), so a provider that can switch back to a built artifact needs no search.
+    target_external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class StepResult:
     summary: str
     external_id: str | None = None
     url: str | None = None
+    # The commit the step deployed, when the provider knows it (GitHub Actions' head_sha, a Vercel git
+    # deployment's sha), and its GitHub repository "owner/name": chatops measures lead time for changes from it.
+    commit_sha: str | None = None
+    commit_repo: str | None = None
 
 
 @runtime_checkable
@@ -74,6 +81,34 @@ class Deployer(Protocol):
 
     async def aclose(self) -> None:
         """Releases clients and background work (never the shared HTTP session, which the caller owns)."""
+        ...
+
+
+OnRun = Callable[[str, str | None], Awaitable[None]]
+"""Told a run's external id and link as soon as the provider knows them, before following the run."""
+
+
+@runtime_checkable
+class RunReportingDeployer(Deployer, Protocol):
+    """A provider that names its run the moment it starts it, so chatops can record the id before waiting and a
+    restarted process can `resume` the run (rather than only learning the id when the step ends)."""
+
+    async def apply_reporting(self, step: DeployStep, emit: Emit, on_run: OnRun) -> StepResult:
+        """`apply`, calling `on_run(external_id, url)` once the run exists."""
+        ...
+
+
+@runtime_checkable
+class PromotingDeployer(Deployer, Protocol):
+    """A provider that builds a step without serving it (a staged deploy) and serves it once the health gate
+    has passed: blue-green."""
+
+    def promotes(self, step: DeployStep) -> bool:
+        """True when `step` is built staged and needs `promote` after its gate."""
+        ...
+
+    async def promote(self, step: DeployStep, built: StepResult, emit: Emit) -> StepResult:
+        """Sends traffic to what `apply` built (`built.external_id`)."""
         ...
 
 
@@ -166,7 +201,8 @@ def check_template(template: str, *, extra: tuple[str, ...] = ()) -> str:
 # -- small shared helpers ----------------------------------------------------------------------------------
 
 __all__ = [
-    "DeployError", "DeployStep", "Deployer", "Emit", "PositiveDuration", "StepResult", "ThrottledEmit",
+    "DeployError", "DeployStep", "Deployer", "Emit", "OnRun", "PositiveDuration", "PromotingDeployer",
+    "RunReportingDeployer", "StepResult", "ThrottledEmit",
     "check_template", "clip", "format_duration", "render_template", "safe_emit", "template_fields",
     "template_values", "url_quote",
 ]

@@ -255,7 +255,9 @@ class GithubActionsDeployer:
             if run_status == "completed":
                 ok = conclusion == "success"
                 summary = f"GitHub Actions {name} succeeded" if ok else f"GitHub Actions {name} ended: {conclusion}"
-                return StepResult(ok=ok, summary=summary, external_id=str(run.id), url=run.url)
+                sha = data.get("head_sha") if isinstance(data.get("head_sha"), str) else None
+                return StepResult(ok=ok, summary=summary, external_id=str(run.id), url=run.url, commit_sha=sha,
+                                  commit_repo=settings.repo if sha else None)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _StepFailed(f"timed out after {format_duration(settings.timeout)} waiting for GitHub Actions "

@@ -10,15 +10,16 @@ from typing import Annotated, Any
 import aiohttp
 from pydantic import Field
 
-from integrations.deploy import command, ecs, github_actions, webhook
+from integrations.deploy import command, ecs, github_actions, vercel, webhook
 from integrations.deploy.base import Deployer
 from integrations.deploy.command import CommandDeployerSettings
 from integrations.deploy.ecs import EcsSettings
 from integrations.deploy.github_actions import GithubActionsSettings
+from integrations.deploy.vercel import VercelSettings
 from integrations.deploy.webhook import WebhookSettings
 
 DeployerSettings = Annotated[
-    CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings,
+    CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
     Field(discriminator="kind"),
 ]
 """A `deployer:` section: one provider's settings, chosen by `kind`."""
@@ -28,11 +29,12 @@ _BUILDERS: dict[type[Any], Callable[..., Deployer]] = {
     GithubActionsSettings: github_actions.build,
     EcsSettings: ecs.build,
     WebhookSettings: webhook.build,
+    VercelSettings: vercel.build,
 }
 
 
 def build_deployer(
-    settings: CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings,
+    settings: CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
     *,
     environ: Mapping[str, str],
     http: aiohttp.ClientSession,

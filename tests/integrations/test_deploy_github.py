@@ -47,6 +47,7 @@ class FakeRun:
             "event": "workflow_dispatch", "head_branch": self.branch, "status": status,
             "conclusion": self.conclusion if status == "completed" else None,
             "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "head_sha": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
             "html_url": f"{origin}/{REPO}/actions/runs/{self.id}",
             "url": f"{origin}/repos/{REPO}/actions/runs/{self.id}",
         }
@@ -175,6 +176,7 @@ async def test_dispatch_then_find_the_run_then_follow_it_to_success(github: Fake
     assert result.external_id == str(run_id)
     assert result.url == f"{github.origin}/{REPO}/actions/runs/{run_id}"
     assert result.summary == f"GitHub Actions run #{run_id - 1000} succeeded"
+    assert result.commit_sha == "4b825dc642cb6eb9a060e54bf8d69288fbee4904" and result.commit_repo == REPO
 
     dispatch = github.requests[0]
     assert dispatch["method"] == "POST"
