@@ -238,7 +238,7 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                 close = difflib.get_close_matches(service, list(config.services), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(sorted(config.services)) or 'none'})"
                 problems.append(f"integrations.statuspage.components.{service}: there is no service {service!r}{hint}")
-        for severity in statuspage.severity_status:
+        for severity in statuspage.severity_status if "severity_status" in statuspage.model_fields_set else ():
             if severity not in severities:
                 problems.append(f"integrations.statuspage.severity_status.{severity}: not a severity (incidents.severities: {', '.join(severities)})")
     if config.status_page is not None:
@@ -252,7 +252,7 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                 hint = f"; did you mean {close[0]!r}?" if close else (
                     f" (targets: {', '.join(targets)})" if targets else " (add health: to an environment or a status.probes entry)")
                 problems.append(f"status_page.components[{number}].targets: {target!r} is not a /status target{hint}")
-        for severity in config.status_page.incident_states:
+        for severity in config.status_page.incident_states if "incident_states" in config.status_page.model_fields_set else ():
             if severity not in severities:
                 problems.append(f"status_page.incident_states.{severity}: not a severity (incidents.severities: {', '.join(severities)})")
     return problems
