@@ -236,11 +236,13 @@ def _public_status(config: ChatopsConfig) -> list[str]:
         for service in statuspage.components:
             if service not in config.services:
                 close = difflib.get_close_matches(service, list(config.services), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(sorted(config.services)) or 'none'})"
+                names = ", ".join(sorted(config.services)) or "none"
+                hint = f"; did you mean {close[0]!r}?" if close else f" (services: {names})"
                 problems.append(f"integrations.statuspage.components.{service}: there is no service {service!r}{hint}")
         for severity in statuspage.severity_status if "severity_status" in statuspage.model_fields_set else ():
             if severity not in severities:
-                problems.append(f"integrations.statuspage.severity_status.{severity}: not a severity (incidents.severities: {', '.join(severities)})")
+                problems.append(f"integrations.statuspage.severity_status.{severity}: not a severity "
+                                f"(incidents.severities: {', '.join(severities)})")
     if config.status_page is not None:
         targets = [f"{name}/{env}" for name, svc in config.services.items() for env, spec in svc.environments.items()
                    if spec.health is not None] + [probe.name for probe in config.status.probes]
@@ -250,11 +252,14 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                     continue
                 close = difflib.get_close_matches(target, targets, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (
-                    f" (targets: {', '.join(targets)})" if targets else " (add health: to an environment or a status.probes entry)")
+                    f" (targets: {', '.join(targets)})" if targets
+                    else " (add health: to an environment or a status.probes entry)")
                 problems.append(f"status_page.components[{number}].targets: {target!r} is not a /status target{hint}")
-        for severity in config.status_page.incident_states if "incident_states" in config.status_page.model_fields_set else ():
+        explicit = "incident_states" in config.status_page.model_fields_set
+        for severity in config.status_page.incident_states if explicit else ():
             if severity not in severities:
-                problems.append(f"status_page.incident_states.{severity}: not a severity (incidents.severities: {', '.join(severities)})")
+                problems.append(f"status_page.incident_states.{severity}: not a severity "
+                                f"(incidents.severities: {', '.join(severities)})")
     return problems
 
 

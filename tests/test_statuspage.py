@@ -223,3 +223,23 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s", "REDIS_URL": redis_url})
     with pytest.raises(StartupError, match="CHATOPS_TEST_STATUSPAGE_KEY is not set"):
         await preflight(settings, config(origin))
+
+
+def test_check_config_names_what_is_wrong_in_the_statuspage_section() -> None:
+    from bot.config import ConfigError
+
+    text = config("http://127.0.0.1:9").model_dump_json()  # a valid one parses
+    assert text
+    bad = f"""
+roles: {{deployers: [U0DEMO]}}
+services:
+  web: {{environments: {{production: {{deployer: {{kind: command, argv: {fake_deploy_argv()}}}}}}}}}
+integrations:
+  statuspage: {{page_id: pg1, components: {{wbe: cmp_web}}, severity_status: {{sev9: major_outage}}}}
+"""
+    with pytest.raises(ConfigError) as error:
+        parse_config(bad, "bad.yaml")
+    assert "integrations.statuspage.components.wbe: there is no service 'wbe'; did you mean 'web'?" in str(error.value)
+    assert "integrations.statuspage.severity_status.sev9: not a severity" in str(error.value)
+    with pytest.raises(ConfigError, match="page_id: the id from the page's URL"):
+        parse_config("integrations: {statuspage: {page_id: 'not a/page'}}", "bad.yaml")

@@ -1,8 +1,8 @@
 """Changes people make to an open incident: status updates and notes, the commander and other roles, the status,
 the severity, and resolving it. Each is checked, then recorded (with its timeline entries) in one Redis
 transaction and audited; Slack catches up in `sync`. A public update, and any status, severity or resolution of
-an incident made public, also queues its Statuspage update in that transaction (`public.py`). Raising the severity to one that pages pages again, and
-resolving stops the "no commander" deadline, resolves the incident's pages and records its figures."""
+an incident made public, also queues its Statuspage update in that transaction (`public.py`).
+Raising the severity to one that pages pages again, and resolving stops the "no commander" deadline, resolves the incident's pages and records its figures."""
 
 from __future__ import annotations
 
@@ -128,8 +128,8 @@ class IncidentChanges:
             return i.model_copy(update={"status": status})
 
         return await self._recorder.apply(incident, by, "status", change,
-                                          lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")], detail=status,
-                                          also=self._queue_public)
+                                          lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")],
+                                          detail=status, also=self._queue_public)
 
     async def set_severity(self, incident: Incident, severity: str, by: str) -> Incident:
         """Changes the severity; raising it to one that pages pages per the new severity."""
@@ -147,8 +147,8 @@ class IncidentChanges:
             way = "raised" if self._config.rank(severity) < self._config.rank(before.severity) else "lowered"
             return [self._entry("severity", by, f"Severity {way}: {before.severity.upper()} → {severity.upper()}")]
 
-        after = await self._recorder.apply(incident, by, "severity", change, entries, detail=f"{incident.severity} -> {severity}",
-                                           also=self._queue_public)
+        after = await self._recorder.apply(incident, by, "severity", change, entries,
+                                           detail=f"{incident.severity} -> {severity}", also=self._queue_public)
         if self._config.rank(severity) < self._config.rank(incident.severity) and after.channel_id:
             await self._pager.page(after, reason=f"severity raised to {severity.upper()}")
         return after

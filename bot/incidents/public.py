@@ -119,7 +119,8 @@ class PublicUpdates:
 
     async def pending(self, incident_id: str) -> list[PublicOp]:
         """The operations not accepted yet, oldest first."""
-        raws = await self._store.call("public_pending", self._store.redis.lrange(self._store.k("public", incident_id), 0, -1))
+        key = self._store.k("public", incident_id)
+        raws = await self._store.call("public_pending", self._store.redis.lrange(key, 0, -1))
         return [PublicOp.model_validate_json(raw) for raw in raws]
 
     async def statuspage_id(self, incident_id: str) -> str | None:
@@ -170,10 +171,12 @@ class PublicUpdates:
             return False
         except StatuspageRejected as error:
             log.error("Statuspage refused %s's public update: %s", incident_id, error)
-            await self._done(incident_id, raw, note=f"Statuspage refused the public update ({error.status}): {error.message}")
+            note = f"Statuspage refused the public update ({error.status}): {error.message}"
+            await self._done(incident_id, raw, note=note)
             return True
         update = _first_update(answer)
-        text = f"On Statuspage: incident {answer.get('id')}" + (f", update {update}" if update else "") + f" ({op.status})"
+        text = f"On Statuspage: incident {answer.get('id')}" + (f", update {update}" if update else "")
+        text += f" ({op.status})"
         await self._done(incident_id, raw, sp_id=str(answer.get("id") or ""), note=text, kind="statuspage")
         return True
 
@@ -194,7 +197,8 @@ class PublicUpdates:
         if latest.get("status") != op.status or (latest.get("body") or "") != op.body:
             return None
         # Statuspage lists what each update did to components (affected_components: code, new_status).
-        affected = {str(c.get("code")): c.get("new_status") for c in latest.get("affected_components") or [] if isinstance(c, dict)}
+        affected = {str(c.get("code")): c.get("new_status")
+                    for c in latest.get("affected_components") or [] if isinstance(c, dict)}
         if any(affected.get(component) != status for component, status in op.components.items()):
             return None
         return incident

@@ -149,7 +149,8 @@ def uptime_bar(counts: Mapping[date, DayCount], today: date, days: int) -> list[
         day = today - timedelta(days=back)
         found = counts.get(day)
         good, total = (found.good, found.total) if found else (0, 0)
-        bar.append(DayView(date=day, uptime=round(100 * good / total, 3) if total else None, state=day_state(good, total)))
+        uptime = round(100 * good / total, 3) if total else None
+        bar.append(DayView(date=day, uptime=uptime, state=day_state(good, total)))
     return bar
 
 
@@ -164,7 +165,8 @@ def build_page(
     components = []
     for component in config.components:
         names = services.get(component.name, frozenset())
-        from_incidents = [config.incident_states.get(i.severity, "major_outage") for i in open_incidents if i.service in names]
+        from_incidents = [config.incident_states.get(i.severity, "major_outage")
+                          for i in open_incidents if i.service in names]
         state = worst(probe_state(list(probe_states.get(component.name, ()))), *from_incidents)
         counts = days.get(component.name, {})
         bar = uptime_bar(counts, now.date(), config.history_days)
@@ -225,7 +227,8 @@ def _incident_html(incident: IncidentView) -> str:
     affected = f" · affects {_e(', '.join(incident.components))}" if incident.components else ""
     colour = COLOURS["operational" if incident.status == "resolved" else incident.impact]
     return (f'<article class="card incident" style="border-left:6px solid {colour}"><h3>{_e(incident.title)}</h3>'
-            f'<div class="meta">{_e(incident.status.capitalize())} · started {_e(_when(incident.started_at))}{affected}</div>'
+            f'<div class="meta">{_e(incident.status.capitalize())} · started {_e(_when(incident.started_at))}'
+            f"{affected}</div>"
             f"{updates}</article>")
 
 
@@ -244,10 +247,12 @@ def render_html(page: PageView) -> str:
             f'<section class="card"><div class="row"><span class="name">{_e(component.name)}</span>'
             f'<span class="state" style="color:{COLOURS[component.state]}">{_e(component.state_text)}</span></div>'
             f'<div class="bar" aria-label="uptime per day">{cells}</div>'
-            f'<div class="legend"><span>{len(component.days)} days ago</span><span>{_e(uptime)}</span><span>Today</span></div>'
+            f'<div class="legend"><span>{len(component.days)} days ago</span><span>{_e(uptime)}</span>'
+            "<span>Today</span></div>"
             "</section>")
     parts.append("<h2>Past 7 days</h2>")
-    parts.append("".join(_incident_html(i) for i in page.recent_incidents) or '<p class="meta">No incidents reported.</p>')
+    recent = "".join(_incident_html(i) for i in page.recent_incidents)
+    parts.append(recent or '<p class="meta">No incidents reported.</p>')
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'

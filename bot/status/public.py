@@ -92,7 +92,8 @@ class PublicStatus:
                     counts[day] = DayCount(day, held.good + bucket.counts.good, held.total + bucket.counts.total)
             days[name] = counts
         incidents = list(await self._incidents(now)) if self._incidents is not None else []
-        return build_page(self.section, now=now, probe_states=probe_states, services=services, days=days, incidents=incidents)
+        return build_page(self.section, now=now, probe_states=probe_states, services=services, days=days,
+                          incidents=incidents)
 
     def _fresh(self, found: dict[str, object], now: datetime) -> bool:
         try:
