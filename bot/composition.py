@@ -46,6 +46,8 @@ from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
+from bot.status.http import status_page_routes
+from bot.status.page import RECENT, PublicIncident
 from bot.status.service import StatusService
 from bot.status.store import ProbeStore
 from bot.store import Durability, Store
@@ -56,6 +58,7 @@ from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
+from integrations.statuspage.statuspage import StatuspageConfigError, build_client
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,11 @@ async def preflight(settings: Settings, config: ChatopsConfig) -> None:
             build_sources(config.alerts.sources, environ=os.environ, http=session)
         except SourceConfigError as error:
             raise StartupError(str(error)) from None
+        if config.integrations.statuspage is not None:
+            try:
+                build_client(config.integrations.statuspage, environ=os.environ, http=session)
+            except StatuspageConfigError as error:
+                raise StartupError(str(error)) from None
         if settings.slack_app_token is None:
             return
         client = AsyncWebClient(base_url=settings.slack_api_url, session=session)
@@ -139,6 +147,7 @@ def create_web_app(
         "/alerts/{source}",
         alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),  # type: ignore[arg-type]
     )
+    status_page_routes(app, lambda: app[DEPS].status.public if DEPS in app else None)
     if mount is not None:
         mount(app)
     return app
@@ -257,14 +266,25 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                       claim_lease=runtime.config.scheduler.lease)
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
+        statuspage = None
+        if runtime.config.integrations.statuspage is not None:
+            statuspage = build_client(runtime.config.integrations.statuspage, environ=os.environ, http=app[HTTP])
         incidents = IncidentService(
             config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
-            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock, statuspage=statuspage,
         )
+
+        async def public_incidents(now: datetime) -> list[PublicIncident]:
+            # The status domain sees incidents only as the public page may: public title and public texts.
+            return [PublicIncident(title=i.public_title, severity=i.severity, status=i.status, service=i.service,
+                                   declared_at=i.declared_at, resolved_at=i.resolved_at,
+                                   updates=tuple((e.at, e.text) for e in entries))
+                    for i, entries in await incidents.public_history(now - RECENT)]
+
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
-                               http=app[HTTP], clock=clock)
+                               http=app[HTTP], clock=clock, public_incidents=public_incidents)
         backups = BackupService(
             config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
             slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,

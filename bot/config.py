@@ -43,7 +43,8 @@ from bot.deploys.config import (
 )
 from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection
-from bot.status.config import StatusSection
+from bot.status.config import StatusPageSection, StatusSection
+from integrations.statuspage.statuspage import StatuspageSettings
 from integrations.types import (
     Duration,
     RoleMember,
@@ -155,6 +156,12 @@ class SchedulerSection(StrictModel):
         return self
 
 
+class IntegrationsSection(StrictModel):
+    """`integrations:` — vendors chatops talks to beyond Slack (Statuspage)."""
+
+    statuspage: StatuspageSettings | None = None
+
+
 class ChatopsConfig(StrictModel):
     """The whole `chatops.yaml`."""
 
@@ -169,6 +176,8 @@ class ChatopsConfig(StrictModel):
     incidents: IncidentsSection = IncidentsSection()
     scheduler: SchedulerSection = SchedulerSection()
     status: StatusSection = StatusSection()
+    status_page: StatusPageSection | None = None
+    integrations: IntegrationsSection = IntegrationsSection()
 
     @model_validator(mode="after")
     def _roles_exist(self) -> ChatopsConfig:
@@ -193,6 +202,7 @@ class ChatopsConfig(StrictModel):
             if role not in self.roles and role != "admins":
                 problems.append(f"{key}: role '{role}' is not defined under roles")
         problems += _incident_pages(self)
+        problems += _public_status(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -213,6 +223,43 @@ def _incident_pages(config: ChatopsConfig) -> list[str]:
         hint = f"; did you mean {close[0]!r}?" if close else (
             f" (rotations and policies: {', '.join(sorted(known))})" if known else " (define it under oncall.rotations or oncall.escalation_policies)")
         problems.append(f"incidents.severities.{name}.page: {severity.page!r} is not an on-call rotation or escalation policy{hint}")
+    return problems
+
+
+def _public_status(config: ChatopsConfig) -> list[str]:
+    """Statuspage components must name configured services and severities; the public page's components must
+    name /status targets (`<service>/<environment>` with a health check, or a `status.probes` name)."""
+    problems = []
+    severities = list(config.incidents.severities)
+    statuspage = config.integrations.statuspage
+    if statuspage is not None:
+        for service in statuspage.components:
+            if service not in config.services:
+                close = difflib.get_close_matches(service, list(config.services), n=1)
+                names = ", ".join(sorted(config.services)) or "none"
+                hint = f"; did you mean {close[0]!r}?" if close else f" (services: {names})"
+                problems.append(f"integrations.statuspage.components.{service}: there is no service {service!r}{hint}")
+        for severity in statuspage.severity_status if "severity_status" in statuspage.model_fields_set else ():
+            if severity not in severities:
+                problems.append(f"integrations.statuspage.severity_status.{severity}: not a severity "
+                                f"(incidents.severities: {', '.join(severities)})")
+    if config.status_page is not None:
+        targets = [f"{name}/{env}" for name, svc in config.services.items() for env, spec in svc.environments.items()
+                   if spec.health is not None] + [probe.name for probe in config.status.probes]
+        for number, component in enumerate(config.status_page.components):
+            for target in component.targets:
+                if target in targets or any(t.startswith(f"{target}/") for t in targets):
+                    continue
+                close = difflib.get_close_matches(target, targets, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (
+                    f" (targets: {', '.join(targets)})" if targets
+                    else " (add health: to an environment or a status.probes entry)")
+                problems.append(f"status_page.components[{number}].targets: {target!r} is not a /status target{hint}")
+        explicit = "incident_states" in config.status_page.model_fields_set
+        for severity in config.status_page.incident_states if explicit else ():
+            if severity not in severities:
+                problems.append(f"status_page.incident_states.{severity}: not a severity "
+                                f"(incidents.severities: {', '.join(severities)})")
     return problems
 
 

@@ -36,6 +36,7 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
 | `{prefix}:{status}:ring:<target>:m`        | string | probe counts per minute, last 6 h (ring, BITFIELD)     |
 | `{prefix}:{status}:ring:<target>:h`        | string | probe counts per hour, last 31 days (ring, BITFIELD)   |
+| `{prefix}:{status}:ring:<target>:d`        | string | probe counts per UTC day, last 400 days (ring)         |
 | `{prefix}:{status}:last`                   | hash   | each target's last probe result (JSON)                 |
 | `{prefix}:{status}:burning`                | hash   | targets in SLO fast burn (their alert is firing)       |
 | `{prefix}:{oncall}:overrides`              | hash   | on-call overrides by id (JSON `OverrideRecord`)        |
@@ -51,6 +52,9 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{incidents}:all`                 | zset   | every incident id by declaration time                  |
 | `{prefix}:{incidents}:deadlines`           | zset   | "no commander yet" deadlines by due time (claimed)     |
 | `{prefix}:{incidents}:figures`             | stream | per resolved incident: time to commander, to resolve   |
+| `{prefix}:{incidents}:public:<id>`         | list   | public updates not yet accepted by Statuspage, in order|
+| `{prefix}:{incidents}:public_due`          | zset   | incidents whose public updates are due (leased, backoff)|
+| `{prefix}:{incidents}:statuspage`          | hash   | incident id -> its Statuspage incident id              |
 
 | `{prefix}:{backups}:record:<id>`           | string | one backup run (JSON `BackupRecord`)                   |
 | `{prefix}:{backups}:history:<target>`      | zset   | backup ids of a target by start time                   |

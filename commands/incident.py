@@ -9,6 +9,10 @@ commander, role holders and responders (and admins) may change it. Nobody takes 
 response time: the on-call target is paged again. The message shortcut "Add to timeline" adds any message of an
 incident channel to its timeline.
 
+`public` is the only text that leaves chatops: it goes to the public status page and, when configured, Statuspage
+(the first one makes the incident public; its first sentence is the public title). After that, `status`,
+`severity` and `resolve` update the public incident's status and components too, without any internal text.
+
 Usage:
   /incident
   /incident declare <sev> <title>
@@ -18,6 +22,7 @@ Usage:
   /incident status [INC-n] investigating|identified|monitoring|resolved
   /incident severity [INC-n] <sev>
   /incident note [INC-n] <text>
+  /incident public [INC-n] <text>
   /incident resolve [INC-n] [summary]
   /incident list [open|all]
   /incident timeline [INC-n]
@@ -63,7 +68,7 @@ ESCAPE_MENTIONS = True
 ADD_TO_TIMELINE = "incidents.add_to_timeline"
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,23}")
 _REF = re.compile(r"(?i)INC-\d{1,9}|<#[CG][A-Z0-9]+(?:\|[^>]*)?>|#[a-z0-9][a-z0-9_-]*")
-_CHANGES = {"commander", "role", "update", "status", "severity", "note", "resolve", "postmortem"}
+_CHANGES = {"commander", "role", "update", "status", "severity", "note", "resolve", "postmortem", "public"}
 _SUBCOMMANDS = ("declare", *sorted(_CHANGES), "list", "timeline")
 
 
@@ -176,6 +181,12 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
             return Reply(text=f":speech_balloon: Update posted for {after.id} here and in the announcement thread.")
         after = await changes.note(incident, rest, who)
         return Reply(text=f":memo: Noted on {after.id}'s timeline.")
+    if sub == "public":
+        if not rest:
+            raise UsageError("`public` needs the text customers see, e.g. `/incident public Checkout is failing for some "
+                             "customers. We are investigating.`", "/incident public [INC-n] <text>")
+        after = await changes.public(incident, rest, who)
+        return Reply(text=_public_reply(ctx, after))
     if sub == "status":
         if rest.lower() not in STATUSES:
             raise UsageError(f"`status` takes one of: {', '.join(STATUSES)}.", "/incident status [INC-n] investigating|identified|monitoring|resolved")
@@ -193,6 +204,12 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
         return _resolved(await changes.resolve(incident, rest, who))
     file_id = await ctx.deps.incidents.postmortem(incident, who)
     return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to #{incident.channel_name} (file `{file_id}`).")
+
+
+def _public_reply(ctx: CommandContext | ViewContext, incident: Incident) -> str:
+    where = " and queued for Statuspage" if ctx.deps.incidents.public is not None else ""
+    return (f":globe_with_meridians: Public update for {incident.id} posted to the status page{where}"
+            f" (public title: {external_text(incident.public_title)}).")
 
 
 def _resolved(incident: Incident) -> Reply:
@@ -219,11 +236,17 @@ async def _on_declare_button(ctx: ActionContext) -> None:
 async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
     title = " ".join(ctx.value("title", "title").split())
     severity = ctx.value("severity", "severity")
+    public = any(o.get("value") == "yes" for o in (ctx.values.get("public") or {}).get("public", {}).get("selected_options") or [])
+    public_text = ctx.value("public_text", "public_text").strip()
     errors = {}
     if not title:
         errors["title"] = "Say what is broken, for whom."
     if severity not in ctx.deps.config.incidents.severities:
         errors["severity"] = "Pick a severity."
+    if public and not public_text:
+        errors["public_text"] = "Posting publicly needs the message customers see."
+    elif public_text and not public:
+        errors["public"] = "Tick Post publicly to publish the message, or clear it."
     if errors:
         return errors
     try:
@@ -235,6 +258,8 @@ async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
         incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id, service=ctx.value("service", "service"), alert_ids=alerts)
     except UserFacingError as error:
         return {"title": error.message}
+    if public:
+        incident = await ctx.deps.incidents.changes.public(incident, public_text, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
     ctx.spawn(ctx.respond(Reply(text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
                                      f" — join #{incident.channel_name}")), name="incident-declared-reply")

@@ -27,6 +27,7 @@ from bot.blocks import Block, context, escape, header, section
 from bot.deploys.render import human_duration, state_label
 from bot.deps import Deps
 from bot.errors import UsageError
+from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
 from bot.status.slo import sparkline
@@ -89,9 +90,11 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     if deps.config.oncall.rotations:
         on_call = [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
     incidents = list(await deps.open_incidents()) if deps.open_incidents is not None else []
+    public = status_lines(await deps.status.public.page()) if deps.status.public is not None else []
     return overview_message(Overview(
         checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
         alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
+        public=public,
     ))
 
 

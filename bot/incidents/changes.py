@@ -1,7 +1,8 @@
 """Changes people make to an open incident: status updates and notes, the commander and other roles, the status,
 the severity, and resolving it. Each is checked, then recorded (with its timeline entries) in one Redis
-transaction and audited; Slack catches up in `sync`. Raising the severity to one that pages pages again, and
-resolving stops the "no commander" deadline, resolves the incident's pages and records its figures."""
+transaction and audited; Slack catches up in `sync`. A public update, and any status, severity or resolution of
+an incident made public, also queues its Statuspage update in that transaction (`public.py`).
+Raising the severity to one that pages pages again, and resolving stops the "no commander" deadline, resolves the incident's pages and records its figures."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.incidents.channel import IncidentChannel
 from bot.incidents.config import STATUSES, IncidentsSection
 from bot.incidents.model import Incident, SeverityChange, TimelineEntry, add_people
 from bot.incidents.pager import IncidentPager
+from bot.incidents.public import PublicUpdates, public_title
 from bot.incidents.recorder import ChangeRecorder
 from bot.incidents.store import IncidentStore
 
@@ -30,6 +32,7 @@ class IncidentChanges:
     def __init__(
         self, *, config: IncidentsSection, store: IncidentStore, recorder: ChangeRecorder, pager: IncidentPager,
         channel: IncidentChannel, alerts: AlertPipeline, clock: Callable[[], datetime],
+        public: PublicUpdates | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -38,6 +41,12 @@ class IncidentChanges:
         self._channel = channel
         self._alerts = alerts
         self._clock = clock
+        self._public = public
+
+    def _queue_public(self, pipe: Pipeline, after: Incident, body: str = "") -> None:
+        """Queues the Statuspage update of an incident made public (nothing without Statuspage or if not public)."""
+        if self._public is not None:
+            self._public.queue(pipe, after, body)
 
     def _entry(self, kind: str, by: str, text: str, **extra: str) -> TimelineEntry:
         return self._recorder.entry(kind, by, text, **extra)
@@ -56,6 +65,20 @@ class IncidentChanges:
         return await self._recorder.apply(
             incident, by, "note", lambda i: i, lambda _b, _a: [self._entry("note", by, text, author=author, source_ts=source_ts)],
             detail=text,
+        )
+
+    async def public(self, incident: Incident, text: str, by: str) -> Incident:
+        """A public update: the only text that leaves chatops (Statuspage, the public status page). The first one
+        makes the incident public; its first sentence becomes the public title."""
+        text = _text(text, "public update")
+
+        def change(i: Incident) -> Incident:
+            _open(i)
+            return i if i.public_title else i.model_copy(update={"public_title": public_title(text)})
+
+        return await self._recorder.apply(
+            incident, by, "public", change, lambda _b, _a: [self._entry("public", by, text)], detail=text,
+            also=lambda pipe, after: self._queue_public(pipe, after, text),
         )
 
     async def set_commander(self, incident: Incident, user: str, by: str) -> Incident:
@@ -105,7 +128,8 @@ class IncidentChanges:
             return i.model_copy(update={"status": status})
 
         return await self._recorder.apply(incident, by, "status", change,
-                                          lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")], detail=status)
+                                          lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")],
+                                          detail=status, also=self._queue_public)
 
     async def set_severity(self, incident: Incident, severity: str, by: str) -> Incident:
         """Changes the severity; raising it to one that pages pages per the new severity."""
@@ -123,7 +147,8 @@ class IncidentChanges:
             way = "raised" if self._config.rank(severity) < self._config.rank(before.severity) else "lowered"
             return [self._entry("severity", by, f"Severity {way}: {before.severity.upper()} → {severity.upper()}")]
 
-        after = await self._recorder.apply(incident, by, "severity", change, entries, detail=f"{incident.severity} -> {severity}")
+        after = await self._recorder.apply(incident, by, "severity", change, entries,
+                                           detail=f"{incident.severity} -> {severity}", also=self._queue_public)
         if self._config.rank(severity) < self._config.rank(incident.severity) and after.channel_id:
             await self._pager.page(after, reason=f"severity raised to {severity.upper()}")
         return after
@@ -144,6 +169,7 @@ class IncidentChanges:
 
         def figures(pipe: Pipeline, after: Incident) -> None:
             self._store.queue_figures(pipe, _figures(after))
+            self._queue_public(pipe, after)  # resolved: components back to operational
 
         after = await self._recorder.apply(incident, by, "resolve", change, entries, detail=summary, also=figures)
         for group_id in after.page_ids:

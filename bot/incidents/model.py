@@ -56,6 +56,12 @@ class Incident(BaseModel):
     resolution: str = ""
     deadline: str | None = None
     epoch: int = 0
+    public_title: str = ""  # set by the first public update: the title the public sees (never the internal one)
+
+    @property
+    def public(self) -> bool:
+        """Whether it was made public (`/incident public`): only then does anything of it leave chatops."""
+        return bool(self.public_title)
 
     @property
     def open(self) -> bool:
@@ -69,6 +75,7 @@ class Incident(BaseModel):
 
 TimelineKind = Literal[
     "declared", "update", "status", "severity", "commander", "role", "note", "page", "escalation", "resolved", "alert",
+    "public", "statuspage",
 ]
 
 

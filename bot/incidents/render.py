@@ -32,6 +32,7 @@ KIND_EMOJI = {
     "declared": ":rotating_light:", "update": ":speech_balloon:", "status": ":arrows_counterclockwise:",
     "severity": ":warning:", "commander": ":crown:", "role": ":bust_in_silhouette:", "note": ":memo:",
     "page": ":pager:", "escalation": ":alarm_clock:", "resolved": ":white_check_mark:", "alert": ":link:",
+    "public": ":globe_with_meridians:", "statuspage": ":satellite_antenna:",
 }
 
 
@@ -112,7 +113,8 @@ def entry_line(entry: TimelineEntry) -> str:
     """One timeline entry as a Slack line: time, who, what."""
     by = f"<@{entry.by}>" if entry.by and entry.by != "chatops" else "chatops"
     author = f" (message by <@{entry.author}>)" if entry.author and entry.author != entry.by else ""
-    return f"{KIND_EMOJI.get(entry.kind, '•')} `{entry.at:%H:%M:%S}Z` {by}{author}: {user_text(entry.text)}"
+    label = "public update: " if entry.kind == "public" else ""
+    return f"{KIND_EMOJI.get(entry.kind, '•')} `{entry.at:%H:%M:%S}Z` {by}{author}: {label}{user_text(entry.text)}"
 
 
 def timeline_text(incident: Incident, entries: Sequence[TimelineEntry], limit: int = 60) -> str:
@@ -154,6 +156,12 @@ def declare_modal(config: IncidentsSection, *, title: str = "", severity: str = 
             {"type": "input", "block_id": "title", "label": plain("Title"), "element": title_element},
             {"type": "input", "block_id": "severity", "label": plain("Severity"), "element": severity_element},
             {"type": "input", "block_id": "service", "label": plain("Service"), "element": service_element, "optional": True},
+            {"type": "input", "block_id": "public", "optional": True, "label": plain("Public status"),
+             "element": {"type": "checkboxes", "action_id": "public",
+                         "options": [{"text": plain("Post publicly", 75), "value": "yes"}]}},
+            {"type": "input", "block_id": "public_text", "optional": True, "label": plain("Public message"),
+             "element": {"type": "plain_text_input", "action_id": "public_text", "multiline": True, "max_length": 3000,
+                         "placeholder": plain("What customers see: no names, no internal details", 150)}},
             {"type": "context", "elements": [mrkdwn("Declaring opens a channel, pages the on-call people of the severity and announces it.")]},
         ],
     }

@@ -7,7 +7,7 @@ is declared lives next to it:
 - `sync.py`: bringing Slack up to date with Redis (the set-up in `channel.py`, then the timeline entries);
 - `pager.py`: pages through the alert machinery, and the "no commander yet" deadline.
 
-The tick (on the leader) handles due "no commander" deadlines and syncs every open incident whose Slack side lags,
+The tick (on the leader) handles due "no commander" deadlines, sends due public updates to Statuspage, and syncs every open incident whose Slack side lags,
 so whatever a dead process left behind is finished.
 """
 
@@ -34,11 +34,13 @@ from bot.incidents.channel import IncidentChannel
 from bot.incidents.model import Incident, SeverityChange, TimelineEntry, incident_id
 from bot.incidents.pager import IncidentPager
 from bot.incidents.postmortem import postmortem_markdown
+from bot.incidents.public import PublicUpdates
 from bot.incidents.recorder import SYSTEM, ChangeRecorder
 from bot.incidents.store import IncidentStore
 from bot.incidents.sync import SlackSync
 from bot.oncall.service import OncallService
 from bot.permissions import Permissions, UsergroupDirectory
+from integrations.statuspage.statuspage import StatuspageClient
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class IncidentService:
     def __init__(
         self, *, config: ChatopsConfig, store: IncidentStore, slack: AsyncWebClient, audit: AuditLog,
         alerts: AlertPipeline, oncall: OncallService, deploys: DeployEngine, permissions: Permissions,
-        usergroups: UsergroupDirectory, clock: Callable[[], datetime],
+        usergroups: UsergroupDirectory, clock: Callable[[], datetime], statuspage: StatuspageClient | None = None,
     ) -> None:
         self.config = config.incidents
         self._services = config.services
@@ -69,8 +71,9 @@ class IncidentService:
         channel = IncidentChannel(config=self.config, store=store, slack=slack, alerts=alerts, oncall=oncall,
                                   usergroups=usergroups, pager=self._pager, clock=clock)
         self._slack_sync = SlackSync(store=store, slack=slack, channel=channel, clock=clock)
+        self.public = PublicUpdates(store=store, client=statuspage, clock=clock) if statuspage is not None else None
         self.changes = IncidentChanges(config=self.config, store=store, recorder=recorder, pager=self._pager,
-                                       channel=channel, alerts=alerts, clock=clock)
+                                       channel=channel, alerts=alerts, clock=clock, public=self.public)
 
     # -- finding and checking -----------------------------------------------------------------------------
 
@@ -163,6 +166,8 @@ class IncidentService:
                 handled += 1
             except Exception:
                 log.exception("incident deadline %s failed; it comes due again in %ss", member, CLAIM_LEASE_SECONDS)
+        if self.public is not None:
+            await self.public.tick()
         for incident in await self.store.many(await self.store.open_ids()):
             try:
                 if await self._slack_sync.lagging(incident):
@@ -184,6 +189,17 @@ class IncidentService:
         """One line per open incident (for the on-call hand-off)."""
         now = self._clock()
         return [render.list_line(incident, now) for incident in await self.listing(open_only=True)]
+
+    async def public_history(self, since: datetime, limit: int = 200) -> list[tuple[Incident, list[TimelineEntry]]]:
+        """Incidents made public that are open or were resolved since `since`, each with its public updates only."""
+        found = {i.id: i for i in await self.store.many(await self.store.open_ids())}
+        found.update({i.id: i for i in await self.store.many(await self.store.recent_ids(limit)) if i.resolved_at and i.resolved_at >= since})
+        history = []
+        for incident in found.values():
+            if incident.public:
+                entries = [e for e in await self.store.timeline(incident.id) if e.kind == "public"]
+                history.append((incident, entries))
+        return history
 
     async def timeline(self, incident: Incident) -> list[TimelineEntry]:
         """The whole timeline, in order."""

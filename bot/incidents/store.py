@@ -5,8 +5,9 @@ yet" deadlines. A change to an incident and the timeline entries it adds are wri
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
@@ -15,6 +16,7 @@ from bot.incidents.model import Incident, TimelineEntry
 from bot.store import Store
 
 PUBLISH_LEASE_MS = 30_000
+T = TypeVar("T")
 
 # Same lease-claim as the alert deadlines: each due member goes to one caller, and comes due again if it dies.
 _CLAIM = """
@@ -39,6 +41,10 @@ class IncidentStore:
         self._keys = store.keys
         self._claim = store.redis.register_script(_CLAIM)
         self._release = store.redis.register_script(_RELEASE)
+
+    async def call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        """Awaits one Redis operation through the store (counted; a failure is StoreUnavailable)."""
+        return await self._store.call(operation, awaitable)
 
     def k(self, part: str, *names: str) -> str:
         """An incidents key."""

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 SYNC_WAITS = 100
 SYNC_WAIT_SECONDS = 0.1
-CHANNEL_POSTS = frozenset({"update", "status", "severity", "commander", "role", "escalation", "resolved", "alert"})
+CHANNEL_POSTS = frozenset({"update", "status", "severity", "commander", "role", "escalation", "resolved", "alert",
+                           "public", "statuspage"})
 THREAD_POSTS = frozenset({"update", "status", "severity", "commander", "escalation", "resolved"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -12,6 +13,7 @@ from integrations.health.http import HttpHealthSettings
 from integrations.types import Duration, StrictModel
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+DAY_SLOTS = 400  # the day ring's size (bot/status/store.py's DAY_SLOTS): the most history_days can be
 
 
 class ProbeConfig(HttpHealthSettings):
@@ -54,4 +56,39 @@ class StatusSection(StrictModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"probes: the name {duplicates[0]!r} is used more than once")
+        return self
+
+
+PublicState = Literal["operational", "degraded_performance", "partial_outage", "major_outage"]
+
+
+def _default_incident_states() -> dict[str, PublicState]:
+    return {"sev1": "major_outage", "sev2": "partial_outage", "sev3": "degraded_performance"}
+
+
+class PublicComponent(StrictModel):
+    """One component of the public page: the name the public sees and the /status targets behind it."""
+
+    name: str = Field(min_length=1, max_length=60)
+    targets: tuple[str, ...] = Field(min_length=1)
+
+
+class StatusPageSection(StrictModel):
+    """`status_page:` — the built-in public page at /status-page: its title, its components (public names over
+    /status targets; nothing else is shown), how many days of uptime it keeps and how long an answer is reused."""
+
+    title: str = Field("Status", min_length=1, max_length=80)
+    components: tuple[PublicComponent, ...] = Field(min_length=1)
+    history_days: int = Field(90, ge=1, le=DAY_SLOTS)
+    cache: Duration = timedelta(seconds=5)
+    incident_states: dict[str, PublicState] = Field(default_factory=_default_incident_states)
+
+    @model_validator(mode="after")
+    def _checks(self) -> StatusPageSection:
+        if not timedelta(seconds=1) <= self.cache <= timedelta(minutes=5):
+            raise ValueError("cache: from 1s to 5m")
+        names = [component.name for component in self.components]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"components: the name {duplicates[0]!r} is used more than once")
         return self

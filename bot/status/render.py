@@ -27,6 +27,7 @@ class Overview:
     on_call: Sequence[str] = ()
     checked_at: datetime | None = None
     took_seconds: float = 0.0
+    public: Sequence[str] = ()  # the public status page's component lines (the same data the page shows)
 
 
 def headline(overview: Overview) -> tuple[str, str]:
@@ -54,6 +55,8 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     incidents = "\n".join(overview.incidents) if overview.incidents else "none"
     on_call = " · ".join(overview.on_call) if overview.on_call else "no rotations"
     blocks.append(section(f"*Incidents:* {incidents}\n*Alerts firing:* {alerts}\n*On call:* {on_call}"))
+    if overview.public:
+        blocks.append(section("*Public status page:* " + " · ".join(escape(line) for line in overview.public)))
     blocks.append(actions(button("Refresh", REFRESH, "all"), block_id="status"))
     when = f"{overview.checked_at:%H:%M:%S} UTC" if overview.checked_at else "now"
     blocks.append(context(f"Checked {when} in {overview.took_seconds:.1f}s · `/status &lt;service&gt;` for details · `/status slo`"))

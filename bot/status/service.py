@@ -1,6 +1,7 @@
 """The status service: what to probe (each service environment's deploy health check, plus `status.probes`),
 probing all of it concurrently within a time budget, the leader's periodic probe job that stores results and
-raises an alert on a fast SLO burn, and the figures `/status` shows."""
+raises an alert on a fast SLO burn, the figures `/status` shows, and (with `status_page:`) the public page's
+data (`public.py`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.alerts.pipeline import AlertPipeline
 from bot.config import ChatopsConfig
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
+from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import Budget, Counts, budget
 from bot.status.store import Bucket, ProbeStore, counts
 from integrations.alerts.base import Alert
@@ -74,7 +76,7 @@ class StatusService:
 
     def __init__(
         self, *, config: ChatopsConfig, store: ProbeStore, deploys: DeployStore, alerts: AlertPipeline,
-        http: aiohttp.ClientSession, clock: Callable[[], datetime],
+        http: aiohttp.ClientSession, clock: Callable[[], datetime], public_incidents: PublicIncidents | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -83,6 +85,10 @@ class StatusService:
         self._http = http
         self._clock = clock
         self.targets = _targets(config)
+        self.public = None if config.status_page is None else PublicStatus(
+            section=config.status_page, store=store, probe_interval=config.status.probe_interval, incidents=public_incidents,
+            targets=[PublicTarget(t.name, t.service or t.name) for t in self.targets], clock=clock,
+        )
 
     def find(self, service: str, environment: str | None = None) -> list[Target]:
         """The targets of a service (one environment, or all), or a probe by name."""

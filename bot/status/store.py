@@ -4,10 +4,13 @@ with BITFIELD by one Lua script.
 * minutes: 360 slots of (u32 minute number, u16 good, u16 total, u32 latency sum in ms): the last 6 hours at one
   minute (burn rates, the sparkline, latency), 4,320 bytes;
 * hours: 744 slots of (u32 hour number, u16 good, u16 total): 31 days at one hour (availability over the SLO
-  window), 5,952 bytes.
+  window), 5,952 bytes;
+* days: 400 slots laid out like the minutes (u32 day number, u16 good, u16 total, u32 latency sum): the public
+  status page's uptime bars (`status_page.history_days`, up to 400), 4,800 bytes. u16 counts hold a day of
+  probes every 5 s (17,280) with room to spare.
 
 A slot carries the minute (hour) it counts; a write to a slot holding an older one resets it first, so the rings
-never grow, and reads ignore slots outside the window asked for. About 10 KB per target whatever the history.
+never grow, and reads ignore slots outside the window asked for. About 15 KB per target whatever the history.
 The last result of each target is kept too (a hash), for `/status <service>`.
 """
 
@@ -22,6 +25,7 @@ from bot.store import Store
 
 MINUTE_SLOTS = 360
 HOUR_SLOTS = 744
+DAY_SLOTS = 400
 MINUTE_BYTES = 12
 HOUR_BYTES = 8
 
@@ -41,6 +45,7 @@ local function bump(key, slots, size, tag, good, latency)
 end
 bump(KEYS[1], tonumber(ARGV[1]), 12, tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6]))
 bump(KEYS[2], tonumber(ARGV[2]), 8, tonumber(ARGV[4]), tonumber(ARGV[5]), 0)
+bump(KEYS[3], tonumber(ARGV[7]), 12, tonumber(ARGV[8]), tonumber(ARGV[5]), tonumber(ARGV[6]))
 return 1
 """
 
@@ -96,8 +101,9 @@ class ProbeStore:
         """Counts one probe result of `target` at `at`, and keeps it as the target's last result."""
         seconds = int(at.timestamp())
         await self._store.call("probe_record", self._record(
-            keys=[self._ring(target, "m"), self._ring(target, "h")],
-            args=[MINUTE_SLOTS, HOUR_SLOTS, seconds // 60, seconds // 3600, int(good), max(int(latency_ms), 0)],
+            keys=[self._ring(target, "m"), self._ring(target, "h"), self._ring(target, "d")],
+            args=[MINUTE_SLOTS, HOUR_SLOTS, seconds // 60, seconds // 3600, int(good), max(int(latency_ms), 0),
+                  DAY_SLOTS, seconds // 86400],
         ))
         await self._store.call("probe_last", self._store.redis.hset(self._keys.status("last"), target, json.dumps(detail, default=str)))
 
@@ -108,6 +114,10 @@ class ProbeStore:
     async def hours(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Hour buckets of `target` in [since, until] (the last 31 days at most), oldest first."""
         return await self._buckets(target, "h", HOUR_SLOTS, HOUR_BYTES, int(since.timestamp()) // 3600, int(until.timestamp()) // 3600)
+
+    async def days(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
+        """Day buckets (UTC days) of `target` in [since, until] (the last 400 days at most), oldest first."""
+        return await self._buckets(target, "d", DAY_SLOTS, MINUTE_BYTES, int(since.timestamp()) // 86400, int(until.timestamp()) // 86400)
 
     async def _buckets(self, target: str, resolution: str, slots: int, size: int, low: int, high: int) -> list[Bucket]:
         flat = await self._store.call("probe_read", self._read(keys=[self._ring(target, resolution)], args=[slots, size, low, high]))
@@ -122,7 +132,7 @@ class ProbeStore:
     async def memory(self, target: str) -> int:
         """Bytes Redis uses for `target`'s history (MEMORY USAGE of both rings)."""
         total = 0
-        for resolution in ("m", "h"):
+        for resolution in ("m", "h", "d"):
             total += int(await self._store.redis.memory_usage(self._ring(target, resolution)) or 0)
         return total
 

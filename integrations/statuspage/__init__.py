@@ -1,0 +1,1 @@
+"""Public status pages run by a vendor: Atlassian Statuspage."""
