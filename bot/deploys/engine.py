@@ -60,7 +60,12 @@ from integrations.deploy.command import (
 )
 from integrations.deploy.github_commits import CommitLookupError, commit_time
 from integrations.deploy.registry import build_deployer
-from integrations.health.analysis import AnalysisProgress, AnalysisResult, AnalysisSettings, run_analysis
+from integrations.health.analysis import (
+    AnalysisProgress,
+    AnalysisResult,
+    AnalysisSettings,
+    run_analysis,
+)
 from integrations.health.base import HealthCheck
 from integrations.health.http import health_gate
 from integrations.health.registry import build_check
@@ -490,9 +495,14 @@ class DeployEngine:
                     break
                 await emit(f":white_check_mark: {promoted.summary}")
         if not failure:
-            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.SUCCEEDED, self._clock(), detail=""))
+            commit_at = await self._commit_time(record)  # recorded with the success, so history never lacks it
+
+            def succeeded(r: DeployRecord) -> DeployRecord:
+                done = r.moved(DeployState.SUCCEEDED, self._clock(), detail="")
+                return done.model_copy(update={"commit_at": commit_at}) if commit_at is not None else done
+
+            record = await self.store.update(deploy_id, succeeded)
             await self._refresh(record)
-            record = await self._note_commit_time(record)
             took = human_duration((record.finished_at or now) - (record.started_at or now))
             await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} is live in {record.environment} (took {took}).")
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
@@ -571,19 +581,19 @@ class DeployEngine:
                 return dataclasses.replace(step, target_external_id=earlier.external_id)
         return step
 
-    async def _note_commit_time(self, record: DeployRecord) -> DeployRecord:
-        """Records when the deployed commit was made (GitHub's commit API), for lead time; never fails a deploy."""
+    async def _commit_time(self, record: DeployRecord) -> datetime | None:
+        """When the deployed commit was made (GitHub's commit API), for lead time; None when unknown (never fails a
+        deploy)."""
         settings = self.config.deploys.lead_time
         if not (record.commit_sha and record.commit_repo and record.kind == "deploy"
                 and record.environment in settings.environments):
-            return record
+            return None
         token = self._environ.get(settings.token_env) if settings.token_env else None
         try:
-            when = await commit_time(self._http, settings.api_url, record.commit_repo, record.commit_sha, token=token)
+            return await commit_time(self._http, settings.api_url, record.commit_repo, record.commit_sha, token=token)
         except CommitLookupError as error:
             log.warning("no lead time for deploy %s: %s", record.id, error)
-            return record
-        return await self.store.update(record.id, lambda r: r.model_copy(update={"commit_at": when}))
+            return None
 
     def _step(self, record: DeployRecord, weight: int | None) -> DeployStep:
         return DeployStep(

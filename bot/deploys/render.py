@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.blocks import Block, actions, button, context, escape, fields, header, link, section
+from bot.blocks import (
+    Block,
+    actions,
+    button,
+    context,
+    escape,
+    fields,
+    header,
+    link,
+    section,
+)
 from bot.deploys.figures import Figures
 from bot.deploys.model import AnalysisView, DeployRecord, DeployState
 from integrations.types import format_duration
