@@ -12,11 +12,12 @@ from datetime import timedelta
 import pytest
 
 from bot.alerts.model import AlertGroup
-from bot.config import ChatopsConfig, parse_config
+from bot.config import ChatopsConfig, ConfigError, parse_config
 from bot.emulator import SlackEmulator
 from bot.composition import StartupError, preflight
 from tests.conftest import BotHarness, FakeClock, make_settings, start_bot, start_site
 from tests.pagerduty_server import Fault, PagerDutyServer, send_webhook, sign, webhook_body
+from tests.test_incidents import declared
 from tests.test_oncall import T0, critical, fire, group_of, pages_to, thread_texts
 
 ROUTING_KEY = "R0" + "a" * 30  # Events API integration keys are 32 characters
@@ -329,3 +330,36 @@ async def test_a_missing_integration_key_variable_stops_start_up_naming_it(
     with pytest.raises(StartupError, match="TEST_PD_ROUTING_KEY") as raised:
         await preflight(settings, bot_config)
     assert "integration key 'platform'" in str(raised.value)
+
+
+async def test_an_incident_severity_that_pages_pagerduty_triggers_it_and_resolving_resolves_it(
+    emulator: SlackEmulator, redis_url: str, clock: FakeClock, pagerduty: PagerDutyServer,
+) -> None:
+    text = CONFIG.replace("__PD__", pagerduty.url) + """
+incidents:
+  severities:
+    sev1: {description: Outage, respond_within: 15m, page: {pagerduty: platform}}
+    sev2: {description: Degraded, respond_within: 30m}
+"""
+    bot, runner = await start_bot(emulator, redis_url, parse_config(text, "incidents.yaml"), clock=clock)
+    try:
+        incident = await declared(bot, "declare sev1 Checkout is down")
+        [page_id] = incident.page_ids
+        await bot.deps.pager.tick()
+        await until("PagerDuty is triggered for the incident", lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1)
+        [event] = pagerduty.accepted_for(page_id)
+        assert event["payload"]["severity"] == "critical" and "Checkout is down" in event["payload"]["summary"]
+        await bot.deps.alerts.resolve(page_id, "U0ALICE", via="incident")
+        await until("PagerDuty resolves it", lambda: pagerduty.alerts[(ROUTING_KEY, page_id)] == "resolved")
+    finally:
+        await runner.cleanup()
+
+
+def test_a_step_naming_an_unknown_integration_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"steps\[1\]\.notify: 'platfrom' is not under integrations.pagerduty"
+                                          r".routing_keys; did you mean 'platform'\?"):
+        parse_config(CONFIG.replace("__PD__", "http://127.0.0.1:9").replace("{pagerduty: platform}",
+                                                                            "{pagerduty: platfrom}"), "bad.yaml")
+    without = CONFIG.split("integrations:")[0] + "oncall:" + CONFIG.split("oncall:")[1]
+    with pytest.raises(ConfigError, match="pages PagerDuty .'platform'. but integrations.pagerduty is not configured"):
+        parse_config(without, "bad.yaml")
