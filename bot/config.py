@@ -243,8 +243,9 @@ def _pagerduty_targets(config: ChatopsConfig) -> list[str]:
         if target.pagerduty in known:
             continue
         if section is None:
-            problems.append(f"{path}: pages PagerDuty ({target.pagerduty!r}) but integrations.pagerduty is not configured"
-                            " (add integrations: {pagerduty: {routing_keys: {" + target.pagerduty + ": PD_ROUTING_KEY}}})")
+            example = "integrations: {pagerduty: {routing_keys: {" + target.pagerduty + ": PD_ROUTING_KEY}}}"
+            problems.append(f"{path}: pages PagerDuty ({target.pagerduty!r}) but integrations.pagerduty is not"
+                            f" configured (add {example})")
             continue
         close = difflib.get_close_matches(target.pagerduty, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (routing_keys: {', '.join(sorted(known))})"

@@ -59,7 +59,8 @@ class PagerDutyServer:
 
     def accepted_for(self, dedup_key: str, action: str | None = None) -> list[dict[str, Any]]:
         """Accepted events for one alert (of one action)."""
-        return [e for e in self.accepted if e.get("dedup_key") == dedup_key and (action is None or e["event_action"] == action)]
+        return [e for e in self.accepted
+                if e.get("dedup_key") == dedup_key and (action is None or e["event_action"] == action)]
 
     async def _enqueue(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -75,8 +76,8 @@ class PagerDutyServer:
                                      status=fault.status, headers=headers)
         errors = _problems(event)
         if errors:
-            return web.json_response({"status": "invalid event", "message": "Event object is invalid", "errors": errors},
-                                     status=400)
+            answer = {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+            return web.json_response(answer, status=400)
         assert isinstance(event, dict)
         key = (event["routing_key"], event.get("dedup_key") or secrets.token_hex(16))
         state = self.alerts.get(key)
@@ -148,7 +149,9 @@ def sign(body: bytes, secret: str) -> str:
     return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def send_webhook(url: str, body: bytes, *, signature: str | None, webhook_id: str | None = None) -> tuple[int, Any]:
+async def send_webhook(
+    url: str, body: bytes, *, signature: str | None, webhook_id: str | None = None,
+) -> tuple[int, Any]:
     """POSTs a webhook as PagerDuty delivers it; returns (status, JSON body or None)."""
     headers = {"Content-Type": "application/json", "User-Agent": "PagerDuty-Webhook/V3.0"}
     if signature is not None:

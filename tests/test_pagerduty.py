@@ -252,10 +252,9 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     after = await group_of(bot, group.id)
     assert after.acked_by == "U0ALICE" and after.acked_via == "pagerduty" and after.pending is None
     assert any("Acknowledged in PagerDuty by <@U0ALICE> after 6m" in t for t in thread_texts(bot, after))
-    message = next(m for m in bot.emulator.messages(after.message_channel or after.channel) if m["ts"] == after.message_ts)
+    channel = after.message_channel or after.channel
     await until("the Slack message shows it", lambda: "<@U0ALICE> in PagerDuty" in str(
-        next(m for m in bot.emulator.messages(after.message_channel or after.channel) if m["ts"] == after.message_ts)))
-    assert message
+        next(m for m in bot.emulator.messages(channel) if m["ts"] == after.message_ts)))
 
     assert await at(bot, clock, timedelta(minutes=15)) == 0, "escalation went on after PagerDuty's acknowledgement"
     assert [m for m in bot.emulator.messages("#incidents") if "Paged:" in str(m.get("text"))] == []
@@ -312,7 +311,8 @@ async def test_forged_malformed_and_foreign_webhooks_are_refused_and_change_noth
 async def test_webhooks_are_refused_when_no_secret_is_configured(
     emulator: SlackEmulator, redis_url: str, clock: FakeClock, pagerduty: PagerDutyServer,
 ) -> None:
-    config = parse_config(CONFIG.replace("__PD__", pagerduty.url).replace("    webhook_secret_env: TEST_PD_WEBHOOK_SECRET\n", ""))
+    text = CONFIG.replace("__PD__", pagerduty.url).replace("    webhook_secret_env: TEST_PD_WEBHOOK_SECRET\n", "")
+    config = parse_config(text)
     bot, runner = await start_bot(emulator, redis_url, config, clock=clock)
     try:
         body = webhook_body("incident.acknowledged", "a-whatever")
@@ -346,7 +346,8 @@ incidents:
         incident = await declared(bot, "declare sev1 Checkout is down")
         [page_id] = incident.page_ids
         await bot.deps.pager.tick()
-        await until("PagerDuty is triggered for the incident", lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1)
+        await until("PagerDuty is triggered for the incident",
+                    lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1)
         [event] = pagerduty.accepted_for(page_id)
         assert event["payload"]["severity"] == "critical" and "Checkout is down" in event["payload"]["summary"]
         await bot.deps.alerts.resolve(page_id, "U0ALICE", via="incident")

@@ -407,8 +407,10 @@ class AlertPipeline:
             if group.state == "resolved":
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             members = {fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()}
-            resolved = group.model_copy(update={"members": members, "state": "resolved", "resolved_at": now, "resolved_by": user,
-                                                "updated_at": now, "resolved_via": via, "resolved_name": name})
+            resolved = group.model_copy(update={
+                "members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now,
+                "resolved_via": via, "resolved_name": name,
+            })
             return escalation.stopped(resolved)
 
         _, after = await self._change(group_id, change, also=also)
@@ -416,7 +418,8 @@ class AlertPipeline:
         await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
         if via == "pagerduty":
-            await self.thread_reply(after, f":white_check_mark: Resolved in PagerDuty by {_named(user, name)} after {took}.")
+            who = _named(user, name)
+            await self.thread_reply(after, f":white_check_mark: Resolved in PagerDuty by {who} after {took}.")
         else:
             await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
         await self._close_pages(after, f":white_check_mark: Resolved by {after.resolved_by_text} after {took}.")

@@ -62,7 +62,8 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     if repeats > len(members):
         pairs.append(("Notifications", str(repeats)))
     if group.acked_by and group.acked_at:
-        pairs.append(("Acknowledged", f"by {group.acked_by_text} after {human_duration(group.acked_at - group.created_at)}"))
+        took = human_duration(group.acked_at - group.created_at)
+        pairs.append(("Acknowledged", f"by {group.acked_by_text} after {took}"))
     if group.pages and not group.acked_by and not resolved:
         last = group.pages[-1]
         who = " ".join(f"<@{user}>" for user in last.targets) or (

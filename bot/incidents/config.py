@@ -1,8 +1,8 @@
 """The `incidents:` section: where incidents are announced, how their channels are named, the severities (what
 each means, how soon someone must respond, whom to page) and who is pulled into every incident.
 
-`page:` names an on-call rotation, an escalation policy or a PagerDuty service (`{pagerduty: <name>}`); `ChatopsConfig` checks that it exists (the section
-alone cannot see `oncall:`).
+`page:` names an on-call rotation, an escalation policy or a PagerDuty service (`{pagerduty: <name>}`);
+`ChatopsConfig` checks that it exists (the section alone cannot see `oncall:` or `integrations:`).
 """
 
 from __future__ import annotations

@@ -184,13 +184,14 @@ class Pager:
         page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
         outbox = self._outbox
         if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
-            await self._alerts.thread_reply(group, f":warning: Cannot trigger PagerDuty `{routing}`: it is not configured"
-                                                   f" (integrations.pagerduty.routing_keys) — {step_text}.{late_note}")
+            await self._alerts.thread_reply(group, f":warning: Cannot trigger PagerDuty `{routing}`: it is not"
+                                                   f" configured (integrations.pagerduty.routing_keys) — {step_text}."
+                                                   f"{late_note}")
             return page, None
         permalink = await self._permalink(group)
         await self._alerts.thread_reply(group, f":pager: Triggering PagerDuty `{routing}` — {step_text}.{late_note}")
-        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id, channel=group.channel,
-                                 detail=f"{step_text}: PagerDuty {routing}{late_note}")
+        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
+                                 channel=group.channel, detail=f"{step_text}: PagerDuty {routing}{late_note}")
 
         def also(pipe: Pipeline, after: AlertGroup) -> None:
             outbox.queue_trigger(pipe, after, page=member, routing=routing, permalink=permalink)
@@ -239,8 +240,9 @@ class Pager:
                 await self._audit.record(actor="chatops", action="alert.unack", result="ok", target=group.id,
                                          channel=group.channel, detail=f"still firing {since} after the acknowledgement")
                 again = " Escalating again." if after.escalation_state == "paging" else ""
-                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after {group.acked_by_text} acknowledged;"
-                                          f" the acknowledgement is withdrawn.{again}")
+                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after"
+                                                       f" {group.acked_by_text} acknowledged;"
+                                                       f" the acknowledgement is withdrawn.{again}")
                 await self._alerts.flush()
             return
         if group.acked_by.startswith("pagerduty:"):  # acknowledged in PagerDuty by someone Slack does not know

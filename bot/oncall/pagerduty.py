@@ -104,7 +104,9 @@ class PagerDutyOutbox:
         pipe.hsetnx(self._store.k(EVENTS), event_id, json.dumps(record))
         pipe.zadd(self._store.k(DUE), {event_id: now.timestamp()}, nx=True)
 
-    def queue_trigger(self, pipe: Pipeline, group: AlertGroup, *, page: str, routing: str, permalink: str | None) -> None:
+    def queue_trigger(
+        self, pipe: Pipeline, group: AlertGroup, *, page: str, routing: str, permalink: str | None,
+    ) -> None:
         """Queues the trigger of page `page` (a deadline name: one trigger per page however often it is retried)."""
         self.queue(pipe, f"{page}|trigger|{routing}", group_id=group.id, routing=routing,
                    body=trigger_for(group, permalink=permalink))

@@ -94,7 +94,8 @@ class PagerDutyWebhooks:
                 details = {"pagerduty_user": event.agent_id or "", "pagerduty_name": event.agent_name or "",
                            "pagerduty_email": email or "", "pagerduty_incident": event.incident_id,
                            "pagerduty_event": event.id}
-                await self._alerts.acknowledge(group.id, user, via="pagerduty", name=name, details=details, also=mark_seen)
+                await self._alerts.acknowledge(group.id, user, via="pagerduty", name=name, details=details,
+                                               also=mark_seen)
             else:
                 await self._alerts.resolve(group.id, user, via="pagerduty", name=name, also=mark_seen)
         except UserFacingError as already:  # acknowledged or resolved in chatops first: nothing to change

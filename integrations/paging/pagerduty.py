@@ -100,7 +100,8 @@ def trigger_body(
                             "client": client}
     if client_url and client_url.startswith(("https://", "http://")):
         body["client_url"] = client_url
-    kept = [{"href": href, "text": _cut(text, 255)} for text, href in links or [] if href.startswith(("https://", "http://"))]
+    kept = [{"href": href, "text": _cut(text, 255)} for text, href in links or []
+            if href.startswith(("https://", "http://"))]
     if kept:
         body["links"] = kept
     return body
@@ -124,7 +125,9 @@ class SendResult:
 class PagerDutyEvents:
     """Sends events to the Events API v2 with the integration keys read from the environment at start-up."""
 
-    def __init__(self, settings: PagerDutySettings, *, routing_keys: Mapping[str, str], http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: PagerDutySettings, *, routing_keys: Mapping[str, str], http: aiohttp.ClientSession,
+    ) -> None:
         self.settings = settings
         self._keys = dict(routing_keys)
         self._http = http
