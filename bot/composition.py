@@ -38,6 +38,8 @@ from bot.incidents.store import IncidentStore
 from bot.keys import Keys
 from bot.metrics import Metrics
 from bot.oncall.pager import Pager
+from bot.oncall.pagerduty import PagerDutyOutbox
+from bot.oncall.pagerduty_webhook import PagerDutyWebhooks
 from bot.oncall.service import OncallService
 from bot.oncall.trigger import HandoffTrigger
 from bot.people import PeopleDirectory
@@ -58,6 +60,7 @@ from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
+from integrations.paging import pagerduty as pagerduty_vendor
 from integrations.statuspage.statuspage import StatuspageConfigError, build_client
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ REDIS = web.AppKey("redis", aioredis.Redis | RedisCluster)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DEPS = web.AppKey("deps", Deps)
 SOURCES = web.AppKey("alert_sources", dict)
+PD_WEBHOOKS = web.AppKey("pagerduty_webhooks", PagerDutyWebhooks)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ async def preflight(settings: Settings, config: ChatopsConfig) -> None:
     async with aiohttp.ClientSession() as session:
         try:
             build_sources(config.alerts.sources, environ=os.environ, http=session)
+            if config.integrations.pagerduty is not None:
+                pagerduty_vendor.build(config.integrations.pagerduty, environ=os.environ, http=session)
         except SourceConfigError as error:
             raise StartupError(str(error)) from None
         if config.integrations.statuspage is not None:
@@ -148,6 +154,10 @@ def create_web_app(
         alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),  # type: ignore[arg-type]
     )
     status_page_routes(app, lambda: app[DEPS].status.public if DEPS in app else None)
+    async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
+        return await app[PD_WEBHOOKS].handle(request)
+
+    app.router.add_post("/integrations/pagerduty", pagerduty_webhook)
     if mount is not None:
         mount(app)
     return app
@@ -234,6 +244,9 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
     async def bot(app: web.Application) -> AsyncIterator[None]:
         settings = runtime.settings
+        # Before any client is opened: a missing secret stops start-up naming its variable, leaking nothing.
+        pd_settings = runtime.config.integrations.pagerduty
+        pagerduty = pagerduty_vendor.build(pd_settings, environ=os.environ, http=app[HTTP]) if pd_settings else None
         # Slack gets its own session: slack_sdk applies its timeout only to sessions it owns, and a slow Slack must
         # fail a call in SLACK_API_TIMEOUT (to be retried), not hold it for the shared session's 30 s.
         slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.slack_api_timeout))
@@ -262,8 +275,12 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
 
         oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
                                open_incidents=open_incidents)
+        # PagerDuty: events owed to it are queued with the group change that calls for them (an observer of every
+        # change) and sent by their own loop until PagerDuty takes them.
+        outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, clock=clock)
+        alerts.store.observers.append(outbox.follow_up)
         pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock,
-                      claim_lease=runtime.config.scheduler.lease)
+                      claim_lease=runtime.config.scheduler.lease, outbox=outbox)
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
         statuspage = None
@@ -281,6 +298,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                                    updates=tuple((e.at, e.text) for e in entries))
                     for i, entries in await incidents.public_history(now - RECENT)]
 
+        people = PeopleDirectory(slack)
+        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, people=people, clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
@@ -308,7 +327,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             incidents=incidents,
             open_incidents=open_incidents,
             scheduler=scheduler,
-            people=PeopleDirectory(slack),
+            people=people,
             status=status,
             clock=clock,
         )
@@ -351,6 +370,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
             loop.create_task(scheduler.run(stop_ticks), name="scheduler"),
         ]
+        if pagerduty is not None:
+            heartbeats.expect("pagerduty-outbox", LOOP_LIMITS["alert-messages"])
+            workers.append(loop.create_task(outbox.run(stop_ticks, heartbeats.beat), name="pagerduty-outbox"))
         yield
         stop_ticks.set()
         # Workers stop at their next check; one stuck in a rate-limited Slack call is cancelled after a grace

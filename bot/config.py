@@ -42,8 +42,9 @@ from bot.deploys.config import (
     ServiceName,
 )
 from bot.incidents.config import IncidentsSection
-from bot.oncall.config import OncallSection
+from bot.oncall.config import OncallSection, PagerDutyTarget
 from bot.status.config import StatusPageSection, StatusSection
+from integrations.paging.pagerduty import PagerDutySettings
 from integrations.statuspage.statuspage import StatuspageSettings
 from integrations.types import (
     Duration,
@@ -157,8 +158,9 @@ class SchedulerSection(StrictModel):
 
 
 class IntegrationsSection(StrictModel):
-    """`integrations:` — vendors chatops talks to beyond Slack (Statuspage)."""
+    """`integrations:` — outside services chatops sends to (and takes webhooks from), each optional."""
 
+    pagerduty: PagerDutySettings | None = None
     statuspage: StatuspageSettings | None = None
 
 
@@ -203,6 +205,7 @@ class ChatopsConfig(StrictModel):
                 problems.append(f"{key}: role '{role}' is not defined under roles")
         problems += _incident_pages(self)
         problems += _public_status(self)
+        problems += _pagerduty_targets(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -217,7 +220,7 @@ def _incident_pages(config: ChatopsConfig) -> list[str]:
     known = [*config.oncall.rotations, *config.oncall.escalation_policies]
     problems = []
     for name, severity in config.incidents.severities.items():
-        if severity.page is None or severity.page in known:
+        if severity.page is None or isinstance(severity.page, PagerDutyTarget) or severity.page in known:
             continue
         close = difflib.get_close_matches(severity.page, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else (
@@ -260,6 +263,33 @@ def _public_status(config: ChatopsConfig) -> list[str]:
             if severity not in severities:
                 problems.append(f"status_page.incident_states.{severity}: not a severity "
                                 f"(incidents.severities: {', '.join(severities)})")
+
+
+def _pagerduty_targets(config: ChatopsConfig) -> list[str]:
+    """Every `{pagerduty: <name>}` (escalation steps, incident pages) must name a key under
+    `integrations.pagerduty.routing_keys`."""
+    section = config.integrations.pagerduty
+    known = list(section.routing_keys) if section is not None else []
+    named: list[tuple[str, PagerDutyTarget]] = []
+    for policy_name, policy in config.oncall.escalation_policies.items():
+        for number, step in enumerate(policy.steps):
+            if isinstance(step.notify, PagerDutyTarget):
+                named.append((f"oncall.escalation_policies.{policy_name}.steps[{number}].notify", step.notify))
+    for name, severity in config.incidents.severities.items():
+        if isinstance(severity.page, PagerDutyTarget):
+            named.append((f"incidents.severities.{name}.page", severity.page))
+    problems = []
+    for path, target in named:
+        if target.pagerduty in known:
+            continue
+        if section is None:
+            example = "integrations: {pagerduty: {routing_keys: {" + target.pagerduty + ": PD_ROUTING_KEY}}}"
+            problems.append(f"{path}: pages PagerDuty ({target.pagerduty!r}) but integrations.pagerduty is not"
+                            f" configured (add {example})")
+            continue
+        close = difflib.get_close_matches(target.pagerduty, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (routing_keys: {', '.join(sorted(known))})"
+        problems.append(f"{path}: {target.pagerduty!r} is not under integrations.pagerduty.routing_keys{hint}")
     return problems
 
 

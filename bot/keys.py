@@ -30,6 +30,10 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:acks`                   | stream | every acknowledgement (never rewritten)                |
 | `{prefix}:{alerts}:dead`                   | stream | stream entries that failed delivery 10 times (kept)    |
 | `{prefix}:{alerts}:silences`               | hash   | silences by id                                         |
+| `{prefix}:{alerts}:pd_events`              | hash   | PagerDuty events owed: id -> JSON (key name, not key)  |
+| `{prefix}:{alerts}:pd_due`                 | zset   | PagerDuty event ids by next try (a claim leases them)  |
+| `{prefix}:{alerts}:pd_dead`                | stream | PagerDuty events refused with 400, and its error       |
+| `{prefix}:{alerts}:pd_webhook:<id>`        | string | a PagerDuty webhook id already applied; TTL 7 days     |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
 | `{prefix}:{<tag>}:replicated`              | string | marker written before `WAIT` (min_replicas_acked); TTL |
 | `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |

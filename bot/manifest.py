@@ -19,6 +19,7 @@ BOT_SCOPES = (
     "im:write",
     "pins:write",
     "users:read",
+    "users:read.email",  # users.lookupByEmail: who acknowledged in PagerDuty, as a Slack user
     "usergroups:read",
     "files:write",
     # Reading back our own messages (their `metadata`) before re-posting after a crash or an ambiguous Slack error.

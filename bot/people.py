@@ -1,6 +1,7 @@
 """What chatops needs to know about Slack users beyond their IDs: their time zone (`users.info`, cached for an
-hour so every `/oncall` answer does not cost a Web API call), and who `@alice` is when a command's text was not
-escaped by Slack (`users.list`, cached for five minutes)."""
+hour so every `/oncall` answer does not cost a Web API call), who `@alice` is when a command's text was not
+escaped by Slack (`users.list`, cached for five minutes), and who has an email (`users.lookupByEmail`, cached for
+an hour, misses too: people acknowledging in PagerDuty are found by their email)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class PeopleDirectory:
         self._slack = slack
         self._zones: dict[str, tuple[float, ZoneInfo]] = {}
         self._names: tuple[float, dict[str, str]] | None = None
+        self._emails: dict[str, tuple[float, str | None]] = {}
 
     async def timezone(self, user_id: str) -> ZoneInfo:
         """The user's IANA time zone as their Slack profile sets it."""
@@ -43,6 +45,25 @@ class PeopleDirectory:
             log.warning("no time zone for %s (%s); using UTC", user_id, type(error).__name__)
         self._zones[user_id] = (time.monotonic(), zone)
         return zone
+
+    async def by_email(self, email: str) -> str | None:
+        """The Slack user ID with this email, or None (nobody, or Slack cannot say now: not cached then)."""
+        key = email.strip().lower()
+        cached = self._emails.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        try:
+            response = await self._slack.users_lookupByEmail(email=key)
+            found: str | None = str(response["user"]["id"])
+        except SlackApiError as error:
+            if error.response.get("error") != "users_not_found":
+                log.warning("users.lookupByEmail failed: %s", error.response.get("error"))
+                return None
+            found = None
+        except (KeyError, TypeError):
+            found = None
+        self._emails[key] = (time.monotonic(), found)
+        return found
 
     async def resolve(self, mention: str) -> str:
         """The user ID a command's `<@U…|alice>`, `U…` or `@alice` names; UserFacingError if nobody."""

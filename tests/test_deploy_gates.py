@@ -15,7 +15,13 @@ import pytest
 from bot.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv
-from tests.health_servers import Exporter, PrometheusServer, error_rate_query, exporter, prometheus  # noqa: F401
+from tests.health_servers import (  # noqa: F401
+    Exporter,
+    PrometheusServer,
+    error_rate_query,
+    exporter,
+    prometheus,
+)
 from tests.waiting import eventually
 
 SERVICE_LABEL = "shop"  # the exporter's series for this module's service

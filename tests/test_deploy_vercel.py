@@ -26,7 +26,14 @@ from bot.store import Store
 from tests import github_api
 from tests.conftest import BotHarness, serve_environment, wait_ready
 from tests.github_api import FakeGitHubCommits, running_github
-from tests.test_deploys import click, command, deploy_id_of, eventually, until_message, wait_state
+from tests.test_deploys import (
+    click,
+    command,
+    deploy_id_of,
+    eventually,
+    until_message,
+    wait_state,
+)
 from tests.vercel_api import TOKEN, FakeVercel, running_vercel
 
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

@@ -16,7 +16,13 @@ from aiohttp import web
 
 from bot.config import ChatopsConfig, parse_config
 from bot.emulator import SlackEmulator
-from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, start_bot, start_site
+from tests.conftest import (
+    BotHarness,
+    FakeClock,
+    fake_deploy_argv,
+    start_bot,
+    start_site,
+)
 from tests.statuspage_server import StatuspageServer
 from tests.waiting import eventually
 

@@ -118,8 +118,8 @@ class FakeVercel:
         ref = git["ref"]
         if ref.startswith("missing"):
             return _error(400, "incorrect_git_source_info",
-                          f"The provided GitHub repository does not contain the requested branch or commit reference."
-                          f" Please ensure the repository is not empty.")
+                          "The provided GitHub repository does not contain the requested branch or commit reference."
+                          " Please ensure the repository is not empty.")
         number = next(self._ids)
         deployment_id = f"dpl_{number:04d}{ref.replace('.', '')[:8]}"
         states = ["QUEUED", "BUILDING", "ERROR" if ref.startswith("broken") else "READY"]

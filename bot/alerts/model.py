@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.blocks import external_text
 from integrations.alerts.base import Alert
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -56,6 +57,7 @@ class Page(BaseModel):
     targets: tuple[str, ...] = ()
     channel: str | None = None
     dms: dict[str, str] = {}
+    pagerduty: str | None = None  # the integration key's name, when the step triggered PagerDuty
 
 
 EscalationState = Literal["idle", "paging", "acknowledged", "exhausted", "stopped"]
@@ -80,6 +82,12 @@ class AlertGroup(BaseModel):
     acked_at: datetime | None = None
     resolved_by: str | None = None
     resolved_at: datetime | None = None
+    # Where it was acknowledged / resolved ("pagerduty" for PagerDuty's webhooks), and the name of who did it when
+    # that person is not a Slack user chatops could find (acked_by/resolved_by then hold `pagerduty:<user id>`).
+    acked_via: str | None = None
+    acked_name: str | None = None
+    resolved_via: str | None = None
+    resolved_name: str | None = None
     silenced_by: str | None = None
     escalation_epoch: int = 0
     escalation_state: EscalationState = "idle"
@@ -88,6 +96,21 @@ class AlertGroup(BaseModel):
     reminders: int = 0
     pending: str | None = None
     pending_at: datetime | None = None
+
+    @property
+    def pagerduty_routes(self) -> list[str]:
+        """The PagerDuty integration keys (by name) a page of this group triggered, in order."""
+        return list(dict.fromkeys(page.pagerduty for page in self.pages if page.pagerduty))
+
+    @property
+    def acked_by_text(self) -> str:
+        """Who acknowledged, as Slack text: a mention, or "<name> in PagerDuty"."""
+        return _person(self.acked_by, self.acked_name, self.acked_via)
+
+    @property
+    def resolved_by_text(self) -> str:
+        """Who resolved by hand, as Slack text: a mention, or "<name> in PagerDuty"."""
+        return _person(self.resolved_by, self.resolved_name, self.resolved_via)
 
     @property
     def firing(self) -> list[Member]:
@@ -113,6 +136,14 @@ class AlertGroup(BaseModel):
         if self.resolved_at is None:
             return None
         return (self.resolved_at - self.created_at).total_seconds()
+
+
+def _person(user: str | None, name: str | None, via: str | None) -> str:
+    if name:
+        where = " in PagerDuty" if via == "pagerduty" else ""
+        return f"{external_text(name)}{where}"
+    mention = f"<@{user}>" if user else "someone"
+    return f"{mention} in PagerDuty" if via == "pagerduty" else mention
 
 
 def new_group_id() -> str:

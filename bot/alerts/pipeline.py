@@ -340,16 +340,22 @@ class AlertPipeline:
 
     # -- actions ------------------------------------------------------------------------------------------
 
-    async def acknowledge(self, group_id: str, user: str, *, via: str) -> AlertGroup:
-        """Records an acknowledgement (kept forever in the ack stream) and shows it on the message."""
+    async def acknowledge(
+        self, group_id: str, user: str, *, via: str, name: str | None = None, details: dict[str, str] | None = None,
+        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+    ) -> AlertGroup:
+        """Records an acknowledgement (kept forever in the ack stream) and shows it on the message. `name` is who
+        acknowledged when they are not a Slack user (`user` is then an outside id), `details` go into the ack
+        record, and `also` queues more in the same transaction."""
         now = self._clock()
 
         def change(group: AlertGroup) -> AlertGroup:
             if group.state == "resolved":
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             if group.acked_by is not None:
-                raise UserFacingError(f"`{group.id}` was already acknowledged by <@{group.acked_by}>.")
-            acked = group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now})
+                raise UserFacingError(f"`{group.id}` was already acknowledged by {group.acked_by_text}.")
+            acked = group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now, "acked_via": via,
+                                             "acked_name": name})
             return escalation.acknowledged(acked, now, self.oncall.ack_reminder)
 
         def record(pipe: Pipeline, group: AlertGroup) -> None:
@@ -360,14 +366,19 @@ class AlertPipeline:
                 "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": group.title, "escalation": group.escalation or "",
                 "step": str(last.step + 1 if last else 0), "round": str(last.round + 1 if last else 0),
                 "pages": str(len(group.pages)), "rotation": escalation.rotation_of(group, user),
-                "paged": ",".join(escalation.who_was_paged(group)), "severity": group.severity,
+                "paged": ",".join(escalation.who_was_paged(group)), "severity": group.severity, **(details or {}),
             })
+            if also is not None:
+                also(pipe, group)
 
         _, after = await self._change(group_id, change, also=record)
         await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
-        await self.thread_reply(after, f":eyes: <@{user}> acknowledged after {took}.")
-        await self._close_pages(after, f":eyes: Acknowledged by <@{user}> after {took}.")
+        if via == "pagerduty":
+            await self.thread_reply(after, f":eyes: Acknowledged in PagerDuty by {_named(user, name)} after {took}.")
+        else:
+            await self.thread_reply(after, f":eyes: <@{user}> acknowledged after {took}.")
+        await self._close_pages(after, f":eyes: Acknowledged by {after.acked_by_text} after {took}.")
         await self.flush()
         return after
 
@@ -386,23 +397,33 @@ class AlertPipeline:
         await self.flush()
         return after
 
-    async def resolve(self, group_id: str, user: str, *, via: str) -> AlertGroup:
-        """Resolves a group by hand: every member is marked resolved by `user`."""
+    async def resolve(
+        self, group_id: str, user: str, *, via: str, name: str | None = None,
+        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+    ) -> AlertGroup:
+        """Resolves a group by hand: every member is marked resolved by `user` (`name`: as for `acknowledge`)."""
         now = self._clock()
 
         def change(group: AlertGroup) -> AlertGroup:
             if group.state == "resolved":
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             members = {fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()}
-            resolved = group.model_copy(update={"members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now})
+            resolved = group.model_copy(update={
+                "members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now,
+                "resolved_via": via, "resolved_name": name,
+            })
             return escalation.stopped(resolved)
 
-        _, after = await self._change(group_id, change)
+        _, after = await self._change(group_id, change, also=also)
         await self.store.count(now, "resolved")
         await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
-        await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
-        await self._close_pages(after, f":white_check_mark: Resolved by <@{user}> after {took}.")
+        if via == "pagerduty":
+            who = _named(user, name)
+            await self.thread_reply(after, f":white_check_mark: Resolved in PagerDuty by {who} after {took}.")
+        else:
+            await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
+        await self._close_pages(after, f":white_check_mark: Resolved by {after.resolved_by_text} after {took}.")
         await self.flush()
         return after
 
@@ -498,6 +519,13 @@ class AlertPipeline:
             await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
         except SlackApiError as error:
             log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))
+
+
+def _named(user: str, name: str | None) -> str:
+    """A Slack mention for a Slack user, else the outside name (escaped)."""
+    if name:
+        return external_text(name)
+    return f"<@{user}>"
 
 
 def _newer(entry_id: str, than: str) -> bool:

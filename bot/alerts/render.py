@@ -62,15 +62,17 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     if repeats > len(members):
         pairs.append(("Notifications", str(repeats)))
     if group.acked_by and group.acked_at:
-        pairs.append(("Acknowledged", f"by <@{group.acked_by}> after {human_duration(group.acked_at - group.created_at)}"))
+        took = human_duration(group.acked_at - group.created_at)
+        pairs.append(("Acknowledged", f"by {group.acked_by_text} after {took}"))
     if group.pages and not group.acked_by and not resolved:
         last = group.pages[-1]
-        who = " ".join(f"<@{user}>" for user in last.targets) or external_text(last.channel or "nobody")
+        who = " ".join(f"<@{user}>" for user in last.targets) or (
+            f"PagerDuty `{last.pagerduty}`" if last.pagerduty else external_text(last.channel or "nobody"))
         rounds = f", round {last.round + 1}" if last.round else ""
         ended = " — last step, nobody acknowledged" if group.escalation_state == "exhausted" else ""
         pairs.append(("Paged", f"{who} (step {last.step + 1}{rounds}){ended}"))
     if resolved and group.resolved_at:
-        who = f"by <@{group.resolved_by}> " if group.resolved_by else ""
+        who = f"by {group.resolved_by_text} " if group.resolved_by else ""
         pairs.append(("Resolved", f"{who}after {human_duration(group.resolved_at - group.created_at)}"))
     blocks.append(fields(pairs))
     if not resolved:

@@ -108,6 +108,9 @@ class AlertStore:
         self._claim_one = store.redis.register_script(_CLAIM_ONE)
         self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
         self._append_once = store.redis.register_script(_APPEND_ONCE)
+        # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
+        # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
+        self.observers: list[Callable[[Pipeline, AlertGroup, AlertGroup], None]] = []
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -235,6 +238,8 @@ class AlertStore:
                 pipe.zadd(self.k("update_due"), {group_id: 0})
             if also is not None:
                 also(pipe, after)
+            for observer in self.observers:
+                observer(pipe, before, after)
             return before, after
 
         return await self._store.update_watched(self.k("group", group_id), write, what=f"alert {group_id}")
@@ -266,6 +271,13 @@ class AlertStore:
     async def retry_update_at(self, group_id: str, when: datetime) -> None:
         """Tries the update of `group_id` again at `when` (after a failure that a later attempt can get past)."""
         await self.redis.zadd(self.k("update_due"), {group_id: when.timestamp()})
+
+    async def claim_leased(self, part: str, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
+        """Members of the sorted set `part` due by `now`, each leased to this caller (see `_CLAIM_DEADLINES`)."""
+        claimed = await self._store.call(f"{part}_claim", self._claim_deadlines(
+            keys=[self.k(part)], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+        ))
+        return [str(member) for member in claimed]
 
     async def claim_due_posts(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
         """Groups whose group_wait has ended, each leased to this caller: a post that is not recorded (the process

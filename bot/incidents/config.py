@@ -1,8 +1,8 @@
 """The `incidents:` section: where incidents are announced, how their channels are named, the severities (what
 each means, how soon someone must respond, whom to page) and who is pulled into every incident.
 
-`page:` names an on-call rotation or an escalation policy; `ChatopsConfig` checks that it exists (the section
-alone cannot see `oncall:`).
+`page:` names an on-call rotation, an escalation policy or a PagerDuty service (`{pagerduty: <name>}`);
+`ChatopsConfig` checks that it exists (the section alone cannot see `oncall:` or `integrations:`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
+from bot.oncall.config import PagerDutyTarget
 from integrations.types import Duration, RoleMember, SlackChannelRef, StrictModel
 
 _SEVERITY = re.compile(r"[a-z][a-z0-9]{0,15}")
@@ -40,7 +41,7 @@ class SeverityConfig(StrictModel):
 
     description: str = Field(min_length=1, max_length=200)
     respond_within: Duration
-    page: str | None = None
+    page: str | PagerDutyTarget | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> SeverityConfig:

@@ -2,7 +2,8 @@
 
 Rotations are validated by the rotation maths itself (`parse_rotation`), so the config and the schedule can never
 disagree about what a rotation means. An escalation step notifies a rotation (whoever is on call when the step
-fires), a channel (`"#eng-leads"`, with an optional `mention`) or one person (`U…`).
+fires), a channel (`"#eng-leads"`, with an optional `mention`), one person (`U…`) or a PagerDuty service
+(`{pagerduty: <name>}`, a name under `integrations.pagerduty.routing_keys`, checked by `ChatopsConfig`).
 """
 
 from __future__ import annotations
@@ -56,16 +57,27 @@ def _check_mention(value: str) -> str:
     raise ValueError(f"mention {value!r}: expected @here, @channel, @everyone, a user ID (U…) or a usergroup ID (S…)")
 
 
+class PagerDutyTarget(StrictModel):
+    """`{pagerduty: platform}`: trigger an alert on the PagerDuty service of that integration key."""
+
+    pagerduty: Name
+
+    def __str__(self) -> str:
+        return f"pagerduty:{self.pagerduty}"
+
+
 class EscalationStep(StrictModel):
     """Who to page, and how long after the alert started (for the first round)."""
 
-    notify: str
+    notify: str | PagerDutyTarget
     after: Duration = timedelta(0)
     mention: Annotated[str, AfterValidator(_check_mention)] | None = None
 
     @property
     def target_kind(self) -> str:
-        """"user", "channel" or "rotation"."""
+        """"user", "channel", "rotation" or "pagerduty"."""
+        if isinstance(self.notify, PagerDutyTarget):
+            return "pagerduty"
         if _USER_ID.fullmatch(self.notify):
             return "user"
         if _CHANNEL.fullmatch(self.notify):
@@ -98,8 +110,8 @@ class EscalationPolicy(StrictModel):
         for earlier, later in zip(self.steps, self.steps[1:], strict=False):
             if later.after < earlier.after:
                 raise ValueError(
-                    f"steps must be in order of `after`: {later.notify!r} after {later.after} comes before "
-                    f"{earlier.notify!r} after {earlier.after}"
+                    f"steps must be in order of `after`: {str(later.notify)!r} after {later.after} comes before "
+                    f"{str(earlier.notify)!r} after {earlier.after}"
                 )
         if self.repeat_after is not None and self.repeat_after <= timedelta(0):
             raise ValueError("repeat_after must be longer than 0s")
@@ -130,6 +142,7 @@ class OncallSection(StrictModel):
         for policy_name, policy in self.escalation_policies.items():
             for number, step in enumerate(policy.steps):
                 if step.target_kind == "rotation" and step.notify not in self.rotations:
+                    assert isinstance(step.notify, str)
                     close = difflib.get_close_matches(step.notify, list(self.rotations), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else (
                         f" (rotations: {', '.join(sorted(self.rotations))})" if self.rotations else

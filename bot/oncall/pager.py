@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from redis.asyncio.client import Pipeline
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,8 +26,9 @@ from bot.blocks import external_text
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
 from bot.oncall import escalation
-from bot.oncall.config import EscalationPolicy, EscalationStep
+from bot.oncall.config import EscalationPolicy, EscalationStep, PagerDutyTarget
 from bot.oncall.escalation import PAGE, Deadline, Slot
+from bot.oncall.pagerduty import PagerDutyOutbox
 from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
 from bot.slack_client import error_code, is_transient
@@ -54,6 +56,7 @@ class Pager:
     def __init__(
         self, *, oncall: OncallService, alerts: AlertPipeline, slack: AsyncWebClient, audit: AuditLog,
         clock: Callable[[], datetime], claim_lease: timedelta = timedelta(seconds=15),
+        outbox: PagerDutyOutbox | None = None,
     ) -> None:
         self._oncall = oncall
         self._alerts = alerts
@@ -63,6 +66,7 @@ class Pager:
         self._clock = clock
         self._claim_lease = claim_lease
         self._poster = OncePoster(slack, event_type="chatops_page")
+        self._outbox = outbox
 
     async def tick(self) -> int:
         """Handles every deadline due now; returns how many were handled (failures come due again later)."""
@@ -100,8 +104,14 @@ class Pager:
             return
         now = self._clock()
         step = policy.steps[due.step]
-        page = await self._send(group, policy, step, due, now)
-        after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
+        if step.target_kind == "pagerduty":
+            page, also = await self._trigger(group, policy, step, due, now)
+            after = await self._record(deadline, lambda g: escalation.paged(g, policy, page), also=also)
+            if self._outbox is not None:
+                self._outbox.kick()
+        else:
+            page = await self._send(group, policy, step, due, now)
+            after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
         if after is not None and after.escalation_state == "exhausted":
             await self._alerts.thread_reply(after, f":warning: That was the last step of `{group.escalation}`"
                                       f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.")
@@ -159,6 +169,47 @@ class Pager:
         return Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, rotation=rotation,
                     targets=tuple(targets), channel=channel, dms=dms)
 
+    async def _trigger(
+        self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime,
+    ) -> tuple[Page, Callable[[Pipeline, AlertGroup], None] | None]:
+        """A PagerDuty step: the page, and what queues its trigger event in the transaction that records it (the
+        outbox sends it until PagerDuty takes it, so the page is as durable as the record)."""
+        assert isinstance(step.notify, PagerDutyTarget)
+        routing = step.notify.pagerduty
+        member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
+        first_attempt, _ = await self._store.begin_attempt("paging", member, now)
+        rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
+        step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
+        late_note = _late_note(now - due.due, retried=not first_attempt)
+        page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
+        outbox = self._outbox
+        if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
+            await self._alerts.thread_reply(group, f":warning: Cannot trigger PagerDuty `{routing}`: it is not"
+                                                   f" configured (integrations.pagerduty.routing_keys) — {step_text}."
+                                                   f"{late_note}")
+            return page, None
+        permalink = await self._permalink(group)
+        await self._alerts.thread_reply(group, f":pager: Triggering PagerDuty `{routing}` — {step_text}.{late_note}")
+        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
+                                 channel=group.channel, detail=f"{step_text}: PagerDuty {routing}{late_note}")
+
+        def also(pipe: Pipeline, after: AlertGroup) -> None:
+            outbox.queue_trigger(pipe, after, page=member, routing=routing, permalink=permalink)
+
+        return page, also
+
+    async def _permalink(self, group: AlertGroup) -> str | None:
+        """The Slack link of the group's message, for PagerDuty's incident (None when Slack cannot say)."""
+        if group.message_ts is None:
+            return None
+        try:
+            found = await self._slack.chat_getPermalink(channel=group.message_channel or group.channel,
+                                                        message_ts=group.message_ts)
+        except SlackApiError as error:
+            log.warning("no permalink for alert %s: %s", group.id, error_code(error))
+            return None
+        return str(found.get("permalink") or "") or None
+
     @staticmethod
     def _unsent(group: AlertGroup, who: str, error: SlackApiError, unreachable: list[str]) -> None:
         """A page Slack refused: raises PageNotSent when a later attempt may get through, else notes the person
@@ -189,9 +240,15 @@ class Pager:
                 await self._audit.record(actor="chatops", action="alert.unack", result="ok", target=group.id,
                                          channel=group.channel, detail=f"still firing {since} after the acknowledgement")
                 again = " Escalating again." if after.escalation_state == "paging" else ""
-                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after <@{group.acked_by}> acknowledged;"
-                                          f" the acknowledgement is withdrawn.{again}")
+                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after"
+                                                       f" {group.acked_by_text} acknowledged;"
+                                                       f" the acknowledgement is withdrawn.{again}")
                 await self._alerts.flush()
+            return
+        if group.acked_by.startswith("pagerduty:"):  # acknowledged in PagerDuty by someone Slack does not know
+            await self._alerts.thread_reply(group, f":alarm_clock: Still firing {since} after {group.acked_by_text}"
+                                                   " acknowledged.")
+            await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
             return
         await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing {since} after you acknowledged it."
                                        f" Resolve it, or it will be {'escalated again' if self._alerts.oncall.reescalate_after_reminder else 'reminded again'}"
@@ -201,8 +258,12 @@ class Pager:
 
     # -- helpers ------------------------------------------------------------------------------------------
 
-    async def _record(self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup]) -> AlertGroup | None:
-        """Applies `change` if the group still waits for this very deadline; the store moves the deadline index."""
+    async def _record(
+        self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup],
+        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+    ) -> AlertGroup | None:
+        """Applies `change` if the group still waits for this very deadline (and queues `also` with it); the store
+        moves the deadline index."""
         member = str(deadline)
 
         def guarded(group: AlertGroup) -> AlertGroup:
@@ -210,10 +271,13 @@ class Pager:
                 raise _Stale
             return change(group)
 
+        def done(pipe: Pipeline, after: AlertGroup) -> None:
+            self._store.queue_attempt_done(pipe, "paging", member)
+            if also is not None:
+                also(pipe, after)
+
         try:
-            _, after = await self._store.update_group(
-                deadline.group_id, guarded, also=lambda pipe, _g: self._store.queue_attempt_done(pipe, "paging", member),
-            )
+            _, after = await self._store.update_group(deadline.group_id, guarded, also=done)
         except (_Stale, KeyError):
             await self._store.drop_deadline(member)
             return None

@@ -12,9 +12,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.alerts import Accepted, Alert, AlertSource, SourceConfigError, WebhookRejected, WebhookRequest
+from integrations.alerts import (
+    Accepted,
+    Alert,
+    AlertSource,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+)
 from integrations.alerts.base import UNEXPECTED_REASON
-from integrations.alerts.datadog import FIELDS, DatadogSettings, DatadogSource, build, monitor_name, tag_pairs
+from integrations.alerts.datadog import (
+    FIELDS,
+    DatadogSettings,
+    DatadogSource,
+    build,
+    monitor_name,
+    tag_pairs,
+)
 from integrations.alerts.registry import AlertSourcesSettings
 
 TOKEN = "dd-webhook-token-3a9c"

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.alerts import Accepted, Alert, AlertSource, SourceConfigError, WebhookRejected, WebhookRequest
+from integrations.alerts import (
+    Accepted,
+    Alert,
+    AlertSource,
+    SourceConfigError,
+    WebhookRejected,
+    WebhookRequest,
+)
 from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.registry import AlertSourcesSettings
 from integrations.alerts.sentry import SentrySettings, SentrySource, build

@@ -11,7 +11,12 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from integrations.deploy.base import DeployError, DeployStep, PromotingDeployer, RunReportingDeployer
+from integrations.deploy.base import (
+    DeployError,
+    DeployStep,
+    PromotingDeployer,
+    RunReportingDeployer,
+)
 from integrations.deploy.vercel import VercelSettings, build
 from tests.vercel_api import PROJECT_ID, TEAM_ID, TOKEN, FakeVercel, running_vercel
 

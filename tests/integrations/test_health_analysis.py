@@ -9,7 +9,11 @@ from collections.abc import Iterable
 import pytest
 
 from bot.config import ConfigError, parse_config
-from integrations.health.analysis import AnalysisProgress, AnalysisSettings, run_analysis
+from integrations.health.analysis import (
+    AnalysisProgress,
+    AnalysisSettings,
+    run_analysis,
+)
 from integrations.health.base import Measurement
 
 

@@ -12,7 +12,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from integrations.health.base import Measurement
-from integrations.health.cloudwatch_alarm import CloudwatchAlarmCheck, CloudwatchAlarmSettings
+from integrations.health.cloudwatch_alarm import (
+    CloudwatchAlarmCheck,
+    CloudwatchAlarmSettings,
+)
 
 REGION = "eu-west-1"
 

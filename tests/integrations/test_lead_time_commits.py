@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from integrations.deploy.github_commits import CommitLookupError, LeadTimeSettings, commit_time
+from integrations.deploy.github_commits import (
+    CommitLookupError,
+    LeadTimeSettings,
+    commit_time,
+)
 from tests.github_api import TOKEN, FakeGitHubCommits, running_github
 
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
