@@ -263,6 +263,7 @@ def _public_status(config: ChatopsConfig) -> list[str]:
             if severity not in severities:
                 problems.append(f"status_page.incident_states.{severity}: not a severity "
                                 f"(incidents.severities: {', '.join(severities)})")
+    return problems
 
 
 def _pagerduty_targets(config: ChatopsConfig) -> list[str]:

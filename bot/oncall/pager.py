@@ -177,10 +177,10 @@ class Pager:
         assert isinstance(step.notify, PagerDutyTarget)
         routing = step.notify.pagerduty
         member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
-        first_attempt, _ = await self._store.begin_attempt("paging", member, now)
+        attempt = await self._store.begin_attempt("paging", member)
         rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
         step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
-        late_note = _late_note(now - due.due, retried=not first_attempt)
+        late_note = _late_note(now - due.due, retried=not attempt.first)
         page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
         outbox = self._outbox
         if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
