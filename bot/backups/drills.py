@@ -83,7 +83,8 @@ class DrillRunner:
             record = await self._drill(target, user)
         await self._records.add_drill(record)
         await self._audit.record(actor=user, action="backup.drill", result="ok" if record.good else "failed",
-                                 target=f"{target} {record.backup_id or '-'}", channel=channel or "", detail=record.detail)
+                                 target=f"{target} {record.backup_id or '-'}", channel=channel or "",
+                                 detail=record.detail)
         await self._raise_or_resolve(record)
         where = self._targets.channel(target, channel)
         if where:
@@ -135,9 +136,11 @@ class DrillRunner:
         hashed = Hashed(store.read(backup.key))
         if isinstance(config, PostgresTarget):
             engine = self._targets.engine(backup.target)
-            facts = await engine.drill(hashed.chunks(), [c.sql or "" for c in config.checks])  # type: ignore[attr-defined]
+            queries = [c.sql or "" for c in config.checks]
+            facts = await engine.drill(hashed.chunks(), queries)  # type: ignore[attr-defined]
             self._check_sum(hashed, backup)
-            return facts.seconds, [judge(c, _number(v)) for c, v in zip(config.checks, facts.values, strict=True)], facts.scratch
+            results = [judge(c, _number(v)) for c, v in zip(config.checks, facts.values, strict=True)]
+            return facts.seconds, results, facts.scratch
         assert isinstance(config, (RedisTarget, ElastiCacheTarget))
         counts: list[int] = []
 

@@ -177,10 +177,11 @@ def drill_text(record: DrillRecord) -> str:
     if record.rto_seconds is not None and record.restore_seconds is not None:
         rto = f" ({'within' if record.within_rto else 'OVER'} the RTO of {_seconds(record.rto_seconds)})"
     age = f" · backup age {_seconds(record.backup_age_seconds)}" if record.backup_age_seconds is not None else ""
-    checks = "; ".join(f"{'✓' if c.ok else '✗'} {escape(c.label)} = {c.value if c.value is not None else escape(c.detail)}"
-                       for c in record.checks)
+    checks = "; ".join(f"{'✓' if c.ok else '✗'} {escape(c.label)} = "
+                       f"{c.value if c.value is not None else escape(c.detail)}" for c in record.checks)
     return (f"{mark} DR drill `{record.id}` of `{record.target}` from `{record.backup_id or 'no backup'}`: restore "
-            f"{_seconds(record.restore_seconds)}{rto}{age}. {escape(record.detail)}" + (f" Checks: {checks}" if checks else ""))
+            f"{_seconds(record.restore_seconds)}{rto}{age}. {escape(record.detail)}"
+            + (f" Checks: {checks}" if checks else ""))
 
 
 def drills_message(target: str | None, records: Sequence[DrillRecord]) -> tuple[str, list[Block]]:

@@ -84,7 +84,8 @@ class RestoreService:
         )
         await self._records.create_restore(record)
         await self._audit.record(actor=user, action="backup.restore.request", result="ok", channel=channel,
-                                 target=f"{target} {backup.id}", detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip())
+                                 target=f"{target} {backup.id}",
+                                 detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip())
         where = self._targets.channel(target, channel) or channel
         try:
             text, blocks = restore_message(record, now=now)
@@ -99,8 +100,8 @@ class RestoreService:
         """Where each engine may restore to; the target's own variable (None: it has none). Refusals say why."""
         if isinstance(config, RdsTarget):
             if into_env is not None or as_instance is None:
-                raise UserFacingError(f"`{target}` is an RDS snapshot: it is restored as a NEW instance, never over one. "
-                                      f"Name it: `/backup restore {target} <id> as <new-instance-name>`.")
+                raise UserFacingError(f"`{target}` is an RDS snapshot: it is restored as a NEW instance, never "
+                                      f"over one. Name it: `/backup restore {target} <id> as <new-instance-name>`.")
             if not re.match(INSTANCE_ID, as_instance) or len(as_instance) > 63 or "--" in as_instance \
                     or as_instance.endswith("-"):
                 raise UserFacingError(f"`{as_instance}` is not a valid DB instance identifier (1-63 letters, digits "

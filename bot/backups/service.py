@@ -349,7 +349,8 @@ class BackupService:
         rows = []
         for name, config in self.section.targets.items():
             drills = await self.records.drills(name, 1)
-            rows.append((name, await self.records.last_good(name), config.rpo, drills[0] if drills else None, config.rto))
+            last = await self.records.last_good(name)
+            rows.append((name, last, config.rpo, drills[0] if drills else None, config.rto))
         return dr_status_lines(rows, now)
 
     # -- the scheduler's jobs -----------------------------------------------------------------------------
@@ -362,7 +363,8 @@ class BackupService:
             if config.schedule:
                 found.append((f"backup:{name}", self._job(self.run_scheduled, name), cron_trigger(config.schedule)))
             if config.verify_schedule:
-                found.append((f"backup-verify:{name}", self._job(self.drills.run_scheduled, name), cron_trigger(config.verify_schedule)))
+                drill = self._job(self.drills.run_scheduled, name)  # a timed DR drill (restore, checks, RTO)
+                found.append((f"backup-verify:{name}", drill, cron_trigger(config.verify_schedule)))
         if any(config.rpo for config in self.section.targets.values()):
             async def rpo(missed: object | None = None) -> None:
                 await self.check_rpo()

@@ -94,6 +94,7 @@ class ElastiCacheStandIn:
         except botocore.exceptions.ClientError:
             return _error("InvalidParameterValue", f"The S3 bucket {bucket} does not exist.")
         finally:
+            s3.close()  # type: ignore[attr-defined]
             os.remove(path)
             os.rmdir(folder)
         self.copies.append({"source": source, "target": target, "bucket": bucket})

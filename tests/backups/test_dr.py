@@ -150,7 +150,7 @@ backups:
       checks: [{{keys: "user:*", min: {KEYS}}}]
     rds-prod:
       kind: rds_snapshot
-      instance: prod-db
+      instance: dr-db
       region: eu-west-1
       endpoint_url_env: RDS_ENDPOINT_URL
       poll_interval: 50ms
@@ -245,8 +245,8 @@ async def test_elasticache_backup_is_exported_to_s3_checked_and_pruned(
 async def test_rds_snapshot_is_copied_to_another_region_exported_and_both_pruned(
         bot: BotHarness, moto_url: str, bucket: str) -> None:
     rds, central = aws("rds", moto_url), aws("rds", moto_url, "eu-central-1")
-    if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["prod-db"]}])["DBInstances"]:
-        rds.create_db_instance(DBInstanceIdentifier="prod-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+    if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["dr-db"]}])["DBInstances"]:
+        rds.create_db_instance(DBInstanceIdentifier="dr-db", DBInstanceClass="db.t3.micro", Engine="postgres",
                                AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
     service: BackupService = bot.deps.backups
     first = await service.run_scheduled("rds-prod")
@@ -262,7 +262,7 @@ async def test_rds_snapshot_is_copied_to_another_region_exported_and_both_pruned
     await service.records.update(first.id, lambda r: r.model_copy(update={"created_at": old}))
     second = await service.run_scheduled("rds-prod")
     assert second is not None and second.state == BackupState.SUCCEEDED
-    gone = {s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(DBInstanceIdentifier="prod-db")["DBSnapshots"]}
+    gone = {s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(DBInstanceIdentifier="dr-db")["DBSnapshots"]}
     assert first.id not in gone and second.id in gone
     copies = {s["DBSnapshotIdentifier"] for s in central.describe_db_snapshots()["DBSnapshots"]}
     assert first.id not in copies and second.id in copies
@@ -303,16 +303,16 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
 
 async def test_rds_restore_creates_a_new_instance_and_never_overwrites(bot: BotHarness, moto_url: str) -> None:
     rds = aws("rds", moto_url)
-    if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["prod-db"]}])["DBInstances"]:
-        rds.create_db_instance(DBInstanceIdentifier="prod-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+    if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["dr-db"]}])["DBInstances"]:
+        rds.create_db_instance(DBInstanceIdentifier="dr-db", DBInstanceClass="db.t3.micro", Engine="postgres",
                                AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("rds-prod")
     assert record is not None and record.state == BackupState.SUCCEEDED
-    answer = await bot.emulator.send_command(command="/backup", text=f"restore rds-prod {record.id} as prod-db",
+    answer = await bot.emulator.send_command(command="/backup", text=f"restore rds-prod {record.id} as dr-db",
                                              user_id="U0BOB", channel_id="C0GENERAL")
-    assert "The DB instance `prod-db` already exists; a restore never overwrites" in html.unescape(answer.json["text"])
-    name = f"prod-db-restore-{int(time.time())}"
+    assert "The DB instance `dr-db` already exists; a restore never overwrites" in html.unescape(answer.json["text"])
+    name = f"dr-db-restore-{int(time.time())}"
     answer = await bot.emulator.send_command(command="/backup", text=f"restore rds-prod {record.id} as {name}",
                                              user_id="U0BOB", channel_id="C0GENERAL")
     text = html.unescape(answer.json["text"])
@@ -324,7 +324,7 @@ async def test_rds_restore_creates_a_new_instance_and_never_overwrites(bot: BotH
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     instance = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
     assert instance["DBInstanceStatus"] == "available" and f"`{name}`" in done.detail
-    assert rds.describe_db_instances(DBInstanceIdentifier="prod-db")["DBInstances"][0]["DBInstanceStatus"] == "available"
+    assert rds.describe_db_instances(DBInstanceIdentifier="dr-db")["DBInstances"][0]["DBInstanceStatus"] == "available"
 
 
 async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot: BotHarness, moto_url: str) -> None:
