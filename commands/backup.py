@@ -1,5 +1,4 @@
-"""Run, list, verify and restore backups of PostgreSQL, Redis, ElastiCache and RDS, run timed DR drills, and see
-the schedule's results.
+"""Run, list, verify and restore backups (PostgreSQL, Redis, ElastiCache, RDS) and run timed DR drills.
 
 Running, verifying and asking for a restore need the `backups.operators` role (admins by default); a restore
 runs only after `backups.restore_approval` approvers approve it. Anyone may list and show.
