@@ -738,6 +738,9 @@ def _message(kind: str, detail: Mapping[str, Any], where: _Location) -> str:
         return f"{subject}must be a finite number (got {describe_value(value)})"
     if kind == "recursion_loop":
         return "refers to itself"
+    if kind == "union_tag_invalid":  # a discriminated union's `kind:` names nothing we know
+        return (f"{ctx.get('discriminator', 'kind').strip(chr(39))} {describe_value(ctx.get('tag'))} is not known; "
+                f"use one of: {str(ctx.get('expected_tags', '')).replace(chr(39), '')}")
     return subject + msg[:1].lower() + msg[1:]
 
 

@@ -70,6 +70,7 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{backups}:restore:<id>`          | string | one restore request (JSON `RestoreRecord`)             |
 | `{prefix}:{backups}:restores`              | zset   | restore ids by creation time                           |
 | `{prefix}:{backups}:deadlines`             | zset   | restore approval expiries (claimed once)               |
+| `{prefix}:{backups}:drills:<target>`       | zset   | finished DR drills (JSON `DrillRecord`) by start time  |
 
 Every deploy key shares the `{deploys}` hash tag, so a state change, its indexes and its lock move in one
 MULTI or Lua script, on one Redis Cluster slot; backup keys share `{backups}` for the same reason.

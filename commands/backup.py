@@ -1,4 +1,4 @@
-"""Run, list, verify and restore backups of PostgreSQL, Redis and RDS, and see the schedule's results.
+"""Run, list, verify and restore backups (PostgreSQL, Redis, ElastiCache, RDS) and run timed DR drills.
 
 Running, verifying and asking for a restore need the `backups.operators` role (admins by default); a restore
 runs only after `backups.restore_approval` approvers approve it. Anyone may list and show.
@@ -8,18 +8,25 @@ Usage:
   /backup show <id>
   /backup verify <target> [<id>]
   /backup restore <target> <id> [into <dsn-env>] [--reason "…"]
+  /backup restore <rds-target> <id> as <new-instance> [--reason "…"]
+  /backup drill <target>
+  /backup drills [<target>] [N]
 Examples:
   /backup run appdb
   /backup restore appdb appdb-20261123-020000-k3mz into STAGING_DB_URL
+  /backup restore rds-prod rds-prod-20261123-023000-x7qa as prod-db-restore-1
+  /backup drill appdb
 """
 
 from __future__ import annotations
 
 from bot.backups.model import RestoreRecord
-from bot.backups.render import APPROVE, CANCEL, REJECT, list_message, show_message
+from bot.backups.render import APPROVE, CANCEL, REJECT, drills_message, list_message, show_message
 from bot.blocks import channel_link, escape
 from bot.errors import UserFacingError
 from commands.backup_grammar import (
+    DrillCmd,
+    DrillsCmd,
     ListCmd,
     RestoreCmd,
     RunCmd,
@@ -29,7 +36,7 @@ from commands.backup_grammar import (
 )
 from commands.framework import ActionContext, CommandContext, Reply
 
-USAGE_HINT = "run | list | show | verify | restore …"
+USAGE_HINT = "run | list | show | verify | restore | drill | drills …"
 
 
 async def handle(ctx: CommandContext) -> Reply:
@@ -58,12 +65,28 @@ async def handle(ctx: CommandContext) -> Reply:
         ctx.spawn(service.verifier.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id), name=f"verify:{record.id}")
         return Reply(text=f":mag: Verifying `{record.id}` of `{record.target}`: downloading, checking the sha256"
                           f"{' and restoring into a scratch database' if record.kind == 'postgres' else ''}. The result follows.")
+    if isinstance(command, DrillCmd):
+        service.target(command.target)
+        await ctx.require(operators, action=f"run a DR drill of {command.target}")
+        await service.verifier.pick(command.target, None)  # nothing to drill: say so now, not in the thread
+        ctx.spawn(service.drills.run(command.target, user=ctx.user_id, channel=ctx.channel_id),
+                  name=f"drill:{command.target}")
+        return Reply(text=f":stopwatch: DR drill of `{command.target}` started: the newest backup is restored into a "
+                          "scratch target, checked and timed. The result follows.")
+    if isinstance(command, DrillsCmd):
+        names = [command.target] if command.target else list(service.section.targets)
+        if command.target:
+            service.target(command.target)
+        found = [d for name in names for d in await service.records.drills(name, command.limit)]
+        found.sort(key=lambda d: d.started_at, reverse=True)
+        text, blocks = drills_message(command.target, found[:command.limit])
+        return Reply(text=text, blocks=blocks)
     assert isinstance(command, RestoreCmd)
     service.target(command.target)
     await ctx.require(operators, action=f"restore {command.target}")
     restore = await ctx.refusals_audited("backup.restore.request", f"{command.target} {command.backup_id}", service.restores.request(
         command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
-        reason=command.reason))
+        reason=command.reason, as_instance=command.as_instance))
     need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
     where = f" in {channel_link(restore.channel)}" if restore.channel else ""
     return Reply(text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}.")

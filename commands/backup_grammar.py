@@ -12,7 +12,7 @@ from commands.lexer import split_flags
 MAX_LIST = 50
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-SUBCOMMANDS = ("run", "list", "show", "verify", "restore")
+SUBCOMMANDS = ("run", "list", "show", "verify", "restore", "drill", "drills")
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,25 @@ class RestoreCmd:
     backup_id: str
     into_env: str | None = None
     reason: str = ""
+    as_instance: str | None = None
 
 
-BackupCmd = RunCmd | ListCmd | ShowCmd | VerifyCmd | RestoreCmd
+@dataclass(frozen=True)
+class DrillCmd:
+    """`/backup drill <target>`."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class DrillsCmd:
+    """`/backup drills [<target>] [N]`."""
+
+    target: str | None = None
+    limit: int = 10
+
+
+BackupCmd = RunCmd | ListCmd | ShowCmd | VerifyCmd | RestoreCmd | DrillCmd | DrillsCmd
 
 
 def parse_backup(text: str) -> BackupCmd:
@@ -65,7 +81,7 @@ def parse_backup(text: str) -> BackupCmd:
     args = list(words.positional)
     reason = words.flags.get("reason", "")
     if not args:
-        raise UsageError("Say what to do: `run`, `list`, `show`, `verify` or `restore`.")
+        raise UsageError("Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`.")
     verb, rest = args[0].lower(), args[1:]
     if verb not in SUBCOMMANDS:
         raise UsageError(f"`{_shown(args[0])}` is not a /backup subcommand (use one of: {', '.join(SUBCOMMANDS)}).")
@@ -88,12 +104,31 @@ def parse_backup(text: str) -> BackupCmd:
     if verb == "verify":
         _count(verb, rest, 1, 2, "<target> [<id>]")
         return VerifyCmd(_name(rest[0], "target"), _name(rest[1], "backup id") if len(rest) == 2 else None)
-    _count(verb, rest, 2, 4, "<target> <id> [into <ENV_VAR>]")
+    if verb == "drill":
+        _count(verb, rest, 1, 1, "<target>")
+        return DrillCmd(_name(rest[0], "target"))
+    if verb == "drills":
+        _count(verb, rest, 0, 2, "[<target>] [N]")
+        limit, named = 10, None
+        for word in rest:
+            if word.isascii() and word.isdigit():
+                if not 1 <= int(word) <= MAX_LIST:
+                    raise UsageError(f"N must be a whole number from 1 to {MAX_LIST} (got `{_shown(word)}`).")
+                limit = int(word)
+            elif named is None:
+                named = _name(word, "target")
+            else:
+                raise UsageError(f"`/backup drills` takes [<target>] [N]; `{_shown(word)}` is one word too many.")
+        return DrillsCmd(named, limit)
+    _count(verb, rest, 2, 4, "<target> <id> [into <ENV_VAR> | as <new-instance>]")
     into = None
+    if len(rest) > 2 and rest[2].lower() == "as" and len(rest) == 4:
+        return RestoreCmd(_name(rest[0], "target"), _name(rest[1], "backup id"), None, reason,
+                          _name(rest[3], "instance name"))
     if len(rest) > 2:
         if rest[2].lower() != "into" or len(rest) != 4:
-            raise UsageError("After the backup id, only `into <ENV_VAR>` may follow (the variable that holds the "
-                             "destination database's URL).")
+            raise UsageError("After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's "
+                             "URL) or `as <new-instance>` (RDS) may follow.")
         if not _ENV_NAME.match(rest[3]):
             raise UsageError(f"`{_shown(rest[3])}` is not an environment variable name (like `STAGING_DB_URL`).")
         into = rest[3]

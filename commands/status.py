@@ -91,11 +91,17 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
         on_call = [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
     incidents = list(await deps.open_incidents()) if deps.open_incidents is not None else []
     public = status_lines(await deps.status.public.page()) if deps.status.public is not None else []
-    return overview_message(Overview(
+    text, blocks = overview_message(Overview(
         checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
         alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
         public=public,
     ))
+    backups = await deps.backups.dr_status(now) if deps.config.backups.targets else []
+    if backups:  # each target's last good backup against its RPO and last drill against its RTO
+        at = len(blocks) - 1 if blocks and blocks[-1].get("type") == "actions" else len(blocks)  # above Refresh
+        blocks.insert(at, section("*Backups and DR*\n" + "\n".join(backups)))
+        text += "\nBackups and DR:\n" + "\n".join(backups)
+    return text, blocks
 
 
 def _targets(ctx: CommandContext, service: str, environment: str | None) -> list[Target]:

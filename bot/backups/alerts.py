@@ -1,5 +1,6 @@
-"""The alerts backups raise through the alert pipeline (a failed run, an RPO breach, a failed verification): each
-raised once per target and kind until it resolves, with the raised ones remembered in Redis."""
+"""The alerts backups raise through the alert pipeline (a failed run, an RPO breach, a failed verification, a
+failed off-box copy, a failed DR drill, a drill over its RTO): each raised once per target and kind until it
+resolves, with the raised ones remembered in Redis."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from integrations.alerts.base import Alert
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMES = {"failed": "BackupFailed", "rpo": "BackupRPOBreached", "verify": "BackupVerificationFailed"}
+ALERT_NAMES = {"failed": "BackupFailed", "rpo": "BackupRPOBreached", "verify": "BackupVerificationFailed",
+               "offbox": "BackupOffBoxCopyFailed", "drill": "BackupDrillFailed", "rto": "BackupDrillRTOExceeded"}
+WARNINGS = frozenset({"verify", "offbox"})
 
 
 class BackupAlerts:
@@ -41,7 +44,7 @@ class BackupAlerts:
         now = self._clock()
         alert = Alert(
             source="chatops", fingerprint=f"chatops:backup:{target}:{kind}", status=status, title=title[:200],
-            severity="critical" if kind != "verify" else "warning",
+            severity="warning" if kind in WARNINGS else "critical",
             labels={"alertname": ALERT_NAMES.get(kind, "Backup"), "target": target, "component": "backups"},
             annotations={}, summary=summary[:1000], starts_at=now, ends_at=now if status == "resolved" else None, links={},
         )

@@ -48,7 +48,7 @@ class BackupRecord(BaseModel):
 
     id: str
     target: str
-    kind: Literal["postgres", "redis", "rds_snapshot"]
+    kind: Literal["postgres", "redis", "rds_snapshot", "elasticache_snapshot"]
     state: BackupState
     requested_by: str
     reason: str = ""
@@ -66,6 +66,9 @@ class BackupRecord(BaseModel):
     channel: str | None = None
     message_ts: str | None = None
     verifications: tuple[Verification, ...] = ()
+    snapshot: str | None = None  # the ElastiCache snapshot an exported backup came from (deleted with it)
+    copy_location: str | None = None  # the RDS snapshot's copy in another region (its ARN)
+    export_location: str | None = None  # where the RDS snapshot was exported to S3 as Parquet
 
     @property
     def good(self) -> bool:
@@ -103,6 +106,7 @@ class RestoreRecord(BaseModel):
     target: str
     backup_id: str
     into_env: str | None = None
+    as_instance: str | None = None  # RDS: the new instance the snapshot is restored as
     state: RestoreState
     requested_by: str
     reason: str = ""
@@ -131,7 +135,53 @@ class RestoreRecord(BaseModel):
     @property
     def destination(self) -> str:
         """Where it restores to, for people."""
+        if self.as_instance:
+            return f"a new instance `{self.as_instance}` (from `{self.target}`)"
         return f"`{self.target}`" + (f" (into `{self.into_env}`)" if self.into_env else "")
+
+
+class DrillCheckResult(BaseModel):
+    """One check of a drill: what, the value found, and whether it passed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    value: int | None
+    ok: bool
+    detail: str = ""
+
+
+class DrillRecord(BaseModel):
+    """One timed DR drill: the newest good backup restored into a scratch target, checked and timed. `ok` is the
+    restore and its checks; `within_rto` compares the restore time with the target's `rto` (None: no RTO)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    target: str
+    kind: str
+    backup_id: str | None
+    requested_by: str
+    started_at: datetime
+    finished_at: datetime
+    restore_seconds: float | None
+    rto_seconds: float | None
+    backup_age_seconds: float | None  # the RPO at that moment: how old the restored backup was
+    ok: bool
+    within_rto: bool | None
+    checks: tuple[DrillCheckResult, ...] = ()
+    scratch: str = ""
+    detail: str = ""
+
+    @property
+    def good(self) -> bool:
+        """Restored, checked, and within the RTO (when there is one)."""
+        return self.ok and self.within_rto is not False
+
+
+def new_drill_id(target: str, now: datetime) -> str:
+    """`d-<target>-20261123-040000-<4 random>`."""
+    return f"d-{target}-{now:%Y%m%d-%H%M%S}-" + "".join(secrets.choice(_ALPHABET) for _ in range(4))
 
 
 def new_backup_id(target: str, now: datetime) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.backups.model import BackupRecord, BackupState, RestoreRecord, RestoreState
+from bot.backups.model import BackupRecord, BackupState, DrillRecord, RestoreRecord, RestoreState
 from bot.blocks import Block, actions, button, context, escape, fields, header, section
 from bot.deploys.render import human_duration
 
@@ -93,7 +93,9 @@ def restore_message(record: RestoreRecord, *, now: datetime) -> tuple[str, list[
     if record.detail:
         blocks.append(section(escape(record.detail)))
     if record.state == RestoreState.AWAITING_APPROVAL:
-        blocks.append(section(":warning: Restoring replaces the data in the destination with the backup's."))
+        blocks.append(section(":information_source: Restoring creates a new instance; nothing existing is overwritten."
+                              if record.as_instance else
+                              ":warning: Restoring replaces the data in the destination with the backup's."))
         blocks.append(actions(
             button("Approve", APPROVE, record.id, style="primary"),
             button("Reject", REJECT, record.id, style="danger"),
@@ -160,3 +162,71 @@ def show_message(record: BackupRecord) -> tuple[str, list[Block]]:
 
 def _who(user: str) -> str:
     return user if not user.startswith(("U", "W")) else f"<@{user}>"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 1000:.0f}ms" if value < 1 else human_duration(timedelta(seconds=round(value)))
+
+
+def drill_text(record: DrillRecord) -> str:
+    """One drill in a line: outcome, restore time against the RTO, backup age (the RPO then), checks."""
+    mark = ":white_check_mark:" if record.good else (":warning:" if record.ok else ":x:")
+    rto = ""
+    if record.rto_seconds is not None and record.restore_seconds is not None:
+        rto = f" ({'within' if record.within_rto else 'OVER'} the RTO of {_seconds(record.rto_seconds)})"
+    age = f" · backup age {_seconds(record.backup_age_seconds)}" if record.backup_age_seconds is not None else ""
+    checks = "; ".join(f"{'✓' if c.ok else '✗'} {escape(c.label)} = "
+                       f"{c.value if c.value is not None else escape(c.detail)}" for c in record.checks)
+    return (f"{mark} DR drill `{record.id}` of `{record.target}` from `{record.backup_id or 'no backup'}`: restore "
+            f"{_seconds(record.restore_seconds)}{rto}{age}. {escape(record.detail)}"
+            + (f" Checks: {checks}" if checks else ""))
+
+
+def drills_message(target: str | None, records: Sequence[DrillRecord]) -> tuple[str, list[Block]]:
+    """`/backup drills [target]`: the last drills, pass/fail, and the restore-time trend (oldest to newest)."""
+    title = f"DR drills of {target}" if target else "DR drills"
+    if not records:
+        body = f"No drills yet. Run one with `/backup drill {target or '<target>'}` or set `verify_schedule`."
+        return f"{title}: {body}", [header(title), section(body)]
+    lines = []
+    for r in records:
+        state = "pass" if r.good else ("over RTO" if r.ok else "FAIL")
+        rto = f" / RTO {_seconds(r.rto_seconds)}" if r.rto_seconds is not None else ""
+        lines.append(f"{'✅' if r.good else '❌'} {r.started_at:%Y-%m-%d %H:%M}Z `{r.target}` {state}: restore "
+                     f"{_seconds(r.restore_seconds)}{rto} · backup age {_seconds(r.backup_age_seconds)}"
+                     + ("" if r.good else f" · {escape(r.detail)[:150]}"))
+    trend_parts = []
+    for name in sorted({r.target for r in records}):
+        times = [_seconds(r.restore_seconds) for r in reversed(records) if r.target == name]
+        trend_parts.append(f"`{name}`: {' → '.join(times)}")
+    trend = "Restore time, oldest to newest: " + " · ".join(trend_parts)
+    body = "\n".join(lines)
+    return f"{title}:\n{body}\n{trend}", [header(title), section(body), context(trend)]
+
+
+def dr_status_lines(rows: Sequence[tuple[str, datetime | None, timedelta | None, DrillRecord | None, timedelta | None]],
+                    now: datetime) -> list[str]:
+    """`/status`: per target, the last good backup's age against the RPO and the last drill's restore time
+    against the RTO. Each row: (target, last good backup, rpo, last drill, rto)."""
+    lines = []
+    for target, last_good, rpo, drill, rto in rows:
+        if last_good is None:
+            backup = "no good backup yet"
+            bad = rpo is not None
+        else:
+            age = now - last_good
+            bad = rpo is not None and age > rpo
+            backup = f"last good backup {human_duration(age)} ago" + (f" (RPO {human_duration(rpo)})" if rpo else "")
+        if drill is None:
+            drilled = "no drill yet" if rto is not None else ""
+        elif not drill.ok:
+            drilled, bad = f"last drill FAILED {drill.started_at:%Y-%m-%d}", True
+        else:
+            drilled = f"last drill restored in {_seconds(drill.restore_seconds)}" + (
+                f" (RTO {human_duration(rto)})" if rto else "")
+            bad = bad or drill.within_rto is False
+        mark = ":red_circle:" if bad else ":large_green_circle:"
+        lines.append(f"{mark} *{escape(target)}* — {backup}" + (f" · {drilled}" if drilled else ""))
+    return lines

@@ -1,6 +1,9 @@
-"""Restores of PostgreSQL backups: a request is recorded and posted for approval, approved (the approval that
+"""Restores of backups: a request is recorded and posted for approval, approved (the approval that
 completes the count starts it, exactly once), rejected, cancelled or expired; an approved restore runs under the
 target's lock, streaming the object into pg_restore and checking its sha256, and its message follows every step.
+Redis and ElastiCache RDBs are checked whole (sha256) first, then replayed key by key with RESTORE … REPLACE into
+the target's live server or one named by `into` (refused with the reason where the server does not allow it); an
+RDS snapshot is restored as a new instance named by `as`, never over an existing one.
 
 Each decision is one change of the restore record in Redis (checked inside the change, so two clicks cannot both
 start it); expiry is claimed from a Redis sorted set by the backup tick, safe on every replica."""
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvable, Decision, check_approval
 from bot.audit import AuditLog
-from bot.backups.config import PostgresTarget, RdsTarget
+from bot.backups.config import ElastiCacheTarget, PostgresTarget, RdsTarget, RedisTarget, TargetConfig
 from bot.backups.model import RestoreRecord, RestoreState, new_restore_id
 from bot.backups.render import restore_message
 from bot.backups.runs import lock_held, quietly
@@ -27,6 +31,8 @@ from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.backups.base import BackupError, Hashed
+from integrations.backups.rds import INSTANCE_ID
+from integrations.backups.redis_rdb import replay_into
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +60,12 @@ class RestoreService:
     # -- asking and deciding ------------------------------------------------------------------------------
 
     async def request(self, target: str, backup_id: str, *, into_env: str | None, user: str, channel: str,
-                      reason: str = "") -> RestoreRecord:
+                      reason: str = "", as_instance: str | None = None) -> RestoreRecord:
         """Records a restore request and posts it for approval; nothing runs until it is approved."""
         config = self._targets.target(target)
-        if not isinstance(config, PostgresTarget):
-            kind = "an RDS snapshot" if isinstance(config, RdsTarget) else "a Redis RDB file"
-            raise UserFacingError(f"`{target}` is backed up as {kind}, which chatops does not restore from Slack; "
-                                  "only PostgreSQL targets can be restored.")
-        if into_env is not None and into_env != config.dsn_env and into_env not in config.restore_into:
-            allowed = ", ".join(f"`{name}`" for name in (config.dsn_env, *config.restore_into))
+        own = await self._check_destination(target, config, into_env, as_instance)
+        if into_env is not None and into_env != own and into_env not in config.restore_into:
+            allowed = ", ".join(f"`{name}`" for name in (own, *config.restore_into) if name)
             raise UserFacingError(f"`{target}` cannot be restored into `{into_env}`. Allowed: {allowed} "
                                   f"(add more under `backups.targets.{target}.restore_into`).")
         if into_env is not None and not self._targets.environ.get(into_env):
@@ -73,14 +76,16 @@ class RestoreService:
         approval = self._section.restore_approval
         now = self._clock()
         record = RestoreRecord(
-            id=new_restore_id(), target=target, backup_id=backup.id, into_env=into_env if into_env != config.dsn_env else None,
+            id=new_restore_id(), target=target, backup_id=backup.id, into_env=into_env if into_env != own else None,
+            as_instance=as_instance,
             state=RestoreState.AWAITING_APPROVAL, requested_by=user, reason=reason, created_at=now, updated_at=now,
             required_approvals=approval.required, approvers_role=approval.approvers,
             allow_self_approval=approval.allow_self_approval, expires_at=now + approval.expires_after,
         )
         await self._records.create_restore(record)
         await self._audit.record(actor=user, action="backup.restore.request", result="ok", channel=channel,
-                                 target=f"{target} {backup.id}", detail=f"{record.id} into {into_env or config.dsn_env} {reason}".strip())
+                                 target=f"{target} {backup.id}",
+                                 detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip())
         where = self._targets.channel(target, channel) or channel
         try:
             text, blocks = restore_message(record, now=now)
@@ -89,6 +94,38 @@ class RestoreService:
         except SlackApiError as error:
             log.warning("could not post restore %s: %s", record.id, error.response.get("error"))
         return record
+
+    async def _check_destination(self, target: str, config: TargetConfig, into_env: str | None,
+                                 as_instance: str | None) -> str | None:
+        """Where each engine may restore to; the target's own variable (None: it has none). Refusals say why."""
+        if isinstance(config, RdsTarget):
+            if into_env is not None or as_instance is None:
+                raise UserFacingError(f"`{target}` is an RDS snapshot: it is restored as a NEW instance, never "
+                                      f"over one. Name it: `/backup restore {target} <id> as <new-instance-name>`.")
+            if not re.match(INSTANCE_ID, as_instance) or len(as_instance) > 63 or "--" in as_instance \
+                    or as_instance.endswith("-"):
+                raise UserFacingError(f"`{as_instance}` is not a valid DB instance identifier (1-63 letters, digits "
+                                      "and single hyphens, starting with a letter).")
+            try:
+                exists = await self._targets.snapshotter(target).instance_exists(as_instance)
+            except BackupError as error:
+                raise UserFacingError(f"Could not check whether `{as_instance}` exists: {error}") from None
+            if exists:
+                raise UserFacingError(f"The DB instance `{as_instance}` already exists; a restore never overwrites an "
+                                      "instance. Name a new one.")
+            return None
+        if as_instance is not None:
+            raise UserFacingError(f"`as <instance>` is for RDS targets; `{target}` is restored with `into <ENV_VAR>`.")
+        if isinstance(config, PostgresTarget):
+            return config.dsn_env
+        if isinstance(config, RedisTarget):
+            return config.url_env
+        assert isinstance(config, ElastiCacheTarget)
+        if into_env is None and config.url_env is None:
+            raise UserFacingError(f"`{target}` has no `url_env`, so chatops cannot reach the cluster to replay keys. "
+                                  f"Restore into a Redis named under `backups.targets.{target}.restore_into` "
+                                  "(`into <ENV_VAR>`), or set `url_env`.")
+        return config.url_env
 
     async def approve(self, restore_id: str, user: str, *, is_approver: bool) -> RestoreRecord:
         """Counts an approval; the one that completes the count starts the restore (exactly once)."""
@@ -183,6 +220,9 @@ class RestoreService:
             await self._finish(record.id, RestoreState.FAILED, f"Not started: `{record.target}` is busy ({what}). Ask again when it is done.")
             return
         async with lock_held(self._records, record.target, lock, self._ttl):
+            if not isinstance(self._targets.target(record.target), PostgresTarget):
+                await self._run_engine(record)
+                return
             started = time.monotonic()
             try:
                 backup = await self._targets.backup(record.backup_id)
@@ -203,6 +243,46 @@ class RestoreService:
                 ref = new_ref()
                 log.exception("restore %s failed inside chatops (ref %s)", restore_id, ref)
                 await self._finish(record.id, RestoreState.FAILED, f"chatops failed while restoring (ref {ref}).")
+
+    async def _run_engine(self, record: RestoreRecord) -> None:
+        """A Redis/ElastiCache replay or an RDS restore as a new instance (the target's lock is held)."""
+        started = time.monotonic()
+        try:
+            backup = await self._targets.backup(record.backup_id)
+            config = self._targets.target(record.target)
+            if isinstance(config, RdsTarget):
+                assert record.as_instance is not None
+                endpoint = await self._targets.snapshotter(record.target).restore(backup.id, record.as_instance)
+                summary = f"restored as the new instance `{record.as_instance}` ({endpoint})"
+            else:
+                assert backup.key is not None
+                store = self._targets.store_for(record.target)
+                checked = Hashed(store.read(backup.key))
+                async for _ in checked.chunks():  # the whole object first: a damaged one writes nothing
+                    pass
+                if checked.sha256 != backup.sha256:
+                    raise BackupError(f"the stored object has sha256 {checked.sha256}, not the recorded "
+                                      f"{backup.sha256}: nothing was restored")
+                variable = record.into_env or getattr(config, "url_env", None)
+                assert variable is not None
+                url = self._targets.environ.get(variable)
+                if not url:
+                    raise BackupError(f"the environment variable {variable} is not set where chatops runs")
+                hashed = Hashed(store.read(backup.key))
+                summary = await replay_into(hashed.chunks(), url, variable=variable)
+            took = time.monotonic() - started
+            await self._finish(record.id, RestoreState.SUCCEEDED, f"{summary[:1].upper()}{summary[1:]} from "
+                                                                  f"`{backup.id}` in {took:.1f}s.")
+        except (BackupError, UserFacingError) as error:
+            await self._finish(record.id, RestoreState.FAILED, str(error))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED,
+                                              "chatops stopped during the restore; it may be partly done."))
+            raise
+        except Exception:
+            ref = new_ref()
+            log.exception("restore %s failed inside chatops (ref %s)", record.id, ref)
+            await self._finish(record.id, RestoreState.FAILED, f"chatops failed while restoring (ref {ref}).")
 
     async def _finish(self, restore_id: str, state: RestoreState, detail: str) -> RestoreRecord:
         now = self._clock()

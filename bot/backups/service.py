@@ -27,9 +27,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
 from bot.backups.alerts import BackupAlerts
-from bot.backups.config import BackupsSection, RdsTarget, TargetConfig, cron_trigger
+from bot.backups.config import BackupsSection, ElastiCacheTarget, RdsTarget, TargetConfig, cron_trigger
+from bot.backups.drills import DrillRunner
 from bot.backups.model import BackupRecord, BackupState, new_backup_id
-from bot.backups.render import backup_message, progress_text
+from bot.backups.render import backup_message, dr_status_lines, progress_text
 from bot.backups.restores import RestoreService
 from bot.backups.retention import Candidate, pruned
 from bot.backups.runs import SCHEDULE, lock_held, quietly
@@ -41,7 +42,7 @@ from bot.errors import UserFacingError, new_ref
 from bot.locks import LockInfo
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.backups.base import BackupError, Progress, stream_upload
+from integrations.backups.base import BackupError, Hashed, Progress, stream_upload
 from integrations.types import format_duration
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class BackupService:
         self._alerts = BackupAlerts(records=records, pipeline=alerts, clock=clock)
         self.verifier = Verifier(targets=self.targets, alerts=self._alerts, slack=slack, audit=audit, clock=clock)
         self.restores = RestoreService(targets=self.targets, slack=slack, audit=audit, tasks=tasks, clock=clock)
+        self.drills = DrillRunner(targets=self.targets, verifier=self.verifier, alerts=self._alerts, slack=slack,
+                                  audit=audit, clock=clock)
 
     # -- lookups ------------------------------------------------------------------------------------------
 
@@ -159,6 +162,10 @@ class BackupService:
             if isinstance(config, RdsTarget):
                 location, size = await self.targets.snapshotter(target).snapshot(record.id, throttle.update)
                 key, sha256, seconds = None, None, time.monotonic() - throttle.started
+                record = await self._off_box(record, config, location)
+            elif isinstance(config, ElastiCacheTarget):
+                record, location, size, sha256 = await self._export_cache(record, config, throttle)
+                key, seconds = record.key, time.monotonic() - throttle.started
             else:
                 store = self.targets.store_for(target)
                 engine = self.targets.engine(target)
@@ -197,6 +204,60 @@ class BackupService:
         except Exception:
             log.exception("pruning %s failed", target)
         return record
+
+    async def _off_box(self, record: BackupRecord, config: RdsTarget, arn: str) -> BackupRecord:
+        """The RDS snapshot's copy in another region and its export to S3, each recorded when complete. A failure
+        keeps the snapshot (it restores) but raises the target's `offbox` alert; the next success resolves it."""
+        snapshotter = self.targets.snapshotter(record.target)
+        update: dict[str, Any] = {}
+        problems = []
+        if config.copy_to is not None:
+            try:
+                update["copy_location"] = await snapshotter.copy(record.id, arn)
+            except BackupError as error:
+                problems.append(f"copy to {config.copy_to.region} failed: {error}")
+        if config.export_to is not None:
+            store = self.targets.s3_store(config.export_to.storage)
+            try:
+                update["export_location"] = await snapshotter.export(
+                    record.id, arn, bucket=store.bucket, prefix=store.full(f"{record.target}/exports"))
+            except BackupError as error:
+                problems.append(f"export to S3 failed: {error}")
+        if problems:
+            update["detail"] = "The snapshot is kept, but " + "; ".join(problems)
+            await self._alerts.fire(record.target, "offbox", f"Off-box copy of {record.target} failed",
+                                    f"{record.id}: " + "; ".join(problems))
+        elif update:
+            await self._alerts.resolve(record.target, "offbox", f"{record.id} of {record.target} is copied off-box.")
+        return await self.records.update(record.id, lambda r: r.model_copy(update=update)) if update else record
+
+    async def _export_cache(self, record: BackupRecord, config: ElastiCacheTarget,
+                            throttle: _Throttle) -> tuple[BackupRecord, str, int, str]:
+        """ElastiCache: snapshot, export into the target's S3 storage, move the RDB under our layout, and read it
+        back for its size and sha256: (record, location, size, sha256)."""
+        snapshotter = self.targets.cache_snapshotter(record.target)
+        store = self.targets.s3_store(config.storage)
+        await snapshotter.snapshot(record.id, throttle.update)
+        record = await self.records.update(record.id, lambda r: r.model_copy(update={"snapshot": r.id}))
+        exported = await snapshotter.export(record.id, store.bucket)
+        deadline = time.monotonic() + snapshotter.timeout
+        while not (found := [k for k in await store.keys_under(exported) if k.endswith(".rdb")]):
+            if time.monotonic() > deadline:
+                raise BackupError(f"ElastiCache did not write the export {exported}*.rdb into {store.bucket} before "
+                                  "the timeout (does the bucket grant ElastiCache access?)")
+            await throttle.update(Progress(0, time.monotonic() - throttle.started), "exporting to S3")
+            await asyncio.sleep(snapshotter.poll_interval)
+        if len(found) > 1:
+            await store.delete_prefix(exported)
+            raise BackupError(f"the export wrote {len(found)} RDB files (one per shard of a cluster-mode group); "
+                              "chatops backs up single-shard groups and cache clusters")
+        key = f"{record.target}/{record.id}.rdb"
+        await store.adopt(found[0], key)
+        record = await self.records.update(record.id, lambda r: r.model_copy(update={"key": key}))
+        hashed = Hashed(store.read(key))
+        async for _ in hashed.chunks():
+            pass
+        return record, store.location(key), hashed.size, hashed.sha256
 
     async def _finish_badly(self, backup_id: str, state: BackupState, detail: str) -> BackupRecord:
         now = self._clock()
@@ -242,8 +303,16 @@ class BackupService:
         for backup_id in gone:
             record = good[backup_id]
             if isinstance(config, RdsTarget):
-                await self.targets.snapshotter(target).delete(record.id)
-            elif record.key:
+                snapshotter = self.targets.snapshotter(target)
+                await snapshotter.delete(record.id)
+                if record.copy_location:
+                    await snapshotter.delete_copy(record.id)
+                if record.export_location and config.export_to is not None:
+                    store = self.targets.s3_store(config.export_to.storage)
+                    await store.delete_prefix(record.export_location.split("/", 3)[3])
+            if isinstance(config, ElastiCacheTarget) and record.snapshot:
+                await self.targets.cache_snapshotter(target).delete(record.snapshot)
+            if not isinstance(config, RdsTarget) and record.key:
                 await self.targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
             await self.records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}))
             await self._audit.record(actor="chatops", action="backup.prune", result="ok", target=backup_id)
@@ -275,6 +344,15 @@ class BackupService:
                 await self._alerts.resolve(name, "rpo", f"{name} is within its RPO again.")
         return breached
 
+    async def dr_status(self, now: datetime) -> list[str]:
+        """`/status` lines: each target's last good backup age against its RPO and last drill against its RTO."""
+        rows = []
+        for name, config in self.section.targets.items():
+            drills = await self.records.drills(name, 1)
+            last = await self.records.last_good(name)
+            rows.append((name, last, config.rpo, drills[0] if drills else None, config.rto))
+        return dr_status_lines(rows, now)
+
     # -- the scheduler's jobs -----------------------------------------------------------------------------
 
     def jobs(self) -> list[tuple[str, Job, BaseTrigger]]:
@@ -285,7 +363,8 @@ class BackupService:
             if config.schedule:
                 found.append((f"backup:{name}", self._job(self.run_scheduled, name), cron_trigger(config.schedule)))
             if config.verify_schedule:
-                found.append((f"backup-verify:{name}", self._job(self.verifier.run_drill, name), cron_trigger(config.verify_schedule)))
+                drill = self._job(self.drills.run_scheduled, name)  # a timed DR drill (restore, checks, RTO)
+                found.append((f"backup-verify:{name}", drill, cron_trigger(config.verify_schedule)))
         if any(config.rpo for config in self.section.targets.values()):
             async def rpo(missed: object | None = None) -> None:
                 await self.check_rpo()

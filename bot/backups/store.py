@@ -10,7 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from redis.asyncio.client import Pipeline
 
-from bot.backups.model import BackupRecord, BackupState, RestoreRecord
+from bot.backups.model import BackupRecord, BackupState, DrillRecord, RestoreRecord
 from bot.locks import LockInfo, RunLocks
 from bot.store import Store
 
@@ -128,6 +128,24 @@ class BackupStore:
     async def clear_firing(self, member: str) -> bool:
         """Forgets it; True when it was raised (so a resolved alert is due)."""
         return bool(await self._store.call("backup_firing", self._redis.srem(self._k("firing"), member)))
+
+    # -- drills -------------------------------------------------------------------------------------------
+
+    async def add_drill(self, record: DrillRecord, keep: int = 200) -> None:
+        """Records a finished drill (the newest `keep` per target are kept)."""
+        key = self._k("drills", record.target)
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {record.model_dump_json(): record.started_at.timestamp()})
+                pipe.zremrangebyrank(key, 0, -keep - 1)
+                await pipe.execute()
+        await self._store.call("drill_add", write())
+
+    async def drills(self, target: str, limit: int) -> list[DrillRecord]:
+        """The newest `limit` drills of a target, newest first."""
+        raws = await self._store.call("drill_list", self._redis.zrevrange(self._k("drills", target), 0, limit - 1))
+        return [r for r in (_parse(DrillRecord, raw) for raw in raws) if r is not None]
 
     # -- restores -----------------------------------------------------------------------------------------
 

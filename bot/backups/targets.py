@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 
-from bot.backups.config import BackupsSection, RdsTarget, TargetConfig
+from bot.backups.config import BackupsSection, ElastiCacheTarget, RdsTarget, TargetConfig
 from bot.backups.model import BackupRecord
 from bot.backups.runs import quietly
 from bot.backups.store import BackupStore as BackupRecords
 from bot.config import ChatopsConfig
 from bot.errors import UserFacingError
 from integrations.backups.base import BackupEngine, BackupStore
+from integrations.backups.elasticache import ElastiCacheSnapshotter
 from integrations.backups.rds import RdsSnapshotEngine
-from integrations.backups.registry import build_engine, build_snapshotter, build_store
+from integrations.backups.registry import build_cache_snapshotter, build_engine, build_snapshotter, build_store
+from integrations.backups.s3 import S3BackupStore
 
 
 class BackupTargets:
@@ -28,6 +30,7 @@ class BackupTargets:
         self._stores: dict[str, BackupStore] = {}
         self._engines: dict[str, BackupEngine] = {}
         self._snapshotters: dict[str, RdsSnapshotEngine] = {}
+        self._cache_snapshotters: dict[str, ElastiCacheSnapshotter] = {}
 
     def target(self, name: str) -> TargetConfig:
         """A target's configuration; a refusal naming the known ones otherwise."""
@@ -64,7 +67,7 @@ class BackupTargets:
         """The dump engine of a PostgreSQL or Redis target (built once)."""
         config = self.target(target)
         if target not in self._engines:
-            assert not isinstance(config, RdsTarget)
+            assert not isinstance(config, (RdsTarget, ElastiCacheTarget))
             self._engines[target] = build_engine(config, environ=self.environ)
         return self._engines[target]
 
@@ -75,6 +78,22 @@ class BackupTargets:
         if target not in self._snapshotters:
             self._snapshotters[target] = build_snapshotter(config, environ=self.environ)
         return self._snapshotters[target]
+
+    def cache_snapshotter(self, target: str) -> ElastiCacheSnapshotter:
+        """The snapshot-and-export engine of an ElastiCache target (built once)."""
+        config = self.target(target)
+        assert isinstance(config, ElastiCacheTarget)
+        if target not in self._cache_snapshotters:
+            self._cache_snapshotters[target] = build_cache_snapshotter(config, environ=self.environ)
+        return self._cache_snapshotters[target]
+
+    def s3_store(self, name: str) -> S3BackupStore:
+        """The S3 storage `name` (built once); config validation made sure it is S3."""
+        if name not in self._stores:
+            self._stores[name] = build_store(self.section.storage[name], environ=self.environ)
+        store = self._stores[name]
+        assert isinstance(store, S3BackupStore)
+        return store
 
     async def write_metadata(self, record: BackupRecord) -> None:
         """The JSON next to the backup object (PostgreSQL and Redis targets)."""
@@ -90,3 +109,5 @@ class BackupTargets:
             await quietly(store.aclose())
         for snapshotter in self._snapshotters.values():
             await quietly(snapshotter.aclose())
+        for cache in self._cache_snapshotters.values():
+            await quietly(cache.aclose())

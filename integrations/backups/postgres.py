@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +39,15 @@ SELECT format('SELECT %L, count(*) FROM %I.%I', schemaname || '.' || tablename, 
 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
 \gexec
 """
+
+
+@dataclass(frozen=True)
+class DrillFacts:
+    """A drill's timed restore: seconds to restore, each query's first value (text), and where it went."""
+
+    seconds: float
+    values: list[str]
+    scratch: str
 
 
 class PostgresSettings(StrictModel):
@@ -102,6 +113,37 @@ class PostgresEngine:
         total = sum(rows.values())
         detail = f"restored into a scratch database: {len(rows)} tables, {total} rows"
         return VerifyFacts(detail=detail, tables=len(rows), rows=rows)
+
+    async def drill(self, chunks: AsyncIterator[bytes], queries: list[str]) -> DrillFacts:
+        """A timed restore into a scratch database: the seconds from the first byte to a restored database, then
+        the first value of each query (run read-only on the scratch copy), then the scratch database is dropped."""
+        dsn = self._dsn(self._settings.dsn_env)
+        scratch = f"chatops_drill_{secrets.token_hex(6)}"
+        scratch_dsn = _with_database(dsn, scratch)
+        started = time.monotonic()
+        await self._create_database(dsn, scratch, exist_ok=False)
+        try:
+            await self._pg_restore(scratch_dsn, chunks)
+            seconds = time.monotonic() - started
+            values = [await self._scalar(scratch_dsn, query) for query in queries]
+        finally:
+            await self._drop_database(dsn, scratch)
+        return DrillFacts(seconds=seconds, values=values, scratch=f"database {scratch} on {dsn.host} (dropped)")
+
+    async def _scalar(self, dsn: SplitUrl, query: str) -> str:
+        """The first column of the first row of `query`, run in a read-only transaction."""
+        proc = await Subprocess.start(
+            [self._tool("psql"), "--no-password", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
+             "--set=ON_ERROR_STOP=1", f"--dbname={dsn.url}"],
+            env=self._env(dsn) | {"PGOPTIONS": "-c default_transaction_read_only=on -c statement_timeout=300000"},
+            secrets=[dsn.password], stdin=True, stdout=True,
+        )
+        assert proc.process.stdin is not None and proc.process.stdout is not None
+        proc.process.stdin.write(query.encode() + b"\n;\n")
+        proc.process.stdin.close()
+        output = await proc.process.stdout.read()
+        await proc.finish()
+        return output.decode("utf-8", "replace").strip().splitlines()[0] if output.strip() else ""
 
     async def _pg_restore(self, dsn: SplitUrl, chunks: AsyncIterator[bytes]) -> None:
         proc = await Subprocess.start(

@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from integrations.backups import local, postgres, rds, redis_rdb, s3
+from integrations.backups import elasticache, local, postgres, rds, redis_rdb, s3
 from integrations.backups.base import BackupEngine, BackupStore
+from integrations.backups.elasticache import ElastiCacheSettings, ElastiCacheSnapshotter
 from integrations.backups.local import LocalStorageSettings
 from integrations.backups.postgres import PostgresSettings
 from integrations.backups.rds import RdsSettings, RdsSnapshotEngine
@@ -37,3 +38,8 @@ def build_engine(settings: PostgresSettings | RedisSettings, *, environ: Mapping
 def build_snapshotter(settings: RdsSettings, *, environ: Mapping[str, str]) -> RdsSnapshotEngine:
     """The snapshot engine of an RDS target."""
     return rds.build(settings, environ=environ)
+
+
+def build_cache_snapshotter(settings: ElastiCacheSettings, *, environ: Mapping[str, str]) -> ElastiCacheSnapshotter:
+    """The snapshot-and-export engine of an ElastiCache target."""
+    return elasticache.build(settings, environ=environ)

@@ -193,6 +193,37 @@ class S3BackupStore:
             if "NoSuchUpload" not in str(error):
                 raise
 
+    async def keys_under(self, absolute_prefix: str) -> list[str]:
+        """Every object key (bucket-absolute, not under our prefix) starting with `absolute_prefix`."""
+        found: list[str] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": absolute_prefix}
+        while True:
+            answer = await self.call("list_objects_v2", **params)
+            found += [str(item["Key"]) for item in answer.get("Contents") or []]
+            if not answer.get("IsTruncated"):
+                return found
+            params["ContinuationToken"] = answer.get("NextContinuationToken")
+
+    async def adopt(self, absolute_key: str, key: str) -> None:
+        """Moves an object another service wrote into this bucket (an ElastiCache export, at `absolute_key`) to
+        `key` under our prefix: a server-side copy (multipart for large objects), then the original is deleted."""
+        extra: dict[str, str] = {}
+        if self.settings.storage_class:
+            extra["StorageClass"] = self.settings.storage_class
+        if self.settings.sse:
+            extra["ServerSideEncryption"] = self.settings.sse
+        await self.call("copy", CopySource={"Bucket": self.bucket, "Key": absolute_key}, Bucket=self.bucket,
+                        Key=self.full(key), ExtraArgs=extra or None)
+        await self.call("delete_object", Bucket=self.bucket, Key=absolute_key)
+
+    async def delete_prefix(self, absolute_prefix: str) -> int:
+        """Deletes every object under `absolute_prefix` (an RDS export's folder); how many."""
+        keys = await self.keys_under(absolute_prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            await self.call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
+
     async def aclose(self) -> None:
         """Closes the client's connections."""
         await self._aws.aclose()

@@ -119,7 +119,7 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("", "Say what to do: `run`, `list`, `show`, `verify` or `restore`."),
+    ("", "Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`."),
     ("run", "`/backup run` needs <target>."),
     ("run nosuch", "There is no backup target `nosuch`. Targets: `appdb`, `cache`, `rds-prod`."),
     ("run appdb extra", "`/backup run` takes <target>; `extra` is one word too many."),
@@ -129,13 +129,13 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
     ("show appdb-19990101-000000-xxxx", "There is no backup `appdb-19990101-000000-xxxx`. See `/backup list <target>`."),
     ("show bad/id", "`bad/id` is not a valid backup id"),
     ("verify appdb", "`appdb` has no complete backup to verify yet. Make one with `/backup run appdb`."),
-    ("restore appdb", "`/backup restore` needs <target> <id> [into <ENV_VAR>]."),
+    ("restore appdb", "`/backup restore` needs <target> <id> [into <ENV_VAR> | as <new-instance>]."),
     ("restore appdb nope", "There is no backup `nope` of `appdb`. See `/backup list appdb`."),
-    ("restore appdb x onto DB", "After the backup id, only `into <ENV_VAR>` may follow"),
+    ("restore appdb x onto DB", "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's URL) or `as <new-instance>`"),
     ("restore appdb x into 9DB", "`9DB` is not an environment variable name"),
     ("restore appdb x into SLACK_BOT_TOKEN", "`appdb` cannot be restored into `SLACK_BOT_TOKEN`. Allowed: `APPDB_URL`, `RESTORE_URL`"),
-    ("restore rds-prod x", "`rds-prod` is backed up as an RDS snapshot, which chatops does not restore from Slack"),
-    ("backup appdb", "`backup` is not a /backup subcommand (use one of: run, list, show, verify, restore)."),
+    ("restore rds-prod x", "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup restore rds-prod <id> as <new-instance-name>`."),
+    ("backup appdb", "`backup` is not a /backup subcommand (use one of: run, list, show, verify, restore, drill, drills)."),
     ("list appdb --reason x", "`--reason` is for `run` and `restore`, not `list`."),
 ])
 async def test_bad_input_gets_a_precise_ephemeral_error(bot: BotHarness, text: str, expected: str) -> None:
