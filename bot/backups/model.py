@@ -41,6 +41,17 @@ class Verification(BaseModel):
     rows: int | None = None
 
 
+class Encryption(BaseModel):
+    """How a backup object was encrypted: the scheme, which master key wrapped its data key, and the wrapped data
+    key itself (base64; useless without the master key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scheme: str
+    key_ref: str
+    wrapped_key: str
+
+
 class BackupRecord(BaseModel):
     """One backup run; the JSON stored in Redis and next to the backup object."""
 
@@ -66,6 +77,9 @@ class BackupRecord(BaseModel):
     channel: str | None = None
     message_ts: str | None = None
     verifications: tuple[Verification, ...] = ()
+    encryption: Encryption | None = None
+    retain_until: datetime | None = None
+    """Until when S3 Object Lock keeps the object (nobody can delete it before)."""
 
     @property
     def good(self) -> bool:

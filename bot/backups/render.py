@@ -67,6 +67,11 @@ def backup_message(record: BackupRecord, *, progress: str | None = None) -> tupl
             lines.append(f"*sha256* `{record.sha256}`")
         if record.location:
             lines.append(f"*Stored at* `{escape(record.location)}`")
+        if record.encryption:
+            lines.append(f"*Encrypted* {escape(record.encryption.scheme)}, data key wrapped by "
+                         f"`{escape(record.encryption.key_ref)}`")
+        if record.retain_until:
+            lines.append(f"*Object Lock* until {record.retain_until:%Y-%m-%d %H:%M}Z")
         blocks.append(section("\n".join(lines)))
     if record.detail:
         blocks.append(section(escape(record.detail)))

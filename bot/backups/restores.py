@@ -1,6 +1,8 @@
 """Restores of PostgreSQL backups: a request is recorded and posted for approval, approved (the approval that
 completes the count starts it, exactly once), rejected, cancelled or expired; an approved restore runs under the
-target's lock, streaming the object into pg_restore and checking its sha256, and its message follows every step.
+target's lock and its message follows every step. The whole object is checked first (sha256 and, when encrypted,
+every authenticated frame: `readback.py`) and only then streamed into the engine, which restores into a new
+database and swaps it for the target on success: a damaged backup or a failed restore leaves the target as it was.
 
 Each decision is one change of the restore record in Redis (checked inside the change, so two clicks cannot both
 start it); expiry is claimed from a Redis sorted set by the backup tick, safe on every replica."""
@@ -26,7 +28,7 @@ from bot.backups.targets import BackupTargets
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.backups.base import BackupError, Hashed
+from integrations.backups.base import BackupError
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +188,21 @@ class RestoreService:
             started = time.monotonic()
             try:
                 backup = await self._targets.backup(record.backup_id)
-                assert backup.key is not None
-                hashed = Hashed(self._targets.store_for(record.target).read(backup.key))
-                summary = await self._targets.engine(record.target).restore(hashed.chunks(), record.into_env)
-                if hashed.sha256 != backup.sha256:
-                    raise BackupError(f"the object read back has sha256 {hashed.sha256}, not the recorded {backup.sha256}: "
-                                      "the destination may hold a damaged restore")
+                stored = self._targets.read_back(backup)
+                try:
+                    checked = await stored.check()
+                except BackupError as error:
+                    raise BackupError(f"Refused before anything was written: {error}") from None
+                summary = await self._targets.engine(record.target).restore(stored.plaintext(), record.into_env)
                 took = time.monotonic() - started
-                await self._finish(record.id, RestoreState.SUCCEEDED, f"{summary} from `{backup.id}` in {took:.1f}s (sha256 checked).")
+                await self._finish(record.id, RestoreState.SUCCEEDED,
+                                   f"{summary} from `{backup.id}` in {took:.1f}s ({checked}).")
             except (BackupError, UserFacingError) as error:
                 await self._finish(record.id, RestoreState.FAILED, str(error))
             except asyncio.CancelledError:
-                await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED, "chatops stopped during the restore; the destination may be partly restored."))
+                await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED,
+                                                  "chatops stopped during the restore; the destination is unchanged "
+                                                  "unless the final swap had completed."))
                 raise
             except Exception:
                 ref = new_ref()
