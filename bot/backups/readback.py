@@ -10,7 +10,6 @@ away (a new database, a scratch server) until the stream has ended without an er
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 
@@ -58,7 +57,7 @@ class StoredObject:
         if self._envelope is None:
             raise BackupError(f"{self._record.id} is encrypted but its storage has no `encryption` configured any "
                               "more: configure the key it was made with")
-        return open_sealed(source, self._unwrap, asyncio.to_thread)
+        return open_sealed(source, self._unwrap)
 
     async def _unwrap(self, header: Header) -> bytes:
         encryption = self._record.encryption

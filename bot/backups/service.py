@@ -204,7 +204,9 @@ class BackupService:
             log.exception("pruning %s failed", target)
         return record
 
-    async def _sealed(self, target: str, key: str, dump: AsyncIterator[bytes]) -> tuple[AsyncIterator[bytes], Encryption | None]:
+    async def _sealed(
+        self, target: str, key: str, dump: AsyncIterator[bytes],
+    ) -> tuple[AsyncIterator[bytes], Encryption | None]:
         """The dump as it is stored: encrypted under a fresh data key when the storage says so (the record keeps the
         wrapped key; the sha256 recorded is then of the encrypted bytes, what the storage holds)."""
         envelope = self.targets.envelope_for(target)
@@ -213,7 +215,7 @@ class BackupService:
         data_key = await envelope.new_key(key)
         encryption = Encryption(scheme=SCHEME, key_ref=data_key.key_ref,
                                 wrapped_key=base64.b64encode(data_key.wrapped).decode())
-        return seal(dump, data_key, key, asyncio.to_thread), encryption
+        return seal(dump, data_key, key), encryption
 
     async def _finish_badly(self, backup_id: str, state: BackupState, detail: str) -> BackupRecord:
         now = self._clock()
@@ -282,13 +284,15 @@ class BackupService:
     async def _keep_locked(self, record: BackupRecord) -> None:
         """Says (once per backup, in its record, the audit log and the log) that retention waits for the lock."""
         assert record.retain_until is not None
-        detail = (f"Retention would delete it, but S3 Object Lock keeps it until {record.retain_until:%Y-%m-%d %H:%M}Z; "
-                  "it is deleted at the first pruning after that.")
+        until = f"{record.retain_until:%Y-%m-%d %H:%M}Z"
+        detail = f"Retention would delete it, but S3 Object Lock keeps it until {until}; it is deleted at the first " \
+                 "pruning after that."
         if record.detail == detail:
             return
         log.info("retention keeps %s: object lock until %s", record.id, record.retain_until.isoformat())
         await self.records.update(record.id, lambda r: r.model_copy(update={"detail": detail}))
-        await self._audit.record(actor="chatops", action="backup.prune.locked", result="ok", target=record.id, detail=detail)
+        await self._audit.record(actor="chatops", action="backup.prune.locked", result="ok", target=record.id,
+                                 detail=detail)
 
     # -- ticks, RPO and alerts ----------------------------------------------------------------------------
 

@@ -103,8 +103,9 @@ class PostgresEngine:
         except BaseException:
             await _shielded(self._drop_database(dsn, staging))
             raise
-        replaced = "replaced" if like is not None else "created"
-        return f"restored into a new database and {replaced} database {name} with it on {dsn.host}"
+        if like is None:
+            return f"restored into the new database {name} on {dsn.host}"
+        return f"restored into a new database, then swapped in for database {name} on {dsn.host}"
 
     async def verify(self, chunks: AsyncIterator[bytes]) -> VerifyFacts:
         """Restores into a scratch database, counts tables and rows, drops it."""

@@ -7,9 +7,11 @@ finds and `abort_incomplete` removes.
 With `object_lock: {mode: GOVERNANCE|COMPLIANCE, days: 30}` (the bucket must have S3 Object Lock enabled, which
 also turns versioning on) each backup object gets a retention date: nobody holding the bucket's credentials can
 delete or overwrite that version before it (COMPLIANCE: not even the root user). A delete in a versioned bucket
-without a version id only adds a delete marker and frees nothing, so deletes here remove every version of the key. boto3 is synchronous: every call runs through `asyncio.to_thread` on one
-client built when first needed. That keeps to the project's one AWS library; the calls are few (one per 8 MiB
-part), so a thread hop per call costs nothing measurable, and boto3 brings credentials, retries and signing.
+without a version id only adds a delete marker and frees nothing, so deletes here remove every version of the key.
+
+boto3 is synchronous: every call runs through `asyncio.to_thread` on one client built when first needed. That keeps
+to the project's one AWS library; the calls are few (one per 8 MiB part), so a thread hop per call costs nothing
+measurable, and boto3 brings credentials, retries and signing.
 """
 
 from __future__ import annotations

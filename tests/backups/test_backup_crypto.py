@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -97,7 +97,8 @@ backups:
 def pg_dump(postgres: Postgres, database: str) -> str:
     """A plain-text dump of the schema and data, without the lines that differ on every run."""
     result = subprocess.run(
-        [f"{postgres.bin_dir}/pg_dump", "--no-owner", f"--dbname=postgresql://postgres@127.0.0.1:{postgres.port}/{database}"],
+        [f"{postgres.bin_dir}/pg_dump", "--no-owner",
+         f"--dbname=postgresql://postgres@127.0.0.1:{postgres.port}/{database}"],
         env=dict(os.environ, PGPASSWORD=PG_PASSWORD), capture_output=True, text=True, check=True, timeout=120,
     )
     # PostgreSQL 17.6+ brackets a dump in \restrict <random key> / \unrestrict <key>.
@@ -129,12 +130,13 @@ async def restore(service: BackupService, target: str, backup_id: str, *, into_e
     return done
 
 
-async def tamper(service: BackupService, s3_server: S3Server, bucket: str, record: BackupRecord, change, *,  # type: ignore[no-untyped-def]
-                 rerecord: bool) -> None:
+async def tamper(service: BackupService, s3_server: S3Server, bucket: str, record: BackupRecord,
+                 change: Callable[[bytes], bytes], *, rerecord: bool) -> None:
     """Changes the stored object with `change(bytes) -> bytes`; with `rerecord`, also makes the record's size and
     sha256 match the changed bytes (an attacker who can write the records too, or a dump damaged before upload)."""
     s3 = s3_server.client()
-    key = f"{service.section.storage[service.target(record.target).storage].prefix}{record.key}"  # type: ignore[union-attr]
+    storage = service.section.storage[service.target(record.target).storage]  # type: ignore[union-attr]
+    key = f"{storage.prefix}{record.key}"  # type: ignore[union-attr]
     body = change(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     s3.close()
@@ -163,7 +165,8 @@ async def test_an_encrypted_backup_is_restored_byte_identical(bot: BotHarness, p
     body = s3.get_object(Bucket=bucket, Key=f"{prefix}{record.key}")["Body"].read()
     assert body.startswith(MAGIC) and b"PGDMP" not in body and b"example.com" not in body
     assert len(body) == record.size and hashlib.sha256(body).hexdigest() == record.sha256  # of the stored bytes
-    metadata = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}{record.key.rsplit('.', 1)[0]}.json")["Body"].read())
+    metadata_key = f"{prefix}{record.key.rsplit('.', 1)[0]}.json"
+    metadata = json.loads(s3.get_object(Bucket=bucket, Key=metadata_key)["Body"].read())
     assert metadata["encryption"]["wrapped_key"] == record.encryption.wrapped_key
     assert base64.b64decode(record.encryption.wrapped_key) in body  # the header carries the same wrapped key
     s3.close()
@@ -253,9 +256,10 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
     assert ("backup.prune.locked", first.id) in audit and ("backup.prune", first.id) not in audit
 
     # The lock ends (lifted here by a governance bypass, as its date would): pruning removes every version.
+    soon = datetime.now(UTC) + timedelta(seconds=1)
     moto_s3.put_object_retention(Bucket=locked_bucket, Key=first.key, VersionId=version, BypassGovernanceRetention=True,
-                                 Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(seconds=1)})
-    await service.records.update(first.id, lambda r: r.model_copy(update={"retain_until": datetime.now(UTC) - timedelta(seconds=1)}))
+                                 Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon})
+    await service.records.update(first.id, lambda r: r.model_copy(update={"retain_until": soon}))
     moto_s3.put_object(Bucket=locked_bucket, Key=first.key, Body=b"an overwrite by someone")  # a newer version
     await eventually(lambda: _lock_over(moto_s3, locked_bucket, first.key, version), timeout=30)
     assert first.id in await service.prune("locked")

@@ -42,7 +42,7 @@ async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
         yield data[start:start + size]
 
 
-async def sealed(data: bytes, *, context: str = "appdb/one.dump", part: int = 3 * FRAME_SIZE) -> tuple[bytes, int]:
+async def sealed(data: bytes, *, context: str = "appdb/one.dump", part: int = 6 * FRAME_SIZE) -> tuple[bytes, int]:
     """The encrypted object of `data` and the number of parts it came out in."""
     envelope = Envelope(EncryptionSettings(key_env="BACKUP_KEY"), environ=ENV)
     key = await envelope.new_key(context)
@@ -59,14 +59,14 @@ async def opened(blob: bytes, *, environ: dict[str, str] = ENV, read: int = 1_00
     return b"".join([p async for p in open_sealed(_pieces(blob, read), unwrap, _run)])
 
 
-@pytest.mark.parametrize("size", [0, 1, FRAME_SIZE - 1, FRAME_SIZE, FRAME_SIZE + 1, 7 * FRAME_SIZE + 12345])
+@pytest.mark.parametrize("size", [0, 1, FRAME_SIZE - 1, FRAME_SIZE, FRAME_SIZE + 1, 13 * FRAME_SIZE + 12345])
 async def test_every_size_round_trips_one_part_out_per_part_in(size: int) -> None:
     data = os.urandom(size)
     blob, parts = await sealed(data)
     assert blob.startswith(MAGIC)
     if size >= 64:
         assert data[:64] not in blob  # nothing of the plaintext is stored
-    assert parts == max(1, -(-size // (3 * FRAME_SIZE)))  # S3 parts keep their size: no extra small part
+    assert parts == max(1, -(-size // (6 * FRAME_SIZE)))  # S3 parts keep their size: no extra small part
     assert await opened(blob) == data
 
 
@@ -179,8 +179,9 @@ def test_config_errors_name_the_key(extra: str, expected: str) -> None:
 
 
 def test_good_encryption_and_lock_settings_parse() -> None:
-    config = parse_config(_CONFIG.format(extra="encryption: {kms_key_id: 'arn:aws:kms:eu-west-1:123456789012:alias/b'}, "
+    arn = "arn:aws:kms:eu-west-1:123456789012:alias/b"
+    config = parse_config(_CONFIG.format(extra=f"encryption: {{kms_key_id: '{arn}'}}, "
                                                "object_lock: {mode: COMPLIANCE, days: 30}"), "c.yaml")
     storage = config.backups.storage["main"]
-    assert storage.encryption is not None and storage.encryption.key_ref == "kms:arn:aws:kms:eu-west-1:123456789012:alias/b"
+    assert storage.encryption is not None and storage.encryption.key_ref == f"kms:{arn}"
     assert storage.object_lock is not None and storage.object_lock.days == 30  # type: ignore[union-attr]
