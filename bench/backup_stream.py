@@ -1,17 +1,19 @@
 """Backup streaming: throughput of a `/backup run` of a PostgreSQL database (the service's path: pg_dump -Fc read in
-parts, hashed, uploaded as an S3 multipart upload to a local SeaweedFS) against `pg_dump -Fc > /dev/null` of the same
+parts, encrypted with AES-256-GCM under a fresh data key (`encryption: {key_env: …}`; `--no-encryption` to leave it
+out), hashed, uploaded as an S3 multipart upload to a local SeaweedFS) against `pg_dump -Fc > /dev/null` of the same
 database in the same run, and the peak RSS of the process running the service.
 
 It starts its own PostgreSQL (initdb, as the postgres user when root), `weed mini` and redis-server, fills a table
 with `--gb` GB of rows, then times the baseline and the service path (each `--runs` times, best of) and prints the
 figures and the ratios. Targets: throughput >= 0.9x the baseline, peak RSS <= 150 MB.
-Run: python bench/backup_stream.py [--gb 1] [--runs 1]
+Run: python bench/backup_stream.py [--gb 1] [--runs 1] [--no-encryption]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -101,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=1.0, help="size of the generated table in GB (default 1)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each side; the best is reported")
+    parser.add_argument("--no-encryption", action="store_true", help="store the dump unencrypted")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="chatops-bench-"))
     base.chmod(0o755)  # the PostgreSQL server runs as the postgres user and must reach its folder inside
@@ -117,16 +120,17 @@ def main() -> None:
                 print(f"database size: {size / 1024**3:.2f} GiB", flush=True)
                 s3.client().create_bucket(Bucket="bench-backups")
                 config = base / "bench.yaml"
+                encryption = "" if args.no_encryption else ", encryption: {key_env: BENCH_BACKUP_KEY}"
                 config.write_text(f"""
 roles: {{admins: [U0DEMO]}}
 backups:
   storage:
-    main: {{kind: s3, bucket: bench-backups, endpoint_url_env: S3_ENDPOINT_URL, region: eu-west-1}}
+    main: {{kind: s3, bucket: bench-backups, endpoint_url_env: S3_ENDPOINT_URL, region: eu-west-1{encryption}}}
   targets:
     bench: {{kind: postgres, dsn_env: BENCH_DB_URL, bin_dir: "{pg.bin_dir}", storage: main}}
 """)
                 env = dict(os.environ, BENCH_DB_URL=pg.url("bench"), S3_ENDPOINT_URL=s3.url, AWS_ACCESS_KEY_ID="bench",
-                           AWS_SECRET_ACCESS_KEY="bench")
+                           AWS_SECRET_ACCESS_KEY="bench", BENCH_BACKUP_KEY=base64.b64encode(os.urandom(32)).decode())
                 base_times, runs = [], []
                 for _ in range(args.runs):
                     base_times.append(baseline(pg, "bench")[0])
@@ -137,7 +141,9 @@ backups:
                 dump = int(best["size"])  # type: ignore[call-overload]
                 peak = max(float(r["peak_rss_mb"]) for r in runs)  # type: ignore[arg-type]
                 print(f"pg_dump -Fc > /dev/null : {best_base:7.1f} s  ({size / best_base / 1024**2:6.1f} MiB/s of database)")
-                print(f"/backup run (service)   : {seconds:7.1f} s  ({size / seconds / 1024**2:6.1f} MiB/s of database, "
+                mode = "plain" if args.no_encryption else "AES-256-GCM"
+                print(f"/backup run ({mode:<11}): {seconds:7.1f} s  "
+                      f"({size / seconds / 1024**2:6.1f} MiB/s of database, "
                       f"dump {dump / 1024**2:.0f} MiB uploaded at {dump / seconds / 1024**2:.1f} MiB/s)")
                 print(f"throughput ratio        : {best_base / seconds:.2f}x the baseline (target >= 0.90x)")
                 print(f"peak RSS of the service : {peak:.0f} MB (target <= 150 MB)")

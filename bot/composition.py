@@ -7,7 +7,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -60,6 +60,8 @@ from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
+from integrations.backups.base import BackupError
+from integrations.backups.envelope import parse_key
 from integrations.paging import pagerduty as pagerduty_vendor
 from integrations.statuspage.statuspage import StatuspageConfigError, build_client
 
@@ -107,6 +109,7 @@ async def preflight(settings: Settings, config: ChatopsConfig) -> None:
                 build_client(config.integrations.statuspage, environ=os.environ, http=session)
             except StatuspageConfigError as error:
                 raise StartupError(str(error)) from None
+        check_backup_keys(config, os.environ)
         if settings.slack_app_token is None:
             return
         client = AsyncWebClient(base_url=settings.slack_api_url, session=session)
@@ -116,6 +119,17 @@ async def preflight(settings: Settings, config: ChatopsConfig) -> None:
             raise StartupError(f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error.response.get('error')}") from None
         except aiohttp.ClientError as error:
             raise StartupError(f"cannot reach Slack at {settings.slack_api_url}: {type(error).__name__}") from None
+
+
+def check_backup_keys(config: ChatopsConfig, environ: Mapping[str, str]) -> None:
+    """StartupError when a backup storage's `encryption.key_env` is unset or not a 32-byte key (named, never
+    shown), rather than at the first backup."""
+    for name, storage in config.backups.storage.items():
+        if storage.encryption is not None and storage.encryption.key_env is not None:
+            try:
+                parse_key(environ, storage.encryption.key_env)
+            except BackupError as error:
+                raise StartupError(f"backups.storage.{name}.encryption.key_env: {error}") from None
 
 
 def command_catalog() -> Catalog:

@@ -41,6 +41,17 @@ class Verification(BaseModel):
     rows: int | None = None
 
 
+class Encryption(BaseModel):
+    """How a backup object was encrypted: the scheme, which master key wrapped its data key, and the wrapped data
+    key itself (base64; useless without the master key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scheme: str
+    key_ref: str
+    wrapped_key: str
+
+
 class BackupRecord(BaseModel):
     """One backup run; the JSON stored in Redis and next to the backup object."""
 
@@ -69,6 +80,9 @@ class BackupRecord(BaseModel):
     snapshot: str | None = None  # the ElastiCache snapshot an exported backup came from (deleted with it)
     copy_location: str | None = None  # the RDS snapshot's copy in another region (its ARN)
     export_location: str | None = None  # where the RDS snapshot was exported to S3 as Parquet
+    encryption: Encryption | None = None
+    retain_until: datetime | None = None
+    """Until when S3 Object Lock keeps the object (nobody can delete it before)."""
 
     @property
     def good(self) -> bool:

@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.backups.model import BackupRecord, BackupState, DrillRecord, RestoreRecord, RestoreState
+from bot.backups.model import (
+    BackupRecord,
+    BackupState,
+    DrillRecord,
+    RestoreRecord,
+    RestoreState,
+)
 from bot.blocks import Block, actions, button, context, escape, fields, header, section
 from bot.deploys.render import human_duration
 
@@ -67,6 +73,11 @@ def backup_message(record: BackupRecord, *, progress: str | None = None) -> tupl
             lines.append(f"*sha256* `{record.sha256}`")
         if record.location:
             lines.append(f"*Stored at* `{escape(record.location)}`")
+        if record.encryption:
+            lines.append(f"*Encrypted* {escape(record.encryption.scheme)}, data key wrapped by "
+                         f"`{escape(record.encryption.key_ref)}`")
+        if record.retain_until:
+            lines.append(f"*Object Lock* until {record.retain_until:%Y-%m-%d %H:%M}Z")
         blocks.append(section("\n".join(lines)))
     if record.detail:
         blocks.append(section(escape(record.detail)))

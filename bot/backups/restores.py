@@ -1,9 +1,11 @@
 """Restores of backups: a request is recorded and posted for approval, approved (the approval that
 completes the count starts it, exactly once), rejected, cancelled or expired; an approved restore runs under the
-target's lock, streaming the object into pg_restore and checking its sha256, and its message follows every step.
-Redis and ElastiCache RDBs are checked whole (sha256) first, then replayed key by key with RESTORE … REPLACE into
-the target's live server or one named by `into` (refused with the reason where the server does not allow it); an
-RDS snapshot is restored as a new instance named by `as`, never over an existing one.
+target's lock and its message follows every step. The whole object is checked first (sha256 and, when encrypted,
+every authenticated frame: `readback.py`) and only then streamed into the engine. PostgreSQL restores into a new
+database and swaps it for the target on success: a damaged backup or a failed restore leaves the target as it was.
+Redis and ElastiCache RDBs are replayed key by key with RESTORE … REPLACE into the target's live server or one
+named by `into` (refused with the reason where the server does not allow it); an RDS snapshot is restored as a
+new instance named by `as`, never over an existing one.
 
 Each decision is one change of the restore record in Redis (checked inside the change, so two clicks cannot both
 start it); expiry is claimed from a Redis sorted set by the backup tick, safe on every replica."""
@@ -22,7 +24,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvable, Decision, check_approval
 from bot.audit import AuditLog
-from bot.backups.config import ElastiCacheTarget, PostgresTarget, RdsTarget, RedisTarget, TargetConfig
+from bot.backups.config import (
+    ElastiCacheTarget,
+    PostgresTarget,
+    RdsTarget,
+    RedisTarget,
+    TargetConfig,
+)
 from bot.backups.model import RestoreRecord, RestoreState, new_restore_id
 from bot.backups.render import restore_message
 from bot.backups.runs import lock_held, quietly
@@ -30,7 +38,7 @@ from bot.backups.targets import BackupTargets
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.backups.base import BackupError, Hashed
+from integrations.backups.base import BackupError
 from integrations.backups.rds import INSTANCE_ID
 from integrations.backups.redis_rdb import replay_into
 
@@ -226,18 +234,21 @@ class RestoreService:
             started = time.monotonic()
             try:
                 backup = await self._targets.backup(record.backup_id)
-                assert backup.key is not None
-                hashed = Hashed(self._targets.store_for(record.target).read(backup.key))
-                summary = await self._targets.engine(record.target).restore(hashed.chunks(), record.into_env)
-                if hashed.sha256 != backup.sha256:
-                    raise BackupError(f"the object read back has sha256 {hashed.sha256}, not the recorded {backup.sha256}: "
-                                      "the destination may hold a damaged restore")
+                stored = self._targets.read_back(backup)
+                try:
+                    checked = await stored.check()
+                except BackupError as error:
+                    raise BackupError(f"Refused before anything was written: {error}") from None
+                summary = await self._targets.engine(record.target).restore(stored.plaintext(), record.into_env)
                 took = time.monotonic() - started
-                await self._finish(record.id, RestoreState.SUCCEEDED, f"{summary} from `{backup.id}` in {took:.1f}s (sha256 checked).")
+                await self._finish(record.id, RestoreState.SUCCEEDED,
+                                   f"{summary} from `{backup.id}` in {took:.1f}s ({checked}).")
             except (BackupError, UserFacingError) as error:
                 await self._finish(record.id, RestoreState.FAILED, str(error))
             except asyncio.CancelledError:
-                await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED, "chatops stopped during the restore; the destination may be partly restored."))
+                await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED,
+                                                  "chatops stopped during the restore; the destination is unchanged "
+                                                  "unless the final swap had completed."))
                 raise
             except Exception:
                 ref = new_ref()
@@ -255,21 +266,14 @@ class RestoreService:
                 endpoint = await self._targets.snapshotter(record.target).restore(backup.id, record.as_instance)
                 summary = f"restored as the new instance `{record.as_instance}` ({endpoint})"
             else:
-                assert backup.key is not None
-                store = self._targets.store_for(record.target)
-                checked = Hashed(store.read(backup.key))
-                async for _ in checked.chunks():  # the whole object first: a damaged one writes nothing
-                    pass
-                if checked.sha256 != backup.sha256:
-                    raise BackupError(f"the stored object has sha256 {checked.sha256}, not the recorded "
-                                      f"{backup.sha256}: nothing was restored")
+                stored = self._targets.read_back(backup)
+                await stored.check()  # the whole object first (and every encrypted frame): a damaged one writes nothing
                 variable = record.into_env or getattr(config, "url_env", None)
                 assert variable is not None
                 url = self._targets.environ.get(variable)
                 if not url:
                     raise BackupError(f"the environment variable {variable} is not set where chatops runs")
-                hashed = Hashed(store.read(backup.key))
-                summary = await replay_into(hashed.chunks(), url, variable=variable)
+                summary = await replay_into(stored.plaintext(), url, variable=variable)
             took = time.monotonic() - started
             await self._finish(record.id, RestoreState.SUCCEEDED, f"{summary[:1].upper()}{summary[1:]} from "
                                                                   f"`{backup.id}` in {took:.1f}s.")

@@ -12,10 +12,11 @@ marks it interrupted and aborts the upload. Only a completed object is ever reco
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,9 +28,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
 from bot.backups.alerts import BackupAlerts
-from bot.backups.config import BackupsSection, ElastiCacheTarget, RdsTarget, TargetConfig, cron_trigger
+from bot.backups.config import (
+    BackupsSection,
+    ElastiCacheTarget,
+    RdsTarget,
+    TargetConfig,
+    cron_trigger,
+)
 from bot.backups.drills import DrillRunner
-from bot.backups.model import BackupRecord, BackupState, new_backup_id
+from bot.backups.model import BackupRecord, BackupState, Encryption, new_backup_id
 from bot.backups.render import backup_message, dr_status_lines, progress_text
 from bot.backups.restores import RestoreService
 from bot.backups.retention import Candidate, pruned
@@ -42,7 +49,8 @@ from bot.errors import UserFacingError, new_ref
 from bot.locks import LockInfo
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.backups.base import BackupError, Hashed, Progress, stream_upload
+from integrations.backups.base import BackupError, Progress, stream_upload
+from integrations.backups.envelope import SCHEME, seal
 from integrations.types import format_duration
 
 log = logging.getLogger(__name__)
@@ -163,26 +171,30 @@ class BackupService:
                 location, size = await self.targets.snapshotter(target).snapshot(record.id, throttle.update)
                 key, sha256, seconds = None, None, time.monotonic() - throttle.started
                 record = await self._off_box(record, config, location)
+                retain_until = None
             elif isinstance(config, ElastiCacheTarget):
-                record, location, size, sha256 = await self._export_cache(record, config, throttle)
+                record, location, size, sha256, retain_until = await self._export_cache(record, config, throttle)
                 key, seconds = record.key, time.monotonic() - throttle.started
             else:
                 store = self.targets.store_for(target)
                 engine = self.targets.engine(target)
                 key = f"{target}/{record.id}.{engine.extension}"
+                chunks, encryption = await self._sealed(target, key, engine.dump(store.part_size))
                 upload = await store.begin(key)
-                record = await self.records.update(record.id, lambda r: r.model_copy(update={"key": key, "upload_id": upload.upload_id}))
+                record = await self.records.update(record.id, lambda r: r.model_copy(update={
+                    "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
                 try:
-                    streamed = await stream_upload(engine.dump(store.part_size), upload, throttle.progress)
+                    streamed = await stream_upload(chunks, upload, throttle.progress)
                     location = await upload.complete()
                 except BaseException:
                     await asyncio.shield(quietly(upload.abort()))
                     raise
                 size, sha256, seconds = streamed.size, streamed.sha256, streamed.seconds
+                retain_until = upload.retain_until
             now = self._clock()
             record = await self.records.update(record.id, lambda r: r.model_copy(update={
                 "state": BackupState.SUCCEEDED, "finished_at": now, "size": size, "sha256": sha256,
-                "seconds": round(seconds, 3), "location": location, "upload_id": None,
+                "seconds": round(seconds, 3), "location": location, "upload_id": None, "retain_until": retain_until,
             }))
         except asyncio.CancelledError:
             await asyncio.shield(self._finish_badly(record.id, BackupState.INTERRUPTED, "The run was stopped (chatops shut down or the task was cancelled); nothing was stored."))
@@ -232,9 +244,10 @@ class BackupService:
         return await self.records.update(record.id, lambda r: r.model_copy(update=update)) if update else record
 
     async def _export_cache(self, record: BackupRecord, config: ElastiCacheTarget,
-                            throttle: _Throttle) -> tuple[BackupRecord, str, int, str]:
-        """ElastiCache: snapshot, export into the target's S3 storage, move the RDB under our layout, and read it
-        back for its size and sha256: (record, location, size, sha256)."""
+                            throttle: _Throttle) -> tuple[BackupRecord, str, int, str, datetime | None]:
+        """ElastiCache: snapshot, export into the target's S3 storage, then stream the RDB under our layout as every
+        other backup is stored (encrypted and locked when the storage says so; size and sha256 of the stored bytes),
+        and delete the export: (record, location, size, sha256, locked until)."""
         snapshotter = self.targets.cache_snapshotter(record.target)
         store = self.targets.s3_store(config.storage)
         await snapshotter.snapshot(record.id, throttle.update)
@@ -252,12 +265,31 @@ class BackupService:
             raise BackupError(f"the export wrote {len(found)} RDB files (one per shard of a cluster-mode group); "
                               "chatops backs up single-shard groups and cache clusters")
         key = f"{record.target}/{record.id}.rdb"
-        await store.adopt(found[0], key)
-        record = await self.records.update(record.id, lambda r: r.model_copy(update={"key": key}))
-        hashed = Hashed(store.read(key))
-        async for _ in hashed.chunks():
-            pass
-        return record, store.location(key), hashed.size, hashed.sha256
+        chunks, encryption = await self._sealed(record.target, key, store.read_absolute(found[0]))
+        upload = await store.begin(key)
+        record = await self.records.update(record.id, lambda r: r.model_copy(update={
+            "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
+        try:
+            streamed = await stream_upload(chunks, upload, throttle.progress)
+            location = await upload.complete()
+        except BaseException:
+            await asyncio.shield(quietly(upload.abort()))
+            raise
+        await store.delete_absolute(found[0])  # the export, now stored under our layout
+        return record, location, streamed.size, streamed.sha256, upload.retain_until
+
+    async def _sealed(
+        self, target: str, key: str, dump: AsyncIterator[bytes],
+    ) -> tuple[AsyncIterator[bytes], Encryption | None]:
+        """The dump as it is stored: encrypted under a fresh data key when the storage says so (the record keeps the
+        wrapped key; the sha256 recorded is then of the encrypted bytes, what the storage holds)."""
+        envelope = self.targets.envelope_for(target)
+        if envelope is None:
+            return dump, None
+        data_key = await envelope.new_key(key)
+        encryption = Encryption(scheme=SCHEME, key_ref=data_key.key_ref,
+                                wrapped_key=base64.b64encode(data_key.wrapped).decode())
+        return seal(dump, data_key, key), encryption
 
     async def _finish_badly(self, backup_id: str, state: BackupState, detail: str) -> BackupRecord:
         now = self._clock()
@@ -295,29 +327,54 @@ class BackupService:
     # -- retention ----------------------------------------------------------------------------------------
 
     async def prune(self, target: str) -> list[str]:
-        """Deletes the good backups the target's retention lets go (never the newest good one)."""
+        """Deletes the good backups the target's retention lets go (never the newest good one). A backup whose
+        object S3 Object Lock still holds is not touched: it is kept, and its record says until when."""
         config = self.target(target)
         records = await self.records.history(target, self.section.history_keep)
         good = {r.id: r for r in records if r.good}
-        gone = pruned([Candidate(r.id, r.created_at) for r in good.values()], config.retention, self._clock())
-        for backup_id in gone:
+        now = self._clock()
+        gone = []
+        for backup_id in pruned([Candidate(r.id, r.created_at) for r in good.values()], config.retention, now):
             record = good[backup_id]
-            if isinstance(config, RdsTarget):
-                snapshotter = self.targets.snapshotter(target)
-                await snapshotter.delete(record.id)
-                if record.copy_location:
-                    await snapshotter.delete_copy(record.id)
-                if record.export_location and config.export_to is not None:
-                    store = self.targets.s3_store(config.export_to.storage)
-                    await store.delete_prefix(record.export_location.split("/", 3)[3])
-            if isinstance(config, ElastiCacheTarget) and record.snapshot:
-                await self.targets.cache_snapshotter(target).delete(record.snapshot)
-            if not isinstance(config, RdsTarget) and record.key:
-                await self.targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
+            if record.retain_until is not None and record.retain_until > now:
+                await self._keep_locked(record)
+                continue
+            try:
+                if isinstance(config, RdsTarget):
+                    snapshotter = self.targets.snapshotter(target)
+                    await snapshotter.delete(record.id)
+                    if record.copy_location:
+                        await snapshotter.delete_copy(record.id)
+                    if record.export_location and config.export_to is not None:
+                        store = self.targets.s3_store(config.export_to.storage)
+                        await store.delete_prefix(record.export_location.split("/", 3)[3])
+                if isinstance(config, ElastiCacheTarget) and record.snapshot:
+                    await self.targets.cache_snapshotter(target).delete(record.snapshot)
+                if not isinstance(config, RdsTarget) and record.key:
+                    await self.targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
+            except BackupError as error:
+                log.warning("retention could not delete %s: %s", backup_id, error)
+                await self._audit.record(actor="chatops", action="backup.prune", result="failed", target=backup_id,
+                                         detail=str(error))
+                continue
             await self.records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}))
             await self._audit.record(actor="chatops", action="backup.prune", result="ok", target=backup_id)
+            gone.append(backup_id)
         await self.records.trim(target)
         return gone
+
+    async def _keep_locked(self, record: BackupRecord) -> None:
+        """Says (once per backup, in its record, the audit log and the log) that retention waits for the lock."""
+        assert record.retain_until is not None
+        until = f"{record.retain_until:%Y-%m-%d %H:%M}Z"
+        detail = f"Retention would delete it, but S3 Object Lock keeps it until {until}; it is deleted at the first " \
+                 "pruning after that."
+        if record.detail == detail:
+            return
+        log.info("retention keeps %s: object lock until %s", record.id, record.retain_until.isoformat())
+        await self.records.update(record.id, lambda r: r.model_copy(update={"detail": detail}))
+        await self._audit.record(actor="chatops", action="backup.prune.locked", result="ok", target=record.id,
+                                 detail=detail)
 
     # -- ticks, RPO and alerts ----------------------------------------------------------------------------
 

@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import json
 
-from bot.backups.config import BackupsSection, ElastiCacheTarget, RdsTarget, TargetConfig
+from bot.backups.config import (
+    BackupsSection,
+    ElastiCacheTarget,
+    RdsTarget,
+    TargetConfig,
+)
 from bot.backups.model import BackupRecord
+from bot.backups.readback import StoredObject
 from bot.backups.runs import quietly
 from bot.backups.store import BackupStore as BackupRecords
 from bot.config import ChatopsConfig
 from bot.errors import UserFacingError
 from integrations.backups.base import BackupEngine, BackupStore
 from integrations.backups.elasticache import ElastiCacheSnapshotter
+from integrations.backups.envelope import Envelope
 from integrations.backups.rds import RdsSnapshotEngine
-from integrations.backups.registry import build_cache_snapshotter, build_engine, build_snapshotter, build_store
+from integrations.backups.registry import (
+    build_cache_snapshotter,
+    build_engine,
+    build_snapshotter,
+    build_store,
+)
 from integrations.backups.s3 import S3BackupStore
 
 
@@ -31,6 +43,7 @@ class BackupTargets:
         self._engines: dict[str, BackupEngine] = {}
         self._snapshotters: dict[str, RdsSnapshotEngine] = {}
         self._cache_snapshotters: dict[str, ElastiCacheSnapshotter] = {}
+        self._envelopes: dict[str, Envelope] = {}
 
     def target(self, name: str) -> TargetConfig:
         """A target's configuration; a refusal naming the known ones otherwise."""
@@ -62,6 +75,21 @@ class BackupTargets:
         if name not in self._stores:
             self._stores[name] = build_store(self.section.storage[name], environ=self.environ)
         return self._stores[name]
+
+    def envelope_for(self, target: str) -> Envelope | None:
+        """The encryption of the storage a target writes to (built once), None when it stores plain objects."""
+        name = getattr(self.target(target), "storage", None)
+        settings = self.section.storage[name] if name is not None else None
+        if settings is None or settings.encryption is None:
+            return None
+        if name not in self._envelopes:
+            self._envelopes[name] = Envelope(settings.encryption, environ=self.environ,
+                                             region=getattr(settings, "region", None))
+        return self._envelopes[name]
+
+    def read_back(self, record: BackupRecord) -> StoredObject:
+        """A recorded backup's object, to check whole (`check`) and then stream decrypted (`plaintext`)."""
+        return StoredObject(self.store_for(record.target), self.envelope_for(record.target), record)
 
     def engine(self, target: str) -> BackupEngine:
         """The dump engine of a PostgreSQL or Redis target (built once)."""
@@ -111,3 +139,5 @@ class BackupTargets:
             await quietly(snapshotter.aclose())
         for cache in self._cache_snapshotters.values():
             await quietly(cache.aclose())
+        for envelope in self._envelopes.values():
+            await quietly(envelope.aclose())

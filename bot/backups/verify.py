@@ -17,7 +17,7 @@ from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.targets import BackupTargets
 from bot.errors import UserFacingError
 from bot.slack_post import post_message
-from integrations.backups.base import BackupError, Hashed, VerifyFacts
+from integrations.backups.base import BackupError, VerifyFacts
 
 
 class Verifier:
@@ -72,22 +72,19 @@ class Verifier:
         return verification
 
     async def _verify_object(self, record: BackupRecord) -> VerifyFacts:
-        assert record.key is not None
-        store = self._targets.store_for(record.target)
-        if not await store.exists(record.key):
-            raise BackupError(f"the object {store.location(record.key)} is missing")
-        hashed = Hashed(store.read(record.key))
-        chunks = hashed.chunks()
+        stored = self._targets.read_back(record)
+        if not await self._targets.store_for(record.target).exists(stored.key):
+            raise BackupError(f"the object {self._targets.store_for(record.target).location(stored.key)} is missing")
+        # One pass: the engine restores into scratch what `plaintext` yields; the checksum (and, encrypted, the
+        # last frame) is checked when the stream ends, so it is read to the end even when the engine stopped early.
+        chunks = stored.plaintext()
         try:
             facts = await self._targets.engine(record.target).verify(chunks)
             failure = None
         except BackupError as error:
             facts, failure = None, error
-        async for _ in chunks:  # the engine may stop reading early; the checksum needs every byte
+        async for _ in chunks:
             pass
-        if hashed.sha256 != record.sha256 or hashed.size != record.size:
-            raise BackupError(f"checksum mismatch: the stored object has sha256 {hashed.sha256} ({hashed.size} bytes), "
-                              f"the backup recorded {record.sha256} ({record.size} bytes)")
         if failure is not None:
             raise failure
         assert facts is not None

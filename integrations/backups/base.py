@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -75,6 +76,8 @@ class Upload(Protocol):
 
     key: str
     upload_id: str
+    retain_until: datetime | None
+    """Until when the object is locked against deletion (S3 Object Lock), None when it is not."""
 
     async def write(self, part: bytes) -> None:
         """Appends one part (every part but the last at least 5 MiB for S3)."""

@@ -17,6 +17,7 @@ from typing import IO, Literal
 from pydantic import Field
 
 from integrations.backups.base import PART_SIZE, BackupError
+from integrations.backups.envelope import EncryptionSettings
 from integrations.types import StrictModel
 
 PARTIAL = ".partial"
@@ -28,6 +29,7 @@ class LocalStorageSettings(StrictModel):
 
     kind: Literal["local"]
     path: str = Field(min_length=1)
+    encryption: EncryptionSettings | None = None
 
 
 class LocalUpload:
@@ -37,6 +39,7 @@ class LocalUpload:
         self._store = store
         self.key = key
         self.upload_id = partial.name
+        self.retain_until = None  # a folder has no object lock
         self._file: IO[bytes] | None = file
         self._partial = partial
 

@@ -28,7 +28,6 @@ from integrations.backups.base import BackupError, Progress, VerifyFacts
 from integrations.deploy.base import PositiveDuration
 from integrations.types import StrictModel
 
-
 INSTANCE_ID = r"^[A-Za-z][A-Za-z0-9-]*$"
 
 

@@ -34,7 +34,7 @@ from integrations.backups.base import (
     read_parts,
     split_password,
 )
-from integrations.backups.rdb import RdbError, RdbUnsupported, read_rdb, rdb_version
+from integrations.backups.rdb import RdbError, RdbUnsupported, rdb_version, read_rdb
 from integrations.types import StrictModel
 
 SCHEMES = ("redis", "rediss")

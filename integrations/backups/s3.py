@@ -2,9 +2,16 @@
 
 A backup is written as a multipart upload, one part per dump part, and becomes an object only when the upload is
 completed: an upload that fails or is killed leaves no object, only an incomplete upload, which `incomplete`
-finds and `abort_incomplete` removes. boto3 is synchronous: every call runs through `asyncio.to_thread` on one
-client built when first needed. That keeps to the project's one AWS library; the calls are few (one per 8 MiB
-part), so a thread hop per call costs nothing measurable, and boto3 brings credentials, retries and signing.
+finds and `abort_incomplete` removes.
+
+With `object_lock: {mode: GOVERNANCE|COMPLIANCE, days: 30}` (the bucket must have S3 Object Lock enabled, which
+also turns versioning on) each backup object gets a retention date: nobody holding the bucket's credentials can
+delete or overwrite that version before it (COMPLIANCE: not even the root user). A delete in a versioned bucket
+without a version id only adds a delete marker and frees nothing, so deletes here remove every version of the key.
+
+boto3 is synchronous: every call runs through `asyncio.to_thread` on one client built when first needed. That keeps
+to the project's one AWS library; the calls are few (one per 8 MiB part), so a thread hop per call costs nothing
+measurable, and boto3 brings credentials, retries and signing.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import botocore.config
@@ -21,10 +29,20 @@ from pydantic import Field, field_validator
 from integrations.alerts.base import EnvVarName
 from integrations.backups.aws import AwsClient
 from integrations.backups.base import PART_SIZE, BackupError
+from integrations.backups.envelope import EncryptionSettings
 from integrations.types import StrictModel
 
 MIN_PART = 5 * 1024 * 1024
 READ_CHUNK = 4 * 1024 * 1024
+
+
+class ObjectLockSettings(StrictModel):
+    """`object_lock: {mode: GOVERNANCE, days: 30}`: the retention every backup object gets (see the S3 docs,
+    "Locking objects with Object Lock"; GOVERNANCE can be lifted by a user with s3:BypassGovernanceRetention,
+    COMPLIANCE by nobody)."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    days: int = Field(ge=1, le=36500)
 
 
 class S3StorageSettings(StrictModel):
@@ -40,6 +58,8 @@ class S3StorageSettings(StrictModel):
     ] | None = None
     sse: Literal["AES256", "aws:kms"] | None = None
     part_size_mib: int = Field(PART_SIZE // (1024 * 1024), ge=5, le=512)
+    encryption: EncryptionSettings | None = None
+    object_lock: ObjectLockSettings | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -52,10 +72,11 @@ class S3StorageSettings(StrictModel):
 class S3Upload:
     """A multipart upload in progress."""
 
-    def __init__(self, store: S3BackupStore, key: str, upload_id: str) -> None:
+    def __init__(self, store: S3BackupStore, key: str, upload_id: str, retain_until: datetime | None) -> None:
         self._store = store
         self.key = key
         self.upload_id = upload_id
+        self.retain_until = retain_until
         self._parts: list[dict[str, Any]] = []
         self._done = False
 
@@ -74,11 +95,13 @@ class S3Upload:
         full = self._store.full(self.key)
         if not self._parts:  # an empty dump: S3 needs at least one part
             await self.write(b"")
-        await self._store.call(
+        answer = await self._store.call(
             "complete_multipart_upload", Bucket=self._store.bucket, Key=full, UploadId=self.upload_id,
             MultipartUpload={"Parts": self._parts},
         )
         self._done = True
+        if self.retain_until is not None:
+            await self._store.confirm_lock(full, answer.get("VersionId"), self.retain_until)
         return self._store.location(self.key)
 
     async def abort(self) -> None:
@@ -122,19 +145,48 @@ class S3BackupStore:
             extra["StorageClass"] = self.settings.storage_class
         if self.settings.sse:
             extra["ServerSideEncryption"] = self.settings.sse
-        answer = await self.call("create_multipart_upload", Bucket=self.bucket, Key=self.full(key), **extra)
-        return S3Upload(self, key, answer["UploadId"])
+        lock: dict[str, Any] = {}
+        retain_until = None
+        if self.settings.object_lock is not None:
+            # Whole seconds: S3 keeps the date at that precision, and the record must say what S3 enforces.
+            now = datetime.now(UTC).replace(microsecond=0)
+            retain_until = now + timedelta(days=self.settings.object_lock.days)
+            lock = {"ObjectLockMode": self.settings.object_lock.mode, "ObjectLockRetainUntilDate": retain_until}
+        answer = await self.call("create_multipart_upload", Bucket=self.bucket, Key=self.full(key), **extra, **lock)
+        return S3Upload(self, key, answer["UploadId"], retain_until)
+
+    async def confirm_lock(self, full_key: str, version_id: str | None, retain_until: datetime) -> None:
+        """Checks that the completed object carries its retention and sets it when it does not: some
+        S3-compatible servers ignore the lock headers of a multipart upload (AWS honours them)."""
+        lock = self.settings.object_lock
+        assert lock is not None
+        version = {"VersionId": version_id} if version_id else {}
+        head = await self.call("head_object", Bucket=self.bucket, Key=full_key, **version)
+        until = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockMode") == lock.mode and until is not None and until >= retain_until:
+            return
+        await self.call("put_object_retention", Bucket=self.bucket, Key=full_key, **version,
+                        Retention={"Mode": lock.mode, "RetainUntilDate": retain_until})
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         """The object in chunks of 4 MiB, read as they are consumed (never the whole object in memory)."""
-        answer = await self.call("get_object", Bucket=self.bucket, Key=self.full(key))
+        async for chunk in self.read_absolute(self.full(key)):
+            yield chunk
+
+    async def delete_absolute(self, absolute_key: str) -> None:
+        """Deletes an object another service wrote into this bucket (an ElastiCache export we have stored again)."""
+        await self.call("delete_object", Bucket=self.bucket, Key=absolute_key)
+
+    async def read_absolute(self, absolute_key: str) -> AsyncIterator[bytes]:
+        """`read` of an object at `absolute_key` in the bucket (outside our prefix: an ElastiCache export)."""
+        answer = await self.call("get_object", Bucket=self.bucket, Key=absolute_key)
         body = answer["Body"]
         try:
             while True:
                 try:
                     chunk = await asyncio.to_thread(body.read, READ_CHUNK)
                 except (botocore.exceptions.BotoCoreError, OSError) as error:
-                    raise BackupError(f"reading s3://{self.bucket}/{self.full(key)} failed: {type(error).__name__}") from None
+                    raise BackupError(f"reading s3://{self.bucket}/{absolute_key} failed: {type(error).__name__}") from None
                 if not chunk:
                     return
                 yield chunk
@@ -168,10 +220,33 @@ class S3BackupStore:
         return True
 
     async def delete(self, keys: Sequence[str]) -> None:
-        """Deletes objects, 1000 per request."""
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": self.full(key)} for key in keys[start:start + 1000]]
-            await self.call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        """Deletes objects, 1000 per request (with Object Lock: every version of them); BackupError naming the
+        first object S3 would not delete (a locked one: AccessDenied)."""
+        objects: list[dict[str, str]] = []
+        for key in keys:
+            if self.settings.object_lock is None:
+                objects.append({"Key": self.full(key)})
+            else:
+                objects += await self._versions(self.full(key))
+        for start in range(0, len(objects), 1000):
+            answer = await self.call("delete_objects", Bucket=self.bucket,
+                                     Delete={"Objects": objects[start:start + 1000], "Quiet": True})
+            for error in answer.get("Errors") or []:
+                raise BackupError(f"S3 did not delete s3://{self.bucket}/{error.get('Key')}: {error.get('Code')} "
+                                  f"({error.get('Message', '')})".rstrip(" ()"))
+
+    async def _versions(self, full_key: str) -> list[dict[str, str]]:
+        """Every version and delete marker of exactly `full_key`."""
+        found: list[dict[str, str]] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_key}
+        while True:
+            answer = await self.call("list_object_versions", **params)
+            for entry in [*(answer.get("Versions") or []), *(answer.get("DeleteMarkers") or [])]:
+                if entry["Key"] == full_key:
+                    found.append({"Key": full_key, "VersionId": str(entry["VersionId"])})
+            if not answer.get("IsTruncated"):
+                return found
+            params |= {"KeyMarker": answer.get("NextKeyMarker"), "VersionIdMarker": answer.get("NextVersionIdMarker")}
 
     async def incomplete(self, prefix: str) -> list[tuple[str, str]]:
         """Unfinished multipart uploads under `prefix`, keys relative to the store's prefix."""
@@ -203,18 +278,6 @@ class S3BackupStore:
             if not answer.get("IsTruncated"):
                 return found
             params["ContinuationToken"] = answer.get("NextContinuationToken")
-
-    async def adopt(self, absolute_key: str, key: str) -> None:
-        """Moves an object another service wrote into this bucket (an ElastiCache export, at `absolute_key`) to
-        `key` under our prefix: a server-side copy (multipart for large objects), then the original is deleted."""
-        extra: dict[str, str] = {}
-        if self.settings.storage_class:
-            extra["StorageClass"] = self.settings.storage_class
-        if self.settings.sse:
-            extra["ServerSideEncryption"] = self.settings.sse
-        await self.call("copy", CopySource={"Bucket": self.bucket, "Key": absolute_key}, Bucket=self.bucket,
-                        Key=self.full(key), ExtraArgs=extra or None)
-        await self.call("delete_object", Bucket=self.bucket, Key=absolute_key)
 
     async def delete_prefix(self, absolute_prefix: str) -> int:
         """Deletes every object under `absolute_prefix` (an RDS export's folder); how many."""
