@@ -39,6 +39,7 @@ from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.backups.base import BackupError
+from integrations.backups.rdb import RdbError, read_rdb
 from integrations.backups.rds import INSTANCE_ID
 from integrations.backups.redis_rdb import replay_into
 
@@ -267,7 +268,13 @@ class RestoreService:
                 summary = f"restored as the new instance `{record.as_instance}` ({endpoint})"
             else:
                 stored = self._targets.read_back(backup)
-                await stored.check()  # the whole object first (and every encrypted frame): a damaged one writes nothing
+                # Verify first, write after: the whole object is read, authenticated, checked against its sha256 and
+                # parsed to its last key (an unsupported type refuses the restore) before the first RESTORE.
+                try:
+                    async for _ in read_rdb(stored.plaintext()):
+                        pass
+                except RdbError as error:
+                    raise BackupError(f"the backup cannot be replayed: {error}; nothing was restored") from None
                 variable = record.into_env or getattr(config, "url_env", None)
                 assert variable is not None
                 url = self._targets.environ.get(variable)
