@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,11 +31,57 @@ log = logging.getLogger(__name__)
 _BODY_LIMIT = 64 * 1024  # expect_body is looked for in the first 64 KiB
 
 
+DEPLOYMENT_URL = "{deployment_url}"
+"""The one placeholder a deploy's `health.url` may use: the host of the deployment the step built (the provider's
+own URL for it, recorded on the deploy as `external_url`), so a staged deployment is checked before it serves."""
+
+_BRACES = re.compile(r"\{[^{}]*\}|[{}]")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?$")
+
+
 def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     return url
+
+
+def _no_placeholders(url: str) -> str:
+    """Refuses braces: only a deploy's `health.url` knows a placeholder, and a literal brace is not valid in a URL."""
+    found = _BRACES.search(url)
+    if found is not None:
+        raise ValueError(f"{found.group(0)} is not allowed here: only a deploy's health.url takes a placeholder "
+                         f"({DEPLOYMENT_URL}); write a literal brace as %7B or %7D")
+    return url
+
+
+def _check_gate_url(url: str) -> str:
+    """A deploy's `health.url`: an http(s) URL, optionally with `{deployment_url}` as its whole host."""
+    for found in _BRACES.finditer(url):
+        if found.group(0) in ("{", "}"):
+            raise ValueError(f"a stray {found.group(0)!r} in {url!r}: write a literal brace as %7B or %7D")
+        if found.group(0) != DEPLOYMENT_URL:
+            raise ValueError(f"unknown placeholder {found.group(0)} in {url!r}; the only one known is "
+                             f"{DEPLOYMENT_URL} (the host of the deployment a step built)")
+    if DEPLOYMENT_URL in url:
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest.startswith(DEPLOYMENT_URL) or (
+                rest[len(DEPLOYMENT_URL):][:1] not in ("", "/", "?")):
+            raise ValueError(f"{DEPLOYMENT_URL} is the deployment's host (like site-abc123-acme.vercel.app): write it "
+                             f"as the whole host, like https://{DEPLOYMENT_URL}/healthz")
+        if url.count(DEPLOYMENT_URL) > 1:
+            raise ValueError(f"use {DEPLOYMENT_URL} once, as the URL's host")
+        return url
+    return _check_http_url(url)
+
+
+def deployment_host(url: str | None) -> str | None:
+    """The host[:port] of a deployment URL as a provider reports it ("https://site-abc.vercel.app" or a bare
+    "site-abc.vercel.app"); None when there is none or it is not a plain host (nothing else may enter the URL)."""
+    if not url:
+        return None
+    host = urlsplit(url).netloc if "://" in url else url
+    return host if _HOST.match(host) else None
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -57,7 +104,34 @@ class HttpHealthSettings(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        return _check_http_url(url)
+        return _check_http_url(_no_placeholders(url))
+
+
+class GateHealthSettings(HttpHealthSettings):
+    """A deploy environment's `health:`: the same probe, whose `url` may name the deployment a step built as
+    `https://{deployment_url}/healthz`, rendered when the gate runs (`for_deployment`)."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return _check_gate_url(url)
+
+    @property
+    def needs_deployment_url(self) -> bool:
+        """True when `url` uses {deployment_url}: only a provider that reports a deployment URL can fill it."""
+        return DEPLOYMENT_URL in self.url
+
+    def for_deployment(self, deployment_url: str | None) -> HttpHealthSettings:
+        """The probe of the deployment at `deployment_url` (the step's URL); ValueError saying why there is none."""
+        if not self.needs_deployment_url:
+            return self
+        host = deployment_host(deployment_url)
+        if host is None:
+            raise ValueError(f"health.url needs {DEPLOYMENT_URL}, but the provider reported "
+                             + (f"no usable deployment URL ({deployment_url[:80]!r})" if deployment_url
+                                else "no deployment URL for this step"))
+        # The host matched _HOST, so the rendered URL is as valid as the template (no revalidation needed).
+        return self.model_copy(update={"url": self.url.replace(DEPLOYMENT_URL, host)})
 
 
 @dataclass(frozen=True)
@@ -217,7 +291,7 @@ class HttpCheckSettings(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        return _check_http_url(url)
+        return _check_http_url(_no_placeholders(url))
 
     def probe_settings(self) -> HttpHealthSettings:
         """The same probe as a `health:` section would make."""
