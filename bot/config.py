@@ -248,7 +248,7 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                                 f"(incidents.severities: {', '.join(severities)})")
     if config.status_page is not None:
         targets = [f"{name}/{env}" for name, svc in config.services.items() for env, spec in svc.environments.items()
-                   if spec.health is not None and not spec.health.needs_deployment_url] + [
+                   if spec.health is not None and not spec.health.gate_only] + [
                        probe.name for probe in config.status.probes]
         for number, component in enumerate(config.status_page.components):
             for target in component.targets:

@@ -37,6 +37,7 @@ from tests.test_deploys import (
 from tests.vercel_api import TOKEN, FakeVercel, running_vercel
 
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+BYPASS = "bypass_secret_not_real_0123456789abcdef"
 
 
 def vercel_config(vercel: FakeVercel, github: FakeGitHubCommits | None = None) -> str:
@@ -45,7 +46,8 @@ def vercel_config(vercel: FakeVercel, github: FakeGitHubCommits | None = None) -
                 f'git: {{provider: github, repo: acme/site, ref: "{{version}}"}}')
     health = f'health: {{url: "{vercel.origin}/_domain/healthz", checks: 2, interval: 50ms, timeout: 1s}}'
     # Blue-green: the gate checks the staged deployment's own URL, not the production domain (still the old one).
-    staged_health = 'health: {url: "http://{deployment_url}/healthz", checks: 2, interval: 50ms, timeout: 1s}'
+    staged_health = ('health: {url: "http://{deployment_url}/healthz", checks: 2, interval: 50ms, timeout: 1s, '
+                     'headers_env: {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}}')
     lead = f'lead_time: {{api_url: "{github.origin}", token_env: LEAD_TIME_TOKEN}}' if github else ""
     return f"""
 slack: {{announce_channel: "#general"}}
@@ -88,6 +90,7 @@ async def github() -> AsyncIterator[FakeGitHubCommits]:
 def bot_config(vercel: FakeVercel, github: FakeGitHubCommits, monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
     # The engine reads provider secrets from the process environment, as `chatops serve` does.
     monkeypatch.setenv("VERCEL_TOKEN", TOKEN)
+    monkeypatch.setenv("VERCEL_AUTOMATION_BYPASS_SECRET", BYPASS)
     monkeypatch.setenv("LEAD_TIME_TOKEN", github_api.TOKEN)
     return parse_config(vercel_config(vercel, github), "vercel.yaml")
 
@@ -180,6 +183,7 @@ async def test_rollback_to_a_named_version_is_a_vercel_instant_rollback(bot: Bot
 
 async def test_promote_serves_a_staged_production_deployment_only_after_its_own_health_gate(
         bot: BotHarness, vercel: FakeVercel) -> None:
+    vercel.protection_bypass = BYPASS  # deployment URLs are protected, as Vercel's Standard Protection does
     first = await wait_state(bot, deploy_id_of(await command(bot, "site v1 to live", "U0BOB")), DeployState.SUCCEEDED)
     assert vercel.serving_version() == "v1"
 
@@ -207,6 +211,7 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
     gate = max(i for i, t in enumerate(lines) if t.startswith("health check"))
     promoted = next(i for i, t in enumerate(lines) if "promoted deployment" in t)
     assert gate < promoted  # promoted only once the gate had passed
+    assert BYPASS not in everything_posted(bot)
 
 
 def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
@@ -252,6 +257,11 @@ def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a
           f"deployer: {{{command}}}"),
          "services.site.environments.live: health.url uses {deployment_url}, but kind: command reports no deployment "
          "URL to check (kind: vercel does)"),
+        (("VERCEL_AUTOMATION_BYPASS_SECRET}", '"Xy9-bypass/secret"}'),
+         "environments.live.health.headers_env: x-vercel-protection-bypass: must be the name of an environment "
+         "variable holding the header's value"),
+        (("headers_env: {x-vercel-protection-bypass:", "headers_env: {'x vercel':"),
+         "environments.live.health.headers_env: 'x vercel' is not an HTTP header name"),
         (("deploys: {lock_ttl: 3s, }", 'deploys: {lock_ttl: 3s}\nstatus: {probes: [{name: site, '
                                        'url: "https://{deployment_url}/healthz"}]}'),
          "status.probes[0].url: {deployment_url} is not allowed here: only a deploy's health.url takes a placeholder"),
@@ -267,6 +277,11 @@ def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a
     for bad in (None, "", "https://user@evil.example/x", "evil.example/x?y", "a b"):
         with pytest.raises(ValueError, match="deployment URL"):
             gate.for_deployment(bad)
+    protected = GateHealthSettings(url=gate.url, headers_env={"x-vercel-protection-bypass": "BYPASS_SECRET"})
+    assert protected.headers({"BYPASS_SECRET": BYPASS}) == {"x-vercel-protection-bypass": BYPASS}
+    with pytest.raises(ValueError, match=r"^environment variable BYPASS_SECRET \(the health check's "
+                                         r"x-vercel-protection-bypass header\) is not set$"):
+        protected.headers({})
 
 
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> asyncio.subprocess.Process:

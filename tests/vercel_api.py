@@ -81,6 +81,9 @@ class FakeVercel:
     rate_limits: list[str] = field(default_factory=list)  # Retry-After values of 429s to answer deployment polls
     server_errors: int = 0  # 502s to answer deployment polls first
     hold_builds: bool = False  # new deployments stay QUEUED/BUILDING until `release`
+    # Deployment Protection: when set, deployment URLs answer 401 unless the request carries this secret in
+    # `x-vercel-protection-bypass` (Protection Bypass for Automation, vercel.com/docs/deployment-protection).
+    protection_bypass: str | None = None
     team_id: str = TEAM_ID
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _sites: list[web.AppRunner] = field(default_factory=list)  # one per deployment URL
@@ -209,6 +212,8 @@ class FakeVercel:
         """What the deployment's own URL serves: its /healthz, for its version only."""
         async def health(request: web.Request) -> web.Response:
             deployment = self.deployments[deployment_id]
+            if self.protection_bypass and request.headers.get("x-vercel-protection-bypass") != self.protection_bypass:
+                return web.Response(status=401, text="Authentication Required", content_type="text/html")
             deployment.checks.append(self.production)
             if deployment.state != "READY":
                 return web.json_response({"error": {"code": "DEPLOYMENT_NOT_READY"}}, status=503)

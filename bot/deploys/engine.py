@@ -516,11 +516,12 @@ class DeployEngine:
         assert env.health is not None
         try:
             settings = env.health.for_deployment(deployment_url)
+            headers = env.health.headers(self._environ)
         except ValueError as error:
             return False, str(error)
         if env.health.needs_deployment_url:
             await emit(f"Health gate: checking the deployment itself at {settings.url}")
-        gate = await health_gate(self._http, settings, emit=emit)
+        gate = await health_gate(self._http, settings, emit=emit, headers=headers)
         return gate.ok, gate.reason
 
     async def _bake(self, record: DeployRecord, settings: AnalysisSettings, label: str,

@@ -37,6 +37,21 @@ own URL for it, recorded on the deploy as `external_url`), so a staged deploymen
 
 _BRACES = re.compile(r"\{[^{}]*\}|[{}]")
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an HTTP token (RFC 9110 §5.1)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _check_headers_env(headers: dict[str, str]) -> dict[str, str]:
+    for name, variable in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name[:64]!r} is not an HTTP header name (letters, digits and -, like "
+                             "x-vercel-protection-bypass)")
+        if not _ENV_NAME.match(variable):  # never echoed: it may be the secret pasted by mistake
+            raise ValueError(f"{name}: must be the name of an environment variable holding the header's value, like "
+                             "VERCEL_AUTOMATION_BYPASS_SECRET (never the value itself)")
+    return headers
 
 
 def _check_http_url(url: str) -> str:
@@ -111,10 +126,30 @@ class GateHealthSettings(HttpHealthSettings):
     """A deploy environment's `health:`: the same probe, whose `url` may name the deployment a step built as
     `https://{deployment_url}/healthz`, rendered when the gate runs (`for_deployment`)."""
 
+    headers_env: Annotated[dict[str, str], AfterValidator(_check_headers_env)] = Field(
+        default_factory=dict, description="Request headers whose values are read from these environment variables "
+        "when the gate runs, e.g. {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}.")
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
         return _check_gate_url(url)
+
+    @property
+    def gate_only(self) -> bool:
+        """True when only a deploy can run this check (it needs the step's deployment URL or headers with secrets),
+        so `/status` does not probe it on its own."""
+        return self.needs_deployment_url or bool(self.headers_env)
+
+    def headers(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The `headers_env` headers with their values; ValueError naming (only) the variable that is not set."""
+        values = {}
+        for name, variable in self.headers_env.items():
+            value = environ.get(variable)
+            if not value:
+                raise ValueError(f"environment variable {variable} (the health check's {name} header) is not set")
+            values[name] = value
+        return values
 
     @property
     def needs_deployment_url(self) -> bool:
@@ -181,13 +216,14 @@ def _short_error(error: BaseException, settings: HttpHealthSettings) -> str:
     return f"probe failed: {type(error).__name__}"
 
 
-async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings) -> ProbeResult:
-    """One GET of `settings.url`; never raises (failures are ProbeResult(ok=False, error=...))."""
+async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings, *,
+                headers: Mapping[str, str] | None = None) -> ProbeResult:
+    """One GET of `settings.url` (with `headers` too); never raises (failures are ProbeResult(ok=False, error=...))."""
     started = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=settings.timeout.total_seconds())
+    sent = {"User-Agent": "chatops-health/1", "Cache-Control": "no-cache", **(headers or {})}
     try:
-        async with session.get(settings.url, timeout=timeout, allow_redirects=False,
-                               headers={"User-Agent": "chatops-health/1", "Cache-Control": "no-cache"}) as response:
+        async with session.get(settings.url, timeout=timeout, allow_redirects=False, headers=sent) as response:
             status = response.status
             body = await response.content.read(_BODY_LIMIT) if settings.expect_body is not None else b""
     except asyncio.CancelledError:
@@ -228,9 +264,11 @@ async def health_gate(
     emit: Callable[[str], Awaitable[None]],
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     deadline: timedelta | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Passes after `checks` consecutive passing probes `interval` apart; fails after `checks` consecutive
-    failures, or when `deadline` (default checks × interval × 3 + timeout) has passed."""
+    failures, or when `deadline` (default checks × interval × 3 + timeout) has passed. `headers` go with each
+    probe (secrets among them never appear in what the gate reports)."""
     limit = (deadline if deadline is not None else default_deadline(settings)).total_seconds()
     interval = settings.interval.total_seconds()
     started = time.monotonic()
@@ -245,7 +283,7 @@ async def health_gate(
     last: ProbeResult | None = None
     while True:
         attempts += 1
-        last = await probe(session, settings)
+        last = await probe(session, settings, headers=headers)
         if last.ok:
             passes, fails = passes + 1, 0
         else:
