@@ -262,7 +262,8 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
         assert "Fill in the form" in await command(bot, "")
         (view,) = bot.emulator.open_views("U0DEMO")
         # One without the other is an error on the form, and nothing is declared or sent.
-        ticked = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {"public": {"public": "yes"}})
+        ticked = await bot.emulator.send_view_submission(view_id=view["id"],
+                                                         values=form | {"public": {"public": "yes"}})
         assert ticked.json == {"response_action": "errors",
                                "errors": {"public_text": "Posting publicly needs the message customers see."}}
         typed = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {
