@@ -248,7 +248,8 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                                 f"(incidents.severities: {', '.join(severities)})")
     if config.status_page is not None:
         targets = [f"{name}/{env}" for name, svc in config.services.items() for env, spec in svc.environments.items()
-                   if spec.health is not None] + [probe.name for probe in config.status.probes]
+                   if spec.health is not None and not spec.health.gate_only] + [
+                       probe.name for probe in config.status.probes]
         for number, component in enumerate(config.status_page.components):
             for target in component.targets:
                 if target in targets or any(t.startswith(f"{target}/") for t in targets):

@@ -24,7 +24,7 @@ from bot.keys import Keys
 from bot.metrics import Metrics
 from bot.store import Store
 from tests import github_api
-from tests.conftest import BotHarness, serve_environment, wait_ready
+from tests.conftest import BotHarness, fake_deploy_argv, serve_environment, wait_ready
 from tests.github_api import FakeGitHubCommits, running_github
 from tests.test_deploys import (
     click,
@@ -37,6 +37,7 @@ from tests.test_deploys import (
 from tests.vercel_api import TOKEN, FakeVercel, running_vercel
 
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+BYPASS = "bypass_secret_not_real_0123456789abcdef"
 
 
 def vercel_config(vercel: FakeVercel, github: FakeGitHubCommits | None = None) -> str:
@@ -44,6 +45,9 @@ def vercel_config(vercel: FakeVercel, github: FakeGitHubCommits | None = None) -
                 f'api_url: "{vercel.origin}", poll_interval: 20ms, max_poll_interval: 100ms, timeout: 30s, '
                 f'git: {{provider: github, repo: acme/site, ref: "{{version}}"}}')
     health = f'health: {{url: "{vercel.origin}/_domain/healthz", checks: 2, interval: 50ms, timeout: 1s}}'
+    # Blue-green: the gate checks the staged deployment's own URL, not the production domain (still the old one).
+    staged_health = ('health: {url: "http://{deployment_url}/healthz", checks: 2, interval: 50ms, timeout: 1s, '
+                     'headers_env: {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}}')
     lead = f'lead_time: {{api_url: "{github.origin}", token_env: LEAD_TIME_TOKEN}}' if github else ""
     return f"""
 slack: {{announce_channel: "#general"}}
@@ -66,7 +70,7 @@ services:
         auto_rollback: true
       live:
         deployer: {{{deployer}, target: production, promote: true}}
-        {health}
+        {staged_health}
 """
 
 
@@ -86,6 +90,7 @@ async def github() -> AsyncIterator[FakeGitHubCommits]:
 def bot_config(vercel: FakeVercel, github: FakeGitHubCommits, monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
     # The engine reads provider secrets from the process environment, as `chatops serve` does.
     monkeypatch.setenv("VERCEL_TOKEN", TOKEN)
+    monkeypatch.setenv("VERCEL_AUTOMATION_BYPASS_SECRET", BYPASS)
     monkeypatch.setenv("LEAD_TIME_TOKEN", github_api.TOKEN)
     return parse_config(vercel_config(vercel, github), "vercel.yaml")
 
@@ -176,13 +181,29 @@ async def test_rollback_to_a_named_version_is_a_vercel_instant_rollback(bot: Bot
     assert vercel.serving_version() == "v1"
 
 
-async def test_promote_serves_a_staged_production_deployment_after_the_health_gate(
+async def test_promote_serves_a_staged_production_deployment_only_after_its_own_health_gate(
         bot: BotHarness, vercel: FakeVercel) -> None:
-    await wait_state(bot, deploy_id_of(await command(bot, "site v1 to live", "U0BOB")), DeployState.SUCCEEDED)
+    vercel.protection_bypass = BYPASS  # deployment URLs are protected, as Vercel's Standard Protection does
+    first = await wait_state(bot, deploy_id_of(await command(bot, "site v1 to live", "U0BOB")), DeployState.SUCCEEDED)
     assert vercel.serving_version() == "v1"
-    done = await wait_state(bot, deploy_id_of(await command(bot, "site v2 to live", "U0BOB")), DeployState.SUCCEEDED)
+
+    # A staged deployment whose own URL fails its checks is never promoted: production keeps serving v1.
+    bad = await wait_state(bot, deploy_id_of(await command(bot, "site bad-2 to live", "U0BOB")), DeployState.FAILED)
+    staged_bad = vercel.deployments[bad.external_id or ""]
+    assert not staged_bad.assign_domains and staged_bad.meta["chatopsVersion"] == "bad-2"
+    assert "health gate failed at deploy: 2 checks failed in a row: expected 200, got 500" in bad.detail, bad.detail
+    assert staged_bad.checks and set(staged_bad.checks) == {first.external_id}  # it, not production, was checked
+    assert not [r for r in vercel.requests if r["method"] == "POST" and "/promote/" in r["path"]
+                and staged_bad.id in r["path"]]
+    assert vercel.serving_version() == "v1"
+    await eventually(lambda: any(f"checking the deployment itself at http://{staged_bad.url}/healthz" in t
+                                 for t in thread(bot, bad)))
+
+    # A healthy one is checked at its own URL while v1 still serves, and promoted once its gate has passed.
+    done = await wait_state(bot, deploy_id_of(await command(bot, "site v3 to live", "U0BOB")), DeployState.SUCCEEDED)
     staged = vercel.deployments[done.external_id or ""]
-    assert not staged.assign_domains and vercel.serving_version() == "v2"
+    assert not staged.assign_domains and vercel.serving_version() == "v3"
+    assert len(staged.checks) >= 2 and set(staged.checks) == {first.external_id}
     posts = [r["path"] for r in vercel.requests if r["method"] == "POST"]
     assert posts[-1] == f"/v10/projects/prj_site/promote/{staged.id}"
     await eventually(lambda: any("promoted deployment" in t for t in thread(bot, done)))
@@ -190,6 +211,7 @@ async def test_promote_serves_a_staged_production_deployment_after_the_health_ga
     gate = max(i for i, t in enumerate(lines) if t.startswith("health check"))
     promoted = next(i for i, t in enumerate(lines) if "promoted deployment" in t)
     assert gate < promoted  # promoted only once the gate had passed
+    assert BYPASS not in everything_posted(bot)
 
 
 def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
@@ -211,6 +233,55 @@ def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
         with pytest.raises(ConfigError) as caught:
             parse_config(good.replace(*change, 1), "vercel.yaml")
         assert expected in str(caught.value), (change, str(caught.value))
+
+
+def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a_provider_fills_it(
+        vercel: FakeVercel) -> None:
+    from bot.config import ConfigError
+    from integrations.health.http import GateHealthSettings
+
+    good = vercel_config(vercel)
+    parse_config(good.replace("http://{deployment_url}/healthz", "https://{deployment_url}/healthz?full=1"), "v.yaml")
+    command = f"kind: command, argv: {fake_deploy_argv()}"
+    for change, expected in [
+        (("http://{deployment_url}/healthz", "http://{deployment}/healthz"),
+         "environments.live.health.url: unknown placeholder {deployment} in 'http://{deployment}/healthz'; the only "
+         "one known is {deployment_url}"),
+        (("http://{deployment_url}/healthz", "https://check.example.com/?u={deployment_url}"),
+         "environments.live.health.url: {deployment_url} is the deployment's host (like site-abc123-acme.vercel.app):"
+         " write it as the whole host, like https://{deployment_url}/healthz"),
+        (("http://{deployment_url}/healthz", "http://{deployment_url}/{{x}}"), "a stray '{' in"),
+        ((f"deployer: {{kind: vercel, project: prj_site, team_id: team_acme, token_env: VERCEL_TOKEN, "
+          f'api_url: "{vercel.origin}", poll_interval: 20ms, max_poll_interval: 100ms, timeout: 30s, '
+          f'git: {{provider: github, repo: acme/site, ref: "{{version}}"}}, target: production, promote: true}}',
+          f"deployer: {{{command}}}"),
+         "services.site.environments.live: health.url uses {deployment_url}, but kind: command reports no deployment "
+         "URL to check (kind: vercel does)"),
+        (("VERCEL_AUTOMATION_BYPASS_SECRET}", '"Xy9-bypass/secret"}'),
+         "environments.live.health.headers_env: x-vercel-protection-bypass: must be the name of an environment "
+         "variable holding the header's value"),
+        (("headers_env: {x-vercel-protection-bypass:", "headers_env: {'x vercel':"),
+         "environments.live.health.headers_env: 'x vercel' is not an HTTP header name"),
+        (("deploys: {lock_ttl: 3s, }", 'deploys: {lock_ttl: 3s}\nstatus: {probes: [{name: site, '
+                                       'url: "https://{deployment_url}/healthz"}]}'),
+         "status.probes[0].url: {deployment_url} is not allowed here: only a deploy's health.url takes a placeholder"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(good.replace(*change, 1), "vercel.yaml")
+        assert expected in str(caught.value), (change, str(caught.value))
+
+    # Rendered when the gate runs: only a plain host[:port] from the provider enters the URL.
+    gate = GateHealthSettings(url="https://{deployment_url}/healthz")
+    assert gate.for_deployment("https://site-0001-acme.vercel.app").url == "https://site-0001-acme.vercel.app/healthz"
+    assert gate.for_deployment("127.0.0.1:8080").url == "https://127.0.0.1:8080/healthz"
+    for bad in (None, "", "https://user@evil.example/x", "evil.example/x?y", "a b"):
+        with pytest.raises(ValueError, match="deployment URL"):
+            gate.for_deployment(bad)
+    protected = GateHealthSettings(url=gate.url, headers_env={"x-vercel-protection-bypass": "BYPASS_SECRET"})
+    assert protected.headers({"BYPASS_SECRET": BYPASS}) == {"x-vercel-protection-bypass": BYPASS}
+    with pytest.raises(ValueError, match=r"^environment variable BYPASS_SECRET \(the health check's "
+                                         r"x-vercel-protection-bypass header\) is not set$"):
+        protected.headers({})
 
 
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> asyncio.subprocess.Process:

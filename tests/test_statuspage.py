@@ -249,3 +249,52 @@ integrations:
     assert "integrations.statuspage.severity_status.sev9: not a severity" in str(error.value)
     with pytest.raises(ConfigError, match="page_id: the id from the page's URL"):
         parse_config("integrations: {statuspage: {page_id: 'not a/page'}}", "bad.yaml")
+
+
+async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
+    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+) -> None:
+    server, origin = statuspage
+    bot, runner = await running(emulator, redis_url, origin, clock)
+    message = "Checkout is failing for some customers. We are investigating."
+    form = {"title": {"title": INTERNAL[0]}, "severity": {"severity": "sev1"}, "service": {"service": "web"}}
+    try:
+        assert "Fill in the form" in await command(bot, "")
+        (view,) = bot.emulator.open_views("U0DEMO")
+        # One without the other is an error on the form, and nothing is declared or sent.
+        ticked = await bot.emulator.send_view_submission(view_id=view["id"],
+                                                         values=form | {"public": {"public": "yes"}})
+        assert ticked.json == {"response_action": "errors",
+                               "errors": {"public_text": "Posting publicly needs the message customers see."}}
+        typed = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {
+            "public_text": {"public_text": message}})
+        assert typed.json == {"response_action": "errors",
+                              "errors": {"public": "Tick Post publicly to publish the message, or clear it."}}
+        assert await bot.deps.incidents.store.open_ids() == []
+        await bot.deps.incidents.tick()
+        assert server.requests == [] and server.incidents == {}
+        assert bot.emulator.open_views("U0DEMO"), "the form closed on an error"
+
+        both = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {
+            "public": {"public": "yes"}, "public_text": {"public_text": f"  {message}\n"}})
+        assert both.status == 200 and not both.json, both
+        assert bot.emulator.open_views("U0DEMO") == []
+        (inc,) = await bot.deps.incidents.store.open_ids()
+        incident = await bot.deps.incidents.store.get(inc)
+        assert incident is not None and incident.public_title == "Checkout is failing for some customers"
+        await accepted(bot, server, 1, clock)
+        (created,) = server.incidents.values()
+        assert created["name"] == "Checkout is failing for some customers"
+        assert created["status"] == "investigating"
+        assert [u["body"] for u in created["incident_updates"]] == [message]
+        assert created["incident_updates"][0]["affected_components"] == [
+            {"code": "cmp_web", "name": "Website", "old_status": "operational", "new_status": "major_outage"}]
+        assert server.components["cmp_web"]["status"] == "major_outage"
+        assert created["metadata"] == {"chatops": {"incident": inc}}
+        assert len(server.requests) == 1 and server.requests[0][0] == "POST"
+        for secret in INTERNAL:  # the internal title, people and channel never leave
+            assert secret not in sent(server), secret
+        notes = [e.text for e in await bot.deps.incidents.store.timeline(inc) if e.kind == "statuspage"]
+        assert len(notes) == 1 and created["id"] in notes[0], notes
+    finally:
+        await runner.cleanup()

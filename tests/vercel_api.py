@@ -6,7 +6,11 @@ instant rollback (POST /v1/projects/{id}/rollback/{deploymentId}) and promote (P
 Errors are `{"error": {"code", "message"}}`; 401 for a bad token, 429 with Retry-After when told to.
 
 It also serves the project's "production domain" at /_domain/healthz: 200 with the version production serves, or
-500 while that version starts with "bad", so the deploy health gate sees what a rollback or promote changed."""
+500 while that version starts with "bad", so the deploy health gate sees what a rollback or promote changed. And,
+as every Vercel deployment has its own URL serving exactly that build (the `url` field, a host without scheme, like
+`site-abc123-acme.vercel.app`), each deployment here gets its own port on 127.0.0.1 and its `url` is that
+`127.0.0.1:<port>`, whose /healthz answers the same way for that deployment's version (503 until it is READY),
+recording which deployment production served at each check."""
 
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ class Deployment:
     polls: int = 0
     assign_domains: bool = True
     hold: bool = False  # stays at its current state until released
+    # Each GET of the deployment's own /healthz: the deployment production served at that moment.
+    checks: list[str | None] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -75,8 +81,12 @@ class FakeVercel:
     rate_limits: list[str] = field(default_factory=list)  # Retry-After values of 429s to answer deployment polls
     server_errors: int = 0  # 502s to answer deployment polls first
     hold_builds: bool = False  # new deployments stay QUEUED/BUILDING until `release`
+    # Deployment Protection: when set, deployment URLs answer 401 unless the request carries this secret in
+    # `x-vercel-protection-bypass` (Protection Bypass for Automation, vercel.com/docs/deployment-protection).
+    protection_bypass: str | None = None
     team_id: str = TEAM_ID
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _sites: list[web.AppRunner] = field(default_factory=list)  # one per deployment URL
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -123,8 +133,10 @@ class FakeVercel:
         number = next(self._ids)
         deployment_id = f"dpl_{number:04d}{ref.replace('.', '')[:8]}"
         states = ["QUEUED", "BUILDING", "ERROR" if ref.startswith("broken") else "READY"]
+        site, origin = await start_site(self._deployment_app(deployment_id))
+        self._sites.append(site)
         deployment = Deployment(
-            id=deployment_id, url=f"site-{number:04d}-acme.vercel.app", target=body.get("target"), ref=ref,
+            id=deployment_id, url=origin.removeprefix("http://"), target=body.get("target"), ref=ref,
             sha=self.commits.get(ref, (None, ""))[0], meta=dict(body.get("meta") or {}),
             created=int(time.time() * 1000), states=states,
             assign_domains=body.get("autoAssignCustomDomains", True) is not False, hold=self.hold_builds)
@@ -196,6 +208,27 @@ class FakeVercel:
         version = deployment.meta.get("chatopsVersion", "none") if deployment else "none"
         return web.json_response({"version": version}, status=500 if version.startswith("bad") else 200)
 
+    def _deployment_app(self, deployment_id: str) -> web.Application:
+        """What the deployment's own URL serves: its /healthz, for its version only."""
+        async def health(request: web.Request) -> web.Response:
+            deployment = self.deployments[deployment_id]
+            if self.protection_bypass and request.headers.get("x-vercel-protection-bypass") != self.protection_bypass:
+                return web.Response(status=401, text="Authentication Required", content_type="text/html")
+            deployment.checks.append(self.production)
+            if deployment.state != "READY":
+                return web.json_response({"error": {"code": "DEPLOYMENT_NOT_READY"}}, status=503)
+            version = deployment.meta.get("chatopsVersion", "none")
+            return web.json_response({"version": version}, status=500 if version.startswith("bad") else 200)
+
+        app = web.Application()
+        app.router.add_get("/healthz", health)
+        return app
+
+    async def aclose(self) -> None:
+        """Stops the deployments' own URLs."""
+        for site in self._sites:
+            await site.cleanup()
+
     def serving_version(self) -> str | None:
         """The chatops version the production domain serves now."""
         deployment = self.deployments.get(self.production or "")
@@ -214,4 +247,5 @@ async def running_vercel() -> AsyncIterator[FakeVercel]:
     try:
         yield fake
     finally:
+        await fake.aclose()
         await runner.cleanup()

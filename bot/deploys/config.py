@@ -13,9 +13,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bot.cron import Cron
 from integrations.deploy.github_commits import LeadTimeSettings
-from integrations.deploy.registry import DeployerSettings
+from integrations.deploy.registry import DeployerSettings, has_deployment_url
 from integrations.health.analysis import AnalysisSettings
-from integrations.health.http import HttpHealthSettings
+from integrations.health.http import DEPLOYMENT_URL, GateHealthSettings
 from integrations.types import Duration, SlackChannelRef, StrictModel
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -81,7 +81,7 @@ class EnvironmentConfig(StrictModel):
     """`services.<name>.environments.<env>:` — how this service deploys to this environment."""
 
     deployer: DeployerSettings
-    health: HttpHealthSettings | None = None
+    health: GateHealthSettings | None = None
     analysis: AnalysisSettings | None = None
     approval: ApprovalConfig | None = None
     rollback_approval: bool | ApprovalConfig = True
@@ -100,6 +100,13 @@ class EnvironmentConfig(StrictModel):
         except re.error as error:
             raise ValueError(f"not a valid regular expression: {error}") from None
         return value
+
+    @model_validator(mode="after")
+    def _deployment_url(self) -> EnvironmentConfig:
+        if self.health is not None and self.health.needs_deployment_url and not has_deployment_url(self.deployer):
+            raise ValueError(f"health.url uses {DEPLOYMENT_URL}, but kind: {self.deployer.kind} reports no deployment "
+                             "URL to check (kind: vercel does); put the service's own URL in health.url")
+        return self
 
     def rollback_policy(self) -> ApprovalConfig | None:
         """The approval a rollback needs: `rollback_approval: false` none, `true` the same as a deploy."""

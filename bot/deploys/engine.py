@@ -476,9 +476,9 @@ class DeployEngine:
             if env.health is not None:
                 record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
                 await self._refresh(record)
-                gate = await health_gate(self._http, env.health, emit=emit)
-                if not gate.ok:
-                    failure = f"health gate failed at {label}: {gate.reason}"
+                ok, why = await self._health_gate(env, result.url or record.external_url, emit)
+                if not ok:
+                    failure = f"health gate failed at {label}: {why}"
                     break
             if env.analysis is not None and record.kind == "deploy":
                 if record.state != DeployState.VERIFYING:
@@ -508,6 +508,21 @@ class DeployEngine:
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
             return
         await self._fail(record, env, deployer, failure, emit)
+
+    async def _health_gate(self, env: EnvironmentConfig, deployment_url: str | None,
+                           emit: Callable[[str], Awaitable[None]]) -> tuple[bool, str]:
+        """Runs the environment's health gate; a `{deployment_url}` in its URL is the deployment the step built
+        (`deployment_url`), so a staged deployment is checked before it serves. Returns (passed, why)."""
+        assert env.health is not None
+        try:
+            settings = env.health.for_deployment(deployment_url)
+            headers = env.health.headers(self._environ)
+        except ValueError as error:
+            return False, str(error)
+        if env.health.needs_deployment_url:
+            await emit(f"Health gate: checking the deployment itself at {settings.url}")
+        gate = await health_gate(self._http, settings, emit=emit, headers=headers)
+        return gate.ok, gate.reason
 
     async def _bake(self, record: DeployRecord, settings: AnalysisSettings, label: str,
                     emit: Callable[[str], Awaitable[None]]) -> AnalysisResult:
@@ -544,8 +559,8 @@ class DeployEngine:
             healthy = result.ok
             why = result.summary
             if result.ok and env.health is not None:
-                gate = await health_gate(self._http, env.health, emit=emit)
-                healthy, why = gate.ok, gate.reason
+                # The deployment rolled back to is the one to check, not the failed one the record names.
+                healthy, why = await self._health_gate(env, result.url, emit)
             if healthy:
                 detail = f"{failure}. Rolled back to {target} automatically."
                 record = await self.store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))

@@ -170,7 +170,9 @@ class StatusService:
 def _targets(config: ChatopsConfig) -> list[Target]:
     targets = [
         Target(f"{service}/{environment}", env.health, service, environment)
-        for service, svc in config.services.items() for environment, env in svc.environments.items() if env.health is not None
+        for service, svc in config.services.items() for environment, env in svc.environments.items()
+        # A gate naming {deployment_url} or sending secret headers is the deploy's own: /status has neither.
+        if env.health is not None and not env.health.gate_only
     ]
     targets += [Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in config.status.probes]
     return targets

@@ -45,3 +45,9 @@ def build_deployer(
     except KeyError:
         raise TypeError(f"no deploy provider for {type(settings).__name__}") from None
     return factory(settings, environ=environ, http=http)
+
+
+def has_deployment_url(settings: Any) -> bool:
+    """True when the provider reports each step's own deployment URL (a settings model's `has_deployment_url`), so
+    a health gate may check it as `{deployment_url}`; providers whose link is a run page or console say nothing."""
+    return bool(getattr(type(settings), "has_deployment_url", False))

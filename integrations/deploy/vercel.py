@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -91,6 +91,10 @@ class VercelGitSettings(StrictModel):
 class VercelSettings(StrictModel):
     """`deployer: {kind: vercel, project: prj_…, team_id: team_…, token_env: VERCEL_TOKEN, target: production,
     git: {provider: github, repo: acme/site, ref: "{version}"}, promote: false}`."""
+
+    # Every deployment has its own URL (its `url`, like site-abc123-acme.vercel.app) serving exactly that build,
+    # so a health gate can check a staged deployment as `https://{deployment_url}/healthz` before it is promoted.
+    has_deployment_url: ClassVar[bool] = True
 
     kind: Literal["vercel"]
     project: str = Field(description="The project's id (prj_…) or name.")

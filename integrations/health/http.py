@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,11 +31,72 @@ log = logging.getLogger(__name__)
 _BODY_LIMIT = 64 * 1024  # expect_body is looked for in the first 64 KiB
 
 
+DEPLOYMENT_URL = "{deployment_url}"
+"""The one placeholder a deploy's `health.url` may use: the host of the deployment the step built (the provider's
+own URL for it, recorded on the deploy as `external_url`), so a staged deployment is checked before it serves."""
+
+_BRACES = re.compile(r"\{[^{}]*\}|[{}]")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an HTTP token (RFC 9110 §5.1)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _check_headers_env(headers: dict[str, str]) -> dict[str, str]:
+    for name, variable in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name[:64]!r} is not an HTTP header name (letters, digits and -, like "
+                             "x-vercel-protection-bypass)")
+        if not _ENV_NAME.match(variable):  # never echoed: it may be the secret pasted by mistake
+            raise ValueError(f"{name}: must be the name of an environment variable holding the header's value, like "
+                             "VERCEL_AUTOMATION_BYPASS_SECRET (never the value itself)")
+    return headers
+
+
 def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     return url
+
+
+def _no_placeholders(url: str) -> str:
+    """Refuses braces: only a deploy's `health.url` knows a placeholder, and a literal brace is not valid in a URL."""
+    found = _BRACES.search(url)
+    if found is not None:
+        raise ValueError(f"{found.group(0)} is not allowed here: only a deploy's health.url takes a placeholder "
+                         f"({DEPLOYMENT_URL}); write a literal brace as %7B or %7D")
+    return url
+
+
+def _check_gate_url(url: str) -> str:
+    """A deploy's `health.url`: an http(s) URL, optionally with `{deployment_url}` as its whole host."""
+    for found in _BRACES.finditer(url):
+        if found.group(0) in ("{", "}"):
+            raise ValueError(f"a stray {found.group(0)!r} in {url!r}: write a literal brace as %7B or %7D")
+        if found.group(0) != DEPLOYMENT_URL:
+            raise ValueError(f"unknown placeholder {found.group(0)} in {url!r}; the only one known is "
+                             f"{DEPLOYMENT_URL} (the host of the deployment a step built)")
+    if DEPLOYMENT_URL in url:
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest.startswith(DEPLOYMENT_URL) or (
+                rest[len(DEPLOYMENT_URL):][:1] not in ("", "/", "?")):
+            raise ValueError(f"{DEPLOYMENT_URL} is the deployment's host (like site-abc123-acme.vercel.app): write it "
+                             f"as the whole host, like https://{DEPLOYMENT_URL}/healthz")
+        if url.count(DEPLOYMENT_URL) > 1:
+            raise ValueError(f"use {DEPLOYMENT_URL} once, as the URL's host")
+        return url
+    return _check_http_url(url)
+
+
+def deployment_host(url: str | None) -> str | None:
+    """The host[:port] of a deployment URL as a provider reports it ("https://site-abc.vercel.app" or a bare
+    "site-abc.vercel.app"); None when there is none or it is not a plain host (nothing else may enter the URL)."""
+    if not url:
+        return None
+    host = urlsplit(url).netloc if "://" in url else url
+    return host if _HOST.match(host) else None
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -57,7 +119,54 @@ class HttpHealthSettings(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        return _check_http_url(url)
+        return _check_http_url(_no_placeholders(url))
+
+
+class GateHealthSettings(HttpHealthSettings):
+    """A deploy environment's `health:`: the same probe, whose `url` may name the deployment a step built as
+    `https://{deployment_url}/healthz`, rendered when the gate runs (`for_deployment`)."""
+
+    headers_env: Annotated[dict[str, str], AfterValidator(_check_headers_env)] = Field(
+        default_factory=dict, description="Request headers whose values are read from these environment variables "
+        "when the gate runs, e.g. {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return _check_gate_url(url)
+
+    @property
+    def gate_only(self) -> bool:
+        """True when only a deploy can run this check (it needs the step's deployment URL or headers with secrets),
+        so `/status` does not probe it on its own."""
+        return self.needs_deployment_url or bool(self.headers_env)
+
+    def headers(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The `headers_env` headers with their values; ValueError naming (only) the variable that is not set."""
+        values = {}
+        for name, variable in self.headers_env.items():
+            value = environ.get(variable)
+            if not value:
+                raise ValueError(f"environment variable {variable} (the health check's {name} header) is not set")
+            values[name] = value
+        return values
+
+    @property
+    def needs_deployment_url(self) -> bool:
+        """True when `url` uses {deployment_url}: only a provider that reports a deployment URL can fill it."""
+        return DEPLOYMENT_URL in self.url
+
+    def for_deployment(self, deployment_url: str | None) -> HttpHealthSettings:
+        """The probe of the deployment at `deployment_url` (the step's URL); ValueError saying why there is none."""
+        if not self.needs_deployment_url:
+            return self
+        host = deployment_host(deployment_url)
+        if host is None:
+            raise ValueError(f"health.url needs {DEPLOYMENT_URL}, but the provider reported "
+                             + (f"no usable deployment URL ({deployment_url[:80]!r})" if deployment_url
+                                else "no deployment URL for this step"))
+        # The host matched _HOST, so the rendered URL is as valid as the template (no revalidation needed).
+        return self.model_copy(update={"url": self.url.replace(DEPLOYMENT_URL, host)})
 
 
 @dataclass(frozen=True)
@@ -107,13 +216,14 @@ def _short_error(error: BaseException, settings: HttpHealthSettings) -> str:
     return f"probe failed: {type(error).__name__}"
 
 
-async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings) -> ProbeResult:
-    """One GET of `settings.url`; never raises (failures are ProbeResult(ok=False, error=...))."""
+async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings, *,
+                headers: Mapping[str, str] | None = None) -> ProbeResult:
+    """One GET of `settings.url` (with `headers` too); never raises (failures are ProbeResult(ok=False, error=...))."""
     started = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=settings.timeout.total_seconds())
+    sent = {"User-Agent": "chatops-health/1", "Cache-Control": "no-cache", **(headers or {})}
     try:
-        async with session.get(settings.url, timeout=timeout, allow_redirects=False,
-                               headers={"User-Agent": "chatops-health/1", "Cache-Control": "no-cache"}) as response:
+        async with session.get(settings.url, timeout=timeout, allow_redirects=False, headers=sent) as response:
             status = response.status
             body = await response.content.read(_BODY_LIMIT) if settings.expect_body is not None else b""
     except asyncio.CancelledError:
@@ -154,9 +264,11 @@ async def health_gate(
     emit: Callable[[str], Awaitable[None]],
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     deadline: timedelta | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Passes after `checks` consecutive passing probes `interval` apart; fails after `checks` consecutive
-    failures, or when `deadline` (default checks × interval × 3 + timeout) has passed."""
+    failures, or when `deadline` (default checks × interval × 3 + timeout) has passed. `headers` go with each
+    probe (secrets among them never appear in what the gate reports)."""
     limit = (deadline if deadline is not None else default_deadline(settings)).total_seconds()
     interval = settings.interval.total_seconds()
     started = time.monotonic()
@@ -171,7 +283,7 @@ async def health_gate(
     last: ProbeResult | None = None
     while True:
         attempts += 1
-        last = await probe(session, settings)
+        last = await probe(session, settings, headers=headers)
         if last.ok:
             passes, fails = passes + 1, 0
         else:
@@ -217,7 +329,7 @@ class HttpCheckSettings(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        return _check_http_url(url)
+        return _check_http_url(_no_placeholders(url))
 
     def probe_settings(self) -> HttpHealthSettings:
         """The same probe as a `health:` section would make."""
