@@ -305,6 +305,9 @@ class AlertStore:
         are the wall clock's, not the services' clock: they are compared with the `ts` Slack gives messages."""
         now = datetime.now(UTC)
         earlier = await self._note_attempt(keys=[self.k(kind)], args=[name, now.isoformat()])
+        # With redis.min_replicas_acked, the note must be on a replica before Slack is asked: a failover that lost
+        # it would make the next attempt look like the first, and post a second message without looking.
+        await self._store.replicated(self.k(kind))
         if not earlier:
             return Attempt(first=True)
         first, _, last = str(earlier).partition("|")
