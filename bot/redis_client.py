@@ -17,16 +17,21 @@ Errors name the variable and the fix and never repeat the password.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 Kind = Literal["server", "sentinel", "cluster"]
 
@@ -256,8 +261,55 @@ def _db(text: str, form: str) -> int:
     return int(text)
 
 
+class ReachableCluster(RedisCluster):
+    """redis-py's cluster client, whose failure to reach any start-up node (a refused TLS certificate, say) is a
+    ConnectionError like every other client's: redis-py raises RedisClusterException, which is not a RedisError,
+    so callers that handle an unavailable Redis (the store, /readyz) would crash on it instead."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        """Finds the cluster's nodes and slots; raises ConnectionError, saying why, when it cannot."""
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as error:
+            raise RedisConnectionError(str(error)) from error
+
+
+class ExplainingSentinel(Sentinel):
+    """redis-py's Sentinel client, whose "no master found" also says what each Sentinel answered: an unreachable
+    Sentinel, a refused TLS certificate or an unknown master name, instead of the Sentinel clients' repr."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:  # type: ignore[override]
+        """The master's address, as the first Sentinel that knows it healthy says; else why none does."""
+        try:
+            return await super().discover_master(service_name)  # type: ignore[no-any-return]
+        except MasterNotFoundError as error:
+            reasons = await asyncio.gather(*(self._why(sentinel) for sentinel in self.sentinels))
+            raise MasterNotFoundError(
+                f"no Sentinel named a healthy master {service_name!r}: {'; '.join(reasons)}"
+            ) from error
+
+    @staticmethod
+    async def _why(sentinel: aioredis.Redis) -> str:
+        options = sentinel.connection_pool.connection_kwargs
+        where = f"Sentinel {options.get('host')}:{options.get('port')}"
+        try:
+            await sentinel.ping()
+        except (RedisError, OSError) as error:
+            return f"{where}: {error}"
+        return f"{where} answers but knows no such master, or sees it down"
+
+
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """The Sentinel pool (finds the master, follows failovers) with the blocking pool's bound and wait."""
+
+    async def aclose(self) -> None:
+        """Closes the pool and the clients of the Sentinels it asks: they were made for it, and nothing else
+        closes them (redis-py leaves their connections open, which an asyncio loop reports as a leak)."""
+        try:
+            await super().aclose()
+        finally:
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
 
 
 def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis | RedisCluster:
@@ -275,16 +327,18 @@ def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis
     credentials = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
         # redis-py's cluster pool is per node and does not wait: when it is exhausted a command fails at once.
-        return RedisCluster(
+        return ReachableCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=pool.max_connections, **credentials, **common,  # type: ignore[arg-type]
             **target.tls_options(),  # type: ignore[arg-type]
         )
     # rediss+sentinel: the Sentinels are spoken to over TLS too (they carry the primary's address, which TLS to the
-    # primary alone would not protect).
+    # primary alone would not protect). A failed Sentinel query is not retried on the same Sentinel (redis-py's
+    # client default, which takes seconds on a refused TLS handshake): the next Sentinel is the retry, and the
+    # data connections are not retried either.
     sentinel_kwargs = {"socket_connect_timeout": CONNECT_TIMEOUT_SECONDS, "socket_timeout": CONNECT_TIMEOUT_SECONDS,
-                       **target.tls_options()}
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+                       "retry": Retry(NoBackoff(), 0), **target.tls_options()}
+    sentinel = ExplainingSentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(
         target.master, connection_pool_class=BlockingSentinelConnectionPool, db=target.db,
         max_connections=pool.max_connections, timeout=pool.timeout, health_check_interval=HEALTH_CHECK_SECONDS,

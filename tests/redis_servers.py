@@ -66,8 +66,10 @@ class TlsFiles:
                 "tls-auth-clients no\ntls-replication yes\n")
 
     def client_context(self) -> ssl.SSLContext:
-        """A client context trusting only this CA, checking the host name."""
-        return ssl.create_default_context(cafile=str(self.ca))
+        """A client context trusting only this CA, checking the host name, with the certificate for mutual TLS."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(self.cert, self.key)
+        return context
 
 
 def make_tls_files(directory: Path, name: str = "chatops test CA") -> TlsFiles:
@@ -265,10 +267,11 @@ def _server_args(port: int, directory: Path, *extra: str, tls: TlsFiles | None =
     ]
 
 
-def start_server(root: Path, *, tls: TlsFiles | None = None) -> RedisProcess:
-    """One redis-server (TLS only with `tls`) on a free port in `root`; its `url(process)` reaches db 0."""
+def start_server(root: Path, *, tls: TlsFiles | None = None, extra: tuple[str, ...] = ()) -> RedisProcess:
+    """One redis-server (TLS only with `tls`; `extra` options last) on a free port in `root`; `url(it)` reaches db 0."""
     binary = require_binaries("redis-server")["redis-server"]
-    return RedisProcess(binary, free_port(), root, [], tls=tls).start_with(lambda p, d: _server_args(p, d, tls=tls))
+    return RedisProcess(binary, free_port(), root, [], tls=tls).start_with(
+        lambda p, d: _server_args(p, d, *extra, tls=tls))
 
 
 def url(process: RedisProcess, db: int = 0) -> str:
