@@ -7,20 +7,31 @@ Forms accepted:
   to the master and its replicas);
 - `redis+cluster://[[user]:password@]host1:6379[,host2:6379…]` (`rediss+cluster` for TLS; a cluster has only db 0).
 
+TLS (every `rediss` form; for Sentinel, to the Sentinels too) always verifies the server's certificate and its host
+name: against the system's CAs (right for ElastiCache, whose certificates are public), or against the CA file given by
+`?ssl_ca_certs=/path/ca.pem`; `&ssl_certfile=…&ssl_keyfile=…` add a client certificate (mutual TLS). These files are
+read here, so that a wrong path or a file that is not PEM stops start-up; nothing else is: no network I/O.
+
 Errors name the variable and the fix and never repeat the password.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import ssl
 from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import unquote
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 Kind = Literal["server", "sentinel", "cluster"]
 
@@ -34,6 +45,12 @@ _SCHEMES: dict[str, tuple[Kind, bool]] = {
     "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
 }
 _DEFAULT_PORT: dict[Kind, int] = {"server": 6379, "sentinel": 26379, "cluster": 6379}
+# The TLS options REDIS_URL may carry, as redis-py names them. `ssl_cert_reqs` and `ssl_check_hostname` may only
+# keep verification on: turning it off would let anyone on the path read and change the bot's data; a self-signed
+# server gets its CA named with ssl_ca_certs instead.
+_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_TLS_KEEP_ON = {"ssl_cert_reqs": ("required",), "ssl_check_hostname": ("true", "yes", "1", "y", "on")}
+_TLS_OPTIONS = "ssl_ca_certs, ssl_certfile, ssl_keyfile"
 _HOST = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[^:]*))?$")
 
 # Socket timeouts: longer than WAIT (`redis.wait_timeout` <= 2 s) and the 1 s XREADGROUP block, short enough
@@ -60,10 +77,20 @@ class RedisTarget:
     db: int = 0
     username: str | None = None
     password: str | None = None
+    ca_certs: str | None = None  # TLS: the CA file that signed the servers' certificates (else the system's CAs)
+    certfile: str | None = None  # mutual TLS: the client certificate (PEM), and its key unless in the same file
+    keyfile: str | None = None
 
     def __repr__(self) -> str:  # never show the password, in logs or tracebacks
         return (f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, "
-                f"db={self.db})")
+                f"db={self.db}, ca_certs={self.ca_certs!r})")
+
+    def tls_options(self) -> dict[str, object]:
+        """The redis-py connection arguments for TLS (none without it); verification stays redis-py's default, on."""
+        if not self.tls:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": self.ca_certs, "ssl_certfile": self.certfile,
+                "ssl_keyfile": self.keyfile}
 
 
 @dataclass(frozen=True)
@@ -88,7 +115,8 @@ def parse_redis_url(url: str) -> RedisTarget:
     if kind == "server":
         return _parse_server(url.strip(), scheme.lower(), rest, tls)
     form = SENTINEL_FORM if kind == "sentinel" else CLUSTER_FORM
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    rest, _, query = rest.split("#", 1)[0].partition("?")
+    files = _tls_query(query, tls, form, only_tls=True)
     credentials, at, location = rest.rpartition("@")
     username, password = _credentials(credentials) if at else (None, None)
     hosts, _, path = location.partition("/")
@@ -97,21 +125,23 @@ def parse_redis_url(url: str) -> RedisTarget:
     if kind == "cluster":
         if parts not in ([], ["0"]):
             raise RedisUrlError(f"REDIS_URL: a Redis Cluster has only database 0; drop the path; use {form}")
-        return RedisTarget(kind, tls, nodes=nodes, username=username, password=password)
+        return RedisTarget(kind, tls, nodes=nodes, username=username, password=password, **files)
     if not parts:
         raise RedisUrlError(f"REDIS_URL: the Sentinel master name is missing after the hosts; use {form}")
     if len(parts) > 2:
         raise RedisUrlError(f"REDIS_URL: too many parts after the hosts (want <master-name>/<db>); use {form}")
     master = unquote(parts[0])
     db = _db(parts[1] if len(parts) == 2 else "0", form)
-    return RedisTarget(kind, tls, nodes=nodes, master=master, db=db, username=username, password=password)
+    return RedisTarget(kind, tls, nodes=nodes, master=master, db=db, username=username, password=password, **files)
 
 
 def _parse_server(url: str, scheme: str, rest: str, tls: bool) -> RedisTarget:
     if scheme == "unix":
         if not rest.startswith("/"):
             raise RedisUrlError("REDIS_URL: a unix socket URL needs an absolute path, e.g. unix:///run/redis.sock")
+        _tls_query(rest.split("#", 1)[0].partition("?")[2], False, SERVER_FORM, only_tls=False)
         return RedisTarget("server", False, url=url)
+    files = _tls_query(rest.split("#", 1)[0].partition("?")[2], tls, SERVER_FORM, only_tls=False)
     location = rest.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
     hostport, _, path = location.partition("/")
     if not hostport:
@@ -123,7 +153,82 @@ def _parse_server(url: str, scheme: str, rest: str, tls: bool) -> RedisTarget:
         )
     host, port = _node(hostport, 1, "server", SERVER_FORM)
     db = _db(path.strip("/") or "0", SERVER_FORM)
-    return RedisTarget("server", tls, url=url, nodes=((host, port),), db=db)
+    return RedisTarget("server", tls, url=url, nodes=((host, port),), db=db, **files)
+
+
+def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> dict[str, str | None]:
+    """The TLS files the query names (checked to be readable PEM). With `only_tls` (Sentinel, Cluster: the client
+    is built here) any other option is refused; one server's URL goes to redis-py whole, which reads its other
+    options itself, so there only the `ssl_…` ones are checked (a misspelt one would fail at the first command)."""
+    seen: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        shown = name[:40]
+        if name in seen:
+            raise RedisUrlError(f"REDIS_URL: the option {shown!r} is given twice; give it once")
+        seen[name] = value
+        if not name.startswith("ssl"):
+            if only_tls:
+                raise RedisUrlError(
+                    f"REDIS_URL: unknown option {shown!r}; this form takes only the TLS options {_TLS_OPTIONS}, "
+                    f"e.g. {form.replace('redis+', 'rediss+', 1)}?ssl_ca_certs=/etc/ssl/redis-ca.pem"
+                )
+            continue
+        if name not in _TLS_FILES and name not in _TLS_KEEP_ON:
+            raise RedisUrlError(
+                f"REDIS_URL: unknown TLS option {shown!r}; use {_TLS_OPTIONS}, e.g. ?ssl_ca_certs=/etc/ssl/redis-ca.pem"
+            )
+        if not tls:
+            raise RedisUrlError(
+                f"REDIS_URL: {name} is a TLS option, and TLS needs the rediss scheme (rediss://, rediss+sentinel://, "
+                "rediss+cluster://)"
+            )
+        if name in _TLS_KEEP_ON and value.strip().lower() not in _TLS_KEEP_ON[name]:
+            raise RedisUrlError(
+                f"REDIS_URL: {name}={value[:20]} would turn off the check of the server's certificate; chatops keeps "
+                "it on. For a server whose certificate a private CA signed, name that CA: "
+                "?ssl_ca_certs=/path/to/ca.pem"
+            )
+    files = {name.removeprefix("ssl_"): seen.get(name) for name in _TLS_FILES}
+    _check_tls_files(files)
+    return files
+
+
+def _check_tls_files(files: dict[str, str | None]) -> None:
+    """Loads the files as the TLS handshake will, so that a wrong path or content stops start-up, not each command."""
+    context = ssl.create_default_context()
+    ca, cert, key = files["ca_certs"], files["certfile"], files["keyfile"]
+    for name, path in (("ssl_ca_certs", ca), ("ssl_certfile", cert), ("ssl_keyfile", key)):
+        if path is not None and not path:
+            raise RedisUrlError(f"REDIS_URL: {name} is empty; give the path of a PEM file, e.g. {name}=/etc/ssl/x.pem")
+    if key and not cert:
+        raise RedisUrlError("REDIS_URL: ssl_keyfile needs ssl_certfile too (the client certificate of that key)")
+    try:
+        if ca:
+            context.load_verify_locations(cafile=ca)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise RedisUrlError(f"REDIS_URL: ssl_ca_certs={ca}: {_file_problem(error, 'CA certificates')}") from None
+    try:
+        if cert:  # a password callback that refuses: OpenSSL would otherwise prompt on the terminal
+            context.load_cert_chain(cert, key or None, password=_no_password)
+    except (OSError, ValueError) as error:
+        raise RedisUrlError(
+            f"REDIS_URL: ssl_certfile={cert}" + (f", ssl_keyfile={key}" if key else "")
+            + f": {_file_problem(error, 'a client certificate and its unencrypted private key')}"
+        ) from None
+
+
+def _no_password() -> str:
+    raise ValueError("the private key is encrypted")
+
+
+def _file_problem(error: Exception, wanted: str) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, PermissionError):
+        return "not readable by this process"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory, not a file"
+    return f"not {wanted} in PEM ({error})"
 
 
 def _credentials(text: str) -> tuple[str | None, str | None]:
@@ -156,8 +261,55 @@ def _db(text: str, form: str) -> int:
     return int(text)
 
 
+class ReachableCluster(RedisCluster):
+    """redis-py's cluster client, whose failure to reach any start-up node (a refused TLS certificate, say) is a
+    ConnectionError like every other client's: redis-py raises RedisClusterException, which is not a RedisError,
+    so callers that handle an unavailable Redis (the store, /readyz) would crash on it instead."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        """Finds the cluster's nodes and slots; raises ConnectionError, saying why, when it cannot."""
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as error:
+            raise RedisConnectionError(str(error)) from error
+
+
+class ExplainingSentinel(Sentinel):
+    """redis-py's Sentinel client, whose "no master found" also says what each Sentinel answered: an unreachable
+    Sentinel, a refused TLS certificate or an unknown master name, instead of the Sentinel clients' repr."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:  # type: ignore[override]
+        """The master's address, as the first Sentinel that knows it healthy says; else why none does."""
+        try:
+            return await super().discover_master(service_name)  # type: ignore[no-any-return]
+        except MasterNotFoundError as error:
+            reasons = await asyncio.gather(*(self._why(sentinel) for sentinel in self.sentinels))
+            raise MasterNotFoundError(
+                f"no Sentinel named a healthy master {service_name!r}: {'; '.join(reasons)}"
+            ) from error
+
+    @staticmethod
+    async def _why(sentinel: aioredis.Redis) -> str:
+        options = sentinel.connection_pool.connection_kwargs
+        where = f"Sentinel {options.get('host')}:{options.get('port')}"
+        try:
+            await sentinel.ping()
+        except (RedisError, OSError) as error:
+            return f"{where}: {error}"
+        return f"{where} answers but knows no such master, or sees it down"
+
+
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """The Sentinel pool (finds the master, follows failovers) with the blocking pool's bound and wait."""
+
+    async def aclose(self) -> None:
+        """Closes the pool and the clients of the Sentinels it asks: they were made for it, and nothing else
+        closes them (redis-py leaves their connections open, which an asyncio loop reports as a leak)."""
+        try:
+            await super().aclose()
+        finally:
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
 
 
 def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis | RedisCluster:
@@ -175,14 +327,20 @@ def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis
     credentials = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
         # redis-py's cluster pool is per node and does not wait: when it is exhausted a command fails at once.
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], ssl=target.tls,
+        return ReachableCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=pool.max_connections, **credentials, **common,  # type: ignore[arg-type]
+            **target.tls_options(),  # type: ignore[arg-type]
         )
-    sentinel_timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_SECONDS, "socket_timeout": CONNECT_TIMEOUT_SECONDS}
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_timeouts)
+    # rediss+sentinel: the Sentinels are spoken to over TLS too (they carry the primary's address, which TLS to the
+    # primary alone would not protect). A failed Sentinel query is not retried on the same Sentinel (redis-py's
+    # client default, which takes seconds on a refused TLS handshake): the next Sentinel is the retry, and the
+    # data connections are not retried either.
+    sentinel_kwargs = {"socket_connect_timeout": CONNECT_TIMEOUT_SECONDS, "socket_timeout": CONNECT_TIMEOUT_SECONDS,
+                       "retry": Retry(NoBackoff(), 0), **target.tls_options()}
+    sentinel = ExplainingSentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(
-        target.master, connection_pool_class=BlockingSentinelConnectionPool, db=target.db, ssl=target.tls,
+        target.master, connection_pool_class=BlockingSentinelConnectionPool, db=target.db,
         max_connections=pool.max_connections, timeout=pool.timeout, health_check_interval=HEALTH_CHECK_SECONDS,
-        **credentials, **common,
+        **credentials, **common, **target.tls_options(),
     )

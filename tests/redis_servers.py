@@ -3,20 +3,26 @@ temp dir: a primary with replicas watched by three Sentinels, and a three-master
 any test (the HA tests, a chaos test). Every process started is stopped by `stop()`, whatever happened.
 
 Both need `redis-server` (and the cluster `redis-cli`) on PATH; `require_binaries` skips a test that lacks them.
+With `tls=make_tls_files(dir)` every server, replica link, Sentinel and cluster bus speaks only TLS (`--port 0`),
+with a certificate for 127.0.0.1 signed by a CA made for the test; `require_tls` skips when redis-server lacks TLS.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -36,12 +42,126 @@ def require_binaries(*names: str) -> dict[str, str]:
     return {name: str(path) for name, path in found.items()}
 
 
-def command(port: int, *args: str, timeout: float = 2.0) -> str:
-    """Sends one command to 127.0.0.1:`port` over RESP and returns the reply as text (errors start with `-`)."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and a certificate for 127.0.0.1 it signed, as PEM files (the server's also serves as a client's)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @property
+    def query(self) -> str:
+        """The REDIS_URL query that trusts this CA."""
+        return f"?ssl_ca_certs={quote(str(self.ca))}"
+
+    def server_args(self) -> list[str]:
+        """redis-server's TLS options (clients need no certificate)."""
+        return ["--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca),
+                "--tls-auth-clients", "no"]
+
+    def conf(self) -> str:
+        """The same options as configuration-file lines (for Sentinel)."""
+        return (f"tls-cert-file {self.cert}\ntls-key-file {self.key}\ntls-ca-cert-file {self.ca}\n"
+                "tls-auth-clients no\ntls-replication yes\n")
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context trusting only this CA, checking the host name, with the certificate for mutual TLS."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def make_tls_files(directory: Path, name: str = "chatops test CA") -> TlsFiles:
+    """Generates (with `cryptography`) a CA called `name` and a certificate for 127.0.0.1 and localhost it signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    files.key.chmod(0o600)
+    return files
+
+
+_TLS_SUPPORT: dict[str, str | None] = {}
+
+
+def _tls_support(binary: str, directory: Path) -> str | None:
+    """Why `binary` cannot serve TLS, or None when it can: a TLS-only server is started and answers PING, or
+    exits saying why (a build without TLS refuses the options)."""
+    tls = make_tls_files(directory / "probe-tls")
+    port = free_port()
+    process = subprocess.Popen([binary, *_server_args(port, directory, tls=tls)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = (process.stdout.read() if process.stdout else b"").decode(errors="replace")
+                log_file = directory / "redis.log"
+                log = log_file.read_text(errors="replace") if log_file.exists() else ""
+                return f"{binary} cannot serve TLS: {(output + log).strip()[-300:]}"
+            with suppress(OSError, ValueError):
+                if command(port, "PING", tls=tls) == "PONG":
+                    return None
+            time.sleep(0.1)
+        return f"{binary} did not answer PING over TLS within {START_TIMEOUT:.0f}s"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+def require_tls(directory: Path) -> dict[str, str]:
+    """The Redis binaries, skipping the calling test (with the reason) unless redis-server serves TLS (checked once,
+    with a server started in `directory`)."""
+    binaries = require_binaries("redis-server", "redis-cli")
+    server = binaries["redis-server"]
+    if server not in _TLS_SUPPORT:
+        _TLS_SUPPORT[server] = _tls_support(server, directory)
+    reason = _TLS_SUPPORT[server]
+    if reason is not None:
+        pytest.skip(reason)
+    return binaries
+
+
+def command(port: int, *args: str, timeout: float = 2.0, tls: TlsFiles | None = None) -> str:
+    """Sends one command to 127.0.0.1:`port` (over TLS with `tls`) over RESP and returns the reply as text (errors
+    start with `-`)."""
     payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-        conn.sendall(payload.encode())
-        return _read_reply(conn.makefile("rb"))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        conn = tls.client_context().wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
+        with conn:
+            conn.sendall(payload.encode())
+            return _read_reply(conn.makefile("rb"))
 
 
 def _read_reply(stream: object) -> str:
@@ -77,6 +197,7 @@ class RedisProcess:
     directory: Path
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
+    tls: TlsFiles | None = None  # it listens only for TLS (its port is the tls-port)
 
     def start(self) -> RedisProcess:
         """Starts it (detached from the test's terminal signals) and waits until it answers PING."""
@@ -85,7 +206,7 @@ class RedisProcess:
             [self.binary, *self.args], cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_until(lambda: self.alive() and command(self.port, "PING") == "PONG", f"redis on port {self.port}",
+        wait_until(lambda: self.alive() and self.command("PING") == "PONG", f"redis on port {self.port}",
                    START_TIMEOUT)
         return self
 
@@ -100,6 +221,10 @@ class RedisProcess:
                 self.stop()
                 self.port = free_port()
         raise RuntimeError(f"redis-server would not start in {self.directory}: {self.log()}")
+
+    def command(self, *args: str) -> str:
+        """Sends it one command (over TLS if it speaks TLS) and returns the reply as text."""
+        return command(self.port, *args, tls=self.tls)
 
     def alive(self) -> bool:
         """Whether the process is still running."""
@@ -133,11 +258,27 @@ class RedisProcess:
         return ""
 
 
-def _server_args(port: int, directory: Path, *extra: str) -> list[str]:
+def _server_args(port: int, directory: Path, *extra: str, tls: TlsFiles | None = None) -> list[str]:
+    ports = ["--port", "0", "--tls-port", str(port), *tls.server_args(), "--tls-replication", "yes"] if tls else [
+        "--port", str(port)]
     return [
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", "--appendonly", "no",
+        *ports, "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", "--appendonly", "no",
         "--logfile", str(directory / "redis.log"), "--repl-diskless-sync-delay", "0", *extra,
     ]
+
+
+def start_server(root: Path, *, tls: TlsFiles | None = None, extra: tuple[str, ...] = ()) -> RedisProcess:
+    """One redis-server (TLS only with `tls`; `extra` options last) on a free port in `root`; `url(it)` reaches db 0."""
+    binary = require_binaries("redis-server")["redis-server"]
+    return RedisProcess(binary, free_port(), root, [], tls=tls).start_with(
+        lambda p, d: _server_args(p, d, *extra, tls=tls))
+
+
+def url(process: RedisProcess, db: int = 0) -> str:
+    """The REDIS_URL of one server started here (rediss:// trusting its test CA when it speaks TLS)."""
+    if process.tls is None:
+        return f"redis://127.0.0.1:{process.port}/{db}"
+    return f"rediss://127.0.0.1:{process.port}/{db}{process.tls.query}"
 
 
 @dataclass
@@ -151,11 +292,14 @@ class SentinelDeployment:
     primary: RedisProcess | None = None
     replica_nodes: list[RedisProcess] = field(default_factory=list)
     sentinels: list[RedisProcess] = field(default_factory=list)
+    tls: TlsFiles | None = None  # every node, replication link and Sentinel speaks only TLS
 
     @property
     def url(self) -> str:
         """The REDIS_URL that reaches this deployment through its Sentinels."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        if self.tls is not None:
+            return f"rediss+sentinel://{hosts}/{MASTER_NAME}/0{self.tls.query}"
         return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
 
     def start(self) -> SentinelDeployment:
@@ -163,12 +307,15 @@ class SentinelDeployment:
         binary = require_binaries("redis-server")["redis-server"]
         try:
             port = free_port()
-            self.primary = RedisProcess(binary, port, self.root / "primary", []).start_with(_server_args)
+            tls = self.tls
+            self.primary = RedisProcess(binary, port, self.root / "primary", [], tls=tls).start_with(
+                lambda p, d: _server_args(p, d, tls=tls))
+            port = self.primary.port  # another one if the first was taken meanwhile
             for index in range(self.replicas):
                 replica_port = free_port()
                 directory = self.root / f"replica{index}"
-                self.replica_nodes.append(RedisProcess(binary, replica_port, directory, []).start_with(
-                    lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port))))
+                self.replica_nodes.append(RedisProcess(binary, replica_port, directory, [], tls=tls).start_with(
+                    lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)))
             wait_until(lambda: self._connected_replicas(port) >= self.replicas,
                        "the replicas to be in sync (state=online)", START_TIMEOUT)
             for index in range(3):
@@ -185,30 +332,30 @@ class SentinelDeployment:
         directory = self.root / f"sentinel{index}"
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "sentinel.conf"  # Sentinel rewrites its file: one each, writable
+        ports = f"port 0\ntls-port {port}\n{self.tls.conf()}" if self.tls else f"port {port}\n"
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory / 'redis.log'}\n"
+            f"{ports}bind 127.0.0.1\ndir {directory}\nlogfile {directory / 'redis.log'}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
-        return RedisProcess(binary, port, directory, [str(conf), "--sentinel"]).start()
+        return RedisProcess(binary, port, directory, [str(conf), "--sentinel"], tls=self.tls).start()
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
-            info = command(sentinel.port, "INFO", "sentinel")
+            info = sentinel.command("INFO", "sentinel")
             if f"slaves={self.replicas}," not in info or "sentinels=3" not in info:
                 return False
         return True
 
-    @staticmethod
-    def _connected_replicas(port: int) -> int:
+    def _connected_replicas(self, port: int) -> int:
         """Replicas in sync with the primary on `port` (`state=online`, not still loading its copy)."""
-        return command(port, "INFO", "replication").count("state=online")
+        return command(port, "INFO", "replication", tls=self.tls).count("state=online")
 
     def master_port(self) -> int:
         """The primary's port as the first Sentinel reports it now."""
-        reply = command(self.sentinels[0].port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()
+        reply = self.sentinels[0].command("SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()
         return int(reply[1])
 
     def fail_primary(self) -> RedisProcess:
@@ -221,12 +368,12 @@ class SentinelDeployment:
 
         def promoted() -> bool:
             reported = {
-                int(command(s.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()[1])
+                int(s.command("SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()[1])
                 for s in self.sentinels
             }
             if len(reported) != 1 or next(iter(reported)) not in ports:
                 return False
-            return "role:master" in command(next(iter(reported)), "INFO", "replication")
+            return "role:master" in command(next(iter(reported)), "INFO", "replication", tls=self.tls)
 
         wait_until(promoted, "the Sentinels to promote a replica after the primary was killed", FAILOVER_TIMEOUT)
         new = ports[self.master_port()]
@@ -248,24 +395,28 @@ class ClusterDeployment:
     root: Path
     masters: int = 3
     nodes: list[RedisProcess] = field(default_factory=list)
+    tls: TlsFiles | None = None  # clients and the cluster bus speak only TLS
 
     @property
     def url(self) -> str:
         """The REDIS_URL of this cluster (every node as a start-up node)."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return f"rediss+cluster://{hosts}{self.tls.query}" if self.tls else f"redis+cluster://{hosts}"
 
     def start(self) -> ClusterDeployment:
         """Starts the nodes, creates the cluster and waits for `cluster_state:ok` on each; stops all on failure."""
         binaries = require_binaries("redis-server", "redis-cli")
         try:
             for index in range(self.masters):
-                node = RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", [])
+                tls = self.tls
+                node = RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", [], tls=tls)
                 self.nodes.append(node.start_with(lambda p, d: _server_args(
                     p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
-                    "--cluster-node-timeout", "2000",
+                    "--cluster-node-timeout", "2000", *(["--tls-cluster", "yes"] if tls else []), tls=tls,
                 )))
+            cli_tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls else []
             create = subprocess.run(
-                [binaries["redis-cli"], "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                [binaries["redis-cli"], *cli_tls, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                  "--cluster-replicas", "0", "--cluster-yes"],
                 capture_output=True, text=True, timeout=60, check=False,
             )
@@ -273,7 +424,7 @@ class ClusterDeployment:
                 raise RuntimeError(
                     f"redis-cli --cluster create failed: {create.stdout[-1000:]} {create.stderr[-1000:]}"
                 )
-            wait_until(lambda: all("cluster_state:ok" in command(n.port, "CLUSTER", "INFO") for n in self.nodes),
+            wait_until(lambda: all("cluster_state:ok" in n.command("CLUSTER", "INFO") for n in self.nodes),
                        "cluster_state:ok on every node", START_TIMEOUT * 2)
         except BaseException:
             self.stop()

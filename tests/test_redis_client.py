@@ -1,5 +1,6 @@
-"""REDIS_URL parsing (pure) and its check at start-up: every form, and a clear error for each malformed one that
-names the variable and the form to use, without ever repeating the password."""
+"""REDIS_URL parsing (pure but for reading the TLS files it names) and its check at start-up: every form, its TLS
+options, and a clear error for each malformed one that names the variable and the form to use, without ever repeating
+the password."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from bot.redis_client import RedisTarget, RedisUrlError, parse_redis_url
 from bot.settings import SettingsError, load_settings
+from tests.redis_servers import TlsFiles, make_tls_files
 
 SECRET = "s3cr3t-Pa55"
 
@@ -80,3 +82,81 @@ def test_start_up_accepts_every_form() -> None:
     for url in ("redis://127.0.0.1:6379/0", "redis+sentinel://s1:26379/m/0", "rediss+cluster://n1:7000"):
         environ = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": url}
         assert load_settings(environ).redis_url == url
+
+
+@pytest.fixture(scope="module")
+def pem_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA and a certificate with its key, as PEM files."""
+    return make_tls_files(tmp_path_factory.mktemp("pem"))
+
+
+@pytest.mark.parametrize("form", [
+    "rediss://:{secret}@cache:6380/0", "rediss+sentinel://:{secret}@s1:26379,s2/m/0",
+    "rediss+cluster://:{secret}@n1:7000",
+])
+def test_every_tls_form_reads_the_ca_and_the_client_certificate(form: str, pem_files: TlsFiles) -> None:
+    query = f"?ssl_ca_certs={pem_files.ca}&ssl_certfile={pem_files.cert}&ssl_keyfile={pem_files.key}"
+    target = parse_redis_url(form.format(secret=SECRET) + query)
+    assert (target.tls, target.ca_certs, target.certfile, target.keyfile) == (
+        True, str(pem_files.ca), str(pem_files.cert), str(pem_files.key))
+    assert target.tls_options() == {"ssl": True, "ssl_ca_certs": str(pem_files.ca),
+                                    "ssl_certfile": str(pem_files.cert), "ssl_keyfile": str(pem_files.key)}
+    assert SECRET not in repr(target)
+
+
+def test_without_a_ca_file_tls_verifies_against_the_system_cas() -> None:
+    target = parse_redis_url("rediss+cluster://clustercfg.x.cache.amazonaws.com:6379")
+    assert target.tls_options() == {"ssl": True, "ssl_ca_certs": None, "ssl_certfile": None, "ssl_keyfile": None}
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("?ssl_ca_certs=/no/such/ca.pem", "REDIS_URL: ssl_ca_certs=/no/such/ca.pem: no such file"),
+    ("?ssl_ca_certs={key}", "ssl_ca_certs={key}: not CA certificates in PEM"),
+    ("?ssl_ca_certs={directory}", "ssl_ca_certs={directory}: "),
+    ("?ssl_ca_certs=", "REDIS_URL: ssl_ca_certs is empty"),
+    ("?ssl_keyfile={key}", "REDIS_URL: ssl_keyfile needs ssl_certfile too"),
+    ("?ssl_certfile={ca}", "ssl_certfile={ca}: not a client certificate and its unencrypted private key in PEM"),
+    ("?ssl_ca_certs={ca}&ssl_ca_certs={ca}", "REDIS_URL: the option 'ssl_ca_certs' is given twice"),
+    ("?ssl_ca_cert={ca}", "REDIS_URL: unknown TLS option 'ssl_ca_cert'; use ssl_ca_certs, ssl_certfile, ssl_keyfile"),
+    ("?ssl_cert_reqs=none", "REDIS_URL: ssl_cert_reqs=none would turn off the check of the server's certificate"),
+    ("?ssl_cert_reqs=optional", "ssl_cert_reqs=optional would turn off the check"),
+    ("?ssl_check_hostname=false", "ssl_check_hostname=false would turn off the check"),
+])
+@pytest.mark.parametrize("form", [
+    "rediss://:{secret}@cache:6380/0", "rediss+sentinel://:{secret}@s1:26379/m/0", "rediss+cluster://:{secret}@n1:7000",
+])
+def test_bad_tls_options_are_refused_at_start_up_for_every_form(
+    form: str, query: str, message: str, pem_files: TlsFiles,
+) -> None:
+    names = {"ca": pem_files.ca, "key": pem_files.key, "directory": pem_files.ca.parent}
+    with pytest.raises(RedisUrlError) as error:
+        parse_redis_url(form.format(secret=SECRET) + query.format(**names))
+    assert message.format(**names) in str(error.value)
+    assert str(error.value).startswith("REDIS_URL: ") and SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://h:6379/0?ssl_ca_certs={ca}", "redis+sentinel://s1/m/0?ssl_ca_certs={ca}",
+    "redis+cluster://n1:7000?ssl_ca_certs={ca}", "unix:///run/redis.sock?ssl_ca_certs={ca}",
+])
+def test_tls_options_without_the_rediss_scheme_are_refused(url: str, pem_files: TlsFiles) -> None:
+    with pytest.raises(RedisUrlError, match="ssl_ca_certs is a TLS option, and TLS needs the rediss scheme"):
+        parse_redis_url(url.format(ca=pem_files.ca))
+
+
+@pytest.mark.parametrize("url", ["rediss+sentinel://s1/m/0?socket_timeout=1", "redis+cluster://n1:7000?password=x"])
+def test_sentinel_and_cluster_forms_refuse_options_they_would_ignore(url: str) -> None:
+    with pytest.raises(RedisUrlError, match=r"unknown option '\w+'; this form takes only the TLS options"):
+        parse_redis_url(url)
+
+
+def test_one_server_keeps_the_options_redis_py_reads_itself() -> None:
+    assert parse_redis_url("rediss://h:6380/0?ssl_cert_reqs=required&socket_keepalive=true").tls
+
+
+def test_start_up_refuses_a_missing_ca_file_naming_the_variable() -> None:
+    environ = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x",
+               "REDIS_URL": f"rediss+cluster://:{SECRET}@n1:7000?ssl_ca_certs=/etc/nope/ca.pem"}
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ)
+    assert error.value.problems == ["REDIS_URL: ssl_ca_certs=/etc/nope/ca.pem: no such file"]
