@@ -49,7 +49,7 @@ from bot.errors import UserFacingError, new_ref
 from bot.locks import LockInfo
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
-from integrations.backups.base import BackupError, Progress, stream_upload
+from integrations.backups.base import BackupError, BackupStore, Progress, stream_upload
 from integrations.backups.envelope import SCHEME, seal
 from integrations.types import format_duration
 
@@ -179,18 +179,8 @@ class BackupService:
                 store = self.targets.store_for(target)
                 engine = self.targets.engine(target)
                 key = f"{target}/{record.id}.{engine.extension}"
-                chunks, encryption = await self._sealed(target, key, engine.dump(store.part_size))
-                upload = await store.begin(key)
-                record = await self.records.update(record.id, lambda r: r.model_copy(update={
-                    "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
-                try:
-                    streamed = await stream_upload(chunks, upload, throttle.progress)
-                    location = await upload.complete()
-                except BaseException:
-                    await asyncio.shield(quietly(upload.abort()))
-                    raise
-                size, sha256, seconds = streamed.size, streamed.sha256, streamed.seconds
-                retain_until = upload.retain_until
+                record, stored = await self._store(record, store, key, engine.dump(store.part_size), throttle)
+                location, size, sha256, seconds, retain_until = stored
             now = self._clock()
             record = await self.records.update(record.id, lambda r: r.model_copy(update={
                 "state": BackupState.SUCCEEDED, "finished_at": now, "size": size, "sha256": sha256,
@@ -265,7 +255,18 @@ class BackupService:
             raise BackupError(f"the export wrote {len(found)} RDB files (one per shard of a cluster-mode group); "
                               "chatops backs up single-shard groups and cache clusters")
         key = f"{record.target}/{record.id}.rdb"
-        chunks, encryption = await self._sealed(record.target, key, store.read_absolute(found[0]))
+        record, (location, size, sha256, _, retain_until) = await self._store(
+            record, store, key, store.read_absolute(found[0]), throttle)
+        await store.delete_absolute(found[0])  # the export, now stored under our layout
+        return record, location, size, sha256, retain_until
+
+    async def _store(
+        self, record: BackupRecord, store: BackupStore, key: str, dump: AsyncIterator[bytes], throttle: _Throttle,
+    ) -> tuple[BackupRecord, tuple[str, int, str, float, datetime | None]]:
+        """Streams `dump` into `key` (sealed when the storage encrypts; the upload aborted if anything fails) and
+        returns the record that names the object, and (location, size, sha256 of the stored bytes, seconds, locked
+        until)."""
+        chunks, encryption = await self._sealed(record.target, key, dump)
         upload = await store.begin(key)
         record = await self.records.update(record.id, lambda r: r.model_copy(update={
             "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
@@ -275,8 +276,7 @@ class BackupService:
         except BaseException:
             await asyncio.shield(quietly(upload.abort()))
             raise
-        await store.delete_absolute(found[0])  # the export, now stored under our layout
-        return record, location, streamed.size, streamed.sha256, upload.retain_until
+        return record, (location, streamed.size, streamed.sha256, streamed.seconds, upload.retain_until)
 
     async def _sealed(
         self, target: str, key: str, dump: AsyncIterator[bytes],
