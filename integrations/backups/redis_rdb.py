@@ -122,6 +122,9 @@ def newest_rdb_read_by(version: str) -> int:
     return 6
 
 
+SPARE_DATABASES = 16  # Redis's default `databases`; a spare is looked for below it
+
+
 async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) -> str:
     """Checks that the server at `url` allows RESTORE of this RDB, then replays every key; a summary. Refuses
     (BackupError with the reason) before writing anything when the server does not allow it."""
@@ -149,19 +152,33 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
 
         keys, expired, pipe, pending = 0, 0, None, 0
         base_db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+        def connection(db: int) -> Any:
+            if db not in clients:
+                clients[db] = client if db == base_db else aioredis.Redis.from_url(
+                    url, db=db, socket_timeout=30, socket_connect_timeout=10)
+            return clients[db]
+
+        # All or nothing: keys go into an empty spare database, which SWAPDB then exchanges with the target in one
+        # step; a replay that fails part-way is thrown away and the target is left as it was.
+        staging: dict[int, int] = {}
+
+        async def staged(db: int) -> int:
+            if db not in staging:
+                staging[db] = await _empty_spare(connection, avoid={db, base_db, *staging, *staging.values()},
+                                                 variable=variable)
+            return staging[db]
+
         try:
             async for entry in read_rdb(replayed()):
                 if entry.expire_ms is not None and entry.expire_ms <= time.time() * 1000:
                     expired += 1
                     continue
-                db = base_db if entry.db == 0 else entry.db
-                if db not in clients:
-                    clients[db] = client if db == base_db else aioredis.Redis.from_url(
-                        url, db=db, socket_timeout=30, socket_connect_timeout=10)
+                db = await staged(base_db if entry.db == 0 else entry.db)
                 if pipe is None or pipe[0] != db:
                     if pipe is not None:
                         await pipe[1].execute()
-                    pipe, pending = (db, clients[db].pipeline(transaction=False)), 0
+                    pipe, pending = (db, connection(db).pipeline(transaction=False)), 0
                 ttl = entry.expire_ms or 0
                 args = [entry.key, ttl, entry.payload, "REPLACE"] + (["ABSTTL"] if ttl else [])
                 pipe[1].execute_command("RESTORE", *args)
@@ -172,15 +189,27 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
                     pending = 0
             if pipe is not None:
                 await pipe[1].execute()
-        except RdbUnsupported as error:
-            raise BackupError(f"replay stopped after {keys} keys: the RDB holds {error}, which cannot be replayed "
-                              "with RESTORE; restore it into a scratch redis-server instead") from None
-        except RdbError as error:
-            raise BackupError(f"replay stopped after {keys} keys: {error}") from None
-        except redis.exceptions.ResponseError as error:
-            raise BackupError(f"the server refused a RESTORE after {keys} keys: {str(error)[:200]}") from None
+            if not staging:  # an empty backup: the target becomes empty too
+                await staged(base_db)
+        except BaseException as error:
+            for spare in staging.values():  # what was staged is thrown away; the target was never touched
+                with contextlib.suppress(Exception):
+                    await connection(spare).flushdb()
+            if isinstance(error, RdbUnsupported):
+                raise BackupError(f"replay stopped after {keys} keys: the RDB holds {error}, which cannot be "
+                                  "replayed with RESTORE; nothing was changed") from None
+            if isinstance(error, RdbError):
+                raise BackupError(f"replay stopped after {keys} keys: {error}; nothing was changed") from None
+            if isinstance(error, redis.exceptions.ResponseError):
+                raise BackupError(f"the server refused a RESTORE after {keys} keys: {str(error)[:200]}; nothing "
+                                  "was changed") from None
+            raise
+        for db, spare in staging.items():
+            await client.execute_command("SWAPDB", db, spare)
+            await connection(spare).flushdb()  # now the target's former data
         note = f" ({expired} already expired, skipped)" if expired else ""
-        return f"replayed {keys} keys into the Redis at `{variable}` with RESTORE … REPLACE{note}"
+        return (f"replayed {keys} keys into a spare database of the Redis at `{variable}` and swapped it in (SWAPDB)"
+                f"{note}")
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
         raise BackupError(f"could not reach the Redis at {variable}: {type(error).__name__}") from None
     finally:
@@ -188,6 +217,20 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
             if other is not client:
                 await other.aclose()
         await client.aclose()
+
+
+async def _empty_spare(connection: Any, *, avoid: set[int], variable: str) -> int:
+    """An empty database of the server other than `avoid`, to stage a restore in (highest index first)."""
+    for candidate in range(SPARE_DATABASES - 1, -1, -1):
+        if candidate in avoid:
+            continue
+        try:
+            if await connection(candidate).dbsize() == 0:
+                return int(candidate)
+        except redis.exceptions.ResponseError:  # beyond the server's `databases`
+            continue
+    raise BackupError(f"the Redis at {variable} has no empty database to stage the restore in (it needs one besides "
+                      "the target, to switch to in one step): nothing was changed")
 
 
 async def _check_allowed(client: Any, version: int, variable: str) -> None:
@@ -215,6 +258,10 @@ async def _check_allowed(client: Any, version: int, variable: str) -> None:
     if not described or described == [None]:
         raise BackupError(f"the Redis at {variable} has no RESTORE command (renamed or disabled): keys cannot be "
                           "replayed into it")
+    swap = await client.execute_command("COMMAND", "INFO", "SWAPDB")
+    if not swap or swap == [None]:
+        raise BackupError(f"the Redis at {variable} has no SWAPDB command (renamed or disabled): a restore could not "
+                          "switch to the restored data in one step")
     with contextlib.suppress(redis.exceptions.ResponseError):  # ACL DRYRUN: Redis 7+; older servers skip it
         whoami = await client.execute_command("ACL", "WHOAMI")
         verdict = await client.execute_command("ACL", "DRYRUN", whoami, "RESTORE", "k", "0", "x", "REPLACE")
