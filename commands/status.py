@@ -162,7 +162,8 @@ async def _slo(ctx: CommandContext, service: str | None) -> Reply:
     header_text = f"SLO {slo.target:g}% over {duration(slo.window)}"
     note = (f"From probe results stored every {duration(ctx.deps.config.status.probe_interval)} by the leader. Time "
             f"without probe data is not downtime; a burn rate needs probes over {MIN_COVERAGE:.0%} of its window.")
-    return Reply(text=header_text + "\n" + "\n".join(lines), blocks=[header(header_text), section("\n".join(lines)), context(note)])
+    blocks = [header(header_text), section("\n".join(lines)), context(note)]
+    return Reply(text=header_text + "\n" + "\n".join(lines), blocks=blocks)
 
 
 UPTIME_WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
@@ -180,7 +181,8 @@ async def _uptime(ctx: CommandContext, target: Target, now: datetime) -> str:
         if measured.covered < span * 0.99:  # the data ends inside this window: the longer ones would say the same
             parts.append(availability_text(measured))
             break
-        parts.append(f"{percent(measured.availability)} last {'24 hours' if span == timedelta(days=1) else duration(span)}")
+        label = "24 hours" if span == timedelta(days=1) else duration(span)
+        parts.append(f"{percent(measured.availability)} last {label}")
     return "uptime " + " · ".join(parts)
 
 

@@ -151,9 +151,10 @@ def test_slo_maths_against_a_hand_computed_series() -> None:
     def measured(good: int, total: int, window: timedelta) -> Measured:
         return measure([Counts(good, total)], bucket=window, interval=minute, window=window)
 
-    recent = {timedelta(hours=1): measured(54, 60, timedelta(hours=1)), timedelta(minutes=5): measured(4, 5, 5 * minute),
-              timedelta(hours=6): measured(348, 360, timedelta(hours=6)), timedelta(minutes=30): measured(27, 30, 30 * minute)}
-    standing = budget(measured(43_170, 43_200, timedelta(days=30)), recent, target_percent=99.9, span=timedelta(days=30))
+    month = timedelta(days=30)
+    recent = {60 * minute: measured(54, 60, 60 * minute), 5 * minute: measured(4, 5, 5 * minute),
+              360 * minute: measured(348, 360, 360 * minute), 30 * minute: measured(27, 30, 30 * minute)}
+    standing = budget(measured(43_170, 43_200, month), recent, target_percent=99.9, span=month)
     assert standing.allowed_minutes == pytest.approx(43.2)  # 0.1% of 43,200 minutes
     assert standing.spent_minutes == pytest.approx(30.0)
     assert standing.left_minutes == pytest.approx(13.2)
@@ -163,7 +164,7 @@ def test_slo_maths_against_a_hand_computed_series() -> None:
     assert standing.fast_burn
     assert burn_rate(Measured(timedelta(hours=1)), 99.9) is None
     healthy = {span: measured(int(span / minute), int(span / minute), span) for span in recent}
-    assert not budget(measured(100, 100, timedelta(days=30)), healthy, target_percent=99.9, span=timedelta(days=30)).fast_burn
+    assert not budget(measured(100, 100, month), healthy, target_percent=99.9, span=month).fast_burn
     assert sparkline([1.0, 0.0, None, 0.5]) == "█▁·▅"
 
 

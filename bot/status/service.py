@@ -152,10 +152,12 @@ class StatusService:
         minutes = await self.store.minutes(target.name, now - max(WINDOWS), now)
         # One minute more than each window: the current minute is only partly probed, so a window of whole minutes
         # would lose coverage at every minute boundary and a burn would flap (the measure caps coverage at the window).
-        recent = {span: self._measure(minutes, timedelta(minutes=1), span + timedelta(minutes=1), now, span) for span in WINDOWS}
+        minute = timedelta(minutes=1)
+        recent = {span: self._measure(minutes, minute, span + minute, now, span) for span in WINDOWS}
         return budget(window, recent, target_percent=slo.target, span=slo.window)
 
-    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None, *, hourly: bool = False) -> Measured:
+    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None, *,
+                     hourly: bool = False) -> Measured:
         """`target`'s probes over the last `span`, with the time they cover (hour resolution beyond 6 hours)."""
         now = now or self._clock()
         if span <= timedelta(hours=6) and not hourly:
@@ -192,7 +194,8 @@ class StatusService:
         labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
         alert = Alert(source="chatops", fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128], status=status,
                       title=f"SLO fast burn: {target.name}", severity="critical", labels=labels, annotations={},
-                      summary=burn_summary(standing), starts_at=now, ends_at=now if status == "resolved" else None, links={})
+                      summary=burn_summary(standing), starts_at=now, ends_at=now if status == "resolved" else None,
+                      links={})
         await self._alerts.ingest([alert])
 
 

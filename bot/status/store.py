@@ -120,7 +120,8 @@ class ProbeStore:
 
     async def mark_live(self, target: str, at: datetime) -> None:
         """Records that `target` is live from `at` on (the first mark stays)."""
-        await self._store.call("probe_live", self._store.redis.hsetnx(self._keys.status("live"), target, at.isoformat()))
+        key = self._keys.status("live")
+        await self._store.call("probe_live", self._store.redis.hsetnx(key, target, at.isoformat()))
 
     async def minutes(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Minute buckets of `target` in [since, until] (the last 6 hours at most), oldest first."""
