@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -27,10 +27,11 @@ from bot.blocks import Block, context, escape, header, section
 from bot.deploys.render import human_duration, state_label
 from bot.deps import Deps
 from bot.errors import UsageError
+from bot.humanize import duration
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
-from bot.status.slo import sparkline
+from bot.status.slo import MIN_COVERAGE, availability_text, budget_text, burn_text, percent, sparkline
 from bot.status.store import Bucket
 from commands.framework import ActionContext, CommandContext, Reply
 
@@ -127,11 +128,8 @@ async def _details(ctx: CommandContext, service: str, environment: str | None) -
         by_minute = {bucket.tag: bucket for bucket in minutes}
         first = int(now.timestamp()) // 60 - 59
         spark = sparkline([_share([by_minute.get(first + m * 5 + k) for k in range(5)]) for m in range(12)])
-        uptimes = []
-        for label, span in (("24h", timedelta(days=1)), ("7d", timedelta(days=7)), ("30d", timedelta(days=30))):
-            uptimes.append(f"{label} {_percent((await ctx.deps.status.uptime(item.target, span, now)).availability)}")
-        uptime = " · ".join(uptimes)
-        lines.append(f"*{escape(item.target.name)}*: {escape(item.text)}\nlast hour `{spark}` · uptime {uptime}")
+        uptime = await _uptime(ctx, item.target, now)
+        lines.append(f"*{escape(item.target.name)}*: {escape(item.text)}\nlast hour `{spark}` · {uptime}")
     if lines:
         blocks.append(section("\n\n".join(lines)))
     if service in ctx.deps.config.services:
@@ -153,26 +151,51 @@ async def _slo(ctx: CommandContext, service: str | None) -> Reply:
     lines = []
     for target in targets:
         standing = await ctx.deps.status.budget(target)
-        burn = " · ".join(f"burn {label} {rate:.1f}x" if rate is not None else f"burn {label} n/a"
-                          for label, rate in (("1h", standing.burn_1h), ("6h", standing.burn_6h)))
+        if standing.availability is None:
+            lines.append(f"*{escape(target.name)}*: no data yet{await _why_no_data(ctx, target)}")
+            continue
         flag = " :fire: *fast burn*" if standing.fast_burn else ""
-        lines.append(f"*{escape(target.name)}*: {_percent(standing.availability)} available · budget left "
-                     f"{standing.left_minutes:.1f} of {standing.allowed_minutes:.1f} min ({standing.left_fraction:.0%}) · {burn}{flag}")
+        lines.append(f"*{escape(target.name)}*: {availability_text(standing.window)} · budget {budget_text(standing)}"
+                     f" · {burn_text(standing)}{flag}")
     if not lines:
         return Reply(text="Nothing is probed yet: add `health:` to an environment or `status.probes` to chatops.yaml.")
-    header_text = f"SLO {slo.target}% over {human_duration(slo.window)}"
-    return Reply(text="\n".join(lines), blocks=[header(header_text), section("\n".join(lines)),
-                                                context("From stored probe results (every probe_interval, by the leader)")])
+    header_text = f"SLO {slo.target:g}% over {duration(slo.window)}"
+    note = (f"From probe results stored every {duration(ctx.deps.config.status.probe_interval)} by the leader. Time "
+            f"without probe data is not downtime; a burn rate needs probes over {MIN_COVERAGE:.0%} of its window.")
+    blocks = [header(header_text), section("\n".join(lines)), context(note)]
+    return Reply(text=header_text + "\n" + "\n".join(lines), blocks=blocks)
+
+
+UPTIME_WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
+
+
+async def _uptime(ctx: CommandContext, target: Target, now: datetime) -> str:
+    """"uptime 99.95% over 3h of data", or per window while the data covers it: "uptime 99.99% last 24 hours ·
+    99.95% over 3 days of data"."""
+    parts = []
+    for span in UPTIME_WINDOWS:
+        measured = await ctx.deps.status.uptime(target, span, now)
+        if measured.availability is None:
+            why = await _why_no_data(ctx, target)
+            return f"uptime: no data yet{why}" if why else "uptime: no probe data in the last 24 hours"
+        if measured.covered < span * 0.99:  # the data ends inside this window: the longer ones would say the same
+            parts.append(availability_text(measured))
+            break
+        label = "24 hours" if span == timedelta(days=1) else duration(span)
+        parts.append(f"{percent(measured.availability)} last {label}")
+    return "uptime " + " · ".join(parts)
+
+
+async def _why_no_data(ctx: CommandContext, target: Target) -> str:
+    if await ctx.deps.status.live(target):
+        return ""
+    return " (it has not answered right since probing began: a target counts from its first deploy or good answer)"
 
 
 def _share(buckets: list[Bucket | None]) -> float | None:
     present = [b for b in buckets if b is not None]
     total = sum(b.counts.total for b in present)
     return sum(b.counts.good for b in present) / total if total else None
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
 
 
 async def _refresh(ctx: ActionContext) -> None:

@@ -18,8 +18,8 @@ from bot.config import ChatopsConfig
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
-from bot.status.slo import Budget, Counts, budget
-from bot.status.store import Bucket, ProbeStore, counts
+from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
+from bot.status.store import Bucket, ProbeStore
 from integrations.alerts.base import Alert
 from integrations.health.http import HttpHealthSettings, ProbeResult, probe
 from integrations.types import format_duration
@@ -113,32 +113,66 @@ class StatusService:
         return results
 
     async def probe_job(self) -> None:
-        """The leader's periodic probe: every target, stored, then the fast-burn check."""
+        """The leader's periodic probe: every target, stored, then the fast-burn check. A target counts from the
+        first time it is live (answers right, or chatops has deployed it): until then a failure is not downtime."""
         now = self._clock()
         checked = await self.check(budget_left=max(t.health.timeout for t in self.targets) + timedelta(seconds=1)) if self.targets else []
+        live = await self.store.live_since()
         for item in checked:
             result = item.result
+            detail: dict[str, object] = {"at": now.isoformat(), "state": item.state, "text": item.text}
+            if item.target.name not in live and await self._goes_live(item):
+                await self.store.mark_live(item.target.name, now)
+                live[item.target.name] = now
+            if item.target.name not in live:
+                await self.store.remember(item.target.name, detail)
+                continue
             await self.store.record(item.target.name, now, good=item.state == "up",
-                                    latency_ms=result.latency_ms if result else 0.0,
-                                    detail={"at": now.isoformat(), "state": item.state, "text": item.text})
+                                    latency_ms=result.latency_ms if result else 0.0, detail=detail)
         for item in checked:
-            await self._burn_alert(item.target, now)
+            if item.target.name in live:
+                await self._burn_alert(item.target, now)
+
+    async def live(self, target: Target) -> bool:
+        """Whether `target` has been live (its probes count toward uptime and the SLO)."""
+        return target.name in await self.store.live_since()
+
+    async def _goes_live(self, item: Checked) -> bool:
+        if item.state in ("up", "slow"):  # answered with the expected status
+            return True
+        if item.target.service is None or item.target.environment is None:
+            return False
+        return await self._deploys.current_version(item.target.service, item.target.environment) is not None
 
     async def budget(self, target: Target, now: datetime | None = None) -> Budget:
-        """The SLO standing of `target` over the configured window."""
+        """The SLO standing of `target` over the configured window, and the page rules' burn rates."""
         now = now or self._clock()
         slo = self.config.status.slo
-        window = counts(await self.store.hours(target.name, now - slo.window + timedelta(hours=1), now))
-        last_hour = counts(await self.store.minutes(target.name, now - timedelta(minutes=59), now))
-        last_6h = counts(await self.store.minutes(target.name, now - timedelta(hours=6) + timedelta(minutes=1), now))
-        return budget(window, last_hour, last_6h, target_percent=slo.target, span=slo.window)
+        window = await self.uptime(target, slo.window, now, hourly=True)
+        minutes = await self.store.minutes(target.name, now - max(WINDOWS), now)
+        # One minute more than each window: the current minute is only partly probed, so a window of whole minutes
+        # would lose coverage at every minute boundary and a burn would flap (the measure caps coverage at the window).
+        minute = timedelta(minutes=1)
+        recent = {span: self._measure(minutes, minute, span + minute, now, span) for span in WINDOWS}
+        return budget(window, recent, target_percent=slo.target, span=slo.window)
 
-    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None) -> Counts:
-        """Good and total probes of `target` over the last `span` (hour resolution beyond 6 hours)."""
+    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None, *,
+                     hourly: bool = False) -> Measured:
+        """`target`'s probes over the last `span`, with the time they cover (hour resolution beyond 6 hours)."""
         now = now or self._clock()
-        if span <= timedelta(hours=6):
-            return counts(await self.store.minutes(target.name, now - span + timedelta(minutes=1), now))
-        return counts(await self.store.hours(target.name, now - span + timedelta(hours=1), now))
+        if span <= timedelta(hours=6) and not hourly:
+            return self._measure(await self.store.minutes(target.name, now - span + timedelta(minutes=1), now),
+                                 timedelta(minutes=1), span, now)
+        return self._measure(await self.store.hours(target.name, now - span + timedelta(hours=1), now),
+                             timedelta(hours=1), span, now)
+
+    def _measure(self, buckets: list[Bucket], size: timedelta, span: timedelta, now: datetime,
+                 window: timedelta | None = None) -> Measured:
+        """The buckets (of `size` each) inside the last `span` measured as a `window` (`span` by default)."""
+        newest = int(now.timestamp()) // int(size.total_seconds())
+        oldest = newest - max(int(span / size), 1) + 1
+        inside = [bucket.counts for bucket in buckets if oldest <= bucket.tag <= newest]
+        return measure(inside, bucket=size, interval=self.config.status.probe_interval, window=window or span)
 
     async def recent_minutes(self, target: Target, minutes: int = 60) -> list[Bucket]:
         """The last `minutes` minute buckets of `target`."""
@@ -156,14 +190,12 @@ class StatusService:
         standing = await self.budget(target, now)
         if not await self.store.set_burning(target.name, standing.fast_burn):
             return
-        slo = self.config.status.slo
         status = "firing" if standing.fast_burn else "resolved"
-        summary = (f"burning the {slo.target}% error budget {standing.burn_1h or 0:.0f}x too fast over 1h "
-                   f"({standing.burn_6h or 0:.0f}x over 6h); {standing.left_fraction:.0%} of the budget left")
         labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
         alert = Alert(source="chatops", fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128], status=status,
                       title=f"SLO fast burn: {target.name}", severity="critical", labels=labels, annotations={},
-                      summary=summary, starts_at=now, ends_at=now if status == "resolved" else None, links={})
+                      summary=burn_summary(standing), starts_at=now, ends_at=now if status == "resolved" else None,
+                      links={})
         await self._alerts.ingest([alert])
 
 

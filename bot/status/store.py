@@ -11,7 +11,9 @@ with BITFIELD by one Lua script.
 
 A slot carries the minute (hour) it counts; a write to a slot holding an older one resets it first, so the rings
 never grow, and reads ignore slots outside the window asked for. About 15 KB per target whatever the history.
-The last result of each target is kept too (a hash), for `/status <service>`.
+The last result of each target is kept too (a hash), for `/status <service>`, and when each target was first seen
+live (answering right, or deployed by chatops): results before that are kept as its last result only, so a target
+never deployed does not count as down.
 """
 
 from __future__ import annotations
@@ -105,7 +107,21 @@ class ProbeStore:
             args=[MINUTE_SLOTS, HOUR_SLOTS, seconds // 60, seconds // 3600, int(good), max(int(latency_ms), 0),
                   DAY_SLOTS, seconds // 86400],
         ))
+        await self.remember(target, detail)
+
+    async def remember(self, target: str, detail: dict[str, object]) -> None:
+        """Keeps `detail` as the target's last result without counting it (a target not live yet)."""
         await self._store.call("probe_last", self._store.redis.hset(self._keys.status("last"), target, json.dumps(detail, default=str)))
+
+    async def live_since(self) -> dict[str, datetime]:
+        """When each target was first seen live."""
+        raw = await self._store.call("probe_live_get", self._store.redis.hgetall(self._keys.status("live")))
+        return {target: datetime.fromisoformat(text) for target, text in raw.items()}
+
+    async def mark_live(self, target: str, at: datetime) -> None:
+        """Records that `target` is live from `at` on (the first mark stays)."""
+        key = self._keys.status("live")
+        await self._store.call("probe_live", self._store.redis.hsetnx(key, target, at.isoformat()))
 
     async def minutes(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Minute buckets of `target` in [since, until] (the last 6 hours at most), oldest first."""
