@@ -350,7 +350,8 @@ async def test_a_failed_deploy_that_replaced_nothing_offers_no_rollback(bot: Bot
 async def test_a_failed_deploy_that_went_live_says_how_to_put_the_old_version_back(
         bot: BotHarness, target: Target) -> None:
     await wait_state(bot, deploy_id_of(await command(bot, "web v1 to staging", "U0ALICE")), DeployState.SUCCEEDED)
-    failed = await wait_state(bot, deploy_id_of(await command(bot, "web bad to staging", "U0ALICE")), DeployState.FAILED)
+    failed = await wait_state(bot, deploy_id_of(await command(bot, "web bad to staging", "U0ALICE")),
+                              DeployState.FAILED)
     assert "health gate failed at deploy: 2 checks failed in a row" in failed.detail, failed.detail
     advice = "To put `v1` back: `/deploy web v1 to staging`."
     assert advice in failed.detail and "/rollback" not in failed.detail

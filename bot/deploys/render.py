@@ -130,7 +130,7 @@ PROGRESS_LABELS = {
 
 
 def health_line(step: StepProgress) -> str:
-    """The health checks of a step as one compact line: `✓✓✓ 200 in 4–8 ms`, `✓✗ 200 in 5 ms · last: timed out`."""
+    """The health checks of a step as one compact line: `✓✓✓ 200 in 4–8 ms`, `✓✗ 200 in 5 ms · last: refused`."""
     if not step.marks:
         return ""
     marks = step.marks if len(step.marks) <= _MARKS_SHOWN else "…" + step.marks[-_MARKS_SHOWN:]
