@@ -192,6 +192,7 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
     staged_bad = vercel.deployments[bad.external_id or ""]
     assert not staged_bad.assign_domains and staged_bad.meta["chatopsVersion"] == "bad-2"
     assert "health gate failed at deploy: 2 checks failed in a row: expected 200, got 500" in bad.detail, bad.detail
+    assert "`v1` was never replaced and is still running" in bad.detail and "/rollback" not in bad.detail, bad.detail
     assert staged_bad.checks and set(staged_bad.checks) == {first.external_id}  # it, not production, was checked
     assert not [r for r in vercel.requests if r["method"] == "POST" and "/promote/" in r["path"]
                 and staged_bad.id in r["path"]]
@@ -208,7 +209,7 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
     assert posts[-1] == f"/v10/projects/prj_site/promote/{staged.id}"
     await eventually(lambda: any("promoted deployment" in t for t in thread(bot, done)))
     lines = thread(bot, done)
-    gate = max(i for i, t in enumerate(lines) if t.startswith("health check"))
+    gate = max(i for i, t in enumerate(lines) if " done: " in t and " · health ✓✓" in t)  # the gate's verdict
     promoted = next(i for i, t in enumerate(lines) if "promoted deployment" in t)
     assert gate < promoted  # promoted only once the gate had passed
     assert BYPASS not in everything_posted(bot)

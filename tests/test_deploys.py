@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,3 +296,69 @@ async def test_history_and_status(bot: BotHarness, target: Target) -> None:
     assert "2 deploys" in history and "success 50%" in history and "change failure 50%" in history
     status = await command(bot, "status", "U0BOB")
     assert "*web* in *staging*: `v1`" in status and "*web* in *production*: `nothing deployed yet`" in status
+
+
+def thread_replies(bot: BotHarness, record: DeployRecord) -> list[str]:
+    """The replies in a deploy message's thread, oldest first."""
+    return [html.unescape(str(m["text"])) for m in bot.emulator.messages(record.channel or "")
+            if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
+
+
+def is_provider_output(reply: str) -> bool:
+    """A reply carrying tests/fixtures/fake_deploy.py's own output ("deploying … at 10%", "done")."""
+    return all(line.startswith("deploying web ") or line == "done" for line in reply.splitlines())
+
+
+async def test_a_canary_thread_says_only_what_matters_and_the_checks_are_edited_into_the_message(
+        bot: BotHarness, target: Target) -> None:
+    done = await successful_production(bot, "v2")
+    await eventually(lambda: any("v2 is live in production" in t for t in thread_replies(bot, done)))
+    replies = thread_replies(bot, done)
+    assert not [t for t in replies if "health check" in t], "a thread reply per health check:\n" + "\n".join(replies)
+    ours = [t for t in replies if not is_provider_output(t)]
+    # Per step one reply when it starts and one when it is through, then the verdict: nothing per check.
+    assert len(ours) == 2 * 3 + 1, "\n".join(replies)
+    finished = [t for t in ours if " done: command succeeded" in t]
+    assert len(finished) == 3 and all(re.search(r"health ✓✓ 200 in (<1|\d+(–\d+)?) ms$", t) for t in finished), \
+        finished
+    message = bot.emulator.find_message(done.channel, done.message_ts)
+    assert message is not None
+    steps = [html.unescape(b["text"]["text"]) for b in message["blocks"]
+             if b["type"] == "section" and "text" in b and b["text"]["text"].startswith("*Step ")]
+    assert [s.split("*")[1] for s in steps] == ["Step 1/3 (10%)", "Step 2/3 (50%)", "Step 3/3 (100%)"], steps
+    for step in steps:
+        assert ":white_check_mark: done" in step and "command succeeded" in step, step
+        assert re.search(r"^Health: ✓✓ 200 in (<1|\d+(–\d+)?) ms$", step, re.M), step
+
+
+async def test_a_failed_deploy_that_replaced_nothing_offers_no_rollback(bot: BotHarness, target: Target) -> None:
+    await wait_state(bot, deploy_id_of(await command(bot, "web v1 to staging", "U0ALICE")), DeployState.SUCCEEDED)
+    failed = await wait_state(bot, deploy_id_of(await command(bot, "web broken to staging", "U0ALICE")),
+                              DeployState.FAILED)
+    assert "deploy failed: command failed with exit code 1" in failed.detail, failed.detail
+    assert "`v1` was never replaced and is still running: there is nothing to roll back." in failed.detail
+    assert "/rollback" not in failed.detail
+    message = bot.emulator.find_message(failed.channel, failed.message_ts)
+    assert message is not None and "/rollback" not in str(message["blocks"])
+    assert "never replaced" in str(message["blocks"])
+    await eventually(lambda: any("never replaced" in t for t in direct_messages(bot, "U0ALICE")))
+    assert not [t for t in direct_messages(bot, "U0ALICE") + thread_replies(bot, failed) if "/rollback" in t]
+    # What the message says is true: there is nothing to roll back to.
+    assert "no earlier successful version" in await command(bot, "web staging", "U0ALICE", command="/rollback")
+
+
+async def test_a_failed_deploy_that_went_live_says_how_to_put_the_old_version_back(
+        bot: BotHarness, target: Target) -> None:
+    await wait_state(bot, deploy_id_of(await command(bot, "web v1 to staging", "U0ALICE")), DeployState.SUCCEEDED)
+    failed = await wait_state(bot, deploy_id_of(await command(bot, "web bad to staging", "U0ALICE")),
+                              DeployState.FAILED)
+    assert "health gate failed at deploy: 2 checks failed in a row" in failed.detail, failed.detail
+    advice = "To put `v1` back: `/deploy web v1 to staging`."
+    assert advice in failed.detail and "/rollback" not in failed.detail
+    message = bot.emulator.find_message(failed.channel, failed.message_ts)
+    assert message is not None and "Health: ✗✗ expected 200, got 500" in html.unescape(str(message["blocks"]))
+    # The advice leads somewhere: following it puts v1 back.
+    back = advice.split("`/deploy ")[1].rstrip("`.")
+    await wait_state(bot, deploy_id_of(await command(bot, back, "U0ALICE")), DeployState.SUCCEEDED)
+    assert await bot.deps.deploys.store.current_version("web", "staging") == "v1"
+    assert (target.state / "staging.version").read_text() == "v1"

@@ -29,6 +29,7 @@ from bot.deploys.model import (
     DeployState,
     IllegalTransition,
     StepProcesses,
+    StepProgress,
     new_deploy_id,
     recovery_action,
 )
@@ -39,7 +40,7 @@ from bot.deploys.policy import (
     rollback_target,
     version_problem,
 )
-from bot.deploys.render import deploy_message, human_duration, title
+from bot.deploys.render import deploy_message, failure_advice, health_line, human_duration, title
 from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message
@@ -67,7 +68,7 @@ from integrations.health.analysis import (
     run_analysis,
 )
 from integrations.health.base import HealthCheck
-from integrations.health.http import health_gate
+from integrations.health.http import ProbeResult, health_gate
 from integrations.health.registry import build_check
 
 log = logging.getLogger(__name__)
@@ -452,12 +453,13 @@ class DeployEngine:
         failure = ""
         for index in range(record.step_index, len(record.steps)):
             weight = record.steps[index]
+            label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
             record = await self.store.update(
-                deploy_id, lambda r, i=index: r.moved(DeployState.RUNNING, self._clock(), step_index=i)
+                deploy_id, lambda r, i=index, label=label: r.moved(DeployState.RUNNING, self._clock(), step_index=i)
+                .with_progress(label, lambda _: StepProgress(label=label))
             )
             await self._refresh(record)
             step = await self._target_of(self._step(record, weight))
-            label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
             if resumed_external_id is not None and index == record.step_index:
                 await emit(f"Following {label} again after a chatops restart.")
                 resumed = await deployer.resume(step, resumed_external_id, emit)
@@ -468,18 +470,21 @@ class DeployEngine:
             else:
                 await emit(f"*{label.capitalize()}*: {'shifting ' + str(weight) + '% of traffic to' if weight is not None else 'deploying'} {record.version}")
                 result = await self._apply(record, deployer, step, emit)
-            record = await self._record_result(deploy_id, result)
+            staged = isinstance(deployer, PromotingDeployer) and deployer.promotes(step)
+            record = await self._record_result(deploy_id, result, label=label, served=not staged)
             if not result.ok:
+                await self._refresh(record)
                 failure = f"{label} failed: {result.summary}"
                 break
-            await emit(f":white_check_mark: {label}: {result.summary}")
             if env.health is not None:
                 record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
                 await self._refresh(record)
-                ok, why = await self._health_gate(env, result.url or record.external_url, emit)
+                ok, why = await self._health_gate(env, result.url or record.external_url, emit, record.id, label)
                 if not ok:
                     failure = f"health gate failed at {label}: {why}"
                     break
+            record = await self._step_done(record.id, label)
+            await emit(self._finished_line(record, label))
             if env.analysis is not None and record.kind == "deploy":
                 if record.state != DeployState.VERIFYING:
                     record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
@@ -489,7 +494,7 @@ class DeployEngine:
                     break
             if isinstance(deployer, PromotingDeployer) and deployer.promotes(step):
                 promoted = await deployer.promote(step, result, emit)
-                record = await self._record_result(deploy_id, promoted)
+                record = await self._record_result(deploy_id, promoted, served=promoted.ok)
                 if not promoted.ok:
                     failure = f"promoting {label} failed: {promoted.summary}"
                     break
@@ -510,19 +515,48 @@ class DeployEngine:
         await self._fail(record, env, deployer, failure, emit)
 
     async def _health_gate(self, env: EnvironmentConfig, deployment_url: str | None,
-                           emit: Callable[[str], Awaitable[None]]) -> tuple[bool, str]:
+                           emit: Callable[[str], Awaitable[None]], deploy_id: str, label: str) -> tuple[bool, str]:
         """Runs the environment's health gate; a `{deployment_url}` in its URL is the deployment the step built
-        (`deployment_url`), so a staged deployment is checked before it serves. Returns (passed, why)."""
+        (`deployment_url`), so a staged deployment is checked before it serves. Each check edits the step's block
+        in the deploy message (`label`), never a thread reply per check. Returns (passed, why)."""
         assert env.health is not None
+
+        async def show(change: Callable[[StepProgress], StepProgress]) -> None:
+            record = await self.store.update(deploy_id, lambda r: r.with_progress(label, change))
+            await self._refresh(record)
+
+        async def checked(probe: ProbeResult) -> None:
+            await show(lambda p: p.checked(ok=probe.ok, status=probe.status, latency_ms=probe.latency_ms,
+                                           error=probe.error))
+
         try:
             settings = env.health.for_deployment(deployment_url)
             headers = env.health.headers(self._environ)
         except ValueError as error:
+            await show(lambda p: p.model_copy(update={"state": "failed"}))
             return False, str(error)
+        await show(lambda p: p.model_copy(update={"state": "checking"}))
         if env.health.needs_deployment_url:
             await emit(f"Health gate: checking the deployment itself at {settings.url}")
-        gate = await health_gate(self._http, settings, emit=emit, headers=headers)
+        gate = await health_gate(self._http, settings, emit=emit, headers=headers, on_probe=checked)
+        if not gate.ok:
+            await show(lambda p: p.model_copy(update={"state": "failed"}))
         return gate.ok, gate.reason
+
+    async def _step_done(self, deploy_id: str, label: str) -> DeployRecord:
+        """Marks a step's block done once its provider step and health gate passed."""
+        record = await self.store.update(
+            deploy_id, lambda r: r.with_progress(label, lambda p: p.model_copy(update={"state": "passed"})))
+        await self._refresh(record)
+        return record
+
+    @staticmethod
+    def _finished_line(record: DeployRecord, label: str) -> str:
+        """The thread's one reply when a step is through: what the provider said and the health checks in short."""
+        block = next((p for p in record.progress if p.label == label), None)
+        said = f": {block.summary}" if block and block.summary else ""
+        checks = health_line(block) if block else ""
+        return f":white_check_mark: {label.capitalize()} done{said}" + (f" · health {checks}" if checks else "")
 
     async def _bake(self, record: DeployRecord, settings: AnalysisSettings, label: str,
                     emit: Callable[[str], Awaitable[None]]) -> AnalysisResult:
@@ -555,12 +589,20 @@ class DeployEngine:
                 deploy_id=record.id, service=record.service, environment=record.environment, version=target,
                 previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
             ))
+            label = f"rollback to {target}"
+            record = await self.store.update(
+                record.id, lambda r: r.with_progress(label, lambda _: StepProgress(label=label)))
+            await self._refresh(record)
             result = await self._apply(record, deployer, step, emit, track=False)
+            record = await self.store.update(record.id, lambda r: r.with_progress(label, lambda p: p.model_copy(
+                update={"summary": result.summary, "state": "running" if result.ok else "failed"})))
             healthy = result.ok
             why = result.summary
             if result.ok and env.health is not None:
                 # The deployment rolled back to is the one to check, not the failed one the record names.
-                healthy, why = await self._health_gate(env, result.url, emit)
+                healthy, why = await self._health_gate(env, result.url, emit, record.id, label)
+            if healthy:
+                record = await self._step_done(record.id, label)
             if healthy:
                 detail = f"{failure}. Rolled back to {target} automatically."
                 record = await self.store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))
@@ -568,21 +610,28 @@ class DeployEngine:
                 detail = f"{failure}. The automatic rollback to {target} failed too ({why}): needs a human."
                 record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
         else:
-            hint = f" Roll back with `/rollback {record.service} {record.environment}`." if record.previous_version else ""
-            detail = f"{failure}. Stopped; waiting for a human.{hint}"
+            advice = failure_advice(record)
+            detail = f"{failure}. Stopped; waiting for a human." + (f" {advice}" if advice else "")
             record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
         await self._refresh(record)
         await emit(f":x: {record.detail}")
         await self._dm(record.requested_by, f":x: {title(record)} (`{record.id}`): {record.detail}")
         await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="failed", target=record.id, channel=record.channel or "", detail=record.detail)
 
-    async def _record_result(self, deploy_id: str, result: StepResult) -> DeployRecord:
-        """Keeps what a step told of its run: the provider's id and link, and the commit it deployed."""
+    async def _record_result(self, deploy_id: str, result: StepResult, *, label: str | None = None,
+                             served: bool = False) -> DeployRecord:
+        """Keeps what a step told of its run: the provider's id and link, the commit it deployed, whether the
+        version now serves (`served` and ok: the old one was replaced) and, under `label`, the provider's summary."""
         def keep(r: DeployRecord) -> DeployRecord:
-            return r.model_copy(update={
+            kept = r.model_copy(update={
                 "external_id": result.external_id or r.external_id, "external_url": result.url or r.external_url,
                 "commit_sha": result.commit_sha or r.commit_sha, "commit_repo": result.commit_repo or r.commit_repo,
+                "went_live": r.went_live or (served and result.ok),
             })
+            if label is None:
+                return kept
+            state = "running" if result.ok else "failed"
+            return kept.with_progress(label, lambda p: p.model_copy(update={"summary": result.summary, "state": state}))
 
         return await self.store.update(deploy_id, keep)
 

@@ -5,6 +5,7 @@ with rejected, expired, cancelled and interrupted as the other ways out."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -91,6 +92,32 @@ class AnalysisView(BaseModel):
     verdict: Literal["running", "passed", "failed"] = "running"
 
 
+class StepProgress(BaseModel):
+    """One step's block in the deploy message, edited in place while it runs: what the provider said and the
+    health gate's checks as marks (a thread reply per check would bury what matters)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    state: Literal["running", "checking", "passed", "failed"] = "running"
+    summary: str = ""  # the provider's one line on the step
+    marks: str = ""  # one ✓ or ✗ per health check, oldest first
+    status: int | None = None  # the HTTP status of the last passing check
+    fastest_ms: float | None = None  # latency range of the passing checks
+    slowest_ms: float | None = None
+    error: str | None = None  # why the last check failed, while the last one failed
+
+    def checked(self, *, ok: bool, status: int | None, latency_ms: float, error: str | None) -> StepProgress:
+        """A copy with one more health check."""
+        if not ok:
+            return self.model_copy(update={"marks": self.marks + "✗", "error": error or "failed"})
+        return self.model_copy(update={
+            "marks": self.marks + "✓", "status": status, "error": None,
+            "fastest_ms": latency_ms if self.fastest_ms is None else min(self.fastest_ms, latency_ms),
+            "slowest_ms": latency_ms if self.slowest_ms is None else max(self.slowest_ms, latency_ms),
+        })
+
+
 RecoveryAction = Literal["interrupt", "stop_group", "wait"]
 
 
@@ -143,6 +170,8 @@ class DeployRecord(BaseModel):
     cancelled_by: str | None = None
     processes: StepProcesses | None = None
     analysis: AnalysisView | None = None
+    progress: tuple[StepProgress, ...] = ()  # one per step started, in order (and the automatic rollback's)
+    went_live: bool = False  # a step put this version in place (served, not only staged): the old one was replaced
 
     @property
     def approved_by(self) -> tuple[str, ...]:
@@ -162,6 +191,17 @@ class DeployRecord(BaseModel):
         if state in TERMINAL and self.finished_at is None:
             extra.setdefault("finished_at", at)
         return self.model_copy(update=extra)
+
+    def with_progress(self, label: str, change: Callable[[StepProgress], StepProgress]) -> DeployRecord:
+        """A copy whose progress block `label` is changed (a new block at the end when there is none yet)."""
+        blocks = list(self.progress)
+        for index, block in enumerate(blocks):
+            if block.label == label:
+                blocks[index] = change(block)
+                break
+        else:
+            blocks.append(change(StepProgress(label=label)))
+        return self.model_copy(update={"progress": tuple(blocks)})
 
     @property
     def duration_seconds(self) -> float | None:

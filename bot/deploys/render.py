@@ -17,7 +17,7 @@ from bot.blocks import (
     section,
 )
 from bot.deploys.figures import Figures
-from bot.deploys.model import AnalysisView, DeployRecord, DeployState
+from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
 from integrations.types import format_duration
 
 APPROVE = "deploy.approve"
@@ -89,6 +89,7 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     if record.external_url:
         pairs.append(("Run", link(record.external_url, record.external_id or record.external_url)))
     blocks: list[Block] = [header(("⏪ " if record.kind == "rollback" else "🚀 ") + title(record)), fields(pairs)]
+    blocks.extend(section(progress_text(step)) for step in record.progress)
     if record.analysis is not None:
         blocks.append(section(analysis_text(record.analysis)))
     if record.detail:
@@ -118,6 +119,57 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
 
 
 _LINE_ERROR_CHARS = 150
+_MARKS_SHOWN = 20
+
+PROGRESS_LABELS = {
+    "running": ":hourglass_flowing_sand: running",
+    "checking": ":stethoscope: health checks",
+    "passed": ":white_check_mark: done",
+    "failed": ":x: failed",
+}
+
+
+def health_line(step: StepProgress) -> str:
+    """The health checks of a step as one compact line: `✓✓✓ 200 in 4–8 ms`, `✓✗ 200 in 5 ms · last: refused`."""
+    if not step.marks:
+        return ""
+    marks = step.marks if len(step.marks) <= _MARKS_SHOWN else "…" + step.marks[-_MARKS_SHOWN:]
+    parts = [marks]
+    if step.fastest_ms is not None and step.slowest_ms is not None:
+        # Whole milliseconds: a local answer in 0.4 ms reads "<1 ms", never "0 ms".
+        fastest, slowest = max(1, round(step.fastest_ms)), round(step.slowest_ms)
+        spread = "<1" if step.slowest_ms < 1 else str(slowest) if fastest >= slowest else f"{fastest}–{slowest}"
+        parts.append(f"{step.status} in {spread} ms")
+    if step.error and step.marks.endswith("✗"):
+        error = step.error if len(step.error) <= _LINE_ERROR_CHARS else step.error[: _LINE_ERROR_CHARS - 1] + "…"
+        parts.append(f"· last: {error}" if step.fastest_ms is not None else error)
+    return " ".join(parts)
+
+
+def progress_text(step: StepProgress) -> str:
+    """A step's block in the deploy message: its state, what the provider said and its health checks."""
+    lines = [f"*{escape(step.label[:1].upper() + step.label[1:])}* · {PROGRESS_LABELS[step.state]}"]
+    if step.summary:
+        lines.append(escape(step.summary))
+    checks = health_line(step)
+    if checks:
+        lines.append(f"Health: {escape(checks)}")
+    return "\n".join(lines)
+
+
+def failure_advice(record: DeployRecord) -> str:
+    """What to do after a deploy failed and was not rolled back automatically, only when it leads somewhere:
+    `/rollback` goes back from the last *successful* version, never to it, so it cannot undo a failed deploy."""
+    previous = record.previous_version
+    if previous is None:
+        return ""
+    if not record.went_live:
+        nothing = ": there is nothing to roll back" if record.kind == "deploy" else ""
+        return f"`{previous}` was never replaced and is still running{nothing}."
+    if record.kind == "deploy":
+        return (f"`{record.version}` may be partly live. To put `{previous}` back: "
+                f"`/deploy {record.service} {previous} to {record.environment}`.")
+    return ""
 
 
 def analysis_text(view: AnalysisView) -> str:

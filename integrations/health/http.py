@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,6 +27,8 @@ from integrations.health.base import Measurement, MetricName
 from integrations.types import Duration, StrictModel, format_duration
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _BODY_LIMIT = 64 * 1024  # expect_body is looked for in the first 64 KiB
 
@@ -265,10 +267,12 @@ async def health_gate(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     deadline: timedelta | None = None,
     headers: Mapping[str, str] | None = None,
+    on_probe: Callable[[ProbeResult], Awaitable[None]] | None = None,
 ) -> GateResult:
     """Passes after `checks` consecutive passing probes `interval` apart; fails after `checks` consecutive
     failures, or when `deadline` (default checks × interval × 3 + timeout) has passed. `headers` go with each
-    probe (secrets among them never appear in what the gate reports)."""
+    probe (secrets among them never appear in what the gate reports). Each probe is a line to `emit`, or goes to
+    `on_probe` instead when given (a caller that shows the checks in place rather than as lines)."""
     limit = (deadline if deadline is not None else default_deadline(settings)).total_seconds()
     interval = settings.interval.total_seconds()
     started = time.monotonic()
@@ -288,8 +292,11 @@ async def health_gate(
             passes, fails = passes + 1, 0
         else:
             passes, fails = 0, fails + 1
-        await _say(emit, f"health check {attempts}: {'✓' if last.ok else '✗'} {describe(last)}"
-                         + (f" ({passes}/{settings.checks})" if last.ok else ""))
+        if on_probe is not None:
+            await _say(on_probe, last)
+        else:
+            await _say(emit, f"health check {attempts}: {'✓' if last.ok else '✗'} {describe(last)}"
+                             + (f" ({passes}/{settings.checks})" if last.ok else ""))
         if passes >= settings.checks:
             return GateResult(ok=True, passes=passes, attempts=attempts, last=last,
                               reason=f"{passes}/{settings.checks} checks passed in a row")
@@ -306,7 +313,7 @@ async def health_gate(
         unslept += max(0.0, interval - (time.monotonic() - before))
 
 
-async def _say(emit: Callable[[str], Awaitable[None]], line: str) -> None:
+async def _say(emit: Callable[[_T], Awaitable[None]], line: _T) -> None:
     try:
         await emit(line)
     except asyncio.CancelledError:

@@ -137,6 +137,18 @@ async def test_gate_passes_after_n_consecutive_checks(target: Target, http: aioh
     assert len(emit.lines) == 3 and emit.lines[-1].startswith("health check 3: ✓ 200 in")
 
 
+async def test_gate_gives_each_probe_to_on_probe_instead_of_a_line(target: Target,
+                                                                   http: aiohttp.ClientSession) -> None:
+    emit, probes = Lines(), []
+
+    async def on_probe(result: ProbeResult) -> None:
+        probes.append(result)
+
+    result = await health_gate(http, health(f"{target.origin}/recovering"), emit=emit, on_probe=on_probe)
+    assert result.ok and [p.ok for p in probes] == [False] * (result.attempts - 3) + [True] * 3
+    assert emit.lines == []  # the caller shows the checks in place: no line per check
+
+
 async def test_gate_waits_the_interval_between_checks(target: Target, http: aiohttp.ClientSession) -> None:
     slept: list[float] = []
 
