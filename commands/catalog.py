@@ -58,6 +58,8 @@ class CommandSpec:
     shortcuts: tuple[Shortcut, ...] = ()
     views: Mapping[str, ViewHandler] = field(default_factory=dict)
     events: Mapping[str, EventHandler] = field(default_factory=dict)
+    # Buttons that only show something (help pages, a refresh): never dropped as a double click.
+    read_only_actions: frozenset[str] = frozenset()
 
     @property
     def slash(self) -> str:
@@ -77,7 +79,8 @@ class CommandSpec:
     @classmethod
     def from_module(cls, module: ModuleType) -> CommandSpec:
         """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle`, `ACTIONS` (buttons),
-        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id) and `EVENTS` (Events API handlers by type)."""
+        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id), `EVENTS` (Events API handlers by type) and
+        `READ_ONLY_ACTIONS` (action ids that change nothing, so a quick second click is never dropped)."""
         name = module.__name__.rsplit(".", 1)[-1]
         doc = inspect.cleandoc(module.__doc__ or "")
         summary, description, sections = parse_docstring(doc)
@@ -96,6 +99,7 @@ class CommandSpec:
             shortcuts=tuple(getattr(module, "SHORTCUTS", ())),
             views=dict(getattr(module, "VIEWS", {})),
             events=dict(getattr(module, "EVENTS", {})),
+            read_only_actions=frozenset(getattr(module, "READ_ONLY_ACTIONS", ())),
         )
 
 
@@ -154,6 +158,10 @@ class Catalog:
                     raise ValueError(f"action id {action_id} is registered twice")
                 found[action_id] = (spec, handler)
         return found
+
+    def read_only_actions(self) -> frozenset[str]:
+        """Action ids that change nothing (navigation, refresh): the double-click guard leaves them alone."""
+        return frozenset().union(*(spec.read_only_actions for spec in self.specs))
 
     def shortcuts(self) -> dict[str, tuple[CommandSpec, Shortcut]]:
         """Every shortcut callback_id with the command that owns it."""

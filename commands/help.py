@@ -20,6 +20,7 @@ from commands.framework import Reply
 SHOW_ACTION = "chatops.help.show"
 PICK_ACTION = "chatops.help.pick"
 OVERVIEW_ACTION = "chatops.help.overview"
+NAVIGATION_ACTIONS = frozenset({SHOW_ACTION, PICK_ACTION, OVERVIEW_ACTION})
 
 
 @functools.cache
