@@ -244,21 +244,36 @@ async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Rep
             return help_pages.not_available(spec), "not_available"
         return await spec.handler(ctx), "ok"
     except UsageError as error:
-        return usage_reply(error, spec), "usage_error"
+        return usage_reply(error, spec, hint=did_you_mean(ctx)), "usage_error"
     except PermissionDenied as error:
         return Reply(text=f":no_entry: {error.message}"), "denied"
     except UserFacingError as error:
-        return Reply(text=f":warning: {error.message}"), "refused"
+        return Reply(text=f":warning: {error.message}{did_you_mean(ctx)}"), "refused"
     except Exception:
         ref = new_ref()
         log.exception("command %s failed (ref %s)", spec.slash, ref, extra={"ref": ref, "user": ctx.user_id})
         return internal_error_reply(ref), "error"
 
 
-def usage_reply(error: UsageError, spec: CommandSpec) -> Reply:
-    """The ephemeral answer to a mistyped command: what was wrong and the correct usage."""
+def did_you_mean(ctx: CommandContext) -> str:
+    """For a command that failed on a mistyped command or subcommand word: "Did you mean `/deploy history web`?"
+    (as typed: through /chatops or not); for an unknown /chatops word nothing is close to: the real commands."""
+    suggestion = ctx.catalog.suggest(ctx.spec, ctx.args)
+    umbrella = ctx.catalog.umbrella
+    if suggestion is None:
+        words = ctx.args.split()
+        unknown = ctx.spec is umbrella and bool(words) and words[0].lower() not in umbrella.subcommands
+        return f"\nThe commands are {ctx.catalog.slash_commands()}." if unknown else ""
+    typed = ctx.invocation.command.lower()
+    prefix = umbrella.slash if ctx.spec is umbrella else (
+        f"{umbrella.slash} {ctx.spec.name}" if typed == umbrella.slash else ctx.spec.slash)
+    return f"\nDid you mean `{escape(f'{prefix} {suggestion}')}`?"
+
+
+def usage_reply(error: UsageError, spec: CommandSpec, *, hint: str = "") -> Reply:
+    """The ephemeral answer to a mistyped command: what was wrong (and what was probably meant) and the usage."""
     usage = escape(error.usage or spec.usage_text)
-    return Reply(text=f":warning: {error.message}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
+    return Reply(text=f":warning: {error.message}{hint}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
 
 
 def internal_error_reply(ref: str) -> Reply:
