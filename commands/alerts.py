@@ -213,7 +213,8 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
         if group is None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         matchers = " ".join(str(m) for m in await pipeline.group_matchers(group_id))
-        await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=silence_modal(group, matchers, channel=ctx.channel_id))
+        view = silence_modal(group, matchers, channel=ctx.channel_id)
+        await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=view)
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None
@@ -246,11 +247,13 @@ async def _on_silence_form(ctx: ViewContext) -> dict[str, str] | None:
         metadata = {}
     group_id = str(metadata.get("group") or "") if isinstance(metadata, dict) else ""
     try:
-        silence_id = await ctx.deps.alerts.silence_group(group_id, duration, ctx.user_id, matchers=matchers, reason=reason)
+        silence_id = await ctx.deps.alerts.silence_group(
+            group_id, duration, ctx.user_id, matchers=matchers, reason=reason)
     except UserFacingError as error:
         return {"matchers": error.message}
-    ctx.spawn(ctx.respond(Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for "
-                                     f"{human_duration(duration)} — {external_text(reason)}")), name="alerts:silenced")
+    done = Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)}"
+                      f" — {external_text(reason)}")
+    ctx.spawn(ctx.respond(done), name="alerts:silenced")
     return None
 
 

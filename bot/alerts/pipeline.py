@@ -480,7 +480,8 @@ class AlertPipeline:
         }))
         matched = " ".join(f"`{external_text(str(m))}`" for m in matchers)
         why = f": {external_text(reason)}" if reason else ""
-        await self.thread_reply(after, f":no_bell: <@{user}> silenced {matched} for {human_duration(duration)} (`{silence_id}`){why}.")
+        await self.thread_reply(
+            after, f":no_bell: <@{user}> silenced {matched} for {human_duration(duration)} (`{silence_id}`){why}.")
         await self.flush()
         return silence_id
 
@@ -492,7 +493,8 @@ class AlertPipeline:
         await self._audit.record(actor=user, action="alert.unsilence", result="ok", target=silence_id)
         group = await self._forget_silence(silence or {}, silence_id)
         if group is not None:
-            await self.thread_reply(group, f":bell: <@{user}> removed the silence `{silence_id}`; these alerts are posted again.")
+            await self.thread_reply(
+                group, f":bell: <@{user}> removed the silence `{silence_id}`; these alerts are posted again.")
             await self.flush()
         return True
 
