@@ -2,7 +2,8 @@
 
 Anyone may acknowledge or resolve an alert unless `alerts.responders` is set; silencing hides alerts from
 everyone, so it always needs the `responders` role (admins hold every role). Regex matchers (`=~`, `!~`) use
-RE2: linear time, no backreferences or lookaround, at most 512 characters.
+RE2: linear time, no backreferences or lookaround, at most 512 characters. A silence made from an alert's
+message (Silence 1h…, or the Custom… form) shows on that message, with an Unsilence button, until it ends.
 
 Usage:
   /alerts [list] [service=… severity=…]
@@ -20,18 +21,28 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from statistics import mean
 
 from bot.alerts.model import AlertGroup
-from bot.alerts.render import ACK, RESOLVE, SILENCE, UNACK, member_line
+from bot.alerts.render import (
+    ACK,
+    RESOLVE,
+    SILENCE,
+    SILENCE_VIEW,
+    UNACK,
+    UNSILENCE,
+    member_line,
+    silence_modal,
+)
 from bot.alerts.routing import Matcher, parse_matcher
 from bot.blocks import context, external_text, header, section
 from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
 from bot.oncall.escalation import who_was_paged
-from commands.framework import ActionContext, CommandContext, Reply
+from commands.framework import ActionContext, CommandContext, Reply, ViewContext
 from commands.lexer import split_flags
 from integrations.types import parse_duration
 
@@ -65,9 +76,8 @@ async def handle(ctx: CommandContext) -> Reply:
         if len(args) != 2:
             raise UsageError("`unsilence` takes one silence id, e.g. `/alerts unsilence s-1a2b3c4d`.", "/alerts unsilence <id>")
         await ctx.require("responders", action="remove silences", everyone_if_unset=True)
-        if not await ctx.deps.alerts.store.delete_silence(args[1]):
+        if not await ctx.deps.alerts.unsilence(args[1], ctx.user_id):
             raise UserFacingError(f"There is no silence `{external_text(args[1])}`. See `/alerts silences`.")
-        await ctx.audit(action="alert.unsilence", result="ok", target=args[1])
         return Reply(text=f":bell: Silence `{external_text(args[1])}` removed.")
     if sub == "stats":
         return await _stats(ctx, args[1:])
@@ -114,11 +124,9 @@ async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     if len(words) < 2:
         raise UsageError("`silence` needs matchers and a duration, e.g. `/alerts silence service=web 2h --reason \"deploy\"`.", usage)
     try:
-        duration = parse_duration(words[-1])
+        duration = silence_duration(words[-1])
     except ValueError as error:
-        raise UsageError(f"`{external_text(words[-1])}` is not a duration: {error}", usage) from None
-    if not timedelta(minutes=1) <= duration <= MAX_SILENCE:
-        raise UsageError("A silence lasts from 1m to 30d.", usage)
+        raise UsageError(external_text(str(error)), usage) from None
     if not reason:
         raise UsageError("Say why with `--reason \"…\"`.", usage)
     matchers = parse_filters(words[:-1])
@@ -127,7 +135,18 @@ async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     return Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}")
 
 
-async def _require_silencer(ctx: ActionContext | CommandContext) -> None:
+def silence_duration(text: str) -> timedelta:
+    """How long a silence lasts: 1m to 30d; ValueError saying what is wrong."""
+    try:
+        duration = parse_duration(text.strip())
+    except ValueError as error:
+        raise ValueError(f"`{text.strip()}` is not a duration: {error}") from None
+    if not timedelta(minutes=1) <= duration <= MAX_SILENCE:
+        raise ValueError("A silence lasts from 1m to 30d.")
+    return duration
+
+
+async def _require_silencer(ctx: ActionContext | CommandContext | ViewContext) -> None:
     """A silence hides alerts from everyone, so it needs the `responders` role (admins hold every role) even when
     no responders are configured; acknowledging and resolving stay open to everyone then."""
     await ctx.require("responders", action="silence alerts")
@@ -172,6 +191,8 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
     pipeline = ctx.deps.alerts
     if ctx.action_id == SILENCE:
         await _require_silencer(ctx)
+    elif ctx.action_id == UNSILENCE:
+        await ctx.require("responders", action="remove silences", everyone_if_unset=True)
     elif not (ctx.action_id in (ACK, RESOLVE) and await _was_paged(ctx, ctx.value)):
         await ctx.require("responders", action="act on alerts", everyone_if_unset=True)
     via = "dm" if ctx.channel_id.startswith("D") else "button"
@@ -181,13 +202,58 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
         return await pipeline.unacknowledge(ctx.value, ctx.user_id)
     if ctx.action_id == RESOLVE:
         return await pipeline.resolve(ctx.value, ctx.user_id, via=via)
+    if ctx.action_id == UNSILENCE:
+        group = await pipeline.store.get_group(ctx.value)
+        if group is None or group.silence_id is None or not await pipeline.unsilence(group.silence_id, ctx.user_id):
+            raise UserFacingError(f"`{external_text(ctx.value)}` is not silenced any more.")
+        return None
     group_id, _, duration = ctx.value.partition(":")
     if duration == "custom":
-        matchers = await pipeline.group_matchers(group_id)
-        command = f"/alerts silence {' '.join(str(m) for m in matchers)} 2h --reason \"…\""
-        await ctx.respond(Reply(text=f"To silence `{group_id}` for another duration, send:\n```{external_text(command)}```\n(durations: 30m, 2h, 3d…, up to 30d)"))
+        group = await pipeline.store.get_group(group_id)
+        if group is None:
+            raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
+        matchers = " ".join(str(m) for m in await pipeline.group_matchers(group_id))
+        view = silence_modal(group, matchers, channel=ctx.channel_id)
+        await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=view)
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
+    return None
+
+
+async def _on_silence_form(ctx: ViewContext) -> dict[str, str] | None:
+    """The Custom… form: every field checked (errors show under it, the form stays open), then the silence."""
+    await _require_silencer(ctx)
+    errors: dict[str, str] = {}
+    words = ctx.value("matchers", "matchers").split()
+    matchers: list[Matcher] = []
+    try:
+        matchers = [parse_matcher(word) for word in words]
+    except ValueError as error:  # modal errors are plain text: no escaping
+        errors["matchers"] = str(error)
+    if not words:
+        errors["matchers"] = "Give at least one matcher, e.g. service=web."
+    try:
+        duration = silence_duration(ctx.value("duration", "duration") or "")
+    except ValueError as error:
+        errors["duration"] = str(error)
+    reason = " ".join(ctx.value("reason", "reason").split())
+    if not reason:
+        errors["reason"] = "Say why: whoever misses these alerts will read it."
+    if errors:
+        return errors
+    try:
+        metadata = json.loads(ctx.private_metadata or "{}")
+    except ValueError:
+        metadata = {}
+    group_id = str(metadata.get("group") or "") if isinstance(metadata, dict) else ""
+    try:
+        silence_id = await ctx.deps.alerts.silence_group(
+            group_id, duration, ctx.user_id, matchers=matchers, reason=reason)
+    except UserFacingError as error:
+        return {"matchers": error.message}
+    done = Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)}"
+                      f" — {external_text(reason)}")
+    ctx.spawn(ctx.respond(done), name="alerts:silenced")
     return None
 
 
@@ -201,4 +267,5 @@ async def _on_button(ctx: ActionContext) -> None:
     await _button(ctx)
 
 
-ACTIONS = {ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button}
+ACTIONS = {ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button, UNSILENCE: _on_button}
+VIEWS = {SILENCE_VIEW: _on_silence_form}

@@ -3,7 +3,9 @@ and routes slash-command text to a spec. Help, routing and the Slack app manifes
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -39,6 +41,10 @@ class Shortcut:
 
 UMBRELLA = "chatops"
 HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
+# How alike a typed word and a command must be to suggest it: "histroy"/"history" 0.86, "deplyo"/"deploy" 0.83,
+# while a service called "statuspage" (0.75 to "status") is left alone.
+SUGGEST_CUTOFF = 0.8
+_SUBCOMMAND = re.compile(r"^/\S+ \[?([a-z][a-z-]*)\]?(?:\s|$)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +64,8 @@ class CommandSpec:
     shortcuts: tuple[Shortcut, ...] = ()
     views: Mapping[str, ViewHandler] = field(default_factory=dict)
     events: Mapping[str, EventHandler] = field(default_factory=dict)
+    # Buttons that only show something (help pages, a refresh): never dropped as a double click.
+    read_only_actions: frozenset[str] = frozenset()
 
     @property
     def slash(self) -> str:
@@ -70,6 +78,13 @@ class CommandSpec:
         return self.handler is not None
 
     @property
+    def subcommands(self) -> tuple[str, ...]:
+        """The literal words that may follow the command, read from its usage lines (`history` in
+        `/deploy history <service>`; not `<service>`)."""
+        found = (_SUBCOMMAND.match(line) for line in self.usage)
+        return tuple(dict.fromkeys(match.group(1) for match in found if match))
+
+    @property
     def usage_text(self) -> str:
         """The usage lines joined, for error messages."""
         return "\n".join(self.usage)
@@ -77,7 +92,8 @@ class CommandSpec:
     @classmethod
     def from_module(cls, module: ModuleType) -> CommandSpec:
         """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle`, `ACTIONS` (buttons),
-        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id) and `EVENTS` (Events API handlers by type)."""
+        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id), `EVENTS` (Events API handlers by type) and
+        `READ_ONLY_ACTIONS` (action ids that change nothing, so a quick second click is never dropped)."""
         name = module.__name__.rsplit(".", 1)[-1]
         doc = inspect.cleandoc(module.__doc__ or "")
         summary, description, sections = parse_docstring(doc)
@@ -96,6 +112,7 @@ class CommandSpec:
             shortcuts=tuple(getattr(module, "SHORTCUTS", ())),
             views=dict(getattr(module, "VIEWS", {})),
             events=dict(getattr(module, "EVENTS", {})),
+            read_only_actions=frozenset(getattr(module, "READ_ONLY_ACTIONS", ())),
         )
 
 
@@ -155,6 +172,10 @@ class Catalog:
                 found[action_id] = (spec, handler)
         return found
 
+    def read_only_actions(self) -> frozenset[str]:
+        """Action ids that change nothing (navigation, refresh): the double-click guard leaves them alone."""
+        return frozenset().union(*(spec.read_only_actions for spec in self.specs))
+
     def shortcuts(self) -> dict[str, tuple[CommandSpec, Shortcut]]:
         """Every shortcut callback_id with the command that owns it."""
         found: dict[str, tuple[CommandSpec, Shortcut]] = {}
@@ -185,6 +206,33 @@ class Catalog:
                 found[callback_id] = (spec, handler)
         return found
 
+    def suggest(self, spec: CommandSpec, args: str) -> str | None:
+        """What `args` of `spec` were probably meant to be, when the first word is a typo of a command or
+        subcommand: "deploy history web" for `/chatops deplyo histroy web`, "history web" for `/deploy histroy
+        web`. None when the first word is a known one, or nothing is close enough."""
+        words = args.split()
+        if not words:
+            return None
+        first, rest = words[0].lower(), words[1:]
+        if spec.name != UMBRELLA:
+            fixed = None if first in spec.subcommands else _closest(first, spec.subcommands)
+            return " ".join([fixed, *rest]) if fixed else None
+        names = [other.name for other in self.specs if other.name != UMBRELLA]
+        if first in names or first in spec.subcommands or first in HELP_WORDS:
+            return None
+        fixed = _closest(first, [*names, *spec.subcommands])
+        if fixed is None:
+            return None
+        target = self.get(fixed)
+        if target is not None and target.name != UMBRELLA:
+            return f"{fixed} {self.suggest(target, ' '.join(rest)) or ' '.join(rest)}".strip()
+        return " ".join([fixed, *rest])
+
+    def slash_commands(self) -> str:
+        """The real slash commands as code spans ("`/deploy` `/rollback` …"): a mistyped one never reaches the
+        bot (Slack itself answers it), so help says which exist."""
+        return " ".join(f"`{spec.slash}`" for spec in self.specs)
+
     def route(self, command: str, text: str) -> Route:
         """Routes `/deploy x`, `/deploy help`, `/chatops deploy x`, `/chatops help deploy`, `/chatops`."""
         spec = self.get(command) or self.umbrella
@@ -204,6 +252,12 @@ class Catalog:
         if first in HELP_WORDS:
             return Route(spec, help=True, args=rest)
         return Route(spec, help=False, args=text.strip())
+
+
+def _closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like `word`, if one is alike enough to be what was meant."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=SUGGEST_CUTOFF)
+    return found[0] if found else None
 
 
 def describe(spec: CommandSpec) -> dict[str, Any]:

@@ -92,3 +92,4 @@ ACTIONS = {
     help_pages.PICK_ACTION: _show_help,
     help_pages.OVERVIEW_ACTION: _show_overview,
 }
+READ_ONLY_ACTIONS = help_pages.NAVIGATION_ACTIONS

@@ -1,4 +1,5 @@
-"""Wires the catalog into a Bolt app: deduplicates retries and double clicks, routes commands and buttons,
+"""Wires the catalog into a Bolt app: deduplicates retries and double clicks on buttons that change something (a
+repeated click is answered "already done"; navigation and read-only buttons always run), routes commands and buttons,
 turns every failure into a clear ephemeral answer (never a traceback), and counts outcomes.
 
 Commands answer in Slack's acknowledgement itself (the app runs with process_before_response), so a reply
@@ -22,6 +23,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.blocks import escape
 from bot.deps import Deps
@@ -58,6 +60,7 @@ DEADLINE = "chatops_deadline"
 ACK_DEADLINE_SECONDS = 2.2
 WORKING = ":hourglass_flowing_sand: Working on it… the answer will follow here."
 STORE_UNREACHABLE = "chatops cannot reach its Redis store right now; nothing was changed. Try again in a minute."
+ALREADY_DONE = ":ballot_box_with_check: Already done: you clicked that a moment ago, so the second click was ignored."
 
 
 def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
@@ -66,10 +69,12 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
     One listener each, routed here from the catalog, rather than one per command: Bolt evaluates every
     listener's matcher on every request, and that cost grows with the registry."""
 
+    read_only = catalog.read_only_actions()
+
     async def prepare(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
         req.context[DEPS] = deps
         req.context[DEADLINE] = asyncio.get_running_loop().time() + ACK_DEADLINE_SECONDS
-        return await _deduplicate(req, resp, next)
+        return await _deduplicate(req, resp, next, read_only=read_only)
 
     app.middleware(prepare)
     commands = "|".join(re.escape(spec.slash) for spec in catalog.specs)
@@ -128,17 +133,25 @@ def click_identity(body: dict[str, Any]) -> tuple[str, str, str, str] | None:
     return (body.get("user") or {}).get("id", ""), message_ref, str(action.get("action_id", "")), str(value)
 
 
-async def _deduplicate(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
-    """Answers a retry, replay or double click with an empty 200 and runs nothing."""
+async def _deduplicate(
+    req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]], *,
+    read_only: frozenset[str] = frozenset(),
+) -> Any:
+    """Answers a retry or replay with an empty 200 and runs nothing; a second click on a button that changes
+    something, within a few seconds, runs nothing either and is answered "already done". Buttons in `read_only`
+    (navigation, refresh) are never held back: clicking through help pages quickly must show every page."""
     deps: Deps = req.context[DEPS]
     body = req.body or {}
     kind, request_id = request_identity(body, req.raw_body)
+    repeated_click = False
 
     async def claim() -> bool:
+        nonlocal repeated_click
         first = await deps.store.claim_once(kind, request_id)
         click = click_identity(body)
-        if first and click is not None:
+        if first and click is not None and click[2] not in read_only:
             first = await deps.store.claim_click(*click)
+            repeated_click = not first
         return first
 
     try:
@@ -155,8 +168,19 @@ async def _deduplicate(req: AsyncBoltRequest, resp: BoltResponse, next: Callable
     if not first:
         deps.metrics.requests.labels(command=_label(body), outcome="duplicate").inc()
         log.info("ignored a repeated Slack request (%s %s, retry %s)", kind, request_id, req.headers.get("x-slack-retry-num"))
+        if repeated_click and body.get("response_url"):
+            deps.tasks.spawn(_answer_repeated_click(deps, str(body["response_url"])), name="action:repeated-click")
         return BoltResponse(status=200, body="")
     return await next()
+
+
+async def _answer_repeated_click(deps: Deps, response_url: str) -> None:
+    """Tells the user, only them, that their second click was not lost but had nothing left to do."""
+    try:
+        client = AsyncWebhookClient(response_url, session=deps.http, timeout=10)
+        await client.send(text=ALREADY_DONE, response_type="ephemeral", replace_original=False)
+    except Exception:
+        log.exception("could not answer a repeated click")
 
 
 def _label(body: dict[str, Any]) -> str:
@@ -220,21 +244,36 @@ async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Rep
             return help_pages.not_available(spec), "not_available"
         return await spec.handler(ctx), "ok"
     except UsageError as error:
-        return usage_reply(error, spec), "usage_error"
+        return usage_reply(error, spec, hint=did_you_mean(ctx)), "usage_error"
     except PermissionDenied as error:
         return Reply(text=f":no_entry: {error.message}"), "denied"
     except UserFacingError as error:
-        return Reply(text=f":warning: {error.message}"), "refused"
+        return Reply(text=f":warning: {error.message}{did_you_mean(ctx)}"), "refused"
     except Exception:
         ref = new_ref()
         log.exception("command %s failed (ref %s)", spec.slash, ref, extra={"ref": ref, "user": ctx.user_id})
         return internal_error_reply(ref), "error"
 
 
-def usage_reply(error: UsageError, spec: CommandSpec) -> Reply:
-    """The ephemeral answer to a mistyped command: what was wrong and the correct usage."""
+def did_you_mean(ctx: CommandContext) -> str:
+    """For a command that failed on a mistyped command or subcommand word: "Did you mean `/deploy history web`?"
+    (as typed: through /chatops or not); for an unknown /chatops word nothing is close to: the real commands."""
+    suggestion = ctx.catalog.suggest(ctx.spec, ctx.args)
+    umbrella = ctx.catalog.umbrella
+    if suggestion is None:
+        words = ctx.args.split()
+        unknown = ctx.spec is umbrella and bool(words) and words[0].lower() not in umbrella.subcommands
+        return f"\nThe commands are {ctx.catalog.slash_commands()}." if unknown else ""
+    typed = ctx.invocation.command.lower()
+    prefix = umbrella.slash if ctx.spec is umbrella else (
+        f"{umbrella.slash} {ctx.spec.name}" if typed == umbrella.slash else ctx.spec.slash)
+    return f"\nDid you mean `{escape(f'{prefix} {suggestion}')}`?"
+
+
+def usage_reply(error: UsageError, spec: CommandSpec, *, hint: str = "") -> Reply:
+    """The ephemeral answer to a mistyped command: what was wrong (and what was probably meant) and the usage."""
     usage = escape(error.usage or spec.usage_text)
-    return Reply(text=f":warning: {error.message}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
+    return Reply(text=f":warning: {error.message}{hint}\nUsage:\n```{usage}```\nMore: `{spec.slash} help`")
 
 
 def internal_error_reply(ref: str) -> Reply:

@@ -20,6 +20,7 @@ from commands.framework import Reply
 SHOW_ACTION = "chatops.help.show"
 PICK_ACTION = "chatops.help.pick"
 OVERVIEW_ACTION = "chatops.help.overview"
+NAVIGATION_ACTIONS = frozenset({SHOW_ACTION, PICK_ACTION, OVERVIEW_ACTION})
 
 
 @functools.cache
@@ -40,7 +41,9 @@ def overview(catalog: Catalog) -> Reply:
         actions(static_select("Jump to a command…", PICK_ACTION, [(spec.slash, spec.name) for spec in catalog.specs]))
     )
     blocks.append(
-        context(f"Another app owns `/deploy`? Every command also works as `/{UMBRELLA} deploy …`. `/<command> help` shows its usage.")
+        context(f"The slash commands are {catalog.slash_commands()}: Slack itself answers a mistyped one. "
+                f"Another app owns `/deploy`? Every command also works as `/{UMBRELLA} deploy …`. "
+                "`/<command> help` shows its usage.")
     )
     return Reply(text="chatops commands:\n" + "\n".join(lines), blocks=blocks)
 

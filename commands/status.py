@@ -217,4 +217,5 @@ async def _home_opened(deps: Deps, event: Mapping[str, Any]) -> None:
 
 
 ACTIONS = {REFRESH: _refresh}
+READ_ONLY_ACTIONS = {REFRESH}
 EVENTS = {"app_home_opened": _home_opened}

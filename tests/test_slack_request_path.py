@@ -144,7 +144,8 @@ def _header(bot: BotHarness, ts: str) -> str:
     return str(((message.get("blocks") or [{}])[0].get("text") or {}).get("text"))
 
 
-async def test_double_click_runs_the_action_once(bot: BotHarness) -> None:
+async def test_quick_clicks_on_help_are_all_answered(bot: BotHarness) -> None:
+    """Help buttons change nothing, so the double-click guard leaves them alone: every click is answered."""
     message = await _help_message(bot)
     clicks = await asyncio.gather(*[
         bot.emulator.send_block_action(channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.show",
@@ -152,12 +153,10 @@ async def test_double_click_runs_the_action_once(bot: BotHarness) -> None:
         for _ in range(3)
     ])
     assert all(click.status == 200 for click in clicks)
-    await _wait_for(lambda: bot.deps.tasks.running == 0)
-    await asyncio.sleep(0.1)
+    metrics = 'chatops_requests_total{command="chatops",outcome="ok"} 3.0'
+    await _wait_for(lambda: metrics in bot.deps.metrics.render()[0].decode(), timeout=20)
     assert _header(bot, message["ts"]) == "/rollback"
-    metrics_text = bot.deps.metrics.render()[0].decode()
-    assert 'chatops_requests_total{command="chatops",outcome="duplicate"} 2.0' in metrics_text
-    assert 'chatops_requests_total{command="chatops",outcome="ok"} 1.0' in metrics_text
+    assert 'outcome="duplicate"' not in bot.deps.metrics.render()[0].decode()
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,10 @@ class AlertGroup(BaseModel):
     acked_name: str | None = None
     resolved_via: str | None = None
     resolved_name: str | None = None
+    # The silence made from this message (its button or its Custom… form), shown on the message until it ends.
     silenced_by: str | None = None
+    silence_id: str | None = None
+    silenced_until: datetime | None = None
     escalation_epoch: int = 0
     escalation_state: EscalationState = "idle"
     escalation_started: datetime | None = None
@@ -111,6 +114,10 @@ class AlertGroup(BaseModel):
     def resolved_by_text(self) -> str:
         """Who resolved by hand, as Slack text: a mention, or "<name> in PagerDuty"."""
         return _person(self.resolved_by, self.resolved_name, self.resolved_via)
+
+    def silenced(self, now: datetime) -> bool:
+        """Whether a silence made from this message still holds at `now`."""
+        return self.silence_id is not None and self.silenced_until is not None and self.silenced_until > now
 
     @property
     def firing(self) -> list[Member]:

@@ -434,16 +434,22 @@ class AlertPipeline:
             return escalation.stopped(group)
         return escalation.start(group, policy, self._clock())
 
-    async def silence(self, matchers: Sequence[Matcher], duration: timedelta, user: str, reason: str) -> str:
-        """Stores a silence; matching alerts are counted but not posted until it expires."""
+    async def silence(
+        self, matchers: Sequence[Matcher], duration: timedelta, user: str, reason: str, *, group: str | None = None,
+    ) -> str:
+        """Stores a silence (made from alert `group`'s message, if given); matching alerts are counted but not
+        posted until it expires."""
         if not matchers:
             raise UserFacingError("A silence needs at least one matcher, e.g. `service=web`.")
         now = self._clock()
         silence_id = "s-" + secrets.token_hex(4)
-        await self.store.save_silence(silence_id, {
+        record: dict[str, object] = {
             "id": silence_id, "matchers": [str(m) for m in matchers], "created_by": user, "reason": reason,
             "created_at": now.isoformat(), "expires_at": (now + duration).isoformat(), "announced": False,
-        })
+        }
+        if group is not None:
+            record["group"] = group
+        await self.store.save_silence(silence_id, record)
         await self._audit.record(actor=user, action="alert.silence", result="ok", target=silence_id,
                                  detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}")
         return silence_id
@@ -457,15 +463,57 @@ class AlertPipeline:
         labels = self.config.group_by or tuple(first.labels)
         return [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
 
-    async def silence_group(self, group_id: str, duration: timedelta, user: str) -> str:
-        """Silences what a group's alerts share, and says so in its thread."""
+    async def silence_group(
+        self, group_id: str, duration: timedelta, user: str, *, matchers: Sequence[Matcher] | None = None,
+        reason: str | None = None,
+    ) -> str:
+        """Silences what a group's alerts share (or `matchers`), shows the silence on its message (who, until
+        when, an Unsilence button) and says so in its thread."""
         group = await self.store.get_group(group_id)
         if group is None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
-        matchers = await self.group_matchers(group_id)
-        silence_id = await self.silence(matchers, duration, user, f"from alert {group.id}")
-        await self.thread_reply(group, f":no_bell: <@{user}> silenced {' '.join(f'`{external_text(str(m))}`' for m in matchers)} for {human_duration(duration)} (`{silence_id}`).")
+        matchers = list(matchers) if matchers is not None else await self.group_matchers(group_id)
+        silence_id = await self.silence(matchers, duration, user, reason or f"from alert {group.id}", group=group.id)
+        until = self._clock() + duration
+        _, after = await self._change(group_id, lambda g: g.model_copy(update={
+            "silenced_by": user, "silence_id": silence_id, "silenced_until": until, "updated_at": self._clock(),
+        }))
+        matched = " ".join(f"`{external_text(str(m))}`" for m in matchers)
+        why = f": {external_text(reason)}" if reason else ""
+        await self.thread_reply(
+            after, f":no_bell: <@{user}> silenced {matched} for {human_duration(duration)} (`{silence_id}`){why}.")
+        await self.flush()
         return silence_id
+
+    async def unsilence(self, silence_id: str, user: str) -> bool:
+        """Removes a silence before it ends (False if there is none) and takes it off the message it was made from."""
+        silence = (await self.store.silences()).get(silence_id)
+        if not await self.store.delete_silence(silence_id):
+            return False
+        await self._audit.record(actor=user, action="alert.unsilence", result="ok", target=silence_id)
+        group = await self._forget_silence(silence or {}, silence_id)
+        if group is not None:
+            await self.thread_reply(
+                group, f":bell: <@{user}> removed the silence `{silence_id}`; these alerts are posted again.")
+            await self.flush()
+        return True
+
+    async def _forget_silence(self, silence: dict[str, object], silence_id: str) -> AlertGroup | None:
+        """Takes an ended silence off the message it was made from (which the flusher then updates)."""
+        group_id = str(silence.get("group") or "")
+        if not group_id:
+            return None
+
+        def change(group: AlertGroup) -> AlertGroup:
+            if group.silence_id != silence_id:  # silenced again since: that silence stays shown
+                return group
+            return group.model_copy(update={"silenced_by": None, "silence_id": None, "silenced_until": None,
+                                            "updated_at": self._clock()})
+        try:
+            _, after = await self.store.update_group(group_id, change)
+        except KeyError:
+            return None
+        return after
 
     async def _live_silences(self) -> list[tuple[str, list[Matcher], datetime]]:
         found = []
@@ -484,6 +532,7 @@ class AlertPipeline:
             if datetime.fromisoformat(str(silence["expires_at"])) > now:
                 continue
             if await self.store.delete_silence(silence_id):
+                await self._forget_silence(silence, silence_id)
                 matchers = " ".join(f"`{external_text(str(m))}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
                 await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
 

@@ -1,7 +1,9 @@
-"""Block Kit for alerts: the one message an alert group is, with Acknowledge / Resolve / Silence."""
+"""Block Kit for alerts: the one message an alert group is, with Acknowledge / Resolve / Silence (or, while a
+silence made from it holds, who silenced it, until when, and Unsilence), and the Custom… silence form."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup, Member
@@ -14,6 +16,7 @@ from bot.blocks import (
     fields,
     header,
     link,
+    plain,
     section,
     static_select,
 )
@@ -24,6 +27,8 @@ ACK = "alerts.ack"
 UNACK = "alerts.unack"
 RESOLVE = "alerts.resolve"
 SILENCE = "alerts.silence"
+UNSILENCE = "alerts.unsilence"
+SILENCE_VIEW = "alerts.silence_form"
 DECLARE = "incidents.declare_from_alert"
 SILENCE_CHOICES = (("Silence 1h", "1h"), ("Silence 4h", "4h"), ("Silence 24h", "24h"), ("Custom…", "custom"))
 SEVERITY_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
@@ -44,6 +49,9 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     escaped in the mrkdwn parts and the `text` fallback (which Slack parses too), not in the plain_text header."""
     resolved = group.state == "resolved"
     badge = ":white_check_mark: RESOLVED" if resolved else f"{SEVERITY_EMOJI[group.severity]} {group.severity.upper()}"
+    silenced = not resolved and group.silenced(now)
+    if silenced:
+        badge += " · :no_bell: SILENCED"
     blocks: list[Block] = [header(f"{'✅' if resolved else '🚨'} {group.title}")]
     members = sorted(group.members.values(), key=lambda m: (m.status != "firing", m.title))
     if len(members) == 1:
@@ -71,6 +79,8 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         rounds = f", round {last.round + 1}" if last.round else ""
         ended = " — last step, nobody acknowledged" if group.escalation_state == "exhausted" else ""
         pairs.append(("Paged", f"{who} (step {last.step + 1}{rounds}){ended}"))
+    if silenced and group.silenced_until is not None:
+        pairs.append(("Silenced", silence_line(group, now)))
     if resolved and group.resolved_at:
         who = f"by {group.resolved_by_text} " if group.resolved_by else ""
         pairs.append(("Resolved", f"{who}after {human_duration(group.resolved_at - group.created_at)}"))
@@ -80,6 +90,7 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         elements = [
             ack,
             button("Resolve", RESOLVE, group.id),
+            button("Unsilence", UNSILENCE, group.id) if silenced else
             static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
         ]
         if not is_incident_page(group):  # an incident's own page needs no second incident
@@ -94,3 +105,37 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     blocks.append(context(" · ".join(notes)))
     text = f"{'RESOLVED' if resolved else group.severity.upper()}: {external_text(group.title)}"
     return text, blocks
+
+
+def silence_line(group: AlertGroup, now: datetime) -> str:
+    """"by @alice until 14:05Z (1h left) · `s-1a2b3c4d`": the date too when the silence ends on another day."""
+    until = group.silenced_until or now
+    when = f"{until:%H:%M}Z" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}Z"
+    return f"by <@{group.silenced_by}> until {when} ({human_duration(until - now)} left) · `{group.silence_id}`"
+
+
+def silence_modal(group: AlertGroup, matchers: str, *, channel: str) -> dict[str, object]:
+    """The Custom… silence form: matchers (pre-filled with what the group's alerts share), a duration, a reason."""
+    def text_input(block_id: str, label: str, placeholder: str, initial: str = "", hint: str = "") -> dict[str, object]:
+        element: dict[str, object] = {"type": "plain_text_input", "action_id": block_id, "max_length": 2000,
+                                      "placeholder": plain(placeholder, 150)}
+        if initial:
+            element["initial_value"] = initial
+        block: dict[str, object] = {"type": "input", "block_id": block_id, "label": plain(label), "element": element}
+        if hint:
+            block["hint"] = plain(hint)
+        return block
+
+    return {
+        "type": "modal", "callback_id": SILENCE_VIEW, "title": plain("Silence alerts", 24),
+        "submit": plain("Silence", 24), "close": plain("Cancel", 24),
+        "private_metadata": json.dumps({"channel": channel, "group": group.id}),
+        "blocks": [
+            section(f"Alerts that match every matcher are not posted until the silence ends. From `{group.id}`: "
+                    f"{external_text(group.title)}"),
+            text_input("matchers", "Matchers", "service=web severity=critical", matchers,
+                       "Separated by spaces: label=value, label!=value, label=~regex, label!~regex."),
+            text_input("duration", "Duration", "2h", "2h", "From 1m to 30d: 30m, 2h, 3d…"),
+            text_input("reason", "Reason", "Why, for whoever sees these alerts missing"),
+        ],
+    }
