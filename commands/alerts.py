@@ -186,10 +186,12 @@ def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
     stamp = now.strftime("%Y%m%dT%H%M%S%f")
     return Alert(
         source=TEST_SOURCE, fingerprint=f"test-{user_id}-{stamp}"[:128], status="firing",
-        title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong", severity=severity,  # type: ignore[arg-type]
+        title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong",
+        severity=severity,  # type: ignore[arg-type]
         labels={"alertname": "ChatopsTestAlert", "test": "true", "sent_by": user_id},
-        annotations={}, summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged "
-        "and escalated like a real one; resolve it when you have seen where it went.",
+        annotations={},
+        summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged and "
+        "escalated like a real one; resolve it when you have seen where it went.",
         starts_at=now, ends_at=None, links={},
     )
 
@@ -207,8 +209,9 @@ async def _test(ctx: CommandContext, words: list[str]) -> Reply:
     where = ", ".join(d.channel for d in destinations)
     pages = sorted({d.escalation for d in destinations if d.escalation})
     paging = f" and pages through the `{'`, `'.join(pages)}` escalation policy" if pages else ""
-    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {external_text(where)}{paging}, like a real "
-                 f"{severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) when done.")
+    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {external_text(where)}{paging}, "
+                 f"like a real {severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) "
+                 "when done.")
 
 
 async def _button(ctx: ActionContext) -> AlertGroup | None:
