@@ -70,6 +70,12 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
     os.environ.setdefault("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
     # The demo configuration's backup target dumps the dev Redis itself (`/backup run dev-redis`).
     os.environ.setdefault("CHATOPS_DEMO_REDIS_URL", redis_url)
+    # ...and restores into a second, throwaway Redis (`/backup restore dev-redis <id> into
+    # CHATOPS_DEMO_RESTORE_REDIS_URL`), so the approval-gated restore can be tried without touching the bot's own.
+    restore_redis: EmbeddedRedis | None = None
+    if not os.environ.get("CHATOPS_DEMO_RESTORE_REDIS_URL"):
+        restore_redis = await EmbeddedRedis(data_dir / "restore-redis").astart()
+        os.environ["CHATOPS_DEMO_RESTORE_REDIS_URL"] = restore_redis.url
     signing_secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=signing_secret, bot_token=DEV_BOT_TOKEN, workspace=Workspace.demo())
     url_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
@@ -100,6 +106,8 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
         await runner.cleanup()
         listener.close()
         stop_demo_apps(Path(os.environ["DEMO_STATE_DIR"]))
+        if restore_redis is not None:
+            await restore_redis.astop()
         if embedded is not None:
             await embedded.astop()
 

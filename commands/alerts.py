@@ -5,6 +5,9 @@ everyone, so it always needs the `responders` role (admins hold every role). Reg
 RE2: linear time, no backreferences or lookaround, at most 512 characters. A silence made from an alert's
 message (Silence 1h…, or the Custom… form) shows on that message, with an Unsilence button, until it ends.
 
+`/alerts test` (admins) sends a clearly marked test alert through the real pipeline: routing, grouping, paging
+and escalation behave as for a real one, so you can check where alerts land. Resolve it when you are done.
+
 Usage:
   /alerts [list] [service=… severity=…]
   /alerts ack <id>
@@ -13,9 +16,11 @@ Usage:
   /alerts silences
   /alerts unsilence <id>
   /alerts stats [7d]
+  /alerts test [critical|warning]
 Examples:
   /alerts list severity=critical
   /alerts silence service=web 2h --reason "maintenance"
+  /alerts test warning
 """
 
 
@@ -37,16 +42,17 @@ from bot.alerts.render import (
     member_line,
     silence_modal,
 )
-from bot.alerts.routing import Matcher, parse_matcher
+from bot.alerts.routing import Matcher, parse_matcher, route
 from bot.blocks import context, external_text, header, section
 from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
 from bot.oncall.escalation import who_was_paged
 from commands.framework import ActionContext, CommandContext, Reply, ViewContext
 from commands.lexer import split_flags
+from integrations.alerts.base import Alert
 from integrations.types import parse_duration
 
-USAGE_HINT = "[list | ack | resolve | silence | silences | stats]"
+USAGE_HINT = "[list | ack | resolve | silence | silences | stats | test]"
 _ID = re.compile(r"a-[a-z0-9]{1,32}")
 MAX_SILENCE = timedelta(days=30)
 
@@ -81,6 +87,8 @@ async def handle(ctx: CommandContext) -> Reply:
         return Reply(text=f":bell: Silence `{external_text(args[1])}` removed.")
     if sub == "stats":
         return await _stats(ctx, args[1:])
+    if sub == "test":
+        return await _test(ctx, args[1:])
     raise UsageError(f"`{external_text(sub)}` is not an /alerts command.")
 
 
@@ -185,6 +193,44 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
         f"{len(acks)} acknowledgements, mean time to acknowledge {mtta}; resolved without any action: {noise}."
     )
     return Reply(text=text)
+
+
+TEST_SOURCE = "chatops-test"
+TEST_SEVERITIES = ("critical", "warning")
+
+
+def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
+    """The alert `/alerts test` sends: marked as a test in its title, labels and summary, and unique per call
+    (its own fingerprint), so two tests never merge into one group."""
+    stamp = now.strftime("%Y%m%dT%H%M%S%f")
+    return Alert(
+        source=TEST_SOURCE, fingerprint=f"test-{user_id}-{stamp}"[:128], status="firing",
+        title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong",
+        severity=severity,  # type: ignore[arg-type]
+        labels={"alertname": "ChatopsTestAlert", "test": "true", "sent_by": user_id},
+        annotations={},
+        summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged and "
+        "escalated like a real one; resolve it when you have seen where it went.",
+        starts_at=now, ends_at=None, links={},
+    )
+
+
+async def _test(ctx: CommandContext, words: list[str]) -> Reply:
+    usage = "/alerts test [critical|warning]"
+    severity = words[0].lower() if words else "warning"
+    if len(words) > 1 or severity not in TEST_SEVERITIES:
+        raise UsageError(f"`test` takes one severity: {' or '.join(f'`{s}`' for s in TEST_SEVERITIES)}.", usage)
+    await ctx.require("admins", action="send test alerts")
+    alert = make_test_alert(ctx.user_id, severity, ctx.deps.clock())
+    await ctx.deps.alerts.ingest([alert])
+    await ctx.audit(action="alert.test", result="ok", target=severity)
+    destinations = route(ctx.deps.alerts.config, {**alert.labels, "severity": severity})
+    where = ", ".join(d.channel for d in destinations)
+    pages = sorted({d.escalation for d in destinations if d.escalation})
+    paging = f" and pages through the `{'`, `'.join(pages)}` escalation policy" if pages else ""
+    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {external_text(where)}{paging}, "
+                 f"like a real {severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) "
+                 "when done.")
 
 
 async def _button(ctx: ActionContext) -> AlertGroup | None:

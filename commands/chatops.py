@@ -79,7 +79,7 @@ async def _show_help(ctx: ActionContext) -> None:
     spec = ctx.catalog.get(ctx.value)
     if spec is None:
         raise UsageError(f"There is no command `{escape(ctx.value)}`.")
-    await ctx.respond(help_pages.command_help(spec), replace_original=True)
+    await ctx.respond(help_pages.command_help(spec, help_pages.config_names(ctx.deps.config)), replace_original=True)
 
 
 async def _show_overview(ctx: ActionContext) -> None:

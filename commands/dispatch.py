@@ -239,7 +239,9 @@ async def run_command(ctx: CommandContext, *, help_requested: bool) -> tuple[Rep
     spec = ctx.spec
     try:
         if help_requested:
-            return (help_pages.overview(ctx.catalog) if spec.name == ctx.catalog.umbrella.name and not ctx.args else help_pages.command_help(spec)), "help"
+            if spec.name == ctx.catalog.umbrella.name and not ctx.args:
+                return help_pages.overview(ctx.catalog), "help"
+            return help_pages.command_help(spec, help_pages.config_names(ctx.deps.config)), "help"
         if spec.handler is None:
             return help_pages.not_available(spec), "not_available"
         return await spec.handler(ctx), "ok"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+from typing import TYPE_CHECKING
 
 from bot.blocks import (
     actions,
@@ -16,6 +18,12 @@ from bot.blocks import (
 )
 from commands.catalog import UMBRELLA, Catalog, CommandSpec
 from commands.framework import Reply
+
+if TYPE_CHECKING:
+    from bot.config import ChatopsConfig
+
+Names = tuple[tuple[str, str | None], ...]
+"""(name in the docstring examples, the loaded configuration's name for it, or None: it has none)."""
 
 SHOW_ACTION = "chatops.help.show"
 PICK_ACTION = "chatops.help.pick"
@@ -48,20 +56,58 @@ def overview(catalog: Catalog) -> Reply:
     return Reply(text="chatops commands:\n" + "\n".join(lines), blocks=blocks)
 
 
+def config_names(config: ChatopsConfig) -> Names:
+    """What the docstring examples' names (`web`, `appdb`, `primary`, …) are called in this configuration, so help
+    shows commands that work as typed here; None where the configuration has nothing of that kind."""
+    from bot.backups.config import RdsTarget  # noqa: PLC0415 - only for the isinstance check
+
+    service_name = next(iter(config.services), None)
+    envs = list(config.services[service_name].environments) if service_name else []
+    targets = config.backups.targets
+    dumps = [name for name, t in targets.items() if not isinstance(t, RdsTarget)]
+    snapshots = [name for name, t in targets.items() if isinstance(t, RdsTarget)]
+    into = next((v for name in dumps[:1] for v in targets[name].restore_into), None)
+    rotations = list(config.oncall.rotations)
+    severities = list(config.incidents.severities)
+
+    def env(name: str, fallback: int) -> str | None:
+        return name if name in envs else (envs[fallback] if envs else None)
+
+    return (
+        ("web", service_name), ("staging", env("staging", 0)), ("production", env("production", -1)),
+        ("appdb", dumps[0] if dumps else None), ("rds-prod", snapshots[0] if snapshots else None),
+        ("STAGING_DB_URL", into), ("primary", rotations[0] if rotations else None),
+        ("secondary", rotations[1] if len(rotations) > 1 else None),
+        ("sev2", "sev2" if "sev2" in severities else severities[0]),
+    )
+
+
+def localise(example: str, names: Names) -> str | None:
+    """One example with the configuration's names, or None when it names something this configuration lacks."""
+    for old, new in names:
+        pattern = rf"(?<![\w-]){re.escape(old)}\b"
+        if re.search(pattern, example):
+            if new is None:
+                return None
+            example = re.sub(pattern, new, example)
+    return example
+
+
 @functools.cache
-def command_help(spec: CommandSpec) -> Reply:
-    """The usage, description and examples of one command."""
+def command_help(spec: CommandSpec, names: Names = ()) -> Reply:
+    """The usage, description and examples of one command; examples use `names` (config_names) when given."""
     usage = escape("\n".join(spec.usage))
+    examples = [e for e in (localise(example, names) for example in spec.examples) if e is not None]
     blocks = [header(spec.slash), section(escape(spec.summary) + ("" if spec.available else "\n_Not available yet in this version of chatops._"))]
     if spec.description:
         blocks.append(section(escape(spec.description)))
     blocks.append(section(f"*Usage*\n```{usage}```"))
-    if spec.examples:
-        blocks.append(section("*Examples*\n" + "\n".join(f"`{escape(example)}`" for example in spec.examples)))
+    if examples:
+        blocks.append(section("*Examples*\n" + "\n".join(f"`{escape(example)}`" for example in examples)))
     blocks.append(actions(button("All commands", OVERVIEW_ACTION, "overview")))
     text = f"{spec.slash}: {escape(spec.summary)}\nUsage:\n{usage}"
-    if spec.examples:
-        text += "\nExamples:\n" + escape("\n".join(spec.examples))
+    if examples:
+        text += "\nExamples:\n" + escape("\n".join(examples))
     return Reply(text=text, blocks=blocks)
 
 

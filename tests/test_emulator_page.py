@@ -221,3 +221,38 @@ async def test_modal_shows_errors_then_closes(harness: Harness, page: Any) -> No
     await expect(modal).to_be_hidden()
     assert harness.bot.submissions[-1]["view"]["state"]["values"]["reason"]["text"]["value"] == "bad deploy"
     assert harness.emu.open_views() == []
+
+
+async def test_typed_markup_is_text_as_in_slack(harness: Harness, page: Any) -> None:
+    expect = playwright_api.expect
+    await _type(page, "<b>bold</b> & <@U0BOB>")
+    mine = page.get_by_test_id("message").filter(has_text="bold")
+    await expect(mine.locator(".msg-content")).to_have_text("<b>bold</b> & <@U0BOB>")
+    await expect(mine.locator("a, .mention, b")).to_have_count(0)
+    assert harness.emu.messages("C0DEPLOYS")[-1]["text"] == "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;@U0BOB&gt;"
+
+
+async def test_thread_summary_of_a_continued_message_shows_its_avatars(harness: Harness, page: Any) -> None:
+    expect = playwright_api.expect
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token=TOKEN, base_url=harness.emu.api_url, session=session)
+        await client.chat_postMessage(channel="#deploys", text="first")
+        second = await client.chat_postMessage(channel="#deploys", text="second")  # continues the first
+        await client.chat_postMessage(channel="#deploys", text="step 1", thread_ts=second["ts"])
+    harness.emu.post_as_user("C0DEPLOYS", "U0ALICE", "looking", thread_ts=second["ts"])
+    summary = page.locator(f'[data-testid="message"][data-ts="{second["ts"]}"]').get_by_test_id("replies")
+    await expect(summary).to_contain_text("2 replies")
+    await expect(summary.locator(".avatar")).to_have_count(2)
+    for avatar in await summary.locator(".avatar").all():
+        await expect(avatar).to_be_visible()
+        box = await avatar.bounding_box()
+        assert box and box["height"] >= 16, f"the thread summary's avatar is squashed: {box}"
+
+
+async def test_top_bar_does_not_overlap_at_800_px(harness: Harness, page: Any) -> None:
+    await page.set_viewport_size({"width": 800, "height": 600})
+    search = await page.locator(".topbar-search").bounding_box()
+    whoami = await page.locator(".whoami").bounding_box()
+    assert search and whoami
+    assert search["x"] + search["width"] <= whoami["x"], f"the search box {search} runs under the user picker {whoami}"
+    assert whoami["x"] + whoami["width"] <= 800, f"the user picker {whoami} is cut off"

@@ -3,8 +3,9 @@ request with its Approve/Reject buttons, and the answers of `/backup list` and `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from bot.backups.model import (
     BackupRecord,
@@ -88,13 +89,42 @@ def backup_message(record: BackupRecord, *, progress: str | None = None) -> tupl
     return text, blocks
 
 
-def restore_message(record: RestoreRecord, *, now: datetime) -> tuple[str, list[Block]]:
-    """The restore request: what into where, approvals, and while waiting the buttons."""
+def restore_destination(record: RestoreRecord, *, own_variable: str | None, environ: Mapping[str, str]) -> str:
+    """Where a restore writes, plainly: "`appdb_staging` from `STAGING_DB_URL`" (the database, or the Redis
+    server, that the variable names; never its credentials), or the new instance of an RDS restore."""
+    if record.as_instance:
+        return record.destination
+    variable = record.into_env or own_variable
+    if variable is None:
+        return f"`{record.target}`"
+    return f"{_place(environ.get(variable, ''))} from `{variable}`"
+
+
+def _place(url: str) -> str:
+    """The database or server a DSN / Redis URL names, without user or password."""
+    try:
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "")
+    except ValueError:  # a malformed port: say nothing rather than echo the value
+        return "the server"
+    name = parts.path.lstrip("/")
+    if parts.scheme.startswith("postgres"):
+        return f"`{escape(name)}`" + (f" on `{escape(host)}`" if host else "") if name else "the database"
+    if parts.scheme in ("redis", "rediss", "unix"):
+        database = f" (db {escape(name)})" if name and name != "0" else ""
+        return f"the Redis at `{escape(host or parts.path)}`{database}" if host or parts.path else "the Redis"
+    return "the server"
+
+
+def restore_message(record: RestoreRecord, *, now: datetime, where: str | None = None) -> tuple[str, list[Block]]:
+    """The restore request: what into where (`where`: restore_destination's text), approvals, and while waiting
+    the buttons."""
+    into = where or record.destination
     approvers = ", ".join(f"<@{u}>" for u in record.approved_by) or "none yet"
     pairs = [
         ("State", RESTORE_LABELS[record.state]),
         ("Backup", f"`{record.backup_id}`"),
-        ("Into", record.destination),
+        ("Into", into),
         ("Requested by", f"<@{record.requested_by}>"),
         ("Approvals", f"{len(record.approved_by)}/{record.required_approvals} from `{record.approvers_role}`: {approvers}"),
     ]
@@ -106,7 +136,7 @@ def restore_message(record: RestoreRecord, *, now: datetime) -> tuple[str, list[
     if record.state == RestoreState.AWAITING_APPROVAL:
         blocks.append(section(":information_source: Restoring creates a new instance; nothing existing is overwritten."
                               if record.as_instance else
-                              ":warning: Restoring replaces the data in the destination with the backup's."))
+                              f":warning: Restoring replaces the data in {into} with the backup's."))
         blocks.append(actions(
             button("Approve", APPROVE, record.id, style="primary"),
             button("Reject", REJECT, record.id, style="danger"),

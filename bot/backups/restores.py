@@ -32,7 +32,7 @@ from bot.backups.config import (
     TargetConfig,
 )
 from bot.backups.model import RestoreRecord, RestoreState, new_restore_id
-from bot.backups.render import restore_message
+from bot.backups.render import restore_destination, restore_message
 from bot.backups.runs import lock_held, quietly
 from bot.backups.targets import BackupTargets
 from bot.errors import UserFacingError, new_ref
@@ -97,7 +97,7 @@ class RestoreService:
                                  detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip())
         where = self._targets.channel(target, channel) or channel
         try:
-            text, blocks = restore_message(record, now=now)
+            text, blocks = restore_message(record, now=now, where=self._where(record))
             posted = await post_message(self._slack, where, text=text, blocks=blocks)
             record = await self._records.update_restore(record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]}))
         except SlackApiError as error:
@@ -309,10 +309,16 @@ class RestoreService:
                                                        text=f"{mark} <@{record.requested_by}> {detail}"))
         return record
 
+    def _where(self, record: RestoreRecord) -> str:
+        """Where the restore writes, for its message (the database or server its variable names)."""
+        config = self._targets.target(record.target)
+        own = getattr(config, "dsn_env", None) or getattr(config, "url_env", None)
+        return restore_destination(record, own_variable=own, environ=self._targets.environ)
+
     async def _refresh(self, record: RestoreRecord) -> None:
         if not record.channel or not record.message_ts:
             return
-        text, blocks = restore_message(record, now=self._clock())
+        text, blocks = restore_message(record, now=self._clock(), where=self._where(record))
         try:
             await self._slack.chat_update(channel=record.channel, ts=record.message_ts, text=text, blocks=blocks)
         except SlackApiError as error:

@@ -78,6 +78,12 @@ class Names:
         )
 
 
+def escape(text: str) -> str:
+    """Slack's three escapes (& < > to &amp; &lt; &gt;), as Slack's client applies them to what a person types:
+    typed `<b>` or `<@U1>` is text, never markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def unescape(text: str) -> str:
     """Slack's three escapes (&amp; &lt; &gt;) back to characters."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -30,7 +30,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.emulator import payloads
 from bot.emulator.faults import HTML_502, INTERNAL_ERROR, Fault, FaultPlan
 from bot.emulator.methods import ApiError, RateLimited, RateLimiter, WebApi
-from bot.emulator.mrkdwn import Names
+from bot.emulator.mrkdwn import Names, escape
 from bot.emulator.render import render_message, render_view
 from bot.emulator.state import Event, ResponseTarget, State, is_reply
 from bot.emulator.validation import BlocksFormatError, parse_blocks, validate_blocks
@@ -811,8 +811,9 @@ class SlackEmulator:
         if not text:
             return web.json_response({"ok": False, "error": "no_text"}, status=400)
         try:
-            message = self.post_as_user(str(data.get("channel", "")), str(data.get("user") or self.workspace.me), text,
-                                        thread_ts=data.get("thread_ts") or None)
+            # Typed text reaches the API escaped, as from Slack's own client (post_as_user takes mrkdwn as is).
+            message = self.post_as_user(str(data.get("channel", "")), str(data.get("user") or self.workspace.me),
+                                        escape(text), thread_ts=data.get("thread_ts") or None)
         except ValueError as error:
             return web.json_response({"ok": False, "error": str(error)}, status=400)
         return web.json_response({"ok": True, "ts": message["ts"]})
