@@ -155,8 +155,10 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
 
         def connection(db: int) -> Any:
             if db not in clients:
-                clients[db] = client if db == base_db else aioredis.Redis.from_url(
-                    url, db=db, socket_timeout=30, socket_connect_timeout=10)
+                # The URL's own /db would win over a `db=` argument to from_url: build the pool with the db set.
+                pool = client.connection_pool
+                clients[db] = client if db == base_db else aioredis.Redis.from_pool(aioredis.ConnectionPool(
+                    connection_class=pool.connection_class, **{**pool.connection_kwargs, "db": db}))
             return clients[db]
 
         # All or nothing: keys go into an empty spare database, which SWAPDB then exchanges with the target in one

@@ -15,6 +15,8 @@ from tests.backups.test_dr import RedisProcess, fill, snapshot_of
 
 @pytest.fixture
 def servers() -> Iterator[tuple[RedisProcess, RedisProcess]]:
+    """Two servers on unix sockets; the target is named with an explicit /0 in its URL (a db in the URL must not
+    override the spare database the restore stages into)."""
     source, target = RedisProcess(), RedisProcess()
     yield source, target
     source.stop()
@@ -53,7 +55,7 @@ async def test_a_replay_that_fails_part_way_leaves_the_target_as_it_was(servers:
     await client.set("keep-me", "the live data")
     before = await snapshot_of(target)
     with pytest.raises(BackupError, match="stopped authenticating"):
-        await replay_into(as_stream(parts, fail_after=len(parts) - 2), target.url, variable="TARGET_URL")
+        await replay_into(as_stream(parts, fail_after=len(parts) - 2), target.url + "?db=0", variable="TARGET_URL")
     assert await snapshot_of(target) == before
     assert await keys_in_every_database(target) == {0: 1}, "the staged keys were left behind"
     await client.aclose()
@@ -65,7 +67,7 @@ async def test_a_finished_replay_makes_the_target_exactly_the_backup(servers: tu
     expected = await snapshot_of(source)
     client = target.client()
     await client.set("keep-me", "written after the backup")
-    summary = await replay_into(as_stream(await dump_of(source)), target.url, variable="TARGET_URL")
+    summary = await replay_into(as_stream(await dump_of(source)), target.url + "?db=0", variable="TARGET_URL")
     assert "swapped it in (SWAPDB)" in summary
     assert await snapshot_of(target) == expected
     assert set(await keys_in_every_database(target)) == {0}, "the target's former data was left in the spare"
