@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +82,28 @@ async def drive(url: str, *, clients: int, total: int) -> dict[str, float]:
             "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "errors": errors}
 
 
+async def drive_wrk(url: str, *, clients: int, seconds: int) -> dict[str, float]:
+    """The same load from `wrk` (C, two threads): a Python client on the same two cores measures itself as much as
+    the server. rps, p50 and p99 in ms, errors (non-2xx and socket errors)."""
+    await asyncio.sleep(0)
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await proc.communicate())[0].decode()
+
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|errors: connect \d+, read \d+, write \d+, "
+                                            r"timeout)\D*(\d+)", out))
+    assert rps, out
+    return {"rps": float(rps.group(1)), "p50": millis("50"), "p99": millis("99"), "errors": errors}
+
+
 async def seed(redis_url: str) -> None:
     """90 days of probe results for both targets (one every 10 minutes), written through the real probe store."""
     import redis.asyncio as aioredis
@@ -112,6 +136,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each target is loaded")
+    parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                        help="the load generator (wrk when installed: apt-get install wrk)")
     args = parser.parse_args()
     secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=secret, bot_token=BOT_TOKEN, workspace=Workspace.demo())
@@ -139,9 +166,14 @@ async def main() -> None:
             sys.executable, str(ROOT / "bench" / "static_page.py"), str(static_port), str(size), cwd=ROOT))
         baseline = f"http://127.0.0.1:{static_port}/status-page"
         await ready(baseline)
-        results = {"chatops /status-page": await drive(ours, clients=args.clients, total=args.requests),
-                   "bare aiohttp static page": await drive(baseline, clients=args.clients, total=args.requests)}
-        print(f"page size {size} bytes, {args.clients} clients, {args.requests} requests")
+        if args.driver == "wrk":
+            results = {"chatops /status-page": await drive_wrk(ours, clients=args.clients, seconds=args.seconds),
+                       "bare aiohttp static page": await drive_wrk(baseline, clients=args.clients, seconds=args.seconds)}
+            print(f"page size {size} bytes, {args.clients} connections, wrk for {args.seconds}s each")
+        else:
+            results = {"chatops /status-page": await drive(ours, clients=args.clients, total=args.requests),
+                       "bare aiohttp static page": await drive(baseline, clients=args.clients, total=args.requests)}
+            print(f"page size {size} bytes, {args.clients} clients, {args.requests} requests (Python client)")
         print(f"{'target':28} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for label, r in results.items():
             print(f"{label:28} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:>6.0f}")
