@@ -206,6 +206,11 @@ class Subprocess:
             await self.process.wait()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
+        # A stream stopped early leaves stdout unread: close the pipes now, not when the collector finds them (an
+        # unclosed-transport warning then surfaces somewhere unrelated, e.g. in the next test).
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            transport.close()
 
 
 PIPE_BYTES = 1024 * 1024
