@@ -26,6 +26,12 @@ def approved_by(decisions: Sequence[Decision]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(d.user for d in decisions if d.decision == "approve"))
 
 
+def rejection_text(decisions: Sequence[Decision]) -> str | None:
+    """"Rejected by <@U…>." as mrkdwn for a rejected request (the stored detail is plain text, escaped when shown)."""
+    rejecter = next((d.user for d in reversed(decisions) if d.decision == "reject"), None)
+    return f"Rejected by <@{rejecter}>." if rejecter else None
+
+
 @dataclass(frozen=True)
 class ApprovalCheck:
     """The outcome of a click on Approve: refused with a reason, already counted, or counted (and maybe enough)."""

@@ -37,6 +37,16 @@ def external_text(text: str) -> str:
 # The same rule under its older, shorter name, which modules outside this change still use.
 escape = external_text
 
+# A person or channel mention, once escaped; never a broadcast (`<!here>`, `<!channel>`, `<!subteam^…>`).
+_ESCAPED_MENTION = re.compile(r"&lt;([@#][UWCG][A-Z0-9]+)(?:\|[^&]*)?&gt;")
+
+
+def user_text(text: str) -> str:
+    """Text people wrote, or our own text naming people (`<@U…>`), made safe like `external_text` except that
+    person and channel mentions (`<@U…>`, `<#C…>`) keep working: anyone may mention a colleague, but no text of
+    theirs reaches Slack as `<!here>`, `<!channel>` or a link."""
+    return _ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", external_text(text))
+
 
 def link(url: str, text: str) -> str:
     """A mrkdwn link `<url|text>` to an http(s) URL with both parts escaped; only the text for any other URL."""
@@ -45,13 +55,14 @@ def link(url: str, text: str) -> str:
     return f"<{external_text(url).replace('|', '%7C')}|{external_text(text)}>"
 
 
-_PLACEHOLDER = re.compile(r"<([a-z][a-z0-9_-]*(?: [a-z0-9_-]+)*)>")
+# `<service>`, `<ENV_VAR>`, `<max age>`: not Slack's markup, which starts with @, #, ! or a URL scheme and a colon.
+_PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.-]+)*)>")
 
 
 def show_placeholders(value: Any) -> Any:
-    """Turns usage placeholders like `<service>` in mrkdwn (text, or blocks, recursively) into `&lt;service&gt;`,
-    which Slack shows as typed; without it Slack reads them as links and shows `service`. Slack's own markup
-    (`<@U…>`, `<#C…>`, `<!here>`, `<https://…|…>`) never matches."""
+    """Turns usage placeholders like `<service>` or `<ENV_VAR>` in mrkdwn (text, or blocks, recursively) into
+    `&lt;service&gt;`, which Slack shows as typed; without it Slack reads them as links and shows `service`.
+    Slack's own markup (`<@U…>`, `<#C…>`, `<!here>`, `<https://…|…>`) never matches."""
     if isinstance(value, str):
         return _PLACEHOLDER.sub(r"&lt;\1&gt;", value)
     if isinstance(value, list):

@@ -31,6 +31,7 @@ class PeopleDirectory:
         self._zones: dict[str, tuple[float, ZoneInfo]] = {}
         self._names: tuple[float, dict[str, str]] | None = None
         self._emails: dict[str, tuple[float, str | None]] = {}
+        self._display: dict[str, tuple[float, str]] = {}
 
     async def timezone(self, user_id: str) -> ZoneInfo:
         """The user's IANA time zone as their Slack profile sets it."""
@@ -45,6 +46,23 @@ class PeopleDirectory:
             log.warning("no time zone for %s (%s); using UTC", user_id, type(error).__name__)
         self._zones[user_id] = (time.monotonic(), zone)
         return zone
+
+    async def display_name(self, user_id: str) -> str:
+        """The name Slack shows for the user (display name, else real name, else handle), for places that do not
+        render mentions (channel topics, plain text); `@` + the ID when Slack cannot say. Cached for an hour."""
+        cached = self._display.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        try:
+            user = (await self._slack.users_info(user=user_id))["user"]
+            profile = user.get("profile") or {}
+            name = str(profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+                       or user.get("name") or "")
+        except (SlackApiError, KeyError, TypeError) as error:
+            log.warning("no name for %s (%s)", user_id, type(error).__name__)
+            return f"@{user_id}"  # not cached: Slack may answer next time
+        self._display[user_id] = (time.monotonic(), name or f"@{user_id}")
+        return name or f"@{user_id}"
 
     async def by_email(self, email: str) -> str | None:
         """The Slack user ID with this email, or None (nobody, or Slack cannot say now: not cached then)."""

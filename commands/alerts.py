@@ -46,6 +46,7 @@ from bot.alerts.routing import Matcher, parse_matcher, route
 from bot.blocks import context, external_text, header, section
 from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
+from bot.humanize import plural
 from bot.oncall.escalation import who_was_paged
 from commands.framework import ActionContext, CommandContext, Reply, ViewContext
 from commands.lexer import split_flags
@@ -190,7 +191,8 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
     text = (
         f"Last {window.days}d: {totals.get('received', 0)} received, {totals.get('posted', 0)} messages posted, "
         f"{totals.get('deduplicated', 0)} deduplicated, {totals.get('silenced', 0)} silenced, {resolved} resolved; "
-        f"{len(acks)} acknowledgements, mean time to acknowledge {mtta}; resolved without any action: {noise}."
+        f"{plural(len(acks), 'acknowledgement')}, mean time to acknowledge {mtta};"
+        f" resolved without any action: {noise}."
     )
     return Reply(text=text)
 

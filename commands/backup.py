@@ -21,9 +21,16 @@ Examples:
 from __future__ import annotations
 
 from bot.backups.model import RestoreRecord
-from bot.backups.render import APPROVE, CANCEL, REJECT, drills_message, list_message, show_message
+from bot.backups.render import (
+    APPROVE,
+    CANCEL,
+    REJECT,
+    drills_message,
+    list_message,
+    show_message,
+)
 from bot.blocks import channel_link, escape
-from bot.errors import UserFacingError
+from bot.errors import UsageError, UserFacingError
 from commands.backup_grammar import (
     DrillCmd,
     DrillsCmd,
@@ -35,14 +42,32 @@ from commands.backup_grammar import (
     parse_backup,
 )
 from commands.framework import ActionContext, CommandContext, Reply
+from commands.lexer import split_flags
 
 USAGE_HINT = "run | list | show | verify | restore | drill | drills …"
 
 
+# Subcommands whose first word is a target: without it, the answer lists the targets there are.
+_TARGET_FIRST = {"run": "<target>", "list": "<target> [N]", "verify": "<target> [<id>]", "drill": "<target>"}
+
+
+def _missing_target(text: str, targets: list[str]) -> UsageError | None:
+    """`/backup list` (or run, verify, drill) with no target: a usage error naming the targets to choose from."""
+    words = split_flags(text, valued=("reason",)).positional
+    verb = words[0].lower() if len(words) == 1 else ""
+    if verb not in _TARGET_FIRST:
+        return None
+    known = ", ".join(f"`{t}`" for t in targets) or "none are configured (add them under `backups.targets`)"
+    return UsageError(f"`/backup {verb}` needs a target. Targets: {known}.", f"/backup {verb} {_TARGET_FIRST[verb]}")
+
+
 async def handle(ctx: CommandContext) -> Reply:
     """Routes a parsed `/backup` to the backup service, checking the role first."""
-    command = parse_backup(ctx.args)
     service = ctx.deps.backups
+    missing = _missing_target(ctx.args, list(service.section.targets))
+    if missing is not None:
+        raise missing
+    command = parse_backup(ctx.args)
     operators = service.section.operators
     if isinstance(command, RunCmd):
         service.target(command.target)

@@ -13,7 +13,9 @@ Examples:
 
 from __future__ import annotations
 
-from bot.blocks import context, escape, header, section
+import re
+
+from bot.blocks import channel_link, context, escape, header, section, user_text
 from bot.errors import UsageError
 from commands import help as help_pages
 from commands.framework import ActionContext, CommandContext, Reply
@@ -21,6 +23,9 @@ from commands.framework import ActionContext, CommandContext, Reply
 USAGE_HINT = "help | <command> … | audit [N] | whoami"
 AUDIT_DEFAULT = 20
 AUDIT_MAX = 100
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+# A Slack user ID standing alone in a detail ("scribe: U0BOB"): uppercase, with a digit, not already in a mention.
+_BARE_USER_ID = re.compile(r"(?<![@#\w])[UW](?=[A-Z]*\d)[A-Z0-9]{4,}\b")
 _RESULT_ICONS = {"ok": ":white_check_mark:", "denied": ":no_entry:", "refused": ":no_entry_sign:", "failed": ":x:", "error": ":warning:"}
 
 
@@ -51,11 +56,11 @@ async def _audit(ctx: CommandContext, words: list[str]) -> Reply:
     if not records:
         return Reply(text="The audit log is empty.")
     lines = [
-        f"{_RESULT_ICONS.get(r.result, '')} `{r.at:%Y-%m-%d %H:%M:%S}Z` <@{r.actor}> *{escape(r.action)}*"
+        f"{_RESULT_ICONS.get(r.result, '')} `{r.at:%Y-%m-%d %H:%M:%S}Z` {_actor(r.actor)} *{escape(r.action)}*"
         + (f" {escape(r.target)}" if r.target else "")
-        + (f" in <#{r.channel}>" if r.channel else "")
+        + (f" in {channel_link(r.channel)}" if r.channel else "")
         + f" — {r.result}"
-        + (f" ({escape(r.detail)})" if r.detail else "")
+        + (f" ({_detail(r.detail)})" if r.detail else "")
         for r in records
     ]
     text = "\n".join(lines)
@@ -63,6 +68,17 @@ async def _audit(ctx: CommandContext, words: list[str]) -> Reply:
         text=f"Last {len(records)} audit records:\n{text}",
         blocks=[header(f"Audit log: last {len(records)}"), section(text), context("Newest first. Times are UTC.")],
     )
+
+
+def _actor(actor: str) -> str:
+    """A person as a mention; chatops itself (scheduled work) by name."""
+    return f"<@{actor}>" if _USER_ID.fullmatch(actor) else escape(actor)
+
+
+def _detail(detail: str) -> str:
+    """An audit detail: what people typed keeps its mentions (never a broadcast); a bare user ID, as older records
+    and role changes store them, becomes a mention too."""
+    return _BARE_USER_ID.sub(lambda m: f"<@{m.group(0)}>", user_text(detail))
 
 
 async def _whoami(ctx: CommandContext, words: list[str]) -> Reply:

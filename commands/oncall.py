@@ -80,7 +80,10 @@ async def _now(ctx: CommandContext) -> Reply:
 
 async def _schedule(ctx: CommandContext, args: list[str]) -> Reply:
     usage = "/oncall schedule <rotation> [2w]"
-    if not args or len(args) > 2:
+    if not args:
+        known = ", ".join(f"`{name}`" for name in ctx.deps.oncall.config.specs) or "none are configured"
+        raise UsageError(f"`schedule` needs a rotation. Rotations: {known}.", usage)
+    if len(args) > 2:
         raise UsageError("`schedule` takes a rotation and an optional window, e.g. `/oncall schedule primary 2w`.", usage)
     spec = ctx.deps.oncall.spec(args[0])
     window = _window(args[1] if len(args) > 1 else "2w", usage, low=timedelta(days=1), high=timedelta(weeks=12))

@@ -31,7 +31,14 @@ from bot.humanize import duration
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
-from bot.status.slo import MIN_COVERAGE, availability_text, budget_text, burn_text, percent, sparkline
+from bot.status.slo import (
+    MIN_COVERAGE,
+    availability_text,
+    budget_text,
+    burn_text,
+    percent,
+    sparkline,
+)
 from bot.status.store import Bucket
 from commands.framework import ActionContext, CommandContext, Reply
 

@@ -165,7 +165,7 @@ async def test_commands_list_silence_and_stats(bot: BotHarness) -> None:
     assert not any("Other" in m.get("text", "") for m in top_level(bot, "#incidents"))
     stats = await bot.emulator.send_command(command="/alerts", text="stats 7d", user_id="U0BOB", channel_id="C0GENERAL")
     assert stats.json is not None
-    assert "2 received" in stats.json["text"] and "1 silenced" in stats.json["text"] and "1 acknowledgements" in stats.json["text"]
+    assert "2 received" in stats.json["text"] and "1 silenced" in stats.json["text"] and "1 acknowledgement," in stats.json["text"]
     bad = await bot.emulator.send_command(command="/alerts", text="silence service=web forever", user_id="U0BOB", channel_id="C0GENERAL")
     assert bad.json is not None and "is not a duration" in bad.json["text"]
 

@@ -110,7 +110,7 @@ def test_figures() -> None:
     figures = compute_figures(records, NOW)
     assert figures.deploys == 4 and figures.success_rate == 0.5 and figures.change_failure_rate == 0.5
     assert figures.mean_time_to_restore == (hour + timedelta(minutes=4)) / 2  # d-2 restored by d-3 after 1h; d-4 in 4m
-    assert "4 deploys" in figures.describe() and "MTTR 32m" in figures.describe()
+    assert "4 finished deploys" in figures.describe() and "MTTR 32m" in figures.describe()
 
 
 def test_lead_time_is_the_median_from_commit_to_successful_deploy() -> None:

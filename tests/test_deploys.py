@@ -293,7 +293,7 @@ async def test_history_and_status(bot: BotHarness, target: Target) -> None:
     await wait_state(bot, deploy_id_of(await command(bot, "web broken to staging", "U0ALICE")), DeployState.FAILED)
     history = await command(bot, "history web staging", "U0BOB")
     assert "v1 → broken" in history and "∅ → v1" in history
-    assert "2 deploys" in history and "success 50%" in history and "change failure 50%" in history
+    assert "2 finished deploys" in history and "success 50%" in history and "change failure 50%" in history
     status = await command(bot, "status", "U0BOB")
     assert "*web* in *staging*: `v1`" in status and "*web* in *production*: `nothing deployed yet`" in status
 

@@ -187,7 +187,7 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
     assert "<@U0ALICE> is INC-1's incident commander" in await command(bot, "commander <@U0ALICE|alice>", channel=inc.channel_id)
     clock.advance(timedelta(hours=1))
     answer = await command(bot, "resolve Rolled back the bad config", user="U0ALICE", channel=inc.channel_id)
-    assert "INC-1 resolved: commander after 4m, resolved after 1h4m" in answer
+    assert "INC-1 resolved: commander after 4m, resolved after 1h 4m" in answer
     inc = await settled(bot)
 
     assert inc.status == "resolved" and inc.resolution == "Rolled back the bad config" and inc.deadline is None

@@ -87,7 +87,7 @@ def test_postmortem_markdown_has_every_section_in_order() -> None:
     assert headings == ["## Summary", "## Impact window", "## Severity history", "## Timeline", "## Alerts and pages",
                         "## Deploys and rollbacks in the window", "## What went well", "## What went wrong", "## Action items"]
     assert "- **Commander:** @alice (after 4m)" in text and "- **Scribe:** @bob" in text
-    assert "From 2026-11-23 09:57:00 UTC to 2026-11-23 11:00:00 UTC (1h3m, resolved)." in text
+    assert "From 2026-11-23 09:57:00 UTC to 2026-11-23 11:00:00 UTC (1h 3m, resolved)." in text
     assert "| 2026-11-23 10:10:00 UTC | SEV1 | @alice |" in text
     assert "| 2026-11-23 10:05:00 | @bob (message by @alice) | note: 502s from @alice & lb-3 |" in text
     assert "Checkout \\| errors" in text  # a | in people's text does not break the table
@@ -132,7 +132,7 @@ def test_user_text_keeps_mentions_and_escapes_the_rest() -> None:
 
 
 def test_topic_and_modal() -> None:
-    assert topic(_incident(status="monitoring")) == "INC-3 SEV1 monitoring: Checkout | errors · IC <@U0ALICE>"
+    assert topic(_incident(status="monitoring")) == "INC-3 SEV1 monitoring: Checkout | errors · IC U0ALICE"
     modal = declare_modal(IncidentsSection(), title="DatabaseDown", severity="sev2", service="db", metadata={"alerts": ["a-1"]})
     assert modal["callback_id"] == "incidents.declare" and '"alerts": ["a-1"]' in str(modal["private_metadata"])
     blocks = modal["blocks"]

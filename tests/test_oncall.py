@@ -280,7 +280,7 @@ async def test_a_deadline_claimed_by_a_process_that_died_comes_due_again(bot: Bo
     assert len(pages_to(bot, "U0ALICE")) == 1
     group = await group_of(bot, group.id)
     assert group.pages[0].due == T0 and group.pages[0].at == T0 + timedelta(seconds=61)
-    assert any("paged 1m1s late" in t for t in thread_texts(bot, group))
+    assert any("paged 1m 1s late" in t for t in thread_texts(bot, group))
 
 
 # -- /oncall ----------------------------------------------------------------------------------------------
@@ -345,11 +345,11 @@ async def test_override_until_a_time_in_the_users_zone(bot: BotHarness) -> None:
     ("override primary @bob until whenever", "`whenever` is not a time"),
     ("override primary @bob during lunch", "Say how long: `for 4h` or `until <time>`"),
     ("override cancel o-nope", "There is no override `o-nope`"),
-    ("schedule", "`schedule` takes a rotation"),
+    ("schedule", "`schedule` needs a rotation. Rotations: `primary`, `secondary`."),
     ("schedule primary 1y", "`1y` is not a duration"),
     ("schedule primary 6mo", "is not a duration"),
-    ("schedule primary 100w", "The window is from 1d to 12w"),
-    ("acks 0d", "The window is from 1d to"),
+    ("schedule primary 100w", "The window is from 1 day to 12 weeks"),
+    ("acks 0d", "The window is from 1 day to"),
     ("frobnicate", "`frobnicate` is not an /oncall command"),
 ])
 async def test_bad_oncall_input_gets_a_precise_error_and_changes_nothing(bot: BotHarness, text: str, expected: str) -> None:
@@ -367,11 +367,11 @@ async def test_acks_figures_per_person_and_rotation(bot: BotHarness, clock: Fake
         clock.now += timedelta(minutes=minutes)
         await command(bot, f"ack {group.id}", user, "/alerts")
     text = await command(bot, "acks", "U0DEMO")
-    assert "*3 acknowledgements in the last 1w*" in text
+    assert "*3 acknowledgements in the last 7 days*" in text
     assert "<@U0ALICE>: 2 · 2m · 3m" in text and "<@U0BOB>: 1 · 10m · 10m" in text
-    assert "`primary`: 3 · 4m40s · 10m" in text
+    assert "`primary`: 3 · 4m 40s · 10m" in text
     only_bob = await command(bot, "acks @bob 30d", "U0DEMO")
-    assert "*1 acknowledgement by <@U0BOB> in the last 4w2d*" in only_bob and "U0ALICE>:" not in only_bob
+    assert "*1 acknowledgement by <@U0BOB> in the last 30 days*" in only_bob and "U0ALICE>:" not in only_bob
     assert "No acknowledgements by <@U0CAROL>" in await command(bot, "acks <@U0CAROL> 7d", "U0DEMO")
 
 

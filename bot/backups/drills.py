@@ -37,10 +37,10 @@ from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
 from bot.errors import UserFacingError, new_ref
+from bot.humanize import duration
 from bot.slack_post import post_message
 from integrations.backups.base import BackupError
 from integrations.backups.redis_rdb import scratch_server
-from integrations.types import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -205,4 +205,4 @@ async def _count_keys(client: object, pattern: str) -> int:
 
 
 def _span(seconds: float) -> str:
-    return format_duration(timedelta(seconds=round(seconds, 1))) if seconds >= 1 else f"{seconds * 1000:.0f}ms"
+    return duration(timedelta(seconds=seconds))

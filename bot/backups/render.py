@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from bot.approvals import rejection_text
 from bot.backups.model import (
     BackupRecord,
     BackupState,
@@ -132,7 +133,8 @@ def restore_message(record: RestoreRecord, *, now: datetime, where: str | None =
         pairs.append(("Reason", escape(record.reason)))
     blocks: list[Block] = [header(f"♻️ Restore {record.target} from a backup"), fields(pairs)]
     if record.detail:
-        blocks.append(section(escape(record.detail)))
+        rejected = rejection_text(record.decisions) if record.state == RestoreState.REJECTED else None
+        blocks.append(section(rejected or escape(record.detail)))
     if record.state == RestoreState.AWAITING_APPROVAL:
         blocks.append(section(":information_source: Restoring creates a new instance; nothing existing is overwritten."
                               if record.as_instance else

@@ -46,12 +46,12 @@ from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
 from bot.config import ChatopsConfig
 from bot.errors import UserFacingError, new_ref
+from bot.humanize import duration
 from bot.locks import LockInfo
 from bot.slack_post import post_message
 from bot.tasks import BackgroundTasks
 from integrations.backups.base import BackupError, BackupStore, Progress, stream_upload
 from integrations.backups.envelope import SCHEME, seal
-from integrations.types import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -472,4 +472,4 @@ class _Throttle:
 
 
 def _span(span: timedelta) -> str:
-    return format_duration(span)
+    return duration(span)

@@ -40,7 +40,13 @@ from bot.deploys.policy import (
     rollback_target,
     version_problem,
 )
-from bot.deploys.render import deploy_message, failure_advice, health_line, human_duration, title
+from bot.deploys.render import (
+    deploy_message,
+    failure_advice,
+    health_line,
+    human_duration,
+    title,
+)
 from bot.deploys.store import DeployStore, LockInfo
 from bot.errors import UserFacingError, new_ref
 from bot.slack_post import post_message

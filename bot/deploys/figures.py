@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.deploys.model import DeployRecord, DeployState
-from integrations.types import format_duration
+from bot.humanize import duration, plural
 
 FAILED_STATES = frozenset({DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED})
 
@@ -32,11 +32,14 @@ class Figures:
         def pct(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.0%}"
 
-        mttr = format_duration(self.mean_time_to_restore) if self.mean_time_to_restore is not None else "n/a"
+        mttr = duration(self.mean_time_to_restore) if self.mean_time_to_restore is not None else "n/a"
+        # Says which deploys count: a listing beside it also shows rollbacks, rejected and unfinished ones.
         return (
-            f"Last {self.window_days}d: {self.deploys} deploys ({self.per_day:.1f}/day), success {pct(self.success_rate)}, "
+            f"Last {plural(self.window_days, 'day')}: {plural(self.deploys, 'finished deploy')}"
+            f" (not counting rollback runs, rejected or unfinished requests; {self.per_day:.1f}/day),"
+            f" success {pct(self.success_rate)}, "
             f"change failure {pct(self.change_failure_rate)}, rollbacks {self.rollbacks}, MTTR {mttr}"
-            + (f", lead time {format_duration(_seconds(self.lead_time))} (median of {self.lead_time_deploys})"
+            + (f", lead time {duration(self.lead_time)} (median of {self.lead_time_deploys})"
                if self.lead_time is not None else "")
         )
 
@@ -84,8 +87,3 @@ def _median(spans: Sequence[timedelta]) -> timedelta | None:
         return None
     middle = len(spans) // 2
     return spans[middle] if len(spans) % 2 else (spans[middle - 1] + spans[middle]) / 2
-
-
-def _seconds(span: timedelta) -> timedelta:
-    """`span` to the second, for display."""
-    return timedelta(seconds=round(span.total_seconds()))

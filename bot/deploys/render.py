@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.approvals import rejection_text
 from bot.blocks import (
     Block,
     actions,
@@ -18,7 +19,7 @@ from bot.blocks import (
 )
 from bot.deploys.figures import Figures
 from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
-from integrations.types import format_duration
+from bot.humanize import duration
 
 APPROVE = "deploy.approve"
 REJECT = "deploy.reject"
@@ -40,8 +41,8 @@ STATE_LABELS = {
 
 
 def human_duration(span: timedelta) -> str:
-    """A duration for people, to the second: `1m12s`, `0s`."""
-    return format_duration(timedelta(seconds=round(max(span.total_seconds(), 0)))) or "0s"
+    """A duration for people: the one humaniser's (`bot.humanize.duration`), under the name many modules import."""
+    return duration(span)
 
 
 def state_label(state: DeployState) -> str:
@@ -93,7 +94,8 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     if record.analysis is not None:
         blocks.append(section(analysis_text(record.analysis)))
     if record.detail:
-        blocks.append(section(escape(record.detail)))
+        rejected = rejection_text(record.decisions) if record.state == DeployState.REJECTED else None
+        blocks.append(section(rejected or escape(record.detail)))
     if record.state == DeployState.AWAITING_APPROVAL:
         if checklist:
             blocks.append(section("*Before approving*\n" + "\n".join(f"• {escape(item)}" for item in checklist)))

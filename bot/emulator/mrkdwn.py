@@ -43,7 +43,8 @@ EMOJI: dict[str, str] = {
     "large_orange_diamond": "🔶", "large_blue_diamond": "🔷", "small_orange_diamond": "🔸", "small_blue_diamond": "🔹",
     "white_large_square": "⬜", "black_large_square": "⬛", "date": "📅", "timer_clock": "⏲️", "hourglass_done": "⌛",
     "cry": "😢", "sob": "😭", "joy": "😂", "grimacing": "😬", "face_with_monocle": "🧐", "partying_face": "🥳",
-    "coffee": "☕", "beers": "🍻", "siren": "🚨", "red_siren": "🚨",
+    "coffee": "☕", "beers": "🍻", "siren": "🚨", "red_siren": "🚨", "crown": "👑", "satellite_antenna": "📡",
+    "wastebasket": "🗑️",
 }
 
 _PRE = re.compile(r"```\n?(.*?)```", re.DOTALL)

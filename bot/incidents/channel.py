@@ -21,6 +21,7 @@ from bot.incidents.model import Incident, add_people
 from bot.incidents.pager import IncidentPager
 from bot.incidents.store import IncidentStore
 from bot.oncall.service import OncallService
+from bot.people import PeopleDirectory
 from bot.permissions import UsergroupDirectory
 from bot.slack_post import post_message
 
@@ -44,6 +45,7 @@ class IncidentChannel:
         self._usergroups = usergroups
         self._pager = pager
         self._clock = clock
+        self._people = PeopleDirectory(slack)  # display names for the topic, which does not render mentions
 
     async def setup(self, incident: Incident) -> Incident:
         """Does the set-up steps not done yet (see the module docstring); the incident with `setup_done`."""
@@ -87,7 +89,8 @@ class IncidentChannel:
 
     async def topic(self, incident: Incident) -> Incident:
         """Sets the channel topic when it changed; the incident with the topic recorded."""
-        topic = render.topic(incident)
+        name = await self._people.display_name(incident.commander) if incident.commander else None
+        topic = render.topic(incident, name)
         if topic == incident.topic or not incident.channel_id:
             return incident
         try:

@@ -4,7 +4,6 @@ lines, list lines, the declare modal and the figures in replies."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -20,14 +19,13 @@ from bot.blocks import (
     plain,
     section,
 )
+from bot.blocks import user_text as blocks_user_text
 from bot.deploys.render import human_duration
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, TimelineEntry
 
 DECLARE_VIEW = "incidents.declare"
 STATUS_EMOJI = {"investigating": ":mag:", "identified": ":bulb:", "monitoring": ":eyes:", "resolved": ":white_check_mark:"}
-# A person or channel mention, once escaped; never a broadcast (`<!here>`, `<!channel>`, `<!subteam^…>`).
-_ESCAPED_MENTION = re.compile(r"&lt;([@#][UWCG][A-Z0-9]+)(?:\|[^&]*)?&gt;")
 KIND_EMOJI = {
     "declared": ":rotating_light:", "update": ":speech_balloon:", "status": ":arrows_counterclockwise:",
     "severity": ":warning:", "commander": ":crown:", "role": ":bust_in_silhouette:", "note": ":memo:",
@@ -38,9 +36,8 @@ KIND_EMOJI = {
 
 def user_text(text: str) -> str:
     """People's text (updates, notes, resolutions, and timeline lines that carry our own `<@U…>` mentions) made
-    safe for mrkdwn like `external_text`, except that person and channel mentions (`<@U…>`, `<#C…>`) keep
-    working: anyone may mention a colleague, but no text of theirs reaches Slack as `<!here>` or `<!channel>`."""
-    return _ESCAPED_MENTION.sub(lambda m: f"<{m.group(1)}>", external_text(text))
+    safe for mrkdwn: the one rule, `bot.blocks.user_text`."""
+    return blocks_user_text(text)
 
 
 def _headline(incident: Incident) -> str:
@@ -53,9 +50,10 @@ def channel_link(incident: Incident) -> str:
     return f"<#{incident.channel_id}>" if incident.channel_id else f"#{incident.channel_name}"
 
 
-def topic(incident: Incident) -> str:
-    """The incident channel's topic (Slack allows 250 characters)."""
-    commander = f" · IC <@{incident.commander}>" if incident.commander else " · no commander yet"
+def topic(incident: Incident, commander_name: str | None = None) -> str:
+    """The incident channel's topic (Slack allows 250 characters). Topics show mentions as typed, so the commander
+    is named by `commander_name`, their display name."""
+    commander = f" · IC {commander_name or incident.commander}" if incident.commander else " · no commander yet"
     return clip(_headline(incident), 200) + commander
 
 

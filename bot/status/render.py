@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.blocks import Block, actions, button, context, escape, header, section
 from bot.deploys.render import human_duration
+from bot.humanize import duration
 from bot.status.service import Checked
 
 REFRESH = "status.refresh"
@@ -52,14 +53,17 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     blocks: list[Block] = [header(f"Status: {title}")]
     blocks.append(section("\n".join(lines) if lines else "Nothing to probe: add `health:` to an environment or `status.probes`."))
     alerts = ", ".join(f"{count} {severity}" for severity, count in sorted(overview.alerts_by_severity.items()) if count) or "none"
-    incidents = "\n".join(overview.incidents) if overview.incidents else "none"
+    # More than one incident: a bulleted list, so the second starts under the first, not under the label.
+    incidents = "".join(f"\n• {line}" for line in overview.incidents) if len(overview.incidents) > 1 else (
+        f" {overview.incidents[0]}" if overview.incidents else " none")
     on_call = " · ".join(overview.on_call) if overview.on_call else "no rotations"
-    blocks.append(section(f"*Incidents:* {incidents}\n*Alerts firing:* {alerts}\n*On call:* {on_call}"))
+    blocks.append(section(f"*Incidents:*{incidents}\n*Alerts firing:* {alerts}\n*On call:* {on_call}"))
     if overview.public:
         blocks.append(section("*Public status page:* " + " · ".join(escape(line) for line in overview.public)))
     blocks.append(actions(button("Refresh", REFRESH, "all"), block_id="status"))
     when = f"{overview.checked_at:%H:%M:%S} UTC" if overview.checked_at else "now"
-    blocks.append(context(f"Checked {when} in {overview.took_seconds:.1f}s · `/status &lt;service&gt;` for details · `/status slo`"))
+    took = duration(timedelta(seconds=overview.took_seconds))
+    blocks.append(context(f"Checked {when} in {took} · `/status &lt;service&gt;` for details · `/status slo`"))
     down = sum(item.state in ("down", "timeout") for item in overview.checked)
     text = f"Status: {word} ({len(overview.checked) - down}/{len(overview.checked)} answering; alerts {alerts}; incidents {len(overview.incidents)})"
     return text, blocks

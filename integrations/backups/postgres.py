@@ -130,7 +130,8 @@ class PostgresEngine:
         finally:
             await self._drop_database(dsn, scratch)
         total = sum(rows.values())
-        detail = f"restored into a scratch database: {len(rows)} tables, {total} rows"
+        tables = f"{len(rows)} table{'' if len(rows) == 1 else 's'}"  # integrations cannot import bot.humanize
+        detail = f"restored into a scratch database: {tables}, {total} row{'' if total == 1 else 's'}"
         return VerifyFacts(detail=detail, tables=len(rows), rows=rows)
 
     async def drill(self, chunks: AsyncIterator[bytes], queries: list[str]) -> DrillFacts:

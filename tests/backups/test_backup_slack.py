@@ -120,7 +120,8 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("", "Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`."),
-    ("run", "`/backup run` needs <target>."),
+    ("run", "`/backup run` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
+    ("list", "`/backup list` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
     ("run nosuch", "There is no backup target `nosuch`. Targets: `appdb`, `cache`, `rds-prod`."),
     ("run appdb extra", "`/backup run` takes <target>; `extra` is one word too many."),
     ("list appdb 0", "N must be a whole number from 1 to 50 (got `0`)."),
