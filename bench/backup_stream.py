@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.rows import emit, row
 from bot.embedded_redis import EmbeddedRedis
 from tests.backups.servers import PG_PASSWORD, Postgres, postgres_server, seaweed
 
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="size of the generated table in GB (default 1)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each side; the best is reported")
     parser.add_argument("--no-encryption", action="store_true", help="store the dump unencrypted")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON rows last (bench/run_all.py)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="chatops-bench-"))
     base.chmod(0o755)  # the PostgreSQL server runs as the postgres user and must reach its folder inside
@@ -147,6 +149,13 @@ backups:
                       f"dump {dump / 1024**2:.0f} MiB uploaded at {dump / seconds / 1024**2:.1f} MiB/s)")
                 print(f"throughput ratio        : {best_base / seconds:.2f}x the baseline (target >= 0.90x)")
                 print(f"peak RSS of the service : {peak:.0f} MB (target <= 150 MB)")
+                if args.json:
+                    emit([
+                        row(f"backup throughput ({args.gb:g} GB, {mode})", size / seconds / 1024**2,
+                            anchor=size / best_base / 1024**2, unit="MiB/s", target=">= 0.9x pg_dump",
+                            met=best_base / seconds >= 0.9),
+                        row("backup peak RSS", peak, unit="MB", target="<= 150 MB", met=peak <= 150),
+                    ])
             finally:
                 redis.stop()
     finally:

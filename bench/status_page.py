@@ -28,6 +28,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.rows import emit, row
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
 from bot.keys import Keys
@@ -139,6 +140,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each target is loaded")
     parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
                         help="the load generator (wrk when installed: apt-get install wrk)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON rows last (bench/run_all.py)")
     args = parser.parse_args()
     secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=secret, bot_token=BOT_TOKEN, workspace=Workspace.demo())
@@ -180,6 +182,13 @@ async def main() -> None:
         mine, base = results["chatops /status-page"], results["bare aiohttp static page"]
         print(f"ratio chatops/bare: rps {mine['rps'] / base['rps']:.2f}  p50 {mine['p50'] / base['p50']:.2f}  "
               f"p99 {mine['p99'] / base['p99']:.2f}")
+        if args.json:
+            emit([
+                row("status page req/s (64 clients)", mine["rps"], anchor=base["rps"], unit="req/s",
+                    target=">= 2,000/s", met=mine["rps"] >= 2000),
+                row("status page p99", mine["p99"], anchor=base["p99"], unit="ms", target="<= 50 ms",
+                    met=mine["p99"] <= 50),
+            ])
     finally:
         for process in processes:
             if process.returncode is None:
