@@ -203,7 +203,8 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
     if sub == "resolve":
         return _resolved(await changes.resolve(incident, rest, who))
     file_id = await ctx.deps.incidents.postmortem(incident, who)
-    return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to {channel_link(incident)} (file `{file_id}`).")
+    return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to {channel_link(incident)}"
+                      f" (file `{file_id}`).")
 
 
 def _public_reply(ctx: CommandContext | ViewContext, incident: Incident) -> str:

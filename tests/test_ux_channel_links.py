@@ -58,7 +58,8 @@ async def test_every_reply_links_the_configured_channels_it_names(bot: BotHarnes
         return record is not None and record.state == "succeeded"
 
     await eventually(backed_up, "the dev-redis backup to succeed")
-    replies["restore"] = await command(bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL")
+    replies["restore"] = await command(
+        bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL")
     assert "<#C0BACKUPS>" in replies["restore"], replies["restore"]
 
     replies["alert test"] = await command(bot, "/alerts", "test critical")
