@@ -27,6 +27,7 @@ from bot.alerts.store import AlertStore
 from bot.audit import AuditLog
 from bot.backups.service import BackupService
 from bot.backups.store import BackupStore
+from bot.channels import ChannelDirectory
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
@@ -342,6 +343,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             open_incidents=open_incidents,
             scheduler=scheduler,
             people=people,
+            channels=ChannelDirectory(slack),
             status=status,
             clock=clock,
         )

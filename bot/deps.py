@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
 from bot.backups.service import BackupService
+from bot.channels import ChannelDirectory
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.incidents.service import IncidentService
@@ -51,6 +52,7 @@ class Deps:
     incidents: IncidentService
     scheduler: LeaderScheduler
     people: PeopleDirectory
+    channels: ChannelDirectory
     status: StatusService
     open_incidents: OpenIncidents | None = None
     clock: Callable[[], datetime] = utc_now

@@ -48,20 +48,20 @@ from bot.deploys.render import human_duration
 from bot.errors import UsageError, UserFacingError
 from bot.humanize import plural
 from bot.oncall.escalation import who_was_paged
-from commands.framework import ActionContext, CommandContext, Reply, ViewContext
-from commands.lexer import split_flags
+from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
+from commands.lexer import REASON, FlagSet
 from integrations.alerts.base import Alert
 from integrations.types import parse_duration
 
-USAGE_HINT = "[list | ack | resolve | silence | silences | stats | test]"
 _ID = re.compile(r"a-[a-z0-9]{1,32}")
 MAX_SILENCE = timedelta(days=30)
+FLAGS = FlagSet(REASON)
+SUBCOMMANDS = ("list", "ack", "resolve", "silence", "silences", "unsilence", "stats", "test")
 
 
 async def handle(ctx: CommandContext) -> Reply:
     """Routes `/alerts …`."""
-    words = split_flags(ctx.args, valued=("reason",))
-    args = list(words.positional)
+    args, flags = parse_args(ctx.args)
     sub = args[0].lower() if args else "list"
     if sub in ("list", "ls") or "=" in sub:
         return await _list(ctx, args[1:] if sub in ("list", "ls") else args)
@@ -76,7 +76,7 @@ async def handle(ctx: CommandContext) -> Reply:
         group = await pipeline.resolve(group_id, ctx.user_id, via="command")
         return Reply(text=f":white_check_mark: Resolved `{group.id}` ({external_text(group.title)}).")
     if sub == "silence":
-        return await _silence(ctx, args[1:], words.flags.get("reason", ""))
+        return await _silence(ctx, args[1:], flags.get("reason", ""))
     if sub == "silences":
         return await _silences(ctx)
     if sub == "unsilence":
@@ -91,6 +91,15 @@ async def handle(ctx: CommandContext) -> Reply:
     if sub == "test":
         return await _test(ctx, args[1:])
     raise UsageError(f"`{external_text(sub)}` is not an /alerts command.")
+
+
+def parse_args(text: str) -> tuple[list[str], dict[str, str]]:
+    """The words and flags of `/alerts …` text: `--reason` belongs to `silence`, no other subcommand takes flags."""
+    args, options = FLAGS.split(text)
+    sub = args[0].lower() if args else "list"
+    named = "list" if "=" in sub or sub == "ls" else sub if sub in SUBCOMMANDS else ""
+    allowed = ("reason",) if sub == "silence" else ()
+    return args, FLAGS.check(options, allowed=allowed, slash=f"/alerts {named}".strip())
 
 
 def _one_id(args: list[str], sub: str) -> str:
@@ -227,10 +236,10 @@ async def _test(ctx: CommandContext, words: list[str]) -> Reply:
     await ctx.deps.alerts.ingest([alert])
     await ctx.audit(action="alert.test", result="ok", target=severity)
     destinations = route(ctx.deps.alerts.config, {**alert.labels, "severity": severity})
-    where = ", ".join(d.channel for d in destinations)
+    where = ", ".join([await ctx.deps.channels.link(d.channel) for d in destinations])
     pages = sorted({d.escalation for d in destinations if d.escalation})
     paging = f" and pages through the `{'`, `'.join(pages)}` escalation policy" if pages else ""
-    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {external_text(where)}{paging}, "
+    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {where}{paging}, "
                  f"like a real {severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) "
                  "when done.")
 
@@ -315,5 +324,11 @@ async def _on_button(ctx: ActionContext) -> None:
     await _button(ctx)
 
 
-ACTIONS = {ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button, UNSILENCE: _on_button}
-VIEWS = {SILENCE_VIEW: _on_silence_form}
+COMMAND = Command(
+    name="alerts",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="[list | ack | resolve | silence | silences | stats | test]",
+    actions={ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button, UNSILENCE: _on_button},
+    views={SILENCE_VIEW: _on_silence_form},
+)

@@ -29,10 +29,11 @@ from bot.backups.render import (
     list_message,
     show_message,
 )
-from bot.blocks import channel_link, escape
+from bot.blocks import escape
 from bot.errors import UsageError, UserFacingError
 from commands.backup_grammar import (
     DrillCmd,
+    FLAGS,
     DrillsCmd,
     ListCmd,
     RestoreCmd,
@@ -41,10 +42,7 @@ from commands.backup_grammar import (
     VerifyCmd,
     parse_backup,
 )
-from commands.framework import ActionContext, CommandContext, Reply
-from commands.lexer import split_flags
-
-USAGE_HINT = "run | list | show | verify | restore | drill | drills …"
+from commands.framework import ActionContext, Command, CommandContext, Reply
 
 
 # Subcommands whose first word is a target: without it, the answer lists the targets there are.
@@ -53,7 +51,7 @@ _TARGET_FIRST = {"run": "<target>", "list": "<target> [N]", "verify": "<target> 
 
 def _missing_target(text: str, targets: list[str]) -> UsageError | None:
     """`/backup list` (or run, verify, drill) with no target: a usage error naming the targets to choose from."""
-    words = split_flags(text, valued=("reason",)).positional
+    words = FLAGS.split(text)[0]
     verb = words[0].lower() if len(words) == 1 else ""
     if verb not in _TARGET_FIRST:
         return None
@@ -74,7 +72,7 @@ async def handle(ctx: CommandContext) -> Reply:
         await ctx.require(operators, action=f"back up {command.target}")
         record = await ctx.refusals_audited("backup.run", command.target,
                                 service.start(command.target, user=ctx.user_id, reason=command.reason, channel=ctx.channel_id))
-        where = f" Progress in {channel_link(record.channel)}." if record.channel else ""
+        where = f" Progress in {await ctx.deps.channels.link(record.channel)}." if record.channel else ""
         return Reply(text=f":floppy_disk: Backup of `{record.target}` started: `{record.id}`.{where}")
     if isinstance(command, ListCmd):
         service.target(command.target)
@@ -113,7 +111,7 @@ async def handle(ctx: CommandContext) -> Reply:
         command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
         reason=command.reason, as_instance=command.as_instance))
     need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
-    where = f" in {channel_link(restore.channel)}" if restore.channel else ""
+    where = f" in {await ctx.deps.channels.link(restore.channel)}" if restore.channel else ""
     return Reply(text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}.")
 
 
@@ -147,4 +145,10 @@ async def _cancel(ctx: ActionContext) -> None:
     await ctx.deps.backups.restores.cancel(record.id, ctx.user_id, is_admin=is_admin)
 
 
-ACTIONS = {APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}
+COMMAND = Command(
+    name="backup",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="run | list | show | verify | restore | drill | drills …",
+    actions={APPROVE: _approve, REJECT: _reject, CANCEL: _cancel},
+)

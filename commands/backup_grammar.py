@@ -1,5 +1,5 @@
 """The `/backup` grammar as a pure function: text in, a typed command out, or a UsageError that says what was
-wrong (never anything else)."""
+wrong (never anything else). Words and flags come from the one lexer, `commands.lexer`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 
 from bot.errors import UsageError
-from commands.lexer import split_flags
+from commands.lexer import REASON, FlagSet
 
 MAX_LIST = 50
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 SUBCOMMANDS = ("run", "list", "show", "verify", "restore", "drill", "drills")
+FLAGS = FlagSet(REASON)
+_TAKES_REASON = ("run", "restore")
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,14 @@ BackupCmd = RunCmd | ListCmd | ShowCmd | VerifyCmd | RestoreCmd | DrillCmd | Dri
 
 def parse_backup(text: str) -> BackupCmd:
     """Parses the text after `/backup`."""
-    words = split_flags(text, valued=("reason",))
-    args = list(words.positional)
-    reason = words.flags.get("reason", "")
+    args, options = FLAGS.split(text)
     if not args:
         raise UsageError("Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`.")
     verb, rest = args[0].lower(), args[1:]
     if verb not in SUBCOMMANDS:
         raise UsageError(f"`{_shown(args[0])}` is not a /backup subcommand (use one of: {', '.join(SUBCOMMANDS)}).")
-    if reason and verb not in ("run", "restore"):
-        raise UsageError(f"`--reason` is for `run` and `restore`, not `{verb}`.")
+    allowed = ("reason",) if verb in _TAKES_REASON else ()
+    reason = FLAGS.check(options, allowed=allowed, slash=f"/backup {verb}").get("reason", "")
     if verb == "run":
         _count(verb, rest, 1, 1, "<target>")
         return RunCmd(_name(rest[0], "target"), reason)

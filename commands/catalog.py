@@ -1,5 +1,9 @@
-"""The command catalog: turns each command module (its docstring, usage hint, handler and actions) into a spec,
-and routes slash-command text to a spec. Help, routing and the Slack app manifest all read from it."""
+"""The command catalog: the specs of every command (help text from the docstring, usage hint, handler and
+actions) and the routing of slash-command text to a spec. Help, routing and the Slack app manifest all read from it.
+
+It knows handlers only as callables: what a handler receives and returns, and the declaration each command module
+makes (`commands.framework.Command`), live in `commands.framework`, which builds specs from here; this module
+imports nothing from it (no import cycle)."""
 
 from __future__ import annotations
 
@@ -8,25 +12,17 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from bot.deps import Deps
-    from commands.framework import (
-        ActionContext,
-        CommandContext,
-        Reply,
-        ShortcutContext,
-        ViewContext,
-    )
+from bot.deps import Deps
 
-CommandHandler = Callable[["CommandContext"], Awaitable["Reply"]]
-ActionHandler = Callable[["ActionContext"], Awaitable[None]]
-ShortcutHandler = Callable[["ShortcutContext"], Awaitable[None]]
-ViewHandler = Callable[["ViewContext"], Awaitable["dict[str, str] | None"]]
-EventHandler = Callable[["Deps", "Mapping[str, Any]"], Awaitable[None]]
+# The handlers as the catalog routes them; `commands.framework` declares their exact context and reply types.
+CommandHandler = Callable[[Any], Awaitable[Any]]
+ActionHandler = Callable[[Any], Awaitable[None]]
+ShortcutHandler = Callable[[Any], Awaitable[None]]
+ViewHandler = Callable[[Any], Awaitable["dict[str, str] | None"]]
 """A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
+EventHandler = Callable[[Deps, Mapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -90,30 +86,14 @@ class CommandSpec:
         return "\n".join(self.usage)
 
     @classmethod
-    def from_module(cls, module: ModuleType) -> CommandSpec:
-        """Reads a command module: docstring = help, `USAGE_HINT`, optional `handle`, `ACTIONS` (buttons),
-        `SHORTCUTS`, `VIEWS` (modal submissions by callback_id), `EVENTS` (Events API handlers by type) and
-        `READ_ONLY_ACTIONS` (action ids that change nothing, so a quick second click is never dropped)."""
-        name = module.__name__.rsplit(".", 1)[-1]
-        doc = inspect.cleandoc(module.__doc__ or "")
-        summary, description, sections = parse_docstring(doc)
+    def build(cls, name: str, doc: str | None, **parts: Any) -> CommandSpec:
+        """A spec from a command's name, docstring (= help: summary, description, `Usage:` and `Examples:`) and
+        the other parts (`handler`, `actions`, …); ValueError when the docstring lacks a summary or usage."""
+        summary, description, sections = parse_docstring(inspect.cleandoc(doc or ""))
         if not summary or not sections.get("usage"):
-            raise ValueError(f"command module {module.__name__} needs a docstring with a summary and a Usage: section")
-        return cls(
-            name=name,
-            summary=summary,
-            description=description,
-            usage=tuple(sections.get("usage", ())),
-            examples=tuple(sections.get("examples", ())),
-            usage_hint=str(getattr(module, "USAGE_HINT", "")),
-            handler=getattr(module, "handle", None),
-            actions=dict(getattr(module, "ACTIONS", {})),
-            escapes_mentions=bool(getattr(module, "ESCAPE_MENTIONS", False)),
-            shortcuts=tuple(getattr(module, "SHORTCUTS", ())),
-            views=dict(getattr(module, "VIEWS", {})),
-            events=dict(getattr(module, "EVENTS", {})),
-            read_only_actions=frozenset(getattr(module, "READ_ONLY_ACTIONS", ())),
-        )
+            raise ValueError(f"command {name} needs a docstring with a summary and a Usage: section")
+        return cls(name=name, summary=summary, description=description, usage=tuple(sections["usage"]),
+                   examples=tuple(sections.get("examples", ())), **parts)
 
 
 def parse_docstring(doc: str) -> tuple[str, str, dict[str, list[str]]]:

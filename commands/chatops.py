@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 
-from bot.blocks import channel_link, context, escape, header, section, user_text
+from bot.blocks import context, escape, header, section, user_text
 from bot.errors import UsageError
 from commands import help as help_pages
-from commands.framework import ActionContext, CommandContext, Reply
+from commands.framework import ActionContext, Command, CommandContext, Reply
+from commands.lexer import NO_FLAGS
 
-USAGE_HINT = "help | <command> … | audit [N] | whoami"
 AUDIT_DEFAULT = 20
 AUDIT_MAX = 100
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -31,8 +31,10 @@ _RESULT_ICONS = {"ok": ":white_check_mark:", "denied": ":no_entry:", "refused": 
 
 async def handle(ctx: CommandContext) -> Reply:
     """Runs `/chatops audit` and `/chatops whoami`; help and other commands are routed before this."""
-    words = ctx.args.split()
+    words = ctx.args.split()  # an unknown subcommand is answered as typed (with a suggestion), not lexed
     sub = words[0].lower() if words else ""
+    if sub in ("audit", "whoami"):
+        words = list(NO_FLAGS.parse(ctx.args, slash=f"/chatops {sub}", usage=ctx.spec.usage_text).positional)
     if sub == "audit":
         return await _audit(ctx, words[1:])
     if sub == "whoami":
@@ -55,10 +57,11 @@ async def _audit(ctx: CommandContext, words: list[str]) -> Reply:
     records = await ctx.deps.audit.recent(count)
     if not records:
         return Reply(text="The audit log is empty.")
+    channels = {r.channel: await ctx.deps.channels.link(r.channel) for r in records if r.channel}
     lines = [
         f"{_RESULT_ICONS.get(r.result, '')} `{r.at:%Y-%m-%d %H:%M:%S}Z` {_actor(r.actor)} *{escape(r.action)}*"
         + (f" {escape(r.target)}" if r.target else "")
-        + (f" in {channel_link(r.channel)}" if r.channel else "")
+        + (f" in {channels[r.channel]}" if r.channel else "")
         + f" — {r.result}"
         + (f" ({_detail(r.detail)})" if r.detail else "")
         for r in records
@@ -103,9 +106,15 @@ async def _show_overview(ctx: ActionContext) -> None:
     await ctx.respond(help_pages.overview(ctx.catalog), replace_original=True)
 
 
-ACTIONS = {
-    help_pages.SHOW_ACTION: _show_help,
-    help_pages.PICK_ACTION: _show_help,
-    help_pages.OVERVIEW_ACTION: _show_overview,
-}
-READ_ONLY_ACTIONS = help_pages.NAVIGATION_ACTIONS
+COMMAND = Command(
+    name="chatops",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="help | <command> … | audit [N] | whoami",
+    actions={
+        help_pages.SHOW_ACTION: _show_help,
+        help_pages.PICK_ACTION: _show_help,
+        help_pages.OVERVIEW_ACTION: _show_overview,
+    },
+    read_only_actions=frozenset(help_pages.NAVIGATION_ACTIONS),
+)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.blocks import channel_link, context, escape, header, section
+from bot.blocks import context, escape, header, section
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
 from bot.deploys.render import (
@@ -42,9 +42,7 @@ from commands.deploy_grammar import (
     UnlockCmd,
     parse_deploy,
 )
-from commands.framework import ActionContext, CommandContext, Reply
-
-USAGE_HINT = "<service> <version> to <env> | status | history | lock | unlock"
+from commands.framework import ActionContext, Command, CommandContext, Reply
 
 
 async def handle(ctx: CommandContext) -> Reply:
@@ -89,7 +87,7 @@ async def request_deploy(
         reason=reason, force=force, user=ctx.user_id, channel=ctx.channel_id,
     )
     record = await ctx.refusals_audited(f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
-    where = f" in {channel_link(record.channel)}" if record.channel else ""
+    where = f" in {await ctx.deps.channels.link(record.channel)}" if record.channel else ""
     if record.required_approvals:
         need = f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from `{record.approvers_role}`"
         return Reply(text=f":raised_hand: {title(record)} is `{record.id}`: it needs {need}{where}.")
@@ -207,4 +205,10 @@ async def _record(ctx: ActionContext) -> DeployRecord:
     return record
 
 
-ACTIONS = {APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}
+COMMAND = Command(
+    name="deploy",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="<service> <version> to <env> | status | history | lock | unlock",
+    actions={APPROVE: _approve, REJECT: _reject, CANCEL: _cancel},
+)

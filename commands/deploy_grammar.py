@@ -1,21 +1,21 @@
 """The grammar of `/deploy` and `/rollback`: turns the text a person typed into one typed, validated command.
 
 Pure parsing, no I/O: whether a service or environment exists in the configuration is for the deploy engine to
-check. Words and quotes come from `commands.lexer.tokenize` (so “curly quotes” and Slack's escaping work), and
-options may be written `--reason "…"`, `--reason="…"` or with the em dash Slack substitutes (`—reason`). Every
+check. Words, quotes and flags come from the one lexer, `commands.lexer` (so “curly quotes”, Slack's escaping,
+`--reason "…"`, `--reason="…"` and the dashes Slack substitutes, `—reason` and `–reason`, work as everywhere). Every
 problem raises `UsageError` with a message that says what to type instead and the usage line(s) that apply.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.errors import UsageError
-from commands.lexer import tokenize
+from commands.lexer import MAX_REASON, REASON, Flag, FlagSet
+from commands.lexer import show as _show
 from integrations.types import parse_duration
 
 __all__ = [
@@ -120,7 +120,6 @@ MAX_HISTORY = 50
 DEFAULT_LOCK = timedelta(hours=2)
 MAX_LOCK = timedelta(days=7)
 _MAX_LOCK_TEXT = "7d"
-MAX_REASON = 300
 KEYWORDS = frozenset({"status", "history", "cancel", "lock", "unlock", "locks", "help"})
 """Words that name a subcommand when they come first, so they can never be a service name there."""
 
@@ -147,15 +146,12 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "lock": ("reason", "for"),
     "rollback": ("reason",),
 }
-_VALUED = frozenset({"reason", "for"})
-_SWITCHES = frozenset({"force"})
+_FLAGS = FlagSet(REASON, Flag("force", takes_value=False), Flag("for", example="2h"))
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 _DEPLOY_ID = re.compile(r"d-[a-z0-9]{4,32}")
 _COUNT = re.compile(r"[+-]?[0-9]+")
-_DASHES = "-—–"  # Slack clients turn "--" into an em dash (—), some into an en dash (–)
-_SHOWN = 40
 
 
 # --- parsing -----------------------------------------------------------------------------------------------------
@@ -163,13 +159,13 @@ _SHOWN = 40
 
 def parse_deploy(text: str) -> DeployCommand:
     """The command in the text after `/deploy`; UsageError (with the usage that applies) on any problem."""
-    positional, options = _split(text, DEPLOY_USAGE)
+    positional, options = _FLAGS.split(text, DEPLOY_USAGE)
     first = positional[0].lower() if positional else ""
     form = first if first in KEYWORDS else "request"
     if form == "help":
         raise UsageError("`help` is a reserved word, not a service: `/deploy help` shows the usage", DEPLOY_USAGE)
     usage = _USAGE[form]
-    flags = _check_options(options, form, usage)
+    flags = _FLAGS.check(options, allowed=_OPTIONS.get(form, ()), slash=_SLASH[form], usage=usage)
     if form == "request":
         return _request(positional, flags, usage)
     args = positional[1:]
@@ -203,8 +199,8 @@ def parse_deploy(text: str) -> DeployCommand:
 def parse_rollback(text: str) -> RollbackCmd:
     """The command in the text after `/rollback`; UsageError (with the usage) on any problem."""
     usage = ROLLBACK_USAGE
-    positional, options = _split(text, usage)
-    flags = _check_options(options, "rollback", usage)
+    positional, options = _FLAGS.split(text, usage)
+    flags = _FLAGS.check(options, allowed=_OPTIONS["rollback"], slash=_SLASH["rollback"], usage=usage)
     reason = flags.get("reason", "")
     if not positional:
         raise UsageError("`/rollback` needs a service and an environment: write `/rollback <service> <env>`", usage)
@@ -364,97 +360,7 @@ def _lock_duration(text: str | None, usage: str) -> timedelta:
     return duration
 
 
-# --- words and options -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Option:
-    name: str  # lower case, without dashes
-    shown: str  # as the user should read it: `--name`
-    value: str | None  # None: no value given
-    inline: bool  # written `--name=value`
-
-
-def _split(text: str, usage: str) -> tuple[list[str], list[_Option]]:
-    """Positional words and the options in order of appearance; raises only for the lexer's own problems."""
-    try:
-        tokens = tokenize(text)
-    except UsageError as error:
-        raise UsageError(error.message, usage) from None
-    positional: list[str] = []
-    options: list[_Option] = []
-    index = 0
-    while index < len(tokens):
-        token = tokens[index]
-        index += 1
-        if not _is_option(token):
-            positional.append(token)
-            continue
-        body = token.lstrip(_DASHES)
-        raw_name, equals, inline = body.partition("=")
-        name = raw_name.lower()
-        shown = f"-{raw_name}" if len(token) - len(body) == 1 and token[0] == "-" else f"--{raw_name}"
-        if equals:
-            options.append(_Option(name, shown, inline, inline=True))
-        elif name in _VALUED:
-            value = None
-            if index < len(tokens) and not _is_known_option(tokens[index]):
-                value = tokens[index]
-                index += 1
-            options.append(_Option(name, shown, value, inline=False))
-        else:
-            options.append(_Option(name, shown, None, inline=False))
-    return positional, options
-
-
-def _is_option(token: str) -> bool:
-    """`--reason`, `—force`, `-x`: a dash (of any kind) then a letter. `-5` and a lone `--` are words."""
-    body = token.lstrip(_DASHES)
-    return len(body) < len(token) and body[:1].isalpha()
-
-
-def _is_known_option(token: str) -> bool:
-    """An option this grammar knows (`--force`, `—for=2h`): it ends a valued option that has no value yet, while
-    anything else, even `-x` or a quoted "--no-cache broke it", is taken as that value."""
-    return _is_option(token) and token.lstrip(_DASHES).partition("=")[0].lower() in _VALUED | _SWITCHES
-
-
-def _check_options(options: Sequence[_Option], form: str, usage: str) -> dict[str, str]:
-    """The options' values by name (`"true"` for `--force`), after checking each belongs to `form`."""
-    allowed = _OPTIONS.get(form, ())
-    slash = _SLASH[form]
-    flags: dict[str, str] = {}
-    for option in options:
-        shown = _show(option.shown)
-        if option.name not in allowed:
-            if not allowed:
-                listing = f"`{slash}` takes no options"
-            else:
-                listing = f"`{slash}` takes " + " and ".join(f"`--{name}`" for name in allowed)
-            known = option.name in _VALUED | _SWITCHES
-            problem = f"`{shown}` does not apply here" if known else f"unknown option `{shown}`"
-            raise UsageError(f"{problem}: {listing}", usage)
-        if option.name in flags:
-            raise UsageError(f"`--{option.name}` is given twice", usage)
-        if option.name in _SWITCHES:
-            if option.inline:
-                raise UsageError(f"`--{option.name}` takes no value: write just `--{option.name}`", usage)
-            flags[option.name] = "true"
-            continue
-        if option.value is None or not option.value.strip():
-            example = '"why you are doing this"' if option.name == "reason" else "2h"
-            raise UsageError(f"`--{option.name}` needs a value, e.g. `--{option.name} {example}`", usage)
-        flags[option.name] = _reason(option.value, usage) if option.name == "reason" else option.value.strip()
-    return flags
-
-
-def _reason(text: str, usage: str) -> str:
-    reason = " ".join(text.split())
-    if any(unicodedata.category(char) == "Cc" for char in reason):
-        raise UsageError("the reason contains a control character: write it as plain text", usage)
-    if len(reason) > MAX_REASON:
-        raise UsageError(f"the reason is too long ({len(reason)} characters; at most {MAX_REASON})", usage)
-    return reason
+# --- words ----------------------------------------------------------------------------------------------------
 
 
 def _name(text: str, kind: str, usage: str, *, reserved: bool = False) -> str:
@@ -497,12 +403,3 @@ def _at_most(args: Sequence[str], count: int, form: str, usage: str) -> None:
 def _nothing_after(words: Sequence[str], count: int, usage: str) -> None:
     if len(words) > count:
         raise UsageError(f"unexpected `{_show(' '.join(words[count:]))}` after `{_show(words[count - 1])}`", usage)
-
-
-def _show(text: str) -> str:
-    """User text safe to put between backticks in a message: one line, no backticks, at most 40 characters."""
-    flat = "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
-    flat = flat.replace("`", "'")
-    if not flat:
-        return '""'
-    return flat if len(flat) <= _SHOWN else flat[: _SHOWN - 1] + "…"

@@ -1,9 +1,12 @@
 """What a command or button handler receives and returns: the parsed request, the reply, and the helpers that
-every handler must use (permission check with audit of refusals, background work, answering through response_url)."""
+every handler must use (permission check with audit of refusals, background work, answering through response_url);
+and `Command`, the declaration every command module makes of itself (its handler, buttons, modals, shortcuts,
+events, which buttons only show something), checked when the module is imported."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine, Mapping
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -15,7 +18,7 @@ from bot.blocks import show_placeholders
 from bot.deps import Deps
 from bot.errors import PermissionDenied, UserFacingError
 from bot.slack_post import direct_message
-from commands.catalog import Catalog, CommandSpec
+from commands.catalog import Catalog, CommandSpec, Shortcut
 
 T = TypeVar("T")
 
@@ -169,3 +172,45 @@ class ViewContext(_Handling):
             except SlackApiError:
                 pass
         await direct_message(slack, self.user_id, text=reply.text, blocks=reply.blocks)
+
+
+CommandHandler = Callable[[CommandContext], Awaitable[Reply]]
+ActionHandler = Callable[[ActionContext], Awaitable[None]]
+ViewHandler = Callable[[ViewContext], Awaitable["dict[str, str] | None"]]
+"""A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
+EventHandler = Callable[[Deps, Mapping[str, Any]], Awaitable[None]]
+_COMMAND_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """A command module's declaration of itself, `COMMAND = Command(...)`, listed in `commands.registry`. Its
+    docstring (`doc`, the module's `__doc__`) is its help: summary, description, `Usage:` and `Examples:`. A
+    misspelt part (`action=` for `actions=`), a docstring without usage, or a read-only action that is not one of
+    its actions fails when the module is imported, not silently at run time."""
+
+    name: str
+    doc: str | None
+    handler: CommandHandler | None  # None: announced, not built yet
+    usage_hint: str = ""
+    actions: Mapping[str, ActionHandler] = field(default_factory=dict)
+    read_only_actions: frozenset[str] = frozenset()  # buttons that only show something: never dropped as a double click
+    shortcuts: tuple[Shortcut, ...] = ()
+    views: Mapping[str, ViewHandler] = field(default_factory=dict)  # modal submissions by callback_id
+    events: Mapping[str, EventHandler] = field(default_factory=dict)  # Events API handlers by event type
+    escapes_mentions: bool = False  # Slack sends @alice as <@U…|alice>
+    # What the catalog routes, help shows and the manifest lists, built from the above.
+    spec: CommandSpec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _COMMAND_NAME.fullmatch(self.name):
+            raise ValueError(f"command name {self.name!r} is not a slash command name (lower-case letters, digits, -)")
+        unknown = set(self.read_only_actions) - set(self.actions)
+        if unknown:
+            raise ValueError(f"/{self.name}: read-only actions {sorted(unknown)} are not among its actions")
+        object.__setattr__(self, "read_only_actions", frozenset(self.read_only_actions))
+        object.__setattr__(self, "spec", CommandSpec.build(
+            self.name, self.doc, usage_hint=self.usage_hint, handler=self.handler, actions=dict(self.actions),
+            escapes_mentions=self.escapes_mentions, shortcuts=tuple(self.shortcuts), views=dict(self.views),
+            events=dict(self.events), read_only_actions=self.read_only_actions,
+        ))

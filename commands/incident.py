@@ -49,6 +49,7 @@ from bot.incidents.model import Incident
 from bot.incidents.paging import incident_severity
 from bot.incidents.render import (
     DECLARE_VIEW,
+    channel_link,
     declare_modal,
     durations,
     list_line,
@@ -57,14 +58,13 @@ from bot.incidents.render import (
 from commands.catalog import Shortcut
 from commands.framework import (
     ActionContext,
+    Command,
     CommandContext,
     Reply,
     ShortcutContext,
     ViewContext,
 )
 
-USAGE_HINT = "declare <sev> <title> | update <text> | status … | resolve"
-ESCAPE_MENTIONS = True
 ADD_TO_TIMELINE = "incidents.add_to_timeline"
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,23}")
 _REF = re.compile(r"(?i)INC-\d{1,9}|<#[CG][A-Z0-9]+(?:\|[^>]*)?>|#[a-z0-9][a-z0-9_-]*")
@@ -117,7 +117,7 @@ async def _declare(ctx: CommandContext, rest: str) -> Reply:
     incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
     return Reply(text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
-                      f" — join #{incident.channel_name}", in_channel=True)
+                      f" — join {channel_link(incident)}", in_channel=True)
 
 
 async def _list(ctx: CommandContext, rest: str) -> Reply:
@@ -203,7 +203,8 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
     if sub == "resolve":
         return _resolved(await changes.resolve(incident, rest, who))
     file_id = await ctx.deps.incidents.postmortem(incident, who)
-    return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to #{incident.channel_name} (file `{file_id}`).")
+    return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to {channel_link(incident)}"
+                      f" (file `{file_id}`).")
 
 
 def _public_reply(ctx: CommandContext | ViewContext, incident: Incident) -> str:
@@ -262,7 +263,7 @@ async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
         incident = await ctx.deps.incidents.changes.public(incident, public_text, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
     ctx.spawn(ctx.respond(Reply(text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
-                                     f" — join #{incident.channel_name}")), name="incident-declared-reply")
+                                     f" — join {channel_link(incident)}")), name="incident-declared-reply")
     return None
 
 
@@ -279,9 +280,16 @@ async def _on_add_to_timeline(ctx: ShortcutContext) -> None:
     await ctx.respond(Reply(text=f":memo: Added to {after.id}'s timeline."))
 
 
-ACTIONS = {DECLARE: _on_declare_button}
-VIEWS = {DECLARE_VIEW: _on_declare_form}
-SHORTCUTS = (
-    Shortcut(callback_id=ADD_TO_TIMELINE, name="Add to timeline", handler=_on_add_to_timeline,
-             description="Adds this message to the incident's timeline (in an incident channel)."),
+COMMAND = Command(
+    name="incident",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="declare <sev> <title> | update <text> | status … | resolve",
+    actions={DECLARE: _on_declare_button},
+    views={DECLARE_VIEW: _on_declare_form},
+    shortcuts=(
+        Shortcut(callback_id=ADD_TO_TIMELINE, name="Add to timeline", handler=_on_add_to_timeline,
+                 description="Adds this message to the incident's timeline (in an incident channel)."),
+    ),
+    escapes_mentions=True,
 )

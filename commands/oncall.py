@@ -29,19 +29,18 @@ from bot.errors import UsageError, UserFacingError
 from bot.oncall import stats
 from bot.oncall.overrides import OverrideRecord
 from bot.oncall.when import EXAMPLES, format_local, parse_when
-from commands.framework import CommandContext, Reply
-from commands.lexer import split_flags
+from commands.framework import Command, CommandContext, Reply
+from commands.lexer import REASON, FlagSet
 from integrations.types import parse_duration
 
-USAGE_HINT = "[schedule | override | overrides | acks]"
-ESCAPE_MENTIONS = True
+FLAGS = FlagSet(REASON)
+SUBCOMMANDS = ("now", "who", "schedule", "override", "overrides", "acks")
 OVERRIDE_USAGE = '/oncall override <rotation> @user (for 4h | until <time>) [from <time>] [--reason "…"]'
 
 
 async def handle(ctx: CommandContext) -> Reply:
     """Routes `/oncall …`."""
-    words = split_flags(ctx.args, valued=("reason",))
-    args = list(words.positional)
+    args, flags = parse_args(ctx.args)
     sub = args[0].lower() if args else "now"
     if sub in ("now", "who"):
         if len(args) > 1:
@@ -52,12 +51,21 @@ async def handle(ctx: CommandContext) -> Reply:
     if sub == "override":
         if len(args) >= 2 and args[1].lower() == "cancel":
             return await _cancel(ctx, args[2:])
-        return await _override(ctx, args[1:], words.flags.get("reason", ""))
+        return await _override(ctx, args[1:], flags.get("reason", ""))
     if sub == "overrides":
         return await _overrides(ctx)
     if sub == "acks":
         return await _acks(ctx, args[1:])
     raise UsageError(f"`{escape(sub)}` is not an /oncall command.")
+
+
+def parse_args(text: str) -> tuple[list[str], dict[str, str]]:
+    """The words and flags of `/oncall …` text: `--reason` belongs to `override`, nothing else takes flags."""
+    args, options = FLAGS.split(text)
+    sub = args[0].lower() if args else ""
+    named = sub if sub in SUBCOMMANDS else ""
+    allowed = ("reason",) if sub == "override" else ()
+    return args, FLAGS.check(options, allowed=allowed, slash=f"/oncall {named}".strip())
 
 
 def _no_rotations() -> UserFacingError:
@@ -211,3 +219,12 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
                      f"{human_duration(timedelta(seconds=float(ack.get('seconds_to_ack', 0))))}{step} via {escape(ack.get('via', ''))}")
     text = "\n".join(lines)
     return Reply(text=text, blocks=[section(text)])
+
+
+COMMAND = Command(
+    name="oncall",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="[schedule | override | overrides | acks]",
+    escapes_mentions=True,
+)

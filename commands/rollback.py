@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from commands.deploy import request_deploy
 from commands.deploy_grammar import parse_rollback
-from commands.framework import CommandContext, Reply
-
-USAGE_HINT = "<service> <env> [to <version>] [--reason \"…\"]"
+from commands.framework import Command, CommandContext, Reply
 
 
 async def handle(ctx: CommandContext) -> Reply:
@@ -24,3 +22,11 @@ async def handle(ctx: CommandContext) -> Reply:
         ctx, kind="rollback", service=command.service, environment=command.environment, version=command.version,
         reason=command.reason, force=False,
     )
+
+
+COMMAND = Command(
+    name="rollback",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="<service> <env> [to <version>] [--reason \"…\"]",
+)

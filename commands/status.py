@@ -40,16 +40,15 @@ from bot.status.slo import (
     sparkline,
 )
 from bot.status.store import Bucket
-from commands.framework import ActionContext, CommandContext, Reply
+from commands.framework import ActionContext, Command, CommandContext, Reply
+from commands.lexer import NO_FLAGS
 
 log = logging.getLogger(__name__)
-
-USAGE_HINT = "[<service> [<env>] | slo [<service>]]"
 
 
 async def handle(ctx: CommandContext) -> Reply:
     """Routes `/status …`."""
-    args = ctx.args.split()
+    args = NO_FLAGS.parse(ctx.args, slash="/status").positional
     if not args:
         return await overview(ctx)
     if args[0].lower() == "slo":
@@ -223,6 +222,12 @@ async def _home_opened(deps: Deps, event: Mapping[str, Any]) -> None:
         log.warning("could not publish the home tab for %s: %s", event["user"], error.response.get("error"))
 
 
-ACTIONS = {REFRESH: _refresh}
-READ_ONLY_ACTIONS = {REFRESH}
-EVENTS = {"app_home_opened": _home_opened}
+COMMAND = Command(
+    name="status",
+    doc=__doc__,
+    handler=handle,
+    usage_hint="[<service> [<env>] | slo [<service>]]",
+    actions={REFRESH: _refresh},
+    read_only_actions=frozenset({REFRESH}),
+    events={"app_home_opened": _home_opened},
+)

@@ -62,7 +62,7 @@ async def test_alerts_test_sends_a_marked_alert_through_the_pipeline_for_admins_
     assert "`test` takes one severity: `critical` or `warning`" in bad
 
     sent = await command(bot, "/alerts", "test critical")
-    assert "Sent a critical test alert" in sent and "#incidents" in sent and "`default` escalation policy" in sent
+    assert "Sent a critical test alert" in sent and "<#C0INCIDENTS>" in sent and "`default` escalation policy" in sent
 
     def posted() -> bool:
         return any("TEST alert (critical)" in str(m.get("text")) for m in top_level(bot, "#incidents"))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from bot.alerts.model import AlertGroup, Member
+from bot.alerts.model import AlertGroup, Member, Page
 from bot.blocks import (
     Block,
     actions,
     button,
+    channel_link,
     context,
     external_text,
     fields,
@@ -75,7 +76,7 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     if group.pages and not group.acked_by and not resolved:
         last = group.pages[-1]
         who = " ".join(f"<@{user}>" for user in last.targets) or (
-            f"PagerDuty `{last.pagerduty}`" if last.pagerduty else external_text(last.channel or "nobody"))
+            f"PagerDuty `{last.pagerduty}`" if last.pagerduty else _paged_channel(last))
         rounds = f", round {last.round + 1}" if last.round else ""
         ended = " — last step, nobody acknowledged" if group.escalation_state == "exhausted" else ""
         pairs.append(("Paged", f"{who} (step {last.step + 1}{rounds}){ended}"))
@@ -105,6 +106,14 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     blocks.append(context(" · ".join(notes)))
     text = f"{'RESOLVED' if resolved else group.severity.upper()}: {external_text(group.title)}"
     return text, blocks
+
+
+def _paged_channel(page: Page) -> str:
+    """The channel a page went to, linked by the ID Slack answered the post with (DMs are `D…`), else as named."""
+    if not page.channel:
+        return "nobody"
+    posted = next((c for c in page.dms if c[:1] in ("C", "G")), None)
+    return channel_link(page.channel, posted)
 
 
 def silence_line(group: AlertGroup, now: datetime) -> str:

@@ -270,6 +270,7 @@ def dr_status_lines(rows: Sequence[tuple[str, datetime | None, timedelta | None,
             drilled = f"last drill restored in {_seconds(drill.restore_seconds)}" + (
                 f" (RTO {human_duration(rto)})" if rto else "")
             bad = bad or drill.within_rto is False
-        mark = ":red_circle:" if bad else ":large_green_circle:"
+        # Nothing to judge yet is not healthy: grey, as /status marks a service without a health check.
+        mark = ":red_circle:" if bad else ":white_circle:" if last_good is None else ":large_green_circle:"
         lines.append(f"{mark} *{escape(target)}* — {backup}" + (f" · {drilled}" if drilled else ""))
     return lines

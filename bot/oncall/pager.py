@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
 from bot.audit import AuditLog
-from bot.blocks import external_text
+from bot.blocks import channel_link, external_text
 from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
 from bot.oncall import escalation
@@ -150,6 +150,7 @@ class Pager:
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
                 self._unsent(group, user, error, unreachable)
+        shown = channel_link(channel or "")
         if channel is not None:
             text, blocks = page_message(group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention)
             try:
@@ -157,9 +158,10 @@ class Pager:
                     channel, f"{member}|{channel}", attempt=attempt, text=text, blocks=blocks,
                 )
                 dms[posted["channel"]] = posted["ts"]
+                shown = channel_link(channel, posted["channel"])  # the ID Slack answered: a link, not "#name"
             except SlackApiError as error:
                 self._unsent(group, channel, error, unreachable)
-        who = " ".join(f"<@{user}>" for user in targets) or (f"{channel}" if channel else "nobody")
+        who = " ".join(f"<@{user}>" for user in targets) or (shown if channel else "nobody")
         for_whom = f" ({rotation} on call)" if rotation and targets else ""
         extra = f" {mention}" if mention and channel is None else ""
         missing = f" Could not reach {', '.join(unreachable)}." if unreachable else ""

@@ -137,7 +137,9 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
     ("restore appdb x into SLACK_BOT_TOKEN", "`appdb` cannot be restored into `SLACK_BOT_TOKEN`. Allowed: `APPDB_URL`, `RESTORE_URL`"),
     ("restore rds-prod x", "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup restore rds-prod <id> as <new-instance-name>`."),
     ("backup appdb", "`backup` is not a /backup subcommand (use one of: run, list, show, verify, restore, drill, drills)."),
-    ("list appdb --reason x", "`--reason` is for `run` and `restore`, not `list`."),
+    ("list appdb --reason x", "`--reason` does not apply here: `/backup list` takes no options"),
+    ("run appdb --reason a --reason b", "`--reason` is given twice"),
+    ("run appdb --reason a –reason b", "`--reason` is given twice"),
 ])
 async def test_bad_input_gets_a_precise_ephemeral_error(bot: BotHarness, text: str, expected: str) -> None:
     answer = await command(bot, text, "U0BOB")
