@@ -34,7 +34,7 @@ class RetentionSection(StrictModel):
     backups: Duration = timedelta(days=400)
     audit: Duration = timedelta(days=400)
     every: Duration = timedelta(minutes=10)
-    batch: int = Field(500, ge=10, le=10_000)
+    batch: int = Field(500, ge=100, le=10_000)  # >= a stream node (100 entries): smaller trims nothing
 
     @field_validator("alerts")
     @classmethod
