@@ -1,10 +1,12 @@
-"""The audit log: every state-changing action and every refusal, appended to a Redis Stream, never trimmed."""
+"""The audit log: every state-changing action and every refusal, appended to a Redis Stream; trimmed past
+`retention.audit` by the leader, and exported as JSON lines (`chatops audit export`) to keep it elsewhere first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -27,6 +29,16 @@ class AuditRecord(BaseModel):
     result: Result
     detail: str = ""
     id: str = ""
+
+
+# The fields of an exported record, in this order: what `chatops audit export` promises to keep stable.
+EXPORT_FIELDS = ("id", "at", "actor", "action", "target", "channel", "result", "detail")
+
+
+def export_line(record: AuditRecord) -> str:
+    """One record as one JSON line: the EXPORT_FIELDS in order, `at` in ISO 8601 UTC."""
+    values = {**record.model_dump(), "at": record.at.astimezone(UTC).isoformat()}
+    return json.dumps({name: values[name] for name in EXPORT_FIELDS}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -65,3 +77,29 @@ class AuditLog:
             except ValidationError:
                 continue
         return records
+
+    async def between(self, since: datetime, until: datetime | None = None, page: int = 1000) -> AsyncIterator[AuditRecord]:
+        """Records with `since` <= at < `until`, oldest first, read a page at a time (memory stays flat however
+        long the log); unreadable entries are skipped. For export, not for a request: it reads the whole stream."""
+        stream = self.store.keys.audit_stream()
+        start = "-"
+        while True:
+            entries = await self.store.call("audit_export", self.store.redis.xrange(stream, min=start, count=page))
+            for entry_id, fields in entries:
+                try:
+                    record = AuditRecord.model_validate({**fields, "id": entry_id})
+                except ValidationError:
+                    continue
+                at = record.at if record.at.tzinfo else record.at.replace(tzinfo=UTC)  # older records: UTC
+                if at >= since and (until is None or at < until):
+                    yield record
+            if len(entries) < page:
+                return
+            start = f"({entries[-1][0]}"
+
+    async def trim(self, cutoff: datetime, batch: int) -> int:
+        """Removes about `batch` entries at most appended before `cutoff` (whole stream nodes: `MINID ~ … LIMIT`,
+        never a long block). Stream ids are Redis's clock, `at` is ours; in production they agree."""
+        minid = f"{max(int(cutoff.timestamp() * 1000), 0)}-0"
+        stream = self.store.keys.audit_stream()
+        return int(await self.store.call("audit_trim", self.store.redis.xtrim(stream, minid=minid, approximate=True, limit=batch)))

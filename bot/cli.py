@@ -1,4 +1,4 @@
-"""The `chatops` command line: serve, dev, check-config, manifest."""
+"""The `chatops` command line: serve, dev, check-config, audit export, manifest."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", default=".chatops-dev", help="where the embedded Redis keeps its data")
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", nargs="?", default=None, help="the file (default: $CHATOPS_CONFIG or ./chatops.yaml)")
+    audit = sub.add_parser("audit", help="the audit log: `audit export --since DATE [--until DATE]` prints JSON lines")
+    export = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True).add_parser(
+        "export", help="print audit records as JSON lines (REDIS_URL; key prefix from $CHATOPS_CONFIG)")
+    export.add_argument("--since", required=True, help="first day or time, UTC (YYYY-MM-DD or ISO 8601)")
+    export.add_argument("--until", help="end, exclusive (default: now)")
     manifest = sub.add_parser("manifest", help="print the Slack app manifest (YAML)")
     manifest.add_argument("--url", help="public base URL of the bot, e.g. https://bot.example.com")
     manifest.add_argument("--socket-mode", action="store_true", help="Socket Mode instead of request URLs")
@@ -43,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev(config_path=args.config, host=args.host, port=args.port, data_dir=args.data_dir)
     if args.command == "check-config":
         return check_config(args.file or os.environ.get("CHATOPS_CONFIG") or "./chatops.yaml")
+    if args.command == "audit":
+        from bot.audit_export import run_export
+
+        return run_export(since=args.since, until=args.until)
     if args.command == "manifest":
         return print_manifest(url=args.url, socket_mode=args.socket_mode, name=args.name)
     _parser().print_help()

@@ -45,6 +45,7 @@ from bot.oncall.service import OncallService
 from bot.oncall.trigger import HandoffTrigger
 from bot.people import PeopleDirectory
 from bot.permissions import Permissions, UsergroupDirectory
+from bot.pruning import Pruner
 from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
@@ -324,6 +325,12 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
+        pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/pruning.py)
+            retention=runtime.config.retention, alerts=alerts.store, deploys=deploys.store, backups=backups.records,
+            audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
+            deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
+        scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
+                          catch_up=False)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,

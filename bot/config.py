@@ -43,6 +43,7 @@ from bot.deploys.config import (
 )
 from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection, PagerDutyTarget
+from bot.retention import RetentionSection
 from bot.status.config import StatusPageSection, StatusSection
 from integrations.paging.pagerduty import PagerDutySettings
 from integrations.statuspage.statuspage import StatuspageSettings
@@ -179,6 +180,7 @@ class ChatopsConfig(StrictModel):
     scheduler: SchedulerSection = SchedulerSection()
     status: StatusSection = StatusSection()
     status_page: StatusPageSection | None = None
+    retention: RetentionSection = RetentionSection()
     integrations: IntegrationsSection = IntegrationsSection()
 
     @model_validator(mode="after")

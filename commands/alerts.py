@@ -191,16 +191,22 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
         raise UsageError("`stats` takes one window from 1d to 90d.", "/alerts stats [7d]")
     now = ctx.deps.clock()
     days = [now - timedelta(days=n) for n in range(window.days)]
-    totals = await ctx.deps.alerts.store.stats(days)
-    since = now - window
-    acks = [a for a in await ctx.deps.alerts.store.acks() if datetime.fromisoformat(a["at"]) >= since]
-    mtta = human_duration(timedelta(seconds=mean(float(a["seconds_to_ack"]) for a in acks))) if acks else "n/a"
+    store = ctx.deps.alerts.store
+    totals = await store.stats(days)
+    if await store.ack_counters_ready():  # the days' counters: a few small hashes, however long the history
+        acked, millis = totals.get("acks", 0), totals.get("ack_ms", 0)
+        mtta = human_duration(timedelta(milliseconds=millis / acked)) if acked else "n/a"
+    else:  # acks recorded before the counters existed are not folded in yet: read the stream as before
+        since = now - window
+        acks = [a for a in await store.acks() if datetime.fromisoformat(a["at"]) >= since]
+        acked = len(acks)
+        mtta = human_duration(timedelta(seconds=mean(float(a["seconds_to_ack"]) for a in acks))) if acks else "n/a"
     resolved = totals.get("resolved", 0)
     noise = f"{totals.get('resolved_without_action', 0) / resolved:.0%}" if resolved else "n/a"
     text = (
         f"Last {window.days}d: {totals.get('received', 0)} received, {totals.get('posted', 0)} messages posted, "
         f"{totals.get('deduplicated', 0)} deduplicated, {totals.get('silenced', 0)} silenced, {resolved} resolved; "
-        f"{plural(len(acks), 'acknowledgement')}, mean time to acknowledge {mtta};"
+        f"{plural(acked, 'acknowledgement')}, mean time to acknowledge {mtta};"
         f" resolved without any action: {noise}."
     )
     return Reply(text=text)

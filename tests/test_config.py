@@ -139,7 +139,7 @@ def test_config_is_immutable() -> None:
 BAD_CONFIGS = [
     pytest.param("slak: {}\n", ["line 1, slak: unknown key; did you mean 'slack'?"], id="unknown-top-level-key"),
     pytest.param(
-        "wat: 1\n", ["line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, oncall, incidents, scheduler, status, status_page, integrations"], id="unknown-key-no-hint"
+        "wat: 1\n", ["line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, oncall, incidents, scheduler, status, status_page, retention, integrations"], id="unknown-key-no-hint"
     ),
     pytest.param(
         "slack:\n  announce_chanel: '#ops'\n",
@@ -244,12 +244,12 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "- slack\n- roles\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, integrations: (got a list)"],
+        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got a list)"],
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, integrations: (got 'hello')"],
+        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got 'hello')"],
         id="top-level-scalar",
     ),
     pytest.param(

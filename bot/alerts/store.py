@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
 from bot.alerts.model import AlertGroup
 from bot.store import IDEMPOTENCY_TTL_SECONDS, Store
@@ -85,6 +85,40 @@ return id
 """
 
 
+# Removes alert groups that are still resolved (KEYS: group keys, then groups, post_due, update_due, posting,
+# firing; ARGV: their ids): a group that fires again between the read and this script is left alone.
+_DROP_RESOLVED = """
+local n = #ARGV
+local removed = 0
+for i = 1, n do
+  local raw = redis.call('GET', KEYS[i])
+  local ok, group = pcall(cjson.decode, raw or '')
+  if not raw or (ok and type(group) == 'table' and group['state'] == 'resolved') then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[n + 1], ARGV[i])
+    redis.call('ZREM', KEYS[n + 2], ARGV[i])
+    redis.call('ZREM', KEYS[n + 3], ARGV[i])
+    redis.call('HDEL', KEYS[n + 4], ARGV[i])
+    redis.call('SREM', KEYS[n + 5], ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+ACK_COUNTERS_READY = "ready"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one retention batch removed from the alerts' history."""
+
+    groups: int = 0
+    kept: int = 0
+    days: int = 0
+    more: bool = False
+
+
 @dataclass(frozen=True)
 class Attempt:
     """Whether this is the first attempt at a post, and if not, from when until when earlier attempts started."""
@@ -108,6 +142,7 @@ class AlertStore:
         self._claim_one = store.redis.register_script(_CLAIM_ONE)
         self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
         self._append_once = store.redis.register_script(_APPEND_ONCE)
+        self._drop_resolved = store.redis.register_script(_DROP_RESOLVED)
         # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
         # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
         self.observers: list[Callable[[Pipeline, AlertGroup, AlertGroup], None]] = []
@@ -355,7 +390,15 @@ class AlertStore:
     # -- acks, silences, stats ----------------------------------------------------------------------------
 
     def queue_ack(self, pipe: Pipeline, fields: dict[str, str]) -> None:
-        """Queues an acknowledgement for the ack stream in a transaction that also changes its group."""
+        """Queues an acknowledgement for the ack stream in a transaction that also changes its group, and adds it to
+        its day's counters (`acks`, `ack_ms`): `/alerts stats` reads those, not the stream. The entry says it was
+        counted, so the backfill of acks written by earlier versions (`backfill_ack_counters`) skips it."""
+        counted = _ack_day(fields)
+        if counted is not None:
+            day, millis = counted
+            pipe.hincrby(self.k("stats", day), "acks", 1)
+            pipe.hincrby(self.k("stats", day), "ack_ms", millis)
+            fields = {**fields, "counted": "1"}
         pipe.xadd(self.k("acks"), fields)
 
     async def dead_letter(self, entry_id: str, alerts: Sequence[Alert], error: str) -> None:
@@ -376,12 +419,120 @@ class AlertStore:
         await self.redis.hincrby(self.k("stats", f"{now:%Y%m%d}"), field, amount)
 
     async def stats(self, days: Sequence[datetime]) -> dict[str, int]:
-        """Counters summed over these days."""
+        """Counters summed over these days (one round trip: a small hash per day, whatever the history's size)."""
+        async def read() -> list[dict[str, str]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self.k("stats", f"{day:%Y%m%d}"))
+                return list(await pipe.execute())
+
         totals: dict[str, int] = {}
-        for day in days:
-            for field, value in (await self._store.call("alert_stats", self.redis.hgetall(self.k("stats", f"{day:%Y%m%d}")))).items():
+        for counters in await self._store.call("alert_stats", read()):
+            for field, value in counters.items():
                 totals[field] = totals.get(field, 0) + int(value)
         return totals
+
+    async def ack_counters_ready(self) -> bool:
+        """Whether every acknowledgement is in the daily counters (those recorded before the counters existed have
+        been folded in by `backfill_ack_counters`); until then `/alerts stats` reads the ack stream as it used to."""
+        marker = await self._store.call("alert_ack_counters", self.redis.get(self.k("ack_counters")))
+        return marker == ACK_COUNTERS_READY
+
+    async def backfill_ack_counters(self, batch: int = 500) -> bool:
+        """Folds up to `batch` acknowledgements that an earlier version recorded without counters into their days'
+        counters; True once the whole stream is done. The cursor and the counts move in one WATCHed MULTI, so a
+        crash or a second leader never counts an entry twice."""
+        if await self.ack_counters_ready():
+            return True
+        cursor_key, ready_key = self.k("ack_backfill"), self.k("ack_counters")
+        for _ in range(20):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(cursor_key)
+                    cursor = await pipe.get(cursor_key)
+                    entries = await pipe.xrange(self.k("acks"), min=f"({cursor}" if cursor else "-", count=batch)
+                    pipe.multi()
+                    for _, fields in entries:
+                        counted = None if fields.get("counted") == "1" else _ack_day(fields)
+                        if counted is not None:
+                            pipe.hincrby(self.k("stats", counted[0]), "acks", 1)
+                            pipe.hincrby(self.k("stats", counted[0]), "ack_ms", counted[1])
+                    if entries:
+                        pipe.set(cursor_key, entries[-1][0])
+                    done = len(entries) < batch
+                    if done:
+                        pipe.set(ready_key, ACK_COUNTERS_READY)
+                    await pipe.execute()
+                return done
+            except WatchError:
+                continue
+        return False
+
+    # -- retention ----------------------------------------------------------------------------------------
+
+    async def prune_groups(self, cutoff: datetime, batch: int, *, skip: int = 0) -> Pruned:
+        """Removes up to `batch` groups created before `cutoff` that are resolved and quiet since `cutoff`, with
+        their index entries; firing groups (and ones still changing) are kept, never touched. `skip` is how many
+        kept ones an earlier batch of this run already looked at (they stay first in the index)."""
+        ids = [str(i) for i in await self._store.call("alert_prune", self.redis.zrangebyscore(
+            self.k("groups"), "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        if not ids:
+            return Pruned()
+        groups = dict(zip(ids, await self._store.call("alert_prune", self.redis.mget([self.k("group", i) for i in ids])),
+                          strict=True))
+        old = []
+        for group_id, raw in groups.items():
+            group = _group(raw)
+            last = group and (group.resolved_at or group.updated_at)
+            if raw is None or (group is not None and group.state == "resolved" and last is not None and last < cutoff):
+                old.append(group_id)
+        removed = 0
+        if old:
+            keys = [self.k("group", i) for i in old] + [
+                self.k("groups"), self.k("post_due"), self.k("update_due"), self.k("posting"), self.k("firing")]
+            removed = int(await self._store.call("alert_prune", self._drop_resolved(keys=keys, args=old)))
+        return Pruned(groups=removed, kept=len(ids) - removed, more=len(ids) == batch)
+
+    async def trim_streams(self, cutoff: datetime, ack_cutoff: datetime, batch: int) -> int:
+        """Trims, by at most about `batch` entries each, the ingest stream (never past an entry the consumer group
+        has not delivered), the dead-letter stream before `cutoff` and the ack stream before `ack_cutoff` (only once
+        the daily counters hold every ack). Approximate (`MINID ~ … LIMIT`): whole stream nodes, never a long block.
+        Stream ids are Redis's clock; the cutoffs are ours, which match in production."""
+        floor = _stream_id(cutoff)
+        try:
+            for group in await self.redis.xinfo_groups(self.k("stream")):
+                floor = min(floor, _id_tuple(str(group.get("last-delivered-id", "0-0"))))
+                pending = await self.redis.xpending(self.k("stream"), str(group["name"]))
+                if pending and pending.get("min"):
+                    floor = min(floor, _id_tuple(str(pending["min"])))
+        except ResponseError:  # no stream yet
+            pass
+        trimmed = 0
+        trimmed += await self._trim(self.k("stream"), floor, batch)
+        trimmed += await self._trim(self.k("dead"), _stream_id(cutoff), batch)
+        if await self.ack_counters_ready():
+            trimmed += await self._trim(self.k("acks"), _stream_id(ack_cutoff), batch)
+        return trimmed
+
+    async def _trim(self, key: str, floor: tuple[int, int], batch: int) -> int:
+        minid = f"{floor[0]}-{floor[1]}"
+        return int(await self._store.call("alert_trim", self.redis.xtrim(key, minid=minid, approximate=True, limit=batch)))
+
+    async def prune_days(self, cutoff: datetime, batch: int) -> int:
+        """Deletes daily counters of days before `cutoff`'s, at most `batch` days a call, walking forward from where
+        the last call stopped (so it never looks for keys: each day's key is known)."""
+        cursor_key = self.k("stats_pruned")
+        raw = await self._store.call("alert_prune", self.redis.get(cursor_key))
+        last_day = (cutoff - timedelta(days=1)).date()
+        first = datetime.strptime(raw, "%Y%m%d").date() + timedelta(days=1) if raw else last_day - timedelta(days=800)
+        days = [first + timedelta(days=n) for n in range(min(batch, (last_day - first).days + 1))]
+        if not days:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*[self.k("stats", f"{day:%Y%m%d}") for day in days])
+            pipe.set(cursor_key, f"{days[-1]:%Y%m%d}")
+            deleted, _ = await self._store.call("alert_prune", pipe.execute())
+        return int(deleted)
 
     async def save_silence(self, silence_id: str, silence: dict[str, object]) -> None:
         """Stores a silence."""
@@ -409,6 +560,27 @@ def _alerts(fields: dict[str, str] | None) -> list[Alert]:
         except (ValueError, TypeError):
             continue
     return alerts
+
+
+def _ack_day(fields: dict[str, str]) -> tuple[str, int] | None:
+    """An ack's day (`yyyymmdd`, UTC) and its time to acknowledge in milliseconds; None when unreadable (the old
+    scan skipped those too)."""
+    try:
+        at = datetime.fromisoformat(fields["at"])
+        millis = round(float(fields["seconds_to_ack"]) * 1000)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return f"{at.astimezone(UTC):%Y%m%d}", millis
+
+
+def _stream_id(when: datetime) -> tuple[int, int]:
+    """The first stream id at or after `when`."""
+    return (max(int(when.timestamp() * 1000), 0), 0)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
 
 
 def _group(raw: str | None) -> AlertGroup | None:

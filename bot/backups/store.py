@@ -15,6 +15,8 @@ from bot.locks import LockInfo, RunLocks
 from bot.store import Store
 
 M = TypeVar("M", bound=BaseModel)
+# Finished backups whose object is gone or never was: their records are history only (retention removes them).
+_WITHOUT_OBJECT = frozenset({BackupState.FAILED, BackupState.INTERRUPTED, BackupState.PRUNED})
 
 class BackupStore:
     """Typed Redis access for backups (the Redis side; `integrations.backups` holds the objects)."""
@@ -93,6 +95,28 @@ class BackupStore:
                 pipe.zrem(key, *old)
                 pipe.delete(*[self._k("record", str(i)) for i in old])
                 await self._store.call("backup_trim", pipe.execute())
+
+    async def prune(self, target: str, cutoff: datetime, batch: int, *, skip: int = 0) -> tuple[int, int]:
+        """Removes up to `batch` records of a target created before `cutoff` that hold no backup object (failed,
+        interrupted, pruned); a running or succeeded backup's record stays (its object may be restored). Returns
+        (removed, kept): kept ones stay first in the index, so the next batch passes `skip` += kept."""
+        key = self._k("history", target)
+        ids = [str(i) for i in await self._store.call("backup_prune", self._redis.zrangebyscore(
+            key, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        if not ids:
+            return 0, 0
+        raws = await self._store.call("backup_prune", self._redis.mget([self._k("record", i) for i in ids]))
+        old = []
+        for backup_id, raw in zip(ids, raws, strict=True):
+            record = _parse(BackupRecord, raw)
+            if raw is None or (record is not None and record.state in _WITHOUT_OBJECT):
+                old.append(backup_id)
+        if old:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(key, *old)
+                pipe.delete(*[self._k("record", i) for i in old])
+                await self._store.call("backup_prune", pipe.execute())
+        return len(old), len(ids) - len(old)
 
     async def _many(self, ids: list[str]) -> list[BackupRecord]:
         if not ids:

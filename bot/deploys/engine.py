@@ -80,6 +80,9 @@ from integrations.health.registry import build_check
 log = logging.getLogger(__name__)
 
 STUCK_REQUEST_AFTER = timedelta(seconds=30)
+# The figures cover deploys finished in the last 30 days; one requested up to a week before that (an approval, a
+# long rollout) may still have finished inside the window.
+FIGURES_LOOKBACK = timedelta(days=37)
 
 
 @dataclass(frozen=True)
@@ -778,8 +781,11 @@ class DeployEngine:
             self.environment(service, environment)
         envs = list(svc.environments)
         records = await self.store.history(service, environment, envs, limit)
-        window = await self.store.history(service, environment, envs, 1000)
-        return records, compute_figures(window, self._clock())
+        now = self._clock()
+        # Only the window's records (by creation, with room for a deploy that waited for approval and ran long):
+        # the cost follows the deploys of the last 30 days, not the whole history.
+        window = await self.store.recent(service, [environment] if environment else envs, now - FIGURES_LOOKBACK)
+        return records, compute_figures(window, now)
 
     # -- Slack --------------------------------------------------------------------------------------------
 

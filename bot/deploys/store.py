@@ -59,6 +59,9 @@ class DeployStore:
                 pipe.zrem(self._k("deadlines"), deploy_id)
             if updated.state == DeployState.SUCCEEDED and current.state != DeployState.SUCCEEDED:
                 pipe.set(self._k("current", updated.service, updated.environment), updated.version)
+                # The deploy that put it there: `/status` reads it instead of looking through the history. A
+                # rollback of a failed deploy puts back the version this still points to, so it stays.
+                pipe.set(self._k("current_id", updated.service, updated.environment), updated.id)
             if updated.state == DeployState.ROLLED_BACK and updated.previous_version and current.state != DeployState.ROLLED_BACK:
                 pipe.set(self._k("current", updated.service, updated.environment), updated.previous_version)
             return updated
@@ -80,6 +83,57 @@ class DeployStore:
             ids.extend((str(i), float(s)) for i, s in found)
         ids.sort(key=lambda pair: pair[1], reverse=True)
         return await self._many([i for i, _ in ids[:limit]])
+
+    async def recent(self, service: str, environments: list[str], since: datetime, limit: int = 1000) -> list[DeployRecord]:
+        """Records of a service created since `since` (at most `limit` per environment, the newest): what the
+        figures over a window need, however long the history."""
+        async def read() -> list[list[str]]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for env in environments:
+                    pipe.zrevrangebyscore(self._k("history", service, env), "+inf", since.timestamp(), start=0, num=limit)
+                return list(await pipe.execute())
+
+        found = await self._store.call("deploy_recent", read())
+        return await self._many([str(i) for ids in found for i in ids])
+
+    async def running_record(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
+        """The version running in an environment and the deploy that put it there (its succeeded record), in one
+        round trip. Records written before the `current_id` pointer existed are found in the newest 20, as before."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._k("current", service, environment))
+            pipe.get(self._k("current_id", service, environment))
+            version, pointer = await self._store.call("deploy_current", pipe.execute())
+        if pointer:
+            record = await self.get(pointer)
+            if record is not None and record.state == DeployState.SUCCEEDED and record.version == version:
+                return version, record
+        history = await self.history(service, environment, [environment], 20)
+        return version, next((r for r in history if r.state == DeployState.SUCCEEDED and r.version == version), None)
+
+    async def prune(self, service: str, environment: str, cutoff: datetime, batch: int, *, skip: int = 0) -> tuple[int, int]:
+        """Removes up to `batch` finished records of one service environment created before `cutoff`; never one
+        still active, nor the deploy that put the running version in place. Returns (removed, kept): kept ones stay
+        first in the index, so the next batch passes `skip` += kept."""
+        history = self._k("history", service, environment)
+        ids = [str(i) for i in await self._store.call("deploy_prune", self._redis.zrangebyscore(
+            history, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        if not ids:
+            return 0, 0
+        pointer = await self._store.call("deploy_prune", self._redis.get(self._k("current_id", service, environment)))
+        active = await self._store.call("deploy_prune", self._redis.smismember(self._k("active"), ids))
+        records = dict(zip(ids, await self._store.call("deploy_prune", self._redis.mget([self._k("record", i) for i in ids])),
+                           strict=True))
+        old = []
+        for (deploy_id, raw), busy in zip(records.items(), active, strict=True):
+            record = _parse(raw)
+            if raw is None or (record is not None and record.terminal and not busy and deploy_id != pointer):
+                old.append(deploy_id)
+        if old:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(history, *old)
+                pipe.delete(*[self._k("record", i) for i in old])
+                await self._store.call("deploy_prune", pipe.execute())
+        return len(old), len(ids) - len(old)
 
     async def active(self) -> list[DeployRecord]:
         """Every deploy not yet finished."""

@@ -15,7 +15,7 @@ import aiohttp
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.config import ChatopsConfig
-from bot.deploys.model import DeployRecord, DeployState
+from bot.deploys.model import DeployRecord
 from bot.deploys.store import DeployStore
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
@@ -181,10 +181,7 @@ class StatusService:
 
     async def running(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
         """The version running in an environment and the deploy that put it there."""
-        version = await self._deploys.current_version(service, environment)
-        history = await self._deploys.history(service, environment, [environment], 20)
-        last = next((r for r in history if r.state == DeployState.SUCCEEDED and r.version == version), None)
-        return version, last
+        return await self._deploys.running_record(service, environment)
 
     async def _burn_alert(self, target: Target, now: datetime) -> None:
         standing = await self.budget(target, now)
