@@ -54,6 +54,8 @@ from integrations.alerts.base import Alert
 from integrations.types import parse_duration
 
 USAGE_HINT = "[list | ack | resolve | silence | silences | stats | test]"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"", "list", "silences", "stats"})
 _ID = re.compile(r"a-[a-z0-9]{1,32}")
 MAX_SILENCE = timedelta(days=30)
 

@@ -45,6 +45,8 @@ from commands.framework import ActionContext, CommandContext, Reply
 from commands.lexer import split_flags
 
 USAGE_HINT = "run | list | show | verify | restore | drill | drills …"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"list", "show", "drills"})
 
 
 # Subcommands whose first word is a target: without it, the answer lists the targets there are.

@@ -66,6 +66,7 @@ class CommandSpec:
     events: Mapping[str, EventHandler] = field(default_factory=dict)
     # Buttons that only show something (help pages, a refresh): never dropped as a double click.
     read_only_actions: frozenset[str] = frozenset()
+    read_only_subcommands: frozenset[str] = frozenset()  # first words that only show something ("" bare, "*" all)
 
     @property
     def slash(self) -> str:
@@ -113,6 +114,7 @@ class CommandSpec:
             views=dict(getattr(module, "VIEWS", {})),
             events=dict(getattr(module, "EVENTS", {})),
             read_only_actions=frozenset(getattr(module, "READ_ONLY_ACTIONS", ())),
+            read_only_subcommands=frozenset(getattr(module, "READ_ONLY_SUBCOMMANDS", ())),
         )
 
 

@@ -21,6 +21,9 @@ from commands import help as help_pages
 from commands.framework import ActionContext, CommandContext, Reply
 
 USAGE_HINT = "help | <command> … | audit [N] | whoami"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py);
+# `audit` keeps its record: a refused read is itself audited.
+READ_ONLY_SUBCOMMANDS = frozenset({"whoami"})
 AUDIT_DEFAULT = 20
 AUDIT_MAX = 100
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")

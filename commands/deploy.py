@@ -45,6 +45,8 @@ from commands.deploy_grammar import (
 from commands.framework import ActionContext, CommandContext, Reply
 
 USAGE_HINT = "<service> <version> to <env> | status | history | lock | unlock"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"status", "history", "locks"})
 
 
 async def handle(ctx: CommandContext) -> Reply:

@@ -64,6 +64,8 @@ from commands.framework import (
 )
 
 USAGE_HINT = "declare <sev> <title> | update <text> | status … | resolve"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"list", "timeline"})
 ESCAPE_MENTIONS = True
 ADD_TO_TIMELINE = "incidents.add_to_timeline"
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,23}")

@@ -34,6 +34,8 @@ from commands.lexer import split_flags
 from integrations.types import parse_duration
 
 USAGE_HINT = "[schedule | override | overrides | acks]"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"", "schedule", "overrides", "acks"})
 ESCAPE_MENTIONS = True
 OVERRIDE_USAGE = '/oncall override <rotation> @user (for 4h | until <time>) [from <time>] [--reason "…"]'
 

@@ -45,6 +45,9 @@ from commands.framework import ActionContext, CommandContext, Reply
 log = logging.getLogger(__name__)
 
 USAGE_HINT = "[<service> [<env>] | slo [<service>]]"
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py);
+# every /status form only reads.
+READ_ONLY_SUBCOMMANDS = frozenset({"*"})
 
 
 async def handle(ctx: CommandContext) -> Reply:
