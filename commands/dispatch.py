@@ -239,13 +239,34 @@ async def answer_command(
         deps=deps, catalog=catalog, spec=route.spec, invocation=invocation, args=route.args,
     )
     running = asyncio.ensure_future(run_command(ctx, help_requested=route.help))
-    done, _ = await asyncio.wait({running}, timeout=within)
+    if not changes_nothing(route):
+        done, _ = await asyncio.wait({running}, timeout=within)
+    else:
+        # A read has no idempotency record to tell that Redis hangs; halfway to the deadline it asks Redis itself.
+        done, _ = await asyncio.wait({running}, timeout=within / 2)
+        if not done:
+            probe = asyncio.ensure_future(deps.store.ping())
+            done, _ = await asyncio.wait({running}, timeout=within / 2)
+            if not done and not _answered(probe):
+                running.cancel()
+                ref = new_ref()
+                log.error("cannot read the Redis store in time (ref %s) for %s", ref, route.spec.slash)
+                deps.metrics.request_done(route.spec.name, "unavailable")
+                return {"text": f":warning: {STORE_UNREACHABLE} (ref {ref})", "response_type": "ephemeral"}
     if done:
         reply, outcome = running.result()
         deps.metrics.request_done(route.spec.name, outcome)
         return reply.as_ack()
     deps.tasks.spawn(_reply_later(ctx, running), name=f"command:{route.spec.name}:late")
     return Reply(text=WORKING).as_ack()
+
+
+def _answered(probe: asyncio.Future[Any]) -> bool:
+    """True when the Redis probe succeeded; a probe still waiting is cancelled (and counts as no answer)."""
+    if not probe.done():
+        probe.cancel()
+        return False
+    return not probe.cancelled() and probe.exception() is None
 
 
 class CommandEndpoint:

@@ -34,8 +34,9 @@ from commands.lexer import split_flags
 from integrations.types import parse_duration
 
 USAGE_HINT = "[schedule | override | overrides | acks]"
-# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
-READ_ONLY_SUBCOMMANDS = frozenset({"", "schedule", "overrides", "acks"})
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py); a bare
+# `/oncall` keeps its record: with no rotations it reads nothing, and under a hung Redis it must still say so.
+READ_ONLY_SUBCOMMANDS = frozenset({"schedule", "overrides", "acks"})
 ESCAPE_MENTIONS = True
 OVERRIDE_USAGE = '/oncall override <rotation> @user (for 4h | until <time>) [from <time>] [--reason "…"]'
 
