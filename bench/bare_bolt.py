@@ -1,4 +1,5 @@
-"""The baseline for bench/ack_latency.py: a bare Bolt AsyncApp on aiohttp whose only listener acks.
+"""The baseline for bench/ack_latency.py and bench/startup.py: a bare Bolt AsyncApp on aiohttp whose only listener
+acks, and a /healthz that answers 200 (so start-up is timed the same way as `chatops serve`'s).
 
 Run as: python bench/bare_bolt.py PORT SIGNING_SECRET API_URL BOT_TOKEN [--process-before-response]
 """
@@ -28,8 +29,12 @@ def build(signing_secret: str, api_url: str, token: str, process_before_response
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
     app = web.Application()
     app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
     return app
 
 

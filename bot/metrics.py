@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,6 +48,26 @@ class Metrics:
             "chatops_loop_last_success_timestamp_seconds",
             "Unix time of the last iteration each background loop completed.", ["loop"], registry=self.registry,
         )
+
+        # Label children by label values: `labels()` takes a lock and builds a tuple on every call, which the
+        # acknowledgement path should not pay per request.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def request_done(self, command: str, outcome: str) -> None:
+        """Counts one handled Slack request."""
+        key = (self.requests, command, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(command=command, outcome=outcome)
+        child.inc()
+
+    def acked(self, kind: str, seconds: float) -> None:
+        """Records how long answering one Slack request of `kind` took."""
+        key = (self.ack_latency, kind)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.ack_latency.labels(kind=kind)
+        child.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

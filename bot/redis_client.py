@@ -195,6 +195,8 @@ def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> dict[str,
 
 def _check_tls_files(files: dict[str, str | None]) -> None:
     """Loads the files as the TLS handshake will, so that a wrong path or content stops start-up, not each command."""
+    if all(path is None for path in files.values()):
+        return  # nothing to load; a default context would read the whole system CA store for nothing
     context = ssl.create_default_context()
     ca, cert, key = files["ca_certs"], files["certfile"], files["keyfile"]
     for name, path in (("ssl_ca_certs", ca), ("ssl_certfile", cert), ("ssl_keyfile", key)):

@@ -29,14 +29,17 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from redis.exceptions import RedisError
 
 from bot.keys import Keys
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +258,10 @@ class LeaderScheduler:
             return
         self._term += 1
         self._pending_missed = {name: plan.missed for name, plan in plans.items() if plan.missed is not None}
+        # Imported on first leadership, not at start-up: APScheduler's scheduler module scans every installed
+        # package's entry points when it loads.
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: PLC0415
+
         scheduler = AsyncIOScheduler(
             event_loop=loop,
             timezone=UTC,

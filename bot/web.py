@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -21,18 +23,37 @@ STORE = web.AppKey("store", Store)
 BOLT = web.AppKey("bolt", AsyncApp)
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
+
+class SlashCommands(Protocol):
+    """Answers slash commands without Bolt (commands/dispatch.py's CommandEndpoint, set by the composition root)."""
+
+    async def answer(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, bytes, str] | None:
+        """(status, body, content type), or None for a request that is not a slash command."""
+
+
+COMMANDS = web.AppKey("slash_commands", SlashCommands)
+FORM = "application/x-www-form-urlencoded"
+
 READINESS_TIMEOUT_SECONDS = 1.0
 SLACK_PATHS = ("/slack/events", "/slack/interactive", "/slack/commands")
 
 
 async def slack_events(request: web.Request) -> web.Response:
-    """Hands a Slack request (signed: Bolt verifies signature and age) to the Bolt app and times the answer."""
+    """Answers a signed Slack request and times the answer: slash commands straight through `COMMANDS`, everything
+    else through the Bolt app (both verify the signature and the request's age first)."""
     started = time.perf_counter()
+    commands = request.app.get(COMMANDS)
+    if commands is not None and request.content_type == FORM:
+        answered = await commands.answer(await request.read(), request.headers)
+        if answered is not None:
+            status, body, content_type = answered
+            request.app[METRICS].acked("command", time.perf_counter() - started)
+            return web.Response(status=status, body=body, content_type=content_type)
     bolt_request = await to_bolt_request(request)
     response = await request.app[BOLT].async_dispatch(bolt_request)
     body = bolt_request.body or {}
     kind = "command" if body.get("command") else str(body.get("type") or "unknown")
-    request.app[METRICS].ack_latency.labels(kind=kind).observe(time.perf_counter() - started)
+    request.app[METRICS].acked(kind, time.perf_counter() - started)
     return await to_aiohttp_response(response)
 
 

@@ -53,6 +53,8 @@ from commands.lexer import REASON, FlagSet
 from integrations.alerts.base import Alert
 from integrations.types import parse_duration
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"", "list", "silences", "stats"})
 _ID = re.compile(r"a-[a-z0-9]{1,32}")
 MAX_SILENCE = timedelta(days=30)
 FLAGS = FlagSet(REASON)
@@ -337,4 +339,5 @@ COMMAND = Command(
     usage_hint="[list | ack | resolve | silence | silences | stats | test]",
     actions={ACK: _on_button, UNACK: _on_button, RESOLVE: _on_button, SILENCE: _on_button, UNSILENCE: _on_button},
     views={SILENCE_VIEW: _on_silence_form},
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

@@ -44,6 +44,9 @@ from commands.backup_grammar import (
 )
 from commands.framework import ActionContext, Command, CommandContext, Reply
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"list", "show", "drills"})
+
 
 # Subcommands whose first word is a target: without it, the answer lists the targets there are.
 _TARGET_FIRST = {"run": "<target>", "list": "<target> [N]", "verify": "<target> [<id>]", "drill": "<target>"}
@@ -151,4 +154,5 @@ COMMAND = Command(
     handler=handle,
     usage_hint="run | list | show | verify | restore | drill | drills …",
     actions={APPROVE: _approve, REJECT: _reject, CANCEL: _cancel},
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

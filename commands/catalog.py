@@ -62,6 +62,7 @@ class CommandSpec:
     events: Mapping[str, EventHandler] = field(default_factory=dict)
     # Buttons that only show something (help pages, a refresh): never dropped as a double click.
     read_only_actions: frozenset[str] = frozenset()
+    read_only_subcommands: frozenset[str] = frozenset()  # first words that only show something ("" bare, "*" all)
 
     @property
     def slash(self) -> str:

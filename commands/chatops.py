@@ -21,6 +21,9 @@ from commands import help as help_pages
 from commands.framework import ActionContext, Command, CommandContext, Reply
 from commands.lexer import NO_FLAGS
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py);
+# `audit` keeps its record: a refused read is itself audited.
+READ_ONLY_SUBCOMMANDS = frozenset({"whoami"})
 AUDIT_DEFAULT = 20
 AUDIT_MAX = 100
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -117,4 +120,5 @@ COMMAND = Command(
         help_pages.OVERVIEW_ACTION: _show_overview,
     },
     read_only_actions=frozenset(help_pages.NAVIGATION_ACTIONS),
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

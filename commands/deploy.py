@@ -44,6 +44,9 @@ from commands.deploy_grammar import (
 )
 from commands.framework import ActionContext, Command, CommandContext, Reply
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"status", "history", "locks"})
+
 
 async def handle(ctx: CommandContext) -> Reply:
     """Routes a parsed `/deploy` to the engine."""
@@ -211,4 +214,5 @@ COMMAND = Command(
     handler=handle,
     usage_hint="<service> <version> to <env> | status | history | lock | unlock",
     actions={APPROVE: _approve, REJECT: _reject, CANCEL: _cancel},
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

@@ -195,6 +195,9 @@ class Command:
     usage_hint: str = ""
     actions: Mapping[str, ActionHandler] = field(default_factory=dict)
     read_only_actions: frozenset[str] = frozenset()  # buttons that only show something: never dropped as a double click
+    # First words that only show something ("" the bare command, "*" every form): answered without an idempotency
+    # record (commands/dispatch.py: Slack does not retry slash commands).
+    read_only_subcommands: frozenset[str] = frozenset()
     shortcuts: tuple[Shortcut, ...] = ()
     views: Mapping[str, ViewHandler] = field(default_factory=dict)  # modal submissions by callback_id
     events: Mapping[str, EventHandler] = field(default_factory=dict)  # Events API handlers by event type
@@ -209,8 +212,10 @@ class Command:
         if unknown:
             raise ValueError(f"/{self.name}: read-only actions {sorted(unknown)} are not among its actions")
         object.__setattr__(self, "read_only_actions", frozenset(self.read_only_actions))
+        object.__setattr__(self, "read_only_subcommands", frozenset(self.read_only_subcommands))
         object.__setattr__(self, "spec", CommandSpec.build(
             self.name, self.doc, usage_hint=self.usage_hint, handler=self.handler, actions=dict(self.actions),
             escapes_mentions=self.escapes_mentions, shortcuts=tuple(self.shortcuts), views=dict(self.views),
             events=dict(self.events), read_only_actions=self.read_only_actions,
+            read_only_subcommands=self.read_only_subcommands,
         ))

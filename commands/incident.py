@@ -65,6 +65,8 @@ from commands.framework import (
     ViewContext,
 )
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
+READ_ONLY_SUBCOMMANDS = frozenset({"list", "timeline"})
 ADD_TO_TIMELINE = "incidents.add_to_timeline"
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,23}")
 _REF = re.compile(r"(?i)INC-\d{1,9}|<#[CG][A-Z0-9]+(?:\|[^>]*)?>|#[a-z0-9][a-z0-9_-]*")
@@ -292,4 +294,5 @@ COMMAND = Command(
                  description="Adds this message to the incident's timeline (in an incident channel)."),
     ),
     escapes_mentions=True,
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

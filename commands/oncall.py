@@ -35,6 +35,9 @@ from integrations.types import parse_duration
 
 FLAGS = FlagSet(REASON)
 SUBCOMMANDS = ("now", "who", "schedule", "override", "overrides", "acks")
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py); a bare
+# `/oncall` keeps its record: with no rotations it reads nothing, and under a hung Redis it must still say so.
+READ_ONLY_SUBCOMMANDS = frozenset({"schedule", "overrides", "acks"})
 OVERRIDE_USAGE = '/oncall override <rotation> @user (for 4h | until <time>) [from <time>] [--reason "…"]'
 
 
@@ -227,4 +230,5 @@ COMMAND = Command(
     handler=handle,
     usage_hint="[schedule | override | overrides | acks]",
     escapes_mentions=True,
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

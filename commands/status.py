@@ -45,6 +45,9 @@ from commands.lexer import NO_FLAGS
 
 log = logging.getLogger(__name__)
 
+# Subcommands that only show something: answered without an idempotency record (commands/dispatch.py);
+# every /status form only reads.
+READ_ONLY_SUBCOMMANDS = frozenset({"*"})
 
 async def handle(ctx: CommandContext) -> Reply:
     """Routes `/status …`."""
@@ -230,4 +233,5 @@ COMMAND = Command(
     actions={REFRESH: _refresh},
     read_only_actions=frozenset({REFRESH}),
     events={"app_home_opened": _home_opened},
+    read_only_subcommands=READ_ONLY_SUBCOMMANDS,
 )

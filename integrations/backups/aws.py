@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
-
-import boto3
-import botocore.config
-import botocore.exceptions
+from typing import TYPE_CHECKING, Any
 
 from integrations.backups.base import BackupError
+
+if TYPE_CHECKING:
+    import botocore.config
 
 _KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -44,12 +43,14 @@ class AwsClient:
         return endpoint
 
     def _make(self) -> Any:
+        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
         keys = {name.lower(): self._environ[name] for name in _KEY_VARIABLES if self._environ.get(name)}
         session = boto3.session.Session(**keys, region_name=self._region)  # type: ignore[arg-type]
         return session.client(self.service, endpoint_url=self.endpoint, config=self._config)
 
     async def call(self, operation: str, **params: Any) -> Any:
         """One API call in a thread."""
+        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
         if self._client is None:
             self._client = await asyncio.to_thread(self._make)
         try:

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-import botocore.config
 from pydantic import Field, model_validator
 
 from integrations.alerts.base import EnvVarName
@@ -61,6 +60,7 @@ class ElastiCacheSnapshotter:
     """Creates, exports and deletes manual snapshots of one replication group or cache cluster."""
 
     def __init__(self, settings: ElastiCacheSettings, *, environ: Mapping[str, str]) -> None:
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         self._settings = settings
         self._aws = AwsClient("elasticache", region=settings.region, endpoint_url_env=settings.endpoint_url_env,
                               environ=environ, subject=f"for {settings.source}",

@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.config
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import Field, model_validator
@@ -275,6 +274,7 @@ class Envelope:
     """Makes and unwraps data keys with the configured master key (AWS KMS, or a key in the environment)."""
 
     def __init__(self, settings: EncryptionSettings, *, environ: Mapping[str, str], region: str | None = None) -> None:
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         self.settings = settings
         self._environ = environ
         self._kms: AwsClient | None = None

@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-import botocore.config
-import botocore.exceptions
 from pydantic import Field
 
 from integrations.alerts.base import EnvVarName
@@ -66,6 +64,7 @@ class RdsSnapshotEngine:
     """Creates, checks and deletes manual snapshots of one RDS instance."""
 
     def __init__(self, settings: RdsSettings, *, environ: Mapping[str, str]) -> None:
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         self._settings = settings
         config = botocore.config.Config(retries={"mode": "standard"})
         self._aws = AwsClient("rds", region=settings.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,

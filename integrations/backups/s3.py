@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import botocore.config
-import botocore.exceptions
 from pydantic import Field, field_validator
 
 from integrations.alerts.base import EnvVarName
@@ -116,6 +114,7 @@ class S3BackupStore:
     """Backup objects under `s3://bucket/prefix`."""
 
     def __init__(self, settings: S3StorageSettings, *, environ: Mapping[str, str]) -> None:
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         self.settings = settings
         self.bucket = settings.bucket
         self.part_size = settings.part_size_mib * 1024 * 1024
@@ -179,6 +178,7 @@ class S3BackupStore:
 
     async def read_absolute(self, absolute_key: str) -> AsyncIterator[bytes]:
         """`read` of an object at `absolute_key` in the bucket (outside our prefix: an ElastiCache export)."""
+        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
         answer = await self.call("get_object", Bucket=self.bucket, Key=absolute_key)
         body = answer["Body"]
         try:

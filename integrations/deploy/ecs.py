@@ -26,9 +26,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import aiohttp
-import boto3
-import botocore.config
-import botocore.exceptions
 from pydantic import Field, field_validator
 
 from integrations.deploy.base import (
@@ -272,6 +269,9 @@ class EcsDeployer:
             return self._client
 
     def _make_client(self) -> Any:
+        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
@@ -295,6 +295,7 @@ class EcsDeployer:
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One ECS API call in a thread; credential and missing-resource problems become DeployError."""
+        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
         client = await self._ecs()
         try:
             return await asyncio.to_thread(getattr(client, operation), **params)

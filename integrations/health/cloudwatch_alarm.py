@@ -18,9 +18,6 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
-import boto3
-import botocore.config
-import botocore.exceptions
 from pydantic import Field, field_validator
 
 from integrations.health.base import EnvVarName, Measurement, MetricName, clip
@@ -76,6 +73,7 @@ class CloudwatchAlarmCheck:
 
     async def measure(self) -> Measurement:
         """One DescribeAlarms call; never raises."""
+        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
         settings = self._settings
         try:
             client = await self._cloudwatch()
@@ -108,6 +106,8 @@ class CloudwatchAlarmCheck:
             return self._client
 
     def _make_client(self) -> Any:
+        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
