@@ -6,6 +6,7 @@ Raising the severity to one that pages pages again, and resolving stops the "no 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -173,10 +174,8 @@ class IncidentChanges:
 
         after = await self._recorder.apply(incident, by, "resolve", change, entries, detail=summary, also=figures)
         for group_id in after.page_ids:
-            try:
+            with contextlib.suppress(UserFacingError):  # already resolved
                 await self._alerts.resolve(group_id, by, via="incident")
-            except UserFacingError:
-                pass  # already resolved
         return after
 
 

@@ -66,7 +66,7 @@ def postmortem_markdown(
     if incident.resolved_at:
         lines.append(f"- **Resolved:** {_at(incident.resolved_at)} by {_who(incident.resolved_by, names)}"
                      f" (after {human_duration(incident.resolved_at - incident.declared_at)})")
-    lines += ["", incident.resolution and f"**Resolution:** {_plain(incident.resolution, names)}" or "**Resolution:** _to write_", ""]
+    lines += ["", (f"**Resolution:** {_plain(incident.resolution, names)}" if incident.resolution else "**Resolution:** _to write_"), ""]
     lines += [
         "## Impact window", "",
         f"From {_at(start)} to {_at(end)} ({human_duration(max(end - start, timedelta(0)))}, {ended}).", "",
