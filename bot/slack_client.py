@@ -98,7 +98,7 @@ class InstrumentedWebClient(AsyncWebClient):
         super().__init__(*args, **kwargs)
         self._metrics = metrics
 
-    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         """Makes the call, counting it, and counting its error if it fails (every failure as SlackApiError)."""
         self._metrics.slack_calls.labels(method=api_method).inc()
         try:

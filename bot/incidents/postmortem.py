@@ -91,7 +91,8 @@ def postmortem_markdown(
             ack_text = "—"
             if ack is not None:
                 seconds = float(ack.get("seconds_to_ack", "0") or 0)
-                ack_text = f"{_who(ack.get('user'), names)} after {human_duration(timedelta(seconds=seconds))} via {ack.get('via', '')}"
+                took = human_duration(timedelta(seconds=seconds))
+                ack_text = f"{_who(ack.get('user'), names)} after {took} via {ack.get('via', '')}"
             elif group.acked_by:
                 ack_text = _who(group.acked_by, names)
             resolved = _at(group.resolved_at) if group.resolved_at else "firing"
@@ -104,7 +105,8 @@ def postmortem_markdown(
         lines += ["| When | Kind | Service | Environment | Version | From | State | By |", "|---|---|---|---|---|---|---|---|"]
         for record in sorted(deploys, key=lambda r: r.created_at):
             lines.append(f"| {_at(record.created_at)} | {record.kind} | {record.service} | {record.environment} | "
-                         f"{record.version} | {record.previous_version or '—'} | {record.state.value} | {_who(record.requested_by, names)} |")
+                         f"{record.version} | {record.previous_version or '—'} | {record.state.value} | "
+                         f"{_who(record.requested_by, names)} |")
     lines += [
         "", "## What went well", "", "- ", "", "## What went wrong", "", "- ", "",
         "## Action items", "", "| Action | Owner | Due | Ticket |", "|---|---|---|---|", "|  |  |  |  |", "",

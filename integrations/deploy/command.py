@@ -2,8 +2,8 @@
 
 The configured argv is rendered element by element and started with `create_subprocess_exec`: never a shell, so
 a version like `; rm -rf /` arrives as one literal argument. The step's values are also passed as environment
-variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output (stdout and stderr
-together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
+variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output
+(stdout and stderr together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
 
 The command runs under `supervise.py` (next to this file), in a process group of its own: a timeout, a cancelled
 deploy, or the bot's death (even by SIGKILL) stops the whole group, SIGTERM then SIGKILL after `kill_grace`. So
