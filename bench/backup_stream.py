@@ -138,11 +138,12 @@ backups:
                     base_times.append(baseline(pg, "bench")[0])
                     runs.append(service_run(config, redis.url, env))
                 best_base = min(base_times)
-                best = min(runs, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-                seconds = float(best["seconds"])  # type: ignore[arg-type]
-                dump = int(best["size"])  # type: ignore[call-overload]
-                peak = max(float(r["peak_rss_mb"]) for r in runs)  # type: ignore[arg-type]
-                print(f"pg_dump -Fc > /dev/null : {best_base:7.1f} s  ({size / best_base / 1024**2:6.1f} MiB/s of database)")
+                best = min(runs, key=lambda r: float(r["seconds"]))
+                seconds = float(best["seconds"])
+                dump = int(best["size"])
+                peak = max(float(r["peak_rss_mb"]) for r in runs)
+                print(f"pg_dump -Fc > /dev/null : {best_base:7.1f} s  "
+                      f"({size / best_base / 1024**2:6.1f} MiB/s of database)")
                 mode = "plain" if args.no_encryption else "AES-256-GCM"
                 print(f"/backup run ({mode:<11}): {seconds:7.1f} s  "
                       f"({size / seconds / 1024**2:6.1f} MiB/s of database, "

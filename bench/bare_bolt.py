@@ -11,6 +11,7 @@ import sys
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
 
@@ -23,7 +24,7 @@ def build(signing_secret: str, api_url: str, token: str, process_before_response
     )
 
     @bolt.command("/chatops")
-    async def only_ack(ack):  # type: ignore[no-untyped-def]
+    async def only_ack(ack: AsyncAck) -> None:
         await ack()
 
     async def events(request: web.Request) -> web.Response:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
+from bot.redis_client import RedisClient
 
 
 class ClaimBatcher:
     """Batches `SET key 1 NX EX ttl` calls made in the same loop turn into one pipeline."""
 
-    def __init__(self, redis: aioredis.Redis, max_batch: int = 256) -> None:
+    def __init__(self, redis: RedisClient, max_batch: int = 256) -> None:
         self._redis = redis
         self._max_batch = max_batch
         self._pending: list[tuple[str, int, asyncio.Future[bool]]] = []

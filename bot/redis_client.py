@@ -21,7 +21,7 @@ import asyncio
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypedDict
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
@@ -34,6 +34,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 Kind = Literal["server", "sentinel", "cluster"]
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+"""The client build_redis_client makes: one server or Sentinel's master (Redis), or a Redis Cluster."""
 
 SENTINEL_FORM = "redis+sentinel://[:password@]host1:26379,host2:26379/<master-name>/<db>"
 CLUSTER_FORM = "redis+cluster://[:password@]host1:6379,host2:6379"
@@ -156,7 +158,15 @@ def _parse_server(url: str, scheme: str, rest: str, tls: bool) -> RedisTarget:
     return RedisTarget("server", tls, url=url, nodes=((host, port),), db=db, **files)
 
 
-def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> dict[str, str | None]:
+class TlsFiles(TypedDict):
+    """The TLS files REDIS_URL names, as RedisTarget's fields (None: not given)."""
+
+    ca_certs: str | None
+    certfile: str | None
+    keyfile: str | None
+
+
+def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> TlsFiles:
     """The TLS files the query names (checked to be readable PEM). With `only_tls` (Sentinel, Cluster: the client
     is built here) any other option is refused; one server's URL goes to redis-py whole, which reads its other
     options itself, so there only the `ssl_…` ones are checked (a misspelt one would fail at the first command)."""
@@ -188,12 +198,13 @@ def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> dict[str,
                 "it on. For a server whose certificate a private CA signed, name that CA: "
                 "?ssl_ca_certs=/path/to/ca.pem"
             )
-    files = {name.removeprefix("ssl_"): seen.get(name) for name in _TLS_FILES}
+    files = TlsFiles(ca_certs=seen.get("ssl_ca_certs"), certfile=seen.get("ssl_certfile"),
+                     keyfile=seen.get("ssl_keyfile"))
     _check_tls_files(files)
     return files
 
 
-def _check_tls_files(files: dict[str, str | None]) -> None:
+def _check_tls_files(files: TlsFiles) -> None:
     """Loads the files as the TLS handshake will, so that a wrong path or content stops start-up, not each command."""
     if all(path is None for path in files.values()):
         return  # nothing to load; a default context would read the whole system CA store for nothing
@@ -280,10 +291,10 @@ class ExplainingSentinel(Sentinel):
     """redis-py's Sentinel client, whose "no master found" also says what each Sentinel answered: an unreachable
     Sentinel, a refused TLS certificate or an unknown master name, instead of the Sentinel clients' repr."""
 
-    async def discover_master(self, service_name: str) -> tuple[str, int]:  # type: ignore[override]
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
         """The master's address, as the first Sentinel that knows it healthy says; else why none does."""
         try:
-            return await super().discover_master(service_name)  # type: ignore[no-any-return]
+            return await super().discover_master(service_name)
         except MasterNotFoundError as error:
             reasons = await asyncio.gather(*(self._why(sentinel) for sentinel in self.sentinels))
             raise MasterNotFoundError(
@@ -314,7 +325,7 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
                 await sentinel.aclose()
 
 
-def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis | RedisCluster:
+def build_redis_client(target: RedisTarget, pool: PoolOptions) -> RedisClient:
     """The asyncio client for `target`, answering strings, with a bounded pool; close it with `aclose()`."""
     common: dict[str, object] = {
         "decode_responses": True, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -329,10 +340,12 @@ def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis
     credentials = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
         # redis-py's cluster pool is per node and does not wait: when it is exhausted a command fails at once.
+        # Without TLS the ssl_ files are None (REDIS_URL refuses them), which is redis-py's default.
         return ReachableCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-            max_connections=pool.max_connections, **credentials, **common,  # type: ignore[arg-type]
-            **target.tls_options(),  # type: ignore[arg-type]
+            max_connections=pool.max_connections, username=target.username, password=target.password,
+            decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            ssl=target.tls, ssl_ca_certs=target.ca_certs, ssl_certfile=target.certfile, ssl_keyfile=target.keyfile,
         )
     # rediss+sentinel: the Sentinels are spoken to over TLS too (they carry the primary's address, which TLS to the
     # primary alone would not protect). A failed Sentinel query is not retried on the same Sentinel (redis-py's
@@ -342,7 +355,7 @@ def build_redis_client(target: RedisTarget, pool: PoolOptions) -> aioredis.Redis
                        "retry": Retry(NoBackoff(), 0), **target.tls_options()}
     sentinel = ExplainingSentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(
-        target.master, connection_pool_class=BlockingSentinelConnectionPool, db=target.db,
+        target.master, redis_class=aioredis.Redis, connection_pool_class=BlockingSentinelConnectionPool, db=target.db,
         max_connections=pool.max_connections, timeout=pool.timeout, health_check_interval=HEALTH_CHECK_SECONDS,
         **credentials, **common, **target.tls_options(),
     )

@@ -9,7 +9,6 @@ an answer that does not rule out that the post went through.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -99,7 +98,7 @@ class InstrumentedWebClient(AsyncWebClient):
         super().__init__(*args, **kwargs)
         self._metrics = metrics
 
-    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         """Makes the call, counting it, and counting its error if it fails (every failure as SlackApiError)."""
         self._metrics.slack_calls.labels(method=api_method).inc()
         try:
@@ -112,7 +111,7 @@ class InstrumentedWebClient(AsyncWebClient):
                 error = self._failure(api_method, HTTP_ERROR, status, f"Slack answered HTTP {status} without an error code")
             self._metrics.slack_errors.labels(method=api_method, error=error_code(error)).inc()
             raise error from None
-        except (TimeoutError, asyncio.TimeoutError) as timeout:
+        except TimeoutError as timeout:
             self._metrics.slack_errors.labels(method=api_method, error=TIMEOUT).inc()
             raise self._failure(api_method, TIMEOUT, 0, f"no answer from Slack within {self.timeout}s") from timeout
         except aiohttp.ClientError as failure:

@@ -36,6 +36,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def json_object(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: for reading optional nested fields of an API's answer."""
+    return value if isinstance(value, dict) else {}
+
+
 def describe_value(value: object) -> str:
     """A short, safe rendering of a configuration value for error messages: `'abc'`, `42`, `true`, `a list`."""
     if value is None:

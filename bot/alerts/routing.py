@@ -25,10 +25,7 @@ def _matches(route: RouteConfig, labels: Mapping[str, str]) -> bool:
     for label, value in route.match.items():
         if labels.get(label) != value:
             return False
-    for label, pattern in route.match_re.items():
-        if not full_match(pattern, labels.get(label, "")):
-            return False
-    return True
+    return all(full_match(pattern, labels.get(label, "")) for label, pattern in route.match_re.items())
 
 
 def route(config: AlertsSection, labels: Mapping[str, str]) -> list[Destination]:

@@ -7,12 +7,14 @@ both resolved by the next good drill. Runs from `verify_schedule` and `/backup d
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import redis.asyncio as aioredis
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditLog
@@ -40,6 +42,7 @@ from bot.errors import UserFacingError, new_ref
 from bot.humanize import duration
 from bot.slack_post import post_message
 from integrations.backups.base import BackupError
+from integrations.backups.postgres import PostgresEngine
 from integrations.backups.redis_rdb import scratch_server
 
 log = logging.getLogger(__name__)
@@ -108,13 +111,13 @@ class DrillRunner:
         config = self._targets.target(target)
         started_at = self._clock()
         rto = config.rto.total_seconds() if config.rto else None
-        base = {"id": new_drill_id(target, started_at), "target": target, "kind": config.kind, "requested_by": user,
-                "started_at": started_at, "rto_seconds": rto}
+        drill = functools.partial(DrillRecord, id=new_drill_id(target, started_at), target=target, kind=config.kind,
+                                  requested_by=user, started_at=started_at, rto_seconds=rto)
         try:
             backup = await self._verifier.pick(target, None)
         except UserFacingError as refusal:
-            return DrillRecord(**base, backup_id=None, finished_at=self._clock(), restore_seconds=None,
-                               backup_age_seconds=None, ok=False, within_rto=None, detail=refusal.message)
+            return drill(backup_id=None, finished_at=self._clock(), restore_seconds=None,
+                         backup_age_seconds=None, ok=False, within_rto=None, detail=refusal.message)
         age = (started_at - (backup.finished_at or backup.created_at)).total_seconds()
         try:
             seconds, checks, scratch = await self._restore(config, backup)
@@ -129,9 +132,9 @@ class DrillRunner:
             log.exception("drill of %s failed inside chatops (ref %s)", target, ref)
             seconds, checks, scratch, ok, detail = None, [], "", False, f"chatops failed during the drill (ref {ref})"
         within = None if rto is None or seconds is None else seconds <= rto
-        record = DrillRecord(**base, backup_id=backup.id, finished_at=self._clock(), restore_seconds=seconds,
-                             backup_age_seconds=age, ok=ok, within_rto=within, checks=tuple(checks), scratch=scratch,
-                             detail=detail)
+        record = drill(backup_id=backup.id, finished_at=self._clock(), restore_seconds=seconds,
+                       backup_age_seconds=age, ok=ok, within_rto=within, checks=tuple(checks), scratch=scratch,
+                       detail=detail)
         verification = Verification(at=record.finished_at, ok=ok, by=user, detail=f"DR drill {record.id}: {detail}"
                                     + (f" (restore {seconds:.1f}s)" if seconds is not None else ""))
         updated = await self._records.update(backup.id, lambda r: r.model_copy(
@@ -149,22 +152,23 @@ class DrillRunner:
         if isinstance(config, PostgresTarget):
             engine = self._targets.engine(backup.target)
             queries = [c.sql or "" for c in config.checks]
-            facts = await engine.drill(stored.plaintext(), queries)  # type: ignore[attr-defined]
+            assert isinstance(engine, PostgresEngine)  # the engine of a PostgresTarget
+            facts = await engine.drill(stored.plaintext(), queries)
             results = [judge(c, _number(v)) for c, v in zip(config.checks, facts.values, strict=True)]
             return facts.seconds, results, facts.scratch
         assert isinstance(config, (RedisTarget, ElastiCacheTarget))
         counts: list[int] = []
 
-        async def probe(client: object) -> None:
+        async def probe(client: aioredis.Redis) -> None:
             for check in config.checks:
                 counts.append(await _count_keys(client, check.keys or "*"))
 
-        facts = await scratch_server(stored.plaintext(), config.redis_server, probe)
+        loaded = await scratch_server(stored.plaintext(), config.redis_server, probe)
         seconds = time.monotonic() - started
         results = [judge(c, n) for c, n in zip(config.checks, counts, strict=True)]
         if not config.checks:  # nothing to judge: say how many keys came back
-            results = [DrillCheckResult(label="keys loaded", value=facts.total, ok=True)]
-        return seconds, results, f"scratch redis-server {facts.server} ({facts.total} keys, stopped)"
+            results = [DrillCheckResult(label="keys loaded", value=loaded.total, ok=True)]
+        return seconds, results, f"scratch redis-server {loaded.server} ({loaded.total} keys, stopped)"
 
     async def _restore_rds(self, config: RdsTarget, backup: BackupRecord) -> tuple[float, list[DrillCheckResult], str]:
         """A temporary instance restored from the snapshot, timed until available, then deleted."""
@@ -194,12 +198,12 @@ class DrillRunner:
             await self._alerts.resolve(target, "rto", f"DR drill {record.id} of {target} restored within its RTO.")
 
 
-async def _count_keys(client: object, pattern: str) -> int:
+async def _count_keys(client: aioredis.Redis, pattern: str) -> int:
     """Keys matching `pattern` in the scratch server's database 0 (DBSIZE for `*`)."""
     if pattern == "*":
-        return int(await client.dbsize())  # type: ignore[attr-defined]
+        return int(await client.dbsize())
     count = 0
-    async for _ in client.scan_iter(match=pattern, count=1000):  # type: ignore[attr-defined]
+    async for _ in client.scan_iter(match=pattern, count=1000):
         count += 1
     return count
 

@@ -280,7 +280,7 @@ class BackupService:
 
     async def _sealed(
         self, target: str, key: str, dump: AsyncIterator[bytes],
-    ) -> tuple[AsyncIterator[bytes], Encryption | None]:
+    ) -> tuple[AsyncIterator[bytes | bytearray], Encryption | None]:
         """The dump as it is stored: encrypted under a fresh data key when the storage says so (the record keeps the
         wrapped key; the sha256 recorded is then of the encrypted bytes, what the storage holds)."""
         envelope = self.targets.envelope_for(target)

@@ -78,9 +78,11 @@ class BackupTargets:
 
     def envelope_for(self, target: str) -> Envelope | None:
         """The encryption of the storage a target writes to (built once), None when it stores plain objects."""
-        name = getattr(self.target(target), "storage", None)
-        settings = self.section.storage[name] if name is not None else None
-        if settings is None or settings.encryption is None:
+        name: str | None = getattr(self.target(target), "storage", None)
+        if name is None:
+            return None
+        settings = self.section.storage[name]
+        if settings.encryption is None:
             return None
         if name not in self._envelopes:
             self._envelopes[name] = Envelope(settings.encryption, environ=self.environ,

@@ -1,6 +1,7 @@
 """The deploy engine: turns a request into a recorded deploy, posts it as one Slack message, collects approvals,
 takes the run lock, walks the canary steps through the provider, the health gate and the metric gates (baking each
-step), rolls back automatically when a gate fails, and recovers deploys a dead process left behind. State lives in Redis, never only in memory."""
+step), rolls back automatically when a gate fails, and recovers deploys a dead process left behind. State lives in
+Redis, never only in memory."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ from bot.tasks import BackgroundTasks
 from integrations.deploy.base import (
     Deployer,
     DeployStep,
+    Emit,
     PromotingDeployer,
     RunReportingDeployer,
     StepResult,
@@ -171,7 +173,8 @@ class DeployEngine:
             version = rollback_target(history, current)
             if version is None:
                 raise UserFacingError(
-                    f"There is no earlier successful version of `{req.service}` in `{req.environment}` to roll back to. "
+                    f"There is no earlier successful version of `{req.service}` in `{req.environment}` "
+                    "to roll back to. "
                     f"Name one: `/rollback {req.service} {req.environment} to <version>`."
                 )
         assert version is not None
@@ -196,11 +199,13 @@ class DeployEngine:
             if other.service == req.service and other.environment == req.environment:
                 raise UserFacingError(
                     f"`{other.id}` ({title(other)}, {other.state.value.replace('_', ' ')}) by <@{other.requested_by}> "
-                    f"since {other.created_at:%H:%M}Z is already in progress. One deploy at a time per service and environment."
+                    f"since {other.created_at:%H:%M}Z is already in progress. "
+                    "One deploy at a time per service and environment."
                 )
         running = await self._live_lock(req.service, req.environment)
         if running is not None:
-            raise UserFacingError(f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` since {running.since:%H:%M}Z: {running.reason}.")
+            raise UserFacingError(f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` "
+                                  f"since {running.since:%H:%M}Z: {running.reason}.")
         approval = env.approval if req.kind == "deploy" else env.rollback_policy()
         record = DeployRecord(
             id=new_deploy_id(), kind=req.kind, service=req.service, environment=req.environment, version=version,
@@ -303,7 +308,8 @@ class DeployEngine:
             if record.requested_by != user and not is_admin:
                 raise UserFacingError(f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`.")
             if record.state not in (DeployState.REQUESTED, DeployState.AWAITING_APPROVAL):
-                raise UserFacingError(f"`{record.id}` is {record.state.value.replace('_', ' ')}; only a deploy that has not started can be cancelled.")
+                raise UserFacingError(f"`{record.id}` is {record.state.value.replace('_', ' ')}; "
+                                      "only a deploy that has not started can be cancelled.")
             return record.moved(DeployState.CANCELLED, now, cancelled_by=user)
 
         record = await self._decide(deploy_id, change)
@@ -463,10 +469,12 @@ class DeployEngine:
         for index in range(record.step_index, len(record.steps)):
             weight = record.steps[index]
             label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
-            record = await self.store.update(
-                deploy_id, lambda r, i=index, label=label: r.moved(DeployState.RUNNING, self._clock(), step_index=i)
-                .with_progress(label, lambda _: StepProgress(label=label))
-            )
+
+            def running(r: DeployRecord, i: int = index, label: str = label) -> DeployRecord:
+                return (r.moved(DeployState.RUNNING, self._clock(), step_index=i)
+                        .with_progress(label, lambda _: StepProgress(label=label)))
+
+            record = await self.store.update(deploy_id, running)
             await self._refresh(record)
             step = await self._target_of(self._step(record, weight))
             if resumed_external_id is not None and index == record.step_index:
@@ -477,7 +485,8 @@ class DeployEngine:
                     raise _CannotResume
                 result = resumed
             else:
-                await emit(f"*{label.capitalize()}*: {'shifting ' + str(weight) + '% of traffic to' if weight is not None else 'deploying'} {record.version}")
+                doing = f"shifting {weight}% of traffic to" if weight is not None else "deploying"
+                await emit(f"*{label.capitalize()}*: {doing} {record.version}")
                 result = await self._apply(record, deployer, step, emit)
             staged = isinstance(deployer, PromotingDeployer) and deployer.promotes(step)
             record = await self._record_result(deploy_id, result, label=label, served=not staged)
@@ -518,7 +527,8 @@ class DeployEngine:
             record = await self.store.update(deploy_id, succeeded)
             await self._refresh(record)
             took = human_duration((record.finished_at or now) - (record.started_at or now))
-            await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} is live in {record.environment} (took {took}).")
+            await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} "
+                       f"is live in {record.environment} (took {took}).")
             await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
             return
         await self._fail(record, env, deployer, failure, emit)
@@ -590,7 +600,9 @@ class DeployEngine:
                    else f":x: {label}: metric gate failed: {result.reason}.")
         return result
 
-    async def _fail(self, record: DeployRecord, env: EnvironmentConfig, deployer: Deployer, failure: str, emit) -> None:  # type: ignore[no-untyped-def]
+    async def _fail(
+        self, record: DeployRecord, env: EnvironmentConfig, deployer: Deployer, failure: str, emit: Emit,
+    ) -> None:
         if env.auto_rollback and record.kind == "deploy" and record.previous_version:
             target = record.previous_version
             await emit(f":rewind: {failure}. Rolling back to {target} automatically.")
@@ -801,7 +813,7 @@ class DeployEngine:
         except SlackApiError as error:
             log.warning("could not update the message of deploy %s: %s", record.id, error.response.get("error"))
 
-    def _emitter(self, record: DeployRecord):  # type: ignore[no-untyped-def]
+    def _emitter(self, record: DeployRecord) -> Emit:
         async def emit(line: str) -> None:
             if not record.channel or not record.message_ts:
                 return

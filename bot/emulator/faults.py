@@ -33,6 +33,7 @@ with fractions mix. No I/O here: the server asks
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -84,6 +85,8 @@ class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
     # Bumped by clear(): a request held by a `timeout` fault of an older generation is let go.
     generation: int = 0
+    # Set (then replaced) by clear() and at shutdown: requests a `timeout` fault holds wait on it.
+    released: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +122,12 @@ class FaultPlan:
         """Removes every fault and lets go of requests that `timeout` faults still hold."""
         self.faults.clear()
         self.generation += 1
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Lets go of the requests `timeout` faults hold now; requests held after this wait again."""
+        self.released.set()
+        self.released = asyncio.Event()
 
     def active(self) -> list[Fault]:
         """The faults that still apply now (spent ones are dropped)."""

@@ -65,7 +65,8 @@ def render_file(file: dict[str, Any]) -> str:
     name = file.get("title") or file.get("name") or file.get("id")
     return (f'<a class="file" data-testid="file" href="{href}" download="{esc(file.get("name") or name)}">'
             f'<span class="file-icon">📄</span><span class="file-meta"><span class="file-name">{esc(name)}</span>'
-            f'<span class="file-size">{esc(file.get("pretty_type") or file.get("filetype") or "file")} · {human}</span></span></a>')
+            f'<span class="file-size">{esc(file.get("pretty_type") or file.get("filetype") or "file")} · {human}'
+            '</span></span></a>')
 
 
 def render_attachment(attachment: dict[str, Any], names: Names) -> str:
@@ -88,7 +89,8 @@ def render_attachment(attachment: dict[str, Any], names: Names) -> str:
         inner.append(f'<div class="att-text">{to_html(str(attachment["text"]), names)}</div>')
     if attachment.get("fields"):
         cells = "".join(
-            f'<div class="field"><div class="field-title">{esc(f.get("title", ""))}</div><div>{to_html(str(f.get("value", "")), names)}</div></div>'
+            f'<div class="field"><div class="field-title">{esc(f.get("title", ""))}</div>'
+            f'<div>{to_html(str(f.get("value", "")), names)}</div></div>'
             for f in attachment["fields"] if isinstance(f, dict)
         )
         inner.append(f'<div class="sec-fields">{cells}</div>')
@@ -129,7 +131,8 @@ def render_block(block: dict[str, Any], names: Names, *, view: bool = False) -> 
         items = []
         for element in block.get("elements") or []:
             if isinstance(element, dict) and element.get("type") == "image":
-                items.append(f'<img class="ctx-img" src="{esc(element.get("image_url", ""))}" alt="{esc(element.get("alt_text", ""))}" title="{esc(element.get("alt_text", ""))}">')
+                alt = esc(element.get("alt_text", ""))
+                items.append(f'<img class="ctx-img" src="{esc(element.get("image_url", ""))}" alt="{alt}" title="{alt}">')
             else:
                 items.append(f'<span class="ctx-text mrkdwn">{text_html(element, names)}</span>')
         return f'<div class="blk blk-context" {attrs}>{"".join(items)}</div>'
@@ -143,7 +146,8 @@ def render_block(block: dict[str, Any], names: Names, *, view: bool = False) -> 
     if kind == "input":
         return render_input(block, names) if view else f'<div class="blk blk-input" {attrs}>{text_html(block.get("label"), names)}</div>'
     if kind == "rich_text":
-        return f'<div class="blk blk-rich-text mrkdwn" {attrs}>{"".join(render_rich(e, names) for e in block.get("elements") or [])}</div>'
+        rich = "".join(render_rich(e, names) for e in block.get("elements") or [])
+        return f'<div class="blk blk-rich-text mrkdwn" {attrs}>{rich}</div>'
     if kind == "file":
         return f'<div class="blk blk-file" {attrs}>📎 {esc(block.get("external_id", "file"))}</div>'
     if kind == "markdown":
@@ -162,7 +166,8 @@ def _option_tags(element: dict[str, Any], selected: str | None) -> str:
     out: list[str] = []
     for label, options in _options(element):
         tags = "".join(
-            f'<option value="{esc(o.get("value", ""))}"{" selected" if selected is not None and o.get("value") == selected else ""}>'
+            f'<option value="{esc(o.get("value", ""))}"'
+            f'{" selected" if selected is not None and o.get("value") == selected else ""}>'
             f'{esc(text_plain(o.get("text")))}</option>'
             for o in options if isinstance(o, dict)
         )
@@ -184,10 +189,11 @@ def render_element(element: dict[str, Any], block: dict[str, Any], names: Names)
         if isinstance(element.get("confirm"), dict):
             confirm = f' data-confirm="{esc(text_plain(element["confirm"].get("text")))}"'
         return (f'<button type="button" class="{css}" data-testid="button" data-kind="button" {common} '
-                f'data-value="{esc(element.get("value", ""))}"{url}{confirm}>{text_html(element.get("text"), names)}</button>')
+                f'data-value="{esc(element.get("value", ""))}"{url}{confirm}>'
+                f'{text_html(element.get("text"), names)}</button>')
     if kind in {"static_select", "multi_static_select", "overflow"}:
-        initial = element.get("initial_option") or {}
-        selected = initial.get("value") if isinstance(initial, dict) else None
+        initial_option = element.get("initial_option") or {}
+        selected = initial_option.get("value") if isinstance(initial_option, dict) else None
         placeholder = "⋯" if kind == "overflow" else text_plain(element.get("placeholder")) or "Select an item"
         css = "sk-overflow" if kind == "overflow" else "sk-select"
         first = f'<option value="" disabled{" selected" if selected is None else ""} hidden>{esc(placeholder)}</option>'
@@ -198,7 +204,8 @@ def render_element(element: dict[str, Any], block: dict[str, Any], names: Names)
     if kind in {"users_select", "conversations_select", "channels_select"}:
         return _directory_select(element, common, names)
     if kind == "datepicker":
-        return f'<input type="date" class="sk-input sk-date" data-kind="datepicker" {common} value="{esc(element.get("initial_date", ""))}">'
+        initial_date = esc(element.get("initial_date", ""))
+        return f'<input type="date" class="sk-input sk-date" data-kind="datepicker" {common} value="{initial_date}">'
     label = text_plain(element.get("placeholder")) or str(kind)
     return f'<span class="sk-unsupported" title="{esc(kind)}">[{esc(label)}]</span>'
 
@@ -219,7 +226,8 @@ def _directory_select(element: dict[str, Any], common: str, names: Names) -> str
 
 def render_input(block: dict[str, Any], names: Names) -> str:
     """An input block of a modal: label, the field, hint, and a slot for the error Slack shows."""
-    element = block.get("element") if isinstance(block.get("element"), dict) else {}
+    raw_element = block.get("element")
+    element: dict[str, Any] = raw_element if isinstance(raw_element, dict) else {}
     kind = element.get("type")
     block_id = esc(block.get("block_id", ""))
     action_id = esc(element.get("action_id", ""))
@@ -233,15 +241,16 @@ def render_input(block: dict[str, Any], names: Names) -> str:
             html_type = {"email_text_input": "email", "url_text_input": "url", "number_input": "number"}.get(str(kind), "text")
             field = f'<input type="{html_type}" class="sk-input" {common} placeholder="{placeholder}" value="{initial}">'
     elif kind in {"static_select", "multi_static_select"}:
-        initial = element.get("initial_option") or {}
-        selected = initial.get("value") if isinstance(initial, dict) else None
+        initial_option = element.get("initial_option") or {}
+        selected = initial_option.get("value") if isinstance(initial_option, dict) else None
         first = f'<option value=""{" selected" if selected is None else ""}>{placeholder or "Select an option"}</option>'
         multiple = " multiple" if kind == "multi_static_select" else ""
         field = f'<select class="sk-select sk-input" {common}{multiple}>{first}{_option_tags(element, selected)}</select>'
     elif kind in {"checkboxes", "radio_buttons"}:
         html_type = "checkbox" if kind == "checkboxes" else "radio"
         boxes = "".join(
-            f'<label class="sk-choice"><input type="{html_type}" name="in-{block_id}" value="{esc(o.get("value", ""))}"> '
+            f'<label class="sk-choice">'
+            f'<input type="{html_type}" name="in-{block_id}" value="{esc(o.get("value", ""))}"> '
             f'{text_html(o.get("text"), names)}</label>'
             for o in element.get("options") or [] if isinstance(o, dict)
         )
@@ -257,7 +266,8 @@ def render_input(block: dict[str, Any], names: Names) -> str:
     optional = ' <span class="optional">(optional)</span>' if block.get("optional") else ""
     hint = f'<div class="input-hint">{text_html(block["hint"], names)}</div>' if block.get("hint") else ""
     return (f'<div class="blk blk-input" data-testid="input-block" data-block-id="{block_id}">'
-            f'<label class="input-label" for="in-{block_id}">{text_html(block.get("label"), names)}{optional}</label>{field}{hint}'
+            f'<label class="input-label" for="in-{block_id}">{text_html(block.get("label"), names)}{optional}</label>'
+            f'{field}{hint}'
             f'<div class="input-error" data-testid="input-error" data-error-for="{block_id}"></div></div>')
 
 
@@ -297,11 +307,14 @@ def _rich_inline(element: Any, names: Names, *, code: bool = False) -> str:
         label = esc(element.get("text") or url)
         out = f'<a class="link" href="{esc(url)}" target="_blank" rel="noopener">{label}</a>' if url.startswith(("http://", "https://", "mailto:", "/")) else label
     elif kind == "user":
-        out = f'<span class="mention">@{esc(names.users.get(element.get("user_id", ""), element.get("user_id", "")))}</span>'
+        user_id = element.get("user_id", "")
+        out = f'<span class="mention">@{esc(names.users.get(user_id, user_id))}</span>'
     elif kind == "usergroup":
-        out = f'<span class="mention">@{esc(names.usergroups.get(element.get("usergroup_id", ""), element.get("usergroup_id", "")))}</span>'
+        group_id = element.get("usergroup_id", "")
+        out = f'<span class="mention">@{esc(names.usergroups.get(group_id, group_id))}</span>'
     elif kind == "channel":
-        out = f'<span class="channel-link">#{esc(names.channels.get(element.get("channel_id", ""), element.get("channel_id", "")))}</span>'
+        channel_id = element.get("channel_id", "")
+        out = f'<span class="channel-link">#{esc(names.channels.get(channel_id, channel_id))}</span>'
     elif kind == "broadcast":
         out = f'<span class="mention mention-broadcast">@{esc(element.get("range", "here"))}</span>'
     elif kind == "emoji":

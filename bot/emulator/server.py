@@ -43,6 +43,8 @@ RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME_SECONDS = 30 * 60
 # How long Slack says a Socket Mode connection lives before it is refreshed (the hello's debug_info; not enforced).
 SOCKET_CONNECTION_SECONDS = 18060
+# How long wait_for_socket waits for the app's Socket Mode connection(s).
+SOCKET_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class SlackEmulator:
         self.deliveries: list[SocketDelivery] = []
         self._tickets: set[str] = set()
         self._app_sockets: list[_AppSocket] = []
+        self._sockets_opened = asyncio.Condition()  # notified when the app opens a Socket Mode connection
         self._next_socket = 0
         self._last_commands: dict[tuple[str, str, str, str], tuple[dict[str, str], ResponseTarget]] = {}
         self.state.subscribe(self._broadcast)
@@ -296,11 +299,9 @@ class SlackEmulator:
             self._record(method, args, {"ok": False, "error": "bad_gateway"}, 502, token=token, fault=mode)
             return web.Response(status=502, text=HTML_502, content_type="text/html")
         # "timeout": hold the request past the client's timeout; clear() or shutdown let it go early.
-        generation = self.faults.generation
-        loop = asyncio.get_running_loop()
-        until = loop.time() + fault.hold
-        while loop.time() < until and self.faults.generation == generation and not self._closing:
-            await asyncio.sleep(0.05)
+        if not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.faults.released.wait(), fault.hold)
         self._record(method, args, {"ok": False, "error": "timeout"}, 504, token=token, fault=mode)
         return web.Response(status=504)
 
@@ -343,7 +344,10 @@ class SlackEmulator:
         channel = self.workspace.channel(target.channel)
         if channel is None:
             raise ApiError("channel_not_found")
-        truthy = lambda key: body.get(key) in (True, "true", "1", 1)
+
+        def truthy(key: str) -> bool:
+            return body.get(key) in (True, "true", "1", 1)
+
         if truthy("delete_original"):
             if not target.message_ts or self.state.find(channel.id, target.message_ts) is None:
                 raise ApiError("message_not_found")
@@ -618,11 +622,15 @@ class SlackEmulator:
         """How many Socket Mode connections the app holds open."""
         return len(self._app_sockets)
 
-    async def wait_for_socket(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Waits until the app holds at least `count` Socket Mode connections (TimeoutError otherwise)."""
-        async with asyncio.timeout(timeout):
-            while len(self._app_sockets) < count:
-                await asyncio.sleep(0.01)
+    async def wait_for_socket(self, count: int = 1) -> None:
+        """Waits until the app holds at least `count` Socket Mode connections; TimeoutError after
+        SOCKET_WAIT_SECONDS, saying how many it holds."""
+        try:
+            async with asyncio.timeout(SOCKET_WAIT_SECONDS), self._sockets_opened:
+                await self._sockets_opened.wait_for(lambda: len(self._app_sockets) >= count)
+        except TimeoutError:
+            raise TimeoutError(f"the app opened {len(self._app_sockets)} of {count} Socket Mode connection(s) "
+                               f"within {SOCKET_WAIT_SECONDS:g} s") from None
 
     async def send_socket_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int | None = None,
                                    retry_reason: str | None = None) -> SignedResult:
@@ -679,6 +687,8 @@ class SlackEmulator:
         await ws.prepare(request)
         conn = _AppSocket(ws)
         self._app_sockets.append(conn)
+        async with self._sockets_opened:
+            self._sockets_opened.notify_all()
         try:
             hello = payloads.socket_hello(self.workspace, num_connections=len(self._app_sockets),
                                           connection_time=SOCKET_CONNECTION_SECONDS)
@@ -765,7 +775,8 @@ class SlackEmulator:
         return ws
 
     async def _close_sockets(self, app: web.Application) -> None:
-        self._closing = True  # requests held by a `timeout` fault are let go
+        self._closing = True  # requests held by a `timeout` fault are let go, and new ones are not held
+        self.faults.release_held()
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
         for conn in list(self._app_sockets):
@@ -885,7 +896,7 @@ async def _read_hook_body(request: web.Request) -> dict[str, Any]:
     else:
         data = json.loads(await request.text() or "{}")
     if not isinstance(data, dict):
-        raise ValueError("body must be a JSON object")  # noqa: TRY004 - the caller answers ValueError with a 400
+        raise ValueError("body must be a JSON object")  # the caller answers ValueError with a 400
     return data
 
 

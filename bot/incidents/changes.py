@@ -2,14 +2,14 @@
 the severity, and resolving it. Each is checked, then recorded (with its timeline entries) in one Redis
 transaction and audited; Slack catches up in `sync`. A public update, and any status, severity or resolution of
 an incident made public, also queues its Statuspage update in that transaction (`public.py`).
-Raising the severity to one that pages pages again, and resolving stops the "no commander" deadline, resolves the incident's pages and records its figures."""
+Raising the severity to one that pages pages again, and resolving stops the "no commander" deadline, resolves the
+incident's pages and records its figures."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
-
-from redis.asyncio.client import Pipeline
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.blocks import external_text
@@ -17,11 +17,12 @@ from bot.deploys.render import human_duration
 from bot.errors import UserFacingError
 from bot.incidents.channel import IncidentChannel
 from bot.incidents.config import STATUSES, IncidentsSection
-from bot.incidents.model import Incident, SeverityChange, TimelineEntry, add_people
+from bot.incidents.model import Incident, SeverityChange, TimelineEntry, TimelineKind, add_people
 from bot.incidents.pager import IncidentPager
 from bot.incidents.public import PublicUpdates, public_title
 from bot.incidents.recorder import ChangeRecorder
 from bot.incidents.store import IncidentStore
+from bot.store import Pipe
 
 MAX_TEXT = 3000
 
@@ -43,13 +44,13 @@ class IncidentChanges:
         self._clock = clock
         self._public = public
 
-    def _queue_public(self, pipe: Pipeline, after: Incident, body: str = "") -> None:
+    def _queue_public(self, pipe: Pipe, after: Incident, body: str = "") -> None:
         """Queues the Statuspage update of an incident made public (nothing without Statuspage or if not public)."""
         if self._public is not None:
             self._public.queue(pipe, after, body)
 
-    def _entry(self, kind: str, by: str, text: str, **extra: str) -> TimelineEntry:
-        return self._recorder.entry(kind, by, text, **extra)
+    def _entry(self, kind: TimelineKind, by: str, text: str, *, author: str = "", source_ts: str = "") -> TimelineEntry:
+        return self._recorder.entry(kind, by, text, author=author, source_ts=source_ts)
 
     async def update(self, incident: Incident, text: str, by: str) -> Incident:
         """A status update: timeline, incident channel, announce thread, summary."""
@@ -167,16 +168,14 @@ class IncidentChanges:
             took = human_duration(now - before.declared_at)
             return [self._entry("resolved", by, f"Resolved after {took}" + (f": {summary}" if summary else ""))]
 
-        def figures(pipe: Pipeline, after: Incident) -> None:
+        def figures(pipe: Pipe, after: Incident) -> None:
             self._store.queue_figures(pipe, _figures(after))
             self._queue_public(pipe, after)  # resolved: components back to operational
 
         after = await self._recorder.apply(incident, by, "resolve", change, entries, detail=summary, also=figures)
         for group_id in after.page_ids:
-            try:
+            with contextlib.suppress(UserFacingError):  # already resolved
                 await self._alerts.resolve(group_id, by, via="incident")
-            except UserFacingError:
-                pass  # already resolved
         return after
 
 

@@ -74,7 +74,8 @@ class IncidentChannel:
             await self._pager.page(incident, reason=f"{incident.severity.upper()} declared")
             incident = await self._store.get(incident.id) or incident
         for group_id in incident.alert_ids:
-            await self._alert_thread(group_id, f":rotating_light: <@{incident.declared_by}> declared {incident.id} from this alert: <#{incident.channel_id}>")
+            await self._alert_thread(group_id, f":rotating_light: <@{incident.declared_by}> declared {incident.id} "
+                                               f"from this alert: <#{incident.channel_id}>")
         return await self._set(incident, setup_done=True)
 
     async def invite(self, incident: Incident, user: str) -> bool:
@@ -132,9 +133,11 @@ class IncidentChannel:
         if target is None:
             return []
         policy = self._alerts.oncall.escalation_policies.get(paging.policy_name(self._config, self._alerts.oncall, severity) or "")
-        rotations = [target] if target in self._oncall.config.rotations else [
-            step.notify for step in (policy.steps if policy else ()) if step.target_kind == "rotation" and step.after == timedelta(0)
-        ]
+        if isinstance(target, str) and target in self._oncall.config.rotations:
+            rotations = [target]
+        else:  # the policy it pages: the rotations its first steps page at once
+            rotations = [step.notify for step in (policy.steps if policy else ())
+                         if isinstance(step.notify, str) and step.target_kind == "rotation" and step.after == timedelta(0)]
         found = []
         for rotation in rotations:
             try:

@@ -56,7 +56,7 @@ class IncidentPager:
     async def no_commander(self, member: str) -> Incident | None:
         """Handles a claimed "no commander" deadline: escalates (timeline entry with @here, then a page) and
         returns the incident for Slack to catch up; None when the deadline is stale (dropped)."""
-        _, inc_id, _epoch = (member.split("|") + ["", ""])[:3]
+        _, inc_id, _epoch = [*member.split("|"), "", ""][:3]
         incident = await self._store.get(inc_id)
         if incident is None or not incident.open or incident.commander or incident.deadline != member:
             await self._store.drop_deadline(member)

@@ -17,9 +17,10 @@ from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.oncall.config import EscalationPolicy, EscalationStep, OncallSection
+from integrations.alerts.base import Severity
 
 SOURCE = "chatops"
-SEVERITY_TO_ALERT = ("critical", "warning", "info")
+SEVERITY_TO_ALERT: tuple[Severity, ...] = ("critical", "warning", "info")
 
 
 def policy_name(config: IncidentsSection, oncall: OncallSection, severity: str) -> str | None:
@@ -54,7 +55,7 @@ def with_incident_policies(config: IncidentsSection, oncall: OncallSection) -> O
     return oncall.model_copy(update={"escalation_policies": {**extra, **oncall.escalation_policies}})
 
 
-def alert_severity(config: IncidentsSection, severity: str) -> str:
+def alert_severity(config: IncidentsSection, severity: str) -> Severity:
     """The alert severity an incident page shows: the most severe incident severity is critical."""
     return SEVERITY_TO_ALERT[min(config.rank(severity), len(SEVERITY_TO_ALERT) - 1)]
 
@@ -72,7 +73,7 @@ def page_group(config: IncidentsSection, incident: Incident, *, channel: str, po
     fingerprint = f"{SOURCE}-{incident.id}-{number}"
     member = Member(
         fingerprint=fingerprint, title=f"{incident.id} {incident.severity.upper()}: {incident.title}",
-        severity=alert_severity(config, incident.severity),  # type: ignore[arg-type]
+        severity=alert_severity(config, incident.severity),
         status="firing", summary=reason,
         labels={"source": SOURCE, "incident": incident.id, "severity": incident.severity,
                 **({"service": incident.service} if incident.service else {})},

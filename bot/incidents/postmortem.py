@@ -66,7 +66,7 @@ def postmortem_markdown(
     if incident.resolved_at:
         lines.append(f"- **Resolved:** {_at(incident.resolved_at)} by {_who(incident.resolved_by, names)}"
                      f" (after {human_duration(incident.resolved_at - incident.declared_at)})")
-    lines += ["", incident.resolution and f"**Resolution:** {_plain(incident.resolution, names)}" or "**Resolution:** _to write_", ""]
+    lines += ["", (f"**Resolution:** {_plain(incident.resolution, names)}" if incident.resolution else "**Resolution:** _to write_"), ""]
     lines += [
         "## Impact window", "",
         f"From {_at(start)} to {_at(end)} ({human_duration(max(end - start, timedelta(0)))}, {ended}).", "",
@@ -91,7 +91,8 @@ def postmortem_markdown(
             ack_text = "—"
             if ack is not None:
                 seconds = float(ack.get("seconds_to_ack", "0") or 0)
-                ack_text = f"{_who(ack.get('user'), names)} after {human_duration(timedelta(seconds=seconds))} via {ack.get('via', '')}"
+                took = human_duration(timedelta(seconds=seconds))
+                ack_text = f"{_who(ack.get('user'), names)} after {took} via {ack.get('via', '')}"
             elif group.acked_by:
                 ack_text = _who(group.acked_by, names)
             resolved = _at(group.resolved_at) if group.resolved_at else "firing"
@@ -104,7 +105,8 @@ def postmortem_markdown(
         lines += ["| When | Kind | Service | Environment | Version | From | State | By |", "|---|---|---|---|---|---|---|---|"]
         for record in sorted(deploys, key=lambda r: r.created_at):
             lines.append(f"| {_at(record.created_at)} | {record.kind} | {record.service} | {record.environment} | "
-                         f"{record.version} | {record.previous_version or '—'} | {record.state.value} | {_who(record.requested_by, names)} |")
+                         f"{record.version} | {record.previous_version or '—'} | {record.state.value} | "
+                         f"{_who(record.requested_by, names)} |")
     lines += [
         "", "## What went well", "", "- ", "", "## What went wrong", "", "- ", "",
         "## Action items", "", "| Action | Owner | Due | Ticket |", "|---|---|---|---|", "|  |  |  |  |", "",

@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from redis.asyncio.client import Pipeline
 
-from bot.incidents.model import Incident, TimelineEntry
+from bot.incidents.model import Incident, TimelineEntry, TimelineKind
 from bot.incidents.recorder import SYSTEM
 from bot.incidents.store import IncidentStore
+from bot.store import Pipe, optional_text, stream_fields, text, texts
 from integrations.statuspage.statuspage import (
     ComponentStatus,
     StatuspageClient,
@@ -95,7 +95,6 @@ class PublicUpdates:
         self._client = client
         self._clock = clock
         self._claim = store.redis.register_script(_CLAIM)
-        self._pop = store.redis.register_script(_POP)
 
     def components(self, incident: Incident) -> dict[str, ComponentStatus]:
         """The Statuspage components the incident affects and the status it gives them (operational once resolved)."""
@@ -107,7 +106,7 @@ class PublicUpdates:
             return {component: "operational"}
         return {component: settings.severity_status.get(incident.severity, "major_outage")}
 
-    def queue(self, pipe: Pipeline, incident: Incident, body: str = "") -> None:
+    def queue(self, pipe: Pipe, incident: Incident, body: str = "") -> None:
         """Queues the incident's public state (and `body`, public text) in the transaction that changes it."""
         if not incident.public:
             return
@@ -120,12 +119,13 @@ class PublicUpdates:
     async def pending(self, incident_id: str) -> list[PublicOp]:
         """The operations not accepted yet, oldest first."""
         key = self._store.k("public", incident_id)
-        raws = await self._store.call("public_pending", self._store.redis.lrange(key, 0, -1))
+        raws = texts(await self._store.call("public_pending", self._store.redis.lrange(key, 0, -1)))
         return [PublicOp.model_validate_json(raw) for raw in raws]
 
     async def statuspage_id(self, incident_id: str) -> str | None:
         """The Statuspage incident created for this incident, once Statuspage accepted it."""
-        return await self._store.call("public_sp_id", self._store.redis.hget(self._store.k("statuspage"), incident_id))
+        return optional_text(
+            await self._store.call("public_sp_id", self._store.redis.hget(self._store.k("statuspage"), incident_id)))
 
     async def tick(self) -> int:
         """Sends the head of every due queue; returns how many operations Statuspage accepted."""
@@ -145,10 +145,11 @@ class PublicUpdates:
     async def _send_head(self, incident_id: str) -> bool:
         """Sends the head operation; True if accepted and more may follow, False when the queue waits or is empty."""
         key = self._store.k("public", incident_id)
-        raw = await self._store.call("public_head", self._store.redis.lindex(key, 0))
-        if raw is None:
+        head = await self._store.call("public_head", self._store.redis.lindex(key, 0))
+        if head is None:
             await self._done(incident_id, "")
             return False
+        raw = text(head)
         try:
             op = PublicOp.model_validate_json(raw)
         except ValidationError:
@@ -175,9 +176,9 @@ class PublicUpdates:
             await self._done(incident_id, raw, note=note)
             return True
         update = _first_update(answer)
-        text = f"On Statuspage: incident {answer.get('id')}" + (f", update {update}" if update else "")
-        text += f" ({op.status})"
-        await self._done(incident_id, raw, sp_id=str(answer.get("id") or ""), note=text, kind="statuspage")
+        done = f"On Statuspage: incident {answer.get('id')}" + (f", update {update}" if update else "")
+        done += f" ({op.status})"
+        await self._done(incident_id, raw, sp_id=str(answer.get("id") or ""), note=done, kind="statuspage")
         return True
 
     async def _send(self, op: PublicOp, sp_id: str | None) -> dict[str, Any]:
@@ -203,16 +204,19 @@ class PublicUpdates:
             return None
         return incident
 
-    async def _done(self, incident_id: str, raw: str, *, sp_id: str = "", note: str = "", kind: str = "note") -> None:
+    async def _done(
+        self, incident_id: str, raw: str, *, sp_id: str = "", note: str = "", kind: TimelineKind = "note",
+    ) -> None:
         """Pops `raw` off the queue, and records the Statuspage id and a timeline entry, in one transaction."""
         async with self._store.redis.pipeline(transaction=True) as pipe:
             if sp_id:
                 pipe.hset(self._store.k("statuspage"), incident_id, sp_id)
             if note:
-                entry = TimelineEntry(at=self._clock(), kind=kind, by=SYSTEM, text=note)  # type: ignore[arg-type]
-                pipe.xadd(self._store.k("timeline", incident_id), entry.fields())
-            await self._pop(keys=[self._store.k("public", incident_id), self._store.k("public_due")],
-                            args=[raw, incident_id, self._clock().timestamp()], client=pipe)
+                entry = TimelineEntry(at=self._clock(), kind=kind, by=SYSTEM, text=note)
+                pipe.xadd(self._store.k("timeline", incident_id), stream_fields(entry.fields()))
+            # EVAL, not the registered script's EVALSHA: a Redis Cluster pipeline does not load scripts first.
+            pipe.eval(_POP, 2, self._store.k("public", incident_id), self._store.k("public_due"),
+                      raw, incident_id, self._clock().timestamp())
             await self._store.call("public_done", pipe.execute())
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from redis.asyncio.client import Pipeline
-
 from bot.audit import AuditLog
 from bot.errors import UserFacingError
-from bot.incidents.model import Incident, TimelineEntry
+from bot.incidents.model import Incident, TimelineEntry, TimelineKind
 from bot.incidents.store import IncidentStore
+from bot.store import Pipe
 
 SYSTEM = "chatops"  # who the changes chatops makes on its own are by
 
@@ -27,7 +26,7 @@ class ChangeRecorder:
     async def apply(
         self, incident: Incident, by: str, action: str, change: Callable[[Incident], Incident],
         entries: Callable[[Incident, Incident], Sequence[TimelineEntry]], *, detail: str = "",
-        also: Callable[[Pipeline, Incident], None] | None = None,
+        also: Callable[[Pipe, Incident], None] | None = None,
     ) -> Incident:
         """Applies `change` with the timeline entries `entries(before, after)` (and whatever `also` queues in the
         same transaction), audits it as `incident.<action>` and returns the incident after it."""
@@ -39,6 +38,6 @@ class ChangeRecorder:
                                  channel=after.channel_id or "", detail=detail[:2000])
         return after
 
-    def entry(self, kind: str, by: str, text: str, **extra: str) -> TimelineEntry:
+    def entry(self, kind: TimelineKind, by: str, text: str, *, author: str = "", source_ts: str = "") -> TimelineEntry:
         """A timeline entry made now."""
-        return TimelineEntry(at=self._clock(), kind=kind, by=by, text=text, **extra)  # type: ignore[arg-type]
+        return TimelineEntry(at=self._clock(), kind=kind, by=by, text=text, author=author, source_ts=source_ts)

@@ -69,7 +69,8 @@ def _figures(incident: Incident, now: datetime) -> list[tuple[str, str]]:
     if incident.service:
         pairs.append(("Service", f"`{external_text(incident.service)}`"))
     if incident.resolved_at is not None:
-        pairs.append(("Resolved", f"{incident.resolved_at:%Y-%m-%d %H:%M}Z after {human_duration(incident.resolved_at - incident.declared_at)}"))
+        took = human_duration(incident.resolved_at - incident.declared_at)
+        pairs.append(("Resolved", f"{incident.resolved_at:%Y-%m-%d %H:%M}Z after {took}"))
     else:
         pairs.append(("Open for", human_duration(now - incident.declared_at)))
     return pairs
@@ -126,7 +127,8 @@ def list_line(incident: Incident, now: datetime) -> str:
     """One incident in `/incident list` and in the on-call hand-off."""
     age = human_duration((incident.resolved_at or now) - incident.declared_at)
     commander = f"IC <@{incident.commander}>" if incident.commander else "no commander"
-    return (f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} {external_text(incident.title)} — "
+    return (f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} "
+            f"{external_text(incident.title)} — "
             f"{incident.status}, {commander}, {age} · {channel_link(incident)}")
 
 

@@ -7,8 +7,8 @@ is declared lives next to it:
 - `sync.py`: bringing Slack up to date with Redis (the set-up in `channel.py`, then the timeline entries);
 - `pager.py`: pages through the alert machinery, and the "no commander yet" deadline.
 
-The tick (on the leader) handles due "no commander" deadlines, sends due public updates to Statuspage, and syncs every open incident whose Slack side lags,
-so whatever a dead process left behind is finished.
+The tick (on the leader) handles due "no commander" deadlines, sends due public updates to Statuspage, and syncs every
+open incident whose Slack side lags, so whatever a dead process left behind is finished.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -78,7 +79,8 @@ class IncidentService:
     # -- finding and checking -----------------------------------------------------------------------------
 
     async def get(self, ref: str) -> Incident:
-        """An incident by id (`INC-7`, `7`) or channel (`<#C…|name>`, `#inc-…`, `inc-…`, `C…`); UserFacingError if none."""
+        """An incident by id (`INC-7`, `7`) or channel (`<#C…|name>`, `#inc-…`, `inc-…`, `C…`); UserFacingError if
+        none."""
         key = ref.strip()
         found: str | None = None
         if key.startswith("<#") and key.endswith(">"):
@@ -228,7 +230,8 @@ class IncidentService:
             title=f"Postmortem draft: {incident.id} {incident.title}",
             initial_comment=f":memo: Postmortem draft for {incident.id}, requested by <@{by}>.",
         )
-        file_id = str((response.get("files") or [{}])[0].get("id") or response.get("file", {}).get("id", ""))
+        uploaded: dict[str, Any] = response.get("file") or {}
+        file_id = str((response.get("files") or [{}])[0].get("id") or uploaded.get("id", ""))
         await self._audit.record(actor=by, action="incident.postmortem", result="ok", target=incident.id, channel=channel, detail=file_id)
         return file_id
 

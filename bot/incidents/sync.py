@@ -23,6 +23,7 @@ from bot.incidents.channel import IncidentChannel
 from bot.incidents.model import Incident
 from bot.incidents.store import IncidentStore
 from bot.slack_post import post_message
+from bot.store import stream_entries
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class SlackSync:
         """Whether Slack is behind: the set-up is unfinished or a timeline entry is not posted yet."""
         if not incident.setup_done:
             return True
-        last = await self._store.redis.xrevrange(self._store.k("timeline", incident.id), count=1)
-        return bool(last) and str(last[0][0]) != await self._store.published(incident.id)
+        last = stream_entries(await self._store.redis.xrevrange(self._store.k("timeline", incident.id), count=1))
+        return bool(last) and last[0][0] != await self._store.published(incident.id)
 
     async def _sync_locked(self, incident: Incident) -> None:
         if not incident.setup_done:

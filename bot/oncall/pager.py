@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from redis.asyncio.client import Pipeline
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -33,6 +32,7 @@ from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
 from bot.slack_client import error_code, is_transient
 from bot.slack_post import OncePoster, direct_message
+from bot.store import Pipe
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ class Pager:
         rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
         step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
         late_note = _late_note(now - due.due, retried=not attempt.first)
-        rotation = step.notify if step.target_kind == "rotation" else None
+        notify = step.notify
+        assert isinstance(notify, str), "_page hands PagerDuty steps to _trigger"
+        rotation = notify if step.target_kind == "rotation" else None
         targets: list[str] = []
         channel = None
         dms: dict[str, str] = {}
@@ -137,9 +139,9 @@ class Pager:
             except UserFacingError as error:
                 await self._alerts.thread_reply(group, f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}")
         elif step.target_kind == "user":
-            targets.append(step.notify)
+            targets.append(notify)
         else:
-            channel = step.notify
+            channel = notify
         reason = f"on call for {rotation}" if rotation else "named in the escalation policy"
         for user in targets:
             text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
@@ -173,7 +175,7 @@ class Pager:
 
     async def _trigger(
         self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime,
-    ) -> tuple[Page, Callable[[Pipeline, AlertGroup], None] | None]:
+    ) -> tuple[Page, Callable[[Pipe, AlertGroup], None] | None]:
         """A PagerDuty step: the page, and what queues its trigger event in the transaction that records it (the
         outbox sends it until PagerDuty takes it, so the page is as durable as the record)."""
         assert isinstance(step.notify, PagerDutyTarget)
@@ -195,7 +197,7 @@ class Pager:
         await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
                                  channel=group.channel, detail=f"{step_text}: PagerDuty {routing}{late_note}")
 
-        def also(pipe: Pipeline, after: AlertGroup) -> None:
+        def also(pipe: Pipe, after: AlertGroup) -> None:
             outbox.queue_trigger(pipe, after, page=member, routing=routing, permalink=permalink)
 
         return page, also
@@ -252,8 +254,10 @@ class Pager:
                                                    " acknowledged.")
             await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
             return
-        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing {since} after you acknowledged it."
-                                       f" Resolve it, or it will be {'escalated again' if self._alerts.oncall.reescalate_after_reminder else 'reminded again'}"
+        then = "escalated again" if self._alerts.oncall.reescalate_after_reminder else "reminded again"
+        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing "
+                                       f"{since} after you acknowledged it."
+                                       f" Resolve it, or it will be {then}"
                                        f" in {human_duration(reminder)}.")
         await self._alerts.thread_reply(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
         await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
@@ -262,7 +266,7 @@ class Pager:
 
     async def _record(
         self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup],
-        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+        also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> AlertGroup | None:
         """Applies `change` if the group still waits for this very deadline (and queues `also` with it); the store
         moves the deadline index."""
@@ -273,7 +277,7 @@ class Pager:
                 raise _Stale
             return change(group)
 
-        def done(pipe: Pipeline, after: AlertGroup) -> None:
+        def done(pipe: Pipe, after: AlertGroup) -> None:
             self._store.queue_attempt_done(pipe, "paging", member)
             if also is not None:
                 also(pipe, after)
@@ -295,7 +299,8 @@ class Pager:
 def _late_note(late: timedelta, *, retried: bool) -> str:
     """Why a page goes out late, if it does."""
     if retried and late > timedelta(seconds=1):
-        return f" (paged {human_duration(late)} late: an earlier attempt did not complete: Slack failed or the process stopped)"
+        return (f" (paged {human_duration(late)} late: an earlier attempt did not complete: "
+                "Slack failed or the process stopped)")
     if late <= LATE_NOTE_AFTER:
         return ""
     return f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)"

@@ -22,12 +22,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
 from bot.blocks import external_text
-from integrations.paging.pagerduty import PagerDuty, follow_up_body, trigger_body
+from bot.store import Pipe
+from integrations.paging.pagerduty import Action, PagerDuty, follow_up_body, trigger_body
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class PagerDutyOutbox:
 
     # -- queueing (inside a group change's transaction) -----------------------------------------------------
 
-    def queue(self, pipe: Pipeline, event_id: str, *, group_id: str, routing: str, body: dict[str, Any]) -> None:
+    def queue(self, pipe: Pipe, event_id: str, *, group_id: str, routing: str, body: dict[str, Any]) -> None:
         """Queues one event in `pipe` (a MULTI): recorded before anything is attempted, due now."""
         now = self._clock()
         self._seq += 1
@@ -105,17 +104,18 @@ class PagerDutyOutbox:
         pipe.zadd(self._store.k(DUE), {event_id: now.timestamp()}, nx=True)
 
     def queue_trigger(
-        self, pipe: Pipeline, group: AlertGroup, *, page: str, routing: str, permalink: str | None,
+        self, pipe: Pipe, group: AlertGroup, *, page: str, routing: str, permalink: str | None,
     ) -> None:
         """Queues the trigger of page `page` (a deadline name: one trigger per page however often it is retried)."""
         self.queue(pipe, f"{page}|trigger|{routing}", group_id=group.id, routing=routing,
                    body=trigger_for(group, permalink=permalink))
 
-    def follow_up(self, pipe: Pipeline, before: AlertGroup, after: AlertGroup) -> None:
+    def follow_up(self, pipe: Pipe, before: AlertGroup, after: AlertGroup) -> None:
         """An `AlertStore` observer: a group that triggered PagerDuty and is now acknowledged or resolved (not by
         PagerDuty itself) queues the acknowledge or resolve, once per group and integration key."""
         if self.pagerduty is None or not after.pagerduty_routes:
             return
+        action: Action | None
         if after.state == "resolved" and before.state != "resolved":
             action = "resolve" if after.resolved_via != "pagerduty" else None
         elif after.acked_by is not None and before.acked_by is None:
@@ -126,7 +126,7 @@ class PagerDutyOutbox:
             return
         for routing in after.pagerduty_routes:
             self.queue(pipe, f"{after.id}|{action}|{routing}", group_id=after.id, routing=routing,
-                       body=follow_up_body(action, after.id))  # type: ignore[arg-type]
+                       body=follow_up_body(action, after.id))
         self.kick()
 
     def kick(self) -> None:

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiohttp import web
-from redis.asyncio.client import Pipeline
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
 from bot.errors import StoreUnavailable, UserFacingError, new_ref
 from bot.people import PeopleDirectory
+from bot.store import Pipe
 from integrations.paging.pagerduty import (
     SIGNATURE_HEADER,
     WEBHOOK_ID_HEADER,
@@ -85,7 +85,7 @@ class PagerDutyWebhooks:
             return web.json_response({"status": "duplicate", "group": group.id})
         user, name, email = await self._who(event)
 
-        def mark_seen(pipe: Pipeline, _group: AlertGroup) -> None:
+        def mark_seen(pipe: Pipe, _group: AlertGroup) -> None:
             pipe.set(seen_key, self._clock().isoformat(), ex=SEEN_DAYS * 86400)
 
         acknowledged = event.event_type == "incident.acknowledged"

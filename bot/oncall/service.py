@@ -163,7 +163,8 @@ class OncallService:
         await self._audit.record(actor=by, action="oncall.override_cancel", result="ok", target=record.id)
         current = await self.now(record.rotation)
         await self._announce(
-            f":leftwards_arrow_with_hook: <@{by}> cancelled override `{record.id}` (<@{record.member}> on *{escape(record.rotation)}*);"
+            f":leftwards_arrow_with_hook: <@{by}> cancelled override `{record.id}` "
+            f"(<@{record.member}> on *{escape(record.rotation)}*);"
             f" on call now: <@{current.member}>."
         )
         return cancelled
@@ -201,7 +202,8 @@ class OncallService:
         zone = self._zone(spec.name)
         via = f" (override `{override_id}`)" if override_id else ""
         swap = f"<@{outgoing}> → <@{incoming}>" if outgoing and outgoing != incoming else f"<@{incoming}> stays on"
-        lines = [f":busts_in_silhouette: *{escape(spec.name)}* hand-off: {swap}{via}, on call until {format_local(until, zone)}."]
+        lines = [f":busts_in_silhouette: *{escape(spec.name)}* hand-off: {swap}{via}, "
+                 f"on call until {format_local(until, zone)}."]
         firing = await self._alerts.groups(await self._alerts.firing_ids())
         open_alerts = [g for g in firing if g.acked_by is None]
         acked = [g for g in firing if g.acked_by is not None]

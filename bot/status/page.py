@@ -82,13 +82,20 @@ class UpdateView(BaseModel):
     text: str
 
 
+PublicIncidentStatus = Literal["investigating", "identified", "monitoring", "resolved"]
+# The incident statuses the public page shows as they are; any other shows as resolved.
+_PUBLIC_STATUS: dict[str, PublicIncidentStatus] = {
+    "investigating": "investigating", "identified": "identified", "monitoring": "monitoring",
+}
+
+
 class IncidentView(BaseModel):
     """An incident as the public sees it."""
 
     model_config = ConfigDict(frozen=True)
 
     title: str
-    status: Literal["investigating", "identified", "monitoring", "resolved"]
+    status: PublicIncidentStatus
     impact: PublicState
     components: list[str]
     started_at: datetime
@@ -181,8 +188,7 @@ def build_page(
         updates = [UpdateView(at=at, text=text) for at, text in reversed(incident.updates)]
         if incident.resolved_at is not None:
             updates.insert(0, UpdateView(at=incident.resolved_at, text="This incident has been resolved."))
-        status = incident.status if incident.status in ("investigating", "identified", "monitoring") else "resolved"
-        return IncidentView(title=incident.title, status=status,  # type: ignore[arg-type]
+        return IncidentView(title=incident.title, status=_PUBLIC_STATUS.get(incident.status, "resolved"),
                             impact=config.incident_states.get(incident.severity, "major_outage"), components=affected,
                             started_at=incident.declared_at, resolved_at=incident.resolved_at, updates=updates)
 

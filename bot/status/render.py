@@ -48,7 +48,8 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     lines = []
     for item in overview.checked:
         extra = " · ".join(part for part in (overview.running.get(item.target.name, ""), overview.activity.get(item.target.name, "")) if part)
-        lines.append(f"{STATE_EMOJI[item.state]} *{escape(item.target.name)}* — {escape(item.text)}{f' · {extra}' if extra else ''}")
+        more = f" · {extra}" if extra else ""
+        lines.append(f"{STATE_EMOJI[item.state]} *{escape(item.target.name)}* — {escape(item.text)}{more}")
     lines += list(overview.unprobed)
     blocks: list[Block] = [header(f"Status: {title}")]
     blocks.append(section("\n".join(lines) if lines else "Nothing to probe: add `health:` to an environment or `status.probes`."))
@@ -65,7 +66,8 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     took = duration(timedelta(seconds=overview.took_seconds))
     blocks.append(context(f"Checked {when} in {took} · `/status &lt;service&gt;` for details · `/status slo`"))
     down = sum(item.state in ("down", "timeout") for item in overview.checked)
-    text = f"Status: {word} ({len(overview.checked) - down}/{len(overview.checked)} answering; alerts {alerts}; incidents {len(overview.incidents)})"
+    answering = f"{len(overview.checked) - down}/{len(overview.checked)} answering"
+    text = f"Status: {word} ({answering}; alerts {alerts}; incidents {len(overview.incidents)})"
     return text, blocks
 
 

@@ -20,7 +20,7 @@ from bot.deploys.store import DeployStore
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
 from bot.status.store import Bucket, ProbeStore
-from integrations.alerts.base import Alert
+from integrations.alerts.base import Alert, Status
 from integrations.health.http import HttpHealthSettings, ProbeResult, probe
 from integrations.types import format_duration
 
@@ -187,7 +187,7 @@ class StatusService:
         standing = await self.budget(target, now)
         if not await self.store.set_burning(target.name, standing.fast_burn):
             return
-        status = "firing" if standing.fast_burn else "resolved"
+        status: Status = "firing" if standing.fast_burn else "resolved"
         labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
         alert = Alert(source="chatops", fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128], status=status,
                       title=f"SLO fast burn: {target.name}", severity="critical", labels=labels, annotations={},

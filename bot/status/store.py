@@ -60,7 +60,8 @@ for slot = 0, slots - 1 do
   local base = slot * size * 8
   local fields
   if size == 12 then
-    fields = redis.call('BITFIELD', KEYS[1], 'GET', 'u32', base, 'GET', 'u16', base + 32, 'GET', 'u16', base + 48, 'GET', 'u32', base + 64)
+    fields = redis.call('BITFIELD', KEYS[1], 'GET', 'u32', base, 'GET', 'u16', base + 32, 'GET', 'u16', base + 48,
+                        'GET', 'u32', base + 64)
   else
     fields = redis.call('BITFIELD', KEYS[1], 'GET', 'u32', base, 'GET', 'u16', base + 32, 'GET', 'u16', base + 48)
     fields[4] = 0
@@ -115,7 +116,7 @@ class ProbeStore:
 
     async def live_since(self) -> dict[str, datetime]:
         """When each target was first seen live."""
-        raw = await self._store.call("probe_live_get", self._store.redis.hgetall(self._keys.status("live")))
+        raw = await self._store.hgetall("probe_live_get", self._keys.status("live"))
         return {target: datetime.fromisoformat(text) for target, text in raw.items()}
 
     async def mark_live(self, target: str, at: datetime) -> None:
@@ -142,7 +143,7 @@ class ProbeStore:
 
     async def last(self) -> dict[str, dict[str, object]]:
         """The last result of every target."""
-        raw = await self._store.call("probe_last_get", self._store.redis.hgetall(self._keys.status("last")))
+        raw = await self._store.hgetall("probe_last_get", self._keys.status("last"))
         return {target: json.loads(text) for target, text in raw.items()}
 
     async def memory(self, target: str) -> int:

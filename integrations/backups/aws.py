@@ -45,7 +45,7 @@ class AwsClient:
     def _make(self) -> Any:
         import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
         keys = {name.lower(): self._environ[name] for name in _KEY_VARIABLES if self._environ.get(name)}
-        session = boto3.session.Session(**keys, region_name=self._region)  # type: ignore[arg-type]
+        session = boto3.session.Session(**keys, region_name=self._region)
         return session.client(self.service, endpoint_url=self.endpoint, config=self._config)
 
     async def call(self, operation: str, **params: Any) -> Any:

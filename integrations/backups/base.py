@@ -79,7 +79,7 @@ class Upload(Protocol):
     retain_until: datetime | None
     """Until when the object is locked against deletion (S3 Object Lock), None when it is not."""
 
-    async def write(self, part: bytes) -> None:
+    async def write(self, part: bytes | bytearray) -> None:
         """Appends one part (every part but the last at least 5 MiB for S3)."""
 
     async def complete(self) -> str:
@@ -219,7 +219,8 @@ PIPE_BYTES = 1024 * 1024
 def _widen_pipe(process: asyncio.subprocess.Process, descriptor: int) -> None:
     """Gives the pipe to (0) or from (1) the process 1 MiB instead of Linux's 64 KiB, so a dump writing faster
     than one loop turn drains it does not stop and wait (Linux only; elsewhere the default stays)."""
-    transport = process._transport.get_pipe_transport(descriptor)  # type: ignore[attr-defined]
+    # asyncio keeps the subprocess transport private, and only it reaches the pipe.
+    transport = process._transport.get_pipe_transport(descriptor)  # type: ignore[attr-defined]  # private, see above
     pipe = transport.get_extra_info("pipe") if transport is not None else None
     if pipe is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
         return
@@ -270,7 +271,7 @@ async def feed(proc: Subprocess, chunks: AsyncIterator[bytes]) -> None:
         await proc.kill()
 
 
-async def stream_upload(chunks: AsyncIterator[bytes], upload: Upload, on_progress: OnProgress | None = None) -> Streamed:
+async def stream_upload(chunks: AsyncIterator[bytes | bytearray], upload: Upload, on_progress: OnProgress | None = None) -> Streamed:
     """Hashes and uploads `chunks` part by part, reading the next part while the previous one uploads (one
     upload in flight, so memory stays at about three parts). Does not complete or abort `upload`."""
     digest = hashlib.sha256()

@@ -336,7 +336,7 @@ async def _inline(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def seal(chunks: AsyncIterator[bytes], key: DataKey, context: str, run: ToThread = _inline,
-               min_part: int = 5 * 1024 * 1024) -> AsyncIterator[bytes]:
+               min_part: int = 5 * 1024 * 1024) -> AsyncIterator[bytes | bytearray]:
     """`chunks` encrypted, one output part per input part as they come (the header joins the first, the last frame
     the last); a part under `min_part` (only the dump's last one, normally) waits to join the next, so every part
     but the last keeps S3's 5 MiB minimum. `run` runs the CPU work (default: on the loop, see `_inline`)."""

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
@@ -39,11 +40,11 @@ class LocalUpload:
         self._store = store
         self.key = key
         self.upload_id = partial.name
-        self.retain_until = None  # a folder has no object lock
+        self.retain_until: datetime | None = None  # a folder has no object lock
         self._file: IO[bytes] | None = file
         self._partial = partial
 
-    async def write(self, part: bytes) -> None:
+    async def write(self, part: bytes | bytearray) -> None:
         """Appends a part."""
         assert self._file is not None
         await asyncio.to_thread(self._file.write, part)

@@ -277,7 +277,7 @@ async def _shielded(cleanup: Awaitable[object]) -> None:
     (the restore's error is the one to report)."""
     try:
         await asyncio.shield(cleanup)
-    except Exception as error:  # noqa: BLE001 - a clean-up must not hide the failure that caused it
+    except Exception as error:  # a clean-up must not hide the failure that caused it
         log.warning("PostgreSQL restore clean-up failed: %s", error)
 
 

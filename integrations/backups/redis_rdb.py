@@ -215,7 +215,7 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
         raise BackupError(f"could not reach the Redis at {variable}: {type(error).__name__}") from None
     finally:
-        for db, other in clients.items():
+        for other in clients.values():
             if other is not client:
                 await other.aclose()
         await client.aclose()
@@ -289,15 +289,18 @@ async def scratch_server(chunks: AsyncIterator[bytes], binary: str = "redis-serv
                          probe: Any = None) -> ScratchFacts:
     """Writes the RDB into a temporary folder, starts `binary` on it (unix socket only, no TCP, no saving), waits
     until it has loaded, counts keys per database (and runs `probe(client)` if given), then stops it."""
-    if shutil.which(binary) is None and not os.path.exists(binary):
+    if shutil.which(binary) is None and not await asyncio.to_thread(os.path.exists, binary):
         raise BackupError(f"{binary} is not installed (not found on PATH): a scratch restore needs it")
     folder = tempfile.mkdtemp(prefix="chatops-redis-scratch-")
     started = time.monotonic()
     process = None
     try:
-        with open(os.path.join(folder, "dump.rdb"), "wb") as out:
+        out = await asyncio.to_thread(open, os.path.join(folder, "dump.rdb"), "wb")
+        try:
             async for chunk in chunks:
                 await asyncio.to_thread(out.write, chunk)
+        finally:
+            await asyncio.to_thread(out.close)
         socket_path = os.path.join(folder, "redis.sock")
         proc = await Subprocess.start(
             [binary, "--port", "0", "--unixsocket", socket_path, "--unixsocketperm", "700", "--dir", folder,

@@ -78,7 +78,7 @@ class S3Upload:
         self._parts: list[dict[str, Any]] = []
         self._done = False
 
-    async def write(self, part: bytes) -> None:
+    async def write(self, part: bytes | bytearray) -> None:
         """Uploads the next part."""
         number = len(self._parts) + 1
         self._parts.append({"PartNumber": number})

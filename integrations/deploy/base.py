@@ -8,6 +8,7 @@ whether it worked. Progress lines go to `emit`, which the engine posts in the de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -276,10 +277,8 @@ class ThrottledEmit:
         """Stops without sending what is queued."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def _batch(self) -> str:
         lines: list[str] = []

@@ -2,8 +2,8 @@
 
 The configured argv is rendered element by element and started with `create_subprocess_exec`: never a shell, so
 a version like `; rm -rf /` arrives as one literal argument. The step's values are also passed as environment
-variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output (stdout and stderr
-together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
+variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output
+(stdout and stderr together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
 
 The command runs under `supervise.py` (next to this file), in a process group of its own: a timeout, a cancelled
 deploy, or the bot's death (even by SIGKILL) stops the whole group, SIGTERM then SIGKILL after `kill_grace`. So
@@ -129,7 +129,7 @@ class CommandDeployer:
         argv = [render_template(element, step) for element in settings.argv]
         env = {**self._environ, **step_environment(step),
                **{name: render_template(value, step) for name, value in settings.env.items()}}
-        if settings.cwd is not None and not os.path.isdir(settings.cwd):
+        if settings.cwd is not None and not await asyncio.to_thread(os.path.isdir, settings.cwd):
             return StepResult(ok=False, summary=f"working directory not found: {settings.cwd}")
         timeout, grace = settings.timeout.total_seconds(), settings.kill_grace.total_seconds()
         try:
@@ -340,13 +340,17 @@ def this_host() -> tuple[str, str]:
 async def stop_group(pgid: int, *, grace: float, gone_within: float = 15.0) -> bool:
     """Stops a process group another (dead) process started: SIGTERM, SIGKILL after `grace`, then waits until no
     process of it is left; False if some still are after `gone_within` more seconds."""
-    loop = asyncio.get_running_loop()
     _signal_group(pgid, signal.SIGTERM)
-    end = loop.time() + grace
-    while group_alive(pgid) and loop.time() < end:
-        await asyncio.sleep(0.05)
+    await _group_gone(pgid, within=grace)
     _signal_group(pgid, signal.SIGKILL)
-    end = loop.time() + gone_within
+    return await _group_gone(pgid, within=gone_within)
+
+
+async def _group_gone(pgid: int, *, within: float) -> bool:
+    """Whether no process of group `pgid` is left, now or within `within` seconds. Polled: the group is not our
+    child, so nothing tells us when it ends."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
     while group_alive(pgid):
         if loop.time() >= end:
             return False
@@ -359,13 +363,13 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
-    """The exit code, or None if the command is still running after `timeout` seconds.
+async def _wait_exit(proc: asyncio.subprocess.Process, within: float) -> int | None:
+    """The exit code, or None if the command is still running after `within` seconds.
 
     `Process.wait()` also waits for the output pipe to close, which leftover background processes can hold
     open; the return code is known as soon as the command itself exits, so poll that as well."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + within
     waiter = asyncio.ensure_future(proc.wait())
     try:
         while proc.returncode is None:

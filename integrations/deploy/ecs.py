@@ -239,8 +239,8 @@ class EcsDeployer:
                 raise _StepFailed(f"the service moved on to {_short_arn(service.get('taskDefinition', '?'))} "
                                   f"before {_short_arn(target)} finished rolling out")
             deployments = service.get("deployments") or []
-            primary = next((d for d in deployments if d.get("status") == "PRIMARY" and d.get("taskDefinition") == target),
-                           None) or next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+            primaries: list[dict[str, Any]] = [d for d in deployments if d.get("status") == "PRIMARY"]
+            primary = next((d for d in primaries if d.get("taskDefinition") == target), None) or next(iter(primaries), {})
             state = primary.get("rolloutState")
             running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
             seen = (state, running, desired, len(deployments))

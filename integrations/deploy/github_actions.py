@@ -291,7 +291,8 @@ class GithubActionsDeployer:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             if status == 401:
-                raise DeployError(f"GitHub rejected the token in {self._settings.token_env} (401 {_message(data) or 'Bad credentials'})")
+                raise DeployError(f"GitHub rejected the token in {self._settings.token_env} "
+                                  f"(401 {_message(data) or 'Bad credentials'})")
             wait = _rate_limit_wait(status, response_headers, data)
             if wait is not None:
                 log.info("GitHub rate limit: waiting %.0fs", wait)

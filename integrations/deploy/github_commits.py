@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import Field, field_validator
 
-from integrations.types import StrictModel
+from integrations.types import StrictModel, json_object
 
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
 _SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -85,9 +85,9 @@ async def commit_time(http: aiohttp.ClientSession, api_url: str, repo: str, sha:
 
 
 def _committed_at(data: dict[str, Any], repo: str, sha: str) -> datetime:
-    commit = data.get("commit") if isinstance(data.get("commit"), dict) else {}
+    commit = json_object(data.get("commit"))
     for who in ("committer", "author"):
-        person = commit.get(who) if isinstance(commit.get(who), dict) else {}
+        person = json_object(commit.get(who))
         text = person.get("date")
         if isinstance(text, str):
             try:

@@ -47,7 +47,7 @@ from integrations.deploy.base import (
     render_template,
     safe_emit,
 )
-from integrations.types import StrictModel
+from integrations.types import StrictModel, json_object
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ class _Deployment:
 
     @classmethod
     def parse(cls, data: Any, fallback_id: str) -> _Deployment:
-        body = data if isinstance(data, dict) else {}
-        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-        git = body.get("gitSource") if isinstance(body.get("gitSource"), dict) else {}
+        body = json_object(data)
+        meta = json_object(body.get("meta"))
+        git = json_object(body.get("gitSource"))
         host = _text(body.get("url"))
         sha = _text(git.get("sha")) or _text(meta.get("githubCommitSha"))
         error = _text(body.get("errorMessage")) or _text(body.get("errorCode"))
@@ -374,7 +374,7 @@ class VercelDeployer:
         if not await self._serving(headers, deployment_id, deadline):
             path = (f"/v1{self._project_path}/rollback/{quoted}" if action == "rollback"
                     else f"/v10{self._project_path}/promote/{quoted}")
-            body = {} if action == "promote" else None
+            body: dict[str, Any] | None = {} if action == "promote" else None
             status, data = await self._request("POST", path, headers, deadline, json=body, what=f"the {action}")
             if status not in (200, 201, 202, 204):
                 raise _StepFailed(f"Vercel refused the {action} to {deployment_id} ({status}): "
@@ -401,8 +401,7 @@ class VercelDeployer:
         if status != 200 or not isinstance(data, dict):
             raise _StepFailed(f"Vercel answered {status} for project {self._settings.project}: "
                               f"{_message(data) or 'no message'}")
-        targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
-        production = targets.get("production") if isinstance(targets.get("production"), dict) else {}
+        production = json_object(json_object(data.get("targets")).get("production"))
         return production.get("id") == deployment_id
 
     # -- HTTP --------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def retry_after_seconds(headers: Mapping[str, str], default: float) -> float:
 
 
 def _connection_reason(error: BaseException) -> str:
-    if isinstance(error, asyncio.TimeoutError):
+    if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, aiohttp.ClientConnectorError):
         os_error = error.os_error
@@ -132,12 +132,15 @@ def _connection_reason(error: BaseException) -> str:
 
 
 async def get_json(
-    http: aiohttp.ClientSession, url: str, *, vendor: str, timeout: timedelta,
+    http: aiohttp.ClientSession, url: str, *, vendor: str, timeout: timedelta,  # noqa: ASYNC109 - see below
     params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """GETs `url` and returns (status, parsed JSON body or None) for a 2xx or 4xx other than 429. 429 waits for
     Retry-After, 5xx and connection errors are retried with backoff; Unreachable when `timeout` runs out first.
-    Error text names `vendor` and never the URL (it may carry a secret) or the headers."""
+    Error text names `vendor` and never the URL (it may carry a secret) or the headers.
+
+    `timeout` is a budget the retries share, not a cancellation: running out is an Unreachable that says why the
+    last attempt failed, and each attempt's own timeout is what is left of it, so asyncio.timeout would not do."""
     deadline = time.monotonic() + timeout.total_seconds()
     backoff = _FIRST_BACKOFF_SECONDS
     reason = "no answer"
@@ -160,7 +163,7 @@ async def get_json(
                     return status, _parse(text)
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
             reason = _connection_reason(error)
         if time.monotonic() + wait >= deadline:
             raise Unreachable(f"{vendor} did not answer in time ({reason})")

@@ -119,7 +119,7 @@ class CloudwatchAlarmCheck:
                 raise _Final(f"environment variable {self._settings.endpoint_url_env} (the CloudWatch endpoint URL) "
                              "is not set")
         keys = {name.lower(): environ[name] for name in _KEY_VARIABLES if environ.get(name)}
-        session = boto3.session.Session(**keys, region_name=region)  # type: ignore[arg-type]
+        session = boto3.session.Session(**keys, region_name=region)
         config = botocore.config.Config(connect_timeout=5, read_timeout=10,
                                         retries={"max_attempts": 3, "mode": "standard"})
         return session.client("cloudwatch", endpoint_url=endpoint, config=config)

@@ -230,7 +230,7 @@ async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings, *,
             body = await response.content.read(_BODY_LIMIT) if settings.expect_body is not None else b""
     except asyncio.CancelledError:
         raise
-    except Exception as error:  # noqa: BLE001 - a probe reports, it never raises
+    except Exception as error:  # a probe reports, it never raises
         return ProbeResult(ok=False, status=None, latency_ms=_ms(time.perf_counter() - started),
                            error=_short_error(error, settings))
     elapsed = time.perf_counter() - started

@@ -157,10 +157,10 @@ class PrometheusCheck:
             return Measurement(ok=False, value="error", limit=limit, error=str(error))
         if status == 200 and isinstance(body, dict) and body.get("status") == "success":
             return judge(settings, body.get("data"))
-        error = body.get("error") if isinstance(body, dict) else None
-        if status in (400, 422) and error:
+        refusal = body.get("error") if isinstance(body, dict) else None
+        if status in (400, 422) and refusal:
             return Measurement(ok=False, value="error", limit=limit, final=True,
-                               error=f"Prometheus rejected the query: {clip(str(error))}")
+                               error=f"Prometheus rejected the query: {clip(str(refusal))}")
         if status in (401, 403):
             return Measurement(ok=False, value="error", limit=limit, final=True,
                                error=f"Prometheus refused the request ({status}): check bearer_token_env")
@@ -168,7 +168,7 @@ class PrometheusCheck:
             return Measurement(ok=False, value="error", limit=limit, final=True,
                                error="Prometheus answered 404: is the URL the server's base URL (no /api/v1)?")
         return Measurement(ok=False, value="error", limit=limit,
-                           error=f"Prometheus answered {status}" + (f": {clip(str(error))}" if error else ""))
+                           error=f"Prometheus answered {status}" + (f": {clip(str(refusal))}" if refusal else ""))
 
     def _base_url(self) -> str:
         settings = self._settings
