@@ -324,6 +324,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
+        alerts.use_sources(app[SOURCES], app[METRICS])  # the consumer normalises what their raw intake stored
         deps = Deps(
             config=runtime.config,
             store=store,
