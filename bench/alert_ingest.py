@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +134,7 @@ async def drive_wrk(url: str, bodies: list[bytes], headers: dict[str, str], *, c
     script = workdir / "post.lua"
     wrk_script(script, bodies, headers)
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", str(script), url,
+        "wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), url,  # whole seconds
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out = (await proc.communicate())[0].decode()
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
@@ -260,7 +260,7 @@ async def chatops(workdir: Path, emulator: SlackEmulator) -> AsyncIterator[tuple
 
 
 @contextlib.contextmanager
-def paused(proc: asyncio.subprocess.Process | None) -> object:
+def paused(proc: asyncio.subprocess.Process | None) -> Iterator[None]:
     """`proc` stopped (SIGSTOP) for the duration, so its background work takes no CPU from what is measured."""
     if proc is not None and proc.returncode is None:
         proc.send_signal(signal.SIGSTOP)
@@ -517,7 +517,8 @@ async def main() -> None:
     try:
         missing = alertmanager_missing()
         driver = "wrk (2 threads)" if args.driver == "wrk" else "a Python aiohttp client"
-        print(f"ingest: {args.clients} clients from {driver}, {args.rounds} x {args.seconds:g} s per side and batch size")
+        print(f"ingest: {args.clients} clients from {driver}, {args.rounds} x {args.seconds:g} s per side and "
+              "batch size")
         if missing is not None:
             print(f"ingest: no Alertmanager anchor: {missing}")
         for batch in [int(b) for b in args.batches.split(",")]:

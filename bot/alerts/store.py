@@ -201,8 +201,8 @@ class AlertStore:
     async def append_raw(self, source: str, body: bytes, count: int, now: datetime) -> str:
         """Appends a webhook's body as its source sent it (admitted by `RawIntake.admit`: `count` alerts), to be
         normalised by the consumer; durable once this returns, as `append`."""
-        return await self._appender.append(
-            {"source": source, "body": body, "at": now.isoformat(), "count": str(count)}, count, now)  # type: ignore[dict-item]
+        fields = {"source": source, "body": body, "at": now.isoformat(), "count": str(count)}
+        return await self._appender.append(fields, count, now)  # type: ignore[arg-type]
 
     async def append_once(self, alerts: Sequence[Alert], now: datetime, request: str) -> str | None:
         """Like `append`, unless `request` (a sender's delivery id, e.g. `sentry:<Request-ID>`) was appended in the

@@ -42,7 +42,8 @@ from integrations.types import describe_value
 
 __all__ = [
     "MAX_BODY_BYTES", "MAX_SUMMARY_CHARS", "MAX_TITLE_CHARS", "UNEXPECTED_REASON", "Accepted", "Admitted", "Alert",
-    "AlertSource", "Confirmation", "RawIntake", "EnvVarName", "Severity", "SourceConfigError", "Status", "WebhookRejected",
+    "AlertSource", "Confirmation", "RawIntake",
+    "EnvVarName", "Severity", "SourceConfigError", "Status", "WebhookRejected",
     "WebhookRequest", "accepted", "bearer_token", "best_summary", "check_bearer", "check_size", "clean", "clip",
     "constant_time_equal", "field_path", "http_links", "ignored", "load_json", "make_fingerprint", "make_title",
     "normalise_severity", "optional_string", "parse_time", "read_secret", "rejects_only", "require_object",
