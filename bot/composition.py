@@ -339,6 +339,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
                           catch_up=False)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
+        alerts.use_sources(app[SOURCES], app[METRICS])  # the consumer normalises what their raw intake stored
         deps = Deps(
             config=runtime.config,
             store=store,

@@ -1,6 +1,10 @@
 """The alert pipeline: accepted alerts are appended to a Redis Stream before the webhook is answered; a consumer
 group delivers them to Slack in order (dedup into the open group, routing, silences), a flusher updates messages
-at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts."""
+at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts.
+
+A source with the raw intake (`RawIntake`) has its admitted bodies stored as they came; the consumer normalises them
+with that source, and a body it cannot normalise goes to the dead-letter stream at once (counted in
+`chatops_alert_entries_dead_lettered` and logged), never dropped."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from redis.asyncio.client import Pipeline
@@ -20,7 +24,7 @@ from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.render import alert_message
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
-from bot.alerts.store import AlertStore
+from bot.alerts.store import AlertStore, RawEntry
 from bot.audit import AuditLog
 from bot.blocks import external_text
 from bot.deploys.render import human_duration
@@ -30,7 +34,8 @@ from bot.oncall.config import OncallSection
 from bot.oncall.render import page_closed
 from bot.slack_client import error_code, is_transient
 from bot.slack_post import OncePoster, post_message
-from integrations.alerts.base import Alert
+from bot.metrics import Metrics
+from integrations.alerts.base import Alert, AlertSource, RawIntake
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,14 @@ class AlertPipeline:
         self._poster = OncePoster(slack, event_type="chatops_alert")
         self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
         self._beat = heartbeat or (lambda _loop: None)
+        self._sources: Mapping[str, AlertSource] = {}
+        self._metrics: Metrics | None = None
+
+    def use_sources(self, sources: Mapping[str, AlertSource], metrics: Metrics | None = None) -> None:
+        """The configured alert sources, which normalise the bodies their raw intake stored (and the metrics that
+        count what could not be)."""
+        self._sources = sources
+        self._metrics = metrics
 
     # -- ingest -------------------------------------------------------------------------------------------
 
@@ -78,6 +91,28 @@ class AlertPipeline:
         if once is not None:
             return await self.store.append_once(alerts, self._clock(), once)
         return await self.store.append(alerts, self._clock())
+
+    async def ingest_raw(self, source: str, body: bytes, count: int, received_at: datetime) -> str:
+        """Stores a body admitted by `source`'s raw intake (`count` alerts) durably, to be normalised by the
+        consumer; raises StoreUnavailable otherwise (the webhook must answer 5xx)."""
+        return await self.store.append_raw(source, body, count, received_at)
+
+    async def normalised(self, entry_id: str, entry: RawEntry) -> list[Alert]:
+        """The alerts of a stored body, normalised by its source; one that cannot be (its source is not configured
+        here, or it does not parse) is moved to the dead-letter stream, counted and logged, and gives none."""
+        source = self._sources.get(entry.source)
+        try:
+            if not isinstance(source, RawIntake):
+                raise ValueError(f"alert source {entry.source!r} is not configured for raw intake in this process")
+            return list(source.normalise(entry.body.encode("utf-8", "surrogateescape"), entry.received_at).alerts)
+        except Exception as error:  # whatever the body holds: recorded, never dropped, and the stream moves on
+            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+            log.error("alert entry %s from %s could not be normalised (%s); moved to the dead-letter stream",
+                      entry_id, entry.source or "an unknown source", reason)
+            await self.store.dead_letter_raw(entry_id, entry, reason)
+            if self._metrics is not None:
+                self._metrics.alerts_dead_lettered.labels(reason="unreadable").inc()
+            return []
 
     # -- delivery -----------------------------------------------------------------------------------------
 
@@ -104,9 +139,10 @@ class AlertPipeline:
                 if retry_pending and not entries:
                     retry_pending = False
                     continue
-                for entry_id, alerts in entries:
+                for entry_id, payload in entries:
                     if stop.is_set():
                         break
+                    alerts = payload if isinstance(payload, list) else await self.normalised(entry_id, payload)
                     current = (entry_id, alerts)
                     for index, alert in enumerate(alerts):
                         await self.deliver(f"{entry_id}-{index}", alert)
@@ -144,6 +180,8 @@ class AlertPipeline:
         try:
             await self.store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
             failures.pop(entry_id, None)
+            if self._metrics is not None:
+                self._metrics.alerts_dead_lettered.labels(reason="failing").inc()
         except Exception:
             log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
