@@ -33,9 +33,9 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import escape
-from bot.deps import Deps
-from bot.errors import (
+from bot.text.blocks import escape
+from bot.shell.deps import Deps
+from bot.platform.errors import (
     PermissionDenied,
     StoreUnavailable,
     UsageError,

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import ChatopsConfig, parse_config
-from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
 from integrations.alerts.alertmanager import parse_payload, well_formed
 from integrations.alerts.base import WebhookRejected, parse_time, valid_time

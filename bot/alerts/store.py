@@ -14,8 +14,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
 from bot.alerts.model import AlertGroup
-from bot.errors import StoreUnavailable
-from bot.store import IDEMPOTENCY_TTL_SECONDS, UNAVAILABLE, Store
+from bot.platform.errors import StoreUnavailable
+from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, UNAVAILABLE, Store
 from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.config import ChatopsConfig
+from bot.shell.config import ChatopsConfig
 from bot.deploys.model import DeployRecord
 from bot.deploys.store import DeployStore
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
