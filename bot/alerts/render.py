@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from bot.alerts.model import AlertGroup, Member, Page
+from bot.alerts.model import AlertGroup, Member, Page, is_chatops_page
 from bot.text.blocks import (
     Block,
     actions,
@@ -22,7 +22,6 @@ from bot.text.blocks import (
     static_select,
 )
 from bot.text.humanize import duration as human_duration
-from bot.incidents.paging import is_incident_page
 
 ACK = "alerts.ack"
 UNACK = "alerts.unack"
@@ -94,7 +93,7 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
             button("Unsilence", UNSILENCE, group.id) if silenced else
             static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
         ]
-        if not is_incident_page(group):  # an incident's own page needs no second incident
+        if not is_chatops_page(group):  # an incident's own page needs no second incident
             elements.append(button("Declare incident", DECLARE, group.id, style="danger"))
         blocks.append(actions(*elements, block_id=f"alert:{group.id}"))
     notes = [f"`{group.id}`"]
