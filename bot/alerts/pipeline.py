@@ -22,7 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member, new_group_id
-from bot.alerts.render import alert_message
+from bot.alerts.policies import EscalationSettings, NoEscalation
+from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
 from bot.alerts.store import AlertStore, RawEntry
 from bot.platform.audit import AuditLog
@@ -30,8 +31,6 @@ from bot.text.blocks import external_text
 from bot.text.humanize import duration as human_duration
 from bot.platform.errors import StoreUnavailable, UserFacingError
 from bot.alerts import escalation
-from bot.oncall.config import OncallSection
-from bot.oncall.render import page_closed
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
 from bot.platform.metrics import Metrics
@@ -54,11 +53,13 @@ class AlertPipeline:
 
     def __init__(
         self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], consumer: str | None = None, oncall: OncallSection | None = None,
+        clock: Callable[[], datetime], consumer: str | None = None, oncall: EscalationSettings | None = None,
         heartbeat: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
-        self.oncall = oncall or OncallSection()
+        # The on-call section's policies (with incidents' synthesized ones), from the composition root: alerts
+        # walk them without importing on-call, which sits above.
+        self.oncall: EscalationSettings = oncall or NoEscalation()
         self.store = store
         self._slack = slack
         self._audit = audit

@@ -147,3 +147,9 @@ def silence_modal(group: AlertGroup, matchers: str, *, channel: str) -> dict[str
             text_input("reason", "Reason", "Why, for whoever sees these alerts missing"),
         ],
     }
+
+
+def page_closed(group: AlertGroup, outcome: str) -> tuple[str, list[Block]]:
+    """A page after someone acted on the alert: no buttons, who did what (`outcome` is mrkdwn we built)."""
+    text = f"{external_text(group.title)} ({group.id}): {outcome}"
+    return text, [header(f"📟 {group.title}"), section(outcome), context(f"`{group.id}`")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.alerts.model import CHATOPS_SOURCE, AlertGroup, Member, is_chatops_page, new_group_id
+from bot.alerts.policies import EscalationSettings
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.oncall.config import EscalationPolicy, EscalationStep, OncallSection
@@ -23,7 +24,7 @@ SOURCE = CHATOPS_SOURCE
 SEVERITY_TO_ALERT: tuple[Severity, ...] = ("critical", "warning", "info")
 
 
-def policy_name(config: IncidentsSection, oncall: OncallSection, severity: str) -> str | None:
+def policy_name(config: IncidentsSection, oncall: EscalationSettings, severity: str) -> str | None:
     """The escalation policy that pages for `severity` (None when it pages nobody)."""
     target = config.severities[severity].page
     if target is None:
