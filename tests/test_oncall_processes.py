@@ -25,6 +25,7 @@ from bot.metrics import Metrics
 from bot.store import Store
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
+from tests.waiting import eventually
 
 POLICY = """
 roles: {{admins: [U0DEMO]}}
@@ -63,13 +64,6 @@ def _channel_pages(emulator: SlackEmulator, channel: str) -> list[dict[str, Any]
     return [m for m in emulator.messages(channel) if "📟" in json.dumps(m.get("blocks", []), ensure_ascii=False)]
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def _only_group(alerts: AlertStore) -> AlertGroup | None:
     groups = await alerts.groups(await alerts.recent_ids(datetime(2026, 1, 1, tzinfo=UTC)))
     return groups[0] if len(groups) == 1 else None
@@ -83,7 +77,7 @@ async def test_two_processes_against_one_redis_page_each_step_once(
     started = [await start_bot(emulator, redis_url, config) for _ in range(2)]
     bots: list[BotHarness] = [harness for harness, _ in started]
     try:
-        await _until(lambda: _leaders(bots, 1))
+        await eventually(lambda: _leaders(bots, 1), "exactly one of the two bots leading")
         await bots[0].deps.alerts.ingest([_alert("fp-two")])
         alerts = bots[1].deps.alerts.store
 
@@ -91,7 +85,7 @@ async def test_two_processes_against_one_redis_page_each_step_once(
             group = await _only_group(alerts)
             return group is not None and group.escalation_state == "exhausted"
 
-        await _until(exhausted)
+        await eventually(exhausted, "the escalation policy walked to its end")
         await asyncio.sleep(1.0)  # ticks keep running in both processes: nothing more may be sent
         group = await _only_group(alerts)
         assert group is not None
@@ -146,7 +140,7 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
             group = await _only_group(alerts)
             return group is not None and len(group.pages) == 1
 
-        await _until(first_page_recorded)
+        await eventually(first_page_recorded, "the first page recorded")
         first.kill()  # no clean shutdown: the lease stays until it expires
         await first.wait()
         second, _ = await _serve(emulator, redis_url, path)
@@ -155,7 +149,7 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
             group = await _only_group(alerts)
             return group is not None and len(group.pages) == 2
 
-        await _until(second_page_recorded)
+        await eventually(second_page_recorded, "the second page recorded by the restarted process")
         await asyncio.sleep(1.0)
         group = await _only_group(alerts)
         assert group is not None and group.escalation_started is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,6 +34,20 @@ async def eventually(
         if loop.time() > end:
             raise AssertionError(f"gave up after {deadline:.0f}s waiting for: {what} (last seen: {value!r})")
         await asyncio.sleep(every)
+
+
+def eventually_blocking(
+    condition: Callable[[], T], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS, every: float = 0.05,
+) -> T:
+    """`eventually` for synchronous code (fixtures starting servers, threads): blocks between polls."""
+    end = time.monotonic() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up after {deadline:.0f}s waiting for: {what} (last seen: {value!r})")
+        time.sleep(every)
 
 
 async def within(awaitable: Awaitable[T], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> T:
