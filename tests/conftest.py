@@ -3,7 +3,6 @@ port, and the bot's real web app wired to both. Nothing is patched; requests are
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys

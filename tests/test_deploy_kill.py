@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

@@ -63,12 +63,11 @@ async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
     """Ingests an alert and waits until its group's message is posted."""
     store = bot.deps.alerts.store
     await bot.deps.alerts.ingest([alert])
-    for _ in range(200):
-        for group in await store.groups(await store.firing_ids()):
-            if alert.fingerprint in group.members and group.message_ts:
-                return group
-        await asyncio.sleep(0.02)
-    raise AssertionError("the alert was never posted")
+
+    async def posted() -> AlertGroup | None:
+        groups = await store.groups(await store.firing_ids())
+        return next((g for g in groups if alert.fingerprint in g.members and g.message_ts), None)
+    return await eventually(posted, f"the message of alert {alert.fingerprint} posted")
 
 
 async def group_of(bot: BotHarness, group_id: str) -> AlertGroup:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from bot.metrics import Metrics
 from bot.store import Store
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
-from tests.waiting import eventually
+from tests.waiting import eventually, job_runs
 
 POLICY = """
 roles: {{admins: [U0DEMO]}}
@@ -64,6 +63,17 @@ def _channel_pages(emulator: SlackEmulator, channel: str) -> list[dict[str, Any]
     return [m for m in emulator.messages(channel) if "📟" in json.dumps(m.get("blocks", []), ensure_ascii=False)]
 
 
+async def _ticks_recorded(client: aioredis.Redis, count: int) -> None:
+    """Returns once the leader (in whichever process) recorded `count` more runs of the escalation tick."""
+    runs = Keys("chatops").scheduler("runs")
+    seen: set[str | None] = set()
+
+    async def ticked() -> bool:
+        seen.add(await client.hget(runs, "escalation-tick"))
+        return len(seen) > count
+    await eventually(ticked, f"{count} more escalation ticks recorded in Redis")
+
+
 async def _only_group(alerts: AlertStore) -> AlertGroup | None:
     groups = await alerts.groups(await alerts.recent_ids(datetime(2026, 1, 1, tzinfo=UTC)))
     return groups[0] if len(groups) == 1 else None
@@ -86,7 +96,9 @@ async def test_two_processes_against_one_redis_page_each_step_once(
             return group is not None and group.escalation_state == "exhausted"
 
         await eventually(exhausted, "the escalation policy walked to its end")
-        await asyncio.sleep(1.0)  # ticks keep running in both processes: nothing more may be sent
+        # Two more escalation ticks on the leader, begun after the walk ended: nothing more may be sent.
+        leader = next(bot for bot in bots if bot.deps.scheduler.is_leader)
+        await job_runs(leader.deps, "escalation-tick", 2)
         group = await _only_group(alerts)
         assert group is not None
         assert [p.number for p in group.pages] == [0, 1, 2]
@@ -150,7 +162,7 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
             return group is not None and len(group.pages) == 2
 
         await eventually(second_page_recorded, "the second page recorded by the restarted process")
-        await asyncio.sleep(1.0)
+        await _ticks_recorded(client, 2)  # the restarted leader ticked twice more: no third page, no second DM
         group = await _only_group(alerts)
         assert group is not None and group.escalation_started is not None
         assert len(_pages(emulator, "U0ALICE")) == 1 and len(_pages(emulator, "U0CAROL")) == 1

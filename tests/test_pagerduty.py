@@ -4,9 +4,8 @@ test runs the escalation tick where the scheduler would. The outbox's own loop s
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest

@@ -4,8 +4,7 @@ clear message and store nothing, and creating a silence needs the responders rol
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest

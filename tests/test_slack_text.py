@@ -5,11 +5,9 @@ the Slack emulator and a real Redis; the property tests need no network."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -213,7 +213,14 @@ async def test_slack_sdk_client_stays_connected_through_pings(emu: SlackEmulator
     try:
         await client.connect()
         await emu.wait_for_socket()
-        await asyncio.sleep(1.5)
+        rounds: set[float] = set()
+
+        def pinged() -> bool:
+            if client.last_ping_pong_time is not None:
+                rounds.add(client.last_ping_pong_time)
+            return len(rounds) >= 3
+
+        await eventually(pinged, "three ping/pong rounds on the connection")
         assert await client.is_connected()
         assert client.last_ping_pong_time is not None, "the emulator answers slack_sdk's pings with its data"
         assert len(emu.calls_to("apps.connections.open")) == 1, "no reconnection"
