@@ -28,9 +28,9 @@ from bot.backups.model import BackupRecord, BackupState, RestoreRecord, RestoreS
 from bot.backups.service import BackupService
 from bot.config import ChatopsConfig, parse_config
 from integrations.backups.envelope import MAGIC
-from tests.waiting import eventually
 from tests.backups.servers import PG_PASSWORD, Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.waiting import eventually
 
 
 @pytest.fixture

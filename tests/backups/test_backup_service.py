@@ -15,9 +15,9 @@ from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
 from bot.config import ChatopsConfig, parse_config
 from tests.backups.harness import backup_yaml, set_environment
-from tests.waiting import eventually
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.waiting import eventually
 
 
 @pytest.fixture
