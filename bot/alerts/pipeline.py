@@ -25,7 +25,7 @@ from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
-from bot.alerts.store import AlertStore, RawEntry
+from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.text.blocks import external_text
 from bot.text.humanize import duration as human_duration
@@ -34,6 +34,7 @@ from bot.alerts import escalation
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
 from bot.platform.metrics import Metrics
+from bot.platform.tasks import Passes
 from integrations.alerts.base import Alert, AlertSource, RawIntake
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class AlertPipeline:
         count what could not be)."""
         self._sources = sources
         self._metrics = metrics
+        self.flush_passes = Passes()  # the flusher's passes: a quiet one means no post or update was due
+        self._flushed = 0  # posts and updates claimed by any flush, so a pass knows whether it did work
 
     # -- ingest -------------------------------------------------------------------------------------------
 
@@ -310,11 +313,13 @@ class AlertPipeline:
         pause = FLUSH_SECONDS
         while not stop.is_set():
             self.posts_due.clear()
+            number, flushed = self.flush_passes.begin(), self._flushed
             try:
                 slack_failing = self._slack_failing = await self.flush(stop)
                 self._beat("alert-messages")
                 # Slack failing: back off (up to 10 s) rather than hammer it; what is due stays due in Redis.
                 pause = min(pause * 2, MAX_PAUSE_SECONDS) if slack_failing else FLUSH_SECONDS
+                self.flush_passes.end(number, worked=slack_failing or self._flushed != flushed)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -337,7 +342,9 @@ class AlertPipeline:
         the pass ended on Slack failing."""
         now = self._clock()
         failures_in_a_row = 0
-        for group_id in await self.store.claim_due_posts(now, lease_seconds=self._lease_seconds()):
+        due = await self.store.claim_due_posts(now, lease_seconds=self._lease_seconds())
+        self._flushed += len(due)
+        for group_id in due:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self.store.retry_post_at(group_id, now)
                 continue
@@ -347,6 +354,7 @@ class AlertPipeline:
                 failures_in_a_row += 1
                 await self.store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
         updates, lease = await self.store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
+        self._flushed += len(updates)
         for group_id in updates:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self.store.mark_dirty([group_id])
@@ -371,6 +379,22 @@ class AlertPipeline:
             log.warning("could not update alert %s: %s", group_id, error_code(error))
             return not is_transient(error)
         return True
+
+    async def caught_up(self) -> bool:
+        """Whether every entry accepted into the alert stream has been delivered and acknowledged (an idle check)."""
+        stream = self.store.k("stream")
+        newest = await self.store.redis.xrevrange(stream, count=1)
+        if not newest:
+            return True  # nothing accepted (or all of it trimmed away)
+        try:
+            groups = await self.store.redis.xinfo_groups(stream)
+        except ResponseError:
+            return False
+        group = next((g for g in groups if _str(g["name"]) == CONSUMER_GROUP), None)
+        if group is None:  # not created yet: the consumer is starting
+            return False
+        read_up_to = _stream_id(_str(group["last-delivered-id"]))
+        return int(group["pending"]) == 0 and read_up_to >= _stream_id(_str(newest[0][0]))
 
     def _lease_seconds(self) -> float:
         """How long a claimed post or update is ours before another process may take it over: longer than one
@@ -635,6 +659,15 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    milliseconds, _, sequence = value.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _no_group(error: Exception) -> bool:
