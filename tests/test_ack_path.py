@@ -87,7 +87,7 @@ SERVE_PATH = """
 import sys
 from pathlib import Path
 
-from bot import cli  # noqa: F401 - the `chatops` entry point
+from bot.shell import cli  # noqa: F401 - the `chatops` entry point
 from bot.shell.composition import create_web_app
 from bot.shell.config import load_config
 from bot.shell.settings import Settings
