@@ -26,10 +26,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.alerts.model import AlertGroup
 from bot.blocks import Block, context, escape, header, section
+from bot.deploys.model import DeployRecord
 from bot.deploys.render import human_duration, state_label
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.humanize import duration
+from bot.locks import LockInfo
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
@@ -76,9 +78,8 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
              for environment in svc.environments]
     # Every read below is independent of the others: one concurrent round (each store batches its own reads), not
     # one round trip per environment and target one after another.
-    holds, active, deployed, groups, on_call, incidents, public, backups = await asyncio.gather(
-        deps.deploys.store.holds(now), deps.deploys.store.active(), deps.status.running_all(pairs),
-        _firing(deps), _on_call(deps), _incidents(deps), _public(deps), _backups(deps, now))
+    (holds, active, deployed), groups, on_call, incidents, public, backups = await asyncio.gather(
+        _deploys(deps, pairs, now), _firing(deps), _on_call(deps), _incidents(deps), _public(deps), _backups(deps, now))
     running: dict[str, str] = {}
     activity: dict[str, str] = {}
     probed = {(item.target.service, item.target.environment) for item in checked}
@@ -111,6 +112,11 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
         blocks.insert(at, section("*Backups and DR*\n" + "\n".join(backups)))
         text += "\nBackups and DR:\n" + "\n".join(backups)
     return text, blocks
+
+
+async def _deploys(deps: Deps, pairs: list[tuple[str, str]], now: datetime) -> tuple[
+        dict[str, LockInfo], list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
+    return await asyncio.gather(deps.deploys.store.holds(now), deps.deploys.store.active(), deps.status.running_all(pairs))
 
 
 async def _firing(deps: Deps) -> list[AlertGroup]:
