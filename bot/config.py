@@ -46,6 +46,7 @@ from bot.oncall.config import OncallSection, PagerDutyTarget
 from bot.retention import RetentionSection
 from bot.status.config import StatusPageSection, StatusSection
 from integrations.paging.pagerduty import PagerDutySettings
+from integrations.kinds import LazyKinds, LazyModel
 from integrations.statuspage.statuspage import StatuspageSettings
 from integrations.types import (
     Duration,
@@ -854,7 +855,9 @@ def _unwrap(tp: Any) -> Any:
         if _TYPE_ALIAS is not None and isinstance(tp, _TYPE_ALIAS):  # `type X = ...` (Python 3.12+)
             tp = tp.__value__
         elif typing.get_origin(tp) is Annotated:
-            tp = typing.get_args(tp)[0]
+            # A lazily imported kind (integrations/kinds.py) declares what an eager annotation would have.
+            lazy = next((m for m in tp.__metadata__ if isinstance(m, (LazyKinds, LazyModel))), None)
+            tp = lazy.declared() if lazy is not None else typing.get_args(tp)[0]
         elif _is_union(tp):
             members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
             if len(members) != 1:
@@ -892,7 +895,8 @@ def _model_fields(tp: Any) -> dict[str, Any] | None:
     fields = {}
     for name, info in tp.model_fields.items():
         alias = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
-        fields[alias or name] = info.annotation
+        lazy = next((m for m in info.metadata if isinstance(m, (LazyKinds, LazyModel))), None)
+        fields[alias or name] = lazy.declared() if lazy is not None else info.annotation
     return fields
 
 
