@@ -45,8 +45,8 @@ from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection, PagerDutyTarget
 from bot.retention import RetentionSection
 from bot.status.config import StatusPageSection, StatusSection
-from integrations.paging.pagerduty import PagerDutySettings
 from integrations.kinds import LazyKinds, LazyModel
+from integrations.paging.pagerduty import PagerDutySettings
 from integrations.statuspage.statuspage import StatuspageSettings
 from integrations.types import (
     Duration,

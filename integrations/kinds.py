@@ -59,7 +59,8 @@ class LazyKinds:
 
     def model(self, tag: str) -> type[BaseModel]:
         """The settings model of `tag` (imported now); KeyError for a tag that is not a member."""
-        return load(self.members[tag])  # type: ignore[no-any-return]
+        model: type[BaseModel] = load(self.members[tag])
+        return model
 
     def declared(self) -> Any:
         """The union of every member model, as an eager registry would declare it (imports them all): for code
