@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, RootModel, ValidationError
 
+from integrations.kinds import LazyKinds, LazyModel
 from integrations.types import describe_value, format_duration
 
 KeyPath: TypeAlias = tuple[Any, ...]
@@ -291,7 +292,9 @@ def _unwrap(tp: Any) -> Any:
         if _TYPE_ALIAS is not None and isinstance(tp, _TYPE_ALIAS):  # `type X = ...` (Python 3.12+)
             tp = tp.__value__
         elif typing.get_origin(tp) is Annotated:
-            tp = typing.get_args(tp)[0]
+            # A lazily imported kind (integrations/kinds.py) declares what an eager annotation would have.
+            lazy = next((m for m in tp.__metadata__ if isinstance(m, (LazyKinds, LazyModel))), None)
+            tp = lazy.declared() if lazy is not None else typing.get_args(tp)[0]
         elif _is_union(tp):
             members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
             if len(members) != 1:
@@ -329,7 +332,8 @@ def _model_fields(tp: Any) -> dict[str, Any] | None:
     fields = {}
     for name, info in tp.model_fields.items():
         alias = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
-        fields[alias or name] = info.annotation
+        lazy = next((m for m in info.metadata if isinstance(m, (LazyKinds, LazyModel))), None)
+        fields[alias or name] = lazy.declared() if lazy is not None else info.annotation
     return fields
 
 
