@@ -28,34 +28,22 @@ from urllib.parse import quote
 
 import aiohttp
 
-from integrations.alerts.base import (
-    Accepted,
-    Admitted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    best_summary,
-    check_bearer,
+from integrations.alerts.auth import check_bearer
+from integrations.alerts.labels import make_fingerprint, severity_from_labels
+from integrations.alerts.model import Alert, Severity, valid_fingerprint
+from integrations.alerts.payload import (
     check_size,
     group_envelope,
-    http_links,
     load_json,
-    make_fingerprint,
-    make_title,
     optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
     require_object,
-    severity_from_labels,
     string_map,
     string_values,
-    valid_fingerprint,
-    valid_time,
 )
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, Admitted, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import best_summary, http_links, make_title
+from integrations.alerts.times import parse_time, valid_time
 from integrations.types import StrictModel
 
 NAME = "alertmanager"

@@ -28,29 +28,13 @@ from typing import Any, Literal
 
 import aiohttp
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_bearer,
-    check_size,
-    clean,
-    clip,
-    http_links,
-    ignored,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    read_secret,
-    rejects_only,
-    require_object,
-)
+from integrations.alerts.auth import check_bearer
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity
+from integrations.alerts.payload import check_size, load_json, require_object
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, ignored, rejects_only
+from integrations.alerts.text import clean, clip, http_links, make_title
 from integrations.types import StrictModel
 
 NAME = "datadog"

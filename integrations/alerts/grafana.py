@@ -23,34 +23,22 @@ from typing import Any, Self
 import aiohttp
 from pydantic import model_validator
 
-from integrations.alerts.base import (
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    bearer_token,
-    best_summary,
+from integrations.alerts.auth import bearer_token, constant_time_equal
+from integrations.alerts.labels import make_fingerprint, severity_from_labels
+from integrations.alerts.model import Alert, Severity, valid_fingerprint
+from integrations.alerts.payload import (
     check_size,
-    clean,
-    constant_time_equal,
     field_path,
     group_envelope,
-    http_links,
     load_json,
-    make_fingerprint,
-    make_title,
     optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
     require_object,
-    severity_from_labels,
     string_map,
-    valid_fingerprint,
 )
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import best_summary, clean, http_links, make_title
+from integrations.alerts.times import parse_time
 from integrations.types import StrictModel
 
 NAME = "grafana"

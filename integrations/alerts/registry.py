@@ -11,12 +11,13 @@ import aiohttp
 
 from integrations.alerts import alertmanager, datadog, generic, grafana, sentry, sns
 from integrations.alerts.alertmanager import AlertmanagerSettings
-from integrations.alerts.base import AlertSource, SourceConfigError
 from integrations.alerts.datadog import DatadogSettings
 from integrations.alerts.generic import GenericSettings
 from integrations.alerts.grafana import GrafanaSettings
 from integrations.alerts.sentry import SentrySettings
+from integrations.alerts.settings import SourceConfigError
 from integrations.alerts.sns import SnsSettings
+from integrations.alerts.source import AlertSource
 from integrations.types import StrictModel
 
 __all__ = ["AlertSourcesSettings", "SourceConfigError", "build_sources"]

@@ -28,31 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_size,
-    clean,
-    clip,
-    constant_time_equal,
-    http_links,
-    ignored,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
-    require_object,
-)
+from integrations.alerts.auth import constant_time_equal
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity
+from integrations.alerts.payload import check_size, load_json, optional_string, require_object
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, ignored, rejects_only
+from integrations.alerts.text import clean, clip, http_links, make_title
+from integrations.alerts.times import parse_time
 from integrations.types import StrictModel
 
 NAME = "sentry"

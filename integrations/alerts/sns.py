@@ -47,29 +47,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import AfterValidator, Field, field_validator
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    Confirmation,
-    Severity,
-    SourceConfigError,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_size,
-    clean,
-    clip,
-    field_path,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    optional_string,
-    parse_time,
-    rejects_only,
-    require_object,
-)
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity
+from integrations.alerts.payload import check_size, field_path, load_json, optional_string, require_object
+from integrations.alerts.settings import SourceConfigError
+from integrations.alerts.source import Accepted, Confirmation, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import clean, clip, make_title
+from integrations.alerts.times import parse_time
 from integrations.types import Duration, StrictModel, describe_value, format_duration
 
 log = logging.getLogger(__name__)
