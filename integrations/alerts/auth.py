@@ -1,4 +1,5 @@
-"""Authenticating a webhook request: bearer tokens and constant-time comparison of credentials and signatures.
+"""Authenticating a webhook request: bearer tokens, constant-time comparison of credentials and signatures, and
+what the sources sharing a way to authenticate have in common (`BearerTokenSource`, `SignedSource`).
 
 Every failure is a WebhookRejected(401) whose reason says what was missing or wrong, never the expected value.
 """
@@ -7,10 +8,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
-from integrations.alerts.source import WebhookRejected
+from integrations.alerts.payload import check_size, load_json
+from integrations.alerts.source import WebhookRejected, WebhookRequest
 
-__all__ = ["bearer_token", "check_bearer", "constant_time_equal"]
+__all__ = ["BearerTokenSource", "SignedSource", "bearer_token", "check_bearer", "constant_time_equal"]
+
+SettingsT = TypeVar("SettingsT")
 
 
 def _credential_bytes(text: str) -> bytes:
@@ -42,3 +47,28 @@ def check_bearer(headers: Mapping[str, str], expected: str) -> None:
 def constant_time_equal(given: str, expected: str) -> bool:
     """`given == expected` without leaking where they differ."""
     return hmac.compare_digest(_credential_bytes(given), _credential_bytes(expected))
+
+
+class BearerTokenSource(Generic[SettingsT]):
+    """Base of a source whose requests carry `Authorization: Bearer <token>`: its settings, its token (read from
+    the environment when it is built), and a body read only once the token checks out."""
+
+    def __init__(self, settings: SettingsT, token: str) -> None:
+        self._settings = settings
+        self._token = token
+
+    def _authentic_json(self, request: WebhookRequest) -> Any:
+        """The decoded body of `request`; 413 when it is too large, 401 without the token, 400 when it is not JSON
+        (checked in that order)."""
+        check_size(request.body)
+        check_bearer(request.headers, self._token)
+        return load_json(request.body)
+
+
+class SignedSource(Generic[SettingsT]):
+    """Base of a source whose requests are signed with a shared secret (an HMAC of the body): its settings and the
+    secret's bytes, which each source's own `verify` checks the signature with."""
+
+    def __init__(self, settings: SettingsT, secret: str) -> None:
+        self._settings = settings
+        self._secret = _credential_bytes(secret)

@@ -1,6 +1,6 @@
 """Reading a webhook body: the size limit, JSON decoding, and the shape checks the parsers are built from, each of
 whose WebhookRejected(400) names the path of the offending value (`alerts[2].labels.team must be a string`); also
-the outer shape Alertmanager's and Grafana's webhooks share (`GroupEnvelope`).
+the shapes Alertmanager's and Grafana's webhooks share (`GroupEnvelope`, `GroupAlert`).
 """
 
 from __future__ import annotations
@@ -9,23 +9,30 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from integrations.alerts.labels import make_fingerprint, severity_from_labels
+from integrations.alerts.model import Alert, Severity, Status, valid_fingerprint
 from integrations.alerts.source import WebhookRejected
-from integrations.alerts.text import clean, clip
+from integrations.alerts.text import best_summary, clean, clip
+from integrations.alerts.times import parse_time
 from integrations.types import describe_value
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "GroupAlert",
     "GroupEnvelope",
     "check_size",
     "field_path",
+    "group_alert",
     "group_envelope",
     "load_json",
     "optional_string",
     "require_object",
+    "sender_fingerprint",
     "string_map",
     "string_values",
 ]
@@ -133,3 +140,74 @@ def group_envelope(data: Any, *, version: str) -> GroupEnvelope:
     if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise WebhookRejected(400, "truncatedAlerts must be a non-negative integer")
     return GroupEnvelope(body, raw_alerts, optional_string(body, "groupKey", ""), truncated)
+
+
+@dataclass(frozen=True)
+class GroupAlert:
+    """An entry of `alerts[]` in Alertmanager's webhook or Grafana's, with the fields both give it checked."""
+
+    item: dict[str, Any]
+    status: Status
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    """None for Go's zero time: the sender did not say."""
+    ends_at: datetime | None
+
+    @property
+    def runbook(self) -> str | None:
+        """The runbook link the annotations give (`runbook_url`, else `runbook`), if any."""
+        return self.annotations.get("runbook_url") or self.annotations.get("runbook")
+
+    def alert(
+        self,
+        source: str,
+        *,
+        fingerprint: str,
+        title: str,
+        default_severity: Severity,
+        links: dict[str, str],
+        group_key: str | None,
+        now: datetime,
+    ) -> Alert:
+        """This entry as an Alert: the severity its labels name (else `default_severity`), the best summary line, a
+        start given as Go's zero time taken as the end (else `now`), and an end only once resolved."""
+        return Alert(
+            source=source,
+            fingerprint=fingerprint,
+            status=self.status,
+            title=title,
+            severity=severity_from_labels(self.labels, default_severity),
+            labels=self.labels,
+            annotations=self.annotations,
+            summary=best_summary(self.annotations, title),
+            starts_at=self.starts_at or self.ends_at or now,
+            ends_at=self.ends_at if self.status == "resolved" else None,
+            links=links,
+            group_key=group_key,
+        )
+
+
+def group_alert(raw: Any, path: str) -> GroupAlert:
+    """Checks an entry's shared fields (`status`, `labels`, `annotations`, `startsAt`, `endsAt`, in that order);
+    WebhookRejected(400) naming the first thing wrong."""
+    item = require_object(raw, path)
+    status = item.get("status")
+    if status not in ("firing", "resolved"):
+        raise WebhookRejected(400, f'{path}.status must be "firing" or "resolved"')
+    labels = string_map(item.get("labels"), f"{path}.labels")
+    annotations = string_map(item.get("annotations"), f"{path}.annotations")
+    if "startsAt" not in item:
+        raise WebhookRejected(400, f"{path}.startsAt is missing")
+    starts_at = parse_time(item["startsAt"], f"{path}.startsAt")
+    ends_at = parse_time(item["endsAt"], f"{path}.endsAt") if item.get("endsAt") is not None else None
+    return GroupAlert(item, status, labels, annotations, starts_at, ends_at)
+
+
+def sender_fingerprint(item: Mapping[str, Any], path: str, source: str, labels: Mapping[str, str]) -> str:
+    """The entry's own `fingerprint` when it can be used as it is (400 when it is not a string), else one made from
+    `source` and the labels."""
+    fingerprint = optional_string(item, "fingerprint", path)
+    if fingerprint is not None and valid_fingerprint(fingerprint):
+        return fingerprint
+    return make_fingerprint(source, labels)

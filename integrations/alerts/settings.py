@@ -1,19 +1,20 @@
 """Configuration helpers for the sources' settings: `EnvVarName` (a setting that names the environment variable
-holding a secret, never the secret itself), `read_secret` to read it when a source is built, and the
-`SourceConfigError` a source that cannot be built raises.
+holding a secret, never the secret itself), `read_secret` to read it when a source is built, `PositiveDuration`,
+and the `SourceConfigError` a source that cannot be built raises.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator
 
-from integrations.types import describe_value
+from integrations.types import Duration, describe_value
 
-__all__ = ["EnvVarName", "SourceConfigError", "read_secret"]
+__all__ = ["EnvVarName", "PositiveDuration", "SourceConfigError", "read_secret"]
 
 
 class SourceConfigError(Exception):
@@ -43,3 +44,13 @@ def read_secret(environ: Mapping[str, str], variable: str, what: str, *, strip: 
     if not value:
         raise SourceConfigError(f"environment variable {variable} ({what}) is not set")
     return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A duration setting that must be longer than zero (a tolerance, a timeout, a maximum age)."""
