@@ -39,7 +39,6 @@ from integrations.alerts import (
     WebhookRejected,
     WebhookRequest,
 )
-from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.sns import (
     AWS_CERT_HOST_PATTERN,
     SnsSettings,
@@ -47,6 +46,7 @@ from integrations.alerts.sns import (
     build,
     parse_alarm,
 )
+from integrations.alerts.source import UNEXPECTED_REASON
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ops-alarms"
 OTHER_TOPIC = "arn:aws:sns:eu-west-1:123456789012:marketing"
