@@ -239,13 +239,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def wait_dead(pid: int, seconds: float = 5.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if not alive(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def wait_dead(pid: int, what: str) -> None:
+    """Returns once `pid` has ended; fails naming `what` (the process that survived)."""
+    # Shorter than the default deadline on purpose: these scripts `sleep 60`, so a process that was never killed
+    # would end by itself a minute after it started; 40 s proves the kill and is still generous under load.
+    await eventually(lambda: not alive(pid), f"{what} (pid {pid}) to end", deadline=40)
+
+
+def pid_written(pid_file: Path) -> bool:
+    """Whether the script has written its pid into `pid_file`."""
+    return pid_file.exists() and bool(pid_file.read_text().strip())
 
 
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -265,7 +268,7 @@ sleep 60
     assert "started" in emit.lines
     for name in ("main", "child"):
         pid = int((tmp_path / f"pids.{name}").read_text())
-        assert await wait_dead(pid), f"{name} process {pid} survived"
+        await wait_dead(pid, f"the {name} process")
 
 
 async def test_processes_left_holding_the_output_are_killed_when_the_command_exits(tmp_path: Path) -> None:
@@ -273,21 +276,18 @@ async def test_processes_left_holding_the_output_are_killed_when_the_command_exi
     script = write_sh(tmp_path, "leaves.sh", f"sh -c 'echo $$ > {pids}; sleep 60' &\necho bye\nexit 0\n")
     result = await deployer([str(script)]).apply(make_step(), Lines())
     assert result.ok
-    assert await wait_dead(int(pids.read_text()))
+    await wait_dead(int(pids.read_text()), "the process left holding the output")
 
 
 async def test_cancelling_the_step_kills_the_command(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = write_sh(tmp_path, "slow.sh", f"echo $$ > {pid_file}\nsleep 60\n")
     task = asyncio.create_task(deployer([str(script)], kill_grace="500ms").apply(make_step(), Lines()))
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: pid_written(pid_file), "the command to start and write its pid")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await wait_dead(int(pid_file.read_text()))
+    await wait_dead(int(pid_file.read_text()), "the cancelled command")
 
 
 async def test_aclose_kills_running_commands(tmp_path: Path) -> None:
@@ -295,14 +295,11 @@ async def test_aclose_kills_running_commands(tmp_path: Path) -> None:
     script = write_sh(tmp_path, "slow.sh", f"echo $$ > {pid_file}\nsleep 60\n")
     d = deployer([str(script)], kill_grace="500ms")
     task = asyncio.create_task(d.apply(make_step(), Lines()))
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: pid_written(pid_file), "the command to start and write its pid")
     await d.aclose()
     result = await task
     assert not result.ok and "SIGTERM" in result.summary
-    assert await wait_dead(int(pid_file.read_text()))
+    await wait_dead(int(pid_file.read_text()), "the command running when the deployer closed")
 
 
 async def test_missing_and_unexecutable_programs(tmp_path: Path) -> None:
