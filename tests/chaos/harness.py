@@ -33,6 +33,7 @@ from bot.emulator import SlackEmulator, Workspace
 from integrations.alerts.generic import signed_headers
 from tests.conftest import BOT_TOKEN, serve_environment, start_site, wait_ready
 from tests.redis_servers import SentinelDeployment
+from tests.waiting import eventually, eventually_blocking
 
 SECRET_ENV = "CHAOS_ALERTS_SECRET"
 """The environment variable the replicas read the generic source's HMAC secret from."""
@@ -133,22 +134,26 @@ class ChaosRedis:
             if await asyncio.to_thread(self._wait_ready):
                 return
             self._end(signal.SIGKILL)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # pacing between start attempts while the old port is released, not a wait
         raise AssertionError(f"redis-server did not start on port {self.port}; see {self.data_dir / 'redis.log'}")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                time.sleep(0.05)
-        return False
+        """Whether the server came up answering PING (False: it exited, as on a port still held, or never answered)."""
+        try:
+            eventually_blocking(self._exited_or_ready, f"redis-server on port {self.port} to answer PING or exit")
+        except AssertionError:
+            return False
+        return self.process is not None and self.process.poll() is None
+
+    def _exited_or_ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     async def stop(self) -> None:
         """Stops the server cleanly (SIGTERM: the append-only file is complete)."""
@@ -367,8 +372,11 @@ class Storm:
 
     async def progressed(self, share: float) -> None:
         """Returns once `share` of the batches are accepted, or the storm ended."""
-        while self.progress < share and not self.finished:
-            await asyncio.sleep(0.05)
+        # Not the default deadline: the storm itself gives up `give_up_after` seconds from its start, so only past
+        # that (and its last requests' 30 s timeout) is a wait for it over-long.
+        await eventually(lambda: self.progress >= share or self.finished,
+                         f"{share:.0%} of the storm's batches to be accepted, or the storm to end",
+                         deadline=self.give_up_after + 60)
 
     async def run_against(self, cluster: Cluster) -> None:
         """Sends every batch; returns when each is accepted or given up."""
@@ -384,6 +392,7 @@ class Storm:
             async def sender() -> None:
                 while not queue.empty():
                     batch = queue.get_nowait()
+                    # Pacing: each batch leaves at its place in the storm (not a wait for an outcome).
                     await asyncio.sleep(max(0.0, self.started + batch.number * interval - time.monotonic()))
                     await self._send(session, cluster, batch, secret)
 
@@ -410,7 +419,7 @@ class Storm:
                         return
             except (aiohttp.ClientError, TimeoutError) as error:
                 batch.answers[type(error).__name__] += 1
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
+            await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))  # a sender's backoff, as Alertmanager's
 
 
 # -- disruptions --------------------------------------------------------------------------------------------------
@@ -744,15 +753,21 @@ async def drain(cluster: Cluster, storm: Storm, log: DisruptionLog, size: Size) 
     seconds it took from the end of the storm and whether it drained."""
     start = time.monotonic()
     quiet_since, seen = start, len(cluster.emulator.calls)
-    while True:
+
+    def outcome() -> tuple[float, bool] | None:
+        nonlocal quiet_since, seen
         if delivered_everything(cluster, storm, log):
             return time.monotonic() - start, True
         now = time.monotonic()
         if len(cluster.emulator.calls) != seen:
             quiet_since, seen = now, len(cluster.emulator.calls)
         if now - quiet_since > size.quiet_seconds or now - start > size.drain_deadline:
-            return now - start, False
-        await asyncio.sleep(0.5)
+            return now - start, False  # the judgement reports this as "did not drain", with what is missing
+        return None
+
+    # The drain deadline is the scenario's own, checked in outcome(); eventually's is only a backstop beyond it.
+    return await eventually(outcome, "everything required to be delivered, or the bot to fall quiet",
+                            deadline=size.drain_deadline + 60, every=0.5)
 
 
 async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path | None = None) -> Figures:
