@@ -174,6 +174,19 @@ def _read_reply(stream: object) -> str:
     raise ValueError(f"unexpected reply {line!r}")
 
 
+CLUSTER_PORT_LIMIT = 55535
+"""A cluster node's bus listens 10000 above its port, so redis-server refuses a port above this one."""
+
+
+def cluster_port() -> int:
+    """A free port a cluster node may take (a free port from Linux's ephemeral range is above 55535 one time in
+    five, which redis-server refuses)."""
+    for _ in range(200):
+        if (port := free_port()) <= CLUSTER_PORT_LIMIT:
+            return port
+    raise RuntimeError(f"no free port at or below {CLUSTER_PORT_LIMIT} in 200 tries")
+
+
 def wait_until(condition: Callable[[], bool], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
     """`eventually_blocking` on `condition`, where a connection error or an unreadable reply (a server still starting
     or failing over) counts as "not yet"; fails naming `what`."""
@@ -196,6 +209,7 @@ class RedisProcess:
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
     tls: TlsFiles | None = None  # it listens only for TLS (its port is the tls-port)
+    next_port: Callable[[], int] = free_port  # where start_with tries again after a port race
 
     def start(self) -> RedisProcess:
         """Starts it (detached from the test's terminal signals) and waits until it answers PING."""
@@ -219,7 +233,7 @@ class RedisProcess:
                 return self.start()
             except AssertionError:
                 self.stop()
-                self.port = free_port()
+                self.port = self.next_port()
         raise RuntimeError(f"redis-server would not start in {self.directory}: {self.log()}")
 
     def command(self, *args: str) -> str:
@@ -408,7 +422,8 @@ class ClusterDeployment:
         try:
             for index in range(self.masters):
                 tls = self.tls
-                node = RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", [], tls=tls)
+                node = RedisProcess(binaries["redis-server"], cluster_port(), self.root / f"node{index}", [], tls=tls,
+                                    next_port=cluster_port)
                 self.nodes.append(node.start_with(lambda p, d: _server_args(
                     p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
                     "--cluster-node-timeout", "2000", *(["--tls-cluster", "yes"] if tls else []), tls=tls,
