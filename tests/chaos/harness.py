@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -230,8 +230,29 @@ class Replica:
         """http://127.0.0.1:<port>."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, env: dict[str, str]) -> None:
-        """Starts the process and waits until /readyz answers 200."""
+    async def start(self, env_for: Callable[[Replica], dict[str, str]]) -> None:
+        """Starts the process (with the environment `env_for` gives it) and waits until /readyz answers 200. On its
+        first start a replica whose port was taken meanwhile (by a concurrent run) moves to another free port."""
+        first = self.starts == 0
+        for attempt in range(3):
+            await self._spawn(env_for(self))
+            assert self.process is not None
+            ready = asyncio.create_task(wait_ready(self.origin, deadline=240))  # minutes on a loaded machine
+            exited = asyncio.create_task(self.process.wait())
+            await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                exited.cancel()
+                await ready  # ready, or its AssertionError naming the last answer
+                return
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            log = self.log_path.read_text(errors="replace")
+            if not first or "address already in use" not in log.rsplit("--- start", 1)[-1] or attempt == 2:
+                raise AssertionError(f"replica {self.index} exited with status {self.process.returncode} on start; "
+                                     f"see {self.log_path}")
+            self.port = free_port()
+
+    async def _spawn(self, env: dict[str, str]) -> None:
         with self.log_path.open("ab") as log:
             log.write(f"\n--- start {self.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
@@ -239,7 +260,6 @@ class Replica:
                 sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
             )
         self.starts += 1
-        await wait_ready(self.origin, deadline=240)  # minutes on a loaded machine, not seconds
 
     async def kill(self) -> None:
         """kill -9, as a crash or the OOM killer would."""
@@ -288,7 +308,7 @@ class Cluster:
         self.emulator.origin = origin
         (self.root / "chatops.yaml").write_text(config_text(self.group_wait, replicated=self.sentinel))
         self.replicas = [Replica(i, free_port(), self.root / f"replica-{i}.log") for i in range(self.replicas_wanted)]
-        await asyncio.gather(*(replica.start(self.env(replica)) for replica in self.replicas))
+        await asyncio.gather(*(replica.start(self.env) for replica in self.replicas))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -307,7 +327,7 @@ class Cluster:
 
     async def restart(self, replica: Replica) -> None:
         """Starts a replica again on its port."""
-        await replica.start(self.env(replica))
+        await replica.start(self.env)
 
 
 # -- the storm ----------------------------------------------------------------------------------------------------
