@@ -52,14 +52,21 @@ class Step:
     commit_lag: timedelta | None  # committed before it was requested (None: commit unknown)
 
 
+
+def spans(longest: timedelta) -> st.SearchStrategy[timedelta]:
+    """Durations up to `longest`: whole minutes (so that two deploys often finish at the same instant) or any."""
+    minutes = st.integers(0, int(longest / timedelta(minutes=1))).map(lambda n: timedelta(minutes=n))
+    return minutes | st.timedeltas(min_value=timedelta(0), max_value=longest)
+
+
 steps = st.builds(
     Step,
     environment=st.sampled_from(ENVS),
     kind=st.sampled_from(["deploy", "deploy", "deploy", "rollback"]),
     state=st.sampled_from(FINAL),
-    gap=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3)),
-    waited=st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=2)),
-    took=st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=5)),
+    gap=spans(timedelta(days=3)),
+    waited=st.none() | spans(timedelta(days=2)),
+    took=spans(timedelta(hours=5)),
     commit_lag=st.none() | st.timedeltas(min_value=timedelta(days=-1), max_value=timedelta(days=4)),
 )
 
@@ -224,6 +231,23 @@ async def test_the_figures_are_read_from_the_counters_not_the_records(store: Sto
     assert await deploys.figures("web", list(ENVS), NOW) == figures
 
 
+async def test_a_failure_is_restored_by_the_first_success_that_finished_after_it_whatever_the_write_order(store: Store) -> None:
+    # Two replicas: a request refused at the lock fails at 12:00:00.5 but is written after the running deploy's success
+    # at 12:00:01. compute_figures goes by finish time, so the success restores the failure; so do the counters.
+    deploys = DeployStore(store)
+    assert await deploys.backfill_figures([("web", env) for env in ENVS], NOW)
+    success = record("d-ok", "production", NOW - timedelta(hours=2), DeployState.SUCCEEDED)
+    failure = record("d-refused", "production", NOW - timedelta(hours=2, milliseconds=500), DeployState.FAILED)
+    # And one that finished at the very instant of a success is not restored by it ("after" is strictly after).
+    same_failure = record("d-same-fail", "staging", NOW - timedelta(hours=1), DeployState.FAILED)
+    same_success = record("d-same-ok", "staging", NOW - timedelta(hours=1), DeployState.SUCCEEDED)
+    for finished in (success, failure, same_failure, same_success):
+        await finish(deploys, finished)
+    figures = await deploys.figures("web", list(ENVS), NOW)
+    assert figures == reference([success, failure, same_failure, same_success])
+    assert figures is not None and figures.mean_time_to_restore == timedelta(minutes=4, milliseconds=500)
+
+
 async def test_retention_removes_old_counters_and_keeps_the_windows(store: Store) -> None:
     deploys = DeployStore(store)
     old, recent = NOW - timedelta(days=45), NOW - timedelta(days=20)
@@ -247,7 +271,9 @@ async def test_retention_removes_old_counters_and_keeps_the_windows(store: Store
 async def test_history_shows_the_same_figures_before_and_after_the_backfill(bot: BotHarness, clock: FakeClock) -> None:
     deploys: DeployStore = bot.deps.deploys.store
     store: Store = bot.deps.store
-    await finished_earlier(store, record("d-a", "production", NOW - timedelta(days=31), DeployState.SUCCEEDED))
+    # Finished 30 days less an hour ago: inside the old rolling window (now - 30 days) but on the day before the first
+    # of the 30 UTC days, so neither the figures computed from the records nor the counters count it.
+    await finished_earlier(store, record("d-a", "production", NOW - timedelta(days=30, hours=-1), DeployState.SUCCEEDED))
     await finished_earlier(store, record("d-b", "production", NOW - timedelta(days=3), DeployState.FAILED))
     await finish(deploys, record("d-c", "production", NOW - timedelta(days=2), DeployState.SUCCEEDED))
     await finish(deploys, record("d-d", "staging", NOW - timedelta(hours=1), DeployState.ROLLED_BACK))
