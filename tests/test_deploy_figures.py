@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 import redis.asyncio as aioredis
@@ -44,7 +45,7 @@ class Step:
     """One deploy of the sequence: where, what, how it ended, and its times relative to the one before."""
 
     environment: str
-    kind: str
+    kind: Literal["deploy", "rollback"]
     state: DeployState
     gap: timedelta  # since the previous deploy was requested
     waited: timedelta | None  # requested to started (None: never started)
@@ -203,16 +204,17 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     await client.aclose()
 
 
-def pruner(store: Store, clock: FakeClock, retention: RetentionSection = RetentionSection()) -> Pruner:
-    return Pruner(retention=retention, alerts=AlertStore(store), deploys=DeployStore(store), backups=BackupStore(store),
-                  audit=AuditLog(store, clock), deploy_keys=lambda: [("web", env) for env in ENVS],
-                  backup_targets=lambda: [], clock=clock)
+def pruner(store: Store, clock: FakeClock, retention: RetentionSection | None = None) -> Pruner:
+    return Pruner(retention=retention or RetentionSection(), alerts=AlertStore(store), deploys=DeployStore(store),
+                  backups=BackupStore(store), audit=AuditLog(store, clock),
+                  deploy_keys=lambda: [("web", env) for env in ENVS], backup_targets=lambda: [], clock=clock)
 
 
 def record(deploy_id: str, env: str, finished: datetime, state: DeployState) -> DeployRecord:
     return DeployRecord(id=deploy_id, kind="deploy", service="web", environment=env, version=deploy_id,
-                        previous_version=None, requested_by="U0BOB", state=state, created_at=finished - timedelta(minutes=5),
-                        updated_at=finished, started_at=finished - timedelta(minutes=4), finished_at=finished)
+                        previous_version=None, requested_by="U0BOB", state=state,
+                        created_at=finished - timedelta(minutes=5), updated_at=finished,
+                        started_at=finished - timedelta(minutes=4), finished_at=finished)
 
 
 async def test_the_figures_are_read_from_the_counters_not_the_records(store: Store) -> None:
@@ -231,7 +233,9 @@ async def test_the_figures_are_read_from_the_counters_not_the_records(store: Sto
     assert await deploys.figures("web", list(ENVS), NOW) == figures
 
 
-async def test_a_failure_is_restored_by_the_first_success_that_finished_after_it_whatever_the_write_order(store: Store) -> None:
+async def test_a_failure_is_restored_by_the_first_success_finished_after_it_whatever_the_write_order(
+    store: Store,
+) -> None:
     # Two replicas: a request refused at the lock fails at 12:00:00.5 but is written after the running deploy's success
     # at 12:00:01. compute_figures goes by finish time, so the success restores the failure; so do the counters.
     deploys = DeployStore(store)
@@ -273,7 +277,8 @@ async def test_history_shows_the_same_figures_before_and_after_the_backfill(bot:
     store: Store = bot.deps.store
     # Finished 30 days less an hour ago: inside the old rolling window (now - 30 days) but on the day before the first
     # of the 30 UTC days, so neither the figures computed from the records nor the counters count it.
-    await finished_earlier(store, record("d-a", "production", NOW - timedelta(days=30, hours=-1), DeployState.SUCCEEDED))
+    a_month = NOW - timedelta(days=30, hours=-1)
+    await finished_earlier(store, record("d-a", "production", a_month, DeployState.SUCCEEDED))
     await finished_earlier(store, record("d-b", "production", NOW - timedelta(days=3), DeployState.FAILED))
     await finish(deploys, record("d-c", "production", NOW - timedelta(days=2), DeployState.SUCCEEDED))
     await finish(deploys, record("d-d", "staging", NOW - timedelta(hours=1), DeployState.ROLLED_BACK))
@@ -286,6 +291,7 @@ async def test_history_shows_the_same_figures_before_and_after_the_backfill(bot:
 
 
 async def history_text(bot: BotHarness) -> str:
-    result = await bot.emulator.send_command(command="/deploy", text="history web", user_id="U0BOB", channel_id="C0GENERAL")
+    result = await bot.emulator.send_command(command="/deploy", text="history web", user_id="U0BOB",
+                                             channel_id="C0GENERAL")
     assert result.status == 200 and result.json is not None, result
     return html.unescape(str(result.json.get("text", "")) + str(result.json.get("blocks", "")))
