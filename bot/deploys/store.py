@@ -79,7 +79,9 @@ for k = 2, #KEYS, 2 do
   local v = redis.call('HMGET', KEYS[k], 'deploys', 'succeeded', 'failed', 'rollbacks', 'restores', 'restore_us')
   for i = 1, 5 do totals[i] = totals[i] + tonumber(v[i] or '0') end
   if v[6] then table.insert(restore_us, v[6]) end
-  for _, lead in ipairs(redis.call('LRANGE', KEYS[k + 1], 0, -1)) do table.insert(leads, lead) end
+  if v[2] then  -- only a day with a successful deploy can have lead times
+    for _, lead in ipairs(redis.call('LRANGE', KEYS[k + 1], 0, -1)) do table.insert(leads, lead) end
+  end
 end
 return {totals, restore_us, leads}
 """
@@ -165,8 +167,10 @@ class DeployStore:
         history's size; None while an environment's deploys finished by an earlier version are not in them yet
         (`backfill_figures`): then the caller computes them from the records, as before."""
         days, _ = calendar_window(now)
-        keys = [self._k("figs_backfill")] + [
-            self._k(part, service, env, day) for env in environments for day in days for part in ("figs", "leads")]
+        keys = [self._k("figs_backfill")]
+        for env in environments:  # each name's prefix built once (days are digits): 120 keys cost no more than 4
+            figs, leads_ = self._k("figs", service, env) + ":", self._k("leads", service, env) + ":"
+            keys.extend(key for day in days for key in (figs + day, leads_ + day))
         args = [str(len(environments)), *(_pair(service, env) for env in environments)]
         found = await self._store.script("deploy_figures", self._read_figures, keys, args)
         if not found:
