@@ -286,6 +286,9 @@ async def main() -> None:
             for _, _, deps, _ in bots.values():
                 while not await deps.alerts.store.backfill_ack_counters(5000):  # what the retention job does first
                     pass
+                pairs = [(service, env) for service in SERVICES for env in ("staging", "production")]
+                while not await deps.deploys.store.backfill_figures(pairs, now, 5000):  # the retention job's, too
+                    pass
             info = {}
             for name, server in servers.items():
                 client = bots[name][2].store.redis
