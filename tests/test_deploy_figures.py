@@ -217,6 +217,14 @@ def record(deploy_id: str, env: str, finished: datetime, state: DeployState) -> 
                         started_at=finished - timedelta(minutes=4), finished_at=finished)
 
 
+async def test_the_retention_job_runs_with_no_service_configured(store: Store) -> None:
+    job = Pruner(retention=RetentionSection(), alerts=AlertStore(store), deploys=DeployStore(store),
+                 backups=BackupStore(store), audit=AuditLog(store, FakeClock(NOW)), deploy_keys=lambda: [],
+                 backup_targets=lambda: [], clock=FakeClock(NOW))
+    await job.run()  # a config without services once made the deploy figures' backfill fail every run
+    assert await DeployStore(store).backfill_figures([], NOW)
+
+
 async def test_the_figures_are_read_from_the_counters_not_the_records(store: Store) -> None:
     deploys = DeployStore(store)
     await finished_earlier(store, record("d-old-fail", "production", NOW - timedelta(days=2), DeployState.FAILED))

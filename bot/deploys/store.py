@@ -186,6 +186,8 @@ class DeployStore:
         records each) until about `batch` records were read; True once every pair is done. The records, the counters
         and the pair's done mark move in one WATCHed MULTI, so a deploy finishing meanwhile, a crash or a second
         leader never count one twice."""
+        if not pairs:  # no service configured: nothing to backfill (and HMGET takes at least one field)
+            return True
         done_key = self._k("figs_backfill")
         days, end = calendar_window(now)
         since = end - timedelta(days=len(days)) - FIGURES_LOOKBACK
