@@ -189,7 +189,6 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     def freeze() -> None:
         gc.collect()
         gc.freeze()
-        gc.enable()  # `chatops serve` starts with the collector off (bot/shell/cli.py)
 
     asyncio.get_running_loop().call_later(FREEZE_AFTER_SECONDS, freeze)
 
