@@ -281,9 +281,10 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         tasks = BackgroundTasks()
         clock = runtime.clock
         audit = AuditLog(store, clock)
+        deploy_store = DeployStore(store)  # the engine's own; the root hands it only to retention (bot/pruning.py)
         deploys = DeployEngine(
-            config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
-            clock=clock,
+            runtime.config.services, runtime.config.deploys, announce_channel=runtime.config.slack.announce_channel,
+            store=deploy_store, slack=slack, http=app[HTTP], audit=audit, tasks=tasks, clock=clock,
         )
         # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
         alerts = AlertPipeline(
@@ -325,7 +326,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, people=people, clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
-        status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
+        status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys, alerts=alerts,
                                http=app[HTTP], clock=clock, public_incidents=public_incidents)
         backups = BackupService(
             config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
@@ -333,7 +334,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/pruning.py)
-            retention=runtime.config.retention, alerts=alerts.store, deploys=deploys.store, backups=backups.records,
+            retention=runtime.config.retention, alerts=alerts.store, deploys=deploy_store, backups=backups.records,
             audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
             deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),

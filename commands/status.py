@@ -75,8 +75,8 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     now = deps.clock()
     running: dict[str, str] = {}
     activity: dict[str, str] = {}
-    holds = await deps.deploys.store.holds(now)
-    active = await deps.deploys.store.active()
+    holds = await deps.deploys.holds()
+    active = await deps.deploys.active()
     probed = {(item.target.service, item.target.environment) for item in checked}
     unprobed = []
     for service, svc in deps.config.services.items():

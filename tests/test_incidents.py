@@ -19,6 +19,7 @@ from bot.incidents.model import Incident
 from commands.incident import ADD_TO_TIMELINE
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, start_bot
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = f"""
@@ -209,7 +210,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
         return DeployRecord(id=f"d-{version}", kind=kind, service="web", environment="production", version=version,  # type: ignore[arg-type]
                             previous_version="v1", requested_by="U0BOB", state=DeployState.SUCCEEDED, created_at=at, updated_at=at)
 
-    store = bot.deps.deploys.store
+    store = state(bot).deploys
     await store.create(deploy("v0-before", T0 - timedelta(days=1)))
     inc = await declared(bot)
     assert inc.channel_id

@@ -135,11 +135,11 @@ async def test_the_main_flows_run_on_a_redis_cluster(
         deploy_id = found.group(0)
 
         async def deployed() -> bool:
-            record = await bot.deps.deploys.store.get(deploy_id)
+            record = await bot.deps.deploys.get(deploy_id)
             assert record is None or record.state != DeployState.FAILED, record
             return record is not None and record.state == DeployState.SUCCEEDED
         await eventually(deployed, f"deploy {deploy_id} to succeed")
-        assert await bot.deps.deploys.store.current_version("web", "staging") == "v7"
+        assert await bot.deps.deploys.current_version("web", "staging") == "v7"
 
         assert "declared *INC-" in await command(bot, "/incident", "declare sev2 Checkout errors on web")
         await command(bot, "/oncall", "")

@@ -27,7 +27,6 @@ from bot.audit import AuditLog
 from bot.blocks import external_text
 from bot.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
-from bot.deploys.model import DeployRecord
 from bot.errors import PermissionDenied, UserFacingError
 from bot.incidents import naming, render
 from bot.incidents.changes import IncidentChanges, checked_severity
@@ -58,7 +57,6 @@ class IncidentService:
         usergroups: UsergroupDirectory, clock: Callable[[], datetime], statuspage: StatuspageClient | None = None,
     ) -> None:
         self.config = config.incidents
-        self._services = config.services
         self.store = store
         self._slack = slack
         self._audit = audit
@@ -215,7 +213,7 @@ class IncidentService:
         ids = {group.id for group in groups}
         acks = [ack for ack in await self._alerts.store.acks() if ack.get("group") in ids]
         since = min([incident.declared_at, *(g.created_at for g in groups)])
-        deploys = await self._deploys_between(since, incident.resolved_at or now)
+        deploys = await self._deploys.between(since, incident.resolved_at or now)
         users = {incident.declared_by, incident.commander, incident.resolved_by, *incident.roles.values(),
                  *(e.by for e in entries), *(e.author for e in entries), *(a.get("user", "") for a in acks),
                  *(d.requested_by for d in deploys)}
@@ -234,13 +232,6 @@ class IncidentService:
         file_id = str((response.get("files") or [{}])[0].get("id") or uploaded.get("id", ""))
         await self._audit.record(actor=by, action="incident.postmortem", result="ok", target=incident.id, channel=channel, detail=file_id)
         return file_id
-
-    async def _deploys_between(self, start: datetime, end: datetime) -> list[DeployRecord]:
-        found: list[DeployRecord] = []
-        for name, service in self._services.items():
-            records = await self._deploys.store.history(name, None, list(service.environments), 200)
-            found += [r for r in records if start <= r.created_at <= end]
-        return found
 
     async def _names(self, users: Iterable[str]) -> dict[str, str]:
         """Handles by user id; a user Slack cannot name (an error, no answer, a reply without a name) keeps the id,

@@ -15,8 +15,8 @@ import aiohttp
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.config import ChatopsConfig
+from bot.deploys.engine import DeployEngine
 from bot.deploys.model import DeployRecord
-from bot.deploys.store import DeployStore
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
 from bot.status.store import Bucket, ProbeStore
@@ -75,7 +75,7 @@ class StatusService:
     """Probes and their history; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: ChatopsConfig, store: ProbeStore, deploys: DeployStore, alerts: AlertPipeline,
+        self, *, config: ChatopsConfig, store: ProbeStore, deploys: DeployEngine, alerts: AlertPipeline,
         http: aiohttp.ClientSession, clock: Callable[[], datetime], public_incidents: PublicIncidents | None = None,
     ) -> None:
         self.config = config
