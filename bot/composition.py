@@ -287,8 +287,11 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             store=deploy_store, slack=slack, http=app[HTTP], audit=audit, tasks=tasks, clock=clock,
         )
         # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
+        # The alert groups' store: the pipeline's own; the root hands it also to what pages and follows those groups
+        # (escalation, the PagerDuty outbox and webhooks) and to retention.
+        alert_store = AlertStore(store)
         alerts = AlertPipeline(
-            config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
+            config=runtime.config.alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
             oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
             heartbeat=app[HEARTBEATS].beat,
         )
@@ -297,13 +300,13 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         async def open_incidents() -> list[str]:
             return await incidents.open_lines()
 
-        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
-                               open_incidents=open_incidents)
+        oncall = OncallService(config=runtime.config.oncall, store=store, firing_alerts=alerts.firing, slack=slack, audit=audit,
+                               clock=clock, open_incidents=open_incidents)
         # PagerDuty: events owed to it are queued with the group change that calls for them (an observer of every
         # change) and sent by their own loop until PagerDuty takes them.
-        outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, clock=clock)
-        alerts.store.observers.append(outbox.follow_up)
-        pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock,
+        outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, store=alert_store, clock=clock)
+        alert_store.observers.append(outbox.follow_up)
+        pager = Pager(oncall=oncall, alerts=alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
                       claim_lease=runtime.config.scheduler.lease, outbox=outbox)
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
@@ -323,7 +326,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                     for i, entries in await incidents.public_history(now - RECENT)]
 
         people = PeopleDirectory(slack)
-        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, people=people, clock=clock)
+        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, store=alert_store, people=people,
+                                              clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys, alerts=alerts,
@@ -334,7 +338,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/pruning.py)
-            retention=runtime.config.retention, alerts=alerts.store, deploys=deploy_store, backups=backups.records,
+            retention=runtime.config.retention, alerts=alert_store, deploys=deploy_store, backups=backups.records,
             audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
             deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),

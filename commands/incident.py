@@ -223,7 +223,7 @@ def _resolved(incident: Incident) -> Reply:
 
 
 async def _on_declare_button(ctx: ActionContext) -> None:
-    group = await ctx.deps.alerts.store.get_group(ctx.value)
+    group = await ctx.deps.alerts.get(ctx.value)
     if group is None:
         raise UserFacingError(f"There is no alert `{external_text(ctx.value)}`.")
     config = ctx.deps.config.incidents

@@ -92,7 +92,7 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
                 activity[f"{service}/{environment}"] = " · ".join(busy)
             else:
                 unprobed.append(f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}{' · ' + ' · '.join(busy) if busy else ''}")
-    groups = await deps.alerts.store.groups(await deps.alerts.store.firing_ids())
+    groups = await deps.alerts.firing()
     by_severity: dict[str, int] = {}
     for group in groups:
         by_severity[group.severity] = by_severity.get(group.severity, 0) + 1
@@ -146,7 +146,7 @@ async def _details(ctx: CommandContext, service: str, environment: str | None) -
         history = "\n".join(f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
                             for r in records) or "no deploys yet"
         blocks.append(section(f"*Last deploys*\n{history}"))
-    groups = await ctx.deps.alerts.store.groups(await ctx.deps.alerts.store.firing_ids())
+    groups = await ctx.deps.alerts.firing()
     mine = [g for g in groups if any(m.labels.get("service") == service for m in g.members.values())]
     alerts = "\n".join(f"`{g.id}` {escape(g.title)} ({g.severity})" for g in mine) or "none"
     blocks.append(section(f"*Open alerts*\n{alerts}"))

@@ -11,6 +11,7 @@ from bot.backups.store import BackupStore
 from bot.deploys.store import DeployStore
 from bot.incidents.store import IncidentStore
 from bot.keys import Keys
+from bot.oncall.overrides import OverrideStore
 from bot.redis_client import RedisClient
 from bot.status.store import ProbeStore
 from bot.web import CONFIG, STORE
@@ -27,6 +28,7 @@ class State:
     deploys: DeployStore
     backups: BackupStore
     incidents: IncidentStore
+    overrides: OverrideStore
     probes: ProbeStore
 
 
@@ -36,5 +38,5 @@ def state(bot: BotHarness) -> State:
     return State(
         redis=store.redis, keys=store.keys, alerts=AlertStore(store), deploys=DeployStore(store),
         backups=BackupStore(store, history_keep=bot.app[CONFIG].backups.history_keep), incidents=IncidentStore(store),
-        probes=ProbeStore(store),
+        overrides=OverrideStore(store), probes=ProbeStore(store),
     )

@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
+from tests.state import state
 
 TOKEN = "am-test-token-4f1c"
 SAMPLES = Path(__file__).parent / "fixtures"
@@ -57,9 +58,9 @@ async def send(bot: BotHarness, body: Any, token: str | None = TOKEN, raw: bytes
 
 async def settle(bot: BotHarness) -> None:
     """Waits until the stream is delivered and messages are flushed."""
-    pipeline = bot.deps.alerts
+    pipeline, alerts = bot.deps.alerts, state(bot).alerts
     for _ in range(200):
-        if await pipeline.store.backlog() == 0 and await pipeline.store.redis.xlen(pipeline.store.k("stream")) > 0:
+        if await alerts.backlog() == 0 and await alerts.redis.xlen(alerts.k("stream")) > 0:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
@@ -76,8 +77,8 @@ async def test_unauthenticated_or_malformed_bodies_store_nothing(bot: BotHarness
     assert status == 401 and "bad bearer token" in body["error"]
     status, body = await send(bot, None, raw=b"{not json")
     assert status == 400 and "not JSON" in body["error"]
-    stream = bot.deps.alerts.store.k("stream")
-    assert await bot.deps.alerts.store.redis.xlen(stream) == 0
+    stream = state(bot).alerts.k("stream")
+    assert await state(bot).alerts.redis.xlen(stream) == 0
 
 
 async def test_firing_dedup_resolve_and_refire_are_one_message_per_lifecycle(bot: BotHarness) -> None:
@@ -132,11 +133,11 @@ async def test_acknowledge_button_is_recorded_once_and_checked(bot: BotHarness) 
               for _ in range(3)]
     await asyncio.gather(*clicks)
     for _ in range(100):
-        if await bot.deps.alerts.store.acks():
+        if await bot.deps.alerts.acks():
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
-    acks = await bot.deps.alerts.store.acks()
+    acks = await bot.deps.alerts.acks()
     assert [(a["user"], a["via"]) for a in acks] == [("U0BOB", "button")]
     assert float(acks[0]["seconds_to_ack"]) >= 0
     updated = bot.emulator.find_message("#incidents", message["ts"])
@@ -228,10 +229,10 @@ async def test_resolve_and_silence_buttons(bot: BotHarness) -> None:
                                                                                         "value": f"{top_level_id(bot, message)}:4h"})
     assert silence.status == 200
     for _ in range(100):
-        if await bot.deps.alerts.store.silences():
+        if await bot.deps.alerts.silences():
             break
         await asyncio.sleep(0.05)
-    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["alertname=Test", "service=web"] and stored["created_by"] == "U0ALICE"
     resolve = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB")
     assert resolve.status == 200
@@ -283,7 +284,7 @@ async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, red
         await send(bot, sample("firing"))
         await settle(bot)
         assert len(top_level(bot, "#incidents")) == 1
-        stats = await bot.deps.alerts.store.stats([datetime.now(UTC)])
+        stats = await state(bot).alerts.stats([datetime.now(UTC)])
         assert stats.get("undeliverable") == 1
         listed = await bot.emulator.send_command(command="/alerts", text="list", user_id="U0BOB", channel_id="C0GENERAL")
         assert listed.json is not None and "Lost" in listed.json["text"]  # stored, not lost

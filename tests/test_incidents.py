@@ -196,7 +196,7 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
     figures = await bot.deps.incidents.store.figures()
     assert figures[0]["incident"] == "INC-1" and figures[0]["seconds_to_commander"] == "240.000"
     assert figures[0]["seconds_to_resolve"] == "3840.000"
-    page = await bot.deps.alerts.store.get_group(inc.page_ids[0])
+    page = await bot.deps.alerts.get(inc.page_ids[0])
     assert page is not None and page.state == "resolved"
     assert "resolved" in blocks_text(bot.emulator.find_message("#incidents", inc.announce_ts or ""))
     assert "is resolved" in await command(bot, "update more", channel=inc.channel_id)
@@ -241,7 +241,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
 
 
 async def _acked(bot: BotHarness, group_id: str) -> bool:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     return group is not None and group.acked_by is not None
 
 
@@ -376,7 +376,7 @@ async def test_the_alert_button_prefills_the_form_from_the_alert(bot: BotHarness
                   labels={"alertname": "DatabaseDown", "service": "db"}, annotations={}, summary="primary database unreachable",
                   starts_at=clock.now, ends_at=None, links={})
     await bot.deps.alerts.ingest([alert])
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
 
     async def posted() -> bool:
         return any(g.message_ts for g in await store.groups(await store.firing_ids()))

@@ -25,6 +25,7 @@ from bot.metrics import Metrics
 from bot.store import Store
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
+from tests.state import state
 
 POLICY = """
 roles: {{admins: [U0DEMO]}}
@@ -85,7 +86,7 @@ async def test_two_processes_against_one_redis_page_each_step_once(
     try:
         await _until(lambda: _leaders(bots, 1))
         await bots[0].deps.alerts.ingest([_alert("fp-two")])
-        alerts = bots[1].deps.alerts.store
+        alerts = state(bots[1]).alerts
 
         async def exhausted() -> bool:
             group = await _only_group(alerts)

@@ -21,6 +21,7 @@ from bot.deploys.model import DeployState
 from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, fake_deploy_argv, start_bot
 from tests.redis_servers import ClusterDeployment, SentinelDeployment
+from tests.state import state
 
 TOKEN = "am-ha-token-91d0"
 FIRING = (Path(__file__).parent / "fixtures" / "alertmanager-firing.json").read_text()
@@ -125,7 +126,7 @@ async def test_the_main_flows_run_on_a_redis_cluster(
         assert click.status == 200, click
 
         async def acked() -> bool:
-            return [a["user"] for a in await bot.deps.alerts.store.acks()] == ["U0BOB"]
+            return [a["user"] for a in await bot.deps.alerts.acks()] == ["U0BOB"]
         await eventually(acked, "U0BOB's acknowledgement in the acks stream")
 
         # A deploy under its run lock, to the end.
@@ -173,7 +174,7 @@ async def test_after_a_failover_answered_alerts_are_kept_and_the_bot_keeps_worki
         promoted = await asyncio.to_thread(sentinels.fail_primary)
         direct = aioredis.Redis(host="127.0.0.1", port=promoted.port, decode_responses=True)
         try:
-            entries = await direct.xrange(bot.deps.alerts.store.k("stream"))
+            entries = await direct.xrange(state(bot).alerts.k("stream"))
         finally:
             await direct.aclose()
         assert any("BeforeFailover" in json.dumps(fields) for _, fields in entries), "an answered alert was lost"

@@ -19,6 +19,7 @@ from bot.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, budget_text, burn_summary, measure
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, FakeClock, start_site
+from tests.state import state
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=30)  # examples/chatops.yaml's status.probe_interval
@@ -78,7 +79,7 @@ async def probe_for(bot: BotHarness, clock: FakeClock, span: timedelta) -> None:
 
 async def ingested(bot: BotHarness) -> list[Alert]:
     """Every alert the bot has ingested (the alert stream is written before probe_job returns)."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     entries = await store.redis.xrange(store.k("stream"))
     return [Alert.from_json(text) for _, fields in entries for text in json.loads(fields["alerts"])]
 

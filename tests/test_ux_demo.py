@@ -17,6 +17,7 @@ from bot.backups.model import BackupState, RestoreState
 from bot.config import ChatopsConfig, parse_config
 from bot.embedded_redis import EmbeddedRedis
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "chatops.yaml"
@@ -54,7 +55,7 @@ def top_level(bot: BotHarness, channel: str) -> list[dict]:  # type: ignore[type
 
 
 async def test_alerts_test_sends_a_marked_alert_through_the_pipeline_for_admins_only(bot: BotHarness) -> None:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     refused = await command(bot, "/alerts", "test critical", user="U0BOB")
     assert "`admins` role" in refused
     assert await store.redis.xlen(store.k("stream")) == 0, "a refused test alert was stored"

@@ -209,9 +209,9 @@ class IncidentService:
         """Writes the postmortem draft and uploads it to the incident channel; returns the file id."""
         now = self._clock()
         entries = await self.store.timeline(incident.id)
-        groups = await self._alerts.store.groups([*incident.alert_ids, *incident.page_ids])
+        groups = await self._alerts.groups([*incident.alert_ids, *incident.page_ids])
         ids = {group.id for group in groups}
-        acks = [ack for ack in await self._alerts.store.acks() if ack.get("group") in ids]
+        acks = [ack for ack in await self._alerts.acks() if ack.get("group") in ids]
         since = min([incident.declared_at, *(g.created_at for g in groups)])
         deploys = await self._deploys.between(since, incident.resolved_at or now)
         users = {incident.declared_by, incident.commander, incident.resolved_by, *incident.roles.values(),
