@@ -332,13 +332,14 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
         status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys, alerts=alerts,
                                http=app[HTTP], clock=clock, public_incidents=public_incidents)
+        backup_store = BackupStore(store, history_keep=runtime.config.backups.history_keep)  # the service's own
         backups = BackupService(
-            config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
+            runtime.config.backups, announce_channel=runtime.config.slack.announce_channel, records=backup_store,
             slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/pruning.py)
-            retention=runtime.config.retention, alerts=alert_store, deploys=deploy_store, backups=backups.records,
+            retention=runtime.config.retention, alerts=alert_store, deploys=deploy_store, backups=backup_store,
             audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
             deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),

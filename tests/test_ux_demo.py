@@ -92,17 +92,17 @@ async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: Bot
     backup_id = ran.split("`")[3]
 
     async def backed_up() -> bool:
-        record = await service.records.get(backup_id)
+        record = await service.get(backup_id)
         return record is not None and record.state != BackupState.RUNNING
 
     await eventually(backed_up, "the dev-redis backup to finish")
-    record = await service.records.get(backup_id)
+    record = await service.get(backup_id)
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
 
     asked = await command(bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL")
     assert "needs 1 approval" in asked, asked
     restore_id = asked.split("`")[1]
-    restore = await service.records.get_restore(restore_id)
+    restore = await service.get_restore(restore_id)
     assert restore is not None and restore.channel and restore.message_ts
     card = json.dumps(bot.emulator.find_message(restore.channel, restore.message_ts)["blocks"])
     place = restore_redis.url.split("//")[1].split("/")[0]
@@ -114,10 +114,10 @@ async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: Bot
     assert result.status == 200
 
     async def restored() -> bool:
-        current = await service.records.get_restore(restore_id)
+        current = await service.get_restore(restore_id)
         return current is not None and current.terminal
 
     await eventually(restored, "the approved restore to finish")
-    done = await service.records.get_restore(restore_id)
+    done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert redis.Redis.from_url(restore_redis.url).get("demo:marker") == b"from the dev redis"
