@@ -314,8 +314,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         if runtime.config.integrations.statuspage is not None:
             statuspage = build_client(runtime.config.integrations.statuspage, environ=os.environ, http=app[HTTP])
         incidents = IncidentService(
-            config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
-            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock, statuspage=statuspage,
+            config=runtime.config.incidents, store=incident_store, slack=slack, audit=audit, alerts=alerts,
+            oncall=oncall, deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+            statuspage=statuspage,
         )
 
         async def public_incidents(now: datetime) -> list[PublicIncident]:

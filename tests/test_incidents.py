@@ -75,7 +75,7 @@ async def command(bot: BotHarness, text: str, *, user: str = "U0DEMO", channel: 
 
 
 async def incident(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
-    found = await bot.deps.incidents.store.get(inc_id)
+    found = await state(bot).incidents.get(inc_id)
     assert found is not None
     return found
 
@@ -83,11 +83,11 @@ async def incident(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
 async def settled(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
     """Waits until Slack shows everything Redis has for the incident."""
     async def done() -> bool:
-        found = await bot.deps.incidents.store.get(inc_id)
+        found = await state(bot).incidents.get(inc_id)
         if found is None or not found.setup_done:
             return False
-        entries = await bot.deps.incidents.store.timeline(inc_id)
-        return bool(entries) and await bot.deps.incidents.store.published(inc_id) == entries[-1].id
+        entries = await state(bot).incidents.timeline(inc_id)
+        return bool(entries) and await state(bot).incidents.published(inc_id) == entries[-1].id
     await until(done)
     await asyncio.sleep(0.05)  # the summary refresh follows the last post
     return await incident(bot, inc_id)
@@ -192,8 +192,8 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
     inc = await settled(bot)
 
     assert inc.status == "resolved" and inc.resolution == "Rolled back the bad config" and inc.deadline is None
-    assert await bot.deps.incidents.store.open_ids() == []
-    figures = await bot.deps.incidents.store.figures()
+    assert await state(bot).incidents.open_ids() == []
+    figures = await state(bot).incidents.figures()
     assert figures[0]["incident"] == "INC-1" and figures[0]["seconds_to_commander"] == "240.000"
     assert figures[0]["seconds_to_resolve"] == "3840.000"
     page = await bot.deps.alerts.get(inc.page_ids[0])
@@ -260,7 +260,7 @@ async def test_bad_input_gets_a_precise_error_and_changes_nothing(bot: BotHarnes
     answer = await command(bot, "frobnicate")
     assert "`frobnicate` is not an /incident command" in answer
 
-    redis = bot.deps.store.redis
+    redis = state(bot).redis
     assert await redis.keys("*{incidents}*") == []
     assert not [c for c in bot.emulator.calls_to("conversations.create")]
     assert not [r for r in await bot.deps.audit.recent(50) if r.action.startswith("incident.")]
@@ -275,7 +275,7 @@ async def test_only_the_incidents_people_may_change_it(bot: BotHarness) -> None:
     message = bot.emulator.post_as_user(inc.channel_id, "U0ALICE", "a message")
     await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0EVE")
     await until(lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2))
-    assert [e.kind for e in await bot.deps.incidents.store.timeline("INC-1")] == ["declared", "page"]
+    assert [e.kind for e in await state(bot).incidents.timeline("INC-1")] == ["declared", "page"]
     denied = [r for r in await bot.deps.audit.recent(50) if r.result == "denied"]
     assert {r.action for r in denied} == {"incident.update", "incident.note"}
     # Anyone may read, and anyone given a role may change it.
@@ -362,7 +362,7 @@ async def test_the_declare_form_checks_its_input_and_declares(bot: BotHarness) -
     view = bot.emulator.open_views("U0DEMO")[-1]
     result = await bot.emulator.send_view_submission(view_id=view["id"], values={"title": {"title": "  "}, "severity": {"severity": "sev1"}})
     assert result.json == {"response_action": "errors", "errors": {"title": "Say what is broken, for whom."}}
-    assert await bot.deps.incidents.store.open_ids() == []
+    assert await state(bot).incidents.open_ids() == []
     result = await bot.emulator.send_view_submission(view_id=view["id"], values={
         "title": {"title": "Login broken"}, "severity": {"severity": "sev1"}, "service": {"service": "auth"}})
     assert result.status == 200
@@ -406,7 +406,7 @@ async def test_add_to_timeline_adds_a_message_of_the_incident_channel(bot: BotHa
     result = await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB")
     assert result.status == 200
     await until(lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"))
-    note = (await bot.deps.incidents.store.timeline("INC-1"))[-1]
+    note = (await state(bot).incidents.timeline("INC-1"))[-1]
     assert (note.kind, note.by, note.author, note.text, note.source_ts) == ("note", "U0BOB", "U0ALICE", "Seeing 502s from lb-3 since 09:58", message["ts"])
 
     elsewhere = bot.emulator.post_as_user("#general", "U0ALICE", "not an incident")
