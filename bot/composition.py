@@ -331,8 +331,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                                               clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
-        status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys, alerts=alerts,
-                               http=app[HTTP], clock=clock, public_incidents=public_incidents)
+        status = StatusService(runtime.config.status, services=runtime.config.services,
+                               status_page=runtime.config.status_page, store=ProbeStore(store), deploys=deploys,
+                               alerts=alerts, http=app[HTTP], clock=clock, public_incidents=public_incidents)
         backup_store = BackupStore(store, history_keep=runtime.config.backups.history_keep)  # the service's own
         backups = BackupService(
             runtime.config.backups, announce_channel=runtime.config.slack.announce_channel, records=backup_store,

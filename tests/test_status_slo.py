@@ -145,7 +145,7 @@ async def test_a_failing_target_pages_only_once_the_hour_and_five_minutes_have_d
 
 
 async def test_uptime_says_how_much_data_it_rests_on(bot: BotHarness, clock: FakeClock) -> None:
-    store = bot.deps.status.store
+    store = state(bot).probes
     start = T0 - timedelta(hours=3)
     for i in range(360):  # 3 hours every 30 s, two of them failed
         await store.record("demo/staging", start + i * INTERVAL, good=i not in (100, 200), latency_ms=5, detail={})
