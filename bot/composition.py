@@ -47,6 +47,8 @@ from bot.people import PeopleDirectory
 from bot.permissions import Permissions, UsergroupDirectory
 from bot.pruning import Pruner
 from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
+from bot.replies import Replies
+from bot.request_guard import RequestGuard
 from bot.scheduler import LeaderScheduler, Missed
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
@@ -349,11 +351,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         deps = Deps(
             config=runtime.config,
-            store=store,
             audit=audit,
             permissions=permissions,
-            slack=slack,
-            http=app[HTTP],
+            replies=Replies(slack, app[HTTP]),
             metrics=app[METRICS],
             tasks=tasks,
             deploys=deploys,
@@ -378,10 +378,12 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             logger=logging.getLogger("slack_bolt"),
             name="chatops",  # unnamed, Bolt names the app after its caller's file, walking the whole stack to find it
         )
-        dispatch.install(bolt, deps, runtime.catalog)
+        guard = RequestGuard(store)  # the dispatcher's own way into Redis: request and click idempotency
+        dispatch.install(bolt, deps, runtime.catalog, guard)
         app[BOLT] = bolt
         if settings.slack_signing_secret is not None and not settings.socket_mode:
-            app[COMMANDS] = dispatch.CommandEndpoint(deps, runtime.catalog, settings.slack_signing_secret.get_secret_value())
+            app[COMMANDS] = dispatch.CommandEndpoint(
+                deps, runtime.catalog, settings.slack_signing_secret.get_secret_value(), guard)
         socket_handler = None
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import (

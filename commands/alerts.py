@@ -271,7 +271,7 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         matchers = " ".join(str(m) for m in await pipeline.group_matchers(group_id))
         view = silence_modal(group, matchers, channel=ctx.channel_id)
-        await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=view)
+        await ctx.deps.replies.open_view(ctx.trigger_id, view)
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None

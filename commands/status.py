@@ -220,7 +220,7 @@ async def _home_opened(deps: Deps, event: Mapping[str, Any]) -> None:
     home = [block for block in blocks if block.get("type") != "actions"]
     home.append(context("Probed when you opened this tab · `/status` posts it in a channel"))
     try:
-        await deps.slack.views_publish(user_id=str(event["user"]), view={"type": "home", "blocks": home})
+        await deps.replies.publish_home(str(event["user"]), {"type": "home", "blocks": home})
     except SlackApiError as error:
         log.warning("could not publish the home tab for %s: %s", event["user"], error.response.get("error"))
 

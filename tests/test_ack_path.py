@@ -34,7 +34,7 @@ def bot_config() -> ChatopsConfig:
 
 
 async def _idempotency_keys(bot: BotHarness) -> list[str]:
-    return [key async for key in bot.deps.store.redis.scan_iter(match="chatops:{idem}:*")]
+    return [key async for key in state(bot).redis.scan_iter(match="chatops:{idem}:*")]
 
 
 async def _command(bot: BotHarness, command: str, text: str, trigger_id: str) -> dict:

@@ -34,12 +34,12 @@ def data(postgres: Postgres, database: str) -> str:
 
 async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
     """Every alert the service put into the alert pipeline's stream, in order."""
-    entries = await bot.deps.store.redis.xrange(bot.deps.store.keys.alerts("stream"))
+    entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 
 
 async def firing(bot: BotHarness) -> set[str]:
-    return set(await bot.deps.store.redis.smembers(bot.deps.store.keys.backups("firing")))
+    return set(await state(bot).redis.smembers(state(bot).keys.backups("firing")))
 
 
 async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
@@ -151,7 +151,7 @@ async def test_a_run_whose_process_died_is_marked_interrupted_by_the_next(bot: B
 
 
 async def test_redis_target_streams_an_rdb(bot: BotHarness, redis_url: str, s3_server: S3Server, bucket: str) -> None:
-    await bot.deps.store.redis.set("some-key", "some-value")
+    await state(bot).redis.set("some-key", "some-value")
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("cache")
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
@@ -198,7 +198,7 @@ async def test_rpo_breach_alerts_once_and_resolves(bot: BotHarness) -> None:
     service: BackupService = bot.deps.backups
     assert await service.check_rpo() == []  # first seen now: the RPO counts from here
     old = (datetime.now(UTC) - timedelta(hours=30)).isoformat()
-    await bot.deps.store.redis.set(bot.deps.store.keys.backups("last_good", "appdb"), old)
+    await state(bot).redis.set(state(bot).keys.backups("last_good", "appdb"), old)
     assert await service.check_rpo() == ["appdb"]
     assert await service.check_rpo() == ["appdb"]
     assert len(await ingested(bot)) == 1  # raised once, not every check

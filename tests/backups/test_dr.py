@@ -202,7 +202,7 @@ def redis_named(processes: list[RedisProcess], url: str) -> RedisProcess:
 
 
 async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
-    entries = await bot.deps.store.redis.xrange(bot.deps.store.keys.alerts("stream"))
+    entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 
 
