@@ -39,21 +39,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.alerts.model import AlertGroup, Member  # noqa: E402
-from bot.alerts.store import AlertStore  # noqa: E402
+from bot.alerts.store import AlertStore
 from bot.audit import AuditLog  # noqa: E402
 from bot.backups.model import BackupRecord, BackupState  # noqa: E402
-from bot.backups.store import BackupStore  # noqa: E402
+from bot.backups.store import BackupStore
 from bot.composition import DEPS, build_catalog, create_web_app  # noqa: E402
 from bot.config import ChatopsConfig, parse_config  # noqa: E402
 from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
-from bot.deploys.store import DeployStore  # noqa: E402
+from bot.deploys.store import DeployStore
 from bot.deps import Deps  # noqa: E402
 from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.emulator import SlackEmulator, Workspace  # noqa: E402
-from bot.metrics import Metrics  # noqa: E402
+from bot.metrics import Metrics
 from bot.settings import Settings  # noqa: E402
 from bot.store import Store  # noqa: E402
-from bot.web import STORE  # noqa: E402
+from bot.web import STORE
 
 BOT_TOKEN = "xoxb-bench-token"
 SERVICES = [f"svc{n}" for n in range(9)] + ["web"]
