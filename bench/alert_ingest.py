@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embedded_redis import EmbeddedRedis, free_port
+from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
 
 TOKEN = "bench-am-token"

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.rows import emit, row
-from bot.embedded_redis import EmbeddedRedis
+from bot.platform.embedded_redis import EmbeddedRedis
 from tests.backups.servers import PG_PASSWORD, Postgres, postgres_server, seaweed
 
 ROW_BYTES = 136  # three md5 hex strings + an int + the tuple header, as PostgreSQL stores them
@@ -62,15 +62,15 @@ async def drive(config_path: str, redis_url: str) -> None:
 
     from bot.alerts.pipeline import AlertPipeline
     from bot.alerts.store import AlertStore
-    from bot.audit import AuditLog
+    from bot.platform.audit import AuditLog
     from bot.backups.service import BackupService
     from bot.backups.store import BackupStore
-    from bot.config import load_config
-    from bot.deps import utc_now
-    from bot.keys import Keys
-    from bot.metrics import Metrics
-    from bot.store import Store
-    from bot.tasks import BackgroundTasks
+    from bot.shell.config import load_config
+    from bot.shell.deps import utc_now
+    from bot.platform.keys import Keys
+    from bot.platform.metrics import Metrics
+    from bot.platform.store import Store
+    from bot.platform.tasks import BackgroundTasks
 
     config = load_config(config_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)

@@ -40,20 +40,20 @@ sys.path.insert(0, str(ROOT))
 
 from bot.alerts.model import AlertGroup, Member  # noqa: E402
 from bot.alerts.store import AlertStore
-from bot.audit import AuditLog  # noqa: E402
+from bot.platform.audit import AuditLog  # noqa: E402
 from bot.backups.model import BackupRecord, BackupState  # noqa: E402
 from bot.backups.store import BackupStore
-from bot.composition import DEPS, build_catalog, create_web_app  # noqa: E402
-from bot.config import ChatopsConfig, parse_config  # noqa: E402
+from bot.shell.composition import DEPS, build_catalog, create_web_app  # noqa: E402
+from bot.shell.config import ChatopsConfig, parse_config  # noqa: E402
 from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
 from bot.deploys.store import DeployStore
-from bot.deps import Deps  # noqa: E402
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
+from bot.shell.deps import Deps  # noqa: E402
+from bot.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.emulator import SlackEmulator, Workspace  # noqa: E402
-from bot.metrics import Metrics
-from bot.settings import Settings  # noqa: E402
-from bot.store import Store  # noqa: E402
-from bot.web import STORE
+from bot.platform.metrics import Metrics
+from bot.shell.settings import Settings  # noqa: E402
+from bot.platform.store import Store  # noqa: E402
+from bot.shell.web import STORE
 
 BOT_TOKEN = "xoxb-bench-token"
 SERVICES = [f"svc{n}" for n in range(9)] + ["web"]

@@ -5,7 +5,7 @@ stream with retention applied, on a simulated clock (days of simulated time in s
    through the real stores, then averages MEMORY USAGE over a sample of each kind's keys plus the index and stream
    bytes per record (MEMORY USAGE of the index or stream / its length).
 2. Steady stream: every simulated day `--per-day` alert groups arrive, fire, are acknowledged and resolved; the
-   retention job (bot.pruning.Pruner, the defaults: alerts 90d, acknowledgements 400d) runs once a day. Prints
+   retention job (bot.shell.pruning.Pruner, the defaults: alerts 90d, acknowledgements 400d) runs once a day. Prints
    used_memory every 30 days: it grows until the retention windows are full, then stays flat. The anchor is the
    same stream without retention, in the same run.
 
@@ -30,16 +30,16 @@ sys.path.insert(0, str(ROOT))
 
 from bot.alerts.model import AlertGroup, Member  # noqa: E402
 from bot.alerts.store import AlertStore  # noqa: E402
-from bot.audit import AuditLog  # noqa: E402
+from bot.platform.audit import AuditLog  # noqa: E402
 from bot.backups.store import BackupStore  # noqa: E402
 from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
 from bot.deploys.store import DeployStore  # noqa: E402
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
-from bot.keys import Keys  # noqa: E402
-from bot.metrics import Metrics  # noqa: E402
-from bot.pruning import Pruner  # noqa: E402
-from bot.retention import RetentionSection  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.platform.embedded_redis import EmbeddedRedis  # noqa: E402
+from bot.platform.keys import Keys  # noqa: E402
+from bot.platform.metrics import Metrics  # noqa: E402
+from bot.shell.pruning import Pruner  # noqa: E402
+from bot.platform.retention import RetentionSection  # noqa: E402
+from bot.platform.store import Store  # noqa: E402
 
 
 class SimClock:

@@ -1,5 +1,5 @@
 """`python -m bot`: the same entry point as the `chatops` command."""
 
-from bot.cli import main
+from bot.shell.cli import main
 
 raise SystemExit(main())

@@ -42,11 +42,11 @@ from bot.alerts.render import (
     silence_modal,
 )
 from bot.alerts.routing import Matcher, parse_matcher, route
-from bot.blocks import context, external_text, header, section
-from bot.deploys.render import human_duration
-from bot.errors import UsageError, UserFacingError
-from bot.humanize import plural
-from bot.oncall.escalation import who_was_paged
+from bot.text.blocks import context, external_text, header, section
+from bot.text.humanize import duration as human_duration
+from bot.platform.errors import UsageError, UserFacingError
+from bot.text.humanize import plural
+from bot.alerts.escalation import who_was_paged
 from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
 from commands.lexer import REASON, FlagSet
 from integrations.alerts.base import Alert

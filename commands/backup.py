@@ -29,8 +29,8 @@ from bot.backups.render import (
     list_message,
     show_message,
 )
-from bot.blocks import escape
-from bot.errors import UsageError, UserFacingError
+from bot.text.blocks import escape
+from bot.platform.errors import UsageError, UserFacingError
 from commands.backup_grammar import (
     DrillCmd,
     FLAGS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 from commands.lexer import REASON, FlagSet
 
 MAX_LIST = 50

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.deps import Deps
+from bot.shell.deps import Deps
 
 # The handlers as the catalog routes them; `commands.framework` declares their exact context and reply types.
 CommandHandler = Callable[[Any], Awaitable[Any]]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.blocks import context, escape, header, section
+from bot.text.blocks import context, escape, header, section
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
 from bot.deploys.render import (
@@ -30,7 +30,7 @@ from bot.deploys.render import (
     state_label,
     title,
 )
-from bot.errors import UserFacingError
+from bot.platform.errors import UserFacingError
 from commands.deploy_grammar import (
     CancelCmd,
     DeployRequestCmd,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 from commands.lexer import MAX_REASON, REASON, Flag, FlagSet
 from commands.lexer import show as _show
 from integrations.types import parse_duration

@@ -32,16 +32,16 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
-from bot.blocks import escape
-from bot.deps import Deps
-from bot.errors import (
+from bot.text.blocks import escape
+from bot.shell.deps import Deps
+from bot.platform.errors import (
     PermissionDenied,
     StoreUnavailable,
     UsageError,
     UserFacingError,
     new_ref,
 )
-from bot.request_guard import RequestGuard
+from bot.platform.request_guard import RequestGuard
 from commands import help as help_pages
 from commands.catalog import (
     ActionHandler,

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
 
-from bot.audit import Result
-from bot.blocks import show_placeholders
-from bot.deps import Deps
-from bot.errors import PermissionDenied, UserFacingError
+from bot.platform.audit import Result
+from bot.text.blocks import show_placeholders
+from bot.shell.deps import Deps
+from bot.platform.errors import PermissionDenied, UserFacingError
 from commands.catalog import Catalog, CommandSpec, Shortcut
 
 T = TypeVar("T")

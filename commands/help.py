@@ -6,7 +6,7 @@ import functools
 import re
 from typing import TYPE_CHECKING
 
-from bot.blocks import (
+from bot.text.blocks import (
     actions,
     button,
     context,
@@ -20,7 +20,7 @@ from commands.catalog import UMBRELLA, Catalog, CommandSpec
 from commands.framework import Reply
 
 if TYPE_CHECKING:
-    from bot.config import ChatopsConfig
+    from bot.shell.config import ChatopsConfig
 
 Names = tuple[tuple[str, str | None], ...]
 """(name in the docstring examples, the loaded configuration's name for it, or None: it has none)."""

@@ -42,8 +42,8 @@ import json
 import re
 
 from bot.alerts.render import DECLARE
-from bot.blocks import external_text, section
-from bot.errors import UsageError, UserFacingError
+from bot.text.blocks import external_text, section
+from bot.platform.errors import UsageError, UserFacingError
 from bot.incidents.config import STATUSES
 from bot.incidents.model import Incident
 from bot.incidents.paging import incident_severity

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "”": "”", "’": "’"}
 MAX_TEXT = 4000

@@ -23,9 +23,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.blocks import Block, context, escape, header, section
-from bot.deploys.render import human_duration
-from bot.errors import UsageError, UserFacingError
+from bot.text.blocks import Block, context, escape, header, section
+from bot.text.humanize import duration as human_duration
+from bot.platform.errors import UsageError, UserFacingError
 from bot.oncall import stats
 from bot.oncall.overrides import OverrideRecord
 from bot.oncall.when import EXAMPLES, format_local, parse_when

@@ -23,11 +23,12 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import Block, context, escape, header, section
-from bot.deploys.render import human_duration, state_label
-from bot.deps import Deps
-from bot.errors import UsageError
-from bot.humanize import duration
+from bot.text.blocks import Block, context, escape, header, section
+from bot.text.humanize import duration as human_duration
+from bot.deploys.render import state_label
+from bot.shell.deps import Deps
+from bot.platform.errors import UsageError
+from bot.text.humanize import duration
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target

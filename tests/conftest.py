@@ -17,12 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bot.composition import DEPS, create_web_app
-from bot.config import ChatopsConfig, parse_config
-from bot.deps import Deps
-from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.composition import DEPS, create_web_app
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.shell.deps import Deps
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator, Workspace
-from bot.settings import Settings
+from bot.shell.settings import Settings
 
 BOT_TOKEN = "xoxb-test-token-0123456789"
 

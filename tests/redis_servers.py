@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.embedded_redis import free_port, system_binary
+from bot.platform.embedded_redis import free_port, system_binary
 
 MASTER_NAME = "chatops"
 START_TIMEOUT = 20.0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.alerts.model import AlertGroup, Member
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.slack_signing import command_body, parse, post, signed_headers
 from tests.state import state
@@ -89,9 +89,9 @@ import sys
 from pathlib import Path
 
 from bot import cli  # noqa: F401 - the `chatops` entry point
-from bot.composition import create_web_app
-from bot.config import load_config
-from bot.settings import Settings
+from bot.shell.composition import create_web_app
+from bot.shell.config import load_config
+from bot.shell.settings import Settings
 
 settings = Settings.model_validate({
     "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cr3t-signing", "SLACK_API_URL": "http://127.0.0.1:9/api/",

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.config import ChatopsConfig, parse_config
-from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, start_bot
 from tests.state import state

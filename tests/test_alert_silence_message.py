@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.alerts.model import AlertGroup, Member
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
 from tests.waiting import eventually

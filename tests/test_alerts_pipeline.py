@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
 
@@ -177,9 +177,9 @@ async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis
     import redis.asyncio as aioredis
 
     from bot.alerts.store import AlertStore
-    from bot.keys import Keys
-    from bot.metrics import Metrics
-    from bot.store import Store
+    from bot.platform.keys import Keys
+    from bot.platform.metrics import Metrics
+    from bot.platform.store import Store
     from integrations.alerts.alertmanager import parse_payload
     from tests.conftest import start_bot
 
@@ -249,7 +249,7 @@ def top_level_id(bot: BotHarness, message: dict[str, Any]) -> str:
 
 
 async def test_webhook_answers_503_when_the_alert_cannot_be_stored(emulator, tmp_path, bot_config) -> None:  # type: ignore[no-untyped-def]
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.platform.embedded_redis import EmbeddedRedis
     from tests.conftest import start_bot
 
     own = EmbeddedRedis(tmp_path / "redis").start()

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.integrations.test_alerts_datadog import filled
 from tests.state import state

@@ -21,13 +21,13 @@ def test_import_contract_holds(repo_root: Path) -> None:
 
 
 # Each service is the only way into its state (issue 16, item 3): the Slack surface reaches state through services.
-FORBIDDEN_IN_COMMANDS = ("bot.store", "bot.locks", "bot.redis_client", "redis", "aiohttp")
+FORBIDDEN_IN_COMMANDS = ("bot.platform.store", "bot.platform.locks", "bot.platform.redis_client", "redis", "aiohttp")
 # Plain value types that live in a store module, importable by name (not the store itself).
 VALUE_TYPES_IN_STORE_MODULES = {("bot.status.store", "Bucket")}
 
 
 def _store_imports(source: str) -> list[str]:
-    """The imports of a module that reach a store: bot.store, bot.locks, any `*.store` module, a raw client."""
+    """The imports of a module that reach a store: bot.platform.store, bot.platform.locks, any `*.store` module, a raw client."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -66,9 +66,9 @@ def test_deps_hands_out_no_raw_client() -> None:
     from redis.asyncio.cluster import RedisCluster
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.deps import Deps
-    from bot.request_guard import RequestGuard
-    from bot.store import Store
+    from bot.shell.deps import Deps
+    from bot.platform.request_guard import RequestGuard
+    from bot.platform.store import Store
 
     raw = (Store, Redis, RedisCluster, AsyncWebClient, aiohttp.ClientSession, RequestGuard)
     hints = typing.get_type_hints(Deps)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.blocks import show_placeholders
+from bot.text.blocks import show_placeholders
 from commands.framework import Reply
 
 

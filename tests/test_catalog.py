@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 from commands.catalog import parse_docstring
 from commands.chatops import parse_audit_count
 from commands.registry import COMMANDS, build_catalog

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.cli import main
-from bot.embedded_redis import free_port
+from bot.shell.cli import main
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
 from commands.registry import build_catalog
 from tests.conftest import BOT_TOKEN, serve_environment, wait_ready

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 from commands import alerts, oncall
 from commands.backup_grammar import parse_backup
 from commands.deploy_grammar import parse_deploy, parse_rollback

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
-from bot.config import (
+from bot.shell.config import (
     ChatopsConfig,
     ConfigError,
     ConfigProblem,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv
 from tests.health_servers import (  # noqa: F401

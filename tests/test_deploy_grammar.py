@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.errors import UsageError
+from bot.platform.errors import UsageError
 from commands.deploy_grammar import (
     DEPLOY_USAGE,
     KEYWORDS,

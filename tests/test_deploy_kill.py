@@ -18,11 +18,11 @@ import redis.asyncio as aioredis
 
 from bot.deploys.model import DeployRecord, DeployState, StepProcesses, recovery_action
 from bot.deploys.store import DeployStore, LockInfo
-from bot.embedded_redis import free_port
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.store import Store
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
 
 DEADLINE = 90.0  # seconds; generous, the machine is shared and loaded

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.cron import Cron
+from bot.platform.cron import Cron
 from bot.deploys.config import FreezeWindow
 from bot.deploys.figures import compute_figures
 from bot.deploys.model import DeployRecord, DeployState, IllegalTransition

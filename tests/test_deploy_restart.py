@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 
 from bot.deploys.model import DeployState
 from bot.deploys.store import DeployStore
-from bot.embedded_redis import free_port
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.store import Store
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
-from bot.embedded_redis import free_port
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.store import Store
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.store import Store
 from tests import github_api
 from tests.conftest import BotHarness, fake_deploy_argv, serve_environment, wait_ready
 from tests.github_api import FakeGitHubCommits, running_github
@@ -216,7 +216,7 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
 
 
 def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
-    from bot.config import ConfigError
+    from bot.shell.config import ConfigError
 
     good = vercel_config(vercel)
     for change, expected in [
@@ -238,7 +238,7 @@ def test_check_config_names_bad_vercel_settings(vercel: FakeVercel) -> None:
 
 def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a_provider_fills_it(
         vercel: FakeVercel) -> None:
-    from bot.config import ConfigError
+    from bot.shell.config import ConfigError
     from integrations.health.http import GateHealthSettings
 
     good = vercel_config(vercel)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv, start_site
 from tests.state import state

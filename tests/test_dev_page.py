@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.embedded_redis import free_port
+from bot.platform.embedded_redis import free_port
 from tests.conftest import wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -731,7 +731,7 @@ async def test_page_command_and_message_endpoints(emu: SlackEmulator, bot: FakeB
 
 
 def test_validate_blocks_accepts_what_bot_blocks_builds() -> None:
-    from bot import blocks as b
+    from bot.text import blocks as b
 
     built = [b.header("Deploy"), b.section("text", accessory=b.button("Go", "go", "1", style="primary")),
              b.fields([("Service", "web"), ("Env", "prod")]), b.context("one", "two"), b.divider(),

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.blocks import external_text, show_placeholders, user_text
-from bot.humanize import duration, plural
+from bot.text.blocks import external_text, show_placeholders, user_text
+from bot.text.humanize import duration, plural
 
 
 @pytest.mark.parametrize(("span", "text"), [

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.emulator import SlackEmulator
 from bot.incidents.model import Incident

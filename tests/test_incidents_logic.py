@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.alerts.model import AlertGroup, Member
-from bot.config import ConfigError, parse_config
+from bot.shell.config import ConfigError, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.incidents import naming, paging
 from bot.incidents.config import IncidentsSection

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.alerts.model import AlertGroup
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, FakeClock
 from tests.state import state

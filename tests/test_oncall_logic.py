@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.config import ConfigError, parse_config
-from bot.oncall import escalation
+from bot.shell.config import ConfigError, parse_config
+from bot.alerts import escalation
 from bot.oncall.config import EscalationPolicy
-from bot.oncall.escalation import Deadline
+from bot.alerts.escalation import Deadline
 from bot.oncall.rotation import parse_rotation
 from bot.oncall.stats import figures_by, percentile, within
 from bot.oncall.trigger import HandoffTrigger

@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.store import AlertStore
-from bot.config import parse_config
-from bot.embedded_redis import free_port
+from bot.shell.config import parse_config
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.store import Store
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.store import Store
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
 from tests.state import state

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from bot.config import parse_config
-from bot.embedded_redis import EmbeddedRedis
+from bot.shell.config import parse_config
+from bot.platform.embedded_redis import EmbeddedRedis
 from bot.emulator import SlackEmulator
 from tests.conftest import DEFAULT_CONFIG, BotHarness, start_bot
 

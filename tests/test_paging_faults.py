@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.alerts.model import AlertGroup
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, FakeClock
 from tests.test_oncall import (
     CONFIG,

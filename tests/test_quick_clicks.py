@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.alerts.model import AlertGroup, Member
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
 from tests.waiting import eventually

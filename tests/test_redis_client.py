@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.redis_client import RedisTarget, RedisUrlError, parse_redis_url
-from bot.settings import SettingsError, load_settings
+from bot.platform.redis_client import RedisTarget, RedisUrlError, parse_redis_url
+from bot.shell.settings import SettingsError, load_settings
 from tests.redis_servers import TlsFiles, make_tls_files
 
 SECRET = "s3cr3t-Pa55"

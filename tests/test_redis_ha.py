@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployState
 from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, fake_deploy_argv, start_bot

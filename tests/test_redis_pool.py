@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.config import parse_config
-from bot.embedded_redis import free_port
+from bot.shell.config import parse_config
+from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
 from tests.conftest import start_bot
 from tests.redis_servers import RedisProcess, require_binaries

@@ -17,10 +17,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.emulator import SlackEmulator
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.redis_client import PoolOptions, build_redis_client, parse_redis_url
-from bot.store import Store
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.redis_client import PoolOptions, build_redis_client, parse_redis_url
+from bot.platform.store import Store
 from tests.conftest import start_bot
 from tests.redis_servers import (
     ClusterDeployment,

@@ -17,8 +17,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.keys import Keys
-from bot.scheduler import (
+from bot.platform.keys import Keys
+from bot.platform.scheduler import (
     MAX_COUNTED,
     LeaderLease,
     LeaderScheduler,
@@ -242,11 +242,11 @@ async def test_a_failing_job_does_not_stop_later_runs(
 
     proc = process(processes, redis, "a")
     proc.scheduler.add_job("flaky", flaky, IntervalTrigger(seconds=0.05))
-    with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="bot.platform.scheduler"):
         proc.start()
         await eventually(lambda: len(attempts) >= 5, "the job keeps running after failing")
     assert proc.scheduler.is_leader
-    failures = [r for r in caplog.records if r.name == "bot.scheduler" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "bot.platform.scheduler" and r.levelno == logging.ERROR]
     assert len(failures) == 2
     assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in failures)
 
@@ -276,7 +276,7 @@ async def test_unreachable_redis_is_no_lease_and_the_loop_keeps_going(caplog: py
     client = aioredis.Redis(port=port, socket_connect_timeout=0.2, decode_responses=True)
     scheduler = LeaderScheduler(redis=client, keys=KEYS, lease_ttl=timedelta(seconds=0.3), clock=real_clock, owner="a")
     stop = asyncio.Event()
-    with caplog.at_level(logging.WARNING, logger="bot.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="bot.platform.scheduler"):
         task = asyncio.get_running_loop().create_task(scheduler.run(stop))
         await eventually(
             lambda: sum("lease acquire failed" in r.getMessage() for r in caplog.records) >= 2, "two failed attempts"

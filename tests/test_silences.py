@@ -14,7 +14,7 @@ from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member
 from bot.alerts.patterns import MAX_PATTERN
 from bot.alerts.routing import parse_matcher, route
-from bot.config import ChatopsConfig, ConfigError, parse_config
+from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
 

@@ -11,8 +11,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.emulator import SlackEmulator, Workspace
-from bot.metrics import Metrics
-from bot.slack_client import (
+from bot.platform.metrics import Metrics
+from bot.platform.slack_client import (
     InstrumentedWebClient,
     build_slack_client,
     error_code,

@@ -10,7 +10,7 @@ import time
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.errors import new_ref
+from bot.platform.errors import new_ref
 from commands.catalog import Catalog, CommandSpec
 from commands.dispatch import run_command
 from commands.framework import CommandContext, Invocation

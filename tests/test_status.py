@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, burn_rate, measure, sparkline
 from tests.conftest import BotHarness, FakeClock, start_site
 from tests.state import state

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from bot.config import ChatopsConfig, ConfigError, parse_config
+from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from bot.status.page import PageView, status_lines
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, start_site
 from tests.state import state

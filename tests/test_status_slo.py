@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, budget_text, burn_summary, measure
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, FakeClock, start_site

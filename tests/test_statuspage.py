@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from bot.emulator import SlackEmulator
 from tests.conftest import (
     BotHarness,
@@ -214,8 +214,8 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
     emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bot.composition import StartupError, preflight
-    from bot.settings import Settings
+    from bot.shell.composition import StartupError, preflight
+    from bot.shell.settings import Settings
 
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
@@ -233,7 +233,7 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
 
 
 def test_check_config_names_what_is_wrong_in_the_statuspage_section() -> None:
-    from bot.config import ConfigError
+    from bot.shell.config import ConfigError
 
     text = config("http://127.0.0.1:9").model_dump_json()  # a valid one parses
     assert text

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bot.audit import AuditLog
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.store import Store
+from bot.platform.audit import AuditLog
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.store import Store
 
 
 async def test_concurrent_claims_of_one_request_have_one_winner(redis_url: str) -> None:
@@ -44,7 +44,7 @@ async def test_audit_records_are_read_back_newest_first(redis_url: str) -> None:
 
 
 def test_embedded_redis_accepts_a_relative_data_dir(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.platform.embedded_redis import EmbeddedRedis
 
     monkeypatch.chdir(tmp_path)
     server = EmbeddedRedis(Path(".chatops-dev") / "redis", persist=True).start()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.alerts.model import Page
-from bot.blocks import channel_link
-from bot.channels import ChannelDirectory
-from bot.config import ChatopsConfig, parse_config
-from bot.embedded_redis import EmbeddedRedis
+from bot.text.blocks import channel_link
+from bot.platform.channels import ChannelDirectory
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.platform.embedded_redis import EmbeddedRedis
 from bot.emulator.server import SlackEmulator
 from tests.conftest import BOT_TOKEN, BotHarness
 from tests.test_ux_demo import DEMO, command, restore_redis  # noqa: F401 (fixture)

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.errors import StoreUnavailable, new_ref
+from bot.platform.errors import StoreUnavailable, new_ref
 from integrations.alerts.base import (
     Accepted,
     AlertSource,

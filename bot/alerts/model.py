@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.blocks import external_text
+from bot.text.blocks import external_text
 from integrations.alerts.base import Alert
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}

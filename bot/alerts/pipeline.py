@@ -23,15 +23,15 @@ from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.render import alert_message
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
 from bot.alerts.store import AlertStore
-from bot.audit import AuditLog
-from bot.blocks import external_text
-from bot.deploys.render import human_duration
-from bot.errors import StoreUnavailable, UserFacingError
-from bot.oncall import escalation
+from bot.platform.audit import AuditLog
+from bot.text.blocks import external_text
+from bot.text.humanize import duration as human_duration
+from bot.platform.errors import StoreUnavailable, UserFacingError
+from bot.alerts import escalation
 from bot.oncall.config import OncallSection
 from bot.oncall.render import page_closed
-from bot.slack_client import error_code, is_transient
-from bot.slack_post import OncePoster, post_message
+from bot.platform.slack_client import error_code, is_transient
+from bot.platform.slack_post import OncePoster, post_message
 from integrations.alerts.base import Alert
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup, Member, Page
-from bot.blocks import (
+from bot.text.blocks import (
     Block,
     actions,
     button,
@@ -21,7 +21,7 @@ from bot.blocks import (
     section,
     static_select,
 )
-from bot.deploys.render import human_duration
+from bot.text.humanize import duration as human_duration
 from bot.incidents.paging import is_incident_page
 
 ACK = "alerts.ack"

@@ -13,7 +13,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
 from bot.alerts.model import AlertGroup
-from bot.store import IDEMPOTENCY_TTL_SECONDS, Store
+from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, Store
 from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"

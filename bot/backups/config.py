@@ -13,7 +13,7 @@ from typing import Annotated
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, Field, model_validator
 
-from bot.cron import Cron
+from bot.platform.cron import Cron
 from bot.deploys.config import ApprovalConfig
 from integrations.alerts.base import EnvVarName
 from integrations.backups.elasticache import ElastiCacheSettings

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.approvals import Decision, approved_by
+from bot.platform.approvals import Decision, approved_by
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 

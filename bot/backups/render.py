@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from bot.approvals import rejection_text
+from bot.platform.approvals import rejection_text
 from bot.backups.model import (
     BackupRecord,
     BackupState,
@@ -15,8 +15,8 @@ from bot.backups.model import (
     RestoreRecord,
     RestoreState,
 )
-from bot.blocks import Block, actions, button, context, escape, fields, header, section
-from bot.deploys.render import human_duration
+from bot.text.blocks import Block, actions, button, context, escape, fields, header, section
+from bot.text.humanize import duration as human_duration
 
 APPROVE = "backup.approve"
 REJECT = "backup.reject"

@@ -22,8 +22,8 @@ from datetime import datetime
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.approvals import Approvable, Decision, check_approval
-from bot.audit import AuditLog
+from bot.platform.approvals import Approvable, Decision, check_approval
+from bot.platform.audit import AuditLog
 from bot.backups.config import (
     ElastiCacheTarget,
     PostgresTarget,
@@ -35,9 +35,9 @@ from bot.backups.model import RestoreRecord, RestoreState, new_restore_id
 from bot.backups.render import restore_destination, restore_message
 from bot.backups.runs import lock_held, quietly
 from bot.backups.targets import BackupTargets
-from bot.errors import UserFacingError, new_ref
-from bot.slack_post import post_message
-from bot.tasks import BackgroundTasks
+from bot.platform.errors import UserFacingError, new_ref
+from bot.platform.slack_post import post_message
+from bot.platform.tasks import BackgroundTasks
 from integrations.backups.base import BackupError
 from integrations.backups.rdb import RdbError, read_rdb
 from integrations.backups.rds import INSTANCE_ID

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.backups.store import BackupStore as BackupRecords
-from bot.locks import LockInfo
+from bot.platform.locks import LockInfo
 
 log = logging.getLogger(__name__)
 

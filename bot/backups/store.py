@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio.client import Pipeline
 
 from bot.backups.model import BackupRecord, BackupState, DrillRecord, RestoreRecord
-from bot.locks import LockInfo, RunLocks
-from bot.store import Store
+from bot.platform.locks import LockInfo, RunLocks
+from bot.platform.store import Store
 
 M = TypeVar("M", bound=BaseModel)
 # Finished backups whose object is gone or never was: their records are history only (retention removes them).

@@ -16,7 +16,7 @@ from bot.backups.model import BackupRecord
 from bot.backups.readback import StoredObject
 from bot.backups.runs import quietly
 from bot.backups.store import BackupStore as BackupRecords
-from bot.errors import UserFacingError
+from bot.platform.errors import UserFacingError
 from integrations.backups.base import BackupEngine, BackupStore
 from integrations.backups.elasticache import ElastiCacheSnapshotter
 from integrations.backups.envelope import Envelope

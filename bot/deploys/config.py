@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from bot.cron import Cron
+from bot.platform.cron import Cron
 from integrations.deploy.github_commits import LeadTimeSettings
 from integrations.deploy.registry import DeployerSettings, has_deployment_url
 from integrations.health.analysis import AnalysisSettings

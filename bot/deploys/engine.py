@@ -18,7 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.audit import AuditLog
+from bot.platform.audit import AuditLog
 from bot.deploys.config import DeploysSection, EnvironmentConfig, ServiceConfig
 from bot.deploys.figures import Figures, compute_figures
 from bot.deploys.model import (
@@ -40,17 +40,12 @@ from bot.deploys.policy import (
     rollback_target,
     version_problem,
 )
-from bot.deploys.render import (
-    deploy_message,
-    failure_advice,
-    health_line,
-    human_duration,
-    title,
-)
+from bot.deploys.render import deploy_message, failure_advice, health_line, title
+from bot.text.humanize import duration as human_duration
 from bot.deploys.store import DeployStore, LockInfo
-from bot.errors import UserFacingError, new_ref
-from bot.slack_post import post_message
-from bot.tasks import BackgroundTasks
+from bot.platform.errors import UserFacingError, new_ref
+from bot.platform.slack_post import post_message
+from bot.platform.tasks import BackgroundTasks
 from integrations.deploy.base import (
     Deployer,
     DeployStep,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.deploys.model import DeployRecord, DeployState
-from bot.humanize import duration, plural
+from bot.text.humanize import duration, plural
 
 FAILED_STATES = frozenset({DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED})
 

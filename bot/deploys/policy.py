@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.approvals import Approvable, ApprovalCheck
-from bot.approvals import check_approval as approval_check
-from bot.cron import Cron
+from bot.platform.approvals import Approvable, ApprovalCheck
+from bot.platform.approvals import check_approval as approval_check
+from bot.platform.cron import Cron
 from bot.deploys.config import EnvironmentConfig, FreezeWindow
 from bot.deploys.model import DeployRecord, DeployState
-from bot.locks import LockInfo
+from bot.platform.locks import LockInfo
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def version_problem(env: EnvironmentConfig, version: str) -> str | None:
 
 
 def check_approval(record: DeployRecord, user: str, *, is_approver: bool) -> ApprovalCheck:
-    """Whether `user` may approve `record` now, and whether their approval completes it (see bot.approvals)."""
+    """Whether `user` may approve `record` now, and whether their approval completes it (see bot.platform.approvals)."""
     return approval_check(Approvable(
         noun="deploy", waiting=record.state == DeployState.AWAITING_APPROVAL,
         state_label=record.state.value.replace("_", " "), requested_by=record.requested_by,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot.approvals import rejection_text
-from bot.blocks import (
+from bot.platform.approvals import rejection_text
+from bot.text.blocks import (
     Block,
     actions,
     button,
@@ -19,7 +19,7 @@ from bot.blocks import (
 )
 from bot.deploys.figures import Figures
 from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
-from bot.humanize import duration
+from bot.text.humanize import duration
 
 APPROVE = "deploy.approve"
 REJECT = "deploy.reject"
@@ -41,7 +41,7 @@ STATE_LABELS = {
 
 
 def human_duration(span: timedelta) -> str:
-    """A duration for people: the one humaniser's (`bot.humanize.duration`), under the name many modules import."""
+    """A duration for people: the one humaniser's (`bot.text.humanize.duration`), under the name many modules import."""
     return duration(span)
 
 

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
 
 from bot.deploys.model import DeployRecord, DeployState
-from bot.locks import LockInfo, RunLocks
-from bot.store import Store
+from bot.platform.locks import LockInfo, RunLocks
+from bot.platform.store import Store
 
-__all__ = ["DeployStore", "LockInfo"]  # LockInfo lives in bot.locks; imported from here too
+__all__ = ["DeployStore", "LockInfo"]  # LockInfo lives in bot.platform.locks; imported from here too
 
 class DeployStore:
     """Typed Redis access for deploys."""

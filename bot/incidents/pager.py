@@ -12,14 +12,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.deploys.render import human_duration
-from bot.errors import UserFacingError
+from bot.text.humanize import duration as human_duration
+from bot.platform.errors import UserFacingError
 from bot.incidents import paging
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.incidents.recorder import SYSTEM, ChangeRecorder
 from bot.incidents.store import IncidentStore
-from bot.oncall import escalation
+from bot.alerts import escalation
 
 
 class IncidentPager:

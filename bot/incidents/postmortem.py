@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from bot.alerts.model import AlertGroup
 from bot.deploys.model import DeployRecord
-from bot.deploys.render import human_duration
+from bot.text.humanize import duration as human_duration
 from bot.incidents.model import Incident, TimelineEntry
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")

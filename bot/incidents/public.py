@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bot.incidents.model import Incident, TimelineEntry, TimelineKind
 from bot.incidents.recorder import SYSTEM
 from bot.incidents.store import IncidentStore
-from bot.store import Pipe, optional_text, stream_fields, text, texts
+from bot.platform.store import Pipe, optional_text, stream_fields, text, texts
 from integrations.statuspage.statuspage import (
     ComponentStatus,
     StatuspageClient,

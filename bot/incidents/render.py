@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup
-from bot.blocks import (
+from bot.text.blocks import (
     Block,
     clip,
     context,
@@ -19,8 +19,8 @@ from bot.blocks import (
     plain,
     section,
 )
-from bot.blocks import user_text as blocks_user_text
-from bot.deploys.render import human_duration
+from bot.text.blocks import user_text as blocks_user_text
+from bot.text.humanize import duration as human_duration
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, TimelineEntry
 
@@ -36,7 +36,7 @@ KIND_EMOJI = {
 
 def user_text(text: str) -> str:
     """People's text (updates, notes, resolutions, and timeline lines that carry our own `<@U…>` mentions) made
-    safe for mrkdwn: the one rule, `bot.blocks.user_text`."""
+    safe for mrkdwn: the one rule, `bot.text.blocks.user_text`."""
     return blocks_user_text(text)
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
 
 from bot.incidents.model import Incident, TimelineEntry
-from bot.store import Store
+from bot.platform.store import Store
 
 PUBLISH_LEASE_MS = 30_000
 T = TypeVar("T")

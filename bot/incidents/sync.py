@@ -22,8 +22,8 @@ from bot.incidents import render
 from bot.incidents.channel import IncidentChannel
 from bot.incidents.model import Incident
 from bot.incidents.store import IncidentStore
-from bot.slack_post import post_message
-from bot.store import stream_entries
+from bot.platform.slack_post import post_message
+from bot.platform.store import stream_entries
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.oncall.rotation import Override
-from bot.store import Store
+from bot.platform.store import Store
 
 KEEP_ENDED = timedelta(days=30)
 

@@ -21,19 +21,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
-from bot.audit import AuditLog
-from bot.blocks import channel_link, external_text
-from bot.deploys.render import human_duration
-from bot.errors import UserFacingError
-from bot.oncall import escalation
+from bot.platform.audit import AuditLog
+from bot.text.blocks import channel_link, external_text
+from bot.text.humanize import duration as human_duration
+from bot.platform.errors import UserFacingError
+from bot.alerts import escalation
 from bot.oncall.config import EscalationPolicy, EscalationStep, PagerDutyTarget
-from bot.oncall.escalation import PAGE, Deadline, Slot
+from bot.alerts.escalation import PAGE, Deadline, Slot
 from bot.oncall.pagerduty import PagerDutyOutbox
 from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
-from bot.slack_client import error_code, is_transient
-from bot.slack_post import OncePoster, direct_message
-from bot.store import Pipe
+from bot.platform.slack_client import error_code, is_transient
+from bot.platform.slack_post import OncePoster, direct_message
+from bot.platform.store import Pipe
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from aiohttp import web
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
-from bot.errors import StoreUnavailable, UserFacingError, new_ref
-from bot.people import PeopleDirectory
-from bot.store import Pipe
+from bot.platform.errors import StoreUnavailable, UserFacingError, new_ref
+from bot.platform.people import PeopleDirectory
+from bot.platform.store import Pipe
 from integrations.paging.pagerduty import (
     SIGNATURE_HEADER,
     WEBHOOK_ID_HEADER,

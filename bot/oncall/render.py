@@ -7,7 +7,7 @@ from datetime import datetime
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.render import ACK, RESOLVE, SEVERITY_EMOJI
-from bot.blocks import (
+from bot.text.blocks import (
     Block,
     actions,
     button,
@@ -17,7 +17,7 @@ from bot.blocks import (
     header,
     section,
 )
-from bot.deploys.render import human_duration
+from bot.text.humanize import duration as human_duration
 
 
 def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetime, mention: str = "") -> tuple[str, list[Block]]:

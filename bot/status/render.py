@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.blocks import Block, actions, button, context, escape, header, section
-from bot.deploys.render import human_duration
-from bot.humanize import duration
+from bot.text.blocks import Block, actions, button, context, escape, header, section
+from bot.text.humanize import duration as human_duration
+from bot.text.humanize import duration
 from bot.status.service import Checked
 
 REFRESH = "status.refresh"

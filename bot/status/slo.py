@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.humanize import duration
+from bot.text.humanize import duration
 
 # The share of a window probes must cover before a burn rate over it counts: with less, a few failed probes (a
 # restart, the first minutes of a target) would read as a sustained burn.

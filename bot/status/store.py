@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.status.slo import Counts
-from bot.store import Store
+from bot.platform.store import Store
 
 MINUTE_SLOTS = 360
 HOUR_SLOTS = 744

@@ -130,7 +130,7 @@ class PostgresEngine:
         finally:
             await self._drop_database(dsn, scratch)
         total = sum(rows.values())
-        tables = f"{len(rows)} table{'' if len(rows) == 1 else 's'}"  # integrations cannot import bot.humanize
+        tables = f"{len(rows)} table{'' if len(rows) == 1 else 's'}"  # integrations cannot import bot.text.humanize
         detail = f"restored into a scratch database: {tables}, {total} row{'' if total == 1 else 's'}"
         return VerifyFacts(detail=detail, tables=len(rows), rows=rows)
 

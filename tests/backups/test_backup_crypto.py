@@ -26,7 +26,7 @@ import pytest
 
 from bot.backups.model import BackupRecord, BackupState, RestoreRecord, RestoreState
 from bot.backups.service import BackupService
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from integrations.backups.envelope import MAGIC
 from tests.backups.harness import eventually
 from tests.backups.servers import PG_PASSWORD, Postgres, S3Server

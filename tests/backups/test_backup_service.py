@@ -13,7 +13,7 @@ import pytest
 
 from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.backups.harness import backup_yaml, eventually, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness

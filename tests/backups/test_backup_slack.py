@@ -8,7 +8,7 @@ import html
 import pytest
 
 from bot.backups.model import BackupState, RestoreState
-from bot.config import ChatopsConfig, parse_config
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.backups.harness import backup_yaml, eventually, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
-from bot.config import ChatopsConfig, ConfigError, parse_config
+from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.backups.elasticache_server import ElastiCacheStandIn
 from tests.backups.harness import eventually, set_environment
 from tests.backups.servers import Postgres, S3Server

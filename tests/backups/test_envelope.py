@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.composition import StartupError, check_backup_keys
-from bot.config import ConfigError, parse_config
+from bot.shell.composition import StartupError, check_backup_keys
+from bot.shell.config import ConfigError, parse_config
 from integrations.backups.base import BackupError
 from integrations.backups.envelope import (
     FRAME_SIZE,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from bot.config import ConfigError, parse_config
+from bot.shell.config import ConfigError, parse_config
 from integrations.health.analysis import (
     AnalysisProgress,
     AnalysisSettings,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import PermissionDenied
+from bot.platform.errors import PermissionDenied
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The retention job: applies `retention:` (bot/retention.py) to every domain's history, on the leader, in
+"""The retention job: applies `retention:` (bot/platform/retention.py) to every domain's history, on the leader, in
 bounded batches. Each batch is one short Redis call over at most `batch` records, found through an index (the
 time-ordered sorted sets, stream ids, known day keys): never a scan of the keyspace, never a blocking command."""
 
@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.alerts.store import AlertStore
-from bot.audit import AuditLog
+from bot.platform.audit import AuditLog
 from bot.backups.store import BackupStore
 from bot.deploys.store import DeployStore
-from bot.retention import RetentionSection
+from bot.platform.retention import RetentionSection
 
 log = logging.getLogger(__name__)
 

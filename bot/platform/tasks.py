@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from bot.errors import new_ref
+from bot.platform.errors import new_ref
 
 log = logging.getLogger(__name__)
 

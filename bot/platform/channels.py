@@ -16,7 +16,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import channel_link
+from bot.text.blocks import channel_link
 
 log = logging.getLogger(__name__)
 

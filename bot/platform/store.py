@@ -1,5 +1,5 @@
 """The Redis store: the small, atomic primitives every service builds on (claims, the audit stream, health), and
-typed reads: the client decodes replies (`decode_responses`, bot/redis_client.py), so what Redis answers is text,
+typed reads: the client decodes replies (`decode_responses`, bot/platform/redis_client.py), so what Redis answers is text,
 and the reads here say so (`str`, not redis-py's `bytes | str`): domain stores use them rather than casting."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError, WatchError
 from redis.typing import EncodableT
 
-from bot.batching import ClaimBatcher
-from bot.errors import StoreUnavailable
-from bot.keys import Keys
-from bot.metrics import Metrics
-from bot.redis_client import RedisClient
+from bot.platform.batching import ClaimBatcher
+from bot.platform.errors import StoreUnavailable
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.composition import create_web_app
-from bot.config import ConfigError, load_config, summary
-from bot.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.composition import create_web_app
+from bot.shell.config import ConfigError, load_config, summary
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator, Workspace
-from bot.logs import configure_logging
-from bot.settings import Settings
+from bot.shell.logs import configure_logging
+from bot.shell.settings import Settings
 
 DEMO_CONFIG = Path("examples") / "chatops.yaml"
 DEV_BOT_TOKEN = "xoxb-chatops-dev-emulator"

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_post import direct_message
+from bot.platform.slack_post import direct_message
 
 RESPONSE_URL_TIMEOUT_SECONDS = 10
 

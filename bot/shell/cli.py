@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bot.config import ConfigError, load_config, summary
+from bot.shell.config import ConfigError, load_config, summary
 
 EXIT_OK = 0
 EXIT_INVALID_CONFIG = 1
@@ -43,13 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve()
     if args.command == "dev":
-        from bot.dev import run_dev
+        from bot.shell.dev import run_dev
 
         return run_dev(config_path=args.config, host=args.host, port=args.port, data_dir=args.data_dir)
     if args.command == "check-config":
         return check_config(args.file or os.environ.get("CHATOPS_CONFIG") or "./chatops.yaml")
     if args.command == "audit":
-        from bot.audit_export import run_export
+        from bot.shell.audit_export import run_export
 
         return run_export(since=args.since, until=args.until)
     if args.command == "manifest":
@@ -71,8 +71,8 @@ def check_config(path: str) -> int:
 
 def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
     """Prints the Slack app manifest generated from the command registry."""
-    from bot.composition import manifest_commands, manifest_shortcuts
-    from bot.manifest import build_manifest, manifest_yaml
+    from bot.shell.composition import manifest_commands, manifest_shortcuts
+    from bot.shell.manifest import build_manifest, manifest_yaml
 
     if url is None and not socket_mode:
         url = "https://chatops.example.com"
@@ -90,9 +90,9 @@ def serve() -> int:
 
     from aiohttp import web
 
-    from bot.composition import StartupError, create_web_app, preflight
-    from bot.logs import configure_logging
-    from bot.settings import SettingsError, load_settings
+    from bot.shell.composition import StartupError, create_web_app, preflight
+    from bot.shell.logs import configure_logging
+    from bot.shell.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(os.environ)

@@ -1,6 +1,6 @@
 """The `retention:` section: how long history is kept in Redis, so its memory stays bounded.
 
-The leader applies it every `every`, at most `batch` records per kind and run (see bot/pruning.py): resolved alert
+The leader applies it every `every`, at most `batch` records per kind and run (see bot/shell/pruning.py): resolved alert
 groups, their ingest-stream entries and daily counters older than `alerts`; acknowledgements older than
 `acknowledgements`; finished deploy records older than `deploys` (never a running one, never the deploy that put a
 running version in place); finished backup records older than `backups` that hold no backup object (failed,

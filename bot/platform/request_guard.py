@@ -3,7 +3,7 @@ answered once, a quick second click on the same button held back, and a probe of
 
 from __future__ import annotations
 
-from bot.store import Store
+from bot.platform.store import Store
 
 
 class RequestGuard:

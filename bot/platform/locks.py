@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.store import Store
+from bot.platform.store import Store
 
 _RENEW = """
 local v = redis.call('GET', KEYS[1])

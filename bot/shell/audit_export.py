@@ -1,5 +1,5 @@
 """`chatops audit export --since DATE [--until DATE]`: the audit log as JSON lines on stdout, one record a line,
-oldest first, with stable field names (bot.audit.EXPORT_FIELDS), so it can be kept elsewhere before
+oldest first, with stable field names (bot.platform.audit.EXPORT_FIELDS), so it can be kept elsewhere before
 `retention.audit` trims it. Reads REDIS_URL and, from $CHATOPS_CONFIG when it exists, `redis.key_prefix`."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run_export(*, since: str, until: str | None, environ: Mapping[str, str] = os
 
 def _key_prefix(environ: Mapping[str, str]) -> str | None:
     """`redis.key_prefix` from the configuration when one is named and exists, else the default."""
-    from bot.config import ConfigError, RedisSection, load_config
+    from bot.shell.config import ConfigError, RedisSection, load_config
 
     path = environ.get("CHATOPS_CONFIG", "")
     if not path or not Path(path).exists():
@@ -68,12 +68,12 @@ def _key_prefix(environ: Mapping[str, str]) -> str | None:
 
 
 async def _export(url: str, prefix: str, since: datetime, until: datetime | None, out: TextIO) -> int:
-    from bot.audit import AuditLog, export_line
-    from bot.errors import StoreUnavailable
-    from bot.keys import Keys
-    from bot.metrics import Metrics
-    from bot.redis_client import PoolOptions, RedisUrlError, build_redis_client, parse_redis_url
-    from bot.store import Store
+    from bot.platform.audit import AuditLog, export_line
+    from bot.platform.errors import StoreUnavailable
+    from bot.platform.keys import Keys
+    from bot.platform.metrics import Metrics
+    from bot.platform.redis_client import PoolOptions, RedisUrlError, build_redis_client, parse_redis_url
+    from bot.platform.store import Store
 
     try:
         target = parse_redis_url(url)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.store import Store
+from bot.platform.store import Store
 
 Result = Literal["ok", "denied", "refused", "failed", "error"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.redis_client import RedisClient
+from bot.platform.redis_client import RedisClient
 
 
 class ClaimBatcher:

@@ -36,7 +36,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from redis.exceptions import RedisError
 
-from bot.keys import Keys
+from bot.platform.keys import Keys
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler

@@ -43,7 +43,7 @@ from bot.deploys.config import (
 )
 from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection, PagerDutyTarget
-from bot.retention import RetentionSection
+from bot.platform.retention import RetentionSection
 from bot.status.config import StatusPageSection, StatusSection
 from integrations.paging.pagerduty import PagerDutySettings
 from integrations.statuspage.statuspage import StatuspageSettings

@@ -77,7 +77,7 @@ def show_placeholders(value: Any) -> Any:
 def channel_link(channel: str, channel_id: str | None = None) -> str:
     """A channel as a message names it: a link (`<#C…>`, which Slack shows as `#name`, clickable) when its ID is
     known (`channel` is one, or `channel_id` gives it), else the configured `#name` as plain text. Resolve names
-    with `bot.channels.ChannelDirectory.link`."""
+    with `bot.platform.channels.ChannelDirectory.link`."""
     if channel_id:
         return f"<#{channel_id}>"
     return external_text(channel) if channel.startswith("#") else f"<#{channel}>"

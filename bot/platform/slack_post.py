@@ -12,7 +12,7 @@ from typing import Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_client import error_code
+from bot.platform.slack_client import error_code
 
 # How far around the earlier attempts a retry looks (Slack's clock and this host's differ a little, and a call may
 # take up to the client's timeout), and how many history pages at most.

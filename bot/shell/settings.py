@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from bot.redis_client import RedisUrlError, parse_redis_url
+from bot.platform.redis_client import RedisUrlError, parse_redis_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 

@@ -3,7 +3,7 @@
 whose `response["error"]` says what happened, so callers handle a single exception type.
 
 Whether a failed call may be retried, and whether it may already have taken effect, are told by `is_transient`
-and `maybe_applied`: an idempotent producer (bot/slack_post.py) looks for its own message before re-posting after
+and `maybe_applied`: an idempotent producer (bot/platform/slack_post.py) looks for its own message before re-posting after
 an answer that does not rule out that the post went through.
 """
 
@@ -24,7 +24,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.metrics import Metrics
+from bot.platform.metrics import Metrics
 
 # A rate-limited call waits for Retry-After and tries again; enough attempts that a burst never drops a message.
 RATE_LIMIT_RETRIES = 20

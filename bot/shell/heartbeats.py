@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.metrics import Metrics
+from bot.platform.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
