@@ -1,24 +1,43 @@
-"""Alert ingest: how many alerts/s `chatops serve` accepts durably, how fast they reach Slack, and a storm.
+"""Alert ingest: how many alerts/s `chatops serve` accepts durably, against Prometheus Alertmanager's own ingest
+measured in the same run with the same load generator; then how fast alerts reach Slack, and (optionally) a storm.
 
-1. Sustained load: Alertmanager-style webhook bodies (50 alerts each, as Alertmanager batches a group) posted at
-   concurrency 16 for a few seconds; every 2xx means the alerts are in the Redis Stream. Prints alerts/s.
+1. Ingest, side by side. For each batch size (10 and 50 alerts per request), 16 concurrent clients post for a fixed
+   duration to
+     a. `chatops serve` (a real process, a real Redis): Alertmanager v4 webhook bodies on `POST
+        /alerts/alertmanager` with the bearer token; every 2xx means the alerts are in the Redis Stream (checked
+        after the run: the stream holds one entry per 2xx, and as many alerts as were accepted);
+     b. Prometheus Alertmanager (`/usr/bin/prometheus-alertmanager`, started here on a free loopback port, no
+        cluster, its own storage directory, a receiver that sends nothing): the same alerts in its API v2 shape
+        on its own `POST /api/v2/alerts`.
+   Each side gets a fresh process (and chatops a fresh Redis) per batch size, and is SIGSTOPped while the other
+   is measured, so neither's background work (our stream consumer, its dispatcher) eats into the other's figure.
+   The load generator is `wrk` (C) when installed: a Python client on the same two cores measures itself.
+   Prints alerts/s for both and the ratio. If the Alertmanager binary is missing, says so and prints ours alone.
 2. Latency: single new alerts at a modest rate; time from the webhook POST to the emulator receiving the
    chat.postMessage (its message ts is its clock). Emulator without a rate limit. Prints p50/p99.
-3. Storm: 10,000 alerts in 10 s over 50 groups with the emulator's 1 message/s/channel limit; waits until the
-   stream is delivered; prints messages posted, alerts stored, alerts lost (must be 0).
-A baseline in the same run: an aiohttp app that answers 200 to the same bodies without storing anything.
-Run: python bench/alert_ingest.py
+3. Storm (--storm): 10,000 alerts in 10 s over 50 groups with the emulator's 1 message/s/channel limit; waits until
+   the stream is delivered; prints messages posted, alerts stored, alerts lost (must be 0).
+
+Run: python bench/alert_ingest.py [--seconds 5] [--clients 16] [--batches 10,50] [--driver wrk|python]
+     [--no-latency] [--storm] [--json]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -34,6 +53,8 @@ from bot.emulator import SlackEmulator, Workspace
 
 TOKEN = "bench-am-token"
 BOT_TOKEN = "xoxb-bench-alerts"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+STREAM = "chatops:{alerts}:stream"
 CONFIG = """
 roles: {admins: [U0DEMO]}
 alerts:
@@ -43,10 +64,22 @@ alerts:
   sources:
     alertmanager: {token_env: BENCH_AM_TOKEN}
 """
+# A receiver that sends nothing: Alertmanager still stores, dedups and groups every alert (its dispatcher runs).
+ALERTMANAGER_CONFIG = """
+route: {receiver: blackhole, group_by: [alertname], group_wait: 0s}
+receivers: [{name: blackhole}]
+"""
+STARTS_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+DISTINCT_BODIES = 200  # bodies per batch size, cycled: 40 alert names, so most alerts repeat (dedup) after a while
+
+
+def alert_pairs(batch: int, n: int) -> list[tuple[str, str]]:
+    """The (alertname, instance) pairs of request `n` of a run with `batch` alerts per request."""
+    return [(f"Load{n % 40}", f"host-{(n // 40) * batch + i}") for i in range(batch)]
 
 
 def body(alerts: list[tuple[str, str]], status: str = "firing") -> bytes:
-    """An Alertmanager v4 webhook body for (alertname, instance) pairs."""
+    """An Alertmanager v4 webhook body (what Alertmanager sends chatops) for (alertname, instance) pairs."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return json.dumps({
         "version": "4", "groupKey": "{}:{}", "status": status, "receiver": "chatops", "truncatedAlerts": 0,
@@ -57,6 +90,332 @@ def body(alerts: list[tuple[str, str]], status: str = "firing") -> bytes:
             "generatorURL": "", "fingerprint": f"{abs(hash((name, instance))):016x}",
         } for name, instance in alerts],
     }).encode()
+
+
+def api_v2_body(alerts: list[tuple[str, str]]) -> bytes:
+    """The same alerts as Alertmanager's own `POST /api/v2/alerts` takes them (a list of postable alerts)."""
+    return json.dumps([{
+        "labels": {"alertname": name, "instance": instance, "severity": "warning"},
+        "annotations": {"summary": f"{name} on {instance}"}, "startsAt": STARTS_AT, "generatorURL": "http://am/graph",
+    } for name, instance in alerts]).encode()
+
+
+# -- load generators ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Load:
+    """What one timed run did: requests answered 2xx, other answers (and socket errors), and its duration."""
+
+    ok: int
+    failed: int
+    seconds: float
+
+
+def wrk_script(path: Path, bodies: list[bytes], headers: dict[str, str]) -> None:
+    """A wrk Lua script that POSTs `bodies` in turn (each thread from its own offset) with `headers`."""
+    def quoted(data: bytes) -> str:
+        return "[==[" + data.decode() + "]==]"
+
+    lines = ["local bodies = {", *[f"  {quoted(b)}," for b in bodies], "}",
+             "local headers = {" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}",
+             "local counter = 0",
+             "function setup(thread) counter = counter + 1; thread:set('offset', counter * 97) end",
+             "function init(args) counter = offset or 0 end",
+             "function request()",
+             "  counter = counter + 1",
+             "  return wrk.format('POST', nil, headers, bodies[(counter % #bodies) + 1])",
+             "end"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def drive_wrk(url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float,
+                    workdir: Path) -> Load:
+    """`clients` connections from wrk (two threads) for `seconds`."""
+    script = workdir / "post.lua"
+    wrk_script(script, bodies, headers)
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), url,  # whole seconds
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await proc.communicate())[0].decode()
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if total is None:
+        raise RuntimeError(f"wrk printed no totals:\n{out}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[total.group(3)]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(int(n) for n in socket.groups()) if socket else 0)
+    requests = int(total.group(1))
+    return Load(ok=requests - (int(non_2xx.group(1)) if non_2xx else 0), failed=failed,
+                seconds=float(total.group(2)) * scale)
+
+
+async def drive_python(url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int,
+                       seconds: float) -> Load:
+    """`clients` aiohttp clients posting `bodies` in turn for `seconds`."""
+    ok = failed = 0
+    counter = iter(range(10**12))
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal ok, failed
+        while time.perf_counter() < deadline:
+            data = bodies[next(counter) % len(bodies)]
+            async with session.post(url, data=data, headers=headers) as response:
+                await response.read()
+                if response.status < 300:
+                    ok += 1
+                else:
+                    failed += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*[worker(session) for _ in range(clients)])
+        return Load(ok=ok, failed=failed, seconds=time.perf_counter() - started)
+
+
+async def drive(args: argparse.Namespace, url: str, bodies: list[bytes], headers: dict[str, str], *,
+                seconds: float, workdir: Path) -> Load:
+    """The configured load generator against `url`."""
+    if args.driver == "wrk":
+        return await drive_wrk(url, bodies, headers, clients=args.clients, seconds=seconds, workdir=workdir)
+    return await drive_python(url, bodies, headers, clients=args.clients, seconds=seconds)
+
+
+# -- the two servers ---------------------------------------------------------------------------------------------
+
+async def wait_http(url: str, *, timeout: float = 30) -> None:
+    """Returns once `url` answers 200; RuntimeError naming it otherwise."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def alertmanager_missing() -> str | None:
+    """Why the Alertmanager anchor cannot run here, or None."""
+    if not os.access(ALERTMANAGER, os.X_OK):
+        return f"{ALERTMANAGER} is not installed (apt-get install prometheus-alertmanager)"
+    return None
+
+
+@contextlib.asynccontextmanager
+async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """Alertmanager on a free loopback port with its own storage and no cluster; yields (base URL, process)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
+    port = free_port()
+    log = (workdir / "alertmanager.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        ALERTMANAGER, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn",
+        stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"{base}/-/ready")
+        yield base, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        await proc.wait()
+        log.close()
+
+
+@contextlib.asynccontextmanager
+async def chatops(workdir: Path, emulator: SlackEmulator) -> AsyncIterator[tuple[str, asyncio.subprocess.Process,
+                                                                                aioredis.Redis]]:
+    """A fresh Redis and `chatops serve` with the Alertmanager source; yields (base URL, process, Redis client)."""
+    redis = EmbeddedRedis(workdir / "redis").start()
+    config = workdir / "chatops.yaml"
+    config.write_text(CONFIG)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_"))} | {
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "bench", "SLACK_API_URL": emulator.api_url,
+        "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
+        "LOG_LEVEL": "WARNING", "BENCH_AM_TOKEN": TOKEN,
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT)
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"{base}/readyz", timeout=60)
+        yield base, proc, client
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            print("chatops serve did not stop within 30 s of SIGTERM", file=sys.stderr)
+            proc.kill()
+            await proc.wait()
+        await client.aclose()
+        redis.stop()
+
+
+@contextlib.contextmanager
+def paused(proc: asyncio.subprocess.Process | None) -> Iterator[None]:
+    """`proc` stopped (SIGSTOP) for the duration, so its background work takes no CPU from what is measured."""
+    if proc is not None and proc.returncode is None:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+
+
+async def stream_alerts(client: aioredis.Redis) -> tuple[int, int]:
+    """(entries, alerts) in the ingest stream: what was stored durably."""
+    entries = alerts = 0
+    last = "-"
+    while True:
+        page = await client.xrange(STREAM, min=last, count=1000)
+        if last != "-":
+            page = page[1:]
+        if not page:
+            return entries, alerts
+        for _, fields in page:
+            entries += 1
+            alerts += _count_alerts(fields)
+        last = page[-1][0]
+
+
+def _count_alerts(fields: dict[str, str]) -> int:
+    """How many alerts one stream entry holds, whichever way it stores them (normalised, or the sender's body)."""
+    if "alerts" in fields:
+        return len(json.loads(fields["alerts"]))
+    if "count" in fields:
+        return int(fields["count"])
+    return len(json.loads(fields["body"]).get("alerts", []))
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User plus system CPU time used so far by these processes (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@dataclass
+class Side:
+    """One server's load over the rounds: requests answered 2xx and not, seconds under load, CPU seconds used."""
+
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+    def add(self, load: Load, cpu: float) -> None:
+        """Counts one timed run."""
+        self.ok += load.ok
+        self.failed += load.failed
+        self.seconds += load.seconds
+        self.cpu += cpu
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """One batch size's side-by-side figures."""
+
+    batch: int
+    ours: float
+    anchor: float | None
+    stored_ok: bool
+    note: str
+
+
+async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: SlackEmulator) -> IngestResult:
+    """Ours and Alertmanager's alerts/s at `batch` alerts per request, each measured while the other is paused, in
+    rounds of alternating order (ours first, then theirs first) so that a change in the machine's load between
+    runs weighs on both."""
+    pairs = [alert_pairs(batch, n) for n in range(DISTINCT_BODIES)]
+    ours_bodies = [body(p) for p in pairs]
+    am_bodies = [api_v2_body(p) for p in pairs]
+    ours_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    am_headers = {"Content-Type": "application/json"}
+    missing = alertmanager_missing()
+    workdir = tmp / f"batch{batch}"
+    workdir.mkdir()
+    ours, theirs = Side(), Side()
+    async with contextlib.AsyncExitStack() as stack:
+        base, bot, client = await stack.enter_async_context(chatops(workdir / "chatops", emulator))
+        assert bot.pid is not None
+        redis_pid = int((await client.info("server"))["process_id"])
+        am_base = am_proc = None
+        if missing is None:
+            am_base, am_proc = await stack.enter_async_context(alertmanager(workdir / "alertmanager"))
+        url = f"{base}/alerts/alertmanager"
+        before = await stream_alerts(client)
+
+        async def run_ours(seconds: float) -> tuple[Load, float]:
+            with paused(am_proc):
+                used = cpu_seconds(bot.pid, redis_pid)  # type: ignore[arg-type]
+                load = await drive(args, url, ours_bodies, ours_headers, seconds=seconds, workdir=workdir)
+                return load, cpu_seconds(bot.pid, redis_pid) - used  # type: ignore[arg-type]
+
+        async def run_theirs(seconds: float) -> tuple[Load, float]:
+            assert am_base is not None and am_proc is not None and am_proc.pid is not None
+            with paused(bot):
+                used = cpu_seconds(am_proc.pid)
+                load = await drive(args, f"{am_base}/api/v2/alerts", am_bodies, am_headers, seconds=seconds,
+                                   workdir=workdir)
+                return load, cpu_seconds(am_proc.pid) - used
+
+        warm = (await run_ours(1))[0].ok  # warm-ups: stored too, not counted
+        if am_base is not None:
+            await run_theirs(1)
+        for round_ in range(args.rounds):
+            order = [run_ours, run_theirs] if round_ % 2 == 0 else [run_theirs, run_ours]
+            for run in order:
+                if run is run_theirs and am_base is None:
+                    continue
+                load, cpu = await run(args.seconds)
+                (ours if run is run_ours else theirs).add(load, cpu)
+        after = await stream_alerts(client)
+    # wrk stops counting at its deadline: a request it sent just before may be stored and answered after it; so
+    # the stream holds every 2xx, plus at most one request per connection per run.
+    entries, alerts = after[0] - before[0], after[1] - before[1]
+    slack = args.clients * (args.rounds + 1)
+    stored_ok = ours.ok + warm <= entries <= ours.ok + warm + slack and alerts == entries * batch
+    rate = ours.ok * batch / ours.seconds
+    note = (f"chatops: {ours.ok:,} requests 2xx ({ours.failed} not) in {ours.seconds:.1f} s, "
+            f"{1e6 * ours.cpu / max(1, ours.ok * batch):.0f} CPU ms per 1,000 alerts (bot and Redis); the stream "
+            f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'})")
+    anchor = None
+    if am_base is not None:
+        anchor = theirs.ok * batch / theirs.seconds
+        note += (f"\n  Alertmanager: {theirs.ok:,} requests 2xx ({theirs.failed} not) in {theirs.seconds:.1f} s, "
+                 f"{1e6 * theirs.cpu / max(1, theirs.ok * batch):.0f} CPU ms per 1,000 alerts")
+    return IngestResult(batch=batch, ours=rate, anchor=anchor, stored_ok=stored_ok, note=note)
+
+
+# -- latency and storm (one chatops serve, as before) -----------------------------------------------------------
+
+async def wait_delivered(client: aioredis.Redis, stream: str, timeout: float) -> bool:
+    """Whether the consumer group has read and acknowledged every entry within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            groups = await client.xinfo_groups(stream)
+        except ResponseError:  # the group does not exist yet
+            groups = []
+        last = (await client.xinfo_stream(stream))["last-generated-id"]
+        if groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last:
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def post_many(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, int]:
@@ -79,130 +438,115 @@ async def post_many(url: str, bodies: list[bytes], concurrency: int) -> tuple[fl
         return time.perf_counter() - started, failures
 
 
-async def baseline_rate(bodies: list[bytes]) -> float:
-    """alerts/s of an aiohttp app that reads each body and answers 200 without storing it."""
-    async def accept(request: web.Request) -> web.Response:
-        json.loads(await request.read())
-        return web.json_response({"accepted": True})
+async def latency(url: str, emulator: SlackEmulator) -> tuple[float, float]:
+    """p50 and p99 (ms) from a webhook POST to the emulator receiving its chat.postMessage."""
+    latencies = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(200):
+            name = f"Latency{n}"
+            sent = time.time()
+            async with session.post(url, data=body([(name, "h")]),
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                await response.read()
+            for _ in range(400):
+                posts = [c for c in emulator.calls_to("chat.postMessage")
+                         if c.ok and name == str(c.args.get("text", "")).split(": ", 1)[-1]]
+                if posts:
+                    latencies.append(float(posts[0].response["ts"]) - sent)
+                    break
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.02)
+    latencies.sort()
+    return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
 
-    app = web.Application()
-    app.router.add_post("/alerts/alertmanager", accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    seconds, _ = await post_many(f"http://127.0.0.1:{port}/alerts/alertmanager", bodies, 16)
-    await runner.cleanup()
-    return 50 * len(bodies) / seconds
+
+async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> int:
+    """10,000 alerts in 10 s over 50 groups with Slack's 1 message/s/channel limit; prints and returns alerts lost."""
+    emulator.set_rate_limit(1.0)
+    before_posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok])
+    before_len = await client.xlen(STREAM)
+    bodies = [body([(f"Storm{g}", f"s{n}-{i}") for i in range(20) for g in [(n * 20 + i) % 50]]) for n in range(500)]
+    started = time.perf_counter()
+    for chunk in range(10):  # 10,000 alerts over 10 s
+        await post_many(url, bodies[chunk * 50:(chunk + 1) * 50], 8)
+        await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
+    stored = 20 * (await client.xlen(STREAM) - before_len)
+    delivered = await wait_delivered(client, STREAM, 300)
+    await asyncio.sleep(3)
+    posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok]) - before_posts
+    limited = len([c for c in emulator.calls_to("chat.postMessage") + emulator.calls_to("chat.update")
+                   if c.status == 429])
+    members = 0
+    for group_id in await client.smembers("chatops:{alerts}:firing"):
+        raw = await client.get(f"chatops:{{alerts}}:group:{group_id}")
+        if raw and json.loads(raw)["group_key"]:
+            members += len([m for m in json.loads(raw)["members"].values()
+                            if m["labels"]["alertname"].startswith("Storm")])
+    print(f"storm: 10,000 alerts sent, {stored} stored, delivered={delivered}, {posts} messages posted, "
+          f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}")
+    return 10_000 - members
 
 
-async def wait_delivered(client: aioredis.Redis, stream: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            groups = await client.xinfo_groups(stream)
-        except ResponseError:  # the group does not exist yet
-            groups = []
-        last = (await client.xinfo_stream(stream))["last-generated-id"]
-        if groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == last:
-            return True
-        await asyncio.sleep(0.2)
-    return False
+# -- main --------------------------------------------------------------------------------------------------------
+
+def row(figure: str, ours: float, anchor: float | None, unit: str, target: str, met: bool | None) -> dict[str, object]:
+    """One row of the --json list."""
+    return {"figure": figure, "ours": round(ours, 2), "anchor": None if anchor is None else round(anchor, 2),
+            "ratio": None if not anchor else round(ours / anchor, 3), "unit": unit, "target": target, "met": met}
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4, help="how long each side is loaded per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per batch size, in alternating order")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--batches", default="10,50", help="alerts per request, comma-separated")
+    parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                        help="the load generator (wrk when installed: apt-get install wrk)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the webhook-to-Slack latency part")
+    parser.add_argument("--storm", action="store_true", help="also run the 10,000-alert storm (about a minute)")
+    parser.add_argument("--json", action="store_true", help="print the figures as a JSON list as the last line")
+    args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatops-alert-bench-"))
-    redis = EmbeddedRedis(tmp / "redis").start()
     emulator = SlackEmulator(signing_secret="bench", bot_token=BOT_TOKEN, workspace=Workspace.demo())
     runner = web.AppRunner(emulator.make_app(page=False), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     emulator.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    config = tmp / "chatops.yaml"
-    config.write_text(CONFIG)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_"))} | {
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "bench", "SLACK_API_URL": emulator.api_url,
-        "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
-        "LOG_LEVEL": "WARNING", "BENCH_AM_TOKEN": TOKEN,
-    }
-    bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT)
-    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
-    url = f"http://127.0.0.1:{port}/alerts/alertmanager"
-    stream = "chatops:{alerts}:stream"
+    rows: list[dict[str, object]] = []
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-
-        # 1. sustained ingest: 40 groups of alerts, repeated (dedup after the first round)
-        bodies = [body([(f"Load{n % 40}", f"host-{i}") for i in range(50)]) for n in range(400)]
-        base = await baseline_rate(bodies)
-        seconds, failures = await post_many(url, bodies, 16)
-        accepted = 50 * len(bodies) / seconds
-        stored = await client.xlen(stream)
-        print(f"ingest: {50 * len(bodies)} alerts in {seconds:.2f}s = {accepted:,.0f} alerts/s accepted durably "
-              f"({failures} non-2xx; {stored} stream entries, one per webhook); baseline (parse, answer, store nothing): {base:,.0f} alerts/s; "
-              f"ratio {accepted / base:.2f}")
-        await wait_delivered(client, stream, 120)
-
-        # 2. latency to Slack, no rate limit
-        latencies = []
-        async with aiohttp.ClientSession() as session:
-            for n in range(200):
-                name = f"Latency{n}"
-                sent = time.time()
-                async with session.post(url, data=body([(name, "h")]), headers={"Authorization": f"Bearer {TOKEN}"}) as response:
-                    await response.read()
-                for _ in range(400):
-                    posts = [c for c in emulator.calls_to("chat.postMessage") if c.ok and name == str(c.args.get("text", "")).split(": ", 1)[-1]]
-                    if posts:
-                        latencies.append(float(posts[0].response["ts"]) - sent)
-                        break
-                    await asyncio.sleep(0.002)
-                await asyncio.sleep(0.02)
-        latencies.sort()
-        print(f"webhook → Slack post: n={len(latencies)} p50 {statistics.median(latencies) * 1000:.1f} ms, "
-              f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms")
-
-        # 3. storm with the 1 msg/s/channel limit
-        emulator.set_rate_limit(1.0)
-        before_posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok])
-        before_len = await client.xlen(stream)
-        storm = [body([(f"Storm{g}", f"s{n}-{i}") for i in range(20) for g in [(n * 20 + i) % 50]]) for n in range(500)]
-        started = time.perf_counter()
-        for chunk in range(10):  # 10,000 alerts over 10 s
-            await post_many(url, storm[chunk * 50:(chunk + 1) * 50], 8)
-            await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
-        stored = 20 * (await client.xlen(stream) - before_len)
-        delivered = await wait_delivered(client, stream, 300)
-        await asyncio.sleep(3)
-        posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok]) - before_posts
-        limited = len([c for c in emulator.calls_to("chat.postMessage") + emulator.calls_to("chat.update") if c.status == 429])
-        groups = await client.smembers("chatops:{alerts}:firing")
-        members = 0
-        for group_id in groups:
-            raw = await client.get(f"chatops:{{alerts}}:group:{group_id}")
-            if raw and json.loads(raw)["group_key"]:
-                members += len([m for m in json.loads(raw)["members"].values() if m["labels"]["alertname"].startswith("Storm")])
-        print(f"storm: 10,000 alerts sent, {stored} stored, delivered={delivered}, {posts} messages posted, "
-              f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}")
+        missing = alertmanager_missing()
+        driver = "wrk (2 threads)" if args.driver == "wrk" else "a Python aiohttp client"
+        print(f"ingest: {args.clients} clients from {driver}, {args.rounds} x {args.seconds:g} s per side and "
+              "batch size")
+        if missing is not None:
+            print(f"ingest: no Alertmanager anchor: {missing}")
+        for batch in [int(b) for b in args.batches.split(",")]:
+            result = await ingest(args, batch, tmp, emulator)
+            anchor = "n/a" if result.anchor is None else f"{result.anchor:,.0f}"
+            ratio = "n/a" if result.anchor is None else f"{result.ours / result.anchor:.2f}x"
+            print(f"ingest, batches of {batch}: chatops {result.ours:,.0f} alerts/s durably; "
+                  f"Alertmanager {anchor} alerts/s; ratio {ratio}")
+            print(f"  {result.note}")
+            met = None if result.anchor is None else result.ours >= result.anchor and result.stored_ok
+            rows.append(row(f"alert ingest, batches of {batch}", result.ours, result.anchor, "alerts/s",
+                            ">= 1.0x Alertmanager", met))
+        if not args.no_latency or args.storm:
+            async with chatops(tmp / "delivery", emulator) as (base, _, client):
+                url = f"{base}/alerts/alertmanager"
+                if not args.no_latency:
+                    p50, p99 = await latency(url, emulator)
+                    print(f"webhook → Slack post: n=200 p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                    rows.append(row("alert webhook to Slack post p50", p50, None, "ms", "", None))
+                    rows.append(row("alert webhook to Slack post p99", p99, None, "ms", "", None))
+                if args.storm:
+                    lost = await storm(url, emulator, client)
+                    rows.append(row("alert storm: alerts lost of 10,000", lost, None, "alerts", "0", lost == 0))
     finally:
-        bot.terminate()
-        try:
-            await asyncio.wait_for(bot.wait(), 30)
-        except TimeoutError:
-            print("chatops serve did not stop within 30 s of SIGTERM")
-            bot.kill()
-        await client.aclose()
-        redis.stop()
         await runner.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Examples:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -23,12 +24,14 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.text.blocks import Block, context, escape, header, section
-from bot.text.humanize import duration as human_duration
+from bot.alerts.model import AlertGroup
+from bot.deploys.model import DeployRecord, Holds
 from bot.deploys.render import state_label
-from bot.shell.deps import Deps
 from bot.platform.errors import UsageError
+from bot.shell.deps import Deps
+from bot.text.blocks import Block, context, escape, header, section
 from bot.text.humanize import duration
+from bot.text.humanize import duration as human_duration
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
@@ -74,45 +77,71 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     loop_start = deps.clock()
     checked = await deps.status.check()
     now = deps.clock()
+    pairs = [(service, environment) for service, svc in deps.config.services.items()
+             for environment in svc.environments]
+    # Every read below is independent of the others: one concurrent round (each store batches its own reads), not
+    # one round trip per environment and target one after another.
+    (holds, active, deployed), groups, on_call, incidents, public, backups = await asyncio.gather(
+        _deploys(deps, pairs, now), _firing(deps), _on_call(deps), _incidents(deps), _public(deps), _backups(deps, now))
     running: dict[str, str] = {}
     activity: dict[str, str] = {}
-    holds = await deps.deploys.holds()
-    active = await deps.deploys.active()
     probed = {(item.target.service, item.target.environment) for item in checked}
     unprobed = []
-    for service, svc in deps.config.services.items():
-        for environment in svc.environments:
-            version, record = await deps.status.running(service, environment)
-            line = deploy_line(version, record.requested_by if record else None, record.finished_at if record else None, now)
-            busy = [f":rocket: {state_label(r.state)} `{escape(r.version)}`" for r in active if r.service == service and r.environment == environment]
-            hold = holds.get(f"{environment}:{service}") or holds.get(f"{environment}:*")
-            if hold is not None:
-                busy.append(f":lock: locked by <@{hold.holder}>: {escape(hold.reason)}")
-            if (service, environment) in probed:
-                running[f"{service}/{environment}"] = line
-                activity[f"{service}/{environment}"] = " · ".join(busy)
-            else:
-                unprobed.append(f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}{' · ' + ' · '.join(busy) if busy else ''}")
-    groups = await deps.alerts.firing()
+    for service, environment in pairs:
+        version, record = deployed[(service, environment)]
+        line = deploy_line(version, record.requested_by if record else None,
+                           record.finished_at if record else None, now)
+        busy = [f":rocket: {state_label(r.state)} `{escape(r.version)}`" for r in active
+                if r.service == service and r.environment == environment]
+        hold = holds.get(f"{environment}:{service}") or holds.get(f"{environment}:*")
+        if hold is not None:
+            busy.append(f":lock: locked by <@{hold.holder}>: {escape(hold.reason)}")
+        if (service, environment) in probed:
+            running[f"{service}/{environment}"] = line
+            activity[f"{service}/{environment}"] = " · ".join(busy)
+        else:
+            unprobed.append(f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}"
+                            f"{' · ' + ' · '.join(busy) if busy else ''}")
     by_severity: dict[str, int] = {}
     for group in groups:
         by_severity[group.severity] = by_severity.get(group.severity, 0) + 1
-    on_call = []
-    if deps.config.oncall.rotations:
-        on_call = [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
-    incidents = list(await deps.open_incidents()) if deps.open_incidents is not None else []
-    public = status_lines(await deps.status.public.page()) if deps.status.public is not None else []
     text, blocks = overview_message(Overview(
         checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
         alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
         public=public,
     ))
-    backups = await deps.backups.dr_status(now) if deps.config.backups.targets else []
     if backups:  # each target's last good backup against its RPO and last drill against its RTO
         at = len(blocks) - 1 if blocks and blocks[-1].get("type") == "actions" else len(blocks)  # above Refresh
         blocks.insert(at, section("*Backups and DR*\n" + "\n".join(backups)))
         text += "\nBackups and DR:\n" + "\n".join(backups)
     return text, blocks
+
+
+async def _deploys(deps: Deps, pairs: list[tuple[str, str]], now: datetime) -> tuple[
+        Holds, list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
+    return await asyncio.gather(deps.deploys.holds(now), deps.deploys.active(), deps.status.running_all(pairs))
+
+
+async def _firing(deps: Deps) -> list[AlertGroup]:
+    return await deps.alerts.firing()
+
+
+async def _on_call(deps: Deps) -> list[str]:
+    if not deps.config.oncall.rotations:
+        return []
+    return [f"{escape(n.rotation)} <@{n.member}>" for n in await deps.oncall.now_all()]
+
+
+async def _incidents(deps: Deps) -> list[str]:
+    return list(await deps.open_incidents()) if deps.open_incidents is not None else []
+
+
+async def _public(deps: Deps) -> list[str]:
+    return status_lines(await deps.status.public.page()) if deps.status.public is not None else []
+
+
+async def _backups(deps: Deps, now: datetime) -> list[str]:
+    return await deps.backups.dr_status(now) if deps.config.backups.targets else []
 
 
 def _targets(ctx: CommandContext, service: str, environment: str | None) -> list[Target]:

@@ -33,7 +33,7 @@ _MAX_SHOWN = 40
 class StrictModel(BaseModel):
     """Base of every configuration section: unknown keys are errors and instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def json_object(value: object) -> dict[str, Any]:

@@ -3,7 +3,6 @@ port, and the bot's real web app wired to both. Nothing is patched; requests are
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
@@ -22,7 +21,9 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.shell.deps import Deps
 from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.keys import Keys
 from bot.shell.settings import Settings
+from tests.waiting import DEFAULT_DEADLINE_SECONDS, eventually, idle
 
 BOT_TOKEN = "xoxb-test-token-0123456789"
 
@@ -77,6 +78,10 @@ class BotHarness:
     @property
     def deps(self) -> Deps:
         return self.app[DEPS]
+
+    async def idle(self) -> None:
+        """Returns once the bot reports it has nothing in hand (see tests/waiting.py `idle`)."""
+        await idle(self.deps)
 
 
 @pytest.fixture
@@ -135,8 +140,29 @@ def clock() -> FakeClock | None:
 
 
 @pytest.fixture
-async def bot(emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock | None) -> AsyncIterator[BotHarness]:
+def leads() -> bool:
+    """Whether the `bot` fixture's scheduler may lead (run its periodic jobs on real time). A module whose tests run
+    the leader's jobs by hand, on a FakeClock, sets this False: then "another process" holds the leader lease for
+    the whole test, so no job runs behind the test's back however slowly the machine goes."""
+    return True
+
+
+async def hold_leader_lease(redis_url: str, config: ChatopsConfig, owner: str = "tests:another-process") -> None:
+    """Takes the scheduler's leader lease, with no expiry, before a bot starts: that bot never leads."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.set(Keys(config.redis.key_prefix).scheduler("leader"), owner)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def bot(
+    emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock | None, leads: bool,
+) -> AsyncIterator[BotHarness]:
     """The bot, running, wired to the emulator and the tests' Redis (and to `clock`, when a module sets one)."""
+    if not leads:
+        await hold_leader_lease(redis_url, bot_config)
     harness, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
     yield harness
     await runner.cleanup()
@@ -160,18 +186,25 @@ def serve_environment(emulator: SlackEmulator, redis_url: str, config: Path | st
     }
 
 
-async def wait_ready(origin: str, attempts: int = 300) -> None:
-    """Waits until `origin`/readyz answers 200."""
+async def wait_ready(origin: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    """Waits until `origin`/readyz answers 200 (failing with the last answer seen)."""
+    last = "no answer yet"
     async with aiohttp.ClientSession() as session:
-        for _ in range(attempts):
+
+        async def ready() -> bool:
+            nonlocal last
             try:
                 async with session.get(f"{origin}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{origin} never became ready")
+                    last = f"HTTP {response.status}"
+                    return response.status == 200
+            except aiohttp.ClientConnectionError as error:
+                last = type(error).__name__
+                return False
+
+        try:
+            await eventually(ready, f"{origin}/readyz to answer 200", deadline=deadline)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its last answer: {last}") from None
 
 
 @pytest.fixture(scope="session")

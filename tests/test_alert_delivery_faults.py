@@ -161,7 +161,8 @@ async def test_redis_back_empty_recreates_the_consumer_group(
         await asyncio.to_thread(own_redis.start, same_port=True)  # the same port, no data
         names = ["AfterWipe1", "AfterWipe2"]
         await eventually(lambda: _accepted(bot.url, names), "the webhook accepted again after the wipe")
-        await eventually(lambda: all(posts_naming(emulator, "#alerts", n) for n in names), "alerts after the wipe posted")
+        await eventually(lambda: all(posts_naming(emulator, "#alerts", n) for n in names),
+                         "alerts after the wipe posted")
         await eventually(lambda: _status_is(bot.url, 200), "/readyz back to 200")
     finally:
         await runner.cleanup()

@@ -17,6 +17,7 @@ import pytest
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.waiting import eventually
 
 TOKEN = "am-test-token-4f1c"
 SAMPLES = Path(__file__).parent / "fixtures"
@@ -57,14 +58,9 @@ async def send(bot: BotHarness, body: Any, token: str | None = TOKEN, raw: bytes
 
 
 async def settle(bot: BotHarness) -> None:
-    """Waits until the stream is delivered and messages are flushed."""
-    pipeline, alerts = bot.deps.alerts, state(bot).alerts
-    for _ in range(200):
-        if await alerts.backlog() == 0 and await alerts.redis.xlen(alerts.k("stream")) > 0:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
-    await pipeline.flush()
+    """Waits until every accepted alert is delivered and no message post or update is left due (the bot says so:
+    an empty backlog alone is also what an entry not read yet looks like)."""
+    await bot.idle()
 
 
 def top_level(bot: BotHarness, channel: str) -> list[dict[str, Any]]:
@@ -132,11 +128,8 @@ async def test_acknowledge_button_is_recorded_once_and_checked(bot: BotHarness) 
     clicks = [bot.emulator.send_block_action(channel="#incidents", message_ts=message["ts"], action_id="alerts.ack", user_id="U0BOB")
               for _ in range(3)]
     await asyncio.gather(*clicks)
-    for _ in range(100):
-        if await bot.deps.alerts.acks():
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await eventually(bot.deps.alerts.acks, "the acknowledgement to be recorded")
+    await bot.idle()  # every click handled: a second acknowledgement would be recorded by now
     acks = await bot.deps.alerts.acks()
     assert [(a["user"], a["via"]) for a in acks] == [("U0BOB", "button")]
     assert float(acks[0]["seconds_to_ack"]) >= 0
@@ -212,10 +205,9 @@ async def test_slack_rate_limits_delay_but_lose_nothing(bot: BotHarness) -> None
         alert["fingerprint"] = f"rl{n}"
         body["alerts"].append(alert)
     assert (await send(bot, body))[0] == 200
-    for _ in range(800):  # 1 message a second plus Retry-After waits: seconds on an idle machine, more on a busy one
-        if len(top_level(bot, "#deploys")) == 4:
-            break
-        await asyncio.sleep(0.05)
+    # 1 message a second plus Retry-After waits: seconds on an idle machine, more on a busy one.
+    await eventually(lambda: len(top_level(bot, "#deploys")) == 4, "all 4 rate-limited messages in #deploys",
+                     deadline=120)
     assert sorted(m["text"] for m in top_level(bot, "#deploys")) == [f"WARNING: Alert{n}" for n in range(4)]
     assert any(call.status == 429 for call in bot.emulator.calls_to("chat.postMessage"))
 
@@ -228,18 +220,13 @@ async def test_resolve_and_silence_buttons(bot: BotHarness) -> None:
                                                    user_id="U0ALICE", selected_option={"text": {"type": "plain_text", "text": "Silence 4h"},
                                                                                         "value": f"{top_level_id(bot, message)}:4h"})
     assert silence.status == 200
-    for _ in range(100):
-        if await bot.deps.alerts.silences():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(bot.deps.alerts.silences, "the silence to be stored")
     (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["alertname=Test", "service=web"] and stored["created_by"] == "U0ALICE"
     resolve = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB")
     assert resolve.status == 200
-    for _ in range(100):
-        if "RESOLVED" in (bot.emulator.find_message("#deploys", message["ts"]) or {}).get("text", ""):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: "RESOLVED" in (bot.emulator.find_message("#deploys", message["ts"]) or {}).get("text", ""),
+                     "the message to read RESOLVED")
     resolved = bot.emulator.find_message("#deploys", message["ts"])
     assert "RESOLVED" in resolved["text"] and "by <@U0BOB>" in json.dumps(resolved["blocks"])
 

@@ -1,5 +1,7 @@
-"""The dependency direction commands -> bot -> integrations, enforced by import-linter's contract in pyproject; and
-each service the only way into its state: commands import no store or raw client, `Deps` hands out none."""
+"""The architecture as import-linter contracts (pyproject.toml, [tool.importlinter]): commands -> bot ->
+integrations; inside bot, the shell above the domains (in a fixed order) above text and the platform; the Slack
+emulator importing nothing from the bot; no import cycles. docs/architecture.md explains the layers. And each
+service the only way into its state: commands import no store or raw client, `Deps` hands out none."""
 
 from __future__ import annotations
 
@@ -12,12 +14,34 @@ from pathlib import Path
 
 LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True))"
 
+# Each rule of docs/architecture.md is one contract: a contract deleted or renamed fails here, not silently.
+CONTRACTS = (
+    "commands -> bot -> integrations",
+    "bot by layer: shell -> domains (in this order) -> platform -> text",
+    "The Slack emulator is a stand-in for Slack: it imports nothing from the bot, commands or integrations",
+    "No import cycles in bot, commands or integrations",
+)
 
-def test_import_contract_holds(repo_root: Path) -> None:
+
+def test_import_contracts_hold(repo_root: Path) -> None:
     # In a child process: import-linter reconfigures logging, which must not leak into other tests.
     result = subprocess.run([sys.executable, "-c", LINT], check=False, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    report = " ".join((result.stdout + result.stderr).split())  # long contract names are wrapped
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "KEPT" in result.stdout
+    for name in CONTRACTS:
+        assert f"{name} KEPT" in report, f"contract {name!r} not reported KEPT:\n{result.stdout}"
+    assert f"{len(CONTRACTS)} kept, 0 broken" in report, result.stdout
+
+
+def test_the_emulator_runs_without_the_bot(repo_root: Path) -> None:
+    # What the contract checks statically, at run time too (an import inside a function or by name counts here).
+    probe = (
+        "import sys, bot.emulator.server; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bot', 'commands', 'integrations')"
+        " and m != 'bot' and not m.startswith('bot.emulator')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], check=True, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", f"importing the emulator loaded bot modules: {result.stdout}"
 
 
 # Each service is the only way into its state (issue 16, item 3): the Slack surface reaches state through services.
@@ -27,7 +51,8 @@ VALUE_TYPES_IN_STORE_MODULES = {("bot.status.store", "Bucket")}
 
 
 def _store_imports(source: str) -> list[str]:
-    """The imports of a module that reach a store: bot.platform.store, bot.platform.locks, any `*.store` module, a raw client."""
+    """The imports of a module that reach a store: bot.platform.store, bot.platform.locks, any `*.store` module, a
+    raw client."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -46,6 +46,17 @@ def test_manifest_socket_mode_has_no_urls(capsys: pytest.CaptureFixture[str]) ->
     assert all("url" not in c for c in manifest["features"]["slash_commands"])
 
 
+def test_dev_finds_the_demo_config_from_any_directory(tmp_path: Path, repo_root: Path) -> None:
+    # `chatops dev` run outside a checkout falls back to the examples next to the source tree.
+    result = _run_python("from bot.shell.dev import find_demo_config; print(find_demo_config())", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == repo_root / "examples" / "chatops.yaml"
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd, timeout=30)
+
+
 def test_check_config_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], repo_root: Path) -> None:
     assert main(["check-config", str(repo_root / "examples" / "chatops.yaml")]) == 0
     assert "OK" in capsys.readouterr().out

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
+from tests.waiting import eventually
 
 DEADLINE = 90.0  # seconds; generous, the machine is shared and loaded
 
@@ -64,20 +64,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def until(what: str, check, seconds: float = DEADLINE):  # type: ignore[no-untyped-def]
-    """Polls the (async or plain) `check` until it returns something truthy; fails naming `what` otherwise."""
-    end = time.monotonic() + seconds
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"waited {seconds:.0f}s for {what}")
-        await asyncio.sleep(0.05)
-
-
 def runs(tmp_path: Path) -> dict[int, dict[str, dict[str, object]]]:
     """The fake script's runs by pid: {"start": {...}, "end": {...}} (no "end": it never ended by itself)."""
     found: dict[int, dict[str, dict[str, object]]] = {}
@@ -100,7 +86,7 @@ async def _running_slow(deploys: DeployStore, tmp_path: Path, deploy_id: str) ->
         record = await deploys.get(deploy_id)
         ok = record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists()
         return record if ok else None
-    return await until(f"{deploy_id} running its slow command", started)
+    return await eventually(started, f"{deploy_id} running its slow command")
 
 
 @pytest.mark.timeout(300)
@@ -125,8 +111,8 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         if also_kill_supervisor:
             # Its supervisor dies too (stopped first, so it cannot act on the bot's death): nothing on the first
             # replica's side stops the command; the second replica must.
-            record = await until("the command's processes recorded on the deploy",
-                                 lambda: _with_processes(deploys, deploy_id))
+            record = await eventually(lambda: _with_processes(deploys, deploy_id),
+                                      "the command's processes recorded on the deploy")
             assert record.processes is not None and record.processes.pgid == slow_pid
             supervisor = record.processes.pid or 0
             os.kill(supervisor, signal.SIGSTOP)
@@ -138,7 +124,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         async def interrupted() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.state == DeployState.INTERRUPTED else None
-        record = await until(f"{deploy_id} recovered as interrupted by the second replica", interrupted)
+        record = await eventually(interrupted, f"{deploy_id} recovered as interrupted by the second replica")
         # The lock was released only now that the first command is gone, so it must be gone already.
         assert not alive(slow_pid), f"the first deploy's command (pid {slow_pid}) still runs after recovery"
         assert "outcome is unknown" in record.detail
@@ -147,7 +133,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         async def finished() -> DeployRecord | None:
             record = await deploys.get(again)
             return record if record and record.terminal else None
-        record = await until(f"{again} finished", finished)
+        record = await eventually(finished, f"{again} finished")
         assert record.state == DeployState.SUCCEEDED, record.detail
 
         by_pid = runs(tmp_path)
@@ -194,12 +180,12 @@ async def test_a_run_that_loses_its_lock_stops_its_command_and_does_not_succeed(
         theirs = LockInfo("someone-elses-token", "U0OTHER", "another run", datetime.now(UTC), None, "d-other")
         await client.set(Keys("chatops").deploy("lock", "web", "staging"), theirs.to_json(), px=120_000)
 
-        await until(f"the command (pid {slow_pid}) stopped", lambda: not alive(slow_pid))
+        await eventually(lambda: not alive(slow_pid), f"the command (pid {slow_pid}) stopped")
 
         async def finished() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.terminal else None
-        record = await until(f"{deploy_id} finished", finished)
+        record = await eventually(finished, f"{deploy_id} finished")
         assert record.state == DeployState.INTERRUPTED, record
         assert "lock" in record.detail and "outcome is unknown" in record.detail
         holder = await deploys.lock_holder("web", "staging")
@@ -232,15 +218,16 @@ async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_comm
         # Our own Redis stops taking writes (renewals hang, then time out) for far longer than the 3s TTL.
         await client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
         try:
-            await until(f"the command (pid {slow_pid}) stopped while its lock could not be renewed",
-                        lambda: not alive(slow_pid), seconds=45)  # it sleeps 60s
+            await eventually(lambda: not alive(slow_pid),
+                             f"the command (pid {slow_pid}) stopped while its lock could not be renewed",
+                             deadline=45)  # well before it would end by itself: it sleeps 60s
         finally:
             await client.execute_command("CLIENT", "UNPAUSE")
 
         async def finished() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.terminal else None
-        record = await until(f"{deploy_id} finished", finished)
+        record = await eventually(finished, f"{deploy_id} finished")
         assert record.state == DeployState.INTERRUPTED, record
         assert "could not be renewed" in record.detail
     finally:

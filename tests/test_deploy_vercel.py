@@ -30,11 +30,11 @@ from tests.test_deploys import (
     click,
     command,
     deploy_id_of,
-    eventually,
     until_message,
     wait_state,
 )
 from tests.vercel_api import TOKEN, FakeVercel, running_vercel
+from tests.waiting import eventually
 
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 BYPASS = "bypass_secret_not_real_0123456789abcdef"
@@ -129,7 +129,8 @@ async def test_a_production_deploy_with_approval_builds_on_vercel_and_records_th
     message = bot.emulator.find_message(done.channel, done.message_ts)
     assert message is not None and "Succeeded" in str(message["blocks"])
     assert f"<https://{deployment.url}|{deployment.id}>" in str(message["blocks"])
-    await eventually(lambda: any("site v1 is live in production" in t for t in thread(bot, done)))
+    await eventually(lambda: any("site v1 is live in production" in t for t in thread(bot, done)),
+                     "the thread to say site v1 is live in production")
     states = [t.split(": ", 1)[1].split()[0] for t in thread(bot, done) if t.startswith("Vercel deployment")]
     assert states == ["QUEUED", "BUILDING", "READY"]
     assert TOKEN not in everything_posted(bot)
@@ -173,7 +174,8 @@ async def test_rollback_to_a_named_version_is_a_vercel_instant_rollback(bot: Bot
     assert [r["path"] for r in vercel.requests if r["method"] == "POST" and "/rollback/" in r["path"]] == [
         f"/v1/projects/prj_site/rollback/{first.external_id}"]
     assert not [r for r in vercel.requests if r["path"] == "/v6/deployments"]  # chatops's own record named it
-    await eventually(lambda: any("rolled back to deployment" in t for t in thread(bot, done)))
+    await eventually(lambda: any("rolled back to deployment" in t for t in thread(bot, done)),
+                     "the thread to say it rolled back to the deployment")
     # An unknown version is refused by Vercel's own list, and nothing changes.
     missing = await wait_state(bot, deploy_id_of(
         await command(bot, "site production to v0", "U0BOB", command="/rollback")), DeployState.FAILED)
@@ -198,7 +200,8 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
                 and staged_bad.id in r["path"]]
     assert vercel.serving_version() == "v1"
     await eventually(lambda: any(f"checking the deployment itself at http://{staged_bad.url}/healthz" in t
-                                 for t in thread(bot, bad)))
+                                 for t in thread(bot, bad)),
+                     "the thread to say the staged deployment itself was checked")
 
     # A healthy one is checked at its own URL while v1 still serves, and promoted once its gate has passed.
     done = await wait_state(bot, deploy_id_of(await command(bot, "site v3 to live", "U0BOB")), DeployState.SUCCEEDED)
@@ -207,7 +210,8 @@ async def test_promote_serves_a_staged_production_deployment_only_after_its_own_
     assert len(staged.checks) >= 2 and set(staged.checks) == {first.external_id}
     posts = [r["path"] for r in vercel.requests if r["method"] == "POST"]
     assert posts[-1] == f"/v10/projects/prj_site/promote/{staged.id}"
-    await eventually(lambda: any("promoted deployment" in t for t in thread(bot, done)))
+    await eventually(lambda: any("promoted deployment" in t for t in thread(bot, done)),
+                     "the thread to say the deployment was promoted")
     lines = thread(bot, done)
     gate = max(i for i, t in enumerate(lines) if " done: " in t and " · health ✓✓" in t)  # the gate's verdict
     promoted = next(i for i, t in enumerate(lines) if "promoted deployment" in t)
@@ -311,23 +315,20 @@ async def test_a_deploy_whose_process_was_killed_is_resumed_by_its_vercel_deploy
                                           channel_id="C0GENERAL")
         assert ack.json is not None
         deploy_id = ack.json["text"].split("`")[1]
-        record = None
-        for _ in range(400):
+        async def recorded() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
-            if record and record.state == DeployState.RUNNING and record.external_id:
-                break
-            await asyncio.sleep(0.05)
-        assert record is not None and record.external_id in vercel.deployments, "the deployment id was never recorded"
+            return record if record and record.state == DeployState.RUNNING and record.external_id else None
+        record = await eventually(recorded, f"{deploy_id} running with its Vercel deployment id recorded")
+        assert record.external_id in vercel.deployments, "the deployment id was never recorded"
         first.kill()
         await first.wait()
         vercel.release()
         second = await _serve(emulator, redis_url, config)
-        for _ in range(600):
+        async def ended() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
-            if record and record.terminal:
-                break
-            await asyncio.sleep(0.05)
-        assert record is not None and record.state == DeployState.SUCCEEDED, record
+            return record if record and record.terminal else None
+        record = await eventually(ended, f"{deploy_id} finished by the restarted process")
+        assert record.state == DeployState.SUCCEEDED, record
         assert len(vercel.deployments) == 1  # followed again, not built again
         assert [r["method"] for r in vercel.requests].count("POST") == 1
         message = emulator.find_message(record.channel, record.message_ts)

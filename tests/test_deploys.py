@@ -17,6 +17,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv, start_site
 from tests.state import state
+from tests.waiting import eventually
 
 
 @dataclass
@@ -87,23 +88,12 @@ async def command(bot: BotHarness, text: str, user: str, command: str = "/deploy
     return html.unescape(result.json["text"])
 
 
-async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState, timeout: float = 20) -> DeployRecord:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState) -> DeployRecord:
+    """The deploy's record once it is in one of `states`."""
+    async def in_state() -> DeployRecord | None:
         record = await bot.deps.deploys.get(deploy_id)
-        if record is not None and record.state in states:
-            return record
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{deploy_id} is {record.state if record else None}, not {states}")
-        await asyncio.sleep(0.05)
-
-
-async def eventually(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    """Waits for work that follows a state change (thread replies, DMs) to show up."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+        return record if record is not None and record.state in states else None
+    return await eventually(in_state, f"{deploy_id} to be {' or '.join(state.value for state in states)}")
 
 
 def deploy_id_of(ack: str) -> str:
@@ -118,13 +108,11 @@ async def click(bot: BotHarness, record: DeployRecord, action: str, user: str) -
 
 
 async def until_message(bot: BotHarness, deploy_id: str) -> DeployRecord:
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
+    """The deploy's record once its message is posted."""
+    async def posted() -> DeployRecord | None:
         record = await bot.deps.deploys.get(deploy_id)
-        if record and record.message_ts:
-            return record
-        assert asyncio.get_running_loop().time() < deadline, "the deploy message was never posted"
-        await asyncio.sleep(0.05)
+        return record if record and record.message_ts else None
+    return await eventually(posted, f"the message of {deploy_id} posted")
 
 
 def direct_messages(bot: BotHarness, user: str) -> list[str]:
@@ -154,13 +142,11 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     def thread() -> list[str]:
         return [m["text"] for m in bot.emulator.messages(record.channel) if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
 
-    await eventually(lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()))
+    await eventually(lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()),
+                     "the thread to say v1.0.0 is live in staging")
     assert any("deploying web v1.0.0 to staging" in t for t in thread())
     assert await bot.deps.deploys.current_version("web", "staging") == "v1.0.0"
-    for _ in range(100):  # the lock is released right after the final state is written
-        if await state(bot).deploys.lock_holder("web", "staging") is None:
-            break
-        await asyncio.sleep(0.05)
+    await bot.idle()  # the lock is released right after the final state is written, by the deploy's task
     assert await state(bot).deploys.lock_holder("web", "staging") is None
 
 
@@ -173,11 +159,14 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     assert "Migrations applied" in str(message) and "deploy.approve" in str(message)
     await click(bot, record, "approve", "U0BOB")
     await click(bot, record, "approve", "U0CAROL")
-    await asyncio.sleep(0.5)
+    await bot.idle()  # both clicks handled: a deploy they started would have run by now
     assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
     assert target.calls() == []
-    await eventually(lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")))
-    await eventually(lambda: any("Only members of `approvers` can approve" in t for t in ephemeral_texts(bot, "U0CAROL")))
+    await eventually(lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
+                     "U0BOB told someone else has to approve")
+    await eventually(lambda: any("Only members of `approvers` can approve" in t
+                                 for t in ephemeral_texts(bot, "U0CAROL")),
+                     "U0CAROL told only approvers may approve")
     await click(bot, record, "approve", "U0ALICE")
     done = await wait_state(bot, record.id, DeployState.SUCCEEDED)
     assert done.approved_by == ("U0ALICE",)
@@ -192,7 +181,7 @@ async def test_rejected_and_cancelled_requests_never_run(bot: BotHarness, target
     assert (await wait_state(bot, record.id, DeployState.REJECTED)).detail == "Rejected by <@U0ALICE>."
     second = await until_message(bot, deploy_id_of(await command(bot, "web v4 to production", "U0BOB")))
     assert "Cancelled" in await command(bot, f"cancel {second.id}", "U0BOB")
-    await asyncio.sleep(0.5)
+    await bot.idle()
     assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED  # type: ignore[union-attr]
     assert target.calls() == []
 
@@ -203,7 +192,7 @@ async def test_expired_requests_never_run(emulator, redis_url, target: Target) -
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, expires="1s")))
     try:
         record = await until_message(bot, deploy_id_of(await command(bot, "web v5 to production", "U0BOB")))
-        expired = await wait_state(bot, record.id, DeployState.EXPIRED, timeout=10)
+        expired = await wait_state(bot, record.id, DeployState.EXPIRED)
         assert expired.detail == "Nobody approved it in time."
         message = bot.emulator.find_message(expired.channel, expired.message_ts)
         assert "Expired" in str(message) and "deploy.approve" not in str(message)
@@ -226,7 +215,8 @@ async def test_failing_health_gate_rolls_back_automatically(bot: BotHarness, tar
     assert "health gate failed at step 1/3 (10%)" in done.detail and "Rolled back to v1 automatically" in done.detail
     assert target.calls()[-2:] == ["web bad production 10 rollback=false", "web v1 production 100 rollback=true"]
     assert await bot.deps.deploys.current_version("web", "production") == "v1"
-    await eventually(lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")))
+    await eventually(lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")),
+                     "U0BOB's DM saying it rolled back to v1")
 
 
 async def test_rollback_picks_the_last_good_version(bot: BotHarness, target: Target) -> None:
@@ -313,7 +303,8 @@ def is_provider_output(reply: str) -> bool:
 async def test_a_canary_thread_says_only_what_matters_and_the_checks_are_edited_into_the_message(
         bot: BotHarness, target: Target) -> None:
     done = await successful_production(bot, "v2")
-    await eventually(lambda: any("v2 is live in production" in t for t in thread_replies(bot, done)))
+    await eventually(lambda: any("v2 is live in production" in t for t in thread_replies(bot, done)),
+                     "the thread to say v2 is live in production")
     replies = thread_replies(bot, done)
     assert not [t for t in replies if "health check" in t], "a thread reply per health check:\n" + "\n".join(replies)
     ours = [t for t in replies if not is_provider_output(t)]
@@ -342,7 +333,8 @@ async def test_a_failed_deploy_that_replaced_nothing_offers_no_rollback(bot: Bot
     message = bot.emulator.find_message(failed.channel, failed.message_ts)
     assert message is not None and "/rollback" not in str(message["blocks"])
     assert "never replaced" in str(message["blocks"])
-    await eventually(lambda: any("never replaced" in t for t in direct_messages(bot, "U0ALICE")))
+    await eventually(lambda: any("never replaced" in t for t in direct_messages(bot, "U0ALICE")),
+                     "U0ALICE's DM saying nothing was replaced")
     assert not [t for t in direct_messages(bot, "U0ALICE") + thread_replies(bot, failed) if "/rollback" in t]
     # What the message says is true: there is nothing to roll back to.
     assert "no earlier successful version" in await command(bot, "web staging", "U0ALICE", command="/rollback")

@@ -3,10 +3,8 @@ real Redis; time is a FakeClock every service reads, and the test runs the ticks
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +16,7 @@ from bot.emulator import SlackEmulator
 from bot.incidents.model import Incident
 from commands.incident import ADD_TO_TIMELINE
 from integrations.alerts.base import Alert
-from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, start_bot
+from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, hold_leader_lease, start_bot
 from tests.state import state
 from tests.waiting import eventually
 
@@ -61,11 +59,9 @@ def bot_config() -> ChatopsConfig:
     return parse_config(CONFIG, "incidents.yaml")
 
 
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+@pytest.fixture
+def leads() -> bool:
+    return False  # the tests run the leader's ticks by hand: no scheduled tick may take a page first
 
 
 async def command(bot: BotHarness, text: str, *, user: str = "U0DEMO", channel: str = "C0GENERAL") -> str:
@@ -81,15 +77,16 @@ async def incident(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
 
 
 async def settled(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
-    """Waits until Slack shows everything Redis has for the incident."""
+    """Waits until Slack shows everything Redis has for the incident: every entry posted, and then (the bot idle)
+    the topic, summary and announcement refreshed after the last post."""
     async def done() -> bool:
         found = await state(bot).incidents.get(inc_id)
         if found is None or not found.setup_done:
             return False
         entries = await state(bot).incidents.timeline(inc_id)
         return bool(entries) and await state(bot).incidents.published(inc_id) == entries[-1].id
-    await until(done)
-    await asyncio.sleep(0.05)  # the summary refresh follows the last post
+    await eventually(done, f"every timeline entry of {inc_id} posted to Slack")
+    await bot.idle()
     return await incident(bot, inc_id)
 
 
@@ -219,7 +216,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
     await bot.deps.pager.tick()
     page = next(m for m in dms(bot, "U0ALICE") if "alerts.ack" in json.dumps(m.get("blocks")))
     await bot.emulator.send_block_action(channel=page["channel"], message_ts=page["ts"], action_id="alerts.ack", user_id="U0ALICE")
-    await until(lambda: _acked(bot, inc.page_ids[0]))
+    await eventually(lambda: _acked(bot, inc.page_ids[0]), "the page acknowledged")
     await command(bot, "update Rolled back web", channel=inc.channel_id)
     clock.advance(timedelta(minutes=10))
     await command(bot, "resolve Config reverted", channel=inc.channel_id)
@@ -274,7 +271,8 @@ async def test_only_the_incidents_people_may_change_it(bot: BotHarness) -> None:
     assert answer.startswith(":no_entry: Only INC-1's declarer") and "/incident role" in answer
     message = bot.emulator.post_as_user(inc.channel_id, "U0ALICE", "a message")
     await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0EVE")
-    await until(lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2))
+    await eventually(lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2),
+                     "U0EVE told twice that only INC-1's people may change it")
     assert [e.kind for e in await state(bot).incidents.timeline("INC-1")] == ["declared", "page"]
     denied = [r for r in await bot.deps.audit.recent(50) if r.result == "denied"]
     assert {r.action for r in denied} == {"incident.update", "incident.note"}
@@ -299,6 +297,7 @@ async def _count(found: list[str], text: str, count: int) -> bool:
 async def test_an_update_after_a_restart_goes_to_the_same_channel_and_thread(
     emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock,
 ) -> None:
+    await hold_leader_lease(redis_url, bot_config)
     first, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
     inc = await declared(first)
     assert inc.channel_id and inc.announce_ts
@@ -368,7 +367,8 @@ async def test_the_declare_form_checks_its_input_and_declares(bot: BotHarness) -
     assert result.status == 200
     inc = await settled(bot)
     assert (inc.title, inc.severity, inc.service) == ("Login broken", "sev1", "auth")
-    await until(lambda: _has(ephemerals(bot, "C0GENERAL", "U0DEMO"), "Declared *INC-1* SEV1: Login broken"))
+    await eventually(lambda: _has(ephemerals(bot, "C0GENERAL", "U0DEMO"), "Declared *INC-1* SEV1: Login broken"),
+                     "the declarer told INC-1 was declared")
 
 
 async def test_the_alert_button_prefills_the_form_from_the_alert(bot: BotHarness, clock: FakeClock) -> None:
@@ -380,13 +380,13 @@ async def test_the_alert_button_prefills_the_form_from_the_alert(bot: BotHarness
 
     async def posted() -> bool:
         return any(g.message_ts for g in await store.groups(await store.firing_ids()))
-    await until(posted)
+    await eventually(posted, "the alert posted")
     group = (await store.groups(await store.firing_ids()))[0]
     await bot.emulator.send_block_action(channel="#alerts", message_ts=group.message_ts or "", action_id="incidents.declare_from_alert", user_id="U0BOB")
 
     async def opened() -> bool:
         return bool(bot.emulator.open_views("U0BOB"))
-    await until(opened)
+    await eventually(opened, "the declare form opened for U0BOB")
     view = bot.emulator.open_views("U0BOB")[-1]
     shown = json.dumps(view["blocks"])
     assert '"initial_value": "DatabaseDown"' in shown and '"initial_value": "db"' in shown and '"value": "sev1"}, "initial_option"' not in shown
@@ -405,13 +405,15 @@ async def test_add_to_timeline_adds_a_message_of_the_incident_channel(bot: BotHa
     message = bot.emulator.post_as_user(inc.channel_id, "U0ALICE", "Seeing 502s from lb-3 since 09:58")
     result = await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB")
     assert result.status == 200
-    await until(lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"))
+    await eventually(lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"),
+                     "U0BOB told the message was added")
     note = (await state(bot).incidents.timeline("INC-1"))[-1]
     assert (note.kind, note.by, note.author, note.text, note.source_ts) == ("note", "U0BOB", "U0ALICE", "Seeing 502s from lb-3 since 09:58", message["ts"])
 
     elsewhere = bot.emulator.post_as_user("#general", "U0ALICE", "not an incident")
     await bot.emulator.send_message_shortcut(channel="#general", message_ts=elsewhere["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB")
-    await until(lambda: _has(ephemerals(bot, "C0GENERAL", "U0BOB"), "works on messages in an incident's channel"))
+    await eventually(lambda: _has(ephemerals(bot, "C0GENERAL", "U0BOB"), "works on messages in an incident's channel"),
+                     "U0BOB told the shortcut works in incident channels only")
 
 
 async def test_list_timeline_and_the_oncall_handoff_show_open_incidents(bot: BotHarness) -> None:

@@ -16,6 +16,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, FakeClock
 from tests.state import state
+from tests.waiting import eventually
 
 CONFIG = """
 roles: {admins: [U0DEMO], responders: [U0DEMO, U0ALICE, U0BOB]}
@@ -63,12 +64,11 @@ async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
     """Ingests an alert and waits until its group's message is posted."""
     store = state(bot).alerts
     await bot.deps.alerts.ingest([alert])
-    for _ in range(200):
-        for group in await store.groups(await store.firing_ids()):
-            if alert.fingerprint in group.members and group.message_ts:
-                return group
-        await asyncio.sleep(0.02)
-    raise AssertionError("the alert was never posted")
+
+    async def posted() -> AlertGroup | None:
+        groups = await store.groups(await store.firing_ids())
+        return next((g for g in groups if alert.fingerprint in g.members and g.message_ts), None)
+    return await eventually(posted, f"the message of alert {alert.fingerprint} posted")
 
 
 async def group_of(bot: BotHarness, group_id: str) -> AlertGroup:
@@ -112,13 +112,6 @@ async def command(bot: BotHarness, text: str, user: str, name: str = "/oncall") 
 async def click(bot: BotHarness, message: dict[str, Any], channel: str, action: str, user: str) -> None:
     result = await bot.emulator.send_block_action(channel=channel, message_ts=message["ts"], action_id=action, user_id=user)
     assert result.status == 200
-
-
-async def until(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # -- the walk ---------------------------------------------------------------------------------------------
@@ -170,7 +163,7 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
     clock.now = T0 + timedelta(minutes=7)
     # Carol is not a responder, but she was paged: her Acknowledge counts.
     await click(bot, carol_page, carol_page["channel"], "alerts.ack", "U0CAROL")
-    await until(lambda: _acked(bot, group.id))
+    await eventually(lambda: _acked(bot, group.id), "the alert group acknowledged")
 
     acks = await bot.deps.alerts.acks()
     assert len(acks) == 1
@@ -181,7 +174,7 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
     assert await at(bot, clock, timedelta(minutes=15)) == 0
     assert channel_pages(bot, "#incidents") == []
     # Both pages lost their buttons and say who acknowledged.
-    await until(lambda: _pages_closed(bot, ["U0ALICE", "U0CAROL"]))
+    await eventually(lambda: _pages_closed(bot, ["U0ALICE", "U0CAROL"]), "the pages to U0ALICE and U0CAROL closed")
 
 
 async def _acked(bot: BotHarness, group_id: str) -> bool:
@@ -202,7 +195,7 @@ async def test_acknowledgements_from_every_place_are_one_record_each(bot: BotHar
     assert "Acknowledged" in await command(bot, f"ack {by_command.id}", "U0BOB", "/alerts")
     message = next(m for m in bot.emulator.messages("#alerts") if m["ts"] == by_channel.message_ts)
     await click(bot, message, "#alerts", "alerts.ack", "U0ALICE")
-    await until(lambda: _acked(bot, by_channel.id))
+    await eventually(lambda: _acked(bot, by_channel.id), "the channel alert acknowledged")
     acks = sorted(await bot.deps.alerts.acks(), key=lambda a: a["via"])
     assert [(a["group"], a["user"], a["via"], a["step"]) for a in acks] == [
         (by_channel.id, "U0ALICE", "button", "1"), (by_command.id, "U0BOB", "command", "1"),
@@ -218,7 +211,7 @@ async def test_resolving_stops_the_walk(bot: BotHarness, clock: FakeClock) -> No
     await at(bot, clock, timedelta(0))
     clock.now = T0 + timedelta(minutes=1)
     await bot.deps.alerts.ingest([critical(clock, status="resolved")])
-    await until(lambda: _resolved(bot, group.id))
+    await eventually(lambda: _resolved(bot, group.id), "the alert group resolved")
     assert await at(bot, clock, timedelta(minutes=5)) == 0
     assert pages_to(bot, "U0CAROL") == []
     assert await state(bot).alerts.deadline_at(f"page|{group.id}|1|1") is None
@@ -262,7 +255,7 @@ async def test_taking_an_acknowledgement_back_escalates_again(bot: BotHarness, c
     await bot.deps.alerts.flush()
     message = next(m for m in bot.emulator.messages("#alerts") if m["ts"] == group.message_ts)
     await click(bot, message, "#alerts", "alerts.unack", "U0BOB")
-    await until(lambda: _paging(bot, group.id))
+    await eventually(lambda: _paging(bot, group.id), "the alert group escalating again")
     assert await at(bot, clock, timedelta(minutes=1)) == 1
     assert len(pages_to(bot, "U0ALICE")) == 2
 

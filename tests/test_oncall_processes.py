@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from bot.platform.store import Store
 from integrations.alerts.base import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
 from tests.state import state
+from tests.waiting import eventually, job_runs
 
 POLICY = """
 roles: {{admins: [U0DEMO]}}
@@ -64,11 +64,15 @@ def _channel_pages(emulator: SlackEmulator, channel: str) -> list[dict[str, Any]
     return [m for m in emulator.messages(channel) if "📟" in json.dumps(m.get("blocks", []), ensure_ascii=False)]
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def _ticks_recorded(client: aioredis.Redis, count: int) -> None:
+    """Returns once the leader (in whichever process) recorded `count` more runs of the escalation tick."""
+    runs = Keys("chatops").scheduler("runs")
+    seen: set[str | None] = set()
+
+    async def ticked() -> bool:
+        seen.add(await client.hget(runs, "escalation-tick"))
+        return len(seen) > count
+    await eventually(ticked, f"{count} more escalation ticks recorded in Redis")
 
 
 async def _only_group(alerts: AlertStore) -> AlertGroup | None:
@@ -84,7 +88,7 @@ async def test_two_processes_against_one_redis_page_each_step_once(
     started = [await start_bot(emulator, redis_url, config) for _ in range(2)]
     bots: list[BotHarness] = [harness for harness, _ in started]
     try:
-        await _until(lambda: _leaders(bots, 1))
+        await eventually(lambda: _leaders(bots, 1), "exactly one of the two bots leading")
         await bots[0].deps.alerts.ingest([_alert("fp-two")])
         alerts = state(bots[1]).alerts
 
@@ -92,8 +96,10 @@ async def test_two_processes_against_one_redis_page_each_step_once(
             group = await _only_group(alerts)
             return group is not None and group.escalation_state == "exhausted"
 
-        await _until(exhausted)
-        await asyncio.sleep(1.0)  # ticks keep running in both processes: nothing more may be sent
+        await eventually(exhausted, "the escalation policy walked to its end")
+        # Two more escalation ticks on the leader, begun after the walk ended: nothing more may be sent.
+        leader = next(bot for bot in bots if bot.deps.scheduler.is_leader)
+        await job_runs(leader.deps, "escalation-tick", 2)
         group = await _only_group(alerts)
         assert group is not None
         assert [p.number for p in group.pages] == [0, 1, 2]
@@ -147,7 +153,7 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
             group = await _only_group(alerts)
             return group is not None and len(group.pages) == 1
 
-        await _until(first_page_recorded)
+        await eventually(first_page_recorded, "the first page recorded")
         first.kill()  # no clean shutdown: the lease stays until it expires
         await first.wait()
         second, _ = await _serve(emulator, redis_url, path)
@@ -156,8 +162,8 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
             group = await _only_group(alerts)
             return group is not None and len(group.pages) == 2
 
-        await _until(second_page_recorded)
-        await asyncio.sleep(1.0)
+        await eventually(second_page_recorded, "the second page recorded by the restarted process")
+        await _ticks_recorded(client, 2)  # the restarted leader ticked twice more: no third page, no second DM
         group = await _only_group(alerts)
         assert group is not None and group.escalation_started is not None
         assert len(_pages(emulator, "U0ALICE")) == 1 and len(_pages(emulator, "U0CAROL")) == 1

@@ -4,9 +4,8 @@ test runs the escalation tick where the scheduler would. The outbox's own loop s
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -26,6 +25,7 @@ from tests.pagerduty_server import (
 from tests.state import state
 from tests.test_incidents import declared
 from tests.test_oncall import T0, critical, fire, group_of, pages_to, thread_texts
+from tests.waiting import eventually
 
 ROUTING_KEY = "R0" + "a" * 30  # Events API integration keys are 32 characters
 SECRET = "pd-webhook-secret-" + "x" * 14
@@ -83,19 +83,6 @@ async def at(bot: BotHarness, clock: FakeClock, moment: timedelta) -> int:
     return await bot.deps.pager.tick()
 
 
-async def until(what: str, condition: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 20) -> None:
-    """Polls `condition` with a generous deadline; fails saying what was awaited."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.02)
-
-
 def webhook_url(bot: BotHarness) -> str:
     return f"{bot.url}/integrations/pagerduty"
 
@@ -106,7 +93,7 @@ async def triggered(bot: BotHarness, clock: FakeClock, pd: PagerDutyServer) -> A
     await at(bot, clock, timedelta(0))
     assert len(pages_to(bot, "U0BOB")) == 1
     await at(bot, clock, timedelta(minutes=5))
-    await until("PagerDuty accepts the trigger", lambda: len(pd.accepted_for(group.id, "trigger")) == 1)
+    await eventually(lambda: len(pd.accepted_for(group.id, "trigger")) == 1, "PagerDuty accepts the trigger")
     return await group_of(bot, group.id)
 
 
@@ -120,7 +107,7 @@ async def test_an_unacknowledged_alert_reaches_the_pagerduty_step_and_is_trigger
     await at(bot, clock, timedelta(0))
     assert pagerduty.attempts == [], "PagerDuty was triggered before its step"
     assert await at(bot, clock, timedelta(minutes=5)) == 1
-    await until("PagerDuty accepts the trigger", lambda: len(pagerduty.accepted_for(group.id)) == 1)
+    await eventually(lambda: len(pagerduty.accepted_for(group.id)) == 1, "PagerDuty accepts the trigger")
     [event] = pagerduty.accepted
     assert event["routing_key"] == ROUTING_KEY and event["event_action"] == "trigger" and event["dedup_key"] == group.id
     payload = event["payload"]
@@ -147,11 +134,11 @@ async def test_acknowledging_and_resolving_in_slack_is_sent_to_pagerduty_once_in
     group = await triggered(bot, clock, pagerduty)
     clock.now = T0 + timedelta(minutes=7)
     await bot.deps.alerts.acknowledge(group.id, "U0BOB", via="button")
-    await until("PagerDuty acknowledges", lambda: pagerduty.alerts[(ROUTING_KEY, group.id)] == "acknowledged")
+    await eventually(lambda: pagerduty.alerts[(ROUTING_KEY, group.id)] == "acknowledged", "PagerDuty acknowledges")
     await bot.deps.alerts.unacknowledge(group.id, "U0BOB")
     clock.now = T0 + timedelta(minutes=8)
     await bot.deps.alerts.resolve(group.id, "U0BOB", via="command")
-    await until("PagerDuty resolves", lambda: pagerduty.alerts[(ROUTING_KEY, group.id)] == "resolved")
+    await eventually(lambda: pagerduty.alerts[(ROUTING_KEY, group.id)] == "resolved", "PagerDuty resolves")
     assert [e["event_action"] for e in pagerduty.accepted_for(group.id)] == ["trigger", "acknowledge", "resolve"]
     assert all(e["routing_key"] == ROUTING_KEY for e in pagerduty.accepted)
 
@@ -178,13 +165,13 @@ async def test_pagerduty_refusing_an_event_is_logged_counted_and_not_retried(
     await at(bot, clock, timedelta(0))
     await at(bot, clock, timedelta(minutes=5))
     store = state(bot).alerts
-    await until("the refusal is recorded", lambda: store.redis.xlen(store.k("pd_dead")))
+    await eventually(lambda: store.redis.xlen(store.k("pd_dead")), "the refusal is recorded")
     [(_, dead)] = await store.redis.xrange(store.k("pd_dead"))
     assert dead["group"] == group.id and "'payload.source' is missing or blank" in dead["error"]
     assert (await store.stats([clock.now]))["pagerduty_rejected"] == 1
     assert "'payload.source' is missing or blank" in caplog.text and ROUTING_KEY not in caplog.text
-    await until("the thread says so", lambda: any("PagerDuty refused the trigger" in t
-                                                  for t in thread_texts(bot, group)))
+    await eventually(lambda: any("PagerDuty refused the trigger" in t
+                                                  for t in thread_texts(bot, group)), "the thread says so")
     clock.now = T0 + timedelta(hours=1)
     await bot.deps.pager.tick()
     assert await bot.deps.pager.tick() == 0 and len(pagerduty.attempts) == 1, "a 400 was retried"
@@ -199,10 +186,10 @@ async def test_a_pagerduty_outage_delays_the_trigger_across_a_restart_without_lo
         group = await fire(bot, critical(clock))
         await at(bot, clock, timedelta(0))
         await at(bot, clock, timedelta(minutes=5))
-        await until("the first attempt (500)", lambda: len(pagerduty.attempts) == 1)
+        await eventually(lambda: len(pagerduty.attempts) == 1, "the first attempt (500)")
         outbox = bot.deps.pager._outbox
         assert outbox is not None
-        await until("the failure is recorded", lambda: _attempts(outbox, 1))
+        await eventually(lambda: _attempts(outbox, 1), "the failure is recorded")
     finally:
         await runner.cleanup()  # the bot stops with the event still owed to PagerDuty
 
@@ -213,14 +200,14 @@ async def test_a_pagerduty_outage_delays_the_trigger_across_a_restart_without_lo
         clock.now = T0 + timedelta(minutes=5, seconds=1)
         assert await outbox.drain() == 0 and len(pagerduty.attempts) == 1, "retried before its backoff"
         clock.now = T0 + timedelta(minutes=5, seconds=3)
-        await until("the second attempt (429)", lambda: len(pagerduty.attempts) == 2)
-        await until("the 429 is recorded", lambda: _attempts(outbox, 2))
+        await eventually(lambda: len(pagerduty.attempts) == 2, "the second attempt (429)")
+        await eventually(lambda: _attempts(outbox, 2), "the 429 is recorded")
         clock.now = T0 + timedelta(minutes=5, seconds=20)
         assert await outbox.drain() == 0 and len(pagerduty.attempts) == 2, "Retry-After: 30 was not honoured"
         clock.now = T0 + timedelta(minutes=5, seconds=40)
-        await until("PagerDuty accepts it", lambda: len(pagerduty.accepted) == 1)
+        await eventually(lambda: len(pagerduty.accepted) == 1, "PagerDuty accepts it")
         assert len(pagerduty.accepted_for(group.id, "trigger")) == 1
-        await until("the outbox is empty", lambda: _empty(outbox))
+        await eventually(lambda: _empty(outbox), "the outbox is empty")
         clock.now = T0 + timedelta(minutes=10)
         await outbox.drain()
         assert len(pagerduty.attempts) == 3 and len(pagerduty.accepted) == 1, "the trigger was sent twice"
@@ -260,8 +247,8 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     assert after.acked_by == "U0ALICE" and after.acked_via == "pagerduty" and after.pending is None
     assert any("Acknowledged in PagerDuty by <@U0ALICE> after 6m" in t for t in thread_texts(bot, after))
     channel = after.message_channel or after.channel
-    await until("the Slack message shows it", lambda: "<@U0ALICE> in PagerDuty" in str(
-        next(m for m in bot.emulator.messages(channel) if m["ts"] == after.message_ts)))
+    await eventually(lambda: "<@U0ALICE> in PagerDuty" in str(
+        next(m for m in bot.emulator.messages(channel) if m["ts"] == after.message_ts)), "the Slack message shows it")
 
     assert await at(bot, clock, timedelta(minutes=15)) == 0, "escalation went on after PagerDuty's acknowledgement"
     assert [m for m in bot.emulator.messages("#incidents") if "Paged:" in str(m.get("text"))] == []
@@ -353,12 +340,12 @@ incidents:
         incident = await declared(bot, "declare sev1 Checkout is down")
         [page_id] = incident.page_ids
         await bot.deps.pager.tick()
-        await until("PagerDuty is triggered for the incident",
-                    lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1)
+        await eventually(lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1,
+                         "PagerDuty is triggered for the incident")
         [event] = pagerduty.accepted_for(page_id)
         assert event["payload"]["severity"] == "critical" and "Checkout is down" in event["payload"]["summary"]
         await bot.deps.alerts.resolve(page_id, "U0ALICE", via="incident")
-        await until("PagerDuty resolves it", lambda: pagerduty.alerts[(ROUTING_KEY, page_id)] == "resolved")
+        await eventually(lambda: pagerduty.alerts[(ROUTING_KEY, page_id)] == "resolved", "PagerDuty resolves it")
     finally:
         await runner.cleanup()
 

@@ -8,7 +8,7 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, fake_deploy_argv, start_bot
 from tests.redis_servers import ClusterDeployment, SentinelDeployment
 from tests.state import state
+from tests.waiting import eventually
 
 TOKEN = "am-ha-token-91d0"
 FIRING = (Path(__file__).parent / "fixtures" / "alertmanager-firing.json").read_text()
@@ -51,16 +52,6 @@ incidents:
   severities:
     sev2: {{description: "Partial outage", respond_within: 30m, page: primary}}
 """
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
-    """Polls `condition` until true; fails naming what was awaited."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def config(monkeypatch: pytest.MonkeyPatch, work: Path, extra: str = "") -> ChatopsConfig:

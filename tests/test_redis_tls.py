@@ -33,7 +33,8 @@ from tests.redis_servers import (
     url,
 )
 from tests.state import state
-from tests.test_redis_ha import config, eventually, post_alert, posted
+from tests.test_redis_ha import config, post_alert, posted
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +196,7 @@ async def test_a_certificate_signed_by_another_ca_is_refused_with_a_clear_readin
             reasons[:] = [str(r) for r in body["reasons"]]  # type: ignore[union-attr]
             return any("certificate verify failed" in r.lower() for r in reasons)
         try:
-            await eventually(refused, "/readyz to name the failed certificate check", timeout=60)
+            await eventually(refused, "/readyz to name the failed certificate check")
         except AssertionError as error:
             raise AssertionError(f"{error}; it said {reasons}") from None
         text = " ".join(reasons)

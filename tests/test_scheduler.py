@@ -25,6 +25,7 @@ from bot.platform.scheduler import (
     Missed,
     plan_catch_up,
 )
+from tests.waiting import eventually, within
 
 KEYS = Keys("test")
 SHORT_TTL = timedelta(seconds=0.6)
@@ -34,22 +35,9 @@ def real_clock() -> datetime:
     return datetime.now(UTC)
 
 
-async def eventually(condition: Callable[[], bool], what: str, attempts: int = 500) -> None:
-    """Polls `condition` (bounded: `attempts` x 20 ms) and fails naming `what` if it never holds."""
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def eventually_async(read: Callable[[], Awaitable[object]], expected: object, what: str, attempts: int = 500) -> None:
-    """Like `eventually`, for a value read from Redis."""
-    for _ in range(attempts):
-        if await read() == expected:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
+async def equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:
+    """Whether `read()` (a value read from Redis) is `expected` now."""
+    return await read() == expected
 
 
 @pytest.fixture
@@ -120,7 +108,7 @@ async def test_lease_acquire_renew_release(redis: aioredis.Redis) -> None:
     assert await first.holder() == "first"
     assert await first.renew()
 
-    await eventually_async(lambda: first.holder(), None, "the lease expires")
+    await eventually(lambda: equals(first.holder, None), "the lease expires")
     assert not await first.renew()
     assert await second.acquire()
     await first.release()
@@ -145,7 +133,7 @@ async def test_only_the_leader_runs_jobs_and_a_crash_hands_over_after_the_ttl(
     a.scheduler.add_job("tick", appender(ran, "a"), IntervalTrigger(seconds=0.1))
     b.scheduler.add_job("tick", appender(ran, "b"), IntervalTrigger(seconds=0.1))
     a.start()
-    await asyncio.wait_for(a.scheduler.leading.wait(), 10)
+    await within(a.scheduler.leading.wait(), "a leading")
     b.start()
     await eventually(lambda: ran.count("a") >= 10, "a's job runs ten times")
     assert "b" not in ran
@@ -157,7 +145,7 @@ async def test_only_the_leader_runs_jobs_and_a_crash_hands_over_after_the_ttl(
     assert await a.scheduler.lease.holder() == "a"
     runs_by_a = ran.count("a")
 
-    await asyncio.wait_for(b.scheduler.leading.wait(), 10)
+    await within(b.scheduler.leading.wait(), "b leading")
     await eventually(lambda: ran.count("b") >= 3, "b's job runs")
     assert ran.count("a") == runs_by_a
     assert await b.scheduler.lease.holder() == "b"
@@ -171,14 +159,14 @@ async def test_a_clean_stop_releases_the_lease_and_the_other_takes_over(
     a.scheduler.add_job("tick", appender(ran, "a"), IntervalTrigger(seconds=0.1))
     b.scheduler.add_job("tick", appender(ran, "b"), IntervalTrigger(seconds=0.1))
     a.start()
-    await asyncio.wait_for(a.scheduler.leading.wait(), 10)
+    await within(a.scheduler.leading.wait(), "a leading")
     b.start()
     await eventually(lambda: "a" in ran, "a's job runs")
 
     await a.stop_cleanly()
     assert not a.scheduler.is_leader
     assert await redis.get(KEYS.scheduler("leader")) != "a"  # released, not left to expire
-    await asyncio.wait_for(b.scheduler.leading.wait(), 10)
+    await within(b.scheduler.leading.wait(), "b leading")
     await eventually(lambda: "b" in ran, "b's job runs")
 
 
@@ -194,7 +182,9 @@ async def test_a_deposed_leader_stops_running_jobs(redis: aioredis.Redis, proces
     assert not a.scheduler.leading.is_set()
     await asyncio.sleep(0)  # APScheduler's shutdown runs on the loop's next turn
     runs_when_deposed = len(ran)
-    await asyncio.sleep(0.5)  # ten intervals of the job: none of them may run
+    # Two whole lease ticks (0.2 s each, four intervals of the job) begun after it stood down: none may run the job.
+    for tick in (1, 2):
+        await within(a.scheduler.ticks.quiet(), f"a's lease tick {tick} after it stood down")
     assert len(ran) == runs_when_deposed
     assert await a.scheduler.lease.holder() == "intruder"
 
@@ -223,7 +213,8 @@ async def test_missed_runs_are_caught_up_once_with_a_note(redis: aioredis.Redis,
     assert caught_up[0].note == (
         "missed 3 runs between 10:00 and 12:00 UTC while no chatops process was leading; running once now"
     )
-    await eventually_async(lambda: redis.hget(KEYS.scheduler("runs"), "hourly"), now.isoformat(), "the catch-up is recorded")
+    await eventually(lambda: equals(lambda: redis.hget(KEYS.scheduler("runs"), "hourly"), now.isoformat()),
+                     "the catch-up is recorded")
     # A job that never ran starts counting from now; a catch_up=False job is never caught up.
     assert await redis.hget(KEYS.scheduler("runs"), "fresh") == now.isoformat()
     await proc.stop_cleanly()

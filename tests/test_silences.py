@@ -4,8 +4,7 @@ clear message and store nothing, and creating a silence needs the responders rol
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +16,7 @@ from bot.alerts.routing import parse_matcher, route
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.waiting import eventually
 
 CONFIG = """
 roles: {admins: [U0DEMO]}
@@ -30,13 +30,6 @@ CATASTROPHIC = "(a+)+$"  # Python's re backtracks for minutes on "a"*30 + "!"
 @pytest.fixture
 def bot_config() -> ChatopsConfig:
     return parse_config(CONFIG, "silences.yaml")
-
-
-async def until(what: str, condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def alerts(bot: BotHarness, text: str, user: str) -> str:
@@ -112,13 +105,13 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
 
     async def refused() -> bool:
         return any(m.get("ephemeral_to") == "U0ALICE" and "responders" in m.get("text", "") for m in bot.emulator.messages("#alerts"))
-    await until("the refusal shown to U0ALICE", refused)
+    await eventually(refused, "the refusal shown to U0ALICE")
     assert await bot.deps.alerts.silences() == {}
 
     await choose("U0DEMO")
 
     async def silenced() -> bool:
         return bool(await bot.deps.alerts.silences())
-    await until("the admin's silence to be stored", silenced)
+    await eventually(silenced, "the admin's silence to be stored")
     (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["created_by"] == "U0DEMO" and stored["matchers"] == ["alertname=DiskFull"]

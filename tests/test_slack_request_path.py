@@ -18,6 +18,7 @@ from commands.registry import build_catalog
 from tests.conftest import BotHarness
 from tests.slack_signing import command_body, parse, post, signed_headers
 from tests.state import state
+from tests.waiting import eventually
 
 # Slack's documented example (api.slack.com/authentication/verifying-requests-from-slack).
 KAT_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -116,28 +117,21 @@ async def _help_message(bot: BotHarness) -> dict:
     return messages[-1]
 
 
-async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_help_button_updates_the_message_in_place(bot: BotHarness) -> None:
     message = await _help_message(bot)
     result = await bot.emulator.send_block_action(
         channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.show", value="deploy", user_id="U0DEMO"
     )
     assert result.status == 200
-    await _wait_for(lambda: _header(bot, message["ts"]) == "/deploy")
+    await eventually(lambda: _header(bot, message["ts"]) == "/deploy", "the help message to show /deploy's page")
     updated = bot.emulator.find_message("C0GENERAL", message["ts"])
     assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
     back = await bot.emulator.send_block_action(
         channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.overview", value="overview", user_id="U0DEMO"
     )
     assert back.status == 200
-    await _wait_for(lambda: _header(bot, message["ts"]) == "chatops: what you can ask")
+    await eventually(lambda: _header(bot, message["ts"]) == "chatops: what you can ask",
+                     "the help message back on its first page")
 
 
 def _header(bot: BotHarness, ts: str) -> str:
@@ -155,7 +149,7 @@ async def test_quick_clicks_on_help_are_all_answered(bot: BotHarness) -> None:
     ])
     assert all(click.status == 200 for click in clicks)
     metrics = 'chatops_requests_total{command="chatops",outcome="ok"} 3.0'
-    await _wait_for(lambda: metrics in bot.deps.metrics.render()[0].decode(), timeout=20)
+    await eventually(lambda: metrics in bot.deps.metrics.render()[0].decode(), "the request's metrics to be rendered")
     assert _header(bot, message["ts"]) == "/rollback"
     assert 'outcome="duplicate"' not in bot.deps.metrics.render()[0].decode()
 

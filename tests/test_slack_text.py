@@ -5,11 +5,9 @@ the Slack emulator and a real Redis; the property tests need no network."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.incidents.render import user_text
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.waiting import eventually
 
 TOKEN = "am-test-token-7e2d"
 HOSTILE = "<!channel> <!here> <@U0ALICE> <https://evil.example|click> &amp; *bold*"
@@ -54,13 +53,6 @@ incidents:
 def bot_config(monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
     return parse_config(CONFIG, "slack-text.yaml")
-
-
-async def until(what: str, condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def hostile_alert(status: str = "firing") -> dict[str, Any]:
@@ -154,7 +146,7 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
 
     async def is_posted() -> bool:
         return bool(posted())
-    await until("the alert's message in #alerts", is_posted)
+    await eventually(is_posted, "the alert's message in #alerts")
     (message,) = posted()
     assert_no_foreign_markup(message)
     assert "&lt;!channel&gt;" in message["text"] and "&amp;amp;" in message["text"]  # shown as the alert wrote it
@@ -166,7 +158,7 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
         await bot.deps.pager.tick()
         im = bot.emulator.workspace.im_with("U0ALICE", create=False)
         return im is not None and any("blocks" in m for m in bot.emulator.messages(im.id))
-    await until("the page DM to U0ALICE", paged)
+    await eventually(paged, "the page DM to U0ALICE")
     im = bot.emulator.workspace.im_with("U0ALICE", create=False)
     assert im is not None
     page = next(m for m in bot.emulator.messages(im.id) if "blocks" in m)
@@ -179,7 +171,7 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
     async def closed() -> bool:
         found = bot.emulator.find_message(im.id, page["ts"]) or {}
         return "alerts.ack" not in json.dumps(found.get("blocks"))
-    await until("the page to show the acknowledgement", closed)
+    await eventually(closed, "the page to show the acknowledgement")
     assert_no_foreign_markup(bot.emulator.find_message(im.id, page["ts"]) or {}, allowed=("<@U0ALICE>",))
 
 
@@ -192,7 +184,7 @@ async def test_the_resolved_reply_of_a_hostile_alert_pings_nobody(bot: BotHarnes
 
     async def replied() -> bool:
         return reply() is not None
-    await until("the resolved reply in the alert's thread", replied)
+    await eventually(replied, "the resolved reply in the alert's thread")
     message = reply()
     assert message is not None
     assert_no_foreign_markup(message)
@@ -214,7 +206,7 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     async def set_up() -> bool:
         found = await state(bot).incidents.get("INC-1")
         return found is not None and found.setup_done
-    await until("the incident's Slack set-up", set_up)
+    await eventually(set_up, "the incident's Slack set-up")
     incident = await state(bot).incidents.get("INC-1")
     assert incident is not None and incident.channel_id and incident.summary_ts and incident.announce_ts
 
@@ -239,7 +231,7 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
 
     async def posted() -> bool:
         return len(updates()) == 2  # the incident channel and the announcement's thread
-    await until("the update in the incident channel and the announce thread", posted)
+    await eventually(posted, "the update in the incident channel and the announce thread")
     for message in updates():
         assert "&lt;!here&gt;" in message["text"] and "&lt;https://evil.example|click&gt;" in message["text"]
         assert_no_foreign_markup(message, allowed=("<@U0DEMO>", "<@U0BOB>"))  # people may mention colleagues
@@ -247,6 +239,6 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     async def refreshed() -> bool:
         found = bot.emulator.find_message(incident.channel_id or "", incident.summary_ts or "") or {}
         return "rolled back" in json.dumps(found.get("blocks"))
-    await until("the pinned summary to show the update", refreshed)
+    await eventually(refreshed, "the pinned summary to show the update")
     assert_no_foreign_markup(bot.emulator.find_message(incident.channel_id, incident.summary_ts) or {},
                              allowed=("<@U0DEMO>", "<@U0BOB>"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,7 @@ from bot.shell.composition import create_web_app
 from bot.shell.config import parse_config
 from bot.emulator import SlackEmulator
 from tests.conftest import BOT_TOKEN, DEFAULT_CONFIG, make_settings, start_site
+from tests.waiting import eventually
 
 APP_TOKEN = "xapp-1-test"
 
@@ -44,12 +45,6 @@ async def open_url(emu: SlackEmulator, http: aiohttp.ClientSession, token: str =
     client = AsyncWebClient(token=BOT_TOKEN, base_url=emu.api_url, session=http)
     answer = await client.apps_connections_open(app_token=token)
     return str(answer["url"])
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 # -- apps.connections.open -----------------------------------------------------------------------------------------
@@ -89,7 +84,7 @@ async def test_a_ticket_opens_one_connection(emu: SlackEmulator, http: aiohttp.C
         await ws.receive_json(timeout=2)
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await http.ws_connect(url.replace("ticket=", "ticket=forged"))
-    await wait_for(lambda: emu.socket_connections == 0)
+    await eventually(lambda: emu.socket_connections == 0, "no Socket Mode connection left open")
 
 
 # -- the wire, with a raw WebSocket client -------------------------------------------------------------------------
@@ -183,7 +178,7 @@ async def test_page_and_state_count_a_socket_as_connected(emu: SlackEmulator, ht
         await emu.wait_for_socket()
         assert emu.app_connected
         await ws.receive_json(timeout=2)
-    await wait_for(lambda: not emu.app_connected)
+    await eventually(lambda: not emu.app_connected, "the app to disconnect")
 
 
 async def test_emulator_shutdown_closes_the_sockets(redis_url: str, http: aiohttp.ClientSession) -> None:
@@ -218,7 +213,14 @@ async def test_slack_sdk_client_stays_connected_through_pings(emu: SlackEmulator
     try:
         await client.connect()
         await emu.wait_for_socket()
-        await asyncio.sleep(1.5)
+        rounds: set[float] = set()
+
+        def pinged() -> bool:
+            if client.last_ping_pong_time is not None:
+                rounds.add(client.last_ping_pong_time)
+            return len(rounds) >= 3
+
+        await eventually(pinged, "three ping/pong rounds on the connection")
         assert await client.is_connected()
         assert client.last_ping_pong_time is not None, "the emulator answers slack_sdk's pings with its data"
         assert len(emu.calls_to("apps.connections.open")) == 1, "no reconnection"
@@ -226,7 +228,7 @@ async def test_slack_sdk_client_stays_connected_through_pings(emu: SlackEmulator
         assert result.json == {"text": "got slash_commands"}
     finally:
         await client.close()
-    await wait_for(lambda: emu.socket_connections == 0)
+    await eventually(lambda: emu.socket_connections == 0, "no Socket Mode connection left open")
 
 
 async def test_disconnect_makes_the_client_reconnect(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
@@ -235,12 +237,13 @@ async def test_disconnect_makes_the_client_reconnect(emu: SlackEmulator, http: a
         await client.connect()
         await emu.wait_for_socket()
         await emu.disconnect_sockets("refresh_requested")
-        await wait_for(lambda: len(emu.calls_to("apps.connections.open")) == 2 and emu.socket_connections == 1)
+        await eventually(lambda: len(emu.calls_to("apps.connections.open")) == 2 and emu.socket_connections == 1,
+                         "a second apps.connections.open and one live connection")
         result = await emu.send_command(text="after refresh")
         assert result.json == {"text": "got slash_commands"}
     finally:
         await client.close()
-    await wait_for(lambda: emu.socket_connections == 0)
+    await eventually(lambda: emu.socket_connections == 0, "no Socket Mode connection left open")
 
 
 # -- the bot in Socket Mode ----------------------------------------------------------------------------------------
@@ -283,7 +286,8 @@ async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http:
                                             action_id="chatops.help.show", value="deploy", user_id="U0DEMO")
         assert click.status == 200 and click.error is None
         assert emu.deliveries[-1].envelope["type"] == "interactive"
-        await wait_for(lambda: _header(emu, help_message["ts"]) == "/deploy")
+        await eventually(lambda: _header(emu, help_message["ts"]) == "/deploy",
+                         "the help message to show /deploy's page")
         updated = emu.find_message("C0GENERAL", help_message["ts"])
         assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
         assert updated.get("ephemeral_to") == "U0DEMO", "replaced in place, still only for the user"
@@ -292,7 +296,7 @@ async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http:
     finally:
         await runner.cleanup()
 
-    await wait_for(lambda: emu.socket_connections == 0)
+    await eventually(lambda: emu.socket_connections == 0, "no Socket Mode connection left open")
     assert len(emu.calls_to("apps.connections.open")) == 1, "closing did not make the bot reconnect"
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("slack", "bot", "commands", "aiohttp"))]
     assert problems == [], [r.getMessage() for r in problems]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.alerts.model import AlertGroup, Page
-from bot.oncall.config import EscalationPolicy
+from bot.alerts.policies import EscalationPolicy
 
 PAGE = "page"
 REMIND = "remind"

@@ -13,6 +13,8 @@ from bot.text.blocks import external_text
 from integrations.alerts.base import Alert
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# The source of the pages chatops raises itself (an incident's pages, bot.incidents.paging), not a monitoring alert.
+CHATOPS_SOURCE = "chatops"
 
 
 class Member(BaseModel):
@@ -151,6 +153,11 @@ def _person(user: str | None, name: str | None, via: str | None) -> str:
         return f"{external_text(name)}{where}"
     mention = f"<@{user}>" if user else "someone"
     return f"{mention} in PagerDuty" if via == "pagerduty" else mention
+
+
+def is_chatops_page(group: AlertGroup) -> bool:
+    """Whether a group is a page chatops raised itself (an incident's page) rather than an alert from monitoring."""
+    return group.group_key.startswith(f"{CHATOPS_SOURCE}:")
 
 
 def new_group_id() -> str:

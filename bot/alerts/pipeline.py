@@ -1,6 +1,10 @@
 """The alert pipeline: accepted alerts are appended to a Redis Stream before the webhook is answered; a consumer
 group delivers them to Slack in order (dedup into the open group, routing, silences), a flusher updates messages
-at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts."""
+at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts.
+
+A source with the raw intake (`RawIntake`) has its admitted bodies stored as they came; the consumer normalises them
+with that source, and a body it cannot normalise goes to the dead-letter stream at once (counted in
+`chatops_alert_entries_dead_lettered` and logged), never dropped."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import mean
@@ -20,19 +24,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member, new_group_id
-from bot.alerts.render import alert_message
+from bot.alerts.policies import EscalationSettings, NoEscalation
+from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
-from bot.alerts.store import AlertStore
+from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.text.blocks import external_text
 from bot.text.humanize import duration as human_duration
 from bot.platform.errors import StoreUnavailable, UserFacingError
 from bot.alerts import escalation
-from bot.oncall.config import OncallSection
-from bot.oncall.render import page_closed
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
-from integrations.alerts.base import Alert
+from bot.platform.metrics import Metrics
+from bot.platform.tasks import Passes
+from integrations.alerts.base import Alert, AlertSource, RawIntake
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +65,13 @@ class AlertPipeline:
 
     def __init__(
         self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], consumer: str | None = None, oncall: OncallSection | None = None,
+        clock: Callable[[], datetime], consumer: str | None = None, oncall: EscalationSettings | None = None,
         heartbeat: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
-        self.oncall = oncall or OncallSection()
+        # The on-call section's policies (with incidents' synthesized ones), from the composition root: alerts
+        # walk them without importing on-call, which sits above.
+        self.oncall: EscalationSettings = oncall or NoEscalation()
         self._store = store
         self._slack = slack
         self._audit = audit
@@ -78,6 +85,16 @@ class AlertPipeline:
         self._poster = OncePoster(slack, event_type="chatops_alert")
         self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
         self._beat = heartbeat or (lambda _loop: None)
+        self._sources: Mapping[str, AlertSource] = {}
+        self._metrics: Metrics | None = None
+
+    def use_sources(self, sources: Mapping[str, AlertSource], metrics: Metrics | None = None) -> None:
+        """The configured alert sources, which normalise the bodies their raw intake stored (and the metrics that
+        count what could not be)."""
+        self._sources = sources
+        self._metrics = metrics
+        self.flush_passes = Passes()  # the flusher's passes: a quiet one means no post or update was due
+        self._flushed = 0  # posts and updates claimed by any flush, so a pass knows whether it did work
 
     # -- ingest -------------------------------------------------------------------------------------------
 
@@ -89,6 +106,28 @@ class AlertPipeline:
         if once is not None:
             return await self._store.append_once(alerts, self._clock(), once)
         return await self._store.append(alerts, self._clock())
+
+    async def ingest_raw(self, source: str, body: bytes, count: int, received_at: datetime) -> str:
+        """Stores a body admitted by `source`'s raw intake (`count` alerts) durably, to be normalised by the
+        consumer; raises StoreUnavailable otherwise (the webhook must answer 5xx)."""
+        return await self._store.append_raw(source, body, count, received_at)
+
+    async def normalised(self, entry_id: str, entry: RawEntry) -> list[Alert]:
+        """The alerts of a stored body, normalised by its source; one that cannot be (its source is not configured
+        here, or it does not parse) is moved to the dead-letter stream, counted and logged, and gives none."""
+        source = self._sources.get(entry.source)
+        try:
+            if not isinstance(source, RawIntake):
+                raise ValueError(f"alert source {entry.source!r} is not configured for raw intake in this process")
+            return list(source.normalise(entry.body.encode("utf-8", "surrogateescape"), entry.received_at).alerts)
+        except Exception as error:  # whatever the body holds: recorded, never dropped, and the stream moves on
+            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+            log.error("alert entry %s from %s could not be normalised (%s); moved to the dead-letter stream",
+                      entry_id, entry.source or "an unknown source", reason)
+            await self._store.dead_letter_raw(entry_id, entry, reason)
+            if self._metrics is not None:
+                self._metrics.alerts_dead_lettered.labels(reason="unreadable").inc()
+            return []
 
     # -- delivery -----------------------------------------------------------------------------------------
 
@@ -115,9 +154,10 @@ class AlertPipeline:
                 if retry_pending and not entries:
                     retry_pending = False
                     continue
-                for entry_id, alerts in entries:
+                for entry_id, payload in entries:
                     if stop.is_set():
                         break
+                    alerts = payload if isinstance(payload, list) else await self.normalised(entry_id, payload)
                     current = (entry_id, alerts)
                     for index, alert in enumerate(alerts):
                         await self.deliver(f"{entry_id}-{index}", alert)
@@ -155,6 +195,8 @@ class AlertPipeline:
         try:
             await self._store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
             failures.pop(entry_id, None)
+            if self._metrics is not None:
+                self._metrics.alerts_dead_lettered.labels(reason="failing").inc()
         except Exception:
             log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
@@ -282,11 +324,13 @@ class AlertPipeline:
         pause = FLUSH_SECONDS
         while not stop.is_set():
             self.posts_due.clear()
+            number, flushed = self.flush_passes.begin(), self._flushed
             try:
                 slack_failing = self._slack_failing = await self.flush(stop)
                 self._beat("alert-messages")
                 # Slack failing: back off (up to 10 s) rather than hammer it; what is due stays due in Redis.
                 pause = min(pause * 2, MAX_PAUSE_SECONDS) if slack_failing else FLUSH_SECONDS
+                self.flush_passes.end(number, worked=slack_failing or self._flushed != flushed)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -309,7 +353,9 @@ class AlertPipeline:
         the pass ended on Slack failing."""
         now = self._clock()
         failures_in_a_row = 0
-        for group_id in await self._store.claim_due_posts(now, lease_seconds=self._lease_seconds()):
+        due = await self._store.claim_due_posts(now, lease_seconds=self._lease_seconds())
+        self._flushed += len(due)
+        for group_id in due:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self._store.retry_post_at(group_id, now)
                 continue
@@ -319,6 +365,7 @@ class AlertPipeline:
                 failures_in_a_row += 1
                 await self._store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
         updates, lease = await self._store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
+        self._flushed += len(updates)
         for group_id in updates:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self._store.mark_dirty([group_id])
@@ -343,6 +390,22 @@ class AlertPipeline:
             log.warning("could not update alert %s: %s", group_id, error_code(error))
             return not is_transient(error)
         return True
+
+    async def caught_up(self) -> bool:
+        """Whether every entry accepted into the alert stream has been delivered and acknowledged (an idle check)."""
+        stream = self._store.k("stream")
+        newest = await self._store.redis.xrevrange(stream, count=1)
+        if not newest:
+            return True  # nothing accepted (or all of it trimmed away)
+        try:
+            groups = await self._store.redis.xinfo_groups(stream)
+        except ResponseError:
+            return False
+        group = next((g for g in groups if _str(g["name"]) == CONSUMER_GROUP), None)
+        if group is None:  # not created yet: the consumer is starting
+            return False
+        read_up_to = _stream_id(_str(group["last-delivered-id"]))
+        return int(group["pending"]) == 0 and read_up_to >= _stream_id(_str(newest[0][0]))
 
     def _lease_seconds(self) -> float:
         """How long a claimed post or update is ours before another process may take it over: longer than one
@@ -645,6 +708,15 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    milliseconds, _, sequence = value.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _no_group(error: Exception) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from bot.alerts.model import AlertGroup, Member, Page
+from bot.alerts.model import AlertGroup, Member, Page, is_chatops_page
 from bot.text.blocks import (
     Block,
     actions,
@@ -22,7 +22,6 @@ from bot.text.blocks import (
     static_select,
 )
 from bot.text.humanize import duration as human_duration
-from bot.incidents.paging import is_incident_page
 
 ACK = "alerts.ack"
 UNACK = "alerts.unack"
@@ -94,7 +93,7 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
             button("Unsilence", UNSILENCE, group.id) if silenced else
             static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
         ]
-        if not is_incident_page(group):  # an incident's own page needs no second incident
+        if not is_chatops_page(group):  # an incident's own page needs no second incident
             elements.append(button("Declare incident", DECLARE, group.id, style="danger"))
         blocks.append(actions(*elements, block_id=f"alert:{group.id}"))
     notes = [f"`{group.id}`"]
@@ -148,3 +147,9 @@ def silence_modal(group: AlertGroup, matchers: str, *, channel: str) -> dict[str
             text_input("reason", "Reason", "Why, for whoever sees these alerts missing"),
         ],
     }
+
+
+def page_closed(group: AlertGroup, outcome: str) -> tuple[str, list[Block]]:
+    """A page after someone acted on the alert: no buttons, who did what (`outcome` is mrkdwn we built)."""
+    text = f"{external_text(group.title)} ({group.id}): {outcome}"
+    return text, [header(f"📟 {group.title}"), section(outcome), context(f"`{group.id}`")]

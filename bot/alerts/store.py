@@ -3,6 +3,7 @@ silences and daily counters. Multi-key changes are MULTI/EXEC under the `{alerts
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
 from bot.alerts.model import AlertGroup
-from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, Store
+from bot.platform.errors import StoreUnavailable
+from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, UNAVAILABLE, Store
 from integrations.alerts.base import Alert
 
 CONSUMER_GROUP = "delivery"
@@ -120,6 +122,76 @@ class Pruned:
 
 
 @dataclass(frozen=True)
+class RawEntry:
+    """A stream entry holding a webhook's body as its source sent it (`RawIntake`), still to be normalised."""
+
+    source: str
+    body: str
+    received_at: datetime
+    count: int
+
+
+class StreamAppender:
+    """Group commit for the ingest stream: the entries of concurrent webhooks go to Redis in one pipeline (one
+    write, one read) while the previous one is in flight, and each caller returns once its own entry is stored
+    (and replicated, see `Store.replicated`), or raises StoreUnavailable for it alone."""
+
+    def __init__(self, store: Store, stream: str, stats: Callable[[str], str]) -> None:
+        self._store = store
+        self._stream = stream
+        self._stats = stats  # the daily counters' key for a day like 20261202
+        self._pending: list[tuple[dict[str, str], int, str, asyncio.Future[str]]] = []
+        self._flushing: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
+
+    async def append(self, fields: dict[str, str], count: int, now: datetime) -> str:
+        """Stores one entry of `count` alerts received at `now`; its stream id once Redis holds it."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((fields, count, f"{now:%Y%m%d}", future))
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(), name="alert-append")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+        finally:
+            self._flushing = None
+
+    async def _write(self, batch: list[tuple[dict[str, str], int, str, asyncio.Future[str]]]) -> None:
+        received: dict[str, int] = {}
+        for _, count, day, _ in batch:
+            received[day] = received.get(day, 0) + count
+
+        async def write() -> list[object]:
+            async with self._store.redis.pipeline(transaction=False) as pipe:
+                for fields, _, _, _ in batch:
+                    pipe.xadd(self._stream, fields)  # type: ignore[arg-type]
+                for day, count in received.items():
+                    pipe.hincrby(self._stats(day), "received", count)
+                return await pipe.execute(raise_on_error=False)
+
+        try:
+            results = await self._store.call("alert_append", write())
+            await self._store.replicated(self._stream)  # 2xx only once enough replicas hold it (min_replicas_acked)
+        except BaseException as error:  # every waiter must hear about it, or it would hang
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(error if isinstance(error, Exception) else StoreUnavailable(UNAVAILABLE))
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=False):
+            if future.done():
+                continue
+            if isinstance(result, Exception):  # this entry alone was refused (e.g. Redis out of memory)
+                future.set_exception(StoreUnavailable(UNAVAILABLE))
+            else:
+                future.set_result(str(result))
+
+
+@dataclass(frozen=True)
 class Attempt:
     """Whether this is the first attempt at a post, and if not, from when until when earlier attempts started."""
 
@@ -143,6 +215,7 @@ class AlertStore:
         self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
         self._append_once = store.redis.register_script(_APPEND_ONCE)
         self._drop_resolved = store.redis.register_script(_DROP_RESOLVED)
+        self._appender = StreamAppender(store, self.k("stream"), lambda day: self.k("stats", day))
         # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
         # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
         self.observers: list[Callable[[Pipeline, AlertGroup, AlertGroup], None]] = []
@@ -155,16 +228,16 @@ class AlertStore:
 
     async def append(self, alerts: Sequence[Alert], now: datetime) -> str:
         """Appends one webhook's alerts to the stream as one entry, in order (durable once this returns), and
-        counts them as received. One entry per webhook, not per alert: a round trip and an entry for a batch."""
-        async def write() -> str:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self.k("stream"), {"alerts": json.dumps([alert.to_json() for alert in alerts])})
-                pipe.hincrby(self.k("stats", f"{now:%Y%m%d}"), "received", len(alerts))
-                entry_id, _ = await pipe.execute()
-            return str(entry_id)
-        entry_id = await self._store.call("alert_append", write())
-        await self._store.replicated(self.k("stream"))  # 2xx only once enough replicas hold it (redis.min_replicas_acked)
-        return entry_id
+        counts them as received. One entry per webhook, not per alert, and the entries of concurrent webhooks
+        written together (`StreamAppender`)."""
+        return await self._appender.append(
+            {"alerts": json.dumps([alert.to_json() for alert in alerts])}, len(alerts), now)
+
+    async def append_raw(self, source: str, body: bytes, count: int, now: datetime) -> str:
+        """Appends a webhook's body as its source sent it (admitted by `RawIntake.admit`: `count` alerts), to be
+        normalised by the consumer; durable once this returns, as `append`."""
+        fields = {"source": source, "body": body, "at": now.isoformat(), "count": str(count)}
+        return await self._appender.append(fields, count, now)  # type: ignore[arg-type]
 
     async def append_once(self, alerts: Sequence[Alert], now: datetime, request: str) -> str | None:
         """Like `append`, unless `request` (a sender's delivery id, e.g. `sentry:<Request-ID>`) was appended in the
@@ -186,14 +259,17 @@ class AlertStore:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    async def read(self, consumer: str, *, pending: bool, count: int = 100, block_ms: int = 1000) -> list[tuple[str, list[Alert]]]:
+    async def read(self, consumer: str, *, pending: bool, count: int = 100,
+                   block_ms: int = 1000) -> list[tuple[str, list[Alert] | RawEntry]]:
         """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged; each entry
-        is the alerts of one webhook, in the order received (unreadable ones left out)."""
+        is the alerts of one webhook, in the order received (unreadable ones left out), or its body still to be
+        normalised (`RawEntry`)."""
         result = await self.redis.xreadgroup(
             CONSUMER_GROUP, consumer, {self.k("stream"): "0" if pending else ">"}, count=count,
             block=None if pending else block_ms,
         )
-        return [(str(entry_id), _alerts(fields)) for _, entries in result or [] for entry_id, fields in entries]
+        return [(str(entry_id), _raw(fields) or _alerts(fields)) for _, entries in result or []
+                for entry_id, fields in entries]
 
     async def claim_abandoned(self, consumer: str, min_idle_ms: int) -> int:
         """Takes over entries another consumer read but never acknowledged (it died); returns how many."""
@@ -409,6 +485,16 @@ class AlertStore:
             pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
             await pipe.execute()
 
+    async def dead_letter_raw(self, entry_id: str, entry: RawEntry, error: str) -> None:
+        """Moves a stored body its source cannot normalise to the dead-letter stream (with the body, so it can be
+        read and sent again), then acknowledges it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.k("dead"), {"entry": entry_id, "error": error[:500], "source": entry.source,
+                                       "body": entry.body, "at": entry.received_at.isoformat()})
+            pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
+            pipe.hincrby(self.k("stats", f"{entry.received_at:%Y%m%d}"), "dead_lettered", entry.count)
+            await pipe.execute()
+
     async def acks(self, count: int = 10_000) -> list[dict[str, str]]:
         """Acknowledgements, newest first."""
         entries = await self._store.call("alert_acks", self.redis.xrevrange(self.k("acks"), count=count))
@@ -546,6 +632,18 @@ class AlertStore:
     async def delete_silence(self, silence_id: str) -> bool:
         """Removes a silence; False if there was none."""
         return bool(await self._store.call("silence_del", self.redis.hdel(self.k("silences"), silence_id)))
+
+
+def _raw(fields: dict[str, str] | None) -> RawEntry | None:
+    """The raw body an entry holds, or None for an entry of normalised alerts (or an unreadable one)."""
+    if not fields or "body" not in fields:
+        return None
+    try:
+        received_at = datetime.fromisoformat(fields.get("at", ""))
+        count = int(fields.get("count", "0"))
+    except ValueError:  # not written by `append_raw`: kept as it is, for the consumer to dead-letter
+        received_at, count = datetime.fromtimestamp(0, UTC), 0
+    return RawEntry(source=fields.get("source", ""), body=fields["body"], received_at=received_at, count=count)
 
 
 def _alerts(fields: dict[str, str] | None) -> list[Alert]:

@@ -421,11 +421,9 @@ class BackupService:
 
     async def dr_status(self, now: datetime) -> list[str]:
         """`/status` lines: each target's last good backup age against its RPO and last drill against its RTO."""
-        rows = []
-        for name, config in self.section.targets.items():
-            drills = await self._records.drills(name, 1)
-            last = await self._records.last_good(name)
-            rows.append((name, last, config.rpo, drills[0] if drills else None, config.rto))
+        standing = await self._records.standing(list(self.section.targets))
+        rows = [(name, standing[name][0], config.rpo, standing[name][1], config.rto)
+                for name, config in self.section.targets.items()]
         return dr_status_lines(rows, now)
 
     # -- the scheduler's jobs -----------------------------------------------------------------------------

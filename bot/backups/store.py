@@ -3,7 +3,7 @@ is one MULTI (WATCHed when it reads first) or Lua script under the `{backups}` h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -78,6 +78,23 @@ class BackupStore:
         """When the target's newest successful backup finished."""
         raw = await self._store.call("backup_last_good", self._redis.get(self._k("last_good", target)))
         return datetime.fromisoformat(raw) if raw else None
+
+    async def standing(self, targets: Sequence[str]) -> dict[str, tuple[datetime | None, DrillRecord | None]]:
+        """Each target's newest good backup time (`last_good`) and newest drill (`drills(t, 1)`), all in one round
+        trip: what `/status` shows for every target."""
+        async def read() -> list[str | list[str] | None]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for target in targets:
+                    pipe.get(self._k("last_good", target))
+                    pipe.zrevrange(self._k("drills", target), 0, 0)
+                return list(await pipe.execute())
+
+        found = await self._store.call("backup_standing", read()) if targets else []
+        result: dict[str, tuple[datetime | None, DrillRecord | None]] = {}
+        for target, last, drills in zip(targets, found[0::2], found[1::2], strict=True):
+            newest = [r for r in (_parse(DrillRecord, raw) for raw in drills or []) if r is not None]
+            result[target] = (datetime.fromisoformat(str(last)) if last else None, newest[0] if newest else None)
+        return result
 
     async def first_seen(self, target: str, now: datetime) -> datetime:
         """When the RPO check first saw this target (set now if never)."""

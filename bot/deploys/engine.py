@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from bot.deploys.model import (
     Decision,
     DeployRecord,
     DeployState,
+    Holds,
     IllegalTransition,
     StepProcesses,
     StepProgress,
@@ -810,13 +811,19 @@ class DeployEngine:
         """The version running in an environment and the deploy that put it there, if it is known."""
         return await self._store.running_record(service, environment)
 
+    async def running_records(
+        self, pairs: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
+        """`running_record` for many (service, environment) pairs, read together (what `/status` shows)."""
+        return await self._store.running_records(pairs)
+
     async def active(self) -> list[DeployRecord]:
         """Deploys not yet finished (awaiting approval, running, verifying)."""
         return await self._store.active()
 
-    async def holds(self) -> dict[str, LockInfo]:
-        """Manual locks in force now, by `<env>:<service or *>`."""
-        return await self._store.holds(self._clock())
+    async def holds(self, now: datetime | None = None) -> Holds:
+        """Manual locks in force at `now` (the clock's now by default), by `<env>:<service or *>`."""
+        return await self._store.holds(now or self._clock())
 
     async def between(self, start: datetime, end: datetime) -> list[DeployRecord]:
         """Deploys of every configured service created between `start` and `end` (the newest 200 per service)."""

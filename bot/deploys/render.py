@@ -19,7 +19,7 @@ from bot.text.blocks import (
 )
 from bot.deploys.figures import Figures
 from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
-from bot.text.humanize import duration
+from bot.text.humanize import duration as human_duration
 
 APPROVE = "deploy.approve"
 REJECT = "deploy.reject"
@@ -38,11 +38,6 @@ STATE_LABELS = {
     DeployState.CANCELLED: (":heavy_multiplication_x:", "Cancelled"),
     DeployState.INTERRUPTED: (":warning:", "Interrupted"),
 }
-
-
-def human_duration(span: timedelta) -> str:
-    """A duration for people: the one humaniser's (`bot.text.humanize.duration`), under the name many modules import."""
-    return duration(span)
 
 
 def state_label(state: DeployState) -> str:

@@ -3,7 +3,7 @@ is one MULTI (optimistic, WATCHed) or Lua script, under the `{deploys}` hash tag
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -97,18 +97,52 @@ class DeployStore:
         return await self._many([str(i) for ids in found for i in ids])
 
     async def running_record(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
-        """The version running in an environment and the deploy that put it there (its succeeded record), in one
-        round trip. Records written before the `current_id` pointer existed are found in the newest 20, as before."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._k("current", service, environment))
-            pipe.get(self._k("current_id", service, environment))
-            version, pointer = await self._store.call("deploy_current", pipe.execute())
-        if pointer:
-            record = await self.get(pointer)
+        """The version running in an environment and the deploy that put it there (its succeeded record), in two
+        round trips. Records written before the `current_id` pointer existed are found in the newest 20, as before."""
+        return (await self.running_records([(service, environment)]))[(service, environment)]
+
+    async def running_records(
+        self, pairs: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
+        """`running_record` for many (service, environment) pairs in two round trips however many there are (a
+        third only for records older than the `current_id` pointer): what `/status` shows for every environment."""
+        if not pairs:
+            return {}
+
+        async def pointers() -> list[str | None]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for service, environment in pairs:
+                    pipe.get(self._k("current", service, environment))
+                    pipe.get(self._k("current_id", service, environment))
+                return list(await pipe.execute())
+
+        found = await self._store.call("deploy_current", pointers())
+        versions, ids = found[0::2], found[1::2]
+        pointed = dict(zip([i for i in ids if i], await self._many_raw([i for i in ids if i]), strict=True))
+        result: dict[tuple[str, str], tuple[str | None, DeployRecord | None]] = {}
+        missing: list[tuple[tuple[str, str], str]] = []
+        for pair, version, pointer in zip(pairs, versions, ids, strict=True):
+            record = _parse(pointed.get(pointer)) if pointer else None
             if record is not None and record.state == DeployState.SUCCEEDED and record.version == version:
-                return version, record
-        history = await self.history(service, environment, [environment], 20)
-        return version, next((r for r in history if r.state == DeployState.SUCCEEDED and r.version == version), None)
+                result[pair] = (version, record)
+            elif version is None:  # nothing running: no record can have put it there
+                result[pair] = (None, None)
+            else:
+                missing.append((pair, version))
+        if missing:
+            async def newest() -> list[list[str]]:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for (service, environment), _ in missing:
+                        pipe.zrevrange(self._k("history", service, environment), 0, 19)
+                    return list(await pipe.execute())
+
+            recent = await self._store.call("deploy_history", newest())
+            records = {r.id: r for r in await self._many([str(i) for ids_ in recent for i in ids_])}
+            for (pair, version), newest_ids in zip(missing, recent, strict=True):
+                history = [records[str(i)] for i in newest_ids if str(i) in records]
+                put = next((r for r in history if r.state == DeployState.SUCCEEDED and r.version == version), None)
+                result[pair] = (version, put)
+        return result
 
     async def prune(self, service: str, environment: str, cutoff: datetime, batch: int, *, skip: int = 0) -> tuple[int, int]:
         """Removes up to `batch` finished records of one service environment created before `cutoff`; never one
@@ -141,10 +175,12 @@ class DeployStore:
         return await self._many(sorted(ids))
 
     async def _many(self, ids: list[str]) -> list[DeployRecord]:
+        return [record for record in (_parse(raw) for raw in await self._many_raw(ids)) if record is not None]
+
+    async def _many_raw(self, ids: list[str]) -> list[str | None]:
         if not ids:
             return []
-        raws = await self._store.call("deploy_mget", self._redis.mget([self._k("record", i) for i in ids]))
-        return [record for record in (_parse(raw) for raw in raws) if record is not None]
+        return list(await self._store.call("deploy_mget", self._redis.mget([self._k("record", i) for i in ids])))
 
     async def claim_due(self, now: datetime) -> list[str]:
         """Ids whose approval deadline has passed; each is returned to exactly one caller, once."""

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.alerts.model import AlertGroup, Member, new_group_id
+from bot.alerts.model import CHATOPS_SOURCE, AlertGroup, Member, is_chatops_page, new_group_id
+from bot.alerts.policies import EscalationSettings
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.oncall.config import EscalationPolicy, EscalationStep, OncallSection
 from integrations.alerts.base import Severity
 
-SOURCE = "chatops"
+SOURCE = CHATOPS_SOURCE
 SEVERITY_TO_ALERT: tuple[Severity, ...] = ("critical", "warning", "info")
 
 
-def policy_name(config: IncidentsSection, oncall: OncallSection, severity: str) -> str | None:
+def policy_name(config: IncidentsSection, oncall: EscalationSettings, severity: str) -> str | None:
     """The escalation policy that pages for `severity` (None when it pages nobody)."""
     target = config.severities[severity].page
     if target is None:
@@ -87,4 +88,4 @@ def page_group(config: IncidentsSection, incident: Incident, *, channel: str, po
 
 def is_incident_page(group: AlertGroup) -> bool:
     """Whether an alert group is an incident's page (its message needs no Declare incident button)."""
-    return group.group_key.startswith(f"{SOURCE}:")
+    return is_chatops_page(group)

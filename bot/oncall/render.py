@@ -1,5 +1,5 @@
-"""Block Kit for paging: the DM (or channel post) a page is, with Acknowledge and Resolve, and what it becomes
-once someone acted."""
+"""Block Kit for paging: the DM (or channel post) a page is, with Acknowledge and Resolve (what it becomes once
+someone acted is the alert pipeline's: `bot.alerts.render.page_closed`)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,3 @@ def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetim
         ),
     ]
     return text, blocks
-
-
-def page_closed(group: AlertGroup, outcome: str) -> tuple[str, list[Block]]:
-    """A page after someone acted on the alert: no buttons, who did what (`outcome` is mrkdwn we built)."""
-    text = f"{external_text(group.title)} ({group.id}): {outcome}"
-    return text, [header(f"📟 {group.title}"), section(outcome), context(f"`{group.id}`")]

@@ -43,6 +43,10 @@ class Metrics:
             "chatops_redis_errors", "Redis operations that failed, by operation.", ["operation"],
             registry=self.registry,
         )
+        self.alerts_dead_lettered = Counter(
+            "chatops_alert_entries_dead_lettered", "Alert stream entries moved to the dead-letter stream, by reason.",
+            ["reason"], registry=self.registry,
+        )
 
         self.loop_last_success = Gauge(
             "chatops_loop_last_success_timestamp_seconds",

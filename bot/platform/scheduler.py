@@ -37,6 +37,7 @@ from apscheduler.triggers.date import DateTrigger
 from redis.exceptions import RedisError
 
 from bot.platform.keys import Keys
+from bot.platform.tasks import Passes
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -197,6 +198,8 @@ class LeaderScheduler:
         self._scheduler: AsyncIOScheduler | None = None
         self._term = 0  # bumped on every take-over and stand-down: runs planned in an older term are dropped
         self._pending_missed: dict[str, Missed] = {}
+        self.ticks = Passes()  # the lease loop's ticks (acquire or renew), for callers that wait for one to pass
+        self.runs: dict[str, Passes] = {}  # each job's completed runs in this process, likewise
 
     @property
     def is_leader(self) -> bool:
@@ -211,6 +214,7 @@ class LeaderScheduler:
         if name in self._jobs:
             raise ValueError(f"a scheduled job named {name!r} is already registered")
         self._jobs[name] = _Job(name, func, trigger, catch_up)
+        self.runs[name] = Passes()
 
     async def run_now(self, name: str) -> bool:
         """Runs a registered job here and now, whether or not this process leads; False when it raised."""
@@ -221,7 +225,9 @@ class LeaderScheduler:
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                tick = self.ticks.begin()
                 await self._tick(loop)
+                self.ticks.end(tick, worked=False)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._period.total_seconds()):
                         await stop.wait()
@@ -316,6 +322,7 @@ class LeaderScheduler:
     async def _execute(self, job: _Job, missed: Missed | None) -> bool:
         """Runs a job, logging (never raising) its failure, and records the run: a run that raised still ran."""
         async with job.lock:
+            run = self.runs[job.name].begin()
             try:
                 await job.func(missed)
             except Exception:
@@ -327,6 +334,7 @@ class LeaderScheduler:
                 await self._redis.hset(self._runs_key, job.name, self._clock().isoformat())
             except (RedisError, OSError) as error:
                 log.warning("could not record the run of scheduled job %s: %s", job.name, error)
+            self.runs[job.name].end(run, worked=False)
             return succeeded
 
 

@@ -191,6 +191,7 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     def freeze() -> None:
         gc.collect()
         gc.freeze()
+        gc.enable()  # `chatops serve` starts with the collector off (bot/shell/cli.py)
 
     asyncio.get_running_loop().call_later(FREEZE_AFTER_SECONDS, freeze)
 
@@ -349,6 +350,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
                           catch_up=False)
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
+        alerts.use_sources(app[SOURCES], app[METRICS])  # the consumer normalises what their raw intake stored
         deps = Deps(
             config=runtime.config,
             audit=audit,

@@ -27,7 +27,7 @@ DEV_BOT_TOKEN = "xoxb-chatops-dev-emulator"
 
 def find_demo_config() -> Path:
     """examples/chatops.yaml in the working directory, else next to the installed source tree."""
-    for candidate in (Path.cwd() / DEMO_CONFIG, Path(__file__).resolve().parent.parent / DEMO_CONFIG):
+    for candidate in (Path.cwd() / DEMO_CONFIG, Path(__file__).resolve().parents[2] / DEMO_CONFIG):
         if candidate.is_file():
             return candidate
     return Path.cwd() / DEMO_CONFIG

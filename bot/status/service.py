@@ -185,6 +185,12 @@ class StatusService:
         """The version running in an environment and the deploy that put it there."""
         return await self._deploys.running_record(service, environment)
 
+    async def running_all(
+        self, pairs: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
+        """`running` for many (service, environment) pairs, read together (the overview shows every one)."""
+        return await self._deploys.running_records(pairs)
+
     async def _burn_alert(self, target: Target, now: datetime) -> None:
         standing = await self.budget(target, now)
         if not await self._store.set_burning(target.name, standing.fast_burn):

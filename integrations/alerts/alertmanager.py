@@ -12,6 +12,10 @@ Point a receiver at the bot, with the token in Alertmanager's `http_config`:
 and `alerts: {sources: {alertmanager: {token_env: ALERTMANAGER_TOKEN}}}` in the bot's configuration. Each alert of a
 group becomes one `Alert`: its own `status` decides firing/resolved (a group can mix both), Alertmanager's
 `fingerprint` is kept, the `severity` label is normalised, and `endsAt` of `0001-01-01T00:00:00Z` means "not ended".
+
+The source offers the raw intake (`admit`, `normalise`): a body that `well_formed` finds certainly valid is stored as
+Alertmanager sent it and normalised by the stream's consumer; anything else goes through `receive` as before, so
+every malformed body still gets its precise 400 at the edge.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import aiohttp
 
 from integrations.alerts.base import (
     Accepted,
+    Admitted,
     Alert,
     EnvVarName,
     Severity,
@@ -47,7 +52,9 @@ from integrations.alerts.base import (
     require_object,
     severity_from_labels,
     string_map,
+    string_values,
     valid_fingerprint,
+    valid_time,
 )
 from integrations.types import StrictModel
 
@@ -78,6 +85,55 @@ class AlertmanagerSource:
         check_bearer(request.headers, self._token)
         return parse_payload(load_json(request.body), default_severity=self._settings.default_severity,
                              now=request.now)
+
+    def admit(self, request: WebhookRequest) -> Admitted | None:
+        """Checks the bearer token and the body as `receive` does; Admitted when `receive` would certainly accept
+        the group, None when only `receive` can tell (its answer then decides)."""
+        check_size(request.body)
+        check_bearer(request.headers, self._token)
+        return well_formed(load_json(request.body))
+
+    def normalise(self, body: bytes, received_at: datetime) -> Accepted:
+        """The alerts of an admitted body, as `receive` would have returned them at `received_at`."""
+        return parse_payload(load_json(body), default_severity=self._settings.default_severity, now=received_at)
+
+
+_STATUSES = ("firing", "resolved")
+
+
+def well_formed(data: Any) -> Admitted | None:
+    """Admitted (with the count `receive` answers) when `parse_payload` certainly accepts `data` with at least one
+    alert: every check it makes, done without building anything, and every fingerprint given and valid (so that
+    duplicates are counted without hashing labels). None for anything else, which `parse_payload` then judges."""
+    if type(data) is not dict or data.get("version", PAYLOAD_VERSION) != PAYLOAD_VERSION:
+        return None
+    alerts = data.get("alerts")
+    truncated = data.get("truncatedAlerts", 0)
+    if truncated is None:
+        truncated = 0
+    if type(alerts) is not list or not alerts or type(truncated) is not int or truncated < 0:
+        return None
+    for key in ("groupKey", "externalURL"):
+        if type(data.get(key, "")) is not str and data.get(key) is not None:
+            return None
+    if not string_values(data.get("commonLabels")):
+        return None
+    fingerprints = set()
+    for item in alerts:
+        if type(item) is not dict or item.get("status") not in _STATUSES:
+            return None
+        if not (string_values(item.get("labels")) and string_values(item.get("annotations"))):
+            return None
+        if not valid_time(item.get("startsAt")) or ("endsAt" in item and item["endsAt"] is not None
+                                                      and not valid_time(item["endsAt"])):
+            return None
+        generator_url, fingerprint = item.get("generatorURL"), item.get("fingerprint")
+        if generator_url is not None and type(generator_url) is not str:
+            return None
+        if type(fingerprint) is not str or not valid_fingerprint(fingerprint):
+            return None
+        fingerprints.add(fingerprint)
+    return Admitted(count=len(fingerprints), truncated=truncated)
 
 
 def parse_payload(data: Any, *, default_severity: Severity = "warning", now: datetime) -> Accepted:

@@ -1,49 +1,58 @@
 """Which deploy providers exist: the settings union the configuration validates `deployer:` against, and the
-factory that builds the configured one. Adding a provider is one new module plus one line in `_BUILDERS` and one
-member of `DeployerSettings`."""
+factory that builds the configured one. Adding a provider is one new module plus one line in `_PROVIDERS`.
+
+A provider's module is imported only when a configuration names its `kind` (integrations/kinds.py): start-up
+imports none of the providers a configuration does not use."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
-from pydantic import Field
 
-from integrations.deploy import command, ecs, github_actions, vercel, webhook
-from integrations.deploy.base import Deployer
-from integrations.deploy.command import CommandDeployerSettings
-from integrations.deploy.ecs import EcsSettings
-from integrations.deploy.github_actions import GithubActionsSettings
-from integrations.deploy.vercel import VercelSettings
-from integrations.deploy.webhook import WebhookSettings
+from integrations.kinds import LazyKinds, load
+
+if TYPE_CHECKING:
+    from integrations.deploy.base import Deployer
+    from integrations.deploy.command import CommandDeployerSettings
+    from integrations.deploy.ecs import EcsSettings
+    from integrations.deploy.github_actions import GithubActionsSettings
+    from integrations.deploy.vercel import VercelSettings
+    from integrations.deploy.webhook import WebhookSettings
+
+    AnyDeployerSettings = (
+        CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings
+    )
+else:
+    AnyDeployerSettings = Any
+
+_PROVIDERS: dict[str, tuple[str, str]] = {  # kind -> (module, settings model); each module has `build`
+    "command": ("integrations.deploy.command", "CommandDeployerSettings"),
+    "github_actions": ("integrations.deploy.github_actions", "GithubActionsSettings"),
+    "ecs": ("integrations.deploy.ecs", "EcsSettings"),
+    "webhook": ("integrations.deploy.webhook", "WebhookSettings"),
+    "vercel": ("integrations.deploy.vercel", "VercelSettings"),
+}
 
 DeployerSettings = Annotated[
-    CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
-    Field(discriminator="kind"),
+    AnyDeployerSettings,
+    LazyKinds("kind", {kind: f"{module}:{model}" for kind, (module, model) in _PROVIDERS.items()}),
 ]
 """A `deployer:` section: one provider's settings, chosen by `kind`."""
 
-_BUILDERS: dict[type[Any], Callable[..., Deployer]] = {
-    CommandDeployerSettings: command.build,
-    GithubActionsSettings: github_actions.build,
-    EcsSettings: ecs.build,
-    WebhookSettings: webhook.build,
-    VercelSettings: vercel.build,
-}
-
 
 def build_deployer(
-    settings: CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
+    settings: AnyDeployerSettings,
     *,
     environ: Mapping[str, str],
     http: aiohttp.ClientSession,
 ) -> Deployer:
     """The `Deployer` for a validated `DeployerSettings` value."""
-    try:
-        factory = _BUILDERS[type(settings)]
-    except KeyError:
-        raise TypeError(f"no deploy provider for {type(settings).__name__}") from None
+    provider = _PROVIDERS.get(getattr(settings, "kind", None))  # type: ignore[arg-type]
+    if provider is None or type(settings).__name__ != provider[1]:
+        raise TypeError(f"no deploy provider for {type(settings).__name__}")
+    factory: Callable[..., Deployer] = load(f"{provider[0]}:build")
     return factory(settings, environ=environ, http=http)
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import pytest
 
 from tests.backups.servers import Postgres, S3Server
@@ -43,9 +40,3 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, *, postgres: Postgres, data
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    """Waits until `condition()` holds (work that continues after a state change)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

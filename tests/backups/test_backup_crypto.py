@@ -28,10 +28,10 @@ from bot.backups.model import BackupRecord, BackupState, RestoreRecord, RestoreS
 from bot.backups.service import BackupService
 from bot.shell.config import ChatopsConfig, parse_config
 from integrations.backups.envelope import MAGIC
-from tests.backups.harness import eventually
 from tests.backups.servers import PG_PASSWORD, Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ async def restore(service: BackupService, target: str, backup_id: str, *, into_e
         current = await service.get_restore(request.id)
         return current is not None and current.terminal
 
-    await eventually(finished, timeout=60)
+    await eventually(finished, "the backup run to finish")
     done = await service.get_restore(request.id)
     assert done is not None
     return done
@@ -263,7 +263,7 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
                                  Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon})
     await state(bot).backups.update(first.id, lambda r: r.model_copy(update={"retain_until": soon}))
     moto_s3.put_object(Bucket=locked_bucket, Key=first.key, Body=b"an overwrite by someone")  # a newer version
-    await eventually(lambda: _lock_over(moto_s3, locked_bucket, first.key, version), timeout=30)
+    await eventually(lambda: _lock_over(moto_s3, locked_bucket, first.key, version), "the object lock to run out")
     assert first.id in await service.prune("locked")
     left = moto_s3.list_object_versions(Bucket=locked_bucket, Prefix=first.key)
     assert not left.get("Versions") and not left.get("DeleteMarkers")

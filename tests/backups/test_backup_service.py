@@ -14,10 +14,11 @@ import pytest
 from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.backups.harness import backup_yaml, eventually, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.backups.harness import backup_yaml, set_environment
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Post
         current = await service.get_restore(restore.id)
         return current is not None and current.terminal
 
-    await eventually(restored)
+    await eventually(restored, "the restore to complete")
     done = await service.get_restore(restore.id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert data(postgres, appdb) == before
@@ -78,7 +79,7 @@ async def test_restore_into_another_database(bot: BotHarness, postgres: Postgres
     assert record is not None
     restore = await service.restores.request("appdb", record.id, into_env="RESTORE_URL", user="U0BOB", channel="C0BACKUPS")
     await service.restores.approve(restore.id, "U0CAROL", is_approver=True)
-    await eventually(lambda: _terminal(service, restore.id))
+    await eventually(lambda: _terminal(service, restore.id), f"restore {restore.id} to end")
     assert data(postgres, appdb + "_copy") == data(postgres, appdb)
     postgres.psql(f"DROP DATABASE {appdb}_copy WITH (FORCE)")
 
@@ -120,7 +121,7 @@ async def test_a_run_cancelled_mid_upload_leaves_no_backup(bot: BotHarness, post
         uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads") or []
         return any(s3.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts") for u in uploads)
 
-    await eventually(uploading)
+    await eventually(uploading, "the backup to be uploading")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -9,10 +9,11 @@ import pytest
 
 from bot.backups.model import BackupState, RestoreState
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.backups.harness import backup_yaml, eventually, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.backups.harness import backup_yaml, set_environment
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
         record = await service.get(backup_id)
         return record is not None and record.state != BackupState.RUNNING and record.message_ts is not None
 
-    await eventually(finished)
+    await eventually(finished, "the backup run to finish")
     record = await service.get(backup_id)
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
     assert record.channel and record.message_ts
@@ -53,7 +54,7 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
         message = bot.emulator.find_message(record.channel, record.message_ts)
         return message is not None and "Succeeded" in str(message["blocks"])
 
-    await eventually(reported)
+    await eventually(reported, "the result reported in Slack")
     message = bot.emulator.find_message(record.channel, record.message_ts)
     assert message is not None and "Succeeded" in str(message["blocks"]) and record.sha256 in str(message["blocks"])
     assert record.location in str(message["blocks"]) and "before the migration" in str(message["blocks"])
@@ -80,14 +81,15 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
         assert result.status == 200
 
     await click("U0BOB")  # the requester, and not an approver
-    await eventually(lambda: _has(bot, "U0BOB", "Only members of `approvers` can approve this restore"))
+    await eventually(lambda: _has(bot, "U0BOB", "Only members of `approvers` can approve this restore"),
+                     "U0BOB told only approvers may approve")
     await click("U0ALICE")  # an approver, but also an operator who did not ask: allowed
 
     async def restored() -> bool:
         current = await service.get_restore(restore_id)
         return current is not None and current.terminal
 
-    await eventually(restored)
+    await eventually(restored, "the restore to complete")
     done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED and done.approved_by == ("U0ALICE",), done.detail
     assert postgres.psql("SELECT count(*) FROM orders", database=appdb) == before
@@ -96,7 +98,7 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
         final = bot.emulator.find_message(restore.channel, restore.message_ts)
         return final is not None and "Restored" in str(final["blocks"]) and "backup.approve" not in str(final)
 
-    await eventually(updated)
+    await eventually(updated, "the restore message updated")
     audit = {(r.actor, r.action, r.result) for r in await bot.deps.audit.recent(50)}
     assert ("U0BOB", "backup.restore.approve", "denied") in audit
     assert ("U0ALICE", "backup.restore.approve", "ok") in audit and ("U0BOB", "backup.restore.finish", "ok") in audit
@@ -114,7 +116,8 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
     assert restore is not None and restore.channel and restore.message_ts
     await bot.emulator.send_block_action(channel=restore.channel, message_ts=restore.message_ts, action_id="backup.approve",
                                          value=restore.id, user_id="U0ALICE")
-    await eventually(lambda: _has(bot, "U0ALICE", "You requested this restore; someone else has to approve it."))
+    await eventually(lambda: _has(bot, "U0ALICE", "You requested this restore; someone else has to approve it."),
+                     "U0ALICE told someone else has to approve")
     current = await bot.deps.backups.get_restore(restore.id)
     assert current is not None and current.state == RestoreState.AWAITING_APPROVAL
 

@@ -25,10 +25,11 @@ from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.backups.elasticache_server import ElastiCacheStandIn
-from tests.backups.harness import eventually, set_environment
+from tests.backups.harness import set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
+from tests.waiting import eventually, eventually_blocking
 
 KEYS = 300
 
@@ -42,10 +43,7 @@ class RedisProcess:
         self.process = subprocess.Popen(
             ["redis-server", "--port", "0", "--unixsocket", self.socket, "--dir", self.folder, "--save", "",
              "--appendonly", "no", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
-            assert time.monotonic() < deadline, "redis-server did not create its socket within 30s"
-            time.sleep(0.02)
+        eventually_blocking(lambda: os.path.exists(self.socket), f"redis-server to create its socket {self.socket}")
 
     @property
     def url(self) -> str:
@@ -285,7 +283,7 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
 
     restore = await service.restores.request("cache", record.id, into_env="SCRATCH_REDIS_URL", user="U0BOB", channel="C0")
     await service.restores.approve(restore.id, "U0ALICE", is_approver=True)
-    await eventually(lambda: finished(service, restore.id))
+    await eventually(lambda: finished(service, restore.id), f"restore {restore.id} to finish")
     done = await service.get_restore(restore.id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert f"Replayed {len(expected)} keys" in done.detail
@@ -293,7 +291,7 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
 
     refused = await service.restores.request("cache", record.id, into_env="LOCKED_REDIS_URL", user="U0BOB", channel="C0")
     await service.restores.approve(refused.id, "U0ALICE", is_approver=True)
-    await eventually(lambda: finished(service, refused.id))
+    await eventually(lambda: finished(service, refused.id), f"restore {refused.id} to finish")
     failed = await service.get_restore(refused.id)
     assert failed is not None and failed.state == RestoreState.FAILED
     assert "has no RESTORE command (renamed or disabled)" in failed.detail
@@ -320,7 +318,7 @@ async def test_rds_restore_creates_a_new_instance_and_never_overwrites(bot: BotH
     assert f"a new instance `{name}`" in text, text
     restore_id = text.split("`")[1]
     await service.restores.approve(restore_id, "U0ALICE", is_approver=True)
-    await eventually(lambda: finished(service, restore_id))
+    await eventually(lambda: finished(service, restore_id), f"restore {restore_id} to finish")
     done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     instance = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
@@ -350,7 +348,7 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
     async def resolved() -> bool:
         return ("chatops:backup:appdb:rto", "resolved") in [(a["fingerprint"], a["status"]) for a in await ingested(bot)]
 
-    await eventually(resolved, timeout=60)
+    await eventually(resolved, "the alert to resolve")
     good = (await service.drill_history("appdb", 1))[0]
     assert good.good and good.requested_by == "U0BOB"
     listing = await bot.emulator.send_command(command="/backup", text="drills appdb", user_id="U0CAROL", channel_id="C0GENERAL")

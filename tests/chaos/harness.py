@@ -234,7 +234,7 @@ class Replica:
                 sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
             )
         self.starts += 1
-        await wait_ready(self.origin, attempts=2400)  # minutes on a loaded machine, not seconds
+        await wait_ready(self.origin, deadline=240)  # minutes on a loaded machine, not seconds
 
     async def kill(self) -> None:
         """kill -9, as a crash or the OOM killer would."""
