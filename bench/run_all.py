@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each bench and the arguments for a run of a few minutes at most on a 2-core machine.
 BENCHES: dict[str, list[str]] = {
     "alert_ingest": [],
-    "ack_latency": ["--requests", "3000"],
+    "ack_latency": [],
     "startup": [],
     "history": [],
     "memory": [],

@@ -49,7 +49,7 @@ from bot.text.humanize import plural
 from bot.alerts.escalation import who_was_paged
 from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
 from commands.lexer import REASON, FlagSet
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 from integrations.types import parse_duration
 
 # Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)

@@ -23,7 +23,8 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
 from integrations.alerts.alertmanager import parse_payload, well_formed
-from integrations.alerts.base import WebhookRejected, parse_time, valid_time
+from integrations.alerts.source import WebhookRejected
+from integrations.alerts.times import parse_time, valid_time
 from tests.conftest import BotHarness, start_bot
 from tests.state import state
 from tests.waiting import eventually

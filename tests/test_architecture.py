@@ -17,6 +17,7 @@ LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imp
 # Each rule of docs/architecture.md is one contract: a contract deleted or renamed fails here, not silently.
 CONTRACTS = (
     "commands -> bot -> integrations",
+    "commands.catalog knows handlers only as callables (no catalog <-> framework cycle)",
     "bot by layer: shell -> domains (in this order) -> platform -> text",
     "The Slack emulator is a stand-in for Slack: it imports nothing from the bot, commands or integrations",
     "No import cycles in bot, commands or integrations",

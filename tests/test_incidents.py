@@ -15,7 +15,7 @@ from bot.deploys.model import DeployRecord, DeployState
 from bot.emulator import SlackEmulator
 from bot.incidents.model import Incident
 from commands.incident import ADD_TO_TIMELINE
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, hold_leader_lease, start_bot
 from tests.state import state
 from tests.waiting import eventually

@@ -13,7 +13,7 @@ import pytest
 
 from bot.alerts.model import AlertGroup
 from bot.shell.config import ChatopsConfig, parse_config
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock
 from tests.state import state
 from tests.waiting import eventually

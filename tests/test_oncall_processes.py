@@ -22,7 +22,7 @@ from bot.emulator import SlackEmulator
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
 from tests.state import state
 from tests.waiting import eventually, job_runs

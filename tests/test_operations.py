@@ -31,7 +31,12 @@ async def test_readyz_is_503_with_the_reason_when_redis_is_down(emulator: SlackE
         assert status == 503
         assert '"reasons": ["redis: ' in body
         assert (await _get(f"{harness.url}/healthz"))[0] == 200
+        # Help needs no Redis (read-only commands keep no idempotency record) and still answers.
         answer = await emulator.send_command(command="/chatops", text="help", user_id="U0DEMO", channel_id="C0GENERAL")
+        assert answer.status == 200 and answer.json is not None
+        assert "chatops commands" in answer.json["text"]
+        # A command that needs the store says why it cannot answer.
+        answer = await emulator.send_command(command="/chatops", text="audit", user_id="U0DEMO", channel_id="C0GENERAL")
         assert answer.status == 200 and answer.json is not None
         assert "cannot reach its Redis store" in answer.json["text"] and "ref " in answer.json["text"]
         metrics = (await _get(f"{harness.url}/metrics"))[1]

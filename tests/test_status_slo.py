@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, budget_text, burn_summary, measure
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock, start_site
 from tests.state import state
 

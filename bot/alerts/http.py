@@ -17,14 +17,7 @@ from aiohttp import web
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.platform.errors import StoreUnavailable, new_ref
-from integrations.alerts.base import (
-    Accepted,
-    AlertSource,
-    Confirmation,
-    RawIntake,
-    WebhookRejected,
-    WebhookRequest,
-)
+from integrations.alerts.source import Accepted, AlertSource, Confirmation, RawIntake, WebhookRejected, WebhookRequest
 
 log = logging.getLogger(__name__)
 

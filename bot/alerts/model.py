@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.text.blocks import external_text
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # The source of the pages chatops raises itself (an incident's pages, bot.incidents.paging), not a monitoring alert.

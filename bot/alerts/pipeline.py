@@ -37,7 +37,8 @@ from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
 from bot.platform.metrics import Metrics
 from bot.platform.tasks import Passes
-from integrations.alerts.base import Alert, AlertSource, RawIntake
+from integrations.alerts.model import Alert
+from integrations.alerts.source import AlertSource, RawIntake
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError, WatchError
 from bot.alerts.model import AlertGroup
 from bot.platform.errors import StoreUnavailable
 from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, UNAVAILABLE, Store
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 
 CONSUMER_GROUP = "delivery"
 

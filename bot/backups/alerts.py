@@ -11,7 +11,7 @@ from typing import Literal
 
 from bot.alerts.pipeline import AlertPipeline
 from bot.backups.store import BackupStore as BackupRecords
-from integrations.alerts.base import Alert
+from integrations.alerts.model import Alert
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from bot.platform.cron import Cron
 from bot.deploys.config import ApprovalConfig
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.elasticache import ElastiCacheSettings
 from integrations.backups.postgres import PostgresSettings
 from integrations.backups.rds import RdsSettings

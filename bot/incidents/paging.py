@@ -18,7 +18,7 @@ from bot.alerts.policies import EscalationSettings
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.oncall.config import EscalationPolicy, EscalationStep, OncallSection
-from integrations.alerts.base import Severity
+from integrations.alerts.model import Severity
 
 SOURCE = CHATOPS_SOURCE
 SEVERITY_TO_ALERT: tuple[Severity, ...] = ("critical", "warning", "info")

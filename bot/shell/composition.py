@@ -62,8 +62,8 @@ from bot.shell.web import BOLT, COMMANDS, CONFIG, HEARTBEATS, METRICS, STORE, ad
 from commands import dispatch
 from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
-from integrations.alerts.base import SourceConfigError
 from integrations.alerts.registry import build_sources
+from integrations.alerts.settings import SourceConfigError
 from integrations.backups.base import BackupError
 from integrations.backups.envelope import parse_key
 from integrations.paging import pagerduty as pagerduty_vendor

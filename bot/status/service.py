@@ -21,7 +21,7 @@ from bot.status.config import StatusPageSection, StatusSection
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
 from bot.status.store import Bucket, ProbeStore
-from integrations.alerts.base import Alert, Status
+from integrations.alerts.model import Alert, Status
 from integrations.health.http import HttpHealthSettings, ProbeResult, probe
 from integrations.types import format_duration
 

@@ -3,16 +3,10 @@ Amazon SNS, Sentry, Datadog, and our own signed JSON webhook. Each authenticates
 it into normalised `Alert`s; `build_sources` turns a validated `alerts.sources` section (`AlertSourcesSettings`)
 into them."""
 
-from integrations.alerts.base import (
-    Accepted,
-    Alert,
-    AlertSource,
-    Confirmation,
-    SourceConfigError,
-    WebhookRejected,
-    WebhookRequest,
-)
+from integrations.alerts.model import Alert
 from integrations.alerts.registry import AlertSourcesSettings, build_sources
+from integrations.alerts.settings import SourceConfigError
+from integrations.alerts.source import Accepted, AlertSource, Confirmation, WebhookRejected, WebhookRequest
 
 __all__ = [
     "Accepted", "Alert", "AlertSource", "AlertSourcesSettings", "Confirmation", "SourceConfigError",

@@ -28,34 +28,21 @@ from urllib.parse import quote
 
 import aiohttp
 
-from integrations.alerts.base import (
-    Accepted,
-    Admitted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    best_summary,
-    check_bearer,
-    check_size,
+from integrations.alerts.auth import BearerTokenSource
+from integrations.alerts.model import Alert, Severity, valid_fingerprint
+from integrations.alerts.payload import (
+    group_alert,
     group_envelope,
-    http_links,
     load_json,
-    make_fingerprint,
-    make_title,
     optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
-    require_object,
-    severity_from_labels,
+    sender_fingerprint,
     string_map,
     string_values,
-    valid_fingerprint,
-    valid_time,
 )
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, Admitted, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import http_links, make_title
+from integrations.alerts.times import valid_time
 from integrations.types import StrictModel
 
 NAME = "alertmanager"
@@ -69,29 +56,21 @@ class AlertmanagerSettings(StrictModel):
     default_severity: Severity = "warning"
 
 
-class AlertmanagerSource:
+class AlertmanagerSource(BearerTokenSource[AlertmanagerSettings]):
     """Takes Alertmanager webhooks carrying `Authorization: Bearer <token>`."""
 
     name = NAME
 
-    def __init__(self, settings: AlertmanagerSettings, token: str) -> None:
-        self._settings = settings
-        self._token = token
-
     @rejects_only
     async def receive(self, request: WebhookRequest) -> Accepted:
         """Checks the bearer token, then parses the group."""
-        check_size(request.body)
-        check_bearer(request.headers, self._token)
-        return parse_payload(load_json(request.body), default_severity=self._settings.default_severity,
+        return parse_payload(self._authentic_json(request), default_severity=self._settings.default_severity,
                              now=request.now)
 
     def admit(self, request: WebhookRequest) -> Admitted | None:
         """Checks the bearer token and the body as `receive` does; Admitted when `receive` would certainly accept
         the group, None when only `receive` can tell (its answer then decides)."""
-        check_size(request.body)
-        check_bearer(request.headers, self._token)
-        return well_formed(load_json(request.body))
+        return well_formed(self._authentic_json(request))
 
     def normalise(self, body: bytes, received_at: datetime) -> Accepted:
         """The alerts of an admitted body, as `receive` would have returned them at `received_at`."""
@@ -153,43 +132,16 @@ def parse_payload(data: Any, *, default_severity: Severity = "warning", now: dat
 def parse_alert(raw: Any, path: str, *, group_key: str | None, external_url: str | None,
                 default_severity: Severity, now: datetime) -> Alert:
     """One entry of `alerts[]` as an Alert."""
-    item = require_object(raw, path)
-    status = item.get("status")
-    if status not in ("firing", "resolved"):
-        raise WebhookRejected(400, f"{path}.status must be \"firing\" or \"resolved\"")
-    labels = string_map(item.get("labels"), f"{path}.labels")
-    annotations = string_map(item.get("annotations"), f"{path}.annotations")
-    if "startsAt" not in item:
-        raise WebhookRejected(400, f"{path}.startsAt is missing")
-    starts_at = parse_time(item["startsAt"], f"{path}.startsAt")
-    ends_at = parse_time(item["endsAt"], f"{path}.endsAt") if item.get("endsAt") is not None else None
-    generator_url = optional_string(item, "generatorURL", path)
-    fingerprint = optional_string(item, "fingerprint", path)
-    if not valid_fingerprint(fingerprint):
-        fingerprint = make_fingerprint(NAME, labels)
-    assert fingerprint is not None
-    if starts_at is None:  # Go's zero time: the sender did not say
-        starts_at = ends_at or now
-    title = make_title(labels.get("alertname"))
+    entry = group_alert(raw, path)
+    generator_url = optional_string(entry.item, "generatorURL", path)
+    fingerprint = sender_fingerprint(entry.item, path, NAME, entry.labels)
     links = http_links({
         "source": generator_url,
-        "silence": silence_url(external_url, labels),
-        "runbook": annotations.get("runbook_url") or annotations.get("runbook"),
+        "silence": silence_url(external_url, entry.labels),
+        "runbook": entry.runbook,
     })
-    return Alert(
-        source=NAME,
-        fingerprint=fingerprint,
-        status=status,
-        title=title,
-        severity=severity_from_labels(labels, default_severity),
-        labels=labels,
-        annotations=annotations,
-        summary=best_summary(annotations, title),
-        starts_at=starts_at,
-        ends_at=ends_at if status == "resolved" else None,
-        links=links,
-        group_key=group_key,
-    )
+    return entry.alert(NAME, fingerprint=fingerprint, title=make_title(entry.labels.get("alertname")),
+                       default_severity=default_severity, links=links, group_key=group_key, now=now)
 
 
 _NEEDS_ESCAPE = re.compile(r'["\\\n]')

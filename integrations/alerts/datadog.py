@@ -28,29 +28,13 @@ from typing import Any, Literal
 
 import aiohttp
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_bearer,
-    check_size,
-    clean,
-    clip,
-    http_links,
-    ignored,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    read_secret,
-    rejects_only,
-    require_object,
-)
+from integrations.alerts.auth import BearerTokenSource
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity, Status
+from integrations.alerts.payload import require_object
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, ignored, rejects_only
+from integrations.alerts.text import clean, clip, http_links, make_title
 from integrations.types import StrictModel
 
 NAME = "datadog"
@@ -77,21 +61,15 @@ class DatadogSettings(StrictModel):
     """What a No Data notification is: a warning alert, or nothing (answered 204)."""
 
 
-class DatadogSource:
+class DatadogSource(BearerTokenSource[DatadogSettings]):
     """Takes Datadog webhook notifications in chatops' payload template, with a bearer token."""
 
     name = NAME
 
-    def __init__(self, settings: DatadogSettings, token: str) -> None:
-        self._settings = settings
-        self._token = token
-
     @rejects_only
     async def receive(self, request: WebhookRequest) -> Accepted:
         """Checks the bearer token, then parses the notification."""
-        check_size(request.body)
-        check_bearer(request.headers, self._token)
-        return parse_payload(load_json(request.body), now=request.now, no_data=self._settings.no_data)
+        return parse_payload(self._authentic_json(request), now=request.now, no_data=self._settings.no_data)
 
 
 def parse_payload(data: Any, *, now: datetime, no_data: str = "warning") -> Accepted:
@@ -137,7 +115,7 @@ def parse_alert(fields: Mapping[str, str], *, now: datetime) -> Alert:
             annotations[key] = fields[key]
     if fields["body"]:
         annotations["message"] = fields["body"]
-    status = "resolved" if transition in RECOVERED else "firing"
+    status: Status = "resolved" if transition in RECOVERED else "firing"
     happened = epoch_millis(fields["date"]) or now
     identity = json.dumps([fields["aggreg_key"] or f"monitor:{fields['alert_id']}", fields["scope"]])
     summary = fields["status"] or fields["body"] or monitor

@@ -42,35 +42,19 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import aiohttp
-from pydantic import AfterValidator
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    EnvVarName,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_size,
-    clip,
-    constant_time_equal,
-    http_links,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
-    require_object,
-    string_map,
-)
-from integrations.types import Duration, StrictModel, describe_value
+from integrations.alerts.auth import SignedSource, constant_time_equal
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert
+from integrations.alerts.payload import check_size, load_json, optional_string, require_object, string_map
+from integrations.alerts.settings import EnvVarName, PositiveDuration, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import clip, http_links, make_title
+from integrations.alerts.times import parse_time
+from integrations.types import StrictModel, describe_value
 
 NAME = "generic"
 MAX_BATCH = 1000
@@ -83,27 +67,17 @@ FIELDS = ("title", "severity", "service", "status", "dedup_key", "summary", "url
 """The fields an alert object may have."""
 
 
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return value
-
-
 class GenericSettings(StrictModel):
     """`alerts: {sources: {generic: {hmac_secret_env: CHATOPS_ALERTS_SECRET}}}`."""
 
     hmac_secret_env: EnvVarName
-    tolerance: Annotated[Duration, AfterValidator(_positive)] = timedelta(minutes=5)
+    tolerance: PositiveDuration = timedelta(minutes=5)
 
 
-class GenericSource:
+class GenericSource(SignedSource[GenericSettings]):
     """Takes alerts in our documented JSON schema, signed with HMAC-SHA256."""
 
     name = NAME
-
-    def __init__(self, settings: GenericSettings, secret: str) -> None:
-        self._settings = settings
-        self._secret = secret.encode("utf-8", "surrogatepass")
 
     @rejects_only
     async def receive(self, request: WebhookRequest) -> Accepted:

@@ -23,34 +23,21 @@ from typing import Any, Self
 import aiohttp
 from pydantic import model_validator
 
-from integrations.alerts.base import (
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    bearer_token,
-    best_summary,
+from integrations.alerts.auth import bearer_token, constant_time_equal
+from integrations.alerts.model import Alert, Severity
+from integrations.alerts.payload import (
     check_size,
-    clean,
-    constant_time_equal,
     field_path,
+    group_alert,
     group_envelope,
-    http_links,
     load_json,
-    make_fingerprint,
-    make_title,
     optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
     require_object,
-    severity_from_labels,
-    string_map,
-    valid_fingerprint,
+    sender_fingerprint,
 )
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import clean, http_links, make_title
 from integrations.types import StrictModel
 
 NAME = "grafana"
@@ -141,49 +128,26 @@ def parse_payload(data: Any, *, default_severity: Severity = "warning", now: dat
 
 def parse_alert(raw: Any, path: str, *, group_key: str | None, default_severity: Severity, now: datetime) -> Alert:
     """One entry of `alerts[]` as an Alert."""
-    item = require_object(raw, path)
-    status = item.get("status")
-    if status not in ("firing", "resolved"):
-        raise WebhookRejected(400, f"{path}.status must be \"firing\" or \"resolved\"")
-    labels = string_map(item.get("labels"), f"{path}.labels")
-    annotations = string_map(item.get("annotations"), f"{path}.annotations")
-    if "startsAt" not in item:
-        raise WebhookRejected(400, f"{path}.startsAt is missing")
-    starts_at = parse_time(item["startsAt"], f"{path}.startsAt")
-    ends_at = parse_time(item["endsAt"], f"{path}.endsAt") if item.get("endsAt") is not None else None
+    entry = group_alert(raw, path)
+    item = entry.item
     urls = {key: optional_string(item, key, path)
             for key in ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "imageURL")}
-    fingerprint = optional_string(item, "fingerprint", path)
-    if not valid_fingerprint(fingerprint):
-        fingerprint = make_fingerprint(NAME, labels)
-    assert fingerprint is not None
+    fingerprint = sender_fingerprint(item, path, NAME, entry.labels)
     values = format_values(item.get("values"), f"{path}.values")
     if values is None:
         values = optional_string(item, "valueString", path)
     if values:
-        annotations.setdefault("values", values)
-    title = make_title(rule_title(labels))
-    return Alert(
-        source=NAME,
-        fingerprint=fingerprint,
-        status=status,
-        title=title,
-        severity=severity_from_labels(labels, default_severity),
-        labels=labels,
-        annotations=annotations,
-        summary=best_summary(annotations, title),
-        starts_at=starts_at or ends_at or now,
-        ends_at=ends_at if status == "resolved" else None,
-        links=http_links({
-            "source": urls["generatorURL"],
-            "silence": urls["silenceURL"],
-            "dashboard": urls["dashboardURL"],
-            "panel": urls["panelURL"],
-            "image": urls["imageURL"],
-            "runbook": annotations.get("runbook_url") or annotations.get("runbook"),
-        }),
-        group_key=group_key,
-    )
+        entry.annotations.setdefault("values", values)
+    links = http_links({
+        "source": urls["generatorURL"],
+        "silence": urls["silenceURL"],
+        "dashboard": urls["dashboardURL"],
+        "panel": urls["panelURL"],
+        "image": urls["imageURL"],
+        "runbook": entry.runbook,
+    })
+    return entry.alert(NAME, fingerprint=fingerprint, title=make_title(rule_title(entry.labels)),
+                       default_severity=default_severity, links=links, group_key=group_key, now=now)
 
 
 def rule_title(labels: Mapping[str, str]) -> str:

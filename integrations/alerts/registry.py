@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
 
-from integrations.alerts.base import AlertSource, SourceConfigError
+from integrations.alerts.settings import SourceConfigError
+from integrations.alerts.source import AlertSource
 from integrations.kinds import LazyModel, load
 from integrations.types import StrictModel
 

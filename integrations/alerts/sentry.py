@@ -28,31 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    EnvVarName,
-    Severity,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_size,
-    clean,
-    clip,
-    constant_time_equal,
-    http_links,
-    ignored,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    optional_string,
-    parse_time,
-    read_secret,
-    rejects_only,
-    require_object,
-)
+from integrations.alerts.auth import SignedSource, constant_time_equal
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity, Status
+from integrations.alerts.payload import check_size, load_json, optional_string, require_object
+from integrations.alerts.settings import EnvVarName, read_secret
+from integrations.alerts.source import Accepted, WebhookRejected, WebhookRequest, accepted, ignored, rejects_only
+from integrations.alerts.text import clean, clip, http_links, make_title
+from integrations.alerts.times import parse_time
 from integrations.types import StrictModel
 
 NAME = "sentry"
@@ -77,14 +60,10 @@ class SentrySettings(StrictModel):
     """The severity of an issue or event whose `level` is missing or unknown."""
 
 
-class SentrySource:
+class SentrySource(SignedSource[SentrySettings]):
     """Takes Sentry internal-integration webhooks signed with the integration's client secret."""
 
     name = NAME
-
-    def __init__(self, settings: SentrySettings, secret: str) -> None:
-        self._settings = settings
-        self._secret = secret.encode("utf-8", "surrogatepass")
 
     @rejects_only
     async def receive(self, request: WebhookRequest) -> Accepted:
@@ -177,7 +156,7 @@ def parse_metric_alert(action: str, data: Mapping[str, Any], *, now: datetime) -
     if text:
         annotations["description"] = text
     severity = METRIC_ACTIONS[action]
-    status = "firing" if severity is not None else "resolved"
+    status: Status = "firing" if severity is not None else "resolved"
     started = _optional_time(incident, "date_started", "data.metric_alert") or _optional_time(
         incident, "date_detected", "data.metric_alert")
     closed = _optional_time(incident, "date_closed", "data.metric_alert")

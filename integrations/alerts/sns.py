@@ -47,30 +47,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import AfterValidator, Field, field_validator
 
-from integrations.alerts.base import (
-    MAX_SUMMARY_CHARS,
-    Accepted,
-    Alert,
-    Confirmation,
-    Severity,
-    SourceConfigError,
-    WebhookRejected,
-    WebhookRequest,
-    accepted,
-    check_size,
-    clean,
-    clip,
-    field_path,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    optional_string,
-    parse_time,
-    rejects_only,
-    require_object,
-)
-from integrations.types import Duration, StrictModel, describe_value, format_duration
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import MAX_SUMMARY_CHARS, Alert, Severity
+from integrations.alerts.payload import check_size, field_path, load_json, optional_string, require_object
+from integrations.alerts.settings import PositiveDuration, SourceConfigError
+from integrations.alerts.source import Accepted, Confirmation, WebhookRejected, WebhookRequest, accepted, rejects_only
+from integrations.alerts.text import clean, clip, make_title
+from integrations.alerts.times import parse_time
+from integrations.types import StrictModel, describe_value, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +87,6 @@ def _topic_arn(value: str) -> str:
     return value
 
 
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return value
-
-
 class SnsSettings(StrictModel):
     """`alerts: {sources: {sns: {topic_arns: ["arn:aws:sns:eu-west-1:123456789012:alarms"]}}}`."""
 
@@ -116,8 +94,8 @@ class SnsSettings(StrictModel):
     cert_host_pattern: str = Field(AWS_CERT_HOST_PATTERN, description="Regex the certificate URL's host must match.")
     ca_bundle_path: str | None = Field(None, description="PEM file of CAs trusted to serve the certificate "
                                                          "(default: the system's CAs).")
-    max_age: Annotated[Duration, AfterValidator(_positive)] = timedelta(hours=1)
-    cert_timeout: Annotated[Duration, AfterValidator(_positive)] = timedelta(seconds=5)
+    max_age: PositiveDuration = timedelta(hours=1)
+    cert_timeout: PositiveDuration = timedelta(seconds=5)
     default_severity: Severity = "warning"
 
     @field_validator("cert_host_pattern")

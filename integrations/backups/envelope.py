@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import Field, model_validator
 
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.aws import AwsClient
 from integrations.backups.base import BackupError
 from integrations.types import StrictModel

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.base import (
     PART_SIZE,
     BackupError,

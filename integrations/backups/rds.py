@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.aws import AwsClient
 from integrations.backups.base import BackupError, Progress, VerifyFacts
 from integrations.deploy.base import PositiveDuration

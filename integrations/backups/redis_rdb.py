@@ -24,7 +24,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.base import (
     PART_SIZE,
     BackupError,

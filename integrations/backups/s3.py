@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from integrations.alerts.base import EnvVarName
+from integrations.alerts.settings import EnvVarName
 from integrations.backups.aws import AwsClient
 from integrations.backups.base import PART_SIZE, BackupError
 from integrations.backups.envelope import EncryptionSettings

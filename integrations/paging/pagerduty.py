@@ -30,7 +30,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, model_validator
 
-from integrations.alerts.base import EnvVarName, SourceConfigError, read_secret
+from integrations.alerts.settings import EnvVarName, SourceConfigError, read_secret
 from integrations.types import Duration, StrictModel
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ from integrations.alerts.alertmanager import (
     build,
     parse_payload,
 )
-from integrations.alerts.base import MAX_BODY_BYTES, UNEXPECTED_REASON
+from integrations.alerts.payload import MAX_BODY_BYTES
+from integrations.alerts.source import UNEXPECTED_REASON
 
 TOKEN = "am-test-token-7f3e"
 NOW = datetime(2026, 11, 22, 21, 10, tzinfo=UTC)

@@ -15,20 +15,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integrations.alerts.base import (
+from integrations.alerts.labels import make_fingerprint, normalise_severity
+from integrations.alerts.model import Alert
+from integrations.alerts.payload import load_json
+from integrations.alerts.source import (
     UNEXPECTED_REASON,
     Accepted,
-    Alert,
     WebhookRejected,
     WebhookRequest,
     accepted,
-    load_json,
-    make_fingerprint,
-    make_title,
-    normalise_severity,
-    parse_time,
     rejects_only,
 )
+from integrations.alerts.text import make_title
+from integrations.alerts.times import parse_time
 
 
 def make(**changes: Any) -> Alert:

@@ -20,7 +20,6 @@ from integrations.alerts import (
     WebhookRejected,
     WebhookRequest,
 )
-from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.datadog import (
     FIELDS,
     DatadogSettings,
@@ -30,6 +29,7 @@ from integrations.alerts.datadog import (
     tag_pairs,
 )
 from integrations.alerts.registry import AlertSourcesSettings
+from integrations.alerts.source import UNEXPECTED_REASON
 
 TOKEN = "dd-webhook-token-3a9c"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -24,13 +24,13 @@ from integrations.alerts import (
     WebhookRequest,
     generic,
 )
-from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.generic import (
     GenericSettings,
     GenericSource,
     build,
     signed_headers,
 )
+from integrations.alerts.source import UNEXPECTED_REASON
 
 SECRET = "generic-hmac-secret-5d1c"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

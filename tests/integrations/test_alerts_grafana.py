@@ -23,8 +23,8 @@ from integrations.alerts import (
     WebhookRejected,
     WebhookRequest,
 )
-from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.grafana import GrafanaSettings, GrafanaSource, build
+from integrations.alerts.source import UNEXPECTED_REASON
 
 TOKEN = "glsa-contact-point-token"
 PASSWORD = "pa:ss word"

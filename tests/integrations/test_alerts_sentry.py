@@ -23,9 +23,9 @@ from integrations.alerts import (
     WebhookRejected,
     WebhookRequest,
 )
-from integrations.alerts.base import UNEXPECTED_REASON
 from integrations.alerts.registry import AlertSourcesSettings
 from integrations.alerts.sentry import SentrySettings, SentrySource, build
+from integrations.alerts.source import UNEXPECTED_REASON
 
 SECRET = "sentry-client-secret-6b0f3e"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
