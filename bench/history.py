@@ -314,6 +314,9 @@ async def main() -> None:
             for seed in seeds.values():
                 while not await seed.alerts.backfill_ack_counters(5000):  # what the retention job does first
                     pass
+                pairs = [(service, env) for service in SERVICES for env in ("staging", "production")]
+                while not await seed.deploys.backfill_figures(pairs, now, 5000):  # the retention job's, too
+                    pass
             info = {}
             for name, server in servers.items():
                 client = seeds[name].store.redis

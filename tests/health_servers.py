@@ -17,7 +17,9 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import start_site
+from tests.waiting import eventually_blocking
 
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 REQUESTS_PER_SCRAPE = 100
@@ -108,14 +111,11 @@ class PrometheusServer:
 
     def wait_for_series(self, promql: str, deadline: float = 60) -> None:
         """Returns once `promql` has at least one series (the exporter has been scraped enough)."""
-        end = time.monotonic() + deadline
-        while True:
+        def has_data() -> bool:
             result = self.query(promql)["data"]["result"]
-            if result and result[0]["value"][1] != "NaN":
-                return
-            if time.monotonic() > end:
-                raise AssertionError(f"gave up after {deadline:.0f}s waiting for Prometheus to have data for {promql}")
-            time.sleep(0.2)
+            return bool(result and result[0]["value"][1] != "NaN")
+
+        eventually_blocking(has_data, f"Prometheus to have data for {promql}", deadline=deadline, every=0.2)
 
     def stop(self) -> None:
         """Stops Prometheus (terminate, then kill)."""
@@ -128,6 +128,17 @@ class PrometheusServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=20)
+
+
+def _ready_or_exited(process: subprocess.Popen[bytes], url: str) -> bool:
+    """Whether Prometheus has exited, or says at `url` that it is ready (a connection error counts as not yet)."""
+    if process.poll() is not None:
+        return True
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 def start_prometheus(directory: Path, target: str) -> PrometheusServer:
@@ -150,15 +161,11 @@ def start_prometheus(directory: Path, target: str) -> PrometheusServer:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         server = PrometheusServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
-        end = time.monotonic() + 60
-        while process.poll() is None and time.monotonic() < end:
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return server
-            except OSError:
-                pass
-            time.sleep(0.1)
+        # An exit (the port was taken) ends the wait at once; so does readiness. Not ready in time: try again too.
+        with suppress(AssertionError):
+            eventually_blocking(partial(_ready_or_exited, process, server.url), "Prometheus to be ready or exit")
+            if process.poll() is None:
+                return server
         server.stop()
         last_log = log.read_text(errors="replace")[-2000:]
     raise AssertionError(f"Prometheus did not start; its log ends with:\n{last_log}")

@@ -16,7 +16,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -26,10 +25,9 @@ from urllib.parse import quote
 import pytest
 
 from bot.platform.embedded_redis import free_port, system_binary
+from tests.waiting import DEFAULT_DEADLINE_SECONDS, eventually_blocking
 
 MASTER_NAME = "chatops"
-START_TIMEOUT = 20.0
-FAILOVER_TIMEOUT = 60.0
 
 
 def require_binaries(*names: str) -> dict[str, str]:
@@ -119,18 +117,18 @@ def _tls_support(binary: str, directory: Path) -> str | None:
     process = subprocess.Popen([binary, *_server_args(port, directory, tls=tls)], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = (process.stdout.read() if process.stdout else b"").decode(errors="replace")
-                log_file = directory / "redis.log"
-                log = log_file.read_text(errors="replace") if log_file.exists() else ""
-                return f"{binary} cannot serve TLS: {(output + log).strip()[-300:]}"
-            with suppress(OSError, ValueError):
-                if command(port, "PING", tls=tls) == "PONG":
-                    return None
-            time.sleep(0.1)
-        return f"{binary} did not answer PING over TLS within {START_TIMEOUT:.0f}s"
+        # Either it exits (a build without TLS refuses the options) or it answers.
+        try:
+            wait_until(lambda: process.poll() is not None or command(port, "PING", tls=tls) == "PONG",
+                       f"{binary} to answer PING over TLS or exit")
+        except AssertionError as gave_up:
+            return str(gave_up)
+        if process.poll() is not None:
+            output = (process.stdout.read() if process.stdout else b"").decode(errors="replace")
+            log_file = directory / "redis.log"
+            log = log_file.read_text(errors="replace") if log_file.exists() else ""
+            return f"{binary} cannot serve TLS: {(output + log).strip()[-300:]}"
+        return None
     finally:
         if process.poll() is None:
             process.kill()
@@ -176,15 +174,29 @@ def _read_reply(stream: object) -> str:
     raise ValueError(f"unexpected reply {line!r}")
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Polls `condition` (exceptions count as not yet) until true; fails naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+CLUSTER_PORT_LIMIT = 55535
+"""A cluster node's bus listens 10000 above its port, so redis-server refuses a port above this one."""
+
+
+def cluster_port() -> int:
+    """A free port a cluster node may take (a free port from Linux's ephemeral range is above 55535 one time in
+    five, which redis-server refuses)."""
+    for _ in range(200):
+        if (port := free_port()) <= CLUSTER_PORT_LIMIT:
+            return port
+    raise RuntimeError(f"no free port at or below {CLUSTER_PORT_LIMIT} in 200 tries")
+
+
+def wait_until(condition: Callable[[], bool], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    """`eventually_blocking` on `condition`, where a connection error or an unreadable reply (a server still starting
+    or failing over) counts as "not yet"; fails naming `what`."""
+
+    def holds() -> bool:
         with suppress(OSError, ValueError):
-            if condition():
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            return bool(condition())
+        return False
+
+    eventually_blocking(holds, what, deadline=deadline)
 
 
 @dataclass
@@ -197,6 +209,7 @@ class RedisProcess:
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
     tls: TlsFiles | None = None  # it listens only for TLS (its port is the tls-port)
+    next_port: Callable[[], int] = free_port  # where start_with tries again after a port race
 
     def start(self) -> RedisProcess:
         """Starts it (detached from the test's terminal signals) and waits until it answers PING."""
@@ -205,8 +218,10 @@ class RedisProcess:
             [self.binary, *self.args], cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_until(lambda: self.alive() and self.command("PING") == "PONG", f"redis on port {self.port}",
-                   START_TIMEOUT)
+        # An exit ends the wait at once (a port race: start_with retries on another port).
+        wait_until(lambda: not self.alive() or self.command("PING") == "PONG",
+                   f"redis on port {self.port} to answer PING")
+        assert self.alive(), f"redis on port {self.port} exited on start"
         return self
 
     def start_with(self, make_args: Callable[[int, Path], list[str]]) -> RedisProcess:
@@ -218,7 +233,7 @@ class RedisProcess:
                 return self.start()
             except AssertionError:
                 self.stop()
-                self.port = free_port()
+                self.port = self.next_port()
         raise RuntimeError(f"redis-server would not start in {self.directory}: {self.log()}")
 
     def command(self, *args: str) -> str:
@@ -316,11 +331,10 @@ class SentinelDeployment:
                 self.replica_nodes.append(RedisProcess(binary, replica_port, directory, [], tls=tls).start_with(
                     lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)))
             wait_until(lambda: self._connected_replicas(port) >= self.replicas,
-                       "the replicas to be in sync (state=online)", START_TIMEOUT)
+                       "the replicas to be in sync (state=online)")
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(binary, index, port))
-            wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other",
-                       START_TIMEOUT)
+            wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other")
         except BaseException:
             self.stop()
             raise
@@ -374,7 +388,7 @@ class SentinelDeployment:
                 return False
             return "role:master" in command(next(iter(reported)), "INFO", "replication", tls=self.tls)
 
-        wait_until(promoted, "the Sentinels to promote a replica after the primary was killed", FAILOVER_TIMEOUT)
+        wait_until(promoted, "the Sentinels to promote a replica after the primary was killed")
         new = ports[self.master_port()]
         self.replica_nodes.remove(new)
         self.replica_nodes.append(old)  # dead now; stop() ignores it
@@ -408,7 +422,8 @@ class ClusterDeployment:
         try:
             for index in range(self.masters):
                 tls = self.tls
-                node = RedisProcess(binaries["redis-server"], free_port(), self.root / f"node{index}", [], tls=tls)
+                node = RedisProcess(binaries["redis-server"], cluster_port(), self.root / f"node{index}", [], tls=tls,
+                                    next_port=cluster_port)
                 self.nodes.append(node.start_with(lambda p, d: _server_args(
                     p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
                     "--cluster-node-timeout", "2000", *(["--tls-cluster", "yes"] if tls else []), tls=tls,
@@ -424,7 +439,7 @@ class ClusterDeployment:
                     f"redis-cli --cluster create failed: {create.stdout[-1000:]} {create.stderr[-1000:]}"
                 )
             wait_until(lambda: all("cluster_state:ok" in n.command("CLUSTER", "INFO") for n in self.nodes),
-                       "cluster_state:ok on every node", START_TIMEOUT * 2)
+                       "cluster_state:ok on every node")
         except BaseException:
             self.stop()
             raise

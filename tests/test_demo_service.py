@@ -11,12 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import DEFAULT_DEADLINE_SECONDS, eventually_blocking
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 DEPLOY = DEMO / "deploy.py"
@@ -42,14 +43,17 @@ def alive(pid: int) -> bool:
         return not Path("/proc/self").exists()  # no /proc (macOS): kill(0) is all we have
 
 
-def wait_gone(pid: int, seconds: float = 3.0) -> bool:
-    """Whether `pid` is gone within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def wait_gone(pid: int, what: str) -> None:
+    """Returns once `pid` no longer runs; fails naming `what` after the default deadline."""
+    eventually_blocking(lambda: not alive(pid), f"{what} (pid {pid}) to be gone")
+
+
+def health(port: int) -> tuple[int, str] | None:
+    """GET /healthz of the app on `port`, or None while nothing answers there yet."""
+    try:
+        return get(port, "/healthz")
+    except OSError:
+        return None
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -110,7 +114,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     for pid in harness.pids:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
-            wait_gone(pid)
+            wait_gone(pid, "a demo app killed after its test")
 
 
 def test_v1_deploys_and_reports_its_version(demo: Demo) -> None:
@@ -135,7 +139,7 @@ def test_v2_replaces_v1(demo: Demo) -> None:
     assert f"stopping v1 on :{demo.port} (pid {old})" in result.stdout.splitlines()
     new = demo.pid()
     assert new is not None and new != old
-    assert wait_gone(old), "the old version still runs"
+    wait_gone(old, "the old version")
     assert demo.health() == (200, {"status": "ok", "version": "v2"})
 
 
@@ -224,16 +228,10 @@ def test_app_exits_cleanly_on_sigterm() -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                assert get(port, "/healthz") == (200, '{"status": "ok", "version": "v9"}')
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the app did not start"
-                time.sleep(0.02)
+        assert eventually_blocking(lambda: health(port), "the app to start and answer /healthz") == (
+            200, '{"status": "ok", "version": "v9"}')
         app.send_signal(signal.SIGTERM)
-        assert app.wait(timeout=5) == 0
+        assert app.wait(timeout=DEFAULT_DEADLINE_SECONDS) == 0
     finally:
         if app.poll() is None:
             app.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bot.deploys.model import DeployState
+from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
 from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
@@ -18,6 +18,7 @@ from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
+from tests.waiting import eventually
 
 
 def _config(tmp_path: Path) -> Path:
@@ -57,21 +58,23 @@ async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(emulator: S
         ack = await emulator.send_command(command="/deploy", text="web slow to staging", user_id="U0ALICE", channel_id="C0GENERAL")
         assert ack.json is not None
         deploy_id = ack.json["text"].split("`")[1]
-        for _ in range(200):
+        async def running() -> bool:
             record = await deploys.get(deploy_id)
-            if record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists():
-                break
-            await asyncio.sleep(0.05)
+            return bool(record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists())
+
+        await eventually(running, f"deploy {deploy_id} to be running its command")
         assert await deploys.lock_holder("web", "staging") is not None
         first.kill()
         await first.wait()
         second, _ = await _serve(emulator, redis_url, config)
-        for _ in range(300):
+        async def interrupted_and_unlocked() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
-            if record and record.state == DeployState.INTERRUPTED and await deploys.lock_holder("web", "staging") is None:
-                break
-            await asyncio.sleep(0.05)
-        assert record is not None and record.state == DeployState.INTERRUPTED
+            unlocked = await deploys.lock_holder("web", "staging") is None
+            return record if record and record.state == DeployState.INTERRUPTED and unlocked else None
+
+        record = await eventually(interrupted_and_unlocked,
+                                  f"the restarted bot to mark deploy {deploy_id} interrupted and free its lock")
+        assert record.state == DeployState.INTERRUPTED
         assert "outcome is unknown" in record.detail
         assert await deploys.lock_holder("web", "staging") is None
         message = emulator.find_message(record.channel, record.message_ts)

@@ -3,7 +3,6 @@ slack_sdk AsyncWebClient sees it over HTTP, with every faulted call kept in `emu
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.emulator import SlackEmulator, Workspace
 from bot.emulator.faults import HTML_502, MODES, FaultPlan
 from tests.conftest import start_site
+from tests.waiting import eventually, within
 
 TOKEN = "xoxb-faults-test"
 
@@ -237,9 +237,10 @@ async def test_timeout_holds_past_the_client_timeout_then_clear_lets_it_go(
         await client.chat_postMessage(channel="#general", text="held")
     assert "held" not in _texts(emu)
     emu.faults.clear()
-    async with asyncio.timeout(30):  # the held request ends soon after clear(), and is recorded then
-        while not emu.calls_to("chat.postMessage"):
-            await asyncio.sleep(0.05)
+    # The held request ends soon after clear(), and is recorded then. Shorter than the default deadline on purpose:
+    # the hold would end by itself after 60 s, so only a wait well inside that proves clear() let it go.
+    await eventually(lambda: emu.calls_to("chat.postMessage"), "the held request to end once the faults were cleared",
+                     deadline=30)
     (call,) = emu.calls_to("chat.postMessage")
     assert (call.status, call.error, call.fault) == (504, "timeout", "timeout")
     await client.chat_postMessage(channel="#general", text="after")
@@ -254,7 +255,8 @@ async def test_a_held_request_does_not_hold_up_shutdown() -> None:
     client = AsyncWebClient(token=TOKEN, base_url=emulator.api_url, retry_handlers=[], timeout=1)
     with pytest.raises(TimeoutError):
         await client.auth_test()
-    await asyncio.wait_for(runner.cleanup(), 30)  # far less than the 600 s hold
+    # 30 s rather than the default deadline: far less than the 600 s hold, yet generous under load.
+    await within(runner.cleanup(), "the emulator to shut down with a request still held", deadline=30)
     assert [c.fault for c in emulator.calls] == ["timeout"]
 
 

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.platform.audit import AuditLog
 from bot.deploys.config import DeploysSection, EnvironmentConfig, ServiceConfig
-from bot.deploys.figures import Figures, compute_figures
+from bot.deploys.figures import Figures, calendar_window, compute_figures
 from bot.deploys.model import (
     AnalysisView,
     CheckLine,
@@ -43,7 +43,7 @@ from bot.deploys.policy import (
 )
 from bot.deploys.render import deploy_message, failure_advice, health_line, title
 from bot.text.humanize import duration as human_duration
-from bot.deploys.store import DeployStore, LockInfo
+from bot.deploys.store import FIGURES_LOOKBACK, DeployStore, LockInfo
 from bot.platform.errors import UserFacingError, new_ref
 from bot.platform.slack_post import post_message
 from bot.platform.tasks import BackgroundTasks
@@ -77,9 +77,6 @@ from integrations.health.registry import build_check
 log = logging.getLogger(__name__)
 
 STUCK_REQUEST_AFTER = timedelta(seconds=30)
-# The figures cover deploys finished in the last 30 days; one requested up to a week before that (an approval, a
-# long rollout) may still have finished inside the window.
-FIGURES_LOOKBACK = timedelta(days=37)
 
 
 @dataclass(frozen=True)
@@ -784,7 +781,7 @@ class DeployEngine:
     # -- reading ------------------------------------------------------------------------------------------
 
     async def history(self, service: str, environment: str | None, limit: int) -> tuple[list[DeployRecord], Figures]:
-        """The newest deploys of a service and the figures over 30 days."""
+        """The newest deploys of a service and the figures over the last 30 UTC days (today's included)."""
         svc = self.services.get(service)
         if svc is None:
             self.environment(service, "")
@@ -794,10 +791,16 @@ class DeployEngine:
         envs = list(svc.environments)
         records = await self._store.history(service, environment, envs, limit)
         now = self._clock()
-        # Only the window's records (by creation, with room for a deploy that waited for approval and ran long):
-        # the cost follows the deploys of the last 30 days, not the whole history.
-        window = await self._store.recent(service, [environment] if environment else envs, now - FIGURES_LOOKBACK)
-        return records, compute_figures(window, now)
+        chosen = [environment] if environment else envs
+        # From daily counters: the same cost however long the history.
+        figures = await self._store.figures(service, chosen, now)
+        if figures is None:
+            # Until the retention job has counted the deploys an earlier version finished: the window's records (by
+            # creation, with room for a deploy that waited for approval and ran long), over the same UTC days.
+            days, end = calendar_window(now)
+            window = await self._store.recent(service, chosen, end - timedelta(days=len(days)) - FIGURES_LOOKBACK)
+            figures = compute_figures(window, end, timedelta(days=len(days)))
+        return records, figures
 
     async def get(self, deploy_id: str) -> DeployRecord | None:
         """The deploy's record, or None when there is no such deploy."""

@@ -176,6 +176,7 @@ class DeployRecord(BaseModel):
     analysis: AnalysisView | None = None
     progress: tuple[StepProgress, ...] = ()  # one per step started, in order (and the automatic rollback's)
     went_live: bool = False  # a step put this version in place (served, not only staged): the old one was replaced
+    counted: bool = False  # in the daily figures' counters since it finished (the backfill skips it)
 
     @property
     def approved_by(self) -> tuple[str, ...]:

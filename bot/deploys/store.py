@@ -1,19 +1,92 @@
-"""Deploy records, history, approvals' deadlines, run locks and manual holds in Redis; every multi-key change
-is one MULTI (optimistic, WATCHed) or Lua script, under the `{deploys}` hash tag."""
+"""Deploy records, history, approvals' deadlines, run locks, manual holds and the daily counters of the deploy
+figures in Redis; every multi-key change is one MULTI (optimistic, WATCHed) or Lua script, under the `{deploys}` hash
+tag."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
+from bot.deploys.figures import (
+    COUNTERS,
+    Figures,
+    Tally,
+    backfill_tallies,
+    calendar_window,
+    figures_from_days,
+    micros,
+    tally,
+)
 from bot.deploys.model import DeployRecord, DeployState
+from bot.platform.errors import StoreUnavailable
 from bot.platform.locks import LockInfo, RunLocks
-from bot.platform.store import Store
+from bot.platform.store import Store, optional_text
 
 __all__ = ["DeployStore", "LockInfo"]  # LockInfo lives in bot.platform.locks; imported from here too
+
+# Adds a finished record to its day's counters (ARGV from `figures.tally`), in the transaction that records its final
+# state. KEYS: the day's counters, the day's lead times, the environment's failures waiting for a success (member
+# `<started_us>:<day>:<id>`, scored by when it finished), its newest successes (id by when it finished), its days with
+# counters (day by yyyymmdd, for retention). ARGV: the
+# COUNTERS' increments (6), lead time or '', the waiting failure's member or '', '1' for a success, finish time (us),
+# the counters' key without its day. A success restores every waiting failure that finished before it, into that
+# failure's day; a failure finds a success recorded before it that finished after it (two replicas, one lock-refused
+# request) in the newest successes. Numbers travel as text: Lua's own formatting would turn 1.7e15 into exponents.
+_FINISH = """
+local names = {'deploys', 'succeeded', 'failed', 'rollbacks', 'restores', 'restore_us'}
+for i = 1, 6 do
+  if ARGV[i] ~= '0' then redis.call('HINCRBY', KEYS[1], names[i], ARGV[i]) end
+end
+if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end
+redis.call('ZADD', KEYS[5], ARGV[13], ARGV[13])
+local finished = tonumber(ARGV[10])
+local function restore(member, at)
+  local started, day = string.match(member, '^(%d+):(%d+):')
+  local key = ARGV[11] .. day
+  redis.call('HINCRBY', key, 'restores', 1)
+  redis.call('HINCRBY', key, 'restore_us', string.format('%.0f', at - tonumber(started)))
+end
+if ARGV[8] ~= '' then
+  local later = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[10], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #later > 0 then restore(ARGV[8], tonumber(later[2])) else redis.call('ZADD', KEYS[3], ARGV[10], ARGV[8]) end
+end
+if ARGV[9] == '1' then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[10])) do
+    restore(member, finished)
+    redis.call('ZREM', KEYS[3], member)
+  end
+  redis.call('ZADD', KEYS[4], ARGV[10], ARGV[12])
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -17)
+end
+return 1
+"""
+# Sums the window's daily counters server-side, in one command (a pipeline of 60 reads a service environment costs the
+# client more than Redis). KEYS: the backfill's hash, then each day's counters and lead times in turn; ARGV: how many
+# service environments, then their fields in the backfill's hash. Nil while one is not backfilled; else the five small
+# counters summed, each day's restore_us as stored (summed in Python: exact past 2^53) and every lead time.
+_READ = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if not redis.call('HGET', KEYS[1], ARGV[1 + i]) then return false end
+end
+local totals, restore_us, leads = {0, 0, 0, 0, 0}, {}, {}
+for k = 2, #KEYS, 2 do
+  local v = redis.call('HMGET', KEYS[k], 'deploys', 'succeeded', 'failed', 'rollbacks', 'restores', 'restore_us')
+  for i = 1, 5 do totals[i] = totals[i] + tonumber(v[i] or '0') end
+  if v[6] then table.insert(restore_us, v[6]) end
+  if v[2] then  -- only a day with a successful deploy can have lead times
+    for _, lead in ipairs(redis.call('LRANGE', KEYS[k + 1], 0, -1)) do table.insert(leads, lead) end
+  end
+end
+return {totals, restore_us, leads}
+"""
+BACKFILL_LIMIT = 1000  # records per service environment, as the figures read before the counters (`recent`)
+FIGURES_LOOKBACK = timedelta(days=7)  # before the window: a deploy that waited for approval may finish inside it
 
 class DeployStore:
     """Typed Redis access for deploys."""
@@ -23,6 +96,7 @@ class DeployStore:
         self._redis = store.redis
         self._keys = store.keys
         self._locks = RunLocks(store, "deploy")
+        self._read_figures = store.redis.register_script(_READ)
 
     def _k(self, part: str, *names: str) -> str:
         return self._keys.deploy(part, *names)
@@ -53,6 +127,11 @@ class DeployStore:
             if current is None:
                 raise KeyError(deploy_id)
             updated = change(current)
+            if updated.terminal and not current.terminal and not updated.counted:
+                counted = tally(updated)
+                if counted is not None:
+                    self._queue_finish(pipe, updated, counted)
+                    updated = updated.model_copy(update={"counted": True})
             pipe.set(self._k("record", deploy_id), updated.model_dump_json())
             if updated.terminal:
                 pipe.srem(self._k("active"), deploy_id)
@@ -67,6 +146,112 @@ class DeployStore:
             return updated
 
         return await self._store.update_watched(self._k("record", deploy_id), write, what=f"deploy {deploy_id}")
+
+    def _queue_finish(self, pipe: Pipeline, record: DeployRecord, counted: Tally) -> None:
+        """Queues `_FINISH` for a record reaching its final state (EVAL, not EVALSHA: it runs inside MULTI, where a
+        missing script could not be loaded first; a deploy finishing is rare, the script short)."""
+        service, environment = record.service, record.environment
+        keys = [self._k("figs", service, environment, counted.day), self._k("leads", service, environment, counted.day),
+                self._k("unrestored", service, environment), self._k("successes", service, environment),
+                self._k("figs_days", service, environment)]
+        args = [str(counted.counts[name]) for name in COUNTERS] + [
+            "" if counted.lead_us is None else str(counted.lead_us),
+            "" if counted.waiting is None else counted.waiting.member(),
+            "1" if counted.restores else "0", str(counted.finished_us),
+            self._k("figs", service, environment) + ":", record.id, counted.day,
+        ]
+        pipe.eval(_FINISH, len(keys), *keys, *args)
+
+    async def figures(self, service: str, environments: list[str], now: datetime) -> Figures | None:
+        """The figures over the 30 UTC days ending today from the daily counters, in one command whatever the
+        history's size; None while an environment's deploys finished by an earlier version are not in them yet
+        (`backfill_figures`): then the caller computes them from the records, as before."""
+        days, _ = calendar_window(now)
+        keys = [self._k("figs_backfill")]
+        for env in environments:  # each name's prefix built once (days are digits): 120 keys cost no more than 4
+            figs, leads_ = self._k("figs", service, env) + ":", self._k("leads", service, env) + ":"
+            keys.extend(key for day in days for key in (figs + day, leads_ + day))
+        args = [str(len(environments)), *(_pair(service, env) for env in environments)]
+        found = await self._store.script("deploy_figures", self._read_figures, keys, args)
+        if not found:
+            return None
+        totals, restore_us, leads = found
+        counters = dict(zip(COUNTERS[:5], (str(int(total)) for total in totals), strict=True))
+        counters["restore_us"] = str(sum(int(value) for value in restore_us))
+        return figures_from_days([counters], [str(lead) for lead in leads])
+
+    async def backfill_figures(self, pairs: Sequence[tuple[str, str]], now: datetime, batch: int = 500) -> bool:
+        """Adds the deploys of the figures' window (and the week before it) that an earlier version finished (not
+        counted when they finished) to the daily counters, one service environment at a time (at most BACKFILL_LIMIT
+        records each) until about `batch` records were read; True once every pair is done. The records, the counters
+        and the pair's done mark move in one WATCHed MULTI, so a deploy finishing meanwhile, a crash or a second
+        leader never count one twice."""
+        done_key = self._k("figs_backfill")
+        days, end = calendar_window(now)
+        since = end - timedelta(days=len(days)) - FIGURES_LOOKBACK
+        marks = await self._store.call("deploy_backfill", self._redis.hmget(done_key, [_pair(s, e) for s, e in pairs]))
+        read = 0
+        for (service, environment), mark in zip(pairs, marks, strict=True):
+            if mark:
+                continue
+            if read >= batch:
+                return False
+            read += await self._backfill_pair(service, environment, since)
+        return True
+
+    async def _backfill_pair(self, service: str, environment: str, since: datetime) -> int:
+        """Counts one service environment's records created since `since` that are not counted yet; returns how
+        many records it read."""
+        done_key = self._k("figs_backfill")
+        watched = [done_key, self._k("unrestored", service, environment), self._k("successes", service, environment)]
+        for _ in range(20):
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(*watched)
+                    if await pipe.hget(done_key, _pair(service, environment)):
+                        return 0
+                    history = self._k("history", service, environment)
+                    ids = [str(i) for i in await pipe.zrevrangebyscore(
+                        history, "+inf", since.timestamp(), start=0, num=BACKFILL_LIMIT)]
+                    keys = [self._k("record", i) for i in ids]
+                    if keys:
+                        await pipe.watch(*keys)  # a deploy finishing now is counted by its own transaction
+                    raws = [optional_text(raw) for raw in await pipe.mget(keys)] if keys else []
+                    records = [r for r in (_parse(raw) for raw in raws) if r is not None]
+                    plan = backfill_tallies(records, [r.id for r in records if r.counted])
+                    pipe.multi()
+                    days_with = set(plan.counts) | set(plan.leads)
+                    if days_with:
+                        pipe.zadd(self._k("figs_days", service, environment), {day: int(day) for day in days_with})
+                    for day, counts in plan.counts.items():
+                        for name, amount in counts.items():
+                            if amount:
+                                pipe.hincrby(self._k("figs", service, environment, day), name, amount)
+                    for day, leads in plan.leads.items():
+                        pipe.rpush(self._k("leads", service, environment, day), *leads)
+                    for finished_us, waiting in plan.waiting:
+                        pipe.zadd(self._k("unrestored", service, environment), {waiting.member(): finished_us})
+                    pipe.hset(done_key, _pair(service, environment), "1")
+                    await pipe.execute()
+                return len(ids)
+            except WatchError:
+                continue
+        raise StoreUnavailable(f"the deploys of {service} in {environment} kept changing; counting them again later")
+
+    async def prune_figures(self, service: str, environment: str, cutoff: datetime, batch: int) -> int:
+        """Deletes the daily counters and lead times of up to `batch` days before `cutoff`'s (found through the index
+        of days with counters: nothing is looked for), and forgets failures before `cutoff` still waiting for a
+        success, in one MULTI. Returns how many days it deleted."""
+        index = self._k("figs_days", service, environment)
+        days = [str(day) for day in await self._store.call("deploy_prune", self._redis.zrangebyscore(
+            index, "-inf", f"({cutoff:%Y%m%d}", start=0, num=batch))]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if days:
+                pipe.delete(*[self._k(part, service, environment, day) for day in days for part in ("figs", "leads")])
+                pipe.zrem(index, *days)
+            pipe.zremrangebyscore(self._k("unrestored", service, environment), "-inf", f"({micros(cutoff)}")
+            await self._store.call("deploy_prune", pipe.execute())
+        return len(days)
 
     async def current_version(self, service: str, environment: str) -> str | None:
         """The version running now (from the last successful deploy or rollback)."""
@@ -229,6 +414,11 @@ class DeployStore:
             else:
                 live[field] = hold
         return live
+
+
+def _pair(service: str, environment: str) -> str:
+    """A service environment as a field of the backfill's hash (JSON: names may hold any separator)."""
+    return json.dumps([service, environment])
 
 
 def _parse(raw: str | None) -> DeployRecord | None:

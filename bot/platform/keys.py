@@ -15,6 +15,12 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{deploys}:current:<svc>:<env>`   | string | the version running now (last successful deploy)       |
 | `{prefix}:{deploys}:lock:<svc>:<env>`      | string | the run lock: owner token, holder, reason, since; TTL  |
 | `{prefix}:{deploys}:holds`                 | hash   | manual `/deploy lock`s by `<env>:<svc or *>`           |
+| `{prefix}:{deploys}:figs:<svc>:<env>:<day>` | hash  | a UTC day's figure counters: deploys, succeeded, …     |
+| `{prefix}:{deploys}:leads:<svc>:<env>:<day>` | list | lead times (us) of that day's successful deploys       |
+| `{prefix}:{deploys}:figs_days:<svc>:<env>` | zset   | days with counters (retention finds old ones here)     |
+| `{prefix}:{deploys}:unrestored:<svc>:<env>` | zset  | failures waiting for a success, by finish time (us)    |
+| `{prefix}:{deploys}:successes:<svc>:<env>` | zset   | the newest 16 successes, by finish time (us)           |
+| `{prefix}:{deploys}:figs_backfill`         | hash   | `["svc","env"]` -> 1 once older deploys are counted    |
 
 | `{prefix}:{alerts}:stream`                 | stream | every accepted alert, appended before the HTTP answer  |
 | `{prefix}:{alerts}:request:<src>:<id>`     | string | a sender's delivery id already stored (Sentry); TTL    |

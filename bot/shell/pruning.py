@@ -66,7 +66,9 @@ class Pruner:
                 break
         done.alert_days = await self.alerts.prune_days(now - r.alerts, r.batch)
         done.stream_entries = await self.alerts.trim_streams(now - r.alerts, now - r.acknowledgements, r.batch)
+        await self.deploys.backfill_figures(self.deploy_keys(), now, r.batch)  # deploys finished by earlier versions
         for service, environment in self.deploy_keys():
+            await self.deploys.prune_figures(service, environment, now - r.deploys, r.batch)
             done.deploys += await _drain(lambda b, s, svc=service, env=environment: self.deploys.prune(
                 svc, env, now - r.deploys, b, skip=s), r.batch)
         for target in self.backup_targets():

@@ -200,15 +200,21 @@ class Subprocess:
 
     async def kill(self) -> None:
         """Ends the process if it still runs (a cancelled or failed stream)."""
+        transport = getattr(self.process, "_transport", None)
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+            # A reader that paused past its limit never reads the end of stdout, and wait() waits for the pipes
+            # too: close stdout (and stdin) first, or a cancelled stream of a fast dump waits forever.
+            for descriptor in (0, 1):
+                pipe = transport.get_pipe_transport(descriptor) if transport is not None else None
+                if pipe is not None:
+                    pipe.close()
             await self.process.wait()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
         # A stream stopped early leaves stdout unread: close the pipes now, not when the collector finds them (an
         # unclosed-transport warning then surfaces somewhere unrelated, e.g. in the next test).
-        transport = getattr(self.process, "_transport", None)
         if transport is not None:
             transport.close()
 

@@ -237,16 +237,19 @@ async def safe_emit(emit: Emit, line: str) -> None:
 class ThrottledEmit:
     """Passes lines to `emit` at most `per_second` messages a second; lines that arrive faster are joined into
     one message (up to `max_chars`), so a chatty process cannot flood Slack. Only when the backlog would need
-    more than `max_backlog` messages are the oldest waiting lines replaced by a count of them."""
+    more than `max_backlog` messages are the oldest waiting lines replaced by a count of them. `clock` and `sleep`
+    are the time it keeps the rate by (tests drive both by hand, so the rate is checked without real waiting)."""
 
     def __init__(self, emit: Emit, *, per_second: float = 1.0, max_chars: int = 3000, max_backlog: int = 5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._emit = emit
         self._gap = 1.0 / per_second if per_second > 0 and math.isfinite(per_second) else 0.0
         self._max_chars = max_chars
         self._max_pending_chars = max_chars * max_backlog
         self._pending_chars = 0
         self._clock = clock
+        self._sleep = sleep
         self._pending: deque[str] = deque()
         self._omitted = 0
         self._wakeup = asyncio.Event()
@@ -303,6 +306,6 @@ class ThrottledEmit:
                 continue
             wait = self._last_sent + self._gap - self._clock()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             self._last_sent = self._clock()
             await safe_emit(self._emit, self._batch())

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,7 @@ from bot.emulator import SlackEmulator, Workspace
 from integrations.alerts.generic import signed_headers
 from tests.conftest import BOT_TOKEN, serve_environment, start_site, wait_ready
 from tests.redis_servers import SentinelDeployment
+from tests.waiting import eventually, eventually_blocking
 
 SECRET_ENV = "CHAOS_ALERTS_SECRET"
 """The environment variable the replicas read the generic source's HMAC secret from."""
@@ -133,22 +134,26 @@ class ChaosRedis:
             if await asyncio.to_thread(self._wait_ready):
                 return
             self._end(signal.SIGKILL)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # pacing between start attempts while the old port is released, not a wait
         raise AssertionError(f"redis-server did not start on port {self.port}; see {self.data_dir / 'redis.log'}")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                time.sleep(0.05)
-        return False
+        """Whether the server came up answering PING (False: it exited, as on a port still held, or never answered)."""
+        try:
+            eventually_blocking(self._exited_or_ready, f"redis-server on port {self.port} to answer PING or exit")
+        except AssertionError:
+            return False
+        return self.process is not None and self.process.poll() is None
+
+    def _exited_or_ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     async def stop(self) -> None:
         """Stops the server cleanly (SIGTERM: the append-only file is complete)."""
@@ -225,8 +230,29 @@ class Replica:
         """http://127.0.0.1:<port>."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, env: dict[str, str]) -> None:
-        """Starts the process and waits until /readyz answers 200."""
+    async def start(self, env_for: Callable[[Replica], dict[str, str]]) -> None:
+        """Starts the process (with the environment `env_for` gives it) and waits until /readyz answers 200. On its
+        first start a replica whose port was taken meanwhile (by a concurrent run) moves to another free port."""
+        first = self.starts == 0
+        for attempt in range(3):
+            await self._spawn(env_for(self))
+            assert self.process is not None
+            ready = asyncio.create_task(wait_ready(self.origin, deadline=240))  # minutes on a loaded machine
+            exited = asyncio.create_task(self.process.wait())
+            await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                exited.cancel()
+                await ready  # ready, or its AssertionError naming the last answer
+                return
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            log = self.log_path.read_text(errors="replace")
+            if not first or "address already in use" not in log.rsplit("--- start", 1)[-1] or attempt == 2:
+                raise AssertionError(f"replica {self.index} exited with status {self.process.returncode} on start; "
+                                     f"see {self.log_path}")
+            self.port = free_port()
+
+    async def _spawn(self, env: dict[str, str]) -> None:
         with self.log_path.open("ab") as log:
             log.write(f"\n--- start {self.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
@@ -234,7 +260,6 @@ class Replica:
                 sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
             )
         self.starts += 1
-        await wait_ready(self.origin, deadline=240)  # minutes on a loaded machine, not seconds
 
     async def kill(self) -> None:
         """kill -9, as a crash or the OOM killer would."""
@@ -283,7 +308,7 @@ class Cluster:
         self.emulator.origin = origin
         (self.root / "chatops.yaml").write_text(config_text(self.group_wait, replicated=self.sentinel))
         self.replicas = [Replica(i, free_port(), self.root / f"replica-{i}.log") for i in range(self.replicas_wanted)]
-        await asyncio.gather(*(replica.start(self.env(replica)) for replica in self.replicas))
+        await asyncio.gather(*(replica.start(self.env) for replica in self.replicas))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -302,7 +327,7 @@ class Cluster:
 
     async def restart(self, replica: Replica) -> None:
         """Starts a replica again on its port."""
-        await replica.start(self.env(replica))
+        await replica.start(self.env)
 
 
 # -- the storm ----------------------------------------------------------------------------------------------------
@@ -367,8 +392,11 @@ class Storm:
 
     async def progressed(self, share: float) -> None:
         """Returns once `share` of the batches are accepted, or the storm ended."""
-        while self.progress < share and not self.finished:
-            await asyncio.sleep(0.05)
+        # Not the default deadline: the storm itself gives up `give_up_after` seconds from its start, so only past
+        # that (and its last requests' 30 s timeout) is a wait for it over-long.
+        await eventually(lambda: self.progress >= share or self.finished,
+                         f"{share:.0%} of the storm's batches to be accepted, or the storm to end",
+                         deadline=self.give_up_after + 60)
 
     async def run_against(self, cluster: Cluster) -> None:
         """Sends every batch; returns when each is accepted or given up."""
@@ -384,6 +412,7 @@ class Storm:
             async def sender() -> None:
                 while not queue.empty():
                     batch = queue.get_nowait()
+                    # Pacing: each batch leaves at its place in the storm (not a wait for an outcome).
                     await asyncio.sleep(max(0.0, self.started + batch.number * interval - time.monotonic()))
                     await self._send(session, cluster, batch, secret)
 
@@ -410,7 +439,7 @@ class Storm:
                         return
             except (aiohttp.ClientError, TimeoutError) as error:
                 batch.answers[type(error).__name__] += 1
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
+            await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))  # a sender's backoff, as Alertmanager's
 
 
 # -- disruptions --------------------------------------------------------------------------------------------------
@@ -744,15 +773,21 @@ async def drain(cluster: Cluster, storm: Storm, log: DisruptionLog, size: Size) 
     seconds it took from the end of the storm and whether it drained."""
     start = time.monotonic()
     quiet_since, seen = start, len(cluster.emulator.calls)
-    while True:
+
+    def outcome() -> tuple[float, bool] | None:
+        nonlocal quiet_since, seen
         if delivered_everything(cluster, storm, log):
             return time.monotonic() - start, True
         now = time.monotonic()
         if len(cluster.emulator.calls) != seen:
             quiet_since, seen = now, len(cluster.emulator.calls)
         if now - quiet_since > size.quiet_seconds or now - start > size.drain_deadline:
-            return now - start, False
-        await asyncio.sleep(0.5)
+            return now - start, False  # the judgement reports this as "did not drain", with what is missing
+        return None
+
+    # The drain deadline is the scenario's own, checked in outcome(); eventually's is only a backstop beyond it.
+    return await eventually(outcome, "everything required to be delivered, or the bot to fall quiet",
+                            deadline=size.drain_deadline + 60, every=0.5)
 
 
 async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path | None = None) -> Figures:

@@ -16,6 +16,7 @@ import pytest
 
 from integrations.deploy.base import DeployStep, ThrottledEmit
 from integrations.deploy.command import CommandDeployerSettings, build
+from tests.waiting import eventually
 
 
 def make_step(**overrides: object) -> DeployStep:
@@ -147,19 +148,61 @@ async def test_a_chatty_command_is_batched_not_dropped_and_long_lines_are_clippe
     assert time.monotonic() - started >= (len(emit.messages) - 1) / 5 - 0.05
 
 
+class HandTime:
+    """A clock and a `sleep` for ThrottledEmit that only the test moves: a sleeper wakes when `advance` reaches it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Waits until the test advances the clock `seconds` past now."""
+        woken = asyncio.get_running_loop().create_future()
+        self.sleepers.append((self.now + seconds, woken))
+        await woken
+
+    def asleep_until(self) -> float | None:
+        """When the one sleeper (the throttle) wants to wake, or None while nothing sleeps."""
+        return self.sleepers[0][0] if self.sleepers else None
+
+    def advance_to(self, when: float) -> None:
+        """Moves the clock to `when`, waking every sleeper due by then."""
+        self.now = when
+        due = [sleeper for sleeper in self.sleepers if sleeper[0] <= when + 1e-9]
+        self.sleepers = [sleeper for sleeper in self.sleepers if sleeper not in due]
+        for _, woken in due:
+            woken.set_result(None)
+
+
 async def test_throttled_emit_sends_at_most_n_messages_a_second() -> None:
+    time_ = HandTime()
     sent: list[tuple[float, str]] = []
 
     async def emit(text: str) -> None:
-        sent.append((time.monotonic(), text))
+        sent.append((time_(), text))
 
-    out = ThrottledEmit(emit, per_second=10)
-    for i in range(5):
-        out.add(f"a{i}")
-        await asyncio.sleep(0.03)
+    out = ThrottledEmit(emit, per_second=10, clock=time_, sleep=time_.sleep)
+    out.add("a0")  # the first line goes at once
+    await eventually(lambda: len(sent) == 1, "the first line to be sent at once")
+    for when, line in ((0.03, "a1"), (0.06, "a2"), (0.09, "a3")):  # a line every 30 ms: faster than 10 a second
+        time_.advance_to(when)
+        out.add(line)
+        wakes = await eventually(time_.asleep_until, "the throttle to wait for its next slot")
+        assert wakes == pytest.approx(0.1)  # not before a tenth of a second after the last message
+    time_.advance_to(0.1)
+    await eventually(lambda: len(sent) == 2, "the waiting lines to be sent in the next slot")
+    time_.advance_to(0.12)
+    out.add("a4")
+    assert await eventually(time_.asleep_until, "the throttle to wait for its next slot") == pytest.approx(0.2)
+    time_.advance_to(0.2)
+    await eventually(lambda: len(sent) == 3, "the last line to be sent in its slot")
     await out.aclose()
+    assert [when for when, _ in sent] == pytest.approx([0.0, 0.1, 0.2])
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
-    assert all(gap >= 0.095 for gap in gaps), gaps
+    assert all(gap >= 0.1 - 1e-9 for gap in gaps), gaps
     assert "\n".join(text for _, text in sent).split("\n") == [f"a{i}" for i in range(5)]
     assert len(sent) < 5  # some lines were batched together
 
@@ -196,13 +239,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def wait_dead(pid: int, seconds: float = 5.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if not alive(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def wait_dead(pid: int, what: str) -> None:
+    """Returns once `pid` has ended; fails naming `what` (the process that survived)."""
+    # Shorter than the default deadline on purpose: these scripts `sleep 60`, so a process that was never killed
+    # would end by itself a minute after it started; 40 s proves the kill and is still generous under load.
+    await eventually(lambda: not alive(pid), f"{what} (pid {pid}) to end", deadline=40)
+
+
+def pid_written(pid_file: Path) -> bool:
+    """Whether the script has written its pid into `pid_file`."""
+    return pid_file.exists() and bool(pid_file.read_text().strip())
 
 
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -222,7 +268,7 @@ sleep 60
     assert "started" in emit.lines
     for name in ("main", "child"):
         pid = int((tmp_path / f"pids.{name}").read_text())
-        assert await wait_dead(pid), f"{name} process {pid} survived"
+        await wait_dead(pid, f"the {name} process")
 
 
 async def test_processes_left_holding_the_output_are_killed_when_the_command_exits(tmp_path: Path) -> None:
@@ -230,21 +276,18 @@ async def test_processes_left_holding_the_output_are_killed_when_the_command_exi
     script = write_sh(tmp_path, "leaves.sh", f"sh -c 'echo $$ > {pids}; sleep 60' &\necho bye\nexit 0\n")
     result = await deployer([str(script)]).apply(make_step(), Lines())
     assert result.ok
-    assert await wait_dead(int(pids.read_text()))
+    await wait_dead(int(pids.read_text()), "the process left holding the output")
 
 
 async def test_cancelling_the_step_kills_the_command(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = write_sh(tmp_path, "slow.sh", f"echo $$ > {pid_file}\nsleep 60\n")
     task = asyncio.create_task(deployer([str(script)], kill_grace="500ms").apply(make_step(), Lines()))
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: pid_written(pid_file), "the command to start and write its pid")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await wait_dead(int(pid_file.read_text()))
+    await wait_dead(int(pid_file.read_text()), "the cancelled command")
 
 
 async def test_aclose_kills_running_commands(tmp_path: Path) -> None:
@@ -252,14 +295,11 @@ async def test_aclose_kills_running_commands(tmp_path: Path) -> None:
     script = write_sh(tmp_path, "slow.sh", f"echo $$ > {pid_file}\nsleep 60\n")
     d = deployer([str(script)], kill_grace="500ms")
     task = asyncio.create_task(d.apply(make_step(), Lines()))
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: pid_written(pid_file), "the command to start and write its pid")
     await d.aclose()
     result = await task
     assert not result.ok and "SIGTERM" in result.summary
-    assert await wait_dead(int(pid_file.read_text()))
+    await wait_dead(int(pid_file.read_text()), "the command running when the deployer closed")
 
 
 async def test_missing_and_unexecutable_programs(tmp_path: Path) -> None:
