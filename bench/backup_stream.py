@@ -77,7 +77,8 @@ async def drive(config_path: str, redis_url: str) -> None:
     store = Store(client, Keys("bench"), Metrics())
     slack = AsyncWebClient(token="xoxb-unused", base_url="http://127.0.0.1:9/")  # no channel is configured: never called
     audit = AuditLog(store, utc_now)
-    service = BackupService(config=config, records=BackupStore(store), slack=slack, audit=audit,
+    service = BackupService(config.backups, announce_channel=config.slack.announce_channel, records=BackupStore(store),
+                            slack=slack, audit=audit,
                             alerts=AlertPipeline(config=config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now),
                             tasks=BackgroundTasks(), clock=utc_now)
     started = time.monotonic()

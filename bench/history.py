@@ -23,12 +23,12 @@ import argparse
 import asyncio
 import json
 import secrets
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,16 +39,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.alerts.model import AlertGroup, Member  # noqa: E402
+from bot.alerts.store import AlertStore
 from bot.platform.audit import AuditLog  # noqa: E402
 from bot.backups.model import BackupRecord, BackupState  # noqa: E402
+from bot.backups.store import BackupStore
 from bot.shell.composition import DEPS, build_catalog, create_web_app  # noqa: E402
 from bot.shell.config import ChatopsConfig, parse_config  # noqa: E402
 from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
+from bot.deploys.store import DeployStore
 from bot.shell.deps import Deps  # noqa: E402
 from bot.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.emulator import SlackEmulator, Workspace  # noqa: E402
+from bot.platform.metrics import Metrics
 from bot.shell.settings import Settings  # noqa: E402
 from bot.platform.store import Store  # noqa: E402
+from bot.shell.web import STORE
 
 BOT_TOKEN = "xoxb-bench-token"
 SERVICES = [f"svc{n}" for n in range(9)] + ["web"]
@@ -120,11 +125,32 @@ def alert_group(n: int, created: datetime, *, firing: bool) -> AlertGroup:
                       created_at=created, updated_at=created, message_channel="C0ALERTS", message_ts=f"{created.timestamp():.6f}")
 
 
-async def fill_live(deps: Deps, now: datetime) -> None:
+@dataclass(frozen=True)
+class Seed:
+    """A bot's stores over its own Redis, for filling history (the services keep theirs private)."""
+
+    store: Store
+    alerts: AlertStore
+    deploys: DeployStore
+    backups: BackupStore
+    audit: AuditLog
+    metrics: Metrics
+
+    @classmethod
+    def of(cls, app: web.Application) -> Seed:
+        """The stores of the bot `app` runs."""
+        store = app[STORE]
+        deps = app[DEPS]
+        history_keep = deps.config.backups.history_keep
+        return cls(store=store, alerts=AlertStore(store), deploys=DeployStore(store),
+                   backups=BackupStore(store, history_keep=history_keep), audit=deps.audit, metrics=deps.metrics)
+
+
+async def fill_live(deps: Seed, now: datetime) -> None:
     """The live set both bots hold: firing groups, recent deploys and backups, a few audit entries."""
     for n in range(20):
         group = alert_group(10_000_000 + n, now - timedelta(minutes=n), firing=True)
-        await deps.alerts.store.create_group(group, post_at=now + timedelta(days=3650))
+        await deps.alerts.create_group(group, post_at=now + timedelta(days=3650))
     for n in range(5):
         await write_deploy(deps, f"d-live{n}", "web", "production", now - timedelta(hours=n + 1), n)
         await write_backup(deps, f"b-live{n}", "appdb", now - timedelta(hours=n + 1), n)
@@ -132,31 +158,31 @@ async def fill_live(deps: Deps, now: datetime) -> None:
         await deps.audit.record(actor="U0DEMO", action="deploy.request", result="ok", target=f"web v{n}")
 
 
-async def write_deploy(deps: Deps, deploy_id: str, service: str, env: str, at: datetime, n: int) -> None:
+async def write_deploy(deps: Seed, deploy_id: str, service: str, env: str, at: datetime, n: int) -> None:
     state = DeployState.FAILED if n % 10 == 3 else DeployState.SUCCEEDED
     record = DeployRecord(id=deploy_id, kind="deploy", service=service, environment=env, version=f"v1.{n}.0",
                           previous_version=f"v1.{n - 1}.0", requested_by="U0DEMO", state=DeployState.RUNNING,
                           created_at=at, updated_at=at, started_at=at)
-    await deps.deploys.store.create(record)
+    await deps.deploys.create(record)
     done = at + timedelta(minutes=4)
-    await deps.deploys.store.update(deploy_id, lambda r: r.model_copy(update={"state": state, "finished_at": done, "updated_at": done}))
+    await deps.deploys.update(deploy_id, lambda r: r.model_copy(update={"state": state, "finished_at": done, "updated_at": done}))
 
 
-async def write_backup(deps: Deps, backup_id: str, target: str, at: datetime, n: int) -> None:
+async def write_backup(deps: Seed, backup_id: str, target: str, at: datetime, n: int) -> None:
     state = BackupState.FAILED if n % 20 == 7 else BackupState.SUCCEEDED
     record = BackupRecord(id=backup_id, target=target, kind="redis", state=BackupState.RUNNING, requested_by="schedule",
                           created_at=at)
-    await deps.backups.records.create(record)
+    await deps.backups.create(record)
     done = at + timedelta(seconds=30)
-    await deps.backups.records.update(backup_id, lambda r: r.model_copy(update={
+    await deps.backups.update(backup_id, lambda r: r.model_copy(update={
         "state": state, "finished_at": done, "size": 10_000_000 + n, "seconds": 30.0, "storage": "local",
         "key": f"{target}/{backup_id}.rdb.zst"}))
 
 
-async def fill_history(deps: Deps, now: datetime, scale: float) -> dict[str, float]:
+async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, float]:
     """History through the stores' write methods; returns seconds spent per kind."""
     took: dict[str, float] = {}
-    store = deps.alerts.store
+    store = deps.alerts
     groups = int(100_000 * scale)
     started = time.perf_counter()
 
@@ -276,22 +302,24 @@ async def main() -> None:
     try:
         config = parse_config(config_text(tmp / "backups"), "bench.yaml")
         bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]] = {}
-        async with running_bots(servers, config, bots):
+        apps: dict[str, web.Application] = {}
+        async with running_bots(servers, config, bots, apps):
             started = time.perf_counter()
-            took = await fill_history(bots["filled"][2], now, args.scale)
+            seeds = {name: Seed.of(app) for name, app in apps.items()}
+            took = await fill_history(seeds["filled"], now, args.scale)
             print(f"filled in {time.perf_counter() - started:.0f}s: " + ", ".join(f"{k} {v:.0f}s" for k, v in took.items()),
                   file=sys.stderr)
-            for name, (_, _, deps, _) in bots.items():  # after the history: the newest records are the same in both
-                await fill_live(deps, now)
-            for _, _, deps, _ in bots.values():
-                while not await deps.alerts.store.backfill_ack_counters(5000):  # what the retention job does first
+            for seed in seeds.values():  # after the history: the newest records are the same in both
+                await fill_live(seed, now)
+            for seed in seeds.values():
+                while not await seed.alerts.backfill_ack_counters(5000):  # what the retention job does first
                     pass
                 pairs = [(service, env) for service in SERVICES for env in ("staging", "production")]
-                while not await deps.deploys.store.backfill_figures(pairs, now, 5000):  # the retention job's, too
+                while not await seed.deploys.backfill_figures(pairs, now, 5000):  # the retention job's, too
                     pass
             info = {}
             for name, server in servers.items():
-                client = bots[name][2].store.redis
+                client = seeds[name].store.redis
                 info[name] = (await client.dbsize(), (await client.info("memory"))["used_memory"])
             for name, (emulator, url, _, _) in bots.items():
                 print(f"{name}: {info[name][0]:,} keys, {info[name][1] / 2**20:.0f} MiB; answers:", file=sys.stderr)
@@ -322,7 +350,8 @@ async def main() -> None:
 
 @asynccontextmanager
 async def running_bots(servers: dict[str, EmbeddedRedis], config: ChatopsConfig,
-                       bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]]) -> AsyncIterator[None]:
+                       bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]],
+                       apps: dict[str, web.Application]) -> AsyncIterator[None]:
     """An emulator and a bot per Redis, all in this process; all stopped on the way out."""
     async with AsyncExitStack() as stack:
         for name, server in servers.items():
@@ -336,6 +365,7 @@ async def running_bots(servers: dict[str, EmbeddedRedis], config: ChatopsConfig,
             app, url = await stack.enter_async_context(running_bot(emulator, server.url, config, timings))
             emulator.app_url = url
             bots[name] = (emulator, url, app[DEPS], timings)
+            apps[name] = app
         yield
 
 

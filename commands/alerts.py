@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from statistics import mean
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.render import (
@@ -125,7 +124,7 @@ def matchers_text(matchers: list[Matcher] | list[str]) -> str:
 
 async def _list(ctx: CommandContext, words: list[str]) -> Reply:
     filters = parse_filters(words)
-    groups = await ctx.deps.alerts.store.groups(await ctx.deps.alerts.store.firing_ids())
+    groups = await ctx.deps.alerts.firing()
     lines = []
     for group in sorted(groups, key=lambda g: g.created_at, reverse=True):
         members = [m for m in group.firing if all(f.matches({**m.labels, "severity": m.severity}) for f in filters)]
@@ -175,7 +174,7 @@ async def _require_silencer(ctx: ActionContext | CommandContext | ViewContext) -
 async def _silences(ctx: CommandContext) -> Reply:
     now = ctx.deps.clock()
     lines = []
-    for silence_id, silence in sorted((await ctx.deps.alerts.store.silences()).items()):
+    for silence_id, silence in sorted((await ctx.deps.alerts.silences()).items()):
         expires = datetime.fromisoformat(str(silence["expires_at"]))
         if expires <= now:
             continue
@@ -193,16 +192,9 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
         raise UsageError("`stats` takes one window from 1d to 90d.", "/alerts stats [7d]")
     now = ctx.deps.clock()
     days = [now - timedelta(days=n) for n in range(window.days)]
-    store = ctx.deps.alerts.store
-    totals = await store.stats(days)
-    if await store.ack_counters_ready():  # the days' counters: a few small hashes, however long the history
-        acked, millis = totals.get("acks", 0), totals.get("ack_ms", 0)
-        mtta = human_duration(timedelta(milliseconds=millis / acked)) if acked else "n/a"
-    else:  # acks recorded before the counters existed are not folded in yet: read the stream as before
-        since = now - window
-        acks = [a for a in await store.acks() if datetime.fromisoformat(a["at"]) >= since]
-        acked = len(acks)
-        mtta = human_duration(timedelta(seconds=mean(float(a["seconds_to_ack"]) for a in acks))) if acks else "n/a"
+    figures = await ctx.deps.alerts.figures(days, since=now - window)
+    totals, acked = figures.totals, figures.acked
+    mtta = human_duration(figures.mean_to_ack) if figures.mean_to_ack is not None else "n/a"
     resolved = totals.get("resolved", 0)
     noise = f"{totals.get('resolved_without_action', 0) / resolved:.0%}" if resolved else "n/a"
     text = (
@@ -268,18 +260,18 @@ async def _button(ctx: ActionContext) -> AlertGroup | None:
     if ctx.action_id == RESOLVE:
         return await pipeline.resolve(ctx.value, ctx.user_id, via=via)
     if ctx.action_id == UNSILENCE:
-        group = await pipeline.store.get_group(ctx.value)
+        group = await pipeline.get(ctx.value)
         if group is None or group.silence_id is None or not await pipeline.unsilence(group.silence_id, ctx.user_id):
             raise UserFacingError(f"`{external_text(ctx.value)}` is not silenced any more.")
         return None
     group_id, _, duration = ctx.value.partition(":")
     if duration == "custom":
-        group = await pipeline.store.get_group(group_id)
+        group = await pipeline.get(group_id)
         if group is None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         matchers = " ".join(str(m) for m in await pipeline.group_matchers(group_id))
         view = silence_modal(group, matchers, channel=ctx.channel_id)
-        await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=view)
+        await ctx.deps.replies.open_view(ctx.trigger_id, view)
         return None
     await pipeline.silence_group(group_id, parse_duration(duration), ctx.user_id)
     return None
@@ -324,7 +316,7 @@ async def _on_silence_form(ctx: ViewContext) -> dict[str, str] | None:
 
 async def _was_paged(ctx: ActionContext | CommandContext, group_id: str) -> bool:
     """Whether this alert paged the user: whoever is paged may acknowledge or resolve it, role or not."""
-    group = await ctx.deps.alerts.store.get_group(group_id)
+    group = await ctx.deps.alerts.get(group_id)
     return group is not None and ctx.user_id in who_was_paged(group)
 
 

@@ -79,7 +79,7 @@ async def handle(ctx: CommandContext) -> Reply:
         return Reply(text=f":floppy_disk: Backup of `{record.target}` started: `{record.id}`.{where}")
     if isinstance(command, ListCmd):
         service.target(command.target)
-        text, blocks = list_message(command.target, await service.records.history(command.target, command.limit))
+        text, blocks = list_message(command.target, await service.history(command.target, command.limit))
         return Reply(text=text, blocks=blocks)
     if isinstance(command, ShowCmd):
         text, blocks = show_message(await service.backup(command.backup_id))
@@ -103,7 +103,7 @@ async def handle(ctx: CommandContext) -> Reply:
         names = [command.target] if command.target else list(service.section.targets)
         if command.target:
             service.target(command.target)
-        found = [d for name in names for d in await service.records.drills(name, command.limit)]
+        found = [d for name in names for d in await service.drill_history(name, command.limit)]
         found.sort(key=lambda d: d.started_at, reverse=True)
         text, blocks = drills_message(command.target, found[:command.limit])
         return Reply(text=text, blocks=blocks)
@@ -121,7 +121,7 @@ async def handle(ctx: CommandContext) -> Reply:
 async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, bool]:
     """The restore a button names and whether the clicker holds its approver role (checked on every click; a
     click without it is audited as denied and refused by the service)."""
-    record = await ctx.deps.backups.records.get_restore(ctx.value)
+    record = await ctx.deps.backups.get_restore(ctx.value)
     if record is None:
         raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
     is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role)
@@ -141,7 +141,7 @@ async def _reject(ctx: ActionContext) -> None:
 
 
 async def _cancel(ctx: ActionContext) -> None:
-    record = await ctx.deps.backups.records.get_restore(ctx.value)
+    record = await ctx.deps.backups.get_restore(ctx.value)
     if record is None:
         raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
     is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")

@@ -31,7 +31,6 @@ from bot.deploys.render import (
     title,
 )
 from bot.platform.errors import UserFacingError
-from bot.platform.locks import LockInfo
 from commands.deploy_grammar import (
     CancelCmd,
     DeployRequestCmd,
@@ -99,17 +98,17 @@ async def request_deploy(
 
 async def _status(ctx: CommandContext, service: str | None) -> Reply:
     engine = ctx.deps.deploys
-    services = [service] if service else list(engine.config.services)
-    if service is not None and service not in engine.config.services:
+    services = [service] if service else list(engine.services)
+    if service is not None and service not in engine.services:
         engine.environment(service, "")
     if not services:
         return Reply(text="No services are configured. Add them under `services:` in chatops.yaml.")
-    active = {(r.service, r.environment): r for r in await engine.store.active()}
-    holds = await engine.store.holds(ctx.deps.clock())
+    active = {(r.service, r.environment): r for r in await engine.active()}
+    holds = await engine.holds()
     lines = []
     for name in services:
-        for env_name in engine.config.services[name].environments:
-            current = await engine.store.current_version(name, env_name) or "nothing deployed yet"
+        for env_name in engine.services[name].environments:
+            current = await engine.current_version(name, env_name) or "nothing deployed yet"
             line = f"*{name}* in *{env_name}*: `{current}`"
             running = active.get((name, env_name))
             if running:
@@ -124,12 +123,9 @@ async def _status(ctx: CommandContext, service: str | None) -> Reply:
 
 async def _lock(ctx: CommandContext, command: LockCmd) -> Reply:
     engine = ctx.deps.deploys
-    role = _lock_role(ctx, command.environment, command.service)
-    await ctx.require(role, action=f"lock {command.environment}")
-    now = ctx.deps.clock()
-    hold = LockInfo(token=ctx.invocation.trigger_id or now.isoformat(), holder=ctx.user_id, reason=command.reason,
-                    since=now, until=now + command.duration, deploy_id=None)
-    await engine.store.set_hold(command.environment, command.service, hold)
+    await ctx.require(engine.lock_role(command.environment, command.service), action=f"lock {command.environment}")
+    hold = await engine.lock(command.environment, command.service, user=ctx.user_id, reason=command.reason,
+                             duration=command.duration, token=ctx.invocation.trigger_id)
     scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
     await ctx.audit(action="deploy.lock", result="ok", target=scope, detail=command.reason)
     return Reply(text=f":lock: <@{ctx.user_id}> locked {scope} until {_until(hold.until)}: {escape(command.reason)}", in_channel=True)
@@ -137,25 +133,13 @@ async def _lock(ctx: CommandContext, command: LockCmd) -> Reply:
 
 async def _unlock(ctx: CommandContext, command: UnlockCmd) -> Reply:
     engine = ctx.deps.deploys
-    role = _lock_role(ctx, command.environment, command.service)
-    await ctx.require(role, action=f"unlock {command.environment}")
-    removed = await engine.store.remove_hold(command.environment, command.service)
+    await ctx.require(engine.lock_role(command.environment, command.service), action=f"unlock {command.environment}")
+    removed = await engine.unlock(command.environment, command.service)
     scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
     if removed is None:
         raise UserFacingError(f"{scope} is not locked. See `/deploy locks`.")
     await ctx.audit(action="deploy.unlock", result="ok", target=scope, detail=f"was locked by {removed.holder}: {removed.reason}")
     return Reply(text=f":unlock: <@{ctx.user_id}> unlocked {scope} (locked by <@{removed.holder}>: {escape(removed.reason)}).", in_channel=True)
-
-
-def _lock_role(ctx: CommandContext, environment: str, service: str | None) -> str:
-    engine = ctx.deps.deploys
-    if service:
-        return engine.environment(service, environment)[1].deploy_role
-    roles = {svc.environments[environment].deploy_role for svc in engine.config.services.values() if environment in svc.environments}
-    if not roles:
-        known = sorted({e for svc in engine.config.services.values() for e in svc.environments})
-        raise UserFacingError(f"No service has an environment `{environment}`. Environments: {', '.join(f'`{e}`' for e in known) or 'none'}.")
-    return "admins" if len(roles) > 1 else roles.pop()
 
 
 def _until(moment: datetime | None) -> str:
@@ -164,12 +148,12 @@ def _until(moment: datetime | None) -> str:
 
 async def _locks(ctx: CommandContext) -> Reply:
     engine = ctx.deps.deploys
-    holds = await engine.store.holds(ctx.deps.clock())
+    holds = await engine.holds()
     lines = [
         f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until {_until(hold.until)}: {escape(hold.reason)}"
         for field, hold in sorted(holds.items())
     ]
-    running: list[DeployRecord] = [r for r in await engine.store.active()]
+    running: list[DeployRecord] = await engine.active()
     lines += [f":rocket: `{r.service}` in `{r.environment}`: {state_label(r.state)} `{r.id}` by <@{r.requested_by}>" for r in running]
     text = "\n".join(lines) if lines else "No locks, and no deploy in progress."
     return Reply(text=text, blocks=[header("Deploy locks"), section(text), context("Manual locks first, then deploys in progress.")])
@@ -202,7 +186,7 @@ async def _cancel(ctx: ActionContext) -> None:
 
 
 async def _record(ctx: ActionContext) -> DeployRecord:
-    record = await ctx.deps.deploys.store.get(ctx.value)
+    record = await ctx.deps.deploys.get(ctx.value)
     if record is None:
         raise UserFacingError(f"There is no deploy `{escape(ctx.value)}`.")
     return record

@@ -31,7 +31,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.text.blocks import escape
 from bot.shell.deps import Deps
@@ -42,6 +41,7 @@ from bot.platform.errors import (
     UserFacingError,
     new_ref,
 )
+from bot.platform.request_guard import RequestGuard
 from commands import help as help_pages
 from commands.catalog import (
     ActionHandler,
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 DEPS = "chatops_deps"
 DEADLINE = "chatops_deadline"
+GUARD = "chatops_request_guard"  # the idempotency guard: the dispatcher's own, not in Deps
 # Slack's limit is 3 s from its side; keep room for the network and the HTTP answer itself.
 ACK_DEADLINE_SECONDS = 2.2
 WORKING = ":hourglass_flowing_sand: Working on it… the answer will follow here."
@@ -76,7 +77,7 @@ INVALID_REQUEST = b'{"error": "invalid request"}'
 MAX_REQUEST_AGE_SECONDS = 60 * 5
 
 
-def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
+def install(app: AsyncApp, deps: Deps, catalog: Catalog, guard: RequestGuard) -> None:
     """Registers one middleware (deps + dedup), one listener for every command and one for every action.
 
     One listener each, routed here from the catalog, rather than one per command: Bolt evaluates every
@@ -86,11 +87,12 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog) -> None:
 
     async def prepare(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]]) -> Any:
         req.context[DEPS] = deps
+        req.context[GUARD] = guard
         req.context[DEADLINE] = asyncio.get_running_loop().time() + ACK_DEADLINE_SECONDS
         body = req.body or {}
         if body.get("command") and changes_nothing(catalog.route(str(body["command"]), str(body.get("text") or ""))):
             return await next()
-        return await _deduplicate(req, resp, next, read_only=read_only)
+        return await _deduplicate(req, resp, next, guard, read_only=read_only)
 
     app.middleware(prepare)
     commands = "|".join(re.escape(spec.slash) for spec in catalog.specs)
@@ -150,7 +152,7 @@ def click_identity(body: dict[str, Any]) -> tuple[str, str, str, str] | None:
 
 
 async def _deduplicate(
-    req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]], *,
+    req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]], guard: RequestGuard, *,
     read_only: frozenset[str] = frozenset(),
 ) -> Any:
     """Answers a retry or replay with an empty 200 and runs nothing; a second click on a button that changes
@@ -163,10 +165,10 @@ async def _deduplicate(
 
     async def claim() -> bool:
         nonlocal repeated_click
-        first = await deps.store.claim_once(kind, request_id)
+        first = await guard.claim_once(kind, request_id)
         click = click_identity(body)
         if first and click is not None and click[2] not in read_only:
-            first = await deps.store.claim_click(*click)
+            first = await guard.claim_click(*click)
             repeated_click = not first
         return first
 
@@ -193,8 +195,8 @@ async def _deduplicate(
 async def _answer_repeated_click(deps: Deps, response_url: str) -> None:
     """Tells the user, only them, that their second click was not lost but had nothing left to do."""
     try:
-        client = AsyncWebhookClient(response_url, session=deps.http, timeout=10)
-        await client.send(text=ALREADY_DONE, response_type="ephemeral", replace_original=False)
+        await deps.replies.to_response_url(response_url, text=ALREADY_DONE, response_type="ephemeral",
+                                           replace_original=False)
     except Exception:
         log.exception("could not answer a repeated click")
 
@@ -211,7 +213,7 @@ def _command_listener(catalog: Catalog) -> Callable[..., Awaitable[None]]:
     async def on_command(ack: Any, body: dict[str, Any], context: Any) -> None:
         deps: Deps = context[DEPS]
         route = catalog.route(str(body.get("command") or ""), str(body.get("text") or ""))
-        await ack(**await answer_command(deps, catalog, body, route, _remaining(context)))
+        await ack(**await answer_command(deps, catalog, body, route, _remaining(context), context[GUARD]))
 
     return on_command
 
@@ -229,7 +231,7 @@ def changes_nothing(route: Route) -> bool:
 
 
 async def answer_command(
-    deps: Deps, catalog: Catalog, body: Mapping[str, Any], route: Route, within: float,
+    deps: Deps, catalog: Catalog, body: Mapping[str, Any], route: Route, within: float, guard: RequestGuard,
 ) -> dict[str, Any]:
     """The acknowledgement of one slash command: its reply, or, if it is still running after `within` seconds
     (a slow or hung Redis, a slow API), "Working on it…" with the reply following through its response_url."""
@@ -245,7 +247,7 @@ async def answer_command(
         # A read has no idempotency record to tell that Redis hangs; halfway to the deadline it asks Redis itself.
         done, _ = await asyncio.wait({running}, timeout=within / 2)
         if not done:
-            probe = asyncio.ensure_future(deps.store.ping())
+            probe = asyncio.ensure_future(guard.ping())
             done, _ = await asyncio.wait({running}, timeout=within / 2)
             if not done and not _answered(probe):
                 running.cancel()
@@ -275,8 +277,9 @@ class CommandEndpoint:
     (HMAC-SHA256 compared in constant time, at most five minutes old), then the command runs. Help is rendered
     once per command (it depends only on the catalog and the configuration) and kept as encoded JSON."""
 
-    def __init__(self, deps: Deps, catalog: Catalog, signing_secret: str) -> None:
+    def __init__(self, deps: Deps, catalog: Catalog, signing_secret: str, guard: RequestGuard) -> None:
         self._deps = deps
+        self._guard = guard
         self._catalog = catalog
         self._verifier = SignatureVerifier(signing_secret)
         self._names = help_pages.config_names(deps.config)
@@ -309,7 +312,7 @@ class CommandEndpoint:
             if refused is not None:
                 return refused
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        answer = await answer_command(self._deps, self._catalog, body, route, remaining)
+        answer = await answer_command(self._deps, self._catalog, body, route, remaining, self._guard)
         return 200, _encode(answer), JSON
 
     def _verified(self, raw: str, timestamp: str | None, signature: str | None) -> bool:
@@ -329,7 +332,7 @@ class CommandEndpoint:
         kind, request_id = request_identity(body, raw)
         try:
             remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            first = await asyncio.wait_for(self._deps.store.claim_once(kind, request_id), timeout=remaining)
+            first = await asyncio.wait_for(self._guard.claim_once(kind, request_id), timeout=remaining)
         except (StoreUnavailable, TimeoutError) as error:
             ref = new_ref()
             log.error("cannot record request identity (ref %s): %s", ref, error if str(error) else "redis did not answer in time")

@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.platform.audit import Result
 from bot.text.blocks import show_placeholders
 from bot.shell.deps import Deps
 from bot.platform.errors import PermissionDenied, UserFacingError
-from bot.platform.slack_post import direct_message
 from commands.catalog import Catalog, CommandSpec, Shortcut
 
 T = TypeVar("T")
@@ -105,8 +103,8 @@ class _Handling:
 
     async def respond(self, reply: Reply, *, replace_original: bool = False, delete_original: bool = False) -> None:
         """Answers through the request's response_url (works for ephemeral messages too)."""
-        client = AsyncWebhookClient(self.response_url, session=self.deps.http, timeout=10)
-        response = await client.send(
+        response = await self.deps.replies.to_response_url(
+            self.response_url,
             text=reply.text,
             blocks=reply.blocks,
             response_type="in_channel" if reply.in_channel else "ephemeral",
@@ -164,14 +162,14 @@ class ViewContext(_Handling):
 
     async def respond(self, reply: Reply, *, replace_original: bool = False, delete_original: bool = False) -> None:
         """An ephemeral message in the channel the modal was opened from; a DM when there is none or it fails."""
-        slack = self.deps.slack
+        replies = self.deps.replies
         if self.channel_id:
             try:
-                await slack.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=reply.text, blocks=reply.blocks)
+                await replies.ephemeral(self.channel_id, self.user_id, text=reply.text, blocks=reply.blocks)
                 return
             except SlackApiError:
                 pass
-        await direct_message(slack, self.user_id, text=reply.text, blocks=reply.blocks)
+        await replies.direct_message(self.user_id, text=reply.text, blocks=reply.blocks)
 
 
 CommandHandler = Callable[[CommandContext], Awaitable[Reply]]

@@ -100,7 +100,7 @@ async def handle(ctx: CommandContext) -> Reply:
 
 async def _open_form(ctx: CommandContext) -> Reply:
     view = declare_modal(ctx.deps.config.incidents, metadata={"channel": ctx.channel_id})
-    await ctx.deps.slack.views_open(trigger_id=ctx.invocation.trigger_id, view=view)
+    await ctx.deps.replies.open_view(ctx.invocation.trigger_id, view)
     return Reply(text=":rotating_light: Fill in the form to declare an incident (or `/incident declare <sev> <title>`).")
 
 
@@ -223,7 +223,7 @@ def _resolved(incident: Incident) -> Reply:
 
 
 async def _on_declare_button(ctx: ActionContext) -> None:
-    group = await ctx.deps.alerts.store.get_group(ctx.value)
+    group = await ctx.deps.alerts.get(ctx.value)
     if group is None:
         raise UserFacingError(f"There is no alert `{external_text(ctx.value)}`.")
     config = ctx.deps.config.incidents
@@ -233,7 +233,7 @@ async def _on_declare_button(ctx: ActionContext) -> None:
         service=(first.labels.get("service", "") if first else ""),
         metadata={"channel": ctx.channel_id, "alerts": [group.id]},
     )
-    await ctx.deps.slack.views_open(trigger_id=ctx.trigger_id, view=view)
+    await ctx.deps.replies.open_view(ctx.trigger_id, view)
 
 
 async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:

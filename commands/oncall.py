@@ -203,7 +203,7 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
         else:
             user = await ctx.deps.people.resolve(word)
     since = ctx.deps.clock() - window
-    records = stats.within(await ctx.deps.alerts.store.acks(), since, user)
+    records = stats.within(await ctx.deps.alerts.acks(), since, user)
     scope = f" by <@{user}>" if user else ""
     if not records:
         return Reply(text=f"No acknowledgements{scope} in the last {human_duration(window)}.")

@@ -25,10 +25,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.alerts.model import AlertGroup
-from bot.deploys.model import DeployRecord
+from bot.deploys.model import DeployRecord, Holds
 from bot.deploys.render import state_label
 from bot.platform.errors import UsageError
-from bot.platform.locks import LockInfo
 from bot.shell.deps import Deps
 from bot.text.blocks import Block, context, escape, header, section
 from bot.text.humanize import duration
@@ -119,12 +118,12 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
 
 
 async def _deploys(deps: Deps, pairs: list[tuple[str, str]], now: datetime) -> tuple[
-        dict[str, LockInfo], list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
-    return await asyncio.gather(deps.deploys.store.holds(now), deps.deploys.store.active(), deps.status.running_all(pairs))
+        Holds, list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
+    return await asyncio.gather(deps.deploys.holds(now), deps.deploys.active(), deps.status.running_all(pairs))
 
 
 async def _firing(deps: Deps) -> list[AlertGroup]:
-    return await deps.alerts.store.groups(await deps.alerts.store.firing_ids())
+    return await deps.alerts.firing()
 
 
 async def _on_call(deps: Deps) -> list[str]:
@@ -177,7 +176,7 @@ async def _details(ctx: CommandContext, service: str, environment: str | None) -
         history = "\n".join(f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
                             for r in records) or "no deploys yet"
         blocks.append(section(f"*Last deploys*\n{history}"))
-    groups = await ctx.deps.alerts.store.groups(await ctx.deps.alerts.store.firing_ids())
+    groups = await ctx.deps.alerts.firing()
     mine = [g for g in groups if any(m.labels.get("service") == service for m in g.members.values())]
     alerts = "\n".join(f"`{g.id}` {escape(g.title)} ({g.severity})" for g in mine) or "none"
     blocks.append(section(f"*Open alerts*\n{alerts}"))
@@ -251,7 +250,7 @@ async def _home_opened(deps: Deps, event: Mapping[str, Any]) -> None:
     home = [block for block in blocks if block.get("type") != "actions"]
     home.append(context("Probed when you opened this tab · `/status` posts it in a channel"))
     try:
-        await deps.slack.views_publish(user_id=str(event["user"]), view={"type": "home", "blocks": home})
+        await deps.replies.publish_home(str(event["user"]), {"type": "home", "blocks": home})
     except SlackApiError as error:
         log.warning("could not publish the home tab for %s: %s", event["user"], error.response.get("error"))
 

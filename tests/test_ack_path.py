@@ -17,6 +17,7 @@ from bot.alerts.model import AlertGroup, Member
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.slack_signing import command_body, parse, post, signed_headers
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -33,7 +34,7 @@ def bot_config() -> ChatopsConfig:
 
 
 async def _idempotency_keys(bot: BotHarness) -> list[str]:
-    return [key async for key in bot.deps.store.redis.scan_iter(match="chatops:{idem}:*")]
+    return [key async for key in state(bot).redis.scan_iter(match="chatops:{idem}:*")]
 
 
 async def _command(bot: BotHarness, command: str, text: str, trigger_id: str) -> dict:
@@ -65,9 +66,9 @@ async def test_a_double_click_on_a_state_changing_button_is_still_guarded(bot: B
                     labels={"alertname": "DiskFull"}, starts_at=now, last_seen=now)
     group = AlertGroup(id="a-ackpath1", group_key="k", channel="#alerts", members={"fp-1": member},
                        created_at=now, updated_at=now)
-    await bot.deps.alerts.store.create_group(group, post_at=now)
+    await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.store.get_group(group.id)
+    posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
     for _ in range(2):
         result = await bot.emulator.send_block_action(channel="#alerts", message_ts=posted.message_ts,
@@ -80,7 +81,7 @@ async def test_a_double_click_on_a_state_changing_button_is_still_guarded(bot: B
     await eventually(lambda: any("already done" in text.lower() for text in answered()),
                      "an ephemeral \"already done\" answer to the second click", deadline=20)
     assert len(await _idempotency_keys(bot)) == 2, "each click is recorded before it runs"
-    assert len(await bot.deps.alerts.store.acks()) == 1
+    assert len(await bot.deps.alerts.acks()) == 1
 
 
 SERVE_PATH = """

@@ -20,6 +20,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, start_bot
+from tests.state import state
 from tests.waiting import eventually
 
 TOKEN = "am-faults-token-9d2e"
@@ -80,7 +81,7 @@ def posts_naming(emulator: SlackEmulator, channel: str, name: str) -> list[dict[
 
 async def idle(bot: BotHarness) -> bool:
     """Nothing left to deliver: no entry pending, no post or update due."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     return (await store.backlog() == 0 and await store.redis.zcard(store.k("post_due")) == 0
             and await store.redis.zcard(store.k("update_due")) == 0)
 
@@ -111,15 +112,15 @@ async def test_a_kill_between_post_and_record_does_not_post_twice(bot: BotHarnes
     await eventually(lambda: posts_naming(bot.emulator, "#alerts", "KilledMidPost"), "the first (unrecorded) post")
     await eventually(lambda: idle(bot), "delivery idle")
     assert len(posts_naming(bot.emulator, "#alerts", "KilledMidPost")) == 1
-    group_id = (await pipeline.store.firing_ids())[0]
-    group = await pipeline.store.get_group(group_id)
+    group_id = (await state(bot).alerts.firing_ids())[0]
+    group = await pipeline.get(group_id)
     assert group is not None and group.message_ts == posts_naming(bot.emulator, "#alerts", "KilledMidPost")[0]["ts"]
 
 
 async def test_an_open_pointer_without_its_group_does_not_block_the_key(bot: BotHarness) -> None:
     """Before: `open:` was SET NX before the group was written; a kill in between left a pointer to nothing, and
     every later alert with that key failed ten times and was dead-lettered while its webhook answered 200."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     assert await send(bot.url, ["Orphaned"]) == 200
     await assert_each_posted_once(bot, ["Orphaned"])
     [group_id] = await store.firing_ids()

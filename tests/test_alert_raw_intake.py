@@ -26,6 +26,7 @@ from integrations.alerts.alertmanager import parse_payload, well_formed
 from integrations.alerts.source import WebhookRejected
 from integrations.alerts.times import parse_time, valid_time
 from tests.conftest import BotHarness, start_bot
+from tests.state import state
 from tests.waiting import eventually
 
 TOKEN = "am-raw-token-51c8"
@@ -72,7 +73,7 @@ def posted(emulator: SlackEmulator, name: str) -> list[dict[str, Any]]:
 
 
 async def test_a_2xx_means_the_body_is_in_the_stream_as_sent_then_it_is_delivered(bot: BotHarness) -> None:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     stream = store.k("stream")
     for n in range(5):  # each answer is checked at once: no waiting between the 2xx and the stream
         data = json.dumps(firing(f"Raw{n}a", f"Raw{n}b")).encode()
@@ -87,7 +88,7 @@ async def test_a_2xx_means_the_body_is_in_the_stream_as_sent_then_it_is_delivere
 
 async def test_a_body_the_edge_cannot_vouch_for_still_gets_its_precise_400_and_stores_nothing(
         bot: BotHarness) -> None:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     body = firing("Bad")
     body["alerts"][0]["startsAt"] = "yesterday"
     assert await post(bot.url, json.dumps(body).encode()) == (
@@ -99,8 +100,7 @@ async def test_a_stored_body_that_cannot_be_normalised_is_dead_lettered_counted_
         bot: BotHarness, caplog: pytest.LogCaptureFixture) -> None:
     """Written as another replica (with a source this one lacks, or a newer version) could have written them."""
     caplog.set_level(logging.ERROR, logger="bot.alerts.pipeline")
-    pipeline = bot.deps.alerts
-    store = pipeline.store
+    store = state(bot).alerts
     broken = await store.append_raw("alertmanager", b'{"version": "4", "alerts": [{"status": "on fire"}]}', 1, NOW)
     unknown = await store.append_raw("grafana", json.dumps(firing("FromGrafana")).encode(), 1, NOW)
     assert await post(bot.url, json.dumps(firing("AfterTheDead")).encode()) == (200, {"accepted": 1, "truncated": 0})
@@ -142,7 +142,7 @@ async def test_redis_down_answers_503_to_every_waiting_webhook_and_acknowledges_
         assert [status for status, _ in answers] == [503] * 8
         assert all("could not store the alerts; retry" in body["error"] for _, body in answers)
         await asyncio.to_thread(own_redis.start, same_port=True)  # back, empty: what was refused is not there
-        store = bot.deps.alerts.store
+        store = state(bot).alerts
         data = json.dumps(firing("Retried")).encode()
 
         async def accepted() -> bool:

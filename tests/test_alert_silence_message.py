@@ -12,6 +12,7 @@ import pytest
 from bot.alerts.model import AlertGroup, Member
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -33,9 +34,9 @@ async def _posted_alert(bot: BotHarness) -> AlertGroup:
                     labels={"alertname": "DiskFull", "service": "web"}, starts_at=now, last_seen=now)
     group = AlertGroup(id="a-silence01", group_key="k", channel="#alerts", members={"fp-1": member},
                        created_at=now, updated_at=now)
-    await bot.deps.alerts.store.create_group(group, post_at=now)
+    await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.store.get_group(group.id)
+    posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
     return posted
 
@@ -69,13 +70,13 @@ async def test_silence_button_shows_on_the_message_and_unsilence_restores_it(bot
         selected_option={"text": {"type": "plain_text", "text": "Silence 1h"}, "value": f"{group.id}:1h"})
     await eventually(lambda: _shows_silence(bot, group, "U0DEMO"),
                      "the message to show who silenced it, until when, and an Unsilence button", deadline=20)
-    (silence_id,) = await bot.deps.alerts.store.silences()
+    (silence_id,) = await bot.deps.alerts.silences()
     assert f"`{silence_id}`" in str(_message(bot, group).get("blocks"))
 
     await bot.emulator.send_block_action(channel="#alerts", message_ts=group.message_ts or "",
                                          action_id="alerts.unsilence", value=group.id, user_id="U0DEMO")
     await eventually(lambda: _shows_silence_menu(bot, group), "the message to show the Silence menu again", deadline=20)
-    assert await bot.deps.alerts.store.silences() == {}
+    assert await bot.deps.alerts.silences() == {}
     thread = [m.get("text", "") for m in bot.emulator.messages("#alerts") if m.get("thread_ts") == group.message_ts]
     assert any("removed the silence" in text and "<@U0DEMO>" in text for text in thread), thread
 
@@ -101,14 +102,14 @@ async def test_custom_silence_opens_a_form_whose_submission_creates_the_silence(
     refused = await bot.emulator.send_view_submission(view_id=view["id"], values=values("service", "45d", ""))
     assert refused.json is not None and set(refused.json["errors"]) == {"matchers", "duration", "reason"}, refused.json
     assert bot.emulator.open_views("U0DEMO"), "the form stays open after bad input"
-    assert await bot.deps.alerts.store.silences() == {}
+    assert await bot.deps.alerts.silences() == {}
 
     good = values("service=web", "3h", "disk swap")
     accepted = await bot.emulator.send_view_submission(view_id=view["id"], values=good)
     assert accepted.status == 200 and not (accepted.json or {}).get("errors"), accepted
     await eventually(lambda: _shows_silence(bot, group, "U0DEMO"), "the custom silence to show on the message",
                      deadline=20)
-    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["service=web"] and stored["reason"] == "disk swap"
     assert stored["created_by"] == "U0DEMO"
     assert "3h" in str(_message(bot, group).get("blocks")) or "2h 59m" in str(_message(bot, group).get("blocks"))

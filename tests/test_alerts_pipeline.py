@@ -16,6 +16,7 @@ import pytest
 
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 TOKEN = "am-test-token-4f1c"
@@ -72,8 +73,8 @@ async def test_unauthenticated_or_malformed_bodies_store_nothing(bot: BotHarness
     assert status == 401 and "bad bearer token" in body["error"]
     status, body = await send(bot, None, raw=b"{not json")
     assert status == 400 and "not JSON" in body["error"]
-    stream = bot.deps.alerts.store.k("stream")
-    assert await bot.deps.alerts.store.redis.xlen(stream) == 0
+    stream = state(bot).alerts.k("stream")
+    assert await state(bot).alerts.redis.xlen(stream) == 0
 
 
 async def test_firing_dedup_resolve_and_refire_are_one_message_per_lifecycle(bot: BotHarness) -> None:
@@ -127,9 +128,9 @@ async def test_acknowledge_button_is_recorded_once_and_checked(bot: BotHarness) 
     clicks = [bot.emulator.send_block_action(channel="#incidents", message_ts=message["ts"], action_id="alerts.ack", user_id="U0BOB")
               for _ in range(3)]
     await asyncio.gather(*clicks)
-    await eventually(bot.deps.alerts.store.acks, "the acknowledgement to be recorded")
+    await eventually(bot.deps.alerts.acks, "the acknowledgement to be recorded")
     await bot.idle()  # every click handled: a second acknowledgement would be recorded by now
-    acks = await bot.deps.alerts.store.acks()
+    acks = await bot.deps.alerts.acks()
     assert [(a["user"], a["via"]) for a in acks] == [("U0BOB", "button")]
     assert float(acks[0]["seconds_to_ack"]) >= 0
     updated = bot.emulator.find_message("#incidents", message["ts"])
@@ -219,8 +220,8 @@ async def test_resolve_and_silence_buttons(bot: BotHarness) -> None:
                                                    user_id="U0ALICE", selected_option={"text": {"type": "plain_text", "text": "Silence 4h"},
                                                                                         "value": f"{top_level_id(bot, message)}:4h"})
     assert silence.status == 200
-    await eventually(bot.deps.alerts.store.silences, "the silence to be stored")
-    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    await eventually(bot.deps.alerts.silences, "the silence to be stored")
+    (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["alertname=Test", "service=web"] and stored["created_by"] == "U0ALICE"
     resolve = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB")
     assert resolve.status == 200
@@ -270,7 +271,7 @@ async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, red
         await send(bot, sample("firing"))
         await settle(bot)
         assert len(top_level(bot, "#incidents")) == 1
-        stats = await bot.deps.alerts.store.stats([datetime.now(UTC)])
+        stats = await state(bot).alerts.stats([datetime.now(UTC)])
         assert stats.get("undeliverable") == 1
         listed = await bot.emulator.send_command(command="/alerts", text="list", user_id="U0BOB", channel_id="C0GENERAL")
         assert listed.json is not None and "Lost" in listed.json["text"]  # stored, not lost

@@ -18,6 +18,7 @@ import pytest
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.integrations.test_alerts_datadog import filled
+from tests.state import state
 from tests.waiting import eventually
 
 SENTRY_SECRET = "sentry-e2e-client-secret-91d2"
@@ -75,18 +76,18 @@ async def datadog(bot: BotHarness, body: dict[str, Any], token: str | None = DD_
 
 
 async def stream_length(bot: BotHarness) -> int:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     return int(await store.redis.xlen(store.k("stream")))
 
 
 async def group_count(bot: BotHarness) -> int:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     return int(await store.redis.zcard(store.k("groups")))
 
 
 async def delivered(bot: BotHarness) -> bool:
     """Whether the consumer group has read and acknowledged every entry in the stream."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     stream = store.k("stream")
     last = await store.redis.xrevrange(stream, count=1)
     if not last:

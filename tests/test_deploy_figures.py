@@ -31,7 +31,9 @@ from bot.platform.retention import RetentionSection
 from bot.platform.store import Store
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.shell.pruning import Pruner
+from bot.shell.web import STORE
 from tests.conftest import BotHarness, FakeClock
+from tests.state import state
 
 NOW = datetime(2026, 6, 1, 15, 30, 12, 345678, tzinfo=UTC)
 START = NOW - timedelta(days=45)  # the sequences begin before the window, so its first day's boundary matters
@@ -281,8 +283,8 @@ async def test_retention_removes_old_counters_and_keeps_the_windows(store: Store
 
 
 async def test_history_shows_the_same_figures_before_and_after_the_backfill(bot: BotHarness, clock: FakeClock) -> None:
-    deploys: DeployStore = bot.deps.deploys.store
-    store: Store = bot.deps.store
+    deploys: DeployStore = state(bot).deploys
+    store: Store = bot.app[STORE]
     # Finished 30 days less an hour ago: inside the old rolling window (now - 30 days) but on the day before the first
     # of the 30 UTC days, so neither the figures computed from the records nor the counters count it.
     a_month = NOW - timedelta(days=30, hours=-1)

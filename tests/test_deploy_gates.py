@@ -75,7 +75,7 @@ async def record_when(bot: BotHarness, deploy_id: str,  # type: ignore[no-untype
     found: list[DeployRecord] = []
 
     async def holds() -> bool:
-        record = await bot.deps.deploys.store.get(deploy_id)
+        record = await bot.deps.deploys.get(deploy_id)
         if record is not None and condition(record):
             found.append(record)
             return True
@@ -137,7 +137,7 @@ async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_bac
     assert calls[:3] == ["web v1 production 50 rollback=false", "web v1 production 100 rollback=false",
                          "web v2 production 50 rollback=false"]
     assert len(calls) == 4 and calls[3].startswith("web v1 production") and calls[3].endswith("rollback=true")
-    assert await bot.deps.deploys.store.current_version("web", "production") == "v1"
+    assert await bot.deps.deploys.current_version("web", "production") == "v1"
 
 
 def test_the_metric_lines_escape_what_vendors_said() -> None:

@@ -159,7 +159,7 @@ async def test_a_failing_vercel_build_fails_or_rolls_back_instantly(bot: BotHarn
     assert rollbacks == [f"/v1/projects/prj_site/rollback/{good.external_id}"]  # the deployment chatops recorded
     assert not [r for r in vercel.requests if r["path"] == "/v6/deployments"]  # so Vercel's list was not needed
     assert vercel.serving_version() == "v1"
-    assert await bot.deps.deploys.store.current_version("site", "production") == "v1"
+    assert await bot.deps.deploys.current_version("site", "production") == "v1"
 
 
 async def test_rollback_to_a_named_version_is_a_vercel_instant_rollback(bot: BotHarness, vercel: FakeVercel) -> None:

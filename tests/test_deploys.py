@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from tests.conftest import BotHarness, fake_deploy_argv, start_site
+from tests.state import state
 from tests.waiting import eventually
 
 
@@ -90,7 +91,7 @@ async def command(bot: BotHarness, text: str, user: str, command: str = "/deploy
 async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState) -> DeployRecord:
     """The deploy's record once it is in one of `states`."""
     async def in_state() -> DeployRecord | None:
-        record = await bot.deps.deploys.store.get(deploy_id)
+        record = await bot.deps.deploys.get(deploy_id)
         return record if record is not None and record.state in states else None
     return await eventually(in_state, f"{deploy_id} to be {' or '.join(state.value for state in states)}")
 
@@ -109,7 +110,7 @@ async def click(bot: BotHarness, record: DeployRecord, action: str, user: str) -
 async def until_message(bot: BotHarness, deploy_id: str) -> DeployRecord:
     """The deploy's record once its message is posted."""
     async def posted() -> DeployRecord | None:
-        record = await bot.deps.deploys.store.get(deploy_id)
+        record = await bot.deps.deploys.get(deploy_id)
         return record if record and record.message_ts else None
     return await eventually(posted, f"the message of {deploy_id} posted")
 
@@ -144,9 +145,9 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     await eventually(lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()),
                      "the thread to say v1.0.0 is live in staging")
     assert any("deploying web v1.0.0 to staging" in t for t in thread())
-    assert await bot.deps.deploys.store.current_version("web", "staging") == "v1.0.0"
+    assert await bot.deps.deploys.current_version("web", "staging") == "v1.0.0"
     await bot.idle()  # the lock is released right after the final state is written, by the deploy's task
-    assert await bot.deps.deploys.store.lock_holder("web", "staging") is None
+    assert await state(bot).deploys.lock_holder("web", "staging") is None
 
 
 async def test_production_needs_another_approver(bot: BotHarness, target: Target) -> None:
@@ -159,7 +160,7 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     await click(bot, record, "approve", "U0BOB")
     await click(bot, record, "approve", "U0CAROL")
     await bot.idle()  # both clicks handled: a deploy they started would have run by now
-    assert (await bot.deps.deploys.store.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
     assert target.calls() == []
     await eventually(lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
                      "U0BOB told someone else has to approve")
@@ -181,7 +182,7 @@ async def test_rejected_and_cancelled_requests_never_run(bot: BotHarness, target
     second = await until_message(bot, deploy_id_of(await command(bot, "web v4 to production", "U0BOB")))
     assert "Cancelled" in await command(bot, f"cancel {second.id}", "U0BOB")
     await bot.idle()
-    assert (await bot.deps.deploys.store.get(record.id)).state == DeployState.REJECTED  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED  # type: ignore[union-attr]
     assert target.calls() == []
 
 
@@ -213,7 +214,7 @@ async def test_failing_health_gate_rolls_back_automatically(bot: BotHarness, tar
     done = await wait_state(bot, record.id, DeployState.ROLLED_BACK)
     assert "health gate failed at step 1/3 (10%)" in done.detail and "Rolled back to v1 automatically" in done.detail
     assert target.calls()[-2:] == ["web bad production 10 rollback=false", "web v1 production 100 rollback=true"]
-    assert await bot.deps.deploys.store.current_version("web", "production") == "v1"
+    assert await bot.deps.deploys.current_version("web", "production") == "v1"
     await eventually(lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")),
                      "U0BOB's DM saying it rolled back to v1")
 
@@ -225,7 +226,7 @@ async def test_rollback_picks_the_last_good_version(bot: BotHarness, target: Tar
     assert "Rollback web to v1 in staging" in ack
     done = await wait_state(bot, deploy_id_of(ack), DeployState.SUCCEEDED)
     assert done.kind == "rollback" and done.previous_version == "v2"
-    assert await bot.deps.deploys.store.current_version("web", "staging") == "v1"
+    assert await bot.deps.deploys.current_version("web", "staging") == "v1"
     assert "already at `v1`" in await command(bot, "web staging to v1", "U0ALICE", command="/rollback")
 
 
@@ -256,7 +257,7 @@ async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target)
         assert "`production` is frozen" in frozen and "change freeze" in frozen
         assert "You need the `admins` role to use --force" in await command(bot, "web v1 to production --force", "U0BOB")
         forced = await command(bot, "web v1 to production --force --reason hotfix", "U0DEMO")
-        record = await bot.deps.deploys.store.get(deploy_id_of(forced))
+        record = await bot.deps.deploys.get(deploy_id_of(forced))
         assert record is not None and record.forced
         assert "locked `staging`" in await command(bot, 'lock staging --reason "db migration" --for 1h', "U0ALICE")
         locked = await command(bot, "web v1 to staging", "U0ALICE")
@@ -275,7 +276,7 @@ async def test_bad_input_gets_usage_and_changes_nothing(bot: BotHarness, target:
     assert "`web` has no environment `qa`" in await command(bot, "web v1 to qa", "U0ALICE")
     missing_to = await command(bot, "web v1 staging", "U0ALICE")
     assert "Usage:" in missing_to
-    assert await bot.deps.deploys.store.active() == []
+    assert await bot.deps.deploys.active() == []
 
 
 async def test_history_and_status(bot: BotHarness, target: Target) -> None:
@@ -352,5 +353,5 @@ async def test_a_failed_deploy_that_went_live_says_how_to_put_the_old_version_ba
     # The advice leads somewhere: following it puts v1 back.
     back = advice.split("`/deploy ")[1].rstrip("`.")
     await wait_state(bot, deploy_id_of(await command(bot, back, "U0ALICE")), DeployState.SUCCEEDED)
-    assert await bot.deps.deploys.store.current_version("web", "staging") == "v1"
+    assert await bot.deps.deploys.current_version("web", "staging") == "v1"
     assert (target.state / "staging.version").read_text() == "v1"

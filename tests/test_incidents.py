@@ -17,6 +17,7 @@ from bot.incidents.model import Incident
 from commands.incident import ADD_TO_TIMELINE
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, hold_leader_lease, start_bot
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = f"""
@@ -70,7 +71,7 @@ async def command(bot: BotHarness, text: str, *, user: str = "U0DEMO", channel: 
 
 
 async def incident(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
-    found = await bot.deps.incidents.store.get(inc_id)
+    found = await state(bot).incidents.get(inc_id)
     assert found is not None
     return found
 
@@ -79,11 +80,11 @@ async def settled(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
     """Waits until Slack shows everything Redis has for the incident: every entry posted, and then (the bot idle)
     the topic, summary and announcement refreshed after the last post."""
     async def done() -> bool:
-        found = await bot.deps.incidents.store.get(inc_id)
+        found = await state(bot).incidents.get(inc_id)
         if found is None or not found.setup_done:
             return False
-        entries = await bot.deps.incidents.store.timeline(inc_id)
-        return bool(entries) and await bot.deps.incidents.store.published(inc_id) == entries[-1].id
+        entries = await state(bot).incidents.timeline(inc_id)
+        return bool(entries) and await state(bot).incidents.published(inc_id) == entries[-1].id
     await eventually(done, f"every timeline entry of {inc_id} posted to Slack")
     await bot.idle()
     return await incident(bot, inc_id)
@@ -188,11 +189,11 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
     inc = await settled(bot)
 
     assert inc.status == "resolved" and inc.resolution == "Rolled back the bad config" and inc.deadline is None
-    assert await bot.deps.incidents.store.open_ids() == []
-    figures = await bot.deps.incidents.store.figures()
+    assert await state(bot).incidents.open_ids() == []
+    figures = await state(bot).incidents.figures()
     assert figures[0]["incident"] == "INC-1" and figures[0]["seconds_to_commander"] == "240.000"
     assert figures[0]["seconds_to_resolve"] == "3840.000"
-    page = await bot.deps.alerts.store.get_group(inc.page_ids[0])
+    page = await bot.deps.alerts.get(inc.page_ids[0])
     assert page is not None and page.state == "resolved"
     assert "resolved" in blocks_text(bot.emulator.find_message("#incidents", inc.announce_ts or ""))
     assert "is resolved" in await command(bot, "update more", channel=inc.channel_id)
@@ -206,7 +207,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
         return DeployRecord(id=f"d-{version}", kind=kind, service="web", environment="production", version=version,  # type: ignore[arg-type]
                             previous_version="v1", requested_by="U0BOB", state=DeployState.SUCCEEDED, created_at=at, updated_at=at)
 
-    store = bot.deps.deploys.store
+    store = state(bot).deploys
     await store.create(deploy("v0-before", T0 - timedelta(days=1)))
     inc = await declared(bot)
     assert inc.channel_id
@@ -237,7 +238,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
 
 
 async def _acked(bot: BotHarness, group_id: str) -> bool:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     return group is not None and group.acked_by is not None
 
 
@@ -256,7 +257,7 @@ async def test_bad_input_gets_a_precise_error_and_changes_nothing(bot: BotHarnes
     answer = await command(bot, "frobnicate")
     assert "`frobnicate` is not an /incident command" in answer
 
-    redis = bot.deps.store.redis
+    redis = state(bot).redis
     assert await redis.keys("*{incidents}*") == []
     assert not [c for c in bot.emulator.calls_to("conversations.create")]
     assert not [r for r in await bot.deps.audit.recent(50) if r.action.startswith("incident.")]
@@ -272,7 +273,7 @@ async def test_only_the_incidents_people_may_change_it(bot: BotHarness) -> None:
     await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0EVE")
     await eventually(lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2),
                      "U0EVE told twice that only INC-1's people may change it")
-    assert [e.kind for e in await bot.deps.incidents.store.timeline("INC-1")] == ["declared", "page"]
+    assert [e.kind for e in await state(bot).incidents.timeline("INC-1")] == ["declared", "page"]
     denied = [r for r in await bot.deps.audit.recent(50) if r.result == "denied"]
     assert {r.action for r in denied} == {"incident.update", "incident.note"}
     # Anyone may read, and anyone given a role may change it.
@@ -360,7 +361,7 @@ async def test_the_declare_form_checks_its_input_and_declares(bot: BotHarness) -
     view = bot.emulator.open_views("U0DEMO")[-1]
     result = await bot.emulator.send_view_submission(view_id=view["id"], values={"title": {"title": "  "}, "severity": {"severity": "sev1"}})
     assert result.json == {"response_action": "errors", "errors": {"title": "Say what is broken, for whom."}}
-    assert await bot.deps.incidents.store.open_ids() == []
+    assert await state(bot).incidents.open_ids() == []
     result = await bot.emulator.send_view_submission(view_id=view["id"], values={
         "title": {"title": "Login broken"}, "severity": {"severity": "sev1"}, "service": {"service": "auth"}})
     assert result.status == 200
@@ -375,7 +376,7 @@ async def test_the_alert_button_prefills_the_form_from_the_alert(bot: BotHarness
                   labels={"alertname": "DatabaseDown", "service": "db"}, annotations={}, summary="primary database unreachable",
                   starts_at=clock.now, ends_at=None, links={})
     await bot.deps.alerts.ingest([alert])
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
 
     async def posted() -> bool:
         return any(g.message_ts for g in await store.groups(await store.firing_ids()))
@@ -406,7 +407,7 @@ async def test_add_to_timeline_adds_a_message_of_the_incident_channel(bot: BotHa
     assert result.status == 200
     await eventually(lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"),
                      "U0BOB told the message was added")
-    note = (await bot.deps.incidents.store.timeline("INC-1"))[-1]
+    note = (await state(bot).incidents.timeline("INC-1"))[-1]
     assert (note.kind, note.by, note.author, note.text, note.source_ts) == ("note", "U0BOB", "U0ALICE", "Seeing 502s from lb-3 since 09:58", message["ts"])
 
     elsewhere = bot.emulator.post_as_user("#general", "U0ALICE", "not an incident")

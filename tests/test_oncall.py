@@ -15,6 +15,7 @@ from bot.alerts.model import AlertGroup
 from bot.shell.config import ChatopsConfig, parse_config
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -61,7 +62,7 @@ def critical(clock: FakeClock, fingerprint: str = "fp-db", title: str = "Databas
 
 async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
     """Ingests an alert and waits until its group's message is posted."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     await bot.deps.alerts.ingest([alert])
 
     async def posted() -> AlertGroup | None:
@@ -71,7 +72,7 @@ async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
 
 
 async def group_of(bot: BotHarness, group_id: str) -> AlertGroup:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     assert group is not None
     return group
 
@@ -164,7 +165,7 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
     await click(bot, carol_page, carol_page["channel"], "alerts.ack", "U0CAROL")
     await eventually(lambda: _acked(bot, group.id), "the alert group acknowledged")
 
-    acks = await bot.deps.alerts.store.acks()
+    acks = await bot.deps.alerts.acks()
     assert len(acks) == 1
     ack = acks[0]
     assert (ack["user"], ack["via"], ack["step"], ack["round"], ack["rotation"]) == ("U0CAROL", "dm", "2", "1", "secondary")
@@ -177,7 +178,7 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
 
 
 async def _acked(bot: BotHarness, group_id: str) -> bool:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     return group is not None and group.acked_by is not None
 
 
@@ -195,13 +196,13 @@ async def test_acknowledgements_from_every_place_are_one_record_each(bot: BotHar
     message = next(m for m in bot.emulator.messages("#alerts") if m["ts"] == by_channel.message_ts)
     await click(bot, message, "#alerts", "alerts.ack", "U0ALICE")
     await eventually(lambda: _acked(bot, by_channel.id), "the channel alert acknowledged")
-    acks = sorted(await bot.deps.alerts.store.acks(), key=lambda a: a["via"])
+    acks = sorted(await bot.deps.alerts.acks(), key=lambda a: a["via"])
     assert [(a["group"], a["user"], a["via"], a["step"]) for a in acks] == [
         (by_channel.id, "U0ALICE", "button", "1"), (by_command.id, "U0BOB", "command", "1"),
     ]
     # A second acknowledgement is refused and writes nothing.
     assert "already acknowledged" in await command(bot, f"ack {by_command.id}", "U0ALICE", "/alerts")
-    assert len(await bot.deps.alerts.store.acks()) == 2
+    assert len(await bot.deps.alerts.acks()) == 2
     assert await at(bot, clock, timedelta(minutes=5)) == 0
 
 
@@ -213,11 +214,11 @@ async def test_resolving_stops_the_walk(bot: BotHarness, clock: FakeClock) -> No
     await eventually(lambda: _resolved(bot, group.id), "the alert group resolved")
     assert await at(bot, clock, timedelta(minutes=5)) == 0
     assert pages_to(bot, "U0CAROL") == []
-    assert await bot.deps.alerts.store.deadline_at(f"page|{group.id}|1|1") is None
+    assert await state(bot).alerts.deadline_at(f"page|{group.id}|1|1") is None
 
 
 async def _resolved(bot: BotHarness, group_id: str) -> bool:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     return group is not None and group.state == "resolved"
 
 
@@ -241,7 +242,7 @@ async def test_still_firing_after_the_reminder_reminds_then_reescalates(bot: Bot
     assert await at(bot, clock, timedelta(hours=4, minutes=1)) == 1  # the new walk's first page
     assert len(pages_to(bot, "U0ALICE")) == 2
     # The acknowledgement stays in history: never overwritten.
-    assert [a["user"] for a in await bot.deps.alerts.store.acks()] == ["U0ALICE"]
+    assert [a["user"] for a in await bot.deps.alerts.acks()] == ["U0ALICE"]
 
 
 async def test_taking_an_acknowledgement_back_escalates_again(bot: BotHarness, clock: FakeClock) -> None:
@@ -260,13 +261,13 @@ async def test_taking_an_acknowledgement_back_escalates_again(bot: BotHarness, c
 
 
 async def _paging(bot: BotHarness, group_id: str) -> bool:
-    group = await bot.deps.alerts.store.get_group(group_id)
+    group = await bot.deps.alerts.get(group_id)
     return group is not None and group.escalation_state == "paging" and group.acked_by is None
 
 
 async def test_a_deadline_claimed_by_a_process_that_died_comes_due_again(bot: BotHarness, clock: FakeClock) -> None:
     group = await fire(bot, critical(clock))
-    claimed = await bot.deps.alerts.store.claim_deadlines(T0)  # a process claims the page, then dies
+    claimed = await state(bot).alerts.claim_deadlines(T0)  # a process claims the page, then dies
     assert claimed == [f"page|{group.id}|1|0"]
     assert await at(bot, clock, timedelta(seconds=59)) == 0  # leased to the dead process
     assert await at(bot, clock, timedelta(seconds=61)) == 1
@@ -348,7 +349,7 @@ async def test_override_until_a_time_in_the_users_zone(bot: BotHarness) -> None:
 async def test_bad_oncall_input_gets_a_precise_error_and_changes_nothing(bot: BotHarness, text: str, expected: str) -> None:
     answer = await command(bot, text, "U0DEMO")
     assert expected in answer, answer
-    assert await bot.deps.oncall.overrides.all() == []
+    assert await state(bot).overrides.all() == []
     assert bot.emulator.messages("#oncall") == []
 
 

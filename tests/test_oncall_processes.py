@@ -24,6 +24,7 @@ from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
+from tests.state import state
 from tests.waiting import eventually, job_runs
 
 POLICY = """
@@ -89,7 +90,7 @@ async def test_two_processes_against_one_redis_page_each_step_once(
     try:
         await eventually(lambda: _leaders(bots, 1), "exactly one of the two bots leading")
         await bots[0].deps.alerts.ingest([_alert("fp-two")])
-        alerts = bots[1].deps.alerts.store
+        alerts = state(bots[1]).alerts
 
         async def exhausted() -> bool:
             group = await _only_group(alerts)

@@ -22,6 +22,7 @@ from tests.pagerduty_server import (
     sign,
     webhook_body,
 )
+from tests.state import state
 from tests.test_incidents import declared
 from tests.test_oncall import T0, critical, fire, group_of, pages_to, thread_texts
 from tests.waiting import eventually
@@ -123,7 +124,7 @@ async def test_an_unacknowledged_alert_reaches_the_pagerduty_step_and_is_trigger
     await at(bot, clock, timedelta(minutes=6))
     await at(bot, clock, timedelta(minutes=15))  # the next step (a channel) goes on as usual
     await bot.deps.pager.tick()
-    assert await bot.deps.alerts.store.redis.hlen(bot.deps.alerts.store.k("pd_events")) == 0
+    assert await state(bot).alerts.redis.hlen(state(bot).alerts.k("pd_events")) == 0
     assert len(pagerduty.attempts) == 1, "the trigger was sent more than once"
 
 
@@ -151,7 +152,7 @@ async def test_an_alert_that_never_reached_pagerduty_sends_it_nothing(
     await bot.deps.alerts.resolve(group.id, "U0BOB", via="button")
     await at(bot, clock, timedelta(minutes=30))
     assert await bot.deps.pager.tick() == 0
-    assert await bot.deps.alerts.store.redis.hlen(bot.deps.alerts.store.k("pd_events")) == 0
+    assert await state(bot).alerts.redis.hlen(state(bot).alerts.k("pd_events")) == 0
     assert pagerduty.attempts == []
 
 
@@ -163,7 +164,7 @@ async def test_pagerduty_refusing_an_event_is_logged_counted_and_not_retried(
     group = await fire(bot, critical(clock))
     await at(bot, clock, timedelta(0))
     await at(bot, clock, timedelta(minutes=5))
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     await eventually(lambda: store.redis.xlen(store.k("pd_dead")), "the refusal is recorded")
     [(_, dead)] = await store.redis.xrange(store.k("pd_dead"))
     assert dead["group"] == group.id and "'payload.source' is missing or blank" in dead["error"]
@@ -236,7 +237,7 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     status, answer = await send_webhook(webhook_url(bot), body, signature=sign(body, SECRET), webhook_id="WH-1")
     assert (status, answer["status"]) == (200, "acknowledged"), answer
 
-    acks = await bot.deps.alerts.store.acks()
+    acks = await bot.deps.alerts.acks()
     assert len(acks) == 1
     ack = acks[0]
     assert (ack["via"], ack["user"], ack["pagerduty_name"], ack["pagerduty_email"]) == (
@@ -254,7 +255,7 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     # A replay (PagerDuty delivers at least once) is recorded once; nothing goes back to PagerDuty.
     status, answer = await send_webhook(webhook_url(bot), body, signature=sign(body, SECRET), webhook_id="WH-1")
     assert (status, answer["status"]) == (200, "duplicate")
-    assert len(await bot.deps.alerts.store.acks()) == 1
+    assert len(await bot.deps.alerts.acks()) == 1
     await bot.deps.pager.tick()
     assert [e["event_action"] for e in pagerduty.accepted] == ["trigger"]
 
@@ -293,7 +294,7 @@ async def test_forged_malformed_and_foreign_webhooks_are_refused_and_change_noth
     assert (await send_webhook(url, other, signature=sign(other, SECRET)))[0] == 204
     foreign = webhook_body("incident.acknowledged", "d3640fbd41094207a1c11e58e46b1662")
     assert (await send_webhook(url, foreign, signature=sign(foreign, SECRET)))[0] == 204
-    assert await bot.deps.alerts.store.acks() == []
+    assert await bot.deps.alerts.acks() == []
     assert (await group_of(bot, group.id)).acked_by is None
     # During a secret rotation PagerDuty signs with both: one matching signature is enough.
     rotated = f"{sign(body, 'old-secret')},{sign(body, SECRET)}"

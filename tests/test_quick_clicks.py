@@ -11,6 +11,7 @@ import pytest
 from bot.alerts.model import AlertGroup, Member
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -53,9 +54,9 @@ async def test_a_double_click_on_acknowledge_answers_already_done(bot: BotHarnes
                     labels={"alertname": "DiskFull"}, starts_at=now, last_seen=now)
     group = AlertGroup(id="a-dblclick1", group_key="k", channel="#alerts", members={"fp-1": member},
                        created_at=now, updated_at=now)
-    await bot.deps.alerts.store.create_group(group, post_at=now)
+    await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.store.get_group(group.id)
+    posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
     for _ in range(2):
         result = await bot.emulator.send_block_action(channel="#alerts", message_ts=posted.message_ts,
@@ -68,8 +69,8 @@ async def test_a_double_click_on_acknowledge_answers_already_done(bot: BotHarnes
                      "an ephemeral \"already done\" answer to the second click", deadline=20)
 
     async def acknowledged() -> bool:
-        after = await bot.deps.alerts.store.get_group(group.id)
+        after = await bot.deps.alerts.get(group.id)
         return after is not None and after.acked_by == "U0DEMO"
     await eventually(acknowledged, "the first click to acknowledge the alert", deadline=20)
-    assert len(await bot.deps.alerts.store.acks()) == 1
+    assert len(await bot.deps.alerts.acks()) == 1
     assert not any("already acknowledged" in text for text in answered()), answered()

@@ -21,6 +21,7 @@ from bot.deploys.model import DeployState
 from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, fake_deploy_argv, start_bot
 from tests.redis_servers import ClusterDeployment, SentinelDeployment
+from tests.state import state
 from tests.waiting import eventually
 
 TOKEN = "am-ha-token-91d0"
@@ -116,7 +117,7 @@ async def test_the_main_flows_run_on_a_redis_cluster(
         assert click.status == 200, click
 
         async def acked() -> bool:
-            return [a["user"] for a in await bot.deps.alerts.store.acks()] == ["U0BOB"]
+            return [a["user"] for a in await bot.deps.alerts.acks()] == ["U0BOB"]
         await eventually(acked, "U0BOB's acknowledgement in the acks stream")
 
         # A deploy under its run lock, to the end.
@@ -126,11 +127,11 @@ async def test_the_main_flows_run_on_a_redis_cluster(
         deploy_id = found.group(0)
 
         async def deployed() -> bool:
-            record = await bot.deps.deploys.store.get(deploy_id)
+            record = await bot.deps.deploys.get(deploy_id)
             assert record is None or record.state != DeployState.FAILED, record
             return record is not None and record.state == DeployState.SUCCEEDED
         await eventually(deployed, f"deploy {deploy_id} to succeed")
-        assert await bot.deps.deploys.store.current_version("web", "staging") == "v7"
+        assert await bot.deps.deploys.current_version("web", "staging") == "v7"
 
         assert "declared *INC-" in await command(bot, "/incident", "declare sev2 Checkout errors on web")
         await command(bot, "/oncall", "")
@@ -164,7 +165,7 @@ async def test_after_a_failover_answered_alerts_are_kept_and_the_bot_keeps_worki
         promoted = await asyncio.to_thread(sentinels.fail_primary)
         direct = aioredis.Redis(host="127.0.0.1", port=promoted.port, decode_responses=True)
         try:
-            entries = await direct.xrange(bot.deps.alerts.store.k("stream"))
+            entries = await direct.xrange(state(bot).alerts.k("stream"))
         finally:
             await direct.aclose()
         assert any("BeforeFailover" in json.dumps(fields) for _, fields in entries), "an answered alert was lost"

@@ -16,6 +16,7 @@ from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
 from tests.conftest import start_bot
 from tests.redis_servers import RedisProcess, require_binaries
+from tests.state import state
 
 TOKEN = "am-pool-token-7c2e"
 FIRING = (Path(__file__).parent / "fixtures" / "alertmanager-firing.json").read_text()
@@ -60,6 +61,6 @@ alerts:
             statuses = await asyncio.gather(*(post(i) for i in range(BURST)))
         counts = {status: statuses.count(status) for status in set(statuses)}
         assert counts == {200: BURST}, f"answers by status: {counts}"
-        assert await bot.deps.alerts.store.redis.xlen(bot.deps.alerts.store.k("stream")) == BURST
+        assert await state(bot).alerts.redis.xlen(state(bot).alerts.k("stream")) == BURST
     finally:
         await runner.cleanup()

@@ -32,6 +32,7 @@ from tests.redis_servers import (
     start_server,
     url,
 )
+from tests.state import state
 from tests.test_redis_ha import config, post_alert, posted
 from tests.waiting import eventually
 
@@ -89,7 +90,7 @@ async def test_a_tls_server_holds_the_store_and_the_bot_posts_an_alert(
         direct = aioredis.Redis(host="127.0.0.1", port=tls_server.port, ssl=True, ssl_ca_certs=str(tls_server.tls.ca)
                                 if tls_server.tls else None, decode_responses=True)
         try:
-            entries = await direct.xrange(bot.deps.alerts.store.k("stream"))
+            entries = await direct.xrange(state(bot).alerts.k("stream"))
         finally:
             await direct.aclose()
         assert any("OverTls" in json.dumps(fields) for _, fields in entries), "the alert is not in the TLS server"

@@ -30,6 +30,7 @@ from bot.shell.pruning import Pruner
 from bot.platform.retention import RetentionSection
 from bot.platform.store import Store
 from tests.conftest import BotHarness, FakeClock
+from tests.state import state as bot_state
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,7 @@ async def stats_text(bot: BotHarness) -> str:
 
 
 async def test_stats_from_daily_counters_equal_the_old_scan_including_acks_from_before(bot: BotHarness) -> None:
-    store = bot.deps.alerts.store
+    store = bot_state(bot).alerts
     acks_key = store.k("acks")
     # Acks an earlier version wrote (no counters): inside the window, and older than it (never counted).
     for n, (days_ago, seconds) in enumerate([(0, 12.5), (3, 300.25), (3, 41.0), (29, 7.125), (45, 999.0), (200, 5.0)]):

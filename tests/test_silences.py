@@ -15,6 +15,7 @@ from bot.alerts.patterns import MAX_PATTERN
 from bot.alerts.routing import parse_matcher, route
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -67,11 +68,11 @@ def test_check_config_refuses_a_route_regex_re2_cannot_run() -> None:
 async def test_silence_command_accepts_re2_and_refuses_backreferences_storing_nothing(bot: BotHarness) -> None:
     answer = await alerts(bot, f'silence alertname=~{CATASTROPHIC} 1h --reason "noisy"', user="U0DEMO")
     assert "Silence `s-" in answer, answer
-    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == [f"alertname=~{CATASTROPHIC}"]
     answer = await alerts(bot, 'silence alertname=~(a)\\1 1h --reason "noisy"', user="U0DEMO")
     assert "(a)\\1" in answer and "backreferences" in answer and "Usage" in answer, answer
-    assert len(await bot.deps.alerts.store.silences()) == 1
+    assert len(await bot.deps.alerts.silences()) == 1
 
 
 # -- who may silence ------------------------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ async def test_silence_command_accepts_re2_and_refuses_backreferences_storing_no
 async def test_without_responders_only_admins_may_silence_by_command(bot: BotHarness) -> None:
     answer = await alerts(bot, 'silence service=web 1h --reason "deploy"', user="U0ALICE")
     assert "You need the `responders` role to silence alerts" in answer, answer
-    assert await bot.deps.alerts.store.silences() == {}
+    assert await bot.deps.alerts.silences() == {}
     answer = await alerts(bot, 'silence service=web 1h --reason "deploy"', user="U0DEMO")
     assert "Silence `s-" in answer, answer
 
@@ -90,9 +91,9 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
     member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing", labels={"alertname": "DiskFull"},
                     starts_at=now, last_seen=now)
     group = AlertGroup(id="a-button01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now)
-    await bot.deps.alerts.store.create_group(group, post_at=now)
+    await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.store.get_group(group.id)
+    posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
 
     def choose(user: str) -> Awaitable[object]:
@@ -105,12 +106,12 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
     async def refused() -> bool:
         return any(m.get("ephemeral_to") == "U0ALICE" and "responders" in m.get("text", "") for m in bot.emulator.messages("#alerts"))
     await eventually(refused, "the refusal shown to U0ALICE")
-    assert await bot.deps.alerts.store.silences() == {}
+    assert await bot.deps.alerts.silences() == {}
 
     await choose("U0DEMO")
 
     async def silenced() -> bool:
-        return bool(await bot.deps.alerts.store.silences())
+        return bool(await bot.deps.alerts.silences())
     await eventually(silenced, "the admin's silence to be stored")
-    (stored,) = (await bot.deps.alerts.store.silences()).values()
+    (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["created_by"] == "U0DEMO" and stored["matchers"] == ["alertname=DiskFull"]

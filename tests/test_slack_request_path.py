@@ -17,6 +17,7 @@ from commands.framework import CommandContext, Invocation
 from commands.registry import build_catalog
 from tests.conftest import BotHarness
 from tests.slack_signing import command_body, parse, post, signed_headers
+from tests.state import state
 from tests.waiting import eventually
 
 # Slack's documented example (api.slack.com/authentication/verifying-requests-from-slack).
@@ -47,7 +48,7 @@ def test_signature_known_answer_vector() -> None:
 
 
 async def _idempotency_keys(bot: BotHarness) -> list[str]:
-    return [key async for key in bot.deps.store.redis.scan_iter(match="chatops:{idem}:*")]
+    return [key async for key in state(bot).redis.scan_iter(match="chatops:{idem}:*")]
 
 
 async def test_known_answer_request_is_a_replay_and_is_refused(bot: BotHarness) -> None:

@@ -20,6 +20,7 @@ from bot.text.blocks import clip, external_text, link
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.incidents.render import user_text
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 TOKEN = "am-test-token-7e2d"
@@ -203,10 +204,10 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     assert "&lt;!channel&gt; boom" in answer["text"] and "<!channel>" not in answer["text"]
 
     async def set_up() -> bool:
-        found = await bot.deps.incidents.store.get("INC-1")
+        found = await state(bot).incidents.get("INC-1")
         return found is not None and found.setup_done
     await eventually(set_up, "the incident's Slack set-up")
-    incident = await bot.deps.incidents.store.get("INC-1")
+    incident = await state(bot).incidents.get("INC-1")
     assert incident is not None and incident.channel_id and incident.summary_ts and incident.announce_ts
 
     (topic,) = [c.args["topic"] for c in bot.emulator.calls_to("conversations.setTopic")]

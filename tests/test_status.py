@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, burn_rate, measure, sparkline
 from tests.conftest import BotHarness, FakeClock, start_site
+from tests.state import state
 from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -171,7 +172,7 @@ def test_slo_maths_against_a_hand_computed_series() -> None:
 
 
 async def test_probe_history_memory_is_bounded_over_a_month(bot: BotHarness) -> None:
-    store = bot.deps.status.store
+    store = state(bot).probes
     sizes = []
     at = T0
     for day in range(31):

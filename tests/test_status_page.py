@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from bot.status.page import PageView, status_lines
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, start_site
+from tests.state import state
 from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -83,7 +84,7 @@ def clock() -> FakeClock:
 
 async def history(bot: BotHarness) -> None:
     """90 days of probes: web had one bad day (20% failures, 30 days ago); api has no history before today."""
-    store = bot.deps.status.store
+    store = state(bot).probes
     for back in range(90, 0, -1):
         day = T0 - timedelta(days=back)
         for n in range(10):
@@ -155,7 +156,7 @@ async def test_the_page_shows_public_state_uptime_and_incidents_and_nothing_inte
     assert f"*Public status page:* {expected}" in shown, shown
 
     # Resolving it: the page moves it to the last 7 days and Website goes back to what its probes say.
-    incident_record = await bot.deps.incidents.store.get("INC-1")
+    incident_record = await state(bot).incidents.get("INC-1")
     assert incident_record is not None
     await bot.deps.incidents.changes.resolve(incident_record, INTERNAL[1], "U0DEMO")
     page = await page_when(bot, lambda p: not p["incidents"], "the resolved incident off the current list")

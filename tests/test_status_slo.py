@@ -19,6 +19,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from bot.status.slo import Counts, Measured, budget, budget_text, burn_summary, measure
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock, start_site
+from tests.state import state
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=30)  # examples/chatops.yaml's status.probe_interval
@@ -86,7 +87,7 @@ async def probe_for(bot: BotHarness, clock: FakeClock, span: timedelta) -> None:
 
 async def ingested(bot: BotHarness) -> list[Alert]:
     """Every alert the bot has ingested (the alert stream is written before probe_job returns)."""
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     entries = await store.redis.xrange(store.k("stream"))
     return [Alert.from_json(text) for _, fields in entries for text in json.loads(fields["alerts"])]
 
@@ -152,7 +153,7 @@ async def test_a_failing_target_pages_only_once_the_hour_and_five_minutes_have_d
 
 
 async def test_uptime_says_how_much_data_it_rests_on(bot: BotHarness, clock: FakeClock) -> None:
-    store = bot.deps.status.store
+    store = state(bot).probes
     start = T0 - timedelta(hours=3)
     for i in range(360):  # 3 hours every 30 s, two of them failed
         await store.record("demo/staging", start + i * INTERVAL, good=i not in (100, 200), latency_ms=5, detail={})

@@ -23,6 +23,7 @@ from tests.conftest import (
     start_bot,
     start_site,
 )
+from tests.state import state
 from tests.statuspage_server import StatuspageServer
 from tests.waiting import eventually
 
@@ -87,7 +88,7 @@ async def accepted(bot: BotHarness, server: StatuspageServer, count: int, clock:
     async def done() -> bool:
         await bot.deps.incidents.tick()
         clock.advance(timedelta(minutes=6))
-        left = [await bot.deps.incidents.public.pending(i) for i in await bot.deps.incidents.store.recent_ids(10)]  # type: ignore[union-attr]
+        left = [await bot.deps.incidents.public.pending(i) for i in await state(bot).incidents.recent_ids(10)]  # type: ignore[union-attr]
         return sum(len(i["incident_updates"]) for i in server.incidents.values()) >= count and not any(left)
     await eventually(done, f"{count} incident updates on Statuspage")
 
@@ -131,7 +132,7 @@ async def test_public_updates_flow_to_statuspage_with_component_states(
             assert secret not in sent(server), secret
         assert all(m == "PATCH" for m, _, _ in server.requests[1:]) and len(server.requests) == 4
 
-        timeline = await bot.deps.incidents.store.timeline(inc)
+        timeline = await state(bot).incidents.timeline(inc)
         notes = [e.text for e in timeline if e.kind == "statuspage"]
         assert len(notes) == 4 and all(created["id"] in note for note in notes), notes
         assert created["incident_updates"][-1]["id"] in notes[0]
@@ -186,7 +187,7 @@ async def test_an_outage_and_a_restart_delay_but_lose_and_repeat_nothing(
         assert [u["status"] for u in created["incident_updates"]] == ["monitoring", "investigating"]
         assert created["incident_updates"][1]["body"] == "Checkout is failing for some customers."
         assert await bot.deps.incidents.public.pending(inc) == []  # type: ignore[union-attr]
-        notes = [e.text for e in await bot.deps.incidents.store.timeline(inc) if e.kind == "statuspage"]
+        notes = [e.text for e in await state(bot).incidents.timeline(inc) if e.kind == "statuspage"]
         assert len(notes) == 2, notes
     finally:
         await runner.cleanup()
@@ -203,7 +204,7 @@ async def test_a_refused_update_is_noted_with_statuspages_message_and_the_queue_
         await bot.deps.incidents.tick()
         assert len(server.requests) == 1 and server.incidents == {}
         assert await bot.deps.incidents.public.pending(inc) == []  # type: ignore[union-attr]
-        notes = [e.text for e in await bot.deps.incidents.store.timeline(inc) if e.kind == "note"]
+        notes = [e.text for e in await state(bot).incidents.timeline(inc) if e.kind == "note"]
         assert any("Statuspage refused the public update (422): Components are invalid" in n for n in notes), notes
     finally:
         await runner.cleanup()
@@ -222,7 +223,7 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
         inc = await declared(bot)
         answer = await command(bot, f"public {inc}")
         assert "`public` needs the text customers see" in answer, answer
-        assert (await bot.deps.incidents.store.get(inc)).public_title == ""  # type: ignore[union-attr]
+        assert (await state(bot).incidents.get(inc)).public_title == ""  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
     monkeypatch.delenv("CHATOPS_TEST_STATUSPAGE_KEY")
@@ -270,7 +271,7 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
             "public_text": {"public_text": message}})
         assert typed.json == {"response_action": "errors",
                               "errors": {"public": "Tick Post publicly to publish the message, or clear it."}}
-        assert await bot.deps.incidents.store.open_ids() == []
+        assert await state(bot).incidents.open_ids() == []
         await bot.deps.incidents.tick()
         assert server.requests == [] and server.incidents == {}
         assert bot.emulator.open_views("U0DEMO"), "the form closed on an error"
@@ -279,8 +280,8 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
             "public": {"public": "yes"}, "public_text": {"public_text": f"  {message}\n"}})
         assert both.status == 200 and not both.json, both
         assert bot.emulator.open_views("U0DEMO") == []
-        (inc,) = await bot.deps.incidents.store.open_ids()
-        incident = await bot.deps.incidents.store.get(inc)
+        (inc,) = await state(bot).incidents.open_ids()
+        incident = await state(bot).incidents.get(inc)
         assert incident is not None and incident.public_title == "Checkout is failing for some customers"
         await accepted(bot, server, 1, clock)
         (created,) = server.incidents.values()
@@ -294,7 +295,7 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
         assert len(server.requests) == 1 and server.requests[0][0] == "POST"
         for secret in INTERNAL:  # the internal title, people and channel never leave
             assert secret not in sent(server), secret
-        notes = [e.text for e in await bot.deps.incidents.store.timeline(inc) if e.kind == "statuspage"]
+        notes = [e.text for e in await state(bot).incidents.timeline(inc) if e.kind == "statuspage"]
         assert len(notes) == 1 and created["id"] in notes[0], notes
     finally:
         await runner.cleanup()

@@ -54,7 +54,7 @@ async def test_every_reply_links_the_configured_channels_it_names(bot: BotHarnes
     backup_id = replies["backup run"].split("`")[3]
 
     async def backed_up() -> bool:
-        record = await bot.deps.backups.records.get(backup_id)
+        record = await bot.deps.backups.get(backup_id)
         return record is not None and record.state == "succeeded"
 
     await eventually(backed_up, "the dev-redis backup to succeed")

@@ -17,6 +17,7 @@ from bot.backups.model import BackupState, RestoreState
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.platform.embedded_redis import EmbeddedRedis
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "chatops.yaml"
@@ -54,7 +55,7 @@ def top_level(bot: BotHarness, channel: str) -> list[dict]:  # type: ignore[type
 
 
 async def test_alerts_test_sends_a_marked_alert_through_the_pipeline_for_admins_only(bot: BotHarness) -> None:
-    store = bot.deps.alerts.store
+    store = state(bot).alerts
     refused = await command(bot, "/alerts", "test critical", user="U0BOB")
     assert "`admins` role" in refused
     assert await store.redis.xlen(store.k("stream")) == 0, "a refused test alert was stored"
@@ -91,17 +92,17 @@ async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: Bot
     backup_id = ran.split("`")[3]
 
     async def backed_up() -> bool:
-        record = await service.records.get(backup_id)
+        record = await service.get(backup_id)
         return record is not None and record.state != BackupState.RUNNING
 
     await eventually(backed_up, "the dev-redis backup to finish")
-    record = await service.records.get(backup_id)
+    record = await service.get(backup_id)
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
 
     asked = await command(bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL")
     assert "needs 1 approval" in asked, asked
     restore_id = asked.split("`")[1]
-    restore = await service.records.get_restore(restore_id)
+    restore = await service.get_restore(restore_id)
     assert restore is not None and restore.channel and restore.message_ts
     card = json.dumps(bot.emulator.find_message(restore.channel, restore.message_ts)["blocks"])
     place = restore_redis.url.split("//")[1].split("/")[0]
@@ -113,10 +114,10 @@ async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: Bot
     assert result.status == 200
 
     async def restored() -> bool:
-        current = await service.records.get_restore(restore_id)
+        current = await service.get_restore(restore_id)
         return current is not None and current.terminal
 
     await eventually(restored, "the approved restore to finish")
-    done = await service.records.get_restore(restore_id)
+    done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert redis.Redis.from_url(restore_redis.url).get("demo:marker") == b"from the dev redis"

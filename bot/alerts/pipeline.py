@@ -13,7 +13,9 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from statistics import mean
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
@@ -50,6 +52,15 @@ FAILURES_BEFORE_PAUSE = 3
 MAX_PAUSE_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class AlertFigures:
+    """What `/alerts stats` reports: the counters over a window, acknowledgements and mean time to acknowledge."""
+
+    totals: dict[str, int]
+    acked: int
+    mean_to_ack: timedelta | None
+
+
 class AlertPipeline:
     """Ingest, delivery and actions for alerts; one per process, built by the composition root."""
 
@@ -62,7 +73,7 @@ class AlertPipeline:
         # The on-call section's policies (with incidents' synthesized ones), from the composition root: alerts
         # walk them without importing on-call, which sits above.
         self.oncall: EscalationSettings = oncall or NoEscalation()
-        self.store = store
+        self._store = store
         self._slack = slack
         self._audit = audit
         self._clock = clock
@@ -94,13 +105,13 @@ class AlertPipeline:
         if not alerts:
             return None
         if once is not None:
-            return await self.store.append_once(alerts, self._clock(), once)
-        return await self.store.append(alerts, self._clock())
+            return await self._store.append_once(alerts, self._clock(), once)
+        return await self._store.append(alerts, self._clock())
 
     async def ingest_raw(self, source: str, body: bytes, count: int, received_at: datetime) -> str:
         """Stores a body admitted by `source`'s raw intake (`count` alerts) durably, to be normalised by the
         consumer; raises StoreUnavailable otherwise (the webhook must answer 5xx)."""
-        return await self.store.append_raw(source, body, count, received_at)
+        return await self._store.append_raw(source, body, count, received_at)
 
     async def normalised(self, entry_id: str, entry: RawEntry) -> list[Alert]:
         """The alerts of a stored body, normalised by its source; one that cannot be (its source is not configured
@@ -114,7 +125,7 @@ class AlertPipeline:
             reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
             log.error("alert entry %s from %s could not be normalised (%s); moved to the dead-letter stream",
                       entry_id, entry.source or "an unknown source", reason)
-            await self.store.dead_letter_raw(entry_id, entry, reason)
+            await self._store.dead_letter_raw(entry_id, entry, reason)
             if self._metrics is not None:
                 self._metrics.alerts_dead_lettered.labels(reason="unreadable").inc()
             return []
@@ -133,13 +144,13 @@ class AlertPipeline:
         while not stop.is_set():
             try:
                 if needs_group:
-                    await self.store.ensure_consumer_group()
+                    await self._store.ensure_consumer_group()
                     needs_group = False
                 if loop.time() - last_claim > CLAIM_ABANDONED_EVERY_SECONDS:
                     last_claim = loop.time()
-                    if await self.store.claim_abandoned(self.consumer, ABANDONED_AFTER_MS):
+                    if await self._store.claim_abandoned(self.consumer, ABANDONED_AFTER_MS):
                         retry_pending = True
-                entries = await self.store.read(self.consumer, pending=retry_pending)
+                entries = await self._store.read(self.consumer, pending=retry_pending)
                 self._beat("alert-delivery")
                 if retry_pending and not entries:
                     retry_pending = False
@@ -151,7 +162,7 @@ class AlertPipeline:
                     current = (entry_id, alerts)
                     for index, alert in enumerate(alerts):
                         await self.deliver(f"{entry_id}-{index}", alert)
-                    await self.store.ack([entry_id])
+                    await self._store.ack([entry_id])
                     failures.pop(entry_id, None)
                     current = None
                 self.delivered.set()
@@ -183,7 +194,7 @@ class AlertPipeline:
             return
         log.error("alert entry %s failed %d times; moved to the dead-letter stream", entry_id, DEAD_LETTER_AFTER)
         try:
-            await self.store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
+            await self._store.dead_letter(entry_id, alerts, f"{type(error).__name__}: {error}")
             failures.pop(entry_id, None)
             if self._metrics is not None:
                 self._metrics.alerts_dead_lettered.labels(reason="failing").inc()
@@ -195,17 +206,17 @@ class AlertPipeline:
         now = self._clock()
         silence = silenced_by(await self._live_silences(), alert.labels, now)
         if silence is not None:
-            await self.store.count(now, "silenced")
+            await self._store.count(now, "silenced")
             return
         for destination in route(self.config, {**alert.labels, "severity": alert.severity}):
             key = group_key(self.config, alert.source, alert.fingerprint, alert.labels)
             for _ in range(3):
-                open_id = await self.store.open_group(destination.channel, key)
+                open_id = await self._store.open_group(destination.channel, key)
                 if open_id is not None:
                     await self._update_member(open_id, entry_id, alert, now)
                     break
                 if alert.status == "resolved":
-                    await self.store.count(now, "resolved_unknown")
+                    await self._store.count(now, "resolved_unknown")
                     break
                 group = AlertGroup(
                     id=new_group_id(), group_key=key, channel=destination.channel, escalation=destination.escalation,
@@ -218,12 +229,12 @@ class AlertPipeline:
                     group = escalation.start(group, policy, now, not_before=now + wait)
                 # Due once group_wait has passed; the flusher posts it then, retrying until Slack takes it. With
                 # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
-                if await self.store.create_group(group, post_at=now + max(wait, timedelta(0))):
-                    await self.store.count(now, "groups")
+                if await self._store.create_group(group, post_at=now + max(wait, timedelta(0))):
+                    await self._store.count(now, "groups")
                     if (wait <= timedelta(0) and not self._slack_failing
-                            and await self.store.claim_post(group.id, now, lease_seconds=self._lease_seconds())):
+                            and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())):
                         if not await self.post(group.id):
-                            await self.store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+                            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
                     self.posts_due.set()
                     break
 
@@ -258,30 +269,30 @@ class AlertPipeline:
                 update |= {"state": "resolved", "resolved_at": now}
             return group.model_copy(update=update)
 
-        _, after = await self.store.update_group(group_id, change)
+        _, after = await self._store.update_group(group_id, change)
         if outcome and outcome[0] == "deduplicated":
-            await self.store.count(now, "deduplicated")
+            await self._store.count(now, "deduplicated")
         if outcome and outcome[0] == "resolved":
             member = after.members[alert.fingerprint]
             took = human_duration((member.ends_at or now) - member.starts_at)
             await self.thread_reply(after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took}).")
             if after.state == "resolved":
                 await self._close_pages(after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}.")
-                await self.store.count(now, "resolved")
+                await self._store.count(now, "resolved")
                 if after.acked_by is None and after.resolved_by is None:
-                    await self.store.count(now, "resolved_without_action")
+                    await self._store.count(now, "resolved_without_action")
 
     async def post(self, group_id: str) -> bool:
         """Posts a group's message once: a group that has one is only updated, and a retry after a crash or an
         ambiguous Slack answer finds the message it may already have posted (its metadata carries the group id)
         instead of posting it twice. True once the message exists or Slack refused it for good; False (retried
         later) while Slack fails in a way a later attempt can get past. Redis errors raise."""
-        group = await self.store.get_group(group_id)
+        group = await self._store.get_group(group_id)
         if group is None or group.message_ts is not None:
-            await self.store.drop_post(group_id)
+            await self._store.drop_post(group_id)
             return True
         now = self._clock()
-        attempt = await self.store.begin_post(group_id)
+        attempt = await self._store.begin_post(group_id)
         text, blocks = alert_message(group, now=now, max_lines=self.config.max_group_lines)
         try:
             posted = await self._poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
@@ -289,23 +300,23 @@ class AlertPipeline:
             code = error_code(error)
             if is_transient(error):
                 log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
-                await self.store.count(now, "post_retries")
+                await self._store.count(now, "post_retries")
                 return False
             log.error("alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)", group_id, group.channel, code)
-            await self.store.drop_post(group_id)
-            await self.store.count(now, "undeliverable")
+            await self._store.drop_post(group_id)
+            await self._store.count(now, "undeliverable")
             return True
 
         def record(pipe: Pipeline, after: AlertGroup) -> None:
-            self.store.queue_posted(pipe, group_id)
+            self._store.queue_posted(pipe, group_id)
             if after.updated_at != group.updated_at:  # it changed while being posted: show the latest state
-                pipe.zadd(self.store.k("update_due"), {group_id: 0})
+                pipe.zadd(self._store.k("update_due"), {group_id: 0})
 
-        await self.store.update_group(
+        await self._store.update_group(
             group_id, lambda g: g.model_copy(update={"message_channel": posted["channel"], "message_ts": posted["ts"]}),
             dirty=False, also=record,
         )
-        await self.store.count(self._clock(), "posted")
+        await self._store.count(self._clock(), "posted")
         return True
 
     async def run_flusher(self, stop: asyncio.Event) -> None:
@@ -343,34 +354,34 @@ class AlertPipeline:
         the pass ended on Slack failing."""
         now = self._clock()
         failures_in_a_row = 0
-        due = await self.store.claim_due_posts(now, lease_seconds=self._lease_seconds())
+        due = await self._store.claim_due_posts(now, lease_seconds=self._lease_seconds())
         self._flushed += len(due)
         for group_id in due:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
-                await self.store.retry_post_at(group_id, now)
+                await self._store.retry_post_at(group_id, now)
                 continue
             if await self.post(group_id):
                 failures_in_a_row = 0
             else:
                 failures_in_a_row += 1
-                await self.store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
-        updates, lease = await self.store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
+                await self._store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
+        updates, lease = await self._store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
         self._flushed += len(updates)
         for group_id in updates:
             if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
-                await self.store.mark_dirty([group_id])
+                await self._store.mark_dirty([group_id])
                 continue
             if await self._update_message(group_id):
                 failures_in_a_row = 0
-                await self.store.update_done(group_id, lease)
+                await self._store.update_done(group_id, lease)
             else:
                 failures_in_a_row += 1
-                await self.store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
+                await self._store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
         return failures_in_a_row > 0
 
     async def _update_message(self, group_id: str) -> bool:
         """Shows a group's current state on its message; False if Slack failed in a way worth retrying."""
-        group = await self.store.get_group(group_id)
+        group = await self._store.get_group(group_id)
         if group is None or group.message_ts is None:
             return True  # gone, or not posted yet: the post shows the latest state
         text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
@@ -383,12 +394,12 @@ class AlertPipeline:
 
     async def caught_up(self) -> bool:
         """Whether every entry accepted into the alert stream has been delivered and acknowledged (an idle check)."""
-        stream = self.store.k("stream")
-        newest = await self.store.redis.xrevrange(stream, count=1)
+        stream = self._store.k("stream")
+        newest = await self._store.redis.xrevrange(stream, count=1)
         if not newest:
             return True  # nothing accepted (or all of it trimmed away)
         try:
-            groups = await self.store.redis.xinfo_groups(stream)
+            groups = await self._store.redis.xinfo_groups(stream)
         except ResponseError:
             return False
         group = next((g for g in groups if _str(g["name"]) == CONSUMER_GROUP), None)
@@ -425,7 +436,7 @@ class AlertPipeline:
         def record(pipe: Pipeline, group: AlertGroup) -> None:
             seconds = (now - group.created_at).total_seconds()
             last = group.pages[-1] if group.pages else None
-            self.store.queue_ack(pipe, {
+            self._store.queue_ack(pipe, {
                 "group": group.id, "fingerprints": ",".join(group.members), "user": user, "at": now.isoformat(),
                 "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": group.title, "escalation": group.escalation or "",
                 "step": str(last.step + 1 if last else 0), "round": str(last.round + 1 if last else 0),
@@ -479,7 +490,7 @@ class AlertPipeline:
             return escalation.stopped(resolved)
 
         _, after = await self._change(group_id, change, also=also)
-        await self.store.count(now, "resolved")
+        await self._store.count(now, "resolved")
         await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
         took = human_duration(now - after.created_at)
         if via == "pagerduty":
@@ -513,14 +524,14 @@ class AlertPipeline:
         }
         if group is not None:
             record["group"] = group
-        await self.store.save_silence(silence_id, record)
+        await self._store.save_silence(silence_id, record)
         await self._audit.record(actor=user, action="alert.silence", result="ok", target=silence_id,
                                  detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}")
         return silence_id
 
     async def group_matchers(self, group_id: str) -> list[Matcher]:
         """What a group's alerts share: their group_by labels (or the single alert's labels) as matchers."""
-        group = await self.store.get_group(group_id)
+        group = await self._store.get_group(group_id)
         if group is None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         first = next(iter(group.members.values()))
@@ -533,7 +544,7 @@ class AlertPipeline:
     ) -> str:
         """Silences what a group's alerts share (or `matchers`), shows the silence on its message (who, until
         when, an Unsilence button) and says so in its thread."""
-        group = await self.store.get_group(group_id)
+        group = await self._store.get_group(group_id)
         if group is None:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.")
         matchers = list(matchers) if matchers is not None else await self.group_matchers(group_id)
@@ -551,8 +562,8 @@ class AlertPipeline:
 
     async def unsilence(self, silence_id: str, user: str) -> bool:
         """Removes a silence before it ends (False if there is none) and takes it off the message it was made from."""
-        silence = (await self.store.silences()).get(silence_id)
-        if not await self.store.delete_silence(silence_id):
+        silence = (await self._store.silences()).get(silence_id)
+        if not await self._store.delete_silence(silence_id):
             return False
         await self._audit.record(actor=user, action="alert.unsilence", result="ok", target=silence_id)
         group = await self._forget_silence(silence or {}, silence_id)
@@ -574,14 +585,14 @@ class AlertPipeline:
             return group.model_copy(update={"silenced_by": None, "silence_id": None, "silenced_until": None,
                                             "updated_at": self._clock()})
         try:
-            _, after = await self.store.update_group(group_id, change)
+            _, after = await self._store.update_group(group_id, change)
         except KeyError:
             return None
         return after
 
     async def _live_silences(self) -> list[tuple[str, list[Matcher], datetime]]:
         found = []
-        for silence_id, silence in (await self.store.silences()).items():
+        for silence_id, silence in (await self._store.silences()).items():
             try:
                 matchers = [parse_matcher(str(m)) for m in silence.get("matchers", [])]  # type: ignore[union-attr]
                 found.append((silence_id, matchers, datetime.fromisoformat(str(silence["expires_at"]))))
@@ -592,10 +603,10 @@ class AlertPipeline:
     async def tick(self) -> None:
         """Announces silences that expired, once, and forgets them."""
         now = self._clock()
-        for silence_id, silence in (await self.store.silences()).items():
+        for silence_id, silence in (await self._store.silences()).items():
             if datetime.fromisoformat(str(silence["expires_at"])) > now:
                 continue
-            if await self.store.delete_silence(silence_id):
+            if await self._store.delete_silence(silence_id):
                 await self._forget_silence(silence, silence_id)
                 matchers = " ".join(f"`{external_text(str(m))}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
                 await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
@@ -605,7 +616,7 @@ class AlertPipeline:
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         try:
-            return await self.store.update_group(group_id, change, also=also)
+            return await self._store.update_group(group_id, change, also=also)
         except KeyError:
             raise UserFacingError(f"There is no alert `{external_text(group_id)}`.") from None
 
@@ -623,6 +634,44 @@ class AlertPipeline:
                     await self._slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
                 except SlackApiError as error:
                     log.warning("could not update the page of %s in %s: %s", group.id, channel, error.response.get("error"))
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    async def get(self, group_id: str) -> AlertGroup | None:
+        """A group by id, or None when there is no such group."""
+        return await self._store.get_group(group_id)
+
+    async def groups(self, ids: Sequence[str]) -> list[AlertGroup]:
+        """Several groups by id (missing ones left out)."""
+        return await self._store.groups(ids)
+
+    async def firing(self) -> list[AlertGroup]:
+        """The groups with firing members."""
+        return await self._store.groups(await self._store.firing_ids())
+
+    async def acks(self) -> list[dict[str, str]]:
+        """Acknowledgements, newest first."""
+        return await self._store.acks()
+
+    async def silences(self) -> dict[str, dict[str, object]]:
+        """Every stored silence by id (expired ones too, until the tick removes them)."""
+        return await self._store.silences()
+
+    async def figures(self, days: Sequence[datetime], since: datetime) -> AlertFigures:
+        """The counters summed over `days`, with the acknowledgements since `since` and their mean time to
+        acknowledge: from the days' counters once they hold every ack, else from the ack stream as before."""
+        totals = await self._store.stats(days)
+        if await self._store.ack_counters_ready():  # a few small hashes, however long the history
+            acked, millis = totals.get("acks", 0), totals.get("ack_ms", 0)
+            return AlertFigures(totals, acked, timedelta(milliseconds=millis / acked) if acked else None)
+        acks = [a for a in await self._store.acks() if datetime.fromisoformat(a["at"]) >= since]
+        to_ack = timedelta(seconds=mean(float(a["seconds_to_ack"]) for a in acks)) if acks else None
+        return AlertFigures(totals, len(acks), to_ack)
+
+    async def open_page(self, group: AlertGroup, *, post_at: datetime) -> bool:
+        """Stores a new group (a page raised by another domain) due to be posted at `post_at`; False if one with
+        its key is open already."""
+        return await self._store.create_group(group, post_at=post_at)
 
     async def thread_reply(self, group: AlertGroup, text: str) -> None:
         """Replies in the thread of the group's message (once it is posted); a failure is logged, not raised."""

@@ -36,7 +36,7 @@ from bot.backups.config import (
     cron_trigger,
 )
 from bot.backups.drills import DrillRunner
-from bot.backups.model import BackupRecord, BackupState, Encryption, new_backup_id
+from bot.backups.model import BackupRecord, BackupState, DrillRecord, Encryption, RestoreRecord, new_backup_id
 from bot.backups.render import backup_message, dr_status_lines, progress_text
 from bot.backups.restores import RestoreService
 from bot.backups.retention import Candidate, pruned
@@ -44,7 +44,6 @@ from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.store import BackupStore as BackupRecords
 from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
-from bot.shell.config import ChatopsConfig
 from bot.platform.errors import UserFacingError, new_ref
 from bot.text.humanize import duration
 from bot.platform.locks import LockInfo
@@ -64,37 +63,56 @@ class BackupService:
     restores; one per process."""
 
     def __init__(
-        self, *, config: ChatopsConfig, records: BackupRecords, slack: AsyncWebClient, audit: AuditLog,
-        alerts: AlertPipeline, tasks: BackgroundTasks, clock: Callable[[], datetime],
+        self, section: BackupsSection, *, announce_channel: str | None, records: BackupRecords, slack: AsyncWebClient,
+        audit: AuditLog, alerts: AlertPipeline, tasks: BackgroundTasks, clock: Callable[[], datetime],
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = config
-        self.section: BackupsSection = config.backups
-        self.records = records
+        self.section = section
+        self._records = records
         self._slack = slack
         self._audit = audit
         self._tasks = tasks
         self._clock = clock
         self._environ = dict(os.environ if environ is None else environ)
         self._ttl = self.section.lock_ttl
-        self.targets = BackupTargets(config=config, records=records, environ=self._environ)
+        self._targets = BackupTargets(section, announce_channel=announce_channel, records=records, environ=self._environ)
         self._alerts = BackupAlerts(records=records, pipeline=alerts, clock=clock)
-        self.verifier = Verifier(targets=self.targets, alerts=self._alerts, slack=slack, audit=audit, clock=clock)
-        self.restores = RestoreService(targets=self.targets, slack=slack, audit=audit, tasks=tasks, clock=clock)
-        self.drills = DrillRunner(targets=self.targets, verifier=self.verifier, alerts=self._alerts, slack=slack,
+        self.verifier = Verifier(targets=self._targets, alerts=self._alerts, slack=slack, audit=audit, clock=clock)
+        self.restores = RestoreService(targets=self._targets, slack=slack, audit=audit, tasks=tasks, clock=clock)
+        self.drills = DrillRunner(targets=self._targets, verifier=self.verifier, alerts=self._alerts, slack=slack,
                                   audit=audit, clock=clock)
 
     # -- lookups ------------------------------------------------------------------------------------------
 
     def target(self, name: str) -> TargetConfig:
         """A target's configuration; a refusal naming the known ones otherwise."""
-        return self.targets.target(name)
+        return self._targets.target(name)
 
     async def backup(self, backup_id: str, *, target: str | None = None) -> BackupRecord:
         """A recorded backup (of `target`, when given); a refusal otherwise."""
-        return await self.targets.backup(backup_id, target=target)
+        return await self._targets.backup(backup_id, target=target)
 
     # -- running ------------------------------------------------------------------------------------------
+
+    async def get(self, backup_id: str) -> BackupRecord | None:
+        """A recorded backup, or None when there is no such backup."""
+        return await self._records.get(backup_id)
+
+    async def history(self, target: str, limit: int) -> list[BackupRecord]:
+        """A target's newest backups, newest first."""
+        return await self._records.history(target, limit)
+
+    async def drill_history(self, target: str, limit: int) -> list[DrillRecord]:
+        """A target's newest restore drills, newest first."""
+        return await self._records.drills(target, limit)
+
+    async def get_restore(self, restore_id: str) -> RestoreRecord | None:
+        """A restore request, or None when there is no such restore."""
+        return await self._records.get_restore(restore_id)
+
+    async def recent_restores(self, limit: int) -> list[RestoreRecord]:
+        """The newest restore requests, newest first."""
+        return await self._records.recent_restores(limit)
 
     async def start(self, target: str, *, user: str, reason: str = "", channel: str | None = None) -> BackupRecord:
         """Takes the target's lock and starts a backup in the background; a refusal if one is running."""
@@ -104,7 +122,7 @@ class BackupService:
         try:
             record = await self._begin(target, user=user, reason=reason, lock=lock, channel=channel)
         except BaseException:
-            await self.records.release_lock(target, lock.token)
+            await self._records.release_lock(target, lock.token)
             raise
         self._tasks.spawn(self._execute(record, lock), name=f"backup:{record.id}")
         return record
@@ -118,12 +136,12 @@ class BackupService:
         try:
             record = await self._begin(target, user=SCHEDULE, reason="scheduled", lock=lock, channel=None)
         except BaseException:
-            await self.records.release_lock(target, lock.token)
+            await self._records.release_lock(target, lock.token)
             raise
         return await self._execute(record, lock)
 
     async def _lock(self, target: str, user: str, reason: str, *, raise_if_held: bool) -> LockInfo | None:
-        lock, holder = await self.records.acquire_lock(
+        lock, holder = await self._records.acquire_lock(
             target, holder=user, reason=reason, run_id="", now=self._clock(), ttl=self._ttl,
         )
         if lock is None and raise_if_held:
@@ -144,22 +162,22 @@ class BackupService:
             id=backup_id, target=target, kind=config.kind, state=BackupState.RUNNING, requested_by=user, reason=reason,
             created_at=now, storage=storage, lock_token=lock.token,
         )
-        await self.records.create(record)
+        await self._records.create(record)
         await self._audit.record(actor=user, action="backup.run", result="ok", target=f"{target} {backup_id}",
                                  channel=channel or "", detail=reason)
-        where = self.targets.channel(target, channel)
+        where = self._targets.channel(target, channel)
         if where:
             try:
                 text, blocks = backup_message(record, progress="starting")
                 posted = await post_message(self._slack, where, text=text, blocks=blocks)
-                record = await self.records.update(record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]}))
+                record = await self._records.update(record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]}))
             except SlackApiError as error:
                 log.warning("could not post backup %s to %s: %s", record.id, where, error.response.get("error"))
         return record
 
     async def _execute(self, record: BackupRecord, lock: LockInfo) -> BackupRecord:
         """Streams (or snapshots) the backup, finishes the record, alerts, prunes; always releases the lock."""
-        async with lock_held(self.records, record.target, lock, self._ttl):
+        async with lock_held(self._records, record.target, lock, self._ttl):
             return await self._stream(record)
 
     async def _stream(self, record: BackupRecord) -> BackupRecord:
@@ -168,7 +186,7 @@ class BackupService:
         throttle = _Throttle(self, record)
         try:
             if isinstance(config, RdsTarget):
-                location, size = await self.targets.snapshotter(target).snapshot(record.id, throttle.update)
+                location, size = await self._targets.snapshotter(target).snapshot(record.id, throttle.update)
                 key, sha256, seconds = None, None, time.monotonic() - throttle.started
                 record = await self._off_box(record, config, location)
                 retain_until = None
@@ -176,13 +194,13 @@ class BackupService:
                 record, location, size, sha256, retain_until = await self._export_cache(record, config, throttle)
                 key, seconds = record.key, time.monotonic() - throttle.started
             else:
-                store = self.targets.store_for(target)
-                engine = self.targets.engine(target)
+                store = self._targets.store_for(target)
+                engine = self._targets.engine(target)
                 key = f"{target}/{record.id}.{engine.extension}"
                 record, stored = await self._store(record, store, key, engine.dump(store.part_size), throttle)
                 location, size, sha256, seconds, retain_until = stored
             now = self._clock()
-            record = await self.records.update(record.id, lambda r: r.model_copy(update={
+            record = await self._records.update(record.id, lambda r: r.model_copy(update={
                 "state": BackupState.SUCCEEDED, "finished_at": now, "size": size, "sha256": sha256,
                 "seconds": round(seconds, 3), "location": location, "upload_id": None, "retain_until": retain_until,
             }))
@@ -195,7 +213,7 @@ class BackupService:
             ref = new_ref()
             log.exception("backup %s failed inside chatops (ref %s)", record.id, ref)
             return await self._finish_badly(record.id, BackupState.FAILED, f"chatops failed while running it (ref {ref}).")
-        await self.targets.write_metadata(record)
+        await self._targets.write_metadata(record)
         await self._refresh(record)
         await self._audit.record(actor=record.requested_by, action="backup.finish", result="ok", target=record.id,
                                  detail=f"{record.size} bytes sha256 {record.sha256}")
@@ -210,7 +228,7 @@ class BackupService:
     async def _off_box(self, record: BackupRecord, config: RdsTarget, arn: str) -> BackupRecord:
         """The RDS snapshot's copy in another region and its export to S3, each recorded when complete. A failure
         keeps the snapshot (it restores) but raises the target's `offbox` alert; the next success resolves it."""
-        snapshotter = self.targets.snapshotter(record.target)
+        snapshotter = self._targets.snapshotter(record.target)
         update: dict[str, Any] = {}
         problems = []
         if config.copy_to is not None:
@@ -219,7 +237,7 @@ class BackupService:
             except BackupError as error:
                 problems.append(f"copy to {config.copy_to.region} failed: {error}")
         if config.export_to is not None:
-            store = self.targets.s3_store(config.export_to.storage)
+            store = self._targets.s3_store(config.export_to.storage)
             try:
                 update["export_location"] = await snapshotter.export(
                     record.id, arn, bucket=store.bucket, prefix=store.full(f"{record.target}/exports"))
@@ -231,17 +249,17 @@ class BackupService:
                                     f"{record.id}: " + "; ".join(problems))
         elif update:
             await self._alerts.resolve(record.target, "offbox", f"{record.id} of {record.target} is copied off-box.")
-        return await self.records.update(record.id, lambda r: r.model_copy(update=update)) if update else record
+        return await self._records.update(record.id, lambda r: r.model_copy(update=update)) if update else record
 
     async def _export_cache(self, record: BackupRecord, config: ElastiCacheTarget,
                             throttle: _Throttle) -> tuple[BackupRecord, str, int, str, datetime | None]:
         """ElastiCache: snapshot, export into the target's S3 storage, then stream the RDB under our layout as every
         other backup is stored (encrypted and locked when the storage says so; size and sha256 of the stored bytes),
         and delete the export: (record, location, size, sha256, locked until)."""
-        snapshotter = self.targets.cache_snapshotter(record.target)
-        store = self.targets.s3_store(config.storage)
+        snapshotter = self._targets.cache_snapshotter(record.target)
+        store = self._targets.s3_store(config.storage)
         await snapshotter.snapshot(record.id, throttle.update)
-        record = await self.records.update(record.id, lambda r: r.model_copy(update={"snapshot": r.id}))
+        record = await self._records.update(record.id, lambda r: r.model_copy(update={"snapshot": r.id}))
         exported = await snapshotter.export(record.id, store.bucket)
         deadline = time.monotonic() + snapshotter.timeout
         while not (found := [k for k in await store.keys_under(exported) if k.endswith(".rdb")]):
@@ -268,7 +286,7 @@ class BackupService:
         until)."""
         chunks, encryption = await self._sealed(record.target, key, dump)
         upload = await store.begin(key)
-        record = await self.records.update(record.id, lambda r: r.model_copy(update={
+        record = await self._records.update(record.id, lambda r: r.model_copy(update={
             "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
         try:
             streamed = await stream_upload(chunks, upload, throttle.progress)
@@ -283,7 +301,7 @@ class BackupService:
     ) -> tuple[AsyncIterator[bytes | bytearray], Encryption | None]:
         """The dump as it is stored: encrypted under a fresh data key when the storage says so (the record keeps the
         wrapped key; the sha256 recorded is then of the encrypted bytes, what the storage holds)."""
-        envelope = self.targets.envelope_for(target)
+        envelope = self._targets.envelope_for(target)
         if envelope is None:
             return dump, None
         data_key = await envelope.new_key(key)
@@ -293,7 +311,7 @@ class BackupService:
 
     async def _finish_badly(self, backup_id: str, state: BackupState, detail: str) -> BackupRecord:
         now = self._clock()
-        record = await self.records.update(backup_id, lambda r: r if r.state != BackupState.RUNNING else r.model_copy(update={
+        record = await self._records.update(backup_id, lambda r: r if r.state != BackupState.RUNNING else r.model_copy(update={
             "state": state, "finished_at": now, "detail": detail}))
         await quietly(self._refresh(record))
         await quietly(self._audit.record(actor=record.requested_by, action="backup.finish", result="failed", target=record.id, detail=detail))
@@ -306,19 +324,19 @@ class BackupService:
         """Marks runs whose process died as interrupted and aborts their uploads (and any stray incomplete upload
         of the target when its lock is ours). Safe on every replica: a live run's lock carries its token."""
         found = []
-        for record in await self.records.running():
+        for record in await self._records.running():
             if target is not None and record.target != target:
                 continue
-            holder = await self.records.lock_holder(record.target)
+            holder = await self._records.lock_holder(record.target)
             if holder is not None and holder.token == record.lock_token:
                 continue
             found.append(record.id)
             detail = "chatops stopped while this backup ran; its incomplete upload was discarded and nothing is stored."
             if record.key and record.upload_id:
-                await quietly(self.targets.store_for(record.target).abort_incomplete(record.key, record.upload_id))
+                await quietly(self._targets.store_for(record.target).abort_incomplete(record.key, record.upload_id))
             await self._finish_badly(record.id, BackupState.INTERRUPTED, detail)
         if target is not None and getattr(self.target(target), "storage", None):
-            store = self.targets.store_for(target)
+            store = self._targets.store_for(target)
             for key, upload_id in await store.incomplete(f"{target}/"):
                 log.warning("aborting an incomplete upload of %s left behind: %s", target, key)
                 await quietly(store.abort_incomplete(key, upload_id))
@@ -330,7 +348,7 @@ class BackupService:
         """Deletes the good backups the target's retention lets go (never the newest good one). A backup whose
         object S3 Object Lock still holds is not touched: it is kept, and its record says until when."""
         config = self.target(target)
-        records = await self.records.history(target, self.section.history_keep)
+        records = await self._records.history(target, self.section.history_keep)
         good = {r.id: r for r in records if r.good}
         now = self._clock()
         gone = []
@@ -341,26 +359,26 @@ class BackupService:
                 continue
             try:
                 if isinstance(config, RdsTarget):
-                    snapshotter = self.targets.snapshotter(target)
+                    snapshotter = self._targets.snapshotter(target)
                     await snapshotter.delete(record.id)
                     if record.copy_location:
                         await snapshotter.delete_copy(record.id)
                     if record.export_location and config.export_to is not None:
-                        store = self.targets.s3_store(config.export_to.storage)
+                        store = self._targets.s3_store(config.export_to.storage)
                         await store.delete_prefix(record.export_location.split("/", 3)[3])
                 if isinstance(config, ElastiCacheTarget) and record.snapshot:
-                    await self.targets.cache_snapshotter(target).delete(record.snapshot)
+                    await self._targets.cache_snapshotter(target).delete(record.snapshot)
                 if not isinstance(config, RdsTarget) and record.key:
-                    await self.targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
+                    await self._targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
             except BackupError as error:
                 log.warning("retention could not delete %s: %s", backup_id, error)
                 await self._audit.record(actor="chatops", action="backup.prune", result="failed", target=backup_id,
                                          detail=str(error))
                 continue
-            await self.records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}))
+            await self._records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}))
             await self._audit.record(actor="chatops", action="backup.prune", result="ok", target=backup_id)
             gone.append(backup_id)
-        await self.records.trim(target)
+        await self._records.trim(target)
         return gone
 
     async def _keep_locked(self, record: BackupRecord) -> None:
@@ -372,7 +390,7 @@ class BackupService:
         if record.detail == detail:
             return
         log.info("retention keeps %s: object lock until %s", record.id, record.retain_until.isoformat())
-        await self.records.update(record.id, lambda r: r.model_copy(update={"detail": detail}))
+        await self._records.update(record.id, lambda r: r.model_copy(update={"detail": detail}))
         await self._audit.record(actor="chatops", action="backup.prune.locked", result="ok", target=record.id,
                                  detail=detail)
 
@@ -391,8 +409,8 @@ class BackupService:
         for name, config in self.section.targets.items():
             if config.rpo is None:
                 continue
-            last = await self.records.last_good(name)
-            since = last or await self.records.first_seen(name, now)
+            last = await self._records.last_good(name)
+            since = last or await self._records.first_seen(name, now)
             if now - since > config.rpo:
                 breached.append(name)
                 what = f"the newest successful backup is from {last:%Y-%m-%d %H:%M}Z" if last else "there is no successful backup yet"
@@ -403,7 +421,7 @@ class BackupService:
 
     async def dr_status(self, now: datetime) -> list[str]:
         """`/status` lines: each target's last good backup age against its RPO and last drill against its RTO."""
-        standing = await self.records.standing(list(self.section.targets))
+        standing = await self._records.standing(list(self.section.targets))
         rows = [(name, standing[name][0], config.rpo, standing[name][1], config.rto)
                 for name, config in self.section.targets.items()]
         return dr_status_lines(rows, now)
@@ -446,7 +464,7 @@ class BackupService:
 
     async def aclose(self) -> None:
         """Releases storage and AWS clients."""
-        await self.targets.aclose()
+        await self._targets.aclose()
 
 
 class _Throttle:

@@ -16,7 +16,6 @@ from bot.backups.model import BackupRecord
 from bot.backups.readback import StoredObject
 from bot.backups.runs import quietly
 from bot.backups.store import BackupStore as BackupRecords
-from bot.shell.config import ChatopsConfig
 from bot.platform.errors import UserFacingError
 from integrations.backups.base import BackupEngine, BackupStore
 from integrations.backups.elasticache import ElastiCacheSnapshotter
@@ -34,9 +33,11 @@ from integrations.backups.s3 import S3BackupStore
 class BackupTargets:
     """Lookups of targets and backups, and the clients a target's runs use; one per `BackupService`."""
 
-    def __init__(self, *, config: ChatopsConfig, records: BackupRecords, environ: dict[str, str]) -> None:
-        self.config = config
-        self.section: BackupsSection = config.backups
+    def __init__(
+        self, section: BackupsSection, *, announce_channel: str | None, records: BackupRecords, environ: dict[str, str],
+    ) -> None:
+        self.section = section
+        self._announce_channel = announce_channel
         self.records = records
         self.environ = environ  # shared, not copied: the clients read the environment of the service that owns them
         self._stores: dict[str, BackupStore] = {}
@@ -65,7 +66,7 @@ class BackupTargets:
     def channel(self, target: str, fallback: str | None) -> str | None:
         """Where the target's messages go: its channel, the backups channel, the announce channel, or `fallback`."""
         config = self.target(target)
-        return config.channel or self.section.channel or self.config.slack.announce_channel or fallback
+        return config.channel or self.section.channel or self._announce_channel or fallback
 
     def store_for(self, target: str) -> BackupStore:
         """The storage a target writes to (built once)."""

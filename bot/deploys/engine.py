@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,8 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.platform.audit import AuditLog
-from bot.shell.config import ChatopsConfig
-from bot.deploys.config import EnvironmentConfig, ServiceConfig
+from bot.deploys.config import DeploysSection, EnvironmentConfig, ServiceConfig
 from bot.deploys.figures import Figures, calendar_window, compute_figures
 from bot.deploys.model import (
     AnalysisView,
@@ -28,6 +27,7 @@ from bot.deploys.model import (
     Decision,
     DeployRecord,
     DeployState,
+    Holds,
     IllegalTransition,
     StepProcesses,
     StepProgress,
@@ -105,11 +105,14 @@ class DeployEngine:
     """Runs deploys and rollbacks; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: ChatopsConfig, store: DeployStore, slack: AsyncWebClient, http: aiohttp.ClientSession,
-        audit: AuditLog, tasks: BackgroundTasks, clock: Callable[[], datetime], environ: Mapping[str, str] | None = None,
+        self, services: Mapping[str, ServiceConfig], settings: DeploysSection, *, announce_channel: str | None,
+        store: DeployStore, slack: AsyncWebClient, http: aiohttp.ClientSession, audit: AuditLog, tasks: BackgroundTasks,
+        clock: Callable[[], datetime], environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = config
-        self.store = store
+        self.services = services  # the `services:` section, read-only: commands list and check names against it
+        self._settings = settings
+        self._announce_channel = announce_channel
+        self._store = store
         self._slack = slack
         self._http = http
         self._audit = audit
@@ -119,15 +122,15 @@ class DeployEngine:
         self._deployers: dict[tuple[str, str], Deployer] = {}
         self._checks: dict[tuple[str, str], list[HealthCheck]] = {}
         self._running: set[str] = set()
-        self._ttl = config.deploys.lock_ttl
+        self._ttl = settings.lock_ttl
 
     # -- lookups ------------------------------------------------------------------------------------------
 
     def environment(self, service: str, environment: str) -> tuple[ServiceConfig, EnvironmentConfig]:
         """The configuration of a service and environment; a refusal naming the known ones otherwise."""
-        svc = self.config.services.get(service)
+        svc = self.services.get(service)
         if svc is None:
-            known = ", ".join(f"`{name}`" for name in self.config.services) or "none are configured"
+            known = ", ".join(f"`{name}`" for name in self.services) or "none are configured"
             raise UserFacingError(f"There is no service `{service}`. Services: {known}.")
         env = svc.environments.get(environment)
         if env is None:
@@ -158,10 +161,10 @@ class DeployEngine:
         """Checks policy and records the deploy; the Slack message and the run continue in the background."""
         svc, env = self.environment(req.service, req.environment)
         now = self._clock()
-        current = await self.store.current_version(req.service, req.environment)
+        current = await self._store.current_version(req.service, req.environment)
         version = req.version
         if req.kind == "rollback" and version is None:
-            history = await self.store.history(req.service, req.environment, [], 200)
+            history = await self._store.history(req.service, req.environment, [], 200)
             version = rollback_target(history, current)
             if version is None:
                 raise UserFacingError(
@@ -176,7 +179,7 @@ class DeployEngine:
         if req.kind == "rollback" and version == current:
             raise UserFacingError(f"`{req.service}` is already at `{version}` in `{req.environment}`.")
         freeze = active_freeze(env.freeze, now)
-        hold = blocking_hold(await self.store.holds(now), req.service, req.environment)
+        hold = blocking_hold(await self._store.holds(now), req.service, req.environment)
         if (freeze or hold) and not req.force:
             if freeze:
                 until = f" until {freeze.until:%a %H:%M}Z" if freeze.until else ""
@@ -187,7 +190,7 @@ class DeployEngine:
                 f"`{req.environment}` is locked by <@{hold.holder}> since {hold.since:%H:%M}Z{until}: {hold.reason}. "
                 f"Ask them, or `/deploy unlock {req.environment}{' ' + req.service if hold.deploy_id else ''}`."
             )
-        for other in await self.store.active():
+        for other in await self._store.active():
             if other.service == req.service and other.environment == req.environment:
                 raise UserFacingError(
                     f"`{other.id}` ({title(other)}, {other.state.value.replace('_', ' ')}) by <@{other.requested_by}> "
@@ -208,9 +211,9 @@ class DeployEngine:
             allow_self_approval=approval.allow_self_approval if approval else False,
             expires_at=now + approval.expires_after if approval else None,
             steps=env.steps if req.kind == "deploy" else (None,),
-            channel=svc.channel or self.config.slack.announce_channel or req.channel,
+            channel=svc.channel or self._announce_channel or req.channel,
         )
-        await self.store.create(record)
+        await self._store.create(record)
         await self._audit.record(
             actor=req.user, action=f"{req.kind}.request", result="ok", channel=req.channel,
             target=f"{req.service} {version} → {req.environment}", detail=f"{record.id}{' forced' if record.forced else ''} {req.reason}".strip(),
@@ -219,20 +222,21 @@ class DeployEngine:
         return record
 
     async def _announce(self, deploy_id: str) -> None:
-        record = await self.store.get(deploy_id)
+        record = await self._store.get(deploy_id)
         if record is None or record.state != DeployState.REQUESTED:
             return
         if record.required_approvals:
-            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.AWAITING_APPROVAL, self._clock()))
+            record = await self._store.update(
+                deploy_id, lambda r: r.moved(DeployState.AWAITING_APPROVAL, self._clock()))
         try:
             text, blocks = deploy_message(record, now=self._clock(), checklist=self._checklist(record))
             response = await self._post(record.channel or "", text=text, blocks=blocks)
         except SlackApiError as error:
             reason = f"could not post to {record.channel}: {error.response.get('error')}"
-            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=reason))
+            record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=reason))
             await self._dm(record.requested_by, f":x: {title(record)} did not start: {reason}. Invite the bot there or set the service's `channel`.")
             return
-        record = await self.store.update(
+        record = await self._store.update(
             deploy_id, lambda r: r.model_copy(update={"channel": response["channel"], "message_ts": response["ts"]})
         )
         if not record.required_approvals:
@@ -240,10 +244,10 @@ class DeployEngine:
 
     async def _live_lock(self, service: str, environment: str) -> LockInfo | None:
         """The run lock, unless its deploy already finished (it is released a moment after)."""
-        lock = await self.store.lock_holder(service, environment)
+        lock = await self._store.lock_holder(service, environment)
         if lock is None or lock.deploy_id is None:
             return lock
-        owner = await self.store.get(lock.deploy_id)
+        owner = await self._store.get(lock.deploy_id)
         return None if owner is not None and owner.terminal else lock
 
     def _checklist(self, record: DeployRecord) -> tuple[str, ...]:
@@ -311,11 +315,11 @@ class DeployEngine:
 
     async def _decide(self, deploy_id: str, change: Callable[[DeployRecord], DeployRecord]) -> DeployRecord:
         try:
-            return await self.store.update(deploy_id, change)
+            return await self._store.update(deploy_id, change)
         except KeyError:
             raise UserFacingError(f"There is no deploy `{deploy_id}`.") from None
         except _Unchanged:
-            record = await self.store.get(deploy_id)
+            record = await self._store.get(deploy_id)
             assert record is not None
             return record
         except IllegalTransition as error:
@@ -324,11 +328,11 @@ class DeployEngine:
     # -- running ------------------------------------------------------------------------------------------
 
     async def _start(self, deploy_id: str) -> None:
-        record = await self.store.get(deploy_id)
+        record = await self._store.get(deploy_id)
         if record is None or deploy_id in self._running:
             return
         for _ in range(25):
-            lock, holder = await self.store.acquire_lock(
+            lock, holder = await self._store.acquire_lock(
                 record.service, record.environment, holder=record.requested_by, reason=title(record), deploy_id=deploy_id,
                 now=self._clock(), ttl=self._ttl,
             )
@@ -337,7 +341,7 @@ class DeployEngine:
             await asyncio.sleep(0.2)  # the previous deploy finished and is releasing its lock
         if lock is None:
             who = f"<@{holder.holder}> ({holder.reason}) since {holder.since:%H:%M}Z" if holder else "someone"
-            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."))
+            record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."))
             await self._refresh(record)
             return
         self._running.add(deploy_id)
@@ -348,12 +352,12 @@ class DeployEngine:
         except Exception:
             ref = new_ref()
             log.exception("deploy %s failed inside chatops (ref %s)", deploy_id, ref)
-            record = await self.store.update(
+            record = await self._store.update(
                 deploy_id, lambda r: r if r.terminal else r.moved(DeployState.FAILED, self._clock(), detail=f"chatops failed while running it (ref {ref}).")
             )
             await self._refresh(record)
         finally:
-            await self.store.release_lock(record.service, record.environment, lock.token)  # only if still ours
+            await self._store.release_lock(record.service, record.environment, lock.token)  # only if still ours
             self._running.discard(deploy_id)
 
     async def _holding(self, record: DeployRecord, lock: LockInfo, work: Coroutine[Any, Any, None]) -> str | None:
@@ -389,7 +393,7 @@ class DeployEngine:
                 return f"its lock could not be renewed for {human_duration(self._ttl)}"
             try:
                 ours = await asyncio.wait_for(
-                    self.store.renew_lock(record.service, record.environment, lock.token, self._ttl),
+                    self._store.renew_lock(record.service, record.environment, lock.token, self._ttl),
                     timeout=renewed + ttl - sent,
                 )
             except Exception:  # a Redis blip: try again, until the TTL would have run out
@@ -404,7 +408,7 @@ class DeployEngine:
         detail = (f"chatops stopped this deploy because {reason}; its command was stopped and its outcome is unknown. "
                   "Check the service, then deploy again or roll back.")
         try:
-            record = await self.store.update(
+            record = await self._store.update(
                 deploy_id, lambda r: r if r.terminal else r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail)
             )
         except Exception:  # Redis may be what failed: a recovering replica will mark it later
@@ -426,7 +430,7 @@ class DeployEngine:
             async def on_run(external_id: str, url: str | None) -> None:
                 # Recorded before the run is followed, so a restarted process resumes it (`_recovered`).
                 if track:
-                    await self.store.update(record.id, lambda r: r.model_copy(
+                    await self._store.update(record.id, lambda r: r.model_copy(
                         update={"external_id": external_id, "external_url": url or r.external_url}))
 
             return await deployer.apply_reporting(step, emit, on_run)
@@ -436,25 +440,25 @@ class DeployEngine:
         host, host_id = this_host()
         processes = StepProcesses(host=host, host_id=host_id, started_at=now, ends_by=now + deployer.work_limit,
                                   kill_grace_seconds=deployer.kill_grace.total_seconds())
-        await self.store.update(record.id, lambda r: r.model_copy(update={"processes": processes}))
+        await self._store.update(record.id, lambda r: r.model_copy(update={"processes": processes}))
 
         async def started(run: LocalRun) -> None:
             known = processes.model_copy(update={"pid": run.pid, "pgid": run.pgid})
-            await self.store.update(record.id, lambda r: r.model_copy(update={"processes": known}))
+            await self._store.update(record.id, lambda r: r.model_copy(update={"processes": known}))
 
         result = await deployer.apply(step, emit, on_start=started)
-        await self.store.update(record.id, lambda r: r.model_copy(update={"processes": None}))
+        await self._store.update(record.id, lambda r: r.model_copy(update={"processes": None}))
         return result
 
     async def _run(self, deploy_id: str, *, resumed_external_id: str | None = None) -> None:
-        record = await self.store.get(deploy_id)
+        record = await self._store.get(deploy_id)
         assert record is not None
         _, env = self.environment(record.service, record.environment)
         now = self._clock()
         if record.state == DeployState.REQUESTED:
-            record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.RUNNING, now, started_at=now))
+            record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.RUNNING, now, started_at=now))
         elif record.started_at is None:
-            record = await self.store.update(deploy_id, lambda r: r.model_copy(update={"started_at": now}))
+            record = await self._store.update(deploy_id, lambda r: r.model_copy(update={"started_at": now}))
         deployer = self._deployer(record.service, record.environment)
         emit = self._emitter(record)
         failure = ""
@@ -466,7 +470,7 @@ class DeployEngine:
                 return (r.moved(DeployState.RUNNING, self._clock(), step_index=i)
                         .with_progress(label, lambda _: StepProgress(label=label)))
 
-            record = await self.store.update(deploy_id, running)
+            record = await self._store.update(deploy_id, running)
             await self._refresh(record)
             step = await self._target_of(self._step(record, weight))
             if resumed_external_id is not None and index == record.step_index:
@@ -487,7 +491,7 @@ class DeployEngine:
                 failure = f"{label} failed: {result.summary}"
                 break
             if env.health is not None:
-                record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
+                record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
                 await self._refresh(record)
                 ok, why = await self._health_gate(env, result.url or record.external_url, emit, record.id, label)
                 if not ok:
@@ -497,7 +501,8 @@ class DeployEngine:
             await emit(self._finished_line(record, label))
             if env.analysis is not None and record.kind == "deploy":
                 if record.state != DeployState.VERIFYING:
-                    record = await self.store.update(deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
+                    record = await self._store.update(
+                        deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
                 verdict = await self._bake(record, env.analysis, label, emit)
                 if not verdict.ok:
                     failure = f"metric gate failed at {label}: {verdict.reason}"
@@ -516,7 +521,7 @@ class DeployEngine:
                 done = r.moved(DeployState.SUCCEEDED, self._clock(), detail="")
                 return done.model_copy(update={"commit_at": commit_at}) if commit_at is not None else done
 
-            record = await self.store.update(deploy_id, succeeded)
+            record = await self._store.update(deploy_id, succeeded)
             await self._refresh(record)
             took = human_duration((record.finished_at or now) - (record.started_at or now))
             await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} "
@@ -533,7 +538,7 @@ class DeployEngine:
         assert env.health is not None
 
         async def show(change: Callable[[StepProgress], StepProgress]) -> None:
-            record = await self.store.update(deploy_id, lambda r: r.with_progress(label, change))
+            record = await self._store.update(deploy_id, lambda r: r.with_progress(label, change))
             await self._refresh(record)
 
         async def checked(probe: ProbeResult) -> None:
@@ -556,7 +561,7 @@ class DeployEngine:
 
     async def _step_done(self, deploy_id: str, label: str) -> DeployRecord:
         """Marks a step's block done once its provider step and health gate passed."""
-        record = await self.store.update(
+        record = await self._store.update(
             deploy_id, lambda r: r.with_progress(label, lambda p: p.model_copy(update={"state": "passed"})))
         await self._refresh(record)
         return record
@@ -580,7 +585,7 @@ class DeployEngine:
 
         async def show(progress: AnalysisProgress, verdict: Literal["running", "passed", "failed"] = "running") -> None:
             view = _analysis_view(progress, label, settings, verdict)
-            updated = await self.store.update(record.id, lambda r: r.model_copy(update={"analysis": view}))
+            updated = await self._store.update(record.id, lambda r: r.model_copy(update={"analysis": view}))
             await self._refresh(updated)
 
         result = await run_analysis(checks, settings, report=show)
@@ -603,11 +608,11 @@ class DeployEngine:
                 previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
             ))
             label = f"rollback to {target}"
-            record = await self.store.update(
+            record = await self._store.update(
                 record.id, lambda r: r.with_progress(label, lambda _: StepProgress(label=label)))
             await self._refresh(record)
             result = await self._apply(record, deployer, step, emit, track=False)
-            record = await self.store.update(record.id, lambda r: r.with_progress(label, lambda p: p.model_copy(
+            record = await self._store.update(record.id, lambda r: r.with_progress(label, lambda p: p.model_copy(
                 update={"summary": result.summary, "state": "running" if result.ok else "failed"})))
             healthy = result.ok
             why = result.summary
@@ -618,14 +623,14 @@ class DeployEngine:
                 record = await self._step_done(record.id, label)
             if healthy:
                 detail = f"{failure}. Rolled back to {target} automatically."
-                record = await self.store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))
+                record = await self._store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))
             else:
                 detail = f"{failure}. The automatic rollback to {target} failed too ({why}): needs a human."
-                record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+                record = await self._store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
         else:
             advice = failure_advice(record)
             detail = f"{failure}. Stopped; waiting for a human." + (f" {advice}" if advice else "")
-            record = await self.store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+            record = await self._store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
         await self._refresh(record)
         await emit(f":x: {record.detail}")
         await self._dm(record.requested_by, f":x: {title(record)} (`{record.id}`): {record.detail}")
@@ -646,13 +651,13 @@ class DeployEngine:
             state = "running" if result.ok else "failed"
             return kept.with_progress(label, lambda p: p.model_copy(update={"summary": result.summary, "state": state}))
 
-        return await self.store.update(deploy_id, keep)
+        return await self._store.update(deploy_id, keep)
 
     async def _target_of(self, step: DeployStep) -> DeployStep:
         """A rollback step with the provider's id of the run that last put its version in place, from history."""
         if not step.rollback:
             return step
-        for earlier in await self.store.history(step.service, step.environment, [], 200):
+        for earlier in await self._store.history(step.service, step.environment, [], 200):
             if earlier.id != step.deploy_id and earlier.version == step.version and earlier.external_id and (
                     earlier.state == DeployState.SUCCEEDED):
                 return dataclasses.replace(step, target_external_id=earlier.external_id)
@@ -661,7 +666,7 @@ class DeployEngine:
     async def _commit_time(self, record: DeployRecord) -> datetime | None:
         """When the deployed commit was made (GitHub's commit API), for lead time; None when unknown (never fails a
         deploy)."""
-        settings = self.config.deploys.lead_time
+        settings = self._settings.lead_time
         if not (record.commit_sha and record.commit_repo and record.kind == "deploy"
                 and record.environment in settings.environments):
             return None
@@ -684,9 +689,9 @@ class DeployEngine:
     async def tick(self) -> None:
         """Expires approvals past their deadline and recovers deploys whose process died (safe on every replica)."""
         now = self._clock()
-        for deploy_id in await self.store.claim_due(now):
+        for deploy_id in await self._store.claim_due(now):
             try:
-                record = await self.store.update(
+                record = await self._store.update(
                     deploy_id, lambda r: r.moved(DeployState.EXPIRED, now, detail="Nobody approved it in time.")
                 )
             except (IllegalTransition, KeyError):
@@ -694,11 +699,11 @@ class DeployEngine:
             await self._refresh(record)
             await self._dm(record.requested_by, f":hourglass: {title(record)} (`{record.id}`) expired without enough approvals.")
             await self._audit.record(actor="chatops", action=f"{record.kind}.expire", result="ok", target=deploy_id, channel=record.channel or "")
-        for record in await self.store.active():
+        for record in await self._store.active():
             if record.id in self._running:
                 continue
             if record.state in (DeployState.RUNNING, DeployState.VERIFYING):
-                holder = await self.store.lock_holder(record.service, record.environment)
+                holder = await self._store.lock_holder(record.service, record.environment)
                 if holder is None or holder.deploy_id != record.id:
                     # Recovery may wait for a command's timeout: it must not hold up the next ticks.
                     self._running.add(record.id)
@@ -710,7 +715,7 @@ class DeployEngine:
         """A deploy whose process died: follow it again when the provider can, else mark it interrupted, once
         nothing it started can still run. Holds the lock meanwhile, so no other deploy overlaps it."""
         try:
-            lock, _ = await self.store.acquire_lock(
+            lock, _ = await self._store.acquire_lock(
                 record.service, record.environment, holder=record.requested_by, reason=f"recovering {record.id}",
                 deploy_id=record.id, now=self._clock(), ttl=self._ttl,
             )
@@ -721,7 +726,7 @@ class DeployEngine:
             except IllegalTransition:
                 pass
             finally:
-                await self.store.release_lock(record.service, record.environment, lock.token)  # only if still ours
+                await self._store.release_lock(record.service, record.environment, lock.token)  # only if still ours
         finally:
             self._running.discard(record.id)
 
@@ -733,13 +738,13 @@ class DeployEngine:
                 return
             except _CannotResume:
                 pass
-        record = await self.store.get(record.id) or record
+        record = await self._store.get(record.id) or record
         if record.terminal:
             return  # its own process ended it meanwhile (it lost its lock and stopped its command)
         note = await self._wait_for_processes(record)
         detail = (f"chatops stopped while this deploy ran; its outcome is unknown.{note} "
                   "Check the service, then deploy again or roll back.")
-        updated = await self.store.update(
+        updated = await self._store.update(
             record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
         await self._refresh(updated)
         await self._emitter(updated)(f":warning: {detail}")
@@ -777,25 +782,89 @@ class DeployEngine:
 
     async def history(self, service: str, environment: str | None, limit: int) -> tuple[list[DeployRecord], Figures]:
         """The newest deploys of a service and the figures over the last 30 UTC days (today's included)."""
-        svc = self.config.services.get(service)
+        svc = self.services.get(service)
         if svc is None:
             self.environment(service, "")
         assert svc is not None
         if environment is not None:
             self.environment(service, environment)
         envs = list(svc.environments)
-        records = await self.store.history(service, environment, envs, limit)
+        records = await self._store.history(service, environment, envs, limit)
         now = self._clock()
         chosen = [environment] if environment else envs
         # From daily counters: the same cost however long the history.
-        figures = await self.store.figures(service, chosen, now)
+        figures = await self._store.figures(service, chosen, now)
         if figures is None:
             # Until the retention job has counted the deploys an earlier version finished: the window's records (by
             # creation, with room for a deploy that waited for approval and ran long), over the same UTC days.
             days, end = calendar_window(now)
-            window = await self.store.recent(service, chosen, end - timedelta(days=len(days)) - FIGURES_LOOKBACK)
+            window = await self._store.recent(service, chosen, end - timedelta(days=len(days)) - FIGURES_LOOKBACK)
             figures = compute_figures(window, end, timedelta(days=len(days)))
         return records, figures
+
+    async def get(self, deploy_id: str) -> DeployRecord | None:
+        """The deploy's record, or None when there is no such deploy."""
+        return await self._store.get(deploy_id)
+
+    async def current_version(self, service: str, environment: str) -> str | None:
+        """The version last deployed successfully to an environment, if any."""
+        return await self._store.current_version(service, environment)
+
+    async def running_record(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
+        """The version running in an environment and the deploy that put it there, if it is known."""
+        return await self._store.running_record(service, environment)
+
+    async def running_records(
+        self, pairs: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
+        """`running_record` for many (service, environment) pairs, read together (what `/status` shows)."""
+        return await self._store.running_records(pairs)
+
+    async def active(self) -> list[DeployRecord]:
+        """Deploys not yet finished (awaiting approval, running, verifying)."""
+        return await self._store.active()
+
+    async def holds(self, now: datetime | None = None) -> Holds:
+        """Manual locks in force at `now` (the clock's now by default), by `<env>:<service or *>`."""
+        return await self._store.holds(now or self._clock())
+
+    async def between(self, start: datetime, end: datetime) -> list[DeployRecord]:
+        """Deploys of every configured service created between `start` and `end` (the newest 200 per service)."""
+        found: list[DeployRecord] = []
+        for name, service in self.services.items():
+            records = await self._store.history(name, None, list(service.environments), 200)
+            found += [r for r in records if start <= r.created_at <= end]
+        return found
+
+    # -- manual locks -------------------------------------------------------------------------------------
+
+    def lock_role(self, environment: str, service: str | None) -> str:
+        """The role that may lock or unlock an environment (or one service in it): the environment's deploy role;
+        `admins` when the services in that environment name different roles."""
+        if service:
+            return self.environment(service, environment)[1].deploy_role
+        roles = {svc.environments[environment].deploy_role for svc in self.services.values()
+                 if environment in svc.environments}
+        if not roles:
+            known = sorted({e for svc in self.services.values() for e in svc.environments})
+            listed = ", ".join(f"`{e}`" for e in known) or "none"
+            raise UserFacingError(f"No service has an environment `{environment}`. Environments: {listed}.")
+        return "admins" if len(roles) > 1 else roles.pop()
+
+    async def lock(
+        self, environment: str, service: str | None, *, user: str, reason: str, duration: timedelta, token: str | None,
+    ) -> LockInfo:
+        """Holds deploys to an environment (or one service in it) for `duration`; `token` names the lock (the
+        request's trigger id), the current time otherwise."""
+        now = self._clock()
+        hold = LockInfo(token=token or now.isoformat(), holder=user, reason=reason, since=now, until=now + duration,
+                        deploy_id=None)
+        await self._store.set_hold(environment, service, hold)
+        return hold
+
+    async def unlock(self, environment: str, service: str | None) -> LockInfo | None:
+        """Removes a manual lock; the lock removed, or None when there was none."""
+        return await self._store.remove_hold(environment, service)
 
     # -- Slack --------------------------------------------------------------------------------------------
 

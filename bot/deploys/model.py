@@ -8,11 +8,12 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.platform.approvals import Decision, approved_by
+from bot.platform.locks import LockInfo
 
 
 class DeployState(StrEnum):
@@ -36,6 +37,9 @@ TERMINAL = frozenset({
     DeployState.EXPIRED, DeployState.CANCELLED, DeployState.INTERRUPTED,
 })
 ACTIVE = frozenset(DeployState) - TERMINAL
+
+# Manual locks in force, by `<env>:<service or *>` (what `DeployEngine.holds` answers).
+Holds: TypeAlias = dict[str, LockInfo]
 
 ALLOWED = {
     DeployState.REQUESTED: {DeployState.AWAITING_APPROVAL, DeployState.RUNNING, DeployState.CANCELLED, DeployState.FAILED},

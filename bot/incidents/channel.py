@@ -147,7 +147,7 @@ class IncidentChannel:
         return found
 
     async def _alert_thread(self, group_id: str, text: str) -> None:
-        group = await self._alerts.store.get_group(group_id)
+        group = await self._alerts.get(group_id)
         if group is None or group.message_ts is None:
             return
         try:

@@ -45,7 +45,7 @@ class IncidentPager:
         now = self._clock()
         group = escalation.start(paging.page_group(self._config, incident, channel=incident.channel_id, policy=name, reason=reason, now=now),
                                  policy, now)
-        await self._alerts.store.create_group(group, post_at=now)
+        await self._alerts.open_page(group, post_at=now)
         await self._alerts.post(group.id)  # at once; if Slack fails, the alert flusher posts it when Slack is back
         await self._recorder.apply(
             incident, SYSTEM, "page", lambda i: i.model_copy(update={"page_ids": (*i.page_ids, group.id)}),

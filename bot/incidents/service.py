@@ -25,13 +25,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.pipeline import AlertPipeline
 from bot.platform.audit import AuditLog
 from bot.text.blocks import external_text
-from bot.shell.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
-from bot.deploys.model import DeployRecord
 from bot.platform.errors import PermissionDenied, UserFacingError
 from bot.incidents import naming, render
 from bot.incidents.changes import IncidentChanges, checked_severity
 from bot.incidents.channel import IncidentChannel
+from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, SeverityChange, TimelineEntry, incident_id
 from bot.incidents.pager import IncidentPager
 from bot.incidents.postmortem import postmortem_markdown
@@ -53,13 +52,12 @@ class IncidentService:
     """Incidents; one per process, built by the composition root. `changes` changes them."""
 
     def __init__(
-        self, *, config: ChatopsConfig, store: IncidentStore, slack: AsyncWebClient, audit: AuditLog,
+        self, *, config: IncidentsSection, store: IncidentStore, slack: AsyncWebClient, audit: AuditLog,
         alerts: AlertPipeline, oncall: OncallService, deploys: DeployEngine, permissions: Permissions,
         usergroups: UsergroupDirectory, clock: Callable[[], datetime], statuspage: StatuspageClient | None = None,
     ) -> None:
-        self.config = config.incidents
-        self._services = config.services
-        self.store = store
+        self.config = config
+        self._store = store
         self._slack = slack
         self._audit = audit
         self._alerts = alerts
@@ -90,18 +88,18 @@ class IncidentService:
         elif key.isdecimal() and key.isascii():
             found = incident_id(int(key))
         elif key.startswith(("C", "G")) and key.isupper():
-            found = await self.store.by_channel(key)
+            found = await self._store.by_channel(key)
         else:
-            found = await self.store.by_name(key.lstrip("#"))
-        incident = await self.store.get(found) if found else None
+            found = await self._store.by_name(key.lstrip("#"))
+        incident = await self._store.get(found) if found else None
         if incident is None:
             raise UserFacingError(f"There is no incident `{external_text(ref)}`. See `/incident list`.")
         return incident
 
     async def in_channel(self, channel_id: str) -> Incident | None:
         """The incident whose channel this is, if any."""
-        found = await self.store.by_channel(channel_id)
-        return await self.store.get(found) if found else None
+        found = await self._store.by_channel(channel_id)
+        return await self._store.get(found) if found else None
 
     async def may_change(self, incident: Incident, user: str) -> bool:
         """Its declarer, commander, role holders and responders, the configured responders, and admins."""
@@ -136,7 +134,7 @@ class IncidentService:
         if len(title) > MAX_TITLE:
             raise UserFacingError(f"The title is {len(title)} characters; keep it within {MAX_TITLE}.")
         now = self._clock()
-        number = await self.store.next_number()
+        number = await self._store.next_number()
         inc_id = incident_id(number)
         deadline = f"commander|{inc_id}|1"
         incident = Incident(
@@ -146,7 +144,7 @@ class IncidentService:
             deadline=deadline, epoch=1,
         )
         entry = TimelineEntry(at=now, kind="declared", by=by, text=f"Declared {severity.upper()}: {title}")
-        await self.store.create(incident, entry, deadline_at=now + self.config.severities[severity].respond_within)
+        await self._store.create(incident, entry, deadline_at=now + self.config.severities[severity].respond_within)
         await self._audit.record(actor=by, action="incident.declare", result="ok", target=inc_id,
                                  detail=f"{severity}: {title}" + (f" (alerts {', '.join(alert_ids)})" if alert_ids else ""))
         return incident
@@ -160,7 +158,7 @@ class IncidentService:
     async def tick(self) -> int:
         """Handles due "no commander" deadlines and syncs incidents whose Slack side lags; returns deadlines handled."""
         handled = 0
-        for member in await self.store.claim_deadlines(self._clock(), lease_seconds=CLAIM_LEASE_SECONDS):
+        for member in await self._store.claim_deadlines(self._clock(), lease_seconds=CLAIM_LEASE_SECONDS):
             try:
                 escalated = await self._pager.no_commander(member)
                 if escalated is not None:
@@ -170,7 +168,7 @@ class IncidentService:
                 log.exception("incident deadline %s failed; it comes due again in %ss", member, CLAIM_LEASE_SECONDS)
         if self.public is not None:
             await self.public.tick()
-        for incident in await self.store.many(await self.store.open_ids()):
+        for incident in await self._store.many(await self._store.open_ids()):
             try:
                 if await self._slack_sync.lagging(incident):
                     await self.sync(incident.id)
@@ -183,9 +181,9 @@ class IncidentService:
     async def listing(self, *, open_only: bool, limit: int = 30) -> list[Incident]:
         """Open incidents (oldest first), or the newest `limit` of all."""
         if open_only:
-            found = await self.store.many(await self.store.open_ids())
+            found = await self._store.many(await self._store.open_ids())
             return sorted(found, key=lambda i: i.declared_at)
-        return await self.store.many(await self.store.recent_ids(limit))
+        return await self._store.many(await self._store.recent_ids(limit))
 
     async def open_lines(self) -> list[str]:
         """One line per open incident (for the on-call hand-off)."""
@@ -194,28 +192,28 @@ class IncidentService:
 
     async def public_history(self, since: datetime, limit: int = 200) -> list[tuple[Incident, list[TimelineEntry]]]:
         """Incidents made public that are open or were resolved since `since`, each with its public updates only."""
-        found = {i.id: i for i in await self.store.many(await self.store.open_ids())}
-        found.update({i.id: i for i in await self.store.many(await self.store.recent_ids(limit)) if i.resolved_at and i.resolved_at >= since})
+        found = {i.id: i for i in await self._store.many(await self._store.open_ids())}
+        found.update({i.id: i for i in await self._store.many(await self._store.recent_ids(limit)) if i.resolved_at and i.resolved_at >= since})
         history = []
         for incident in found.values():
             if incident.public:
-                entries = [e for e in await self.store.timeline(incident.id) if e.kind == "public"]
+                entries = [e for e in await self._store.timeline(incident.id) if e.kind == "public"]
                 history.append((incident, entries))
         return history
 
     async def timeline(self, incident: Incident) -> list[TimelineEntry]:
         """The whole timeline, in order."""
-        return await self.store.timeline(incident.id)
+        return await self._store.timeline(incident.id)
 
     async def postmortem(self, incident: Incident, by: str) -> str:
         """Writes the postmortem draft and uploads it to the incident channel; returns the file id."""
         now = self._clock()
-        entries = await self.store.timeline(incident.id)
-        groups = await self._alerts.store.groups([*incident.alert_ids, *incident.page_ids])
+        entries = await self._store.timeline(incident.id)
+        groups = await self._alerts.groups([*incident.alert_ids, *incident.page_ids])
         ids = {group.id for group in groups}
-        acks = [ack for ack in await self._alerts.store.acks() if ack.get("group") in ids]
+        acks = [ack for ack in await self._alerts.acks() if ack.get("group") in ids]
         since = min([incident.declared_at, *(g.created_at for g in groups)])
-        deploys = await self._deploys_between(since, incident.resolved_at or now)
+        deploys = await self._deploys.between(since, incident.resolved_at or now)
         users = {incident.declared_by, incident.commander, incident.resolved_by, *incident.roles.values(),
                  *(e.by for e in entries), *(e.author for e in entries), *(a.get("user", "") for a in acks),
                  *(d.requested_by for d in deploys)}
@@ -234,13 +232,6 @@ class IncidentService:
         file_id = str((response.get("files") or [{}])[0].get("id") or uploaded.get("id", ""))
         await self._audit.record(actor=by, action="incident.postmortem", result="ok", target=incident.id, channel=channel, detail=file_id)
         return file_id
-
-    async def _deploys_between(self, start: datetime, end: datetime) -> list[DeployRecord]:
-        found: list[DeployRecord] = []
-        for name, service in self._services.items():
-            records = await self._deploys.store.history(name, None, list(service.environments), 200)
-            found += [r for r in records if start <= r.created_at <= end]
-        return found
 
     async def _names(self, users: Iterable[str]) -> dict[str, str]:
         """Handles by user id; a user Slack cannot name (an error, no answer, a reply without a name) keeps the id,

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
+from bot.alerts.store import AlertStore
 from bot.platform.audit import AuditLog
 from bot.text.blocks import channel_link, external_text
 from bot.text.humanize import duration as human_duration
@@ -54,13 +55,13 @@ class Pager:
     """Sends pages and reminders when their deadlines come due."""
 
     def __init__(
-        self, *, oncall: OncallService, alerts: AlertPipeline, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], claim_lease: timedelta = timedelta(seconds=15),
+        self, *, oncall: OncallService, alerts: AlertPipeline, store: AlertStore, slack: AsyncWebClient,
+        audit: AuditLog, clock: Callable[[], datetime], claim_lease: timedelta = timedelta(seconds=15),
         outbox: PagerDutyOutbox | None = None,
     ) -> None:
         self._oncall = oncall
         self._alerts = alerts
-        self._store = alerts.store
+        self._store = store  # the alert groups' store: paging moves their escalation on
         self._slack = slack
         self._audit = audit
         self._clock = clock

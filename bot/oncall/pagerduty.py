@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
+from bot.alerts.store import AlertStore
 from bot.text.blocks import external_text
 from bot.platform.store import Pipe
 from integrations.paging.pagerduty import Action, PagerDuty, follow_up_body, trigger_body
@@ -78,12 +79,12 @@ class PagerDutyOutbox:
     """Queues PagerDuty events durably and sends them until PagerDuty takes them."""
 
     def __init__(
-        self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, clock: Callable[[], datetime],
+        self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, store: AlertStore, clock: Callable[[], datetime],
         claim_lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self.pagerduty = pagerduty
         self._alerts = alerts
-        self._store = alerts.store
+        self._store = store  # the alert groups' store: the outbox rides on their changes
         self._clock = clock
         self._lease = max(claim_lease, timedelta(seconds=3 * (pagerduty.events.settings.timeout.total_seconds()
                                                                if pagerduty else 10)))

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
+from bot.alerts.store import AlertStore
 from bot.platform.errors import StoreUnavailable, UserFacingError, new_ref
 from bot.platform.people import PeopleDirectory
 from bot.platform.store import Pipe
@@ -43,11 +44,11 @@ MAX_BODY = 256 * 1024
 class PagerDutyWebhooks:
     """Applies PagerDuty's incident acknowledgements and resolutions to chatops' alert groups."""
 
-    def __init__(self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, people: PeopleDirectory,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, store: AlertStore,
+                 people: PeopleDirectory, clock: Callable[[], datetime]) -> None:
         self._pagerduty = pagerduty
         self._alerts = alerts
-        self._store = alerts.store
+        self._store = store  # the alert groups' store: PagerDuty's actions are matched to groups
         self._people = people
         self._clock = clock
 

@@ -13,7 +13,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.model import AlertGroup
-from bot.alerts.store import AlertStore
 from bot.platform.audit import AuditLog
 from bot.text.blocks import Block, context, escape, header, section
 from bot.text.humanize import duration as human_duration
@@ -55,18 +54,19 @@ class OnCallNow:
 
 
 OpenIncidents = Callable[[], Awaitable[Sequence[str]]]
+FiringAlerts = Callable[[], Awaitable[Sequence[AlertGroup]]]  # the alert groups firing now (hand-off notes)
 
 
 class OncallService:
     """Rotations, overrides and hand-offs; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: OncallSection, store: Store, alerts: AlertStore, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], open_incidents: OpenIncidents | None = None,
+        self, *, config: OncallSection, store: Store, firing_alerts: FiringAlerts, slack: AsyncWebClient,
+        audit: AuditLog, clock: Callable[[], datetime], open_incidents: OpenIncidents | None = None,
     ) -> None:
         self.config = config
-        self.overrides = OverrideStore(store)
-        self._alerts = alerts
+        self._overrides = OverrideStore(store)
+        self._firing_alerts = firing_alerts
         self._slack = slack
         self._audit = audit
         self._clock = clock
@@ -85,7 +85,7 @@ class OncallService:
 
     async def active_overrides(self) -> list[OverrideRecord]:
         """Overrides not cancelled, in creation order."""
-        return [record for record in await self.overrides.all() if record.active]
+        return [record for record in await self._overrides.all() if record.active]
 
     async def now(self, rotation: str, at: datetime | None = None) -> OnCallNow:
         """Who is on call for `rotation` at `at` (default now), with overrides applied."""
@@ -136,7 +136,7 @@ class OncallService:
             id=new_override_id(), rotation=rotation, member=member, starts=starts, ends=ends, reason=reason,
             created_by=by, created_at=now,
         )
-        await self.overrides.save(record)
+        await self._overrides.save(record)
         await self._audit.record(actor=by, action="oncall.override", result="ok", target=record.id,
                                  detail=f"{rotation}: {member} {starts.isoformat()}..{ends.isoformat()} {reason}".strip())
         when = "from now" if starts <= now else f"from {format_local(starts, self._zone(rotation))}"
@@ -149,7 +149,7 @@ class OncallService:
 
     async def cancel_override(self, override_id: str, by: str, *, may_cancel_any: bool) -> OverrideRecord:
         """Cancels an override (kept, marked cancelled); its creator, the person covering or an admin may."""
-        record = await self.overrides.get(override_id)
+        record = await self._overrides.get(override_id)
         if record is None:
             raise UserFacingError(f"There is no override `{escape(override_id)}`. See `/oncall overrides`.")
         if not record.active:
@@ -159,7 +159,7 @@ class OncallService:
             raise PermissionDenied(f"Only <@{record.created_by}>, <@{record.member}> or an admin can cancel `{record.id}`.",
                                    action="cancel overrides", role="admins")
         cancelled = record.model_copy(update={"cancelled_by": by, "cancelled_at": self._clock()})
-        await self.overrides.save(cancelled)
+        await self._overrides.save(cancelled)
         await self._audit.record(actor=by, action="oncall.override_cancel", result="ok", target=record.id)
         current = await self.now(record.rotation)
         await self._announce(
@@ -171,7 +171,7 @@ class OncallService:
 
     async def prune_overrides(self) -> int:
         """Forgets overrides over (or cancelled) for a month; returns how many."""
-        return await self.overrides.prune(self._clock())
+        return await self._overrides.prune(self._clock())
 
     # -- hand-offs ----------------------------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ class OncallService:
         swap = f"<@{outgoing}> → <@{incoming}>" if outgoing and outgoing != incoming else f"<@{incoming}> stays on"
         lines = [f":busts_in_silhouette: *{escape(spec.name)}* hand-off: {swap}{via}, "
                  f"on call until {format_local(until, zone)}."]
-        firing = await self._alerts.groups(await self._alerts.firing_ids())
+        firing = await self._firing_alerts()
         open_alerts = [g for g in firing if g.acked_by is None]
         acked = [g for g in firing if g.acked_by is not None]
         incidents = list(await self._open_incidents()) if self._open_incidents is not None else []

@@ -47,6 +47,8 @@ from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import Permissions, UsergroupDirectory
 from bot.shell.pruning import Pruner
 from bot.platform.redis_client import PoolOptions, build_redis_client, parse_redis_url
+from bot.platform.replies import Replies
+from bot.platform.request_guard import RequestGuard
 from bot.platform.scheduler import LeaderScheduler, Missed
 from bot.shell.settings import Settings
 from bot.platform.slack_client import build_slack_client
@@ -281,13 +283,17 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         tasks = BackgroundTasks()
         clock = runtime.clock
         audit = AuditLog(store, clock)
+        deploy_store = DeployStore(store)  # the engine's own; the root hands it only to retention (bot/shell/pruning.py)
         deploys = DeployEngine(
-            config=runtime.config, store=DeployStore(store), slack=slack, http=app[HTTP], audit=audit, tasks=tasks,
-            clock=clock,
+            runtime.config.services, runtime.config.deploys, announce_channel=runtime.config.slack.announce_channel,
+            store=deploy_store, slack=slack, http=app[HTTP], audit=audit, tasks=tasks, clock=clock,
         )
         # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
+        # The alert groups' store: the pipeline's own; the root hands it also to what pages and follows those groups
+        # (escalation, the PagerDuty outbox and webhooks) and to retention.
+        alert_store = AlertStore(store)
         alerts = AlertPipeline(
-            config=runtime.config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=clock,
+            config=runtime.config.alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
             oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
             heartbeat=app[HEARTBEATS].beat,
         )
@@ -296,13 +302,13 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         async def open_incidents() -> list[str]:
             return await incidents.open_lines()
 
-        oncall = OncallService(config=runtime.config.oncall, store=store, alerts=alerts.store, slack=slack, audit=audit, clock=clock,
-                               open_incidents=open_incidents)
+        oncall = OncallService(config=runtime.config.oncall, store=store, firing_alerts=alerts.firing, slack=slack, audit=audit,
+                               clock=clock, open_incidents=open_incidents)
         # PagerDuty: events owed to it are queued with the group change that calls for them (an observer of every
         # change) and sent by their own loop until PagerDuty takes them.
-        outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, clock=clock)
-        alerts.store.observers.append(outbox.follow_up)
-        pager = Pager(oncall=oncall, alerts=alerts, slack=slack, audit=audit, clock=clock,
+        outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, store=alert_store, clock=clock)
+        alert_store.observers.append(outbox.follow_up)
+        pager = Pager(oncall=oncall, alerts=alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
                       claim_lease=runtime.config.scheduler.lease, outbox=outbox)
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
@@ -310,8 +316,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         if runtime.config.integrations.statuspage is not None:
             statuspage = build_client(runtime.config.integrations.statuspage, environ=os.environ, http=app[HTTP])
         incidents = IncidentService(
-            config=runtime.config, store=incident_store, slack=slack, audit=audit, alerts=alerts, oncall=oncall,
-            deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock, statuspage=statuspage,
+            config=runtime.config.incidents, store=incident_store, slack=slack, audit=audit, alerts=alerts,
+            oncall=oncall, deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+            statuspage=statuspage,
         )
 
         async def public_incidents(now: datetime) -> list[PublicIncident]:
@@ -322,18 +329,21 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
                     for i, entries in await incidents.public_history(now - RECENT)]
 
         people = PeopleDirectory(slack)
-        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, people=people, clock=clock)
+        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, store=alert_store, people=people,
+                                              clock=clock)
         scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
                                     heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
-        status = StatusService(config=runtime.config, store=ProbeStore(store), deploys=deploys.store, alerts=alerts,
-                               http=app[HTTP], clock=clock, public_incidents=public_incidents)
+        status = StatusService(runtime.config.status, services=runtime.config.services,
+                               status_page=runtime.config.status_page, store=ProbeStore(store), deploys=deploys,
+                               alerts=alerts, http=app[HTTP], clock=clock, public_incidents=public_incidents)
+        backup_store = BackupStore(store, history_keep=runtime.config.backups.history_keep)  # the service's own
         backups = BackupService(
-            config=runtime.config, records=BackupStore(store, history_keep=runtime.config.backups.history_keep),
+            runtime.config.backups, announce_channel=runtime.config.slack.announce_channel, records=backup_store,
             slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/shell/pruning.py)
-            retention=runtime.config.retention, alerts=alerts.store, deploys=deploys.store, backups=backups.records,
+            retention=runtime.config.retention, alerts=alert_store, deploys=deploy_store, backups=backup_store,
             audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
             deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
         scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
@@ -342,11 +352,9 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         alerts.use_sources(app[SOURCES], app[METRICS])  # the consumer normalises what their raw intake stored
         deps = Deps(
             config=runtime.config,
-            store=store,
             audit=audit,
             permissions=permissions,
-            slack=slack,
-            http=app[HTTP],
+            replies=Replies(slack, app[HTTP]),
             metrics=app[METRICS],
             tasks=tasks,
             deploys=deploys,
@@ -371,10 +379,12 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             logger=logging.getLogger("slack_bolt"),
             name="chatops",  # unnamed, Bolt names the app after its caller's file, walking the whole stack to find it
         )
-        dispatch.install(bolt, deps, runtime.catalog)
+        guard = RequestGuard(store)  # the dispatcher's own way into Redis: request and click idempotency
+        dispatch.install(bolt, deps, runtime.catalog, guard)
         app[BOLT] = bolt
         if settings.slack_signing_secret is not None and not settings.socket_mode:
-            app[COMMANDS] = dispatch.CommandEndpoint(deps, runtime.catalog, settings.slack_signing_secret.get_secret_value())
+            app[COMMANDS] = dispatch.CommandEndpoint(
+                deps, runtime.catalog, settings.slack_signing_secret.get_secret_value(), guard)
         socket_handler = None
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import (

@@ -6,9 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiohttp
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.alerts.pipeline import AlertPipeline
 from bot.platform.audit import AuditLog
 from bot.backups.service import BackupService
@@ -21,9 +18,9 @@ from bot.oncall.pager import Pager
 from bot.oncall.service import OncallService, OpenIncidents
 from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import Permissions
+from bot.platform.replies import Replies
 from bot.platform.scheduler import LeaderScheduler
 from bot.status.service import StatusService
-from bot.platform.store import Store
 from bot.platform.tasks import BackgroundTasks
 
 
@@ -34,14 +31,13 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Deps:
-    """Everything a handler may use; nothing else is reachable from a handler."""
+    """Everything a handler may use; nothing else is reachable from a handler. No raw client: state is reached
+    through the services, Slack through `replies` (tests/test_architecture.py keeps it so)."""
 
     config: ChatopsConfig
-    store: Store
     audit: AuditLog
     permissions: Permissions
-    slack: AsyncWebClient
-    http: aiohttp.ClientSession
+    replies: Replies
     metrics: Metrics
     tasks: BackgroundTasks
     deploys: DeployEngine

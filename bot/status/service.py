@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.shell.config import ChatopsConfig
+from bot.deploys.config import ServiceConfig
+from bot.deploys.engine import DeployEngine
 from bot.deploys.model import DeployRecord
-from bot.deploys.store import DeployStore
+from bot.status.config import StatusPageSection, StatusSection
 from bot.status.public import PublicIncidents, PublicStatus, PublicTarget
 from bot.status.slo import WINDOWS, Budget, Measured, budget, burn_summary, measure
 from bot.status.store import Bucket, ProbeStore
@@ -75,18 +76,19 @@ class StatusService:
     """Probes and their history; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: ChatopsConfig, store: ProbeStore, deploys: DeployStore, alerts: AlertPipeline,
-        http: aiohttp.ClientSession, clock: Callable[[], datetime], public_incidents: PublicIncidents | None = None,
+        self, section: StatusSection, *, services: Mapping[str, ServiceConfig], status_page: StatusPageSection | None,
+        store: ProbeStore, deploys: DeployEngine, alerts: AlertPipeline, http: aiohttp.ClientSession,
+        clock: Callable[[], datetime], public_incidents: PublicIncidents | None = None,
     ) -> None:
-        self.config = config
-        self.store = store
+        self.section = section
+        self._store = store
         self._deploys = deploys
         self._alerts = alerts
         self._http = http
         self._clock = clock
-        self.targets = _targets(config)
-        self.public = None if config.status_page is None else PublicStatus(
-            section=config.status_page, store=store, probe_interval=config.status.probe_interval, incidents=public_incidents,
+        self.targets = _targets(services, section)
+        self.public = None if status_page is None else PublicStatus(
+            section=status_page, store=store, probe_interval=section.probe_interval, incidents=public_incidents,
             targets=[PublicTarget(t.name, t.service or t.name) for t in self.targets], clock=clock,
         )
 
@@ -117,17 +119,17 @@ class StatusService:
         first time it is live (answers right, or chatops has deployed it): until then a failure is not downtime."""
         now = self._clock()
         checked = await self.check(budget_left=max(t.health.timeout for t in self.targets) + timedelta(seconds=1)) if self.targets else []
-        live = await self.store.live_since()
+        live = await self._store.live_since()
         for item in checked:
             result = item.result
             detail: dict[str, object] = {"at": now.isoformat(), "state": item.state, "text": item.text}
             if item.target.name not in live and await self._goes_live(item):
-                await self.store.mark_live(item.target.name, now)
+                await self._store.mark_live(item.target.name, now)
                 live[item.target.name] = now
             if item.target.name not in live:
-                await self.store.remember(item.target.name, detail)
+                await self._store.remember(item.target.name, detail)
                 continue
-            await self.store.record(item.target.name, now, good=item.state == "up",
+            await self._store.record(item.target.name, now, good=item.state == "up",
                                     latency_ms=result.latency_ms if result else 0.0, detail=detail)
         for item in checked:
             if item.target.name in live:
@@ -135,7 +137,7 @@ class StatusService:
 
     async def live(self, target: Target) -> bool:
         """Whether `target` has been live (its probes count toward uptime and the SLO)."""
-        return target.name in await self.store.live_since()
+        return target.name in await self._store.live_since()
 
     async def _goes_live(self, item: Checked) -> bool:
         if item.state in ("up", "slow"):  # answered with the expected status
@@ -147,9 +149,9 @@ class StatusService:
     async def budget(self, target: Target, now: datetime | None = None) -> Budget:
         """The SLO standing of `target` over the configured window, and the page rules' burn rates."""
         now = now or self._clock()
-        slo = self.config.status.slo
+        slo = self.section.slo
         window = await self.uptime(target, slo.window, now, hourly=True)
-        minutes = await self.store.minutes(target.name, now - max(WINDOWS), now)
+        minutes = await self._store.minutes(target.name, now - max(WINDOWS), now)
         # One minute more than each window: the current minute is only partly probed, so a window of whole minutes
         # would lose coverage at every minute boundary and a burn would flap (the measure caps coverage at the window).
         minute = timedelta(minutes=1)
@@ -161,9 +163,9 @@ class StatusService:
         """`target`'s probes over the last `span`, with the time they cover (hour resolution beyond 6 hours)."""
         now = now or self._clock()
         if span <= timedelta(hours=6) and not hourly:
-            return self._measure(await self.store.minutes(target.name, now - span + timedelta(minutes=1), now),
+            return self._measure(await self._store.minutes(target.name, now - span + timedelta(minutes=1), now),
                                  timedelta(minutes=1), span, now)
-        return self._measure(await self.store.hours(target.name, now - span + timedelta(hours=1), now),
+        return self._measure(await self._store.hours(target.name, now - span + timedelta(hours=1), now),
                              timedelta(hours=1), span, now)
 
     def _measure(self, buckets: list[Bucket], size: timedelta, span: timedelta, now: datetime,
@@ -172,12 +174,12 @@ class StatusService:
         newest = int(now.timestamp()) // int(size.total_seconds())
         oldest = newest - max(int(span / size), 1) + 1
         inside = [bucket.counts for bucket in buckets if oldest <= bucket.tag <= newest]
-        return measure(inside, bucket=size, interval=self.config.status.probe_interval, window=window or span)
+        return measure(inside, bucket=size, interval=self.section.probe_interval, window=window or span)
 
     async def recent_minutes(self, target: Target, minutes: int = 60) -> list[Bucket]:
         """The last `minutes` minute buckets of `target`."""
         now = self._clock()
-        return await self.store.minutes(target.name, now - timedelta(minutes=minutes - 1), now)
+        return await self._store.minutes(target.name, now - timedelta(minutes=minutes - 1), now)
 
     async def running(self, service: str, environment: str) -> tuple[str | None, DeployRecord | None]:
         """The version running in an environment and the deploy that put it there."""
@@ -191,7 +193,7 @@ class StatusService:
 
     async def _burn_alert(self, target: Target, now: datetime) -> None:
         standing = await self.budget(target, now)
-        if not await self.store.set_burning(target.name, standing.fast_burn):
+        if not await self._store.set_burning(target.name, standing.fast_burn):
             return
         status: Status = "firing" if standing.fast_burn else "resolved"
         labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
@@ -202,14 +204,14 @@ class StatusService:
         await self._alerts.ingest([alert])
 
 
-def _targets(config: ChatopsConfig) -> list[Target]:
+def _targets(services: Mapping[str, ServiceConfig], section: StatusSection) -> list[Target]:
     targets = [
         Target(f"{service}/{environment}", env.health, service, environment)
-        for service, svc in config.services.items() for environment, env in svc.environments.items()
+        for service, svc in services.items() for environment, env in svc.environments.items()
         # A gate naming {deployment_url} or sending secret headers is the deploy's own: /status has neither.
         if env.health is not None and not env.health.gate_only
     ]
-    targets += [Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in config.status.probes]
+    targets += [Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in section.probes]
     return targets
 
 

@@ -30,6 +30,7 @@ from bot.shell.config import ChatopsConfig, parse_config
 from integrations.backups.envelope import MAGIC
 from tests.backups.servers import PG_PASSWORD, Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually
 
 
@@ -121,19 +122,20 @@ async def restore(service: BackupService, target: str, backup_id: str, *, into_e
     await service.restores.approve(request.id, "U0ALICE", is_approver=True)
 
     async def finished() -> bool:
-        current = await service.records.get_restore(request.id)
+        current = await service.get_restore(request.id)
         return current is not None and current.terminal
 
     await eventually(finished, "the backup run to finish")
-    done = await service.records.get_restore(request.id)
+    done = await service.get_restore(request.id)
     assert done is not None
     return done
 
 
-async def tamper(service: BackupService, s3_server: S3Server, bucket: str, record: BackupRecord,
+async def tamper(bot: BotHarness, s3_server: S3Server, bucket: str, record: BackupRecord,
                  change: Callable[[bytes], bytes], *, rerecord: bool) -> None:
     """Changes the stored object with `change(bytes) -> bytes`; with `rerecord`, also makes the record's size and
     sha256 match the changed bytes (an attacker who can write the records too, or a dump damaged before upload)."""
+    service = bot.deps.backups
     s3 = s3_server.client()
     storage = service.section.storage[service.target(record.target).storage]  # type: ignore[union-attr]
     key = f"{storage.prefix}{record.key}"  # type: ignore[union-attr]
@@ -141,7 +143,7 @@ async def tamper(service: BackupService, s3_server: S3Server, bucket: str, recor
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     s3.close()
     if rerecord:
-        await service.records.update(record.id, lambda r: r.model_copy(update={
+        await state(bot).backups.update(record.id, lambda r: r.model_copy(update={
             "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}))
 
 
@@ -190,7 +192,7 @@ async def test_a_tampered_encrypted_object_is_refused_with_nothing_written(
         bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str, rerecord: bool) -> None:
     service: BackupService = bot.deps.backups
     record = await backup(service, "sealed")
-    await tamper(service, s3_server, bucket, record, flip_middle, rerecord=rerecord)
+    await tamper(bot, s3_server, bucket, record, flip_middle, rerecord=rerecord)
     before, existing = pg_dump(postgres, appdb), databases(postgres)
 
     into_new = await restore(service, "sealed", record.id, into_env="RESTORE_URL")
@@ -208,7 +210,7 @@ async def test_a_damaged_plain_dump_is_refused_and_the_target_is_unchanged(
         bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
     service: BackupService = bot.deps.backups
     record = await backup(service, "plain")
-    await tamper(service, s3_server, bucket, record, flip_middle, rerecord=False)
+    await tamper(bot, s3_server, bucket, record, flip_middle, rerecord=False)
     postgres.psql("INSERT INTO users VALUES (9999, 'after-the-backup@example.com')", database=appdb)
     before, existing = pg_dump(postgres, appdb), databases(postgres)
 
@@ -224,7 +226,7 @@ async def test_a_restore_that_fails_half_way_leaves_the_target_unchanged(
     service: BackupService = bot.deps.backups
     record = await backup(service, "plain")
     # Damaged before it was hashed (the checksum matches): pg_restore creates the tables, then fails in the data.
-    await tamper(service, s3_server, bucket, record, lambda body: body[: len(body) * 3 // 5], rerecord=True)
+    await tamper(bot, s3_server, bucket, record, lambda body: body[: len(body) * 3 // 5], rerecord=True)
     postgres.psql("INSERT INTO users VALUES (9999, 'after-the-backup@example.com')", database=appdb)
     before, existing = pg_dump(postgres, appdb), databases(postgres)
 
@@ -247,7 +249,7 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
         moto_s3.delete_object(Bucket=locked_bucket, Key=first.key, VersionId=version)
 
     second = await backup(service, "locked")  # daily: 1 -> the first one is due for pruning, but it is locked
-    kept = await service.records.get(first.id)
+    kept = await service.get(first.id)
     assert kept is not None and kept.state == BackupState.SUCCEEDED
     assert "S3 Object Lock keeps it until" in kept.detail, kept.detail
     versions = moto_s3.list_object_versions(Bucket=locked_bucket, Prefix=first.key)
@@ -259,13 +261,13 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
     soon = datetime.now(UTC) + timedelta(seconds=1)
     moto_s3.put_object_retention(Bucket=locked_bucket, Key=first.key, VersionId=version, BypassGovernanceRetention=True,
                                  Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon})
-    await service.records.update(first.id, lambda r: r.model_copy(update={"retain_until": soon}))
+    await state(bot).backups.update(first.id, lambda r: r.model_copy(update={"retain_until": soon}))
     moto_s3.put_object(Bucket=locked_bucket, Key=first.key, Body=b"an overwrite by someone")  # a newer version
     await eventually(lambda: _lock_over(moto_s3, locked_bucket, first.key, version), "the object lock to run out")
     assert first.id in await service.prune("locked")
     left = moto_s3.list_object_versions(Bucket=locked_bucket, Prefix=first.key)
     assert not left.get("Versions") and not left.get("DeleteMarkers")
-    assert (await service.records.get(second.id)).state == BackupState.SUCCEEDED  # type: ignore[union-attr]
+    assert (await service.get(second.id)).state == BackupState.SUCCEEDED  # type: ignore[union-attr]
 
 
 async def _lock_over(client, bucket: str, key: str, version: str) -> bool:  # type: ignore[no-untyped-def]

@@ -14,9 +14,10 @@ import pytest
 from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.backups.harness import backup_yaml, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.state import state
+from tests.backups.harness import backup_yaml, set_environment
 from tests.waiting import eventually
 
 
@@ -34,12 +35,12 @@ def data(postgres: Postgres, database: str) -> str:
 
 async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
     """Every alert the service put into the alert pipeline's stream, in order."""
-    entries = await bot.deps.store.redis.xrange(bot.deps.store.keys.alerts("stream"))
+    entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 
 
 async def firing(bot: BotHarness) -> set[str]:
-    return set(await bot.deps.store.redis.smembers(bot.deps.store.keys.backups("firing")))
+    return set(await state(bot).redis.smembers(state(bot).keys.backups("firing")))
 
 
 async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
@@ -61,11 +62,11 @@ async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Post
     await service.restores.approve(restore.id, "U0ALICE", is_approver=True)
 
     async def restored() -> bool:
-        current = await service.records.get_restore(restore.id)
+        current = await service.get_restore(restore.id)
         return current is not None and current.terminal
 
     await eventually(restored, "the restore to complete")
-    done = await service.records.get_restore(restore.id)
+    done = await service.get_restore(restore.id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert data(postgres, appdb) == before
     actions = [(r.actor, r.action, r.result) for r in await bot.deps.audit.recent(30)]
@@ -84,7 +85,7 @@ async def test_restore_into_another_database(bot: BotHarness, postgres: Postgres
 
 
 async def _terminal(service: BackupService, restore_id: str) -> bool:
-    current = await service.records.get_restore(restore_id)
+    current = await service.get_restore(restore_id)
     return current is not None and current.terminal
 
 
@@ -103,7 +104,7 @@ async def test_verify_restores_into_scratch_and_catches_a_changed_object(bot: Bo
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
     bad = await service.verifier.verify(record, user="U0BOB")
     assert not bad.ok and "checksum mismatch" in bad.detail
-    stored = await service.records.get(record.id)
+    stored = await service.get(record.id)
     assert stored is not None and [v.ok for v in stored.verifications] == [True, False]
     assert "appdb:verify" in await firing(bot)
     assert "chatops_verify" not in postgres.psql("SELECT string_agg(datname, ',') FROM pg_database")
@@ -124,11 +125,11 @@ async def test_a_run_cancelled_mid_upload_leaves_no_backup(bot: BotHarness, post
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    records = await service.records.history("appdb", 10)
+    records = await service.history("appdb", 10)
     assert [r.state for r in records] == [BackupState.INTERRUPTED]
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == []
-    assert await service.records.lock_holder("appdb") is None
+    assert await state(bot).backups.lock_holder("appdb") is None
 
 
 async def test_a_run_whose_process_died_is_marked_interrupted_by_the_next(bot: BotHarness, s3_server: S3Server, bucket: str) -> None:
@@ -141,17 +142,17 @@ async def test_a_run_whose_process_died_is_marked_interrupted_by_the_next(bot: B
     dead = BackupRecord(id="appdb-dead", target="appdb", kind="postgres", state=BackupState.RUNNING, requested_by="U0BOB",
                         created_at=now - timedelta(minutes=5), storage="main", key="appdb/appdb-dead.dump", upload_id=upload,
                         lock_token="gone-with-its-process")
-    await service.records.create(dead)
+    await state(bot).backups.create(dead)
     record = await service.run_scheduled("appdb")
     assert record is not None and record.state == BackupState.SUCCEEDED
-    found = await service.records.get("appdb-dead")
+    found = await service.get("appdb-dead")
     assert found is not None and found.state == BackupState.INTERRUPTED
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
-    assert {r.id for r in await service.records.history("appdb", 10) if r.good} == {record.id}
+    assert {r.id for r in await service.history("appdb", 10) if r.good} == {record.id}
 
 
 async def test_redis_target_streams_an_rdb(bot: BotHarness, redis_url: str, s3_server: S3Server, bucket: str) -> None:
-    await bot.deps.store.redis.set("some-key", "some-value")
+    await state(bot).redis.set("some-key", "some-value")
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("cache")
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
@@ -198,7 +199,7 @@ async def test_rpo_breach_alerts_once_and_resolves(bot: BotHarness) -> None:
     service: BackupService = bot.deps.backups
     assert await service.check_rpo() == []  # first seen now: the RPO counts from here
     old = (datetime.now(UTC) - timedelta(hours=30)).isoformat()
-    await bot.deps.store.redis.set(bot.deps.store.keys.backups("last_good", "appdb"), old)
+    await state(bot).redis.set(state(bot).keys.backups("last_good", "appdb"), old)
     assert await service.check_rpo() == ["appdb"]
     assert await service.check_rpo() == ["appdb"]
     assert len(await ingested(bot)) == 1  # raised once, not every check
@@ -216,15 +217,15 @@ async def test_jobs_for_the_scheduler(bot: BotHarness) -> None:
     assert jobs["backup-verify:appdb"][1].get_next_fire_time(None, monday) == datetime(2026, 11, 29, 4, tzinfo=UTC)  # Sunday
     assert jobs["backup:cache"][1].get_next_fire_time(None, monday) == datetime(2026, 11, 23, 0, tzinfo=UTC)
     # Another process runs this target's backup: the job takes the lock first and does nothing.
-    lock, _ = await service.records.acquire_lock("appdb", holder="other", reason="other replica", run_id="", now=monday, ttl=timedelta(seconds=30))
+    lock, _ = await state(bot).backups.acquire_lock("appdb", holder="other", reason="other replica", run_id="", now=monday, ttl=timedelta(seconds=30))
     assert lock is not None
     await jobs["backup:appdb"][0](None)
-    assert await service.records.history("appdb", 10) == []
-    await service.records.release_lock("appdb", lock.token)
+    assert await service.history("appdb", 10) == []
+    await state(bot).backups.release_lock("appdb", lock.token)
     await jobs["backup:appdb"][0](None)
-    assert [r.state for r in await service.records.history("appdb", 10)] == [BackupState.SUCCEEDED]
+    assert [r.state for r in await service.history("appdb", 10)] == [BackupState.SUCCEEDED]
     await jobs["backup-verify:appdb"][0](None)
-    newest = (await service.records.history("appdb", 1))[0]
+    newest = (await service.history("appdb", 1))[0]
     assert newest.last_verification is not None and newest.last_verification.ok
     await jobs["backup-rpo-check"][0](None)
 
@@ -236,13 +237,13 @@ async def test_retention_prunes_objects_after_a_success(bot: BotHarness, s3_serv
     for age in (40, 35):  # older than cache's max_age of 30 days
         backup_id = f"cache-old-{age}"
         s3.put_object(Bucket=bucket, Key=f"chatops/cache/{backup_id}.rdb", Body=b"REDIS0009")
-        await service.records.create(BackupRecord(id=backup_id, target="cache", kind="redis", state=BackupState.RUNNING,
+        await state(bot).backups.create(BackupRecord(id=backup_id, target="cache", kind="redis", state=BackupState.RUNNING,
                                                   requested_by="schedule", created_at=now - timedelta(days=age), storage="main",
                                                   key=f"cache/{backup_id}.rdb", lock_token="x"))
-        await service.records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
+        await state(bot).backups.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
     record = await service.run_scheduled("cache")
     assert record is not None and record.state == BackupState.SUCCEEDED
-    states = {r.id: r.state for r in await service.records.history("cache", 10)}
+    states = {r.id: r.state for r in await service.history("cache", 10)}
     assert states == {record.id: BackupState.SUCCEEDED, "cache-old-40": BackupState.PRUNED, "cache-old-35": BackupState.PRUNED}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert sorted(keys) == sorted([f"chatops/cache/{record.id}.rdb", f"chatops/cache/{record.id}.json"])

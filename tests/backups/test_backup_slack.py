@@ -9,9 +9,10 @@ import pytest
 
 from bot.backups.model import BackupState, RestoreState
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.backups.harness import backup_yaml, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.state import state
+from tests.backups.harness import backup_yaml, set_environment
 from tests.waiting import eventually
 
 
@@ -41,11 +42,11 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
     backup_id = ack.split("`")[3]
 
     async def finished() -> bool:
-        record = await service.records.get(backup_id)
+        record = await service.get(backup_id)
         return record is not None and record.state != BackupState.RUNNING and record.message_ts is not None
 
     await eventually(finished, "the backup run to finish")
-    record = await service.records.get(backup_id)
+    record = await service.get(backup_id)
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
     assert record.channel and record.message_ts
 
@@ -69,7 +70,7 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
     asked = await command(bot, f"restore appdb {backup_id}", "U0BOB")
     assert "needs 1 approval from `approvers`" in asked
     restore_id = asked.split("`")[1]
-    restore = await service.records.get_restore(restore_id)
+    restore = await service.get_restore(restore_id)
     assert restore is not None and restore.channel and restore.message_ts
     posted = bot.emulator.find_message(restore.channel, restore.message_ts)
     assert posted is not None and "backup.approve" in str(posted)
@@ -85,11 +86,11 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
     await click("U0ALICE")  # an approver, but also an operator who did not ask: allowed
 
     async def restored() -> bool:
-        current = await service.records.get_restore(restore_id)
+        current = await service.get_restore(restore_id)
         return current is not None and current.terminal
 
     await eventually(restored, "the restore to complete")
-    done = await service.records.get_restore(restore_id)
+    done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED and done.approved_by == ("U0ALICE",), done.detail
     assert postgres.psql("SELECT count(*) FROM orders", database=appdb) == before
 
@@ -111,13 +112,13 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
     record = await bot.deps.backups.run_scheduled("appdb")
     assert record is not None
     asked = await command(bot, f"restore appdb {record.id}", "U0ALICE")
-    restore = await bot.deps.backups.records.get_restore(asked.split("`")[1])
+    restore = await bot.deps.backups.get_restore(asked.split("`")[1])
     assert restore is not None and restore.channel and restore.message_ts
     await bot.emulator.send_block_action(channel=restore.channel, message_ts=restore.message_ts, action_id="backup.approve",
                                          value=restore.id, user_id="U0ALICE")
     await eventually(lambda: _has(bot, "U0ALICE", "You requested this restore; someone else has to approve it."),
                      "U0ALICE told someone else has to approve")
-    current = await bot.deps.backups.records.get_restore(restore.id)
+    current = await bot.deps.backups.get_restore(restore.id)
     assert current is not None and current.state == RestoreState.AWAITING_APPROVAL
 
 
@@ -148,15 +149,15 @@ async def test_bad_input_gets_a_precise_ephemeral_error(bot: BotHarness, text: s
     answer = await command(bot, text, "U0BOB")
     assert expected in answer
     assert "Traceback" not in answer
-    assert await bot.deps.backups.records.history("appdb", 10) == []
-    assert await bot.deps.backups.records.recent_restores(10) == []
+    assert await bot.deps.backups.history("appdb", 10) == []
+    assert await bot.deps.backups.recent_restores(10) == []
 
 
 async def test_roles_are_checked(bot: BotHarness) -> None:
     for text in ("run appdb", "verify appdb", "restore appdb x"):
         answer = await command(bot, text, "U0CAROL")
         assert "You need the `operators` role" in answer, answer
-    assert await bot.deps.backups.records.history("appdb", 10) == []
+    assert await bot.deps.backups.history("appdb", 10) == []
     denied = [r for r in await bot.deps.audit.recent(10) if r.result == "denied"]
     assert len(denied) == 3 and {r.actor for r in denied} == {"U0CAROL"}
     assert "No backups of `appdb` yet" in await command(bot, "list appdb", "U0CAROL")
@@ -164,9 +165,9 @@ async def test_roles_are_checked(bot: BotHarness) -> None:
 
 async def test_one_backup_per_target_at_a_time(bot: BotHarness) -> None:
     service = bot.deps.backups
-    lock, _ = await service.records.acquire_lock("appdb", holder="U0ALICE", reason="backup of appdb", run_id="",
+    lock, _ = await state(bot).backups.acquire_lock("appdb", holder="U0ALICE", reason="backup of appdb", run_id="",
                                                  now=bot.deps.clock(), ttl=service.section.lock_ttl)
     assert lock is not None
     answer = await command(bot, "run appdb", "U0BOB")
     assert "`appdb` is busy: backup of appdb by <@U0ALICE>" in answer
-    await service.records.release_lock("appdb", lock.token)
+    await state(bot).backups.release_lock("appdb", lock.token)

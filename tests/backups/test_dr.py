@@ -28,6 +28,7 @@ from tests.backups.elasticache_server import ElastiCacheStandIn
 from tests.backups.harness import set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
+from tests.state import state
 from tests.waiting import eventually, eventually_blocking
 
 KEYS = 300
@@ -199,12 +200,12 @@ def redis_named(processes: list[RedisProcess], url: str) -> RedisProcess:
 
 
 async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
-    entries = await bot.deps.store.redis.xrange(bot.deps.store.keys.alerts("stream"))
+    entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 
 
 async def finished(service: BackupService, restore_id: str) -> bool:
-    current = await service.records.get_restore(restore_id)
+    current = await service.get_restore(restore_id)
     return current is not None and current.terminal
 
 
@@ -216,11 +217,11 @@ async def test_elasticache_backup_is_exported_to_s3_checked_and_pruned(
     old_id = f"sessions-old-{int(time.time() * 1000)}"  # a 40-day-old backup: its snapshot and object must go
     elasticache.create_snapshot(SnapshotName=old_id, ReplicationGroupId="sessions")
     s3.put_object(Bucket=bucket, Key=f"chatops/sessions/{old_id}.rdb", Body=b"REDIS0010")
-    await service.records.create(BackupRecord(
+    await state(bot).backups.create(BackupRecord(
         id=old_id, target="sessions", kind="elasticache_snapshot", state=BackupState.RUNNING, requested_by="schedule",
         created_at=datetime.now(UTC) - timedelta(days=40), storage="main", key=f"sessions/{old_id}.rdb",
         snapshot=old_id, lock_token="x"))
-    await service.records.update(old_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
+    await state(bot).backups.update(old_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
 
     record = await service.run_scheduled("sessions")
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail if record else None
@@ -232,7 +233,7 @@ async def test_elasticache_backup_is_exported_to_s3_checked_and_pruned(
     assert keys == [f"chatops/sessions/{record.id}.json", f"chatops/sessions/{record.id}.rdb"]  # export moved, old gone
     snapshots = {s["SnapshotName"] for s in elasticache.describe_snapshots(ReplicationGroupId="sessions")["Snapshots"]}
     assert record.id in snapshots and old_id not in snapshots
-    states = {r.id: r.state for r in await service.records.history("sessions", 10)}
+    states = {r.id: r.state for r in await service.history("sessions", 10)}
     assert states == {record.id: BackupState.SUCCEEDED, old_id: BackupState.PRUNED}
 
     drill = await service.drills.run("sessions", user="U0BOB")  # the exported RDB in a scratch redis-server
@@ -257,7 +258,7 @@ async def test_rds_snapshot_is_copied_to_another_region_exported_and_both_pruned
     assert task["S3Bucket"] == bucket and task["SourceArn"].endswith(f":snapshot:{first.id}")
 
     old = first.created_at - timedelta(days=31)  # age the first backup past retention: the next run prunes both
-    await service.records.update(first.id, lambda r: r.model_copy(update={"created_at": old}))
+    await state(bot).backups.update(first.id, lambda r: r.model_copy(update={"created_at": old}))
     second = await service.run_scheduled("rds-prod")
     assert second is not None and second.state == BackupState.SUCCEEDED
     gone = {s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(DBInstanceIdentifier="dr-db")["DBSnapshots"]}
@@ -283,7 +284,7 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
     restore = await service.restores.request("cache", record.id, into_env="SCRATCH_REDIS_URL", user="U0BOB", channel="C0")
     await service.restores.approve(restore.id, "U0ALICE", is_approver=True)
     await eventually(lambda: finished(service, restore.id), f"restore {restore.id} to finish")
-    done = await service.records.get_restore(restore.id)
+    done = await service.get_restore(restore.id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert f"Replayed {len(expected)} keys" in done.detail
     assert await snapshot_of(redis_named(redis_processes, service._environ["SCRATCH_REDIS_URL"])) == expected
@@ -291,7 +292,7 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
     refused = await service.restores.request("cache", record.id, into_env="LOCKED_REDIS_URL", user="U0BOB", channel="C0")
     await service.restores.approve(refused.id, "U0ALICE", is_approver=True)
     await eventually(lambda: finished(service, refused.id), f"restore {refused.id} to finish")
-    failed = await service.records.get_restore(refused.id)
+    failed = await service.get_restore(refused.id)
     assert failed is not None and failed.state == RestoreState.FAILED
     assert "has no RESTORE command (renamed or disabled)" in failed.detail
     locked = redis_named(redis_processes, service._environ["LOCKED_REDIS_URL"]).client()
@@ -318,7 +319,7 @@ async def test_rds_restore_creates_a_new_instance_and_never_overwrites(bot: BotH
     restore_id = text.split("`")[1]
     await service.restores.approve(restore_id, "U0ALICE", is_approver=True)
     await eventually(lambda: finished(service, restore_id), f"restore {restore_id} to finish")
-    done = await service.records.get_restore(restore_id)
+    done = await service.get_restore(restore_id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     instance = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
     assert instance["DBInstanceStatus"] == "available" and f"`{name}`" in done.detail
@@ -333,7 +334,7 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
     service.section.targets["appdb"] = config.model_copy(update={"rto": timedelta(microseconds=1)})
     jobs = {name: func for name, func, _ in service.jobs()}
     await jobs["backup-verify:appdb"](None)  # the scheduled drill
-    over = (await service.records.drills("appdb", 1))[0]
+    over = (await service.drill_history("appdb", 1))[0]
     assert over.ok and over.within_rto is False and over.backup_id == record.id
     assert [(c.label, c.ok) for c in over.checks] == [("select count(*) from orders >= 1", True)] and over.checks[0].value == 2000
     assert over.backup_age_seconds is not None and over.backup_age_seconds >= 0
@@ -348,7 +349,7 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
         return ("chatops:backup:appdb:rto", "resolved") in [(a["fingerprint"], a["status"]) for a in await ingested(bot)]
 
     await eventually(resolved, "the alert to resolve")
-    good = (await service.records.drills("appdb", 1))[0]
+    good = (await service.drill_history("appdb", 1))[0]
     assert good.good and good.requested_by == "U0BOB"
     listing = await bot.emulator.send_command(command="/backup", text="drills appdb", user_id="U0CAROL", channel_id="C0GENERAL")
     text = html.unescape(listing.json["text"])
