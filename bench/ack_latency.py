@@ -48,14 +48,27 @@ SIGNED_BODIES = 2000  # distinct trigger_ids per wrk run
 
 def command_body(n: int, command: str = "/chatops", text: str = "help") -> str:
     """A slash command's form body as Slack sends it, with a distinct trigger_id."""
-    return urlencode({
-        "token": "x", "team_id": "T0CHATOPS", "team_domain": "acme", "channel_id": "C0GENERAL", "channel_name": "general",
-        "user_id": "U0DEMO", "user_name": "demo", "command": command, "text": text, "api_app_id": "A0",
-        "response_url": "http://127.0.0.1:9/r", "trigger_id": f"{n}.{secrets.token_hex(6)}",
-    })
+    return urlencode(
+        {
+            "token": "x",
+            "team_id": "T0CHATOPS",
+            "team_domain": "acme",
+            "channel_id": "C0GENERAL",
+            "channel_name": "general",
+            "user_id": "U0DEMO",
+            "user_name": "demo",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0",
+            "response_url": "http://127.0.0.1:9/r",
+            "trigger_id": f"{n}.{secrets.token_hex(6)}",
+        }
+    )
 
 
-async def drive_python(url: str, secret: str, command: tuple[str, str], *, concurrency: int, seconds: float) -> dict[str, float]:
+async def drive_python(
+    url: str, secret: str, command: tuple[str, str], *, concurrency: int, seconds: float
+) -> dict[str, float]:
     """Signed commands from `concurrency` aiohttp workers for `seconds`: rps, p50, p99 (ms), errors."""
     verifier = SignatureVerifier(secret)
     latencies: list[float] = []
@@ -68,8 +81,11 @@ async def drive_python(url: str, secret: str, command: tuple[str, str], *, concu
         while time.perf_counter() < stop_at:
             body = command_body(next(counter), *command)
             ts = str(int(time.time()))
-            headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": verifier.generate_signature(timestamp=ts, body=body),
-                       "Content-Type": "application/x-www-form-urlencoded"}
+            headers = {
+                "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": verifier.generate_signature(timestamp=ts, body=body),
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
             started = time.perf_counter()
             async with session.post(url, data=body.encode(), headers=headers) as response:
                 await response.read()
@@ -82,8 +98,13 @@ async def drive_python(url: str, secret: str, command: tuple[str, str], *, concu
         await asyncio.gather(*[worker(session) for _ in range(concurrency)])
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"requests": len(latencies), "seconds": elapsed, "p50": statistics.median(latencies) * 1000,
-            "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, "errors": errors}
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        "errors": errors,
+    }
 
 
 def wrk_script(secret: str, command: tuple[str, str], directory: Path) -> Path:
@@ -105,8 +126,17 @@ def wrk_script(secret: str, command: tuple[str, str], directory: Path) -> Path:
 async def drive_wrk(url: str, script: Path, *, concurrency: int, seconds: float) -> dict[str, float]:
     """The same load from wrk: requests, seconds, p50 and p99 in ms, errors (non-2xx and socket errors)."""
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out = (await proc.communicate())[0].decode()
 
     def millis(label: str) -> float:
@@ -123,14 +153,23 @@ async def drive_wrk(url: str, script: Path, *, concurrency: int, seconds: float)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
-    return {"requests": int(done.group(1)), "seconds": elapsed, "p50": millis("50"), "p99": millis("99"), "errors": errors}
+    return {
+        "requests": int(done.group(1)),
+        "seconds": elapsed,
+        "p50": millis("50"),
+        "p99": millis("99"),
+        "errors": errors,
+    }
 
 
 def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
     """rps over all rounds; p50 and p99 as the medians of the rounds'."""
-    return {"rps": sum(r["requests"] for r in rounds) / sum(r["seconds"] for r in rounds),
-            "p50": statistics.median(r["p50"] for r in rounds), "p99": statistics.median(r["p99"] for r in rounds),
-            "errors": sum(r["errors"] for r in rounds)}
+    return {
+        "rps": sum(r["requests"] for r in rounds) / sum(r["seconds"] for r in rounds),
+        "p50": statistics.median(r["p50"] for r in rounds),
+        "p99": statistics.median(r["p99"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+    }
 
 
 async def wait_ready(url: str) -> None:
@@ -146,11 +185,26 @@ async def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-async def profile(pid: int, url: str, secret: str, command: tuple[str, str], tmp: Path, args: argparse.Namespace) -> None:
+async def profile(
+    pid: int, url: str, secret: str, command: tuple[str, str], tmp: Path, args: argparse.Namespace
+) -> None:
     """py-spy's samples of `pid` while it answers `command` at concurrency 32 for 10 s."""
     spy = await asyncio.create_subprocess_exec(
-        "py-spy", "record", "--pid", str(pid), "--duration", "10", "--rate", "250", "--format", "raw",
-        "--output", args.py_spy, "--nonblocking", stdout=asyncio.subprocess.DEVNULL)
+        "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        "10",
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        args.py_spy,
+        "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
     await asyncio.sleep(0.5)
     if args.driver == "wrk":
         await drive_wrk(url, wrk_script(secret, command, tmp), concurrency=32, seconds=10)
@@ -161,19 +215,34 @@ async def profile(pid: int, url: str, secret: str, command: tuple[str, str], tmp
 
 def row(figure: str, ours: float, anchor: float | None, unit: str, target: str, met: bool | None) -> dict[str, object]:
     """One row of the --json output (see bench/README.md)."""
-    return {"figure": figure, "ours": round(ours, 3), "anchor": None if anchor is None else round(anchor, 3),
-            "ratio": round(ours / anchor, 3) if anchor else None, "unit": unit, "target": target, "met": met}
+    return {
+        "figure": figure,
+        "ours": round(ours, 3),
+        "anchor": None if anchor is None else round(anchor, 3),
+        "ratio": round(ours / anchor, 3) if anchor else None,
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3, help="length of one round per target (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target and concurrency (default 3)")
-    parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
-                        help="the load generator (wrk when installed: apt-get install wrk)")
+    parser.add_argument(
+        "--driver",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator (wrk when installed: apt-get install wrk)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result rows as JSON on the last line")
-    parser.add_argument("--py-spy", metavar="FILE", help="first profile chatops serve under 10 s of /chatops help at "
-                        "concurrency 32 with py-spy (pip install py-spy), writing collapsed stacks to FILE")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="first profile chatops serve under 10 s of /chatops help at "
+        "concurrency 32 with py-spy (pip install py-spy), writing collapsed stacks to FILE",
+    )
     args = parser.parse_args()
     secret = secrets.token_hex(16)
     emulator = SlackEmulator(signing_secret=secret, bot_token=BOT_TOKEN, workspace=Workspace.demo())
@@ -188,18 +257,31 @@ async def main() -> None:
         targets: dict[str, str] = {}
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))} | {
-            "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": secret, "SLACK_API_URL": emulator.api_url,
-            "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(ROOT / "examples" / "chatops.yaml"),
-            "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": secret,
+            "SLACK_API_URL": emulator.api_url,
+            "REDIS_URL": redis.url,
+            "CHATOPS_CONFIG": str(ROOT / "examples" / "chatops.yaml"),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
             "CHATOPS_DEMO_ALERT_TOKEN": "bench-alert-token",
         }
         processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT))
         targets[CHATOPS] = f"http://127.0.0.1:{port}"
         for label, flag in ((BARE, []), (ANCHOR, ["--process-before-response"])):
             bare_port = free_port()
-            processes.append(await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "bench" / "bare_bolt.py"), str(bare_port), secret, emulator.api_url, BOT_TOKEN, *flag,
-            ))
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(ROOT / "bench" / "bare_bolt.py"),
+                    str(bare_port),
+                    secret,
+                    emulator.api_url,
+                    BOT_TOKEN,
+                    *flag,
+                )
+            )
             targets[label] = f"http://127.0.0.1:{bare_port}"
         await wait_ready(targets[CHATOPS] + "/readyz")
         for origin in targets.values():
@@ -208,8 +290,12 @@ async def main() -> None:
         if args.py_spy:
             await profile(processes[0].pid, targets[CHATOPS] + "/slack/events", secret, help_command, tmp, args)
         # (what, target, concurrency, command): the bare apps ack whatever command they get.
-        cases = [(name, label, conc, help_command) for conc in (1, 32) for label in targets
-                 for name in [f"/chatops help c={conc}"]]
+        cases = [
+            (name, label, conc, help_command)
+            for conc in (1, 32)
+            for label in targets
+            for name in [f"/chatops help c={conc}"]
+        ]
         cases.append(("/status c=1", CHATOPS, 1, status_command))
         rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
         for round_no in range(args.rounds + 1):  # round 0 warms every target up and is not counted
@@ -231,16 +317,24 @@ async def main() -> None:
             for conc in (1, 32):
                 name = f"/chatops help c={conc}"
                 ours, base = results[(name, CHATOPS)], results[(name, baseline)]
-                print(f"ratio chatops/{baseline} c={conc}: p50 {ours['p50'] / base['p50']:.2f}  "
-                      f"p99 {ours['p99'] / base['p99']:.2f}  rps {ours['rps'] / base['rps']:.2f}")
+                print(
+                    f"ratio chatops/{baseline} c={conc}: p50 {ours['p50'] / base['p50']:.2f}  "
+                    f"p99 {ours['p99'] / base['p99']:.2f}  rps {ours['rps'] / base['rps']:.2f}"
+                )
         ours_status, anchor_ack = results[("/status c=1", CHATOPS)], results[("/chatops help c=1", ANCHOR)]
         print(f"ratio chatops /status read / {ANCHOR} ack c=1: p50 {ours_status['p50'] / anchor_ack['p50']:.2f}")
         c1, c32 = results[("/chatops help c=1", CHATOPS)], results[("/chatops help c=32", CHATOPS)]
         a1, a32 = results[("/chatops help c=1", ANCHOR)], results[("/chatops help c=32", ANCHOR)]
         rows = [
             row("ack /chatops help c=32 p99", c32["p99"], a32["p99"], "ms", "<= 1.0x anchor", c32["p99"] <= a32["p99"]),
-            row("ack /chatops help c=32 throughput", c32["rps"], a32["rps"], "req/s", ">= 0.9x anchor",
-                c32["rps"] >= 0.9 * a32["rps"]),
+            row(
+                "ack /chatops help c=32 throughput",
+                c32["rps"],
+                a32["rps"],
+                "req/s",
+                ">= 0.9x anchor",
+                c32["rps"] >= 0.9 * a32["rps"],
+            ),
             row("ack /chatops help c=1 p50", c1["p50"], a1["p50"], "ms", "<= 1.0 ms", c1["p50"] <= 1.0),
             row("ack /status read c=1 p50", ours_status["p50"], anchor_ack["p50"], "ms", "none (reads Redis)", None),
         ]

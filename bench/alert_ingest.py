@@ -81,26 +81,50 @@ def alert_pairs(batch: int, n: int) -> list[tuple[str, str]]:
 def body(alerts: list[tuple[str, str]], status: str = "firing") -> bytes:
     """An Alertmanager v4 webhook body (what Alertmanager sends chatops) for (alertname, instance) pairs."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps({
-        "version": "4", "groupKey": "{}:{}", "status": status, "receiver": "chatops", "truncatedAlerts": 0,
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
-        "alerts": [{
-            "status": status, "labels": {"alertname": name, "instance": instance, "severity": "warning"},
-            "annotations": {"summary": f"{name} on {instance}"}, "startsAt": now, "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "", "fingerprint": f"{abs(hash((name, instance))):016x}",
-        } for name, instance in alerts],
-    }).encode()
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": "{}:{}",
+            "status": status,
+            "receiver": "chatops",
+            "truncatedAlerts": 0,
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://am",
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": {"alertname": name, "instance": instance, "severity": "warning"},
+                    "annotations": {"summary": f"{name} on {instance}"},
+                    "startsAt": now,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "",
+                    "fingerprint": f"{abs(hash((name, instance))):016x}",
+                }
+                for name, instance in alerts
+            ],
+        }
+    ).encode()
 
 
 def api_v2_body(alerts: list[tuple[str, str]]) -> bytes:
     """The same alerts as Alertmanager's own `POST /api/v2/alerts` takes them (a list of postable alerts)."""
-    return json.dumps([{
-        "labels": {"alertname": name, "instance": instance, "severity": "warning"},
-        "annotations": {"summary": f"{name} on {instance}"}, "startsAt": STARTS_AT, "generatorURL": "http://am/graph",
-    } for name, instance in alerts]).encode()
+    return json.dumps(
+        [
+            {
+                "labels": {"alertname": name, "instance": instance, "severity": "warning"},
+                "annotations": {"summary": f"{name} on {instance}"},
+                "startsAt": STARTS_AT,
+                "generatorURL": "http://am/graph",
+            }
+            for name, instance in alerts
+        ]
+    ).encode()
 
 
 # -- load generators ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Load:
@@ -113,29 +137,43 @@ class Load:
 
 def wrk_script(path: Path, bodies: list[bytes], headers: dict[str, str]) -> None:
     """A wrk Lua script that POSTs `bodies` in turn (each thread from its own offset) with `headers`."""
+
     def quoted(data: bytes) -> str:
         return "[==[" + data.decode() + "]==]"
 
-    lines = ["local bodies = {", *[f"  {quoted(b)}," for b in bodies], "}",
-             "local headers = {" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}",
-             "local counter = 0",
-             "function setup(thread) counter = counter + 1; thread:set('offset', counter * 97) end",
-             "function init(args) counter = offset or 0 end",
-             "function request()",
-             "  counter = counter + 1",
-             "  return wrk.format('POST', nil, headers, bodies[(counter % #bodies) + 1])",
-             "end"]
+    lines = [
+        "local bodies = {",
+        *[f"  {quoted(b)}," for b in bodies],
+        "}",
+        "local headers = {" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}",
+        "local counter = 0",
+        "function setup(thread) counter = counter + 1; thread:set('offset', counter * 97) end",
+        "function init(args) counter = offset or 0 end",
+        "function request()",
+        "  counter = counter + 1",
+        "  return wrk.format('POST', nil, headers, bodies[(counter % #bodies) + 1])",
+        "end",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
-async def drive_wrk(url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float,
-                    workdir: Path) -> Load:
+async def drive_wrk(
+    url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float, workdir: Path
+) -> Load:
     """`clients` connections from wrk (two threads) for `seconds`."""
     script = workdir / "post.lua"
     wrk_script(script, bodies, headers)
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), url,  # whole seconds
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "wrk",
+        "-t2",
+        f"-c{clients}",
+        f"-d{max(1, round(seconds))}s",
+        "-s",
+        str(script),
+        url,  # whole seconds
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out = (await proc.communicate())[0].decode()
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
     if total is None:
@@ -145,12 +183,12 @@ async def drive_wrk(url: str, bodies: list[bytes], headers: dict[str, str], *, c
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failed = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(int(n) for n in socket.groups()) if socket else 0)
     requests = int(total.group(1))
-    return Load(ok=requests - (int(non_2xx.group(1)) if non_2xx else 0), failed=failed,
-                seconds=float(total.group(2)) * scale)
+    return Load(
+        ok=requests - (int(non_2xx.group(1)) if non_2xx else 0), failed=failed, seconds=float(total.group(2)) * scale
+    )
 
 
-async def drive_python(url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int,
-                       seconds: float) -> Load:
+async def drive_python(url: str, bodies: list[bytes], headers: dict[str, str], *, clients: int, seconds: float) -> Load:
     """`clients` aiohttp clients posting `bodies` in turn for `seconds`."""
     ok = failed = 0
     counter = iter(range(10**12))
@@ -173,8 +211,9 @@ async def drive_python(url: str, bodies: list[bytes], headers: dict[str, str], *
         return Load(ok=ok, failed=failed, seconds=time.perf_counter() - started)
 
 
-async def drive(args: argparse.Namespace, url: str, bodies: list[bytes], headers: dict[str, str], *,
-                seconds: float, workdir: Path) -> Load:
+async def drive(
+    args: argparse.Namespace, url: str, bodies: list[bytes], headers: dict[str, str], *, seconds: float, workdir: Path
+) -> Load:
     """The configured load generator against `url`."""
     if args.driver == "wrk":
         return await drive_wrk(url, bodies, headers, clients=args.clients, seconds=seconds, workdir=workdir)
@@ -182,6 +221,7 @@ async def drive(args: argparse.Namespace, url: str, bodies: list[bytes], headers
 
 
 # -- the two servers ---------------------------------------------------------------------------------------------
+
 
 async def wait_http(url: str, *, timeout: float = 30) -> None:
     """Returns once `url` answers 200; RuntimeError naming it otherwise."""
@@ -211,9 +251,15 @@ async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subpro
     port = free_port()
     log = (workdir / "alertmanager.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        ALERTMANAGER, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn",
-        stdout=log, stderr=log)
+        ALERTMANAGER,
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+        stdout=log,
+        stderr=log,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_http(f"{base}/-/ready")
@@ -227,17 +273,24 @@ async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subpro
 
 
 @contextlib.asynccontextmanager
-async def chatops(workdir: Path, emulator: SlackEmulator) -> AsyncIterator[tuple[str, asyncio.subprocess.Process,
-                                                                                aioredis.Redis]]:
+async def chatops(
+    workdir: Path, emulator: SlackEmulator
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, aioredis.Redis]]:
     """A fresh Redis and `chatops serve` with the Alertmanager source; yields (base URL, process, Redis client)."""
     redis = EmbeddedRedis(workdir / "redis").start()
     config = workdir / "chatops.yaml"
     config.write_text(CONFIG)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_"))} | {
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "bench", "SLACK_API_URL": emulator.api_url,
-        "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
-        "LOG_LEVEL": "WARNING", "BENCH_AM_TOKEN": TOKEN,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": "bench",
+        "SLACK_API_URL": emulator.api_url,
+        "REDIS_URL": redis.url,
+        "CHATOPS_CONFIG": str(config),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "BENCH_AM_TOKEN": TOKEN,
     }
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT)
     client = aioredis.Redis.from_url(redis.url, decode_responses=True)
@@ -369,8 +422,9 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
             assert am_base is not None and am_proc is not None and am_proc.pid is not None
             with paused(bot):
                 used = cpu_seconds(am_proc.pid)
-                load = await drive(args, f"{am_base}/api/v2/alerts", am_bodies, am_headers, seconds=seconds,
-                                   workdir=workdir)
+                load = await drive(
+                    args, f"{am_base}/api/v2/alerts", am_bodies, am_headers, seconds=seconds, workdir=workdir
+                )
                 return load, cpu_seconds(am_proc.pid) - used
 
         warm = (await run_ours(1))[0].ok  # warm-ups: stored too, not counted
@@ -390,18 +444,23 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
     slack = args.clients * (args.rounds + 1)
     stored_ok = ours.ok + warm <= entries <= ours.ok + warm + slack and alerts == entries * batch
     rate = ours.ok * batch / ours.seconds
-    note = (f"chatops: {ours.ok:,} requests 2xx ({ours.failed} not) in {ours.seconds:.1f} s, "
-            f"{1e6 * ours.cpu / max(1, ours.ok * batch):.0f} CPU ms per 1,000 alerts (bot and Redis); the stream "
-            f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'})")
+    note = (
+        f"chatops: {ours.ok:,} requests 2xx ({ours.failed} not) in {ours.seconds:.1f} s, "
+        f"{1e6 * ours.cpu / max(1, ours.ok * batch):.0f} CPU ms per 1,000 alerts (bot and Redis); the stream "
+        f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'})"
+    )
     anchor = None
     if am_base is not None:
         anchor = theirs.ok * batch / theirs.seconds
-        note += (f"\n  Alertmanager: {theirs.ok:,} requests 2xx ({theirs.failed} not) in {theirs.seconds:.1f} s, "
-                 f"{1e6 * theirs.cpu / max(1, theirs.ok * batch):.0f} CPU ms per 1,000 alerts")
+        note += (
+            f"\n  Alertmanager: {theirs.ok:,} requests 2xx ({theirs.failed} not) in {theirs.seconds:.1f} s, "
+            f"{1e6 * theirs.cpu / max(1, theirs.ok * batch):.0f} CPU ms per 1,000 alerts"
+        )
     return IngestResult(batch=batch, ours=rate, anchor=anchor, stored_ok=stored_ok, note=note)
 
 
 # -- latency and storm (one chatops serve, as before) -----------------------------------------------------------
+
 
 async def wait_delivered(client: aioredis.Redis, stream: str, timeout: float) -> bool:
     """Whether the consumer group has read and acknowledged every entry within `timeout`."""
@@ -445,12 +504,16 @@ async def latency(url: str, emulator: SlackEmulator) -> tuple[float, float]:
         for n in range(200):
             name = f"Latency{n}"
             sent = time.time()
-            async with session.post(url, data=body([(name, "h")]),
-                                    headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            async with session.post(
+                url, data=body([(name, "h")]), headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as response:
                 await response.read()
             for _ in range(400):
-                posts = [c for c in emulator.calls_to("chat.postMessage")
-                         if c.ok and name == str(c.args.get("text", "")).split(": ", 1)[-1]]
+                posts = [
+                    c
+                    for c in emulator.calls_to("chat.postMessage")
+                    if c.ok and name == str(c.args.get("text", "")).split(": ", 1)[-1]
+                ]
                 if posts:
                     latencies.append(float(posts[0].response["ts"]) - sent)
                     break
@@ -468,31 +531,43 @@ async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> in
     bodies = [body([(f"Storm{g}", f"s{n}-{i}") for i in range(20) for g in [(n * 20 + i) % 50]]) for n in range(500)]
     started = time.perf_counter()
     for chunk in range(10):  # 10,000 alerts over 10 s
-        await post_many(url, bodies[chunk * 50:(chunk + 1) * 50], 8)
+        await post_many(url, bodies[chunk * 50 : (chunk + 1) * 50], 8)
         await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
     stored = 20 * (await client.xlen(STREAM) - before_len)
     delivered = await wait_delivered(client, STREAM, 300)
     await asyncio.sleep(3)
     posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok]) - before_posts
-    limited = len([c for c in emulator.calls_to("chat.postMessage") + emulator.calls_to("chat.update")
-                   if c.status == 429])
+    limited = len(
+        [c for c in emulator.calls_to("chat.postMessage") + emulator.calls_to("chat.update") if c.status == 429]
+    )
     members = 0
     for group_id in await client.smembers("chatops:{alerts}:firing"):
         raw = await client.get(f"chatops:{{alerts}}:group:{group_id}")
         if raw and json.loads(raw)["group_key"]:
-            members += len([m for m in json.loads(raw)["members"].values()
-                            if m["labels"]["alertname"].startswith("Storm")])
-    print(f"storm: 10,000 alerts sent, {stored} stored, delivered={delivered}, {posts} messages posted, "
-          f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}")
+            members += len(
+                [m for m in json.loads(raw)["members"].values() if m["labels"]["alertname"].startswith("Storm")]
+            )
+    print(
+        f"storm: 10,000 alerts sent, {stored} stored, delivered={delivered}, {posts} messages posted, "
+        f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}"
+    )
     return 10_000 - members
 
 
 # -- main --------------------------------------------------------------------------------------------------------
 
+
 def row(figure: str, ours: float, anchor: float | None, unit: str, target: str, met: bool | None) -> dict[str, object]:
     """One row of the --json list."""
-    return {"figure": figure, "ours": round(ours, 2), "anchor": None if anchor is None else round(anchor, 2),
-            "ratio": None if not anchor else round(ours / anchor, 3), "unit": unit, "target": target, "met": met}
+    return {
+        "figure": figure,
+        "ours": round(ours, 2),
+        "anchor": None if anchor is None else round(anchor, 2),
+        "ratio": None if not anchor else round(ours / anchor, 3),
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
 
 
 async def main() -> None:
@@ -501,8 +576,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per batch size, in alternating order")
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--batches", default="10,50", help="alerts per request, comma-separated")
-    parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
-                        help="the load generator (wrk when installed: apt-get install wrk)")
+    parser.add_argument(
+        "--driver",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator (wrk when installed: apt-get install wrk)",
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the webhook-to-Slack latency part")
     parser.add_argument("--storm", action="store_true", help="also run the 10,000-alert storm (about a minute)")
     parser.add_argument("--json", action="store_true", help="print the figures as a JSON list as the last line")
@@ -517,20 +596,31 @@ async def main() -> None:
     try:
         missing = alertmanager_missing()
         driver = "wrk (2 threads)" if args.driver == "wrk" else "a Python aiohttp client"
-        print(f"ingest: {args.clients} clients from {driver}, {args.rounds} x {args.seconds:g} s per side and "
-              "batch size")
+        print(
+            f"ingest: {args.clients} clients from {driver}, {args.rounds} x {args.seconds:g} s per side and batch size"
+        )
         if missing is not None:
             print(f"ingest: no Alertmanager anchor: {missing}")
         for batch in [int(b) for b in args.batches.split(",")]:
             result = await ingest(args, batch, tmp, emulator)
             anchor = "n/a" if result.anchor is None else f"{result.anchor:,.0f}"
             ratio = "n/a" if result.anchor is None else f"{result.ours / result.anchor:.2f}x"
-            print(f"ingest, batches of {batch}: chatops {result.ours:,.0f} alerts/s durably; "
-                  f"Alertmanager {anchor} alerts/s; ratio {ratio}")
+            print(
+                f"ingest, batches of {batch}: chatops {result.ours:,.0f} alerts/s durably; "
+                f"Alertmanager {anchor} alerts/s; ratio {ratio}"
+            )
             print(f"  {result.note}")
             met = None if result.anchor is None else result.ours >= result.anchor and result.stored_ok
-            rows.append(row(f"alert ingest, batches of {batch}", result.ours, result.anchor, "alerts/s",
-                            ">= 1.0x Alertmanager", met))
+            rows.append(
+                row(
+                    f"alert ingest, batches of {batch}",
+                    result.ours,
+                    result.anchor,
+                    "alerts/s",
+                    ">= 1.0x Alertmanager",
+                    met,
+                )
+            )
         if not args.no_latency or args.storm:
             async with chatops(tmp / "delivery", emulator) as (base, _, client):
                 url = f"{base}/alerts/alertmanager"

@@ -41,8 +41,11 @@ def fill(pg: Postgres, database: str, gb: float) -> int:
     pg.psql("CREATE TABLE big (id bigint, a text, b text, c text)", database)
     for start in range(0, rows, step):
         end = min(rows, start + step)
-        pg.psql(f"INSERT INTO big SELECT g, md5(g::text), md5((g * 31)::text), md5((g * 17 + 3)::text) "
-                f"FROM generate_series({start + 1}, {end}) g", database)
+        pg.psql(
+            f"INSERT INTO big SELECT g, md5(g::text), md5((g * 31)::text), md5((g * 17 + 3)::text) "
+            f"FROM generate_series({start + 1}, {end}) g",
+            database,
+        )
     return int(pg.psql(f"SELECT pg_database_size('{database}')"))
 
 
@@ -50,8 +53,17 @@ def baseline(pg: Postgres, database: str) -> tuple[float, int]:
     env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
     started = time.monotonic()
     with open(os.devnull, "wb") as null:
-        subprocess.run([f"{pg.bin_dir}/pg_dump", "--format=custom", "--no-password",
-                        f"--dbname=postgresql://postgres@127.0.0.1:{pg.port}/{database}"], env=env, stdout=null, check=True)
+        subprocess.run(
+            [
+                f"{pg.bin_dir}/pg_dump",
+                "--format=custom",
+                "--no-password",
+                f"--dbname=postgresql://postgres@127.0.0.1:{pg.port}/{database}",
+            ],
+            env=env,
+            stdout=null,
+            check=True,
+        )
     return time.monotonic() - started, 0
 
 
@@ -75,12 +87,20 @@ async def drive(config_path: str, redis_url: str) -> None:
     config = load_config(config_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = Store(client, Keys("bench"), Metrics())
-    slack = AsyncWebClient(token="xoxb-unused", base_url="http://127.0.0.1:9/")  # no channel is configured: never called
+    slack = AsyncWebClient(
+        token="xoxb-unused", base_url="http://127.0.0.1:9/"
+    )  # no channel is configured: never called
     audit = AuditLog(store, utc_now)
-    service = BackupService(config.backups, announce_channel=config.slack.announce_channel, records=BackupStore(store),
-                            slack=slack, audit=audit,
-                            alerts=AlertPipeline(config=config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now),
-                            tasks=BackgroundTasks(), clock=utc_now)
+    service = BackupService(
+        config.backups,
+        announce_channel=config.slack.announce_channel,
+        records=BackupStore(store),
+        slack=slack,
+        audit=audit,
+        alerts=AlertPipeline(config=config.alerts, store=AlertStore(store), slack=slack, audit=audit, clock=utc_now),
+        tasks=BackgroundTasks(),
+        clock=utc_now,
+    )
     started = time.monotonic()
     record = await service.run_scheduled("bench")
     seconds = time.monotonic() - started
@@ -88,13 +108,27 @@ async def drive(config_path: str, redis_url: str) -> None:
     await client.aclose()
     assert record is not None
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"state": record.state.value, "detail": record.detail, "size": record.size, "seconds": seconds,
-                      "peak_rss_mb": peak_kib / 1024}))
+    print(
+        json.dumps(
+            {
+                "state": record.state.value,
+                "detail": record.detail,
+                "size": record.size,
+                "seconds": seconds,
+                "peak_rss_mb": peak_kib / 1024,
+            }
+        )
+    )
 
 
 def service_run(config_path: Path, redis_url: str, env: dict[str, str]) -> dict[str, object]:
-    result = subprocess.run([sys.executable, __file__, "--drive", str(config_path), redis_url], env=env,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--drive", str(config_path), redis_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     outcome: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
     if outcome["state"] != "succeeded":
         raise SystemExit(f"the backup failed: {outcome['detail']}")
@@ -132,8 +166,14 @@ backups:
   targets:
     bench: {{kind: postgres, dsn_env: BENCH_DB_URL, bin_dir: "{pg.bin_dir}", storage: main}}
 """)
-                env = dict(os.environ, BENCH_DB_URL=pg.url("bench"), S3_ENDPOINT_URL=s3.url, AWS_ACCESS_KEY_ID="bench",
-                           AWS_SECRET_ACCESS_KEY="bench", BENCH_BACKUP_KEY=base64.b64encode(os.urandom(32)).decode())
+                env = dict(
+                    os.environ,
+                    BENCH_DB_URL=pg.url("bench"),
+                    S3_ENDPOINT_URL=s3.url,
+                    AWS_ACCESS_KEY_ID="bench",
+                    AWS_SECRET_ACCESS_KEY="bench",
+                    BENCH_BACKUP_KEY=base64.b64encode(os.urandom(32)).decode(),
+                )
                 base_times, runs = [], []
                 for _ in range(args.runs):
                     base_times.append(baseline(pg, "bench")[0])
@@ -143,21 +183,32 @@ backups:
                 seconds = float(best["seconds"])
                 dump = int(best["size"])
                 peak = max(float(r["peak_rss_mb"]) for r in runs)
-                print(f"pg_dump -Fc > /dev/null : {best_base:7.1f} s  "
-                      f"({size / best_base / 1024**2:6.1f} MiB/s of database)")
+                print(
+                    f"pg_dump -Fc > /dev/null : {best_base:7.1f} s  "
+                    f"({size / best_base / 1024**2:6.1f} MiB/s of database)"
+                )
                 mode = "plain" if args.no_encryption else "AES-256-GCM"
-                print(f"/backup run ({mode:<11}): {seconds:7.1f} s  "
-                      f"({size / seconds / 1024**2:6.1f} MiB/s of database, "
-                      f"dump {dump / 1024**2:.0f} MiB uploaded at {dump / seconds / 1024**2:.1f} MiB/s)")
+                print(
+                    f"/backup run ({mode:<11}): {seconds:7.1f} s  "
+                    f"({size / seconds / 1024**2:6.1f} MiB/s of database, "
+                    f"dump {dump / 1024**2:.0f} MiB uploaded at {dump / seconds / 1024**2:.1f} MiB/s)"
+                )
                 print(f"throughput ratio        : {best_base / seconds:.2f}x the baseline (target >= 0.90x)")
                 print(f"peak RSS of the service : {peak:.0f} MB (target <= 150 MB)")
                 if args.json:
-                    emit([
-                        row(f"backup throughput ({args.gb:g} GB, {mode})", size / seconds / 1024**2,
-                            anchor=size / best_base / 1024**2, unit="MiB/s", target=">= 0.9x pg_dump",
-                            met=best_base / seconds >= 0.9),
-                        row("backup peak RSS", peak, unit="MB", target="<= 150 MB", met=peak <= 150),
-                    ])
+                    emit(
+                        [
+                            row(
+                                f"backup throughput ({args.gb:g} GB, {mode})",
+                                size / seconds / 1024**2,
+                                anchor=size / best_base / 1024**2,
+                                unit="MiB/s",
+                                target=">= 0.9x pg_dump",
+                                met=best_base / seconds >= 0.9,
+                            ),
+                            row("backup peak RSS", peak, unit="MB", target="<= 150 MB", met=peak <= 150),
+                        ]
+                    )
             finally:
                 redis.stop()
     finally:

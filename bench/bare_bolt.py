@@ -41,5 +41,10 @@ def build(signing_secret: str, api_url: str, token: str, process_before_response
 
 if __name__ == "__main__":
     port, secret, api, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    web.run_app(build(secret, api, token, "--process-before-response" in sys.argv), host="127.0.0.1", port=port,
-                print=None, access_log=None)
+    web.run_app(
+        build(secret, api, token, "--process-before-response" in sys.argv),
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+    )

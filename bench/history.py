@@ -73,28 +73,44 @@ def config_text(backup_dir: Path) -> str:
     """Ten services with two environments each (a no-op deployer), five backup targets, no health checks."""
     services = "\n".join(
         f"  {name}:\n    environments:\n"
-        + "".join(f"      {env}:\n        deployer: {{kind: command, argv: [\"true\"]}}\n" for env in ("staging", "production"))
-        for name in SERVICES)
+        + "".join(
+            f'      {env}:\n        deployer: {{kind: command, argv: ["true"]}}\n' for env in ("staging", "production")
+        )
+        for name in SERVICES
+    )
     targets = "\n".join(f"    {name}: {{kind: redis, url_env: BENCH_REDIS_URL, storage: local}}" for name in TARGETS)
-    return (f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0DEMO]\nservices:\n{services}\n'
-            f'backups:\n  channel: "#backups"\n  storage:\n    local: {{kind: local, path: "{backup_dir}"}}\n'
-            f"  targets:\n{targets}\n")
+    return (
+        f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0DEMO]\nservices:\n{services}\n'
+        f'backups:\n  channel: "#backups"\n  storage:\n    local: {{kind: local, path: "{backup_dir}"}}\n'
+        f"  targets:\n{targets}\n"
+    )
 
 
 @asynccontextmanager
-async def running_bot(emulator: SlackEmulator, redis_url: str, config: ChatopsConfig,
-                      timings: dict[str, list[float]]) -> AsyncIterator[tuple[web.Application, str]]:
+async def running_bot(
+    emulator: SlackEmulator, redis_url: str, config: ChatopsConfig, timings: dict[str, list[float]]
+) -> AsyncIterator[tuple[web.Application, str]]:
     """The bot's real web app, with a middleware that times every POST /slack/events (server-side)."""
+
     @web.middleware
-    async def timer(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def timer(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         started = time.perf_counter()
         try:
             return await handler(request)
         finally:
             timings.setdefault("last", []).append(time.perf_counter() - started)
 
-    settings = Settings.model_validate({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret,
-                                        "SLACK_API_URL": emulator.api_url, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING"})
+    settings = Settings.model_validate(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": emulator.signing_secret,
+            "SLACK_API_URL": emulator.api_url,
+            "REDIS_URL": redis_url,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     app = create_web_app(settings, config, mount=lambda a: a.middlewares.append(timer))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -118,11 +134,25 @@ async def gather_bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int = 
 
 
 def alert_group(n: int, created: datetime, *, firing: bool) -> AlertGroup:
-    member = Member(fingerprint=f"fp{n}", title=f"HighLatency {n % 50}", severity="critical" if n % 7 == 0 else "warning",
-                    status="firing" if firing else "resolved", labels={"alertname": f"HighLatency{n % 50}",
-                    "service": SERVICES[n % len(SERVICES)]}, starts_at=created, last_seen=created)
-    return AlertGroup(id=f"a-{n:08x}", group_key=f"k{n}", channel="#alerts", members={member.fingerprint: member},
-                      created_at=created, updated_at=created, message_channel="C0ALERTS", message_ts=f"{created.timestamp():.6f}")
+    member = Member(
+        fingerprint=f"fp{n}",
+        title=f"HighLatency {n % 50}",
+        severity="critical" if n % 7 == 0 else "warning",
+        status="firing" if firing else "resolved",
+        labels={"alertname": f"HighLatency{n % 50}", "service": SERVICES[n % len(SERVICES)]},
+        starts_at=created,
+        last_seen=created,
+    )
+    return AlertGroup(
+        id=f"a-{n:08x}",
+        group_key=f"k{n}",
+        channel="#alerts",
+        members={member.fingerprint: member},
+        created_at=created,
+        updated_at=created,
+        message_channel="C0ALERTS",
+        message_ts=f"{created.timestamp():.6f}",
+    )
 
 
 @dataclass(frozen=True)
@@ -142,8 +172,14 @@ class Seed:
         store = app[STORE]
         deps = app[DEPS]
         history_keep = deps.config.backups.history_keep
-        return cls(store=store, alerts=AlertStore(store), deploys=DeployStore(store),
-                   backups=BackupStore(store, history_keep=history_keep), audit=deps.audit, metrics=deps.metrics)
+        return cls(
+            store=store,
+            alerts=AlertStore(store),
+            deploys=DeployStore(store),
+            backups=BackupStore(store, history_keep=history_keep),
+            audit=deps.audit,
+            metrics=deps.metrics,
+        )
 
 
 async def fill_live(deps: Seed, now: datetime) -> None:
@@ -160,23 +196,46 @@ async def fill_live(deps: Seed, now: datetime) -> None:
 
 async def write_deploy(deps: Seed, deploy_id: str, service: str, env: str, at: datetime, n: int) -> None:
     state = DeployState.FAILED if n % 10 == 3 else DeployState.SUCCEEDED
-    record = DeployRecord(id=deploy_id, kind="deploy", service=service, environment=env, version=f"v1.{n}.0",
-                          previous_version=f"v1.{n - 1}.0", requested_by="U0DEMO", state=DeployState.RUNNING,
-                          created_at=at, updated_at=at, started_at=at)
+    record = DeployRecord(
+        id=deploy_id,
+        kind="deploy",
+        service=service,
+        environment=env,
+        version=f"v1.{n}.0",
+        previous_version=f"v1.{n - 1}.0",
+        requested_by="U0DEMO",
+        state=DeployState.RUNNING,
+        created_at=at,
+        updated_at=at,
+        started_at=at,
+    )
     await deps.deploys.create(record)
     done = at + timedelta(minutes=4)
-    await deps.deploys.update(deploy_id, lambda r: r.model_copy(update={"state": state, "finished_at": done, "updated_at": done}))
+    await deps.deploys.update(
+        deploy_id, lambda r: r.model_copy(update={"state": state, "finished_at": done, "updated_at": done})
+    )
 
 
 async def write_backup(deps: Seed, backup_id: str, target: str, at: datetime, n: int) -> None:
     state = BackupState.FAILED if n % 20 == 7 else BackupState.SUCCEEDED
-    record = BackupRecord(id=backup_id, target=target, kind="redis", state=BackupState.RUNNING, requested_by="schedule",
-                          created_at=at)
+    record = BackupRecord(
+        id=backup_id, target=target, kind="redis", state=BackupState.RUNNING, requested_by="schedule", created_at=at
+    )
     await deps.backups.create(record)
     done = at + timedelta(seconds=30)
-    await deps.backups.update(backup_id, lambda r: r.model_copy(update={
-        "state": state, "finished_at": done, "size": 10_000_000 + n, "seconds": 30.0, "storage": "local",
-        "key": f"{target}/{backup_id}.rdb.zst"}))
+    await deps.backups.update(
+        backup_id,
+        lambda r: r.model_copy(
+            update={
+                "state": state,
+                "finished_at": done,
+                "size": 10_000_000 + n,
+                "seconds": 30.0,
+                "storage": "local",
+                "key": f"{target}/{backup_id}.rdb.zst",
+            }
+        ),
+    )
 
 
 async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, float]:
@@ -194,18 +253,42 @@ async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, flo
         acked = n % 10 < 3
 
         def resolve(g: AlertGroup) -> AlertGroup:
-            members = {fp: m.model_copy(update={"status": "resolved", "ends_at": resolved_at}) for fp, m in g.members.items()}
-            return g.model_copy(update={"members": members, "state": "resolved", "resolved_at": resolved_at,
-                                        "updated_at": resolved_at, "resolved_by": "U0DEMO",
-                                        **({"acked_by": "U0DEMO", "acked_at": created + timedelta(minutes=3)} if acked else {})})
+            members = {
+                fp: m.model_copy(update={"status": "resolved", "ends_at": resolved_at}) for fp, m in g.members.items()
+            }
+            return g.model_copy(
+                update={
+                    "members": members,
+                    "state": "resolved",
+                    "resolved_at": resolved_at,
+                    "updated_at": resolved_at,
+                    "resolved_by": "U0DEMO",
+                    **({"acked_by": "U0DEMO", "acked_at": created + timedelta(minutes=3)} if acked else {}),
+                }
+            )
 
         def ack(pipe: Any, g: AlertGroup) -> None:
             if acked:
                 at = created + timedelta(minutes=3)
-                store.queue_ack(pipe, {"group": g.id, "fingerprints": ",".join(g.members), "user": "U0DEMO",
-                                       "at": at.isoformat(), "seconds_to_ack": "180.000", "via": "button",
-                                       "title": g.title, "escalation": "", "step": "0", "round": "0", "pages": "0",
-                                       "rotation": "", "paged": "", "severity": g.severity})
+                store.queue_ack(
+                    pipe,
+                    {
+                        "group": g.id,
+                        "fingerprints": ",".join(g.members),
+                        "user": "U0DEMO",
+                        "at": at.isoformat(),
+                        "seconds_to_ack": "180.000",
+                        "via": "button",
+                        "title": g.title,
+                        "escalation": "",
+                        "step": "0",
+                        "round": "0",
+                        "pages": "0",
+                        "rotation": "",
+                        "paged": "",
+                        "severity": g.severity,
+                    },
+                )
 
         await store.update_group(group.id, resolve, dirty=False, also=ack)
         await store.drop_post(group.id)
@@ -219,18 +302,34 @@ async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, flo
     started = time.perf_counter()
     deploys = int(20_000 * scale)
     keys = [(service, env) for service in SERVICES for env in ("staging", "production")]
-    await gather_bounded([
-        lambda n=n: write_deploy(deps, f"d-{n:07d}", *keys[n % len(keys)],
-                                 now - timedelta(days=400) + timedelta(seconds=(400 * 86400 - 7200) * n / max(deploys, 1)), n)
-        for n in range(deploys)])
+    await gather_bounded(
+        [
+            lambda n=n: write_deploy(
+                deps,
+                f"d-{n:07d}",
+                *keys[n % len(keys)],
+                now - timedelta(days=400) + timedelta(seconds=(400 * 86400 - 7200) * n / max(deploys, 1)),
+                n,
+            )
+            for n in range(deploys)
+        ]
+    )
     took["deploys"] = time.perf_counter() - started
 
     started = time.perf_counter()
     backups = int(5_000 * scale)
-    await gather_bounded([
-        lambda n=n: write_backup(deps, f"b-{n:07d}", TARGETS[n % len(TARGETS)],
-                                 now - timedelta(days=400) + timedelta(seconds=(400 * 86400 - 7200) * n / max(backups, 1)), n)
-        for n in range(backups)])
+    await gather_bounded(
+        [
+            lambda n=n: write_backup(
+                deps,
+                f"b-{n:07d}",
+                TARGETS[n % len(TARGETS)],
+                now - timedelta(days=400) + timedelta(seconds=(400 * 86400 - 7200) * n / max(backups, 1)),
+                n,
+            )
+            for n in range(backups)
+        ]
+    )
     took["backups"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -244,8 +343,14 @@ async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, flo
             times = iter([first + step * (offset + i) for i in range(batch)])
             log = AuditLog(Store(pipe, deps.store.keys, deps.metrics), clock=lambda times=times: next(times))
             for i in range(min(batch, entries - offset)):
-                await log.record(actor="U0DEMO", action="deploy.request", result="ok", target=f"svc{i % 9} v1.{i}.0",
-                                 channel="C0GENERAL", detail="to production")
+                await log.record(
+                    actor="U0DEMO",
+                    action="deploy.request",
+                    result="ok",
+                    target=f"svc{i % 9} v1.{i}.0",
+                    channel="C0GENERAL",
+                    detail="to production",
+                )
             await pipe.execute()
     took["audit entries"] = time.perf_counter() - started
     return took
@@ -256,7 +361,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(p * len(ordered))) - 1))]
 
 
-async def measure(bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]], reps: int) -> dict[str, dict[str, list[float]]]:
+async def measure(
+    bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]], reps: int
+) -> dict[str, dict[str, list[float]]]:
     """Per figure and bot, the server-side seconds of each repetition (the bots alternate, request by request)."""
     home = build_catalog().events()["app_home_opened"]
     results: dict[str, dict[str, list[float]]] = {}
@@ -265,7 +372,9 @@ async def measure(bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list
             for name, (emulator, url, _, timings) in bots.items():
                 emulator.app_url = url
                 timings["last"] = []
-                answer = await emulator.send_command(command=command, text=text, user_id="U0DEMO", channel_id="C0GENERAL")
+                answer = await emulator.send_command(
+                    command=command, text=text, user_id="U0DEMO", channel_id="C0GENERAL"
+                )
                 assert answer.status == 200, (label, answer)
                 if rep >= 5:  # warm-up first
                     results.setdefault(label, {}).setdefault(name, []).append(timings["last"][0])
@@ -290,8 +399,12 @@ async def answers(emulator: SlackEmulator, url: str) -> dict[str, str]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=0.1,
-                        help="history size: 1.0 = the issue's figures (about 10 minutes to fill here), default 0.1")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0.1,
+        help="history size: 1.0 = the issue's figures (about 10 minutes to fill here), default 0.1",
+    )
     parser.add_argument("--reps", type=int, default=200, help="measured repetitions per figure and bot (default 200)")
     parser.add_argument("--keep", action="store_true", help="print the Redis dirs and leave them (for bench/memory.py)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON list on the last line")
@@ -307,8 +420,11 @@ async def main() -> None:
             started = time.perf_counter()
             seeds = {name: Seed.of(app) for name, app in apps.items()}
             took = await fill_history(seeds["filled"], now, args.scale)
-            print(f"filled in {time.perf_counter() - started:.0f}s: " + ", ".join(f"{k} {v:.0f}s" for k, v in took.items()),
-                  file=sys.stderr)
+            print(
+                f"filled in {time.perf_counter() - started:.0f}s: "
+                + ", ".join(f"{k} {v:.0f}s" for k, v in took.items()),
+                file=sys.stderr,
+            )
             for seed in seeds.values():  # after the history: the newest records are the same in both
                 await fill_live(seed, now)
             for seed in seeds.values():
@@ -339,23 +455,45 @@ async def main() -> None:
         ratio = f99 / a99 if a99 else None
         met = f99 <= 50 and ratio is not None and ratio <= 1.2
         print(f"{label:24} {a50:10.2f} {a99:7.2f} {f50:11.2f} {f99:7.2f} {ratio or 0:9.2f}  {'yes' if met else 'NO'}")
-        rows.append({"figure": f"history {label} p99", "ours": round(f99, 3), "anchor": round(a99, 3),
-                     "ratio": round(ratio, 3) if ratio else None, "unit": "ms",
-                     "target": "p99 <= 50 ms and <= 1.2x empty history", "met": met})
-        rows.append({"figure": f"history {label} p50", "ours": round(f50, 3), "anchor": round(a50, 3),
-                     "ratio": round(f50 / a50, 3) if a50 else None, "unit": "ms", "target": "(info)", "met": None})
+        rows.append(
+            {
+                "figure": f"history {label} p99",
+                "ours": round(f99, 3),
+                "anchor": round(a99, 3),
+                "ratio": round(ratio, 3) if ratio else None,
+                "unit": "ms",
+                "target": "p99 <= 50 ms and <= 1.2x empty history",
+                "met": met,
+            }
+        )
+        rows.append(
+            {
+                "figure": f"history {label} p50",
+                "ours": round(f50, 3),
+                "anchor": round(a50, 3),
+                "ratio": round(f50 / a50, 3) if a50 else None,
+                "unit": "ms",
+                "target": "(info)",
+                "met": None,
+            }
+        )
     if args.json:
         print(json.dumps(rows))
 
 
 @asynccontextmanager
-async def running_bots(servers: dict[str, EmbeddedRedis], config: ChatopsConfig,
-                       bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]],
-                       apps: dict[str, web.Application]) -> AsyncIterator[None]:
+async def running_bots(
+    servers: dict[str, EmbeddedRedis],
+    config: ChatopsConfig,
+    bots: dict[str, tuple[SlackEmulator, str, Deps, dict[str, list[float]]]],
+    apps: dict[str, web.Application],
+) -> AsyncIterator[None]:
     """An emulator and a bot per Redis, all in this process; all stopped on the way out."""
     async with AsyncExitStack() as stack:
         for name, server in servers.items():
-            emulator = SlackEmulator(signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN, workspace=Workspace.demo())
+            emulator = SlackEmulator(
+                signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN, workspace=Workspace.demo()
+            )
             runner = web.AppRunner(emulator.make_app(page=False), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -54,12 +54,25 @@ class SimClock:
 
 async def one_alert(store: AlertStore, n: int, created: datetime) -> None:
     """A group as the pipeline leaves it: created firing, acknowledged (30%), resolved, counted."""
-    member = Member(fingerprint=f"fp{n}", title=f"HighLatency {n % 50}", severity="warning", status="firing",
-                    labels={"alertname": "HighLatency", "service": "web", "instance": f"web-{n % 12}:9100"},
-                    starts_at=created, last_seen=created)
-    group = AlertGroup(id=f"a-{n:08x}", group_key=f"k{n}", channel="#alerts", members={member.fingerprint: member},
-                       created_at=created, updated_at=created, message_channel="C0ALERTS",
-                       message_ts=f"{created.timestamp():.6f}")
+    member = Member(
+        fingerprint=f"fp{n}",
+        title=f"HighLatency {n % 50}",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "HighLatency", "service": "web", "instance": f"web-{n % 12}:9100"},
+        starts_at=created,
+        last_seen=created,
+    )
+    group = AlertGroup(
+        id=f"a-{n:08x}",
+        group_key=f"k{n}",
+        channel="#alerts",
+        members={member.fingerprint: member},
+        created_at=created,
+        updated_at=created,
+        message_channel="C0ALERTS",
+        message_ts=f"{created.timestamp():.6f}",
+    )
     await store.create_group(group, post_at=created)
     await store.drop_post(group.id)
     done = created + timedelta(minutes=12)
@@ -71,10 +84,25 @@ async def one_alert(store: AlertStore, n: int, created: datetime) -> None:
 
     def ack(pipe: Any, g: AlertGroup) -> None:
         if acked:
-            store.queue_ack(pipe, {"group": g.id, "fingerprints": ",".join(g.members), "user": "U0DEMO",
-                                   "at": (created + timedelta(minutes=3)).isoformat(), "seconds_to_ack": "180.000",
-                                   "via": "button", "title": g.title, "escalation": "", "step": "0", "round": "0",
-                                   "pages": "0", "rotation": "", "paged": "", "severity": g.severity})
+            store.queue_ack(
+                pipe,
+                {
+                    "group": g.id,
+                    "fingerprints": ",".join(g.members),
+                    "user": "U0DEMO",
+                    "at": (created + timedelta(minutes=3)).isoformat(),
+                    "seconds_to_ack": "180.000",
+                    "via": "button",
+                    "title": g.title,
+                    "escalation": "",
+                    "step": "0",
+                    "round": "0",
+                    "pages": "0",
+                    "rotation": "",
+                    "paged": "",
+                    "severity": g.severity,
+                },
+            )
 
     await store.update_group(group.id, resolve, dirty=False, also=ack)
     await store.count(created, "received")
@@ -91,15 +119,35 @@ async def per_record(store: Store, count: int) -> dict[str, float]:
         await one_alert(alerts, n, now - timedelta(minutes=count - n))
     for n in range(count):
         at = now - timedelta(hours=count - n)
-        record = DeployRecord(id=f"d-{n:07d}", kind="deploy", service="web", environment="production", version=f"v1.{n}.0",
-                              previous_version=f"v1.{n - 1}.0", requested_by="U0DEMO", state=DeployState.RUNNING,
-                              created_at=at, updated_at=at, started_at=at, channel="C0DEPLOYS", message_ts="1.0")
+        record = DeployRecord(
+            id=f"d-{n:07d}",
+            kind="deploy",
+            service="web",
+            environment="production",
+            version=f"v1.{n}.0",
+            previous_version=f"v1.{n - 1}.0",
+            requested_by="U0DEMO",
+            state=DeployState.RUNNING,
+            created_at=at,
+            updated_at=at,
+            started_at=at,
+            channel="C0DEPLOYS",
+            message_ts="1.0",
+        )
         await deploys.create(record)
-        await deploys.update(record.id, lambda r: r.model_copy(update={"state": DeployState.SUCCEEDED, "finished_at": at}))
+        await deploys.update(
+            record.id, lambda r: r.model_copy(update={"state": DeployState.SUCCEEDED, "finished_at": at})
+        )
     audit = AuditLog(store, lambda: now)
     for n in range(count):
-        await audit.record(actor="U0DEMO", action="deploy.request", result="ok", target=f"web v1.{n}.0", channel="C0GENERAL",
-                           detail="to production")
+        await audit.record(
+            actor="U0DEMO",
+            action="deploy.request",
+            result="ok",
+            target=f"web v1.{n}.0",
+            channel="C0GENERAL",
+            detail="to production",
+        )
 
     async def usage(key: str) -> int:
         return int(await redis.memory_usage(key, samples=0) or 0)
@@ -125,8 +173,16 @@ async def steady(url: str, prefix: str, days: int, per_day: int, retention: bool
     store = Store(client, Keys(prefix), Metrics())
     clock = SimClock(datetime.now(UTC))
     alerts = AlertStore(store)
-    pruner = Pruner(retention=RetentionSection(), alerts=alerts, deploys=DeployStore(store), backups=BackupStore(store),
-                    audit=AuditLog(store, clock), deploy_keys=lambda: [], backup_targets=lambda: [], clock=clock)
+    pruner = Pruner(
+        retention=RetentionSection(),
+        alerts=alerts,
+        deploys=DeployStore(store),
+        backups=BackupStore(store),
+        audit=AuditLog(store, clock),
+        deploy_keys=lambda: [],
+        backup_targets=lambda: [],
+        clock=clock,
+    )
     points = []
     n = 0
     try:
@@ -163,11 +219,21 @@ async def main() -> None:
         print(f"Bytes of Redis memory per stored record (MEMORY USAGE, {args.sample} of each)")
         for label, value in sizes.items():
             print(f"  {label:50} {value:8.0f} B")
-            rows.append({"figure": f"memory per {label}", "ours": round(value), "anchor": None, "ratio": None, "unit": "B",
-                         "target": "(info)", "met": None})
+            rows.append(
+                {
+                    "figure": f"memory per {label}",
+                    "ours": round(value),
+                    "anchor": None,
+                    "ratio": None,
+                    "unit": "B",
+                    "target": "(info)",
+                    "met": None,
+                }
+            )
         with_r, without = await asyncio.gather(
             steady(servers["retention"].url, "chatops", args.days, args.per_day, True),
-            steady(servers["no-retention"].url, "chatops", args.days, args.per_day, False))
+            steady(servers["no-retention"].url, "chatops", args.days, args.per_day, False),
+        )
     finally:
         for server in servers.values():
             server.stop()
@@ -181,12 +247,21 @@ async def main() -> None:
     growth = (late[-1] - late[0]) / late[0] if len(late) >= 2 else None
     final_r, final_n = with_r[-1][1], without[-1][1]
     ratio = final_r / final_n if final_n else None
-    print(f"final: {final_r / 2**20:.2f} MiB with retention, {final_n / 2**20:.2f} MiB without ({ratio:.2f}x);"
-          f" growth after day 420: {'n/a' if growth is None else f'{growth:+.1%}'}")
-    rows.append({"figure": f"memory after {args.days} simulated days, steady alerts", "ours": round(final_r / 2**20, 2),
-                 "anchor": round(final_n / 2**20, 2), "ratio": round(ratio, 3) if ratio else None, "unit": "MiB",
-                 "target": "flat once retention applies (growth after day 420 <= 5%)",
-                 "met": None if growth is None else growth <= 0.05})
+    print(
+        f"final: {final_r / 2**20:.2f} MiB with retention, {final_n / 2**20:.2f} MiB without ({ratio:.2f}x);"
+        f" growth after day 420: {'n/a' if growth is None else f'{growth:+.1%}'}"
+    )
+    rows.append(
+        {
+            "figure": f"memory after {args.days} simulated days, steady alerts",
+            "ours": round(final_r / 2**20, 2),
+            "anchor": round(final_n / 2**20, 2),
+            "ratio": round(ratio, 3) if ratio else None,
+            "unit": "MiB",
+            "target": "flat once retention applies (growth after day 420 <= 5%)",
+            "met": None if growth is None else growth <= 0.05,
+        }
+    )
     if args.json:
         print(json.dumps(rows))
 

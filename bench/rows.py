@@ -10,13 +10,28 @@ import json
 from typing import Any
 
 
-def row(figure: str, ours: float, *, unit: str, target: str, anchor: float | None = None,
-        ratio: float | None = None, met: bool | None = None) -> dict[str, Any]:
+def row(
+    figure: str,
+    ours: float,
+    *,
+    unit: str,
+    target: str,
+    anchor: float | None = None,
+    ratio: float | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
     """One figure as bench/run_all.py reads it; the ratio is ours/anchor unless given."""
     if ratio is None and anchor:
         ratio = ours / anchor
-    return {"figure": figure, "ours": ours, "anchor": anchor, "ratio": ratio, "unit": unit, "target": target,
-            "met": met}
+    return {
+        "figure": figure,
+        "ours": ours,
+        "anchor": anchor,
+        "ratio": ratio,
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
 
 
 def emit(rows: list[dict[str, Any]]) -> None:

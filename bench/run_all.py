@@ -50,8 +50,9 @@ def run_bench(name: str, extra: list[str]) -> tuple[list[dict[str, Any]], str]:
     if not script.exists():
         return [], "no such bench script"
     started = time.monotonic()
-    result = subprocess.run([sys.executable, str(script), *extra, "--json"], cwd=ROOT, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, str(script), *extra, "--json"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     took = time.monotonic() - started
     lines = result.stdout.strip().splitlines()
     try:
@@ -118,8 +119,10 @@ def main() -> None:
                     figure.ratios.append(float(r["ratio"]))
                 figure.met.append(r.get("met"))
     header = ["figure", "ours", "anchor", "ratio", "unit", "target", "met?"]
-    table = [[name, span(f.ours), span(f.anchors), span(f.ratios), f.unit, f.target, verdict(f.met)]
-             for name, f in figures.items()]
+    table = [
+        [name, span(f.ours), span(f.anchors), span(f.ratios), f.unit, f.target, verdict(f.met)]
+        for name, f in figures.items()
+    ]
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

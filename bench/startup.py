@@ -53,8 +53,9 @@ async def time_to_healthz(argv: list[str], env: dict[str, str], port: int, *, id
     url = f"http://127.0.0.1:{port}/healthz"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(*argv, env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
-                                                       stderr=asyncio.subprocess.DEVNULL)
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
         try:
             while True:
                 if process.returncode is not None:
@@ -79,8 +80,15 @@ async def time_to_healthz(argv: list[str], env: dict[str, str], port: int, *, id
 def row(figure: str, ours: float, anchor: float | None, unit: str, target: str, met: bool | None) -> dict[str, object]:
     """One row of the --json output (see bench/README.md)."""
     ratio = round(ours / anchor, 3) if anchor else None
-    return {"figure": figure, "ours": round(ours, 4), "anchor": None if anchor is None else round(anchor, 4),
-            "ratio": ratio, "unit": unit, "target": target, "met": met}
+    return {
+        "figure": figure,
+        "ours": round(ours, 4),
+        "anchor": None if anchor is None else round(anchor, 4),
+        "ratio": ratio,
+        "unit": unit,
+        "target": target,
+        "met": met,
+    }
 
 
 async def main() -> None:
@@ -97,8 +105,11 @@ async def main() -> None:
     emulator.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
     tmp = Path(tempfile.mkdtemp(prefix="chatops-bench-"))
     redis = EmbeddedRedis(tmp / "redis").start()
-    base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     base_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     ours: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
@@ -106,15 +117,29 @@ async def main() -> None:
         for run in range(args.runs + 1):  # run 0 writes the bytecode caches and is not counted
             port = free_port()
             env = base_env | {
-                "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": secret, "SLACK_API_URL": emulator.api_url,
-                "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(ROOT / "examples" / "chatops.yaml"),
-                "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": secret,
+                "SLACK_API_URL": emulator.api_url,
+                "REDIS_URL": redis.url,
+                "CHATOPS_CONFIG": str(ROOT / "examples" / "chatops.yaml"),
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "LOG_LEVEL": "WARNING",
                 "CHATOPS_DEMO_ALERT_TOKEN": "bench-alert-token",
             }
-            measured = await time_to_healthz([sys.executable, "-m", "bot", "serve"], env, port, idle=args.idle if run else 0)
+            measured = await time_to_healthz(
+                [sys.executable, "-m", "bot", "serve"], env, port, idle=args.idle if run else 0
+            )
             port = free_port()
-            bare_argv = [sys.executable, str(ROOT / "bench" / "bare_bolt.py"), str(port), secret, emulator.api_url,
-                         BOT_TOKEN, "--process-before-response"]
+            bare_argv = [
+                sys.executable,
+                str(ROOT / "bench" / "bare_bolt.py"),
+                str(port),
+                secret,
+                emulator.api_url,
+                BOT_TOKEN,
+                "--process-before-response",
+            ]
             bare_measured = await time_to_healthz(bare_argv, base_env, port, idle=0.5 if run else 0)
             if run:
                 ours.append(measured)
@@ -127,17 +152,38 @@ async def main() -> None:
     ours_rss, bare_rss = statistics.median(r for _, r in ours), statistics.median(r for _, r in bare)
     print(f"{'process':36} {'healthz s (median)':>19} {'runs':>28} {'RSS MB':>8}")
     print(f"{'chatops serve':36} {ours_s:19.3f} {' '.join(f'{t:.2f}' for t, _ in ours):>28} {ours_rss:8.1f}")
-    print(f"{'bare Bolt (process_before_response)':36} {bare_s:19.3f} {' '.join(f'{t:.2f}' for t, _ in bare):>28} "
-          f"{bare_rss:8.1f}")
+    print(
+        f"{'bare Bolt (process_before_response)':36} {bare_s:19.3f} {' '.join(f'{t:.2f}' for t, _ in bare):>28} "
+        f"{bare_rss:8.1f}"
+    )
     print(f"ratio chatops/bare Bolt: time to /healthz {ours_s / bare_s:.2f}, RSS {ours_rss / bare_rss:.2f}")
-    print(f"targets: /healthz <= {HEALTHZ_TARGET_SECONDS:g} s: {'met' if ours_s <= HEALTHZ_TARGET_SECONDS else 'NOT met'}; "
-          f"idle RSS <= {RSS_TARGET_MB:g} MB: {'met' if ours_rss <= RSS_TARGET_MB else 'NOT met'}")
+    print(
+        f"targets: /healthz <= {HEALTHZ_TARGET_SECONDS:g} s: {'met' if ours_s <= HEALTHZ_TARGET_SECONDS else 'NOT met'}; "
+        f"idle RSS <= {RSS_TARGET_MB:g} MB: {'met' if ours_rss <= RSS_TARGET_MB else 'NOT met'}"
+    )
     if args.json:
-        print(json.dumps([
-            row("start-up: time to /healthz", ours_s, bare_s, "s", f"<= {HEALTHZ_TARGET_SECONDS:g} s",
-                ours_s <= HEALTHZ_TARGET_SECONDS),
-            row("start-up: idle RSS", ours_rss, bare_rss, "MB", f"<= {RSS_TARGET_MB:g} MB", ours_rss <= RSS_TARGET_MB),
-        ]))
+        print(
+            json.dumps(
+                [
+                    row(
+                        "start-up: time to /healthz",
+                        ours_s,
+                        bare_s,
+                        "s",
+                        f"<= {HEALTHZ_TARGET_SECONDS:g} s",
+                        ours_s <= HEALTHZ_TARGET_SECONDS,
+                    ),
+                    row(
+                        "start-up: idle RSS",
+                        ours_rss,
+                        bare_rss,
+                        "MB",
+                        f"<= {RSS_TARGET_MB:g} MB",
+                        ours_rss <= RSS_TARGET_MB,
+                    ),
+                ]
+            )
+        )
 
 
 if __name__ == "__main__":

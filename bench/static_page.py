@@ -10,7 +10,7 @@ from aiohttp import web
 
 def main() -> None:
     port, size = int(sys.argv[1]), int(sys.argv[2])
-    body = (b"<!doctype html><html><body>" + b"x" * max(size - 40, 0) + b"</body></html>")
+    body = b"<!doctype html><html><body>" + b"x" * max(size - 40, 0) + b"</body></html>"
 
     async def page(_: web.Request) -> web.Response:
         return web.Response(body=body, content_type="text/html")

@@ -79,8 +79,12 @@ async def drive(url: str, *, clients: int, total: int) -> dict[str, float]:
         await asyncio.gather(*[client(session, total // clients) for _ in range(clients)])
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"rps": len(latencies) / elapsed, "p50": statistics.median(latencies) * 1000,
-            "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "errors": errors}
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "errors": errors,
+    }
 
 
 async def drive_wrk(url: str, *, clients: int, seconds: int) -> dict[str, float]:
@@ -88,8 +92,15 @@ async def drive_wrk(url: str, *, clients: int, seconds: int) -> dict[str, float]
     the server. rps, p50 and p99 in ms, errors (non-2xx and socket errors)."""
     await asyncio.sleep(0)
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "wrk",
+        "-t2",
+        f"-c{clients}",
+        f"-d{seconds}s",
+        "--latency",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out = (await proc.communicate())[0].decode()
 
     def millis(label: str) -> float:
@@ -99,8 +110,14 @@ async def drive_wrk(url: str, *, clients: int, seconds: int) -> dict[str, float]
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|errors: connect \d+, read \d+, write \d+, "
-                                            r"timeout)\D*(\d+)", out))
+    errors = sum(
+        int(n)
+        for n in re.findall(
+            r"(?:Non-2xx or 3xx responses|errors: connect \d+, read \d+, write \d+, "
+            r"timeout)\D*(\d+)",
+            out,
+        )
+    )
     assert rps, out
     return {"rps": float(rps.group(1)), "p50": millis("50"), "p99": millis("99"), "errors": errors}
 
@@ -138,8 +155,12 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: how long each target is loaded")
-    parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
-                        help="the load generator (wrk when installed: apt-get install wrk)")
+    parser.add_argument(
+        "--driver",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator (wrk when installed: apt-get install wrk)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON rows last (bench/run_all.py)")
     args = parser.parse_args()
     secret = secrets.token_hex(16)
@@ -156,39 +177,67 @@ async def main() -> None:
         await seed(redis.url)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_"))} | {
-            "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": secret, "SLACK_API_URL": emulator.api_url,
-            "REDIS_URL": redis.url, "CHATOPS_CONFIG": str(tmp / "chatops.yaml"), "HOST": "127.0.0.1", "PORT": str(port),
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": secret,
+            "SLACK_API_URL": emulator.api_url,
+            "REDIS_URL": redis.url,
+            "CHATOPS_CONFIG": str(tmp / "chatops.yaml"),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
             "LOG_LEVEL": "WARNING",
         }
         processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT))
         ours = f"http://127.0.0.1:{port}/status-page"
         size = await ready(ours)
         static_port = free_port()
-        processes.append(await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "bench" / "static_page.py"), str(static_port), str(size), cwd=ROOT))
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "bench" / "static_page.py"), str(static_port), str(size), cwd=ROOT
+            )
+        )
         baseline = f"http://127.0.0.1:{static_port}/status-page"
         await ready(baseline)
         if args.driver == "wrk":
-            results = {"chatops /status-page": await drive_wrk(ours, clients=args.clients, seconds=args.seconds),
-                       "bare aiohttp static page": await drive_wrk(baseline, clients=args.clients, seconds=args.seconds)}
+            results = {
+                "chatops /status-page": await drive_wrk(ours, clients=args.clients, seconds=args.seconds),
+                "bare aiohttp static page": await drive_wrk(baseline, clients=args.clients, seconds=args.seconds),
+            }
             print(f"page size {size} bytes, {args.clients} connections, wrk for {args.seconds}s each")
         else:
-            results = {"chatops /status-page": await drive(ours, clients=args.clients, total=args.requests),
-                       "bare aiohttp static page": await drive(baseline, clients=args.clients, total=args.requests)}
+            results = {
+                "chatops /status-page": await drive(ours, clients=args.clients, total=args.requests),
+                "bare aiohttp static page": await drive(baseline, clients=args.clients, total=args.requests),
+            }
             print(f"page size {size} bytes, {args.clients} clients, {args.requests} requests (Python client)")
         print(f"{'target':28} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for label, r in results.items():
             print(f"{label:28} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:>6.0f}")
         mine, base = results["chatops /status-page"], results["bare aiohttp static page"]
-        print(f"ratio chatops/bare: rps {mine['rps'] / base['rps']:.2f}  p50 {mine['p50'] / base['p50']:.2f}  "
-              f"p99 {mine['p99'] / base['p99']:.2f}")
+        print(
+            f"ratio chatops/bare: rps {mine['rps'] / base['rps']:.2f}  p50 {mine['p50'] / base['p50']:.2f}  "
+            f"p99 {mine['p99'] / base['p99']:.2f}"
+        )
         if args.json:
-            emit([
-                row("status page req/s (64 clients)", mine["rps"], anchor=base["rps"], unit="req/s",
-                    target=">= 2,000/s", met=mine["rps"] >= 2000),
-                row("status page p99", mine["p99"], anchor=base["p99"], unit="ms", target="<= 50 ms",
-                    met=mine["p99"] <= 50),
-            ])
+            emit(
+                [
+                    row(
+                        "status page req/s (64 clients)",
+                        mine["rps"],
+                        anchor=base["rps"],
+                        unit="req/s",
+                        target=">= 2,000/s",
+                        met=mine["rps"] >= 2000,
+                    ),
+                    row(
+                        "status page p99",
+                        mine["p99"],
+                        anchor=base["p99"],
+                        unit="ms",
+                        target="<= 50 ms",
+                        met=mine["p99"] <= 50,
+                    ),
+                ]
+            )
     finally:
         for process in processes:
             if process.returncode is None:

@@ -23,7 +23,6 @@ Examples:
   /alerts test warning
 """
 
-
 from __future__ import annotations
 
 import json
@@ -82,7 +81,9 @@ async def handle(ctx: CommandContext) -> Reply:
         return await _silences(ctx)
     if sub == "unsilence":
         if len(args) != 2:
-            raise UsageError("`unsilence` takes one silence id, e.g. `/alerts unsilence s-1a2b3c4d`.", "/alerts unsilence <id>")
+            raise UsageError(
+                "`unsilence` takes one silence id, e.g. `/alerts unsilence s-1a2b3c4d`.", "/alerts unsilence <id>"
+            )
         await ctx.require("responders", action="remove silences", everyone_if_unset=True)
         if not await ctx.deps.alerts.unsilence(args[1], ctx.user_id):
             raise UserFacingError(f"There is no silence `{external_text(args[1])}`. See `/alerts silences`.")
@@ -131,27 +132,40 @@ async def _list(ctx: CommandContext, words: list[str]) -> Reply:
         if not members:
             continue
         ack = f" — acked by <@{group.acked_by}>" if group.acked_by else ""
-        lines.append(f"`{group.id}` {member_line(members[0])}{f' and {len(members) - 1} more' if len(members) > 1 else ''}{ack}")
+        lines.append(
+            f"`{group.id}` {member_line(members[0])}{f' and {len(members) - 1} more' if len(members) > 1 else ''}{ack}"
+        )
     if not lines:
         return Reply(text="No alerts are firing" + (" that match." if filters else "."))
     text = "\n".join(lines[:50])
-    return Reply(text=text, blocks=[header(f"Firing alerts ({len(lines)})"), section(text), context("`/alerts ack <id>` · `/alerts resolve <id>`")])
+    return Reply(
+        text=text,
+        blocks=[
+            header(f"Firing alerts ({len(lines)})"),
+            section(text),
+            context("`/alerts ack <id>` · `/alerts resolve <id>`"),
+        ],
+    )
 
 
 async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     usage = '/alerts silence <label=value …> <duration> --reason "…"'
     if len(words) < 2:
-        raise UsageError("`silence` needs matchers and a duration, e.g. `/alerts silence service=web 2h --reason \"deploy\"`.", usage)
+        raise UsageError(
+            '`silence` needs matchers and a duration, e.g. `/alerts silence service=web 2h --reason "deploy"`.', usage
+        )
     try:
         duration = silence_duration(words[-1])
     except ValueError as error:
         raise UsageError(external_text(str(error)), usage) from None
     if not reason:
-        raise UsageError("Say why with `--reason \"…\"`.", usage)
+        raise UsageError('Say why with `--reason "…"`.', usage)
     matchers = parse_filters(words[:-1])
     await _require_silencer(ctx)
     silence_id = await ctx.deps.alerts.silence(matchers, duration, ctx.user_id, reason)
-    return Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}")
+    return Reply(
+        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}"
+    )
 
 
 def silence_duration(text: str) -> timedelta:
@@ -179,7 +193,9 @@ async def _silences(ctx: CommandContext) -> Reply:
         if expires <= now:
             continue
         matchers = matchers_text([str(m) for m in silence.get("matchers", [])])  # type: ignore[union-attr]
-        lines.append(f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}")
+        lines.append(
+            f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}"
+        )
     return Reply(text="\n".join(lines) if lines else "No silences.")
 
 
@@ -215,14 +231,18 @@ def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
     (its own fingerprint), so two tests never merge into one group."""
     stamp = now.strftime("%Y%m%dT%H%M%S%f")
     return Alert(
-        source=TEST_SOURCE, fingerprint=f"test-{user_id}-{stamp}"[:128], status="firing",
+        source=TEST_SOURCE,
+        fingerprint=f"test-{user_id}-{stamp}"[:128],
+        status="firing",
         title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong",
         severity=severity,  # type: ignore[arg-type]
         labels={"alertname": "ChatopsTestAlert", "test": "true", "sent_by": user_id},
         annotations={},
         summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged and "
         "escalated like a real one; resolve it when you have seen where it went.",
-        starts_at=now, ends_at=None, links={},
+        starts_at=now,
+        ends_at=None,
+        links={},
     )
 
 
@@ -239,9 +259,11 @@ async def _test(ctx: CommandContext, words: list[str]) -> Reply:
     where = ", ".join([await ctx.deps.channels.link(d.channel) for d in destinations])
     pages = sorted({d.escalation for d in destinations if d.escalation})
     paging = f" and pages through the `{'`, `'.join(pages)}` escalation policy" if pages else ""
-    return Reply(text=f":white_check_mark: Sent a {severity} test alert. It goes to {where}{paging}, "
-                 f"like a real {severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) "
-                 "when done.")
+    return Reply(
+        text=f":white_check_mark: Sent a {severity} test alert. It goes to {where}{paging}, "
+        f"like a real {severity} alert would. Resolve it with its Resolve button (or `/alerts resolve <id>`) "
+        "when done."
+    )
 
 
 async def _button(ctx: ActionContext) -> AlertGroup | None:
@@ -305,11 +327,14 @@ async def _on_silence_form(ctx: ViewContext) -> dict[str, str] | None:
     group_id = str(metadata.get("group") or "") if isinstance(metadata, dict) else ""
     try:
         silence_id = await ctx.deps.alerts.silence_group(
-            group_id, duration, ctx.user_id, matchers=matchers, reason=reason)
+            group_id, duration, ctx.user_id, matchers=matchers, reason=reason
+        )
     except UserFacingError as error:
         return {"matchers": error.message}
-    done = Reply(text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)}"
-                      f" — {external_text(reason)}")
+    done = Reply(
+        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)}"
+        f" — {external_text(reason)}"
+    )
     ctx.spawn(ctx.respond(done), name="alerts:silenced")
     return None
 

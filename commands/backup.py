@@ -73,8 +73,11 @@ async def handle(ctx: CommandContext) -> Reply:
     if isinstance(command, RunCmd):
         service.target(command.target)
         await ctx.require(operators, action=f"back up {command.target}")
-        record = await ctx.refusals_audited("backup.run", command.target,
-                                service.start(command.target, user=ctx.user_id, reason=command.reason, channel=ctx.channel_id))
+        record = await ctx.refusals_audited(
+            "backup.run",
+            command.target,
+            service.start(command.target, user=ctx.user_id, reason=command.reason, channel=ctx.channel_id),
+        )
         where = f" Progress in {await ctx.deps.channels.link(record.channel)}." if record.channel else ""
         return Reply(text=f":floppy_disk: Backup of `{record.target}` started: `{record.id}`.{where}")
     if isinstance(command, ListCmd):
@@ -88,34 +91,54 @@ async def handle(ctx: CommandContext) -> Reply:
         service.target(command.target)
         await ctx.require(operators, action=f"verify backups of {command.target}")
         record = await service.verifier.pick(command.target, command.backup_id)
-        ctx.spawn(service.verifier.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id), name=f"verify:{record.id}")
-        return Reply(text=f":mag: Verifying `{record.id}` of `{record.target}`: downloading, checking the sha256"
-                          f"{' and restoring into a scratch database' if record.kind == 'postgres' else ''}. The result follows.")
+        ctx.spawn(
+            service.verifier.verify_in_background(record, user=ctx.user_id, channel=ctx.channel_id),
+            name=f"verify:{record.id}",
+        )
+        return Reply(
+            text=f":mag: Verifying `{record.id}` of `{record.target}`: downloading, checking the sha256"
+            f"{' and restoring into a scratch database' if record.kind == 'postgres' else ''}. The result follows."
+        )
     if isinstance(command, DrillCmd):
         service.target(command.target)
         await ctx.require(operators, action=f"run a DR drill of {command.target}")
         await service.verifier.pick(command.target, None)  # nothing to drill: say so now, not in the thread
-        ctx.spawn(service.drills.run(command.target, user=ctx.user_id, channel=ctx.channel_id),
-                  name=f"drill:{command.target}")
-        return Reply(text=f":stopwatch: DR drill of `{command.target}` started: the newest backup is restored into a "
-                          "scratch target, checked and timed. The result follows.")
+        ctx.spawn(
+            service.drills.run(command.target, user=ctx.user_id, channel=ctx.channel_id), name=f"drill:{command.target}"
+        )
+        return Reply(
+            text=f":stopwatch: DR drill of `{command.target}` started: the newest backup is restored into a "
+            "scratch target, checked and timed. The result follows."
+        )
     if isinstance(command, DrillsCmd):
         names = [command.target] if command.target else list(service.section.targets)
         if command.target:
             service.target(command.target)
         found = [d for name in names for d in await service.drill_history(name, command.limit)]
         found.sort(key=lambda d: d.started_at, reverse=True)
-        text, blocks = drills_message(command.target, found[:command.limit])
+        text, blocks = drills_message(command.target, found[: command.limit])
         return Reply(text=text, blocks=blocks)
     assert isinstance(command, RestoreCmd)
     service.target(command.target)
     await ctx.require(operators, action=f"restore {command.target}")
-    restore = await ctx.refusals_audited("backup.restore.request", f"{command.target} {command.backup_id}", service.restores.request(
-        command.target, command.backup_id, into_env=command.into_env, user=ctx.user_id, channel=ctx.channel_id,
-        reason=command.reason, as_instance=command.as_instance))
+    restore = await ctx.refusals_audited(
+        "backup.restore.request",
+        f"{command.target} {command.backup_id}",
+        service.restores.request(
+            command.target,
+            command.backup_id,
+            into_env=command.into_env,
+            user=ctx.user_id,
+            channel=ctx.channel_id,
+            reason=command.reason,
+            as_instance=command.as_instance,
+        ),
+    )
     need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
     where = f" in {await ctx.deps.channels.link(restore.channel)}" if restore.channel else ""
-    return Reply(text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}.")
+    return Reply(
+        text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}."
+    )
 
 
 async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, bool]:
@@ -126,7 +149,9 @@ async def _restore_click(ctx: ActionContext, verb: str) -> tuple[RestoreRecord, 
         raise UserFacingError(f"There is no restore request `{escape(ctx.value)}`.")
     is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role)
     if not is_approver:
-        await ctx.audit(action=f"backup.restore.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+        await ctx.audit(
+            action=f"backup.restore.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}"
+        )
     return record, is_approver
 
 

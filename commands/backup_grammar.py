@@ -123,12 +123,15 @@ def parse_backup(text: str) -> BackupCmd:
     _count(verb, rest, 2, 4, "<target> <id> [into <ENV_VAR> | as <new-instance>]")
     into = None
     if len(rest) > 2 and rest[2].lower() == "as" and len(rest) == 4:
-        return RestoreCmd(_name(rest[0], "target"), _name(rest[1], "backup id"), None, reason,
-                          _name(rest[3], "instance name"))
+        return RestoreCmd(
+            _name(rest[0], "target"), _name(rest[1], "backup id"), None, reason, _name(rest[3], "instance name")
+        )
     if len(rest) > 2:
         if rest[2].lower() != "into" or len(rest) != 4:
-            raise UsageError("After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's "
-                             "URL) or `as <new-instance>` (RDS) may follow.")
+            raise UsageError(
+                "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's "
+                "URL) or `as <new-instance>` (RDS) may follow."
+            )
         if not _ENV_NAME.match(rest[3]):
             raise UsageError(f"`{_shown(rest[3])}` is not an environment variable name (like `STAGING_DB_URL`).")
         into = rest[3]

@@ -35,6 +35,7 @@ class Shortcut:
     handler: ShortcutHandler
     type: Literal["message", "global"] = "message"
 
+
 UMBRELLA = "chatops"
 HELP_WORDS = frozenset({"help", "--help", "-h", "?"})
 # How alike a typed word and a command must be to suggest it: "histroy"/"history" 0.86, "deplyo"/"deploy" 0.83,
@@ -93,8 +94,14 @@ class CommandSpec:
         summary, description, sections = parse_docstring(inspect.cleandoc(doc or ""))
         if not summary or not sections.get("usage"):
             raise ValueError(f"command {name} needs a docstring with a summary and a Usage: section")
-        return cls(name=name, summary=summary, description=description, usage=tuple(sections["usage"]),
-                   examples=tuple(sections.get("examples", ())), **parts)
+        return cls(
+            name=name,
+            summary=summary,
+            description=description,
+            usage=tuple(sections["usage"]),
+            examples=tuple(sections.get("examples", ())),
+            **parts,
+        )
 
 
 def parse_docstring(doc: str) -> tuple[str, str, dict[str, list[str]]]:
@@ -251,5 +258,9 @@ def describe(spec: CommandSpec) -> dict[str, Any]:
 
 def describe_shortcut(shortcut: Shortcut) -> dict[str, str]:
     """The manifest's view of a shortcut."""
-    return {"name": shortcut.name[:24], "type": shortcut.type, "callback_id": shortcut.callback_id,
-            "description": shortcut.description[:150]}
+    return {
+        "name": shortcut.name[:24],
+        "type": shortcut.type,
+        "callback_id": shortcut.callback_id,
+        "description": shortcut.description[:150],
+    }

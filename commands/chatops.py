@@ -29,7 +29,13 @@ AUDIT_MAX = 100
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 # A Slack user ID standing alone in a detail ("scribe: U0BOB"): uppercase, with a digit, not already in a mention.
 _BARE_USER_ID = re.compile(r"(?<![@#\w])[UW](?=[A-Z]*\d)[A-Z0-9]{4,}\b")
-_RESULT_ICONS = {"ok": ":white_check_mark:", "denied": ":no_entry:", "refused": ":no_entry_sign:", "failed": ":x:", "error": ":warning:"}
+_RESULT_ICONS = {
+    "ok": ":white_check_mark:",
+    "denied": ":no_entry:",
+    "refused": ":no_entry_sign:",
+    "failed": ":x:",
+    "error": ":warning:",
+}
 
 
 async def handle(ctx: CommandContext) -> Reply:

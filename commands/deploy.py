@@ -14,7 +14,6 @@ Examples:
   /deploy web@v1.4.2 production --reason "fix checkout"
 """
 
-
 from __future__ import annotations
 
 from datetime import datetime
@@ -52,8 +51,13 @@ async def handle(ctx: CommandContext) -> Reply:
     command = parse_deploy(ctx.args)
     if isinstance(command, DeployRequestCmd):
         return await request_deploy(
-            ctx, kind="deploy", service=command.service, environment=command.environment, version=command.version,
-            reason=command.reason, force=command.force,
+            ctx,
+            kind="deploy",
+            service=command.service,
+            environment=command.environment,
+            version=command.version,
+            reason=command.reason,
+            force=command.force,
         )
     if isinstance(command, StatusCmd):
         return await _status(ctx, command.service)
@@ -63,8 +67,11 @@ async def handle(ctx: CommandContext) -> Reply:
         return Reply(text=text, blocks=blocks)
     if isinstance(command, CancelCmd):
         is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
-        record = await ctx.refusals_audited("deploy.cancel", command.deploy_id,
-                                           ctx.deps.deploys.cancel(command.deploy_id, ctx.user_id, is_admin=is_admin))
+        record = await ctx.refusals_audited(
+            "deploy.cancel",
+            command.deploy_id,
+            ctx.deps.deploys.cancel(command.deploy_id, ctx.user_id, is_admin=is_admin),
+        )
         return Reply(text=f"Cancelled `{record.id}` ({title(record)}).")
     if isinstance(command, LockCmd):
         return await _lock(ctx, command)
@@ -85,8 +92,14 @@ async def request_deploy(
     if force:
         await ctx.require("admins", action="use --force (deploy past a freeze or lock)")
     deploy_request = DeployRequest(
-        kind=kind, service=service, environment=environment, version=version,  # type: ignore[arg-type]
-        reason=reason, force=force, user=ctx.user_id, channel=ctx.channel_id,
+        kind=kind,
+        service=service,
+        environment=environment,
+        version=version,  # type: ignore[arg-type]
+        reason=reason,
+        force=force,
+        user=ctx.user_id,
+        channel=ctx.channel_id,
     )
     record = await ctx.refusals_audited(f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
     where = f" in {await ctx.deps.channels.link(record.channel)}" if record.channel else ""
@@ -124,11 +137,20 @@ async def _status(ctx: CommandContext, service: str | None) -> Reply:
 async def _lock(ctx: CommandContext, command: LockCmd) -> Reply:
     engine = ctx.deps.deploys
     await ctx.require(engine.lock_role(command.environment, command.service), action=f"lock {command.environment}")
-    hold = await engine.lock(command.environment, command.service, user=ctx.user_id, reason=command.reason,
-                             duration=command.duration, token=ctx.invocation.trigger_id)
+    hold = await engine.lock(
+        command.environment,
+        command.service,
+        user=ctx.user_id,
+        reason=command.reason,
+        duration=command.duration,
+        token=ctx.invocation.trigger_id,
+    )
     scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
     await ctx.audit(action="deploy.lock", result="ok", target=scope, detail=command.reason)
-    return Reply(text=f":lock: <@{ctx.user_id}> locked {scope} until {_until(hold.until)}: {escape(command.reason)}", in_channel=True)
+    return Reply(
+        text=f":lock: <@{ctx.user_id}> locked {scope} until {_until(hold.until)}: {escape(command.reason)}",
+        in_channel=True,
+    )
 
 
 async def _unlock(ctx: CommandContext, command: UnlockCmd) -> Reply:
@@ -138,8 +160,13 @@ async def _unlock(ctx: CommandContext, command: UnlockCmd) -> Reply:
     scope = f"`{command.service}` in `{command.environment}`" if command.service else f"`{command.environment}`"
     if removed is None:
         raise UserFacingError(f"{scope} is not locked. See `/deploy locks`.")
-    await ctx.audit(action="deploy.unlock", result="ok", target=scope, detail=f"was locked by {removed.holder}: {removed.reason}")
-    return Reply(text=f":unlock: <@{ctx.user_id}> unlocked {scope} (locked by <@{removed.holder}>: {escape(removed.reason)}).", in_channel=True)
+    await ctx.audit(
+        action="deploy.unlock", result="ok", target=scope, detail=f"was locked by {removed.holder}: {removed.reason}"
+    )
+    return Reply(
+        text=f":unlock: <@{ctx.user_id}> unlocked {scope} (locked by <@{removed.holder}>: {escape(removed.reason)}).",
+        in_channel=True,
+    )
 
 
 def _until(moment: datetime | None) -> str:
@@ -154,9 +181,15 @@ async def _locks(ctx: CommandContext) -> Reply:
         for field, hold in sorted(holds.items())
     ]
     running: list[DeployRecord] = await engine.active()
-    lines += [f":rocket: `{r.service}` in `{r.environment}`: {state_label(r.state)} `{r.id}` by <@{r.requested_by}>" for r in running]
+    lines += [
+        f":rocket: `{r.service}` in `{r.environment}`: {state_label(r.state)} `{r.id}` by <@{r.requested_by}>"
+        for r in running
+    ]
     text = "\n".join(lines) if lines else "No locks, and no deploy in progress."
-    return Reply(text=text, blocks=[header("Deploy locks"), section(text), context("Manual locks first, then deploys in progress.")])
+    return Reply(
+        text=text,
+        blocks=[header("Deploy locks"), section(text), context("Manual locks first, then deploys in progress.")],
+    )
 
 
 async def _approve(ctx: ActionContext) -> None:
@@ -175,7 +208,9 @@ async def _approver_click(ctx: ActionContext, verb: str) -> tuple[DeployRecord, 
     record = await _record(ctx)
     is_approver = await ctx.deps.permissions.holds(ctx.user_id, record.approvers_role or "approvers")
     if not is_approver:
-        await ctx.audit(action=f"{record.kind}.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}")
+        await ctx.audit(
+            action=f"{record.kind}.{verb}", result="denied", target=record.id, detail=f"not in {record.approvers_role}"
+        )
     return record, is_approver
 
 

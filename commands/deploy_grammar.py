@@ -228,7 +228,9 @@ def parse_rollback(text: str) -> RollbackCmd:
     if third.lower() != "to":
         if len(positional) == 3:
             version = _version(third, usage)
-            raise UsageError(f"`{version}` is missing `to`: write `/rollback {service} {environment} to {version}`", usage)
+            raise UsageError(
+                f"`{version}` is missing `to`: write `/rollback {service} {environment} to {version}`", usage
+            )
         raise UsageError(
             f"expected `to` after the environment, not `{_show(third)}`: "
             f"write `/rollback {service} {environment} to <version>`",
@@ -262,7 +264,9 @@ def _request(positional: Sequence[str], flags: dict[str, str], usage: str) -> De
             )
         service = _name(service_text, "service", usage, reserved=True)
         if not version_text:
-            raise UsageError(f"`{service}@` needs the version after `@`: write `/deploy {service}@<version> <env>`", usage)
+            raise UsageError(
+                f"`{service}@` needs the version after `@`: write `/deploy {service}@<version> <env>`", usage
+            )
         version = _version(version_text, usage)
         rest = list(positional[1:])
         if rest and rest[0].lower() == "to":

@@ -103,7 +103,9 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog, guard: RequestGuard) ->
         app.action(re.compile(f"^(?:{action_ids})$"))(_action_listener(catalog, routes))
     shortcuts = catalog.shortcuts()
     if shortcuts:
-        app.shortcut(re.compile(f"^(?:{'|'.join(re.escape(c) for c in shortcuts)})$"))(_shortcut_listener(catalog, shortcuts))
+        app.shortcut(re.compile(f"^(?:{'|'.join(re.escape(c) for c in shortcuts)})$"))(
+            _shortcut_listener(catalog, shortcuts)
+        )
     views = catalog.views()
     if views:
         app.view(re.compile(f"^(?:{'|'.join(re.escape(c) for c in views)})$"))(_view_listener(catalog, views))
@@ -113,6 +115,7 @@ def install(app: AsyncApp, deps: Deps, catalog: Catalog, guard: RequestGuard) ->
 
 def _event_listener(event_type: str, handler: EventHandler) -> Callable[..., Awaitable[None]]:
     """Acknowledges an event at once and handles it in the background (Slack retries events it waits on)."""
+
     async def on_event(ack: Any, event: dict[str, Any], context: Any) -> None:
         deps: Deps = context[DEPS]
         await ack()
@@ -152,7 +155,11 @@ def click_identity(body: dict[str, Any]) -> tuple[str, str, str, str] | None:
 
 
 async def _deduplicate(
-    req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[Any]], guard: RequestGuard, *,
+    req: AsyncBoltRequest,
+    resp: BoltResponse,
+    next: Callable[[], Awaitable[Any]],
+    guard: RequestGuard,
+    *,
     read_only: frozenset[str] = frozenset(),
 ) -> Any:
     """Answers a retry or replay with an empty 200 and runs nothing; a second click on a button that changes
@@ -185,7 +192,9 @@ async def _deduplicate(
         return BoltResponse(status=503, body=f"store unavailable (ref {ref})")
     if not first:
         deps.metrics.request_done(_label(body), "duplicate")
-        log.info("ignored a repeated Slack request (%s %s, retry %s)", kind, request_id, req.headers.get("x-slack-retry-num"))
+        log.info(
+            "ignored a repeated Slack request (%s %s, retry %s)", kind, request_id, req.headers.get("x-slack-retry-num")
+        )
         if repeated_click and body.get("response_url"):
             deps.tasks.spawn(_answer_repeated_click(deps, str(body["response_url"])), name="action:repeated-click")
         return BoltResponse(status=200, body="")
@@ -195,8 +204,9 @@ async def _deduplicate(
 async def _answer_repeated_click(deps: Deps, response_url: str) -> None:
     """Tells the user, only them, that their second click was not lost but had nothing left to do."""
     try:
-        await deps.replies.to_response_url(response_url, text=ALREADY_DONE, response_type="ephemeral",
-                                           replace_original=False)
+        await deps.replies.to_response_url(
+            response_url, text=ALREADY_DONE, response_type="ephemeral", replace_original=False
+        )
     except Exception:
         log.exception("could not answer a repeated click")
 
@@ -231,14 +241,25 @@ def changes_nothing(route: Route) -> bool:
 
 
 async def answer_command(
-    deps: Deps, catalog: Catalog, body: Mapping[str, Any], route: Route, within: float, guard: RequestGuard,
+    deps: Deps,
+    catalog: Catalog,
+    body: Mapping[str, Any],
+    route: Route,
+    within: float,
+    guard: RequestGuard,
 ) -> dict[str, Any]:
     """The acknowledgement of one slash command: its reply, or, if it is still running after `within` seconds
     (a slow or hung Redis, a slow API), "Working on it…" with the reply following through its response_url."""
     invocation = Invocation.from_body(body)
     ctx = CommandContext(
-        user_id=invocation.user_id, channel_id=invocation.channel_id, response_url=invocation.response_url,
-        deps=deps, catalog=catalog, spec=route.spec, invocation=invocation, args=route.args,
+        user_id=invocation.user_id,
+        channel_id=invocation.channel_id,
+        response_url=invocation.response_url,
+        deps=deps,
+        catalog=catalog,
+        spec=route.spec,
+        invocation=invocation,
+        args=route.args,
     )
     running = asyncio.ensure_future(run_command(ctx, help_requested=route.help))
     if not changes_nothing(route):
@@ -335,7 +356,11 @@ class CommandEndpoint:
             first = await asyncio.wait_for(self._guard.claim_once(kind, request_id), timeout=remaining)
         except (StoreUnavailable, TimeoutError) as error:
             ref = new_ref()
-            log.error("cannot record request identity (ref %s): %s", ref, error if str(error) else "redis did not answer in time")
+            log.error(
+                "cannot record request identity (ref %s): %s",
+                ref,
+                error if str(error) else "redis did not answer in time",
+            )
             self._deps.metrics.request_done(_label(body), "unavailable")
             reply = {"response_type": "ephemeral", "text": f":warning: {STORE_UNREACHABLE} (ref {ref})"}
             return 200, json.dumps(reply).encode(), JSON
@@ -426,8 +451,11 @@ def did_you_mean(ctx: CommandContext) -> str:
         unknown = ctx.spec is umbrella and bool(words) and words[0].lower() not in umbrella.subcommands
         return f"\nThe commands are {ctx.catalog.slash_commands()}." if unknown else ""
     typed = ctx.invocation.command.lower()
-    prefix = umbrella.slash if ctx.spec is umbrella else (
-        f"{umbrella.slash} {ctx.spec.name}" if typed == umbrella.slash else ctx.spec.slash)
+    prefix = (
+        umbrella.slash
+        if ctx.spec is umbrella
+        else (f"{umbrella.slash} {ctx.spec.name}" if typed == umbrella.slash else ctx.spec.slash)
+    )
     return f"\nDid you mean `{escape(f'{prefix} {suggestion}')}`?"
 
 
@@ -439,7 +467,9 @@ def usage_reply(error: UsageError, spec: CommandSpec, *, hint: str = "") -> Repl
 
 def internal_error_reply(ref: str) -> Reply:
     """The answer when chatops itself failed: a reference to find the log line, never a traceback."""
-    return Reply(text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the ref to your chatops admins.")
+    return Reply(
+        text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the ref to your chatops admins."
+    )
 
 
 def _action_listener(
@@ -455,7 +485,9 @@ def _action_listener(
             user_id=(body.get("user") or {}).get("id", ""),
             channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
             response_url=str(body.get("response_url") or ""),
-            deps=deps, catalog=catalog, spec=spec,
+            deps=deps,
+            catalog=catalog,
+            spec=spec,
             action_id=str(action.get("action_id", "")),
             value=str(action.get("value") or (action.get("selected_option") or {}).get("value") or ""),
             message_ts=str(container.get("message_ts") or ""),
@@ -473,9 +505,7 @@ async def run_action(ctx: ActionContext, handler: ActionHandler) -> None:
     await _run_after_ack(ctx, handler(ctx), ctx.action_id)
 
 
-async def _run_after_ack(
-    ctx: ActionContext | ShortcutContext | ViewContext, work: Awaitable[Any], label: str
-) -> None:
+async def _run_after_ack(ctx: ActionContext | ShortcutContext | ViewContext, work: Awaitable[Any], label: str) -> None:
     """Runs a handler after Slack got its answer; failures reach the user as an ephemeral message."""
     outcome = "ok"
     reply: Reply | None = None
@@ -510,12 +540,17 @@ def _shortcut_listener(
             user_id=(body.get("user") or {}).get("id", ""),
             channel_id=(body.get("channel") or {}).get("id", ""),
             response_url=str(body.get("response_url") or ""),
-            deps=deps, catalog=catalog, spec=spec,
-            callback_id=shortcut.callback_id, trigger_id=str(body.get("trigger_id") or ""),
+            deps=deps,
+            catalog=catalog,
+            spec=spec,
+            callback_id=shortcut.callback_id,
+            trigger_id=str(body.get("trigger_id") or ""),
             message=body.get("message") or {},
         )
-        deps.tasks.spawn(_run_after_ack(ctx, shortcut.handler(ctx), f"shortcut {shortcut.callback_id}"),
-                         name=f"shortcut:{shortcut.callback_id}")
+        deps.tasks.spawn(
+            _run_after_ack(ctx, shortcut.handler(ctx), f"shortcut {shortcut.callback_id}"),
+            name=f"shortcut:{shortcut.callback_id}",
+        )
 
     return on_shortcut
 
@@ -525,6 +560,7 @@ def _view_listener(
 ) -> Callable[..., Awaitable[None]]:
     """Modal submissions are validated before the answer, so errors show under the inputs and the modal stays
     open; the handler spawns whatever takes longer."""
+
     async def on_view(ack: Any, body: dict[str, Any], context: Any) -> None:
         deps: Deps = context[DEPS]
         view = body.get("view") or {}
@@ -535,9 +571,15 @@ def _view_listener(
         except ValueError:
             channel = ""
         ctx = ViewContext(
-            user_id=(body.get("user") or {}).get("id", ""), channel_id=channel, response_url="",
-            deps=deps, catalog=catalog, spec=spec, callback_id=str(view.get("callback_id", "")),
-            values=(view.get("state") or {}).get("values") or {}, private_metadata=metadata,
+            user_id=(body.get("user") or {}).get("id", ""),
+            channel_id=channel,
+            response_url="",
+            deps=deps,
+            catalog=catalog,
+            spec=spec,
+            callback_id=str(view.get("callback_id", "")),
+            values=(view.get("state") or {}).get("values") or {},
+            private_metadata=metadata,
             trigger_id=str(body.get("trigger_id") or ""),
         )
         errors: dict[str, str] | None = None

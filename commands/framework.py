@@ -76,9 +76,7 @@ class _Handling:
     async def require(self, role: str | None, *, action: str, everyone_if_unset: bool = False) -> None:
         """Checks the user holds `role` for `action`; a refusal is audited and raised as PermissionDenied."""
         try:
-            await self.deps.permissions.require(
-                self.user_id, role, action=action, everyone_if_unset=everyone_if_unset
-            )
+            await self.deps.permissions.require(self.user_id, role, action=action, everyone_if_unset=everyone_if_unset)
         except PermissionDenied:
             await self.audit(action=f"{self.spec.name}.{action}", result="denied", detail=f"needs role {role}")
             raise
@@ -211,9 +209,20 @@ class Command:
             raise ValueError(f"/{self.name}: read-only actions {sorted(unknown)} are not among its actions")
         object.__setattr__(self, "read_only_actions", frozenset(self.read_only_actions))
         object.__setattr__(self, "read_only_subcommands", frozenset(self.read_only_subcommands))
-        object.__setattr__(self, "spec", CommandSpec.build(
-            self.name, self.doc, usage_hint=self.usage_hint, handler=self.handler, actions=dict(self.actions),
-            escapes_mentions=self.escapes_mentions, shortcuts=tuple(self.shortcuts), views=dict(self.views),
-            events=dict(self.events), read_only_actions=self.read_only_actions,
-            read_only_subcommands=self.read_only_subcommands,
-        ))
+        object.__setattr__(
+            self,
+            "spec",
+            CommandSpec.build(
+                self.name,
+                self.doc,
+                usage_hint=self.usage_hint,
+                handler=self.handler,
+                actions=dict(self.actions),
+                escapes_mentions=self.escapes_mentions,
+                shortcuts=tuple(self.shortcuts),
+                views=dict(self.views),
+                events=dict(self.events),
+                read_only_actions=self.read_only_actions,
+                read_only_subcommands=self.read_only_subcommands,
+            ),
+        )

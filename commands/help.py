@@ -43,15 +43,21 @@ def overview(catalog: Catalog) -> Reply:
     for spec in catalog.specs:
         soon = "" if spec.available else "  _(coming soon)_"
         hint = f" `{escape(spec.usage_hint)}`" if spec.usage_hint else ""
-        blocks.append(section(f"*{spec.slash}*{hint}\n{escape(spec.summary)}{soon}", accessory=button("Usage", SHOW_ACTION, spec.name)))
+        blocks.append(
+            section(
+                f"*{spec.slash}*{hint}\n{escape(spec.summary)}{soon}", accessory=button("Usage", SHOW_ACTION, spec.name)
+            )
+        )
         lines.append(escape(f"{spec.slash} {spec.usage_hint}".rstrip() + f": {spec.summary}"))
     blocks.append(
         actions(static_select("Jump to a command…", PICK_ACTION, [(spec.slash, spec.name) for spec in catalog.specs]))
     )
     blocks.append(
-        context(f"The slash commands are {catalog.slash_commands()}: Slack itself answers a mistyped one. "
-                f"Another app owns `/deploy`? Every command also works as `/{UMBRELLA} deploy …`. "
-                "`/<command> help` shows its usage.")
+        context(
+            f"The slash commands are {catalog.slash_commands()}: Slack itself answers a mistyped one. "
+            f"Another app owns `/deploy`? Every command also works as `/{UMBRELLA} deploy …`. "
+            "`/<command> help` shows its usage."
+        )
     )
     return Reply(text="chatops commands:\n" + "\n".join(lines), blocks=blocks)
 
@@ -74,9 +80,13 @@ def config_names(config: ChatopsConfig) -> Names:
         return name if name in envs else (envs[fallback] if envs else None)
 
     return (
-        ("web", service_name), ("staging", env("staging", 0)), ("production", env("production", -1)),
-        ("appdb", dumps[0] if dumps else None), ("rds-prod", snapshots[0] if snapshots else None),
-        ("STAGING_DB_URL", into), ("primary", rotations[0] if rotations else None),
+        ("web", service_name),
+        ("staging", env("staging", 0)),
+        ("production", env("production", -1)),
+        ("appdb", dumps[0] if dumps else None),
+        ("rds-prod", snapshots[0] if snapshots else None),
+        ("STAGING_DB_URL", into),
+        ("primary", rotations[0] if rotations else None),
         ("secondary", rotations[1] if len(rotations) > 1 else None),
         ("sev2", "sev2" if "sev2" in severities else severities[0]),
     )
@@ -98,7 +108,10 @@ def command_help(spec: CommandSpec, names: Names = ()) -> Reply:
     """The usage, description and examples of one command; examples use `names` (config_names) when given."""
     usage = escape("\n".join(spec.usage))
     examples = [e for e in (localise(example, names) for example in spec.examples) if e is not None]
-    blocks = [header(spec.slash), section(escape(spec.summary) + ("" if spec.available else "\n_Not available yet in this version of chatops._"))]
+    blocks = [
+        header(spec.slash),
+        section(escape(spec.summary) + ("" if spec.available else "\n_Not available yet in this version of chatops._")),
+    ]
     if spec.description:
         blocks.append(section(escape(spec.description)))
     blocks.append(section(f"*Usage*\n```{usage}```"))

@@ -87,7 +87,9 @@ async def handle(ctx: CommandContext) -> Reply:
     if sub == "list":
         return await _list(ctx, rest)
     if sub not in (*_CHANGES, "timeline"):
-        raise UsageError(f"`{external_text(sub)}` is not an /incident command (try {', '.join(f'`{s}`' for s in _SUBCOMMANDS)}).")
+        raise UsageError(
+            f"`{external_text(sub)}` is not an /incident command (try {', '.join(f'`{s}`' for s in _SUBCOMMANDS)})."
+        )
     incident, rest = await _target(ctx, sub, rest)
     if sub == "timeline":
         entries = await ctx.deps.incidents.timeline(incident)
@@ -101,7 +103,9 @@ async def handle(ctx: CommandContext) -> Reply:
 async def _open_form(ctx: CommandContext) -> Reply:
     view = declare_modal(ctx.deps.config.incidents, metadata={"channel": ctx.channel_id})
     await ctx.deps.replies.open_view(ctx.invocation.trigger_id, view)
-    return Reply(text=":rotating_light: Fill in the form to declare an incident (or `/incident declare <sev> <title>`).")
+    return Reply(
+        text=":rotating_light: Fill in the form to declare an incident (or `/incident declare <sev> <title>`)."
+    )
 
 
 async def _declare(ctx: CommandContext, rest: str) -> Reply:
@@ -115,11 +119,17 @@ async def _declare(ctx: CommandContext, rest: str) -> Reply:
     except UserFacingError as error:
         raise UsageError(error.message, usage) from None
     if not title.strip():
-        raise UsageError(f"An incident needs a title after the severity, e.g. `/incident declare {severity} Checkout errors on web`.", usage)
+        raise UsageError(
+            f"An incident needs a title after the severity, e.g. `/incident declare {severity} Checkout errors on web`.",
+            usage,
+        )
     incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
-    return Reply(text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
-                      f" — join {channel_link(incident)}", in_channel=True)
+    return Reply(
+        text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
+        f" — join {channel_link(incident)}",
+        in_channel=True,
+    )
 
 
 async def _list(ctx: CommandContext, rest: str) -> Reply:
@@ -130,7 +140,11 @@ async def _list(ctx: CommandContext, rest: str) -> Reply:
     if not incidents:
         return Reply(text="No open incidents. :tada:" if which == "open" else "No incidents yet.")
     now = ctx.deps.clock()
-    title = f"*{len(incidents)} open incident{'' if len(incidents) == 1 else 's'}*" if which == "open" else f"*The latest {len(incidents)} incidents*"
+    title = (
+        f"*{len(incidents)} open incident{'' if len(incidents) == 1 else 's'}*"
+        if which == "open"
+        else f"*The latest {len(incidents)} incidents*"
+    )
     text = "\n".join([title, *(list_line(incident, now) for incident in incidents)])
     return Reply(text=text, blocks=[section(text)])
 
@@ -163,21 +177,30 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
     who = ctx.user_id
     if sub == "commander":
         if len(rest.split()) != 1:
-            raise UsageError("`commander` takes one person, e.g. `/incident commander @alice`.", "/incident commander [INC-n] @user")
+            raise UsageError(
+                "`commander` takes one person, e.g. `/incident commander @alice`.", "/incident commander [INC-n] @user"
+            )
         user = await ctx.deps.people.resolve(rest.strip())
         after = await changes.set_commander(incident, user, who)
         return Reply(text=f":crown: <@{user}> is {after.id}'s incident commander.", in_channel=True)
     if sub == "role":
         words = rest.split()
         if len(words) != 2 or not _ROLE.fullmatch(words[0].lower()):
-            raise UsageError("`role` takes a role name (letters, digits, - and _) and one person, e.g. `/incident role scribe @bob`.",
-                             "/incident role [INC-n] <name> @user")
+            raise UsageError(
+                "`role` takes a role name (letters, digits, - and _) and one person, e.g. `/incident role scribe @bob`.",
+                "/incident role [INC-n] <name> @user",
+            )
         user = await ctx.deps.people.resolve(words[1])
         after = await changes.set_role(incident, words[0].lower(), user, who)
-        return Reply(text=f":bust_in_silhouette: <@{user}> is {external_text(words[0].lower())} for {after.id}.", in_channel=True)
+        return Reply(
+            text=f":bust_in_silhouette: <@{user}> is {external_text(words[0].lower())} for {after.id}.", in_channel=True
+        )
     if sub in ("update", "note"):
         if not rest:
-            raise UsageError(f"`{sub}` needs text, e.g. `/incident {sub} Rolled back web to v1.4.1`.", f"/incident {sub} [INC-n] <text>")
+            raise UsageError(
+                f"`{sub}` needs text, e.g. `/incident {sub} Rolled back web to v1.4.1`.",
+                f"/incident {sub} [INC-n] <text>",
+            )
         if sub == "update":
             after = await changes.update(incident, rest, who)
             return Reply(text=f":speech_balloon: Update posted for {after.id} here and in the announcement thread.")
@@ -185,18 +208,30 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
         return Reply(text=f":memo: Noted on {after.id}'s timeline.")
     if sub == "public":
         if not rest:
-            raise UsageError("`public` needs the text customers see, e.g. `/incident public Checkout is failing for some "
-                             "customers. We are investigating.`", "/incident public [INC-n] <text>")
+            raise UsageError(
+                "`public` needs the text customers see, e.g. `/incident public Checkout is failing for some "
+                "customers. We are investigating.`",
+                "/incident public [INC-n] <text>",
+            )
         after = await changes.public(incident, rest, who)
         return Reply(text=_public_reply(ctx, after))
     if sub == "status":
         if rest.lower() not in STATUSES:
-            raise UsageError(f"`status` takes one of: {', '.join(STATUSES)}.", "/incident status [INC-n] investigating|identified|monitoring|resolved")
+            raise UsageError(
+                f"`status` takes one of: {', '.join(STATUSES)}.",
+                "/incident status [INC-n] investigating|identified|monitoring|resolved",
+            )
         after = await changes.set_status(incident, rest.lower(), who)
-        return _resolved(after) if after.status == "resolved" else Reply(text=f":arrows_counterclockwise: {after.id} is now *{after.status}*.", in_channel=True)
+        return (
+            _resolved(after)
+            if after.status == "resolved"
+            else Reply(text=f":arrows_counterclockwise: {after.id} is now *{after.status}*.", in_channel=True)
+        )
     if sub == "severity":
         if len(rest.split()) != 1:
-            raise UsageError("`severity` takes one severity, e.g. `/incident severity sev1`.", "/incident severity [INC-n] <sev>")
+            raise UsageError(
+                "`severity` takes one severity, e.g. `/incident severity sev1`.", "/incident severity [INC-n] <sev>"
+            )
         try:
             after = await changes.set_severity(incident, rest, who)
         except UserFacingError as error:
@@ -205,18 +240,24 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
     if sub == "resolve":
         return _resolved(await changes.resolve(incident, rest, who))
     file_id = await ctx.deps.incidents.postmortem(incident, who)
-    return Reply(text=f":memo: Postmortem draft for {incident.id} uploaded to {channel_link(incident)}"
-                      f" (file `{file_id}`).")
+    return Reply(
+        text=f":memo: Postmortem draft for {incident.id} uploaded to {channel_link(incident)} (file `{file_id}`)."
+    )
 
 
 def _public_reply(ctx: CommandContext | ViewContext, incident: Incident) -> str:
     where = " and queued for Statuspage" if ctx.deps.incidents.public is not None else ""
-    return (f":globe_with_meridians: Public update for {incident.id} posted to the status page{where}"
-            f" (public title: {external_text(incident.public_title)}).")
+    return (
+        f":globe_with_meridians: Public update for {incident.id} posted to the status page{where}"
+        f" (public title: {external_text(incident.public_title)})."
+    )
 
 
 def _resolved(incident: Incident) -> Reply:
-    return Reply(text=f":white_check_mark: {incident.id} resolved: {durations(incident)}. `/incident postmortem` writes the draft.", in_channel=True)
+    return Reply(
+        text=f":white_check_mark: {incident.id} resolved: {durations(incident)}. `/incident postmortem` writes the draft.",
+        in_channel=True,
+    )
 
 
 # -- the form, the alert button and the shortcut ---------------------------------------------------------------
@@ -229,7 +270,9 @@ async def _on_declare_button(ctx: ActionContext) -> None:
     config = ctx.deps.config.incidents
     first = next(iter(group.members.values()), None)
     view = declare_modal(
-        config, title=group.title, severity=incident_severity(config, group.severity),
+        config,
+        title=group.title,
+        severity=incident_severity(config, group.severity),
         service=(first.labels.get("service", "") if first else ""),
         metadata={"channel": ctx.channel_id, "alerts": [group.id]},
     )
@@ -239,7 +282,10 @@ async def _on_declare_button(ctx: ActionContext) -> None:
 async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
     title = " ".join(ctx.value("title", "title").split())
     severity = ctx.value("severity", "severity")
-    public = any(o.get("value") == "yes" for o in (ctx.values.get("public") or {}).get("public", {}).get("selected_options") or [])
+    public = any(
+        o.get("value") == "yes"
+        for o in (ctx.values.get("public") or {}).get("public", {}).get("selected_options") or []
+    )
     public_text = ctx.value("public_text", "public_text").strip()
     errors = {}
     if not title:
@@ -258,27 +304,38 @@ async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
         metadata = {}
     alerts = [str(a) for a in metadata.get("alerts", []) if isinstance(a, str)] if isinstance(metadata, dict) else []
     try:
-        incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id, service=ctx.value("service", "service"), alert_ids=alerts)
+        incident = await ctx.deps.incidents.declare(
+            severity, title, ctx.user_id, service=ctx.value("service", "service"), alert_ids=alerts
+        )
     except UserFacingError as error:
         return {"title": error.message}
     if public:
         incident = await ctx.deps.incidents.changes.public(incident, public_text, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
-    ctx.spawn(ctx.respond(Reply(text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
-                                     f" — join {channel_link(incident)}")), name="incident-declared-reply")
+    ctx.spawn(
+        ctx.respond(
+            Reply(
+                text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
+                f" — join {channel_link(incident)}"
+            )
+        ),
+        name="incident-declared-reply",
+    )
     return None
 
 
 async def _on_add_to_timeline(ctx: ShortcutContext) -> None:
     incident = await ctx.deps.incidents.in_channel(ctx.channel_id)
     if incident is None:
-        raise UserFacingError("\"Add to timeline\" works on messages in an incident's channel; this channel is not one.")
+        raise UserFacingError('"Add to timeline" works on messages in an incident\'s channel; this channel is not one.')
     await ctx.deps.incidents.require_change(incident, ctx.user_id, action="note")
     text = str(ctx.message.get("text") or "").strip()
     if not text:
         raise UserFacingError("That message has no text to add.")
     author = str(ctx.message.get("user") or ctx.message.get("bot_id") or "")
-    after = await ctx.deps.incidents.changes.note(incident, html.unescape(text), ctx.user_id, author=author, source_ts=str(ctx.message.get("ts") or ""))
+    after = await ctx.deps.incidents.changes.note(
+        incident, html.unescape(text), ctx.user_id, author=author, source_ts=str(ctx.message.get("ts") or "")
+    )
     await ctx.respond(Reply(text=f":memo: Added to {after.id}'s timeline."))
 
 
@@ -290,8 +347,12 @@ COMMAND = Command(
     actions={DECLARE: _on_declare_button},
     views={DECLARE_VIEW: _on_declare_form},
     shortcuts=(
-        Shortcut(callback_id=ADD_TO_TIMELINE, name="Add to timeline", handler=_on_add_to_timeline,
-                 description="Adds this message to the incident's timeline (in an incident channel)."),
+        Shortcut(
+            callback_id=ADD_TO_TIMELINE,
+            name="Add to timeline",
+            handler=_on_add_to_timeline,
+            description="Adds this message to the incident's timeline (in an incident channel).",
+        ),
     ),
     escapes_mentions=True,
     read_only_subcommands=READ_ONLY_SUBCOMMANDS,

@@ -159,8 +159,9 @@ class FlagSet:
         anything else, even `-x` or a quoted "--no-cache broke it", is taken as that value."""
         return is_flag(token) and token.lstrip(DASHES).partition("=")[0].lower() in self.flags
 
-    def check(self, options: Sequence[Option], *, allowed: Collection[str], slash: str,
-              usage: str = "") -> dict[str, str]:
+    def check(
+        self, options: Sequence[Option], *, allowed: Collection[str], slash: str, usage: str = ""
+    ) -> dict[str, str]:
         """The flags' values by name (`"true"` for a switch), after checking that each is one `slash` takes here
         (`allowed`), is given once, and has a value exactly when it takes one."""
         flags: dict[str, str] = {}
@@ -170,8 +171,11 @@ class FlagSet:
                     listing = f"`{slash}` takes no options"
                 else:
                     listing = f"`{slash}` takes " + " and ".join(f"`--{name}`" for name in allowed)
-                problem = (f"`{show(option.shown)}` does not apply here" if option.name in self.flags
-                           else f"unknown option `{show(option.shown)}`")
+                problem = (
+                    f"`{show(option.shown)}` does not apply here"
+                    if option.name in self.flags
+                    else f"unknown option `{show(option.shown)}`"
+                )
                 raise UsageError(f"{problem}: {listing}", usage)
             if option.name in flags:
                 raise UsageError(f"`--{option.name}` is given twice", usage)

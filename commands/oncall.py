@@ -47,7 +47,9 @@ async def handle(ctx: CommandContext) -> Reply:
     sub = args[0].lower() if args else "now"
     if sub in ("now", "who"):
         if len(args) > 1:
-            raise UsageError("`/oncall` takes no arguments; for one rotation's shifts use `/oncall schedule <rotation>`.")
+            raise UsageError(
+                "`/oncall` takes no arguments; for one rotation's shifts use `/oncall schedule <rotation>`."
+            )
         return await _now(ctx)
     if sub == "schedule":
         return await _schedule(ctx, args[1:])
@@ -81,11 +83,19 @@ async def _now(ctx: CommandContext) -> Reply:
     zone = await ctx.deps.people.timezone(ctx.user_id)
     lines = []
     for now in await ctx.deps.oncall.now_all():
-        via = f" (override `{now.override.id}`{f': {escape(now.override.reason)}' if now.override.reason else ''})" if now.override else ""
+        via = (
+            f" (override `{now.override.id}`{f': {escape(now.override.reason)}' if now.override.reason else ''})"
+            if now.override
+            else ""
+        )
         following = f" · next <@{now.next_member}>" if now.next_member else ""
         lines.append(f"*{escape(now.rotation)}*: <@{now.member}>{via} until {format_local(now.until, zone)}{following}")
     text = "\n".join(lines)
-    blocks: list[Block] = [header("On call now"), section(text), context(f"Times in {zone.key} · `/oncall schedule <rotation>` for upcoming shifts")]
+    blocks: list[Block] = [
+        header("On call now"),
+        section(text),
+        context(f"Times in {zone.key} · `/oncall schedule <rotation>` for upcoming shifts"),
+    ]
     return Reply(text=text, blocks=blocks)
 
 
@@ -95,7 +105,9 @@ async def _schedule(ctx: CommandContext, args: list[str]) -> Reply:
         known = ", ".join(f"`{name}`" for name in ctx.deps.oncall.config.specs) or "none are configured"
         raise UsageError(f"`schedule` needs a rotation. Rotations: {known}.", usage)
     if len(args) > 2:
-        raise UsageError("`schedule` takes a rotation and an optional window, e.g. `/oncall schedule primary 2w`.", usage)
+        raise UsageError(
+            "`schedule` takes a rotation and an optional window, e.g. `/oncall schedule primary 2w`.", usage
+        )
     spec = ctx.deps.oncall.spec(args[0])
     window = _window(args[1] if len(args) > 1 else "2w", usage, low=timedelta(days=1), high=timedelta(weeks=12))
     zone = await ctx.deps.people.timezone(ctx.user_id)
@@ -109,7 +121,14 @@ async def _schedule(ctx: CommandContext, args: list[str]) -> Reply:
         lines.append(f"… and {len(shifts) - 40} more")
     text = "\n".join(lines) or "No shifts in that window."
     title = f"{spec.name}: the next {human_duration(window)}"
-    return Reply(text=text, blocks=[header(title), section(text), context(f"Times in {zone.key} · hand-off {spec.handoff_time:%H:%M} {spec.timezone}")])
+    return Reply(
+        text=text,
+        blocks=[
+            header(title),
+            section(text),
+            context(f"Times in {zone.key} · hand-off {spec.handoff_time:%H:%M} {spec.timezone}"),
+        ],
+    )
 
 
 def _window(word: str, usage: str, *, low: timedelta, high: timedelta) -> timedelta:
@@ -124,7 +143,10 @@ def _window(word: str, usage: str, *, low: timedelta, high: timedelta) -> timede
 
 async def _override(ctx: CommandContext, args: list[str], reason: str) -> Reply:
     if len(args) < 4:
-        raise UsageError("`override` needs a rotation, a person and how long, e.g. `/oncall override primary @alice for 4h`.", OVERRIDE_USAGE)
+        raise UsageError(
+            "`override` needs a rotation, a person and how long, e.g. `/oncall override primary @alice for 4h`.",
+            OVERRIDE_USAGE,
+        )
     spec = ctx.deps.oncall.spec(args[0])
     member = await ctx.deps.people.resolve(args[1])
     zone = await ctx.deps.people.timezone(ctx.user_id)
@@ -133,8 +155,10 @@ async def _override(ctx: CommandContext, args: list[str], reason: str) -> Reply:
     await ctx.require("responders", action="override on-call rotations", everyone_if_unset=True)
     record = await ctx.deps.oncall.add_override(spec.name, member, starts, ends, reason=reason, by=ctx.user_id)
     when = "from now" if record.starts <= now else f"from {format_local(record.starts, zone)}"
-    return Reply(text=f":repeat: <@{member}> covers *{escape(spec.name)}* {when} until {format_local(record.ends, zone)}"
-                      f" (override `{record.id}`; cancel with `/oncall override cancel {record.id}`).")
+    return Reply(
+        text=f":repeat: <@{member}> covers *{escape(spec.name)}* {when} until {format_local(record.ends, zone)}"
+        f" (override `{record.id}`; cancel with `/oncall override cancel {record.id}`)."
+    )
 
 
 def _span(words: list[str], now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -143,7 +167,7 @@ def _span(words: list[str], now: datetime, zone: ZoneInfo) -> tuple[datetime, da
     starts = now
     if "from" in lowered:
         at = lowered.index("from")
-        starts = _when(" ".join(words[at + 1:]), now, zone)
+        starts = _when(" ".join(words[at + 1 :]), now, zone)
         words, lowered = words[:at], lowered[:at]
     if len(words) < 2 or lowered[0] not in ("for", "until"):
         raise UsageError("Say how long: `for 4h` or `until <time>`.", OVERRIDE_USAGE)
@@ -169,10 +193,15 @@ def _when(text: str, now: datetime, zone: ZoneInfo) -> datetime:
 
 async def _cancel(ctx: CommandContext, args: list[str]) -> Reply:
     if len(args) != 1:
-        raise UsageError("`override cancel` takes one override id, e.g. `/oncall override cancel o-2b3c4d`.", "/oncall override cancel <id>")
+        raise UsageError(
+            "`override cancel` takes one override id, e.g. `/oncall override cancel o-2b3c4d`.",
+            "/oncall override cancel <id>",
+        )
     is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
     record = await ctx.deps.oncall.cancel_override(args[0], ctx.user_id, may_cancel_any=is_admin)
-    return Reply(text=f":leftwards_arrow_with_hook: Cancelled override `{record.id}` (<@{record.member}> on *{escape(record.rotation)}*).")
+    return Reply(
+        text=f":leftwards_arrow_with_hook: Cancelled override `{record.id}` (<@{record.member}> on *{escape(record.rotation)}*)."
+    )
 
 
 async def _overrides(ctx: CommandContext) -> Reply:
@@ -187,14 +216,18 @@ async def _overrides(ctx: CommandContext) -> Reply:
 def _override_line(record: OverrideRecord, now: datetime, zone: ZoneInfo) -> str:
     state = "now" if record.starts <= now else f"from {format_local(record.starts, zone)}"
     why = f" — {escape(record.reason)}" if record.reason else ""
-    return (f"`{record.id}` *{escape(record.rotation)}*: <@{record.member}> {state} until {format_local(record.ends, zone)}"
-            f" (by <@{record.created_by}>){why}")
+    return (
+        f"`{record.id}` *{escape(record.rotation)}*: <@{record.member}> {state} until {format_local(record.ends, zone)}"
+        f" (by <@{record.created_by}>){why}"
+    )
 
 
 async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
     usage = "/oncall acks [@user] [7d]"
     if len(args) > 2:
-        raise UsageError("`acks` takes an optional person and an optional window, e.g. `/oncall acks @alice 30d`.", usage)
+        raise UsageError(
+            "`acks` takes an optional person and an optional window, e.g. `/oncall acks @alice 30d`.", usage
+        )
     user = None
     window = timedelta(days=7)
     for word in args:
@@ -207,19 +240,28 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
     scope = f" by <@{user}>" if user else ""
     if not records:
         return Reply(text=f"No acknowledgements{scope} in the last {human_duration(window)}.")
-    lines = [f"*{len(records)} acknowledgement{'' if len(records) == 1 else 's'}{scope} in the last {human_duration(window)}*"]
+    lines = [
+        f"*{len(records)} acknowledgement{'' if len(records) == 1 else 's'}{scope} in the last {human_duration(window)}*"
+    ]
     lines.append("*Per person* (count · mean · p90 time to acknowledge)")
-    lines += [f"<@{f.who}>: {f.count} · {human_duration(f.mean)} · {human_duration(f.p90)}" for f in stats.figures_by(records, "user")]
+    lines += [
+        f"<@{f.who}>: {f.count} · {human_duration(f.mean)} · {human_duration(f.p90)}"
+        for f in stats.figures_by(records, "user")
+    ]
     by_rotation = stats.figures_by(records, "rotation")
     if by_rotation:
         lines.append("*Per rotation*")
-        lines += [f"`{escape(f.who)}`: {f.count} · {human_duration(f.mean)} · {human_duration(f.p90)}" for f in by_rotation]
+        lines += [
+            f"`{escape(f.who)}`: {f.count} · {human_duration(f.mean)} · {human_duration(f.p90)}" for f in by_rotation
+        ]
     recent = records[:10]
     lines.append("*Latest*")
     for ack in recent:
         step = f", step {ack['step']}" if ack.get("step", "0") not in ("", "0") else ""
-        lines.append(f"`{ack.get('group', '?')}` {escape(ack.get('title', ''))} — <@{ack.get('user')}> after "
-                     f"{human_duration(timedelta(seconds=float(ack.get('seconds_to_ack', 0))))}{step} via {escape(ack.get('via', ''))}")
+        lines.append(
+            f"`{ack.get('group', '?')}` {escape(ack.get('title', ''))} — <@{ack.get('user')}> after "
+            f"{human_duration(timedelta(seconds=float(ack.get('seconds_to_ack', 0))))}{step} via {escape(ack.get('via', ''))}"
+        )
     text = "\n".join(lines)
     return Reply(text=text, blocks=[section(text)])
 

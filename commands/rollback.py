@@ -7,7 +7,6 @@ Examples:
   /rollback web staging to v1.4.1 --reason "bad migration"
 """
 
-
 from __future__ import annotations
 
 from commands.deploy import request_deploy
@@ -19,8 +18,13 @@ async def handle(ctx: CommandContext) -> Reply:
     """Asks the engine for a rollback (the last good version unless one is named)."""
     command = parse_rollback(ctx.args)
     return await request_deploy(
-        ctx, kind="rollback", service=command.service, environment=command.environment, version=command.version,
-        reason=command.reason, force=False,
+        ctx,
+        kind="rollback",
+        service=command.service,
+        environment=command.environment,
+        version=command.version,
+        reason=command.reason,
+        force=False,
     )
 
 
@@ -28,5 +32,5 @@ COMMAND = Command(
     name="rollback",
     doc=__doc__,
     handler=handle,
-    usage_hint="<service> <env> [to <version>] [--reason \"…\"]",
+    usage_hint='<service> <env> [to <version>] [--reason "…"]',
 )

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 # every /status form only reads.
 READ_ONLY_SUBCOMMANDS = frozenset({"*"})
 
+
 async def handle(ctx: CommandContext) -> Reply:
     """Routes `/status …`."""
     args = NO_FLAGS.parse(ctx.args, slash="/status").positional
@@ -63,7 +64,9 @@ async def handle(ctx: CommandContext) -> Reply:
             raise UsageError("`slo` takes at most one service, e.g. `/status slo web`.", "/status slo [<service>]")
         return await _slo(ctx, args[1] if len(args) > 1 else None)
     if len(args) > 2:
-        raise UsageError("Give a service and optionally an environment, e.g. `/status web production`.", "/status <service> [<env>]")
+        raise UsageError(
+            "Give a service and optionally an environment, e.g. `/status web production`.", "/status <service> [<env>]"
+        )
     return await _details(ctx, args[0], args[1] if len(args) > 1 else None)
 
 
@@ -77,22 +80,28 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     loop_start = deps.clock()
     checked = await deps.status.check()
     now = deps.clock()
-    pairs = [(service, environment) for service, svc in deps.config.services.items()
-             for environment in svc.environments]
+    pairs = [
+        (service, environment) for service, svc in deps.config.services.items() for environment in svc.environments
+    ]
     # Every read below is independent of the others: one concurrent round (each store batches its own reads), not
     # one round trip per environment and target one after another.
     (holds, active, deployed), groups, on_call, incidents, public, backups = await asyncio.gather(
-        _deploys(deps, pairs, now), _firing(deps), _on_call(deps), _incidents(deps), _public(deps), _backups(deps, now))
+        _deploys(deps, pairs, now), _firing(deps), _on_call(deps), _incidents(deps), _public(deps), _backups(deps, now)
+    )
     running: dict[str, str] = {}
     activity: dict[str, str] = {}
     probed = {(item.target.service, item.target.environment) for item in checked}
     unprobed = []
     for service, environment in pairs:
         version, record = deployed[(service, environment)]
-        line = deploy_line(version, record.requested_by if record else None,
-                           record.finished_at if record else None, now)
-        busy = [f":rocket: {state_label(r.state)} `{escape(r.version)}`" for r in active
-                if r.service == service and r.environment == environment]
+        line = deploy_line(
+            version, record.requested_by if record else None, record.finished_at if record else None, now
+        )
+        busy = [
+            f":rocket: {state_label(r.state)} `{escape(r.version)}`"
+            for r in active
+            if r.service == service and r.environment == environment
+        ]
         hold = holds.get(f"{environment}:{service}") or holds.get(f"{environment}:*")
         if hold is not None:
             busy.append(f":lock: locked by <@{hold.holder}>: {escape(hold.reason)}")
@@ -100,16 +109,27 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
             running[f"{service}/{environment}"] = line
             activity[f"{service}/{environment}"] = " · ".join(busy)
         else:
-            unprobed.append(f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}"
-                            f"{' · ' + ' · '.join(busy) if busy else ''}")
+            unprobed.append(
+                f":white_circle: *{escape(service)}/{escape(environment)}* — no health check · {line}"
+                f"{' · ' + ' · '.join(busy) if busy else ''}"
+            )
     by_severity: dict[str, int] = {}
     for group in groups:
         by_severity[group.severity] = by_severity.get(group.severity, 0) + 1
-    text, blocks = overview_message(Overview(
-        checked=checked, running=running, activity=activity, unprobed=unprobed, incidents=incidents,
-        alerts_by_severity=by_severity, on_call=on_call, checked_at=now, took_seconds=(now - loop_start).total_seconds(),
-        public=public,
-    ))
+    text, blocks = overview_message(
+        Overview(
+            checked=checked,
+            running=running,
+            activity=activity,
+            unprobed=unprobed,
+            incidents=incidents,
+            alerts_by_severity=by_severity,
+            on_call=on_call,
+            checked_at=now,
+            took_seconds=(now - loop_start).total_seconds(),
+            public=public,
+        )
+    )
     if backups:  # each target's last good backup against its RPO and last drill against its RTO
         at = len(blocks) - 1 if blocks and blocks[-1].get("type") == "actions" else len(blocks)  # above Refresh
         blocks.insert(at, section("*Backups and DR*\n" + "\n".join(backups)))
@@ -117,8 +137,9 @@ async def _overview(deps: Deps) -> tuple[str, list[Block]]:
     return text, blocks
 
 
-async def _deploys(deps: Deps, pairs: list[tuple[str, str]], now: datetime) -> tuple[
-        Holds, list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
+async def _deploys(
+    deps: Deps, pairs: list[tuple[str, str]], now: datetime
+) -> tuple[Holds, list[DeployRecord], dict[tuple[str, str], tuple[str | None, DeployRecord | None]]]:
     return await asyncio.gather(deps.deploys.holds(now), deps.deploys.active(), deps.status.running_all(pairs))
 
 
@@ -154,7 +175,9 @@ def _targets(ctx: CommandContext, service: str, environment: str | None) -> list
         if environment is not None and environment not in ctx.deps.config.services[service].environments:
             raise UsageError(f"`{escape(service)}` has no environment `{escape(environment)}` (environments: {envs}).")
         return []
-    raise UsageError(f"There is no service or probe `{escape(service)}` (known: {', '.join(f'`{k}`' for k in known) or 'none'}).")
+    raise UsageError(
+        f"There is no service or probe `{escape(service)}` (known: {', '.join(f'`{k}`' for k in known) or 'none'})."
+    )
 
 
 async def _details(ctx: CommandContext, service: str, environment: str | None) -> Reply:
@@ -173,14 +196,21 @@ async def _details(ctx: CommandContext, service: str, environment: str | None) -
         blocks.append(section("\n\n".join(lines)))
     if service in ctx.deps.config.services:
         records, _ = await ctx.deps.deploys.history(service, environment, 5)
-        history = "\n".join(f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
-                            for r in records) or "no deploys yet"
+        history = (
+            "\n".join(
+                f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
+                for r in records
+            )
+            or "no deploys yet"
+        )
         blocks.append(section(f"*Last deploys*\n{history}"))
     groups = await ctx.deps.alerts.firing()
     mine = [g for g in groups if any(m.labels.get("service") == service for m in g.members.values())]
     alerts = "\n".join(f"`{g.id}` {escape(g.title)} ({g.severity})" for g in mine) or "none"
     blocks.append(section(f"*Open alerts*\n{alerts}"))
-    blocks.append(context("Sparkline: availability per 5 minutes over the last hour (█ all good, ▁ all failed, · no data)"))
+    blocks.append(
+        context("Sparkline: availability per 5 minutes over the last hour (█ all good, ▁ all failed, · no data)")
+    )
     return Reply(text=f"Status of {service}", blocks=blocks)
 
 
@@ -194,13 +224,17 @@ async def _slo(ctx: CommandContext, service: str | None) -> Reply:
             lines.append(f"*{escape(target.name)}*: no data yet{await _why_no_data(ctx, target)}")
             continue
         flag = " :fire: *fast burn*" if standing.fast_burn else ""
-        lines.append(f"*{escape(target.name)}*: {availability_text(standing.window)} · budget {budget_text(standing)}"
-                     f" · {burn_text(standing)}{flag}")
+        lines.append(
+            f"*{escape(target.name)}*: {availability_text(standing.window)} · budget {budget_text(standing)}"
+            f" · {burn_text(standing)}{flag}"
+        )
     if not lines:
         return Reply(text="Nothing is probed yet: add `health:` to an environment or `status.probes` to chatops.yaml.")
     header_text = f"SLO {slo.target:g}% over {duration(slo.window)}"
-    note = (f"From probe results stored every {duration(ctx.deps.config.status.probe_interval)} by the leader. Time "
-            f"without probe data is not downtime; a burn rate needs probes over {MIN_COVERAGE:.0%} of its window.")
+    note = (
+        f"From probe results stored every {duration(ctx.deps.config.status.probe_interval)} by the leader. Time "
+        f"without probe data is not downtime; a burn rate needs probes over {MIN_COVERAGE:.0%} of its window."
+    )
     blocks = [header(header_text), section("\n".join(lines)), context(note)]
     return Reply(text=header_text + "\n" + "\n".join(lines), blocks=blocks)
 
@@ -209,7 +243,7 @@ UPTIME_WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 
 
 async def _uptime(ctx: CommandContext, target: Target, now: datetime) -> str:
-    """"uptime 99.95% over 3h of data", or per window while the data covers it: "uptime 99.99% last 24 hours ·
+    """ "uptime 99.95% over 3h of data", or per window while the data covers it: "uptime 99.99% last 24 hours ·
     99.95% over 3 days of data"."""
     parts = []
     for span in UPTIME_WINDOWS:

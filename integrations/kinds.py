@@ -32,6 +32,7 @@ def load(path: str) -> Any:
 def _validator(path: str) -> Callable[[Any], Any]:
     """A plain validator that validates with the model `path` names; pydantic-core turns the ValidationError it
     raises into line errors under the caller's location, exactly as an inline model's errors would be."""
+
     def validate(value: Any) -> Any:
         model: type[BaseModel] = load(path)
         return model.model_validate(value)

@@ -90,7 +90,7 @@ def _duration_problem(value: object) -> ValueError:
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """"1h30m", "500ms", "2d" or a whole number of seconds ("90") as a timedelta; ValueError on anything else."""
+    """ "1h30m", "500ms", "2d" or a whole number of seconds ("90") as a timedelta; ValueError on anything else."""
     if not isinstance(text, str):
         raise _duration_problem(text)
     stripped = text.strip()

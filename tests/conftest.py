@@ -97,8 +97,14 @@ async def emulator() -> AsyncIterator[SlackEmulator]:
 def make_settings(*, api_url: str, redis_url: str, signing_secret: str, **extra: str) -> Settings:
     """Settings as `chatops serve` would read them from the environment."""
     return Settings.model_validate(
-        {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": signing_secret, "SLACK_API_URL": api_url,
-         "REDIS_URL": redis_url, "LOG_FORMAT": "console", **extra}
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": signing_secret,
+            "SLACK_API_URL": api_url,
+            "REDIS_URL": redis_url,
+            "LOG_FORMAT": "console",
+            **extra,
+        }
     )
 
 
@@ -117,7 +123,11 @@ class FakeClock:
 
 
 async def start_bot(
-    emulator: SlackEmulator, redis_url: str, config: ChatopsConfig, *, clock: Callable[[], datetime] | None = None,
+    emulator: SlackEmulator,
+    redis_url: str,
+    config: ChatopsConfig,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[BotHarness, web.AppRunner]:
     """Starts the bot's real web app against the emulator and Redis (with `clock` as its time, if given)."""
     settings = make_settings(api_url=emulator.api_url, redis_url=redis_url, signing_secret=emulator.signing_secret)
@@ -158,7 +168,11 @@ async def hold_leader_lease(redis_url: str, config: ChatopsConfig, owner: str = 
 
 @pytest.fixture
 async def bot(
-    emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock | None, leads: bool,
+    emulator: SlackEmulator,
+    redis_url: str,
+    bot_config: ChatopsConfig,
+    clock: FakeClock | None,
+    leads: bool,
 ) -> AsyncIterator[BotHarness]:
     """The bot, running, wired to the emulator and the tests' Redis (and to `clock`, when a module sets one)."""
     if not leads:
@@ -180,8 +194,13 @@ def serve_environment(emulator: SlackEmulator, redis_url: str, config: Path | st
     """The environment `chatops serve` runs with in tests: this process's, minus any Slack/Redis settings."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))}
     return inherited | {
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": emulator.signing_secret, "SLACK_API_URL": emulator.api_url,
-        "REDIS_URL": redis_url, "CHATOPS_CONFIG": str(config), "HOST": "127.0.0.1", "PORT": str(port),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": emulator.signing_secret,
+        "SLACK_API_URL": emulator.api_url,
+        "REDIS_URL": redis_url,
+        "CHATOPS_CONFIG": str(config),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
         "CHATOPS_DEMO_ALERT_TOKEN": "demo-alert-token",  # examples/chatops.yaml's alert source
     }
 

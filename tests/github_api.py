@@ -39,10 +39,13 @@ class FakeGitHubCommits:
             return web.json_response({"message": f"No commit found for SHA: {sha}", "status": "422"}, status=422)
         owner, repo = request.match_info["owner"], request.match_info["repo"]
         person = {"name": "Alice", "email": "alice@example.com", "date": date}
-        return web.json_response({
-            "sha": sha, "html_url": f"https://github.com/{owner}/{repo}/commit/{sha}",
-            "commit": {"author": person, "committer": person, "message": "Fix checkout"},
-        })
+        return web.json_response(
+            {
+                "sha": sha,
+                "html_url": f"https://github.com/{owner}/{repo}/commit/{sha}",
+                "commit": {"author": person, "committer": person, "message": "Fix checkout"},
+            }
+        )
 
 
 @asynccontextmanager

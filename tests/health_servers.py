@@ -84,8 +84,10 @@ class Exporter:
 
 def error_rate_query(service: str, window: str = "3s") -> str:
     """The share of a service's requests that were 5xx, over `window` (the issue's error-rate query)."""
-    return (f'sum(rate(http_requests_total{{job="web",service="{service}",code=~"5.."}}[{window}])) / '
-            f'sum(rate(http_requests_total{{job="web",service="{service}"}}[{window}]))')
+    return (
+        f'sum(rate(http_requests_total{{job="web",service="{service}",code=~"5.."}}[{window}])) / '
+        f'sum(rate(http_requests_total{{job="web",service="{service}"}}[{window}]))'
+    )
 
 
 def _free_port() -> int:
@@ -111,6 +113,7 @@ class PrometheusServer:
 
     def wait_for_series(self, promql: str, deadline: float = 60) -> None:
         """Returns once `promql` has at least one series (the exporter has been scraped enough)."""
+
         def has_data() -> bool:
             result = self.query(promql)["data"]["result"]
             return bool(result and result[0]["value"][1] != "NaN")
@@ -156,9 +159,16 @@ def start_prometheus(directory: Path, target: str) -> PrometheusServer:
         log = directory / f"prometheus-{attempt}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={directory / f'data-{attempt}'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={directory / f'data-{attempt}'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         server = PrometheusServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
         # An exit (the port was taken) ends the wait at once; so does readiness. Not ready in time: try again too.
@@ -211,20 +221,32 @@ class DatadogApi:
     def add(self, monitor_id: int, name: str, state: str) -> None:
         """A monitor shaped as Datadog's example answer (the fields we read, and a few around them)."""
         self.monitors[monitor_id] = {
-            "id": monitor_id, "name": name, "type": "metric alert", "overall_state": state,
-            "query": "avg(last_5m):sum:trace.http.request.errors{service:web} > 5", "message": "@slack-ops",
-            "tags": ["service:web"], "options": {"thresholds": {"critical": 5}}, "priority": None,
-            "created": "2026-01-01T00:00:00.000000+00:00", "modified": "2026-01-01T00:00:00.000000+00:00",
+            "id": monitor_id,
+            "name": name,
+            "type": "metric alert",
+            "overall_state": state,
+            "query": "avg(last_5m):sum:trace.http.request.errors{service:web} > 5",
+            "message": "@slack-ops",
+            "tags": ["service:web"],
+            "options": {"thresholds": {"critical": 5}},
+            "priority": None,
+            "created": "2026-01-01T00:00:00.000000+00:00",
+            "modified": "2026-01-01T00:00:00.000000+00:00",
         }
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((time.monotonic(), request.path, dict(request.headers)))
         if self.faults:
             status, headers = self.faults.pop(0)
-            return web.json_response({"errors": ["Rate limit exceeded" if status == 429 else "Internal Server Error"]},
-                                     status=status, headers=headers)
-        if (request.headers.get("DD-API-KEY") != self.api_key
-                or request.headers.get("DD-APPLICATION-KEY") != self.app_key):
+            return web.json_response(
+                {"errors": ["Rate limit exceeded" if status == 429 else "Internal Server Error"]},
+                status=status,
+                headers=headers,
+            )
+        if (
+            request.headers.get("DD-API-KEY") != self.api_key
+            or request.headers.get("DD-APPLICATION-KEY") != self.app_key
+        ):
             return web.json_response({"errors": ["Forbidden"]}, status=403)
         try:
             monitor = self.monitors[int(request.match_info["monitor_id"])]

@@ -59,8 +59,11 @@ class PagerDutyServer:
 
     def accepted_for(self, dedup_key: str, action: str | None = None) -> list[dict[str, Any]]:
         """Accepted events for one alert (of one action)."""
-        return [e for e in self.accepted
-                if e.get("dedup_key") == dedup_key and (action is None or e["event_action"] == action)]
+        return [
+            e
+            for e in self.accepted
+            if e.get("dedup_key") == dedup_key and (action is None or e["event_action"] == action)
+        ]
 
     async def _enqueue(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -72,8 +75,11 @@ class PagerDutyServer:
         if self.faults:
             fault = self.faults.pop(0)
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-            return web.json_response(fault.body or {"status": "error", "message": f"HTTP {fault.status}"},
-                                     status=fault.status, headers=headers)
+            return web.json_response(
+                fault.body or {"status": "error", "message": f"HTTP {fault.status}"},
+                status=fault.status,
+                headers=headers,
+            )
         errors = _problems(event)
         if errors:
             answer = {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
@@ -150,7 +156,11 @@ def sign(body: bytes, secret: str) -> str:
 
 
 async def send_webhook(
-    url: str, body: bytes, *, signature: str | None, webhook_id: str | None = None,
+    url: str,
+    body: bytes,
+    *,
+    signature: str | None,
+    webhook_id: str | None = None,
 ) -> tuple[int, Any]:
     """POSTs a webhook as PagerDuty delivers it; returns (status, JSON body or None)."""
     headers = {"Content-Type": "application/json", "User-Agent": "PagerDuty-Webhook/V3.0"}

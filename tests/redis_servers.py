@@ -54,13 +54,23 @@ class TlsFiles:
 
     def server_args(self) -> list[str]:
         """redis-server's TLS options (clients need no certificate)."""
-        return ["--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca),
-                "--tls-auth-clients", "no"]
+        return [
+            "--tls-cert-file",
+            str(self.cert),
+            "--tls-key-file",
+            str(self.key),
+            "--tls-ca-cert-file",
+            str(self.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
 
     def conf(self) -> str:
         """The same options as configuration-file lines (for Sentinel)."""
-        return (f"tls-cert-file {self.cert}\ntls-key-file {self.key}\ntls-ca-cert-file {self.ca}\n"
-                "tls-auth-clients no\ntls-replication yes\n")
+        return (
+            f"tls-cert-file {self.cert}\ntls-key-file {self.key}\ntls-ca-cert-file {self.ca}\n"
+            "tls-auth-clients no\ntls-replication yes\n"
+        )
 
     def client_context(self) -> ssl.SSLContext:
         """A client context trusting only this CA, checking the host name, with the certificate for mutual TLS."""
@@ -80,28 +90,44 @@ def make_tls_files(directory: Path, name: str = "chatops test CA") -> TlsFiles:
     now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    files.key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     files.key.chmod(0o600)
     return files
 
@@ -114,13 +140,19 @@ def _tls_support(binary: str, directory: Path) -> str | None:
     exits saying why (a build without TLS refuses the options)."""
     tls = make_tls_files(directory / "probe-tls")
     port = free_port()
-    process = subprocess.Popen([binary, *_server_args(port, directory, tls=tls)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [binary, *_server_args(port, directory, tls=tls)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         # Either it exits (a build without TLS refuses the options) or it answers.
         try:
-            wait_until(lambda: process.poll() is not None or command(port, "PING", tls=tls) == "PONG",
-                       f"{binary} to answer PING over TLS or exit")
+            wait_until(
+                lambda: process.poll() is not None or command(port, "PING", tls=tls) == "PONG",
+                f"{binary} to answer PING over TLS or exit",
+            )
         except AssertionError as gave_up:
             return str(gave_up)
         if process.poll() is not None:
@@ -215,12 +247,16 @@ class RedisProcess:
         """Starts it (detached from the test's terminal signals) and waits until it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.binary, *self.args], cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [self.binary, *self.args],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         # An exit ends the wait at once (a port race: start_with retries on another port).
-        wait_until(lambda: not self.alive() or self.command("PING") == "PONG",
-                   f"redis on port {self.port} to answer PING")
+        wait_until(
+            lambda: not self.alive() or self.command("PING") == "PONG", f"redis on port {self.port} to answer PING"
+        )
         assert self.alive(), f"redis on port {self.port} exited on start"
         return self
 
@@ -273,11 +309,26 @@ class RedisProcess:
 
 
 def _server_args(port: int, directory: Path, *extra: str, tls: TlsFiles | None = None) -> list[str]:
-    ports = ["--port", "0", "--tls-port", str(port), *tls.server_args(), "--tls-replication", "yes"] if tls else [
-        "--port", str(port)]
+    ports = (
+        ["--port", "0", "--tls-port", str(port), *tls.server_args(), "--tls-replication", "yes"]
+        if tls
+        else ["--port", str(port)]
+    )
     return [
-        *ports, "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", "--appendonly", "no",
-        "--logfile", str(directory / "redis.log"), "--repl-diskless-sync-delay", "0", *extra,
+        *ports,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--logfile",
+        str(directory / "redis.log"),
+        "--repl-diskless-sync-delay",
+        "0",
+        *extra,
     ]
 
 
@@ -285,7 +336,8 @@ def start_server(root: Path, *, tls: TlsFiles | None = None, extra: tuple[str, .
     """One redis-server (TLS only with `tls`; `extra` options last) on a free port in `root`; `url(it)` reaches db 0."""
     binary = require_binaries("redis-server")["redis-server"]
     return RedisProcess(binary, free_port(), root, [], tls=tls).start_with(
-        lambda p, d: _server_args(p, d, *extra, tls=tls))
+        lambda p, d: _server_args(p, d, *extra, tls=tls)
+    )
 
 
 def url(process: RedisProcess, db: int = 0) -> str:
@@ -323,15 +375,20 @@ class SentinelDeployment:
             port = free_port()
             tls = self.tls
             self.primary = RedisProcess(binary, port, self.root / "primary", [], tls=tls).start_with(
-                lambda p, d: _server_args(p, d, tls=tls))
+                lambda p, d: _server_args(p, d, tls=tls)
+            )
             port = self.primary.port  # another one if the first was taken meanwhile
             for index in range(self.replicas):
                 replica_port = free_port()
                 directory = self.root / f"replica{index}"
-                self.replica_nodes.append(RedisProcess(binary, replica_port, directory, [], tls=tls).start_with(
-                    lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)))
-            wait_until(lambda: self._connected_replicas(port) >= self.replicas,
-                       "the replicas to be in sync (state=online)")
+                self.replica_nodes.append(
+                    RedisProcess(binary, replica_port, directory, [], tls=tls).start_with(
+                        lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)
+                    )
+                )
+            wait_until(
+                lambda: self._connected_replicas(port) >= self.replicas, "the replicas to be in sync (state=online)"
+            )
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(binary, index, port))
             wait_until(self._sentinels_agree, "the Sentinels to see the primary, its replicas and each other")
@@ -422,24 +479,55 @@ class ClusterDeployment:
         try:
             for index in range(self.masters):
                 tls = self.tls
-                node = RedisProcess(binaries["redis-server"], cluster_port(), self.root / f"node{index}", [], tls=tls,
-                                    next_port=cluster_port)
-                self.nodes.append(node.start_with(lambda p, d: _server_args(
-                    p, d, "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
-                    "--cluster-node-timeout", "2000", *(["--tls-cluster", "yes"] if tls else []), tls=tls,
-                )))
+                node = RedisProcess(
+                    binaries["redis-server"],
+                    cluster_port(),
+                    self.root / f"node{index}",
+                    [],
+                    tls=tls,
+                    next_port=cluster_port,
+                )
+                self.nodes.append(
+                    node.start_with(
+                        lambda p, d: _server_args(
+                            p,
+                            d,
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            str(d / "nodes.conf"),
+                            "--cluster-node-timeout",
+                            "2000",
+                            *(["--tls-cluster", "yes"] if tls else []),
+                            tls=tls,
+                        )
+                    )
+                )
             cli_tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls else []
             create = subprocess.run(
-                [binaries["redis-cli"], *cli_tls, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
-                capture_output=True, text=True, timeout=60, check=False,
+                [
+                    binaries["redis-cli"],
+                    *cli_tls,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             )
             if create.returncode != 0:
                 raise RuntimeError(
                     f"redis-cli --cluster create failed: {create.stdout[-1000:]} {create.stderr[-1000:]}"
                 )
-            wait_until(lambda: all("cluster_state:ok" in n.command("CLUSTER", "INFO") for n in self.nodes),
-                       "cluster_state:ok on every node")
+            wait_until(
+                lambda: all("cluster_state:ok" in n.command("CLUSTER", "INFO") for n in self.nodes),
+                "cluster_state:ok on every node",
+            )
         except BaseException:
             self.stop()
             raise

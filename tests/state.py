@@ -36,7 +36,12 @@ def state(bot: BotHarness) -> State:
     """Direct views of `bot`'s state in Redis (a test's, not the services')."""
     store = bot.app[STORE]
     return State(
-        redis=store.redis, keys=store.keys, alerts=AlertStore(store), deploys=DeployStore(store),
-        backups=BackupStore(store, history_keep=bot.app[CONFIG].backups.history_keep), incidents=IncidentStore(store),
-        overrides=OverrideStore(store), probes=ProbeStore(store),
+        redis=store.redis,
+        keys=store.keys,
+        alerts=AlertStore(store),
+        deploys=DeployStore(store),
+        backups=BackupStore(store, history_keep=bot.app[CONFIG].backups.history_keep),
+        incidents=IncidentStore(store),
+        overrides=OverrideStore(store),
+        probes=ProbeStore(store),
     )

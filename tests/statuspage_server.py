@@ -20,7 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-INCIDENT_STATUSES = {"investigating", "identified", "monitoring", "resolved", "scheduled", "in_progress", "verifying", "completed"}
+INCIDENT_STATUSES = {
+    "investigating",
+    "identified",
+    "monitoring",
+    "resolved",
+    "scheduled",
+    "in_progress",
+    "verifying",
+    "completed",
+}
 COMPONENT_STATUSES = {"operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"}
 
 
@@ -42,7 +51,12 @@ class StatuspageServer:
 
     def add_component(self, component_id: str, name: str) -> None:
         """A component of the page, operational."""
-        self.components[component_id] = {"id": component_id, "page_id": self.page_id, "name": name, "status": "operational"}
+        self.components[component_id] = {
+            "id": component_id,
+            "page_id": self.page_id,
+            "name": name,
+            "status": "operational",
+        }
 
     def fail_next(self, count: int, status: int = 503) -> None:
         """The next `count` requests get `status` and change nothing."""
@@ -92,8 +106,14 @@ class StatuspageServer:
         now = datetime.now(UTC).isoformat()
         affected = []
         for component_id, new in changes.items():
-            affected.append({"code": component_id, "name": self.components[component_id]["name"],
-                             "old_status": self.components[component_id]["status"], "new_status": new})
+            affected.append(
+                {
+                    "code": component_id,
+                    "name": self.components[component_id]["name"],
+                    "old_status": self.components[component_id]["status"],
+                    "new_status": new,
+                }
+            )
             self.components[component_id]["status"] = new
         incident["status"] = status
         incident["updated_at"] = now
@@ -102,9 +122,16 @@ class StatuspageServer:
         if fields.get("component_ids"):
             known = {c["id"] for c in incident["components"]}
             incident["components"] += [dict(self.components[c]) for c in fields["component_ids"] if c not in known]
-        update = {"id": _id(), "incident_id": incident["id"], "status": status, "body": fields.get("body") or "",
-                  "created_at": now, "display_at": now, "affected_components": affected or None,
-                  "deliver_notifications": bool(fields.get("deliver_notifications", True))}
+        update = {
+            "id": _id(),
+            "incident_id": incident["id"],
+            "status": status,
+            "body": fields.get("body") or "",
+            "created_at": now,
+            "display_at": now,
+            "affected_components": affected or None,
+            "deliver_notifications": bool(fields.get("deliver_notifications", True)),
+        }
         incident["incident_updates"].insert(0, update)
         return incident
 
@@ -113,9 +140,20 @@ class StatuspageServer:
         if not fields.get("name"):
             return web.json_response({"error": ["Name can't be blank"]}, status=422)
         now = datetime.now(UTC).isoformat()
-        incident = {"id": _id(), "page_id": self.page_id, "name": fields["name"], "status": "investigating",
-                    "created_at": now, "updated_at": now, "resolved_at": None, "impact": "none", "components": [],
-                    "incident_updates": [], "metadata": fields.get("metadata") or {}, "shortlink": "http://stspg.io/x"}
+        incident = {
+            "id": _id(),
+            "page_id": self.page_id,
+            "name": fields["name"],
+            "status": "investigating",
+            "created_at": now,
+            "updated_at": now,
+            "resolved_at": None,
+            "impact": "none",
+            "components": [],
+            "incident_updates": [],
+            "metadata": fields.get("metadata") or {},
+            "shortlink": "http://stspg.io/x",
+        }
         applied = self._apply(incident, {"status": "investigating", **fields})
         if isinstance(applied, web.Response):
             return applied

@@ -62,24 +62,36 @@ async def test_a_double_click_on_a_state_changing_button_is_still_guarded(bot: B
     await _command(bot, "/chatops", "help", "2.1.help")
     assert await _idempotency_keys(bot) == []
     now = datetime.now(UTC)
-    member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing",
-                    labels={"alertname": "DiskFull"}, starts_at=now, last_seen=now)
-    group = AlertGroup(id="a-ackpath1", group_key="k", channel="#alerts", members={"fp-1": member},
-                       created_at=now, updated_at=now)
+    member = Member(
+        fingerprint="fp-1",
+        title="DiskFull",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "DiskFull"},
+        starts_at=now,
+        last_seen=now,
+    )
+    group = AlertGroup(
+        id="a-ackpath1", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
+    )
     await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
     posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
     for _ in range(2):
-        result = await bot.emulator.send_block_action(channel="#alerts", message_ts=posted.message_ts,
-                                                      action_id="alerts.ack", value=group.id, user_id="U0DEMO")
+        result = await bot.emulator.send_block_action(
+            channel="#alerts", message_ts=posted.message_ts, action_id="alerts.ack", value=group.id, user_id="U0DEMO"
+        )
         assert result.status == 200, result
 
     def answered() -> list[str]:
         return [m.get("text", "") for m in bot.emulator.messages("#alerts") if m.get("ephemeral_to") == "U0DEMO"]
 
-    await eventually(lambda: any("already done" in text.lower() for text in answered()),
-                     "an ephemeral \"already done\" answer to the second click", deadline=20)
+    await eventually(
+        lambda: any("already done" in text.lower() for text in answered()),
+        'an ephemeral "already done" answer to the second click',
+        deadline=20,
+    )
     assert len(await _idempotency_keys(bot)) == 2, "each click is recorded before it runs"
     assert len(await bot.deps.alerts.acks()) == 1
 
@@ -103,10 +115,18 @@ print(" ".join(name for name in LAZY if name in sys.modules))
 
 
 UNUSED_KINDS = [  # vendors examples/chatops.yaml does not name: imported only by a configuration that does
-    "integrations.alerts.sns", "integrations.alerts.grafana", "integrations.alerts.sentry",
-    "integrations.alerts.datadog", "integrations.alerts.generic", "cryptography.x509",
-    "integrations.deploy.ecs", "integrations.deploy.github_actions", "integrations.deploy.webhook",
-    "integrations.deploy.vercel", "integrations.health.prometheus", "integrations.health.cloudwatch_alarm",
+    "integrations.alerts.sns",
+    "integrations.alerts.grafana",
+    "integrations.alerts.sentry",
+    "integrations.alerts.datadog",
+    "integrations.alerts.generic",
+    "cryptography.x509",
+    "integrations.deploy.ecs",
+    "integrations.deploy.github_actions",
+    "integrations.deploy.webhook",
+    "integrations.deploy.vercel",
+    "integrations.health.prometheus",
+    "integrations.health.cloudwatch_alarm",
     "integrations.health.datadog_monitor",
 ]
 
@@ -114,7 +134,14 @@ UNUSED_KINDS = [  # vendors examples/chatops.yaml does not name: imported only b
 def test_the_serve_path_loads_no_aws_sdk_no_emulator_and_no_unused_vendor(repo_root: Path) -> None:
     lazy = ["boto3", "botocore", "s3transfer", "bot.emulator", "apscheduler.schedulers.asyncio", *UNUSED_KINDS]
     code = f"LAZY = {lazy!r}\n" + textwrap.dedent(SERVE_PATH)
-    result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin", "CHATOPS_DEMO_ALERT_TOKEN": "x"}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "CHATOPS_DEMO_ALERT_TOKEN": "x"},
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"imported on the serve path: {result.stdout.strip()}"

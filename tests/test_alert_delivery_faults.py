@@ -62,7 +62,9 @@ async def send(url: str, names: list[str]) -> int:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as session:
         try:
-            async with session.post(f"{url}/alerts/alertmanager", json=alertmanager_body(names), headers=headers) as response:
+            async with session.post(
+                f"{url}/alerts/alertmanager", json=alertmanager_body(names), headers=headers
+            ) as response:
                 return response.status
         except aiohttp.ClientError:
             return 0
@@ -82,8 +84,11 @@ def posts_naming(emulator: SlackEmulator, channel: str, name: str) -> list[dict[
 async def idle(bot: BotHarness) -> bool:
     """Nothing left to deliver: no entry pending, no post or update due."""
     store = state(bot).alerts
-    return (await store.backlog() == 0 and await store.redis.zcard(store.k("post_due")) == 0
-            and await store.redis.zcard(store.k("update_due")) == 0)
+    return (
+        await store.backlog() == 0
+        and await store.redis.zcard(store.k("post_due")) == 0
+        and await store.redis.zcard(store.k("update_due")) == 0
+    )
 
 
 async def assert_each_posted_once(bot: BotHarness, names: list[str]) -> None:
@@ -149,7 +154,9 @@ async def ready(url: str) -> tuple[int, dict[str, Any]]:
 
 
 async def test_redis_back_empty_recreates_the_consumer_group(
-    emulator: SlackEmulator, own_redis: EmbeddedRedis, bot_config: ChatopsConfig,
+    emulator: SlackEmulator,
+    own_redis: EmbeddedRedis,
+    bot_config: ChatopsConfig,
 ) -> None:
     """Before: the consumer group was created once at start-up; Redis back empty logged NOGROUP forever while
     /readyz said 200, and no alert accepted after that was ever posted."""
@@ -161,15 +168,18 @@ async def test_redis_back_empty_recreates_the_consumer_group(
         await asyncio.to_thread(own_redis.start, same_port=True)  # the same port, no data
         names = ["AfterWipe1", "AfterWipe2"]
         await eventually(lambda: _accepted(bot.url, names), "the webhook accepted again after the wipe")
-        await eventually(lambda: all(posts_naming(emulator, "#alerts", n) for n in names),
-                         "alerts after the wipe posted")
+        await eventually(
+            lambda: all(posts_naming(emulator, "#alerts", n) for n in names), "alerts after the wipe posted"
+        )
         await eventually(lambda: _status_is(bot.url, 200), "/readyz back to 200")
     finally:
         await runner.cleanup()
 
 
 async def test_redis_down_at_start_up_then_up_delivers_and_readyz_follows(
-    emulator: SlackEmulator, own_redis: EmbeddedRedis, bot_config: ChatopsConfig,
+    emulator: SlackEmulator,
+    own_redis: EmbeddedRedis,
+    bot_config: ChatopsConfig,
 ) -> None:
     """Before: the consumer task died silently when Redis was down at start-up."""
     own_redis.kill()

@@ -63,8 +63,10 @@ def firing(*names: str) -> dict[str, Any]:
 
 async def post(url: str, data: bytes) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session, session.post(f"{url}/alerts/alertmanager", data=data,
-                                                                headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/alerts/alertmanager", data=data, headers=headers) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -86,18 +88,20 @@ async def test_a_2xx_means_the_body_is_in_the_stream_as_sent_then_it_is_delivere
             await eventually(lambda name=name: posted(bot.emulator, name), f"{name} posted to #alerts")
 
 
-async def test_a_body_the_edge_cannot_vouch_for_still_gets_its_precise_400_and_stores_nothing(
-        bot: BotHarness) -> None:
+async def test_a_body_the_edge_cannot_vouch_for_still_gets_its_precise_400_and_stores_nothing(bot: BotHarness) -> None:
     store = state(bot).alerts
     body = firing("Bad")
     body["alerts"][0]["startsAt"] = "yesterday"
     assert await post(bot.url, json.dumps(body).encode()) == (
-        400, {"error": "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z"})
+        400,
+        {"error": "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z"},
+    )
     assert await store.redis.xlen(store.k("stream")) == 0
 
 
 async def test_a_stored_body_that_cannot_be_normalised_is_dead_lettered_counted_and_logged(
-        bot: BotHarness, caplog: pytest.LogCaptureFixture) -> None:
+    bot: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
     """Written as another replica (with a source this one lacks, or a newer version) could have written them."""
     caplog.set_level(logging.ERROR, logger="bot.alerts.pipeline")
     store = state(bot).alerts
@@ -134,7 +138,8 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
 
 
 async def test_redis_down_answers_503_to_every_waiting_webhook_and_acknowledges_nothing(
-        emulator: SlackEmulator, own_redis: EmbeddedRedis, bot_config: ChatopsConfig) -> None:
+    emulator: SlackEmulator, own_redis: EmbeddedRedis, bot_config: ChatopsConfig
+) -> None:
     bot, runner = await start_bot(emulator, own_redis.url, bot_config)
     try:
         own_redis.kill()
@@ -159,11 +164,26 @@ async def test_redis_down_answers_503_to_every_waiting_webhook_and_acknowledges_
 # -- the edge's quick check never admits what the full parser refuses -------------------------------------------
 
 _VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-2, 3), st.text(max_size=6),
-    st.sampled_from(["firing", "resolved", "4", "0001-01-01T00:00:00Z", "2026-13-01T00:00:00Z",
-                     "2026-12-02T03:04:05.123456789Z", "2026-12-02T03:04:05+24:00", "fp-1", "fp 1", "http://x"]),
-    st.lists(st.just({}), max_size=1), st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(st.text(max_size=3),
-                                                                                            st.integers()), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.text(max_size=6),
+    st.sampled_from(
+        [
+            "firing",
+            "resolved",
+            "4",
+            "0001-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-02T03:04:05.123456789Z",
+            "2026-12-02T03:04:05+24:00",
+            "fp-1",
+            "fp 1",
+            "http://x",
+        ]
+    ),
+    st.lists(st.just({}), max_size=1),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(st.text(max_size=3), st.integers()), max_size=2),
 )
 _ALERT_KEYS = ["status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"]
 _BODY_KEYS = ["version", "alerts", "truncatedAlerts", "groupKey", "externalURL", "commonLabels"]
@@ -174,8 +194,9 @@ def mutated_bodies(draw: st.DrawFn) -> dict[str, Any]:
     """Alertmanager's real body with a few alerts, then some of its fields replaced, removed or duplicated."""
     body = firing(*[f"A{n}" for n in range(draw(st.integers(1, 3)))])
     for _ in range(draw(st.integers(0, 4))):
-        alerts = [a for a in body.get("alerts") or [] if isinstance(a, dict)] if isinstance(body.get("alerts"),
-                                                                                             list) else []
+        alerts = (
+            [a for a in body.get("alerts") or [] if isinstance(a, dict)] if isinstance(body.get("alerts"), list) else []
+        )
         if alerts and draw(st.booleans()):
             target, key = draw(st.sampled_from(alerts)), draw(st.sampled_from(_ALERT_KEYS))
         else:
@@ -208,10 +229,15 @@ def test_the_real_bodies_are_admitted() -> None:
 
 _TIMES = st.builds(
     lambda pad, y, mo, d, sep, h, mi, s, frac, off: f"{pad}{y}-{mo}-{d}{sep}{h}:{mi}:{s}{frac}{off}{pad}",
-    st.sampled_from(["", " "]), st.sampled_from(["0000", "0001", "1970", "2024", "9999"]),
-    st.sampled_from(["00", "01", "02", "12", "13"]), st.sampled_from(["00", "01", "29", "30", "31", "32"]),
-    st.sampled_from(["T", "t", " ", "x"]), st.sampled_from(["00", "23", "24"]), st.sampled_from(["00", "59", "60"]),
-    st.sampled_from(["00", "59", "60"]), st.sampled_from(["", ".5", ".123456789", ".1234567890123"]),
+    st.sampled_from(["", " "]),
+    st.sampled_from(["0000", "0001", "1970", "2024", "9999"]),
+    st.sampled_from(["00", "01", "02", "12", "13"]),
+    st.sampled_from(["00", "01", "29", "30", "31", "32"]),
+    st.sampled_from(["T", "t", " ", "x"]),
+    st.sampled_from(["00", "23", "24"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["", ".5", ".123456789", ".1234567890123"]),
     st.sampled_from(["Z", "z", "+00:00", "-23:59", "+24:00", "+0530", ""]),
 )
 

@@ -30,10 +30,18 @@ def bot_config() -> ChatopsConfig:
 
 async def _posted_alert(bot: BotHarness) -> AlertGroup:
     now = datetime.now(UTC)
-    member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing",
-                    labels={"alertname": "DiskFull", "service": "web"}, starts_at=now, last_seen=now)
-    group = AlertGroup(id="a-silence01", group_key="k", channel="#alerts", members={"fp-1": member},
-                       created_at=now, updated_at=now)
+    member = Member(
+        fingerprint="fp-1",
+        title="DiskFull",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "DiskFull", "service": "web"},
+        starts_at=now,
+        last_seen=now,
+    )
+    group = AlertGroup(
+        id="a-silence01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
+    )
     await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
     posted = await bot.deps.alerts.get(group.id)
@@ -46,35 +54,58 @@ def _message(bot: BotHarness, group: AlertGroup) -> dict[str, Any]:
 
 
 def _action_ids(message: dict[str, Any]) -> set[str]:
-    return {str(element.get("action_id")) for block in message.get("blocks") or [] if block.get("type") == "actions"
-            for element in block.get("elements") or []}
+    return {
+        str(element.get("action_id"))
+        for block in message.get("blocks") or []
+        if block.get("type") == "actions"
+        for element in block.get("elements") or []
+    }
 
 
 def _shows_silence(bot: BotHarness, group: AlertGroup, who: str) -> bool:
     message = _message(bot, group)
-    return ("alerts.unsilence" in _action_ids(message) and "alerts.silence" not in _action_ids(message)
-            and "SILENCED" in str(message.get("blocks")) and f"by <@{who}> until" in str(message.get("blocks")))
+    return (
+        "alerts.unsilence" in _action_ids(message)
+        and "alerts.silence" not in _action_ids(message)
+        and "SILENCED" in str(message.get("blocks"))
+        and f"by <@{who}> until" in str(message.get("blocks"))
+    )
 
 
 def _shows_silence_menu(bot: BotHarness, group: AlertGroup) -> bool:
     message = _message(bot, group)
-    return ("alerts.silence" in _action_ids(message) and "alerts.unsilence" not in _action_ids(message)
-            and "SILENCED" not in str(message.get("blocks")))
+    return (
+        "alerts.silence" in _action_ids(message)
+        and "alerts.unsilence" not in _action_ids(message)
+        and "SILENCED" not in str(message.get("blocks"))
+    )
 
 
 async def test_silence_button_shows_on_the_message_and_unsilence_restores_it(bot: BotHarness) -> None:
     group = await _posted_alert(bot)
     assert _shows_silence_menu(bot, group)
     await bot.emulator.send_block_action(
-        channel="#alerts", message_ts=group.message_ts or "", action_id="alerts.silence", user_id="U0DEMO",
-        selected_option={"text": {"type": "plain_text", "text": "Silence 1h"}, "value": f"{group.id}:1h"})
-    await eventually(lambda: _shows_silence(bot, group, "U0DEMO"),
-                     "the message to show who silenced it, until when, and an Unsilence button", deadline=20)
+        channel="#alerts",
+        message_ts=group.message_ts or "",
+        action_id="alerts.silence",
+        user_id="U0DEMO",
+        selected_option={"text": {"type": "plain_text", "text": "Silence 1h"}, "value": f"{group.id}:1h"},
+    )
+    await eventually(
+        lambda: _shows_silence(bot, group, "U0DEMO"),
+        "the message to show who silenced it, until when, and an Unsilence button",
+        deadline=20,
+    )
     (silence_id,) = await bot.deps.alerts.silences()
     assert f"`{silence_id}`" in str(_message(bot, group).get("blocks"))
 
-    await bot.emulator.send_block_action(channel="#alerts", message_ts=group.message_ts or "",
-                                         action_id="alerts.unsilence", value=group.id, user_id="U0DEMO")
+    await bot.emulator.send_block_action(
+        channel="#alerts",
+        message_ts=group.message_ts or "",
+        action_id="alerts.unsilence",
+        value=group.id,
+        user_id="U0DEMO",
+    )
     await eventually(lambda: _shows_silence_menu(bot, group), "the message to show the Silence menu again", deadline=20)
     assert await bot.deps.alerts.silences() == {}
     thread = [m.get("text", "") for m in bot.emulator.messages("#alerts") if m.get("thread_ts") == group.message_ts]
@@ -84,8 +115,12 @@ async def test_silence_button_shows_on_the_message_and_unsilence_restores_it(bot
 async def test_custom_silence_opens_a_form_whose_submission_creates_the_silence(bot: BotHarness) -> None:
     group = await _posted_alert(bot)
     await bot.emulator.send_block_action(
-        channel="#alerts", message_ts=group.message_ts or "", action_id="alerts.silence", user_id="U0DEMO",
-        selected_option={"text": {"type": "plain_text", "text": "Custom…"}, "value": f"{group.id}:custom"})
+        channel="#alerts",
+        message_ts=group.message_ts or "",
+        action_id="alerts.silence",
+        user_id="U0DEMO",
+        selected_option={"text": {"type": "plain_text", "text": "Custom…"}, "value": f"{group.id}:custom"},
+    )
     await eventually(lambda: bool(bot.emulator.open_views("U0DEMO")), "the Custom… silence form to open", deadline=20)
     (view,) = bot.emulator.open_views("U0DEMO")
     assert view["callback_id"] == "alerts.silence_form"
@@ -107,8 +142,9 @@ async def test_custom_silence_opens_a_form_whose_submission_creates_the_silence(
     good = values("service=web", "3h", "disk swap")
     accepted = await bot.emulator.send_view_submission(view_id=view["id"], values=good)
     assert accepted.status == 200 and not (accepted.json or {}).get("errors"), accepted
-    await eventually(lambda: _shows_silence(bot, group, "U0DEMO"), "the custom silence to show on the message",
-                     deadline=20)
+    await eventually(
+        lambda: _shows_silence(bot, group, "U0DEMO"), "the custom silence to show on the message", deadline=20
+    )
     (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["service=web"] and stored["reason"] == "disk swap"
     assert stored["created_by"] == "U0DEMO"

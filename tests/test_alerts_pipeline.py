@@ -48,12 +48,17 @@ def sample(name: str) -> dict[str, Any]:
     return json.loads((SAMPLES / f"alertmanager-{name}.json").read_text())
 
 
-async def send(bot: BotHarness, body: Any, token: str | None = TOKEN, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+async def send(
+    bot: BotHarness, body: Any, token: str | None = TOKEN, raw: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = raw if raw is not None else json.dumps(body)
-    async with aiohttp.ClientSession() as session, session.post(f"{bot.url}/alerts/alertmanager", data=data, headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{bot.url}/alerts/alertmanager", data=data, headers=headers) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -94,7 +99,11 @@ async def test_firing_dedup_resolve_and_refire_are_one_message_per_lifecycle(bot
     await settle(bot)
     message = top_level(bot, "#incidents")[0]
     assert "RESOLVED" in message["text"]
-    replies = [m for m in bot.emulator.messages("#incidents") if m.get("thread_ts") == message["ts"] and m["ts"] != message["ts"]]
+    replies = [
+        m
+        for m in bot.emulator.messages("#incidents")
+        if m.get("thread_ts") == message["ts"] and m["ts"] != message["ts"]
+    ]
     assert any("resolved (fired for" in r["text"] for r in replies)
 
     await send(bot, sample("firing"))
@@ -122,11 +131,16 @@ async def test_acknowledge_button_is_recorded_once_and_checked(bot: BotHarness) 
     await send(bot, sample("firing"))
     await settle(bot)
     message = top_level(bot, "#incidents")[0]
-    denied = await bot.emulator.send_block_action(channel="#incidents", message_ts=message["ts"], action_id="alerts.ack",
-                                                  user_id="U0CAROL", value=None)
+    denied = await bot.emulator.send_block_action(
+        channel="#incidents", message_ts=message["ts"], action_id="alerts.ack", user_id="U0CAROL", value=None
+    )
     assert denied.status == 200
-    clicks = [bot.emulator.send_block_action(channel="#incidents", message_ts=message["ts"], action_id="alerts.ack", user_id="U0BOB")
-              for _ in range(3)]
+    clicks = [
+        bot.emulator.send_block_action(
+            channel="#incidents", message_ts=message["ts"], action_id="alerts.ack", user_id="U0BOB"
+        )
+        for _ in range(3)
+    ]
     await asyncio.gather(*clicks)
     await eventually(bot.deps.alerts.acks, "the acknowledgement to be recorded")
     await bot.idle()  # every click handled: a second acknowledgement would be recorded by now
@@ -142,14 +156,22 @@ async def test_acknowledge_button_is_recorded_once_and_checked(bot: BotHarness) 
 async def test_commands_list_silence_and_stats(bot: BotHarness) -> None:
     await send(bot, sample("firing"))
     await settle(bot)
-    listed = await bot.emulator.send_command(command="/alerts", text="list severity=critical", user_id="U0BOB", channel_id="C0GENERAL")
+    listed = await bot.emulator.send_command(
+        command="/alerts", text="list severity=critical", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert listed.json is not None and "Test" in listed.json["text"]
     group_id = listed.json["text"].split("`")[1]
-    acked = await bot.emulator.send_command(command="/alerts", text=f"ack {group_id}", user_id="U0BOB", channel_id="C0GENERAL")
+    acked = await bot.emulator.send_command(
+        command="/alerts", text=f"ack {group_id}", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert acked.json is not None and "Acknowledged" in acked.json["text"]
-    again = await bot.emulator.send_command(command="/alerts", text=f"ack {group_id}", user_id="U0ALICE", channel_id="C0GENERAL")
+    again = await bot.emulator.send_command(
+        command="/alerts", text=f"ack {group_id}", user_id="U0ALICE", channel_id="C0GENERAL"
+    )
     assert again.json is not None and "already acknowledged by <@U0BOB>" in again.json["text"]
-    silenced = await bot.emulator.send_command(command="/alerts", text='silence alertname=Other 2h --reason "noisy"', user_id="U0BOB", channel_id="C0GENERAL")
+    silenced = await bot.emulator.send_command(
+        command="/alerts", text='silence alertname=Other 2h --reason "noisy"', user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert silenced.json is not None and "Silence `s-" in silenced.json["text"]
     other = sample("firing")
     other["alerts"][0]["labels"]["alertname"] = "Other"
@@ -159,8 +181,14 @@ async def test_commands_list_silence_and_stats(bot: BotHarness) -> None:
     assert not any("Other" in m.get("text", "") for m in top_level(bot, "#incidents"))
     stats = await bot.emulator.send_command(command="/alerts", text="stats 7d", user_id="U0BOB", channel_id="C0GENERAL")
     assert stats.json is not None
-    assert "2 received" in stats.json["text"] and "1 silenced" in stats.json["text"] and "1 acknowledgement," in stats.json["text"]
-    bad = await bot.emulator.send_command(command="/alerts", text="silence service=web forever", user_id="U0BOB", channel_id="C0GENERAL")
+    assert (
+        "2 received" in stats.json["text"]
+        and "1 silenced" in stats.json["text"]
+        and "1 acknowledgement," in stats.json["text"]
+    )
+    bad = await bot.emulator.send_command(
+        command="/alerts", text="silence service=web forever", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert bad.json is not None and "is not a duration" in bad.json["text"]
 
 
@@ -206,8 +234,9 @@ async def test_slack_rate_limits_delay_but_lose_nothing(bot: BotHarness) -> None
         body["alerts"].append(alert)
     assert (await send(bot, body))[0] == 200
     # 1 message a second plus Retry-After waits: seconds on an idle machine, more on a busy one.
-    await eventually(lambda: len(top_level(bot, "#deploys")) == 4, "all 4 rate-limited messages in #deploys",
-                     deadline=120)
+    await eventually(
+        lambda: len(top_level(bot, "#deploys")) == 4, "all 4 rate-limited messages in #deploys", deadline=120
+    )
     assert sorted(m["text"] for m in top_level(bot, "#deploys")) == [f"WARNING: Alert{n}" for n in range(4)]
     assert any(call.status == 429 for call in bot.emulator.calls_to("chat.postMessage"))
 
@@ -216,17 +245,28 @@ async def test_resolve_and_silence_buttons(bot: BotHarness) -> None:
     await send(bot, sample("firing"))
     await settle(bot)
     message = top_level(bot, "#deploys")[0]
-    silence = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.silence",
-                                                   user_id="U0ALICE", selected_option={"text": {"type": "plain_text", "text": "Silence 4h"},
-                                                                                        "value": f"{top_level_id(bot, message)}:4h"})
+    silence = await bot.emulator.send_block_action(
+        channel="#deploys",
+        message_ts=message["ts"],
+        action_id="alerts.silence",
+        user_id="U0ALICE",
+        selected_option={
+            "text": {"type": "plain_text", "text": "Silence 4h"},
+            "value": f"{top_level_id(bot, message)}:4h",
+        },
+    )
     assert silence.status == 200
     await eventually(bot.deps.alerts.silences, "the silence to be stored")
     (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["matchers"] == ["alertname=Test", "service=web"] and stored["created_by"] == "U0ALICE"
-    resolve = await bot.emulator.send_block_action(channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB")
+    resolve = await bot.emulator.send_block_action(
+        channel="#deploys", message_ts=message["ts"], action_id="alerts.resolve", user_id="U0BOB"
+    )
     assert resolve.status == 200
-    await eventually(lambda: "RESOLVED" in (bot.emulator.find_message("#deploys", message["ts"]) or {}).get("text", ""),
-                     "the message to read RESOLVED")
+    await eventually(
+        lambda: "RESOLVED" in (bot.emulator.find_message("#deploys", message["ts"]) or {}).get("text", ""),
+        "the message to read RESOLVED",
+    )
     resolved = bot.emulator.find_message("#deploys", message["ts"])
     assert "RESOLVED" in resolved["text"] and "by <@U0BOB>" in json.dumps(resolved["blocks"])
 
@@ -262,7 +302,9 @@ async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, red
 
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
     config = CONFIG.replace('channel: "#deploys"', 'channel: "#no-such-channel"')
-    bot, runner = await start_bot(emulator, redis_url, parse_config(config.replace("continue: true", "continue: false")))
+    bot, runner = await start_bot(
+        emulator, redis_url, parse_config(config.replace("continue: true", "continue: false"))
+    )
     try:
         broken = sample("firing")  # critical + web: routed to #incidents only
         broken["alerts"][0]["labels"] |= {"severity": "warning", "alertname": "Lost"}  # now #no-such-channel
@@ -273,7 +315,9 @@ async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, red
         assert len(top_level(bot, "#incidents")) == 1
         stats = await state(bot).alerts.stats([datetime.now(UTC)])
         assert stats.get("undeliverable") == 1
-        listed = await bot.emulator.send_command(command="/alerts", text="list", user_id="U0BOB", channel_id="C0GENERAL")
+        listed = await bot.emulator.send_command(
+            command="/alerts", text="list", user_id="U0BOB", channel_id="C0GENERAL"
+        )
         assert listed.json is not None and "Lost" in listed.json["text"]  # stored, not lost
     finally:
         await runner.cleanup()

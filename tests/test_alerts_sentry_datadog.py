@@ -51,21 +51,33 @@ def fixture(name: str) -> dict[str, Any]:
 
 async def post(bot: BotHarness, source: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json", **headers}
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{bot.url}/alerts/{source}", data=body, headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{bot.url}/alerts/{source}", data=body, headers=headers) as response,
+    ):
         text = await response.text()
         return response.status, (json.loads(text) if text else None)
 
 
-async def sentry(bot: BotHarness, resource: str, body: dict[str, Any], *, request_id: str | None = None,
-                 signature: str | None = "auto") -> tuple[int, Any]:
+async def sentry(
+    bot: BotHarness,
+    resource: str,
+    body: dict[str, Any],
+    *,
+    request_id: str | None = None,
+    signature: str | None = "auto",
+) -> tuple[int, Any]:
     """POSTs as Sentry does: the resource, a Request-ID and the HMAC-SHA256 of the body with the client secret."""
     raw = json.dumps(body).encode()
-    headers = {"Sentry-Hook-Resource": resource, "Request-ID": request_id or str(uuid.uuid4()),
-               "Sentry-Hook-Timestamp": "1714564800"}
+    headers = {
+        "Sentry-Hook-Resource": resource,
+        "Request-ID": request_id or str(uuid.uuid4()),
+        "Sentry-Hook-Timestamp": "1714564800",
+    }
     if signature is not None:
         headers["Sentry-Hook-Signature"] = (
-            hmac.new(SENTRY_SECRET.encode(), raw, hashlib.sha256).hexdigest() if signature == "auto" else signature)
+            hmac.new(SENTRY_SECRET.encode(), raw, hashlib.sha256).hexdigest() if signature == "auto" else signature
+        )
     return await post(bot, "sentry", raw, headers)
 
 
@@ -132,8 +144,14 @@ async def test_sentry_issue_alert_routes_by_project_and_resolving_the_issue_reso
     assert (await sentry(bot, "event_alert", fired))[0] == 200
     await eventually(lambda: len(top_level(bot, "#incidents")) == 1, "the issue alert posted in #incidents")
     message = top_level(bot, "#incidents")[0]
-    for shown in ("ReferenceError: heck is not defined", "project=front-end", "environment=production",
-                  "level=error", "?(&lt;anonymous&gt;)", "/issues/1117540176/events/"):
+    for shown in (
+        "ReferenceError: heck is not defined",
+        "project=front-end",
+        "environment=production",
+        "level=error",
+        "?(&lt;anonymous&gt;)",
+        "/issues/1117540176/events/",
+    ):
         assert shown in rendered(message), shown
 
     assert (await sentry(bot, "event_alert", fired))[0] == 200  # the rule fires again for the same issue
@@ -151,10 +169,14 @@ async def test_sentry_issue_alert_routes_by_project_and_resolving_the_issue_reso
 async def test_forged_or_ignored_sentry_requests_store_nothing(bot: BotHarness) -> None:
     body = fixture("metric_alert-critical")
     assert await sentry(bot, "metric_alert", body, signature=None) == (
-        401, {"error": "missing Sentry-Hook-Signature header"})
+        401,
+        {"error": "missing Sentry-Hook-Signature header"},
+    )
     forged = hmac.new(b"guessed-secret", json.dumps(body).encode(), hashlib.sha256).hexdigest()
     assert await sentry(bot, "metric_alert", body, signature=forged, request_id="req-7") == (
-        401, {"error": "bad signature"})
+        401,
+        {"error": "bad signature"},
+    )
     assert await sentry(bot, "installation", fixture("installation-created")) == (204, None)
     assert await stream_length(bot) == 0
     # the forged request did not use up its Request-ID: the genuine delivery is stored
@@ -172,14 +194,16 @@ async def test_datadog_alert_routes_by_tag_dedupes_and_recovers(bot: BotHarness)
     for shown in ("Host is Down", "service=web", "monitor_id=1234", "app.datadoghq.com/event/event"):
         assert shown in rendered(message), shown
 
-    renotified = filled(id="7301652424394857284", transition="Re-Triggered",
-                        title="[Re-Triggered on {host:ip-012345}] Host is Down")
+    renotified = filled(
+        id="7301652424394857284", transition="Re-Triggered", title="[Re-Triggered on {host:ip-012345}] Host is Down"
+    )
     assert (await datadog(bot, renotified))[0] == 200
     await eventually(lambda: "Notifications" in rendered(top_level(bot, "#deploys")[0]), "the repeat counted")
     assert await group_count(bot) == 1
 
-    recovered = filled(id="7301652424394857285", transition="Recovered",
-                       title="[Recovered on {host:ip-012345}] Host is Down")
+    recovered = filled(
+        id="7301652424394857285", transition="Recovered", title="[Recovered on {host:ip-012345}] Host is Down"
+    )
     assert (await datadog(bot, recovered))[0] == 200
     await eventually(lambda: "RESOLVED" in top_level(bot, "#deploys")[0]["text"], "the message says RESOLVED")
     assert top_level(bot, "#alerts") == []
@@ -191,5 +215,7 @@ async def test_forged_or_malformed_datadog_requests_store_nothing(bot: BotHarnes
     body = filled()
     del body["transition"]
     assert await datadog(bot, body) == (
-        400, {"error": "transition is missing: the body is not chatops' Datadog payload template"})
+        400,
+        {"error": "transition is missing: the body is not chatops' Datadog payload template"},
+    )
     assert await stream_length(bot) == 0

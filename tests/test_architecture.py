@@ -26,7 +26,9 @@ CONTRACTS = (
 
 def test_import_contracts_hold(repo_root: Path) -> None:
     # In a child process: import-linter reconfigures logging, which must not leak into other tests.
-    result = subprocess.run([sys.executable, "-c", LINT], check=False, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LINT], check=False, cwd=repo_root, capture_output=True, text=True, timeout=120
+    )
     report = " ".join((result.stdout + result.stderr).split())  # long contract names are wrapped
     assert result.returncode == 0, result.stdout + result.stderr
     for name in CONTRACTS:
@@ -41,7 +43,9 @@ def test_the_emulator_runs_without_the_bot(repo_root: Path) -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bot', 'commands', 'integrations')"
         " and m != 'bot' and not m.startswith('bot.emulator')))"
     )
-    result = subprocess.run([sys.executable, "-c", probe], check=True, cwd=repo_root, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=True, cwd=repo_root, capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.strip() == "[]", f"importing the emulator loaded bot modules: {result.stdout}"
 
 
@@ -63,25 +67,33 @@ def _store_imports(source: str) -> list[str]:
         else:
             continue
         for module, name in modules:
-            reaches = (module.endswith(".store") or module.split(".")[-1] == "store"
-                       or any(module == f or module.startswith(f + ".") for f in FORBIDDEN_IN_COMMANDS))
+            reaches = (
+                module.endswith(".store")
+                or module.split(".")[-1] == "store"
+                or any(module == f or module.startswith(f + ".") for f in FORBIDDEN_IN_COMMANDS)
+            )
             if reaches and (module, name) not in VALUE_TYPES_IN_STORE_MODULES:
                 found.append(f"{module}{'.' + name if name else ''}")
     return found
 
 
 def test_commands_import_no_store_lock_or_raw_client(repo_root: Path) -> None:
-    offenders = {path.name: found for path in sorted((repo_root / "commands").glob("*.py"))
-                 if (found := _store_imports(path.read_text()))}
+    offenders = {
+        path.name: found
+        for path in sorted((repo_root / "commands").glob("*.py"))
+        if (found := _store_imports(path.read_text()))
+    }
     assert offenders == {}, f"commands/ reaching past the services into storage or raw clients: {offenders}"
 
 
 def test_commands_read_no_service_store_attribute(repo_root: Path) -> None:
     """No `x.store`, `x.records`, `x._store` (a service's internals) anywhere in commands/."""
-    offenders = [f"{path.name}:{node.lineno} .{node.attr}"
-                 for path in sorted((repo_root / "commands").glob("*.py"))
-                 for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Attribute) and node.attr in {"store", "records", "_store", "_records"}]
+    offenders = [
+        f"{path.name}:{node.lineno} .{node.attr}"
+        for path in sorted((repo_root / "commands").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in {"store", "records", "_store", "_records"}
+    ]
     assert offenders == [], offenders
 
 
@@ -98,8 +110,11 @@ def test_deps_hands_out_no_raw_client() -> None:
 
     raw = (Store, Redis, RedisCluster, AsyncWebClient, aiohttp.ClientSession, RequestGuard)
     hints = typing.get_type_hints(Deps)
-    offenders = {name: hint for name, hint in hints.items() if name in {f.name for f in dataclasses.fields(Deps)}
-                 and any(_mentions(hint, kind) for kind in raw)}
+    offenders = {
+        name: hint
+        for name, hint in hints.items()
+        if name in {f.name for f in dataclasses.fields(Deps)} and any(_mentions(hint, kind) for kind in raw)
+    }
     assert offenders == {}, f"Deps fields that are raw clients: {offenders}"
 
 
@@ -123,6 +138,9 @@ def test_services_keep_their_stores_private() -> None:
 
     for service in (DeployEngine, AlertPipeline, BackupService, OncallService, IncidentService, StatusService):
         source = inspect.getsource(service.__init__)
-        public = [line.strip() for line in source.splitlines()
-                  if line.strip().startswith(("self.store ", "self.store=", "self.records ", "self.records="))]
+        public = [
+            line.strip()
+            for line in source.splitlines()
+            if line.strip().startswith(("self.store ", "self.store=", "self.records ", "self.records="))
+        ]
         assert public == [], f"{service.__name__} exposes its store: {public}"

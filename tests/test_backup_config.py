@@ -34,26 +34,54 @@ backups:
 def test_the_issue_configuration_validates() -> None:
     config = parse_config(ISSUE, "chatops.yaml").backups
     assert isinstance(config.targets["appdb"], PostgresTarget) and config.targets["appdb"].rpo == timedelta(hours=26)
-    assert isinstance(config.targets["cache"], RedisTarget) and config.targets["cache"].retention.max_age == timedelta(days=30)
+    assert isinstance(config.targets["cache"], RedisTarget) and config.targets["cache"].retention.max_age == timedelta(
+        days=30
+    )
     assert isinstance(config.targets["rds-prod"], RdsTarget)
     assert config.operators == "admins" and config.restore_approval.approvers == "approvers"
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (("storage: main, schedule: \"0 2", "storage: mian, schedule: \"0 2"),
-     "targets.appdb.storage: storage 'mian' is not defined (storages: main, local)"),
-    (("approvers: approvers", "approvers: releasers"), "backups.restore_approval.approvers: role 'releasers' is not defined under roles"),
-    (('channel: "#backups"', 'channel: "#backups"\n  operators: dbas'), "backups.operators: role 'dbas' is not defined under roles"),
-    (('"0 4 * * 0"', '"0 25 * * 0"'), "line 11, backups.targets.appdb.verify_schedule: cron hour: '25' is not a number from 0 to 23"),
-    (('"0 2 * * *"', '"0 2 1 * 1"'), "backups.targets.appdb.schedule: restrict either the day of month or the day of week"),
-    (("rpo: 26h", "rpo: soon"), "line 11, backups.targets.appdb.rpo: must be a duration like 30s, 5m, 2h or 1d (got 'soon')"),
-    (("dsn_env: APPDB_URL", "dsn_env: postgres://x"), "backups.targets.appdb.dsn_env: 'postgres://x' is not an environment variable name"),
-    (("retention: {daily: 7,", "retention: {daily: 0,"), "backups.targets.appdb.retention.daily: must be ≥ 1"),
-    (("bucket: \"acme-backups\"", "bucket: \"Acme Backups\""), "backups.storage.main.bucket: must match"),
-    (("sse: AES256", "sse: rot13"), "backups.storage.main.sse: must be one of: 'AES256' or 'aws:kms'"),
-    (("    cache:", "    run:"), "backups.targets.run: 'run' is a /backup keyword and cannot name a target"),
-    (("storage: main, schedule: \"0 */6", "schedule: \"0 */6"), "backups.targets.cache.storage: required key is missing"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('storage: main, schedule: "0 2', 'storage: mian, schedule: "0 2'),
+            "targets.appdb.storage: storage 'mian' is not defined (storages: main, local)",
+        ),
+        (
+            ("approvers: approvers", "approvers: releasers"),
+            "backups.restore_approval.approvers: role 'releasers' is not defined under roles",
+        ),
+        (
+            ('channel: "#backups"', 'channel: "#backups"\n  operators: dbas'),
+            "backups.operators: role 'dbas' is not defined under roles",
+        ),
+        (
+            ('"0 4 * * 0"', '"0 25 * * 0"'),
+            "line 11, backups.targets.appdb.verify_schedule: cron hour: '25' is not a number from 0 to 23",
+        ),
+        (
+            ('"0 2 * * *"', '"0 2 1 * 1"'),
+            "backups.targets.appdb.schedule: restrict either the day of month or the day of week",
+        ),
+        (
+            ("rpo: 26h", "rpo: soon"),
+            "line 11, backups.targets.appdb.rpo: must be a duration like 30s, 5m, 2h or 1d (got 'soon')",
+        ),
+        (
+            ("dsn_env: APPDB_URL", "dsn_env: postgres://x"),
+            "backups.targets.appdb.dsn_env: 'postgres://x' is not an environment variable name",
+        ),
+        (("retention: {daily: 7,", "retention: {daily: 0,"), "backups.targets.appdb.retention.daily: must be ≥ 1"),
+        (('bucket: "acme-backups"', 'bucket: "Acme Backups"'), "backups.storage.main.bucket: must match"),
+        (("sse: AES256", "sse: rot13"), "backups.storage.main.sse: must be one of: 'AES256' or 'aws:kms'"),
+        (("    cache:", "    run:"), "backups.targets.run: 'run' is a /backup keyword and cannot name a target"),
+        (
+            ('storage: main, schedule: "0 */6', 'schedule: "0 */6'),
+            "backups.targets.cache.storage: required key is missing",
+        ),
+    ],
+)
 def test_config_errors_name_the_key(change: tuple[str, str], expected: str) -> None:
     old, new = change
     assert old in ISSUE

@@ -16,7 +16,11 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def nightly(days: int, per_day: int = 1) -> list[Candidate]:
-    return [Candidate(f"b{d:03d}-{i}", NOW - timedelta(days=d, hours=2 + 3 * i)) for d in range(days) for i in range(per_day)]
+    return [
+        Candidate(f"b{d:03d}-{i}", NOW - timedelta(days=d, hours=2 + 3 * i))
+        for d in range(days)
+        for i in range(per_day)
+    ]
 
 
 def test_gfs_keeps_exactly_the_newest_per_day_week_and_month() -> None:
@@ -27,7 +31,11 @@ def test_gfs_keeps_exactly_the_newest_per_day_week_and_month() -> None:
     days = sorted({by_id[i].date() for i in keep}, reverse=True)
     expected: set[str] = set()
     ordered = sorted(history, key=lambda c: c.at, reverse=True)
-    for bucket, count in ((lambda t: t.date(), 7), (lambda t: tuple(t.isocalendar()[:2]), 4), (lambda t: (t.year, t.month), 6)):
+    for bucket, count in (
+        (lambda t: t.date(), 7),
+        (lambda t: tuple(t.isocalendar()[:2]), 4),
+        (lambda t: (t.year, t.month), 6),
+    ):
         seen: list[object] = []
         for c in ordered:
             key = bucket(c.at)
@@ -54,11 +62,14 @@ def test_max_age_and_the_last_good_backup() -> None:
 
 policies = st.builds(
     RetentionConfig,
-    daily=st.none() | st.integers(1, 10), weekly=st.none() | st.integers(1, 6), monthly=st.none() | st.integers(1, 4),
+    daily=st.none() | st.integers(1, 10),
+    weekly=st.none() | st.integers(1, 6),
+    monthly=st.none() | st.integers(1, 4),
     max_age=st.none() | st.integers(1, 90).map(lambda d: timedelta(days=d)),
 )
 histories = st.lists(st.integers(0, 200 * 24 * 60), min_size=0, max_size=80, unique=True).map(
-    lambda minutes: [Candidate(f"b{m}", NOW - timedelta(minutes=m)) for m in minutes])
+    lambda minutes: [Candidate(f"b{m}", NOW - timedelta(minutes=m)) for m in minutes]
+)
 
 
 @given(histories, policies)

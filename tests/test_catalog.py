@@ -22,7 +22,16 @@ def test_every_module_has_help_and_a_hint() -> None:
 
 
 def test_commands_registered() -> None:
-    assert [s.slash for s in CATALOG.specs] == ["/deploy", "/rollback", "/backup", "/status", "/oncall", "/incident", "/alerts", "/chatops"]
+    assert [s.slash for s in CATALOG.specs] == [
+        "/deploy",
+        "/rollback",
+        "/backup",
+        "/status",
+        "/oncall",
+        "/incident",
+        "/alerts",
+        "/chatops",
+    ]
 
 
 def test_routing() -> None:
@@ -35,7 +44,9 @@ def test_routing() -> None:
 
 
 def test_docstring_sections() -> None:
-    summary, description, sections = parse_docstring("Does X.\n\nMore words.\n\nUsage:\n  /x a\n  /x b\nExamples:\n  /x a\n")
+    summary, description, sections = parse_docstring(
+        "Does X.\n\nMore words.\n\nUsage:\n  /x a\n  /x b\nExamples:\n  /x a\n"
+    )
     assert summary == "Does X."
     assert description == "More words."
     assert sections == {"usage": ["/x a", "/x b"], "examples": ["/x a"]}
@@ -65,4 +76,6 @@ def test_a_command_announced_but_not_built_says_so() -> None:
 
     spec = Command(name="pager", doc="Page someone by hand.\n\nUsage:\n  /pager @user <text>\n", handler=None).spec
     assert not spec.available
-    assert not_available(spec).text.startswith("`/pager` is not available yet in this version of chatops. It will: page someone by hand.")
+    assert not_available(spec).text.startswith(
+        "`/pager` is not available yet in this version of chatops. It will: page someone by hand."
+    )

@@ -20,8 +20,15 @@ from tests.conftest import BOT_TOKEN, serve_environment, wait_ready
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_"))}
-    return subprocess.run([sys.executable, "-m", "bot", *args], check=False, capture_output=True, text=True, env=base | (env or {}),
-                          cwd=cwd, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        cwd=cwd,
+        timeout=30,
+    )
 
 
 def test_manifest_lists_every_registered_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,7 +61,9 @@ def test_dev_finds_the_demo_config_from_any_directory(tmp_path: Path, repo_root:
 
 
 def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd, timeout=30
+    )
 
 
 def test_check_config_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], repo_root: Path) -> None:
@@ -78,8 +87,12 @@ def test_serve_refuses_to_start_without_its_environment() -> None:
 def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
     config = tmp_path / "chatops.yaml"
     config.write_text("roles:\n  admins: [nobody]\n")
-    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "s3cr3t-value", "REDIS_URL": "redis://127.0.0.1:1/0",
-           "CHATOPS_CONFIG": str(config)}
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": "s3cr3t-value",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "CHATOPS_CONFIG": str(config),
+    }
     result = _run("serve", env=env)
     assert result.returncode == 2
     assert "roles.admins[0]" in result.stderr
@@ -87,7 +100,10 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
 
 
 def test_serve_rejects_a_user_token_without_echoing_it() -> None:
-    result = _run("serve", env={"SLACK_BOT_TOKEN": "xoxp-user-token-secret", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": "redis://x"})
+    result = _run(
+        "serve",
+        env={"SLACK_BOT_TOKEN": "xoxp-user-token-secret", "SLACK_SIGNING_SECRET": "x", "REDIS_URL": "redis://x"},
+    )
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN: must be a bot token starting with xoxb-" in result.stderr
     assert "xoxp-user-token-secret" not in result.stderr
@@ -96,12 +112,15 @@ def test_serve_rejects_a_user_token_without_echoing_it() -> None:
 async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: str, repo_root: Path) -> None:
     port = free_port()
     env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {"LOG_FORMAT": "json"}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     try:
         await wait_ready(f"http://127.0.0.1:{port}")
         emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
-        answer = await emulator.send_command(command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL")
+        answer = await emulator.send_command(
+            command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL"
+        )
         assert answer.status == 200 and answer.json is not None and "`deployers`" in answer.json["text"]
     finally:
         process.terminate()
@@ -111,11 +130,20 @@ async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: st
     assert BOT_TOKEN not in stderr.decode()
 
 
-async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(emulator: SlackEmulator, redis_url: str, repo_root: Path) -> None:
+async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(
+    emulator: SlackEmulator, redis_url: str, repo_root: Path
+) -> None:
     port = free_port()
-    env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {"SLACK_APP_TOKEN": "xapp-1-revoked-0000"}
+    env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {
+        "SLACK_APP_TOKEN": "xapp-1-revoked-0000"
+    }
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=30,
+        subprocess.run,
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "Slack refused SLACK_APP_TOKEN for Socket Mode" in result.stderr
@@ -125,8 +153,12 @@ async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(emulator
 def test_serve_names_a_missing_alert_source_secret(tmp_path: Path) -> None:
     config = tmp_path / "chatops.yaml"
     config.write_text("alerts:\n  sources:\n    alertmanager: {token_env: AM_TOKEN_NOT_SET}\n")
-    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "s3cr3t-value", "REDIS_URL": "redis://127.0.0.1:1/0",
-           "CHATOPS_CONFIG": str(config)}
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": "s3cr3t-value",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "CHATOPS_CONFIG": str(config),
+    }
     result = _run("serve", env=env)
     assert result.returncode == 2
     assert "AM_TOKEN_NOT_SET" in result.stderr and "Traceback" not in result.stderr

@@ -78,15 +78,19 @@ def test_every_command_answers_flag_mistakes_with_the_same_errors(command: str, 
     assert caught.value.message.startswith(message.format(slash=command)), caught.value.message
 
 
-@pytest.mark.parametrize(("parse", "text", "slash"), [
-    (parse_backup, "list appdb --reason x", "/backup list"),
-    (parse_backup, "show appdb-1 —reason x", "/backup show"),
-    (parse_deploy, "status —reason x", "/deploy status"),
-    (alerts.parse_args, "ack a-1b2c3d --reason x", "/alerts ack"),
-    (oncall.parse_args, "schedule primary –reason x", "/oncall schedule"),
-])
-def test_a_flag_where_it_does_not_apply_is_an_error_naming_it(parse: Callable[[str], object], text: str,
-                                                              slash: str) -> None:
+@pytest.mark.parametrize(
+    ("parse", "text", "slash"),
+    [
+        (parse_backup, "list appdb --reason x", "/backup list"),
+        (parse_backup, "show appdb-1 —reason x", "/backup show"),
+        (parse_deploy, "status —reason x", "/deploy status"),
+        (alerts.parse_args, "ack a-1b2c3d --reason x", "/alerts ack"),
+        (oncall.parse_args, "schedule primary –reason x", "/oncall schedule"),
+    ],
+)
+def test_a_flag_where_it_does_not_apply_is_an_error_naming_it(
+    parse: Callable[[str], object], text: str, slash: str
+) -> None:
     with pytest.raises(UsageError) as caught:
         parse(text)
     assert caught.value.message == f"`--reason` does not apply here: `{slash}` takes no options"

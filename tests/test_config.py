@@ -139,7 +139,11 @@ def test_config_is_immutable() -> None:
 BAD_CONFIGS = [
     pytest.param("slak: {}\n", ["line 1, slak: unknown key; did you mean 'slack'?"], id="unknown-top-level-key"),
     pytest.param(
-        "wat: 1\n", ["line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, oncall, incidents, scheduler, status, status_page, retention, integrations"], id="unknown-key-no-hint"
+        "wat: 1\n",
+        [
+            "line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, oncall, incidents, scheduler, status, status_page, retention, integrations"
+        ],
+        id="unknown-key-no-hint",
     ),
     pytest.param(
         "slack:\n  announce_chanel: '#ops'\n",
@@ -157,23 +161,26 @@ BAD_CONFIGS = [
     pytest.param(
         "roles:\n  deployers:\n    - U0OK\n    - '@Platform'\n",
         [
-            ("line 4, roles.deployers[1]: '@Platform' is not a Slack user ID (U…/W…), usergroup ID (S…) or "
-            "@usergroup handle; did you mean '@platform'?")
+            (
+                "line 4, roles.deployers[1]: '@Platform' is not a Slack user ID (U…/W…), usergroup ID (S…) or "
+                "@usergroup handle; did you mean '@platform'?"
+            )
         ],
         id="handle-case",
     ),
     pytest.param(
         "slack:\n  announce_channel: general\n",
         [
-            ("line 2, slack.announce_channel: 'general' is not a Slack channel (#name or channel ID C…/G…/D…); "
-            "did you mean '#general'?")
+            (
+                "line 2, slack.announce_channel: 'general' is not a Slack channel (#name or channel ID C…/G…/D…); "
+                "did you mean '#general'?"
+            )
         ],
         id="channel-without-hash",
     ),
     pytest.param(
         "slack:\n  announce_channel: 'no such channel'\n",
-        [("line 2, slack.announce_channel: 'no such channel' is not a Slack channel "
-         "(#name or channel ID C…/G…/D…)")],
+        [("line 2, slack.announce_channel: 'no such channel' is not a Slack channel (#name or channel ID C…/G…/D…)")],
         id="bad-channel",
     ),
     pytest.param(
@@ -184,8 +191,10 @@ BAD_CONFIGS = [
     pytest.param(
         "roles:\n  Admins: [U0A1]\n  admin: [U0A1]\n",
         [
-            ("line 2, roles.Admins: 'Admins' is not a valid role name (lowercase letters, digits, - and _, "
-            "starting with a letter); did you mean 'admins'?"),
+            (
+                "line 2, roles.Admins: 'Admins' is not a valid role name (lowercase letters, digits, - and _, "
+                "starting with a letter); did you mean 'admins'?"
+            ),
             "line 3, roles.admin: role 'admin' looks like a typo; did you mean 'admins'?",
         ],
         id="role-names",
@@ -220,8 +229,12 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "roles:\n  admins: [@platform]\n",
-        [("line 2: YAML syntax error: found character '@' that cannot start any token; "
-         'put the value in quotes: "@platform"')],
+        [
+            (
+                "line 2: YAML syntax error: found character '@' that cannot start any token; "
+                'put the value in quotes: "@platform"'
+            )
+        ],
         id="syntax-at-sign",
     ),
     pytest.param(
@@ -244,12 +257,16 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "- slack\n- roles\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got a list)"],
+        [
+            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got a list)"
+        ],
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
-        ["line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got 'hello')"],
+        [
+            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got 'hello')"
+        ],
         id="top-level-scalar",
     ),
     pytest.param(
@@ -261,8 +278,11 @@ BAD_CONFIGS = [
         "when: 2024-02-30\n", ["line 1: cannot read '2024-02-30' as a date: day is out of range for month"], id="date"
     ),
     pytest.param("n: !!int\n", ["line 1: cannot read '' as a whole number"], id="empty-tagged-int"),
-    pytest.param("roles: &r {admins: *r}\n", ["line 1, roles.admins: an alias here refers to a value that contains it"],
-                 id="recursive-alias"),
+    pytest.param(
+        "roles: &r {admins: *r}\n",
+        ["line 1, roles.admins: an alias here refers to a value that contains it"],
+        id="recursive-alias",
+    ),
     pytest.param("a: \x00\n", ["line 1: character U+0000 is not allowed in a YAML file"], id="control-character"),
 ]
 
@@ -273,15 +293,7 @@ def test_each_bad_config_is_reported_exactly(text: str, expected: list[str]) -> 
 
 
 def test_all_problems_are_reported_at_once_in_file_order() -> None:
-    text = (
-        "# chatops.yaml\n"
-        "roles:\n"
-        "  approvers: [U0A1]\n"
-        "  admins: [bob]\n"
-        "  deployers: [U0A2]\n"
-        "\n"
-        "slak: {}\n"
-    )
+    text = "# chatops.yaml\nroles:\n  approvers: [U0A1]\n  admins: [bob]\n  deployers: [U0A2]\n\nslak: {}\n"
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "chatops.yaml")
     assert str(caught.value) == (
@@ -314,21 +326,20 @@ def test_one_problem_is_singular() -> None:
 
 def test_line_numbers_follow_block_and_flow_styles() -> None:
     text = (
-        "slack:\n"                         # 1
-        "  announce_channel: '#ok'\n"      # 2
-        "roles:\n"                         # 3
-        "  admins:\n"                      # 4
-        "    - U0A1\n"                     # 5
-        "    - bad one\n"                  # 6
-        "  responders: {x: 1}\n"           # 7
+        "slack:\n"  # 1
+        "  announce_channel: '#ok'\n"  # 2
+        "roles:\n"  # 3
+        "  admins:\n"  # 4
+        "    - U0A1\n"  # 5
+        "    - bad one\n"  # 6
+        "  responders: {x: 1}\n"  # 7
         "redis: {key_prefix: ok, port: 1}\n"  # 8
     )
     assert problems(text) == [
-        ("line 6, roles.admins[1]: "
-        "'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle"),
+        ("line 6, roles.admins[1]: 'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle"),
         "line 7, roles.responders: must be a list (got a mapping)",
         "line 8, redis.port: unknown key; expected one of: key_prefix, max_connections, pool_timeout, min_replicas_acked, "
-            "wait_timeout",
+        "wait_timeout",
     ]
 
 
@@ -337,18 +348,18 @@ def test_line_numbers_follow_block_and_flow_styles() -> None:
 
 def test_nested_models_dicts_and_lists_get_paths_hints_and_lines() -> None:
     text = (
-        "services:\n"             # 1
-        "  web:\n"                # 2
-        "    kind: lambda\n"      # 3
-        "    replicas: 0\n"       # 4
-        "    chekcs: []\n"        # 5
-        "    checks:\n"           # 6
+        "services:\n"  # 1
+        "  web:\n"  # 2
+        "    kind: lambda\n"  # 3
+        "    replicas: 0\n"  # 4
+        "    chekcs: []\n"  # 5
+        "    checks:\n"  # 6
         "      - url: /health\n"  # 7
-        "        evrey: 5m\n"     # 8
-        "      - every: 30s\n"    # 9
-        "  api:\n"                # 10
-        "    replicas: many\n"    # 11
-        "    owner: bob\n"        # 12
+        "        evrey: 5m\n"  # 8
+        "      - every: 30s\n"  # 9
+        "  api:\n"  # 10
+        "    replicas: many\n"  # 11
+        "    owner: bob\n"  # 12
     )
     assert model_problems(text) == [
         "line 3, services.web.kind: must be one of: k8s, ecs",
@@ -362,8 +373,17 @@ def test_nested_models_dicts_and_lists_get_paths_hints_and_lines() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "shown"), [("abc", "'abc'"), ("-5s", "'-5s'"), ("-5", "-5"), ("1.5", "1.5"), ("yes", "true"),
-                         ("30m1h", "'30m1h'"), ("[1]", "a list"), ("5 minutes", "'5 minutes'")],
+    ("value", "shown"),
+    [
+        ("abc", "'abc'"),
+        ("-5s", "'-5s'"),
+        ("-5", "-5"),
+        ("1.5", "1.5"),
+        ("yes", "true"),
+        ("30m1h", "'30m1h'"),
+        ("[1]", "a list"),
+        ("5 minutes", "'5 minutes'"),
+    ],
 )
 def test_a_bad_duration_is_reported(value: str, shown: str) -> None:
     assert model_problems(f"timeout: {value}\n") == [
@@ -497,8 +517,11 @@ def test_any_data_dumped_to_yaml_gives_a_config_or_a_config_error(data: object) 
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(st.fixed_dictionaries({}, optional={"slack": json_like, "roles": st.dictionaries(keys, st.lists(member_like)),
-                                            "redis": json_like}))
+@given(
+    st.fixed_dictionaries(
+        {}, optional={"slack": json_like, "roles": st.dictionaries(keys, st.lists(member_like)), "redis": json_like}
+    )
+)
 def test_config_shaped_data_gives_a_config_or_a_config_error(data: object) -> None:
     _assert_config_or_error(yaml.safe_dump(data, allow_unicode=True, default_flow_style=False))
 
@@ -509,10 +532,18 @@ def test_config_shaped_data_gives_a_config_or_a_config_error(data: object) -> No
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)), ("2h", timedelta(hours=2)),
-        ("1d", timedelta(days=1)), ("1w", timedelta(weeks=1)), ("1h30m", timedelta(hours=1, minutes=30)),
-        ("500ms", timedelta(milliseconds=500)), ("1h 30m", timedelta(hours=1, minutes=30)), ("0s", timedelta(0)),
-        ("90", timedelta(seconds=90)), (" 5m ", timedelta(minutes=5)), ("1m5s", timedelta(minutes=1, seconds=5)),
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1w", timedelta(weeks=1)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("1h 30m", timedelta(hours=1, minutes=30)),
+        ("0s", timedelta(0)),
+        ("90", timedelta(seconds=90)),
+        (" 5m ", timedelta(minutes=5)),
+        ("1m5s", timedelta(minutes=1, seconds=5)),
     ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
@@ -535,9 +566,15 @@ def test_parse_duration_message_and_overflow() -> None:
 
 @pytest.mark.parametrize(
     ("td", "text"),
-    [(timedelta(hours=1, minutes=30), "1h30m"), (timedelta(seconds=45), "45s"), (timedelta(days=2), "2d"),
-     (timedelta(days=9), "1w2d"), (timedelta(0), "0s"), (timedelta(milliseconds=1500), "1s500ms"),
-     (timedelta(microseconds=3), "3us")],
+    [
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(seconds=45), "45s"),
+        (timedelta(days=2), "2d"),
+        (timedelta(days=9), "1w2d"),
+        (timedelta(0), "0s"),
+        (timedelta(milliseconds=1500), "1s500ms"),
+        (timedelta(microseconds=3), "3us"),
+    ],
 )
 def test_format_duration(td: timedelta, text: str) -> None:
     assert format_duration(td) == text
@@ -613,7 +650,15 @@ def test_slack_references() -> None:
 
 def test_describe_value() -> None:
     assert [describe_value(v) for v in (None, True, 3, 1.5, "abc", [1], {"a": 1}, b"x", timedelta(minutes=5))] == [
-        "nothing", "true", "3", "1.5", "'abc'", "a list", "a mapping", "binary data", "5m",
+        "nothing",
+        "true",
+        "3",
+        "1.5",
+        "'abc'",
+        "a list",
+        "a mapping",
+        "binary data",
+        "5m",
     ]
     assert describe_value("x" * 100) == "'" + "x" * 39 + "…'"
     assert describe_value(10**100) == "a very large number"

@@ -79,16 +79,21 @@ class Demo:
         environ = {k: v for k, v in os.environ.items() if k not in {"ROLLBACK", "PREVIOUS_VERSION"}}
         return {**environ, "DEMO_STATE_DIR": str(self.state), "DEMO_PORT": str(self.port), **extra}
 
-    def deploy(self, version: str, weight: int = 100, *, environment: str = "staging",
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, version: str, weight: int = 100, *, environment: str = "staging", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Runs one deploy step. capture_output also proves the app does not keep our pipes open: run() would
         wait for it until the timeout."""
         # run() returns only once every holder of the captured pipes closed them: a hang here means the detached
         # app kept the script's output open (the timeout turns that into a failure, not a slow test).
         result = subprocess.run(
             [sys.executable, str(DEPLOY), "demo", version, environment, str(weight)],
-            env=self.env() if env is None else env, cwd=self.state.parent, capture_output=True, text=True,
-            check=False, timeout=20,
+            env=self.env() if env is None else env,
+            cwd=self.state.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=20,
         )
         if (pid := self.pid(environment)) is not None:
             self.pids.add(pid)
@@ -181,7 +186,9 @@ def record(demo: Demo, pid: int) -> None:
 
 
 def test_a_stale_pid_is_ignored(demo: Demo) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True, text=True
+    )
     record(demo, int(finished.stdout))
     result = demo.deploy("v1")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -225,11 +232,14 @@ def test_app_exits_cleanly_on_sigterm() -> None:
     port = free_port()
     app = subprocess.Popen(
         [sys.executable, str(APP), "--port", str(port), "--version", "v9", "--env", "production"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         assert eventually_blocking(lambda: health(port), "the app to start and answer /healthz") == (
-            200, '{"status": "ok", "version": "v9"}')
+            200,
+            '{"status": "ok", "version": "v9"}',
+        )
         app.send_signal(signal.SIGTERM)
         assert app.wait(timeout=DEFAULT_DEADLINE_SECONDS) == 0
     finally:

@@ -38,8 +38,15 @@ from tests.state import state
 NOW = datetime(2026, 6, 1, 15, 30, 12, 345678, tzinfo=UTC)
 START = NOW - timedelta(days=45)  # the sequences begin before the window, so its first day's boundary matters
 ENVS = ("staging", "production")
-FINAL = [DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED,
-         DeployState.REJECTED, DeployState.CANCELLED, DeployState.EXPIRED]
+FINAL = [
+    DeployState.SUCCEEDED,
+    DeployState.FAILED,
+    DeployState.ROLLED_BACK,
+    DeployState.INTERRUPTED,
+    DeployState.REJECTED,
+    DeployState.CANCELLED,
+    DeployState.EXPIRED,
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,6 @@ class Step:
     waited: timedelta | None  # requested to started (None: never started)
     took: timedelta  # started (or requested) to finished
     commit_lag: timedelta | None  # committed before it was requested (None: commit unknown)
-
 
 
 def spans(longest: timedelta) -> st.SearchStrategy[timedelta]:
@@ -81,12 +87,23 @@ def records_of(sequence: list[Step]) -> list[DeployRecord]:
         at += step.gap
         started = at + step.waited if step.waited is not None else None
         finished = min((started or at) + step.took, NOW)
-        records.append(DeployRecord(
-            id=f"d-{n:05d}", kind=step.kind, service="web", environment=step.environment, version=f"v{n}",
-            previous_version=None, requested_by="U0BOB", state=step.state, created_at=min(at, finished),
-            updated_at=finished, started_at=min(started, finished) if started else None, finished_at=finished,
-            commit_at=at - step.commit_lag if step.commit_lag is not None else None,
-        ))
+        records.append(
+            DeployRecord(
+                id=f"d-{n:05d}",
+                kind=step.kind,
+                service="web",
+                environment=step.environment,
+                version=f"v{n}",
+                previous_version=None,
+                requested_by="U0BOB",
+                state=step.state,
+                created_at=min(at, finished),
+                updated_at=finished,
+                started_at=min(started, finished) if started else None,
+                finished_at=finished,
+                commit_at=at - step.commit_lag if step.commit_lag is not None else None,
+            )
+        )
     return sorted(records, key=lambda r: r.finished_at or NOW)
 
 
@@ -106,8 +123,9 @@ async def finished_earlier(store: Store, record: DeployRecord) -> None:
     """A record as an earlier version left it: finished, in the history, not in any counter."""
     async with store.redis.pipeline(transaction=True) as pipe:
         pipe.set(store.keys.deploy("record", record.id), record.model_dump_json())
-        pipe.zadd(store.keys.deploy("history", record.service, record.environment),
-                  {record.id: record.created_at.timestamp()})
+        pipe.zadd(
+            store.keys.deploy("history", record.service, record.environment), {record.id: record.created_at.timestamp()}
+        )
         await pipe.execute()
 
 
@@ -127,7 +145,8 @@ async def drop(store: Store, client: aioredis.Redis) -> None:
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(steps, max_size=40))
 def test_counters_written_as_deploys_finish_give_the_reference_figures(
-    redis_server: EmbeddedRedis, sequence: list[Step],
+    redis_server: EmbeddedRedis,
+    sequence: list[Step],
 ) -> None:
     async def run() -> None:
         store, client = await own_store(redis_server)
@@ -150,7 +169,9 @@ def test_counters_written_as_deploys_finish_give_the_reference_figures(
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(steps, max_size=40), st.data())
 def test_deploys_an_earlier_version_finished_are_backfilled_once_and_give_the_reference_figures(
-    redis_server: EmbeddedRedis, sequence: list[Step], data: st.DataObject,
+    redis_server: EmbeddedRedis,
+    sequence: list[Step],
+    data: st.DataObject,
 ) -> None:
     records = records_of(sequence)
     upgraded = data.draw(st.integers(0, len(records)), label="finished before the upgrade")
@@ -194,9 +215,12 @@ def leads() -> bool:
 
 @pytest.fixture
 def bot_config() -> ChatopsConfig:
-    services = "".join(f"      {env}:\n        deployer: {{kind: command, argv: [\"true\"]}}\n" for env in ENVS)
-    return parse_config('slack: {announce_channel: "#general"}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0BOB]\n'
-                        f"services:\n  web:\n    environments:\n{services}", "figures.yaml")
+    services = "".join(f'      {env}:\n        deployer: {{kind: command, argv: ["true"]}}\n' for env in ENVS)
+    return parse_config(
+        'slack: {announce_channel: "#general"}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0BOB]\n'
+        f"services:\n  web:\n    environments:\n{services}",
+        "figures.yaml",
+    )
 
 
 @pytest.fixture
@@ -207,22 +231,46 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 
 
 def pruner(store: Store, clock: FakeClock, retention: RetentionSection | None = None) -> Pruner:
-    return Pruner(retention=retention or RetentionSection(), alerts=AlertStore(store), deploys=DeployStore(store),
-                  backups=BackupStore(store), audit=AuditLog(store, clock),
-                  deploy_keys=lambda: [("web", env) for env in ENVS], backup_targets=lambda: [], clock=clock)
+    return Pruner(
+        retention=retention or RetentionSection(),
+        alerts=AlertStore(store),
+        deploys=DeployStore(store),
+        backups=BackupStore(store),
+        audit=AuditLog(store, clock),
+        deploy_keys=lambda: [("web", env) for env in ENVS],
+        backup_targets=lambda: [],
+        clock=clock,
+    )
 
 
 def record(deploy_id: str, env: str, finished: datetime, state: DeployState) -> DeployRecord:
-    return DeployRecord(id=deploy_id, kind="deploy", service="web", environment=env, version=deploy_id,
-                        previous_version=None, requested_by="U0BOB", state=state,
-                        created_at=finished - timedelta(minutes=5), updated_at=finished,
-                        started_at=finished - timedelta(minutes=4), finished_at=finished)
+    return DeployRecord(
+        id=deploy_id,
+        kind="deploy",
+        service="web",
+        environment=env,
+        version=deploy_id,
+        previous_version=None,
+        requested_by="U0BOB",
+        state=state,
+        created_at=finished - timedelta(minutes=5),
+        updated_at=finished,
+        started_at=finished - timedelta(minutes=4),
+        finished_at=finished,
+    )
 
 
 async def test_the_retention_job_runs_with_no_service_configured(store: Store) -> None:
-    job = Pruner(retention=RetentionSection(), alerts=AlertStore(store), deploys=DeployStore(store),
-                 backups=BackupStore(store), audit=AuditLog(store, FakeClock(NOW)), deploy_keys=lambda: [],
-                 backup_targets=lambda: [], clock=FakeClock(NOW))
+    job = Pruner(
+        retention=RetentionSection(),
+        alerts=AlertStore(store),
+        deploys=DeployStore(store),
+        backups=BackupStore(store),
+        audit=AuditLog(store, FakeClock(NOW)),
+        deploy_keys=lambda: [],
+        backup_targets=lambda: [],
+        clock=FakeClock(NOW),
+    )
     await job.run()  # a config without services once made the deploy figures' backfill fail every run
     assert await DeployStore(store).backfill_figures([], NOW)
 
@@ -301,7 +349,8 @@ async def test_history_shows_the_same_figures_before_and_after_the_backfill(bot:
 
 
 async def history_text(bot: BotHarness) -> str:
-    result = await bot.emulator.send_command(command="/deploy", text="history web", user_id="U0BOB",
-                                             channel_id="C0GENERAL")
+    result = await bot.emulator.send_command(
+        command="/deploy", text="history web", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert result.status == 200 and result.json is not None, result
     return html.unescape(str(result.json.get("text", "")) + str(result.json.get("blocks", "")))

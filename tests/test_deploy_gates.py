@@ -34,14 +34,16 @@ def deploy_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def bot_config(prometheus: PrometheusServer, exporter: Exporter, deploy_dir: Path,
-               monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
+def bot_config(
+    prometheus: PrometheusServer, exporter: Exporter, deploy_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> ChatopsConfig:
     exporter.set_error_ratio(SERVICE_LABEL, 0.0)
     prometheus.wait_for_series(error_rate_query(SERVICE_LABEL))  # the gate starts with data, not "no data"
     monkeypatch.setenv("PROMETHEUS_URL", prometheus.url)  # read by the engine when the bot starts
     env = f'{{DEPLOY_LOG: "{deploy_dir / "deploy.log"}", STATE_DIR: "{deploy_dir / "state"}"}}'
     query = error_rate_query(SERVICE_LABEL).replace("'", "''")
-    return parse_config(f"""
+    return parse_config(
+        f"""
 slack: {{announce_channel: "#general"}}
 roles:
   admins: [U0DEMO]
@@ -61,7 +63,9 @@ services:
           failure_limit: 2
           metrics:
             - {{name: error-rate, kind: prometheus, url_env: PROMETHEUS_URL, query: '{query}', max: 0.01}}
-""", "gates.yaml")
+""",
+        "gates.yaml",
+    )
 
 
 async def deploy(bot: BotHarness, text: str) -> str:
@@ -70,8 +74,12 @@ async def deploy(bot: BotHarness, text: str) -> str:
     return html.unescape(result.json["text"]).split("`")[1]
 
 
-async def record_when(bot: BotHarness, deploy_id: str,  # type: ignore[no-untyped-def]
-                      condition, what: str) -> DeployRecord:
+async def record_when(
+    bot: BotHarness,
+    deploy_id: str,  # type: ignore[no-untyped-def]
+    condition,
+    what: str,
+) -> DeployRecord:
     found: list[DeployRecord] = []
 
     async def holds() -> bool:
@@ -94,12 +102,17 @@ def message_text(bot: BotHarness, record: DeployRecord) -> str:
 
 def thread(bot: BotHarness, record: DeployRecord) -> list[str]:
     assert record.channel
-    return [html.unescape(str(m["text"])) for m in bot.emulator.messages(record.channel)
-            if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
+    return [
+        html.unescape(str(m["text"]))
+        for m in bot.emulator.messages(record.channel)
+        if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts
+    ]
 
 
 async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_back(
-    bot: BotHarness, exporter: Exporter, deploy_dir: Path,
+    bot: BotHarness,
+    exporter: Exporter,
+    deploy_dir: Path,
 ) -> None:
     # v1 bakes through both steps at a 0% error rate: the metric's line is edited in place, not posted per check.
     first = await deploy(bot, "web v1 to production")
@@ -117,8 +130,11 @@ async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_bac
     # v2: once step 1's bake has begun, the canary starts answering 5xx (the whole bake is left to notice it).
     second = await deploy(bot, "web v2 to production")
     baking = await record_when(
-        bot, second, lambda r: r.analysis is not None and r.analysis.step.startswith("step 1/2"),
-        "step 1 of v2 to be baking")
+        bot,
+        second,
+        lambda r: r.analysis is not None and r.analysis.step.startswith("step 1/2"),
+        "step 1 of v2 to be baking",
+    )
     assert baking.state == DeployState.VERIFYING
     exporter.set_error_ratio(SERVICE_LABEL, 0.5)
     try:
@@ -126,16 +142,21 @@ async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_bac
     finally:
         exporter.set_error_ratio(SERVICE_LABEL, 0.0)
     assert failed.state == DeployState.ROLLED_BACK, failed.detail
-    assert re.search(r"^metric gate failed at step 1/2 \(50%\): error-rate = 0\.[0-9]+ \(limit: max 0\.01\); "
-                     r"2 failed checks in this step, failure_limit 2\. Rolled back to v1 automatically\.$",
-                     failed.detail), failed.detail
+    assert re.search(
+        r"^metric gate failed at step 1/2 \(50%\): error-rate = 0\.[0-9]+ \(limit: max 0\.01\); "
+        r"2 failed checks in this step, failure_limit 2\. Rolled back to v1 automatically\.$",
+        failed.detail,
+    ), failed.detail
     assert failed.analysis is not None and failed.analysis.verdict == "failed"
     text = message_text(bot, failed)
     assert "*Metric gate* · step 1/2 (50%) · failed after" in text
     assert re.search(r":x: \*error-rate\* 0\.[0-9]+ \(limit: max 0\.01\) · 2/2 failed", text), text
     calls = (deploy_dir / "deploy.log").read_text().splitlines()
-    assert calls[:3] == ["web v1 production 50 rollback=false", "web v1 production 100 rollback=false",
-                         "web v2 production 50 rollback=false"]
+    assert calls[:3] == [
+        "web v1 production 50 rollback=false",
+        "web v1 production 100 rollback=false",
+        "web v2 production 50 rollback=false",
+    ]
     assert len(calls) == 4 and calls[3].startswith("web v1 production") and calls[3].endswith("rollback=true")
     assert await bot.deps.deploys.current_version("web", "production") == "v1"
 
@@ -144,11 +165,18 @@ def test_the_metric_lines_escape_what_vendors_said() -> None:
     from bot.deploys.model import AnalysisView, CheckLine
     from bot.deploys.render import analysis_text
 
-    view = AnalysisView(step="step 1/3 (10%)", checks_done=2, checks=6, interval_seconds=20, failure_limit=2, lines=(
-        CheckLine(name="error-rate", value="0.002", limit="max 0.01", ok=True),
-        CheckLine(name="monitors", value="#123 Alert (<!channel> web)", limit="all OK", ok=False, failures=1),
-        CheckLine(name="alarms"),
-    ))
+    view = AnalysisView(
+        step="step 1/3 (10%)",
+        checks_done=2,
+        checks=6,
+        interval_seconds=20,
+        failure_limit=2,
+        lines=(
+            CheckLine(name="error-rate", value="0.002", limit="max 0.01", ok=True),
+            CheckLine(name="monitors", value="#123 Alert (<!channel> web)", limit="all OK", ok=False, failures=1),
+            CheckLine(name="alarms"),
+        ),
+    )
     assert analysis_text(view).splitlines() == [
         "*Metric gate* · step 1/3 (10%) · check 2 of 6, every 20s",
         ":white_check_mark: *error-rate* 0.002 (limit: max 0.01)",

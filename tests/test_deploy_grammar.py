@@ -41,7 +41,10 @@ GOOD_DEPLOYS = [
     ("web 3f9c2ab to staging", DeployRequestCmd("web", "3f9c2ab", "staging", "", False)),
     ("web 2026.11.23-1 to prod --force", DeployRequestCmd("web", "2026.11.23-1", "prod", "", True)),
     ("api-gw 1.0.0+build.5 to eu_west.prod", DeployRequestCmd("api-gw", "1.0.0+build.5", "eu_west.prod", "", False)),
-    ('web@v1.4.2 production --reason "fix checkout"', DeployRequestCmd("web", "v1.4.2", "production", "fix checkout", False)),
+    (
+        'web@v1.4.2 production --reason "fix checkout"',
+        DeployRequestCmd("web", "v1.4.2", "production", "fix checkout", False),
+    ),
     ("web@v1.4.2 to staging", DeployRequestCmd("web", "v1.4.2", "staging", "", False)),
     ("Web@V2 Staging --force", DeployRequestCmd("web", "V2", "staging", "", True)),
     ("--force web v1 to prod", DeployRequestCmd("web", "v1", "prod", "", True)),
@@ -54,7 +57,10 @@ GOOD_DEPLOYS = [
     ("web v1 to prod --reason='single quotes'", DeployRequestCmd("web", "v1", "prod", "single quotes", False)),
     ('web v1 to prod --reason "a &amp; b &lt;3"', DeployRequestCmd("web", "v1", "prod", "a & b <3", False)),
     ('web v1 to prod --reason "  lots   of\tspace  "', DeployRequestCmd("web", "v1", "prod", "lots of space", False)),
-    ('web v1 to prod --reason "--no-cache broke it"', DeployRequestCmd("web", "v1", "prod", "--no-cache broke it", False)),
+    (
+        'web v1 to prod --reason "--no-cache broke it"',
+        DeployRequestCmd("web", "v1", "prod", "--no-cache broke it", False),
+    ),
     ("web v1 to prod --REASON oops", DeployRequestCmd("web", "v1", "prod", "oops", False)),
     ("web to to prod", DeployRequestCmd("web", "to", "prod", "", False)),  # four words: the version is `to`
     ("web@v1 to to", DeployRequestCmd("web", "v1", "to", "", False)),
@@ -69,7 +75,10 @@ GOOD_DEPLOYS = [
     ("cancel d-7k2m9x", CancelCmd("d-7k2m9x")),
     ("cancel D-7K2M9X", CancelCmd("d-7k2m9x")),
     ('lock production --reason "release freeze"', LockCmd("production", None, "release freeze", timedelta(hours=2))),
-    ("lock production web --reason migration --for 30m", LockCmd("production", "web", "migration", timedelta(minutes=30))),
+    (
+        "lock production web --reason migration --for 30m",
+        LockCmd("production", "web", "migration", timedelta(minutes=30)),
+    ),
     ("lock prod —for 1d —reason “big launch”", LockCmd("prod", None, "big launch", timedelta(days=1))),
     ("lock prod --for=7d --reason=x", LockCmd("prod", None, "x", timedelta(days=7))),
     ("lock prod --reason x --for 1h30m", LockCmd("prod", None, "x", timedelta(hours=1, minutes=30))),
@@ -114,14 +123,22 @@ def test_longest_reason_is_accepted() -> None:
 
 USAGE = {form: line for line in DEPLOY_USAGE.splitlines() for form in [line.split()[1]]}
 STATUS, HISTORY, CANCEL, LOCK, UNLOCK, LOCKS = (
-    USAGE["status"], USAGE["history"], USAGE["cancel"], USAGE["lock"], USAGE["unlock"], USAGE["locks"]
+    USAGE["status"],
+    USAGE["history"],
+    USAGE["cancel"],
+    USAGE["lock"],
+    USAGE["unlock"],
+    USAGE["locks"],
 )
 NAME_RULE = "use lower-case letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 63 characters)"
 VERSION_RULE = "use letters, digits, `.`, `_`, `+` and `-`, starting with a letter or digit (at most 128 characters)"
 
 BAD_DEPLOYS = [
-    ("", "`/deploy` needs a service, a version and an environment: write `/deploy <service> <version> to <env>`",
-     DEPLOY_USAGE),
+    (
+        "",
+        "`/deploy` needs a service, a version and an environment: write `/deploy <service> <version> to <env>`",
+        DEPLOY_USAGE,
+    ),
     ("help", "`help` is a reserved word, not a service: `/deploy help` shows the usage", DEPLOY_USAGE),
     ("web v1.2.3 prod", "`prod` is missing `to`: write `/deploy web v1.2.3 to prod`", REQUEST_USAGE),
     ("web", "`/deploy web` needs a version and an environment: write `/deploy web <version> to <env>`", REQUEST_USAGE),
@@ -151,16 +168,28 @@ BAD_DEPLOYS = [
     ("web v1 to prod --force --force", "`--force` is given twice", REQUEST_USAGE),
     ("web v1 to prod --reason a --reason b", "`--reason` is given twice", REQUEST_USAGE),
     ("web v1 to prod --reason", '`--reason` needs a value, e.g. `--reason "why you are doing this"`', REQUEST_USAGE),
-    ("web v1 to prod --reason --force", '`--reason` needs a value, e.g. `--reason "why you are doing this"`',
-     REQUEST_USAGE),
-    ('web v1 to prod --reason "   "', '`--reason` needs a value, e.g. `--reason "why you are doing this"`',
-     REQUEST_USAGE),
+    (
+        "web v1 to prod --reason --force",
+        '`--reason` needs a value, e.g. `--reason "why you are doing this"`',
+        REQUEST_USAGE,
+    ),
+    (
+        'web v1 to prod --reason "   "',
+        '`--reason` needs a value, e.g. `--reason "why you are doing this"`',
+        REQUEST_USAGE,
+    ),
     ("web v1 to prod --reason=", '`--reason` needs a value, e.g. `--reason "why you are doing this"`', REQUEST_USAGE),
     (f"web v1 to prod --reason {'x' * 301}", "the reason is too long (301 characters; at most 300)", REQUEST_USAGE),
-    ("web v1 to prod --reason \"a\x1bb\"", "the reason contains a control character: write it as plain text",
-     REQUEST_USAGE),
-    ('web v1 to prod --reason "unclosed', "A quote is not closed: put a matching quote at the end of the text.",
-     DEPLOY_USAGE),
+    (
+        'web v1 to prod --reason "a\x1bb"',
+        "the reason contains a control character: write it as plain text",
+        REQUEST_USAGE,
+    ),
+    (
+        'web v1 to prod --reason "unclosed',
+        "A quote is not closed: put a matching quote at the end of the text.",
+        DEPLOY_USAGE,
+    ),
     ("web " * 1001, "That text is too long (4004 characters; at most 4000).", DEPLOY_USAGE),
     ("status web api", "unexpected `api` after `web`", STATUS),
     ("status --force", "`--force` does not apply here: `/deploy status` takes no options", STATUS),
@@ -169,8 +198,7 @@ BAD_DEPLOYS = [
     ("history web prod 99999999999", "`history` takes at most 50 (got 99999999999)", HISTORY),
     ("history web 0", "`history` takes at least 1 (got 0)", HISTORY),
     ("history web -5", "`history` takes at least 1 (got -5)", HISTORY),
-    ("history web prod many", "`many` is not a number: `history` ends with how many deploys to show, 1 to 50",
-     HISTORY),
+    ("history web prod many", "`many` is not a number: `history` ends with how many deploys to show, 1 to 50", HISTORY),
     ("history web prod 5 6", "unexpected `6` after `5`", HISTORY),
     ("history web --reason x", "`--reason` does not apply here: `/deploy history` takes no options", HISTORY),
     ("cancel", "`/deploy cancel` needs the deploy id: write `/deploy cancel d-…`", CANCEL),
@@ -186,8 +214,11 @@ BAD_DEPLOYS = [
     ("lock prod --reason x --for 0s", "`--for` must be longer than 0s", LOCK),
     ("lock prod --reason x --for soon", "`--for` takes a duration like 30m, 2h or 1d, not `soon`", LOCK),
     ("lock prod --reason x --for", "`--for` needs a value, e.g. `--for 2h`", LOCK),
-    ("lock prod --reason x --force", "`--force` does not apply here: `/deploy lock` takes `--reason` and `--for`",
-     LOCK),
+    (
+        "lock prod --reason x --force",
+        "`--force` does not apply here: `/deploy lock` takes `--reason` and `--for`",
+        LOCK,
+    ),
     ("unlock", "`/deploy unlock` needs an environment: write `/deploy unlock <env>`", UNLOCK),
     ("unlock prod --reason x", "`--reason` does not apply here: `/deploy unlock` takes no options", UNLOCK),
     ("locks prod", "unexpected `prod` after `locks`", LOCKS),
@@ -227,9 +258,48 @@ def test_bad_rollback_texts(text: str, message: str) -> None:
 
 # --- any text ----------------------------------------------------------------------------------------------------
 
-WORDS = ["web", "WEB", "v1.2.3", "web@v1", "@", "to", "TO", "prod", "status", "history", "cancel", "lock", "unlock",
-         "locks", "help", "d-abcd", "0", "10", "51", "-5", "--reason", "—reason", "--reason=", "--force", "—force",
-         "--force=1", "--for", "--for=2h", "2h", "8d", "--fast", "-x", "--", "—", '"', "“", "”", "'", "&amp;", "x" * 70]
+WORDS = [
+    "web",
+    "WEB",
+    "v1.2.3",
+    "web@v1",
+    "@",
+    "to",
+    "TO",
+    "prod",
+    "status",
+    "history",
+    "cancel",
+    "lock",
+    "unlock",
+    "locks",
+    "help",
+    "d-abcd",
+    "0",
+    "10",
+    "51",
+    "-5",
+    "--reason",
+    "—reason",
+    "--reason=",
+    "--force",
+    "—force",
+    "--force=1",
+    "--for",
+    "--for=2h",
+    "2h",
+    "8d",
+    "--fast",
+    "-x",
+    "--",
+    "—",
+    '"',
+    "“",
+    "”",
+    "'",
+    "&amp;",
+    "x" * 70,
+]
 ANY_TEXT = st.one_of(
     st.text(max_size=300),
     st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=8)), max_size=10).map(" ".join),
@@ -311,16 +381,20 @@ def deploy_cases(draw: st.DrawFn) -> tuple[str, object]:
     w = Writer(draw)
     kind = draw(st.sampled_from(["request", "status", "history", "cancel", "lock", "unlock", "locks"]))
     if kind == "request":
-        cmd = DeployRequestCmd(draw(first_names), draw(versions), draw(names), draw(st.just("") | reasons),
-                               draw(st.booleans()))
+        cmd = DeployRequestCmd(
+            draw(first_names), draw(versions), draw(names), draw(st.just("") | reasons), draw(st.booleans())
+        )
         shape = draw(st.sampled_from(["to", "at", "at-to"]))
         if shape == "at" and cmd.environment == "to":
             shape = "at-to"  # `web@v1 to` reads as a missing environment
         if shape == "to":
             words = [w.name(cmd.service), cmd.version, w.to(), w.name(cmd.environment)]
         else:
-            words = [f"{w.name(cmd.service)}@{cmd.version}", *([w.to()] if shape == "at-to" else []),
-                     w.name(cmd.environment)]
+            words = [
+                f"{w.name(cmd.service)}@{cmd.version}",
+                *([w.to()] if shape == "at-to" else []),
+                w.name(cmd.environment),
+            ]
         options = ([w.option("reason", cmd.reason)] if cmd.reason else []) + ([w.option("force")] if cmd.force else [])
         return w.text(words, options), cmd
     if kind == "status":
@@ -344,12 +418,14 @@ def deploy_cases(draw: st.DrawFn) -> tuple[str, object]:
         options = [w.option("reason", lock.reason)]
         if lock.duration != timedelta(hours=2) or draw(st.booleans()):
             options.append(w.option("for", format_duration(lock.duration)))
-        return w.text(["lock", w.name(lock.environment), *([w.name(lock.service)] if lock.service else [])],
-                      options), lock
+        return w.text(
+            ["lock", w.name(lock.environment), *([w.name(lock.service)] if lock.service else [])], options
+        ), lock
     if kind == "unlock":
         unlock = UnlockCmd(draw(names), draw(st.none() | names))
-        return w.text(["unlock", w.name(unlock.environment), *([w.name(unlock.service)] if unlock.service else [])],
-                      []), unlock
+        return w.text(
+            ["unlock", w.name(unlock.environment), *([w.name(unlock.service)] if unlock.service else [])], []
+        ), unlock
     return w.text([w.draw(st.sampled_from(["locks", "LOCKS"]))], []), LocksCmd()
 
 

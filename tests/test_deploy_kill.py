@@ -47,8 +47,13 @@ services:
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", env=serve_environment(emulator, redis_url, config, port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        env=serve_environment(emulator, redis_url, config, port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     await wait_ready(f"http://127.0.0.1:{port}")
     return process, f"http://127.0.0.1:{port}/slack/events"
@@ -86,13 +91,17 @@ async def _running_slow(deploys: DeployStore, tmp_path: Path, deploy_id: str) ->
         record = await deploys.get(deploy_id)
         ok = record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists()
         return record if ok else None
+
     return await eventually(started, f"{deploy_id} running its slow command")
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("also_kill_supervisor", [False, True], ids=["replica", "replica-and-supervisor"])
 async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
-    emulator: SlackEmulator, redis_url: str, tmp_path: Path, also_kill_supervisor: bool,
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
+    also_kill_supervisor: bool,
 ) -> None:
     config = _config(tmp_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -111,8 +120,9 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         if also_kill_supervisor:
             # Its supervisor dies too (stopped first, so it cannot act on the bot's death): nothing on the first
             # replica's side stops the command; the second replica must.
-            record = await eventually(lambda: _with_processes(deploys, deploy_id),
-                                      "the command's processes recorded on the deploy")
+            record = await eventually(
+                lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
+            )
             assert record.processes is not None and record.processes.pgid == slow_pid
             supervisor = record.processes.pid or 0
             os.kill(supervisor, signal.SIGSTOP)
@@ -124,6 +134,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         async def interrupted() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.state == DeployState.INTERRUPTED else None
+
         record = await eventually(interrupted, f"{deploy_id} recovered as interrupted by the second replica")
         # The lock was released only now that the first command is gone, so it must be gone already.
         assert not alive(slow_pid), f"the first deploy's command (pid {slow_pid}) still runs after recovery"
@@ -133,6 +144,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         async def finished() -> DeployRecord | None:
             record = await deploys.get(again)
             return record if record and record.terminal else None
+
         record = await eventually(finished, f"{again} finished")
         assert record.state == DeployState.SUCCEEDED, record.detail
 
@@ -140,11 +152,13 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         slow, v2 = by_pid[slow_pid], next(run for run in by_pid.values() if run["start"]["version"] == "v2")
         assert "end" in slow, "the first command has no end: it was killed -9, or still ran after its deploy ended"
         assert float(slow["end"]["t"]) <= float(v2["start"]["t"]), (
-            f"the commands overlapped by {float(slow['end']['t']) - float(v2['start']['t']):.1f}s")
+            f"the commands overlapped by {float(slow['end']['t']) - float(v2['start']['t']):.1f}s"
+        )
         first_record = await deploys.get(deploy_id)
         assert first_record is not None and first_record.channel is not None
-        thread = [m["text"] for m in emulator.messages(first_record.channel)
-                  if m.get("thread_ts") == first_record.message_ts]
+        thread = [
+            m["text"] for m in emulator.messages(first_record.channel) if m.get("thread_ts") == first_record.message_ts
+        ]
         said = "was stopped" if also_kill_supervisor else "stopped"
         assert any(f"its command (pid {slow_pid})" in text and said in text for text in thread), thread
     finally:
@@ -164,7 +178,9 @@ async def _with_processes(deploys: DeployStore, deploy_id: str) -> DeployRecord 
 
 @pytest.mark.timeout(180)
 async def test_a_run_that_loses_its_lock_stops_its_command_and_does_not_succeed(
-    emulator: SlackEmulator, redis_url: str, tmp_path: Path,
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     config = _config(tmp_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -185,6 +201,7 @@ async def test_a_run_that_loses_its_lock_stops_its_command_and_does_not_succeed(
         async def finished() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.terminal else None
+
         record = await eventually(finished, f"{deploy_id} finished")
         assert record.state == DeployState.INTERRUPTED, record
         assert "lock" in record.detail and "outcome is unknown" in record.detail
@@ -203,7 +220,9 @@ async def test_a_run_that_loses_its_lock_stops_its_command_and_does_not_succeed(
 
 @pytest.mark.timeout(180)
 async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_command(
-    emulator: SlackEmulator, redis_url: str, tmp_path: Path,
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     config = _config(tmp_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -218,15 +237,18 @@ async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_comm
         # Our own Redis stops taking writes (renewals hang, then time out) for far longer than the 3s TTL.
         await client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
         try:
-            await eventually(lambda: not alive(slow_pid),
-                             f"the command (pid {slow_pid}) stopped while its lock could not be renewed",
-                             deadline=45)  # well before it would end by itself: it sleeps 60s
+            await eventually(
+                lambda: not alive(slow_pid),
+                f"the command (pid {slow_pid}) stopped while its lock could not be renewed",
+                deadline=45,
+            )  # well before it would end by itself: it sleeps 60s
         finally:
             await client.execute_command("CLIENT", "UNPAUSE")
 
         async def finished() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             return record if record and record.terminal else None
+
         record = await eventually(finished, f"{deploy_id} finished")
         assert record.state == DeployState.INTERRUPTED, record
         assert "could not be renewed" in record.detail
@@ -241,8 +263,15 @@ async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_comm
 
 def test_recovery_waits_for_what_it_cannot_see_and_stops_what_it_can() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    here = StepProcesses(host="a", host_id="a/boot/ns", pid=10, pgid=11, started_at=now,
-                         ends_by=now + timedelta(minutes=10), kill_grace_seconds=5)
+    here = StepProcesses(
+        host="a",
+        host_id="a/boot/ns",
+        pid=10,
+        pgid=11,
+        started_at=now,
+        ends_by=now + timedelta(minutes=10),
+        kill_grace_seconds=5,
+    )
     assert recovery_action(None, host_id="a/boot/ns", now=now) == "interrupt"
     assert recovery_action(here, host_id="a/boot/ns", now=now) == "stop_group"
     assert recovery_action(here, host_id="b/boot/ns", now=now) == "wait"

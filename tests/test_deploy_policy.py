@@ -19,9 +19,18 @@ NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)  # a Friday
 
 def record(**changes: object) -> DeployRecord:
     base = {
-        "id": "d-abcdefgh", "kind": "deploy", "service": "web", "environment": "production", "version": "v2", "previous_version": "v1",
-        "requested_by": "U0BOB", "state": DeployState.AWAITING_APPROVAL, "created_at": NOW, "updated_at": NOW,
-        "required_approvals": 2, "approvers_role": "approvers",
+        "id": "d-abcdefgh",
+        "kind": "deploy",
+        "service": "web",
+        "environment": "production",
+        "version": "v2",
+        "previous_version": "v1",
+        "requested_by": "U0BOB",
+        "state": DeployState.AWAITING_APPROVAL,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "required_approvals": 2,
+        "approvers_role": "approvers",
     }
     return DeployRecord.model_validate(base | changes)
 
@@ -37,12 +46,15 @@ def test_crontab_weekdays_count_from_sunday() -> None:
     assert Cron.parse("* * * * 7").matches(datetime(2026, 11, 29, 9, 45, tzinfo=UTC))  # 7 is Sunday too
 
 
-@pytest.mark.parametrize(("expression", "message"), [
-    ("* * * *", "a cron expression has 5 fields"),
-    ("60 * * * *", "cron minute: '60' is not a number from 0 to 59"),
-    ("* * * * 5-3", "cron day of week: range '5-3' runs backwards"),
-    ("*/0 * * * *", "cron minute: bad step '0'"),
-])
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("* * * *", "a cron expression has 5 fields"),
+        ("60 * * * *", "cron minute: '60' is not a number from 0 to 59"),
+        ("* * * * 5-3", "cron day of week: range '5-3' runs backwards"),
+        ("*/0 * * * *", "cron minute: bad step '0'"),
+    ],
+)
 def test_bad_crontab_is_explained(expression: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Cron.parse(expression)
@@ -67,7 +79,10 @@ def test_freeze_window_and_when_it_ends() -> None:
 
 def test_approval_rules() -> None:
     waiting = record()
-    assert check_approval(waiting, "U0BOB", is_approver=True).refusal == "You requested this deploy; someone else has to approve it."
+    assert (
+        check_approval(waiting, "U0BOB", is_approver=True).refusal
+        == "You requested this deploy; someone else has to approve it."
+    )
     assert "Only members of `approvers`" in str(check_approval(waiting, "U0CAROL", is_approver=False).refusal)
     first = check_approval(waiting, "U0ALICE", is_approver=True)
     assert first.refusal is None and not first.enough
@@ -77,7 +92,9 @@ def test_approval_rules() -> None:
     assert check_approval(once, "U0ALICE", is_approver=True).duplicate
     assert check_approval(once, "U0LEAD", is_approver=True).enough
     assert check_approval(record(allow_self_approval=True, required_approvals=1), "U0BOB", is_approver=True).enough
-    assert "already succeeded" in str(check_approval(record(state=DeployState.SUCCEEDED), "U0ALICE", is_approver=True).refusal)
+    assert "already succeeded" in str(
+        check_approval(record(state=DeployState.SUCCEEDED), "U0ALICE", is_approver=True).refusal
+    )
 
 
 def test_rollback_target_is_the_last_good_other_version() -> None:
@@ -102,10 +119,25 @@ def test_state_machine_refuses_stale_moves() -> None:
 def test_figures() -> None:
     hour = timedelta(hours=1)
     records = [
-        record(id="d-1", state=DeployState.SUCCEEDED, started_at=NOW - 10 * hour, finished_at=NOW - 10 * hour + timedelta(minutes=2)),
-        record(id="d-2", state=DeployState.FAILED, started_at=NOW - 5 * hour, finished_at=NOW - 5 * hour + timedelta(minutes=1)),
+        record(
+            id="d-1",
+            state=DeployState.SUCCEEDED,
+            started_at=NOW - 10 * hour,
+            finished_at=NOW - 10 * hour + timedelta(minutes=2),
+        ),
+        record(
+            id="d-2",
+            state=DeployState.FAILED,
+            started_at=NOW - 5 * hour,
+            finished_at=NOW - 5 * hour + timedelta(minutes=1),
+        ),
         record(id="d-3", state=DeployState.SUCCEEDED, started_at=NOW - 4 * hour, finished_at=NOW - 4 * hour),
-        record(id="d-4", state=DeployState.ROLLED_BACK, started_at=NOW - hour, finished_at=NOW - hour + timedelta(minutes=4)),
+        record(
+            id="d-4",
+            state=DeployState.ROLLED_BACK,
+            started_at=NOW - hour,
+            finished_at=NOW - hour + timedelta(minutes=4),
+        ),
     ]
     figures = compute_figures(records, NOW)
     assert figures.deploys == 4 and figures.success_rate == 0.5 and figures.change_failure_rate == 0.5
@@ -116,12 +148,27 @@ def test_figures() -> None:
 def test_lead_time_is_the_median_from_commit_to_successful_deploy() -> None:
     hour = timedelta(hours=1)
     records = [
-        record(id="d-1", state=DeployState.SUCCEEDED, started_at=NOW - 10 * hour, finished_at=NOW - 9 * hour,
-               commit_at=NOW - 12 * hour),  # 3h
-        record(id="d-2", state=DeployState.SUCCEEDED, started_at=NOW - 5 * hour, finished_at=NOW - 5 * hour,
-               commit_at=NOW - 6 * hour),  # 1h
-        record(id="d-3", state=DeployState.FAILED, started_at=NOW - 4 * hour, finished_at=NOW - 4 * hour,
-               commit_at=NOW - 40 * hour),  # failed: not a change delivered
+        record(
+            id="d-1",
+            state=DeployState.SUCCEEDED,
+            started_at=NOW - 10 * hour,
+            finished_at=NOW - 9 * hour,
+            commit_at=NOW - 12 * hour,
+        ),  # 3h
+        record(
+            id="d-2",
+            state=DeployState.SUCCEEDED,
+            started_at=NOW - 5 * hour,
+            finished_at=NOW - 5 * hour,
+            commit_at=NOW - 6 * hour,
+        ),  # 1h
+        record(
+            id="d-3",
+            state=DeployState.FAILED,
+            started_at=NOW - 4 * hour,
+            finished_at=NOW - 4 * hour,
+            commit_at=NOW - 40 * hour,
+        ),  # failed: not a change delivered
         record(id="d-4", state=DeployState.SUCCEEDED, started_at=NOW - hour, finished_at=NOW - hour),  # commit unknown
     ]
     figures = compute_figures(records, NOW)

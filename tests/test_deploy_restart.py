@@ -32,7 +32,7 @@ services:
     channel: "#deploys"
     environments:
       staging:
-        deployer: {{kind: command, argv: {argv}, env: {{DEPLOY_LOG: "{tmp_path / 'deploy.log'}", STATE_DIR: "{tmp_path}"}}}}
+        deployer: {{kind: command, argv: {argv}, env: {{DEPLOY_LOG: "{tmp_path / "deploy.log"}", STATE_DIR: "{tmp_path}"}}}}
 """)
     return path
 
@@ -40,24 +40,34 @@ services:
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", env=serve_environment(emulator, redis_url, config, port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        env=serve_environment(emulator, redis_url, config, port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     await wait_ready(f"http://127.0.0.1:{port}")
     emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
     return process, port
 
 
-async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(emulator: SlackEmulator, redis_url: str, tmp_path: Path) -> None:
+async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(
+    emulator: SlackEmulator, redis_url: str, tmp_path: Path
+) -> None:
     config = _config(tmp_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
     first, _ = await _serve(emulator, redis_url, config)
     second = None
     try:
-        ack = await emulator.send_command(command="/deploy", text="web slow to staging", user_id="U0ALICE", channel_id="C0GENERAL")
+        ack = await emulator.send_command(
+            command="/deploy", text="web slow to staging", user_id="U0ALICE", channel_id="C0GENERAL"
+        )
         assert ack.json is not None
         deploy_id = ack.json["text"].split("`")[1]
+
         async def running() -> bool:
             record = await deploys.get(deploy_id)
             return bool(record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists())
@@ -67,19 +77,23 @@ async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(emulator: S
         first.kill()
         await first.wait()
         second, _ = await _serve(emulator, redis_url, config)
+
         async def interrupted_and_unlocked() -> DeployRecord | None:
             record = await deploys.get(deploy_id)
             unlocked = await deploys.lock_holder("web", "staging") is None
             return record if record and record.state == DeployState.INTERRUPTED and unlocked else None
 
-        record = await eventually(interrupted_and_unlocked,
-                                  f"the restarted bot to mark deploy {deploy_id} interrupted and free its lock")
+        record = await eventually(
+            interrupted_and_unlocked, f"the restarted bot to mark deploy {deploy_id} interrupted and free its lock"
+        )
         assert record.state == DeployState.INTERRUPTED
         assert "outcome is unknown" in record.detail
         assert await deploys.lock_holder("web", "staging") is None
         message = emulator.find_message(record.channel, record.message_ts)
         assert message is not None and "Interrupted" in str(message["blocks"])
-        again = await emulator.send_command(command="/deploy", text="web v2 to staging", user_id="U0ALICE", channel_id="C0GENERAL")
+        again = await emulator.send_command(
+            command="/deploy", text="web v2 to staging", user_id="U0ALICE", channel_id="C0GENERAL"
+        )
         assert again.json is not None and "starting now" in again.json["text"]
     finally:
         pid_file = tmp_path / "slow.pid"

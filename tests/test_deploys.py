@@ -73,7 +73,7 @@ services:
         canary: [10, 50, 100]
         health: {{url: "{target.url}/healthz/production", checks: 2, interval: 50ms, timeout: 1s}}
         auto_rollback: true
-        {f'freeze: [{{cron: "{freeze}", reason: "change freeze"}}]' if freeze else ''}
+        {f'freeze: [{{cron: "{freeze}", reason: "change freeze"}}]' if freeze else ""}
 """
 
 
@@ -90,9 +90,11 @@ async def command(bot: BotHarness, text: str, user: str, command: str = "/deploy
 
 async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState) -> DeployRecord:
     """The deploy's record once it is in one of `states`."""
+
     async def in_state() -> DeployRecord | None:
         record = await bot.deps.deploys.get(deploy_id)
         return record if record is not None and record.state in states else None
+
     return await eventually(in_state, f"{deploy_id} to be {' or '.join(state.value for state in states)}")
 
 
@@ -102,16 +104,23 @@ def deploy_id_of(ack: str) -> str:
 
 async def click(bot: BotHarness, record: DeployRecord, action: str, user: str) -> None:
     assert record.channel and record.message_ts
-    result = await bot.emulator.send_block_action(channel=record.channel, message_ts=record.message_ts,
-                                                  action_id=f"deploy.{action}", value=record.id, user_id=user)
+    result = await bot.emulator.send_block_action(
+        channel=record.channel,
+        message_ts=record.message_ts,
+        action_id=f"deploy.{action}",
+        value=record.id,
+        user_id=user,
+    )
     assert result.status == 200
 
 
 async def until_message(bot: BotHarness, deploy_id: str) -> DeployRecord:
     """The deploy's record once its message is posted."""
+
     async def posted() -> DeployRecord | None:
         record = await bot.deps.deploys.get(deploy_id)
         return record if record and record.message_ts else None
+
     return await eventually(posted, f"the message of {deploy_id} posted")
 
 
@@ -121,7 +130,11 @@ def direct_messages(bot: BotHarness, user: str) -> list[str]:
 
 
 def ephemeral_texts(bot: BotHarness, user: str) -> list[str]:
-    return [html.unescape(str(m.get("text"))) for m in bot.emulator.messages("#deploys") + bot.emulator.messages("C0GENERAL") if m.get("ephemeral_to") == user]
+    return [
+        html.unescape(str(m.get("text")))
+        for m in bot.emulator.messages("#deploys") + bot.emulator.messages("C0GENERAL")
+        if m.get("ephemeral_to") == user
+    ]
 
 
 async def successful_production(bot: BotHarness, version: str) -> DeployRecord:
@@ -140,10 +153,16 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     assert message is not None and "Succeeded" in str(message["blocks"])
 
     def thread() -> list[str]:
-        return [m["text"] for m in bot.emulator.messages(record.channel) if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
+        return [
+            m["text"]
+            for m in bot.emulator.messages(record.channel)
+            if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts
+        ]
 
-    await eventually(lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()),
-                     "the thread to say v1.0.0 is live in staging")
+    await eventually(
+        lambda: any("<@U0ALICE> web v1.0.0 is live in staging" in t for t in thread()),
+        "the thread to say v1.0.0 is live in staging",
+    )
     assert any("deploying web v1.0.0 to staging" in t for t in thread())
     assert await bot.deps.deploys.current_version("web", "staging") == "v1.0.0"
     await bot.idle()  # the lock is released right after the final state is written, by the deploy's task
@@ -162,11 +181,14 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     await bot.idle()  # both clicks handled: a deploy they started would have run by now
     assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
     assert target.calls() == []
-    await eventually(lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
-                     "U0BOB told someone else has to approve")
-    await eventually(lambda: any("Only members of `approvers` can approve" in t
-                                 for t in ephemeral_texts(bot, "U0CAROL")),
-                     "U0CAROL told only approvers may approve")
+    await eventually(
+        lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
+        "U0BOB told someone else has to approve",
+    )
+    await eventually(
+        lambda: any("Only members of `approvers` can approve" in t for t in ephemeral_texts(bot, "U0CAROL")),
+        "U0CAROL told only approvers may approve",
+    )
     await click(bot, record, "approve", "U0ALICE")
     done = await wait_state(bot, record.id, DeployState.SUCCEEDED)
     assert done.approved_by == ("U0ALICE",)
@@ -215,13 +237,17 @@ async def test_failing_health_gate_rolls_back_automatically(bot: BotHarness, tar
     assert "health gate failed at step 1/3 (10%)" in done.detail and "Rolled back to v1 automatically" in done.detail
     assert target.calls()[-2:] == ["web bad production 10 rollback=false", "web v1 production 100 rollback=true"]
     assert await bot.deps.deploys.current_version("web", "production") == "v1"
-    await eventually(lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")),
-                     "U0BOB's DM saying it rolled back to v1")
+    await eventually(
+        lambda: any("Rolled back to v1" in t for t in direct_messages(bot, "U0BOB")),
+        "U0BOB's DM saying it rolled back to v1",
+    )
 
 
 async def test_rollback_picks_the_last_good_version(bot: BotHarness, target: Target) -> None:
     for version in ("v1", "v2"):
-        await wait_state(bot, deploy_id_of(await command(bot, f"web {version} to staging", "U0ALICE")), DeployState.SUCCEEDED)
+        await wait_state(
+            bot, deploy_id_of(await command(bot, f"web {version} to staging", "U0ALICE")), DeployState.SUCCEEDED
+        )
     ack = await command(bot, "web staging --reason 'v2 is slow'", "U0ALICE", command="/rollback")
     assert "Rollback web to v1 in staging" in ack
     done = await wait_state(bot, deploy_id_of(ack), DeployState.SUCCEEDED)
@@ -252,10 +278,14 @@ async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target)
 
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, freeze="* * * * *")))
     try:
-        assert "You need the `deployers` role to deploy web in production" in await command(bot, "web v1 to production", "U0CAROL")
+        assert "You need the `deployers` role to deploy web in production" in await command(
+            bot, "web v1 to production", "U0CAROL"
+        )
         frozen = await command(bot, "web v1 to production", "U0BOB")
         assert "`production` is frozen" in frozen and "change freeze" in frozen
-        assert "You need the `admins` role to use --force" in await command(bot, "web v1 to production --force", "U0BOB")
+        assert "You need the `admins` role to use --force" in await command(
+            bot, "web v1 to production --force", "U0BOB"
+        )
         forced = await command(bot, "web v1 to production --force --reason hotfix", "U0DEMO")
         record = await bot.deps.deploys.get(deploy_id_of(forced))
         assert record is not None and record.forced
@@ -291,8 +321,11 @@ async def test_history_and_status(bot: BotHarness, target: Target) -> None:
 
 def thread_replies(bot: BotHarness, record: DeployRecord) -> list[str]:
     """The replies in a deploy message's thread, oldest first."""
-    return [html.unescape(str(m["text"])) for m in bot.emulator.messages(record.channel or "")
-            if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts]
+    return [
+        html.unescape(str(m["text"]))
+        for m in bot.emulator.messages(record.channel or "")
+        if m.get("thread_ts") == record.message_ts and m["ts"] != record.message_ts
+    ]
 
 
 def is_provider_output(reply: str) -> bool:
@@ -301,22 +334,27 @@ def is_provider_output(reply: str) -> bool:
 
 
 async def test_a_canary_thread_says_only_what_matters_and_the_checks_are_edited_into_the_message(
-        bot: BotHarness, target: Target) -> None:
+    bot: BotHarness, target: Target
+) -> None:
     done = await successful_production(bot, "v2")
-    await eventually(lambda: any("v2 is live in production" in t for t in thread_replies(bot, done)),
-                     "the thread to say v2 is live in production")
+    await eventually(
+        lambda: any("v2 is live in production" in t for t in thread_replies(bot, done)),
+        "the thread to say v2 is live in production",
+    )
     replies = thread_replies(bot, done)
     assert not [t for t in replies if "health check" in t], "a thread reply per health check:\n" + "\n".join(replies)
     ours = [t for t in replies if not is_provider_output(t)]
     # Per step one reply when it starts and one when it is through, then the verdict: nothing per check.
     assert len(ours) == 2 * 3 + 1, "\n".join(replies)
     finished = [t for t in ours if " done: command succeeded" in t]
-    assert len(finished) == 3 and all(re.search(r"health ✓✓ 200 in (<1|\d+(–\d+)?) ms$", t) for t in finished), \
-        finished
+    assert len(finished) == 3 and all(re.search(r"health ✓✓ 200 in (<1|\d+(–\d+)?) ms$", t) for t in finished), finished
     message = bot.emulator.find_message(done.channel, done.message_ts)
     assert message is not None
-    steps = [html.unescape(b["text"]["text"]) for b in message["blocks"]
-             if b["type"] == "section" and "text" in b and b["text"]["text"].startswith("*Step ")]
+    steps = [
+        html.unescape(b["text"]["text"])
+        for b in message["blocks"]
+        if b["type"] == "section" and "text" in b and b["text"]["text"].startswith("*Step ")
+    ]
     assert [s.split("*")[1] for s in steps] == ["Step 1/3 (10%)", "Step 2/3 (50%)", "Step 3/3 (100%)"], steps
     for step in steps:
         assert ":white_check_mark: done" in step and "command succeeded" in step, step
@@ -325,26 +363,31 @@ async def test_a_canary_thread_says_only_what_matters_and_the_checks_are_edited_
 
 async def test_a_failed_deploy_that_replaced_nothing_offers_no_rollback(bot: BotHarness, target: Target) -> None:
     await wait_state(bot, deploy_id_of(await command(bot, "web v1 to staging", "U0ALICE")), DeployState.SUCCEEDED)
-    failed = await wait_state(bot, deploy_id_of(await command(bot, "web broken to staging", "U0ALICE")),
-                              DeployState.FAILED)
+    failed = await wait_state(
+        bot, deploy_id_of(await command(bot, "web broken to staging", "U0ALICE")), DeployState.FAILED
+    )
     assert "deploy failed: command failed with exit code 1" in failed.detail, failed.detail
     assert "`v1` was never replaced and is still running: there is nothing to roll back." in failed.detail
     assert "/rollback" not in failed.detail
     message = bot.emulator.find_message(failed.channel, failed.message_ts)
     assert message is not None and "/rollback" not in str(message["blocks"])
     assert "never replaced" in str(message["blocks"])
-    await eventually(lambda: any("never replaced" in t for t in direct_messages(bot, "U0ALICE")),
-                     "U0ALICE's DM saying nothing was replaced")
+    await eventually(
+        lambda: any("never replaced" in t for t in direct_messages(bot, "U0ALICE")),
+        "U0ALICE's DM saying nothing was replaced",
+    )
     assert not [t for t in direct_messages(bot, "U0ALICE") + thread_replies(bot, failed) if "/rollback" in t]
     # What the message says is true: there is nothing to roll back to.
     assert "no earlier successful version" in await command(bot, "web staging", "U0ALICE", command="/rollback")
 
 
 async def test_a_failed_deploy_that_went_live_says_how_to_put_the_old_version_back(
-        bot: BotHarness, target: Target) -> None:
+    bot: BotHarness, target: Target
+) -> None:
     await wait_state(bot, deploy_id_of(await command(bot, "web v1 to staging", "U0ALICE")), DeployState.SUCCEEDED)
-    failed = await wait_state(bot, deploy_id_of(await command(bot, "web bad to staging", "U0ALICE")),
-                              DeployState.FAILED)
+    failed = await wait_state(
+        bot, deploy_id_of(await command(bot, "web bad to staging", "U0ALICE")), DeployState.FAILED
+    )
     assert "health gate failed at deploy: 2 checks failed in a row" in failed.detail, failed.detail
     advice = "To put `v1` back: `/deploy web v1 to staging`."
     assert advice in failed.detail and "/rollback" not in failed.detail

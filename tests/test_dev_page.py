@@ -20,7 +20,9 @@ from tests.conftest import wait_ready
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+    ),
 ]
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright package")
 
@@ -31,8 +33,18 @@ async def dev_url(tmp_path: Path, repo_root: Path) -> AsyncIterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_", "DEMO_"))}
     env |= {"DEMO_STATE_DIR": str(tmp_path / "demo")}  # the demo config health-checks the default ports
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "dev", "--port", str(port), "--data-dir", str(tmp_path / "dev"),
-        cwd=repo_root, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        "dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "dev"),
+        cwd=repo_root,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         await wait_ready(f"http://127.0.0.1:{port}")
@@ -48,7 +60,8 @@ async def dev_url(tmp_path: Path, repo_root: Path) -> AsyncIterator[str]:
 async def page(dev_url: str) -> AsyncIterator[Any]:
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})

@@ -87,10 +87,19 @@ class FakeBot:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
-        valid = self.verifier.is_valid(body=body, timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
-                                       signature=request.headers.get("X-Slack-Signature", ""))
+        valid = self.verifier.is_valid(
+            body=body,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
+            signature=request.headers.get("X-Slack-Signature", ""),
+        )
         form = dict(parse_qsl(body, keep_blank_values=True)) if request.content_type.endswith("urlencoded") else {}
-        payload = json.loads(form["payload"]) if "payload" in form else json.loads(body) if request.content_type == "application/json" else None
+        payload = (
+            json.loads(form["payload"])
+            if "payload" in form
+            else json.loads(body)
+            if request.content_type == "application/json"
+            else None
+        )
         received = Received(dict(request.headers), body, form, payload, valid)
         self.requests.append(received)
         if not valid:
@@ -127,15 +136,27 @@ async def api_error(call: Awaitable[Any]) -> dict[str, Any]:
 
 async def test_auth_test_answers_as_the_bot(client: AsyncWebClient, emu: SlackEmulator) -> None:
     answer = await client.auth_test()
-    assert answer.data == {"ok": True, "url": f"{emu.origin}/", "team": "Acme", "user": "chatops",
-                           "team_id": "T0CHATOPS", "user_id": "U0BOT", "bot_id": "B0BOT", "is_enterprise_install": False}
+    assert answer.data == {
+        "ok": True,
+        "url": f"{emu.origin}/",
+        "team": "Acme",
+        "user": "chatops",
+        "team_id": "T0CHATOPS",
+        "user_id": "U0BOT",
+        "bot_id": "B0BOT",
+        "is_enterprise_install": False,
+    }
     assert emu.calls_to("auth.test")[0].ok
 
 
 @pytest.mark.parametrize(("token", "error"), [(None, "not_authed"), ("xoxb-wrong", "invalid_auth")])
-async def test_wrong_or_missing_token(emu: SlackEmulator, http: aiohttp.ClientSession, token: str | None, error: str) -> None:
+async def test_wrong_or_missing_token(
+    emu: SlackEmulator, http: aiohttp.ClientSession, token: str | None, error: str
+) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.post(f"{emu.api_url}chat.postMessage", json={"channel": "C0GENERAL", "text": "x"}, headers=headers) as r:
+    async with http.post(
+        f"{emu.api_url}chat.postMessage", json={"channel": "C0GENERAL", "text": "x"}, headers=headers
+    ) as r:
         assert r.status == 200
         assert await r.json() == {"ok": False, "error": error}
     assert emu.messages("C0GENERAL") == []
@@ -146,10 +167,13 @@ async def test_unknown_method(client: AsyncWebClient) -> None:
     assert (await api_error(client.api_call("chat.frobnicate")))["error"] == "unknown_method"
 
 
-async def test_form_body_query_and_token_param_are_read_like_slack(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_form_body_query_and_token_param_are_read_like_slack(
+    emu: SlackEmulator, http: aiohttp.ClientSession
+) -> None:
     blocks = json.dumps([{"type": "section", "text": {"type": "mrkdwn", "text": "*form*"}}])
-    async with http.post(f"{emu.api_url}chat.postMessage?channel=%23deploys",
-                         data={"token": TOKEN, "text": "by form", "blocks": blocks}) as r:
+    async with http.post(
+        f"{emu.api_url}chat.postMessage?channel=%23deploys", data={"token": TOKEN, "text": "by form", "blocks": blocks}
+    ) as r:
         body = await r.json()
     assert body["ok"] and body["channel"] == "C0DEPLOYS"
     assert emu.find_message("#deploys", body["ts"])["blocks"][0]["text"]["text"] == "*form*"
@@ -209,8 +233,12 @@ def _button(text: str = "Go", action_id: str = "go") -> dict[str, Any]:
         ([_section("a") | {"block_id": "same"}, _section("b") | {"block_id": "same"}], "duplicate block_id"),
     ],
 )
-async def test_invalid_blocks_say_what_is_wrong(client: AsyncWebClient, emu: SlackEmulator, blocks: Any, complaint: str) -> None:
-    error = await api_error(client.api_call("chat.postMessage", json={"channel": "C0GENERAL", "text": "t", "blocks": blocks}))
+async def test_invalid_blocks_say_what_is_wrong(
+    client: AsyncWebClient, emu: SlackEmulator, blocks: Any, complaint: str
+) -> None:
+    error = await api_error(
+        client.api_call("chat.postMessage", json={"channel": "C0GENERAL", "text": "t", "blocks": blocks})
+    )
     assert error["error"] == "invalid_blocks"
     assert any(complaint in m for m in error["response_metadata"]["messages"]), error
     assert emu.messages("C0GENERAL") == []
@@ -222,8 +250,13 @@ async def test_blocks_at_the_limits_are_accepted(client: AsyncWebClient) -> None
         {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3000}, "accessory": _button("b" * 75, "a" * 255)},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 10},
         {"type": "actions", "elements": [_button(action_id=f"a{i}") for i in range(25)]},
-        {"type": "context", "elements": [{"type": "image", "image_url": "https://x/i.png", "alt_text": "i"},
-                                         {"type": "mrkdwn", "text": "c"}]},
+        {
+            "type": "context",
+            "elements": [
+                {"type": "image", "image_url": "https://x/i.png", "alt_text": "i"},
+                {"type": "mrkdwn", "text": "c"},
+            ],
+        },
         {"type": "divider"},
         {"type": "image", "image_url": "https://x/i.png", "alt_text": "i"},
         {"type": "rich_text", "elements": []},
@@ -251,7 +284,9 @@ async def test_threads(client: AsyncWebClient, emu: SlackEmulator) -> None:
     first = await client.chat_postMessage(channel="C0INCIDENTS", text="update 1", thread_ts=parent["ts"])
     emu.post_as_user("C0INCIDENTS", "U0ALICE", "looking", thread_ts=parent["ts"])
     nested = await client.chat_postMessage(channel="C0INCIDENTS", text="via reply", thread_ts=first["ts"])
-    broadcast = await client.chat_postMessage(channel="C0INCIDENTS", text="resolved", thread_ts=parent["ts"], reply_broadcast=True)
+    broadcast = await client.chat_postMessage(
+        channel="C0INCIDENTS", text="resolved", thread_ts=parent["ts"], reply_broadcast=True
+    )
     stored = emu.find_message("C0INCIDENTS", parent["ts"])
     assert stored is not None
     assert stored["thread_ts"] == parent["ts"]
@@ -270,8 +305,12 @@ async def test_post_ephemeral(client: AsyncWebClient, emu: SlackEmulator) -> Non
     answer = await client.chat_postEphemeral(channel="C0GENERAL", user="U0BOB", text="only bob")
     stored = emu.find_message("C0GENERAL", answer["message_ts"])
     assert stored is not None and stored["ephemeral_to"] == "U0BOB"
-    assert (await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0DAVE", text="x")))["error"] == "user_not_in_channel"
-    assert (await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0NOBODY", text="x")))["error"] == "user_not_found"
+    assert (await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0DAVE", text="x")))[
+        "error"
+    ] == "user_not_in_channel"
+    assert (await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0NOBODY", text="x")))[
+        "error"
+    ] == "user_not_found"
 
 
 async def test_update_delete_and_permalink(client: AsyncWebClient, emu: SlackEmulator) -> None:
@@ -279,13 +318,19 @@ async def test_update_delete_and_permalink(client: AsyncWebClient, emu: SlackEmu
     updated = await client.chat_update(channel="C0DEPLOYS", ts=posted["ts"], text="deployed")
     stored = emu.find_message("C0DEPLOYS", posted["ts"])
     assert stored is not None and updated["ts"] == posted["ts"]
-    assert stored["text"] == "deployed" and stored["blocks"][0]["text"]["text"] == "*deploying*", "blocks kept when omitted"
+    assert stored["text"] == "deployed" and stored["blocks"][0]["text"]["text"] == "*deploying*", (
+        "blocks kept when omitted"
+    )
     assert stored["edited"]["user"] == "U0BOT" and TS.match(stored["edited"]["ts"])
     await client.chat_update(channel="C0DEPLOYS", ts=posted["ts"], text="deployed", blocks=[])
     assert "blocks" not in emu.find_message("C0DEPLOYS", posted["ts"])
-    assert (await api_error(client.chat_update(channel="C0DEPLOYS", ts="1.000001", text="x")))["error"] == "message_not_found"
+    assert (await api_error(client.chat_update(channel="C0DEPLOYS", ts="1.000001", text="x")))[
+        "error"
+    ] == "message_not_found"
     human = emu.post_as_user("C0DEPLOYS", "U0ALICE", "mine")
-    assert (await api_error(client.chat_update(channel="C0DEPLOYS", ts=human["ts"], text="x")))["error"] == "cant_update_message"
+    assert (await api_error(client.chat_update(channel="C0DEPLOYS", ts=human["ts"], text="x")))[
+        "error"
+    ] == "cant_update_message"
     assert (await api_error(client.chat_delete(channel="C0DEPLOYS", ts=human["ts"])))["error"] == "cant_delete_message"
     link = await client.chat_getPermalink(channel="C0DEPLOYS", message_ts=posted["ts"])
     assert link["permalink"] == f"{emu.origin}/archives/C0DEPLOYS/p{posted['ts'].replace('.', '')}"
@@ -296,7 +341,9 @@ async def test_update_delete_and_permalink(client: AsyncWebClient, emu: SlackEmu
 
 async def test_update_of_invalid_blocks_is_refused(client: AsyncWebClient) -> None:
     posted = await client.chat_postMessage(channel="C0DEPLOYS", text="x")
-    error = await api_error(client.chat_update(channel="C0DEPLOYS", ts=posted["ts"], text="y", blocks=[{"type": "nope"}]))
+    error = await api_error(
+        client.chat_update(channel="C0DEPLOYS", ts=posted["ts"], text="y", blocks=[{"type": "nope"}])
+    )
     assert error["error"] == "invalid_blocks"
 
 
@@ -312,10 +359,18 @@ async def test_conversations(client: AsyncWebClient, emu: SlackEmulator) -> None
     assert (await api_error(client.conversations_create(name="Bad Name!")))["error"] == "invalid_name_specials"
     assert (await api_error(client.conversations_create(name="x" * 81)))["error"] == "invalid_name_specials"
     await client.conversations_invite(channel=channel_id, users="U0ALICE,U0BOB")
-    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0ALICE")))["error"] == "already_in_channel"
-    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0NOBODY")))["error"] == "user_not_found"
-    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0BOT")))["error"] == "cant_invite_self"
-    assert (await api_error(client.conversations_invite(channel="C0NOPE", users="U0BOB")))["error"] == "channel_not_found"
+    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0ALICE")))[
+        "error"
+    ] == "already_in_channel"
+    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0NOBODY")))[
+        "error"
+    ] == "user_not_found"
+    assert (await api_error(client.conversations_invite(channel=channel_id, users="U0BOT")))[
+        "error"
+    ] == "cant_invite_self"
+    assert (await api_error(client.conversations_invite(channel="C0NOPE", users="U0BOB")))[
+        "error"
+    ] == "channel_not_found"
     members = await client.conversations_members(channel=channel_id)
     assert members["members"] == ["U0BOT", "U0ALICE", "U0BOB"]
     await client.conversations_setTopic(channel=channel_id, topic="DB is slow")
@@ -332,8 +387,12 @@ async def test_pins(client: AsyncWebClient, emu: SlackEmulator) -> None:
     posted = await client.chat_postMessage(channel="C0INCIDENTS", text="summary")
     await client.pins_add(channel="C0INCIDENTS", timestamp=posted["ts"])
     assert emu.find_message("C0INCIDENTS", posted["ts"])["pinned_to"] == ["C0INCIDENTS"]
-    assert (await api_error(client.pins_add(channel="C0INCIDENTS", timestamp=posted["ts"])))["error"] == "already_pinned"
-    assert (await api_error(client.pins_add(channel="C0INCIDENTS", timestamp="1.000001")))["error"] == "message_not_found"
+    assert (await api_error(client.pins_add(channel="C0INCIDENTS", timestamp=posted["ts"])))[
+        "error"
+    ] == "already_pinned"
+    assert (await api_error(client.pins_add(channel="C0INCIDENTS", timestamp="1.000001")))[
+        "error"
+    ] == "message_not_found"
 
 
 async def test_users_info(client: AsyncWebClient) -> None:
@@ -348,7 +407,9 @@ async def test_users_info(client: AsyncWebClient) -> None:
 async def test_usergroups(client: AsyncWebClient) -> None:
     groups = (await client.usergroups_list(include_users=True))["usergroups"]
     assert {(g["id"], g["handle"], tuple(g["users"])) for g in groups} == {
-        ("S0PLATFORM", "platform", ("U0DEMO", "U0ALICE")), ("S0SRE", "sre", ("U0BOB", "U0CAROL"))}
+        ("S0PLATFORM", "platform", ("U0DEMO", "U0ALICE")),
+        ("S0SRE", "sre", ("U0BOB", "U0CAROL")),
+    }
     assert "users" not in (await client.usergroups_list())["usergroups"][0]
     assert (await client.usergroups_users_list(usergroup="S0SRE"))["users"] == ["U0BOB", "U0CAROL"]
     assert (await api_error(client.usergroups_users_list(usergroup="S0NOPE")))["error"] == "no_such_subteam"
@@ -382,24 +443,36 @@ async def test_rate_limit_answers_429_with_retry_after(emu: SlackEmulator, http:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     statuses = []
     for i in range(3):
-        async with http.post(f"{emu.api_url}chat.postMessage", json={"channel": "C0ALERTS", "text": str(i)}, headers=headers) as r:
+        async with http.post(
+            f"{emu.api_url}chat.postMessage", json={"channel": "C0ALERTS", "text": str(i)}, headers=headers
+        ) as r:
             statuses.append(r.status)
             if r.status == 429:
                 assert int(r.headers["Retry-After"]) >= 1
                 assert await r.json() == {"ok": False, "error": "ratelimited"}
     assert statuses == [200, 429, 429]
-    async with http.post(f"{emu.api_url}chat.postMessage", json={"channel": "C0DEPLOYS", "text": "other"}, headers=headers) as r:
+    async with http.post(
+        f"{emu.api_url}chat.postMessage", json={"channel": "C0DEPLOYS", "text": "other"}, headers=headers
+    ) as r:
         assert r.status == 200, "the limit is per channel"
     assert emu.calls_to("chat.postMessage")[1].status == 429
     emu.set_rate_limit(None)
-    async with http.post(f"{emu.api_url}chat.postMessage", json={"channel": "C0ALERTS", "text": "free"}, headers=headers) as r:
+    async with http.post(
+        f"{emu.api_url}chat.postMessage", json={"channel": "C0ALERTS", "text": "free"}, headers=headers
+    ) as r:
         assert r.status == 200
 
 
-async def test_rate_limit_retry_handler_gets_everything_through(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_rate_limit_retry_handler_gets_everything_through(
+    emu: SlackEmulator, http: aiohttp.ClientSession
+) -> None:
     emu.set_rate_limit(1)
-    client = AsyncWebClient(token=TOKEN, base_url=emu.api_url, session=http,
-                            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=10)])
+    client = AsyncWebClient(
+        token=TOKEN,
+        base_url=emu.api_url,
+        session=http,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=10)],
+    )
     first = await client.chat_postMessage(channel="C0ALERTS", text="status")
     await asyncio.gather(
         *[client.chat_postMessage(channel="C0ALERTS", text=f"alert {i}") for i in range(3)],
@@ -426,12 +499,42 @@ async def test_slash_command_is_signed_and_shaped_like_slack(emu: SlackEmulator,
     assert received.signature_valid
     assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert int(before) <= int(received.headers["X-Slack-Request-Timestamp"]) <= after  # sent at the time of sending
-    assert list(received.form)[:10] == ["token", "team_id", "team_domain", "channel_id", "channel_name", "user_id",
-                                        "user_name", "command", "text", "api_app_id"]
-    assert {k: received.form[k] for k in ("team_id", "team_domain", "channel_id", "channel_name", "user_id",
-                                          "user_name", "command", "text", "api_app_id")} == {
-        "team_id": "T0CHATOPS", "team_domain": "acme", "channel_id": "C0DEPLOYS", "channel_name": "deploys",
-        "user_id": "U0ALICE", "user_name": "alice", "command": "/chatops", "text": "help me", "api_app_id": "A0CHATOPS"}
+    assert list(received.form)[:10] == [
+        "token",
+        "team_id",
+        "team_domain",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "api_app_id",
+    ]
+    assert {
+        k: received.form[k]
+        for k in (
+            "team_id",
+            "team_domain",
+            "channel_id",
+            "channel_name",
+            "user_id",
+            "user_name",
+            "command",
+            "text",
+            "api_app_id",
+        )
+    } == {
+        "team_id": "T0CHATOPS",
+        "team_domain": "acme",
+        "channel_id": "C0DEPLOYS",
+        "channel_name": "deploys",
+        "user_id": "U0ALICE",
+        "user_name": "alice",
+        "command": "/chatops",
+        "text": "help me",
+        "api_app_id": "A0CHATOPS",
+    }
     assert received.form["response_url"].startswith(f"{emu.origin}/emulator/response/")
     assert received.form["trigger_id"]
     assert "X-Slack-Retry-Num" not in received.headers
@@ -456,7 +559,9 @@ async def test_command_answers_are_applied_like_slack(emu: SlackEmulator, bot: F
     await emu.send_command(command="/deploy", text="web v1", user_id="U0DEMO", channel_id="C0DEPLOYS")
     public = emu.messages("C0DEPLOYS")
     assert [(m["user"], m["text"], m.get("ephemeral_to")) for m in public] == [
-        ("U0DEMO", "/deploy web v1", None), ("U0BOT", "deploying web", None)]
+        ("U0DEMO", "/deploy web v1", None),
+        ("U0BOT", "deploying web", None),
+    ]
     assert public[1]["blocks"][0]["text"]["text"] == "*web*"
     await emu.send_command(command="/deploy", text="quiet", channel_id="C0DEPLOYS")
     assert len(emu.messages("C0DEPLOYS")) == 2, "an empty answer shows nothing"
@@ -467,7 +572,10 @@ async def test_command_answers_are_applied_like_slack(emu: SlackEmulator, bot: F
     await emu.send_command(command="/deploy", text="missing", channel_id="C0DEPLOYS")
     assert failed.status == 500
     errors = [e["text"] for e in seen if e["type"] == "command_error"]
-    assert errors == ['/deploy failed with the error "http_service_error"', '/deploy failed with the error "http_client_error"']
+    assert errors == [
+        '/deploy failed with the error "http_service_error"',
+        '/deploy failed with the error "http_client_error"',
+    ]
 
 
 async def test_unreachable_and_slow_bots(emu: SlackEmulator, bot: FakeBot) -> None:
@@ -482,7 +590,9 @@ async def test_unreachable_and_slow_bots(emu: SlackEmulator, bot: FakeBot) -> No
     emu.app_url = "http://127.0.0.1:9/slack/events"
     assert (await emu.send_command(command="/chatops", text="down")).error == "dispatch_failed"
     assert [e["text"] for e in seen if e["type"] == "command_error"] == [
-        '/chatops failed with the error "operation_timeout"', '/chatops failed with the error "dispatch_failed"']
+        '/chatops failed with the error "operation_timeout"',
+        '/chatops failed with the error "dispatch_failed"',
+    ]
 
 
 async def test_retry_resends_the_same_request_with_retry_headers(emu: SlackEmulator, bot: FakeBot) -> None:
@@ -495,8 +605,9 @@ async def test_retry_resends_the_same_request_with_retry_headers(emu: SlackEmula
 
 
 async def test_send_signed_low_level(emu: SlackEmulator, bot: FakeBot) -> None:
-    result = await emu.send_signed("a=1", "application/x-www-form-urlencoded", headers={"X-Extra": "yes"},
-                                   timestamp=int(time.time()) - 10)
+    result = await emu.send_signed(
+        "a=1", "application/x-www-form-urlencoded", headers={"X-Extra": "yes"}, timestamp=int(time.time()) - 10
+    )
     assert result.status == 200 and bot.requests[0].signature_valid and bot.requests[0].headers["X-Extra"] == "yes"
     stale = await emu.send_signed("a=1", "application/x-www-form-urlencoded", timestamp=int(time.time()) - 600)
     assert stale.status == 401, "SignatureVerifier refuses requests older than five minutes"
@@ -515,25 +626,50 @@ async def test_event_callback_envelope(emu: SlackEmulator, bot: FakeBot) -> None
 
 APPROVAL_BLOCKS = [
     _section("Deploy *web* v2 to production?"),
-    {"type": "actions", "block_id": "approval", "elements": [
-        {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "action_id": "deploy.approve", "value": "req-1", "style": "primary"},
-        {"type": "static_select", "action_id": "deploy.env", "placeholder": {"type": "plain_text", "text": "Env"},
-         "option_groups": [{"label": {"type": "plain_text", "text": "Prod"}, "options": [
-             {"text": {"type": "plain_text", "text": "production"}, "value": "prod"}]}]},
-    ]},
+    {
+        "type": "actions",
+        "block_id": "approval",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "action_id": "deploy.approve",
+                "value": "req-1",
+                "style": "primary",
+            },
+            {
+                "type": "static_select",
+                "action_id": "deploy.env",
+                "placeholder": {"type": "plain_text", "text": "Env"},
+                "option_groups": [
+                    {
+                        "label": {"type": "plain_text", "text": "Prod"},
+                        "options": [{"text": {"type": "plain_text", "text": "production"}, "value": "prod"}],
+                    }
+                ],
+            },
+        ],
+    },
 ]
 
 
 async def test_block_actions_payload(client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot) -> None:
     posted = await client.chat_postMessage(channel="C0DEPLOYS", text="approve?", blocks=APPROVAL_BLOCKS)
-    result = await emu.send_block_action(channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.approve", user_id="U0BOB")
+    result = await emu.send_block_action(
+        channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.approve", user_id="U0BOB"
+    )
     assert result.status == 200
     received = bot.requests[0]
     assert received.signature_valid and list(received.form) == ["payload"]
     payload = received.payload
     assert payload is not None and payload["type"] == "block_actions"
     assert payload["user"] == {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": "T0CHATOPS"}
-    assert payload["container"] == {"type": "message", "message_ts": posted["ts"], "channel_id": "C0DEPLOYS", "is_ephemeral": False}
+    assert payload["container"] == {
+        "type": "message",
+        "message_ts": posted["ts"],
+        "channel_id": "C0DEPLOYS",
+        "is_ephemeral": False,
+    }
     assert payload["channel"] == {"id": "C0DEPLOYS", "name": "deploys"}
     assert payload["team"]["id"] == "T0CHATOPS" and payload["api_app_id"] == "A0CHATOPS"
     assert payload["message"]["ts"] == posted["ts"] and payload["message"]["blocks"][1]["block_id"] == "approval"
@@ -542,17 +678,23 @@ async def test_block_actions_payload(client: AsyncWebClient, emu: SlackEmulator,
     action = payload["actions"][0]
     assert action["action_id"] == "deploy.approve" and action["block_id"] == "approval" and action["value"] == "req-1"
     assert action["type"] == "button" and action["text"]["text"] == "Approve" and TS.match(action["action_ts"])
-    await emu.send_block_action(channel="#deploys", message_ts=posted["ts"], action_id="deploy.env", selected_option="prod")
+    await emu.send_block_action(
+        channel="#deploys", message_ts=posted["ts"], action_id="deploy.env", selected_option="prod"
+    )
     select = bot.requests[1].payload["actions"][0]  # type: ignore[index]
     assert select["type"] == "static_select"
     assert select["selected_option"] == {"text": {"type": "plain_text", "text": "production"}, "value": "prod"}
     with pytest.raises(ValueError, match="no element with action_id"):
         await emu.send_block_action(channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.nope")
     with pytest.raises(ValueError, match="no option"):
-        await emu.send_block_action(channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.env", selected_option="dev")
+        await emu.send_block_action(
+            channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.env", selected_option="dev"
+        )
 
 
-async def test_response_url_replace_delete_and_new(emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession) -> None:
+async def test_response_url_replace_delete_and_new(
+    emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession
+) -> None:
     async def answer(_: Received) -> web.StreamResponse:
         return web.json_response({"text": "pick one", "blocks": APPROVAL_BLOCKS})
 
@@ -573,7 +715,10 @@ async def test_response_url_replace_delete_and_new(emu: SlackEmulator, bot: Fake
 
     async with http.post(response_url, json={"response_type": "in_channel", "text": "Deploy started"}) as r:
         assert r.status == 200
-    assert emu.messages("C0DEPLOYS")[-1]["text"] == "Deploy started" and "ephemeral_to" not in emu.messages("C0DEPLOYS")[-1]
+    assert (
+        emu.messages("C0DEPLOYS")[-1]["text"] == "Deploy started"
+        and "ephemeral_to" not in emu.messages("C0DEPLOYS")[-1]
+    )
     async with http.post(response_url, json={"text": "just for you"}) as r:
         assert r.status == 200
     assert emu.messages("C0DEPLOYS")[-1]["ephemeral_to"] == "U0DEMO"
@@ -589,24 +734,34 @@ async def test_response_url_replace_delete_and_new(emu: SlackEmulator, bot: Fake
         assert r.status == 404 and (await r.json())["ok"] is False
 
 
-async def test_response_url_refuses_invalid_blocks(emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession) -> None:
+async def test_response_url_refuses_invalid_blocks(
+    emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession
+) -> None:
     await emu.send_command(command="/chatops", text="help")
     response_url = bot.requests[0].form["response_url"]
     async with http.post(response_url, json={"blocks": [{"type": "bogus"}]}) as r:
         assert r.status == 400 and (await r.json())["error"] == "invalid_blocks"
 
 
-async def test_action_from_a_slash_command_can_be_updated_with_chat_update(client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot) -> None:
+async def test_action_from_a_slash_command_can_be_updated_with_chat_update(
+    client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot
+) -> None:
     async def answer(received: Received) -> web.StreamResponse:
         if received.payload and received.payload.get("type") == "block_actions":
             container = received.payload["container"]
-            await client.chat_update(channel=container["channel_id"], ts=container["message_ts"], text="Approved",
-                                     blocks=[_section(":white_check_mark: Approved by <@U0ALICE>")])
+            await client.chat_update(
+                channel=container["channel_id"],
+                ts=container["message_ts"],
+                text="Approved",
+                blocks=[_section(":white_check_mark: Approved by <@U0ALICE>")],
+            )
         return web.Response()
 
     bot.answer = answer
     posted = await client.chat_postMessage(channel="C0DEPLOYS", text="approve?", blocks=APPROVAL_BLOCKS)
-    await emu.send_block_action(channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.approve", user_id="U0ALICE")
+    await emu.send_block_action(
+        channel="C0DEPLOYS", message_ts=posted["ts"], action_id="deploy.approve", user_id="U0ALICE"
+    )
     message = emu.find_message("C0DEPLOYS", posted["ts"])
     assert message is not None and message["text"] == "Approved" and "edited" in message
 
@@ -617,8 +772,14 @@ async def test_action_from_a_slash_command_can_be_updated_with_chat_update(clien
 async def test_file_upload_round_trip(client: AsyncWebClient, emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
     parent = await client.chat_postMessage(channel="C0BACKUPS", text="backup report")
     content = b"db,size\norders,42GB\n" * 100
-    answer = await client.files_upload_v2(channel="C0BACKUPS", content=content, filename="report.csv",
-                                          title="Backup report", initial_comment="Here it is", thread_ts=parent["ts"])
+    answer = await client.files_upload_v2(
+        channel="C0BACKUPS",
+        content=content,
+        filename="report.csv",
+        title="Backup report",
+        initial_comment="Here it is",
+        thread_ts=parent["ts"],
+    )
     file_id = answer["file"]["id"]
     assert emu.file_content(file_id) == content
     shared = emu.messages("C0BACKUPS")[-1]
@@ -631,7 +792,9 @@ async def test_file_upload_round_trip(client: AsyncWebClient, emu: SlackEmulator
     assert info["file"]["name"] == "report.csv"
 
 
-async def test_upload_accepts_multipart(client: AsyncWebClient, emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_upload_accepts_multipart(
+    client: AsyncWebClient, emu: SlackEmulator, http: aiohttp.ClientSession
+) -> None:
     announced = await client.files_getUploadURLExternal(filename="a.txt", length=5)
     assert announced["upload_url"].startswith(emu.origin)
     form = aiohttp.FormData()
@@ -640,35 +803,56 @@ async def test_upload_accepts_multipart(client: AsyncWebClient, emu: SlackEmulat
         assert r.status == 200
     assert emu.file_content(announced["file_id"]) == b"hello"
     not_uploaded = await client.files_getUploadURLExternal(filename="b.txt", length=5)
-    error = await api_error(client.files_completeUploadExternal(files=[{"id": not_uploaded["file_id"]}], channel_id="C0BACKUPS"))
+    error = await api_error(
+        client.files_completeUploadExternal(files=[{"id": not_uploaded["file_id"]}], channel_id="C0BACKUPS")
+    )
     assert error["error"] == "file_not_found"
 
 
 # -- views ---------------------------------------------------------------------------------------------------------
 
 MODAL = {
-    "type": "modal", "callback_id": "rollback", "title": {"type": "plain_text", "text": "Roll back"},
+    "type": "modal",
+    "callback_id": "rollback",
+    "title": {"type": "plain_text", "text": "Roll back"},
     "submit": {"type": "plain_text", "text": "Roll back"},
     "blocks": [
-        {"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "Reason"},
-         "element": {"type": "plain_text_input", "action_id": "text"}},
-        {"type": "input", "block_id": "env", "label": {"type": "plain_text", "text": "Environment"},
-         "element": {"type": "static_select", "action_id": "pick", "options": [
-             {"text": {"type": "plain_text", "text": "staging"}, "value": "staging"}]}},
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Reason"},
+            "element": {"type": "plain_text_input", "action_id": "text"},
+        },
+        {
+            "type": "input",
+            "block_id": "env",
+            "label": {"type": "plain_text", "text": "Environment"},
+            "element": {
+                "type": "static_select",
+                "action_id": "pick",
+                "options": [{"text": {"type": "plain_text", "text": "staging"}, "value": "staging"}],
+            },
+        },
     ],
 }
 
 
 async def test_views(client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot) -> None:
     assert (await api_error(client.views_open(trigger_id="", view=MODAL)))["error"] == "invalid_trigger_id"
-    bad = await api_error(client.views_open(trigger_id="1.2.3", view=MODAL | {"title": {"type": "plain_text", "text": "x" * 25}}))
+    bad = await api_error(
+        client.views_open(trigger_id="1.2.3", view=MODAL | {"title": {"type": "plain_text", "text": "x" * 25}})
+    )
     assert bad["error"] == "invalid_arguments"
     await emu.send_command(command="/rollback", user_id="U0CAROL")
     trigger = bot.requests[0].form["trigger_id"]
     opened = (await client.views_open(trigger_id=trigger, view=MODAL))["view"]
     assert opened["id"].startswith("V") and opened["callback_id"] == "rollback" and opened["state"] == {"values": {}}
     assert [v["id"] for v in emu.open_views("U0CAROL")] == [opened["id"]]
-    updated = (await client.views_update(view_id=opened["id"], view=MODAL | {"title": {"type": "plain_text", "text": "Roll back web"}}))["view"]
+    updated = (
+        await client.views_update(
+            view_id=opened["id"], view=MODAL | {"title": {"type": "plain_text", "text": "Roll back web"}}
+        )
+    )["view"]
     assert updated["id"] == opened["id"] and updated["title"]["text"] == "Roll back web"
     assert (await api_error(client.views_update(view_id="V0NOPE", view=MODAL)))["error"] == "not_found"
 
@@ -676,12 +860,19 @@ async def test_views(client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot) -
         return web.json_response({"response_action": "errors", "errors": {"reason": "Say why"}})
 
     bot.answer = errors
-    result = await emu.send_view_submission(view_id=opened["id"], values={"reason": {"text": ""}, "env": {"pick": "staging"}})
+    result = await emu.send_view_submission(
+        view_id=opened["id"], values={"reason": {"text": ""}, "env": {"pick": "staging"}}
+    )
     submission = bot.requests[-1].payload
     assert submission is not None and submission["type"] == "view_submission" and submission["user"]["id"] == "U0CAROL"
     assert submission["view"]["state"]["values"] == {
         "reason": {"text": {"type": "plain_text_input", "value": None}},
-        "env": {"pick": {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": "staging"}, "value": "staging"}}},
+        "env": {
+            "pick": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": "staging"}, "value": "staging"},
+            }
+        },
     }
     assert result.json == {"response_action": "errors", "errors": {"reason": "Say why"}}
     assert emu.open_views("U0CAROL"), "errors keep the modal open"
@@ -695,7 +886,9 @@ async def test_views(client: AsyncWebClient, emu: SlackEmulator, bot: FakeBot) -
 # -- the page's endpoints ------------------------------------------------------------------------------------------
 
 
-async def test_page_state_and_websocket(client: AsyncWebClient, emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_page_state_and_websocket(
+    client: AsyncWebClient, emu: SlackEmulator, http: aiohttp.ClientSession
+) -> None:
     async with http.get(f"{emu.origin}/") as r:
         assert r.status == 200 and 'data-testid="composer"' in await r.text()
     async with http.ws_connect(f"{emu.origin}/emulator/ws") as ws:
@@ -707,7 +900,11 @@ async def test_page_state_and_websocket(client: AsyncWebClient, emu: SlackEmulat
         second = await ws.receive_json(timeout=5)
         assert second["message"]["ts"] == posted["ts"] and second["message"]["text"] == "bye"
         await client.chat_delete(channel="C0GENERAL", ts=posted["ts"])
-        assert await ws.receive_json(timeout=5) == {"type": "message_deleted", "channel": "C0GENERAL", "ts": posted["ts"]}
+        assert await ws.receive_json(timeout=5) == {
+            "type": "message_deleted",
+            "channel": "C0GENERAL",
+            "ts": posted["ts"],
+        }
         await client.conversations_create(name="new-room")
         assert (await ws.receive_json(timeout=5))["type"] == "channel"
     await client.chat_postMessage(channel="C0GENERAL", text="kept")
@@ -715,20 +912,34 @@ async def test_page_state_and_websocket(client: AsyncWebClient, emu: SlackEmulat
         state = await r.json()
     assert state["team"]["id"] == "T0CHATOPS"
     assert {u["id"] for u in state["users"]} >= {"U0DEMO", "U0ALICE", "U0BOB", "U0CAROL", "U0BOT"}
-    assert {c["name"] for c in state["channels"]} >= {"general", "deploys", "alerts", "incidents", "oncall", "backups", "new-room"}
+    assert {c["name"] for c in state["channels"]} >= {
+        "general",
+        "deploys",
+        "alerts",
+        "incidents",
+        "oncall",
+        "backups",
+        "new-room",
+    }
     assert [m["text"] for m in state["messages"]["C0GENERAL"]] == ["kept"]
 
 
-async def test_page_command_and_message_endpoints(emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession) -> None:
+async def test_page_command_and_message_endpoints(
+    emu: SlackEmulator, bot: FakeBot, http: aiohttp.ClientSession
+) -> None:
     async def answer(_: Received) -> web.StreamResponse:
         return web.json_response({"text": "pong"})
 
     bot.answer = answer
-    async with http.post(f"{emu.origin}/emulator/command", json={"channel": "C0GENERAL", "user": "U0BOB", "text": "/chatops ping now"}) as r:
+    async with http.post(
+        f"{emu.origin}/emulator/command", json={"channel": "C0GENERAL", "user": "U0BOB", "text": "/chatops ping now"}
+    ) as r:
         assert (await r.json())["ok"] is True
     assert bot.requests[0].form["command"] == "/chatops" and bot.requests[0].form["text"] == "ping now"
     assert emu.messages("C0GENERAL")[-1]["ephemeral_to"] == "U0BOB"
-    async with http.post(f"{emu.origin}/emulator/message", json={"channel": "C0GENERAL", "user": "U0BOB", "text": "hi all"}) as r:
+    async with http.post(
+        f"{emu.origin}/emulator/message", json={"channel": "C0GENERAL", "user": "U0BOB", "text": "hi all"}
+    ) as r:
         ts = (await r.json())["ts"]
     assert emu.find_message("C0GENERAL", ts)["user"] == "U0BOB"
 
@@ -739,22 +950,36 @@ async def test_page_command_and_message_endpoints(emu: SlackEmulator, bot: FakeB
 def test_validate_blocks_accepts_what_bot_blocks_builds() -> None:
     from bot.text import blocks as b
 
-    built = [b.header("Deploy"), b.section("text", accessory=b.button("Go", "go", "1", style="primary")),
-             b.fields([("Service", "web"), ("Env", "prod")]), b.context("one", "two"), b.divider(),
-             b.actions(b.button("Yes", "y"), b.static_select("Pick", "p", [("A", "a")]))]
+    built = [
+        b.header("Deploy"),
+        b.section("text", accessory=b.button("Go", "go", "1", style="primary")),
+        b.fields([("Service", "web"), ("Env", "prod")]),
+        b.context("one", "two"),
+        b.divider(),
+        b.actions(b.button("Yes", "y"), b.static_select("Pick", "p", [("A", "a")])),
+    ]
     assert validate_blocks(built) == []
 
 
 @pytest.mark.parametrize(
     ("text", "html"),
     [
-        ("*bold* _italic_ ~strike~ `code`", "<b>bold</b> <i>italic</i> <s>strike</s> <code class=\"code\">code</code>"),
+        ("*bold* _italic_ ~strike~ `code`", '<b>bold</b> <i>italic</i> <s>strike</s> <code class="code">code</code>'),
         ("snake_case_name and 2*3*4", "snake_case_name and 2*3*4"),
         ("```a *b*\n<c>```", '<pre class="pre">a *b*\nc</pre>'),
-        ("<https://example.com/a_b|the *site*>", '<a class="link" href="https://example.com/a_b" target="_blank" rel="noopener">the *site*</a>'),
-        ("<@U0ALICE> in <#C0DEPLOYS|deploys> <!here>", '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span class="mention mention-broadcast">@here</span>'),
+        (
+            "<https://example.com/a_b|the *site*>",
+            '<a class="link" href="https://example.com/a_b" target="_blank" rel="noopener">the *site*</a>',
+        ),
+        (
+            "<@U0ALICE> in <#C0DEPLOYS|deploys> <!here>",
+            '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span class="mention mention-broadcast">@here</span>',
+        ),
         ("<!subteam^S0SRE|@sre>", '<span class="mention">@sre</span>'),
-        (":white_check_mark: ok :no_such_emoji:", '<span class="emoji" title=":white_check_mark:">✅</span> ok :no_such_emoji:'),
+        (
+            ":white_check_mark: ok :no_such_emoji:",
+            '<span class="emoji" title=":white_check_mark:">✅</span> ok :no_such_emoji:',
+        ),
         ("a\nb", "a<br>b"),
         ("&lt;script&gt; &amp;", "&lt;script&gt; &amp;"),
         ("<javascript:alert(1)|click>", '<span class="text">click</span>'),

@@ -137,17 +137,20 @@ def test_every_mode_is_accepted() -> None:
         assert plan.add(mode).mode == mode
 
 
-@pytest.mark.parametrize(("kwargs", "complaint"), [
-    ({"mode": "503"}, "unknown fault mode '503'; known: 429, 500, html502, timeout, applied_then_500"),
-    ({"mode": "500", "seconds": 0}, "seconds must be more than 0"),
-    ({"mode": "500", "count": 0}, "count must be a whole number of calls, at least 1"),
-    ({"mode": "500", "count": 1.5}, "count must be a whole number"),
-    ({"mode": "500", "fraction": 0}, "fraction must be more than 0 and at most 1"),
-    ({"mode": "500", "fraction": 1.5}, "fraction must be more than 0 and at most 1"),
-    ({"mode": "500", "methods": []}, "methods must be Web API method names"),
-    ({"mode": "429", "retry_after": -1}, "retry_after must be whole seconds"),
-    ({"mode": "timeout", "hold": 0}, "hold must be more than 0 seconds"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "complaint"),
+    [
+        ({"mode": "503"}, "unknown fault mode '503'; known: 429, 500, html502, timeout, applied_then_500"),
+        ({"mode": "500", "seconds": 0}, "seconds must be more than 0"),
+        ({"mode": "500", "count": 0}, "count must be a whole number of calls, at least 1"),
+        ({"mode": "500", "count": 1.5}, "count must be a whole number"),
+        ({"mode": "500", "fraction": 0}, "fraction must be more than 0 and at most 1"),
+        ({"mode": "500", "fraction": 1.5}, "fraction must be more than 0 and at most 1"),
+        ({"mode": "500", "methods": []}, "methods must be Web API method names"),
+        ({"mode": "429", "retry_after": -1}, "retry_after must be whole seconds"),
+        ({"mode": "timeout", "hold": 0}, "hold must be more than 0 seconds"),
+    ],
+)
 def test_bad_arguments_are_refused_by_name_and_add_nothing(kwargs: dict[str, Any], complaint: str) -> None:
     plan = FaultPlan(clock=Clock())
     mode = kwargs.pop("mode")
@@ -160,11 +163,15 @@ def test_bad_arguments_are_refused_by_name_and_add_nothing(kwargs: dict[str, Any
 
 
 async def test_429_answers_ratelimited_with_retry_after_and_applies_nothing(
-    emu: SlackEmulator, http: aiohttp.ClientSession,
+    emu: SlackEmulator,
+    http: aiohttp.ClientSession,
 ) -> None:
     emu.faults.add("429", methods=["chat.postMessage"], count=1, retry_after=3)
-    async with http.post(emu.api_url + "chat.postMessage", json={"channel": "#general", "text": "hi"},
-                         headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+    async with http.post(
+        emu.api_url + "chat.postMessage",
+        json={"channel": "#general", "text": "hi"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
         assert response.status == 429
         assert response.headers["Retry-After"] == "3"
         assert await response.json() == {"ok": False, "error": "ratelimited"}
@@ -174,10 +181,15 @@ async def test_429_answers_ratelimited_with_retry_after_and_applies_nothing(
 
 
 async def test_slack_sdk_retry_handler_gets_through_a_counted_429(
-    emu: SlackEmulator, http: aiohttp.ClientSession,
+    emu: SlackEmulator,
+    http: aiohttp.ClientSession,
 ) -> None:
-    client = AsyncWebClient(token=TOKEN, base_url=emu.api_url, session=http,
-                            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)])
+    client = AsyncWebClient(
+        token=TOKEN,
+        base_url=emu.api_url,
+        session=http,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
+    )
     emu.faults.add("429", methods=["chat.postMessage"], count=2, retry_after=0)
     await client.chat_postMessage(channel="#general", text="after two 429s")
     assert _texts(emu).count("after two 429s") == 1
@@ -197,8 +209,11 @@ async def test_500_is_internal_error_and_applies_nothing(client: AsyncWebClient,
 
 async def test_html502_is_a_proxy_page_not_json(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
     emu.faults.add("html502", seconds=60)
-    async with http.post(emu.api_url + "chat.postMessage", json={"channel": "#general", "text": "hi"},
-                         headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+    async with http.post(
+        emu.api_url + "chat.postMessage",
+        json={"channel": "#general", "text": "hi"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
         assert response.status == 502
         assert response.content_type == "text/html"
         assert await response.text() == HTML_502
@@ -218,7 +233,8 @@ async def test_applied_then_500_stores_the_message_but_answers_500(client: Async
 
 
 async def test_applied_then_500_of_a_call_that_fails_anyway_gets_the_real_error(
-    client: AsyncWebClient, emu: SlackEmulator,
+    client: AsyncWebClient,
+    emu: SlackEmulator,
 ) -> None:
     emu.faults.add("applied_then_500", count=1)
     with pytest.raises(SlackApiError) as raised:
@@ -228,7 +244,8 @@ async def test_applied_then_500_of_a_call_that_fails_anyway_gets_the_real_error(
 
 
 async def test_timeout_holds_past_the_client_timeout_then_clear_lets_it_go(
-    emu: SlackEmulator, http: aiohttp.ClientSession,
+    emu: SlackEmulator,
+    http: aiohttp.ClientSession,
 ) -> None:
     # No session: slack_sdk applies `timeout` only to the session it makes itself (it ignores it with a given one).
     client = AsyncWebClient(token=TOKEN, base_url=emu.api_url, retry_handlers=[], timeout=1)
@@ -239,8 +256,9 @@ async def test_timeout_holds_past_the_client_timeout_then_clear_lets_it_go(
     emu.faults.clear()
     # The held request ends soon after clear(), and is recorded then. Shorter than the default deadline on purpose:
     # the hold would end by itself after 60 s, so only a wait well inside that proves clear() let it go.
-    await eventually(lambda: emu.calls_to("chat.postMessage"), "the held request to end once the faults were cleared",
-                     deadline=30)
+    await eventually(
+        lambda: emu.calls_to("chat.postMessage"), "the held request to end once the faults were cleared", deadline=30
+    )
     (call,) = emu.calls_to("chat.postMessage")
     assert (call.status, call.error, call.fault) == (504, "timeout", "timeout")
     await client.chat_postMessage(channel="#general", text="after")

@@ -26,24 +26,49 @@ SECRET = "page-test-secret"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+    ),
 ]
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright package")
 
 APPROVE_BLOCKS = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "*Deploy* `web` v2 to *production*?"}},
-    {"type": "actions", "elements": [
-        {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "action_id": "deploy.approve", "value": "web", "style": "primary"},
-        {"type": "button", "text": {"type": "plain_text", "text": "Cancel"}, "action_id": "deploy.cancel", "value": "web", "style": "danger"},
-    ]},
+    {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "action_id": "deploy.approve",
+                "value": "web",
+                "style": "primary",
+            },
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Cancel"},
+                "action_id": "deploy.cancel",
+                "value": "web",
+                "style": "danger",
+            },
+        ],
+    },
 ]
 
 MODAL = {
-    "type": "modal", "callback_id": "why", "title": {"type": "plain_text", "text": "Roll back"},
+    "type": "modal",
+    "callback_id": "why",
+    "title": {"type": "plain_text", "text": "Roll back"},
     "submit": {"type": "plain_text", "text": "Roll back"},
-    "blocks": [{"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "Reason"},
-                "element": {"type": "plain_text_input", "action_id": "text"}}],
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Reason"},
+            "element": {"type": "plain_text_input", "action_id": "text"},
+        }
+    ],
 }
 
 
@@ -58,12 +83,17 @@ class TinyBot:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
-        if not self.verifier.is_valid(body=body, timestamp=request.headers["X-Slack-Request-Timestamp"],
-                                      signature=request.headers["X-Slack-Signature"]):
+        if not self.verifier.is_valid(
+            body=body,
+            timestamp=request.headers["X-Slack-Request-Timestamp"],
+            signature=request.headers["X-Slack-Signature"],
+        ):
             return web.Response(status=401)
         form = dict(parse_qsl(body, keep_blank_values=True))
         if form.get("command") == "/deploy":
-            return web.json_response({"response_type": "in_channel", "text": "Deploy web v2?", "blocks": APPROVE_BLOCKS})
+            return web.json_response(
+                {"response_type": "in_channel", "text": "Deploy web v2?", "blocks": APPROVE_BLOCKS}
+            )
         if form.get("command") == "/chatops":
             return web.json_response({"text": f"Only for <@{form['user_id']}>: *help*"})
         if form.get("command") == "/rollback":
@@ -87,11 +117,19 @@ class TinyBot:
     async def _approve(self, payload: dict[str, Any]) -> None:
         container = payload["container"]
         await self.client.chat_update(
-            channel=container["channel_id"], ts=container["message_ts"], text="Approved",
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: Approved by <@{payload['user']['id']}>"}}],
+            channel=container["channel_id"],
+            ts=container["message_ts"],
+            text="Approved",
+            blocks=[
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f":white_check_mark: Approved by <@{payload['user']['id']}>"},
+                }
+            ],
         )
-        await self.client.chat_postMessage(channel=container["channel_id"], thread_ts=container["message_ts"],
-                                           text="Deploying `web` v2… :rocket:")
+        await self.client.chat_postMessage(
+            channel=container["channel_id"], thread_ts=container["message_ts"], text="Deploying `web` v2… :rocket:"
+        )
 
 
 @dataclass
@@ -197,7 +235,9 @@ async def test_failed_command_and_unread_dot(harness: Harness, page: Any) -> Non
     expect = playwright_api.expect
     harness.emu.app_url = "http://127.0.0.1:9/slack/events"
     await _type(page, "/deploy web")
-    await expect(page.get_by_test_id("command-error")).to_contain_text('/deploy failed with the error "dispatch_failed"')
+    await expect(page.get_by_test_id("command-error")).to_contain_text(
+        '/deploy failed with the error "dispatch_failed"'
+    )
     async with aiohttp.ClientSession() as session:
         client = AsyncWebClient(token=TOKEN, base_url=harness.emu.api_url, session=session)
         await client.chat_postMessage(channel="#alerts", text=":rotating_light: disk full")

@@ -27,8 +27,20 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server this test alone uses, so stopping it disturbs no other test."""
     binary = require_binaries("redis-server")["redis-server"]
     server = RedisProcess(binary, free_port(), tmp_path / "redis", [])
-    server.start_with(lambda port, d: ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "",
-                                       "--appendonly", "no"])
+    server.start_with(
+        lambda port, d: [
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(d),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+    )
     try:
         yield server
     finally:
@@ -36,7 +48,8 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 async def test_a_command_is_answered_in_time_and_clearly_while_redis_hangs(
-    emulator: SlackEmulator, own_redis: RedisProcess,
+    emulator: SlackEmulator,
+    own_redis: RedisProcess,
 ) -> None:
     emulator.ack_timeout = SLACK_ACK_TIMEOUT
     url = f"redis://127.0.0.1:{own_redis.port}/0"
@@ -48,16 +61,20 @@ async def test_a_command_is_answered_in_time_and_clearly_while_redis_hangs(
         assert warm.error is None and warm.status == 200, warm  # connections are open before Redis hangs
         os.kill(pid, signal.SIGSTOP)
         try:
-            answers = await asyncio.gather(*(
-                emulator.send_command(command=name, text=text, user_id="U0DEMO", channel_id="C0GENERAL")
-                for name, text in (("/oncall", ""), ("/incident", "declare sev2 Checkout is down"), ("/status", ""))
-            ))
+            answers = await asyncio.gather(
+                *(
+                    emulator.send_command(command=name, text=text, user_id="U0DEMO", channel_id="C0GENERAL")
+                    for name, text in (("/oncall", ""), ("/incident", "declare sev2 Checkout is down"), ("/status", ""))
+                )
+            )
         finally:
             os.kill(pid, signal.SIGCONT)
         for answer in answers:
             assert answer.error is None and answer.status == 200, f"Slack saw no answer in time: {answer}"
             assert answer.json is not None
-            assert "cannot reach its Redis store right now; nothing was changed" in html.unescape(answer.json["text"]), answer
+            assert "cannot reach its Redis store right now; nothing was changed" in html.unescape(
+                answer.json["text"]
+            ), answer
         again = await emulator.send_command(command="/oncall", text="", user_id="U0DEMO", channel_id="C0GENERAL")
         assert again.error is None and again.json is not None and "cannot reach" not in again.json["text"], again
     finally:

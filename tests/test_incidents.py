@@ -79,12 +79,14 @@ async def incident(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
 async def settled(bot: BotHarness, inc_id: str = "INC-1") -> Incident:
     """Waits until Slack shows everything Redis has for the incident: every entry posted, and then (the bot idle)
     the topic, summary and announcement refreshed after the last post."""
+
     async def done() -> bool:
         found = await state(bot).incidents.get(inc_id)
         if found is None or not found.setup_done:
             return False
         entries = await state(bot).incidents.timeline(inc_id)
         return bool(entries) and await state(bot).incidents.published(inc_id) == entries[-1].id
+
     await eventually(done, f"every timeline entry of {inc_id} posted to Slack")
     await bot.idle()
     return await incident(bot, inc_id)
@@ -104,7 +106,9 @@ def texts(bot: BotHarness, channel: str, *, thread_ts: str | None = None) -> lis
 
 
 def ephemerals(bot: BotHarness, channel: str, user: str) -> list[str]:
-    return [html.unescape(str(m.get("text", ""))) for m in bot.emulator.messages(channel) if m.get("ephemeral_to") == user]
+    return [
+        html.unescape(str(m.get("text", ""))) for m in bot.emulator.messages(channel) if m.get("ephemeral_to") == user
+    ]
 
 
 def dms(bot: BotHarness, user: str) -> list[dict[str, Any]]:
@@ -131,7 +135,9 @@ async def test_declare_creates_the_channel_invites_pins_announces_and_pages(bot:
     pinned = bot.emulator.state.pinned(inc.channel_id)
     assert len(pinned) == 1 and pinned[0]["ts"] == inc.summary_ts
     summary = blocks_text(pinned[0])
-    assert "SEV2" in summary and "investigating" in summary and "nobody yet" in summary and "2026-11-23 10:00Z" in summary
+    assert (
+        "SEV2" in summary and "investigating" in summary and "nobody yet" in summary and "2026-11-23 10:00Z" in summary
+    )
     announce = bot.emulator.find_message("#incidents", inc.announce_ts or "")
     assert "INC-1 SEV2" in blocks_text(announce) and f"<#{inc.channel_id}>" in blocks_text(announce)
 
@@ -182,7 +188,9 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
     inc = await declared(bot)
     assert inc.channel_id
     clock.advance(timedelta(minutes=4))
-    assert "<@U0ALICE> is INC-1's incident commander" in await command(bot, "commander <@U0ALICE|alice>", channel=inc.channel_id)
+    assert "<@U0ALICE> is INC-1's incident commander" in await command(
+        bot, "commander <@U0ALICE|alice>", channel=inc.channel_id
+    )
     clock.advance(timedelta(hours=1))
     answer = await command(bot, "resolve Rolled back the bad config", user="U0ALICE", channel=inc.channel_id)
     assert "INC-1 resolved: commander after 4m, resolved after 1h 4m" in answer
@@ -202,10 +210,22 @@ async def test_resolve_closes_the_incident_and_records_the_durations(bot: BotHar
 # -- the postmortem ---------------------------------------------------------------------------------------------
 
 
-async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window(bot: BotHarness, clock: FakeClock) -> None:
+async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window(
+    bot: BotHarness, clock: FakeClock
+) -> None:
     def deploy(version: str, at: datetime, kind: str = "deploy") -> DeployRecord:
-        return DeployRecord(id=f"d-{version}", kind=kind, service="web", environment="production", version=version,  # type: ignore[arg-type]
-                            previous_version="v1", requested_by="U0BOB", state=DeployState.SUCCEEDED, created_at=at, updated_at=at)
+        return DeployRecord(
+            id=f"d-{version}",
+            kind=kind,
+            service="web",
+            environment="production",
+            version=version,  # type: ignore[arg-type]
+            previous_version="v1",
+            requested_by="U0BOB",
+            state=DeployState.SUCCEEDED,
+            created_at=at,
+            updated_at=at,
+        )
 
     store = state(bot).deploys
     await store.create(deploy("v0-before", T0 - timedelta(days=1)))
@@ -215,7 +235,9 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
     await store.create(deploy("v2-during", clock.now))
     await bot.deps.pager.tick()
     page = next(m for m in dms(bot, "U0ALICE") if "alerts.ack" in json.dumps(m.get("blocks")))
-    await bot.emulator.send_block_action(channel=page["channel"], message_ts=page["ts"], action_id="alerts.ack", user_id="U0ALICE")
+    await bot.emulator.send_block_action(
+        channel=page["channel"], message_ts=page["ts"], action_id="alerts.ack", user_id="U0ALICE"
+    )
     await eventually(lambda: _acked(bot, inc.page_ids[0]), "the page acknowledged")
     await command(bot, "update Rolled back web", channel=inc.channel_id)
     clock.advance(timedelta(minutes=10))
@@ -229,8 +251,15 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
     assert len(shared) == 1
     markdown = bot.emulator.file_content(shared[0]["files"][0]["id"]).decode()
     assert markdown.startswith("# Postmortem: INC-1 Checkout errors on web")
-    for heading in ("## Summary", "## Impact window", "## Severity history", "## Timeline", "## Alerts and pages",
-                    "## Deploys and rollbacks in the window", "## Action items"):
+    for heading in (
+        "## Summary",
+        "## Impact window",
+        "## Severity history",
+        "## Timeline",
+        "## Alerts and pages",
+        "## Deploys and rollbacks in the window",
+        "## Action items",
+    ):
         assert heading in markdown
     assert "update: Rolled back web" in markdown and "resolved: Resolved after 12m: Config reverted" in markdown
     assert f"`{inc.page_ids[0]}`" in markdown and "@alice after 2m via dm" in markdown
@@ -270,9 +299,13 @@ async def test_only_the_incidents_people_may_change_it(bot: BotHarness) -> None:
     answer = await command(bot, "update I should not", user="U0EVE", channel=inc.channel_id)
     assert answer.startswith(":no_entry: Only INC-1's declarer") and "/incident role" in answer
     message = bot.emulator.post_as_user(inc.channel_id, "U0ALICE", "a message")
-    await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0EVE")
-    await eventually(lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2),
-                     "U0EVE told twice that only INC-1's people may change it")
+    await bot.emulator.send_message_shortcut(
+        channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0EVE"
+    )
+    await eventually(
+        lambda: _count(ephemerals(bot, inc.channel_id, "U0EVE"), "Only INC-1's declarer", 2),
+        "U0EVE told twice that only INC-1's people may change it",
+    )
     assert [e.kind for e in await state(bot).incidents.timeline("INC-1")] == ["declared", "page"]
     denied = [r for r in await bot.deps.audit.recent(50) if r.result == "denied"]
     assert {r.action for r in denied} == {"incident.update", "incident.note"}
@@ -295,7 +328,10 @@ async def _count(found: list[str], text: str, count: int) -> bool:
 
 
 async def test_an_update_after_a_restart_goes_to_the_same_channel_and_thread(
-    emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    bot_config: ChatopsConfig,
+    clock: FakeClock,
 ) -> None:
     await hold_leader_lease(redis_url, bot_config)
     first, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
@@ -338,7 +374,9 @@ async def test_no_commander_within_respond_within_escalates_once(bot: BotHarness
     assert any("no commander after 30m" in blocks_text(m) for m in dms(bot, "U0ALICE"))
 
 
-async def test_an_unacknowledged_incident_page_escalates_after_respond_within(bot: BotHarness, clock: FakeClock) -> None:
+async def test_an_unacknowledged_incident_page_escalates_after_respond_within(
+    bot: BotHarness, clock: FakeClock
+) -> None:
     inc = await declared(bot)  # sev2 pages primary (Alice) at once, then #incidents with @here after 30m
     assert inc.channel_id
     await command(bot, "commander <@U0BOB|bob>", channel=inc.channel_id)  # so only the page escalates
@@ -359,40 +397,66 @@ async def test_an_unacknowledged_incident_page_escalates_after_respond_within(bo
 async def test_the_declare_form_checks_its_input_and_declares(bot: BotHarness) -> None:
     assert "Fill in the form" in await command(bot, "")
     view = bot.emulator.open_views("U0DEMO")[-1]
-    result = await bot.emulator.send_view_submission(view_id=view["id"], values={"title": {"title": "  "}, "severity": {"severity": "sev1"}})
+    result = await bot.emulator.send_view_submission(
+        view_id=view["id"], values={"title": {"title": "  "}, "severity": {"severity": "sev1"}}
+    )
     assert result.json == {"response_action": "errors", "errors": {"title": "Say what is broken, for whom."}}
     assert await state(bot).incidents.open_ids() == []
-    result = await bot.emulator.send_view_submission(view_id=view["id"], values={
-        "title": {"title": "Login broken"}, "severity": {"severity": "sev1"}, "service": {"service": "auth"}})
+    result = await bot.emulator.send_view_submission(
+        view_id=view["id"],
+        values={"title": {"title": "Login broken"}, "severity": {"severity": "sev1"}, "service": {"service": "auth"}},
+    )
     assert result.status == 200
     inc = await settled(bot)
     assert (inc.title, inc.severity, inc.service) == ("Login broken", "sev1", "auth")
-    await eventually(lambda: _has(ephemerals(bot, "C0GENERAL", "U0DEMO"), "Declared *INC-1* SEV1: Login broken"),
-                     "the declarer told INC-1 was declared")
+    await eventually(
+        lambda: _has(ephemerals(bot, "C0GENERAL", "U0DEMO"), "Declared *INC-1* SEV1: Login broken"),
+        "the declarer told INC-1 was declared",
+    )
 
 
 async def test_the_alert_button_prefills_the_form_from_the_alert(bot: BotHarness, clock: FakeClock) -> None:
-    alert = Alert(source="alertmanager", fingerprint="fp-db", status="firing", title="DatabaseDown", severity="critical",
-                  labels={"alertname": "DatabaseDown", "service": "db"}, annotations={}, summary="primary database unreachable",
-                  starts_at=clock.now, ends_at=None, links={})
+    alert = Alert(
+        source="alertmanager",
+        fingerprint="fp-db",
+        status="firing",
+        title="DatabaseDown",
+        severity="critical",
+        labels={"alertname": "DatabaseDown", "service": "db"},
+        annotations={},
+        summary="primary database unreachable",
+        starts_at=clock.now,
+        ends_at=None,
+        links={},
+    )
     await bot.deps.alerts.ingest([alert])
     store = state(bot).alerts
 
     async def posted() -> bool:
         return any(g.message_ts for g in await store.groups(await store.firing_ids()))
+
     await eventually(posted, "the alert posted")
     group = (await store.groups(await store.firing_ids()))[0]
-    await bot.emulator.send_block_action(channel="#alerts", message_ts=group.message_ts or "", action_id="incidents.declare_from_alert", user_id="U0BOB")
+    await bot.emulator.send_block_action(
+        channel="#alerts", message_ts=group.message_ts or "", action_id="incidents.declare_from_alert", user_id="U0BOB"
+    )
 
     async def opened() -> bool:
         return bool(bot.emulator.open_views("U0BOB"))
+
     await eventually(opened, "the declare form opened for U0BOB")
     view = bot.emulator.open_views("U0BOB")[-1]
     shown = json.dumps(view["blocks"])
-    assert '"initial_value": "DatabaseDown"' in shown and '"initial_value": "db"' in shown and '"value": "sev1"}, "initial_option"' not in shown
+    assert (
+        '"initial_value": "DatabaseDown"' in shown
+        and '"initial_value": "db"' in shown
+        and '"value": "sev1"}, "initial_option"' not in shown
+    )
     assert view["blocks"][1]["element"]["initial_option"]["value"] == "sev1"
-    await bot.emulator.send_view_submission(view_id=view["id"], values={
-        "title": {"title": "DatabaseDown"}, "severity": {"severity": "sev1"}, "service": {"service": "db"}})
+    await bot.emulator.send_view_submission(
+        view_id=view["id"],
+        values={"title": {"title": "DatabaseDown"}, "severity": {"severity": "sev1"}, "service": {"service": "db"}},
+    )
     inc = await settled(bot)
     assert inc.alert_ids == (group.id,) and inc.declared_by == "U0BOB" and inc.service == "db"
     thread = [t for t in texts(bot, "#alerts", thread_ts=group.message_ts) if "declared INC-1" in t]
@@ -403,17 +467,31 @@ async def test_add_to_timeline_adds_a_message_of_the_incident_channel(bot: BotHa
     inc = await declared(bot)
     assert inc.channel_id
     message = bot.emulator.post_as_user(inc.channel_id, "U0ALICE", "Seeing 502s from lb-3 since 09:58")
-    result = await bot.emulator.send_message_shortcut(channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB")
+    result = await bot.emulator.send_message_shortcut(
+        channel=inc.channel_id, message_ts=message["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB"
+    )
     assert result.status == 200
-    await eventually(lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"),
-                     "U0BOB told the message was added")
+    await eventually(
+        lambda: _has(ephemerals(bot, inc.channel_id, "U0BOB"), "Added to INC-1's timeline"),
+        "U0BOB told the message was added",
+    )
     note = (await state(bot).incidents.timeline("INC-1"))[-1]
-    assert (note.kind, note.by, note.author, note.text, note.source_ts) == ("note", "U0BOB", "U0ALICE", "Seeing 502s from lb-3 since 09:58", message["ts"])
+    assert (note.kind, note.by, note.author, note.text, note.source_ts) == (
+        "note",
+        "U0BOB",
+        "U0ALICE",
+        "Seeing 502s from lb-3 since 09:58",
+        message["ts"],
+    )
 
     elsewhere = bot.emulator.post_as_user("#general", "U0ALICE", "not an incident")
-    await bot.emulator.send_message_shortcut(channel="#general", message_ts=elsewhere["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB")
-    await eventually(lambda: _has(ephemerals(bot, "C0GENERAL", "U0BOB"), "works on messages in an incident's channel"),
-                     "U0BOB told the shortcut works in incident channels only")
+    await bot.emulator.send_message_shortcut(
+        channel="#general", message_ts=elsewhere["ts"], callback_id=ADD_TO_TIMELINE, user_id="U0BOB"
+    )
+    await eventually(
+        lambda: _has(ephemerals(bot, "C0GENERAL", "U0BOB"), "works on messages in an incident's channel"),
+        "U0BOB told the shortcut works in incident channels only",
+    )
 
 
 async def test_list_timeline_and_the_oncall_handoff_show_open_incidents(bot: BotHarness) -> None:
@@ -443,7 +521,12 @@ async def test_postmortem_is_written_when_slack_cannot_name_someone(bot: BotHarn
     assert failed and failed[0].error == "user_not_found", "users.info was not asked about U0ALICE"
     shared = [m for m in bot.emulator.messages(inc.channel_id) if m.get("files")]
     markdown = bot.emulator.file_content(shared[0]["files"][0]["id"]).decode()
-    assert "- **Scribe:** @U0BOB" in markdown and "- **Comms:** @U0ALICE" in markdown and "- **Declared:**" in markdown and "by @demo" in markdown, markdown
+    assert (
+        "- **Scribe:** @U0BOB" in markdown
+        and "- **Comms:** @U0ALICE" in markdown
+        and "- **Declared:**" in markdown
+        and "by @demo" in markdown
+    ), markdown
 
 
 async def final_answer(bot: BotHarness, inc: Incident, answer: str) -> str:
@@ -454,8 +537,11 @@ async def final_answer(bot: BotHarness, inc: Incident, answer: str) -> str:
     assert inc.channel_id
 
     def followed() -> list[str]:
-        return [str(m["text"]) for m in bot.emulator.messages(inc.channel_id) if m.get("ephemeral_to")
-                and "Working on it" not in str(m.get("text"))]
+        return [
+            str(m["text"])
+            for m in bot.emulator.messages(inc.channel_id)
+            if m.get("ephemeral_to") and "Working on it" not in str(m.get("text"))
+        ]
 
     await eventually(followed, "the command's answer through response_url")
     return followed()[-1]

@@ -54,10 +54,22 @@ def bot_config() -> ChatopsConfig:
     return parse_config(CONFIG, "oncall.yaml")
 
 
-def critical(clock: FakeClock, fingerprint: str = "fp-db", title: str = "DatabaseDown", status: str = "firing") -> Alert:
-    return Alert(source="alertmanager", fingerprint=fingerprint, status=status, title=title, severity="critical",  # type: ignore[arg-type]
-                 labels={"alertname": title, "service": "db"}, annotations={}, summary="primary database unreachable",
-                 starts_at=clock.now, ends_at=clock.now if status == "resolved" else None, links={})
+def critical(
+    clock: FakeClock, fingerprint: str = "fp-db", title: str = "DatabaseDown", status: str = "firing"
+) -> Alert:
+    return Alert(
+        source="alertmanager",
+        fingerprint=fingerprint,
+        status=status,
+        title=title,
+        severity="critical",  # type: ignore[arg-type]
+        labels={"alertname": title, "service": "db"},
+        annotations={},
+        summary="primary database unreachable",
+        starts_at=clock.now,
+        ends_at=clock.now if status == "resolved" else None,
+        links={},
+    )
 
 
 async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
@@ -68,6 +80,7 @@ async def fire(bot: BotHarness, alert: Alert) -> AlertGroup:
     async def posted() -> AlertGroup | None:
         groups = await store.groups(await store.firing_ids())
         return next((g for g in groups if alert.fingerprint in g.members and g.message_ts), None)
+
     return await eventually(posted, f"the message of alert {alert.fingerprint} posted")
 
 
@@ -89,8 +102,11 @@ def pages_to(bot: BotHarness, user: str) -> list[dict[str, Any]]:
 
 def thread_texts(bot: BotHarness, group: AlertGroup) -> list[str]:
     assert group.message_ts
-    return [html.unescape(str(m["text"])) for m in bot.emulator.messages(group.message_channel or group.channel)
-            if m.get("thread_ts") == group.message_ts and m["ts"] != group.message_ts]
+    return [
+        html.unescape(str(m["text"]))
+        for m in bot.emulator.messages(group.message_channel or group.channel)
+        if m.get("thread_ts") == group.message_ts and m["ts"] != group.message_ts
+    ]
 
 
 def channel_pages(bot: BotHarness, channel: str) -> list[dict[str, Any]]:
@@ -110,7 +126,9 @@ async def command(bot: BotHarness, text: str, user: str, name: str = "/oncall") 
 
 
 async def click(bot: BotHarness, message: dict[str, Any], channel: str, action: str, user: str) -> None:
-    result = await bot.emulator.send_block_action(channel=channel, message_ts=message["ts"], action_id=action, user_id=user)
+    result = await bot.emulator.send_block_action(
+        channel=channel, message_ts=message["ts"], action_id=action, user_id=user
+    )
     assert result.status == 200
 
 
@@ -147,8 +165,12 @@ async def test_an_alert_nobody_acknowledges_walks_the_policy_on_schedule(bot: Bo
     group = await group_of(bot, group.id)
     assert group.escalation_state == "exhausted" and group.pending is None
     assert [(p.round, p.step, p.due - T0) for p in group.pages] == [
-        (0, 0, timedelta(0)), (0, 1, timedelta(minutes=5)), (0, 2, timedelta(minutes=15)),
-        (1, 0, timedelta(minutes=25)), (1, 1, timedelta(minutes=30)), (1, 2, timedelta(minutes=40)),
+        (0, 0, timedelta(0)),
+        (0, 1, timedelta(minutes=5)),
+        (0, 2, timedelta(minutes=15)),
+        (1, 0, timedelta(minutes=25)),
+        (1, 1, timedelta(minutes=30)),
+        (1, 2, timedelta(minutes=40)),
     ]
     assert any("last step of `default` after 2 rounds" in t for t in thread_texts(bot, group))
     assert await at(bot, clock, timedelta(hours=5)) == 0
@@ -168,7 +190,13 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
     acks = await bot.deps.alerts.acks()
     assert len(acks) == 1
     ack = acks[0]
-    assert (ack["user"], ack["via"], ack["step"], ack["round"], ack["rotation"]) == ("U0CAROL", "dm", "2", "1", "secondary")
+    assert (ack["user"], ack["via"], ack["step"], ack["round"], ack["rotation"]) == (
+        "U0CAROL",
+        "dm",
+        "2",
+        "1",
+        "secondary",
+    )
     assert float(ack["seconds_to_ack"]) == 7 * 60 and ack["paged"] == "U0ALICE,U0CAROL"
 
     assert await at(bot, clock, timedelta(minutes=15)) == 0
@@ -184,7 +212,9 @@ async def _acked(bot: BotHarness, group_id: str) -> bool:
 
 async def _pages_closed(bot: BotHarness, users: list[str]) -> bool:
     pages = [m for user in users for m in dms(bot, user) if "📟" in json.dumps(m.get("blocks", []), ensure_ascii=False)]
-    return bool(pages) and all("alerts.ack" not in json.dumps(m["blocks"]) and "Acknowledged by" in json.dumps(m["blocks"]) for m in pages)
+    return bool(pages) and all(
+        "alerts.ack" not in json.dumps(m["blocks"]) and "Acknowledged by" in json.dumps(m["blocks"]) for m in pages
+    )
 
 
 async def test_acknowledgements_from_every_place_are_one_record_each(bot: BotHarness, clock: FakeClock) -> None:
@@ -198,7 +228,8 @@ async def test_acknowledgements_from_every_place_are_one_record_each(bot: BotHar
     await eventually(lambda: _acked(bot, by_channel.id), "the channel alert acknowledged")
     acks = sorted(await bot.deps.alerts.acks(), key=lambda a: a["via"])
     assert [(a["group"], a["user"], a["via"], a["step"]) for a in acks] == [
-        (by_channel.id, "U0ALICE", "button", "1"), (by_command.id, "U0BOB", "command", "1"),
+        (by_channel.id, "U0ALICE", "button", "1"),
+        (by_command.id, "U0BOB", "command", "1"),
     ]
     # A second acknowledgement is refused and writes nothing.
     assert "already acknowledged" in await command(bot, f"ack {by_command.id}", "U0ALICE", "/alerts")
@@ -300,11 +331,18 @@ async def test_overrides_change_who_is_paged_and_are_announced(bot: BotHarness, 
     override_id = answer.split("`")[1]
     assert answer.startswith(":repeat: <@U0BOB> covers *primary* from now until Mon 23 Nov 09:00 EST")  # Alice's zone
     announced = [html.unescape(str(m["text"])) for m in bot.emulator.messages("#oncall")]
-    assert any("<@U0BOB> covers *primary* from now until Mon 23 Nov 15:00 CET" in t and override_id in t  # the rotation's
-               and "Alice at the dentist" in t for t in announced)
+    assert any(
+        "<@U0BOB> covers *primary* from now until Mon 23 Nov 15:00 CET" in t
+        and override_id in t  # the rotation's
+        and "Alice at the dentist" in t
+        for t in announced
+    )
 
     text = await command(bot, "", "U0DEMO")
-    assert f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next <@U0ALICE>" in text
+    assert (
+        f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next <@U0ALICE>"
+        in text
+    )
     assert override_id in await command(bot, "overrides", "U0DEMO")
     schedule = await command(bot, "schedule primary 1d", "U0DEMO")
     assert schedule.splitlines()[0] == "Mon 23 Nov 11:00 CET → Mon 23 Nov 15:00 CET  <@U0BOB> _(override)_"
@@ -330,23 +368,28 @@ async def test_override_until_a_time_in_the_users_zone(bot: BotHarness) -> None:
     assert record.member == "U0ALICE" and record.ends == datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("override", "needs a rotation, a person and how long"),
-    ("override tertiary @bob for 4h", "There is no rotation `tertiary` (rotations: `primary`, `secondary`)"),
-    ("override primary @nobody for 4h", "There is nobody called `@nobody`"),
-    ("override primary @bob for 1m", "An override lasts at least 5m"),
-    ("override primary @bob for soon", "`soon` is not a duration"),
-    ("override primary @bob until whenever", "`whenever` is not a time"),
-    ("override primary @bob during lunch", "Say how long: `for 4h` or `until <time>`"),
-    ("override cancel o-nope", "There is no override `o-nope`"),
-    ("schedule", "`schedule` needs a rotation. Rotations: `primary`, `secondary`."),
-    ("schedule primary 1y", "`1y` is not a duration"),
-    ("schedule primary 6mo", "is not a duration"),
-    ("schedule primary 100w", "The window is from 1 day to 12 weeks"),
-    ("acks 0d", "The window is from 1 day to"),
-    ("frobnicate", "`frobnicate` is not an /oncall command"),
-])
-async def test_bad_oncall_input_gets_a_precise_error_and_changes_nothing(bot: BotHarness, text: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("override", "needs a rotation, a person and how long"),
+        ("override tertiary @bob for 4h", "There is no rotation `tertiary` (rotations: `primary`, `secondary`)"),
+        ("override primary @nobody for 4h", "There is nobody called `@nobody`"),
+        ("override primary @bob for 1m", "An override lasts at least 5m"),
+        ("override primary @bob for soon", "`soon` is not a duration"),
+        ("override primary @bob until whenever", "`whenever` is not a time"),
+        ("override primary @bob during lunch", "Say how long: `for 4h` or `until <time>`"),
+        ("override cancel o-nope", "There is no override `o-nope`"),
+        ("schedule", "`schedule` needs a rotation. Rotations: `primary`, `secondary`."),
+        ("schedule primary 1y", "`1y` is not a duration"),
+        ("schedule primary 6mo", "is not a duration"),
+        ("schedule primary 100w", "The window is from 1 day to 12 weeks"),
+        ("acks 0d", "The window is from 1 day to"),
+        ("frobnicate", "`frobnicate` is not an /oncall command"),
+    ],
+)
+async def test_bad_oncall_input_gets_a_precise_error_and_changes_nothing(
+    bot: BotHarness, text: str, expected: str
+) -> None:
     answer = await command(bot, text, "U0DEMO")
     assert expected in answer, answer
     assert await state(bot).overrides.all() == []
@@ -386,7 +429,9 @@ async def test_handoff_is_posted_once_with_open_and_acknowledged_alerts(bot: Bot
     assert len(posted) == 1
     blocks = html.unescape(json.dumps(posted[0]["blocks"], ensure_ascii=False))
     assert "<@U0ALICE> → <@U0BOB>" in blocks and "on call until Mon 07 Dec 09:00 CET" in blocks
-    assert f"`{open_alert.id}` OpenOne" in blocks and f"`{acked.id}` AckedOne" in blocks and "acked by <@U0BOB>" in blocks
+    assert (
+        f"`{open_alert.id}` OpenOne" in blocks and f"`{acked.id}` AckedOne" in blocks and "acked by <@U0BOB>" in blocks
+    )
     assert "Open incidents (0)" in blocks
 
 

@@ -37,12 +37,15 @@ def test_the_issue_policy_walks_three_steps_twice_more() -> None:
     assert escalation.slot(walk, START, 9) is None and escalation.slot(walk, START, -1) is None
 
 
-@pytest.mark.parametrize(("afters", "repeat_after", "length"), [
-    (("0m",), None, timedelta(minutes=5)),
-    (("10m",), None, timedelta(minutes=20)),
-    (("0m", "0m"), None, timedelta(minutes=5)),
-    (("0m", "5m", "15m"), "30m", timedelta(minutes=45)),
-])
+@pytest.mark.parametrize(
+    ("afters", "repeat_after", "length"),
+    [
+        (("0m",), None, timedelta(minutes=5)),
+        (("10m",), None, timedelta(minutes=20)),
+        (("0m", "0m"), None, timedelta(minutes=5)),
+        (("0m", "5m", "15m"), "30m", timedelta(minutes=45)),
+    ],
+)
 def test_round_length(afters: tuple[str, ...], repeat_after: str | None, length: timedelta) -> None:
     assert policy(*afters, repeat_after=repeat_after).round_length == length
 
@@ -64,28 +67,40 @@ def test_deadline_names_round_trip_and_reject_junk() -> None:
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Berlin
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("18:00", datetime(2026, 11, 23, 17, 0, tzinfo=UTC)),
-    ("09:00", datetime(2026, 11, 24, 8, 0, tzinfo=UTC)),  # already past today: tomorrow
-    ("6pm", datetime(2026, 11, 23, 17, 0, tzinfo=UTC)),
-    ("tomorrow", datetime(2026, 11, 24, 8, 0, tzinfo=UTC)),
-    ("tomorrow 7:30", datetime(2026, 11, 24, 6, 30, tzinfo=UTC)),
-    ("friday 17:30", datetime(2026, 11, 27, 16, 30, tzinfo=UTC)),
-    ("monday 09:00", datetime(2026, 11, 30, 8, 0, tzinfo=UTC)),  # today's has passed: next week
-    ("Mon 12:00", datetime(2026, 11, 23, 11, 0, tzinfo=UTC)),
-    ("2026-12-24 08:00", datetime(2026, 12, 24, 7, 0, tzinfo=UTC)),
-    ("2026-12-24T08:00", datetime(2026, 12, 24, 7, 0, tzinfo=UTC)),
-    ("2026-12-24", datetime(2026, 12, 24, 8, 0, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("18:00", datetime(2026, 11, 23, 17, 0, tzinfo=UTC)),
+        ("09:00", datetime(2026, 11, 24, 8, 0, tzinfo=UTC)),  # already past today: tomorrow
+        ("6pm", datetime(2026, 11, 23, 17, 0, tzinfo=UTC)),
+        ("tomorrow", datetime(2026, 11, 24, 8, 0, tzinfo=UTC)),
+        ("tomorrow 7:30", datetime(2026, 11, 24, 6, 30, tzinfo=UTC)),
+        ("friday 17:30", datetime(2026, 11, 27, 16, 30, tzinfo=UTC)),
+        ("monday 09:00", datetime(2026, 11, 30, 8, 0, tzinfo=UTC)),  # today's has passed: next week
+        ("Mon 12:00", datetime(2026, 11, 23, 11, 0, tzinfo=UTC)),
+        ("2026-12-24 08:00", datetime(2026, 12, 24, 7, 0, tzinfo=UTC)),
+        ("2026-12-24T08:00", datetime(2026, 12, 24, 7, 0, tzinfo=UTC)),
+        ("2026-12-24", datetime(2026, 12, 24, 8, 0, tzinfo=UTC)),
+    ],
+)
 def test_times_people_type_are_read_in_their_zone(text: str, expected: datetime) -> None:
     assert parse_when(text, NOW, BERLIN) == expected
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("", "is not a time"), ("5", "is not a time"), ("25:00", "is not a time"), ("13pm", "is not a time"),
-    ("someday", "is not a time"), ("2026-02-30", "is not a time"), ("next friday 09:00 please", "is not a time"),
-    ("2026-01-01 09:00", "is in the past"), ("today 08:00", "is in the past"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "is not a time"),
+        ("5", "is not a time"),
+        ("25:00", "is not a time"),
+        ("13pm", "is not a time"),
+        ("someday", "is not a time"),
+        ("2026-02-30", "is not a time"),
+        ("next friday 09:00 please", "is not a time"),
+        ("2026-01-01 09:00", "is in the past"),
+        ("today 08:00", "is in the past"),
+    ],
+)
 def test_times_that_are_not_get_a_precise_error(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_when(text, NOW, BERLIN)
@@ -114,14 +129,19 @@ def test_figures_group_and_skip_unreadable_records() -> None:
         {"user": "U3", "seconds_to_ack": "oops", "at": "bad"},
     ]
     by_user = {f.who: (f.count, f.mean, f.p90) for f in figures_by(acks, "user")}
-    assert by_user == {"U1": (2, timedelta(minutes=2), timedelta(minutes=3)), "U2": (1, timedelta(minutes=10), timedelta(minutes=10))}
+    assert by_user == {
+        "U1": (2, timedelta(minutes=2), timedelta(minutes=3)),
+        "U2": (1, timedelta(minutes=10), timedelta(minutes=10)),
+    }
     assert [f.who for f in figures_by(acks, "rotation")] == ["primary"]
     assert len(within(acks, datetime(2026, 11, 21, tzinfo=UTC))) == 3  # the bad date is left out
     assert len(within(acks, datetime(2026, 11, 1, tzinfo=UTC), "U1")) == 2
 
 
 def test_the_handoff_trigger_follows_local_time_across_dst() -> None:
-    spec = parse_rotation("p", members=["U1"], shift="1w", handoff="sunday 02:30", timezone="Europe/Berlin", start="2026-03-22")
+    spec = parse_rotation(
+        "p", members=["U1"], shift="1w", handoff="sunday 02:30", timezone="Europe/Berlin", start="2026-03-22"
+    )
     trigger = HandoffTrigger(spec)
     first = trigger.get_next_fire_time(None, datetime(2026, 3, 22, 1, 30, tzinfo=UTC))
     assert first == datetime(2026, 3, 22, 1, 30, tzinfo=UTC)  # exactly now counts
@@ -142,30 +162,51 @@ oncall:
 """
 
 
-@pytest.mark.parametrize(("steps", "problem"), [
-    ("        - {notify: primray}\n", "'primray' is not a rotation, #channel or user ID; did you mean 'primary'?"),
-    ("        - {notify: primary, after: 10m}\n        - {notify: U0BBB, after: 5m}\n", "steps must be in order of `after`"),
-    ("        - {notify: primary, mention: everyone}\n", "mention 'everyone': expected @here"),
-    ("        - {notify: primary, after: soon}\n", "must be a duration"),
-])
+@pytest.mark.parametrize(
+    ("steps", "problem"),
+    [
+        ("        - {notify: primray}\n", "'primray' is not a rotation, #channel or user ID; did you mean 'primary'?"),
+        (
+            "        - {notify: primary, after: 10m}\n        - {notify: U0BBB, after: 5m}\n",
+            "steps must be in order of `after`",
+        ),
+        ("        - {notify: primary, mention: everyone}\n", "mention 'everyone': expected @here"),
+        ("        - {notify: primary, after: soon}\n", "must be a duration"),
+    ],
+)
 def test_bad_escalation_policies_are_explained(steps: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace("?", r"\?")):
         parse_config(BASE + steps, "oncall.yaml")
 
 
 def test_routes_must_name_a_defined_policy() -> None:
-    text = BASE + "        - {notify: primary}\nalerts:\n  routes:\n    - {match: {severity: critical}, escalation: defualt}\n"
+    text = (
+        BASE
+        + "        - {notify: primary}\nalerts:\n  routes:\n    - {match: {severity: critical}, escalation: defualt}\n"
+    )
     with pytest.raises(ConfigError, match="there is no escalation policy 'defualt'; did you mean 'default'"):
         parse_config(text, "oncall.yaml")
 
 
-@pytest.mark.parametrize(("rotation", "problem"), [
-    ('{members: [U0AAA], shift: 12h, handoff: "09:00", timezone: UTC, start: 2026-01-05}', "shifts are whole days or weeks"),
-    ('{members: [U0AAA], shift: 1w, handoff: "munday 09:00", timezone: UTC, start: 2026-01-05}', "did you mean 'monday'"),
-    ('{members: [U0AAA], shift: 1d, handoff: "09:00", timezone: Mars/Olympus, start: 2026-01-05}', "not an IANA time zone"),
-    ('{members: [alice], shift: 1d, handoff: "09:00", timezone: UTC, start: 2026-01-05}', "not a Slack user ID"),
-    ('{members: [], shift: 1d, handoff: "09:00", timezone: UTC, start: 2026-01-05}', "at least 1 item"),
-])
+@pytest.mark.parametrize(
+    ("rotation", "problem"),
+    [
+        (
+            '{members: [U0AAA], shift: 12h, handoff: "09:00", timezone: UTC, start: 2026-01-05}',
+            "shifts are whole days or weeks",
+        ),
+        (
+            '{members: [U0AAA], shift: 1w, handoff: "munday 09:00", timezone: UTC, start: 2026-01-05}',
+            "did you mean 'monday'",
+        ),
+        (
+            '{members: [U0AAA], shift: 1d, handoff: "09:00", timezone: Mars/Olympus, start: 2026-01-05}',
+            "not an IANA time zone",
+        ),
+        ('{members: [alice], shift: 1d, handoff: "09:00", timezone: UTC, start: 2026-01-05}', "not a Slack user ID"),
+        ('{members: [], shift: 1d, handoff: "09:00", timezone: UTC, start: 2026-01-05}', "at least 1 item"),
+    ],
+)
 def test_bad_rotations_are_explained(rotation: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_config(f"oncall:\n  rotations:\n    primary: {rotation}\n", "oncall.yaml")

@@ -50,8 +50,19 @@ scheduler: {{tick: 200ms, lease: 1s}}
 
 def _alert(fingerprint: str) -> Alert:
     now = datetime.now(UTC)
-    return Alert(source="alertmanager", fingerprint=fingerprint, status="firing", title="DatabaseDown", severity="critical",
-                 labels={"alertname": "DatabaseDown"}, annotations={}, summary="", starts_at=now, ends_at=None, links={})
+    return Alert(
+        source="alertmanager",
+        fingerprint=fingerprint,
+        status="firing",
+        title="DatabaseDown",
+        severity="critical",
+        labels={"alertname": "DatabaseDown"},
+        annotations={},
+        summary="",
+        starts_at=now,
+        ends_at=None,
+        links={},
+    )
 
 
 def _pages(emulator: SlackEmulator, user: str) -> list[dict[str, Any]]:
@@ -72,6 +83,7 @@ async def _ticks_recorded(client: aioredis.Redis, count: int) -> None:
     async def ticked() -> bool:
         seen.add(await client.hget(runs, "escalation-tick"))
         return len(seen) > count
+
     await eventually(ticked, f"{count} more escalation ticks recorded in Redis")
 
 
@@ -81,7 +93,9 @@ async def _only_group(alerts: AlertStore) -> AlertGroup | None:
 
 
 async def test_two_processes_against_one_redis_page_each_step_once(
-    emulator: SlackEmulator, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+    emulator: SlackEmulator,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
     config = parse_config(POLICY.format(second="1s", third="2s"), "fast.yaml")
@@ -120,8 +134,13 @@ async def _leaders(bots: list[BotHarness], count: int) -> bool:
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", env=serve_environment(emulator, redis_url, config, port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        env=serve_environment(emulator, redis_url, config, port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     origin = f"http://127.0.0.1:{port}"
     await wait_ready(origin)
@@ -130,7 +149,9 @@ async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple
 
 
 async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_restart(
-    emulator: SlackEmulator, redis_url: str, tmp_path: Path,
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "chatops.yaml"
     path.write_text(POLICY.format(second="5s", third="1h"))
@@ -139,14 +160,35 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
     first, origin = await _serve(emulator, redis_url, path)
     second = None
     try:
-        body = {"version": "4", "status": "firing", "receiver": "chatops", "groupLabels": {}, "commonLabels": {},
-                "commonAnnotations": {}, "externalURL": "http://alertmanager", "groupKey": "{}:{}", "alerts": [{
-                    "status": "firing", "labels": {"alertname": "DatabaseDown", "severity": "critical"}, "annotations": {},
-                    "startsAt": datetime.now(UTC).isoformat(), "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
-                    "fingerprint": "fp-kill"}]}
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{origin}/alerts/alertmanager", json=body, headers={"Authorization": "Bearer demo-alert-token"},
-        ) as response:
+        body = {
+            "version": "4",
+            "status": "firing",
+            "receiver": "chatops",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager",
+            "groupKey": "{}:{}",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "DatabaseDown", "severity": "critical"},
+                    "annotations": {},
+                    "startsAt": datetime.now(UTC).isoformat(),
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "",
+                    "fingerprint": "fp-kill",
+                }
+            ],
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{origin}/alerts/alertmanager",
+                json=body,
+                headers={"Authorization": "Bearer demo-alert-token"},
+            ) as response,
+        ):
             assert response.status == 200, await response.text()
 
         async def first_page_recorded() -> bool:
@@ -170,8 +212,11 @@ async def test_a_process_killed_after_paging_escalates_on_time_and_once_after_re
         page = group.pages[1]
         assert page.step == 1 and page.due - group.escalation_started == timedelta(seconds=5)  # the original schedule
         assert page.at >= page.due
-        thread = [str(m["text"]) for m in emulator.messages(group.message_channel or group.channel)
-                  if m.get("thread_ts") == group.message_ts]
+        thread = [
+            str(m["text"])
+            for m in emulator.messages(group.message_channel or group.channel)
+            if m.get("thread_ts") == group.message_ts
+        ]
         assert not any("late" in text for text in thread), thread  # the bot itself judged the page on time
         assert group.pending is not None  # the third step (an hour later) is still waiting
     finally:

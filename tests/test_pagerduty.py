@@ -101,7 +101,9 @@ async def triggered(bot: BotHarness, clock: FakeClock, pd: PagerDutyServer) -> A
 
 
 async def test_an_unacknowledged_alert_reaches_the_pagerduty_step_and_is_triggered_once(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await fire(bot, critical(clock))
     await at(bot, clock, timedelta(0))
@@ -129,7 +131,9 @@ async def test_an_unacknowledged_alert_reaches_the_pagerduty_step_and_is_trigger
 
 
 async def test_acknowledging_and_resolving_in_slack_is_sent_to_pagerduty_once_in_order(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await triggered(bot, clock, pagerduty)
     clock.now = T0 + timedelta(minutes=7)
@@ -144,7 +148,9 @@ async def test_acknowledging_and_resolving_in_slack_is_sent_to_pagerduty_once_in
 
 
 async def test_an_alert_that_never_reached_pagerduty_sends_it_nothing(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await fire(bot, critical(clock))
     await at(bot, clock, timedelta(0))
@@ -157,10 +163,21 @@ async def test_an_alert_that_never_reached_pagerduty_sends_it_nothing(
 
 
 async def test_pagerduty_refusing_an_event_is_logged_counted_and_not_retried(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer, caplog: pytest.LogCaptureFixture,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pagerduty.faults.append(Fault(400, {"status": "invalid event", "message": "Event object is invalid",
-                                        "errors": ["'payload.source' is missing or blank"]}))
+    pagerduty.faults.append(
+        Fault(
+            400,
+            {
+                "status": "invalid event",
+                "message": "Event object is invalid",
+                "errors": ["'payload.source' is missing or blank"],
+            },
+        )
+    )
     group = await fire(bot, critical(clock))
     await at(bot, clock, timedelta(0))
     await at(bot, clock, timedelta(minutes=5))
@@ -170,15 +187,20 @@ async def test_pagerduty_refusing_an_event_is_logged_counted_and_not_retried(
     assert dead["group"] == group.id and "'payload.source' is missing or blank" in dead["error"]
     assert (await store.stats([clock.now]))["pagerduty_rejected"] == 1
     assert "'payload.source' is missing or blank" in caplog.text and ROUTING_KEY not in caplog.text
-    await eventually(lambda: any("PagerDuty refused the trigger" in t
-                                                  for t in thread_texts(bot, group)), "the thread says so")
+    await eventually(
+        lambda: any("PagerDuty refused the trigger" in t for t in thread_texts(bot, group)), "the thread says so"
+    )
     clock.now = T0 + timedelta(hours=1)
     await bot.deps.pager.tick()
     assert await bot.deps.pager.tick() == 0 and len(pagerduty.attempts) == 1, "a 400 was retried"
 
 
 async def test_a_pagerduty_outage_delays_the_trigger_across_a_restart_without_loss_or_duplicate(
-    emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, clock: FakeClock, pagerduty: PagerDutyServer,
+    emulator: SlackEmulator,
+    redis_url: str,
+    bot_config: ChatopsConfig,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     pagerduty.faults += [Fault(500), Fault(429, retry_after="30")]
     bot, runner = await start_bot(emulator, redis_url, bot_config, clock=clock)
@@ -229,7 +251,9 @@ async def _empty(outbox) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_via_pagerduty(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await triggered(bot, clock, pagerduty)
     clock.now = T0 + timedelta(minutes=6)
@@ -241,14 +265,23 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     assert len(acks) == 1
     ack = acks[0]
     assert (ack["via"], ack["user"], ack["pagerduty_name"], ack["pagerduty_email"]) == (
-        "pagerduty", "U0ALICE", "Alice Adams", "alice@acme.example")
+        "pagerduty",
+        "U0ALICE",
+        "Alice Adams",
+        "alice@acme.example",
+    )
     assert float(ack["seconds_to_ack"]) == 6 * 60 and ack["step"] == "2"
     after = await group_of(bot, group.id)
     assert after.acked_by == "U0ALICE" and after.acked_via == "pagerduty" and after.pending is None
     assert any("Acknowledged in PagerDuty by <@U0ALICE> after 6m" in t for t in thread_texts(bot, after))
     channel = after.message_channel or after.channel
-    await eventually(lambda: "<@U0ALICE> in PagerDuty" in str(
-        next(m for m in bot.emulator.messages(channel) if m["ts"] == after.message_ts)), "the Slack message shows it")
+    await eventually(
+        lambda: (
+            "<@U0ALICE> in PagerDuty"
+            in str(next(m for m in bot.emulator.messages(channel) if m["ts"] == after.message_ts))
+        ),
+        "the Slack message shows it",
+    )
 
     assert await at(bot, clock, timedelta(minutes=15)) == 0, "escalation went on after PagerDuty's acknowledgement"
     assert [m for m in bot.emulator.messages("#incidents") if "Paged:" in str(m.get("text"))] == []
@@ -261,7 +294,9 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
 
 
 async def test_a_resolved_webhook_by_someone_slack_does_not_know_resolves_with_their_name(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await triggered(bot, clock, pagerduty)
     clock.now = T0 + timedelta(minutes=9)
@@ -276,7 +311,9 @@ async def test_a_resolved_webhook_by_someone_slack_does_not_know_resolves_with_t
 
 
 async def test_forged_malformed_and_foreign_webhooks_are_refused_and_change_nothing(
-    bot: BotHarness, clock: FakeClock, pagerduty: PagerDutyServer,
+    bot: BotHarness,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     group = await triggered(bot, clock, pagerduty)
     body = webhook_body("incident.acknowledged", group.id)
@@ -303,7 +340,10 @@ async def test_forged_malformed_and_foreign_webhooks_are_refused_and_change_noth
 
 
 async def test_webhooks_are_refused_when_no_secret_is_configured(
-    emulator: SlackEmulator, redis_url: str, clock: FakeClock, pagerduty: PagerDutyServer,
+    emulator: SlackEmulator,
+    redis_url: str,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
     text = CONFIG.replace("__PD__", pagerduty.url).replace("    webhook_secret_env: TEST_PD_WEBHOOK_SECRET\n", "")
     config = parse_config(text)
@@ -317,7 +357,10 @@ async def test_webhooks_are_refused_when_no_secret_is_configured(
 
 
 async def test_a_missing_integration_key_variable_stops_start_up_naming_it(
-    emulator: SlackEmulator, redis_url: str, bot_config: ChatopsConfig, monkeypatch: pytest.MonkeyPatch,
+    emulator: SlackEmulator,
+    redis_url: str,
+    bot_config: ChatopsConfig,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("TEST_PD_ROUTING_KEY")
     settings = make_settings(api_url=emulator.api_url, redis_url=redis_url, signing_secret=emulator.signing_secret)
@@ -327,21 +370,28 @@ async def test_a_missing_integration_key_variable_stops_start_up_naming_it(
 
 
 async def test_an_incident_severity_that_pages_pagerduty_triggers_it_and_resolving_resolves_it(
-    emulator: SlackEmulator, redis_url: str, clock: FakeClock, pagerduty: PagerDutyServer,
+    emulator: SlackEmulator,
+    redis_url: str,
+    clock: FakeClock,
+    pagerduty: PagerDutyServer,
 ) -> None:
-    text = CONFIG.replace("__PD__", pagerduty.url) + """
+    text = (
+        CONFIG.replace("__PD__", pagerduty.url)
+        + """
 incidents:
   severities:
     sev1: {description: Outage, respond_within: 15m, page: {pagerduty: platform}}
     sev2: {description: Degraded, respond_within: 30m}
 """
+    )
     bot, runner = await start_bot(emulator, redis_url, parse_config(text, "incidents.yaml"), clock=clock)
     try:
         incident = await declared(bot, "declare sev1 Checkout is down")
         [page_id] = incident.page_ids
         await bot.deps.pager.tick()
-        await eventually(lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1,
-                         "PagerDuty is triggered for the incident")
+        await eventually(
+            lambda: len(pagerduty.accepted_for(page_id, "trigger")) == 1, "PagerDuty is triggered for the incident"
+        )
         [event] = pagerduty.accepted_for(page_id)
         assert event["payload"]["severity"] == "critical" and "Checkout is down" in event["payload"]["summary"]
         await bot.deps.alerts.resolve(page_id, "U0ALICE", via="incident")
@@ -351,10 +401,15 @@ incidents:
 
 
 def test_a_step_naming_an_unknown_integration_key_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"steps\[1\]\.notify: 'platfrom' is not under integrations.pagerduty"
-                                          r".routing_keys; did you mean 'platform'\?"):
-        parse_config(CONFIG.replace("__PD__", "http://127.0.0.1:9").replace("{pagerduty: platform}",
-                                                                            "{pagerduty: platfrom}"), "bad.yaml")
+    with pytest.raises(
+        ConfigError,
+        match=r"steps\[1\]\.notify: 'platfrom' is not under integrations.pagerduty"
+        r".routing_keys; did you mean 'platform'\?",
+    ):
+        parse_config(
+            CONFIG.replace("__PD__", "http://127.0.0.1:9").replace("{pagerduty: platform}", "{pagerduty: platfrom}"),
+            "bad.yaml",
+        )
     without = CONFIG.split("integrations:")[0] + "oncall:" + CONFIG.split("oncall:")[1]
     with pytest.raises(ConfigError, match="pages PagerDuty .'platform'. but integrations.pagerduty is not configured"):
         parse_config(without, "bad.yaml")

@@ -41,7 +41,9 @@ async def tick_at(bot: BotHarness, clock: FakeClock, moment: timedelta) -> int:
 
 @pytest.mark.parametrize("mode", ["500", "html502", "timeout"])
 async def test_a_page_slack_did_not_take_is_sent_after_the_lease_not_recorded(
-    bot: BotHarness, clock: FakeClock, mode: str,
+    bot: BotHarness,
+    clock: FakeClock,
+    mode: str,
 ) -> None:
     """Before: `Pager._send` caught the Slack error and recorded a page with no DM as sent: step 1 was lost. And the
     claim lease was a fixed 60 s whatever `scheduler.lease` said (here 20 s), with a late note blaming no process."""
@@ -62,7 +64,9 @@ async def test_a_page_slack_did_not_take_is_sent_after_the_lease_not_recorded(
     assert not any("no chatops process was running" in text for text in thread_texts(bot, paged))
 
 
-async def test_a_page_that_went_through_but_was_answered_500_is_not_sent_twice(bot: BotHarness, clock: FakeClock) -> None:
+async def test_a_page_that_went_through_but_was_answered_500_is_not_sent_twice(
+    bot: BotHarness, clock: FakeClock
+) -> None:
     """The DM reached Slack, the answer did not: the retry finds it by its metadata and records it."""
     group = await fire(bot, critical(clock))
     bot.emulator.faults.add("applied_then_500", methods=["chat.postMessage"], count=1)

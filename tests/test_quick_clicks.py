@@ -37,40 +37,60 @@ async def test_help_navigation_clicked_four_times_quickly_shows_every_page(bot: 
     (message,) = [m for m in bot.emulator.messages("C0GENERAL") if m.get("ephemeral_to") == "U0DEMO"]
     ts = message["ts"]
     # Usage → All commands → Usage → All commands: the third and fourth repeat the first two within seconds.
-    for action_id, value, header in [("chatops.help.show", "deploy", "/deploy"),
-                                     ("chatops.help.overview", "overview", "chatops: what you can ask")] * 2:
-        result = await bot.emulator.send_block_action(channel="C0GENERAL", message_ts=ts, action_id=action_id,
-                                                      value=value, user_id="U0DEMO")
+    for action_id, value, header in [
+        ("chatops.help.show", "deploy", "/deploy"),
+        ("chatops.help.overview", "overview", "chatops: what you can ask"),
+    ] * 2:
+        result = await bot.emulator.send_block_action(
+            channel="C0GENERAL", message_ts=ts, action_id=action_id, value=value, user_id="U0DEMO"
+        )
         assert result.status == 200, result
-        await eventually(lambda h=header: _header(bot, "C0GENERAL", ts) == h,  # type: ignore[misc]
-                         f"the help message to show {header!r} after clicking {action_id}", deadline=20)
+        await eventually(
+            lambda h=header: _header(bot, "C0GENERAL", ts) == h,  # type: ignore[misc]
+            f"the help message to show {header!r} after clicking {action_id}",
+            deadline=20,
+        )
     metrics = bot.deps.metrics.render()[0].decode()
     assert 'outcome="duplicate"' not in metrics, "no help click was dropped"
 
 
 async def test_a_double_click_on_acknowledge_answers_already_done(bot: BotHarness) -> None:
     now = datetime.now(UTC)
-    member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing",
-                    labels={"alertname": "DiskFull"}, starts_at=now, last_seen=now)
-    group = AlertGroup(id="a-dblclick1", group_key="k", channel="#alerts", members={"fp-1": member},
-                       created_at=now, updated_at=now)
+    member = Member(
+        fingerprint="fp-1",
+        title="DiskFull",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "DiskFull"},
+        starts_at=now,
+        last_seen=now,
+    )
+    group = AlertGroup(
+        id="a-dblclick1", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
+    )
     await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
     posted = await bot.deps.alerts.get(group.id)
     assert posted is not None and posted.message_ts
     for _ in range(2):
-        result = await bot.emulator.send_block_action(channel="#alerts", message_ts=posted.message_ts,
-                                                      action_id="alerts.ack", value=group.id, user_id="U0DEMO")
+        result = await bot.emulator.send_block_action(
+            channel="#alerts", message_ts=posted.message_ts, action_id="alerts.ack", value=group.id, user_id="U0DEMO"
+        )
         assert result.status == 200, result
 
     def answered() -> list[str]:
         return [m.get("text", "") for m in bot.emulator.messages("#alerts") if m.get("ephemeral_to") == "U0DEMO"]
-    await eventually(lambda: any("already done" in text.lower() for text in answered()),
-                     "an ephemeral \"already done\" answer to the second click", deadline=20)
+
+    await eventually(
+        lambda: any("already done" in text.lower() for text in answered()),
+        'an ephemeral "already done" answer to the second click',
+        deadline=20,
+    )
 
     async def acknowledged() -> bool:
         after = await bot.deps.alerts.get(group.id)
         return after is not None and after.acked_by == "U0DEMO"
+
     await eventually(acknowledged, "the first click to acknowledge the alert", deadline=20)
     assert len(await bot.deps.alerts.acks()) == 1
     assert not any("already acknowledged" in text for text in answered()), answered()

@@ -69,10 +69,15 @@ async def post_alert(bot: BotHarness, name: str) -> int:
     body["alerts"][0]["fingerprint"] = f"fp-{name}"
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers,
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{bot.url}/alerts/alertmanager",
+                data=json.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response,
+        ):
             return response.status
     except aiohttp.ClientError:
         return 0
@@ -80,8 +85,13 @@ async def post_alert(bot: BotHarness, name: str) -> int:
 
 def posted(bot: BotHarness, name: str) -> list[dict[str, Any]]:
     """Top-level messages in #alerts about alert `name`."""
-    return [m for m in bot.emulator.messages("#alerts") if name in json.dumps(m) and not m.get("ephemeral_to")
-            and (not m.get("thread_ts") or m.get("thread_ts") == m["ts"])]
+    return [
+        m
+        for m in bot.emulator.messages("#alerts")
+        if name in json.dumps(m)
+        and not m.get("ephemeral_to")
+        and (not m.get("thread_ts") or m.get("thread_ts") == m["ts"])
+    ]
 
 
 async def command(bot: BotHarness, name: str, text: str, user: str = "U0DEMO") -> str:
@@ -103,7 +113,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[ClusterDeployment]:
 
 @pytest.mark.timeout(240)
 async def test_the_main_flows_run_on_a_redis_cluster(
-    emulator: SlackEmulator, cluster: ClusterDeployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    emulator: SlackEmulator,
+    cluster: ClusterDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot, runner = await start_bot(emulator, cluster.url, config(monkeypatch, tmp_path))
@@ -112,12 +125,14 @@ async def test_the_main_flows_run_on_a_redis_cluster(
         assert await post_alert(bot, "ClusterAlert") == 200
         await eventually(lambda: _true(posted(bot, "ClusterAlert")), "the alert's message in #alerts")
         message = posted(bot, "ClusterAlert")[0]
-        click = await emulator.send_block_action(channel="#alerts", message_ts=message["ts"], action_id="alerts.ack",
-                                                 user_id="U0BOB")
+        click = await emulator.send_block_action(
+            channel="#alerts", message_ts=message["ts"], action_id="alerts.ack", user_id="U0BOB"
+        )
         assert click.status == 200, click
 
         async def acked() -> bool:
             return [a["user"] for a in await bot.deps.alerts.acks()] == ["U0BOB"]
+
         await eventually(acked, "U0BOB's acknowledgement in the acks stream")
 
         # A deploy under its run lock, to the end.
@@ -130,6 +145,7 @@ async def test_the_main_flows_run_on_a_redis_cluster(
             record = await bot.deps.deploys.get(deploy_id)
             assert record is None or record.state != DeployState.FAILED, record
             return record is not None and record.state == DeployState.SUCCEEDED
+
         await eventually(deployed, f"deploy {deploy_id} to succeed")
         assert await bot.deps.deploys.current_version("web", "staging") == "v7"
 
@@ -156,7 +172,10 @@ DURABLE = "redis: {min_replicas_acked: 1, wait_timeout: 500ms}\n"
 
 @pytest.mark.timeout(240)
 async def test_after_a_failover_answered_alerts_are_kept_and_the_bot_keeps_working(
-    emulator: SlackEmulator, sentinels: SentinelDeployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    emulator: SlackEmulator,
+    sentinels: SentinelDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     bot, runner = await start_bot(emulator, sentinels.url, config(monkeypatch, tmp_path, DURABLE))
     try:
@@ -172,6 +191,7 @@ async def test_after_a_failover_answered_alerts_are_kept_and_the_bot_keeps_worki
 
         async def accepted() -> bool:  # as a sender does: retry a 5xx until it is accepted
             return await post_alert(bot, "AfterFailover") == 200
+
         await eventually(accepted, "a webhook accepted by the promoted primary (with one replica confirming)")
         await eventually(lambda: _true(posted(bot, "AfterFailover")), "the second alert's message in #alerts")
     finally:
@@ -181,7 +201,10 @@ async def test_after_a_failover_answered_alerts_are_kept_and_the_bot_keeps_worki
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("sentinels", [1], indirect=True)
 async def test_without_a_replica_to_confirm_a_webhook_answers_503(
-    emulator: SlackEmulator, sentinels: SentinelDeployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    emulator: SlackEmulator,
+    sentinels: SentinelDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     bot, runner = await start_bot(emulator, sentinels.url, config(monkeypatch, tmp_path, DURABLE))
     try:

@@ -28,8 +28,22 @@ def small_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of our own that accepts at most 40 clients, as a managed Redis caps them."""
     binary = require_binaries("redis-server")["redis-server"]
     server = RedisProcess(binary, free_port(), tmp_path / "redis", [])
-    server.start_with(lambda port, d: ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "",
-                                       "--appendonly", "no", "--maxclients", "40"])
+    server.start_with(
+        lambda port, d: [
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(d),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "40",
+        ]
+    )
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
@@ -37,25 +51,35 @@ def small_redis(tmp_path: Path) -> Iterator[str]:
 
 
 async def test_a_burst_of_webhooks_waits_for_the_pool_and_none_gets_503(
-    emulator: SlackEmulator, small_redis: str, monkeypatch: pytest.MonkeyPatch,
+    emulator: SlackEmulator,
+    small_redis: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
-    config = parse_config("""
+    config = parse_config(
+        """
 redis: {max_connections: 8, pool_timeout: 30s}
 alerts:
   default_channel: "#alerts"
   group_wait: 0s
   sources: {alertmanager: {token_env: TEST_AM_TOKEN}}
-""", "pool.yaml")
+""",
+        "pool.yaml",
+    )
     bot, runner = await start_bot(emulator, small_redis, config)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
             async def post(index: int) -> int:
                 body = json.loads(FIRING)
                 body["alerts"][0]["labels"]["alertname"] = f"Burst{index}"
-                async with session.post(f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=120)) as response:
+                async with session.post(
+                    f"{bot.url}/alerts/alertmanager",
+                    data=json.dumps(body),
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=120),
+                ) as response:
                     return response.status
 
             statuses = await asyncio.gather(*(post(i) for i in range(BURST)))

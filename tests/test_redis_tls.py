@@ -70,6 +70,7 @@ async def _store_round_trip(redis_url: str) -> None:
         def change(current: str | None, pipe: object) -> str:
             pipe.set("tlstest:{rec}:r1", (current or "") + "x")  # type: ignore[attr-defined]
             return "changed"
+
         assert await store.update_watched("tlstest:{rec}:r1", change) == "changed"
         assert await store.call("get", client.get("tlstest:{rec}:r1")) == "x"
     finally:
@@ -78,7 +79,10 @@ async def _store_round_trip(redis_url: str) -> None:
 
 @pytest.mark.timeout(120)
 async def test_a_tls_server_holds_the_store_and_the_bot_posts_an_alert(
-    tls_server: RedisProcess, emulator: SlackEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    tls_server: RedisProcess,
+    emulator: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     redis_url = url(tls_server)
     assert redis_url.startswith("rediss://127.0.0.1:") and "ssl_ca_certs=" in redis_url
@@ -87,8 +91,13 @@ async def test_a_tls_server_holds_the_store_and_the_bot_posts_an_alert(
     try:
         assert await post_alert(bot, "OverTls") == 200
         await eventually(lambda: _true(posted(bot, "OverTls")), "the alert's message in #alerts")
-        direct = aioredis.Redis(host="127.0.0.1", port=tls_server.port, ssl=True, ssl_ca_certs=str(tls_server.tls.ca)
-                                if tls_server.tls else None, decode_responses=True)
+        direct = aioredis.Redis(
+            host="127.0.0.1",
+            port=tls_server.port,
+            ssl=True,
+            ssl_ca_certs=str(tls_server.tls.ca) if tls_server.tls else None,
+            decode_responses=True,
+        )
         try:
             entries = await direct.xrange(state(bot).alerts.k("stream"))
         finally:
@@ -124,7 +133,10 @@ async def tls_sentinels(tls: TlsFiles, tmp_path: Path) -> AsyncIterator[Sentinel
 
 @pytest.mark.timeout(240)
 async def test_sentinel_over_tls_follows_a_failover(
-    tls_sentinels: SentinelDeployment, emulator: SlackEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    tls_sentinels: SentinelDeployment,
+    emulator: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     assert tls_sentinels.url.startswith("rediss+sentinel://")
     await _store_round_trip(tls_sentinels.url)
@@ -136,6 +148,7 @@ async def test_sentinel_over_tls_follows_a_failover(
 
         async def accepted() -> bool:  # as a sender does: retry a 5xx until it is accepted
             return await post_alert(bot, "AfterTlsFailover") == 200
+
         await eventually(accepted, "a webhook accepted by the promoted primary, found through the TLS Sentinels")
         await eventually(lambda: _true(posted(bot, "AfterTlsFailover")), "the second alert's message in #alerts")
     finally:
@@ -144,7 +157,10 @@ async def test_sentinel_over_tls_follows_a_failover(
 
 @pytest.mark.timeout(180)
 async def test_a_tls_cluster_holds_the_store_and_the_bot_posts_an_alert(
-    tls: TlsFiles, emulator: SlackEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    tls: TlsFiles,
+    emulator: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     cluster = await asyncio.to_thread(ClusterDeployment(tmp_path / "cluster", tls=tls).start)
     try:
@@ -167,16 +183,24 @@ async def test_a_tls_cluster_holds_the_store_and_the_bot_posts_an_alert(
 
 
 async def _readiness(origin: str) -> tuple[int, dict[str, object]]:
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{origin}/readyz", timeout=aiohttp.ClientTimeout(total=30),
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{origin}/readyz",
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("form", ["server", "sentinel", "cluster"])
 async def test_a_certificate_signed_by_another_ca_is_refused_with_a_clear_readiness_error(
-    form: str, tls_server: RedisProcess, tls: TlsFiles, emulator: SlackEmulator, monkeypatch: pytest.MonkeyPatch,
+    form: str,
+    tls_server: RedisProcess,
+    tls: TlsFiles,
+    emulator: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     other = make_tls_files(tmp_path / "other-ca", name="some other CA")
@@ -195,6 +219,7 @@ async def test_a_certificate_signed_by_another_ca_is_refused_with_a_clear_readin
             assert status == 503, body
             reasons[:] = [str(r) for r in body["reasons"]]  # type: ignore[union-attr]
             return any("certificate verify failed" in r.lower() for r in reasons)
+
         try:
             await eventually(refused, "/readyz to name the failed certificate check")
         except AssertionError as error:

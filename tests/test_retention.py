@@ -50,13 +50,28 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 
 def ack_fields(at: datetime, seconds: float, group: str) -> dict[str, str]:
     """An ack entry as `AlertPipeline.acknowledge` writes it."""
-    return {"group": group, "fingerprints": "fp", "user": "U0BOB", "at": at.isoformat(), "seconds_to_ack": f"{seconds:.3f}",
-            "via": "button", "title": "t", "escalation": "", "step": "0", "round": "0", "pages": "0", "rotation": "",
-            "paged": "", "severity": "warning"}
+    return {
+        "group": group,
+        "fingerprints": "fp",
+        "user": "U0BOB",
+        "at": at.isoformat(),
+        "seconds_to_ack": f"{seconds:.3f}",
+        "via": "button",
+        "title": "t",
+        "escalation": "",
+        "step": "0",
+        "round": "0",
+        "pages": "0",
+        "rotation": "",
+        "paged": "",
+        "severity": "warning",
+    }
 
 
 async def stats_text(bot: BotHarness) -> str:
-    result = await bot.emulator.send_command(command="/alerts", text="stats 30d", user_id="U0BOB", channel_id="C0GENERAL")
+    result = await bot.emulator.send_command(
+        command="/alerts", text="stats 30d", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert result.status == 200 and result.json is not None, result
     return html.unescape(result.json["text"])
 
@@ -94,20 +109,46 @@ async def test_stats_from_daily_counters_equal_the_old_scan_including_acks_from_
 
 
 def group(group_id: str, created: datetime, *, resolved: datetime | None) -> AlertGroup:
-    member = Member(fingerprint="fp", title="DiskFull", severity="warning", status="resolved" if resolved else "firing",
-                    starts_at=created, last_seen=created)
-    return AlertGroup(id=group_id, group_key=group_id, channel="#alerts", members={"fp": member}, created_at=created,
-                      updated_at=resolved or created, state="resolved" if resolved else "firing", resolved_at=resolved)
+    member = Member(
+        fingerprint="fp",
+        title="DiskFull",
+        severity="warning",
+        status="resolved" if resolved else "firing",
+        starts_at=created,
+        last_seen=created,
+    )
+    return AlertGroup(
+        id=group_id,
+        group_key=group_id,
+        channel="#alerts",
+        members={"fp": member},
+        created_at=created,
+        updated_at=resolved or created,
+        state="resolved" if resolved else "firing",
+        resolved_at=resolved,
+    )
 
 
 def deploy(deploy_id: str, created: datetime, state: DeployState, version: str = "v1") -> DeployRecord:
-    return DeployRecord(id=deploy_id, kind="deploy", service="web", environment="production", version=version,
-                        previous_version=None, requested_by="U0BOB", state=state, created_at=created, updated_at=created,
-                        finished_at=created if state in (DeployState.SUCCEEDED, DeployState.FAILED) else None)
+    return DeployRecord(
+        id=deploy_id,
+        kind="deploy",
+        service="web",
+        environment="production",
+        version=version,
+        previous_version=None,
+        requested_by="U0BOB",
+        state=state,
+        created_at=created,
+        updated_at=created,
+        finished_at=created if state in (DeployState.SUCCEEDED, DeployState.FAILED) else None,
+    )
 
 
 def backup(backup_id: str, created: datetime, state: BackupState) -> BackupRecord:
-    return BackupRecord(id=backup_id, target="appdb", kind="postgres", state=state, requested_by="U0BOB", created_at=created)
+    return BackupRecord(
+        id=backup_id, target="appdb", kind="postgres", state=state, requested_by="U0BOB", created_at=created
+    )
 
 
 async def test_retention_removes_only_old_finished_history_in_bounded_batches(store: Store) -> None:
@@ -132,6 +173,7 @@ async def test_retention_removes_only_old_finished_history_in_bounded_batches(st
 
     # Deploys: old finished ones go; an old one still running, and the one that put the running version, stay.
     old_day = NOW - timedelta(days=500)
+
     async def deployed(record: DeployRecord) -> None:  # requested, then finished, as the engine does it
         await deploys.create(record.model_copy(update={"state": DeployState.RUNNING}))
         if record.state != DeployState.RUNNING:
@@ -143,19 +185,34 @@ async def test_retention_removes_only_old_finished_history_in_bounded_batches(st
         await deployed(deploy(f"d-old{n}", old_day + timedelta(minutes=n), DeployState.FAILED))
     await deployed(deploy("d-recent", NOW - timedelta(days=3), DeployState.FAILED))
     # Backups: old ones without an object go; old succeeded (its object may be restored) and running stay.
-    for name, state in (("b-failed", BackupState.FAILED), ("b-pruned", BackupState.PRUNED),
-                        ("b-good", BackupState.SUCCEEDED), ("b-running", BackupState.RUNNING)):
+    for name, state in (
+        ("b-failed", BackupState.FAILED),
+        ("b-pruned", BackupState.PRUNED),
+        ("b-good", BackupState.SUCCEEDED),
+        ("b-running", BackupState.RUNNING),
+    ):
         await backups.create(backup(name, old_day, state))
     await backups.create(backup("b-recent", NOW - timedelta(days=2), BackupState.FAILED))
     # Audit: entries appended long ago (explicit old stream ids, as the real clock gave them then) and today's.
     old_ms = int((NOW - timedelta(days=500)).timestamp() * 1000)
     for n in range(300):
-        await store.redis.xadd(store.keys.audit_stream(), {"at": old_day.isoformat(), "actor": "U0BOB", "action": "x",
-                                                           "result": "ok"}, id=f"{old_ms}-{n + 1}")
+        await store.redis.xadd(
+            store.keys.audit_stream(),
+            {"at": old_day.isoformat(), "actor": "U0BOB", "action": "x", "result": "ok"},
+            id=f"{old_ms}-{n + 1}",
+        )
     fresh = [await audit.record(actor="U0BOB", action=f"today{n}", result="ok") for n in range(3)]
 
-    pruner = Pruner(retention=RetentionSection(batch=100), alerts=alerts, deploys=deploys, backups=backups, audit=audit,
-                    deploy_keys=lambda: [("web", "production")], backup_targets=lambda: ["appdb"], clock=clock)
+    pruner = Pruner(
+        retention=RetentionSection(batch=100),
+        alerts=alerts,
+        deploys=deploys,
+        backups=backups,
+        audit=audit,
+        deploy_keys=lambda: [("web", "production")],
+        backup_targets=lambda: ["appdb"],
+        clock=clock,
+    )
     done = await pruner.run()
     assert done.batches["alert_groups"] >= 2  # more than one bounded batch was needed
 
@@ -164,10 +221,17 @@ async def test_retention_removes_only_old_finished_history_in_bounded_batches(st
     assert await alerts.get_group(firing.id) is not None and await alerts.get_group("a-old00000") is None
     assert await store.redis.sismember(alerts.k("firing"), firing.id)
     assert set(await store.redis.zrange(store.keys.deploy("history", "web", "production"), 0, -1)) == {
-        "d-running", "d-current", "d-recent"}
+        "d-running",
+        "d-current",
+        "d-recent",
+    }
     assert await deploys.get("d-old0") is None and await deploys.get("d-current") is not None
     assert (await deploys.running_record("web", "production"))[1] is not None
-    assert set(await store.redis.zrange(store.keys.backups("history", "appdb"), 0, -1)) == {"b-good", "b-running", "b-recent"}
+    assert set(await store.redis.zrange(store.keys.backups("history", "appdb"), 0, -1)) == {
+        "b-good",
+        "b-running",
+        "b-recent",
+    }
     remaining = [entry_id for entry_id, _ in await store.redis.xrange(store.keys.audit_stream())]
     assert set(fresh) <= set(remaining) and len(remaining) < 303  # today's kept; old ones trimmed by whole nodes
 
@@ -186,54 +250,101 @@ async def test_trimming_never_drops_alerts_not_yet_delivered(store: Store) -> No
 
 
 async def run_cli(*args: str, redis_url: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CHATOPS_", "SLACK_"))} | {"REDIS_URL": redis_url}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *args, env=env, cwd=ROOT,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CHATOPS_", "SLACK_"))} | {
+        "REDIS_URL": redis_url
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
 
 async def test_audit_export_writes_one_json_line_per_record_between_the_dates(store: Store, redis_url: str) -> None:
-    times = iter([datetime(2026, 1, 31, 23, 59, tzinfo=UTC), datetime(2026, 2, 1, 0, 0, tzinfo=UTC),
-                  datetime(2026, 2, 14, 9, 30, tzinfo=UTC), datetime(2026, 3, 1, 0, 0, tzinfo=UTC)])
+    times = iter(
+        [
+            datetime(2026, 1, 31, 23, 59, tzinfo=UTC),
+            datetime(2026, 2, 1, 0, 0, tzinfo=UTC),
+            datetime(2026, 2, 14, 9, 30, tzinfo=UTC),
+            datetime(2026, 3, 1, 0, 0, tzinfo=UTC),
+        ]
+    )
     audit = AuditLog(store, lambda: next(times))
-    ids = [await audit.record(actor="U0BOB", action=f"deploy.{n}", result="ok", target="web", channel="C0GENERAL",
-                              detail='say "hi"\nthere') for n in range(4)]
+    ids = [
+        await audit.record(
+            actor="U0BOB",
+            action=f"deploy.{n}",
+            result="ok",
+            target="web",
+            channel="C0GENERAL",
+            detail='say "hi"\nthere',
+        )
+        for n in range(4)
+    ]
 
-    code, out, err = await run_cli("audit", "export", "--since", "2026-02-01", "--until", "2026-03-01", redis_url=redis_url)
+    code, out, err = await run_cli(
+        "audit", "export", "--since", "2026-02-01", "--until", "2026-03-01", redis_url=redis_url
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert [list(row) for row in rows] == [list(EXPORT_FIELDS)] * 2
     assert [row["id"] for row in rows] == ids[1:3]
-    assert rows[0] == {"id": ids[1], "at": "2026-02-01T00:00:00+00:00", "actor": "U0BOB", "action": "deploy.1",
-                       "target": "web", "channel": "C0GENERAL", "result": "ok", "detail": 'say "hi"\nthere'}
+    assert rows[0] == {
+        "id": ids[1],
+        "at": "2026-02-01T00:00:00+00:00",
+        "actor": "U0BOB",
+        "action": "deploy.1",
+        "target": "web",
+        "channel": "C0GENERAL",
+        "result": "ok",
+        "detail": 'say "hi"\nthere',
+    }
 
     code, out, _ = await run_cli("audit", "export", "--since", "2026-02-14T09:30:00Z", redis_url=redis_url)
     assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == ids[2:]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--since", "2026-13-01"], "--since: '2026-13-01' is not a date; write YYYY-MM-DD"),
-    (["--since", "yesterday"], "--since: 'yesterday' is not a date"),
-    (["--since", "2026-02-01", "--until", "soon"], "--until: 'soon' is not a date"),
-    (["--since", "2026-02-01", "--until", "2026-01-01"], "--until (2026-01-01) must be after --since (2026-02-01)"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-13-01"], "--since: '2026-13-01' is not a date; write YYYY-MM-DD"),
+        (["--since", "yesterday"], "--since: 'yesterday' is not a date"),
+        (["--since", "2026-02-01", "--until", "soon"], "--until: 'soon' is not a date"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "--until (2026-01-01) must be after --since (2026-02-01)"),
+    ],
+)
 async def test_audit_export_rejects_bad_dates_with_exit_code_2(redis_url: str, args: list[str], message: str) -> None:
     code, out, err = await run_cli("audit", "export", *args, redis_url=redis_url)
     assert code == 2 and out == "" and message in err, (code, err)
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
-    ("retention:\n  alerts: 30d\n", "retention.alerts: must be at least 90d, the longest `/alerts stats` window (got 30d)"),
-    ("retention:\n  audit: 0s\n", "retention.audit: must be at least 1d, the shortest retention (got 0s)"),
-    ("retention:\n  acknowledgements: 90d\n", "retention.acknowledgements: must be at least 365d"),
-    ("retention:\n  deploys: 1w\n", "retention.deploys: must be at least 30d, the window of the `/deploy history` figures (got 7d)"),
-    ("retention:\n  every: 2d\n", "retention.every: must be from 1m to 1d (got 2d)"),
-    ("retention:\n  batch: 10\n", "retention.batch: must be ≥ 100"),
-    ("retention:\n  alert: 90d\n", "retention.alert"),
-])
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        (
+            "retention:\n  alerts: 30d\n",
+            "retention.alerts: must be at least 90d, the longest `/alerts stats` window (got 30d)",
+        ),
+        ("retention:\n  audit: 0s\n", "retention.audit: must be at least 1d, the shortest retention (got 0s)"),
+        ("retention:\n  acknowledgements: 90d\n", "retention.acknowledgements: must be at least 365d"),
+        (
+            "retention:\n  deploys: 1w\n",
+            "retention.deploys: must be at least 30d, the window of the `/deploy history` figures (got 7d)",
+        ),
+        ("retention:\n  every: 2d\n", "retention.every: must be from 1m to 1d (got 2d)"),
+        ("retention:\n  batch: 10\n", "retention.batch: must be ≥ 100"),
+        ("retention:\n  alert: 90d\n", "retention.alert"),
+    ],
+)
 def test_check_config_names_bad_retention_values(yaml: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(yaml, "chatops.yaml")
@@ -243,4 +354,8 @@ def test_check_config_names_bad_retention_values(yaml: str, message: str) -> Non
 
 def test_retention_defaults() -> None:
     section = parse_config("", "chatops.yaml").retention
-    assert (section.alerts, section.audit, section.acknowledgements) == (timedelta(days=90), timedelta(days=400), timedelta(days=400))
+    assert (section.alerts, section.audit, section.acknowledgements) == (
+        timedelta(days=90),
+        timedelta(days=400),
+        timedelta(days=400),
+    )

@@ -81,7 +81,11 @@ async def processes() -> AsyncIterator[list[Process]]:
 
 
 def process(
-    processes: list[Process], redis: aioredis.Redis, owner: str, *, ttl: timedelta = SHORT_TTL,
+    processes: list[Process],
+    redis: aioredis.Redis,
+    owner: str,
+    *,
+    ttl: timedelta = SHORT_TTL,
     clock: Callable[[], datetime] = real_clock,
 ) -> Process:
     proc = Process(LeaderScheduler(redis=redis, keys=KEYS, lease_ttl=ttl, clock=clock, owner=owner))
@@ -192,7 +196,9 @@ async def test_a_deposed_leader_stops_running_jobs(redis: aioredis.Redis, proces
 async def test_missed_runs_are_caught_up_once_with_a_note(redis: aioredis.Redis, processes: list[Process]) -> None:
     now = datetime(2025, 3, 4, 12, 30, tzinfo=UTC)
     three_hours_ago = now - timedelta(hours=3)
-    await redis.hset(KEYS.scheduler("runs"), mapping={"hourly": three_hours_ago.isoformat(), "quiet": three_hours_ago.isoformat()})
+    await redis.hset(
+        KEYS.scheduler("runs"), mapping={"hourly": three_hours_ago.isoformat(), "quiet": three_hours_ago.isoformat()}
+    )
     calls: dict[str, list[Missed | None]] = {"hourly": [], "quiet": [], "fresh": []}
 
     def recorder(name: str) -> Callable[[Missed | None], Awaitable[None]]:
@@ -209,12 +215,16 @@ async def test_missed_runs_are_caught_up_once_with_a_note(redis: aioredis.Redis,
     await eventually(lambda: any(calls["hourly"]), "the hourly job is caught up")
 
     caught_up = [m for m in calls["hourly"] if m is not None]
-    assert caught_up == [Missed(first=datetime(2025, 3, 4, 10, tzinfo=UTC), last=datetime(2025, 3, 4, 12, tzinfo=UTC), count=3)]
+    assert caught_up == [
+        Missed(first=datetime(2025, 3, 4, 10, tzinfo=UTC), last=datetime(2025, 3, 4, 12, tzinfo=UTC), count=3)
+    ]
     assert caught_up[0].note == (
         "missed 3 runs between 10:00 and 12:00 UTC while no chatops process was leading; running once now"
     )
-    await eventually(lambda: equals(lambda: redis.hget(KEYS.scheduler("runs"), "hourly"), now.isoformat()),
-                     "the catch-up is recorded")
+    await eventually(
+        lambda: equals(lambda: redis.hget(KEYS.scheduler("runs"), "hourly"), now.isoformat()),
+        "the catch-up is recorded",
+    )
     # A job that never ran starts counting from now; a catch_up=False job is never caught up.
     assert await redis.hget(KEYS.scheduler("runs"), "fresh") == now.isoformat()
     await proc.stop_cleanly()

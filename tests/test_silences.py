@@ -47,9 +47,14 @@ def test_a_catastrophic_pattern_matches_in_linear_time() -> None:
     assert matcher.matches({"alertname": "a" * 100_000}) is True
 
 
-@pytest.mark.parametrize("pattern, reason", [
-    (r"(a)\1", "invalid escape sequence"), ("(?=a)a", "invalid perl operator"), ("a" * (MAX_PATTERN + 1), "characters"),
-])
+@pytest.mark.parametrize(
+    "pattern, reason",
+    [
+        (r"(a)\1", "invalid escape sequence"),
+        ("(?=a)a", "invalid perl operator"),
+        ("a" * (MAX_PATTERN + 1), "characters"),
+    ],
+)
 def test_patterns_re2_cannot_run_are_refused_naming_them(pattern: str, reason: str) -> None:
     with pytest.raises(ValueError) as refused:
         parse_matcher(f"alertname=~{pattern}")
@@ -59,7 +64,11 @@ def test_patterns_re2_cannot_run_are_refused_naming_them(pattern: str, reason: s
 def test_check_config_refuses_a_route_regex_re2_cannot_run() -> None:
     with pytest.raises(ConfigError) as refused:
         parse_config('alerts: {routes: [{match_re: {service: "(a)\\\\1"}, channel: "#x"}]}', "bad.yaml")
-    assert "match_re.service" in str(refused.value) and "(a)\\1" in str(refused.value) and "backreferences" in str(refused.value)
+    assert (
+        "match_re.service" in str(refused.value)
+        and "(a)\\1" in str(refused.value)
+        and "backreferences" in str(refused.value)
+    )
     config = AlertsSection.model_validate({"routes": [{"match_re": {"alertname": CATASTROPHIC}, "channel": "#slow"}]})
     assert [d.channel for d in route(config, {"alertname": "a" * 30 + "!"})] == ["#alerts"]
     assert [d.channel for d in route(config, {"alertname": "aaa"})] == ["#slow"]
@@ -88,9 +97,18 @@ async def test_without_responders_only_admins_may_silence_by_command(bot: BotHar
 
 async def test_without_responders_only_admins_may_use_the_silence_button(bot: BotHarness) -> None:
     now = datetime.now(UTC)
-    member = Member(fingerprint="fp-1", title="DiskFull", severity="warning", status="firing", labels={"alertname": "DiskFull"},
-                    starts_at=now, last_seen=now)
-    group = AlertGroup(id="a-button01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now)
+    member = Member(
+        fingerprint="fp-1",
+        title="DiskFull",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "DiskFull"},
+        starts_at=now,
+        last_seen=now,
+    )
+    group = AlertGroup(
+        id="a-button01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
+    )
     await state(bot).alerts.create_group(group, post_at=now)
     await bot.deps.alerts.post(group.id)
     posted = await bot.deps.alerts.get(group.id)
@@ -98,13 +116,21 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
 
     def choose(user: str) -> Awaitable[object]:
         return bot.emulator.send_block_action(
-            channel="#alerts", message_ts=posted.message_ts or "", action_id="alerts.silence", user_id=user,
-            selected_option={"text": {"type": "plain_text", "text": "Silence 1h"}, "value": f"{group.id}:1h"})
+            channel="#alerts",
+            message_ts=posted.message_ts or "",
+            action_id="alerts.silence",
+            user_id=user,
+            selected_option={"text": {"type": "plain_text", "text": "Silence 1h"}, "value": f"{group.id}:1h"},
+        )
 
     await choose("U0ALICE")
 
     async def refused() -> bool:
-        return any(m.get("ephemeral_to") == "U0ALICE" and "responders" in m.get("text", "") for m in bot.emulator.messages("#alerts"))
+        return any(
+            m.get("ephemeral_to") == "U0ALICE" and "responders" in m.get("text", "")
+            for m in bot.emulator.messages("#alerts")
+        )
+
     await eventually(refused, "the refusal shown to U0ALICE")
     assert await bot.deps.alerts.silences() == {}
 
@@ -112,6 +138,7 @@ async def test_without_responders_only_admins_may_use_the_silence_button(bot: Bo
 
     async def silenced() -> bool:
         return bool(await bot.deps.alerts.silences())
+
     await eventually(silenced, "the admin's silence to be stored")
     (stored,) = (await bot.deps.alerts.silences()).values()
     assert stored["created_by"] == "U0DEMO" and stored["matchers"] == ["alertname=DiskFull"]

@@ -34,14 +34,20 @@ async def slack() -> AsyncIterator[tuple[SlackEmulator, InstrumentedWebClient]]:
     await runner.cleanup()
 
 
-@pytest.mark.parametrize(("mode", "code", "applied"), [
-    ("500", "internal_error", True),
-    ("html502", "http_error", True),
-    ("timeout", "request_timeout", True),
-    ("applied_then_500", "internal_error", True),
-])
+@pytest.mark.parametrize(
+    ("mode", "code", "applied"),
+    [
+        ("500", "internal_error", True),
+        ("html502", "http_error", True),
+        ("timeout", "request_timeout", True),
+        ("applied_then_500", "internal_error", True),
+    ],
+)
 async def test_every_failure_is_a_slack_api_error_with_a_code(
-    slack: tuple[SlackEmulator, InstrumentedWebClient], mode: str, code: str, applied: bool,
+    slack: tuple[SlackEmulator, InstrumentedWebClient],
+    mode: str,
+    code: str,
+    applied: bool,
 ) -> None:
     emulator, client = slack
     emulator.faults.add(mode, methods=["chat.postMessage"], count=1, hold=3.0)

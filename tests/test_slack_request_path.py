@@ -52,8 +52,11 @@ async def _idempotency_keys(bot: BotHarness) -> list[str]:
 
 
 async def test_known_answer_request_is_a_replay_and_is_refused(bot: BotHarness) -> None:
-    headers = {"X-Slack-Request-Timestamp": KAT_TIMESTAMP, "X-Slack-Signature": KAT_SIGNATURE,
-               "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {
+        "X-Slack-Request-Timestamp": KAT_TIMESTAMP,
+        "X-Slack-Signature": KAT_SIGNATURE,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     status, _ = await post(f"{bot.url}/slack/events", KAT_BODY, headers)
     assert status == 401
     assert await _idempotency_keys(bot) == []
@@ -68,7 +71,14 @@ async def test_fresh_signature_is_accepted(bot: BotHarness) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["tampered body", "wrong secret", "older than five minutes", "from the future", "no signature", "garbage signature"],
+    [
+        "tampered body",
+        "wrong secret",
+        "older than five minutes",
+        "from the future",
+        "no signature",
+        "garbage signature",
+    ],
 )
 async def test_forged_requests_get_401_and_change_nothing(bot: BotHarness, case: str) -> None:
     body = command_body("/chatops", "audit")
@@ -94,7 +104,10 @@ async def test_forged_requests_get_401_and_change_nothing(bot: BotHarness, case:
 async def test_slack_retry_of_a_command_runs_it_once(bot: BotHarness) -> None:
     body = command_body("/chatops", "audit", trigger_id="42.42.retry")
     first = await post(f"{bot.url}/slack/events", body, signed_headers(bot.signing_secret, body))
-    retry_headers = signed_headers(bot.signing_secret, body) | {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    retry_headers = signed_headers(bot.signing_secret, body) | {
+        "X-Slack-Retry-Num": "1",
+        "X-Slack-Retry-Reason": "http_timeout",
+    }
     second = await post(f"{bot.url}/slack/events", body, retry_headers)
     assert first[0] == second[0] == 200
     assert "audit" in parse(first[1])["text"].lower()
@@ -105,7 +118,9 @@ async def test_slack_retry_of_a_command_runs_it_once(bot: BotHarness) -> None:
 async def test_emulator_retry_header_is_deduplicated(bot: BotHarness) -> None:
     first = await bot.emulator.send_command(command="/chatops", text="help", user_id="U0DEMO", channel_id="C0GENERAL")
     assert first.status == 200 and first.json and "/deploy" in first.json["text"]
-    distinct = await bot.emulator.send_command(command="/chatops", text="help", user_id="U0DEMO", channel_id="C0GENERAL")
+    distinct = await bot.emulator.send_command(
+        command="/chatops", text="help", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
     assert distinct.json and "/deploy" in distinct.json["text"], "a new request (new trigger_id) is not a retry"
 
 
@@ -127,11 +142,16 @@ async def test_help_button_updates_the_message_in_place(bot: BotHarness) -> None
     updated = bot.emulator.find_message("C0GENERAL", message["ts"])
     assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
     back = await bot.emulator.send_block_action(
-        channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.overview", value="overview", user_id="U0DEMO"
+        channel="C0GENERAL",
+        message_ts=message["ts"],
+        action_id="chatops.help.overview",
+        value="overview",
+        user_id="U0DEMO",
     )
     assert back.status == 200
-    await eventually(lambda: _header(bot, message["ts"]) == "chatops: what you can ask",
-                     "the help message back on its first page")
+    await eventually(
+        lambda: _header(bot, message["ts"]) == "chatops: what you can ask", "the help message back on its first page"
+    )
 
 
 def _header(bot: BotHarness, ts: str) -> str:
@@ -142,11 +162,18 @@ def _header(bot: BotHarness, ts: str) -> str:
 async def test_quick_clicks_on_help_are_all_answered(bot: BotHarness) -> None:
     """Help buttons change nothing, so the double-click guard leaves them alone: every click is answered."""
     message = await _help_message(bot)
-    clicks = await asyncio.gather(*[
-        bot.emulator.send_block_action(channel="C0GENERAL", message_ts=message["ts"], action_id="chatops.help.show",
-                                       value="rollback", user_id="U0DEMO")
-        for _ in range(3)
-    ])
+    clicks = await asyncio.gather(
+        *[
+            bot.emulator.send_block_action(
+                channel="C0GENERAL",
+                message_ts=message["ts"],
+                action_id="chatops.help.show",
+                value="rollback",
+                user_id="U0DEMO",
+            )
+            for _ in range(3)
+        ]
+    )
     assert all(click.status == 200 for click in clicks)
     metrics = 'chatops_requests_total{command="chatops",outcome="ok"} 3.0'
     await eventually(lambda: metrics in bot.deps.metrics.render()[0].decode(), "the request's metrics to be rendered")
@@ -184,13 +211,17 @@ def test_every_registered_command_is_built() -> None:
 
 
 async def test_mistyped_command_gets_what_was_wrong_and_usage(bot: BotHarness) -> None:
-    result = await bot.emulator.send_command(command="/chatops", text="frobnicate now", user_id="U0DEMO", channel_id="C0GENERAL")
+    result = await bot.emulator.send_command(
+        command="/chatops", text="frobnicate now", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
     assert result.json is not None
     text = html.unescape(result.json["text"])
     assert "`frobnicate` is not a chatops command." in text
     assert "/chatops audit [N]" in text
     assert result.json["response_type"] == "ephemeral"
-    bad_count = await bot.emulator.send_command(command="/chatops", text="audit lots", user_id="U0DEMO", channel_id="C0GENERAL")
+    bad_count = await bot.emulator.send_command(
+        command="/chatops", text="audit lots", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
     assert bad_count.json is not None and "`audit` takes one number from 1 to 100." in bad_count.json["text"]
 
 
@@ -198,16 +229,22 @@ async def test_audit_is_for_admins_and_records_the_refusal(bot: BotHarness) -> N
     denied = await bot.emulator.send_command(command="/chatops", text="audit", user_id="U0BOB", channel_id="C0GENERAL")
     assert denied.json is not None
     assert "You need the `admins` role to read the audit log" in denied.json["text"]
-    allowed = await bot.emulator.send_command(command="/chatops", text="audit 5", user_id="U0DEMO", channel_id="C0GENERAL")
+    allowed = await bot.emulator.send_command(
+        command="/chatops", text="audit 5", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
     assert allowed.json is not None
     assert "<@U0BOB> *chatops.read the audit log*" in allowed.json["text"]
     assert "denied" in allowed.json["text"]
 
 
 async def test_whoami_resolves_usergroups(bot: BotHarness) -> None:
-    alice = await bot.emulator.send_command(command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL")
+    alice = await bot.emulator.send_command(
+        command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL"
+    )
     assert alice.json is not None and "`deployers`" in alice.json["text"] and "`approvers`" in alice.json["text"]
-    carol = await bot.emulator.send_command(command="/chatops", text="whoami", user_id="U0CAROL", channel_id="C0GENERAL")
+    carol = await bot.emulator.send_command(
+        command="/chatops", text="whoami", user_id="U0CAROL", channel_id="C0GENERAL"
+    )
     assert carol.json is not None and "no roles" in carol.json["text"]
 
 
@@ -220,17 +257,37 @@ async def test_usergroups_are_cached(bot: BotHarness) -> None:
     assert len(bot.emulator.calls_to("usergroups.users.list")) == calls
 
 
-async def test_internal_error_shows_a_ref_and_logs_the_traceback(bot: BotHarness, caplog: pytest.LogCaptureFixture) -> None:
+async def test_internal_error_shows_a_ref_and_logs_the_traceback(
+    bot: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(ctx: CommandContext):  # type: ignore[no-untyped-def]
         raise KeyError("boom")
 
-    spec = CommandSpec(name="broken", summary="Breaks.", description="", usage=("/broken",), examples=(),
-                       usage_hint="", handler=broken)
+    spec = CommandSpec(
+        name="broken", summary="Breaks.", description="", usage=("/broken",), examples=(), usage_hint="", handler=broken
+    )
     catalog = Catalog([spec, build_catalog().umbrella])
-    invocation = Invocation(user_id="U0DEMO", user_name="demo", channel_id="C0GENERAL", channel_name="general",
-                            team_id="T0CHATOPS", command="/broken", text="", response_url="", trigger_id="t")
-    ctx = CommandContext(user_id="U0DEMO", channel_id="C0GENERAL", response_url="", deps=bot.deps, catalog=catalog,
-                         spec=spec, invocation=invocation, args="")
+    invocation = Invocation(
+        user_id="U0DEMO",
+        user_name="demo",
+        channel_id="C0GENERAL",
+        channel_name="general",
+        team_id="T0CHATOPS",
+        command="/broken",
+        text="",
+        response_url="",
+        trigger_id="t",
+    )
+    ctx = CommandContext(
+        user_id="U0DEMO",
+        channel_id="C0GENERAL",
+        response_url="",
+        deps=bot.deps,
+        catalog=catalog,
+        spec=spec,
+        invocation=invocation,
+        args="",
+    )
     with caplog.at_level(logging.ERROR):
         reply, outcome = await run_command(ctx, help_requested=False)
     assert outcome == "error"

@@ -68,8 +68,10 @@ def hostile_alert(status: str = "firing") -> dict[str, Any]:
 
 async def send(bot: BotHarness, body: dict[str, Any]) -> None:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession() as session, \
-            session.post(f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{bot.url}/alerts/alertmanager", data=json.dumps(body), headers=headers) as response,
+    ):
         assert response.status == 200, await response.text()
 
 
@@ -112,8 +114,31 @@ def test_external_text_never_yields_slack_markup(text: str) -> None:
     assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text  # shown as typed
 
 
-_PIECES = ["<", ">", "!", "@", "#", "|", "^", "&", "lt;", "gt;", "amp;", " ", "x", "here", "channel", "U0AB", "C0AB",
-           "subteam", "<!here>", "<!channel>", "<@U0AB>", "<#C0AB|x>", "&lt;!here&gt;"]
+_PIECES = [
+    "<",
+    ">",
+    "!",
+    "@",
+    "#",
+    "|",
+    "^",
+    "&",
+    "lt;",
+    "gt;",
+    "amp;",
+    " ",
+    "x",
+    "here",
+    "channel",
+    "U0AB",
+    "C0AB",
+    "subteam",
+    "<!here>",
+    "<!channel>",
+    "<@U0AB>",
+    "<#C0AB|x>",
+    "&lt;!here&gt;",
+]
 
 
 @given(st.lists(st.sampled_from(_PIECES)).map("".join))
@@ -141,11 +166,13 @@ def test_clip_never_cuts_an_entity_in_half() -> None:
 
 async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyone(bot: BotHarness) -> None:
     await send(bot, hostile_alert())
+
     def posted() -> list[dict[str, Any]]:
         return [m for m in bot.emulator.messages("#alerts") if "blocks" in m and not m.get("thread_ts")]
 
     async def is_posted() -> bool:
         return bool(posted())
+
     await eventually(is_posted, "the alert's message in #alerts")
     (message,) = posted()
     assert_no_foreign_markup(message)
@@ -158,6 +185,7 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
         await bot.deps.pager.tick()
         im = bot.emulator.workspace.im_with("U0ALICE", create=False)
         return im is not None and any("blocks" in m for m in bot.emulator.messages(im.id))
+
     await eventually(paged, "the page DM to U0ALICE")
     im = bot.emulator.workspace.im_with("U0ALICE", create=False)
     assert im is not None
@@ -166,11 +194,14 @@ async def test_a_hostile_alert_is_posted_paged_and_resolved_without_pinging_anyo
     assert "&lt;@U0ALICE&gt;" in page["text"] and headers_of(page)[0] == f"📟 {HOSTILE} DB down"
 
     # The Acknowledge button in the page: the outcome replaces the buttons, still escaped.
-    await bot.emulator.send_block_action(channel=im.id, message_ts=page["ts"], action_id="alerts.ack", user_id="U0ALICE")
+    await bot.emulator.send_block_action(
+        channel=im.id, message_ts=page["ts"], action_id="alerts.ack", user_id="U0ALICE"
+    )
 
     async def closed() -> bool:
         found = bot.emulator.find_message(im.id, page["ts"]) or {}
         return "alerts.ack" not in json.dumps(found.get("blocks"))
+
     await eventually(closed, "the page to show the acknowledgement")
     assert_no_foreign_markup(bot.emulator.find_message(im.id, page["ts"]) or {}, allowed=("<@U0ALICE>",))
 
@@ -180,10 +211,14 @@ async def test_the_resolved_reply_of_a_hostile_alert_pings_nobody(bot: BotHarnes
     await send(bot, hostile_alert("resolved"))
 
     def reply() -> dict[str, Any] | None:
-        return next((m for m in bot.emulator.messages("#alerts") if m.get("thread_ts") and "resolved" in m.get("text", "")), None)
+        return next(
+            (m for m in bot.emulator.messages("#alerts") if m.get("thread_ts") and "resolved" in m.get("text", "")),
+            None,
+        )
 
     async def replied() -> bool:
         return reply() is not None
+
     await eventually(replied, "the resolved reply in the alert's thread")
     message = reply()
     assert message is not None
@@ -206,6 +241,7 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     async def set_up() -> bool:
         found = await state(bot).incidents.get("INC-1")
         return found is not None and found.setup_done
+
     await eventually(set_up, "the incident's Slack set-up")
     incident = await state(bot).incidents.get("INC-1")
     assert incident is not None and incident.channel_id and incident.summary_ts and incident.announce_ts
@@ -223,14 +259,20 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     for message in declared:
         assert_no_foreign_markup(message, allowed=("<@U0DEMO>",))
 
-    await incident_command(bot, "update <!here> rolled back <@U0BOB> & <https://evil.example|click>", channel=incident.channel_id)
+    await incident_command(
+        bot, "update <!here> rolled back <@U0BOB> & <https://evil.example|click>", channel=incident.channel_id
+    )
 
     def updates() -> list[dict[str, Any]]:
-        return [m for m in [*bot.emulator.messages(incident.channel_id), *bot.emulator.messages("#incidents")]
-                if "rolled back" in m.get("text", "")]
+        return [
+            m
+            for m in [*bot.emulator.messages(incident.channel_id), *bot.emulator.messages("#incidents")]
+            if "rolled back" in m.get("text", "")
+        ]
 
     async def posted() -> bool:
         return len(updates()) == 2  # the incident channel and the announcement's thread
+
     await eventually(posted, "the update in the incident channel and the announce thread")
     for message in updates():
         assert "&lt;!here&gt;" in message["text"] and "&lt;https://evil.example|click&gt;" in message["text"]
@@ -239,6 +281,8 @@ async def test_a_hostile_incident_title_and_update_ping_nobody(bot: BotHarness) 
     async def refreshed() -> bool:
         found = bot.emulator.find_message(incident.channel_id or "", incident.summary_ts or "") or {}
         return "rolled back" in json.dumps(found.get("blocks"))
+
     await eventually(refreshed, "the pinned summary to show the update")
-    assert_no_foreign_markup(bot.emulator.find_message(incident.channel_id, incident.summary_ts) or {},
-                             allowed=("<@U0DEMO>", "<@U0BOB>"))
+    assert_no_foreign_markup(
+        bot.emulator.find_message(incident.channel_id, incident.summary_ts) or {}, allowed=("<@U0DEMO>", "<@U0BOB>")
+    )

@@ -93,10 +93,15 @@ async def test_a_ticket_opens_one_connection(emu: SlackEmulator, http: aiohttp.C
 async def test_hello_then_a_command_envelope_and_its_ack(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
     async with http.ws_connect(await open_url(emu, http)) as ws:
         hello = await ws.receive_json(timeout=2)
-        assert hello == {"type": "hello", "num_connections": 1,
-                         "debug_info": {"host": "applink-chatops-emulator", "build_number": 1, "approximate_connection_time": 18060},
-                         "connection_info": {"app_id": "A0CHATOPS"}}
-        sending = asyncio.create_task(emu.send_command(command="/chatops", text="status", user_id="U0ALICE", channel_id="#general"))
+        assert hello == {
+            "type": "hello",
+            "num_connections": 1,
+            "debug_info": {"host": "applink-chatops-emulator", "build_number": 1, "approximate_connection_time": 18060},
+            "connection_info": {"app_id": "A0CHATOPS"},
+        }
+        sending = asyncio.create_task(
+            emu.send_command(command="/chatops", text="status", user_id="U0ALICE", channel_id="#general")
+        )
         envelope = await ws.receive_json(timeout=2)
         assert set(envelope) == {"envelope_id", "payload", "type", "accepts_response_payload"}
         assert envelope["type"] == "slash_commands" and envelope["accepts_response_payload"] is True
@@ -104,7 +109,9 @@ async def test_hello_then_a_command_envelope_and_its_ack(emu: SlackEmulator, htt
         assert form["command"] == "/chatops" and form["text"] == "status" and form["user_id"] == "U0ALICE"
         assert form["channel_id"] == "C0GENERAL" and form["response_url"].startswith(f"{emu.origin}/emulator/response/")
         assert all(isinstance(value, str) for value in form.values()), "the form fields, as a JSON object of strings"
-        await ws.send_json({"envelope_id": envelope["envelope_id"], "payload": {"response_type": "in_channel", "text": "all green"}})
+        await ws.send_json(
+            {"envelope_id": envelope["envelope_id"], "payload": {"response_type": "in_channel", "text": "all green"}}
+        )
         result = await sending
     assert result.status == 200 and result.error is None
     assert result.json == {"response_type": "in_channel", "text": "all green"}
@@ -123,12 +130,16 @@ async def test_acks_without_payload_and_ephemeral_answers(emu: SlackEmulator, ht
 
         quiet, _ = await asyncio.gather(emu.send_command(text="quiet", user_id="U0BOB"), answer(None))
         assert quiet.status == 200 and quiet.body == "" and quiet.json is None
-        private, _ = await asyncio.gather(emu.send_command(text="private", user_id="U0BOB"), answer({"text": "only you"}))
+        private, _ = await asyncio.gather(
+            emu.send_command(text="private", user_id="U0BOB"), answer({"text": "only you"})
+        )
         assert private.json == {"text": "only you"}
     assert [(m["text"], m.get("ephemeral_to")) for m in emu.messages("C0GENERAL")] == [("only you", "U0BOB")]
 
 
-async def test_no_ack_is_a_timeout_and_the_user_sees_the_failure(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
+async def test_no_ack_is_a_timeout_and_the_user_sees_the_failure(
+    emu: SlackEmulator, http: aiohttp.ClientSession
+) -> None:
     emu.ack_timeout = 0.2
     seen: list[dict[str, Any]] = []
     emu.state.subscribe(seen.append)
@@ -139,14 +150,27 @@ async def test_no_ack_is_a_timeout_and_the_user_sees_the_failure(emu: SlackEmula
         assert emu.deliveries[-1].ack is None and emu.deliveries[-1].error == "operation_timeout"
         late = await ws.receive_json(timeout=1)
         await ws.send_json({"envelope_id": late["envelope_id"], "payload": {"text": "too late"}})
-    assert [e["text"] for e in seen if e["type"] == "command_error"] == ['/chatops failed with the error "operation_timeout"']
+    assert [e["text"] for e in seen if e["type"] == "command_error"] == [
+        '/chatops failed with the error "operation_timeout"'
+    ]
     assert emu.messages("C0GENERAL") == []
 
 
 async def test_interactive_and_events_envelopes(emu: SlackEmulator, http: aiohttp.ClientSession) -> None:
-    message = emu.state.post(emu.workspace.channel("C0GENERAL"), user="U0BOT", text="pick", blocks=[  # type: ignore[arg-type]
-        {"type": "actions", "block_id": "b", "elements": [
-            {"type": "button", "action_id": "go", "text": {"type": "plain_text", "text": "Go"}, "value": "1"}]}])
+    message = emu.state.post(
+        emu.workspace.channel("C0GENERAL"),
+        user="U0BOT",
+        text="pick",
+        blocks=[  # type: ignore[arg-type]
+            {
+                "type": "actions",
+                "block_id": "b",
+                "elements": [
+                    {"type": "button", "action_id": "go", "text": {"type": "plain_text", "text": "Go"}, "value": "1"}
+                ],
+            }
+        ],
+    )
     async with http.ws_connect(await open_url(emu, http)) as ws:
         await ws.receive_json(timeout=2)
 
@@ -156,7 +180,9 @@ async def test_interactive_and_events_envelopes(emu: SlackEmulator, http: aiohtt
             return envelope
 
         click, clicked = await asyncio.gather(
-            emu.send_block_action(channel="C0GENERAL", message_ts=message["ts"], action_id="go", user_id="U0ALICE"), ack())
+            emu.send_block_action(channel="C0GENERAL", message_ts=message["ts"], action_id="go", user_id="U0ALICE"),
+            ack(),
+        )
         assert click.status == 200
         assert clicked["type"] == "interactive" and clicked["accepts_response_payload"] is False
         assert clicked["payload"]["type"] == "block_actions" and clicked["payload"]["actions"][0]["value"] == "1"
@@ -166,7 +192,9 @@ async def test_interactive_and_events_envelopes(emu: SlackEmulator, http: aiohtt
         assert event.status == 200
         assert delivered["type"] == "events_api" and delivered["accepts_response_payload"] is False
         assert (delivered["retry_attempt"], delivered["retry_reason"]) == (0, "")
-        assert delivered["payload"]["type"] == "event_callback" and delivered["payload"]["event"]["type"] == "app_mention"
+        assert (
+            delivered["payload"]["type"] == "event_callback" and delivered["payload"]["event"]["type"] == "app_mention"
+        )
 
         _retried, resent = await asyncio.gather(emu.send_command(text="again", retry_num=1), ack())
         assert (resent["retry_attempt"], resent["retry_reason"]) == (1, "timeout")
@@ -201,7 +229,9 @@ async def sdk_client(emu: SlackEmulator, http: aiohttp.ClientSession, ping_inter
     client = SocketModeClient(app_token=APP_TOKEN, web_client=web_client, ping_interval=ping_interval)
 
     async def handle(client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id, payload={"text": f"got {req.type}"}))
+        await client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload={"text": f"got {req.type}"})
+        )
 
     client.socket_mode_request_listeners.append(handle)  # type: ignore[arg-type]
     return client
@@ -237,8 +267,10 @@ async def test_disconnect_makes_the_client_reconnect(emu: SlackEmulator, http: a
         await client.connect()
         await emu.wait_for_socket()
         await emu.disconnect_sockets("refresh_requested")
-        await eventually(lambda: len(emu.calls_to("apps.connections.open")) == 2 and emu.socket_connections == 1,
-                         "a second apps.connections.open and one live connection")
+        await eventually(
+            lambda: len(emu.calls_to("apps.connections.open")) == 2 and emu.socket_connections == 1,
+            "a second apps.connections.open and one live connection",
+        )
         result = await emu.send_command(text="after refresh")
         assert result.json == {"text": "got slash_commands"}
     finally:
@@ -254,11 +286,13 @@ def _header(emu: SlackEmulator, ts: str) -> str:
     return str(((message.get("blocks") or [{}])[0].get("text") or {}).get("text"))
 
 
-async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http: aiohttp.ClientSession,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_bot_runs_in_socket_mode(
+    emu: SlackEmulator, redis_url: str, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
-    settings = make_settings(api_url=emu.api_url, redis_url=redis_url, signing_secret=emu.signing_secret,
-                             SLACK_APP_TOKEN=APP_TOKEN)
+    settings = make_settings(
+        api_url=emu.api_url, redis_url=redis_url, signing_secret=emu.signing_secret, SLACK_APP_TOKEN=APP_TOKEN
+    )
     assert settings.socket_mode
     app = create_web_app(settings, parse_config(DEFAULT_CONFIG, "test.yaml"))
     runner, origin = await start_site(app)
@@ -282,14 +316,22 @@ async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http:
         whoami = await emu.send_command(command="/chatops", text="whoami", user_id="U0ALICE", channel_id="C0GENERAL")
         assert whoami.json is not None and "`deployers`" in whoami.json["text"] and "`approvers`" in whoami.json["text"]
 
-        click = await emu.send_block_action(channel="C0GENERAL", message_ts=help_message["ts"],
-                                            action_id="chatops.help.show", value="deploy", user_id="U0DEMO")
+        click = await emu.send_block_action(
+            channel="C0GENERAL",
+            message_ts=help_message["ts"],
+            action_id="chatops.help.show",
+            value="deploy",
+            user_id="U0DEMO",
+        )
         assert click.status == 200 and click.error is None
         assert emu.deliveries[-1].envelope["type"] == "interactive"
-        await eventually(lambda: _header(emu, help_message["ts"]) == "/deploy",
-                         "the help message to show /deploy's page")
+        await eventually(
+            lambda: _header(emu, help_message["ts"]) == "/deploy", "the help message to show /deploy's page"
+        )
         updated = emu.find_message("C0GENERAL", help_message["ts"])
-        assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(updated["blocks"])
+        assert updated is not None and "/deploy &lt;service&gt; &lt;version&gt; to &lt;env&gt;" in str(
+            updated["blocks"]
+        )
         assert updated.get("ephemeral_to") == "U0DEMO", "replaced in place, still only for the user"
         assert [m["ts"] for m in emu.messages("C0GENERAL") if m.get("ephemeral_to") == "U0DEMO"] == [help_message["ts"]]
         assert all(d.ack is not None and d.error is None for d in emu.deliveries)
@@ -298,5 +340,9 @@ async def test_bot_runs_in_socket_mode(emu: SlackEmulator, redis_url: str, http:
 
     await eventually(lambda: emu.socket_connections == 0, "no Socket Mode connection left open")
     assert len(emu.calls_to("apps.connections.open")) == 1, "closing did not make the bot reconnect"
-    problems = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("slack", "bot", "commands", "aiohttp"))]
+    problems = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith(("slack", "bot", "commands", "aiohttp"))
+    ]
     assert problems == [], [r.getMessage() for r in problems]

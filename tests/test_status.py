@@ -65,8 +65,11 @@ def leads() -> bool:
 def bot_config(targets: str, request: pytest.FixtureRequest) -> ChatopsConfig:
     """Two service environments (up, down), one without a health check, a slow probe and (with the parameter
     True) a probe that hangs."""
-    hanging = f'    - {{name: search, url: "{targets}/hang", timeout: 10s}}\n' if getattr(request, "param", False) else ""
-    return parse_config(f"""
+    hanging = (
+        f'    - {{name: search, url: "{targets}/hang", timeout: 10s}}\n' if getattr(request, "param", False) else ""
+    )
+    return parse_config(
+        f"""
 roles: {{admins: [U0DEMO], deployers: [U0DEMO]}}
 services:
   web:
@@ -85,7 +88,9 @@ status:
   slo: {{target: 99.9, window: 30d}}
   probes:
     - {{name: api, url: "{targets}/slow", timeout: 10s, max_latency: 100ms}}  # slow, never down, even under load
-{hanging}""", "status.yaml")
+{hanging}""",
+        "status.yaml",
+    )
 
 
 async def status(bot: BotHarness, text: str = "") -> dict:  # type: ignore[type-arg]
@@ -114,7 +119,9 @@ async def test_refresh_updates_the_message_in_place(bot: BotHarness, clock: Fake
     posted = [m for m in bot.emulator.messages("C0GENERAL") if "Status:" in str(m.get("text"))]
     assert len(posted) == 1
     clock.advance(timedelta(minutes=5))
-    result = await bot.emulator.send_block_action(channel="C0GENERAL", message_ts=posted[0]["ts"], action_id="status.refresh", user_id="U0BOB")
+    result = await bot.emulator.send_block_action(
+        channel="C0GENERAL", message_ts=posted[0]["ts"], action_id="status.refresh", user_id="U0BOB"
+    )
     assert result.status == 200
 
     async def refreshed() -> bool:
@@ -155,8 +162,12 @@ def test_slo_maths_against_a_hand_computed_series() -> None:
         return measure([Counts(good, total)], bucket=window, interval=minute, window=window)
 
     month = timedelta(days=30)
-    recent = {60 * minute: measured(54, 60, 60 * minute), 5 * minute: measured(4, 5, 5 * minute),
-              360 * minute: measured(348, 360, 360 * minute), 30 * minute: measured(27, 30, 30 * minute)}
+    recent = {
+        60 * minute: measured(54, 60, 60 * minute),
+        5 * minute: measured(4, 5, 5 * minute),
+        360 * minute: measured(348, 360, 360 * minute),
+        30 * minute: measured(27, 30, 30 * minute),
+    }
     standing = budget(measured(43_170, 43_200, month), recent, target_percent=99.9, span=month)
     assert standing.allowed_minutes == pytest.approx(43.2)  # 0.1% of 43,200 minutes
     assert standing.spent_minutes == pytest.approx(30.0)
@@ -188,7 +199,9 @@ async def test_probe_history_memory_is_bounded_over_a_month(bot: BotHarness) -> 
 
 
 async def test_open_incidents_show_in_status(bot: BotHarness) -> None:
-    declared = await bot.emulator.send_command(command="/incident", text="declare sev3 Search is slow", user_id="U0DEMO", channel_id="C0GENERAL")
+    declared = await bot.emulator.send_command(
+        command="/incident", text="declare sev3 Search is slow", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
     assert declared.status == 200
     await eventually(bot.deps.incidents.open_lines, "the incident to be open")
     blocks = html.unescape(json.dumps((await status(bot))["blocks"], ensure_ascii=False))
@@ -197,7 +210,9 @@ async def test_open_incidents_show_in_status(bot: BotHarness) -> None:
 
 
 async def test_the_home_tab_shows_the_overview(bot: BotHarness) -> None:
-    result = await bot.emulator.send_event({"type": "app_home_opened", "user": "U0CAROL", "channel": "D0CAROL", "tab": "home"})
+    result = await bot.emulator.send_event(
+        {"type": "app_home_opened", "user": "U0CAROL", "channel": "D0CAROL", "tab": "home"}
+    )
     assert result.status == 200
     await eventually(lambda: bot.emulator.state.home_views.get("U0CAROL"), "U0CAROL's home tab published")
     home = json.dumps(bot.emulator.state.home_views["U0CAROL"]["blocks"], ensure_ascii=False)

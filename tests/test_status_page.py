@@ -28,8 +28,15 @@ from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SECRET_PATH = "internal-health-7f3a9c"
-INTERNAL = ("Primary DB failover botched by terraform", "bob ran the migration twice", "U0BOB", "inc-2026", "web/production",
-            SECRET_PATH, "127.0.0.1:")
+INTERNAL = (
+    "Primary DB failover botched by terraform",
+    "bob ran the migration twice",
+    "U0BOB",
+    "inc-2026",
+    "web/production",
+    SECRET_PATH,
+    "127.0.0.1:",
+)
 PUBLIC = "Checkout is failing for some customers. We are investigating."
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -37,6 +44,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture
 async def targets() -> AsyncIterator[str]:
     """Health endpoints: web answers 200, api 503."""
+
     async def up(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -51,7 +59,9 @@ async def targets() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-def config_text(targets: str, components: str = '[{name: "Website", targets: ["web/production"]}, {name: "API", targets: ["api"]}]') -> str:
+def config_text(
+    targets: str, components: str = '[{name: "Website", targets: ["web/production"]}, {name: "API", targets: ["api"]}]'
+) -> str:
     return f"""
 roles: {{admins: [U0DEMO], deployers: [U0DEMO]}}
 services:
@@ -88,10 +98,19 @@ async def history(bot: BotHarness) -> None:
     for back in range(90, 0, -1):
         day = T0 - timedelta(days=back)
         for n in range(10):
-            await store.record("web/production", day + timedelta(minutes=n), good=not (back == 30 and n < 2), latency_ms=10,
-                               detail={"at": day.isoformat(), "state": "up"})
-    await store.record("web/production", T0, good=True, latency_ms=9, detail={"at": T0.isoformat(), "state": "up", "text": SECRET_PATH})
-    await store.record("api", T0, good=False, latency_ms=9, detail={"at": T0.isoformat(), "state": "down", "text": "503"})
+            await store.record(
+                "web/production",
+                day + timedelta(minutes=n),
+                good=not (back == 30 and n < 2),
+                latency_ms=10,
+                detail={"at": day.isoformat(), "state": "up"},
+            )
+    await store.record(
+        "web/production", T0, good=True, latency_ms=9, detail={"at": T0.isoformat(), "state": "up", "text": SECRET_PATH}
+    )
+    await store.record(
+        "api", T0, good=False, latency_ms=9, detail={"at": T0.isoformat(), "state": "down", "text": "503"}
+    )
 
 
 async def public_incident(bot: BotHarness) -> None:
@@ -116,6 +135,7 @@ async def page_when(bot: BotHarness, condition: Any, what: str) -> dict[str, Any
         _, body, _ = await fetch(bot, "/status-page.json")
         found = json.loads(body)
         return bool(condition(found))
+
     await eventually(check, what)
     return found
 
@@ -176,31 +196,44 @@ async def test_an_incident_not_made_public_does_not_show(bot: BotHarness) -> Non
 async def test_the_page_answers_304_for_its_etag_and_404_when_not_configured(bot: BotHarness, redis_url: str) -> None:
     status, body, headers = await fetch(bot, "/status-page")
     assert status == 200, body
-    async with aiohttp.ClientSession() as session, session.get(bot.url + "/status-page", headers={"If-None-Match": headers["ETag"]}) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(bot.url + "/status-page", headers={"If-None-Match": headers["ETag"]}) as r,
+    ):
         assert r.status == 304
     assert "max-age=1" in headers["Cache-Control"]
 
 
 def test_check_config_names_a_target_that_does_not_exist(targets: str) -> None:
-    with pytest.raises(ConfigError, match=r"status_page.components\[0\].targets: 'web/prod' is not a /status target; "
-                                          r"did you mean 'web/production'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"status_page.components\[0\].targets: 'web/prod' is not a /status target; "
+        r"did you mean 'web/production'\?",
+    ):
         parse_config(config_text(targets, '[{name: "Website", targets: ["web/prod"]}]'), "bad.yaml")
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-async def test_the_page_renders_in_chromium_without_javascript_on_a_phone(bot: BotHarness, repo_root: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+async def test_the_page_renders_in_chromium_without_javascript_on_a_phone(
+    bot: BotHarness, repo_root: Path, tmp_path: Path
+) -> None:
     playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright package")
     await history(bot)
     await public_incident(bot)
     await page_when(bot, lambda p: p["incidents"], "the public incident on the page")
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             requests: list[str] = []
-            phone = await browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844},
-                                              device_scale_factor=2, is_mobile=True)
+            phone = await browser.new_context(
+                java_script_enabled=False, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+            )
             page = await phone.new_page()
             page.on("request", lambda request: requests.append(request.url))
             await page.goto(bot.url + "/status-page")

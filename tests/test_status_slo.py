@@ -103,8 +103,9 @@ async def answer(bot: BotHarness, text: str) -> str:
     return html.unescape(json.dumps(result.json, ensure_ascii=False))
 
 
-async def test_an_idle_demo_raises_no_alert_and_reads_all_good_once_deployed(bot: BotHarness, clock: FakeClock,
-                                                                            apps: DemoApps) -> None:
+async def test_an_idle_demo_raises_no_alert_and_reads_all_good_once_deployed(
+    bot: BotHarness, clock: FakeClock, apps: DemoApps
+) -> None:
     # Ten idle minutes of `chatops dev`: nothing deployed, both health checks refused at every probe.
     await probe_for(bot, clock, timedelta(minutes=10))
     assert await alerts_raised(bot) == [], "an alert was raised while nothing was deployed"
@@ -123,7 +124,8 @@ async def test_an_idle_demo_raises_no_alert_and_reads_all_good_once_deployed(bot
 
 
 async def test_a_failing_target_pages_only_once_the_hour_and_five_minutes_have_data(
-        bot: BotHarness, clock: FakeClock, apps: DemoApps) -> None:
+    bot: BotHarness, clock: FakeClock, apps: DemoApps
+) -> None:
     apps.state.update(staging="up", production="up")
     await bot.deps.status.probe_job()  # production is live from here
     clock.advance(INTERVAL)

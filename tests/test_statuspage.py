@@ -33,7 +33,8 @@ INTERNAL = ("Primary DB failover botched", "bob fat-fingered the replica", "U0AL
 
 
 def config(api_url: str, *, component: str = "cmp_web") -> ChatopsConfig:
-    return parse_config(f"""
+    return parse_config(
+        f"""
 roles: {{admins: [U0DEMO], deployers: [U0DEMO], responders: [U0DEMO, U0ALICE, U0BOB]}}
 services:
   web:
@@ -48,7 +49,9 @@ scheduler: {{tick: 1m}}
 integrations:
   statuspage: {{page_id: pg1, api_key_env: CHATOPS_TEST_STATUSPAGE_KEY, api_url: "{api_url}/v1",
                components: {{web: {component}}}}}
-""", "statuspage.yaml")
+""",
+        "statuspage.yaml",
+    )
 
 
 @pytest.fixture
@@ -66,7 +69,9 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
-async def running(emulator: SlackEmulator, redis_url: str, origin: str, clock: FakeClock, **extra: str) -> tuple[BotHarness, web.AppRunner]:
+async def running(
+    emulator: SlackEmulator, redis_url: str, origin: str, clock: FakeClock, **extra: str
+) -> tuple[BotHarness, web.AppRunner]:
     return await start_bot(emulator, redis_url, config(origin, **extra), clock=clock)
 
 
@@ -85,11 +90,13 @@ async def declared(bot: BotHarness) -> str:
 async def accepted(bot: BotHarness, server: StatuspageServer, count: int, clock: FakeClock) -> None:
     """Runs the tick (moving time past any backoff) until Statuspage holds `count` incident updates in all and
     chatops has nothing left to send."""
+
     async def done() -> bool:
         await bot.deps.incidents.tick()
         clock.advance(timedelta(minutes=6))
         left = [await bot.deps.incidents.public.pending(i) for i in await state(bot).incidents.recent_ids(10)]  # type: ignore[union-attr]
         return sum(len(i["incident_updates"]) for i in server.incidents.values()) >= count and not any(left)
+
     await eventually(done, f"{count} incident updates on Statuspage")
 
 
@@ -98,7 +105,10 @@ def sent(server: StatuspageServer) -> str:
 
 
 async def test_public_updates_flow_to_statuspage_with_component_states(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
 ) -> None:
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
@@ -142,7 +152,10 @@ async def test_public_updates_flow_to_statuspage_with_component_states(
 
 
 async def test_an_incident_never_made_public_sends_nothing(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
 ) -> None:
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
@@ -160,7 +173,10 @@ async def test_an_incident_never_made_public_sends_nothing(
 
 
 async def test_an_outage_and_a_restart_delay_but_lose_and_repeat_nothing(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
 ) -> None:
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
@@ -194,7 +210,10 @@ async def test_an_outage_and_a_restart_delay_but_lose_and_repeat_nothing(
 
 
 async def test_a_refused_update_is_noted_with_statuspages_message_and_the_queue_goes_on(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
 ) -> None:
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock, component="cmp_gone")
@@ -211,7 +230,10 @@ async def test_a_refused_update_is_noted_with_statuspages_message_and_the_queue_
 
 
 async def test_public_needs_text_and_a_missing_key_stops_start_up(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from bot.shell.composition import StartupError, preflight
@@ -227,7 +249,9 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
     finally:
         await runner.cleanup()
     monkeypatch.delenv("CHATOPS_TEST_STATUSPAGE_KEY")
-    settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s", "REDIS_URL": redis_url})
+    settings = Settings.model_validate(
+        {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s", "REDIS_URL": redis_url}
+    )
     with pytest.raises(StartupError, match="CHATOPS_TEST_STATUSPAGE_KEY is not set"):
         await preflight(settings, config(origin))
 
@@ -253,7 +277,10 @@ integrations:
 
 
 async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
-    emulator: SlackEmulator, redis_url: str, statuspage: tuple[StatuspageServer, str], clock: FakeClock,
+    emulator: SlackEmulator,
+    redis_url: str,
+    statuspage: tuple[StatuspageServer, str],
+    clock: FakeClock,
 ) -> None:
     server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
@@ -263,21 +290,29 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
         assert "Fill in the form" in await command(bot, "")
         (view,) = bot.emulator.open_views("U0DEMO")
         # One without the other is an error on the form, and nothing is declared or sent.
-        ticked = await bot.emulator.send_view_submission(view_id=view["id"],
-                                                         values=form | {"public": {"public": "yes"}})
-        assert ticked.json == {"response_action": "errors",
-                               "errors": {"public_text": "Posting publicly needs the message customers see."}}
-        typed = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {
-            "public_text": {"public_text": message}})
-        assert typed.json == {"response_action": "errors",
-                              "errors": {"public": "Tick Post publicly to publish the message, or clear it."}}
+        ticked = await bot.emulator.send_view_submission(
+            view_id=view["id"], values=form | {"public": {"public": "yes"}}
+        )
+        assert ticked.json == {
+            "response_action": "errors",
+            "errors": {"public_text": "Posting publicly needs the message customers see."},
+        }
+        typed = await bot.emulator.send_view_submission(
+            view_id=view["id"], values=form | {"public_text": {"public_text": message}}
+        )
+        assert typed.json == {
+            "response_action": "errors",
+            "errors": {"public": "Tick Post publicly to publish the message, or clear it."},
+        }
         assert await state(bot).incidents.open_ids() == []
         await bot.deps.incidents.tick()
         assert server.requests == [] and server.incidents == {}
         assert bot.emulator.open_views("U0DEMO"), "the form closed on an error"
 
-        both = await bot.emulator.send_view_submission(view_id=view["id"], values=form | {
-            "public": {"public": "yes"}, "public_text": {"public_text": f"  {message}\n"}})
+        both = await bot.emulator.send_view_submission(
+            view_id=view["id"],
+            values=form | {"public": {"public": "yes"}, "public_text": {"public_text": f"  {message}\n"}},
+        )
         assert both.status == 200 and not both.json, both
         assert bot.emulator.open_views("U0DEMO") == []
         (inc,) = await state(bot).incidents.open_ids()
@@ -289,7 +324,8 @@ async def test_the_declare_forms_post_publicly_creates_the_statuspage_incident(
         assert created["status"] == "investigating"
         assert [u["body"] for u in created["incident_updates"]] == [message]
         assert created["incident_updates"][0]["affected_components"] == [
-            {"code": "cmp_web", "name": "Website", "old_status": "operational", "new_status": "major_outage"}]
+            {"code": "cmp_web", "name": "Website", "old_status": "operational", "new_status": "major_outage"}
+        ]
         assert server.components["cmp_web"]["status"] == "major_outage"
         assert created["metadata"] == {"chatops": {"incident": inc}}
         assert len(server.requests) == 1 and server.requests[0][0] == "POST"

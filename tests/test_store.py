@@ -23,7 +23,9 @@ async def test_concurrent_claims_of_one_request_have_one_winner(redis_url: str) 
         assert await store.claim_once("command", "trigger-new")
         assert not await store.claim_once("command", "trigger-new")
         assert await client.ttl(Keys("t1").idempotency("command", "trigger-new")) > 3600
-        assert await store.claim_click("U1", "C1:1.0", "a", "v") and not await store.claim_click("U1", "C1:1.0", "a", "v")
+        assert await store.claim_click("U1", "C1:1.0", "a", "v") and not await store.claim_click(
+            "U1", "C1:1.0", "a", "v"
+        )
         assert await store.claim_click("U2", "C1:1.0", "a", "v")
     finally:
         await client.aclose()

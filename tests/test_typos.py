@@ -17,17 +17,21 @@ async def _answer(bot: BotHarness, command: str, text: str) -> str:
     return html.unescape(str(result.json["text"]))
 
 
-@pytest.mark.parametrize(("command", "text", "meant"), [
-    ("/chatops", "deplyo web v1.2 to staging", "/chatops deploy web v1.2 to staging"),
-    ("/chatops", "deplyo histroy web", "/chatops deploy history web"),
-    ("/chatops", "deploy histroy web", "/chatops deploy history web"),
-    ("/deploy", "histroy web", "/deploy history web"),
-    ("/oncall", "overide primary @alice for 4h", "/oncall override primary @alice for 4h"),
-    ("/chatops", "audti 5", "/chatops audit 5"),
-    ("/alerts", "silense service=web 1h", "/alerts silence service=web 1h"),
-])
-async def test_a_mistyped_word_is_answered_with_the_closest_command(bot: BotHarness, command: str, text: str,
-                                                                    meant: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "text", "meant"),
+    [
+        ("/chatops", "deplyo web v1.2 to staging", "/chatops deploy web v1.2 to staging"),
+        ("/chatops", "deplyo histroy web", "/chatops deploy history web"),
+        ("/chatops", "deploy histroy web", "/chatops deploy history web"),
+        ("/deploy", "histroy web", "/deploy history web"),
+        ("/oncall", "overide primary @alice for 4h", "/oncall override primary @alice for 4h"),
+        ("/chatops", "audti 5", "/chatops audit 5"),
+        ("/alerts", "silense service=web 1h", "/alerts silence service=web 1h"),
+    ],
+)
+async def test_a_mistyped_word_is_answered_with_the_closest_command(
+    bot: BotHarness, command: str, text: str, meant: str
+) -> None:
     answer = await _answer(bot, command, text)
     assert f"Did you mean `{meant}`?" in answer, answer
 

@@ -26,8 +26,9 @@ PLAIN = re.compile(r"(?<![\w|])#(" + "|".join(CONFIGURED) + r")\b")
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str,
-               restore_redis: EmbeddedRedis) -> ChatopsConfig:  # noqa: F811
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, restore_redis: EmbeddedRedis
+) -> ChatopsConfig:  # noqa: F811
     """The demo configuration without its Friday-evening freeze (a production deploy must wait for approval,
     whatever the day), its backups in tmp_path."""
     monkeypatch.setenv("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
@@ -59,7 +60,8 @@ async def test_every_reply_links_the_configured_channels_it_names(bot: BotHarnes
 
     await eventually(backed_up, "the dev-redis backup to succeed")
     replies["restore"] = await command(
-        bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL")
+        bot, "/backup", f"restore dev-redis {backup_id} into CHATOPS_DEMO_RESTORE_REDIS_URL"
+    )
     assert "<#C0BACKUPS>" in replies["restore"], replies["restore"]
 
     replies["alert test"] = await command(bot, "/alerts", "test critical")

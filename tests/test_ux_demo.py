@@ -33,8 +33,9 @@ def restore_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str,
-               restore_redis: EmbeddedRedis) -> ChatopsConfig:
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, restore_redis: EmbeddedRedis
+) -> ChatopsConfig:
     """The demo configuration, with the environment `chatops dev` gives it and its backups in tmp_path."""
     monkeypatch.setenv("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")
     monkeypatch.setenv("CHATOPS_DEMO_REDIS_URL", redis_url)
@@ -50,8 +51,11 @@ async def command(bot: BotHarness, name: str, text: str, user: str = "U0DEMO") -
 
 
 def top_level(bot: BotHarness, channel: str) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in bot.emulator.messages(channel) if not m.get("ephemeral_to")
-            and (not m.get("thread_ts") or m.get("thread_ts") == m["ts"])]
+    return [
+        m
+        for m in bot.emulator.messages(channel)
+        if not m.get("ephemeral_to") and (not m.get("thread_ts") or m.get("thread_ts") == m["ts"])
+    ]
 
 
 async def test_alerts_test_sends_a_marked_alert_through_the_pipeline_for_admins_only(bot: BotHarness) -> None:
@@ -84,8 +88,9 @@ async def test_help_examples_name_what_the_configuration_has(bot: BotHarness) ->
     assert "/status demo production" in status and "web" not in status
 
 
-async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: BotHarness, redis_url: str,
-                                                                         restore_redis: EmbeddedRedis) -> None:
+async def test_demo_backup_restores_into_the_second_redis_with_approval(
+    bot: BotHarness, redis_url: str, restore_redis: EmbeddedRedis
+) -> None:
     redis.Redis.from_url(redis_url).set("demo:marker", "from the dev redis")
     service = bot.deps.backups
     ran = await command(bot, "/backup", "run dev-redis")
@@ -109,8 +114,13 @@ async def test_demo_backup_restores_into_the_second_redis_with_approval(bot: Bot
     assert f"the Redis at `{place}` from `CHATOPS_DEMO_RESTORE_REDIS_URL`" in card, card
     assert "replaces the data in the Redis at" in card
 
-    result = await bot.emulator.send_block_action(channel=restore.channel, message_ts=restore.message_ts,
-                                                  action_id="backup.approve", value=restore_id, user_id="U0ALICE")
+    result = await bot.emulator.send_block_action(
+        channel=restore.channel,
+        message_ts=restore.message_ts,
+        action_id="backup.approve",
+        value=restore_id,
+        user_id="U0ALICE",
+    )
     assert result.status == 200
 
     async def restored() -> bool:

@@ -22,7 +22,11 @@ from tests.waiting import eventually
 
 
 async def test_history_figures_are_written_for_people(bot: BotHarness, target: Target) -> None:
-    for version, state in (("v1", DeployState.SUCCEEDED), ("broken", DeployState.FAILED), ("v2", DeployState.SUCCEEDED)):
+    for version, state in (
+        ("v1", DeployState.SUCCEEDED),
+        ("broken", DeployState.FAILED),
+        ("v2", DeployState.SUCCEEDED),
+    ):
         await wait_state(bot, deploy_id_of(await command(bot, f"web {version} to staging", "U0ALICE")), state)
     rejected = await until_message(bot, deploy_id_of(await command(bot, "web v9 to production", "U0BOB")))
     await click(bot, rejected, "reject", "U0ALICE")
@@ -33,7 +37,9 @@ async def test_history_figures_are_written_for_people(bot: BotHarness, target: T
     # "1s" or "412 ms", never "1s556ms425us"
     assert re.fullmatch(r"\d+ ms|under 1 ms|\d+s|\d+m( \d+s)?", mttr.group(1)), mttr.group(1)
     # Four rows are listed; the figure says it counts three, and which ones it leaves out.
-    assert "Last 30 days: 3 finished deploys (not counting rollback runs, rejected or unfinished requests" in history, history
+    assert "Last 30 days: 3 finished deploys (not counting rollback runs, rejected or unfinished requests" in history, (
+        history
+    )
 
 
 async def test_a_rejection_shows_the_rejecter_as_a_mention(bot: BotHarness, target: Target) -> None:

@@ -39,8 +39,14 @@ async def test_the_audit_log_shows_people_channels_and_emoji_as_slack_renders_th
     await command(bot, "role scribe <@U0BOB|bob>", channel=inc.channel_id or "")
     await command(bot, "update Rolling back & watching <@U0CAROL> <!here> <b>", channel=inc.channel_id or "")
     await settled(bot)
-    await bot.deps.audit.record(actor="U0DEMO", action="incident.note", result="ok", target="INC-1",
-                                channel="#incidents", detail="posted in #incidents")
+    await bot.deps.audit.record(
+        actor="U0DEMO",
+        action="incident.note",
+        result="ok",
+        target="INC-1",
+        channel="#incidents",
+        detail="posted in #incidents",
+    )
     answer = await run(bot, "/chatops", "audit 10")
     text = json.dumps(answer.get("blocks"))
     assert "##incidents" not in text and "<##" not in text, text
@@ -64,10 +70,14 @@ async def test_status_lists_incidents_one_per_line_and_the_check_time_for_people
     answer = await run(bot, "/status", "")
     text = json.dumps(answer.get("blocks"), ensure_ascii=False)
     assert "*Incidents:*\\n• " in text and text.count("\\n• ") >= 2, text
-    checked = next(e["text"] for b in answer["blocks"] if b["type"] == "context" for e in b["elements"]
-                   if e["text"].startswith("Checked"))
+    checked = next(
+        e["text"]
+        for b in answer["blocks"]
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith("Checked")
+    )
     assert re.search(r" in (\d+ ms|under 1 ms|\d+s) ·", checked), checked  # not "in 0.0s"
-
 
 
 async def test_usage_placeholders_in_capitals_show_as_typed(bot: BotHarness) -> None:

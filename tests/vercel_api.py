@@ -56,15 +56,21 @@ class Deployment:
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": self.id, "name": PROJECT_NAME, "url": self.url, "readyState": self.state, "target": self.target,
-            "projectId": PROJECT_ID, "createdAt": self.created, "meta": self.meta,
+            "id": self.id,
+            "name": PROJECT_NAME,
+            "url": self.url,
+            "readyState": self.state,
+            "target": self.target,
+            "projectId": PROJECT_ID,
+            "createdAt": self.created,
+            "meta": self.meta,
             "inspectorUrl": f"https://vercel.com/acme/site/{self.id.removeprefix('dpl_')}",
             "gitSource": {"type": "github", "org": "acme", "repo": "site", "ref": self.ref, "sha": self.sha},
             "autoAssignCustomDomains": self.assign_domains,
         }
         if self.state == "ERROR":
             body["errorCode"] = "BUILD_FAILED"
-            body["errorMessage"] = self.error or "Command \"npm run build\" exited with 1"
+            body["errorMessage"] = self.error or 'Command "npm run build" exited with 1'
         return body
 
 
@@ -104,8 +110,15 @@ class FakeVercel:
         if request.path.startswith("/_domain/"):
             return await handler(request)
         body = await request.json() if request.can_read_body else None
-        self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                              "headers": dict(request.headers), "json": body})
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "json": body,
+            }
+        )
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _error(401, "forbidden", "Not authorized")
         if request.query.get("teamId") != self.team_id:
@@ -121,25 +134,35 @@ class FakeVercel:
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
         if body.get("project") not in (PROJECT_ID, PROJECT_NAME):
-            return _error(404, "not_found", f"Project \"{body.get('project')}\" not found")
+            return _error(404, "not_found", f'Project "{body.get("project")}" not found')
         git = body.get("gitSource") or {}
         if not body.get("name") or git.get("type") != "github" or not all(git.get(k) for k in ("org", "repo", "ref")):
             return _error(400, "bad_request", "Invalid request: `gitSource` is missing required properties.")
         ref = git["ref"]
         if ref.startswith("missing"):
-            return _error(400, "incorrect_git_source_info",
-                          "The provided GitHub repository does not contain the requested branch or commit reference."
-                          " Please ensure the repository is not empty.")
+            return _error(
+                400,
+                "incorrect_git_source_info",
+                "The provided GitHub repository does not contain the requested branch or commit reference."
+                " Please ensure the repository is not empty.",
+            )
         number = next(self._ids)
         deployment_id = f"dpl_{number:04d}{ref.replace('.', '')[:8]}"
         states = ["QUEUED", "BUILDING", "ERROR" if ref.startswith("broken") else "READY"]
         site, origin = await start_site(self._deployment_app(deployment_id))
         self._sites.append(site)
         deployment = Deployment(
-            id=deployment_id, url=origin.removeprefix("http://"), target=body.get("target"), ref=ref,
-            sha=self.commits.get(ref, (None, ""))[0], meta=dict(body.get("meta") or {}),
-            created=int(time.time() * 1000), states=states,
-            assign_domains=body.get("autoAssignCustomDomains", True) is not False, hold=self.hold_builds)
+            id=deployment_id,
+            url=origin.removeprefix("http://"),
+            target=body.get("target"),
+            ref=ref,
+            sha=self.commits.get(ref, (None, ""))[0],
+            meta=dict(body.get("meta") or {}),
+            created=int(time.time() * 1000),
+            states=states,
+            assign_domains=body.get("autoAssignCustomDomains", True) is not False,
+            hold=self.hold_builds,
+        )
         deployment.meta["githubCommitRef"] = ref
         if deployment.sha:
             deployment.meta["githubCommitSha"] = deployment.sha
@@ -164,13 +187,29 @@ class FakeVercel:
 
     async def list(self, request: web.Request) -> web.Response:
         query = request.query
-        found = [d for d in sorted(self.deployments.values(), key=lambda d: d.created, reverse=True)
-                 if query.get("projectId") in (None, PROJECT_ID)
-                 and query.get("target") in (None, d.target) and query.get("state") in (None, d.state)]
-        items = [{"uid": d.id, "name": PROJECT_NAME, "url": d.url, "created": d.created, "state": d.state,
-                  "readyState": d.state, "target": d.target, "meta": d.meta} for d in found]
-        return web.json_response({"deployments": items, "pagination": {"count": len(items), "next": None,
-                                                                        "prev": None}})
+        found = [
+            d
+            for d in sorted(self.deployments.values(), key=lambda d: d.created, reverse=True)
+            if query.get("projectId") in (None, PROJECT_ID)
+            and query.get("target") in (None, d.target)
+            and query.get("state") in (None, d.state)
+        ]
+        items = [
+            {
+                "uid": d.id,
+                "name": PROJECT_NAME,
+                "url": d.url,
+                "created": d.created,
+                "state": d.state,
+                "readyState": d.state,
+                "target": d.target,
+                "meta": d.meta,
+            }
+            for d in found
+        ]
+        return web.json_response(
+            {"deployments": items, "pagination": {"count": len(items), "next": None, "prev": None}}
+        )
 
     async def project(self, request: web.Request) -> web.Response:
         if request.match_info["project"] not in (PROJECT_ID, PROJECT_NAME):
@@ -182,8 +221,11 @@ class FakeVercel:
             else:
                 self.pending_switch = (target, reads - 1)
         production = self.deployments.get(self.production or "")
-        targets = {"production": {"id": production.id, "url": production.url, "readyState": production.state}} \
-            if production else {}
+        targets = (
+            {"production": {"id": production.id, "url": production.url, "readyState": production.state}}
+            if production
+            else {}
+        )
         return web.json_response({"id": PROJECT_ID, "name": PROJECT_NAME, "accountId": TEAM_ID, "targets": targets})
 
     async def rollback(self, request: web.Request) -> web.Response:
@@ -210,6 +252,7 @@ class FakeVercel:
 
     def _deployment_app(self, deployment_id: str) -> web.Application:
         """What the deployment's own URL serves: its /healthz, for its version only."""
+
         async def health(request: web.Request) -> web.Response:
             deployment = self.deployments[deployment_id]
             if self.protection_bypass and request.headers.get("x-vercel-protection-bypass") != self.protection_bypass:

@@ -19,7 +19,10 @@ T = TypeVar("T")
 
 
 async def eventually(
-    condition: Callable[[], T | Awaitable[T]], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS,
+    condition: Callable[[], T | Awaitable[T]],
+    what: str,
+    *,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
     every: float = 0.05,
 ) -> T:
     """Returns the first truthy value of `condition()` (sync or async), polled every `every` seconds; after
@@ -37,7 +40,11 @@ async def eventually(
 
 
 def eventually_blocking(
-    condition: Callable[[], T], what: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS, every: float = 0.05,
+    condition: Callable[[], T],
+    what: str,
+    *,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    every: float = 0.05,
 ) -> T:
     """`eventually` for synchronous code (fixtures starting servers, threads): blocks between polls."""
     end = time.monotonic() + deadline
@@ -84,8 +91,9 @@ async def idle(deps: Deps, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Non
         async with asyncio.timeout(deadline):
             await settle()
     except TimeoutError:
-        raise AssertionError(f"gave up after {deadline:.0f}s waiting for the bot to be idle: still waiting for "
-                             f"{waiting_for}") from None
+        raise AssertionError(
+            f"gave up after {deadline:.0f}s waiting for the bot to be idle: still waiting for {waiting_for}"
+        ) from None
 
 
 async def ticks(deps: Deps, count: int = 2, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
@@ -97,5 +105,6 @@ async def ticks(deps: Deps, count: int = 2, *, deadline: float = DEFAULT_DEADLIN
 async def job_runs(deps: Deps, job: str, count: int = 1, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
     """Returns after `count` whole runs of scheduled `job` (in this process) that began after this call."""
     for n in range(count):
-        await within(deps.scheduler.runs[job].quiet(), f"run {n + 1} of {count} of scheduled job {job}",
-                     deadline=deadline)
+        await within(
+            deps.scheduler.runs[job].quiet(), f"run {n + 1} of {count} of scheduled job {job}", deadline=deadline
+        )

@@ -67,17 +67,25 @@ def slot(policy: EscalationPolicy, started: datetime, number: int) -> Slot | Non
     return Slot(number, round_number, step, due)
 
 
-def start(group: AlertGroup, policy: EscalationPolicy, now: datetime, *, not_before: datetime | None = None) -> AlertGroup:
+def start(
+    group: AlertGroup, policy: EscalationPolicy, now: datetime, *, not_before: datetime | None = None
+) -> AlertGroup:
     """The group with a fresh walk starting at `now` (its first page due at the first step's `after`, and not
     before `not_before`: the message should exist when its thread is mentioned)."""
     epoch = group.escalation_epoch + 1
     first = slot(policy, now, 0)
     assert first is not None
     due = max(first.due, not_before) if not_before is not None else first.due
-    return group.model_copy(update={
-        "escalation_epoch": epoch, "escalation_started": now, "escalation_state": "paging",
-        "pending": str(Deadline(PAGE, group.id, epoch, 0)), "pending_at": due, "reminders": 0,
-    })
+    return group.model_copy(
+        update={
+            "escalation_epoch": epoch,
+            "escalation_started": now,
+            "escalation_state": "paging",
+            "pending": str(Deadline(PAGE, group.id, epoch, 0)),
+            "pending_at": due,
+            "reminders": 0,
+        }
+    )
 
 
 def paged(group: AlertGroup, policy: EscalationPolicy, page: Page) -> AlertGroup:
@@ -88,7 +96,10 @@ def paged(group: AlertGroup, policy: EscalationPolicy, page: Page) -> AlertGroup
     if following is None:
         update |= {"pending": None, "pending_at": None, "escalation_state": "exhausted"}
     else:
-        update |= {"pending": str(Deadline(PAGE, group.id, group.escalation_epoch, following.number)), "pending_at": following.due}
+        update |= {
+            "pending": str(Deadline(PAGE, group.id, group.escalation_epoch, following.number)),
+            "pending_at": following.due,
+        }
     return group.model_copy(update=update)
 
 
@@ -106,18 +117,26 @@ def acknowledged(group: AlertGroup, now: datetime, reminder: timedelta | None) -
 def reminded(group: AlertGroup, now: datetime, reminder: timedelta) -> AlertGroup:
     """The next reminder pending after one went out."""
     count = group.reminders + 1
-    return group.model_copy(update={
-        "reminders": count, "pending": str(Deadline(REMIND, group.id, group.escalation_epoch, count + 1)),
-        "pending_at": now + reminder,
-    })
+    return group.model_copy(
+        update={
+            "reminders": count,
+            "pending": str(Deadline(REMIND, group.id, group.escalation_epoch, count + 1)),
+            "pending_at": now + reminder,
+        }
+    )
 
 
 def stopped(group: AlertGroup) -> AlertGroup:
     """Nothing pending any more (resolved, or acknowledged with no reminder)."""
     state = group.escalation_state if group.escalation_state in ("idle", "exhausted") else "stopped"
-    return group.model_copy(update={
-        "escalation_epoch": group.escalation_epoch + 1, "pending": None, "pending_at": None, "escalation_state": state,
-    })
+    return group.model_copy(
+        update={
+            "escalation_epoch": group.escalation_epoch + 1,
+            "pending": None,
+            "pending_at": None,
+            "escalation_state": state,
+        }
+    )
 
 
 def who_was_paged(group: AlertGroup) -> list[str]:

@@ -25,8 +25,10 @@ MAX_BODY = 5 * 1024 * 1024
 
 
 def alert_webhook(
-    sources: Callable[[], Mapping[str, AlertSource]], pipeline: Callable[[], AlertPipeline],
-    http: Callable[[], aiohttp.ClientSession], clock: Callable[[], datetime],
+    sources: Callable[[], Mapping[str, AlertSource]],
+    pipeline: Callable[[], AlertPipeline],
+    http: Callable[[], aiohttp.ClientSession],
+    clock: Callable[[], datetime],
 ) -> Callable[[web.Request], object]:
     """The aiohttp handler, reading its collaborators from the app at request time."""
     # Whether each source has the raw intake, looked up once: a Protocol isinstance check costs microseconds.
@@ -61,7 +63,8 @@ def alert_webhook(
                 # The same text json_response writes, without encoding a dict on every webhook.
                 return web.Response(
                     text=f'{{"accepted": {admitted.count}, "truncated": {admitted.truncated}}}',
-                    content_type="application/json")
+                    content_type="application/json",
+                )
         try:
             result = await source.receive(webhook)
         except WebhookRejected as rejected:
@@ -70,9 +73,13 @@ def alert_webhook(
             try:
                 async with http().get(result.url, timeout=aiohttp.ClientTimeout(total=10)) as response:
                     if response.status >= 300:
-                        return web.json_response({"error": f"confirming the subscription got HTTP {response.status}"}, status=502)
+                        return web.json_response(
+                            {"error": f"confirming the subscription got HTTP {response.status}"}, status=502
+                        )
             except aiohttp.ClientError as error:
-                return web.json_response({"error": f"could not confirm the subscription: {type(error).__name__}"}, status=502)
+                return web.json_response(
+                    {"error": f"could not confirm the subscription: {type(error).__name__}"}, status=502
+                )
             return web.json_response({"confirmed": True})
         assert isinstance(result, Accepted)
         if result.ignored:  # authentic, but nothing to alert on (e.g. a Sentry installation webhook)

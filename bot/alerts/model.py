@@ -39,9 +39,17 @@ class Member(BaseModel):
     def from_alert(cls, alert: Alert, *, now: datetime, event_id: str) -> Member:
         """A member from a freshly received alert."""
         return cls(
-            fingerprint=alert.fingerprint, title=alert.title, severity=alert.severity, status=alert.status,
-            summary=alert.summary, labels=dict(alert.labels), links=dict(alert.links), starts_at=alert.starts_at,
-            ends_at=alert.ends_at, last_seen=now, last_event=event_id,
+            fingerprint=alert.fingerprint,
+            title=alert.title,
+            severity=alert.severity,
+            status=alert.status,
+            summary=alert.summary,
+            labels=dict(alert.labels),
+            links=dict(alert.links),
+            starts_at=alert.starts_at,
+            ends_at=alert.ends_at,
+            last_seen=now,
+            last_event=event_id,
         )
 
 
@@ -124,7 +132,10 @@ class AlertGroup(BaseModel):
     @property
     def firing(self) -> list[Member]:
         """Members still firing, most severe first."""
-        return sorted((m for m in self.members.values() if m.status == "firing"), key=lambda m: (SEVERITY_ORDER[m.severity], m.title))
+        return sorted(
+            (m for m in self.members.values() if m.status == "firing"),
+            key=lambda m: (SEVERITY_ORDER[m.severity], m.title),
+        )
 
     @property
     def severity(self) -> str:

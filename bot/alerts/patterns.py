@@ -17,7 +17,8 @@ def compile_pattern(pattern: str) -> re2._Regexp:
     """The compiled pattern; ValueError saying which pattern and why when RE2 cannot take it or it is too long."""
     if len(pattern) > MAX_PATTERN:
         raise ValueError(
-            f"the regular expression `{pattern[:40]}…` is {len(pattern)} characters; keep it within {MAX_PATTERN}")
+            f"the regular expression `{pattern[:40]}…` is {len(pattern)} characters; keep it within {MAX_PATTERN}"
+        )
     options = re2.Options()
     options.log_errors = False  # the ValueError says it; RE2 would also print it to stderr
     try:

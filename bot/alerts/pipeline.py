@@ -65,8 +65,15 @@ class AlertPipeline:
     """Ingest, delivery and actions for alerts; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: AlertsSection, store: AlertStore, slack: AsyncWebClient, audit: AuditLog,
-        clock: Callable[[], datetime], consumer: str | None = None, oncall: EscalationSettings | None = None,
+        self,
+        *,
+        config: AlertsSection,
+        store: AlertStore,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+        consumer: str | None = None,
+        oncall: EscalationSettings | None = None,
         heartbeat: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
@@ -123,8 +130,12 @@ class AlertPipeline:
             return list(source.normalise(entry.body.encode("utf-8", "surrogateescape"), entry.received_at).alerts)
         except Exception as error:  # whatever the body holds: recorded, never dropped, and the stream moves on
             reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
-            log.error("alert entry %s from %s could not be normalised (%s); moved to the dead-letter stream",
-                      entry_id, entry.source or "an unknown source", reason)
+            log.error(
+                "alert entry %s from %s could not be normalised (%s); moved to the dead-letter stream",
+                entry_id,
+                entry.source or "an unknown source",
+                reason,
+            )
             await self._store.dead_letter_raw(entry_id, entry, reason)
             if self._metrics is not None:
                 self._metrics.alerts_dead_lettered.labels(reason="unreadable").inc()
@@ -185,7 +196,9 @@ class AlertPipeline:
                 except TimeoutError:
                     pass
 
-    async def _count_failure(self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception) -> None:
+    async def _count_failure(
+        self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception
+    ) -> None:
         """Counts a failure of an entry that is not Redis's or Slack's fault; the tenth moves it to the dead-letter
         stream (kept there, listed by /alerts, so one poison entry cannot hold up every alert behind it)."""
         entry_id, alerts = current
@@ -219,9 +232,13 @@ class AlertPipeline:
                     await self._store.count(now, "resolved_unknown")
                     break
                 group = AlertGroup(
-                    id=new_group_id(), group_key=key, channel=destination.channel, escalation=destination.escalation,
+                    id=new_group_id(),
+                    group_key=key,
+                    channel=destination.channel,
+                    escalation=destination.escalation,
                     members={alert.fingerprint: Member.from_alert(alert, now=now, event_id=entry_id)},
-                    created_at=now, updated_at=now,
+                    created_at=now,
+                    updated_at=now,
                 )
                 wait = self.config.group_wait
                 policy = self.oncall.escalation_policies.get(destination.escalation or "")
@@ -231,8 +248,11 @@ class AlertPipeline:
                 # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
                 if await self._store.create_group(group, post_at=now + max(wait, timedelta(0))):
                     await self._store.count(now, "groups")
-                    if (wait <= timedelta(0) and not self._slack_failing
-                            and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())):
+                    if (
+                        wait <= timedelta(0)
+                        and not self._slack_failing
+                        and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
+                    ):
                         if not await self.post(group.id):
                             await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
                     self.posts_due.set()
@@ -253,15 +273,26 @@ class AlertPipeline:
                 outcome.append("joined" if alert.status == "firing" else "stale")
             elif alert.status == "firing":
                 repeat = current.status == "firing"
-                members[alert.fingerprint] = current.model_copy(update={
-                    "status": "firing", "count": current.count + 1, "last_seen": now, "last_event": entry_id,
-                    "summary": alert.summary or current.summary, "ends_at": None,
-                })
+                members[alert.fingerprint] = current.model_copy(
+                    update={
+                        "status": "firing",
+                        "count": current.count + 1,
+                        "last_seen": now,
+                        "last_event": entry_id,
+                        "summary": alert.summary or current.summary,
+                        "ends_at": None,
+                    }
+                )
                 outcome.append("deduplicated" if repeat else "refired")
             else:
-                members[alert.fingerprint] = current.model_copy(update={
-                    "status": "resolved", "ends_at": alert.ends_at or now, "last_seen": now, "last_event": entry_id,
-                })
+                members[alert.fingerprint] = current.model_copy(
+                    update={
+                        "status": "resolved",
+                        "ends_at": alert.ends_at or now,
+                        "last_seen": now,
+                        "last_event": entry_id,
+                    }
+                )
                 outcome.append("resolved" if current.status == "firing" else "stale")
             still_firing = any(m.status == "firing" for m in members.values())
             update: dict[str, object] = {"members": members, "updated_at": now}
@@ -275,9 +306,13 @@ class AlertPipeline:
         if outcome and outcome[0] == "resolved":
             member = after.members[alert.fingerprint]
             took = human_duration((member.ends_at or now) - member.starts_at)
-            await self.thread_reply(after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took}).")
+            await self.thread_reply(
+                after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
+            )
             if after.state == "resolved":
-                await self._close_pages(after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}.")
+                await self._close_pages(
+                    after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}."
+                )
                 await self._store.count(now, "resolved")
                 if after.acked_by is None and after.resolved_by is None:
                     await self._store.count(now, "resolved_without_action")
@@ -302,7 +337,12 @@ class AlertPipeline:
                 log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
                 await self._store.count(now, "post_retries")
                 return False
-            log.error("alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)", group_id, group.channel, code)
+            log.error(
+                "alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)",
+                group_id,
+                group.channel,
+                code,
+            )
             await self._store.drop_post(group_id)
             await self._store.count(now, "undeliverable")
             return True
@@ -313,8 +353,10 @@ class AlertPipeline:
                 pipe.zadd(self._store.k("update_due"), {group_id: 0})
 
         await self._store.update_group(
-            group_id, lambda g: g.model_copy(update={"message_channel": posted["channel"], "message_ts": posted["ts"]}),
-            dirty=False, also=record,
+            group_id,
+            lambda g: g.model_copy(update={"message_channel": posted["channel"], "message_ts": posted["ts"]}),
+            dirty=False,
+            also=record,
         )
         await self._store.count(self._clock(), "posted")
         return True
@@ -386,7 +428,9 @@ class AlertPipeline:
             return True  # gone, or not posted yet: the post shows the latest state
         text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
         try:
-            await self._slack.chat_update(channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks)
+            await self._slack.chat_update(
+                channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks
+            )
         except SlackApiError as error:
             log.warning("could not update alert %s: %s", group_id, error_code(error))
             return not is_transient(error)
@@ -416,7 +460,13 @@ class AlertPipeline:
     # -- actions ------------------------------------------------------------------------------------------
 
     async def acknowledge(
-        self, group_id: str, user: str, *, via: str, name: str | None = None, details: dict[str, str] | None = None,
+        self,
+        group_id: str,
+        user: str,
+        *,
+        via: str,
+        name: str | None = None,
+        details: dict[str, str] | None = None,
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> AlertGroup:
         """Records an acknowledgement (kept forever in the ack stream) and shows it on the message. `name` is who
@@ -429,25 +479,41 @@ class AlertPipeline:
                 raise UserFacingError(f"`{group.id}` is already resolved.")
             if group.acked_by is not None:
                 raise UserFacingError(f"`{group.id}` was already acknowledged by {group.acked_by_text}.")
-            acked = group.model_copy(update={"acked_by": user, "acked_at": now, "updated_at": now, "acked_via": via,
-                                             "acked_name": name})
+            acked = group.model_copy(
+                update={"acked_by": user, "acked_at": now, "updated_at": now, "acked_via": via, "acked_name": name}
+            )
             return escalation.acknowledged(acked, now, self.oncall.ack_reminder)
 
         def record(pipe: Pipeline, group: AlertGroup) -> None:
             seconds = (now - group.created_at).total_seconds()
             last = group.pages[-1] if group.pages else None
-            self._store.queue_ack(pipe, {
-                "group": group.id, "fingerprints": ",".join(group.members), "user": user, "at": now.isoformat(),
-                "seconds_to_ack": f"{seconds:.3f}", "via": via, "title": group.title, "escalation": group.escalation or "",
-                "step": str(last.step + 1 if last else 0), "round": str(last.round + 1 if last else 0),
-                "pages": str(len(group.pages)), "rotation": escalation.rotation_of(group, user),
-                "paged": ",".join(escalation.who_was_paged(group)), "severity": group.severity, **(details or {}),
-            })
+            self._store.queue_ack(
+                pipe,
+                {
+                    "group": group.id,
+                    "fingerprints": ",".join(group.members),
+                    "user": user,
+                    "at": now.isoformat(),
+                    "seconds_to_ack": f"{seconds:.3f}",
+                    "via": via,
+                    "title": group.title,
+                    "escalation": group.escalation or "",
+                    "step": str(last.step + 1 if last else 0),
+                    "round": str(last.round + 1 if last else 0),
+                    "pages": str(len(group.pages)),
+                    "rotation": escalation.rotation_of(group, user),
+                    "paged": ",".join(escalation.who_was_paged(group)),
+                    "severity": group.severity,
+                    **(details or {}),
+                },
+            )
             if also is not None:
                 also(pipe, group)
 
         _, after = await self._change(group_id, change, also=record)
-        await self._audit.record(actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via)
+        await self._audit.record(
+            actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via
+        )
         took = human_duration(now - after.created_at)
         if via == "pagerduty":
             await self.thread_reply(after, f":eyes: Acknowledged in PagerDuty by {_named(user, name)} after {took}.")
@@ -459,6 +525,7 @@ class AlertPipeline:
 
     async def unacknowledge(self, group_id: str, user: str) -> AlertGroup:
         """Takes an acknowledgement back (the ack stays in history)."""
+
         def change(group: AlertGroup) -> AlertGroup:
             if group.acked_by is None:
                 raise UserFacingError(f"`{group.id}` is not acknowledged.")
@@ -473,7 +540,12 @@ class AlertPipeline:
         return after
 
     async def resolve(
-        self, group_id: str, user: str, *, via: str, name: str | None = None,
+        self,
+        group_id: str,
+        user: str,
+        *,
+        via: str,
+        name: str | None = None,
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> AlertGroup:
         """Resolves a group by hand: every member is marked resolved by `user` (`name`: as for `acknowledge`)."""
@@ -482,16 +554,27 @@ class AlertPipeline:
         def change(group: AlertGroup) -> AlertGroup:
             if group.state == "resolved":
                 raise UserFacingError(f"`{group.id}` is already resolved.")
-            members = {fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()}
-            resolved = group.model_copy(update={
-                "members": members, "state": "resolved", "resolved_at": now, "resolved_by": user, "updated_at": now,
-                "resolved_via": via, "resolved_name": name,
-            })
+            members = {
+                fp: m.model_copy(update={"status": "resolved", "ends_at": now}) for fp, m in group.members.items()
+            }
+            resolved = group.model_copy(
+                update={
+                    "members": members,
+                    "state": "resolved",
+                    "resolved_at": now,
+                    "resolved_by": user,
+                    "updated_at": now,
+                    "resolved_via": via,
+                    "resolved_name": name,
+                }
+            )
             return escalation.stopped(resolved)
 
         _, after = await self._change(group_id, change, also=also)
         await self._store.count(now, "resolved")
-        await self._audit.record(actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via)
+        await self._audit.record(
+            actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via
+        )
         took = human_duration(now - after.created_at)
         if via == "pagerduty":
             who = _named(user, name)
@@ -510,7 +593,13 @@ class AlertPipeline:
         return escalation.start(group, policy, self._clock())
 
     async def silence(
-        self, matchers: Sequence[Matcher], duration: timedelta, user: str, reason: str, *, group: str | None = None,
+        self,
+        matchers: Sequence[Matcher],
+        duration: timedelta,
+        user: str,
+        reason: str,
+        *,
+        group: str | None = None,
     ) -> str:
         """Stores a silence (made from alert `group`'s message, if given); matching alerts are counted but not
         posted until it expires."""
@@ -519,14 +608,24 @@ class AlertPipeline:
         now = self._clock()
         silence_id = "s-" + secrets.token_hex(4)
         record: dict[str, object] = {
-            "id": silence_id, "matchers": [str(m) for m in matchers], "created_by": user, "reason": reason,
-            "created_at": now.isoformat(), "expires_at": (now + duration).isoformat(), "announced": False,
+            "id": silence_id,
+            "matchers": [str(m) for m in matchers],
+            "created_by": user,
+            "reason": reason,
+            "created_at": now.isoformat(),
+            "expires_at": (now + duration).isoformat(),
+            "announced": False,
         }
         if group is not None:
             record["group"] = group
         await self._store.save_silence(silence_id, record)
-        await self._audit.record(actor=user, action="alert.silence", result="ok", target=silence_id,
-                                 detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}")
+        await self._audit.record(
+            actor=user,
+            action="alert.silence",
+            result="ok",
+            target=silence_id,
+            detail=f"{' '.join(str(m) for m in matchers)} for {human_duration(duration)}: {reason}",
+        )
         return silence_id
 
     async def group_matchers(self, group_id: str) -> list[Matcher]:
@@ -539,7 +638,12 @@ class AlertPipeline:
         return [Matcher(label, "=", first.labels.get(label, "")) for label in labels if label in first.labels]
 
     async def silence_group(
-        self, group_id: str, duration: timedelta, user: str, *, matchers: Sequence[Matcher] | None = None,
+        self,
+        group_id: str,
+        duration: timedelta,
+        user: str,
+        *,
+        matchers: Sequence[Matcher] | None = None,
         reason: str | None = None,
     ) -> str:
         """Silences what a group's alerts share (or `matchers`), shows the silence on its message (who, until
@@ -550,13 +654,22 @@ class AlertPipeline:
         matchers = list(matchers) if matchers is not None else await self.group_matchers(group_id)
         silence_id = await self.silence(matchers, duration, user, reason or f"from alert {group.id}", group=group.id)
         until = self._clock() + duration
-        _, after = await self._change(group_id, lambda g: g.model_copy(update={
-            "silenced_by": user, "silence_id": silence_id, "silenced_until": until, "updated_at": self._clock(),
-        }))
+        _, after = await self._change(
+            group_id,
+            lambda g: g.model_copy(
+                update={
+                    "silenced_by": user,
+                    "silence_id": silence_id,
+                    "silenced_until": until,
+                    "updated_at": self._clock(),
+                }
+            ),
+        )
         matched = " ".join(f"`{external_text(str(m))}`" for m in matchers)
         why = f": {external_text(reason)}" if reason else ""
         await self.thread_reply(
-            after, f":no_bell: <@{user}> silenced {matched} for {human_duration(duration)} (`{silence_id}`){why}.")
+            after, f":no_bell: <@{user}> silenced {matched} for {human_duration(duration)} (`{silence_id}`){why}."
+        )
         await self.flush()
         return silence_id
 
@@ -569,7 +682,8 @@ class AlertPipeline:
         group = await self._forget_silence(silence or {}, silence_id)
         if group is not None:
             await self.thread_reply(
-                group, f":bell: <@{user}> removed the silence `{silence_id}`; these alerts are posted again.")
+                group, f":bell: <@{user}> removed the silence `{silence_id}`; these alerts are posted again."
+            )
             await self.flush()
         return True
 
@@ -582,8 +696,10 @@ class AlertPipeline:
         def change(group: AlertGroup) -> AlertGroup:
             if group.silence_id != silence_id:  # silenced again since: that silence stays shown
                 return group
-            return group.model_copy(update={"silenced_by": None, "silence_id": None, "silenced_until": None,
-                                            "updated_at": self._clock()})
+            return group.model_copy(
+                update={"silenced_by": None, "silence_id": None, "silenced_until": None, "updated_at": self._clock()}
+            )
+
         try:
             _, after = await self._store.update_group(group_id, change)
         except KeyError:
@@ -609,10 +725,15 @@ class AlertPipeline:
             if await self._store.delete_silence(silence_id):
                 await self._forget_silence(silence, silence_id)
                 matchers = " ".join(f"`{external_text(str(m))}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
-                await self._post(self.config.default_channel, text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.")
+                await self._post(
+                    self.config.default_channel,
+                    text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.",
+                )
 
     async def _change(
-        self, group_id: str, change: Callable[[AlertGroup], AlertGroup],
+        self,
+        group_id: str,
+        change: Callable[[AlertGroup], AlertGroup],
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         try:
@@ -633,7 +754,9 @@ class AlertPipeline:
                 try:
                     await self._slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
                 except SlackApiError as error:
-                    log.warning("could not update the page of %s in %s: %s", group.id, channel, error.response.get("error"))
+                    log.warning(
+                        "could not update the page of %s in %s: %s", group.id, channel, error.response.get("error")
+                    )
 
     # -- reading --------------------------------------------------------------------------------------------
 
@@ -678,7 +801,9 @@ class AlertPipeline:
         if group.message_ts is None:
             return
         try:
-            await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
+            await self._slack.chat_postMessage(
+                channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text
+            )
         except SlackApiError as error:
             log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))
 
@@ -693,8 +818,10 @@ def _named(user: str, name: str | None) -> str:
 def _newer(entry_id: str, than: str) -> bool:
     """Whether event `entry_id` (stream id and index in its batch) comes after `than`; a redelivered or
     out-of-order event does not."""
+
     def parts(value: str) -> tuple[int, ...]:
         return tuple(int(part or 0) for part in value.split("-"))
+
     try:
         return parts(entry_id) > parts(than)
     except ValueError:

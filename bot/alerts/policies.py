@@ -57,7 +57,7 @@ class EscalationStep(StrictModel):
 
     @property
     def target_kind(self) -> str:
-        """"user", "channel", "rotation" or "pagerduty"."""
+        """ "user", "channel", "rotation" or "pagerduty"."""
         if isinstance(self.notify, PagerDutyTarget):
             return "pagerduty"
         if _USER_ID.fullmatch(self.notify):

@@ -75,7 +75,8 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
     if group.pages and not group.acked_by and not resolved:
         last = group.pages[-1]
         who = " ".join(f"<@{user}>" for user in last.targets) or (
-            f"PagerDuty `{last.pagerduty}`" if last.pagerduty else _paged_channel(last))
+            f"PagerDuty `{last.pagerduty}`" if last.pagerduty else _paged_channel(last)
+        )
         rounds = f", round {last.round + 1}" if last.round else ""
         ended = " — last step, nobody acknowledged" if group.escalation_state == "exhausted" else ""
         pairs.append(("Paged", f"{who} (step {last.step + 1}{rounds}){ended}"))
@@ -86,12 +87,19 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         pairs.append(("Resolved", f"{who}after {human_duration(group.resolved_at - group.created_at)}"))
     blocks.append(fields(pairs))
     if not resolved:
-        ack = button("Unacknowledge", UNACK, group.id) if group.acked_by else button("Acknowledge", ACK, group.id, style="primary")
+        ack = (
+            button("Unacknowledge", UNACK, group.id)
+            if group.acked_by
+            else button("Acknowledge", ACK, group.id, style="primary")
+        )
         elements = [
             ack,
             button("Resolve", RESOLVE, group.id),
-            button("Unsilence", UNSILENCE, group.id) if silenced else
-            static_select("Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]),
+            button("Unsilence", UNSILENCE, group.id)
+            if silenced
+            else static_select(
+                "Silence…", SILENCE, [(label, f"{group.id}:{value}") for label, value in SILENCE_CHOICES]
+            ),
         ]
         if not is_chatops_page(group):  # an incident's own page needs no second incident
             elements.append(button("Declare incident", DECLARE, group.id, style="danger"))
@@ -101,7 +109,9 @@ def alert_message(group: AlertGroup, *, now: datetime, max_lines: int = 20) -> t
         labels = " ".join(f"`{external_text(k)}={external_text(v)}`" for k, v in sorted(members[0].labels.items())[:12])
         if labels:
             notes.append(labels)
-        notes.extend(link(url, name) for name, url in sorted(members[0].links.items()) if url.startswith(("http://", "https://")))
+        notes.extend(
+            link(url, name) for name, url in sorted(members[0].links.items()) if url.startswith(("http://", "https://"))
+        )
     blocks.append(context(" · ".join(notes)))
     text = f"{'RESOLVED' if resolved else group.severity.upper()}: {external_text(group.title)}"
     return text, blocks
@@ -116,7 +126,7 @@ def _paged_channel(page: Page) -> str:
 
 
 def silence_line(group: AlertGroup, now: datetime) -> str:
-    """"by @alice until 14:05Z (1h left) · `s-1a2b3c4d`": the date too when the silence ends on another day."""
+    """ "by @alice until 14:05Z (1h left) · `s-1a2b3c4d`": the date too when the silence ends on another day."""
     until = group.silenced_until or now
     when = f"{until:%H:%M}Z" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M}Z"
     return f"by <@{group.silenced_by}> until {when} ({human_duration(until - now)} left) · `{group.silence_id}`"
@@ -124,9 +134,14 @@ def silence_line(group: AlertGroup, now: datetime) -> str:
 
 def silence_modal(group: AlertGroup, matchers: str, *, channel: str) -> dict[str, object]:
     """The Custom… silence form: matchers (pre-filled with what the group's alerts share), a duration, a reason."""
+
     def text_input(block_id: str, label: str, placeholder: str, initial: str = "", hint: str = "") -> dict[str, object]:
-        element: dict[str, object] = {"type": "plain_text_input", "action_id": block_id, "max_length": 2000,
-                                      "placeholder": plain(placeholder, 150)}
+        element: dict[str, object] = {
+            "type": "plain_text_input",
+            "action_id": block_id,
+            "max_length": 2000,
+            "placeholder": plain(placeholder, 150),
+        }
         if initial:
             element["initial_value"] = initial
         block: dict[str, object] = {"type": "input", "block_id": block_id, "label": plain(label), "element": element}
@@ -135,14 +150,24 @@ def silence_modal(group: AlertGroup, matchers: str, *, channel: str) -> dict[str
         return block
 
     return {
-        "type": "modal", "callback_id": SILENCE_VIEW, "title": plain("Silence alerts", 24),
-        "submit": plain("Silence", 24), "close": plain("Cancel", 24),
+        "type": "modal",
+        "callback_id": SILENCE_VIEW,
+        "title": plain("Silence alerts", 24),
+        "submit": plain("Silence", 24),
+        "close": plain("Cancel", 24),
         "private_metadata": json.dumps({"channel": channel, "group": group.id}),
         "blocks": [
-            section(f"Alerts that match every matcher are not posted until the silence ends. From `{group.id}`: "
-                    f"{external_text(group.title)}"),
-            text_input("matchers", "Matchers", "service=web severity=critical", matchers,
-                       "Separated by spaces: label=value, label!=value, label=~regex, label!~regex."),
+            section(
+                f"Alerts that match every matcher are not posted until the silence ends. From `{group.id}`: "
+                f"{external_text(group.title)}"
+            ),
+            text_input(
+                "matchers",
+                "Matchers",
+                "service=web severity=critical",
+                matchers,
+                "Separated by spaces: label=value, label!=value, label=~regex, label!~regex.",
+            ),
             text_input("duration", "Duration", "2h", "2h", "From 1m to 30d: 30m, 2h, 3d…"),
             text_input("reason", "Reason", "Why, for whoever sees these alerts missing"),
         ],

@@ -91,7 +91,9 @@ def parse_matcher(text: str) -> Matcher:
     return Matcher(label, op, value)
 
 
-def silenced_by(silences: Sequence[tuple[str, Sequence[Matcher], datetime]], labels: Mapping[str, str], now: datetime) -> str | None:
+def silenced_by(
+    silences: Sequence[tuple[str, Sequence[Matcher], datetime]], labels: Mapping[str, str], now: datetime
+) -> str | None:
     """The id of a live silence whose matchers all hold for these labels, if any."""
     for silence_id, matchers, expires_at in silences:
         if expires_at > now and matchers and all(m.matches(labels) for m in matchers):

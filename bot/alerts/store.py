@@ -231,7 +231,8 @@ class AlertStore:
         counts them as received. One entry per webhook, not per alert, and the entries of concurrent webhooks
         written together (`StreamAppender`)."""
         return await self._appender.append(
-            {"alerts": json.dumps([alert.to_json() for alert in alerts])}, len(alerts), now)
+            {"alerts": json.dumps([alert.to_json() for alert in alerts])}, len(alerts), now
+        )
 
     async def append_raw(self, source: str, body: bytes, count: int, now: datetime) -> str:
         """Appends a webhook's body as its source sent it (admitted by `RawIntake.admit`: `count` alerts), to be
@@ -245,8 +246,12 @@ class AlertStore:
         marker = self.k("request", request)
         payload = json.dumps([alert.to_json() for alert in alerts])
         stats = self.k("stats", f"{now:%Y%m%d}")
-        entry_id = await self._store.call("alert_append", self._append_once(
-            keys=[marker, self.k("stream"), stats], args=[IDEMPOTENCY_TTL_SECONDS, payload, len(alerts)]))
+        entry_id = await self._store.call(
+            "alert_append",
+            self._append_once(
+                keys=[marker, self.k("stream"), stats], args=[IDEMPOTENCY_TTL_SECONDS, payload, len(alerts)]
+            ),
+        )
         await self._store.replicated(self.k("stream"))  # 2xx only once enough replicas hold it, as in `append`
         return None if entry_id is None else str(entry_id)
 
@@ -259,21 +264,30 @@ class AlertStore:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    async def read(self, consumer: str, *, pending: bool, count: int = 100,
-                   block_ms: int = 1000) -> list[tuple[str, list[Alert] | RawEntry]]:
+    async def read(
+        self, consumer: str, *, pending: bool, count: int = 100, block_ms: int = 1000
+    ) -> list[tuple[str, list[Alert] | RawEntry]]:
         """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged; each entry
         is the alerts of one webhook, in the order received (unreadable ones left out), or its body still to be
         normalised (`RawEntry`)."""
         result = await self.redis.xreadgroup(
-            CONSUMER_GROUP, consumer, {self.k("stream"): "0" if pending else ">"}, count=count,
+            CONSUMER_GROUP,
+            consumer,
+            {self.k("stream"): "0" if pending else ">"},
+            count=count,
             block=None if pending else block_ms,
         )
-        return [(str(entry_id), _raw(fields) or _alerts(fields)) for _, entries in result or []
-                for entry_id, fields in entries]
+        return [
+            (str(entry_id), _raw(fields) or _alerts(fields))
+            for _, entries in result or []
+            for entry_id, fields in entries
+        ]
 
     async def claim_abandoned(self, consumer: str, min_idle_ms: int) -> int:
         """Takes over entries another consumer read but never acknowledged (it died); returns how many."""
-        _, claimed, *_ = await self.redis.xautoclaim(self.k("stream"), CONSUMER_GROUP, consumer, min_idle_ms, "0-0", count=100)
+        _, claimed, *_ = await self.redis.xautoclaim(
+            self.k("stream"), CONSUMER_GROUP, consumer, min_idle_ms, "0-0", count=100
+        )
         return len(claimed)
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
@@ -301,10 +315,22 @@ class AlertStore:
         False if another consumer opened one first."""
         deadline = group.pending if group.pending is not None and group.pending_at is not None else ""
         created = await self._create_group(
-            keys=[self.k("open", group.channel, group.group_key), self.k("group", group.id), self.k("firing"),
-                  self.k("groups"), self.k("post_due"), self.k("deadlines")],
-            args=[group.id, group.model_dump_json(), group.created_at.timestamp(), post_at.timestamp(), deadline,
-                  group.pending_at.timestamp() if deadline and group.pending_at else 0],
+            keys=[
+                self.k("open", group.channel, group.group_key),
+                self.k("group", group.id),
+                self.k("firing"),
+                self.k("groups"),
+                self.k("post_due"),
+                self.k("deadlines"),
+            ],
+            args=[
+                group.id,
+                group.model_dump_json(),
+                group.created_at.timestamp(),
+                post_at.timestamp(),
+                deadline,
+                group.pending_at.timestamp() if deadline and group.pending_at else 0,
+            ],
         )
         return bool(created)
 
@@ -321,7 +347,11 @@ class AlertStore:
         return [g for g in (_group(raw) for raw in raws) if g is not None]
 
     async def update_group(
-        self, group_id: str, change: Callable[[AlertGroup], AlertGroup], *, dirty: bool = True,
+        self,
+        group_id: str,
+        change: Callable[[AlertGroup], AlertGroup],
+        *,
+        dirty: bool = True,
         also: Callable[[Pipeline, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         """Applies `change` atomically, with whatever `also` queues in the same transaction (an ack record);
@@ -333,13 +363,23 @@ class AlertStore:
                 raise KeyError(group_id)
             after = change(before)
             if after.state == "resolved" and after.pending is not None:  # a resolved alert pages and reminds no one
-                after = after.model_copy(update={
-                    "pending": None, "pending_at": None, "escalation_epoch": after.escalation_epoch + 1,
-                    "escalation_state": "stopped" if after.escalation_state in ("paging", "acknowledged") else after.escalation_state,
-                })
+                after = after.model_copy(
+                    update={
+                        "pending": None,
+                        "pending_at": None,
+                        "escalation_epoch": after.escalation_epoch + 1,
+                        "escalation_state": "stopped"
+                        if after.escalation_state in ("paging", "acknowledged")
+                        else after.escalation_state,
+                    }
+                )
             if before.pending is not None and before.pending != after.pending:
                 pipe.zrem(self.k("deadlines"), before.pending)
-            if after.pending is not None and after.pending_at is not None and (before.pending, before.pending_at) != (after.pending, after.pending_at):
+            if (
+                after.pending is not None
+                and after.pending_at is not None
+                and (before.pending, before.pending_at) != (after.pending, after.pending_at)
+            ):
                 pipe.zadd(self.k("deadlines"), {after.pending: after.pending_at.timestamp()})
             pipe.set(self.k("group", group_id), after.model_dump_json())
             if after.state == "resolved" and before.state == "firing":
@@ -361,7 +401,11 @@ class AlertStore:
 
     async def recent_ids(self, since: datetime) -> list[str]:
         """Ids of groups created since `since`."""
-        return list(await self._store.call("alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")))
+        return list(
+            await self._store.call(
+                "alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")
+            )
+        )
 
     async def claim_updates(self, now: datetime, *, lease_seconds: float, count: int = 50) -> tuple[list[str], float]:
         """Groups whose message needs an update, each leased to this caller (see `_CLAIM_DEADLINES`): one that is
@@ -385,23 +429,29 @@ class AlertStore:
 
     async def claim_leased(self, part: str, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
         """Members of the sorted set `part` due by `now`, each leased to this caller (see `_CLAIM_DEADLINES`)."""
-        claimed = await self._store.call(f"{part}_claim", self._claim_deadlines(
-            keys=[self.k(part)], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
-        ))
+        claimed = await self._store.call(
+            f"{part}_claim",
+            self._claim_deadlines(
+                keys=[self.k(part)],
+                args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+            ),
+        )
         return [str(member) for member in claimed]
 
     async def claim_due_posts(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
         """Groups whose group_wait has ended, each leased to this caller: a post that is not recorded (the process
         died, Slack failed) comes due again when the lease runs out; nothing is removed before it is posted."""
         claimed = await self._claim_deadlines(
-            keys=[self.k("post_due")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+            keys=[self.k("post_due")],
+            args=[now.timestamp(), now.timestamp() + lease_seconds, count],
         )
         return [str(member) for member in claimed]
 
     async def claim_post(self, group_id: str, now: datetime, *, lease_seconds: float) -> bool:
         """Leases one due group's post to this caller (as `claim_due_posts` does), if nobody else holds it."""
         claimed = await self._claim_one(
-            keys=[self.k("post_due")], args=[group_id, now.timestamp(), now.timestamp() + lease_seconds],
+            keys=[self.k("post_due")],
+            args=[group_id, now.timestamp(), now.timestamp() + lease_seconds],
         )
         return bool(claimed)
 
@@ -423,7 +473,9 @@ class AlertStore:
             return Attempt(first=True)
         first, _, last = str(earlier).partition("|")
         try:
-            return Attempt(first=False, earlier_from=datetime.fromisoformat(first), earlier_until=datetime.fromisoformat(last))
+            return Attempt(
+                first=False, earlier_from=datetime.fromisoformat(first), earlier_until=datetime.fromisoformat(last)
+            )
         except ValueError:
             return Attempt(first=False, earlier_from=None, earlier_until=now)
 
@@ -450,9 +502,13 @@ class AlertStore:
 
     async def claim_deadlines(self, now: datetime, *, lease_seconds: float = 60, count: int = 100) -> list[str]:
         """Deadlines due by `now`, each leased to this caller for `lease_seconds` (see `_CLAIM_DEADLINES`)."""
-        members = await self._store.call("deadline_claim", self._claim_deadlines(
-            keys=[self.k("deadlines")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
-        ))
+        members = await self._store.call(
+            "deadline_claim",
+            self._claim_deadlines(
+                keys=[self.k("deadlines")],
+                args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+            ),
+        )
         return [str(member) for member in members]
 
     async def drop_deadline(self, member: str) -> None:
@@ -481,7 +537,10 @@ class AlertStore:
         """Moves a stream entry that keeps failing to the dead-letter stream, then acknowledges it: kept, not lost,
         and no longer holding up the alerts behind it."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k("dead"), {"entry": entry_id, "error": error[:500], "alerts": json.dumps([a.to_json() for a in alerts])})
+            pipe.xadd(
+                self.k("dead"),
+                {"entry": entry_id, "error": error[:500], "alerts": json.dumps([a.to_json() for a in alerts])},
+            )
             pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
             await pipe.execute()
 
@@ -489,8 +548,16 @@ class AlertStore:
         """Moves a stored body its source cannot normalise to the dead-letter stream (with the body, so it can be
         read and sent again), then acknowledges it."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.k("dead"), {"entry": entry_id, "error": error[:500], "source": entry.source,
-                                       "body": entry.body, "at": entry.received_at.isoformat()})
+            pipe.xadd(
+                self.k("dead"),
+                {
+                    "entry": entry_id,
+                    "error": error[:500],
+                    "source": entry.source,
+                    "body": entry.body,
+                    "at": entry.received_at.isoformat(),
+                },
+            )
             pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
             pipe.hincrby(self.k("stats", f"{entry.received_at:%Y%m%d}"), "dead_lettered", entry.count)
             await pipe.execute()
@@ -506,6 +573,7 @@ class AlertStore:
 
     async def stats(self, days: Sequence[datetime]) -> dict[str, int]:
         """Counters summed over these days (one round trip: a small hash per day, whatever the history's size)."""
+
         async def read() -> list[dict[str, str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for day in days:
@@ -560,12 +628,22 @@ class AlertStore:
         """Removes up to `batch` groups created before `cutoff` that are resolved and quiet since `cutoff`, with
         their index entries; firing groups (and ones still changing) are kept, never touched. `skip` is how many
         kept ones an earlier batch of this run already looked at (they stay first in the index)."""
-        ids = [str(i) for i in await self._store.call("alert_prune", self.redis.zrangebyscore(
-            self.k("groups"), "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        ids = [
+            str(i)
+            for i in await self._store.call(
+                "alert_prune",
+                self.redis.zrangebyscore(self.k("groups"), "-inf", f"({cutoff.timestamp()}", start=skip, num=batch),
+            )
+        ]
         if not ids:
             return Pruned()
-        groups = dict(zip(ids, await self._store.call("alert_prune", self.redis.mget([self.k("group", i) for i in ids])),
-                          strict=True))
+        groups = dict(
+            zip(
+                ids,
+                await self._store.call("alert_prune", self.redis.mget([self.k("group", i) for i in ids])),
+                strict=True,
+            )
+        )
         old = []
         for group_id, raw in groups.items():
             group = _group(raw)
@@ -575,7 +653,12 @@ class AlertStore:
         removed = 0
         if old:
             keys = [self.k("group", i) for i in old] + [
-                self.k("groups"), self.k("post_due"), self.k("update_due"), self.k("posting"), self.k("firing")]
+                self.k("groups"),
+                self.k("post_due"),
+                self.k("update_due"),
+                self.k("posting"),
+                self.k("firing"),
+            ]
             removed = int(await self._store.call("alert_prune", self._drop_resolved(keys=keys, args=old)))
         return Pruned(groups=removed, kept=len(ids) - removed, more=len(ids) == batch)
 
@@ -602,7 +685,9 @@ class AlertStore:
 
     async def _trim(self, key: str, floor: tuple[int, int], batch: int) -> int:
         minid = f"{floor[0]}-{floor[1]}"
-        return int(await self._store.call("alert_trim", self.redis.xtrim(key, minid=minid, approximate=True, limit=batch)))
+        return int(
+            await self._store.call("alert_trim", self.redis.xtrim(key, minid=minid, approximate=True, limit=batch))
+        )
 
     async def prune_days(self, cutoff: datetime, batch: int) -> int:
         """Deletes daily counters of days before `cutoff`'s, at most `batch` days a call, walking forward from where
@@ -622,7 +707,9 @@ class AlertStore:
 
     async def save_silence(self, silence_id: str, silence: dict[str, object]) -> None:
         """Stores a silence."""
-        await self._store.call("silence_set", self.redis.hset(self.k("silences"), silence_id, json.dumps(silence, default=str)))
+        await self._store.call(
+            "silence_set", self.redis.hset(self.k("silences"), silence_id, json.dumps(silence, default=str))
+        )
 
     async def silences(self) -> dict[str, dict[str, object]]:
         """Every stored silence by id."""

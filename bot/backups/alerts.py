@@ -15,8 +15,14 @@ from integrations.alerts.model import Alert
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMES = {"failed": "BackupFailed", "rpo": "BackupRPOBreached", "verify": "BackupVerificationFailed",
-               "offbox": "BackupOffBoxCopyFailed", "drill": "BackupDrillFailed", "rto": "BackupDrillRTOExceeded"}
+ALERT_NAMES = {
+    "failed": "BackupFailed",
+    "rpo": "BackupRPOBreached",
+    "verify": "BackupVerificationFailed",
+    "offbox": "BackupOffBoxCopyFailed",
+    "drill": "BackupDrillFailed",
+    "rto": "BackupDrillRTOExceeded",
+}
 WARNINGS = frozenset({"verify", "offbox"})
 
 
@@ -40,13 +46,22 @@ class BackupAlerts:
         if await self._records.clear_firing(f"{target}:{kind}"):
             await self._ingest(target, kind, "resolved", f"Backup {kind} alert for {target} resolved", summary)
 
-    async def _ingest(self, target: str, kind: str, status: Literal["firing", "resolved"], title: str, summary: str) -> None:
+    async def _ingest(
+        self, target: str, kind: str, status: Literal["firing", "resolved"], title: str, summary: str
+    ) -> None:
         now = self._clock()
         alert = Alert(
-            source="chatops", fingerprint=f"chatops:backup:{target}:{kind}", status=status, title=title[:200],
+            source="chatops",
+            fingerprint=f"chatops:backup:{target}:{kind}",
+            status=status,
+            title=title[:200],
             severity="warning" if kind in WARNINGS else "critical",
             labels={"alertname": ALERT_NAMES.get(kind, "Backup"), "target": target, "component": "backups"},
-            annotations={}, summary=summary[:1000], starts_at=now, ends_at=now if status == "resolved" else None, links={},
+            annotations={},
+            summary=summary[:1000],
+            starts_at=now,
+            ends_at=now if status == "resolved" else None,
+            links={},
         )
         try:
             await self._pipeline.ingest([alert])

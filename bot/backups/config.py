@@ -42,8 +42,10 @@ def cron_trigger(expression: str) -> CronTrigger:
     cron = Cron.parse(expression)
     minute, hour, day, month, _ = expression.split()
     if cron.days_restricted and cron.weekdays_restricted:
-        raise ValueError("restrict either the day of month or the day of week, not both (cron ORs them; "
-                         "use two targets' schedules if you need both)")
+        raise ValueError(
+            "restrict either the day of month or the day of week, not both (cron ORs them; "
+            "use two targets' schedules if you need both)"
+        )
     weekdays = "*" if not cron.weekdays_restricted else ",".join(_WEEKDAYS[d] for d in sorted(cron.weekdays))
     return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekdays, timezone="UTC")
 
@@ -164,8 +166,10 @@ class BackupsSection(StrictModel):
                 known = ", ".join(self.storage) or "none are defined under backups.storage"
                 problems.append(f"targets.{name}.storage: storage '{storage}' is not defined (storages: {known})")
             if isinstance(target, RdsTarget) and target.restore_into:
-                problems.append(f"targets.{name}.restore_into: an RDS snapshot is restored as a new instance "
-                                f"(`/backup restore {name} <id> as <new-instance>`), not into a variable")
+                problems.append(
+                    f"targets.{name}.restore_into: an RDS snapshot is restored as a new instance "
+                    f"(`/backup restore {name} <id> as <new-instance>`), not into a variable"
+                )
             problems += _drill_problems(name, target)
             problems += _storage_problems(name, target, self.storage)
         if self.lock_ttl < timedelta(seconds=3):
@@ -176,26 +180,33 @@ class BackupsSection(StrictModel):
 
     def roles_named(self) -> list[tuple[str, str]]:
         """(key path, role) of every role this section names, for the check that they exist."""
-        return [("backups.operators", self.operators), ("backups.restore_approval.approvers", self.restore_approval.approvers)]
+        return [
+            ("backups.operators", self.operators),
+            ("backups.restore_approval.approvers", self.restore_approval.approvers),
+        ]
 
 
 def _drill_problems(name: str, target: TargetConfig) -> list[str]:
     """`rto` and `checks` only mean something with drills, and checks must suit the engine."""
     problems = []
     if target.rto is not None and not target.verify_schedule:
-        problems.append(f"targets.{name}.rto: an RTO is measured by timed drills; set targets.{name}.verify_schedule "
-                        "too (a cron expression such as \"0 4 * * 0\"), or remove rto")
+        problems.append(
+            f"targets.{name}.rto: an RTO is measured by timed drills; set targets.{name}.verify_schedule "
+            'too (a cron expression such as "0 4 * * 0"), or remove rto'
+        )
     if target.rto is not None and target.rto <= timedelta(0):
         problems.append(f"targets.{name}.rto: must be longer than 0s")
     for index, check in enumerate(target.checks):
         where = f"targets.{name}.checks[{index}]"
         if isinstance(target, RdsTarget):
-            problems.append(f"{where}: an RDS drill checks that the snapshot restores into an available instance; "
-                            "it runs no sql or keys checks")
+            problems.append(
+                f"{where}: an RDS drill checks that the snapshot restores into an available instance; "
+                "it runs no sql or keys checks"
+            )
         elif isinstance(target, PostgresTarget) and check.keys is not None:
             problems.append(f"{where}.keys: a PostgreSQL target's checks use sql")
         elif not isinstance(target, PostgresTarget) and check.sql is not None:
-            problems.append(f"{where}.sql: a Redis target's checks use keys (a pattern such as \"*\" or \"session:*\")")
+            problems.append(f'{where}.sql: a Redis target\'s checks use keys (a pattern such as "*" or "session:*")')
     return problems
 
 
@@ -203,20 +214,28 @@ def _storage_problems(name: str, target: TargetConfig, storage: dict[str, Storag
     """Off-box copies need somewhere else: another region, an S3 storage that exists."""
     problems = []
     if isinstance(target, RdsTarget) and target.copy_to is not None and target.copy_to.region == target.region:
-        problems.append(f"targets.{name}.copy_to.region: '{target.copy_to.region}' is the instance's own region; "
-                        "an off-box copy must go to another region")
+        problems.append(
+            f"targets.{name}.copy_to.region: '{target.copy_to.region}' is the instance's own region; "
+            "an off-box copy must go to another region"
+        )
     if isinstance(target, RdsTarget) and target.copy_to is not None and target.region is None:
         problems.append(f"targets.{name}.region: set the source region when copy_to is used (CopyDBSnapshot needs it)")
     if isinstance(target, RdsTarget) and target.export_to is not None:
         found = storage.get(target.export_to.storage)
         if found is None:
             known = ", ".join(storage) or "none are defined under backups.storage"
-            problems.append(f"targets.{name}.export_to.storage: storage '{target.export_to.storage}' is not defined "
-                            f"(storages: {known})")
+            problems.append(
+                f"targets.{name}.export_to.storage: storage '{target.export_to.storage}' is not defined "
+                f"(storages: {known})"
+            )
         elif found.kind != "s3":
-            problems.append(f"targets.{name}.export_to.storage: '{target.export_to.storage}' is a {found.kind} "
-                            "storage; RDS exports only to S3")
+            problems.append(
+                f"targets.{name}.export_to.storage: '{target.export_to.storage}' is a {found.kind} "
+                "storage; RDS exports only to S3"
+            )
     if isinstance(target, ElastiCacheTarget) and target.storage in storage and storage[target.storage].kind != "s3":
-        problems.append(f"targets.{name}.storage: '{target.storage}' is a {storage[target.storage].kind} storage; "
-                        "ElastiCache exports snapshots only to an S3 bucket")
+        problems.append(
+            f"targets.{name}.storage: '{target.storage}' is a {storage[target.storage].kind} storage; "
+            "ElastiCache exports snapshots only to an S3 bucket"
+        )
     return problems

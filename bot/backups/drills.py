@@ -67,8 +67,14 @@ class DrillRunner:
     """Runs and records the drills of every target; one per `BackupService`."""
 
     def __init__(
-        self, *, targets: BackupTargets, verifier: Verifier, alerts: BackupAlerts, slack: AsyncWebClient,
-        audit: AuditLog, clock: Callable[[], datetime],
+        self,
+        *,
+        targets: BackupTargets,
+        verifier: Verifier,
+        alerts: BackupAlerts,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
     ) -> None:
         self._targets = targets
         self._records = targets.records
@@ -83,24 +89,33 @@ class DrillRunner:
         """The `verify_schedule` job: a drill, or None when one of the target is already running."""
         return await self.run(target, user=SCHEDULE)
 
-    async def run(self, target: str, *, user: str, channel: str | None = None,
-                  raise_if_busy: bool = False) -> DrillRecord | None:
+    async def run(
+        self, target: str, *, user: str, channel: str | None = None, raise_if_busy: bool = False
+    ) -> DrillRecord | None:
         """Runs one drill under the target's drill lock, records it, alerts, and posts it."""
         self._targets.target(target)
         name = f"{target}.verify"
-        lock, holder = await self._records.acquire_lock(name, holder=user, reason=f"DR drill of {target}", run_id="",
-                                                        now=self._clock(), ttl=self._ttl)
+        lock, holder = await self._records.acquire_lock(
+            name, holder=user, reason=f"DR drill of {target}", run_id="", now=self._clock(), ttl=self._ttl
+        )
         if lock is None:
             if raise_if_busy:
-                raise UserFacingError(f"A drill or verification of `{target}` is running "
-                                      f"({holder.reason if holder else 'busy'}); try again when it is done.")
+                raise UserFacingError(
+                    f"A drill or verification of `{target}` is running "
+                    f"({holder.reason if holder else 'busy'}); try again when it is done."
+                )
             return None
         async with lock_held(self._records, name, lock, self._ttl):
             record = await self._drill(target, user)
         await self._records.add_drill(record)
-        await self._audit.record(actor=user, action="backup.drill", result="ok" if record.good else "failed",
-                                 target=f"{target} {record.backup_id or '-'}", channel=channel or "",
-                                 detail=record.detail)
+        await self._audit.record(
+            actor=user,
+            action="backup.drill",
+            result="ok" if record.good else "failed",
+            target=f"{target} {record.backup_id or '-'}",
+            channel=channel or "",
+            detail=record.detail,
+        )
         await self._raise_or_resolve(record)
         where = self._targets.channel(target, channel)
         if where:
@@ -111,20 +126,37 @@ class DrillRunner:
         config = self._targets.target(target)
         started_at = self._clock()
         rto = config.rto.total_seconds() if config.rto else None
-        drill = functools.partial(DrillRecord, id=new_drill_id(target, started_at), target=target, kind=config.kind,
-                                  requested_by=user, started_at=started_at, rto_seconds=rto)
+        drill = functools.partial(
+            DrillRecord,
+            id=new_drill_id(target, started_at),
+            target=target,
+            kind=config.kind,
+            requested_by=user,
+            started_at=started_at,
+            rto_seconds=rto,
+        )
         try:
             backup = await self._verifier.pick(target, None)
         except UserFacingError as refusal:
-            return drill(backup_id=None, finished_at=self._clock(), restore_seconds=None,
-                         backup_age_seconds=None, ok=False, within_rto=None, detail=refusal.message)
+            return drill(
+                backup_id=None,
+                finished_at=self._clock(),
+                restore_seconds=None,
+                backup_age_seconds=None,
+                ok=False,
+                within_rto=None,
+                detail=refusal.message,
+            )
         age = (started_at - (backup.finished_at or backup.created_at)).total_seconds()
         try:
             seconds, checks, scratch = await self._restore(config, backup)
             failed = [c for c in checks if not c.ok]
             ok = not failed
-            detail = ("restored and checked" if ok else
-                      "restored, but " + "; ".join(f"{c.label} found {c.value}" for c in failed))
+            detail = (
+                "restored and checked"
+                if ok
+                else "restored, but " + "; ".join(f"{c.label} found {c.value}" for c in failed)
+            )
         except BackupError as error:
             seconds, checks, scratch, ok, detail = None, [], "", False, f"the restore failed: {error}"
         except Exception:
@@ -132,13 +164,26 @@ class DrillRunner:
             log.exception("drill of %s failed inside chatops (ref %s)", target, ref)
             seconds, checks, scratch, ok, detail = None, [], "", False, f"chatops failed during the drill (ref {ref})"
         within = None if rto is None or seconds is None else seconds <= rto
-        record = drill(backup_id=backup.id, finished_at=self._clock(), restore_seconds=seconds,
-                       backup_age_seconds=age, ok=ok, within_rto=within, checks=tuple(checks), scratch=scratch,
-                       detail=detail)
-        verification = Verification(at=record.finished_at, ok=ok, by=user, detail=f"DR drill {record.id}: {detail}"
-                                    + (f" (restore {seconds:.1f}s)" if seconds is not None else ""))
-        updated = await self._records.update(backup.id, lambda r: r.model_copy(
-            update={"verifications": (*r.verifications, verification)[-20:]}))
+        record = drill(
+            backup_id=backup.id,
+            finished_at=self._clock(),
+            restore_seconds=seconds,
+            backup_age_seconds=age,
+            ok=ok,
+            within_rto=within,
+            checks=tuple(checks),
+            scratch=scratch,
+            detail=detail,
+        )
+        verification = Verification(
+            at=record.finished_at,
+            ok=ok,
+            by=user,
+            detail=f"DR drill {record.id}: {detail}" + (f" (restore {seconds:.1f}s)" if seconds is not None else ""),
+        )
+        updated = await self._records.update(
+            backup.id, lambda r: r.model_copy(update={"verifications": (*r.verifications, verification)[-20:]})
+        )
         await quietly(self._targets.write_metadata(updated))
         return record
 
@@ -180,8 +225,11 @@ class DrillRunner:
             seconds = time.monotonic() - started
         finally:
             await quietly(snapshotter.delete_instance(instance))
-        return seconds, [DrillCheckResult(label="instance available", value=None, ok=True, detail=endpoint)], \
-            f"temporary instance {instance} (deleted)"
+        return (
+            seconds,
+            [DrillCheckResult(label="instance available", value=None, ok=True, detail=endpoint)],
+            f"temporary instance {instance} (deleted)",
+        )
 
     async def _raise_or_resolve(self, record: DrillRecord) -> None:
         target = record.target
@@ -191,9 +239,13 @@ class DrillRunner:
         await self._alerts.resolve(target, "drill", f"DR drill {record.id} of {target} passed.")
         if record.within_rto is False:
             assert record.restore_seconds is not None and record.rto_seconds is not None
-            await self._alerts.fire(target, "rto", f"DR drill of {target} exceeded its RTO",
-                                    f"{record.id}: restoring took {_span(record.restore_seconds)}, "
-                                    f"over the RTO of {_span(record.rto_seconds)}")
+            await self._alerts.fire(
+                target,
+                "rto",
+                f"DR drill of {target} exceeded its RTO",
+                f"{record.id}: restoring took {_span(record.restore_seconds)}, "
+                f"over the RTO of {_span(record.rto_seconds)}",
+            )
         else:
             await self._alerts.resolve(target, "rto", f"DR drill {record.id} of {target} restored within its RTO.")
 

@@ -50,13 +50,17 @@ class StoredObject:
             yield chunk
         record = self._record
         if hashed.sha256 != record.sha256 or hashed.size != record.size:
-            raise BackupError(f"checksum mismatch: the stored object has sha256 {hashed.sha256} ({hashed.size} bytes), "
-                              f"the backup recorded {record.sha256} ({record.size} bytes)")
+            raise BackupError(
+                f"checksum mismatch: the stored object has sha256 {hashed.sha256} ({hashed.size} bytes), "
+                f"the backup recorded {record.sha256} ({record.size} bytes)"
+            )
 
     def _decrypted(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if self._envelope is None:
-            raise BackupError(f"{self._record.id} is encrypted but its storage has no `encryption` configured any "
-                              "more: configure the key it was made with")
+            raise BackupError(
+                f"{self._record.id} is encrypted but its storage has no `encryption` configured any "
+                "more: configure the key it was made with"
+            )
         return open_sealed(source, self._unwrap)
 
     async def _unwrap(self, header: Header) -> bytes:
@@ -64,6 +68,8 @@ class StoredObject:
         assert encryption is not None and self._envelope is not None
         # The header is authenticated by every frame; the record is ours: they must name the same key and object.
         if header.wrapped_key != base64.b64decode(encryption.wrapped_key) or header.context != self.key:
-            raise BackupError(f"the encrypted object at {self._store.location(self.key)} is not the one "
-                              f"{self._record.id} recorded (another data key or object)")
+            raise BackupError(
+                f"the encrypted object at {self._store.location(self.key)} is not the one "
+                f"{self._record.id} recorded (another data key or object)"
+            )
         return await self._envelope.unwrap(header.key_ref, header.wrapped_key, header.context)

@@ -76,8 +76,10 @@ def backup_message(record: BackupRecord, *, progress: str | None = None) -> tupl
         if record.location:
             lines.append(f"*Stored at* `{escape(record.location)}`")
         if record.encryption:
-            lines.append(f"*Encrypted* {escape(record.encryption.scheme)}, data key wrapped by "
-                         f"`{escape(record.encryption.key_ref)}`")
+            lines.append(
+                f"*Encrypted* {escape(record.encryption.scheme)}, data key wrapped by "
+                f"`{escape(record.encryption.key_ref)}`"
+            )
         if record.retain_until:
             lines.append(f"*Object Lock* until {record.retain_until:%Y-%m-%d %H:%M}Z")
         blocks.append(section("\n".join(lines)))
@@ -127,7 +129,10 @@ def restore_message(record: RestoreRecord, *, now: datetime, where: str | None =
         ("Backup", f"`{record.backup_id}`"),
         ("Into", into),
         ("Requested by", f"<@{record.requested_by}>"),
-        ("Approvals", f"{len(record.approved_by)}/{record.required_approvals} from `{record.approvers_role}`: {approvers}"),
+        (
+            "Approvals",
+            f"{len(record.approved_by)}/{record.required_approvals} from `{record.approvers_role}`: {approvers}",
+        ),
     ]
     if record.reason:
         pairs.append(("Reason", escape(record.reason)))
@@ -136,22 +141,31 @@ def restore_message(record: RestoreRecord, *, now: datetime, where: str | None =
         rejected = rejection_text(record.decisions) if record.state == RestoreState.REJECTED else None
         blocks.append(section(rejected or escape(record.detail)))
     if record.state == RestoreState.AWAITING_APPROVAL:
-        blocks.append(section(":information_source: Restoring creates a new instance; nothing existing is overwritten."
-                              if record.as_instance else
-                              f":warning: Restoring replaces the data in {into} with the backup's."))
-        blocks.append(actions(
-            button("Approve", APPROVE, record.id, style="primary"),
-            button("Reject", REJECT, record.id, style="danger"),
-            button("Cancel", CANCEL, record.id),
-            block_id=f"restore:{record.id}",
-        ))
+        blocks.append(
+            section(
+                ":information_source: Restoring creates a new instance; nothing existing is overwritten."
+                if record.as_instance
+                else f":warning: Restoring replaces the data in {into} with the backup's."
+            )
+        )
+        blocks.append(
+            actions(
+                button("Approve", APPROVE, record.id, style="primary"),
+                button("Reject", REJECT, record.id, style="danger"),
+                button("Cancel", CANCEL, record.id),
+                block_id=f"restore:{record.id}",
+            )
+        )
     notes = [f"`{record.id}`"]
     if record.state == RestoreState.AWAITING_APPROVAL:
         notes.append(f"expires in {human_duration(record.expires_at - now)}")
     for decision in record.decisions:
         notes.append(f"{decision.decision}d by <@{decision.user}> at {decision.at:%H:%M:%S}Z")
     blocks.append(context(" · ".join(notes)))
-    return f"Restore of {record.target} from {record.backup_id}: {RESTORE_LABELS[record.state].split(' ', 1)[1]}", blocks
+    return (
+        f"Restore of {record.target} from {record.backup_id}: {RESTORE_LABELS[record.state].split(' ', 1)[1]}",
+        blocks,
+    )
 
 
 def list_message(target: str, records: Sequence[BackupRecord]) -> tuple[str, list[Block]]:
@@ -163,7 +177,10 @@ def list_message(target: str, records: Sequence[BackupRecord]) -> tuple[str, lis
     blocks: list[Block] = [header(f"Backups of {target}"), section(body)]
     text = f"Backups of {target}:\n{body}"
     if bad:
-        failed = "\n".join(f"{BACKUP_LABELS[r.state].split(' ')[0]} `{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z: {escape(r.detail)[:200]}" for r in bad)
+        failed = "\n".join(
+            f"{BACKUP_LABELS[r.state].split(' ')[0]} `{r.id}` {r.created_at:%Y-%m-%d %H:%M}Z: {escape(r.detail)[:200]}"
+            for r in bad
+        )
         blocks.append(context(f"Runs that made no backup:\n{failed}"))
         text += f"\nRuns that made no backup:\n{failed}"
     return text, blocks
@@ -179,8 +196,12 @@ def _line(r: BackupRecord) -> str:
 
 def show_message(record: BackupRecord) -> tuple[str, list[Block]]:
     """`/backup show`: everything recorded about one backup."""
-    pairs = [("Target", f"`{record.target}`"), ("State", BACKUP_LABELS[record.state]),
-             ("Started", f"{record.created_at:%Y-%m-%d %H:%M:%S}Z"), ("Requested by", _who(record.requested_by))]
+    pairs = [
+        ("Target", f"`{record.target}`"),
+        ("State", BACKUP_LABELS[record.state]),
+        ("Started", f"{record.created_at:%Y-%m-%d %H:%M:%S}Z"),
+        ("Requested by", _who(record.requested_by)),
+    ]
     if record.size is not None:
         pairs.append(("Size", human_bytes(record.size)))
     if record.seconds is not None:
@@ -220,11 +241,15 @@ def drill_text(record: DrillRecord) -> str:
     if record.rto_seconds is not None and record.restore_seconds is not None:
         rto = f" ({'within' if record.within_rto else 'OVER'} the RTO of {_seconds(record.rto_seconds)})"
     age = f" · backup age {_seconds(record.backup_age_seconds)}" if record.backup_age_seconds is not None else ""
-    checks = "; ".join(f"{'✓' if c.ok else '✗'} {escape(c.label)} = "
-                       f"{c.value if c.value is not None else escape(c.detail)}" for c in record.checks)
-    return (f"{mark} DR drill `{record.id}` of `{record.target}` from `{record.backup_id or 'no backup'}`: restore "
-            f"{_seconds(record.restore_seconds)}{rto}{age}. {escape(record.detail)}"
-            + (f" Checks: {checks}" if checks else ""))
+    checks = "; ".join(
+        f"{'✓' if c.ok else '✗'} {escape(c.label)} = {c.value if c.value is not None else escape(c.detail)}"
+        for c in record.checks
+    )
+    return (
+        f"{mark} DR drill `{record.id}` of `{record.target}` from `{record.backup_id or 'no backup'}`: restore "
+        f"{_seconds(record.restore_seconds)}{rto}{age}. {escape(record.detail)}"
+        + (f" Checks: {checks}" if checks else "")
+    )
 
 
 def drills_message(target: str | None, records: Sequence[DrillRecord]) -> tuple[str, list[Block]]:
@@ -237,9 +262,11 @@ def drills_message(target: str | None, records: Sequence[DrillRecord]) -> tuple[
     for r in records:
         state = "pass" if r.good else ("over RTO" if r.ok else "FAIL")
         rto = f" / RTO {_seconds(r.rto_seconds)}" if r.rto_seconds is not None else ""
-        lines.append(f"{'✅' if r.good else '❌'} {r.started_at:%Y-%m-%d %H:%M}Z `{r.target}` {state}: restore "
-                     f"{_seconds(r.restore_seconds)}{rto} · backup age {_seconds(r.backup_age_seconds)}"
-                     + ("" if r.good else f" · {escape(r.detail)[:150]}"))
+        lines.append(
+            f"{'✅' if r.good else '❌'} {r.started_at:%Y-%m-%d %H:%M}Z `{r.target}` {state}: restore "
+            f"{_seconds(r.restore_seconds)}{rto} · backup age {_seconds(r.backup_age_seconds)}"
+            + ("" if r.good else f" · {escape(r.detail)[:150]}")
+        )
     trend_parts = []
     for name in sorted({r.target for r in records}):
         times = [_seconds(r.restore_seconds) for r in reversed(records) if r.target == name]
@@ -249,8 +276,9 @@ def drills_message(target: str | None, records: Sequence[DrillRecord]) -> tuple[
     return f"{title}:\n{body}\n{trend}", [header(title), section(body), context(trend)]
 
 
-def dr_status_lines(rows: Sequence[tuple[str, datetime | None, timedelta | None, DrillRecord | None, timedelta | None]],
-                    now: datetime) -> list[str]:
+def dr_status_lines(
+    rows: Sequence[tuple[str, datetime | None, timedelta | None, DrillRecord | None, timedelta | None]], now: datetime
+) -> list[str]:
     """`/status`: per target, the last good backup's age against the RPO and the last drill's restore time
     against the RTO. Each row: (target, last good backup, rpo, last drill, rto)."""
     lines = []
@@ -268,7 +296,8 @@ def dr_status_lines(rows: Sequence[tuple[str, datetime | None, timedelta | None,
             drilled, bad = f"last drill FAILED {drill.started_at:%Y-%m-%d}", True
         else:
             drilled = f"last drill restored in {_seconds(drill.restore_seconds)}" + (
-                f" (RTO {human_duration(rto)})" if rto else "")
+                f" (RTO {human_duration(rto)})" if rto else ""
+            )
             bad = bad or drill.within_rto is False
         # Nothing to judge yet is not healthy: grey, as /status marks a service without a health check.
         mark = ":red_circle:" if bad else ":white_circle:" if last_good is None else ":large_green_circle:"

@@ -54,7 +54,12 @@ class RestoreService:
     """Restore requests and the restores they start; one per `BackupService`."""
 
     def __init__(
-        self, *, targets: BackupTargets, slack: AsyncWebClient, audit: AuditLog, tasks: BackgroundTasks,
+        self,
+        *,
+        targets: BackupTargets,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        tasks: BackgroundTasks,
         clock: Callable[[], datetime],
     ) -> None:
         self._targets = targets
@@ -68,15 +73,26 @@ class RestoreService:
 
     # -- asking and deciding ------------------------------------------------------------------------------
 
-    async def request(self, target: str, backup_id: str, *, into_env: str | None, user: str, channel: str,
-                      reason: str = "", as_instance: str | None = None) -> RestoreRecord:
+    async def request(
+        self,
+        target: str,
+        backup_id: str,
+        *,
+        into_env: str | None,
+        user: str,
+        channel: str,
+        reason: str = "",
+        as_instance: str | None = None,
+    ) -> RestoreRecord:
         """Records a restore request and posts it for approval; nothing runs until it is approved."""
         config = self._targets.target(target)
         own = await self._check_destination(target, config, into_env, as_instance)
         if into_env is not None and into_env != own and into_env not in config.restore_into:
             allowed = ", ".join(f"`{name}`" for name in (own, *config.restore_into) if name)
-            raise UserFacingError(f"`{target}` cannot be restored into `{into_env}`. Allowed: {allowed} "
-                                  f"(add more under `backups.targets.{target}.restore_into`).")
+            raise UserFacingError(
+                f"`{target}` cannot be restored into `{into_env}`. Allowed: {allowed} "
+                f"(add more under `backups.targets.{target}.restore_into`)."
+            )
         if into_env is not None and not self._targets.environ.get(into_env):
             raise UserFacingError(f"The environment variable `{into_env}` is not set where chatops runs.")
         backup = await self._targets.backup(backup_id, target=target)
@@ -85,43 +101,70 @@ class RestoreService:
         approval = self._section.restore_approval
         now = self._clock()
         record = RestoreRecord(
-            id=new_restore_id(), target=target, backup_id=backup.id, into_env=into_env if into_env != own else None,
+            id=new_restore_id(),
+            target=target,
+            backup_id=backup.id,
+            into_env=into_env if into_env != own else None,
             as_instance=as_instance,
-            state=RestoreState.AWAITING_APPROVAL, requested_by=user, reason=reason, created_at=now, updated_at=now,
-            required_approvals=approval.required, approvers_role=approval.approvers,
-            allow_self_approval=approval.allow_self_approval, expires_at=now + approval.expires_after,
+            state=RestoreState.AWAITING_APPROVAL,
+            requested_by=user,
+            reason=reason,
+            created_at=now,
+            updated_at=now,
+            required_approvals=approval.required,
+            approvers_role=approval.approvers,
+            allow_self_approval=approval.allow_self_approval,
+            expires_at=now + approval.expires_after,
         )
         await self._records.create_restore(record)
-        await self._audit.record(actor=user, action="backup.restore.request", result="ok", channel=channel,
-                                 target=f"{target} {backup.id}",
-                                 detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip())
+        await self._audit.record(
+            actor=user,
+            action="backup.restore.request",
+            result="ok",
+            channel=channel,
+            target=f"{target} {backup.id}",
+            detail=f"{record.id} into {as_instance or into_env or own} {reason}".strip(),
+        )
         where = self._targets.channel(target, channel) or channel
         try:
             text, blocks = restore_message(record, now=now, where=self._where(record))
             posted = await post_message(self._slack, where, text=text, blocks=blocks)
-            record = await self._records.update_restore(record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]}))
+            record = await self._records.update_restore(
+                record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]})
+            )
         except SlackApiError as error:
             log.warning("could not post restore %s: %s", record.id, error.response.get("error"))
         return record
 
-    async def _check_destination(self, target: str, config: TargetConfig, into_env: str | None,
-                                 as_instance: str | None) -> str | None:
+    async def _check_destination(
+        self, target: str, config: TargetConfig, into_env: str | None, as_instance: str | None
+    ) -> str | None:
         """Where each engine may restore to; the target's own variable (None: it has none). Refusals say why."""
         if isinstance(config, RdsTarget):
             if into_env is not None or as_instance is None:
-                raise UserFacingError(f"`{target}` is an RDS snapshot: it is restored as a NEW instance, never "
-                                      f"over one. Name it: `/backup restore {target} <id> as <new-instance-name>`.")
-            if not re.match(INSTANCE_ID, as_instance) or len(as_instance) > 63 or "--" in as_instance \
-                    or as_instance.endswith("-"):
-                raise UserFacingError(f"`{as_instance}` is not a valid DB instance identifier (1-63 letters, digits "
-                                      "and single hyphens, starting with a letter).")
+                raise UserFacingError(
+                    f"`{target}` is an RDS snapshot: it is restored as a NEW instance, never "
+                    f"over one. Name it: `/backup restore {target} <id> as <new-instance-name>`."
+                )
+            if (
+                not re.match(INSTANCE_ID, as_instance)
+                or len(as_instance) > 63
+                or "--" in as_instance
+                or as_instance.endswith("-")
+            ):
+                raise UserFacingError(
+                    f"`{as_instance}` is not a valid DB instance identifier (1-63 letters, digits "
+                    "and single hyphens, starting with a letter)."
+                )
             try:
                 exists = await self._targets.snapshotter(target).instance_exists(as_instance)
             except BackupError as error:
                 raise UserFacingError(f"Could not check whether `{as_instance}` exists: {error}") from None
             if exists:
-                raise UserFacingError(f"The DB instance `{as_instance}` already exists; a restore never overwrites an "
-                                      "instance. Name a new one.")
+                raise UserFacingError(
+                    f"The DB instance `{as_instance}` already exists; a restore never overwrites an "
+                    "instance. Name a new one."
+                )
             return None
         if as_instance is not None:
             raise UserFacingError(f"`as <instance>` is for RDS targets; `{target}` is restored with `into <ENV_VAR>`.")
@@ -131,9 +174,11 @@ class RestoreService:
             return config.url_env
         assert isinstance(config, ElastiCacheTarget)
         if into_env is None and config.url_env is None:
-            raise UserFacingError(f"`{target}` has no `url_env`, so chatops cannot reach the cluster to replay keys. "
-                                  f"Restore into a Redis named under `backups.targets.{target}.restore_into` "
-                                  "(`into <ENV_VAR>`), or set `url_env`.")
+            raise UserFacingError(
+                f"`{target}` has no `url_env`, so chatops cannot reach the cluster to replay keys. "
+                f"Restore into a Redis named under `backups.targets.{target}.restore_into` "
+                "(`into <ENV_VAR>`), or set `url_env`."
+            )
         return config.url_env
 
     async def approve(self, restore_id: str, user: str, *, is_approver: bool) -> RestoreRecord:
@@ -148,11 +193,18 @@ class RestoreService:
                 raise _Unchanged
             if record.expires_at <= now:
                 raise UserFacingError("This restore request has expired; ask again.")
-            decided = record.model_copy(update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="approve")), "updated_at": now})
+            decided = record.model_copy(
+                update={
+                    "decisions": (*record.decisions, Decision(user=user, at=now, decision="approve")),
+                    "updated_at": now,
+                }
+            )
             return decided.model_copy(update={"state": RestoreState.RUNNING}) if check.enough else decided
 
         record = await self._decide(restore_id, change)
-        await self._audit.record(actor=user, action="backup.restore.approve", result="ok", target=restore_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action="backup.restore.approve", result="ok", target=restore_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         if record.state == RestoreState.RUNNING:
             self._tasks.spawn(self._run(restore_id), name=f"restore:{restore_id}")
@@ -167,12 +219,20 @@ class RestoreService:
                 raise UserFacingError(f"This request is already {record.state.value.replace('_', ' ')}.")
             if not is_approver:
                 raise UserFacingError(f"Only members of `{record.approvers_role}` can reject this restore.")
-            return record.model_copy(update={
-                "decisions": (*record.decisions, Decision(user=user, at=now, decision="reject")),
-                "state": RestoreState.REJECTED, "updated_at": now, "finished_at": now, "detail": f"Rejected by <@{user}>."})
+            return record.model_copy(
+                update={
+                    "decisions": (*record.decisions, Decision(user=user, at=now, decision="reject")),
+                    "state": RestoreState.REJECTED,
+                    "updated_at": now,
+                    "finished_at": now,
+                    "detail": f"Rejected by <@{user}>.",
+                }
+            )
 
         record = await self._decide(restore_id, change)
-        await self._audit.record(actor=user, action="backup.restore.reject", result="ok", target=restore_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action="backup.restore.reject", result="ok", target=restore_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         return record
 
@@ -182,14 +242,26 @@ class RestoreService:
 
         def change(record: RestoreRecord) -> RestoreRecord:
             if record.requested_by != user and not is_admin:
-                raise UserFacingError(f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`.")
+                raise UserFacingError(
+                    f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`."
+                )
             if record.state != RestoreState.AWAITING_APPROVAL:
-                raise UserFacingError(f"`{record.id}` is {record.state.value.replace('_', ' ')}; only a waiting request can be cancelled.")
-            return record.model_copy(update={"state": RestoreState.CANCELLED, "updated_at": now, "finished_at": now,
-                                             "detail": f"Cancelled by <@{user}>."})
+                raise UserFacingError(
+                    f"`{record.id}` is {record.state.value.replace('_', ' ')}; only a waiting request can be cancelled."
+                )
+            return record.model_copy(
+                update={
+                    "state": RestoreState.CANCELLED,
+                    "updated_at": now,
+                    "finished_at": now,
+                    "detail": f"Cancelled by <@{user}>.",
+                }
+            )
 
         record = await self._decide(restore_id, change)
-        await self._audit.record(actor=user, action="backup.restore.cancel", result="ok", target=restore_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action="backup.restore.cancel", result="ok", target=restore_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         return record
 
@@ -198,8 +270,21 @@ class RestoreService:
         now = self._clock()
         for restore_id in await self._records.claim_due(now):
             try:
-                record = await self._records.update_restore(restore_id, lambda r: r if r.state != RestoreState.AWAITING_APPROVAL else r.model_copy(update={
-                    "state": RestoreState.EXPIRED, "updated_at": now, "finished_at": now, "detail": "Nobody approved it in time."}))
+                record = await self._records.update_restore(
+                    restore_id,
+                    lambda r: (
+                        r
+                        if r.state != RestoreState.AWAITING_APPROVAL
+                        else r.model_copy(
+                            update={
+                                "state": RestoreState.EXPIRED,
+                                "updated_at": now,
+                                "finished_at": now,
+                                "detail": "Nobody approved it in time.",
+                            }
+                        )
+                    ),
+                )
             except KeyError:
                 continue
             await self._refresh(record)
@@ -222,11 +307,21 @@ class RestoreService:
         record = await self._records.get_restore(restore_id)
         if record is None or record.state != RestoreState.RUNNING:
             return
-        lock, holder = await self._records.acquire_lock(record.target, holder=record.requested_by, reason=f"restore {record.id}",
-                                                        run_id=record.id, now=self._clock(), ttl=self._ttl)
+        lock, holder = await self._records.acquire_lock(
+            record.target,
+            holder=record.requested_by,
+            reason=f"restore {record.id}",
+            run_id=record.id,
+            now=self._clock(),
+            ttl=self._ttl,
+        )
         if lock is None:
             what = holder.reason if holder else "another run"
-            await self._finish(record.id, RestoreState.FAILED, f"Not started: `{record.target}` is busy ({what}). Ask again when it is done.")
+            await self._finish(
+                record.id,
+                RestoreState.FAILED,
+                f"Not started: `{record.target}` is busy ({what}). Ask again when it is done.",
+            )
             return
         async with lock_held(self._records, record.target, lock, self._ttl):
             if not isinstance(self._targets.target(record.target), PostgresTarget):
@@ -242,14 +337,20 @@ class RestoreService:
                     raise BackupError(f"Refused before anything was written: {error}") from None
                 summary = await self._targets.engine(record.target).restore(stored.plaintext(), record.into_env)
                 took = time.monotonic() - started
-                await self._finish(record.id, RestoreState.SUCCEEDED,
-                                   f"{summary} from `{backup.id}` in {took:.1f}s ({checked}).")
+                await self._finish(
+                    record.id, RestoreState.SUCCEEDED, f"{summary} from `{backup.id}` in {took:.1f}s ({checked})."
+                )
             except (BackupError, UserFacingError) as error:
                 await self._finish(record.id, RestoreState.FAILED, str(error))
             except asyncio.CancelledError:
-                await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED,
-                                                  "chatops stopped during the restore; the destination is unchanged "
-                                                  "unless the final swap had completed."))
+                await asyncio.shield(
+                    self._finish(
+                        record.id,
+                        RestoreState.INTERRUPTED,
+                        "chatops stopped during the restore; the destination is unchanged "
+                        "unless the final swap had completed.",
+                    )
+                )
                 raise
             except Exception:
                 ref = new_ref()
@@ -282,13 +383,19 @@ class RestoreService:
                     raise BackupError(f"the environment variable {variable} is not set where chatops runs")
                 summary = await replay_into(stored.plaintext(), url, variable=variable)
             took = time.monotonic() - started
-            await self._finish(record.id, RestoreState.SUCCEEDED, f"{summary[:1].upper()}{summary[1:]} from "
-                                                                  f"`{backup.id}` in {took:.1f}s.")
+            await self._finish(
+                record.id,
+                RestoreState.SUCCEEDED,
+                f"{summary[:1].upper()}{summary[1:]} from `{backup.id}` in {took:.1f}s.",
+            )
         except (BackupError, UserFacingError) as error:
             await self._finish(record.id, RestoreState.FAILED, str(error))
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(record.id, RestoreState.INTERRUPTED,
-                                              "chatops stopped during the restore; it may be partly done."))
+            await asyncio.shield(
+                self._finish(
+                    record.id, RestoreState.INTERRUPTED, "chatops stopped during the restore; it may be partly done."
+                )
+            )
             raise
         except Exception:
             ref = new_ref()
@@ -297,16 +404,30 @@ class RestoreService:
 
     async def _finish(self, restore_id: str, state: RestoreState, detail: str) -> RestoreRecord:
         now = self._clock()
-        record = await self._records.update_restore(restore_id, lambda r: r.model_copy(update={
-            "state": state, "finished_at": now, "updated_at": now, "detail": detail}))
+        record = await self._records.update_restore(
+            restore_id,
+            lambda r: r.model_copy(update={"state": state, "finished_at": now, "updated_at": now, "detail": detail}),
+        )
         await quietly(self._refresh(record))
-        await quietly(self._audit.record(actor=record.requested_by, action="backup.restore.finish",
-                                         result="ok" if state == RestoreState.SUCCEEDED else "failed",
-                                         target=f"{record.id} {record.backup_id}", channel=record.channel or "", detail=detail))
+        await quietly(
+            self._audit.record(
+                actor=record.requested_by,
+                action="backup.restore.finish",
+                result="ok" if state == RestoreState.SUCCEEDED else "failed",
+                target=f"{record.id} {record.backup_id}",
+                channel=record.channel or "",
+                detail=detail,
+            )
+        )
         if record.channel and record.message_ts:
             mark = ":white_check_mark:" if state == RestoreState.SUCCEEDED else ":x:"
-            await quietly(self._slack.chat_postMessage(channel=record.channel, thread_ts=record.message_ts,
-                                                       text=f"{mark} <@{record.requested_by}> {detail}"))
+            await quietly(
+                self._slack.chat_postMessage(
+                    channel=record.channel,
+                    thread_ts=record.message_ts,
+                    text=f"{mark} <@{record.requested_by}> {detail}",
+                )
+            )
         return record
 
     def _where(self, record: RestoreRecord) -> str:
@@ -327,8 +448,12 @@ class RestoreService:
 
 def _approvable(record: RestoreRecord) -> Approvable:
     return Approvable(
-        noun="restore", waiting=record.state == RestoreState.AWAITING_APPROVAL,
-        state_label=record.state.value.replace("_", " "), requested_by=record.requested_by,
-        approvers_role=record.approvers_role, allow_self_approval=record.allow_self_approval,
-        required_approvals=record.required_approvals, approved_by=record.approved_by,
+        noun="restore",
+        waiting=record.state == RestoreState.AWAITING_APPROVAL,
+        state_label=record.state.value.replace("_", " "),
+        requested_by=record.requested_by,
+        approvers_role=record.approvers_role,
+        allow_self_approval=record.allow_self_approval,
+        required_approvals=record.required_approvals,
+        approved_by=record.approved_by,
     )

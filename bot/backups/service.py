@@ -63,8 +63,16 @@ class BackupService:
     restores; one per process."""
 
     def __init__(
-        self, section: BackupsSection, *, announce_channel: str | None, records: BackupRecords, slack: AsyncWebClient,
-        audit: AuditLog, alerts: AlertPipeline, tasks: BackgroundTasks, clock: Callable[[], datetime],
+        self,
+        section: BackupsSection,
+        *,
+        announce_channel: str | None,
+        records: BackupRecords,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        alerts: AlertPipeline,
+        tasks: BackgroundTasks,
+        clock: Callable[[], datetime],
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.section = section
@@ -75,12 +83,15 @@ class BackupService:
         self._clock = clock
         self._environ = dict(os.environ if environ is None else environ)
         self._ttl = self.section.lock_ttl
-        self._targets = BackupTargets(section, announce_channel=announce_channel, records=records, environ=self._environ)
+        self._targets = BackupTargets(
+            section, announce_channel=announce_channel, records=records, environ=self._environ
+        )
         self._alerts = BackupAlerts(records=records, pipeline=alerts, clock=clock)
         self.verifier = Verifier(targets=self._targets, alerts=self._alerts, slack=slack, audit=audit, clock=clock)
         self.restores = RestoreService(targets=self._targets, slack=slack, audit=audit, tasks=tasks, clock=clock)
-        self.drills = DrillRunner(targets=self._targets, verifier=self.verifier, alerts=self._alerts, slack=slack,
-                                  audit=audit, clock=clock)
+        self.drills = DrillRunner(
+            targets=self._targets, verifier=self.verifier, alerts=self._alerts, slack=slack, audit=audit, clock=clock
+        )
 
     # -- lookups ------------------------------------------------------------------------------------------
 
@@ -142,13 +153,24 @@ class BackupService:
 
     async def _lock(self, target: str, user: str, reason: str, *, raise_if_held: bool) -> LockInfo | None:
         lock, holder = await self._records.acquire_lock(
-            target, holder=user, reason=reason, run_id="", now=self._clock(), ttl=self._ttl,
+            target,
+            holder=user,
+            reason=reason,
+            run_id="",
+            now=self._clock(),
+            ttl=self._ttl,
         )
         if lock is None and raise_if_held:
-            who = f"<@{holder.holder}>" if holder and holder.holder.startswith("U") else (holder.holder if holder else "someone")
+            who = (
+                f"<@{holder.holder}>"
+                if holder and holder.holder.startswith("U")
+                else (holder.holder if holder else "someone")
+            )
             since = f" since {holder.since:%H:%M:%S}Z" if holder else ""
             what = holder.reason if holder else "a backup"
-            raise UserFacingError(f"`{target}` is busy: {what} by {who}{since}. One backup or restore per target at a time.")
+            raise UserFacingError(
+                f"`{target}` is busy: {what} by {who}{since}. One backup or restore per target at a time."
+            )
         return lock
 
     async def _begin(self, target: str, *, user: str, reason: str, lock: LockInfo, channel: str | None) -> BackupRecord:
@@ -159,18 +181,33 @@ class BackupService:
         backup_id = new_backup_id(target, now)
         storage = getattr(config, "storage", None)
         record = BackupRecord(
-            id=backup_id, target=target, kind=config.kind, state=BackupState.RUNNING, requested_by=user, reason=reason,
-            created_at=now, storage=storage, lock_token=lock.token,
+            id=backup_id,
+            target=target,
+            kind=config.kind,
+            state=BackupState.RUNNING,
+            requested_by=user,
+            reason=reason,
+            created_at=now,
+            storage=storage,
+            lock_token=lock.token,
         )
         await self._records.create(record)
-        await self._audit.record(actor=user, action="backup.run", result="ok", target=f"{target} {backup_id}",
-                                 channel=channel or "", detail=reason)
+        await self._audit.record(
+            actor=user,
+            action="backup.run",
+            result="ok",
+            target=f"{target} {backup_id}",
+            channel=channel or "",
+            detail=reason,
+        )
         where = self._targets.channel(target, channel)
         if where:
             try:
                 text, blocks = backup_message(record, progress="starting")
                 posted = await post_message(self._slack, where, text=text, blocks=blocks)
-                record = await self._records.update(record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]}))
+                record = await self._records.update(
+                    record.id, lambda r: r.model_copy(update={"channel": posted["channel"], "message_ts": posted["ts"]})
+                )
             except SlackApiError as error:
                 log.warning("could not post backup %s to %s: %s", record.id, where, error.response.get("error"))
         return record
@@ -200,23 +237,47 @@ class BackupService:
                 record, stored = await self._store(record, store, key, engine.dump(store.part_size), throttle)
                 location, size, sha256, seconds, retain_until = stored
             now = self._clock()
-            record = await self._records.update(record.id, lambda r: r.model_copy(update={
-                "state": BackupState.SUCCEEDED, "finished_at": now, "size": size, "sha256": sha256,
-                "seconds": round(seconds, 3), "location": location, "upload_id": None, "retain_until": retain_until,
-            }))
+            record = await self._records.update(
+                record.id,
+                lambda r: r.model_copy(
+                    update={
+                        "state": BackupState.SUCCEEDED,
+                        "finished_at": now,
+                        "size": size,
+                        "sha256": sha256,
+                        "seconds": round(seconds, 3),
+                        "location": location,
+                        "upload_id": None,
+                        "retain_until": retain_until,
+                    }
+                ),
+            )
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish_badly(record.id, BackupState.INTERRUPTED, "The run was stopped (chatops shut down or the task was cancelled); nothing was stored."))
+            await asyncio.shield(
+                self._finish_badly(
+                    record.id,
+                    BackupState.INTERRUPTED,
+                    "The run was stopped (chatops shut down or the task was cancelled); nothing was stored.",
+                )
+            )
             raise
         except BackupError as error:
             return await self._finish_badly(record.id, BackupState.FAILED, str(error))
         except Exception:
             ref = new_ref()
             log.exception("backup %s failed inside chatops (ref %s)", record.id, ref)
-            return await self._finish_badly(record.id, BackupState.FAILED, f"chatops failed while running it (ref {ref}).")
+            return await self._finish_badly(
+                record.id, BackupState.FAILED, f"chatops failed while running it (ref {ref})."
+            )
         await self._targets.write_metadata(record)
         await self._refresh(record)
-        await self._audit.record(actor=record.requested_by, action="backup.finish", result="ok", target=record.id,
-                                 detail=f"{record.size} bytes sha256 {record.sha256}")
+        await self._audit.record(
+            actor=record.requested_by,
+            action="backup.finish",
+            result="ok",
+            target=record.id,
+            detail=f"{record.size} bytes sha256 {record.sha256}",
+        )
         await self._alerts.resolve(target, "failed", f"Backup of {target} succeeded again ({record.id}).")
         await self._alerts.resolve(target, "rpo", f"{target} has a fresh backup ({record.id}).")
         try:
@@ -240,19 +301,25 @@ class BackupService:
             store = self._targets.s3_store(config.export_to.storage)
             try:
                 update["export_location"] = await snapshotter.export(
-                    record.id, arn, bucket=store.bucket, prefix=store.full(f"{record.target}/exports"))
+                    record.id, arn, bucket=store.bucket, prefix=store.full(f"{record.target}/exports")
+                )
             except BackupError as error:
                 problems.append(f"export to S3 failed: {error}")
         if problems:
             update["detail"] = "The snapshot is kept, but " + "; ".join(problems)
-            await self._alerts.fire(record.target, "offbox", f"Off-box copy of {record.target} failed",
-                                    f"{record.id}: " + "; ".join(problems))
+            await self._alerts.fire(
+                record.target,
+                "offbox",
+                f"Off-box copy of {record.target} failed",
+                f"{record.id}: " + "; ".join(problems),
+            )
         elif update:
             await self._alerts.resolve(record.target, "offbox", f"{record.id} of {record.target} is copied off-box.")
         return await self._records.update(record.id, lambda r: r.model_copy(update=update)) if update else record
 
-    async def _export_cache(self, record: BackupRecord, config: ElastiCacheTarget,
-                            throttle: _Throttle) -> tuple[BackupRecord, str, int, str, datetime | None]:
+    async def _export_cache(
+        self, record: BackupRecord, config: ElastiCacheTarget, throttle: _Throttle
+    ) -> tuple[BackupRecord, str, int, str, datetime | None]:
         """ElastiCache: snapshot, export into the target's S3 storage, then stream the RDB under our layout as every
         other backup is stored (encrypted and locked when the storage says so; size and sha256 of the stored bytes),
         and delete the export: (record, location, size, sha256, locked until)."""
@@ -264,30 +331,42 @@ class BackupService:
         deadline = time.monotonic() + snapshotter.timeout
         while not (found := [k for k in await store.keys_under(exported) if k.endswith(".rdb")]):
             if time.monotonic() > deadline:
-                raise BackupError(f"ElastiCache did not write the export {exported}*.rdb into {store.bucket} before "
-                                  "the timeout (does the bucket grant ElastiCache access?)")
+                raise BackupError(
+                    f"ElastiCache did not write the export {exported}*.rdb into {store.bucket} before "
+                    "the timeout (does the bucket grant ElastiCache access?)"
+                )
             await throttle.update(Progress(0, time.monotonic() - throttle.started), "exporting to S3")
             await asyncio.sleep(snapshotter.poll_interval)
         if len(found) > 1:
             await store.delete_prefix(exported)
-            raise BackupError(f"the export wrote {len(found)} RDB files (one per shard of a cluster-mode group); "
-                              "chatops backs up single-shard groups and cache clusters")
+            raise BackupError(
+                f"the export wrote {len(found)} RDB files (one per shard of a cluster-mode group); "
+                "chatops backs up single-shard groups and cache clusters"
+            )
         key = f"{record.target}/{record.id}.rdb"
         record, (location, size, sha256, _, retain_until) = await self._store(
-            record, store, key, store.read_absolute(found[0]), throttle)
+            record, store, key, store.read_absolute(found[0]), throttle
+        )
         await store.delete_absolute(found[0])  # the export, now stored under our layout
         return record, location, size, sha256, retain_until
 
     async def _store(
-        self, record: BackupRecord, store: BackupStore, key: str, dump: AsyncIterator[bytes], throttle: _Throttle,
+        self,
+        record: BackupRecord,
+        store: BackupStore,
+        key: str,
+        dump: AsyncIterator[bytes],
+        throttle: _Throttle,
     ) -> tuple[BackupRecord, tuple[str, int, str, float, datetime | None]]:
         """Streams `dump` into `key` (sealed when the storage encrypts; the upload aborted if anything fails) and
         returns the record that names the object, and (location, size, sha256 of the stored bytes, seconds, locked
         until)."""
         chunks, encryption = await self._sealed(record.target, key, dump)
         upload = await store.begin(key)
-        record = await self._records.update(record.id, lambda r: r.model_copy(update={
-            "key": key, "upload_id": upload.upload_id, "encryption": encryption}))
+        record = await self._records.update(
+            record.id,
+            lambda r: r.model_copy(update={"key": key, "upload_id": upload.upload_id, "encryption": encryption}),
+        )
         try:
             streamed = await stream_upload(chunks, upload, throttle.progress)
             location = await upload.complete()
@@ -297,7 +376,10 @@ class BackupService:
         return record, (location, streamed.size, streamed.sha256, streamed.seconds, upload.retain_until)
 
     async def _sealed(
-        self, target: str, key: str, dump: AsyncIterator[bytes],
+        self,
+        target: str,
+        key: str,
+        dump: AsyncIterator[bytes],
     ) -> tuple[AsyncIterator[bytes | bytearray], Encryption | None]:
         """The dump as it is stored: encrypted under a fresh data key when the storage says so (the record keeps the
         wrapped key; the sha256 recorded is then of the encrypted bytes, what the storage holds)."""
@@ -305,17 +387,32 @@ class BackupService:
         if envelope is None:
             return dump, None
         data_key = await envelope.new_key(key)
-        encryption = Encryption(scheme=SCHEME, key_ref=data_key.key_ref,
-                                wrapped_key=base64.b64encode(data_key.wrapped).decode())
+        encryption = Encryption(
+            scheme=SCHEME, key_ref=data_key.key_ref, wrapped_key=base64.b64encode(data_key.wrapped).decode()
+        )
         return seal(dump, data_key, key), encryption
 
     async def _finish_badly(self, backup_id: str, state: BackupState, detail: str) -> BackupRecord:
         now = self._clock()
-        record = await self._records.update(backup_id, lambda r: r if r.state != BackupState.RUNNING else r.model_copy(update={
-            "state": state, "finished_at": now, "detail": detail}))
+        record = await self._records.update(
+            backup_id,
+            lambda r: (
+                r
+                if r.state != BackupState.RUNNING
+                else r.model_copy(update={"state": state, "finished_at": now, "detail": detail})
+            ),
+        )
         await quietly(self._refresh(record))
-        await quietly(self._audit.record(actor=record.requested_by, action="backup.finish", result="failed", target=record.id, detail=detail))
-        await quietly(self._alerts.fire(record.target, "failed", f"Backup of {record.target} {state.value}", f"{record.id}: {detail}"))
+        await quietly(
+            self._audit.record(
+                actor=record.requested_by, action="backup.finish", result="failed", target=record.id, detail=detail
+            )
+        )
+        await quietly(
+            self._alerts.fire(
+                record.target, "failed", f"Backup of {record.target} {state.value}", f"{record.id}: {detail}"
+            )
+        )
         return record
 
     # -- recovery -----------------------------------------------------------------------------------------
@@ -372,10 +469,14 @@ class BackupService:
                     await self._targets.store_for(target).delete([record.key, record.key.rsplit(".", 1)[0] + ".json"])
             except BackupError as error:
                 log.warning("retention could not delete %s: %s", backup_id, error)
-                await self._audit.record(actor="chatops", action="backup.prune", result="failed", target=backup_id,
-                                         detail=str(error))
+                await self._audit.record(
+                    actor="chatops", action="backup.prune", result="failed", target=backup_id, detail=str(error)
+                )
                 continue
-            await self._records.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}))
+            await self._records.update(
+                backup_id,
+                lambda r: r.model_copy(update={"state": BackupState.PRUNED, "detail": "Deleted by retention."}),
+            )
             await self._audit.record(actor="chatops", action="backup.prune", result="ok", target=backup_id)
             gone.append(backup_id)
         await self._records.trim(target)
@@ -385,14 +486,17 @@ class BackupService:
         """Says (once per backup, in its record, the audit log and the log) that retention waits for the lock."""
         assert record.retain_until is not None
         until = f"{record.retain_until:%Y-%m-%d %H:%M}Z"
-        detail = f"Retention would delete it, but S3 Object Lock keeps it until {until}; it is deleted at the first " \
-                 "pruning after that."
+        detail = (
+            f"Retention would delete it, but S3 Object Lock keeps it until {until}; it is deleted at the first "
+            "pruning after that."
+        )
         if record.detail == detail:
             return
         log.info("retention keeps %s: object lock until %s", record.id, record.retain_until.isoformat())
         await self._records.update(record.id, lambda r: r.model_copy(update={"detail": detail}))
-        await self._audit.record(actor="chatops", action="backup.prune.locked", result="ok", target=record.id,
-                                 detail=detail)
+        await self._audit.record(
+            actor="chatops", action="backup.prune.locked", result="ok", target=record.id, detail=detail
+        )
 
     # -- ticks, RPO and alerts ----------------------------------------------------------------------------
 
@@ -413,8 +517,18 @@ class BackupService:
             since = last or await self._records.first_seen(name, now)
             if now - since > config.rpo:
                 breached.append(name)
-                what = f"the newest successful backup is from {last:%Y-%m-%d %H:%M}Z" if last else "there is no successful backup yet"
-                await self._alerts.fire(name, "rpo", f"Backup RPO breached for {name}", f"{what}; the RPO is {_span(config.rpo)}.", once=True)
+                what = (
+                    f"the newest successful backup is from {last:%Y-%m-%d %H:%M}Z"
+                    if last
+                    else "there is no successful backup yet"
+                )
+                await self._alerts.fire(
+                    name,
+                    "rpo",
+                    f"Backup RPO breached for {name}",
+                    f"{what}; the RPO is {_span(config.rpo)}.",
+                    once=True,
+                )
             else:
                 await self._alerts.resolve(name, "rpo", f"{name} is within its RPO again.")
         return breached
@@ -422,8 +536,10 @@ class BackupService:
     async def dr_status(self, now: datetime) -> list[str]:
         """`/status` lines: each target's last good backup age against its RPO and last drill against its RTO."""
         standing = await self._records.standing(list(self.section.targets))
-        rows = [(name, standing[name][0], config.rpo, standing[name][1], config.rto)
-                for name, config in self.section.targets.items()]
+        rows = [
+            (name, standing[name][0], config.rpo, standing[name][1], config.rto)
+            for name, config in self.section.targets.items()
+        ]
         return dr_status_lines(rows, now)
 
     # -- the scheduler's jobs -----------------------------------------------------------------------------
@@ -439,15 +555,24 @@ class BackupService:
                 drill = self._job(self.drills.run_scheduled, name)  # a timed DR drill (restore, checks, RTO)
                 found.append((f"backup-verify:{name}", drill, cron_trigger(config.verify_schedule)))
         if any(config.rpo for config in self.section.targets.values()):
+
             async def rpo(missed: object | None = None) -> None:
                 await self.check_rpo()
-            found.append(("backup-rpo-check", rpo, IntervalTrigger(seconds=self.section.rpo_check_every.total_seconds(), timezone="UTC")))
+
+            found.append(
+                (
+                    "backup-rpo-check",
+                    rpo,
+                    IntervalTrigger(seconds=self.section.rpo_check_every.total_seconds(), timezone="UTC"),
+                )
+            )
         return found
 
     @staticmethod
     def _job(func: Callable[[str], Awaitable[Any]], target: str) -> Job:
         async def job(missed: object | None = None) -> None:
             await func(target)  # a missed firing runs once, now: a late backup beats none
+
         job.__qualname__ = f"{func.__name__}[{target}]"
         return job
 

@@ -18,6 +18,7 @@ M = TypeVar("M", bound=BaseModel)
 # Finished backups whose object is gone or never was: their records are history only (retention removes them).
 _WITHOUT_OBJECT = frozenset({BackupState.FAILED, BackupState.INTERRUPTED, BackupState.PRUNED})
 
+
 class BackupStore:
     """Typed Redis access for backups (the Redis side; `integrations.backups` holds the objects)."""
 
@@ -35,12 +36,14 @@ class BackupStore:
 
     async def create(self, record: BackupRecord) -> None:
         """Stores a new (running) record and indexes it."""
+
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._k("record", record.id), record.model_dump_json())
                 pipe.zadd(self._k("history", record.target), {record.id: record.created_at.timestamp()})
                 pipe.sadd(self._k("running"), record.id)
                 await pipe.execute()
+
         await self._store.call("backup_create", write())
 
     async def get(self, backup_id: str) -> BackupRecord | None:
@@ -82,6 +85,7 @@ class BackupStore:
     async def standing(self, targets: Sequence[str]) -> dict[str, tuple[datetime | None, DrillRecord | None]]:
         """Each target's newest good backup time (`last_good`) and newest drill (`drills(t, 1)`), all in one round
         trip: what `/status` shows for every target."""
+
         async def read() -> list[str | list[str] | None]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for target in targets:
@@ -118,8 +122,12 @@ class BackupStore:
         interrupted, pruned); a running or succeeded backup's record stays (its object may be restored). Returns
         (removed, kept): kept ones stay first in the index, so the next batch passes `skip` += kept."""
         key = self._k("history", target)
-        ids = [str(i) for i in await self._store.call("backup_prune", self._redis.zrangebyscore(
-            key, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        ids = [
+            str(i)
+            for i in await self._store.call(
+                "backup_prune", self._redis.zrangebyscore(key, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch)
+            )
+        ]
         if not ids:
             return 0, 0
         raws = await self._store.call("backup_prune", self._redis.mget([self._k("record", i) for i in ids]))
@@ -143,10 +151,13 @@ class BackupStore:
 
     # -- the run lock -------------------------------------------------------------------------------------
 
-    async def acquire_lock(self, target: str, *, holder: str, reason: str, run_id: str, now: datetime,
-                           ttl: timedelta) -> tuple[LockInfo | None, LockInfo | None]:
+    async def acquire_lock(
+        self, target: str, *, holder: str, reason: str, run_id: str, now: datetime, ttl: timedelta
+    ) -> tuple[LockInfo | None, LockInfo | None]:
         """(ours, None) when taken; (None, theirs) when someone holds it."""
-        return await self._locks.acquire(self._k("lock", target), holder=holder, reason=reason, run_id=run_id, now=now, ttl=ttl)
+        return await self._locks.acquire(
+            self._k("lock", target), holder=holder, reason=reason, run_id=run_id, now=now, ttl=ttl
+        )
 
     async def renew_lock(self, target: str, token: str, ttl: timedelta) -> bool:
         """Extends our lock; False when it is no longer ours."""
@@ -181,6 +192,7 @@ class BackupStore:
                 pipe.zadd(key, {record.model_dump_json(): record.started_at.timestamp()})
                 pipe.zremrangebyrank(key, 0, -keep - 1)
                 await pipe.execute()
+
         await self._store.call("drill_add", write())
 
     async def drills(self, target: str, limit: int) -> list[DrillRecord]:
@@ -192,17 +204,21 @@ class BackupStore:
 
     async def create_restore(self, record: RestoreRecord) -> None:
         """Stores a restore request and its approval deadline."""
+
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._k("restore", record.id), record.model_dump_json())
                 pipe.zadd(self._k("restores"), {record.id: record.created_at.timestamp()})
                 pipe.zadd(self._k("deadlines"), {record.id: record.expires_at.timestamp()})
                 await pipe.execute()
+
         await self._store.call("restore_create", write())
 
     async def get_restore(self, restore_id: str) -> RestoreRecord | None:
         """The restore request, or None."""
-        return _parse(RestoreRecord, await self._store.call("restore_get", self._redis.get(self._k("restore", restore_id))))
+        return _parse(
+            RestoreRecord, await self._store.call("restore_get", self._redis.get(self._k("restore", restore_id)))
+        )
 
     async def update_restore(self, restore_id: str, change: Callable[[RestoreRecord], RestoreRecord]) -> RestoreRecord:
         """Applies `change` atomically; a finished request leaves the deadlines."""

@@ -34,7 +34,12 @@ class BackupTargets:
     """Lookups of targets and backups, and the clients a target's runs use; one per `BackupService`."""
 
     def __init__(
-        self, section: BackupsSection, *, announce_channel: str | None, records: BackupRecords, environ: dict[str, str],
+        self,
+        section: BackupsSection,
+        *,
+        announce_channel: str | None,
+        records: BackupRecords,
+        environ: dict[str, str],
     ) -> None:
         self.section = section
         self._announce_channel = announce_channel
@@ -50,7 +55,10 @@ class BackupTargets:
         """A target's configuration; a refusal naming the known ones otherwise."""
         target = self.section.targets.get(name)
         if target is None:
-            known = ", ".join(f"`{t}`" for t in self.section.targets) or "none are configured (add them under `backups.targets`)"
+            known = (
+                ", ".join(f"`{t}`" for t in self.section.targets)
+                or "none are configured (add them under `backups.targets`)"
+            )
             raise UserFacingError(f"There is no backup target `{name}`. Targets: {known}.")
         return target
 
@@ -86,8 +94,9 @@ class BackupTargets:
         if settings.encryption is None:
             return None
         if name not in self._envelopes:
-            self._envelopes[name] = Envelope(settings.encryption, environ=self.environ,
-                                             region=getattr(settings, "region", None))
+            self._envelopes[name] = Envelope(
+                settings.encryption, environ=self.environ, region=getattr(settings, "region", None)
+            )
         return self._envelopes[name]
 
     def read_back(self, record: BackupRecord) -> StoredObject:
@@ -132,7 +141,9 @@ class BackupTargets:
             return
         data = record.model_dump(mode="json", exclude={"lock_token", "channel", "message_ts", "upload_id"})
         data["outcome"] = record.state.value
-        await self.store_for(record.target).put_small(record.key.rsplit(".", 1)[0] + ".json", json.dumps(data, indent=2).encode())
+        await self.store_for(record.target).put_small(
+            record.key.rsplit(".", 1)[0] + ".json", json.dumps(data, indent=2).encode()
+        )
 
     async def aclose(self) -> None:
         """Releases storage and AWS clients."""

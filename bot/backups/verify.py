@@ -24,7 +24,12 @@ class Verifier:
     """Verifies backups, on request or as the scheduled drill; one per `BackupService`."""
 
     def __init__(
-        self, *, targets: BackupTargets, alerts: BackupAlerts, slack: AsyncWebClient, audit: AuditLog,
+        self,
+        *,
+        targets: BackupTargets,
+        alerts: BackupAlerts,
+        slack: AsyncWebClient,
+        audit: AuditLog,
         clock: Callable[[], datetime],
     ) -> None:
         self._targets = targets
@@ -57,18 +62,36 @@ class Verifier:
                 facts = await self._targets.snapshotter(record.target).verify(record.id)
             else:
                 facts = await self._verify_object(record)
-            verification = Verification(at=self._clock(), ok=True, detail=f"sha256 matches; {facts.detail} ({time.monotonic() - started:.1f}s)",
-                                        by=user, tables=facts.tables, rows=sum(facts.rows.values()) if facts.rows else None)
+            verification = Verification(
+                at=self._clock(),
+                ok=True,
+                detail=f"sha256 matches; {facts.detail} ({time.monotonic() - started:.1f}s)",
+                by=user,
+                tables=facts.tables,
+                rows=sum(facts.rows.values()) if facts.rows else None,
+            )
         except BackupError as error:
             verification = Verification(at=self._clock(), ok=False, detail=str(error), by=user)
-        updated = await self._records.update(record.id, lambda r: r.model_copy(update={"verifications": (*r.verifications, verification)[-20:]}))
+        updated = await self._records.update(
+            record.id, lambda r: r.model_copy(update={"verifications": (*r.verifications, verification)[-20:]})
+        )
         await quietly(self._targets.write_metadata(updated))
-        await self._audit.record(actor=user, action="backup.verify", result="ok" if verification.ok else "failed",
-                                 target=record.id, detail=verification.detail)
+        await self._audit.record(
+            actor=user,
+            action="backup.verify",
+            result="ok" if verification.ok else "failed",
+            target=record.id,
+            detail=verification.detail,
+        )
         if verification.ok:
             await self._alerts.resolve(record.target, "verify", f"Backup {record.id} of {record.target} verified.")
         else:
-            await self._alerts.fire(record.target, "verify", f"Verification of {record.target} failed", f"{record.id}: {verification.detail}")
+            await self._alerts.fire(
+                record.target,
+                "verify",
+                f"Verification of {record.target} failed",
+                f"{record.id}: {verification.detail}",
+            )
         return verification
 
     async def _verify_object(self, record: BackupRecord) -> VerifyFacts:
@@ -101,15 +124,23 @@ class Verifier:
 
     async def run_drill(self, target: str) -> Verification | None:
         """The scheduled drill: verifies the newest good backup (skipped when the target is busy)."""
-        lock, _ = await self._records.acquire_lock(f"{target}.verify", holder=SCHEDULE, reason=f"verification drill of {target}",
-                                                   run_id="", now=self._clock(), ttl=self._ttl)
+        lock, _ = await self._records.acquire_lock(
+            f"{target}.verify",
+            holder=SCHEDULE,
+            reason=f"verification drill of {target}",
+            run_id="",
+            now=self._clock(),
+            ttl=self._ttl,
+        )
         if lock is None:
             return None
         async with lock_held(self._records, f"{target}.verify", lock, self._ttl):
             try:
                 record = await self.pick(target, None)
             except UserFacingError as refusal:
-                await self._alerts.fire(target, "verify", f"Verification drill of {target} found nothing to verify", refusal.message)
+                await self._alerts.fire(
+                    target, "verify", f"Verification drill of {target} found nothing to verify", refusal.message
+                )
                 return None
             verification = await self.verify(record, user=SCHEDULE)
             await self._post_drill(record, verification)
@@ -120,4 +151,10 @@ class Verifier:
         where = self._targets.channel(record.target, None)
         if where:
             mark = ":white_check_mark:" if verification.ok else ":x:"
-            await quietly(post_message(self._slack, where, text=f"{mark} Verification drill of `{record.id}` ({record.target}): {verification.detail}"))
+            await quietly(
+                post_message(
+                    self._slack,
+                    where,
+                    text=f"{mark} Verification drill of `{record.id}` ({record.target}): {verification.detail}",
+                )
+            )

@@ -104,8 +104,10 @@ class EnvironmentConfig(StrictModel):
     @model_validator(mode="after")
     def _deployment_url(self) -> EnvironmentConfig:
         if self.health is not None and self.health.needs_deployment_url and not has_deployment_url(self.deployer):
-            raise ValueError(f"health.url uses {DEPLOYMENT_URL}, but kind: {self.deployer.kind} reports no deployment "
-                             "URL to check (kind: vercel does); put the service's own URL in health.url")
+            raise ValueError(
+                f"health.url uses {DEPLOYMENT_URL}, but kind: {self.deployer.kind} reports no deployment "
+                "URL to check (kind: vercel does); put the service's own URL in health.url"
+            )
         return self
 
     def rollback_policy(self) -> ApprovalConfig | None:

@@ -105,9 +105,18 @@ class DeployEngine:
     """Runs deploys and rollbacks; one per process, built by the composition root."""
 
     def __init__(
-        self, services: Mapping[str, ServiceConfig], settings: DeploysSection, *, announce_channel: str | None,
-        store: DeployStore, slack: AsyncWebClient, http: aiohttp.ClientSession, audit: AuditLog, tasks: BackgroundTasks,
-        clock: Callable[[], datetime], environ: Mapping[str, str] | None = None,
+        self,
+        services: Mapping[str, ServiceConfig],
+        settings: DeploysSection,
+        *,
+        announce_channel: str | None,
+        store: DeployStore,
+        slack: AsyncWebClient,
+        http: aiohttp.ClientSession,
+        audit: AuditLog,
+        tasks: BackgroundTasks,
+        clock: Callable[[], datetime],
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.services = services  # the `services:` section, read-only: commands list and check names against it
         self._settings = settings
@@ -151,8 +160,9 @@ class DeployEngine:
         if key not in self._checks:
             _, env = self.environment(service, environment)
             assert env.analysis is not None
-            self._checks[key] = [build_check(metric, environ=self._environ, http=self._http)
-                                 for metric in env.analysis.metrics]
+            self._checks[key] = [
+                build_check(metric, environ=self._environ, http=self._http) for metric in env.analysis.metrics
+            ]
         return self._checks[key]
 
     # -- requests -----------------------------------------------------------------------------------------
@@ -183,7 +193,9 @@ class DeployEngine:
         if (freeze or hold) and not req.force:
             if freeze:
                 until = f" until {freeze.until:%a %H:%M}Z" if freeze.until else ""
-                raise UserFacingError(f"`{req.environment}` is frozen{until}: {freeze.window.reason}. An admin can add `--force`.")
+                raise UserFacingError(
+                    f"`{req.environment}` is frozen{until}: {freeze.window.reason}. An admin can add `--force`."
+                )
             assert hold is not None
             until = f" until {hold.until:%a %H:%M}Z" if hold.until else ""
             raise UserFacingError(
@@ -199,13 +211,24 @@ class DeployEngine:
                 )
         running = await self._live_lock(req.service, req.environment)
         if running is not None:
-            raise UserFacingError(f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` "
-                                  f"since {running.since:%H:%M}Z: {running.reason}.")
+            raise UserFacingError(
+                f"<@{running.holder}> holds the deploy lock of `{req.service}` in `{req.environment}` "
+                f"since {running.since:%H:%M}Z: {running.reason}."
+            )
         approval = env.approval if req.kind == "deploy" else env.rollback_policy()
         record = DeployRecord(
-            id=new_deploy_id(), kind=req.kind, service=req.service, environment=req.environment, version=version,
-            previous_version=current, requested_by=req.user, reason=req.reason, forced=req.force and bool(freeze or hold),
-            state=DeployState.REQUESTED, created_at=now, updated_at=now,
+            id=new_deploy_id(),
+            kind=req.kind,
+            service=req.service,
+            environment=req.environment,
+            version=version,
+            previous_version=current,
+            requested_by=req.user,
+            reason=req.reason,
+            forced=req.force and bool(freeze or hold),
+            state=DeployState.REQUESTED,
+            created_at=now,
+            updated_at=now,
             required_approvals=approval.required if approval else 0,
             approvers_role=approval.approvers if approval else None,
             allow_self_approval=approval.allow_self_approval if approval else False,
@@ -215,8 +238,12 @@ class DeployEngine:
         )
         await self._store.create(record)
         await self._audit.record(
-            actor=req.user, action=f"{req.kind}.request", result="ok", channel=req.channel,
-            target=f"{req.service} {version} → {req.environment}", detail=f"{record.id}{' forced' if record.forced else ''} {req.reason}".strip(),
+            actor=req.user,
+            action=f"{req.kind}.request",
+            result="ok",
+            channel=req.channel,
+            target=f"{req.service} {version} → {req.environment}",
+            detail=f"{record.id}{' forced' if record.forced else ''} {req.reason}".strip(),
         )
         self._tasks.spawn(self._announce(record.id), name=f"deploy-announce:{record.id}")
         return record
@@ -227,14 +254,20 @@ class DeployEngine:
             return
         if record.required_approvals:
             record = await self._store.update(
-                deploy_id, lambda r: r.moved(DeployState.AWAITING_APPROVAL, self._clock()))
+                deploy_id, lambda r: r.moved(DeployState.AWAITING_APPROVAL, self._clock())
+            )
         try:
             text, blocks = deploy_message(record, now=self._clock(), checklist=self._checklist(record))
             response = await self._post(record.channel or "", text=text, blocks=blocks)
         except SlackApiError as error:
             reason = f"could not post to {record.channel}: {error.response.get('error')}"
-            record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=reason))
-            await self._dm(record.requested_by, f":x: {title(record)} did not start: {reason}. Invite the bot there or set the service's `channel`.")
+            record = await self._store.update(
+                deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=reason)
+            )
+            await self._dm(
+                record.requested_by,
+                f":x: {title(record)} did not start: {reason}. Invite the bot there or set the service's `channel`.",
+            )
             return
         record = await self._store.update(
             deploy_id, lambda r: r.model_copy(update={"channel": response["channel"], "message_ts": response["ts"]})
@@ -268,11 +301,18 @@ class DeployEngine:
                 raise _Unchanged
             if record.expires_at is not None and record.expires_at <= now:
                 raise UserFacingError("This request has expired; ask for a new deploy.")
-            decided = record.model_copy(update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="approve")), "updated_at": now})
+            decided = record.model_copy(
+                update={
+                    "decisions": (*record.decisions, Decision(user=user, at=now, decision="approve")),
+                    "updated_at": now,
+                }
+            )
             return decided.moved(DeployState.RUNNING, now) if check.enough else decided
 
         record = await self._decide(deploy_id, change)
-        await self._audit.record(actor=user, action=f"{record.kind}.approve", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action=f"{record.kind}.approve", result="ok", target=deploy_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         if record.state == DeployState.RUNNING:
             self._tasks.spawn(self._start(deploy_id), name=f"deploy:{deploy_id}")
@@ -287,11 +327,15 @@ class DeployEngine:
                 raise UserFacingError(f"This request is already {record.state.value.replace('_', ' ')}.")
             if not is_approver:
                 raise UserFacingError(f"Only members of `{record.approvers_role}` can reject this deploy.")
-            decided = record.model_copy(update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="reject"))})
+            decided = record.model_copy(
+                update={"decisions": (*record.decisions, Decision(user=user, at=now, decision="reject"))}
+            )
             return decided.moved(DeployState.REJECTED, now, detail=f"Rejected by <@{user}>.")
 
         record = await self._decide(deploy_id, change)
-        await self._audit.record(actor=user, action=f"{record.kind}.reject", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action=f"{record.kind}.reject", result="ok", target=deploy_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         await self._dm(record.requested_by, f":no_entry: <@{user}> rejected {title(record)} (`{record.id}`).")
         return record
@@ -302,14 +346,20 @@ class DeployEngine:
 
         def change(record: DeployRecord) -> DeployRecord:
             if record.requested_by != user and not is_admin:
-                raise UserFacingError(f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`.")
+                raise UserFacingError(
+                    f"Only <@{record.requested_by}> (who asked) or an admin can cancel `{record.id}`."
+                )
             if record.state not in (DeployState.REQUESTED, DeployState.AWAITING_APPROVAL):
-                raise UserFacingError(f"`{record.id}` is {record.state.value.replace('_', ' ')}; "
-                                      "only a deploy that has not started can be cancelled.")
+                raise UserFacingError(
+                    f"`{record.id}` is {record.state.value.replace('_', ' ')}; "
+                    "only a deploy that has not started can be cancelled."
+                )
             return record.moved(DeployState.CANCELLED, now, cancelled_by=user)
 
         record = await self._decide(deploy_id, change)
-        await self._audit.record(actor=user, action=f"{record.kind}.cancel", result="ok", target=deploy_id, channel=record.channel or "")
+        await self._audit.record(
+            actor=user, action=f"{record.kind}.cancel", result="ok", target=deploy_id, channel=record.channel or ""
+        )
         await self._refresh(record)
         return record
 
@@ -333,15 +383,25 @@ class DeployEngine:
             return
         for _ in range(25):
             lock, holder = await self._store.acquire_lock(
-                record.service, record.environment, holder=record.requested_by, reason=title(record), deploy_id=deploy_id,
-                now=self._clock(), ttl=self._ttl,
+                record.service,
+                record.environment,
+                holder=record.requested_by,
+                reason=title(record),
+                deploy_id=deploy_id,
+                now=self._clock(),
+                ttl=self._ttl,
             )
             if lock is not None or await self._live_lock(record.service, record.environment) is not None:
                 break
             await asyncio.sleep(0.2)  # the previous deploy finished and is releasing its lock
         if lock is None:
             who = f"<@{holder.holder}> ({holder.reason}) since {holder.since:%H:%M}Z" if holder else "someone"
-            record = await self._store.update(deploy_id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."))
+            record = await self._store.update(
+                deploy_id,
+                lambda r: r.moved(
+                    DeployState.FAILED, self._clock(), detail=f"Not started: {who} holds the deploy lock."
+                ),
+            )
             await self._refresh(record)
             return
         self._running.add(deploy_id)
@@ -353,7 +413,14 @@ class DeployEngine:
             ref = new_ref()
             log.exception("deploy %s failed inside chatops (ref %s)", deploy_id, ref)
             record = await self._store.update(
-                deploy_id, lambda r: r if r.terminal else r.moved(DeployState.FAILED, self._clock(), detail=f"chatops failed while running it (ref {ref}).")
+                deploy_id,
+                lambda r: (
+                    r
+                    if r.terminal
+                    else r.moved(
+                        DeployState.FAILED, self._clock(), detail=f"chatops failed while running it (ref {ref})."
+                    )
+                ),
             )
             await self._refresh(record)
         finally:
@@ -405,8 +472,10 @@ class DeployEngine:
 
     async def _lost(self, deploy_id: str, reason: str) -> None:
         """Records a run stopped because it lost its lock (its command is already stopped)."""
-        detail = (f"chatops stopped this deploy because {reason}; its command was stopped and its outcome is unknown. "
-                  "Check the service, then deploy again or roll back.")
+        detail = (
+            f"chatops stopped this deploy because {reason}; its command was stopped and its outcome is unknown. "
+            "Check the service, then deploy again or roll back."
+        )
         try:
             record = await self._store.update(
                 deploy_id, lambda r: r if r.terminal else r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail)
@@ -417,29 +486,50 @@ class DeployEngine:
         await self._refresh(record)
         await self._emitter(record)(f":warning: {detail}")
         await self._dm(record.requested_by, f":warning: {title(record)} (`{record.id}`) was stopped: {detail}")
-        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed",
-                                 target=deploy_id, channel=record.channel or "", detail=reason)
+        await self._audit.record(
+            actor="chatops",
+            action=f"{record.kind}.interrupted",
+            result="failed",
+            target=deploy_id,
+            channel=record.channel or "",
+            detail=reason,
+        )
 
     async def _apply(
-        self, record: DeployRecord, deployer: Deployer, step: DeployStep, emit: Callable[[str], Awaitable[None]],
-        *, track: bool = True,
+        self,
+        record: DeployRecord,
+        deployer: Deployer,
+        step: DeployStep,
+        emit: Callable[[str], Awaitable[None]],
+        *,
+        track: bool = True,
     ) -> StepResult:
         """Runs one provider step; a step of local processes is recorded on the deploy first (host, pids, by when
         it is over), so a replica recovering the deploy knows whether it may still run."""
         if isinstance(deployer, RunReportingDeployer):
+
             async def on_run(external_id: str, url: str | None) -> None:
                 # Recorded before the run is followed, so a restarted process resumes it (`_recovered`).
                 if track:
-                    await self._store.update(record.id, lambda r: r.model_copy(
-                        update={"external_id": external_id, "external_url": url or r.external_url}))
+                    await self._store.update(
+                        record.id,
+                        lambda r: r.model_copy(
+                            update={"external_id": external_id, "external_url": url or r.external_url}
+                        ),
+                    )
 
             return await deployer.apply_reporting(step, emit, on_run)
         if not isinstance(deployer, SupervisedDeployer):
             return await deployer.apply(step, emit)
         now = self._clock()
         host, host_id = this_host()
-        processes = StepProcesses(host=host, host_id=host_id, started_at=now, ends_by=now + deployer.work_limit,
-                                  kill_grace_seconds=deployer.kill_grace.total_seconds())
+        processes = StepProcesses(
+            host=host,
+            host_id=host_id,
+            started_at=now,
+            ends_by=now + deployer.work_limit,
+            kill_grace_seconds=deployer.kill_grace.total_seconds(),
+        )
         await self._store.update(record.id, lambda r: r.model_copy(update={"processes": processes}))
 
         async def started(run: LocalRun) -> None:
@@ -467,8 +557,9 @@ class DeployEngine:
             label = f"step {index + 1}/{len(record.steps)} ({weight}%)" if weight is not None else "deploy"
 
             def running(r: DeployRecord, i: int = index, label: str = label) -> DeployRecord:
-                return (r.moved(DeployState.RUNNING, self._clock(), step_index=i)
-                        .with_progress(label, lambda _: StepProgress(label=label)))
+                return r.moved(DeployState.RUNNING, self._clock(), step_index=i).with_progress(
+                    label, lambda _: StepProgress(label=label)
+                )
 
             record = await self._store.update(deploy_id, running)
             await self._refresh(record)
@@ -502,7 +593,8 @@ class DeployEngine:
             if env.analysis is not None and record.kind == "deploy":
                 if record.state != DeployState.VERIFYING:
                     record = await self._store.update(
-                        deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock()))
+                        deploy_id, lambda r: r.moved(DeployState.VERIFYING, self._clock())
+                    )
                 verdict = await self._bake(record, env.analysis, label, emit)
                 if not verdict.ok:
                     failure = f"metric gate failed at {label}: {verdict.reason}"
@@ -524,14 +616,28 @@ class DeployEngine:
             record = await self._store.update(deploy_id, succeeded)
             await self._refresh(record)
             took = human_duration((record.finished_at or now) - (record.started_at or now))
-            await emit(f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} "
-                       f"is live in {record.environment} (took {took}).")
-            await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="ok", target=deploy_id, channel=record.channel or "")
+            await emit(
+                f":white_check_mark: <@{record.requested_by}> {record.service} {record.version} "
+                f"is live in {record.environment} (took {took})."
+            )
+            await self._audit.record(
+                actor=record.requested_by,
+                action=f"{record.kind}.finish",
+                result="ok",
+                target=deploy_id,
+                channel=record.channel or "",
+            )
             return
         await self._fail(record, env, deployer, failure, emit)
 
-    async def _health_gate(self, env: EnvironmentConfig, deployment_url: str | None,
-                           emit: Callable[[str], Awaitable[None]], deploy_id: str, label: str) -> tuple[bool, str]:
+    async def _health_gate(
+        self,
+        env: EnvironmentConfig,
+        deployment_url: str | None,
+        emit: Callable[[str], Awaitable[None]],
+        deploy_id: str,
+        label: str,
+    ) -> tuple[bool, str]:
         """Runs the environment's health gate; a `{deployment_url}` in its URL is the deployment the step built
         (`deployment_url`), so a staged deployment is checked before it serves. Each check edits the step's block
         in the deploy message (`label`), never a thread reply per check. Returns (passed, why)."""
@@ -542,8 +648,9 @@ class DeployEngine:
             await self._refresh(record)
 
         async def checked(probe: ProbeResult) -> None:
-            await show(lambda p: p.checked(ok=probe.ok, status=probe.status, latency_ms=probe.latency_ms,
-                                           error=probe.error))
+            await show(
+                lambda p: p.checked(ok=probe.ok, status=probe.status, latency_ms=probe.latency_ms, error=probe.error)
+            )
 
         try:
             settings = env.health.for_deployment(deployment_url)
@@ -562,7 +669,8 @@ class DeployEngine:
     async def _step_done(self, deploy_id: str, label: str) -> DeployRecord:
         """Marks a step's block done once its provider step and health gate passed."""
         record = await self._store.update(
-            deploy_id, lambda r: r.with_progress(label, lambda p: p.model_copy(update={"state": "passed"})))
+            deploy_id, lambda r: r.with_progress(label, lambda p: p.model_copy(update={"state": "passed"}))
+        )
         await self._refresh(record)
         return record
 
@@ -574,14 +682,17 @@ class DeployEngine:
         checks = health_line(block) if block else ""
         return f":white_check_mark: {label.capitalize()} done{said}" + (f" · health {checks}" if checks else "")
 
-    async def _bake(self, record: DeployRecord, settings: AnalysisSettings, label: str,
-                    emit: Callable[[str], Awaitable[None]]) -> AnalysisResult:
+    async def _bake(
+        self, record: DeployRecord, settings: AnalysisSettings, label: str, emit: Callable[[str], Awaitable[None]]
+    ) -> AnalysisResult:
         """Watches the step's metrics for the bake time. Every check edits the lines in the deploy message (never
         a thread reply per check); the thread gets one line when the bake starts and one with the verdict."""
         checks = self._health_checks(record.service, record.environment)
         names = ", ".join(check.name for check in checks)
-        await emit(f":stopwatch: {label.capitalize()}: watching {names} for {human_duration(settings.bake)}, "
-                   f"every {human_duration(settings.interval)}.")
+        await emit(
+            f":stopwatch: {label.capitalize()}: watching {names} for {human_duration(settings.bake)}, "
+            f"every {human_duration(settings.interval)}."
+        )
 
         async def show(progress: AnalysisProgress, verdict: Literal["running", "passed", "failed"] = "running") -> None:
             view = _analysis_view(progress, label, settings, verdict)
@@ -593,27 +704,51 @@ class DeployEngine:
             await show(result.progress, "passed" if result.ok else "failed")
         except Exception:  # the verdict decides the deploy; showing it is best effort
             log.warning("could not show the metric gate's verdict of deploy %s", record.id, exc_info=True)
-        await emit(f":white_check_mark: {label}: metric gate passed ({result.reason})." if result.ok
-                   else f":x: {label}: metric gate failed: {result.reason}.")
+        await emit(
+            f":white_check_mark: {label}: metric gate passed ({result.reason})."
+            if result.ok
+            else f":x: {label}: metric gate failed: {result.reason}."
+        )
         return result
 
     async def _fail(
-        self, record: DeployRecord, env: EnvironmentConfig, deployer: Deployer, failure: str, emit: Emit,
+        self,
+        record: DeployRecord,
+        env: EnvironmentConfig,
+        deployer: Deployer,
+        failure: str,
+        emit: Emit,
     ) -> None:
         if env.auto_rollback and record.kind == "deploy" and record.previous_version:
             target = record.previous_version
             await emit(f":rewind: {failure}. Rolling back to {target} automatically.")
-            step = await self._target_of(DeployStep(
-                deploy_id=record.id, service=record.service, environment=record.environment, version=target,
-                previous_version=record.version, weight=None, rollback=True, requested_by=record.requested_by,
-            ))
+            step = await self._target_of(
+                DeployStep(
+                    deploy_id=record.id,
+                    service=record.service,
+                    environment=record.environment,
+                    version=target,
+                    previous_version=record.version,
+                    weight=None,
+                    rollback=True,
+                    requested_by=record.requested_by,
+                )
+            )
             label = f"rollback to {target}"
             record = await self._store.update(
-                record.id, lambda r: r.with_progress(label, lambda _: StepProgress(label=label)))
+                record.id, lambda r: r.with_progress(label, lambda _: StepProgress(label=label))
+            )
             await self._refresh(record)
             result = await self._apply(record, deployer, step, emit, track=False)
-            record = await self._store.update(record.id, lambda r: r.with_progress(label, lambda p: p.model_copy(
-                update={"summary": result.summary, "state": "running" if result.ok else "failed"})))
+            record = await self._store.update(
+                record.id,
+                lambda r: r.with_progress(
+                    label,
+                    lambda p: p.model_copy(
+                        update={"summary": result.summary, "state": "running" if result.ok else "failed"}
+                    ),
+                ),
+            )
             healthy = result.ok
             why = result.summary
             if result.ok and env.health is not None:
@@ -623,29 +758,48 @@ class DeployEngine:
                 record = await self._step_done(record.id, label)
             if healthy:
                 detail = f"{failure}. Rolled back to {target} automatically."
-                record = await self._store.update(record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail))
+                record = await self._store.update(
+                    record.id, lambda r: r.moved(DeployState.ROLLED_BACK, self._clock(), detail=detail)
+                )
             else:
                 detail = f"{failure}. The automatic rollback to {target} failed too ({why}): needs a human."
-                record = await self._store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+                record = await self._store.update(
+                    record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail)
+                )
         else:
             advice = failure_advice(record)
             detail = f"{failure}. Stopped; waiting for a human." + (f" {advice}" if advice else "")
-            record = await self._store.update(record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail))
+            record = await self._store.update(
+                record.id, lambda r: r.moved(DeployState.FAILED, self._clock(), detail=detail)
+            )
         await self._refresh(record)
         await emit(f":x: {record.detail}")
         await self._dm(record.requested_by, f":x: {title(record)} (`{record.id}`): {record.detail}")
-        await self._audit.record(actor=record.requested_by, action=f"{record.kind}.finish", result="failed", target=record.id, channel=record.channel or "", detail=record.detail)
+        await self._audit.record(
+            actor=record.requested_by,
+            action=f"{record.kind}.finish",
+            result="failed",
+            target=record.id,
+            channel=record.channel or "",
+            detail=record.detail,
+        )
 
-    async def _record_result(self, deploy_id: str, result: StepResult, *, label: str | None = None,
-                             served: bool = False) -> DeployRecord:
+    async def _record_result(
+        self, deploy_id: str, result: StepResult, *, label: str | None = None, served: bool = False
+    ) -> DeployRecord:
         """Keeps what a step told of its run: the provider's id and link, the commit it deployed, whether the
         version now serves (`served` and ok: the old one was replaced) and, under `label`, the provider's summary."""
+
         def keep(r: DeployRecord) -> DeployRecord:
-            kept = r.model_copy(update={
-                "external_id": result.external_id or r.external_id, "external_url": result.url or r.external_url,
-                "commit_sha": result.commit_sha or r.commit_sha, "commit_repo": result.commit_repo or r.commit_repo,
-                "went_live": r.went_live or (served and result.ok),
-            })
+            kept = r.model_copy(
+                update={
+                    "external_id": result.external_id or r.external_id,
+                    "external_url": result.url or r.external_url,
+                    "commit_sha": result.commit_sha or r.commit_sha,
+                    "commit_repo": result.commit_repo or r.commit_repo,
+                    "went_live": r.went_live or (served and result.ok),
+                }
+            )
             if label is None:
                 return kept
             state = "running" if result.ok else "failed"
@@ -658,8 +812,12 @@ class DeployEngine:
         if not step.rollback:
             return step
         for earlier in await self._store.history(step.service, step.environment, [], 200):
-            if earlier.id != step.deploy_id and earlier.version == step.version and earlier.external_id and (
-                    earlier.state == DeployState.SUCCEEDED):
+            if (
+                earlier.id != step.deploy_id
+                and earlier.version == step.version
+                and earlier.external_id
+                and (earlier.state == DeployState.SUCCEEDED)
+            ):
                 return dataclasses.replace(step, target_external_id=earlier.external_id)
         return step
 
@@ -667,8 +825,12 @@ class DeployEngine:
         """When the deployed commit was made (GitHub's commit API), for lead time; None when unknown (never fails a
         deploy)."""
         settings = self._settings.lead_time
-        if not (record.commit_sha and record.commit_repo and record.kind == "deploy"
-                and record.environment in settings.environments):
+        if not (
+            record.commit_sha
+            and record.commit_repo
+            and record.kind == "deploy"
+            and record.environment in settings.environments
+        ):
             return None
         token = self._environ.get(settings.token_env) if settings.token_env else None
         try:
@@ -679,8 +841,13 @@ class DeployEngine:
 
     def _step(self, record: DeployRecord, weight: int | None) -> DeployStep:
         return DeployStep(
-            deploy_id=record.id, service=record.service, environment=record.environment, version=record.version,
-            previous_version=record.previous_version, weight=weight, rollback=record.kind == "rollback",
+            deploy_id=record.id,
+            service=record.service,
+            environment=record.environment,
+            version=record.version,
+            previous_version=record.previous_version,
+            weight=weight,
+            rollback=record.kind == "rollback",
             requested_by=record.requested_by,
         )
 
@@ -697,8 +864,16 @@ class DeployEngine:
             except (IllegalTransition, KeyError):
                 continue
             await self._refresh(record)
-            await self._dm(record.requested_by, f":hourglass: {title(record)} (`{record.id}`) expired without enough approvals.")
-            await self._audit.record(actor="chatops", action=f"{record.kind}.expire", result="ok", target=deploy_id, channel=record.channel or "")
+            await self._dm(
+                record.requested_by, f":hourglass: {title(record)} (`{record.id}`) expired without enough approvals."
+            )
+            await self._audit.record(
+                actor="chatops",
+                action=f"{record.kind}.expire",
+                result="ok",
+                target=deploy_id,
+                channel=record.channel or "",
+            )
         for record in await self._store.active():
             if record.id in self._running:
                 continue
@@ -716,8 +891,13 @@ class DeployEngine:
         nothing it started can still run. Holds the lock meanwhile, so no other deploy overlaps it."""
         try:
             lock, _ = await self._store.acquire_lock(
-                record.service, record.environment, holder=record.requested_by, reason=f"recovering {record.id}",
-                deploy_id=record.id, now=self._clock(), ttl=self._ttl,
+                record.service,
+                record.environment,
+                holder=record.requested_by,
+                reason=f"recovering {record.id}",
+                deploy_id=record.id,
+                now=self._clock(),
+                ttl=self._ttl,
             )
             if lock is None:
                 return  # another replica is recovering it, or a new deploy runs
@@ -742,14 +922,23 @@ class DeployEngine:
         if record.terminal:
             return  # its own process ended it meanwhile (it lost its lock and stopped its command)
         note = await self._wait_for_processes(record)
-        detail = (f"chatops stopped while this deploy ran; its outcome is unknown.{note} "
-                  "Check the service, then deploy again or roll back.")
+        detail = (
+            f"chatops stopped while this deploy ran; its outcome is unknown.{note} "
+            "Check the service, then deploy again or roll back."
+        )
         updated = await self._store.update(
-            record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail))
+            record.id, lambda r: r.moved(DeployState.INTERRUPTED, self._clock(), detail=detail)
+        )
         await self._refresh(updated)
         await self._emitter(updated)(f":warning: {detail}")
         await self._dm(updated.requested_by, f":warning: {title(updated)} (`{updated.id}`) was interrupted: {detail}")
-        await self._audit.record(actor="chatops", action=f"{record.kind}.interrupted", result="failed", target=record.id, channel=record.channel or "")
+        await self._audit.record(
+            actor="chatops",
+            action=f"{record.kind}.interrupted",
+            result="failed",
+            target=record.id,
+            channel=record.channel or "",
+        )
 
     async def _wait_for_processes(self, record: DeployRecord) -> str:
         """Returns once the step the dead process ran can no longer be running: its process group stopped, when
@@ -771,8 +960,10 @@ class DeployEngine:
                 return f" Its command (pid {pgid}) was stopped."
         # Another host (its pids mean nothing here), or a group that would not go: its supervisor stops it by then.
         where = f" on {processes.host}" if processes.host_id != host_id else ""
-        await emit(f":hourglass: The previous chatops process{where} stopped while the command ran; waiting until "
-                   f"{processes.ends_by:%H:%M:%S}Z for the command's timeout before releasing the lock.")
+        await emit(
+            f":hourglass: The previous chatops process{where} stopped while the command ran; waiting until "
+            f"{processes.ends_by:%H:%M:%S}Z for the command's timeout before releasing the lock."
+        )
         left = (processes.ends_by - self._clock()).total_seconds()
         if left > 0:
             await asyncio.sleep(left)
@@ -815,7 +1006,8 @@ class DeployEngine:
         return await self._store.running_record(service, environment)
 
     async def running_records(
-        self, pairs: Sequence[tuple[str, str]],
+        self,
+        pairs: Sequence[tuple[str, str]],
     ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
         """`running_record` for many (service, environment) pairs, read together (what `/status` shows)."""
         return await self._store.running_records(pairs)
@@ -843,8 +1035,11 @@ class DeployEngine:
         `admins` when the services in that environment name different roles."""
         if service:
             return self.environment(service, environment)[1].deploy_role
-        roles = {svc.environments[environment].deploy_role for svc in self.services.values()
-                 if environment in svc.environments}
+        roles = {
+            svc.environments[environment].deploy_role
+            for svc in self.services.values()
+            if environment in svc.environments
+        }
         if not roles:
             known = sorted({e for svc in self.services.values() for e in svc.environments})
             listed = ", ".join(f"`{e}`" for e in known) or "none"
@@ -852,13 +1047,21 @@ class DeployEngine:
         return "admins" if len(roles) > 1 else roles.pop()
 
     async def lock(
-        self, environment: str, service: str | None, *, user: str, reason: str, duration: timedelta, token: str | None,
+        self,
+        environment: str,
+        service: str | None,
+        *,
+        user: str,
+        reason: str,
+        duration: timedelta,
+        token: str | None,
     ) -> LockInfo:
         """Holds deploys to an environment (or one service in it) for `duration`; `token` names the lock (the
         request's trigger id), the current time otherwise."""
         now = self._clock()
-        hold = LockInfo(token=token or now.isoformat(), holder=user, reason=reason, since=now, until=now + duration,
-                        deploy_id=None)
+        hold = LockInfo(
+            token=token or now.isoformat(), holder=user, reason=reason, since=now, until=now + duration, deploy_id=None
+        )
         await self._store.set_hold(environment, service, hold)
         return hold
 
@@ -906,12 +1109,19 @@ class DeployEngine:
                 await check.aclose()
 
 
-def _analysis_view(progress: AnalysisProgress, step: str, settings: AnalysisSettings,
-                   verdict: Literal["running", "passed", "failed"]) -> AnalysisView:
+def _analysis_view(
+    progress: AnalysisProgress, step: str, settings: AnalysisSettings, verdict: Literal["running", "passed", "failed"]
+) -> AnalysisView:
     """The record's copy of a step's analysis progress, for the deploy message."""
     return AnalysisView(
-        step=step, checks_done=progress.checks_done, checks=progress.checks,
-        interval_seconds=settings.interval.total_seconds(), failure_limit=progress.failure_limit, verdict=verdict,
-        lines=tuple(CheckLine(name=m.name, value=m.value, limit=m.limit, ok=m.ok, failures=m.failures, error=m.error)
-                    for m in progress.metrics),
+        step=step,
+        checks_done=progress.checks_done,
+        checks=progress.checks,
+        interval_seconds=settings.interval.total_seconds(),
+        failure_limit=progress.failure_limit,
+        verdict=verdict,
+        lines=tuple(
+            CheckLine(name=m.name, value=m.value, limit=m.limit, ok=m.ok, failures=m.failures, error=m.error)
+            for m in progress.metrics
+        ),
     )

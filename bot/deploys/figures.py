@@ -39,6 +39,7 @@ class Figures:
 
     def describe(self) -> str:
         """One line for people."""
+
         def pct(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.0%}"
 
@@ -49,15 +50,20 @@ class Figures:
             f" (not counting rollback runs, rejected or unfinished requests; {self.per_day:.1f}/day),"
             f" success {pct(self.success_rate)}, "
             f"change failure {pct(self.change_failure_rate)}, rollbacks {self.rollbacks}, MTTR {mttr}"
-            + (f", lead time {duration(self.lead_time)} (median of {self.lead_time_deploys})"
-               if self.lead_time is not None else "")
+            + (
+                f", lead time {duration(self.lead_time)} (median of {self.lead_time_deploys})"
+                if self.lead_time is not None
+                else ""
+            )
         )
 
 
 def compute_figures(records: Sequence[DeployRecord], now: datetime, window: timedelta = timedelta(days=30)) -> Figures:
     """Figures over `window` from finished deploys (any order)."""
     since = now - window
-    finished = sorted((r for r in records if r.finished_at and r.finished_at >= since), key=lambda r: r.finished_at or now)
+    finished = sorted(
+        (r for r in records if r.finished_at and r.finished_at >= since), key=lambda r: r.finished_at or now
+    )
     deploys = [r for r in finished if r.kind == "deploy" and r.state in FAILED_STATES | {DeployState.SUCCEEDED}]
     succeeded = [r for r in deploys if r.state == DeployState.SUCCEEDED]
     failed = [r for r in deploys if r.state in FAILED_STATES]
@@ -68,8 +74,12 @@ def compute_figures(records: Sequence[DeployRecord], now: datetime, window: time
             restores.append(failure.finished_at - start)
             continue
         later = [
-            r for r in finished
-            if r.environment == failure.environment and r.state == DeployState.SUCCEEDED and r.finished_at and failure.finished_at
+            r
+            for r in finished
+            if r.environment == failure.environment
+            and r.state == DeployState.SUCCEEDED
+            and r.finished_at
+            and failure.finished_at
             and r.finished_at > failure.finished_at
         ]
         if later and later[0].finished_at:
@@ -168,8 +178,14 @@ def tally(record: DeployRecord) -> Tally | None:
     lead = None
     if counts["succeeded"] and record.commit_at is not None:
         lead = max(finished - micros(record.commit_at), 0)
-    return Tally(day=day, finished_us=finished, counts=counts, lead_us=lead, waiting=waiting,
-                 restores=record.state == DeployState.SUCCEEDED)
+    return Tally(
+        day=day,
+        finished_us=finished,
+        counts=counts,
+        lead_us=lead,
+        waiting=waiting,
+        restores=record.state == DeployState.SUCCEEDED,
+    )
 
 
 @dataclass
@@ -214,7 +230,9 @@ def backfill_tallies(records: Iterable[DeployRecord], counted: Iterable[str]) ->
 
 
 def figures_from_days(
-    days: Iterable[Mapping[str, str]], leads: Iterable[str], window_days: int = WINDOW_DAYS,
+    days: Iterable[Mapping[str, str]],
+    leads: Iterable[str],
+    window_days: int = WINDOW_DAYS,
 ) -> Figures:
     """The figures from the window's daily counters (as Redis answers them) and lead times in microseconds."""
     totals = dict.fromkeys(COUNTERS, 0)
@@ -229,8 +247,9 @@ def figures_from_days(
         per_day=deploys / window_days,
         success_rate=totals["succeeded"] / deploys if deploys else None,
         change_failure_rate=totals["failed"] / deploys if deploys else None,
-        mean_time_to_restore=(timedelta(microseconds=totals["restore_us"]) / totals["restores"]
-                              if totals["restores"] else None),
+        mean_time_to_restore=(
+            timedelta(microseconds=totals["restore_us"]) / totals["restores"] if totals["restores"] else None
+        ),
         rollbacks=totals["rollbacks"],
         lead_time=_median(spans),
         lead_time_deploys=len(spans),

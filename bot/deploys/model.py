@@ -32,20 +32,51 @@ class DeployState(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-TERMINAL = frozenset({
-    DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.REJECTED,
-    DeployState.EXPIRED, DeployState.CANCELLED, DeployState.INTERRUPTED,
-})
+TERMINAL = frozenset(
+    {
+        DeployState.SUCCEEDED,
+        DeployState.FAILED,
+        DeployState.ROLLED_BACK,
+        DeployState.REJECTED,
+        DeployState.EXPIRED,
+        DeployState.CANCELLED,
+        DeployState.INTERRUPTED,
+    }
+)
 ACTIVE = frozenset(DeployState) - TERMINAL
 
 # Manual locks in force, by `<env>:<service or *>` (what `DeployEngine.holds` answers).
 Holds: TypeAlias = dict[str, LockInfo]
 
 ALLOWED = {
-    DeployState.REQUESTED: {DeployState.AWAITING_APPROVAL, DeployState.RUNNING, DeployState.CANCELLED, DeployState.FAILED},
-    DeployState.AWAITING_APPROVAL: {DeployState.RUNNING, DeployState.REJECTED, DeployState.EXPIRED, DeployState.CANCELLED, DeployState.FAILED},
-    DeployState.RUNNING: {DeployState.VERIFYING, DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED, DeployState.RUNNING},
-    DeployState.VERIFYING: {DeployState.RUNNING, DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROLLED_BACK, DeployState.INTERRUPTED},
+    DeployState.REQUESTED: {
+        DeployState.AWAITING_APPROVAL,
+        DeployState.RUNNING,
+        DeployState.CANCELLED,
+        DeployState.FAILED,
+    },
+    DeployState.AWAITING_APPROVAL: {
+        DeployState.RUNNING,
+        DeployState.REJECTED,
+        DeployState.EXPIRED,
+        DeployState.CANCELLED,
+        DeployState.FAILED,
+    },
+    DeployState.RUNNING: {
+        DeployState.VERIFYING,
+        DeployState.SUCCEEDED,
+        DeployState.FAILED,
+        DeployState.ROLLED_BACK,
+        DeployState.INTERRUPTED,
+        DeployState.RUNNING,
+    },
+    DeployState.VERIFYING: {
+        DeployState.RUNNING,
+        DeployState.SUCCEEDED,
+        DeployState.FAILED,
+        DeployState.ROLLED_BACK,
+        DeployState.INTERRUPTED,
+    },
 }
 
 
@@ -115,11 +146,15 @@ class StepProgress(BaseModel):
         """A copy with one more health check."""
         if not ok:
             return self.model_copy(update={"marks": self.marks + "✗", "error": error or "failed"})
-        return self.model_copy(update={
-            "marks": self.marks + "✓", "status": status, "error": None,
-            "fastest_ms": latency_ms if self.fastest_ms is None else min(self.fastest_ms, latency_ms),
-            "slowest_ms": latency_ms if self.slowest_ms is None else max(self.slowest_ms, latency_ms),
-        })
+        return self.model_copy(
+            update={
+                "marks": self.marks + "✓",
+                "status": status,
+                "error": None,
+                "fastest_ms": latency_ms if self.fastest_ms is None else min(self.fastest_ms, latency_ms),
+                "slowest_ms": latency_ms if self.slowest_ms is None else max(self.slowest_ms, latency_ms),
+            }
+        )
 
 
 RecoveryAction = Literal["interrupt", "stop_group", "wait"]

@@ -50,12 +50,20 @@ def version_problem(env: EnvironmentConfig, version: str) -> str | None:
 
 def check_approval(record: DeployRecord, user: str, *, is_approver: bool) -> ApprovalCheck:
     """Whether `user` may approve `record` now, and whether their approval completes it (see bot.platform.approvals)."""
-    return approval_check(Approvable(
-        noun="deploy", waiting=record.state == DeployState.AWAITING_APPROVAL,
-        state_label=record.state.value.replace("_", " "), requested_by=record.requested_by,
-        approvers_role=record.approvers_role, allow_self_approval=record.allow_self_approval,
-        required_approvals=record.required_approvals, approved_by=record.approved_by,
-    ), user, is_approver=is_approver)
+    return approval_check(
+        Approvable(
+            noun="deploy",
+            waiting=record.state == DeployState.AWAITING_APPROVAL,
+            state_label=record.state.value.replace("_", " "),
+            requested_by=record.requested_by,
+            approvers_role=record.approvers_role,
+            allow_self_approval=record.allow_self_approval,
+            required_approvals=record.required_approvals,
+            approved_by=record.approved_by,
+        ),
+        user,
+        is_approver=is_approver,
+    )
 
 
 def rollback_target(history: Sequence[DeployRecord], current: str | None) -> str | None:

@@ -94,12 +94,14 @@ def deploy_message(record: DeployRecord, *, now: datetime, checklist: Sequence[s
     if record.state == DeployState.AWAITING_APPROVAL:
         if checklist:
             blocks.append(section("*Before approving*\n" + "\n".join(f"• {escape(item)}" for item in checklist)))
-        blocks.append(actions(
-            button("Approve", APPROVE, record.id, style="primary"),
-            button("Reject", REJECT, record.id, style="danger"),
-            button("Cancel", CANCEL, record.id),
-            block_id=f"deploy:{record.id}",
-        ))
+        blocks.append(
+            actions(
+                button("Approve", APPROVE, record.id, style="primary"),
+                button("Reject", REJECT, record.id, style="danger"),
+                button("Cancel", CANCEL, record.id),
+                block_id=f"deploy:{record.id}",
+            )
+        )
     notes = [f"`{record.id}`"]
     if record.forced:
         notes.append(":warning: forced past a freeze or lock")
@@ -164,8 +166,10 @@ def failure_advice(record: DeployRecord) -> str:
         nothing = ": there is nothing to roll back" if record.kind == "deploy" else ""
         return f"`{previous}` was never replaced and is still running{nothing}."
     if record.kind == "deploy":
-        return (f"`{record.version}` may be partly live. To put `{previous}` back: "
-                f"`/deploy {record.service} {previous} to {record.environment}`.")
+        return (
+            f"`{record.version}` may be partly live. To put `{previous}` back: "
+            f"`/deploy {record.service} {previous} to {record.environment}`."
+        )
     return ""
 
 
@@ -209,5 +213,7 @@ def history_message(service: str, records: Sequence[DeployRecord], figures: Figu
     body = "\n".join(lines) if lines else "No deploys yet."
     stats = figures.describe()
     return f"Deploy history of {service}:\n{body}\n{stats}", [
-        header(f"Deploy history: {service}"), section(body), context(stats),
+        header(f"Deploy history: {service}"),
+        section(body),
+        context(stats),
     ]

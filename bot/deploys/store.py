@@ -88,6 +88,7 @@ return {totals, restore_us, leads}
 BACKFILL_LIMIT = 1000  # records per service environment, as the figures read before the counters (`recent`)
 FIGURES_LOOKBACK = timedelta(days=7)  # before the window: a deploy that waited for approval may finish inside it
 
+
 class DeployStore:
     """Typed Redis access for deploys."""
 
@@ -103,14 +104,18 @@ class DeployStore:
 
     async def create(self, record: DeployRecord) -> None:
         """Stores a new record and indexes it (history, active, approval deadline)."""
+
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._k("record", record.id), record.model_dump_json())
-                pipe.zadd(self._k("history", record.service, record.environment), {record.id: record.created_at.timestamp()})
+                pipe.zadd(
+                    self._k("history", record.service, record.environment), {record.id: record.created_at.timestamp()}
+                )
                 pipe.sadd(self._k("active"), record.id)
                 if record.expires_at is not None:
                     pipe.zadd(self._k("deadlines"), {record.id: record.expires_at.timestamp()})
                 await pipe.execute()
+
         await self._store.call("deploy_create", write())
 
     async def get(self, deploy_id: str) -> DeployRecord | None:
@@ -141,7 +146,11 @@ class DeployStore:
                 # The deploy that put it there: `/status` reads it instead of looking through the history. A
                 # rollback of a failed deploy puts back the version this still points to, so it stays.
                 pipe.set(self._k("current_id", updated.service, updated.environment), updated.id)
-            if updated.state == DeployState.ROLLED_BACK and updated.previous_version and current.state != DeployState.ROLLED_BACK:
+            if (
+                updated.state == DeployState.ROLLED_BACK
+                and updated.previous_version
+                and current.state != DeployState.ROLLED_BACK
+            ):
                 pipe.set(self._k("current", updated.service, updated.environment), updated.previous_version)
             return updated
 
@@ -151,14 +160,21 @@ class DeployStore:
         """Queues `_FINISH` for a record reaching its final state (EVAL, not EVALSHA: it runs inside MULTI, where a
         missing script could not be loaded first; a deploy finishing is rare, the script short)."""
         service, environment = record.service, record.environment
-        keys = [self._k("figs", service, environment, counted.day), self._k("leads", service, environment, counted.day),
-                self._k("unrestored", service, environment), self._k("successes", service, environment),
-                self._k("figs_days", service, environment)]
+        keys = [
+            self._k("figs", service, environment, counted.day),
+            self._k("leads", service, environment, counted.day),
+            self._k("unrestored", service, environment),
+            self._k("successes", service, environment),
+            self._k("figs_days", service, environment),
+        ]
         args = [str(counted.counts[name]) for name in COUNTERS] + [
             "" if counted.lead_us is None else str(counted.lead_us),
             "" if counted.waiting is None else counted.waiting.member(),
-            "1" if counted.restores else "0", str(counted.finished_us),
-            self._k("figs", service, environment) + ":", record.id, counted.day,
+            "1" if counted.restores else "0",
+            str(counted.finished_us),
+            self._k("figs", service, environment) + ":",
+            record.id,
+            counted.day,
         ]
         pipe.eval(_FINISH, len(keys), *keys, *args)
 
@@ -213,8 +229,12 @@ class DeployStore:
                     if await pipe.hget(done_key, _pair(service, environment)):
                         return 0
                     history = self._k("history", service, environment)
-                    ids = [str(i) for i in await pipe.zrevrangebyscore(
-                        history, "+inf", since.timestamp(), start=0, num=BACKFILL_LIMIT)]
+                    ids = [
+                        str(i)
+                        for i in await pipe.zrevrangebyscore(
+                            history, "+inf", since.timestamp(), start=0, num=BACKFILL_LIMIT
+                        )
+                    ]
                     keys = [self._k("record", i) for i in ids]
                     if keys:
                         await pipe.watch(*keys)  # a deploy finishing now is counted by its own transaction
@@ -245,8 +265,12 @@ class DeployStore:
         of days with counters: nothing is looked for), and forgets failures before `cutoff` still waiting for a
         success, in one MULTI. Returns how many days it deleted."""
         index = self._k("figs_days", service, environment)
-        days = [str(day) for day in await self._store.call("deploy_prune", self._redis.zrangebyscore(
-            index, "-inf", f"({cutoff:%Y%m%d}", start=0, num=batch))]
+        days = [
+            str(day)
+            for day in await self._store.call(
+                "deploy_prune", self._redis.zrangebyscore(index, "-inf", f"({cutoff:%Y%m%d}", start=0, num=batch)
+            )
+        ]
         async with self._redis.pipeline(transaction=True) as pipe:
             if days:
                 pipe.delete(*[self._k(part, service, environment, day) for day in days for part in ("figs", "leads")])
@@ -259,7 +283,9 @@ class DeployStore:
         """The version running now (from the last successful deploy or rollback)."""
         return await self._store.call("deploy_current", self._redis.get(self._k("current", service, environment)))
 
-    async def history(self, service: str, environment: str | None, environments: list[str], limit: int) -> list[DeployRecord]:
+    async def history(
+        self, service: str, environment: str | None, environments: list[str], limit: int
+    ) -> list[DeployRecord]:
         """The newest `limit` records of a service (one environment or all), newest first."""
         envs = [environment] if environment else environments
         ids: list[tuple[str, float]] = []
@@ -271,13 +297,18 @@ class DeployStore:
         ids.sort(key=lambda pair: pair[1], reverse=True)
         return await self._many([i for i, _ in ids[:limit]])
 
-    async def recent(self, service: str, environments: list[str], since: datetime, limit: int = 1000) -> list[DeployRecord]:
+    async def recent(
+        self, service: str, environments: list[str], since: datetime, limit: int = 1000
+    ) -> list[DeployRecord]:
         """Records of a service created since `since` (at most `limit` per environment, the newest): what the
         figures over a window need, however long the history."""
+
         async def read() -> list[list[str]]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for env in environments:
-                    pipe.zrevrangebyscore(self._k("history", service, env), "+inf", since.timestamp(), start=0, num=limit)
+                    pipe.zrevrangebyscore(
+                        self._k("history", service, env), "+inf", since.timestamp(), start=0, num=limit
+                    )
                 return list(await pipe.execute())
 
         found = await self._store.call("deploy_recent", read())
@@ -289,7 +320,8 @@ class DeployStore:
         return (await self.running_records([(service, environment)]))[(service, environment)]
 
     async def running_records(
-        self, pairs: Sequence[tuple[str, str]],
+        self,
+        pairs: Sequence[tuple[str, str]],
     ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
         """`running_record` for many (service, environment) pairs in two round trips however many there are (a
         third only for records older than the `current_id` pointer): what `/status` shows for every environment."""
@@ -317,6 +349,7 @@ class DeployStore:
             else:
                 missing.append((pair, version))
         if missing:
+
             async def newest() -> list[list[str]]:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for (service, environment), _ in missing:
@@ -331,19 +364,31 @@ class DeployStore:
                 result[pair] = (version, put)
         return result
 
-    async def prune(self, service: str, environment: str, cutoff: datetime, batch: int, *, skip: int = 0) -> tuple[int, int]:
+    async def prune(
+        self, service: str, environment: str, cutoff: datetime, batch: int, *, skip: int = 0
+    ) -> tuple[int, int]:
         """Removes up to `batch` finished records of one service environment created before `cutoff`; never one
         still active, nor the deploy that put the running version in place. Returns (removed, kept): kept ones stay
         first in the index, so the next batch passes `skip` += kept."""
         history = self._k("history", service, environment)
-        ids = [str(i) for i in await self._store.call("deploy_prune", self._redis.zrangebyscore(
-            history, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch))]
+        ids = [
+            str(i)
+            for i in await self._store.call(
+                "deploy_prune",
+                self._redis.zrangebyscore(history, "-inf", f"({cutoff.timestamp()}", start=skip, num=batch),
+            )
+        ]
         if not ids:
             return 0, 0
         pointer = await self._store.call("deploy_prune", self._redis.get(self._k("current_id", service, environment)))
         active = await self._store.call("deploy_prune", self._redis.smismember(self._k("active"), ids))
-        records = dict(zip(ids, await self._store.call("deploy_prune", self._redis.mget([self._k("record", i) for i in ids])),
-                           strict=True))
+        records = dict(
+            zip(
+                ids,
+                await self._store.call("deploy_prune", self._redis.mget([self._k("record", i) for i in ids])),
+                strict=True,
+            )
+        )
         old = []
         for (deploy_id, raw), busy in zip(records.items(), active, strict=True):
             record = _parse(raw)
@@ -377,8 +422,9 @@ class DeployStore:
         self, service: str, environment: str, *, holder: str, reason: str, deploy_id: str, now: datetime, ttl: timedelta
     ) -> tuple[LockInfo | None, LockInfo | None]:
         """Takes the run lock: (ours, None) on success, (None, theirs) when someone holds it."""
-        return await self._locks.acquire(self._k("lock", service, environment), holder=holder, reason=reason,
-                                         run_id=deploy_id, now=now, ttl=ttl)
+        return await self._locks.acquire(
+            self._k("lock", service, environment), holder=holder, reason=reason, run_id=deploy_id, now=now, ttl=ttl
+        )
 
     async def renew_lock(self, service: str, environment: str, token: str, ttl: timedelta) -> bool:
         """Extends our lock; False when it is no longer ours (expired, or taken by someone else)."""
@@ -394,7 +440,9 @@ class DeployStore:
 
     async def set_hold(self, environment: str, service: str | None, hold: LockInfo) -> None:
         """Adds or replaces a manual lock on an environment (or one service in it)."""
-        await self._store.call("hold_set", self._redis.hset(self._k("holds"), f"{environment}:{service or '*'}", hold.to_json()))
+        await self._store.call(
+            "hold_set", self._redis.hset(self._k("holds"), f"{environment}:{service or '*'}", hold.to_json())
+        )
 
     async def remove_hold(self, environment: str, service: str | None) -> LockInfo | None:
         """Removes a manual lock; returns it, or None if there was none."""

@@ -18,4 +18,13 @@ from bot.emulator.server import (
 )
 from bot.emulator.workspace import Channel, User, Usergroup, Workspace
 
-__all__ = ["Channel", "RecordedCall", "SignedResult", "SlackEmulator", "SocketDelivery", "User", "Usergroup", "Workspace"]
+__all__ = [
+    "Channel",
+    "RecordedCall",
+    "SignedResult",
+    "SlackEmulator",
+    "SocketDelivery",
+    "User",
+    "Usergroup",
+    "Workspace",
+]

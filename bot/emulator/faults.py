@@ -92,9 +92,17 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
-    def add(self, mode: str, *, methods: Iterable[str] | str | None = None, seconds: float | None = None,
-            count: int | None = None, fraction: float = 1.0, retry_after: int = 1,
-            hold: float = DEFAULT_HOLD_SECONDS) -> Fault:
+    def add(
+        self,
+        mode: str,
+        *,
+        methods: Iterable[str] | str | None = None,
+        seconds: float | None = None,
+        count: int | None = None,
+        fraction: float = 1.0,
+        retry_after: int = 1,
+        hold: float = DEFAULT_HOLD_SECONDS,
+    ) -> Fault:
         """Adds a fault from now on; ValueError naming the argument when one is out of range."""
         if mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; known: {', '.join(MODES)}")
@@ -113,8 +121,15 @@ class FaultPlan:
             raise ValueError(f"retry_after must be whole seconds, 0 or more (got {retry_after!r})")
         if not hold > 0:
             raise ValueError(f"hold must be more than 0 seconds (got {hold!r})")
-        fault = Fault(mode=mode, methods=names, until=None if seconds is None else self.clock() + seconds,
-                      remaining=count, fraction=fraction, retry_after=retry_after, hold=hold)
+        fault = Fault(
+            mode=mode,
+            methods=names,
+            until=None if seconds is None else self.clock() + seconds,
+            remaining=count,
+            fraction=fraction,
+            retry_after=retry_after,
+            hold=hold,
+        )
         self.faults.append(fault)
         return fault
 

@@ -105,7 +105,9 @@ class Args:
             try:
                 return json.loads(value)
             except json.JSONDecodeError as error:
-                raise ApiError("invalid_arguments", messages=[f"[ERROR] {key} must be JSON [json-pointer:/{key}]"]) from error
+                raise ApiError(
+                    "invalid_arguments", messages=[f"[ERROR] {key} must be JSON [json-pointer:/{key}]"]
+                ) from error
         return value
 
     def ids(self, key: str) -> list[str]:
@@ -184,7 +186,9 @@ class WebApi:
             raise ApiError("not_in_channel")
         return channel
 
-    def _content(self, args: Args, *, require: bool = True) -> tuple[str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    def _content(
+        self, args: Args, *, require: bool = True
+    ) -> tuple[str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
         """(text, blocks, attachments) of a message call, validated like Slack."""
         text = args.text("text") if args.has("text") else None
         blocks = None
@@ -196,15 +200,22 @@ class WebApi:
             problems = validate_blocks(blocks)
             if problems:
                 raise ApiError("invalid_blocks", messages=problems)
-        attachments = args.decoded("attachments") if args.has("attachments") and args.data["attachments"] != "" else None
-        if attachments is not None and not (isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
+        attachments = (
+            args.decoded("attachments") if args.has("attachments") and args.data["attachments"] != "" else None
+        )
+        if attachments is not None and not (
+            isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)
+        ):
             raise ApiError("invalid_attachments")
         if attachments:
             for i, attachment in enumerate(attachments):
                 if isinstance(attachment.get("blocks"), list):
                     problems = validate_blocks(attachment["blocks"])
                     if problems:
-                        raise ApiError("invalid_blocks", messages=[p.replace("/blocks", f"/attachments/{i}/blocks") for p in problems])
+                        raise ApiError(
+                            "invalid_blocks",
+                            messages=[p.replace("/blocks", f"/attachments/{i}/blocks") for p in problems],
+                        )
         if require and not text and not blocks and not attachments:
             raise ApiError("no_text")
         if text is not None and len(text) > TEXT_LIMIT:
@@ -227,7 +238,7 @@ class WebApi:
         """Cursor pagination: a page of `items` and the next cursor ("" when done)."""
         limit = max(1, min(args.number("limit", default_limit) or default_limit, 1000))
         start = args.number("cursor", 0) if args.text("cursor").isdigit() else 0
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         return page, str(start + limit) if start + limit < len(items) else ""
 
     # -- auth, team ---------------------------------------------------------------------------------------------
@@ -239,8 +250,15 @@ class WebApi:
     def m_auth_test(self, args: Args) -> dict[str, Any]:
         """auth.test: who the token is (the bot user)."""
         ws = self.workspace
-        return {"url": f"{self.origin}/", "team": ws.team_name, "user": self._user(self.bot).name,
-                "team_id": ws.team_id, "user_id": self.bot, "bot_id": ws.bot_id, "is_enterprise_install": False}
+        return {
+            "url": f"{self.origin}/",
+            "team": ws.team_name,
+            "user": self._user(self.bot).name,
+            "team_id": ws.team_id,
+            "user_id": self.bot,
+            "bot_id": ws.bot_id,
+            "is_enterprise_install": False,
+        }
 
     def m_team_info(self, args: Args) -> dict[str, Any]:
         """team.info: the workspace."""
@@ -251,8 +269,16 @@ class WebApi:
         ws = self.workspace
         if args.text("bot", ws.bot_id) != ws.bot_id:
             raise ApiError("bot_not_found")
-        return {"bot": {"id": ws.bot_id, "deleted": False, "name": "chatops", "app_id": ws.app_id,
-                        "user_id": ws.bot_user_id, "icons": {}}}
+        return {
+            "bot": {
+                "id": ws.bot_id,
+                "deleted": False,
+                "name": "chatops",
+                "app_id": ws.app_id,
+                "user_id": ws.bot_user_id,
+                "icons": {},
+            }
+        }
 
     # -- chat ---------------------------------------------------------------------------------------------------
 
@@ -271,8 +297,14 @@ class WebApi:
         if args.text("icon_emoji"):
             extra["icons"] = {"emoji": args.text("icon_emoji")}
         message = self.state.post(
-            channel, user=self.bot, text=text or "", blocks=blocks, attachments=attachments,
-            thread_ts=args.text("thread_ts") or None, reply_broadcast=args.flag("reply_broadcast"), extra=extra,
+            channel,
+            user=self.bot,
+            text=text or "",
+            blocks=blocks,
+            attachments=attachments,
+            thread_ts=args.text("thread_ts") or None,
+            reply_broadcast=args.flag("reply_broadcast"),
+            extra=extra,
         )
         return {"channel": channel.id, "ts": message["ts"], "message": self._message_json(message)}
 
@@ -285,8 +317,15 @@ class WebApi:
         if user_id not in channel.members:
             raise ApiError("user_not_in_channel")
         text, blocks, attachments = self._content(args)
-        message = self.state.post(channel, user=self.bot, text=text or "", blocks=blocks, attachments=attachments,
-                                  thread_ts=args.text("thread_ts") or None, ephemeral_to=user_id)
+        message = self.state.post(
+            channel,
+            user=self.bot,
+            text=text or "",
+            blocks=blocks,
+            attachments=attachments,
+            thread_ts=args.text("thread_ts") or None,
+            ephemeral_to=user_id,
+        )
         return {"message_ts": message["ts"]}
 
     def m_chat_update(self, args: Args) -> dict[str, Any]:
@@ -302,7 +341,12 @@ class WebApi:
         if text is None and blocks is None and attachments is None:
             raise ApiError("no_text")
         updated = self.state.update(channel.id, ts, editor=self.bot, text=text, blocks=blocks, attachments=attachments)
-        return {"channel": channel.id, "ts": ts, "text": updated.get("text", ""), "message": self._message_json(updated)}
+        return {
+            "channel": channel.id,
+            "ts": ts,
+            "text": updated.get("text", ""),
+            "message": self._message_json(updated),
+        }
 
     def m_chat_delete(self, args: Args) -> dict[str, Any]:
         """chat.delete: the bot's own message."""
@@ -339,8 +383,13 @@ class WebApi:
             raise ApiError("invalid_name_specials")
         if self.workspace.channel("#" + name) is not None:
             raise ApiError("name_taken")
-        channel = Channel(id=_new_channel_id(self.workspace, "G" if args.flag("is_private") else "C"), name=name,
-                          members=[self.bot], is_private=args.flag("is_private"), creator=self.bot)
+        channel = Channel(
+            id=_new_channel_id(self.workspace, "G" if args.flag("is_private") else "C"),
+            name=name,
+            members=[self.bot],
+            is_private=args.flag("is_private"),
+            creator=self.bot,
+        )
         self.workspace.channels.append(channel)
         self.state.channel_changed(channel)
         return {"channel": channel.to_slack(viewer=self.bot)}
@@ -364,8 +413,13 @@ class WebApi:
                 raise ApiError("already_in_channel")
         for user_id in users:
             channel.members.append(user_id)
-            self.state.post(channel, user=user_id, text=f"<@{user_id}> has joined the channel", subtype="channel_join",
-                            extra={"inviter": self.bot})
+            self.state.post(
+                channel,
+                user=user_id,
+                text=f"<@{user_id}> has joined the channel",
+                subtype="channel_join",
+                extra={"inviter": self.bot},
+            )
         self.state.channel_changed(channel)
         return {"channel": channel.to_slack(viewer=self.bot)}
 
@@ -397,8 +451,11 @@ class WebApi:
         if channel.is_archived:
             raise ApiError("is_archived")
         if self.bot in channel.members:
-            return {"channel": channel.to_slack(viewer=self.bot), "warning": "already_in_channel",
-                    "response_metadata": {"warnings": ["already_in_channel"]}}
+            return {
+                "channel": channel.to_slack(viewer=self.bot),
+                "warning": "already_in_channel",
+                "response_metadata": {"warnings": ["already_in_channel"]},
+            }
         channel.members.append(self.bot)
         self.state.post(channel, user=self.bot, text=f"<@{self.bot}> has joined the channel", subtype="channel_join")
         self.state.channel_changed(channel)
@@ -430,7 +487,9 @@ class WebApi:
             raise ApiError("too_long")
         setattr(channel, which, value)
         verb = "set the channel topic" if which == "topic" else "set the channel description"
-        self.state.post(channel, user=self.bot, text=f"{verb}: {value}", subtype=f"channel_{which}", extra={which: value})
+        self.state.post(
+            channel, user=self.bot, text=f"{verb}: {value}", subtype=f"channel_{which}", extra={which: value}
+        )
         self.state.channel_changed(channel)
         return {"channel": channel.to_slack(viewer=self.bot)}
 
@@ -457,8 +516,10 @@ class WebApi:
         """conversations.list: conversations of the requested types, paginated."""
         types = set(args.ids("types") or ["public_channel"])
         chosen = [
-            c for c in self.workspace.channels
-            if (c.is_im and "im" in types) or (not c.is_im and c.is_private and "private_channel" in types)
+            c
+            for c in self.workspace.channels
+            if (c.is_im and "im" in types)
+            or (not c.is_im and c.is_private and "private_channel" in types)
             or (not c.is_im and not c.is_private and "public_channel" in types)
         ]
         if args.flag("exclude_archived"):
@@ -473,9 +534,13 @@ class WebApi:
             raise ApiError("not_in_channel")
         oldest, latest = _ts_bound(args.text("oldest"), 0.0), _ts_bound(args.text("latest"), float("inf"))
         with_metadata = args.flag("include_all_metadata")
-        top = [self._message_json(m, metadata=with_metadata) for m in self.state.messages(channel.id)
-               if not m.get("ephemeral_to") and (not is_reply(m) or m.get("subtype") == "thread_broadcast")
-               and oldest < float(m["ts"]) < latest]
+        top = [
+            self._message_json(m, metadata=with_metadata)
+            for m in self.state.messages(channel.id)
+            if not m.get("ephemeral_to")
+            and (not is_reply(m) or m.get("subtype") == "thread_broadcast")
+            and oldest < float(m["ts"]) < latest
+        ]
         top.reverse()
         page, cursor = self._page(top, args)
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}
@@ -488,7 +553,9 @@ class WebApi:
         if parent is None:
             raise ApiError("thread_not_found")
         thread_ts = str(parent.get("thread_ts") or parent["ts"])
-        messages = [self._message_json(m) for m in self.state.replies(channel.id, thread_ts) if not m.get("ephemeral_to")]
+        messages = [
+            self._message_json(m) for m in self.state.replies(channel.id, thread_ts) if not m.get("ephemeral_to")
+        ]
         page, cursor = self._page(messages, args, 1000)
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}
 
@@ -512,8 +579,12 @@ class WebApi:
     def m_pins_list(self, args: Args) -> dict[str, Any]:
         """pins.list: the channel's pinned messages."""
         channel = self._channel(args.text("channel"))
-        return {"items": [{"type": "message", "channel": channel.id, "message": self._message_json(m)}
-                          for m in self.state.pinned(channel.id)]}
+        return {
+            "items": [
+                {"type": "message", "channel": channel.id, "message": self._message_json(m)}
+                for m in self.state.pinned(channel.id)
+            ]
+        }
 
     def m_reactions_add(self, args: Args) -> dict[str, Any]:
         """reactions.add: the bot reacts to a message."""
@@ -551,7 +622,9 @@ class WebApi:
     def m_usergroups_list(self, args: Args) -> dict[str, Any]:
         """usergroups.list: every usergroup (members with include_users)."""
         include = args.flag("include_users")
-        return {"usergroups": [g.to_slack(self.workspace.team_id, include_users=include) for g in self.workspace.usergroups]}
+        return {
+            "usergroups": [g.to_slack(self.workspace.team_id, include_users=include) for g in self.workspace.usergroups]
+        }
 
     def m_usergroups_users_list(self, args: Args) -> dict[str, Any]:
         """usergroups.users.list: a usergroup's members."""
@@ -628,8 +701,9 @@ class WebApi:
         length = args.number("length", -1)
         if not name or length < 0:
             raise ApiError("invalid_arguments", messages=["[ERROR] missing required field: filename or length"])
-        stored = self.state.announce_file(name, length, self.bot, alt_txt=args.text("alt_txt"),
-                                          snippet_type=args.text("snippet_type"))
+        stored = self.state.announce_file(
+            name, length, self.bot, alt_txt=args.text("alt_txt"), snippet_type=args.text("snippet_type")
+        )
         return {"upload_url": f"{self.origin}/emulator/upload/{stored.id}", "file_id": stored.id}
 
     def m_files_completeUploadExternal(self, args: Args) -> dict[str, Any]:
@@ -658,9 +732,14 @@ class WebApi:
                     raise ApiError("invalid_blocks", messages=problems)
             for record, _ in stored:
                 record.shared_in.append(channel.id)
-            self.state.post(channel, user=self.bot, text=args.text("initial_comment"), blocks=blocks,
-                            thread_ts=args.text("thread_ts") or None,
-                            files=[record.to_slack(self.origin) for record, _ in stored])
+            self.state.post(
+                channel,
+                user=self.bot,
+                text=args.text("initial_comment"),
+                blocks=blocks,
+                thread_ts=args.text("thread_ts") or None,
+                files=[record.to_slack(self.origin) for record, _ in stored],
+            )
         return {"files": [{"id": record.id, "title": record.title} for record, _ in stored]}
 
     def m_files_info(self, args: Args) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from bot.emulator.workspace import Channel, User, Workspace
 # Slack's deprecated verification token, still sent in every payload; Bolt ignores it.
 VERIFICATION_TOKEN = "emulatorVerificationToken"
 
-def command_form(workspace: Workspace, *, command: str, text: str, user: User, channel: Channel, response_url: str,
-                 trigger_id: str) -> dict[str, str]:
+
+def command_form(
+    workspace: Workspace, *, command: str, text: str, user: User, channel: Channel, response_url: str, trigger_id: str
+) -> dict[str, str]:
     """The form fields of a slash command, in Slack's order."""
     return {
         "token": VERIFICATION_TOKEN,
@@ -37,7 +39,9 @@ def _user_json(workspace: Workspace, user: User) -> dict[str, str]:
     return {"id": user.id, "username": user.name, "name": user.name, "team_id": workspace.team_id}
 
 
-def find_action(message: dict[str, Any], action_id: str, block_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def find_action(
+    message: dict[str, Any], action_id: str, block_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(block, element) of the interactive element with this action_id in the message; ValueError if absent."""
     for block in message.get("blocks") or []:
         if not isinstance(block, dict) or (block_id is not None and block.get("block_id") != block_id):
@@ -75,8 +79,14 @@ def choose_option(element: dict[str, Any], selected: str | dict[str, Any]) -> di
     raise ValueError(f"{element.get('action_id')!r} offers no option with value {selected!r}")
 
 
-def action_json(block: dict[str, Any], element: dict[str, Any], *, value: str | None,
-                selected_option: str | dict[str, Any] | None, action_ts: str) -> dict[str, Any]:
+def action_json(
+    block: dict[str, Any],
+    element: dict[str, Any],
+    *,
+    value: str | None,
+    selected_option: str | dict[str, Any] | None,
+    action_ts: str,
+) -> dict[str, Any]:
     """One entry of a block_actions payload's `actions`."""
     kind = element.get("type", "button")
     action: dict[str, Any] = {"action_id": element.get("action_id"), "block_id": block.get("block_id"), "type": kind}
@@ -124,8 +134,12 @@ def block_actions(
         "user": _user_json(workspace, user),
         "api_app_id": workspace.app_id,
         "token": VERIFICATION_TOKEN,
-        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel.id,
-                      "is_ephemeral": bool(message.get("ephemeral_to"))},
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": channel.id,
+            "is_ephemeral": bool(message.get("ephemeral_to")),
+        },
         "trigger_id": trigger_id,
         "team": {"id": workspace.team_id, "domain": workspace.domain},
         "enterprise": None,
@@ -139,8 +153,15 @@ def block_actions(
 
 
 def message_action(
-    workspace: Workspace, *, user: User, channel: Channel, message: dict[str, Any], callback_id: str,
-    response_url: str, trigger_id: str, action_ts: str,
+    workspace: Workspace,
+    *,
+    user: User,
+    channel: Channel,
+    message: dict[str, Any],
+    callback_id: str,
+    response_url: str,
+    trigger_id: str,
+    action_ts: str,
 ) -> dict[str, Any]:
     """The `message_action` payload Slack posts when a user picks a message shortcut from a message's menu."""
     api_message = {k: v for k, v in message.items() if k not in {"channel", "ephemeral_to"}}
@@ -200,8 +221,9 @@ def view_state(view: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[
     return {"values": state}
 
 
-def view_submission(workspace: Workspace, *, user: User, view: dict[str, Any], values: dict[str, dict[str, Any]],
-                    trigger_id: str) -> dict[str, Any]:
+def view_submission(
+    workspace: Workspace, *, user: User, view: dict[str, Any], values: dict[str, dict[str, Any]], trigger_id: str
+) -> dict[str, Any]:
     """The `view_submission` payload Slack posts when a user presses a modal's Submit."""
     submitted = dict(view) | {"state": view_state(view, values)}
     return {
@@ -245,8 +267,15 @@ def event_envelope(workspace: Workspace, event: dict[str, Any]) -> dict[str, Any
         "type": "event_callback",
         "event_id": "Ev" + secrets.token_hex(5).upper(),
         "event_time": now,
-        "authorizations": [{"enterprise_id": None, "team_id": workspace.team_id, "user_id": workspace.bot_user_id,
-                            "is_bot": True, "is_enterprise_install": False}],
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": workspace.team_id,
+                "user_id": workspace.bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
         "is_ext_shared_channel": False,
         "event_context": "4-" + secrets.token_hex(12),
     }
@@ -265,8 +294,11 @@ def socket_hello(workspace: Workspace, *, num_connections: int, connection_time:
     return {
         "type": "hello",
         "num_connections": num_connections,
-        "debug_info": {"host": "applink-chatops-emulator", "build_number": 1,
-                       "approximate_connection_time": connection_time},
+        "debug_info": {
+            "host": "applink-chatops-emulator",
+            "build_number": 1,
+            "approximate_connection_time": connection_time,
+        },
         "connection_info": {"app_id": workspace.app_id},
     }
 
@@ -285,8 +317,14 @@ def accepts_response_payload(kind: str, payload: dict[str, Any]) -> bool:
     return False
 
 
-def socket_envelope(kind: str, payload: dict[str, Any], *, envelope_id: str, retry_attempt: int | None = None,
-                    retry_reason: str | None = None) -> dict[str, Any]:
+def socket_envelope(
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    envelope_id: str,
+    retry_attempt: int | None = None,
+    retry_reason: str | None = None,
+) -> dict[str, Any]:
     """One Socket Mode envelope around the payload the HTTP request would carry (a slash command's form fields as
     a JSON object, the interactive payload, or the event_callback envelope). Events API envelopes always carry
     retry_attempt / retry_reason (0 and "" the first time); the others only when they are a retry."""

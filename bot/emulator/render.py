@@ -38,7 +38,11 @@ def render_message(message: dict[str, Any], names: Names) -> str:
     if isinstance(blocks, list) and blocks:
         parts.append(render_blocks(blocks, names))
     elif message.get("text"):
-        body = to_html(str(message["text"]), names) if message.get("mrkdwn", True) is not False else plain_to_html(str(message["text"]))
+        body = (
+            to_html(str(message["text"]), names)
+            if message.get("mrkdwn", True) is not False
+            else plain_to_html(str(message["text"]))
+        )
         parts.append(f'<div class="msg-text mrkdwn">{body}</div>')
     for attachment in message.get("attachments") or []:
         if isinstance(attachment, dict):
@@ -60,13 +64,17 @@ def render_message(message: dict[str, Any], names: Names) -> str:
 def render_file(file: dict[str, Any]) -> str:
     """A file shared in a message: a download link with its name and size."""
     size = int(file.get("size") or 0)
-    human = f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
+    human = (
+        f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
+    )
     href = f"/emulator/files/{esc(file.get('id', ''))}"
     name = file.get("title") or file.get("name") or file.get("id")
-    return (f'<a class="file" data-testid="file" href="{href}" download="{esc(file.get("name") or name)}">'
-            f'<span class="file-icon">📄</span><span class="file-meta"><span class="file-name">{esc(name)}</span>'
-            f'<span class="file-size">{esc(file.get("pretty_type") or file.get("filetype") or "file")} · {human}'
-            '</span></span></a>')
+    return (
+        f'<a class="file" data-testid="file" href="{href}" download="{esc(file.get("name") or name)}">'
+        f'<span class="file-icon">📄</span><span class="file-meta"><span class="file-name">{esc(name)}</span>'
+        f'<span class="file-size">{esc(file.get("pretty_type") or file.get("filetype") or "file")} · {human}'
+        "</span></span></a>"
+    )
 
 
 def render_attachment(attachment: dict[str, Any], names: Names) -> str:
@@ -90,8 +98,9 @@ def render_attachment(attachment: dict[str, Any], names: Names) -> str:
     if attachment.get("fields"):
         cells = "".join(
             f'<div class="field"><div class="field-title">{esc(f.get("title", ""))}</div>'
-            f'<div>{to_html(str(f.get("value", "")), names)}</div></div>'
-            for f in attachment["fields"] if isinstance(f, dict)
+            f"<div>{to_html(str(f.get('value', '')), names)}</div></div>"
+            for f in attachment["fields"]
+            if isinstance(f, dict)
         )
         inner.append(f'<div class="sec-fields">{cells}</div>')
     if isinstance(attachment.get("blocks"), list):
@@ -132,7 +141,9 @@ def render_block(block: dict[str, Any], names: Names, *, view: bool = False) -> 
         for element in block.get("elements") or []:
             if isinstance(element, dict) and element.get("type") == "image":
                 alt = esc(element.get("alt_text", ""))
-                items.append(f'<img class="ctx-img" src="{esc(element.get("image_url", ""))}" alt="{alt}" title="{alt}">')
+                items.append(
+                    f'<img class="ctx-img" src="{esc(element.get("image_url", ""))}" alt="{alt}" title="{alt}">'
+                )
             else:
                 items.append(f'<span class="ctx-text mrkdwn">{text_html(element, names)}</span>')
         return f'<div class="blk blk-context" {attrs}>{"".join(items)}</div>'
@@ -141,10 +152,16 @@ def render_block(block: dict[str, Any], names: Names, *, view: bool = False) -> 
         return f'<div class="blk blk-actions" {attrs}>{elements}</div>'
     if kind == "image":
         title = f'<div class="img-title">{text_html(block["title"], names)}</div>' if block.get("title") else ""
-        return (f'<div class="blk blk-image" {attrs}>{title}<img src="{esc(block.get("image_url", ""))}" '
-                f'alt="{esc(block.get("alt_text", ""))}" loading="lazy"></div>')
+        return (
+            f'<div class="blk blk-image" {attrs}>{title}<img src="{esc(block.get("image_url", ""))}" '
+            f'alt="{esc(block.get("alt_text", ""))}" loading="lazy"></div>'
+        )
     if kind == "input":
-        return render_input(block, names) if view else f'<div class="blk blk-input" {attrs}>{text_html(block.get("label"), names)}</div>'
+        return (
+            render_input(block, names)
+            if view
+            else f'<div class="blk blk-input" {attrs}>{text_html(block.get("label"), names)}</div>'
+        )
     if kind == "rich_text":
         rich = "".join(render_rich(e, names) for e in block.get("elements") or [])
         return f'<div class="blk blk-rich-text mrkdwn" {attrs}>{rich}</div>'
@@ -158,7 +175,11 @@ def render_block(block: dict[str, Any], names: Names, *, view: bool = False) -> 
 def _options(element: dict[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
     """(group label or None, options) pairs of a select."""
     if isinstance(element.get("option_groups"), list):
-        return [(text_plain(g.get("label")), list(g.get("options") or [])) for g in element["option_groups"] if isinstance(g, dict)]
+        return [
+            (text_plain(g.get("label")), list(g.get("options") or []))
+            for g in element["option_groups"]
+            if isinstance(g, dict)
+        ]
     return [(None, list(element.get("options") or []))]
 
 
@@ -167,9 +188,10 @@ def _option_tags(element: dict[str, Any], selected: str | None) -> str:
     for label, options in _options(element):
         tags = "".join(
             f'<option value="{esc(o.get("value", ""))}"'
-            f'{" selected" if selected is not None and o.get("value") == selected else ""}>'
-            f'{esc(text_plain(o.get("text")))}</option>'
-            for o in options if isinstance(o, dict)
+            f"{' selected' if selected is not None and o.get('value') == selected else ''}>"
+            f"{esc(text_plain(o.get('text')))}</option>"
+            for o in options
+            if isinstance(o, dict)
         )
         out.append(f'<optgroup label="{esc(label)}">{tags}</optgroup>' if label is not None else tags)
     return "".join(out)
@@ -188,19 +210,25 @@ def render_element(element: dict[str, Any], block: dict[str, Any], names: Names)
         confirm = ""
         if isinstance(element.get("confirm"), dict):
             confirm = f' data-confirm="{esc(text_plain(element["confirm"].get("text")))}"'
-        return (f'<button type="button" class="{css}" data-testid="button" data-kind="button" {common} '
-                f'data-value="{esc(element.get("value", ""))}"{url}{confirm}>'
-                f'{text_html(element.get("text"), names)}</button>')
+        return (
+            f'<button type="button" class="{css}" data-testid="button" data-kind="button" {common} '
+            f'data-value="{esc(element.get("value", ""))}"{url}{confirm}>'
+            f"{text_html(element.get('text'), names)}</button>"
+        )
     if kind in {"static_select", "multi_static_select", "overflow"}:
         initial_option = element.get("initial_option") or {}
         selected = initial_option.get("value") if isinstance(initial_option, dict) else None
         placeholder = "⋯" if kind == "overflow" else text_plain(element.get("placeholder")) or "Select an item"
         css = "sk-overflow" if kind == "overflow" else "sk-select"
         first = f'<option value="" disabled{" selected" if selected is None else ""} hidden>{esc(placeholder)}</option>'
-        return (f'<select class="{css}" data-testid="select" data-kind="{esc(kind)}" {common}>{first}'
-                f'{_option_tags(element, selected)}</select>')
+        return (
+            f'<select class="{css}" data-testid="select" data-kind="{esc(kind)}" {common}>{first}'
+            f"{_option_tags(element, selected)}</select>"
+        )
     if kind == "image":
-        return f'<img class="acc-img" src="{esc(element.get("image_url", ""))}" alt="{esc(element.get("alt_text", ""))}">'
+        return (
+            f'<img class="acc-img" src="{esc(element.get("image_url", ""))}" alt="{esc(element.get("alt_text", ""))}">'
+        )
     if kind in {"users_select", "conversations_select", "channels_select"}:
         return _directory_select(element, common, names)
     if kind == "datepicker":
@@ -220,7 +248,9 @@ def _directory_select(element: dict[str, Any], common: str, names: Names) -> str
         initial = element.get("initial_conversation") or element.get("initial_channel")
     placeholder = text_plain(element.get("placeholder")) or "Select"
     first = f'<option value="" disabled{" selected" if not initial else ""} hidden>{esc(placeholder)}</option>'
-    options = "".join(f'<option value="{esc(i)}"{" selected" if i == initial else ""}>{esc(n)}</option>' for i, n in items)
+    options = "".join(
+        f'<option value="{esc(i)}"{" selected" if i == initial else ""}>{esc(n)}</option>' for i, n in items
+    )
     return f'<select class="sk-select" data-testid="select" data-kind="{esc(kind)}" {common}>{first}{options}</select>'
 
 
@@ -231,28 +261,39 @@ def render_input(block: dict[str, Any], names: Names) -> str:
     kind = element.get("type")
     block_id = esc(block.get("block_id", ""))
     action_id = esc(element.get("action_id", ""))
-    common = f'data-input data-kind="{esc(kind)}" data-action-id="{action_id}" data-block-id="{block_id}" id="in-{block_id}"'
+    common = (
+        f'data-input data-kind="{esc(kind)}" data-action-id="{action_id}" data-block-id="{block_id}" id="in-{block_id}"'
+    )
     placeholder = esc(text_plain(element.get("placeholder")))
     if kind in {"plain_text_input", "email_text_input", "url_text_input", "number_input"}:
         initial = esc(element.get("initial_value", ""))
         if kind == "plain_text_input" and element.get("multiline"):
             field = f'<textarea class="sk-input" rows="4" {common} placeholder="{placeholder}">{initial}</textarea>'
         else:
-            html_type = {"email_text_input": "email", "url_text_input": "url", "number_input": "number"}.get(str(kind), "text")
-            field = f'<input type="{html_type}" class="sk-input" {common} placeholder="{placeholder}" value="{initial}">'
+            html_type = {"email_text_input": "email", "url_text_input": "url", "number_input": "number"}.get(
+                str(kind), "text"
+            )
+            field = (
+                f'<input type="{html_type}" class="sk-input" {common} placeholder="{placeholder}" value="{initial}">'
+            )
     elif kind in {"static_select", "multi_static_select"}:
         initial_option = element.get("initial_option") or {}
         selected = initial_option.get("value") if isinstance(initial_option, dict) else None
-        first = f'<option value=""{" selected" if selected is None else ""}>{placeholder or "Select an option"}</option>'
+        first = (
+            f'<option value=""{" selected" if selected is None else ""}>{placeholder or "Select an option"}</option>'
+        )
         multiple = " multiple" if kind == "multi_static_select" else ""
-        field = f'<select class="sk-select sk-input" {common}{multiple}>{first}{_option_tags(element, selected)}</select>'
+        field = (
+            f'<select class="sk-select sk-input" {common}{multiple}>{first}{_option_tags(element, selected)}</select>'
+        )
     elif kind in {"checkboxes", "radio_buttons"}:
         html_type = "checkbox" if kind == "checkboxes" else "radio"
         boxes = "".join(
             f'<label class="sk-choice">'
             f'<input type="{html_type}" name="in-{block_id}" value="{esc(o.get("value", ""))}"> '
-            f'{text_html(o.get("text"), names)}</label>'
-            for o in element.get("options") or [] if isinstance(o, dict)
+            f"{text_html(o.get('text'), names)}</label>"
+            for o in element.get("options") or []
+            if isinstance(o, dict)
         )
         field = f'<div class="sk-choices" {common}>{boxes}</div>'
     elif kind in {"users_select", "conversations_select", "channels_select"}:
@@ -265,10 +306,12 @@ def render_input(block: dict[str, Any], names: Names) -> str:
         field = f'<span class="sk-unsupported">[{esc(kind)}]</span>'
     optional = ' <span class="optional">(optional)</span>' if block.get("optional") else ""
     hint = f'<div class="input-hint">{text_html(block["hint"], names)}</div>' if block.get("hint") else ""
-    return (f'<div class="blk blk-input" data-testid="input-block" data-block-id="{block_id}">'
-            f'<label class="input-label" for="in-{block_id}">{text_html(block.get("label"), names)}{optional}</label>'
-            f'{field}{hint}'
-            f'<div class="input-error" data-testid="input-error" data-error-for="{block_id}"></div></div>')
+    return (
+        f'<div class="blk blk-input" data-testid="input-block" data-block-id="{block_id}">'
+        f'<label class="input-label" for="in-{block_id}">{text_html(block.get("label"), names)}{optional}</label>'
+        f"{field}{hint}"
+        f'<div class="input-error" data-testid="input-error" data-error-for="{block_id}"></div></div>'
+    )
 
 
 def render_view(view: dict[str, Any], names: Names) -> str:
@@ -286,8 +329,11 @@ def render_rich(element: Any, names: Names) -> str:
         return f'<div class="rt-section">{"".join(_rich_inline(c, names) for c in children)}</div>'
     if kind == "rich_text_list":
         tag = "ol" if element.get("style") == "ordered" else "ul"
-        items = "".join(f"<li>{''.join(_rich_inline(c, names) for c in (item.get('elements') or []))}</li>"
-                        for item in children if isinstance(item, dict))
+        items = "".join(
+            f"<li>{''.join(_rich_inline(c, names) for c in (item.get('elements') or []))}</li>"
+            for item in children
+            if isinstance(item, dict)
+        )
         return f'<{tag} class="rt-list">{items}</{tag}>'
     if kind == "rich_text_preformatted":
         return f'<pre class="pre">{"".join(_rich_inline(c, names, code=True) for c in children)}</pre>'
@@ -305,7 +351,11 @@ def _rich_inline(element: Any, names: Names, *, code: bool = False) -> str:
     elif kind == "link":
         url = str(element.get("url", ""))
         label = esc(element.get("text") or url)
-        out = f'<a class="link" href="{esc(url)}" target="_blank" rel="noopener">{label}</a>' if url.startswith(("http://", "https://", "mailto:", "/")) else label
+        out = (
+            f'<a class="link" href="{esc(url)}" target="_blank" rel="noopener">{label}</a>'
+            if url.startswith(("http://", "https://", "mailto:", "/"))
+            else label
+        )
     elif kind == "user":
         user_id = element.get("user_id", "")
         out = f'<span class="mention">@{esc(names.users.get(user_id, user_id))}</span>'

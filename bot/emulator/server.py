@@ -106,8 +106,9 @@ class _AppSocket:
 class SlackEmulator:
     """An in-process Slack: Web API, response URLs, signed requests to the bot, and the dev page."""
 
-    def __init__(self, *, signing_secret: str, bot_token: str, workspace: Workspace | None = None,
-                 app_token: str | None = None) -> None:
+    def __init__(
+        self, *, signing_secret: str, bot_token: str, workspace: Workspace | None = None, app_token: str | None = None
+    ) -> None:
         self.signing_secret = signing_secret
         self.bot_token = bot_token
         # The app-level token (xapp-...) that apps.connections.open accepts; None: Socket Mode is off.
@@ -228,7 +229,9 @@ class SlackEmulator:
 
     def open_views(self, user_id: str | None = None) -> list[dict[str, Any]]:
         """The modals currently open (for one user, or all)."""
-        return [v for vid, v in self.state.views.items() if user_id is None or self.state.view_users.get(vid) == user_id]
+        return [
+            v for vid, v in self.state.views.items() if user_id is None or self.state.view_users.get(vid) == user_id
+        ]
 
     @property
     def names(self) -> Names:
@@ -267,31 +270,67 @@ class SlackEmulator:
         except ApiError as error:
             return self._record(method, args, error.body(), 200, token=token)
         except RateLimited as limited:
-            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token,
-                                headers={"Retry-After": str(limited.retry_after)})
+            return self._record(
+                method,
+                args,
+                {"ok": False, "error": "ratelimited"},
+                429,
+                token=token,
+                headers={"Retry-After": str(limited.retry_after)},
+            )
         return self._record(method, args, body, 200, token=token)
 
-    def _record(self, method: str, args: dict[str, Any], body: dict[str, Any], status: int,
-                headers: dict[str, str] | None = None, token: str | None = None,
-                fault: str | None = None) -> web.Response:
-        self.calls.append(RecordedCall(method=method, args=args, ok=bool(body.get("ok")), error=body.get("error"),
-                                       status=status, response=body, token_type=_token_type(token), fault=fault))
+    def _record(
+        self,
+        method: str,
+        args: dict[str, Any],
+        body: dict[str, Any],
+        status: int,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+        fault: str | None = None,
+    ) -> web.Response:
+        self.calls.append(
+            RecordedCall(
+                method=method,
+                args=args,
+                ok=bool(body.get("ok")),
+                error=body.get("error"),
+                status=status,
+                response=body,
+                token_type=_token_type(token),
+                fault=fault,
+            )
+        )
         return web.json_response(body, status=status, headers=headers)
 
     async def _inject(self, fault: Fault, method: str, args: dict[str, Any], token: str) -> web.Response:
         """Answers a call the way `fault` says (bot/emulator/faults.py), recording it with the fault's mode."""
         mode = fault.mode
         if mode == "429":
-            return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token, fault=mode,
-                                headers={"Retry-After": str(fault.retry_after)})
+            return self._record(
+                method,
+                args,
+                {"ok": False, "error": "ratelimited"},
+                429,
+                token=token,
+                fault=mode,
+                headers={"Retry-After": str(fault.retry_after)},
+            )
         if mode == "applied_then_500":
             try:
                 self.api.call(method, args)
             except ApiError as error:  # nothing was applied: the real answer
                 return self._record(method, args, error.body(), 200, token=token)
             except RateLimited as limited:
-                return self._record(method, args, {"ok": False, "error": "ratelimited"}, 429, token=token,
-                                    headers={"Retry-After": str(limited.retry_after)})
+                return self._record(
+                    method,
+                    args,
+                    {"ok": False, "error": "ratelimited"},
+                    429,
+                    token=token,
+                    headers={"Retry-After": str(limited.retry_after)},
+                )
             return self._record(method, args, dict(INTERNAL_ERROR), 500, token=token, fault=mode)
         if mode == "500":
             return self._record(method, args, dict(INTERNAL_ERROR), 500, token=token, fault=mode)
@@ -360,11 +399,22 @@ class SlackEmulator:
         if not text and not blocks and not attachments:
             raise ApiError("no_text")
         if truthy("replace_original") and target.message_ts and self.state.find(channel.id, target.message_ts):
-            return self.state.update(channel.id, target.message_ts, editor=self.workspace.bot_user_id, text=text,
-                                     blocks=blocks or [], attachments=attachments or [], mark_edited=False)
+            return self.state.update(
+                channel.id,
+                target.message_ts,
+                editor=self.workspace.bot_user_id,
+                text=text,
+                blocks=blocks or [],
+                attachments=attachments or [],
+                mark_edited=False,
+            )
         in_channel = body.get("response_type") == "in_channel"
         message = self.state.post(
-            channel, user=self.workspace.bot_user_id, text=text, blocks=blocks, attachments=attachments,
+            channel,
+            user=self.workspace.bot_user_id,
+            text=text,
+            blocks=blocks,
+            attachments=attachments,
             thread_ts=str(body.get("thread_ts") or target.thread_ts or "") or None,
             ephemeral_to=None if in_channel else target.user,
         )
@@ -393,23 +443,32 @@ class SlackEmulator:
         if record is None or record.content is None:
             raise web.HTTPNotFound(text="file_not_found")
         disposition = "attachment" if request.query.get("download") else "inline"
-        return web.Response(body=record.content, content_type=record.mimetype,
-                            headers={"Content-Disposition": f'{disposition}; filename="{record.name}"'})
+        return web.Response(
+            body=record.content,
+            content_type=record.mimetype,
+            headers={"Content-Disposition": f'{disposition}; filename="{record.name}"'},
+        )
 
     # -- requests to the bot ------------------------------------------------------------------------------------
 
-    async def send_signed(self, body: str, content_type: str, headers: dict[str, str] | None = None,
-                          timestamp: int | None = None) -> SignedResult:
+    async def send_signed(
+        self, body: str, content_type: str, headers: dict[str, str] | None = None, timestamp: int | None = None
+    ) -> SignedResult:
         """POSTs `body` to app_url signed as Slack signs it; returns the bot's answer."""
         if not self.app_url:
             raise RuntimeError("SlackEmulator.app_url is not set: where should Slack's requests go?")
         ts = str(int(time.time()) if timestamp is None else timestamp)
         signature = SignatureVerifier(self.signing_secret).generate_signature(timestamp=ts, body=body)
-        sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": str(signature),
-                "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"} | (headers or {})
+        sent = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": str(signature),
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        } | (headers or {})
         try:
-            async with self._client().post(self.app_url, data=body.encode(), headers=sent,
-                                           timeout=aiohttp.ClientTimeout(total=self.ack_timeout)) as response:
+            async with self._client().post(
+                self.app_url, data=body.encode(), headers=sent, timeout=aiohttp.ClientTimeout(total=self.ack_timeout)
+            ) as response:
                 text = await response.text()
                 status = response.status
         except TimeoutError:
@@ -423,8 +482,15 @@ class SlackEmulator:
                 parsed = json.loads(text)
         return SignedResult(status=status, body=text, json=parsed if isinstance(parsed, dict) else None)
 
-    async def send_command(self, *, command: str = "/chatops", text: str = "", user_id: str | None = None,
-                           channel_id: str | None = None, retry_num: int | None = None) -> SignedResult:
+    async def send_command(
+        self,
+        *,
+        command: str = "/chatops",
+        text: str = "",
+        user_id: str | None = None,
+        channel_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> SignedResult:
         """Sends a slash command and applies the answer like Slack (message, ephemeral, or failure text): signed over
         HTTP, or as a `slash_commands` envelope while the app holds a Socket Mode connection (the answer is then
         the ack's payload).
@@ -442,25 +508,45 @@ class SlackEmulator:
         if previous is None:
             target = self.state.new_response_target("command", channel=channel.id, user=user.id)
             form = payloads.command_form(
-                self.workspace, command=command, text=text, user=user, channel=channel,
-                response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+                self.workspace,
+                command=command,
+                text=text,
+                user=user,
+                channel=channel,
+                response_url=self._response_url(target),
+                trigger_id=self.state.new_trigger(user.id),
             )
             previous = self._last_commands[key] = (form, target)
         form, target = previous
         if self._app_sockets:
             reason = "timeout" if retry_num is not None else None
-            result = await self.send_socket_envelope("slash_commands", dict(form), retry_attempt=retry_num,
-                                                     retry_reason=reason)
+            result = await self.send_socket_envelope(
+                "slash_commands", dict(form), retry_attempt=retry_num, retry_reason=reason
+            )
         else:
             result = await self.send_signed(urlencode(form), "application/x-www-form-urlencoded", headers)
         self._apply_command_answer(result, command=command, text=text, user=user, channel=channel, target=target)
         return result
 
-    def _apply_command_answer(self, result: SignedResult, *, command: str, text: str, user: User, channel: Channel,
-                              target: ResponseTarget | None) -> None:
+    def _apply_command_answer(
+        self,
+        result: SignedResult,
+        *,
+        command: str,
+        text: str,
+        user: User,
+        channel: Channel,
+        target: ResponseTarget | None,
+    ) -> None:
         failure = result.error
         if failure is None and result.status != 200:
-            failure = "http_client_error" if 400 <= result.status < 500 else "http_service_error" if result.status >= 500 else "dispatch_failed"
+            failure = (
+                "http_client_error"
+                if 400 <= result.status < 500
+                else "http_service_error"
+                if result.status >= 500
+                else "dispatch_failed"
+            )
         if failure is not None:
             self._command_error(channel, user, f'{command} failed with the error "{failure}"')
             return
@@ -482,7 +568,10 @@ class SlackEmulator:
         if in_channel:
             self.state.post(channel, user=user.id, text=f"{command} {text}".strip(), extra={"client_msg_id": "cmd"})
         message = self.state.post(
-            channel, user=self.workspace.bot_user_id, text=text_out, blocks=blocks,
+            channel,
+            user=self.workspace.bot_user_id,
+            text=text_out,
+            blocks=blocks,
             attachments=answer.get("attachments") if isinstance(answer.get("attachments"), list) else None,
             ephemeral_to=None if in_channel else user.id,
         )
@@ -492,9 +581,17 @@ class SlackEmulator:
     def _command_error(self, channel: Channel, user: User, text: str) -> None:
         self.state.emit({"type": "command_error", "channel": channel.id, "user": user.id, "text": text})
 
-    async def send_block_action(self, *, channel: str, message_ts: str, action_id: str, user_id: str | None = None,
-                                value: str | None = None, selected_option: str | dict[str, Any] | None = None,
-                                block_id: str | None = None) -> SignedResult:
+    async def send_block_action(
+        self,
+        *,
+        channel: str,
+        message_ts: str,
+        action_id: str,
+        user_id: str | None = None,
+        value: str | None = None,
+        selected_option: str | dict[str, Any] | None = None,
+        block_id: str | None = None,
+    ) -> SignedResult:
         """Sends the block_actions payload of a click on `action_id` in a message (ValueError if absent): signed
         over HTTP, or as an `interactive` envelope while the app holds a Socket Mode connection."""
         user = self._user(user_id or self.workspace.me)
@@ -505,23 +602,39 @@ class SlackEmulator:
         if message.get("ephemeral_to") and message["ephemeral_to"] != user.id:
             raise ValueError(f"message {message_ts} is only visible to {message['ephemeral_to']}")
         block, element = payloads.find_action(message, action_id, block_id)
-        action = payloads.action_json(block, element, value=value, selected_option=selected_option,
-                                      action_ts=self.state.new_action_ts())
+        action = payloads.action_json(
+            block, element, value=value, selected_option=selected_option, action_ts=self.state.new_action_ts()
+        )
         thread_ts = str(message["thread_ts"]) if is_reply(message) else None
-        target = self.state.new_response_target("action", channel=found.id, user=user.id, message_ts=message_ts,
-                                                thread_ts=thread_ts)
+        target = self.state.new_response_target(
+            "action", channel=found.id, user=user.id, message_ts=message_ts, thread_ts=thread_ts
+        )
         payload = payloads.block_actions(
-            self.workspace, user=user, channel=found, message=copy.deepcopy(message), action=action,
-            response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+            self.workspace,
+            user=user,
+            channel=found,
+            message=copy.deepcopy(message),
+            action=action,
+            response_url=self._response_url(target),
+            trigger_id=self.state.new_trigger(user.id),
         )
         result = await self._send_interactive(payload)
         if result.error or result.status != 200:
-            self.state.emit({"type": "action_error", "channel": found.id, "user": user.id, "ts": message_ts,
-                             "action_id": action_id, "text": result.error or f"HTTP {result.status}"})
+            self.state.emit(
+                {
+                    "type": "action_error",
+                    "channel": found.id,
+                    "user": user.id,
+                    "ts": message_ts,
+                    "action_id": action_id,
+                    "text": result.error or f"HTTP {result.status}",
+                }
+            )
         return result
 
-    async def send_message_shortcut(self, *, channel: str, message_ts: str, callback_id: str,
-                                    user_id: str | None = None) -> SignedResult:
+    async def send_message_shortcut(
+        self, *, channel: str, message_ts: str, callback_id: str, user_id: str | None = None
+    ) -> SignedResult:
         """Sends the message_action payload of a message shortcut used on a message (ValueError if absent); its
         response_url posts a new (by default ephemeral) message in the channel, as Slack's does."""
         user = self._user(user_id or self.workspace.me)
@@ -534,21 +647,32 @@ class SlackEmulator:
         thread_ts = str(message["thread_ts"]) if is_reply(message) else None
         target = self.state.new_response_target("shortcut", channel=found.id, user=user.id, thread_ts=thread_ts)
         payload = payloads.message_action(
-            self.workspace, user=user, channel=found, message=copy.deepcopy(message), callback_id=callback_id,
-            response_url=self._response_url(target), trigger_id=self.state.new_trigger(user.id),
+            self.workspace,
+            user=user,
+            channel=found,
+            message=copy.deepcopy(message),
+            callback_id=callback_id,
+            response_url=self._response_url(target),
+            trigger_id=self.state.new_trigger(user.id),
             action_ts=self.state.new_action_ts(),
         )
         return await self._send_interactive(payload)
 
-    async def send_view_submission(self, *, view_id: str, user_id: str | None = None,
-                                   values: dict[str, dict[str, Any]] | None = None) -> SignedResult:
+    async def send_view_submission(
+        self, *, view_id: str, user_id: str | None = None, values: dict[str, dict[str, Any]] | None = None
+    ) -> SignedResult:
         """Submits an open modal with `values[block_id][action_id]` and applies the bot's response_action."""
         view = self.state.views.get(view_id)
         if view is None:
             raise ValueError(f"no open view {view_id}")
         user = self._user(user_id or self.state.view_users.get(view_id) or self.workspace.me)
-        payload = payloads.view_submission(self.workspace, user=user, view=copy.deepcopy(view), values=values or {},
-                                           trigger_id=self.state.new_trigger(user.id))
+        payload = payloads.view_submission(
+            self.workspace,
+            user=user,
+            view=copy.deepcopy(view),
+            values=values or {},
+            trigger_id=self.state.new_trigger(user.id),
+        )
         result = await self._send_interactive(payload)
         if result.error or result.status != 200:
             return result
@@ -592,8 +716,13 @@ class SlackEmulator:
 
     def post_as_user(self, channel: str, user_id: str, text: str, *, thread_ts: str | None = None) -> dict[str, Any]:
         """Posts a plain message as a person (what typing in the page's composer does)."""
-        return self.state.post(self._channel(channel), user=self._user(user_id).id, text=text, thread_ts=thread_ts,
-                               extra={"client_msg_id": f"{time.time():.6f}"})
+        return self.state.post(
+            self._channel(channel),
+            user=self._user(user_id).id,
+            text=text,
+            thread_ts=thread_ts,
+            extra={"client_msg_id": f"{time.time():.6f}"},
+        )
 
     def _user(self, user_id: str) -> User:
         user = self.workspace.user(user_id)
@@ -629,11 +758,14 @@ class SlackEmulator:
             async with asyncio.timeout(SOCKET_WAIT_SECONDS), self._sockets_opened:
                 await self._sockets_opened.wait_for(lambda: len(self._app_sockets) >= count)
         except TimeoutError:
-            raise TimeoutError(f"the app opened {len(self._app_sockets)} of {count} Socket Mode connection(s) "
-                               f"within {SOCKET_WAIT_SECONDS:g} s") from None
+            raise TimeoutError(
+                f"the app opened {len(self._app_sockets)} of {count} Socket Mode connection(s) "
+                f"within {SOCKET_WAIT_SECONDS:g} s"
+            ) from None
 
-    async def send_socket_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int | None = None,
-                                   retry_reason: str | None = None) -> SignedResult:
+    async def send_socket_envelope(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int | None = None, retry_reason: str | None = None
+    ) -> SignedResult:
         """Sends one envelope (`slash_commands`, `interactive`, `events_api`) over a Socket Mode connection (one
         of them, in turn, as Slack spreads envelopes) and waits for the bot's ack, as long as the HTTP path waits
         for an answer. The result reads like the HTTP answer: status 200 and `json` = the ack's payload; an ack
@@ -643,8 +775,9 @@ class SlackEmulator:
         conn = self._app_sockets[self._next_socket % len(self._app_sockets)]
         self._next_socket += 1
         envelope_id = str(uuid.uuid4())
-        envelope = payloads.socket_envelope(kind, payload, envelope_id=envelope_id, retry_attempt=retry_attempt,
-                                            retry_reason=retry_reason)
+        envelope = payloads.socket_envelope(
+            kind, payload, envelope_id=envelope_id, retry_attempt=retry_attempt, retry_reason=retry_reason
+        )
         future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         conn.pending[envelope_id] = future
         ack: dict[str, Any] | None = None
@@ -690,8 +823,9 @@ class SlackEmulator:
         async with self._sockets_opened:
             self._sockets_opened.notify_all()
         try:
-            hello = payloads.socket_hello(self.workspace, num_connections=len(self._app_sockets),
-                                          connection_time=SOCKET_CONNECTION_SECONDS)
+            hello = payloads.socket_hello(
+                self.workspace, num_connections=len(self._app_sockets), connection_time=SOCKET_CONNECTION_SECONDS
+            )
             await ws.send_str(json.dumps(hello))
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
@@ -734,8 +868,12 @@ class SlackEmulator:
 
     async def _handle_state(self, request: web.Request) -> web.Response:
         snapshot = self.workspace.page_json()
-        snapshot["messages"] = {cid: [self.page_message(m) for m in msgs] for cid, msgs in self.state.all_messages().items()}
-        snapshot["views"] = [self.page_view(v, self.state.view_users.get(vid, "")) for vid, v in self.state.views.items()]
+        snapshot["messages"] = {
+            cid: [self.page_message(m) for m in msgs] for cid, msgs in self.state.all_messages().items()
+        }
+        snapshot["views"] = [
+            self.page_view(v, self.state.view_users.get(vid, "")) for vid, v in self.state.views.items()
+        ]
         snapshot["app_connected"] = self.app_connected
         return web.json_response(snapshot)
 
@@ -798,8 +936,9 @@ class SlackEmulator:
             self._command_error(channel, user, f'{command} failed with the error "dispatch_failed"')
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         result = await self.send_command(command=command, text=text.strip(), user_id=user.id, channel_id=channel.id)
-        return web.json_response({"ok": result.error is None and result.status == 200, "status": result.status,
-                                  "error": result.error})
+        return web.json_response(
+            {"ok": result.error is None and result.status == 200, "status": result.status, "error": result.error}
+        )
 
     async def _handle_page_action(self, request: web.Request) -> web.Response:
         data = await request.json()
@@ -807,14 +946,19 @@ class SlackEmulator:
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         try:
             result = await self.send_block_action(
-                channel=str(data.get("channel", "")), message_ts=str(data.get("message_ts", "")),
-                action_id=str(data.get("action_id", "")), user_id=str(data.get("user") or self.workspace.me),
-                value=data.get("value"), selected_option=data.get("selected_option"), block_id=data.get("block_id"),
+                channel=str(data.get("channel", "")),
+                message_ts=str(data.get("message_ts", "")),
+                action_id=str(data.get("action_id", "")),
+                user_id=str(data.get("user") or self.workspace.me),
+                value=data.get("value"),
+                selected_option=data.get("selected_option"),
+                block_id=data.get("block_id"),
             )
         except ValueError as error:
             return web.json_response({"ok": False, "error": str(error)}, status=400)
-        return web.json_response({"ok": result.error is None and result.status == 200, "status": result.status,
-                                  "error": result.error})
+        return web.json_response(
+            {"ok": result.error is None and result.status == 200, "status": result.status, "error": result.error}
+        )
 
     async def _handle_page_message(self, request: web.Request) -> web.Response:
         data = await request.json()
@@ -823,8 +967,12 @@ class SlackEmulator:
             return web.json_response({"ok": False, "error": "no_text"}, status=400)
         try:
             # Typed text reaches the API escaped, as from Slack's own client (post_as_user takes mrkdwn as is).
-            message = self.post_as_user(str(data.get("channel", "")), str(data.get("user") or self.workspace.me),
-                                        escape(text), thread_ts=data.get("thread_ts") or None)
+            message = self.post_as_user(
+                str(data.get("channel", "")),
+                str(data.get("user") or self.workspace.me),
+                escape(text),
+                thread_ts=data.get("thread_ts") or None,
+            )
         except ValueError as error:
             return web.json_response({"ok": False, "error": str(error)}, status=400)
         return web.json_response({"ok": True, "ts": message["ts"]})
@@ -837,16 +985,21 @@ class SlackEmulator:
         if not self.app_connected:
             return web.json_response({"ok": False, "error": "dispatch_failed"})
         try:
-            result = await self.send_view_submission(view_id=view_id, user_id=data.get("user") or None,
-                                                     values=data.get("values") or {})
+            result = await self.send_view_submission(
+                view_id=view_id, user_id=data.get("user") or None, values=data.get("values") or {}
+            )
         except ValueError as error:
             return web.json_response({"ok": False, "error": str(error)}, status=400)
         answer = result.json or {}
-        return web.json_response({
-            "ok": result.error is None and result.status == 200, "status": result.status, "error": result.error,
-            "closed": view_id not in self.state.views,
-            "errors": answer.get("errors") if answer.get("response_action") == "errors" else None,
-        })
+        return web.json_response(
+            {
+                "ok": result.error is None and result.status == 200,
+                "status": result.status,
+                "error": result.error,
+                "closed": view_id not in self.state.views,
+                "errors": answer.get("errors") if answer.get("response_action") == "errors" else None,
+            }
+        )
 
     async def _handle_page_view_close(self, request: web.Request) -> web.Response:
         data = await request.json()
@@ -916,5 +1069,3 @@ def _blocks_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def _hook_error(code: str, status: int) -> web.Response:
     return web.json_response({"ok": False, "error": code}, status=status)
-
-

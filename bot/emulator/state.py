@@ -85,11 +85,23 @@ class StoredFile:
         filetype = self.name.rsplit(".", 1)[-1].lower() if "." in self.name else "binary"
         url = f"{origin}/emulator/files/{self.id}"
         return {
-            "id": self.id, "created": self.created, "timestamp": self.created, "name": self.name,
-            "title": self.title or self.name, "mimetype": self.mimetype, "filetype": filetype,
-            "pretty_type": filetype.upper(), "user": self.user, "size": len(self.content or b""),
-            "mode": "hosted", "is_external": False, "is_public": True, "url_private": url,
-            "url_private_download": f"{url}?download=1", "permalink": url, "channels": list(self.shared_in),
+            "id": self.id,
+            "created": self.created,
+            "timestamp": self.created,
+            "name": self.name,
+            "title": self.title or self.name,
+            "mimetype": self.mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": self.user,
+            "size": len(self.content or b""),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": True,
+            "url_private": url,
+            "url_private_download": f"{url}?download=1",
+            "permalink": url,
+            "channels": list(self.shared_in),
             "alt_txt": self.alt_txt or None,
         }
 
@@ -160,8 +172,9 @@ class State:
 
     def replies(self, channel_id: str, thread_ts: str) -> list[dict[str, Any]]:
         """The parent of a thread followed by its replies."""
-        return [m for m in self._messages.get(channel_id, [])
-                if m.get("ts") == thread_ts or m.get("thread_ts") == thread_ts]
+        return [
+            m for m in self._messages.get(channel_id, []) if m.get("ts") == thread_ts or m.get("thread_ts") == thread_ts
+        ]
 
     def post(
         self,
@@ -185,14 +198,25 @@ class State:
             if parent is not None and is_reply(parent):
                 parent = self.find(channel.id, str(parent["thread_ts"]))
         ts = self.new_ts(channel.id)
-        message: dict[str, Any] = {"type": "message", "ts": ts, "channel": channel.id, "team": self.workspace.team_id,
-                                   "user": user, "text": text}
+        message: dict[str, Any] = {
+            "type": "message",
+            "ts": ts,
+            "channel": channel.id,
+            "team": self.workspace.team_id,
+            "user": user,
+            "text": text,
+        }
         author = self.workspace.user(user)
         if author is not None and author.is_bot:
             message["bot_id"] = author.bot_id
             message["app_id"] = self.workspace.app_id
-            message["bot_profile"] = {"id": author.bot_id, "app_id": self.workspace.app_id, "name": author.name,
-                                      "deleted": False, "team_id": self.workspace.team_id}
+            message["bot_profile"] = {
+                "id": author.bot_id,
+                "app_id": self.workspace.app_id,
+                "name": author.name,
+                "deleted": False,
+                "team_id": self.workspace.team_id,
+            }
         if subtype:
             message["subtype"] = subtype
         if blocks is not None:
@@ -264,16 +288,28 @@ class State:
             raise StateError("message_not_found")
         if message.get("reply_count"):
             message.clear()
-            message.update({"type": "message", "subtype": "tombstone", "ts": ts, "thread_ts": ts, "channel": channel_id,
-                            "text": "This message was deleted.", "user": "USLACKBOT", "hidden": True,
-                            "reply_count": len(self.replies(channel_id, ts)) - 1})
+            message.update(
+                {
+                    "type": "message",
+                    "subtype": "tombstone",
+                    "ts": ts,
+                    "thread_ts": ts,
+                    "channel": channel_id,
+                    "text": "This message was deleted.",
+                    "user": "USLACKBOT",
+                    "hidden": True,
+                    "reply_count": len(self.replies(channel_id, ts)) - 1,
+                }
+            )
             self.emit({"type": "message", "channel": channel_id, "message": message})
             return
         self._messages[channel_id].remove(message)
         if is_reply(message) and not message.get("ephemeral_to"):
             parent = self.find(channel_id, str(message["thread_ts"]))
             if parent is not None:
-                remaining = [m for m in self.replies(channel_id, parent["ts"]) if is_reply(m) and not m.get("ephemeral_to")]
+                remaining = [
+                    m for m in self.replies(channel_id, parent["ts"]) if is_reply(m) and not m.get("ephemeral_to")
+                ]
                 parent["reply_count"] = len(remaining)
                 parent["latest_reply"] = remaining[-1]["ts"] if remaining else None
                 if not remaining:
@@ -350,11 +386,18 @@ class State:
         self.triggers[trigger] = user
         return trigger
 
-    def new_response_target(self, kind: str, *, channel: str, user: str, message_ts: str | None = None,
-                            thread_ts: str | None = None) -> ResponseTarget:
+    def new_response_target(
+        self, kind: str, *, channel: str, user: str, message_ts: str | None = None, thread_ts: str | None = None
+    ) -> ResponseTarget:
         """Registers a response_url token for a command or an action."""
-        target = ResponseTarget(token=secrets.token_urlsafe(18), kind=kind, channel=channel, user=user,
-                                message_ts=message_ts, thread_ts=thread_ts)
+        target = ResponseTarget(
+            token=secrets.token_urlsafe(18),
+            kind=kind,
+            channel=channel,
+            user=user,
+            message_ts=message_ts,
+            thread_ts=thread_ts,
+        )
         self.responses[target.token] = target
         return target
 
@@ -402,22 +445,34 @@ class State:
             element = block.get("element") if block.get("type") == "input" else None
             if isinstance(element, dict) and not element.get("action_id"):
                 element["action_id"] = "".join(secrets.choice(_BLOCK_ID_ALPHABET) for _ in range(5))
-        stored.update({
-            "id": view_id, "team_id": self.workspace.team_id, "app_id": self.workspace.app_id,
-            "bot_id": self.workspace.bot_id, "app_installed_team_id": self.workspace.team_id,
-            "hash": f"{int(time.time())}.{secrets.token_hex(4)}", "state": {"values": {}},
-            "root_view_id": view_id, "previous_view_id": previous,
-            "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
-            "external_id": view.get("external_id", ""), "clear_on_close": bool(view.get("clear_on_close")),
-            "notify_on_close": bool(view.get("notify_on_close")),
-        })
+        stored.update(
+            {
+                "id": view_id,
+                "team_id": self.workspace.team_id,
+                "app_id": self.workspace.app_id,
+                "bot_id": self.workspace.bot_id,
+                "app_installed_team_id": self.workspace.team_id,
+                "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+                "state": {"values": {}},
+                "root_view_id": view_id,
+                "previous_view_id": previous,
+                "private_metadata": view.get("private_metadata", ""),
+                "callback_id": view.get("callback_id", ""),
+                "external_id": view.get("external_id", ""),
+                "clear_on_close": bool(view.get("clear_on_close")),
+                "notify_on_close": bool(view.get("notify_on_close")),
+            }
+        )
         return stored
 
     # -- files --------------------------------------------------------------------------------------------------
 
-    def announce_file(self, name: str, length: int, user: str, *, alt_txt: str = "", snippet_type: str = "") -> StoredFile:
+    def announce_file(
+        self, name: str, length: int, user: str, *, alt_txt: str = "", snippet_type: str = ""
+    ) -> StoredFile:
         """Registers a file to be uploaded (files.getUploadURLExternal)."""
-        stored = StoredFile(id=random_id("F"), name=name, length=length, user=user, alt_txt=alt_txt,
-                            snippet_type=snippet_type)
+        stored = StoredFile(
+            id=random_id("F"), name=name, length=length, user=user, alt_txt=alt_txt, snippet_type=snippet_type
+        )
         self.files[stored.id] = stored
         return stored

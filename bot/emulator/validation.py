@@ -6,16 +6,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
-BLOCK_TYPES = frozenset({"header", "section", "divider", "context", "actions", "image", "input", "rich_text", "file",
-                         "video", "markdown"})
-INTERACTIVE_ELEMENTS = frozenset({
-    "button", "static_select", "multi_static_select", "overflow", "datepicker", "timepicker", "datetimepicker",
-    "checkboxes", "radio_buttons", "users_select", "multi_users_select", "conversations_select",
-    "multi_conversations_select", "channels_select", "multi_channels_select", "external_select",
-    "multi_external_select", "plain_text_input", "email_text_input", "url_text_input", "number_input",
-})
-ACCESSORY_ELEMENTS = (INTERACTIVE_ELEMENTS - {"plain_text_input", "email_text_input", "url_text_input",
-                                              "number_input", "datetimepicker"}) | {"image"}
+BLOCK_TYPES = frozenset(
+    {"header", "section", "divider", "context", "actions", "image", "input", "rich_text", "file", "video", "markdown"}
+)
+INTERACTIVE_ELEMENTS = frozenset(
+    {
+        "button",
+        "static_select",
+        "multi_static_select",
+        "overflow",
+        "datepicker",
+        "timepicker",
+        "datetimepicker",
+        "checkboxes",
+        "radio_buttons",
+        "users_select",
+        "multi_users_select",
+        "conversations_select",
+        "multi_conversations_select",
+        "channels_select",
+        "multi_channels_select",
+        "external_select",
+        "multi_external_select",
+        "plain_text_input",
+        "email_text_input",
+        "url_text_input",
+        "number_input",
+    }
+)
+ACCESSORY_ELEMENTS = (
+    INTERACTIVE_ELEMENTS - {"plain_text_input", "email_text_input", "url_text_input", "number_input", "datetimepicker"}
+) | {"image"}
 INPUT_ELEMENTS = INTERACTIVE_ELEMENTS - {"button", "overflow"}
 TEXT_TYPES = frozenset({"plain_text", "mrkdwn"})
 
@@ -184,7 +205,9 @@ class _Checker:
             return
         kind = element.get("type")
         if kind not in allowed:
-            self.fail(f"{pointer}/type", f"unsupported element type `{kind}` here" if kind else "missing required field: type")
+            self.fail(
+                f"{pointer}/type", f"unsupported element type `{kind}` here" if kind else "missing required field: type"
+            )
             return
         if kind == "image":
             self.image(element, pointer)
@@ -224,8 +247,13 @@ class _Checker:
                 if not isinstance(group, dict):
                     self.fail(f"{pointer}/option_groups/{g}", "must be an object")
                     continue
-                self.text(group.get("label"), f"{pointer}/option_groups/{g}/label", OPTION_TEXT_LIMIT,
-                          plain_only=True, required=True)
+                self.text(
+                    group.get("label"),
+                    f"{pointer}/option_groups/{g}/label",
+                    OPTION_TEXT_LIMIT,
+                    plain_only=True,
+                    required=True,
+                )
                 self.option_list(group.get("options"), f"{pointer}/option_groups/{g}/options")
             return
         self.option_list(options, f"{pointer}/options")

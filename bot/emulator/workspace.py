@@ -109,8 +109,15 @@ class Channel:
     def to_slack(self, *, viewer: str) -> dict[str, Any]:
         """The conversation object of conversations.info, as seen by user `viewer` (for is_member)."""
         if self.is_im:
-            return {"id": self.id, "created": self.created, "is_im": True, "is_org_shared": False,
-                    "user": self.user, "is_user_deleted": False, "priority": 0}
+            return {
+                "id": self.id,
+                "created": self.created,
+                "is_im": True,
+                "is_org_shared": False,
+                "user": self.user,
+                "is_user_deleted": False,
+                "priority": 0,
+            }
         return {
             "id": self.id,
             "name": self.name,
@@ -146,11 +153,23 @@ class Usergroup:
     def to_slack(self, team_id: str, *, include_users: bool) -> dict[str, Any]:
         """The usergroup object of usergroups.list."""
         group: dict[str, Any] = {
-            "id": self.id, "team_id": team_id, "is_usergroup": True, "is_subteam": True,
-            "name": self.name or self.handle, "description": self.description, "handle": self.handle,
-            "is_external": False, "date_create": 1700000000, "date_update": 1700000000, "date_delete": 0,
-            "auto_type": None, "created_by": "", "updated_by": "", "deleted_by": None,
-            "prefs": {"channels": [], "groups": []}, "user_count": len(self.members),
+            "id": self.id,
+            "team_id": team_id,
+            "is_usergroup": True,
+            "is_subteam": True,
+            "name": self.name or self.handle,
+            "description": self.description,
+            "handle": self.handle,
+            "is_external": False,
+            "date_create": 1700000000,
+            "date_update": 1700000000,
+            "date_delete": 0,
+            "auto_type": None,
+            "created_by": "",
+            "updated_by": "",
+            "deleted_by": None,
+            "prefs": {"channels": [], "groups": []},
+            "user_count": len(self.members),
         }
         if include_users:
             group["users"] = list(self.members)
@@ -177,21 +196,41 @@ class Workspace:
             if not user.color:
                 user.color = AVATAR_COLOURS[i % len(AVATAR_COLOURS)]
         if not any(u.id == self.bot_user_id for u in self.users):
-            self.users.append(User(id=self.bot_user_id, name="chatops", real_name="chatops", is_bot=True,
-                                   bot_id=self.bot_id, color="#611f69"))
+            self.users.append(
+                User(
+                    id=self.bot_user_id,
+                    name="chatops",
+                    real_name="chatops",
+                    is_bot=True,
+                    bot_id=self.bot_id,
+                    color="#611f69",
+                )
+            )
 
     @classmethod
     def demo(cls) -> Workspace:
         """The demo team `acme`: you (U0DEMO), Alice, Bob and Carol, the chatops bot, two usergroups, six channels."""
         people = ["U0DEMO", "U0ALICE", "U0BOB", "U0CAROL"]
         users = [
-            User("U0DEMO", "demo", "Demo User", tz="Europe/Berlin", title="Platform engineer",
-                 email="demo@acme.example", is_admin=True),
-            User("U0ALICE", "alice", "Alice Anders", tz="America/New_York", title="Platform lead",
-                 email="alice@acme.example"),
+            User(
+                "U0DEMO",
+                "demo",
+                "Demo User",
+                tz="Europe/Berlin",
+                title="Platform engineer",
+                email="demo@acme.example",
+                is_admin=True,
+            ),
+            User(
+                "U0ALICE",
+                "alice",
+                "Alice Anders",
+                tz="America/New_York",
+                title="Platform lead",
+                email="alice@acme.example",
+            ),
             User("U0BOB", "bob", "Bob Brown", tz="Asia/Kolkata", title="SRE", email="bob@acme.example"),
-            User("U0CAROL", "carol", "Carol Chen", tz="Australia/Sydney", title="SRE",
-                 email="carol@acme.example"),
+            User("U0CAROL", "carol", "Carol Chen", tz="Australia/Sydney", title="SRE", email="carol@acme.example"),
             User("U0BOT", "chatops", "chatops", tz="UTC", is_bot=True, bot_id="B0BOT", color="#611f69"),
         ]
         topics = {
@@ -203,8 +242,15 @@ class Workspace:
             "backups": "Backup runs and restores",
         }
         channels = [
-            Channel(f"C0{name.upper()}", name, members=[*people, "U0BOT"], topic=topic, creator="U0DEMO",
-                    is_general=name == "general", created=1700000000)
+            Channel(
+                f"C0{name.upper()}",
+                name,
+                members=[*people, "U0BOT"],
+                topic=topic,
+                creator="U0DEMO",
+                is_general=name == "general",
+                created=1700000000,
+            )
             for name, topic in topics.items()
         ]
         usergroups = [
@@ -243,8 +289,14 @@ class Workspace:
         existing = next((c for c in self.channels if c.is_im and c.user == user_id), None)
         if existing is not None or not create:
             return existing
-        channel = Channel(id="D" + user_id[1:], name=user_id, members=[user_id, self.bot_user_id], is_im=True,
-                          user=user_id, creator=self.bot_user_id)
+        channel = Channel(
+            id="D" + user_id[1:],
+            name=user_id,
+            members=[user_id, self.bot_user_id],
+            is_im=True,
+            user=user_id,
+            creator=self.bot_user_id,
+        )
         self.channels.append(channel)
         return channel
 
@@ -254,15 +306,29 @@ class Workspace:
         """Adds a person (joined to no channel) and returns them."""
         if self.user(id) is not None:
             raise ValueError(f"user {id} already exists")
-        user = User(id=id, name=name, real_name=real_name or name.title(), display_name=extra.pop("display_name", ""),
-                    tz=tz, **extra)
+        user = User(
+            id=id,
+            name=name,
+            real_name=real_name or name.title(),
+            display_name=extra.pop("display_name", ""),
+            tz=tz,
+            **extra,
+        )
         if not user.color:
             user.color = AVATAR_COLOURS[len(self.users) % len(AVATAR_COLOURS)]
         self.users.append(user)
         return user
 
-    def add_channel(self, name: str, *, id: str | None = None, members: list[str] | None = None,
-                    bot_member: bool = True, is_private: bool = False, topic: str = "") -> Channel:
+    def add_channel(
+        self,
+        name: str,
+        *,
+        id: str | None = None,
+        members: list[str] | None = None,
+        bot_member: bool = True,
+        is_private: bool = False,
+        topic: str = "",
+    ) -> Channel:
         """Adds a channel (the bot joins unless `bot_member` is False) and returns it."""
         if not CHANNEL_NAME.match(name):
             raise ValueError(f"invalid channel name {name!r}")
@@ -274,8 +340,9 @@ class Workspace:
         member_ids = list(members or [])
         if bot_member and self.bot_user_id not in member_ids:
             member_ids.append(self.bot_user_id)
-        channel = Channel(id=channel_id, name=name, members=member_ids, is_private=is_private, topic=topic,
-                          creator=self.me)
+        channel = Channel(
+            id=channel_id, name=name, members=member_ids, is_private=is_private, topic=topic, creator=self.me
+        )
         self.channels.append(channel)
         return channel
 
@@ -291,16 +358,29 @@ class Workspace:
 
     def team_json(self) -> dict[str, Any]:
         """The team object (team.info)."""
-        return {"id": self.team_id, "name": self.team_name, "domain": self.domain, "email_domain": "",
-                "icon": {"image_default": True}}
+        return {
+            "id": self.team_id,
+            "name": self.team_name,
+            "domain": self.domain,
+            "email_domain": "",
+            "icon": {"image_default": True},
+        }
 
     def page_json(self) -> dict[str, Any]:
         """The directory as the dev page needs it: team, users (with colours), conversations."""
         return {
             "team": self.team_json() | {"bot_user_id": self.bot_user_id, "me": self.me},
             "users": [
-                {"id": u.id, "name": u.name, "label": u.label(), "real_name": u.real_name or u.name,
-                 "is_bot": u.is_bot, "color": u.color, "tz": u.tz, "title": u.title}
+                {
+                    "id": u.id,
+                    "name": u.name,
+                    "label": u.label(),
+                    "real_name": u.real_name or u.name,
+                    "is_bot": u.is_bot,
+                    "color": u.color,
+                    "tz": u.tz,
+                    "title": u.title,
+                }
                 for u in self.users
             ],
             "usergroups": [{"id": g.id, "handle": g.handle, "members": list(g.members)} for g in self.usergroups],
@@ -309,5 +389,12 @@ class Workspace:
 
     def channel_page_json(self, channel: Channel) -> dict[str, Any]:
         """One conversation as the dev page shows it in its sidebar."""
-        return {"id": channel.id, "name": channel.name, "is_im": channel.is_im, "user": channel.user,
-                "is_private": channel.is_private, "topic": channel.topic, "members": list(channel.members)}
+        return {
+            "id": channel.id,
+            "name": channel.name,
+            "is_im": channel.is_im,
+            "user": channel.user,
+            "is_private": channel.is_private,
+            "topic": channel.topic,
+            "members": list(channel.members),
+        }

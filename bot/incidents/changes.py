@@ -31,8 +31,15 @@ class IncidentChanges:
     """The changes `/incident` and the "Add to timeline" shortcut make; one per `IncidentService`."""
 
     def __init__(
-        self, *, config: IncidentsSection, store: IncidentStore, recorder: ChangeRecorder, pager: IncidentPager,
-        channel: IncidentChannel, alerts: AlertPipeline, clock: Callable[[], datetime],
+        self,
+        *,
+        config: IncidentsSection,
+        store: IncidentStore,
+        recorder: ChangeRecorder,
+        pager: IncidentPager,
+        channel: IncidentChannel,
+        alerts: AlertPipeline,
+        clock: Callable[[], datetime],
         public: PublicUpdates | None = None,
     ) -> None:
         self._config = config
@@ -56,15 +63,23 @@ class IncidentChanges:
         """A status update: timeline, incident channel, announce thread, summary."""
         text = _text(text, "update")
         return await self._recorder.apply(
-            incident, by, "update", lambda i: _open(i).model_copy(update={"last_update": text}),
-            lambda _b, _a: [self._entry("update", by, text)], detail=text,
+            incident,
+            by,
+            "update",
+            lambda i: _open(i).model_copy(update={"last_update": text}),
+            lambda _b, _a: [self._entry("update", by, text)],
+            detail=text,
         )
 
     async def note(self, incident: Incident, text: str, by: str, *, author: str = "", source_ts: str = "") -> Incident:
         """A note on the timeline only (also what the "Add to timeline" shortcut adds)."""
         text = _text(text, "note")
         return await self._recorder.apply(
-            incident, by, "note", lambda i: i, lambda _b, _a: [self._entry("note", by, text, author=author, source_ts=source_ts)],
+            incident,
+            by,
+            "note",
+            lambda i: i,
+            lambda _b, _a: [self._entry("note", by, text, author=author, source_ts=source_ts)],
             detail=text,
         )
 
@@ -78,7 +93,12 @@ class IncidentChanges:
             return i if i.public_title else i.model_copy(update={"public_title": public_title(text)})
 
         return await self._recorder.apply(
-            incident, by, "public", change, lambda _b, _a: [self._entry("public", by, text)], detail=text,
+            incident,
+            by,
+            "public",
+            change,
+            lambda _b, _a: [self._entry("public", by, text)],
+            detail=text,
             also=lambda pipe, after: self._queue_public(pipe, after, text),
         )
 
@@ -90,11 +110,21 @@ class IncidentChanges:
             _open(i)
             if i.commander == user:
                 raise UserFacingError(f"<@{user}> is already {i.id}'s commander.")
-            return i.model_copy(update={"commander": user, "commander_at": i.commander_at or now, "deadline": None,
-                                        "participants": add_people(i.participants, user)})
+            return i.model_copy(
+                update={
+                    "commander": user,
+                    "commander_at": i.commander_at or now,
+                    "deadline": None,
+                    "participants": add_people(i.participants, user),
+                }
+            )
 
         def entries(before: Incident, after: Incident) -> list[TimelineEntry]:
-            took = f" ({human_duration(now - before.declared_at)} after the declaration)" if before.commander_at is None else ""
+            took = (
+                f" ({human_duration(now - before.declared_at)} after the declaration)"
+                if before.commander_at is None
+                else ""
+            )
             was = f", taking over from <@{before.commander}>" if before.commander else ""
             return [self._entry("commander", by, f"<@{user}> is the incident commander{was}{took}")]
 
@@ -105,12 +135,21 @@ class IncidentChanges:
 
     async def set_role(self, incident: Incident, role: str, user: str, by: str) -> Incident:
         """Gives `user` a named role (scribe, comms, ops…)."""
+
         def change(i: Incident) -> Incident:
             _open(i)
-            return i.model_copy(update={"roles": {**i.roles, role: user}, "participants": add_people(i.participants, user)})
+            return i.model_copy(
+                update={"roles": {**i.roles, role: user}, "participants": add_people(i.participants, user)}
+            )
 
-        after = await self._recorder.apply(incident, by, "role", change,
-                                           lambda _b, _a: [self._entry("role", by, f"<@{user}> is {role}")], detail=f"{role}: {user}")
+        after = await self._recorder.apply(
+            incident,
+            by,
+            "role",
+            change,
+            lambda _b, _a: [self._entry("role", by, f"<@{user}> is {role}")],
+            detail=f"{role}: {user}",
+        )
         if after.channel_id:
             await self._channel.invite(after, user)
         return after
@@ -128,9 +167,15 @@ class IncidentChanges:
                 raise UserFacingError(f"{i.id} is already {status}.")
             return i.model_copy(update={"status": status})
 
-        return await self._recorder.apply(incident, by, "status", change,
-                                          lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")],
-                                          detail=status, also=self._queue_public)
+        return await self._recorder.apply(
+            incident,
+            by,
+            "status",
+            change,
+            lambda b, _a: [self._entry("status", by, f"Status {b.status} → {status}")],
+            detail=status,
+            also=self._queue_public,
+        )
 
     async def set_severity(self, incident: Incident, severity: str, by: str) -> Incident:
         """Changes the severity; raising it to one that pages pages per the new severity."""
@@ -148,8 +193,15 @@ class IncidentChanges:
             way = "raised" if self._config.rank(severity) < self._config.rank(before.severity) else "lowered"
             return [self._entry("severity", by, f"Severity {way}: {before.severity.upper()} → {severity.upper()}")]
 
-        after = await self._recorder.apply(incident, by, "severity", change, entries,
-                                           detail=f"{incident.severity} -> {severity}", also=self._queue_public)
+        after = await self._recorder.apply(
+            incident,
+            by,
+            "severity",
+            change,
+            entries,
+            detail=f"{incident.severity} -> {severity}",
+            also=self._queue_public,
+        )
         if self._config.rank(severity) < self._config.rank(incident.severity) and after.channel_id:
             await self._pager.page(after, reason=f"severity raised to {severity.upper()}")
         return after
@@ -161,8 +213,15 @@ class IncidentChanges:
 
         def change(i: Incident) -> Incident:
             _open(i)
-            return i.model_copy(update={"status": "resolved", "resolved_at": now, "resolved_by": by,
-                                        "resolution": summary, "deadline": None})
+            return i.model_copy(
+                update={
+                    "status": "resolved",
+                    "resolved_at": now,
+                    "resolved_by": by,
+                    "resolution": summary,
+                    "deadline": None,
+                }
+            )
 
         def entries(before: Incident, _after: Incident) -> list[TimelineEntry]:
             took = human_duration(now - before.declared_at)
@@ -206,6 +265,13 @@ def _text(text: str, what: str) -> str:
 def _figures(incident: Incident) -> dict[str, str]:
     def seconds(since: datetime | None) -> str:
         return f"{(since - incident.declared_at).total_seconds():.3f}" if since else ""
-    return {"incident": incident.id, "severity": incident.severity, "declared_at": incident.declared_at.isoformat(),
-            "seconds_to_commander": seconds(incident.commander_at), "seconds_to_resolve": seconds(incident.resolved_at),
-            "commander": incident.commander or "", "resolved_by": incident.resolved_by or ""}
+
+    return {
+        "incident": incident.id,
+        "severity": incident.severity,
+        "declared_at": incident.declared_at.isoformat(),
+        "seconds_to_commander": seconds(incident.commander_at),
+        "seconds_to_resolve": seconds(incident.resolved_at),
+        "commander": incident.commander or "",
+        "resolved_by": incident.resolved_by or "",
+    }

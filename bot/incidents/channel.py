@@ -34,8 +34,16 @@ class IncidentChannel:
     """Sets up an incident's channel and announcement, invites people to it and keeps its topic current."""
 
     def __init__(
-        self, *, config: IncidentsSection, store: IncidentStore, slack: AsyncWebClient, alerts: AlertPipeline,
-        oncall: OncallService, usergroups: UsergroupDirectory, pager: IncidentPager, clock: Callable[[], datetime],
+        self,
+        *,
+        config: IncidentsSection,
+        store: IncidentStore,
+        slack: AsyncWebClient,
+        alerts: AlertPipeline,
+        oncall: OncallService,
+        usergroups: UsergroupDirectory,
+        pager: IncidentPager,
+        clock: Callable[[], datetime],
     ) -> None:
         self._config = config
         self._store = store
@@ -74,8 +82,11 @@ class IncidentChannel:
             await self._pager.page(incident, reason=f"{incident.severity.upper()} declared")
             incident = await self._store.get(incident.id) or incident
         for group_id in incident.alert_ids:
-            await self._alert_thread(group_id, f":rotating_light: <@{incident.declared_by}> declared {incident.id} "
-                                               f"from this alert: <#{incident.channel_id}>")
+            await self._alert_thread(
+                group_id,
+                f":rotating_light: <@{incident.declared_by}> declared {incident.id} "
+                f"from this alert: <#{incident.channel_id}>",
+            )
         return await self._set(incident, setup_done=True)
 
     async def invite(self, incident: Incident, user: str) -> bool:
@@ -132,12 +143,17 @@ class IncidentChannel:
         target = self._config.severities[severity].page
         if target is None:
             return []
-        policy = self._alerts.oncall.escalation_policies.get(paging.policy_name(self._config, self._alerts.oncall, severity) or "")
+        policy = self._alerts.oncall.escalation_policies.get(
+            paging.policy_name(self._config, self._alerts.oncall, severity) or ""
+        )
         if isinstance(target, str) and target in self._oncall.config.rotations:
             rotations = [target]
         else:  # the policy it pages: the rotations its first steps page at once
-            rotations = [step.notify for step in (policy.steps if policy else ())
-                         if isinstance(step.notify, str) and step.target_kind == "rotation" and step.after == timedelta(0)]
+            rotations = [
+                step.notify
+                for step in (policy.steps if policy else ())
+                if isinstance(step.notify, str) and step.target_kind == "rotation" and step.after == timedelta(0)
+            ]
         found = []
         for rotation in rotations:
             try:
@@ -151,6 +167,8 @@ class IncidentChannel:
         if group is None or group.message_ts is None:
             return
         try:
-            await self._slack.chat_postMessage(channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text)
+            await self._slack.chat_postMessage(
+                channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text
+            )
         except SlackApiError as error:
             log.warning("could not reply in the thread of alert %s: %s", group_id, error.response.get("error"))

@@ -52,8 +52,12 @@ class SeverityConfig(StrictModel):
 
 def _default_severities() -> dict[str, SeverityConfig]:
     return {
-        "sev1": SeverityConfig(description="Complete outage, data loss or security breach", respond_within=timedelta(minutes=15)),
-        "sev2": SeverityConfig(description="Partial outage or major feature broken", respond_within=timedelta(minutes=30)),
+        "sev1": SeverityConfig(
+            description="Complete outage, data loss or security breach", respond_within=timedelta(minutes=15)
+        ),
+        "sev2": SeverityConfig(
+            description="Partial outage or major feature broken", respond_within=timedelta(minutes=30)
+        ),
         "sev3": SeverityConfig(description="Minor feature broken", respond_within=timedelta(hours=2)),
     }
 

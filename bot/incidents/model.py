@@ -74,8 +74,19 @@ class Incident(BaseModel):
 
 
 TimelineKind = Literal[
-    "declared", "update", "status", "severity", "commander", "role", "note", "page", "escalation", "resolved", "alert",
-    "public", "statuspage",
+    "declared",
+    "update",
+    "status",
+    "severity",
+    "commander",
+    "role",
+    "note",
+    "page",
+    "escalation",
+    "resolved",
+    "alert",
+    "public",
+    "statuspage",
 ]
 
 
@@ -94,8 +105,14 @@ class TimelineEntry(BaseModel):
 
     def fields(self) -> dict[str, str]:
         """The entry as stream fields."""
-        return {"at": self.at.isoformat(), "kind": self.kind, "by": self.by, "text": self.text,
-                "author": self.author, "source_ts": self.source_ts}
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "by": self.by,
+            "text": self.text,
+            "author": self.author,
+            "source_ts": self.source_ts,
+        }
 
 
 def add_people(people: tuple[str, ...], *users: str) -> tuple[str, ...]:

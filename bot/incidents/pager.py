@@ -26,7 +26,12 @@ class IncidentPager:
     """Pages the people an incident's severity calls for, and escalates when nobody takes command in time."""
 
     def __init__(
-        self, *, config: IncidentsSection, store: IncidentStore, alerts: AlertPipeline, recorder: ChangeRecorder,
+        self,
+        *,
+        config: IncidentsSection,
+        store: IncidentStore,
+        alerts: AlertPipeline,
+        recorder: ChangeRecorder,
         clock: Callable[[], datetime],
     ) -> None:
         self._config = config
@@ -43,13 +48,20 @@ class IncidentPager:
         if name is None or policy is None or incident.channel_id is None:
             return None
         now = self._clock()
-        group = escalation.start(paging.page_group(self._config, incident, channel=incident.channel_id, policy=name, reason=reason, now=now),
-                                 policy, now)
+        group = escalation.start(
+            paging.page_group(self._config, incident, channel=incident.channel_id, policy=name, reason=reason, now=now),
+            policy,
+            now,
+        )
         await self._alerts.open_page(group, post_at=now)
         await self._alerts.post(group.id)  # at once; if Slack fails, the alert flusher posts it when Slack is back
         await self._recorder.apply(
-            incident, SYSTEM, "page", lambda i: i.model_copy(update={"page_ids": (*i.page_ids, group.id)}),
-            lambda _b, _a: [self._recorder.entry("page", SYSTEM, f"Paging `{name}` ({reason}): alert `{group.id}`")], detail=group.id,
+            incident,
+            SYSTEM,
+            "page",
+            lambda i: i.model_copy(update={"page_ids": (*i.page_ids, group.id)}),
+            lambda _b, _a: [self._recorder.entry("page", SYSTEM, f"Paging `{name}` ({reason}): alert `{group.id}`")],
+            detail=group.id,
         )
         return group.id
 
@@ -70,10 +82,19 @@ class IncidentPager:
 
         try:
             after = await self._recorder.apply(
-                incident, SYSTEM, "escalate", change,
-                lambda _b, _a: [self._recorder.entry("escalation", SYSTEM, f"<!here> No commander {human_duration(within)} after the declaration"
-                                                                           f" ({incident.severity.upper()} needs one within {human_duration(within)}): escalating."
-                                                                           " Take it with `/incident commander @you`.")],
+                incident,
+                SYSTEM,
+                "escalate",
+                change,
+                lambda _b, _a: [
+                    self._recorder.entry(
+                        "escalation",
+                        SYSTEM,
+                        f"<!here> No commander {human_duration(within)} after the declaration"
+                        f" ({incident.severity.upper()} needs one within {human_duration(within)}): escalating."
+                        " Take it with `/incident commander @you`.",
+                    )
+                ],
             )
         except UserFacingError:
             await self._store.drop_deadline(member)

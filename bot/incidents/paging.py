@@ -41,9 +41,12 @@ def synthesized_policies(config: IncidentsSection, oncall: OncallSection) -> dic
         if spec.page is None or spec.page in oncall.escalation_policies:
             continue
         policies[f"incident-{severity}"] = EscalationPolicy(
-            steps=(EscalationStep(notify=spec.page, after=timedelta(0)),
-                   EscalationStep(notify=config.announce_channel, after=spec.respond_within, mention="@here")),
-            repeat=1, repeat_after=spec.respond_within,
+            steps=(
+                EscalationStep(notify=spec.page, after=timedelta(0)),
+                EscalationStep(notify=config.announce_channel, after=spec.respond_within, mention="@here"),
+            ),
+            repeat=1,
+            repeat_after=spec.respond_within,
         )
     return policies
 
@@ -68,21 +71,35 @@ def incident_severity(config: IncidentsSection, alert_severity_name: str) -> str
     return names[min(rank, len(names) - 1)]
 
 
-def page_group(config: IncidentsSection, incident: Incident, *, channel: str, policy: str, reason: str, now: datetime) -> AlertGroup:
+def page_group(
+    config: IncidentsSection, incident: Incident, *, channel: str, policy: str, reason: str, now: datetime
+) -> AlertGroup:
     """A new alert group that pages for `incident` (not started yet: `escalation.start` does that)."""
     number = len(incident.page_ids) + 1
     fingerprint = f"{SOURCE}-{incident.id}-{number}"
     member = Member(
-        fingerprint=fingerprint, title=f"{incident.id} {incident.severity.upper()}: {incident.title}",
+        fingerprint=fingerprint,
+        title=f"{incident.id} {incident.severity.upper()}: {incident.title}",
         severity=alert_severity(config, incident.severity),
-        status="firing", summary=reason,
-        labels={"source": SOURCE, "incident": incident.id, "severity": incident.severity,
-                **({"service": incident.service} if incident.service else {})},
-        starts_at=now, last_seen=now,
+        status="firing",
+        summary=reason,
+        labels={
+            "source": SOURCE,
+            "incident": incident.id,
+            "severity": incident.severity,
+            **({"service": incident.service} if incident.service else {}),
+        },
+        starts_at=now,
+        last_seen=now,
     )
     return AlertGroup(
-        id=new_group_id(), group_key=f"{SOURCE}:{incident.id}:{number}", channel=channel, escalation=policy,
-        members={fingerprint: member}, created_at=now, updated_at=now,
+        id=new_group_id(),
+        group_key=f"{SOURCE}:{incident.id}:{number}",
+        channel=channel,
+        escalation=policy,
+        members={fingerprint: member},
+        created_at=now,
+        updated_at=now,
     )
 
 

@@ -38,9 +38,15 @@ def window(incident: Incident, now: datetime) -> tuple[datetime, datetime]:
 
 
 def postmortem_markdown(
-    incident: Incident, entries: Sequence[TimelineEntry], *, alerts: Sequence[AlertGroup],
-    acks: Sequence[Mapping[str, str]], deploys: Sequence[DeployRecord], now: datetime,
-    names: Mapping[str, str] | None = None, since: datetime | None = None,
+    incident: Incident,
+    entries: Sequence[TimelineEntry],
+    *,
+    alerts: Sequence[AlertGroup],
+    acks: Sequence[Mapping[str, str]],
+    deploys: Sequence[DeployRecord],
+    now: datetime,
+    names: Mapping[str, str] | None = None,
+    since: datetime | None = None,
 ) -> str:
     """The draft. `since` widens the impact window back to the first linked alert; `names` maps user ids to
     handles for readability."""
@@ -64,17 +70,35 @@ def postmortem_markdown(
     ]
     lines += [f"- **{role.capitalize()}:** {_who(user, names)}" for role, user in sorted(incident.roles.items())]
     if incident.resolved_at:
-        lines.append(f"- **Resolved:** {_at(incident.resolved_at)} by {_who(incident.resolved_by, names)}"
-                     f" (after {human_duration(incident.resolved_at - incident.declared_at)})")
-    lines += ["", (f"**Resolution:** {_plain(incident.resolution, names)}" if incident.resolution else "**Resolution:** _to write_"), ""]
+        lines.append(
+            f"- **Resolved:** {_at(incident.resolved_at)} by {_who(incident.resolved_by, names)}"
+            f" (after {human_duration(incident.resolved_at - incident.declared_at)})"
+        )
     lines += [
-        "## Impact window", "",
-        f"From {_at(start)} to {_at(end)} ({human_duration(max(end - start, timedelta(0)))}, {ended}).", "",
-        "_Who and what was affected: to write._", "",
-        "## Severity history", "",
-        "| Since | Severity | Set by |", "|---|---|---|",
+        "",
+        (
+            f"**Resolution:** {_plain(incident.resolution, names)}"
+            if incident.resolution
+            else "**Resolution:** _to write_"
+        ),
+        "",
     ]
-    lines += [f"| {_at(change.at)} | {change.severity.upper()} | {_who(change.by, names)} |" for change in incident.severity_history]
+    lines += [
+        "## Impact window",
+        "",
+        f"From {_at(start)} to {_at(end)} ({human_duration(max(end - start, timedelta(0)))}, {ended}).",
+        "",
+        "_Who and what was affected: to write._",
+        "",
+        "## Severity history",
+        "",
+        "| Since | Severity | Set by |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {_at(change.at)} | {change.severity.upper()} | {_who(change.by, names)} |"
+        for change in incident.severity_history
+    ]
     lines += ["", "## Timeline", "", "| Time (UTC) | Who | What |", "|---|---|---|"]
     for entry in entries:
         author = f" (message by {_who(entry.author, names)})" if entry.author and entry.author != entry.by else ""
@@ -97,18 +121,38 @@ def postmortem_markdown(
                 ack_text = _who(group.acked_by, names)
             resolved = _at(group.resolved_at) if group.resolved_at else "firing"
             title = _plain(group.title, names).replace("|", "\\|")
-            lines.append(f"| `{group.id}` | {title} | {group.severity} | {_at(group.created_at)} | {ack_text} | {resolved} |")
+            lines.append(
+                f"| `{group.id}` | {title} | {group.severity} | {_at(group.created_at)} | {ack_text} | {resolved} |"
+            )
     lines += ["", "## Deploys and rollbacks in the window", ""]
     if not deploys:
         lines.append("None recorded between the start of the window and its end.")
     else:
-        lines += ["| When | Kind | Service | Environment | Version | From | State | By |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| When | Kind | Service | Environment | Version | From | State | By |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for record in sorted(deploys, key=lambda r: r.created_at):
-            lines.append(f"| {_at(record.created_at)} | {record.kind} | {record.service} | {record.environment} | "
-                         f"{record.version} | {record.previous_version or '—'} | {record.state.value} | "
-                         f"{_who(record.requested_by, names)} |")
+            lines.append(
+                f"| {_at(record.created_at)} | {record.kind} | {record.service} | {record.environment} | "
+                f"{record.version} | {record.previous_version or '—'} | {record.state.value} | "
+                f"{_who(record.requested_by, names)} |"
+            )
     lines += [
-        "", "## What went well", "", "- ", "", "## What went wrong", "", "- ", "",
-        "## Action items", "", "| Action | Owner | Due | Ticket |", "|---|---|---|---|", "|  |  |  |  |", "",
+        "",
+        "## What went well",
+        "",
+        "- ",
+        "",
+        "## What went wrong",
+        "",
+        "- ",
+        "",
+        "## Action items",
+        "",
+        "| Action | Owner | Due | Ticket |",
+        "|---|---|---|---|",
+        "|  |  |  |  |",
+        "",
     ]
     return "\n".join(lines)

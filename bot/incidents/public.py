@@ -110,8 +110,14 @@ class PublicUpdates:
         """Queues the incident's public state (and `body`, public text) in the transaction that changes it."""
         if not incident.public:
             return
-        op = PublicOp(incident=incident.id, name=incident.public_title, status=incident.status, body=body,
-                      components=self.components(incident), queued_at=self._clock())
+        op = PublicOp(
+            incident=incident.id,
+            name=incident.public_title,
+            status=incident.status,
+            body=body,
+            components=self.components(incident),
+            queued_at=self._clock(),
+        )
         pipe.rpush(self._store.k("public", incident.id), op.model_dump_json())
         # LT adds it, or brings a queue waiting out a backoff forward: a new update is a reason to try again now.
         pipe.zadd(self._store.k("public_due"), {incident.id: self._clock().timestamp()}, lt=True)
@@ -125,13 +131,18 @@ class PublicUpdates:
     async def statuspage_id(self, incident_id: str) -> str | None:
         """The Statuspage incident created for this incident, once Statuspage accepted it."""
         return optional_text(
-            await self._store.call("public_sp_id", self._store.redis.hget(self._store.k("statuspage"), incident_id)))
+            await self._store.call("public_sp_id", self._store.redis.hget(self._store.k("statuspage"), incident_id))
+        )
 
     async def tick(self) -> int:
         """Sends the head of every due queue; returns how many operations Statuspage accepted."""
         now = self._clock()
-        claimed = await self._store.call("public_claim", self._claim(
-            keys=[self._store.k("public_due")], args=[now.timestamp(), now.timestamp() + LEASE_SECONDS, 50]))
+        claimed = await self._store.call(
+            "public_claim",
+            self._claim(
+                keys=[self._store.k("public_due")], args=[now.timestamp(), now.timestamp() + LEASE_SECONDS, 50]
+            ),
+        )
         accepted = 0
         for member in claimed:
             incident_id = str(member)
@@ -167,8 +178,12 @@ class PublicUpdates:
         except StatuspageUnavailable as error:
             wait = backoff(op.attempts + 1, error.retry_after)
             log.warning("Statuspage did not take %s's public update (%s); retrying in %.0fs", incident_id, error, wait)
-            await self._store.call("public_later", self._store.redis.zadd(
-                self._store.k("public_due"), {incident_id: (self._clock() + timedelta(seconds=wait)).timestamp()}))
+            await self._store.call(
+                "public_later",
+                self._store.redis.zadd(
+                    self._store.k("public_due"), {incident_id: (self._clock() + timedelta(seconds=wait)).timestamp()}
+                ),
+            )
             return False
         except StatuspageRejected as error:
             log.error("Statuspage refused %s's public update: %s", incident_id, error)
@@ -183,8 +198,9 @@ class PublicUpdates:
 
     async def _send(self, op: PublicOp, sp_id: str | None) -> dict[str, Any]:
         if sp_id is None:
-            return await self._client.create_incident(name=op.name, status=op.status, body=op.body,
-                                                      components=op.components, chatops_id=op.incident)
+            return await self._client.create_incident(
+                name=op.name, status=op.status, body=op.body, components=op.components, chatops_id=op.incident
+            )
         return await self._client.update_incident(sp_id, status=op.status, body=op.body, components=op.components)
 
     async def _looked_up(self, op: PublicOp, sp_id: str | None) -> dict[str, Any] | None:
@@ -198,14 +214,23 @@ class PublicUpdates:
         if latest.get("status") != op.status or (latest.get("body") or "") != op.body:
             return None
         # Statuspage lists what each update did to components (affected_components: code, new_status).
-        affected = {str(c.get("code")): c.get("new_status")
-                    for c in latest.get("affected_components") or [] if isinstance(c, dict)}
+        affected = {
+            str(c.get("code")): c.get("new_status")
+            for c in latest.get("affected_components") or []
+            if isinstance(c, dict)
+        }
         if any(affected.get(component) != status for component, status in op.components.items()):
             return None
         return incident
 
     async def _done(
-        self, incident_id: str, raw: str, *, sp_id: str = "", note: str = "", kind: TimelineKind = "note",
+        self,
+        incident_id: str,
+        raw: str,
+        *,
+        sp_id: str = "",
+        note: str = "",
+        kind: TimelineKind = "note",
     ) -> None:
         """Pops `raw` off the queue, and records the Statuspage id and a timeline entry, in one transaction."""
         async with self._store.redis.pipeline(transaction=True) as pipe:
@@ -215,8 +240,15 @@ class PublicUpdates:
                 entry = TimelineEntry(at=self._clock(), kind=kind, by=SYSTEM, text=note)
                 pipe.xadd(self._store.k("timeline", incident_id), stream_fields(entry.fields()))
             # EVAL, not the registered script's EVALSHA: a Redis Cluster pipeline does not load scripts first.
-            pipe.eval(_POP, 2, self._store.k("public", incident_id), self._store.k("public_due"),
-                      raw, incident_id, self._clock().timestamp())
+            pipe.eval(
+                _POP,
+                2,
+                self._store.k("public", incident_id),
+                self._store.k("public_due"),
+                raw,
+                incident_id,
+                self._clock().timestamp(),
+            )
             await self._store.call("public_done", pipe.execute())
 
 

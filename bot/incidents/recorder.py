@@ -24,8 +24,14 @@ class ChangeRecorder:
         self._clock = clock
 
     async def apply(
-        self, incident: Incident, by: str, action: str, change: Callable[[Incident], Incident],
-        entries: Callable[[Incident, Incident], Sequence[TimelineEntry]], *, detail: str = "",
+        self,
+        incident: Incident,
+        by: str,
+        action: str,
+        change: Callable[[Incident], Incident],
+        entries: Callable[[Incident, Incident], Sequence[TimelineEntry]],
+        *,
+        detail: str = "",
         also: Callable[[Pipe, Incident], None] | None = None,
     ) -> Incident:
         """Applies `change` with the timeline entries `entries(before, after)` (and whatever `also` queues in the
@@ -34,8 +40,14 @@ class ChangeRecorder:
             _, after = await self._store.update(incident.id, change, entries=entries, also=also)
         except KeyError:
             raise UserFacingError(f"There is no incident `{incident.id}`.") from None
-        await self._audit.record(actor=by, action=f"incident.{action}", result="ok", target=incident.id,
-                                 channel=after.channel_id or "", detail=detail[:2000])
+        await self._audit.record(
+            actor=by,
+            action=f"incident.{action}",
+            result="ok",
+            target=incident.id,
+            channel=after.channel_id or "",
+            detail=detail[:2000],
+        )
         return after
 
     def entry(self, kind: TimelineKind, by: str, text: str, *, author: str = "", source_ts: str = "") -> TimelineEntry:

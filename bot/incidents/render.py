@@ -25,12 +25,26 @@ from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, TimelineEntry
 
 DECLARE_VIEW = "incidents.declare"
-STATUS_EMOJI = {"investigating": ":mag:", "identified": ":bulb:", "monitoring": ":eyes:", "resolved": ":white_check_mark:"}
+STATUS_EMOJI = {
+    "investigating": ":mag:",
+    "identified": ":bulb:",
+    "monitoring": ":eyes:",
+    "resolved": ":white_check_mark:",
+}
 KIND_EMOJI = {
-    "declared": ":rotating_light:", "update": ":speech_balloon:", "status": ":arrows_counterclockwise:",
-    "severity": ":warning:", "commander": ":crown:", "role": ":bust_in_silhouette:", "note": ":memo:",
-    "page": ":pager:", "escalation": ":alarm_clock:", "resolved": ":white_check_mark:", "alert": ":link:",
-    "public": ":globe_with_meridians:", "statuspage": ":satellite_antenna:",
+    "declared": ":rotating_light:",
+    "update": ":speech_balloon:",
+    "status": ":arrows_counterclockwise:",
+    "severity": ":warning:",
+    "commander": ":crown:",
+    "role": ":bust_in_silhouette:",
+    "note": ":memo:",
+    "page": ":pager:",
+    "escalation": ":alarm_clock:",
+    "resolved": ":white_check_mark:",
+    "alert": ":link:",
+    "public": ":globe_with_meridians:",
+    "statuspage": ":satellite_antenna:",
 }
 
 
@@ -65,7 +79,9 @@ def _figures(incident: Incident, now: datetime) -> list[tuple[str, str]]:
         ("Started", f"{incident.declared_at:%Y-%m-%d %H:%M}Z by <@{incident.declared_by}>"),
     ]
     if incident.roles:
-        pairs.append(("Roles", ", ".join(f"{external_text(name)}: <@{user}>" for name, user in sorted(incident.roles.items()))))
+        pairs.append(
+            ("Roles", ", ".join(f"{external_text(name)}: <@{user}>" for name, user in sorted(incident.roles.items())))
+        )
     if incident.service:
         pairs.append(("Service", f"`{external_text(incident.service)}`"))
     if incident.resolved_at is not None:
@@ -99,8 +115,10 @@ def announce_message(incident: Incident, *, now: datetime) -> tuple[str, list[Bl
     """The top message in the announce channel (one per incident; updates go in its thread)."""
     emoji = STATUS_EMOJI[incident.status] if not incident.open else ":rotating_light:"
     blocks: list[Block] = [
-        section(f"{emoji} *{incident.id} {incident.severity.upper()}* — {external_text(incident.title)}\n"
-                f"Status: *{incident.status}* · join {channel_link(incident)}"),
+        section(
+            f"{emoji} *{incident.id} {incident.severity.upper()}* — {external_text(incident.title)}\n"
+            f"Status: *{incident.status}* · join {channel_link(incident)}"
+        ),
         fields(_figures(incident, now)),
     ]
     if incident.last_update:
@@ -127,48 +145,99 @@ def list_line(incident: Incident, now: datetime) -> str:
     """One incident in `/incident list` and in the on-call hand-off."""
     age = human_duration((incident.resolved_at or now) - incident.declared_at)
     commander = f"IC <@{incident.commander}>" if incident.commander else "no commander"
-    return (f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} "
-            f"{external_text(incident.title)} — "
-            f"{incident.status}, {commander}, {age} · {channel_link(incident)}")
+    return (
+        f"{STATUS_EMOJI[incident.status]} *{incident.id}* {incident.severity.upper()} "
+        f"{external_text(incident.title)} — "
+        f"{incident.status}, {commander}, {age} · {channel_link(incident)}"
+    )
 
 
-def declare_modal(config: IncidentsSection, *, title: str = "", severity: str = "", service: str = "",
-                  metadata: dict[str, object] | None = None) -> dict[str, object]:
+def declare_modal(
+    config: IncidentsSection,
+    *,
+    title: str = "",
+    severity: str = "",
+    service: str = "",
+    metadata: dict[str, object] | None = None,
+) -> dict[str, object]:
     """The Declare incident modal, optionally pre-filled (from an alert)."""
-    options = [{"text": plain(f"{name.upper()}: {spec.description}", 75), "value": name} for name, spec in config.severities.items()]
-    severity_element: dict[str, object] = {"type": "static_select", "action_id": "severity", "options": options,
-                                           "placeholder": plain("How bad is it?", 150)}
+    options = [
+        {"text": plain(f"{name.upper()}: {spec.description}", 75), "value": name}
+        for name, spec in config.severities.items()
+    ]
+    severity_element: dict[str, object] = {
+        "type": "static_select",
+        "action_id": "severity",
+        "options": options,
+        "placeholder": plain("How bad is it?", 150),
+    }
     chosen = next((option for option in options if option["value"] == severity), None)
     if chosen is not None:
         severity_element["initial_option"] = chosen
-    title_element: dict[str, object] = {"type": "plain_text_input", "action_id": "title", "max_length": 150,
-                                        "placeholder": plain("What is broken, for whom?", 150)}
+    title_element: dict[str, object] = {
+        "type": "plain_text_input",
+        "action_id": "title",
+        "max_length": 150,
+        "placeholder": plain("What is broken, for whom?", 150),
+    }
     if title:
         title_element["initial_value"] = title[:150]
     service_element: dict[str, object] = {"type": "plain_text_input", "action_id": "service", "max_length": 60}
     if service:
         service_element["initial_value"] = service[:60]
     return {
-        "type": "modal", "callback_id": DECLARE_VIEW, "title": plain("Declare an incident", 24),
-        "submit": plain("Declare", 24), "close": plain("Cancel", 24),
+        "type": "modal",
+        "callback_id": DECLARE_VIEW,
+        "title": plain("Declare an incident", 24),
+        "submit": plain("Declare", 24),
+        "close": plain("Cancel", 24),
         "private_metadata": json.dumps(metadata or {}),
         "blocks": [
             {"type": "input", "block_id": "title", "label": plain("Title"), "element": title_element},
             {"type": "input", "block_id": "severity", "label": plain("Severity"), "element": severity_element},
-            {"type": "input", "block_id": "service", "label": plain("Service"), "element": service_element, "optional": True},
-            {"type": "input", "block_id": "public", "optional": True, "label": plain("Public status"),
-             "element": {"type": "checkboxes", "action_id": "public",
-                         "options": [{"text": plain("Post publicly", 75), "value": "yes"}]}},
-            {"type": "input", "block_id": "public_text", "optional": True, "label": plain("Public message"),
-             "element": {"type": "plain_text_input", "action_id": "public_text", "multiline": True, "max_length": 3000,
-                         "placeholder": plain("What customers see: no names, no internal details", 150)}},
-            {"type": "context", "elements": [mrkdwn("Declaring opens a channel, pages the on-call people of the severity and announces it.")]},
+            {
+                "type": "input",
+                "block_id": "service",
+                "label": plain("Service"),
+                "element": service_element,
+                "optional": True,
+            },
+            {
+                "type": "input",
+                "block_id": "public",
+                "optional": True,
+                "label": plain("Public status"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": "public",
+                    "options": [{"text": plain("Post publicly", 75), "value": "yes"}],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "public_text",
+                "optional": True,
+                "label": plain("Public message"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "public_text",
+                    "multiline": True,
+                    "max_length": 3000,
+                    "placeholder": plain("What customers see: no names, no internal details", 150),
+                },
+            },
+            {
+                "type": "context",
+                "elements": [
+                    mrkdwn("Declaring opens a channel, pages the on-call people of the severity and announces it.")
+                ],
+            },
         ],
     }
 
 
 def durations(incident: Incident) -> str:
-    """"commander after 4m, resolved after 1h 2m" for the resolve reply."""
+    """ "commander after 4m, resolved after 1h 2m" for the resolve reply."""
     parts = []
     if incident.commander_at:
         parts.append(f"commander after {human_duration(incident.commander_at - incident.declared_at)}")

@@ -52,9 +52,19 @@ class IncidentService:
     """Incidents; one per process, built by the composition root. `changes` changes them."""
 
     def __init__(
-        self, *, config: IncidentsSection, store: IncidentStore, slack: AsyncWebClient, audit: AuditLog,
-        alerts: AlertPipeline, oncall: OncallService, deploys: DeployEngine, permissions: Permissions,
-        usergroups: UsergroupDirectory, clock: Callable[[], datetime], statuspage: StatuspageClient | None = None,
+        self,
+        *,
+        config: IncidentsSection,
+        store: IncidentStore,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        alerts: AlertPipeline,
+        oncall: OncallService,
+        deploys: DeployEngine,
+        permissions: Permissions,
+        usergroups: UsergroupDirectory,
+        clock: Callable[[], datetime],
+        statuspage: StatuspageClient | None = None,
     ) -> None:
         self.config = config
         self._store = store
@@ -67,12 +77,28 @@ class IncidentService:
         self._clock = clock
         recorder = ChangeRecorder(store=store, audit=audit, clock=clock)
         self._pager = IncidentPager(config=self.config, store=store, alerts=alerts, recorder=recorder, clock=clock)
-        channel = IncidentChannel(config=self.config, store=store, slack=slack, alerts=alerts, oncall=oncall,
-                                  usergroups=usergroups, pager=self._pager, clock=clock)
+        channel = IncidentChannel(
+            config=self.config,
+            store=store,
+            slack=slack,
+            alerts=alerts,
+            oncall=oncall,
+            usergroups=usergroups,
+            pager=self._pager,
+            clock=clock,
+        )
         self._slack_sync = SlackSync(store=store, slack=slack, channel=channel, clock=clock)
         self.public = PublicUpdates(store=store, client=statuspage, clock=clock) if statuspage is not None else None
-        self.changes = IncidentChanges(config=self.config, store=store, recorder=recorder, pager=self._pager,
-                                       channel=channel, alerts=alerts, clock=clock, public=self.public)
+        self.changes = IncidentChanges(
+            config=self.config,
+            store=store,
+            recorder=recorder,
+            pager=self._pager,
+            channel=channel,
+            alerts=alerts,
+            clock=clock,
+            public=self.public,
+        )
 
     # -- finding and checking -----------------------------------------------------------------------------
 
@@ -111,12 +137,19 @@ class IncidentService:
         """PermissionDenied (audited) unless `user` may change `incident`."""
         if await self.may_change(incident, user):
             return
-        await self._audit.record(actor=user, action=f"incident.{action}", result="denied", target=incident.id,
-                                 channel=incident.channel_id or "", detail="not one of the incident's people")
+        await self._audit.record(
+            actor=user,
+            action=f"incident.{action}",
+            result="denied",
+            target=incident.id,
+            channel=incident.channel_id or "",
+            detail="not one of the incident's people",
+        )
         raise PermissionDenied(
             f"Only {incident.id}'s declarer, commander, role holders and responders (or admins) may {action} it."
             f" Ask <@{incident.commander or incident.declared_by}> to add you with `/incident role <name> @you`.",
-            action=action, role=None,
+            action=action,
+            role=None,
         )
 
     def severity(self, name: str) -> str:
@@ -125,7 +158,9 @@ class IncidentService:
 
     # -- declaring ----------------------------------------------------------------------------------------
 
-    async def declare(self, severity: str, title: str, by: str, *, service: str = "", alert_ids: Sequence[str] = ()) -> Incident:
+    async def declare(
+        self, severity: str, title: str, by: str, *, service: str = "", alert_ids: Sequence[str] = ()
+    ) -> Incident:
         """Records a new incident (Slack set-up follows in `sync`)."""
         severity = self.severity(severity)
         title = " ".join(title.split())
@@ -138,15 +173,28 @@ class IncidentService:
         inc_id = incident_id(number)
         deadline = f"commander|{inc_id}|1"
         incident = Incident(
-            id=inc_id, number=number, title=title, severity=severity, service=service.strip()[:60], declared_by=by,
-            declared_at=now, channel_name=naming.channel_name(self.config.channel_prefix, now, title),
-            alert_ids=tuple(dict.fromkeys(alert_ids)), severity_history=(SeverityChange(at=now, severity=severity, by=by),),
-            deadline=deadline, epoch=1,
+            id=inc_id,
+            number=number,
+            title=title,
+            severity=severity,
+            service=service.strip()[:60],
+            declared_by=by,
+            declared_at=now,
+            channel_name=naming.channel_name(self.config.channel_prefix, now, title),
+            alert_ids=tuple(dict.fromkeys(alert_ids)),
+            severity_history=(SeverityChange(at=now, severity=severity, by=by),),
+            deadline=deadline,
+            epoch=1,
         )
         entry = TimelineEntry(at=now, kind="declared", by=by, text=f"Declared {severity.upper()}: {title}")
         await self._store.create(incident, entry, deadline_at=now + self.config.severities[severity].respond_within)
-        await self._audit.record(actor=by, action="incident.declare", result="ok", target=inc_id,
-                                 detail=f"{severity}: {title}" + (f" (alerts {', '.join(alert_ids)})" if alert_ids else ""))
+        await self._audit.record(
+            actor=by,
+            action="incident.declare",
+            result="ok",
+            target=inc_id,
+            detail=f"{severity}: {title}" + (f" (alerts {', '.join(alert_ids)})" if alert_ids else ""),
+        )
         return incident
 
     # -- Slack and the tick -------------------------------------------------------------------------------
@@ -193,7 +241,13 @@ class IncidentService:
     async def public_history(self, since: datetime, limit: int = 200) -> list[tuple[Incident, list[TimelineEntry]]]:
         """Incidents made public that are open or were resolved since `since`, each with its public updates only."""
         found = {i.id: i for i in await self._store.many(await self._store.open_ids())}
-        found.update({i.id: i for i in await self._store.many(await self._store.recent_ids(limit)) if i.resolved_at and i.resolved_at >= since})
+        found.update(
+            {
+                i.id: i
+                for i in await self._store.many(await self._store.recent_ids(limit))
+                if i.resolved_at and i.resolved_at >= since
+            }
+        )
         history = []
         for incident in found.values():
             if incident.public:
@@ -214,23 +268,35 @@ class IncidentService:
         acks = [ack for ack in await self._alerts.acks() if ack.get("group") in ids]
         since = min([incident.declared_at, *(g.created_at for g in groups)])
         deploys = await self._deploys.between(since, incident.resolved_at or now)
-        users = {incident.declared_by, incident.commander, incident.resolved_by, *incident.roles.values(),
-                 *(e.by for e in entries), *(e.author for e in entries), *(a.get("user", "") for a in acks),
-                 *(d.requested_by for d in deploys)}
+        users = {
+            incident.declared_by,
+            incident.commander,
+            incident.resolved_by,
+            *incident.roles.values(),
+            *(e.by for e in entries),
+            *(e.author for e in entries),
+            *(a.get("user", "") for a in acks),
+            *(d.requested_by for d in deploys),
+        }
         names = await self._names(u for u in users if u and u != SYSTEM)
-        markdown = postmortem_markdown(incident, entries, alerts=groups, acks=acks, deploys=deploys, now=now,
-                                       names=names, since=since)
+        markdown = postmortem_markdown(
+            incident, entries, alerts=groups, acks=acks, deploys=deploys, now=now, names=names, since=since
+        )
         channel = incident.channel_id
         if channel is None:
             raise UserFacingError(f"{incident.id} has no channel yet; try again in a moment.")
         response = await self._slack.files_upload_v2(
-            channel=channel, content=markdown, filename=f"postmortem-{incident.id.lower()}.md",
+            channel=channel,
+            content=markdown,
+            filename=f"postmortem-{incident.id.lower()}.md",
             title=f"Postmortem draft: {incident.id} {incident.title}",
             initial_comment=f":memo: Postmortem draft for {incident.id}, requested by <@{by}>.",
         )
         uploaded: dict[str, Any] = response.get("file") or {}
         file_id = str((response.get("files") or [{}])[0].get("id") or uploaded.get("id", ""))
-        await self._audit.record(actor=by, action="incident.postmortem", result="ok", target=incident.id, channel=channel, detail=file_id)
+        await self._audit.record(
+            actor=by, action="incident.postmortem", result="ok", target=incident.id, channel=channel, detail=file_id
+        )
         return file_id
 
     async def _names(self, users: Iterable[str]) -> dict[str, str]:

@@ -56,6 +56,7 @@ class IncidentStore:
 
     async def create(self, incident: Incident, entry: TimelineEntry, *, deadline_at: datetime | None) -> None:
         """Stores a new incident, its first timeline entry, its indexes and its deadline, in one transaction."""
+
         async def write() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(self.k("record", incident.id), incident.model_dump_json())
@@ -65,6 +66,7 @@ class IncidentStore:
                 if incident.deadline is not None and deadline_at is not None:
                     pipe.zadd(self.k("deadlines"), {incident.deadline: deadline_at.timestamp()})
                 await pipe.execute()
+
         await self._store.call("incident_create", write())
 
     async def get(self, incident_id: str) -> Incident | None:
@@ -87,9 +89,13 @@ class IncidentStore:
         return await self._store.call("incident_name", self.redis.hget(self.k("names"), name))
 
     async def update(
-        self, incident_id: str, change: Callable[[Incident], Incident], *,
+        self,
+        incident_id: str,
+        change: Callable[[Incident], Incident],
+        *,
         entries: Callable[[Incident, Incident], Sequence[TimelineEntry]] = lambda _b, _a: (),
-        deadline_at: datetime | None = None, also: Callable[[Pipeline, Incident], None] | None = None,
+        deadline_at: datetime | None = None,
+        also: Callable[[Pipeline, Incident], None] | None = None,
     ) -> tuple[Incident, Incident]:
         """Applies `change` atomically with the timeline entries `entries(before, after)` returns; keeps the
         indexes and the deadline set right. `change` may raise: then nothing is written."""
@@ -120,7 +126,9 @@ class IncidentStore:
     async def timeline(self, incident_id: str, *, after: str = "-") -> list[TimelineEntry]:
         """The timeline in order (only entries after stream id `after`, if given)."""
         start = f"({after}" if after != "-" else "-"
-        entries = await self._store.call("incident_timeline", self.redis.xrange(self.k("timeline", incident_id), start, "+"))
+        entries = await self._store.call(
+            "incident_timeline", self.redis.xrange(self.k("timeline", incident_id), start, "+")
+        )
         found = []
         for entry_id, fields in entries:
             try:
@@ -150,7 +158,9 @@ class IncidentStore:
     async def lock_publisher(self, incident_id: str) -> str | None:
         """A token if this caller may post the incident's timeline now (one poster at a time, in order)."""
         token = secrets.token_hex(8)
-        got = await self._store.call("incident_lock", self.redis.set(self.k("publish", incident_id), token, nx=True, px=PUBLISH_LEASE_MS))
+        got = await self._store.call(
+            "incident_lock", self.redis.set(self.k("publish", incident_id), token, nx=True, px=PUBLISH_LEASE_MS)
+        )
         return token if got else None
 
     async def unlock_publisher(self, incident_id: str, token: str) -> None:
@@ -161,9 +171,13 @@ class IncidentStore:
 
     async def claim_deadlines(self, now: datetime, *, lease_seconds: float = 60, count: int = 100) -> list[str]:
         """Deadlines due by `now`, each leased to this caller for `lease_seconds`."""
-        members = await self._store.call("incident_claim", self._claim(
-            keys=[self.k("deadlines")], args=[now.timestamp(), now.timestamp() + lease_seconds, count],
-        ))
+        members = await self._store.call(
+            "incident_claim",
+            self._claim(
+                keys=[self.k("deadlines")],
+                args=[now.timestamp(), now.timestamp() + lease_seconds, count],
+            ),
+        )
         return [str(member) for member in members]
 
     async def drop_deadline(self, member: str) -> None:

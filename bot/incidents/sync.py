@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 SYNC_WAITS = 100
 SYNC_WAIT_SECONDS = 0.1
-CHANNEL_POSTS = frozenset({"update", "status", "severity", "commander", "role", "escalation", "resolved", "alert",
-                           "public", "statuspage"})
+CHANNEL_POSTS = frozenset(
+    {"update", "status", "severity", "commander", "role", "escalation", "resolved", "alert", "public", "statuspage"}
+)
 THREAD_POSTS = frozenset({"update", "status", "severity", "commander", "escalation", "resolved"})
 
 
@@ -38,7 +39,12 @@ class SlackSync:
     """Posts what Redis holds and Slack does not show yet, one incident at a time."""
 
     def __init__(
-        self, *, store: IncidentStore, slack: AsyncWebClient, channel: IncidentChannel, clock: Callable[[], datetime],
+        self,
+        *,
+        store: IncidentStore,
+        slack: AsyncWebClient,
+        channel: IncidentChannel,
+        clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._slack = slack
@@ -91,8 +97,9 @@ class SlackSync:
             if entry.kind in CHANNEL_POSTS and incident.channel_id:
                 await post_message(self._slack, incident.channel_id, text=line)
             if entry.kind in THREAD_POSTS and incident.announce_ts and incident.announce_channel:
-                await self._slack.chat_postMessage(channel=incident.announce_channel, thread_ts=incident.announce_ts,
-                                                   text=f"*{incident.id}* {line}")
+                await self._slack.chat_postMessage(
+                    channel=incident.announce_channel, thread_ts=incident.announce_ts, text=f"*{incident.id}* {line}"
+                )
             await self._store.mark_published(incident.id, entry.id)
         return bool(entries)
 

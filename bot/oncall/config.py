@@ -34,8 +34,14 @@ class RotationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _valid_rotation(self) -> RotationConfig:
-        parse_rotation("rotation", members=self.members, shift=self.shift, handoff=self.handoff,
-                       timezone=self.timezone, start=self.start)
+        parse_rotation(
+            "rotation",
+            members=self.members,
+            shift=self.shift,
+            handoff=self.handoff,
+            timezone=self.timezone,
+            start=self.start,
+        )
         return self
 
 
@@ -56,12 +62,19 @@ class OncallSection(StrictModel):
                 if step.target_kind == "rotation" and step.notify not in self.rotations:
                     assert isinstance(step.notify, str)
                     close = difflib.get_close_matches(step.notify, list(self.rotations), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else (
-                        f" (rotations: {', '.join(sorted(self.rotations))})" if self.rotations else
-                        " (no rotations are defined; or give a #channel or a user ID)"
+                    hint = (
+                        f"; did you mean {close[0]!r}?"
+                        if close
+                        else (
+                            f" (rotations: {', '.join(sorted(self.rotations))})"
+                            if self.rotations
+                            else " (no rotations are defined; or give a #channel or a user ID)"
+                        )
                     )
-                    problems.append(f"escalation_policies.{policy_name}.steps[{number}].notify: "
-                                    f"{step.notify!r} is not a rotation, #channel or user ID{hint}")
+                    problems.append(
+                        f"escalation_policies.{policy_name}.steps[{number}].notify: "
+                        f"{step.notify!r} is not a rotation, #channel or user ID{hint}"
+                    )
         if self.ack_reminder is not None and self.ack_reminder < timedelta(minutes=1):
             problems.append("ack_reminder: must be at least 1m")
         if problems:
@@ -72,6 +85,8 @@ class OncallSection(StrictModel):
     def specs(self) -> dict[str, RotationSpec]:
         """Every rotation as the schedule maths reads it."""
         return {
-            name: parse_rotation(name, members=r.members, shift=r.shift, handoff=r.handoff, timezone=r.timezone, start=r.start)
+            name: parse_rotation(
+                name, members=r.members, shift=r.shift, handoff=r.handoff, timezone=r.timezone, start=r.start
+            )
             for name, r in self.rotations.items()
         }

@@ -39,8 +39,18 @@ log = logging.getLogger(__name__)
 
 LATE_NOTE_AFTER = timedelta(seconds=30)
 # Slack errors after which paging that person can never work (the page goes on to the others, and says so).
-_UNPAGEABLE = frozenset({"user_not_found", "cannot_dm_bot", "user_disabled", "account_inactive", "channel_not_found",
-                         "is_archived", "restricted_action", "not_in_channel"})
+_UNPAGEABLE = frozenset(
+    {
+        "user_not_found",
+        "cannot_dm_bot",
+        "user_disabled",
+        "account_inactive",
+        "channel_not_found",
+        "is_archived",
+        "restricted_action",
+        "not_in_channel",
+    }
+)
 
 
 class PageNotSent(Exception):
@@ -55,8 +65,15 @@ class Pager:
     """Sends pages and reminders when their deadlines come due."""
 
     def __init__(
-        self, *, oncall: OncallService, alerts: AlertPipeline, store: AlertStore, slack: AsyncWebClient,
-        audit: AuditLog, clock: Callable[[], datetime], claim_lease: timedelta = timedelta(seconds=15),
+        self,
+        *,
+        oncall: OncallService,
+        alerts: AlertPipeline,
+        store: AlertStore,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+        claim_lease: timedelta = timedelta(seconds=15),
         outbox: PagerDutyOutbox | None = None,
     ) -> None:
         self._oncall = oncall
@@ -98,9 +115,15 @@ class Pager:
 
     async def _page(self, deadline: Deadline, group: AlertGroup) -> None:
         policy = self._alerts.oncall.escalation_policies.get(group.escalation or "")
-        due = escalation.slot(policy, group.escalation_started, deadline.number) if policy and group.escalation_started else None
+        due = (
+            escalation.slot(policy, group.escalation_started, deadline.number)
+            if policy and group.escalation_started
+            else None
+        )
         if policy is None or due is None:
-            log.warning("alert %s: escalation policy %r is gone or walked to its end; not paging", group.id, group.escalation)
+            log.warning(
+                "alert %s: escalation policy %r is gone or walked to its end; not paging", group.id, group.escalation
+            )
             await self._record(deadline, lambda g: escalation.stopped(g))
             return
         now = self._clock()
@@ -114,10 +137,15 @@ class Pager:
             page = await self._send(group, policy, step, due, now)
             after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
         if after is not None and after.escalation_state == "exhausted":
-            await self._alerts.thread_reply(after, f":warning: That was the last step of `{group.escalation}`"
-                                      f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.")
+            await self._alerts.thread_reply(
+                after,
+                f":warning: That was the last step of `{group.escalation}`"
+                f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.",
+            )
 
-    async def _send(self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime) -> Page:
+    async def _send(
+        self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime
+    ) -> Page:
         """Sends one page: DMs to the people the step names, or a post in its channel. Raises PageNotSent when Slack
         did not take one of them (nothing is recorded; the retry finds what this attempt did send)."""
         member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
@@ -138,7 +166,9 @@ class Pager:
                 current = await self._oncall.now(rotation, now)
                 targets.append(current.member)
             except UserFacingError as error:
-                await self._alerts.thread_reply(group, f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}")
+                await self._alerts.thread_reply(
+                    group, f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}"
+                )
         elif step.target_kind == "user":
             targets.append(notify)
         else:
@@ -148,17 +178,27 @@ class Pager:
             text, blocks = page_message(group, step_text=step_text, reason=reason, now=now)
             try:
                 posted = await self._poster.direct_message_once(
-                    user, f"{member}|{user}", attempt=attempt, text=text, blocks=blocks,
+                    user,
+                    f"{member}|{user}",
+                    attempt=attempt,
+                    text=text,
+                    blocks=blocks,
                 )
                 dms[posted["channel"]] = posted["ts"]
             except SlackApiError as error:
                 self._unsent(group, user, error, unreachable)
         shown = channel_link(channel or "")
         if channel is not None:
-            text, blocks = page_message(group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention)
+            text, blocks = page_message(
+                group, step_text=step_text, reason="escalation reached this channel", now=now, mention=mention
+            )
             try:
                 posted = await self._poster.post_once(
-                    channel, f"{member}|{channel}", attempt=attempt, text=text, blocks=blocks,
+                    channel,
+                    f"{member}|{channel}",
+                    attempt=attempt,
+                    text=text,
+                    blocks=blocks,
                 )
                 dms[posted["channel"]] = posted["ts"]
                 shown = channel_link(channel, posted["channel"])  # the ID Slack answered: a link, not "#name"
@@ -168,14 +208,36 @@ class Pager:
         for_whom = f" ({rotation} on call)" if rotation and targets else ""
         extra = f" {mention}" if mention and channel is None else ""
         missing = f" Could not reach {', '.join(unreachable)}." if unreachable else ""
-        await self._alerts.thread_reply(group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}{missing}")
-        await self._audit.record(actor="chatops", action="alert.page", result="ok" if not unreachable else "partial",
-                                 target=group.id, channel=group.channel, detail=f"{step_text}: {who}{late_note}{missing}")
-        return Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, rotation=rotation,
-                    targets=tuple(targets), channel=channel, dms=dms)
+        await self._alerts.thread_reply(
+            group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}{missing}"
+        )
+        await self._audit.record(
+            actor="chatops",
+            action="alert.page",
+            result="ok" if not unreachable else "partial",
+            target=group.id,
+            channel=group.channel,
+            detail=f"{step_text}: {who}{late_note}{missing}",
+        )
+        return Page(
+            number=due.number,
+            round=due.round,
+            step=due.step,
+            due=due.due,
+            at=now,
+            rotation=rotation,
+            targets=tuple(targets),
+            channel=channel,
+            dms=dms,
+        )
 
     async def _trigger(
-        self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime,
+        self,
+        group: AlertGroup,
+        policy: EscalationPolicy,
+        step: EscalationStep,
+        due: Slot,
+        now: datetime,
     ) -> tuple[Page, Callable[[Pipe, AlertGroup], None] | None]:
         """A PagerDuty step: the page, and what queues its trigger event in the transaction that records it (the
         outbox sends it until PagerDuty takes it, so the page is as durable as the record)."""
@@ -189,14 +251,23 @@ class Pager:
         page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
         outbox = self._outbox
         if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
-            await self._alerts.thread_reply(group, f":warning: Cannot trigger PagerDuty `{routing}`: it is not"
-                                                   f" configured (integrations.pagerduty.routing_keys) — {step_text}."
-                                                   f"{late_note}")
+            await self._alerts.thread_reply(
+                group,
+                f":warning: Cannot trigger PagerDuty `{routing}`: it is not"
+                f" configured (integrations.pagerduty.routing_keys) — {step_text}."
+                f"{late_note}",
+            )
             return page, None
         permalink = await self._permalink(group)
         await self._alerts.thread_reply(group, f":pager: Triggering PagerDuty `{routing}` — {step_text}.{late_note}")
-        await self._audit.record(actor="chatops", action="alert.page", result="ok", target=group.id,
-                                 channel=group.channel, detail=f"{step_text}: PagerDuty {routing}{late_note}")
+        await self._audit.record(
+            actor="chatops",
+            action="alert.page",
+            result="ok",
+            target=group.id,
+            channel=group.channel,
+            detail=f"{step_text}: PagerDuty {routing}{late_note}",
+        )
 
         def also(pipe: Pipe, after: AlertGroup) -> None:
             outbox.queue_trigger(pipe, after, page=member, routing=routing, permalink=permalink)
@@ -208,8 +279,9 @@ class Pager:
         if group.message_ts is None:
             return None
         try:
-            found = await self._slack.chat_getPermalink(channel=group.message_channel or group.channel,
-                                                        message_ts=group.message_ts)
+            found = await self._slack.chat_getPermalink(
+                channel=group.message_channel or group.channel, message_ts=group.message_ts
+            )
         except SlackApiError as error:
             log.warning("no permalink for alert %s: %s", group.id, error_code(error))
             return None
@@ -236,37 +308,55 @@ class Pager:
         now = self._clock()
         since = human_duration(now - group.acked_at)
         if deadline.number >= 2 and self._alerts.oncall.reescalate_after_reminder:
+
             def take_back(g: AlertGroup) -> AlertGroup:
                 withdrawn = g.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": now})
                 return self._alerts.restart_escalation(withdrawn)
 
             after = await self._record(deadline, take_back)
             if after is not None:
-                await self._audit.record(actor="chatops", action="alert.unack", result="ok", target=group.id,
-                                         channel=group.channel, detail=f"still firing {since} after the acknowledgement")
+                await self._audit.record(
+                    actor="chatops",
+                    action="alert.unack",
+                    result="ok",
+                    target=group.id,
+                    channel=group.channel,
+                    detail=f"still firing {since} after the acknowledgement",
+                )
                 again = " Escalating again." if after.escalation_state == "paging" else ""
-                await self._alerts.thread_reply(after, f":rotating_light: Still firing {since} after"
-                                                       f" {group.acked_by_text} acknowledged;"
-                                                       f" the acknowledgement is withdrawn.{again}")
+                await self._alerts.thread_reply(
+                    after,
+                    f":rotating_light: Still firing {since} after"
+                    f" {group.acked_by_text} acknowledged;"
+                    f" the acknowledgement is withdrawn.{again}",
+                )
                 await self._alerts.flush()
             return
         if group.acked_by.startswith("pagerduty:"):  # acknowledged in PagerDuty by someone Slack does not know
-            await self._alerts.thread_reply(group, f":alarm_clock: Still firing {since} after {group.acked_by_text}"
-                                                   " acknowledged.")
+            await self._alerts.thread_reply(
+                group, f":alarm_clock: Still firing {since} after {group.acked_by_text} acknowledged."
+            )
             await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
             return
         then = "escalated again" if self._alerts.oncall.reescalate_after_reminder else "reminded again"
-        await self._dm(group.acked_by, f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing "
-                                       f"{since} after you acknowledged it."
-                                       f" Resolve it, or it will be {then}"
-                                       f" in {human_duration(reminder)}.")
-        await self._alerts.thread_reply(group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement.")
+        await self._dm(
+            group.acked_by,
+            f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing "
+            f"{since} after you acknowledged it."
+            f" Resolve it, or it will be {then}"
+            f" in {human_duration(reminder)}.",
+        )
+        await self._alerts.thread_reply(
+            group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement."
+        )
         await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
 
     # -- helpers ------------------------------------------------------------------------------------------
 
     async def _record(
-        self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup],
+        self,
+        deadline: Deadline,
+        change: Callable[[AlertGroup], AlertGroup],
         also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> AlertGroup | None:
         """Applies `change` if the group still waits for this very deadline (and queues `also` with it); the store
@@ -300,8 +390,10 @@ class Pager:
 def _late_note(late: timedelta, *, retried: bool) -> str:
     """Why a page goes out late, if it does."""
     if retried and late > timedelta(seconds=1):
-        return (f" (paged {human_duration(late)} late: an earlier attempt did not complete: "
-                "Slack failed or the process stopped)")
+        return (
+            f" (paged {human_duration(late)} late: an earlier attempt did not complete: "
+            "Slack failed or the process stopped)"
+        )
     if late <= LATE_NOTE_AFTER:
         return ""
     return f" (paged {human_duration(late)} late: no chatops process was running the scheduler then)"

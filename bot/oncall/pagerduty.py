@@ -67,11 +67,20 @@ def trigger_for(group: AlertGroup, *, permalink: str | None) -> dict[str, Any]:
     if permalink:
         links.insert(0, ("Slack message", permalink))
     return trigger_body(
-        dedup_key=group.id, summary=summary, source=labels.get("instance") or labels.get("service") or "chatops",
-        severity=severity_of(group), timestamp=group.created_at, component=labels.get("service"),
-        group=labels.get("alertname"), links=links,
-        custom_details={"chatops_alert": group.id, "firing": len(group.firing), "labels": labels,
-                        "links": {name: url for name, url in links}},
+        dedup_key=group.id,
+        summary=summary,
+        source=labels.get("instance") or labels.get("service") or "chatops",
+        severity=severity_of(group),
+        timestamp=group.created_at,
+        component=labels.get("service"),
+        group=labels.get("alertname"),
+        links=links,
+        custom_details={
+            "chatops_alert": group.id,
+            "firing": len(group.firing),
+            "labels": labels,
+            "links": {name: url for name, url in links},
+        },
     )
 
 
@@ -79,15 +88,21 @@ class PagerDutyOutbox:
     """Queues PagerDuty events durably and sends them until PagerDuty takes them."""
 
     def __init__(
-        self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, store: AlertStore, clock: Callable[[], datetime],
+        self,
+        *,
+        pagerduty: PagerDuty | None,
+        alerts: AlertPipeline,
+        store: AlertStore,
+        clock: Callable[[], datetime],
         claim_lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self.pagerduty = pagerduty
         self._alerts = alerts
         self._store = store  # the alert groups' store: the outbox rides on their changes
         self._clock = clock
-        self._lease = max(claim_lease, timedelta(seconds=3 * (pagerduty.events.settings.timeout.total_seconds()
-                                                               if pagerduty else 10)))
+        self._lease = max(
+            claim_lease, timedelta(seconds=3 * (pagerduty.events.settings.timeout.total_seconds() if pagerduty else 10))
+        )
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
         self._seq = 0
@@ -98,18 +113,36 @@ class PagerDutyOutbox:
         """Queues one event in `pipe` (a MULTI): recorded before anything is attempted, due now."""
         now = self._clock()
         self._seq += 1
-        record = {"id": event_id, "group": group_id, "routing": routing, "action": body["event_action"], "body": body,
-                  "attempts": 0, "queued_at": now.isoformat(), "order": [now.timestamp(), _ORDER[body["event_action"]],
-                                                                         self._seq]}
+        record = {
+            "id": event_id,
+            "group": group_id,
+            "routing": routing,
+            "action": body["event_action"],
+            "body": body,
+            "attempts": 0,
+            "queued_at": now.isoformat(),
+            "order": [now.timestamp(), _ORDER[body["event_action"]], self._seq],
+        }
         pipe.hsetnx(self._store.k(EVENTS), event_id, json.dumps(record))
         pipe.zadd(self._store.k(DUE), {event_id: now.timestamp()}, nx=True)
 
     def queue_trigger(
-        self, pipe: Pipe, group: AlertGroup, *, page: str, routing: str, permalink: str | None,
+        self,
+        pipe: Pipe,
+        group: AlertGroup,
+        *,
+        page: str,
+        routing: str,
+        permalink: str | None,
     ) -> None:
         """Queues the trigger of page `page` (a deadline name: one trigger per page however often it is retried)."""
-        self.queue(pipe, f"{page}|trigger|{routing}", group_id=group.id, routing=routing,
-                   body=trigger_for(group, permalink=permalink))
+        self.queue(
+            pipe,
+            f"{page}|trigger|{routing}",
+            group_id=group.id,
+            routing=routing,
+            body=trigger_for(group, permalink=permalink),
+        )
 
     def follow_up(self, pipe: Pipe, before: AlertGroup, after: AlertGroup) -> None:
         """An `AlertStore` observer: a group that triggered PagerDuty and is now acknowledged or resolved (not by
@@ -126,8 +159,13 @@ class PagerDutyOutbox:
         if action is None:
             return
         for routing in after.pagerduty_routes:
-            self.queue(pipe, f"{after.id}|{action}|{routing}", group_id=after.id, routing=routing,
-                       body=follow_up_body(action, after.id))
+            self.queue(
+                pipe,
+                f"{after.id}|{action}|{routing}",
+                group_id=after.id,
+                routing=routing,
+                body=follow_up_body(action, after.id),
+            )
         self.kick()
 
     def kick(self) -> None:
@@ -164,8 +202,9 @@ class PagerDutyOutbox:
             if earlier:  # its trigger (or acknowledge) is still on its way: wait for it, never overtake it
                 await self._store.redis.zadd(self._store.k(DUE), {event_id: self._clock().timestamp() + 1})
                 continue
-            if record["action"] == "trigger" and any(_same_line(r, record) and r["action"] == "resolve"
-                                                     for r in pending.values()):
+            if record["action"] == "trigger" and any(
+                _same_line(r, record) and r["action"] == "resolve" for r in pending.values()
+            ):
                 await self._drop_unsent_line(record, pending)  # resolved before PagerDuty took the trigger
                 continue
             if await self._send(record):
@@ -189,25 +228,49 @@ class PagerDutyOutbox:
                 log.info("PagerDuty took %s after %d failed attempts", event_id, record["attempts"])
             return True
         if result.outcome == "rejected":
-            log.error("PagerDuty refused %s %s for alert %s (%s): %s", record["action"], event_id, group_id,
-                      record["routing"], result.message)
+            log.error(
+                "PagerDuty refused %s %s for alert %s (%s): %s",
+                record["action"],
+                event_id,
+                group_id,
+                record["routing"],
+                result.message,
+            )
             async with self._store.redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._store.k(EVENTS), event_id)
                 pipe.zrem(self._store.k(DUE), event_id)
-                pipe.xadd(self._store.k(DEAD), {"id": event_id, "group": group_id, "routing": record["routing"],
-                                                "action": record["action"], "error": result.message[:500],
-                                                "at": now.isoformat()}, maxlen=10_000, approximate=True)
+                pipe.xadd(
+                    self._store.k(DEAD),
+                    {
+                        "id": event_id,
+                        "group": group_id,
+                        "routing": record["routing"],
+                        "action": record["action"],
+                        "error": result.message[:500],
+                        "at": now.isoformat(),
+                    },
+                    maxlen=10_000,
+                    approximate=True,
+                )
                 pipe.hincrby(day, "pagerduty_rejected", 1)
                 await pipe.execute()
             group = await self._store.get_group(group_id)
             if group is not None:
-                await self._alerts.thread_reply(group, f":warning: PagerDuty refused the {record['action']} for"
-                                                       f" `{record['routing']}`: {external_text(result.message)}")
+                await self._alerts.thread_reply(
+                    group,
+                    f":warning: PagerDuty refused the {record['action']} for"
+                    f" `{record['routing']}`: {external_text(result.message)}",
+                )
             return False
         attempts = int(record["attempts"]) + 1
         delay = retry_delay(attempts, result.retry_after)
-        log.warning("PagerDuty did not take %s (%s, attempt %d); trying again in %ss", event_id, result.message,
-                    attempts, delay.total_seconds())
+        log.warning(
+            "PagerDuty did not take %s (%s, attempt %d); trying again in %ss",
+            event_id,
+            result.message,
+            attempts,
+            delay.total_seconds(),
+        )
         record = {**record, "attempts": attempts, "last_error": result.message}
         async with self._store.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._store.k(EVENTS), event_id, json.dumps(record))
@@ -220,8 +283,11 @@ class PagerDutyOutbox:
         """Forgets a trigger PagerDuty never took and what follows it: the group was resolved meanwhile, and
         nobody should be woken for it."""
         line = [r for r in pending.values() if _same_line(r, trigger)]
-        log.info("alert %s resolved before PagerDuty (%s) took its trigger; not sending it", trigger["group"],
-                 trigger["routing"])
+        log.info(
+            "alert %s resolved before PagerDuty (%s) took its trigger; not sending it",
+            trigger["group"],
+            trigger["routing"],
+        )
         async with self._store.redis.pipeline(transaction=True) as pipe:
             for record in line:
                 pipe.hdel(self._store.k(EVENTS), record["id"])

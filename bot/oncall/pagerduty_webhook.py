@@ -44,8 +44,15 @@ MAX_BODY = 256 * 1024
 class PagerDutyWebhooks:
     """Applies PagerDuty's incident acknowledgements and resolutions to chatops' alert groups."""
 
-    def __init__(self, *, pagerduty: PagerDuty | None, alerts: AlertPipeline, store: AlertStore,
-                 people: PeopleDirectory, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        *,
+        pagerduty: PagerDuty | None,
+        alerts: AlertPipeline,
+        store: AlertStore,
+        people: PeopleDirectory,
+        clock: Callable[[], datetime],
+    ) -> None:
         self._pagerduty = pagerduty
         self._alerts = alerts
         self._store = store  # the alert groups' store: PagerDuty's actions are matched to groups
@@ -56,8 +63,10 @@ class PagerDutyWebhooks:
         """The aiohttp handler."""
         secret = self._pagerduty.webhook_secret if self._pagerduty is not None else None
         if secret is None:
-            return web.json_response({"error": "PagerDuty webhooks are not configured"
-                                               " (integrations.pagerduty.webhook_secret_env)"}, status=404)
+            return web.json_response(
+                {"error": "PagerDuty webhooks are not configured (integrations.pagerduty.webhook_secret_env)"},
+                status=404,
+            )
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.json_response({"error": "body larger than 256 KB"}, status=413)
         body = await request.read()
@@ -92,11 +101,16 @@ class PagerDutyWebhooks:
         acknowledged = event.event_type == "incident.acknowledged"
         try:
             if acknowledged:
-                details = {"pagerduty_user": event.agent_id or "", "pagerduty_name": event.agent_name or "",
-                           "pagerduty_email": email or "", "pagerduty_incident": event.incident_id,
-                           "pagerduty_event": event.id}
-                await self._alerts.acknowledge(group.id, user, via="pagerduty", name=name, details=details,
-                                               also=mark_seen)
+                details = {
+                    "pagerduty_user": event.agent_id or "",
+                    "pagerduty_name": event.agent_name or "",
+                    "pagerduty_email": email or "",
+                    "pagerduty_incident": event.incident_id,
+                    "pagerduty_event": event.id,
+                }
+                await self._alerts.acknowledge(
+                    group.id, user, via="pagerduty", name=name, details=details, also=mark_seen
+                )
             else:
                 await self._alerts.resolve(group.id, user, via="pagerduty", name=name, also=mark_seen)
         except UserFacingError as already:  # acknowledged or resolved in chatops first: nothing to change

@@ -20,7 +20,9 @@ from bot.text.blocks import (
 from bot.text.humanize import duration as human_duration
 
 
-def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetime, mention: str = "") -> tuple[str, list[Block]]:
+def page_message(
+    group: AlertGroup, *, step_text: str, reason: str, now: datetime, mention: str = ""
+) -> tuple[str, list[Block]]:
     """A page: what fires, since when, why you, and the buttons."""
     emoji = SEVERITY_EMOJI.get(group.severity, ":rotating_light:")
     firing = group.firing
@@ -30,8 +32,10 @@ def page_message(group: AlertGroup, *, step_text: str, reason: str, now: datetim
     text = f"{lead}Paged: {group.severity.upper()} {external_text(group.title)} ({group.id})"
     blocks: list[Block] = [
         header(f"📟 {group.title}"),
-        section(f"{lead}{emoji} *{group.severity.upper()}* for {human_duration(now - group.created_at)} in {where}"
-                + (f"\n{external_text(summary)}" if summary else "")),
+        section(
+            f"{lead}{emoji} *{group.severity.upper()}* for {human_duration(now - group.created_at)} in {where}"
+            + (f"\n{external_text(summary)}" if summary else "")
+        ),
         context(f"`{group.id}` · {external_text(step_text)} · {external_text(reason)}"),
         actions(
             button("Acknowledge", ACK, group.id, style="primary"),

@@ -114,7 +114,9 @@ def parse_rotation(
 
 def _parse_members(members: Sequence[str]) -> tuple[str, ...]:
     if isinstance(members, str):
-        raise ValueError(f"members must be a list of Slack user ids, not the string {members!r}")  # one error type for the config layer
+        raise ValueError(
+            f"members must be a list of Slack user ids, not the string {members!r}"
+        )  # one error type for the config layer
     result = tuple(members)
     if not result:
         raise ValueError("members must not be empty")
@@ -183,7 +185,9 @@ def _parse_timezone(name: str) -> str:
 
 def _parse_start(start: date | str) -> date:
     if isinstance(start, datetime):
-        raise ValueError(f"start must be a date (YYYY-MM-DD), not a date and time: {start.isoformat()}")  # one error type for the config layer
+        raise ValueError(
+            f"start must be a date (YYYY-MM-DD), not a date and time: {start.isoformat()}"
+        )  # one error type for the config layer
     if isinstance(start, date):
         return start
     try:

@@ -61,8 +61,15 @@ class OncallService:
     """Rotations, overrides and hand-offs; one per process, built by the composition root."""
 
     def __init__(
-        self, *, config: OncallSection, store: Store, firing_alerts: FiringAlerts, slack: AsyncWebClient,
-        audit: AuditLog, clock: Callable[[], datetime], open_incidents: OpenIncidents | None = None,
+        self,
+        *,
+        config: OncallSection,
+        store: Store,
+        firing_alerts: FiringAlerts,
+        slack: AsyncWebClient,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+        open_incidents: OpenIncidents | None = None,
     ) -> None:
         self.config = config
         self._overrides = OverrideStore(store)
@@ -106,7 +113,16 @@ class OncallService:
                 raise UserFacingError(f"Nobody is on call for `{name}` yet: {error}.") from None
             following = rotations.upcoming(spec, until, until + timedelta(microseconds=1), overrides)
             nxt = following[0] if following else None
-            result.append(OnCallNow(name, member, until, by_id.get(override_id or ""), nxt.member if nxt else None, nxt.starts if nxt else None))
+            result.append(
+                OnCallNow(
+                    name,
+                    member,
+                    until,
+                    by_id.get(override_id or ""),
+                    nxt.member if nxt else None,
+                    nxt.starts if nxt else None,
+                )
+            )
         return result
 
     async def schedule(self, rotation: str, since: datetime, until: datetime) -> list[tuple[Shift, bool]]:
@@ -115,13 +131,22 @@ class OncallService:
         spec = self.spec(rotation)
         overrides = [record.as_override() for record in await self.active_overrides()]
         pieces = rotations.upcoming(spec, since, until, overrides)
-        return [(piece, (scheduled := rotations.shift_at(spec, piece.starts)) is None or scheduled.member != piece.member)
-                for piece in pieces]
+        return [
+            (piece, (scheduled := rotations.shift_at(spec, piece.starts)) is None or scheduled.member != piece.member)
+            for piece in pieces
+        ]
 
     # -- overrides ----------------------------------------------------------------------------------------
 
     async def add_override(
-        self, rotation: str, member: str, starts: datetime, ends: datetime, *, reason: str, by: str,
+        self,
+        rotation: str,
+        member: str,
+        starts: datetime,
+        ends: datetime,
+        *,
+        reason: str,
+        by: str,
     ) -> OverrideRecord:
         """Puts `member` on call for `rotation` over [starts, ends), records and announces it."""
         self.spec(rotation)
@@ -131,14 +156,27 @@ class OncallService:
         if ends <= now:
             raise UserFacingError("That override would already be over.")
         if ends - starts > MAX_OVERRIDE:
-            raise UserFacingError(f"An override lasts at most {MAX_OVERRIDE.days} days; change the rotation for longer.")
+            raise UserFacingError(
+                f"An override lasts at most {MAX_OVERRIDE.days} days; change the rotation for longer."
+            )
         record = OverrideRecord(
-            id=new_override_id(), rotation=rotation, member=member, starts=starts, ends=ends, reason=reason,
-            created_by=by, created_at=now,
+            id=new_override_id(),
+            rotation=rotation,
+            member=member,
+            starts=starts,
+            ends=ends,
+            reason=reason,
+            created_by=by,
+            created_at=now,
         )
         await self._overrides.save(record)
-        await self._audit.record(actor=by, action="oncall.override", result="ok", target=record.id,
-                                 detail=f"{rotation}: {member} {starts.isoformat()}..{ends.isoformat()} {reason}".strip())
+        await self._audit.record(
+            actor=by,
+            action="oncall.override",
+            result="ok",
+            target=record.id,
+            detail=f"{rotation}: {member} {starts.isoformat()}..{ends.isoformat()} {reason}".strip(),
+        )
         when = "from now" if starts <= now else f"from {format_local(starts, self._zone(rotation))}"
         why = f" — {escape(reason)}" if reason else ""
         await self._announce(
@@ -156,8 +194,11 @@ class OncallService:
             raise UserFacingError(f"Override `{record.id}` was already cancelled by <@{record.cancelled_by}>.")
         if not may_cancel_any and by not in (record.created_by, record.member):
             await self._audit.record(actor=by, action="oncall.override_cancel", result="denied", target=record.id)
-            raise PermissionDenied(f"Only <@{record.created_by}>, <@{record.member}> or an admin can cancel `{record.id}`.",
-                                   action="cancel overrides", role="admins")
+            raise PermissionDenied(
+                f"Only <@{record.created_by}>, <@{record.member}> or an admin can cancel `{record.id}`.",
+                action="cancel overrides",
+                role="admins",
+            )
         cancelled = record.model_copy(update={"cancelled_by": by, "cancelled_at": self._clock()})
         await self._overrides.save(cancelled)
         await self._audit.record(actor=by, action="oncall.override_cancel", result="ok", target=record.id)
@@ -183,7 +224,11 @@ class OncallService:
         shift = rotations.shift_at(spec, now)
         if shift is None:
             return False
-        claimed = int(await self._store.call("handoff_claim", self._claim_handoff(keys=[self._handoff_key], args=[rotation, shift.index])))
+        claimed = int(
+            await self._store.call(
+                "handoff_claim", self._claim_handoff(keys=[self._handoff_key], args=[rotation, shift.index])
+            )
+        )
         late = now - shift.starts
         if claimed == 0 or (claimed == 2 and late > LATE_AFTER and note is None):
             return False
@@ -202,8 +247,10 @@ class OncallService:
         zone = self._zone(spec.name)
         via = f" (override `{override_id}`)" if override_id else ""
         swap = f"<@{outgoing}> → <@{incoming}>" if outgoing and outgoing != incoming else f"<@{incoming}> stays on"
-        lines = [f":busts_in_silhouette: *{escape(spec.name)}* hand-off: {swap}{via}, "
-                 f"on call until {format_local(until, zone)}."]
+        lines = [
+            f":busts_in_silhouette: *{escape(spec.name)}* hand-off: {swap}{via}, "
+            f"on call until {format_local(until, zone)}."
+        ]
         firing = await self._firing_alerts()
         open_alerts = [g for g in firing if g.acked_by is None]
         acked = [g for g in firing if g.acked_by is not None]
@@ -211,14 +258,24 @@ class OncallService:
         blocks: list[Block] = [header(f"On-call hand-off: {spec.name}"), section(lines[0])]
         blocks.append(section(_alert_list("Open alerts", open_alerts, self._clock())))
         blocks.append(section(_alert_list("Acknowledged, still firing", acked, self._clock())))
-        blocks.append(section(f"*Open incidents ({len(incidents)})*\n" + ("\n".join(incidents[:10]) if incidents else "none")))
+        blocks.append(
+            section(f"*Open incidents ({len(incidents)})*\n" + ("\n".join(incidents[:10]) if incidents else "none"))
+        )
         if note:
             blocks.append(context(f":hourglass: {escape(note)}"))
-        text = lines[0] + f" {len(open_alerts)} open alerts, {len(acked)} acknowledged and firing, {len(incidents)} open incidents."
+        text = (
+            lines[0]
+            + f" {len(open_alerts)} open alerts, {len(acked)} acknowledged and firing, {len(incidents)} open incidents."
+        )
         try:
             await post_message(self._slack, self.config.handoff_channel, text=text, blocks=blocks)
         except SlackApiError as error:
-            log.error("could not post the %s hand-off to %s: %s", spec.name, self.config.handoff_channel, error.response.get("error"))
+            log.error(
+                "could not post the %s hand-off to %s: %s",
+                spec.name,
+                self.config.handoff_channel,
+                error.response.get("error"),
+            )
             raise
 
     # -- helpers ------------------------------------------------------------------------------------------
@@ -239,6 +296,8 @@ def _alert_list(title: str, groups: Sequence[AlertGroup], now: datetime) -> str:
     lines = []
     for group in sorted(groups, key=lambda g: g.created_at)[:10]:
         who = f", acked by <@{group.acked_by}>" if group.acked_by else ""
-        lines.append(f"`{group.id}` {escape(group.title)} — {group.severity}, for {human_duration(now - group.created_at)}{who}")
+        lines.append(
+            f"`{group.id}` {escape(group.title)} — {group.severity}, for {human_duration(now - group.created_at)}{who}"
+        )
     more = f"\n… and {len(groups) - 10} more" if len(groups) > 10 else ""
     return f"*{title} ({len(groups)})*\n" + "\n".join(lines) + more

@@ -16,7 +16,9 @@ EXAMPLES = "`18:00`, `tomorrow 09:00`, `friday 17:30` or `2026-12-24 08:00`"
 
 def parse_when(text: str, now: datetime, zone: ZoneInfo) -> datetime:
     """The next instant (UTC) matching `text` read in `zone`, after `now`; ValueError saying what is accepted."""
-    words = text.strip().lower().replace("t", " ", 1).split() if _DATE.match(text.strip()) else text.strip().lower().split()
+    words = (
+        text.strip().lower().replace("t", " ", 1).split() if _DATE.match(text.strip()) else text.strip().lower().split()
+    )
     if not words or len(words) > 2:
         raise ValueError(f"`{text}` is not a time: use {EXAMPLES}")
     local_now = now.astimezone(zone)

@@ -27,7 +27,7 @@ def approved_by(decisions: Sequence[Decision]) -> tuple[str, ...]:
 
 
 def rejection_text(decisions: Sequence[Decision]) -> str | None:
-    """"Rejected by <@U…>." as mrkdwn for a rejected request (the stored detail is plain text, escaped when shown)."""
+    """ "Rejected by <@U…>." as mrkdwn for a rejected request (the stored detail is plain text, escaped when shown)."""
     rejecter = next((d.user for d in reversed(decisions) if d.decision == "reject"), None)
     return f"Rejected by <@{rejecter}>." if rejecter else None
 

@@ -78,7 +78,9 @@ class AuditLog:
                 continue
         return records
 
-    async def between(self, since: datetime, until: datetime | None = None, page: int = 1000) -> AsyncIterator[AuditRecord]:
+    async def between(
+        self, since: datetime, until: datetime | None = None, page: int = 1000
+    ) -> AsyncIterator[AuditRecord]:
         """Records with `since` <= at < `until`, oldest first, read a page at a time (memory stays flat however
         long the log); unreadable entries are skipped. For export, not for a request: it reads the whole stream."""
         stream = self.store.keys.audit_stream()
@@ -102,4 +104,8 @@ class AuditLog:
         never a long block). Stream ids are Redis's clock, `at` is ours; in production they agree."""
         minid = f"{max(int(cutoff.timestamp() * 1000), 0)}-0"
         stream = self.store.keys.audit_stream()
-        return int(await self.store.call("audit_trim", self.store.redis.xtrim(stream, minid=minid, approximate=True, limit=batch)))
+        return int(
+            await self.store.call(
+                "audit_trim", self.store.redis.xtrim(stream, minid=minid, approximate=True, limit=batch)
+            )
+        )

@@ -31,7 +31,7 @@ class ClaimBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             asyncio.get_running_loop().create_task(self._send(batch))
 
     async def _send(self, batch: list[tuple[str, int, asyncio.Future[bool]]]) -> None:

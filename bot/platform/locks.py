@@ -45,17 +45,25 @@ class LockInfo:
 
     def to_json(self) -> str:
         """The stored form."""
-        return json.dumps({
-            "token": self.token, "holder": self.holder, "reason": self.reason, "since": self.since.isoformat(),
-            "until": self.until.isoformat() if self.until else None, "deploy_id": self.deploy_id,
-        })
+        return json.dumps(
+            {
+                "token": self.token,
+                "holder": self.holder,
+                "reason": self.reason,
+                "since": self.since.isoformat(),
+                "until": self.until.isoformat() if self.until else None,
+                "deploy_id": self.deploy_id,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> LockInfo:
         """Reads the stored form."""
         data = json.loads(text)
         return cls(
-            token=data["token"], holder=data["holder"], reason=data.get("reason", ""),
+            token=data["token"],
+            holder=data["holder"],
+            reason=data.get("reason", ""),
             since=datetime.fromisoformat(data["since"]),
             until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
             deploy_id=data.get("deploy_id"),
@@ -73,11 +81,20 @@ class RunLocks:
         self._claim = store.redis.register_script(_CLAIM_DUE)
 
     async def acquire(
-        self, key: str, *, holder: str, reason: str, run_id: str, now: datetime, ttl: timedelta,
+        self,
+        key: str,
+        *,
+        holder: str,
+        reason: str,
+        run_id: str,
+        now: datetime,
+        ttl: timedelta,
     ) -> tuple[LockInfo | None, LockInfo | None]:
         """Takes the lock: (ours, None) on success, (None, theirs) when someone holds it."""
         mine = LockInfo(secrets.token_hex(12), holder, reason, now, None, run_id)
-        ok = await self._store.call(f"{self._what}_lock_acquire", self._store.redis.set(key, mine.to_json(), nx=True, px=_ms(ttl)))
+        ok = await self._store.call(
+            f"{self._what}_lock_acquire", self._store.redis.set(key, mine.to_json(), nx=True, px=_ms(ttl))
+        )
         if ok:
             return mine, None
         return None, await self.holder(key)
@@ -97,7 +114,10 @@ class RunLocks:
 
     async def claim_due(self, key: str, now: datetime) -> list[str]:
         """Ids in the deadline queue `key` due by `now`; each is returned to exactly one caller, once."""
-        return [str(i) for i in await self._store.call(f"{self._what}_claim_due", self._claim(keys=[key], args=[now.timestamp()]))]
+        return [
+            str(i)
+            for i in await self._store.call(f"{self._what}_claim_due", self._claim(keys=[key], args=[now.timestamp()]))
+        ]
 
 
 def _ms(span: timedelta) -> int:

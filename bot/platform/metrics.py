@@ -25,32 +25,48 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.requests = Counter(
-            "chatops_requests", "Slack requests handled, by command and outcome.",
-            ["command", "outcome"], registry=self.registry,
+            "chatops_requests",
+            "Slack requests handled, by command and outcome.",
+            ["command", "outcome"],
+            registry=self.registry,
         )
         self.ack_latency = Histogram(
-            "chatops_ack_latency_seconds", "Time from receiving a Slack request to answering it.",
-            ["kind"], buckets=_ACK_BUCKETS, registry=self.registry,
+            "chatops_ack_latency_seconds",
+            "Time from receiving a Slack request to answering it.",
+            ["kind"],
+            buckets=_ACK_BUCKETS,
+            registry=self.registry,
         )
         self.slack_calls = Counter(
-            "chatops_slack_api_calls", "Slack Web API calls made, by method.", ["method"], registry=self.registry,
+            "chatops_slack_api_calls",
+            "Slack Web API calls made, by method.",
+            ["method"],
+            registry=self.registry,
         )
         self.slack_errors = Counter(
-            "chatops_slack_api_errors", "Slack Web API calls that failed, by method and error.",
-            ["method", "error"], registry=self.registry,
+            "chatops_slack_api_errors",
+            "Slack Web API calls that failed, by method and error.",
+            ["method", "error"],
+            registry=self.registry,
         )
         self.redis_errors = Counter(
-            "chatops_redis_errors", "Redis operations that failed, by operation.", ["operation"],
+            "chatops_redis_errors",
+            "Redis operations that failed, by operation.",
+            ["operation"],
             registry=self.registry,
         )
         self.alerts_dead_lettered = Counter(
-            "chatops_alert_entries_dead_lettered", "Alert stream entries moved to the dead-letter stream, by reason.",
-            ["reason"], registry=self.registry,
+            "chatops_alert_entries_dead_lettered",
+            "Alert stream entries moved to the dead-letter stream, by reason.",
+            ["reason"],
+            registry=self.registry,
         )
 
         self.loop_last_success = Gauge(
             "chatops_loop_last_success_timestamp_seconds",
-            "Unix time of the last iteration each background loop completed.", ["loop"], registry=self.registry,
+            "Unix time of the last iteration each background loop completed.",
+            ["loop"],
+            registry=self.registry,
         )
 
         # Label children by label values: `labels()` takes a lock and builds a tuple on every call, which the

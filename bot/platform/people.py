@@ -56,8 +56,13 @@ class PeopleDirectory:
         try:
             user = (await self._slack.users_info(user=user_id))["user"]
             profile = user.get("profile") or {}
-            name = str(profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-                       or user.get("name") or "")
+            name = str(
+                profile.get("display_name")
+                or profile.get("real_name")
+                or user.get("real_name")
+                or user.get("name")
+                or ""
+            )
         except (SlackApiError, KeyError, TypeError) as error:
             log.warning("no name for %s (%s)", user_id, type(error).__name__)
             return f"@{user_id}"  # not cached: Slack may answer next time
@@ -108,10 +113,16 @@ class PeopleDirectory:
                     if user.get("deleted") or user.get("is_bot"):
                         continue
                     profile = user.get("profile") or {}
-                    for handle in (user.get("name"), profile.get("display_name"), profile.get("display_name_normalized")):
+                    for handle in (
+                        user.get("name"),
+                        profile.get("display_name"),
+                        profile.get("display_name_normalized"),
+                    ):
                         if handle:
                             names.setdefault(str(handle).lower(), str(user["id"]))
         except SlackApiError as error:
-            raise UserFacingError(f"Slack would not list users to find that person ({error.response.get('error')}); mention them instead.") from None
+            raise UserFacingError(
+                f"Slack would not list users to find that person ({error.response.get('error')}); mention them instead."
+            ) from None
         self._names = (time.monotonic(), names)
         return names

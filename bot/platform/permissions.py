@@ -22,7 +22,10 @@ class UsergroupDirectory:
     """Members of Slack user groups (`@handle` or `S…` id), cached for a minute; stale data beats none on error."""
 
     def __init__(
-        self, client: AsyncWebClient, *, ttl: float = USERGROUP_CACHE_SECONDS,
+        self,
+        client: AsyncWebClient,
+        *,
+        ttl: float = USERGROUP_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -98,9 +101,7 @@ class Permissions:
             for member in self._roles.get(name, ()):
                 if member == user_id:
                     return True
-                if (member.startswith(("@", "S"))) and user_id in await self._directory.members(
-                    member
-                ):
+                if (member.startswith(("@", "S"))) and user_id in await self._directory.members(member):
                     return True
         return False
 

@@ -42,9 +42,13 @@ CLUSTER_FORM = "redis+cluster://[:password@]host1:6379,host2:6379"
 SERVER_FORM = "redis://[:password@]host:6379/0"
 
 _SCHEMES: dict[str, tuple[Kind, bool]] = {
-    "redis": ("server", False), "rediss": ("server", True), "unix": ("server", False),
-    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
-    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
+    "redis": ("server", False),
+    "rediss": ("server", True),
+    "unix": ("server", False),
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
 }
 _DEFAULT_PORT: dict[Kind, int] = {"server": 6379, "sentinel": 26379, "cluster": 6379}
 # The TLS options REDIS_URL may carry, as redis-py names them. `ssl_cert_reqs` and `ssl_check_hostname` may only
@@ -84,15 +88,16 @@ class RedisTarget:
     keyfile: str | None = None
 
     def __repr__(self) -> str:  # never show the password, in logs or tracebacks
-        return (f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, "
-                f"db={self.db}, ca_certs={self.ca_certs!r})")
+        return (
+            f"RedisTarget(kind={self.kind!r}, tls={self.tls}, nodes={self.nodes!r}, master={self.master!r}, "
+            f"db={self.db}, ca_certs={self.ca_certs!r})"
+        )
 
     def tls_options(self) -> dict[str, object]:
         """The redis-py connection arguments for TLS (none without it); verification stays redis-py's default, on."""
         if not self.tls:
             return {}
-        return {"ssl": True, "ssl_ca_certs": self.ca_certs, "ssl_certfile": self.certfile,
-                "ssl_keyfile": self.keyfile}
+        return {"ssl": True, "ssl_ca_certs": self.ca_certs, "ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile}
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,9 @@ def parse_redis_url(url: str) -> RedisTarget:
     if not sep or scheme.lower() not in _SCHEMES:
         raise RedisUrlError(
             f"REDIS_URL: unknown scheme {scheme.lower()[:20]!r}; use {SERVER_FORM} (rediss:// for TLS), "
-            f"{SENTINEL_FORM} or {CLUSTER_FORM}" if sep else
-            f"REDIS_URL: not a URL; use {SERVER_FORM} (rediss:// for TLS), {SENTINEL_FORM} or {CLUSTER_FORM}"
+            f"{SENTINEL_FORM} or {CLUSTER_FORM}"
+            if sep
+            else f"REDIS_URL: not a URL; use {SERVER_FORM} (rediss:// for TLS), {SENTINEL_FORM} or {CLUSTER_FORM}"
         )
     kind, tls = _SCHEMES[scheme.lower()]
     if kind == "server":
@@ -198,8 +204,9 @@ def _tls_query(query: str, tls: bool, form: str, *, only_tls: bool) -> TlsFiles:
                 "it on. For a server whose certificate a private CA signed, name that CA: "
                 "?ssl_ca_certs=/path/to/ca.pem"
             )
-    files = TlsFiles(ca_certs=seen.get("ssl_ca_certs"), certfile=seen.get("ssl_certfile"),
-                     keyfile=seen.get("ssl_keyfile"))
+    files = TlsFiles(
+        ca_certs=seen.get("ssl_ca_certs"), certfile=seen.get("ssl_certfile"), keyfile=seen.get("ssl_keyfile")
+    )
     _check_tls_files(files)
     return files
 
@@ -225,7 +232,8 @@ def _check_tls_files(files: TlsFiles) -> None:
             context.load_cert_chain(cert, key or None, password=_no_password)
     except (OSError, ValueError) as error:
         raise RedisUrlError(
-            f"REDIS_URL: ssl_certfile={cert}" + (f", ssl_keyfile={key}" if key else "")
+            f"REDIS_URL: ssl_certfile={cert}"
+            + (f", ssl_keyfile={key}" if key else "")
             + f": {_file_problem(error, 'a client certificate and its unencrypted private key')}"
         ) from None
 
@@ -328,13 +336,17 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
 def build_redis_client(target: RedisTarget, pool: PoolOptions) -> RedisClient:
     """The asyncio client for `target`, answering strings, with a bounded pool; close it with `aclose()`."""
     common: dict[str, object] = {
-        "decode_responses": True, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
     }
     if target.kind == "server":
         blocking = BlockingConnectionPool.from_url(
-            target.url, max_connections=pool.max_connections, timeout=pool.timeout,
-            health_check_interval=HEALTH_CHECK_SECONDS, **common,
+            target.url,
+            max_connections=pool.max_connections,
+            timeout=pool.timeout,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+            **common,
         )
         return aioredis.Redis.from_pool(blocking)
     credentials = {"username": target.username, "password": target.password}
@@ -343,19 +355,37 @@ def build_redis_client(target: RedisTarget, pool: PoolOptions) -> RedisClient:
         # Without TLS the ssl_ files are None (REDIS_URL refuses them), which is redis-py's default.
         return ReachableCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-            max_connections=pool.max_connections, username=target.username, password=target.password,
-            decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            ssl=target.tls, ssl_ca_certs=target.ca_certs, ssl_certfile=target.certfile, ssl_keyfile=target.keyfile,
+            max_connections=pool.max_connections,
+            username=target.username,
+            password=target.password,
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            ssl=target.tls,
+            ssl_ca_certs=target.ca_certs,
+            ssl_certfile=target.certfile,
+            ssl_keyfile=target.keyfile,
         )
     # rediss+sentinel: the Sentinels are spoken to over TLS too (they carry the primary's address, which TLS to the
     # primary alone would not protect). A failed Sentinel query is not retried on the same Sentinel (redis-py's
     # client default, which takes seconds on a refused TLS handshake): the next Sentinel is the retry, and the
     # data connections are not retried either.
-    sentinel_kwargs = {"socket_connect_timeout": CONNECT_TIMEOUT_SECONDS, "socket_timeout": CONNECT_TIMEOUT_SECONDS,
-                       "retry": Retry(NoBackoff(), 0), **target.tls_options()}
+    sentinel_kwargs = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": CONNECT_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 0),
+        **target.tls_options(),
+    }
     sentinel = ExplainingSentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(
-        target.master, redis_class=aioredis.Redis, connection_pool_class=BlockingSentinelConnectionPool, db=target.db,
-        max_connections=pool.max_connections, timeout=pool.timeout, health_check_interval=HEALTH_CHECK_SECONDS,
-        **credentials, **common, **target.tls_options(),
+        target.master,
+        redis_class=aioredis.Redis,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        db=target.db,
+        max_connections=pool.max_connections,
+        timeout=pool.timeout,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        **credentials,
+        **common,
+        **target.tls_options(),
     )

@@ -24,16 +24,32 @@ class Replies:
         self._http = http
 
     async def to_response_url(
-        self, response_url: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
-        response_type: str = "ephemeral", replace_original: bool = False, delete_original: bool = False,
+        self,
+        response_url: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        response_type: str = "ephemeral",
+        replace_original: bool = False,
+        delete_original: bool = False,
     ) -> WebhookResponse:
         """Sends a reply through a request's response_url (works for ephemeral messages too); Slack's answer."""
         client = AsyncWebhookClient(response_url, session=self._http, timeout=RESPONSE_URL_TIMEOUT_SECONDS)
-        return await client.send(text=text, blocks=blocks, response_type=response_type,
-                                 replace_original=replace_original, delete_original=delete_original)
+        return await client.send(
+            text=text,
+            blocks=blocks,
+            response_type=response_type,
+            replace_original=replace_original,
+            delete_original=delete_original,
+        )
 
     async def ephemeral(
-        self, channel: str, user: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
+        self,
+        channel: str,
+        user: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         """A message in `channel` only `user` sees."""
         await self._slack.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)

@@ -279,7 +279,11 @@ class LeaderScheduler:
             # Brought forward to now: a catch-up, or a run that fell due during the hand-over.
             options = {"next_run_time": datetime.now(UTC)} if plan is not None and plan.run_now else {}
             scheduler.add_job(
-                functools.partial(self._scheduled_run, job, self._term), job.trigger, id=job.name, name=job.name, **options
+                functools.partial(self._scheduled_run, job, self._term),
+                job.trigger,
+                id=job.name,
+                name=job.name,
+                **options,
             )
         scheduler.start()
         self._scheduler = scheduler

@@ -38,10 +38,18 @@ HTTP_ERROR = "http_error"
 
 # Errors that a later attempt can get past. Slack documents internal_error and fatal_error as "it's possible some
 # aspect of the operation succeeded"; 429 (ratelimited) is the one transient answer that rules that out.
-_TRANSIENT = frozenset({
-    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "connection_error",
-    "http_error", "team_added_to_org",
-})
+_TRANSIENT = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "connection_error",
+        "http_error",
+        "team_added_to_org",
+    }
+)
 _NOT_APPLIED = frozenset({"ratelimited"})
 # Posting is not idempotent: these methods are never retried blindly after a dropped connection.
 _NOT_IDEMPOTENT = ("chat.postMessage", "chat.postEphemeral", "files.completeUploadExternal")
@@ -83,7 +91,11 @@ class _IdempotentConnectionRetryHandler(AsyncConnectionErrorRetryHandler):
     through, and the caller (who can look for it) decides."""
 
     async def _can_retry_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
         if request.url.rstrip("/").endswith(_NOT_IDEMPOTENT):
@@ -105,10 +117,14 @@ class InstrumentedWebClient(AsyncWebClient):
             return await super().api_call(api_method, **kwargs)
         except SlackApiError as error:
             if not isinstance(error.response, AsyncSlackResponse) or not isinstance(error.response.data, dict):
-                error = self._failure(api_method, HTTP_ERROR, _status(error), "Slack answered with something that is not JSON")
+                error = self._failure(
+                    api_method, HTTP_ERROR, _status(error), "Slack answered with something that is not JSON"
+                )
             elif not error.response.data.get("error"):  # e.g. a 502 with an empty or HTML body
                 status = _status(error)
-                error = self._failure(api_method, HTTP_ERROR, status, f"Slack answered HTTP {status} without an error code")
+                error = self._failure(
+                    api_method, HTTP_ERROR, status, f"Slack answered HTTP {status} without an error code"
+                )
             self._metrics.slack_errors.labels(method=api_method, error=error_code(error)).inc()
             raise error from None
         except TimeoutError as timeout:
@@ -116,19 +132,30 @@ class InstrumentedWebClient(AsyncWebClient):
             raise self._failure(api_method, TIMEOUT, 0, f"no answer from Slack within {self.timeout}s") from timeout
         except aiohttp.ClientError as failure:
             self._metrics.slack_errors.labels(method=api_method, error=CONNECTION).inc()
-            raise self._failure(api_method, CONNECTION, 0, f"could not reach Slack: {type(failure).__name__}") from failure
+            raise self._failure(
+                api_method, CONNECTION, 0, f"could not reach Slack: {type(failure).__name__}"
+            ) from failure
 
     def _failure(self, api_method: str, code: str, status: int, message: str) -> SlackApiError:
         """A SlackApiError with a readable response, for failures Slack did not describe itself."""
         response = AsyncSlackResponse(
-            client=self, http_verb="POST", api_url=f"{self.base_url}{api_method}", req_args={},
-            data={"ok": False, "error": code}, headers={}, status_code=status,
+            client=self,
+            http_verb="POST",
+            api_url=f"{self.base_url}{api_method}",
+            req_args={},
+            data={"ok": False, "error": code},
+            headers={},
+            status_code=status,
         )
         return SlackApiError(f"{api_method}: {message}", response)
 
 
 def build_slack_client(
-    *, token: str, base_url: str, metrics: Metrics, session: aiohttp.ClientSession | None = None,
+    *,
+    token: str,
+    base_url: str,
+    metrics: Metrics,
+    session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> InstrumentedWebClient:
     """Builds the bot's Slack client with slack_sdk's own retry handlers (connection retries only where safe)."""
@@ -137,5 +164,10 @@ def build_slack_client(
         _IdempotentConnectionRetryHandler(max_retry_count=CONNECTION_RETRIES),
     ]
     return InstrumentedWebClient(
-        token=token, base_url=base_url, timeout=timeout, session=session, metrics=metrics, retry_handlers=handlers,
+        token=token,
+        base_url=base_url,
+        timeout=timeout,
+        session=session,
+        metrics=metrics,
+        retry_handlers=handlers,
     )

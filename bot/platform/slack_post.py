@@ -89,7 +89,11 @@ class OncePoster:
         for _ in range(MAX_HISTORY_PAGES):
             try:
                 page = await self._slack.conversations_history(
-                    channel=channel_id, include_all_metadata=True, limit=200, cursor=cursor, **window,
+                    channel=channel_id,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                    **window,
                 )
             except SlackApiError as error:
                 if error_code(error) in ("not_in_channel", "channel_not_found"):
@@ -115,7 +119,10 @@ class OncePoster:
         cursor: str | None = None
         while True:
             page = await self._slack.conversations_list(
-                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor,
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor,
             )
             for found in page.get("channels") or []:
                 self._channel_ids[str(found["name"])] = str(found["id"])

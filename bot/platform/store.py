@@ -63,8 +63,9 @@ def text_map(mapping: Mapping[bytes | str, bytes | str] | None) -> dict[str, str
     return {text(name): text(value) for name, value in (mapping or {}).items()}
 
 
-def stream_entries(reply: Iterable[tuple[bytes | str | None, Mapping[bytes | str, bytes | str] | None]] | None,
-                   ) -> list[StreamEntry]:
+def stream_entries(
+    reply: Iterable[tuple[bytes | str | None, Mapping[bytes | str, bytes | str] | None]] | None,
+) -> list[StreamEntry]:
     """An XRANGE / XREVRANGE / XREADGROUP stream's entries as (id, fields) text; an entry deleted while it was
     pending (XREADGROUP answers its id with nil fields) keeps its id with no fields."""
     return [(text(entry_id or ""), text_map(fields)) for entry_id, fields in reply or ()]
@@ -91,7 +92,11 @@ class Store:
     """Typed access to Redis for chatops; every failure is counted and turned into StoreUnavailable."""
 
     def __init__(
-        self, redis: RedisClient, keys: Keys, metrics: Metrics, durability: Durability = Durability(),
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        metrics: Metrics,
+        durability: Durability = Durability(),
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -142,13 +147,15 @@ class Store:
         """LRANGE `key` `start` `end`."""
         return texts(await self.call(operation, self.redis.lrange(key, start, end)))
 
-    async def xrange(self, operation: str, key: str, start: str = "-", end: str = "+",
-                     count: int | None = None) -> list[StreamEntry]:
+    async def xrange(
+        self, operation: str, key: str, start: str = "-", end: str = "+", count: int | None = None
+    ) -> list[StreamEntry]:
         """XRANGE `key` `start` `end` [COUNT `count`]: entries oldest first."""
         return stream_entries(await self.call(operation, self.redis.xrange(key, start, end, count=count)))
 
-    async def xrevrange(self, operation: str, key: str, end: str = "+", start: str = "-",
-                        count: int | None = None) -> list[StreamEntry]:
+    async def xrevrange(
+        self, operation: str, key: str, end: str = "+", start: str = "-", count: int | None = None
+    ) -> list[StreamEntry]:
         """XREVRANGE `key` `end` `start` [COUNT `count`]: entries newest first."""
         return stream_entries(await self.call(operation, self.redis.xrevrange(key, end, start, count=count)))
 

@@ -31,7 +31,9 @@ def parse_when(flag: str, text: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def run_export(*, since: str, until: str | None, environ: Mapping[str, str] = os.environ, out: TextIO = sys.stdout) -> int:
+def run_export(
+    *, since: str, until: str | None, environ: Mapping[str, str] = os.environ, out: TextIO = sys.stdout
+) -> int:
     """Parses the flags, then writes every record with since <= at < until to `out`: 0, or 2 on bad input (with
     a message on stderr and nothing written), or 1 when Redis fails."""
     try:

@@ -13,7 +13,9 @@ EXIT_CANNOT_START = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatops", description="A self-hosted Slack bot for platform and on-call teams.")
+    parser = argparse.ArgumentParser(
+        prog="chatops", description="A self-hosted Slack bot for platform and on-call teams."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run the production bot (settings from environment variables)")
     dev = sub.add_parser("dev", help="run the bot locally with an embedded Redis and a Slack emulator page")
@@ -25,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", default=None, help="the file (default: $CHATOPS_CONFIG or ./chatops.yaml)")
     audit = sub.add_parser("audit", help="the audit log: `audit export --since DATE [--until DATE]` prints JSON lines")
     export = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True).add_parser(
-        "export", help="print audit records as JSON lines (REDIS_URL; key prefix from $CHATOPS_CONFIG)")
+        "export", help="print audit records as JSON lines (REDIS_URL; key prefix from $CHATOPS_CONFIG)"
+    )
     export.add_argument("--since", required=True, help="first day or time, UTC (YYYY-MM-DD or ISO 8601)")
     export.add_argument("--until", help="end, exclusive (default: now)")
     manifest = sub.add_parser("manifest", help="print the Slack app manifest (YAML)")
@@ -80,7 +83,14 @@ def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
     if url is not None and not url.startswith("https://") and not url.startswith("http://"):
         print(f"chatops manifest: --url must start with https:// (got {url!r})", file=sys.stderr)
         return EXIT_CANNOT_START
-    print(manifest_yaml(build_manifest(manifest_commands(), url=url, socket_mode=socket_mode, app_name=name, shortcuts=manifest_shortcuts())), end="")
+    print(
+        manifest_yaml(
+            build_manifest(
+                manifest_commands(), url=url, socket_mode=socket_mode, app_name=name, shortcuts=manifest_shortcuts()
+            )
+        ),
+        end="",
+    )
     return EXIT_OK
 
 

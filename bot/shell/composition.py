@@ -120,7 +120,9 @@ async def preflight(settings: Settings, config: ChatopsConfig) -> None:
         try:
             await client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
         except SlackApiError as error:
-            raise StartupError(f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error.response.get('error')}") from None
+            raise StartupError(
+                f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error.response.get('error')}"
+            ) from None
         except aiohttp.ClientError as error:
             raise StartupError(f"cannot reach Slack at {settings.slack_api_url}: {type(error).__name__}") from None
 
@@ -152,7 +154,10 @@ def manifest_shortcuts() -> list[dict[str, str]]:
 
 
 def create_web_app(
-    settings: Settings, config: ChatopsConfig, *, mount: Callable[[web.Application], None] | None = None,
+    settings: Settings,
+    config: ChatopsConfig,
+    *,
+    mount: Callable[[web.Application], None] | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> web.Application:
     """The bot's aiohttp app; clients are created on startup and closed on cleanup, in order. `clock` is the
@@ -172,6 +177,7 @@ def create_web_app(
         alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),  # type: ignore[arg-type]
     )
     status_page_routes(app, lambda: app[DEPS].status.public if DEPS in app else None)
+
     async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
         return await app[PD_WEBHOOKS].handle(request)
 
@@ -188,6 +194,7 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     """Moves everything built at start-up out of the garbage collector's view: later collections scan only
     request-time objects, which keeps long pauses out of the acknowledgement latency's tail. Done a moment after
     start-up, once the server listens: the full collection takes a tenth of a second that /healthz need not wait."""
+
     def freeze() -> None:
         gc.collect()
         gc.freeze()
@@ -204,13 +211,20 @@ def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
 
 
 def _schedule(
-    scheduler: LeaderScheduler, config: ChatopsConfig, alerts: AlertPipeline, oncall: OncallService, pager: Pager,
-    status: StatusService, backups: BackupService, incidents: IncidentService,
+    scheduler: LeaderScheduler,
+    config: ChatopsConfig,
+    alerts: AlertPipeline,
+    oncall: OncallService,
+    pager: Pager,
+    status: StatusService,
+    backups: BackupService,
+    incidents: IncidentService,
 ) -> None:
     """Registers the periodic jobs the leader runs: the escalation tick (alert pages, then incidents' "no
     commander" deadlines and Slack catch-up), silence expiry, the health probes, every rotation's hand-off (a
     missed one is posted once, late, with a note), the pruning of old overrides, and the backups' schedules,
     drills, RPO check and tick (restore expiry, interrupted runs)."""
+
     async def escalation_tick(_: Missed | None) -> None:
         await pager.tick()
         await incidents.tick()
@@ -221,13 +235,25 @@ def _schedule(
     async def prune_overrides(_: Missed | None) -> None:
         await oncall.prune_overrides()
 
-    scheduler.add_job("escalation-tick", escalation_tick, IntervalTrigger(seconds=config.scheduler.tick.total_seconds()), catch_up=False)
+    scheduler.add_job(
+        "escalation-tick",
+        escalation_tick,
+        IntervalTrigger(seconds=config.scheduler.tick.total_seconds()),
+        catch_up=False,
+    )
     scheduler.add_job("alert-silences", expire_silences, IntervalTrigger(seconds=5), catch_up=False)
+
     async def probe(_: Missed | None) -> None:
         await status.probe_job()
 
     if status.targets:
-        scheduler.add_job("status-probes", probe, IntervalTrigger(seconds=config.status.probe_interval.total_seconds()), catch_up=False)
+        scheduler.add_job(
+            "status-probes",
+            probe,
+            IntervalTrigger(seconds=config.status.probe_interval.total_seconds()),
+            catch_up=False,
+        )
+
     async def backup_tick(_: Missed | None) -> None:
         await backups.tick()
 
@@ -236,6 +262,7 @@ def _schedule(
         scheduler.add_job(name, func, trigger)
     scheduler.add_job("oncall-prune", prune_overrides, CronTrigger(hour=3, minute=17, timezone=UTC))
     for name, spec in config.oncall.specs.items():
+
         async def handoff(missed: Missed | None, rotation: str = name) -> None:
             await oncall.handoff(rotation, note=missed.note if missed is not None else None)
 
@@ -276,24 +303,40 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         # fail a call in SLACK_API_TIMEOUT (to be retried), not hold it for the shared session's 30 s.
         slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.slack_api_timeout))
         slack = build_slack_client(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, metrics=app[METRICS],
-            session=slack_session, timeout=settings.slack_api_timeout,
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            metrics=app[METRICS],
+            session=slack_session,
+            timeout=settings.slack_api_timeout,
         )
         store = app[STORE]
         tasks = BackgroundTasks()
         clock = runtime.clock
         audit = AuditLog(store, clock)
-        deploy_store = DeployStore(store)  # the engine's own; the root hands it only to retention (bot/shell/pruning.py)
+        deploy_store = DeployStore(
+            store
+        )  # the engine's own; the root hands it only to retention (bot/shell/pruning.py)
         deploys = DeployEngine(
-            runtime.config.services, runtime.config.deploys, announce_channel=runtime.config.slack.announce_channel,
-            store=deploy_store, slack=slack, http=app[HTTP], audit=audit, tasks=tasks, clock=clock,
+            runtime.config.services,
+            runtime.config.deploys,
+            announce_channel=runtime.config.slack.announce_channel,
+            store=deploy_store,
+            slack=slack,
+            http=app[HTTP],
+            audit=audit,
+            tasks=tasks,
+            clock=clock,
         )
         # Incident pages walk escalation policies like alerts; severities that page a rotation get one synthesized.
         # The alert groups' store: the pipeline's own; the root hands it also to what pages and follows those groups
         # (escalation, the PagerDuty outbox and webhooks) and to retention.
         alert_store = AlertStore(store)
         alerts = AlertPipeline(
-            config=runtime.config.alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
+            config=runtime.config.alerts,
+            store=alert_store,
+            slack=slack,
+            audit=audit,
+            clock=clock,
             oncall=with_incident_policies(runtime.config.incidents, runtime.config.oncall),
             heartbeat=app[HEARTBEATS].beat,
         )
@@ -302,52 +345,113 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         async def open_incidents() -> list[str]:
             return await incidents.open_lines()
 
-        oncall = OncallService(config=runtime.config.oncall, store=store, firing_alerts=alerts.firing, slack=slack, audit=audit,
-                               clock=clock, open_incidents=open_incidents)
+        oncall = OncallService(
+            config=runtime.config.oncall,
+            store=store,
+            firing_alerts=alerts.firing,
+            slack=slack,
+            audit=audit,
+            clock=clock,
+            open_incidents=open_incidents,
+        )
         # PagerDuty: events owed to it are queued with the group change that calls for them (an observer of every
         # change) and sent by their own loop until PagerDuty takes them.
         outbox = PagerDutyOutbox(pagerduty=pagerduty, alerts=alerts, store=alert_store, clock=clock)
         alert_store.observers.append(outbox.follow_up)
-        pager = Pager(oncall=oncall, alerts=alerts, store=alert_store, slack=slack, audit=audit, clock=clock,
-                      claim_lease=runtime.config.scheduler.lease, outbox=outbox)
+        pager = Pager(
+            oncall=oncall,
+            alerts=alerts,
+            store=alert_store,
+            slack=slack,
+            audit=audit,
+            clock=clock,
+            claim_lease=runtime.config.scheduler.lease,
+            outbox=outbox,
+        )
         usergroups = UsergroupDirectory(slack)
         permissions = Permissions(_roles(runtime.config), usergroups)
         statuspage = None
         if runtime.config.integrations.statuspage is not None:
             statuspage = build_client(runtime.config.integrations.statuspage, environ=os.environ, http=app[HTTP])
         incidents = IncidentService(
-            config=runtime.config.incidents, store=incident_store, slack=slack, audit=audit, alerts=alerts,
-            oncall=oncall, deploys=deploys, permissions=permissions, usergroups=usergroups, clock=clock,
+            config=runtime.config.incidents,
+            store=incident_store,
+            slack=slack,
+            audit=audit,
+            alerts=alerts,
+            oncall=oncall,
+            deploys=deploys,
+            permissions=permissions,
+            usergroups=usergroups,
+            clock=clock,
             statuspage=statuspage,
         )
 
         async def public_incidents(now: datetime) -> list[PublicIncident]:
             # The status domain sees incidents only as the public page may: public title and public texts.
-            return [PublicIncident(title=i.public_title, severity=i.severity, status=i.status, service=i.service,
-                                   declared_at=i.declared_at, resolved_at=i.resolved_at,
-                                   updates=tuple((e.at, e.text) for e in entries))
-                    for i, entries in await incidents.public_history(now - RECENT)]
+            return [
+                PublicIncident(
+                    title=i.public_title,
+                    severity=i.severity,
+                    status=i.status,
+                    service=i.service,
+                    declared_at=i.declared_at,
+                    resolved_at=i.resolved_at,
+                    updates=tuple((e.at, e.text) for e in entries),
+                )
+                for i, entries in await incidents.public_history(now - RECENT)
+            ]
 
         people = PeopleDirectory(slack)
-        app[PD_WEBHOOKS] = PagerDutyWebhooks(pagerduty=pagerduty, alerts=alerts, store=alert_store, people=people,
-                                              clock=clock)
-        scheduler = LeaderScheduler(redis=store.redis, keys=store.keys, lease_ttl=runtime.config.scheduler.lease, clock=clock,
-                                    heartbeat=lambda: app[HEARTBEATS].beat("scheduler"))
-        status = StatusService(runtime.config.status, services=runtime.config.services,
-                               status_page=runtime.config.status_page, store=ProbeStore(store), deploys=deploys,
-                               alerts=alerts, http=app[HTTP], clock=clock, public_incidents=public_incidents)
+        app[PD_WEBHOOKS] = PagerDutyWebhooks(
+            pagerduty=pagerduty, alerts=alerts, store=alert_store, people=people, clock=clock
+        )
+        scheduler = LeaderScheduler(
+            redis=store.redis,
+            keys=store.keys,
+            lease_ttl=runtime.config.scheduler.lease,
+            clock=clock,
+            heartbeat=lambda: app[HEARTBEATS].beat("scheduler"),
+        )
+        status = StatusService(
+            runtime.config.status,
+            services=runtime.config.services,
+            status_page=runtime.config.status_page,
+            store=ProbeStore(store),
+            deploys=deploys,
+            alerts=alerts,
+            http=app[HTTP],
+            clock=clock,
+            public_incidents=public_incidents,
+        )
         backup_store = BackupStore(store, history_keep=runtime.config.backups.history_keep)  # the service's own
         backups = BackupService(
-            runtime.config.backups, announce_channel=runtime.config.slack.announce_channel, records=backup_store,
-            slack=slack, audit=audit, alerts=alerts, tasks=tasks, clock=clock,
+            runtime.config.backups,
+            announce_channel=runtime.config.slack.announce_channel,
+            records=backup_store,
+            slack=slack,
+            audit=audit,
+            alerts=alerts,
+            tasks=tasks,
+            clock=clock,
         )
         _schedule(scheduler, runtime.config, alerts, oncall, pager, status, backups, incidents)
         pruner = Pruner(  # retention: the leader removes old history in bounded batches (bot/shell/pruning.py)
-            retention=runtime.config.retention, alerts=alert_store, deploys=deploy_store, backups=backup_store,
-            audit=audit, clock=clock, backup_targets=lambda: list(runtime.config.backups.targets),
-            deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments])
-        scheduler.add_job("retention", pruner.job, IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
-                          catch_up=False)
+            retention=runtime.config.retention,
+            alerts=alert_store,
+            deploys=deploy_store,
+            backups=backup_store,
+            audit=audit,
+            clock=clock,
+            backup_targets=lambda: list(runtime.config.backups.targets),
+            deploy_keys=lambda: [(s, e) for s, svc in runtime.config.services.items() for e in svc.environments],
+        )
+        scheduler.add_job(
+            "retention",
+            pruner.job,
+            IntervalTrigger(seconds=runtime.config.retention.every.total_seconds()),
+            catch_up=False,
+        )
         app[SOURCES] = build_sources(runtime.config.alerts.sources, environ=os.environ, http=app[HTTP])
         alerts.use_sources(app[SOURCES], app[METRICS])  # the consumer normalises what their raw intake stored
         deps = Deps(
@@ -384,7 +488,8 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         app[BOLT] = bolt
         if settings.slack_signing_secret is not None and not settings.socket_mode:
             app[COMMANDS] = dispatch.CommandEndpoint(
-                deps, runtime.catalog, settings.slack_signing_secret.get_secret_value(), guard)
+                deps, runtime.catalog, settings.slack_signing_secret.get_secret_value(), guard
+            )
         socket_handler = None
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import (
@@ -408,8 +513,12 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
         for name, within in LOOP_LIMITS.items():
             heartbeats.expect(name, within)
         workers = [
-            loop.create_task(run_periodic("deploy-ticks", deploys.tick, every=DEPLOY_TICK_SECONDS, stop=stop_ticks,
-                                          heartbeats=heartbeats), name="deploy-ticks"),
+            loop.create_task(
+                run_periodic(
+                    "deploy-ticks", deploys.tick, every=DEPLOY_TICK_SECONDS, stop=stop_ticks, heartbeats=heartbeats
+                ),
+                name="deploy-ticks",
+            ),
             loop.create_task(alerts.run_consumer(stop_ticks), name="alert-delivery"),
             loop.create_task(alerts.run_flusher(stop_ticks), name="alert-messages"),
             loop.create_task(scheduler.run(stop_ticks), name="scheduler"),

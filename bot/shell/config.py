@@ -121,7 +121,9 @@ class RedisSection(StrictModel):
     @model_validator(mode="after")
     def _bounds(self) -> RedisSection:
         if not 2 <= self.max_connections <= 10_000:
-            raise ValueError(f"max_connections: must be from 2 to 10000 (got {self.max_connections}); 64 suits most teams")
+            raise ValueError(
+                f"max_connections: must be from 2 to 10000 (got {self.max_connections}); 64 suits most teams"
+            )
         if not timedelta(milliseconds=100) <= self.pool_timeout <= timedelta(seconds=60):
             raise ValueError(f"pool_timeout: must be from 100ms to 60s (got {format_duration(self.pool_timeout)})")
         if not 0 <= self.min_replicas_acked <= 16:
@@ -191,12 +193,16 @@ class ChatopsConfig(StrictModel):
                     named.append(("rollback_approval.approvers", env.rollback_approval.approvers))
                 for key, role in named:
                     if role not in self.roles and role != "admins":
-                        problems.append(f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles")
+                        problems.append(
+                            f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles"
+                        )
         for number, route in enumerate(self.alerts.routes):
             if route.escalation is not None and route.escalation not in self.oncall.escalation_policies:
                 close = difflib.get_close_matches(route.escalation, list(self.oncall.escalation_policies), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else " (define it under oncall.escalation_policies)"
-                problems.append(f"alerts.routes[{number}].escalation: there is no escalation policy {route.escalation!r}{hint}")
+                problems.append(
+                    f"alerts.routes[{number}].escalation: there is no escalation policy {route.escalation!r}{hint}"
+                )
         for key, role in self.backups.roles_named():
             if role not in self.roles and role != "admins":
                 problems.append(f"{key}: role '{role}' is not defined under roles")
@@ -220,9 +226,18 @@ def _incident_pages(config: ChatopsConfig) -> list[str]:
         if severity.page is None or isinstance(severity.page, PagerDutyTarget) or severity.page in known:
             continue
         close = difflib.get_close_matches(severity.page, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f" (rotations and policies: {', '.join(sorted(known))})" if known else " (define it under oncall.rotations or oncall.escalation_policies)")
-        problems.append(f"incidents.severities.{name}.page: {severity.page!r} is not an on-call rotation or escalation policy{hint}")
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else (
+                f" (rotations and policies: {', '.join(sorted(known))})"
+                if known
+                else " (define it under oncall.rotations or oncall.escalation_policies)"
+            )
+        )
+        problems.append(
+            f"incidents.severities.{name}.page: {severity.page!r} is not an on-call rotation or escalation policy{hint}"
+        )
     return problems
 
 
@@ -241,26 +256,39 @@ def _public_status(config: ChatopsConfig) -> list[str]:
                 problems.append(f"integrations.statuspage.components.{service}: there is no service {service!r}{hint}")
         for severity in statuspage.severity_status if "severity_status" in statuspage.model_fields_set else ():
             if severity not in severities:
-                problems.append(f"integrations.statuspage.severity_status.{severity}: not a severity "
-                                f"(incidents.severities: {', '.join(severities)})")
+                problems.append(
+                    f"integrations.statuspage.severity_status.{severity}: not a severity "
+                    f"(incidents.severities: {', '.join(severities)})"
+                )
     if config.status_page is not None:
-        targets = [f"{name}/{env}" for name, svc in config.services.items() for env, spec in svc.environments.items()
-                   if spec.health is not None and not spec.health.gate_only] + [
-                       probe.name for probe in config.status.probes]
+        targets = [
+            f"{name}/{env}"
+            for name, svc in config.services.items()
+            for env, spec in svc.environments.items()
+            if spec.health is not None and not spec.health.gate_only
+        ] + [probe.name for probe in config.status.probes]
         for number, component in enumerate(config.status_page.components):
             for target in component.targets:
                 if target in targets or any(t.startswith(f"{target}/") for t in targets):
                     continue
                 close = difflib.get_close_matches(target, targets, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else (
-                    f" (targets: {', '.join(targets)})" if targets
-                    else " (add health: to an environment or a status.probes entry)")
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else (
+                        f" (targets: {', '.join(targets)})"
+                        if targets
+                        else " (add health: to an environment or a status.probes entry)"
+                    )
+                )
                 problems.append(f"status_page.components[{number}].targets: {target!r} is not a /status target{hint}")
         explicit = "incident_states" in config.status_page.model_fields_set
         for severity in config.status_page.incident_states if explicit else ():
             if severity not in severities:
-                problems.append(f"status_page.incident_states.{severity}: not a severity "
-                                f"(incidents.severities: {', '.join(severities)})")
+                problems.append(
+                    f"status_page.incident_states.{severity}: not a severity "
+                    f"(incidents.severities: {', '.join(severities)})"
+                )
     return problems
 
 
@@ -283,8 +311,10 @@ def _pagerduty_targets(config: ChatopsConfig) -> list[str]:
             continue
         if section is None:
             example = "integrations: {pagerduty: {routing_keys: {" + target.pagerduty + ": PD_ROUTING_KEY}}}"
-            problems.append(f"{path}: pages PagerDuty ({target.pagerduty!r}) but integrations.pagerduty is not"
-                            f" configured (add {example})")
+            problems.append(
+                f"{path}: pages PagerDuty ({target.pagerduty!r}) but integrations.pagerduty is not"
+                f" configured (add {example})"
+            )
             continue
         close = difflib.get_close_matches(target.pagerduty, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (routing_keys: {', '.join(sorted(known))})"
@@ -300,10 +330,17 @@ def summary(config: ChatopsConfig, source: str) -> str:
     where = f"announce channel {channel}" if channel else "no announce channel"
     services = len(config.services)
     environments = sum(len(service.environments) for service in config.services.values())
-    deployable = f"; {services} service{'' if services == 1 else 's'} in {environments} environment{'' if environments == 1 else 's'}" if services else ""
+    deployable = (
+        f"; {services} service{'' if services == 1 else 's'} in {environments} environment{'' if environments == 1 else 's'}"
+        if services
+        else ""
+    )
     rotations, policies = len(config.oncall.rotations), len(config.oncall.escalation_policies)
-    oncall = (f"; {rotations} rotation{'' if rotations == 1 else 's'}, {policies} escalation polic{'y' if policies == 1 else 'ies'}"
-              if rotations or policies else "")
+    oncall = (
+        f"; {rotations} rotation{'' if rotations == 1 else 's'}, {policies} escalation polic{'y' if policies == 1 else 'ies'}"
+        if rotations or policies
+        else ""
+    )
     return (
         f"{source}: OK ({roles} role{'' if roles == 1 else 's'}, "
         f"{members} member{'' if members == 1 else 's'}{deployable}{oncall}; {where})"
@@ -351,10 +388,17 @@ def parse_model(text: str, model: type[_M], source: str = "<config>") -> _M:
         data = document.data
     else:
         sections = ", ".join(f"{name}:" for name in allowed_keys(model))
-        raise ConfigError(source, [*document.problems, ConfigProblem(
-            "", f"the file must be a mapping of sections such as {sections} (got {describe_value(document.data)})",
-            document.lines.get((), 1),
-        )])
+        raise ConfigError(
+            source,
+            [
+                *document.problems,
+                ConfigProblem(
+                    "",
+                    f"the file must be a mapping of sections such as {sections} (got {describe_value(document.data)})",
+                    document.lines.get((), 1),
+                ),
+            ],
+        )
     try:
         result = model.model_validate(data)
     except ValidationError as error:

@@ -155,7 +155,7 @@ def _message(kind: str, detail: Mapping[str, Any], where: _Location) -> str:
     if kind in ("value_error", "assertion_error"):
         for prefix in _PREFIXES:
             if msg.startswith(prefix):
-                return msg[len(prefix):]
+                return msg[len(prefix) :]
         return msg
     if kind in _KINDS:
         return f"{subject}must be {_KINDS[kind]} (got {describe_value(value)})"
@@ -180,8 +180,10 @@ def _message(kind: str, detail: Mapping[str, Any], where: _Location) -> str:
     if kind == "recursion_loop":
         return "refers to itself"
     if kind == "union_tag_invalid":  # a discriminated union's `kind:` names nothing we know
-        return (f"{ctx.get('discriminator', 'kind').strip(chr(39))} {describe_value(ctx.get('tag'))} is not known; "
-                f"use one of: {str(ctx.get('expected_tags', '')).replace(chr(39), '')}")
+        return (
+            f"{ctx.get('discriminator', 'kind').strip(chr(39))} {describe_value(ctx.get('tag'))} is not known; "
+            f"use one of: {str(ctx.get('expected_tags', '')).replace(chr(39), '')}"
+        )
     return subject + msg[:1].lower() + msg[1:]
 
 

@@ -56,7 +56,7 @@ def _short_tag(tag: str) -> str:
 
 
 def _unreadable(node: Node, error: Exception) -> str:
-    """"cannot read '2024-02-30' as a date: day is out of range for month" for a scalar its tag cannot build."""
+    """ "cannot read '2024-02-30' as a date: day is out of range for month" for a scalar its tag cannot build."""
     shown = describe_value(node.value) if isinstance(node, ScalarNode) else "this value"
     kind = _TAG_KINDS.get(node.tag, _short_tag(node.tag))
     reason = f": {error}" if node.tag == "tag:yaml.org,2002:timestamp" and isinstance(error, ValueError) else ""
@@ -114,7 +114,7 @@ def _syntax_problem(error: yaml.YAMLError, text: str) -> ConfigProblem:
             if "'\\t'" in problem:
                 message += "; indent with spaces, not tabs"
             elif token:
-                message += f"; put the value in quotes: \"{token}\""
+                message += f'; put the value in quotes: "{token}"'
         return ConfigProblem("", message, mark.line + 1 if mark is not None else None)
     return ConfigProblem("", f"YAML error: {error}")
 
@@ -178,11 +178,13 @@ class _NodeWalk:
                 identity = (key_node.tag, key_node.value)
                 key_line = key_node.start_mark.line + 1
                 if identity in seen:
-                    self.problems.append(ConfigProblem(
-                        format_path(path),
-                        f"duplicate key {describe_value(key_node.value)} (first at line {seen[identity]})",
-                        key_line,
-                    ))
+                    self.problems.append(
+                        ConfigProblem(
+                            format_path(path),
+                            f"duplicate key {describe_value(key_node.value)} (first at line {seen[identity]})",
+                            key_line,
+                        )
+                    )
                 else:
                     seen[identity] = key_line
                 child = path + (key_node.value,)
@@ -201,19 +203,20 @@ class _NodeWalk:
         match = _COMMENTED_CHANNEL.search(self.lines[line_index])
         if match:
             name = match.group(1)
-            self.problems.append(ConfigProblem(
-                format_path(path), f"YAML reads {name} as a comment, so this value is empty; write \"{name}\"",
-                line_index + 1,
-            ))
+            self.problems.append(
+                ConfigProblem(
+                    format_path(path),
+                    f'YAML reads {name} as a comment, so this value is empty; write "{name}"',
+                    line_index + 1,
+                )
+            )
 
     def _fatal(self, path: KeyPath, message: str, line: int) -> None:
         self.fatal = True
         self.problems.append(ConfigProblem(format_path(path), message, line))
 
 
-def _record_lines(
-    loader: _Loader, node: Node, data: Any, path: KeyPath, lines: dict[KeyPath, int], depth: int
-) -> None:
+def _record_lines(loader: _Loader, node: Node, data: Any, path: KeyPath, lines: dict[KeyPath, int], depth: int) -> None:
     """Maps each key path, with keys as built (so they match pydantic's locations), to the line of its key."""
     lines.setdefault(path, node.start_mark.line + 1)
     if depth > MAX_DEPTH:

@@ -98,7 +98,9 @@ async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # typ
     try:
         await runner.setup()
         await web.SockSite(runner, listener).start()
-        print(f"chatops dev: open {origin}/ and type /chatops help. Ctrl-C stops everything.", file=sys.stderr, flush=True)
+        print(
+            f"chatops dev: open {origin}/ and type /chatops help. Ctrl-C stops everything.", file=sys.stderr, flush=True
+        )
         await _until_stopped()
         print("chatops dev: stopping", file=sys.stderr)
         return 0

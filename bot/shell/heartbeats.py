@@ -48,7 +48,11 @@ class Heartbeats:
 
 
 async def run_periodic(
-    name: str, iteration: Callable[[], Awaitable[object]], *, every: float, stop: asyncio.Event,
+    name: str,
+    iteration: Callable[[], Awaitable[object]],
+    *,
+    every: float,
+    stop: asyncio.Event,
     heartbeats: Heartbeats,
 ) -> None:
     """Runs `iteration` every `every` seconds until `stop`; a failing iteration is logged and the next one runs."""

@@ -68,4 +68,6 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job …" every tick is noise; failures still log
+    logging.getLogger("apscheduler").setLevel(
+        logging.WARNING
+    )  # "Running job …" every tick is noise; failures still log

@@ -31,14 +31,22 @@ BOT_EVENTS = ("app_home_opened",)
 
 
 def build_manifest(
-    commands: Sequence[dict[str, str]], *, url: str | None, socket_mode: bool, app_name: str = "chatops",
+    commands: Sequence[dict[str, str]],
+    *,
+    url: str | None,
+    socket_mode: bool,
+    app_name: str = "chatops",
     shortcuts: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
     """The manifest as a dict: every slash command and shortcut, interactivity, events, scopes, and Socket Mode."""
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     slash_commands = []
     for command in commands:
-        entry = {"command": command["command"], "description": command["description"][:2000], "should_escape": bool(command.get("should_escape", False))}
+        entry = {
+            "command": command["command"],
+            "description": command["description"][:2000],
+            "should_escape": bool(command.get("should_escape", False)),
+        }
         if command.get("usage_hint"):
             entry["usage_hint"] = command["usage_hint"][:1000]
         if endpoint and not socket_mode:

@@ -69,18 +69,28 @@ class Pruner:
         await self.deploys.backfill_figures(self.deploy_keys(), now, r.batch)  # deploys finished by earlier versions
         for service, environment in self.deploy_keys():
             await self.deploys.prune_figures(service, environment, now - r.deploys, r.batch)
-            done.deploys += await _drain(lambda b, s, svc=service, env=environment: self.deploys.prune(
-                svc, env, now - r.deploys, b, skip=s), r.batch)
+            done.deploys += await _drain(
+                lambda b, s, svc=service, env=environment: self.deploys.prune(svc, env, now - r.deploys, b, skip=s),
+                r.batch,
+            )
         for target in self.backup_targets():
-            done.backups += await _drain(lambda b, s, t=target: self.backups.prune(t, now - r.backups, b, skip=s), r.batch)
+            done.backups += await _drain(
+                lambda b, s, t=target: self.backups.prune(t, now - r.backups, b, skip=s), r.batch
+            )
         for _ in range(MAX_BATCHES):
             trimmed = await self.audit.trim(now - r.audit, r.batch)
             done.audit_entries += trimmed
             if trimmed == 0:
                 break
         if any((done.alert_groups, done.deploys, done.backups, done.audit_entries, done.stream_entries)):
-            log.info("retention removed %d alert groups, %d stream entries, %d deploys, %d backups, %d audit entries",
-                     done.alert_groups, done.stream_entries, done.deploys, done.backups, done.audit_entries)
+            log.info(
+                "retention removed %d alert groups, %d stream entries, %d deploys, %d backups, %d audit entries",
+                done.alert_groups,
+                done.stream_entries,
+                done.deploys,
+                done.backups,
+                done.audit_entries,
+            )
         return done
 
 

@@ -95,9 +95,7 @@ class Settings(BaseModel):
 
 @dataclass(frozen=True)
 class _Env:
-    names: tuple[str, ...] = tuple(
-        field.alias for field in Settings.model_fields.values() if field.alias is not None
-    )
+    names: tuple[str, ...] = tuple(field.alias for field in Settings.model_fields.values() if field.alias is not None)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

@@ -12,14 +12,18 @@ from bot.status.public import PublicStatus, Rendered
 
 def status_page_routes(app: web.Application, public: Callable[[], PublicStatus | None]) -> None:
     """Adds both routes; they answer 404 when `status_page:` is not configured."""
+
     async def answer(request: web.Request, kind: str) -> web.Response:
         service = public()
         if service is None:
             raise web.HTTPNotFound(text="No public status page is configured (status_page: in chatops.yaml).")
         rendered: Rendered = await service.rendered()
         etag = f'"{rendered.etag}"'
-        headers = {"Cache-Control": f"public, max-age={int(service.section.cache.total_seconds())}", "ETag": etag,
-                   "X-Content-Type-Options": "nosniff"}
+        headers = {
+            "Cache-Control": f"public, max-age={int(service.section.cache.total_seconds())}",
+            "ETag": etag,
+            "X-Content-Type-Options": "nosniff",
+        }
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
         if kind == "json":

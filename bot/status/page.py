@@ -22,10 +22,19 @@ from bot.status.config import PublicState, StatusPageSection
 
 DayState = Literal["operational", "degraded_performance", "partial_outage", "major_outage", "no_data"]
 RANK: dict[str, int] = {"operational": 0, "degraded_performance": 1, "partial_outage": 2, "major_outage": 3}
-STATE_TEXT = {"operational": "Operational", "degraded_performance": "Degraded performance",
-              "partial_outage": "Partial outage", "major_outage": "Major outage", "no_data": "No data"}
-OVERALL_TEXT = {"operational": "All systems operational", "degraded_performance": "Degraded performance",
-                "partial_outage": "Partial outage", "major_outage": "Major outage"}
+STATE_TEXT = {
+    "operational": "Operational",
+    "degraded_performance": "Degraded performance",
+    "partial_outage": "Partial outage",
+    "major_outage": "Major outage",
+    "no_data": "No data",
+}
+OVERALL_TEXT = {
+    "operational": "All systems operational",
+    "degraded_performance": "Degraded performance",
+    "partial_outage": "Partial outage",
+    "major_outage": "Major outage",
+}
 RECENT = timedelta(days=7)
 
 
@@ -85,7 +94,9 @@ class UpdateView(BaseModel):
 PublicIncidentStatus = Literal["investigating", "identified", "monitoring", "resolved"]
 # The incident statuses the public page shows as they are; any other shows as resolved.
 _PUBLIC_STATUS: dict[str, PublicIncidentStatus] = {
-    "investigating": "investigating", "identified": "identified", "monitoring": "monitoring",
+    "investigating": "investigating",
+    "identified": "identified",
+    "monitoring": "monitoring",
 }
 
 
@@ -162,8 +173,12 @@ def uptime_bar(counts: Mapping[date, DayCount], today: date, days: int) -> list[
 
 
 def build_page(
-    config: StatusPageSection, *, now: datetime, probe_states: Mapping[str, Sequence[str]],
-    services: Mapping[str, frozenset[str]], days: Mapping[str, Mapping[date, DayCount]],
+    config: StatusPageSection,
+    *,
+    now: datetime,
+    probe_states: Mapping[str, Sequence[str]],
+    services: Mapping[str, frozenset[str]],
+    days: Mapping[str, Mapping[date, DayCount]],
     incidents: Sequence[PublicIncident],
 ) -> PageView:
     """The page: `probe_states`, `services` and `days` are by component name (fresh probe states of its targets,
@@ -172,15 +187,23 @@ def build_page(
     components = []
     for component in config.components:
         names = services.get(component.name, frozenset())
-        from_incidents = [config.incident_states.get(i.severity, "major_outage")
-                          for i in open_incidents if i.service in names]
+        from_incidents = [
+            config.incident_states.get(i.severity, "major_outage") for i in open_incidents if i.service in names
+        ]
         state = worst(probe_state(list(probe_states.get(component.name, ()))), *from_incidents)
         counts = days.get(component.name, {})
         bar = uptime_bar(counts, now.date(), config.history_days)
         good = sum(c.good for c in counts.values() if c.day >= bar[0].date)
         total = sum(c.total for c in counts.values() if c.day >= bar[0].date)
-        components.append(ComponentView(name=component.name, state=state, state_text=STATE_TEXT[state],
-                                        uptime=round(100 * good / total, 3) if total else None, days=bar))
+        components.append(
+            ComponentView(
+                name=component.name,
+                state=state,
+                state_text=STATE_TEXT[state],
+                uptime=round(100 * good / total, 3) if total else None,
+                days=bar,
+            )
+        )
     overall = worst(*(c.state for c in components))
 
     def view(incident: PublicIncident) -> IncidentView:
@@ -188,13 +211,23 @@ def build_page(
         updates = [UpdateView(at=at, text=text) for at, text in reversed(incident.updates)]
         if incident.resolved_at is not None:
             updates.insert(0, UpdateView(at=incident.resolved_at, text="This incident has been resolved."))
-        return IncidentView(title=incident.title, status=_PUBLIC_STATUS.get(incident.status, "resolved"),
-                            impact=config.incident_states.get(incident.severity, "major_outage"), components=affected,
-                            started_at=incident.declared_at, resolved_at=incident.resolved_at, updates=updates)
+        return IncidentView(
+            title=incident.title,
+            status=_PUBLIC_STATUS.get(incident.status, "resolved"),
+            impact=config.incident_states.get(incident.severity, "major_outage"),
+            components=affected,
+            started_at=incident.declared_at,
+            resolved_at=incident.resolved_at,
+            updates=updates,
+        )
 
     recent = [i for i in incidents if i.resolved_at is not None and i.resolved_at >= now - RECENT]
     return PageView(
-        title=config.title, generated_at=now, state=overall, state_text=OVERALL_TEXT[overall], components=components,
+        title=config.title,
+        generated_at=now,
+        state=overall,
+        state_text=OVERALL_TEXT[overall],
+        components=components,
         incidents=[view(i) for i in sorted(open_incidents, key=lambda i: i.declared_at, reverse=True)],
         recent_incidents=[view(i) for i in sorted(recent, key=lambda i: i.resolved_at or now, reverse=True)],
     )
@@ -202,8 +235,13 @@ def build_page(
 
 # -- HTML ------------------------------------------------------------------------------------------------------
 
-COLOURS = {"operational": "#2e7d32", "degraded_performance": "#f9a825", "partial_outage": "#ef6c00",
-           "major_outage": "#c62828", "no_data": "#c9ced6"}
+COLOURS = {
+    "operational": "#2e7d32",
+    "degraded_performance": "#f9a825",
+    "partial_outage": "#ef6c00",
+    "major_outage": "#c62828",
+    "no_data": "#c9ced6",
+}
 _CSS = """
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 color:#1f2328;background:#f6f8fa}main{max-width:860px;margin:0 auto;padding:16px}h1{font-size:1.6rem;margin:8px 0 16px}
@@ -228,14 +266,18 @@ def _when(at: datetime) -> str:
 
 
 def _incident_html(incident: IncidentView) -> str:
-    updates = "".join(f'<div class="update"><div class="meta">{_e(_when(u.at))}</div><p>{_e(u.text)}</p></div>'
-                      for u in incident.updates)
+    updates = "".join(
+        f'<div class="update"><div class="meta">{_e(_when(u.at))}</div><p>{_e(u.text)}</p></div>'
+        for u in incident.updates
+    )
     affected = f" · affects {_e(', '.join(incident.components))}" if incident.components else ""
     colour = COLOURS["operational" if incident.status == "resolved" else incident.impact]
-    return (f'<article class="card incident" style="border-left:6px solid {colour}"><h3>{_e(incident.title)}</h3>'
-            f'<div class="meta">{_e(incident.status.capitalize())} · started {_e(_when(incident.started_at))}'
-            f"{affected}</div>"
-            f"{updates}</article>")
+    return (
+        f'<article class="card incident" style="border-left:6px solid {colour}"><h3>{_e(incident.title)}</h3>'
+        f'<div class="meta">{_e(incident.status.capitalize())} · started {_e(_when(incident.started_at))}'
+        f"{affected}</div>"
+        f"{updates}</article>"
+    )
 
 
 def render_html(page: PageView) -> str:
@@ -247,7 +289,9 @@ def render_html(page: PageView) -> str:
     for component in page.components:
         cells = "".join(
             f'<span style="background:{COLOURS[d.state]}" title="{_e(d.date.isoformat())}: '
-            f'{_e("no data" if d.uptime is None else f"{d.uptime:.2f}%")}"></span>' for d in component.days)
+            f'{_e("no data" if d.uptime is None else f"{d.uptime:.2f}%")}"></span>'
+            for d in component.days
+        )
         uptime = "no data yet" if component.uptime is None else f"{component.uptime:.2f}% uptime"
         parts.append(
             f'<section class="card"><div class="row"><span class="name">{_e(component.name)}</span>'
@@ -255,7 +299,8 @@ def render_html(page: PageView) -> str:
             f'<div class="bar" aria-label="uptime per day">{cells}</div>'
             f'<div class="legend"><span>{len(component.days)} days ago</span><span>{_e(uptime)}</span>'
             "<span>Today</span></div>"
-            "</section>")
+            "</section>"
+        )
     parts.append("<h2>Past 7 days</h2>")
     recent = "".join(_incident_html(i) for i in page.recent_incidents)
     parts.append(recent or '<p class="meta">No incidents reported.</p>')

@@ -43,8 +43,14 @@ class PublicStatus:
     """The public page's data and its cache; one per process, built by the status service."""
 
     def __init__(
-        self, *, section: StatusPageSection, store: ProbeStore, targets: Sequence[PublicTarget],
-        probe_interval: timedelta, incidents: PublicIncidents | None, clock: Callable[[], datetime],
+        self,
+        *,
+        section: StatusPageSection,
+        store: ProbeStore,
+        targets: Sequence[PublicTarget],
+        probe_interval: timedelta,
+        incidents: PublicIncidents | None,
+        clock: Callable[[], datetime],
     ) -> None:
         self.section = section
         self._store = store
@@ -82,8 +88,11 @@ class PublicStatus:
         services: dict[str, frozenset[str]] = {}
         for name, members in self._members.items():
             services[name] = frozenset(t.service for t in members)
-            probe_states[name] = [str(found["state"]) for t in members
-                                  if (found := last.get(t.name)) and self._fresh(found, now) and "state" in found]
+            probe_states[name] = [
+                str(found["state"])
+                for t in members
+                if (found := last.get(t.name)) and self._fresh(found, now) and "state" in found
+            ]
             counts: dict[date, DayCount] = {}
             for target in members:
                 for bucket in await self._store.days(target.name, since, now):
@@ -92,8 +101,9 @@ class PublicStatus:
                     counts[day] = DayCount(day, held.good + bucket.counts.good, held.total + bucket.counts.total)
             days[name] = counts
         incidents = list(await self._incidents(now)) if self._incidents is not None else []
-        return build_page(self.section, now=now, probe_states=probe_states, services=services, days=days,
-                          incidents=incidents)
+        return build_page(
+            self.section, now=now, probe_states=probe_states, services=services, days=days, incidents=incidents
+        )
 
     def _fresh(self, found: dict[str, object], now: datetime) -> bool:
         try:

@@ -12,7 +12,12 @@ from bot.text.humanize import duration
 from bot.status.service import Checked
 
 REFRESH = "status.refresh"
-STATE_EMOJI = {"up": ":large_green_circle:", "slow": ":large_yellow_circle:", "down": ":red_circle:", "timeout": ":red_circle:"}
+STATE_EMOJI = {
+    "up": ":large_green_circle:",
+    "slow": ":large_yellow_circle:",
+    "down": ":red_circle:",
+    "timeout": ":red_circle:",
+}
 
 
 @dataclass(frozen=True)
@@ -47,16 +52,28 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
     word, title = headline(overview)
     lines = []
     for item in overview.checked:
-        extra = " · ".join(part for part in (overview.running.get(item.target.name, ""), overview.activity.get(item.target.name, "")) if part)
+        extra = " · ".join(
+            part
+            for part in (overview.running.get(item.target.name, ""), overview.activity.get(item.target.name, ""))
+            if part
+        )
         more = f" · {extra}" if extra else ""
         lines.append(f"{STATE_EMOJI[item.state]} *{escape(item.target.name)}* — {escape(item.text)}{more}")
     lines += list(overview.unprobed)
     blocks: list[Block] = [header(f"Status: {title}")]
-    blocks.append(section("\n".join(lines) if lines else "Nothing to probe: add `health:` to an environment or `status.probes`."))
-    alerts = ", ".join(f"{count} {severity}" for severity, count in sorted(overview.alerts_by_severity.items()) if count) or "none"
+    blocks.append(
+        section("\n".join(lines) if lines else "Nothing to probe: add `health:` to an environment or `status.probes`.")
+    )
+    alerts = (
+        ", ".join(f"{count} {severity}" for severity, count in sorted(overview.alerts_by_severity.items()) if count)
+        or "none"
+    )
     # More than one incident: a bulleted list, so the second starts under the first, not under the label.
-    incidents = "".join(f"\n• {line}" for line in overview.incidents) if len(overview.incidents) > 1 else (
-        f" {overview.incidents[0]}" if overview.incidents else " none")
+    incidents = (
+        "".join(f"\n• {line}" for line in overview.incidents)
+        if len(overview.incidents) > 1
+        else (f" {overview.incidents[0]}" if overview.incidents else " none")
+    )
     on_call = " · ".join(overview.on_call) if overview.on_call else "no rotations"
     blocks.append(section(f"*Incidents:*{incidents}\n*Alerts firing:* {alerts}\n*On call:* {on_call}"))
     if overview.public:
@@ -72,7 +89,7 @@ def overview_message(overview: Overview) -> tuple[str, list[Block]]:
 
 
 def deploy_line(version: str | None, by: str | None, when: datetime | None, now: datetime) -> str:
-    """"`v1.4.2` by <@U> 3h ago" (or what is known of it)."""
+    """ "`v1.4.2` by <@U> 3h ago" (or what is known of it)."""
     if version is None:
         return "no version deployed by chatops"
     who = f" by <@{by}>" if by else ""

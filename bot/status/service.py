@@ -76,9 +76,17 @@ class StatusService:
     """Probes and their history; one per process, built by the composition root."""
 
     def __init__(
-        self, section: StatusSection, *, services: Mapping[str, ServiceConfig], status_page: StatusPageSection | None,
-        store: ProbeStore, deploys: DeployEngine, alerts: AlertPipeline, http: aiohttp.ClientSession,
-        clock: Callable[[], datetime], public_incidents: PublicIncidents | None = None,
+        self,
+        section: StatusSection,
+        *,
+        services: Mapping[str, ServiceConfig],
+        status_page: StatusPageSection | None,
+        store: ProbeStore,
+        deploys: DeployEngine,
+        alerts: AlertPipeline,
+        http: aiohttp.ClientSession,
+        clock: Callable[[], datetime],
+        public_incidents: PublicIncidents | None = None,
     ) -> None:
         self.section = section
         self._store = store
@@ -87,17 +95,31 @@ class StatusService:
         self._http = http
         self._clock = clock
         self.targets = _targets(services, section)
-        self.public = None if status_page is None else PublicStatus(
-            section=status_page, store=store, probe_interval=section.probe_interval, incidents=public_incidents,
-            targets=[PublicTarget(t.name, t.service or t.name) for t in self.targets], clock=clock,
+        self.public = (
+            None
+            if status_page is None
+            else PublicStatus(
+                section=status_page,
+                store=store,
+                probe_interval=section.probe_interval,
+                incidents=public_incidents,
+                targets=[PublicTarget(t.name, t.service or t.name) for t in self.targets],
+                clock=clock,
+            )
         )
 
     def find(self, service: str, environment: str | None = None) -> list[Target]:
         """The targets of a service (one environment, or all), or a probe by name."""
-        return [t for t in self.targets if (t.service == service and environment in (None, t.environment))
-                or (t.service is None and t.name == service and environment is None)]
+        return [
+            t
+            for t in self.targets
+            if (t.service == service and environment in (None, t.environment))
+            or (t.service is None and t.name == service and environment is None)
+        ]
 
-    async def check(self, targets: Sequence[Target] | None = None, budget_left: timedelta = ANSWER_BUDGET) -> list[Checked]:
+    async def check(
+        self, targets: Sequence[Target] | None = None, budget_left: timedelta = ANSWER_BUDGET
+    ) -> list[Checked]:
         """Probes `targets` (all by default) concurrently; whatever has not answered when the budget runs out is
         `timeout` (each probe also has its own timeout)."""
         chosen = list(self.targets if targets is None else targets)
@@ -118,7 +140,11 @@ class StatusService:
         """The leader's periodic probe: every target, stored, then the fast-burn check. A target counts from the
         first time it is live (answers right, or chatops has deployed it): until then a failure is not downtime."""
         now = self._clock()
-        checked = await self.check(budget_left=max(t.health.timeout for t in self.targets) + timedelta(seconds=1)) if self.targets else []
+        checked = (
+            await self.check(budget_left=max(t.health.timeout for t in self.targets) + timedelta(seconds=1))
+            if self.targets
+            else []
+        )
         live = await self._store.live_since()
         for item in checked:
             result = item.result
@@ -129,8 +155,13 @@ class StatusService:
             if item.target.name not in live:
                 await self._store.remember(item.target.name, detail)
                 continue
-            await self._store.record(item.target.name, now, good=item.state == "up",
-                                    latency_ms=result.latency_ms if result else 0.0, detail=detail)
+            await self._store.record(
+                item.target.name,
+                now,
+                good=item.state == "up",
+                latency_ms=result.latency_ms if result else 0.0,
+                detail=detail,
+            )
         for item in checked:
             if item.target.name in live:
                 await self._burn_alert(item.target, now)
@@ -158,18 +189,25 @@ class StatusService:
         recent = {span: self._measure(minutes, minute, span + minute, now, span) for span in WINDOWS}
         return budget(window, recent, target_percent=slo.target, span=slo.window)
 
-    async def uptime(self, target: Target, span: timedelta, now: datetime | None = None, *,
-                     hourly: bool = False) -> Measured:
+    async def uptime(
+        self, target: Target, span: timedelta, now: datetime | None = None, *, hourly: bool = False
+    ) -> Measured:
         """`target`'s probes over the last `span`, with the time they cover (hour resolution beyond 6 hours)."""
         now = now or self._clock()
         if span <= timedelta(hours=6) and not hourly:
-            return self._measure(await self._store.minutes(target.name, now - span + timedelta(minutes=1), now),
-                                 timedelta(minutes=1), span, now)
-        return self._measure(await self._store.hours(target.name, now - span + timedelta(hours=1), now),
-                             timedelta(hours=1), span, now)
+            return self._measure(
+                await self._store.minutes(target.name, now - span + timedelta(minutes=1), now),
+                timedelta(minutes=1),
+                span,
+                now,
+            )
+        return self._measure(
+            await self._store.hours(target.name, now - span + timedelta(hours=1), now), timedelta(hours=1), span, now
+        )
 
-    def _measure(self, buckets: list[Bucket], size: timedelta, span: timedelta, now: datetime,
-                 window: timedelta | None = None) -> Measured:
+    def _measure(
+        self, buckets: list[Bucket], size: timedelta, span: timedelta, now: datetime, window: timedelta | None = None
+    ) -> Measured:
         """The buckets (of `size` each) inside the last `span` measured as a `window` (`span` by default)."""
         newest = int(now.timestamp()) // int(size.total_seconds())
         oldest = newest - max(int(span / size), 1) + 1
@@ -186,7 +224,8 @@ class StatusService:
         return await self._deploys.running_record(service, environment)
 
     async def running_all(
-        self, pairs: Sequence[tuple[str, str]],
+        self,
+        pairs: Sequence[tuple[str, str]],
     ) -> dict[tuple[str, str], tuple[str | None, DeployRecord | None]]:
         """`running` for many (service, environment) pairs, read together (the overview shows every one)."""
         return await self._deploys.running_records(pairs)
@@ -196,22 +235,38 @@ class StatusService:
         if not await self._store.set_burning(target.name, standing.fast_burn):
             return
         status: Status = "firing" if standing.fast_burn else "resolved"
-        labels = {"alertname": "SLOFastBurn", "target": target.name, **({"service": target.service} if target.service else {})}
-        alert = Alert(source="chatops", fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128], status=status,
-                      title=f"SLO fast burn: {target.name}", severity="critical", labels=labels, annotations={},
-                      summary=burn_summary(standing), starts_at=now, ends_at=now if status == "resolved" else None,
-                      links={})
+        labels = {
+            "alertname": "SLOFastBurn",
+            "target": target.name,
+            **({"service": target.service} if target.service else {}),
+        }
+        alert = Alert(
+            source="chatops",
+            fingerprint=f"slo-burn-{target.name.replace('/', '-')}"[:128],
+            status=status,
+            title=f"SLO fast burn: {target.name}",
+            severity="critical",
+            labels=labels,
+            annotations={},
+            summary=burn_summary(standing),
+            starts_at=now,
+            ends_at=now if status == "resolved" else None,
+            links={},
+        )
         await self._alerts.ingest([alert])
 
 
 def _targets(services: Mapping[str, ServiceConfig], section: StatusSection) -> list[Target]:
     targets = [
         Target(f"{service}/{environment}", env.health, service, environment)
-        for service, svc in services.items() for environment, env in svc.environments.items()
+        for service, svc in services.items()
+        for environment, env in svc.environments.items()
         # A gate naming {deployment_url} or sending secret headers is the deploy's own: /status has neither.
         if env.health is not None and not env.health.gate_only
     ]
-    targets += [Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in section.probes]
+    targets += [
+        Target(p.name, HttpHealthSettings.model_validate(p.model_dump(exclude={"name"}))) for p in section.probes
+    ]
     return targets
 
 
@@ -220,4 +275,3 @@ def _capped(health: HttpHealthSettings, budget_left: timedelta) -> HttpHealthSet
     if health.timeout <= budget_left:
         return health
     return health.model_copy(update={"timeout": budget_left})
-

@@ -116,8 +116,12 @@ class Burn:
     @property
     def firing(self) -> bool:
         """Both windows have enough data and burn at least the threshold."""
-        return (self.long_rate is not None and self.short_rate is not None
-                and self.long_rate >= self.rule.threshold and self.short_rate >= self.rule.threshold)
+        return (
+            self.long_rate is not None
+            and self.short_rate is not None
+            and self.long_rate >= self.rule.threshold
+            and self.short_rate >= self.rule.threshold
+        )
 
 
 @dataclass(frozen=True)
@@ -192,22 +196,24 @@ def percent(share: float) -> str:
 
 
 def availability_text(measured: Measured) -> str:
-    """"99.95% over 3h of data", or "no data yet"."""
+    """ "99.95% over 3h of data", or "no data yet"."""
     if measured.availability is None:
         return "no data yet"
     return f"{percent(measured.availability)} over {duration(measured.covered)} of data"
 
 
 def budget_text(standing: Budget) -> str:
-    """"12.5 of 43.2 min left (29%)" or "all 43.2 min spent (52.1 min of downtime)": never negative."""
+    """ "12.5 of 43.2 min left (29%)" or "all 43.2 min spent (52.1 min of downtime)": never negative."""
     if standing.spent_minutes >= standing.allowed_minutes and standing.spent_minutes > 0:
         return f"all {standing.allowed_minutes:.1f} min spent ({standing.spent_minutes:.1f} min of downtime)"
-    return (f"{standing.left_minutes:.1f} of {standing.allowed_minutes:.1f} min left "
-            f"({math.floor(standing.left_fraction * 100)}%)")
+    return (
+        f"{standing.left_minutes:.1f} of {standing.allowed_minutes:.1f} min left "
+        f"({math.floor(standing.left_fraction * 100)}%)"
+    )
 
 
 def burn_text(standing: Budget) -> str:
-    """"burn 1h 0.5x · 6h not enough data yet"."""
+    """ "burn 1h 0.5x · 6h not enough data yet"."""
     parts = []
     for burn in standing.burns:
         rate = burn.long_rate
@@ -223,10 +229,12 @@ def burn_summary(standing: Budget) -> str:
         return f"No longer burning the error budget fast. {budget_line}"
     failed_long = 1 - (firing.long.availability or 0.0)
     failed_short = 1 - (firing.short.availability or 0.0)
-    return (f"{percent(failed_long)} of probes failed over the last {duration(firing.rule.long)} and "
-            f"{percent(failed_short)} over the last {duration(firing.rule.short)}: the error budget burns "
-            f"{firing.long_rate or 0:.0f}x as fast as the {standing.target_percent:g}% SLO allows "
-            f"(this alert fires at {firing.rule.threshold:g}x over both). {budget_line}")
+    return (
+        f"{percent(failed_long)} of probes failed over the last {duration(firing.rule.long)} and "
+        f"{percent(failed_short)} over the last {duration(firing.rule.short)}: the error budget burns "
+        f"{firing.long_rate or 0:.0f}x as fast as the {standing.target_percent:g}% SLO allows "
+        f"(this alert fires at {firing.rule.threshold:g}x over both). {budget_line}"
+    )
 
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -100,19 +100,34 @@ class ProbeStore:
     def _ring(self, target: str, resolution: str) -> str:
         return self._keys.status("ring", target, resolution)
 
-    async def record(self, target: str, at: datetime, *, good: bool, latency_ms: float, detail: dict[str, object]) -> None:
+    async def record(
+        self, target: str, at: datetime, *, good: bool, latency_ms: float, detail: dict[str, object]
+    ) -> None:
         """Counts one probe result of `target` at `at`, and keeps it as the target's last result."""
         seconds = int(at.timestamp())
-        await self._store.call("probe_record", self._record(
-            keys=[self._ring(target, "m"), self._ring(target, "h"), self._ring(target, "d")],
-            args=[MINUTE_SLOTS, HOUR_SLOTS, seconds // 60, seconds // 3600, int(good), max(int(latency_ms), 0),
-                  DAY_SLOTS, seconds // 86400],
-        ))
+        await self._store.call(
+            "probe_record",
+            self._record(
+                keys=[self._ring(target, "m"), self._ring(target, "h"), self._ring(target, "d")],
+                args=[
+                    MINUTE_SLOTS,
+                    HOUR_SLOTS,
+                    seconds // 60,
+                    seconds // 3600,
+                    int(good),
+                    max(int(latency_ms), 0),
+                    DAY_SLOTS,
+                    seconds // 86400,
+                ],
+            ),
+        )
         await self.remember(target, detail)
 
     async def remember(self, target: str, detail: dict[str, object]) -> None:
         """Keeps `detail` as the target's last result without counting it (a target not live yet)."""
-        await self._store.call("probe_last", self._store.redis.hset(self._keys.status("last"), target, json.dumps(detail, default=str)))
+        await self._store.call(
+            "probe_last", self._store.redis.hset(self._keys.status("last"), target, json.dumps(detail, default=str))
+        )
 
     async def live_since(self) -> dict[str, datetime]:
         """When each target was first seen live."""
@@ -126,19 +141,30 @@ class ProbeStore:
 
     async def minutes(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Minute buckets of `target` in [since, until] (the last 6 hours at most), oldest first."""
-        return await self._buckets(target, "m", MINUTE_SLOTS, MINUTE_BYTES, int(since.timestamp()) // 60, int(until.timestamp()) // 60)
+        return await self._buckets(
+            target, "m", MINUTE_SLOTS, MINUTE_BYTES, int(since.timestamp()) // 60, int(until.timestamp()) // 60
+        )
 
     async def hours(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Hour buckets of `target` in [since, until] (the last 31 days at most), oldest first."""
-        return await self._buckets(target, "h", HOUR_SLOTS, HOUR_BYTES, int(since.timestamp()) // 3600, int(until.timestamp()) // 3600)
+        return await self._buckets(
+            target, "h", HOUR_SLOTS, HOUR_BYTES, int(since.timestamp()) // 3600, int(until.timestamp()) // 3600
+        )
 
     async def days(self, target: str, since: datetime, until: datetime) -> list[Bucket]:
         """Day buckets (UTC days) of `target` in [since, until] (the last 400 days at most), oldest first."""
-        return await self._buckets(target, "d", DAY_SLOTS, MINUTE_BYTES, int(since.timestamp()) // 86400, int(until.timestamp()) // 86400)
+        return await self._buckets(
+            target, "d", DAY_SLOTS, MINUTE_BYTES, int(since.timestamp()) // 86400, int(until.timestamp()) // 86400
+        )
 
     async def _buckets(self, target: str, resolution: str, slots: int, size: int, low: int, high: int) -> list[Bucket]:
-        flat = await self._store.call("probe_read", self._read(keys=[self._ring(target, resolution)], args=[slots, size, low, high]))
-        buckets = [Bucket(int(flat[i]), Counts(int(flat[i + 1]), int(flat[i + 2])), int(flat[i + 3])) for i in range(0, len(flat), 4)]
+        flat = await self._store.call(
+            "probe_read", self._read(keys=[self._ring(target, resolution)], args=[slots, size, low, high])
+        )
+        buckets = [
+            Bucket(int(flat[i]), Counts(int(flat[i + 1]), int(flat[i + 2])), int(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
         return sorted(buckets, key=lambda bucket: bucket.tag)
 
     async def last(self) -> dict[str, dict[str, object]]:

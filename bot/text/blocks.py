@@ -70,7 +70,10 @@ def show_placeholders(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("type") == "plain_text":
             return value  # shown literally by Slack
-        return {key: show_placeholders(item) if key == "text" or isinstance(item, list | dict) else item for key, item in value.items()}
+        return {
+            key: show_placeholders(item) if key == "text" or isinstance(item, list | dict) else item
+            for key, item in value.items()
+        }
     return value
 
 
@@ -118,7 +121,10 @@ def fields(pairs: Sequence[tuple[str, str]]) -> Block:
 
 def context(*texts: str) -> Block:
     """A context block: small grey lines."""
-    return {"type": "context", "elements": [mrkdwn(clip(t, SECTION_TEXT_LIMIT)) for t in texts[:CONTEXT_ELEMENTS_LIMIT]]}
+    return {
+        "type": "context",
+        "elements": [mrkdwn(clip(t, SECTION_TEXT_LIMIT)) for t in texts[:CONTEXT_ELEMENTS_LIMIT]],
+    }
 
 
 def divider() -> Block:

@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = DemoServer(args.port, host=args.host, version=args.version, environment=args.environment)
     except OSError as error:
-        print(f"demo {args.version}: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
-              file=sys.stderr, flush=True)
+        print(
+            f"demo {args.version}: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -105,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"demo {args.version} ({args.environment}) listening on {args.host}:{args.port}", file=sys.stderr,
-          flush=True)
+    print(f"demo {args.version} ({args.environment}) listening on {args.host}:{args.port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:

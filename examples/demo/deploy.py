@@ -143,8 +143,13 @@ def _read_state(path: Path) -> Running | None:
     try:
         data = json.loads(path.read_text())
         replaced = data.get("replaced")
-        return Running(int(data["pid"]), str(data["version"]), int(data["port"]), int(data.get("weight", 100)),
-                       None if replaced is None else str(replaced))
+        return Running(
+            int(data["pid"]),
+            str(data["version"]),
+            int(data["port"]),
+            int(data.get("weight", 100)),
+            None if replaced is None else str(replaced),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none yet, or unreadable: nothing to stop
 
@@ -177,8 +182,9 @@ def _is_alive(pid: int) -> bool:
             return False
         return status != "Z" and str(APP).encode() in cmdline
     try:  # no /proc (macOS): ask ps
-        shown = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], check=False, capture_output=True, text=True,
-                               timeout=2).stdout.strip()
+        shown = subprocess.run(
+            ["ps", "-o", "stat=,command=", "-p", str(pid)], check=False, capture_output=True, text=True, timeout=2
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return True
     return bool(shown) and not shown.startswith("Z") and str(APP) in shown
@@ -213,7 +219,10 @@ def _start(version: str, environment: str, port: int, log: Path) -> subprocess.P
         try:
             return subprocess.Popen(
                 [sys.executable, str(APP), "--port", str(port), "--version", version, "--env", environment],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 close_fds=True,
             )
         except OSError as error:

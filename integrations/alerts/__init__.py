@@ -9,6 +9,13 @@ from integrations.alerts.settings import SourceConfigError
 from integrations.alerts.source import Accepted, AlertSource, Confirmation, WebhookRejected, WebhookRequest
 
 __all__ = [
-    "Accepted", "Alert", "AlertSource", "AlertSourcesSettings", "Confirmation", "SourceConfigError",
-    "WebhookRejected", "WebhookRequest", "build_sources",
+    "Accepted",
+    "Alert",
+    "AlertSource",
+    "AlertSourcesSettings",
+    "Confirmation",
+    "SourceConfigError",
+    "WebhookRejected",
+    "WebhookRequest",
+    "build_sources",
 ]

@@ -64,8 +64,9 @@ class AlertmanagerSource(BearerTokenSource[AlertmanagerSettings]):
     @rejects_only
     async def receive(self, request: WebhookRequest) -> Accepted:
         """Checks the bearer token, then parses the group."""
-        return parse_payload(self._authentic_json(request), default_severity=self._settings.default_severity,
-                             now=request.now)
+        return parse_payload(
+            self._authentic_json(request), default_severity=self._settings.default_severity, now=request.now
+        )
 
     def admit(self, request: WebhookRequest) -> Admitted | None:
         """Checks the bearer token and the body as `receive` does; Admitted when `receive` would certainly accept
@@ -103,8 +104,9 @@ def well_formed(data: Any) -> Admitted | None:
             return None
         if not (string_values(item.get("labels")) and string_values(item.get("annotations"))):
             return None
-        if not valid_time(item.get("startsAt")) or ("endsAt" in item and item["endsAt"] is not None
-                                                      and not valid_time(item["endsAt"])):
+        if not valid_time(item.get("startsAt")) or (
+            "endsAt" in item and item["endsAt"] is not None and not valid_time(item["endsAt"])
+        ):
             return None
         generator_url, fingerprint = item.get("generatorURL"), item.get("fingerprint")
         if generator_url is not None and type(generator_url) is not str:
@@ -122,26 +124,42 @@ def parse_payload(data: Any, *, default_severity: Severity = "warning", now: dat
     external_url = optional_string(envelope.body, "externalURL", "")
     string_map(envelope.body.get("commonLabels"), "commonLabels")  # checked for shape; each alert has its own labels
     alerts = [
-        parse_alert(raw, f"alerts[{index}]", group_key=envelope.group_key, external_url=external_url,
-                    default_severity=default_severity, now=now)
+        parse_alert(
+            raw,
+            f"alerts[{index}]",
+            group_key=envelope.group_key,
+            external_url=external_url,
+            default_severity=default_severity,
+            now=now,
+        )
         for index, raw in enumerate(envelope.alerts)
     ]
     return accepted(alerts, truncated=envelope.truncated)
 
 
-def parse_alert(raw: Any, path: str, *, group_key: str | None, external_url: str | None,
-                default_severity: Severity, now: datetime) -> Alert:
+def parse_alert(
+    raw: Any, path: str, *, group_key: str | None, external_url: str | None, default_severity: Severity, now: datetime
+) -> Alert:
     """One entry of `alerts[]` as an Alert."""
     entry = group_alert(raw, path)
     generator_url = optional_string(entry.item, "generatorURL", path)
     fingerprint = sender_fingerprint(entry.item, path, NAME, entry.labels)
-    links = http_links({
-        "source": generator_url,
-        "silence": silence_url(external_url, entry.labels),
-        "runbook": entry.runbook,
-    })
-    return entry.alert(NAME, fingerprint=fingerprint, title=make_title(entry.labels.get("alertname")),
-                       default_severity=default_severity, links=links, group_key=group_key, now=now)
+    links = http_links(
+        {
+            "source": generator_url,
+            "silence": silence_url(external_url, entry.labels),
+            "runbook": entry.runbook,
+        }
+    )
+    return entry.alert(
+        NAME,
+        fingerprint=fingerprint,
+        title=make_title(entry.labels.get("alertname")),
+        default_severity=default_severity,
+        links=links,
+        group_key=group_key,
+        now=now,
+    )
 
 
 _NEEDS_ESCAPE = re.compile(r'["\\\n]')
@@ -159,8 +177,9 @@ def silence_url(external_url: str | None, labels: Mapping[str, str]) -> str | No
     return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
 
 
-def build(settings: AlertmanagerSettings, *, environ: Mapping[str, str],
-          http: aiohttp.ClientSession) -> AlertmanagerSource:
+def build(
+    settings: AlertmanagerSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> AlertmanagerSource:
     """The Alertmanager source; SourceConfigError when `token_env` is not set."""
     del http  # nothing to fetch
     token = read_secret(environ, settings.token_env, "the Alertmanager bearer token", strip=True)

@@ -38,8 +38,24 @@ from integrations.alerts.text import clean, clip, http_links, make_title
 from integrations.types import StrictModel
 
 NAME = "datadog"
-FIELDS = ("id", "alert_id", "title", "transition", "status", "priority", "metric", "query", "scope", "tags", "link",
-          "aggreg_key", "hostname", "date", "body", "org")
+FIELDS = (
+    "id",
+    "alert_id",
+    "title",
+    "transition",
+    "status",
+    "priority",
+    "metric",
+    "query",
+    "scope",
+    "tags",
+    "link",
+    "aggreg_key",
+    "hostname",
+    "date",
+    "body",
+    "org",
+)
 """The fields of the payload template (see the module docstring)."""
 REQUIRED = ("transition", "alert_id")
 FIRING = ("Triggered", "Re-Triggered", "Renotify")

@@ -122,8 +122,9 @@ def parse_payload(data: Any, *, now: datetime) -> Accepted:
         return accepted([parse_alert(body, "", now=now)])
     extra = sorted(set(body) - {"alerts"})
     if extra:
-        raise WebhookRejected(400, f"a batch is {{\"alerts\": [...]}} and nothing else "
-                                   f"(found {describe_value(extra[0])})")
+        raise WebhookRejected(
+            400, f'a batch is {{"alerts": [...]}} and nothing else (found {describe_value(extra[0])})'
+        )
     items = body["alerts"]
     if not isinstance(items, list):
         raise WebhookRejected(400, "alerts must be a list")
@@ -151,14 +152,15 @@ def parse_alert(raw: Any, path: str, *, now: datetime) -> Alert:
     if severity_text is not None:
         severity = normalise_severity(severity_text)
         if severity is None:
-            raise WebhookRejected(400, f"{at}severity must be critical, warning or info "
-                                       f"(got {describe_value(severity_text)})")
+            raise WebhookRejected(
+                400, f"{at}severity must be critical, warning or info (got {describe_value(severity_text)})"
+            )
     else:
         severity = normalise_severity(labels.get("severity")) or "warning"
     service = optional_string(item, "service", path)
     status = item.get("status", "firing")
     if status not in ("firing", "resolved"):
-        raise WebhookRejected(400, f"{at}status must be \"firing\" or \"resolved\"")
+        raise WebhookRejected(400, f'{at}status must be "firing" or "resolved"')
     dedup_key = optional_string(item, "dedup_key", path)
     if dedup_key is not None and not dedup_key:
         raise WebhookRejected(400, f"{at}dedup_key must not be empty")

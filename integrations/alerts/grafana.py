@@ -79,8 +79,7 @@ class GrafanaSource:
         """Checks the credentials, then parses the notification."""
         check_size(request.body)
         self._authenticate(request.headers)
-        return parse_payload(load_json(request.body), default_severity=self._settings.default_severity,
-                             now=request.now)
+        return parse_payload(load_json(request.body), default_severity=self._settings.default_severity, now=request.now)
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         token = bearer_token(headers)
@@ -121,8 +120,10 @@ def parse_payload(data: Any, *, default_severity: Severity = "warning", now: dat
     """The alerts of a decoded Grafana webhook body; WebhookRejected(400) naming the first thing wrong with it.
     `now` stands in for a start time given as Go's zero time."""
     envelope = group_envelope(data, version=PAYLOAD_VERSION)
-    alerts = [parse_alert(raw, f"alerts[{index}]", group_key=envelope.group_key, default_severity=default_severity,
-                          now=now) for index, raw in enumerate(envelope.alerts)]
+    alerts = [
+        parse_alert(raw, f"alerts[{index}]", group_key=envelope.group_key, default_severity=default_severity, now=now)
+        for index, raw in enumerate(envelope.alerts)
+    ]
     return accepted(alerts, truncated=envelope.truncated)
 
 
@@ -130,24 +131,35 @@ def parse_alert(raw: Any, path: str, *, group_key: str | None, default_severity:
     """One entry of `alerts[]` as an Alert."""
     entry = group_alert(raw, path)
     item = entry.item
-    urls = {key: optional_string(item, key, path)
-            for key in ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "imageURL")}
+    urls = {
+        key: optional_string(item, key, path)
+        for key in ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "imageURL")
+    }
     fingerprint = sender_fingerprint(item, path, NAME, entry.labels)
     values = format_values(item.get("values"), f"{path}.values")
     if values is None:
         values = optional_string(item, "valueString", path)
     if values:
         entry.annotations.setdefault("values", values)
-    links = http_links({
-        "source": urls["generatorURL"],
-        "silence": urls["silenceURL"],
-        "dashboard": urls["dashboardURL"],
-        "panel": urls["panelURL"],
-        "image": urls["imageURL"],
-        "runbook": entry.runbook,
-    })
-    return entry.alert(NAME, fingerprint=fingerprint, title=make_title(rule_title(entry.labels)),
-                       default_severity=default_severity, links=links, group_key=group_key, now=now)
+    links = http_links(
+        {
+            "source": urls["generatorURL"],
+            "silence": urls["silenceURL"],
+            "dashboard": urls["dashboardURL"],
+            "panel": urls["panelURL"],
+            "image": urls["imageURL"],
+            "runbook": entry.runbook,
+        }
+    )
+    return entry.alert(
+        NAME,
+        fingerprint=fingerprint,
+        title=make_title(rule_title(entry.labels)),
+        default_severity=default_severity,
+        links=links,
+        group_key=group_key,
+        now=now,
+    )
 
 
 def rule_title(labels: Mapping[str, str]) -> str:
@@ -181,8 +193,14 @@ def format_values(value: Any, path: str) -> str | None:
 def build(settings: GrafanaSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> GrafanaSource:
     """The Grafana source; SourceConfigError when `token_env` or `password_env` is not set."""
     del http  # nothing to fetch
-    token = None if settings.token_env is None else read_secret(
-        environ, settings.token_env, "the Grafana contact point's bearer token", strip=True)
-    password = None if settings.password_env is None else read_secret(
-        environ, settings.password_env, "the Grafana contact point's basic auth password")
+    token = (
+        None
+        if settings.token_env is None
+        else read_secret(environ, settings.token_env, "the Grafana contact point's bearer token", strip=True)
+    )
+    password = (
+        None
+        if settings.password_env is None
+        else read_secret(environ, settings.password_env, "the Grafana contact point's basic auth password")
+    )
     return GrafanaSource(settings, token=token, password=password)

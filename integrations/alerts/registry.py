@@ -51,8 +51,9 @@ _SOURCES = ("alertmanager", "grafana", "sns", "generic", "sentry", "datadog")
 """Each is a field of `AlertSourcesSettings` and a module `integrations.alerts.<name>` with `build`."""
 
 
-def build_sources(settings: AlertSourcesSettings, *, environ: Mapping[str, str],
-                  http: aiohttp.ClientSession) -> dict[str, AlertSource]:
+def build_sources(
+    settings: AlertSourcesSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> dict[str, AlertSource]:
     """The configured sources by name (the `{source}` of `POST /alerts/{source}`); SourceConfigError naming a missing
     environment variable or unreadable file."""
     sources: dict[str, AlertSource] = {}

@@ -75,9 +75,13 @@ class SentrySource(SignedSource[SentrySettings]):
             raise WebhookRejected(400, f"missing {RESOURCE_HEADER} header")
         if resource not in ("metric_alert", "event_alert", "issue"):
             return ignored(f"Sentry {clip(resource, 40)!r} webhooks carry no alert")
-        result = parse_payload(resource, load_json(request.body), now=request.now,
-                               issue_created_alerts=self._settings.issue_created_alerts,
-                               default_severity=self._settings.default_severity)
+        result = parse_payload(
+            resource,
+            load_json(request.body),
+            now=request.now,
+            issue_created_alerts=self._settings.issue_created_alerts,
+            default_severity=self._settings.default_severity,
+        )
         request_id = (request.headers.get(REQUEST_ID_HEADER) or "").strip()
         if result.ignored or not request_id:
             return result
@@ -103,8 +107,15 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes) -> None:
 
 # -- parsing: pure functions of the decoded body ------------------------------------------------------------------
 
-def parse_payload(resource: str, data: Any, *, now: datetime, issue_created_alerts: bool = False,
-                  default_severity: Severity = "warning") -> Accepted:
+
+def parse_payload(
+    resource: str,
+    data: Any,
+    *,
+    now: datetime,
+    issue_created_alerts: bool = False,
+    default_severity: Severity = "warning",
+) -> Accepted:
     """The alert in a decoded webhook body of `resource` (or an ignored result); 400 naming what is wrong."""
     body = require_object(data, "")
     action = body.get("action")
@@ -115,7 +126,7 @@ def parse_payload(resource: str, data: Any, *, now: datetime, issue_created_aler
         return accepted([parse_metric_alert(action, payload, now=now)])
     if resource == "event_alert":
         if action != "triggered":
-            raise WebhookRejected(400, "action must be \"triggered\" for an event_alert")
+            raise WebhookRejected(400, 'action must be "triggered" for an event_alert')
         return accepted([parse_event_alert(payload, now=now, default_severity=default_severity)])
     if resource == "issue":
         if action in ISSUE_RESOLVING_ACTIONS:
@@ -134,10 +145,12 @@ def parse_metric_alert(action: str, data: Mapping[str, Any], *, now: datetime) -
     rule = require_object(incident.get("alert_rule"), "data.metric_alert.alert_rule")
     rule_id = identifier(rule, "id", "data.metric_alert.alert_rule")
     rule_name = optional_string(rule, "name", "data.metric_alert.alert_rule") or ""
-    title = make_title(rule_name or optional_string(data, "description_title", "data"),
-                       f"Sentry metric alert {rule_id}")
+    title = make_title(
+        rule_name or optional_string(data, "description_title", "data"), f"Sentry metric alert {rule_id}"
+    )
     projects = string_list(rule.get("projects"), "data.metric_alert.alert_rule.projects") or string_list(
-        incident.get("projects"), "data.metric_alert.projects")
+        incident.get("projects"), "data.metric_alert.projects"
+    )
     environment = optional_string(rule, "environment", "data.metric_alert.alert_rule")
     labels = {"alertname": title, "alert_rule_id": rule_id}
     if projects:
@@ -158,7 +171,8 @@ def parse_metric_alert(action: str, data: Mapping[str, Any], *, now: datetime) -
     severity = METRIC_ACTIONS[action]
     status: Status = "firing" if severity is not None else "resolved"
     started = _optional_time(incident, "date_started", "data.metric_alert") or _optional_time(
-        incident, "date_detected", "data.metric_alert")
+        incident, "date_detected", "data.metric_alert"
+    )
     closed = _optional_time(incident, "date_closed", "data.metric_alert")
     return Alert(
         source=NAME,
@@ -190,8 +204,10 @@ def parse_event_alert(data: Mapping[str, Any], *, now: datetime, default_severit
     if project is None and isinstance(event.get("project"), int | str) and not isinstance(event.get("project"), bool):
         project = clean(str(event["project"]))
     environment = optional_string(event, "environment", "data.event") or tags.get("environment")
-    title = make_title(optional_string(event, "title", "data.event") or optional_string(event, "message", "data.event"),
-                       f"Sentry issue {issue_id}")
+    title = make_title(
+        optional_string(event, "title", "data.event") or optional_string(event, "message", "data.event"),
+        f"Sentry issue {issue_id}",
+    )
     labels = _issue_labels(issue_id, project=project, environment=environment, level=level)
     if rule:
         labels["rule"] = rule
@@ -219,8 +235,9 @@ def parse_event_alert(data: Mapping[str, Any], *, now: datetime, default_severit
     )
 
 
-def parse_issue(data: Mapping[str, Any], status: str, *, now: datetime,
-                default_severity: Severity = "warning") -> Alert:
+def parse_issue(
+    data: Mapping[str, Any], status: str, *, now: datetime, default_severity: Severity = "warning"
+) -> Alert:
     """An `issue` webhook as the issue's lifecycle: `firing` (created) or `resolved` (resolved, archived)."""
     issue = require_object(data.get("issue"), "data.issue")
     issue_id = identifier(issue, "id", "data.issue")
@@ -247,8 +264,12 @@ def parse_issue(data: Mapping[str, Any], status: str, *, now: datetime,
         summary=_summary(culprit, None),
         starts_at=first_seen or now,
         ends_at=now if status == "resolved" else None,
-        links=http_links({"source": optional_string(issue, "web_url", "data.issue")
-                          or optional_string(issue, "permalink", "data.issue")}),
+        links=http_links(
+            {
+                "source": optional_string(issue, "web_url", "data.issue")
+                or optional_string(issue, "permalink", "data.issue")
+            }
+        ),
     )
 
 

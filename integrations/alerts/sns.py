@@ -75,10 +75,12 @@ _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{
 _ALARM_ARN = re.compile(r"arn:(aws[a-z-]*):cloudwatch:([a-z0-9-]+):([0-9]{12}):alarm:(.+)")
 _TAG = re.compile(r"(?<![A-Za-z0-9_])(severity|service)\s*[=:]\s*([A-Za-z0-9._/-]+)", re.IGNORECASE)
 _CRITICAL_NAME = re.compile(r"(?<![a-z0-9])(critical|p1)(?![a-z0-9])", re.IGNORECASE)
-_CONSOLE_DOMAINS = {"aws": "console.aws.amazon.com", "aws-cn": "console.amazonaws.cn",
-                    "aws-us-gov": "console.amazonaws-us-gov.com"}
-_STATES: dict[str, Literal["firing", "resolved"]] = {"ALARM": "firing", "OK": "resolved",
-                                                       "INSUFFICIENT_DATA": "firing"}
+_CONSOLE_DOMAINS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+_STATES: dict[str, Literal["firing", "resolved"]] = {"ALARM": "firing", "OK": "resolved", "INSUFFICIENT_DATA": "firing"}
 
 
 def _topic_arn(value: str) -> str:
@@ -92,8 +94,9 @@ class SnsSettings(StrictModel):
 
     topic_arns: list[Annotated[str, AfterValidator(_topic_arn)]] = Field(min_length=1)
     cert_host_pattern: str = Field(AWS_CERT_HOST_PATTERN, description="Regex the certificate URL's host must match.")
-    ca_bundle_path: str | None = Field(None, description="PEM file of CAs trusted to serve the certificate "
-                                                         "(default: the system's CAs).")
+    ca_bundle_path: str | None = Field(
+        None, description="PEM file of CAs trusted to serve the certificate (default: the system's CAs)."
+    )
     max_age: PositiveDuration = timedelta(hours=1)
     cert_timeout: PositiveDuration = timedelta(seconds=5)
     default_severity: Severity = "warning"
@@ -117,8 +120,14 @@ class SnsSource:
 
     name = NAME
 
-    def __init__(self, settings: SnsSettings, *, http: aiohttp.ClientSession, ssl_context: ssl.SSLContext | None,
-                 cert_cache_size: int = 32) -> None:
+    def __init__(
+        self,
+        settings: SnsSettings,
+        *,
+        http: aiohttp.ClientSession,
+        ssl_context: ssl.SSLContext | None,
+        cert_cache_size: int = 32,
+    ) -> None:
         self._settings = settings
         self._http = http
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
@@ -157,8 +166,12 @@ class SnsSource:
             return Confirmation(url=message["SubscribeURL"])
         if kind == "UnsubscribeConfirmation":
             return Accepted(alerts=(), reply="unsubscribe confirmation noted")
-        alert = parse_alarm(message["Message"], topic_arn=message["TopicArn"], timestamp=timestamp,
-                            default_severity=self._settings.default_severity)
+        alert = parse_alarm(
+            message["Message"],
+            topic_arn=message["TopicArn"],
+            timestamp=timestamp,
+            default_severity=self._settings.default_severity,
+        )
         return accepted([alert])
 
     def trusted_url(self, url: str) -> bool:
@@ -169,8 +182,13 @@ class SnsSource:
         except ValueError:
             return False
         host = parts.hostname
-        return (parts.scheme == "https" and host is not None and parts.username is None and parts.password is None
-                and self._host_pattern.fullmatch(host) is not None)
+        return (
+            parts.scheme == "https"
+            and host is not None
+            and parts.username is None
+            and parts.password is None
+            and self._host_pattern.fullmatch(host) is not None
+        )
 
     async def _certificate(self, url: str) -> x509.Certificate:
         cached = self._certs.get(url)
@@ -242,7 +260,7 @@ def read_envelope(data: Any, header_type: str | None) -> dict[str, str]:
             raise WebhookRejected(400, f"{key} must be a string")
         message[key] = value
     if message["SignatureVersion"] not in _HASHES:
-        raise WebhookRejected(400, "SignatureVersion must be \"1\" or \"2\"")
+        raise WebhookRejected(400, 'SignatureVersion must be "1" or "2"')
     return message
 
 
@@ -273,13 +291,15 @@ def verify_signature(message: Mapping[str, str], certificate: x509.Certificate, 
 
 # -- the CloudWatch alarm ----------------------------------------------------------------------------------------
 
+
 def parse_alarm(text: str, *, topic_arn: str, timestamp: datetime, default_severity: Severity = "warning") -> Alert:
     """A CloudWatch alarm notification (the SNS `Message`) as an Alert; 400 naming what is wrong with it."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise WebhookRejected(400, f"Message is not a CloudWatch alarm: not JSON: {error.msg} at line {error.lineno} "
-                                   f"column {error.colno}") from None
+        raise WebhookRejected(
+            400, f"Message is not a CloudWatch alarm: not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     except (ValueError, RecursionError):
         raise WebhookRejected(400, "Message is not a CloudWatch alarm: not JSON") from None
     alarm = require_object(data, "Message")
@@ -346,8 +366,10 @@ def parse_alarm(text: str, *, topic_arn: str, timestamp: datetime, default_sever
     summary = reason or description or title
     links = {}
     if partition in _CONSOLE_DOMAINS and region:
-        links["source"] = (f"https://{region}.{_CONSOLE_DOMAINS[partition]}/cloudwatch/home?region={region}"
-                           f"#alarmsV2:alarm/{quote(name, safe='')}")
+        links["source"] = (
+            f"https://{region}.{_CONSOLE_DOMAINS[partition]}/cloudwatch/home?region={region}"
+            f"#alarmsV2:alarm/{quote(name, safe='')}"
+        )
     identity = alarm_arn or json.dumps([account, region or region_name, name])
     return Alert(
         source=NAME,

@@ -21,8 +21,14 @@ class AwsClient:
     """A lazily built boto3 client for `service`; `subject` says what a failing call was about."""
 
     def __init__(
-        self, service: str, *, region: str | None, endpoint_url_env: str | None, environ: Mapping[str, str],
-        subject: str, config: botocore.config.Config,
+        self,
+        service: str,
+        *,
+        region: str | None,
+        endpoint_url_env: str | None,
+        environ: Mapping[str, str],
+        subject: str,
+        config: botocore.config.Config,
     ) -> None:
         self.service = service
         self._region = region
@@ -39,11 +45,14 @@ class AwsClient:
             return None
         endpoint = self._environ.get(self._endpoint_url_env) or None
         if endpoint is None:
-            raise BackupError(f"environment variable {self._endpoint_url_env} (the {self.service.upper()} endpoint URL) is not set")
+            raise BackupError(
+                f"environment variable {self._endpoint_url_env} (the {self.service.upper()} endpoint URL) is not set"
+            )
         return endpoint
 
     def _make(self) -> Any:
         import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         keys = {name.lower(): self._environ[name] for name in _KEY_VARIABLES if self._environ.get(name)}
         session = boto3.session.Session(**keys, region_name=self._region)
         return session.client(self.service, endpoint_url=self.endpoint, config=self._config)
@@ -51,6 +60,7 @@ class AwsClient:
     async def call(self, operation: str, **params: Any) -> Any:
         """One API call in a thread."""
         import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         if self._client is None:
             self._client = await asyncio.to_thread(self._make)
         try:
@@ -59,7 +69,9 @@ class AwsClient:
             code = error.response.get("Error", {}).get("Code", "error")
             raise BackupError(f"{self.service.upper()} {operation} {self._subject} failed: {code}") from None
         except botocore.exceptions.BotoCoreError as error:
-            raise BackupError(f"{self.service.upper()} {operation} {self._subject} failed: {type(error).__name__}") from None
+            raise BackupError(
+                f"{self.service.upper()} {operation} {self._subject} failed: {type(error).__name__}"
+            ) from None
 
     async def aclose(self) -> None:
         """Closes the client's connections."""

@@ -156,13 +156,20 @@ class Subprocess:
 
     @classmethod
     async def start(
-        cls, argv: Sequence[str], *, env: Mapping[str, str], secrets: Sequence[str] = (), stdin: bool = False,
+        cls,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        secrets: Sequence[str] = (),
+        stdin: bool = False,
         stdout: bool = False,
     ) -> Subprocess:
         """Starts `argv`; BackupError when the program is missing."""
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, env=dict(env), limit=READ_LIMIT,
+                *argv,
+                env=dict(env),
+                limit=READ_LIMIT,
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -277,7 +284,9 @@ async def feed(proc: Subprocess, chunks: AsyncIterator[bytes]) -> None:
         await proc.kill()
 
 
-async def stream_upload(chunks: AsyncIterator[bytes | bytearray], upload: Upload, on_progress: OnProgress | None = None) -> Streamed:
+async def stream_upload(
+    chunks: AsyncIterator[bytes | bytearray], upload: Upload, on_progress: OnProgress | None = None
+) -> Streamed:
     """Hashes and uploads `chunks` part by part, reading the next part while the previous one uploads (one
     upload in flight, so memory stays at about three parts). Does not complete or abort `upload`."""
     digest = hashlib.sha256()

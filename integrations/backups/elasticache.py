@@ -61,10 +61,16 @@ class ElastiCacheSnapshotter:
 
     def __init__(self, settings: ElastiCacheSettings, *, environ: Mapping[str, str]) -> None:
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         self._settings = settings
-        self._aws = AwsClient("elasticache", region=settings.region, endpoint_url_env=settings.endpoint_url_env,
-                              environ=environ, subject=f"for {settings.source}",
-                              config=botocore.config.Config(retries={"mode": "standard"}))
+        self._aws = AwsClient(
+            "elasticache",
+            region=settings.region,
+            endpoint_url_env=settings.endpoint_url_env,
+            environ=environ,
+            subject=f"for {settings.source}",
+            config=botocore.config.Config(retries={"mode": "standard"}),
+        )
 
     async def _call(self, operation: str, **params: Any) -> Any:
         return await self._aws.call(operation, **params)
@@ -72,10 +78,14 @@ class ElastiCacheSnapshotter:
     async def snapshot(self, name: str, on_progress: OnNote) -> dict[str, Any]:
         """Creates the snapshot `name` and waits until it is available; its description."""
         started = time.monotonic()
-        source = ({"ReplicationGroupId": self._settings.replication_group} if self._settings.replication_group
-                  else {"CacheClusterId": self._settings.cache_cluster})
-        answer = await self._call("create_snapshot", SnapshotName=name, **source,
-                                  Tags=[{"Key": "created-by", "Value": "chatops"}])
+        source = (
+            {"ReplicationGroupId": self._settings.replication_group}
+            if self._settings.replication_group
+            else {"CacheClusterId": self._settings.cache_cluster}
+        )
+        answer = await self._call(
+            "create_snapshot", SnapshotName=name, **source, Tags=[{"Key": "created-by", "Value": "chatops"}]
+        )
         snapshot = answer["Snapshot"]
         deadline = started + self._settings.timeout.total_seconds()
         while True:

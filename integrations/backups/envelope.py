@@ -46,8 +46,10 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 TAG = 16
 KEY_BYTES = 32
 _LENGTH = struct.Struct(">I")
-_KMS_KEY = re.compile(r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+|alias/[A-Za-z0-9/_-]+"
-                      r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$")
+_KMS_KEY = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+|alias/[A-Za-z0-9/_-]+"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
 
 
 class EncryptionSettings(StrictModel):
@@ -88,11 +90,15 @@ def parse_key(environ: Mapping[str, str], variable: str) -> bytes:
         try:
             key = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise BackupError(f"environment variable {variable} (the backup encryption key) is neither hex nor base64: "
-                              "make one with `openssl rand -base64 32`") from None
+            raise BackupError(
+                f"environment variable {variable} (the backup encryption key) is neither hex nor base64: "
+                "make one with `openssl rand -base64 32`"
+            ) from None
     if len(key) != KEY_BYTES:
-        raise BackupError(f"environment variable {variable} (the backup encryption key) holds a {len(key)}-byte key; "
-                          f"AES-256 needs {KEY_BYTES} bytes: make one with `openssl rand -base64 32`")
+        raise BackupError(
+            f"environment variable {variable} (the backup encryption key) holds a {len(key)}-byte key; "
+            f"AES-256 needs {KEY_BYTES} bytes: make one with `openssl rand -base64 32`"
+        )
     return key
 
 
@@ -136,7 +142,7 @@ class Header:
             (length,) = struct.unpack_from(">H", buffer, position)
             if len(buffer) < position + 2 + length:
                 return None
-            fields.append(bytes(buffer[position + 2: position + 2 + length]))
+            fields.append(bytes(buffer[position + 2 : position + 2 + length]))
             position += 2 + length
         try:
             key_ref, context = fields[0].decode(), fields[2].decode()
@@ -163,8 +169,12 @@ class Sealer:
     def _frame(self, plaintext: bytes | bytearray | memoryview, final: bool, out: bytearray, at: int) -> int:
         """Encrypts one frame straight into `out` at `at` (no intermediate copy); the position after it."""
         _LENGTH.pack_into(out, at, len(plaintext) + TAG)
-        self._aead.encrypt_into(_nonce(self._counter, final), plaintext, self._header,
-                                memoryview(out)[at + 4: at + 4 + len(plaintext) + TAG])
+        self._aead.encrypt_into(
+            _nonce(self._counter, final),
+            plaintext,
+            self._header,
+            memoryview(out)[at + 4 : at + 4 + len(plaintext) + TAG],
+        )
         self._counter += 1
         return at + 4 + len(plaintext) + TAG
 
@@ -189,7 +199,7 @@ class Sealer:
             self._pending = bytearray()
         position = first
         for _ in range(whole):
-            at = self._frame(view[position: position + self._size], False, out, at)
+            at = self._frame(view[position : position + self._size], False, out, at)
             position += self._size
         self._pending += view[position:]
         return out
@@ -230,7 +240,7 @@ class Opener:
                 raise BackupError(f"the encrypted object is damaged at frame {self._counter} (impossible length)")
             if len(self._buffer) - position - 4 < length:
                 break
-            sealed = bytes(self._buffer[position + 4: position + 4 + length])
+            sealed = bytes(self._buffer[position + 4 : position + 4 + length])
             out += self._decrypt(sealed)
             position += 4 + length
         del self._buffer[:position]
@@ -243,8 +253,10 @@ class Opener:
         try:
             plaintext = self._aead.decrypt(_nonce(self._counter, final), sealed, self._header)
         except InvalidTag:
-            raise BackupError(f"the encrypted object failed authentication at frame {self._counter}: "
-                              "it was changed, damaged, or sealed with another key") from None
+            raise BackupError(
+                f"the encrypted object failed authentication at frame {self._counter}: "
+                "it was changed, damaged, or sealed with another key"
+            ) from None
         self._counter += 1
         self._done = final
         return plaintext
@@ -275,12 +287,16 @@ class Envelope:
 
     def __init__(self, settings: EncryptionSettings, *, environ: Mapping[str, str], region: str | None = None) -> None:
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         self.settings = settings
         self._environ = environ
         self._kms: AwsClient | None = None
         if settings.kms_key_id is not None:
             self._kms = AwsClient(
-                "kms", region=settings.region or region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
+                "kms",
+                region=settings.region or region,
+                endpoint_url_env=settings.endpoint_url_env,
+                environ=environ,
                 subject=f"with key {settings.kms_key_id}",
                 config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}),
             )
@@ -293,7 +309,9 @@ class Envelope:
         """A new random data key for the object `context`, and its wrapped form."""
         if self._kms is not None:
             answer: dict[str, Any] = await self._kms.call(
-                "generate_data_key", KeyId=self.settings.kms_key_id, KeySpec="AES_256",
+                "generate_data_key",
+                KeyId=self.settings.kms_key_id,
+                KeySpec="AES_256",
                 EncryptionContext={"chatops:object": context},
             )
             return DataKey(bytes(answer["Plaintext"]), bytes(answer["CiphertextBlob"]), f"kms:{answer['KeyId']}")
@@ -306,19 +324,25 @@ class Envelope:
         """The data key of an object; BackupError when the configured master key cannot open it."""
         if key_ref.startswith("kms:"):
             if self._kms is None:
-                raise BackupError(f"the backup's data key is wrapped by KMS ({key_ref[4:]}) but the storage is "
-                                  f"configured with {self.settings.key_ref}")
-            answer = await self._kms.call("decrypt", CiphertextBlob=wrapped, KeyId=key_ref[4:],
-                                          EncryptionContext={"chatops:object": context})
+                raise BackupError(
+                    f"the backup's data key is wrapped by KMS ({key_ref[4:]}) but the storage is "
+                    f"configured with {self.settings.key_ref}"
+                )
+            answer = await self._kms.call(
+                "decrypt", CiphertextBlob=wrapped, KeyId=key_ref[4:], EncryptionContext={"chatops:object": context}
+            )
             return bytes(answer["Plaintext"])
         if key_ref != self.settings.key_ref:
-            raise BackupError(f"the backup was encrypted with {key_ref} but the storage is configured with "
-                              f"{self.settings.key_ref}")
+            raise BackupError(
+                f"the backup was encrypted with {key_ref} but the storage is configured with {self.settings.key_ref}"
+            )
         try:
             return AESGCM(self._master()).decrypt(wrapped[:12], wrapped[12:], b"chatops-backup-key:" + context.encode())
         except InvalidTag:
-            raise BackupError(f"the key in {self.settings.key_env} does not open this backup's data key (another "
-                              "key, or the backup was changed)") from None
+            raise BackupError(
+                f"the key in {self.settings.key_env} does not open this backup's data key (another "
+                "key, or the backup was changed)"
+            ) from None
 
     async def aclose(self) -> None:
         """Closes the KMS client."""
@@ -335,8 +359,9 @@ async def _inline(function: Callable[..., Any], *args: Any) -> Any:
     return function(*args)
 
 
-async def seal(chunks: AsyncIterator[bytes], key: DataKey, context: str, run: ToThread = _inline,
-               min_part: int = 5 * 1024 * 1024) -> AsyncIterator[bytes | bytearray]:
+async def seal(
+    chunks: AsyncIterator[bytes], key: DataKey, context: str, run: ToThread = _inline, min_part: int = 5 * 1024 * 1024
+) -> AsyncIterator[bytes | bytearray]:
     """`chunks` encrypted, one output part per input part as they come (the header joins the first, the last frame
     the last); a part under `min_part` (only the dump's last one, normally) waits to join the next, so every part
     but the last keeps S3's 5 MiB minimum. `run` runs the CPU work (default: on the loop, see `_inline`)."""
@@ -356,7 +381,9 @@ async def seal(chunks: AsyncIterator[bytes], key: DataKey, context: str, run: To
 
 
 async def open_sealed(
-    chunks: AsyncIterator[bytes], unwrap: Callable[[Header], Awaitable[bytes]], run: ToThread = _inline,
+    chunks: AsyncIterator[bytes],
+    unwrap: Callable[[Header], Awaitable[bytes]],
+    run: ToThread = _inline,
 ) -> AsyncIterator[bytes]:
     """The plaintext of an encrypted stream, frame by frame authenticated; `unwrap` turns the header into the data
     key. BackupError at the first frame that is not authentic, or at the end when the object is truncated."""

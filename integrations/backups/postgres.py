@@ -95,7 +95,9 @@ class PostgresEngine:
         dsn = self._dsn(self._settings.dsn_env)
         proc = await Subprocess.start(
             [self._tool("pg_dump"), "--format=custom", "--no-password", f"--dbname={dsn.url}"],
-            env=self._env(dsn), secrets=[dsn.password], stdout=True,
+            env=self._env(dsn),
+            secrets=[dsn.password],
+            stdout=True,
         )
         async for part in read_parts(proc, part_size):
             yield part
@@ -153,10 +155,20 @@ class PostgresEngine:
     async def _scalar(self, dsn: SplitUrl, query: str) -> str:
         """The first column of the first row of `query`, run in a read-only transaction."""
         proc = await Subprocess.start(
-            [self._tool("psql"), "--no-password", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
-             "--set=ON_ERROR_STOP=1", f"--dbname={dsn.url}"],
+            [
+                self._tool("psql"),
+                "--no-password",
+                "--no-psqlrc",
+                "--quiet",
+                "--tuples-only",
+                "--no-align",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={dsn.url}",
+            ],
             env=self._env(dsn) | {"PGOPTIONS": "-c default_transaction_read_only=on -c statement_timeout=300000"},
-            secrets=[dsn.password], stdin=True, stdout=True,
+            secrets=[dsn.password],
+            stdin=True,
+            stdout=True,
         )
         assert proc.process.stdin is not None and proc.process.stdout is not None
         proc.process.stdin.write(query.encode() + b"\n;\n")
@@ -168,17 +180,34 @@ class PostgresEngine:
     async def _pg_restore(self, dsn: SplitUrl, chunks: AsyncIterator[bytes]) -> None:
         # Always into a database created empty for it, so no --clean: nothing of a previous state can interfere.
         proc = await Subprocess.start(
-            [self._tool("pg_restore"), "--no-password", "--no-owner", "--no-privileges",
-             "--exit-on-error", f"--dbname={dsn.url}"],
-            env=self._env(dsn), secrets=[dsn.password], stdin=True,
+            [
+                self._tool("pg_restore"),
+                "--no-password",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                f"--dbname={dsn.url}",
+            ],
+            env=self._env(dsn),
+            secrets=[dsn.password],
+            stdin=True,
         )
         await feed(proc, chunks)
 
     async def _psql(self, dsn: SplitUrl, script: str, variables: Mapping[str, str] | None = None) -> str:
         """Runs a script of ours with psql (values go in as psql variables, quoted by psql as :'name' or :"name",
         never pasted into SQL); its unaligned output."""
-        argv = [self._tool("psql"), "--no-password", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
-                "--field-separator=|", "--set=ON_ERROR_STOP=1", f"--dbname={dsn.url}"]
+        argv = [
+            self._tool("psql"),
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            "--field-separator=|",
+            "--set=ON_ERROR_STOP=1",
+            f"--dbname={dsn.url}",
+        ]
         argv += [f"--set={name}={value}" for name, value in (variables or {}).items()]
         proc = await Subprocess.start(argv, env=self._env(dsn), secrets=[dsn.password], stdin=True, stdout=True)
         assert proc.process.stdin is not None and proc.process.stdout is not None
@@ -204,8 +233,9 @@ class PostgresEngine:
         """Puts `staging` in the place of `name` (renames in one transaction); drops the replaced database."""
         maintenance = _with_database(dsn, "postgres")
         if not existed:
-            await self._psql(maintenance, 'ALTER DATABASE :"staging" RENAME TO :"name";\n',
-                             {"staging": staging, "name": name})
+            await self._psql(
+                maintenance, 'ALTER DATABASE :"staging" RENAME TO :"name";\n', {"staging": staging, "name": name}
+            )
             return
         old = _derived_name(name, "replaced")
         variables = {"name": name, "staging": staging, "old": old}
@@ -213,8 +243,9 @@ class PostgresEngine:
             await self._psql(maintenance, _SWAP, variables)
         except BackupError as error:
             await _shielded(self._psql(maintenance, 'ALTER DATABASE :"name" ALLOW_CONNECTIONS true;\n', variables))
-            raise BackupError(f"the restore succeeded but database {name} could not be replaced ({error}); "
-                              f"{name} is unchanged") from None
+            raise BackupError(
+                f"the restore succeeded but database {name} could not be replaced ({error}); {name} is unchanged"
+            ) from None
         await self._drop_database(dsn, old)
 
     async def _row_counts(self, dsn: SplitUrl) -> dict[str, int]:
@@ -226,13 +257,19 @@ class PostgresEngine:
                 rows[table] = int(count)
         return rows
 
-    async def _create_database(self, dsn: SplitUrl, name: str, *, exist_ok: bool,
-                               like: tuple[str, str, str, str] | None = None) -> None:
+    async def _create_database(
+        self, dsn: SplitUrl, name: str, *, exist_ok: bool, like: tuple[str, str, str, str] | None = None
+    ) -> None:
         argv = [self._tool("createdb"), "--no-password", f"--maintenance-db={_with_database(dsn, 'postgres').url}"]
         if like is not None:
             owner, encoding, collate, ctype = like
-            argv += ["--template=template0", f"--owner={owner}", f"--encoding={encoding}", f"--lc-collate={collate}",
-                     f"--lc-ctype={ctype}"]
+            argv += [
+                "--template=template0",
+                f"--owner={owner}",
+                f"--encoding={encoding}",
+                f"--lc-collate={collate}",
+                f"--lc-ctype={ctype}",
+            ]
         proc = await Subprocess.start([*argv, name], env=self._env(dsn), secrets=[dsn.password])
         try:
             await proc.finish()
@@ -242,9 +279,16 @@ class PostgresEngine:
 
     async def _drop_database(self, dsn: SplitUrl, name: str) -> None:
         proc = await Subprocess.start(
-            [self._tool("dropdb"), "--no-password", "--if-exists", "--force",
-             f"--maintenance-db={_with_database(dsn, 'postgres').url}", name],
-            env=self._env(dsn), secrets=[dsn.password],
+            [
+                self._tool("dropdb"),
+                "--no-password",
+                "--if-exists",
+                "--force",
+                f"--maintenance-db={_with_database(dsn, 'postgres').url}",
+                name,
+            ],
+            env=self._env(dsn),
+            secrets=[dsn.password],
         )
         await proc.finish()
 

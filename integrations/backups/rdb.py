@@ -21,10 +21,30 @@ _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
 _IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
 
 TYPE_NAMES = {
-    0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module", 9: "hash (zipmap)",
-    10: "list (ziplist)", 11: "set (intset)", 12: "zset (ziplist)", 13: "hash (ziplist)", 14: "list (quicklist)",
-    15: "stream", 16: "hash (listpack)", 17: "zset (listpack)", 18: "list (quicklist)", 19: "stream", 20: "set (listpack)",
-    21: "stream", 22: "hash with field TTLs", 23: "hash with field TTLs", 24: "hash with field TTLs",
+    0: "string",
+    1: "list",
+    2: "set",
+    3: "zset",
+    4: "hash",
+    5: "zset",
+    6: "module",
+    7: "module",
+    9: "hash (zipmap)",
+    10: "list (ziplist)",
+    11: "set (intset)",
+    12: "zset (ziplist)",
+    13: "hash (ziplist)",
+    14: "list (quicklist)",
+    15: "stream",
+    16: "hash (listpack)",
+    17: "zset (listpack)",
+    18: "list (quicklist)",
+    19: "stream",
+    20: "set (listpack)",
+    21: "stream",
+    22: "hash with field TTLs",
+    23: "hash with field TTLs",
+    24: "hash with field TTLs",
     25: "hash with field TTLs",
 }
 _ONE_STRING = frozenset({0, 9, 10, 11, 12, 13, 16, 17, 20})
@@ -99,7 +119,7 @@ class _Reader:
                 del self._buffer[: self._pos]
                 self._pos = 0
             self._buffer += chunk
-        data = bytes(self._buffer[self._pos:self._pos + count])
+        data = bytes(self._buffer[self._pos : self._pos + count])
         self._pos += count
         if self.capture is not None:
             self.capture += data
@@ -155,7 +175,7 @@ def _lzf_decompress(data: bytes, size: int) -> bytes:
         ctrl = data[i]
         i += 1
         if ctrl < 32:
-            out += data[i:i + ctrl + 1]
+            out += data[i : i + ctrl + 1]
             i += ctrl + 1
             continue
         length = ctrl >> 5
@@ -280,8 +300,13 @@ async def read_rdb(chunks: AsyncIterator[bytes]) -> AsyncIterator[RdbEntry]:
                 raise RdbUnsupported(f"key {key[:100]!r} holds {error}") from None
             value = bytes(reader.capture)
             reader.capture = None
-            yield RdbEntry(db=db, key=key, expire_ms=expire_ms, payload=dump_payload(value, version),
-                           type_name=TYPE_NAMES.get(opcode, str(opcode)))
+            yield RdbEntry(
+                db=db,
+                key=key,
+                expire_ms=expire_ms,
+                payload=dump_payload(value, version),
+                type_name=TYPE_NAMES.get(opcode, str(opcode)),
+            )
             expire_ms = None
 
 

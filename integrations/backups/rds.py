@@ -33,7 +33,9 @@ class RdsCopyTo(StrictModel):
     """`copy_to: {region: eu-central-1, kms_key_id: arn:aws:kms:…}`: a copy of each snapshot in another region."""
 
     region: str = Field(min_length=1)
-    kms_key_id: str | None = Field(None, description="The destination region's KMS key (needed for encrypted snapshots).")
+    kms_key_id: str | None = Field(
+        None, description="The destination region's KMS key (needed for encrypted snapshots)."
+    )
     option_group_name: str | None = None
 
 
@@ -56,8 +58,9 @@ class RdsSettings(StrictModel):
     timeout: PositiveDuration = timedelta(hours=2)
     copy_to: RdsCopyTo | None = None
     export_to: RdsExportTo | None = None
-    restore_instance_class: str | None = Field(None, description="Instance class of restores and drills (default: "
-                                                                 "the snapshot's instance's).")
+    restore_instance_class: str | None = Field(
+        None, description="Instance class of restores and drills (default: the snapshot's instance's)."
+    )
 
 
 class RdsSnapshotEngine:
@@ -65,35 +68,60 @@ class RdsSnapshotEngine:
 
     def __init__(self, settings: RdsSettings, *, environ: Mapping[str, str]) -> None:
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         self._settings = settings
         config = botocore.config.Config(retries={"mode": "standard"})
-        self._aws = AwsClient("rds", region=settings.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
-                              subject=f"for {settings.instance}", config=config)
-        self._remote = None if settings.copy_to is None else AwsClient(
-            "rds", region=settings.copy_to.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
-            subject=f"for {settings.instance} in {settings.copy_to.region}", config=config)
+        self._aws = AwsClient(
+            "rds",
+            region=settings.region,
+            endpoint_url_env=settings.endpoint_url_env,
+            environ=environ,
+            subject=f"for {settings.instance}",
+            config=config,
+        )
+        self._remote = (
+            None
+            if settings.copy_to is None
+            else AwsClient(
+                "rds",
+                region=settings.copy_to.region,
+                endpoint_url_env=settings.endpoint_url_env,
+                environ=environ,
+                subject=f"for {settings.instance} in {settings.copy_to.region}",
+                config=config,
+            )
+        )
 
     async def _call(self, operation: str, **params: Any) -> Any:
         return await self._aws.call(operation, **params)
 
-    async def snapshot(self, snapshot_id: str, on_progress: Callable[[Progress, str], Awaitable[None]]) -> tuple[str, int]:
+    async def snapshot(
+        self, snapshot_id: str, on_progress: Callable[[Progress, str], Awaitable[None]]
+    ) -> tuple[str, int]:
         """Creates the snapshot and waits until it is available: (its ARN, its allocated size in bytes)."""
         started = time.monotonic()
-        answer = await self._call("create_db_snapshot", DBSnapshotIdentifier=snapshot_id,
-                                  DBInstanceIdentifier=self._settings.instance,
-                                  Tags=[{"Key": "created-by", "Value": "chatops"}])
+        answer = await self._call(
+            "create_db_snapshot",
+            DBSnapshotIdentifier=snapshot_id,
+            DBInstanceIdentifier=self._settings.instance,
+            Tags=[{"Key": "created-by", "Value": "chatops"}],
+        )
         snapshot = answer["DBSnapshot"]
         deadline = started + self._settings.timeout.total_seconds()
         while True:
             status = str(snapshot.get("Status", "")).lower()
             if status == "available":
-                return str(snapshot.get("DBSnapshotArn", snapshot_id)), int(snapshot.get("AllocatedStorage") or 0) * 1024**3
+                return str(snapshot.get("DBSnapshotArn", snapshot_id)), int(
+                    snapshot.get("AllocatedStorage") or 0
+                ) * 1024**3
             if status in ("failed", "incompatible-restore", "incompatible-parameters", "deleted"):
                 raise BackupError(f"RDS snapshot {snapshot_id} ended {status}")
             if time.monotonic() > deadline:
                 raise BackupError(f"RDS snapshot {snapshot_id} was not available after the timeout (still {status})")
-            await on_progress(Progress(0, time.monotonic() - started), f"snapshot {status or 'pending'} "
-                                                                       f"({snapshot.get('PercentProgress', 0)}%)")
+            await on_progress(
+                Progress(0, time.monotonic() - started),
+                f"snapshot {status or 'pending'} ({snapshot.get('PercentProgress', 0)}%)",
+            )
             await asyncio.sleep(self._settings.poll_interval.total_seconds())
             snapshot = (await self._call("describe_db_snapshots", DBSnapshotIdentifier=snapshot_id))["DBSnapshots"][0]
 
@@ -103,7 +131,9 @@ class RdsSnapshotEngine:
         snapshots = answer.get("DBSnapshots") or []
         if not snapshots or str(snapshots[0].get("Status", "")).lower() != "available":
             raise BackupError(f"RDS snapshot {snapshot_id} is not available")
-        return VerifyFacts(detail=f"snapshot {snapshot_id} is available ({snapshots[0].get('Engine', 'unknown engine')})")
+        return VerifyFacts(
+            detail=f"snapshot {snapshot_id} is available ({snapshots[0].get('Engine', 'unknown engine')})"
+        )
 
     async def delete(self, snapshot_id: str) -> None:
         """Deletes the snapshot; one already gone is fine."""
@@ -119,8 +149,11 @@ class RdsSnapshotEngine:
         """Copies the snapshot into `copy_to.region` and waits until the copy is available; the copy's ARN."""
         assert self._remote is not None and self._settings.copy_to is not None
         target = self._settings.copy_to
-        params: dict[str, Any] = {"SourceDBSnapshotIdentifier": snapshot_arn, "TargetDBSnapshotIdentifier": snapshot_id,
-                                  "CopyTags": True}
+        params: dict[str, Any] = {
+            "SourceDBSnapshotIdentifier": snapshot_arn,
+            "TargetDBSnapshotIdentifier": snapshot_id,
+            "CopyTags": True,
+        }
         if self._settings.region:
             params["SourceRegion"] = self._settings.region  # boto3 presigns the source-region request with it
         if target.kms_key_id:
@@ -137,7 +170,9 @@ class RdsSnapshotEngine:
             if time.monotonic() > deadline:
                 raise BackupError(f"the copy of {snapshot_id} in {target.region} was not available after the timeout")
             await asyncio.sleep(self._settings.poll_interval.total_seconds())
-            snapshot = (await self._remote.call("describe_db_snapshots", DBSnapshotIdentifier=snapshot_id))["DBSnapshots"][0]
+            snapshot = (await self._remote.call("describe_db_snapshots", DBSnapshotIdentifier=snapshot_id))[
+                "DBSnapshots"
+            ][0]
         return str(snapshot.get("DBSnapshotArn", snapshot_id))
 
     async def delete_copy(self, snapshot_id: str) -> None:
@@ -155,8 +190,15 @@ class RdsSnapshotEngine:
         assert self._settings.export_to is not None
         export = self._settings.export_to
         task_id = f"{snapshot_id}-export"[:60]
-        await self._call("start_export_task", ExportTaskIdentifier=task_id, SourceArn=snapshot_arn, S3BucketName=bucket,
-                         S3Prefix=prefix, IamRoleArn=export.iam_role_arn, KmsKeyId=export.kms_key_id)
+        await self._call(
+            "start_export_task",
+            ExportTaskIdentifier=task_id,
+            SourceArn=snapshot_arn,
+            S3BucketName=bucket,
+            S3Prefix=prefix,
+            IamRoleArn=export.iam_role_arn,
+            KmsKeyId=export.kms_key_id,
+        )
         deadline = time.monotonic() + self._settings.timeout.total_seconds()
         while True:
             tasks = (await self._call("describe_export_tasks", ExportTaskIdentifier=task_id)).get("ExportTasks") or []
@@ -165,7 +207,9 @@ class RdsSnapshotEngine:
                 return f"s3://{bucket}/" + (prefix.rstrip("/") + "/" if prefix else "") + task_id + "/"
             if status in ("FAILED", "CANCELED", "CANCELING", "MISSING"):
                 reason = tasks[0].get("FailureCause", "") if tasks else ""
-                raise BackupError(f"the export of {snapshot_id} to S3 ended {status.lower()}" + (f": {reason}" if reason else ""))
+                raise BackupError(
+                    f"the export of {snapshot_id} to S3 ended {status.lower()}" + (f": {reason}" if reason else "")
+                )
             if time.monotonic() > deadline:
                 raise BackupError(f"the export of {snapshot_id} to S3 did not complete before the timeout ({status})")
             await asyncio.sleep(self._settings.poll_interval.total_seconds())
@@ -182,15 +226,21 @@ class RdsSnapshotEngine:
             raise
         return True
 
-    async def restore(self, snapshot_id: str, instance: str, on_note: Callable[[str], Awaitable[None]] | None = None) -> str:
+    async def restore(
+        self, snapshot_id: str, instance: str, on_note: Callable[[str], Awaitable[None]] | None = None
+    ) -> str:
         """Restores the snapshot into the NEW instance `instance` and waits until it is available; its endpoint.
         Refuses when the instance exists: a restore never replaces a database."""
         if await self.instance_exists(instance):
-            raise BackupError(f"the DB instance {instance} already exists: a restore only creates a new instance; "
-                              "name one that does not exist")
-        params: dict[str, Any] = {"DBInstanceIdentifier": instance, "DBSnapshotIdentifier": snapshot_id,
-                                  "Tags": [{"Key": "created-by", "Value": "chatops"},
-                                           {"Key": "restored-from", "Value": snapshot_id}]}
+            raise BackupError(
+                f"the DB instance {instance} already exists: a restore only creates a new instance; "
+                "name one that does not exist"
+            )
+        params: dict[str, Any] = {
+            "DBInstanceIdentifier": instance,
+            "DBSnapshotIdentifier": snapshot_id,
+            "Tags": [{"Key": "created-by", "Value": "chatops"}, {"Key": "restored-from", "Value": snapshot_id}],
+        }
         if self._settings.restore_instance_class:
             params["DBInstanceClass"] = self._settings.restore_instance_class
         answer = await self._call("restore_db_instance_from_db_snapshot", **params)
@@ -213,8 +263,9 @@ class RdsSnapshotEngine:
     async def delete_instance(self, instance: str) -> None:
         """Deletes a (drill's temporary) instance without a final snapshot; one already gone is fine."""
         try:
-            await self._call("delete_db_instance", DBInstanceIdentifier=instance, SkipFinalSnapshot=True,
-                             DeleteAutomatedBackups=True)
+            await self._call(
+                "delete_db_instance", DBInstanceIdentifier=instance, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+            )
         except BackupError as error:
             if "DBInstanceNotFound" not in str(error):
                 raise
@@ -224,6 +275,7 @@ class RdsSnapshotEngine:
         await self._aws.aclose()
         if self._remote is not None:
             await self._remote.aclose()
+
 
 def build(settings: RdsSettings, *, environ: Mapping[str, str]) -> RdsSnapshotEngine:
     """The engine for validated settings."""

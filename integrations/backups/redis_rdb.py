@@ -62,8 +62,11 @@ class RedisEngine:
         """The RDB snapshot, in parts."""
         raw = read_env(self._environ, self._settings.url_env, "a Redis URL")
         if raw.startswith("unix://"):  # a local server's socket: `unix:///run/redis.sock`
-            proc = await Subprocess.start([self._settings.redis_cli, "-s", raw.removeprefix("unix://").split("?")[0],
-                                           "--rdb", "-"], env=dict(self._environ), stdout=True)
+            proc = await Subprocess.start(
+                [self._settings.redis_cli, "-s", raw.removeprefix("unix://").split("?")[0], "--rdb", "-"],
+                env=dict(self._environ),
+                stdout=True,
+            )
             async for part in read_parts(proc, part_size):
                 yield part
             return
@@ -157,8 +160,15 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
             if db not in clients:
                 # The URL's own /db would win over a `db=` argument to from_url: build the pool with the db set.
                 pool = client.connection_pool
-                clients[db] = client if db == base_db else aioredis.Redis.from_pool(aioredis.ConnectionPool(
-                    connection_class=pool.connection_class, **{**pool.connection_kwargs, "db": db}))
+                clients[db] = (
+                    client
+                    if db == base_db
+                    else aioredis.Redis.from_pool(
+                        aioredis.ConnectionPool(
+                            connection_class=pool.connection_class, **{**pool.connection_kwargs, "db": db}
+                        )
+                    )
+                )
             return clients[db]
 
         # All or nothing: keys go into an empty spare database, which SWAPDB then exchanges with the target in one
@@ -167,8 +177,9 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
 
         async def staged(db: int) -> int:
             if db not in staging:
-                staging[db] = await _empty_spare(connection, avoid={db, base_db, *staging, *staging.values()},
-                                                 variable=variable)
+                staging[db] = await _empty_spare(
+                    connection, avoid={db, base_db, *staging, *staging.values()}, variable=variable
+                )
             return staging[db]
 
         try:
@@ -198,20 +209,24 @@ async def replay_into(chunks: AsyncIterator[bytes], url: str, *, variable: str) 
                 with contextlib.suppress(Exception):
                     await connection(spare).flushdb()
             if isinstance(error, RdbUnsupported):
-                raise BackupError(f"replay stopped after {keys} keys: the RDB holds {error}, which cannot be "
-                                  "replayed with RESTORE; nothing was changed") from None
+                raise BackupError(
+                    f"replay stopped after {keys} keys: the RDB holds {error}, which cannot be "
+                    "replayed with RESTORE; nothing was changed"
+                ) from None
             if isinstance(error, RdbError):
                 raise BackupError(f"replay stopped after {keys} keys: {error}; nothing was changed") from None
             if isinstance(error, redis.exceptions.ResponseError):
-                raise BackupError(f"the server refused a RESTORE after {keys} keys: {str(error)[:200]}; nothing "
-                                  "was changed") from None
+                raise BackupError(
+                    f"the server refused a RESTORE after {keys} keys: {str(error)[:200]}; nothing was changed"
+                ) from None
             raise
         for db, spare in staging.items():
             await client.execute_command("SWAPDB", db, spare)
             await connection(spare).flushdb()  # now the target's former data
         note = f" ({expired} already expired, skipped)" if expired else ""
-        return (f"replayed {keys} keys into a spare database of the Redis at `{variable}` and swapped it in (SWAPDB)"
-                f"{note}")
+        return (
+            f"replayed {keys} keys into a spare database of the Redis at `{variable}` and swapped it in (SWAPDB){note}"
+        )
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
         raise BackupError(f"could not reach the Redis at {variable}: {type(error).__name__}") from None
     finally:
@@ -231,8 +246,10 @@ async def _empty_spare(connection: Any, *, avoid: set[int], variable: str) -> in
                 return int(candidate)
         except redis.exceptions.ResponseError:  # beyond the server's `databases`
             continue
-    raise BackupError(f"the Redis at {variable} has no empty database to stage the restore in (it needs one besides "
-                      "the target, to switch to in one step): nothing was changed")
+    raise BackupError(
+        f"the Redis at {variable} has no empty database to stage the restore in (it needs one besides "
+        "the target, to switch to in one step): nothing was changed"
+    )
 
 
 async def _check_allowed(client: Any, version: int, variable: str) -> None:
@@ -241,29 +258,37 @@ async def _check_allowed(client: Any, version: int, variable: str) -> None:
         info = await client.info("server")
         cluster = await client.info("cluster")
     except redis.exceptions.ResponseError as error:
-        raise BackupError(f"the Redis at {variable} does not answer INFO ({str(error)[:100]}): cannot check it "
-                          "allows RESTORE") from None
+        raise BackupError(
+            f"the Redis at {variable} does not answer INFO ({str(error)[:100]}): cannot check it allows RESTORE"
+        ) from None
     except redis.exceptions.AuthenticationError:
         raise BackupError(f"the Redis at {variable} refused the credentials in the URL") from None
     if str(cluster.get("cluster_enabled", 0)) == "1":
-        raise BackupError(f"the Redis at {variable} runs in cluster mode: replaying keys across slots is not "
-                          "supported; restore each shard's RDB into its own node")
+        raise BackupError(
+            f"the Redis at {variable} runs in cluster mode: replaying keys across slots is not "
+            "supported; restore each shard's RDB into its own node"
+        )
     server_version = str(info.get("redis_version", "0"))
     if version > newest_rdb_read_by(server_version):
-        raise BackupError(f"the backup is RDB version {version}, newer than Redis {server_version} at {variable} "
-                          f"reads ({newest_rdb_read_by(server_version)}): restore into a newer server")
+        raise BackupError(
+            f"the backup is RDB version {version}, newer than Redis {server_version} at {variable} "
+            f"reads ({newest_rdb_read_by(server_version)}): restore into a newer server"
+        )
     client.set_response_callback("COMMAND", lambda response, **_: response)  # raw: a missing command is nil
     try:
         described = await client.execute_command("COMMAND", "INFO", "RESTORE")
     except redis.exceptions.ResponseError as error:
         raise BackupError(f"the Redis at {variable} does not allow checking RESTORE ({str(error)[:100]})") from None
     if not described or described == [None]:
-        raise BackupError(f"the Redis at {variable} has no RESTORE command (renamed or disabled): keys cannot be "
-                          "replayed into it")
+        raise BackupError(
+            f"the Redis at {variable} has no RESTORE command (renamed or disabled): keys cannot be replayed into it"
+        )
     swap = await client.execute_command("COMMAND", "INFO", "SWAPDB")
     if not swap or swap == [None]:
-        raise BackupError(f"the Redis at {variable} has no SWAPDB command (renamed or disabled): a restore could not "
-                          "switch to the restored data in one step")
+        raise BackupError(
+            f"the Redis at {variable} has no SWAPDB command (renamed or disabled): a restore could not "
+            "switch to the restored data in one step"
+        )
     with contextlib.suppress(redis.exceptions.ResponseError):  # ACL DRYRUN: Redis 7+; older servers skip it
         whoami = await client.execute_command("ACL", "WHOAMI")
         verdict = await client.execute_command("ACL", "DRYRUN", whoami, "RESTORE", "k", "0", "x", "REPLACE")
@@ -285,8 +310,7 @@ class ScratchFacts:
         return sum(self.keys.values())
 
 
-async def scratch_server(chunks: AsyncIterator[bytes], binary: str = "redis-server",
-                         probe: Any = None) -> ScratchFacts:
+async def scratch_server(chunks: AsyncIterator[bytes], binary: str = "redis-server", probe: Any = None) -> ScratchFacts:
     """Writes the RDB into a temporary folder, starts `binary` on it (unix socket only, no TCP, no saving), waits
     until it has loaded, counts keys per database (and runs `probe(client)` if given), then stops it."""
     if shutil.which(binary) is None and not await asyncio.to_thread(os.path.exists, binary):
@@ -303,8 +327,25 @@ async def scratch_server(chunks: AsyncIterator[bytes], binary: str = "redis-serv
             await asyncio.to_thread(out.close)
         socket_path = os.path.join(folder, "redis.sock")
         proc = await Subprocess.start(
-            [binary, "--port", "0", "--unixsocket", socket_path, "--unixsocketperm", "700", "--dir", folder,
-             "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                socket_path,
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                folder,
+                "--dbfilename",
+                "dump.rdb",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
             env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
         )
         process = proc

@@ -50,10 +50,20 @@ class S3StorageSettings(StrictModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
     prefix: str = ""
     region: str | None = None
-    endpoint_url_env: EnvVarName | None = Field(None, description="Variable holding an endpoint URL (SeaweedFS, MinIO, tests).")
-    storage_class: Literal[
-        "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "REDUCED_REDUNDANCY",
-    ] | None = None
+    endpoint_url_env: EnvVarName | None = Field(
+        None, description="Variable holding an endpoint URL (SeaweedFS, MinIO, tests)."
+    )
+    storage_class: (
+        Literal[
+            "STANDARD",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+            "INTELLIGENT_TIERING",
+            "GLACIER_IR",
+            "REDUCED_REDUNDANCY",
+        ]
+        | None
+    ) = None
     sse: Literal["AES256", "aws:kms"] | None = None
     part_size_mib: int = Field(PART_SIZE // (1024 * 1024), ge=5, le=512)
     encryption: EncryptionSettings | None = None
@@ -83,8 +93,12 @@ class S3Upload:
         number = len(self._parts) + 1
         self._parts.append({"PartNumber": number})
         answer = await self._store.call(
-            "upload_part", Bucket=self._store.bucket, Key=self._store.full(self.key), UploadId=self.upload_id,
-            PartNumber=number, Body=part,
+            "upload_part",
+            Bucket=self._store.bucket,
+            Key=self._store.full(self.key),
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=part,
         )
         self._parts[number - 1]["ETag"] = answer["ETag"]
 
@@ -94,7 +108,10 @@ class S3Upload:
         if not self._parts:  # an empty dump: S3 needs at least one part
             await self.write(b"")
         answer = await self._store.call(
-            "complete_multipart_upload", Bucket=self._store.bucket, Key=full, UploadId=self.upload_id,
+            "complete_multipart_upload",
+            Bucket=self._store.bucket,
+            Key=full,
+            UploadId=self.upload_id,
             MultipartUpload={"Parts": self._parts},
         )
         self._done = True
@@ -115,14 +132,21 @@ class S3BackupStore:
 
     def __init__(self, settings: S3StorageSettings, *, environ: Mapping[str, str]) -> None:
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         self.settings = settings
         self.bucket = settings.bucket
         self.part_size = settings.part_size_mib * 1024 * 1024
         self._aws = AwsClient(
-            "s3", region=settings.region, endpoint_url_env=settings.endpoint_url_env, environ=environ,
+            "s3",
+            region=settings.region,
+            endpoint_url_env=settings.endpoint_url_env,
+            environ=environ,
             subject=f"on {settings.bucket}",
-            config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=4,
-                                          s3={"addressing_style": "path"} if settings.endpoint_url_env else None),
+            config=botocore.config.Config(
+                retries={"mode": "standard", "max_attempts": 5},
+                max_pool_connections=4,
+                s3={"addressing_style": "path"} if settings.endpoint_url_env else None,
+            ),
         )
 
     def full(self, key: str) -> str:
@@ -164,8 +188,13 @@ class S3BackupStore:
         until = head.get("ObjectLockRetainUntilDate")
         if head.get("ObjectLockMode") == lock.mode and until is not None and until >= retain_until:
             return
-        await self.call("put_object_retention", Bucket=self.bucket, Key=full_key, **version,
-                        Retention={"Mode": lock.mode, "RetainUntilDate": retain_until})
+        await self.call(
+            "put_object_retention",
+            Bucket=self.bucket,
+            Key=full_key,
+            **version,
+            Retention={"Mode": lock.mode, "RetainUntilDate": retain_until},
+        )
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         """The object in chunks of 4 MiB, read as they are consumed (never the whole object in memory)."""
@@ -179,6 +208,7 @@ class S3BackupStore:
     async def read_absolute(self, absolute_key: str) -> AsyncIterator[bytes]:
         """`read` of an object at `absolute_key` in the bucket (outside our prefix: an ElastiCache export)."""
         import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         answer = await self.call("get_object", Bucket=self.bucket, Key=absolute_key)
         body = answer["Body"]
         try:
@@ -186,7 +216,9 @@ class S3BackupStore:
                 try:
                     chunk = await asyncio.to_thread(body.read, READ_CHUNK)
                 except (botocore.exceptions.BotoCoreError, OSError) as error:
-                    raise BackupError(f"reading s3://{self.bucket}/{absolute_key} failed: {type(error).__name__}") from None
+                    raise BackupError(
+                        f"reading s3://{self.bucket}/{absolute_key} failed: {type(error).__name__}"
+                    ) from None
                 if not chunk:
                     return
                 yield chunk
@@ -197,7 +229,9 @@ class S3BackupStore:
     async def put_small(self, key: str, data: bytes) -> None:
         """A small object in one request."""
         extra = {"ServerSideEncryption": self.settings.sse} if self.settings.sse else {}
-        await self.call("put_object", Bucket=self.bucket, Key=self.full(key), Body=data, ContentType="application/json", **extra)
+        await self.call(
+            "put_object", Bucket=self.bucket, Key=self.full(key), Body=data, ContentType="application/json", **extra
+        )
 
     async def get_small(self, key: str) -> bytes | None:
         """A small object's bytes, or None."""
@@ -229,11 +263,14 @@ class S3BackupStore:
             else:
                 objects += await self._versions(self.full(key))
         for start in range(0, len(objects), 1000):
-            answer = await self.call("delete_objects", Bucket=self.bucket,
-                                     Delete={"Objects": objects[start:start + 1000], "Quiet": True})
+            answer = await self.call(
+                "delete_objects", Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
+            )
             for error in answer.get("Errors") or []:
-                raise BackupError(f"S3 did not delete s3://{self.bucket}/{error.get('Key')}: {error.get('Code')} "
-                                  f"({error.get('Message', '')})".rstrip(" ()"))
+                raise BackupError(
+                    f"S3 did not delete s3://{self.bucket}/{error.get('Key')}: {error.get('Code')} "
+                    f"({error.get('Message', '')})".rstrip(" ()")
+                )
 
     async def _versions(self, full_key: str) -> list[dict[str, str]]:
         """Every version and delete marker of exactly `full_key`."""
@@ -255,7 +292,7 @@ class S3BackupStore:
         while True:
             answer = await self.call("list_multipart_uploads", **params)
             for upload in answer.get("Uploads") or []:
-                found.append((str(upload["Key"])[len(self.settings.prefix):], str(upload["UploadId"])))
+                found.append((str(upload["Key"])[len(self.settings.prefix) :], str(upload["UploadId"])))
             if not answer.get("IsTruncated"):
                 return found
             params |= {"KeyMarker": answer.get("NextKeyMarker"), "UploadIdMarker": answer.get("NextUploadIdMarker")}
@@ -283,13 +320,14 @@ class S3BackupStore:
         """Deletes every object under `absolute_prefix` (an RDS export's folder); how many."""
         keys = await self.keys_under(absolute_prefix)
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
             await self.call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
 
     async def aclose(self) -> None:
         """Closes the client's connections."""
         await self._aws.aclose()
+
 
 def build(settings: S3StorageSettings, *, environ: Mapping[str, str]) -> S3BackupStore:
     """The store for validated settings (the client is built on first use)."""

@@ -12,6 +12,12 @@ from integrations.deploy.base import (
 from integrations.deploy.registry import DeployerSettings, build_deployer
 
 __all__ = [
-    "DeployError", "DeployStep", "Deployer", "DeployerSettings", "Emit", "StepResult", "build_deployer",
+    "DeployError",
+    "DeployStep",
+    "Deployer",
+    "DeployerSettings",
+    "Emit",
+    "StepResult",
+    "build_deployer",
     "render_template",
 ]

@@ -137,7 +137,9 @@ def template_fields(template: str, *, extra: tuple[str, ...] = ()) -> list[str]:
             continue
         name = match.group(1)
         if name is None:
-            raise DeployError(f"unbalanced {token!r} in template {template!r} (write {token}{token} for a literal brace)")
+            raise DeployError(
+                f"unbalanced {token!r} in template {template!r} (write {token}{token} for a literal brace)"
+            )
         if name not in allowed:
             known = ", ".join("{" + field + "}" for field in (*TEMPLATE_FIELDS, *extra))
             raise DeployError(f"unknown placeholder {{{name}}} in template {template!r}; known: {known}")
@@ -162,8 +164,13 @@ def template_values(step: DeployStep) -> dict[str, str]:
     return values
 
 
-def render_template(template: str, step: DeployStep, *, extra: Mapping[str, str] | None = None,
-                    escape: Callable[[str], str] | None = None) -> str:
+def render_template(
+    template: str,
+    step: DeployStep,
+    *,
+    extra: Mapping[str, str] | None = None,
+    escape: Callable[[str], str] | None = None,
+) -> str:
     """Replaces {service} {version} {environment} {weight} {deploy_id} {previous_version} (and `extra`) in
     `template`; DeployError names an unknown placeholder. Values are substituted, never parsed; `escape`
     (e.g. `url_quote` for URLs) is applied to each value."""
@@ -202,10 +209,24 @@ def check_template(template: str, *, extra: tuple[str, ...] = ()) -> str:
 # -- small shared helpers ----------------------------------------------------------------------------------
 
 __all__ = [
-    "DeployError", "DeployStep", "Deployer", "Emit", "OnRun", "PositiveDuration", "PromotingDeployer",
-    "RunReportingDeployer", "StepResult", "ThrottledEmit",
-    "check_template", "clip", "format_duration", "render_template", "safe_emit", "template_fields",
-    "template_values", "url_quote",
+    "DeployError",
+    "DeployStep",
+    "Deployer",
+    "Emit",
+    "OnRun",
+    "PositiveDuration",
+    "PromotingDeployer",
+    "RunReportingDeployer",
+    "StepResult",
+    "ThrottledEmit",
+    "check_template",
+    "clip",
+    "format_duration",
+    "render_template",
+    "safe_emit",
+    "template_fields",
+    "template_values",
+    "url_quote",
 ]
 
 
@@ -240,9 +261,16 @@ class ThrottledEmit:
     more than `max_backlog` messages are the oldest waiting lines replaced by a count of them. `clock` and `sleep`
     are the time it keeps the rate by (tests drive both by hand, so the rate is checked without real waiting)."""
 
-    def __init__(self, emit: Emit, *, per_second: float = 1.0, max_chars: int = 3000, max_backlog: int = 5,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        emit: Emit,
+        *,
+        per_second: float = 1.0,
+        max_chars: int = 3000,
+        max_backlog: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._emit = emit
         self._gap = 1.0 / per_second if per_second > 0 and math.isfinite(per_second) else 0.0
         self._max_chars = max_chars

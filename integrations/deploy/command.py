@@ -127,17 +127,33 @@ class CommandDeployer:
         ids as soon as they exist (before the command can do anything worth recovering)."""
         settings = self._settings
         argv = [render_template(element, step) for element in settings.argv]
-        env = {**self._environ, **step_environment(step),
-               **{name: render_template(value, step) for name, value in settings.env.items()}}
+        env = {
+            **self._environ,
+            **step_environment(step),
+            **{name: render_template(value, step) for name, value in settings.env.items()},
+        }
         if settings.cwd is not None and not await asyncio.to_thread(os.path.isdir, settings.cwd):
             return StepResult(ok=False, summary=f"working directory not found: {settings.cwd}")
         timeout, grace = settings.timeout.total_seconds(), settings.kill_grace.total_seconds()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", _SUPERVISOR, "--parent", str(os.getpid()), "--timeout", str(timeout),
-                "--grace", str(grace), "--", *argv,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=env, cwd=settings.cwd, start_new_session=True,
+                sys.executable,
+                "-I",
+                _SUPERVISOR,
+                "--parent",
+                str(os.getpid()),
+                "--timeout",
+                str(timeout),
+                "--grace",
+                str(grace),
+                "--",
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=settings.cwd,
+                start_new_session=True,
             )
         except OSError as error:
             return StepResult(ok=False, summary=f"could not start {argv[0]}: {error.strerror or type(error).__name__}")
@@ -245,8 +261,7 @@ class CommandDeployer:
         _signal_group(run.proc.pid, signal.SIGKILL)
         await _wait_exit(run.proc, 5.0)
 
-    async def _abort(self, run: _Run, pump: asyncio.Task[None], status: asyncio.Task[None],
-                     out: ThrottledEmit) -> None:
+    async def _abort(self, run: _Run, pump: asyncio.Task[None], status: asyncio.Task[None], out: ThrottledEmit) -> None:
         if run.proc.returncode is None:
             await self._stop(run)
         await _finish_output(run.proc, pump, out)
@@ -399,6 +414,8 @@ async def _finish_output(proc: asyncio.subprocess.Process, pump: asyncio.Task[No
     await _wait_exit(proc, 1.0)
 
 
-def build(settings: CommandDeployerSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> CommandDeployer:
+def build(
+    settings: CommandDeployerSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> CommandDeployer:
     """The command deployer for `settings` (it needs no HTTP session)."""
     return CommandDeployer(settings, environ=environ)

@@ -42,18 +42,44 @@ from integrations.types import StrictModel
 
 # The keys of describe_task_definition's answer that register_task_definition accepts back.
 _REGISTER_KEYS = (
-    "family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
-    "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
-    "proxyConfiguration", "inferenceAccelerators", "ephemeralStorage", "runtimePlatform", "enableFaultInjection",
+    "family",
+    "taskRoleArn",
+    "executionRoleArn",
+    "networkMode",
+    "containerDefinitions",
+    "volumes",
+    "placementConstraints",
+    "requiresCompatibilities",
+    "cpu",
+    "memory",
+    "pidMode",
+    "ipcMode",
+    "proxyConfiguration",
+    "inferenceAccelerators",
+    "ephemeralStorage",
+    "runtimePlatform",
+    "enableFaultInjection",
 )
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # Docker's tag grammar
 _CREDENTIAL_ERRORS = {
-    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "AccessDeniedException", "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AccessDeniedException",
+    "AccessDenied",
 }
 _MISSING_ERRORS = {"ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException"}
-_TRANSIENT_ERRORS = {"ThrottlingException", "Throttling", "ServerException", "ServiceUnavailable",
-                     "RequestLimitExceeded", "TooManyRequestsException"}
+_TRANSIENT_ERRORS = {
+    "ThrottlingException",
+    "Throttling",
+    "ServerException",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+}
 _REMEMBERED_DEPLOYS = 200
 _REVISIONS_SEARCHED = 25
 
@@ -130,8 +156,12 @@ class EcsDeployer:
                 if step.weight is not None and step.weight < 100 and target != current_arn:
                     await safe_emit(emit, f"ECS has no traffic weights: step {step.weight}% rolls out to every task")
             if target != current_arn:
-                await self._call("update_service", cluster=self._settings.cluster, service=self._settings.service,
-                                 taskDefinition=target)
+                await self._call(
+                    "update_service",
+                    cluster=self._settings.cluster,
+                    service=self._settings.service,
+                    taskDefinition=target,
+                )
                 await safe_emit(emit, f"ECS: service {self._settings.service} now on {_short_arn(target)}, rolling out")
             return await self._wait(target, emit)
         except _StepFailed as failure:
@@ -167,8 +197,10 @@ class EcsDeployer:
             if container.get("name") == self._settings.container:
                 return container
         names = ", ".join(str(c.get("name")) for c in definition.get("containerDefinitions") or []) or "none"
-        raise DeployError(f"task definition {_short_arn(definition.get('taskDefinitionArn', '?'))} has no container "
-                          f"{self._settings.container} (it has: {names})")
+        raise DeployError(
+            f"task definition {_short_arn(definition.get('taskDefinitionArn', '?'))} has no container "
+            f"{self._settings.container} (it has: {names})"
+        )
 
     def _image_for(self, current_image: str, version: str) -> str:
         if not _IMAGE_TAG.match(version):
@@ -192,8 +224,9 @@ class EcsDeployer:
         answer = await self._call("register_task_definition", **params)
         return str(answer["taskDefinition"]["taskDefinitionArn"])
 
-    async def _rollback_target(self, step: DeployStep, definition: dict[str, Any], tags: list[dict[str, str]],
-                               emit: Emit) -> str:
+    async def _rollback_target(
+        self, step: DeployStep, definition: dict[str, Any], tags: list[dict[str, str]], emit: Emit
+    ) -> str:
         """The task definition to roll back to (see the module docstring for the order)."""
         remembered = self._before.get(step.deploy_id)
         if remembered is not None:
@@ -210,9 +243,12 @@ class EcsDeployer:
 
     async def _find_revision(self, family: str, image: str) -> str | None:
         """The newest of the family's last active revisions whose container runs `image`."""
-        answer = await self._call("list_task_definitions", familyPrefix=family, status="ACTIVE", sort="DESC",
-                                  maxResults=100)
-        arns = [arn for arn in answer.get("taskDefinitionArns") or [] if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
+        answer = await self._call(
+            "list_task_definitions", familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=100
+        )
+        arns = [
+            arn for arn in answer.get("taskDefinitionArns") or [] if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+        ]
         arns.sort(key=_revision, reverse=True)  # not every ECS implementation honours sort=DESC
         for arn in arns[:_REVISIONS_SEARCHED]:
             definition = (await self._call("describe_task_definition", taskDefinition=arn))["taskDefinition"]
@@ -236,28 +272,42 @@ class EcsDeployer:
                 await asyncio.sleep(min(settings.poll_interval.total_seconds(), remaining))
                 continue
             if service.get("taskDefinition") != target:
-                raise _StepFailed(f"the service moved on to {_short_arn(service.get('taskDefinition', '?'))} "
-                                  f"before {_short_arn(target)} finished rolling out")
+                raise _StepFailed(
+                    f"the service moved on to {_short_arn(service.get('taskDefinition', '?'))} "
+                    f"before {_short_arn(target)} finished rolling out"
+                )
             deployments = service.get("deployments") or []
             primaries: list[dict[str, Any]] = [d for d in deployments if d.get("status") == "PRIMARY"]
-            primary = next((d for d in primaries if d.get("taskDefinition") == target), None) or next(iter(primaries), {})
+            primary = next((d for d in primaries if d.get("taskDefinition") == target), None) or next(
+                iter(primaries), {}
+            )
             state = primary.get("rolloutState")
             running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
             seen = (state, running, desired, len(deployments))
             if seen != last_seen:
-                await safe_emit(emit, f"ECS: {running}/{desired} tasks running"
-                                      + (f", rollout {state.lower().replace('_', ' ')}" if state else ""))
+                await safe_emit(
+                    emit,
+                    f"ECS: {running}/{desired} tasks running"
+                    + (f", rollout {state.lower().replace('_', ' ')}" if state else ""),
+                )
                 last_seen = seen
             if state == "FAILED":
                 reason = clip(str(primary.get("rolloutStateReason") or "no reason given"), 200)
                 raise _StepFailed(f"ECS rollout of {_short_arn(target)} failed: {reason}")
             if state == "COMPLETED" or (state is None and running == desired and len(deployments) == 1):
-                return StepResult(ok=True, summary=f"ECS service {settings.service} runs {_short_arn(target)} "
-                                  f"({running}/{desired} tasks running)", external_id=target, url=self._console_url())
+                return StepResult(
+                    ok=True,
+                    summary=f"ECS service {settings.service} runs {_short_arn(target)} "
+                    f"({running}/{desired} tasks running)",
+                    external_id=target,
+                    url=self._console_url(),
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _StepFailed(f"timed out after {format_duration(settings.timeout)} waiting for ECS to roll out "
-                                  f"{_short_arn(target)} ({running}/{desired} tasks running)")
+                raise _StepFailed(
+                    f"timed out after {format_duration(settings.timeout)} waiting for ECS to roll out "
+                    f"{_short_arn(target)} ({running}/{desired} tasks running)"
+                )
             await asyncio.sleep(min(settings.poll_interval.total_seconds(), remaining))
 
     # -- boto3 -----------------------------------------------------------------------------------------------
@@ -272,6 +322,7 @@ class EcsDeployer:
         import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
         import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
@@ -289,31 +340,38 @@ class EcsDeployer:
             session = boto3.session.Session(**session_args)
         except botocore.exceptions.ProfileNotFound:
             raise DeployError(f"AWS profile {environ.get('AWS_PROFILE')} not found") from None
-        config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 5},
-                                        connect_timeout=10, read_timeout=30)
+        config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=30
+        )
         return session.client("ecs", endpoint_url=endpoint or None, config=config)
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One ECS API call in a thread; credential and missing-resource problems become DeployError."""
         import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         client = await self._ecs()
         try:
             return await asyncio.to_thread(getattr(client, operation), **params)
         except botocore.exceptions.NoCredentialsError:
-            raise DeployError("no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile "
-                              "or an instance role)") from None
+            raise DeployError(
+                "no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or an instance role)"
+            ) from None
         except botocore.exceptions.ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", "Unknown"))
             message = clip(str(error.response.get("Error", {}).get("Message", "")), 200)
             if code in _CREDENTIAL_ERRORS:
                 raise DeployError(f"AWS refused ECS {operation}: {code}") from None
             if code in _MISSING_ERRORS:
-                raise DeployError(f"ECS {operation}: {code} (cluster {self._settings.cluster}, "
-                                  f"service {self._settings.service})") from None
+                raise DeployError(
+                    f"ECS {operation}: {code} (cluster {self._settings.cluster}, service {self._settings.service})"
+                ) from None
             failure = _Transient if code in _TRANSIENT_ERRORS else _StepFailed
             raise failure(f"ECS {operation} failed: {code}: {message}") from None
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-                botocore.exceptions.ReadTimeoutError) as error:
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+        ) as error:
             raise _Transient(f"ECS {operation} failed: {type(error).__name__}") from None
 
     def _console_url(self) -> str | None:
@@ -323,12 +381,14 @@ class EcsDeployer:
         region = settings.region or self._environ.get("AWS_REGION") or self._environ.get("AWS_DEFAULT_REGION")
         if not region:
             return None
-        return (f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{settings.cluster}/services/"
-                f"{settings.service}/deployments?region={region}")
+        return (
+            f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{settings.cluster}/services/"
+            f"{settings.service}/deployments?region={region}"
+        )
 
 
 def _short_arn(arn: str) -> str:
-    """"arn:aws:ecs:…:task-definition/web:7" -> "web:7"."""
+    """ "arn:aws:ecs:…:task-definition/web:7" -> "web:7"."""
     return arn.rsplit("/", 1)[-1]
 
 

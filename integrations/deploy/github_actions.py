@@ -117,7 +117,9 @@ class _Run:
 class GithubActionsDeployer:
     """Dispatches the workflow for each step and follows its run; see the module docstring."""
 
-    def __init__(self, settings: GithubActionsSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: GithubActionsSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+    ) -> None:
         self._settings = settings
         self._environ = environ
         self._http = http
@@ -140,8 +142,9 @@ class GithubActionsDeployer:
                 run = await self._find_run(headers, ref, title, dispatched_at, deadline)
             return await self._follow(headers, run, emit, deadline)
         except _StepFailed as failure:
-            return StepResult(ok=False, summary=str(failure), external_id=str(run.id) if run else None,
-                              url=run.url if run else None)
+            return StepResult(
+                ok=False, summary=str(failure), external_id=str(run.id) if run else None, url=run.url if run else None
+            )
 
     async def resume(self, step: DeployStep, external_id: str, emit: Emit) -> StepResult | None:
         """Follows run `external_id` (a run id) to completion; the timeout counts from now."""
@@ -171,8 +174,9 @@ class GithubActionsDeployer:
             "User-Agent": "chatops-deploy",
         }
 
-    async def _dispatch(self, headers: dict[str, str], ref: str, inputs: dict[str, str],
-                        deadline: float) -> tuple[_Run | None, datetime]:
+    async def _dispatch(
+        self, headers: dict[str, str], ref: str, inputs: dict[str, str], deadline: float
+    ) -> tuple[_Run | None, datetime]:
         """POSTs the dispatch; returns the run when GitHub names it, and when GitHub received the dispatch."""
         body: dict[str, Any] = {"ref": ref, "inputs": inputs}
         if self._send_run_details:
@@ -181,26 +185,32 @@ class GithubActionsDeployer:
         # A POST whose answer was lost may still have started a deploy: only rate limits and refused
         # connections, where GitHub certainly did nothing, are retried.
         status, data, response_headers = await self._request(
-            "POST", f"{self._workflow_path}/dispatches", headers, deadline, json=body, idempotent=False)
+            "POST", f"{self._workflow_path}/dispatches", headers, deadline, json=body, idempotent=False
+        )
         if status in (400, 422) and "return_run_details" in body and "return_run_details" in _message(data):
             self._send_run_details = False  # an older GitHub Enterprise Server: ask again without the flag
             return await self._dispatch(headers, ref, inputs, deadline)
         if status == 404:
-            raise DeployError(f"GitHub found no workflow {self._settings.workflow} in {self._settings.repo} "
-                              f"(or the token in {self._settings.token_env} cannot see it)")
+            raise DeployError(
+                f"GitHub found no workflow {self._settings.workflow} in {self._settings.repo} "
+                f"(or the token in {self._settings.token_env} cannot see it)"
+            )
         if status == 422:
             raise _StepFailed(f"GitHub refused the dispatch (422): {_message(data) or 'unprocessable'}")
         if status not in (200, 201, 204):
             raise _StepFailed(f"GitHub answered the dispatch with {status}: {_message(data) or 'no message'}")
         dispatched_at = _server_time(response_headers) or sent_at - timedelta(seconds=5)
         if isinstance(data, dict) and isinstance(data.get("workflow_run_id"), int):
-            run = _Run(id=data["workflow_run_id"], url=data.get("html_url") if isinstance(data.get("html_url"), str) else None)
+            run = _Run(
+                id=data["workflow_run_id"], url=data.get("html_url") if isinstance(data.get("html_url"), str) else None
+            )
             _claim(self._settings, run.id)
             return run, dispatched_at
         return None, dispatched_at
 
-    async def _find_run(self, headers: dict[str, str], ref: str, title: str | None, dispatched_at: datetime,
-                        deadline: float) -> _Run:
+    async def _find_run(
+        self, headers: dict[str, str], ref: str, title: str | None, dispatched_at: datetime, deadline: float
+    ) -> _Run:
         """The run the dispatch created: the oldest unclaimed dispatch run on the branch since `dispatched_at`."""
         settings = self._settings
         branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
@@ -228,8 +238,10 @@ class GithubActionsDeployer:
                 url = item.get("html_url")
                 return _Run(id=run_id, url=url if isinstance(url, str) else None)
             if time.monotonic() + pause > give_up:
-                raise _StepFailed(f"the workflow was dispatched but no run appeared within "
-                                  f"{format_duration(settings.find_run_timeout)}")
+                raise _StepFailed(
+                    f"the workflow was dispatched but no run appeared within "
+                    f"{format_duration(settings.find_run_timeout)}"
+                )
             await asyncio.sleep(pause)
 
     async def _follow(self, headers: dict[str, str], run: _Run, emit: Emit, deadline: float) -> StepResult:
@@ -256,26 +268,49 @@ class GithubActionsDeployer:
                 ok = conclusion == "success"
                 summary = f"GitHub Actions {name} succeeded" if ok else f"GitHub Actions {name} ended: {conclusion}"
                 sha = data.get("head_sha") if isinstance(data.get("head_sha"), str) else None
-                return StepResult(ok=ok, summary=summary, external_id=str(run.id), url=run.url, commit_sha=sha,
-                                  commit_repo=settings.repo if sha else None)
+                return StepResult(
+                    ok=ok,
+                    summary=summary,
+                    external_id=str(run.id),
+                    url=run.url,
+                    commit_sha=sha,
+                    commit_repo=settings.repo if sha else None,
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _StepFailed(f"timed out after {format_duration(settings.timeout)} waiting for GitHub Actions "
-                                  f"{name} ({run_status.replace('_', ' ')})")
+                raise _StepFailed(
+                    f"timed out after {format_duration(settings.timeout)} waiting for GitHub Actions "
+                    f"{name} ({run_status.replace('_', ' ')})"
+                )
             await asyncio.sleep(min(settings.poll_interval.total_seconds(), remaining))
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, headers: dict[str, str], deadline: float, *,
-                       json: Any = None, params: dict[str, str] | None = None,
-                       idempotent: bool = True) -> tuple[int, Any, Mapping[str, str]]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        deadline: float,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[int, Any, Mapping[str, str]]:
         """One API call; waits out rate limits, retries transient failures of idempotent calls, until deadline."""
         url = self._settings.api_url + path
         backoff = 1.0
         while True:
             try:
-                async with self._http.request(method, url, headers=headers, json=json, params=params,
-                                              timeout=_REQUEST_TIMEOUT, allow_redirects=True) as response:
+                async with self._http.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    params=params,
+                    timeout=_REQUEST_TIMEOUT,
+                    allow_redirects=True,
+                ) as response:
                     status = response.status
                     response_headers = response.headers
                     data = await _json_or_none(response)
@@ -285,22 +320,28 @@ class GithubActionsDeployer:
                 retryable = idempotent or isinstance(error, aiohttp.ClientConnectorError)
                 reason = _network_reason(error)
                 if not retryable:
-                    raise _StepFailed(f"GitHub request failed ({reason}); the dispatch may or may not have "
-                                      f"started a run, check the workflow's runs") from None
+                    raise _StepFailed(
+                        f"GitHub request failed ({reason}); the dispatch may or may not have "
+                        f"started a run, check the workflow's runs"
+                    ) from None
                 await self._pause(backoff, deadline, f"GitHub unreachable ({reason})")
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             if status == 401:
-                raise DeployError(f"GitHub rejected the token in {self._settings.token_env} "
-                                  f"(401 {_message(data) or 'Bad credentials'})")
+                raise DeployError(
+                    f"GitHub rejected the token in {self._settings.token_env} "
+                    f"(401 {_message(data) or 'Bad credentials'})"
+                )
             wait = _rate_limit_wait(status, response_headers, data)
             if wait is not None:
                 log.info("GitHub rate limit: waiting %.0fs", wait)
                 await self._pause(wait, deadline, "GitHub rate limit")
                 continue
             if status == 403:
-                raise DeployError(f"GitHub denied access (403): {_message(data) or 'forbidden'}; check the "
-                                  f"permissions of the token in {self._settings.token_env}")
+                raise DeployError(
+                    f"GitHub denied access (403): {_message(data) or 'forbidden'}; check the "
+                    f"permissions of the token in {self._settings.token_env}"
+                )
             if status >= 500 and idempotent:
                 await self._pause(backoff, deadline, f"GitHub answered {status}")
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -309,8 +350,10 @@ class GithubActionsDeployer:
 
     async def _pause(self, seconds: float, deadline: float, why: str) -> None:
         if time.monotonic() + seconds > deadline:
-            raise _StepFailed(f"{why}; gave up: waiting {format_duration(timedelta(seconds=round(seconds)))} "
-                              f"more would pass the timeout")
+            raise _StepFailed(
+                f"{why}; gave up: waiting {format_duration(timedelta(seconds=round(seconds)))} "
+                f"more would pass the timeout"
+            )
         await asyncio.sleep(seconds)
 
 
@@ -389,6 +432,8 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def build(settings: GithubActionsSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> GithubActionsDeployer:
+def build(
+    settings: GithubActionsSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> GithubActionsDeployer:
     """The GitHub Actions deployer for `settings`, sharing the caller's HTTP session."""
     return GithubActionsDeployer(settings, environ=environ, http=http)

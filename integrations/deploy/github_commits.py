@@ -28,8 +28,11 @@ class LeadTimeSettings(StrictModel):
     """`deploys.lead_time: {environments: [production], token_env: GITHUB_TOKEN, api_url: https://api.github.com}`."""
 
     environments: tuple[str, ...] = Field(("production",), description="Environments whose deploys count.")
-    token_env: str | None = Field("GITHUB_TOKEN", description="Environment variable with a token that can read "
-                                                              "the repositories (unset: public repositories only).")
+    token_env: str | None = Field(
+        "GITHUB_TOKEN",
+        description="Environment variable with a token that can read "
+        "the repositories (unset: public repositories only).",
+    )
     api_url: str = "https://api.github.com"
 
     @field_validator("api_url")
@@ -51,15 +54,17 @@ class CommitLookupError(Exception):
     """The commit's time could not be had; the message names why and never holds the token."""
 
 
-async def commit_time(http: aiohttp.ClientSession, api_url: str, repo: str, sha: str, *,
-                      token: str | None) -> datetime:
+async def commit_time(http: aiohttp.ClientSession, api_url: str, repo: str, sha: str, *, token: str | None) -> datetime:
     """When commit `sha` of `repo` (owner/name) was committed; CommitLookupError otherwise."""
     if not _REPO.match(repo) or not _SHA.match(sha):
         raise CommitLookupError(f"not a GitHub repository and commit: {repo[:60]}@{sha[:64]}")
     owner, name = repo.split("/", 1)
     url = f"{api_url}/repos/{quote(owner, safe='')}/{quote(name, safe='')}/commits/{sha}"
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-               "User-Agent": "chatops-lead-time"}
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "chatops-lead-time",
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     for attempt in range(_ATTEMPTS):
@@ -96,4 +101,3 @@ def _committed_at(data: dict[str, Any], repo: str, sha: str) -> datetime:
                 continue
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise CommitLookupError(f"GitHub's answer for {repo}@{sha[:12]} has no commit date")
-

@@ -84,7 +84,7 @@ def _forward(source: int) -> None:
     while chunk := os.read(source, 65536):
         while sink_open and chunk:
             try:
-                chunk = chunk[os.write(1, chunk):]
+                chunk = chunk[os.write(1, chunk) :]
             except OSError:
                 sink_open = False
 
@@ -98,7 +98,7 @@ def _arguments(argv: list[str]) -> tuple[dict[str, float], list[str]]:
     split = argv.index("--")
     options = dict(zip(argv[:split:2], argv[1:split:2], strict=True))
     values = {name: float(options[f"--{name}"]) for name in ("parent", "timeout", "grace")}
-    command = argv[split + 1:]
+    command = argv[split + 1 :]
     if not command:
         raise ValueError("no command after --")
     return values, command
@@ -122,8 +122,7 @@ def main(argv: list[str]) -> int:
 
     read_end, write_end = os.pipe()
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
-                                 process_group=0)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, process_group=0)
     except FileNotFoundError:
         _report(event="error", kind="not_found")
         return 0

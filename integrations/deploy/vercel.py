@@ -120,16 +120,17 @@ class VercelSettings(StrictModel):
     @classmethod
     def _team(cls, team_id: str | None) -> str | None:
         if team_id is not None and not _TEAM.match(team_id):
-            raise ValueError("must be the team's id, team_… (Team → Settings → General → Team ID), "
-                             "not its name")
+            raise ValueError("must be the team's id, team_… (Team → Settings → General → Team ID), not its name")
         return team_id
 
     @field_validator("token_env")
     @classmethod
     def _token_env(cls, name: str) -> str:
         if not _ENV_NAME.match(name):
-            raise ValueError("must be the name of an environment variable holding the token, like VERCEL_TOKEN "
-                             "(never the token itself)")
+            raise ValueError(
+                "must be the name of an environment variable holding the token, like VERCEL_TOKEN "
+                "(never the token itself)"
+            )
         return name
 
     @field_validator("api_url")
@@ -142,8 +143,9 @@ class VercelSettings(StrictModel):
     @model_validator(mode="after")
     def _promote_needs_production(self) -> Self:
         if self.promote and self.target != "production":
-            raise ValueError("promote: true needs target: production (a staged production deployment is what "
-                             "gets promoted)")
+            raise ValueError(
+                "promote: true needs target: production (a staged production deployment is what gets promoted)"
+            )
         return self
 
 
@@ -170,9 +172,14 @@ class _Deployment:
         host = _text(body.get("url"))
         sha = _text(git.get("sha")) or _text(meta.get("githubCommitSha"))
         error = _text(body.get("errorMessage")) or _text(body.get("errorCode"))
-        return cls(id=_text(body.get("id")) or fallback_id, state=_text(body.get("readyState")) or "UNKNOWN",
-                   url=f"https://{host}" if host else None, inspector_url=_text(body.get("inspectorUrl")),
-                   error=error, sha=sha)
+        return cls(
+            id=_text(body.get("id")) or fallback_id,
+            state=_text(body.get("readyState")) or "UNKNOWN",
+            url=f"https://{host}" if host else None,
+            inspector_url=_text(body.get("inspectorUrl")),
+            error=error,
+            sha=sha,
+        )
 
 
 class VercelDeployer:
@@ -205,8 +212,10 @@ class VercelDeployer:
             built = self._built.get(step.deploy_id)
             if built is not None:
                 if step.weight is not None and step.weight < 100:
-                    await safe_emit(emit, f"Vercel has no traffic weights: {step.weight}% is the deployment built "
-                                          "for the first step")
+                    await safe_emit(
+                        emit,
+                        f"Vercel has no traffic weights: {step.weight}% is the deployment built for the first step",
+                    )
                 return built
             deployment_id, url = await self._create(headers, step, emit, deadline)
             await on_run(deployment_id, url)
@@ -271,8 +280,9 @@ class VercelDeployer:
             return {"type": "bitbucket", "owner": owner, "slug": slug, "ref": ref}
         return {"type": "gitlab", "projectId": git.repo, "ref": ref}
 
-    async def _create(self, headers: dict[str, str], step: DeployStep, emit: Emit,
-                      deadline: float) -> tuple[str, str | None]:
+    async def _create(
+        self, headers: dict[str, str], step: DeployStep, emit: Emit, deadline: float
+    ) -> tuple[str, str | None]:
         settings = self._settings
         body: dict[str, Any] = {
             "name": settings.name or settings.project,
@@ -284,14 +294,18 @@ class VercelDeployer:
             body["target"] = "production"  # no target means a preview deployment
         if self.promotes(step):
             body["autoAssignCustomDomains"] = False
-        status, data = await self._request("POST", "/v13/deployments", headers, deadline, json=body,
-                                           idempotent=False, what="the deployment")
+        status, data = await self._request(
+            "POST", "/v13/deployments", headers, deadline, json=body, idempotent=False, what="the deployment"
+        )
         if status not in (200, 201, 202) or not isinstance(data, dict) or not _text(data.get("id")):
             raise _StepFailed(f"Vercel did not create the deployment ({status}): {_message(data) or 'no id'}")
         deployment = _Deployment.parse(data, "")
         staged = " (staged: production domains stay on the current deployment)" if self.promotes(step) else ""
-        await safe_emit(emit, f"Vercel: created deployment {deployment.id} of {_safe(settings.project)} from "
-                              f"{_safe(body['gitSource']['ref'])}{staged}")
+        await safe_emit(
+            emit,
+            f"Vercel: created deployment {deployment.id} of {_safe(settings.project)} from "
+            f"{_safe(body['gitSource']['ref'])}{staged}",
+        )
         return deployment.id, deployment.url
 
     async def _follow(self, headers: dict[str, str], deployment_id: str, emit: Emit, deadline: float) -> StepResult:
@@ -300,15 +314,24 @@ class VercelDeployer:
         pause = settings.poll_interval.total_seconds()
         last_state: str | None = None
         while True:
-            status, data = await self._request("GET", f"/v13/deployments/{quote(deployment_id, safe='')}", headers,
-                                               deadline, what=f"deployment {deployment_id}")
+            status, data = await self._request(
+                "GET",
+                f"/v13/deployments/{quote(deployment_id, safe='')}",
+                headers,
+                deadline,
+                what=f"deployment {deployment_id}",
+            )
             if status != 200:
-                raise _StepFailed(f"Vercel answered {status} for deployment {deployment_id}: "
-                                  f"{_message(data) or 'no message'}")
+                raise _StepFailed(
+                    f"Vercel answered {status} for deployment {deployment_id}: {_message(data) or 'no message'}"
+                )
             deployment = _Deployment.parse(data, deployment_id)
             if deployment.state != last_state:
-                link = f" {deployment.inspector_url or deployment.url}" if last_state is None and (
-                    deployment.inspector_url or deployment.url) else ""
+                link = (
+                    f" {deployment.inspector_url or deployment.url}"
+                    if last_state is None and (deployment.inspector_url or deployment.url)
+                    else ""
+                )
                 await safe_emit(emit, f"Vercel deployment {deployment.id}: {deployment.state}{_safe(link)}")
                 last_state = deployment.state
                 pause = settings.poll_interval.total_seconds()
@@ -316,18 +339,28 @@ class VercelDeployer:
                 pause = min(pause * 1.5, max(settings.max_poll_interval.total_seconds(), pause))
             repo = settings.git.repo if settings.git.provider == "github" else None
             if deployment.state == "READY":
-                return StepResult(ok=True, summary=f"Vercel deployment {deployment.id} is ready at {deployment.url}",
-                                  external_id=deployment.id, url=deployment.url, commit_sha=deployment.sha,
-                                  commit_repo=repo if deployment.sha else None)
+                return StepResult(
+                    ok=True,
+                    summary=f"Vercel deployment {deployment.id} is ready at {deployment.url}",
+                    external_id=deployment.id,
+                    url=deployment.url,
+                    commit_sha=deployment.sha,
+                    commit_repo=repo if deployment.sha else None,
+                )
             if deployment.state in _FAILED_STATES:
                 why = f": {_safe(clip(deployment.error, 200))}" if deployment.error else ""
-                return StepResult(ok=False, summary=f"Vercel deployment {deployment.id} "
-                                  f"{_FAILED_STATES[deployment.state]}{why}",
-                                  external_id=deployment.id, url=deployment.inspector_url or deployment.url)
+                return StepResult(
+                    ok=False,
+                    summary=f"Vercel deployment {deployment.id} {_FAILED_STATES[deployment.state]}{why}",
+                    external_id=deployment.id,
+                    url=deployment.inspector_url or deployment.url,
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _StepFailed(f"timed out after {format_duration(settings.timeout)} waiting for Vercel "
-                                  f"deployment {deployment.id} ({deployment.state})")
+                raise _StepFailed(
+                    f"timed out after {format_duration(settings.timeout)} waiting for Vercel "
+                    f"deployment {deployment.id} ({deployment.state})"
+                )
             await asyncio.sleep(min(pause, remaining))
 
     def _remember(self, deploy_id: str, result: StepResult) -> None:
@@ -341,74 +374,114 @@ class VercelDeployer:
         """The deployment to roll back to: the one chatops recorded for the version, else the READY production
         deployment Vercel lists as carrying it."""
         if step.target_external_id:
-            await safe_emit(emit, f"Vercel: rolling back to deployment {step.target_external_id}, which chatops "
-                                  f"deployed as {_safe(step.version)}")
+            await safe_emit(
+                emit,
+                f"Vercel: rolling back to deployment {step.target_external_id}, which chatops "
+                f"deployed as {_safe(step.version)}",
+            )
             return step.target_external_id
         params = {"projectId": self._settings.project, "target": "production", "state": "READY", "limit": "100"}
-        status, data = await self._request("GET", "/v6/deployments", headers, deadline, params=params,
-                                           what="the deployment list")
+        status, data = await self._request(
+            "GET", "/v6/deployments", headers, deadline, params=params, what="the deployment list"
+        )
         if status != 200 or not isinstance(data, dict):
             raise _StepFailed(f"Vercel answered {status} listing deployments: {_message(data) or 'no message'}")
         items = [item for item in data.get("deployments") or [] if isinstance(item, dict)]
         ref = self._git_source(step)["ref"]
         for test in (
             lambda meta: meta.get("chatopsVersion") == step.version,
-            lambda meta: meta.get("githubCommitRef") == ref or meta.get("gitlabCommitRef") == ref
-            or meta.get("bitbucketCommitRef") == ref,
+            lambda meta: (
+                meta.get("githubCommitRef") == ref
+                or meta.get("gitlabCommitRef") == ref
+                or meta.get("bitbucketCommitRef") == ref
+            ),
             lambda meta: len(step.version) >= 7 and str(meta.get("githubCommitSha", "")).startswith(step.version),
         ):
             for item in items:  # newest first, as Vercel lists them
                 meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
                 found = _text(item.get("uid")) or _text(item.get("id"))
                 if found and test(meta):
-                    await safe_emit(emit, f"Vercel: rolling back to deployment {found}, the newest production "
-                                          f"deployment of {_safe(step.version)}")
+                    await safe_emit(
+                        emit,
+                        f"Vercel: rolling back to deployment {found}, the newest production "
+                        f"deployment of {_safe(step.version)}",
+                    )
                     return found
-        raise _StepFailed(f"no READY production deployment of {self._settings.project} carries "
-                          f"{clip(step.version, 60)} (Vercel keeps the ones it lists under Deployments)")
+        raise _StepFailed(
+            f"no READY production deployment of {self._settings.project} carries "
+            f"{clip(step.version, 60)} (Vercel keeps the ones it lists under Deployments)"
+        )
 
-    async def _switch(self, headers: dict[str, str], action: Literal["rollback", "promote"], deployment_id: str,
-                      step: DeployStep, emit: Emit, deadline: float) -> StepResult:
+    async def _switch(
+        self,
+        headers: dict[str, str],
+        action: Literal["rollback", "promote"],
+        deployment_id: str,
+        step: DeployStep,
+        emit: Emit,
+        deadline: float,
+    ) -> StepResult:
         """Asks Vercel to serve `deployment_id` in production and waits until the project says it does."""
         quoted = quote(deployment_id, safe="")
         if not await self._serving(headers, deployment_id, deadline):
-            path = (f"/v1{self._project_path}/rollback/{quoted}" if action == "rollback"
-                    else f"/v10{self._project_path}/promote/{quoted}")
+            path = (
+                f"/v1{self._project_path}/rollback/{quoted}"
+                if action == "rollback"
+                else f"/v10{self._project_path}/promote/{quoted}"
+            )
             body: dict[str, Any] | None = {} if action == "promote" else None
             status, data = await self._request("POST", path, headers, deadline, json=body, what=f"the {action}")
             if status not in (200, 201, 202, 204):
-                raise _StepFailed(f"Vercel refused the {action} to {deployment_id} ({status}): "
-                                  f"{_message(data) or 'no message'}")
+                raise _StepFailed(
+                    f"Vercel refused the {action} to {deployment_id} ({status}): {_message(data) or 'no message'}"
+                )
             await safe_emit(emit, f"Vercel: {action} to deployment {deployment_id} requested")
             pause = self._settings.poll_interval.total_seconds()
             while not await self._serving(headers, deployment_id, deadline):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _StepFailed(f"timed out after {format_duration(self._settings.timeout)} waiting for "
-                                      f"production to serve deployment {deployment_id}")
+                    raise _StepFailed(
+                        f"timed out after {format_duration(self._settings.timeout)} waiting for "
+                        f"production to serve deployment {deployment_id}"
+                    )
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(pause * 1.5, self._settings.max_poll_interval.total_seconds())
-        status, data = await self._request("GET", f"/v13/deployments/{quoted}", headers, deadline,
-                                           what=f"deployment {deployment_id}")
+        status, data = await self._request(
+            "GET", f"/v13/deployments/{quoted}", headers, deadline, what=f"deployment {deployment_id}"
+        )
         deployment = _Deployment.parse(data if status == 200 else None, deployment_id)
         verb = "rolled back to" if action == "rollback" else "promoted"
-        return StepResult(ok=True, summary=f"Vercel production {verb} deployment {deployment_id}",
-                          external_id=deployment_id, url=deployment.url)
+        return StepResult(
+            ok=True,
+            summary=f"Vercel production {verb} deployment {deployment_id}",
+            external_id=deployment_id,
+            url=deployment.url,
+        )
 
     async def _serving(self, headers: dict[str, str], deployment_id: str, deadline: float) -> bool:
         """True when the project's production target is `deployment_id`."""
         status, data = await self._request("GET", f"/v9{self._project_path}", headers, deadline, what="the project")
         if status != 200 or not isinstance(data, dict):
-            raise _StepFailed(f"Vercel answered {status} for project {self._settings.project}: "
-                              f"{_message(data) or 'no message'}")
+            raise _StepFailed(
+                f"Vercel answered {status} for project {self._settings.project}: {_message(data) or 'no message'}"
+            )
         production = json_object(json_object(data.get("targets")).get("production"))
         return production.get("id") == deployment_id
 
     # -- HTTP --------------------------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, headers: dict[str, str], deadline: float, *, what: str,
-                       json: Any = None, params: dict[str, str] | None = None,
-                       idempotent: bool = True) -> tuple[int, Any]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        deadline: float,
+        *,
+        what: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[int, Any]:
         """One API call: waits out 429s (Retry-After), retries 5xx and network errors of idempotent calls with
         backoff until `deadline`; other 4xx end the step with Vercel's message."""
         url = self._settings.api_url + path
@@ -418,8 +491,9 @@ class VercelDeployer:
         backoff = 1.0
         while True:
             try:
-                async with self._http.request(method, url, headers=headers, json=json, params=query,
-                                              timeout=_REQUEST_TIMEOUT) as response:
+                async with self._http.request(
+                    method, url, headers=headers, json=json, params=query, timeout=_REQUEST_TIMEOUT
+                ) as response:
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
                     data = await _json_or_none(response)
@@ -427,8 +501,10 @@ class VercelDeployer:
                 raise
             except (TimeoutError, aiohttp.ClientError) as error:
                 if not idempotent and not isinstance(error, aiohttp.ClientConnectorError):
-                    raise _StepFailed(f"the request for {what} to Vercel failed ({type(error).__name__}); it may "
-                                      "or may not have been created, check the project's deployments") from None
+                    raise _StepFailed(
+                        f"the request for {what} to Vercel failed ({type(error).__name__}); it may "
+                        "or may not have been created, check the project's deployments"
+                    ) from None
                 await self._pause(backoff, deadline, f"Vercel unreachable ({type(error).__name__})")
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
@@ -442,20 +518,26 @@ class VercelDeployer:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             if status in (401, 403):
-                raise _StepFailed(f"Vercel refused the token in {self._settings.token_env} ({status}): "
-                                  f"{_message(data) or 'not authorized'}")
+                raise _StepFailed(
+                    f"Vercel refused the token in {self._settings.token_env} ({status}): "
+                    f"{_message(data) or 'not authorized'}"
+                )
             if status == 404 and what in ("the deployment", "the project", "the deployment list"):
-                raise _StepFailed(f"Vercel found no project {self._settings.project}"
-                                  f"{' in team ' + self._settings.team_id if self._settings.team_id else ''} "
-                                  f"(404): {_message(data) or 'not found'}")
+                raise _StepFailed(
+                    f"Vercel found no project {self._settings.project}"
+                    f"{' in team ' + self._settings.team_id if self._settings.team_id else ''} "
+                    f"(404): {_message(data) or 'not found'}"
+                )
             if 400 <= status < 500 and status != 404:
                 raise _StepFailed(f"Vercel refused {what} ({status}): {_message(data) or 'no message'}")
             return status, data
 
     async def _pause(self, seconds: float, deadline: float, why: str) -> None:
         if time.monotonic() + seconds > deadline:
-            raise _StepFailed(f"{why}; gave up: waiting {format_duration(timedelta(seconds=round(seconds)))} "
-                              "more would pass the timeout")
+            raise _StepFailed(
+                f"{why}; gave up: waiting {format_duration(timedelta(seconds=round(seconds)))} "
+                "more would pass the timeout"
+            )
         await asyncio.sleep(seconds)
 
 

@@ -60,9 +60,20 @@ class WebhookSettings(StrictModel):
     status_url: str | None = Field(None, description="Template polled for the deploy's status; may use {external_id}.")
     status_field: str = Field("status", min_length=1, description="Dotted path of the status in the JSON answer.")
     success_values: list[str] = Field(default_factory=lambda: ["success", "succeeded", "live", "deployed", "completed"])
-    failure_values: list[str] = Field(default_factory=lambda: [
-        "failure", "failed", "error", "errored", "canceled", "cancelled", "build_failed", "update_failed",
-        "pre_deploy_failed", "deactivated"])
+    failure_values: list[str] = Field(
+        default_factory=lambda: [
+            "failure",
+            "failed",
+            "error",
+            "errored",
+            "canceled",
+            "cancelled",
+            "build_failed",
+            "update_failed",
+            "pre_deploy_failed",
+            "deactivated",
+        ]
+    )
     id_field: str | None = Field(None, description="Dotted path of the provider's deploy id in the hook's answer.")
     poll_interval: PositiveDuration = timedelta(seconds=5)
     timeout: PositiveDuration = timedelta(minutes=15)
@@ -89,8 +100,11 @@ class WebhookSettings(StrictModel):
     def _one_url(self) -> Self:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("set exactly one of url and url_env")
-        if self.status_url and "external_id" in template_fields(self.status_url, extra=("external_id",)) \
-                and not self.id_field:
+        if (
+            self.status_url
+            and "external_id" in template_fields(self.status_url, extra=("external_id",))
+            and not self.id_field
+        ):
             raise ValueError("status_url uses {external_id}: set id_field to the field of the hook's answer holding it")
         overlap = {value.lower() for value in self.success_values} & {value.lower() for value in self.failure_values}
         if overlap:
@@ -122,8 +136,9 @@ class WebhookDeployer:
             headers[settings.signature_header] = sign(self._secret(), body)
         deadline = time.monotonic() + settings.timeout.total_seconds()
         try:
-            async with self._http.post(url, data=body, headers=headers, timeout=_REQUEST_TIMEOUT,
-                                       allow_redirects=False) as response:
+            async with self._http.post(
+                url, data=body, headers=headers, timeout=_REQUEST_TIMEOUT, allow_redirects=False
+            ) as response:
                 status = response.status
                 answer = await _json_or_none(response)
         except asyncio.CancelledError:
@@ -137,12 +152,16 @@ class WebhookDeployer:
             found = dotted(answer, settings.id_field)
             if isinstance(found, str | int) and not isinstance(found, bool) and str(found):
                 external_id = str(found)
-        await safe_emit(emit, f"deploy hook accepted ({status})" + (f", id {clip(external_id, 80)}" if external_id else ""))
+        await safe_emit(
+            emit, f"deploy hook accepted ({status})" + (f", id {clip(external_id, 80)}" if external_id else "")
+        )
         if not settings.status_url:
             return StepResult(ok=True, summary=f"deploy hook accepted ({status})", external_id=external_id)
         if external_id is None and "external_id" in template_fields(settings.status_url, extra=("external_id",)):
-            return StepResult(ok=False, summary=f"the deploy hook's answer has no {settings.id_field}: "
-                                                f"cannot follow the deploy's status")
+            return StepResult(
+                ok=False,
+                summary=f"the deploy hook's answer has no {settings.id_field}: cannot follow the deploy's status",
+            )
         try:
             return await self._follow(step, external_id, emit, deadline)
         except _StepFailed as failure:
@@ -216,7 +235,9 @@ class WebhookDeployer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 still = f"status {clip(last, 60)}" if last else (problem or "no status")
-                raise _StepFailed(f"timed out after {format_duration(settings.timeout)} waiting for the deploy ({still})")
+                raise _StepFailed(
+                    f"timed out after {format_duration(settings.timeout)} waiting for the deploy ({still})"
+                )
             await asyncio.sleep(min(wait, remaining))
 
     async def _poll_once(self, url: str, headers: dict[str, str]) -> tuple[str | None, str | None]:
@@ -231,8 +252,9 @@ class WebhookDeployer:
         except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             return None, f"status request failed: {_network_reason(error)}"
         if status in (401, 403):
-            raise DeployError(f"the deploy status endpoint refused us ({status}); check "
-                              f"{settings.auth_env or 'auth_env'}")
+            raise DeployError(
+                f"the deploy status endpoint refused us ({status}); check {settings.auth_env or 'auth_env'}"
+            )
         if status == 404 or status == 429 or status >= 500:
             return None, f"status endpoint answered {status}"  # not there yet, busy, or down: ask again
         if not 200 <= status < 300:

@@ -62,11 +62,15 @@ class AnalysisSettings(StrictModel):
         if twice:
             raise ValueError(f"metric names must be unique: {', '.join(twice)} appears more than once")
         if self.bake < self.interval:
-            raise ValueError(f"bake ({format_duration(self.bake)}) is shorter than interval "
-                             f"({format_duration(self.interval)}): no check would run in it")
+            raise ValueError(
+                f"bake ({format_duration(self.bake)}) is shorter than interval "
+                f"({format_duration(self.interval)}): no check would run in it"
+            )
         if self.failure_limit > self.rounds:
-            raise ValueError(f"failure_limit ({self.failure_limit}) is more than the {self.rounds} checks a step "
-                             f"makes (bake / interval): the gate could never fail")
+            raise ValueError(
+                f"failure_limit ({self.failure_limit}) is more than the {self.rounds} checks a step "
+                f"makes (bake / interval): the gate could never fail"
+            )
         return self
 
     @property
@@ -109,20 +113,32 @@ class AnalysisResult:
 
 def start(checks: Sequence[HealthCheck], settings: AnalysisSettings) -> AnalysisProgress:
     """The progress before the first check."""
-    return AnalysisProgress(checks_done=0, checks=settings.rounds, failure_limit=settings.failure_limit,
-                            metrics=tuple(MetricStatus(name=check.name) for check in checks))
+    return AnalysisProgress(
+        checks_done=0,
+        checks=settings.rounds,
+        failure_limit=settings.failure_limit,
+        metrics=tuple(MetricStatus(name=check.name) for check in checks),
+    )
 
 
 def tally(
-    progress: AnalysisProgress, measurements: Sequence[Measurement],
+    progress: AnalysisProgress,
+    measurements: Sequence[Measurement],
 ) -> tuple[AnalysisProgress, str | None, str | None]:
     """Adds one round of measurements (pure). Returns the new progress and, when the gate fails, the reason and
     the metric that failed it (the first in configuration order)."""
     metrics = []
     for status, measured in zip(progress.metrics, measurements, strict=True):
-        metrics.append(replace(status, value=measured.value, limit=measured.limit, ok=measured.ok,
-                               failures=status.failures + (0 if measured.ok else 1),
-                               error=None if measured.ok else measured.error))
+        metrics.append(
+            replace(
+                status,
+                value=measured.value,
+                limit=measured.limit,
+                ok=measured.ok,
+                failures=status.failures + (0 if measured.ok else 1),
+                error=None if measured.ok else measured.error,
+            )
+        )
     progress = replace(progress, checks_done=progress.checks_done + 1, metrics=tuple(metrics))
     for status, measured in zip(progress.metrics, measurements, strict=True):
         if measured.final and not measured.ok:
@@ -141,8 +157,10 @@ def failure_reason(status: MetricStatus, progress: AnalysisProgress) -> str:
     else:
         seen = f"{status.name} = {value}" + (f" ({error})" if error else "")
     plural = "s" if status.failures != 1 else ""
-    return (f"{seen} (limit: {status.limit}); {status.failures} failed check{plural} in this step, "
-            f"failure_limit {progress.failure_limit}")
+    return (
+        f"{seen} (limit: {status.limit}); {status.failures} failed check{plural} in this step, "
+        f"failure_limit {progress.failure_limit}"
+    )
 
 
 async def run_analysis(
@@ -169,10 +187,13 @@ async def run_analysis(
         await _report(report, progress)
         if reason is not None:
             return AnalysisResult(ok=False, reason=reason, progress=progress, metric=metric)
-    return AnalysisResult(ok=True, progress=progress,
-                          reason=f"{progress.checks} check{'s' if progress.checks != 1 else ''} of "
-                                 f"{len(checks)} metric{'s' if len(checks) != 1 else ''} over "
-                                 f"{format_duration(settings.bake)} within limits")
+    return AnalysisResult(
+        ok=True,
+        progress=progress,
+        reason=f"{progress.checks} check{'s' if progress.checks != 1 else ''} of "
+        f"{len(checks)} metric{'s' if len(checks) != 1 else ''} over "
+        f"{format_duration(settings.bake)} within limits",
+    )
 
 
 async def _measure(check: HealthCheck) -> Measurement:

@@ -30,8 +30,9 @@ _MAX_BACKOFF_SECONDS = 5.0
 
 def _check_metric_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(f"{describe_value(name)} is not a metric name: "
-                         "use lower-case letters, digits, '.', '_' or '-'")
+        raise ValueError(
+            f"{describe_value(name)} is not a metric name: use lower-case letters, digits, '.', '_' or '-'"
+        )
     return name
 
 
@@ -132,8 +133,13 @@ def _connection_reason(error: BaseException) -> str:
 
 
 async def get_json(
-    http: aiohttp.ClientSession, url: str, *, vendor: str, timeout: timedelta,  # noqa: ASYNC109 - see below
-    params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    vendor: str,
+    timeout: timedelta,  # noqa: ASYNC109 - see below
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """GETs `url` and returns (status, parsed JSON body or None) for a 2xx or 4xx other than 429. 429 waits for
     Retry-After, 5xx and connection errors are retried with backoff; Unreachable when `timeout` runs out first.
@@ -150,8 +156,9 @@ async def get_json(
             raise Unreachable(f"{vendor} did not answer in time ({reason})")
         wait = backoff
         try:
-            async with http.get(url, params=params, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=left)) as response:
+            async with http.get(
+                url, params=params, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=left)
+            ) as response:
                 status = response.status
                 text = await response.text(errors="replace")
                 if status == 429:

@@ -25,8 +25,15 @@ from integrations.types import StrictModel
 
 _KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _FINAL_ERRORS = {
-    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "AccessDeniedException", "AccessDenied", "InvalidParameterValue",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "InvalidParameterValue",
     "InvalidParameterCombination",
 }
 
@@ -39,7 +46,8 @@ class CloudwatchAlarmSettings(StrictModel):
     alarm_names: tuple[str, ...] = Field(min_length=1, max_length=100)
     region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION from the environment.")
     endpoint_url_env: EnvVarName | None = Field(
-        None, description="Variable holding an endpoint URL (LocalStack, tests).")
+        None, description="Variable holding an endpoint URL (LocalStack, tests)."
+    )
     insufficient_data: Literal["fail", "pass"] = "fail"
 
     @field_validator("alarm_names")
@@ -74,29 +82,48 @@ class CloudwatchAlarmCheck:
     async def measure(self) -> Measurement:
         """One DescribeAlarms call; never raises."""
         import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         settings = self._settings
         try:
             client = await self._cloudwatch()
             answer = await asyncio.to_thread(
-                client.describe_alarms, AlarmNames=list(settings.alarm_names),
-                AlarmTypes=["MetricAlarm", "CompositeAlarm"], MaxRecords=100,
+                client.describe_alarms,
+                AlarmNames=list(settings.alarm_names),
+                AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+                MaxRecords=100,
             )
         except _Final as problem:
             return Measurement(ok=False, value="error", limit=self.limit, error=str(problem), final=True)
         except botocore.exceptions.ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", "error"))
-            return Measurement(ok=False, value="error", limit=self.limit, final=code in _FINAL_ERRORS,
-                               error=f"CloudWatch DescribeAlarms failed: {code}")
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=self.limit,
+                final=code in _FINAL_ERRORS,
+                error=f"CloudWatch DescribeAlarms failed: {code}",
+            )
         except (botocore.exceptions.BotoCoreError, OSError) as error:
-            return Measurement(ok=False, value="error", limit=self.limit,
-                               error=f"CloudWatch could not be reached: {type(error).__name__}")
-        states = {str(alarm.get("AlarmName")): str(alarm.get("StateValue"))
-                  for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]}
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=self.limit,
+                error=f"CloudWatch could not be reached: {type(error).__name__}",
+            )
+        states = {
+            str(alarm.get("AlarmName")): str(alarm.get("StateValue"))
+            for alarm in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]
+        }
         missing = [name for name in settings.alarm_names if name not in states]
         if missing:
             where = settings.region or self._environ.get("AWS_REGION") or self._environ.get("AWS_DEFAULT_REGION")
-            return Measurement(ok=False, value="error", limit=self.limit, final=True,
-                               error=f"CloudWatch has no alarm {', '.join(clip(n, 80) for n in missing)} in {where}")
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=self.limit,
+                final=True,
+                error=f"CloudWatch has no alarm {', '.join(clip(n, 80) for n in missing)} in {where}",
+            )
         return judge(settings, [(name, states[name]) for name in settings.alarm_names], self.limit)
 
     async def _cloudwatch(self) -> Any:
@@ -108,6 +135,7 @@ class CloudwatchAlarmCheck:
     def _make_client(self) -> Any:
         import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
         import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
@@ -116,12 +144,14 @@ class CloudwatchAlarmCheck:
         if self._settings.endpoint_url_env:
             endpoint = environ.get(self._settings.endpoint_url_env)
             if not endpoint:
-                raise _Final(f"environment variable {self._settings.endpoint_url_env} (the CloudWatch endpoint URL) "
-                             "is not set")
+                raise _Final(
+                    f"environment variable {self._settings.endpoint_url_env} (the CloudWatch endpoint URL) is not set"
+                )
         keys = {name.lower(): environ[name] for name in _KEY_VARIABLES if environ.get(name)}
         session = boto3.session.Session(**keys, region_name=region)
-        config = botocore.config.Config(connect_timeout=5, read_timeout=10,
-                                        retries={"max_attempts": 3, "mode": "standard"})
+        config = botocore.config.Config(
+            connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
+        )
         return session.client("cloudwatch", endpoint_url=endpoint, config=config)
 
     async def aclose(self) -> None:
@@ -133,14 +163,18 @@ class CloudwatchAlarmCheck:
 
 def judge(settings: CloudwatchAlarmSettings, states: list[tuple[str, str]], limit: str) -> Measurement:
     """The verdict on (alarm, state) pairs (pure): ALARM fails, INSUFFICIENT_DATA fails unless allowed."""
-    failing = [(name, state) for name, state in states
-               if state == "ALARM" or (state != "OK" and settings.insufficient_data == "fail")]
+    failing = [
+        (name, state)
+        for name, state in states
+        if state == "ALARM" or (state != "OK" and settings.insufficient_data == "fail")
+    ]
     if not failing:
         return Measurement(ok=True, value="OK" if len(states) == 1 else f"{len(states)} OK", limit=limit)
     return Measurement(ok=False, value=", ".join(f"{clip(name, 60)} {state}" for name, state in failing), limit=limit)
 
 
-def build(settings: CloudwatchAlarmSettings, *, environ: Mapping[str, str],
-          http: aiohttp.ClientSession) -> CloudwatchAlarmCheck:
+def build(
+    settings: CloudwatchAlarmSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> CloudwatchAlarmCheck:
     """The check for validated settings (the HTTP session is not used: boto3 has its own)."""
     return CloudwatchAlarmCheck(settings, environ=environ)

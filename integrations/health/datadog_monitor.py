@@ -71,8 +71,9 @@ class _Final(Exception):
 class DatadogMonitorCheck:
     """Reads the listed monitors' states on every check."""
 
-    def __init__(self, settings: DatadogMonitorSettings, *, environ: Mapping[str, str],
-                 http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: DatadogMonitorSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+    ) -> None:
         self.name = settings.name
         self._settings = settings
         self._environ = environ
@@ -87,12 +88,16 @@ class DatadogMonitorCheck:
             return Measurement(ok=False, value="error", limit=LIMIT, error=str(problem), final=True)
         except Unreachable as error:
             return Measurement(ok=False, value="error", limit=LIMIT, error=str(error))
-        bad = [(monitor, state, name) for monitor, (state, name) in zip(self._settings.monitor_ids, states, strict=True)
-               if state != "OK"]
+        bad = [
+            (monitor, state, name)
+            for monitor, (state, name) in zip(self._settings.monitor_ids, states, strict=True)
+            if state != "OK"
+        ]
         if not bad:
             return Measurement(ok=True, value="OK" if len(states) == 1 else f"{len(states)} OK", limit=LIMIT)
-        shown = ", ".join(f"#{monitor} {state}" + (f" ({clip(name, 60)})" if name else "")
-                          for monitor, state, name in bad)
+        shown = ", ".join(
+            f"#{monitor} {state}" + (f" ({clip(name, 60)})" if name else "") for monitor, state, name in bad
+        )
         return Measurement(ok=False, value=shown, limit=LIMIT)
 
     def _headers(self) -> dict[str, str]:
@@ -103,18 +108,29 @@ class DatadogMonitorCheck:
             raise _Final(f"environment variable {settings.api_key_env} (the Datadog API key) is not set")
         if not app_key:
             raise _Final(f"environment variable {settings.app_key_env} (the Datadog application key) is not set")
-        return {"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key, "Accept": "application/json",
-                "User-Agent": "chatops-health/1"}
+        return {
+            "DD-API-KEY": api_key,
+            "DD-APPLICATION-KEY": app_key,
+            "Accept": "application/json",
+            "User-Agent": "chatops-health/1",
+        }
 
     async def _state(self, monitor: int, headers: Mapping[str, str]) -> tuple[str, str]:
-        status, body = await get_json(self._http, f"{self._settings.api_url}/api/v1/monitor/{monitor}",
-                                      vendor="Datadog", timeout=self._settings.timeout, headers=headers)
+        status, body = await get_json(
+            self._http,
+            f"{self._settings.api_url}/api/v1/monitor/{monitor}",
+            vendor="Datadog",
+            timeout=self._settings.timeout,
+            headers=headers,
+        )
         if status == 200 and isinstance(body, dict):
             return str(body.get("overall_state") or "Unknown"), str(body.get("name") or "")
         said = _errors(body)
         if status in (401, 403):
-            raise _Final(f"Datadog refused the keys in {self._settings.api_key_env} / {self._settings.app_key_env} "
-                         f"({status} {said or 'Forbidden'}); they need the monitors_read permission")
+            raise _Final(
+                f"Datadog refused the keys in {self._settings.api_key_env} / {self._settings.app_key_env} "
+                f"({status} {said or 'Forbidden'}); they need the monitors_read permission"
+            )
         if status == 404:
             raise _Final(f"Datadog has no monitor {monitor} ({said or 'Not Found'})")
         raise _Final(f"Datadog answered {status} for monitor {monitor}" + (f": {said}" if said else ""))
@@ -129,7 +145,8 @@ def _errors(body: Any) -> str:
     return ""
 
 
-def build(settings: DatadogMonitorSettings, *, environ: Mapping[str, str],
-          http: aiohttp.ClientSession) -> DatadogMonitorCheck:
+def build(
+    settings: DatadogMonitorSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+) -> DatadogMonitorCheck:
     """The check for validated settings."""
     return DatadogMonitorCheck(settings, environ=environ, http=http)

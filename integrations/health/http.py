@@ -48,11 +48,14 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 def _check_headers_env(headers: dict[str, str]) -> dict[str, str]:
     for name, variable in headers.items():
         if not _HEADER_NAME.match(name):
-            raise ValueError(f"{name[:64]!r} is not an HTTP header name (letters, digits and -, like "
-                             "x-vercel-protection-bypass)")
+            raise ValueError(
+                f"{name[:64]!r} is not an HTTP header name (letters, digits and -, like x-vercel-protection-bypass)"
+            )
         if not _ENV_NAME.match(variable):  # never echoed: it may be the secret pasted by mistake
-            raise ValueError(f"{name}: must be the name of an environment variable holding the header's value, like "
-                             "VERCEL_AUTOMATION_BYPASS_SECRET (never the value itself)")
+            raise ValueError(
+                f"{name}: must be the name of an environment variable holding the header's value, like "
+                "VERCEL_AUTOMATION_BYPASS_SECRET (never the value itself)"
+            )
     return headers
 
 
@@ -67,8 +70,10 @@ def _no_placeholders(url: str) -> str:
     """Refuses braces: only a deploy's `health.url` knows a placeholder, and a literal brace is not valid in a URL."""
     found = _BRACES.search(url)
     if found is not None:
-        raise ValueError(f"{found.group(0)} is not allowed here: only a deploy's health.url takes a placeholder "
-                         f"({DEPLOYMENT_URL}); write a literal brace as %7B or %7D")
+        raise ValueError(
+            f"{found.group(0)} is not allowed here: only a deploy's health.url takes a placeholder "
+            f"({DEPLOYMENT_URL}); write a literal brace as %7B or %7D"
+        )
     return url
 
 
@@ -78,14 +83,21 @@ def _check_gate_url(url: str) -> str:
         if found.group(0) in ("{", "}"):
             raise ValueError(f"a stray {found.group(0)!r} in {url!r}: write a literal brace as %7B or %7D")
         if found.group(0) != DEPLOYMENT_URL:
-            raise ValueError(f"unknown placeholder {found.group(0)} in {url!r}; the only one known is "
-                             f"{DEPLOYMENT_URL} (the host of the deployment a step built)")
+            raise ValueError(
+                f"unknown placeholder {found.group(0)} in {url!r}; the only one known is "
+                f"{DEPLOYMENT_URL} (the host of the deployment a step built)"
+            )
     if DEPLOYMENT_URL in url:
         scheme, _, rest = url.partition("://")
-        if scheme not in ("http", "https") or not rest.startswith(DEPLOYMENT_URL) or (
-                rest[len(DEPLOYMENT_URL):][:1] not in ("", "/", "?")):
-            raise ValueError(f"{DEPLOYMENT_URL} is the deployment's host (like site-abc123-acme.vercel.app): write it "
-                             f"as the whole host, like https://{DEPLOYMENT_URL}/healthz")
+        if (
+            scheme not in ("http", "https")
+            or not rest.startswith(DEPLOYMENT_URL)
+            or (rest[len(DEPLOYMENT_URL) :][:1] not in ("", "/", "?"))
+        ):
+            raise ValueError(
+                f"{DEPLOYMENT_URL} is the deployment's host (like site-abc123-acme.vercel.app): write it "
+                f"as the whole host, like https://{DEPLOYMENT_URL}/healthz"
+            )
         if url.count(DEPLOYMENT_URL) > 1:
             raise ValueError(f"use {DEPLOYMENT_URL} once, as the URL's host")
         return url
@@ -129,8 +141,10 @@ class GateHealthSettings(HttpHealthSettings):
     `https://{deployment_url}/healthz`, rendered when the gate runs (`for_deployment`)."""
 
     headers_env: Annotated[dict[str, str], AfterValidator(_check_headers_env)] = Field(
-        default_factory=dict, description="Request headers whose values are read from these environment variables "
-        "when the gate runs, e.g. {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}.")
+        default_factory=dict,
+        description="Request headers whose values are read from these environment variables "
+        "when the gate runs, e.g. {x-vercel-protection-bypass: VERCEL_AUTOMATION_BYPASS_SECRET}.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -164,9 +178,14 @@ class GateHealthSettings(HttpHealthSettings):
             return self
         host = deployment_host(deployment_url)
         if host is None:
-            raise ValueError(f"health.url needs {DEPLOYMENT_URL}, but the provider reported "
-                             + (f"no usable deployment URL ({deployment_url[:80]!r})" if deployment_url
-                                else "no deployment URL for this step"))
+            raise ValueError(
+                f"health.url needs {DEPLOYMENT_URL}, but the provider reported "
+                + (
+                    f"no usable deployment URL ({deployment_url[:80]!r})"
+                    if deployment_url
+                    else "no deployment URL for this step"
+                )
+            )
         # The host matched _HOST, so the rendered URL is as valid as the template (no revalidation needed).
         return self.model_copy(update={"url": self.url.replace(DEPLOYMENT_URL, host)})
 
@@ -218,8 +237,9 @@ def _short_error(error: BaseException, settings: HttpHealthSettings) -> str:
     return f"probe failed: {type(error).__name__}"
 
 
-async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings, *,
-                headers: Mapping[str, str] | None = None) -> ProbeResult:
+async def probe(
+    session: aiohttp.ClientSession, settings: HttpHealthSettings, *, headers: Mapping[str, str] | None = None
+) -> ProbeResult:
     """One GET of `settings.url` (with `headers` too); never raises (failures are ProbeResult(ok=False, error=...))."""
     started = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=settings.timeout.total_seconds())
@@ -231,19 +251,25 @@ async def probe(session: aiohttp.ClientSession, settings: HttpHealthSettings, *,
     except asyncio.CancelledError:
         raise
     except Exception as error:  # a probe reports, it never raises
-        return ProbeResult(ok=False, status=None, latency_ms=_ms(time.perf_counter() - started),
-                           error=_short_error(error, settings))
+        return ProbeResult(
+            ok=False, status=None, latency_ms=_ms(time.perf_counter() - started), error=_short_error(error, settings)
+        )
     elapsed = time.perf_counter() - started
     latency_ms = _ms(elapsed)
     if status != settings.expect_status:
-        return ProbeResult(ok=False, status=status, latency_ms=latency_ms,
-                           error=f"expected {settings.expect_status}, got {status}")
+        return ProbeResult(
+            ok=False, status=status, latency_ms=latency_ms, error=f"expected {settings.expect_status}, got {status}"
+        )
     if settings.expect_body is not None and settings.expect_body not in body.decode("utf-8", "replace"):
         shown = settings.expect_body if len(settings.expect_body) <= 40 else settings.expect_body[:39] + "…"
         return ProbeResult(ok=False, status=status, latency_ms=latency_ms, error=f"body does not contain {shown!r}")
     if settings.max_latency is not None and elapsed > settings.max_latency.total_seconds():
-        return ProbeResult(ok=False, status=status, latency_ms=latency_ms,
-                           error=f"slow: {latency_ms:.0f}ms > {format_duration(settings.max_latency)}")
+        return ProbeResult(
+            ok=False,
+            status=status,
+            latency_ms=latency_ms,
+            error=f"slow: {latency_ms:.0f}ms > {format_duration(settings.max_latency)}",
+        )
     return ProbeResult(ok=True, status=status, latency_ms=latency_ms)
 
 
@@ -295,19 +321,37 @@ async def health_gate(
         if on_probe is not None:
             await _say(on_probe, last)
         else:
-            await _say(emit, f"health check {attempts}: {'✓' if last.ok else '✗'} {describe(last)}"
-                             + (f" ({passes}/{settings.checks})" if last.ok else ""))
+            await _say(
+                emit,
+                f"health check {attempts}: {'✓' if last.ok else '✗'} {describe(last)}"
+                + (f" ({passes}/{settings.checks})" if last.ok else ""),
+            )
         if passes >= settings.checks:
-            return GateResult(ok=True, passes=passes, attempts=attempts, last=last,
-                              reason=f"{passes}/{settings.checks} checks passed in a row")
+            return GateResult(
+                ok=True,
+                passes=passes,
+                attempts=attempts,
+                last=last,
+                reason=f"{passes}/{settings.checks} checks passed in a row",
+            )
         if fails >= settings.checks:
-            return GateResult(ok=False, passes=0, attempts=attempts, last=last,
-                              reason=f"{fails} checks failed in a row: {describe(last)}")
+            return GateResult(
+                ok=False,
+                passes=0,
+                attempts=attempts,
+                last=last,
+                reason=f"{fails} checks failed in a row: {describe(last)}",
+            )
         if elapsed() + interval > limit:
             # Sleeping would take us past the deadline: there is no time for another check.
-            return GateResult(ok=False, passes=passes, attempts=attempts, last=last,
-                              reason=f"deadline of {format_duration(timedelta(seconds=limit))} passed with "
-                                     f"{passes}/{settings.checks} passes in a row (last: {describe(last)})")
+            return GateResult(
+                ok=False,
+                passes=passes,
+                attempts=attempts,
+                last=last,
+                reason=f"deadline of {format_duration(timedelta(seconds=limit))} passed with "
+                f"{passes}/{settings.checks} passes in a row (last: {describe(last)})",
+            )
         before = time.monotonic()
         await sleep(interval)
         unslept += max(0.0, interval - (time.monotonic() - before))
@@ -340,8 +384,13 @@ class HttpCheckSettings(StrictModel):
 
     def probe_settings(self) -> HttpHealthSettings:
         """The same probe as a `health:` section would make."""
-        return HttpHealthSettings(url=self.url, expect_status=self.expect_status, timeout=self.timeout,
-                                  expect_body=self.expect_body, max_latency=self.max_latency)
+        return HttpHealthSettings(
+            url=self.url,
+            expect_status=self.expect_status,
+            timeout=self.timeout,
+            expect_body=self.expect_body,
+            max_latency=self.max_latency,
+        )
 
 
 class HttpCheck:
@@ -355,8 +404,12 @@ class HttpCheck:
     async def measure(self) -> Measurement:
         """One probe; never raises."""
         result = await probe(self._http, self._probe)
-        return Measurement(ok=result.ok, value=describe(result), limit=f"HTTP {self._probe.expect_status}",
-                           error=None if result.ok else result.error)
+        return Measurement(
+            ok=result.ok,
+            value=describe(result),
+            limit=f"HTTP {self._probe.expect_status}",
+            error=None if result.ok else result.error,
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: the HTTP session is shared."""

@@ -59,8 +59,10 @@ class PrometheusSettings(StrictModel):
     @model_validator(mode="after")
     def _complete(self) -> PrometheusSettings:
         if self.url is None and self.url_env is None:
-            raise ValueError("url_env is missing: name the environment variable holding Prometheus's URL "
-                             "(e.g. url_env: PROMETHEUS_URL), or give url")
+            raise ValueError(
+                "url_env is missing: name the environment variable holding Prometheus's URL "
+                "(e.g. url_env: PROMETHEUS_URL), or give url"
+            )
         if self.url is not None and self.url_env is not None:
             raise ValueError("set url_env or url, not both")
         if self.max is None and self.min is None:
@@ -99,8 +101,13 @@ def judge(settings: PrometheusSettings, data: Any) -> Measurement:
     elif kind == "vector" and isinstance(result, list):
         samples = [series.get("value") if isinstance(series, dict) else None for series in result]
     else:
-        return Measurement(ok=False, value="error", limit=limit, final=True,
-                           error=f"the query returns a {kind}; it must return an instant vector or a scalar")
+        return Measurement(
+            ok=False,
+            value="error",
+            limit=limit,
+            final=True,
+            error=f"the query returns a {kind}; it must return an instant vector or a scalar",
+        )
     values = [_number(sample) for sample in samples]
     numbers = [v for v in values if v is not None and not math.isnan(v)]
     if not numbers:
@@ -128,8 +135,9 @@ def _number(sample: Any) -> float | None:
 class PrometheusCheck:
     """Runs one instant query per check against the Prometheus the settings name."""
 
-    def __init__(self, settings: PrometheusSettings, *, environ: Mapping[str, str],
-                 http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: PrometheusSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession
+    ) -> None:
         self.name = settings.name
         self._settings = settings
         self._environ = environ
@@ -145,30 +153,56 @@ class PrometheusCheck:
             if settings.bearer_token_env:
                 token = self._environ.get(settings.bearer_token_env)
                 if not token:
-                    raise _Misconfigured(f"environment variable {settings.bearer_token_env} (the Prometheus token) "
-                                         "is not set")
+                    raise _Misconfigured(
+                        f"environment variable {settings.bearer_token_env} (the Prometheus token) is not set"
+                    )
                 headers["Authorization"] = f"Bearer {token}"
         except _Misconfigured as problem:
             return Measurement(ok=False, value="error", limit=limit, error=str(problem), final=True)
         try:
-            status, body = await get_json(self._http, base + "/api/v1/query", vendor="Prometheus",
-                                          timeout=settings.timeout, params={"query": settings.query}, headers=headers)
+            status, body = await get_json(
+                self._http,
+                base + "/api/v1/query",
+                vendor="Prometheus",
+                timeout=settings.timeout,
+                params={"query": settings.query},
+                headers=headers,
+            )
         except Unreachable as error:
             return Measurement(ok=False, value="error", limit=limit, error=str(error))
         if status == 200 and isinstance(body, dict) and body.get("status") == "success":
             return judge(settings, body.get("data"))
         refusal = body.get("error") if isinstance(body, dict) else None
         if status in (400, 422) and refusal:
-            return Measurement(ok=False, value="error", limit=limit, final=True,
-                               error=f"Prometheus rejected the query: {clip(str(refusal))}")
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=limit,
+                final=True,
+                error=f"Prometheus rejected the query: {clip(str(refusal))}",
+            )
         if status in (401, 403):
-            return Measurement(ok=False, value="error", limit=limit, final=True,
-                               error=f"Prometheus refused the request ({status}): check bearer_token_env")
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=limit,
+                final=True,
+                error=f"Prometheus refused the request ({status}): check bearer_token_env",
+            )
         if status == 404:
-            return Measurement(ok=False, value="error", limit=limit, final=True,
-                               error="Prometheus answered 404: is the URL the server's base URL (no /api/v1)?")
-        return Measurement(ok=False, value="error", limit=limit,
-                           error=f"Prometheus answered {status}" + (f": {clip(str(refusal))}" if refusal else ""))
+            return Measurement(
+                ok=False,
+                value="error",
+                limit=limit,
+                final=True,
+                error="Prometheus answered 404: is the URL the server's base URL (no /api/v1)?",
+            )
+        return Measurement(
+            ok=False,
+            value="error",
+            limit=limit,
+            error=f"Prometheus answered {status}" + (f": {clip(str(refusal))}" if refusal else ""),
+        )
 
     def _base_url(self) -> str:
         settings = self._settings

@@ -31,7 +31,8 @@ _CHECKS: dict[str, tuple[str, str]] = {  # kind -> (module, settings model); eac
 }
 
 MetricSettings = Annotated[
-    AnyMetricSettings, LazyKinds("kind", {kind: f"{module}:{model}" for kind, (module, model) in _CHECKS.items()}),
+    AnyMetricSettings,
+    LazyKinds("kind", {kind: f"{module}:{model}" for kind, (module, model) in _CHECKS.items()}),
 ]
 """One `analysis.metrics[]` entry: a check's settings, chosen by `kind`."""
 

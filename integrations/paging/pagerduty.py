@@ -64,8 +64,10 @@ class PagerDutySettings(StrictModel):
     def _check(self) -> PagerDutySettings:
         for name in self.routing_keys:
             if not _ROUTING_NAME.fullmatch(name):
-                raise ValueError(f"routing_keys: {name!r} is not a valid name: lowercase letters, digits, - and _,"
-                                 " starting with a letter")
+                raise ValueError(
+                    f"routing_keys: {name!r} is not a valid name: lowercase letters, digits, - and _,"
+                    " starting with a letter"
+                )
         for key, url in (("events_url", self.events_url), ("api_url", self.api_url)):
             if not url.startswith(("https://", "http://")):
                 raise ValueError(f"{key}: must be an http(s) URL (got {url[:40]!r})")
@@ -76,10 +78,20 @@ class PagerDutySettings(StrictModel):
 
 # -- outbound events ------------------------------------------------------------------------------------------
 
+
 def trigger_body(
-    *, dedup_key: str, summary: str, source: str, severity: str, timestamp: datetime | None = None,
-    component: str | None = None, group: str | None = None, custom_details: Mapping[str, Any] | None = None,
-    links: list[tuple[str, str]] | None = None, client: str = "chatops", client_url: str | None = None,
+    *,
+    dedup_key: str,
+    summary: str,
+    source: str,
+    severity: str,
+    timestamp: datetime | None = None,
+    component: str | None = None,
+    group: str | None = None,
+    custom_details: Mapping[str, Any] | None = None,
+    links: list[tuple[str, str]] | None = None,
+    client: str = "chatops",
+    client_url: str | None = None,
 ) -> dict[str, Any]:
     """A trigger event without its routing key (added only when sending: the key is a secret): the summary cut to
     1024 characters, an unknown severity read as `error`, only http(s) links."""
@@ -96,12 +108,19 @@ def trigger_body(
         payload["group"] = _cut(group, 255)
     if custom_details:
         payload["custom_details"] = dict(custom_details)
-    body: dict[str, Any] = {"event_action": "trigger", "dedup_key": _cut(dedup_key, DEDUP_KEY_MAX), "payload": payload,
-                            "client": client}
+    body: dict[str, Any] = {
+        "event_action": "trigger",
+        "dedup_key": _cut(dedup_key, DEDUP_KEY_MAX),
+        "payload": payload,
+        "client": client,
+    }
     if client_url and client_url.startswith(("https://", "http://")):
         body["client_url"] = client_url
-    kept = [{"href": href, "text": _cut(text, 255)} for text, href in links or []
-            if href.startswith(("https://", "http://"))]
+    kept = [
+        {"href": href, "text": _cut(text, 255)}
+        for text, href in links or []
+        if href.startswith(("https://", "http://"))
+    ]
     if kept:
         body["links"] = kept
     return body
@@ -126,7 +145,11 @@ class PagerDutyEvents:
     """Sends events to the Events API v2 with the integration keys read from the environment at start-up."""
 
     def __init__(
-        self, settings: PagerDutySettings, *, routing_keys: Mapping[str, str], http: aiohttp.ClientSession,
+        self,
+        settings: PagerDutySettings,
+        *,
+        routing_keys: Mapping[str, str],
+        http: aiohttp.ClientSession,
     ) -> None:
         self.settings = settings
         self._keys = dict(routing_keys)
@@ -197,6 +220,7 @@ def _cut(text: str, limit: int) -> str:
 
 
 # -- inbound webhooks -----------------------------------------------------------------------------------------
+
 
 class WebhookInvalid(Exception):
     """A webhook that cannot be taken: `status` 401 (unsigned or forged) or 400 (malformed), and why."""
@@ -282,12 +306,20 @@ def parse_webhook(body: bytes, *, webhook_id: str | None = None) -> IncidentEven
     if isinstance(agent, dict):
         agent_id = str(agent["id"]) if isinstance(agent.get("id"), str) else None
         agent_name = str(agent["summary"]) if isinstance(agent.get("summary"), str) else None
-    return IncidentEvent(id=webhook_id or event_id, event_type=event_type, occurred_at=occurred,
-                         incident_key=incident_key, incident_id=incident_id, incident_url=incident_url,
-                         agent_id=agent_id, agent_name=agent_name)
+    return IncidentEvent(
+        id=webhook_id or event_id,
+        event_type=event_type,
+        occurred_at=occurred,
+        incident_key=incident_key,
+        incident_id=incident_id,
+        incident_url=incident_url,
+        agent_id=agent_id,
+        agent_name=agent_name,
+    )
 
 
 # -- REST: who acknowledged -----------------------------------------------------------------------------------
+
 
 class PagerDutyUsers:
     """Finds a PagerDuty user's email with the REST API (`GET /users/{id}`), when an API key is configured."""
@@ -304,8 +336,9 @@ class PagerDutyUsers:
         headers = {"Authorization": f"Token token={self._token}", "Accept": "application/vnd.pagerduty+json;version=2"}
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout.total_seconds())
         try:
-            async with self._http.get(f"{self._settings.api_url.rstrip('/')}/users/{user_id}", headers=headers,
-                                      timeout=timeout) as response:
+            async with self._http.get(
+                f"{self._settings.api_url.rstrip('/')}/users/{user_id}", headers=headers, timeout=timeout
+            ) as response:
                 if response.status != 200:
                     log.warning("PagerDuty user %s: HTTP %s", user_id, response.status)
                     return None
@@ -329,18 +362,40 @@ class PagerDuty:
 
 def build(settings: PagerDutySettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> PagerDuty:
     """PagerDuty from its settings; SourceConfigError naming a missing environment variable (never a value)."""
-    keys = {name: read_secret(environ, variable, f"the PagerDuty integration key {name!r}", strip=True)
-            for name, variable in settings.routing_keys.items()}
-    secret = (read_secret(environ, settings.webhook_secret_env, "the PagerDuty webhook signing secret", strip=True)
-              if settings.webhook_secret_env else None)
-    token = (read_secret(environ, settings.api_token_env, "the PagerDuty REST API key", strip=True)
-             if settings.api_token_env else None)
-    return PagerDuty(events=PagerDutyEvents(settings, routing_keys=keys, http=http),
-                     users=PagerDutyUsers(settings, token=token, http=http), webhook_secret=secret)
+    keys = {
+        name: read_secret(environ, variable, f"the PagerDuty integration key {name!r}", strip=True)
+        for name, variable in settings.routing_keys.items()
+    }
+    secret = (
+        read_secret(environ, settings.webhook_secret_env, "the PagerDuty webhook signing secret", strip=True)
+        if settings.webhook_secret_env
+        else None
+    )
+    token = (
+        read_secret(environ, settings.api_token_env, "the PagerDuty REST API key", strip=True)
+        if settings.api_token_env
+        else None
+    )
+    return PagerDuty(
+        events=PagerDutyEvents(settings, routing_keys=keys, http=http),
+        users=PagerDutyUsers(settings, token=token, http=http),
+        webhook_secret=secret,
+    )
 
 
 __all__ = [
-    "PagerDuty", "PagerDutyEvents", "PagerDutySettings", "PagerDutyUsers", "SendResult", "SourceConfigError",
-    "WebhookInvalid", "build", "classify", "follow_up_body", "parse_webhook", "signature", "trigger_body",
+    "PagerDuty",
+    "PagerDutyEvents",
+    "PagerDutySettings",
+    "PagerDutyUsers",
+    "SendResult",
+    "SourceConfigError",
+    "WebhookInvalid",
+    "build",
+    "classify",
+    "follow_up_body",
+    "parse_webhook",
+    "signature",
+    "trigger_body",
     "verify_signature",
 ]

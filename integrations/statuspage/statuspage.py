@@ -62,8 +62,9 @@ class StatuspageSettings(StrictModel):
     @classmethod
     def _env(cls, value: str) -> str:
         if not _ENV.fullmatch(value):
-            raise ValueError("api_key_env: the NAME of an environment variable, like STATUSPAGE_API_KEY "
-                             f"(got {value[:40]!r})")
+            raise ValueError(
+                f"api_key_env: the NAME of an environment variable, like STATUSPAGE_API_KEY (got {value[:40]!r})"
+            )
         return value
 
     @field_validator("api_url")
@@ -111,17 +112,33 @@ class StatuspageClient:
         return "/".join([self.settings.api_url, "pages", self.settings.page_id, *parts])
 
     async def create_incident(
-        self, *, name: str, status: IncidentStatus, body: str, components: Mapping[str, ComponentStatus],
+        self,
+        *,
+        name: str,
+        status: IncidentStatus,
+        body: str,
+        components: Mapping[str, ComponentStatus],
         chatops_id: str,
     ) -> dict[str, Any]:
         """Creates an incident (201); returns it as Statuspage answered."""
-        incident: dict[str, Any] = {"name": name, "status": status, "body": body, "deliver_notifications": True,
-                                    "component_ids": list(components), "components": dict(components),
-                                    "metadata": {"chatops": {"incident": chatops_id}}}
+        incident: dict[str, Any] = {
+            "name": name,
+            "status": status,
+            "body": body,
+            "deliver_notifications": True,
+            "component_ids": list(components),
+            "components": dict(components),
+            "metadata": {"chatops": {"incident": chatops_id}},
+        }
         return await self._call("POST", self._url("incidents"), {"incident": incident})
 
     async def update_incident(
-        self, incident_id: str, *, status: IncidentStatus, body: str, components: Mapping[str, ComponentStatus],
+        self,
+        incident_id: str,
+        *,
+        status: IncidentStatus,
+        body: str,
+        components: Mapping[str, ComponentStatus],
     ) -> dict[str, Any]:
         """Adds an update to an incident (its status, an optional body, component statuses); returns the incident."""
         incident: dict[str, Any] = {"status": status, "deliver_notifications": True}
@@ -190,11 +207,16 @@ class StatuspageConfigError(Exception):
 
 
 def build_client(
-    settings: StatuspageSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession,
+    settings: StatuspageSettings,
+    *,
+    environ: Mapping[str, str],
+    http: aiohttp.ClientSession,
 ) -> StatuspageClient:
     """The client, with its key from the environment variable the settings name."""
     key = environ.get(settings.api_key_env, "").strip()
     if not key:
-        raise StatuspageConfigError(f"integrations.statuspage: the environment variable {settings.api_key_env} is not "
-                                    "set (the Statuspage API key: Statuspage > your avatar > API info)")
+        raise StatuspageConfigError(
+            f"integrations.statuspage: the environment variable {settings.api_key_env} is not "
+            "set (the Statuspage API key: Statuspage > your avatar > API info)"
+        )
     return StatuspageClient(settings, api_key=key, http=http)

@@ -28,8 +28,10 @@ _NS = "http://elasticache.amazonaws.com/doc/2015-02-02/"
 
 
 def _error(code: str, message: str, status: int = 400) -> web.Response:
-    body = (f'<ErrorResponse xmlns="{_NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
-            f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+    body = (
+        f'<ErrorResponse xmlns="{_NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
+        f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
     return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
 
@@ -66,17 +68,27 @@ class ElastiCacheStandIn:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with self._session.post(self.moto_url + "/", data=body, headers=headers) as answer:
-            return web.Response(status=answer.status, body=await answer.read(),
-                                content_type=answer.content_type or "text/xml")
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type=answer.content_type or "text/xml"
+            )
 
     async def _copy_snapshot(self, form: dict[str, str]) -> web.Response:
-        source, target, bucket = form.get("SourceSnapshotName"), form.get("TargetSnapshotName"), form.get("TargetBucket")
+        source, target, bucket = (
+            form.get("SourceSnapshotName"),
+            form.get("TargetSnapshotName"),
+            form.get("TargetBucket"),
+        )
         if not source or not target:
             return _error("InvalidParameterValue", "SourceSnapshotName and TargetSnapshotName are required")
         if not bucket:
             return _error("InvalidParameterValue", "this stand-in implements only the export (TargetBucket)")
-        moto = boto3.client("elasticache", endpoint_url=self.moto_url, region_name="eu-west-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        moto = boto3.client(
+            "elasticache",
+            endpoint_url=self.moto_url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         try:
             snapshot = (await asyncio.to_thread(moto.describe_snapshots, SnapshotName=source))["Snapshots"][0]
         except botocore.exceptions.ClientError:
@@ -85,8 +97,13 @@ class ElastiCacheStandIn:
             moto.close()
         folder = tempfile.mkdtemp(prefix="elasticache-export-")
         path = os.path.join(folder, "dump.rdb")
-        await asyncio.to_thread(subprocess.run, ["redis-cli", "-s", self.redis_url.removeprefix("unix://"), "--rdb", path], check=True,
-                                capture_output=True, timeout=60)
+        await asyncio.to_thread(
+            subprocess.run,
+            ["redis-cli", "-s", self.redis_url.removeprefix("unix://"), "--rdb", path],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         s3 = self._s3_client()
         try:
             with open(path, "rb") as data:
@@ -99,9 +116,11 @@ class ElastiCacheStandIn:
             os.rmdir(folder)
         self.copies.append({"source": source, "target": target, "bucket": bucket})
         group = snapshot.get("ReplicationGroupId") or ""
-        answer = (f'<CopySnapshotResponse xmlns="{_NS}"><CopySnapshotResult><Snapshot>'
-                  f"<SnapshotName>{escape(target)}</SnapshotName><ReplicationGroupId>{escape(group)}</ReplicationGroupId>"
-                  f"<SnapshotStatus>exporting</SnapshotStatus><SnapshotSource>manual</SnapshotSource>"
-                  f"</Snapshot></CopySnapshotResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
-                  f"</ResponseMetadata></CopySnapshotResponse>")
+        answer = (
+            f'<CopySnapshotResponse xmlns="{_NS}"><CopySnapshotResult><Snapshot>'
+            f"<SnapshotName>{escape(target)}</SnapshotName><ReplicationGroupId>{escape(group)}</ReplicationGroupId>"
+            f"<SnapshotStatus>exporting</SnapshotStatus><SnapshotSource>manual</SnapshotSource>"
+            f"</Snapshot></CopySnapshotResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+            f"</ResponseMetadata></CopySnapshotResponse>"
+        )
         return web.Response(body=answer.encode(), content_type="text/xml")

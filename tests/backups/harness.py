@@ -7,7 +7,12 @@ import pytest
 from tests.backups.servers import Postgres, S3Server
 
 
-def backup_yaml(bucket: str, pg_bin: str, *, restore_approval: str = "{required: 1, approvers: approvers, allow_self_approval: false}") -> str:
+def backup_yaml(
+    bucket: str,
+    pg_bin: str,
+    *,
+    restore_approval: str = "{required: 1, approvers: approvers, allow_self_approval: false}",
+) -> str:
     return f"""
 slack: {{announce_channel: "#general"}}
 roles:
@@ -28,8 +33,9 @@ backups:
 """
 
 
-def set_environment(monkeypatch: pytest.MonkeyPatch, *, postgres: Postgres, database: str, s3: S3Server, redis_url: str,
-                    moto_url: str) -> None:
+def set_environment(
+    monkeypatch: pytest.MonkeyPatch, *, postgres: Postgres, database: str, s3: S3Server, redis_url: str, moto_url: str
+) -> None:
     """The variables the configuration names (the bot reads its environment when it starts)."""
     monkeypatch.setenv("APPDB_URL", postgres.url(database))
     monkeypatch.setenv("RESTORE_URL", postgres.url(database + "_copy"))
@@ -38,5 +44,3 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, *, postgres: Postgres, data
     monkeypatch.setenv("RDS_ENDPOINT_URL", moto_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-
-

@@ -61,9 +61,27 @@ class Postgres:
         """Runs SQL (test-owned text, never user input) and returns psql's unaligned output."""
         env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
         result = subprocess.run(
-            [f"{self.bin_dir}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-             "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql],
-            env=env, capture_output=True, text=True, check=True, timeout=120,
+            [
+                f"{self.bin_dir}/psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tA",
+                "-c",
+                sql,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         )
         return result.stdout.strip()
 
@@ -88,15 +106,38 @@ def postgres_server(base: Path) -> Iterator[Postgres | str]:
     if as_user:
         shutil.chown(pwfile, "postgres", "postgres")
     port = free_port()
-    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *as_user,
+            f"{bin_dir}/initdb",
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield Postgres(bin_dir=bin_dir, port=port)
     finally:
-        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"], check=False, capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 @dataclass
@@ -106,8 +147,13 @@ class S3Server:
     url: str
 
     def client(self):  # type: ignore[no-untyped-def]
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name="eu-west-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="eu-west-1",
+        )
 
 
 def weed_binary() -> Path | str:
@@ -134,9 +180,21 @@ def seaweed(base: Path) -> Iterator[S3Server | str]:
         yield weed
         return
     ports = {name: free_port(below=55535, with_grpc=True) for name in ("s3", "master", "volume", "filer", "admin")}
-    argv = [str(weed), "mini", f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={ports['s3']}",
-            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-            "-admin.ui=false", f"-admin.port={ports['admin']}", "-webdav=false", "-master.telemetry=false"]
+    argv = [
+        str(weed),
+        "mini",
+        f"-dir={base}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={ports['s3']}",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        "-admin.ui=false",
+        f"-admin.port={ports['admin']}",
+        "-webdav=false",
+        "-master.telemetry=false",
+    ]
     log = (base / "weed.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     server = S3Server(f"http://127.0.0.1:{ports['s3']}")

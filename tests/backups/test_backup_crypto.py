@@ -36,8 +36,13 @@ from tests.waiting import eventually
 
 @pytest.fixture
 def kms_key(moto_url: str) -> str:
-    kms = boto3.client("kms", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                       region_name="eu-west-1")
+    kms = boto3.client(
+        "kms",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="eu-west-1",
+    )
     key_id = str(kms.create_key(Description="chatops backups")["KeyMetadata"]["Arn"])
     kms.close()
     return key_id
@@ -45,8 +50,13 @@ def kms_key(moto_url: str) -> str:
 
 @pytest.fixture
 def moto_s3(moto_url: str) -> Iterator[object]:
-    client = boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="eu-west-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="eu-west-1",
+    )
     yield client
     client.close()
 
@@ -54,14 +64,23 @@ def moto_s3(moto_url: str) -> Iterator[object]:
 @pytest.fixture
 def locked_bucket(moto_s3) -> str:  # type: ignore[no-untyped-def]
     name = f"locked-{secrets.token_hex(6)}"
-    moto_s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True,
-                          CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    moto_s3.create_bucket(
+        Bucket=name, ObjectLockEnabledForBucket=True, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
     return name
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str,
-               moto_url: str, kms_key: str, locked_bucket: str) -> ChatopsConfig:
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch,
+    postgres: Postgres,
+    appdb: str,
+    s3_server: S3Server,
+    bucket: str,
+    moto_url: str,
+    kms_key: str,
+    locked_bucket: str,
+) -> ChatopsConfig:
     monkeypatch.setenv("APPDB_URL", postgres.url(appdb))
     monkeypatch.setenv("RESTORE_URL", postgres.url(appdb + "_copy"))
     monkeypatch.setenv("S3_ENDPOINT_URL", s3_server.url)
@@ -71,7 +90,8 @@ def bot_config(monkeypatch: pytest.MonkeyPatch, postgres: Postgres, appdb: str, 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     s3 = f'bucket: "{bucket}", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, part_size_mib: 5'
     pg = f'kind: postgres, dsn_env: APPDB_URL, bin_dir: "{postgres.bin_dir}", restore_into: [RESTORE_URL]'
-    return parse_config(f"""
+    return parse_config(
+        f"""
 slack: {{announce_channel: "#general"}}
 roles:
   admins: [U0DEMO]
@@ -92,15 +112,24 @@ backups:
     plain: {{{pg}, storage: plain}}
     locked: {{{pg}, storage: locked, retention: {{daily: 1}}}}
   restore_approval: {{required: 1, approvers: approvers}}
-""", "backups.yaml")
+""",
+        "backups.yaml",
+    )
 
 
 def pg_dump(postgres: Postgres, database: str) -> str:
     """A plain-text dump of the schema and data, without the lines that differ on every run."""
     result = subprocess.run(
-        [f"{postgres.bin_dir}/pg_dump", "--no-owner",
-         f"--dbname=postgresql://postgres@127.0.0.1:{postgres.port}/{database}"],
-        env=dict(os.environ, PGPASSWORD=PG_PASSWORD), capture_output=True, text=True, check=True, timeout=120,
+        [
+            f"{postgres.bin_dir}/pg_dump",
+            "--no-owner",
+            f"--dbname=postgresql://postgres@127.0.0.1:{postgres.port}/{database}",
+        ],
+        env=dict(os.environ, PGPASSWORD=PG_PASSWORD),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     # PostgreSQL 17.6+ brackets a dump in \restrict <random key> / \unrestrict <key>.
     return "\n".join(line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
@@ -131,8 +160,15 @@ async def restore(service: BackupService, target: str, backup_id: str, *, into_e
     return done
 
 
-async def tamper(bot: BotHarness, s3_server: S3Server, bucket: str, record: BackupRecord,
-                 change: Callable[[bytes], bytes], *, rerecord: bool) -> None:
+async def tamper(
+    bot: BotHarness,
+    s3_server: S3Server,
+    bucket: str,
+    record: BackupRecord,
+    change: Callable[[bytes], bytes],
+    *,
+    rerecord: bool,
+) -> None:
     """Changes the stored object with `change(bytes) -> bytes`; with `rerecord`, also makes the record's size and
     sha256 match the changed bytes (an attacker who can write the records too, or a dump damaged before upload)."""
     service = bot.deps.backups
@@ -143,8 +179,9 @@ async def tamper(bot: BotHarness, s3_server: S3Server, bucket: str, record: Back
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     s3.close()
     if rerecord:
-        await state(bot).backups.update(record.id, lambda r: r.model_copy(update={
-            "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}))
+        await state(bot).backups.update(
+            record.id, lambda r: r.model_copy(update={"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        )
 
 
 def flip_middle(body: bytes) -> bytes:
@@ -154,8 +191,9 @@ def flip_middle(body: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("target", ["sealed", "kms"])
-async def test_an_encrypted_backup_is_restored_byte_identical(bot: BotHarness, postgres: Postgres, appdb: str,
-                                                              s3_server: S3Server, bucket: str, target: str) -> None:
+async def test_an_encrypted_backup_is_restored_byte_identical(
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str, target: str
+) -> None:
     service: BackupService = bot.deps.backups
     source = pg_dump(postgres, appdb)
     record = await backup(service, target)
@@ -179,8 +217,10 @@ async def test_an_encrypted_backup_is_restored_byte_identical(bot: BotHarness, p
     assert pg_dump(postgres, appdb + "_copy") == source
     postgres.psql(f"DROP DATABASE {appdb}_copy WITH (FORCE)")
 
-    postgres.psql("DELETE FROM orders WHERE id > 100; UPDATE users SET email = 'changed'; CREATE TABLE extra (x int)",
-                  database=appdb)
+    postgres.psql(
+        "DELETE FROM orders WHERE id > 100; UPDATE users SET email = 'changed'; CREATE TABLE extra (x int)",
+        database=appdb,
+    )
     over_target = await restore(service, target, record.id)
     assert over_target.state == RestoreState.SUCCEEDED, over_target.detail
     assert pg_dump(postgres, appdb) == source
@@ -189,7 +229,8 @@ async def test_an_encrypted_backup_is_restored_byte_identical(bot: BotHarness, p
 
 @pytest.mark.parametrize("rerecord", [False, True], ids=["object-only", "object-and-record"])
 async def test_a_tampered_encrypted_object_is_refused_with_nothing_written(
-        bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str, rerecord: bool) -> None:
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str, rerecord: bool
+) -> None:
     service: BackupService = bot.deps.backups
     record = await backup(service, "sealed")
     await tamper(bot, s3_server, bucket, record, flip_middle, rerecord=rerecord)
@@ -207,7 +248,8 @@ async def test_a_tampered_encrypted_object_is_refused_with_nothing_written(
 
 
 async def test_a_damaged_plain_dump_is_refused_and_the_target_is_unchanged(
-        bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str
+) -> None:
     service: BackupService = bot.deps.backups
     record = await backup(service, "plain")
     await tamper(bot, s3_server, bucket, record, flip_middle, rerecord=False)
@@ -222,7 +264,8 @@ async def test_a_damaged_plain_dump_is_refused_and_the_target_is_unchanged(
 
 
 async def test_a_restore_that_fails_half_way_leaves_the_target_unchanged(
-        bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str
+) -> None:
     service: BackupService = bot.deps.backups
     record = await backup(service, "plain")
     # Damaged before it was hashed (the checksum matches): pg_restore creates the tables, then fails in the data.
@@ -237,7 +280,8 @@ async def test_a_restore_that_fails_half_way_leaves_the_target_unchanged(
 
 
 async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
-        bot: BotHarness, moto_s3, locked_bucket: str) -> None:  # type: ignore[no-untyped-def]
+    bot: BotHarness, moto_s3, locked_bucket: str
+) -> None:  # type: ignore[no-untyped-def]
     service: BackupService = bot.deps.backups
     first = await backup(service, "locked")
     assert first.retain_until is not None
@@ -259,8 +303,13 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
 
     # The lock ends (lifted here by a governance bypass, as its date would): pruning removes every version.
     soon = datetime.now(UTC) + timedelta(seconds=1)
-    moto_s3.put_object_retention(Bucket=locked_bucket, Key=first.key, VersionId=version, BypassGovernanceRetention=True,
-                                 Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon})
+    moto_s3.put_object_retention(
+        Bucket=locked_bucket,
+        Key=first.key,
+        VersionId=version,
+        BypassGovernanceRetention=True,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon},
+    )
     await state(bot).backups.update(first.id, lambda r: r.model_copy(update={"retain_until": soon}))
     moto_s3.put_object(Bucket=locked_bucket, Key=first.key, Body=b"an overwrite by someone")  # a newer version
     await eventually(lambda: _lock_over(moto_s3, locked_bucket, first.key, version), "the object lock to run out")

@@ -22,15 +22,27 @@ from tests.waiting import eventually
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str,
-               redis_url: str, moto_url: str) -> ChatopsConfig:
-    set_environment(monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url)
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch,
+    postgres: Postgres,
+    appdb: str,
+    s3_server: S3Server,
+    bucket: str,
+    redis_url: str,
+    moto_url: str,
+) -> ChatopsConfig:
+    set_environment(
+        monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url
+    )
     return parse_config(backup_yaml(bucket, postgres.bin_dir), "backups.yaml")
 
 
 def data(postgres: Postgres, database: str) -> str:
-    return postgres.psql("SELECT count(*), sum(id), md5(string_agg(email, ',' ORDER BY id)) FROM users;"
-                         "SELECT count(*), sum(total) FROM orders", database=database)
+    return postgres.psql(
+        "SELECT count(*), sum(id), md5(string_agg(email, ',' ORDER BY id)) FROM users;"
+        "SELECT count(*), sum(total) FROM orders",
+        database=database,
+    )
 
 
 async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
@@ -43,7 +55,9 @@ async def firing(bot: BotHarness) -> set[str]:
     return set(await state(bot).redis.smembers(state(bot).keys.backups("firing")))
 
 
-async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
+async def test_round_trip_restores_the_same_data(
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str
+) -> None:
     service: BackupService = bot.deps.backups
     before = data(postgres, appdb)
     record = await service.run_scheduled("appdb")
@@ -53,7 +67,11 @@ async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Post
     body = s3.get_object(Bucket=bucket, Key=f"chatops/appdb/{record.id}.dump")["Body"].read()
     assert body.startswith(b"PGDMP") and len(body) == record.size and hashlib.sha256(body).hexdigest() == record.sha256
     metadata = json.loads(s3.get_object(Bucket=bucket, Key=f"chatops/appdb/{record.id}.json")["Body"].read())
-    assert metadata["outcome"] == "succeeded" and metadata["sha256"] == record.sha256 and metadata["requested_by"] == "schedule"
+    assert (
+        metadata["outcome"] == "succeeded"
+        and metadata["sha256"] == record.sha256
+        and metadata["requested_by"] == "schedule"
+    )
     assert "lock_token" not in metadata
 
     postgres.psql(f"DROP DATABASE {appdb} WITH (FORCE)")
@@ -70,14 +88,20 @@ async def test_round_trip_restores_the_same_data(bot: BotHarness, postgres: Post
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert data(postgres, appdb) == before
     actions = [(r.actor, r.action, r.result) for r in await bot.deps.audit.recent(30)]
-    assert ("U0BOB", "backup.restore.finish", "ok") in actions and ("U0ALICE", "backup.restore.approve", "ok") in actions
+    assert ("U0BOB", "backup.restore.finish", "ok") in actions and (
+        "U0ALICE",
+        "backup.restore.approve",
+        "ok",
+    ) in actions
 
 
 async def test_restore_into_another_database(bot: BotHarness, postgres: Postgres, appdb: str) -> None:
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("appdb")
     assert record is not None
-    restore = await service.restores.request("appdb", record.id, into_env="RESTORE_URL", user="U0BOB", channel="C0BACKUPS")
+    restore = await service.restores.request(
+        "appdb", record.id, into_env="RESTORE_URL", user="U0BOB", channel="C0BACKUPS"
+    )
     await service.restores.approve(restore.id, "U0CAROL", is_approver=True)
     await eventually(lambda: _terminal(service, restore.id), f"restore {restore.id} to end")
     assert data(postgres, appdb + "_copy") == data(postgres, appdb)
@@ -89,7 +113,9 @@ async def _terminal(service: BackupService, restore_id: str) -> bool:
     return current is not None and current.terminal
 
 
-async def test_verify_restores_into_scratch_and_catches_a_changed_object(bot: BotHarness, postgres: Postgres, s3_server: S3Server, bucket: str) -> None:
+async def test_verify_restores_into_scratch_and_catches_a_changed_object(
+    bot: BotHarness, postgres: Postgres, s3_server: S3Server, bucket: str
+) -> None:
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("appdb")
     assert record is not None
@@ -110,9 +136,14 @@ async def test_verify_restores_into_scratch_and_catches_a_changed_object(bot: Bo
     assert "chatops_verify" not in postgres.psql("SELECT string_agg(datname, ',') FROM pg_database")
 
 
-async def test_a_run_cancelled_mid_upload_leaves_no_backup(bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str) -> None:
-    postgres.psql("CREATE TABLE blob AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5(random()::text) AS junk "
-                  "FROM generate_series(1, 600000) g", database=appdb)
+async def test_a_run_cancelled_mid_upload_leaves_no_backup(
+    bot: BotHarness, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str
+) -> None:
+    postgres.psql(
+        "CREATE TABLE blob AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5(random()::text) AS junk "
+        "FROM generate_series(1, 600000) g",
+        database=appdb,
+    )
     service: BackupService = bot.deps.backups
     s3 = s3_server.client()
     task = asyncio.get_running_loop().create_task(service.run_scheduled("appdb"))
@@ -132,16 +163,27 @@ async def test_a_run_cancelled_mid_upload_leaves_no_backup(bot: BotHarness, post
     assert await state(bot).backups.lock_holder("appdb") is None
 
 
-async def test_a_run_whose_process_died_is_marked_interrupted_by_the_next(bot: BotHarness, s3_server: S3Server, bucket: str) -> None:
+async def test_a_run_whose_process_died_is_marked_interrupted_by_the_next(
+    bot: BotHarness, s3_server: S3Server, bucket: str
+) -> None:
     service: BackupService = bot.deps.backups
     s3 = s3_server.client()
     key = "chatops/appdb/appdb-dead.dump"
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * (5 * 1024 * 1024))
     now = datetime.now(UTC)
-    dead = BackupRecord(id="appdb-dead", target="appdb", kind="postgres", state=BackupState.RUNNING, requested_by="U0BOB",
-                        created_at=now - timedelta(minutes=5), storage="main", key="appdb/appdb-dead.dump", upload_id=upload,
-                        lock_token="gone-with-its-process")
+    dead = BackupRecord(
+        id="appdb-dead",
+        target="appdb",
+        kind="postgres",
+        state=BackupState.RUNNING,
+        requested_by="U0BOB",
+        created_at=now - timedelta(minutes=5),
+        storage="main",
+        key="appdb/appdb-dead.dump",
+        upload_id=upload,
+        lock_token="gone-with-its-process",
+    )
     await state(bot).backups.create(dead)
     record = await service.run_scheduled("appdb")
     assert record is not None and record.state == BackupState.SUCCEEDED
@@ -166,9 +208,21 @@ async def test_redis_target_streams_an_rdb(bot: BotHarness, redis_url: str, s3_s
 async def test_rds_snapshot_with_moto(bot: BotHarness, moto_url: str) -> None:
     import boto3
 
-    rds = boto3.client("rds", endpoint_url=moto_url, region_name="eu-west-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    rds.create_db_instance(DBInstanceIdentifier="prod-db", DBInstanceClass="db.t3.micro", Engine="postgres",
-                           AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
+    rds = boto3.client(
+        "rds",
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier="prod-db",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        AllocatedStorage=20,
+        MasterUsername="admin",
+        MasterUserPassword="password123",
+    )
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("rds-prod")
     assert record is not None and record.state == BackupState.SUCCEEDED, record.detail
@@ -192,7 +246,10 @@ async def test_failure_alerts_and_the_next_success_resolves(bot: BotHarness, pos
     ok = await service.run_scheduled("appdb")
     assert ok is not None and ok.state == BackupState.SUCCEEDED
     assert "appdb:failed" not in await firing(bot)
-    assert [(a["fingerprint"], a["status"]) for a in await ingested(bot)] == [("chatops:backup:appdb:failed", "firing"), ("chatops:backup:appdb:failed", "resolved")]
+    assert [(a["fingerprint"], a["status"]) for a in await ingested(bot)] == [
+        ("chatops:backup:appdb:failed", "firing"),
+        ("chatops:backup:appdb:failed", "resolved"),
+    ]
 
 
 async def test_rpo_breach_alerts_once_and_resolves(bot: BotHarness) -> None:
@@ -206,7 +263,9 @@ async def test_rpo_breach_alerts_once_and_resolves(bot: BotHarness) -> None:
     await service.run_scheduled("appdb")
     assert await service.check_rpo() == []
     assert [(a["fingerprint"], a["status"]) for a in await ingested(bot)] == [
-        ("chatops:backup:appdb:rpo", "firing"), ("chatops:backup:appdb:rpo", "resolved")]
+        ("chatops:backup:appdb:rpo", "firing"),
+        ("chatops:backup:appdb:rpo", "resolved"),
+    ]
 
 
 async def test_jobs_for_the_scheduler(bot: BotHarness) -> None:
@@ -214,10 +273,14 @@ async def test_jobs_for_the_scheduler(bot: BotHarness) -> None:
     jobs = {name: (func, trigger) for name, func, trigger in service.jobs()}
     assert set(jobs) == {"backup:appdb", "backup:cache", "backup:rds-prod", "backup-verify:appdb", "backup-rpo-check"}
     monday = datetime(2026, 11, 23, tzinfo=UTC)
-    assert jobs["backup-verify:appdb"][1].get_next_fire_time(None, monday) == datetime(2026, 11, 29, 4, tzinfo=UTC)  # Sunday
+    assert jobs["backup-verify:appdb"][1].get_next_fire_time(None, monday) == datetime(
+        2026, 11, 29, 4, tzinfo=UTC
+    )  # Sunday
     assert jobs["backup:cache"][1].get_next_fire_time(None, monday) == datetime(2026, 11, 23, 0, tzinfo=UTC)
     # Another process runs this target's backup: the job takes the lock first and does nothing.
-    lock, _ = await state(bot).backups.acquire_lock("appdb", holder="other", reason="other replica", run_id="", now=monday, ttl=timedelta(seconds=30))
+    lock, _ = await state(bot).backups.acquire_lock(
+        "appdb", holder="other", reason="other replica", run_id="", now=monday, ttl=timedelta(seconds=30)
+    )
     assert lock is not None
     await jobs["backup:appdb"][0](None)
     assert await service.history("appdb", 10) == []
@@ -237,13 +300,27 @@ async def test_retention_prunes_objects_after_a_success(bot: BotHarness, s3_serv
     for age in (40, 35):  # older than cache's max_age of 30 days
         backup_id = f"cache-old-{age}"
         s3.put_object(Bucket=bucket, Key=f"chatops/cache/{backup_id}.rdb", Body=b"REDIS0009")
-        await state(bot).backups.create(BackupRecord(id=backup_id, target="cache", kind="redis", state=BackupState.RUNNING,
-                                                  requested_by="schedule", created_at=now - timedelta(days=age), storage="main",
-                                                  key=f"cache/{backup_id}.rdb", lock_token="x"))
+        await state(bot).backups.create(
+            BackupRecord(
+                id=backup_id,
+                target="cache",
+                kind="redis",
+                state=BackupState.RUNNING,
+                requested_by="schedule",
+                created_at=now - timedelta(days=age),
+                storage="main",
+                key=f"cache/{backup_id}.rdb",
+                lock_token="x",
+            )
+        )
         await state(bot).backups.update(backup_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
     record = await service.run_scheduled("cache")
     assert record is not None and record.state == BackupState.SUCCEEDED
     states = {r.id: r.state for r in await service.history("cache", 10)}
-    assert states == {record.id: BackupState.SUCCEEDED, "cache-old-40": BackupState.PRUNED, "cache-old-35": BackupState.PRUNED}
+    assert states == {
+        record.id: BackupState.SUCCEEDED,
+        "cache-old-40": BackupState.PRUNED,
+        "cache-old-35": BackupState.PRUNED,
+    }
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert sorted(keys) == sorted([f"chatops/cache/{record.id}.rdb", f"chatops/cache/{record.id}.json"])

@@ -17,9 +17,18 @@ from tests.waiting import eventually
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str,
-               redis_url: str, moto_url: str) -> ChatopsConfig:
-    set_environment(monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url)
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch,
+    postgres: Postgres,
+    appdb: str,
+    s3_server: S3Server,
+    bucket: str,
+    redis_url: str,
+    moto_url: str,
+) -> ChatopsConfig:
+    set_environment(
+        monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url
+    )
     return parse_config(backup_yaml(bucket, postgres.bin_dir), "backups.yaml")
 
 
@@ -31,8 +40,12 @@ async def command(bot: BotHarness, text: str, user: str) -> str:
 
 
 def ephemeral_texts(bot: BotHarness, user: str) -> list[str]:
-    return [html.unescape(str(m.get("text"))) for channel in ("#backups", "C0GENERAL") for m in bot.emulator.messages(channel)
-            if m.get("ephemeral_to") == user]
+    return [
+        html.unescape(str(m.get("text")))
+        for channel in ("#backups", "C0GENERAL")
+        for m in bot.emulator.messages(channel)
+        if m.get("ephemeral_to") == user
+    ]
 
 
 async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres: Postgres, appdb: str) -> None:
@@ -76,13 +89,20 @@ async def test_run_list_show_and_restore_with_approval(bot: BotHarness, postgres
     assert posted is not None and "backup.approve" in str(posted)
 
     async def click(user: str, action: str = "approve") -> None:
-        result = await bot.emulator.send_block_action(channel=restore.channel, message_ts=restore.message_ts,
-                                                      action_id=f"backup.{action}", value=restore_id, user_id=user)
+        result = await bot.emulator.send_block_action(
+            channel=restore.channel,
+            message_ts=restore.message_ts,
+            action_id=f"backup.{action}",
+            value=restore_id,
+            user_id=user,
+        )
         assert result.status == 200
 
     await click("U0BOB")  # the requester, and not an approver
-    await eventually(lambda: _has(bot, "U0BOB", "Only members of `approvers` can approve this restore"),
-                     "U0BOB told only approvers may approve")
+    await eventually(
+        lambda: _has(bot, "U0BOB", "Only members of `approvers` can approve this restore"),
+        "U0BOB told only approvers may approve",
+    )
     await click("U0ALICE")  # an approver, but also an operator who did not ask: allowed
 
     async def restored() -> bool:
@@ -114,37 +134,62 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
     asked = await command(bot, f"restore appdb {record.id}", "U0ALICE")
     restore = await bot.deps.backups.get_restore(asked.split("`")[1])
     assert restore is not None and restore.channel and restore.message_ts
-    await bot.emulator.send_block_action(channel=restore.channel, message_ts=restore.message_ts, action_id="backup.approve",
-                                         value=restore.id, user_id="U0ALICE")
-    await eventually(lambda: _has(bot, "U0ALICE", "You requested this restore; someone else has to approve it."),
-                     "U0ALICE told someone else has to approve")
+    await bot.emulator.send_block_action(
+        channel=restore.channel,
+        message_ts=restore.message_ts,
+        action_id="backup.approve",
+        value=restore.id,
+        user_id="U0ALICE",
+    )
+    await eventually(
+        lambda: _has(bot, "U0ALICE", "You requested this restore; someone else has to approve it."),
+        "U0ALICE told someone else has to approve",
+    )
     current = await bot.deps.backups.get_restore(restore.id)
     assert current is not None and current.state == RestoreState.AWAITING_APPROVAL
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", "Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`."),
-    ("run", "`/backup run` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
-    ("list", "`/backup list` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
-    ("run nosuch", "There is no backup target `nosuch`. Targets: `appdb`, `cache`, `rds-prod`."),
-    ("run appdb extra", "`/backup run` takes <target>; `extra` is one word too many."),
-    ("list appdb 0", "N must be a whole number from 1 to 50 (got `0`)."),
-    ("list appdb many", "N must be a whole number from 1 to 50 (got `many`)."),
-    ("show", "`/backup show` needs <id>."),
-    ("show appdb-19990101-000000-xxxx", "There is no backup `appdb-19990101-000000-xxxx`. See `/backup list <target>`."),
-    ("show bad/id", "`bad/id` is not a valid backup id"),
-    ("verify appdb", "`appdb` has no complete backup to verify yet. Make one with `/backup run appdb`."),
-    ("restore appdb", "`/backup restore` needs <target> <id> [into <ENV_VAR> | as <new-instance>]."),
-    ("restore appdb nope", "There is no backup `nope` of `appdb`. See `/backup list appdb`."),
-    ("restore appdb x onto DB", "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's URL) or `as <new-instance>`"),
-    ("restore appdb x into 9DB", "`9DB` is not an environment variable name"),
-    ("restore appdb x into SLACK_BOT_TOKEN", "`appdb` cannot be restored into `SLACK_BOT_TOKEN`. Allowed: `APPDB_URL`, `RESTORE_URL`"),
-    ("restore rds-prod x", "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup restore rds-prod <id> as <new-instance-name>`."),
-    ("backup appdb", "`backup` is not a /backup subcommand (use one of: run, list, show, verify, restore, drill, drills)."),
-    ("list appdb --reason x", "`--reason` does not apply here: `/backup list` takes no options"),
-    ("run appdb --reason a --reason b", "`--reason` is given twice"),
-    ("run appdb --reason a –reason b", "`--reason` is given twice"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`."),
+        ("run", "`/backup run` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
+        ("list", "`/backup list` needs a target. Targets: `appdb`, `cache`, `rds-prod`."),
+        ("run nosuch", "There is no backup target `nosuch`. Targets: `appdb`, `cache`, `rds-prod`."),
+        ("run appdb extra", "`/backup run` takes <target>; `extra` is one word too many."),
+        ("list appdb 0", "N must be a whole number from 1 to 50 (got `0`)."),
+        ("list appdb many", "N must be a whole number from 1 to 50 (got `many`)."),
+        ("show", "`/backup show` needs <id>."),
+        (
+            "show appdb-19990101-000000-xxxx",
+            "There is no backup `appdb-19990101-000000-xxxx`. See `/backup list <target>`.",
+        ),
+        ("show bad/id", "`bad/id` is not a valid backup id"),
+        ("verify appdb", "`appdb` has no complete backup to verify yet. Make one with `/backup run appdb`."),
+        ("restore appdb", "`/backup restore` needs <target> <id> [into <ENV_VAR> | as <new-instance>]."),
+        ("restore appdb nope", "There is no backup `nope` of `appdb`. See `/backup list appdb`."),
+        (
+            "restore appdb x onto DB",
+            "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's URL) or `as <new-instance>`",
+        ),
+        ("restore appdb x into 9DB", "`9DB` is not an environment variable name"),
+        (
+            "restore appdb x into SLACK_BOT_TOKEN",
+            "`appdb` cannot be restored into `SLACK_BOT_TOKEN`. Allowed: `APPDB_URL`, `RESTORE_URL`",
+        ),
+        (
+            "restore rds-prod x",
+            "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup restore rds-prod <id> as <new-instance-name>`.",
+        ),
+        (
+            "backup appdb",
+            "`backup` is not a /backup subcommand (use one of: run, list, show, verify, restore, drill, drills).",
+        ),
+        ("list appdb --reason x", "`--reason` does not apply here: `/backup list` takes no options"),
+        ("run appdb --reason a --reason b", "`--reason` is given twice"),
+        ("run appdb --reason a –reason b", "`--reason` is given twice"),
+    ],
+)
 async def test_bad_input_gets_a_precise_ephemeral_error(bot: BotHarness, text: str, expected: str) -> None:
     answer = await command(bot, text, "U0BOB")
     assert expected in answer
@@ -165,8 +210,14 @@ async def test_roles_are_checked(bot: BotHarness) -> None:
 
 async def test_one_backup_per_target_at_a_time(bot: BotHarness) -> None:
     service = bot.deps.backups
-    lock, _ = await state(bot).backups.acquire_lock("appdb", holder="U0ALICE", reason="backup of appdb", run_id="",
-                                                 now=bot.deps.clock(), ttl=service.section.lock_ttl)
+    lock, _ = await state(bot).backups.acquire_lock(
+        "appdb",
+        holder="U0ALICE",
+        reason="backup of appdb",
+        run_id="",
+        now=bot.deps.clock(),
+        ttl=service.section.lock_ttl,
+    )
     assert lock is not None
     answer = await command(bot, "run appdb", "U0BOB")
     assert "`appdb` is busy: backup of appdb by <@U0ALICE>" in answer

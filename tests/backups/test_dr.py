@@ -41,8 +41,23 @@ class RedisProcess:
         self.folder = tempfile.mkdtemp(prefix="chatops-dr-redis-")
         self.socket = os.path.join(self.folder, "redis.sock")
         self.process = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--dir", self.folder, "--save", "",
-             "--appendonly", "no", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                "0",
+                "--unixsocket",
+                self.socket,
+                "--dir",
+                self.folder,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         eventually_blocking(lambda: os.path.exists(self.socket), f"redis-server to create its socket {self.socket}")
 
     @property
@@ -97,8 +112,11 @@ async def snapshot_of(server: RedisProcess) -> dict[bytes, tuple[bytes, object, 
     async for key in client.scan_iter(count=1000):
         kind = await client.type(key)
         value: object = {
-            b"string": client.get, b"list": lambda k: client.lrange(k, 0, -1), b"set": client.smembers,
-            b"zset": lambda k: client.zrange(k, 0, -1, withscores=True), b"hash": client.hgetall,
+            b"string": client.get,
+            b"list": lambda k: client.lrange(k, 0, -1),
+            b"set": client.smembers,
+            b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+            b"hash": client.hgetall,
             b"stream": lambda k: client.xrange(k),
         }[kind](key)
         found[key] = (kind, await value, await client.pttl(key) > 0)  # type: ignore[misc]
@@ -163,28 +181,46 @@ backups:
 
 
 def aws(service: str, moto_url: str, region: str = "eu-west-1"):  # type: ignore[no-untyped-def]
-    return boto3.client(service, endpoint_url=moto_url, region_name=region, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        service, endpoint_url=moto_url, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
 
 
 @pytest.fixture
-async def standin(moto_url: str, s3_server: S3Server, redis_processes: list[RedisProcess]) -> AsyncIterator[ElastiCacheStandIn]:
+async def standin(
+    moto_url: str, s3_server: S3Server, redis_processes: list[RedisProcess]
+) -> AsyncIterator[ElastiCacheStandIn]:
     cluster = start_redis(redis_processes)
     await fill(cluster)
     elasticache = aws("elasticache", moto_url)
     if not elasticache.describe_replication_groups()["ReplicationGroups"]:
-        elasticache.create_replication_group(ReplicationGroupId="sessions", ReplicationGroupDescription="sessions",
-                                             Engine="redis", CacheNodeType="cache.t3.micro", NumCacheClusters=1)
+        elasticache.create_replication_group(
+            ReplicationGroupId="sessions",
+            ReplicationGroupDescription="sessions",
+            Engine="redis",
+            CacheNodeType="cache.t3.micro",
+            NumCacheClusters=1,
+        )
     server = await ElastiCacheStandIn(moto_url=moto_url, s3_client=s3_server.client, redis_url=cluster.url).start()
     yield server
     await server.stop()
 
 
 @pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch, postgres: Postgres, appdb: str, s3_server: S3Server, bucket: str,
-               redis_url: str, moto_url: str, standin: ElastiCacheStandIn,
-               redis_processes: list[RedisProcess]) -> ChatopsConfig:
-    set_environment(monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url)
+def bot_config(
+    monkeypatch: pytest.MonkeyPatch,
+    postgres: Postgres,
+    appdb: str,
+    s3_server: S3Server,
+    bucket: str,
+    redis_url: str,
+    moto_url: str,
+    standin: ElastiCacheStandIn,
+    redis_processes: list[RedisProcess],
+) -> ChatopsConfig:
+    set_environment(
+        monkeypatch, postgres=postgres, database=appdb, s3=s3_server, redis_url=redis_url, moto_url=moto_url
+    )
     monkeypatch.setenv("ELASTICACHE_ENDPOINT_URL", standin.url)
     cache = start_redis(redis_processes)
     monkeypatch.setenv("CACHE_URL", cache.url)
@@ -210,17 +246,28 @@ async def finished(service: BackupService, restore_id: str) -> bool:
 
 
 async def test_elasticache_backup_is_exported_to_s3_checked_and_pruned(
-        bot: BotHarness, standin: ElastiCacheStandIn, s3_server: S3Server, bucket: str, moto_url: str) -> None:
+    bot: BotHarness, standin: ElastiCacheStandIn, s3_server: S3Server, bucket: str, moto_url: str
+) -> None:
     service: BackupService = bot.deps.backups
     s3 = s3_server.client()
     elasticache = aws("elasticache", moto_url)
     old_id = f"sessions-old-{int(time.time() * 1000)}"  # a 40-day-old backup: its snapshot and object must go
     elasticache.create_snapshot(SnapshotName=old_id, ReplicationGroupId="sessions")
     s3.put_object(Bucket=bucket, Key=f"chatops/sessions/{old_id}.rdb", Body=b"REDIS0010")
-    await state(bot).backups.create(BackupRecord(
-        id=old_id, target="sessions", kind="elasticache_snapshot", state=BackupState.RUNNING, requested_by="schedule",
-        created_at=datetime.now(UTC) - timedelta(days=40), storage="main", key=f"sessions/{old_id}.rdb",
-        snapshot=old_id, lock_token="x"))
+    await state(bot).backups.create(
+        BackupRecord(
+            id=old_id,
+            target="sessions",
+            kind="elasticache_snapshot",
+            state=BackupState.RUNNING,
+            requested_by="schedule",
+            created_at=datetime.now(UTC) - timedelta(days=40),
+            storage="main",
+            key=f"sessions/{old_id}.rdb",
+            snapshot=old_id,
+            lock_token="x",
+        )
+    )
     await state(bot).backups.update(old_id, lambda r: r.model_copy(update={"state": BackupState.SUCCEEDED}))
 
     record = await service.run_scheduled("sessions")
@@ -242,11 +289,18 @@ async def test_elasticache_backup_is_exported_to_s3_checked_and_pruned(
 
 
 async def test_rds_snapshot_is_copied_to_another_region_exported_and_both_pruned(
-        bot: BotHarness, moto_url: str, bucket: str) -> None:
+    bot: BotHarness, moto_url: str, bucket: str
+) -> None:
     rds, central = aws("rds", moto_url), aws("rds", moto_url, "eu-central-1")
     if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["dr-db"]}])["DBInstances"]:
-        rds.create_db_instance(DBInstanceIdentifier="dr-db", DBInstanceClass="db.t3.micro", Engine="postgres",
-                               AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
+        rds.create_db_instance(
+            DBInstanceIdentifier="dr-db",
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="admin",
+            MasterUserPassword="password123",
+        )
     service: BackupService = bot.deps.backups
     first = await service.run_scheduled("rds-prod")
     assert first is not None and first.state == BackupState.SUCCEEDED, first.detail if first else None
@@ -268,7 +322,8 @@ async def test_rds_snapshot_is_copied_to_another_region_exported_and_both_pruned
 
 
 async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_one_with_every_key(
-        bot: BotHarness, redis_processes: list[RedisProcess]) -> None:
+    bot: BotHarness, redis_processes: list[RedisProcess]
+) -> None:
     service: BackupService = bot.deps.backups
     source = redis_named(redis_processes, service._environ["CACHE_URL"])
     await fill(source)
@@ -281,7 +336,9 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
     assert [(c.value, c.ok) for c in drill.checks] == [(KEYS, True), (len(expected), True)]
     assert drill.scratch.startswith("scratch redis-server") and drill.within_rto is True
 
-    restore = await service.restores.request("cache", record.id, into_env="SCRATCH_REDIS_URL", user="U0BOB", channel="C0")
+    restore = await service.restores.request(
+        "cache", record.id, into_env="SCRATCH_REDIS_URL", user="U0BOB", channel="C0"
+    )
     await service.restores.approve(restore.id, "U0ALICE", is_approver=True)
     await eventually(lambda: finished(service, restore.id), f"restore {restore.id} to finish")
     done = await service.get_restore(restore.id)
@@ -289,7 +346,9 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
     assert f"Replayed {len(expected)} keys" in done.detail
     assert await snapshot_of(redis_named(redis_processes, service._environ["SCRATCH_REDIS_URL"])) == expected
 
-    refused = await service.restores.request("cache", record.id, into_env="LOCKED_REDIS_URL", user="U0BOB", channel="C0")
+    refused = await service.restores.request(
+        "cache", record.id, into_env="LOCKED_REDIS_URL", user="U0BOB", channel="C0"
+    )
     await service.restores.approve(refused.id, "U0ALICE", is_approver=True)
     await eventually(lambda: finished(service, refused.id), f"restore {refused.id} to finish")
     failed = await service.get_restore(refused.id)
@@ -303,17 +362,25 @@ async def test_redis_rdb_restores_into_a_scratch_server_and_replays_into_a_live_
 async def test_rds_restore_creates_a_new_instance_and_never_overwrites(bot: BotHarness, moto_url: str) -> None:
     rds = aws("rds", moto_url)
     if not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["dr-db"]}])["DBInstances"]:
-        rds.create_db_instance(DBInstanceIdentifier="dr-db", DBInstanceClass="db.t3.micro", Engine="postgres",
-                               AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
+        rds.create_db_instance(
+            DBInstanceIdentifier="dr-db",
+            DBInstanceClass="db.t3.micro",
+            Engine="postgres",
+            AllocatedStorage=20,
+            MasterUsername="admin",
+            MasterUserPassword="password123",
+        )
     service: BackupService = bot.deps.backups
     record = await service.run_scheduled("rds-prod")
     assert record is not None and record.state == BackupState.SUCCEEDED
-    answer = await bot.emulator.send_command(command="/backup", text=f"restore rds-prod {record.id} as dr-db",
-                                             user_id="U0BOB", channel_id="C0GENERAL")
+    answer = await bot.emulator.send_command(
+        command="/backup", text=f"restore rds-prod {record.id} as dr-db", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert "The DB instance `dr-db` already exists; a restore never overwrites" in html.unescape(answer.json["text"])
     name = f"dr-db-restore-{int(time.time())}"
-    answer = await bot.emulator.send_command(command="/backup", text=f"restore rds-prod {record.id} as {name}",
-                                             user_id="U0BOB", channel_id="C0GENERAL")
+    answer = await bot.emulator.send_command(
+        command="/backup", text=f"restore rds-prod {record.id} as {name}", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     text = html.unescape(answer.json["text"])
     assert f"a new instance `{name}`" in text, text
     restore_id = text.split("`")[1]
@@ -336,46 +403,73 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
     await jobs["backup-verify:appdb"](None)  # the scheduled drill
     over = (await service.drill_history("appdb", 1))[0]
     assert over.ok and over.within_rto is False and over.backup_id == record.id
-    assert [(c.label, c.ok) for c in over.checks] == [("select count(*) from orders >= 1", True)] and over.checks[0].value == 2000
+    assert [(c.label, c.ok) for c in over.checks] == [("select count(*) from orders >= 1", True)] and over.checks[
+        0
+    ].value == 2000
     assert over.backup_age_seconds is not None and over.backup_age_seconds >= 0
     alerts = [(a["fingerprint"], a["status"], a["labels"]["alertname"]) for a in await ingested(bot)]
     assert alerts == [("chatops:backup:appdb:rto", "firing", "BackupDrillRTOExceeded")]
 
     service.section.targets["appdb"] = config
-    answer = await bot.emulator.send_command(command="/backup", text="drill appdb", user_id="U0BOB", channel_id="C0GENERAL")
+    answer = await bot.emulator.send_command(
+        command="/backup", text="drill appdb", user_id="U0BOB", channel_id="C0GENERAL"
+    )
     assert "DR drill of `appdb` started" in html.unescape(answer.json["text"])
 
     async def resolved() -> bool:
-        return ("chatops:backup:appdb:rto", "resolved") in [(a["fingerprint"], a["status"]) for a in await ingested(bot)]
+        return ("chatops:backup:appdb:rto", "resolved") in [
+            (a["fingerprint"], a["status"]) for a in await ingested(bot)
+        ]
 
     await eventually(resolved, "the alert to resolve")
     good = (await service.drill_history("appdb", 1))[0]
     assert good.good and good.requested_by == "U0BOB"
-    listing = await bot.emulator.send_command(command="/backup", text="drills appdb", user_id="U0CAROL", channel_id="C0GENERAL")
+    listing = await bot.emulator.send_command(
+        command="/backup", text="drills appdb", user_id="U0CAROL", channel_id="C0GENERAL"
+    )
     text = html.unescape(listing.json["text"])
     assert "over RTO" in text and "pass" in text and "Restore time, oldest to newest: `appdb`:" in text, text
     lines = await service.dr_status(bot.deps.clock())
     appdb_line = next(line for line in lines if "*appdb*" in line)
-    assert appdb_line.startswith(":large_green_circle:") and "last drill restored in" in appdb_line and "(RTO 1h)" in appdb_line
+    assert (
+        appdb_line.startswith(":large_green_circle:")
+        and "last drill restored in" in appdb_line
+        and "(RTO 1h)" in appdb_line
+    )
 
 
-@pytest.mark.parametrize(("snippet", "expected"), [
-    ("a: {kind: postgres, dsn_env: DB, storage: main, rto: 1h}",
-     "targets.a.rto: an RTO is measured by timed drills; set targets.a.verify_schedule too"),
-    ("a: {kind: rds_snapshot, instance: db, region: eu-west-1, copy_to: {region: eu-west-1}}",
-     "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another region"),
-    ("a: {kind: mongodb, storage: main}",
-     "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, elasticache_snapshot"),
-    ("a: {kind: elasticache_snapshot, replication_group: g, cache_cluster: c, storage: main}",
-     "give exactly one of replication_group or cache_cluster"),
-    ("a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: 1}]}",
-     "targets.a.checks[0].sql: a Redis target's checks use keys"),
-    ("a: {kind: rds_snapshot, instance: db, region: eu-west-1, export_to: {storage: nope, iam_role_arn: "
-     "'arn:aws:iam::123456789012:role/x', kms_key_id: k}}", "targets.a.export_to.storage: storage 'nope' is not defined"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "a: {kind: postgres, dsn_env: DB, storage: main, rto: 1h}",
+            "targets.a.rto: an RTO is measured by timed drills; set targets.a.verify_schedule too",
+        ),
+        (
+            "a: {kind: rds_snapshot, instance: db, region: eu-west-1, copy_to: {region: eu-west-1}}",
+            "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another region",
+        ),
+        (
+            "a: {kind: mongodb, storage: main}",
+            "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, elasticache_snapshot",
+        ),
+        (
+            "a: {kind: elasticache_snapshot, replication_group: g, cache_cluster: c, storage: main}",
+            "give exactly one of replication_group or cache_cluster",
+        ),
+        (
+            "a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: 1}]}",
+            "targets.a.checks[0].sql: a Redis target's checks use keys",
+        ),
+        (
+            "a: {kind: rds_snapshot, instance: db, region: eu-west-1, export_to: {storage: nope, iam_role_arn: "
+            "'arn:aws:iam::123456789012:role/x', kms_key_id: k}}",
+            "targets.a.export_to.storage: storage 'nope' is not defined",
+        ),
+    ],
+)
 def test_configuration_errors_name_the_key(snippet: str, expected: str) -> None:
     text = f"backups:\n  storage:\n    main: {{kind: s3, bucket: bkt}}\n  targets:\n    {snippet}\n"
     with pytest.raises(ConfigError) as raised:
         parse_config(text, "dr.yaml")
     assert expected in str(raised.value), str(raised.value)
-

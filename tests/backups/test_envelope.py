@@ -39,7 +39,7 @@ async def _run(function, *args):  # type: ignore[no-untyped-def]
 
 async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 async def sealed(data: bytes, *, context: str = "appdb/one.dump", part: int = 6 * FRAME_SIZE) -> tuple[bytes, int]:
@@ -76,10 +76,10 @@ def _frames(blob: bytes) -> tuple[bytes, list[bytes]]:
     position = decoded[1]
     frames = []
     while position < len(blob):
-        length = int.from_bytes(blob[position:position + 4], "big")
-        frames.append(blob[position:position + 4 + length])
+        length = int.from_bytes(blob[position : position + 4], "big")
+        frames.append(blob[position : position + 4 + length])
         position += 4 + length
-    return blob[:decoded[1]], frames
+    return blob[: decoded[1]], frames
 
 
 async def test_every_kind_of_change_is_refused() -> None:
@@ -104,8 +104,12 @@ async def test_every_kind_of_change_is_refused() -> None:
     for what, changed in changes.items():
         with pytest.raises(BackupError) as caught:
             await opened(changed)
-        assert "authentication" in str(caught.value) or "truncated" in str(caught.value) \
-            or "after its last frame" in str(caught.value) or "does not open" in str(caught.value), what
+        assert (
+            "authentication" in str(caught.value)
+            or "truncated" in str(caught.value)
+            or "after its last frame" in str(caught.value)
+            or "does not open" in str(caught.value)
+        ), what
 
 
 async def test_another_key_does_not_open_it_and_the_error_does_not_show_a_key() -> None:
@@ -124,20 +128,23 @@ def test_any_change_to_a_small_object_is_refused(data: bytes, where: int, bit: i
     blob = bytearray(sealer.seal(data) + sealer.finish())
     blob[where % len(blob)] ^= bit
     encoded = header.encode()
-    if bytes(blob[:len(encoded)]) != encoded:
+    if bytes(blob[: len(encoded)]) != encoded:
         return  # the header itself changed: the unwrap step refuses it (tested above)
     opener = Opener(KEY, header)
     with pytest.raises(BackupError):
-        opener.open(bytes(blob[len(encoded):]))
+        opener.open(bytes(blob[len(encoded) :]))
         opener.finish()
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("", "is not set"),
-    (base64.b64encode(os.urandom(16)).decode(), "holds a 16-byte key; AES-256 needs 32 bytes"),
-    (os.urandom(31).hex(), "holds a 31-byte key"),
-    ("not a key!", "neither hex nor base64"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "is not set"),
+        (base64.b64encode(os.urandom(16)).decode(), "holds a 16-byte key; AES-256 needs 32 bytes"),
+        (os.urandom(31).hex(), "holds a 31-byte key"),
+        ("not a key!", "neither hex nor base64"),
+    ],
+)
 def test_a_key_of_the_wrong_length_is_refused_naming_the_variable(value: str, expected: str) -> None:
     with pytest.raises(BackupError) as caught:
         parse_key({"BACKUP_KEY": value}, "BACKUP_KEY")
@@ -164,14 +171,17 @@ def test_startup_refuses_a_backup_key_of_the_wrong_length() -> None:
     check_backup_keys(config, ENV)
 
 
-@pytest.mark.parametrize(("extra", "expected"), [
-    ("encryption: {}", "backups.storage.main.encryption: set exactly one of kms_key_id"),
-    ("encryption: {kms_key_id: alias/backups, key_env: BACKUP_KEY}", "set exactly one of kms_key_id"),
-    ("encryption: {kms_key_id: 'my key'}", "backups.storage.main.encryption: kms_key_id 'my key' is not a KMS key"),
-    ("encryption: {key_env: BACKUP_KEY, region: eu-west-1}", "region and endpoint_url_env are for kms_key_id"),
-    ("object_lock: {mode: LEGAL_HOLD, days: 30}", "backups.storage.main.object_lock.mode"),
-    ("object_lock: {mode: GOVERNANCE, days: 0}", "backups.storage.main.object_lock.days"),
-])
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("encryption: {}", "backups.storage.main.encryption: set exactly one of kms_key_id"),
+        ("encryption: {kms_key_id: alias/backups, key_env: BACKUP_KEY}", "set exactly one of kms_key_id"),
+        ("encryption: {kms_key_id: 'my key'}", "backups.storage.main.encryption: kms_key_id 'my key' is not a KMS key"),
+        ("encryption: {key_env: BACKUP_KEY, region: eu-west-1}", "region and endpoint_url_env are for kms_key_id"),
+        ("object_lock: {mode: LEGAL_HOLD, days: 30}", "backups.storage.main.object_lock.mode"),
+        ("object_lock: {mode: GOVERNANCE, days: 0}", "backups.storage.main.object_lock.days"),
+    ],
+)
 def test_config_errors_name_the_key(extra: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(_CONFIG.format(extra=extra), "c.yaml")
@@ -180,8 +190,10 @@ def test_config_errors_name_the_key(extra: str, expected: str) -> None:
 
 def test_good_encryption_and_lock_settings_parse() -> None:
     arn = "arn:aws:kms:eu-west-1:123456789012:alias/b"
-    config = parse_config(_CONFIG.format(extra=f"encryption: {{kms_key_id: '{arn}'}}, "
-                                               "object_lock: {mode: COMPLIANCE, days: 30}"), "c.yaml")
+    config = parse_config(
+        _CONFIG.format(extra=f"encryption: {{kms_key_id: '{arn}'}}, object_lock: {{mode: COMPLIANCE, days: 30}}"),
+        "c.yaml",
+    )
     storage = config.backups.storage["main"]
     assert storage.encryption is not None and storage.encryption.key_ref == f"kms:{arn}"
     assert storage.object_lock is not None and storage.object_lock.days == 30  # type: ignore[union-attr]

@@ -26,7 +26,7 @@ def servers() -> Iterator[tuple[RedisProcess, RedisProcess]]:
 async def dump_of(server: RedisProcess) -> list[bytes]:
     engine = RedisEngine(RedisSettings(kind="redis", url_env="SOURCE_URL"), environ={"SOURCE_URL": server.url})
     whole = b"".join([part async for part in engine.dump()])
-    return [whole[start:start + 1024] for start in range(0, len(whole), 1024)]  # many small parts to fail between
+    return [whole[start : start + 1024] for start in range(0, len(whole), 1024)]  # many small parts to fail between
 
 
 async def as_stream(parts: list[bytes], *, fail_after: int | None = None) -> AsyncIterator[bytes]:
@@ -43,7 +43,9 @@ async def keys_in_every_database(server: RedisProcess) -> dict[int, int]:
     return {int(name.removeprefix("db")): int(stats["keys"]) for name, stats in info.items()}
 
 
-async def test_a_replay_that_fails_part_way_leaves_the_target_as_it_was(servers: tuple[RedisProcess, RedisProcess]) -> None:
+async def test_a_replay_that_fails_part_way_leaves_the_target_as_it_was(
+    servers: tuple[RedisProcess, RedisProcess],
+) -> None:
     source, target = servers
     await fill(source)
     filler = source.client()
@@ -61,7 +63,9 @@ async def test_a_replay_that_fails_part_way_leaves_the_target_as_it_was(servers:
     await client.aclose()
 
 
-async def test_a_finished_replay_makes_the_target_exactly_the_backup(servers: tuple[RedisProcess, RedisProcess]) -> None:
+async def test_a_finished_replay_makes_the_target_exactly_the_backup(
+    servers: tuple[RedisProcess, RedisProcess],
+) -> None:
     source, target = servers
     await fill(source)
     expected = await snapshot_of(source)

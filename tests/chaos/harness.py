@@ -80,8 +80,15 @@ REPLICATED = "redis: {min_replicas_acked: 1, wait_timeout: 500ms}\n"
 
 def config_text(group_wait: str, *, replicated: bool = False) -> str:
     """The one configuration every replica runs: no group_by (one message per alert), criticals page by DM."""
-    text = CONFIG.format(alerts=ALERTS_CHANNEL, critical=CRITICAL_CHANNEL, group_wait=group_wait,
-                         secret_env=SECRET_ENV, step1=STEP1_USER, step2=STEP2_USER, step2_after=STEP2_AFTER)
+    text = CONFIG.format(
+        alerts=ALERTS_CHANNEL,
+        critical=CRITICAL_CHANNEL,
+        group_wait=group_wait,
+        secret_env=SECRET_ENV,
+        step1=STEP1_USER,
+        step2=STEP2_USER,
+        step2_after=STEP2_AFTER,
+    )
     return text + (REPLICATED if replicated else "")
 
 
@@ -125,12 +132,29 @@ class ChaosRedis:
     async def start(self) -> None:
         """Starts the server on its port with its data and waits until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
-                "--logfile", str(self.data_dir / "redis.log")]
+        argv = [
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+        ]
         for _ in range(50):  # the port may still be held for a moment after a stop
-            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             if await asyncio.to_thread(self._wait_ready):
                 return
             self._end(signal.SIGKILL)
@@ -248,8 +272,9 @@ class Replica:
             await asyncio.gather(ready, return_exceptions=True)
             log = self.log_path.read_text(errors="replace")
             if not first or "address already in use" not in log.rsplit("--- start", 1)[-1] or attempt == 2:
-                raise AssertionError(f"replica {self.index} exited with status {self.process.returncode} on start; "
-                                     f"see {self.log_path}")
+                raise AssertionError(
+                    f"replica {self.index} exited with status {self.process.returncode} on start; see {self.log_path}"
+                )
             self.port = free_port()
 
     async def _spawn(self, env: dict[str, str]) -> None:
@@ -257,7 +282,13 @@ class Replica:
             log.write(f"\n--- start {self.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                sys.executable,
+                "-m",
+                "bot",
+                "serve",
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
             )
         self.starts += 1
 
@@ -302,8 +333,9 @@ class Cluster:
     async def __aenter__(self) -> Cluster:
         self.redis = SentinelRedis(self.root / "sentinel") if self.sentinel else ChaosRedis(self.root / "redis")
         await self.redis.start()
-        self.emulator = SlackEmulator(signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN,
-                                      workspace=Workspace.demo())
+        self.emulator = SlackEmulator(
+            signing_secret=secrets.token_hex(16), bot_token=BOT_TOKEN, workspace=Workspace.demo()
+        )
         self._runner, origin = await start_site(self.emulator.make_app(page=False))
         self.emulator.origin = origin
         (self.root / "chatops.yaml").write_text(config_text(self.group_wait, replicated=self.sentinel))
@@ -321,9 +353,15 @@ class Cluster:
     def env(self, replica: Replica) -> dict[str, str]:
         """A replica's environment: the tests' serve environment, this Redis, the HMAC secret, a short timeout."""
         env = serve_environment(self.emulator, self.redis.url, self.root / "chatops.yaml", replica.port)
-        return env | self.redis.environment() | {
-            SECRET_ENV: self.secret, "SLACK_API_TIMEOUT": str(SLACK_API_TIMEOUT), "LOG_FORMAT": "console",
-        }
+        return (
+            env
+            | self.redis.environment()
+            | {
+                SECRET_ENV: self.secret,
+                "SLACK_API_TIMEOUT": str(SLACK_API_TIMEOUT),
+                "LOG_FORMAT": "console",
+            }
+        )
 
     async def restart(self, replica: Replica) -> None:
         """Starts a replica again on its port."""
@@ -347,8 +385,13 @@ class StormAlert:
 
     def body(self) -> dict[str, object]:
         """The generic webhook's JSON for it."""
-        return {"title": self.title, "dedup_key": self.title, "severity": "critical" if self.critical else "warning",
-                "service": "chaos", "summary": f"chaos storm alert {self.title}"}
+        return {
+            "title": self.title,
+            "dedup_key": self.title,
+            "severity": "critical" if self.critical else "warning",
+            "service": "chaos",
+            "summary": f"chaos storm alert {self.title}",
+        }
 
 
 @dataclass
@@ -382,8 +425,10 @@ class Storm:
 
     def __post_init__(self) -> None:
         alerts = [StormAlert(f"chaos-{self.run}-{n}", critical=n % self.critical_every == 0) for n in range(self.count)]
-        self.batches = [Batch(i, tuple(alerts[at:at + self.batch_size]))
-                        for i, at in enumerate(range(0, len(alerts), self.batch_size))]
+        self.batches = [
+            Batch(i, tuple(alerts[at : at + self.batch_size]))
+            for i, at in enumerate(range(0, len(alerts), self.batch_size))
+        ]
 
     @property
     def progress(self) -> float:
@@ -394,9 +439,11 @@ class Storm:
         """Returns once `share` of the batches are accepted, or the storm ended."""
         # Not the default deadline: the storm itself gives up `give_up_after` seconds from its start, so only past
         # that (and its last requests' 30 s timeout) is a wait for it over-long.
-        await eventually(lambda: self.progress >= share or self.finished,
-                         f"{share:.0%} of the storm's batches to be accepted, or the storm to end",
-                         deadline=self.give_up_after + 60)
+        await eventually(
+            lambda: self.progress >= share or self.finished,
+            f"{share:.0%} of the storm's batches to be accepted, or the storm to end",
+            deadline=self.give_up_after + 60,
+        )
 
     async def run_against(self, cluster: Cluster) -> None:
         """Sends every batch; returns when each is accepted or given up."""
@@ -545,8 +592,14 @@ class SlackFault:
 
     async def run(self, cluster: Cluster, storm: Storm, log: DisruptionLog) -> None:
         await storm.progressed(self.at)
-        cluster.emulator.faults.add(self.mode, methods=self.methods, seconds=self.seconds, fraction=self.fraction,
-                                    retry_after=1, hold=TIMEOUT_HOLD)
+        cluster.emulator.faults.add(
+            self.mode,
+            methods=self.methods,
+            seconds=self.seconds,
+            fraction=self.fraction,
+            retry_after=1,
+            hold=TIMEOUT_HOLD,
+        )
         log.note(f"Slack {self.mode} for {self.seconds:g}s ({self.fraction:.0%} of calls)")
 
 
@@ -579,9 +632,13 @@ def single_fault_scenarios() -> list[Scenario]:
         ("redis-empty", RestartRedis(wipe=True)),
         *((f"slack-{mode}", SlackFault(mode, seconds=8.0)) for mode in SLACK_MODES),
     ]
-    singles = [Scenario(f"{name}-gw{wait}", (fault,), group_wait=f"{wait}s") for name, fault in faults for wait in (0, 1)]
-    failovers = [Scenario(f"sentinel-failover-gw{wait}", (FailoverPrimary(),), group_wait=f"{wait}s", sentinel=True)
-                 for wait in (0, 1)]
+    singles = [
+        Scenario(f"{name}-gw{wait}", (fault,), group_wait=f"{wait}s") for name, fault in faults for wait in (0, 1)
+    ]
+    failovers = [
+        Scenario(f"sentinel-failover-gw{wait}", (FailoverPrimary(),), group_wait=f"{wait}s", sentinel=True)
+        for wait in (0, 1)
+    ]
     return singles + failovers
 
 
@@ -589,35 +646,62 @@ def everything(group_wait: str, *, slack_seconds: float = 8.0) -> Scenario:
     """Every fault at once (but the wipe, which loses data by design): a replica killed, Redis restarted, and each
     Slack failure mixed into the same window."""
     slack = tuple(SlackFault(mode, at=0.15, seconds=slack_seconds, fraction=0.15) for mode in SLACK_MODES)
-    return Scenario(f"everything-gw{group_wait.removesuffix('s')}",
-                    (KillReplica(at=0.2), RestartRedis(at=0.45), *slack), group_wait=group_wait)
+    return Scenario(
+        f"everything-gw{group_wait.removesuffix('s')}",
+        (KillReplica(at=0.2), RestartRedis(at=0.45), *slack),
+        group_wait=group_wait,
+    )
 
 
 def everything_on_sentinel(group_wait: str, *, slack_seconds: float = 8.0) -> Scenario:
     """Every fault at once on the Sentinel set-up: a replica killed, the Redis primary killed (failover), and each
     Slack failure mixed into the same window."""
     slack = tuple(SlackFault(mode, at=0.15, seconds=slack_seconds, fraction=0.15) for mode in SLACK_MODES)
-    return Scenario(f"everything-sentinel-gw{group_wait.removesuffix('s')}",
-                    (KillReplica(at=0.2), FailoverPrimary(at=0.45), *slack), group_wait=group_wait, sentinel=True)
+    return Scenario(
+        f"everything-sentinel-gw{group_wait.removesuffix('s')}",
+        (KillReplica(at=0.2), FailoverPrimary(at=0.45), *slack),
+        group_wait=group_wait,
+        sentinel=True,
+    )
 
 
 SHORT_SCENARIOS = [
     # Today (before the issue 12 fixes) both fail: see the report in RELIABILITY-chaos.md and the branch's notes.
-    Scenario("short-kill-429-500-applied-gw0",
-             (KillReplica(at=0.2), SlackFault("429", at=0.1, seconds=3, fraction=0.3),
-              SlackFault("500", at=0.1, seconds=3, fraction=0.3),
-              SlackFault("applied_then_500", at=0.5, seconds=3, fraction=0.3)), group_wait="0s"),
-    Scenario("short-redis-html502-timeout-gw1",
-             (RestartRedis(at=0.3), SlackFault("html502", at=0.1, seconds=3, fraction=0.3),
-              SlackFault("timeout", at=0.5, seconds=3, fraction=0.3)), group_wait="1s"),
-    Scenario("short-sentinel-failover-500-gw0",
-             (FailoverPrimary(at=0.3), SlackFault("500", at=0.1, seconds=3, fraction=0.3)), group_wait="0s",
-             sentinel=True),
+    Scenario(
+        "short-kill-429-500-applied-gw0",
+        (
+            KillReplica(at=0.2),
+            SlackFault("429", at=0.1, seconds=3, fraction=0.3),
+            SlackFault("500", at=0.1, seconds=3, fraction=0.3),
+            SlackFault("applied_then_500", at=0.5, seconds=3, fraction=0.3),
+        ),
+        group_wait="0s",
+    ),
+    Scenario(
+        "short-redis-html502-timeout-gw1",
+        (
+            RestartRedis(at=0.3),
+            SlackFault("html502", at=0.1, seconds=3, fraction=0.3),
+            SlackFault("timeout", at=0.5, seconds=3, fraction=0.3),
+        ),
+        group_wait="1s",
+    ),
+    Scenario(
+        "short-sentinel-failover-500-gw0",
+        (FailoverPrimary(at=0.3), SlackFault("500", at=0.1, seconds=3, fraction=0.3)),
+        group_wait="0s",
+        sentinel=True,
+    ),
 ]
 """The run in the normal suite: two replicas, a few faults combined per scenario, both group_wait paths."""
 
-LONG_SCENARIOS = [*single_fault_scenarios(), everything("0s"), everything("1s"), everything_on_sentinel("0s"),
-                  everything_on_sentinel("1s")]
+LONG_SCENARIOS = [
+    *single_fault_scenarios(),
+    everything("0s"),
+    everything("1s"),
+    everything_on_sentinel("0s"),
+    everything_on_sentinel("1s"),
+]
 """`CHATOPS_CHAOS=long`: every fault separately, then all together."""
 
 
@@ -691,12 +775,14 @@ class Figures:
     def line(self) -> str:
         """One line of figures for the report."""
         faulted = ",".join(f"{k}={v}" for k, v in sorted(self.faulted_calls.items())) or "none"
-        return (f"chaos {self.scenario}: sent={self.sent} accepted={self.accepted} required={self.required} "
-                f"delivered={self.delivered} lost={len(self.lost)} duplicated={len(self.duplicated)} "
-                f"pages expected={self.pages_expected} sent={self.pages_sent} missing={len(self.pages_missing)} "
-                f"repeated={len(self.pages_repeated)} drain={self.drain_seconds:.1f}s"
-                f"{'' if self.drained else ' (not drained)'} slack_calls={self.calls} faulted={faulted} "
-                f"replica_deaths={self.replica_deaths}")
+        return (
+            f"chaos {self.scenario}: sent={self.sent} accepted={self.accepted} required={self.required} "
+            f"delivered={self.delivered} lost={len(self.lost)} duplicated={len(self.duplicated)} "
+            f"pages expected={self.pages_expected} sent={self.pages_sent} missing={len(self.pages_missing)} "
+            f"repeated={len(self.pages_repeated)} drain={self.drain_seconds:.1f}s"
+            f"{'' if self.drained else ' (not drained)'} slack_calls={self.calls} faulted={faulted} "
+            f"replica_deaths={self.replica_deaths}"
+        )
 
     def problems(self, *, strict_pages: bool) -> list[str]:
         """What broke the promises, with examples."""
@@ -707,12 +793,15 @@ class Figures:
             examples = ", ".join(f"{t}×{n}" for t, n in sorted(self.duplicated.items())[:5])
             found.append(f"{len(self.duplicated)} alerts posted more than once ({examples})")
         if self.pages_missing:
-            found.append(f"{len(self.pages_missing)} unacknowledged critical alerts never paged "
-                         f"(e.g. {', '.join(sorted(self.pages_missing)[:5])})")
+            found.append(
+                f"{len(self.pages_missing)} unacknowledged critical alerts never paged "
+                f"(e.g. {', '.join(sorted(self.pages_missing)[:5])})"
+            )
         if strict_pages and self.pages_repeated:
             examples = ", ".join(f"{t}×{n}" for t, n in sorted(self.pages_repeated.items())[:5])
-            found.append(f"{len(self.pages_repeated)} pages sent more than once per step with no replica killed "
-                         f"({examples})")
+            found.append(
+                f"{len(self.pages_repeated)} pages sent more than once per step with no replica killed ({examples})"
+            )
         return found
 
 
@@ -729,13 +818,16 @@ def required_alerts(storm: Storm, log: DisruptionLog) -> list[StormAlert]:
     return required
 
 
-def judge(name: str, cluster: Cluster, storm: Storm, log: DisruptionLog, *, drain_seconds: float,
-          drained: bool) -> Figures:
+def judge(
+    name: str, cluster: Cluster, storm: Storm, log: DisruptionLog, *, drain_seconds: float, drained: bool
+) -> Figures:
     """The figures of a run, from what the emulator holds."""
     emulator = cluster.emulator
     required = required_alerts(storm, log)
-    posted = {ALERTS_CHANNEL: top_level_titles(emulator, ALERTS_CHANNEL),
-              CRITICAL_CHANNEL: top_level_titles(emulator, CRITICAL_CHANNEL)}
+    posted = {
+        ALERTS_CHANNEL: top_level_titles(emulator, ALERTS_CHANNEL),
+        CRITICAL_CHANNEL: top_level_titles(emulator, CRITICAL_CHANNEL),
+    }
     everywhere = posted[ALERTS_CHANNEL] + posted[CRITICAL_CHANNEL]
     lost = [a.title for a in required if posted[a.channel][a.title] == 0]
     duplicated = {title: n for title, n in everywhere.items() if n > 1}
@@ -744,11 +836,20 @@ def judge(name: str, cluster: Cluster, storm: Storm, log: DisruptionLog, *, drai
     repeated = {t: n for t, n in (step1 | step2).items() if step1[t] > 1 or step2[t] > 1}
     accepted = [a for b in storm.batches if b.accepted for a in b.alerts]
     return Figures(
-        scenario=name, sent=storm.count, accepted=len(accepted), required=len(required),
-        delivered=sum(1 for a in required if posted[a.channel][a.title] > 0), lost=lost, duplicated=duplicated,
-        pages_expected=len(critical), pages_sent=sum(1 for t in critical if step1[t] > 0),
-        pages_missing=[t for t in critical if step1[t] == 0], pages_repeated=repeated,
-        drain_seconds=drain_seconds, drained=drained, calls=len(emulator.calls),
+        scenario=name,
+        sent=storm.count,
+        accepted=len(accepted),
+        required=len(required),
+        delivered=sum(1 for a in required if posted[a.channel][a.title] > 0),
+        lost=lost,
+        duplicated=duplicated,
+        pages_expected=len(critical),
+        pages_sent=sum(1 for t in critical if step1[t] > 0),
+        pages_missing=[t for t in critical if step1[t] == 0],
+        pages_repeated=repeated,
+        drain_seconds=drain_seconds,
+        drained=drained,
+        calls=len(emulator.calls),
         faulted_calls=Counter(c.fault for c in emulator.calls if c.fault),
         replica_deaths=log.replica_deaths + sum(r.died for r in cluster.replicas),
         events=[f"+{at - storm.started:.1f}s {what}" for at, what in log.events],
@@ -759,8 +860,10 @@ def delivered_everything(cluster: Cluster, storm: Storm, log: DisruptionLog) -> 
     """Whether every required alert is posted and every required critical one paged (step 1)."""
     emulator = cluster.emulator
     required = required_alerts(storm, log)
-    posted = {ALERTS_CHANNEL: top_level_titles(emulator, ALERTS_CHANNEL),
-              CRITICAL_CHANNEL: top_level_titles(emulator, CRITICAL_CHANNEL)}
+    posted = {
+        ALERTS_CHANNEL: top_level_titles(emulator, ALERTS_CHANNEL),
+        CRITICAL_CHANNEL: top_level_titles(emulator, CRITICAL_CHANNEL),
+    }
     if any(posted[a.channel][a.title] == 0 for a in required):
         return False
     step1 = pages_to(emulator, STEP1_USER)
@@ -786,15 +889,24 @@ async def drain(cluster: Cluster, storm: Storm, log: DisruptionLog, size: Size) 
         return None
 
     # The drain deadline is the scenario's own, checked in outcome(); eventually's is only a backstop beyond it.
-    return await eventually(outcome, "everything required to be delivered, or the bot to fall quiet",
-                            deadline=size.drain_deadline + 60, every=0.5)
+    return await eventually(
+        outcome,
+        "everything required to be delivered, or the bot to fall quiet",
+        deadline=size.drain_deadline + 60,
+        every=0.5,
+    )
 
 
 async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path | None = None) -> Figures:
     """Runs one scenario end to end and returns its figures (also printed, and appended to `report`)."""
     run = f"{scenario.name}-{secrets.token_hex(2)}"
-    storm = Storm(run=run, count=size.alerts, batch_size=size.batch_size, seconds=size.storm_seconds,
-                  give_up_after=size.storm_seconds + 300)
+    storm = Storm(
+        run=run,
+        count=size.alerts,
+        batch_size=size.batch_size,
+        seconds=size.storm_seconds,
+        give_up_after=size.storm_seconds + 300,
+    )
     log = DisruptionLog()
     async with Cluster(root, size.replicas, scenario.group_wait, sentinel=scenario.sentinel) as cluster:
         storming = asyncio.create_task(storm.run_against(cluster))

@@ -73,8 +73,9 @@ def source(**overrides: Any) -> AlertmanagerSource:
     return build(settings, environ={"ALERTMANAGER_TOKEN": TOKEN + "\n"}, http=None)  # type: ignore[arg-type]
 
 
-def request(body: bytes | str | dict[str, Any], *, token: str | None = TOKEN,
-            headers: dict[str, str] | None = None) -> WebhookRequest:
+def request(
+    body: bytes | str | dict[str, Any], *, token: str | None = TOKEN, headers: dict[str, str] | None = None
+) -> WebhookRequest:
     if isinstance(body, dict):
         body = json.dumps(body)
     if isinstance(body, str):
@@ -134,8 +135,10 @@ async def test_firing_sample(body: bytes) -> None:
     assert alert.group_key == '{}:{alertname="Test"}'
     assert "source" not in alert.links  # generatorURL is empty
     assert alert.links["runbook"] == "https://example.invalid/rb"
-    assert alert.links["silence"] == ("http://vm:26000/#/silences/new?filter=%7Balertname%3D%22Test%22%2C"
-                                      "service%3D%22web%22%2Cseverity%3D%22critical%22%7D")
+    assert alert.links["silence"] == (
+        "http://vm:26000/#/silences/new?filter=%7Balertname%3D%22Test%22%2C"
+        "service%3D%22web%22%2Cseverity%3D%22critical%22%7D"
+    )
 
 
 @pytest.mark.parametrize("body", sample_bodies("resolved"))
@@ -151,13 +154,19 @@ async def test_resolved_sample_is_the_same_alert_ended(body: bytes) -> None:
 async def test_each_alert_of_a_group_has_its_own_status() -> None:
     body = firing()
     second = copy.deepcopy(body["alerts"][0])
-    second.update(status="resolved", fingerprint="0a1b2c3d4e5f6071", endsAt="2026-11-22T21:09:00.5+01:00",
-                  labels={"alertname": "Test", "service": "api", "severity": "warning"},
-                  generatorURL="http://prometheus:9090/graph?g0.expr=up+%3D%3D+0")
+    second.update(
+        status="resolved",
+        fingerprint="0a1b2c3d4e5f6071",
+        endsAt="2026-11-22T21:09:00.5+01:00",
+        labels={"alertname": "Test", "service": "api", "severity": "warning"},
+        generatorURL="http://prometheus:9090/graph?g0.expr=up+%3D%3D+0",
+    )
     body["alerts"].append(second)
     result = await receive(body)
     assert [(a.fingerprint, a.status, a.severity) for a in result.alerts] == [
-        ("f92edf5dab463ba1", "firing", "critical"), ("0a1b2c3d4e5f6071", "resolved", "warning")]
+        ("f92edf5dab463ba1", "firing", "critical"),
+        ("0a1b2c3d4e5f6071", "resolved", "warning"),
+    ]
     assert result.alerts[1].ends_at == datetime(2026, 11, 22, 20, 9, 0, 500000, tzinfo=UTC)
     assert result.alerts[1].links["source"] == "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0"
     assert result.reply == "accepted 2 alerts"
@@ -195,8 +204,16 @@ async def test_the_same_body_twice_gives_equal_alerts() -> None:
 
 
 async def test_severity_spellings_and_the_default() -> None:
-    for label, expected in [("page", "critical"), ("P1", "critical"), ("error", "critical"), ("warn", "warning"),
-                            ("P3", "warning"), ("low", "info"), ("none", "info"), ("bogus", "warning")]:
+    for label, expected in [
+        ("page", "critical"),
+        ("P1", "critical"),
+        ("error", "critical"),
+        ("warn", "warning"),
+        ("P3", "warning"),
+        ("low", "info"),
+        ("none", "info"),
+        ("bogus", "warning"),
+    ]:
         body = firing()
         body["alerts"][0]["labels"]["severity"] = label
         (alert,) = (await receive(body)).alerts
@@ -234,10 +251,12 @@ async def test_long_titles_and_summaries_are_clipped() -> None:
 
 # -- authentication -----------------------------------------------------------------------------------------------
 
+
 async def test_bearer_token_is_required_and_checked() -> None:
     assert (await rejected(FIRING_BODY, token=None)).reason == "missing bearer token"
-    assert (await rejected(FIRING_BODY, token=None, headers={"Authorization": f"Basic {TOKEN}"})).reason \
-        == "missing bearer token"
+    assert (
+        await rejected(FIRING_BODY, token=None, headers={"Authorization": f"Basic {TOKEN}"})
+    ).reason == "missing bearer token"
     wrong = await rejected(FIRING_BODY, token=TOKEN[:-1] + "x")
     assert (wrong.status, wrong.reason) == (401, "bad bearer token")
     assert TOKEN not in repr(wrong)
@@ -266,6 +285,7 @@ def test_settings_are_strict() -> None:
 
 # -- malformed bodies -----------------------------------------------------------------------------------------------
 
+
 def mutated(change: Any) -> dict[str, Any]:
     body = firing()
     change(body)
@@ -277,32 +297,41 @@ def _four_alerts_third_labels_list(body: dict[str, Any]) -> None:
     body["alerts"][3]["labels"] = ["alertname", "Test"]
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"", "not JSON: Expecting value at line 1 column 1"),
-    (b'{"alerts": [}', "not JSON: Expecting value at line 1 column 13"),
-    (b"\xff\xfe{}", "not JSON: the body is not UTF-8"),
-    (b"[" * 100_000 + b"]" * 100_000, "not JSON: nested too deeply"),
-    (b"[]", "body must be an object"),
-    (mutated(lambda b: b.pop("alerts")), "alerts must be a list"),
-    (mutated(lambda b: b.update(alerts={"0": {}})), "alerts must be a list"),
-    (mutated(lambda b: b.update(version="3")), "unsupported payload version '3' (expected \"4\")"),
-    (mutated(lambda b: b.update(truncatedAlerts=-1)), "truncatedAlerts must be a non-negative integer"),
-    (mutated(lambda b: b.update(truncatedAlerts="2")), "truncatedAlerts must be a non-negative integer"),
-    (mutated(lambda b: b.update(groupKey=5)), "groupKey must be a string"),
-    (mutated(lambda b: b["alerts"].append("x")), "alerts[1] must be an object"),
-    (mutated(_four_alerts_third_labels_list), "alerts[3].labels must be an object"),
-    (mutated(lambda b: b["alerts"][0]["labels"].update(severity=2)), "alerts[0].labels.severity must be a string"),
-    (mutated(lambda b: b["alerts"][0]["labels"].update({"a b": None})), 'alerts[0].labels["a b"] must be a string'),
-    (mutated(lambda b: b["alerts"][0]["annotations"].update(summary=[])),
-     "alerts[0].annotations.summary must be a string"),
-    (mutated(lambda b: b["alerts"][0].update(status="pending")), 'alerts[0].status must be "firing" or "resolved"'),
-    (mutated(lambda b: b["alerts"][0].pop("startsAt")), "alerts[0].startsAt is missing"),
-    (mutated(lambda b: b["alerts"][0].update(startsAt="yesterday")),
-     "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
-    (mutated(lambda b: b["alerts"][0].update(endsAt="2026-13-40T00:00:00Z")),
-     "alerts[0].endsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
-    (mutated(lambda b: b["alerts"][0].update(generatorURL=3)), "alerts[0].generatorURL must be a string"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "not JSON: Expecting value at line 1 column 1"),
+        (b'{"alerts": [}', "not JSON: Expecting value at line 1 column 13"),
+        (b"\xff\xfe{}", "not JSON: the body is not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON: nested too deeply"),
+        (b"[]", "body must be an object"),
+        (mutated(lambda b: b.pop("alerts")), "alerts must be a list"),
+        (mutated(lambda b: b.update(alerts={"0": {}})), "alerts must be a list"),
+        (mutated(lambda b: b.update(version="3")), "unsupported payload version '3' (expected \"4\")"),
+        (mutated(lambda b: b.update(truncatedAlerts=-1)), "truncatedAlerts must be a non-negative integer"),
+        (mutated(lambda b: b.update(truncatedAlerts="2")), "truncatedAlerts must be a non-negative integer"),
+        (mutated(lambda b: b.update(groupKey=5)), "groupKey must be a string"),
+        (mutated(lambda b: b["alerts"].append("x")), "alerts[1] must be an object"),
+        (mutated(_four_alerts_third_labels_list), "alerts[3].labels must be an object"),
+        (mutated(lambda b: b["alerts"][0]["labels"].update(severity=2)), "alerts[0].labels.severity must be a string"),
+        (mutated(lambda b: b["alerts"][0]["labels"].update({"a b": None})), 'alerts[0].labels["a b"] must be a string'),
+        (
+            mutated(lambda b: b["alerts"][0]["annotations"].update(summary=[])),
+            "alerts[0].annotations.summary must be a string",
+        ),
+        (mutated(lambda b: b["alerts"][0].update(status="pending")), 'alerts[0].status must be "firing" or "resolved"'),
+        (mutated(lambda b: b["alerts"][0].pop("startsAt")), "alerts[0].startsAt is missing"),
+        (
+            mutated(lambda b: b["alerts"][0].update(startsAt="yesterday")),
+            "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z",
+        ),
+        (
+            mutated(lambda b: b["alerts"][0].update(endsAt="2026-13-40T00:00:00Z")),
+            "alerts[0].endsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z",
+        ),
+        (mutated(lambda b: b["alerts"][0].update(generatorURL=3)), "alerts[0].generatorURL must be a string"),
+    ],
+)
 async def test_malformed_bodies_get_a_precise_400(body: bytes | dict[str, Any], reason: str) -> None:
     problem = await rejected(body)
     assert (problem.status, problem.reason) == (400, reason)
@@ -333,30 +362,49 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
-alert_like = st.fixed_dictionaries({}, optional={
-    "status": st.sampled_from(["firing", "resolved"]) | json_values,
-    "labels": st.dictionaries(st.sampled_from(["alertname", "severity", "service"]) | st.text(max_size=10),
-                              st.sampled_from(["", " \n", "critical"]) | st.text(max_size=10)) | json_values,
-    "annotations": st.dictionaries(st.sampled_from(["summary", "description", "runbook_url"]),
-                                   st.text(max_size=30)) | json_values,
-    "startsAt": st.sampled_from(["2026-11-22T21:08:48.827902876Z", "0001-01-01T00:00:00Z",
-                                 "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]) | json_values,
-    "endsAt": st.sampled_from(["0001-01-01T00:00:00Z", "2026-11-22T21:08:52Z"]) | json_values,
-    "generatorURL": st.sampled_from(["", "http://x/", "javascript:x", "http://[::1"]) | json_values,
-    "fingerprint": st.text(max_size=140) | json_values,
-})
-payload_like = st.fixed_dictionaries({"alerts": st.lists(alert_like, max_size=4) | json_values}, optional={
-    "version": st.just("4") | json_values,
-    "groupKey": st.text(max_size=20) | json_values,
-    "truncatedAlerts": st.integers() | json_values,
-    "externalURL": st.sampled_from(["http://vm:26000", "http://[bad"]) | json_values,
-    "commonLabels": json_values,
-})
+alert_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(["firing", "resolved"]) | json_values,
+        "labels": st.dictionaries(
+            st.sampled_from(["alertname", "severity", "service"]) | st.text(max_size=10),
+            st.sampled_from(["", " \n", "critical"]) | st.text(max_size=10),
+        )
+        | json_values,
+        "annotations": st.dictionaries(st.sampled_from(["summary", "description", "runbook_url"]), st.text(max_size=30))
+        | json_values,
+        "startsAt": st.sampled_from(
+            [
+                "2026-11-22T21:08:48.827902876Z",
+                "0001-01-01T00:00:00Z",
+                "0001-01-01T00:00:00+01:00",
+                "9999-12-31T23:59:59-01:00",
+            ]
+        )
+        | json_values,
+        "endsAt": st.sampled_from(["0001-01-01T00:00:00Z", "2026-11-22T21:08:52Z"]) | json_values,
+        "generatorURL": st.sampled_from(["", "http://x/", "javascript:x", "http://[::1"]) | json_values,
+        "fingerprint": st.text(max_size=140) | json_values,
+    },
+)
+payload_like = st.fixed_dictionaries(
+    {"alerts": st.lists(alert_like, max_size=4) | json_values},
+    optional={
+        "version": st.just("4") | json_values,
+        "groupKey": st.text(max_size=20) | json_values,
+        "truncatedAlerts": st.integers() | json_values,
+        "externalURL": st.sampled_from(["http://vm:26000", "http://[bad"]) | json_values,
+        "commonLabels": json_values,
+    },
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
-       | payload_like.map(lambda v: json.dumps(v).encode()))
+@given(
+    body=st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | payload_like.map(lambda v: json.dumps(v).encode())
+)
 async def test_any_body_is_accepted_or_rejected_never_a_crash(body: bytes) -> None:
     try:
         result = await source().receive(request(body))
@@ -371,6 +419,7 @@ async def test_any_body_is_accepted_or_rejected_never_a_crash(body: bytes) -> No
 
 # -- over real HTTP -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[str, list[Alert]]]:
     """A bare aiohttp app doing what the pipeline's route will do with a source."""
@@ -383,8 +432,9 @@ async def receiver() -> AsyncIterator[tuple[str, list[Alert]]]:
             return web.Response(status=404, text="no such source")
         body = await http_request.content.read(MAX_BODY_BYTES + 1)
         try:
-            result = await alert_source.receive(WebhookRequest(headers=http_request.headers, body=body,
-                                                               remote=http_request.remote))
+            result = await alert_source.receive(
+                WebhookRequest(headers=http_request.headers, body=body, remote=http_request.remote)
+            )
         except WebhookRejected as problem:
             return web.Response(status=problem.status, text=problem.reason)
         assert isinstance(result, Accepted)
@@ -406,8 +456,11 @@ async def receiver() -> AsyncIterator[tuple[str, list[Alert]]]:
 
 async def test_over_http_with_alertmanagers_headers(receiver: tuple[str, list[Alert]]) -> None:
     url, got = receiver
-    headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0",
-               "Authorization": f"Bearer {TOKEN}"}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Alertmanager/0.25.0",
+        "Authorization": f"Bearer {TOKEN}",
+    }
     async with aiohttp.ClientSession() as http:
         for body in (FIRING_BODY, RESOLVED_BODY):
             async with http.post(url, data=body.encode(), headers=headers) as response:

@@ -32,29 +32,41 @@ from integrations.alerts.times import parse_time
 
 def make(**changes: Any) -> Alert:
     values: dict[str, Any] = {
-        "source": "generic", "fingerprint": "abc123", "status": "firing", "title": "Disk full", "severity": "warning",
-        "labels": {"service": "db"}, "annotations": {"summary": "95% used"}, "summary": "95% used",
-        "starts_at": datetime(2024, 5, 1, 12, tzinfo=UTC), "ends_at": None, "links": {"source": "https://x.example/a"},
-        "group_key": None}
+        "source": "generic",
+        "fingerprint": "abc123",
+        "status": "firing",
+        "title": "Disk full",
+        "severity": "warning",
+        "labels": {"service": "db"},
+        "annotations": {"summary": "95% used"},
+        "summary": "95% used",
+        "starts_at": datetime(2024, 5, 1, 12, tzinfo=UTC),
+        "ends_at": None,
+        "links": {"source": "https://x.example/a"},
+        "group_key": None,
+    }
     values.update(changes)
     return Alert(**values)
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"fingerprint": "has space"}, "fingerprint must match"),
-    ({"fingerprint": "x" * 129}, "fingerprint must match"),
-    ({"status": "pending"}, "status must be firing or resolved"),
-    ({"severity": "P1"}, "severity must be critical, warning or info"),
-    ({"title": ""}, "title must be a string of 1 to 200"),
-    ({"title": "x" * 201}, "title must be a string of 1 to 200"),
-    ({"summary": "x" * 1001}, "summary must be a string of at most 1000"),
-    ({"labels": {"port": 8080}}, "labels must map strings to strings"),
-    ({"links": {"source": "javascript:alert(1)"}}, "links['source'] must be an http(s) URL"),
-    ({"links": {"source": ""}}, "links['source'] must be an http(s) URL"),
-    ({"starts_at": datetime(2024, 5, 1)}, "starts_at must be a timezone-aware datetime"),
-    ({"ends_at": "2024-05-01T12:00:00Z"}, "ends_at must be a timezone-aware datetime"),
-    ({"source": ""}, "source must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"fingerprint": "has space"}, "fingerprint must match"),
+        ({"fingerprint": "x" * 129}, "fingerprint must match"),
+        ({"status": "pending"}, "status must be firing or resolved"),
+        ({"severity": "P1"}, "severity must be critical, warning or info"),
+        ({"title": ""}, "title must be a string of 1 to 200"),
+        ({"title": "x" * 201}, "title must be a string of 1 to 200"),
+        ({"summary": "x" * 1001}, "summary must be a string of at most 1000"),
+        ({"labels": {"port": 8080}}, "labels must map strings to strings"),
+        ({"links": {"source": "javascript:alert(1)"}}, "links['source'] must be an http(s) URL"),
+        ({"links": {"source": ""}}, "links['source'] must be an http(s) URL"),
+        ({"starts_at": datetime(2024, 5, 1)}, "starts_at must be a timezone-aware datetime"),
+        ({"ends_at": "2024-05-01T12:00:00Z"}, "ends_at must be a timezone-aware datetime"),
+        ({"source": ""}, "source must be a non-empty string"),
+    ],
+)
 def test_invariants(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         make(**changes)
@@ -81,17 +93,29 @@ def test_times_are_normalised_to_utc() -> None:
 def test_json_shape_for_the_stream() -> None:
     data = json.loads(make(status="resolved", ends_at=datetime(2024, 5, 1, 13, tzinfo=UTC)).to_json())
     assert data == {
-        "v": 1, "source": "generic", "fingerprint": "abc123", "status": "resolved", "title": "Disk full",
-        "severity": "warning", "labels": {"service": "db"}, "annotations": {"summary": "95% used"},
-        "summary": "95% used", "starts_at": "2024-05-01T12:00:00+00:00", "ends_at": "2024-05-01T13:00:00+00:00",
-        "links": {"source": "https://x.example/a"}, "group_key": None}
+        "v": 1,
+        "source": "generic",
+        "fingerprint": "abc123",
+        "status": "resolved",
+        "title": "Disk full",
+        "severity": "warning",
+        "labels": {"service": "db"},
+        "annotations": {"summary": "95% used"},
+        "summary": "95% used",
+        "starts_at": "2024-05-01T12:00:00+00:00",
+        "ends_at": "2024-05-01T13:00:00+00:00",
+        "links": {"source": "https://x.example/a"},
+        "group_key": None,
+    }
 
 
 text = st.text(max_size=30)
 offsets = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59))
 moments = st.builds(
     lambda moment, offset: moment.replace(tzinfo=timezone(offset)),
-    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)), offsets)
+    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+    offsets,
+)
 alerts = st.builds(
     Alert,
     source=st.sampled_from(["alertmanager", "grafana", "sns", "generic"]),
@@ -104,9 +128,12 @@ alerts = st.builds(
     summary=st.text(max_size=1000),
     starts_at=moments,
     ends_at=st.none() | moments,
-    links=st.dictionaries(st.sampled_from(["source", "silence", "dashboard", "panel", "image"]),
-                          st.sampled_from(["https://grafana.example.com/d/x?orgId=1&viewPanel=4",
-                                           "http://vm:26000/#/silences/new?filter=%7B%7D"])),
+    links=st.dictionaries(
+        st.sampled_from(["source", "silence", "dashboard", "panel", "image"]),
+        st.sampled_from(
+            ["https://grafana.example.com/d/x?orgId=1&viewPanel=4", "http://vm:26000/#/silences/new?filter=%7B%7D"]
+        ),
+    ),
     group_key=st.none() | text,
 )
 
@@ -121,13 +148,20 @@ def test_json_round_trip_is_lossless(alert: Alert) -> None:
     assert Alert.from_json(text.encode()) == alert
 
 
-@pytest.mark.parametrize("text", [
-    "", "[]", "{}", '{"v": 2}', json.dumps({**json.loads(make().to_json()), "extra": 1}),
-    json.dumps({**json.loads(make().to_json()), "starts_at": "yesterday"}),
-    json.dumps({**json.loads(make().to_json()), "starts_at": "2024-05-01T12:00:00"}),  # naive
-    json.dumps({**json.loads(make().to_json()), "labels": {"a": 1}}),
-    "[" * 10000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        "{}",
+        '{"v": 2}',
+        json.dumps({**json.loads(make().to_json()), "extra": 1}),
+        json.dumps({**json.loads(make().to_json()), "starts_at": "yesterday"}),
+        json.dumps({**json.loads(make().to_json()), "starts_at": "2024-05-01T12:00:00"}),  # naive
+        json.dumps({**json.loads(make().to_json()), "labels": {"a": 1}}),
+        "[" * 10000,
+    ],
+)
 def test_from_json_refuses_what_to_json_did_not_write(text: str) -> None:
     with pytest.raises(ValueError):
         Alert.from_json(text)
@@ -142,20 +176,34 @@ def test_requests_have_case_insensitive_headers() -> None:
         WebhookRequest(headers={}, body=b"", now=datetime(2024, 5, 1))
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-22T21:08:48.827902876Z", datetime(2026, 11, 22, 21, 8, 48, 827902, tzinfo=UTC)),
-    ("2024-05-01T14:02:10.123+02:00", datetime(2024, 5, 1, 12, 2, 10, 123000, tzinfo=UTC)),
-    ("2024-05-01T11:59:30.512+0000", datetime(2024, 5, 1, 11, 59, 30, 512000, tzinfo=UTC)),
-    ("2024-05-01t12:00:00z", datetime(2024, 5, 1, 12, tzinfo=UTC)),
-    ("0001-01-01T00:00:00Z", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-22T21:08:48.827902876Z", datetime(2026, 11, 22, 21, 8, 48, 827902, tzinfo=UTC)),
+        ("2024-05-01T14:02:10.123+02:00", datetime(2024, 5, 1, 12, 2, 10, 123000, tzinfo=UTC)),
+        ("2024-05-01T11:59:30.512+0000", datetime(2024, 5, 1, 11, 59, 30, 512000, tzinfo=UTC)),
+        ("2024-05-01t12:00:00z", datetime(2024, 5, 1, 12, tzinfo=UTC)),
+        ("0001-01-01T00:00:00Z", None),
+    ],
+)
 def test_rfc3339_times(text: str, expected: datetime | None) -> None:
     assert parse_time(text, "t") == expected
 
 
-@pytest.mark.parametrize("text", ["2024-05-01", "2024-05-01T12:00:00", "2024-02-30T00:00:00Z",
-                                  "2024-05-01T24:00:00Z", "9999-12-31T23:59:59-01:00", "1714564800", 1714564800,
-                                  "2024-05-01T12:00:00+25:00", "٢٠٢٤-05-01T12:00:00Z"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01",
+        "2024-05-01T12:00:00",
+        "2024-02-30T00:00:00Z",
+        "2024-05-01T24:00:00Z",
+        "9999-12-31T23:59:59-01:00",
+        "1714564800",
+        1714564800,
+        "2024-05-01T12:00:00+25:00",
+        "٢٠٢٤-05-01T12:00:00Z",
+    ],
+)
 def test_bad_times_are_400s(text: object) -> None:
     with pytest.raises(WebhookRejected, match="startsAt must be an RFC 3339 time"):
         parse_time(text, "startsAt")

@@ -38,8 +38,11 @@ STAMP = int(NOW.timestamp())
 
 
 def source(**overrides: Any) -> GenericSource:
-    return build(GenericSettings(hmac_secret_env="CHATOPS_ALERTS_SECRET", **overrides),
-                 environ={"CHATOPS_ALERTS_SECRET": SECRET}, http=None)  # type: ignore[arg-type]
+    return build(
+        GenericSettings(hmac_secret_env="CHATOPS_ALERTS_SECRET", **overrides),
+        environ={"CHATOPS_ALERTS_SECRET": SECRET},
+        http=None,
+    )  # type: ignore[arg-type]
 
 
 def sign(body: bytes, timestamp: int = STAMP, secret: str = SECRET) -> dict[str, str]:
@@ -48,11 +51,11 @@ def sign(body: bytes, timestamp: int = STAMP, secret: str = SECRET) -> dict[str,
     return {"X-Chatops-Timestamp": str(timestamp), "X-Chatops-Signature": f"sha256={digest}"}
 
 
-def request(body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
-            now: datetime = NOW) -> WebhookRequest:
+def request(body: bytes | dict[str, Any], headers: dict[str, str] | None = None, now: datetime = NOW) -> WebhookRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return WebhookRequest(headers={"Content-Type": "application/json", **(sign(raw) if headers is None else headers)},
-                          body=raw, now=now)
+    return WebhookRequest(
+        headers={"Content-Type": "application/json", **(sign(raw) if headers is None else headers)}, body=raw, now=now
+    )
 
 
 async def receive(body: bytes | dict[str, Any], **kwargs: Any) -> Accepted:
@@ -67,9 +70,16 @@ async def rejected(body: bytes | dict[str, Any], **kwargs: Any) -> WebhookReject
     return caught.value
 
 
-FULL = {"title": "Nightly backup failed", "severity": "critical", "service": "billing-db",
-        "dedup_key": "backup/billing-db", "summary": "pg_dump exited with 1", "url": "https://ci.example.com/runs/42",
-        "labels": {"team": "data", "env": "prod"}, "starts_at": "2024-05-01T02:00:13Z"}
+FULL = {
+    "title": "Nightly backup failed",
+    "severity": "critical",
+    "service": "billing-db",
+    "dedup_key": "backup/billing-db",
+    "summary": "pg_dump exited with 1",
+    "url": "https://ci.example.com/runs/42",
+    "labels": {"team": "data", "env": "prod"},
+    "starts_at": "2024-05-01T02:00:13Z",
+}
 
 
 async def test_the_documented_example() -> None:
@@ -83,8 +93,13 @@ async def test_the_documented_example() -> None:
         status="firing",
         title="Nightly backup failed",
         severity="critical",
-        labels={"team": "data", "env": "prod", "severity": "critical", "service": "billing-db",
-                "alertname": "Nightly backup failed"},
+        labels={
+            "team": "data",
+            "env": "prod",
+            "severity": "critical",
+            "service": "billing-db",
+            "alertname": "Nightly backup failed",
+        },
         annotations={"summary": "pg_dump exited with 1"},
         summary="pg_dump exited with 1",
         starts_at=datetime(2024, 5, 1, 2, 0, 13, tzinfo=UTC),
@@ -92,8 +107,10 @@ async def test_the_documented_example() -> None:
         links={"source": "https://ci.example.com/runs/42"},
         group_key=None,
     )
-    assert alert.fingerprint == hashlib.sha256(json.dumps(["generic", "backup/billing-db"],
-                                                          separators=(",", ":")).encode()).hexdigest()
+    assert (
+        alert.fingerprint
+        == hashlib.sha256(json.dumps(["generic", "backup/billing-db"], separators=(",", ":")).encode()).hexdigest()
+    )
     assert Alert.from_json(alert.to_json()) == alert
 
 
@@ -128,11 +145,27 @@ async def test_resolving_with_the_same_key() -> None:
     assert (resolved.status, resolved.ends_at) == ("resolved", later)
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("critical", "critical"), ("PAGE", "critical"), ("P1", "critical"), ("error", "critical"), ("high", "critical"),
-    ("warning", "warning"), ("warn", "warning"), ("medium", "warning"), ("P2", "warning"), ("p3", "warning"),
-    ("info", "info"), ("low", "info"), ("P4", "info"), ("p5", "info"), ("none", "info"), ("unknown", "info"),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("critical", "critical"),
+        ("PAGE", "critical"),
+        ("P1", "critical"),
+        ("error", "critical"),
+        ("high", "critical"),
+        ("warning", "warning"),
+        ("warn", "warning"),
+        ("medium", "warning"),
+        ("P2", "warning"),
+        ("p3", "warning"),
+        ("info", "info"),
+        ("low", "info"),
+        ("P4", "info"),
+        ("p5", "info"),
+        ("none", "info"),
+        ("unknown", "info"),
+    ],
+)
 async def test_severity_spellings(given: str, expected: str) -> None:
     (alert,) = (await receive({"title": "t", "severity": given})).alerts
     assert alert.severity == expected == alert.labels["severity"]
@@ -164,6 +197,7 @@ async def test_long_text_is_clipped() -> None:
 
 
 # -- the signature ------------------------------------------------------------------------------------------------
+
 
 async def test_the_signature_is_required_and_checked() -> None:
     body = json.dumps({"title": "t"}).encode()
@@ -210,10 +244,17 @@ def test_the_helper_and_the_documented_shell_recipe_agree() -> None:
     assert signed_headers(SECRET.encode(), body, timestamp=STAMP) == sign(body)
     try:
         shell = subprocess.run(
-            ["sh", "-c", ("printf 'v1:%s:%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$SECRET\" -r "
-                         "| cut -d' ' -f1")],
+            [
+                "sh",
+                "-c",
+                ('printf \'v1:%s:%s\' "$ts" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d\' \' -f1'),
+            ],
             env={"ts": str(STAMP), "body": body.decode(), "SECRET": SECRET, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=10, check=True)
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no openssl command here")
     assert "sha256=" + shell.stdout.strip() == sign(body)["X-Chatops-Signature"]
@@ -233,31 +274,47 @@ def test_the_schema_is_documented_for_the_readme() -> None:
 
 # -- malformed bodies -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"", "not JSON: Expecting value at line 1 column 1"),
-    (b'{"title": "a",}', "not JSON: Expecting property name enclosed in double quotes at line 1 column 15"),
-    (b'["title"]', "body must be an object"),
-    ({}, "title is missing"),
-    ({"title": "  "}, "title must not be empty"),
-    ({"title": 5}, "title must be a string"),
-    ({"title": "t", "sevrity": "critical"}, ("unknown field 'sevrity' (known: title, severity, service, status, "
-                                            "dedup_key, summary, url, labels, starts_at)")),
-    ({"title": "t", "severity": "catastrophic"}, "severity must be critical, warning or info (got 'catastrophic')"),
-    ({"title": "t", "status": "ok"}, 'status must be "firing" or "resolved"'),
-    ({"title": "t", "labels": ["a"]}, "labels must be an object"),
-    ({"title": "t", "labels": {"port": 8080}}, "labels.port must be a string"),
-    ({"title": "t", "url": "javascript:alert(1)"}, "url must be an http(s) URL"),
-    ({"title": "t", "dedup_key": ""}, "dedup_key must not be empty"),
-    ({"title": "t", "starts_at": "1714564800"}, "starts_at must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
-    ({"alerts": {"title": "t"}}, "alerts must be a list"),
-    ({"alerts": [{"title": "t"}], "title": "t"}, "a batch is {\"alerts\": [...]} and nothing else (found 'title')"),
-    ({"alerts": [{"title": "t"}, {"title": "t"}, {"title": "t"}, "x"]}, "alerts[3] must be an object"),
-    ({"alerts": [{"title": "t"}, {"title": "t", "labels": None}, {"title": "t"}, {"title": "t", "labels": 3}]},
-     "alerts[3].labels must be an object"),
-    ({"alerts": [{"titel": "t"}]}, ("unknown field 'titel' in alerts[0] (known: title, severity, service, status, "
-                                   "dedup_key, summary, url, labels, starts_at)")),
-    ({"alerts": [{"title": "t", "severity": 1}]}, "alerts[0].severity must be a string"),
-])
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "not JSON: Expecting value at line 1 column 1"),
+        (b'{"title": "a",}', "not JSON: Expecting property name enclosed in double quotes at line 1 column 15"),
+        (b'["title"]', "body must be an object"),
+        ({}, "title is missing"),
+        ({"title": "  "}, "title must not be empty"),
+        ({"title": 5}, "title must be a string"),
+        (
+            {"title": "t", "sevrity": "critical"},
+            (
+                "unknown field 'sevrity' (known: title, severity, service, status, "
+                "dedup_key, summary, url, labels, starts_at)"
+            ),
+        ),
+        ({"title": "t", "severity": "catastrophic"}, "severity must be critical, warning or info (got 'catastrophic')"),
+        ({"title": "t", "status": "ok"}, 'status must be "firing" or "resolved"'),
+        ({"title": "t", "labels": ["a"]}, "labels must be an object"),
+        ({"title": "t", "labels": {"port": 8080}}, "labels.port must be a string"),
+        ({"title": "t", "url": "javascript:alert(1)"}, "url must be an http(s) URL"),
+        ({"title": "t", "dedup_key": ""}, "dedup_key must not be empty"),
+        ({"title": "t", "starts_at": "1714564800"}, "starts_at must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
+        ({"alerts": {"title": "t"}}, "alerts must be a list"),
+        ({"alerts": [{"title": "t"}], "title": "t"}, "a batch is {\"alerts\": [...]} and nothing else (found 'title')"),
+        ({"alerts": [{"title": "t"}, {"title": "t"}, {"title": "t"}, "x"]}, "alerts[3] must be an object"),
+        (
+            {"alerts": [{"title": "t"}, {"title": "t", "labels": None}, {"title": "t"}, {"title": "t", "labels": 3}]},
+            "alerts[3].labels must be an object",
+        ),
+        (
+            {"alerts": [{"titel": "t"}]},
+            (
+                "unknown field 'titel' in alerts[0] (known: title, severity, service, status, "
+                "dedup_key, summary, url, labels, starts_at)"
+            ),
+        ),
+        ({"alerts": [{"title": "t", "severity": 1}]}, "alerts[0].severity must be a string"),
+    ],
+)
 async def test_malformed_bodies_get_a_precise_400(body: bytes | dict[str, Any], reason: str) -> None:
     problem = await rejected(body)
     assert (problem.status, problem.reason) == (400, reason)
@@ -268,25 +325,31 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
-alert_like = st.fixed_dictionaries({}, optional={
-    "title": st.text(max_size=30) | json_values,
-    "severity": st.sampled_from(["critical", "P2", "bogus"]) | json_values,
-    "service": st.text(max_size=10) | json_values,
-    "status": st.sampled_from(["firing", "resolved"]) | json_values,
-    "dedup_key": st.text(max_size=10) | json_values,
-    "summary": st.text(max_size=10) | json_values,
-    "url": st.sampled_from(["https://x.example/", "http://[::1", "mailto:x@y"]) | json_values,
-    "labels": st.dictionaries(st.text(max_size=5), st.text(max_size=5)) | json_values,
-    "starts_at": st.sampled_from(["2024-05-01T02:00:13Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"])
-    | json_values,
-})
+alert_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "title": st.text(max_size=30) | json_values,
+        "severity": st.sampled_from(["critical", "P2", "bogus"]) | json_values,
+        "service": st.text(max_size=10) | json_values,
+        "status": st.sampled_from(["firing", "resolved"]) | json_values,
+        "dedup_key": st.text(max_size=10) | json_values,
+        "summary": st.text(max_size=10) | json_values,
+        "url": st.sampled_from(["https://x.example/", "http://[::1", "mailto:x@y"]) | json_values,
+        "labels": st.dictionaries(st.text(max_size=5), st.text(max_size=5)) | json_values,
+        "starts_at": st.sampled_from(["2024-05-01T02:00:13Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"])
+        | json_values,
+    },
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
-       | alert_like.map(lambda v: json.dumps(v).encode())
-       | st.lists(alert_like, max_size=4).map(lambda v: json.dumps({"alerts": v}).encode()),
-       signed=st.booleans())
+@given(
+    body=st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | alert_like.map(lambda v: json.dumps(v).encode())
+    | st.lists(alert_like, max_size=4).map(lambda v: json.dumps({"alerts": v}).encode()),
+    signed=st.booleans(),
+)
 async def test_any_body_is_accepted_or_rejected_never_a_crash(body: bytes, signed: bool) -> None:
     headers = sign(body) if signed else {"X-Chatops-Timestamp": str(STAMP), "X-Chatops-Signature": "sha256=00"}
     try:

@@ -39,11 +39,17 @@ GROUP: dict[str, Any] = {
     "alerts": [
         {
             "status": "firing",
-            "labels": {"alertname": "High p99 latency", "grafana_folder": "Web", "service": "checkout",
-                       "severity": "P2"},
-            "annotations": {"summary": "p99 latency above 800ms on checkout",
-                            "description": "The checkout API is slow for 5 minutes.",
-                            "runbook_url": "https://runbooks.example.com/latency"},
+            "labels": {
+                "alertname": "High p99 latency",
+                "grafana_folder": "Web",
+                "service": "checkout",
+                "severity": "P2",
+            },
+            "annotations": {
+                "summary": "p99 latency above 800ms on checkout",
+                "description": "The checkout API is slow for 5 minutes.",
+                "runbook_url": "https://runbooks.example.com/latency",
+            },
             "startsAt": "2024-05-01T14:02:10.123+02:00",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": f"{GRAFANA}/alerting/grafana/ddk2x9/view?orgId=1",
@@ -56,8 +62,7 @@ GROUP: dict[str, Any] = {
         },
         {
             "status": "resolved",
-            "labels": {"alertname": "High p99 latency", "grafana_folder": "Web", "service": "search",
-                       "severity": "P2"},
+            "labels": {"alertname": "High p99 latency", "grafana_folder": "Web", "service": "search", "severity": "P2"},
             "annotations": {"summary": "p99 latency above 800ms on search"},
             "startsAt": "2024-05-01T11:40:00Z",
             "endsAt": "2024-05-01T12:01:00Z",
@@ -153,8 +158,11 @@ async def test_a_mixed_group() -> None:
 async def test_a_rule_that_failed_to_evaluate_is_titled_by_its_rule() -> None:
     body = group()
     body["alerts"] = [body["alerts"][0]]
-    body["alerts"][0]["labels"] = {"alertname": "DatasourceNoData", "rulename": "High p99 latency",
-                                   "datasource_uid": "prom1"}
+    body["alerts"][0]["labels"] = {
+        "alertname": "DatasourceNoData",
+        "rulename": "High p99 latency",
+        "datasource_uid": "prom1",
+    }
     body["alerts"][0]["annotations"] = {}
     del body["alerts"][0]["values"]
     body["alerts"][0]["valueString"] = "[ var='A' labels={} value=null ]"  # what older Grafana sent
@@ -165,14 +173,33 @@ async def test_a_rule_that_failed_to_evaluate_is_titled_by_its_rule() -> None:
 
 
 async def test_the_contact_points_test_notification() -> None:
-    body = {"receiver": "test", "status": "firing", "orgId": 1, "version": "1", "groupKey": "test-9f2c",
-            "truncatedAlerts": 0, "groupLabels": {}, "commonLabels": {"alertname": "TestAlert", "instance": "Grafana"},
-            "commonAnnotations": {"summary": "Notification test"}, "externalURL": f"{GRAFANA}/",
-            "alerts": [{"status": "firing", "labels": {"alertname": "TestAlert", "instance": "Grafana"},
-                        "annotations": {"summary": "Notification test"}, "startsAt": "2024-05-01T12:04:58Z",
-                        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": f"{GRAFANA}/alerting/list",
-                        "fingerprint": "57c6d9296de2ad39", "silenceURL": "", "dashboardURL": "", "panelURL": "",
-                        "values": None}]}
+    body = {
+        "receiver": "test",
+        "status": "firing",
+        "orgId": 1,
+        "version": "1",
+        "groupKey": "test-9f2c",
+        "truncatedAlerts": 0,
+        "groupLabels": {},
+        "commonLabels": {"alertname": "TestAlert", "instance": "Grafana"},
+        "commonAnnotations": {"summary": "Notification test"},
+        "externalURL": f"{GRAFANA}/",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "TestAlert", "instance": "Grafana"},
+                "annotations": {"summary": "Notification test"},
+                "startsAt": "2024-05-01T12:04:58Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": f"{GRAFANA}/alerting/list",
+                "fingerprint": "57c6d9296de2ad39",
+                "silenceURL": "",
+                "dashboardURL": "",
+                "panelURL": "",
+                "values": None,
+            }
+        ],
+    }
     (alert,) = (await receive(body)).alerts
     assert (alert.title, alert.severity, alert.summary) == ("TestAlert", "warning", "Notification test")
 
@@ -189,6 +216,7 @@ async def test_truncated_and_duplicate_alerts() -> None:
 
 # -- authentication -----------------------------------------------------------------------------------------------
 
+
 async def test_bearer_token() -> None:
     assert (await rejected(GROUP, authorization=None)).reason == "missing bearer token"
     assert (await rejected(GROUP, authorization=basic("grafana", TOKEN))).reason == "missing bearer token"
@@ -201,8 +229,13 @@ async def test_basic_auth() -> None:
     assert len((await receive(GROUP, src, authorization=basic("grafana", PASSWORD))).alerts) == 2
     for wrong in (basic("grafana", "nope"), basic("admin", PASSWORD), basic("grafana", PASSWORD + " ")):
         assert (await rejected(GROUP, src, authorization=wrong)).reason == "bad basic credentials"
-    for missing in (None, f"Bearer {TOKEN}", "Basic !!!notbase64", "Basic " + base64.b64encode(b"nocolon").decode(),
-                    "Basic " + base64.b64encode(b"\xff:\xfe").decode()):
+    for missing in (
+        None,
+        f"Bearer {TOKEN}",
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Basic " + base64.b64encode(b"\xff:\xfe").decode(),
+    ):
         assert (await rejected(GROUP, src, authorization=missing)).reason == "missing basic credentials"
 
 
@@ -225,11 +258,11 @@ def test_settings_need_some_auth_and_build_needs_the_variables() -> None:
         build(GrafanaSettings(token_env="GRAFANA_TOKEN"), environ={}, http=None)  # type: ignore[arg-type]
     assert "not set" in str(caught.value)
     with pytest.raises(SourceConfigError, match="GRAFANA_PASSWORD"):
-        build(GrafanaSettings(username="u", password_env="GRAFANA_PASSWORD"),
-              environ={"GRAFANA_TOKEN": "x"}, http=None)  # type: ignore[arg-type]
+        build(GrafanaSettings(username="u", password_env="GRAFANA_PASSWORD"), environ={"GRAFANA_TOKEN": "x"}, http=None)  # type: ignore[arg-type]
 
 
 # -- malformed bodies -----------------------------------------------------------------------------------------------
+
 
 def mutated(change: Any) -> dict[str, Any]:
     body = group()
@@ -237,20 +270,28 @@ def mutated(change: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"<html>", "not JSON: Expecting value at line 1 column 1"),
-    (b'"text"', "body must be an object"),
-    (mutated(lambda b: b.update(version="2")), "unsupported payload version '2' (expected \"1\")"),
-    (mutated(lambda b: b.update(alerts=None)), "alerts must be a list"),
-    (mutated(lambda b: b["alerts"].insert(1, 7)), "alerts[1] must be an object"),
-    (mutated(lambda b: b["alerts"][1].update(labels="a=b")), "alerts[1].labels must be an object"),
-    (mutated(lambda b: b["alerts"][0].update(values={"A": "high"})), "alerts[0].values.A must be a number"),
-    (mutated(lambda b: b["alerts"][0].update(values=[1])), "alerts[0].values must be an object"),
-    (mutated(lambda b: b["alerts"][0].update(imageURL=False)), "alerts[0].imageURL must be a string"),
-    (mutated(lambda b: b["alerts"][0].update(status="alerting")), 'alerts[0].status must be "firing" or "resolved"'),
-    (mutated(lambda b: b["alerts"][0].update(startsAt=1714564930)),
-     "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>", "not JSON: Expecting value at line 1 column 1"),
+        (b'"text"', "body must be an object"),
+        (mutated(lambda b: b.update(version="2")), "unsupported payload version '2' (expected \"1\")"),
+        (mutated(lambda b: b.update(alerts=None)), "alerts must be a list"),
+        (mutated(lambda b: b["alerts"].insert(1, 7)), "alerts[1] must be an object"),
+        (mutated(lambda b: b["alerts"][1].update(labels="a=b")), "alerts[1].labels must be an object"),
+        (mutated(lambda b: b["alerts"][0].update(values={"A": "high"})), "alerts[0].values.A must be a number"),
+        (mutated(lambda b: b["alerts"][0].update(values=[1])), "alerts[0].values must be an object"),
+        (mutated(lambda b: b["alerts"][0].update(imageURL=False)), "alerts[0].imageURL must be a string"),
+        (
+            mutated(lambda b: b["alerts"][0].update(status="alerting")),
+            'alerts[0].status must be "firing" or "resolved"',
+        ),
+        (
+            mutated(lambda b: b["alerts"][0].update(startsAt=1714564930)),
+            "alerts[0].startsAt must be an RFC 3339 time like 2024-05-01T12:00:00Z",
+        ),
+    ],
+)
 async def test_malformed_bodies_get_a_precise_400(body: bytes | dict[str, Any], reason: str) -> None:
     problem = await rejected(body)
     assert (problem.status, problem.reason) == (400, reason)
@@ -261,30 +302,39 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
-alert_like = st.fixed_dictionaries({}, optional={
-    "status": st.sampled_from(["firing", "resolved"]) | json_values,
-    "labels": st.dictionaries(st.sampled_from(["alertname", "rulename", "severity"]), st.text(max_size=10))
-    | json_values,
-    "annotations": st.dictionaries(st.text(max_size=10), st.text(max_size=10)) | json_values,
-    "startsAt": st.sampled_from(["2024-05-01T14:02:10.123+02:00", "0001-01-01T00:00:00Z"]) | json_values,
-    "endsAt": st.sampled_from(["0001-01-01T00:00:00Z"]) | json_values,
-    "values": st.dictionaries(st.text(max_size=3), st.floats() | st.integers() | st.none()) | json_values,
-    "valueString": json_values,
-    "silenceURL": st.sampled_from(["", f"{GRAFANA}/x", "data:x"]) | json_values,
-    "imageURL": json_values,
-    "fingerprint": st.text(max_size=20) | json_values,
-})
-payload_like = st.fixed_dictionaries({"alerts": st.lists(alert_like, max_size=4) | json_values}, optional={
-    "version": st.just("1") | json_values,
-    "groupKey": json_values,
-    "truncatedAlerts": json_values,
-})
+alert_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(["firing", "resolved"]) | json_values,
+        "labels": st.dictionaries(st.sampled_from(["alertname", "rulename", "severity"]), st.text(max_size=10))
+        | json_values,
+        "annotations": st.dictionaries(st.text(max_size=10), st.text(max_size=10)) | json_values,
+        "startsAt": st.sampled_from(["2024-05-01T14:02:10.123+02:00", "0001-01-01T00:00:00Z"]) | json_values,
+        "endsAt": st.sampled_from(["0001-01-01T00:00:00Z"]) | json_values,
+        "values": st.dictionaries(st.text(max_size=3), st.floats() | st.integers() | st.none()) | json_values,
+        "valueString": json_values,
+        "silenceURL": st.sampled_from(["", f"{GRAFANA}/x", "data:x"]) | json_values,
+        "imageURL": json_values,
+        "fingerprint": st.text(max_size=20) | json_values,
+    },
+)
+payload_like = st.fixed_dictionaries(
+    {"alerts": st.lists(alert_like, max_size=4) | json_values},
+    optional={
+        "version": st.just("1") | json_values,
+        "groupKey": json_values,
+        "truncatedAlerts": json_values,
+    },
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
-       | payload_like.map(lambda v: json.dumps(v).encode()),
-       authorization=st.none() | st.just(f"Bearer {TOKEN}") | st.text(max_size=30).map(lambda t: "Basic " + t))
+@given(
+    body=st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | payload_like.map(lambda v: json.dumps(v).encode()),
+    authorization=st.none() | st.just(f"Bearer {TOKEN}") | st.text(max_size=30).map(lambda t: "Basic " + t),
+)
 async def test_any_body_is_accepted_or_rejected_never_a_crash(body: bytes, authorization: str | None) -> None:
     src = source(username="grafana", password_env="GRAFANA_PASSWORD")
     try:

@@ -26,8 +26,11 @@ SECTION = {
     "sns": {"topic_arns": ["arn:aws:sns:eu-west-1:123456789012:ops-alarms"], "max_age": "30m"},
     "generic": {"hmac_secret_env": "CHATOPS_ALERTS_SECRET", "tolerance": "2m"},
 }
-ENVIRON = {"ALERTMANAGER_TOKEN": "am-secret-value", "GRAFANA_PASSWORD": "grafana-secret-value",
-           "CHATOPS_ALERTS_SECRET": "generic-secret-value"}
+ENVIRON = {
+    "ALERTMANAGER_TOKEN": "am-secret-value",
+    "GRAFANA_PASSWORD": "grafana-secret-value",
+    "CHATOPS_ALERTS_SECRET": "generic-secret-value",
+}
 
 
 @pytest.fixture
@@ -39,7 +42,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_every_source_builds(http: aiohttp.ClientSession) -> None:
     sources = build_sources(AlertSourcesSettings.model_validate(SECTION), environ=ENVIRON, http=http)
     assert {name: type(source) for name, source in sources.items()} == {
-        "alertmanager": AlertmanagerSource, "grafana": GrafanaSource, "sns": SnsSource, "generic": GenericSource}
+        "alertmanager": AlertmanagerSource,
+        "grafana": GrafanaSource,
+        "sns": SnsSource,
+        "generic": GenericSource,
+    }
     for name, source in sources.items():
         assert isinstance(source, AlertSource) and source.name == name
 

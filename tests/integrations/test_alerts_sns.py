@@ -56,6 +56,7 @@ CERT_PATH = "/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"
 
 # -- a small PKI, generated once per module ----------------------------------------------------------------------
 
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -64,24 +65,48 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _certificate(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name, issuer_key: rsa.RSAPrivateKey, *,
-                 ca: bool = False, san: list[x509.GeneralName] | None = None,
-                 valid: tuple[datetime, datetime] | None = None) -> x509.Certificate:
+def _certificate(
+    subject: str,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Name,
+    issuer_key: rsa.RSAPrivateKey,
+    *,
+    ca: bool = False,
+    san: list[x509.GeneralName] | None = None,
+    valid: tuple[datetime, datetime] | None = None,
+) -> x509.Certificate:
     now = datetime.now(UTC)
     not_before, not_after = valid or (now - timedelta(days=1), now + timedelta(days=30))
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(not_before).not_valid_after(not_after)
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     else:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
         builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -111,21 +136,36 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca_key, server_key, signing_key, attacker_key = _key(), _key(), _key(), _key()
     ca_name = _name("chatops test CA")
     ca = _certificate("chatops test CA", ca_key, ca_name, ca_key, ca=True)
-    server = _certificate("localhost", server_key, ca_name, ca_key,
-                          san=[x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))])
+    server = _certificate(
+        "localhost",
+        server_key,
+        ca_name,
+        ca_key,
+        san=[x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))],
+    )
     signing = _certificate("sns.amazonaws.com", signing_key, ca_name, ca_key)
     past = datetime.now(UTC) - timedelta(days=400)
     expired = _certificate("sns.amazonaws.com", signing_key, ca_name, ca_key, valid=(past, past + timedelta(days=30)))
     (folder / "ca.pem").write_bytes(_pem(ca))
     (folder / "server.pem").write_bytes(_pem(server))
-    (folder / "server-key.pem").write_bytes(server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return Pki(ca_file=folder / "ca.pem", server_cert_file=folder / "server.pem",
-               server_key_file=folder / "server-key.pem", signing_key=signing_key, signing_pem=_pem(signing),
-               attacker_key=attacker_key, expired_pem=_pem(expired))
+    (folder / "server-key.pem").write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return Pki(
+        ca_file=folder / "ca.pem",
+        server_cert_file=folder / "server.pem",
+        server_key_file=folder / "server-key.pem",
+        signing_key=signing_key,
+        signing_pem=_pem(signing),
+        attacker_key=attacker_key,
+        expired_pem=_pem(expired),
+    )
 
 
 # -- the local HTTPS server playing sns.<region>.amazonaws.com ----------------------------------------------------
+
 
 @dataclass
 class CertServer:
@@ -154,7 +194,7 @@ class CertServer:
             response = web.StreamResponse()
             await response.prepare(request)
             for start in range(0, len(self.pki.signing_pem), 100):
-                await response.write(self.pki.signing_pem[start:start + 100])
+                await response.write(self.pki.signing_pem[start : start + 100])
                 await asyncio.sleep(0.001)
             await response.write_eof()
             return response
@@ -174,8 +214,12 @@ class Env:
     pki: Pki
 
     def source(self, **overrides: Any) -> SnsSource:
-        values: dict[str, Any] = {"topic_arns": [TOPIC], "cert_host_pattern": LOCAL_HOSTS,
-                                  "ca_bundle_path": str(self.pki.ca_file), "cert_timeout": "30s"}
+        values: dict[str, Any] = {
+            "topic_arns": [TOPIC],
+            "cert_host_pattern": LOCAL_HOSTS,
+            "ca_bundle_path": str(self.pki.ca_file),
+            "cert_timeout": "30s",
+        }
         values.update(overrides)
         return build(SnsSettings(**values), environ={}, http=self.http)
 
@@ -202,6 +246,7 @@ async def env(pki: Pki) -> AsyncIterator[Env]:
 
 
 # -- messages signed as SNS signs them ----------------------------------------------------------------------------
+
 
 def string_to_sign(message: dict[str, Any]) -> bytes:
     """AWS's documented string to sign, written out independently of the code under test."""
@@ -230,8 +275,8 @@ ALARM: dict[str, Any] = {
     "AlarmConfigurationUpdatedTimestamp": "2024-04-30T09:12:44.091+0000",
     "NewStateValue": "ALARM",
     "NewStateReason": "Threshold Crossed: 2 out of the last 2 datapoints [4.2 (01/05/24 11:58:00), 3.1 (01/05/24 "
-                      "11:57:00)] were greater than the threshold (2.0) (minimum 2 datapoints for OK -> ALARM "
-                      "transition).",
+    "11:57:00)] were greater than the threshold (2.0) (minimum 2 datapoints for OK -> ALARM "
+    "transition).",
     "StateChangeTime": "2024-05-01T11:59:30.512+0000",
     "Region": "EU (Ireland)",
     "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:web-5xx-rate",
@@ -240,11 +285,19 @@ ALARM: dict[str, Any] = {
     "AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:ops-alarms"],
     "InsufficientDataActions": [],
     "Trigger": {
-        "MetricName": "HTTPCode_ELB_5XX_Count", "Namespace": "AWS/ApplicationELB", "StatisticType": "Statistic",
-        "Statistic": "SUM", "Unit": None,
+        "MetricName": "HTTPCode_ELB_5XX_Count",
+        "Namespace": "AWS/ApplicationELB",
+        "StatisticType": "Statistic",
+        "Statistic": "SUM",
+        "Unit": None,
         "Dimensions": [{"value": "app/public-web/50dc6c495c0c9188", "name": "LoadBalancer"}],
-        "Period": 60, "EvaluationPeriods": 2, "DatapointsToAlarm": 2, "ComparisonOperator": "GreaterThanThreshold",
-        "Threshold": 2.0, "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": "",
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Threshold": 2.0,
+        "TreatMissingData": "missing",
+        "EvaluateLowSampleCountPercentile": "",
     },
 }
 
@@ -253,10 +306,18 @@ def alarm(**changes: Any) -> dict[str, Any]:
     return {**json.loads(json.dumps(ALARM)), **changes}
 
 
-def notification(env: Env, message: dict[str, Any] | str | None = None, *, version: str = "1",
-                 key: rsa.RSAPrivateKey | None = None, subject: str | None = 'ALARM: "web-5xx-rate" in EU (Ireland)',
-                 timestamp: datetime | None = None, cert_url: str | None = None, topic: str = TOPIC,
-                 message_id: str = "b7d3c5e2-1f5e-5a0b-9c7a-3f1e0d8a6b21") -> dict[str, Any]:
+def notification(
+    env: Env,
+    message: dict[str, Any] | str | None = None,
+    *,
+    version: str = "1",
+    key: rsa.RSAPrivateKey | None = None,
+    subject: str | None = 'ALARM: "web-5xx-rate" in EU (Ireland)',
+    timestamp: datetime | None = None,
+    cert_url: str | None = None,
+    topic: str = TOPIC,
+    message_id: str = "b7d3c5e2-1f5e-5a0b-9c7a-3f1e0d8a6b21",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "Type": "Notification",
         "MessageId": message_id,
@@ -271,8 +332,9 @@ def notification(env: Env, message: dict[str, Any] | str | None = None, *, versi
     return signed(body, key or env.pki.signing_key, version)
 
 
-def confirmation(env: Env, kind: str = "SubscriptionConfirmation", *, subscribe_url: str | None = None,
-                 version: str = "1") -> dict[str, Any]:
+def confirmation(
+    env: Env, kind: str = "SubscriptionConfirmation", *, subscribe_url: str | None = None, version: str = "1"
+) -> dict[str, Any]:
     token = "2336412f37fb687f5d51e6e2425dacbba2b6f1ec4c1a6b9f"
     body = {
         "Type": kind,
@@ -280,17 +342,16 @@ def confirmation(env: Env, kind: str = "SubscriptionConfirmation", *, subscribe_
         "Token": token,
         "TopicArn": TOPIC,
         "Message": f"You have chosen to subscribe to the topic {TOPIC}.\nTo confirm the subscription, visit the "
-                   "SubscribeURL included in this message.",
-        "SubscribeURL": subscribe_url or f"{env.server.origin}/?Action=ConfirmSubscription&TopicArn={TOPIC}"
-                                         f"&Token={token}",
+        "SubscribeURL included in this message.",
+        "SubscribeURL": subscribe_url
+        or f"{env.server.origin}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}",
         "Timestamp": sns_time(datetime.now(UTC)),
         "SigningCertURL": env.server.url(),
     }
     return signed(body, env.pki.signing_key, version)
 
 
-def request(body: dict[str, Any] | bytes, *, kind: str | None = None,
-            now: datetime | None = None) -> WebhookRequest:
+def request(body: dict[str, Any] | bytes, *, kind: str | None = None, now: datetime | None = None) -> WebhookRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "text/plain; charset=UTF-8", "User-Agent": "Amazon Simple Notification Service Agent"}
     message_type = kind or (body.get("Type") if isinstance(body, dict) else None)
@@ -317,6 +378,7 @@ async def one_alert(source: SnsSource, body: dict[str, Any]) -> Alert:
 
 # -- good messages --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("version", ["1", "2"])
 async def test_a_signed_alarm_becomes_an_alert(env: Env, version: str) -> None:
     source = env.source()
@@ -328,17 +390,25 @@ async def test_a_signed_alarm_becomes_an_alert(env: Env, version: str) -> None:
     assert alert.severity == "critical"  # severity=critical in AlarmDescription
     assert alert.summary.startswith("Threshold Crossed: 2 out of the last 2 datapoints")
     assert alert.labels == {
-        "alertname": "web-5xx-rate", "severity": "critical", "service": "web", "aws_account": "123456789012",
-        "aws_region": "eu-west-1", "namespace": "AWS/ApplicationELB", "metric": "HTTPCode_ELB_5XX_Count",
-        "LoadBalancer": "app/public-web/50dc6c495c0c9188"}
+        "alertname": "web-5xx-rate",
+        "severity": "critical",
+        "service": "web",
+        "aws_account": "123456789012",
+        "aws_region": "eu-west-1",
+        "namespace": "AWS/ApplicationELB",
+        "metric": "HTTPCode_ELB_5XX_Count",
+        "LoadBalancer": "app/public-web/50dc6c495c0c9188",
+    }
     assert alert.annotations["description"] == ALARM["AlarmDescription"]
     assert alert.annotations["state"] == "OK -> ALARM"
     assert alert.annotations["threshold"] == "GreaterThanThreshold 2.0"
     assert alert.annotations["topic"] == TOPIC
     assert alert.starts_at == datetime(2024, 5, 1, 11, 59, 30, 512000, tzinfo=UTC)
     assert alert.ends_at is None
-    assert alert.links == {"source": "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
-                                     "#alarmsV2:alarm/web-5xx-rate"}
+    assert alert.links == {
+        "source": "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#alarmsV2:alarm/web-5xx-rate"
+    }
     assert len(alert.fingerprint) == 64
     assert Alert.from_json(alert.to_json()) == alert
 
@@ -346,8 +416,12 @@ async def test_a_signed_alarm_becomes_an_alert(env: Env, version: str) -> None:
 async def test_ok_resolves_the_same_alert_and_insufficient_data_is_info(env: Env) -> None:
     source = env.source()
     fired = await one_alert(source, notification(env))
-    resolved = await one_alert(source, notification(env, alarm(NewStateValue="OK", OldStateValue="ALARM",
-                                                               StateChangeTime="2024-05-01T12:20:00.000+0000")))
+    resolved = await one_alert(
+        source,
+        notification(
+            env, alarm(NewStateValue="OK", OldStateValue="ALARM", StateChangeTime="2024-05-01T12:20:00.000+0000")
+        ),
+    )
     unknown = await one_alert(source, notification(env, alarm(NewStateValue="INSUFFICIENT_DATA")))
     assert resolved.fingerprint == fired.fingerprint == unknown.fingerprint
     assert (resolved.status, resolved.ends_at) == ("resolved", datetime(2024, 5, 1, 12, 20, tzinfo=UTC))
@@ -368,16 +442,18 @@ async def test_the_subject_is_signed_only_when_present(env: Env) -> None:
     assert (await rejected(source, body)).reason == "bad signature"
 
 
-@pytest.mark.parametrize(("name", "description", "default", "expected"), [
-    ("db-P1-replica-lag", "", "warning", "critical"),
-    ("CRITICAL disk /var", None, "warning", "critical"),
-    ("noncritical-queue-depth", "", "warning", "warning"),  # "critical" inside another word does not count
-    ("app1-latency", "", "info", "info"),                     # nor does "p1" inside "app1"
-    ("queue-depth", "Backlog growing. Severity: low", "warning", "info"),
-    ("queue-depth", "severity=P2 service=billing", "info", "warning"),
-])
-async def test_severity_conventions(env: Env, name: str, description: str | None, default: str,
-                                    expected: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "description", "default", "expected"),
+    [
+        ("db-P1-replica-lag", "", "warning", "critical"),
+        ("CRITICAL disk /var", None, "warning", "critical"),
+        ("noncritical-queue-depth", "", "warning", "warning"),  # "critical" inside another word does not count
+        ("app1-latency", "", "info", "info"),  # nor does "p1" inside "app1"
+        ("queue-depth", "Backlog growing. Severity: low", "warning", "info"),
+        ("queue-depth", "severity=P2 service=billing", "info", "warning"),
+    ],
+)
+async def test_severity_conventions(env: Env, name: str, description: str | None, default: str, expected: str) -> None:
     message = alarm(AlarmName=name, AlarmDescription=description)
     alert = await one_alert(env.source(default_severity=default), notification(env, message))
     assert alert.severity == expected
@@ -407,6 +483,7 @@ async def test_unsubscribe_confirmation_is_acknowledged(env: Env) -> None:
 
 # -- forgeries ------------------------------------------------------------------------------------------------------
 
+
 async def test_a_tampered_message_fails(env: Env) -> None:
     body = notification(env)
     body["Message"] = json.dumps(alarm(NewStateValue="OK"))
@@ -431,14 +508,17 @@ async def test_a_signature_version_swap_fails(env: Env) -> None:
     assert (await rejected(env.source(), body)).reason == "bad signature: Signature is not base64"
 
 
-@pytest.mark.parametrize("cert_url", [
-    "https://sns.attacker.example{port}" + CERT_PATH,
-    "https://127.0.0.1.attacker.example{port}" + CERT_PATH,
-    "https://user@127.0.0.1{port}" + CERT_PATH,
-    "http://127.0.0.1{port}" + CERT_PATH,
-    "https://127.0.0.1:notaport" + CERT_PATH,
-    "file:///etc/passwd",
-])
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "https://sns.attacker.example{port}" + CERT_PATH,
+        "https://127.0.0.1.attacker.example{port}" + CERT_PATH,
+        "https://user@127.0.0.1{port}" + CERT_PATH,
+        "http://127.0.0.1{port}" + CERT_PATH,
+        "https://127.0.0.1:notaport" + CERT_PATH,
+        "file:///etc/passwd",
+    ],
+)
 async def test_a_certificate_url_off_the_trusted_hosts_is_never_fetched(env: Env, cert_url: str) -> None:
     port = ":" + env.server.origin.rsplit(":", 1)[1]
     body = notification(env, key=env.pki.attacker_key, cert_url=cert_url.format(port=port))
@@ -493,6 +573,7 @@ async def test_the_message_type_header_must_match(env: Env) -> None:
 
 # -- the certificate: cache, and fetch failures ----------------------------------------------------------------------
 
+
 async def test_the_certificate_is_fetched_once_per_url(env: Env) -> None:
     source = env.source()
     for index in range(3):
@@ -505,8 +586,7 @@ async def test_the_certificate_is_fetched_once_per_url(env: Env) -> None:
 
 async def test_concurrent_messages_share_one_fetch(env: Env) -> None:
     source = env.source()
-    results = await asyncio.gather(*(source.receive(request(notification(env, message_id=f"m-{i}")))
-                                     for i in range(8)))
+    results = await asyncio.gather(*(source.receive(request(notification(env, message_id=f"m-{i}"))) for i in range(8)))
     assert all(isinstance(result, Accepted) for result in results)
     assert env.server.fetches == {CERT_PATH: 1}
 
@@ -552,6 +632,7 @@ async def test_an_expired_signing_certificate_fails(env: Env) -> None:
 
 # -- configuration --------------------------------------------------------------------------------------------------
 
+
 def test_settings_validation(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="at least 1 item"):
         SnsSettings(topic_arns=[])
@@ -573,10 +654,12 @@ def test_settings_validation(tmp_path: Path) -> None:
 
 # -- malformed messages ---------------------------------------------------------------------------------------------
 
+
 async def test_malformed_envelopes(env: Env) -> None:
     source = env.source()
-    assert (await rejected(source, b"Type=Notification", kind="Notification")).reason \
-        == "not JSON: Expecting value at line 1 column 1"
+    assert (
+        await rejected(source, b"Type=Notification", kind="Notification")
+    ).reason == "not JSON: Expecting value at line 1 column 1"
     body = notification(env)
     del body["MessageId"]
     assert (await rejected(source, body)).reason == "MessageId is missing"
@@ -592,18 +675,25 @@ async def test_malformed_envelopes(env: Env) -> None:
     assert problem.reason == "Type must be SubscriptionConfirmation, Notification or UnsubscribeConfirmation"
 
 
-@pytest.mark.parametrize(("message", "reason"), [
-    ("Disk is full on db1", "Message is not a CloudWatch alarm: not JSON: Expecting value at line 1 column 1"),
-    ('["ALARM"]', "Message must be an object"),
-    ('{"NewStateValue": "ALARM"}', "Message.AlarmName is missing: not a CloudWatch alarm"),
-    (json.dumps(alarm(NewStateValue="PENDING")), "Message.NewStateValue must be ALARM, OK or INSUFFICIENT_DATA"),
-    (json.dumps(alarm(Trigger=[])), "Message.Trigger must be an object"),
-    (json.dumps(alarm(Trigger={"Dimensions": {"name": "x"}})), "Message.Trigger.Dimensions must be a list"),
-    (json.dumps(alarm(Trigger={"Dimensions": [{"name": "x", "value": 3}]})),
-     "Message.Trigger.Dimensions[0].value must be a string"),
-    (json.dumps(alarm(StateChangeTime="soon")), ("Message.StateChangeTime must be an RFC 3339 time like "
-                                                "2024-05-01T12:00:00Z")),
-])
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("Disk is full on db1", "Message is not a CloudWatch alarm: not JSON: Expecting value at line 1 column 1"),
+        ('["ALARM"]', "Message must be an object"),
+        ('{"NewStateValue": "ALARM"}', "Message.AlarmName is missing: not a CloudWatch alarm"),
+        (json.dumps(alarm(NewStateValue="PENDING")), "Message.NewStateValue must be ALARM, OK or INSUFFICIENT_DATA"),
+        (json.dumps(alarm(Trigger=[])), "Message.Trigger must be an object"),
+        (json.dumps(alarm(Trigger={"Dimensions": {"name": "x"}})), "Message.Trigger.Dimensions must be a list"),
+        (
+            json.dumps(alarm(Trigger={"Dimensions": [{"name": "x", "value": 3}]})),
+            "Message.Trigger.Dimensions[0].value must be a string",
+        ),
+        (
+            json.dumps(alarm(StateChangeTime="soon")),
+            ("Message.StateChangeTime must be an RFC 3339 time like 2024-05-01T12:00:00Z"),
+        ),
+    ],
+)
 async def test_a_signed_message_that_is_not_an_alarm_gets_400(env: Env, message: str, reason: str) -> None:
     problem = await rejected(env.source(), notification(env, message))
     assert (problem.status, problem.reason) == (400, reason)
@@ -611,8 +701,13 @@ async def test_a_signed_message_that_is_not_an_alarm_gets_400(env: Env, message:
 
 def test_a_composite_alarm_without_trigger_or_arn() -> None:
     moment = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    message = {"AlarmName": "checkout-degraded", "NewStateValue": "ALARM", "AWSAccountId": "123456789012",
-               "Region": "EU (Ireland)", "AlarmRule": "ALARM(web-5xx-rate) OR ALARM(web-latency)"}
+    message = {
+        "AlarmName": "checkout-degraded",
+        "NewStateValue": "ALARM",
+        "AWSAccountId": "123456789012",
+        "Region": "EU (Ireland)",
+        "AlarmRule": "ALARM(web-5xx-rate) OR ALARM(web-latency)",
+    }
     alert = parse_alarm(json.dumps(message), topic_arn=TOPIC, timestamp=moment)
     assert alert.starts_at == moment  # no StateChangeTime: the SNS Timestamp
     assert alert.labels["aws_region"] == "EU (Ireland)"
@@ -629,27 +724,46 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=25,
 )
-alarm_like = st.fixed_dictionaries({}, optional={
-    "AlarmName": st.text(max_size=30) | json_values,
-    "AlarmDescription": st.text(max_size=40).map(lambda t: t + " severity=" + t) | json_values,
-    "NewStateValue": st.sampled_from(["ALARM", "OK", "INSUFFICIENT_DATA"]) | json_values,
-    "StateChangeTime": st.sampled_from(["2024-05-01T11:59:30.512+0000", "0001-01-01T00:00:00Z"]) | json_values,
-    "AlarmArn": st.sampled_from(["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:x",
-                                 "arn:aws-xx:cloudwatch:eu-west-1:123456789012:alarm:"]) | json_values,
-    "Trigger": st.fixed_dictionaries({}, optional={
-        "Dimensions": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "value": st.text(max_size=5)}))
+alarm_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "AlarmName": st.text(max_size=30) | json_values,
+        "AlarmDescription": st.text(max_size=40).map(lambda t: t + " severity=" + t) | json_values,
+        "NewStateValue": st.sampled_from(["ALARM", "OK", "INSUFFICIENT_DATA"]) | json_values,
+        "StateChangeTime": st.sampled_from(["2024-05-01T11:59:30.512+0000", "0001-01-01T00:00:00Z"]) | json_values,
+        "AlarmArn": st.sampled_from(
+            ["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:x", "arn:aws-xx:cloudwatch:eu-west-1:123456789012:alarm:"]
+        )
         | json_values,
-        "Threshold": json_values, "ComparisonOperator": json_values, "MetricName": json_values}) | json_values,
-    "Region": json_values, "AWSAccountId": json_values, "NewStateReason": json_values, "OldStateValue": json_values,
-})
+        "Trigger": st.fixed_dictionaries(
+            {},
+            optional={
+                "Dimensions": st.lists(
+                    st.fixed_dictionaries({"name": st.text(max_size=5), "value": st.text(max_size=5)})
+                )
+                | json_values,
+                "Threshold": json_values,
+                "ComparisonOperator": json_values,
+                "MetricName": json_values,
+            },
+        )
+        | json_values,
+        "Region": json_values,
+        "AWSAccountId": json_values,
+        "NewStateReason": json_values,
+        "OldStateValue": json_values,
+    },
+)
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(message=st.text(max_size=100) | json_values.map(json.dumps) | alarm_like.map(json.dumps),
-       version=st.sampled_from(["1", "2"]))
-async def test_any_signed_message_is_accepted_or_rejected_never_a_crash(env: Env, message: str,
-                                                                       version: str) -> None:
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    message=st.text(max_size=100) | json_values.map(json.dumps) | alarm_like.map(json.dumps),
+    version=st.sampled_from(["1", "2"]),
+)
+async def test_any_signed_message_is_accepted_or_rejected_never_a_crash(env: Env, message: str, version: str) -> None:
     try:
         result = await env.source().receive(request(notification(env, message, version=version)))
     except WebhookRejected as problem:
@@ -660,15 +774,32 @@ async def test_any_signed_message_is_accepted_or_rejected_never_a_crash(env: Env
         assert Alert.from_json(result.alerts[0].to_json()) == result.alerts[0]
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
-       | st.fixed_dictionaries({"Type": st.sampled_from(["Notification", "SubscriptionConfirmation"]) | json_values},
-                               optional={key: st.text(max_size=20) | json_values for key in (
-                                   "Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Token",
-                                   "SubscribeURL", "SignatureVersion", "Signature", "SigningCertURL")}
-                               ).map(lambda v: json.dumps(v).encode()),
-       kind=st.none() | st.sampled_from(["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    body=st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.fixed_dictionaries(
+        {"Type": st.sampled_from(["Notification", "SubscriptionConfirmation"]) | json_values},
+        optional={
+            key: st.text(max_size=20) | json_values
+            for key in (
+                "Message",
+                "MessageId",
+                "Subject",
+                "Timestamp",
+                "TopicArn",
+                "Token",
+                "SubscribeURL",
+                "SignatureVersion",
+                "Signature",
+                "SigningCertURL",
+            )
+        },
+    ).map(lambda v: json.dumps(v).encode()),
+    kind=st.none() | st.sampled_from(["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]),
+)
 async def test_any_body_is_rejected_never_a_crash(env: Env, body: bytes, kind: str | None) -> None:
     with pytest.raises(WebhookRejected) as caught:
         await env.source().receive(request(body, kind=kind))

@@ -20,8 +20,16 @@ from tests.waiting import eventually
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-1", "service": "web", "environment": "production", "version": "v1.4.2",
-                                     "previous_version": "v1.4.1", "weight": 10, "rollback": False, "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-1",
+        "service": "web",
+        "environment": "production",
+        "version": "v1.4.2",
+        "previous_version": "v1.4.1",
+        "weight": 10,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -71,9 +79,20 @@ print("recorded")
 async def test_argv_is_rendered_element_by_element_and_the_step_is_in_the_environment(tmp_path: Path) -> None:
     script = write_script(tmp_path, "deploy.py", RECORD)
     record = tmp_path / "record.json"
-    d = deployer([str(script), "{service}", "{version}", "{environment}", "{weight}", "--id={deploy_id}",
-                  "{previous_version}", "literal {{braces}}"],
-                 env={"RECORD": str(record), "TARGET": "{service}@{environment}"}, cwd=str(tmp_path))
+    d = deployer(
+        [
+            str(script),
+            "{service}",
+            "{version}",
+            "{environment}",
+            "{weight}",
+            "--id={deploy_id}",
+            "{previous_version}",
+            "literal {{braces}}",
+        ],
+        env={"RECORD": str(record), "TARGET": "{service}@{environment}"},
+        cwd=str(tmp_path),
+    )
     emit = Lines()
     result = await d.apply(make_step(), emit)
     assert result.ok, result
@@ -81,10 +100,28 @@ async def test_argv_is_rendered_element_by_element_and_the_step_is_in_the_enviro
     seen = json.loads(record.read_text())
     assert seen["argv"] == ["web", "v1.4.2", "production", "10", "--id=d-1", "v1.4.1", "literal {braces}"]
     env = seen["env"]
-    assert {name: env[name] for name in ("SERVICE", "VERSION", "ENVIRONMENT", "WEIGHT", "DEPLOY_ID",
-                                         "PREVIOUS_VERSION", "ROLLBACK", "REQUESTED_BY")} == {
-        "SERVICE": "web", "VERSION": "v1.4.2", "ENVIRONMENT": "production", "WEIGHT": "10", "DEPLOY_ID": "d-1",
-        "PREVIOUS_VERSION": "v1.4.1", "ROLLBACK": "false", "REQUESTED_BY": "U0ALICE"}
+    assert {
+        name: env[name]
+        for name in (
+            "SERVICE",
+            "VERSION",
+            "ENVIRONMENT",
+            "WEIGHT",
+            "DEPLOY_ID",
+            "PREVIOUS_VERSION",
+            "ROLLBACK",
+            "REQUESTED_BY",
+        )
+    } == {
+        "SERVICE": "web",
+        "VERSION": "v1.4.2",
+        "ENVIRONMENT": "production",
+        "WEIGHT": "10",
+        "DEPLOY_ID": "d-1",
+        "PREVIOUS_VERSION": "v1.4.1",
+        "ROLLBACK": "false",
+        "REQUESTED_BY": "U0ALICE",
+    }
     assert env["PARENT_ONLY"] == "from-parent"  # added to the parent environment, not instead of it
     assert env["TARGET"] == "web@production"
     assert Path(seen["cwd"]) == tmp_path
@@ -100,16 +137,30 @@ async def test_weight_none_renders_as_100_and_previous_version_none_as_empty(tmp
     assert (await d.apply(make_step(weight=None, previous_version=None, rollback=True), Lines())).ok
     seen = json.loads(record.read_text())
     assert seen["argv"] == ["100", ""]
-    assert seen["env"]["WEIGHT"] == "100" and seen["env"]["PREVIOUS_VERSION"] == "" and seen["env"]["ROLLBACK"] == "true"
+    assert (
+        seen["env"]["WEIGHT"] == "100" and seen["env"]["PREVIOUS_VERSION"] == "" and seen["env"]["ROLLBACK"] == "true"
+    )
 
 
-@pytest.mark.parametrize("version", ["; rm -rf /", "$(touch PWNED)", "`touch PWNED`", "v1 && touch PWNED",
-                                     "a b\tc\nd", "'\"{service}", "| touch PWNED", "*"])
+@pytest.mark.parametrize(
+    "version",
+    [
+        "; rm -rf /",
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        "v1 && touch PWNED",
+        "a b\tc\nd",
+        "'\"{service}",
+        "| touch PWNED",
+        "*",
+    ],
+)
 async def test_user_text_is_one_literal_argument_never_a_shell(tmp_path: Path, version: str) -> None:
     script = write_script(tmp_path, "deploy.py", RECORD)
     record = tmp_path / "record.json"
-    d = deployer([str(script), "{service}", "{version}", "--v={version}"], env={"RECORD": str(record)},
-                 cwd=str(tmp_path))
+    d = deployer(
+        [str(script), "{service}", "{version}", "--v={version}"], env={"RECORD": str(record)}, cwd=str(tmp_path)
+    )
     result = await d.apply(make_step(version=version), Lines())
     assert result.ok, result
     seen = json.loads(record.read_text())
@@ -133,8 +184,11 @@ async def test_output_streams_in_order_and_the_exit_code_decides(tmp_path: Path)
 
 
 async def test_a_chatty_command_is_batched_not_dropped_and_long_lines_are_clipped(tmp_path: Path) -> None:
-    script = write_script(tmp_path, "chatty.py", "import sys\nfor i in range(300):\n    print(f'line {i}')\n"
-                                                 "print('x' * 2000)\nprint('y' * 100000, end='')\n")
+    script = write_script(
+        tmp_path,
+        "chatty.py",
+        "import sys\nfor i in range(300):\n    print(f'line {i}')\nprint('x' * 2000)\nprint('y' * 100000, end='')\n",
+    )
     emit = Lines()
     started = time.monotonic()
     result = await deployer([str(script)], output_per_second=5).apply(make_step(), emit)
@@ -254,12 +308,16 @@ def pid_written(pid_file: Path) -> bool:
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     # The child ignores SIGTERM, so only the SIGKILL after the grace period ends it.
-    script = write_sh(tmp_path, "slow.sh", f"""
+    script = write_sh(
+        tmp_path,
+        "slow.sh",
+        f"""
 sh -c 'trap "" TERM; echo $$ > {pids}.child; while true; do sleep 0.1; done' &
 echo $$ > {pids}.main
 echo started
 sleep 60
-""")
+""",
+    )
     emit = Lines()
     # Without the kill the script would sleep a minute: the suite's per-test timeout fails such a hang.
     result = await deployer([str(script)], timeout="1s", kill_grace="500ms").apply(make_step(), emit)

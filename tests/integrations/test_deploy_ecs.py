@@ -20,8 +20,16 @@ REGION = "eu-west-1"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-7", "service": "web", "environment": "production", "version": "v2",
-                                     "previous_version": "v1", "weight": None, "rollback": False, "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-7",
+        "service": "web",
+        "environment": "production",
+        "version": "v2",
+        "previous_version": "v1",
+        "weight": None,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -47,13 +55,20 @@ def environ(moto_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def ecs(environ: dict[str, str]) -> Iterator[Any]:
-    client = boto3.client("ecs", region_name=REGION, endpoint_url=environ["AWS_ENDPOINT_URL_TEST"],
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "ecs",
+        region_name=REGION,
+        endpoint_url=environ["AWS_ENDPOINT_URL_TEST"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     yield client
     client.close()
 
 
-def create_service(ecs: Any, monkeypatch: pytest.MonkeyPatch, *, running: bool = True, image: str = "repo/web:v1") -> str:
+def create_service(
+    ecs: Any, monkeypatch: pytest.MonkeyPatch, *, running: bool = True, image: str = "repo/web:v1"
+) -> str:
     """Cluster prod, task definition web:1 running `image`, service web with two tasks; returns web:1's ARN."""
     # moto reports a service's tasks as running (its rollout COMPLETED) per this variable, read at creation.
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2" if running else "0")
@@ -61,8 +76,14 @@ def create_service(ecs: Any, monkeypatch: pytest.MonkeyPatch, *, running: bool =
     arn = ecs.register_task_definition(
         family="web",
         containerDefinitions=[
-            {"name": "web", "image": image, "memory": 256, "essential": True,
-             "environment": [{"name": "MODE", "value": "prod"}], "portMappings": [{"containerPort": 8080}]},
+            {
+                "name": "web",
+                "image": image,
+                "memory": 256,
+                "essential": True,
+                "environment": [{"name": "MODE", "value": "prod"}],
+                "portMappings": [{"containerPort": 8080}],
+            },
             {"name": "sidecar", "image": "envoy:1.30", "memory": 64},
         ],
         tags=[{"key": "team", "value": "platform"}],
@@ -72,8 +93,16 @@ def create_service(ecs: Any, monkeypatch: pytest.MonkeyPatch, *, running: bool =
 
 
 def settings(**overrides: object) -> EcsSettings:
-    values: dict[str, object] = {"kind": "ecs", "cluster": "prod", "service": "web", "container": "web", "region": REGION,
-                                     "endpoint_url_env": "AWS_ENDPOINT_URL_TEST", "poll_interval": "100ms", "timeout": "10s"}
+    values: dict[str, object] = {
+        "kind": "ecs",
+        "cluster": "prod",
+        "service": "web",
+        "container": "web",
+        "region": REGION,
+        "endpoint_url_env": "AWS_ENDPOINT_URL_TEST",
+        "poll_interval": "100ms",
+        "timeout": "10s",
+    }
     values.update(overrides)
     return EcsSettings.model_validate(values)
 
@@ -103,7 +132,8 @@ def container(ecs: Any, arn: str, name: str = "web") -> dict[str, Any]:
 
 
 async def test_deploy_registers_a_revision_with_the_new_tag_and_points_the_service_at_it(
-        ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     v1 = create_service(ecs, monkeypatch)
     emit = Lines()
     result = await deployer.apply(make_step(), emit)
@@ -116,7 +146,8 @@ async def test_deploy_registers_a_revision_with_the_new_tag_and_points_the_servi
     assert web["environment"] == [{"name": "MODE", "value": "prod"}] and web["memory"] == 256
     assert container(ecs, result.external_id, "sidecar")["image"] == "envoy:1.30"  # other containers untouched
     assert ecs.describe_task_definition(taskDefinition=result.external_id, include=["TAGS"])["tags"] == [
-        {"key": "team", "value": "platform"}]
+        {"key": "team", "value": "platform"}
+    ]
     assert container(ecs, v1)["image"] == "repo/web:v1"
     assert any("registered web:2 with image repo/web:v2" in line for line in emit.lines)
     assert "2/2 tasks running" in result.summary
@@ -124,7 +155,8 @@ async def test_deploy_registers_a_revision_with_the_new_tag_and_points_the_servi
 
 
 async def test_canary_steps_after_the_first_find_the_service_already_there(
-        ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     create_service(ecs, monkeypatch)
     first_emit = Lines()
     first = await deployer.apply(make_step(weight=10), first_emit)
@@ -136,7 +168,8 @@ async def test_canary_steps_after_the_first_find_the_service_already_there(
 
 
 async def test_rollback_redeploys_the_task_definition_the_deploy_replaced(
-        ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     v1 = create_service(ecs, monkeypatch)
     assert (await deployer.apply(make_step(), Lines())).ok
     emit = Lines()
@@ -149,7 +182,8 @@ async def test_rollback_redeploys_the_task_definition_the_deploy_replaced(
 
 
 async def test_after_a_restart_rollback_finds_the_revision_running_the_old_version(
-        ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     v1 = create_service(ecs, monkeypatch)
     before = build(settings(), environ=environ, http=None)  # type: ignore[arg-type]
     assert (await before.apply(make_step(), Lines())).ok
@@ -169,13 +203,16 @@ async def test_after_a_restart_rollback_finds_the_revision_running_the_old_versi
 
 
 async def test_the_image_setting_overrides_the_repository(
-        ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     create_service(ecs, monkeypatch)
     d = build(settings(image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/web"), environ=environ, http=None)  # type: ignore[arg-type]
     result = await d.apply(make_step(version="2024.06.01-abc"), Lines())
     await d.aclose()
     assert result.ok and result.external_id
-    assert container(ecs, result.external_id)["image"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:2024.06.01-abc"
+    assert (
+        container(ecs, result.external_id)["image"] == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:2024.06.01-abc"
+    )
 
 
 async def test_resume_waits_for_a_task_definition(ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,7 +228,8 @@ async def test_resume_waits_for_a_task_definition(ecs: Any, deployer: Any, monke
 
 
 async def test_a_rollout_that_never_completes_times_out(
-        ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     create_service(ecs, monkeypatch, running=False)
     d = build(settings(timeout="1s"), environ=environ, http=None)  # type: ignore[arg-type]
     emit = Lines()
@@ -203,19 +241,24 @@ async def test_a_rollout_that_never_completes_times_out(
     assert any("0/2 tasks running" in line for line in emit.lines)
 
 
-async def test_a_version_that_is_not_an_image_tag_is_refused(ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_version_that_is_not_an_image_tag_is_refused(
+    ecs: Any, deployer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     v1 = create_service(ecs, monkeypatch)
     result = await deployer.apply(make_step(version="; rm -rf /"), Lines())
     assert not result.ok and "not a valid image tag" in result.summary
     assert service_task_definition(ecs) == v1
 
 
-async def test_configuration_problems_are_deploy_errors(ecs: Any, environ: dict[str, str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_configuration_problems_are_deploy_errors(
+    ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     create_service(ecs, monkeypatch)
-    for wrong, message in ((settings(service="nope"), "service nope not found"),
-                           (settings(cluster="nope"), "nope"),
-                           (settings(container="app"), "no container app (it has: web, sidecar)")):
+    for wrong, message in (
+        (settings(service="nope"), "service nope not found"),
+        (settings(cluster="nope"), "nope"),
+        (settings(container="app"), "no container app (it has: web, sidecar)"),
+    ):
         d = build(wrong, environ=environ, http=None)  # type: ignore[arg-type]
         with pytest.raises(DeployError, match=message.replace("(", r"\(").replace(")", r"\)")):
             await d.apply(make_step(), Lines())
@@ -236,9 +279,12 @@ def test_image_repository() -> None:
 
 
 def test_settings_round_trip_from_yaml_shape() -> None:
-    s = EcsSettings.model_validate(json.loads(
-        '{"kind": "ecs", "cluster": "prod", "service": "web", "container": "web", "region": "eu-west-1",'
-        ' "endpoint_url_env": "AWS_ENDPOINT_URL"}'))
+    s = EcsSettings.model_validate(
+        json.loads(
+            '{"kind": "ecs", "cluster": "prod", "service": "web", "container": "web", "region": "eu-west-1",'
+            ' "endpoint_url_env": "AWS_ENDPOINT_URL"}'
+        )
+    )
     assert s.timeout.total_seconds() == 900 and s.image is None
     with pytest.raises(ValueError, match="without a tag"):
         EcsSettings(kind="ecs", cluster="c", service="s", container="c", image="repo/web:v1")

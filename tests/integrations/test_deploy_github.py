@@ -24,8 +24,16 @@ WORKFLOW = "deploy.yml"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-42", "service": "web", "environment": "production", "version": "v1.4.2",
-                                     "previous_version": "v1.4.1", "weight": None, "rollback": False, "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-42",
+        "service": "web",
+        "environment": "production",
+        "version": "v1.4.2",
+        "previous_version": "v1.4.1",
+        "weight": None,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -43,8 +51,13 @@ class FakeRun:
     def body(self, origin: str) -> dict[str, Any]:
         status = self.statuses[min(self.polls, len(self.statuses) - 1)]
         return {
-            "id": self.id, "name": "Deploy", "display_title": self.title, "run_number": self.id - 1000,
-            "event": "workflow_dispatch", "head_branch": self.branch, "status": status,
+            "id": self.id,
+            "name": "Deploy",
+            "display_title": self.title,
+            "run_number": self.id - 1000,
+            "event": "workflow_dispatch",
+            "head_branch": self.branch,
+            "status": status,
             "conclusion": self.conclusion if status == "completed" else None,
             "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "head_sha": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
@@ -77,15 +90,28 @@ class FakeGitHub:
 
     async def record(self, request: web.Request) -> dict[str, Any] | None:
         body = await request.json() if request.can_read_body else None
-        self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                              "headers": dict(request.headers), "json": body})
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "json": body,
+            }
+        )
         if request.headers.get("Authorization") != f"Bearer {self.expected_token}":
             raise web.HTTPUnauthorized(text='{"message": "Bad credentials"}', content_type="application/json")
         return body
 
     def add_run(self, *, branch: str, title: str, created_at: datetime | None = None) -> FakeRun:
-        run = FakeRun(id=self.next_id, created_at=created_at or datetime.now(UTC), branch=branch, title=title,
-                      statuses=list(self.statuses), conclusion=self.conclusion)
+        run = FakeRun(
+            id=self.next_id,
+            created_at=created_at or datetime.now(UTC),
+            branch=branch,
+            title=title,
+            statuses=list(self.statuses),
+            conclusion=self.conclusion,
+        )
         self.runs[run.id] = run
         self.next_id += 1
         return run
@@ -94,20 +120,32 @@ class FakeGitHub:
         body = await self.record(request)
         assert body is not None
         if self.dispatch_mode == "old-ghes" and "return_run_details" in body:
-            return web.json_response({"message": "Invalid request.\n\n\"return_run_details\" is not a permitted key."},
-                                     status=422)
-        run = self.add_run(branch=body["ref"], title=f"Deploy {body['inputs'].get('version', '')}",
-                           created_at=datetime.now(UTC) + self.run_created_after)
+            return web.json_response(
+                {"message": 'Invalid request.\n\n"return_run_details" is not a permitted key.'}, status=422
+            )
+        run = self.add_run(
+            branch=body["ref"],
+            title=f"Deploy {body['inputs'].get('version', '')}",
+            created_at=datetime.now(UTC) + self.run_created_after,
+        )
         if self.dispatch_mode == "details" and body.get("return_run_details"):
-            return web.json_response({"workflow_run_id": run.id, "run_url": f"{self.origin}/repos/{REPO}/actions/runs/{run.id}",
-                                      "html_url": f"{self.origin}/{REPO}/actions/runs/{run.id}"})
+            return web.json_response(
+                {
+                    "workflow_run_id": run.id,
+                    "run_url": f"{self.origin}/repos/{REPO}/actions/runs/{run.id}",
+                    "html_url": f"{self.origin}/{REPO}/actions/runs/{run.id}",
+                }
+            )
         return web.Response(status=204)
 
     async def list_runs(self, request: web.Request) -> web.Response:
         await self.record(request)
-        runs = [run for run in self.runs.values()
-                if request.query.get("branch") in (None, run.branch)
-                and request.query.get("event") in (None, "workflow_dispatch")]
+        runs = [
+            run
+            for run in self.runs.values()
+            if request.query.get("branch") in (None, run.branch)
+            and request.query.get("event") in (None, "workflow_dispatch")
+        ]
         runs.sort(key=lambda run: run.created_at, reverse=True)
         return web.json_response({"total_count": len(runs), "workflow_runs": [run.body(self.origin) for run in runs]})
 
@@ -116,8 +154,9 @@ class FakeGitHub:
         if self.rate_limit_run_polls:
             headers = self.rate_limit_run_polls.pop(0)
             status = int(headers.pop("status", "429"))
-            return web.json_response({"message": "You have exceeded a secondary rate limit."}, status=status,
-                                     headers=headers)
+            return web.json_response(
+                {"message": "You have exceeded a secondary rate limit."}, status=status, headers=headers
+            )
         run = self.runs.get(int(request.match_info["run_id"]))
         if run is None:
             return web.json_response({"message": "Not Found"}, status=404)
@@ -153,10 +192,17 @@ class Lines:
 
 
 def settings(github: FakeGitHub, **overrides: object) -> GithubActionsSettings:
-    values: dict[str, object] = {"kind": "github_actions", "repo": REPO, "workflow": WORKFLOW, "ref": "main",
-                                     "inputs": {"version": "{version}", "env": "{environment}"},
-                                     "token_env": "GITHUB_TOKEN", "api_url": github.origin, "poll_interval": "50ms",
-                                     "timeout": "20s"}
+    values: dict[str, object] = {
+        "kind": "github_actions",
+        "repo": REPO,
+        "workflow": WORKFLOW,
+        "ref": "main",
+        "inputs": {"version": "{version}", "env": "{environment}"},
+        "token_env": "GITHUB_TOKEN",
+        "api_url": github.origin,
+        "poll_interval": "50ms",
+        "timeout": "20s",
+    }
     values.update(overrides)
     return GithubActionsSettings.model_validate(values)
 
@@ -164,7 +210,9 @@ def settings(github: FakeGitHub, **overrides: object) -> GithubActionsSettings:
 ENV = {"GITHUB_TOKEN": TOKEN}
 
 
-async def test_dispatch_then_find_the_run_then_follow_it_to_success(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
+async def test_dispatch_then_find_the_run_then_follow_it_to_success(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     old = github.add_run(branch="main", title="an older deploy", created_at=datetime.now(UTC) - timedelta(hours=1))
     deployer = build(settings(github), environ=ENV, http=http)
     emit = Lines()
@@ -181,8 +229,11 @@ async def test_dispatch_then_find_the_run_then_follow_it_to_success(github: Fake
     dispatch = github.requests[0]
     assert dispatch["method"] == "POST"
     assert dispatch["path"] == f"/repos/{REPO}/actions/workflows/{WORKFLOW}/dispatches"
-    assert dispatch["json"] == {"ref": "main", "inputs": {"version": "v1.4.2", "env": "production"},
-                                "return_run_details": True}
+    assert dispatch["json"] == {
+        "ref": "main",
+        "inputs": {"version": "v1.4.2", "env": "production"},
+        "return_run_details": True,
+    }
     for request in github.requests:
         assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
         assert request["headers"]["X-GitHub-Api-Version"] == API_VERSION
@@ -207,7 +258,9 @@ async def test_a_failed_run_fails_the_step(github: FakeGitHub, http: aiohttp.Cli
     assert result.external_id == str(max(github.runs))
 
 
-async def test_a_run_id_in_the_dispatch_answer_is_used_directly(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
+async def test_a_run_id_in_the_dispatch_answer_is_used_directly(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     github.dispatch_mode = "details"
     result = await build(settings(github), environ=ENV, http=http).apply(make_step(), Lines())
     assert result.ok and result.external_id == str(max(github.runs))
@@ -215,7 +268,8 @@ async def test_a_run_id_in_the_dispatch_answer_is_used_directly(github: FakeGitH
 
 
 async def test_an_older_server_that_rejects_return_run_details_gets_the_dispatch_again_without_it(
-        github: FakeGitHub, http: aiohttp.ClientSession) -> None:
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     github.dispatch_mode = "old-ghes"
     deployer = build(settings(github), environ=ENV, http=http)
     assert (await deployer.apply(make_step(), Lines())).ok
@@ -243,7 +297,9 @@ async def test_rate_limits_are_waited_out(github: FakeGitHub, http: aiohttp.Clie
     assert len(polls) == 2 + 3  # the two rate-limited answers, then queued, in progress, completed
 
 
-async def test_a_rate_limit_longer_than_the_timeout_fails_the_step(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
+async def test_a_rate_limit_longer_than_the_timeout_fails_the_step(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     github.rate_limit_run_polls = [{"status": "429", "retry-after": "3600"}]
     result = await build(settings(github, timeout="2s"), environ=ENV, http=http).apply(make_step(), Lines())
     assert not result.ok
@@ -274,12 +330,14 @@ async def test_a_run_that_never_completes_times_out(github: FakeGitHub, http: ai
     assert result.external_id == str(max(github.runs))
 
 
-async def test_two_deploys_of_one_workflow_at_once_follow_their_own_runs(github: FakeGitHub,
-                                                                         http: aiohttp.ClientSession) -> None:
+async def test_two_deploys_of_one_workflow_at_once_follow_their_own_runs(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     one = build(settings(github), environ=ENV, http=http)
     two = build(settings(github), environ=ENV, http=http)
-    results = await asyncio.gather(one.apply(make_step(deploy_id="a"), Lines()),
-                                   two.apply(make_step(deploy_id="b", service="api"), Lines()))
+    results = await asyncio.gather(
+        one.apply(make_step(deploy_id="a"), Lines()), two.apply(make_step(deploy_id="b", service="api"), Lines())
+    )
     assert all(result.ok for result in results)
     assert len({result.external_id for result in results}) == 2
 
@@ -287,9 +345,12 @@ async def test_two_deploys_of_one_workflow_at_once_follow_their_own_runs(github:
 async def test_run_name_contains_picks_the_run_by_title(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
     # Someone else's run, created after our dispatch but before ours: the oldest candidate, unless titles decide.
     github.run_created_after = timedelta(seconds=3)
-    decoy = github.add_run(branch="main", title="Deploy someone-else", created_at=datetime.now(UTC) + timedelta(seconds=1))
+    decoy = github.add_run(
+        branch="main", title="Deploy someone-else", created_at=datetime.now(UTC) + timedelta(seconds=1)
+    )
     result = await build(settings(github, run_name_contains="Deploy {version}"), environ=ENV, http=http).apply(
-        make_step(), Lines())
+        make_step(), Lines()
+    )
     assert result.ok
     assert github.runs[int(result.external_id or 0)].title == "Deploy v1.4.2"
 
@@ -297,25 +358,30 @@ async def test_run_name_contains_picks_the_run_by_title(github: FakeGitHub, http
     assert unfiltered.external_id == str(decoy.id)
 
 
-async def test_credentials_problems_are_deploy_errors_without_the_token(github: FakeGitHub,
-                                                                       http: aiohttp.ClientSession) -> None:
+async def test_credentials_problems_are_deploy_errors_without_the_token(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
     with pytest.raises(DeployError, match="GITHUB_TOKEN"):
         await build(settings(github), environ={}, http=http).apply(make_step(), Lines())
     with pytest.raises(DeployError, match="401") as caught:
-        await build(settings(github), environ={"GITHUB_TOKEN": "wrong-secret-token"}, http=http).apply(make_step(), Lines())
+        await build(settings(github), environ={"GITHUB_TOKEN": "wrong-secret-token"}, http=http).apply(
+            make_step(), Lines()
+        )
     assert "wrong-secret-token" not in str(caught.value)
 
 
 async def test_a_missing_workflow_is_a_deploy_error(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
     with pytest.raises(DeployError, match="no workflow"):
         await build(settings(github, api_url=github.origin + "/nothing-here"), environ=ENV, http=http).apply(
-            make_step(), Lines())
+            make_step(), Lines()
+        )
 
 
 async def test_an_unreachable_github_is_retried_until_the_timeout(http: aiohttp.ClientSession) -> None:
     with socket_closed_port() as port:
-        s = GithubActionsSettings(kind="github_actions", repo=REPO, workflow=WORKFLOW,
-                                  api_url=f"http://127.0.0.1:{port}", timeout="2s")
+        s = GithubActionsSettings(
+            kind="github_actions", repo=REPO, workflow=WORKFLOW, api_url=f"http://127.0.0.1:{port}", timeout="2s"
+        )
         result = await build(s, environ=ENV, http=http).apply(make_step(), Lines())
     assert not result.ok and "unreachable" in result.summary
 
@@ -341,6 +407,7 @@ def test_settings_validation() -> None:
         GithubActionsSettings(kind="github_actions", repo="not a repo", workflow="deploy.yml")
     with pytest.raises(ValidationError, match="unknown placeholder"):
         GithubActionsSettings(kind="github_actions", repo=REPO, workflow="d.yml", inputs={"v": "{verison}"})
-    enterprise = GithubActionsSettings(kind="github_actions", repo=REPO, workflow="d.yml",
-                                       api_url="https://github.example.com/api/v3/")
+    enterprise = GithubActionsSettings(
+        kind="github_actions", repo=REPO, workflow="d.yml", api_url="https://github.example.com/api/v3/"
+    )
     assert enterprise.api_url == "https://github.example.com/api/v3"

@@ -18,15 +18,45 @@ from integrations.deploy.webhook import WebhookDeployer
 ADAPTER: TypeAdapter[DeployerSettings] = TypeAdapter(DeployerSettings)
 
 SECTIONS = [
-    ({"kind": "command", "argv": ["./scripts/deploy.sh", "{service}", "{version}", "{environment}", "{weight}"],
-      "timeout": "10m"}, CommandDeployer),
-    ({"kind": "github_actions", "repo": "acme/web", "workflow": "deploy.yml", "ref": "main",
-      "inputs": {"version": "{version}", "env": "{environment}"}, "token_env": "GITHUB_TOKEN",
-      "api_url": "https://api.github.com"}, GithubActionsDeployer),
-    ({"kind": "ecs", "cluster": "prod", "service": "web", "container": "web", "region": "eu-west-1",
-      "endpoint_url_env": "AWS_ENDPOINT_URL"}, EcsDeployer),
-    ({"kind": "webhook", "url_env": "RENDER_DEPLOY_HOOK", "status_url": "https://api.example.com/deploys/{deploy_id}"},
-     WebhookDeployer),
+    (
+        {
+            "kind": "command",
+            "argv": ["./scripts/deploy.sh", "{service}", "{version}", "{environment}", "{weight}"],
+            "timeout": "10m",
+        },
+        CommandDeployer,
+    ),
+    (
+        {
+            "kind": "github_actions",
+            "repo": "acme/web",
+            "workflow": "deploy.yml",
+            "ref": "main",
+            "inputs": {"version": "{version}", "env": "{environment}"},
+            "token_env": "GITHUB_TOKEN",
+            "api_url": "https://api.github.com",
+        },
+        GithubActionsDeployer,
+    ),
+    (
+        {
+            "kind": "ecs",
+            "cluster": "prod",
+            "service": "web",
+            "container": "web",
+            "region": "eu-west-1",
+            "endpoint_url_env": "AWS_ENDPOINT_URL",
+        },
+        EcsDeployer,
+    ),
+    (
+        {
+            "kind": "webhook",
+            "url_env": "RENDER_DEPLOY_HOOK",
+            "status_url": "https://api.example.com/deploys/{deploy_id}",
+        },
+        WebhookDeployer,
+    ),
 ]
 
 
@@ -37,8 +67,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.mark.parametrize(("section", "kind"), SECTIONS)
-async def test_each_section_builds_its_deployer(section: dict[str, object], kind: type,
-                                                http: aiohttp.ClientSession) -> None:
+async def test_each_section_builds_its_deployer(
+    section: dict[str, object], kind: type, http: aiohttp.ClientSession
+) -> None:
     settings = ADAPTER.validate_python(section)
     deployer = build_deployer(settings, environ={}, http=http)
     assert type(deployer) is kind

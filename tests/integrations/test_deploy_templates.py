@@ -16,13 +16,29 @@ from integrations.deploy.base import (
     url_quote,
 )
 
-ARGV = ["./scripts/deploy.sh", "{service}", "{version}", "--env={environment}", "{weight}", "{deploy_id}",
-        "{previous_version}", "{{literal}}"]
+ARGV = [
+    "./scripts/deploy.sh",
+    "{service}",
+    "{version}",
+    "--env={environment}",
+    "{weight}",
+    "{deploy_id}",
+    "{previous_version}",
+    "{{literal}}",
+]
 
 
 def make_step(service: str = "web", version: str = "v1.4.2", **overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-1", "service": service, "environment": "production", "version": version,
-                                     "previous_version": "v1.4.1", "weight": 50, "rollback": False, "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-1",
+        "service": service,
+        "environment": "production",
+        "version": version,
+        "previous_version": "v1.4.1",
+        "weight": 50,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -45,8 +61,9 @@ def test_unknown_placeholders_and_stray_braces_are_deploy_errors_naming_them() -
 
 def test_extra_values_and_escaping_for_urls() -> None:
     step = make_step(version="../../admin?x=1")
-    url = render_template("https://h/deploys/{external_id}/{version}", step, extra={"external_id": "a/b"},
-                          escape=url_quote)
+    url = render_template(
+        "https://h/deploys/{external_id}/{version}", step, extra={"external_id": "a/b"}, escape=url_quote
+    )
     assert url == "https://h/deploys/a%2Fb/..%2F..%2Fadmin%3Fx%3D1"
     assert template_fields("{external_id}-{service}", extra=("external_id",)) == ["external_id", "service"]
 

@@ -24,18 +24,32 @@ ENV = {"VERCEL_TOKEN": TOKEN}
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-42", "service": "site", "environment": "production",
-                                 "version": "v1.4.2", "previous_version": "v1.4.1", "weight": None, "rollback": False,
-                                 "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-42",
+        "service": "site",
+        "environment": "production",
+        "version": "v1.4.2",
+        "previous_version": "v1.4.1",
+        "weight": None,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
 
 def settings(vercel: FakeVercel, **overrides: object) -> VercelSettings:
-    values: dict[str, object] = {"kind": "vercel", "project": PROJECT_ID, "team_id": TEAM_ID, "target": "production",
-                                 "git": {"provider": "github", "repo": "acme/site", "ref": "{version}"},
-                                 "api_url": vercel.origin, "poll_interval": "20ms", "max_poll_interval": "100ms",
-                                 "timeout": "20s"}
+    values: dict[str, object] = {
+        "kind": "vercel",
+        "project": PROJECT_ID,
+        "team_id": TEAM_ID,
+        "target": "production",
+        "git": {"provider": "github", "repo": "acme/site", "ref": "{version}"},
+        "api_url": vercel.origin,
+        "poll_interval": "20ms",
+        "max_poll_interval": "100ms",
+        "timeout": "20s",
+    }
     values.update(overrides)
     return VercelSettings.model_validate(values)
 
@@ -60,8 +74,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVercel,
-                                                                  http: aiohttp.ClientSession) -> None:
+async def test_a_git_deployment_is_created_and_followed_to_ready(
+    vercel: FakeVercel, http: aiohttp.ClientSession
+) -> None:
     vercel.commits["v1.4.2"] = ("a" * 40, "2024-05-01T10:00:00Z")
     deployer = build(settings(vercel), environ=ENV, http=http)
     assert isinstance(deployer, RunReportingDeployer) and isinstance(deployer, PromotingDeployer)
@@ -80,9 +95,13 @@ async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVer
     create = vercel.requests[0]
     assert create["method"] == "POST" and create["path"] == "/v13/deployments"
     assert create["query"] == {"teamId": TEAM_ID}
-    assert create["json"] == {"name": PROJECT_ID, "project": PROJECT_ID, "target": "production",
-                              "gitSource": {"type": "github", "org": "acme", "repo": "site", "ref": "v1.4.2"},
-                              "meta": {"chatopsDeployId": "d-42", "chatopsVersion": "v1.4.2"}}
+    assert create["json"] == {
+        "name": PROJECT_ID,
+        "project": PROJECT_ID,
+        "target": "production",
+        "gitSource": {"type": "github", "org": "acme", "repo": "site", "ref": "v1.4.2"},
+        "meta": {"chatopsDeployId": "d-42", "chatopsVersion": "v1.4.2"},
+    }
     states = [line for line in emit.lines if line.startswith("Vercel deployment")]
     assert [line.split(": ")[1].split()[0] for line in states] == ["QUEUED", "BUILDING", "READY"]
     assert "https://vercel.com/acme/site/" in states[0]
@@ -93,18 +112,21 @@ async def test_a_git_deployment_is_created_and_followed_to_ready(vercel: FakeVer
     assert again.ok and again.external_id == deployment.id and len(vercel.deployments) == 1
 
 
-async def test_a_failing_build_fails_the_step_with_vercels_error(vercel: FakeVercel,
-                                                                  http: aiohttp.ClientSession) -> None:
+async def test_a_failing_build_fails_the_step_with_vercels_error(
+    vercel: FakeVercel, http: aiohttp.ClientSession
+) -> None:
     result = await build(settings(vercel), environ=ENV, http=http).apply(make_step(version="broken-1"), Lines())
     assert not result.ok
     assert result.summary.endswith('failed: Command "npm run build" exited with 1')
     assert result.external_id in vercel.deployments
 
 
-async def test_a_bad_token_and_an_unknown_project_fail_with_vercels_message(vercel: FakeVercel,
-                                                                            http: aiohttp.ClientSession) -> None:
+async def test_a_bad_token_and_an_unknown_project_fail_with_vercels_message(
+    vercel: FakeVercel, http: aiohttp.ClientSession
+) -> None:
     wrong = await build(settings(vercel), environ={"VERCEL_TOKEN": "wrong-secret"}, http=http).apply(
-        make_step(), Lines())
+        make_step(), Lines()
+    )
     assert not wrong.ok and "Vercel refused the token in VERCEL_TOKEN (401): Not authorized" == wrong.summary
     assert "wrong-secret" not in wrong.summary
     unknown = await build(settings(vercel, project="prj_nope"), environ=ENV, http=http).apply(make_step(), Lines())
@@ -127,23 +149,29 @@ async def test_rate_limits_and_server_errors_are_waited_out(vercel: FakeVercel, 
     assert len(polls) == 1 + 2 + 3  # the 429, the two 502s, then QUEUED, BUILDING, READY
 
 
-async def test_a_rate_limit_longer_than_the_timeout_fails_the_step(vercel: FakeVercel,
-                                                                   http: aiohttp.ClientSession) -> None:
+async def test_a_rate_limit_longer_than_the_timeout_fails_the_step(
+    vercel: FakeVercel, http: aiohttp.ClientSession
+) -> None:
     vercel.rate_limits = ["3600"]
     result = await build(settings(vercel, timeout="2s"), environ=ENV, http=http).apply(make_step(), Lines())
     assert not result.ok and "rate limit" in result.summary
 
 
-async def test_instant_rollback_to_a_recorded_deployment_and_by_version(vercel: FakeVercel,
-                                                                       http: aiohttp.ClientSession) -> None:
+async def test_instant_rollback_to_a_recorded_deployment_and_by_version(
+    vercel: FakeVercel, http: aiohttp.ClientSession
+) -> None:
     deployer = build(settings(vercel), environ=ENV, http=http)
     first = await deployer.apply(make_step(deploy_id="d-1", version="v1"), Lines())
     second = await deployer.apply(make_step(deploy_id="d-2", version="v2"), Lines())
     assert first.ok and second.ok and vercel.serving_version() == "v2"
 
     emit = Lines()
-    back = await deployer.apply(make_step(deploy_id="d-3", version="v1", previous_version="v2", rollback=True,
-                                          target_external_id=first.external_id), emit)
+    back = await deployer.apply(
+        make_step(
+            deploy_id="d-3", version="v1", previous_version="v2", rollback=True, target_external_id=first.external_id
+        ),
+        emit,
+    )
     assert back.ok and back.external_id == first.external_id, back
     assert vercel.serving_version() == "v1"
     rollbacks = [r for r in vercel.requests if r["method"] == "POST" and "/rollback/" in r["path"]]
@@ -152,11 +180,17 @@ async def test_instant_rollback_to_a_recorded_deployment_and_by_version(vercel: 
 
     # Without a recorded id, the production deployment list names the one that carried the version.
     forward = await deployer.apply(
-        make_step(deploy_id="d-4", version="v2", previous_version="v1", rollback=True), Lines())
+        make_step(deploy_id="d-4", version="v2", previous_version="v1", rollback=True), Lines()
+    )
     assert forward.ok and forward.external_id == second.external_id and vercel.serving_version() == "v2"
     listing = next(r for r in vercel.requests if r["path"] == "/v6/deployments")
-    assert listing["query"] == {"projectId": PROJECT_ID, "target": "production", "state": "READY", "limit": "100",
-                                "teamId": TEAM_ID}
+    assert listing["query"] == {
+        "projectId": PROJECT_ID,
+        "target": "production",
+        "state": "READY",
+        "limit": "100",
+        "teamId": TEAM_ID,
+    }
     unknown = await deployer.apply(make_step(deploy_id="d-5", version="v0", rollback=True), Lines())
     assert not unknown.ok and "no READY production deployment" in unknown.summary
 

@@ -25,8 +25,16 @@ HOOK_KEY = "SUPERSECRETHOOKKEY"
 
 
 def make_step(**overrides: object) -> DeployStep:
-    values: dict[str, object] = {"deploy_id": "d-9", "service": "web", "environment": "staging", "version": "v3",
-                                     "previous_version": "v2", "weight": 25, "rollback": False, "requested_by": "U0ALICE"}
+    values: dict[str, object] = {
+        "deploy_id": "d-9",
+        "service": "web",
+        "environment": "staging",
+        "version": "v3",
+        "previous_version": "v2",
+        "weight": 25,
+        "rollback": False,
+        "requested_by": "U0ALICE",
+    }
     values.update(overrides)
     return DeployStep(**values)  # type: ignore[arg-type]
 
@@ -51,9 +59,14 @@ class FakeHost:
     async def hook(self, request: web.Request) -> web.Response:
         body = await request.read()
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        self.received.append({"key": request.match_info["key"], "body": json.loads(body),
-                              "signature_ok": hmac.compare_digest(expected, request.headers.get("X-Chatops-Signature-256", "")),
-                              "headers": dict(request.headers)})
+        self.received.append(
+            {
+                "key": request.match_info["key"],
+                "body": json.loads(body),
+                "signature_ok": hmac.compare_digest(expected, request.headers.get("X-Chatops-Signature-256", "")),
+                "headers": dict(request.headers),
+            }
+        )
         if request.match_info["key"] != HOOK_KEY:
             return web.json_response({"error": "unknown hook"}, status=404)
         if self.hook_status >= 300:
@@ -96,15 +109,25 @@ class Lines:
 
 
 def environ(host: FakeHost) -> dict[str, str]:
-    return {"DEPLOY_HOOK": f"{host.origin}/deploy/{HOOK_KEY}?key={HOOK_KEY}", "HOOK_SECRET": SECRET,
-            "HOST_API_KEY": "api-key-123"}
+    return {
+        "DEPLOY_HOOK": f"{host.origin}/deploy/{HOOK_KEY}?key={HOOK_KEY}",
+        "HOOK_SECRET": SECRET,
+        "HOST_API_KEY": "api-key-123",
+    }
 
 
 def settings(host: FakeHost, **overrides: object) -> WebhookSettings:
-    values: dict[str, object] = {"kind": "webhook", "url_env": "DEPLOY_HOOK", "secret_env": "HOOK_SECRET",
-                                     "status_url": host.origin + "/deploys/{external_id}", "id_field": "deploy.id",
-                                     "status_field": "deploy.status", "auth_env": "HOST_API_KEY", "poll_interval": "50ms",
-                                     "timeout": "10s"}
+    values: dict[str, object] = {
+        "kind": "webhook",
+        "url_env": "DEPLOY_HOOK",
+        "secret_env": "HOOK_SECRET",
+        "status_url": host.origin + "/deploys/{external_id}",
+        "id_field": "deploy.id",
+        "status_field": "deploy.status",
+        "auth_env": "HOST_API_KEY",
+        "poll_interval": "50ms",
+        "timeout": "10s",
+    }
     values.update(overrides)
     return WebhookSettings.model_validate(values)
 
@@ -114,8 +137,9 @@ def assert_secret_free(result: StepResult | None, emit: Lines) -> None:
     assert HOOK_KEY not in text
 
 
-async def test_the_hook_gets_signed_json_and_the_status_is_followed_to_success(host: FakeHost,
-                                                                               http: aiohttp.ClientSession) -> None:
+async def test_the_hook_gets_signed_json_and_the_status_is_followed_to_success(
+    host: FakeHost, http: aiohttp.ClientSession
+) -> None:
     emit = Lines()
     result = await build(settings(host), environ=environ(host), http=http).apply(make_step(), emit)
     assert result.ok, result
@@ -124,12 +148,23 @@ async def test_the_hook_gets_signed_json_and_the_status_is_followed_to_success(h
 
     (received,) = host.received
     assert received["signature_ok"]
-    assert received["body"] == {"service": "web", "environment": "staging", "version": "v3", "weight": 25,
-                                "deploy_id": "d-9", "previous_version": "v2", "rollback": False}
+    assert received["body"] == {
+        "service": "web",
+        "environment": "staging",
+        "version": "v3",
+        "weight": 25,
+        "deploy_id": "d-9",
+        "previous_version": "v2",
+        "rollback": False,
+    }
     assert received["headers"]["Authorization"] == "Bearer api-key-123"
     assert [r["id"] for r in host.status_requests] == ["dep-123"] * 4  # one 404, then queued, building, live
-    assert emit.lines == ["deploy hook accepted (202), id dep-123", "deploy status: queued",
-                          "deploy status: build_in_progress", "deploy status: live"]
+    assert emit.lines == [
+        "deploy hook accepted (202), id dep-123",
+        "deploy status: queued",
+        "deploy status: build_in_progress",
+        "deploy status: live",
+    ]
     assert_secret_free(result, emit)
 
 
@@ -144,12 +179,17 @@ async def test_a_failure_status_fails_the_step(host: FakeHost, http: aiohttp.Cli
 async def test_without_a_status_url_a_2xx_is_success(host: FakeHost, http: aiohttp.ClientSession) -> None:
     emit = Lines()
     result = await build(settings(host, status_url=None, auth_env=None), environ=environ(host), http=http).apply(
-        make_step(), emit)
+        make_step(), emit
+    )
     assert result.ok and result.summary == "deploy hook accepted (202)" and result.external_id == "dep-123"
     assert host.status_requests == []
     assert "Authorization" not in host.received[0]["headers"]
-    assert await build(settings(host, status_url=None), environ=environ(host), http=http).resume(
-        make_step(), "dep-1", emit) is None
+    assert (
+        await build(settings(host, status_url=None), environ=environ(host), http=http).resume(
+            make_step(), "dep-1", emit
+        )
+        is None
+    )
 
 
 async def test_resume_polls_the_status_of_a_known_deploy(host: FakeHost, http: aiohttp.ClientSession) -> None:
@@ -177,7 +217,9 @@ async def test_the_hook_url_never_appears_in_failures(host: FakeHost, http: aioh
 
     bad = {**environ(host), "DEPLOY_HOOK": f"http://[::1:{HOOK_KEY}/x"}
     with pytest.raises(DeployError) as caught:
-        await build(settings(host), environ={**bad, "DEPLOY_HOOK": f"ftp://{HOOK_KEY}"}, http=http).apply(make_step(), emit)
+        await build(settings(host), environ={**bad, "DEPLOY_HOOK": f"ftp://{HOOK_KEY}"}, http=http).apply(
+            make_step(), emit
+        )
     assert HOOK_KEY not in str(caught.value)
     result = await build(settings(host), environ=bad, http=http).apply(make_step(), emit)
     assert not result.ok

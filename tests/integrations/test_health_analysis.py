@@ -38,9 +38,15 @@ HIGH = Measurement(ok=False, value="0.25", limit="max 0.01")
 
 
 def analysis(**values: object) -> AnalysisSettings:
-    base: dict[str, object] = {"bake": "40ms", "interval": "10ms", "failure_limit": 2, "metrics": [
-        {"name": "error-rate", "kind": "prometheus", "url": "http://prometheus:9090", "query": "up", "max": 0.01},
-        {"name": "latency", "kind": "prometheus", "url": "http://prometheus:9090", "query": "up", "max": 0.5}]}
+    base: dict[str, object] = {
+        "bake": "40ms",
+        "interval": "10ms",
+        "failure_limit": 2,
+        "metrics": [
+            {"name": "error-rate", "kind": "prometheus", "url": "http://prometheus:9090", "query": "up", "max": 0.01},
+            {"name": "latency", "kind": "prometheus", "url": "http://prometheus:9090", "query": "up", "max": 0.5},
+        ],
+    }
     base.update(values)
     return AnalysisSettings.model_validate(base)
 
@@ -69,7 +75,8 @@ async def test_failure_limit_failed_checks_of_one_metric_fail_the_gate_naming_it
     result, reports = await run(checks, analysis())
     assert not result.ok and result.metric == "error-rate"  # type: ignore[attr-defined]
     assert result.reason == (  # type: ignore[attr-defined]
-        "error-rate = 0.25 (limit: max 0.01); 2 failed checks in this step, failure_limit 2")
+        "error-rate = 0.25 (limit: max 0.01); 2 failed checks in this step, failure_limit 2"
+    )
     assert checks[0].calls == 4 and reports[-1].metrics[0].failures == 2
 
 
@@ -81,13 +88,19 @@ async def test_failures_are_counted_per_metric() -> None:
 
 
 async def test_a_final_failure_ends_the_gate_at_once() -> None:
-    rejected = Measurement(ok=False, value="error", limit="max 0.01", final=True,
-                           error="Prometheus rejected the query: 1:5: parse error: unexpected end of input")
+    rejected = Measurement(
+        ok=False,
+        value="error",
+        limit="max 0.01",
+        final=True,
+        error="Prometheus rejected the query: 1:5: parse error: unexpected end of input",
+    )
     checks = [Scripted("error-rate", [rejected]), Scripted("latency", [OK])]
     result, _ = await run(checks, analysis(failure_limit=3))
     assert not result.ok and checks[0].calls == 1  # type: ignore[attr-defined]
     assert result.reason == (  # type: ignore[attr-defined]
-        "error-rate: Prometheus rejected the query: 1:5: parse error: unexpected end of input")
+        "error-rate: Prometheus rejected the query: 1:5: parse error: unexpected end of input"
+    )
 
 
 async def test_no_data_counts_as_a_failed_check() -> None:
@@ -96,7 +109,8 @@ async def test_no_data_counts_as_a_failed_check() -> None:
     assert not result.ok  # type: ignore[attr-defined]
     assert result.reason == (  # type: ignore[attr-defined]
         "error-rate: no data (the query returned no series) (limit: max 0.01); "
-        "2 failed checks in this step, failure_limit 2")
+        "2 failed checks in this step, failure_limit 2"
+    )
 
 
 async def test_a_check_that_raises_is_a_failed_check() -> None:
@@ -132,32 +146,59 @@ services:
 def test_the_issue_example_validates() -> None:
     config = parse_config(ISSUE_EXAMPLE, "chatops.yaml")
     gate = config.services["web"].environments["production"].analysis
-    assert gate is not None and gate.rounds == 6 and [m.kind for m in gate.metrics] == [
-        "prometheus", "prometheus", "cloudwatch_alarm", "datadog_monitor"]
+    assert (
+        gate is not None
+        and gate.rounds == 6
+        and [m.kind for m in gate.metrics] == ["prometheus", "prometheus", "cloudwatch_alarm", "datadog_monitor"]
+    )
 
 
-@pytest.mark.parametrize(("old", "new", "problem"), [
-    ("kind: cloudwatch_alarm", "kind: cloudwatch",
-     "line 17, services.web.environments.production.analysis.metrics[2]: unknown kind 'cloudwatch'; expected one "
-     "of: prometheus, cloudwatch_alarm, datadog_monitor, http (did you mean 'cloudwatch_alarm'?)"),
-    ("url_env: PROMETHEUS_URL, query: 'hist", "query: 'hist",
-     "line 16, services.web.environments.production.analysis.metrics[1]: url_env is missing: name the environment "
-     "variable holding Prometheus's URL (e.g. url_env: PROMETHEUS_URL), or give url"),
-    (", app_key_env: DD_APP_KEY", "",
-     "line 18, services.web.environments.production.analysis.metrics[3].app_key_env: required key is missing"),
-    ("api_key_env: DD_API_KEY", "api_key_env: DD-API-KEY",
-     "line 18, services.web.environments.production.analysis.metrics[3].api_key_env: 'DD-API-KEY' is not an "
-     "environment variable name"),
-    ("name: p99-latency", "name: error-rate",
-     "line 10, services.web.environments.production.analysis: metric names must be unique: error-rate appears "
-     "more than once"),
-    ("bake: 2m", "bake: 10s",
-     "line 10, services.web.environments.production.analysis: bake (10s) is shorter than interval (20s): no check "
-     "would run in it"),
-    ("failure_limit: 2", "failure_limit: 7",
-     "line 10, services.web.environments.production.analysis: failure_limit (7) is more than the 6 checks a step "
-     "makes (bake / interval): the gate could never fail"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            "kind: cloudwatch_alarm",
+            "kind: cloudwatch",
+            "line 17, services.web.environments.production.analysis.metrics[2]: unknown kind 'cloudwatch'; expected one "
+            "of: prometheus, cloudwatch_alarm, datadog_monitor, http (did you mean 'cloudwatch_alarm'?)",
+        ),
+        (
+            "url_env: PROMETHEUS_URL, query: 'hist",
+            "query: 'hist",
+            "line 16, services.web.environments.production.analysis.metrics[1]: url_env is missing: name the environment "
+            "variable holding Prometheus's URL (e.g. url_env: PROMETHEUS_URL), or give url",
+        ),
+        (
+            ", app_key_env: DD_APP_KEY",
+            "",
+            "line 18, services.web.environments.production.analysis.metrics[3].app_key_env: required key is missing",
+        ),
+        (
+            "api_key_env: DD_API_KEY",
+            "api_key_env: DD-API-KEY",
+            "line 18, services.web.environments.production.analysis.metrics[3].api_key_env: 'DD-API-KEY' is not an "
+            "environment variable name",
+        ),
+        (
+            "name: p99-latency",
+            "name: error-rate",
+            "line 10, services.web.environments.production.analysis: metric names must be unique: error-rate appears "
+            "more than once",
+        ),
+        (
+            "bake: 2m",
+            "bake: 10s",
+            "line 10, services.web.environments.production.analysis: bake (10s) is shorter than interval (20s): no check "
+            "would run in it",
+        ),
+        (
+            "failure_limit: 2",
+            "failure_limit: 7",
+            "line 10, services.web.environments.production.analysis: failure_limit (7) is more than the 6 checks a step "
+            "makes (bake / interval): the gate could never fail",
+        ),
+    ],
+)
 def test_check_config_names_each_mistake(old: str, new: str, problem: str) -> None:
     assert old in ISSUE_EXAMPLE
     with pytest.raises(ConfigError) as caught:

@@ -40,11 +40,24 @@ def environ(moto_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def cloudwatch(environ: dict[str, str]) -> Iterator[Any]:
-    client = boto3.client("cloudwatch", region_name=REGION, endpoint_url=environ["CLOUDWATCH_URL"],
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "cloudwatch",
+        region_name=REGION,
+        endpoint_url=environ["CLOUDWATCH_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     for name in ("web-5xx", "web-latency"):
-        client.put_metric_alarm(AlarmName=name, Namespace="web", MetricName=name, Statistic="Sum", Period=60,
-                                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+        client.put_metric_alarm(
+            AlarmName=name,
+            Namespace="web",
+            MetricName=name,
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+        )
     yield client
     client.close()
 
@@ -54,9 +67,16 @@ async def make_check(environ: dict[str, str]) -> AsyncIterator[Any]:
     built: list[CloudwatchAlarmCheck] = []
 
     def make(**values: object) -> CloudwatchAlarmCheck:
-        settings = CloudwatchAlarmSettings.model_validate({
-            "kind": "cloudwatch_alarm", "name": "alarms", "alarm_names": ["web-5xx", "web-latency"], "region": REGION,
-            "endpoint_url_env": "CLOUDWATCH_URL", **values})
+        settings = CloudwatchAlarmSettings.model_validate(
+            {
+                "kind": "cloudwatch_alarm",
+                "name": "alarms",
+                "alarm_names": ["web-5xx", "web-latency"],
+                "region": REGION,
+                "endpoint_url_env": "CLOUDWATCH_URL",
+                **values,
+            }
+        )
         built.append(CloudwatchAlarmCheck(settings, environ=environ))
         return built[-1]
 
@@ -70,16 +90,18 @@ async def test_alarms_in_ok_pass_and_one_in_alarm_fails(cloudwatch: Any, make_ch
     assert await check.measure() == Measurement(ok=True, value="2 OK", limit="no alarm in ALARM or INSUFFICIENT_DATA")
     client = check._client
     cloudwatch.set_alarm_state(AlarmName="web-latency", StateValue="ALARM", StateReason="p99 above 500ms")
-    assert await check.measure() == Measurement(ok=False, value="web-latency ALARM",
-                                                limit="no alarm in ALARM or INSUFFICIENT_DATA")
+    assert await check.measure() == Measurement(
+        ok=False, value="web-latency ALARM", limit="no alarm in ALARM or INSUFFICIENT_DATA"
+    )
     assert check._client is client  # built once
 
 
 async def test_insufficient_data_fails_unless_allowed(cloudwatch: Any, make_check: Any) -> None:
     cloudwatch.set_alarm_state(AlarmName="web-5xx", StateValue="INSUFFICIENT_DATA", StateReason="no datapoints")
     assert (await make_check().measure()).value == "web-5xx INSUFFICIENT_DATA"
-    assert await make_check(insufficient_data="pass").measure() == Measurement(ok=True, value="2 OK",
-                                                                               limit="no alarm in ALARM")
+    assert await make_check(insufficient_data="pass").measure() == Measurement(
+        ok=True, value="2 OK", limit="no alarm in ALARM"
+    )
 
 
 async def test_an_unknown_alarm_fails_at_once(cloudwatch: Any, make_check: Any) -> None:
@@ -89,5 +111,6 @@ async def test_an_unknown_alarm_fails_at_once(cloudwatch: Any, make_check: Any) 
 
 async def test_an_unset_endpoint_variable_is_named(make_check: Any, environ: dict[str, str]) -> None:
     result = await make_check(endpoint_url_env="NOT_SET_HERE").measure()
-    assert result.final and result.error == ("environment variable NOT_SET_HERE (the CloudWatch endpoint URL) "
-                                             "is not set")
+    assert result.final and result.error == (
+        "environment variable NOT_SET_HERE (the CloudWatch endpoint URL) is not set"
+    )

@@ -37,6 +37,7 @@ async def target() -> AsyncIterator[Target]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
             hits[request.path] = hits.get(request.path, 0) + 1
             return await handler(request, hits[request.path])
+
         return wrapper
 
     async def ok(request: web.Request, n: int) -> web.Response:
@@ -59,8 +60,14 @@ async def target() -> AsyncIterator[Target]:
         raise web.HTTPFound("/login")
 
     app = web.Application()
-    for path, handler in (("/ok", ok), ("/broken", broken), ("/slow", slow), ("/flapping", flapping),
-                          ("/recovering", recovering), ("/redirect", redirect)):
+    for path, handler in (
+        ("/ok", ok),
+        ("/broken", broken),
+        ("/slow", slow),
+        ("/flapping", flapping),
+        ("/recovering", recovering),
+        ("/redirect", redirect),
+    ):
         app.router.add_get(path, counted(handler))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
@@ -83,7 +90,7 @@ def closed_port() -> int:
 
 
 def health(url: str, **overrides: object) -> HttpHealthSettings:
-    values: dict[str, object] = {'url': url, 'timeout': "500ms", 'checks': 3, 'interval': "50ms"}
+    values: dict[str, object] = {"url": url, "timeout": "500ms", "checks": 3, "interval": "50ms"}
     values.update(overrides)
     return HttpHealthSettings.model_validate(values)
 
@@ -103,7 +110,8 @@ async def test_probe_up(target: Target, http: aiohttp.ClientSession) -> None:
 
 async def test_probe_failures_become_short_errors(target: Target, http: aiohttp.ClientSession) -> None:
     assert await probe(http, health(f"{target.origin}/broken")) == ProbeResult(
-        ok=False, status=500, latency_ms=pytest.approx(0, abs=1000), error="expected 200, got 500")
+        ok=False, status=500, latency_ms=pytest.approx(0, abs=1000), error="expected 200, got 500"
+    )
     assert (await probe(http, health(f"{target.origin}/broken", expect_status=500))).ok
 
     slow = await probe(http, health(f"{target.origin}/slow", timeout="200ms"))
@@ -137,8 +145,7 @@ async def test_gate_passes_after_n_consecutive_checks(target: Target, http: aioh
     assert len(emit.lines) == 3 and emit.lines[-1].startswith("health check 3: ✓ 200 in")
 
 
-async def test_gate_gives_each_probe_to_on_probe_instead_of_a_line(target: Target,
-                                                                   http: aiohttp.ClientSession) -> None:
+async def test_gate_gives_each_probe_to_on_probe_instead_of_a_line(target: Target, http: aiohttp.ClientSession) -> None:
     emit, probes = Lines(), []
 
     async def on_probe(result: ProbeResult) -> None:
@@ -188,8 +195,13 @@ async def test_an_explicit_deadline_counts_injected_sleeps(target: Target, http:
     async def instant(seconds: float) -> None:
         return None
 
-    result = await health_gate(http, health(f"{target.origin}/flapping", interval="10s"), emit=Lines(),
-                               sleep=instant, deadline=timedelta(seconds=35))
+    result = await health_gate(
+        http,
+        health(f"{target.origin}/flapping", interval="10s"),
+        emit=Lines(),
+        sleep=instant,
+        deadline=timedelta(seconds=35),
+    )
     assert not result.ok and result.reason.startswith("deadline of 35s passed")
     assert result.attempts == 4  # checks at 0s, 10s, 20s, 30s; a fifth at 40s would be past the deadline
 
@@ -203,11 +215,17 @@ async def test_a_failing_emit_does_not_decide_the_gate(target: Target, http: aio
 
 
 def test_settings() -> None:
-    s = HttpHealthSettings(url="http://127.0.0.1:8081/healthz", expect_status=200, timeout="2s", checks=3, interval="2s")
+    s = HttpHealthSettings(
+        url="http://127.0.0.1:8081/healthz", expect_status=200, timeout="2s", checks=3, interval="2s"
+    )
     assert s.timeout == timedelta(seconds=2) and s.interval == timedelta(seconds=2) and s.checks == 3
     defaults = HttpHealthSettings(url="https://example.com/healthz")
     assert (defaults.expect_status, defaults.timeout, defaults.checks, defaults.interval) == (
-        200, timedelta(seconds=2), 3, timedelta(seconds=2))
+        200,
+        timedelta(seconds=2),
+        3,
+        timedelta(seconds=2),
+    )
     with pytest.raises(ValidationError):
         HttpHealthSettings(url="http://x/", checks=0)
     with pytest.raises(ValidationError):

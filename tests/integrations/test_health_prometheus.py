@@ -29,8 +29,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def settings(**values: object) -> PrometheusSettings:
-    base: dict[str, object] = {"kind": "prometheus", "name": "error-rate", "url_env": "PROMETHEUS_URL",
-                               "query": "up", "max": 0.01, "timeout": "5s"}
+    base: dict[str, object] = {
+        "kind": "prometheus",
+        "name": "error-rate",
+        "url_env": "PROMETHEUS_URL",
+        "query": "up",
+        "max": 0.01,
+        "timeout": "5s",
+    }
     base.update(values)
     return PrometheusSettings.model_validate(base)
 
@@ -47,8 +53,9 @@ async def measure_until(check, condition, what: str) -> Measurement:  # type: ig
     return seen[-1]
 
 
-async def test_an_error_rate_within_max_passes(prometheus: PrometheusServer, exporter: Exporter,
-                                               http: aiohttp.ClientSession) -> None:
+async def test_an_error_rate_within_max_passes(
+    prometheus: PrometheusServer, exporter: Exporter, http: aiohttp.ClientSession
+) -> None:
     exporter.set_error_ratio("calm", 0.0)
     check = build(settings(query=error_rate_query("calm")), environ={"PROMETHEUS_URL": prometheus.url}, http=http)
     result = await measure_until(check, lambda m: m.value != "no data", "Prometheus to have the calm service's rate")
@@ -56,7 +63,9 @@ async def test_an_error_rate_within_max_passes(prometheus: PrometheusServer, exp
 
 
 async def test_an_error_rate_above_max_fails_with_its_value_and_limit(
-    prometheus: PrometheusServer, exporter: Exporter, http: aiohttp.ClientSession,
+    prometheus: PrometheusServer,
+    exporter: Exporter,
+    http: aiohttp.ClientSession,
 ) -> None:
     exporter.set_error_ratio("failing", 0.25)
     check = build(settings(query=error_rate_query("failing")), environ={"PROMETHEUS_URL": prometheus.url}, http=http)
@@ -64,30 +73,38 @@ async def test_an_error_rate_above_max_fails_with_its_value_and_limit(
     assert result == Measurement(ok=False, value="0.25", limit="max 0.01")
 
 
-async def test_a_success_rate_below_min_fails(prometheus: PrometheusServer, exporter: Exporter,
-                                              http: aiohttp.ClientSession) -> None:
+async def test_a_success_rate_below_min_fails(
+    prometheus: PrometheusServer, exporter: Exporter, http: aiohttp.ClientSession
+) -> None:
     exporter.set_error_ratio("flaky", 0.1)
     query = f"1 - ({error_rate_query('flaky')})"
-    check = build(settings(name="success-rate", query=query, max=None, min=0.99),
-                  environ={"PROMETHEUS_URL": prometheus.url}, http=http)
+    check = build(
+        settings(name="success-rate", query=query, max=None, min=0.99),
+        environ={"PROMETHEUS_URL": prometheus.url},
+        http=http,
+    )
     result = await measure_until(check, lambda m: m.value != "no data", "Prometheus to have the flaky service's rate")
     assert result == Measurement(ok=False, value="0.9", limit="min 0.99")
 
 
-async def test_a_query_without_data_is_a_failed_check(prometheus: PrometheusServer,
-                                                     http: aiohttp.ClientSession) -> None:
-    check = build(settings(query=error_rate_query("never-deployed")), environ={"PROMETHEUS_URL": prometheus.url},
-                  http=http)
+async def test_a_query_without_data_is_a_failed_check(
+    prometheus: PrometheusServer, http: aiohttp.ClientSession
+) -> None:
+    check = build(
+        settings(query=error_rate_query("never-deployed")), environ={"PROMETHEUS_URL": prometheus.url}, http=http
+    )
     result = await check.measure()
     assert not result.ok and not result.final
     assert result.value == "no data" and result.error == "no data (the query returned no series)"
 
 
 async def test_bad_promql_is_reported_at_first_use_in_prometheus_words(
-    prometheus: PrometheusServer, http: aiohttp.ClientSession,
+    prometheus: PrometheusServer,
+    http: aiohttp.ClientSession,
 ) -> None:
-    check = build(settings(query="sum(rate(http_requests_total[1m])"), environ={"PROMETHEUS_URL": prometheus.url},
-                  http=http)
+    check = build(
+        settings(query="sum(rate(http_requests_total[1m])"), environ={"PROMETHEUS_URL": prometheus.url}, http=http
+    )
     result = await check.measure()
     assert not result.ok and result.final
     assert result.error is not None and result.error.startswith("Prometheus rejected the query: ")
@@ -114,11 +131,14 @@ async def test_an_unset_url_variable_is_final_and_named(http: aiohttp.ClientSess
 def test_the_verdict_on_prometheus_answer_shapes() -> None:
     # Shapes from https://prometheus.io/docs/prometheus/latest/querying/api/#expression-query-result-formats
     gate = settings(max=0.5)
-    two = {"resultType": "vector", "result": [{"metric": {"pod": "a"}, "value": [1.0, "0.1"]},
-                                               {"metric": {"pod": "b"}, "value": [1.0, "0.7"]}]}
+    two = {
+        "resultType": "vector",
+        "result": [{"metric": {"pod": "a"}, "value": [1.0, "0.1"]}, {"metric": {"pod": "b"}, "value": [1.0, "0.7"]}],
+    }
     assert judge(gate, two) == Measurement(ok=False, value="0.7 (worst of 2 series)", limit="max 0.5")
-    assert judge(gate, {"resultType": "scalar", "result": [1.0, "0.2"]}) == Measurement(ok=True, value="0.2",
-                                                                                        limit="max 0.5")
+    assert judge(gate, {"resultType": "scalar", "result": [1.0, "0.2"]}) == Measurement(
+        ok=True, value="0.2", limit="max 0.5"
+    )
     nan = judge(gate, {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "NaN"]}]})
     assert not nan.ok and nan.value == "no data" and nan.error == "no data (the query returned NaN)"
     matrix = judge(gate, {"resultType": "matrix", "result": []})

@@ -19,10 +19,12 @@ from integrations.deploy.registry import DeployerSettings
 from integrations.deploy.vercel import VercelSettings
 from integrations.deploy.webhook import WebhookSettings
 
-EAGER: TypeAdapter[Any] = TypeAdapter(Annotated[
-    CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
-    Field(discriminator="kind"),
-])
+EAGER: TypeAdapter[Any] = TypeAdapter(
+    Annotated[
+        CommandDeployerSettings | GithubActionsSettings | EcsSettings | WebhookSettings | VercelSettings,
+        Field(discriminator="kind"),
+    ]
+)
 LAZY: TypeAdapter[Any] = TypeAdapter(DeployerSettings)
 
 VALUES = [
@@ -64,7 +66,8 @@ def test_a_kind_is_imported_only_when_a_value_names_it(repo_root: Path) -> None:
         "adapter.validate_python({'kind': 'ecs', 'cluster': 'c', 'service': 's', 'container': 'c', 'region': 'r'})\n"
         "print(before, middle, 'integrations.deploy.ecs' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "True"]
