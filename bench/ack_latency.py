@@ -36,8 +36,8 @@ from slack_sdk.signature import SignatureVerifier
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, free_port
 
 BOT_TOKEN = "xoxb-bench-token"
 CHATOPS = "chatops serve"

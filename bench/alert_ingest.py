@@ -48,8 +48,8 @@ from redis.exceptions import ResponseError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, free_port
 
 TOKEN = "bench-am-token"
 BOT_TOKEN = "xoxb-bench-alerts"

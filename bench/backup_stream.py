@@ -74,15 +74,15 @@ async def drive(config_path: str, redis_url: str) -> None:
 
     from bot.alerts.pipeline import AlertPipeline
     from bot.alerts.store import AlertStore
-    from bot.platform.audit import AuditLog
     from bot.backups.service import BackupService
     from bot.backups.store import BackupStore
-    from bot.shell.config import load_config
-    from bot.shell.deps import utc_now
+    from bot.platform.audit import AuditLog
     from bot.platform.keys import Keys
     from bot.platform.metrics import Metrics
     from bot.platform.store import Store
     from bot.platform.tasks import BackgroundTasks
+    from bot.shell.config import load_config
+    from bot.shell.deps import utc_now
 
     config = load_config(config_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)

@@ -38,21 +38,21 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.alerts.model import AlertGroup, Member  # noqa: E402
+from bot.alerts.model import AlertGroup, Member
 from bot.alerts.store import AlertStore
-from bot.platform.audit import AuditLog  # noqa: E402
-from bot.backups.model import BackupRecord, BackupState  # noqa: E402
+from bot.backups.model import BackupRecord, BackupState
 from bot.backups.store import BackupStore
-from bot.shell.composition import DEPS, build_catalog, create_web_app  # noqa: E402
-from bot.shell.config import ChatopsConfig, parse_config  # noqa: E402
-from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
+from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
-from bot.shell.deps import Deps  # noqa: E402
-from bot.platform.embedded_redis import EmbeddedRedis  # noqa: E402
-from bot.emulator import SlackEmulator, Workspace  # noqa: E402
+from bot.emulator import SlackEmulator, Workspace
+from bot.platform.audit import AuditLog
+from bot.platform.embedded_redis import EmbeddedRedis
 from bot.platform.metrics import Metrics
-from bot.shell.settings import Settings  # noqa: E402
-from bot.platform.store import Store  # noqa: E402
+from bot.platform.store import Store
+from bot.shell.composition import DEPS, build_catalog, create_web_app
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.shell.deps import Deps
+from bot.shell.settings import Settings
 from bot.shell.web import STORE
 
 BOT_TOKEN = "xoxb-bench-token"

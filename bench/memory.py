@@ -28,18 +28,18 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.alerts.model import AlertGroup, Member  # noqa: E402
-from bot.alerts.store import AlertStore  # noqa: E402
-from bot.platform.audit import AuditLog  # noqa: E402
-from bot.backups.store import BackupStore  # noqa: E402
-from bot.deploys.model import DeployRecord, DeployState  # noqa: E402
-from bot.deploys.store import DeployStore  # noqa: E402
-from bot.platform.embedded_redis import EmbeddedRedis  # noqa: E402
-from bot.platform.keys import Keys  # noqa: E402
-from bot.platform.metrics import Metrics  # noqa: E402
-from bot.shell.pruning import Pruner  # noqa: E402
-from bot.platform.retention import RetentionSection  # noqa: E402
-from bot.platform.store import Store  # noqa: E402
+from bot.alerts.model import AlertGroup, Member
+from bot.alerts.store import AlertStore
+from bot.backups.store import BackupStore
+from bot.deploys.model import DeployRecord, DeployState
+from bot.deploys.store import DeployStore
+from bot.platform.audit import AuditLog
+from bot.platform.embedded_redis import EmbeddedRedis
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
+from bot.platform.retention import RetentionSection
+from bot.platform.store import Store
+from bot.shell.pruning import Pruner
 
 
 class SimClock:

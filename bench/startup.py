@@ -31,8 +31,8 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, free_port
 
 BOT_TOKEN = "xoxb-bench-token"
 HEALTHZ_TARGET_SECONDS = 1.0

@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.rows import emit, row
-from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, free_port
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
-from bot.status.store import ProbeStore
 from bot.platform.store import Store
+from bot.status.store import ProbeStore
 
 BOT_TOKEN = "xoxb-bench-token"
 CONFIG = """

@@ -29,6 +29,7 @@ import json
 import re
 from datetime import datetime, timedelta
 
+from bot.alerts.escalation import who_was_paged
 from bot.alerts.model import AlertGroup
 from bot.alerts.render import (
     ACK,
@@ -41,11 +42,10 @@ from bot.alerts.render import (
     silence_modal,
 )
 from bot.alerts.routing import Matcher, parse_matcher, route
+from bot.platform.errors import UsageError, UserFacingError
 from bot.text.blocks import context, external_text, header, section
 from bot.text.humanize import duration as human_duration
-from bot.platform.errors import UsageError, UserFacingError
 from bot.text.humanize import plural
-from bot.alerts.escalation import who_was_paged
 from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
 from commands.lexer import REASON, FlagSet
 from integrations.alerts.model import Alert

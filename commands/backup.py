@@ -29,11 +29,11 @@ from bot.backups.render import (
     list_message,
     show_message,
 )
-from bot.text.blocks import escape
 from bot.platform.errors import UsageError, UserFacingError
+from bot.text.blocks import escape
 from commands.backup_grammar import (
-    DrillCmd,
     FLAGS,
+    DrillCmd,
     DrillsCmd,
     ListCmd,
     RestoreCmd,

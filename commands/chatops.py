@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 
-from bot.text.blocks import context, escape, header, section, user_text
 from bot.platform.errors import UsageError
+from bot.text.blocks import context, escape, header, section, user_text
 from commands import help as help_pages
 from commands.framework import ActionContext, Command, CommandContext, Reply
 from commands.lexer import NO_FLAGS

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.text.blocks import context, escape, header, section
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
 from bot.deploys.render import (
@@ -30,6 +29,7 @@ from bot.deploys.render import (
     title,
 )
 from bot.platform.errors import UserFacingError
+from bot.text.blocks import context, escape, header, section
 from commands.deploy_grammar import (
     CancelCmd,
     DeployRequestCmd,

@@ -32,8 +32,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
-from bot.text.blocks import escape
-from bot.shell.deps import Deps
 from bot.platform.errors import (
     PermissionDenied,
     StoreUnavailable,
@@ -42,6 +40,8 @@ from bot.platform.errors import (
     new_ref,
 )
 from bot.platform.request_guard import RequestGuard
+from bot.shell.deps import Deps
+from bot.text.blocks import escape
 from commands import help as help_pages
 from commands.catalog import (
     ActionHandler,

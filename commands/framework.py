@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from slack_sdk.errors import SlackApiError
 
 from bot.platform.audit import Result
-from bot.text.blocks import show_placeholders
-from bot.shell.deps import Deps
 from bot.platform.errors import PermissionDenied, UserFacingError
+from bot.shell.deps import Deps
+from bot.text.blocks import show_placeholders
 from commands.catalog import Catalog, CommandSpec, Shortcut
 
 T = TypeVar("T")

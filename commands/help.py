@@ -65,7 +65,7 @@ def overview(catalog: Catalog) -> Reply:
 def config_names(config: ChatopsConfig) -> Names:
     """What the docstring examples' names (`web`, `appdb`, `primary`, …) are called in this configuration, so help
     shows commands that work as typed here; None where the configuration has nothing of that kind."""
-    from bot.backups.config import RdsTarget  # noqa: PLC0415 - only for the isinstance check
+    from bot.backups.config import RdsTarget
 
     service_name = next(iter(config.services), None)
     envs = list(config.services[service_name].environments) if service_name else []

@@ -42,8 +42,6 @@ import json
 import re
 
 from bot.alerts.render import DECLARE
-from bot.text.blocks import external_text, section
-from bot.platform.errors import UsageError, UserFacingError
 from bot.incidents.config import STATUSES
 from bot.incidents.model import Incident
 from bot.incidents.paging import incident_severity
@@ -55,6 +53,8 @@ from bot.incidents.render import (
     list_line,
     timeline_text,
 )
+from bot.platform.errors import UsageError, UserFacingError
+from bot.text.blocks import external_text, section
 from commands.catalog import Shortcut
 from commands.framework import (
     ActionContext,

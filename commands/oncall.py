@@ -23,12 +23,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.text.blocks import Block, context, escape, header, section
-from bot.text.humanize import duration as human_duration
-from bot.platform.errors import UsageError, UserFacingError
 from bot.oncall import stats
 from bot.oncall.overrides import OverrideRecord
 from bot.oncall.when import EXAMPLES, format_local, parse_when
+from bot.platform.errors import UsageError, UserFacingError
+from bot.text.blocks import Block, context, escape, header, section
+from bot.text.humanize import duration as human_duration
 from commands.framework import Command, CommandContext, Reply
 from commands.lexer import REASON, FlagSet
 from integrations.types import parse_duration

@@ -29,9 +29,6 @@ from bot.deploys.model import DeployRecord, Holds
 from bot.deploys.render import state_label
 from bot.platform.errors import UsageError
 from bot.shell.deps import Deps
-from bot.text.blocks import Block, context, escape, header, section
-from bot.text.humanize import duration
-from bot.text.humanize import duration as human_duration
 from bot.status.page import status_lines
 from bot.status.render import REFRESH, Overview, deploy_line, overview_message
 from bot.status.service import Target
@@ -44,6 +41,9 @@ from bot.status.slo import (
     sparkline,
 )
 from bot.status.store import Bucket
+from bot.text.blocks import Block, context, escape, header, section
+from bot.text.humanize import duration
+from bot.text.humanize import duration as human_duration
 from commands.framework import ActionContext, Command, CommandContext, Reply
 from commands.lexer import NO_FLAGS
 

@@ -16,12 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.platform.keys import Keys
 from bot.shell.composition import DEPS, create_web_app
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.shell.deps import Deps
-from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
-from bot.emulator import SlackEmulator, Workspace
-from bot.platform.keys import Keys
 from bot.shell.settings import Settings
 from tests.waiting import DEFAULT_DEADLINE_SECONDS, eventually, idle
 

@@ -10,11 +10,11 @@ from bot.alerts.store import AlertStore
 from bot.backups.store import BackupStore
 from bot.deploys.store import DeployStore
 from bot.incidents.store import IncidentStore
-from bot.platform.keys import Keys
 from bot.oncall.overrides import OverrideStore
+from bot.platform.keys import Keys
 from bot.platform.redis_client import RedisClient
-from bot.status.store import ProbeStore
 from bot.shell.web import CONFIG, STORE
+from bot.status.store import ProbeStore
 from tests.conftest import BotHarness
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.shell.config import ChatopsConfig, parse_config
-from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, start_bot
 from tests.state import state
 from tests.waiting import eventually

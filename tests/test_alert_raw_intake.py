@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.shell.config import ChatopsConfig, parse_config
-from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
+from bot.shell.config import ChatopsConfig, parse_config
 from integrations.alerts.alertmanager import parse_payload, well_formed
 from integrations.alerts.source import WebhookRejected
 from integrations.alerts.times import parse_time, valid_time

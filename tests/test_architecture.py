@@ -104,9 +104,9 @@ def test_deps_hands_out_no_raw_client() -> None:
     from redis.asyncio.cluster import RedisCluster
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.shell.deps import Deps
     from bot.platform.request_guard import RequestGuard
     from bot.platform.store import Store
+    from bot.shell.deps import Deps
 
     raw = (Store, Redis, RedisCluster, AsyncWebClient, aiohttp.ClientSession, RequestGuard)
     hints = typing.get_type_hints(Deps)

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.backups.config import PostgresTarget, RdsTarget, RedisTarget
-from bot.shell.config import ConfigError, parse_config
 from bot.platform.errors import UsageError
+from bot.shell.config import ConfigError, parse_config
 from commands.backup_grammar import ListCmd, RestoreCmd, RunCmd, VerifyCmd, parse_backup
 
 ISSUE = """

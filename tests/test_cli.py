@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.shell.cli import main
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
+from bot.shell.cli import main
 from commands.registry import build_catalog
 from tests.conftest import BOT_TOKEN, serve_environment, wait_ready
 

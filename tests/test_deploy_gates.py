@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, fake_deploy_argv
 from tests.health_servers import (  # noqa: F401
     Exporter,

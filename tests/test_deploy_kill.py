@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 
 from bot.deploys.model import DeployRecord, DeployState, StepProcesses, recovery_action
 from bot.deploys.store import DeployStore, LockInfo
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.platform.cron import Cron
 from bot.deploys.config import FreezeWindow
 from bot.deploys.figures import compute_figures
 from bot.deploys.model import DeployRecord, DeployState, IllegalTransition
 from bot.deploys.policy import active_freeze, check_approval, rollback_target
+from bot.platform.cron import Cron
 
 NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)  # a Friday
 

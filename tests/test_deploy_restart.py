@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
+from bot.shell.config import ChatopsConfig, parse_config
 from tests import github_api
 from tests.conftest import BotHarness, fake_deploy_argv, serve_environment, wait_ready
 from tests.github_api import FakeGitHubCommits, running_github

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, fake_deploy_argv, start_site
 from tests.state import state
 from tests.waiting import eventually

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.emulator import SlackEmulator
 from bot.incidents.model import Incident
+from bot.shell.config import ChatopsConfig, parse_config
 from commands.incident import ADD_TO_TIMELINE
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, FakeClock, fake_deploy_argv, hold_leader_lease, start_bot

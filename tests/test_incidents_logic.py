@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.alerts.model import AlertGroup, Member
-from bot.shell.config import ConfigError, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.incidents import naming, paging
 from bot.incidents.config import IncidentsSection
@@ -18,6 +17,7 @@ from bot.incidents.model import Incident, SeverityChange, TimelineEntry
 from bot.incidents.postmortem import postmortem_markdown
 from bot.incidents.render import declare_modal, topic, user_text
 from bot.oncall.config import OncallSection
+from bot.shell.config import ConfigError, parse_config
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ROTATION = {"members": ["U0ALICE"], "shift": "1w", "handoff": "monday 09:00", "timezone": "UTC", "start": "2026-01-05"}

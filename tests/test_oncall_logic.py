@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.shell.config import ConfigError, parse_config
 from bot.alerts import escalation
-from bot.oncall.config import EscalationPolicy
 from bot.alerts.escalation import Deadline
+from bot.oncall.config import EscalationPolicy
 from bot.oncall.rotation import parse_rotation
 from bot.oncall.stats import figures_by, percentile, within
 from bot.oncall.trigger import HandoffTrigger
 from bot.oncall.when import format_local, parse_when
+from bot.shell.config import ConfigError, parse_config
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -16,12 +16,12 @@ import redis.asyncio as aioredis
 
 from bot.alerts.model import AlertGroup
 from bot.alerts.store import AlertStore
-from bot.shell.config import parse_config
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
+from bot.shell.config import parse_config
 from integrations.alerts.model import Alert
 from tests.conftest import BotHarness, serve_environment, start_bot, wait_ready
 from tests.state import state

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from bot.shell.config import parse_config
-from bot.platform.embedded_redis import EmbeddedRedis
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import EmbeddedRedis
+from bot.shell.config import parse_config
 from tests.conftest import DEFAULT_CONFIG, BotHarness, start_bot
 
 

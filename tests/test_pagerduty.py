@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 
 from bot.alerts.model import AlertGroup
+from bot.emulator import SlackEmulator
 from bot.shell.composition import StartupError, preflight
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
-from bot.emulator import SlackEmulator
 from tests.conftest import BotHarness, FakeClock, make_settings, start_bot, start_site
 from tests.pagerduty_server import (
     Fault,

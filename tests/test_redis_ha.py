@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.deploys.model import DeployState
 from bot.emulator import SlackEmulator
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, fake_deploy_argv, start_bot
 from tests.redis_servers import ClusterDeployment, SentinelDeployment
 from tests.state import state

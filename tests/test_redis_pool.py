@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.shell.config import parse_config
-from bot.platform.embedded_redis import free_port
 from bot.emulator import SlackEmulator
+from bot.platform.embedded_redis import free_port
+from bot.shell.config import parse_config
 from tests.conftest import start_bot
 from tests.redis_servers import RedisProcess, require_binaries
 from tests.state import state

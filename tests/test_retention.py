@@ -18,17 +18,17 @@ import redis.asyncio as aioredis
 
 from bot.alerts.model import AlertGroup, Member
 from bot.alerts.store import AlertStore
-from bot.platform.audit import EXPORT_FIELDS, AuditLog
 from bot.backups.model import BackupRecord, BackupState
 from bot.backups.store import BackupStore
-from bot.shell.config import ConfigError, parse_config
 from bot.deploys.model import DeployRecord, DeployState
 from bot.deploys.store import DeployStore
+from bot.platform.audit import EXPORT_FIELDS, AuditLog
 from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
-from bot.shell.pruning import Pruner
 from bot.platform.retention import RetentionSection
 from bot.platform.store import Store
+from bot.shell.config import ConfigError, parse_config
+from bot.shell.pruning import Pruner
 from tests.conftest import BotHarness, FakeClock
 from tests.state import state as bot_state
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.text.blocks import clip, external_text, link
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.incidents.render import user_text
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.text.blocks import clip, external_text, link
 from tests.conftest import BotHarness
 from tests.state import state
 from tests.waiting import eventually

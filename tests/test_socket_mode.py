@@ -18,9 +18,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.emulator import SlackEmulator
 from bot.shell.composition import create_web_app
 from bot.shell.config import parse_config
-from bot.emulator import SlackEmulator
 from tests.conftest import BOT_TOKEN, DEFAULT_CONFIG, make_settings, start_site
 from tests.waiting import eventually
 

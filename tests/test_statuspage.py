@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.emulator import SlackEmulator
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import (
     BotHarness,
     FakeClock,

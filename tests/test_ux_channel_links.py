@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.alerts.model import Page
-from bot.text.blocks import channel_link
-from bot.platform.channels import ChannelDirectory
-from bot.shell.config import ChatopsConfig, parse_config
-from bot.platform.embedded_redis import EmbeddedRedis
 from bot.emulator.server import SlackEmulator
+from bot.platform.channels import ChannelDirectory
+from bot.platform.embedded_redis import EmbeddedRedis
+from bot.shell.config import ChatopsConfig, parse_config
+from bot.text.blocks import channel_link
 from tests.conftest import BOT_TOKEN, BotHarness
 from tests.test_ux_demo import DEMO, command, restore_redis  # noqa: F401 (fixture)
 from tests.waiting import eventually
@@ -28,7 +28,7 @@ PLAIN = re.compile(r"(?<![\w|])#(" + "|".join(CONFIGURED) + r")\b")
 @pytest.fixture
 def bot_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, restore_redis: EmbeddedRedis
-) -> ChatopsConfig:  # noqa: F811
+) -> ChatopsConfig:
     """The demo configuration without its Friday-evening freeze (a production deploy must wait for approval,
     whatever the day), its backups in tmp_path."""
     monkeypatch.setenv("CHATOPS_DEMO_ALERT_TOKEN", "demo-alert-token")

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from bot.backups.model import BackupState, RestoreState
-from bot.shell.config import ChatopsConfig, parse_config
 from bot.platform.embedded_redis import EmbeddedRedis
+from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
 from tests.waiting import eventually

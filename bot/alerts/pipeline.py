@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts import escalation
 from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
@@ -29,14 +30,13 @@ from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
 from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
-from bot.text.blocks import external_text
-from bot.text.humanize import duration as human_duration
 from bot.platform.errors import StoreUnavailable, UserFacingError
-from bot.alerts import escalation
+from bot.platform.metrics import Metrics
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
-from bot.platform.metrics import Metrics
 from bot.platform.tasks import Passes
+from bot.text.blocks import external_text
+from bot.text.humanize import duration as human_duration
 from integrations.alerts.model import Alert
 from integrations.alerts.source import AlertSource, RawIntake
 
@@ -399,7 +399,7 @@ class AlertPipeline:
         due = await self._store.claim_due_posts(now, lease_seconds=self._lease_seconds())
         self._flushed += len(due)
         for group_id in due:
-            if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self._store.retry_post_at(group_id, now)
                 continue
             if await self.post(group_id):
@@ -410,7 +410,7 @@ class AlertPipeline:
         updates, lease = await self._store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
         self._flushed += len(updates)
         for group_id in updates:
-            if stop is not None and stop.is_set() or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self._store.mark_dirty([group_id])
                 continue
             if await self._update_message(group_id):

@@ -13,8 +13,8 @@ from typing import Annotated
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, Field, model_validator
 
-from bot.platform.cron import Cron
 from bot.deploys.config import ApprovalConfig
+from bot.platform.cron import Cron
 from integrations.alerts.settings import EnvVarName
 from integrations.backups.elasticache import ElastiCacheSettings
 from integrations.backups.postgres import PostgresSettings

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 import redis.asyncio as aioredis
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.platform.audit import AuditLog
 from bot.backups.alerts import BackupAlerts
 from bot.backups.config import (
     DrillCheck,
@@ -38,9 +37,10 @@ from bot.backups.render import drill_text
 from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
+from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError, new_ref
-from bot.text.humanize import duration
 from bot.platform.slack_post import post_message
+from bot.text.humanize import duration
 from integrations.backups.base import BackupError
 from integrations.backups.postgres import PostgresEngine
 from integrations.backups.redis_rdb import scratch_server

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from bot.platform.approvals import rejection_text
 from bot.backups.model import (
     BackupRecord,
     BackupState,
@@ -15,6 +14,7 @@ from bot.backups.model import (
     RestoreRecord,
     RestoreState,
 )
+from bot.platform.approvals import rejection_text
 from bot.text.blocks import Block, actions, button, context, escape, fields, header, section
 from bot.text.humanize import duration as human_duration
 

@@ -22,8 +22,6 @@ from datetime import datetime
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.platform.approvals import Approvable, Decision, check_approval
-from bot.platform.audit import AuditLog
 from bot.backups.config import (
     ElastiCacheTarget,
     PostgresTarget,
@@ -35,6 +33,8 @@ from bot.backups.model import RestoreRecord, RestoreState, new_restore_id
 from bot.backups.render import restore_destination, restore_message
 from bot.backups.runs import lock_held, quietly
 from bot.backups.targets import BackupTargets
+from bot.platform.approvals import Approvable, Decision, check_approval
+from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError, new_ref
 from bot.platform.slack_post import post_message
 from bot.platform.tasks import BackgroundTasks

@@ -26,7 +26,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.platform.audit import AuditLog
 from bot.backups.alerts import BackupAlerts
 from bot.backups.config import (
     BackupsSection,
@@ -44,11 +43,12 @@ from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.store import BackupStore as BackupRecords
 from bot.backups.targets import BackupTargets
 from bot.backups.verify import Verifier
+from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError, new_ref
-from bot.text.humanize import duration
 from bot.platform.locks import LockInfo
 from bot.platform.slack_post import post_message
 from bot.platform.tasks import BackgroundTasks
+from bot.text.humanize import duration
 from integrations.backups.base import BackupError, BackupStore, Progress, stream_upload
 from integrations.backups.envelope import SCHEME, seal
 

@@ -10,11 +10,11 @@ from datetime import datetime
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.platform.audit import AuditLog
 from bot.backups.alerts import BackupAlerts
 from bot.backups.model import BackupRecord, Verification
 from bot.backups.runs import SCHEDULE, lock_held, quietly
 from bot.backups.targets import BackupTargets
+from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError
 from bot.platform.slack_post import post_message
 from integrations.backups.base import BackupError, VerifyFacts

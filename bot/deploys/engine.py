@@ -18,7 +18,6 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.platform.audit import AuditLog
 from bot.deploys.config import DeploysSection, EnvironmentConfig, ServiceConfig
 from bot.deploys.figures import Figures, calendar_window, compute_figures
 from bot.deploys.model import (
@@ -42,11 +41,12 @@ from bot.deploys.policy import (
     version_problem,
 )
 from bot.deploys.render import deploy_message, failure_advice, health_line, title
-from bot.text.humanize import duration as human_duration
 from bot.deploys.store import FIGURES_LOOKBACK, DeployStore, LockInfo
+from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError, new_ref
 from bot.platform.slack_post import post_message
 from bot.platform.tasks import BackgroundTasks
+from bot.text.humanize import duration as human_duration
 from integrations.deploy.base import (
     Deployer,
     DeployStep,

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bot.deploys.config import EnvironmentConfig, FreezeWindow
+from bot.deploys.model import DeployRecord, DeployState
 from bot.platform.approvals import Approvable, ApprovalCheck
 from bot.platform.approvals import check_approval as approval_check
 from bot.platform.cron import Cron
-from bot.deploys.config import EnvironmentConfig, FreezeWindow
-from bot.deploys.model import DeployRecord, DeployState
 from bot.platform.locks import LockInfo
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.deploys.figures import Figures
+from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
 from bot.platform.approvals import rejection_text
 from bot.text.blocks import (
     Block,
@@ -17,8 +19,6 @@ from bot.text.blocks import (
     link,
     section,
 )
-from bot.deploys.figures import Figures
-from bot.deploys.model import AnalysisView, DeployRecord, DeployState, StepProgress
 from bot.text.humanize import duration as human_duration
 
 APPROVE = "deploy.approve"

@@ -12,9 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.text.blocks import external_text
-from bot.text.humanize import duration as human_duration
-from bot.platform.errors import UserFacingError
 from bot.incidents.channel import IncidentChannel
 from bot.incidents.config import STATUSES, IncidentsSection
 from bot.incidents.model import Incident, SeverityChange, TimelineEntry, TimelineKind, add_people
@@ -22,7 +19,10 @@ from bot.incidents.pager import IncidentPager
 from bot.incidents.public import PublicUpdates, public_title
 from bot.incidents.recorder import ChangeRecorder
 from bot.incidents.store import IncidentStore
+from bot.platform.errors import UserFacingError
 from bot.platform.store import Pipe
+from bot.text.blocks import external_text
+from bot.text.humanize import duration as human_duration
 
 MAX_TEXT = 3000
 

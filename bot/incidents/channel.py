@@ -14,13 +14,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.platform.errors import UserFacingError
 from bot.incidents import naming, paging, render
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident, add_people
 from bot.incidents.pager import IncidentPager
 from bot.incidents.store import IncidentStore
 from bot.oncall.service import OncallService
+from bot.platform.errors import UserFacingError
 from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import UsergroupDirectory
 from bot.platform.slack_post import post_message

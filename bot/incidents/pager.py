@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from bot.alerts import escalation
 from bot.alerts.pipeline import AlertPipeline
-from bot.text.humanize import duration as human_duration
-from bot.platform.errors import UserFacingError
 from bot.incidents import paging
 from bot.incidents.config import IncidentsSection
 from bot.incidents.model import Incident
 from bot.incidents.recorder import SYSTEM, ChangeRecorder
 from bot.incidents.store import IncidentStore
-from bot.alerts import escalation
+from bot.platform.errors import UserFacingError
+from bot.text.humanize import duration as human_duration
 
 
 class IncidentPager:

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from bot.alerts.model import AlertGroup
 from bot.deploys.model import DeployRecord
-from bot.text.humanize import duration as human_duration
 from bot.incidents.model import Incident, TimelineEntry
+from bot.text.humanize import duration as human_duration
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 

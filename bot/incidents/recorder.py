@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from bot.platform.audit import AuditLog
-from bot.platform.errors import UserFacingError
 from bot.incidents.model import Incident, TimelineEntry, TimelineKind
 from bot.incidents.store import IncidentStore
+from bot.platform.audit import AuditLog
+from bot.platform.errors import UserFacingError
 from bot.platform.store import Pipe
 
 SYSTEM = "chatops"  # who the changes chatops makes on its own are by

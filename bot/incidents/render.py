@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.alerts.model import AlertGroup
+from bot.incidents.config import IncidentsSection
+from bot.incidents.model import Incident, TimelineEntry
 from bot.text.blocks import (
     Block,
     clip,
@@ -21,8 +23,6 @@ from bot.text.blocks import (
 )
 from bot.text.blocks import user_text as blocks_user_text
 from bot.text.humanize import duration as human_duration
-from bot.incidents.config import IncidentsSection
-from bot.incidents.model import Incident, TimelineEntry
 
 DECLARE_VIEW = "incidents.declare"
 STATUS_EMOJI = {

@@ -23,10 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.platform.audit import AuditLog
-from bot.text.blocks import external_text
 from bot.deploys.engine import DeployEngine
-from bot.platform.errors import PermissionDenied, UserFacingError
 from bot.incidents import naming, render
 from bot.incidents.changes import IncidentChanges, checked_severity
 from bot.incidents.channel import IncidentChannel
@@ -39,7 +36,10 @@ from bot.incidents.recorder import SYSTEM, ChangeRecorder
 from bot.incidents.store import IncidentStore
 from bot.incidents.sync import SlackSync
 from bot.oncall.service import OncallService
+from bot.platform.audit import AuditLog
+from bot.platform.errors import PermissionDenied, UserFacingError
 from bot.platform.permissions import Permissions, UsergroupDirectory
+from bot.text.blocks import external_text
 from integrations.statuspage.statuspage import StatuspageClient
 
 log = logging.getLogger(__name__)

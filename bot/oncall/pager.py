@@ -18,22 +18,22 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts import escalation
+from bot.alerts.escalation import PAGE, Deadline, Slot
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
-from bot.platform.audit import AuditLog
-from bot.text.blocks import channel_link, external_text
-from bot.text.humanize import duration as human_duration
-from bot.platform.errors import UserFacingError
-from bot.alerts import escalation
 from bot.oncall.config import EscalationPolicy, EscalationStep, PagerDutyTarget
-from bot.alerts.escalation import PAGE, Deadline, Slot
 from bot.oncall.pagerduty import PagerDutyOutbox
 from bot.oncall.render import page_message
 from bot.oncall.service import OncallService
+from bot.platform.audit import AuditLog
+from bot.platform.errors import UserFacingError
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, direct_message
 from bot.platform.store import Pipe
+from bot.text.blocks import channel_link, external_text
+from bot.text.humanize import duration as human_duration
 
 log = logging.getLogger(__name__)
 

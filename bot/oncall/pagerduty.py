@@ -25,8 +25,8 @@ from typing import Any
 from bot.alerts.model import AlertGroup
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
-from bot.text.blocks import external_text
 from bot.platform.store import Pipe
+from bot.text.blocks import external_text
 from integrations.paging.pagerduty import Action, PagerDuty, follow_up_body, trigger_body
 
 log = logging.getLogger(__name__)

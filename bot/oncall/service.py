@@ -13,17 +13,17 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.model import AlertGroup
-from bot.platform.audit import AuditLog
-from bot.text.blocks import Block, context, escape, header, section
-from bot.text.humanize import duration as human_duration
-from bot.platform.errors import PermissionDenied, UserFacingError
 from bot.oncall import rotation as rotations
 from bot.oncall.config import OncallSection
 from bot.oncall.overrides import OverrideRecord, OverrideStore, new_override_id
 from bot.oncall.rotation import RotationSpec, Shift
 from bot.oncall.when import format_local
+from bot.platform.audit import AuditLog
+from bot.platform.errors import PermissionDenied, UserFacingError
 from bot.platform.slack_post import post_message
 from bot.platform.store import Store
+from bot.text.blocks import Block, context, escape, header, section
+from bot.text.humanize import duration as human_duration
 
 log = logging.getLogger(__name__)
 

@@ -266,7 +266,7 @@ class LeaderScheduler:
         self._pending_missed = {name: plan.missed for name, plan in plans.items() if plan.missed is not None}
         # Imported on first leadership, not at start-up: APScheduler's scheduler module scans every installed
         # package's entry points when it loads.
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: PLC0415
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         scheduler = AsyncIOScheduler(
             event_loop=loop,

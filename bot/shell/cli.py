@@ -108,9 +108,9 @@ def _serve() -> int:
     from aiohttp import web
 
     from bot.shell.composition import StartupError, create_web_app, preflight
+    from bot.shell.config import ConfigError, load_config, summary
     from bot.shell.logs import configure_logging
     from bot.shell.settings import SettingsError, load_settings
-    from bot.shell.config import ConfigError, load_config, summary
 
     try:
         settings = load_settings(os.environ)

@@ -24,41 +24,41 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.http import alert_webhook
 from bot.alerts.pipeline import AlertPipeline
 from bot.alerts.store import AlertStore
-from bot.platform.audit import AuditLog
 from bot.backups.service import BackupService
 from bot.backups.store import BackupStore
-from bot.platform.channels import ChannelDirectory
-from bot.shell.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.deploys.store import DeployStore
-from bot.shell.deps import Deps, utc_now
-from bot.shell.heartbeats import Heartbeats, run_periodic
 from bot.incidents.paging import with_incident_policies
 from bot.incidents.service import IncidentService
 from bot.incidents.store import IncidentStore
-from bot.platform.keys import Keys
-from bot.platform.metrics import Metrics
 from bot.oncall.pager import Pager
 from bot.oncall.pagerduty import PagerDutyOutbox
 from bot.oncall.pagerduty_webhook import PagerDutyWebhooks
 from bot.oncall.service import OncallService
 from bot.oncall.trigger import HandoffTrigger
+from bot.platform.audit import AuditLog
+from bot.platform.channels import ChannelDirectory
+from bot.platform.keys import Keys
+from bot.platform.metrics import Metrics
 from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import Permissions, UsergroupDirectory
-from bot.shell.pruning import Pruner
 from bot.platform.redis_client import PoolOptions, build_redis_client, parse_redis_url
 from bot.platform.replies import Replies
 from bot.platform.request_guard import RequestGuard
 from bot.platform.scheduler import LeaderScheduler, Missed
-from bot.shell.settings import Settings
 from bot.platform.slack_client import build_slack_client
+from bot.platform.store import Durability, Store
+from bot.platform.tasks import BackgroundTasks
+from bot.shell.config import ChatopsConfig
+from bot.shell.deps import Deps, utc_now
+from bot.shell.heartbeats import Heartbeats, run_periodic
+from bot.shell.pruning import Pruner
+from bot.shell.settings import Settings
+from bot.shell.web import BOLT, COMMANDS, CONFIG, HEARTBEATS, METRICS, STORE, add_routes
 from bot.status.http import status_page_routes
 from bot.status.page import RECENT, PublicIncident
 from bot.status.service import StatusService
 from bot.status.store import ProbeStore
-from bot.platform.store import Durability, Store
-from bot.platform.tasks import BackgroundTasks
-from bot.shell.web import BOLT, COMMANDS, CONFIG, HEARTBEATS, METRICS, STORE, add_routes
 from commands import dispatch
 from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog

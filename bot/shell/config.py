@@ -28,8 +28,6 @@ from pydantic import (
 
 from bot.alerts.config import AlertsSection
 from bot.backups.config import BackupsSection
-from bot.shell.config_problems import ConfigError, ConfigProblem, allowed_keys, ordered_problems, problems_from
-from bot.shell.config_source import read_yaml
 from bot.deploys.config import (
     ApprovalConfig,
     DeploysSection,
@@ -39,6 +37,8 @@ from bot.deploys.config import (
 from bot.incidents.config import IncidentsSection
 from bot.oncall.config import OncallSection, PagerDutyTarget
 from bot.platform.retention import RetentionSection
+from bot.shell.config_problems import ConfigError, ConfigProblem, allowed_keys, ordered_problems, problems_from
+from bot.shell.config_source import read_yaml
 from bot.status.config import StatusPageSection, StatusSection
 from integrations.paging.pagerduty import PagerDutySettings
 from integrations.statuspage.statuspage import StatuspageSettings

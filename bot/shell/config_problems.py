@@ -110,7 +110,7 @@ def problems_from(
     for detail in error.errors(include_url=False):
         try:
             yield _problem_from(detail, model, data, lines)
-        except Exception:  # noqa: BLE001 - an error we cannot explain is still reported, in pydantic's words
+        except Exception:
             yield ConfigProblem(".".join(str(part) for part in detail.get("loc", ())), str(detail.get("msg")))
 
 

@@ -38,7 +38,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep=deep)
         except (yaml.YAMLError, RecursionError):
             raise
-        except Exception as error:  # noqa: BLE001 - PyYAML's constructors fail in many ways on odd scalars ("!!int")
+        except Exception as error:
             raise ConstructorError(None, None, _unreadable(node, error), node.start_mark) from None
 
 
@@ -230,7 +230,7 @@ def _record_lines(loader: _Loader, node: Node, data: Any, path: KeyPath, lines: 
             try:
                 key = loader.construct_object(key_node, deep=True)
                 hash(key)
-            except Exception:  # noqa: BLE001, S112 - a key we cannot rebuild just has no line of its own
+            except Exception:
                 continue
             if key not in data:
                 continue

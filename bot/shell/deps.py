@@ -7,21 +7,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.alerts.pipeline import AlertPipeline
-from bot.platform.audit import AuditLog
 from bot.backups.service import BackupService
-from bot.platform.channels import ChannelDirectory
-from bot.shell.config import ChatopsConfig
 from bot.deploys.engine import DeployEngine
 from bot.incidents.service import IncidentService
-from bot.platform.metrics import Metrics
 from bot.oncall.pager import Pager
 from bot.oncall.service import OncallService, OpenIncidents
+from bot.platform.audit import AuditLog
+from bot.platform.channels import ChannelDirectory
+from bot.platform.metrics import Metrics
 from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import Permissions
 from bot.platform.replies import Replies
 from bot.platform.scheduler import LeaderScheduler
-from bot.status.service import StatusService
 from bot.platform.tasks import BackgroundTasks
+from bot.shell.config import ChatopsConfig
+from bot.status.service import StatusService
 
 
 def utc_now() -> datetime:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.shell.composition import create_web_app
 from bot.shell.config import ConfigError, load_config, summary
-from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
-from bot.emulator import SlackEmulator, Workspace
 from bot.shell.logs import configure_logging
 from bot.shell.settings import Settings
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.alerts.store import AlertStore
-from bot.platform.audit import AuditLog
 from bot.backups.store import BackupStore
 from bot.deploys.store import DeployStore
+from bot.platform.audit import AuditLog
 from bot.platform.retention import RetentionSection
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.shell.config import ChatopsConfig
 from bot.platform.errors import StoreUnavailable
-from bot.shell.heartbeats import Heartbeats
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
+from bot.shell.config import ChatopsConfig
+from bot.shell.heartbeats import Heartbeats
 
 METRICS = web.AppKey("metrics", Metrics)
 CONFIG = web.AppKey("config", ChatopsConfig)

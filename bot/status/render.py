@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.text.blocks import Block, actions, button, context, escape, header, section
-from bot.text.humanize import duration as human_duration
-from bot.text.humanize import duration
 from bot.status.service import Checked
+from bot.text.blocks import Block, actions, button, context, escape, header, section
+from bot.text.humanize import duration
+from bot.text.humanize import duration as human_duration
 
 REFRESH = "status.refresh"
 STATE_EMOJI = {

@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.status.slo import Counts
 from bot.platform.store import Store
+from bot.status.slo import Counts
 
 MINUTE_SLOTS = 360
 HOUR_SLOTS = 744

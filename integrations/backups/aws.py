@@ -51,7 +51,7 @@ class AwsClient:
         return endpoint
 
     def _make(self) -> Any:
-        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import boto3
 
         keys = {name.lower(): self._environ[name] for name in _KEY_VARIABLES if self._environ.get(name)}
         session = boto3.session.Session(**keys, region_name=self._region)
@@ -59,7 +59,7 @@ class AwsClient:
 
     async def call(self, operation: str, **params: Any) -> Any:
         """One API call in a thread."""
-        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.exceptions
 
         if self._client is None:
             self._client = await asyncio.to_thread(self._make)

@@ -60,7 +60,7 @@ class ElastiCacheSnapshotter:
     """Creates, exports and deletes manual snapshots of one replication group or cache cluster."""
 
     def __init__(self, settings: ElastiCacheSettings, *, environ: Mapping[str, str]) -> None:
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config
 
         self._settings = settings
         self._aws = AwsClient(

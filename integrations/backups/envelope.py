@@ -286,7 +286,7 @@ class Envelope:
     """Makes and unwraps data keys with the configured master key (AWS KMS, or a key in the environment)."""
 
     def __init__(self, settings: EncryptionSettings, *, environ: Mapping[str, str], region: str | None = None) -> None:
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config
 
         self.settings = settings
         self._environ = environ

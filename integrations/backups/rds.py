@@ -67,7 +67,7 @@ class RdsSnapshotEngine:
     """Creates, checks and deletes manual snapshots of one RDS instance."""
 
     def __init__(self, settings: RdsSettings, *, environ: Mapping[str, str]) -> None:
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config
 
         self._settings = settings
         config = botocore.config.Config(retries={"mode": "standard"})

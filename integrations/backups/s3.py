@@ -131,7 +131,7 @@ class S3BackupStore:
     """Backup objects under `s3://bucket/prefix`."""
 
     def __init__(self, settings: S3StorageSettings, *, environ: Mapping[str, str]) -> None:
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.config
 
         self.settings = settings
         self.bucket = settings.bucket
@@ -207,7 +207,7 @@ class S3BackupStore:
 
     async def read_absolute(self, absolute_key: str) -> AsyncIterator[bytes]:
         """`read` of an object at `absolute_key` in the bucket (outside our prefix: an ElastiCache export)."""
-        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.exceptions
 
         answer = await self.call("get_object", Bucket=self.bucket, Key=absolute_key)
         body = answer["Body"]

@@ -319,9 +319,9 @@ class EcsDeployer:
             return self._client
 
     def _make_client(self) -> Any:
-        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
-        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import boto3
+        import botocore.config
+        import botocore.exceptions
 
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
@@ -347,7 +347,7 @@ class EcsDeployer:
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One ECS API call in a thread; credential and missing-resource problems become DeployError."""
-        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.exceptions
 
         client = await self._ecs()
         try:

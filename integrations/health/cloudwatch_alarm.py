@@ -81,7 +81,7 @@ class CloudwatchAlarmCheck:
 
     async def measure(self) -> Measurement:
         """One DescribeAlarms call; never raises."""
-        import botocore.exceptions  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import botocore.exceptions
 
         settings = self._settings
         try:
@@ -133,8 +133,8 @@ class CloudwatchAlarmCheck:
             return self._client
 
     def _make_client(self) -> Any:
-        import boto3  # noqa: PLC0415 - boto3 loads only when AWS is used
-        import botocore.config  # noqa: PLC0415 - boto3 loads only when AWS is used
+        import boto3
+        import botocore.config
 
         environ = self._environ
         region = self._settings.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")

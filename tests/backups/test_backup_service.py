@@ -14,10 +14,10 @@ import pytest
 from bot.backups.model import BackupRecord, BackupState, RestoreState
 from bot.backups.service import BackupService
 from bot.shell.config import ChatopsConfig, parse_config
+from tests.backups.harness import backup_yaml, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
-from tests.backups.harness import backup_yaml, set_environment
 from tests.waiting import eventually
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from bot.backups.model import BackupState, RestoreState
 from bot.shell.config import ChatopsConfig, parse_config
+from tests.backups.harness import backup_yaml, set_environment
 from tests.backups.servers import Postgres, S3Server
 from tests.conftest import BotHarness
 from tests.state import state
-from tests.backups.harness import backup_yaml, set_environment
 from tests.waiting import eventually
 
 

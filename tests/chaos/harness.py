@@ -28,8 +28,8 @@ from typing import Protocol
 
 import aiohttp
 
-from bot.platform.embedded_redis import find_redis_server, free_port
 from bot.emulator import SlackEmulator, Workspace
+from bot.platform.embedded_redis import find_redis_server, free_port
 from integrations.alerts.generic import signed_headers
 from tests.conftest import BOT_TOKEN, serve_environment, start_site, wait_ready
 from tests.redis_servers import SentinelDeployment

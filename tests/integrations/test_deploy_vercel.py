@@ -127,7 +127,7 @@ async def test_a_bad_token_and_an_unknown_project_fail_with_vercels_message(
     wrong = await build(settings(vercel), environ={"VERCEL_TOKEN": "wrong-secret"}, http=http).apply(
         make_step(), Lines()
     )
-    assert not wrong.ok and "Vercel refused the token in VERCEL_TOKEN (401): Not authorized" == wrong.summary
+    assert not wrong.ok and wrong.summary == "Vercel refused the token in VERCEL_TOKEN (401): Not authorized"
     assert "wrong-secret" not in wrong.summary
     unknown = await build(settings(vercel, project="prj_nope"), environ=ENV, http=http).apply(make_step(), Lines())
     assert not unknown.ok and 'Project "prj_nope" not found' in unknown.summary
