@@ -414,9 +414,9 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
 
         async def run_ours(seconds: float) -> tuple[Load, float]:
             with paused(am_proc):
-                used = cpu_seconds(bot.pid, redis_pid)  # type: ignore[arg-type]
+                used = cpu_seconds(bot.pid, redis_pid)
                 load = await drive(args, url, ours_bodies, ours_headers, seconds=seconds, workdir=workdir)
-                return load, cpu_seconds(bot.pid, redis_pid) - used  # type: ignore[arg-type]
+                return load, cpu_seconds(bot.pid, redis_pid) - used
 
         async def run_theirs(seconds: float) -> tuple[Load, float]:
             assert am_base is not None and am_proc is not None and am_proc.pid is not None

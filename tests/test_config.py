@@ -131,7 +131,7 @@ def test_channel_ids_and_anchors_are_accepted() -> None:
 def test_config_is_immutable() -> None:
     config = parse_config(FULL_CONFIG)
     with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for a frozen instance
-        config.redis = None  # type: ignore[misc,assignment]
+        config.redis = None
 
 
 # --- every message, exactly ----------------------------------------------------------------------------------------

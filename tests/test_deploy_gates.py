@@ -76,7 +76,7 @@ async def deploy(bot: BotHarness, text: str) -> str:
 
 async def record_when(
     bot: BotHarness,
-    deploy_id: str,  # type: ignore[no-untyped-def]
+    deploy_id: str,
     condition,
     what: str,
 ) -> DeployRecord:

@@ -179,7 +179,7 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     await click(bot, record, "approve", "U0BOB")
     await click(bot, record, "approve", "U0CAROL")
     await bot.idle()  # both clicks handled: a deploy they started would have run by now
-    assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL
     assert target.calls() == []
     await eventually(
         lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
@@ -204,11 +204,11 @@ async def test_rejected_and_cancelled_requests_never_run(bot: BotHarness, target
     second = await until_message(bot, deploy_id_of(await command(bot, "web v4 to production", "U0BOB")))
     assert "Cancelled" in await command(bot, f"cancel {second.id}", "U0BOB")
     await bot.idle()
-    assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED
     assert target.calls() == []
 
 
-async def test_expired_requests_never_run(emulator, redis_url, target: Target) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_requests_never_run(emulator, redis_url, target: Target) -> None:
     from tests.conftest import start_bot
 
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, expires="1s")))
@@ -273,7 +273,7 @@ async def test_double_clicks_and_races_run_nothing_twice(bot: BotHarness, target
     assert target.calls() == [f"web v8 production {w} rollback=false" for w in (10, 50, 100)]
 
 
-async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target) -> None:  # type: ignore[no-untyped-def]
+async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target) -> None:
     from tests.conftest import start_bot
 
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, freeze="* * * * *")))

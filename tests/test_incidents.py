@@ -219,7 +219,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
             kind=kind,
             service="web",
             environment="production",
-            version=version,  # type: ignore[arg-type]
+            version=version,
             previous_version="v1",
             requested_by="U0BOB",
             state=DeployState.SUCCEEDED,

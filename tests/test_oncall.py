@@ -62,7 +62,7 @@ def critical(
         fingerprint=fingerprint,
         status=status,
         title=title,
-        severity="critical",  # type: ignore[arg-type]
+        severity="critical",
         labels={"alertname": title, "service": "db"},
         annotations={},
         summary="primary database unreachable",

@@ -239,11 +239,11 @@ async def test_a_pagerduty_outage_delays_the_trigger_across_a_restart_without_lo
         await runner.cleanup()
 
 
-async def _attempts(outbox, count: int) -> bool:  # type: ignore[no-untyped-def]
+async def _attempts(outbox, count: int) -> bool:
     return [r["attempts"] for r in await outbox.pending()] == [count]
 
 
-async def _empty(outbox) -> bool:  # type: ignore[no-untyped-def]
+async def _empty(outbox) -> bool:
     return await outbox.pending() == []
 
 

@@ -50,7 +50,7 @@ async def command(bot: BotHarness, name: str, text: str, user: str = "U0DEMO") -
     return html.unescape(json.dumps(result.json))
 
 
-def top_level(bot: BotHarness, channel: str) -> list[dict]:  # type: ignore[type-arg]
+def top_level(bot: BotHarness, channel: str) -> list[dict]:
     return [
         m
         for m in bot.emulator.messages(channel)

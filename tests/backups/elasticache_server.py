@@ -111,7 +111,7 @@ class ElastiCacheStandIn:
         except botocore.exceptions.ClientError:
             return _error("InvalidParameterValue", f"The S3 bucket {bucket} does not exist.")
         finally:
-            s3.close()  # type: ignore[attr-defined]
+            s3.close()
             os.remove(path)
             os.rmdir(folder)
         self.copies.append({"source": source, "target": target, "bucket": bucket})

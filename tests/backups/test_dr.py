@@ -119,7 +119,7 @@ async def snapshot_of(server: RedisProcess) -> dict[bytes, tuple[bytes, object, 
             b"hash": client.hgetall,
             b"stream": lambda k: client.xrange(k),
         }[kind](key)
-        found[key] = (kind, await value, await client.pttl(key) > 0)  # type: ignore[misc]
+        found[key] = (kind, await value, await client.pttl(key) > 0)
     await client.aclose()
     return found
 
@@ -180,7 +180,7 @@ backups:
 """
 
 
-def aws(service: str, moto_url: str, region: str = "eu-west-1"):  # type: ignore[no-untyped-def]
+def aws(service: str, moto_url: str, region: str = "eu-west-1"):
     return boto3.client(
         service, endpoint_url=moto_url, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
     )
@@ -235,7 +235,7 @@ def redis_named(processes: list[RedisProcess], url: str) -> RedisProcess:
     return next(p for p in processes if p.url == url)
 
 
-async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
+async def ingested(bot: BotHarness) -> list[dict]:
     entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 

@@ -348,7 +348,7 @@ class Cluster:
         await asyncio.gather(*(replica.stop() for replica in self.replicas), return_exceptions=True)
         await self.redis.stop()
         if self._runner is not None:
-            await self._runner.cleanup()  # type: ignore[attr-defined]
+            await self._runner.cleanup()
 
     def env(self, replica: Replica) -> dict[str, str]:
         """A replica's environment: the tests' serve environment, this Redis, the HMAC secret, a short timeout."""

@@ -31,7 +31,7 @@ def make_step(**overrides: object) -> DeployStep:
         "requested_by": "U0ALICE",
     }
     values.update(overrides)
-    return DeployStep(**values)  # type: ignore[arg-type]
+    return DeployStep(**values)
 
 
 def write_script(folder: Path, name: str, body: str) -> Path:
@@ -63,9 +63,9 @@ class Lines:
         return [line for message in self.messages for line in message.split("\n")]
 
 
-def deployer(argv: list[str], **settings: object):  # type: ignore[no-untyped-def]
+def deployer(argv: list[str], **settings: object):
     environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PARENT_ONLY": "from-parent"}
-    return build(CommandDeployerSettings(kind="command", argv=argv, **settings), environ=environ, http=None)  # type: ignore[arg-type]
+    return build(CommandDeployerSettings(kind="command", argv=argv, **settings), environ=environ, http=None)
 
 
 RECORD = """

@@ -24,7 +24,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def check(
     api: DatadogApi,
     http: aiohttp.ClientSession,
-    *ids: int,  # type: ignore[no-untyped-def]
+    *ids: int,
     environ: dict[str, str] | None = None,
 ):
     settings = DatadogMonitorSettings.model_validate(

@@ -41,7 +41,7 @@ def settings(**values: object) -> PrometheusSettings:
     return PrometheusSettings.model_validate(base)
 
 
-async def measure_until(check, condition, what: str) -> Measurement:  # type: ignore[no-untyped-def]
+async def measure_until(check, condition, what: str) -> Measurement:
     """Measures until `condition(measurement)` holds (Prometheus needs a few scrapes to see a new rate)."""
     seen: list[Measurement] = []
 
