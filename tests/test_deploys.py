@@ -6,47 +6,14 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.deploys.model import DeployRecord, DeployState
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.conftest import BotHarness, fake_deploy_argv, start_site
+from tests.conftest import BotHarness, Target, fake_deploy_argv
 from tests.state import state
 from tests.waiting import eventually
-
-
-@dataclass
-class Target:
-    """The fake service: its deploy log and the health endpoint that reads the deployed version."""
-
-    log: Path
-    state: Path
-    url: str
-
-    def calls(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[Target]:
-    state = tmp_path / "state"
-    state.mkdir()
-
-    async def healthz(request: web.Request) -> web.Response:
-        version_file = state / f"{request.match_info['env']}.version"
-        version = version_file.read_text() if version_file.exists() else "none"
-        return web.json_response({"version": version}, status=500 if version.startswith("bad") else 200)
-
-    app = web.Application()
-    app.router.add_get("/healthz/{env}", healthz)
-    runner, origin = await start_site(app)
-    yield Target(log=tmp_path / "deploy.log", state=state, url=origin)
-    await runner.cleanup()
 
 
 def deploy_config(target: Target, *, expires: str = "30m", freeze: str = "") -> str:

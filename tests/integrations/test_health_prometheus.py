@@ -12,13 +12,7 @@ from pydantic import ValidationError
 
 from integrations.health.base import Measurement
 from integrations.health.prometheus import PrometheusSettings, build, judge
-from tests.health_servers import (  # noqa: F401
-    Exporter,
-    PrometheusServer,
-    error_rate_query,
-    exporter,
-    prometheus,
-)
+from tests.health_servers import Exporter, PrometheusServer, error_rate_query
 from tests.waiting import eventually
 
 
