@@ -358,7 +358,7 @@ async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, flo
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered)) - 1))]
 
 
 async def measure(
@@ -434,7 +434,7 @@ async def main() -> None:
                 while not await seed.deploys.backfill_figures(pairs, now, 5000):  # the retention job's, too
                     pass
             info = {}
-            for name, server in servers.items():
+            for name in servers:
                 client = seeds[name].store.redis
                 info[name] = (await client.dbsize(), (await client.info("memory"))["used_memory"])
             for name, (emulator, url, _, _) in bots.items():

@@ -489,7 +489,7 @@ class ClusterDeployment:
                 )
                 self.nodes.append(
                     node.start_with(
-                        lambda p, d: _server_args(
+                        lambda p, d, tls=tls: _server_args(
                             p,
                             d,
                             "--cluster-enabled",

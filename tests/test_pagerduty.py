@@ -411,5 +411,7 @@ def test_a_step_naming_an_unknown_integration_key_is_a_config_error() -> None:
             "bad.yaml",
         )
     without = CONFIG.split("integrations:")[0] + "oncall:" + CONFIG.split("oncall:")[1]
-    with pytest.raises(ConfigError, match="pages PagerDuty .'platform'. but integrations.pagerduty is not configured"):
+    with pytest.raises(
+        ConfigError, match=r"pages PagerDuty .'platform'. but integrations\.pagerduty is not configured"
+    ):
         parse_config(without, "bad.yaml")

@@ -239,7 +239,7 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
     from bot.shell.composition import StartupError, preflight
     from bot.shell.settings import Settings
 
-    server, origin = statuspage
+    _server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
     try:
         inc = await declared(bot)

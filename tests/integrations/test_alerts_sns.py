@@ -644,11 +644,11 @@ def test_settings_validation(tmp_path: Path) -> None:
         SnsSettings(topic_arns=[TOPIC], max_age="0s")
     SnsSettings(topic_arns=["arn:aws-cn:sns:cn-north-1:123456789012:alarms.fifo"])
     missing = SnsSettings(topic_arns=[TOPIC], ca_bundle_path=str(tmp_path / "nope.pem"))
-    with pytest.raises(SourceConfigError, match="nope.pem"):
+    with pytest.raises(SourceConfigError, match=r"nope\.pem"):
         build(missing, environ={}, http=None)
     (tmp_path / "junk.pem").write_text("not a certificate")
     junk = SnsSettings(topic_arns=[TOPIC], ca_bundle_path=str(tmp_path / "junk.pem"))
-    with pytest.raises(SourceConfigError, match="junk.pem: cannot load it"):
+    with pytest.raises(SourceConfigError, match=r"junk\.pem: cannot load it"):
         build(junk, environ={}, http=None)
 
 
