@@ -80,7 +80,8 @@ def config_text(backup_dir: Path) -> str:
     )
     targets = "\n".join(f"    {name}: {{kind: redis, url_env: BENCH_REDIS_URL, storage: local}}" for name in TARGETS)
     return (
-        f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0DEMO]\nservices:\n{services}\n'
+        f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: '
+        f"[U0DEMO]\nservices:\n{services}\n"
         f'backups:\n  channel: "#backups"\n  storage:\n    local: {{kind: local, path: "{backup_dir}"}}\n'
         f"  targets:\n{targets}\n"
     )

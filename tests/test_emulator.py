@@ -973,7 +973,8 @@ def test_validate_blocks_accepts_what_bot_blocks_builds() -> None:
         ),
         (
             "<@U0ALICE> in <#C0DEPLOYS|deploys> <!here>",
-            '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span class="mention mention-broadcast">@here</span>',
+            '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span '
+            'class="mention mention-broadcast">@here</span>',
         ),
         ("<!subteam^S0SRE|@sre>", '<span class="mention">@sre</span>'),
         (

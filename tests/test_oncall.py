@@ -340,8 +340,8 @@ async def test_overrides_change_who_is_paged_and_are_announced(bot: BotHarness, 
 
     text = await command(bot, "", "U0DEMO")
     assert (
-        f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next <@U0ALICE>"
-        in text
+        f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next "
+        f"<@U0ALICE>" in text
     )
     assert override_id in await command(bot, "overrides", "U0DEMO")
     schedule = await command(bot, "schedule primary 1d", "U0DEMO")

@@ -263,7 +263,8 @@ GOOD = {
         ({"shift": "0w"}, "shift '0w': must be at least one day"),
         (
             {"shift": "1d"},
-            "handoff 'monday 09:00' names a weekday but shift '1d' is not a whole number of weeks; give only the time, e.g. '09:00'",
+            "handoff 'monday 09:00' names a weekday but shift '1d' is not a whole number of weeks; give only the time, "
+            "e.g. '09:00'",
         ),
         ({"handoff": "monday 9am"}, "handoff 'monday 9am': '9am' is not a 24-hour time (HH:MM)"),
         ({"handoff": "monday 24:00"}, "handoff 'monday 24:00': '24:00' is not a 24-hour time (HH:MM)"),

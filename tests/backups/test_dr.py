@@ -447,18 +447,21 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
         ),
         (
             "a: {kind: rds_snapshot, instance: db, region: eu-west-1, copy_to: {region: eu-west-1}}",
-            "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another region",
+            "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another "
+            "region",
         ),
         (
             "a: {kind: mongodb, storage: main}",
-            "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, elasticache_snapshot",
+            "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, "
+            "elasticache_snapshot",
         ),
         (
             "a: {kind: elasticache_snapshot, replication_group: g, cache_cluster: c, storage: main}",
             "give exactly one of replication_group or cache_cluster",
         ),
         (
-            "a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: 1}]}",
+            "a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: "
+            "1}]}",
             "targets.a.checks[0].sql: a Redis target's checks use keys",
         ),
         (

@@ -155,13 +155,15 @@ def test_the_issue_example_validates() -> None:
         (
             "kind: cloudwatch_alarm",
             "kind: cloudwatch",
-            "line 17, services.web.environments.production.analysis.metrics[2]: unknown kind 'cloudwatch'; expected one "
+            "line 17, services.web.environments.production.analysis.metrics[2]: unknown kind 'cloudwatch'; expected "
+            "one "
             "of: prometheus, cloudwatch_alarm, datadog_monitor, http (did you mean 'cloudwatch_alarm'?)",
         ),
         (
             "url_env: PROMETHEUS_URL, query: 'hist",
             "query: 'hist",
-            "line 16, services.web.environments.production.analysis.metrics[1]: url_env is missing: name the environment "
+            "line 16, services.web.environments.production.analysis.metrics[1]: url_env is missing: name the "
+            "environment "
             "variable holding Prometheus's URL (e.g. url_env: PROMETHEUS_URL), or give url",
         ),
         (
@@ -184,13 +186,15 @@ def test_the_issue_example_validates() -> None:
         (
             "bake: 2m",
             "bake: 10s",
-            "line 10, services.web.environments.production.analysis: bake (10s) is shorter than interval (20s): no check "
+            "line 10, services.web.environments.production.analysis: bake (10s) is shorter than interval (20s): no "
+            "check "
             "would run in it",
         ),
         (
             "failure_limit: 2",
             "failure_limit: 7",
-            "line 10, services.web.environments.production.analysis: failure_limit (7) is more than the 6 checks a step "
+            "line 10, services.web.environments.production.analysis: failure_limit (7) is more than the 6 checks a "
+            "step "
             "makes (bake / interval): the gate could never fail",
         ),
     ],
