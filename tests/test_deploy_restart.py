@@ -33,7 +33,8 @@ services:
     channel: "#deploys"
     environments:
       staging:
-        deployer: {{kind: command, argv: {argv}, env: {{DEPLOY_LOG: "{tmp_path / "deploy.log"}", STATE_DIR: "{tmp_path}"}}}}
+        deployer: {{kind: command, argv: {argv}, \
+                    env: {{DEPLOY_LOG: "{tmp_path / "deploy.log"}", STATE_DIR: "{tmp_path}"}}}}
 """)
     return path
 

@@ -35,7 +35,8 @@ services:
         health: {{url: "{target.url}/healthz/staging", checks: 2, interval: 50ms, timeout: 1s}}
       production:
         deployer: {{kind: command, argv: {argv}, env: {env}, timeout: 30s}}
-        approval: {{required: 1, approvers: approvers, allow_self_approval: false, expires_after: {expires}, checklist: ["Migrations applied"]}}
+        approval: {{required: 1, approvers: approvers, allow_self_approval: false, expires_after: {expires}, \
+                    checklist: ["Migrations applied"]}}
         rollback_approval: false
         canary: [10, 50, 100]
         health: {{url: "{target.url}/healthz/production", checks: 2, interval: 50ms, timeout: 1s}}

@@ -33,7 +33,8 @@ alerts:
   group_wait: 0s
 oncall:
   rotations:
-    primary: {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}}
+    primary: {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, \
+               start: 2026-01-05}}
 incidents:
   announce_channel: "#incidents"
   channel_prefix: inc

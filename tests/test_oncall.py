@@ -27,7 +27,8 @@ alerts:
     - {match: {severity: critical}, escalation: default}
 oncall:
   rotations:
-    primary:   {members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}
+    primary:   {members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, \
+                start: 2026-01-05}
     secondary: {members: [U0CAROL], shift: 1d, handoff: "09:00", timezone: America/New_York, start: 2026-01-05}
   handoff_channel: "#oncall"
   escalation_policies:

@@ -136,7 +136,8 @@ backups:
   operators: operators
   lock_ttl: 3s
   storage:
-    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, part_size_mib: 5}}
+    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, \
+            part_size_mib: 5}}
   targets:
     appdb:
       kind: postgres
