@@ -223,17 +223,17 @@ async def drive(
 # -- the two servers ---------------------------------------------------------------------------------------------
 
 
-async def wait_http(url: str, *, timeout: float = 30) -> None:
-    """Returns once `url` answers 200; RuntimeError naming it otherwise."""
-    deadline = time.monotonic() + timeout
+async def wait_http(url: str, *, deadline: float = 30) -> None:
+    """Returns once `url` answers 200 within `deadline` seconds; RuntimeError naming it otherwise."""
+    give_up_at = time.monotonic() + deadline
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
+        while time.monotonic() < give_up_at:
             with contextlib.suppress(aiohttp.ClientConnectionError):
                 async with session.get(url) as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+    raise RuntimeError(f"{url} did not answer 200 within {deadline:.0f} s")
 
 
 def alertmanager_missing() -> str | None:
@@ -246,7 +246,7 @@ def alertmanager_missing() -> str | None:
 @contextlib.asynccontextmanager
 async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """Alertmanager on a free loopback port with its own storage and no cluster; yields (base URL, process)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - setup before the server starts, nothing to block
     (workdir / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
     port = free_port()
     log = (workdir / "alertmanager.log").open("wb")
@@ -296,7 +296,7 @@ async def chatops(
     client = aioredis.Redis.from_url(redis.url, decode_responses=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_http(f"{base}/readyz", timeout=60)
+        await wait_http(f"{base}/readyz", deadline=60)
         yield base, proc, client
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -414,9 +414,9 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
 
         async def run_ours(seconds: float) -> tuple[Load, float]:
             with paused(am_proc):
-                used = cpu_seconds(bot.pid, redis_pid)  # type: ignore[arg-type]
+                used = cpu_seconds(bot.pid, redis_pid)
                 load = await drive(args, url, ours_bodies, ours_headers, seconds=seconds, workdir=workdir)
-                return load, cpu_seconds(bot.pid, redis_pid) - used  # type: ignore[arg-type]
+                return load, cpu_seconds(bot.pid, redis_pid) - used
 
         async def run_theirs(seconds: float) -> tuple[Load, float]:
             assert am_base is not None and am_proc is not None and am_proc.pid is not None
@@ -462,10 +462,10 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
 # -- latency and storm (one chatops serve, as before) -----------------------------------------------------------
 
 
-async def wait_delivered(client: aioredis.Redis, stream: str, timeout: float) -> bool:
-    """Whether the consumer group has read and acknowledged every entry within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def wait_delivered(client: aioredis.Redis, stream: str, deadline: float) -> bool:
+    """Whether the consumer group has read and acknowledged every entry within `deadline` seconds."""
+    give_up_at = time.monotonic() + deadline
+    while time.monotonic() < give_up_at:
         try:
             groups = await client.xinfo_groups(stream)
         except ResponseError:  # the group does not exist yet

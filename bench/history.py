@@ -80,7 +80,8 @@ def config_text(backup_dir: Path) -> str:
     )
     targets = "\n".join(f"    {name}: {{kind: redis, url_env: BENCH_REDIS_URL, storage: local}}" for name in TARGETS)
     return (
-        f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: [U0DEMO]\nservices:\n{services}\n'
+        f'slack: {{announce_channel: "#general"}}\nroles:\n  admins: [U0DEMO]\n  deployers: '
+        f"[U0DEMO]\nservices:\n{services}\n"
         f'backups:\n  channel: "#backups"\n  storage:\n    local: {{kind: local, path: "{backup_dir}"}}\n'
         f"  targets:\n{targets}\n"
     )
@@ -358,7 +359,7 @@ async def fill_history(deps: Seed, now: datetime, scale: float) -> dict[str, flo
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered)) - 1))]
 
 
 async def measure(
@@ -434,7 +435,7 @@ async def main() -> None:
                 while not await seed.deploys.backfill_figures(pairs, now, 5000):  # the retention job's, too
                     pass
             info = {}
-            for name, server in servers.items():
+            for name in servers:
                 client = seeds[name].store.redis
                 info[name] = (await client.dbsize(), (await client.info("memory"))["used_memory"])
             for name, (emulator, url, _, _) in bots.items():

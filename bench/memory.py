@@ -136,7 +136,7 @@ async def per_record(store: Store, count: int) -> dict[str, float]:
         )
         await deploys.create(record)
         await deploys.update(
-            record.id, lambda r: r.model_copy(update={"state": DeployState.SUCCEEDED, "finished_at": at})
+            record.id, lambda r, at=at: r.model_copy(update={"state": DeployState.SUCCEEDED, "finished_at": at})
         )
     audit = AuditLog(store, lambda: now)
     for n in range(count):

@@ -158,7 +158,8 @@ async def main() -> None:
     )
     print(f"ratio chatops/bare Bolt: time to /healthz {ours_s / bare_s:.2f}, RSS {ours_rss / bare_rss:.2f}")
     print(
-        f"targets: /healthz <= {HEALTHZ_TARGET_SECONDS:g} s: {'met' if ours_s <= HEALTHZ_TARGET_SECONDS else 'NOT met'}; "
+        f"targets: /healthz <= {HEALTHZ_TARGET_SECONDS:g} s: "
+        f"{'met' if ours_s <= HEALTHZ_TARGET_SECONDS else 'NOT met'}; "
         f"idle RSS <= {RSS_TARGET_MB:g} MB: {'met' if ours_rss <= RSS_TARGET_MB else 'NOT met'}"
     )
     if args.json:

@@ -25,6 +25,10 @@ from bot.shell.deps import Deps
 from bot.shell.settings import Settings
 from tests.waiting import DEFAULT_DEADLINE_SECONDS, eventually, idle
 
+# Fixtures that live next to the servers they start, shared by tests in several folders (health gates in
+# tests/integrations/ and tests/test_deploy_gates.py): registered here rather than imported into each test module.
+pytest_plugins = ["tests.health_servers"]
+
 BOT_TOKEN = "xoxb-test-token-0123456789"
 
 DEFAULT_CONFIG = """
@@ -54,6 +58,16 @@ async def redis_url(redis_server: EmbeddedRedis) -> AsyncIterator[str]:
     await client.flushdb()
     await client.aclose()
     yield redis_server.url
+
+
+@pytest.fixture
+def restore_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """The second Redis `chatops dev` starts, the one the demo backup target restores into."""
+    server = EmbeddedRedis(tmp_path / "restore-redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def start_site(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -188,6 +202,36 @@ FAKE_DEPLOY = Path(__file__).parent / "fixtures" / "fake_deploy.py"
 def fake_deploy_argv() -> str:
     """The YAML argv that runs tests/fixtures/fake_deploy.py for the command provider."""
     return f'["{sys.executable}", "{FAKE_DEPLOY}", "{{service}}", "{{version}}", "{{environment}}", "{{weight}}"]'
+
+
+@dataclass
+class Target:
+    """The fake service: its deploy log and the health endpoint that reads the deployed version."""
+
+    log: Path
+    state: Path
+    url: str
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Target]:
+    """The fake service deploys act on (tests/test_deploys.py and the modules that reuse its scenarios)."""
+    state = tmp_path / "state"
+    state.mkdir()
+
+    async def healthz(request: web.Request) -> web.Response:
+        version_file = state / f"{request.match_info['env']}.version"
+        version = version_file.read_text() if version_file.exists() else "none"
+        return web.json_response({"version": version}, status=500 if version.startswith("bad") else 200)
+
+    app = web.Application()
+    app.router.add_get("/healthz/{env}", healthz)
+    runner, origin = await start_site(app)
+    yield Target(log=tmp_path / "deploy.log", state=state, url=origin)
+    await runner.cleanup()
 
 
 def serve_environment(emulator: SlackEmulator, redis_url: str, config: Path | str, port: int) -> dict[str, str]:

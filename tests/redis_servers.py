@@ -194,12 +194,12 @@ def command(port: int, *args: str, timeout: float = 2.0, tls: TlsFiles | None = 
 
 
 def _read_reply(stream: object) -> str:
-    line = stream.readline().decode(errors="replace").rstrip("\r\n")  # type: ignore[attr-defined]
+    line = stream.readline().decode(errors="replace").rstrip("\r\n")
     if line[:1] in "+-:":
         return line if line[:1] == "-" else line[1:]
     if line[:1] == "$":
         size = int(line[1:])
-        return "" if size < 0 else stream.read(size + 2)[:-2].decode(errors="replace")  # type: ignore[attr-defined]
+        return "" if size < 0 else stream.read(size + 2)[:-2].decode(errors="replace")
     if line[:1] == "*":
         count = int(line[1:])
         return "\n".join(_read_reply(stream) for _ in range(max(count, 0)))
@@ -489,7 +489,7 @@ class ClusterDeployment:
                 )
                 self.nodes.append(
                     node.start_with(
-                        lambda p, d: _server_args(
+                        lambda p, d, tls=tls: _server_args(
                             p,
                             d,
                             "--cluster-enabled",

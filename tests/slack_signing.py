@@ -1,4 +1,5 @@
-"""Signs requests exactly as Slack does (v0 HMAC-SHA256 over `v0:{timestamp}:{body}`), for tests that craft their own."""
+"""Signs requests exactly as Slack does (v0 HMAC-SHA256 over `v0:{timestamp}:{body}`), for tests that craft their
+own."""
 
 from __future__ import annotations
 

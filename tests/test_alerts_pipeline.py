@@ -192,7 +192,7 @@ async def test_commands_list_silence_and_stats(bot: BotHarness) -> None:
     assert bad.json is not None and "is not a duration" in bad.json["text"]
 
 
-async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis_url, bot_config) -> None:  # type: ignore[no-untyped-def]
+async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis_url, bot_config) -> None:
     from datetime import UTC, datetime
 
     import redis.asyncio as aioredis
@@ -275,7 +275,7 @@ def top_level_id(bot: BotHarness, message: dict[str, Any]) -> str:
     return json.dumps(message["blocks"]).split("alert:")[1].split('"')[0]
 
 
-async def test_webhook_answers_503_when_the_alert_cannot_be_stored(emulator, tmp_path, bot_config) -> None:  # type: ignore[no-untyped-def]
+async def test_webhook_answers_503_when_the_alert_cannot_be_stored(emulator, tmp_path, bot_config) -> None:
     from bot.platform.embedded_redis import EmbeddedRedis
     from tests.conftest import start_bot
 
@@ -297,7 +297,7 @@ def test_out_of_order_events_are_ignored() -> None:
     assert not _newer("5-0-0", "5-0-0") and not _newer("4-1-0", "5-0-0")
 
 
-async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, redis_url, monkeypatch) -> None:
     from tests.conftest import start_bot
 
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)

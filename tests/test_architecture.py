@@ -12,7 +12,10 @@ import sys
 import typing
 from pathlib import Path
 
-LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True))"
+LINT = (
+    "import sys; from importlinter.cli import lint_imports; "
+    "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True))"
+)
 
 # Each rule of docs/architecture.md is one contract: a contract deleted or renamed fails here, not silently.
 CONTRACTS = (

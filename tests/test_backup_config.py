@@ -21,12 +21,15 @@ roles:
 backups:
   channel: "#backups"
   storage:
-    main: {kind: s3, bucket: "acme-backups", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, storage_class: STANDARD_IA, sse: AES256}
+    main: {kind: s3, bucket: "acme-backups", prefix: "chatops/", region: eu-west-1, \
+           endpoint_url_env: S3_ENDPOINT_URL, storage_class: STANDARD_IA, sse: AES256}
     local: {kind: local, path: "./backups"}
   targets:
-    appdb:   {kind: postgres, dsn_env: APPDB_URL, storage: main, schedule: "0 2 * * *", retention: {daily: 7, weekly: 4, monthly: 6}, rpo: 26h, verify_schedule: "0 4 * * 0"}
+    appdb:   {kind: postgres, dsn_env: APPDB_URL, storage: main, schedule: "0 2 * * *", \
+              retention: {daily: 7, weekly: 4, monthly: 6}, rpo: 26h, verify_schedule: "0 4 * * 0"}
     cache:   {kind: redis, url_env: CACHE_REDIS_URL, storage: main, schedule: "0 */6 * * *", retention: {max_age: 30d}}
-    rds-prod: {kind: rds_snapshot, instance: prod-db, region: eu-west-1, schedule: "30 2 * * *", retention: {max_age: 30d}}
+    rds-prod: {kind: rds_snapshot, instance: prod-db, region: eu-west-1, schedule: "30 2 * * *", \
+               retention: {max_age: 30d}}
   restore_approval: {required: 1, approvers: approvers, allow_self_approval: false}
 """
 

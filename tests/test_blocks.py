@@ -11,7 +11,8 @@ def test_placeholders_are_escaped_and_slack_markup_is_not() -> None:
         "`/oncall schedule <rotation>` for <@U1|al> in <#C1|general>, <!here>, <https://x.example/a|docs> until <time>"
     )
     assert show_placeholders(text) == (
-        "`/oncall schedule &lt;rotation&gt;` for <@U1|al> in <#C1|general>, <!here>, <https://x.example/a|docs> until &lt;time&gt;"
+        "`/oncall schedule &lt;rotation&gt;` for <@U1|al> in <#C1|general>, <!here>, <https://x.example/a|docs> until "
+        "&lt;time&gt;"
     )
 
 

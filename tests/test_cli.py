@@ -1,4 +1,5 @@
-"""The `chatops` command line as a user runs it: manifest, check-config, and serve (start-up failures and a real run)."""
+"""The `chatops` command line as a user runs it: manifest, check-config, and serve (start-up failures and a real
+run)."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ DOC = "Does a thing.\n\nUsage:\n  /thing <x>\n"
 
 def test_a_misspelt_part_of_a_declaration_fails() -> None:
     with pytest.raises(TypeError, match="action"):
-        Command(name="thing", doc=DOC, handler=None, action={})  # type: ignore[call-arg]
+        Command(name="thing", doc=DOC, handler=None, action={})
     with pytest.raises(ValueError, match="read-only actions"):
         Command(name="thing", doc=DOC, handler=None, actions={}, read_only_actions=frozenset({"thing.show"}))
     with pytest.raises(ValueError, match="Usage: section"):

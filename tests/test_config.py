@@ -131,7 +131,7 @@ def test_channel_ids_and_anchors_are_accepted() -> None:
 def test_config_is_immutable() -> None:
     config = parse_config(FULL_CONFIG)
     with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for a frozen instance
-        config.redis = None  # type: ignore[misc,assignment]
+        config.redis = None
 
 
 # --- every message, exactly ----------------------------------------------------------------------------------------
@@ -141,7 +141,8 @@ BAD_CONFIGS = [
     pytest.param(
         "wat: 1\n",
         [
-            "line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, oncall, incidents, scheduler, status, status_page, retention, integrations"
+            "line 1, wat: unknown key; expected one of: slack, roles, redis, services, deploys, alerts, backups, "
+            "oncall, incidents, scheduler, status, status_page, retention, integrations"
         ],
         id="unknown-key-no-hint",
     ),
@@ -258,14 +259,18 @@ BAD_CONFIGS = [
     pytest.param(
         "- slack\n- roles\n",
         [
-            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got a list)"
+            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, "
+            "alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: "
+            "(got a list)"
         ],
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
         [
-            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: (got 'hello')"
+            "line 1: the file must be a mapping of sections such as slack:, roles:, redis:, services:, deploys:, "
+            "alerts:, backups:, oncall:, incidents:, scheduler:, status:, status_page:, retention:, integrations: "
+            "(got 'hello')"
         ],
         id="top-level-scalar",
     ),
@@ -338,7 +343,8 @@ def test_line_numbers_follow_block_and_flow_styles() -> None:
     assert problems(text) == [
         ("line 6, roles.admins[1]: 'bad one' is not a Slack user ID (U…/W…), usergroup ID (S…) or @usergroup handle"),
         "line 7, roles.responders: must be a list (got a mapping)",
-        "line 8, redis.port: unknown key; expected one of: key_prefix, max_connections, pool_timeout, min_replicas_acked, "
+        "line 8, redis.port: unknown key; expected one of: key_prefix, max_connections, pool_timeout, "
+        "min_replicas_acked, "
         "wait_timeout",
     ]
 

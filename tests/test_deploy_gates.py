@@ -15,13 +15,7 @@ import pytest
 from bot.deploys.model import DeployRecord, DeployState
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, fake_deploy_argv
-from tests.health_servers import (  # noqa: F401
-    Exporter,
-    PrometheusServer,
-    error_rate_query,
-    exporter,
-    prometheus,
-)
+from tests.health_servers import Exporter, PrometheusServer, error_rate_query
 from tests.waiting import eventually
 
 SERVICE_LABEL = "shop"  # the exporter's series for this module's service
@@ -76,7 +70,7 @@ async def deploy(bot: BotHarness, text: str) -> str:
 
 async def record_when(
     bot: BotHarness,
-    deploy_id: str,  # type: ignore[no-untyped-def]
+    deploy_id: str,
     condition,
     what: str,
 ) -> DeployRecord:

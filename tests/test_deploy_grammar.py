@@ -111,7 +111,7 @@ def test_good_rollback_texts(text: str, expected: RollbackCmd) -> None:
 def test_commands_are_frozen() -> None:
     command = parse_deploy("web v1 to prod")
     with pytest.raises(AttributeError):
-        command.service = "api"  # type: ignore[misc]
+        command.service = "api"
 
 
 def test_longest_reason_is_accepted() -> None:

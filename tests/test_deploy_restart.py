@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -32,7 +33,8 @@ services:
     channel: "#deploys"
     environments:
       staging:
-        deployer: {{kind: command, argv: {argv}, env: {{DEPLOY_LOG: "{tmp_path / "deploy.log"}", STATE_DIR: "{tmp_path}"}}}}
+        deployer: {{kind: command, argv: {argv}, \
+                    env: {{DEPLOY_LOG: "{tmp_path / "deploy.log"}", STATE_DIR: "{tmp_path}"}}}}
 """)
     return path
 
@@ -98,10 +100,8 @@ async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(
     finally:
         pid_file = tmp_path / "slow.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for process in (first, second):
             if process is not None and process.returncode is None:
                 process.terminate()

@@ -287,7 +287,8 @@ def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a
         ),
         (
             ("http://{deployment_url}/healthz", "https://check.example.com/?u={deployment_url}"),
-            "environments.live.health.url: {deployment_url} is the deployment's host (like site-abc123-acme.vercel.app):"
+            "environments.live.health.url: {deployment_url} is the deployment's host (like "
+            "site-abc123-acme.vercel.app):"
             " write it as the whole host, like https://{deployment_url}/healthz",
         ),
         (("http://{deployment_url}/healthz", "http://{deployment_url}/{{x}}"), "a stray '{' in"),
@@ -298,7 +299,8 @@ def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a
                 f'git: {{provider: github, repo: acme/site, ref: "{{version}}"}}, target: production, promote: true}}',
                 f"deployer: {{{command}}}",
             ),
-            "services.site.environments.live: health.url uses {deployment_url}, but kind: command reports no deployment "
+            "services.site.environments.live: health.url uses {deployment_url}, but kind: command reports no "
+            "deployment "
             "URL to check (kind: vercel does)",
         ),
         (
@@ -315,7 +317,8 @@ def test_check_config_knows_only_the_deployment_url_placeholder_and_only_where_a
                 "deploys: {lock_ttl: 3s, }",
                 'deploys: {lock_ttl: 3s}\nstatus: {probes: [{name: site, url: "https://{deployment_url}/healthz"}]}',
             ),
-            "status.probes[0].url: {deployment_url} is not allowed here: only a deploy's health.url takes a placeholder",
+            "status.probes[0].url: {deployment_url} is not allowed here: "
+            "only a deploy's health.url takes a placeholder",
         ),
     ]:
         with pytest.raises(ConfigError) as caught:

@@ -6,47 +6,14 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.deploys.model import DeployRecord, DeployState
 from bot.shell.config import ChatopsConfig, parse_config
-from tests.conftest import BotHarness, fake_deploy_argv, start_site
+from tests.conftest import BotHarness, Target, fake_deploy_argv
 from tests.state import state
 from tests.waiting import eventually
-
-
-@dataclass
-class Target:
-    """The fake service: its deploy log and the health endpoint that reads the deployed version."""
-
-    log: Path
-    state: Path
-    url: str
-
-    def calls(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[Target]:
-    state = tmp_path / "state"
-    state.mkdir()
-
-    async def healthz(request: web.Request) -> web.Response:
-        version_file = state / f"{request.match_info['env']}.version"
-        version = version_file.read_text() if version_file.exists() else "none"
-        return web.json_response({"version": version}, status=500 if version.startswith("bad") else 200)
-
-    app = web.Application()
-    app.router.add_get("/healthz/{env}", healthz)
-    runner, origin = await start_site(app)
-    yield Target(log=tmp_path / "deploy.log", state=state, url=origin)
-    await runner.cleanup()
 
 
 def deploy_config(target: Target, *, expires: str = "30m", freeze: str = "") -> str:
@@ -68,7 +35,8 @@ services:
         health: {{url: "{target.url}/healthz/staging", checks: 2, interval: 50ms, timeout: 1s}}
       production:
         deployer: {{kind: command, argv: {argv}, env: {env}, timeout: 30s}}
-        approval: {{required: 1, approvers: approvers, allow_self_approval: false, expires_after: {expires}, checklist: ["Migrations applied"]}}
+        approval: {{required: 1, approvers: approvers, allow_self_approval: false, expires_after: {expires}, \
+                    checklist: ["Migrations applied"]}}
         rollback_approval: false
         canary: [10, 50, 100]
         health: {{url: "{target.url}/healthz/production", checks: 2, interval: 50ms, timeout: 1s}}
@@ -179,7 +147,7 @@ async def test_production_needs_another_approver(bot: BotHarness, target: Target
     await click(bot, record, "approve", "U0BOB")
     await click(bot, record, "approve", "U0CAROL")
     await bot.idle()  # both clicks handled: a deploy they started would have run by now
-    assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.AWAITING_APPROVAL
     assert target.calls() == []
     await eventually(
         lambda: any("someone else has to approve it" in t for t in ephemeral_texts(bot, "U0BOB")),
@@ -204,11 +172,11 @@ async def test_rejected_and_cancelled_requests_never_run(bot: BotHarness, target
     second = await until_message(bot, deploy_id_of(await command(bot, "web v4 to production", "U0BOB")))
     assert "Cancelled" in await command(bot, f"cancel {second.id}", "U0BOB")
     await bot.idle()
-    assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED  # type: ignore[union-attr]
+    assert (await bot.deps.deploys.get(record.id)).state == DeployState.REJECTED
     assert target.calls() == []
 
 
-async def test_expired_requests_never_run(emulator, redis_url, target: Target) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_requests_never_run(emulator, redis_url, target: Target) -> None:
     from tests.conftest import start_bot
 
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, expires="1s")))
@@ -273,7 +241,7 @@ async def test_double_clicks_and_races_run_nothing_twice(bot: BotHarness, target
     assert target.calls() == [f"web v8 production {w} rollback=false" for w in (10, 50, 100)]
 
 
-async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target) -> None:  # type: ignore[no-untyped-def]
+async def test_permissions_freeze_and_locks(emulator, redis_url, target: Target) -> None:
     from tests.conftest import start_bot
 
     bot, runner = await start_bot(emulator, redis_url, parse_config(deploy_config(target, freeze="* * * * *")))

@@ -681,7 +681,7 @@ async def test_block_actions_payload(client: AsyncWebClient, emu: SlackEmulator,
     await emu.send_block_action(
         channel="#deploys", message_ts=posted["ts"], action_id="deploy.env", selected_option="prod"
     )
-    select = bot.requests[1].payload["actions"][0]  # type: ignore[index]
+    select = bot.requests[1].payload["actions"][0]
     assert select["type"] == "static_select"
     assert select["selected_option"] == {"text": {"type": "plain_text", "text": "production"}, "value": "prod"}
     with pytest.raises(ValueError, match="no element with action_id"):
@@ -704,8 +704,8 @@ async def test_response_url_replace_delete_and_new(
     assert ephemeral["ephemeral_to"] == "U0DEMO"
     bot.answer = empty_ack
     await emu.send_block_action(channel="C0DEPLOYS", message_ts=ephemeral["ts"], action_id="deploy.approve")
-    response_url = bot.requests[-1].payload["response_url"]  # type: ignore[index]
-    assert bot.requests[-1].payload["container"]["is_ephemeral"] is True  # type: ignore[index]
+    response_url = bot.requests[-1].payload["response_url"]
+    assert bot.requests[-1].payload["container"]["is_ephemeral"] is True
 
     async with http.post(response_url, json={"replace_original": True, "text": "Approved by <@U0DEMO>"}) as r:
         assert r.status == 200 and await r.text() == "ok"
@@ -973,7 +973,8 @@ def test_validate_blocks_accepts_what_bot_blocks_builds() -> None:
         ),
         (
             "<@U0ALICE> in <#C0DEPLOYS|deploys> <!here>",
-            '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span class="mention mention-broadcast">@here</span>',
+            '<span class="mention">@Alice Anders</span> in <span class="channel-link">#deploys</span> <span '
+            'class="mention mention-broadcast">@here</span>',
         ),
         ("<!subteam^S0SRE|@sre>", '<span class="mention">@sre</span>'),
         (

@@ -53,7 +53,7 @@ async def test_a_command_is_answered_in_time_and_clearly_while_redis_hangs(
 ) -> None:
     emulator.ack_timeout = SLACK_ACK_TIMEOUT
     url = f"redis://127.0.0.1:{own_redis.port}/0"
-    bot, runner = await start_bot(emulator, url, parse_config(DEFAULT_CONFIG, "t.yaml"))
+    _bot, runner = await start_bot(emulator, url, parse_config(DEFAULT_CONFIG, "t.yaml"))
     assert own_redis.process is not None
     pid = own_redis.process.pid
     try:

@@ -33,7 +33,8 @@ alerts:
   group_wait: 0s
 oncall:
   rotations:
-    primary: {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}}
+    primary: {{members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, \
+               start: 2026-01-05}}
 incidents:
   announce_channel: "#incidents"
   channel_prefix: inc
@@ -219,7 +220,7 @@ async def test_postmortem_has_the_timeline_alerts_acks_and_deploys_of_the_window
             kind=kind,
             service="web",
             environment="production",
-            version=version,  # type: ignore[arg-type]
+            version=version,
             previous_version="v1",
             requested_by="U0BOB",
             state=DeployState.SUCCEEDED,

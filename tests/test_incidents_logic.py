@@ -251,7 +251,8 @@ def test_the_default_section_matches_the_issue() -> None:
         (
             "incidents: {severities: {sev1: {description: x, respond_within: 15m, page: primry}}}\n"
             f"oncall: {{rotations: {{primary: {ROTATION}}}}}".replace("'", '"'),
-            "incidents.severities.sev1.page: 'primry' is not an on-call rotation or escalation policy; did you mean 'primary'?",
+            "incidents.severities.sev1.page: 'primry' is not an on-call rotation or escalation policy; did you mean "
+            "'primary'?",
         ),
         (
             "incidents: {severities: {sev1: {description: x, respond_within: 15m, page: primary}}}",

@@ -27,7 +27,8 @@ alerts:
     - {match: {severity: critical}, escalation: default}
 oncall:
   rotations:
-    primary:   {members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, start: 2026-01-05}
+    primary:   {members: [U0ALICE, U0BOB], shift: 1w, handoff: "monday 09:00", timezone: Europe/Berlin, \
+                start: 2026-01-05}
     secondary: {members: [U0CAROL], shift: 1d, handoff: "09:00", timezone: America/New_York, start: 2026-01-05}
   handoff_channel: "#oncall"
   escalation_policies:
@@ -62,7 +63,7 @@ def critical(
         fingerprint=fingerprint,
         status=status,
         title=title,
-        severity="critical",  # type: ignore[arg-type]
+        severity="critical",
         labels={"alertname": title, "service": "db"},
         annotations={},
         summary="primary database unreachable",
@@ -340,8 +341,8 @@ async def test_overrides_change_who_is_paged_and_are_announced(bot: BotHarness, 
 
     text = await command(bot, "", "U0DEMO")
     assert (
-        f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next <@U0ALICE>"
-        in text
+        f"*primary*: <@U0BOB> (override `{override_id}`: Alice at the dentist) until Mon 23 Nov 15:00 CET · next "
+        f"<@U0ALICE>" in text
     )
     assert override_id in await command(bot, "overrides", "U0DEMO")
     schedule = await command(bot, "schedule primary 1d", "U0DEMO")

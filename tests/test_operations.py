@@ -21,7 +21,7 @@ async def test_healthz_and_readyz(bot: BotHarness) -> None:
     assert status == 200 and "ready" in body
 
 
-async def test_readyz_is_503_with_the_reason_when_redis_is_down(emulator: SlackEmulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_readyz_is_503_with_the_reason_when_redis_is_down(emulator: SlackEmulator, tmp_path) -> None:
     own_redis = EmbeddedRedis(tmp_path / "redis").start()
     harness, runner = await start_bot(emulator, own_redis.url, parse_config(DEFAULT_CONFIG))
     try:

@@ -239,11 +239,11 @@ async def test_a_pagerduty_outage_delays_the_trigger_across_a_restart_without_lo
         await runner.cleanup()
 
 
-async def _attempts(outbox, count: int) -> bool:  # type: ignore[no-untyped-def]
+async def _attempts(outbox, count: int) -> bool:
     return [r["attempts"] for r in await outbox.pending()] == [count]
 
 
-async def _empty(outbox) -> bool:  # type: ignore[no-untyped-def]
+async def _empty(outbox) -> bool:
     return await outbox.pending() == []
 
 
@@ -411,5 +411,7 @@ def test_a_step_naming_an_unknown_integration_key_is_a_config_error() -> None:
             "bad.yaml",
         )
     without = CONFIG.split("integrations:")[0] + "oncall:" + CONFIG.split("oncall:")[1]
-    with pytest.raises(ConfigError, match="pages PagerDuty .'platform'. but integrations.pagerduty is not configured"):
+    with pytest.raises(
+        ConfigError, match=r"pages PagerDuty .'platform'. but integrations\.pagerduty is not configured"
+    ):
         parse_config(without, "bad.yaml")

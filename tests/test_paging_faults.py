@@ -77,7 +77,7 @@ async def test_a_page_that_went_through_but_was_answered_500_is_not_sent_twice(
     paged: AlertGroup = await group_of(bot, group.id)
     assert len(pages_to(bot, "U0ALICE")) == 1, "the page was sent twice"
     assert [p.step for p in paged.pages] == [0]
-    [(channel, ts)] = paged.pages[0].dms.items()
+    [(_channel, ts)] = paged.pages[0].dms.items()
     assert ts == pages_to(bot, "U0ALICE")[0]["ts"]
     await tick_at(bot, clock, timedelta(minutes=5))  # step 2 goes on as usual
     assert len(pages_to(bot, "U0CAROL")) == 1

@@ -46,7 +46,7 @@ async def test_help_navigation_clicked_four_times_quickly_shows_every_page(bot: 
         )
         assert result.status == 200, result
         await eventually(
-            lambda h=header: _header(bot, "C0GENERAL", ts) == h,  # type: ignore[misc]
+            lambda h=header: _header(bot, "C0GENERAL", ts) == h,
             f"the help message to show {header!r} after clicking {action_id}",
             deadline=20,
         )

@@ -68,7 +68,7 @@ async def _store_round_trip(redis_url: str) -> None:
         assert await store.claim_once("command", "req-1") is False  # the retry of the same request
 
         def change(current: str | None, pipe: object) -> str:
-            pipe.set("tlstest:{rec}:r1", (current or "") + "x")  # type: ignore[attr-defined]
+            pipe.set("tlstest:{rec}:r1", (current or "") + "x")
             return "changed"
 
         assert await store.update_watched("tlstest:{rec}:r1", change) == "changed"
@@ -217,7 +217,7 @@ async def test_a_certificate_signed_by_another_ca_is_refused_with_a_clear_readin
         async def refused() -> bool:
             status, body = await _readiness(bot.url)
             assert status == 503, body
-            reasons[:] = [str(r) for r in body["reasons"]]  # type: ignore[union-attr]
+            reasons[:] = [str(r) for r in body["reasons"]]
             return any("certificate verify failed" in r.lower() for r in reasons)
 
         try:

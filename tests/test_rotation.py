@@ -130,7 +130,7 @@ def test_half_hour_dst_gap_on_lord_howe() -> None:
     shift = shift_at(spec, utc(2026, 10, 4))
     # 02:00 +10:30 jumps to 02:30 +11:00 on 2026-10-04: 02:15 is skipped, the hand-off is at 02:30
     assert shift is not None and shift.starts == utc(2026, 10, 3, 15, 30)
-    assert shift.starts - shift_at(spec, utc(2026, 10, 3)).starts == timedelta(hours=23, minutes=45)  # type: ignore[union-attr]
+    assert shift.starts - shift_at(spec, utc(2026, 10, 3)).starts == timedelta(hours=23, minutes=45)
 
 
 def test_skipped_day_in_apia() -> None:
@@ -263,7 +263,8 @@ GOOD = {
         ({"shift": "0w"}, "shift '0w': must be at least one day"),
         (
             {"shift": "1d"},
-            "handoff 'monday 09:00' names a weekday but shift '1d' is not a whole number of weeks; give only the time, e.g. '09:00'",
+            "handoff 'monday 09:00' names a weekday but shift '1d' is not a whole number of weeks; give only the time, "
+            "e.g. '09:00'",
         ),
         ({"handoff": "monday 9am"}, "handoff 'monday 9am': '9am' is not a 24-hour time (HH:MM)"),
         ({"handoff": "monday 24:00"}, "handoff 'monday 24:00': '24:00' is not a 24-hour time (HH:MM)"),

@@ -161,7 +161,7 @@ async def test_interactive_and_events_envelopes(emu: SlackEmulator, http: aiohtt
         emu.workspace.channel("C0GENERAL"),
         user="U0BOT",
         text="pick",
-        blocks=[  # type: ignore[arg-type]
+        blocks=[
             {
                 "type": "actions",
                 "block_id": "b",
@@ -233,7 +233,7 @@ async def sdk_client(emu: SlackEmulator, http: aiohttp.ClientSession, ping_inter
             SocketModeResponse(envelope_id=req.envelope_id, payload={"text": f"got {req.type}"})
         )
 
-    client.socket_mode_request_listeners.append(handle)  # type: ignore[arg-type]
+    client.socket_mode_request_listeners.append(handle)
     return client
 
 

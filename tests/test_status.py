@@ -93,7 +93,7 @@ status:
     )
 
 
-async def status(bot: BotHarness, text: str = "") -> dict:  # type: ignore[type-arg]
+async def status(bot: BotHarness, text: str = "") -> dict:
     result = await bot.emulator.send_command(command="/status", text=text, user_id="U0ALICE", channel_id="C0GENERAL")
     assert result.status == 200 and result.json is not None, result
     return result.json

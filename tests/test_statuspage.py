@@ -94,7 +94,7 @@ async def accepted(bot: BotHarness, server: StatuspageServer, count: int, clock:
     async def done() -> bool:
         await bot.deps.incidents.tick()
         clock.advance(timedelta(minutes=6))
-        left = [await bot.deps.incidents.public.pending(i) for i in await state(bot).incidents.recent_ids(10)]  # type: ignore[union-attr]
+        left = [await bot.deps.incidents.public.pending(i) for i in await state(bot).incidents.recent_ids(10)]
         return sum(len(i["incident_updates"]) for i in server.incidents.values()) >= count and not any(left)
 
     await eventually(done, f"{count} incident updates on Statuspage")
@@ -146,7 +146,7 @@ async def test_public_updates_flow_to_statuspage_with_component_states(
         notes = [e.text for e in timeline if e.kind == "statuspage"]
         assert len(notes) == 4 and all(created["id"] in note for note in notes), notes
         assert created["incident_updates"][-1]["id"] in notes[0]
-        assert await bot.deps.incidents.public.statuspage_id(inc) == created["id"]  # type: ignore[union-attr]
+        assert await bot.deps.incidents.public.statuspage_id(inc) == created["id"]
     finally:
         await runner.cleanup()
 
@@ -167,7 +167,7 @@ async def test_an_incident_never_made_public_sends_nothing(
         for _ in range(3):
             await bot.deps.incidents.tick()
         assert server.requests == []
-        assert await bot.deps.incidents.public.pending(inc) == []  # type: ignore[union-attr]
+        assert await bot.deps.incidents.public.pending(inc) == []
     finally:
         await runner.cleanup()
 
@@ -202,7 +202,7 @@ async def test_an_outage_and_a_restart_delay_but_lose_and_repeat_nothing(
         (created,) = server.incidents.values()
         assert [u["status"] for u in created["incident_updates"]] == ["monitoring", "investigating"]
         assert created["incident_updates"][1]["body"] == "Checkout is failing for some customers."
-        assert await bot.deps.incidents.public.pending(inc) == []  # type: ignore[union-attr]
+        assert await bot.deps.incidents.public.pending(inc) == []
         notes = [e.text for e in await state(bot).incidents.timeline(inc) if e.kind == "statuspage"]
         assert len(notes) == 2, notes
     finally:
@@ -222,7 +222,7 @@ async def test_a_refused_update_is_noted_with_statuspages_message_and_the_queue_
         await command(bot, f"public {inc} Checkout is failing.")
         await bot.deps.incidents.tick()
         assert len(server.requests) == 1 and server.incidents == {}
-        assert await bot.deps.incidents.public.pending(inc) == []  # type: ignore[union-attr]
+        assert await bot.deps.incidents.public.pending(inc) == []
         notes = [e.text for e in await state(bot).incidents.timeline(inc) if e.kind == "note"]
         assert any("Statuspage refused the public update (422): Components are invalid" in n for n in notes), notes
     finally:
@@ -239,13 +239,13 @@ async def test_public_needs_text_and_a_missing_key_stops_start_up(
     from bot.shell.composition import StartupError, preflight
     from bot.shell.settings import Settings
 
-    server, origin = statuspage
+    _server, origin = statuspage
     bot, runner = await running(emulator, redis_url, origin, clock)
     try:
         inc = await declared(bot)
         answer = await command(bot, f"public {inc}")
         assert "`public` needs the text customers see" in answer, answer
-        assert (await state(bot).incidents.get(inc)).public_title == ""  # type: ignore[union-attr]
+        assert (await state(bot).incidents.get(inc)).public_title == ""
     finally:
         await runner.cleanup()
     monkeypatch.delenv("CHATOPS_TEST_STATUSPAGE_KEY")

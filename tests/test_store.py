@@ -45,7 +45,7 @@ async def test_audit_records_are_read_back_newest_first(redis_url: str) -> None:
         await client.aclose()
 
 
-def test_embedded_redis_accepts_a_relative_data_dir(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_redis_accepts_a_relative_data_dir(tmp_path, monkeypatch) -> None:
     from bot.platform.embedded_redis import EmbeddedRedis
 
     monkeypatch.chdir(tmp_path)

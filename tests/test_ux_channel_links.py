@@ -17,7 +17,7 @@ from bot.platform.embedded_redis import EmbeddedRedis
 from bot.shell.config import ChatopsConfig, parse_config
 from bot.text.blocks import channel_link
 from tests.conftest import BOT_TOKEN, BotHarness
-from tests.test_ux_demo import DEMO, command, restore_redis  # noqa: F401 (fixture)
+from tests.test_ux_demo import DEMO, command
 from tests.waiting import eventually
 
 # The channels the demo configuration names; the demo workspace has each as C0<NAME>.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from tests.state import state
 from tests.waiting import eventually
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "chatops.yaml"
-
-
-@pytest.fixture
-def restore_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "restore-redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -50,7 +40,7 @@ async def command(bot: BotHarness, name: str, text: str, user: str = "U0DEMO") -
     return html.unescape(json.dumps(result.json))
 
 
-def top_level(bot: BotHarness, channel: str) -> list[dict]:  # type: ignore[type-arg]
+def top_level(bot: BotHarness, channel: str) -> list[dict]:
     return [
         m
         for m in bot.emulator.messages(channel)

@@ -7,14 +7,12 @@ import json
 import re
 
 from bot.deploys.model import DeployState
-from tests.conftest import BotHarness
-from tests.test_deploys import (  # noqa: F401 (fixtures)
-    Target,
+from tests.conftest import BotHarness, Target
+from tests.test_deploys import (  # noqa: F401 (bot_config: the deploy scenario's configuration, overriding conftest's)
     bot_config,
     click,
     command,
     deploy_id_of,
-    target,
     until_message,
     wait_state,
 )

@@ -33,7 +33,7 @@ async def eventually(
         result = condition()
         value = await result if inspect.isawaitable(result) else result
         if value:
-            return value  # type: ignore[no-any-return]  # T, once awaited
+            return value  # T, once awaited
         if loop.time() > end:
             raise AssertionError(f"gave up after {deadline:.0f}s waiting for: {what} (last seen: {value!r})")
         await asyncio.sleep(every)

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -106,12 +107,12 @@ class ElastiCacheStandIn:
         )
         s3 = self._s3_client()
         try:
-            with open(path, "rb") as data:
-                await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=f"{target}-0001.rdb", Body=data.read())
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=f"{target}-0001.rdb", Body=data)
         except botocore.exceptions.ClientError:
             return _error("InvalidParameterValue", f"The S3 bucket {bucket} does not exist.")
         finally:
-            s3.close()  # type: ignore[attr-defined]
+            s3.close()
             os.remove(path)
             os.rmdir(folder)
         self.copies.append({"source": source, "target": target, "bucket": bucket})

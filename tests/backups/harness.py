@@ -24,11 +24,16 @@ backups:
   operators: operators
   lock_ttl: 3s
   storage:
-    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, storage_class: STANDARD_IA, sse: AES256, part_size_mib: 5}}
+    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, \
+            storage_class: STANDARD_IA, sse: AES256, part_size_mib: 5}}
   targets:
-    appdb: {{kind: postgres, dsn_env: APPDB_URL, bin_dir: "{pg_bin}", storage: main, schedule: "0 2 * * *", retention: {{daily: 7, weekly: 4, monthly: 6}}, rpo: 26h, verify_schedule: "0 4 * * 0", restore_into: [RESTORE_URL]}}
-    cache: {{kind: redis, url_env: CACHE_REDIS_URL, storage: main, schedule: "0 */6 * * *", retention: {{max_age: 30d}}}}
-    rds-prod: {{kind: rds_snapshot, instance: prod-db, region: eu-west-1, endpoint_url_env: RDS_ENDPOINT_URL, poll_interval: 100ms, schedule: "30 2 * * *", retention: {{max_age: 30d}}}}
+    appdb: {{kind: postgres, dsn_env: APPDB_URL, bin_dir: "{pg_bin}", storage: main, schedule: "0 2 * * *", \
+             retention: {{daily: 7, weekly: 4, monthly: 6}}, rpo: 26h, verify_schedule: "0 4 * * 0", \
+             restore_into: [RESTORE_URL]}}
+    cache: {{kind: redis, url_env: CACHE_REDIS_URL, storage: main, schedule: "0 */6 * * *", \
+             retention: {{max_age: 30d}}}}
+    rds-prod: {{kind: rds_snapshot, instance: prod-db, region: eu-west-1, endpoint_url_env: RDS_ENDPOINT_URL, \
+                poll_interval: 100ms, schedule: "30 2 * * *", retention: {{max_age: 30d}}}}
   restore_approval: {restore_approval}
 """
 

@@ -146,7 +146,7 @@ class S3Server:
 
     url: str
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self):
         return boto3.client(
             "s3",
             endpoint_url=self.url,

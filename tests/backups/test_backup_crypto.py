@@ -62,7 +62,7 @@ def moto_s3(moto_url: str) -> Iterator[object]:
 
 
 @pytest.fixture
-def locked_bucket(moto_s3) -> str:  # type: ignore[no-untyped-def]
+def locked_bucket(moto_s3) -> str:
     name = f"locked-{secrets.token_hex(6)}"
     moto_s3.create_bucket(
         Bucket=name, ObjectLockEnabledForBucket=True, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
@@ -173,8 +173,8 @@ async def tamper(
     sha256 match the changed bytes (an attacker who can write the records too, or a dump damaged before upload)."""
     service = bot.deps.backups
     s3 = s3_server.client()
-    storage = service.section.storage[service.target(record.target).storage]  # type: ignore[union-attr]
-    key = f"{storage.prefix}{record.key}"  # type: ignore[union-attr]
+    storage = service.section.storage[service.target(record.target).storage]
+    key = f"{storage.prefix}{record.key}"
     body = change(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     s3.close()
@@ -281,7 +281,7 @@ async def test_a_restore_that_fails_half_way_leaves_the_target_unchanged(
 
 async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
     bot: BotHarness, moto_s3, locked_bucket: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     service: BackupService = bot.deps.backups
     first = await backup(service, "locked")
     assert first.retain_until is not None
@@ -316,9 +316,9 @@ async def test_retention_keeps_an_object_that_object_lock_holds_and_says_so(
     assert first.id in await service.prune("locked")
     left = moto_s3.list_object_versions(Bucket=locked_bucket, Prefix=first.key)
     assert not left.get("Versions") and not left.get("DeleteMarkers")
-    assert (await service.get(second.id)).state == BackupState.SUCCEEDED  # type: ignore[union-attr]
+    assert (await service.get(second.id)).state == BackupState.SUCCEEDED
 
 
-async def _lock_over(client, bucket: str, key: str, version: str) -> bool:  # type: ignore[no-untyped-def]
+async def _lock_over(client, bucket: str, key: str, version: str) -> bool:
     head = client.head_object(Bucket=bucket, Key=key, VersionId=version)
     return head["ObjectLockRetainUntilDate"] < datetime.now(UTC)

@@ -45,7 +45,7 @@ def data(postgres: Postgres, database: str) -> str:
     )
 
 
-async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
+async def ingested(bot: BotHarness) -> list[dict]:
     """Every alert the service put into the alert pipeline's stream, in order."""
     entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]

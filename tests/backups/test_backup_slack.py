@@ -170,7 +170,8 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
         ("restore appdb nope", "There is no backup `nope` of `appdb`. See `/backup list appdb`."),
         (
             "restore appdb x onto DB",
-            "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's URL) or `as <new-instance>`",
+            "After the backup id, only `into <ENV_VAR>` (the variable that holds the destination's URL) or `as "
+            "<new-instance>`",
         ),
         ("restore appdb x into 9DB", "`9DB` is not an environment variable name"),
         (
@@ -179,7 +180,8 @@ async def test_self_approval_is_refused(bot: BotHarness) -> None:
         ),
         (
             "restore rds-prod x",
-            "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup restore rds-prod <id> as <new-instance-name>`.",
+            "`rds-prod` is an RDS snapshot: it is restored as a NEW instance, never over one. Name it: `/backup "
+            "restore rds-prod <id> as <new-instance-name>`.",
         ),
         (
             "backup appdb",

@@ -119,7 +119,7 @@ async def snapshot_of(server: RedisProcess) -> dict[bytes, tuple[bytes, object, 
             b"hash": client.hgetall,
             b"stream": lambda k: client.xrange(k),
         }[kind](key)
-        found[key] = (kind, await value, await client.pttl(key) > 0)  # type: ignore[misc]
+        found[key] = (kind, await value, await client.pttl(key) > 0)
     await client.aclose()
     return found
 
@@ -136,7 +136,8 @@ backups:
   operators: operators
   lock_ttl: 3s
   storage:
-    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, part_size_mib: 5}}
+    main: {{kind: s3, bucket: "{bucket}", prefix: "chatops/", region: eu-west-1, endpoint_url_env: S3_ENDPOINT_URL, \
+            part_size_mib: 5}}
   targets:
     appdb:
       kind: postgres
@@ -180,7 +181,7 @@ backups:
 """
 
 
-def aws(service: str, moto_url: str, region: str = "eu-west-1"):  # type: ignore[no-untyped-def]
+def aws(service: str, moto_url: str, region: str = "eu-west-1"):
     return boto3.client(
         service, endpoint_url=moto_url, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
     )
@@ -235,7 +236,7 @@ def redis_named(processes: list[RedisProcess], url: str) -> RedisProcess:
     return next(p for p in processes if p.url == url)
 
 
-async def ingested(bot: BotHarness) -> list[dict]:  # type: ignore[type-arg]
+async def ingested(bot: BotHarness) -> list[dict]:
     entries = await state(bot).redis.xrange(state(bot).keys.alerts("stream"))
     return [json.loads(alert) for _, fields in entries for alert in json.loads(fields["alerts"])]
 
@@ -447,18 +448,21 @@ async def test_a_drill_over_its_rto_alerts_and_the_next_good_drill_resolves(bot:
         ),
         (
             "a: {kind: rds_snapshot, instance: db, region: eu-west-1, copy_to: {region: eu-west-1}}",
-            "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another region",
+            "targets.a.copy_to.region: 'eu-west-1' is the instance's own region; an off-box copy must go to another "
+            "region",
         ),
         (
             "a: {kind: mongodb, storage: main}",
-            "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, elasticache_snapshot",
+            "backups.targets.a: unknown kind 'mongodb'; expected one of: postgres, redis, rds_snapshot, "
+            "elasticache_snapshot",
         ),
         (
             "a: {kind: elasticache_snapshot, replication_group: g, cache_cluster: c, storage: main}",
             "give exactly one of replication_group or cache_cluster",
         ),
         (
-            "a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: 1}]}",
+            "a: {kind: redis, url_env: R, storage: main, verify_schedule: '0 4 * * 0', checks: [{sql: 'select 1', min: "
+            "1}]}",
             "targets.a.checks[0].sql: a Redis target's checks use keys",
         ),
         (

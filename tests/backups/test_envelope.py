@@ -33,7 +33,7 @@ KEY = os.urandom(32)
 ENV = {"BACKUP_KEY": base64.b64encode(KEY).decode()}
 
 
-async def _run(function, *args):  # type: ignore[no-untyped-def]
+async def _run(function, *args):
     return function(*args)
 
 
@@ -196,4 +196,4 @@ def test_good_encryption_and_lock_settings_parse() -> None:
     )
     storage = config.backups.storage["main"]
     assert storage.encryption is not None and storage.encryption.key_ref == f"kms:{arn}"
-    assert storage.object_lock is not None and storage.object_lock.days == 30  # type: ignore[union-attr]
+    assert storage.object_lock is not None and storage.object_lock.days == 30

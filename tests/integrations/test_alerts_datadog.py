@@ -78,7 +78,7 @@ def source(**overrides: Any) -> DatadogSource:
         DatadogSettings(token_env="DATADOG_WEBHOOK_TOKEN", **overrides),
         environ={"DATADOG_WEBHOOK_TOKEN": TOKEN + "\n"},
         http=None,
-    )  # type: ignore[arg-type]
+    )
 
 
 def request(body: bytes | dict[str, Any], authorization: str | None = f"Bearer {TOKEN}") -> WebhookRequest:
@@ -110,7 +110,7 @@ def test_is_an_alert_source_and_is_configured_under_alerts_sources() -> None:
     with pytest.raises(ValueError, match="no_data"):
         AlertSourcesSettings.model_validate({"datadog": {"token_env": "T", "no_data": "drop"}})
     with pytest.raises(SourceConfigError, match="DATADOG_WEBHOOK_TOKEN"):
-        build(DatadogSettings(token_env="DATADOG_WEBHOOK_TOKEN"), environ={}, http=None)  # type: ignore[arg-type]
+        build(DatadogSettings(token_env="DATADOG_WEBHOOK_TOKEN"), environ={}, http=None)
 
 
 def test_the_template_has_exactly_the_fields_the_source_reads() -> None:

@@ -42,7 +42,7 @@ def source(**overrides: Any) -> GenericSource:
         GenericSettings(hmac_secret_env="CHATOPS_ALERTS_SECRET", **overrides),
         environ={"CHATOPS_ALERTS_SECRET": SECRET},
         http=None,
-    )  # type: ignore[arg-type]
+    )
 
 
 def sign(body: bytes, timestamp: int = STAMP, secret: str = SECRET) -> dict[str, str]:
@@ -262,7 +262,7 @@ def test_the_helper_and_the_documented_shell_recipe_agree() -> None:
 
 def test_build_needs_the_secret_variable() -> None:
     with pytest.raises(SourceConfigError, match="CHATOPS_ALERTS_SECRET"):
-        build(GenericSettings(hmac_secret_env="CHATOPS_ALERTS_SECRET"), environ={}, http=None)  # type: ignore[arg-type]
+        build(GenericSettings(hmac_secret_env="CHATOPS_ALERTS_SECRET"), environ={}, http=None)
 
 
 def test_the_schema_is_documented_for_the_readme() -> None:

@@ -91,7 +91,7 @@ def source(**overrides: Any) -> GrafanaSource:
     values: dict[str, Any] = {"token_env": "GRAFANA_TOKEN"}
     values.update(overrides)
     environ = {"GRAFANA_TOKEN": TOKEN, "GRAFANA_PASSWORD": PASSWORD}
-    return build(GrafanaSettings(**values), environ=environ, http=None)  # type: ignore[arg-type]
+    return build(GrafanaSettings(**values), environ=environ, http=None)
 
 
 def basic(user: str, password: str) -> str:
@@ -255,10 +255,10 @@ def test_settings_need_some_auth_and_build_needs_the_variables() -> None:
     with pytest.raises(ValidationError, match="cannot contain ':'"):
         GrafanaSettings(username="a:b", password_env="P")
     with pytest.raises(SourceConfigError, match="GRAFANA_TOKEN") as caught:
-        build(GrafanaSettings(token_env="GRAFANA_TOKEN"), environ={}, http=None)  # type: ignore[arg-type]
+        build(GrafanaSettings(token_env="GRAFANA_TOKEN"), environ={}, http=None)
     assert "not set" in str(caught.value)
     with pytest.raises(SourceConfigError, match="GRAFANA_PASSWORD"):
-        build(GrafanaSettings(username="u", password_env="GRAFANA_PASSWORD"), environ={"GRAFANA_TOKEN": "x"}, http=None)  # type: ignore[arg-type]
+        build(GrafanaSettings(username="u", password_env="GRAFANA_PASSWORD"), environ={"GRAFANA_TOKEN": "x"}, http=None)
 
 
 # -- malformed bodies -----------------------------------------------------------------------------------------------

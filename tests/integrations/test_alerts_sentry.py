@@ -41,7 +41,7 @@ def source(**overrides: Any) -> SentrySource:
         SentrySettings(client_secret_env="SENTRY_CLIENT_SECRET", **overrides),
         environ={"SENTRY_CLIENT_SECRET": SECRET},
         http=None,
-    )  # type: ignore[arg-type]
+    )
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -92,7 +92,7 @@ def test_is_an_alert_source_and_is_configured_under_alerts_sources() -> None:
     with pytest.raises(ValueError, match="not an environment variable name"):
         SentrySettings(client_secret_env="not a name")
     with pytest.raises(SourceConfigError, match="SENTRY_CLIENT_SECRET") as error:
-        build(SentrySettings(client_secret_env="SENTRY_CLIENT_SECRET"), environ={}, http=None)  # type: ignore[arg-type]
+        build(SentrySettings(client_secret_env="SENTRY_CLIENT_SECRET"), environ={}, http=None)
     assert SECRET not in str(error.value)
 
 

@@ -528,7 +528,7 @@ async def test_a_certificate_url_off_the_trusted_hosts_is_never_fetched(env: Env
 
 
 def test_the_default_pattern_is_awss() -> None:
-    source = SnsSource(SnsSettings(topic_arns=[TOPIC]), http=None, ssl_context=None)  # type: ignore[arg-type]
+    source = SnsSource(SnsSettings(topic_arns=[TOPIC]), http=None, ssl_context=None)
     assert source.trusted_url("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem")
     assert source.trusted_url("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem")
     assert not source.trusted_url("https://sns.us-east-1.amazonaws.com.attacker.example/x.pem")
@@ -644,12 +644,12 @@ def test_settings_validation(tmp_path: Path) -> None:
         SnsSettings(topic_arns=[TOPIC], max_age="0s")
     SnsSettings(topic_arns=["arn:aws-cn:sns:cn-north-1:123456789012:alarms.fifo"])
     missing = SnsSettings(topic_arns=[TOPIC], ca_bundle_path=str(tmp_path / "nope.pem"))
-    with pytest.raises(SourceConfigError, match="nope.pem"):
-        build(missing, environ={}, http=None)  # type: ignore[arg-type]
+    with pytest.raises(SourceConfigError, match=r"nope\.pem"):
+        build(missing, environ={}, http=None)
     (tmp_path / "junk.pem").write_text("not a certificate")
     junk = SnsSettings(topic_arns=[TOPIC], ca_bundle_path=str(tmp_path / "junk.pem"))
-    with pytest.raises(SourceConfigError, match="junk.pem: cannot load it"):
-        build(junk, environ={}, http=None)  # type: ignore[arg-type]
+    with pytest.raises(SourceConfigError, match=r"junk\.pem: cannot load it"):
+        build(junk, environ={}, http=None)
 
 
 # -- malformed messages ---------------------------------------------------------------------------------------------

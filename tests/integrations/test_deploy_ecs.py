@@ -31,7 +31,7 @@ def make_step(**overrides: object) -> DeployStep:
         "requested_by": "U0ALICE",
     }
     values.update(overrides)
-    return DeployStep(**values)  # type: ignore[arg-type]
+    return DeployStep(**values)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def moto_url() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{server._server.server_port}"
     finally:
         server.stop()
 
@@ -117,7 +117,7 @@ class Lines:
 
 @pytest.fixture
 async def deployer(environ: dict[str, str]) -> AsyncIterator[Any]:
-    d = build(settings(), environ=environ, http=None)  # type: ignore[arg-type]
+    d = build(settings(), environ=environ, http=None)
     yield d
     await d.aclose()
 
@@ -185,17 +185,17 @@ async def test_after_a_restart_rollback_finds_the_revision_running_the_old_versi
     ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1 = create_service(ecs, monkeypatch)
-    before = build(settings(), environ=environ, http=None)  # type: ignore[arg-type]
+    before = build(settings(), environ=environ, http=None)
     assert (await before.apply(make_step(), Lines())).ok
     await before.aclose()
 
-    after = build(settings(), environ=environ, http=None)  # type: ignore[arg-type]
+    after = build(settings(), environ=environ, http=None)
     result = await after.apply(make_step(version="v1", previous_version="v2", rollback=True), Lines())
     await after.aclose()
     assert result.ok and result.external_id == v1 and service_task_definition(ecs) == v1
 
     # A version no revision runs any more gets a new revision.
-    again = build(settings(), environ=environ, http=None)  # type: ignore[arg-type]
+    again = build(settings(), environ=environ, http=None)
     result = await again.apply(make_step(deploy_id="d-8", version="v0", previous_version="v1", rollback=True), Lines())
     await again.aclose()
     assert result.ok and result.external_id is not None and result.external_id.endswith("web:3")
@@ -206,7 +206,7 @@ async def test_the_image_setting_overrides_the_repository(
     ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     create_service(ecs, monkeypatch)
-    d = build(settings(image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/web"), environ=environ, http=None)  # type: ignore[arg-type]
+    d = build(settings(image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/web"), environ=environ, http=None)
     result = await d.apply(make_step(version="2024.06.01-abc"), Lines())
     await d.aclose()
     assert result.ok and result.external_id
@@ -231,7 +231,7 @@ async def test_a_rollout_that_never_completes_times_out(
     ecs: Any, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     create_service(ecs, monkeypatch, running=False)
-    d = build(settings(timeout="1s"), environ=environ, http=None)  # type: ignore[arg-type]
+    d = build(settings(timeout="1s"), environ=environ, http=None)
     emit = Lines()
     result = await d.apply(make_step(), emit)
     await d.aclose()
@@ -259,11 +259,11 @@ async def test_configuration_problems_are_deploy_errors(
         (settings(cluster="nope"), "nope"),
         (settings(container="app"), "no container app (it has: web, sidecar)"),
     ):
-        d = build(wrong, environ=environ, http=None)  # type: ignore[arg-type]
+        d = build(wrong, environ=environ, http=None)
         with pytest.raises(DeployError, match=message.replace("(", r"\(").replace(")", r"\)")):
             await d.apply(make_step(), Lines())
         await d.aclose()
-    no_region = build(settings(region=None), environ={k: v for k, v in environ.items()}, http=None)  # type: ignore[arg-type]
+    no_region = build(settings(region=None), environ={k: v for k, v in environ.items()}, http=None)
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     with pytest.raises(DeployError, match="no AWS region"):

@@ -35,7 +35,7 @@ def make_step(**overrides: object) -> DeployStep:
         "requested_by": "U0ALICE",
     }
     values.update(overrides)
-    return DeployStep(**values)  # type: ignore[arg-type]
+    return DeployStep(**values)
 
 
 @dataclass

@@ -40,7 +40,7 @@ def make_step(service: str = "web", version: str = "v1.4.2", **overrides: object
         "requested_by": "U0ALICE",
     }
     values.update(overrides)
-    return DeployStep(**values)  # type: ignore[arg-type]
+    return DeployStep(**values)
 
 
 def test_every_placeholder_and_literal_braces() -> None:

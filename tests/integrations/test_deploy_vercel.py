@@ -35,7 +35,7 @@ def make_step(**overrides: object) -> DeployStep:
         "requested_by": "U0ALICE",
     }
     values.update(overrides)
-    return DeployStep(**values)  # type: ignore[arg-type]
+    return DeployStep(**values)
 
 
 def settings(vercel: FakeVercel, **overrides: object) -> VercelSettings:
@@ -106,7 +106,7 @@ async def test_a_git_deployment_is_created_and_followed_to_ready(
     assert [line.split(": ")[1].split()[0] for line in states] == ["QUEUED", "BUILDING", "READY"]
     assert "https://vercel.com/acme/site/" in states[0]
     assert vercel.serving_version() == "v1.4.2"
-    assert all(TOKEN not in line for line in emit.lines + [result.summary])
+    assert all(TOKEN not in line for line in [*emit.lines, result.summary])
     # A later canary step of the same deploy does not build again.
     again = await deployer.apply(make_step(weight=100), Lines())
     assert again.ok and again.external_id == deployment.id and len(vercel.deployments) == 1

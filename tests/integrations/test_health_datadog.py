@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from integrations.health.base import Measurement
 from integrations.health.datadog_monitor import DatadogMonitorSettings, build
-from tests.health_servers import DatadogApi, datadog_api  # noqa: F401
+from tests.health_servers import DatadogApi
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def check(
     api: DatadogApi,
     http: aiohttp.ClientSession,
-    *ids: int,  # type: ignore[no-untyped-def]
+    *ids: int,
     environ: dict[str, str] | None = None,
 ):
     settings = DatadogMonitorSettings.model_validate(

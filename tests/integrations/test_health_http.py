@@ -33,7 +33,7 @@ class Target:
 async def target() -> AsyncIterator[Target]:
     hits: dict[str, int] = {}
 
-    def counted(handler):  # type: ignore[no-untyped-def]
+    def counted(handler):
         async def wrapper(request: web.Request) -> web.StreamResponse:
             hits[request.path] = hits.get(request.path, 0) + 1
             return await handler(request, hits[request.path])
@@ -233,4 +233,4 @@ def test_settings() -> None:
     with pytest.raises(ValidationError):
         HttpHealthSettings(url="http://x/", timeout="0s")
     with pytest.raises(ValidationError):
-        HttpHealthSettings(url="http://x/", surprise=True)  # type: ignore[call-arg]
+        HttpHealthSettings(url="http://x/", surprise=True)

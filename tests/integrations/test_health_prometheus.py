@@ -12,13 +12,7 @@ from pydantic import ValidationError
 
 from integrations.health.base import Measurement
 from integrations.health.prometheus import PrometheusSettings, build, judge
-from tests.health_servers import (  # noqa: F401
-    Exporter,
-    PrometheusServer,
-    error_rate_query,
-    exporter,
-    prometheus,
-)
+from tests.health_servers import Exporter, PrometheusServer, error_rate_query
 from tests.waiting import eventually
 
 
@@ -41,7 +35,7 @@ def settings(**values: object) -> PrometheusSettings:
     return PrometheusSettings.model_validate(base)
 
 
-async def measure_until(check, condition, what: str) -> Measurement:  # type: ignore[no-untyped-def]
+async def measure_until(check, condition, what: str) -> Measurement:
     """Measures until `condition(measurement)` holds (Prometheus needs a few scrapes to see a new rate)."""
     seen: list[Measurement] = []
 
