@@ -135,7 +135,10 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
             record = await deploys.get(deploy_id)
             return record if record and record.state == DeployState.INTERRUPTED else None
 
-        record = await eventually(interrupted, f"{deploy_id} recovered as interrupted by the second replica")
+        # The second replica takes over only once the dead one's lease expires: the file's generous deadline.
+        record = await eventually(
+            interrupted, f"{deploy_id} recovered as interrupted by the second replica", deadline=DEADLINE
+        )
         # The lock was released only now that the first command is gone, so it must be gone already.
         assert not alive(slow_pid), f"the first deploy's command (pid {slow_pid}) still runs after recovery"
         assert "outcome is unknown" in record.detail
