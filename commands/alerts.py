@@ -41,7 +41,7 @@ from bot.alerts.render import (
     member_line,
     silence_modal,
 )
-from bot.alerts.routing import Matcher, parse_matcher, route
+from bot.alerts.routing import Matcher, parse_matcher, route, silence_matchers
 from bot.platform.errors import UsageError, UserFacingError
 from bot.text.blocks import context, external_text, header, section
 from bot.text.humanize import duration as human_duration
@@ -192,7 +192,7 @@ async def _silences(ctx: CommandContext) -> Reply:
         expires = datetime.fromisoformat(str(silence["expires_at"]))
         if expires <= now:
             continue
-        matchers = matchers_text([str(m) for m in silence.get("matchers", [])])  # type: ignore[union-attr]
+        matchers = matchers_text(silence_matchers(silence))
         lines.append(
             f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}"
         )

@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
@@ -82,7 +83,14 @@ async def handle(ctx: CommandContext) -> Reply:
 
 
 async def request_deploy(
-    ctx: CommandContext, *, kind: str, service: str, environment: str, version: str | None, reason: str, force: bool
+    ctx: CommandContext,
+    *,
+    kind: Literal["deploy", "rollback"],
+    service: str,
+    environment: str,
+    version: str | None,
+    reason: str,
+    force: bool,
 ) -> Reply:
     """Checks the requester's role (and admin for --force), then asks the engine; refusals are audited."""
     engine = ctx.deps.deploys
@@ -95,7 +103,7 @@ async def request_deploy(
         kind=kind,
         service=service,
         environment=environment,
-        version=version,  # type: ignore[arg-type]
+        version=version,
         reason=reason,
         force=force,
         user=ctx.user_id,

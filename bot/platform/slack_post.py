@@ -79,12 +79,13 @@ class OncePoster:
         channel_id = await self._channel_id(channel)
         if channel_id is None:
             return None
-        window: dict[str, str] = {}
+        oldest: str | None = None  # None: not sent (as `cursor` on the first page)
+        latest: str | None = None
         if attempt.earlier_from is not None:
-            window["oldest"] = f"{attempt.earlier_from.timestamp() - CLOCK_SKEW_SECONDS:.6f}"
+            oldest = f"{attempt.earlier_from.timestamp() - CLOCK_SKEW_SECONDS:.6f}"
         if attempt.earlier_until is not None:
             reach = float(getattr(self._slack, "timeout", 30) or 30) + CLOCK_SKEW_SECONDS
-            window["latest"] = f"{attempt.earlier_until.timestamp() + reach:.6f}"
+            latest = f"{attempt.earlier_until.timestamp() + reach:.6f}"
         cursor: str | None = None
         for _ in range(MAX_HISTORY_PAGES):
             try:
@@ -93,7 +94,8 @@ class OncePoster:
                     include_all_metadata=True,
                     limit=200,
                     cursor=cursor,
-                    **window,
+                    oldest=oldest,
+                    latest=latest,
                 )
             except SlackApiError as error:
                 if error_code(error) in ("not_in_channel", "channel_not_found"):
