@@ -747,13 +747,13 @@ def _raw(fields: dict[str, str] | None) -> RawEntry | None:
 
 def _alerts(fields: dict[str, str] | None) -> list[Alert]:
     try:
-        texts = json.loads(fields["alerts"]) if fields else []
+        encoded = json.loads(fields["alerts"]) if fields else []
     except (KeyError, ValueError, TypeError):
         return []
     alerts = []
-    for text in texts if isinstance(texts, list) else []:
+    for one in encoded if isinstance(encoded, list) else []:
         try:
-            alerts.append(Alert.from_json(text))
+            alerts.append(Alert.from_json(one))
         except (ValueError, TypeError):
             continue
     return alerts
