@@ -164,7 +164,8 @@ async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     await _require_silencer(ctx)
     silence_id = await ctx.deps.alerts.silence(matchers, duration, ctx.user_id, reason)
     return Reply(
-        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}"
+        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — "
+        f"{external_text(reason)}"
     )
 
 
@@ -194,7 +195,8 @@ async def _silences(ctx: CommandContext) -> Reply:
             continue
         matchers = matchers_text(silence_matchers(silence))
         lines.append(
-            f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}"
+            f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — "
+            f"{external_text(str(silence.get('reason', '')))}"
         )
     return Reply(text="\n".join(lines) if lines else "No silences.")
 

@@ -112,7 +112,10 @@ async def request_deploy(
     record = await ctx.refusals_audited(f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
     where = f" in {await ctx.deps.channels.link(record.channel)}" if record.channel else ""
     if record.required_approvals:
-        need = f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from `{record.approvers_role}`"
+        need = (
+            f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from "
+            f"`{record.approvers_role}`"
+        )
         return Reply(text=f":raised_hand: {title(record)} is `{record.id}`: it needs {need}{where}.")
     return Reply(text=f":rocket: {title(record)} is `{record.id}`: starting now{where}.")
 
@@ -185,7 +188,8 @@ async def _locks(ctx: CommandContext) -> Reply:
     engine = ctx.deps.deploys
     holds = await engine.holds()
     lines = [
-        f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until {_until(hold.until)}: {escape(hold.reason)}"
+        f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until "
+        f"{_until(hold.until)}: {escape(hold.reason)}"
         for field, hold in sorted(holds.items())
     ]
     running: list[DeployRecord] = await engine.active()

@@ -191,10 +191,8 @@ class AlertPipeline:
                     if current is not None:
                         await self._count_failure(failures, current, error)
                 current = None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-                except TimeoutError:
-                    pass
 
     async def _count_failure(
         self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception
@@ -252,9 +250,9 @@ class AlertPipeline:
                         wait <= timedelta(0)
                         and not self._slack_failing
                         and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
+                        and not await self.post(group.id)
                     ):
-                        if not await self.post(group.id):
-                            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+                        await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
                     self.posts_due.set()
                     break
 
@@ -727,7 +725,8 @@ class AlertPipeline:
                 matchers = " ".join(f"`{external_text(m)}`" for m in silence_matchers(silence))
                 await self._post(
                     self.config.default_channel,
-                    text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.",
+                    text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; "
+                    "those alerts are posted again.",
                 )
 
     async def _change(
