@@ -48,7 +48,7 @@ from bot.text.humanize import duration as human_duration
 from bot.text.humanize import plural
 from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
 from commands.lexer import REASON, FlagSet
-from integrations.alerts.model import Alert
+from integrations.alerts.model import Alert, Severity
 from integrations.types import parse_duration
 
 # Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
@@ -225,10 +225,10 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 TEST_SOURCE = "chatops-test"
-TEST_SEVERITIES = ("critical", "warning")
+TEST_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
 
 
-def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
+def make_test_alert(user_id: str, severity: Severity, now: datetime) -> Alert:
     """The alert `/alerts test` sends: marked as a test in its title, labels and summary, and unique per call
     (its own fingerprint), so two tests never merge into one group."""
     stamp = now.strftime("%Y%m%dT%H%M%S%f")
@@ -237,7 +237,7 @@ def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
         fingerprint=f"test-{user_id}-{stamp}"[:128],
         status="firing",
         title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong",
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         labels={"alertname": "ChatopsTestAlert", "test": "true", "sent_by": user_id},
         annotations={},
         summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged and "
