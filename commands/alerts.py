@@ -41,14 +41,14 @@ from bot.alerts.render import (
     member_line,
     silence_modal,
 )
-from bot.alerts.routing import Matcher, parse_matcher, route
+from bot.alerts.routing import Matcher, parse_matcher, route, silence_matchers
 from bot.platform.errors import UsageError, UserFacingError
 from bot.text.blocks import context, external_text, header, section
 from bot.text.humanize import duration as human_duration
 from bot.text.humanize import plural
 from commands.framework import ActionContext, Command, CommandContext, Reply, ViewContext
 from commands.lexer import REASON, FlagSet
-from integrations.alerts.model import Alert
+from integrations.alerts.model import Alert, Severity
 from integrations.types import parse_duration
 
 # Subcommands that only show something: answered without an idempotency record (commands/dispatch.py)
@@ -164,7 +164,8 @@ async def _silence(ctx: CommandContext, words: list[str], reason: str) -> Reply:
     await _require_silencer(ctx)
     silence_id = await ctx.deps.alerts.silence(matchers, duration, ctx.user_id, reason)
     return Reply(
-        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — {external_text(reason)}"
+        text=f":no_bell: Silence `{silence_id}`: {matchers_text(matchers)} for {human_duration(duration)} — "
+        f"{external_text(reason)}"
     )
 
 
@@ -192,9 +193,10 @@ async def _silences(ctx: CommandContext) -> Reply:
         expires = datetime.fromisoformat(str(silence["expires_at"]))
         if expires <= now:
             continue
-        matchers = matchers_text([str(m) for m in silence.get("matchers", [])])  # type: ignore[union-attr]
+        matchers = matchers_text(silence_matchers(silence))
         lines.append(
-            f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — {external_text(str(silence.get('reason', '')))}"
+            f"`{silence_id}` {matchers} by <@{silence['created_by']}>, {human_duration(expires - now)} left — "
+            f"{external_text(str(silence.get('reason', '')))}"
         )
     return Reply(text="\n".join(lines) if lines else "No silences.")
 
@@ -223,10 +225,10 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 TEST_SOURCE = "chatops-test"
-TEST_SEVERITIES = ("critical", "warning")
+TEST_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
 
 
-def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
+def make_test_alert(user_id: str, severity: Severity, now: datetime) -> Alert:
     """The alert `/alerts test` sends: marked as a test in its title, labels and summary, and unique per call
     (its own fingerprint), so two tests never merge into one group."""
     stamp = now.strftime("%Y%m%dT%H%M%S%f")
@@ -235,7 +237,7 @@ def make_test_alert(user_id: str, severity: str, now: datetime) -> Alert:
         fingerprint=f"test-{user_id}-{stamp}"[:128],
         status="firing",
         title=f"TEST alert ({severity}): sent with /alerts test, nothing is wrong",
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         labels={"alertname": "ChatopsTestAlert", "test": "true", "sent_by": user_id},
         annotations={},
         summary=f"A test alert sent by <@{user_id}> with `/alerts test {severity}`. It is routed, paged and "

@@ -134,10 +134,14 @@ async def handle(ctx: CommandContext) -> Reply:
             as_instance=command.as_instance,
         ),
     )
-    need = f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from `{restore.approvers_role}`"
+    need = (
+        f"{restore.required_approvals} approval{'s' if restore.required_approvals > 1 else ''} from "
+        f"`{restore.approvers_role}`"
+    )
     where = f" in {await ctx.deps.channels.link(restore.channel)}" if restore.channel else ""
     return Reply(
-        text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs {need}{where}."
+        text=f":raised_hand: Restore `{restore.id}` of {restore.destination} from `{restore.backup_id}` needs "
+        f"{need}{where}."
     )
 
 

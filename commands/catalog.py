@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ ActionHandler = Callable[[Any], Awaitable[None]]
 ShortcutHandler = Callable[[Any], Awaitable[None]]
 ViewHandler = Callable[[Any], Awaitable["dict[str, str] | None"]]
 """A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
-EventHandler = Callable[[Deps, Mapping[str, Any]], Awaitable[None]]
+EventHandler = Callable[[Deps, Mapping[str, Any]], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)

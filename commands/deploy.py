@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from bot.deploys.engine import DeployRequest
 from bot.deploys.model import DeployRecord
@@ -82,7 +83,14 @@ async def handle(ctx: CommandContext) -> Reply:
 
 
 async def request_deploy(
-    ctx: CommandContext, *, kind: str, service: str, environment: str, version: str | None, reason: str, force: bool
+    ctx: CommandContext,
+    *,
+    kind: Literal["deploy", "rollback"],
+    service: str,
+    environment: str,
+    version: str | None,
+    reason: str,
+    force: bool,
 ) -> Reply:
     """Checks the requester's role (and admin for --force), then asks the engine; refusals are audited."""
     engine = ctx.deps.deploys
@@ -95,7 +103,7 @@ async def request_deploy(
         kind=kind,
         service=service,
         environment=environment,
-        version=version,  # type: ignore[arg-type]
+        version=version,
         reason=reason,
         force=force,
         user=ctx.user_id,
@@ -104,7 +112,10 @@ async def request_deploy(
     record = await ctx.refusals_audited(f"{kind}.request", f"{service} → {environment}", engine.request(deploy_request))
     where = f" in {await ctx.deps.channels.link(record.channel)}" if record.channel else ""
     if record.required_approvals:
-        need = f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from `{record.approvers_role}`"
+        need = (
+            f"{record.required_approvals} approval{'s' if record.required_approvals > 1 else ''} from "
+            f"`{record.approvers_role}`"
+        )
         return Reply(text=f":raised_hand: {title(record)} is `{record.id}`: it needs {need}{where}.")
     return Reply(text=f":rocket: {title(record)} is `{record.id}`: starting now{where}.")
 
@@ -177,7 +188,8 @@ async def _locks(ctx: CommandContext) -> Reply:
     engine = ctx.deps.deploys
     holds = await engine.holds()
     lines = [
-        f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until {_until(hold.until)}: {escape(hold.reason)}"
+        f":lock: `{field.replace(':*', '')}` by <@{hold.holder}> since {hold.since:%H:%M}Z until "
+        f"{_until(hold.until)}: {escape(hold.reason)}"
         for field, hold in sorted(holds.items())
     ]
     running: list[DeployRecord] = await engine.active()

@@ -468,7 +468,8 @@ def usage_reply(error: UsageError, spec: CommandSpec, *, hint: str = "") -> Repl
 def internal_error_reply(ref: str) -> Reply:
     """The answer when chatops itself failed: a reference to find the log line, never a traceback."""
     return Reply(
-        text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the ref to your chatops admins."
+        text=f":boom: Something went wrong on our side (ref {ref}). Nothing was changed; try again, or give the "
+        "ref to your chatops admins."
     )
 
 

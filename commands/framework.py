@@ -174,7 +174,7 @@ CommandHandler = Callable[[CommandContext], Awaitable[Reply]]
 ActionHandler = Callable[[ActionContext], Awaitable[None]]
 ViewHandler = Callable[[ViewContext], Awaitable["dict[str, str] | None"]]
 """A modal's submit handler: errors by input block id (shown under the inputs, the modal stays), or None."""
-EventHandler = Callable[[Deps, Mapping[str, Any]], Awaitable[None]]
+EventHandler = Callable[[Deps, Mapping[str, Any]], Coroutine[Any, Any, None]]
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 

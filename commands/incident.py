@@ -120,13 +120,15 @@ async def _declare(ctx: CommandContext, rest: str) -> Reply:
         raise UsageError(error.message, usage) from None
     if not title.strip():
         raise UsageError(
-            f"An incident needs a title after the severity, e.g. `/incident declare {severity} Checkout errors on web`.",
+            f"An incident needs a title after the severity, e.g. `/incident declare {severity} Checkout errors "
+            "on web`.",
             usage,
         )
     incident = await ctx.deps.incidents.declare(severity, title, ctx.user_id)
     ctx.spawn(ctx.deps.incidents.sync(incident.id), name=f"incident-sync:{incident.id}")
     return Reply(
-        text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
+        text=f":rotating_light: <@{ctx.user_id}> declared *{incident.id}* {incident.severity.upper()}: "
+        f"{external_text(incident.title)}"
         f" — join {channel_link(incident)}",
         in_channel=True,
     )
@@ -159,7 +161,8 @@ async def _target(ctx: CommandContext, sub: str, rest: str) -> tuple[Incident, s
         return here, rest
     open_ids = ", ".join(f"`{i.id}`" for i in await ctx.deps.incidents.listing(open_only=True)) or "none"
     raise UsageError(
-        f"This is not an incident channel, so name the incident: `/incident {sub} INC-7 …` (or its #channel). Open incidents: {open_ids}.",
+        f"This is not an incident channel, so name the incident: `/incident {sub} INC-7 …` (or its #channel). "
+        f"Open incidents: {open_ids}.",
         f"/incident {sub} [INC-n] …",
     )
 
@@ -187,7 +190,8 @@ async def _change(ctx: CommandContext, sub: str, incident: Incident, rest: str) 
         words = rest.split()
         if len(words) != 2 or not _ROLE.fullmatch(words[0].lower()):
             raise UsageError(
-                "`role` takes a role name (letters, digits, - and _) and one person, e.g. `/incident role scribe @bob`.",
+                "`role` takes a role name (letters, digits, - and _) and one person, e.g. `/incident role "
+                "scribe @bob`.",
                 "/incident role [INC-n] <name> @user",
             )
         user = await ctx.deps.people.resolve(words[1])
@@ -255,7 +259,8 @@ def _public_reply(ctx: CommandContext | ViewContext, incident: Incident) -> str:
 
 def _resolved(incident: Incident) -> Reply:
     return Reply(
-        text=f":white_check_mark: {incident.id} resolved: {durations(incident)}. `/incident postmortem` writes the draft.",
+        text=f":white_check_mark: {incident.id} resolved: {durations(incident)}. `/incident postmortem` writes "
+        "the draft.",
         in_channel=True,
     )
 
@@ -315,7 +320,8 @@ async def _on_declare_form(ctx: ViewContext) -> dict[str, str] | None:
     ctx.spawn(
         ctx.respond(
             Reply(
-                text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: {external_text(incident.title)}"
+                text=f":rotating_light: Declared *{incident.id}* {incident.severity.upper()}: "
+                f"{external_text(incident.title)}"
                 f" — join {channel_link(incident)}"
             )
         ),

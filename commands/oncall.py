@@ -200,7 +200,8 @@ async def _cancel(ctx: CommandContext, args: list[str]) -> Reply:
     is_admin = await ctx.deps.permissions.holds(ctx.user_id, "admins")
     record = await ctx.deps.oncall.cancel_override(args[0], ctx.user_id, may_cancel_any=is_admin)
     return Reply(
-        text=f":leftwards_arrow_with_hook: Cancelled override `{record.id}` (<@{record.member}> on *{escape(record.rotation)}*)."
+        text=f":leftwards_arrow_with_hook: Cancelled override `{record.id}` (<@{record.member}> on "
+        f"*{escape(record.rotation)}*)."
     )
 
 
@@ -241,7 +242,8 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
     if not records:
         return Reply(text=f"No acknowledgements{scope} in the last {human_duration(window)}.")
     lines = [
-        f"*{len(records)} acknowledgement{'' if len(records) == 1 else 's'}{scope} in the last {human_duration(window)}*"
+        f"*{len(records)} acknowledgement{'' if len(records) == 1 else 's'}{scope} in the last "
+        f"{human_duration(window)}*"
     ]
     lines.append("*Per person* (count · mean · p90 time to acknowledge)")
     lines += [
@@ -260,7 +262,8 @@ async def _acks(ctx: CommandContext, args: list[str]) -> Reply:
         step = f", step {ack['step']}" if ack.get("step", "0") not in ("", "0") else ""
         lines.append(
             f"`{ack.get('group', '?')}` {escape(ack.get('title', ''))} — <@{ack.get('user')}> after "
-            f"{human_duration(timedelta(seconds=float(ack.get('seconds_to_ack', 0))))}{step} via {escape(ack.get('via', ''))}"
+            f"{human_duration(timedelta(seconds=float(ack.get('seconds_to_ack', 0))))}{step} via "
+            f"{escape(ack.get('via', ''))}"
         )
     text = "\n".join(lines)
     return Reply(text=text, blocks=[section(text)])

@@ -198,7 +198,8 @@ async def _details(ctx: CommandContext, service: str, environment: str | None) -
         records, _ = await ctx.deps.deploys.history(service, environment, 5)
         history = (
             "\n".join(
-                f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> {human_duration(now - r.created_at)} ago"
+                f"{state_label(r.state)} `{escape(r.version)}` to `{r.environment}` by <@{r.requested_by}> "
+                f"{human_duration(now - r.created_at)} ago"
                 for r in records
             )
             or "no deploys yet"

@@ -9,7 +9,7 @@ saved; any other body takes the full `receive` path, so its answer is exactly wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 import aiohttp
@@ -29,7 +29,7 @@ def alert_webhook(
     pipeline: Callable[[], AlertPipeline],
     http: Callable[[], aiohttp.ClientSession],
     clock: Callable[[], datetime],
-) -> Callable[[web.Request], object]:
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler, reading its collaborators from the app at request time."""
     # Whether each source has the raw intake, looked up once: a Protocol isinstance check costs microseconds.
     intakes: dict[str, tuple[AlertSource, RawIntake | None]] = {}

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import mean
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -27,13 +26,14 @@ from bot.alerts.config import AlertsSection
 from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
-from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silenced_by
+from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silence_matchers, silenced_by
 from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.platform.errors import StoreUnavailable, UserFacingError
 from bot.platform.metrics import Metrics
 from bot.platform.slack_client import error_code, is_transient
 from bot.platform.slack_post import OncePoster, post_message
+from bot.platform.store import Pipe
 from bot.platform.tasks import Passes
 from bot.text.blocks import external_text
 from bot.text.humanize import duration as human_duration
@@ -191,10 +191,8 @@ class AlertPipeline:
                     if current is not None:
                         await self._count_failure(failures, current, error)
                 current = None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
-                except TimeoutError:
-                    pass
 
     async def _count_failure(
         self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception
@@ -252,9 +250,9 @@ class AlertPipeline:
                         wait <= timedelta(0)
                         and not self._slack_failing
                         and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
+                        and not await self.post(group.id)
                     ):
-                        if not await self.post(group.id):
-                            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+                        await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
                     self.posts_due.set()
                     break
 
@@ -347,7 +345,7 @@ class AlertPipeline:
             await self._store.count(now, "undeliverable")
             return True
 
-        def record(pipe: Pipeline, after: AlertGroup) -> None:
+        def record(pipe: Pipe, after: AlertGroup) -> None:
             self._store.queue_posted(pipe, group_id)
             if after.updated_at != group.updated_at:  # it changed while being posted: show the latest state
                 pipe.zadd(self._store.k("update_due"), {group_id: 0})
@@ -450,7 +448,7 @@ class AlertPipeline:
         if group is None:  # not created yet: the consumer is starting
             return False
         read_up_to = _stream_id(_str(group["last-delivered-id"]))
-        return int(group["pending"]) == 0 and read_up_to >= _stream_id(_str(newest[0][0]))
+        return int(group["pending"]) == 0 and read_up_to >= _stream_id(_str(newest[0][0] or ""))
 
     def _lease_seconds(self) -> float:
         """How long a claimed post or update is ours before another process may take it over: longer than one
@@ -467,7 +465,7 @@ class AlertPipeline:
         via: str,
         name: str | None = None,
         details: dict[str, str] | None = None,
-        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+        also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> AlertGroup:
         """Records an acknowledgement (kept forever in the ack stream) and shows it on the message. `name` is who
         acknowledged when they are not a Slack user (`user` is then an outside id), `details` go into the ack
@@ -484,7 +482,7 @@ class AlertPipeline:
             )
             return escalation.acknowledged(acked, now, self.oncall.ack_reminder)
 
-        def record(pipe: Pipeline, group: AlertGroup) -> None:
+        def record(pipe: Pipe, group: AlertGroup) -> None:
             seconds = (now - group.created_at).total_seconds()
             last = group.pages[-1] if group.pages else None
             self._store.queue_ack(
@@ -546,7 +544,7 @@ class AlertPipeline:
         *,
         via: str,
         name: str | None = None,
-        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+        also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> AlertGroup:
         """Resolves a group by hand: every member is marked resolved by `user` (`name`: as for `acknowledge`)."""
         now = self._clock()
@@ -710,7 +708,7 @@ class AlertPipeline:
         found = []
         for silence_id, silence in (await self._store.silences()).items():
             try:
-                matchers = [parse_matcher(str(m)) for m in silence.get("matchers", [])]  # type: ignore[union-attr]
+                matchers = [parse_matcher(m) for m in silence_matchers(silence)]
                 found.append((silence_id, matchers, datetime.fromisoformat(str(silence["expires_at"]))))
             except (ValueError, KeyError):
                 continue
@@ -724,17 +722,18 @@ class AlertPipeline:
                 continue
             if await self._store.delete_silence(silence_id):
                 await self._forget_silence(silence, silence_id)
-                matchers = " ".join(f"`{external_text(str(m))}`" for m in silence.get("matchers", []))  # type: ignore[union-attr]
+                matchers = " ".join(f"`{external_text(m)}`" for m in silence_matchers(silence))
                 await self._post(
                     self.config.default_channel,
-                    text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; those alerts are posted again.",
+                    text=f":bell: Silence `{silence_id}` ({matchers}) by <@{silence['created_by']}> expired; "
+                    "those alerts are posted again.",
                 )
 
     async def _change(
         self,
         group_id: str,
         change: Callable[[AlertGroup], AlertGroup],
-        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+        also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         try:
             return await self._store.update_group(group_id, change, also=also)

@@ -110,7 +110,7 @@ class EscalationPolicy(StrictModel):
 
 
 class EscalationSettings(Protocol):
-    """What the alert pipeline reads of the on-call section (`OncallSection` is one), handed in by the composition root."""
+    """What the alert pipeline reads of the on-call section (`OncallSection` is one), from the composition root."""
 
     @property
     def escalation_policies(self) -> Mapping[str, EscalationPolicy]: ...

@@ -74,6 +74,12 @@ class Matcher:
 _MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.*)$")
 
 
+def silence_matchers(silence: Mapping[str, object]) -> list[str]:
+    """A stored silence's matchers, as text (bot/alerts/store.py keeps silences as JSON objects)."""
+    matchers = silence.get("matchers", [])
+    return [str(m) for m in matchers] if isinstance(matchers, list) else []
+
+
 def parse_matcher(text: str) -> Matcher:
     """Parses one matcher; ValueError saying what is wrong."""
     found = _MATCHER.match(text.strip())

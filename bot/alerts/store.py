@@ -10,12 +10,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
 from bot.alerts.model import AlertGroup
 from bot.platform.errors import StoreUnavailable
-from bot.platform.store import IDEMPOTENCY_TTL_SECONDS, UNAVAILABLE, Store
+from bot.platform.store import (
+    IDEMPOTENCY_TTL_SECONDS,
+    UNAVAILABLE,
+    Pipe,
+    Store,
+    StreamFields,
+    optional_text,
+    stream_entries,
+    stream_fields,
+    text,
+)
 from integrations.alerts.model import Alert
 
 CONSUMER_GROUP = "delivery"
@@ -140,10 +149,10 @@ class StreamAppender:
         self._store = store
         self._stream = stream
         self._stats = stats  # the daily counters' key for a day like 20261202
-        self._pending: list[tuple[dict[str, str], int, str, asyncio.Future[str]]] = []
+        self._pending: list[tuple[StreamFields, int, str, asyncio.Future[str]]] = []
         self._flushing: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
 
-    async def append(self, fields: dict[str, str], count: int, now: datetime) -> str:
+    async def append(self, fields: StreamFields, count: int, now: datetime) -> str:
         """Stores one entry of `count` alerts received at `now`; its stream id once Redis holds it."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((fields, count, f"{now:%Y%m%d}", future))
@@ -159,7 +168,7 @@ class StreamAppender:
         finally:
             self._flushing = None
 
-    async def _write(self, batch: list[tuple[dict[str, str], int, str, asyncio.Future[str]]]) -> None:
+    async def _write(self, batch: list[tuple[StreamFields, int, str, asyncio.Future[str]]]) -> None:
         received: dict[str, int] = {}
         for _, count, day, _ in batch:
             received[day] = received.get(day, 0) + count
@@ -167,7 +176,7 @@ class StreamAppender:
         async def write() -> list[object]:
             async with self._store.redis.pipeline(transaction=False) as pipe:
                 for fields, _, _, _ in batch:
-                    pipe.xadd(self._stream, fields)  # type: ignore[arg-type]
+                    pipe.xadd(self._stream, fields)
                 for day, count in received.items():
                     pipe.hincrby(self._stats(day), "received", count)
                 return await pipe.execute(raise_on_error=False)
@@ -218,7 +227,7 @@ class AlertStore:
         self._appender = StreamAppender(store, self.k("stream"), lambda day: self.k("stats", day))
         # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
         # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
-        self.observers: list[Callable[[Pipeline, AlertGroup, AlertGroup], None]] = []
+        self.observers: list[Callable[[Pipe, AlertGroup, AlertGroup], None]] = []
 
     def k(self, part: str, *names: str) -> str:
         """An alerts key."""
@@ -231,14 +240,14 @@ class AlertStore:
         counts them as received. One entry per webhook, not per alert, and the entries of concurrent webhooks
         written together (`StreamAppender`)."""
         return await self._appender.append(
-            {"alerts": json.dumps([alert.to_json() for alert in alerts])}, len(alerts), now
+            stream_fields({"alerts": json.dumps([alert.to_json() for alert in alerts])}), len(alerts), now
         )
 
     async def append_raw(self, source: str, body: bytes, count: int, now: datetime) -> str:
         """Appends a webhook's body as its source sent it (admitted by `RawIntake.admit`: `count` alerts), to be
         normalised by the consumer; durable once this returns, as `append`."""
-        fields = {"source": source, "body": body, "at": now.isoformat(), "count": str(count)}
-        return await self._appender.append(fields, count, now)  # type: ignore[arg-type]
+        fields: StreamFields = {"source": source, "body": body, "at": now.isoformat(), "count": str(count)}
+        return await self._appender.append(fields, count, now)
 
     async def append_once(self, alerts: Sequence[Alert], now: datetime, request: str) -> str | None:
         """Like `append`, unless `request` (a sender's delivery id, e.g. `sentry:<Request-ID>`) was appended in the
@@ -270,17 +279,19 @@ class AlertStore:
         """New entries for this consumer, or (pending=True) the ones it read but has not acknowledged; each entry
         is the alerts of one webhook, in the order received (unreadable ones left out), or its body still to be
         normalised (`RawEntry`)."""
-        result = await self.redis.xreadgroup(
+        reply = await self.redis.xreadgroup(
             CONSUMER_GROUP,
             consumer,
             {self.k("stream"): "0" if pending else ">"},
             count=count,
             block=None if pending else block_ms,
         )
+        # The client speaks RESP2 (bot/platform/redis_client.py): the reply is a list of [stream, entries].
+        streams = reply if isinstance(reply, list) else []
         return [
-            (str(entry_id), _raw(fields) or _alerts(fields))
-            for _, entries in result or []
-            for entry_id, fields in entries
+            (entry_id, _raw(fields) or _alerts(fields))
+            for _, entries in streams
+            for entry_id, fields in stream_entries(entries)
         ]
 
     async def claim_abandoned(self, consumer: str, min_idle_ms: int) -> int:
@@ -336,14 +347,14 @@ class AlertStore:
 
     async def get_group(self, group_id: str) -> AlertGroup | None:
         """A group by id."""
-        raw = await self._store.call("alert_group_get", self.redis.get(self.k("group", group_id)))
+        raw = await self._store.get("alert_group_get", self.k("group", group_id))
         return _group(raw)
 
     async def groups(self, ids: Sequence[str]) -> list[AlertGroup]:
         """Several groups by id (missing ones left out)."""
         if not ids:
             return []
-        raws = await self._store.call("alert_groups_get", self.redis.mget([self.k("group", i) for i in ids]))
+        raws = await self._store.mget("alert_groups_get", [self.k("group", i) for i in ids])
         return [g for g in (_group(raw) for raw in raws) if g is not None]
 
     async def update_group(
@@ -352,12 +363,12 @@ class AlertStore:
         change: Callable[[AlertGroup], AlertGroup],
         *,
         dirty: bool = True,
-        also: Callable[[Pipeline, AlertGroup], None] | None = None,
+        also: Callable[[Pipe, AlertGroup], None] | None = None,
     ) -> tuple[AlertGroup, AlertGroup]:
         """Applies `change` atomically, with whatever `also` queues in the same transaction (an ack record);
         keeps the open/firing indexes and the group's escalation deadline right; returns (before, after)."""
 
-        def write(raw: str | None, pipe: Pipeline) -> tuple[AlertGroup, AlertGroup]:
+        def write(raw: str | None, pipe: Pipe) -> tuple[AlertGroup, AlertGroup]:
             before = _group(raw)
             if before is None:
                 raise KeyError(group_id)
@@ -397,15 +408,15 @@ class AlertStore:
 
     async def firing_ids(self) -> list[str]:
         """Ids of groups with firing members."""
-        return sorted(await self._store.call("alert_firing", self.redis.smembers(self.k("firing"))))
+        return sorted(await self._store.smembers("alert_firing", self.k("firing")))
 
     async def recent_ids(self, since: datetime) -> list[str]:
         """Ids of groups created since `since`."""
-        return list(
-            await self._store.call(
-                "alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")
-            )
+        reply = await self._store.call(
+            "alert_recent", self.redis.zrangebyscore(self.k("groups"), since.timestamp(), "+inf")
         )
+        # redis-py types every form of the reply; without WITHSCORES it is the members alone.
+        return [text(member) for member in reply if isinstance(member, bytes | str)]
 
     async def claim_updates(self, now: datetime, *, lease_seconds: float, count: int = 50) -> tuple[list[str], float]:
         """Groups whose message needs an update, each leased to this caller (see `_CLAIM_DEADLINES`): one that is
@@ -479,7 +490,7 @@ class AlertStore:
         except ValueError:
             return Attempt(first=False, earlier_from=None, earlier_until=now)
 
-    def queue_attempt_done(self, pipe: Pipeline, kind: str, name: str) -> None:
+    def queue_attempt_done(self, pipe: Pipe, kind: str, name: str) -> None:
         """Queues, in the transaction that records the outcome, the end of an attempt begun with `begin_attempt`."""
         pipe.hdel(self.k(kind), name)
 
@@ -487,7 +498,7 @@ class AlertStore:
         """`begin_attempt` for a group's message."""
         return await self.begin_attempt("posting", group_id)
 
-    def queue_posted(self, pipe: Pipeline, group_id: str) -> None:
+    def queue_posted(self, pipe: Pipe, group_id: str) -> None:
         """Queues, in the transaction that records a group's message, the end of its post (no longer due)."""
         pipe.zrem(self.k("post_due"), group_id)
         self.queue_attempt_done(pipe, "posting", group_id)
@@ -521,7 +532,7 @@ class AlertStore:
 
     # -- acks, silences, stats ----------------------------------------------------------------------------
 
-    def queue_ack(self, pipe: Pipeline, fields: dict[str, str]) -> None:
+    def queue_ack(self, pipe: Pipe, fields: dict[str, str]) -> None:
         """Queues an acknowledgement for the ack stream in a transaction that also changes its group, and adds it to
         its day's counters (`acks`, `ack_ms`): `/alerts stats` reads those, not the stream. The entry says it was
         counted, so the backfill of acks written by earlier versions (`backfill_ack_counters`) skips it."""
@@ -531,7 +542,7 @@ class AlertStore:
             pipe.hincrby(self.k("stats", day), "acks", 1)
             pipe.hincrby(self.k("stats", day), "ack_ms", millis)
             fields = {**fields, "counted": "1"}
-        pipe.xadd(self.k("acks"), fields)
+        pipe.xadd(self.k("acks"), stream_fields(fields))
 
     async def dead_letter(self, entry_id: str, alerts: Sequence[Alert], error: str) -> None:
         """Moves a stream entry that keeps failing to the dead-letter stream, then acknowledges it: kept, not lost,
@@ -564,7 +575,7 @@ class AlertStore:
 
     async def acks(self, count: int = 10_000) -> list[dict[str, str]]:
         """Acknowledgements, newest first."""
-        entries = await self._store.call("alert_acks", self.redis.xrevrange(self.k("acks"), count=count))
+        entries = await self._store.xrevrange("alert_acks", self.k("acks"), count=count)
         return [fields for _, fields in entries]
 
     async def count(self, now: datetime, field: str, amount: int = 1) -> None:
@@ -603,8 +614,9 @@ class AlertStore:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(cursor_key)
-                    cursor = await pipe.get(cursor_key)
-                    entries = await pipe.xrange(self.k("acks"), min=f"({cursor}" if cursor else "-", count=batch)
+                    cursor = optional_text(await pipe.get(cursor_key))
+                    start = f"({cursor}" if cursor else "-"
+                    entries = stream_entries(await pipe.xrange(self.k("acks"), min=start, count=batch))
                     pipe.multi()
                     for _, fields in entries:
                         counted = None if fields.get("counted") == "1" else _ack_day(fields)
@@ -640,14 +652,14 @@ class AlertStore:
         groups = dict(
             zip(
                 ids,
-                await self._store.call("alert_prune", self.redis.mget([self.k("group", i) for i in ids])),
+                await self._store.mget("alert_prune", [self.k("group", i) for i in ids]),
                 strict=True,
             )
         )
         old = []
         for group_id, raw in groups.items():
             group = _group(raw)
-            last = group and (group.resolved_at or group.updated_at)
+            last = (group.resolved_at or group.updated_at) if group is not None else None
             if raw is None or (group is not None and group.state == "resolved" and last is not None and last < cutoff):
                 old.append(group_id)
         removed = 0
@@ -693,7 +705,7 @@ class AlertStore:
         """Deletes daily counters of days before `cutoff`'s, at most `batch` days a call, walking forward from where
         the last call stopped (so it never looks for keys: each day's key is known)."""
         cursor_key = self.k("stats_pruned")
-        raw = await self._store.call("alert_prune", self.redis.get(cursor_key))
+        raw = await self._store.get("alert_prune", cursor_key)
         last_day = (cutoff - timedelta(days=1)).date()
         first = datetime.strptime(raw, "%Y%m%d").date() + timedelta(days=1) if raw else last_day - timedelta(days=800)
         days = [first + timedelta(days=n) for n in range(min(batch, (last_day - first).days + 1))]
@@ -713,7 +725,7 @@ class AlertStore:
 
     async def silences(self) -> dict[str, dict[str, object]]:
         """Every stored silence by id."""
-        raw = await self._store.call("silences_get", self.redis.hgetall(self.k("silences")))
+        raw = await self._store.hgetall("silences_get", self.k("silences"))
         return {key: json.loads(value) for key, value in raw.items()}
 
     async def delete_silence(self, silence_id: str) -> bool:
@@ -735,13 +747,13 @@ def _raw(fields: dict[str, str] | None) -> RawEntry | None:
 
 def _alerts(fields: dict[str, str] | None) -> list[Alert]:
     try:
-        texts = json.loads(fields["alerts"]) if fields else []
+        encoded = json.loads(fields["alerts"]) if fields else []
     except (KeyError, ValueError, TypeError):
         return []
     alerts = []
-    for text in texts if isinstance(texts, list) else []:
+    for one in encoded if isinstance(encoded, list) else []:
         try:
-            alerts.append(Alert.from_json(text))
+            alerts.append(Alert.from_json(one))
         except (ValueError, TypeError):
             continue
     return alerts

@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from redis.asyncio.client import Pipeline
 
 from bot.backups.model import BackupRecord, BackupState, DrillRecord, RestoreRecord
 from bot.platform.locks import LockInfo, RunLocks
-from bot.platform.store import Store
+from bot.platform.store import Pipe, Store
 
 M = TypeVar("M", bound=BaseModel)
 # Finished backups whose object is gone or never was: their records are history only (retention removes them).
@@ -48,12 +47,12 @@ class BackupStore:
 
     async def get(self, backup_id: str) -> BackupRecord | None:
         """The record, or None."""
-        return _parse(BackupRecord, await self._store.call("backup_get", self._redis.get(self._k("record", backup_id))))
+        return _parse(BackupRecord, await self._store.get("backup_get", self._k("record", backup_id)))
 
     async def update(self, backup_id: str, change: Callable[[BackupRecord], BackupRecord]) -> BackupRecord:
         """Applies `change` atomically; indexes follow the new state (running set, last good time)."""
 
-        def write(raw: str | None, pipe: Pipeline) -> BackupRecord:
+        def write(raw: str | None, pipe: Pipe) -> BackupRecord:
             current = _parse(BackupRecord, raw)
             if current is None:
                 raise KeyError(backup_id)
@@ -69,17 +68,17 @@ class BackupStore:
 
     async def history(self, target: str, limit: int) -> list[BackupRecord]:
         """The newest `limit` records of a target, newest first."""
-        ids = await self._store.call("backup_history", self._redis.zrevrange(self._k("history", target), 0, limit - 1))
-        return await self._many([str(i) for i in ids])
+        ids = await self._store.zrange("backup_history", self._k("history", target), 0, limit - 1, desc=True)
+        return await self._many(ids)
 
     async def running(self) -> list[BackupRecord]:
         """Every backup recorded as running (some may belong to a dead process)."""
-        ids = await self._store.call("backup_running", self._redis.smembers(self._k("running")))
-        return await self._many(sorted(str(i) for i in ids))
+        ids = await self._store.smembers("backup_running", self._k("running"))
+        return await self._many(sorted(ids))
 
     async def last_good(self, target: str) -> datetime | None:
         """When the target's newest successful backup finished."""
-        raw = await self._store.call("backup_last_good", self._redis.get(self._k("last_good", target)))
+        raw = await self._store.get("backup_last_good", self._k("last_good", target))
         return datetime.fromisoformat(raw) if raw else None
 
     async def standing(self, targets: Sequence[str]) -> dict[str, tuple[datetime | None, DrillRecord | None]]:
@@ -104,17 +103,17 @@ class BackupStore:
         """When the RPO check first saw this target (set now if never)."""
         key = self._k("first_seen", target)
         await self._store.call("backup_seen", self._redis.set(key, now.isoformat(), nx=True))
-        raw = await self._store.call("backup_seen", self._redis.get(key))
+        raw = await self._store.get("backup_seen", key)
         return datetime.fromisoformat(raw) if raw else now
 
     async def trim(self, target: str) -> None:
         """Forgets records beyond `history_keep` (the oldest; their objects are gone by then)."""
         key = self._k("history", target)
-        old = await self._store.call("backup_trim", self._redis.zrange(key, 0, -self._keep - 1))
+        old = await self._store.zrange("backup_trim", key, 0, -self._keep - 1)
         if old:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(key, *old)
-                pipe.delete(*[self._k("record", str(i)) for i in old])
+                pipe.delete(*[self._k("record", i) for i in old])
                 await self._store.call("backup_trim", pipe.execute())
 
     async def prune(self, target: str, cutoff: datetime, batch: int, *, skip: int = 0) -> tuple[int, int]:
@@ -130,7 +129,7 @@ class BackupStore:
         ]
         if not ids:
             return 0, 0
-        raws = await self._store.call("backup_prune", self._redis.mget([self._k("record", i) for i in ids]))
+        raws = await self._store.mget("backup_prune", [self._k("record", i) for i in ids])
         old = []
         for backup_id, raw in zip(ids, raws, strict=True):
             record = _parse(BackupRecord, raw)
@@ -146,7 +145,7 @@ class BackupStore:
     async def _many(self, ids: list[str]) -> list[BackupRecord]:
         if not ids:
             return []
-        raws = await self._store.call("backup_mget", self._redis.mget([self._k("record", i) for i in ids]))
+        raws = await self._store.mget("backup_mget", [self._k("record", i) for i in ids])
         return [r for r in (_parse(BackupRecord, raw) for raw in raws) if r is not None]
 
     # -- the run lock -------------------------------------------------------------------------------------
@@ -197,7 +196,7 @@ class BackupStore:
 
     async def drills(self, target: str, limit: int) -> list[DrillRecord]:
         """The newest `limit` drills of a target, newest first."""
-        raws = await self._store.call("drill_list", self._redis.zrevrange(self._k("drills", target), 0, limit - 1))
+        raws = await self._store.zrange("drill_list", self._k("drills", target), 0, limit - 1, desc=True)
         return [r for r in (_parse(DrillRecord, raw) for raw in raws) if r is not None]
 
     # -- restores -----------------------------------------------------------------------------------------
@@ -216,14 +215,12 @@ class BackupStore:
 
     async def get_restore(self, restore_id: str) -> RestoreRecord | None:
         """The restore request, or None."""
-        return _parse(
-            RestoreRecord, await self._store.call("restore_get", self._redis.get(self._k("restore", restore_id)))
-        )
+        return _parse(RestoreRecord, await self._store.get("restore_get", self._k("restore", restore_id)))
 
     async def update_restore(self, restore_id: str, change: Callable[[RestoreRecord], RestoreRecord]) -> RestoreRecord:
         """Applies `change` atomically; a finished request leaves the deadlines."""
 
-        def write(raw: str | None, pipe: Pipeline) -> RestoreRecord:
+        def write(raw: str | None, pipe: Pipe) -> RestoreRecord:
             current = _parse(RestoreRecord, raw)
             if current is None:
                 raise KeyError(restore_id)
@@ -241,10 +238,10 @@ class BackupStore:
 
     async def recent_restores(self, limit: int) -> list[RestoreRecord]:
         """The newest restore requests, newest first."""
-        ids = await self._store.call("restore_recent", self._redis.zrevrange(self._k("restores"), 0, limit - 1))
+        ids = await self._store.zrange("restore_recent", self._k("restores"), 0, limit - 1, desc=True)
         if not ids:
             return []
-        raws = await self._store.call("restore_mget", self._redis.mget([self._k("restore", str(i)) for i in ids]))
+        raws = await self._store.mget("restore_mget", [self._k("restore", i) for i in ids])
         return [r for r in (_parse(RestoreRecord, raw) for raw in raws) if r is not None]
 
 

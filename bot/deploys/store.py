@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from bot.deploys.figures import (
@@ -25,7 +24,7 @@ from bot.deploys.figures import (
 from bot.deploys.model import DeployRecord, DeployState
 from bot.platform.errors import StoreUnavailable
 from bot.platform.locks import LockInfo, RunLocks
-from bot.platform.store import Store, optional_text
+from bot.platform.store import Pipe, Store, optional_text, text
 
 __all__ = ["DeployStore", "LockInfo"]  # LockInfo lives in bot.platform.locks; imported from here too
 
@@ -120,14 +119,14 @@ class DeployStore:
 
     async def get(self, deploy_id: str) -> DeployRecord | None:
         """The record, or None when there is no such deploy."""
-        raw = await self._store.call("deploy_get", self._redis.get(self._k("record", deploy_id)))
+        raw = await self._store.get("deploy_get", self._k("record", deploy_id))
         return _parse(raw)
 
     async def update(self, deploy_id: str, change: Callable[[DeployRecord], DeployRecord]) -> DeployRecord:
         """Applies `change` to the current record atomically (retrying on a concurrent write) and returns the result.
         `change` may raise (IllegalTransition, a user-facing refusal): then nothing is written."""
 
-        def write(raw: str | None, pipe: Pipeline) -> DeployRecord:
+        def write(raw: str | None, pipe: Pipe) -> DeployRecord:
             current = _parse(raw)
             if current is None:
                 raise KeyError(deploy_id)
@@ -156,7 +155,7 @@ class DeployStore:
 
         return await self._store.update_watched(self._k("record", deploy_id), write, what=f"deploy {deploy_id}")
 
-    def _queue_finish(self, pipe: Pipeline, record: DeployRecord, counted: Tally) -> None:
+    def _queue_finish(self, pipe: Pipe, record: DeployRecord, counted: Tally) -> None:
         """Queues `_FINISH` for a record reaching its final state (EVAL, not EVALSHA: it runs inside MULTI, where a
         missing script could not be loaded first; a deploy finishing is rare, the script short)."""
         service, environment = record.service, record.environment
@@ -281,7 +280,7 @@ class DeployStore:
 
     async def current_version(self, service: str, environment: str) -> str | None:
         """The version running now (from the last successful deploy or rollback)."""
-        return await self._store.call("deploy_current", self._redis.get(self._k("current", service, environment)))
+        return await self._store.get("deploy_current", self._k("current", service, environment))
 
     async def history(
         self, service: str, environment: str | None, environments: list[str], limit: int
@@ -293,7 +292,8 @@ class DeployStore:
             found = await self._store.call(
                 "deploy_history", self._redis.zrevrange(self._k("history", service, env), 0, limit - 1, withscores=True)
             )
-            ids.extend((str(i), float(s)) for i, s in found)
+            # WITHSCORES: the reply is (member, score) pairs (redis-py types every form of ZRANGE's reply).
+            ids.extend((text(i), float(s)) for i, s in (pair for pair in found if not isinstance(pair, bytes | str)))
         ids.sort(key=lambda pair: pair[1], reverse=True)
         return await self._many([i for i, _ in ids[:limit]])
 
@@ -380,12 +380,12 @@ class DeployStore:
         ]
         if not ids:
             return 0, 0
-        pointer = await self._store.call("deploy_prune", self._redis.get(self._k("current_id", service, environment)))
+        pointer = await self._store.get("deploy_prune", self._k("current_id", service, environment))
         active = await self._store.call("deploy_prune", self._redis.smismember(self._k("active"), ids))
         records = dict(
             zip(
                 ids,
-                await self._store.call("deploy_prune", self._redis.mget([self._k("record", i) for i in ids])),
+                await self._store.mget("deploy_prune", [self._k("record", i) for i in ids]),
                 strict=True,
             )
         )
@@ -403,16 +403,14 @@ class DeployStore:
 
     async def active(self) -> list[DeployRecord]:
         """Every deploy not yet finished."""
-        ids = await self._store.call("deploy_active", self._redis.smembers(self._k("active")))
+        ids = await self._store.smembers("deploy_active", self._k("active"))
         return await self._many(sorted(ids))
 
     async def _many(self, ids: list[str]) -> list[DeployRecord]:
         return [record for record in (_parse(raw) for raw in await self._many_raw(ids)) if record is not None]
 
     async def _many_raw(self, ids: list[str]) -> list[str | None]:
-        if not ids:
-            return []
-        return list(await self._store.call("deploy_mget", self._redis.mget([self._k("record", i) for i in ids])))
+        return await self._store.mget("deploy_mget", [self._k("record", i) for i in ids])
 
     async def claim_due(self, now: datetime) -> list[str]:
         """Ids whose approval deadline has passed; each is returned to exactly one caller, once."""
@@ -447,7 +445,7 @@ class DeployStore:
     async def remove_hold(self, environment: str, service: str | None) -> LockInfo | None:
         """Removes a manual lock; returns it, or None if there was none."""
         field = f"{environment}:{service or '*'}"
-        raw = await self._store.call("hold_get", self._redis.hget(self._k("holds"), field))
+        raw = await self._store.hget("hold_get", self._k("holds"), field)
         if raw is None:
             return None
         await self._store.call("hold_del", self._redis.hdel(self._k("holds"), field))
@@ -455,7 +453,7 @@ class DeployStore:
 
     async def holds(self, now: datetime) -> dict[str, LockInfo]:
         """Manual locks still in force, by `<env>:<service or *>`; expired ones are removed."""
-        raw = await self._store.call("holds_get", self._redis.hgetall(self._k("holds")))
+        raw = await self._store.hgetall("holds_get", self._k("holds"))
         live: dict[str, LockInfo] = {}
         for field, value in raw.items():
             hold = LockInfo.from_json(value)

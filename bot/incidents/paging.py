@@ -29,7 +29,7 @@ def policy_name(config: IncidentsSection, oncall: EscalationSettings, severity: 
     target = config.severities[severity].page
     if target is None:
         return None
-    if target in oncall.escalation_policies:
+    if isinstance(target, str) and target in oncall.escalation_policies:
         return target
     return f"incident-{severity}"
 

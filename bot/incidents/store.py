@@ -10,10 +10,9 @@ from datetime import datetime
 from typing import TypeVar
 
 from pydantic import ValidationError
-from redis.asyncio.client import Pipeline
 
 from bot.incidents.model import Incident, TimelineEntry
-from bot.platform.store import Store
+from bot.platform.store import Pipe, Store, stream_fields
 
 PUBLISH_LEASE_MS = 30_000
 T = TypeVar("T")
@@ -62,7 +61,7 @@ class IncidentStore:
                 pipe.set(self.k("record", incident.id), incident.model_dump_json())
                 pipe.sadd(self.k("open"), incident.id)
                 pipe.zadd(self.k("all"), {incident.id: incident.declared_at.timestamp()})
-                pipe.xadd(self.k("timeline", incident.id), entry.fields())
+                pipe.xadd(self.k("timeline", incident.id), stream_fields(entry.fields()))
                 if incident.deadline is not None and deadline_at is not None:
                     pipe.zadd(self.k("deadlines"), {incident.deadline: deadline_at.timestamp()})
                 await pipe.execute()
@@ -71,22 +70,22 @@ class IncidentStore:
 
     async def get(self, incident_id: str) -> Incident | None:
         """An incident by id (`INC-7`)."""
-        return _parse(await self._store.call("incident_get", self.redis.get(self.k("record", incident_id))))
+        return _parse(await self._store.get("incident_get", self.k("record", incident_id)))
 
     async def many(self, ids: Sequence[str]) -> list[Incident]:
         """Several incidents by id, in that order (missing ones left out)."""
         if not ids:
             return []
-        raws = await self._store.call("incident_mget", self.redis.mget([self.k("record", i) for i in ids]))
+        raws = await self._store.mget("incident_mget", [self.k("record", i) for i in ids])
         return [incident for incident in (_parse(raw) for raw in raws) if incident is not None]
 
     async def by_channel(self, channel_id: str) -> str | None:
         """The incident whose channel this is."""
-        return await self._store.call("incident_channel", self.redis.hget(self.k("channels"), channel_id))
+        return await self._store.hget("incident_channel", self.k("channels"), channel_id)
 
     async def by_name(self, name: str) -> str | None:
         """The incident whose channel has this name."""
-        return await self._store.call("incident_name", self.redis.hget(self.k("names"), name))
+        return await self._store.hget("incident_name", self.k("names"), name)
 
     async def update(
         self,
@@ -95,19 +94,19 @@ class IncidentStore:
         *,
         entries: Callable[[Incident, Incident], Sequence[TimelineEntry]] = lambda _b, _a: (),
         deadline_at: datetime | None = None,
-        also: Callable[[Pipeline, Incident], None] | None = None,
+        also: Callable[[Pipe, Incident], None] | None = None,
     ) -> tuple[Incident, Incident]:
         """Applies `change` atomically with the timeline entries `entries(before, after)` returns; keeps the
         indexes and the deadline set right. `change` may raise: then nothing is written."""
 
-        def write(raw: str | None, pipe: Pipeline) -> tuple[Incident, Incident]:
+        def write(raw: str | None, pipe: Pipe) -> tuple[Incident, Incident]:
             before = _parse(raw)
             if before is None:
                 raise KeyError(incident_id)
             after = change(before)
             pipe.set(self.k("record", incident_id), after.model_dump_json())
             for entry in entries(before, after):
-                pipe.xadd(self.k("timeline", incident_id), entry.fields())
+                pipe.xadd(self.k("timeline", incident_id), stream_fields(entry.fields()))
             if before.open and not after.open:
                 pipe.srem(self.k("open"), incident_id)
             if after.channel_id and after.channel_id != before.channel_id:
@@ -126,9 +125,7 @@ class IncidentStore:
     async def timeline(self, incident_id: str, *, after: str = "-") -> list[TimelineEntry]:
         """The timeline in order (only entries after stream id `after`, if given)."""
         start = f"({after}" if after != "-" else "-"
-        entries = await self._store.call(
-            "incident_timeline", self.redis.xrange(self.k("timeline", incident_id), start, "+")
-        )
+        entries = await self._store.xrange("incident_timeline", self.k("timeline", incident_id), start, "+")
         found = []
         for entry_id, fields in entries:
             try:
@@ -139,17 +136,17 @@ class IncidentStore:
 
     async def open_ids(self) -> list[str]:
         """Ids of incidents not resolved."""
-        return sorted(await self._store.call("incident_open", self.redis.smembers(self.k("open"))))
+        return sorted(await self._store.smembers("incident_open", self.k("open")))
 
     async def recent_ids(self, limit: int) -> list[str]:
         """The newest `limit` incident ids, newest first."""
-        return list(await self._store.call("incident_all", self.redis.zrevrange(self.k("all"), 0, limit - 1)))
+        return await self._store.zrange("incident_all", self.k("all"), 0, limit - 1, desc=True)
 
     # -- publishing the timeline to Slack --------------------------------------------------------------------
 
     async def published(self, incident_id: str) -> str:
         """The id of the last timeline entry posted to Slack ("-" for none)."""
-        return await self._store.call("incident_published", self.redis.hget(self.k("published"), incident_id)) or "-"
+        return await self._store.hget("incident_published", self.k("published"), incident_id) or "-"
 
     async def mark_published(self, incident_id: str, entry_id: str) -> None:
         """Moves the published cursor forward."""
@@ -188,13 +185,13 @@ class IncidentStore:
         """When a deadline is due (epoch seconds), if it is pending."""
         return await self._store.call("incident_deadline", self.redis.zscore(self.k("deadlines"), member))
 
-    def queue_figures(self, pipe: Pipeline, fields: dict[str, str]) -> None:
+    def queue_figures(self, pipe: Pipe, fields: dict[str, str]) -> None:
         """Queues one resolved incident's figures in the transaction that resolves it."""
-        pipe.xadd(self.k("figures"), fields)
+        pipe.xadd(self.k("figures"), stream_fields(fields))
 
     async def figures(self, count: int = 1000) -> list[dict[str, str]]:
         """Recorded figures, newest first."""
-        entries = await self._store.call("incident_figures", self.redis.xrevrange(self.k("figures"), count=count))
+        entries = await self._store.xrevrange("incident_figures", self.k("figures"), count=count)
         return [fields for _, fields in entries]
 
 

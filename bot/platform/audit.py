@@ -11,9 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.platform.store import Store
+from bot.platform.store import Store, stream_fields, text
 
-Result = Literal["ok", "denied", "refused", "failed", "error"]
+Result = Literal["ok", "partial", "denied", "refused", "failed", "error"]
+"""How an audited action ended (`partial`: a page reached some of its targets, bot/oncall/pager.py)."""
 
 
 class AuditRecord(BaseModel):
@@ -62,14 +63,14 @@ class AuditLog:
             "detail": detail[:2000],
         }
         stream = self.store.keys.audit_stream()
-        entry_id = str(await self.store.call("audit_append", self.store.redis.xadd(stream, fields)))
+        entry_id = text(await self.store.call("audit_append", self.store.redis.xadd(stream, stream_fields(fields))))
         await self.store.replicated(stream)  # "recorded" must survive a failover, like the change it records
         return entry_id
 
     async def recent(self, count: int) -> list[AuditRecord]:
         """The newest `count` records, newest first; entries that fail validation are skipped."""
         stream = self.store.keys.audit_stream()
-        entries = await self.store.call("audit_read", self.store.redis.xrevrange(stream, count=count))
+        entries = await self.store.xrevrange("audit_read", stream, count=count)
         records: list[AuditRecord] = []
         for entry_id, fields in entries:
             try:
@@ -86,7 +87,7 @@ class AuditLog:
         stream = self.store.keys.audit_stream()
         start = "-"
         while True:
-            entries = await self.store.call("audit_export", self.store.redis.xrange(stream, min=start, count=page))
+            entries = await self.store.xrange("audit_export", stream, start, count=page)
             for entry_id, fields in entries:
                 try:
                     record = AuditRecord.model_validate({**fields, "id": entry_id})

@@ -3,8 +3,9 @@
 The leader applies it every `every`, at most `batch` records per kind and run (see bot/shell/pruning.py): resolved alert
 groups, their ingest-stream entries and daily counters older than `alerts`; acknowledgements older than
 `acknowledgements`; finished deploy records older than `deploys` (never a running one, never the deploy that put a
-running version in place) and the deploy figures' daily counters of days before it; finished backup records older than `backups` that hold no backup object (failed,
-interrupted, pruned: a succeeded backup's record lives as long as its object); audit entries older than `audit`
+running version in place) and the deploy figures' daily counters of days before it; finished backup records
+older than `backups` that hold no backup object (failed, interrupted, pruned: a succeeded backup's record lives as
+long as its object); audit entries older than `audit`
 (export them first with `chatops audit export --since DATE`). Each minimum is the longest window a command reads,
 so no figure ever covers data that was removed.
 """

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from redis.exceptions import RedisError
 
 from bot.platform.keys import Keys
+from bot.platform.redis_client import RedisClient
 from bot.platform.tasks import Passes
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def default_owner() -> str:
 class LeaderLease:
     """A lease in one Redis key: whoever set it (until it expires) leads; only the owner renews or releases it."""
 
-    def __init__(self, redis: aioredis.Redis, key: str, ttl: timedelta, owner: str | None = None) -> None:
+    def __init__(self, redis: RedisClient, key: str, ttl: timedelta, owner: str | None = None) -> None:
         self.key = key
         self.ttl = ttl
         self.owner = owner or default_owner()
@@ -180,7 +180,7 @@ class LeaderScheduler:
     def __init__(
         self,
         *,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         lease_ttl: timedelta = timedelta(seconds=15),
         clock: Callable[[], datetime],

@@ -3,8 +3,8 @@
 whose `response["error"]` says what happened, so callers handle a single exception type.
 
 Whether a failed call may be retried, and whether it may already have taken effect, are told by `is_transient`
-and `maybe_applied`: an idempotent producer (bot/platform/slack_post.py) looks for its own message before re-posting after
-an answer that does not rule out that the post went through.
+and `maybe_applied`: an idempotent producer (bot/platform/slack_post.py) looks for its own message before
+re-posting after an answer that does not rule out that the post went through.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ rule out success first looks for its own message in the channel's history (`conv
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -20,22 +20,22 @@ CLOCK_SKEW_SECONDS = 15
 MAX_HISTORY_PAGES = 50
 
 
-async def post_message(slack: AsyncWebClient, channel: str, **message: object) -> dict[str, str]:
+async def post_message(slack: AsyncWebClient, channel: str, **message: Any) -> dict[str, str]:
     """Posts and returns the message's channel id and ts; joins the channel first if Slack says `not_in_channel`."""
     try:
-        response = await slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        response = await slack.chat_postMessage(channel=channel, **message)
     except SlackApiError as error:
         if error_code(error) != "not_in_channel":
             raise
         await slack.conversations_join(channel=channel)
-        response = await slack.chat_postMessage(channel=channel, **message)  # type: ignore[arg-type]
+        response = await slack.chat_postMessage(channel=channel, **message)
     return {"channel": str(response["channel"]), "ts": str(response["ts"])}
 
 
-async def direct_message(slack: AsyncWebClient, user: str, **message: object) -> dict[str, str]:
+async def direct_message(slack: AsyncWebClient, user: str, **message: Any) -> dict[str, str]:
     """Opens (or finds) the bot's DM with `user`, posts there, and returns the message's channel id and ts."""
     opened = await slack.conversations_open(users=user)
-    response = await slack.chat_postMessage(channel=opened["channel"]["id"], **message)  # type: ignore[arg-type]
+    response = await slack.chat_postMessage(channel=opened["channel"]["id"], **message)
     return {"channel": str(response["channel"]), "ts": str(response["ts"])}
 
 
@@ -79,12 +79,13 @@ class OncePoster:
         channel_id = await self._channel_id(channel)
         if channel_id is None:
             return None
-        window: dict[str, str] = {}
+        oldest: str | None = None  # None: not sent (as `cursor` on the first page)
+        latest: str | None = None
         if attempt.earlier_from is not None:
-            window["oldest"] = f"{attempt.earlier_from.timestamp() - CLOCK_SKEW_SECONDS:.6f}"
+            oldest = f"{attempt.earlier_from.timestamp() - CLOCK_SKEW_SECONDS:.6f}"
         if attempt.earlier_until is not None:
             reach = float(getattr(self._slack, "timeout", 30) or 30) + CLOCK_SKEW_SECONDS
-            window["latest"] = f"{attempt.earlier_until.timestamp() + reach:.6f}"
+            latest = f"{attempt.earlier_until.timestamp() + reach:.6f}"
         cursor: str | None = None
         for _ in range(MAX_HISTORY_PAGES):
             try:
@@ -93,7 +94,8 @@ class OncePoster:
                     include_all_metadata=True,
                     limit=200,
                     cursor=cursor,
-                    **window,
+                    oldest=oldest,
+                    latest=latest,
                 )
             except SlackApiError as error:
                 if error_code(error) in ("not_in_channel", "channel_not_found"):

@@ -1,6 +1,6 @@
 """The Redis store: the small, atomic primitives every service builds on (claims, the audit stream, health), and
-typed reads: the client decodes replies (`decode_responses`, bot/platform/redis_client.py), so what Redis answers is text,
-and the reads here say so (`str`, not redis-py's `bytes | str`): domain stores use them rather than casting."""
+typed reads: the client decodes replies (`decode_responses`, bot/platform/redis_client.py), so what Redis answers is
+text, and the reads here say so (`str`, not redis-py's `bytes | str`): domain stores use them rather than casting."""
 
 from __future__ import annotations
 

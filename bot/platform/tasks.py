@@ -44,7 +44,7 @@ class BackgroundTasks:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109  # cancels the tasks, not drain itself
         """Waits up to `timeout` seconds for running tasks, then cancels what is left."""
         if not self._tasks:
             return

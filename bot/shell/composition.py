@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from redis.asyncio.cluster import RedisCluster
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -42,7 +40,7 @@ from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.people import PeopleDirectory
 from bot.platform.permissions import Permissions, UsergroupDirectory
-from bot.platform.redis_client import PoolOptions, build_redis_client, parse_redis_url
+from bot.platform.redis_client import PoolOptions, RedisClient, build_redis_client, parse_redis_url
 from bot.platform.replies import Replies
 from bot.platform.request_guard import RequestGuard
 from bot.platform.scheduler import LeaderScheduler, Missed
@@ -64,6 +62,7 @@ from commands.catalog import Catalog, describe, describe_shortcut
 from commands.registry import build_catalog
 from integrations.alerts.registry import build_sources
 from integrations.alerts.settings import SourceConfigError
+from integrations.alerts.source import AlertSource
 from integrations.backups.base import BackupError
 from integrations.backups.envelope import parse_key
 from integrations.paging import pagerduty as pagerduty_vendor
@@ -71,10 +70,10 @@ from integrations.statuspage.statuspage import StatuspageConfigError, build_clie
 
 log = logging.getLogger(__name__)
 
-REDIS = web.AppKey("redis", aioredis.Redis | RedisCluster)
+REDIS = web.AppKey[RedisClient]("redis")  # a union is no `type`: the parameter says it instead
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DEPS = web.AppKey("deps", Deps)
-SOURCES = web.AppKey("alert_sources", dict)
+SOURCES = web.AppKey[Mapping[str, AlertSource]]("alert_sources")
 PD_WEBHOOKS = web.AppKey("pagerduty_webhooks", PagerDutyWebhooks)
 
 
@@ -174,7 +173,7 @@ def create_web_app(
     add_routes(app, slack_http=not settings.socket_mode)
     app.router.add_post(
         "/alerts/{source}",
-        alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),  # type: ignore[arg-type]
+        alert_webhook(lambda: app[SOURCES], lambda: app[DEPS].alerts, lambda: app[HTTP], clock),
     )
     status_page_routes(app, lambda: app[DEPS].status.public if DEPS in app else None)
 

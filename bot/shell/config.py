@@ -194,7 +194,8 @@ class ChatopsConfig(StrictModel):
                 for key, role in named:
                     if role not in self.roles and role != "admins":
                         problems.append(
-                            f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not defined under roles"
+                            f"services.{service_name}.environments.{env_name}.{key}: role '{role}' is not "
+                            "defined under roles"
                         )
         for number, route in enumerate(self.alerts.routes):
             if route.escalation is not None and route.escalation not in self.oncall.escalation_policies:
@@ -331,13 +332,15 @@ def summary(config: ChatopsConfig, source: str) -> str:
     services = len(config.services)
     environments = sum(len(service.environments) for service in config.services.values())
     deployable = (
-        f"; {services} service{'' if services == 1 else 's'} in {environments} environment{'' if environments == 1 else 's'}"
+        f"; {services} service{'' if services == 1 else 's'} in {environments} "
+        f"environment{'' if environments == 1 else 's'}"
         if services
         else ""
     )
     rotations, policies = len(config.oncall.rotations), len(config.oncall.escalation_policies)
     oncall = (
-        f"; {rotations} rotation{'' if rotations == 1 else 's'}, {policies} escalation polic{'y' if policies == 1 else 'ies'}"
+        f"; {rotations} rotation{'' if rotations == 1 else 's'}, {policies} escalation "
+        f"polic{'y' if policies == 1 else 'ies'}"
         if rotations or policies
         else ""
     )

@@ -164,8 +164,8 @@ class _NodeWalk:
         try:
             if isinstance(node, SequenceNode):
                 for index, item in enumerate(node.value):
-                    self._commented_channel(item, path + (index,), item.start_mark.line)
-                    self.check(item, path + (index,), depth + 1)
+                    self._commented_channel(item, (*path, index), item.start_mark.line)
+                    self.check(item, (*path, index), depth + 1)
             elif isinstance(node, MappingNode):
                 self._mapping(node, path, depth)
         finally:
@@ -187,10 +187,10 @@ class _NodeWalk:
                     )
                 else:
                     seen[identity] = key_line
-                child = path + (key_node.value,)
+                child = (*path, key_node.value)
                 self._commented_channel(value_node, child, key_node.end_mark.line)
             else:
-                child = path + ("?",)
+                child = (*path, "?")
                 self.check(key_node, child, depth + 1)
             self.check(value_node, child, depth + 1)
 
@@ -222,9 +222,9 @@ def _record_lines(loader: _Loader, node: Node, data: Any, path: KeyPath, lines: 
     if depth > MAX_DEPTH:
         return
     if isinstance(node, SequenceNode) and isinstance(data, list):
-        for index, (item_node, item) in enumerate(zip(node.value, data)):
-            lines[path + (index,)] = item_node.start_mark.line + 1
-            _record_lines(loader, item_node, item, path + (index,), lines, depth + 1)
+        for index, (item_node, item) in enumerate(zip(node.value, data, strict=False)):
+            lines[(*path, index)] = item_node.start_mark.line + 1
+            _record_lines(loader, item_node, item, (*path, index), lines, depth + 1)
     elif isinstance(node, MappingNode) and isinstance(data, dict):
         for key_node, value_node in node.value:  # merges (<<) are already flattened in place by the constructor
             try:
@@ -234,5 +234,5 @@ def _record_lines(loader: _Loader, node: Node, data: Any, path: KeyPath, lines: 
                 continue
             if key not in data:
                 continue
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(loader, value_node, data[key], path + (key,), lines, depth + 1)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, data[key], (*path, key), lines, depth + 1)

@@ -17,7 +17,7 @@ from aiohttp import web
 from bot.emulator import SlackEmulator, Workspace
 from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.shell.composition import create_web_app
-from bot.shell.config import ConfigError, load_config, summary
+from bot.shell.config import ChatopsConfig, ConfigError, load_config, summary
 from bot.shell.logs import configure_logging
 from bot.shell.settings import Settings
 
@@ -52,7 +52,7 @@ def run_dev(*, config_path: str | None, host: str, port: int, data_dir: str) -> 
         return 0
 
 
-async def _serve(*, config, host: str, port: int, data_dir: Path) -> int:  # type: ignore[no-untyped-def]
+async def _serve(*, config: ChatopsConfig, host: str, port: int, data_dir: Path) -> int:
     try:
         listener = _bind(host, port)
     except OSError as error:

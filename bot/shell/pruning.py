@@ -69,14 +69,17 @@ class Pruner:
         await self.deploys.backfill_figures(self.deploy_keys(), now, r.batch)  # deploys finished by earlier versions
         for service, environment in self.deploy_keys():
             await self.deploys.prune_figures(service, environment, now - r.deploys, r.batch)
-            done.deploys += await _drain(
-                lambda b, s, svc=service, env=environment: self.deploys.prune(svc, env, now - r.deploys, b, skip=s),
-                r.batch,
-            )
+
+            def deploys_batch(b: int, s: int, svc: str = service, env: str = environment) -> Awaitable[tuple[int, int]]:
+                return self.deploys.prune(svc, env, now - r.deploys, b, skip=s)
+
+            done.deploys += await _drain(deploys_batch, r.batch)
         for target in self.backup_targets():
-            done.backups += await _drain(
-                lambda b, s, t=target: self.backups.prune(t, now - r.backups, b, skip=s), r.batch
-            )
+
+            def backups_batch(b: int, s: int, t: str = target) -> Awaitable[tuple[int, int]]:
+                return self.backups.prune(t, now - r.backups, b, skip=s)
+
+            done.backups += await _drain(backups_batch, r.batch)
         for _ in range(MAX_BATCHES):
             trimmed = await self.audit.trim(now - r.audit, r.batch)
             done.audit_entries += trimmed

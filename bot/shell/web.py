@@ -51,8 +51,8 @@ async def slack_events(request: web.Request) -> web.Response:
             return web.Response(status=status, body=body, content_type=content_type)
     bolt_request = await to_bolt_request(request)
     response = await request.app[BOLT].async_dispatch(bolt_request)
-    body = bolt_request.body or {}
-    kind = "command" if body.get("command") else str(body.get("type") or "unknown")
+    payload = bolt_request.body or {}
+    kind = "command" if payload.get("command") else str(payload.get("type") or "unknown")
     request.app[METRICS].acked(kind, time.perf_counter() - started)
     return await to_aiohttp_response(response)
 

@@ -49,7 +49,8 @@ def build_deployer(
     http: aiohttp.ClientSession,
 ) -> Deployer:
     """The `Deployer` for a validated `DeployerSettings` value."""
-    provider = _PROVIDERS.get(getattr(settings, "kind", None))  # type: ignore[arg-type]
+    kind = getattr(settings, "kind", None)
+    provider = _PROVIDERS.get(kind) if isinstance(kind, str) else None
     if provider is None or type(settings).__name__ != provider[1]:
         raise TypeError(f"no deploy provider for {type(settings).__name__}")
     factory: Callable[..., Deployer] = load(f"{provider[0]}:build")

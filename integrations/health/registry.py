@@ -39,7 +39,8 @@ MetricSettings = Annotated[
 
 def build_check(settings: AnyMetricSettings, *, environ: Mapping[str, str], http: aiohttp.ClientSession) -> HealthCheck:
     """The `HealthCheck` for a validated `MetricSettings` value."""
-    check = _CHECKS.get(getattr(settings, "kind", None))  # type: ignore[arg-type]
+    kind = getattr(settings, "kind", None)
+    check = _CHECKS.get(kind) if isinstance(kind, str) else None
     if check is None or type(settings).__name__ != check[1]:
         raise TypeError(f"no health check for {type(settings).__name__}")
     factory: Callable[..., HealthCheck] = load(f"{check[0]}:build")
