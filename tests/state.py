@@ -5,7 +5,9 @@ check state below a service's methods builds its own view here instead of reachi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from bot.alerts.model import AlertGroup, Member
 from bot.alerts.store import AlertStore
 from bot.backups.store import BackupStore
 from bot.deploys.store import DeployStore
@@ -45,3 +47,25 @@ def state(bot: BotHarness) -> State:
         overrides=OverrideStore(store),
         probes=ProbeStore(store),
     )
+
+
+async def posted_alert(bot: BotHarness, group_id: str) -> AlertGroup:
+    """A firing DiskFull warning group seeded in `bot`'s Redis and posted to #alerts: the group, with its message."""
+    now = datetime.now(UTC)
+    member = Member(
+        fingerprint="fp-1",
+        title="DiskFull",
+        severity="warning",
+        status="firing",
+        labels={"alertname": "DiskFull"},
+        starts_at=now,
+        last_seen=now,
+    )
+    group = AlertGroup(
+        id=group_id, group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
+    )
+    await state(bot).alerts.create_group(group, post_at=now)
+    await bot.deps.alerts.post(group.id)
+    posted = await bot.deps.alerts.get(group.id)
+    assert posted is not None and posted.message_ts, f"alert {group_id} was not posted"
+    return posted

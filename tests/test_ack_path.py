@@ -8,16 +8,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from bot.alerts.model import AlertGroup, Member
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.slack_signing import command_body, parse, post, signed_headers
-from tests.state import state
+from tests.state import posted_alert, state
 from tests.waiting import eventually
 
 CONFIG = """
@@ -61,23 +59,7 @@ async def test_reads_write_no_idempotency_record_and_changes_keep_theirs(bot: Bo
 async def test_a_double_click_on_a_state_changing_button_is_still_guarded(bot: BotHarness) -> None:
     await _command(bot, "/chatops", "help", "2.1.help")
     assert await _idempotency_keys(bot) == []
-    now = datetime.now(UTC)
-    member = Member(
-        fingerprint="fp-1",
-        title="DiskFull",
-        severity="warning",
-        status="firing",
-        labels={"alertname": "DiskFull"},
-        starts_at=now,
-        last_seen=now,
-    )
-    group = AlertGroup(
-        id="a-ackpath1", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
-    )
-    await state(bot).alerts.create_group(group, post_at=now)
-    await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.get(group.id)
-    assert posted is not None and posted.message_ts
+    group = posted = await posted_alert(bot, "a-ackpath1")
     for _ in range(2):
         result = await bot.emulator.send_block_action(
             channel="#alerts", message_ts=posted.message_ts, action_id="alerts.ack", value=group.id, user_id="U0DEMO"

@@ -4,14 +4,11 @@ The bot's real web app, the Slack emulator and a real Redis."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from bot.alerts.model import AlertGroup, Member
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
-from tests.state import state
+from tests.state import posted_alert
 from tests.waiting import eventually
 
 CONFIG = """
@@ -55,23 +52,7 @@ async def test_help_navigation_clicked_four_times_quickly_shows_every_page(bot: 
 
 
 async def test_a_double_click_on_acknowledge_answers_already_done(bot: BotHarness) -> None:
-    now = datetime.now(UTC)
-    member = Member(
-        fingerprint="fp-1",
-        title="DiskFull",
-        severity="warning",
-        status="firing",
-        labels={"alertname": "DiskFull"},
-        starts_at=now,
-        last_seen=now,
-    )
-    group = AlertGroup(
-        id="a-dblclick1", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
-    )
-    await state(bot).alerts.create_group(group, post_at=now)
-    await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.get(group.id)
-    assert posted is not None and posted.message_ts
+    group = posted = await posted_alert(bot, "a-dblclick1")
     for _ in range(2):
         result = await bot.emulator.send_block_action(
             channel="#alerts", message_ts=posted.message_ts, action_id="alerts.ack", value=group.id, user_id="U0DEMO"

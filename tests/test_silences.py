@@ -5,17 +5,15 @@ clear message and store nothing, and creating a silence needs the responders rol
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 
 import pytest
 
 from bot.alerts.config import AlertsSection
-from bot.alerts.model import AlertGroup, Member
 from bot.alerts.patterns import MAX_PATTERN
 from bot.alerts.routing import parse_matcher, route
 from bot.shell.config import ChatopsConfig, ConfigError, parse_config
 from tests.conftest import BotHarness
-from tests.state import state
+from tests.state import posted_alert
 from tests.waiting import eventually
 
 CONFIG = """
@@ -96,23 +94,7 @@ async def test_without_responders_only_admins_may_silence_by_command(bot: BotHar
 
 
 async def test_without_responders_only_admins_may_use_the_silence_button(bot: BotHarness) -> None:
-    now = datetime.now(UTC)
-    member = Member(
-        fingerprint="fp-1",
-        title="DiskFull",
-        severity="warning",
-        status="firing",
-        labels={"alertname": "DiskFull"},
-        starts_at=now,
-        last_seen=now,
-    )
-    group = AlertGroup(
-        id="a-button01", group_key="k", channel="#alerts", members={"fp-1": member}, created_at=now, updated_at=now
-    )
-    await state(bot).alerts.create_group(group, post_at=now)
-    await bot.deps.alerts.post(group.id)
-    posted = await bot.deps.alerts.get(group.id)
-    assert posted is not None and posted.message_ts
+    group = posted = await posted_alert(bot, "a-button01")
 
     def choose(user: str) -> Awaitable[object]:
         return bot.emulator.send_block_action(
