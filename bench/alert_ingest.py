@@ -18,8 +18,11 @@ measured in the same run with the same load generator; then how fast alerts reac
 3. Storm (--storm): 10,000 alerts in 10 s over 50 groups with the emulator's 1 message/s/channel limit; waits until
    the stream is delivered; prints messages posted, alerts stored, alerts lost (must be 0).
 
-Run: python bench/alert_ingest.py [--seconds 5] [--clients 16] [--batches 10,50] [--driver wrk|python]
-     [--no-latency] [--storm] [--json]
+   chatops runs with 1 worker process and with one per core (`--workers`, `chatops serve --workers N`); each
+   worker count gets its own row.
+
+Run: python bench/alert_ingest.py [--seconds 5] [--clients 16] [--batches 10,50] [--workers 1,2]
+     [--driver wrk|python] [--no-latency] [--storm] [--json]
 """
 
 from __future__ import annotations
@@ -259,6 +262,7 @@ async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subpro
         "--log.level=warn",
         stdout=log,
         stderr=log,
+        start_new_session=True,  # its own process group, paused as one (see `paused`)
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -274,9 +278,10 @@ async def alertmanager(workdir: Path) -> AsyncIterator[tuple[str, asyncio.subpro
 
 @contextlib.asynccontextmanager
 async def chatops(
-    workdir: Path, emulator: SlackEmulator
+    workdir: Path, emulator: SlackEmulator, workers: int = 1
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, aioredis.Redis]]:
-    """A fresh Redis and `chatops serve` with the Alertmanager source; yields (base URL, process, Redis client)."""
+    """A fresh Redis and `chatops serve` (`workers` processes on the port) with the Alertmanager source; yields
+    (base URL, process, Redis client). The process leads its own group: its workers are paused with it."""
     redis = EmbeddedRedis(workdir / "redis").start()
     config = workdir / "chatops.yaml"
     config.write_text(CONFIG)
@@ -291,16 +296,20 @@ async def chatops(
         "PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "BENCH_AM_TOKEN": TOKEN,
+        "WEB_CONCURRENCY": str(workers),
     }
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, cwd=ROOT, start_new_session=True
+    )
     client = aioredis.Redis.from_url(redis.url, decode_responses=True)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_http(f"{base}/readyz", deadline=60)
+        await wait_listening(port, workers)
         yield base, proc, client
     finally:
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGCONT)
             proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 30)
@@ -314,14 +323,44 @@ async def chatops(
 
 @contextlib.contextmanager
 def paused(proc: asyncio.subprocess.Process | None) -> Iterator[None]:
-    """`proc` stopped (SIGSTOP) for the duration, so its background work takes no CPU from what is measured."""
+    """`proc` and its process group (chatops's workers) stopped (SIGSTOP) for the duration, so their background
+    work takes no CPU from what is measured."""
     if proc is not None and proc.returncode is None:
-        proc.send_signal(signal.SIGSTOP)
+        os.killpg(proc.pid, signal.SIGSTOP)
     try:
         yield
     finally:
         if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGCONT)
+
+
+async def wait_listening(port: int, sockets: int, *, deadline: float = 60) -> None:
+    """Returns once `sockets` sockets listen on 127.0.0.1:`port` (every worker's; Linux /proc/net/tcp)."""
+    give_up_at = time.monotonic() + deadline
+    while time.monotonic() < give_up_at:
+        listening = listening_sockets(port)
+        if listening is None or listening >= sockets:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{sockets} workers were not listening on port {port} within {deadline:.0f} s")
+
+
+def listening_sockets(port: int) -> int | None:
+    """How many sockets listen on 127.0.0.1:`port`; None where /proc/net/tcp is missing."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    address = f"0100007F:{port:04X}"
+    return sum(1 for line in lines if line.split()[1] == address and line.split()[3] == "0A")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (chatops's workers; Linux /proc, empty elsewhere)."""
+    try:
+        return [int(part) for part in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 async def stream_alerts(client: aioredis.Redis) -> tuple[int, int]:
@@ -383,13 +422,16 @@ class IngestResult:
     """One batch size's side-by-side figures."""
 
     batch: int
+    workers: int
     ours: float
     anchor: float | None
     stored_ok: bool
     note: str
 
 
-async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: SlackEmulator) -> IngestResult:
+async def ingest(
+    args: argparse.Namespace, batch: int, workers: int, tmp: Path, emulator: SlackEmulator
+) -> IngestResult:
     """Ours and Alertmanager's alerts/s at `batch` alerts per request, each measured while the other is paused, in
     rounds of alternating order (ours first, then theirs first) so that a change in the machine's load between
     runs weighs on both."""
@@ -399,13 +441,14 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
     ours_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     am_headers = {"Content-Type": "application/json"}
     missing = alertmanager_missing()
-    workdir = tmp / f"batch{batch}"
+    workdir = tmp / f"batch{batch}-workers{workers}"
     workdir.mkdir()
     ours, theirs = Side(), Side()
     async with contextlib.AsyncExitStack() as stack:
-        base, bot, client = await stack.enter_async_context(chatops(workdir / "chatops", emulator))
+        base, bot, client = await stack.enter_async_context(chatops(workdir / "chatops", emulator, workers))
         assert bot.pid is not None
         redis_pid = int((await client.info("server"))["process_id"])
+        ours_pids = [bot.pid, *children(bot.pid), redis_pid]
         am_base = am_proc = None
         if missing is None:
             am_base, am_proc = await stack.enter_async_context(alertmanager(workdir / "alertmanager"))
@@ -414,9 +457,9 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
 
         async def run_ours(seconds: float) -> tuple[Load, float]:
             with paused(am_proc):
-                used = cpu_seconds(bot.pid, redis_pid)
+                used = cpu_seconds(*ours_pids)
                 load = await drive(args, url, ours_bodies, ours_headers, seconds=seconds, workdir=workdir)
-                return load, cpu_seconds(bot.pid, redis_pid) - used
+                return load, cpu_seconds(*ours_pids) - used
 
         async def run_theirs(seconds: float) -> tuple[Load, float]:
             assert am_base is not None and am_proc is not None and am_proc.pid is not None
@@ -445,7 +488,8 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
     stored_ok = ours.ok + warm <= entries <= ours.ok + warm + slack and alerts == entries * batch
     rate = ours.ok * batch / ours.seconds
     note = (
-        f"chatops: {ours.ok:,} requests 2xx ({ours.failed} not) in {ours.seconds:.1f} s, "
+        f"chatops ({workers} worker{'s' if workers > 1 else ''}): {ours.ok:,} requests 2xx ({ours.failed} not) "
+        f"in {ours.seconds:.1f} s, "
         f"{1e6 * ours.cpu / max(1, ours.ok * batch):.0f} CPU ms per 1,000 alerts (bot and Redis); the stream "
         f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'})"
     )
@@ -456,7 +500,7 @@ async def ingest(args: argparse.Namespace, batch: int, tmp: Path, emulator: Slac
             f"\n  Alertmanager: {theirs.ok:,} requests 2xx ({theirs.failed} not) in {theirs.seconds:.1f} s, "
             f"{1e6 * theirs.cpu / max(1, theirs.ok * batch):.0f} CPU ms per 1,000 alerts"
         )
-    return IngestResult(batch=batch, ours=rate, anchor=anchor, stored_ok=stored_ok, note=note)
+    return IngestResult(batch=batch, workers=workers, ours=rate, anchor=anchor, stored_ok=stored_ok, note=note)
 
 
 # -- latency and storm (one chatops serve, as before) -----------------------------------------------------------
@@ -577,6 +621,11 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--batches", default="10,50", help="alerts per request, comma-separated")
     parser.add_argument(
+        "--workers",
+        default=f"1,{os.cpu_count() or 1}",
+        help="`chatops serve` worker processes, comma-separated (default: 1 and this machine's cores)",
+    )
+    parser.add_argument(
         "--driver",
         choices=["wrk", "python"],
         default="wrk" if shutil.which("wrk") else "python",
@@ -601,26 +650,29 @@ async def main() -> None:
         )
         if missing is not None:
             print(f"ingest: no Alertmanager anchor: {missing}")
+        worker_counts = sorted({int(w) for w in args.workers.split(",")})
         for batch in [int(b) for b in args.batches.split(",")]:
-            result = await ingest(args, batch, tmp, emulator)
-            anchor = "n/a" if result.anchor is None else f"{result.anchor:,.0f}"
-            ratio = "n/a" if result.anchor is None else f"{result.ours / result.anchor:.2f}x"
-            print(
-                f"ingest, batches of {batch}: chatops {result.ours:,.0f} alerts/s durably; "
-                f"Alertmanager {anchor} alerts/s; ratio {ratio}"
-            )
-            print(f"  {result.note}")
-            met = None if result.anchor is None else result.ours >= result.anchor and result.stored_ok
-            rows.append(
-                row(
-                    f"alert ingest, batches of {batch}",
-                    result.ours,
-                    result.anchor,
-                    "alerts/s",
-                    ">= 1.0x Alertmanager",
-                    met,
+            for workers in worker_counts:
+                result = await ingest(args, batch, workers, tmp, emulator)
+                anchor = "n/a" if result.anchor is None else f"{result.anchor:,.0f}"
+                ratio = "n/a" if result.anchor is None else f"{result.ours / result.anchor:.2f}x"
+                processes = f"{workers} worker{'s' if workers > 1 else ''}"
+                print(
+                    f"ingest, batches of {batch}, {processes}: chatops {result.ours:,.0f} alerts/s durably; "
+                    f"Alertmanager {anchor} alerts/s; ratio {ratio}"
                 )
-            )
+                print(f"  {result.note}")
+                met = None if result.anchor is None else result.ours >= result.anchor and result.stored_ok
+                rows.append(
+                    row(
+                        f"alert ingest, batches of {batch}, {processes}",
+                        result.ours,
+                        result.anchor,
+                        "alerts/s",
+                        ">= 1.0x Alertmanager",
+                        met,
+                    )
+                )
         if not args.no_latency or args.storm:
             async with chatops(tmp / "delivery", emulator) as (base, _, client):
                 url = f"{base}/alerts/alertmanager"

@@ -129,6 +129,7 @@ async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: st
     assert process.returncode == 0
     assert emulator.signing_secret not in stderr.decode()
     assert BOT_TOKEN not in stderr.decode()
+    assert "will be unused" not in stderr.decode()  # Bolt's notice about SLACK_BOT_TOKEN in the environment
 
 
 async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(

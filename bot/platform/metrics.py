@@ -1,4 +1,6 @@
-"""Prometheus metrics for one bot process, on a registry of their own (no global state)."""
+"""Prometheus metrics for one bot process, on a registry of their own (no global state). With several workers
+(`chatops serve --workers N`, bot/platform/metrics_dir.py) /metrics, whichever worker answers it, adds up every
+worker's values."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from bot.platform.metrics_dir import shared_dir
 
 _ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0)
 
@@ -67,6 +71,7 @@ class Metrics:
             "Unix time of the last iteration each background loop completed.",
             ["loop"],
             registry=self.registry,
+            multiprocess_mode="liveall",  # with several workers: one series per live worker (a `pid` label)
         )
 
         # Label children by label values: `labels()` takes a lock and builds a tuple on every call, which the
@@ -90,5 +95,11 @@ class Metrics:
         child.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
-        """The Prometheus text exposition and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The Prometheus text exposition and its content type: this process's, or every worker's added up."""
+        if shared_dir() is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST

@@ -6,6 +6,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.shell.config import ChatopsConfig
+    from bot.shell.settings import Settings
 
 EXIT_OK = 0
 EXIT_INVALID_CONFIG = 1
@@ -17,7 +22,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="chatops", description="A self-hosted Slack bot for platform and on-call teams."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", help="run the production bot (settings from environment variables)")
+    serve_parser = sub.add_parser("serve", help="run the production bot (settings from environment variables)")
+    serve_parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the one port, each a whole replica (default: $WEB_CONCURRENCY, or 1)",
+    )
     dev = sub.add_parser("dev", help="run the bot locally with an embedded Redis and a Slack emulator page")
     dev.add_argument("--config", help="configuration file (default: examples/chatops.yaml)")
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -42,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs one `chatops` subcommand and returns its exit code."""
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return serve()
+        return serve(workers=args.workers)
     if args.command == "dev":
         from bot.shell.dev import run_dev
 
@@ -94,22 +104,15 @@ def print_manifest(*, url: str | None, socket_mode: bool, name: str) -> int:
     return EXIT_OK
 
 
-def serve() -> int:
-    """Runs the production process: validates everything first; nothing starts on a bad setting or config."""
+def serve(*, workers: int | None = None) -> int:
+    """Runs the production process: validates everything first; nothing starts on a bad setting or config.
+    `workers` (else $WEB_CONCURRENCY) above 1 runs that many worker processes on the port (bot/shell/workers.py)."""
     # The collector stays on during start-up: turning it off saved about a tenth of the start but left the
     # status page's p99 at 70 ms instead of 20 ms under load (bench/status_page.py, same run). The composition
     # root still freezes what start-up made, a moment after the server listens.
-    return _serve()
-
-
-def _serve() -> int:
-    import asyncio
-
-    from aiohttp import web
-
-    from bot.shell.composition import StartupError, create_web_app, preflight
-    from bot.shell.config import ConfigError, load_config, summary
-    from bot.shell.logs import configure_logging
+    if workers is not None and not 1 <= workers <= 64:
+        print(f"chatops serve: --workers must be between 1 and 64 (got {workers})", file=sys.stderr)
+        return EXIT_CANNOT_START
     from bot.shell.settings import SettingsError, load_settings
 
     try:
@@ -117,6 +120,26 @@ def _serve() -> int:
     except SettingsError as error:
         print("chatops serve: cannot start:\n  " + "\n  ".join(error.problems), file=sys.stderr)
         return EXIT_CANNOT_START
+    count = workers if workers is not None else settings.workers
+    if count == 1:
+        return _serve(settings)
+    from bot.platform.metrics_dir import shared_metrics_dir
+
+    # Before the first metric exists in this process: every worker's metrics then go to files the /metrics of
+    # any worker adds up (prometheus_client's multiprocess mode).
+    with shared_metrics_dir():
+        return _serve(settings, workers=count)
+
+
+def _serve(settings: Settings, *, workers: int = 1) -> int:
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.shell.composition import StartupError, create_web_app, preflight
+    from bot.shell.config import ConfigError, load_config, summary
+    from bot.shell.logs import configure_logging
+
     try:
         config = load_config(settings.config_path)
     except ConfigError as error:
@@ -128,8 +151,10 @@ def _serve() -> int:
     except StartupError as error:
         print(f"chatops serve: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
-    app = create_web_app(settings, config)
+    if workers > 1:
+        return _serve_workers(settings, config, workers)
     mode = "Socket Mode" if settings.socket_mode else f"HTTP on {settings.host}:{settings.port}"
+    app = create_web_app(settings, config)
     print(f"chatops serve: {summary(config, settings.config_path)}; {mode}", file=sys.stderr)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
@@ -137,3 +162,36 @@ def _serve() -> int:
         print(f"chatops serve: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_START
     return EXIT_OK
+
+
+def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int) -> int:
+    """Runs `workers` replicas on the port under a supervisor (bot/shell/workers.py)."""
+    import socket
+
+    from aiohttp import web
+
+    from bot.platform.metrics_dir import worker_ended
+    from bot.shell.composition import create_web_app
+    from bot.shell.config import summary
+    from bot.shell.workers import PortUnavailable, Supervisor, reserve
+
+    try:
+        holder = reserve(settings.host, settings.port)
+    except PortUnavailable as error:
+        print(f"chatops serve: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    port = holder.getsockname()[1]
+
+    def run_worker(sock: socket.socket, index: int) -> int:
+        holder.close()
+        web.run_app(create_web_app(settings, config), sock=sock, print=None, access_log=None)
+        return EXIT_OK
+
+    mode = "Socket Mode and HTTP" if settings.socket_mode else "HTTP"
+    print(
+        f"chatops serve: {summary(config, settings.config_path)}; {mode} on {settings.host}:{port}, {workers} workers",
+        file=sys.stderr,
+    )
+    supervisor = Supervisor(count=workers, host=settings.host, port=port, run_worker=run_worker, on_exit=worker_ended)
+    with holder:
+        return supervisor.run()

@@ -201,6 +201,22 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     asyncio.get_running_loop().call_later(FREEZE_AFTER_SECONDS, freeze)
 
 
+class _ClientGivenNotice(logging.Filter):
+    """Drops Bolt's start-up warning that the token is unused because a client was given: Bolt reads
+    SLACK_BOT_TOKEN from the environment itself, so every `chatops serve` start printed it, though giving the client
+    (with that very token) is what we mean."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("slack_bolt")
+    if not any(isinstance(existing, _ClientGivenNotice) for existing in logger.filters):
+        logger.addFilter(_ClientGivenNotice())
+    return logger
+
+
 def _roles(config: ChatopsConfig) -> dict[str, tuple[str, ...]]:
     """The configured roles; `alerts.responders`, when set, is the `responders` role."""
     roles = dict(config.roles)
@@ -479,7 +495,7 @@ def _bot_ctx(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None
             signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
             request_verification_enabled=not settings.socket_mode,
             process_before_response=True,
-            logger=logging.getLogger("slack_bolt"),
+            logger=_bolt_logger(),
             name="chatops",  # unnamed, Bolt names the app after its caller's file, walking the whole stack to find it
         )
         guard = RequestGuard(store)  # the dispatcher's own way into Redis: request and click idempotency

@@ -43,6 +43,9 @@ class Settings(BaseModel):
     config_path: str = Field(default="./chatops.yaml", alias="CHATOPS_CONFIG")
     host: str = Field(default="0.0.0.0", alias="HOST")
     port: int = Field(default=3000, ge=0, le=65535, alias="PORT")
+    # Worker processes on the one port (each a whole replica; bot/shell/workers.py). `chatops serve --workers N`
+    # overrides it. The usual name for it (Heroku, gunicorn, uvicorn).
+    workers: int = Field(default=1, ge=1, le=64, alias="WEB_CONCURRENCY")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="LOG_FORMAT")
 
