@@ -75,18 +75,31 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@contextlib.asynccontextmanager
-async def _serve(
-    emulator: SlackEmulator, redis_url: str, tmp_path: Path, *, workers: int, port: int | None = None
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, int]]:
-    """`chatops serve --workers N`, ready; yields (supervisor process, origin, port). Stopped with SIGTERM after."""
+async def _start(
+    emulator: SlackEmulator, redis_url: str, tmp_path: Path, port: int, args: list[str], env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """`chatops serve ARGS` on `port` with CONFIG; its output goes to tmp_path/serve.log (read with `_log`), never
+    to a pipe nobody drains."""
     config = tmp_path / "chatops.yaml"
     config.write_text(CONFIG)
-    port = port or free_port()
-    env = serve_environment(emulator, redis_url, config, port) | {"LOG_LEVEL": "WARNING"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", "--workers", str(workers), env=env, stderr=asyncio.subprocess.PIPE
-    )
+    environment = serve_environment(emulator, redis_url, config, port) | {"LOG_LEVEL": "WARNING"} | env
+    with (tmp_path / "serve.log").open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "serve", *args, env=environment, stdout=log, stderr=log
+        )
+
+
+def _log(tmp_path: Path) -> str:
+    return (tmp_path / "serve.log").read_text()
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    emulator: SlackEmulator, redis_url: str, tmp_path: Path, *, workers: int
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, int]]:
+    """`chatops serve --workers N`, ready; yields (supervisor process, origin, port). Stopped with SIGTERM after."""
+    port = free_port()
+    process = await _start(emulator, redis_url, tmp_path, port, ["--workers", str(workers)], {})
     origin = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(origin)
@@ -201,8 +214,7 @@ async def test_a_worker_killed_mid_storm_is_started_again_and_every_accepted_ale
             for name in set(re.findall(r"Storm\d{3}", str(message.get("text", "")))):
                 counts[name] = counts.get(name, 0) + 1
         assert {name for name, n in counts.items() if n > 1} == set(), "no alert posted twice"
-    stderr = (await supervisor.stderr.read()).decode() if supervisor.stderr else ""
-    assert f"(pid {victim}) ended (signal 9)" in stderr
+    assert f"(pid {victim}) ended (signal 9)" in _log(tmp_path)
     assert supervisor.returncode == 0
 
 
@@ -230,35 +242,25 @@ async def test_workers_stop_when_their_supervisor_is_killed(
 
 
 async def test_a_port_in_use_is_a_clear_start_up_error(emulator: SlackEmulator, redis_url: str, tmp_path: Path) -> None:
-    config = tmp_path / "chatops.yaml"
-    config.write_text(CONFIG)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = serve_environment(emulator, redis_url, config, port)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", "--workers", "2", env=env, stderr=asyncio.subprocess.PIPE
-        )
-        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+        process = await _start(emulator, redis_url, tmp_path, port, ["--workers", "2"], {})
+        await asyncio.wait_for(process.wait(), 60)
     assert process.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in stderr.decode()
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in _log(tmp_path)
 
 
 @pytest.mark.parametrize(("value", "problem"), [("0", "between 1 and 64"), ("many", "WEB_CONCURRENCY")])
 async def test_a_bad_worker_count_is_refused(
     emulator: SlackEmulator, redis_url: str, tmp_path: Path, value: str, problem: str
 ) -> None:
-    config = tmp_path / "chatops.yaml"
-    config.write_text(CONFIG)
-    env = serve_environment(emulator, redis_url, config, free_port()) | {"WEB_CONCURRENCY": value}
     args = ["--workers", value] if value.isdigit() else []
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", *args, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    process = await _start(emulator, redis_url, tmp_path, free_port(), args, {"WEB_CONCURRENCY": value})
+    await asyncio.wait_for(process.wait(), 60)
     assert process.returncode == 2
-    assert problem in stderr.decode()
+    assert problem in _log(tmp_path)
 
 
 def test_a_worker_that_keeps_dying_is_started_again_ever_more_slowly() -> None:
