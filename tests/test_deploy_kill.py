@@ -45,18 +45,25 @@ services:
 
 
 async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """A `chatops serve` replica, ready; its log in the config's folder as serve-<port>.log (shown on a failure)."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "serve",
-        env=serve_environment(emulator, redis_url, config, port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    with (config.parent / f"serve-{port}.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            env=serve_environment(emulator, redis_url, config, port) | {"LOG_FORMAT": "console"},
+            stdout=log,
+            stderr=log,
+        )
     await wait_ready(f"http://127.0.0.1:{port}")
     return process, f"http://127.0.0.1:{port}/slack/events"
+
+
+def _replica_logs(tmp_path: Path) -> str:
+    """Every replica's log, each under its name (for a failure's message)."""
+    return "\n".join(f"--- {log.name}\n{log.read_text()[-6000:]}" for log in sorted(tmp_path.glob("serve-*.log")))
 
 
 def alive(pid: int) -> bool:
@@ -116,14 +123,17 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         deploy_id = await _request(emulator, first_url, "web slow to staging")
         record = await _running_slow(deploys, tmp_path, deploy_id)
         slow_pid = int((tmp_path / "slow.pid").read_text())
+        # Killed once the command's process group is on the deploy record. Killed in the moment before (the command
+        # started, its group not yet recorded), the second replica cannot know which group to stop and waits for
+        # the step's timeout (minutes): a race the soak found, not what this test is about.
+        record = await eventually(
+            lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
+        )
+        assert record.processes is not None and record.processes.pgid == slow_pid
         supervisor = 0
         if also_kill_supervisor:
             # Its supervisor dies too (stopped first, so it cannot act on the bot's death): nothing on the first
             # replica's side stops the command; the second replica must.
-            record = await eventually(
-                lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
-            )
-            assert record.processes is not None and record.processes.pgid == slow_pid
             supervisor = record.processes.pid or 0
             os.kill(supervisor, signal.SIGSTOP)
         first.kill()
@@ -136,9 +146,12 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
             return record if record and record.state == DeployState.INTERRUPTED else None
 
         # The second replica takes over only once the dead one's lease expires: the file's generous deadline.
-        record = await eventually(
-            interrupted, f"{deploy_id} recovered as interrupted by the second replica", deadline=DEADLINE
-        )
+        try:
+            record = await eventually(
+                interrupted, f"{deploy_id} recovered as interrupted by the second replica", deadline=DEADLINE
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{_replica_logs(tmp_path)}\n{await deploys.get(deploy_id)}") from None
         # The lock was released only now that the first command is gone, so it must be gone already.
         assert not alive(slow_pid), f"the first deploy's command (pid {slow_pid}) still runs after recovery"
         assert "outcome is unknown" in record.detail

@@ -71,8 +71,10 @@ async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(
         deploy_id = ack.json["text"].split("`")[1]
 
         async def running() -> bool:
+            # Its command's process group recorded, so the restarted bot can stop it (test_deploy_kill.py).
             record = await deploys.get(deploy_id)
-            return bool(record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists())
+            started = record and record.state == DeployState.RUNNING and (tmp_path / "slow.pid").exists()
+            return bool(started and record and record.processes and record.processes.pgid)
 
         await eventually(running, f"deploy {deploy_id} to be running its command")
         assert await deploys.lock_holder("web", "staging") is not None
