@@ -277,6 +277,65 @@ async def test_a_run_whose_lock_cannot_be_renewed_for_a_whole_ttl_stops_its_comm
         await client.aclose()
 
 
+@pytest.mark.timeout(300)
+async def test_a_replica_killed_before_it_recorded_its_command_group_is_recovered_by_the_marker(
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The moment the soak found: the command started, its group not yet on the record, the replica killed (and
+    its supervisor with it). The other replica finds the step's processes by CHATOPS_DEPLOY_RUN in their
+    environment and stops them, rather than waiting out the step's timeout (minutes)."""
+    config = _config(tmp_path)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
+    replicas: list[asyncio.subprocess.Process] = []
+    slow_pid = 0
+    try:
+        first, first_url = await _serve(emulator, redis_url, config)
+        replicas.append(first)
+        second, _ = await _serve(emulator, redis_url, config)
+        replicas.append(second)
+        deploy_id = await _request(emulator, first_url, "web slow to staging")
+        await _running_slow(deploys, tmp_path, deploy_id)
+        slow_pid = int((tmp_path / "slow.pid").read_text())
+        record = await eventually(
+            lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
+        )
+        assert record.processes is not None
+        supervisor = record.processes.pid or 0
+        os.kill(supervisor, signal.SIGSTOP)  # it must not stop the command when the bot dies
+        first.kill()
+        await first.wait()
+        # As if it died a moment earlier: the group not on the record yet.
+        await deploys.update(
+            deploy_id,
+            lambda r: r.model_copy(update={"processes": r.processes.model_copy(update={"pid": None, "pgid": None})}),
+        )
+        os.kill(supervisor, signal.SIGKILL)
+        assert alive(slow_pid)
+
+        async def interrupted() -> DeployRecord | None:
+            record = await deploys.get(deploy_id)
+            return record if record and record.state == DeployState.INTERRUPTED else None
+
+        try:  # the step's timeout is the default 10 minutes: only the marker makes this quick
+            record = await eventually(interrupted, f"{deploy_id} recovered by the second replica", deadline=DEADLINE)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{_replica_logs(tmp_path)}") from None
+        assert not alive(slow_pid), "the command still runs after recovery"
+        assert "Nothing its command started was still running" in record.detail
+        assert runs(tmp_path)[slow_pid].get("end", {}).get("how") == "SIGTERM"
+    finally:
+        if slow_pid and alive(slow_pid):
+            os.kill(slow_pid, signal.SIGKILL)
+        for process in replicas:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+        await client.aclose()
+
+
 def test_recovery_waits_for_what_it_cannot_see_and_stops_what_it_can() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     here = StepProcesses(

@@ -59,6 +59,7 @@ from integrations.deploy.command import (
     LocalRun,
     SupervisedDeployer,
     group_alive,
+    run_groups,
     stop_group,
     this_host,
 )
@@ -958,6 +959,11 @@ class DeployEngine:
             if await stop_group(pgid, grace=processes.kill_grace_seconds):
                 await emit(f"The previous chatops process was killed; its command (pid {pgid}) was stopped.")
                 return f" Its command (pid {pgid}) was stopped."
+        elif processes.host_id == host_id and await self._stop_marked(record.id, processes.kill_grace_seconds):
+            # Killed as its command started, before the command's group was recorded: the step's processes were
+            # found by the marker in their environment, and stopped.
+            await emit("The previous chatops process was killed as its command started; nothing it started is running.")
+            return " Nothing its command started was still running."
         # Another host (its pids mean nothing here), or a group that would not go: its supervisor stops it by then.
         where = f" on {processes.host}" if processes.host_id != host_id else ""
         await emit(
@@ -968,6 +974,16 @@ class DeployEngine:
         if left > 0:
             await asyncio.sleep(left)
         return f" Its command's time ran out at {processes.ends_by:%H:%M:%S}Z."
+
+    async def _stop_marked(self, deploy_id: str, grace: float) -> bool:
+        """Stops every process group of `deploy_id`'s command steps on this host; True once none is left, False
+        when that cannot be told here (no /proc) or some would not stop."""
+        groups = await asyncio.to_thread(run_groups, deploy_id)
+        if groups is None:
+            return False
+        for pgid in groups:
+            await stop_group(pgid, grace=grace)
+        return await asyncio.to_thread(run_groups, deploy_id) == set()
 
     # -- reading ------------------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The configured argv is rendered element by element and started with `create_subprocess_exec`: never a shell, so
 a version like `; rm -rf /` arrives as one literal argument. The step's values are also passed as environment
-variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY). Output
+variables (SERVICE, VERSION, ENVIRONMENT, WEIGHT, DEPLOY_ID, PREVIOUS_VERSION, ROLLBACK, REQUESTED_BY), and
+CHATOPS_DEPLOY_RUN marks every process of the step (see `run_groups`). Output
 (stdout and stderr together) streams to Slack line by line, rate-limited and batched; the exit code decides the outcome.
 
 The command runs under `supervise.py` (next to this file), in a process group of its own: a timeout, a cancelled
@@ -131,6 +132,7 @@ class CommandDeployer:
             **self._environ,
             **step_environment(step),
             **{name: render_template(value, step) for name, value in settings.env.items()},
+            RUN_MARKER: step.deploy_id,  # last: what a recovering replica looks for (`run_groups`)
         }
         if settings.cwd is not None and not await asyncio.to_thread(os.path.isdir, settings.cwd):
             return StepResult(ok=False, summary=f"working directory not found: {settings.cwd}")
@@ -338,6 +340,31 @@ class SupervisedDeployer(Protocol):
     async def apply(self, step: DeployStep, emit: Emit, *, on_start: OnStart | None = None) -> StepResult:
         """Runs one step, reporting its processes to `on_start`."""
         ...
+
+
+RUN_MARKER = "CHATOPS_DEPLOY_RUN"
+
+
+def run_groups(deploy_id: str) -> set[int] | None:
+    """The process groups on this host that hold processes of `deploy_id`'s command steps (the supervisor's and the
+    command's: both carry RUN_MARKER in their environment, and so does whatever the command starts); None where
+    /proc is not there to tell. For a replica recovering a deploy whose process died before it recorded its
+    command's group: what to stop, and whether anything is left."""
+    marker = f"{RUN_MARKER}={deploy_id}".encode()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    groups = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                variables = environ.read().split(b"\0")
+            if marker in variables:
+                groups.add(os.getpgid(pid))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile, a zombie, or not ours to read
+    return groups
 
 
 def this_host() -> tuple[str, str]:
