@@ -5,10 +5,13 @@ running a slow deploy killed mid-command, and a run that loses its lock stopped 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,14 +105,24 @@ async def _running_slow(deploys: DeployStore, tmp_path: Path, deploy_id: str) ->
     return await eventually(started, f"{deploy_id} running its slow command")
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("also_kill_supervisor", [False, True], ids=["replica", "replica-and-supervisor"])
-async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
-    emulator: SlackEmulator,
-    redis_url: str,
-    tmp_path: Path,
-    also_kill_supervisor: bool,
-) -> None:
+@dataclass
+class SlowDeploy:
+    """A slow deploy running on the first of two replicas, its command's group on the record."""
+
+    deploys: DeployStore
+    first: asyncio.subprocess.Process
+    second_url: str
+    deploy_id: str
+    record: DeployRecord
+    slow_pid: int
+
+
+@contextlib.asynccontextmanager
+async def _slow_deploy_on_two_replicas(
+    emulator: SlackEmulator, redis_url: str, tmp_path: Path
+) -> AsyncIterator[SlowDeploy]:
+    """Two `chatops serve` replicas, a slow deploy requested through the first and running its command, its process
+    group recorded; afterwards the command killed if it still runs, the replicas stopped."""
     config = _config(tmp_path)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
@@ -121,23 +134,42 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         second, second_url = await _serve(emulator, redis_url, config)
         replicas.append(second)
         deploy_id = await _request(emulator, first_url, "web slow to staging")
-        record = await _running_slow(deploys, tmp_path, deploy_id)
+        await _running_slow(deploys, tmp_path, deploy_id)
         slow_pid = int((tmp_path / "slow.pid").read_text())
-        # Killed once the command's process group is on the deploy record. Killed in the moment before (the command
-        # started, its group not yet recorded), the second replica cannot know which group to stop and waits for
-        # the step's timeout (minutes): a race the soak found, not what this test is about.
         record = await eventually(
             lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
         )
         assert record.processes is not None and record.processes.pgid == slow_pid
+        yield SlowDeploy(deploys, first, second_url, deploy_id, record, slow_pid)
+    finally:
+        if slow_pid and alive(slow_pid):
+            os.kill(slow_pid, signal.SIGKILL)
+        for process in replicas:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+        await client.aclose()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("also_kill_supervisor", [False, True], ids=["replica", "replica-and-supervisor"])
+async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
+    emulator: SlackEmulator,
+    redis_url: str,
+    tmp_path: Path,
+    also_kill_supervisor: bool,
+) -> None:
+    async with _slow_deploy_on_two_replicas(emulator, redis_url, tmp_path) as run:
+        deploys, deploy_id, slow_pid = run.deploys, run.deploy_id, run.slow_pid
         supervisor = 0
         if also_kill_supervisor:
             # Its supervisor dies too (stopped first, so it cannot act on the bot's death): nothing on the first
             # replica's side stops the command; the second replica must.
-            supervisor = record.processes.pid or 0
+            supervisor = run.record.processes.pid if run.record.processes else 0
+            assert supervisor
             os.kill(supervisor, signal.SIGSTOP)
-        first.kill()
-        await first.wait()
+        run.first.kill()
+        await run.first.wait()
         if supervisor:
             os.kill(supervisor, signal.SIGKILL)
 
@@ -155,7 +187,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         # The lock was released only now that the first command is gone, so it must be gone already.
         assert not alive(slow_pid), f"the first deploy's command (pid {slow_pid}) still runs after recovery"
         assert "outcome is unknown" in record.detail
-        again = await _request(emulator, second_url, "web v2 to staging")
+        again = await _request(emulator, run.second_url, "web v2 to staging")
 
         async def finished() -> DeployRecord | None:
             record = await deploys.get(again)
@@ -165,7 +197,7 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         assert record.state == DeployState.SUCCEEDED, record.detail
 
         by_pid = runs(tmp_path)
-        slow, v2 = by_pid[slow_pid], next(run for run in by_pid.values() if run["start"]["version"] == "v2")
+        slow, v2 = by_pid[slow_pid], next(r for r in by_pid.values() if r["start"]["version"] == "v2")
         assert "end" in slow, "the first command has no end: it was killed -9, or still ran after its deploy ended"
         assert float(slow["end"]["t"]) <= float(v2["start"]["t"]), (
             f"the commands overlapped by {float(slow['end']['t']) - float(v2['start']['t']):.1f}s"
@@ -177,14 +209,6 @@ async def test_a_replica_killed_mid_command_never_lets_two_commands_overlap(
         ]
         said = "was stopped" if also_kill_supervisor else "stopped"
         assert any(f"its command (pid {slow_pid})" in text and said in text for text in thread), thread
-    finally:
-        if slow_pid and alive(slow_pid):
-            os.kill(slow_pid, signal.SIGKILL)
-        for process in replicas:
-            if process.returncode is None:
-                process.terminate()
-                await process.wait()
-        await client.aclose()
 
 
 async def _with_processes(deploys: DeployStore, deploy_id: str) -> DeployRecord | None:
@@ -286,27 +310,13 @@ async def test_a_replica_killed_before_it_recorded_its_command_group_is_recovere
     """The moment the soak found: the command started, its group not yet on the record, the replica killed (and
     its supervisor with it). The other replica finds the step's processes by CHATOPS_DEPLOY_RUN in their
     environment and stops them, rather than waiting out the step's timeout (minutes)."""
-    config = _config(tmp_path)
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    deploys = DeployStore(Store(client, Keys("chatops"), Metrics()))
-    replicas: list[asyncio.subprocess.Process] = []
-    slow_pid = 0
-    try:
-        first, first_url = await _serve(emulator, redis_url, config)
-        replicas.append(first)
-        second, _ = await _serve(emulator, redis_url, config)
-        replicas.append(second)
-        deploy_id = await _request(emulator, first_url, "web slow to staging")
-        await _running_slow(deploys, tmp_path, deploy_id)
-        slow_pid = int((tmp_path / "slow.pid").read_text())
-        record = await eventually(
-            lambda: _with_processes(deploys, deploy_id), "the command's processes recorded on the deploy"
-        )
-        assert record.processes is not None
-        supervisor = record.processes.pid or 0
+    async with _slow_deploy_on_two_replicas(emulator, redis_url, tmp_path) as run:
+        deploys, deploy_id, slow_pid = run.deploys, run.deploy_id, run.slow_pid
+        supervisor = run.record.processes.pid if run.record.processes else 0
+        assert supervisor
         os.kill(supervisor, signal.SIGSTOP)  # it must not stop the command when the bot dies
-        first.kill()
-        await first.wait()
+        run.first.kill()
+        await run.first.wait()
         # As if it died a moment earlier: the group not on the record yet.
         await deploys.update(
             deploy_id,
@@ -326,14 +336,6 @@ async def test_a_replica_killed_before_it_recorded_its_command_group_is_recovere
         assert not alive(slow_pid), "the command still runs after recovery"
         assert "Nothing its command started was still running" in record.detail
         assert runs(tmp_path)[slow_pid].get("end", {}).get("how") == "SIGTERM"
-    finally:
-        if slow_pid and alive(slow_pid):
-            os.kill(slow_pid, signal.SIGKILL)
-        for process in replicas:
-            if process.returncode is None:
-                process.terminate()
-                await process.wait()
-        await client.aclose()
 
 
 def test_recovery_waits_for_what_it_cannot_see_and_stops_what_it_can() -> None:
