@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -146,11 +149,11 @@ class Supervisor:
                 try:
                     sock = listener(self.host, self.port)
                 except OSError as error:
-                    print(f"chatops serve: worker {index} cannot listen: {error.strerror}", file=sys.stderr)
+                    log.error("worker %d cannot listen: %s", index, error.strerror)
                 else:
                     code = self.run_worker(sock, index)
             except BaseException as error:  # a worker must not return into the supervisor's loop
-                print(f"chatops serve: worker {index} failed: {type(error).__name__}: {error}", file=sys.stderr)
+                log.exception("worker %d failed: %s", index, type(error).__name__)
                 code = 1
             finally:
                 sys.stdout.flush()
@@ -175,7 +178,7 @@ class Supervisor:
             if self.stopping:
                 continue
             if code == EXIT_CANNOT_START:
-                print(f"chatops serve: worker {slot.index} could not start; stopping", file=sys.stderr)
+                log.error("worker %d could not start; stopping every worker", slot.index)
                 self.exit_code = EXIT_CANNOT_START
                 self.stopping = True
                 continue
@@ -185,10 +188,13 @@ class Supervisor:
             delay = restart_delay(slot.quick_deaths)
             slot.start_at = now + delay
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
-            print(
-                f"chatops serve: worker {slot.index} (pid {pid}) ended ({how}) after {lived:.0f} s; "
-                f"starting it again in {delay:.1f} s",
-                file=sys.stderr,
+            log.error(
+                "worker %d (pid %d) ended (%s) after %.0f s; starting it again in %.1f s",
+                slot.index,
+                pid,
+                how,
+                lived,
+                delay,
             )
 
     def _stop_all(self) -> None:
@@ -200,10 +206,7 @@ class Supervisor:
             self._reap()
             time.sleep(POLL_SECONDS / 4)
         for pid in self.pids():
-            print(
-                f"chatops serve: worker pid {pid} still running after {self.stop_timeout:.0f} s; killing it",
-                file=sys.stderr,
-            )
+            log.error("worker pid %d still running %.0f s after SIGTERM; killing it", pid, self.stop_timeout)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while self.pids():
