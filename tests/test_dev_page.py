@@ -30,13 +30,23 @@ playwright_api = pytest.importorskip("playwright.async_api", reason="needs the p
 @pytest.fixture
 async def dev_url(tmp_path: Path, repo_root: Path) -> AsyncIterator[str]:
     port = free_port()
+    # The demo configuration with its service on a free port, not the default 8081: two suites at once on this
+    # machine (tests/soak.sh) would otherwise health-check each other's demo app.
+    demo_port = free_port()
+    default = "http://127.0.0.1:8081/healthz"
+    text = (repo_root / "examples" / "chatops.yaml").read_text()
+    assert default in text, "the demo config's staging health URL moved: update this fixture"
+    config = tmp_path / "chatops.yaml"
+    config.write_text(text.replace(default, f"http://127.0.0.1:{demo_port}/healthz"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "CHATOPS_", "DEMO_"))}
-    env |= {"DEMO_STATE_DIR": str(tmp_path / "demo")}  # the demo config health-checks the default ports
+    env |= {"DEMO_STATE_DIR": str(tmp_path / "demo"), "DEMO_PORT": str(demo_port)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
         "dev",
+        "--config",
+        str(config),
         "--port",
         str(port),
         "--data-dir",
