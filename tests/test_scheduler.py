@@ -29,6 +29,7 @@ from tests.waiting import eventually, within
 
 KEYS = Keys("test")
 SHORT_TTL = timedelta(seconds=0.6)
+STEP_DEADLINE = 15.0  # seconds for one step of a test, well inside pytest's 60 s for the whole test
 
 
 def real_clock() -> datetime:
@@ -49,9 +50,11 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 @dataclass
 class Process:
-    """One simulated chatops process: its scheduler, its run task and its stop event."""
+    """One simulated chatops process: its scheduler, its own Redis client (a crash leaves whatever it was in the
+    middle of on its own connections, as a real process's would be), its run task and its stop event."""
 
     scheduler: LeaderScheduler
+    client: aioredis.Redis
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -78,6 +81,7 @@ async def processes() -> AsyncIterator[list[Process]]:
     for process in started:
         if process.task is not None and not process.task.done():
             await process.stop_cleanly()
+        await process.client.aclose()
 
 
 def process(
@@ -88,7 +92,9 @@ def process(
     ttl: timedelta = SHORT_TTL,
     clock: Callable[[], datetime] = real_clock,
 ) -> Process:
-    proc = Process(LeaderScheduler(redis=redis, keys=KEYS, lease_ttl=ttl, clock=clock, owner=owner))
+    where = redis.connection_pool.connection_kwargs
+    own = aioredis.Redis(host=where["host"], port=where["port"], db=where.get("db", 0), decode_responses=True)
+    proc = Process(LeaderScheduler(redis=own, keys=KEYS, lease_ttl=ttl, clock=clock, owner=owner), own)
     processes.append(proc)
     return proc
 
@@ -137,20 +143,21 @@ async def test_only_the_leader_runs_jobs_and_a_crash_hands_over_after_the_ttl(
     a.scheduler.add_job("tick", appender(ran, "a"), IntervalTrigger(seconds=0.1))
     b.scheduler.add_job("tick", appender(ran, "b"), IntervalTrigger(seconds=0.1))
     a.start()
-    await within(a.scheduler.leading.wait(), "a leading")
+    # Each wait well inside the test's timeout, so a stall names the step it happened in.
+    await within(a.scheduler.leading.wait(), "a leading", deadline=STEP_DEADLINE)
     b.start()
-    await eventually(lambda: ran.count("a") >= 10, "a's job runs ten times")
+    await eventually(lambda: ran.count("a") >= 10, "a's job runs ten times", deadline=STEP_DEADLINE)
     assert "b" not in ran
     assert not b.scheduler.is_leader
 
-    await a.crash()
+    await within(a.crash(), "a's crash (its run task cancelled)", deadline=STEP_DEADLINE)
     assert not a.scheduler.is_leader
     # A crash releases nothing: the lease is still a's until it expires.
     assert await a.scheduler.lease.holder() == "a"
     runs_by_a = ran.count("a")
 
-    await within(b.scheduler.leading.wait(), "b leading")
-    await eventually(lambda: ran.count("b") >= 3, "b's job runs")
+    await within(b.scheduler.leading.wait(), "b leading", deadline=STEP_DEADLINE)
+    await eventually(lambda: ran.count("b") >= 3, "b's job runs", deadline=STEP_DEADLINE)
     assert ran.count("a") == runs_by_a
     assert await b.scheduler.lease.holder() == "b"
 
