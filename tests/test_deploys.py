@@ -184,8 +184,14 @@ async def test_expired_requests_never_run(emulator, redis_url, target: Target) -
         record = await until_message(bot, deploy_id_of(await command(bot, "web v5 to production", "U0BOB")))
         expired = await wait_state(bot, record.id, DeployState.EXPIRED)
         assert expired.detail == "Nobody approved it in time."
-        message = bot.emulator.find_message(expired.channel, expired.message_ts)
-        assert "Expired" in str(message) and "deploy.approve" not in str(message)
+
+        # The record changes first, the Slack message a moment after (the soak caught the moment between).
+        def updated() -> dict[str, object] | None:
+            message = bot.emulator.find_message(expired.channel or "", expired.message_ts or "")
+            return message if message and "Expired" in str(message) else None
+
+        message = await eventually(updated, "the request's message updated to Expired")
+        assert "deploy.approve" not in str(message)
         assert target.calls() == []
     finally:
         await runner.cleanup()
