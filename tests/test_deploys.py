@@ -117,8 +117,12 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     assert "Deploy web v1.0.0 to staging" in ack and "starting now" in ack
     record = await wait_state(bot, deploy_id_of(ack), DeployState.SUCCEEDED)
     assert target.calls() == ["web v1.0.0 staging 100 rollback=false"]
-    message = bot.emulator.find_message(record.channel, record.message_ts)
-    assert message is not None and "Succeeded" in str(message["blocks"])
+
+    def succeeded() -> bool:  # the record changes first, the Slack message a moment after
+        message = bot.emulator.find_message(record.channel or "", record.message_ts or "")
+        return message is not None and "Succeeded" in str(message["blocks"])
+
+    await eventually(succeeded, "the deploy message to say Succeeded")
 
     def thread() -> list[str]:
         return [
