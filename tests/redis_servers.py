@@ -141,7 +141,7 @@ def _tls_support(binary: str, directory: Path) -> str | None:
     tls = make_tls_files(directory / "probe-tls")
     port = free_port()
     process = subprocess.Popen(
-        [binary, *_server_args(port, directory, tls=tls)],
+        [binary, *server_args(port, directory, tls=tls)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -308,7 +308,9 @@ class RedisProcess:
         return ""
 
 
-def _server_args(port: int, directory: Path, *extra: str, tls: TlsFiles | None = None) -> list[str]:
+def server_args(port: int, directory: Path, *extra: str, tls: TlsFiles | None = None) -> list[str]:
+    """redis-server's arguments for a test server on 127.0.0.1:`port` in `directory`: no persistence, a log file,
+    `extra` at the end (TLS only, with `tls`)."""
     ports = (
         ["--port", "0", "--tls-port", str(port), *tls.server_args(), "--tls-replication", "yes"]
         if tls
@@ -336,7 +338,7 @@ def start_server(root: Path, *, tls: TlsFiles | None = None, extra: tuple[str, .
     """One redis-server (TLS only with `tls`; `extra` options last) on a free port in `root`; `url(it)` reaches db 0."""
     binary = require_binaries("redis-server")["redis-server"]
     return RedisProcess(binary, free_port(), root, [], tls=tls).start_with(
-        lambda p, d: _server_args(p, d, *extra, tls=tls)
+        lambda p, d: server_args(p, d, *extra, tls=tls)
     )
 
 
@@ -375,7 +377,7 @@ class SentinelDeployment:
             port = free_port()
             tls = self.tls
             self.primary = RedisProcess(binary, port, self.root / "primary", [], tls=tls).start_with(
-                lambda p, d: _server_args(p, d, tls=tls)
+                lambda p, d: server_args(p, d, tls=tls)
             )
             port = self.primary.port  # another one if the first was taken meanwhile
             for index in range(self.replicas):
@@ -383,7 +385,7 @@ class SentinelDeployment:
                 directory = self.root / f"replica{index}"
                 self.replica_nodes.append(
                     RedisProcess(binary, replica_port, directory, [], tls=tls).start_with(
-                        lambda p, d: _server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)
+                        lambda p, d: server_args(p, d, "--replicaof", "127.0.0.1", str(port), tls=tls)
                     )
                 )
             wait_until(
@@ -489,7 +491,7 @@ class ClusterDeployment:
                 )
                 self.nodes.append(
                     node.start_with(
-                        lambda p, d, tls=tls: _server_args(
+                        lambda p, d, tls=tls: server_args(
                             p,
                             d,
                             "--cluster-enabled",

@@ -17,7 +17,7 @@ from bot.emulator import SlackEmulator
 from bot.platform.embedded_redis import free_port
 from bot.shell.config import parse_config
 from tests.conftest import DEFAULT_CONFIG, start_bot
-from tests.redis_servers import RedisProcess, require_binaries
+from tests.redis_servers import RedisProcess, require_binaries, server_args
 
 SLACK_ACK_TIMEOUT = 3.0  # Slack's: the emulator answers `operation_timeout` when the bot is later than this
 
@@ -27,20 +27,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server this test alone uses, so stopping it disturbs no other test."""
     binary = require_binaries("redis-server")["redis-server"]
     server = RedisProcess(binary, free_port(), tmp_path / "redis", [])
-    server.start_with(
-        lambda port, d: [
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(d),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-    )
+    server.start_with(lambda port, d: server_args(port, d))
     try:
         yield server
     finally:

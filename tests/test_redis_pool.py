@@ -15,7 +15,7 @@ from bot.emulator import SlackEmulator
 from bot.platform.embedded_redis import free_port
 from bot.shell.config import parse_config
 from tests.conftest import start_bot
-from tests.redis_servers import RedisProcess, require_binaries
+from tests.redis_servers import RedisProcess, require_binaries, server_args
 from tests.state import state
 
 TOKEN = "am-pool-token-7c2e"
@@ -28,22 +28,7 @@ def small_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of our own that accepts at most 40 clients, as a managed Redis caps them."""
     binary = require_binaries("redis-server")["redis-server"]
     server = RedisProcess(binary, free_port(), tmp_path / "redis", [])
-    server.start_with(
-        lambda port, d: [
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(d),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxclients",
-            "40",
-        ]
-    )
+    server.start_with(lambda port, d: server_args(port, d, "--maxclients", "40"))
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
