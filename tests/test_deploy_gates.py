@@ -15,6 +15,7 @@ import pytest
 from bot.deploys.model import DeployRecord, DeployState
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, fake_deploy_argv
+from tests.deploy_messages import shown_message
 from tests.health_servers import Exporter, PrometheusServer, error_rate_query
 from tests.waiting import eventually
 
@@ -87,10 +88,9 @@ async def record_when(
     return found[0]
 
 
-def message_text(bot: BotHarness, record: DeployRecord) -> str:
-    assert record.channel and record.message_ts
-    message = bot.emulator.find_message(record.channel, record.message_ts)
-    assert message is not None
+async def message_text(bot: BotHarness, record: DeployRecord) -> str:
+    """The finished deploy's message blocks, once the message shows its final state."""
+    message = await shown_message(bot.emulator, record)
     return html.unescape(str(message["blocks"]))
 
 
@@ -113,7 +113,7 @@ async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_bac
     done = await record_when(bot, first, lambda r: r.terminal, "the first deploy to finish")
     assert done.state == DeployState.SUCCEEDED, done.detail
     assert done.analysis is not None and done.analysis.verdict == "passed" and done.analysis.checks_done == 6
-    text = message_text(bot, done)
+    text = await message_text(bot, done)
     assert "*Metric gate* · step 2/2 (100%) · passed after 6 of 6 checks" in text
     assert ":white_check_mark: *error-rate* 0 (limit: max 0.01)" in text
     await eventually(lambda: any("is live in production" in line for line in thread(bot, done)), "the success reply")
@@ -142,7 +142,7 @@ async def test_a_canary_whose_error_rate_crosses_its_limit_during_bake_rolls_bac
         failed.detail,
     ), failed.detail
     assert failed.analysis is not None and failed.analysis.verdict == "failed"
-    text = message_text(bot, failed)
+    text = await message_text(bot, failed)
     assert "*Metric gate* · step 1/2 (50%) · failed after" in text
     assert re.search(r":x: \*error-rate\* 0\.[0-9]+ \(limit: max 0\.01\) · 2/2 failed", text), text
     calls = (deploy_dir / "deploy.log").read_text().splitlines()

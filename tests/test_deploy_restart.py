@@ -19,6 +19,7 @@ from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
+from tests.deploy_messages import shown_message
 from tests.waiting import eventually
 
 
@@ -93,8 +94,8 @@ async def test_killed_mid_deploy_then_restarted_leaves_no_stuck_lock(
         assert record.state == DeployState.INTERRUPTED
         assert "outcome is unknown" in record.detail
         assert await deploys.lock_holder("web", "staging") is None
-        message = emulator.find_message(record.channel, record.message_ts)
-        assert message is not None and "Interrupted" in str(message["blocks"])
+        message = await shown_message(emulator, record)
+        assert "Interrupted" in str(message["blocks"])
         again = await emulator.send_command(
             command="/deploy", text="web v2 to staging", user_id="U0ALICE", channel_id="C0GENERAL"
         )

@@ -25,6 +25,7 @@ from bot.platform.store import Store
 from bot.shell.config import ChatopsConfig, parse_config
 from tests import github_api
 from tests.conftest import BotHarness, fake_deploy_argv, serve_environment, wait_ready
+from tests.deploy_messages import shown_message
 from tests.github_api import FakeGitHubCommits, running_github
 from tests.test_deploys import (
     click,
@@ -395,8 +396,8 @@ async def test_a_deploy_whose_process_was_killed_is_resumed_by_its_vercel_deploy
         assert record.state == DeployState.SUCCEEDED, record
         assert len(vercel.deployments) == 1  # followed again, not built again
         assert [r["method"] for r in vercel.requests].count("POST") == 1
-        message = emulator.find_message(record.channel, record.message_ts)
-        assert message is not None and "Succeeded" in str(message["blocks"])
+        message = await shown_message(emulator, record)
+        assert "Succeeded" in str(message["blocks"])
         texts = [str(m.get("text")) for m in emulator.messages(record.channel or "")]
         assert any("Following deploy again after a chatops restart" in t for t in texts)
         assert TOKEN not in json.dumps(emulator.messages(record.channel or ""))

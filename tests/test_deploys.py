@@ -12,6 +12,7 @@ import pytest
 from bot.deploys.model import DeployRecord, DeployState
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, Target, fake_deploy_argv
+from tests.deploy_messages import shown_message
 from tests.state import state
 from tests.waiting import eventually
 
@@ -57,13 +58,16 @@ async def command(bot: BotHarness, text: str, user: str, command: str = "/deploy
 
 
 async def wait_state(bot: BotHarness, deploy_id: str, *states: DeployState) -> DeployRecord:
-    """The deploy's record once it is in one of `states`."""
+    """The deploy's record once it is in one of `states` (and, for a final state, its message says so too)."""
 
     async def in_state() -> DeployRecord | None:
         record = await bot.deps.deploys.get(deploy_id)
         return record if record is not None and record.state in states else None
 
-    return await eventually(in_state, f"{deploy_id} to be {' or '.join(state.value for state in states)}")
+    record = await eventually(in_state, f"{deploy_id} to be {' or '.join(state.value for state in states)}")
+    if record.terminal and record.message_ts:
+        await shown_message(bot.emulator, record)  # the record is written first, its message edited after
+    return record
 
 
 def deploy_id_of(ack: str) -> str:
@@ -117,12 +121,8 @@ async def test_staging_deploy_runs_once_and_reports(bot: BotHarness, target: Tar
     assert "Deploy web v1.0.0 to staging" in ack and "starting now" in ack
     record = await wait_state(bot, deploy_id_of(ack), DeployState.SUCCEEDED)
     assert target.calls() == ["web v1.0.0 staging 100 rollback=false"]
-
-    def succeeded() -> bool:  # the record changes first, the Slack message a moment after
-        message = bot.emulator.find_message(record.channel or "", record.message_ts or "")
-        return message is not None and "Succeeded" in str(message["blocks"])
-
-    await eventually(succeeded, "the deploy message to say Succeeded")
+    message = bot.emulator.find_message(record.channel or "", record.message_ts or "")
+    assert message is not None and "Succeeded" in str(message["blocks"])
 
     def thread() -> list[str]:
         return [
