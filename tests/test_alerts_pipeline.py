@@ -290,13 +290,6 @@ async def test_webhook_answers_503_when_the_alert_cannot_be_stored(emulator, tmp
         own.stop()
 
 
-def test_out_of_order_events_are_ignored() -> None:
-    from bot.alerts.pipeline import _newer
-
-    assert _newer("5-0-1", "5-0-0") and _newer("6-0-0", "5-9-9")
-    assert not _newer("5-0-0", "5-0-0") and not _newer("4-1-0", "5-0-0")
-
-
 async def test_an_unpostable_channel_does_not_hold_up_other_alerts(emulator, redis_url, monkeypatch) -> None:
     from tests.conftest import start_bot
 

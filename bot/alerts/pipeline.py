@@ -23,10 +23,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts import escalation
 from bot.alerts.config import AlertsSection
+from bot.alerts.membership import Applied, apply_events
 from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
-from bot.alerts.routing import Matcher, group_key, parse_matcher, route, silence_matchers, silenced_by
+from bot.alerts.routing import Destination, Matcher, group_key, parse_matcher, route, silence_matchers, silenced_by
 from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.platform.errors import StoreUnavailable, UserFacingError
@@ -171,8 +172,7 @@ class AlertPipeline:
                         break
                     alerts = payload if isinstance(payload, list) else await self.normalised(entry_id, payload)
                     current = (entry_id, alerts)
-                    for index, alert in enumerate(alerts):
-                        await self.deliver(f"{entry_id}-{index}", alert)
+                    await self.deliver_events([(f"{entry_id}-{index}", alert) for index, alert in enumerate(alerts)])
                     await self._store.ack([entry_id])
                     failures.pop(entry_id, None)
                     current = None
@@ -212,108 +212,116 @@ class AlertPipeline:
         except Exception:
             log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
-    async def deliver(self, entry_id: str, alert: Alert) -> None:
-        """Puts one alert where it belongs: the open group of its key in each routed channel, or a new group."""
-        now = self._clock()
-        silence = silenced_by(await self._live_silences(), alert.labels, now)
-        if silence is not None:
-            await self._store.count(now, "silenced")
-            return
-        for destination in route(self.config, {**alert.labels, "severity": alert.severity}):
-            key = group_key(self.config, alert.source, alert.fingerprint, alert.labels)
-            for _ in range(3):
-                open_id = await self._store.open_group(destination.channel, key)
-                if open_id is not None:
-                    await self._update_member(open_id, entry_id, alert, now)
-                    break
-                if alert.status == "resolved":
-                    await self._store.count(now, "resolved_unknown")
-                    break
-                group = AlertGroup(
-                    id=new_group_id(),
-                    group_key=key,
-                    channel=destination.channel,
-                    escalation=destination.escalation,
-                    members={alert.fingerprint: Member.from_alert(alert, now=now, event_id=entry_id)},
-                    created_at=now,
-                    updated_at=now,
-                )
-                wait = self.config.group_wait
-                policy = self.oncall.escalation_policies.get(destination.escalation or "")
-                if policy is not None:  # the first page waits for the message, so its thread can be mentioned
-                    group = escalation.start(group, policy, now, not_before=now + wait)
-                # Due once group_wait has passed; the flusher posts it then, retrying until Slack takes it. With
-                # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
-                if await self._store.create_group(group, post_at=now + max(wait, timedelta(0))):
-                    await self._store.count(now, "groups")
-                    if (
-                        wait <= timedelta(0)
-                        and not self._slack_failing
-                        and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
-                        and not await self.post(group.id)
-                    ):
-                        await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
-                    self.posts_due.set()
-                    break
+    async def deliver(self, event_id: str, alert: Alert) -> None:
+        """Puts one alert where it belongs (`deliver_events` of one event)."""
+        await self.deliver_events([(event_id, alert)])
 
-    async def _update_member(self, group_id: str, entry_id: str, alert: Alert, now: datetime) -> None:
-        outcome: list[str] = []
+    async def deliver_events(self, events: Sequence[tuple[str, Alert]]) -> None:
+        """Puts the alerts of one stream entry where they belong, in order: the open group of their key in each
+        routed channel, or a new group. Silences are read once; the events that share a group change it in one
+        atomic update (bot/alerts/membership.py)."""
+        now = self._clock()
+        silences = await self._live_silences()
+        by_group: dict[tuple[str, str], list[tuple[str, Alert, Destination]]] = {}
+        silenced = 0
+        for event_id, alert in events:
+            if silenced_by(silences, alert.labels, now) is not None:
+                silenced += 1
+                continue
+            key = group_key(self.config, alert.source, alert.fingerprint, alert.labels)
+            for destination in route(self.config, {**alert.labels, "severity": alert.severity}):
+                by_group.setdefault((destination.channel, key), []).append((event_id, alert, destination))
+        if silenced:
+            await self._store.count(now, "silenced", silenced)
+        for (channel, key), pending in by_group.items():
+            await self._deliver_to_group(channel, key, pending, now)
+
+    async def _deliver_to_group(
+        self, channel: str, key: str, pending: list[tuple[str, Alert, Destination]], now: datetime
+    ) -> None:
+        """Applies `pending` (events of one key routed to `channel`) to the open group, opening one where there is
+        none; an event that lost the race to open a group three times in a row is given up, as before batching."""
+        tries = 0
+        while pending:
+            open_id = await self._store.open_group(channel, key)
+            if open_id is not None:
+                used = await self._update_members(open_id, [(event_id, alert) for event_id, alert, _ in pending], now)
+                pending, tries = pending[used:], 0
+                continue
+            event_id, alert, destination = pending[0]
+            if alert.status == "resolved":
+                await self._store.count(now, "resolved_unknown")
+                pending, tries = pending[1:], 0
+            elif await self._open_group_with(event_id, alert, destination, key, now):
+                pending, tries = pending[1:], 0
+            else:
+                tries += 1
+                if tries == 3:
+                    pending, tries = pending[1:], 0
+
+    async def _open_group_with(
+        self, event_id: str, alert: Alert, destination: Destination, key: str, now: datetime
+    ) -> bool:
+        """Opens a new group for `key` in the destination's channel with this alert; False if another consumer
+        opened one first."""
+        group = AlertGroup(
+            id=new_group_id(),
+            group_key=key,
+            channel=destination.channel,
+            escalation=destination.escalation,
+            members={alert.fingerprint: Member.from_alert(alert, now=now, event_id=event_id)},
+            created_at=now,
+            updated_at=now,
+        )
+        wait = self.config.group_wait
+        policy = self.oncall.escalation_policies.get(destination.escalation or "")
+        if policy is not None:  # the first page waits for the message, so its thread can be mentioned
+            group = escalation.start(group, policy, now, not_before=now + wait)
+        # Due once group_wait has passed; the flusher posts it then, retrying until Slack takes it. With
+        # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
+        if not await self._store.create_group(group, post_at=now + max(wait, timedelta(0))):
+            return False
+        await self._store.count(now, "groups")
+        if (
+            wait <= timedelta(0)
+            and not self._slack_failing
+            and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
+            and not await self.post(group.id)
+        ):
+            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+        self.posts_due.set()
+        return True
+
+    async def _update_members(self, group_id: str, events: list[tuple[str, Alert]], now: datetime) -> int:
+        """Applies events to the open group in one atomic update, then says what happened (thread replies for
+        resolved alerts, closed pages when the group resolved, the daily counters); returns how many were used."""
+        applied: list[Applied] = []
 
         def change(group: AlertGroup) -> AlertGroup:
-            outcome.clear()
-            current = group.members.get(alert.fingerprint)
-            if current is not None and not _newer(entry_id, current.last_event):
-                outcome.append("stale")
-                return group
-            members = dict(group.members)
-            if current is None:
-                members[alert.fingerprint] = Member.from_alert(alert, now=now, event_id=entry_id)
-                outcome.append("joined" if alert.status == "firing" else "stale")
-            elif alert.status == "firing":
-                repeat = current.status == "firing"
-                members[alert.fingerprint] = current.model_copy(
-                    update={
-                        "status": "firing",
-                        "count": current.count + 1,
-                        "last_seen": now,
-                        "last_event": entry_id,
-                        "summary": alert.summary or current.summary,
-                        "ends_at": None,
-                    }
-                )
-                outcome.append("deduplicated" if repeat else "refired")
-            else:
-                members[alert.fingerprint] = current.model_copy(
-                    update={
-                        "status": "resolved",
-                        "ends_at": alert.ends_at or now,
-                        "last_seen": now,
-                        "last_event": entry_id,
-                    }
-                )
-                outcome.append("resolved" if current.status == "firing" else "stale")
-            still_firing = any(m.status == "firing" for m in members.values())
-            update: dict[str, object] = {"members": members, "updated_at": now}
-            if not still_firing:
-                update |= {"state": "resolved", "resolved_at": now}
-            return group.model_copy(update=update)
+            after, done = apply_events(group, events, now)
+            applied[:] = done
+            return after
 
         _, after = await self._store.update_group(group_id, change)
-        if outcome and outcome[0] == "deduplicated":
-            await self._store.count(now, "deduplicated")
-        if outcome and outcome[0] == "resolved":
-            member = after.members[alert.fingerprint]
+        deduplicated = sum(1 for a in applied if a.outcome == "deduplicated")
+        if deduplicated:
+            await self._store.count(now, "deduplicated", deduplicated)
+        for result in applied:
+            if result.outcome != "resolved" or result.member is None:
+                continue
+            member = result.member
             took = human_duration((member.ends_at or now) - member.starts_at)
             await self.thread_reply(
                 after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
             )
-            if after.state == "resolved":
-                await self._close_pages(
-                    after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}."
-                )
-                await self._store.count(now, "resolved")
-                if after.acked_by is None and after.resolved_by is None:
-                    await self._store.count(now, "resolved_without_action")
+        if after.state == "resolved" and applied and applied[-1].outcome == "resolved":
+            await self._close_pages(
+                after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}."
+            )
+            await self._store.count(now, "resolved")
+            if after.acked_by is None and after.resolved_by is None:
+                await self._store.count(now, "resolved_without_action")
+        return len(applied)
 
     async def post(self, group_id: str) -> bool:
         """Posts a group's message once: a group that has one is only updated, and a retry after a crash or an
@@ -812,19 +820,6 @@ def _named(user: str, name: str | None) -> str:
     if name:
         return external_text(name)
     return f"<@{user}>"
-
-
-def _newer(entry_id: str, than: str) -> bool:
-    """Whether event `entry_id` (stream id and index in its batch) comes after `than`; a redelivered or
-    out-of-order event does not."""
-
-    def parts(value: str) -> tuple[int, ...]:
-        return tuple(int(part or 0) for part in value.split("-"))
-
-    try:
-        return parts(entry_id) > parts(than)
-    except ValueError:
-        return True
 
 
 async def _first_of(*events: asyncio.Event) -> None:
