@@ -130,46 +130,6 @@ async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: st
     assert emulator.signing_secret not in stderr.decode()
     assert BOT_TOKEN not in stderr.decode()
     assert "will be unused" not in stderr.decode()  # Bolt's notice about SLACK_BOT_TOKEN in the environment
-    assert "(uvloop)" in stderr.decode()  # installed with chatops on Linux: the default loop where it is
-
-
-async def test_serve_runs_on_asyncios_own_loop_when_asked(
-    emulator: SlackEmulator, redis_url: str, repo_root: Path
-) -> None:
-    port = free_port()
-    env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "serve",
-        env=env | {"CHATOPS_EVENT_LOOP": "asyncio"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        await wait_ready(f"http://127.0.0.1:{port}")
-        emulator.app_url = f"http://127.0.0.1:{port}/slack/events"
-        answer = await emulator.send_command(command="/chatops", text="help", user_id="U0ALICE", channel_id="C0GENERAL")
-        assert answer.status == 200
-    finally:
-        process.terminate()
-        _, stderr = await asyncio.wait_for(process.communicate(), 15)
-    assert process.returncode == 0 and "(asyncio)" in stderr.decode()
-
-
-def test_serve_names_an_unknown_event_loop() -> None:
-    result = _run(
-        "serve",
-        env={
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": "x",
-            "REDIS_URL": "redis://x",
-            "CHATOPS_EVENT_LOOP": "trio",
-        },
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "CHATOPS_EVENT_LOOP" in result.stderr and "'auto', 'uvloop' or 'asyncio'" in result.stderr, result.stderr
 
 
 async def test_serve_stops_at_start_up_when_slack_refuses_the_app_token(

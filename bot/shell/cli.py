@@ -138,7 +138,6 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
 
     from bot.shell.composition import StartupError, create_web_app, preflight
     from bot.shell.config import ConfigError, load_config, summary
-    from bot.shell.event_loop import EventLoopUnavailable, chosen_loop, new_event_loop
     from bot.shell.logs import configure_logging
 
     try:
@@ -148,36 +147,24 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         return EXIT_CANNOT_START
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
     try:
-        loop_kind = chosen_loop(settings.event_loop)
-    except EventLoopUnavailable as error:
-        print(f"chatops serve: cannot start: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    try:
         asyncio.run(preflight(settings, config))
     except StartupError as error:
         print(f"chatops serve: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     if workers > 1:
-        return _serve_workers(settings, config, workers, loop_kind)
+        return _serve_workers(settings, config, workers)
     mode = "Socket Mode" if settings.socket_mode else f"HTTP on {settings.host}:{settings.port}"
     app = create_web_app(settings, config)
-    print(f"chatops serve: {summary(config, settings.config_path)}; {mode} ({loop_kind})", file=sys.stderr)
+    print(f"chatops serve: {summary(config, settings.config_path)}; {mode}", file=sys.stderr)
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            print=None,
-            access_log=None,
-            loop=new_event_loop(settings.event_loop),
-        )
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     except OSError as error:
         print(f"chatops serve: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_START
     return EXIT_OK
 
 
-def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int, loop_kind: str) -> int:
+def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int) -> int:
     """Runs `workers` replicas on the port under a supervisor (bot/shell/workers.py)."""
     import socket
 
@@ -186,7 +173,6 @@ def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int, loop
     from bot.platform.metrics_dir import worker_ended
     from bot.shell.composition import create_web_app
     from bot.shell.config import summary
-    from bot.shell.event_loop import new_event_loop
     from bot.shell.workers import PortUnavailable, Supervisor, reserve
 
     try:
@@ -198,19 +184,12 @@ def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int, loop
 
     def run_worker(sock: socket.socket, index: int) -> int:
         holder.close()
-        web.run_app(
-            create_web_app(settings, config),
-            sock=sock,
-            print=None,
-            access_log=None,
-            loop=new_event_loop(settings.event_loop),
-        )
+        web.run_app(create_web_app(settings, config), sock=sock, print=None, access_log=None)
         return EXIT_OK
 
     mode = "Socket Mode and HTTP" if settings.socket_mode else "HTTP"
     print(
-        f"chatops serve: {summary(config, settings.config_path)}; {mode} on {settings.host}:{port}, {workers} workers"
-        f" ({loop_kind})",
+        f"chatops serve: {summary(config, settings.config_path)}; {mode} on {settings.host}:{port}, {workers} workers",
         file=sys.stderr,
     )
     supervisor = Supervisor(count=workers, host=settings.host, port=port, run_worker=run_worker, on_exit=worker_ended)

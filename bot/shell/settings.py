@@ -46,8 +46,6 @@ class Settings(BaseModel):
     # Worker processes on the one port (each a whole replica; bot/shell/workers.py). `chatops serve --workers N`
     # overrides it. The usual name for it (Heroku, gunicorn, uvicorn).
     workers: int = Field(default=1, ge=1, le=64, alias="WEB_CONCURRENCY")
-    # The event loop `chatops serve` runs on (bot/shell/event_loop.py): uvloop where it is installed, else asyncio's.
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(default="auto", alias="CHATOPS_EVENT_LOOP")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="LOG_FORMAT")
 
