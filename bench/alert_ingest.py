@@ -58,6 +58,7 @@ TOKEN = "bench-am-token"
 BOT_TOKEN = "xoxb-bench-alerts"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 STREAM = "chatops:{alerts}:stream"
+CONSUMER_GROUP = "delivery"
 CONFIG = """
 roles: {admins: [U0DEMO]}
 alerts:
@@ -363,20 +364,46 @@ def children(pid: int) -> list[int]:
         return []
 
 
-async def stream_alerts(client: aioredis.Redis) -> tuple[int, int]:
-    """(entries, alerts) in the ingest stream: what was stored durably."""
-    entries = alerts = 0
+async def stream_alerts(client: aioredis.Redis) -> tuple[int, int, int]:
+    """(entries, alerts, alerts delivered) in the ingest stream: what was stored durably, and how many of those
+    alerts the bot's consumer has put into their groups (entries its group has read and acknowledged)."""
+    last_delivered = "0-0"
+    for group in await client.xinfo_groups(STREAM) if await client.exists(STREAM) else []:
+        if _text(group["name"]) == CONSUMER_GROUP:
+            last_delivered = _text(group["last-delivered-id"])
+    pending = {_text(p["message_id"]) for p in await _pending(client)}
+    entries = alerts = delivered = 0
     last = "-"
     while True:
         page = await client.xrange(STREAM, min=last, count=1000)
         if last != "-":
             page = page[1:]
         if not page:
-            return entries, alerts
-        for _, fields in page:
+            return entries, alerts, delivered
+        for entry_id, fields in page:
             entries += 1
-            alerts += _count_alerts(fields)
+            count = _count_alerts(fields)
+            alerts += count
+            if _stream_id(_text(entry_id)) <= _stream_id(last_delivered) and _text(entry_id) not in pending:
+                delivered += count
         last = page[-1][0]
+
+
+async def _pending(client: aioredis.Redis) -> list[dict[str, object]]:
+    """The entries the consumer group has read but not acknowledged (a few at most: it reads 100 at a time)."""
+    try:
+        return list(await client.xpending_range(STREAM, CONSUMER_GROUP, min="-", max="+", count=10_000))
+    except aioredis.ResponseError:  # no group yet
+        return []
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    milliseconds, _, sequence = value.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _count_alerts(fields: dict[str, str]) -> int:
@@ -480,7 +507,8 @@ async def ingest(
                     continue
                 load, cpu = await run(args.seconds)
                 (ours if run is run_ours else theirs).add(load, cpu)
-        after = await stream_alerts(client)
+        with paused(bot):  # the consumer stops with the runs: what it delivered was delivered while ours ran
+            after = await stream_alerts(client)
     # wrk stops counting at its deadline: a request it sent just before may be stored and answered after it; so
     # the stream holds every 2xx, plus at most one request per connection per run.
     entries, alerts = after[0] - before[0], after[1] - before[1]
@@ -491,7 +519,9 @@ async def ingest(
         f"chatops ({workers} worker{'s' if workers > 1 else ''}): {ours.ok:,} requests 2xx ({ours.failed} not) "
         f"in {ours.seconds:.1f} s, "
         f"{1e6 * ours.cpu / max(1, ours.ok * batch):.0f} CPU ms per 1,000 alerts (bot and Redis); the stream "
-        f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'})"
+        f"holds {entries:,} entries of {alerts:,} alerts ({'every 2xx' if stored_ok else 'MISMATCH'}), of which the "
+        f"consumer, in the same process, had delivered {after[2] - before[2]:,} "
+        f"({100 * (after[2] - before[2]) / max(1, alerts):.0f}%) into their groups"
     )
     anchor = None
     if am_base is not None:
@@ -579,6 +609,7 @@ async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> in
         await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
     stored = 20 * (await client.xlen(STREAM) - before_len)
     delivered = await wait_delivered(client, STREAM, 300)
+    took = time.perf_counter() - started
     await asyncio.sleep(3)
     posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok]) - before_posts
     limited = len(
@@ -592,7 +623,8 @@ async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> in
                 [m for m in json.loads(raw)["members"].values() if m["labels"]["alertname"].startswith("Storm")]
             )
     print(
-        f"storm: 10,000 alerts sent, {stored} stored, delivered={delivered}, {posts} messages posted, "
+        f"storm: 10,000 alerts sent over 10 s, {stored} stored, delivered={delivered} ({took:.1f} s after the first "
+        f"was sent), {posts} messages posted, "
         f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}"
     )
     return 10_000 - members
