@@ -213,7 +213,7 @@ async def test_accepted_alerts_survive_a_restart_before_delivery(emulator, redis
         await settle(bot)
         assert len(top_level(bot, "#incidents")) == 1
         entry_id = (await client.xrange(store.k("stream")))[0][0]
-        await bot.deps.alerts.deliver(f"{entry_id}-0", alerts[0])  # a redelivery of the same entry
+        await bot.deps.alerts.deliver_events([(f"{entry_id}-0", alerts[0])])  # a redelivery of the same entry
         await bot.deps.alerts.flush()
         assert len(top_level(bot, "#incidents")) == 1
     finally:

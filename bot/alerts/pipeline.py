@@ -212,10 +212,6 @@ class AlertPipeline:
         except Exception:
             log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
-    async def deliver(self, event_id: str, alert: Alert) -> None:
-        """Puts one alert where it belongs (`deliver_events` of one event)."""
-        await self.deliver_events([(event_id, alert)])
-
     async def deliver_events(self, events: Sequence[tuple[str, Alert]]) -> None:
         """Puts the alerts of one stream entry where they belong, in order: the open group of their key in each
         routed channel, or a new group. Silences are read once; the events that share a group change it in one
