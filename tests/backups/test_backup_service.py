@@ -87,7 +87,12 @@ async def test_round_trip_restores_the_same_data(
     done = await service.get_restore(restore.id)
     assert done is not None and done.state == RestoreState.SUCCEEDED, done.detail
     assert data(postgres, appdb) == before
-    actions = [(r.actor, r.action, r.result) for r in await bot.deps.audit.recent(30)]
+
+    async def audited() -> list[tuple[str, str, str]]:  # the record is written first, the audit entry after it
+        actions = [(r.actor, r.action, r.result) for r in await bot.deps.audit.recent(30)]
+        return actions if ("U0BOB", "backup.restore.finish", "ok") in actions else []
+
+    actions = await eventually(audited, "the restore's finish in the audit log")
     assert ("U0BOB", "backup.restore.finish", "ok") in actions and (
         "U0ALICE",
         "backup.restore.approve",
