@@ -32,7 +32,13 @@ from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.platform.errors import StoreUnavailable, UserFacingError
 from bot.platform.metrics import Metrics
-from bot.platform.slack_client import error_code, is_transient
+from bot.platform.slack_client import (
+    error_code,
+    is_transient,
+    maybe_applied,
+    retry_after_seconds,
+    without_rate_limit_waits,
+)
 from bot.platform.slack_post import OncePoster, post_message
 from bot.platform.store import Pipe
 from bot.platform.tasks import Passes
@@ -48,6 +54,7 @@ ABANDONED_AFTER_MS = 30_000
 CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
 POST_LEASE_SECONDS = 30
+POSTS_PER_CLAIM = 10
 RETRY_AFTER = timedelta(seconds=2)
 FAILURES_BEFORE_PAUSE = 3
 MAX_PAUSE_SECONDS = 10.0
@@ -92,6 +99,10 @@ class AlertPipeline:
         # whose work is to move accepted alerts into groups whatever Slack does.
         self._slack_failing = False
         self._poster = OncePoster(slack, event_type="chatops_alert")
+        # The consumer's own first posts are never waited out on Slack's rate limit (see `_post_at_once`): a
+        # channel that answered 429 gets its new groups from the flusher until Slack's Retry-After has passed.
+        self._poster_at_once = OncePoster(without_rate_limit_waits(slack), event_type="chatops_alert")
+        self._rate_limited_until: dict[str, datetime] = {}
         self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
         self._beat = heartbeat or (lambda _loop: None)
         self._sources: Mapping[str, AlertSource] = {}
@@ -274,19 +285,34 @@ class AlertPipeline:
         if policy is not None:  # the first page waits for the message, so its thread can be mentioned
             group = escalation.start(group, policy, now, not_before=now + wait)
         # Due once group_wait has passed; the flusher posts it then, retrying until Slack takes it. With
-        # no wait it is posted here at once (if no flusher took it first), so what follows finds it posted.
+        # no wait it is posted here at once where Slack allows, so what follows usually finds it posted.
         if not await self._store.create_group(group, post_at=now + max(wait, timedelta(0))):
             return False
         await self._store.count(now, "groups")
-        if (
-            wait <= timedelta(0)
-            and not self._slack_failing
-            and await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds())
-            and not await self.post(group.id)
-        ):
-            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+        if wait <= timedelta(0):
+            await self._post_at_once(group, now)
         self.posts_due.set()
         return True
+
+    async def _post_at_once(self, group: AlertGroup, now: datetime) -> None:
+        """The consumer's post of a new group that has no group_wait. It never waits on Slack: while Slack fails
+        the group stays due for the flusher (which backs off), and while the channel is rate limited it is due when
+        Slack's Retry-After ends; either way the consumer goes on with the alerts behind it."""
+        if self._slack_failing:
+            return
+        limited_until = self._rate_limited_until.get(group.channel)
+        if limited_until is not None and now < limited_until:
+            await self._store.postpone_post(group.id, limited_until)
+            return
+        if not await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds()):
+            return  # the flusher has it
+        if await self.post(group.id, poster=self._poster_at_once):
+            return
+        limited_until = self._rate_limited_until.get(group.channel)
+        if limited_until is not None and limited_until > now:
+            await self._store.retry_post_at(group.id, limited_until)
+        else:
+            await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
 
     async def _update_members(self, group_id: str, events: list[tuple[str, Alert]], now: datetime) -> int:
         """Applies events to the open group in one atomic update, then says what happened (thread replies for
@@ -319,11 +345,12 @@ class AlertPipeline:
                 await self._store.count(now, "resolved_without_action")
         return len(applied)
 
-    async def post(self, group_id: str) -> bool:
+    async def post(self, group_id: str, *, poster: OncePoster | None = None) -> bool:
         """Posts a group's message once: a group that has one is only updated, and a retry after a crash or an
         ambiguous Slack answer finds the message it may already have posted (its metadata carries the group id)
         instead of posting it twice. True once the message exists or Slack refused it for good; False (retried
         later) while Slack fails in a way a later attempt can get past. Redis errors raise."""
+        poster = poster or self._poster
         group = await self._store.get_group(group_id)
         if group is None or group.message_ts is not None:
             await self._store.drop_post(group_id)
@@ -332,11 +359,20 @@ class AlertPipeline:
         attempt = await self._store.begin_post(group_id)
         text, blocks = alert_message(group, now=now, max_lines=self.config.max_group_lines)
         try:
-            posted = await self._poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
+            posted = await poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
         except SlackApiError as error:
             code = error_code(error)
             if is_transient(error):
-                log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
+                if attempt.first and not maybe_applied(error):  # certainly not posted: a retry need not look for it
+                    await self._store.forget_attempt("posting", group_id)
+                wait = retry_after_seconds(error)
+                if wait is not None:
+                    self._rate_limited_until[group.channel] = self._clock() + timedelta(seconds=wait)
+                    log.info(
+                        "alert %s left to the flusher: Slack rate-limits %s for %gs", group_id, group.channel, wait
+                    )
+                else:
+                    log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
                 await self._store.count(now, "post_retries")
                 return False
             log.error(
@@ -398,17 +434,26 @@ class AlertPipeline:
         the pass ended on Slack failing."""
         now = self._clock()
         failures_in_a_row = 0
-        due = await self._store.claim_due_posts(now, lease_seconds=self._lease_seconds())
-        self._flushed += len(due)
-        for group_id in due:
-            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
-                await self._store.retry_post_at(group_id, now)
-                continue
-            if await self.post(group_id):
-                failures_in_a_row = 0
-            else:
-                failures_in_a_row += 1
-                await self._store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
+        # Posts first, a few claimed at a time: at Slack's one message a second in a channel, each claim's lease
+        # still holds when its last post is made (a lapsed lease would let another process post it as well).
+        claimed = POSTS_PER_CLAIM
+        while claimed == POSTS_PER_CLAIM and failures_in_a_row < FAILURES_BEFORE_PAUSE:
+            if stop is not None and stop.is_set():
+                break
+            due = await self._store.claim_due_posts(
+                self._clock(), lease_seconds=self._lease_seconds(), count=POSTS_PER_CLAIM
+            )
+            claimed = len(due)
+            self._flushed += claimed
+            for group_id in due:
+                if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                    await self._store.retry_post_at(group_id, now)
+                    continue
+                if await self.post(group_id):
+                    failures_in_a_row = 0
+                else:
+                    failures_in_a_row += 1
+                    await self._store.retry_post_at(group_id, self._clock() + RETRY_AFTER)
         updates, lease = await self._store.claim_updates(self._clock(), lease_seconds=self._lease_seconds())
         self._flushed += len(updates)
         for group_id in updates:

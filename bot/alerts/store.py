@@ -470,6 +470,11 @@ class AlertStore:
         """Tries the post of `group_id` again at `when`."""
         await self.redis.zadd(self.k("post_due"), {group_id: when.timestamp()})
 
+    async def postpone_post(self, group_id: str, until: datetime) -> None:
+        """Makes a group's post due no sooner than `until`, unless it is no longer due or is claimed (a claim's
+        lease is later than any wait for Slack's rate limit, and is the claimer's to settle)."""
+        await self.redis.zadd(self.k("post_due"), {group_id: until.timestamp()}, xx=True, gt=True)
+
     async def begin_attempt(self, kind: str, name: str) -> Attempt:
         """Notes that Slack is about to be asked for something that must happen once (kind `posting`: a group's
         message; `paging`: a page). For a later attempt, the result says when the earlier ones ran: what they may
@@ -493,6 +498,11 @@ class AlertStore:
     def queue_attempt_done(self, pipe: Pipe, kind: str, name: str) -> None:
         """Queues, in the transaction that records the outcome, the end of an attempt begun with `begin_attempt`."""
         pipe.hdel(self.k(kind), name)
+
+    async def forget_attempt(self, kind: str, name: str) -> None:
+        """Forgets a first attempt that Slack certainly did not carry out (it answered 429): the next attempt is a
+        first one again, and need not search the channel's history for what this one cannot have posted."""
+        await self.redis.hdel(self.k(kind), name)
 
     async def begin_post(self, group_id: str) -> Attempt:
         """`begin_attempt` for a group's message."""

@@ -9,6 +9,7 @@ re-posting after an answer that does not rule out that the post went through.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import aiohttp
@@ -77,6 +78,18 @@ def maybe_applied(error: SlackApiError) -> bool:
     if error_code(error) in _NOT_APPLIED or _status(error) == 429:
         return False
     return is_transient(error)
+
+
+def retry_after_seconds(error: SlackApiError) -> float | None:
+    """The wait Slack asked for with a 429 (its `Retry-After`, at least 1 s), or None if the error is not a 429."""
+    if error_code(error) not in _NOT_APPLIED and _status(error) != 429:
+        return None
+    headers = getattr(error.response, "headers", None) or {}
+    raw = next((str(value) for name, value in headers.items() if str(name).lower() == "retry-after"), "")
+    try:
+        return max(1.0, float(raw))
+    except ValueError:
+        return 1.0
 
 
 def _status(error: SlackApiError) -> int:
@@ -171,3 +184,13 @@ def build_slack_client(
         metrics=metrics,
         retry_handlers=handlers,
     )
+
+
+def without_rate_limit_waits(client: AsyncWebClient) -> AsyncWebClient:
+    """The same client (token, session, metrics, connection retries) except that a 429 is raised at once instead
+    of waited out: for a caller with other work queued behind the call, which leaves it to a later pass."""
+    quick = copy.copy(client)
+    quick.retry_handlers = [
+        handler for handler in client.retry_handlers if not isinstance(handler, AsyncRateLimitErrorRetryHandler)
+    ]
+    return quick
