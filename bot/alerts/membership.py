@@ -1,6 +1,7 @@
 """How alert events change the open group they belong to: pure logic, no I/O. The consumer applies all the events
 of one stream entry that share a group in one atomic update (`apply_events`), rather than one update per alert:
 an Alertmanager webhook carries one of its groups, so a batch of ten alerts is one read and one write of the group.
+In a backlog the consumer delivers several entries as one run (`delivery_runs`), so a group is written once a run.
 
 Each event is (event id, alert): the id is the stream entry's id and the alert's index in it (`1700000000000-0-3`),
 so a redelivered or out-of-order event is recognised as stale and changes nothing."""
@@ -89,3 +90,17 @@ def newer(event_id: str, than: str) -> bool:
         return parts(event_id) > parts(than)
     except ValueError:
         return True
+
+
+def delivery_runs(entries: Sequence[tuple[str, Sequence[Alert]]]) -> list[list[tuple[str, Sequence[Alert]]]]:
+    """Splits entries read together (id, alerts; in stream order) into runs, each delivered and acknowledged as one.
+    A run that fails is delivered again from its start. Redelivering events a group has seen is harmless (they are
+    stale), except across a resolve: a group that resolved is closed, so an older firing event delivered again would
+    open a new group for an alert that is no longer firing. Hence a run never goes on past an entry that resolves
+    anything: every such entry starts a new run, and what came before it has been acknowledged by then."""
+    runs: list[list[tuple[str, Sequence[Alert]]]] = []
+    for entry in entries:
+        if not runs or any(alert.status == "resolved" for alert in entry[1]):
+            runs.append([])
+        runs[-1].append(entry)
+    return runs

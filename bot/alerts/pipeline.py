@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts import escalation
 from bot.alerts.config import AlertsSection
-from bot.alerts.membership import Applied, apply_events
+from bot.alerts.membership import Applied, apply_events, delivery_runs
 from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
@@ -178,15 +178,20 @@ class AlertPipeline:
                 if retry_pending and not entries:
                     retry_pending = False
                     continue
-                for entry_id, payload in entries:
-                    if stop.is_set():
-                        break
-                    alerts = payload if isinstance(payload, list) else await self.normalised(entry_id, payload)
-                    current = (entry_id, alerts)
-                    await self.deliver_events([(f"{entry_id}-{index}", alert) for index, alert in enumerate(alerts)])
-                    await self._store.ack([entry_id])
-                    failures.pop(entry_id, None)
-                    current = None
+                if retry_pending:
+                    # Entries that failed before are retried one at a time, so a failure is counted against the one
+                    # entry that causes it (the tenth moves it to the dead-letter stream).
+                    for entry_id, payload in entries:
+                        if stop.is_set():
+                            break
+                        alerts = payload if isinstance(payload, list) else await self.normalised(entry_id, payload)
+                        current = (entry_id, alerts)
+                        await self.deliver_events(_events(entry_id, alerts))
+                        await self._store.ack([entry_id])
+                        failures.pop(entry_id, None)
+                        current = None
+                elif entries:
+                    await self._deliver_entries(entries)
                 self.delivered.set()
             except asyncio.CancelledError:
                 raise
@@ -204,6 +209,19 @@ class AlertPipeline:
                 current = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def _deliver_entries(self, entries: Sequence[tuple[str, list[Alert] | RawEntry]]) -> None:
+        """Delivers new entries read together in runs (`delivery_runs`), each run's events in one `deliver_events`
+        and its entries acknowledged together: in a backlog (a storm, a restart) a group that many entries touch is
+        read and written once a run, not once an entry. A run that fails stays pending; the retry goes entry by
+        entry."""
+        normalised = [
+            (entry_id, payload if isinstance(payload, list) else await self.normalised(entry_id, payload))
+            for entry_id, payload in entries
+        ]
+        for run in delivery_runs(normalised):
+            await self.deliver_events([event for entry_id, alerts in run for event in _events(entry_id, alerts)])
+            await self._store.ack([entry_id for entry_id, _ in run])
 
     async def _count_failure(
         self, failures: dict[str, int], current: tuple[str, list[Alert]], error: Exception
@@ -224,7 +242,7 @@ class AlertPipeline:
             log.exception("could not dead-letter alert entry %s; it stays pending", entry_id)
 
     async def deliver_events(self, events: Sequence[tuple[str, Alert]]) -> None:
-        """Puts the alerts of one stream entry where they belong, in order: the open group of their key in each
+        """Puts the alerts of stream entries where they belong, in order: the open group of their key in each
         routed channel, or a new group. Silences are read once; the events that share a group change it in one
         atomic update (bot/alerts/membership.py)."""
         now = self._clock()
@@ -854,6 +872,11 @@ class AlertPipeline:
             )
         except SlackApiError as error:
             log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))
+
+
+def _events(entry_id: str, alerts: Sequence[Alert]) -> list[tuple[str, Alert]]:
+    """An entry's alerts as events, each with its id (the entry's id and the alert's index: see membership.py)."""
+    return [(f"{entry_id}-{index}", alert) for index, alert in enumerate(alerts)]
 
 
 def _named(user: str, name: str | None) -> str:
