@@ -1,38 +1,80 @@
-"""Slack rate-limiting new alert messages (`group_wait: 0s`) holds up no alert: the consumer, which posts a new
-group's message itself, never waits out a 429. The rate-limited group and every new group in that channel until
-Slack's Retry-After ends are posted by the flusher once it ends, each exactly once, without a history search (a 429
-means nothing was posted). Against the real bot, the emulator and a real Redis.
+"""Slack's rate limit holds up no alert: the consumer, which posts a new group's message itself (`group_wait: 0s`),
+never waits out a 429, nor does the flusher, which leaves a rate-limited channel alone until Slack's Retry-After ends
+and goes on with the others. Thread replies (an alert resolved) are queued with the change they tell of, sent by the
+flusher once the message exists, several as one reply. Each against the real bot, the emulator and a real Redis.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
 import pytest
 
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness
 from tests.state import state
-from tests.test_alert_delivery_faults import TOKEN, assert_each_posted_once, config_text, posts_naming, send
+from tests.test_alert_delivery_faults import TOKEN, alertmanager_body, assert_each_posted_once, posts_naming, send
 from tests.waiting import eventually
 
-# Long enough that the consumer's work on the second webhook is surely done before it ends, even on a loaded
-# machine; before the fix the consumer slept this long inside slack_sdk, the second webhook's alerts behind it.
+# Long enough that the bot's work on the next webhook is surely done before it ends, even on a loaded machine.
+# Before, the consumer slept this long inside slack_sdk, with every alert behind it.
 RETRY_AFTER_SECONDS = 12
 
 
-@pytest.fixture
-def bot_config(monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
+def config_text(group_wait: str) -> str:
+    return f"""
+roles: {{admins: [U0DEMO], responders: [U0DEMO]}}
+alerts:
+  default_channel: "#alerts"
+  group_wait: {group_wait}
+  sources:
+    alertmanager: {{token_env: TEST_AM_TOKEN}}
+  routes:
+    - {{match: {{team: db}}, channel: "#incidents"}}
+"""
+
+
+@pytest.fixture(params=["0s"])
+def bot_config(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ChatopsConfig:
     monkeypatch.setenv("TEST_AM_TOKEN", TOKEN)
-    return parse_config(config_text("0s"), "rate-limits.yaml")
+    return parse_config(config_text(request.param), "rate-limits.yaml")
 
 
-async def grouped(bot: BotHarness, name: str) -> dict[str, object] | None:
-    """The stored group (id, posted?) holding alert `name`, if any."""
+async def grouped(bot: BotHarness, name: str) -> dict[str, Any] | None:
+    """The stored group (id, posted?, message ts) holding an alert named `name`, if any."""
     store = state(bot).alerts
     for group_id in await store.firing_ids():
         group = await store.get_group(group_id)
         if group is not None and any(m.labels.get("alertname") == name for m in group.members.values()):
-            return {"id": group_id, "posted": group.message_ts is not None}
+            return {"id": group_id, "posted": group.message_ts is not None, "ts": group.message_ts}
     return None
+
+
+def disk_alerts(count: int, status: str) -> dict[str, Any]:
+    """An Alertmanager webhook body: `count` DiskFull alerts (one group) on hosts disk-0…, firing or resolved."""
+    sample = json.loads((Path(__file__).parent / "fixtures" / "alertmanager-firing.json").read_text())
+    alerts = []
+    for n in range(count):
+        alert = copy.deepcopy(sample["alerts"][0])
+        alert["labels"] = {**alert["labels"], "alertname": "DiskFull", "instance": f"disk-{n}"}
+        alert["annotations"] = {**alert.get("annotations", {}), "summary": f"Disk full on disk-{n}"}
+        alert["fingerprint"] = f"fp-disk-{n}"
+        alert["status"] = status
+        alerts.append(alert)
+    return {**sample, "status": status, "alerts": alerts}
+
+
+async def send_body(url: str, body: dict[str, Any]) -> int:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/alerts/alertmanager", json=body, headers=headers) as response,
+    ):
+        return response.status
 
 
 async def test_a_rate_limited_post_does_not_hold_up_the_alerts_behind_it(bot: BotHarness) -> None:
@@ -51,4 +93,61 @@ async def test_a_rate_limited_post_does_not_hold_up_the_alerts_behind_it(bot: Bo
     await assert_each_posted_once(bot, ["LimitedFirst", "BehindIt"])
     assert limited["id"] != behind["id"]
     assert not bot.emulator.calls_to("conversations.history"), "a 429 posted nothing: no history search"
-    assert len(posts_naming(bot.emulator, "#alerts", "LimitedFirst")) == 1
+
+
+async def test_resolves_become_a_few_thread_replies_and_hold_up_nothing(bot: BotHarness) -> None:
+    """Before, each resolved alert was one reply posted by the consumer itself, waiting out every 429."""
+    assert await send_body(bot.url, disk_alerts(30, "firing")) == 200
+    group = await eventually(lambda: posted_group(bot, "DiskFull"), "the DiskFull message posted")
+    bot.emulator.faults.add("429", methods=["chat.postMessage"], count=1, retry_after=RETRY_AFTER_SECONDS)
+    assert await send_body(bot.url, disk_alerts(30, "resolved")) == 200
+    await eventually(lambda: resolved(bot, group["id"]), "the group resolved")
+    assert await send(bot.url, ["AfterTheResolves"]) == 200
+    await eventually(lambda: grouped(bot, "AfterTheResolves"), "the next webhook's alert in its group")
+    assert thread_replies(bot, group["ts"]) == [], "the replies wait for Slack's Retry-After; the consumer does not"
+
+    await eventually(lambda: len(resolved_lines(bot, group["ts"])) >= 30, "every resolve told in the thread")
+    assert len(resolved_lines(bot, group["ts"])) == 30, "each resolved alert told once"
+    assert len(thread_replies(bot, group["ts"])) == 2, "30 resolves in two replies (20 lines a reply)"
+    await assert_each_posted_once(bot, ["AfterTheResolves"])
+
+
+@pytest.mark.parametrize("bot_config", ["1s"], indirect=True)
+async def test_a_rate_limited_channel_does_not_hold_up_another_channels_messages(bot: BotHarness) -> None:
+    """Before, the flusher waited out each 429 in place: a busy channel held up every other channel's alerts."""
+    bot.emulator.set_rate_limit(0.2)  # a message every 5 s in each channel, after the first
+    busy = ["BusyOne", "BusyTwo", "BusyThree"]
+    assert await send(bot.url, busy) == 200
+    database = alertmanager_body(["DatabaseDown"])
+    database["alerts"][0]["labels"]["team"] = "db"
+    assert await send_body(bot.url, database) == 200
+
+    await eventually(lambda: posts_naming(bot.emulator, "#incidents", "DatabaseDown"), "the #incidents alert posted")
+    posted = [name for name in busy if posts_naming(bot.emulator, "#alerts", name)]
+    assert len(posted) < len(busy), "#incidents did not wait for the rate-limited #alerts"
+    await assert_each_posted_once(bot, busy)
+    assert len(posts_naming(bot.emulator, "#incidents", "DatabaseDown")) == 1
+
+
+async def posted_group(bot: BotHarness, name: str) -> dict[str, Any] | None:
+    found = await grouped(bot, name)
+    return found if found and found["posted"] else None
+
+
+async def resolved(bot: BotHarness, group_id: str) -> bool:
+    group = await state(bot).alerts.get_group(group_id)
+    return group is not None and group.state == "resolved"
+
+
+def thread_replies(bot: BotHarness, thread_ts: str) -> list[dict[str, Any]]:
+    return [m for m in bot.emulator.messages("#alerts") if m.get("thread_ts") == thread_ts and m["ts"] != thread_ts]
+
+
+def resolved_lines(bot: BotHarness, thread_ts: str) -> list[str]:
+    """The "resolved" lines in the thread."""
+    return [
+        line
+        for reply in thread_replies(bot, thread_ts)
+        for line in str(reply.get("text", "")).splitlines()
+        if "*DiskFull* resolved" in line
+    ]

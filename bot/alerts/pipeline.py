@@ -1,6 +1,9 @@
 """The alert pipeline: accepted alerts are appended to a Redis Stream before the webhook is answered; a consumer
 group delivers them to Slack in order (dedup into the open group, routing, silences), a flusher updates messages
 at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts.
+Neither waits on Slack's rate limit: a channel that answered 429 is left alone until its Retry-After ends, and what
+was due there (a post, an update, queued thread replies) is due again then. Thread replies that tell of a change
+(an alert resolved) are queued in the change's own transaction and sent by the flusher, several as one reply.
 
 A source with the raw intake (`RawIntake`) has its admitted bodies stored as they came; the consumer normalises them
 with that source, and a body it cannot normalise goes to the dead-letter stream at once (counted in
@@ -16,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import mean
+from typing import Literal
 
 from redis.exceptions import RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
@@ -55,6 +59,9 @@ CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
 POST_LEASE_SECONDS = 30
 POSTS_PER_CLAIM = 10
+# Queued thread replies of one group sent as one reply (a storm of resolves is a few replies, not hundreds).
+REPLY_LINES = 20
+ALL_REPLIES = 1_000_000
 RETRY_AFTER = timedelta(seconds=2)
 FAILURES_BEFORE_PAUSE = 3
 MAX_PAUSE_SECONDS = 10.0
@@ -98,10 +105,11 @@ class AlertPipeline:
         # While Slack fails, new groups are left to the flusher (which backs off) rather than posted by the consumer,
         # whose work is to move accepted alerts into groups whatever Slack does.
         self._slack_failing = False
-        self._poster = OncePoster(slack, event_type="chatops_alert")
-        # The consumer's own first posts are never waited out on Slack's rate limit (see `_post_at_once`): a
-        # channel that answered 429 gets its new groups from the flusher until Slack's Retry-After has passed.
-        self._poster_at_once = OncePoster(without_rate_limit_waits(slack), event_type="chatops_alert")
+        # Alert messages and their thread replies never wait out Slack's rate limit in place: a channel that
+        # answered 429 is left alone until its Retry-After ends (what was due there is due again then), so neither
+        # the consumer nor the other channels' messages queue behind it.
+        self._messages = without_rate_limit_waits(slack)
+        self._poster = OncePoster(self._messages, event_type="chatops_alert")
         self._rate_limited_until: dict[str, datetime] = {}
         self._slack_timeout = float(getattr(slack, "timeout", 10) or 10)
         self._beat = heartbeat or (lambda _loop: None)
@@ -318,19 +326,32 @@ class AlertPipeline:
         Slack's Retry-After ends; either way the consumer goes on with the alerts behind it."""
         if self._slack_failing:
             return
-        limited_until = self._rate_limited_until.get(group.channel)
-        if limited_until is not None and now < limited_until:
+        limited_until = self._limited_until(group.channel)
+        if limited_until is not None:
             await self._store.postpone_post(group.id, limited_until)
             return
         if not await self._store.claim_post(group.id, now, lease_seconds=self._lease_seconds()):
             return  # the flusher has it
-        if await self.post(group.id, poster=self._poster_at_once):
-            return
-        limited_until = self._rate_limited_until.get(group.channel)
-        if limited_until is not None and limited_until > now:
-            await self._store.retry_post_at(group.id, limited_until)
-        else:
+        if not await self.post(group.id, claimed=True):
             await self._store.retry_post_at(group.id, self._clock() + RETRY_AFTER)
+
+    def _limited_until(self, channel: str) -> datetime | None:
+        """When Slack's rate limit of `channel` ends, if it has not yet (from its last 429's Retry-After)."""
+        until = self._rate_limited_until.get(channel)
+        if until is None:
+            return None
+        if until <= self._clock():
+            del self._rate_limited_until[channel]
+            return None
+        return until
+
+    def _note_rate_limit(self, channel: str, error: SlackApiError) -> datetime | None:
+        """When Slack answered 429 for `channel`: notes until when to leave the channel alone, and returns it."""
+        wait = retry_after_seconds(error)
+        if wait is None:
+            return None
+        until = self._rate_limited_until[channel] = self._clock() + timedelta(seconds=wait)
+        return until
 
     async def _update_members(self, group_id: str, events: list[tuple[str, Alert]], now: datetime) -> int:
         """Applies events to the open group in one atomic update, then says what happened (thread replies for
@@ -342,18 +363,20 @@ class AlertPipeline:
             applied[:] = done
             return after
 
-        _, after = await self._store.update_group(group_id, change)
+        def queue_replies(pipe: Pipe, after: AlertGroup) -> None:
+            for result in applied:
+                if result.outcome == "resolved" and result.member is not None:
+                    member = result.member
+                    took = human_duration((member.ends_at or now) - member.starts_at)
+                    text = f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
+                    self._store.queue_reply(pipe, group_id, text)
+
+        _, after = await self._store.update_group(group_id, change, also=queue_replies)
         deduplicated = sum(1 for a in applied if a.outcome == "deduplicated")
         if deduplicated:
             await self._store.count(now, "deduplicated", deduplicated)
-        for result in applied:
-            if result.outcome != "resolved" or result.member is None:
-                continue
-            member = result.member
-            took = human_duration((member.ends_at or now) - member.starts_at)
-            await self.thread_reply(
-                after, f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
-            )
+        if any(result.outcome == "resolved" for result in applied):
+            self.posts_due.set()  # the flusher sends the thread replies
         if after.state == "resolved" and applied and applied[-1].outcome == "resolved":
             await self._close_pages(
                 after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}."
@@ -363,35 +386,38 @@ class AlertPipeline:
                 await self._store.count(now, "resolved_without_action")
         return len(applied)
 
-    async def post(self, group_id: str, *, poster: OncePoster | None = None) -> bool:
+    async def post(self, group_id: str, *, claimed: bool = False) -> bool:
         """Posts a group's message once: a group that has one is only updated, and a retry after a crash or an
         ambiguous Slack answer finds the message it may already have posted (its metadata carries the group id)
-        instead of posting it twice. True once the message exists or Slack refused it for good; False (retried
-        later) while Slack fails in a way a later attempt can get past. Redis errors raise."""
-        poster = poster or self._poster
+        instead of posting it twice. True when nothing is left for the caller to do: the message exists, Slack
+        refused it for good, or Slack rate-limits the channel (the post is then due again when Retry-After ends;
+        `claimed`: the caller holds the post's lease). False (retried later) while Slack fails in a way a later
+        attempt can get past. Redis errors raise."""
         group = await self._store.get_group(group_id)
         if group is None or group.message_ts is not None:
             await self._store.drop_post(group_id)
+            return True
+        limited_until = self._limited_until(group.channel)
+        if limited_until is not None:
+            await self._post_later(group_id, limited_until, claimed=claimed)
             return True
         now = self._clock()
         attempt = await self._store.begin_post(group_id)
         text, blocks = alert_message(group, now=now, max_lines=self.config.max_group_lines)
         try:
-            posted = await poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
+            posted = await self._poster.post_once(group.channel, group.id, attempt=attempt, text=text, blocks=blocks)
         except SlackApiError as error:
             code = error_code(error)
             if is_transient(error):
                 if attempt.first and not maybe_applied(error):  # certainly not posted: a retry need not look for it
                     await self._store.forget_attempt("posting", group_id)
-                wait = retry_after_seconds(error)
-                if wait is not None:
-                    self._rate_limited_until[group.channel] = self._clock() + timedelta(seconds=wait)
-                    log.info(
-                        "alert %s left to the flusher: Slack rate-limits %s for %gs", group_id, group.channel, wait
-                    )
-                else:
-                    log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
                 await self._store.count(now, "post_retries")
+                limited_until = self._note_rate_limit(group.channel, error)
+                if limited_until is not None:
+                    log.info("alert %s waits for Slack's rate limit of %s", group_id, group.channel)
+                    await self._post_later(group_id, limited_until, claimed=claimed)
+                    return True
+                log.warning("alert %s not posted yet (Slack: %s); retrying", group_id, code)
                 return False
             log.error(
                 "alert %s cannot be posted to %s: %s (it stays stored; fix the route's channel)",
@@ -416,6 +442,13 @@ class AlertPipeline:
         )
         await self._store.count(self._clock(), "posted")
         return True
+
+    async def _post_later(self, group_id: str, when: datetime, *, claimed: bool) -> None:
+        """Makes a post due at `when`: the claimer's own lease is replaced; anyone else's claim is left alone."""
+        if claimed:
+            await self._store.retry_post_at(group_id, when)
+        else:
+            await self._store.postpone_post(group_id, when)
 
     async def run_flusher(self, stop: asyncio.Event) -> None:
         """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass;
@@ -467,7 +500,7 @@ class AlertPipeline:
                 if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                     await self._store.retry_post_at(group_id, now)
                     continue
-                if await self.post(group_id):
+                if await self.post(group_id, claimed=True):
                     failures_in_a_row = 0
                 else:
                     failures_in_a_row += 1
@@ -478,27 +511,79 @@ class AlertPipeline:
             if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
                 await self._store.mark_dirty([group_id])
                 continue
-            if await self._update_message(group_id):
+            outcome = await self._update_message(group_id)
+            if outcome == "done":
                 failures_in_a_row = 0
                 await self._store.update_done(group_id, lease)
-            else:
+            elif outcome == "failed":
                 failures_in_a_row += 1
                 await self._store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
+        replies = await self._store.claim_replies(self._clock(), lease_seconds=self._lease_seconds())
+        self._flushed += len(replies)
+        for group_id in replies:
+            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                await self._store.retry_replies_at(group_id, now)
+                continue
+            if await self._send_replies(group_id):
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += 1
+                await self._store.retry_replies_at(group_id, self._clock() + RETRY_AFTER)
         return failures_in_a_row > 0
 
-    async def _update_message(self, group_id: str) -> bool:
-        """Shows a group's current state on its message; False if Slack failed in a way worth retrying."""
+    async def _update_message(self, group_id: str) -> Literal["done", "failed", "later"]:
+        """Shows a group's current state on its message (done); `failed` if Slack failed in a way worth retrying;
+        `later` if Slack rate-limits the channel (the update, claimed by the caller, is due when that ends)."""
         group = await self._store.get_group(group_id)
         if group is None or group.message_ts is None:
-            return True  # gone, or not posted yet: the post shows the latest state
+            return "done"  # gone, or not posted yet: the post shows the latest state
+        limited_until = self._limited_until(group.channel)
+        if limited_until is not None:
+            await self._store.retry_update_at(group_id, limited_until)
+            return "later"
         text, blocks = alert_message(group, now=self._clock(), max_lines=self.config.max_group_lines)
         try:
-            await self._slack.chat_update(
+            await self._messages.chat_update(
                 channel=group.message_channel or group.channel, ts=group.message_ts, text=text, blocks=blocks
             )
         except SlackApiError as error:
+            limited_until = self._note_rate_limit(group.channel, error)
+            if limited_until is not None:
+                await self._store.retry_update_at(group_id, limited_until)
+                return "later"
             log.warning("could not update alert %s: %s", group_id, error_code(error))
-            return not is_transient(error)
+            return "failed" if is_transient(error) else "done"
+        return "done"
+
+    async def _send_replies(self, group_id: str) -> bool:
+        """Sends a group's queued thread replies once its message is posted, up to REPLY_LINES of them as one reply
+        (a storm of resolves makes a few replies, not hundreds). False if Slack failed in a way worth retrying."""
+        group = await self._store.get_group(group_id)
+        if group is None or (group.message_ts is None and not await self._store.post_pending(group_id)):
+            await self._store.replies_sent(group_id, ALL_REPLIES)  # gone, or its message will never be posted
+            return True
+        if group.message_ts is None:  # to be posted soon: the replies follow it
+            await self._store.retry_replies_at(group_id, self._clock() + RETRY_AFTER)
+            return True
+        limited_until = self._limited_until(group.channel)
+        if limited_until is not None:
+            await self._store.retry_replies_at(group_id, limited_until)
+            return True
+        lines = await self._store.queued_replies(group_id, REPLY_LINES)
+        if lines:
+            try:
+                await self._messages.chat_postMessage(
+                    channel=group.message_channel or group.channel, thread_ts=group.message_ts, text="\n".join(lines)
+                )
+            except SlackApiError as error:
+                limited_until = self._note_rate_limit(group.channel, error)
+                if limited_until is not None:
+                    await self._store.retry_replies_at(group_id, limited_until)
+                    return True
+                log.warning("could not reply in the thread of alert %s: %s", group_id, error_code(error))
+                if is_transient(error):
+                    return False
+        await self._store.replies_sent(group_id, len(lines))
         return True
 
     async def caught_up(self) -> bool:

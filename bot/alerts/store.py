@@ -117,6 +117,18 @@ end
 return removed
 """
 
+# After a group's queued thread replies were sent (KEYS: its replies list, replies_due; ARGV: how many were sent,
+# group id): drops them, and keeps the group due while replies queued since the claim remain.
+_REPLIES_SENT = """
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+end
+return 1
+"""
+
 ACK_COUNTERS_READY = "ready"
 
 
@@ -224,6 +236,7 @@ class AlertStore:
         self._note_attempt = store.redis.register_script(_NOTE_ATTEMPT)
         self._append_once = store.redis.register_script(_APPEND_ONCE)
         self._drop_resolved = store.redis.register_script(_DROP_RESOLVED)
+        self._replies_sent = store.redis.register_script(_REPLIES_SENT)
         self._appender = StreamAppender(store, self.k("stream"), lambda day: self.k("stats", day))
         # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
         # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
@@ -469,6 +482,38 @@ class AlertStore:
     async def retry_post_at(self, group_id: str, when: datetime) -> None:
         """Tries the post of `group_id` again at `when`."""
         await self.redis.zadd(self.k("post_due"), {group_id: when.timestamp()})
+
+    # -- thread replies the flusher sends ----------------------------------------------------------------
+
+    def queue_reply(self, pipe: Pipe, group_id: str, text: str) -> None:
+        """Queues, in the transaction of the change it tells of, a reply in the thread of the group's message; the
+        flusher sends it (several queued together as one reply) once the message is posted."""
+        pipe.rpush(self.k("replies", group_id), text)
+        pipe.zadd(self.k("replies_due"), {group_id: 0}, nx=True)
+
+    async def claim_replies(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
+        """Groups with thread replies to send, each leased to this caller (see `_CLAIM_DEADLINES`)."""
+        claimed = await self._claim_deadlines(
+            keys=[self.k("replies_due")], args=[now.timestamp(), now.timestamp() + lease_seconds, count]
+        )
+        return [str(member) for member in claimed]
+
+    async def queued_replies(self, group_id: str, count: int) -> list[str]:
+        """The first `count` queued thread replies of a group, oldest first."""
+        return [str(text) for text in await self.redis.lrange(self.k("replies", group_id), 0, count - 1)]
+
+    async def replies_sent(self, group_id: str, count: int) -> None:
+        """The first `count` queued replies of a group are in Slack (or can never be: the group or its channel is
+        gone): they are dropped, and the group stays due if more were queued meanwhile."""
+        await self._replies_sent(keys=[self.k("replies", group_id), self.k("replies_due")], args=[count, group_id])
+
+    async def post_pending(self, group_id: str) -> bool:
+        """Whether the group's message is still to be posted (due, or being posted)."""
+        return await self.redis.zscore(self.k("post_due"), group_id) is not None
+
+    async def retry_replies_at(self, group_id: str, when: datetime) -> None:
+        """Sends the queued replies of `group_id` at `when` (Slack failed, or asked to wait)."""
+        await self.redis.zadd(self.k("replies_due"), {group_id: when.timestamp()})
 
     async def postpone_post(self, group_id: str, until: datetime) -> None:
         """Makes a group's post due no sooner than `until`, unless it is no longer due or is claimed (a claim's
