@@ -16,7 +16,9 @@ measured in the same run with the same load generator; then how fast alerts reac
 2. Latency: single new alerts at a modest rate; time from the webhook POST to the emulator receiving the
    chat.postMessage (its message ts is its clock). Emulator without a rate limit. Prints p50/p99.
 3. Storm (--storm): 10,000 alerts in 10 s over 50 groups with the emulator's 1 message/s/channel limit; waits until
-   the stream is delivered; prints messages posted, alerts stored, alerts lost (must be 0).
+   the stream is delivered and until Slack shows everything; prints messages posted, alerts stored, alerts lost
+   (must be 0). Then the same 10,000 resolved as fast: the times again, the thread replies that told of them, and
+   the storm alerts still firing (must be 0).
 
    chatops runs with 1 worker process and with one per core (`--workers`, `chatops serve --workers N`); each
    worker count gets its own row.
@@ -552,12 +554,11 @@ async def wait_delivered(client: aioredis.Redis, stream: str, deadline: float) -
 
 
 async def wait_shown(client: aioredis.Redis, deadline: float) -> bool:
-    """Whether, within `deadline` seconds, no alert message is left to post or to update (Slack shows it all)."""
+    """Whether, within `deadline` seconds, no alert message is left to post or update, nor thread reply to send."""
     give_up_at = time.monotonic() + deadline
     while time.monotonic() < give_up_at:
-        if not await client.zcard("chatops:{alerts}:post_due") and not await client.zcard(
-            "chatops:{alerts}:update_due"
-        ):
+        due = [await client.zcard(f"chatops:{{alerts}}:{part}") for part in ("post_due", "update_due", "replies_due")]
+        if not any(due):
             return True
         await asyncio.sleep(0.2)
     return False
@@ -609,41 +610,64 @@ async def latency(url: str, emulator: SlackEmulator) -> tuple[float, float]:
     return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
 
 
-async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> int:
-    """10,000 alerts in 10 s over 50 groups with Slack's 1 message/s/channel limit; prints and returns alerts lost."""
+async def storm(url: str, emulator: SlackEmulator, client: aioredis.Redis) -> tuple[int, int]:
+    """10,000 alerts in 10 s over 50 groups with Slack's 1 message/s/channel limit, then the same alerts resolved
+    as fast; prints both and returns (alerts lost, storm alerts still firing after their resolves)."""
     emulator.set_rate_limit(1.0)
+    pairs = [[(f"Storm{(n * 20 + i) % 50}", f"s{n}-{i}") for i in range(20)] for n in range(500)]
     before_posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok])
     before_len = await client.xlen(STREAM)
-    bodies = [body([(f"Storm{g}", f"s{n}-{i}") for i in range(20) for g in [(n * 20 + i) % 50]]) for n in range(500)]
-    started = time.perf_counter()
-    for chunk in range(10):  # 10,000 alerts over 10 s
-        await post_many(url, bodies[chunk * 50 : (chunk + 1) * 50], 8)
-        await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
-    sent_in = time.perf_counter() - started
+    sent_in, took, shown_after, shown = await storm_phase(url, client, [body(alerts) for alerts in pairs])
     stored = 20 * (await client.xlen(STREAM) - before_len)
-    delivered = await wait_delivered(client, STREAM, 300)
-    took = time.perf_counter() - started
-    shown = await wait_shown(client, 300)
-    shown_after = time.perf_counter() - started
     await asyncio.sleep(3)
     posts = len([c for c in emulator.calls_to("chat.postMessage") if c.ok]) - before_posts
     limited = len(
         [c for c in emulator.calls_to("chat.postMessage") + emulator.calls_to("chat.update") if c.status == 429]
     )
-    members = 0
-    for group_id in await client.smembers("chatops:{alerts}:firing"):
-        raw = await client.get(f"chatops:{{alerts}}:group:{group_id}")
-        if raw and json.loads(raw)["group_key"]:
-            members += len(
-                [m for m in json.loads(raw)["members"].values() if m["labels"]["alertname"].startswith("Storm")]
-            )
+    members, _ = await storm_members(client)
     print(
-        f"storm: 10,000 alerts sent in {sent_in:.1f} s, {stored} stored, delivered={delivered} (every alert in its "
-        f"group {took:.1f} s after the first was sent), Slack showing the last change after {shown_after:.1f} s "
-        f"(shown={shown}), {posts} messages posted, "
-        f"{limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}"
+        f"storm: 10,000 alerts sent in {sent_in:.1f} s, {stored} stored (every alert in its group {took:.1f} s after "
+        f"the first was sent), Slack showing the last change after {shown_after:.1f} s (shown={shown}), {posts} "
+        f"messages posted, {limited} answers were 429, {members} storm alerts in groups, lost {10_000 - members}"
     )
-    return 10_000 - members
+    calls_before = len(emulator.calls)
+    sent_in, took, shown_after, shown = await storm_phase(url, client, [body(alerts, "resolved") for alerts in pairs])
+    await asyncio.sleep(3)
+    replies = [c for c in emulator.calls[calls_before:] if c.method == "chat.postMessage" and c.args.get("thread_ts")]
+    _, firing = await storm_members(client)
+    print(
+        f"resolve storm: the 10,000 resolved in {sent_in:.1f} s; every resolve in its group {took:.1f} s after the "
+        f"first was sent, Slack showing the last change after {shown_after:.1f} s (shown={shown}); "
+        f"{len([c for c in replies if c.ok])} thread replies told of the resolves; {firing} storm alerts still firing"
+    )
+    return 10_000 - members, firing
+
+
+async def storm_phase(url: str, client: aioredis.Redis, bodies: list[bytes]) -> tuple[float, float, float, bool]:
+    """Sends the 500 bodies over 10 s, waits until the stream is delivered and until Slack shows everything;
+    returns (seconds sending, seconds to delivered, seconds to shown, shown in time)."""
+    started = time.perf_counter()
+    for chunk in range(10):  # 10,000 alerts over 10 s
+        await post_many(url, bodies[chunk * 50 : (chunk + 1) * 50], 8)
+        await asyncio.sleep(max(0.0, (chunk + 1) - (time.perf_counter() - started)))
+    sent_in = time.perf_counter() - started
+    await wait_delivered(client, STREAM, 300)
+    took = time.perf_counter() - started
+    shown = await wait_shown(client, 400)
+    return sent_in, took, time.perf_counter() - started, shown
+
+
+async def storm_members(client: aioredis.Redis) -> tuple[int, int]:
+    """Storm alerts in groups (any state), and those still firing, across the storm's groups."""
+    members = firing = 0
+    for group_id in await client.zrange("chatops:{alerts}:groups", 0, -1):
+        raw = await client.get(f"chatops:{{alerts}}:group:{group_id}")
+        if not raw:
+            continue
+        stored = [m for m in json.loads(raw)["members"].values() if m["labels"]["alertname"].startswith("Storm")]
+        members += len(stored)
+        firing += len([m for m in stored if m["status"] == "firing"])
+    return members, firing
 
 
 # -- main --------------------------------------------------------------------------------------------------------
@@ -730,8 +754,18 @@ async def main() -> None:
                     rows.append(row("alert webhook to Slack post p50", p50, None, "ms", "", None))
                     rows.append(row("alert webhook to Slack post p99", p99, None, "ms", "", None))
                 if args.storm:
-                    lost = await storm(url, emulator, client)
+                    lost, still_firing = await storm(url, emulator, client)
                     rows.append(row("alert storm: alerts lost of 10,000", lost, None, "alerts", "0", lost == 0))
+                    rows.append(
+                        row(
+                            "alert storm: still firing after resolve",
+                            still_firing,
+                            None,
+                            "alerts",
+                            "0",
+                            not still_firing,
+                        )
+                    )
     finally:
         await runner.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)

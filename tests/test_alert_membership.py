@@ -197,3 +197,12 @@ def test_one_run_for_everything_would_fire_a_resolved_alert_again() -> None:
     assert [[entry_id for entry_id, _ in run] for run in delivery_runs(entries)] == [["10-0"], ["11-0"]]
     assert with_a_failure(entries, 1, 1, delivery_runs) == (1, set()) == reference(entries)
     assert with_a_failure(entries, 0, 2, lambda all_entries: [all_entries]) == (2, set())
+
+
+def test_a_storm_of_resolves_or_of_firing_alerts_is_one_run() -> None:
+    """Runs split only where an alert resolves after firing in the same run: a storm of either kind batches."""
+    firing: list[Entry] = [(f"{10 + n}-0", [alert(f"f{n}", "firing"), alert("a", "firing")]) for n in range(5)]
+    resolving: list[Entry] = [(f"{20 + n}-0", [alert(f"f{n}", "resolved")]) for n in range(5)]
+    assert len(delivery_runs(firing)) == 1 and len(delivery_runs(resolving)) == 1
+    assert [len(run) for run in delivery_runs(firing + resolving)] == [5, 5]
+    assert [len(run) for run in delivery_runs(resolving + firing)] == [10]

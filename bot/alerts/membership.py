@@ -95,12 +95,18 @@ def newer(event_id: str, than: str) -> bool:
 def delivery_runs(entries: Sequence[tuple[str, Sequence[Alert]]]) -> list[list[tuple[str, Sequence[Alert]]]]:
     """Splits entries read together (id, alerts; in stream order) into runs, each delivered and acknowledged as one.
     A run that fails is delivered again from its start. Redelivering events a group has seen is harmless (they are
-    stale), except across a resolve: a group that resolved is closed, so an older firing event delivered again would
-    open a new group for an alert that is no longer firing. Hence a run never goes on past an entry that resolves
-    anything: every such entry starts a new run, and what came before it has been acknowledged by then."""
+    stale), except across the resolve that closed a group: an alert's firing event delivered again after its own
+    resolve closed the group would open a new group for an alert that is no longer firing. So a run never holds an
+    alert's resolve after its firing event: an entry that resolves an alert fired earlier in the run starts a new
+    run, and the run before it has been acknowledged by then. (A group closes only once every member is resolved,
+    so no other order of events in a run can reopen one.)"""
     runs: list[list[tuple[str, Sequence[Alert]]]] = []
+    fired: set[str] = set()  # (source, fingerprint) of the firing events in the current run
     for entry in entries:
-        if not runs or any(alert.status == "resolved" for alert in entry[1]):
+        alerts = entry[1]
+        if not runs or any(a.status == "resolved" and f"{a.source}:{a.fingerprint}" in fired for a in alerts):
             runs.append([])
+            fired = set()
         runs[-1].append(entry)
+        fired.update(f"{a.source}:{a.fingerprint}" for a in alerts if a.status == "firing")
     return runs

@@ -59,8 +59,9 @@ CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
 POST_LEASE_SECONDS = 30
 POSTS_PER_CLAIM = 10
-# Queued thread replies of one group sent as one reply (a storm of resolves is a few replies, not hundreds).
-REPLY_LINES = 20
+# Queued thread replies of one group go out as one reply of at most this many lines; the rest are counted in it
+# ("…and 190 more"): the message itself shows every member's state, and a storm of resolves is one reply, not 200.
+REPLY_LINES = 10
 ALL_REPLIES = 1_000_000
 RETRY_AFTER = timedelta(seconds=2)
 FAILURES_BEFORE_PAUSE = 3
@@ -556,8 +557,8 @@ class AlertPipeline:
         return "done"
 
     async def _send_replies(self, group_id: str) -> bool:
-        """Sends a group's queued thread replies once its message is posted, up to REPLY_LINES of them as one reply
-        (a storm of resolves makes a few replies, not hundreds). False if Slack failed in a way worth retrying."""
+        """Sends a group's queued thread replies once its message is posted, as one reply (REPLY_LINES of them, and
+        how many more there were). False if Slack failed in a way worth retrying."""
         group = await self._store.get_group(group_id)
         if group is None or (group.message_ts is None and not await self._store.post_pending(group_id)):
             await self._store.replies_sent(group_id, ALL_REPLIES)  # gone, or its message will never be posted
@@ -569,11 +570,14 @@ class AlertPipeline:
         if limited_until is not None:
             await self._store.retry_replies_at(group_id, limited_until)
             return True
-        lines = await self._store.queued_replies(group_id, REPLY_LINES)
+        lines = await self._store.queued_replies(group_id, ALL_REPLIES)
         if lines:
+            shown = lines[:REPLY_LINES]
+            if len(lines) > REPLY_LINES:
+                shown.append(f"…and {len(lines) - REPLY_LINES} more (the message above shows each alert).")
             try:
                 await self._messages.chat_postMessage(
-                    channel=group.message_channel or group.channel, thread_ts=group.message_ts, text="\n".join(lines)
+                    channel=group.message_channel or group.channel, thread_ts=group.message_ts, text="\n".join(shown)
                 )
             except SlackApiError as error:
                 limited_until = self._note_rate_limit(group.channel, error)
