@@ -110,6 +110,9 @@ async def test_resolves_become_a_few_thread_replies_and_hold_up_nothing(bot: Bot
     bot.emulator.faults.add("429", methods=["chat.postMessage"], count=1, retry_after=RETRY_AFTER_SECONDS)
     assert await send_body(bot.url, disk_alerts(30, "resolved")) == 200
     await eventually(lambda: resolved(bot, group["id"]), "the group resolved")
+    await eventually(
+        lambda: any(c.status == 429 for c in bot.emulator.calls_to("chat.postMessage")), "the reply rate-limited"
+    )
     assert await send(bot.url, ["AfterTheResolves"]) == 200
     await eventually(lambda: grouped(bot, "AfterTheResolves"), "the next webhook's alert in its group")
     assert thread_replies(bot, group["ts"]) == [], "the replies wait for Slack's Retry-After; the consumer does not"
@@ -125,7 +128,7 @@ async def test_resolves_become_a_few_thread_replies_and_hold_up_nothing(bot: Bot
 @pytest.mark.parametrize("bot_config", ["1s"], indirect=True)
 async def test_a_rate_limited_channel_does_not_hold_up_another_channels_messages(bot: BotHarness) -> None:
     """Before, the flusher waited out each 429 in place: a busy channel held up every other channel's alerts."""
-    bot.emulator.set_rate_limit(0.2)  # a message every 5 s in each channel, after the first
+    bot.emulator.set_rate_limit(0.1)  # a message every 10 s in each channel, after the first
     busy = ["BusyOne", "BusyTwo", "BusyThree"]
     assert await send(bot.url, busy) == 200
     database = alertmanager_body(["DatabaseDown"])
