@@ -145,7 +145,9 @@ async def test_an_alert_nobody_acknowledges_walks_the_policy_on_schedule(bot: Bo
     page = pages_to(bot, "U0ALICE")[0]
     assert "alerts.ack" in json.dumps(page["blocks"]) and "step 1 of 3, round 1 of 2" in json.dumps(page["blocks"])
     group = await group_of(bot, group.id)
-    assert any("Paging <@U0ALICE> (primary on call)" in t for t in thread_texts(bot, group))
+    await eventually(
+        lambda: any("Paging <@U0ALICE> (primary on call)" in t for t in thread_texts(bot, group)), "the thread says so"
+    )
 
     assert await at(bot, clock, timedelta(minutes=4, seconds=59)) == 0
     assert pages_to(bot, "U0CAROL") == []
@@ -173,7 +175,10 @@ async def test_an_alert_nobody_acknowledges_walks_the_policy_on_schedule(bot: Bo
         (1, 1, timedelta(minutes=30)),
         (1, 2, timedelta(minutes=40)),
     ]
-    assert any("last step of `default` after 2 rounds" in t for t in thread_texts(bot, group))
+    await eventually(
+        lambda: any("last step of `default` after 2 rounds" in t for t in thread_texts(bot, group)),
+        "the thread says so",
+    )
     assert await at(bot, clock, timedelta(hours=5)) == 0
     assert len(pages_to(bot, "U0ALICE")) == 2 and len(pages_to(bot, "U0CAROL")) == 2
 
@@ -270,7 +275,10 @@ async def test_still_firing_after_the_reminder_reminds_then_reescalates(bot: Bot
     group = await group_of(bot, group.id)
     assert group.acked_by is None and group.escalation_state == "paging"
     assert group.escalation_started == T0 + timedelta(hours=4, minutes=1)
-    assert any("the acknowledgement is withdrawn. Escalating again." in t for t in thread_texts(bot, group))
+    await eventually(
+        lambda: any("the acknowledgement is withdrawn. Escalating again." in t for t in thread_texts(bot, group)),
+        "the thread says so",
+    )
     assert await at(bot, clock, timedelta(hours=4, minutes=1)) == 1  # the new walk's first page
     assert len(pages_to(bot, "U0ALICE")) == 2
     # The acknowledgement stays in history: never overwritten.
@@ -306,7 +314,7 @@ async def test_a_deadline_claimed_by_a_process_that_died_comes_due_again(bot: Bo
     assert len(pages_to(bot, "U0ALICE")) == 1
     group = await group_of(bot, group.id)
     assert group.pages[0].due == T0 and group.pages[0].at == T0 + timedelta(seconds=61)
-    assert any("paged 1m 1s late" in t for t in thread_texts(bot, group))
+    await eventually(lambda: any("paged 1m 1s late" in t for t in thread_texts(bot, group)), "the thread says so")
 
 
 # -- /oncall ----------------------------------------------------------------------------------------------

@@ -122,7 +122,10 @@ async def test_an_unacknowledged_alert_reaches_the_pagerduty_step_and_is_trigger
 
     paged = await group_of(bot, group.id)
     assert paged.pages[-1].pagerduty == "platform" and paged.pages[-1].step == 1
-    assert any("Triggering PagerDuty `platform` — step 2 of 3" in text for text in thread_texts(bot, paged))
+    await eventually(
+        lambda: any("Triggering PagerDuty `platform` — step 2 of 3" in text for text in thread_texts(bot, paged)),
+        "the thread says so",
+    )
     await at(bot, clock, timedelta(minutes=6))
     await at(bot, clock, timedelta(minutes=15))  # the next step (a channel) goes on as usual
     await bot.deps.pager.tick()
@@ -273,7 +276,10 @@ async def test_a_signed_acknowledged_webhook_stops_escalation_and_is_recorded_vi
     assert float(ack["seconds_to_ack"]) == 6 * 60 and ack["step"] == "2"
     after = await group_of(bot, group.id)
     assert after.acked_by == "U0ALICE" and after.acked_via == "pagerduty" and after.pending is None
-    assert any("Acknowledged in PagerDuty by <@U0ALICE> after 6m" in t for t in thread_texts(bot, after))
+    await eventually(
+        lambda: any("Acknowledged in PagerDuty by <@U0ALICE> after 6m" in t for t in thread_texts(bot, after)),
+        "the thread says so",
+    )
     channel = after.message_channel or after.channel
     await eventually(
         lambda: (
@@ -305,7 +311,10 @@ async def test_a_resolved_webhook_by_someone_slack_does_not_know_resolves_with_t
     assert (status, answer["status"]) == (200, "resolved"), answer
     after = await group_of(bot, group.id)
     assert after.state == "resolved" and after.resolved_by == "pagerduty:PZED999" and after.resolved_via == "pagerduty"
-    assert any("Resolved in PagerDuty by Zed Outsider after 9m" in t for t in thread_texts(bot, after))
+    await eventually(
+        lambda: any("Resolved in PagerDuty by Zed Outsider after 9m" in t for t in thread_texts(bot, after)),
+        "the thread says so",
+    )
     await bot.deps.pager.tick()
     assert [e["event_action"] for e in pagerduty.accepted] == ["trigger"], "PagerDuty's own resolve was sent back"
 

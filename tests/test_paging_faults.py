@@ -20,6 +20,7 @@ from tests.test_oncall import (
     pages_to,
     thread_texts,
 )
+from tests.waiting import eventually
 
 LEASE = timedelta(seconds=20)
 
@@ -60,7 +61,10 @@ async def test_a_page_slack_did_not_take_is_sent_after_the_lease_not_recorded(
     assert len(pages_to(bot, "U0ALICE")) == 1
     paged = await group_of(bot, group.id)
     assert [p.step for p in paged.pages] == [0] and paged.pages[0].dms
-    assert any("earlier attempt did not complete" in text for text in thread_texts(bot, paged))
+    await eventually(
+        lambda: any("earlier attempt did not complete" in text for text in thread_texts(bot, paged)),
+        "the thread says so",
+    )
     assert not any("no chatops process was running" in text for text in thread_texts(bot, paged))
 
 

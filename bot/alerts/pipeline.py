@@ -2,8 +2,8 @@
 group delivers them to Slack in order (dedup into the open group, routing, silences), a flusher updates messages
 at most once per pass (so storms stay inside Slack's rate limits), and people act through buttons or /alerts.
 Neither waits on Slack's rate limit: a channel that answered 429 is left alone until its Retry-After ends, and what
-was due there (a post, an update, queued thread replies) is due again then. Thread replies that tell of a change
-(an alert resolved) are queued in the change's own transaction and sent by the flusher, several as one reply.
+was due there (a post, an update, queued thread replies) is due again then. Thread replies are queued in Redis
+(an alert resolved: in the change's own transaction) and sent by the flusher, all that a group has queued as one.
 
 A source with the raw intake (`RawIntake`) has its admitted bodies stored as they came; the consumer normalises them
 with that source, and a body it cannot normalise goes to the dead-letter stream at once (counted in
@@ -32,7 +32,7 @@ from bot.alerts.model import AlertGroup, Member, new_group_id
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Destination, Matcher, group_key, parse_matcher, route, silence_matchers, silenced_by
-from bot.alerts.store import CONSUMER_GROUP, AlertStore, RawEntry
+from bot.alerts.store import CONSUMER_GROUP, COUNTABLE, NOTE, AlertStore, RawEntry
 from bot.platform.audit import AuditLog
 from bot.platform.errors import StoreUnavailable, UserFacingError
 from bot.platform.metrics import Metrics
@@ -59,9 +59,11 @@ CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
 POST_LEASE_SECONDS = 30
 POSTS_PER_CLAIM = 10
-# Queued thread replies of one group go out as one reply of at most this many lines; the rest are counted in it
-# ("…and 190 more"): the message itself shows every member's state, and a storm of resolves is one reply, not 200.
+# A group's queued thread replies go out as one reply (`reply_lines`): of the "resolved" lines at most this many,
+# the rest counted ("…and 190 more"; the message itself shows every member's state, and a storm of resolves is one
+# reply, not 200); every other note is shown, at most NOTES_PER_REPLY a reply.
 REPLY_LINES = 10
+NOTES_PER_REPLY = 20
 ALL_REPLIES = 1_000_000
 RETRY_AFTER = timedelta(seconds=2)
 FAILURES_BEFORE_PAUSE = 3
@@ -370,7 +372,7 @@ class AlertPipeline:
                     member = result.member
                     took = human_duration((member.ends_at or now) - member.starts_at)
                     text = f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
-                    self._store.queue_reply(pipe, group_id, text)
+                    self._store.queue_reply(pipe, group_id, text, countable=True)
 
         _, after = await self._store.update_group(group_id, change, also=queue_replies)
         deduplicated = sum(1 for a in applied if a.outcome == "deduplicated")
@@ -570,11 +572,9 @@ class AlertPipeline:
         if limited_until is not None:
             await self._store.retry_replies_at(group_id, limited_until)
             return True
-        lines = await self._store.queued_replies(group_id, ALL_REPLIES)
-        if lines:
-            shown = lines[:REPLY_LINES]
-            if len(lines) > REPLY_LINES:
-                shown.append(f"…and {len(lines) - REPLY_LINES} more (the message above shows each alert).")
+        queued = await self._store.queued_replies(group_id, ALL_REPLIES)
+        shown, used = reply_lines(queued)
+        if shown:
             try:
                 await self._messages.chat_postMessage(
                     channel=group.message_channel or group.channel, thread_ts=group.message_ts, text="\n".join(shown)
@@ -587,7 +587,7 @@ class AlertPipeline:
                 log.warning("could not reply in the thread of alert %s: %s", group_id, error_code(error))
                 if is_transient(error):
                     return False
-        await self._store.replies_sent(group_id, len(lines))
+        await self._store.replies_sent(group_id, used)
         return True
 
     async def caught_up(self) -> bool:
@@ -952,20 +952,40 @@ class AlertPipeline:
         return await self._store.create_group(group, post_at=post_at)
 
     async def thread_reply(self, group: AlertGroup, text: str) -> None:
-        """Replies in the thread of the group's message (once it is posted); a failure is logged, not raised."""
-        if group.message_ts is None:
-            return
-        try:
-            await self._slack.chat_postMessage(
-                channel=group.message_channel or group.channel, thread_ts=group.message_ts, text=text
-            )
-        except SlackApiError as error:
-            log.warning("could not reply in the thread of alert %s: %s", group.id, error.response.get("error"))
+        """Queues a reply in the thread of the group's message; the flusher sends it once the message is posted,
+        never waiting on Slack's rate limit in the caller (a page, a button, the escalation tick)."""
+        async with self._store.redis.pipeline(transaction=True) as pipe:
+            self._store.queue_reply(pipe, group.id, text)
+            await pipe.execute()
+        self.posts_due.set()
 
 
 def _events(entry_id: str, alerts: Sequence[Alert]) -> list[tuple[str, Alert]]:
     """An entry's alerts as events, each with its id (the entry's id and the alert's index: see membership.py)."""
     return [(f"{entry_id}-{index}", alert) for index, alert in enumerate(alerts)]
+
+
+def reply_lines(queued: Sequence[str]) -> tuple[list[str], int]:
+    """The lines of one thread reply made of a group's queued replies (oldest first, each marked countable or not),
+    and how many queued replies it uses. Every note is shown, at most NOTES_PER_REPLY of them a reply (the rest wait
+    for the next); of the countable lines (alerts resolved) the first REPLY_LINES are shown and the rest counted."""
+    shown: list[str] = []
+    notes = countable = used = 0
+    for line in queued:
+        kind, text = line[:1], line[1:]
+        if kind == COUNTABLE:
+            countable += 1
+            if countable <= REPLY_LINES:
+                shown.append(text)
+        else:
+            if notes == NOTES_PER_REPLY:
+                break
+            notes += 1
+            shown.append(text if kind == NOTE else line)
+        used += 1
+    if countable > REPLY_LINES:
+        shown.append(f"…and {countable - REPLY_LINES} more resolved (the message above shows each alert).")
+    return shown, used
 
 
 def _named(user: str, name: str | None) -> str:

@@ -131,6 +131,10 @@ return 1
 
 ACK_COUNTERS_READY = "ready"
 
+# The first character of a queued thread reply: a line that may be counted instead of shown, or one always shown.
+COUNTABLE = "c"
+NOTE = "n"
+
 
 @dataclass(frozen=True)
 class Pruned:
@@ -485,10 +489,11 @@ class AlertStore:
 
     # -- thread replies the flusher sends ----------------------------------------------------------------
 
-    def queue_reply(self, pipe: Pipe, group_id: str, text: str) -> None:
+    def queue_reply(self, pipe: Pipe, group_id: str, text: str, *, countable: bool = False) -> None:
         """Queues, in the transaction of the change it tells of, a reply in the thread of the group's message; the
-        flusher sends it (several queued together as one reply) once the message is posted."""
-        pipe.rpush(self.k("replies", group_id), text)
+        flusher sends it (with what else is queued, as one reply) once the message is posted. A `countable` line (an
+        alert resolved) may be counted rather than shown when many are queued; any other line is always shown."""
+        pipe.rpush(self.k("replies", group_id), (COUNTABLE if countable else NOTE) + text)
         pipe.zadd(self.k("replies_due"), {group_id: 0}, nx=True)
 
     async def claim_replies(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
