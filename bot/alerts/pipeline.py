@@ -953,10 +953,15 @@ class AlertPipeline:
 
     async def thread_reply(self, group: AlertGroup, text: str) -> None:
         """Queues a reply in the thread of the group's message; the flusher sends it once the message is posted,
-        never waiting on Slack's rate limit in the caller (a page, a button, the escalation tick)."""
-        async with self._store.redis.pipeline(transaction=True) as pipe:
-            self._store.queue_reply(pipe, group.id, text)
-            await pipe.execute()
+        never waiting on Slack's rate limit in the caller (a page, a button, the escalation tick). A note told after
+        its change: if Redis fails in between, the note is logged as lost and the caller goes on."""
+        try:
+            async with self._store.redis.pipeline(transaction=True) as pipe:
+                self._store.queue_reply(pipe, group.id, text)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.warning("could not queue a reply in the thread of alert %s: %s", group.id, _describe(error))
+            return
         self.posts_due.set()
 
 
