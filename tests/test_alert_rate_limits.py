@@ -26,6 +26,9 @@ from tests.test_alert_delivery_faults import (
     posts_naming,
     send,
 )
+from tests.test_alert_delivery_faults import (
+    config_text as delivery_config,
+)
 from tests.waiting import eventually
 
 # Long enough that the bot's work on the next webhook is surely done before it ends, even on a loaded machine.
@@ -34,16 +37,8 @@ RETRY_AFTER_SECONDS = 12
 
 
 def config_text(group_wait: str) -> str:
-    return f"""
-roles: {{admins: [U0DEMO], responders: [U0DEMO]}}
-alerts:
-  default_channel: "#alerts"
-  group_wait: {group_wait}
-  sources:
-    alertmanager: {{token_env: TEST_AM_TOKEN}}
-  routes:
-    - {{match: {{team: db}}, channel: "#incidents"}}
-"""
+    """The delivery-fault tests' configuration, with alerts of team db routed to #incidents."""
+    return delivery_config(group_wait) + '  routes:\n    - {match: {team: db}, channel: "#incidents"}\n'
 
 
 @pytest.fixture(params=["0s"])
