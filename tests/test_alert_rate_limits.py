@@ -159,3 +159,16 @@ def resolved_lines(bot: BotHarness, thread_ts: str) -> list[str]:
         for line in str(reply.get("text", "")).splitlines()
         if "*DiskFull* resolved" in line
     ]
+
+
+@pytest.mark.parametrize("mode", ["500", "html502"])
+async def test_queued_replies_survive_slack_failing(bot: BotHarness, mode: str) -> None:
+    """A reply Slack fails to take (5xx, a proxy's HTML page) stays queued and goes out once Slack is back, once."""
+    assert await send_body(bot.url, disk_alerts(3, "firing")) == 200
+    group = await eventually(lambda: posted_group(bot, "DiskFull"), "the DiskFull message posted")
+    bot.emulator.faults.add(mode, methods=["chat.postMessage"], count=2)
+    assert await send_body(bot.url, disk_alerts(3, "resolved")) == 200
+    await eventually(lambda: len(resolved_lines(bot, group["ts"])) == 3, "the resolves told in the thread")
+    await eventually(lambda: idle(bot), "delivery idle")
+    assert len(thread_replies(bot, group["ts"])) == 1, "one reply, sent once"
+    assert [c.fault for c in bot.emulator.calls_to("chat.postMessage") if c.fault] == [mode, mode]
