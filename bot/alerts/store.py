@@ -490,9 +490,10 @@ class AlertStore:
     # -- thread replies the flusher sends ----------------------------------------------------------------
 
     def queue_reply(self, pipe: Pipe, group_id: str, text: str, *, countable: bool = False) -> None:
-        """Queues, in the transaction of the change it tells of, a reply in the thread of the group's message; the
-        flusher sends it (with what else is queued, as one reply) once the message is posted. A `countable` line (an
-        alert resolved) may be counted rather than shown when many are queued; any other line is always shown."""
+        """Queues on `pipe` (the change's own transaction where there is one) a reply in the thread of the group's
+        message; the flusher sends it (with what else is queued, as one reply) once the message is posted. A
+        `countable` line (an alert resolved) may be counted rather than shown when many are queued; any other line is
+        always shown."""
         pipe.rpush(self.k("replies", group_id), (COUNTABLE if countable else NOTE) + text)
         pipe.zadd(self.k("replies_due"), {group_id: 0}, nx=True)
 
