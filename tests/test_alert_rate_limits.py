@@ -118,6 +118,7 @@ async def test_resolves_become_a_few_thread_replies_and_hold_up_nothing(bot: Bot
     assert len(resolved_lines(bot, group["ts"])) == 10, "ten of the thirty named"
     assert "…and 20 more" in reply["text"], "the others counted"
     await assert_each_posted_once(bot, ["AfterTheResolves"])
+    assert not bot.emulator.calls_to("conversations.replies"), "a 429 sent nothing: no search of the thread"
 
 
 @pytest.mark.parametrize("bot_config", ["1s"], indirect=True)
@@ -172,3 +173,47 @@ async def test_queued_replies_survive_slack_failing(bot: BotHarness, mode: str) 
     await eventually(lambda: idle(bot), "delivery idle")
     assert len(thread_replies(bot, group["ts"])) == 1, "one reply, sent once"
     assert [c.fault for c in bot.emulator.calls_to("chat.postMessage") if c.fault] == [mode, mode]
+
+
+async def test_a_reply_slack_took_but_did_not_confirm_is_not_sent_again(bot: BotHarness) -> None:
+    """Before: a reply Slack applied but answered 500 for, or one sent just before a kill -9 (the process died before
+    recording it), was sent again by the retry. Now the retry finds it in the thread by its metadata key."""
+    assert await send_body(bot.url, disk_alerts(3, "firing")) == 200
+    group = await eventually(lambda: posted_group(bot, "DiskFull"), "the DiskFull message posted")
+    bot.emulator.faults.add("applied_then_500", methods=["chat.postMessage"], count=1)
+    assert await send_body(bot.url, disk_alerts(3, "resolved")) == 200
+    await eventually(lambda: len(resolved_lines(bot, group["ts"])) == 3, "the resolves told in the thread")
+    await eventually(lambda: idle(bot), "delivery idle")
+    await eventually(lambda: bot.emulator.calls_to("conversations.replies"), "the retry looked in the thread")
+    await eventually(lambda: idle(bot), "delivery idle after the retry")
+    assert len(thread_replies(bot, group["ts"])) == 1, "the reply Slack took, not a second one"
+    assert [c.fault for c in bot.emulator.calls_to("chat.postMessage") if c.fault] == ["applied_then_500"]
+    assert not await state(bot).alerts.queued_replies(group["id"], 100), "the sent replies are no longer queued"
+
+
+async def test_a_retried_reply_sends_the_same_lines_under_the_same_key(bot: BotHarness) -> None:
+    """A reply that may have reached Slack is retried with the lines of the first attempt, not with whatever was
+    queued since (those follow in their own reply), so that finding it means exactly those lines were told."""
+    store = state(bot).alerts
+    assert await send_body(bot.url, disk_alerts(2, "firing")) == 200
+    group = await eventually(lambda: posted_group(bot, "DiskFull"), "the DiskFull message posted")
+    bot.emulator.faults.add("500", methods=["chat.postMessage", "conversations.replies"])  # until cleared
+    first = disk_alerts(2, "resolved")
+    first["alerts"] = first["alerts"][:1]
+    assert await send_body(bot.url, first) == 200
+    await eventually(lambda: [c for c in bot.emulator.calls_to("chat.postMessage") if c.fault], "a reply failed")
+    attempt = await store.begin_reply(group["id"], 99)  # what a process taking over after a kill -9 sees
+    assert (attempt.first, attempt.used) == (False, 1)
+    second = disk_alerts(2, "resolved")
+    second["alerts"] = second["alerts"][1:]
+    assert await send_body(bot.url, second) == 200
+    await eventually(lambda: len_queued(bot, group["id"], 2), "the second resolve queued behind the first")
+    bot.emulator.faults.clear()
+    await eventually(lambda: len(resolved_lines(bot, group["ts"])) == 2, "both resolves told")
+    await eventually(lambda: idle(bot), "delivery idle")
+    replies = thread_replies(bot, group["ts"])
+    assert [len(str(r["text"]).splitlines()) for r in replies] == [1, 1], "the retried reply kept its one line"
+
+
+async def len_queued(bot: BotHarness, group_id: str, count: int) -> bool:
+    return len(await state(bot).alerts.queued_replies(group_id, 100)) == count

@@ -211,6 +211,49 @@ async def test_acknowledging_from_the_dm_stops_the_walk_and_records_the_step(bot
     await eventually(lambda: _pages_closed(bot, ["U0ALICE", "U0CAROL"]), "the pages to U0ALICE and U0CAROL closed")
 
 
+@pytest.mark.parametrize("mode", ["500", "html502", "429"])
+async def test_a_page_slack_fails_to_close_is_closed_once_it_is_back(
+    bot: BotHarness, clock: FakeClock, mode: str
+) -> None:
+    """Before: closing the page DMs was one chat.update each, made inline by whoever acted (the button's handler, the
+    consumer for a resolve at the source): a 5xx left the page's buttons up for good, and a 429 was waited out there.
+    Now the closing is queued with the change and the flusher makes it, retrying until Slack takes it."""
+    group = await fire(bot, critical(clock))
+    await at(bot, clock, timedelta(0))
+    (page,) = pages_to(bot, "U0ALICE")
+    bot.emulator.faults.add(mode, methods=["chat.update"], count=3, retry_after=2)
+    clock.now = T0 + timedelta(minutes=3)
+    await click(bot, page, page["channel"], "alerts.ack", "U0ALICE")
+    await eventually(lambda: _acked(bot, group.id), "the alert group acknowledged")
+
+
+    async def closed_as_time_passes() -> bool:
+        clock.now += timedelta(seconds=3)  # retries are due on the services' clock
+        return await _pages_closed(bot, ["U0ALICE"])
+
+    await eventually(closed_as_time_passes, "the page to U0ALICE closed")
+    failed_on = {c.args.get("channel") for c in bot.emulator.calls_to("chat.update") if c.fault}
+    assert failed_on, "Slack failed some updates"
+    assert not await state(bot).alerts.page_outcome(group.id), "nothing left to close"
+
+
+async def test_a_resolve_at_the_source_closes_the_pages(bot: BotHarness, clock: FakeClock) -> None:
+    """The consumer queues the closing with the change that resolved the group; the flusher makes it."""
+    group = await fire(bot, critical(clock))
+    await at(bot, clock, timedelta(0))
+    assert pages_to(bot, "U0ALICE")
+    clock.now = T0 + timedelta(minutes=4)
+    await bot.deps.alerts.ingest([critical(clock, status="resolved")])
+
+    async def closed() -> bool:
+        (page,) = pages_to(bot, "U0ALICE")
+        text = json.dumps(page["blocks"], ensure_ascii=False)
+        return "alerts.ack" not in text and "Resolved at the source after 4m" in text
+
+    await eventually(closed, "the page to U0ALICE closed")
+    assert (await group_of(bot, group.id)).state == "resolved"
+
+
 async def _acked(bot: BotHarness, group_id: str) -> bool:
     group = await bot.deps.alerts.get(group_id)
     return group is not None and group.acked_by is not None

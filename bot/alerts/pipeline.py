@@ -366,6 +366,9 @@ class AlertPipeline:
             applied[:] = done
             return after
 
+        def resolved_at_source(after: AlertGroup) -> bool:
+            return after.state == "resolved" and bool(applied) and applied[-1].outcome == "resolved"
+
         def queue_replies(pipe: Pipe, after: AlertGroup) -> None:
             for result in applied:
                 if result.outcome == "resolved" and result.member is not None:
@@ -373,17 +376,17 @@ class AlertPipeline:
                     took = human_duration((member.ends_at or now) - member.starts_at)
                     text = f":white_check_mark: *{external_text(member.title)}* resolved (fired for {took})."
                     self._store.queue_reply(pipe, group_id, text, countable=True)
+            if resolved_at_source(after):
+                took = human_duration(now - after.created_at)
+                self._queue_pages_closed(pipe, after, f":white_check_mark: Resolved at the source after {took}.")
 
         _, after = await self._store.update_group(group_id, change, also=queue_replies)
         deduplicated = sum(1 for a in applied if a.outcome == "deduplicated")
         if deduplicated:
             await self._store.count(now, "deduplicated", deduplicated)
         if any(result.outcome == "resolved" for result in applied):
-            self.posts_due.set()  # the flusher sends the thread replies
-        if after.state == "resolved" and applied and applied[-1].outcome == "resolved":
-            await self._close_pages(
-                after, f":white_check_mark: Resolved at the source after {human_duration(now - after.created_at)}."
-            )
+            self.posts_due.set()  # the flusher sends the thread replies and closes the pages
+        if resolved_at_source(after):
             await self._store.count(now, "resolved")
             if after.acked_by is None and after.resolved_by is None:
                 await self._store.count(now, "resolved_without_action")
@@ -521,6 +524,17 @@ class AlertPipeline:
             elif outcome == "failed":
                 failures_in_a_row += 1
                 await self._store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
+        closings = await self._store.claim_page_closings(self._clock(), lease_seconds=self._lease_seconds())
+        self._flushed += len(closings)
+        for group_id in closings:
+            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                await self._store.retry_page_closing_at(group_id, now)
+                continue
+            if await self._close_pages(group_id):
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += 1
+                await self._store.retry_page_closing_at(group_id, self._clock() + RETRY_AFTER)
         replies = await self._store.claim_replies(self._clock(), lease_seconds=self._lease_seconds())
         self._flushed += len(replies)
         for group_id in replies:
@@ -560,7 +574,9 @@ class AlertPipeline:
 
     async def _send_replies(self, group_id: str) -> bool:
         """Sends a group's queued thread replies once its message is posted, as one reply (REPLY_LINES of them, and
-        how many more there were). False if Slack failed in a way worth retrying."""
+        how many more there were), once: a retry after a crash or an answer that does not rule out success looks
+        for the reply in the thread (its metadata carries the attempt's key) and sends exactly the same lines if it
+        is not there. False if Slack failed in a way worth retrying."""
         group = await self._store.get_group(group_id)
         if group is None or (group.message_ts is None and not await self._store.post_pending(group_id)):
             await self._store.replies_sent(group_id, ALL_REPLIES)  # gone, or its message will never be posted
@@ -574,19 +590,30 @@ class AlertPipeline:
             return True
         queued = await self._store.queued_replies(group_id, ALL_REPLIES)
         shown, used = reply_lines(queued)
-        if shown:
-            try:
-                await self._messages.chat_postMessage(
-                    channel=group.message_channel or group.channel, thread_ts=group.message_ts, text="\n".join(shown)
-                )
-            except SlackApiError as error:
-                limited_until = self._note_rate_limit(group.channel, error)
-                if limited_until is not None:
-                    await self._store.retry_replies_at(group_id, limited_until)
-                    return True
-                log.warning("could not reply in the thread of alert %s: %s", group_id, error_code(error))
-                if is_transient(error):
-                    return False
+        if not used:
+            await self._store.replies_sent(group_id, 0)
+            return True
+        attempt = await self._store.begin_reply(group_id, used)
+        if not attempt.first:  # the same lines as the attempt that may have reached Slack
+            shown, used = reply_lines(queued[: attempt.used])
+        try:
+            await self._poster.reply_once(
+                group.message_channel or group.channel,
+                group.message_ts,
+                attempt.key,
+                attempt=attempt,
+                text="\n".join(shown),
+            )
+        except SlackApiError as error:
+            if attempt.first and not maybe_applied(error):  # certainly not sent: a retry need not look for it
+                await self._store.forget_reply_attempt(group_id)
+            limited_until = self._note_rate_limit(group.channel, error)
+            if limited_until is not None:
+                await self._store.retry_replies_at(group_id, limited_until)
+                return True
+            log.warning("could not reply in the thread of alert %s: %s", group_id, error_code(error))
+            if is_transient(error):
+                return False
         await self._store.replies_sent(group_id, used)
         return True
 
@@ -661,6 +688,8 @@ class AlertPipeline:
                     **(details or {}),
                 },
             )
+            took = human_duration(now - group.created_at)
+            self._queue_pages_closed(pipe, group, f":eyes: Acknowledged by {group.acked_by_text} after {took}.")
             if also is not None:
                 also(pipe, group)
 
@@ -673,7 +702,6 @@ class AlertPipeline:
             await self.thread_reply(after, f":eyes: Acknowledged in PagerDuty by {_named(user, name)} after {took}.")
         else:
             await self.thread_reply(after, f":eyes: <@{user}> acknowledged after {took}.")
-        await self._close_pages(after, f":eyes: Acknowledged by {after.acked_by_text} after {took}.")
         await self.flush()
         return after
 
@@ -724,7 +752,15 @@ class AlertPipeline:
             )
             return escalation.stopped(resolved)
 
-        _, after = await self._change(group_id, change, also=also)
+        def record(pipe: Pipe, group: AlertGroup) -> None:
+            took = human_duration(now - group.created_at)
+            self._queue_pages_closed(
+                pipe, group, f":white_check_mark: Resolved by {group.resolved_by_text} after {took}."
+            )
+            if also is not None:
+                also(pipe, group)
+
+        _, after = await self._change(group_id, change, also=record)
         await self._store.count(now, "resolved")
         await self._audit.record(
             actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via
@@ -735,7 +771,6 @@ class AlertPipeline:
             await self.thread_reply(after, f":white_check_mark: Resolved in PagerDuty by {who} after {took}.")
         else:
             await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
-        await self._close_pages(after, f":white_check_mark: Resolved by {after.resolved_by_text} after {took}.")
         await self.flush()
         return after
 
@@ -901,17 +936,39 @@ class AlertPipeline:
     async def _post(self, channel: str, **message: object) -> dict[str, str]:
         return await post_message(self._slack, channel, **message)
 
-    async def _close_pages(self, group: AlertGroup, outcome: str) -> None:
-        """Replaces the buttons of every page sent for `group` with what happened."""
+    def _queue_pages_closed(self, pipe: Pipe, group: AlertGroup, outcome: str) -> None:
+        """Queues, in the change's own transaction, the closing of the group's page DMs (if it paged anyone)."""
+        if any(page.dms for page in group.pages):
+            self._store.queue_pages_closed(pipe, group.id, outcome)
+
+    async def _close_pages(self, group_id: str) -> bool:
+        """Replaces the buttons of every page DM of a group with the outcome queued for it (`_queue_pages_closed`),
+        never waiting out a 429 (the closing is due again when Retry-After ends). An update is harmless to repeat,
+        so a retry updates every DM again. False if Slack failed in a way worth retrying."""
+        outcome = await self._store.page_outcome(group_id)
+        group = await self._store.get_group(group_id)
+        if outcome is None or group is None:
+            await self._store.pages_closed(group_id, outcome or "")
+            return True
         text, blocks = page_closed(group, outcome)
         for page in group.pages:
             for channel, ts in page.dms.items():
+                limited_until = self._limited_until(channel)
+                if limited_until is not None:
+                    await self._store.retry_page_closing_at(group_id, limited_until)
+                    return True
                 try:
-                    await self._slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+                    await self._messages.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
                 except SlackApiError as error:
-                    log.warning(
-                        "could not update the page of %s in %s: %s", group.id, channel, error.response.get("error")
-                    )
+                    limited_until = self._note_rate_limit(channel, error)
+                    if limited_until is not None:
+                        await self._store.retry_page_closing_at(group_id, limited_until)
+                        return True
+                    log.warning("could not update the page of %s in %s: %s", group_id, channel, error_code(error))
+                    if is_transient(error):
+                        return False
+        await self._store.pages_closed(group_id, outcome)
+        return True
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -117,15 +117,48 @@ end
 return removed
 """
 
-# After a group's queued thread replies were sent (KEYS: its replies list, replies_due; ARGV: how many were sent,
-# group id): drops them, and keeps the group due while replies queued since the claim remain.
+# After a group's queued thread replies were sent (KEYS: its replies list, replies_due, replying; ARGV: how many
+# were sent, group id): drops them and the attempt's note, and keeps the group due while replies queued since the
+# claim remain.
 _REPLIES_SENT = """
 redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
+redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[2])
 else
   redis.call('ZADD', KEYS[2], 0, ARGV[2])
 end
+return 1
+"""
+
+# Notes an attempt at sending a group's queued replies as one thread reply (KEYS: replying; ARGV: group id, now,
+# how many queued replies the reply uses). A first attempt records when it began and how many it uses; a later one
+# (the earlier may have reached Slack before the process died or the answer was lost) gets that record back, with
+# its time extended: it must send the same replies under the same key, after looking for them in the thread.
+_BEGIN_REPLY = """
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+if not before then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+  return false
+end
+local first, used = string.match(before, '^([^|]*)|[^|]*|(.*)$')
+if not first then
+  first, used = ARGV[2], ARGV[3]
+end
+redis.call('HSET', KEYS[1], ARGV[1], first .. '|' .. ARGV[2] .. '|' .. used)
+return before
+"""
+
+# After every page DM of a group was shown an outcome (KEYS: page_outcomes, pages_due; ARGV: group id, the outcome
+# shown): done, unless a newer outcome was queued meanwhile (then it stays due, to show that one).
+_PAGES_CLOSED = """
+local queued = redis.call('HGET', KEYS[1], ARGV[1])
+if queued and queued ~= ARGV[2] then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -225,6 +258,19 @@ class Attempt:
     earlier_until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ReplyAttempt:
+    """An attempt at sending a group's queued thread replies as one reply (see `_BEGIN_REPLY`): an `Attempt`, plus
+    how many queued replies it sends (a later attempt sends exactly the first one's) and the key its message
+    carries in its metadata (the same for every attempt at the same reply)."""
+
+    first: bool
+    used: int
+    key: str
+    earlier_from: datetime | None = None
+    earlier_until: datetime | None = None
+
+
 class AlertStore:
     """Typed Redis access for the alert pipeline."""
 
@@ -241,6 +287,8 @@ class AlertStore:
         self._append_once = store.redis.register_script(_APPEND_ONCE)
         self._drop_resolved = store.redis.register_script(_DROP_RESOLVED)
         self._replies_sent = store.redis.register_script(_REPLIES_SENT)
+        self._begin_reply = store.redis.register_script(_BEGIN_REPLY)
+        self._pages_closed = store.redis.register_script(_PAGES_CLOSED)
         self._appender = StreamAppender(store, self.k("stream"), lambda day: self.k("stats", day))
         # Called with (pipe, before, after) inside every group change's transaction: what must follow a change
         # durably (PagerDuty's acknowledge / resolve) is queued in the same MULTI as the change itself.
@@ -511,7 +559,61 @@ class AlertStore:
     async def replies_sent(self, group_id: str, count: int) -> None:
         """The first `count` queued replies of a group are in Slack (or can never be: the group or its channel is
         gone): they are dropped, and the group stays due if more were queued meanwhile."""
-        await self._replies_sent(keys=[self.k("replies", group_id), self.k("replies_due")], args=[count, group_id])
+        await self._replies_sent(
+            keys=[self.k("replies", group_id), self.k("replies_due"), self.k("replying")], args=[count, group_id]
+        )
+
+    async def begin_reply(self, group_id: str, used: int) -> ReplyAttempt:
+        """Notes that the first `used` queued replies of a group are about to be sent as one thread reply. A later
+        attempt (an earlier one may have reached Slack) is told how many the first one sent, its key, and when the
+        earlier attempts ran. Wall-clock times, as `begin_attempt`."""
+        now = datetime.now(UTC).isoformat()
+        earlier = await self._begin_reply(keys=[self.k("replying")], args=[group_id, now, used])
+        await self._store.replicated(self.k("replying"))  # as in `begin_attempt`: on a replica before Slack is asked
+        if not earlier:
+            return ReplyAttempt(first=True, used=used, key=f"{group_id}:reply:{now}")
+        first, _, rest = str(earlier).partition("|")
+        last, _, earlier_used = rest.partition("|")
+        try:
+            return ReplyAttempt(
+                first=False,
+                used=int(earlier_used),
+                key=f"{group_id}:reply:{first}",
+                earlier_from=datetime.fromisoformat(first),
+                earlier_until=datetime.fromisoformat(last),
+            )
+        except ValueError:  # not written by this code: send what is queued now, after looking back as far as need be
+            return ReplyAttempt(first=False, used=used, key=f"{group_id}:reply:{first}", earlier_until=None)
+
+    # -- page DMs the flusher closes ---------------------------------------------------------------------
+
+    def queue_pages_closed(self, pipe: Pipe, group_id: str, outcome: str) -> None:
+        """Queues on `pipe` (the change's own transaction) the closing of the group's page DMs: the flusher replaces
+        their buttons with `outcome` (mrkdwn we built). A later outcome replaces one not shown yet."""
+        pipe.hset(self.k("page_outcomes"), group_id, outcome)
+        pipe.zadd(self.k("pages_due"), {group_id: 0})
+
+    async def claim_page_closings(self, now: datetime, *, lease_seconds: float, count: int = 50) -> list[str]:
+        """Groups whose page DMs are to be closed, each leased to this caller (see `_CLAIM_DEADLINES`)."""
+        return await self.claim_leased("pages_due", now, lease_seconds=lease_seconds, count=count)
+
+    async def page_outcome(self, group_id: str) -> str | None:
+        """The outcome queued for the group's page DMs, if any."""
+        outcome = await self.redis.hget(self.k("page_outcomes"), group_id)
+        return None if outcome is None else text(outcome)
+
+    async def pages_closed(self, group_id: str, outcome: str) -> None:
+        """Every page DM of the group shows `outcome` (or never can): done, unless a newer one was queued since."""
+        await self._pages_closed(keys=[self.k("page_outcomes"), self.k("pages_due")], args=[group_id, outcome])
+
+    async def retry_page_closing_at(self, group_id: str, when: datetime) -> None:
+        """Closes the group's page DMs at `when` (Slack failed, or asked to wait)."""
+        await self.redis.zadd(self.k("pages_due"), {group_id: when.timestamp()})
+
+    async def forget_reply_attempt(self, group_id: str) -> None:
+        """Forgets a first reply attempt that Slack certainly did not carry out (it answered 429), as
+        `forget_attempt`."""
+        await self.redis.hdel(self.k("replying"), group_id)
 
     async def post_pending(self, group_id: str) -> bool:
         """Whether the group's message is still to be posted (due, or being posted)."""

@@ -546,15 +546,20 @@ class WebApi:
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}
 
     def m_conversations_replies(self, args: Args) -> dict[str, Any]:
-        """conversations.replies: a thread's parent and replies."""
+        """conversations.replies: a thread's parent, then its replies between `oldest` and `latest`; `metadata`
+        only with `include_all_metadata`, as conversations.history."""
         channel = self._channel(args.text("channel"))
         ts = args.text("ts")
         parent = self.state.find(channel.id, ts)
         if parent is None:
             raise ApiError("thread_not_found")
         thread_ts = str(parent.get("thread_ts") or parent["ts"])
+        oldest, latest = _ts_bound(args.text("oldest"), 0.0), _ts_bound(args.text("latest"), float("inf"))
+        with_metadata = args.flag("include_all_metadata")
         messages = [
-            self._message_json(m) for m in self.state.replies(channel.id, thread_ts) if not m.get("ephemeral_to")
+            self._message_json(m, metadata=with_metadata)
+            for m in self.state.replies(channel.id, thread_ts)
+            if not m.get("ephemeral_to") and (str(m["ts"]) == thread_ts or oldest < float(m["ts"]) < latest)
         ]
         page, cursor = self._page(messages, args, 1000)
         return {"messages": page, "has_more": bool(cursor), "response_metadata": {"next_cursor": cursor}}

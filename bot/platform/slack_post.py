@@ -1,8 +1,8 @@
 """Posting the way every service needs it: to a channel (joining a public channel the bot is not in yet), to a
-person as a direct message, and, for what must appear exactly once (an alert's message, a page), as an idempotent
-producer: the message carries a key in its Slack `metadata`, and a retry after a crash or an answer that does not
-rule out success first looks for its own message in the channel's history (`conversations.history` with
-`include_all_metadata`) before posting again."""
+person as a direct message, and, for what must appear exactly once (an alert's message, a page, a thread reply), as
+an idempotent producer: the message carries a key in its Slack `metadata`, and a retry after a crash or an answer
+that does not rule out success first looks for its own message in the channel's history (`conversations.history`
+with `include_all_metadata`), or in the thread (`conversations.replies`), before posting again."""
 
 from __future__ import annotations
 
@@ -74,8 +74,25 @@ class OncePoster:
         opened = await self._slack.conversations_open(users=user)
         return await self.post_once(str(opened["channel"]["id"]), key, attempt=attempt, **message)
 
-    async def find(self, channel: str, key: str, *, attempt: Attempt) -> dict[str, str] | None:
-        """Our message tagged with `key` in `channel`, posted while the earlier attempts ran, if there is one."""
+    async def reply_once(
+        self, channel: str, thread_ts: str, key: str, *, attempt: Attempt, **message: Any
+    ) -> dict[str, str]:
+        """`post_once` as a reply in the thread of `thread_ts`: a later attempt first looks in that thread."""
+        if not attempt.first:
+            found = await self.find(channel, key, attempt=attempt, thread_ts=thread_ts)
+            if found is not None:
+                return found
+        metadata = {"event_type": self._event_type, "event_payload": {"key": key}}
+        response = await self._slack.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, metadata=metadata, **message
+        )
+        return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+
+    async def find(
+        self, channel: str, key: str, *, attempt: Attempt, thread_ts: str | None = None
+    ) -> dict[str, str] | None:
+        """Our message tagged with `key` in `channel` (in the thread of `thread_ts` when given), posted while the
+        earlier attempts ran, if there is one."""
         channel_id = await self._channel_id(channel)
         if channel_id is None:
             return None
@@ -89,16 +106,27 @@ class OncePoster:
         cursor: str | None = None
         for _ in range(MAX_HISTORY_PAGES):
             try:
-                page = await self._slack.conversations_history(
-                    channel=channel_id,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                    oldest=oldest,
-                    latest=latest,
-                )
+                if thread_ts is None:
+                    page = await self._slack.conversations_history(
+                        channel=channel_id,
+                        include_all_metadata=True,
+                        limit=200,
+                        cursor=cursor,
+                        oldest=oldest,
+                        latest=latest,
+                    )
+                else:
+                    page = await self._slack.conversations_replies(
+                        channel=channel_id,
+                        ts=thread_ts,
+                        include_all_metadata=True,
+                        limit=200,
+                        cursor=cursor,
+                        oldest=oldest,
+                        latest=latest,
+                    )
             except SlackApiError as error:
-                if error_code(error) in ("not_in_channel", "channel_not_found"):
+                if error_code(error) in ("not_in_channel", "channel_not_found", "thread_not_found"):
                     return None  # we never posted there
                 raise
             for message in page.get("messages") or []:
