@@ -751,6 +751,19 @@ def pages_to(emulator: SlackEmulator, user: str) -> Counter[str]:
     return found
 
 
+def thread_reply_keys(emulator: SlackEmulator, channel: str) -> Counter[str]:
+    """How many thread replies in `channel` carry each metadata key: the flusher tags every reply it sends with the
+    key of its attempt, so a key seen twice is one queued reply sent twice."""
+    found: Counter[str] = Counter()
+    for message in emulator.messages(channel):
+        if message.get("thread_ts") in (None, message.get("ts")):
+            continue
+        key = ((message.get("metadata") or {}).get("event_payload") or {}).get("key")
+        if key:
+            found[str(key)] += 1
+    return found
+
+
 @dataclass
 class Figures:
     """What a scenario run measured; `problems` is empty when the promises held."""
@@ -766,6 +779,8 @@ class Figures:
     pages_sent: int
     pages_missing: list[str]
     pages_repeated: dict[str, int]
+    replies: int
+    replies_doubled: dict[str, int]
     drain_seconds: float
     drained: bool
     calls: int
@@ -780,7 +795,8 @@ class Figures:
             f"chaos {self.scenario}: sent={self.sent} accepted={self.accepted} required={self.required} "
             f"delivered={self.delivered} lost={len(self.lost)} duplicated={len(self.duplicated)} "
             f"pages expected={self.pages_expected} sent={self.pages_sent} missing={len(self.pages_missing)} "
-            f"repeated={len(self.pages_repeated)} drain={self.drain_seconds:.1f}s"
+            f"repeated={len(self.pages_repeated)} thread_replies={self.replies} "
+            f"replies_doubled={len(self.replies_doubled)} drain={self.drain_seconds:.1f}s"
             f"{'' if self.drained else ' (not drained)'} slack_calls={self.calls} faulted={faulted} "
             f"replica_deaths={self.replica_deaths}"
         )
@@ -798,6 +814,9 @@ class Figures:
                 f"{len(self.pages_missing)} unacknowledged critical alerts never paged "
                 f"(e.g. {', '.join(sorted(self.pages_missing)[:5])})"
             )
+        if self.replies_doubled:
+            examples = ", ".join(f"{k}×{n}" for k, n in sorted(self.replies_doubled.items())[:5])
+            found.append(f"{len(self.replies_doubled)} thread replies sent more than once ({examples})")
         if strict_pages and self.pages_repeated:
             examples = ", ".join(f"{t}×{n}" for t, n in sorted(self.pages_repeated.items())[:5])
             found.append(
@@ -836,6 +855,7 @@ def judge(
     critical = [a.title for a in required if a.critical]
     repeated = {t: n for t, n in (step1 | step2).items() if step1[t] > 1 or step2[t] > 1}
     accepted = [a for b in storm.batches if b.accepted for a in b.alerts]
+    replies = thread_reply_keys(emulator, ALERTS_CHANNEL) + thread_reply_keys(emulator, CRITICAL_CHANNEL)
     return Figures(
         scenario=name,
         sent=storm.count,
@@ -848,6 +868,8 @@ def judge(
         pages_sent=sum(1 for t in critical if step1[t] > 0),
         pages_missing=[t for t in critical if step1[t] == 0],
         pages_repeated=repeated,
+        replies=sum(replies.values()),
+        replies_doubled={key: n for key, n in replies.items() if n > 1},
         drain_seconds=drain_seconds,
         drained=drained,
         calls=len(emulator.calls),
@@ -898,6 +920,22 @@ async def drain(cluster: Cluster, storm: Storm, log: DisruptionLog, size: Size) 
     )
 
 
+async def settle(cluster: Cluster, *, quiet_seconds: float = 4.0, at_most: float = 60.0) -> None:
+    """Waits (at most `at_most` seconds) until the bot has made no Slack call for `quiet_seconds`: the thread replies
+    the flusher sends after the messages (the pager's notes) are then in Slack, to be judged."""
+    start = quiet_since = time.monotonic()
+    seen = len(cluster.emulator.calls)
+
+    def quiet() -> bool:
+        nonlocal quiet_since, seen
+        now = time.monotonic()
+        if len(cluster.emulator.calls) != seen:
+            quiet_since, seen = now, len(cluster.emulator.calls)
+        return now - quiet_since >= quiet_seconds or now - start >= at_most
+
+    await eventually(quiet, "the bot's Slack calls to fall quiet", deadline=at_most + 30, every=0.5)
+
+
 async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path | None = None) -> Figures:
     """Runs one scenario end to end and returns its figures (also printed, and appended to `report`)."""
     run = f"{scenario.name}-{secrets.token_hex(2)}"
@@ -928,6 +966,7 @@ async def run_scenario(scenario: Scenario, size: Size, root: Path, report: Path 
                 log.note(f"replica {replica.index} had died by itself (see {replica.log_path.name}); restarted")
                 await cluster.restart(replica)
         drain_seconds, drained = await drain(cluster, storm, log, size)
+        await settle(cluster)
         figures = judge(scenario.name, cluster, storm, log, drain_seconds=drain_seconds, drained=drained)
     text = figures.line() + "\n" + "".join(f"    {event}\n" for event in figures.events)
     print("\n" + text, end="", flush=True)
