@@ -226,7 +226,6 @@ async def test_a_page_slack_fails_to_close_is_closed_once_it_is_back(
     await click(bot, page, page["channel"], "alerts.ack", "U0ALICE")
     await eventually(lambda: _acked(bot, group.id), "the alert group acknowledged")
 
-
     async def closed_as_time_passes() -> bool:
         clock.now += timedelta(seconds=3)  # retries are due on the services' clock
         return await _pages_closed(bot, ["U0ALICE"])
