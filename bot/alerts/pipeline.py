@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import mean
@@ -524,29 +524,48 @@ class AlertPipeline:
             elif outcome == "failed":
                 failures_in_a_row += 1
                 await self._store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
-        closings = await self._store.claim_page_closings(self._clock(), lease_seconds=self._lease_seconds())
-        self._flushed += len(closings)
-        for group_id in closings:
-            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
-                await self._store.retry_page_closing_at(group_id, now)
-                continue
-            if await self._close_pages(group_id):
-                failures_in_a_row = 0
-            else:
-                failures_in_a_row += 1
-                await self._store.retry_page_closing_at(group_id, self._clock() + RETRY_AFTER)
-        replies = await self._store.claim_replies(self._clock(), lease_seconds=self._lease_seconds())
-        self._flushed += len(replies)
-        for group_id in replies:
-            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
-                await self._store.retry_replies_at(group_id, now)
-                continue
-            if await self._send_replies(group_id):
-                failures_in_a_row = 0
-            else:
-                failures_in_a_row += 1
-                await self._store.retry_replies_at(group_id, self._clock() + RETRY_AFTER)
+        failures_in_a_row = await self._work_through(
+            await self._store.claim_page_closings(self._clock(), lease_seconds=self._lease_seconds()),
+            self._close_pages,
+            self._store.retry_page_closing_at,
+            failures_in_a_row=failures_in_a_row,
+            stop=stop,
+            now=now,
+        )
+        failures_in_a_row = await self._work_through(
+            await self._store.claim_replies(self._clock(), lease_seconds=self._lease_seconds()),
+            self._send_replies,
+            self._store.retry_replies_at,
+            failures_in_a_row=failures_in_a_row,
+            stop=stop,
+            now=now,
+        )
         return failures_in_a_row > 0
+
+    async def _work_through(
+        self,
+        claimed: Sequence[str],
+        work: Callable[[str], Awaitable[bool]],
+        retry_at: Callable[[str, datetime], Awaitable[None]],
+        *,
+        failures_in_a_row: int,
+        stop: asyncio.Event | None,
+        now: datetime,
+    ) -> int:
+        """Works through claimed groups with `work` (False: Slack failed; that one is due again RETRY_AFTER later).
+        Once stopped, or after FAILURES_BEFORE_PAUSE failures in a row, the rest are due again at `now`. Returns
+        the failures in a row so far."""
+        self._flushed += len(claimed)
+        for group_id in claimed:
+            if (stop is not None and stop.is_set()) or failures_in_a_row >= FAILURES_BEFORE_PAUSE:
+                await retry_at(group_id, now)
+                continue
+            if await work(group_id):
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += 1
+                await retry_at(group_id, self._clock() + RETRY_AFTER)
+        return failures_in_a_row
 
     async def _update_message(self, group_id: str) -> Literal["done", "failed", "later"]:
         """Shows a group's current state on its message (done); `failed` if Slack failed in a way worth retrying;

@@ -6,6 +6,7 @@ with `include_all_metadata`), or in the thread (`conversations.replies`), before
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -103,28 +104,14 @@ class OncePoster:
         if attempt.earlier_until is not None:
             reach = float(getattr(self._slack, "timeout", 30) or 30) + CLOCK_SKEW_SECONDS
             latest = f"{attempt.earlier_until.timestamp() + reach:.6f}"
+        if thread_ts is None:
+            read = functools.partial(self._slack.conversations_history, channel=channel_id)
+        else:
+            read = functools.partial(self._slack.conversations_replies, channel=channel_id, ts=thread_ts)
         cursor: str | None = None
         for _ in range(MAX_HISTORY_PAGES):
             try:
-                if thread_ts is None:
-                    page = await self._slack.conversations_history(
-                        channel=channel_id,
-                        include_all_metadata=True,
-                        limit=200,
-                        cursor=cursor,
-                        oldest=oldest,
-                        latest=latest,
-                    )
-                else:
-                    page = await self._slack.conversations_replies(
-                        channel=channel_id,
-                        ts=thread_ts,
-                        include_all_metadata=True,
-                        limit=200,
-                        cursor=cursor,
-                        oldest=oldest,
-                        latest=latest,
-                    )
+                page = await read(include_all_metadata=True, limit=200, cursor=cursor, oldest=oldest, latest=latest)
             except SlackApiError as error:
                 if error_code(error) in ("not_in_channel", "channel_not_found", "thread_not_found"):
                     return None  # we never posted there
