@@ -708,6 +708,11 @@ class AlertPipeline:
                 },
             )
             took = human_duration(now - group.created_at)
+            if via == "pagerduty":
+                note = f":eyes: Acknowledged in PagerDuty by {_named(user, name)} after {took}."
+            else:
+                note = f":eyes: <@{user}> acknowledged after {took}."
+            self._store.queue_reply(pipe, group.id, note)
             self._queue_pages_closed(pipe, group, f":eyes: Acknowledged by {group.acked_by_text} after {took}.")
             if also is not None:
                 also(pipe, group)
@@ -716,11 +721,6 @@ class AlertPipeline:
         await self._audit.record(
             actor=user, action="alert.ack", result="ok", target=after.id, channel=after.channel, detail=via
         )
-        took = human_duration(now - after.created_at)
-        if via == "pagerduty":
-            await self.thread_reply(after, f":eyes: Acknowledged in PagerDuty by {_named(user, name)} after {took}.")
-        else:
-            await self.thread_reply(after, f":eyes: <@{user}> acknowledged after {took}.")
         await self.flush()
         return after
 
@@ -733,10 +733,14 @@ class AlertPipeline:
             taken_back = group.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": self._clock()})
             return self.restart_escalation(taken_back)
 
-        _, after = await self._change(group_id, change)
+        def record(pipe: Pipe, group: AlertGroup) -> None:
+            again = " Escalating again." if group.escalation_state == "paging" else ""
+            self._store.queue_reply(
+                pipe, group.id, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.{again}"
+            )
+
+        _, after = await self._change(group_id, change, also=record)
         await self._audit.record(actor=user, action="alert.unack", result="ok", target=after.id, channel=after.channel)
-        again = " Escalating again." if after.escalation_state == "paging" else ""
-        await self.thread_reply(after, f":leftwards_arrow_with_hook: <@{user}> took the acknowledgement back.{again}")
         await self.flush()
         return after
 
@@ -773,6 +777,11 @@ class AlertPipeline:
 
         def record(pipe: Pipe, group: AlertGroup) -> None:
             took = human_duration(now - group.created_at)
+            if via == "pagerduty":
+                note = f":white_check_mark: Resolved in PagerDuty by {_named(user, name)} after {took}."
+            else:
+                note = f":white_check_mark: <@{user}> resolved it after {took}."
+            self._store.queue_reply(pipe, group.id, note)
             self._queue_pages_closed(
                 pipe, group, f":white_check_mark: Resolved by {group.resolved_by_text} after {took}."
             )
@@ -784,12 +793,6 @@ class AlertPipeline:
         await self._audit.record(
             actor=user, action="alert.resolve", result="ok", target=after.id, channel=after.channel, detail=via
         )
-        took = human_duration(now - after.created_at)
-        if via == "pagerduty":
-            who = _named(user, name)
-            await self.thread_reply(after, f":white_check_mark: Resolved in PagerDuty by {who} after {took}.")
-        else:
-            await self.thread_reply(after, f":white_check_mark: <@{user}> resolved it after {took}.")
         await self.flush()
         return after
 
