@@ -3,8 +3,9 @@ static page of the same size, measured in the same run.
 
 Starts the Slack emulator, a Redis and `chatops serve` with a `status_page:` of two components (90 days of probe
 history recorded first, so every bar is full), and bench/static_page.py; then 64 clients fetch the page as fast
-as they can. Prints requests/s, p50 and p99 for both and the ratios (the issue asks for >= 2,000 requests/s and
-p99 <= 50 ms on the team's machine). Run: python bench/status_page.py [--requests 20000] [--clients 64]
+as they can, after a 2 s warm-up of each that is not counted. Prints requests/s, p50 and p99 for both and the
+ratios (the issue asks for >= 2,000 requests/s and p99 <= 50 ms on the team's machine).
+Run: python bench/status_page.py [--requests 20000] [--clients 64]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bot.platform.store import Store
 from bot.status.store import ProbeStore
 
 BOT_TOKEN = "xoxb-bench-token"
+WARM_UP_SECONDS = 2
 CONFIG = """
 roles: {deployers: [U0DEMO]}
 services:
@@ -197,13 +199,20 @@ async def main() -> None:
         )
         baseline = f"http://127.0.0.1:{static_port}/status-page"
         await ready(baseline)
+        # Warm-ups, not counted (as in bench/alert_ingest.py): the first seconds of a process pay one-off costs
+        # (lazy imports, models built on first use, the collect-and-freeze after start-up) that a burst on a
+        # running bot does not, and that swung a 5 s window's p99 from 19 ms to 60-80 ms.
         if args.driver == "wrk":
+            for url in (ours, baseline):
+                await drive_wrk(url, clients=args.clients, seconds=WARM_UP_SECONDS)
             results = {
                 "chatops /status-page": await drive_wrk(ours, clients=args.clients, seconds=args.seconds),
                 "bare aiohttp static page": await drive_wrk(baseline, clients=args.clients, seconds=args.seconds),
             }
             print(f"page size {size} bytes, {args.clients} connections, wrk for {args.seconds}s each")
         else:
+            for url in (ours, baseline):
+                await drive(url, clients=args.clients, total=args.requests // 5)
             results = {
                 "chatops /status-page": await drive(ours, clients=args.clients, total=args.requests),
                 "bare aiohttp static page": await drive(baseline, clients=args.clients, total=args.requests),

@@ -1,13 +1,17 @@
 """The built-in public status page's data: read from Redis (probe results, day counts, the public incidents the
 composition root hands over through a callback), never from Slack, so it stays up when Slack is down. The page
-is computed at most once per `status_page.cache` whatever the number of readers (one computes, the others await
-the same result), and kept rendered as HTML and JSON bytes so a burst of requests costs a dictionary lookup each.
-`/status` reads the same `PageView`, so the two never disagree."""
+is computed at most once per `status_page.cache` whatever the number of readers, and kept rendered as HTML and
+JSON bytes so a burst of requests costs a dictionary lookup each. Only the very first readers wait for it to be
+computed: after that, the first reader past `cache` starts the next computation in the background and every
+reader is answered from the last page meanwhile (stale-while-revalidate), so no request waits on Redis and the
+rendering; while Redis is unreachable the last page stays up, its footer saying when it was computed. `/status`
+reads the same `PageView`, so the two never disagree."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +20,8 @@ from datetime import date, datetime, timedelta
 from bot.status.config import StatusPageSection
 from bot.status.page import DayCount, PageView, PublicIncident, build_page, render_html
 from bot.status.store import ProbeStore
+
+log = logging.getLogger(__name__)
 
 PublicIncidents = Callable[[datetime], Awaitable[Sequence[PublicIncident]]]
 EPOCH = date(1970, 1, 1)
@@ -61,18 +67,40 @@ class PublicStatus:
         self._cached: Rendered | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def rendered(self) -> Rendered:
-        """The page, computed afresh at most once per `cache` seconds."""
-        if self._cached is not None and time.monotonic() < self._expires:
-            return self._cached
+        """The page: the last one computed, and a new one computed in the background once it is `cache` old (see
+        the module docstring); computed now only if there is none yet."""
+        cached = self._cached
+        if cached is not None:
+            if time.monotonic() >= self._expires and self._refreshing is None:
+                self._refreshing = asyncio.create_task(self._refresh(), name="status-page-refresh")
+            return cached
         async with self._lock:
-            if self._cached is None or time.monotonic() >= self._expires:
-                page = await self.compute()
-                body = page.model_dump_json().encode()
-                self._cached = Rendered(page, render_html(page).encode(), body, hashlib.sha256(body).hexdigest()[:16])
-                self._expires = time.monotonic() + self.section.cache.total_seconds()
-        return self._cached
+            if self._cached is None:
+                await self._compute_and_keep()
+            assert self._cached is not None
+            return self._cached
+
+    async def _compute_and_keep(self) -> None:
+        """Computes the page and keeps it rendered for `cache` seconds."""
+        page = await self.compute()
+        body = page.model_dump_json().encode()
+        self._cached = Rendered(page, render_html(page).encode(), body, hashlib.sha256(body).hexdigest()[:16])
+        self._expires = time.monotonic() + self.section.cache.total_seconds()
+
+    async def _refresh(self) -> None:
+        """The background computation: on failure (Redis unreachable) the last page stays, and the next reader past
+        `cache` seconds tries again."""
+        try:
+            async with self._lock:
+                await self._compute_and_keep()
+        except Exception as error:  # kept serving the last page; the reason is logged, never shown
+            log.warning("the status page could not be refreshed (%s); serving the last one", type(error).__name__)
+            self._expires = time.monotonic() + self.section.cache.total_seconds()
+        finally:
+            self._refreshing = None
 
     async def page(self) -> PageView:
         """The cached page view (what /status shows too)."""
