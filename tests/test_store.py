@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -54,3 +55,31 @@ def test_embedded_redis_accepts_a_relative_data_dir(tmp_path, monkeypatch) -> No
         assert (tmp_path / ".chatops-dev" / "redis" / "redis.log").exists()
     finally:
         server.stop()
+
+
+async def test_a_write_that_lost_a_race_is_retried_and_counted(redis_url: str) -> None:
+    """`update_watched` retries when another writer changed the record between its read and its write, and counts
+    each retry in `chatops_redis_write_conflicts_total{what}` (contention between replicas shows there)."""
+    import redis as sync_redis
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    other = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    metrics = Metrics()
+    store = Store(client, Keys("t-race"), metrics)
+    seen: list[str | None] = []
+
+    def change(current: str | None, pipe: Any) -> str:
+        seen.append(current)
+        if len(seen) == 1:
+            other.set("t-race:record", "theirs")  # another replica wins the race
+        pipe.set("t-race:record", f"ours after {current}")
+        return "done"
+
+    try:
+        assert await store.update_watched("t-race:record", change, what="alert a-1") == "done"
+        assert seen == [None, "theirs"], "read again after the other write"
+        assert await client.get("t-race:record") == "ours after theirs"
+        assert metrics.registry.get_sample_value("chatops_redis_write_conflicts_total", {"what": "alert"}) == 1
+    finally:
+        other.close()
+        await client.aclose()

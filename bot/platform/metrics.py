@@ -59,6 +59,12 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.redis_write_conflicts = Counter(
+            "chatops_redis_write_conflicts",
+            "Optimistic read-modify-writes retried because another writer changed the record first, by what.",
+            ["what"],
+            registry=self.registry,
+        )
         self.alerts_dead_lettered = Counter(
             "chatops_alert_entries_dead_lettered",
             "Alert stream entries moved to the dead-letter stream, by reason.",

@@ -230,6 +230,7 @@ class Store:
                     await pipe.execute()
                 break
             except WatchError:
+                self._metrics.redis_write_conflicts.labels(what=what.split(" ", 1)[0]).inc()
                 continue
             except (RedisError, OSError) as error:
                 self._metrics.redis_errors.labels(operation="update").inc()
