@@ -524,22 +524,15 @@ class AlertPipeline:
             elif outcome == "failed":
                 failures_in_a_row += 1
                 await self._store.retry_update_at(group_id, self._clock() + RETRY_AFTER)
-        failures_in_a_row = await self._work_through(
-            await self._store.claim_page_closings(self._clock(), lease_seconds=self._lease_seconds()),
-            self._close_pages,
-            self._store.retry_page_closing_at,
-            failures_in_a_row=failures_in_a_row,
-            stop=stop,
-            now=now,
-        )
-        failures_in_a_row = await self._work_through(
-            await self._store.claim_replies(self._clock(), lease_seconds=self._lease_seconds()),
-            self._send_replies,
-            self._store.retry_replies_at,
-            failures_in_a_row=failures_in_a_row,
-            stop=stop,
-            now=now,
-        )
+        # Then the page DMs to close, then the thread replies: claimed, worked through and retried alike.
+        for claim, work, retry_at in (
+            (self._store.claim_page_closings, self._close_pages, self._store.retry_page_closing_at),
+            (self._store.claim_replies, self._send_replies, self._store.retry_replies_at),
+        ):
+            group_ids = await claim(self._clock(), lease_seconds=self._lease_seconds())
+            failures_in_a_row = await self._work_through(
+                group_ids, work, retry_at, failures_in_a_row=failures_in_a_row, stop=stop, now=now
+            )
         return failures_in_a_row > 0
 
     async def _work_through(
