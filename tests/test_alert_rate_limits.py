@@ -188,7 +188,7 @@ async def test_a_reply_slack_took_but_did_not_confirm_is_not_sent_again(bot: Bot
     await eventually(lambda: idle(bot), "delivery idle after the retry")
     assert len(thread_replies(bot, group["ts"])) == 1, "the reply Slack took, not a second one"
     assert [c.fault for c in bot.emulator.calls_to("chat.postMessage") if c.fault] == ["applied_then_500"]
-    assert not await state(bot).alerts.queued_replies(group["id"], 100), "the sent replies are no longer queued"
+    await eventually(lambda: len_queued(bot, group["id"], 0), "the sent replies no longer queued")
 
 
 async def test_a_retried_reply_sends_the_same_lines_under_the_same_key(bot: BotHarness) -> None:
