@@ -29,6 +29,7 @@ from bot.alerts import escalation
 from bot.alerts.config import AlertsSection
 from bot.alerts.membership import Applied, apply_events, delivery_runs
 from bot.alerts.model import AlertGroup, Member, new_group_id
+from bot.alerts.pacing import Batch, rest_after
 from bot.alerts.policies import EscalationSettings, NoEscalation
 from bot.alerts.render import alert_message, page_closed
 from bot.alerts.routing import Destination, Matcher, group_key, parse_matcher, route, silence_matchers, silenced_by
@@ -57,6 +58,7 @@ FLUSH_SECONDS = 0.25
 ABANDONED_AFTER_MS = 30_000
 CLAIM_ABANDONED_EVERY_SECONDS = 10
 DEAD_LETTER_AFTER = 10
+READ_BATCH = 100  # stream entries the consumer reads at a time
 POST_LEASE_SECONDS = 30
 POSTS_PER_CLAIM = 10
 # A group's queued thread replies go out as one reply (`reply_lines`): of the "resolved" lines at most this many,
@@ -118,6 +120,7 @@ class AlertPipeline:
         self._beat = heartbeat or (lambda _loop: None)
         self._sources: Mapping[str, AlertSource] = {}
         self._metrics: Metrics | None = None
+        self.webhooks_stored = 0  # webhooks stored by this process, so the consumer can tell they keep coming
 
     def use_sources(self, sources: Mapping[str, AlertSource], metrics: Metrics | None = None) -> None:
         """The configured alert sources, which normalise the bodies their raw intake stored (and the metrics that
@@ -134,6 +137,7 @@ class AlertPipeline:
         sender's delivery id), alerts already stored under that id are not stored again: then None is returned."""
         if not alerts:
             return None
+        self.webhooks_stored += 1
         if once is not None:
             return await self._store.append_once(alerts, self._clock(), once)
         return await self._store.append(alerts, self._clock())
@@ -141,6 +145,7 @@ class AlertPipeline:
     async def ingest_raw(self, source: str, body: bytes, count: int, received_at: datetime) -> str:
         """Stores a body admitted by `source`'s raw intake (`count` alerts) durably, to be normalised by the
         consumer; raises StoreUnavailable otherwise (the webhook must answer 5xx)."""
+        self.webhooks_stored += 1
         return await self._store.append_raw(source, body, count, received_at)
 
     async def normalised(self, entry_id: str, entry: RawEntry) -> list[Alert]:
@@ -184,7 +189,8 @@ class AlertPipeline:
                     last_claim = loop.time()
                     if await self._store.claim_abandoned(self.consumer, ABANDONED_AFTER_MS):
                         retry_pending = True
-                entries = await self._store.read(self.consumer, pending=retry_pending)
+                started, webhooks = loop.time(), self.webhooks_stored
+                entries = await self._store.read(self.consumer, pending=retry_pending, count=READ_BATCH)
                 self._beat("alert-delivery")
                 if retry_pending and not entries:
                     retry_pending = False
@@ -204,6 +210,12 @@ class AlertPipeline:
                 elif entries:
                     await self._deliver_entries(entries)
                 self.delivered.set()
+                # Behind, with webhooks still coming: rest, so that they keep most of the loop (bot/alerts/pacing.py).
+                batch = Batch(loop.time() - started, len(entries) >= READ_BATCH, self.webhooks_stored - webhooks)
+                rest = rest_after(batch)
+                if rest:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), rest)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -460,15 +472,20 @@ class AlertPipeline:
         """Posts groups whose group_wait ended and updates changed messages, one Slack call per group per pass;
         survives every Redis and Slack failure (what was not done stays due in Redis and is tried again)."""
         pause = FLUSH_SECONDS
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             self.posts_due.clear()
             number, flushed = self.flush_passes.begin(), self._flushed
+            started, webhooks, rest = loop.time(), self.webhooks_stored, 0.0
             try:
                 slack_failing = self._slack_failing = await self.flush(stop)
                 self._beat("alert-messages")
                 # Slack failing: back off (up to 10 s) rather than hammer it; what is due stays due in Redis.
                 pause = min(pause * 2, MAX_PAUSE_SECONDS) if slack_failing else FLUSH_SECONDS
                 self.flush_passes.end(number, worked=slack_failing or self._flushed != flushed)
+                # Webhooks arriving while messages keep changing: rest, as the consumer does (bot/alerts/pacing.py).
+                worked = self._flushed != flushed
+                rest = rest_after(Batch(loop.time() - started, worked, self.webhooks_stored - webhooks))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -477,9 +494,9 @@ class AlertPipeline:
                     log.warning("alert messages paused: %s; will retry", _describe(error))
                 else:
                     log.exception("alert message flush failed; will retry")
-            if pause > FLUSH_SECONDS:
+            if pause > FLUSH_SECONDS or rest:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
+                    await asyncio.wait_for(stop.wait(), max(pause, FLUSH_SECONDS + rest))
                 continue
             with contextlib.suppress(TimeoutError):  # a new group due wakes the flusher at once
                 await asyncio.wait_for(_first_of(self.posts_due, stop), FLUSH_SECONDS)

@@ -101,7 +101,14 @@ def string_map(value: Any, path: str) -> dict[str, str]:
 
 def string_values(value: Any) -> bool:
     """Whether `string_map` accepts `value` (None, or an object whose values are all strings)."""
-    return value is None or (type(value) is dict and all(type(item) is str for item in value.values()))
+    if value is None:
+        return True
+    if type(value) is not dict:
+        return False
+    for item in value.values():  # noqa: SIM110 (a plain loop is twice as fast as all(); three calls an alert)
+        if type(item) is not str:
+            return False
+    return True
 
 
 def optional_string(obj: Mapping[str, Any], key: str, path: str) -> str | None:

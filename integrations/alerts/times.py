@@ -28,22 +28,43 @@ def parse_time(value: Any, path: str) -> datetime | None:
     return moment
 
 
+# valid_time's answers for the strings it saw last: a group's alerts share their times, and every notification of a
+# group repeats them, so most lookups hit. Cleared when full (a bound, not an LRU); only strings as short as an
+# RFC 3339 time can be (with nanoseconds and an offset) are kept, so a sender cannot make it hold much.
+_VALID_TIMES: dict[str, bool] = {}
+_VALID_TIMES_MAX = 4096
+_LONGEST_TIME = 40
+
+
 def valid_time(value: Any) -> bool:
     """Whether `parse_time` accepts `value`, answered without building the time for the usual UTC ones (a webhook
     body holds two per alert, so this is on the hot path of every request)."""
-    if type(value) is str:
-        text = value.strip()
-        match = _RFC3339.fullmatch(text)
-        if match is None:
-            return False
-        if match.group(8) in ("Z", "z"):  # UTC: valid when the date and time of day exist (or Go's zero date)
-            if text.startswith("0001-01-01"):
-                return True
-            try:
-                datetime.fromisoformat(text[:19])
-            except ValueError:
-                return False
+    if type(value) is not str:
+        return False
+    known = _VALID_TIMES.get(value)
+    if known is None:
+        known = _checked_time(value)
+        if len(value) <= _LONGEST_TIME:
+            if len(_VALID_TIMES) >= _VALID_TIMES_MAX:
+                _VALID_TIMES.clear()
+            _VALID_TIMES[value] = known
+    return known
+
+
+def _checked_time(value: str) -> bool:
+    """`valid_time` for a string, worked out."""
+    text = value.strip()
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return False
+    if match.group(8) in ("Z", "z"):  # UTC: valid when the date and time of day exist (or Go's zero date)
+        if text.startswith("0001-01-01"):
             return True
+        try:
+            datetime.fromisoformat(text[:19])
+        except ValueError:
+            return False
+        return True
     return _time_or_bad(value) is not _BAD_TIME
 
 
