@@ -82,13 +82,14 @@ def posts_naming(emulator: SlackEmulator, channel: str, name: str) -> list[dict[
 
 
 async def idle(bot: BotHarness) -> bool:
-    """Nothing left to deliver: no entry pending, no post or update due."""
+    """Nothing left to deliver: no entry pending, no post, update, thread reply or page closing due."""
     store = state(bot).alerts
-    return (
-        await store.backlog() == 0
-        and await store.redis.zcard(store.k("post_due")) == 0
-        and await store.redis.zcard(store.k("update_due")) == 0
-    )
+    if await store.backlog():
+        return False
+    for due in ("post_due", "update_due", "replies_due", "pages_due"):
+        if await store.redis.zcard(store.k(due)):
+            return False
+    return True
 
 
 async def assert_each_posted_once(bot: BotHarness, names: list[str]) -> None:
