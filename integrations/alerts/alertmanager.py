@@ -165,15 +165,35 @@ def parse_alert(
 _NEEDS_ESCAPE = re.compile(r'["\\\n]')
 
 
+# silence_url's answers for the label sets it saw last: every notification of a group repeats its alerts' labels.
+# Cleared when full; a link longer than a browser would take is not kept.
+_SILENCE_URLS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_SILENCE_URLS_MAX = 2048
+_LONGEST_KEPT_URL = 1024
+
+
 def silence_url(external_url: str | None, labels: Mapping[str, str]) -> str | None:
     """Alertmanager's "new silence" page prefilled with the alert's labels, or None without an external URL."""
     if not external_url or not labels:
         return None
+    key = (external_url, tuple(sorted(labels.items())))
+    url = _SILENCE_URLS.get(key)
+    if url is None:
+        url = _silence_url(*key)
+        if len(url) <= _LONGEST_KEPT_URL:
+            if len(_SILENCE_URLS) >= _SILENCE_URLS_MAX:
+                _SILENCE_URLS.clear()
+            _SILENCE_URLS[key] = url
+    return url
+
+
+def _silence_url(external_url: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """`silence_url` for labels sorted by name, worked out."""
 
     def escape(value: str) -> str:
         return _NEEDS_ESCAPE.sub(lambda m: {"\n": "\\n"}.get(m.group(0), "\\" + m.group(0)), value)
 
-    matchers = ",".join(f'{name}="{escape(value)}"' for name, value in sorted(labels.items()))
+    matchers = ",".join(f'{name}="{escape(value)}"' for name, value in labels)
     return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
 
 

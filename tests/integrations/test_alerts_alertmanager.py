@@ -25,6 +25,7 @@ from integrations.alerts import (
     SourceConfigError,
     WebhookRejected,
     WebhookRequest,
+    alertmanager,
 )
 from integrations.alerts.alertmanager import (
     AlertmanagerSettings,
@@ -468,3 +469,20 @@ async def test_over_http_with_alertmanagers_headers(receiver: tuple[str, list[Al
         async with http.post(url, data=FIRING_BODY.encode(), headers={"Authorization": "Bearer nope"}) as response:
             assert (response.status, await response.text()) == (401, "bad bearer token")
     assert [a.status for a in got] == ["firing", "resolved"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12), min_size=1, max_size=4),
+    st.sampled_from(["http://am:9093", "http://am:9093/", "https://alerts.example.com/am"]),
+)
+def test_a_remembered_silence_link_is_the_one_worked_out(labels: dict[str, str], external: str) -> None:
+    """silence_url remembers its links (bounded): asked twice, or after the memo was filled and cleared, it gives
+    exactly the link built from the labels, escapes and all."""
+    expected = alertmanager._silence_url(external, tuple(sorted(labels.items())))
+    assert alertmanager.silence_url(external, labels) == expected
+    assert alertmanager.silence_url(external, dict(reversed(list(labels.items())))) == expected
+    for n in range(alertmanager._SILENCE_URLS_MAX + 1):  # fills the memo past its bound: it is cleared, not grown
+        alertmanager.silence_url(external, {"n": str(n)})
+    assert len(alertmanager._SILENCE_URLS) <= alertmanager._SILENCE_URLS_MAX
+    assert alertmanager.silence_url(external, labels) == expected

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from integrations.alerts.labels import make_fingerprint, normalise_severity
-from integrations.alerts.model import Alert
+from integrations.alerts.model import Alert, is_http_url
 from integrations.alerts.payload import load_json
 from integrations.alerts.source import (
     UNEXPECTED_REASON,
@@ -272,3 +272,19 @@ async def test_a_bug_in_a_source_is_a_logged_400(caplog: pytest.LogCaptureFixtur
         await _Buggy().receive(WebhookRequest(headers={}, body=b"reject"))
     with pytest.raises(asyncio.CancelledError):
         await _Buggy().receive(WebhookRequest(headers={}, body=b"cancel"))
+
+
+@pytest.mark.parametrize("space", [chr(c) for c in range(0x110000) if chr(c).isspace()])
+def test_a_link_with_any_white_space_is_not_a_link(space: str) -> None:
+    """`is_http_url` finds white space with a regular expression: every character str.isspace() accepts counts."""
+    assert is_http_url("https://example.com/a")
+    assert not is_http_url(f"https://example.com/a{space}b")
+
+
+@given(st.text(max_size=40))
+def test_is_http_url_refuses_exactly_the_urls_with_white_space(tail: str) -> None:
+    url = f"https://example.com/{tail}"
+    if any(ch.isspace() for ch in tail):
+        assert not is_http_url(url)
+    else:
+        assert is_http_url(url)
