@@ -205,7 +205,9 @@ async def _stats(ctx: CommandContext, words: list[str]) -> Reply:
     try:
         window = parse_duration(words[0]) if words else timedelta(days=7)
     except ValueError as error:
-        raise UsageError(f"`{external_text(words[0])}` is not a duration: {error}", "/alerts stats [7d]") from None
+        raise UsageError(
+            f"`{external_text(words[0])}` is not a duration: {external_text(str(error))}", "/alerts stats [7d]"
+        ) from None
     if len(words) > 1 or not timedelta(days=1) <= window <= timedelta(days=90):
         raise UsageError("`stats` takes one window from 1d to 90d.", "/alerts stats [7d]")
     now = ctx.deps.clock()

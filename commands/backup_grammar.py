@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bot.platform.errors import UsageError
-from commands.lexer import REASON, FlagSet
+from commands.lexer import REASON, FlagSet, show
 
 MAX_LIST = 50
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -84,7 +84,7 @@ def parse_backup(text: str) -> BackupCmd:
         raise UsageError("Say what to do: `run`, `list`, `show`, `verify`, `restore`, `drill` or `drills`.")
     verb, rest = args[0].lower(), args[1:]
     if verb not in SUBCOMMANDS:
-        raise UsageError(f"`{_shown(args[0])}` is not a /backup subcommand (use one of: {', '.join(SUBCOMMANDS)}).")
+        raise UsageError(f"`{show(args[0])}` is not a /backup subcommand (use one of: {', '.join(SUBCOMMANDS)}).")
     allowed = ("reason",) if verb in _TAKES_REASON else ()
     reason = FLAGS.check(options, allowed=allowed, slash=f"/backup {verb}").get("reason", "")
     if verb == "run":
@@ -95,7 +95,7 @@ def parse_backup(text: str) -> BackupCmd:
         limit = 10
         if len(rest) == 2:
             if not (rest[1].isascii() and rest[1].isdigit()) or not 1 <= int(rest[1]) <= MAX_LIST:
-                raise UsageError(f"N must be a whole number from 1 to {MAX_LIST} (got `{_shown(rest[1])}`).")
+                raise UsageError(f"N must be a whole number from 1 to {MAX_LIST} (got `{show(rest[1])}`).")
             limit = int(rest[1])
         return ListCmd(_name(rest[0], "target"), limit)
     if verb == "show":
@@ -113,12 +113,12 @@ def parse_backup(text: str) -> BackupCmd:
         for word in rest:
             if word.isascii() and word.isdigit():
                 if not 1 <= int(word) <= MAX_LIST:
-                    raise UsageError(f"N must be a whole number from 1 to {MAX_LIST} (got `{_shown(word)}`).")
+                    raise UsageError(f"N must be a whole number from 1 to {MAX_LIST} (got `{show(word)}`).")
                 limit = int(word)
             elif named is None:
                 named = _name(word, "target")
             else:
-                raise UsageError(f"`/backup drills` takes [<target>] [N]; `{_shown(word)}` is one word too many.")
+                raise UsageError(f"`/backup drills` takes [<target>] [N]; `{show(word)}` is one word too many.")
         return DrillsCmd(named, limit)
     _count(verb, rest, 2, 4, "<target> <id> [into <ENV_VAR> | as <new-instance>]")
     into = None
@@ -133,7 +133,7 @@ def parse_backup(text: str) -> BackupCmd:
                 "URL) or `as <new-instance>` (RDS) may follow."
             )
         if not _ENV_NAME.match(rest[3]):
-            raise UsageError(f"`{_shown(rest[3])}` is not an environment variable name (like `STAGING_DB_URL`).")
+            raise UsageError(f"`{show(rest[3])}` is not an environment variable name (like `STAGING_DB_URL`).")
         into = rest[3]
     return RestoreCmd(_name(rest[0], "target"), _name(rest[1], "backup id"), into, reason)
 
@@ -142,15 +142,10 @@ def _count(verb: str, rest: list[str], low: int, high: int, shape: str) -> None:
     if len(rest) < low:
         raise UsageError(f"`/backup {verb}` needs {shape}.")
     if len(rest) > high:
-        raise UsageError(f"`/backup {verb}` takes {shape}; `{_shown(rest[high])}` is one word too many.")
+        raise UsageError(f"`/backup {verb}` takes {shape}; `{show(rest[high])}` is one word too many.")
 
 
 def _name(word: str, what: str) -> str:
     if not _ID.match(word):
-        raise UsageError(f"`{_shown(word)}` is not a valid {what} (letters, digits, '.', '_' and '-').")
+        raise UsageError(f"`{show(word)}` is not a valid {what} (letters, digits, '.', '_' and '-').")
     return word
-
-
-def _shown(word: str) -> str:
-    clean = word.replace("`", "'")
-    return clean if len(clean) <= 40 else clean[:39] + "…"

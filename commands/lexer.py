@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from bot.platform.errors import UsageError
+from bot.text.blocks import external_text
 
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "”": "”", "’": "’"}
 MAX_TEXT = 4000
@@ -91,12 +92,13 @@ def is_flag(token: str) -> bool:
 
 
 def show(text: str) -> str:
-    """User text safe to put between backticks in a message: one line, no backticks, at most 40 characters."""
+    """User text safe to put between backticks in a message: one line, no backticks, at most 40 characters, and
+    escaped (`external_text`), so `<!channel>` typed as an argument is shown, never broadcast."""
     flat = "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in text)
     flat = flat.replace("`", "'")
     if not flat:
         return '""'
-    return flat if len(flat) <= _SHOWN else flat[: _SHOWN - 1] + "…"
+    return external_text(flat if len(flat) <= _SHOWN else flat[: _SHOWN - 1] + "…")
 
 
 def reason_text(text: str, usage: str) -> str:

@@ -135,7 +135,7 @@ def _window(word: str, usage: str, *, low: timedelta, high: timedelta) -> timede
     try:
         window = parse_duration(word)
     except ValueError as error:
-        raise UsageError(f"`{escape(word)}` is not a duration: {error}", usage) from None
+        raise UsageError(f"`{escape(word)}` is not a duration: {escape(str(error))}", usage) from None
     if not low <= window <= high:
         raise UsageError(f"The window is from {human_duration(low)} to {human_duration(high)}.", usage)
     return window
@@ -177,7 +177,7 @@ def _span(words: list[str], now: datetime, zone: ZoneInfo) -> tuple[datetime, da
         try:
             length = parse_duration(words[1])
         except ValueError as error:
-            raise UsageError(f"`{escape(words[1])}` is not a duration: {error}", OVERRIDE_USAGE) from None
+            raise UsageError(f"`{escape(words[1])}` is not a duration: {escape(str(error))}", OVERRIDE_USAGE) from None
         if length < timedelta(minutes=5):
             raise UsageError("An override lasts at least 5m.", OVERRIDE_USAGE)
         return starts, starts + length

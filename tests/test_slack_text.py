@@ -228,6 +228,75 @@ async def test_the_resolved_reply_of_a_hostile_alert_pings_nobody(bot: BotHarnes
 # -- incidents ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        ("/alerts", "stats <!channel>"),
+        ("/alerts", 'silence service=web <!channel> --reason "x"'),
+        ("/oncall", "acks 7<!here>"),
+    ],
+)
+async def test_a_hostile_duration_is_refused_without_pinging_anyone(bot: BotHarness, command: str, text: str) -> None:
+    """Before: the parser's own message quoted the word as typed, so `/alerts stats <!channel>` answered with a live
+    @channel (the word itself was escaped, the "(got ...)" after it was not)."""
+    result = await bot.emulator.send_command(command=command, text=text, user_id="U0DEMO", channel_id="C0GENERAL")
+    assert result.status == 200 and result.json is not None, result
+    assert "is not a duration" in result.json["text"], result.json
+    assert_no_foreign_markup(result.json)
+
+
+@pytest.mark.parametrize("text", ["acks <!here>", "acks @<!channel>"])
+async def test_a_hostile_person_is_refused_without_pinging_anyone(bot: BotHarness, text: str) -> None:
+    """Before: `/oncall acks <!here>` answered "`<!here>` is not a person" with the word as typed."""
+    result = await bot.emulator.send_command(command="/oncall", text=text, user_id="U0DEMO", channel_id="C0GENERAL")
+    assert result.status == 200 and result.json is not None, result
+    assert "person" in result.json["text"] or "nobody called" in result.json["text"], result.json
+    assert_no_foreign_markup(result.json)
+
+
+# Every subcommand, with hostile words where its arguments go: whatever the answer (most are errors, which is where
+# commands quote what was typed), it carries no broadcast and no foreign link.
+SWEEP = {
+    "/alerts": [
+        "",
+        "list",
+        "ack",
+        "resolve",
+        "silence",
+        "silence service=web",
+        "silences",
+        "unsilence",
+        "stats",
+        "test",
+    ],
+    "/deploy": ["", "status", "history", "history web", "locks", "lock", "unlock", "web", "web 1.2.3 to"],
+    "/backup": ["", "run", "list", "show", "verify", "restore", "restore appdb", "drill", "drills"],
+    "/oncall": ["", "now", "who", "schedule", "override", "override primary", "overrides", "acks"],
+    "/incident": ["", "list", "timeline", "update", "resolve", "severity", "commander", "role", "postmortem"],
+    "/status": ["", "web"],
+    "/chatops": ["", "help", "whoami", "audit", "audit --since"],
+    "/rollback": ["", "web", "web production"],
+}
+BROADCAST = re.compile(r"<!|<https://evil")
+
+
+@pytest.mark.parametrize("command", sorted(SWEEP))
+async def test_no_command_echoes_a_broadcast_or_a_foreign_link(bot: BotHarness, command: str) -> None:
+    for prefix in SWEEP[command]:
+        for hostile in ("<!channel>", "<https://evil.example|x>", "x <!here>", "1d <!everyone> 2"):
+            text = f"{prefix} {hostile}".strip()
+            result = await bot.emulator.send_command(
+                command=command, text=text, user_id="U0DEMO", channel_id="C0GENERAL"
+            )
+            assert result.status == 200, (command, text, result)
+            for markup in markup_texts(result.json or {}):
+                assert not BROADCAST.search(markup), f"{command} {text} answered with live markup: {markup!r}"
+    for channel, messages in bot.emulator.state.all_messages().items():
+        for message in messages:
+            for markup in markup_texts(message):
+                assert not BROADCAST.search(markup), f"a message in {channel} carries live markup: {markup!r}"
+
+
 async def incident_command(bot: BotHarness, text: str, channel: str = "C0GENERAL") -> dict[str, Any]:
     result = await bot.emulator.send_command(command="/incident", text=text, user_id="U0DEMO", channel_id=channel)
     assert result.status == 200 and result.json is not None, result

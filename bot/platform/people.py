@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.platform.errors import UserFacingError
+from bot.text.blocks import external_text
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,11 @@ class PeopleDirectory:
         if _USER_ID.fullmatch(mention):
             return mention
         if not mention.startswith("@") or len(mention) < 2:
-            raise UserFacingError(f"`{mention}` is not a person: mention them, like `@alice`.")
+            raise UserFacingError(f"`{external_text(mention)}` is not a person: mention them, like `@alice`.")
         name = mention[1:].lower()
         user_id = (await self._names_by_handle()).get(name)
         if user_id is None:
-            raise UserFacingError(f"There is nobody called `{mention}` in this workspace.")
+            raise UserFacingError(f"There is nobody called `{external_text(mention)}` in this workspace.")
         return user_id
 
     async def _names_by_handle(self) -> dict[str, str]:
