@@ -297,6 +297,23 @@ async def test_no_command_echoes_a_broadcast_or_a_foreign_link(bot: BotHarness, 
                 assert not BROADCAST.search(markup), f"a message in {channel} carries live markup: {markup!r}"
 
 
+async def test_a_hostile_reason_is_stored_and_listed_without_pinging_anyone(bot: BotHarness) -> None:
+    """What people type is kept as typed and escaped each time it is shown: a silence's reason, and the audit log."""
+    for command, text in [
+        ("/alerts", 'silence service=web 2h --reason "<!channel> maintenance <https://evil.example|x>"'),
+        ("/alerts", "silences"),
+        ("/chatops", "audit"),
+    ]:
+        result = await bot.emulator.send_command(command=command, text=text, user_id="U0DEMO", channel_id="C0GENERAL")
+        assert result.status == 200 and result.json is not None, result
+        for markup in markup_texts(result.json):
+            assert not BROADCAST.search(markup), f"{command} {text} answered with live markup: {markup!r}"
+    listed = await bot.emulator.send_command(
+        command="/alerts", text="silences", user_id="U0DEMO", channel_id="C0GENERAL"
+    )
+    assert "&lt;!channel&gt; maintenance" in str(listed.json), listed.json
+
+
 async def incident_command(bot: BotHarness, text: str, channel: str = "C0GENERAL") -> dict[str, Any]:
     result = await bot.emulator.send_command(command="/incident", text=text, user_id="U0DEMO", channel_id=channel)
     assert result.status == 200 and result.json is not None, result
