@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Under a backlog with webhooks still arriving, the consumer rests this many times as long as its last batch took:
-# 2.0 leaves it a third of the loop's time (bench/alert_ingest.py measures what each side gets).
+# 3.0 leaves it at most a quarter of the loop's time (bench/README.md, "The webhooks first", measures both sides).
 REST_PER_BUSY = 3.0
 # No single rest is longer than this, so a slow batch (Redis failing over, say) cannot park delivery for long.
 MAX_REST_SECONDS = 1.0
