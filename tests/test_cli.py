@@ -110,9 +110,14 @@ def test_serve_rejects_a_user_token_without_echoing_it() -> None:
     assert "xoxp-user-token-secret" not in result.stderr
 
 
-async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: str, repo_root: Path) -> None:
+@pytest.mark.parametrize(("event_loop", "runs_on"), [(None, "uvloop"), ("asyncio", "asyncio")])
+async def test_serve_runs_as_a_user_would(
+    emulator: SlackEmulator, redis_url: str, repo_root: Path, event_loop: str | None, runs_on: str
+) -> None:
     port = free_port()
     env = serve_environment(emulator, redis_url, repo_root / "examples" / "chatops.yaml", port) | {"LOG_FORMAT": "json"}
+    if event_loop is not None:
+        env["CHATOPS_EVENT_LOOP"] = event_loop
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -127,6 +132,8 @@ async def test_serve_runs_as_a_user_would(emulator: SlackEmulator, redis_url: st
         process.terminate()
         _, stderr = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 0
+    start_line = next(line for line in stderr.decode().splitlines() if line.startswith("chatops serve:"))
+    assert start_line.endswith(f"; HTTP on 127.0.0.1:{port}; {runs_on}")
     assert emulator.signing_secret not in stderr.decode()
     assert BOT_TOKEN not in stderr.decode()
     assert "will be unused" not in stderr.decode()  # Bolt's notice about SLACK_BOT_TOKEN in the environment

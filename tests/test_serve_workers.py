@@ -165,6 +165,7 @@ async def test_workers_each_listen_on_the_port_and_metrics_add_up_over_them(
             re.findall(r'chatops_loop_last_success_timestamp_seconds\{loop="alert-delivery",pid="(\d+)"\}', text)
         )
         assert live == {str(pid) for pid in workers}
+    assert f"HTTP on 127.0.0.1:{port}, 2 workers; uvloop" in _log(tmp_path)  # each worker makes its own uvloop
 
 
 async def test_a_worker_killed_mid_storm_is_started_again_and_every_accepted_alert_is_posted(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.shell.config import ChatopsConfig
+    from bot.shell.event_loop import EventLoop
     from bot.shell.settings import Settings
 
 EXIT_OK = 0
@@ -138,12 +139,18 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
 
     from bot.shell.composition import StartupError, create_web_app, preflight
     from bot.shell.config import ConfigError, load_config, summary
+    from bot.shell.event_loop import EventLoopUnavailable, event_loop
     from bot.shell.logs import configure_logging
 
     try:
         config = load_config(settings.config_path)
     except ConfigError as error:
         print(f"chatops serve: cannot start: the configuration is invalid\n{error}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    try:
+        loop = event_loop(settings.event_loop)
+    except EventLoopUnavailable as error:
+        print(f"chatops serve: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
     try:
@@ -152,19 +159,19 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         print(f"chatops serve: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     if workers > 1:
-        return _serve_workers(settings, config, workers)
+        return _serve_workers(settings, config, workers, loop)
     mode = "Socket Mode" if settings.socket_mode else f"HTTP on {settings.host}:{settings.port}"
     app = create_web_app(settings, config)
-    print(f"chatops serve: {summary(config, settings.config_path)}; {mode}", file=sys.stderr)
+    print(f"chatops serve: {summary(config, settings.config_path)}; {mode}; {loop.name}", file=sys.stderr)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, loop=loop.new())
     except OSError as error:
         print(f"chatops serve: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_START
     return EXIT_OK
 
 
-def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int) -> int:
+def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int, loop: EventLoop) -> int:
     """Runs `workers` replicas on the port under a supervisor (bot/shell/workers.py)."""
     import socket
 
@@ -184,12 +191,14 @@ def _serve_workers(settings: Settings, config: ChatopsConfig, workers: int) -> i
 
     def run_worker(sock: socket.socket, index: int) -> int:
         holder.close()
-        web.run_app(create_web_app(settings, config), sock=sock, print=None, access_log=None)
+        # Each worker makes its own loop after the fork: a loop is never carried across one.
+        web.run_app(create_web_app(settings, config), sock=sock, print=None, access_log=None, loop=loop.new())
         return EXIT_OK
 
     mode = "Socket Mode and HTTP" if settings.socket_mode else "HTTP"
     print(
-        f"chatops serve: {summary(config, settings.config_path)}; {mode} on {settings.host}:{port}, {workers} workers",
+        f"chatops serve: {summary(config, settings.config_path)}; {mode} on {settings.host}:{port}, {workers} workers; "
+        f"{loop.name}",
         file=sys.stderr,
     )
     supervisor = Supervisor(count=workers, host=settings.host, port=port, run_worker=run_worker, on_exit=worker_ended)

@@ -48,6 +48,8 @@ class Settings(BaseModel):
     workers: int = Field(default=1, ge=1, le=64, alias="WEB_CONCURRENCY")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="LOG_FORMAT")
+    # uvloop where installed (less CPU per request), or asyncio's own loop (bot/shell/event_loop.py).
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(default="auto", alias="CHATOPS_EVENT_LOOP")
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -84,6 +86,11 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("event_loop", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def socket_mode(self) -> bool:
