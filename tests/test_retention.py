@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.alerts.model import AlertGroup, Member
-from bot.alerts.store import AlertStore
+from bot.alerts.store import AlertStore, RawEntry
 from bot.backups.model import BackupRecord, BackupState
 from bot.backups.store import BackupStore
 from bot.deploys.model import DeployRecord, DeployState
@@ -106,6 +106,41 @@ async def test_stats_from_daily_counters_equal_the_old_scan_including_acks_from_
         store.queue_ack(pipe, ack_fields(NOW, 30.0, "a-later"))
         await pipe.execute()
     assert "7 acknowledgements" in await stats_text(bot)
+
+
+async def test_stats_keep_the_older_days_totals_and_still_see_every_change(store: Store) -> None:
+    alerts = AlertStore(store)
+    window = [NOW - timedelta(days=n) for n in range(30)]
+    for n, day in enumerate(window):  # what each day's writers counted on their day
+        await alerts.count(day, "received", n + 1)
+    expected = sum(range(1, 31))
+    assert (await alerts.stats(window))["received"] == expected
+    older = [key async for key in store.redis.scan_iter(match=alerts.k("stats_older") + ":*")]
+    assert len(older) == 1 and await store.redis.ttl(older[0]) > 86_400  # the older days' totals, kept a while
+    await store.redis.delete(*[alerts.k("stats", f"{day:%Y%m%d}") for day in window[2:]])
+    assert (await alerts.stats(window))["received"] == expected, "the older days are read from their totals"
+
+    await alerts.count(NOW, "received", 100)  # today and yesterday are read live
+    await alerts.count(NOW - timedelta(days=1), "resolved", 5)
+    totals = await alerts.stats(window)
+    assert (totals["received"], totals["resolved"]) == (expected + 100, 5)
+
+    # A write into an older day raises the generation: a dead letter of an entry received 10 days ago.
+    await alerts.count(NOW - timedelta(days=10), "received", 7)  # the entry's day, as it was counted then
+    entry = RawEntry(source="alertmanager", body="{}", received_at=NOW - timedelta(days=10), count=7)
+    await alerts.dead_letter_raw("1-0", entry, "unreadable")
+    totals = await alerts.stats(window)
+    assert totals["dead_lettered"] == 7
+    assert totals["received"] == 1 + 2 + 7 + 100, "summed afresh: the days deleted above are gone now"
+
+    # Retention removes older days: they leave the totals too.
+    await alerts.prune_days(NOW - timedelta(days=1), batch=1000)
+    totals = await alerts.stats(window)
+    assert (totals["received"], totals.get("dead_lettered", 0)) == (1 + 2 + 100, 0)
+
+    # The same days asked for again by a bot whose clock moved on: the window's own totals.
+    assert (await alerts.stats(window[1:]))["received"] == 2 + 0  # yesterday's 2, the day before pruned
+    assert await alerts.stats([]) == {}
 
 
 def group(group_id: str, created: datetime, *, resolved: datetime | None) -> AlertGroup:

@@ -181,21 +181,47 @@ end
 return ids
 """
 
-# The daily counters summed over the days asked for (KEYS: one counters hash per day), as a flat list of field and
-# total: one small reply however many days hold counters, so `/alerts stats` costs the same on a long history.
+# The daily counters summed over the days asked for, as a flat list of field and total: one small reply however
+# many days hold counters. KEYS[1] holds the totals of the older days (all but the last ARGV[2]: yesterday and
+# today, which are read live) as they were at generation KEYS[2], which every write into an older day raises
+# (`older_days_changed`); while the generations match those totals are read instead of the older days themselves,
+# so the answer costs the same whether a month of days holds counters or none does. ARGV[1]: how many older days
+# follow in KEYS; ARGV[3]: seconds the totals are kept (the window moves on daily).
 _SUM_COUNTERS = """
+local older = tonumber(ARGV[1])
+local generation = redis.call('GET', KEYS[2]) or '0'
 local totals, fields = {}, {}
-for _, key in ipairs(KEYS) do
-  local pairs_ = redis.call('HGETALL', key)
+local function add(into, names, pairs_)
   for i = 1, #pairs_, 2 do
     local field = pairs_[i]
-    if totals[field] == nil then
-      totals[field] = 0
-      fields[#fields + 1] = field
+    if field ~= '\0generation' then
+      if into[field] == nil then
+        into[field] = 0
+        names[#names + 1] = field
+      end
+      into[field] = into[field] + tonumber(pairs_[i + 1])
     end
-    totals[field] = totals[field] + tonumber(pairs_[i + 1])
   end
 end
+local cached = redis.call('HGETALL', KEYS[1])
+local current = false
+for i = 1, #cached, 2 do
+  if cached[i] == '\0generation' and cached[i + 1] == generation then current = true end
+end
+if current then
+  add(totals, fields, cached)
+else
+  for k = 3, 2 + older do add(totals, fields, redis.call('HGETALL', KEYS[k])) end
+  local flat = {'\0generation', generation}
+  for _, field in ipairs(fields) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = string.format('%.0f', totals[field])
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(flat))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+for k = 3 + older, #KEYS do add(totals, fields, redis.call('HGETALL', KEYS[k])) end
 local flat = {}
 for _, field in ipairs(fields) do
   flat[#flat + 1] = field
@@ -203,6 +229,10 @@ for _, field in ipairs(fields) do
 end
 return flat
 """
+# Days read live by `/alerts stats` (today and yesterday: the days whose counters the running bot still writes, a
+# clock a little behind included); and how long the older days' totals are kept.
+LIVE_STAT_DAYS = 2
+OLDER_TOTALS_SECONDS = 2 * 86_400
 
 ACK_COUNTERS_READY = "ready"
 
@@ -778,6 +808,7 @@ class AlertStore:
             )
             pipe.xack(self.k("stream"), CONSUMER_GROUP, entry_id)
             pipe.hincrby(self.k("stats", f"{entry.received_at:%Y%m%d}"), "dead_lettered", entry.count)
+            self.older_days_changed(pipe)  # the entry may have been received days ago
             await pipe.execute()
 
     async def acks(self, count: int = 10_000) -> list[dict[str, str]]:
@@ -790,11 +821,31 @@ class AlertStore:
         await self.redis.hincrby(self.k("stats", f"{now:%Y%m%d}"), field, amount)
 
     async def stats(self, days: Sequence[datetime]) -> dict[str, int]:
-        """Counters summed over these days, by Redis (one round trip and one small reply, whatever the history's
-        size)."""
-        keys = [self.k("stats", f"{day:%Y%m%d}") for day in days]
-        flat = await self._store.call("alert_stats", self._sum_counters(keys=keys))
+        """Counters summed over these days, by Redis: one round trip and one small reply, and the same cost whether
+        the older days hold counters or not (their totals are kept until a write into one of them; see
+        `_SUM_COUNTERS`)."""
+        dates = sorted({day.date() for day in days})
+        if not dates:
+            return {}
+        live_from = dates[-1] - timedelta(days=LIVE_STAT_DAYS - 1)
+        older = [d for d in dates if d < live_from]
+        live = [d for d in dates if d >= live_from]
+        span = f"{older[0]:%Y%m%d}-{older[-1]:%Y%m%d}:{len(older)}" if older else "none"
+        keys = [
+            self.k("stats_older", span),
+            self.k("stats_generation"),
+            *(self.k("stats", f"{d:%Y%m%d}") for d in [*older, *live]),
+        ]
+        flat = await self._store.call(
+            "alert_stats",
+            self._sum_counters(keys=keys, args=[len(older), LIVE_STAT_DAYS, OLDER_TOTALS_SECONDS]),
+        )
         return {text(field): int(value) for field, value in zip(flat[::2], flat[1::2], strict=True)}
+
+    def older_days_changed(self, pipe: Pipe) -> None:
+        """Queued with any write into a day's counters other than the writer's today (a dead letter of an entry
+        received days ago, the ack backfill, retention): `/alerts stats` then sums the older days afresh."""
+        pipe.incr(self.k("stats_generation"))
 
     async def ack_counters_ready(self) -> bool:
         """Whether every acknowledgement is in the daily counters (those recorded before the counters existed have
@@ -824,6 +875,7 @@ class AlertStore:
                             pipe.hincrby(self.k("stats", counted[0]), "ack_ms", counted[1])
                     if entries:
                         pipe.set(cursor_key, entries[-1][0])
+                        self.older_days_changed(pipe)
                     done = len(entries) < batch
                     if done:
                         pipe.set(ready_key, ACK_COUNTERS_READY)
@@ -913,7 +965,8 @@ class AlertStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*[self.k("stats", f"{day:%Y%m%d}") for day in days])
             pipe.set(cursor_key, f"{days[-1]:%Y%m%d}")
-            deleted, _ = await self._store.call("alert_prune", pipe.execute())
+            self.older_days_changed(pipe)
+            deleted, *_ = await self._store.call("alert_prune", pipe.execute())
         return int(deleted)
 
     async def save_silence(self, silence_id: str, silence: dict[str, object]) -> None:

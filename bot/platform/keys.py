@@ -41,6 +41,8 @@ single MULTI or Lua script touches together share it, so they land in the same s
 | `{prefix}:{alerts}:pd_dead`                | stream | PagerDuty events refused with 400, and its error       |
 | `{prefix}:{alerts}:pd_webhook:<id>`        | string | a PagerDuty webhook id already applied; TTL 7 days     |
 | `{prefix}:{alerts}:stats:<yyyymmdd>`       | hash   | daily counters: received, posted, deduplicated, …      |
+| `{prefix}:{alerts}:stats_older:<span>`     | hash   | older days of `/alerts stats` summed, by generation; TTL |
+| `{prefix}:{alerts}:stats_generation`       | string | raised by every write into a day before yesterday      |
 | `{prefix}:{<tag>}:replicated`              | string | marker written before `WAIT` (min_replicas_acked); TTL |
 | `{prefix}:{sched}:leader`                  | string | the scheduler's leader lease: owner; TTL               |
 | `{prefix}:{sched}:runs`                    | hash   | last completed run per scheduled job (ISO time, UTC)   |
