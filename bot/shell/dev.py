@@ -18,6 +18,7 @@ from bot.emulator import SlackEmulator, Workspace
 from bot.platform.embedded_redis import EmbeddedRedis, RedisNotFound
 from bot.shell.composition import create_web_app
 from bot.shell.config import ChatopsConfig, ConfigError, load_config, summary
+from bot.shell.event_loop import event_loop
 from bot.shell.logs import configure_logging
 from bot.shell.settings import Settings
 
@@ -44,7 +45,9 @@ def run_dev(*, config_path: str | None, host: str, port: int, data_dir: str) -> 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), os.environ.get("LOG_FORMAT", "console"))
     print(f"chatops dev: {summary(config, str(path))}", file=sys.stderr)
     try:
-        return asyncio.run(_serve(config=config, host=host, port=port, data_dir=Path(data_dir)))
+        # The loop `chatops serve` runs on by default (uvloop where installed), so that dev behaves as production.
+        with asyncio.Runner(loop_factory=event_loop("auto").new) as runner:
+            return runner.run(_serve(config=config, host=host, port=port, data_dir=Path(data_dir)))
     except (RedisNotFound, RuntimeError) as error:
         print(f"chatops dev: {error}", file=sys.stderr)
         return 2
