@@ -182,11 +182,11 @@ return ids
 """
 
 # The daily counters summed over the days asked for, as a flat list of field and total: one small reply however
-# many days hold counters. KEYS[1] holds the totals of the older days (all but the last ARGV[2]: yesterday and
-# today, which are read live) as they were at generation KEYS[2], which every write into an older day raises
+# many days hold counters. KEYS[1] holds the totals of the older days (the ARGV[1] day keys after KEYS[2]; the rest,
+# yesterday and today, are read live) as they were at generation KEYS[2], which every write into an older day raises
 # (`older_days_changed`); while the generations match those totals are read instead of the older days themselves,
-# so the answer costs the same whether a month of days holds counters or none does. ARGV[1]: how many older days
-# follow in KEYS; ARGV[3]: seconds the totals are kept (the window moves on daily).
+# so the answer costs the same whether a month of days holds counters or none does. ARGV[2]: seconds the totals are
+# kept (the window moves on daily).
 _SUM_COUNTERS = """
 local older = tonumber(ARGV[1])
 local generation = redis.call('GET', KEYS[2]) or '0'
@@ -219,7 +219,7 @@ else
   end
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], unpack(flat))
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 end
 for k = 3 + older, #KEYS do add(totals, fields, redis.call('HGETALL', KEYS[k])) end
 local flat = {}
@@ -838,7 +838,7 @@ class AlertStore:
         ]
         flat = await self._store.call(
             "alert_stats",
-            self._sum_counters(keys=keys, args=[len(older), LIVE_STAT_DAYS, OLDER_TOTALS_SECONDS]),
+            self._sum_counters(keys=keys, args=[len(older), OLDER_TOTALS_SECONDS]),
         )
         return {text(field): int(value) for field, value in zip(flat[::2], flat[1::2], strict=True)}
 
