@@ -4,8 +4,8 @@
    (and `return_run_details: true`, which makes current GitHub answer 200 with the run's id; older servers
    answer 204, or reject the flag, in which case it is sent again without it).
 2. Without a run id in the answer, list the workflow's `workflow_dispatch` runs on that branch and take the oldest
-   run created at or after the dispatch (by the server's clock, from its `Date` header) that no other step of this
-   process has claimed; `run_name_contains` narrows it further for workflows whose `run-name` holds the deploy id.
+   run created at or after the dispatch (by the server's clock: its `Date` header, less the request's duration and
+   the header's one-second resolution) that no other step of this process has claimed; `run_name_contains` narrows it further for workflows whose `run-name` holds the deploy id.
 3. Poll `GET /repos/{repo}/actions/runs/{id}` until `status == "completed"`; ok iff `conclusion == "success"`.
 
 Rate limits (403/429 with `retry-after`, or `x-ratelimit-remaining: 0` with `x-ratelimit-reset`) are waited out
@@ -50,6 +50,7 @@ API_VERSION = "2022-11-28"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 _FIND_POLL_SECONDS = 2.0  # at most this long between looks for the dispatched run (it appears in seconds)
 _DEFAULT_RATE_LIMIT_WAIT = 60.0  # GitHub's advice when a secondary rate limit gives no header: wait a minute
+_DATE_RESOLUTION = timedelta(seconds=1)  # an HTTP Date header names whole seconds
 _MAX_BACKOFF = 30.0
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -182,11 +183,13 @@ class GithubActionsDeployer:
         if self._send_run_details:
             body["return_run_details"] = True
         sent_at = datetime.now(UTC)
+        started = time.monotonic()
         # A POST whose answer was lost may still have started a deploy: only rate limits and refused
         # connections, where GitHub certainly did nothing, are retried.
         status, data, response_headers = await self._request(
             "POST", f"{self._workflow_path}/dispatches", headers, deadline, json=body, idempotent=False
         )
+        took = timedelta(seconds=time.monotonic() - started)
         if status in (400, 422) and "return_run_details" in body and "return_run_details" in _message(data):
             self._send_run_details = False  # an older GitHub Enterprise Server: ask again without the flag
             return await self._dispatch(headers, ref, inputs, deadline)
@@ -199,7 +202,10 @@ class GithubActionsDeployer:
             raise _StepFailed(f"GitHub refused the dispatch (422): {_message(data) or 'unprocessable'}")
         if status not in (200, 201, 204):
             raise _StepFailed(f"GitHub answered the dispatch with {status}: {_message(data) or 'no message'}")
-        dispatched_at = _server_time(response_headers) or sent_at - timedelta(seconds=5)
+        answered_at = _server_time(response_headers)
+        # The run was created after GitHub received the POST. Its clock, not ours, stamps the run; its Date header
+        # has whole seconds (a run created at 12.9 s can be answered at "13 s"), and the request took `took`.
+        dispatched_at = answered_at - took - _DATE_RESOLUTION if answered_at else sent_at - timedelta(seconds=5)
         if isinstance(data, dict) and isinstance(data.get("workflow_run_id"), int):
             run = _Run(
                 id=data["workflow_run_id"], url=data.get("html_url") if isinstance(data.get("html_url"), str) else None

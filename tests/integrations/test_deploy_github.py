@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -80,6 +81,7 @@ class FakeGitHub:
     rate_limit_run_polls: list[dict[str, str]] = field(default_factory=list)  # headers of 403/429s to answer first
     expected_token: str = TOKEN
     run_created_after: timedelta = timedelta(0)  # how long after its dispatch GitHub says a run was created
+    dispatch_answered_after: timedelta | None = None  # the dispatch answer's Date: this long after run creation
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -136,7 +138,10 @@ class FakeGitHub:
                     "html_url": f"{self.origin}/{REPO}/actions/runs/{run.id}",
                 }
             )
-        return web.Response(status=204)
+        headers = {}
+        if self.dispatch_answered_after is not None:
+            headers["Date"] = format_datetime(run.created_at + self.dispatch_answered_after, usegmt=True)
+        return web.Response(status=204, headers=headers)
 
     async def list_runs(self, request: web.Request) -> web.Response:
         await self.record(request)
@@ -248,6 +253,16 @@ async def test_dispatch_then_find_the_run_then_follow_it_to_success(
         f"GitHub Actions run #{run_id - 1000}: completed, success",
     ]
     assert all(TOKEN not in line for line in emit.lines)
+
+
+async def test_a_run_created_in_the_second_before_the_dispatch_answer_is_found(
+    github: FakeGitHub, http: aiohttp.ClientSession
+) -> None:
+    # GitHub stamps the run at 12.9 s and answers the POST at 13.0 s: the Date header says 13, created_at 12.
+    github.dispatch_answered_after = timedelta(seconds=1)
+    result = await build(settings(github, timeout="5s"), environ=ENV, http=http).apply(make_step(), Lines())
+    assert result.ok, result
+    assert result.external_id == str(max(github.runs))
 
 
 async def test_a_failed_run_fails_the_step(github: FakeGitHub, http: aiohttp.ClientSession) -> None:
