@@ -5,7 +5,8 @@
    answer 204, or reject the flag, in which case it is sent again without it).
 2. Without a run id in the answer, list the workflow's `workflow_dispatch` runs on that branch and take the oldest
    run created at or after the dispatch (by the server's clock: its `Date` header, less the request's duration and
-   the header's one-second resolution) that no other step of this process has claimed; `run_name_contains` narrows it further for workflows whose `run-name` holds the deploy id.
+   the header's one-second resolution) that no other step of this process has claimed; `run_name_contains`
+   narrows it further for workflows whose `run-name` holds the deploy id.
 3. Poll `GET /repos/{repo}/actions/runs/{id}` until `status == "completed"`; ok iff `conclusion == "success"`.
 
 Rate limits (403/429 with `retry-after`, or `x-ratelimit-remaining: 0` with `x-ratelimit-reset`) are waited out
