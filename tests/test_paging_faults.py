@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 
 from bot.alerts.model import AlertGroup
+from bot.oncall.pager import Pager
 from bot.shell.config import ChatopsConfig, parse_config
 from tests.conftest import BotHarness, FakeClock
+from tests.state import state
 from tests.test_oncall import (
     CONFIG,
     T0,
@@ -85,3 +87,36 @@ async def test_a_page_that_went_through_but_was_answered_500_is_not_sent_twice(
     assert ts == pages_to(bot, "U0ALICE")[0]["ts"]
     await tick_at(bot, clock, timedelta(minutes=5))  # step 2 goes on as usual
     assert len(pages_to(bot, "U0CAROL")) == 1
+
+
+async def test_a_process_killed_between_sending_a_page_and_recording_it_leaves_one_note(
+    bot: BotHarness, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DM went out, then the process stopped before the page was recorded (here: the record's transaction never
+    runs). The retry finds the DM and records it; the thread says "Paging" once. Before, the note was queued between
+    the DM and the record, so the retry queued a second one."""
+    group = await fire(bot, critical(clock))
+    store = state(bot).alerts
+
+    async def killed_before_the_record(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionError("the process stopped here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Pager, "_record", killed_before_the_record)
+        await tick_at(bot, clock, timedelta(0))
+    assert len(pages_to(bot, "U0ALICE")) == 1
+    assert (await group_of(bot, group.id)).pages == ()
+
+    await tick_at(bot, clock, LEASE + timedelta(seconds=1))
+    paged = await group_of(bot, group.id)
+    assert len(pages_to(bot, "U0ALICE")) == 1, "the page was sent twice"
+    assert [p.step for p in paged.pages] == [0]
+
+    def paging_notes() -> list[str]:
+        return [text for text in thread_texts(bot, paged) for line in text.splitlines() if "Paging" in line]
+
+    async def all_sent() -> bool:
+        return bool(paging_notes()) and not await store.queued_replies(group.id, 10)
+
+    await eventually(all_sent, "the thread note sent")
+    assert len(paging_notes()) == 1, paging_notes()

@@ -7,6 +7,9 @@ DM or channel post Slack did not take (5xx, timeout, an error page) is not recor
 when the lease runs out, and the retry first looks for the DMs it may already have sent (each carries the page's
 key in its metadata), so a page is sent at least once and, where the process survives, once per person. A
 deadline whose group moved on (acknowledged, resolved, restarted) is stale and dropped. A late page says why.
+
+The notes a page or a reminder leaves in the alert's thread ("Paging …", "Reminded …") are queued in the transaction
+that records it, so a process killed between sending and recording leaves no note, and the retry leaves exactly one.
 """
 
 from __future__ import annotations
@@ -128,26 +131,40 @@ class Pager:
             return
         now = self._clock()
         step = policy.steps[due.step]
+        notes: list[str] = []
+        trigger: Callable[[Pipe, AlertGroup], None] | None = None
         if step.target_kind == "pagerduty":
-            page, also = await self._trigger(group, policy, step, due, now)
-            after = await self._record(deadline, lambda g: escalation.paged(g, policy, page), also=also)
-            if self._outbox is not None:
-                self._outbox.kick()
+            page, trigger = await self._trigger(group, policy, step, due, now, notes)
         else:
-            page = await self._send(group, policy, step, due, now)
-            after = await self._record(deadline, lambda g: escalation.paged(g, policy, page))
-        if after is not None and after.escalation_state == "exhausted":
-            await self._alerts.thread_reply(
-                after,
-                f":warning: That was the last step of `{group.escalation}`"
-                f"{f' after {policy.repeat + 1} rounds' if policy.repeat else ''}; nobody else will be paged.",
-            )
+            page = await self._send(group, policy, step, due, now, notes)
+
+        def also(pipe: Pipe, after: AlertGroup) -> None:
+            if trigger is not None:
+                trigger(pipe, after)
+            last: list[str] = []  # a new list each call: a transaction retried on WATCH calls this again
+            if after.escalation_state == "exhausted":
+                rounds = f" after {policy.repeat + 1} rounds" if policy.repeat else ""
+                last.append(
+                    f":warning: That was the last step of `{group.escalation}`{rounds}; nobody else will be paged."
+                )
+            self._queue_notes(pipe, after, [*notes, *last])
+
+        await self._record(deadline, lambda g: escalation.paged(g, policy, page), also=also, notes=notes)
+        if trigger is not None and self._outbox is not None:
+            self._outbox.kick()
 
     async def _send(
-        self, group: AlertGroup, policy: EscalationPolicy, step: EscalationStep, due: Slot, now: datetime
+        self,
+        group: AlertGroup,
+        policy: EscalationPolicy,
+        step: EscalationStep,
+        due: Slot,
+        now: datetime,
+        notes: list[str],
     ) -> Page:
-        """Sends one page: DMs to the people the step names, or a post in its channel. Raises PageNotSent when Slack
-        did not take one of them (nothing is recorded; the retry finds what this attempt did send)."""
+        """Sends one page: DMs to the people the step names, or a post in its channel; adds to `notes` what the
+        thread should say. Raises PageNotSent when Slack did not take one of them (nothing is recorded; the retry
+        finds what this attempt did send)."""
         member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
         attempt = await self._store.begin_attempt("paging", member)
         rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
@@ -166,9 +183,7 @@ class Pager:
                 current = await self._oncall.now(rotation, now)
                 targets.append(current.member)
             except UserFacingError as error:
-                await self._alerts.thread_reply(
-                    group, f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}"
-                )
+                notes.append(f":warning: Cannot page `{rotation}`: {external_text(error.message)}{late_note}")
         elif step.target_kind == "user":
             targets.append(notify)
         else:
@@ -208,9 +223,7 @@ class Pager:
         for_whom = f" ({rotation} on call)" if rotation and targets else ""
         extra = f" {mention}" if mention and channel is None else ""
         missing = f" Could not reach {', '.join(unreachable)}." if unreachable else ""
-        await self._alerts.thread_reply(
-            group, f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}{missing}"
-        )
+        notes.append(f":pager: Paging {who}{for_whom}{extra} — {step_text}.{late_note}{missing}")
         await self._audit.record(
             actor="chatops",
             action="alert.page",
@@ -238,9 +251,11 @@ class Pager:
         step: EscalationStep,
         due: Slot,
         now: datetime,
+        notes: list[str],
     ) -> tuple[Page, Callable[[Pipe, AlertGroup], None] | None]:
         """A PagerDuty step: the page, and what queues its trigger event in the transaction that records it (the
-        outbox sends it until PagerDuty takes it, so the page is as durable as the record)."""
+        outbox sends it until PagerDuty takes it, so the page is as durable as the record); adds to `notes` what the
+        thread should say."""
         assert isinstance(step.notify, PagerDutyTarget)
         routing = step.notify.pagerduty
         member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
@@ -251,15 +266,14 @@ class Pager:
         page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
         outbox = self._outbox
         if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
-            await self._alerts.thread_reply(
-                group,
+            notes.append(
                 f":warning: Cannot trigger PagerDuty `{routing}`: it is not"
                 f" configured (integrations.pagerduty.routing_keys) — {step_text}."
-                f"{late_note}",
+                f"{late_note}"
             )
             return page, None
         permalink = await self._permalink(group)
-        await self._alerts.thread_reply(group, f":pager: Triggering PagerDuty `{routing}` — {step_text}.{late_note}")
+        notes.append(f":pager: Triggering PagerDuty `{routing}` — {step_text}.{late_note}")
         await self._audit.record(
             actor="chatops",
             action="alert.page",
@@ -313,7 +327,15 @@ class Pager:
                 withdrawn = g.model_copy(update={"acked_by": None, "acked_at": None, "updated_at": now})
                 return self._alerts.restart_escalation(withdrawn)
 
-            after = await self._record(deadline, take_back)
+            def withdrawn_note(pipe: Pipe, after: AlertGroup) -> None:
+                again = " Escalating again." if after.escalation_state == "paging" else ""
+                note = (
+                    f":rotating_light: Still firing {since} after {group.acked_by_text} acknowledged;"
+                    f" the acknowledgement is withdrawn.{again}"
+                )
+                self._queue_notes(pipe, after, [note])
+
+            after = await self._record(deadline, take_back, also=withdrawn_note)
             if after is not None:
                 await self._audit.record(
                     actor="chatops",
@@ -323,20 +345,12 @@ class Pager:
                     channel=group.channel,
                     detail=f"still firing {since} after the acknowledgement",
                 )
-                again = " Escalating again." if after.escalation_state == "paging" else ""
-                await self._alerts.thread_reply(
-                    after,
-                    f":rotating_light: Still firing {since} after"
-                    f" {group.acked_by_text} acknowledged;"
-                    f" the acknowledgement is withdrawn.{again}",
-                )
+                self._alerts.posts_due.set()
                 await self._alerts.flush()
             return
         if group.acked_by.startswith("pagerduty:"):  # acknowledged in PagerDuty by someone Slack does not know
-            await self._alerts.thread_reply(
-                group, f":alarm_clock: Still firing {since} after {group.acked_by_text} acknowledged."
-            )
-            await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
+            note = f":alarm_clock: Still firing {since} after {group.acked_by_text} acknowledged."
+            await self._record_with_notes(deadline, lambda g: escalation.reminded(g, now, reminder), [note])
             return
         then = "escalated again" if self._alerts.oncall.reescalate_after_reminder else "reminded again"
         await self._dm(
@@ -346,21 +360,35 @@ class Pager:
             f" Resolve it, or it will be {then}"
             f" in {human_duration(reminder)}.",
         )
-        await self._alerts.thread_reply(
-            group, f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement."
-        )
-        await self._record(deadline, lambda g: escalation.reminded(g, now, reminder))
+        note = f":alarm_clock: Reminded <@{group.acked_by}>: still firing {since} after the acknowledgement."
+        await self._record_with_notes(deadline, lambda g: escalation.reminded(g, now, reminder), [note])
 
     # -- helpers ------------------------------------------------------------------------------------------
+
+    async def _record_with_notes(
+        self, deadline: Deadline, change: Callable[[AlertGroup], AlertGroup], notes: list[str]
+    ) -> AlertGroup | None:
+        """`_record`, with `notes` queued for the thread in the same transaction."""
+        return await self._record(
+            deadline, change, also=lambda pipe, after: self._queue_notes(pipe, after, notes), notes=notes
+        )
+
+    def _queue_notes(self, pipe: Pipe, group: AlertGroup, notes: list[str]) -> None:
+        """Queues `notes` on `pipe` for the group's thread (the flusher sends them once its message is posted)."""
+        for note in notes:
+            self._store.queue_reply(pipe, group.id, note)
 
     async def _record(
         self,
         deadline: Deadline,
         change: Callable[[AlertGroup], AlertGroup],
         also: Callable[[Pipe, AlertGroup], None] | None = None,
+        *,
+        notes: list[str] | None = None,
     ) -> AlertGroup | None:
         """Applies `change` if the group still waits for this very deadline (and queues `also` with it); the store
-        moves the deadline index."""
+        moves the deadline index. `notes` (which `also` queues) are told anyway when the deadline turns out stale:
+        what was sent happened, whatever the group did meanwhile."""
         member = str(deadline)
 
         def guarded(group: AlertGroup) -> AlertGroup:
@@ -377,7 +405,13 @@ class Pager:
             _, after = await self._store.update_group(deadline.group_id, guarded, also=done)
         except (_Stale, KeyError):
             await self._store.drop_deadline(member)
+            group = await self._store.get_group(deadline.group_id)
+            for note in notes or ():
+                if group is not None:
+                    await self._alerts.thread_reply(group, note)
             return None
+        if notes is not None:
+            self._alerts.posts_due.set()
         return after
 
     async def _dm(self, user: str, text: str) -> None:
