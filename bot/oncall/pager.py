@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -25,7 +26,7 @@ from bot.alerts import escalation
 from bot.alerts.escalation import PAGE, Deadline, Slot
 from bot.alerts.model import AlertGroup, Page
 from bot.alerts.pipeline import AlertPipeline
-from bot.alerts.store import AlertStore
+from bot.alerts.store import AlertStore, Attempt
 from bot.oncall.config import EscalationPolicy, EscalationStep, PagerDutyTarget
 from bot.oncall.pagerduty import PagerDutyOutbox
 from bot.oncall.render import page_message
@@ -62,6 +63,30 @@ class PageNotSent(Exception):
 
 class _Stale(Exception):
     """The group moved on since the deadline was claimed."""
+
+
+@dataclass
+class _PageAttempt:
+    """One attempt at one escalation step's page: what it pages for, how the thread names it, and the notes it leaves
+    there (queued in the transaction that records the page)."""
+
+    group: AlertGroup
+    policy: EscalationPolicy
+    step: EscalationStep
+    due: Slot
+    now: datetime
+    member: str  # the deadline's key: also the key of the DMs it sends, which a retry looks for
+    attempt: Attempt
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def step_text(self) -> str:
+        rounds = f", round {self.due.round + 1} of {self.policy.repeat + 1}" if self.policy.repeat else ""
+        return f"step {self.due.step + 1} of {len(self.policy.steps)}{rounds} of `{self.group.escalation}`"
+
+    @property
+    def late_note(self) -> str:
+        return _late_note(self.now - self.due.due, retried=not self.attempt.first)
 
 
 class Pager:
@@ -129,14 +154,16 @@ class Pager:
             )
             await self._record(deadline, lambda g: escalation.stopped(g))
             return
-        now = self._clock()
         step = policy.steps[due.step]
-        notes: list[str] = []
+        member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
+        attempt = await self._store.begin_attempt("paging", member)
+        paging = _PageAttempt(group, policy, step, due, self._clock(), member, attempt)
+        notes = paging.notes
         trigger: Callable[[Pipe, AlertGroup], None] | None = None
         if step.target_kind == "pagerduty":
-            page, trigger = await self._trigger(group, policy, step, due, now, notes)
+            page, trigger = await self._trigger(paging)
         else:
-            page = await self._send(group, policy, step, due, now, notes)
+            page = await self._send(paging)
 
         def also(pipe: Pipe, after: AlertGroup) -> None:
             if trigger is not None:
@@ -153,23 +180,19 @@ class Pager:
         if trigger is not None and self._outbox is not None:
             self._outbox.kick()
 
-    async def _send(
-        self,
-        group: AlertGroup,
-        policy: EscalationPolicy,
-        step: EscalationStep,
-        due: Slot,
-        now: datetime,
-        notes: list[str],
-    ) -> Page:
-        """Sends one page: DMs to the people the step names, or a post in its channel; adds to `notes` what the
+    async def _send(self, paging: _PageAttempt) -> Page:
+        """Sends one page: DMs to the people the step names, or a post in its channel; adds to its notes what the
         thread should say. Raises PageNotSent when Slack did not take one of them (nothing is recorded; the retry
         finds what this attempt did send)."""
-        member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
-        attempt = await self._store.begin_attempt("paging", member)
-        rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
-        step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
-        late_note = _late_note(now - due.due, retried=not attempt.first)
+        group, step, due, now, member, attempt = (
+            paging.group,
+            paging.step,
+            paging.due,
+            paging.now,
+            paging.member,
+            paging.attempt,
+        )
+        step_text, late_note, notes = paging.step_text, paging.late_note, paging.notes
         notify = step.notify
         assert isinstance(notify, str), "_page hands PagerDuty steps to _trigger"
         rotation = notify if step.target_kind == "rotation" else None
@@ -244,25 +267,14 @@ class Pager:
             dms=dms,
         )
 
-    async def _trigger(
-        self,
-        group: AlertGroup,
-        policy: EscalationPolicy,
-        step: EscalationStep,
-        due: Slot,
-        now: datetime,
-        notes: list[str],
-    ) -> tuple[Page, Callable[[Pipe, AlertGroup], None] | None]:
+    async def _trigger(self, paging: _PageAttempt) -> tuple[Page, Callable[[Pipe, AlertGroup], None] | None]:
         """A PagerDuty step: the page, and what queues its trigger event in the transaction that records it (the
-        outbox sends it until PagerDuty takes it, so the page is as durable as the record); adds to `notes` what the
-        thread should say."""
+        outbox sends it until PagerDuty takes it, so the page is as durable as the record); adds to its notes what
+        the thread should say."""
+        group, step, due, now, member = paging.group, paging.step, paging.due, paging.now, paging.member
+        step_text, late_note, notes = paging.step_text, paging.late_note, paging.notes
         assert isinstance(step.notify, PagerDutyTarget)
         routing = step.notify.pagerduty
-        member = str(Deadline(PAGE, group.id, group.escalation_epoch, due.number))
-        attempt = await self._store.begin_attempt("paging", member)
-        rounds = f", round {due.round + 1} of {policy.repeat + 1}" if policy.repeat else ""
-        step_text = f"step {due.step + 1} of {len(policy.steps)}{rounds} of `{group.escalation}`"
-        late_note = _late_note(now - due.due, retried=not attempt.first)
         page = Page(number=due.number, round=due.round, step=due.step, due=due.due, at=now, pagerduty=routing)
         outbox = self._outbox
         if outbox is None or outbox.pagerduty is None or not outbox.pagerduty.events.knows(routing):
