@@ -16,7 +16,9 @@ from tests.state import state
 from tests.test_oncall import (
     CONFIG,
     T0,
+    command,
     critical,
+    dms,
     fire,
     group_of,
     pages_to,
@@ -120,3 +122,37 @@ async def test_a_process_killed_between_sending_a_page_and_recording_it_leaves_o
 
     await eventually(all_sent, "the thread note sent")
     assert len(paging_notes()) == 1, paging_notes()
+
+
+async def test_a_reminder_interrupted_before_its_record_is_sent_and_noted_once(
+    bot: BotHarness, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the acknowledgement reminder: the retry finds the reminder DM instead of sending another, and the
+    thread says "Reminded" once."""
+    group = await fire(bot, critical(clock))
+    await tick_at(bot, clock, timedelta(0))
+    clock.now = T0 + timedelta(minutes=1)
+    await command(bot, f"ack {group.id}", "U0ALICE", "/alerts")
+
+    async def killed_before_the_record(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionError("the process stopped here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Pager, "_record", killed_before_the_record)
+        await tick_at(bot, clock, timedelta(hours=2, minutes=1))
+    assert (await group_of(bot, group.id)).reminders == 0
+    await tick_at(bot, clock, timedelta(hours=2, minutes=1) + LEASE + timedelta(seconds=1))
+    reminded = await group_of(bot, group.id)
+    assert reminded.reminders == 1
+    assert len([m for m in dms(bot, "U0ALICE") if "still firing" in str(m.get("text"))]) == 1, "reminded twice"
+
+    store = state(bot).alerts
+
+    def notes() -> list[str]:
+        return [line for text in thread_texts(bot, reminded) for line in text.splitlines() if "Reminded" in line]
+
+    async def all_sent() -> bool:
+        return bool(notes()) and not await store.queued_replies(group.id, 10)
+
+    await eventually(all_sent, "the thread note sent")
+    assert len(notes()) == 1, notes()

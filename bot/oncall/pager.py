@@ -34,7 +34,7 @@ from bot.oncall.service import OncallService
 from bot.platform.audit import AuditLog
 from bot.platform.errors import UserFacingError
 from bot.platform.slack_client import error_code, is_transient
-from bot.platform.slack_post import OncePoster, direct_message
+from bot.platform.slack_post import OncePoster
 from bot.platform.store import Pipe
 from bot.text.blocks import channel_link, external_text
 from bot.text.humanize import duration as human_duration
@@ -365,7 +365,8 @@ class Pager:
             await self._record_with_notes(deadline, lambda g: escalation.reminded(g, now, reminder), [note])
             return
         then = "escalated again" if self._alerts.oncall.reescalate_after_reminder else "reminded again"
-        await self._dm(
+        await self._dm_once(
+            deadline,
             group.acked_by,
             f":alarm_clock: `{group.id}` *{external_text(group.title)}* is still firing "
             f"{since} after you acknowledged it."
@@ -426,11 +427,15 @@ class Pager:
             self._alerts.posts_due.set()
         return after
 
-    async def _dm(self, user: str, text: str) -> None:
+    async def _dm_once(self, deadline: Deadline, user: str, text: str) -> None:
+        """DMs a reminder once per deadline: a retry after a kill first looks for the DM an earlier attempt sent.
+        A DM Slack refuses is logged, not retried (the thread still says the reminder came due)."""
+        member = str(deadline)
+        attempt = await self._store.begin_attempt("paging", member)
         try:
-            await direct_message(self._slack, user, text=text)
+            await self._poster.direct_message_once(user, f"{member}|{user}", attempt=attempt, text=text)
         except SlackApiError as error:
-            log.warning("could not DM %s: %s", user, error.response.get("error"))
+            log.warning("could not DM %s: %s", user, error_code(error))
 
 
 def _late_note(late: timedelta, *, retried: bool) -> str:
