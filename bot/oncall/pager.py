@@ -10,6 +10,7 @@ deadline whose group moved on (acknowledged, resolved, restarted) is stale and d
 
 The notes a page or a reminder leaves in the alert's thread ("Paging …", "Reminded …") are queued in the transaction
 that records it, so a process killed between sending and recording leaves no note, and the retry leaves exactly one.
+An acknowledgement reminder's DM carries its deadline's key too, and a retry looks for it before sending another.
 """
 
 from __future__ import annotations
