@@ -32,7 +32,24 @@ _DRAIN = 2.0  # after the command exits, how long its leftovers may keep the out
 _GONE_WAIT = 10.0  # after SIGKILL, how long to wait for the group to disappear (zombies wait for their reaper)
 _PR_SET_PDEATHSIG = 1
 
-_stop = threading.Event()
+
+class _StopRequest:
+    """Set by the SIGTERM handler, read by the polling loop. A plain attribute, not a `threading.Event`: a handler
+    that takes a lock deadlocks when a second SIGTERM arrives while the first handler holds it (CI caught a
+    supervisor stuck that way for good, its command a zombie it never reaped, so the deploy's lock stayed taken)."""
+
+    requested = False
+
+
+def _request_stop(_signum: int, _frame: object) -> None:
+    """The SIGTERM handler: safe to run again inside itself, as it is when SIGTERMs arrive close together."""
+    _StopRequest.requested = True
+
+
+def _install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _report(**event: object) -> None:
@@ -90,7 +107,7 @@ def _forward(source: int) -> None:
 
 
 def _told_to_stop(parent: int) -> bool:
-    return _stop.is_set() or os.getppid() != parent
+    return _StopRequest.requested or os.getppid() != parent
 
 
 def _arguments(argv: list[str]) -> tuple[dict[str, float], list[str]]:
@@ -113,9 +130,7 @@ def main(argv: list[str]) -> int:
         return 2
     parent, timeout, grace = int(options["parent"]), options["timeout"], options["grace"]
 
-    signal.signal(signal.SIGTERM, lambda *_: _stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _install_signal_handlers()
     _die_with_parent()
     if _told_to_stop(parent):  # the bot died (or asked us to stop) before we could watch it
         return 0
