@@ -78,6 +78,7 @@ from integrations.health.registry import build_check
 log = logging.getLogger(__name__)
 
 STUCK_REQUEST_AFTER = timedelta(seconds=30)
+_REAPED_WITHIN = 5.0  # seconds for init to reap the zombies of a supervisor that was killed
 
 
 @dataclass(frozen=True)
@@ -959,6 +960,16 @@ class DeployEngine:
             if await stop_group(pgid, grace=processes.kill_grace_seconds):
                 await emit(f"The previous chatops process was killed; its command (pid {pgid}) was stopped.")
                 return f" Its command (pid {pgid}) was stopped."
+            # A zombie keeps its group until its parent reaps it, and that parent is the step's supervisor: one that
+            # is stuck never will. Stopping every process of the deploy, the supervisor too, hands the zombie to init.
+            if await self._stop_marked(record.id, processes.kill_grace_seconds) and await stop_group(
+                pgid, grace=0.0, gone_within=_REAPED_WITHIN
+            ):
+                await emit(
+                    f"The previous chatops process was killed; its command (pid {pgid}) and the command's supervisor "
+                    "were stopped."
+                )
+                return f" Its command (pid {pgid}) and its supervisor were stopped."
         elif processes.host_id == host_id and await self._stop_marked(record.id, processes.kill_grace_seconds):
             # Killed as its command started, before the command's group was recorded: the step's processes were
             # found by the marker in their environment, and stopped.
