@@ -20,6 +20,13 @@ def message_showing_state(emulator: SlackEmulator, record: DeployRecord) -> dict
     return message if message is not None and str(message.get("text", "")).endswith(f": {label}") else None
 
 
+async def request_deploy(emulator: SlackEmulator, text: str, user: str = "U0ALICE") -> str:
+    """Sends `/deploy <text>` from #general as `user`; returns the deploy id the answer names."""
+    ack = await emulator.send_command(command="/deploy", text=text, user_id=user, channel_id="C0GENERAL")
+    assert ack.json is not None and "`" in ack.json["text"], ack.json
+    return str(ack.json["text"]).split("`")[1]
+
+
 async def shown_message(emulator: SlackEmulator, record: DeployRecord) -> dict[str, Any]:
     """Waits for the deploy's message to show the record's state and returns it."""
     return await eventually(

@@ -26,6 +26,7 @@ from bot.platform.keys import Keys
 from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
+from tests.deploy_messages import request_deploy
 from tests.waiting import eventually
 
 DEADLINE = 90.0  # seconds; generous, the machine is shared and loaded
@@ -91,9 +92,7 @@ def runs(tmp_path: Path) -> dict[int, dict[str, dict[str, object]]]:
 
 async def _request(emulator: SlackEmulator, app_url: str, text: str) -> str:
     emulator.app_url = app_url
-    ack = await emulator.send_command(command="/deploy", text=text, user_id="U0ALICE", channel_id="C0GENERAL")
-    assert ack.json is not None and "`" in ack.json["text"], ack.json
-    return ack.json["text"].split("`")[1]
+    return await request_deploy(emulator, text)
 
 
 async def _running_slow(deploys: DeployStore, tmp_path: Path, deploy_id: str) -> DeployRecord:

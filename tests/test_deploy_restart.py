@@ -22,7 +22,7 @@ from bot.platform.metrics import Metrics
 from bot.platform.store import Store
 from integrations.deploy.supervise import group_alive
 from tests.conftest import fake_deploy_argv, serve_environment, wait_ready
-from tests.deploy_messages import shown_message
+from tests.deploy_messages import request_deploy, shown_message
 from tests.waiting import eventually
 
 
@@ -61,11 +61,7 @@ async def _serve(emulator: SlackEmulator, redis_url: str, config: Path) -> tuple
 
 async def _slow_deploy_running(emulator: SlackEmulator, deploys: DeployStore, tmp_path: Path) -> DeployRecord:
     """Starts `/deploy web slow to staging`; returns its record once its command's process group is recorded."""
-    ack = await emulator.send_command(
-        command="/deploy", text="web slow to staging", user_id="U0ALICE", channel_id="C0GENERAL"
-    )
-    assert ack.json is not None
-    deploy_id = ack.json["text"].split("`")[1]
+    deploy_id = await request_deploy(emulator, "web slow to staging")
 
     async def running() -> DeployRecord | None:
         # Its command's process group recorded, so the restarted bot can stop it (test_deploy_kill.py).

@@ -25,7 +25,7 @@ from bot.platform.store import Store
 from bot.shell.config import ChatopsConfig, parse_config
 from tests import github_api
 from tests.conftest import BotHarness, fake_deploy_argv, serve_environment, wait_ready
-from tests.deploy_messages import shown_message
+from tests.deploy_messages import request_deploy, shown_message
 from tests.github_api import FakeGitHubCommits, running_github
 from tests.test_deploys import (
     click,
@@ -371,11 +371,7 @@ async def test_a_deploy_whose_process_was_killed_is_resumed_by_its_vercel_deploy
     first = await _serve(emulator, redis_url, config)
     second = None
     try:
-        ack = await emulator.send_command(
-            command="/deploy", text="site v7 to preview", user_id="U0BOB", channel_id="C0GENERAL"
-        )
-        assert ack.json is not None
-        deploy_id = ack.json["text"].split("`")[1]
+        deploy_id = await request_deploy(emulator, "site v7 to preview", "U0BOB")
 
         async def recorded() -> DeployRecord | None:
             record = await deploys.get(deploy_id)

@@ -44,6 +44,25 @@ async def tick_at(bot: BotHarness, clock: FakeClock, moment: timedelta) -> int:
     return await bot.deps.pager.tick()
 
 
+async def killed_before_the_record(*_args: object, **_kwargs: object) -> None:
+    """Stands in for `Pager._record`: the process stopped after sending, before anything was recorded."""
+    raise ConnectionError("the process stopped here")
+
+
+async def thread_lines_once_sent(bot: BotHarness, group: AlertGroup, word: str) -> list[str]:
+    """The lines of the group's thread that hold `word`, once there is one and no reply is left queued."""
+    store = state(bot).alerts
+
+    def lines() -> list[str]:
+        return [line for text in thread_texts(bot, group) for line in text.splitlines() if word in line]
+
+    async def all_sent() -> bool:
+        return bool(lines()) and not await store.queued_replies(group.id, 10)
+
+    await eventually(all_sent, f"the thread's {word!r} note sent")
+    return lines()
+
+
 @pytest.mark.parametrize("mode", ["500", "html502", "timeout"])
 async def test_a_page_slack_did_not_take_is_sent_after_the_lease_not_recorded(
     bot: BotHarness,
@@ -98,11 +117,6 @@ async def test_a_process_killed_between_sending_a_page_and_recording_it_leaves_o
     runs). The retry finds the DM and records it; the thread says "Paging" once. Before, the note was queued between
     the DM and the record, so the retry queued a second one."""
     group = await fire(bot, critical(clock))
-    store = state(bot).alerts
-
-    async def killed_before_the_record(*_args: object, **_kwargs: object) -> None:
-        raise ConnectionError("the process stopped here")
-
     with monkeypatch.context() as patch:
         patch.setattr(Pager, "_record", killed_before_the_record)
         await tick_at(bot, clock, timedelta(0))
@@ -113,15 +127,8 @@ async def test_a_process_killed_between_sending_a_page_and_recording_it_leaves_o
     paged = await group_of(bot, group.id)
     assert len(pages_to(bot, "U0ALICE")) == 1, "the page was sent twice"
     assert [p.step for p in paged.pages] == [0]
-
-    def paging_notes() -> list[str]:
-        return [text for text in thread_texts(bot, paged) for line in text.splitlines() if "Paging" in line]
-
-    async def all_sent() -> bool:
-        return bool(paging_notes()) and not await store.queued_replies(group.id, 10)
-
-    await eventually(all_sent, "the thread note sent")
-    assert len(paging_notes()) == 1, paging_notes()
+    notes = await thread_lines_once_sent(bot, paged, "Paging")
+    assert len(notes) == 1, notes
 
 
 async def test_a_reminder_interrupted_before_its_record_is_sent_and_noted_once(
@@ -133,10 +140,6 @@ async def test_a_reminder_interrupted_before_its_record_is_sent_and_noted_once(
     await tick_at(bot, clock, timedelta(0))
     clock.now = T0 + timedelta(minutes=1)
     await command(bot, f"ack {group.id}", "U0ALICE", "/alerts")
-
-    async def killed_before_the_record(*_args: object, **_kwargs: object) -> None:
-        raise ConnectionError("the process stopped here")
-
     with monkeypatch.context() as patch:
         patch.setattr(Pager, "_record", killed_before_the_record)
         await tick_at(bot, clock, timedelta(hours=2, minutes=1))
@@ -145,14 +148,5 @@ async def test_a_reminder_interrupted_before_its_record_is_sent_and_noted_once(
     reminded = await group_of(bot, group.id)
     assert reminded.reminders == 1
     assert len([m for m in dms(bot, "U0ALICE") if "still firing" in str(m.get("text"))]) == 1, "reminded twice"
-
-    store = state(bot).alerts
-
-    def notes() -> list[str]:
-        return [line for text in thread_texts(bot, reminded) for line in text.splitlines() if "Reminded" in line]
-
-    async def all_sent() -> bool:
-        return bool(notes()) and not await store.queued_replies(group.id, 10)
-
-    await eventually(all_sent, "the thread note sent")
-    assert len(notes()) == 1, notes()
+    notes = await thread_lines_once_sent(bot, reminded, "Reminded")
+    assert len(notes) == 1, notes
